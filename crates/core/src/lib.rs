@@ -1,0 +1,53 @@
+//! # steerfeed-core
+//!
+//! The vocabulary of steerfeed: ids, [`Video`], [`Event`], [`FeedRequest`] and
+//! [`FeedResponse`], steering [`Constraints`], [`ScoreBreakdown`] and [`Explanation`];
+//! the stage traits ([`Source`], [`Filter`], [`Scorer`], [`Selector`], [`Throttle`]) and
+//! the synchronous [`Pipeline`] runner; and the [ports] through which stages reach the
+//! index and the store.
+//!
+//! Design decisions:
+//!
+//! - **Validation at the boundary.** Ids, embeddings, requests and constraints check
+//!   themselves when constructed or deserialised, so a value of these types is valid
+//!   everywhere downstream. Bad input is a user [`Error`] with the field named.
+//! - **Small stages.** Each stage trait has one method to implement and a provided `run`
+//!   that opens a tracing span and records counts in the request's [`Trace`], so the
+//!   harness and `/metrics` can say which filter dropped what.
+//! - **Total order on scores.** [`rank_order`] sinks NaN and infinities; the runner
+//!   removes non-finite scores before selection, so they never take a slot.
+//! - **No heavy dependencies.** This crate depends on serde, thiserror, tracing and jiff
+//!   only, so every other crate builds on it quickly.
+
+#![warn(missing_docs)]
+
+pub mod constraints;
+pub mod error;
+pub mod event;
+pub mod explain;
+pub mod feed;
+pub mod ids;
+pub mod pipeline;
+pub mod ports;
+pub mod score;
+pub mod stage;
+pub mod user;
+pub mod vector;
+pub mod video;
+
+pub use constraints::{Concept, Constraints, Freshness, Rejected, Shift, WeightedConcept};
+pub use error::{Entity, Error, ErrorClass, Result};
+pub use event::{Event, EventKind};
+pub use explain::{Explanation, Reason};
+pub use feed::{Card, CardKind, Cursor, FeedItem, FeedRequest, FeedResponse};
+pub use ids::{EventKey, SessionId, TopicId, UserId, VideoId};
+pub use jiff::Timestamp;
+pub use pipeline::{Pipeline, PipelineBuilder, PipelineOutput, TopK};
+pub use score::{ActionProbs, ScoreBreakdown, rank_order};
+pub use stage::{
+    Candidate, FeedContext, Filter, Filtered, Role, Scorer, Selector, Source, StageReport,
+    Throttle, ThrottleAction, Trace,
+};
+pub use user::{AgeBand, CheckinAnswer, ConsentScope, ParentalControls, User, WellbeingState};
+pub use vector::Embedding;
+pub use video::{Audience, SafetyLabel, Video};

@@ -1,0 +1,378 @@
+//! The stage traits of the feed pipeline (DESIGN §3).
+//!
+//! Each stage has one method to implement. The provided `run` method wraps it in a
+//! tracing span, records counts and timing in the request's [`Trace`], and turns a
+//! failure into [`Error::Stage`] naming the stage, so the runner, `eval` and `/metrics`
+//! can say which stage produced, dropped or failed what.
+//!
+//! `name` has a default (the type's name) and is meant to be overridden with a short,
+//! stable snake_case name (`following`, `consent`), which is what metrics and traces use.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::constraints::Constraints;
+use crate::error::{Error, Result};
+use crate::explain::Reason;
+use crate::feed::{Card, FeedRequest};
+use crate::ids::VideoId;
+use crate::score::ScoreBreakdown;
+use crate::user::{ParentalControls, User, WellbeingState};
+use crate::vector::Embedding;
+use crate::video::Video;
+
+/// Everything the stages know about one request, loaded once before they run.
+#[derive(Debug, Clone)]
+pub struct FeedContext {
+    /// The request.
+    pub request: FeedRequest,
+    /// The clock of this request.
+    pub now: jiff::Timestamp,
+    /// The viewer.
+    pub user: User,
+    /// The viewer's active (unexpired, policy-checked) steering constraints.
+    pub constraints: Constraints,
+    /// Parental controls in force.
+    pub parental: ParentalControls,
+    /// Wellbeing counters.
+    pub wellbeing: WellbeingState,
+    /// The viewer's interest vector, unless personalization is off or there is none yet.
+    pub interest: Option<Embedding>,
+}
+
+/// A video on its way through the pipeline.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// The video.
+    pub video: Arc<Video>,
+    /// The name of the source that proposed it.
+    pub source: &'static str,
+    /// The source's own relevance (similarity, co-engagement weight, ...).
+    pub source_score: f32,
+    /// Why the source proposed it.
+    pub reason: Reason,
+    /// The ranking score; set by scorers.
+    pub score: f32,
+    /// How the score was made; set by scorers.
+    pub breakdown: ScoreBreakdown,
+}
+
+impl Candidate {
+    /// A new candidate with no score yet.
+    pub fn new(video: Arc<Video>, source: &'static str, source_score: f32, reason: Reason) -> Self {
+        Self {
+            video,
+            source,
+            source_score,
+            reason,
+            score: 0.0,
+            breakdown: ScoreBreakdown::default(),
+        }
+    }
+
+    /// The video's id.
+    pub fn id(&self) -> &VideoId {
+        &self.video.id
+    }
+}
+
+/// The role a stage plays, for traces and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Proposes candidates.
+    Source,
+    /// Removes candidates.
+    Filter,
+    /// Scores candidates.
+    Scorer,
+    /// Chooses and orders the page.
+    Selector,
+    /// Stops the request or inserts a card.
+    Throttle,
+}
+
+/// What one stage did in one request.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StageReport {
+    /// The stage's name.
+    pub stage: &'static str,
+    /// Its role.
+    pub role: Role,
+    /// Candidates in.
+    pub input: usize,
+    /// Candidates out (for a source, how many it proposed).
+    pub output: usize,
+    /// For a filter, the ids it removed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<VideoId>,
+    /// For a throttle, the card it produced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub card: Option<Card>,
+    /// Wall time in microseconds.
+    pub micros: u64,
+}
+
+/// What every stage did in one request, in order.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Trace {
+    /// One report per stage run.
+    pub stages: Vec<StageReport>,
+}
+
+impl Trace {
+    /// The report of the stage named `stage`, if it ran.
+    pub fn stage(&self, stage: &str) -> Option<&StageReport> {
+        self.stages.iter().find(|r| r.stage == stage)
+    }
+
+    fn push(&mut self, report: StageReport) {
+        tracing::debug!(
+            stage = report.stage,
+            role = ?report.role,
+            input = report.input,
+            output = report.output,
+            micros = report.micros,
+            "stage done"
+        );
+        self.stages.push(report);
+    }
+}
+
+fn short_type_name<T: ?Sized>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    let base = full.split('<').next().unwrap_or(full);
+    base.rsplit("::").next().unwrap_or(base)
+}
+
+fn stage_error(stage: &'static str, e: Error) -> Error {
+    Error::Stage {
+        stage,
+        source: Box::new(e),
+    }
+}
+
+fn elapsed_us(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Proposes candidates (DESIGN §3 step 3).
+pub trait Source: Send + Sync {
+    /// Proposes candidates for the request.
+    fn fetch(&self, ctx: &FeedContext) -> Result<Vec<Candidate>>;
+
+    /// A short, stable name.
+    fn name(&self) -> &'static str {
+        short_type_name::<Self>()
+    }
+
+    /// Runs [`Source::fetch`] in a span and records what it proposed.
+    fn run(&self, ctx: &FeedContext, trace: &mut Trace) -> Result<Vec<Candidate>> {
+        let span = tracing::debug_span!("source", stage = self.name());
+        let _enter = span.enter();
+        let start = Instant::now();
+        let out = self.fetch(ctx).map_err(|e| stage_error(self.name(), e))?;
+        trace.push(StageReport {
+            stage: self.name(),
+            role: Role::Source,
+            input: 0,
+            output: out.len(),
+            removed: Vec::new(),
+            card: None,
+            micros: elapsed_us(start),
+        });
+        Ok(out)
+    }
+}
+
+/// What a filter kept and what it removed.
+#[derive(Debug, Default)]
+pub struct Filtered {
+    /// Candidates that pass.
+    pub kept: Vec<Candidate>,
+    /// Candidates removed.
+    pub removed: Vec<Candidate>,
+}
+
+impl Filtered {
+    /// Splits `candidates` by a predicate: those for which `keep` is true are kept.
+    pub fn partition(candidates: Vec<Candidate>, mut keep: impl FnMut(&Candidate) -> bool) -> Self {
+        let (kept, removed) = candidates.into_iter().partition(|c| keep(c));
+        Self { kept, removed }
+    }
+}
+
+/// Removes candidates that must not be served (DESIGN §3 step 4).
+pub trait Filter: Send + Sync {
+    /// Splits the candidates into kept and removed.
+    fn filter(&self, ctx: &FeedContext, candidates: Vec<Candidate>) -> Result<Filtered>;
+
+    /// A short, stable name.
+    fn name(&self) -> &'static str {
+        short_type_name::<Self>()
+    }
+
+    /// Runs [`Filter::filter`] in a span and records what it removed.
+    fn run(
+        &self,
+        ctx: &FeedContext,
+        candidates: Vec<Candidate>,
+        trace: &mut Trace,
+    ) -> Result<Vec<Candidate>> {
+        let span = tracing::debug_span!("filter", stage = self.name());
+        let _enter = span.enter();
+        let start = Instant::now();
+        let input = candidates.len();
+        let Filtered { kept, removed } = self
+            .filter(ctx, candidates)
+            .map_err(|e| stage_error(self.name(), e))?;
+        if kept.len() + removed.len() != input {
+            return Err(stage_error(
+                self.name(),
+                Error::internal("pipeline", "a filter lost or invented candidates"),
+            ));
+        }
+        trace.push(StageReport {
+            stage: self.name(),
+            role: Role::Filter,
+            input,
+            output: kept.len(),
+            removed: removed.iter().map(|c| c.id().clone()).collect(),
+            card: None,
+            micros: elapsed_us(start),
+        });
+        Ok(kept)
+    }
+}
+
+/// Scores candidates (DESIGN §3 step 5): sets `score` and `breakdown`.
+pub trait Scorer: Send + Sync {
+    /// Scores every candidate in place.
+    fn score(&self, ctx: &FeedContext, candidates: &mut [Candidate]) -> Result<()>;
+
+    /// A short, stable name.
+    fn name(&self) -> &'static str {
+        short_type_name::<Self>()
+    }
+
+    /// Runs [`Scorer::score`] in a span.
+    fn run(
+        &self,
+        ctx: &FeedContext,
+        candidates: &mut [Candidate],
+        trace: &mut Trace,
+    ) -> Result<()> {
+        let span = tracing::debug_span!("scorer", stage = self.name());
+        let _enter = span.enter();
+        let start = Instant::now();
+        self.score(ctx, candidates)
+            .map_err(|e| stage_error(self.name(), e))?;
+        trace.push(StageReport {
+            stage: self.name(),
+            role: Role::Scorer,
+            input: candidates.len(),
+            output: candidates.len(),
+            removed: Vec::new(),
+            card: None,
+            micros: elapsed_us(start),
+        });
+        Ok(())
+    }
+}
+
+/// Chooses and orders at most `limit` candidates (DESIGN §3 step 6). Receives them
+/// sorted by score, highest first, all scores finite.
+pub trait Selector: Send + Sync {
+    /// Picks the page.
+    fn select(
+        &self,
+        ctx: &FeedContext,
+        candidates: Vec<Candidate>,
+        limit: usize,
+    ) -> Result<Vec<Candidate>>;
+
+    /// A short, stable name.
+    fn name(&self) -> &'static str {
+        short_type_name::<Self>()
+    }
+
+    /// Runs [`Selector::select`] in a span; the page is cut to `limit` whatever it returns.
+    fn run(
+        &self,
+        ctx: &FeedContext,
+        candidates: Vec<Candidate>,
+        limit: usize,
+        trace: &mut Trace,
+    ) -> Result<Vec<Candidate>> {
+        let span = tracing::debug_span!("selector", stage = self.name());
+        let _enter = span.enter();
+        let start = Instant::now();
+        let input = candidates.len();
+        let mut page = self
+            .select(ctx, candidates, limit)
+            .map_err(|e| stage_error(self.name(), e))?;
+        page.truncate(limit);
+        trace.push(StageReport {
+            stage: self.name(),
+            role: Role::Selector,
+            input,
+            output: page.len(),
+            removed: Vec::new(),
+            card: None,
+            micros: elapsed_us(start),
+        });
+        Ok(page)
+    }
+}
+
+/// What a throttle decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ThrottleAction {
+    /// Nothing to do.
+    Pass,
+    /// Stop: serve this card and no items (a gate: daily limit, bedtime, scroll cap).
+    Stop(Card),
+    /// Add this card to the page (check-in, creation prompt).
+    Insert(Card),
+}
+
+/// Wellbeing and parental throttles (DESIGN §3 steps 2 and 7, §6). Gate throttles run
+/// before any other work with an empty page; inline throttles run on the chosen page.
+pub trait Throttle: Send + Sync {
+    /// Decides on the request, given the page chosen so far (empty for gates).
+    fn check(&self, ctx: &FeedContext, page: &[Candidate]) -> Result<ThrottleAction>;
+
+    /// A short, stable name.
+    fn name(&self) -> &'static str {
+        short_type_name::<Self>()
+    }
+
+    /// Runs [`Throttle::check`] in a span and records any card.
+    fn run(
+        &self,
+        ctx: &FeedContext,
+        page: &[Candidate],
+        trace: &mut Trace,
+    ) -> Result<ThrottleAction> {
+        let span = tracing::debug_span!("throttle", stage = self.name());
+        let _enter = span.enter();
+        let start = Instant::now();
+        let action = self
+            .check(ctx, page)
+            .map_err(|e| stage_error(self.name(), e))?;
+        let card = match &action {
+            ThrottleAction::Pass => None,
+            ThrottleAction::Stop(c) | ThrottleAction::Insert(c) => Some(c.clone()),
+        };
+        trace.push(StageReport {
+            stage: self.name(),
+            role: Role::Throttle,
+            input: page.len(),
+            output: page.len(),
+            removed: Vec::new(),
+            card,
+            micros: elapsed_us(start),
+        });
+        Ok(action)
+    }
+}

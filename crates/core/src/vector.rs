@@ -1,0 +1,136 @@
+//! Embeddings: finite, non-zero, L2-normalised vectors of a fixed dimension.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+
+/// A unit-length embedding. Construction checks the dimension, rejects NaN, infinities
+/// and the zero vector, and normalises, so inner product equals cosine similarity
+/// everywhere downstream.
+#[derive(Clone, PartialEq)]
+pub struct Embedding(Arc<[f32]>);
+
+impl Embedding {
+    /// Validates `values` for a `dim`-dimensional space and normalises them.
+    pub fn new(field: &'static str, values: &[f32], dim: usize) -> Result<Self> {
+        if values.len() != dim {
+            return Err(Error::WrongDimension {
+                field,
+                expected: dim,
+                got: values.len(),
+            });
+        }
+        Self::normalized(field, values)
+    }
+
+    /// Validates and normalises `values` whatever their dimension (for callers that check
+    /// the dimension themselves, such as deserialisation before the engine's dimension is known).
+    pub fn normalized(field: &'static str, values: &[f32]) -> Result<Self> {
+        if values.is_empty() {
+            return Err(Error::Empty { field });
+        }
+        if let Some(index) = values.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite { field, index });
+        }
+        let norm = values
+            .iter()
+            .map(|&v| f64::from(v) * f64::from(v))
+            .sum::<f64>()
+            .sqrt();
+        if norm == 0.0 || !norm.is_finite() {
+            return Err(Error::ZeroVector { field });
+        }
+        let inv = (1.0 / norm) as f32;
+        Ok(Self(values.iter().map(|&v| v * inv).collect()))
+    }
+
+    /// The number of dimensions.
+    pub fn dim(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The unit vector.
+    pub fn as_slice(&self) -> &[f32] {
+        &self.0
+    }
+
+    /// Checks the dimension against the engine's.
+    pub fn check_dim(&self, field: &'static str, dim: usize) -> Result<()> {
+        if self.dim() == dim {
+            Ok(())
+        } else {
+            Err(Error::WrongDimension {
+                field,
+                expected: dim,
+                got: self.dim(),
+            })
+        }
+    }
+
+    /// Inner product with another embedding (cosine similarity, both being unit vectors).
+    pub fn dot(&self, other: &Embedding) -> f32 {
+        dot(&self.0, &other.0)
+    }
+}
+
+/// Inner product of two slices of equal length (shorter length wins if they differ).
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+impl std::fmt::Debug for Embedding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Embedding(dim={})", self.0.len())
+    }
+}
+
+impl serde::Serialize for Embedding {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Embedding {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let values = Vec::<f32>::deserialize(d)?;
+        Embedding::normalized("embedding", &values).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embeddings_are_normalised() {
+        let e = Embedding::new("e", &[3.0, 4.0], 2).unwrap();
+        assert!((e.as_slice()[0] - 0.6).abs() < 1e-6);
+        assert!((e.dot(&e) - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn bad_embeddings_are_rejected_with_the_reason() {
+        assert!(matches!(
+            Embedding::new("e", &[1.0, 2.0, 3.0], 2),
+            Err(Error::WrongDimension {
+                expected: 2,
+                got: 3,
+                ..
+            })
+        ));
+        assert!(matches!(
+            Embedding::new("e", &[1.0, f32::NAN], 2),
+            Err(Error::NonFinite { index: 1, .. })
+        ));
+        assert!(matches!(
+            Embedding::new("e", &[f32::INFINITY, 0.0], 2),
+            Err(Error::NonFinite { index: 0, .. })
+        ));
+        assert!(matches!(
+            Embedding::new("e", &[0.0, 0.0], 2),
+            Err(Error::ZeroVector { .. })
+        ));
+        assert!(serde_json::from_str::<Embedding>("[0.0, 0.0]").is_err());
+        assert!(serde_json::from_str::<Embedding>("[]").is_err());
+    }
+}

