@@ -1,0 +1,35 @@
+//! Encoder throughput on the real model: one short sentence (the latency a preference
+//! update pays) and a batch of 32 captions (catalog ingest).
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use steerfeed_steer::{Encoder, EncoderConfig, MINILM_DIM};
+
+fn bench(c: &mut Criterion) {
+    let encoder = match Encoder::open(&EncoderConfig::default()) {
+        Ok(e) => e,
+        Err(e) => panic!("{e}"),
+    };
+    c.bench_function("encode_short_sentence_1", |b| {
+        b.iter(|| {
+            let e = encoder
+                .embed(black_box("way more cooking videos, less politics"))
+                .unwrap();
+            assert_eq!(e.dim(), MINILM_DIM);
+        })
+    });
+    let captions: Vec<String> = (0..32)
+        .map(|i| format!("AI-generated clip {i}: a corgi surfs a giant wave at sunset, cinematic"))
+        .collect();
+    let refs: Vec<&str> = captions.iter().map(String::as_str).collect();
+    c.bench_function("encode_caption_batch_32", |b| {
+        b.iter(|| {
+            let out = encoder.embed_batch(black_box(&refs)).unwrap();
+            assert_eq!(out.len(), 32);
+        })
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
