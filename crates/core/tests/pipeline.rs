@@ -8,6 +8,8 @@
 //! 6. Candidates proposed by two sources are deduplicated (first source wins).
 //! 7. Inline cards are kept with positions inside the page.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::{Arc, Mutex};
 
 use steerfeed_core::{

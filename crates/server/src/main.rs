@@ -1,1 +1,136 @@
-fn main() {}
+//! The `steerfeed` command: `serve` runs the HTTP ranking sidecar; `config` prints the
+//! effective configuration.
+
+#![allow(clippy::print_stdout)] // a command line prints
+
+use std::future::IntoFuture;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use steerfeed::{Config, Engine};
+use steerfeed_server::{AppState, app};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+#[derive(Parser)]
+#[command(
+    name = "steerfeed",
+    version,
+    about = "Feed ranking for AI-video social apps"
+)]
+struct Cli {
+    /// Configuration file (TOML), layered over the defaults and under STEERFEED__* variables.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP ranking sidecar.
+    Serve,
+    /// Print the effective configuration (defaults, file and environment merged).
+    Config,
+}
+
+fn init_tracing(config: &Config) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.log.filter))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .init();
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Config => {
+            print!("{}", config.to_toml());
+            Ok(())
+        }
+        Command::Serve => {
+            init_tracing(&config);
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?
+                .block_on(serve(config))
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let bind = config.server.bind;
+    let state = AppState::new(config.clone());
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("binding {bind}"))?;
+    tracing::info!(%bind, "listening; loading the engine");
+
+    let loader = {
+        let state = state.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let engine = Engine::open(config).context("opening the engine")?;
+            state.set_engine(engine);
+            tracing::info!("engine loaded; ready");
+            Ok(())
+        })
+    };
+    let mut server = tokio::spawn(
+        axum::serve(listener, app(state))
+            .with_graceful_shutdown(shutdown_signal())
+            .into_future(),
+    );
+    tokio::select! {
+        served = &mut server => {
+            // A shutdown signal arrived while the engine was loading.
+            served.context("server task")?.context("serving")?;
+            tracing::info!("shut down before the engine was loaded");
+            return Ok(());
+        }
+        loaded = loader => {
+            let loaded = loaded.context("engine loader panicked").and_then(|r| r);
+            if let Err(e) = loaded {
+                server.abort();
+                return Err(e);
+            }
+        }
+    }
+    server.await.context("server task")?.context("serving")?;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received");
+}

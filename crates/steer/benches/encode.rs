@@ -1,6 +1,8 @@
 //! Encoder throughput on the real model: one short sentence (the latency a preference
 //! update pays) and a batch of 32 captions (catalog ingest).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};

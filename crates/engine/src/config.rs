@@ -1,0 +1,343 @@
+//! Layered, typed configuration: the embedded defaults (`config/default.toml`), then an
+//! optional file, then `STEERFEED__SECTION__KEY` environment variables (and
+//! `ORT_DYLIB_PATH`), deserialised into validated structs that reject unknown keys.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use steerfeed_steer::EncoderConfig;
+use steerfeed_steer::config::ORT_DYLIB_ENV;
+
+/// The defaults, one per tunable, documented in the file itself.
+pub const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
+
+/// Prefix of the environment variables that override settings.
+pub const ENV_PREFIX: &str = "STEERFEED__";
+
+/// Errors while loading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A layer is not valid TOML or does not fit the schema.
+    #[error("config {origin}: {message}")]
+    Parse {
+        /// Which layer (`defaults`, the file's path, or `environment`).
+        origin: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// An environment variable names no setting.
+    #[error("environment variable {var}: {message}")]
+    Env {
+        /// The variable.
+        var: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("config: {0}")]
+    Invalid(#[from] steerfeed_core::Error),
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The sentence encoder (`[model]`).
+    pub model: EncoderConfig,
+    /// The HTTP sidecar (`[server]`).
+    pub server: ServerConfig,
+    /// Logging (`[log]`).
+    pub log: LogConfig,
+}
+
+/// Settings of the HTTP sidecar.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub bind: SocketAddr,
+    /// Accepted bearer tokens.
+    pub api_keys: Vec<String>,
+    /// Largest request body in bytes.
+    pub max_body_bytes: usize,
+    /// Request timeout in milliseconds.
+    pub request_timeout_ms: u64,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// Tracing filter directives.
+    pub filter: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        #[allow(clippy::expect_used)] // the embedded defaults are tested to parse
+        Self::from_layers(None, std::iter::empty()).expect("embedded defaults are valid")
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` if given, then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let text = file
+            .map(|path| {
+                std::fs::read_to_string(path)
+                    .map(|t| (path.display().to_string(), t))
+                    .map_err(|source| ConfigError::Read {
+                        path: path.to_path_buf(),
+                        source,
+                    })
+            })
+            .transpose()?;
+        let layer = text
+            .as_ref()
+            .map(|(origin, t)| (origin.as_str(), t.as_str()));
+        Self::from_layers(layer, std::env::vars())
+    }
+
+    /// Builds a configuration from the defaults, an optional `(origin, toml)` layer and
+    /// environment pairs (only `STEERFEED__*` and `ORT_DYLIB_PATH` are read).
+    pub fn from_layers(
+        file: Option<(&str, &str)>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table = parse_table("defaults", DEFAULT_TOML)?;
+        if let Some((origin, text)) = file {
+            merge(&mut table, parse_table(origin, text)?);
+        }
+        for (var, value) in env {
+            if var == ORT_DYLIB_ENV {
+                if !value.is_empty() {
+                    set(&mut table, &var, &["model", "ort_dylib"], &value)?;
+                }
+            } else if let Some(rest) = var.strip_prefix(ENV_PREFIX) {
+                let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+                let path: Vec<&str> = path.iter().map(String::as_str).collect();
+                set(&mut table, &var, &path, &value)?;
+            }
+        }
+        let config: Config = table
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse {
+                origin: "merged layers".into(),
+                message: e.message().to_owned(),
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks ranges and consistency.
+    pub fn validate(&self) -> Result<(), steerfeed_core::Error> {
+        self.model.validate()?;
+        let s = &self.server;
+        if !s.bind.ip().is_loopback() && s.api_keys.is_empty() {
+            return Err(steerfeed_core::Error::invalid(
+                "server.bind",
+                format!(
+                    "{} is not a loopback address: set server.api_keys (STEERFEED__SERVER__API_KEYS) \
+                     before serving beyond this machine",
+                    s.bind
+                ),
+            ));
+        }
+        if s.api_keys.iter().any(|k| k.len() < 16) {
+            return Err(steerfeed_core::Error::invalid(
+                "server.api_keys",
+                "each API key must be at least 16 characters",
+            ));
+        }
+        if !(1024..=(256 << 20)).contains(&s.max_body_bytes) {
+            return Err(steerfeed_core::Error::OutOfRange {
+                field: "server.max_body_bytes",
+                got: s.max_body_bytes as f64,
+                min: 1024.0,
+                max: f64::from(256u32 << 20),
+            });
+        }
+        if !(1..=600_000).contains(&s.request_timeout_ms) {
+            return Err(steerfeed_core::Error::OutOfRange {
+                field: "server.request_timeout_ms",
+                got: s.request_timeout_ms as f64,
+                min: 1.0,
+                max: 600_000.0,
+            });
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML (API keys masked).
+    pub fn to_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.server.api_keys = shown
+            .server
+            .api_keys
+            .iter()
+            .map(|_| "********".into())
+            .collect();
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}"))
+    }
+}
+
+fn parse_table(origin: &str, text: &str) -> Result<toml::Table, ConfigError> {
+    text.parse::<toml::Table>().map_err(|e| ConfigError::Parse {
+        origin: origin.to_owned(),
+        message: e.message().to_owned(),
+    })
+}
+
+/// Merges `over` into `base`, recursing into tables; other values are replaced.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// Sets `path` in `table` from an environment string: a TOML value when it parses as
+/// one (numbers, booleans, arrays), else a string; a comma-separated list where the
+/// setting is a list.
+fn set(table: &mut toml::Table, var: &str, path: &[&str], raw: &str) -> Result<(), ConfigError> {
+    let env_err = |message: String| ConfigError::Env {
+        var: var.to_owned(),
+        message,
+    };
+    let (last, parents) = path
+        .split_last()
+        .ok_or_else(|| env_err("names no setting".into()))?;
+    let mut node = table;
+    for key in parents {
+        node = match node.get_mut(*key) {
+            Some(toml::Value::Table(t)) => t,
+            _ => return Err(env_err(format!("there is no section [{key}]"))),
+        };
+    }
+    let existing = node.get(*last);
+    if existing.is_none() && !is_optional_path(path) {
+        return Err(env_err(format!("there is no setting {}", path.join("."))));
+    }
+    let parsed = format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"));
+    let value = match (existing, parsed) {
+        (Some(toml::Value::Array(_)), Some(v @ toml::Value::Array(_))) => v,
+        (Some(toml::Value::Array(_)), _) => toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_owned()))
+                .collect(),
+        ),
+        (Some(toml::Value::String(_)), _) | (None, _) => toml::Value::String(raw.to_owned()),
+        (Some(_), Some(v)) => v,
+        (Some(_), None) => toml::Value::String(raw.to_owned()),
+    };
+    node.insert((*last).to_owned(), value);
+    Ok(())
+}
+
+/// Settings that are absent from the defaults because their default is computed.
+fn is_optional_path(path: &[&str]) -> bool {
+    matches!(path, ["model", "dir"] | ["model", "ort_dylib"])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn the_embedded_defaults_are_valid() {
+        let c = Config::from_layers(None, env(&[])).unwrap();
+        assert_eq!(c.server.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.model.intra_threads, 1);
+        assert!(c.model.dir.is_none());
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn a_file_overrides_defaults_and_the_environment_overrides_the_file() {
+        let file = "[server]\nbind = \"127.0.0.1:9000\"\nrequest_timeout_ms = 100\n";
+        let c = Config::from_layers(
+            Some(("test.toml", file)),
+            env(&[
+                ("STEERFEED__SERVER__BIND", "127.0.0.1:9100"),
+                ("STEERFEED__MODEL__DIR", "/models/minilm"),
+                ("STEERFEED__MODEL__SESSIONS", "4"),
+                ("ORT_DYLIB_PATH", "/opt/ort/libonnxruntime.so"),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.server.bind.port(), 9100);
+        assert_eq!(c.server.request_timeout_ms, 100);
+        assert_eq!(c.model.dir.as_deref(), Some(Path::new("/models/minilm")));
+        assert_eq!(c.model.sessions, 4);
+        assert_eq!(
+            c.model.ort_dylib.as_deref(),
+            Some(Path::new("/opt/ort/libonnxruntime.so"))
+        );
+    }
+
+    #[test]
+    fn api_keys_come_comma_separated_from_the_environment() {
+        let c = Config::from_layers(
+            None,
+            env(&[
+                (
+                    "STEERFEED__SERVER__API_KEYS",
+                    "aaaaaaaaaaaaaaaa, bbbbbbbbbbbbbbbb",
+                ),
+                ("STEERFEED__SERVER__BIND", "0.0.0.0:8080"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.server.api_keys.len(), 2);
+        assert!(!c.to_toml().contains("aaaa"), "keys are masked");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_clear_errors() {
+        let err =
+            Config::from_layers(Some(("f.toml", "[server]\nbnd = 1\n")), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("bnd"), "{err}");
+        let err = Config::from_layers(None, env(&[("STEERFEED__SERVR__BIND", "x")])).unwrap_err();
+        assert!(matches!(err, ConfigError::Env { .. }), "{err}");
+        let err =
+            Config::from_layers(None, env(&[("STEERFEED__MODEL__SESSIONS", "0")])).unwrap_err();
+        assert!(err.to_string().contains("model.sessions"), "{err}");
+        let err =
+            Config::from_layers(None, env(&[("STEERFEED__MODEL__SESSIONS", "many")])).unwrap_err();
+        assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
+        let err = Config::from_layers(Some(("f.toml", "not toml [")), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("f.toml"), "{err}");
+    }
+
+    #[test]
+    fn binding_beyond_loopback_requires_an_api_key() {
+        let err = Config::from_layers(None, env(&[("STEERFEED__SERVER__BIND", "0.0.0.0:8080")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("api_keys"), "{err}");
+    }
+}

@@ -1,0 +1,112 @@
+//! # steerfeed-server
+//!
+//! The HTTP ranking sidecar (`steerfeed serve`) and the `steerfeed` command line. The
+//! binary keeps only the outside edge: argument parsing, tracing, the listener and
+//! shutdown. Routes live in [`app`], which tests drive without a socket.
+//!
+//! The server starts listening at once and loads the engine (the model, later the store
+//! and the index) on a blocking thread; `/readyz` answers 503 until it is loaded.
+
+#![warn(missing_docs)]
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use steerfeed::{Config, Engine};
+
+/// Shared state of the sidecar.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: Config,
+    engine: OnceLock<Arc<Engine>>,
+}
+
+impl AppState {
+    /// State whose engine is not loaded yet.
+    pub fn new(config: Config) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                engine: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// State with an engine already loaded.
+    pub fn with_engine(engine: Engine) -> Self {
+        let state = Self::new(engine.config().clone());
+        state.set_engine(engine);
+        state
+    }
+
+    /// Installs the loaded engine; from then on the server is ready.
+    pub fn set_engine(&self, engine: Engine) {
+        if self.inner.engine.set(Arc::new(engine)).is_err() {
+            tracing::warn!("engine already loaded; ignoring the second one");
+        }
+    }
+
+    /// The engine, once loaded.
+    pub fn engine(&self) -> Option<&Arc<Engine>> {
+        self.inner.engine.get()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+}
+
+/// The sidecar's routes.
+pub fn app(state: AppState) -> Router {
+    let body_limit = state.config().server.max_body_bytes;
+    let timeout = Duration::from_millis(state.config().server.request_timeout_ms);
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(
+            move |req, next: axum::middleware::Next| async move {
+                match tokio::time::timeout(timeout, next.run(req)).await {
+                    Ok(resp) => resp,
+                    Err(_) => error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "timeout",
+                        "the request took too long",
+                    ),
+                }
+            },
+        ))
+        .with_state(state)
+}
+
+/// The one error shape of the API.
+pub fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = serde_json::json!({ "error": { "code": code, "message": message, "field": null } });
+    (status, axum::Json(body)).into_response()
+}
+
+async fn healthz() -> impl IntoResponse {
+    axum::Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.engine() {
+        Some(_) => axum::Json(serde_json::json!({ "status": "ready" })).into_response(),
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the engine is still loading",
+        ),
+    }
+}

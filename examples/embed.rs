@@ -1,0 +1,26 @@
+//! Opens the engine with the default configuration and shows how the language model
+//! relates a few feed preferences: `cargo run --release --example embed`.
+
+#![allow(clippy::print_stdout)]
+
+use steerfeed::{Config, Engine};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let engine = Engine::open(Config::default())?;
+    let texts = [
+        "more cooking videos",
+        "recipes and food",
+        "less politics",
+        "cute dogs doing tricks",
+    ];
+    let vectors = texts
+        .iter()
+        .map(|t| engine.embed(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, a) in texts.iter().enumerate() {
+        for (j, b) in texts.iter().enumerate().skip(i + 1) {
+            println!("{:.3}  {a:?} ~ {b:?}", vectors[i].dot(&vectors[j]));
+        }
+    }
+    Ok(())
+}
