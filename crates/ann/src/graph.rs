@@ -1,0 +1,385 @@
+//! A sealed HNSW segment: the graph `hnsw_rs` built, exported into flat arrays and
+//! searched by our own code.
+//!
+//! Layout: vectors contiguous in node order; layer-0 links in fixed-width rows of
+//! `1 + m0` `u32`s (count, then neighbours), so one node's links are one cache-friendly
+//! slice; the sparse upper layers in hash maps (a search touches them a few dozen times).
+//! A search reuses a per-thread visited array stamped with an epoch, so it allocates
+//! nothing per visited node, and prefetches neighbour vectors before scoring them.
+
+use std::cell::RefCell;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+use hnsw_rs::prelude::Hnsw;
+
+use crate::distance::{InnerProduct, distance, prefetch};
+use crate::flat::scan;
+use crate::index::TopK;
+use crate::params::HnswBuildParams;
+
+/// Most layers `hnsw_rs` may create (its dump format also requires 16).
+const MAX_LAYERS: usize = 16;
+
+/// A node id inside one graph.
+pub(crate) type Node = u32;
+
+/// A distance paired with a node, ordered by distance then node.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Dist(f32, Node);
+
+impl Eq for Dist {}
+
+impl PartialOrd for Dist {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Dist {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0
+            .total_cmp(&other.0)
+            .then_with(|| self.1.cmp(&other.1))
+    }
+}
+
+/// Per-thread visited marks, reset in O(1) by bumping the epoch.
+#[derive(Default)]
+struct Visited {
+    marks: Vec<u32>,
+    epoch: u32,
+}
+
+impl Visited {
+    fn reset(&mut self, n: usize) {
+        if self.marks.len() < n {
+            self.marks.resize(n, 0);
+        }
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            self.marks.fill(0);
+            self.epoch = 1;
+        }
+    }
+
+    /// Marks `node`; true when it was not marked in this search.
+    #[inline]
+    fn insert(&mut self, node: Node) -> bool {
+        let m = &mut self.marks[node as usize];
+        if *m == self.epoch {
+            false
+        } else {
+            *m = self.epoch;
+            true
+        }
+    }
+}
+
+thread_local! {
+    static VISITED: RefCell<Visited> = RefCell::new(Visited::default());
+}
+
+/// An immutable HNSW graph over a fixed set of vectors.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Graph {
+    pub(crate) dim: usize,
+    /// Node to the caller's id.
+    pub(crate) labels: Vec<u32>,
+    /// `labels.len() * dim` floats.
+    pub(crate) vectors: Vec<f32>,
+    /// Layer-0 slots per node.
+    pub(crate) m0: usize,
+    /// `labels.len() * (1 + m0)`: count, then neighbours.
+    pub(crate) l0: Vec<u32>,
+    /// `upper[l - 1]`: neighbours of the nodes present on layer `l`.
+    pub(crate) upper: Vec<HashMap<Node, Box<[Node]>>>,
+    pub(crate) entry: Node,
+    /// Caller's id to node, `u32::MAX` where absent.
+    pub(crate) node_of: Vec<u32>,
+}
+
+impl Graph {
+    /// An empty graph.
+    pub(crate) fn empty(dim: usize, m: usize) -> Self {
+        Self {
+            dim,
+            labels: Vec::new(),
+            vectors: Vec::new(),
+            m0: 2 * m,
+            l0: Vec::new(),
+            upper: Vec::new(),
+            entry: 0,
+            node_of: Vec::new(),
+        }
+    }
+
+    /// Builds a graph over `vectors` (rows of `dim`, unit length) labelled `labels`.
+    pub(crate) fn build(
+        dim: usize,
+        labels: Vec<u32>,
+        vectors: Vec<f32>,
+        params: &HnswBuildParams,
+    ) -> Self {
+        let n = labels.len();
+        if n == 0 {
+            return Self::empty(dim, params.m);
+        }
+        let hnsw: Hnsw<'_, f32, InnerProduct> = Hnsw::new(
+            params.m,
+            n,
+            MAX_LAYERS,
+            params.ef_construction,
+            InnerProduct,
+        );
+        let data: Vec<(&[f32], usize)> = vectors.chunks_exact(dim).zip(0..n).collect();
+        let insert = || hnsw.parallel_insert_slice(&data);
+        match params.threads {
+            0 => insert(),
+            t => match rayon::ThreadPoolBuilder::new().num_threads(t).build() {
+                Ok(pool) => pool.install(insert),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot make a build pool; using the global one");
+                    insert();
+                }
+            },
+        }
+        Self::export(&hnsw, dim, labels, vectors, 2 * params.m)
+    }
+
+    fn export(
+        hnsw: &Hnsw<'_, f32, InnerProduct>,
+        dim: usize,
+        labels: Vec<u32>,
+        vectors: Vec<f32>,
+        m0: usize,
+    ) -> Self {
+        let n = labels.len();
+        let mut l0 = vec![0u32; n * (1 + m0)];
+        let max_level = usize::from(hnsw.get_max_level_observed());
+        let mut upper: Vec<HashMap<Node, Box<[Node]>>> = vec![HashMap::new(); max_level];
+        let indexation = hnsw.get_point_indexation();
+        for point in indexation {
+            let node = point.get_origin_id();
+            let level = usize::from(point.get_point_id().0);
+            for (layer, neighbours) in point
+                .get_neighborhood_id()
+                .iter()
+                .enumerate()
+                .take(level + 1)
+            {
+                let ids = neighbours.iter().map(|nb| nb.d_id as Node);
+                if layer == 0 {
+                    let row = &mut l0[node * (1 + m0)..(node + 1) * (1 + m0)];
+                    let mut count = 0;
+                    for (slot, id) in row[1..].iter_mut().zip(ids) {
+                        *slot = id;
+                        count += 1;
+                    }
+                    row[0] = count;
+                } else if let Some(map) = upper.get_mut(layer - 1) {
+                    map.insert(node as Node, ids.collect());
+                }
+            }
+        }
+        let entry = indexation
+            .get_layer_iterator(max_level)
+            .next()
+            .map_or(0, |p| p.get_origin_id() as Node);
+        let mut graph = Self {
+            dim,
+            labels,
+            vectors,
+            m0,
+            l0,
+            upper,
+            entry,
+            node_of: Vec::new(),
+        };
+        graph.index_labels();
+        graph
+    }
+
+    /// Fills `node_of` from `labels`.
+    pub(crate) fn index_labels(&mut self) {
+        let max = self
+            .labels
+            .iter()
+            .copied()
+            .max()
+            .map_or(0, |m| m as usize + 1);
+        self.node_of = vec![u32::MAX; max];
+        for (node, &label) in self.labels.iter().enumerate() {
+            self.node_of[label as usize] = node as u32;
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// True when `label` is a node of this graph.
+    pub(crate) fn has_label(&self, label: u32) -> bool {
+        self.node_of
+            .get(label as usize)
+            .is_some_and(|&n| n != u32::MAX)
+    }
+
+    #[inline]
+    fn vector(&self, node: Node) -> &[f32] {
+        let i = node as usize * self.dim;
+        &self.vectors[i..i + self.dim]
+    }
+
+    #[inline]
+    fn links(&self, node: Node) -> &[Node] {
+        let row = node as usize * (1 + self.m0);
+        let count = self.l0[row] as usize;
+        &self.l0[row + 1..row + 1 + count]
+    }
+
+    /// Walks the graph: greedy descent through the upper layers, then a best-first search
+    /// of layer 0 with a candidate list of `ef`. Only nodes whose label passes `pass`
+    /// enter the results, but every node may route the walk (the filter is applied
+    /// inside the search, as hnswlib does, not after it).
+    pub(crate) fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        pass: &dyn Fn(u32) -> bool,
+        top: &mut TopK,
+    ) {
+        let n = self.len();
+        if n == 0 || k == 0 {
+            return;
+        }
+        let ef = ef.max(k);
+        let mut cur = self.entry;
+        let mut cur_d = distance(query, self.vector(cur));
+        for layer in self.upper.iter().rev() {
+            loop {
+                let mut changed = false;
+                if let Some(neighbours) = layer.get(&cur) {
+                    for &nb in neighbours.iter() {
+                        let d = distance(query, self.vector(nb));
+                        if d < cur_d {
+                            cur_d = d;
+                            cur = nb;
+                            changed = true;
+                        }
+                    }
+                }
+                if !changed {
+                    break;
+                }
+            }
+        }
+
+        VISITED.with(|visited| {
+            let mut visited = visited.borrow_mut();
+            visited.reset(n);
+            visited.insert(cur);
+            let mut candidates: BinaryHeap<Reverse<Dist>> = BinaryHeap::with_capacity(ef * 4);
+            let mut results: BinaryHeap<Dist> = BinaryHeap::with_capacity(ef + 1);
+            candidates.push(Reverse(Dist(cur_d, cur)));
+            if pass(self.labels[cur as usize]) {
+                results.push(Dist(cur_d, cur));
+            }
+            let mut bound = if results.len() >= ef {
+                cur_d
+            } else {
+                f32::INFINITY
+            };
+            while let Some(Reverse(Dist(d, node))) = candidates.pop() {
+                if d > bound && results.len() >= ef {
+                    break;
+                }
+                let links = self.links(node);
+                for &nb in links.iter().take(4) {
+                    prefetch(self.vector(nb));
+                }
+                for (i, &nb) in links.iter().enumerate() {
+                    if let Some(&ahead) = links.get(i + 4) {
+                        prefetch(self.vector(ahead));
+                    }
+                    if !visited.insert(nb) {
+                        continue;
+                    }
+                    let dn = distance(query, self.vector(nb));
+                    if results.len() < ef || dn < bound {
+                        candidates.push(Reverse(Dist(dn, nb)));
+                        if pass(self.labels[nb as usize]) {
+                            results.push(Dist(dn, nb));
+                            if results.len() > ef {
+                                results.pop();
+                            }
+                        }
+                        if results.len() >= ef
+                            && let Some(worst) = results.peek()
+                        {
+                            bound = worst.0;
+                        }
+                    }
+                }
+            }
+            for Dist(d, node) in results {
+                top.push(1.0 - d, self.labels[node as usize]);
+            }
+        });
+    }
+
+    /// Exact scan of every node whose label passes.
+    pub(crate) fn scan(&self, query: &[f32], pass: &dyn Fn(u32) -> bool, top: &mut TopK) {
+        scan(&self.vectors, self.dim, &self.labels, query, top, pass);
+    }
+
+    /// Exact scan of the listed labels only (those in this graph that pass).
+    pub(crate) fn scan_labels(
+        &self,
+        query: &[f32],
+        labels: impl Iterator<Item = u32>,
+        pass: &dyn Fn(u32) -> bool,
+        top: &mut TopK,
+    ) {
+        for label in labels {
+            if let Some(&node) = self.node_of.get(label as usize)
+                && node != u32::MAX
+                && pass(label)
+            {
+                top.push(crate::distance::dot(query, self.vector(node)), label);
+            }
+        }
+    }
+
+    /// Estimates the share of nodes whose label passes, from up to 512 evenly spaced nodes.
+    pub(crate) fn estimate_pass_ratio(&self, pass: &dyn Fn(u32) -> bool) -> f32 {
+        let n = self.len();
+        if n == 0 {
+            return 1.0;
+        }
+        let samples = n.min(512);
+        let step = n as f64 / samples as f64;
+        let passed = (0..samples)
+            .filter(|&i| pass(self.labels[(i as f64 * step) as usize]))
+            .count();
+        passed as f32 / samples as f32
+    }
+
+    /// Bytes held by the graph's arrays.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        let upper: usize = self
+            .upper
+            .iter()
+            .map(|m| {
+                m.len() * (std::mem::size_of::<(Node, Box<[Node]>)>() + 8)
+                    + m.values().map(|v| v.len() * 4).sum::<usize>()
+            })
+            .sum();
+        self.labels.len() * 4
+            + self.vectors.len() * 4
+            + self.l0.len() * 4
+            + self.node_of.len() * 4
+            + upper
+    }
+}

@@ -1,0 +1,449 @@
+//! `HnswIndex`: a sealed HNSW segment plus a small live segment, tombstones, filtered
+//! search, background compaction and persistence.
+//!
+//! # Segments
+//!
+//! Vectors live in one of two places. The **sealed** segment is an HNSW graph built by
+//! `hnsw_rs` and exported into flat arrays ([`crate::graph`]); it never changes. The
+//! **live** segment takes new inserts and is searched exactly; once it holds
+//! `max_live` vectors (or tombstones exceed `max_tombstone_ratio` of the sealed graph),
+//! a background thread rebuilds the sealed graph from every vector not deleted and
+//! swaps it in. Searches run all the while: they see the old sealed graph and the live
+//! segment until the swap, then the new graph and what was inserted since.
+//!
+//! # Deletes
+//!
+//! A delete sets a tombstone that every search checks, so it takes effect for every
+//! search that starts after `delete` returns; the vector leaves the graph at the next
+//! compaction. Tombstoned nodes still route graph walks (as in hnswlib's mark-delete).
+//!
+//! # Filtered search: the rule
+//!
+//! Let `s` be the share of the sealed graph the filter (and the tombstones) allow: exact
+//! for an allow-list or deny-list (from its size), estimated from 512 evenly spaced
+//! nodes for a predicate.
+//!
+//! - `s <= exact_below` (default 0.03): scan the allowed vectors exactly — for an
+//!   allow-list only its members are touched. A selective filter (an `only` topic, a
+//!   small allow-list) is then both exact and fast, where a graph walk would visit
+//!   most of the graph to find `k` allowed nodes.
+//! - otherwise: walk the graph with the filter inside (disallowed nodes route but never
+//!   enter the results), with `ef` raised to at least `k`.
+//! - if the walk still returns fewer than `k` allowed ids, scan exactly. So a search
+//!   returns `k` results whenever `k` allowed ids exist.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use steerfeed_core::Embedding;
+
+use crate::error::{Error, Result};
+use crate::flat::scan;
+use crate::graph::Graph;
+use crate::idset::IdSet;
+use crate::index::{Filter, Hit, TopK, VectorIndex, check_query};
+use crate::params::{HnswBuildParams, HnswSearchParams};
+use crate::persist;
+
+/// The mutable state behind one lock.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) graph: Arc<Graph>,
+    pub(crate) live_labels: Vec<u32>,
+    pub(crate) live_vectors: Vec<f32>,
+    /// Every id ever deleted (ids are never reused).
+    pub(crate) tombstones: IdSet,
+    /// Every id present and not deleted.
+    pub(crate) present: IdSet,
+    /// Tombstones that still have a node in `graph`.
+    pub(crate) graph_tombstones: usize,
+}
+
+#[derive(Debug)]
+struct Shared {
+    dim: usize,
+    build: HnswBuildParams,
+    search: HnswSearchParams,
+    state: RwLock<State>,
+    compacting: AtomicBool,
+    compactions: AtomicU64,
+}
+
+/// Statistics of an index, for reports and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct IndexStats {
+    /// Vectors a search can return.
+    pub live_ids: usize,
+    /// Nodes in the sealed graph (including tombstoned ones).
+    pub graph_nodes: usize,
+    /// Vectors in the live segment.
+    pub live_segment: usize,
+    /// Tombstoned nodes still in the graph.
+    pub graph_tombstones: usize,
+    /// Compactions finished so far.
+    pub compactions: u64,
+    /// Approximate bytes held by vectors and links.
+    pub heap_bytes: usize,
+}
+
+/// An HNSW index with live updates. Cheap to clone handles are not provided: share it
+/// behind an `Arc`.
+#[derive(Debug)]
+pub struct HnswIndex {
+    shared: Arc<Shared>,
+}
+
+impl HnswIndex {
+    /// An empty index.
+    pub fn new(dim: usize, build: HnswBuildParams, search: HnswSearchParams) -> Result<Self> {
+        build.validate()?;
+        search.validate()?;
+        if dim == 0 {
+            return Err(steerfeed_core::Error::Empty { field: "dim" }.into());
+        }
+        Ok(Self::from_state(
+            dim,
+            build,
+            search,
+            State {
+                graph: Arc::new(Graph::empty(dim, build.m)),
+                live_labels: Vec::new(),
+                live_vectors: Vec::new(),
+                tombstones: IdSet::new(),
+                present: IdSet::new(),
+                graph_tombstones: 0,
+            },
+        ))
+    }
+
+    pub(crate) fn from_state(
+        dim: usize,
+        build: HnswBuildParams,
+        search: HnswSearchParams,
+        state: State,
+    ) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                dim,
+                build,
+                search,
+                state: RwLock::new(state),
+                compacting: AtomicBool::new(false),
+                compactions: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Builds an index over `items` in one go (the graph directly, no live segment).
+    pub fn build(
+        dim: usize,
+        items: impl IntoIterator<Item = (u32, Embedding)>,
+        build: HnswBuildParams,
+        search: HnswSearchParams,
+    ) -> Result<Self> {
+        let index = Self::new(dim, build, search)?;
+        let mut labels = Vec::new();
+        let mut vectors = Vec::new();
+        let mut present = IdSet::new();
+        for (id, e) in items {
+            e.check_dim("embedding", dim)?;
+            if !present.insert(id) {
+                return Err(Error::DuplicateId(id));
+            }
+            labels.push(id);
+            vectors.extend_from_slice(e.as_slice());
+        }
+        let graph = Graph::build(dim, labels, vectors, &build);
+        let mut state = index.write();
+        state.graph = Arc::new(graph);
+        state.present = present;
+        drop(state);
+        Ok(index)
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.shared.read()
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.shared.write()
+    }
+
+    /// The default query parameters.
+    pub fn search_params(&self) -> HnswSearchParams {
+        self.shared.search
+    }
+
+    /// The build parameters.
+    pub fn build_params(&self) -> HnswBuildParams {
+        self.shared.build
+    }
+
+    /// Searches with explicit query parameters (see the module docs for the filter rule).
+    pub fn search_with(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: Filter<'_>,
+        params: &HnswSearchParams,
+    ) -> Result<Vec<Hit>> {
+        check_query(query, self.shared.dim)?;
+        params.validate()?;
+        let state = self.read();
+        let tombstones = &state.tombstones;
+        let pass = |id: u32| !tombstones.contains(id) && filter.allows(id);
+        let graph = &state.graph;
+        let n = graph.len();
+        let mut top = TopK::new(k);
+
+        if n > 0 && k > 0 {
+            let ratio = match filter {
+                Filter::All => 1.0 - state.graph_tombstones as f32 / n as f32,
+                Filter::Allow(set) => (set.len() as f32 / n as f32).min(1.0),
+                Filter::Deny(set) => 1.0 - (set.len() + state.graph_tombstones) as f32 / n as f32,
+                Filter::Predicate(_) => graph.estimate_pass_ratio(&pass),
+            };
+            if ratio <= params.exact_below {
+                match filter {
+                    Filter::Allow(set) => graph.scan_labels(query, set.iter(), &pass, &mut top),
+                    _ => graph.scan(query, &pass, &mut top),
+                }
+            } else {
+                graph.search(query, k, params.ef.min(params.max_ef), &pass, &mut top);
+                if top.len() < k {
+                    // The walk came back short: fall back to an exact scan.
+                    top = TopK::new(k);
+                    graph.scan(query, &pass, &mut top);
+                }
+            }
+        }
+        scan(
+            &state.live_vectors,
+            self.shared.dim,
+            &state.live_labels,
+            query,
+            &mut top,
+            pass,
+        );
+        Ok(top.into_hits())
+    }
+
+    /// Rebuilds the sealed graph from every vector not deleted, folding in the live
+    /// segment. Searches and writes go on meanwhile; blocks the caller until done.
+    pub fn compact(&self) {
+        Shared::compact(&self.shared);
+    }
+
+    /// Starts [`HnswIndex::compact`] on a background thread unless one is running.
+    pub fn compact_in_background(&self) {
+        Shared::spawn_compaction(&self.shared);
+    }
+
+    /// True while a compaction runs.
+    pub fn is_compacting(&self) -> bool {
+        self.shared.compacting.load(Ordering::Acquire)
+    }
+
+    /// Counts and sizes.
+    pub fn stats(&self) -> IndexStats {
+        let s = self.read();
+        IndexStats {
+            live_ids: s.present.len(),
+            graph_nodes: s.graph.len(),
+            live_segment: s.live_labels.len(),
+            graph_tombstones: s.graph_tombstones,
+            compactions: self.shared.compactions.load(Ordering::Acquire),
+            heap_bytes: s.graph.heap_bytes() + s.live_vectors.len() * 4 + s.live_labels.len() * 4,
+        }
+    }
+
+    /// Writes the index to `path` (atomically: a temporary file renamed into place).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let (graph, live_labels, live_vectors, tombstones) = {
+            let s = self.read();
+            (
+                Arc::clone(&s.graph),
+                s.live_labels.clone(),
+                s.live_vectors.clone(),
+                s.tombstones.clone(),
+            )
+        };
+        persist::save(path, &graph, &live_labels, &live_vectors, &tombstones)
+    }
+
+    /// Reads an index written by [`HnswIndex::save`]. A corrupt, truncated or foreign
+    /// file, or one of another dimension, is [`Error::BadFile`]; the caller can always
+    /// rebuild from the stored embeddings instead.
+    pub fn load(
+        path: &Path,
+        dim: usize,
+        build: HnswBuildParams,
+        search: HnswSearchParams,
+    ) -> Result<Self> {
+        build.validate()?;
+        search.validate()?;
+        let state = persist::load(path, dim)?;
+        Ok(Self::from_state(dim, build, search, state))
+    }
+}
+
+impl Shared {
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn needs_compaction(&self, state: &State) -> bool {
+        let live = state.live_labels.len();
+        let graph = state.graph.len().max(1);
+        (self.build.max_live > 0 && live >= self.build.max_live)
+            || (state.graph_tombstones as f32 / graph as f32) > self.build.max_tombstone_ratio
+    }
+
+    fn spawn_compaction(shared: &Arc<Shared>) {
+        if shared
+            .compacting
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return;
+        }
+        let shared = Arc::clone(shared);
+        let spawned = std::thread::Builder::new()
+            .name("steerfeed-compact".into())
+            .spawn(move || {
+                shared.compact_locked();
+                shared.compacting.store(false, Ordering::Release);
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start a compaction thread");
+        }
+    }
+
+    fn compact(shared: &Arc<Shared>) {
+        // Wait for a background compaction to finish, then run one here.
+        while shared
+            .compacting
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        shared.compact_locked();
+        shared.compacting.store(false, Ordering::Release);
+    }
+
+    /// The compaction itself; the caller holds the `compacting` flag.
+    fn compact_locked(&self) {
+        let started = std::time::Instant::now();
+        let (graph, live_len, mut labels, mut vectors) = {
+            let s = self.read();
+            let dim = self.dim;
+            let mut labels = Vec::with_capacity(s.present.len());
+            let mut vectors = Vec::with_capacity(s.present.len() * dim);
+            for (row, &label) in s.graph.vectors.chunks_exact(dim).zip(&s.graph.labels) {
+                if !s.tombstones.contains(label) {
+                    labels.push(label);
+                    vectors.extend_from_slice(row);
+                }
+            }
+            (Arc::clone(&s.graph), s.live_labels.len(), labels, vectors)
+        };
+        {
+            let s = self.read();
+            for (row, &label) in s
+                .live_vectors
+                .chunks_exact(self.dim)
+                .zip(&s.live_labels)
+                .take(live_len)
+            {
+                if !s.tombstones.contains(label) {
+                    labels.push(label);
+                    vectors.extend_from_slice(row);
+                }
+            }
+        }
+        let built = Graph::build(self.dim, labels, vectors, &self.build);
+        let mut s = self.write();
+        if !Arc::ptr_eq(&s.graph, &graph) {
+            tracing::warn!("the graph changed during compaction; keeping the newer one");
+            return;
+        }
+        s.graph_tombstones = built
+            .labels
+            .iter()
+            .filter(|&&l| s.tombstones.contains(l))
+            .count();
+        s.graph = Arc::new(built);
+        s.live_labels.drain(..live_len);
+        let dim = self.dim;
+        s.live_vectors.drain(..live_len * dim);
+        self.compactions.fetch_add(1, Ordering::AcqRel);
+        tracing::info!(
+            nodes = s.graph.len(),
+            live = s.live_labels.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "index compacted"
+        );
+    }
+}
+
+impl VectorIndex for HnswIndex {
+    fn dim(&self) -> usize {
+        self.shared.dim
+    }
+
+    fn len(&self) -> usize {
+        self.read().present.len()
+    }
+
+    fn insert(&self, id: u32, vector: &Embedding) -> Result<()> {
+        vector.check_dim("embedding", self.shared.dim)?;
+        let mut s = self.write();
+        if s.present.contains(id) || s.tombstones.contains(id) {
+            return Err(Error::DuplicateId(id));
+        }
+        s.present.insert(id);
+        s.live_labels.push(id);
+        s.live_vectors.extend_from_slice(vector.as_slice());
+        let compact = self.shared.needs_compaction(&s);
+        drop(s);
+        if compact {
+            Shared::spawn_compaction(&self.shared);
+        }
+        Ok(())
+    }
+
+    fn delete(&self, id: u32) -> bool {
+        let mut s = self.write();
+        if !s.present.remove(id) {
+            return false;
+        }
+        s.tombstones.insert(id);
+        if s.graph.has_label(id) {
+            s.graph_tombstones += 1;
+        }
+        let compact = self.shared.needs_compaction(&s);
+        drop(s);
+        if compact {
+            Shared::spawn_compaction(&self.shared);
+        }
+        true
+    }
+
+    fn contains(&self, id: u32) -> bool {
+        self.read().present.contains(id)
+    }
+
+    fn search(&self, query: &[f32], k: usize, filter: Filter<'_>) -> Result<Vec<Hit>> {
+        self.search_with(query, k, filter, &self.shared.search)
+    }
+}

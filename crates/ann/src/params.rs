@@ -1,0 +1,94 @@
+//! Build-time and query-time parameters, each with one documented default.
+
+use steerfeed_core::Error;
+
+/// How an HNSW graph is built (fixed for the life of a graph).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HnswBuildParams {
+    /// Links per node on upper layers (layer 0 keeps `2 * m`). Default 16.
+    pub m: usize,
+    /// Candidate list size while building; higher is slower and better. Default 200.
+    pub ef_construction: usize,
+    /// Threads used to build (0: all cores). Default 0.
+    pub threads: usize,
+    /// Vectors kept in the live segment (searched exactly) before it is merged into the
+    /// graph in the background. Default 20 000.
+    pub max_live: usize,
+    /// Share of tombstoned vectors in the graph above which a compaction rebuilds it
+    /// without them. Default 0.2.
+    pub max_tombstone_ratio: f32,
+}
+
+impl Default for HnswBuildParams {
+    fn default() -> Self {
+        Self {
+            m: 16,
+            ef_construction: 200,
+            threads: 0,
+            max_live: 20_000,
+            max_tombstone_ratio: 0.2,
+        }
+    }
+}
+
+impl HnswBuildParams {
+    /// Checks the ranges.
+    pub fn validate(&self) -> Result<(), Error> {
+        range("m", self.m as f64, 2.0, 128.0)?;
+        range("ef_construction", self.ef_construction as f64, 8.0, 4096.0)?;
+        range("threads", self.threads as f64, 0.0, 1024.0)?;
+        range("max_live", self.max_live as f64, 0.0, 10_000_000.0)?;
+        range(
+            "max_tombstone_ratio",
+            f64::from(self.max_tombstone_ratio),
+            0.0,
+            1.0,
+        )
+    }
+}
+
+/// How one search runs.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HnswSearchParams {
+    /// Candidate list size on layer 0 (at least `k` is used). Default 64.
+    pub ef: usize,
+    /// When the share of the graph a filter allows is at or below this, search scans the
+    /// allowed vectors exactly instead of walking the graph. Default 0.03.
+    pub exact_below: f32,
+    /// Largest candidate list a filtered graph search may widen to. Default 1024.
+    pub max_ef: usize,
+}
+
+impl Default for HnswSearchParams {
+    fn default() -> Self {
+        Self {
+            ef: 64,
+            exact_below: 0.03,
+            max_ef: 1024,
+        }
+    }
+}
+
+impl HnswSearchParams {
+    /// Checks the ranges.
+    pub fn validate(&self) -> Result<(), Error> {
+        range("ef", self.ef as f64, 1.0, 65_536.0)?;
+        range("exact_below", f64::from(self.exact_below), 0.0, 1.0)?;
+        range("max_ef", self.max_ef as f64, 1.0, 1_000_000.0)
+    }
+}
+
+fn range(field: &'static str, got: f64, min: f64, max: f64) -> Result<(), Error> {
+    if got.is_finite() && (min..=max).contains(&got) {
+        Ok(())
+    } else {
+        Err(Error::OutOfRange {
+            field,
+            got,
+            min,
+            max,
+        })
+    }
+}

@@ -1,0 +1,357 @@
+//! Tests of the vector indexes against exact search.
+//!
+//! 1. HNSW recall@10 >= 0.95 against `FlatIndex` on a seeded clustered set.
+//! 2. The same with 90 % of ids filtered out (allow-list and predicate), and with a 1 %
+//!    allow-list (the exact path): always k results, recall >= 0.95.
+//! 3. After deletes: deleted ids never appear, recall stays; compaction drops tombstones.
+//! 4. Live inserts are searchable at once and are folded in by compaction.
+//! 5. Dump and load give the same answers; damaged, truncated, foreign or
+//!    wrong-dimension files are clear errors.
+//! 6. Property: a deleted or filtered id never appears in a result.
+//! 7. Concurrency: searches while inserts, deletes and compactions run never return an
+//!    id whose delete had returned before the search started.
+//! 8. Bad queries (wrong dimension, NaN) are errors.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::manual_is_multiple_of)]
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use proptest::prelude::*;
+use steerfeed_ann::synthetic::dataset;
+use steerfeed_ann::{
+    Error, Filter, FlatIndex, HnswBuildParams, HnswIndex, HnswSearchParams, IdSet, VectorIndex,
+};
+use steerfeed_core::Embedding;
+
+const DIM: usize = 48;
+const K: usize = 10;
+
+fn emb(row: &[f32]) -> Embedding {
+    Embedding::new("v", row, DIM).unwrap()
+}
+
+fn params() -> HnswBuildParams {
+    HnswBuildParams {
+        m: 12,
+        ef_construction: 100,
+        ..HnswBuildParams::default()
+    }
+}
+
+struct Fixture {
+    hnsw: HnswIndex,
+    flat: FlatIndex,
+    queries: Vec<f32>,
+}
+
+fn fixture(n: usize, seed: u64) -> Fixture {
+    let (base, queries) = dataset(n, 100, DIM, seed);
+    let items: Vec<(u32, Embedding)> = base
+        .chunks_exact(DIM)
+        .enumerate()
+        .map(|(i, r)| (i as u32, emb(r)))
+        .collect();
+    let flat = FlatIndex::new(DIM);
+    for (id, e) in &items {
+        flat.insert(*id, e).unwrap();
+    }
+    let hnsw = HnswIndex::build(DIM, items, params(), HnswSearchParams::default()).unwrap();
+    Fixture {
+        hnsw,
+        flat,
+        queries,
+    }
+}
+
+/// Mean recall@K of `index` against `flat` over the queries, under `filter`; also checks
+/// that every search returned K results.
+fn recall(index: &dyn VectorIndex, flat: &FlatIndex, queries: &[f32], filter: Filter<'_>) -> f64 {
+    let mut total = 0.0;
+    let mut count = 0;
+    for q in queries.chunks_exact(DIM) {
+        let truth: HashSet<u32> = flat
+            .search(q, K, filter)
+            .unwrap()
+            .iter()
+            .map(|h| h.id)
+            .collect();
+        let got = index.search(q, K, filter).unwrap();
+        assert_eq!(
+            got.len(),
+            truth.len().min(K),
+            "a search returned too few results"
+        );
+        assert!(got.windows(2).all(|w| w[0].similarity >= w[1].similarity));
+        total +=
+            got.iter().filter(|h| truth.contains(&h.id)).count() as f64 / truth.len().max(1) as f64;
+        count += 1;
+    }
+    total / f64::from(count)
+}
+
+#[test]
+fn hnsw_recall_at_10_is_at_least_0_95() {
+    let f = fixture(6000, 1);
+    let r = recall(&f.hnsw, &f.flat, &f.queries, Filter::All);
+    assert!(r >= 0.95, "recall {r}");
+}
+
+#[test]
+fn filtered_search_keeps_recall_and_returns_k() {
+    let f = fixture(6000, 2);
+    let allow: IdSet = (0..6000u32).filter(|i| i % 10 == 3).collect();
+    let r = recall(&f.hnsw, &f.flat, &f.queries, Filter::Allow(&allow));
+    assert!(r >= 0.95, "10% allow-list recall {r}");
+    let pred = |id: u32| id % 10 == 7;
+    let r = recall(&f.hnsw, &f.flat, &f.queries, Filter::Predicate(&pred));
+    assert!(r >= 0.95, "10% predicate recall {r}");
+    let tiny: IdSet = (0..6000u32).filter(|i| i % 100 == 5).collect();
+    let r = recall(&f.hnsw, &f.flat, &f.queries, Filter::Allow(&tiny));
+    assert!(r >= 0.999, "1% allow-list takes the exact path: recall {r}");
+    let deny: IdSet = (0..6000u32).filter(|i| i % 2 == 0).collect();
+    let r = recall(&f.hnsw, &f.flat, &f.queries, Filter::Deny(&deny));
+    assert!(r >= 0.95, "50% deny-list recall {r}");
+}
+
+#[test]
+fn deletes_take_effect_and_compaction_drops_tombstones() {
+    let f = fixture(5000, 3);
+    for id in (0..5000u32).filter(|i| i % 3 == 0) {
+        assert!(f.hnsw.delete(id));
+        assert!(f.flat.delete(id));
+    }
+    assert!(!f.hnsw.delete(0), "a second delete reports absence");
+    for q in f.queries.chunks_exact(DIM) {
+        assert!(
+            f.hnsw
+                .search(q, K, Filter::All)
+                .unwrap()
+                .iter()
+                .all(|h| h.id % 3 != 0)
+        );
+    }
+    let r = recall(&f.hnsw, &f.flat, &f.queries, Filter::All);
+    assert!(r >= 0.95, "recall after deletes {r}");
+    assert!(f.hnsw.stats().graph_tombstones > 0);
+    f.hnsw.compact();
+    let s = f.hnsw.stats();
+    assert_eq!(s.graph_tombstones, 0);
+    assert_eq!(s.graph_nodes, f.hnsw.len());
+    let r = recall(&f.hnsw, &f.flat, &f.queries, Filter::All);
+    assert!(r >= 0.95, "recall after compaction {r}");
+    assert!(matches!(
+        f.hnsw.insert(0, &emb(&f.queries[..DIM])),
+        Err(Error::DuplicateId(0))
+    ));
+}
+
+#[test]
+fn live_inserts_are_searchable_at_once_and_folded_by_compaction() {
+    let (base, queries) = dataset(3000, 50, DIM, 4);
+    let hnsw = HnswIndex::new(
+        DIM,
+        HnswBuildParams {
+            max_live: 0,
+            ..params()
+        },
+        HnswSearchParams::default(),
+    )
+    .unwrap();
+    let flat = FlatIndex::new(DIM);
+    for (i, row) in base.chunks_exact(DIM).enumerate() {
+        hnsw.insert(i as u32, &emb(row)).unwrap();
+        flat.insert(i as u32, &emb(row)).unwrap();
+    }
+    assert_eq!(hnsw.stats().live_segment, 3000);
+    assert!(
+        (recall(&hnsw, &flat, &queries, Filter::All) - 1.0).abs() < 1e-9,
+        "live segment is exact"
+    );
+    let q = &base[17 * DIM..18 * DIM];
+    assert_eq!(hnsw.search(q, 1, Filter::All).unwrap()[0].id, 17);
+    hnsw.compact();
+    let s = hnsw.stats();
+    assert_eq!((s.live_segment, s.graph_nodes, s.compactions), (0, 3000, 1));
+    assert!(recall(&hnsw, &flat, &queries, Filter::All) >= 0.95);
+}
+
+#[test]
+fn dump_and_load_round_trip_and_damage_is_detected() {
+    let f = fixture(2000, 5);
+    f.hnsw.delete(11);
+    f.hnsw.insert(50_000, &emb(&f.queries[..DIM])).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.bin");
+    f.hnsw.save(&path).unwrap();
+    let loaded = HnswIndex::load(&path, DIM, params(), HnswSearchParams::default()).unwrap();
+    assert_eq!(loaded.len(), f.hnsw.len());
+    assert!(!loaded.contains(11));
+    assert!(loaded.contains(50_000));
+    for q in f.queries.chunks_exact(DIM) {
+        assert_eq!(
+            loaded.search(q, K, Filter::All).unwrap(),
+            f.hnsw.search(q, K, Filter::All).unwrap()
+        );
+    }
+
+    let bytes = std::fs::read(&path).unwrap();
+    let bad = |name: &str, data: &[u8], dim: usize| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, data).unwrap();
+        match HnswIndex::load(&p, dim, params(), HnswSearchParams::default()) {
+            Err(Error::BadFile { reason, .. }) => reason,
+            other => panic!("{name}: expected BadFile, got {other:?}"),
+        }
+    };
+    let mut flipped = bytes.clone();
+    flipped[bytes.len() / 2] ^= 0x40;
+    assert!(bad("flipped", &flipped, DIM).contains("checksum"));
+    assert!(!bad("truncated", &bytes[..bytes.len() - 100], DIM).is_empty());
+    assert!(bad("foreign", b"hello, world, this is not an index", DIM).contains("not a steerfeed"));
+    assert!(bad("dim", &bytes, DIM + 1).contains("dimensions"));
+    assert!(matches!(
+        HnswIndex::load(
+            &dir.path().join("missing"),
+            DIM,
+            params(),
+            HnswSearchParams::default()
+        ),
+        Err(Error::Io { .. })
+    ));
+}
+
+#[test]
+fn bad_queries_are_errors() {
+    let f = fixture(200, 6);
+    assert!(f.hnsw.search(&[0.0; DIM - 1], K, Filter::All).is_err());
+    let mut q = vec![0.1; DIM];
+    q[3] = f32::NAN;
+    assert!(f.hnsw.search(&q, K, Filter::All).is_err());
+    assert!(
+        f.hnsw
+            .search(&f.queries[..DIM], 0, Filter::All)
+            .unwrap()
+            .is_empty()
+    );
+    let bad = HnswSearchParams {
+        ef: 0,
+        ..HnswSearchParams::default()
+    };
+    assert!(
+        f.hnsw
+            .search_with(&f.queries[..DIM], K, Filter::All, &bad)
+            .is_err()
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn deleted_and_filtered_ids_never_appear(
+        seed in 0u64..1000,
+        deletes in proptest::collection::vec(0u32..400, 0..200),
+        modulus in 2u32..7,
+        compact in any::<bool>(),
+    ) {
+        let (base, queries) = dataset(400, 5, DIM, seed);
+        let index = HnswIndex::new(DIM, HnswBuildParams { max_live: 150, ..params() }, HnswSearchParams::default()).unwrap();
+        for (i, row) in base.chunks_exact(DIM).enumerate() {
+            index.insert(i as u32, &emb(row)).unwrap();
+        }
+        let deleted: HashSet<u32> = deletes.iter().copied().collect();
+        for id in &deleted {
+            prop_assert!(index.delete(*id));
+        }
+        if compact {
+            index.compact();
+        }
+        let pred = move |id: u32| id % modulus != 0;
+        for q in queries.chunks_exact(DIM) {
+            let hits = index.search(q, 20, Filter::Predicate(&pred)).unwrap();
+            for h in &hits {
+                prop_assert!(!deleted.contains(&h.id), "deleted id {} returned", h.id);
+                prop_assert!(h.id % modulus != 0, "filtered id {} returned", h.id);
+            }
+            let allowed = (0..400u32).filter(|i| !deleted.contains(i) && pred(*i)).count();
+            prop_assert_eq!(hits.len(), allowed.min(20));
+        }
+    }
+}
+
+#[test]
+fn searches_never_see_a_delete_that_returned_before_they_started() {
+    let (base, queries) = dataset(4000, 20, DIM, 7);
+    let items: Vec<(u32, Embedding)> = base[..2000 * DIM]
+        .chunks_exact(DIM)
+        .enumerate()
+        .map(|(i, r)| (i as u32, emb(r)))
+        .collect();
+    let index = Arc::new(
+        HnswIndex::build(
+            DIM,
+            items,
+            HnswBuildParams {
+                max_live: 400,
+                threads: 1,
+                ..params()
+            },
+            HnswSearchParams::default(),
+        )
+        .unwrap(),
+    );
+    let deleted = Arc::new(Mutex::new(IdSet::new()));
+    let done = Arc::new(AtomicBool::new(false));
+    let next = Arc::new(AtomicU32::new(2000));
+
+    let writer = {
+        let (index, deleted, done, next) =
+            (index.clone(), deleted.clone(), done.clone(), next.clone());
+        let base = base.clone();
+        std::thread::spawn(move || {
+            for i in 0..2000usize {
+                let id = next.fetch_add(1, Ordering::SeqCst);
+                index
+                    .insert(id, &emb(&base[(2000 + i) * DIM..(2001 + i) * DIM]))
+                    .unwrap();
+                let victim = (i * 7 % 3000) as u32;
+                if index.delete(victim) {
+                    deleted.lock().unwrap().insert(victim);
+                }
+            }
+            done.store(true, Ordering::SeqCst);
+        })
+    };
+    let readers: Vec<_> = (0..2)
+        .map(|t| {
+            let (index, deleted, done) = (index.clone(), deleted.clone(), done.clone());
+            let queries = queries.clone();
+            std::thread::spawn(move || {
+                let mut searches = 0;
+                while !done.load(Ordering::SeqCst) || searches < 50 {
+                    let before = deleted.lock().unwrap().clone();
+                    let q = &queries[(searches + t) % 20 * DIM..][..DIM];
+                    for h in index.search(q, 50, Filter::All).unwrap() {
+                        assert!(!before.contains(h.id), "deleted id {} returned", h.id);
+                    }
+                    searches += 1;
+                }
+                searches
+            })
+        })
+        .collect();
+    writer.join().unwrap();
+    for r in readers {
+        assert!(r.join().unwrap() >= 50);
+    }
+    index.compact();
+    let final_deleted = deleted.lock().unwrap().clone();
+    for q in queries.chunks_exact(DIM) {
+        for h in index.search(q, 50, Filter::All).unwrap() {
+            assert!(!final_deleted.contains(h.id));
+        }
+    }
+    assert_eq!(index.len(), 4000 - final_deleted.len());
+    assert!(index.stats().compactions >= 1);
+}
