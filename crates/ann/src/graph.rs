@@ -239,14 +239,20 @@ impl Graph {
     }
 
     /// Walks the graph: greedy descent through the upper layers, then a best-first search
-    /// of layer 0 with a candidate list of `ef`. Only nodes whose label passes `pass`
-    /// enter the results, but every node may route the walk (the filter is applied
-    /// inside the search, as hnswlib does, not after it).
+    /// of layer 0.
+    ///
+    /// The walk's frontier is bounded by the best `walk_ef` nodes seen, allowed or not;
+    /// the results are the best `ef` nodes whose label passes `pass`. Disallowed nodes
+    /// route the walk but never enter the results (the filter is inside the search, not
+    /// applied after it). With no filter `walk_ef == ef` and this is plain HNSW search;
+    /// with a filter the caller widens `walk_ef` as the filter narrows. The walk goes on
+    /// past its bound while fewer than `k` allowed nodes were found.
     pub(crate) fn search(
         &self,
         query: &[f32],
         k: usize,
         ef: usize,
+        walk_ef: usize,
         pass: &dyn Fn(u32) -> bool,
         top: &mut TopK,
     ) {
@@ -255,6 +261,7 @@ impl Graph {
             return;
         }
         let ef = ef.max(k);
+        let walk_ef = walk_ef.max(ef);
         let mut cur = self.entry;
         let mut cur_d = distance(query, self.vector(cur));
         for layer in self.upper.iter().rev() {
@@ -280,19 +287,17 @@ impl Graph {
             let mut visited = visited.borrow_mut();
             visited.reset(n);
             visited.insert(cur);
-            let mut candidates: BinaryHeap<Reverse<Dist>> = BinaryHeap::with_capacity(ef * 4);
+            let mut candidates: BinaryHeap<Reverse<Dist>> = BinaryHeap::with_capacity(walk_ef * 4);
+            let mut frontier: BinaryHeap<Dist> = BinaryHeap::with_capacity(walk_ef + 1);
             let mut results: BinaryHeap<Dist> = BinaryHeap::with_capacity(ef + 1);
             candidates.push(Reverse(Dist(cur_d, cur)));
+            frontier.push(Dist(cur_d, cur));
             if pass(self.labels[cur as usize]) {
                 results.push(Dist(cur_d, cur));
             }
-            let mut bound = if results.len() >= ef {
-                cur_d
-            } else {
-                f32::INFINITY
-            };
+            let mut bound = if walk_ef <= 1 { cur_d } else { f32::INFINITY };
             while let Some(Reverse(Dist(d, node))) = candidates.pop() {
-                if d > bound && results.len() >= ef {
+                if d > bound && results.len() >= k {
                     break;
                 }
                 let links = self.links(node);
@@ -307,18 +312,24 @@ impl Graph {
                         continue;
                     }
                     let dn = distance(query, self.vector(nb));
-                    if results.len() < ef || dn < bound {
+                    if frontier.len() < walk_ef || dn < bound {
                         candidates.push(Reverse(Dist(dn, nb)));
-                        if pass(self.labels[nb as usize]) {
-                            results.push(Dist(dn, nb));
-                            if results.len() > ef {
-                                results.pop();
-                            }
+                        frontier.push(Dist(dn, nb));
+                        if frontier.len() > walk_ef {
+                            frontier.pop();
                         }
-                        if results.len() >= ef
-                            && let Some(worst) = results.peek()
+                        if frontier.len() >= walk_ef
+                            && let Some(worst) = frontier.peek()
                         {
                             bound = worst.0;
+                        }
+                    }
+                    if pass(self.labels[nb as usize])
+                        && (results.len() < ef || results.peek().is_some_and(|w| dn < w.0))
+                    {
+                        results.push(Dist(dn, nb));
+                        if results.len() > ef {
+                            results.pop();
                         }
                     }
                 }

@@ -27,8 +27,10 @@
 //!   allow-list only its members are touched. A selective filter (an `only` topic, a
 //!   small allow-list) is then both exact and fast, where a graph walk would visit
 //!   most of the graph to find `k` allowed nodes.
-//! - otherwise: walk the graph with the filter inside (disallowed nodes route but never
-//!   enter the results), with `ef` raised to at least `k`.
+//! - otherwise: walk the graph with the filter inside: disallowed nodes route the walk
+//!   but never enter the results, and the walk's frontier is widened to
+//!   `ef / sqrt(s)` (at most `max_ef`), so a 10 % filter walks about 3× as far as an
+//!   unfiltered search rather than the 10× a walk that waits for `ef` allowed nodes needs.
 //! - if the walk still returns fewer than `k` allowed ids, scan exactly. So a search
 //!   returns `k` results whenever `k` allowed ids exist.
 
@@ -210,7 +212,11 @@ impl HnswIndex {
                     _ => graph.scan(query, &pass, &mut top),
                 }
             } else {
-                graph.search(query, k, params.ef.min(params.max_ef), &pass, &mut top);
+                let ef = params.ef.min(params.max_ef);
+                // The narrower the filter, the wider the walk: ef / sqrt(share).
+                let walk_ef = ((ef as f32 / ratio.max(1e-4).sqrt()) as usize)
+                    .clamp(ef, params.max_ef.max(ef));
+                graph.search(query, k, ef, walk_ef, &pass, &mut top);
                 if top.len() < k {
                     // The walk came back short: fall back to an exact scan.
                     top = TopK::new(k);

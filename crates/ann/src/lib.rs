@@ -19,6 +19,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod distance;
 pub mod error;
 pub mod flat;
@@ -29,6 +30,8 @@ pub mod index;
 pub mod params;
 mod persist;
 pub mod synthetic;
+pub mod texmex;
+pub mod video_index;
 
 pub use error::{Error, Result};
 pub use flat::FlatIndex;
@@ -37,3 +40,4 @@ pub use idset::IdSet;
 pub use index::{Filter, Hit, VectorIndex};
 pub use params::{HnswBuildParams, HnswSearchParams};
 pub use persist::FORMAT_VERSION;
+pub use video_index::VideoIndex;

@@ -12,7 +12,11 @@
 //!    id whose delete had returned before the search started.
 //! 8. Bad queries (wrong dimension, NaN) are errors.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::manual_is_multiple_of)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::manual_is_multiple_of
+)]
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};

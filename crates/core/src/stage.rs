@@ -38,6 +38,20 @@ pub struct FeedContext {
     pub wellbeing: WellbeingState,
     /// The viewer's interest vector, unless personalization is off or there is none yet.
     pub interest: Option<Embedding>,
+    /// The steering concepts of `constraints` as vectors (embedded once by the engine when
+    /// the preferences are set): positive weights boost, negative weights reduce.
+    pub concepts: Vec<ConceptVector>,
+}
+
+/// A steering concept as a direction in the catalog's embedding space.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConceptVector {
+    /// The phrase or topic, for explanations.
+    pub label: String,
+    /// Its embedding.
+    pub vector: Embedding,
+    /// Signed strength: positive for boost, negative for reduce.
+    pub weight: f32,
 }
 
 /// A video on its way through the pipeline.

@@ -30,6 +30,7 @@ fn ctx(limit: u32) -> FeedContext {
         parental: ParentalControls::default(),
         wellbeing: WellbeingState::default(),
         interest: None,
+        concepts: Vec::new(),
     }
 }
 

@@ -25,4 +25,6 @@ mod engine;
 
 pub use config::{Config, ConfigError};
 pub use engine::Engine;
+/// Vector indexes, for apps that manage their own (and for `steerfeed bench ann`).
+pub use steerfeed_ann as ann;
 pub use steerfeed_core::*;

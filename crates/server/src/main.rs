@@ -7,6 +7,8 @@ use std::future::IntoFuture;
 use std::path::PathBuf;
 
 use anyhow::Context;
+
+mod bench_cmd;
 use clap::{Parser, Subcommand};
 use steerfeed::{Config, Engine};
 use steerfeed_server::{AppState, app};
@@ -34,6 +36,15 @@ enum Command {
     Serve,
     /// Print the effective configuration (defaults, file and environment merged).
     Config,
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// ANN recall, QPS, build time and size on TEXMEX files or a synthetic set.
+    Ann(Box<bench_cmd::AnnArgs>),
 }
 
 fn init_tracing(config: &Config) {
@@ -53,6 +64,10 @@ fn main() -> anyhow::Result<()> {
         Command::Config => {
             print!("{}", config.to_toml());
             Ok(())
+        }
+        Command::Bench(BenchCommand::Ann(args)) => {
+            init_tracing(&config);
+            bench_cmd::ann(*args)
         }
         Command::Serve => {
             init_tracing(&config);

@@ -1,0 +1,187 @@
+//! The ANN benchmark behind `steerfeed bench ann`: build an index over a base set, run
+//! the queries one per call at several `ef`, and report recall@k against exact ground
+//! truth, queries per second, build time and index size — one JSON object per `ef`
+//! (and per allow-list share, for filtered runs).
+
+use std::time::Instant;
+
+use rayon::prelude::*;
+use steerfeed_core::Embedding;
+
+use crate::HnswIndex;
+use crate::distance::kernel_name;
+use crate::error::Result;
+use crate::flat::scan;
+use crate::idset::IdSet;
+use crate::index::{Filter, TopK, VectorIndex};
+use crate::params::{HnswBuildParams, HnswSearchParams};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct AnnBench {
+    /// Base vectors, row-major.
+    pub base: Vec<f32>,
+    /// Query vectors, row-major.
+    pub queries: Vec<f32>,
+    /// Dimension.
+    pub dim: usize,
+    /// Ground truth (`gt_k` ids per query), when given; computed exactly otherwise.
+    pub ground_truth: Option<(Vec<i32>, usize)>,
+    /// Neighbours per query.
+    pub k: usize,
+    /// Build parameters.
+    pub build: HnswBuildParams,
+    /// The `ef` values to try.
+    pub efs: Vec<usize>,
+    /// Threads running queries (each thread one query per call).
+    pub threads: usize,
+    /// Allow-list shares to test as filters (e.g. 0.01, 0.1, 0.5); empty for none.
+    pub allow: Vec<f32>,
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AnnBenchRow {
+    /// The `ef` searched with.
+    pub ef: usize,
+    /// Share of ids an allow-list filter let through (1.0 unfiltered).
+    pub allow: f32,
+    /// Mean recall@k against exact search.
+    pub recall_at_k: f64,
+    /// Queries per second over all query threads.
+    pub qps: f64,
+    /// Mean latency of one query in microseconds.
+    pub mean_us: f64,
+    /// Seconds to build the index.
+    pub build_s: f64,
+    /// Bytes held by vectors and links.
+    pub index_bytes: usize,
+    /// Base size.
+    pub n: usize,
+    /// Dimension.
+    pub dim: usize,
+    /// k.
+    pub k: usize,
+    /// Query threads.
+    pub threads: usize,
+    /// Inner-product kernel in use.
+    pub kernel: &'static str,
+}
+
+/// Exact top-`k` ids per query under an optional allow-list, in parallel.
+pub fn exact_ground_truth(
+    base: &[f32],
+    queries: &[f32],
+    dim: usize,
+    k: usize,
+    allow: Option<&IdSet>,
+) -> Vec<Vec<u32>> {
+    let labels: Vec<u32> = (0..(base.len() / dim) as u32).collect();
+    queries
+        .par_chunks_exact(dim)
+        .map(|q| {
+            let mut top = TopK::new(k);
+            scan(base, dim, &labels, q, &mut top, |id| {
+                allow.is_none_or(|a| a.contains(id))
+            });
+            top.into_hits().into_iter().map(|h| h.id).collect()
+        })
+        .collect()
+}
+
+/// An allow-list of about `share` of `n` ids, evenly spread (deterministic).
+pub fn allow_list(n: usize, share: f32) -> IdSet {
+    let step = (1.0 / f64::from(share.clamp(1e-6, 1.0))).max(1.0);
+    let mut set = IdSet::new();
+    let mut x = 0.0f64;
+    while (x as usize) < n {
+        set.insert(x as u32);
+        x += step;
+    }
+    set
+}
+
+/// Runs the benchmark; rows come in order of allow share, then `ef`.
+pub fn run(b: &AnnBench) -> Result<Vec<AnnBenchRow>> {
+    let dim = b.dim;
+    let n = b.base.len() / dim;
+    let nq = b.queries.len() / dim;
+    let items = b
+        .base
+        .chunks_exact(dim)
+        .enumerate()
+        .map(|(i, row)| Ok((i as u32, Embedding::new("base", row, dim)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let queries = b
+        .queries
+        .chunks_exact(dim)
+        .map(|q| Ok(Embedding::new("query", q, dim)?.as_slice().to_vec()))
+        .collect::<Result<Vec<_>>>()?;
+    let started = Instant::now();
+    let index = HnswIndex::build(dim, items, b.build, HnswSearchParams::default())?;
+    let build_s = started.elapsed().as_secs_f64();
+    let index_bytes = index.stats().heap_bytes;
+    tracing::info!(n, dim, build_s, "index built");
+
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(b.threads.max(1))
+        .build()
+        .map_err(|e| steerfeed_core::Error::internal("bench", e))?;
+    let mut shares = vec![1.0f32];
+    shares.extend(b.allow.iter().copied().filter(|s| *s < 1.0));
+    let mut rows = Vec::new();
+    for share in shares {
+        let allow = (share < 1.0).then(|| allow_list(n, share));
+        let truth: Vec<Vec<u32>> = match (&b.ground_truth, &allow) {
+            (Some((gt, gt_k)), None) => gt
+                .chunks_exact(*gt_k)
+                .map(|row| row.iter().take(b.k).map(|&x| x as u32).collect())
+                .collect(),
+            _ => exact_ground_truth(&b.base, &b.queries, dim, b.k, allow.as_ref()),
+        };
+        let filter = allow.as_ref().map_or(Filter::All, Filter::Allow);
+        for &ef in &b.efs {
+            let params = HnswSearchParams {
+                ef,
+                ..HnswSearchParams::default()
+            };
+            let started = Instant::now();
+            let results: Vec<Result<Vec<u32>>> = pool.install(|| {
+                queries
+                    .par_iter()
+                    .with_max_len(1)
+                    .map(|q| {
+                        Ok(index
+                            .search_with(q, b.k, filter, &params)?
+                            .iter()
+                            .map(|h| h.id)
+                            .collect())
+                    })
+                    .collect()
+            });
+            let seconds = started.elapsed().as_secs_f64();
+            let mut recall = 0.0;
+            for (got, want) in results.into_iter().zip(&truth) {
+                let got = got?;
+                let hits = got.iter().filter(|id| want.contains(id)).count();
+                recall += hits as f64 / want.len().clamp(1, b.k) as f64;
+            }
+            rows.push(AnnBenchRow {
+                ef,
+                allow: share,
+                recall_at_k: recall / nq.max(1) as f64,
+                qps: nq as f64 / seconds,
+                mean_us: seconds * 1e6 * b.threads.max(1) as f64 / nq.max(1) as f64,
+                build_s,
+                index_bytes,
+                n,
+                dim,
+                k: b.k,
+                threads: b.threads.max(1),
+                kernel: kernel_name(),
+            });
+        }
+    }
+    let _ = index.len();
+    Ok(rows)
+}

@@ -1,0 +1,55 @@
+use std::sync::Arc;
+
+use steerfeed_core::ports::{VectorSearch, VideoCatalog};
+use steerfeed_core::{Candidate, FeedContext, Reason, Result, Source};
+
+use super::hydrate;
+
+/// Nearest neighbours of the viewer's interest vector.
+pub struct InterestAnnSource {
+    catalog: Arc<dyn VideoCatalog>,
+    search: Arc<dyn VectorSearch>,
+    quota: usize,
+}
+
+impl InterestAnnSource {
+    /// A source proposing at most `quota` videos.
+    pub fn new(
+        catalog: Arc<dyn VideoCatalog>,
+        search: Arc<dyn VectorSearch>,
+        quota: usize,
+    ) -> Self {
+        Self {
+            catalog,
+            search,
+            quota,
+        }
+    }
+}
+
+impl Source for InterestAnnSource {
+    fn fetch(&self, ctx: &FeedContext) -> Result<Vec<Candidate>> {
+        let Some(interest) = ctx
+            .interest
+            .as_ref()
+            .filter(|_| ctx.parental.personalization)
+        else {
+            return Ok(Vec::new());
+        };
+        let hits = self
+            .search
+            .search(interest.as_slice(), self.quota, &|_| true)?;
+        hydrate(
+            self.catalog.as_ref(),
+            hits.into_iter().map(|n| (n.video, n.similarity)),
+            "interest_ann",
+            |v| Reason::Interest {
+                topic: v.topics.first().cloned(),
+            },
+        )
+    }
+
+    fn name(&self) -> &'static str {
+        "interest_ann"
+    }
+}

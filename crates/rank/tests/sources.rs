@@ -1,0 +1,463 @@
+//! Tests of the candidate sources on in-memory ports.
+//!
+//! 1. `following`: only followed creators, newest first, mutuals ahead, age and quota limits.
+//! 2. `interest_ann`: nearest to the interest vector; nothing without one or with
+//!    personalization off.
+//! 3. `steer_ann`: one query per boosted concept, reduce ignored, the concept in the reason.
+//! 4. `co_engagement`: fed by the real incremental index; updates as events arrive.
+//! 5. `remix_trends` and `popular`: the stats' order, deleted videos skipped, quotas.
+//! 6. `social_cameo`: videos featuring you or people you follow, not your own.
+//! 7. `fresh`: new creators first, nothing older than the window.
+//! 8. All sources in one pipeline: candidates are deduplicated and counted per source.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use steerfeed_core::ports::{
+    Engagement, EngagementStats, Neighbor, SocialGraph, UserHistory, VectorSearch, VideoCatalog,
+};
+use steerfeed_core::{
+    ConceptVector, Constraints, Embedding, EventKind, FeedContext, FeedRequest, ParentalControls,
+    Pipeline, Reason, Result, Source, Timestamp, User, UserId, Video, VideoId, WellbeingState,
+};
+use steerfeed_rank::sources::{
+    CoEngagementSource, FollowingSource, FreshSource, InterestAnnSource, PopularSource,
+    RemixTrendsSource, SocialCameoSource, SteerAnnSource,
+};
+use steerfeed_rank::{CoEngagementIndex, CoEngagementParams};
+
+const NOW_S: i64 = 1_800_000_000;
+
+fn now() -> Timestamp {
+    Timestamp::from_second(NOW_S).unwrap()
+}
+
+fn hours_ago(h: i64) -> Timestamp {
+    Timestamp::from_second(NOW_S - h * 3600).unwrap()
+}
+
+fn u(s: &str) -> UserId {
+    UserId::new(s).unwrap()
+}
+
+fn v(s: &str) -> VideoId {
+    VideoId::new(s).unwrap()
+}
+
+fn e(x: f32, y: f32) -> Embedding {
+    Embedding::normalized("e", &[x, y]).unwrap()
+}
+
+/// An in-memory catalog, graph, stats and history (a test double of the store).
+#[derive(Default)]
+struct Mem {
+    videos: HashMap<VideoId, Arc<Video>>,
+    follows: HashSet<(UserId, UserId)>,
+    popular: Vec<(VideoId, f32)>,
+    remix: Vec<(VideoId, f32)>,
+    history: HashMap<UserId, Vec<Engagement>>,
+}
+
+impl Mem {
+    fn add(
+        &mut self,
+        id: &str,
+        creator: &str,
+        age_h: i64,
+        emb: Embedding,
+        tweak: impl FnOnce(&mut Video),
+    ) {
+        let mut video = Video::new(v(id), u(creator), hours_ago(age_h), 10.0);
+        video.embedding = Some(emb);
+        tweak(&mut video);
+        self.videos.insert(v(id), Arc::new(video));
+    }
+
+    fn sorted(&self, mut vs: Vec<Arc<Video>>, limit: usize) -> Vec<Arc<Video>> {
+        vs.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        vs.truncate(limit);
+        vs
+    }
+}
+
+impl VideoCatalog for Mem {
+    fn video(&self, id: &VideoId) -> Result<Option<Arc<Video>>> {
+        Ok(self.videos.get(id).cloned())
+    }
+    fn recent_by_creator(
+        &self,
+        creator: &UserId,
+        since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Arc<Video>>> {
+        let vs = self
+            .videos
+            .values()
+            .filter(|x| x.creator == *creator && x.created_at >= since)
+            .cloned()
+            .collect();
+        Ok(self.sorted(vs, limit))
+    }
+    fn newest(&self, since: Timestamp, limit: usize) -> Result<Vec<Arc<Video>>> {
+        let vs = self
+            .videos
+            .values()
+            .filter(|x| x.created_at >= since)
+            .cloned()
+            .collect();
+        Ok(self.sorted(vs, limit))
+    }
+    fn featuring(&self, person: &UserId, limit: usize) -> Result<Vec<Arc<Video>>> {
+        let vs = self
+            .videos
+            .values()
+            .filter(|x| x.cameos.contains(person))
+            .cloned()
+            .collect();
+        Ok(self.sorted(vs, limit))
+    }
+    fn creator_video_count(&self, creator: &UserId) -> Result<usize> {
+        Ok(self
+            .videos
+            .values()
+            .filter(|x| x.creator == *creator)
+            .count())
+    }
+}
+
+impl SocialGraph for Mem {
+    fn following(&self, user: &UserId) -> Result<Vec<UserId>> {
+        let mut f: Vec<UserId> = self
+            .follows
+            .iter()
+            .filter(|(a, _)| a == user)
+            .map(|(_, b)| b.clone())
+            .collect();
+        f.sort();
+        Ok(f)
+    }
+    fn follows(&self, a: &UserId, b: &UserId) -> Result<bool> {
+        Ok(self.follows.contains(&(a.clone(), b.clone())))
+    }
+}
+
+impl EngagementStats for Mem {
+    fn popular(&self, _: Timestamp, limit: usize) -> Result<Vec<(VideoId, f32)>> {
+        Ok(self.popular.iter().take(limit).cloned().collect())
+    }
+    fn remix_trending(&self, _: Timestamp, limit: usize) -> Result<Vec<(VideoId, f32)>> {
+        Ok(self.remix.iter().take(limit).cloned().collect())
+    }
+}
+
+impl UserHistory for Mem {
+    fn recent_engagements(&self, user: &UserId, limit: usize) -> Result<Vec<Engagement>> {
+        Ok(self
+            .history
+            .get(user)
+            .map(|h| h.iter().take(limit).cloned().collect())
+            .unwrap_or_default())
+    }
+}
+
+impl VectorSearch for Mem {
+    fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        allow: &(dyn Fn(&VideoId) -> bool + Sync),
+    ) -> Result<Vec<Neighbor>> {
+        let mut all: Vec<Neighbor> = self
+            .videos
+            .values()
+            .filter(|x| !x.deleted && allow(&x.id))
+            .map(|x| Neighbor {
+                video: x.id.clone(),
+                similarity: steerfeed_core::vector::dot(
+                    query,
+                    x.embedding.as_ref().unwrap().as_slice(),
+                ),
+            })
+            .collect();
+        all.sort_by(|a, b| {
+            b.similarity
+                .total_cmp(&a.similarity)
+                .then_with(|| a.video.cmp(&b.video))
+        });
+        all.truncate(k);
+        Ok(all)
+    }
+}
+
+fn ctx(user: &str) -> FeedContext {
+    FeedContext {
+        request: FeedRequest::new(u(user), 20).unwrap(),
+        now: now(),
+        user: User::new(u(user)),
+        constraints: Constraints::default(),
+        parental: ParentalControls::default(),
+        wellbeing: WellbeingState::default(),
+        interest: None,
+        concepts: Vec::new(),
+    }
+}
+
+fn ids(c: &[steerfeed_core::Candidate]) -> Vec<&str> {
+    c.iter().map(|c| c.id().as_str()).collect()
+}
+
+fn world() -> Arc<Mem> {
+    let mut m = Mem::default();
+    m.follows.insert((u("me"), u("ana")));
+    m.follows.insert((u("me"), u("bo")));
+    m.follows.insert((u("bo"), u("me")));
+    m.add("ana1", "ana", 1, e(1.0, 0.0), |_| {});
+    m.add("ana2", "ana", 5, e(1.0, 0.1), |_| {});
+    m.add("ana_old", "ana", 24 * 30, e(1.0, 0.2), |_| {});
+    m.add("bo1", "bo", 6, e(0.0, 1.0), |_| {});
+    m.add("bo_del", "bo", 2, e(0.0, 1.0), |x| x.deleted = true);
+    m.add("cy1", "cy", 3, e(0.7, 0.7), |x| x.cameos = vec![u("ana")]);
+    m.add("cy2", "cy", 100, e(-1.0, 0.0), |x| x.cameos = vec![u("me")]);
+    m.add("mine", "me", 1, e(-1.0, 0.5), |x| x.cameos = vec![u("me")]);
+    for i in 0..8 {
+        m.add(&format!("vet{i}"), "veteran", 2 + i, e(0.3, -1.0), |_| {});
+    }
+    m.add("newbie1", "newbie", 10, e(0.5, -1.0), |_| {});
+    m.popular = vec![
+        (v("cy2"), 9.0),
+        (v("bo_del"), 8.0),
+        (v("ana_old"), 7.0),
+        (v("ghost"), 6.0),
+        (v("bo1"), 5.0),
+    ];
+    m.remix = vec![(v("cy1"), 3.0), (v("ana1"), 2.0)];
+    Arc::new(m)
+}
+
+#[test]
+fn following_proposes_recent_videos_of_followed_creators() {
+    let m = world();
+    let s = FollowingSource::new(m.clone(), m.clone(), 10);
+    let out = s.fetch(&ctx("me")).unwrap();
+    // bo is a mutual (x1.2): bo1 at 6 h outranks ana1 at 1 h; old and deleted are out.
+    assert_eq!(ids(&out), vec!["bo1", "ana1", "ana2"]);
+    assert!(matches!(&out[1].reason, Reason::Following { creator } if creator.as_str() == "ana"));
+    let s = FollowingSource::new(m.clone(), m.clone(), 1);
+    assert_eq!(s.fetch(&ctx("me")).unwrap().len(), 1);
+    assert!(s.fetch(&ctx("nobody")).unwrap().is_empty());
+}
+
+#[test]
+fn interest_ann_needs_an_interest_and_personalization() {
+    let m = world();
+    let s = InterestAnnSource::new(m.clone(), m.clone(), 3);
+    let mut c = ctx("me");
+    assert!(s.fetch(&c).unwrap().is_empty(), "no interest vector yet");
+    c.interest = Some(e(0.0, 1.0));
+    let out = s.fetch(&c).unwrap();
+    assert_eq!(out[0].id().as_str(), "bo1");
+    assert_eq!(out.len(), 3);
+    assert!(out.iter().all(|x| x.id().as_str() != "bo_del"));
+    c.parental.personalization = false;
+    assert!(s.fetch(&c).unwrap().is_empty());
+}
+
+#[test]
+fn steer_ann_queries_each_boosted_concept() {
+    let m = world();
+    let s = SteerAnnSource::new(m.clone(), m.clone(), 1);
+    let mut c = ctx("me");
+    c.concepts = vec![
+        ConceptVector {
+            label: "cats".into(),
+            vector: e(1.0, 0.0),
+            weight: 1.0,
+        },
+        ConceptVector {
+            label: "dogs".into(),
+            vector: e(0.0, 1.0),
+            weight: 1.0,
+        },
+        ConceptVector {
+            label: "politics".into(),
+            vector: e(-1.0, 0.0),
+            weight: -1.0,
+        },
+    ];
+    let out = s.fetch(&c).unwrap();
+    assert_eq!(ids(&out).len(), 2);
+    assert!(ids(&out).contains(&"ana1") && ids(&out).contains(&"bo1"));
+    for cand in &out {
+        let Reason::Steering { concept } = &cand.reason else {
+            panic!()
+        };
+        let want = if cand.id().as_str() == "ana1" {
+            "cats"
+        } else {
+            "dogs"
+        };
+        assert_eq!(concept, want);
+    }
+}
+
+#[test]
+fn co_engagement_follows_events_as_they_arrive() {
+    let m = world();
+    let co = Arc::new(CoEngagementIndex::new(CoEngagementParams::default()));
+    // Others who liked ana1 also liked bo1 and remixed cy1.
+    for other in ["x", "y"] {
+        co.record(
+            &u(other),
+            &EventKind::Like { video: v("ana1") },
+            hours_ago(3),
+        );
+        co.record(
+            &u(other),
+            &EventKind::Like { video: v("bo1") },
+            hours_ago(3),
+        );
+    }
+    co.record(&u("z"), &EventKind::Like { video: v("ana1") }, hours_ago(2));
+    co.record(
+        &u("z"),
+        &EventKind::Remix {
+            video: v("cy1"),
+            new_video: None,
+        },
+        hours_ago(2),
+    );
+    let mut mem = Mem {
+        ..Default::default()
+    };
+    mem.videos = m.videos.clone();
+    mem.history.insert(
+        u("me"),
+        vec![Engagement {
+            video: v("ana1"),
+            kind: EventKind::Like { video: v("ana1") },
+            at: hours_ago(1),
+        }],
+    );
+    let mem = Arc::new(mem);
+    let s = CoEngagementSource::new(mem.clone(), mem.clone(), co.clone(), 10);
+    let out = s.fetch(&ctx("me")).unwrap();
+    assert_eq!(
+        ids(&out),
+        vec!["bo1", "cy1"],
+        "two co-likers beat one co-remixer"
+    );
+    // More people remix cy1 with ana1: the order changes without a rebuild.
+    for other in ["p", "q", "r"] {
+        co.record(
+            &u(other),
+            &EventKind::Like { video: v("ana1") },
+            hours_ago(1),
+        );
+        co.record(
+            &u(other),
+            &EventKind::Remix {
+                video: v("cy1"),
+                new_video: None,
+            },
+            hours_ago(1),
+        );
+    }
+    assert_eq!(ids(&s.fetch(&ctx("me")).unwrap())[0], "cy1");
+    assert!(
+        ids(&s.fetch(&ctx("me")).unwrap())
+            .iter()
+            .all(|id| *id != "ana1"),
+        "already engaged"
+    );
+    let mut off = ctx("me");
+    off.parental.personalization = false;
+    assert!(s.fetch(&off).unwrap().is_empty());
+}
+
+#[test]
+fn trends_and_popular_keep_the_stats_order_and_skip_deleted_or_unknown() {
+    let m = world();
+    let popular = PopularSource::new(m.clone(), m.clone(), 4)
+        .fetch(&ctx("me"))
+        .unwrap();
+    assert_eq!(
+        ids(&popular),
+        vec!["cy2", "ana_old"],
+        "bo_del deleted, ghost unknown, quota 4 cut bo1"
+    );
+    let remix = RemixTrendsSource::new(m.clone(), m.clone(), 10)
+        .fetch(&ctx("me"))
+        .unwrap();
+    assert_eq!(ids(&remix), vec!["cy1", "ana1"]);
+    assert!(
+        remix
+            .iter()
+            .all(|c| c.reason == Reason::RemixTrend && c.source == "remix_trends")
+    );
+}
+
+#[test]
+fn social_cameo_finds_friends_and_me_in_others_videos() {
+    let m = world();
+    let out = SocialCameoSource::new(m.clone(), m.clone(), 10)
+        .fetch(&ctx("me"))
+        .unwrap();
+    assert_eq!(ids(&out), vec!["cy1", "cy2"], "mine is my own video");
+    // Regression: a quota below the per-person minimum panicked in `clamp`.
+    assert_eq!(
+        SocialCameoSource::new(m.clone(), m.clone(), 1)
+            .fetch(&ctx("me"))
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(matches!(&out[0].reason, Reason::FriendCameo { person } if person.as_str() == "ana"));
+}
+
+#[test]
+fn fresh_puts_new_creators_first_within_the_window() {
+    let m = world();
+    let out = FreshSource::new(m.clone(), 3).fetch(&ctx("me")).unwrap();
+    assert_eq!(out.len(), 3);
+    // Creators with at most 5 videos get the lift: the veteran's newer videos come after.
+    assert!(out.iter().all(|c| c.video.creator.as_str() != "veteran"));
+    let out = FreshSource::new(m.clone(), 50).fetch(&ctx("me")).unwrap();
+    assert!(out.iter().all(|c| c.video.created_at >= hours_ago(48)));
+    assert!(!ids(&out).contains(&"cy2"), "100 h old");
+}
+
+#[test]
+fn all_sources_in_one_pipeline_are_deduplicated_and_counted() {
+    let m = world();
+    let co = Arc::new(CoEngagementIndex::new(CoEngagementParams::default()));
+    let p = Pipeline::builder()
+        .source(FollowingSource::new(m.clone(), m.clone(), 50))
+        .source(InterestAnnSource::new(m.clone(), m.clone(), 50))
+        .source(SteerAnnSource::new(m.clone(), m.clone(), 50))
+        .source(CoEngagementSource::new(m.clone(), m.clone(), co, 50))
+        .source(RemixTrendsSource::new(m.clone(), m.clone(), 50))
+        .source(SocialCameoSource::new(m.clone(), m.clone(), 50))
+        .source(FreshSource::new(m.clone(), 50))
+        .source(PopularSource::new(m.clone(), m.clone(), 50))
+        .build()
+        .unwrap();
+    let mut c = ctx("me");
+    c.interest = Some(e(1.0, 1.0));
+    let out = p.run(&c).unwrap();
+    let unique: HashSet<&str> = ids(&out.items).into_iter().collect();
+    assert_eq!(unique.len(), out.items.len());
+    assert_eq!(out.trace.stage("following").unwrap().output, 3);
+    assert!(out.trace.stage("interest_ann").unwrap().output > 0);
+    assert_eq!(
+        out.trace.stage("steer_ann").unwrap().output,
+        0,
+        "no steering"
+    );
+    assert!(out.items.iter().all(|c| !c.video.deleted));
+}

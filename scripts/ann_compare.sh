@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Side-by-side ANN benchmark: steerfeed's HnswIndex and hnswlib on the same .fvecs files,
+# in the same run, single-thread queries, one query per call for steerfeed and one batch
+# call on one thread for hnswlib (so no Python overhead is counted against it).
+#
+#   scripts/ann_compare.sh [N] [DIM] [SEED]        # default 200000 384 42
+#   FILES=DIR scripts/ann_compare.sh               # use DIR/{base,query,gt}.{fvecs,ivecs}
+#
+# Environment: K (10), M (16), EFC (200), EFS ("16,24,32,48,64,96,128,256"),
+# BUILD_THREADS (2), ALLOW ("0.01,0.1,0.5": filtered runs of steerfeed),
+# QUERIES (1000 for synthetic sets).
+# hnswlib is installed from PyPI into a virtualenv in the set-up cache (built from
+# source with the machine's compiler, so it uses the same SIMD the CPU has).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+N="${1:-200000}"; DIM="${2:-384}"; SEED="${3:-42}"
+K="${K:-10}"; M="${M:-16}"; EFC="${EFC:-200}"; EFS="${EFS:-16,24,32,48,64,96,128,256}"
+BUILD_THREADS="${BUILD_THREADS:-2}"; ALLOW="${ALLOW:-0.01,0.1,0.5}"; QUERIES="${QUERIES:-1000}"
+CACHE="${STEERFEED_CACHE:-${HOME:-/tmp}/.cache/steerfeed}"
+VENV="$CACHE/bench-venv"
+
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import hnswlib, numpy' 2>/dev/null; then
+  echo "ann_compare: installing hnswlib and numpy into $VENV" >&2
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check numpy 'hnswlib==0.8.0'
+fi
+
+cargo build --release --quiet -p steerfeed-server
+BIN=./target/release/steerfeed
+
+if [ -n "${FILES:-}" ]; then
+  DIR="$FILES"
+else
+  DIR="$CACHE/ann-data/synthetic-$N-$DIM-$SEED-$QUERIES"
+  if [ ! -f "$DIR/gt.ivecs" ]; then
+    echo "ann_compare: writing the synthetic set to $DIR" >&2
+    "$BIN" bench ann --synthetic "$N,$DIM,$SEED" --queries "$QUERIES" --k "$K" --write "$DIR"
+  fi
+fi
+
+OUT="$(mktemp -d)"
+echo "ann_compare: hnswlib" >&2
+"$VENV/bin/python" scripts/ann_compare.py "$DIR/base.fvecs" "$DIR/query.fvecs" "$DIR/gt.ivecs" \
+  "$K" "$M" "$EFC" "$EFS" "$BUILD_THREADS" | tee "$OUT/hnswlib.jsonl"
+echo "ann_compare: steerfeed" >&2
+RUST_LOG=warn "$BIN" bench ann --base "$DIR/base.fvecs" --query "$DIR/query.fvecs" --gt "$DIR/gt.ivecs" \
+  --k "$K" --m "$M" --ef-construction "$EFC" --ef "$EFS" --threads 1 --build-threads "$BUILD_THREADS" \
+  ${ALLOW:+--allow "$ALLOW"} | sed 's/^{/{"lib":"steerfeed",/' | tee "$OUT/steerfeed.jsonl"
+
+python3 - "$OUT/hnswlib.jsonl" "$OUT/steerfeed.jsonl" <<'PY'
+import json, sys
+h = [json.loads(l) for l in open(sys.argv[1])]
+s = [json.loads(l) for l in open(sys.argv[2])]
+def qps_at(rows, target):
+    """QPS at a recall target, interpolated linearly between the ef values around it."""
+    rows = sorted(rows, key=lambda r: r["recall_at_k"])
+    for lo, hi in zip(rows, rows[1:]):
+        if lo["recall_at_k"] < target <= hi["recall_at_k"]:
+            t = (target - lo["recall_at_k"]) / (hi["recall_at_k"] - lo["recall_at_k"])
+            return lo["qps"] + t * (hi["qps"] - lo["qps"])
+    best = [r for r in rows if r["recall_at_k"] >= target]
+    return max(r["qps"] for r in best) if best else None
+unf = [r for r in s if r["allow"] == 1.0]
+print()
+print(f"n={h[0]['n']} dim={h[0]['dim']} k={h[0]['k']}, single-thread queries")
+for target in (0.95, 0.99):
+    a, b = qps_at(h, target), qps_at(unf, target)
+    ratio = f"{b / a:.2f}x" if a and b else "n/a"
+    print(f"recall@{h[0]['k']} {target}: hnswlib {a and round(a)} qps, steerfeed {b and round(b)} qps -> {ratio}")
+print(f"build: hnswlib {h[0]['build_s']:.1f}s, steerfeed {s[0]['build_s']:.1f}s")
+print(f"memory: hnswlib {h[0]['index_bytes']/2**20:.0f} MiB (RSS growth), steerfeed {s[0]['index_bytes']/2**20:.0f} MiB (arrays)")
+base95 = qps_at(unf, 0.95)
+for share in sorted({r["allow"] for r in s if r["allow"] < 1.0}):
+    rows = [r for r in s if r["allow"] == share]
+    q = qps_at(rows, 0.95)
+    lat = f"{base95 / q:.2f}x the unfiltered latency" if q and base95 else "n/a"
+    print(f"allow {share:.0%}: {q and round(q)} qps at recall 0.95 -> {lat}")
+PY
+rm -rf "$OUT"
