@@ -1,9 +1,11 @@
 //! A sealed HNSW segment: the graph `hnsw_rs` built, exported into flat arrays and
 //! searched by our own code.
 //!
-//! Layout: vectors contiguous in node order; layer-0 links in fixed-width rows of
-//! `1 + m0` `u32`s (count, then neighbours), so one node's links are one cache-friendly
-//! slice; the sparse upper layers in hash maps (a search touches them a few dozen times).
+//! Layout: one row per node in a single array, `[count, m0 link slots, vector]` (links
+//! stored as `f32` bit patterns), so a node's links sit right before its vector: the walk
+//! reads a node's vector when it scores it, and when it later expands that node its
+//! links are already in cache (hnswlib's layout). The sparse upper layers live in hash
+//! maps (a search touches them a few dozen times).
 //! A search reuses a per-thread visited array stamped with an epoch, so it allocates
 //! nothing per visited node, and prefetches neighbour vectors before scoring them.
 
@@ -14,7 +16,6 @@ use std::collections::{BinaryHeap, HashMap};
 use hnsw_rs::prelude::Hnsw;
 
 use crate::distance::{InnerProduct, distance, prefetch};
-use crate::flat::scan;
 use crate::index::TopK;
 use crate::params::HnswBuildParams;
 
@@ -80,18 +81,44 @@ thread_local! {
     static VISITED: RefCell<Visited> = RefCell::new(Visited::default());
 }
 
+/// Asks the kernel to back a large, not yet touched allocation with transparent huge
+/// pages: a graph walk touches nodes at random, and with 4 KiB pages nearly every node
+/// costs a TLB miss. A hint only; where the kernel says no, nothing changes.
+fn advise_huge_pages(v: &Vec<f32>) {
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let bytes = v.capacity() * std::mem::size_of::<f32>();
+        if bytes < 4 * HUGE {
+            return;
+        }
+        let start = v.as_ptr() as usize;
+        let aligned = start.div_ceil(HUGE) * HUGE;
+        let len = (start + bytes).saturating_sub(aligned) / HUGE * HUGE;
+        if len > 0 {
+            // SAFETY: the range lies inside the vector's own allocation; MADV_HUGEPAGE
+            // changes no contents and no mapping, only how later faults are served.
+            let rc =
+                unsafe { libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_HUGEPAGE) };
+            if rc != 0 {
+                tracing::debug!("madvise(MADV_HUGEPAGE) declined");
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = v;
+}
+
 /// An immutable HNSW graph over a fixed set of vectors.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Graph {
     pub(crate) dim: usize,
     /// Node to the caller's id.
     pub(crate) labels: Vec<u32>,
-    /// `labels.len() * dim` floats.
-    pub(crate) vectors: Vec<f32>,
     /// Layer-0 slots per node.
     pub(crate) m0: usize,
-    /// `labels.len() * (1 + m0)`: count, then neighbours.
-    pub(crate) l0: Vec<u32>,
+    /// `labels.len()` rows of `1 + m0 + dim` floats: link count and links (as bits), vector.
+    data: Vec<f32>,
     /// `upper[l - 1]`: neighbours of the nodes present on layer `l`.
     pub(crate) upper: Vec<HashMap<Node, Box<[Node]>>>,
     pub(crate) entry: Node,
@@ -105,9 +132,8 @@ impl Graph {
         Self {
             dim,
             labels: Vec::new(),
-            vectors: Vec::new(),
             m0: 2 * m,
-            l0: Vec::new(),
+            data: Vec::new(),
             upper: Vec::new(),
             entry: 0,
             node_of: Vec::new(),
@@ -186,18 +212,58 @@ impl Graph {
             .get_layer_iterator(max_level)
             .next()
             .map_or(0, |p| p.get_origin_id() as Node);
+        Self::assemble(dim, labels, &vectors, m0, &l0, upper, entry)
+    }
+
+    /// Interleaves layer-0 link rows (`1 + m0` each) and vectors (`dim` each) into the
+    /// serving layout.
+    pub(crate) fn assemble(
+        dim: usize,
+        labels: Vec<u32>,
+        vectors: &[f32],
+        m0: usize,
+        l0: &[u32],
+        upper: Vec<HashMap<Node, Box<[Node]>>>,
+        entry: Node,
+    ) -> Self {
+        let stride = 1 + m0 + dim;
+        let mut data = Vec::with_capacity(labels.len() * stride);
+        advise_huge_pages(&data);
+        for (links, vector) in l0.chunks_exact(1 + m0).zip(vectors.chunks_exact(dim)) {
+            data.extend(links.iter().map(|&x| f32::from_bits(x)));
+            data.extend_from_slice(vector);
+        }
         let mut graph = Self {
             dim,
             labels,
-            vectors,
             m0,
-            l0,
+            data,
             upper,
             entry,
             node_of: Vec::new(),
         };
         graph.index_labels();
         graph
+    }
+
+    fn stride(&self) -> usize {
+        1 + self.m0 + self.dim
+    }
+
+    /// Every node's vector, in node order.
+    pub(crate) fn vectors(&self) -> impl Iterator<Item = &[f32]> {
+        let skip = 1 + self.m0;
+        self.data
+            .chunks_exact(self.stride())
+            .map(move |r| &r[skip..])
+    }
+
+    /// Every node's layer-0 row (count then `m0` slots), in node order.
+    pub(crate) fn link_rows(&self) -> impl Iterator<Item = impl Iterator<Item = u32> + '_> {
+        let m0 = self.m0;
+        self.data
+            .chunks_exact(self.stride())
+            .map(move |r| r[..1 + m0].iter().map(|x| x.to_bits()))
     }
 
     /// Fills `node_of` from `labels`.
@@ -227,22 +293,31 @@ impl Graph {
 
     #[inline]
     fn vector(&self, node: Node) -> &[f32] {
-        let i = node as usize * self.dim;
-        &self.vectors[i..i + self.dim]
+        let start = node as usize * self.stride() + 1 + self.m0;
+        &self.data[start..start + self.dim]
     }
 
+    /// The row of a node from its start (links first), for prefetching.
     #[inline]
-    fn links(&self, node: Node) -> &[Node] {
-        let row = node as usize * (1 + self.m0);
-        let count = self.l0[row] as usize;
-        &self.l0[row + 1..row + 1 + count]
+    fn row(&self, node: Node) -> &[f32] {
+        let start = node as usize * self.stride();
+        &self.data[start..start + self.stride()]
+    }
+
+    /// A node's layer-0 links, as `f32` bit patterns (`to_bits` gives the node).
+    #[inline]
+    fn links(&self, node: Node) -> &[f32] {
+        let row = node as usize * self.stride();
+        let count = (self.data[row].to_bits() as usize).min(self.m0);
+        &self.data[row + 1..row + 1 + count]
     }
 
     /// Walks the graph: greedy descent through the upper layers, then a best-first search
     /// of layer 0.
     ///
     /// The walk's frontier is bounded by the best `walk_ef` nodes seen, allowed or not;
-    /// the results are the best `ef` nodes whose label passes `pass`. Disallowed nodes
+    /// the results are the best `ef` nodes whose label passes `pass` (every node when
+    /// `pass` is `None`). Disallowed nodes
     /// route the walk but never enter the results (the filter is inside the search, not
     /// applied after it). With no filter `walk_ef == ef` and this is plain HNSW search;
     /// with a filter the caller widens `walk_ef` as the filter narrows. The walk goes on
@@ -253,7 +328,7 @@ impl Graph {
         k: usize,
         ef: usize,
         walk_ef: usize,
-        pass: &dyn Fn(u32) -> bool,
+        pass: Option<&dyn Fn(u32) -> bool>,
         top: &mut TopK,
     ) {
         let n = self.len();
@@ -288,25 +363,37 @@ impl Graph {
             visited.reset(n);
             visited.insert(cur);
             let mut candidates: BinaryHeap<Reverse<Dist>> = BinaryHeap::with_capacity(walk_ef * 4);
+            // The best `walk_ef` nodes seen, allowed or not: bounds the walk.
             let mut frontier: BinaryHeap<Dist> = BinaryHeap::with_capacity(walk_ef + 1);
+            // The best `ef` allowed nodes. Without a filter it is the frontier itself.
             let mut results: BinaryHeap<Dist> = BinaryHeap::with_capacity(ef + 1);
+            let filtered = pass.is_some();
+            let allowed = |node: Node| pass.is_none_or(|p| p(self.labels[node as usize]));
             candidates.push(Reverse(Dist(cur_d, cur)));
             frontier.push(Dist(cur_d, cur));
-            if pass(self.labels[cur as usize]) {
+            if filtered && allowed(cur) {
                 results.push(Dist(cur_d, cur));
             }
             let mut bound = if walk_ef <= 1 { cur_d } else { f32::INFINITY };
             while let Some(Reverse(Dist(d, node))) = candidates.pop() {
-                if d > bound && results.len() >= k {
+                let found = if filtered {
+                    results.len()
+                } else {
+                    frontier.len()
+                };
+                if d > bound && found >= k {
                     break;
                 }
                 let links = self.links(node);
-                for &nb in links.iter().take(4) {
-                    prefetch(self.vector(nb));
+                for &nb in links.iter().take(2) {
+                    prefetch(self.row(nb.to_bits()));
+                    prefetch(self.vector(nb.to_bits()));
                 }
                 for (i, &nb) in links.iter().enumerate() {
-                    if let Some(&ahead) = links.get(i + 4) {
-                        prefetch(self.vector(ahead));
+                    let nb = nb.to_bits();
+                    if let Some(&ahead) = links.get(i + 2) {
+                        prefetch(self.row(ahead.to_bits()));
+                        prefetch(self.vector(ahead.to_bits()));
                     }
                     if !visited.insert(nb) {
                         continue;
@@ -324,7 +411,8 @@ impl Graph {
                             bound = worst.0;
                         }
                     }
-                    if pass(self.labels[nb as usize])
+                    if filtered
+                        && allowed(nb)
                         && (results.len() < ef || results.peek().is_some_and(|w| dn < w.0))
                     {
                         results.push(Dist(dn, nb));
@@ -334,7 +422,8 @@ impl Graph {
                     }
                 }
             }
-            for Dist(d, node) in results {
+            let out = if filtered { results } else { frontier };
+            for Dist(d, node) in out {
                 top.push(1.0 - d, self.labels[node as usize]);
             }
         });
@@ -342,7 +431,11 @@ impl Graph {
 
     /// Exact scan of every node whose label passes.
     pub(crate) fn scan(&self, query: &[f32], pass: &dyn Fn(u32) -> bool, top: &mut TopK) {
-        scan(&self.vectors, self.dim, &self.labels, query, top, pass);
+        for (v, &label) in self.vectors().zip(&self.labels) {
+            if pass(label) {
+                top.push(crate::distance::dot(query, v), label);
+            }
+        }
     }
 
     /// Exact scan of the listed labels only (those in this graph that pass).
@@ -377,6 +470,17 @@ impl Graph {
         passed as f32 / samples as f32
     }
 
+    /// Mean number of layer-0 links per node.
+    pub(crate) fn mean_degree(&self) -> f32 {
+        if self.labels.is_empty() {
+            return 0.0;
+        }
+        let total: usize = (0..self.labels.len() as Node)
+            .map(|n| self.links(n).len())
+            .sum();
+        total as f32 / self.labels.len() as f32
+    }
+
     /// Bytes held by the graph's arrays.
     pub(crate) fn heap_bytes(&self) -> usize {
         let upper: usize = self
@@ -387,10 +491,6 @@ impl Graph {
                     + m.values().map(|v| v.len() * 4).sum::<usize>()
             })
             .sum();
-        self.labels.len() * 4
-            + self.vectors.len() * 4
-            + self.l0.len() * 4
-            + self.node_of.len() * 4
-            + upper
+        self.labels.len() * 4 + self.data.len() * 4 + self.node_of.len() * 4 + upper
     }
 }

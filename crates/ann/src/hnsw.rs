@@ -73,7 +73,7 @@ struct Shared {
 }
 
 /// Statistics of an index, for reports and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct IndexStats {
     /// Vectors a search can return.
     pub live_ids: usize,
@@ -87,6 +87,8 @@ pub struct IndexStats {
     pub compactions: u64,
     /// Approximate bytes held by vectors and links.
     pub heap_bytes: usize,
+    /// Mean layer-0 links per graph node.
+    pub mean_degree: f32,
 }
 
 /// An HNSW index with live updates. Cheap to clone handles are not provided: share it
@@ -216,7 +218,16 @@ impl HnswIndex {
                 // The narrower the filter, the wider the walk: ef / sqrt(share).
                 let walk_ef = ((ef as f32 / ratio.max(1e-4).sqrt()) as usize)
                     .clamp(ef, params.max_ef.max(ef));
-                graph.search(query, k, ef, walk_ef, &pass, &mut top);
+                let unfiltered = matches!(filter, Filter::All) && state.graph_tombstones == 0;
+                let pass_ref: &dyn Fn(u32) -> bool = &pass;
+                graph.search(
+                    query,
+                    k,
+                    ef,
+                    walk_ef,
+                    (!unfiltered).then_some(pass_ref),
+                    &mut top,
+                );
                 if top.len() < k {
                     // The walk came back short: fall back to an exact scan.
                     top = TopK::new(k);
@@ -261,6 +272,7 @@ impl HnswIndex {
             graph_tombstones: s.graph_tombstones,
             compactions: self.shared.compactions.load(Ordering::Acquire),
             heap_bytes: s.graph.heap_bytes() + s.live_vectors.len() * 4 + s.live_labels.len() * 4,
+            mean_degree: s.graph.mean_degree(),
         }
     }
 
@@ -355,7 +367,7 @@ impl Shared {
             let dim = self.dim;
             let mut labels = Vec::with_capacity(s.present.len());
             let mut vectors = Vec::with_capacity(s.present.len() * dim);
-            for (row, &label) in s.graph.vectors.chunks_exact(dim).zip(&s.graph.labels) {
+            for (row, &label) in s.graph.vectors().zip(&s.graph.labels) {
                 if !s.tombstones.contains(label) {
                     labels.push(label);
                     vectors.extend_from_slice(row);

@@ -115,8 +115,12 @@ pub(crate) fn save(
         w.u32(count(graph.upper.len())?)?;
         w.u32(graph.entry)?;
         w.u32s(&graph.labels)?;
-        w.f32s(&graph.vectors)?;
-        w.u32s(&graph.l0)?;
+        for v in graph.vectors() {
+            w.f32s(v)?;
+        }
+        for row in graph.link_rows() {
+            w.u32s(&row.collect::<Vec<_>>())?;
+        }
         for layer in &graph.upper {
             w.u32(count(layer.len())?)?;
             let mut nodes: Vec<_> = layer.iter().collect();
@@ -280,17 +284,7 @@ fn parse(data: &[u8], dim: usize) -> std::result::Result<State, String> {
         return Err("non-finite vector values".into());
     }
     let tombstones = IdSet::from_words(tomb);
-    let mut graph = Graph {
-        dim,
-        labels,
-        vectors,
-        m0,
-        l0,
-        upper,
-        entry,
-        node_of: Vec::new(),
-    };
-    graph.index_labels();
+    let graph = Graph::assemble(dim, labels, &vectors, m0, &l0, upper, entry);
     let mut present = IdSet::with_capacity(graph.node_of.len());
     for &label in graph.labels.iter().chain(&live_labels) {
         if !tombstones.contains(label) && !present.insert(label) {

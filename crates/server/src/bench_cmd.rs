@@ -52,6 +52,10 @@ pub struct AnnArgs {
     /// into this folder, then exit: the same files can then be given to other libraries.
     #[arg(long)]
     write: Option<PathBuf>,
+    /// Load the built index from this file if it is there (same data), else build and
+    /// save it there; for repeated runs on large sets.
+    #[arg(long)]
+    index_cache: Option<PathBuf>,
 }
 
 fn parse_synthetic(s: &str) -> anyhow::Result<(usize, usize, u64)> {
@@ -136,6 +140,7 @@ pub fn ann(args: AnnArgs) -> anyhow::Result<()> {
         efs: args.ef,
         threads: args.threads,
         allow: args.allow,
+        index_cache: args.index_cache,
     };
     for row in run(&bench)? {
         println!("{}", serde_json::to_string(&row)?);
