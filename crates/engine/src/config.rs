@@ -5,8 +5,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use steerfeed_steer::EncoderConfig;
 use steerfeed_steer::config::ORT_DYLIB_ENV;
+use steerfeed_steer::{EncoderConfig, ParserConfig};
 
 /// The defaults, one per tunable, documented in the file itself.
 pub const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
@@ -52,6 +52,8 @@ pub enum ConfigError {
 pub struct Config {
     /// The sentence encoder (`[model]`).
     pub model: EncoderConfig,
+    /// The preference parser (`[steering]`).
+    pub steering: ParserConfig,
     /// The HTTP sidecar (`[server]`).
     pub server: ServerConfig,
     /// Logging (`[log]`).
@@ -140,6 +142,24 @@ impl Config {
     /// Checks ranges and consistency.
     pub fn validate(&self) -> Result<(), steerfeed_core::Error> {
         self.model.validate()?;
+        let st = &self.steering;
+        if !(st.topic_threshold.is_finite() && (0.0..=1.0).contains(&st.topic_threshold)) {
+            return Err(steerfeed_core::Error::OutOfRange {
+                field: "steering.topic_threshold",
+                got: f64::from(st.topic_threshold),
+                min: 0.0,
+                max: 1.0,
+            });
+        }
+        if !(1..=365).contains(&st.expiry_days)
+            || !(1..=100_000).contains(&st.max_text_bytes)
+            || st.max_items == 0
+        {
+            return Err(steerfeed_core::Error::invalid(
+                "steering",
+                "expiry_days must be 1..=365, max_text_bytes 1..=100000, max_items at least 1",
+            ));
+        }
         let s = &self.server;
         if !s.bind.ip().is_loopback() && s.api_keys.is_empty() {
             return Err(steerfeed_core::Error::invalid(
@@ -253,7 +273,10 @@ fn set(table: &mut toml::Table, var: &str, path: &[&str], raw: &str) -> Result<(
 
 /// Settings that are absent from the defaults because their default is computed.
 fn is_optional_path(path: &[&str]) -> bool {
-    matches!(path, ["model", "dir"] | ["model", "ort_dylib"])
+    matches!(
+        path,
+        ["model", "dir"] | ["model", "ort_dylib"] | ["steering", "taxonomy"]
+    )
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! The engine: what an app opens once and calls from any thread.
 
-use steerfeed_core::{Embedding, Result};
-use steerfeed_steer::Encoder;
+use std::sync::Arc;
+
+use steerfeed_core::{AgeBand, Constraints, Embedding, Result, Timestamp};
+use steerfeed_steer::{Encoder, PreferenceParser, Taxonomy};
 
 use crate::config::Config;
 
@@ -9,7 +11,8 @@ use crate::config::Config;
 #[derive(Debug)]
 pub struct Engine {
     config: Config,
-    encoder: Encoder,
+    encoder: Arc<Encoder>,
+    parser: PreferenceParser,
 }
 
 impl Engine {
@@ -18,8 +21,34 @@ impl Engine {
     /// [`Unavailable`](steerfeed_core::Error::Unavailable) error naming the command to run.
     pub fn open(config: Config) -> Result<Self> {
         config.validate()?;
-        let encoder = Encoder::open(&config.model)?;
-        Ok(Self { config, encoder })
+        let encoder = Arc::new(Encoder::open(&config.model)?);
+        let taxonomy = match &config.steering.taxonomy {
+            Some(path) => Taxonomy::from_file(path, &encoder)?,
+            None => Taxonomy::default_with(&encoder)?,
+        };
+        let parser =
+            PreferenceParser::new(encoder.clone(), Arc::new(taxonomy), config.steering.clone());
+        Ok(Self {
+            config,
+            encoder,
+            parser,
+        })
+    }
+
+    /// Compiles plain-language preferences into constraints for a viewer of `audience`
+    /// (policy applied), expiring `steering.expiry_days` after `now`.
+    pub fn parse_preferences(
+        &self,
+        text: &str,
+        audience: AgeBand,
+        now: Timestamp,
+    ) -> Result<Constraints> {
+        Ok(self.parser.parse(text, audience, now)?)
+    }
+
+    /// The preference parser.
+    pub fn parser(&self) -> &PreferenceParser {
+        &self.parser
     }
 
     /// The configuration the engine runs with.

@@ -28,3 +28,5 @@ pub use engine::Engine;
 /// Vector indexes, for apps that manage their own (and for `steerfeed bench ann`).
 pub use steerfeed_ann as ann;
 pub use steerfeed_core::*;
+/// The encoder, the taxonomy and the preference parser.
+pub use steerfeed_steer as steer;

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 mod bench_cmd;
+mod prefs_cmd;
 use clap::{Parser, Subcommand};
 use steerfeed::{Config, Engine};
 use steerfeed_server::{AppState, app};
@@ -39,6 +40,17 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Natural-language preferences.
+    #[command(subcommand)]
+    Prefs(PrefsCommand),
+}
+
+#[derive(Subcommand)]
+enum PrefsCommand {
+    /// Print the Constraints JSON of a text (or of each line of --jsonl FILE).
+    Parse(prefs_cmd::ParseArgs),
+    /// Score the parser on labelled lines: micro precision, recall, F1 and exact match.
+    Eval(prefs_cmd::EvalArgs),
 }
 
 #[derive(Subcommand)]
@@ -69,6 +81,8 @@ fn main() -> anyhow::Result<()> {
             init_tracing(&config);
             bench_cmd::ann(*args)
         }
+        Command::Prefs(PrefsCommand::Parse(args)) => prefs_cmd::parse(config, args),
+        Command::Prefs(PrefsCommand::Eval(args)) => prefs_cmd::eval(config, args),
         Command::Serve => {
             init_tracing(&config);
             tokio::runtime::Builder::new_multi_thread()

@@ -1,9 +1,10 @@
 //! # steerfeed-steer
 //!
 //! Natural-language steering (DESIGN §4): the [`Encoder`] (all-MiniLM-L6-v2, int8 ONNX,
-//! run by ONNX Runtime loaded dynamically, tokenised by `tokenizers`), and — built on it —
-//! the taxonomy and the preference parser that turns plain text into
-//! [`steerfeed_core::Constraints`].
+//! run by ONNX Runtime loaded dynamically, tokenised by `tokenizers`), the [`Taxonomy`]
+//! (topics with descriptions, embedded once), and the [`PreferenceParser`] that turns
+//! plain text into [`steerfeed_core::Constraints`], with the policy check for teen
+//! accounts. [`eval`] scores the parser against labelled lines.
 //!
 //! Nothing here downloads: the model, the tokenizer and the runtime library are fetched
 //! and checked by the project's set-up script (`make setup`), and found through
@@ -14,7 +15,12 @@
 pub mod config;
 pub mod encoder;
 pub mod error;
+pub mod eval;
+pub mod parser;
+pub mod taxonomy;
 
 pub use config::EncoderConfig;
 pub use encoder::{Encoder, MINILM_DIM};
 pub use error::{Error, Result};
+pub use parser::{ParserConfig, PreferenceParser};
+pub use taxonomy::{Taxonomy, TopicMatch};

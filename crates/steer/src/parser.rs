@@ -1,0 +1,1034 @@
+//! `PreferenceParser`: plain-language feed preferences to [`Constraints`].
+//!
+//! The text is normalised and split into clauses (punctuation, "but", "however", ...),
+//! each clause into items ("beauty and makeup"); slots are read first (following more or
+//! less, freshness, a maximum duration, remixable, friends' cameos) and their words taken
+//! out; then each item's polarity and intensity come from a small lexicon of markers
+//! ("way more", "a bit less", "no more", "don't show", "only", "I hate", ...), an item
+//! without a marker inheriting its clause's, and a bare topic meaning "more". What is
+//! left of the item is its target phrase: all targets are embedded in one batch and
+//! mapped to the closest taxonomy topic, if close enough. Policy is applied last: for a
+//! teen account, positive requests for restricted or sensitive topics are not applied
+//! and are listed under `rejected` with the reason. Nothing in the text can change the
+//! audience or the policy: the parser only ever extracts typed facts.
+
+use std::sync::Arc;
+
+use steerfeed_core::{
+    AgeBand, Concept, Constraints, Error as CoreError, Freshness, Rejected, Shift, Timestamp,
+    TopicId, WeightedConcept,
+};
+
+use crate::encoder::Encoder;
+use crate::error::Result;
+use crate::taxonomy::Taxonomy;
+
+/// Tunables of the parser, one default each.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ParserConfig {
+    /// A taxonomy file (`id<TAB>description` lines) replacing the default one.
+    pub taxonomy: Option<std::path::PathBuf>,
+    /// Smallest similarity between a target phrase and a topic for the topic to apply. Default 0.5.
+    pub topic_threshold: f32,
+    /// Days until compiled constraints expire. Default 7.
+    pub expiry_days: i64,
+    /// Longest preference text accepted, in bytes. Default 2000.
+    pub max_text_bytes: usize,
+    /// Most clause items read from one text. Default 16.
+    pub max_items: usize,
+}
+
+impl Default for ParserConfig {
+    fn default() -> Self {
+        Self {
+            taxonomy: None,
+            topic_threshold: 0.5,
+            expiry_days: 7,
+            max_text_bytes: 2000,
+            max_items: 16,
+        }
+    }
+}
+
+/// Which list an item goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Polarity {
+    Boost,
+    Reduce,
+    Exclude,
+    Only,
+}
+
+/// Markers, longest first so "way more" wins over "more" and "no more" over "more".
+const MARKERS: &[(&str, Polarity, f32)] = &[
+    ("not interested in", Polarity::Exclude, 1.0),
+    ("get rid of", Polarity::Exclude, 1.0),
+    ("do not show", Polarity::Exclude, 1.0),
+    ("do not want", Polarity::Exclude, 1.0),
+    ("keep away", Polarity::Exclude, 1.0),
+    ("filter out", Polarity::Exclude, 1.0),
+    ("stop showing", Polarity::Exclude, 1.0),
+    ("never show", Polarity::Exclude, 1.0),
+    ("don't show", Polarity::Exclude, 1.0),
+    ("dont show", Polarity::Exclude, 1.0),
+    ("don't want", Polarity::Exclude, 1.0),
+    ("dont want", Polarity::Exclude, 1.0),
+    ("can't stand", Polarity::Exclude, 1.0),
+    ("cant stand", Polarity::Exclude, 1.0),
+    ("nothing about", Polarity::Exclude, 1.0),
+    ("deprioritize", Polarity::Reduce, 1.0),
+    ("prioritize", Polarity::Boost, 1.0),
+    ("none of", Polarity::Exclude, 1.0),
+    ("no more", Polarity::Exclude, 1.0),
+    ("nothing but", Polarity::Only, 1.0),
+    ("exclusively", Polarity::Only, 1.0),
+    ("a whole lot more", Polarity::Boost, 2.0),
+    ("a whole lot less", Polarity::Reduce, 2.0),
+    ("a lot more", Polarity::Boost, 2.0),
+    ("a lot less", Polarity::Reduce, 2.0),
+    ("a little more", Polarity::Boost, 0.5),
+    ("a little less", Polarity::Reduce, 0.5),
+    ("a bit more", Polarity::Boost, 0.5),
+    ("a bit less", Polarity::Reduce, 0.5),
+    ("slightly more", Polarity::Boost, 0.5),
+    ("slightly less", Polarity::Reduce, 0.5),
+    ("somewhat more", Polarity::Boost, 0.5),
+    ("somewhat less", Polarity::Reduce, 0.5),
+    ("bit more", Polarity::Boost, 0.5),
+    ("bit less", Polarity::Reduce, 0.5),
+    ("way more", Polarity::Boost, 2.0),
+    ("way less", Polarity::Reduce, 2.0),
+    ("much more", Polarity::Boost, 2.0),
+    ("much less", Polarity::Reduce, 2.0),
+    ("far more", Polarity::Boost, 2.0),
+    ("far less", Polarity::Reduce, 2.0),
+    ("lots more", Polarity::Boost, 2.0),
+    ("lots of", Polarity::Boost, 2.0),
+    ("tons of", Polarity::Boost, 2.0),
+    ("loads of", Polarity::Boost, 2.0),
+    ("so much", Polarity::Boost, 2.0),
+    ("obsessed with", Polarity::Boost, 2.0),
+    ("not so much", Polarity::Reduce, 1.0),
+    ("not as much", Polarity::Reduce, 1.0),
+    ("not too much", Polarity::Reduce, 1.0),
+    ("cut down on", Polarity::Reduce, 1.0),
+    ("cut back on", Polarity::Reduce, 1.0),
+    ("tone down", Polarity::Reduce, 1.0),
+    ("dial down", Polarity::Reduce, 1.0),
+    ("dial back", Polarity::Reduce, 1.0),
+    ("sick of", Polarity::Reduce, 1.5),
+    ("tired of", Polarity::Reduce, 1.5),
+    ("bored of", Polarity::Reduce, 1.5),
+    ("bored with", Polarity::Reduce, 1.5),
+    ("enough with", Polarity::Reduce, 1.5),
+    ("fan of", Polarity::Boost, 1.0),
+    ("into", Polarity::Boost, 1.0),
+    ("hate", Polarity::Exclude, 1.0),
+    ("never", Polarity::Exclude, 1.0),
+    ("stop", Polarity::Exclude, 1.0),
+    ("block", Polarity::Exclude, 1.0),
+    ("ban", Polarity::Exclude, 1.0),
+    ("hide", Polarity::Exclude, 1.0),
+    ("remove", Polarity::Exclude, 1.0),
+    ("without", Polarity::Exclude, 1.0),
+    ("zero", Polarity::Exclude, 1.0),
+    ("no", Polarity::Exclude, 1.0),
+    ("nothing", Polarity::Exclude, 1.0),
+    ("only", Polarity::Only, 1.0),
+    ("solely", Polarity::Only, 1.0),
+    ("fewer", Polarity::Reduce, 1.0),
+    ("less", Polarity::Reduce, 1.0),
+    ("les", Polarity::Reduce, 1.0),
+    ("decrease", Polarity::Reduce, 1.0),
+    ("lower", Polarity::Reduce, 1.0),
+    ("demote", Polarity::Reduce, 1.0),
+    ("reduce", Polarity::Reduce, 1.0),
+    ("minimize", Polarity::Reduce, 1.0),
+    ("limit", Polarity::Reduce, 1.0),
+    ("more", Polarity::Boost, 1.0),
+    ("moar", Polarity::Boost, 1.0),
+    ("mor", Polarity::Boost, 1.0),
+    ("moree", Polarity::Boost, 1.0),
+    ("boost", Polarity::Boost, 1.0),
+    ("promote", Polarity::Boost, 1.0),
+    ("extra", Polarity::Boost, 1.0),
+    ("love", Polarity::Boost, 1.0),
+    ("adore", Polarity::Boost, 1.0),
+    ("like", Polarity::Boost, 1.0),
+    ("enjoy", Polarity::Boost, 1.0),
+    ("want", Polarity::Boost, 1.0),
+    ("need", Polarity::Boost, 1.0),
+    ("increase", Polarity::Boost, 1.0),
+];
+
+/// Intensity words that only scale a marker found elsewhere in the item.
+const INTENSIFIERS: &[(&str, f32)] = &[
+    ("really", 2.0),
+    ("super", 2.0),
+    ("totally", 2.0),
+    ("absolutely", 2.0),
+    ("a little", 0.5),
+    ("a bit", 0.5),
+    ("kinda", 0.5),
+    ("kind of", 0.5),
+    ("sort of", 0.5),
+];
+
+/// Words that carry no topic: taken out of target phrases.
+const FILLER: &[&str] = &[
+    "a",
+    "about",
+    "all",
+    "also",
+    "an",
+    "and",
+    "any",
+    "anything",
+    "are",
+    "as",
+    "at",
+    "be",
+    "can",
+    "content",
+    "could",
+    "do",
+    "does",
+    "every",
+    "everything",
+    "feed",
+    "first",
+    "for",
+    "from",
+    "get",
+    "give",
+    "gimme",
+    "go",
+    "going",
+    "good",
+    "great",
+    "have",
+    "i",
+    "i'd",
+    "i'm",
+    "in",
+    "is",
+    "it",
+    "its",
+    "it's",
+    "just",
+    "kind",
+    "kinds",
+    "let",
+    "lot",
+    "lots",
+    "maybe",
+    "me",
+    "mine",
+    "much",
+    "my",
+    "of",
+    "on",
+    "one",
+    "ones",
+    "or",
+    "please",
+    "pls",
+    "plz",
+    "post",
+    "posts",
+    "related",
+    "see",
+    "seeing",
+    "show",
+    "shows",
+    "some",
+    "something",
+    "stuff",
+    "that",
+    "the",
+    "them",
+    "these",
+    "thing",
+    "things",
+    "this",
+    "those",
+    "to",
+    "too",
+    "type",
+    "types",
+    "very",
+    "video",
+    "videos",
+    "vids",
+    "vid",
+    "watch",
+    "watching",
+    "way",
+    "we",
+    "what",
+    "when",
+    "with",
+    "would",
+    "you",
+    "your",
+    "feel",
+    "feels",
+    "kinda",
+    "like",
+    "really",
+    "so",
+    "super",
+    "actually",
+    "honestly",
+    "literally",
+    "maybe",
+    "okay",
+    "ok",
+    "yeah",
+    "hey",
+    "hi",
+    "hello",
+    "thanks",
+    "thank",
+    "now",
+    "today",
+    "anymore",
+    "again",
+    "here",
+    "there",
+    "time",
+    "lately",
+    "recently",
+    "guys",
+    "am",
+    "was",
+    "were",
+    "been",
+    "dont",
+    "don't",
+    "ever",
+    "into",
+    "id",
+    "im",
+    "u",
+    "ur",
+    "plus",
+    "etc",
+    "topics",
+    "topic",
+    "clips",
+    "reels",
+    "shorts",
+    "better",
+    "best",
+    "make",
+    "nice",
+    "cool",
+    "awesome",
+    "interesting",
+    "random",
+    "instead",
+    "basically",
+    "i've",
+    "ive",
+    "been",
+    "usually",
+    "normally",
+    "whatever",
+    "keep",
+    "could",
+    "should",
+    "will",
+    "might",
+    "need",
+    "needs",
+    "wanna",
+    "gonna",
+    "ones",
+    "less",
+    "more",
+];
+
+/// Items that try to talk the parser out of its rules carry no preference and are
+/// dropped; the rest of the text is parsed as usual and policy applies to it (what policy
+/// allows is decided by the audience, never by the text).
+const INJECTION: &[&str] = &[
+    "ignore",
+    "disregard",
+    "override",
+    "jailbreak",
+    "admin mode",
+    "developer mode",
+    "dev mode",
+    "god mode",
+    "you are now",
+    "system",
+    "instructions",
+    "pretend",
+    "act as",
+    "forget the rules",
+    "no rules",
+    "bypass",
+    "i'm actually",
+    "im actually",
+    "i am actually",
+    "i'm an adult",
+    "i am an adult",
+    "i'm 18",
+    "i am 18",
+    "verified adult",
+];
+
+/// Clauses that describe what someone did, not what they want: unmarked items in them
+/// are not requests ("I've been watching a lot of gym stuff").
+const NARRATIVE: &[&str] = &[
+    "been watching",
+    "i watch",
+    "i watched",
+    "i've watched",
+    "ive watched",
+    "i usually",
+    "i normally",
+    "i always watch",
+    "i've seen",
+    "ive seen",
+    "my feed is",
+    "my feed has",
+    "i keep seeing",
+    "i see",
+];
+
+/// Words that split a text into clauses.
+const CLAUSE_BREAKS: &[&str] = &[
+    "but", "however", "though", "although", "while", "whereas", "except", "instead",
+];
+
+/// Words that split a clause into items that share its polarity.
+const ITEM_BREAKS: &[&str] = &["and", "or", "&", "plus", "nor"];
+
+/// Topics a teen account may not ask to see more of, and why.
+fn teen_refusal(topic: &str) -> Option<&'static str> {
+    match topic {
+        "mature" => Some("not available for teen accounts"),
+        "violence" | "weight_loss" | "sad" => {
+            Some("sensitive content is limited for teen accounts and cannot be boosted")
+        }
+        _ => None,
+    }
+}
+
+/// Lowercases, unifies apostrophes, keeps letters, digits and a few separators, and
+/// squeezes spaces. Everything else (emoji, symbols, control characters) becomes a space.
+fn normalise(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let c = match c {
+            '\u{2019}' | '\u{2018}' | '`' | '\u{b4}' => '\'',
+            c => c,
+        };
+        if c.is_alphanumeric() || c == '\'' {
+            out.extend(c.to_lowercase());
+        } else if matches!(
+            c,
+            ',' | ';' | '.' | '!' | '?' | '\n' | ':' | '&' | '/' | '-'
+        ) {
+            out.push(' ');
+            out.push(if c == '\n' { '.' } else { c });
+            out.push(' ');
+        } else {
+            out.push(' ');
+        }
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn words(s: &str) -> Vec<&str> {
+    s.split_whitespace().collect()
+}
+
+/// Finds `phrase` (space-separated words) in `w` at a word boundary.
+fn find(w: &[&str], phrase: &str) -> Option<(usize, usize)> {
+    let p: Vec<&str> = phrase.split(' ').collect();
+    if p.is_empty() || w.len() < p.len() {
+        return None;
+    }
+    (0..=w.len() - p.len())
+        .find(|&i| w[i..i + p.len()] == p[..])
+        .map(|i| (i, i + p.len()))
+}
+
+fn remove(w: &mut Vec<&str>, range: (usize, usize)) {
+    w.drain(range.0..range.1);
+}
+
+fn contains_any(w: &[&str], phrases: &[&str]) -> bool {
+    phrases.iter().any(|p| find(w, p).is_some())
+}
+
+/// Slots found in a clause.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Slots {
+    following: Option<Shift>,
+    freshness: Option<Freshness>,
+    max_duration_s: Option<u32>,
+    remix: Option<bool>,
+    friends_cameos: Option<bool>,
+}
+
+const LESS_WORDS: &[&str] = &[
+    "less",
+    "fewer",
+    "not so much",
+    "not as much",
+    "reduce",
+    "cut down",
+    "tired of",
+    "sick of",
+];
+const NEG_WORDS: &[&str] = &[
+    "no", "never", "don't", "dont", "not", "stop", "without", "hate", "block", "hide",
+];
+
+fn number_word(w: &str) -> Option<u32> {
+    Some(match w {
+        "five" => 5,
+        "ten" => 10,
+        "fifteen" => 15,
+        "twenty" => 20,
+        "thirty" => 30,
+        "forty" | "fourty" => 40,
+        "fifty" => 50,
+        "sixty" => 60,
+        "ninety" => 90,
+        "a" | "one" => 1,
+        "two" => 2,
+        "three" => 3,
+        "half" => 0,
+        _ => return None,
+    })
+}
+
+fn unit_seconds(w: &str) -> Option<u32> {
+    match w {
+        "s" | "sec" | "secs" | "second" | "seconds" => Some(1),
+        "m" | "min" | "mins" | "minute" | "minutes" => Some(60),
+        _ => None,
+    }
+}
+
+/// Reads the slots of a clause and takes their words out of it.
+fn take_slots(w: &mut Vec<&str>) -> Slots {
+    let mut s = Slots::default();
+    let negated = contains_any(w, NEG_WORDS);
+    let lessened = contains_any(w, LESS_WORDS);
+
+    // Maximum duration: "under 20 seconds", "shorter than a minute", "15 sec clips".
+    for i in 0..w.len() {
+        let n = w[i].parse::<u32>().ok().or_else(|| number_word(w[i]));
+        let unit = w.get(i + 1).and_then(|u| unit_seconds(u));
+        if let (Some(n), Some(unit)) = (n, unit) {
+            let secs = if n == 0 { 30 } else { n.saturating_mul(unit) };
+            let mut start = i;
+            while start > 0
+                && matches!(
+                    w[start - 1],
+                    "than"
+                        | "under"
+                        | "below"
+                        | "shorter"
+                        | "less"
+                        | "max"
+                        | "maximum"
+                        | "at"
+                        | "most"
+                        | "within"
+                        | "up"
+                        | "to"
+                        | "over"
+                        | "longer"
+                        | "not"
+                        | "no"
+                )
+            {
+                start -= 1;
+            }
+            let mut end = i + 2;
+            while end < w.len()
+                && matches!(w[end], "or" | "less" | "long" | "max" | "and" | "under")
+            {
+                end += 1;
+            }
+            s.max_duration_s = Some(secs.max(1));
+            remove(w, (start, end.min(w.len())));
+            break;
+        }
+    }
+    if s.max_duration_s.is_none() {
+        for phrase in [
+            "short videos",
+            "short video",
+            "short clips",
+            "shorter videos",
+            "short ones",
+            "quick videos",
+            "quick clips",
+            "bite sized",
+            "no long videos",
+        ] {
+            if let Some(r) = find(w, phrase) {
+                s.max_duration_s = Some(30);
+                remove(w, r);
+                break;
+            }
+        }
+    }
+
+    // Friends' cameos.
+    if let Some(r) = ["cameos", "cameo"].iter().find_map(|p| find(w, p)) {
+        let social = contains_any(
+            w,
+            &[
+                "friend",
+                "friends",
+                "people i know",
+                "people i follow",
+                "me",
+                "myself",
+                "family",
+                "mutuals",
+                "buddies",
+                "my crew",
+                "i follow",
+            ],
+        );
+        if social {
+            s.friends_cameos = Some(!negated);
+            w.retain(|x| {
+                !matches!(
+                    *x,
+                    "cameos"
+                        | "cameo"
+                        | "friend"
+                        | "friends"
+                        | "featuring"
+                        | "feature"
+                        | "starring"
+                        | "of"
+                        | "with"
+                )
+            });
+        } else {
+            remove(w, r);
+        }
+    }
+
+    // Following more or less; discovering new creators means less of the usual accounts.
+    const FOLLOW: &[&str] = &[
+        "people i follow",
+        "accounts i follow",
+        "creators i follow",
+        "who i follow",
+        "folks i follow",
+        "ppl i follow",
+        "people i'm following",
+        "my follows",
+        "my following",
+        "my followings",
+        "following",
+    ];
+    const DISCOVER: &[&str] = &[
+        "new creators",
+        "new people",
+        "new accounts",
+        "new faces",
+        "people i don't follow",
+        "people i dont follow",
+        "outside my bubble",
+        "strangers",
+        "discover",
+        "discovery",
+        "explore",
+        "unknown creators",
+        "different creators",
+    ];
+    if let Some(r) = FOLLOW.iter().find_map(|p| find(w, p)) {
+        s.following = Some(if lessened || negated {
+            Shift::Less
+        } else {
+            Shift::More
+        });
+        remove(w, r);
+        w.retain(|x| !matches!(*x, "friends" | "friend" | "from" | "by" | "of"));
+    } else if let Some(r) = DISCOVER.iter().find_map(|p| find(w, p)) {
+        s.following = Some(Shift::Less);
+        remove(w, r);
+        w.retain(|x| !matches!(*x, "help" | "new" | "more"));
+    }
+
+    // Remixable content.
+    if let Some(r) = ["remixable", "remixes", "remixing", "remix"]
+        .iter()
+        .find_map(|p| find(w, p))
+    {
+        s.remix = Some(!(negated || lessened));
+        remove(w, r);
+        w.retain(|x| !matches!(*x, "i" | "can" | "could" | "to" | "templates" | "template"));
+    }
+
+    // Freshness.
+    const FRESH: &[&str] = &[
+        "just posted",
+        "brand new",
+        "up to date",
+        "latest",
+        "newest",
+        "newer",
+        "recent",
+        "freshest",
+        "fresh",
+        "new ones",
+        "new videos",
+        "new stuff",
+        "new content",
+        "new uploads",
+        "new posts",
+        "new",
+    ];
+    if let Some(r) = FRESH.iter().find_map(|p| find(w, p)) {
+        s.freshness = Some(Freshness::Newer);
+        remove(w, r);
+        w.retain(|x| !matches!(*x, "first" | "ones" | "uploads" | "stuff"));
+    }
+    s
+}
+
+/// One item of a clause: its polarity, strength and target phrase.
+#[derive(Debug, Clone, PartialEq)]
+struct Item {
+    polarity: Option<Polarity>,
+    strength: f32,
+    target: String,
+}
+
+fn read_item(mut w: Vec<&str>) -> Item {
+    let mut polarity = None;
+    let mut strength = 1.0f32;
+    for (marker, p, s) in MARKERS {
+        if let Some(r) = find(&w, marker) {
+            if polarity.is_none() {
+                polarity = Some(*p);
+                strength = *s;
+            }
+            remove(&mut w, r);
+        }
+    }
+    if polarity.is_some() {
+        for (word, factor) in INTENSIFIERS {
+            if let Some(r) = find(&w, word) {
+                if strength == 1.0 {
+                    strength = *factor;
+                }
+                remove(&mut w, r);
+            }
+        }
+    }
+    let target: Vec<&str> = w
+        .into_iter()
+        .filter(|x| !FILLER.contains(x) && !x.chars().all(|c| c == '\''))
+        .collect();
+    Item {
+        polarity,
+        strength,
+        target: target.join(" "),
+    }
+}
+
+/// Splits normalised text into clauses of items, reading slots per clause.
+fn analyse(text: &str, max_items: usize) -> (Vec<Item>, Slots) {
+    let mut slots = Slots::default();
+    let mut items = Vec::new();
+    let all = words(text);
+    let mut clauses: Vec<Vec<&str>> = vec![Vec::new()];
+    let mut prev = "";
+    for w in all {
+        // "nothing but" and "anything but" are markers, not clause breaks.
+        let protected = w == "but" && matches!(prev, "nothing" | "anything");
+        if !protected
+            && (matches!(w, "," | ";" | "." | "!" | "?" | ":" | "/" | "-")
+                || CLAUSE_BREAKS.contains(&w))
+        {
+            clauses.push(Vec::new());
+        } else if let Some(last) = clauses.last_mut() {
+            last.push(w);
+        }
+        prev = w;
+    }
+    let mut previous: Option<(Polarity, f32)> = None;
+    for mut clause in clauses.into_iter().filter(|c| !c.is_empty()) {
+        let narrative = contains_any(&clause, NARRATIVE);
+        let found = take_slots(&mut clause);
+        merge(&mut slots, found);
+        let mut clause_polarity: Option<(Polarity, f32)> = None;
+        let mut current: Vec<&str> = Vec::new();
+        let mut parts = Vec::new();
+        for w in clause {
+            if ITEM_BREAKS.contains(&w) {
+                parts.push(std::mem::take(&mut current));
+            } else {
+                current.push(w);
+            }
+        }
+        parts.push(current);
+        for part in parts.into_iter().filter(|p| !p.is_empty()) {
+            if contains_any(&part, INJECTION) {
+                continue;
+            }
+            let mut item = read_item(part);
+            match (item.polarity, clause_polarity) {
+                (Some(p), _) => clause_polarity = Some((p, item.strength)),
+                (None, Some((p, s))) => {
+                    item.polarity = Some(p);
+                    item.strength = s;
+                }
+                (None, None) if narrative => continue,
+                // A short unmarked clause after a marked one continues its list:
+                // "more gaming, anime" boosts both.
+                (None, None) => {
+                    if let Some((p, s)) = previous.filter(|_| item.target.split(' ').count() <= 3) {
+                        item.polarity = Some(p);
+                        item.strength = s;
+                    }
+                }
+            }
+            if !item.target.is_empty() && items.len() < max_items {
+                items.push(item);
+            }
+        }
+        if clause_polarity.is_some() {
+            previous = clause_polarity;
+        }
+    }
+    (items, slots)
+}
+
+fn merge(into: &mut Slots, from: Slots) {
+    into.following = from.following.or(into.following);
+    into.freshness = from.freshness.or(into.freshness);
+    into.max_duration_s = from.max_duration_s.or(into.max_duration_s);
+    into.remix = from.remix.or(into.remix);
+    into.friends_cameos = from.friends_cameos.or(into.friends_cameos);
+}
+
+/// Turns plain-language preferences into constraints.
+#[derive(Debug, Clone)]
+pub struct PreferenceParser {
+    encoder: Arc<Encoder>,
+    taxonomy: Arc<Taxonomy>,
+    config: ParserConfig,
+}
+
+impl PreferenceParser {
+    /// A parser over `taxonomy`, embedding with `encoder`.
+    pub fn new(encoder: Arc<Encoder>, taxonomy: Arc<Taxonomy>, config: ParserConfig) -> Self {
+        Self {
+            encoder,
+            taxonomy,
+            config,
+        }
+    }
+
+    /// The taxonomy.
+    pub fn taxonomy(&self) -> &Taxonomy {
+        &self.taxonomy
+    }
+
+    /// Parses `text` for a viewer of `audience`. Text with no usable intent gives empty
+    /// constraints; text longer than `max_text_bytes` is an error.
+    pub fn parse(&self, text: &str, audience: AgeBand, now: Timestamp) -> Result<Constraints> {
+        if text.len() > self.config.max_text_bytes {
+            return Err(CoreError::TooLarge {
+                field: "text",
+                limit: self.config.max_text_bytes,
+                got: text.len(),
+            }
+            .into());
+        }
+        let normalised = normalise(text);
+        let (items, slots) = analyse(&normalised, self.config.max_items);
+        let targets: Vec<&str> = items.iter().map(|i| i.target.as_str()).collect();
+        let vectors = if targets.is_empty() {
+            Vec::new()
+        } else {
+            self.encoder.embed_batch(&targets)?
+        };
+
+        let mut c = Constraints {
+            following: slots.following,
+            freshness: slots.freshness,
+            max_duration_s: slots.max_duration_s,
+            remix: slots.remix,
+            friends_cameos: slots.friends_cameos,
+            ..Constraints::default()
+        };
+        for (item, v) in items.iter().zip(&vectors) {
+            let Some(m) = self
+                .taxonomy
+                .best_for(&item.target, v, self.config.topic_threshold)
+            else {
+                continue;
+            };
+            let polarity = item.polarity.unwrap_or(Polarity::Boost);
+            self.add(
+                &mut c,
+                polarity,
+                item.strength,
+                m.topic,
+                &item.target,
+                audience,
+            );
+        }
+        if !c.is_empty() || !c.rejected.is_empty() {
+            c.expires_at = now
+                .checked_add(jiff::SignedDuration::from_hours(
+                    24 * self.config.expiry_days,
+                ))
+                .ok();
+        }
+        Ok(c)
+    }
+
+    fn add(
+        &self,
+        c: &mut Constraints,
+        polarity: Polarity,
+        strength: f32,
+        topic: TopicId,
+        phrase: &str,
+        audience: AgeBand,
+    ) {
+        let phrase: String = phrase
+            .chars()
+            .take(steerfeed_core::constraints::MAX_PHRASE_LEN)
+            .collect();
+        let positive = matches!(polarity, Polarity::Boost | Polarity::Only);
+        if positive
+            && audience == AgeBand::Teen
+            && let Some(reason) = teen_refusal(topic.as_str())
+        {
+            if !c.rejected.iter().any(|r| r.topic.as_ref() == Some(&topic)) {
+                c.rejected.push(Rejected {
+                    topic: Some(topic),
+                    reason: reason.to_owned(),
+                });
+            }
+            return;
+        }
+        match polarity {
+            Polarity::Boost | Polarity::Reduce => {
+                let list = if polarity == Polarity::Boost {
+                    &mut c.boost
+                } else {
+                    &mut c.reduce
+                };
+                if let Some(existing) = list.iter_mut().find(|x| {
+                    x.topic.as_ref() == Some(&topic) && x.phrase.as_deref() == Some(phrase.as_str())
+                }) {
+                    existing.strength = existing.strength.max(strength);
+                } else {
+                    list.push(WeightedConcept {
+                        topic: Some(topic),
+                        phrase: Some(phrase),
+                        strength: strength.min(steerfeed_core::constraints::MAX_STRENGTH),
+                    });
+                }
+            }
+            Polarity::Exclude | Polarity::Only => {
+                let list = if polarity == Polarity::Exclude {
+                    &mut c.exclude
+                } else {
+                    &mut c.only
+                };
+                let concept = Concept {
+                    topic: Some(topic),
+                    phrase: Some(phrase),
+                };
+                if !list.contains(&concept) {
+                    list.push(concept);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn targets(text: &str) -> Vec<(Option<Polarity>, String)> {
+        analyse(&normalise(text), 16)
+            .0
+            .into_iter()
+            .map(|i| (i.polarity, i.target))
+            .collect()
+    }
+
+    #[test]
+    fn clauses_items_and_markers() {
+        assert_eq!(
+            targets("Way more cooking, less news; NO horror!"),
+            vec![
+                (Some(Polarity::Boost), "cooking".into()),
+                (Some(Polarity::Reduce), "news".into()),
+                (Some(Polarity::Exclude), "horror".into()),
+            ]
+        );
+        assert_eq!(
+            targets("less beauty and makeup"),
+            vec![
+                (Some(Polarity::Reduce), "beauty".into()),
+                (Some(Polarity::Reduce), "makeup".into())
+            ]
+        );
+        assert_eq!(
+            targets("I don’t want politics"),
+            vec![(Some(Polarity::Exclude), "politics".into())]
+        );
+        assert_eq!(
+            targets("travel videos please"),
+            vec![(None, "travel".into())]
+        );
+        assert!(targets("I like videos").is_empty());
+        assert!(targets("").is_empty());
+        assert!(targets("?!?! ... 🙂🙂").is_empty());
+    }
+
+    #[test]
+    fn intensity() {
+        let (items, _) = analyse(&normalise("a bit more anime but way less drama"), 16);
+        assert_eq!(items[0].strength, 0.5);
+        assert_eq!(items[1].strength, 2.0);
+        assert_eq!(items[1].polarity, Some(Polarity::Reduce));
+    }
+
+    #[test]
+    fn slots() {
+        let s = |t: &str| analyse(&normalise(t), 16).1;
+        assert_eq!(s("videos shorter than 20 seconds").max_duration_s, Some(20));
+        assert_eq!(s("nothing over 2 minutes").max_duration_s, Some(120));
+        assert_eq!(
+            s("show me more posts from people I follow").following,
+            Some(Shift::More)
+        );
+        assert_eq!(s("less from people i follow").following, Some(Shift::Less));
+        assert_eq!(
+            s("help me discover new creators").following,
+            Some(Shift::Less)
+        );
+        assert_eq!(s("latest videos first").freshness, Some(Freshness::Newer));
+        assert_eq!(s("show me things I can remix").remix, Some(true));
+        assert_eq!(s("show me cameos of my friends").friends_cameos, Some(true));
+        let t = analyse(&normalise("show me things I can remix"), 16).0;
+        assert!(t.is_empty(), "{t:?}");
+    }
+}

@@ -1,0 +1,265 @@
+//! The topic taxonomy: ids with one-line descriptions, embedded once with the encoder.
+//!
+//! Each topic is matched by its description as a whole and by each of its comma-separated
+//! keyword phrases; a text's similarity to a topic is the best of these. Short phrases
+//! ("puppies", "news") then land on the keyword they paraphrase instead of being diluted
+//! by the rest of the description.
+
+use std::path::Path;
+
+use steerfeed_core::{Embedding, TopicId};
+
+use crate::encoder::Encoder;
+use crate::error::{Error, Result};
+
+/// The default taxonomy of DESIGN §4 (`data/taxonomy.tsv`).
+pub const DEFAULT_TAXONOMY: &str = include_str!("../../../data/taxonomy.tsv");
+
+/// One topic.
+#[derive(Debug, Clone)]
+pub struct Topic {
+    /// Its id.
+    pub id: TopicId,
+    /// Its one-line description.
+    pub description: String,
+    /// Embeddings of the description and of each keyword phrase.
+    vectors: Vec<Embedding>,
+}
+
+/// A topic and how similar a text is to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicMatch {
+    /// The topic.
+    pub topic: TopicId,
+    /// Best cosine similarity between the text and the topic's phrases.
+    pub similarity: f32,
+}
+
+/// A set of topics with their embeddings.
+#[derive(Debug, Clone)]
+pub struct Taxonomy {
+    topics: Vec<Topic>,
+}
+
+/// Parses the TSV format: `id<TAB>description` per line, `#` comments and blank lines ignored.
+pub fn parse_tsv(text: &str) -> Result<Vec<(TopicId, String)>> {
+    let mut out: Vec<(TopicId, String)> = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (id, description) = line.split_once('\t').ok_or_else(|| {
+            steerfeed_core::Error::invalid(
+                "taxonomy",
+                format!("line {}: expected id<TAB>description", n + 1),
+            )
+        })?;
+        let id = TopicId::new(id.trim())?;
+        if out.iter().any(|(t, _)| *t == id) {
+            return Err(steerfeed_core::Error::invalid(
+                "taxonomy",
+                format!("topic {id} listed twice"),
+            )
+            .into());
+        }
+        if description.trim().is_empty() {
+            return Err(steerfeed_core::Error::invalid(
+                "taxonomy",
+                format!("topic {id} has no description"),
+            )
+            .into());
+        }
+        out.push((id, description.trim().to_owned()));
+    }
+    if out.is_empty() {
+        return Err(steerfeed_core::Error::invalid("taxonomy", "no topics").into());
+    }
+    Ok(out)
+}
+
+fn phrases(id: &TopicId, description: &str) -> Vec<String> {
+    let mut p = vec![description.to_owned(), id.as_str().replace('_', " ")];
+    for part in description.split([',', ';']) {
+        let part = part.trim().trim_start_matches("and ").trim();
+        if !part.is_empty() {
+            p.push(part.to_owned());
+        }
+    }
+    p.dedup();
+    p
+}
+
+impl Taxonomy {
+    /// Embeds every topic of `tsv` with `encoder`.
+    pub fn from_tsv(tsv: &str, encoder: &Encoder) -> Result<Self> {
+        let entries = parse_tsv(tsv)?;
+        let all: Vec<(usize, String)> = entries
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (id, d))| phrases(id, d).into_iter().map(move |p| (i, p)))
+            .collect();
+        let texts: Vec<&str> = all.iter().map(|(_, p)| p.as_str()).collect();
+        let vectors = encoder.embed_batch(&texts)?;
+        let mut topics: Vec<Topic> = entries
+            .into_iter()
+            .map(|(id, description)| Topic {
+                id,
+                description,
+                vectors: Vec::new(),
+            })
+            .collect();
+        for ((i, _), v) in all.iter().zip(vectors) {
+            topics[*i].vectors.push(v);
+        }
+        Ok(Self { topics })
+    }
+
+    /// The default taxonomy, embedded with `encoder`.
+    pub fn default_with(encoder: &Encoder) -> Result<Self> {
+        Self::from_tsv(DEFAULT_TAXONOMY, encoder)
+    }
+
+    /// Reads a taxonomy file (the TSV format) and embeds it.
+    pub fn from_file(path: &Path, encoder: &Encoder) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::from(steerfeed_core::Error::invalid(
+                "taxonomy",
+                format!("{}: {e}", path.display()),
+            ))
+        })?;
+        Self::from_tsv(&text, encoder)
+    }
+
+    /// The topics.
+    pub fn topics(&self) -> &[Topic] {
+        &self.topics
+    }
+
+    /// True when `id` is a topic of this taxonomy.
+    pub fn contains(&self, id: &TopicId) -> bool {
+        self.topics.iter().any(|t| t.id == *id)
+    }
+
+    /// Every topic with the text's similarity to it, most similar first.
+    pub fn rank(&self, text: &Embedding) -> Vec<TopicMatch> {
+        let mut out: Vec<TopicMatch> = self
+            .topics
+            .iter()
+            .map(|t| TopicMatch {
+                topic: t.id.clone(),
+                similarity: t
+                    .vectors
+                    .iter()
+                    .map(|v| v.dot(text))
+                    .fold(f32::NEG_INFINITY, f32::max),
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            b.similarity
+                .total_cmp(&a.similarity)
+                .then_with(|| a.topic.cmp(&b.topic))
+        });
+        out
+    }
+
+    /// The best topic for a phrase, if its similarity reaches `threshold`. A phrase that
+    /// names a topic outright (the id's words, e.g. "sports" or "ai art") gets a small
+    /// lexical bonus, so a general topic named by the user wins over a close specific one.
+    pub fn best_for(
+        &self,
+        phrase: &str,
+        embedding: &Embedding,
+        threshold: f32,
+    ) -> Option<TopicMatch> {
+        const NAMED_BONUS: f32 = 0.08;
+        let words: Vec<&str> = phrase.split_whitespace().collect();
+        let names = |id: &TopicId| {
+            let id_words: Vec<&str> = id.as_str().split('_').collect();
+            words.windows(id_words.len()).any(|w| {
+                w.iter()
+                    .zip(&id_words)
+                    .all(|(a, b)| a == b || a.strip_suffix('s') == Some(b))
+            })
+        };
+        self.rank(embedding)
+            .into_iter()
+            .map(|mut m| {
+                if names(&m.topic) {
+                    m.similarity += NAMED_BONUS;
+                }
+                m
+            })
+            .max_by(|a, b| a.similarity.total_cmp(&b.similarity))
+            .filter(|m| m.similarity >= threshold)
+    }
+
+    /// The best topic, if its similarity reaches `threshold`.
+    pub fn best(&self, text: &Embedding, threshold: f32) -> Option<TopicMatch> {
+        self.rank(text)
+            .into_iter()
+            .next()
+            .filter(|m| m.similarity >= threshold)
+    }
+
+    /// Topics of a caption: up to `max` topics whose similarity reaches `threshold`.
+    pub fn infer(&self, caption: &Embedding, max: usize, threshold: f32) -> Vec<TopicId> {
+        self.rank(caption)
+            .into_iter()
+            .take(max)
+            .filter(|m| m.similarity >= threshold)
+            .map(|m| m.topic)
+            .collect()
+    }
+
+    /// The mean direction of a topic (for steering by topic in the embedding space).
+    pub fn centroid(&self, id: &TopicId) -> Option<Embedding> {
+        let t = self.topics.iter().find(|t| t.id == *id)?;
+        let dim = t.vectors.first()?.dim();
+        let mut sum = vec![0f32; dim];
+        for v in &t.vectors {
+            for (s, x) in sum.iter_mut().zip(v.as_slice()) {
+                *s += x;
+            }
+        }
+        Embedding::normalized("topic", &sum).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_taxonomy_has_the_design_topics() {
+        let t = parse_tsv(DEFAULT_TAXONOMY).unwrap();
+        assert_eq!(t.len(), 39);
+        for id in [
+            "comedy",
+            "extreme_sports",
+            "ai_art",
+            "mature",
+            "weight_loss",
+        ] {
+            assert!(t.iter().any(|(x, _)| x.as_str() == id), "{id}");
+        }
+    }
+
+    #[test]
+    fn malformed_taxonomies_are_rejected() {
+        assert!(parse_tsv("").is_err());
+        assert!(parse_tsv("cooking recipes").is_err());
+        assert!(parse_tsv("Cooking\trecipes").is_err());
+        assert!(parse_tsv("a\tx\na\ty").is_err());
+        assert!(parse_tsv("a\t  ").is_err());
+    }
+
+    #[test]
+    fn keyword_phrases_are_split_from_descriptions() {
+        let id = TopicId::new("pets").unwrap();
+        let p = phrases(&id, "pets, cute dogs, and cats");
+        assert!(p.contains(&"cute dogs".to_owned()));
+        assert!(p.contains(&"cats".to_owned()));
+        assert!(p.contains(&"pets".to_owned()));
+    }
+}
