@@ -35,10 +35,14 @@ fmt:
 bench: setup
 	$(CARGO) bench --workspace
 
-## The offline evaluation harness.
-eval: setup
-	@echo "steerfeed eval arrives with the evaluation-harness issue; nothing to run yet" >&2
-	@exit 2
+## The offline evaluation harness (today: the steering parser on labelled preferences).
+SHARED ?= ../shared
+eval: build
+	RUST_LOG=warn ./target/release/steerfeed prefs eval --jsonl crates/steer/tests/data/prefs-tune.jsonl
+	RUST_LOG=warn ./target/release/steerfeed prefs eval --jsonl crates/steer/tests/data/prefs-holdout.jsonl
+	@if [ -f $(SHARED)/data/steering/prefs-dev.jsonl ]; then \
+	  RUST_LOG=warn ./target/release/steerfeed prefs eval --jsonl $(SHARED)/data/steering/prefs-dev.jsonl; \
+	else echo "eval: $(SHARED)/data/steering/prefs-dev.jsonl not found; skipped" >&2; fi
 
 clean:
 	$(CARGO) clean

@@ -92,9 +92,7 @@ pub fn eval(config: Config, args: EvalArgs) -> anyhow::Result<()> {
         .with_context(|| format!("reading {}", args.jsonl.display()))?;
     let lines = read_jsonl(&text)?;
     let engine = Engine::open(config)?;
-    let started = std::time::Instant::now();
     let (score, results) = evaluate(engine.parser(), &lines, Timestamp::now())?;
-    let per_line_ms = started.elapsed().as_secs_f64() * 1000.0 / lines.len().max(1) as f64;
     if args.errors {
         for r in results.iter().filter(|r| r.expected != r.got) {
             eprintln!(
@@ -105,7 +103,6 @@ pub fn eval(config: Config, args: EvalArgs) -> anyhow::Result<()> {
     }
     let mut json = serde_json::to_value(&score)?;
     json["file"] = args.jsonl.display().to_string().into();
-    json["mean_ms_per_line"] = per_line_ms.into();
     println!("{json}");
     Ok(())
 }

@@ -33,5 +33,38 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+fn parse_bench(c: &mut Criterion) {
+    use std::sync::Arc;
+
+    use steerfeed_core::{AgeBand, Timestamp};
+    use steerfeed_steer::{ParserConfig, PreferenceParser, Taxonomy};
+
+    let encoder = match Encoder::open(&EncoderConfig::default()) {
+        Ok(e) => Arc::new(e),
+        Err(e) => panic!("{e}"),
+    };
+    let taxonomy = Arc::new(Taxonomy::default_with(&encoder).unwrap());
+    let parser = PreferenceParser::new(encoder, taxonomy, ParserConfig::default());
+    let texts = [
+        "more cooking videos",
+        "way less politics, no horror, a bit more music",
+        "only soccer, and only new ones",
+        "show me more posts from people I follow",
+        "I'm kinda tired of all the drama lately, could you show me more wholesome animal videos?",
+        "videos shorter than 20 seconds",
+    ];
+    let now = Timestamp::UNIX_EPOCH;
+    let mut i = 0;
+    c.bench_function("parse_typical_preference", |b| {
+        b.iter(|| {
+            i = (i + 1) % texts.len();
+            let c = parser
+                .parse(black_box(texts[i]), AgeBand::Adult, now)
+                .unwrap();
+            assert!(c.validate().is_ok());
+        })
+    });
+}
+
+criterion_group!(benches, bench, parse_bench);
 criterion_main!(benches);

@@ -110,6 +110,10 @@ pub struct Score {
     pub f1: f64,
     /// Share of lines whose facts match exactly.
     pub exact_match: f64,
+    /// Median time to parse one line, in milliseconds.
+    pub p50_ms: f64,
+    /// 95th percentile time to parse one line, in milliseconds.
+    pub p95_ms: f64,
 }
 
 /// One line's outcome, for reports.
@@ -131,8 +135,11 @@ pub fn evaluate(
 ) -> Result<(Score, Vec<LineResult>)> {
     let (mut tp, mut fp, mut fn_, mut exact) = (0usize, 0usize, 0usize, 0usize);
     let mut results = Vec::with_capacity(lines.len());
+    let mut times = Vec::with_capacity(lines.len());
     for line in lines {
+        let started = std::time::Instant::now();
         let c = parser.parse(&line.text, line.audience.unwrap_or(AgeBand::Adult), now)?;
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
         let got = facts(&c);
         let expected = expected_facts(&line.expect);
         tp += got.intersection(&expected).count();
@@ -153,6 +160,13 @@ pub fn evaluate(
     } else {
         2.0 * precision * recall / (precision + recall)
     };
+    times.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        times
+            .get(((times.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
     Ok((
         Score {
             lines: lines.len(),
@@ -160,6 +174,8 @@ pub fn evaluate(
             recall,
             f1,
             exact_match: ratio(exact, lines.len()),
+            p50_ms: pct(0.5),
+            p95_ms: pct(0.95),
         },
         results,
     ))
