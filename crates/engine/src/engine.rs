@@ -51,6 +51,20 @@ impl Engine {
         &self.parser
     }
 
+    /// Validates videos and fills in what the app left out: the embedding from the
+    /// caption, the topics from the embedding. A bad video is an error naming its field,
+    /// and then no video of the batch is changed.
+    pub fn prepare_videos(&self, videos: &mut [steerfeed_core::Video]) -> Result<()> {
+        let dim = self.encoder.dim();
+        for v in videos.iter() {
+            v.validate(dim)?;
+        }
+        let mut prepared = videos.to_vec();
+        self.parser.prepare_videos(&mut prepared)?;
+        videos.clone_from_slice(&prepared);
+        Ok(())
+    }
+
     /// The configuration the engine runs with.
     pub fn config(&self) -> &Config {
         &self.config
@@ -65,6 +79,37 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn videos_without_embeddings_or_topics_are_completed_from_the_caption() {
+        let engine = Engine::open(Config::default()).unwrap_or_else(|e| panic!("{e}"));
+        let mut videos = vec![steerfeed_core::Video {
+            caption: "a tabby kitten chases a laser pointer".into(),
+            ..steerfeed_core::Video::new(
+                steerfeed_core::VideoId::new("v1").unwrap(),
+                steerfeed_core::UserId::new("u1").unwrap(),
+                Timestamp::UNIX_EPOCH,
+                9.0,
+            )
+        }];
+        engine.prepare_videos(&mut videos).unwrap();
+        assert_eq!(videos[0].embedding.as_ref().unwrap().dim(), 384);
+        assert!(
+            videos[0].topics.iter().any(|t| t.as_str() == "pets"),
+            "{:?}",
+            videos[0].topics
+        );
+        let mut bad = videos.clone();
+        bad.push(steerfeed_core::Video::new(
+            steerfeed_core::VideoId::new("v2").unwrap(),
+            steerfeed_core::UserId::new("u1").unwrap(),
+            Timestamp::UNIX_EPOCH,
+            0.0,
+        ));
+        let before = bad.clone();
+        assert!(engine.prepare_videos(&mut bad).is_err());
+        assert_eq!(bad, before, "a failed batch changes nothing");
+    }
 
     #[test]
     fn the_engine_is_send_and_sync() {

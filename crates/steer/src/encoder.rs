@@ -52,6 +52,7 @@ pub struct Encoder {
     needs_token_type_ids: bool,
     batch_size: usize,
     dim: usize,
+    fingerprint: u64,
 }
 
 impl std::fmt::Debug for Encoder {
@@ -112,12 +113,20 @@ impl Encoder {
             .first()
             .and_then(|s| s.lock().ok())
             .is_some_and(|s| s.inputs().iter().any(|i| i.name() == "token_type_ids"));
+        let mut fp = crate::cache::Fnv::new();
+        for path in [&model_path, &tokenizer_path] {
+            let bytes = std::fs::read(path)
+                .map_err(|e| Error::Runtime(format!("{}: {e}", path.display())))?;
+            fp.update(&bytes);
+        }
+        fp.update(&(config.max_tokens as u64).to_le_bytes());
         let encoder = Self {
             sessions,
             tokenizer,
             needs_token_type_ids,
             batch_size: config.batch_size,
             dim: MINILM_DIM,
+            fingerprint: fp.0,
         };
         // One probe checks that the model gives vectors of the dimension we expect.
         let probe = encoder.embed("steerfeed")?;
@@ -134,6 +143,12 @@ impl Encoder {
     /// The embedding dimension.
     pub fn dim(&self) -> usize {
         self.dim
+    }
+
+    /// A fingerprint of the model, the tokenizer and the truncation length: embeddings
+    /// cached under one fingerprint are valid only for it.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
     }
 
     /// Embeds one text.

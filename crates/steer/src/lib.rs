@@ -12,6 +12,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod config;
 pub mod encoder;
 pub mod error;

@@ -37,6 +37,10 @@ pub struct ParserConfig {
     pub max_text_bytes: usize,
     /// Most clause items read from one text. Default 16.
     pub max_items: usize,
+    /// Topics inferred for a caption when the app gives none: at most this many. Default 3.
+    pub caption_max_topics: usize,
+    /// ... each at least this similar to the caption. Default 0.35.
+    pub caption_topic_threshold: f32,
 }
 
 impl Default for ParserConfig {
@@ -47,6 +51,8 @@ impl Default for ParserConfig {
             expiry_days: 7,
             max_text_bytes: 2000,
             max_items: 16,
+            caption_max_topics: 3,
+            caption_topic_threshold: 0.35,
         }
     }
 }
@@ -841,6 +847,36 @@ impl PreferenceParser {
     /// The taxonomy.
     pub fn taxonomy(&self) -> &Taxonomy {
         &self.taxonomy
+    }
+
+    /// Fills in what the app left out of videos: the embedding from the caption (all
+    /// captions in one batch) and the topics inferred from the embedding.
+    pub fn prepare_videos(&self, videos: &mut [steerfeed_core::Video]) -> Result<()> {
+        let missing: Vec<usize> = (0..videos.len())
+            .filter(|&i| videos[i].embedding.is_none())
+            .collect();
+        if !missing.is_empty() {
+            let captions: Vec<&str> = missing
+                .iter()
+                .map(|&i| videos[i].caption.as_str())
+                .collect();
+            let vectors = self.encoder.embed_batch(&captions)?;
+            for (&i, v) in missing.iter().zip(vectors) {
+                videos[i].embedding = Some(v);
+            }
+        }
+        for v in videos.iter_mut().filter(|v| v.topics.is_empty()) {
+            if let Some(e) = &v.embedding
+                && e.dim() == self.encoder.dim()
+            {
+                v.topics = self.taxonomy.infer(
+                    e,
+                    self.config.caption_max_topics,
+                    self.config.caption_topic_threshold,
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Parses `text` for a viewer of `audience`. Text with no usable intent gives empty

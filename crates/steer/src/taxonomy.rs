@@ -91,7 +91,8 @@ fn phrases(id: &TopicId, description: &str) -> Vec<String> {
 }
 
 impl Taxonomy {
-    /// Embeds every topic of `tsv` with `encoder`.
+    /// Embeds every topic of `tsv` with `encoder` (once per model: the vectors are cached
+    /// in the set-up cache's `embeddings/` folder).
     pub fn from_tsv(tsv: &str, encoder: &Encoder) -> Result<Self> {
         let entries = parse_tsv(tsv)?;
         let all: Vec<(usize, String)> = entries
@@ -100,7 +101,11 @@ impl Taxonomy {
             .flat_map(|(i, (id, d))| phrases(id, d).into_iter().map(move |p| (i, p)))
             .collect();
         let texts: Vec<&str> = all.iter().map(|(_, p)| p.as_str()).collect();
-        let vectors = encoder.embed_batch(&texts)?;
+        let vectors = crate::cache::embed_cached(
+            encoder,
+            &texts,
+            &crate::config::cache_dir().join("embeddings"),
+        )?;
         let mut topics: Vec<Topic> = entries
             .into_iter()
             .map(|(id, description)| Topic {
