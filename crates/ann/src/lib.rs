@@ -29,6 +29,7 @@ pub mod idset;
 pub mod index;
 pub mod params;
 mod persist;
+mod sync;
 pub mod synthetic;
 pub mod texmex;
 pub mod video_index;

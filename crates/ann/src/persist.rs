@@ -62,23 +62,17 @@ impl<W: Write> Writer<W> {
         self.bytes(&v.to_le_bytes())
     }
     fn u32s(&mut self, v: &[u32]) -> std::io::Result<()> {
-        let mut buf = Vec::with_capacity(v.len().min(1 << 16) * 4);
-        for chunk in v.chunks(1 << 16) {
-            buf.clear();
-            chunk
-                .iter()
-                .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
-            self.bytes(&buf)?;
-        }
-        Ok(())
+        self.array(v, u32::to_le_bytes)
     }
     fn f32s(&mut self, v: &[f32]) -> std::io::Result<()> {
+        self.array(v, f32::to_le_bytes)
+    }
+    /// Writes a slice of 4-byte values in chunks, without one call per value.
+    fn array<T: Copy>(&mut self, v: &[T], le: fn(T) -> [u8; 4]) -> std::io::Result<()> {
         let mut buf = Vec::with_capacity(v.len().min(1 << 16) * 4);
         for chunk in v.chunks(1 << 16) {
             buf.clear();
-            chunk
-                .iter()
-                .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
+            chunk.iter().for_each(|&x| buf.extend_from_slice(&le(x)));
             self.bytes(&buf)?;
         }
         Ok(())
@@ -175,17 +169,20 @@ impl Reader<'_> {
         Ok(u64::from_le_bytes(a))
     }
     fn u32s(&mut self, n: usize) -> std::result::Result<Vec<u32>, String> {
-        let bytes = self.take(n.checked_mul(4).ok_or("size overflow")?)?;
-        Ok(bytes
-            .chunks_exact(4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect())
+        self.array(n, u32::from_le_bytes)
     }
     fn f32s(&mut self, n: usize) -> std::result::Result<Vec<f32>, String> {
+        self.array(n, f32::from_le_bytes)
+    }
+    fn array<T>(
+        &mut self,
+        n: usize,
+        from: fn([u8; 4]) -> T,
+    ) -> std::result::Result<Vec<T>, String> {
         let bytes = self.take(n.checked_mul(4).ok_or("size overflow")?)?;
         Ok(bytes
             .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .map(|b| from([b[0], b[1], b[2], b[3]]))
             .collect())
     }
 }

@@ -90,15 +90,11 @@ impl VideoIndex {
     }
 
     fn read(&self) -> RwLockReadGuard<'_, IdMap> {
-        self.ids
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::sync::read(&self.ids)
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, IdMap> {
-        self.ids
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::sync::write(&self.ids)
     }
 
     /// Adds or replaces a video's vector; visible to every search that starts after this returns.
