@@ -170,7 +170,79 @@ impl Graph {
                 }
             },
         }
-        Self::export(&hnsw, dim, labels, vectors, 2 * params.m)
+        let mut graph = Self::export(&hnsw, dim, labels, vectors, 2 * params.m);
+        drop(hnsw);
+        graph.refine_layer0();
+        graph
+    }
+
+    /// Re-selects every node's layer-0 links with the HNSW neighbour heuristic over its
+    /// current links and the nodes that link to it.
+    ///
+    /// `hnsw_rs` picks a new node's own links with the heuristic, but when a reverse link
+    /// overflows a neighbour's list it just drops the farthest entry, so over a large
+    /// build the lists collapse onto each node's nearest neighbours and the long-range
+    /// links that let a walk cross between clusters are lost (recall at equal `ef` fell
+    /// well below hnswlib's at 1M). hnswlib re-applies the heuristic when it shrinks a
+    /// list; doing it once here, over forward and reverse links, restores that shape.
+    pub(crate) fn refine_layer0(&mut self) {
+        use rayon::prelude::*;
+        let n = self.len();
+        if n < 2 {
+            return;
+        }
+        let mut incoming: Vec<Vec<Node>> = vec![Vec::new(); n];
+        for node in 0..n as Node {
+            for &nb in self.links(node) {
+                incoming[nb.to_bits() as usize].push(node);
+            }
+        }
+        let m0 = self.m0;
+        let lists: Vec<Vec<Node>> = (0..n as Node)
+            .into_par_iter()
+            .map(|node| {
+                let me = self.vector(node);
+                let mut cand: Vec<(f32, Node)> = self
+                    .links(node)
+                    .iter()
+                    .map(|x| x.to_bits())
+                    .chain(incoming[node as usize].iter().copied())
+                    .filter(|&c| c != node)
+                    .map(|c| (distance(me, self.vector(c)), c))
+                    .collect();
+                cand.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                cand.dedup_by_key(|c| c.1);
+                let mut keep: Vec<Node> = Vec::with_capacity(m0);
+                let mut pruned: Vec<Node> = Vec::new();
+                for &(d, c) in &cand {
+                    if keep.len() >= m0 {
+                        break;
+                    }
+                    let vc = self.vector(c);
+                    if keep.iter().all(|&s| distance(vc, self.vector(s)) > d) {
+                        keep.push(c);
+                    } else {
+                        pruned.push(c);
+                    }
+                }
+                // Free slots go to the nearest pruned candidates (hnswlib's
+                // keepPrunedConnections): diverse links first, then density.
+                let free = m0 - keep.len();
+                keep.extend(pruned.into_iter().take(free));
+                keep
+            })
+            .collect();
+        let stride = self.stride();
+        for (node, list) in lists.into_iter().enumerate() {
+            let row = node * stride;
+            self.data[row] = f32::from_bits(list.len() as u32);
+            for (slot, id) in self.data[row + 1..row + 1 + m0]
+                .iter_mut()
+                .zip(list.iter().chain(std::iter::repeat(&0)))
+            {
+                *slot = f32::from_bits(*id);
+            }
+        }
     }
 
     fn export(
