@@ -229,16 +229,21 @@ impl VectorSearch for VideoIndex {
         &self,
         query: &[f32],
         k: usize,
-        allow: &(dyn Fn(&VideoId) -> bool + Sync),
+        allow: Option<&(dyn Fn(&VideoId) -> bool + Sync)>,
     ) -> steerfeed_core::Result<Vec<Neighbor>> {
         let ids = self.read();
         let pass = |i: u32| {
             ids.video
                 .get(i as usize)
                 .and_then(Option::as_ref)
-                .is_some_and(allow)
+                .is_some_and(|v| allow.is_none_or(|f| f(v)))
         };
-        let hits = self.index.search(query, k, Filter::Predicate(&pass))?;
+        // Replaced and removed internal ids are tombstoned in the index, so without a
+        // filter every hit maps to a live video.
+        let hits = match allow {
+            Some(_) => self.index.search(query, k, Filter::Predicate(&pass))?,
+            None => self.index.search(query, k, Filter::All)?,
+        };
         Ok(hits
             .into_iter()
             .filter_map(|h| {
@@ -275,7 +280,7 @@ mod tests {
                 .unwrap();
         }
         let q = &data[5 * DIM..6 * DIM];
-        assert_eq!(idx.search(q, 1, &|_| true).unwrap()[0].video, vid(5));
+        assert_eq!(idx.search(q, 1, None).unwrap()[0].video, vid(5));
         // Moving v5 elsewhere: searching its old place no longer finds it first.
         idx.upsert(
             &vid(5),
@@ -283,13 +288,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(idx.len(), 300);
-        let top = idx.search(q, 1, &|_| true).unwrap();
+        let top = idx.search(q, 1, None).unwrap();
         assert_ne!(top[0].video, vid(5));
         assert!(idx.remove(&vid(7)));
         assert!(!idx.remove(&vid(7)));
-        let all = idx.search(q, 300, &|_| true).unwrap();
+        let all = idx.search(q, 300, None).unwrap();
         assert!(all.iter().all(|n| n.video != vid(7)));
-        let not_even = idx.search(q, 50, &|v| v.as_str().ends_with('1')).unwrap();
+        let not_even = idx
+            .search(q, 50, Some(&|v: &VideoId| v.as_str().ends_with('1')))
+            .unwrap();
         assert!(not_even.iter().all(|n| n.video.as_str().ends_with('1')));
         assert!(matches!(
             idx.upsert(&vid(1), &Embedding::normalized("e", &[1.0, 2.0]).unwrap()),
@@ -308,8 +315,8 @@ mod tests {
         .unwrap();
         assert_eq!(back.len(), idx.len());
         assert_eq!(
-            back.search(q, 10, &|_| true).unwrap(),
-            idx.search(q, 10, &|_| true).unwrap()
+            back.search(q, 10, None).unwrap(),
+            idx.search(q, 10, None).unwrap()
         );
         std::fs::write(
             ids_path(&path),

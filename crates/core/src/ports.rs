@@ -83,13 +83,14 @@ pub struct Neighbor {
 
 /// Nearest-neighbour search over video embeddings.
 pub trait VectorSearch: Send + Sync {
-    /// Up to `k` videos most similar to `query` among those for which `allow` is true,
-    /// most similar first. Deleted videos are never returned.
+    /// Up to `k` videos most similar to `query` among those `allow` lets through (all
+    /// when `None`: an index then takes its fastest, unfiltered path), most similar
+    /// first. Deleted videos are never returned.
     fn search(
         &self,
         query: &[f32],
         k: usize,
-        allow: &(dyn Fn(&VideoId) -> bool + Sync),
+        allow: Option<&(dyn Fn(&VideoId) -> bool + Sync)>,
     ) -> Result<Vec<Neighbor>>;
 }
 

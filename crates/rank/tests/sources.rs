@@ -171,12 +171,12 @@ impl VectorSearch for Mem {
         &self,
         query: &[f32],
         k: usize,
-        allow: &(dyn Fn(&VideoId) -> bool + Sync),
+        allow: Option<&(dyn Fn(&VideoId) -> bool + Sync)>,
     ) -> Result<Vec<Neighbor>> {
         let mut all: Vec<Neighbor> = self
             .videos
             .values()
-            .filter(|x| !x.deleted && allow(&x.id))
+            .filter(|x| !x.deleted && allow.is_none_or(|f| f(&x.id)))
             .map(|x| Neighbor {
                 video: x.id.clone(),
                 similarity: steerfeed_core::vector::dot(

@@ -36,9 +36,7 @@ impl Source for InterestAnnSource {
         else {
             return Ok(Vec::new());
         };
-        let hits = self
-            .search
-            .search(interest.as_slice(), self.quota, &|_| true)?;
+        let hits = self.search.search(interest.as_slice(), self.quota, None)?;
         hydrate(
             self.catalog.as_ref(),
             hits.into_iter().map(|n| (n.video, n.similarity)),

@@ -42,10 +42,7 @@ impl Source for SteerAnnSource {
             .filter(|(_, c)| c.weight > 0.0)
         {
             let k = ((self.quota_per_concept as f32) * concept.weight.min(2.0)).ceil() as usize;
-            for hit in self
-                .search
-                .search(concept.vector.as_slice(), k, &|_| true)?
-            {
+            for hit in self.search.search(concept.vector.as_slice(), k, None)? {
                 let e = best.entry(hit.video).or_insert((f32::NEG_INFINITY, i));
                 if hit.similarity > e.0 {
                     *e = (hit.similarity, i);
