@@ -21,6 +21,7 @@ mod interest_ann;
 mod popular;
 mod remix_trends;
 mod social_cameo;
+mod stats;
 mod steer_ann;
 
 use std::sync::Arc;

@@ -3,14 +3,10 @@ use std::sync::Arc;
 use steerfeed_core::ports::{EngagementStats, VideoCatalog};
 use steerfeed_core::{Candidate, FeedContext, Reason, Result, Source};
 
-use super::hydrate;
+use super::stats::StatsSource;
 
 /// Popular right now: the fallback that always has something to propose.
-pub struct PopularSource {
-    catalog: Arc<dyn VideoCatalog>,
-    stats: Arc<dyn EngagementStats>,
-    quota: usize,
-}
+pub struct PopularSource(StatsSource);
 
 impl PopularSource {
     /// A source proposing at most `quota` videos.
@@ -19,23 +15,23 @@ impl PopularSource {
         stats: Arc<dyn EngagementStats>,
         quota: usize,
     ) -> Self {
-        Self {
+        Self(StatsSource::new(
             catalog,
             stats,
             quota,
-        }
+            "popular",
+            |s, now, k| s.popular(now, k),
+            Reason::Popular,
+        ))
     }
 }
 
 impl Source for PopularSource {
     fn fetch(&self, ctx: &FeedContext) -> Result<Vec<Candidate>> {
-        let popular = self.stats.popular(ctx.now, self.quota)?;
-        hydrate(self.catalog.as_ref(), popular, "popular", |_| {
-            Reason::Popular
-        })
+        self.0.fetch(ctx)
     }
 
     fn name(&self) -> &'static str {
-        "popular"
+        self.0.name()
     }
 }

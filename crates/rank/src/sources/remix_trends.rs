@@ -3,14 +3,10 @@ use std::sync::Arc;
 use steerfeed_core::ports::{EngagementStats, VideoCatalog};
 use steerfeed_core::{Candidate, FeedContext, Reason, Result, Source};
 
-use super::hydrate;
+use super::stats::StatsSource;
 
 /// Videos with the highest recent remix and creation velocity.
-pub struct RemixTrendsSource {
-    catalog: Arc<dyn VideoCatalog>,
-    stats: Arc<dyn EngagementStats>,
-    quota: usize,
-}
+pub struct RemixTrendsSource(StatsSource);
 
 impl RemixTrendsSource {
     /// A source proposing at most `quota` videos.
@@ -19,23 +15,23 @@ impl RemixTrendsSource {
         stats: Arc<dyn EngagementStats>,
         quota: usize,
     ) -> Self {
-        Self {
+        Self(StatsSource::new(
             catalog,
             stats,
             quota,
-        }
+            "remix_trends",
+            |s, now, k| s.remix_trending(now, k),
+            Reason::RemixTrend,
+        ))
     }
 }
 
 impl Source for RemixTrendsSource {
     fn fetch(&self, ctx: &FeedContext) -> Result<Vec<Candidate>> {
-        let trending = self.stats.remix_trending(ctx.now, self.quota)?;
-        hydrate(self.catalog.as_ref(), trending, "remix_trends", |_| {
-            Reason::RemixTrend
-        })
+        self.0.fetch(ctx)
     }
 
     fn name(&self) -> &'static str {
-        "remix_trends"
+        self.0.name()
     }
 }
