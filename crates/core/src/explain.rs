@@ -11,11 +11,15 @@ pub enum Reason {
         /// The creator.
         creator: UserId,
     },
-    /// Features someone you follow (or you) in a cameo.
+    /// Features someone you follow in a cameo.
     FriendCameo {
         /// The person featured.
         person: UserId,
     },
+    /// Features you in a cameo.
+    FeaturesYou,
+    /// A remix of one of your videos.
+    RemixOfYours,
     /// You asked for it in your feed preferences.
     Steering {
         /// The phrase or topic asked for.
@@ -35,6 +39,8 @@ pub enum Reason {
     Fresh,
     /// Popular right now.
     Popular,
+    /// Lighter content after a check-in answer of "not great".
+    Lighter,
 }
 
 /// An explanation: the reason as data plus the sentence shown to the user.
@@ -50,8 +56,10 @@ impl Explanation {
     /// Renders the sentence for `reason`.
     pub fn new(reason: Reason) -> Self {
         let text = match &reason {
-            Reason::Following { creator } => format!("Because you follow {creator}"),
-            Reason::FriendCameo { person } => format!("Features {person}, whom you follow"),
+            Reason::Following { creator } => format!("From @{creator}, whom you follow"),
+            Reason::FriendCameo { person } => format!("Features @{person}, whom you follow"),
+            Reason::FeaturesYou => "Features your cameo".to_owned(),
+            Reason::RemixOfYours => "A remix of your video".to_owned(),
             Reason::Steering { concept } => format!("Because you asked for more {concept}"),
             Reason::Interest { topic: Some(t) } => {
                 format!(
@@ -63,9 +71,10 @@ impl Explanation {
             Reason::CoEngagement => {
                 "People who liked what you liked also engaged with this".to_owned()
             }
-            Reason::RemixTrend => "Many people are remixing this right now".to_owned(),
+            Reason::RemixTrend => "Popular to remix this week".to_owned(),
             Reason::Fresh => "New on steerfeed".to_owned(),
             Reason::Popular => "Popular right now".to_owned(),
+            Reason::Lighter => "Something lighter, after your check-in".to_owned(),
         };
         Self { reason, text }
     }
@@ -80,7 +89,7 @@ mod tests {
         let e = Explanation::new(Reason::Following {
             creator: UserId::new("maya").unwrap(),
         });
-        assert_eq!(e.text, "Because you follow maya");
+        assert_eq!(e.text, "From @maya, whom you follow");
         let e = Explanation::new(Reason::Interest {
             topic: Some(TopicId::new("extreme_sports").unwrap()),
         });

@@ -46,7 +46,7 @@ pub use pipeline::{Pipeline, PipelineBuilder, PipelineOutput, TopK};
 pub use score::{ActionProbs, ScoreBreakdown, rank_order};
 pub use stage::{
     Candidate, ConceptVector, FeedContext, Filter, Filtered, Role, Scorer, Selector, Source,
-    StageReport, Throttle, ThrottleAction, Trace,
+    StageReport, Throttle, ThrottleAction, Trace, Viewer, minutes_between,
 };
 pub use user::{AgeBand, CheckinAnswer, ConsentScope, ParentalControls, User, WellbeingState};
 pub use vector::Embedding;

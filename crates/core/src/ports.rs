@@ -10,6 +10,7 @@ use jiff::Timestamp;
 use crate::error::Result;
 use crate::event::EventKind;
 use crate::ids::{UserId, VideoId};
+use crate::user::{AgeBand, ConsentScope};
 use crate::video::Video;
 
 /// Reads videos.
@@ -104,4 +105,139 @@ pub trait SocialGraph: Send + Sync {
     fn is_mutual(&self, a: &UserId, b: &UserId) -> Result<bool> {
         Ok(self.follows(a, b)? && self.follows(b, a)?)
     }
+}
+
+/// Time-decayed action counters of one video, or summed over a creator's videos.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ActionCounts {
+    /// Times shown.
+    pub impressions: f32,
+    /// Views (any watch time).
+    pub views: f32,
+    /// Views watched to the end.
+    pub complete_views: f32,
+    /// Likes.
+    pub likes: f32,
+    /// Comments.
+    pub comments: f32,
+    /// Shares.
+    pub shares: f32,
+    /// Follows of the creator from the video.
+    pub follows: f32,
+    /// Remixes made of it.
+    pub remixes: f32,
+    /// Cameos used from it.
+    pub cameo_uses: f32,
+    /// New videos it inspired.
+    pub creates: f32,
+    /// Quick skips, "not interested", hides and reports.
+    pub negatives: f32,
+}
+
+impl ActionCounts {
+    /// Adds `weight` times one event of `kind` (a no-op for kinds that are not about a
+    /// video's reception, such as check-in answers).
+    pub fn add(&mut self, kind: &EventKind, weight: f32) {
+        let slot = match kind {
+            EventKind::Impression { .. } => &mut self.impressions,
+            EventKind::View { completed, .. } => {
+                if *completed {
+                    self.complete_views += weight;
+                }
+                &mut self.views
+            }
+            EventKind::Like { .. } => &mut self.likes,
+            EventKind::Comment { .. } => &mut self.comments,
+            EventKind::Share { .. } => &mut self.shares,
+            EventKind::Follow { .. } => &mut self.follows,
+            EventKind::Remix { .. } => &mut self.remixes,
+            EventKind::CameoUse { .. } => &mut self.cameo_uses,
+            EventKind::Create { .. } => &mut self.creates,
+            EventKind::Skip { .. }
+            | EventKind::NotInterested { .. }
+            | EventKind::HideCreator { .. }
+            | EventKind::Report { .. } => &mut self.negatives,
+            EventKind::CheckinAnswer { .. } => return,
+        };
+        *slot += weight;
+    }
+
+    /// Adds another set of counters.
+    pub fn merge(&mut self, o: &ActionCounts) {
+        self.impressions += o.impressions;
+        self.views += o.views;
+        self.complete_views += o.complete_views;
+        self.likes += o.likes;
+        self.comments += o.comments;
+        self.shares += o.shares;
+        self.follows += o.follows;
+        self.remixes += o.remixes;
+        self.cameo_uses += o.cameo_uses;
+        self.creates += o.creates;
+        self.negatives += o.negatives;
+    }
+
+    /// Multiplies every counter by `factor` (time decay).
+    pub fn scale(&mut self, factor: f32) {
+        for x in [
+            &mut self.impressions,
+            &mut self.views,
+            &mut self.complete_views,
+            &mut self.likes,
+            &mut self.comments,
+            &mut self.shares,
+            &mut self.follows,
+            &mut self.remixes,
+            &mut self.cameo_uses,
+            &mut self.creates,
+            &mut self.negatives,
+        ] {
+            *x *= factor;
+        }
+    }
+
+    /// How many times the video reached someone: impressions, or views when the app
+    /// logs no impressions.
+    pub fn exposures(&self) -> f32 {
+        self.impressions.max(self.views)
+    }
+}
+
+/// Per-video and per-creator action counters, for the scorer's action heads.
+pub trait ActionStats: Send + Sync {
+    /// The counters of each video, in the order asked (zeros for unknown videos).
+    fn video_counts(&self, videos: &[&VideoId], now: Timestamp) -> Result<Vec<ActionCounts>>;
+
+    /// The counters summed over a creator's videos (zeros for unknown creators).
+    fn creator_counts(&self, creator: &UserId, now: Timestamp) -> Result<ActionCounts>;
+}
+
+/// What one person's consent says about appearing in one video (DESIGN §2). The
+/// ranking policy turns these facts into a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CameoConsent {
+    /// Who the person lets use their likeness, as they set it.
+    pub scope: ConsentScope,
+    /// The person's age band (teens: at most mutuals).
+    pub age_band: AgeBand,
+    /// A stricter scope set by the person's parental controls.
+    pub parental_scope: Option<ConsentScope>,
+    /// The video's creator is on the person's approved list.
+    pub creator_approved: bool,
+    /// The person and the creator follow each other.
+    pub mutual: bool,
+    /// The person revoked consent for this video or for every video of this creator.
+    pub revoked: bool,
+}
+
+/// Reads cameo consent.
+pub trait ConsentLedger: Send + Sync {
+    /// The facts about `person` appearing in `video` by `creator`; `None` when the
+    /// person is unknown (an unknown person never consented).
+    fn cameo_consent(
+        &self,
+        person: &UserId,
+        creator: &UserId,
+        video: &VideoId,
+    ) -> Result<Option<CameoConsent>>;
 }

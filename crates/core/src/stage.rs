@@ -8,6 +8,7 @@
 //! `name` has a default (the type's name) and is meant to be overridden with a short,
 //! stable snake_case name (`following`, `consent`), which is what metrics and traces use.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,7 +16,7 @@ use crate::constraints::Constraints;
 use crate::error::{Error, Result};
 use crate::explain::Reason;
 use crate::feed::{Card, FeedRequest};
-use crate::ids::VideoId;
+use crate::ids::{TopicId, UserId, VideoId};
 use crate::score::ScoreBreakdown;
 use crate::user::{ParentalControls, User, WellbeingState};
 use crate::vector::Embedding;
@@ -41,6 +42,64 @@ pub struct FeedContext {
     /// The steering concepts of `constraints` as vectors (embedded once by the engine when
     /// the preferences are set): positive weights boost, negative weights reduce.
     pub concepts: Vec<ConceptVector>,
+    /// The `exclude` concepts of `constraints`, resolved (weight unused).
+    pub exclude: Vec<ConceptVector>,
+    /// The `only` concepts of `constraints`, resolved (weight unused).
+    pub only: Vec<ConceptVector>,
+    /// What the engine knows about the viewer's relations and recent history.
+    pub viewer: Viewer,
+}
+
+impl FeedContext {
+    /// A context for `request` by `user` at `now` with no constraints, default parental
+    /// controls, fresh wellbeing counters, no interest vector and no history; the engine
+    /// fills in the rest from the store.
+    pub fn new(request: FeedRequest, user: User, now: jiff::Timestamp) -> Self {
+        Self {
+            request,
+            now,
+            user,
+            constraints: Constraints::default(),
+            parental: ParentalControls::default(),
+            wellbeing: WellbeingState::default(),
+            interest: None,
+            concepts: Vec::new(),
+            exclude: Vec::new(),
+            only: Vec::new(),
+            viewer: Viewer::default(),
+        }
+    }
+
+    /// Minutes since the session started (0 without a session).
+    pub fn session_minutes(&self) -> f32 {
+        self.wellbeing
+            .session_started
+            .map_or(0.0, |t| minutes_between(t, self.now))
+    }
+}
+
+/// Minutes from `a` to `b`, 0 when `b` is earlier.
+pub fn minutes_between(a: jiff::Timestamp, b: jiff::Timestamp) -> f32 {
+    ((b.as_millisecond() - a.as_millisecond()).max(0) as f64 / 60_000.0) as f32
+}
+
+/// The viewer's relations and recent history, loaded once per request. Bounded by the
+/// store (recent seen items, recent own videos), so every check is a set lookup.
+#[derive(Debug, Clone, Default)]
+pub struct Viewer {
+    /// Creators the viewer follows.
+    pub following: HashSet<UserId>,
+    /// Creators the viewer blocked.
+    pub blocked: HashSet<UserId>,
+    /// Creators the viewer muted (or hid with "hide creator").
+    pub muted: HashSet<UserId>,
+    /// Videos served to or seen by the viewer recently, and videos marked not interested.
+    pub seen: HashSet<VideoId>,
+    /// The viewer's own recent videos (to recognise remixes of them).
+    pub own_videos: HashSet<VideoId>,
+    /// Recent interaction strength with each creator, in `[0, 1]` (likes, comments,
+    /// remixes of their videos, decayed): the "recent interaction" part of the tie term.
+    pub creator_affinity: HashMap<UserId, f32>,
 }
 
 /// A steering concept as a direction in the catalog's embedding space.
@@ -48,6 +107,8 @@ pub struct FeedContext {
 pub struct ConceptVector {
     /// The phrase or topic, for explanations.
     pub label: String,
+    /// The taxonomy topic, when the concept names one: a video carrying it matches fully.
+    pub topic: Option<TopicId>,
     /// Its embedding.
     pub vector: Embedding,
     /// Signed strength: positive for boost, negative for reduce.

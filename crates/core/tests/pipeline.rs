@@ -13,25 +13,20 @@
 use std::sync::{Arc, Mutex};
 
 use steerfeed_core::{
-    Candidate, Card, CardKind, Constraints, Error, ErrorClass, FeedContext, FeedRequest, Filter,
-    Filtered, ParentalControls, Pipeline, Reason, Result, Role, Scorer, Selector, Source, Throttle,
-    ThrottleAction, Timestamp, User, UserId, Video, VideoId, WellbeingState,
+    Candidate, Card, CardKind, Error, ErrorClass, FeedContext, FeedRequest, Filter, Filtered,
+    Pipeline, Reason, Result, Role, Scorer, Selector, Source, Throttle, ThrottleAction, Timestamp,
+    User, UserId, Video, VideoId,
 };
 
 type Log = Arc<Mutex<Vec<String>>>;
 
 fn ctx(limit: u32) -> FeedContext {
     let user = UserId::new("viewer").unwrap();
-    FeedContext {
-        request: FeedRequest::new(user.clone(), limit).unwrap(),
-        now: Timestamp::UNIX_EPOCH,
-        user: User::new(user),
-        constraints: Constraints::default(),
-        parental: ParentalControls::default(),
-        wellbeing: WellbeingState::default(),
-        interest: None,
-        concepts: Vec::new(),
-    }
+    FeedContext::new(
+        FeedRequest::new(user.clone(), limit).unwrap(),
+        User::new(user),
+        Timestamp::UNIX_EPOCH,
+    )
 }
 
 fn video(id: &str) -> Arc<Video> {

@@ -19,8 +19,8 @@ use steerfeed_core::ports::{
     Engagement, EngagementStats, Neighbor, SocialGraph, UserHistory, VectorSearch, VideoCatalog,
 };
 use steerfeed_core::{
-    ConceptVector, Constraints, Embedding, EventKind, FeedContext, FeedRequest, ParentalControls,
-    Pipeline, Reason, Result, Source, Timestamp, User, UserId, Video, VideoId, WellbeingState,
+    ConceptVector, Embedding, EventKind, FeedContext, FeedRequest, Pipeline, Reason, Result,
+    Source, Timestamp, User, UserId, Video, VideoId,
 };
 use steerfeed_rank::sources::{
     CoEngagementSource, FollowingSource, FreshSource, InterestAnnSource, PopularSource,
@@ -196,16 +196,11 @@ impl VectorSearch for Mem {
 }
 
 fn ctx(user: &str) -> FeedContext {
-    FeedContext {
-        request: FeedRequest::new(u(user), 20).unwrap(),
-        now: now(),
-        user: User::new(u(user)),
-        constraints: Constraints::default(),
-        parental: ParentalControls::default(),
-        wellbeing: WellbeingState::default(),
-        interest: None,
-        concepts: Vec::new(),
-    }
+    FeedContext::new(
+        FeedRequest::new(u(user), 20).unwrap(),
+        User::new(u(user)),
+        now(),
+    )
 }
 
 fn ids(c: &[steerfeed_core::Candidate]) -> Vec<&str> {
@@ -276,16 +271,19 @@ fn steer_ann_queries_each_boosted_concept() {
     c.concepts = vec![
         ConceptVector {
             label: "cats".into(),
+            topic: None,
             vector: e(1.0, 0.0),
             weight: 1.0,
         },
         ConceptVector {
             label: "dogs".into(),
+            topic: None,
             vector: e(0.0, 1.0),
             weight: 1.0,
         },
         ConceptVector {
             label: "politics".into(),
+            topic: None,
             vector: e(-1.0, 0.0),
             weight: -1.0,
         },

@@ -58,11 +58,12 @@ impl Source for SocialCameoSource {
         Ok(from_videos(
             videos.into_iter().map(|(v, s, _)| (v, s)),
             "social_cameo",
-            |v| Reason::FriendCameo {
-                person: featured
-                    .get(&v.id)
-                    .cloned()
-                    .unwrap_or_else(|| v.creator.clone()),
+            |v| match featured.get(&v.id) {
+                Some(p) if p == me => Reason::FeaturesYou,
+                Some(p) => Reason::FriendCameo { person: p.clone() },
+                None => Reason::FriendCameo {
+                    person: v.creator.clone(),
+                },
             },
         ))
     }
