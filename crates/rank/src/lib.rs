@@ -9,7 +9,11 @@
 #![warn(missing_docs)]
 
 pub mod coengagement;
+pub mod filters;
+pub mod scorers;
+pub mod selectors;
 pub mod sources;
+pub mod throttles;
 
 pub use coengagement::{CoEngagementIndex, CoEngagementParams, engagement_weight};
 pub use sources::SourceQuotas;

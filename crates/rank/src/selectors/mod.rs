@@ -1,0 +1,1 @@
+//! selectors (in progress).

@@ -1,0 +1,1 @@
+//! throttles (in progress).
