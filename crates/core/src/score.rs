@@ -41,6 +41,8 @@ pub struct ScoreBreakdown {
     pub freshness: f32,
     /// Cold-start lift for new creators and videos.
     pub cold_start: f32,
+    /// Wellbeing shift after a "not great" check-in: lighter content up, heavy down.
+    pub wellbeing: f32,
     /// The sum that ranks the item.
     pub total: f32,
 }
@@ -50,7 +52,8 @@ impl ScoreBreakdown {
     pub fn sum(&mut self) -> f32 {
         self.total = self.action_value + self.tie + self.steering - self.consumption_cost
             + self.freshness
-            + self.cold_start;
+            + self.cold_start
+            + self.wellbeing;
         self.total
     }
 }

@@ -451,3 +451,32 @@ pub trait Throttle: Send + Sync {
         Ok(action)
     }
 }
+
+// Boxed stages are stages, so configured lists of them can be added to a pipeline.
+
+impl<T: Source + ?Sized> Source for Box<T> {
+    fn fetch(&self, ctx: &FeedContext) -> Result<Vec<Candidate>> {
+        (**self).fetch(ctx)
+    }
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+}
+
+impl<T: Filter + ?Sized> Filter for Box<T> {
+    fn filter(&self, ctx: &FeedContext, candidates: Vec<Candidate>) -> Result<Filtered> {
+        (**self).filter(ctx, candidates)
+    }
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+}
+
+impl<T: Throttle + ?Sized> Throttle for Box<T> {
+    fn check(&self, ctx: &FeedContext, page: &[Candidate]) -> Result<ThrottleAction> {
+        (**self).check(ctx, page)
+    }
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+}

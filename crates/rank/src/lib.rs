@@ -8,6 +8,7 @@
 
 #![warn(missing_docs)]
 
+pub mod assemble;
 pub mod coengagement;
 pub mod filters;
 pub mod scorers;
@@ -15,5 +16,6 @@ pub mod selectors;
 pub mod sources;
 pub mod throttles;
 
+pub use assemble::{Ports, RankConfig, build_pipeline};
 pub use coengagement::{CoEngagementIndex, CoEngagementParams, engagement_weight};
 pub use sources::SourceQuotas;

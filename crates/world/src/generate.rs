@@ -40,7 +40,8 @@ pub struct WorldConfig {
     pub cameo_share: f32,
     /// Share of cameo-featured people who revoke consent for one video or creator.
     pub revocation_share: f32,
-    /// Mean events per user.
+    /// Mean engagements per user (each comes with an impression, plus two impressions of
+    /// videos scrolled past). Default 40.
     pub events_per_user: usize,
     /// Days of history before `now`.
     pub days: i64,
@@ -447,7 +448,35 @@ impl World {
                         960..=979 => EventKind::Follow { video },
                         _ => EventKind::NotInterested { video },
                     };
+                    // The feed showed it first; a quick swipe-away is an impression too.
+                    events.push((
+                        at,
+                        i,
+                        EventKind::Impression {
+                            video: videos[j].id.clone(),
+                        },
+                    ));
                     events.push((at, i, kind));
+                    // Videos scrolled past without engaging: about three impressions per
+                    // engagement, so action rates per impression look like a real feed's.
+                    for _ in 0..2 {
+                        let k = pool
+                            .get(rng.random_range(0..pool.len().max(1)))
+                            .copied()
+                            .unwrap_or(j);
+                        let posted = videos[k].created_at.as_second();
+                        let at = Timestamp::from_second(
+                            rng.random_range(posted..=config.now.as_second()),
+                        )
+                        .unwrap_or(config.now);
+                        events.push((
+                            at,
+                            i,
+                            EventKind::Impression {
+                                video: videos[k].id.clone(),
+                            },
+                        ));
+                    }
                 }
             }
         }

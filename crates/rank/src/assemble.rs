@@ -1,0 +1,120 @@
+//! The assembled ranking pipeline (DESIGN §3): every source, filter, the objective
+//! scorer, the diversity selector and the wellbeing throttles, wired into core's
+//! [`Pipeline`] from one [`RankConfig`] and the [`Ports`] the engine provides.
+
+use std::sync::Arc;
+
+use steerfeed_core::ports::{
+    ActionStats, CoEngagement, ConsentLedger, EngagementStats, SocialGraph, UserHistory,
+    VectorSearch, VideoCatalog,
+};
+use steerfeed_core::{Pipeline, Result};
+
+use crate::filters::{FilterConfig, default_filters};
+use crate::scorers::{ObjectiveScorer, ScorerConfig};
+use crate::sources::{
+    CoEngagementSource, FollowingSource, FreshSource, InterestAnnSource, PopularSource,
+    RemixTrendsSource, SocialCameoSource, SourceQuotas, SteerAnnSource,
+};
+use crate::throttles::WellbeingConfig;
+
+/// Every ranking tunable, one section per stage role; each field has its defaults.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RankConfig {
+    /// Per-source quotas.
+    pub sources: SourceQuotas,
+    /// Filter thresholds.
+    pub filters: FilterConfig,
+    /// The objective.
+    pub scorer: ScorerConfig,
+    /// Wellbeing and parental policy.
+    pub wellbeing: WellbeingConfig,
+}
+
+impl RankConfig {
+    /// Checks every section.
+    pub fn validate(&self) -> Result<()> {
+        self.filters.validate()?;
+        self.scorer.validate()?;
+        Ok(())
+    }
+}
+
+/// What the stages read: the store's ports, the vector index and the co-engagement
+/// model.
+#[derive(Clone)]
+pub struct Ports {
+    /// Videos.
+    pub catalog: Arc<dyn VideoCatalog>,
+    /// The follow graph.
+    pub graph: Arc<dyn SocialGraph>,
+    /// The ANN index.
+    pub search: Arc<dyn VectorSearch>,
+    /// Popular and remix-trending lists.
+    pub engagement: Arc<dyn EngagementStats>,
+    /// Per-video and per-creator action counters.
+    pub actions: Arc<dyn ActionStats>,
+    /// Users' recent engagements.
+    pub history: Arc<dyn UserHistory>,
+    /// Item-to-item co-engagement.
+    pub co_engagement: Arc<dyn CoEngagement>,
+    /// Cameo consent.
+    pub consent: Arc<dyn ConsentLedger>,
+}
+
+/// Builds the pipeline. Sources run in an order that makes the most telling reason win
+/// when two propose the same video: following, friends' cameos, steering,
+/// co-engagement, interest, remix trends, fresh, popular.
+pub fn build_pipeline(cfg: &RankConfig, p: &Ports) -> Result<Pipeline> {
+    cfg.validate()?;
+    let q = &cfg.sources;
+    let mut b = Pipeline::builder()
+        .source(FollowingSource::new(
+            p.catalog.clone(),
+            p.graph.clone(),
+            q.following,
+        ))
+        .source(SocialCameoSource::new(
+            p.catalog.clone(),
+            p.graph.clone(),
+            q.social_cameo,
+        ))
+        .source(SteerAnnSource::new(
+            p.catalog.clone(),
+            p.search.clone(),
+            q.steer_ann,
+        ))
+        .source(CoEngagementSource::new(
+            p.catalog.clone(),
+            p.history.clone(),
+            p.co_engagement.clone(),
+            q.co_engagement,
+        ))
+        .source(InterestAnnSource::new(
+            p.catalog.clone(),
+            p.search.clone(),
+            q.interest_ann,
+        ))
+        .source(RemixTrendsSource::new(
+            p.catalog.clone(),
+            p.engagement.clone(),
+            q.remix_trends,
+        ))
+        .source(FreshSource::new(p.catalog.clone(), q.fresh))
+        .source(PopularSource::new(
+            p.catalog.clone(),
+            p.engagement.clone(),
+            q.popular,
+        ));
+    for f in default_filters(&cfg.filters, p.graph.clone(), p.consent.clone()) {
+        b = b.filter(f);
+    }
+    b = b.scorer(ObjectiveScorer::new(
+        cfg.scorer,
+        cfg.wellbeing.clone(),
+        p.actions.clone(),
+        p.graph.clone(),
+    ));
+    b.build()
+}

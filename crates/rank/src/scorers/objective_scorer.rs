@@ -1,0 +1,349 @@
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use steerfeed_core::ports::{ActionCounts, ActionStats, SocialGraph};
+use steerfeed_core::{
+    ActionProbs, Candidate, FeedContext, Reason, Result, ScoreBreakdown, Scorer, UserId, Video,
+};
+
+use super::{HeadParams, ScorerConfig};
+use crate::filters::concept_match;
+use crate::throttles::{WellbeingConfig, consumption_lambda, lighter_mode};
+
+/// Scores every candidate with the objective of DESIGN §5 (see the [module
+/// docs](super)), fills its [`ScoreBreakdown`], and picks the reason shown to the user
+/// from what weighed most: a remix of the viewer's own video, the viewer's cameo, a
+/// steering concept, a followed creator, else the source's reason.
+pub struct ObjectiveScorer {
+    cfg: ScorerConfig,
+    wellbeing: WellbeingConfig,
+    stats: Arc<dyn ActionStats>,
+    graph: Arc<dyn SocialGraph>,
+}
+
+impl ObjectiveScorer {
+    /// A scorer reading counters from `stats` and mutual follows from `graph`.
+    pub fn new(
+        cfg: ScorerConfig,
+        wellbeing: WellbeingConfig,
+        stats: Arc<dyn ActionStats>,
+        graph: Arc<dyn SocialGraph>,
+    ) -> Self {
+        Self {
+            cfg,
+            wellbeing,
+            stats,
+            graph,
+        }
+    }
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+fn logit(p: f32) -> f32 {
+    let p = p.clamp(1e-6, 1.0 - 1e-6);
+    (p / (1.0 - p)).ln()
+}
+
+/// `(count + m·base) / (exposures + m)`: the Beta-smoothed rate.
+fn smoothed(count: f32, exposures: f32, base: f32, m: f32) -> f32 {
+    let count = count.max(0.0);
+    let exposures = exposures.max(count).max(0.0);
+    (count + m * base) / (exposures + m)
+}
+
+/// The counters one head reads.
+fn count_of(head: &str, c: &ActionCounts) -> f32 {
+    match head {
+        "create" => c.creates,
+        "remix" => c.remixes,
+        "cameo_use" => c.cameo_uses,
+        "comment" => c.comments,
+        "share" => c.shares,
+        "follow" => c.follows,
+        "like" => c.likes,
+        _ => c.complete_views,
+    }
+}
+
+/// The per-request features of one candidate that every head shares.
+struct Features {
+    /// Interest similarity minus the reference (0 without personalization).
+    interest: f32,
+    tie: f32,
+    co_engagement: f32,
+}
+
+impl ObjectiveScorer {
+    fn head(
+        &self,
+        name: &str,
+        h: &HeadParams,
+        f: &Features,
+        video: &ActionCounts,
+        creator: &ActionCounts,
+    ) -> f32 {
+        let rate = smoothed(
+            count_of(name, video),
+            video.exposures(),
+            h.base_rate,
+            self.cfg.prior_strength,
+        );
+        let creator_rate = smoothed(
+            count_of(name, creator),
+            creator.exposures(),
+            h.base_rate,
+            self.cfg.creator_prior_strength,
+        );
+        let lift = logit(creator_rate) - logit(h.base_rate);
+        sigmoid(
+            logit(rate)
+                + h.interest * f.interest
+                + h.tie * f.tie
+                + h.co_engagement * f.co_engagement
+                + h.creator * lift,
+        )
+    }
+
+    fn actions(
+        &self,
+        f: &Features,
+        video: &ActionCounts,
+        creator: &ActionCounts,
+        follows: bool,
+    ) -> ActionProbs {
+        let h = &self.cfg.heads;
+        ActionProbs {
+            create: self.head("create", &h.create, f, video, creator),
+            remix: self.head("remix", &h.remix, f, video, creator),
+            cameo_use: self.head("cameo_use", &h.cameo_use, f, video, creator),
+            comment: self.head("comment", &h.comment, f, video, creator),
+            share: self.head("share", &h.share, f, video, creator),
+            // Nobody follows a creator twice.
+            follow: if follows {
+                0.0
+            } else {
+                self.head("follow", &h.follow, f, video, creator)
+            },
+            like: self.head("like", &h.like, f, video, creator),
+            complete_view: self.head("complete_view", &h.complete_view, f, video, creator),
+        }
+    }
+
+    /// Σ w_a·p_a (creation weights scaled in lighter mode) minus the negative-feedback
+    /// penalty, and the passive-view probability the consumption cost charges.
+    fn action_value(&self, p: &ActionProbs, negative_rate: f32, lighter: bool) -> (f32, f32) {
+        let w = &self.cfg.weights;
+        let boost = if lighter {
+            self.cfg.creation_multiplier
+        } else {
+            1.0
+        };
+        let value = boost * (w.create * p.create + w.remix * p.remix + w.cameo_use * p.cameo_use)
+            + w.comment * p.comment
+            + w.share * p.share
+            + w.follow * p.follow
+            + w.like * p.like
+            + w.complete_view * p.complete_view
+            - w.negative * negative_rate;
+        let none_active = [
+            p.create,
+            p.remix,
+            p.cameo_use,
+            p.comment,
+            p.share,
+            p.follow,
+            p.like,
+        ]
+        .iter()
+        .map(|x| 1.0 - x)
+        .product::<f32>();
+        (value, p.complete_view * none_active)
+    }
+
+    /// γ·Σ s_c·match plus the remix and friends' cameo constraints; and the label of
+    /// the concept that added the most, for the explanation.
+    fn steering(&self, ctx: &FeedContext, video: &Video) -> (f32, Option<String>) {
+        let s = &self.cfg.steering;
+        let mut total = 0.0;
+        let mut best: Option<(f32, &str)> = None;
+        for c in &ctx.concepts {
+            let m = concept_match(video, c);
+            let m = if m >= 1.0 {
+                1.0
+            } else {
+                ((m - s.threshold) / (1.0 - s.threshold)).max(0.0)
+            };
+            let term = s.gamma * c.weight * m;
+            total += term;
+            if term > 0.0 && best.is_none_or(|(b, _)| term > b) {
+                best = Some((term, c.label.as_str()));
+            }
+        }
+        let sign = |want: Option<bool>| match want {
+            Some(true) => 1.0,
+            Some(false) => -1.0,
+            None => 0.0,
+        };
+        if video.remix_of.is_some() {
+            total += sign(ctx.constraints.remix) * s.remix_bonus;
+        }
+        if video
+            .cameos
+            .iter()
+            .any(|p| ctx.viewer.following.contains(p))
+        {
+            total += sign(ctx.constraints.friends_cameos) * s.friends_cameo_bonus;
+        }
+        (total, best.map(|(_, l)| l.to_owned()))
+    }
+}
+
+impl Scorer for ObjectiveScorer {
+    fn score(&self, ctx: &FeedContext, candidates: &mut [Candidate]) -> Result<()> {
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        let cfg = &self.cfg;
+        let me = ctx.request.user();
+        let personal = ctx.parental.personalization;
+        let interest = ctx.interest.as_ref().filter(|_| personal);
+        let lambda = consumption_lambda(&self.wellbeing, ctx);
+        let lighter = lighter_mode(&self.wellbeing, ctx);
+        let freshness_weight = cfg.freshness_weight
+            * match ctx.constraints.freshness {
+                Some(_) => cfg.newer_multiplier,
+                None => 1.0,
+            };
+
+        let ids: Vec<_> = candidates.iter().map(|c| c.id()).collect();
+        let counts = self.stats.video_counts(&ids, ctx.now)?;
+        let mut creators: HashMap<UserId, (ActionCounts, bool)> = HashMap::new();
+
+        for (c, video_counts) in candidates.iter_mut().zip(counts) {
+            let video = Arc::clone(&c.video);
+            let creator = &video.creator;
+            let follows = ctx.viewer.following.contains(creator);
+            if !creators.contains_key(creator) {
+                let counts = self.stats.creator_counts(creator, ctx.now)?;
+                let mutual = follows && self.graph.follows(creator, me)?;
+                creators.insert(creator.clone(), (counts, mutual));
+            }
+            let (creator_counts, mutual) = creators
+                .get(creator)
+                .copied()
+                .unwrap_or((ActionCounts::default(), false));
+
+            let affinity = if personal {
+                ctx.viewer
+                    .creator_affinity
+                    .get(creator)
+                    .copied()
+                    .unwrap_or(0.0)
+                    .clamp(0.0, 1.0)
+            } else {
+                0.0
+            };
+            let tie = cfg.tie.follow * f32::from(u8::from(follows))
+                + cfg.tie.mutual * f32::from(u8::from(mutual))
+                + cfg.tie.interaction * affinity;
+            let sim = match (interest, &video.embedding) {
+                (Some(i), Some(e)) => i.dot(e),
+                _ => cfg.interest_reference,
+            };
+            let co_engagement = if personal && c.source == "co_engagement" {
+                let s = c.source_score.max(0.0);
+                s / (1.0 + s)
+            } else {
+                0.0
+            };
+            let features = Features {
+                interest: sim - cfg.interest_reference,
+                tie,
+                co_engagement,
+            };
+            let actions = self.actions(&features, &video_counts, &creator_counts, follows);
+            let negative_rate = smoothed(
+                video_counts.negatives,
+                video_counts.exposures(),
+                0.05,
+                cfg.prior_strength,
+            );
+            let (action_value, p_passive) = self.action_value(&actions, negative_rate, lighter);
+            let (steering, concept) = self.steering(ctx, &video);
+
+            let age_h = (ctx.now.as_millisecond() - video.created_at.as_millisecond()).max(0)
+                as f32
+                / 3_600_000.0;
+            let freshness = freshness_weight * 0.5f32.powf(age_h / cfg.freshness_half_life_h);
+            let cold_start = cfg.cold_start_video * cfg.prior_strength
+                / (cfg.prior_strength + video_counts.exposures().max(0.0))
+                + cfg.cold_start_creator * cfg.creator_prior_strength
+                    / (cfg.creator_prior_strength + creator_counts.exposures().max(0.0));
+            let wellbeing = if !lighter {
+                0.0
+            } else if self.wellbeing.is_heavy(&video) {
+                -cfg.heavy_penalty
+            } else if self.wellbeing.is_light(&video) {
+                cfg.light_bonus
+            } else {
+                0.0
+            };
+
+            let mut b = ScoreBreakdown {
+                actions,
+                action_value,
+                tie: cfg.tie.beta * tie,
+                steering,
+                consumption_cost: lambda * p_passive,
+                freshness,
+                cold_start,
+                wellbeing,
+                total: 0.0,
+            };
+            c.score = b.sum();
+            c.breakdown = b;
+            if let Some(r) = reason(ctx, &video, follows, concept, wellbeing > 0.0) {
+                c.reason = r;
+            }
+        }
+        Ok(())
+    }
+
+    fn name(&self) -> &'static str {
+        "objective"
+    }
+}
+
+/// The user-facing reason, when something more telling than the source's own reason
+/// put the item here; in order: a remix of the viewer's video, the viewer's cameo, a
+/// steering concept that matched, a followed creator, lighter content after a check-in.
+fn reason(
+    ctx: &FeedContext,
+    video: &Video,
+    follows: bool,
+    concept: Option<String>,
+    lighter: bool,
+) -> Option<Reason> {
+    if video
+        .remix_of
+        .as_ref()
+        .is_some_and(|p| ctx.viewer.own_videos.contains(p))
+    {
+        return Some(Reason::RemixOfYours);
+    }
+    if video.cameos.contains(ctx.request.user()) {
+        return Some(Reason::FeaturesYou);
+    }
+    if let Some(concept) = concept {
+        return Some(Reason::Steering { concept });
+    }
+    if follows {
+        return Some(Reason::Following {
+            creator: video.creator.clone(),
+        });
+    }
+    lighter.then_some(Reason::Lighter)
+}
