@@ -8,7 +8,7 @@ use steerfeed_core::ports::{
     ActionStats, CoEngagement, ConsentLedger, EngagementStats, SocialGraph, UserHistory,
     VectorSearch, VideoCatalog,
 };
-use steerfeed_core::{Pipeline, Result};
+use steerfeed_core::{Pipeline, PipelineBuilder, Result};
 
 use crate::filters::{FilterConfig, default_filters};
 use crate::scorers::{ObjectiveScorer, ScorerConfig};
@@ -69,7 +69,7 @@ pub struct Ports {
 pub fn build_pipeline(cfg: &RankConfig, p: &Ports) -> Result<Pipeline> {
     cfg.validate()?;
     let q = &cfg.sources;
-    let mut b = Pipeline::builder()
+    let b = Pipeline::builder()
         .source(FollowingSource::new(
             p.catalog.clone(),
             p.graph.clone(),
@@ -107,14 +107,20 @@ pub fn build_pipeline(cfg: &RankConfig, p: &Ports) -> Result<Pipeline> {
             p.engagement.clone(),
             q.popular,
         ));
+    ranking_stages(b, cfg, p).build()
+}
+
+/// Adds everything after the sources to `b`: the gate throttles, the filters, the
+/// objective scorer, the selector and the inline throttles. [`build_pipeline`] uses it
+/// after adding the sources; the ranking bench uses it after a fixed candidate set.
+pub fn ranking_stages(mut b: PipelineBuilder, cfg: &RankConfig, p: &Ports) -> PipelineBuilder {
     for f in default_filters(&cfg.filters, p.graph.clone(), p.consent.clone()) {
         b = b.filter(f);
     }
-    b = b.scorer(ObjectiveScorer::new(
+    b.scorer(ObjectiveScorer::new(
         cfg.scorer,
         cfg.wellbeing.clone(),
         p.actions.clone(),
         p.graph.clone(),
-    ));
-    b.build()
+    ))
 }

@@ -16,6 +16,6 @@ pub mod selectors;
 pub mod sources;
 pub mod throttles;
 
-pub use assemble::{Ports, RankConfig, build_pipeline};
+pub use assemble::{Ports, RankConfig, build_pipeline, ranking_stages};
 pub use coengagement::{CoEngagementIndex, CoEngagementParams, engagement_weight};
 pub use sources::SourceQuotas;
