@@ -130,7 +130,9 @@ impl Default for Heads {
 }
 
 impl Heads {
-    fn all(&self) -> [(&'static str, &HeadParams); 8] {
+    /// The heads in a fixed order: create, remix, cameo_use, comment, share, follow,
+    /// like, complete_view.
+    pub fn all(&self) -> [(&'static str, &HeadParams); 8] {
         [
             ("create", &self.create),
             ("remix", &self.remix),

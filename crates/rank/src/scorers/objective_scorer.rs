@@ -6,7 +6,7 @@ use steerfeed_core::{
     ActionProbs, Candidate, FeedContext, Reason, Result, ScoreBreakdown, Scorer, UserId, Video,
 };
 
-use super::{HeadParams, ScorerConfig};
+use super::ScorerConfig;
 use crate::filters::concept_match;
 use crate::throttles::{WellbeingConfig, consumption_lambda, lighter_mode};
 
@@ -54,18 +54,18 @@ fn smoothed(count: f32, exposures: f32, base: f32, m: f32) -> f32 {
     (count + m * base) / (exposures + m)
 }
 
-/// The counters one head reads.
-fn count_of(head: &str, c: &ActionCounts) -> f32 {
-    match head {
-        "create" => c.creates,
-        "remix" => c.remixes,
-        "cameo_use" => c.cameo_uses,
-        "comment" => c.comments,
-        "share" => c.shares,
-        "follow" => c.follows,
-        "like" => c.likes,
-        _ => c.complete_views,
-    }
+/// The counters the eight heads read, in [`super::Heads::all`] order.
+fn head_counts(c: &ActionCounts) -> [f32; 8] {
+    [
+        c.creates,
+        c.remixes,
+        c.cameo_uses,
+        c.comments,
+        c.shares,
+        c.follows,
+        c.likes,
+        c.complete_views,
+    ]
 }
 
 /// The per-request features of one candidate that every head shares.
@@ -76,59 +76,61 @@ struct Features {
     co_engagement: f32,
 }
 
+/// What the scorer knows about a creator within one request.
+#[derive(Clone, Copy)]
+struct CreatorFacts {
+    exposures: f32,
+    /// Per head: the creator's smoothed rate against the base rate, in logits.
+    lift: [f32; 8],
+    mutual: bool,
+}
+
 impl ObjectiveScorer {
-    fn head(
-        &self,
-        name: &str,
-        h: &HeadParams,
-        f: &Features,
-        video: &ActionCounts,
-        creator: &ActionCounts,
-    ) -> f32 {
-        let rate = smoothed(
-            count_of(name, video),
-            video.exposures(),
-            h.base_rate,
-            self.cfg.prior_strength,
-        );
-        let creator_rate = smoothed(
-            count_of(name, creator),
-            creator.exposures(),
-            h.base_rate,
-            self.cfg.creator_prior_strength,
-        );
-        let lift = logit(creator_rate) - logit(h.base_rate);
-        sigmoid(
-            logit(rate)
-                + h.interest * f.interest
-                + h.tie * f.tie
-                + h.co_engagement * f.co_engagement
-                + h.creator * lift,
-        )
+    fn creator_facts(&self, counts: &ActionCounts, mutual: bool) -> CreatorFacts {
+        let m = self.cfg.creator_prior_strength;
+        let exposures = counts.exposures();
+        let n = head_counts(counts);
+        let mut lift = [0.0; 8];
+        for (i, (_, h)) in self.cfg.heads.all().iter().enumerate() {
+            lift[i] = logit(smoothed(n[i], exposures, h.base_rate, m)) - logit(h.base_rate);
+        }
+        CreatorFacts {
+            exposures,
+            lift,
+            mutual,
+        }
     }
 
     fn actions(
         &self,
         f: &Features,
         video: &ActionCounts,
-        creator: &ActionCounts,
+        creator: &CreatorFacts,
         follows: bool,
     ) -> ActionProbs {
-        let h = &self.cfg.heads;
+        let exposures = video.exposures();
+        let n = head_counts(video);
+        let mut p = [0.0f32; 8];
+        for (i, (_, h)) in self.cfg.heads.all().iter().enumerate() {
+            let rate = smoothed(n[i], exposures, h.base_rate, self.cfg.prior_strength);
+            p[i] = sigmoid(
+                logit(rate)
+                    + h.interest * f.interest
+                    + h.tie * f.tie
+                    + h.co_engagement * f.co_engagement
+                    + h.creator * creator.lift[i],
+            );
+        }
         ActionProbs {
-            create: self.head("create", &h.create, f, video, creator),
-            remix: self.head("remix", &h.remix, f, video, creator),
-            cameo_use: self.head("cameo_use", &h.cameo_use, f, video, creator),
-            comment: self.head("comment", &h.comment, f, video, creator),
-            share: self.head("share", &h.share, f, video, creator),
+            create: p[0],
+            remix: p[1],
+            cameo_use: p[2],
+            comment: p[3],
+            share: p[4],
             // Nobody follows a creator twice.
-            follow: if follows {
-                0.0
-            } else {
-                self.head("follow", &h.follow, f, video, creator)
-            },
-            like: self.head("like", &h.like, f, video, creator),
-            complete_view: self.head("complete_view", &h.complete_view, f, video, creator),
+            follow: if follows { 0.0 } else { p[5] },
+            like: p[6],
+            complete_view: p[7],
         }
     }
 
@@ -220,21 +222,23 @@ impl Scorer for ObjectiveScorer {
 
         let ids: Vec<_> = candidates.iter().map(|c| c.id()).collect();
         let counts = self.stats.video_counts(&ids, ctx.now)?;
-        let mut creators: HashMap<UserId, (ActionCounts, bool)> = HashMap::new();
+        let mut creators: HashMap<UserId, CreatorFacts> = HashMap::new();
 
         for (c, video_counts) in candidates.iter_mut().zip(counts) {
             let video = Arc::clone(&c.video);
             let creator = &video.creator;
             let follows = ctx.viewer.following.contains(creator);
-            if !creators.contains_key(creator) {
-                let counts = self.stats.creator_counts(creator, ctx.now)?;
-                let mutual = follows && self.graph.follows(creator, me)?;
-                creators.insert(creator.clone(), (counts, mutual));
-            }
-            let (creator_counts, mutual) = creators
-                .get(creator)
-                .copied()
-                .unwrap_or((ActionCounts::default(), false));
+            let facts = match creators.get(creator) {
+                Some(f) => *f,
+                None => {
+                    let counts = self.stats.creator_counts(creator, ctx.now)?;
+                    let mutual = follows && self.graph.follows(creator, me)?;
+                    let f = self.creator_facts(&counts, mutual);
+                    creators.insert(creator.clone(), f);
+                    f
+                }
+            };
+            let mutual = facts.mutual;
 
             let affinity = if personal {
                 ctx.viewer
@@ -264,7 +268,7 @@ impl Scorer for ObjectiveScorer {
                 tie,
                 co_engagement,
             };
-            let actions = self.actions(&features, &video_counts, &creator_counts, follows);
+            let actions = self.actions(&features, &video_counts, &facts, follows);
             let negative_rate = smoothed(
                 video_counts.negatives,
                 video_counts.exposures(),
@@ -281,7 +285,7 @@ impl Scorer for ObjectiveScorer {
             let cold_start = cfg.cold_start_video * cfg.prior_strength
                 / (cfg.prior_strength + video_counts.exposures().max(0.0))
                 + cfg.cold_start_creator * cfg.creator_prior_strength
-                    / (cfg.creator_prior_strength + creator_counts.exposures().max(0.0));
+                    / (cfg.creator_prior_strength + facts.exposures.max(0.0));
             let wellbeing = if !lighter {
                 0.0
             } else if self.wellbeing.is_heavy(&video) {
