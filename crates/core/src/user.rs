@@ -184,6 +184,9 @@ pub struct WellbeingState {
     pub last_checkin: Option<Timestamp>,
     /// The last check-in answer and when it was given.
     pub last_answer: Option<(CheckinAnswer, Timestamp)>,
+    /// When a break card was last served.
+    #[serde(default)]
+    pub last_break: Option<Timestamp>,
 }
 
 #[cfg(test)]

@@ -16,7 +16,10 @@ use crate::sources::{
     CoEngagementSource, FollowingSource, FreshSource, InterestAnnSource, PopularSource,
     RemixTrendsSource, SocialCameoSource, SourceQuotas, SteerAnnSource,
 };
-use crate::throttles::WellbeingConfig;
+use crate::throttles::{
+    BedtimeGate, BreakThrottle, CheckinThrottle, CreationPromptThrottle, DailyLimitGate,
+    ScrollCapGate, WellbeingConfig,
+};
 
 /// Every ranking tunable, one section per stage role; each field has its defaults.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -37,6 +40,7 @@ impl RankConfig {
     pub fn validate(&self) -> Result<()> {
         self.filters.validate()?;
         self.scorer.validate()?;
+        self.wellbeing.validate()?;
         Ok(())
     }
 }
@@ -114,6 +118,11 @@ pub fn build_pipeline(cfg: &RankConfig, p: &Ports) -> Result<Pipeline> {
 /// objective scorer, the selector and the inline throttles. [`build_pipeline`] uses it
 /// after adding the sources; the ranking bench uses it after a fixed candidate set.
 pub fn ranking_stages(mut b: PipelineBuilder, cfg: &RankConfig, p: &Ports) -> PipelineBuilder {
+    let wellbeing = Arc::new(cfg.wellbeing.clone());
+    b = b
+        .gate(DailyLimitGate::new(wellbeing.clone()))
+        .gate(BedtimeGate::new(wellbeing.clone()))
+        .gate(ScrollCapGate::new());
     for f in default_filters(&cfg.filters, p.graph.clone(), p.consent.clone()) {
         b = b.filter(f);
     }
@@ -123,4 +132,7 @@ pub fn ranking_stages(mut b: PipelineBuilder, cfg: &RankConfig, p: &Ports) -> Pi
         p.actions.clone(),
         p.graph.clone(),
     ))
+    .inline(CheckinThrottle::new(wellbeing.clone()))
+    .inline(CreationPromptThrottle::new(wellbeing.clone()))
+    .inline(BreakThrottle::new(wellbeing))
 }

@@ -1,10 +1,22 @@
 //! # steerfeed-rank
 //!
-//! The ranking stages as pure logic over core types (DESIGN §3, §5, §6): candidate
-//! [`sources`] and the [`coengagement`] model they read today; filters, the
-//! creation-over-consumption scorer, the diversity selector and the wellbeing throttles
-//! come with the ranking issue. It depends on `steerfeed-core` only and reaches the index
-//! and the store through core's ports, so it compiles and tests fast with in-memory data.
+//! The ranking stages as pure logic over core types (DESIGN §3, §5, §6), one directory
+//! per stage role and one file per stage:
+//!
+//! - [`sources`]: eight candidate sources with quotas, and the [`coengagement`] model
+//!   one of them reads;
+//! - [`filters`]: the hard filters (deleted, blocked, seen, safety, audience, duration,
+//!   steering, consent), each reporting what it removed;
+//! - [`scorers`]: the creation-over-consumption objective with calibrated action heads,
+//!   a `ScoreBreakdown` and a user-facing reason per item;
+//! - [`selectors`]: diversity, author decay, topic caps, the following share and the
+//!   teen sensitive-content cap;
+//! - [`throttles`]: the wellbeing and parental gates and inline cards, and the policy
+//!   functions (λ(session), lighter mode) the scorer reads;
+//! - [`assemble`]: all of it wired into core's `Pipeline` from one [`RankConfig`].
+//!
+//! It depends on `steerfeed-core` only and reaches the index and the store through
+//! core's ports, so it compiles and tests fast with in-memory data.
 
 #![warn(missing_docs)]
 
@@ -19,3 +31,4 @@ pub mod throttles;
 pub use assemble::{Ports, RankConfig, build_pipeline, ranking_stages};
 pub use coengagement::{CoEngagementIndex, CoEngagementParams, engagement_weight};
 pub use sources::SourceQuotas;
+pub use throttles::WellbeingConfig;

@@ -368,3 +368,22 @@ fn nothing_deleted_revoked_blocked_excluded_or_mature_for_teens_is_ever_served()
             .deleted
     );
 }
+
+#[test]
+fn a_teen_at_the_daily_limit_gets_the_limit_card_and_no_items() {
+    let (w, mem) = world();
+    let p = build_pipeline(&RankConfig::default(), &ports(mem.clone(), &w.events)).unwrap();
+    let teen = support::a_teen(w).unwrap();
+    let mut ctx = mem.ctx(&teen, w.config.now, 20);
+    ctx.wellbeing.minutes_today = 59.0;
+    let out = p.run(&ctx).unwrap();
+    assert!(!out.stopped && !out.items.is_empty());
+    ctx.wellbeing.minutes_today = 60.0;
+    let out = p.run(&ctx).unwrap();
+    assert!(out.stopped);
+    assert!(out.items.is_empty());
+    assert_eq!(out.cards.len(), 1);
+    assert_eq!(out.cards[0].kind, steerfeed_core::CardKind::LimitReached);
+    // No source ran: the gate stopped the request before any work.
+    assert!(out.trace.stage("following").is_none());
+}

@@ -1,73 +1,60 @@
-//! Wellbeing throttles (stand-in until the throttles land: the policy functions the
-//! scorer calls).
+//! Wellbeing and parental throttles (DESIGN §3 steps 2 and 7, §6).
+//!
+//! Gates run before any other stage; when one stops the request, the feed is one card and
+//! no items:
+//!
+//! | gate | name | card | when |
+//! | --- | --- | --- | --- |
+//! | [`DailyLimitGate`] | `daily_limit` | `limit_reached` | teen daily minutes or items used up; a parental minute limit for any account |
+//! | [`BedtimeGate`] | `bedtime` | `bedtime` | a teen's local time inside the bedtime window |
+//! | [`ScrollCapGate`] | `scroll_cap` | `caught_up` | the parental scroll cap reached this session |
+//!
+//! Inline throttles run on the chosen page and add a card to it:
+//!
+//! | throttle | name | card | when |
+//! | --- | --- | --- | --- |
+//! | [`CheckinThrottle`] | `checkin` | `checkin` | every 30 minutes of session (teens 20) |
+//! | [`CreationPromptThrottle`] | `creation_prompt` | `creation_prompt` | a passive streak of 20 views |
+//! | [`BreakThrottle`] | `break` | `break` | once per recent "not great" answer per session |
+//!
+//! Every throttle is `Clone` and takes a [`WellbeingConfig`] or an `Arc` of one shared with
+//! the others (`DailyLimitGate::new(cfg.clone())`). The decisions are pure functions over the
+//! config and the [`FeedContext`], public here (`daily_limit_reached`, `is_bedtime`,
+//! `checkin_due`, ...) so the engine and the harness can ask the same questions; the scorer calls
+//! [`consumption_lambda`] for λ(session) and [`lighter_mode`] with
+//! [`WellbeingConfig::is_light`] and [`WellbeingConfig::is_heavy`] to lighten the feed
+//! after a "not great" check-in.
+//!
+//! [`FeedContext`]: steerfeed_core::FeedContext
 
-use steerfeed_core::{CheckinAnswer, FeedContext, Video};
+mod bedtime_gate;
+mod break_throttle;
+mod checkin_throttle;
+mod creation_prompt_throttle;
+mod daily_limit_gate;
+mod policy;
+mod scroll_cap_gate;
+mod time_of_day;
+mod wellbeing_config;
 
-/// Wellbeing tunables.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct WellbeingConfig {
-    /// λ at the start of a session.
-    pub lambda_base: f32,
-    /// λ added per hour of session.
-    pub lambda_per_hour: f32,
-    /// Cap.
-    pub lambda_max: f32,
-    /// Hours a "not great" answer lasts.
-    pub not_great_hours: f32,
-    /// Light topics.
-    pub light_topics: Vec<String>,
-    /// Heavy topics.
-    pub heavy_topics: Vec<String>,
-}
+pub use bedtime_gate::BedtimeGate;
+pub use break_throttle::BreakThrottle;
+pub use checkin_throttle::CheckinThrottle;
+pub use creation_prompt_throttle::CreationPromptThrottle;
+pub use daily_limit_gate::DailyLimitGate;
+pub use policy::{
+    checkin_due, checkin_interval, consumption_lambda, creation_prompt_due, daily_limit_reached,
+    daily_minute_limit, is_bedtime, lighter_mode, local_time, scroll_cap_reached,
+};
+pub use scroll_cap_gate::ScrollCapGate;
+use steerfeed_core::{Card, CardKind};
+pub use time_of_day::TimeOfDay;
+pub use wellbeing_config::WellbeingConfig;
 
-impl Default for WellbeingConfig {
-    fn default() -> Self {
-        Self {
-            lambda_base: 0.05,
-            lambda_per_hour: 0.45,
-            lambda_max: 0.6,
-            not_great_hours: 2.0,
-            light_topics: ["comedy", "pets", "art", "diy", "cooking", "music", "dance"]
-                .map(String::from)
-                .to_vec(),
-            heavy_topics: [
-                "politics",
-                "sad",
-                "violence",
-                "horror",
-                "weight_loss",
-                "mature",
-            ]
-            .map(String::from)
-            .to_vec(),
-        }
+fn card(kind: CardKind, position: usize, message: &str) -> Card {
+    Card {
+        kind,
+        position,
+        message: message.to_owned(),
     }
-}
-
-impl WellbeingConfig {
-    /// Light video.
-    pub fn is_light(&self, v: &Video) -> bool {
-        v.topics
-            .iter()
-            .any(|t| self.light_topics.iter().any(|l| l == t.as_str()))
-    }
-    /// Heavy video.
-    pub fn is_heavy(&self, v: &Video) -> bool {
-        !v.safety.is_empty()
-            || v.topics
-                .iter()
-                .any(|t| self.heavy_topics.iter().any(|l| l == t.as_str()))
-    }
-}
-
-/// λ(session).
-pub fn consumption_lambda(cfg: &WellbeingConfig, ctx: &FeedContext) -> f32 {
-    (cfg.lambda_base + cfg.lambda_per_hour * ctx.session_minutes() / 60.0).min(cfg.lambda_max)
-}
-
-/// Recent "not great".
-pub fn lighter_mode(cfg: &WellbeingConfig, ctx: &FeedContext) -> bool {
-    matches!(ctx.wellbeing.last_answer, Some((CheckinAnswer::NotGreat, at))
-        if steerfeed_core::minutes_between(at, ctx.now) <= cfg.not_great_hours * 60.0)
 }
