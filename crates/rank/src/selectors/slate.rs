@@ -257,7 +257,9 @@ impl<'a, 'b> Greedy<'a, 'b> {
             if !self.eligible(item) {
                 continue;
             }
-            let v = self.value(item);
+            let Some(v) = self.value(item, best.map(|(v, _)| v)) else {
+                continue;
+            };
             if best.is_none_or(|(bv, bi)| v > bv || (v == bv && item < bi)) {
                 best = Some((v, item));
             }
@@ -284,19 +286,26 @@ impl<'a, 'b> Greedy<'a, 'b> {
         }
     }
 
-    fn value(&mut self, i: usize) -> f32 {
+    /// The exact objective of item `i`, or `None` as soon as it is known to fall below
+    /// `floor` (similarities only lower it, so the work done so far is kept for later).
+    fn value(&mut self, i: usize, floor: Option<f32>) -> Option<f32> {
         let q = self.quality(i);
+        let floor = floor.unwrap_or(f32::NEG_INFINITY);
         match self.config.method {
             DiversityMethod::Mmr => {
-                for p in self.checked[i]..self.page.len() {
-                    let s = self.sim_items(i, self.page[p]).max(0.0);
-                    self.max_sim[i] = self.max_sim[i].max(s);
-                }
-                self.checked[i] = self.page.len();
                 let l = self.config.mmr_lambda;
-                l * q - (1.0 - l) * self.max_sim[i]
+                let value = |max_sim: f32| l * q - (1.0 - l) * max_sim;
+                while self.checked[i] < self.page.len() {
+                    if value(self.max_sim[i]) < floor {
+                        return None;
+                    }
+                    let s = self.sim_items(i, self.page[self.checked[i]]).max(0.0);
+                    self.max_sim[i] = self.max_sim[i].max(s);
+                    self.checked[i] += 1;
+                }
+                Some(value(self.max_sim[i]))
             }
-            DiversityMethod::Dpp => q * q * self.residual(i),
+            DiversityMethod::Dpp => self.residual(i, q * q, floor).map(|r| q * q * r),
         }
     }
 
@@ -424,13 +433,17 @@ impl<'a, 'b> Greedy<'a, 'b> {
     }
 
     /// DPP: the share of item `i`'s (unit) feature vector not explained by the window,
-    /// `1 − s_Wᵀ S_W⁻¹ s_W`, in `[0, 1]`; the greedy MAP gain is `q² ·` this.
-    fn residual(&mut self, i: usize) -> f32 {
+    /// `1 − s_Wᵀ S_W⁻¹ s_W`, in `[0, 1]`; the greedy MAP gain is `q2 ·` this. `None` as
+    /// soon as `q2 ·` the partial residual (which only shrinks) falls below `floor`.
+    fn residual(&mut self, i: usize, q2: f32, floor: f32) -> Option<f32> {
         let start = self.window_start;
         let k = self.page.len() - start;
         self.scratch.clear();
         let mut norm = 0.0;
         for a in 0..k {
+            if q2 * (1.0 - norm) < floor {
+                return None;
+            }
             let mut v = self.sim_to_pick(i, start + a);
             for m in 0..a {
                 v -= self.chol[a * k + m] * self.scratch[m];
@@ -440,10 +453,10 @@ impl<'a, 'b> Greedy<'a, 'b> {
             norm += v * v;
         }
         let r = 1.0 - norm;
-        if r.is_finite() {
+        Some(if r.is_finite() {
             r.clamp(0.0, 1.0)
         } else {
             0.0
-        }
+        })
     }
 }
