@@ -8,9 +8,10 @@
 #[serde(rename_all = "snake_case")]
 pub enum DiversityMethod {
     /// Maximal marginal relevance: `λ·quality − (1 − λ)·max similarity to the page so far`.
-    #[default]
     Mmr,
     /// Greedy MAP of a determinantal point process over a sliding window of the last
     /// `dpp_window` picks, kernel `L = diag(q)·S·diag(q)` (quality × cosine similarity).
+    /// The default.
+    #[default]
     Dpp,
 }

@@ -12,7 +12,7 @@ pub const MAX_DPP_WINDOW: usize = 64;
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SelectorConfig {
-    /// The diversity re-rank. Default [`DiversityMethod::Mmr`].
+    /// The diversity re-rank. Default [`DiversityMethod::Dpp`] (why: the [module docs](super)).
     pub method: DiversityMethod,
     /// MMR trade-off in `[0, 1]`: 1 is pure (decayed) quality, 0 pure novelty. Default 0.7.
     pub mmr_lambda: f32,
