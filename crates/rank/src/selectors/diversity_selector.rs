@@ -1,0 +1,54 @@
+//! [`DiversitySelector`]: the pipeline's selector stage (DESIGN §3 step 6).
+
+use steerfeed_core::{Candidate, FeedContext, Result, Selector};
+
+use super::{PageRules, SelectorConfig, SlateItem, select_slate};
+
+/// Diversity re-rank (MMR or sliding-window DPP), author decay, topic cap, following
+/// share from steering and the teen sensitive-content cap, as one greedy page fill
+/// ([`select_slate`]). Scores and breakdowns are left as the scorer set them.
+#[derive(Debug, Clone, Default)]
+pub struct DiversitySelector {
+    config: SelectorConfig,
+}
+
+impl DiversitySelector {
+    /// A selector with `config`, once it passes [`SelectorConfig::validate`].
+    pub fn new(config: SelectorConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Self { config })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &SelectorConfig {
+        &self.config
+    }
+}
+
+impl Selector for DiversitySelector {
+    fn select(
+        &self,
+        ctx: &FeedContext,
+        candidates: Vec<Candidate>,
+        limit: usize,
+    ) -> Result<Vec<Candidate>> {
+        let rules = PageRules::for_context(ctx);
+        let following = rules.following.map(|_| &ctx.viewer.following);
+        let order = {
+            let items: Vec<SlateItem<'_>> = candidates
+                .iter()
+                .map(|c| SlateItem::from_candidate(c, following))
+                .collect();
+            select_slate(&items, &self.config, rules, limit)
+        };
+        let mut slots: Vec<Option<Candidate>> = candidates.into_iter().map(Some).collect();
+        Ok(order
+            .into_iter()
+            .filter_map(|i| slots.get_mut(i).and_then(Option::take))
+            .collect())
+    }
+
+    fn name(&self) -> &'static str {
+        "diversity"
+    }
+}
