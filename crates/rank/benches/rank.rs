@@ -69,6 +69,7 @@ fn bench(c: &mut Criterion) {
         &RankConfig::default(),
         &ports,
     )
+    .unwrap()
     .build()
     .unwrap();
     let out = pipeline.run(&ctx).unwrap();

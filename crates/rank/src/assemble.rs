@@ -12,6 +12,7 @@ use steerfeed_core::{Pipeline, PipelineBuilder, Result};
 
 use crate::filters::{FilterConfig, default_filters};
 use crate::scorers::{ObjectiveScorer, ScorerConfig};
+use crate::selectors::{DiversitySelector, SelectorConfig};
 use crate::sources::{
     CoEngagementSource, FollowingSource, FreshSource, InterestAnnSource, PopularSource,
     RemixTrendsSource, SocialCameoSource, SourceQuotas, SteerAnnSource,
@@ -31,6 +32,8 @@ pub struct RankConfig {
     pub filters: FilterConfig,
     /// The objective.
     pub scorer: ScorerConfig,
+    /// The page: diversity and caps.
+    pub selector: SelectorConfig,
     /// Wellbeing and parental policy.
     pub wellbeing: WellbeingConfig,
 }
@@ -40,6 +43,7 @@ impl RankConfig {
     pub fn validate(&self) -> Result<()> {
         self.filters.validate()?;
         self.scorer.validate()?;
+        self.selector.validate()?;
         self.wellbeing.validate()?;
         Ok(())
     }
@@ -111,13 +115,18 @@ pub fn build_pipeline(cfg: &RankConfig, p: &Ports) -> Result<Pipeline> {
             p.engagement.clone(),
             q.popular,
         ));
-    ranking_stages(b, cfg, p).build()
+    ranking_stages(b, cfg, p)?.build()
 }
 
 /// Adds everything after the sources to `b`: the gate throttles, the filters, the
 /// objective scorer, the selector and the inline throttles. [`build_pipeline`] uses it
 /// after adding the sources; the ranking bench uses it after a fixed candidate set.
-pub fn ranking_stages(mut b: PipelineBuilder, cfg: &RankConfig, p: &Ports) -> PipelineBuilder {
+/// Fails only when `cfg` does not validate.
+pub fn ranking_stages(
+    mut b: PipelineBuilder,
+    cfg: &RankConfig,
+    p: &Ports,
+) -> Result<PipelineBuilder> {
     let wellbeing = Arc::new(cfg.wellbeing.clone());
     b = b
         .gate(DailyLimitGate::new(wellbeing.clone()))
@@ -126,13 +135,14 @@ pub fn ranking_stages(mut b: PipelineBuilder, cfg: &RankConfig, p: &Ports) -> Pi
     for f in default_filters(&cfg.filters, p.graph.clone(), p.consent.clone()) {
         b = b.filter(f);
     }
-    b.scorer(ObjectiveScorer::new(
+    Ok(b.scorer(ObjectiveScorer::new(
         cfg.scorer,
         cfg.wellbeing.clone(),
         p.actions.clone(),
         p.graph.clone(),
     ))
+    .selector(DiversitySelector::new(cfg.selector)?)
     .inline(CheckinThrottle::new(wellbeing.clone()))
     .inline(CreationPromptThrottle::new(wellbeing.clone()))
-    .inline(BreakThrottle::new(wellbeing))
+    .inline(BreakThrottle::new(wellbeing)))
 }

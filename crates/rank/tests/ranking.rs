@@ -349,6 +349,7 @@ fn nothing_deleted_revoked_blocked_excluded_or_mature_for_teens_is_ever_served()
             }
             assert!(c.score.is_finite());
         }
+        page_caps_hold(&out.items, sim.user.age_band == AgeBand::Teen);
     }
     assert!(served > 1_000, "the check ran on {served} items");
     assert!(teens > 0);
@@ -386,4 +387,76 @@ fn a_teen_at_the_daily_limit_gets_the_limit_card_and_no_items() {
     assert_eq!(out.cards[0].kind, steerfeed_core::CardKind::LimitReached);
     // No source ran: the gate stopped the request before any work.
     assert!(out.trace.stage("following").is_none());
+}
+
+/// The selector's hard caps on every window of 10: at most 3 items of one topic, at
+/// most 1 sensitive item for teens. (Author decay is soft; `tests/selectors.rs` checks
+/// it as a property of the greedy order.)
+fn page_caps_hold(items: &[steerfeed_core::Candidate], teen: bool) {
+    for w in items.windows(10.min(items.len()).max(1)) {
+        let mut topics: std::collections::HashMap<&TopicId, usize> = Default::default();
+        for c in w {
+            for t in &c.video.topics {
+                *topics.entry(t).or_default() += 1;
+            }
+        }
+        assert!(topics.values().all(|&n| n <= 3), "topic cap: {topics:?}");
+        if teen {
+            let sensitive = w.iter().filter(|c| !c.video.safety.is_empty()).count();
+            assert!(
+                sensitive <= 1,
+                "{sensitive} sensitive items in 10 for a teen"
+            );
+        }
+    }
+}
+
+#[test]
+fn only_cats_fills_the_page_with_cats_despite_the_topic_cap() {
+    let (w, mem) = world();
+    let p = build_pipeline(&RankConfig::default(), &ports(mem.clone(), &w.events)).unwrap();
+    let mut ctx = mem.ctx(&user_by_interest(w, "pets", false), w.config.now, 10);
+    ctx.constraints.only.push(Concept {
+        topic: Some(topic("pets")),
+        phrase: Some("cats".into()),
+    });
+    ctx.concepts.push(ConceptVector {
+        label: "cats".into(),
+        topic: Some(topic("pets")),
+        vector: centroid(w, "pets"),
+        weight: 1.0,
+    });
+    let out = p.run(&ctx).unwrap();
+    assert_eq!(out.items.len(), 10, "the page was cut short");
+    assert_eq!(topic_share(&out.items, "pets"), 1.0);
+}
+
+#[test]
+fn a_ranked_page_and_its_explanations() {
+    let w = World::generate(WorldConfig::new(5, 120, 1_200));
+    let mem = Arc::new(Mem::from_world(&w));
+    let p = build_pipeline(&RankConfig::default(), &ports(mem.clone(), &w.events)).unwrap();
+    let mut ctx = mem.ctx("u7", w.config.now, 10);
+    ctx.concepts.push(ConceptVector {
+        label: "cooking".into(),
+        topic: Some(topic("cooking")),
+        vector: centroid(&w, "cooking"),
+        weight: 1.0,
+    });
+    let out = p.run(&ctx).unwrap();
+    let page: Vec<serde_json::Value> = out
+        .items
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "video": c.id().as_str(),
+                "creator": c.video.creator.as_str(),
+                "topics": c.video.topics.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
+                "source": c.source,
+                "why": steerfeed_core::Explanation::new(c.reason.clone()).text,
+                "score": format!("{:.3}", c.score),
+            })
+        })
+        .collect();
+    insta::assert_json_snapshot!("ranked_page_u7", page);
 }

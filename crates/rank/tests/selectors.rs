@@ -13,7 +13,9 @@
 //!    per 10; candidates beyond the pool fill in when the pool is capped out.
 //! 5. Diversity: MMR and DPP lower the page's mean pairwise similarity against plain
 //!    top-k on a clustered `steerfeed_world` world.
-//! 6. Config: `{}` is the default, unknown fields are rejected, nonsense is rejected by
+//! 6. Author decay as a property: with diversity and caps out of the way, the page is
+//!    exactly the greedy order of normalised score × `(1 − 0.25)·0.5^k + 0.25`.
+//! 7. Config: `{}` is the default, unknown fields are rejected, nonsense is rejected by
 //!    `validate` and `DiversitySelector::new`.
 
 use std::collections::HashSet;
@@ -662,4 +664,50 @@ fn nonsense_configs_are_rejected_with_the_field_named() {
     }
     .validate()
     .unwrap();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn with_diversity_off_the_page_is_the_greedy_order_of_decayed_scores(
+        raw in proptest::collection::vec((0usize..5, -5.0f32..5.0), 1..40),
+        limit in 1usize..30,
+    ) {
+        let specs: Vec<Spec> = raw.iter().map(|&(c, s)| Spec::new(c, &[], s)).collect();
+        let cands = candidates(&specs);
+        let config = SelectorConfig {
+            method: DiversityMethod::Mmr,
+            mmr_lambda: 1.0,
+            pool: 1_000,
+            ..SelectorConfig::default()
+        };
+        let ctx = context(limit, false, &[], None);
+        let page = select(config, &ctx, cands.clone());
+
+        // The reference: normalise the scores to [0, 1], then repeatedly take the best
+        // score × decay(items of that creator already taken), ties to the earlier item.
+        let lo = cands.iter().map(|c| c.score).fold(f32::INFINITY, f32::min);
+        let hi = cands.iter().map(|c| c.score).fold(f32::NEG_INFINITY, f32::max);
+        let rel = |s: f32| if hi > lo { (s - lo) / (hi - lo) } else { 0.0 };
+        let mut taken = vec![false; cands.len()];
+        let mut per: std::collections::HashMap<&UserId, usize> = Default::default();
+        let mut expected = Vec::new();
+        for _ in 0..limit.min(cands.len()) {
+            let mut best: Option<(f32, usize)> = None;
+            for (i, c) in cands.iter().enumerate().filter(|(i, _)| !taken[*i]) {
+                let k = per.get(&c.video.creator).copied().unwrap_or(0);
+                let v = rel(c.score) * config.author_decay(k);
+                if best.is_none_or(|(bv, _)| v > bv) {
+                    best = Some((v, i));
+                }
+            }
+            let (_, i) = best.unwrap();
+            taken[i] = true;
+            *per.entry(&cands[i].video.creator).or_default() += 1;
+            expected.push(cands[i].id().clone());
+        }
+        let got: Vec<VideoId> = page.iter().map(|c| c.id().clone()).collect();
+        prop_assert_eq!(got, expected);
+    }
 }

@@ -1,6 +1,6 @@
 //! [`DiversitySelector`]: the pipeline's selector stage (DESIGN §3 step 6).
 
-use steerfeed_core::{Candidate, FeedContext, Result, Selector};
+use steerfeed_core::{Candidate, FeedContext, Result, Selector, TopicId};
 
 use super::{PageRules, SelectorConfig, SlateItem, select_slate};
 
@@ -32,7 +32,19 @@ impl Selector for DiversitySelector {
         candidates: Vec<Candidate>,
         limit: usize,
     ) -> Result<Vec<Candidate>> {
-        let rules = PageRules::for_context(ctx);
+        let only: Vec<TopicId> = ctx
+            .constraints
+            .only
+            .iter()
+            .filter_map(|c| c.topic.clone())
+            .collect();
+        let boosted: Vec<TopicId> = ctx
+            .constraints
+            .boost
+            .iter()
+            .filter_map(|c| c.topic.clone())
+            .collect();
+        let rules = PageRules::for_context(ctx).with_topics(&only, &boosted);
         let following = rules.following.map(|_| &ctx.viewer.following);
         let order = {
             let items: Vec<SlateItem<'_>> = candidates

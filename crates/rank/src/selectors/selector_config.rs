@@ -31,6 +31,9 @@ pub struct SelectorConfig {
     pub topic_cap: usize,
     /// The window of `topic_cap`, at least 1. Default 10.
     pub topic_window: usize,
+    /// The cap, in the same window, for a topic the viewer asked for more of ("more
+    /// cooking"); topics in a steering `only` list are not capped at all. Default 6.
+    pub steered_topic_cap: usize,
     /// Teens: most items with any safety label in any `teen_sensitive_window` consecutive
     /// items (0 allowed: none). Hard. Default 1.
     pub teen_sensitive_cap: usize,
@@ -55,6 +58,7 @@ impl Default for SelectorConfig {
             author_decay_factor: 0.5,
             topic_cap: 3,
             topic_window: 10,
+            steered_topic_cap: 6,
             teen_sensitive_cap: 1,
             teen_sensitive_window: 10,
             following_more: 0.5,
@@ -80,6 +84,7 @@ impl SelectorConfig {
             ("pool", self.pool),
             ("topic_cap", self.topic_cap),
             ("topic_window", self.topic_window),
+            ("steered_topic_cap", self.steered_topic_cap),
             ("teen_sensitive_window", self.teen_sensitive_window),
         ] {
             if v == 0 {

@@ -42,7 +42,7 @@ const SHARE_EPS: f64 = 1e-9;
 pub fn select_slate(
     items: &[SlateItem<'_>],
     config: &SelectorConfig,
-    rules: PageRules,
+    rules: PageRules<'_>,
     limit: usize,
 ) -> Vec<usize> {
     let limit = limit.min(items.len());
@@ -102,7 +102,7 @@ impl Ord for Bound {
 struct Greedy<'a, 'b> {
     items: &'b [SlateItem<'a>],
     config: &'b SelectorConfig,
-    rules: PageRules,
+    rules: PageRules<'b>,
     limit: usize,
     /// `items[..active]` are considered.
     active: usize,
@@ -138,7 +138,7 @@ impl<'a, 'b> Greedy<'a, 'b> {
     fn new(
         items: &'b [SlateItem<'a>],
         config: &'b SelectorConfig,
-        rules: PageRules,
+        rules: PageRules<'b>,
         limit: usize,
     ) -> Self {
         let pool = config.pool.max(1).min(items.len());
@@ -327,7 +327,15 @@ impl<'a, 'b> Greedy<'a, 'b> {
                 .iter()
                 .filter(|&&p| self.items[p].topics.contains(t))
                 .count();
-            if count >= self.config.topic_cap {
+            if self.rules.only_topics.contains(t) {
+                continue;
+            }
+            let cap = if self.rules.boosted_topics.contains(t) {
+                self.config.steered_topic_cap.max(self.config.topic_cap)
+            } else {
+                self.config.topic_cap
+            };
+            if count >= cap {
                 return false;
             }
         }
