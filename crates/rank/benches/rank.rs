@@ -43,7 +43,9 @@ fn bench(c: &mut Criterion) {
     };
     let user = "u1";
     let ctx = mem.ctx(user, w.config.now, 20);
-    // The 1,000 videos nearest the viewer's interest, as the sources would propose them.
+    // As the sources would propose them: the 600 videos nearest the viewer's interest
+    // (interest, steering, co-engagement) and 400 from across the catalog (following,
+    // popular, fresh).
     let interest = ctx.interest.clone().unwrap();
     let mut scored: Vec<(f32, usize)> = w
         .videos
@@ -52,9 +54,11 @@ fn bench(c: &mut Criterion) {
         .map(|(i, v)| (v.embedding.as_ref().unwrap().dot(&interest), i))
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let spread = scored.len().saturating_sub(600) / 400;
     let candidates: Vec<Candidate> = scored
         .iter()
-        .take(1_000)
+        .take(600)
+        .chain(scored.iter().skip(600).step_by(spread.max(1)).take(400))
         .map(|&(s, i)| {
             Candidate::new(
                 mem.video(w.videos[i].id.as_str()),
