@@ -460,3 +460,51 @@ fn a_ranked_page_and_its_explanations() {
         .collect();
     insta::assert_json_snapshot!("ranked_page_u7", page);
 }
+
+#[test]
+fn a_not_great_check_in_shifts_the_next_pages_toward_lighter_creation_content() {
+    let (w, mem) = world();
+    let cfg = RankConfig::default();
+    let p = build_pipeline(&cfg, &ports(mem.clone(), &w.events)).unwrap();
+    let heavy_share = |items: &[steerfeed_core::Candidate]| {
+        items
+            .iter()
+            .filter(|c| cfg.wellbeing.is_heavy(&c.video))
+            .count() as f32
+            / items.len() as f32
+    };
+    let user = user_by_interest(w, "politics", true);
+    let ctx = mem.ctx(&user, w.config.now, 30);
+    let before = p.run(&ctx).unwrap();
+    let mut after_ctx = ctx.clone();
+    after_ctx.wellbeing.last_answer = Some((
+        steerfeed_core::CheckinAnswer::NotGreat,
+        minutes_ago(w.config.now, 5),
+    ));
+    let after = p.run(&after_ctx).unwrap();
+    let (hb, ha) = (heavy_share(&before.items), heavy_share(&after.items));
+    assert!(hb > 0.0, "a politics fan's page has heavy items");
+    assert!(ha < hb, "heavy share {hb} -> {ha}");
+    let light_share = |items: &[steerfeed_core::Candidate]| {
+        items
+            .iter()
+            .filter(|c| cfg.wellbeing.is_light(&c.video))
+            .count() as f32
+            / items.len() as f32
+    };
+    let (lb, la) = (light_share(&before.items), light_share(&after.items));
+    assert!(la > lb, "light share {lb} -> {la}");
+    assert!(after.items.iter().all(|c| c.breakdown.wellbeing != 0.0
+        || !(cfg.wellbeing.is_light(&c.video) || cfg.wellbeing.is_heavy(&c.video))));
+    // And a break is offered, once.
+    assert!(
+        after
+            .cards
+            .iter()
+            .any(|c| c.kind == steerfeed_core::CardKind::Break)
+    );
+}
+
+fn minutes_ago(now: Timestamp, m: i64) -> Timestamp {
+    Timestamp::from_second(now.as_second() - 60 * m).unwrap()
+}
