@@ -5,6 +5,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use steerfeed_ann::{HnswBuildParams, HnswSearchParams};
+use steerfeed_rank::RankConfig;
 use steerfeed_steer::config::ORT_DYLIB_ENV;
 use steerfeed_steer::{EncoderConfig, ParserConfig};
 
@@ -54,10 +56,46 @@ pub struct Config {
     pub model: EncoderConfig,
     /// The preference parser (`[steering]`).
     pub steering: ParserConfig,
+    /// The embedded store (`[store]`).
+    pub store: StoreConfig,
+    /// The vector index (`[index.build]`, `[index.search]`).
+    pub index: IndexConfig,
+    /// Ranking: sources, filters, the objective, the selector, wellbeing (`[rank.*]`).
+    pub rank: RankConfig,
     /// The HTTP sidecar (`[server]`).
     pub server: ServerConfig,
     /// Logging (`[log]`).
     pub log: LogConfig,
+}
+
+/// Settings of the embedded store.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Directory of the store and the index file.
+    pub path: PathBuf,
+    /// Decoded videos kept in memory.
+    pub video_cache: usize,
+    /// sled's page cache, in MiB.
+    pub cache_mb: u64,
+    /// Half-life of action counters and popularity, in hours.
+    pub counter_half_life_h: f64,
+    /// Half-life of interest vectors, in hours.
+    pub interest_half_life_h: f64,
+    /// Seen items remembered per user.
+    pub seen_per_user: u64,
+    /// Minutes of inactivity that end a session.
+    pub session_gap_min: u32,
+}
+
+/// Build-time and query-time parameters of the vector index.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexConfig {
+    /// Build-time parameters.
+    pub build: HnswBuildParams,
+    /// Query-time parameters.
+    pub search: HnswSearchParams,
 }
 
 /// Settings of the HTTP sidecar.
@@ -142,6 +180,30 @@ impl Config {
     /// Checks ranges and consistency.
     pub fn validate(&self) -> Result<(), steerfeed_core::Error> {
         self.model.validate()?;
+        self.rank.validate()?;
+        self.index
+            .build
+            .validate()
+            .map_err(|e| steerfeed_core::Error::invalid("index.build", e.to_string()))?;
+        self.index
+            .search
+            .validate()
+            .map_err(|e| steerfeed_core::Error::invalid("index.search", e.to_string()))?;
+        let sc = &self.store;
+        if sc.path.as_os_str().is_empty() {
+            return Err(steerfeed_core::Error::Empty {
+                field: "store.path",
+            });
+        }
+        if !(sc.counter_half_life_h > 0.0 && sc.interest_half_life_h > 0.0)
+            || sc.seen_per_user == 0
+            || sc.session_gap_min == 0
+        {
+            return Err(steerfeed_core::Error::invalid(
+                "store",
+                "half-lives must be positive; seen_per_user and session_gap_min at least 1",
+            ));
+        }
         let st = &self.steering;
         if !(st.topic_threshold.is_finite() && (0.0..=1.0).contains(&st.topic_threshold)) {
             return Err(steerfeed_core::Error::OutOfRange {
@@ -288,6 +350,29 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn the_file_documents_the_built_in_ranking_and_index_defaults() {
+        let c = Config::default();
+        assert_eq!(c.rank, RankConfig::default());
+        assert_eq!(c.index.build, HnswBuildParams::default());
+        assert_eq!(c.index.search, HnswSearchParams::default());
+    }
+
+    #[test]
+    fn ranking_weights_come_from_the_environment() {
+        let c = Config::from_layers(
+            None,
+            env(&[("STEERFEED__RANK__SCORER__WEIGHTS__REMIX", "12.5")]),
+        )
+        .unwrap();
+        assert_eq!(c.rank.scorer.weights.remix, 12.5);
+        let bad = Config::from_layers(
+            None,
+            env(&[("STEERFEED__RANK__SCORER__HEADS__LIKE__BASE_RATE", "1.5")]),
+        );
+        assert!(bad.is_err());
     }
 
     #[test]
