@@ -1,23 +1,74 @@
 //! The engine: what an app opens once and calls from any thread.
 
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use steerfeed_core::{AgeBand, Constraints, Embedding, Result, Timestamp};
+use steerfeed_ann::VideoIndex;
+use steerfeed_core::{
+    AgeBand, CardKind, ConsentScope, Constraints, Cursor, Embedding, Entity, Error, Event,
+    FeedContext, FeedItem, FeedRequest, FeedResponse, Explanation, ParentalControls, Pipeline,
+    Result, Timestamp, User, UserId, Video, VideoId,
+};
+use steerfeed_rank::{CoEngagementIndex, CoEngagementParams, Ports, build_pipeline};
 use steerfeed_steer::{Encoder, PreferenceParser, Taxonomy};
+use steerfeed_store::{IngestReport, Preferences, Revocation, Store, StoreOptions};
 
+use crate::concepts::ConceptResolver;
 use crate::config::Config;
+use crate::profile::{ProfileSummary, summarize};
 
-/// The steerfeed engine. `Send + Sync`: share it behind an `Arc`.
-#[derive(Debug)]
+/// File name of the vector index inside the store directory.
+const INDEX_FILE: &str = "index.hnsw";
+/// File beside it naming the catalog version the index reflects.
+const INDEX_VERSION_FILE: &str = "index.version";
+
+/// The steerfeed engine. `Send + Sync`: share it behind an `Arc`; feed requests run in
+/// parallel with each other and with ingest.
+///
+/// Every write is durable when its call returns (events by group commit), and a
+/// deletion or a consent revocation is in force for every feed request that starts
+/// after the call returned: feeds read consent and the deleted flag from the store,
+/// and the index drops a deleted video before `delete_video` returns.
 pub struct Engine {
     config: Config,
     encoder: Arc<Encoder>,
     parser: PreferenceParser,
+    store: Store,
+    index: Arc<VideoIndex>,
+    co: Arc<CoEngagementIndex>,
+    /// The last event sequence number fed to the co-engagement model.
+    co_seq: Mutex<u64>,
+    /// Serialises catalog writes (store and index) with index checkpoints, so a saved
+    /// index always matches the catalog version written beside it.
+    catalog: Mutex<()>,
+    pipeline: Pipeline,
+    concepts: ConceptResolver,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("store", &self.config.store.path)
+            .field("videos", &self.index.len())
+            .field("pipeline", &self.pipeline)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn io_error(context: &'static str, path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::internal(context, format!("{}: {e}", path.display()))
 }
 
 impl Engine {
-    /// Opens the engine: checks the configuration and loads the encoder (the model and
-    /// the runtime fetched by `make setup`). A missing file is an
+    /// Opens the engine: checks the configuration, loads the encoder (the model and the
+    /// runtime fetched by `make setup`), opens the store at `store.path` (creating it),
+    /// reloads the vector index, or rebuilds it from the stored embeddings when its file
+    /// is missing, unreadable or older than the catalog, and replays the event log into
+    /// the co-engagement model. A missing model file is an
     /// [`Unavailable`](steerfeed_core::Error::Unavailable) error naming the command to run.
     pub fn open(config: Config) -> Result<Self> {
         config.validate()?;
@@ -28,15 +79,86 @@ impl Engine {
         };
         let parser =
             PreferenceParser::new(encoder.clone(), Arc::new(taxonomy), config.steering.clone());
+
+        let dir = &config.store.path;
+        std::fs::create_dir_all(dir).map_err(|e| io_error("store", dir, e))?;
+        let sc = &config.store;
+        let opts = StoreOptions {
+            dim: encoder.dim(),
+            video_cache: sc.video_cache,
+            sled_cache_bytes: sc.cache_mb << 20,
+            counter_half_life_h: sc.counter_half_life_h,
+            interest_half_life_h: sc.interest_half_life_h,
+            seen_per_user: sc.seen_per_user,
+            session_gap_min: sc.session_gap_min,
+            weight: steerfeed_rank::engagement_weight,
+            ..StoreOptions::with_dim(encoder.dim())
+        };
+        let store = Store::open(&dir.join("db"), opts)?;
+        let index = Arc::new(open_index(&config, &store, encoder.dim())?);
+
+        let co = Arc::new(CoEngagementIndex::new(CoEngagementParams::default()));
+        let mut last = 0;
+        store.for_each_event(1, |seq, e| {
+            co.record(&e.user, &e.kind, e.at);
+            last = seq;
+            Ok(())
+        })?;
+
+        let store_port = Arc::new(store.clone());
+        let ports = Ports {
+            catalog: store_port.clone(),
+            graph: store_port.clone(),
+            search: index.clone(),
+            engagement: store_port.clone(),
+            actions: store_port.clone(),
+            history: store_port.clone(),
+            co_engagement: co.clone(),
+            consent: store_port,
+        };
+        let pipeline = build_pipeline(&config.rank, &ports)?;
+        tracing::info!(
+            videos = store.video_count(),
+            events = store.event_count(),
+            indexed = index.len(),
+            "engine open"
+        );
         Ok(Self {
             config,
             encoder,
             parser,
+            store,
+            index,
+            co,
+            co_seq: Mutex::new(last),
+            catalog: Mutex::new(()),
+            pipeline,
+            concepts: ConceptResolver::default(),
         })
     }
 
+    /// The configuration the engine runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The store (for tools and tests that read it directly).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Embeds a text with the engine's language model.
+    pub fn embed(&self, text: &str) -> Result<Embedding> {
+        Ok(self.encoder.embed(text)?)
+    }
+
+    /// The preference parser.
+    pub fn parser(&self) -> &PreferenceParser {
+        &self.parser
+    }
+
     /// Compiles plain-language preferences into constraints for a viewer of `audience`
-    /// (policy applied), expiring `steering.expiry_days` after `now`.
+    /// (policy applied), expiring `steering.expiry_days` after `now`, without storing them.
     pub fn parse_preferences(
         &self,
         text: &str,
@@ -46,15 +168,10 @@ impl Engine {
         Ok(self.parser.parse(text, audience, now)?)
     }
 
-    /// The preference parser.
-    pub fn parser(&self) -> &PreferenceParser {
-        &self.parser
-    }
-
     /// Validates videos and fills in what the app left out: the embedding from the
     /// caption, the topics from the embedding. A bad video is an error naming its field,
     /// and then no video of the batch is changed.
-    pub fn prepare_videos(&self, videos: &mut [steerfeed_core::Video]) -> Result<()> {
+    pub fn prepare_videos(&self, videos: &mut [Video]) -> Result<()> {
         let dim = self.encoder.dim();
         for v in videos.iter() {
             v.validate(dim)?;
@@ -65,15 +182,351 @@ impl Engine {
         Ok(())
     }
 
-    /// The configuration the engine runs with.
-    pub fn config(&self) -> &Config {
-        &self.config
+    // -----------------------------------------------------------------------------------
+    // Catalog.
+
+    /// Adds or replaces videos: validates the whole batch (nothing changes if one is
+    /// bad), embeds captions and infers topics where the app gave none, stores them and
+    /// indexes them. Searchable when this returns.
+    pub fn upsert_videos(&self, videos: &[Video]) -> Result<()> {
+        let mut prepared = videos.to_vec();
+        self.prepare_videos(&mut prepared)?;
+        let _catalog = lock(&self.catalog);
+        self.store.upsert_videos(&prepared)?;
+        for v in &prepared {
+            match (&v.embedding, v.deleted) {
+                (Some(e), false) => self.index.upsert(&v.id, e).map_err(ann_error)?,
+                _ => {
+                    self.index.remove(&v.id);
+                }
+            }
+        }
+        Ok(())
     }
 
-    /// Embeds a text with the engine's language model.
-    pub fn embed(&self, text: &str) -> Result<Embedding> {
-        Ok(self.encoder.embed(text)?)
+    /// Deletes a video: durable, out of the index and never served again once this
+    /// returns. Unknown ids are a [`NotFound`](Error::NotFound) error.
+    pub fn delete_video(&self, id: &VideoId) -> Result<()> {
+        let _catalog = lock(&self.catalog);
+        self.store.delete_video(id)?;
+        self.index.remove(id);
+        Ok(())
     }
+
+    /// A stored video.
+    pub fn video(&self, id: &VideoId) -> Result<Option<Arc<Video>>> {
+        self.store.video(id)
+    }
+
+    /// Writes the vector index to the store directory, with the catalog version it
+    /// reflects, so the next [`Engine::open`] reloads it instead of rebuilding. Called
+    /// by the sidecar at shutdown; safe to call at any time.
+    pub fn checkpoint(&self) -> Result<()> {
+        let _catalog = lock(&self.catalog);
+        let dir = &self.config.store.path;
+        let path = dir.join(INDEX_FILE);
+        let version_path = dir.join(INDEX_VERSION_FILE);
+        // Invalidate first: a crash while saving must not leave an old stamp beside a
+        // half-written index.
+        let _ = std::fs::remove_file(&version_path);
+        self.index.save(&path).map_err(ann_error)?;
+        let version = self.store.catalog_version();
+        std::fs::write(&version_path, version.to_string())
+            .map_err(|e| io_error("index", &version_path, e))?;
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Users, the graph, consent, parental controls.
+
+    /// Adds or replaces a user (age band, time zone).
+    pub fn upsert_user(&self, user: &User) -> Result<()> {
+        self.store.upsert_user(user)
+    }
+
+    /// A stored user.
+    pub fn user(&self, id: &UserId) -> Result<Option<User>> {
+        self.store.user(id)
+    }
+
+    fn known(&self, id: &UserId) -> Result<User> {
+        self.store
+            .user(id)?
+            .ok_or_else(|| Error::not_found(Entity::User, id))
+    }
+
+    /// `user` follows `creator`.
+    pub fn follow(&self, user: &UserId, creator: &UserId) -> Result<()> {
+        self.known(user)?;
+        self.store.follow(user, creator)
+    }
+
+    /// `user` stops following `creator`.
+    pub fn unfollow(&self, user: &UserId, creator: &UserId) -> Result<()> {
+        self.known(user)?;
+        self.store.unfollow(user, creator)
+    }
+
+    /// `user` blocks `other`: nothing by or featuring them is served again once this
+    /// returns (durable).
+    pub fn block(&self, user: &UserId, other: &UserId) -> Result<()> {
+        self.known(user)?;
+        self.store.block(user, other)
+    }
+
+    /// `user` mutes `creator` (durable).
+    pub fn mute(&self, user: &UserId, creator: &UserId) -> Result<()> {
+        self.known(user)?;
+        self.store.mute(user, creator)
+    }
+
+    /// Sets who may use `person`'s likeness in cameos, and the approved list.
+    pub fn set_consent(
+        &self,
+        person: &UserId,
+        scope: ConsentScope,
+        approved: &[UserId],
+    ) -> Result<()> {
+        self.known(person)?;
+        self.store.set_consent(person, scope, approved)
+    }
+
+    /// Revokes `person`'s consent for one video or every video of one creator; no video
+    /// it covers is served once this returns (durable).
+    pub fn revoke_consent(&self, person: &UserId, revocation: &Revocation) -> Result<()> {
+        self.known(person)?;
+        self.store.revoke_consent(person, revocation)
+    }
+
+    /// Sets a user's parental controls (durable).
+    pub fn set_parental_controls(&self, user: &UserId, controls: &ParentalControls) -> Result<()> {
+        controls.validate()?;
+        self.known(user)?;
+        self.store.set_parental_controls(user, controls)
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Preferences.
+
+    /// Compiles `text` for `user` (teen policy applied for teens), stores the text and
+    /// the constraints, and returns the constraints. Bad text is an error and changes
+    /// nothing.
+    pub fn set_preferences(&self, user: &UserId, text: &str, now: Timestamp) -> Result<Constraints> {
+        let u = self.known(user)?;
+        let constraints = self.parser.parse(text, u.age_band, now)?;
+        self.store.set_preferences(user, text, &constraints)?;
+        Ok(constraints)
+    }
+
+    /// The user's preference text and compiled constraints, if set.
+    pub fn preferences(&self, user: &UserId) -> Result<Option<Preferences>> {
+        self.known(user)?;
+        self.store.preferences(user)
+    }
+
+    /// Forgets the user's preferences.
+    pub fn clear_preferences(&self, user: &UserId) -> Result<()> {
+        self.known(user)?;
+        self.store.clear_preferences(user)
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Events.
+
+    /// Logs and counts events. The batch is validated first (a bad event is an error
+    /// naming it, and nothing of the batch is kept); events whose key was seen before
+    /// are reported as duplicates and not counted again. Durable when this returns.
+    pub fn ingest_events(&self, events: &[Event]) -> Result<IngestReport> {
+        for e in events {
+            e.validate()?;
+        }
+        let report = self.store.ingest_events(events)?;
+        self.catch_up_co_engagement()?;
+        Ok(report)
+    }
+
+    /// Feeds the co-engagement model every logged event it has not seen, in log order,
+    /// exactly once.
+    fn catch_up_co_engagement(&self) -> Result<()> {
+        let mut last = lock(&self.co_seq);
+        let from = *last + 1;
+        self.store.for_each_event(from, |seq, e| {
+            self.co.record(&e.user, &e.kind, e.at);
+            *last = seq;
+            Ok(())
+        })
+    }
+
+    // -----------------------------------------------------------------------------------
+    // The feed.
+
+    /// Ranks a page for `request.user` (DESIGN §3). Unknown users are a
+    /// [`NotFound`](Error::NotFound) error. The served items are recorded as seen.
+    pub fn feed(&self, request: &FeedRequest) -> Result<FeedResponse> {
+        let now = request.now().unwrap_or_else(Timestamp::now);
+        let page_no = match request.cursor() {
+            Some(c) => parse_cursor(c)?,
+            None => 0,
+        };
+        let user = self.known(request.user())?;
+        let ctx = self.context(request, user, now)?;
+        let out = self.pipeline.run(&ctx)?;
+
+        let mut items = out.items;
+        if let Some(room) = self.room_left(&ctx) {
+            items.truncate(room);
+        }
+        let ids: Vec<VideoId> = items.iter().map(|c| c.id().clone()).collect();
+        let me = request.user();
+        if !ids.is_empty() {
+            self.store.record_served(me, &ids, now)?;
+        }
+        for card in &out.cards {
+            match card.kind {
+                CardKind::Checkin => self.store.record_checkin_shown(me, now)?,
+                CardKind::Break => self.store.record_break_shown(me, now)?,
+                _ => {}
+            }
+        }
+        let mut cards = out.cards;
+        for c in &mut cards {
+            c.position = c.position.min(items.len());
+        }
+        let next_cursor = (!out.stopped)
+            .then(|| Cursor::new(format!("p{}", page_no + 1)))
+            .transpose()?;
+        Ok(FeedResponse {
+            items: items
+                .into_iter()
+                .map(|c| FeedItem {
+                    video: c.id().clone(),
+                    score: c.score,
+                    source: c.source.to_owned(),
+                    breakdown: c.breakdown,
+                    explanation: Explanation::new(c.reason),
+                })
+                .collect(),
+            cards,
+            next_cursor,
+            applied: ctx.constraints,
+        })
+    }
+
+    /// Loads everything the stages read about this request.
+    fn context(&self, request: &FeedRequest, user: User, now: Timestamp) -> Result<FeedContext> {
+        let id = user.id.clone();
+        let mut ctx = FeedContext::new(request.clone(), user, now);
+        ctx.constraints = self.store.active_constraints(&id, now)?;
+        ctx.parental = self.store.parental_controls(&id)?;
+        ctx.wellbeing = self.store.wellbeing(&id, now)?;
+        ctx.viewer = self.store.load_viewer(&id, now)?;
+        if ctx.parental.personalization {
+            ctx.interest = self.store.interest(&id)?;
+        }
+        if !ctx.constraints.is_empty() {
+            let r = self
+                .concepts
+                .resolve(&self.encoder, self.parser.taxonomy(), &ctx.constraints)?;
+            ctx.concepts = r.concepts;
+            ctx.exclude = r.exclude;
+            ctx.only = r.only;
+        }
+        Ok(ctx)
+    }
+
+    /// Items the viewer may still be served today or this session when a cap is close
+    /// (the gates stop at the cap; this keeps one page from overshooting it).
+    fn room_left(&self, ctx: &FeedContext) -> Option<usize> {
+        let w = &ctx.wellbeing;
+        let mut room: Option<u32> = None;
+        if let Some(cap) = ctx.parental.scroll_cap {
+            room = Some(cap.saturating_sub(w.session_items));
+        }
+        if ctx.user.age_band == AgeBand::Teen {
+            let left = self
+                .config
+                .rank
+                .wellbeing
+                .teen_daily_items
+                .saturating_sub(w.items_today);
+            room = Some(room.map_or(left, |r| r.min(left)));
+        }
+        room.map(|r| r as usize)
+    }
+
+    /// What the user is seeing most, and their active constraints in words.
+    pub fn profile_summary(&self, user: &UserId) -> Result<ProfileSummary> {
+        self.known(user)?;
+        let now = Timestamp::now();
+        let seen = self.store.seen(user)?;
+        let mut videos = Vec::with_capacity(seen.len().min(500));
+        for (id, _) in seen.iter().take(500) {
+            if let Some(v) = self.store.video(id)? {
+                videos.push(v);
+            }
+        }
+        let constraints = self.store.active_constraints(user, now)?;
+        Ok(summarize(user, &videos, constraints))
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if let Err(e) = self.checkpoint() {
+            tracing::warn!(error = %e, "could not save the vector index; it is rebuilt at the next open");
+        }
+    }
+}
+
+fn ann_error(e: steerfeed_ann::Error) -> Error {
+    Error::from(e)
+}
+
+/// Reloads the saved index when its stamp matches the catalog, else rebuilds it from
+/// the stored embeddings.
+fn open_index(config: &Config, store: &Store, dim: usize) -> Result<VideoIndex> {
+    let dir = &config.store.path;
+    let path: PathBuf = dir.join(INDEX_FILE);
+    let version = store.catalog_version();
+    let stamp = std::fs::read_to_string(dir.join(INDEX_VERSION_FILE))
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    if stamp == Some(version) {
+        match VideoIndex::load(&path, dim, config.index.build, config.index.search) {
+            Ok(index) => {
+                tracing::info!(videos = index.len(), "vector index reloaded");
+                return Ok(index);
+            }
+            Err(e) => tracing::warn!(error = %e, "vector index unreadable; rebuilding"),
+        }
+    } else if path.exists() {
+        tracing::info!("vector index older than the catalog; rebuilding");
+    }
+    let mut items = Vec::new();
+    store.for_each_embedding(|id, e, deleted| {
+        if !deleted {
+            items.push((id, e));
+        }
+        Ok(())
+    })?;
+    let started = std::time::Instant::now();
+    let n = items.len();
+    let index = if items.is_empty() {
+        VideoIndex::new(dim, config.index.build, config.index.search)
+    } else {
+        VideoIndex::build(dim, items, config.index.build, config.index.search)
+    }
+    .map_err(ann_error)?;
+    tracing::info!(videos = n, ms = started.elapsed().as_millis() as u64, "vector index built");
+    Ok(index)
+}
+
+/// Reads a cursor this engine issued (`p<page>`).
+fn parse_cursor(c: &Cursor) -> Result<u64> {
+    c.as_str()
+        .strip_prefix('p')
+        .and_then(|n| n.parse::<u64>().ok())
+        .ok_or_else(|| Error::invalid("cursor", "not a cursor this engine issued"))
 }
 
 #[cfg(test)]
@@ -81,39 +534,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn videos_without_embeddings_or_topics_are_completed_from_the_caption() {
-        let engine = Engine::open(Config::default()).unwrap_or_else(|e| panic!("{e}"));
-        let mut videos = vec![steerfeed_core::Video {
-            caption: "a tabby kitten chases a laser pointer".into(),
-            ..steerfeed_core::Video::new(
-                steerfeed_core::VideoId::new("v1").unwrap(),
-                steerfeed_core::UserId::new("u1").unwrap(),
-                Timestamp::UNIX_EPOCH,
-                9.0,
-            )
-        }];
-        engine.prepare_videos(&mut videos).unwrap();
-        assert_eq!(videos[0].embedding.as_ref().unwrap().dim(), 384);
-        assert!(
-            videos[0].topics.iter().any(|t| t.as_str() == "pets"),
-            "{:?}",
-            videos[0].topics
-        );
-        let mut bad = videos.clone();
-        bad.push(steerfeed_core::Video::new(
-            steerfeed_core::VideoId::new("v2").unwrap(),
-            steerfeed_core::UserId::new("u1").unwrap(),
-            Timestamp::UNIX_EPOCH,
-            0.0,
-        ));
-        let before = bad.clone();
-        assert!(engine.prepare_videos(&mut bad).is_err());
-        assert_eq!(bad, before, "a failed batch changes nothing");
-    }
-
-    #[test]
     fn the_engine_is_send_and_sync() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<Engine>();
+    }
+
+    #[test]
+    fn cursors_round_trip_and_foreign_ones_are_refused() {
+        assert_eq!(parse_cursor(&Cursor::new("p3").unwrap()).unwrap(), 3);
+        assert!(parse_cursor(&Cursor::new("q3").unwrap()).is_err());
+        assert!(parse_cursor(&Cursor::new("p-1").unwrap()).is_err());
     }
 }
