@@ -1,9 +1,17 @@
 //! # steerfeed-store
 //!
-//! The embedded store on sled 0.34 (DESIGN §2, §10): videos, users, the follow graph,
-//! consent, parental controls, preferences, wellbeing counters, seen history, action
-//! counters, the idempotent event log and embeddings, implementing core's ports.
-//!
-//! The store arrives with the embedded-engine issue; this crate is its home.
+//! (docs to come)
 
 #![warn(missing_docs)]
+
+mod cache;
+mod codec;
+mod commit;
+mod ingest;
+mod options;
+mod ports;
+mod store;
+mod toplist;
+
+pub use options::{StoreOptions, WeightFn, default_weight};
+pub use store::{IngestReport, Preferences, Revocation, SCHEMA_VERSION, Store};
