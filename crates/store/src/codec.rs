@@ -108,7 +108,7 @@ pub(crate) fn encode_f32s(out: &mut Vec<u8>, v: &[f32]) {
 }
 
 pub(crate) fn decode_f32s(b: &[u8]) -> Option<Vec<f32>> {
-    if b.len() % 4 != 0 {
+    if !b.len().is_multiple_of(4) {
         return None;
     }
     Some(

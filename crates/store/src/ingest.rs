@@ -128,6 +128,9 @@ pub(crate) fn read_history(s: &Store, user: &UserId, limit: usize) -> Result<Vec
     Ok(out)
 }
 
+/// The writes of a batch, the next sequence number, and the counters it changed.
+type Staged<'s> = (Writes<'s>, u64, Vec<(VideoId, CounterRec)>);
+
 /// The state one batch changes, loaded lazily and written once per key.
 struct Staging<'s> {
     s: &'s Store,
@@ -347,7 +350,7 @@ impl<'s> Staging<'s> {
         Ok(())
     }
 
-    fn into_writes(self) -> Result<(Writes<'s>, u64, Vec<(VideoId, CounterRec)>)> {
+    fn into_writes(self) -> Result<Staged<'s>> {
         let s = self.s;
         let t = s.t();
         let mut w = Writes::default();

@@ -10,10 +10,22 @@ use std::collections::{BTreeSet, HashMap};
 
 use steerfeed_core::VideoId;
 
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+#[derive(Debug, Clone, Copy)]
 struct Key(f64);
 
+impl PartialEq for Key {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o).is_eq()
+    }
+}
+
 impl Eq for Key {}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
 
 impl Ord for Key {
     fn cmp(&self, o: &Self) -> std::cmp::Ordering {

@@ -1099,7 +1099,7 @@ fn crash_child() {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        if x % 5 == 0 {
+        if x.is_multiple_of(5) {
             let v = format!("vid{}", x % 40);
             store
                 .revoke_consent(&uid("p"), &Revocation::Video(vid(&v)))
