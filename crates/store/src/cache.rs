@@ -1,0 +1,86 @@
+//! A bounded, sharded cache of decoded videos.
+//!
+//! Invalidation is race-free: each shard has a version that writers bump (under the
+//! shard lock) after changing sled and before removing the entry; a reader that missed
+//! notes the version before reading sled and inserts what it read only if the version
+//! has not moved, so a value read before a write can never be cached after it.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, RwLock};
+
+use steerfeed_core::{Video, VideoId};
+
+const SHARDS: usize = 16;
+
+#[derive(Default)]
+struct Shard {
+    map: HashMap<VideoId, Arc<Video>>,
+    version: u64,
+}
+
+pub(crate) struct VideoCache {
+    shards: Vec<RwLock<Shard>>,
+    per_shard: usize,
+    hasher: RandomState,
+}
+
+impl VideoCache {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            per_shard: capacity.div_ceil(SHARDS),
+            hasher: RandomState::new(),
+        }
+    }
+
+    fn shard(&self, id: &VideoId) -> &RwLock<Shard> {
+        let h = self.hasher.hash_one(id.as_str()) as usize;
+        &self.shards[h % SHARDS]
+    }
+
+    /// The cached video, or the shard version to pass to [`VideoCache::insert`].
+    pub fn get(&self, id: &VideoId) -> Result<Arc<Video>, u64> {
+        let s = self.shard(id).read().unwrap_or_else(|e| e.into_inner());
+        match s.map.get(id) {
+            Some(v) => Ok(Arc::clone(v)),
+            None => Err(s.version),
+        }
+    }
+
+    /// Caches `video` read at shard version `version`, unless a writer moved since.
+    pub fn insert(&self, video: &Arc<Video>, version: u64) {
+        if self.per_shard == 0 {
+            return;
+        }
+        let mut s = self
+            .shard(&video.id)
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if s.version != version {
+            return;
+        }
+        if s.map.len() >= self.per_shard
+            && !s.map.contains_key(&video.id)
+            && let Some(evict) = s.map.keys().next().cloned()
+        {
+            // HashMap order is effectively random: a cheap random eviction.
+            s.map.remove(&evict);
+        }
+        s.map.insert(video.id.clone(), Arc::clone(video));
+    }
+
+    /// Forgets `id`; call after the write reached sled.
+    pub fn invalidate(&self, id: &VideoId) {
+        let mut s = self.shard(id).write().unwrap_or_else(|e| e.into_inner());
+        s.version += 1;
+        s.map.remove(id);
+    }
+
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.read().unwrap_or_else(|e| e.into_inner()).map.len())
+            .sum()
+    }
+}

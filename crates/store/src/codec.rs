@@ -1,0 +1,476 @@
+//! Byte encodings: key builders that sort correctly, the compact binary video record,
+//! raw little-endian `f32` vectors and decayed counter records.
+
+use jiff::Timestamp;
+use steerfeed_core::ports::ActionCounts;
+use steerfeed_core::{
+    Audience, Embedding, Error, Result, SafetyLabel, TopicId, UserId, Video, VideoId,
+};
+
+/// Separator between the parts of a composite key. Ids never contain NUL (it is a control
+/// character, which `ids.rs` rejects, and UTF-8 never uses the byte 0 inside a multi-byte
+/// character), so `a \0 b` keys sort by `a` first and `a \0` is an exact prefix of `a`'s keys.
+pub(crate) const SEP: u8 = 0;
+
+pub(crate) fn corrupt(what: &str) -> Error {
+    Error::internal("store", format!("corrupt {what} record"))
+}
+
+/// `a \0`: the prefix of every key of `a`.
+pub(crate) fn prefix(a: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(a.len() + 1);
+    k.extend_from_slice(a.as_bytes());
+    k.push(SEP);
+    k
+}
+
+/// `a \0 b`.
+pub(crate) fn pair(a: &str, b: &str) -> Vec<u8> {
+    let mut k = prefix(a);
+    k.extend_from_slice(b.as_bytes());
+    k
+}
+
+/// The part of a `a \0 b` key after the first separator.
+pub(crate) fn after_sep(key: &[u8]) -> Option<&[u8]> {
+    let i = key.iter().position(|&b| b == SEP)?;
+    Some(&key[i + 1..])
+}
+
+/// Milliseconds since the epoch mapped to a `u64` whose big-endian bytes sort in time order.
+pub(crate) fn sortable_ms(ms: i64) -> u64 {
+    (ms as u64) ^ (1 << 63)
+}
+
+/// Big-endian bytes of a *descending* time key: newest sorts first.
+pub(crate) fn newest_first(ms: i64) -> [u8; 8] {
+    (!sortable_ms(ms)).to_be_bytes()
+}
+
+/// Inverse of [`newest_first`].
+pub(crate) fn from_newest_first(b: &[u8]) -> Option<i64> {
+    let arr: [u8; 8] = b.get(..8)?.try_into().ok()?;
+    Some((!u64::from_be_bytes(arr) ^ (1 << 63)) as i64)
+}
+
+/// `owner \0 newest_first(ms) id`: time-ordered, newest first, under `owner`'s prefix.
+pub(crate) fn timed(owner: &str, ms: i64, id: &str) -> Vec<u8> {
+    let mut k = prefix(owner);
+    k.extend_from_slice(&newest_first(ms));
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// `newest_first(ms) id`: the global newest-first index.
+pub(crate) fn timed_global(ms: i64, id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + id.len());
+    k.extend_from_slice(&newest_first(ms));
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// `owner \0 seq` (big-endian): per-owner arrival order.
+pub(crate) fn seq_key(owner: &str, seq: u64) -> Vec<u8> {
+    let mut k = prefix(owner);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+pub(crate) fn u64_of(b: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(b.get(..8)?.try_into().ok()?))
+}
+
+pub(crate) fn i64_le(b: &[u8], at: usize) -> Option<i64> {
+    Some(i64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+}
+
+pub(crate) fn f32_le(b: &[u8], at: usize) -> Option<f32> {
+    Some(f32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+pub(crate) fn ms(t: Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+pub(crate) fn ts_of_ms(ms: i64) -> Timestamp {
+    Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+// ---------------------------------------------------------------------------------------
+// Vectors.
+
+/// Raw little-endian `f32`s.
+pub(crate) fn encode_f32s(out: &mut Vec<u8>, v: &[f32]) {
+    out.reserve(v.len() * 4);
+    for x in v {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+}
+
+pub(crate) fn decode_f32s(b: &[u8]) -> Option<Vec<f32>> {
+    if !b.len().is_multiple_of(4) {
+        return None;
+    }
+    Some(
+        b.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+    )
+}
+
+pub(crate) fn decode_embedding(b: &[u8]) -> Result<Embedding> {
+    let v = decode_f32s(b).ok_or_else(|| corrupt("embedding"))?;
+    Embedding::normalized("embedding", &v).map_err(|_| corrupt("embedding"))
+}
+
+// ---------------------------------------------------------------------------------------
+// The video record: everything but the embedding, in a compact binary form.
+//
+// version u8 = 1 | created_at i128 ns LE | duration f32 LE | audience u8 | deleted u8 |
+// safety bitmask u8 | id str | creator str | caption str | remix_of (u8 flag, str) |
+// topics (u16 n, str*) | cameos (u16 n, str*) — `str` is a u32 LE length and UTF-8 bytes.
+
+const VIDEO_RECORD_V1: u8 = 1;
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let s = self.b.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
+        Some(s)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        Some(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Option<u16> {
+        Some(u16::from_le_bytes(self.take(2)?.try_into().ok()?))
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn f32(&mut self) -> Option<f32> {
+        Some(f32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn i128(&mut self) -> Option<i128> {
+        Some(i128::from_le_bytes(self.take(16)?.try_into().ok()?))
+    }
+    fn str(&mut self) -> Option<&'a str> {
+        let n = self.u32()? as usize;
+        std::str::from_utf8(self.take(n)?).ok()
+    }
+}
+
+const LABELS: [SafetyLabel; 5] = [
+    SafetyLabel::Mature,
+    SafetyLabel::Violence,
+    SafetyLabel::Sensitive,
+    SafetyLabel::WeightLoss,
+    SafetyLabel::Sad,
+];
+
+pub(crate) fn encode_video(v: &Video) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + v.caption.len() + v.id.as_str().len() * 2);
+    out.push(VIDEO_RECORD_V1);
+    out.extend_from_slice(&v.created_at.as_nanosecond().to_le_bytes());
+    out.extend_from_slice(&v.duration_s.to_le_bytes());
+    out.push(match v.audience {
+        Audience::Public => 0,
+        Audience::Followers => 1,
+        Audience::Mutuals => 2,
+    });
+    out.push(u8::from(v.deleted));
+    let mut mask = 0u8;
+    for (i, l) in LABELS.iter().enumerate() {
+        if v.safety.contains(l) {
+            mask |= 1 << i;
+        }
+    }
+    out.push(mask);
+    put_str(&mut out, v.id.as_str());
+    put_str(&mut out, v.creator.as_str());
+    put_str(&mut out, &v.caption);
+    match &v.remix_of {
+        Some(r) => {
+            out.push(1);
+            put_str(&mut out, r.as_str());
+        }
+        None => out.push(0),
+    }
+    out.extend_from_slice(&(v.topics.len() as u16).to_le_bytes());
+    for t in &v.topics {
+        put_str(&mut out, t.as_str());
+    }
+    out.extend_from_slice(&(v.cameos.len() as u16).to_le_bytes());
+    for c in &v.cameos {
+        put_str(&mut out, c.as_str());
+    }
+    out
+}
+
+/// Decodes a video record; the embedding is attached by the caller.
+pub(crate) fn decode_video(b: &[u8]) -> Result<Video> {
+    decode_video_inner(b).ok_or_else(|| corrupt("video"))
+}
+
+fn decode_video_inner(b: &[u8]) -> Option<Video> {
+    let mut r = Reader { b, at: 0 };
+    if r.u8()? != VIDEO_RECORD_V1 {
+        return None;
+    }
+    let created_at = Timestamp::from_nanosecond(r.i128()?).ok()?;
+    let duration_s = r.f32()?;
+    let audience = match r.u8()? {
+        0 => Audience::Public,
+        1 => Audience::Followers,
+        2 => Audience::Mutuals,
+        _ => return None,
+    };
+    let deleted = r.u8()? != 0;
+    let mask = r.u8()?;
+    let safety = LABELS
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| mask & (1 << i) != 0)
+        .map(|(_, l)| *l)
+        .collect();
+    let id = VideoId::new(r.str()?).ok()?;
+    let creator = UserId::new(r.str()?).ok()?;
+    let caption = r.str()?.to_owned();
+    let remix_of = match r.u8()? {
+        0 => None,
+        _ => Some(VideoId::new(r.str()?).ok()?),
+    };
+    let n = r.u16()? as usize;
+    let mut topics = Vec::with_capacity(n);
+    for _ in 0..n {
+        topics.push(TopicId::new(r.str()?).ok()?);
+    }
+    let n = r.u16()? as usize;
+    let mut cameos = Vec::with_capacity(n);
+    for _ in 0..n {
+        cameos.push(UserId::new(r.str()?).ok()?);
+    }
+    Some(Video {
+        id,
+        creator,
+        created_at,
+        duration_s,
+        caption,
+        topics,
+        embedding: None,
+        remix_of,
+        cameos,
+        safety,
+        audience,
+        deleted,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Decayed counters.
+
+/// `0.5^(dt / half_life)` for `dt = to - from` milliseconds (1 when `to <= from`).
+pub(crate) fn decay_factor(from_ms: i64, to_ms: i64, half_life_ms: f64) -> f32 {
+    if to_ms <= from_ms {
+        1.0
+    } else {
+        0.5f64.powf((to_ms - from_ms) as f64 / half_life_ms) as f32
+    }
+}
+
+/// The counters of one video (or one creator): action counts plus the popularity and
+/// remix-velocity scores, all decayed with one half-life and valid as of `at_ms`.
+///
+/// Record: `at_ms i64 LE | 11 counters f32 LE | popular f32 LE | remix f32 LE` (60 bytes).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct CounterRec {
+    pub at_ms: i64,
+    pub counts: ActionCounts,
+    pub popular: f32,
+    pub remix: f32,
+}
+
+pub(crate) const COUNTER_REC_LEN: usize = 8 + 13 * 4;
+
+impl CounterRec {
+    fn fields(c: &ActionCounts) -> [f32; 11] {
+        [
+            c.impressions,
+            c.views,
+            c.complete_views,
+            c.likes,
+            c.comments,
+            c.shares,
+            c.follows,
+            c.remixes,
+            c.cameo_uses,
+            c.creates,
+            c.negatives,
+        ]
+    }
+
+    pub fn encode(&self) -> [u8; COUNTER_REC_LEN] {
+        let mut out = [0u8; COUNTER_REC_LEN];
+        out[..8].copy_from_slice(&self.at_ms.to_le_bytes());
+        let f = Self::fields(&self.counts);
+        for (i, x) in f
+            .iter()
+            .chain([self.popular, self.remix].iter())
+            .enumerate()
+        {
+            out[8 + i * 4..12 + i * 4].copy_from_slice(&x.to_le_bytes());
+        }
+        out
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Self> {
+        if b.len() != COUNTER_REC_LEN {
+            return Err(corrupt("counter"));
+        }
+        let g = |i: usize| f32_le(b, 8 + i * 4).unwrap_or(0.0);
+        Ok(Self {
+            at_ms: i64_le(b, 0).ok_or_else(|| corrupt("counter"))?,
+            counts: ActionCounts {
+                impressions: g(0),
+                views: g(1),
+                complete_views: g(2),
+                likes: g(3),
+                comments: g(4),
+                shares: g(5),
+                follows: g(6),
+                remixes: g(7),
+                cameo_uses: g(8),
+                creates: g(9),
+                negatives: g(10),
+            },
+            popular: g(11),
+            remix: g(12),
+        })
+    }
+
+    /// Adds `scale ×` one event at `at_ms`: counters move forward in time (decaying what
+    /// they hold) for a newer event; an older event is added already decayed.
+    pub fn add(
+        &mut self,
+        at_ms: i64,
+        half_life_ms: f64,
+        f: impl FnOnce(&mut ActionCounts, &mut f32, &mut f32, f32),
+    ) {
+        let w = if at_ms >= self.at_ms {
+            let k = decay_factor(self.at_ms, at_ms, half_life_ms);
+            self.counts.scale(k);
+            self.popular *= k;
+            self.remix *= k;
+            self.at_ms = at_ms;
+            1.0
+        } else {
+            decay_factor(at_ms, self.at_ms, half_life_ms)
+        };
+        f(&mut self.counts, &mut self.popular, &mut self.remix, w);
+    }
+
+    /// The counts decayed to `now_ms`.
+    pub fn counts_at(&self, now_ms: i64, half_life_ms: f64) -> ActionCounts {
+        let mut c = self.counts;
+        c.scale(decay_factor(self.at_ms, now_ms, half_life_ms));
+        c
+    }
+}
+
+/// A decayed scalar with its reference time (`at_ms i64 LE | value f32 LE`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Decayed {
+    pub at_ms: i64,
+    pub value: f32,
+}
+
+impl Decayed {
+    pub fn encode(&self) -> [u8; 12] {
+        let mut out = [0u8; 12];
+        out[..8].copy_from_slice(&self.at_ms.to_le_bytes());
+        out[8..].copy_from_slice(&self.value.to_le_bytes());
+        out
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Self> {
+        Ok(Self {
+            at_ms: i64_le(b, 0).ok_or_else(|| corrupt("decayed value"))?,
+            value: f32_le(b, 8).ok_or_else(|| corrupt("decayed value"))?,
+        })
+    }
+
+    pub fn add(&mut self, at_ms: i64, w: f32, half_life_ms: f64) {
+        if at_ms >= self.at_ms {
+            self.value = self.value * decay_factor(self.at_ms, at_ms, half_life_ms) + w;
+            self.at_ms = at_ms;
+        } else {
+            self.value += w * decay_factor(at_ms, self.at_ms, half_life_ms);
+        }
+    }
+
+    pub fn at(&self, now_ms: i64, half_life_ms: f64) -> f32 {
+        self.value * decay_factor(self.at_ms, now_ms, half_life_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descending_time_keys_sort_newest_first_and_round_trip() {
+        let times = [-5_000i64, 0, 1, 1_795_000_000_000, 1_795_000_000_001];
+        let mut keys: Vec<_> = times.iter().map(|&t| newest_first(t)).collect();
+        keys.sort();
+        let back: Vec<_> = keys.iter().map(|k| from_newest_first(k).unwrap()).collect();
+        let mut want = times.to_vec();
+        want.reverse();
+        assert_eq!(back, want);
+    }
+
+    #[test]
+    fn video_records_round_trip() {
+        let v = Video {
+            caption: "a cat bakes bread".into(),
+            topics: vec![
+                TopicId::new("pets").unwrap(),
+                TopicId::new("cooking").unwrap(),
+            ],
+            remix_of: Some(VideoId::new("v0").unwrap()),
+            cameos: vec![UserId::new("ann").unwrap()],
+            safety: vec![SafetyLabel::Violence, SafetyLabel::Sad],
+            audience: Audience::Mutuals,
+            deleted: true,
+            ..Video::new(
+                VideoId::new("v1").unwrap(),
+                UserId::new("ü-creator").unwrap(),
+                Timestamp::from_nanosecond(1_795_000_000_123_456_789).unwrap(),
+                12.5,
+            )
+        };
+        assert_eq!(decode_video(&encode_video(&v)).unwrap(), v);
+        assert!(decode_video(&encode_video(&v)[..20]).is_err());
+        assert!(decode_video(b"").is_err());
+    }
+
+    #[test]
+    fn counters_round_trip() {
+        let mut r = CounterRec {
+            at_ms: 42,
+            ..CounterRec::default()
+        };
+        r.counts.likes = 3.0;
+        r.remix = 1.5;
+        assert_eq!(CounterRec::decode(&r.encode()).unwrap(), r);
+        assert!(CounterRec::decode(&[0; 5]).is_err());
+    }
+}

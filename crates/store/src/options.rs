@@ -1,0 +1,139 @@
+//! Tunables of the store, one default each.
+
+use steerfeed_core::EventKind;
+
+/// How much an engagement says about a user's interest, for interest vectors, creator
+/// affinity, the popular list and which events enter the user history.
+pub type WeightFn = fn(&EventKind) -> f32;
+
+/// The default [`WeightFn`]: creation and participation above views, impressions and
+/// negative signals nothing. It is the same table as `steerfeed_rank::engagement_weight`
+/// (repeated here because the store does not depend on the ranking crate; the engine may
+/// pass that function through [`StoreOptions::weight`] to keep a single definition).
+pub fn default_weight(kind: &EventKind) -> f32 {
+    match kind {
+        EventKind::View {
+            completed: true, ..
+        } => 1.0,
+        EventKind::View { watch_ms, .. } => {
+            if *watch_ms >= 3_000 {
+                0.3
+            } else {
+                0.0
+            }
+        }
+        EventKind::Like { .. } | EventKind::Follow { .. } => 2.0,
+        EventKind::Comment { .. } | EventKind::Share { .. } => 3.0,
+        EventKind::Remix { .. } | EventKind::CameoUse { .. } | EventKind::Create { .. } => 6.0,
+        EventKind::Impression { .. }
+        | EventKind::Skip { .. }
+        | EventKind::NotInterested { .. }
+        | EventKind::HideCreator { .. }
+        | EventKind::Report { .. }
+        | EventKind::CheckinAnswer { .. } => 0.0,
+    }
+}
+
+/// Options of [`Store::open`](crate::Store::open).
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    /// Embedding dimension; stored in the header at creation and checked at open.
+    /// Default 384 (all-MiniLM-L6-v2).
+    pub dim: usize,
+    /// Decoded videos kept in memory (`Arc<Video>` with embedding). Default 100,000.
+    pub video_cache: usize,
+    /// sled's page cache, in bytes. Default 256 MiB.
+    pub sled_cache_bytes: u64,
+    /// How often sled writes its buffers in the background, in ms (writes that are not
+    /// waited on, such as [`Store::record_served`](crate::Store::record_served), reach
+    /// the disk within this time). Default 500.
+    pub flush_every_ms: u64,
+    /// Half-life of per-video and per-creator action counters, popular and remix scores,
+    /// in hours. Default 24.
+    pub counter_half_life_h: f64,
+    /// Half-life of interest vectors, in hours. Default 168 (a week).
+    pub interest_half_life_h: f64,
+    /// Half-life of creator affinity, in hours. Default 336 (two weeks).
+    pub affinity_half_life_h: f64,
+    /// Decayed interaction weight at which creator affinity reaches 0.5; affinity is
+    /// `1 − 2^(−weight / affinity_scale)`, in `[0, 1)`. Default 4 (two likes).
+    pub affinity_scale: f32,
+    /// Affinities below this are left out of [`Viewer`](steerfeed_core::Viewer). Default 0.01.
+    pub affinity_floor: f32,
+    /// Seen items kept per user (newest kept). Default 2,000.
+    pub seen_per_user: u64,
+    /// Engagements kept per user for the history port (newest kept). Default 200.
+    pub history_per_user: u64,
+    /// Own recent videos loaded into the viewer. Default 200.
+    pub own_recent: usize,
+    /// Entries kept in memory in the popular and remix-trending lists. Default 2,000.
+    pub top_lists: usize,
+    /// A gap longer than this, in minutes, ends a session. Default 30.
+    pub session_gap_min: u32,
+    /// Longest accepted preference text, in bytes. Default 10,000.
+    pub max_preference_bytes: usize,
+    /// Longest accepted approved list in a consent setting. Default 10,000.
+    pub max_approved: usize,
+    /// Interest weight of each event kind.
+    pub weight: WeightFn,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            dim: 384,
+            video_cache: 100_000,
+            sled_cache_bytes: 256 << 20,
+            flush_every_ms: 500,
+            counter_half_life_h: 24.0,
+            interest_half_life_h: 168.0,
+            affinity_half_life_h: 336.0,
+            affinity_scale: 4.0,
+            affinity_floor: 0.01,
+            seen_per_user: 2_000,
+            history_per_user: 200,
+            own_recent: 200,
+            top_lists: 2_000,
+            session_gap_min: 30,
+            max_preference_bytes: 10_000,
+            max_approved: 10_000,
+            weight: default_weight,
+        }
+    }
+}
+
+impl StoreOptions {
+    /// Default options for embeddings of `dim` dimensions.
+    pub fn with_dim(dim: usize) -> Self {
+        Self {
+            dim,
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn validate(&self) -> steerfeed_core::Result<()> {
+        use steerfeed_core::Error;
+        if self.dim == 0 || self.dim > 65_536 {
+            return Err(Error::invalid("store.dim", "must be 1..=65536"));
+        }
+        for (field, h) in [
+            ("store.counter_half_life_h", self.counter_half_life_h),
+            ("store.interest_half_life_h", self.interest_half_life_h),
+            ("store.affinity_half_life_h", self.affinity_half_life_h),
+        ] {
+            if !(h.is_finite() && h > 0.0) {
+                return Err(Error::invalid(field, "must be a positive number of hours"));
+            }
+        }
+        if !(self.affinity_scale.is_finite() && self.affinity_scale > 0.0) {
+            return Err(Error::invalid("store.affinity_scale", "must be positive"));
+        }
+        if self.seen_per_user == 0 || self.history_per_user == 0 {
+            return Err(Error::invalid(
+                "store.seen_per_user",
+                "seen and history bounds must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,179 @@
+//! The core ports, implemented on [`Store`].
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use steerfeed_core::ports::{
+    ActionCounts, ActionStats, CameoConsent, ConsentLedger, Engagement, EngagementStats,
+    SocialGraph, UserHistory, VideoCatalog,
+};
+use steerfeed_core::{Result, UserId, Video, VideoId};
+
+use crate::codec::{CounterRec, after_sep, corrupt, from_newest_first, ms, pair, prefix};
+use crate::store::{Revocation, Store, db_err};
+
+impl Store {
+    /// Videos from a newest-first index scan: keys are `[owner \0] time(8) id`.
+    fn scan_timed(
+        &self,
+        tree: &sled::Tree,
+        owner: Option<&str>,
+        since: Option<Timestamp>,
+        limit: usize,
+    ) -> Result<Vec<Arc<Video>>> {
+        let iter = match owner {
+            Some(o) => tree.scan_prefix(prefix(o)),
+            None => tree.iter(),
+        };
+        let mut out = Vec::new();
+        for kv in iter {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, _) = kv.map_err(db_err)?;
+            let rest = match owner {
+                Some(_) => after_sep(&k).ok_or_else(|| corrupt("time index key"))?,
+                None => &k[..],
+            };
+            let at = from_newest_first(rest).ok_or_else(|| corrupt("time index key"))?;
+            if since.is_some_and(|s| at < ms(s)) {
+                break;
+            }
+            let id = Store::video_of_key(&rest[8..])?;
+            if let Some(v) = self.video(&id)?
+                && !v.deleted
+            {
+                out.push(v);
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl VideoCatalog for Store {
+    fn video(&self, id: &VideoId) -> Result<Option<Arc<Video>>> {
+        Store::video(self, id)
+    }
+
+    fn recent_by_creator(
+        &self,
+        creator: &UserId,
+        since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Arc<Video>>> {
+        self.scan_timed(
+            &self.t().by_creator,
+            Some(creator.as_str()),
+            Some(since),
+            limit,
+        )
+    }
+
+    fn newest(&self, since: Timestamp, limit: usize) -> Result<Vec<Arc<Video>>> {
+        self.scan_timed(&self.t().newest, None, Some(since), limit)
+    }
+
+    fn featuring(&self, person: &UserId, limit: usize) -> Result<Vec<Arc<Video>>> {
+        self.scan_timed(&self.t().featuring, Some(person.as_str()), None, limit)
+    }
+
+    fn creator_video_count(&self, creator: &UserId) -> Result<usize> {
+        let mut n = 0;
+        for kv in self.t().by_creator.scan_prefix(prefix(creator.as_str())) {
+            kv.map_err(db_err)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+impl SocialGraph for Store {
+    fn following(&self, user: &UserId) -> Result<Vec<UserId>> {
+        self.following_ids(user)
+    }
+
+    fn follows(&self, a: &UserId, b: &UserId) -> Result<bool> {
+        self.follows_edge(a, b)
+    }
+}
+
+impl EngagementStats for Store {
+    fn popular(&self, now: Timestamp, limit: usize) -> Result<Vec<(VideoId, f32)>> {
+        Ok(self
+            .inner
+            .popular
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .top(ms(now), limit))
+    }
+
+    fn remix_trending(&self, now: Timestamp, limit: usize) -> Result<Vec<(VideoId, f32)>> {
+        Ok(self
+            .inner
+            .remix
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .top(ms(now), limit))
+    }
+}
+
+impl ActionStats for Store {
+    fn video_counts(&self, videos: &[&VideoId], now: Timestamp) -> Result<Vec<ActionCounts>> {
+        let tree = &self.t().counters;
+        let hl = self.half_life_ms();
+        let now = ms(now);
+        videos
+            .iter()
+            .map(|id| match tree.get(id.as_str()).map_err(db_err)? {
+                Some(b) => Ok(CounterRec::decode(&b)?.counts_at(now, hl)),
+                None => Ok(ActionCounts::default()),
+            })
+            .collect()
+    }
+
+    fn creator_counts(&self, creator: &UserId, now: Timestamp) -> Result<ActionCounts> {
+        match self
+            .t()
+            .creator_counts
+            .get(creator.as_str())
+            .map_err(db_err)?
+        {
+            Some(b) => Ok(CounterRec::decode(&b)?.counts_at(ms(now), self.half_life_ms())),
+            None => Ok(ActionCounts::default()),
+        }
+    }
+}
+
+impl UserHistory for Store {
+    fn recent_engagements(&self, user: &UserId, limit: usize) -> Result<Vec<Engagement>> {
+        Store::recent_engagements(self, user, limit)
+    }
+}
+
+impl ConsentLedger for Store {
+    fn cameo_consent(
+        &self,
+        person: &UserId,
+        creator: &UserId,
+        video: &VideoId,
+    ) -> Result<Option<CameoConsent>> {
+        let Some(user) = self.user(person)? else {
+            return Ok(None);
+        };
+        let t = self.t();
+        let (scope, _) = (self.consent_scope(person)?, ());
+        let revoked = self.is_revoked(person, &Revocation::Video(video.clone()))?
+            || self.is_revoked(person, &Revocation::Creator(creator.clone()))?;
+        Ok(Some(CameoConsent {
+            scope,
+            age_band: user.age_band,
+            parental_scope: self.parental_scope(person)?,
+            creator_approved: t
+                .approved
+                .contains_key(pair(person.as_str(), creator.as_str()))
+                .map_err(db_err)?,
+            mutual: self.follows_edge(person, creator)? && self.follows_edge(creator, person)?,
+            revoked,
+        }))
+    }
+}

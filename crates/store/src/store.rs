@@ -1,0 +1,1196 @@
+//! The store: opening, the schema header, the write API and the readers.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+use sled::{Batch, Db, Tree};
+use steerfeed_core::{
+    ConsentScope, Constraints, Embedding, Entity, Error, Event, ParentalControls, Result, User,
+    UserId, Video, VideoId, Viewer, WellbeingState,
+};
+
+use crate::cache::VideoCache;
+use crate::codec::{
+    self, CounterRec, Decayed, after_sep, corrupt, decode_embedding, decode_video, encode_video,
+    ms, pair, prefix, timed, timed_global, u64_of,
+};
+use crate::commit::GroupCommit;
+use crate::options::StoreOptions;
+use crate::toplist::TopList;
+
+/// Bytes that open the header: a store made by anything else is refused.
+pub(crate) const MAGIC: &[u8; 16] = b"steerfeed-store\0";
+/// The layout version this build reads and writes.
+pub const SCHEMA_VERSION: u32 = 1;
+const HEADER_KEY: &[u8] = b"header";
+const LIVE_VIDEOS_KEY: &[u8] = b"live_videos";
+
+pub(crate) fn db_err(e: sled::Error) -> Error {
+    Error::internal("store", e)
+}
+
+pub(crate) fn tx_err(e: TransactionError<()>) -> Error {
+    match e {
+        TransactionError::Storage(e) => db_err(e),
+        TransactionError::Abort(()) => Error::internal("store", "transaction aborted"),
+    }
+}
+
+/// What a revocation covers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Revocation {
+    /// One video.
+    Video(VideoId),
+    /// Every video of one creator, present and future.
+    Creator(UserId),
+}
+
+/// The outcome of [`Store::ingest_events`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IngestReport {
+    /// Events newly logged and counted.
+    pub accepted: usize,
+    /// Keys of events already logged (or repeated within the batch): not counted again.
+    pub duplicates: Vec<steerfeed_core::EventKey>,
+}
+
+/// A user's preference text and the constraints compiled from it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Preferences {
+    /// What the user wrote.
+    pub text: String,
+    /// What it compiled to (with its expiry).
+    pub constraints: Constraints,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ConsentRec {
+    pub scope: ConsentScope,
+}
+
+/// Wellbeing counters plus what the store needs to keep them: the local day they count,
+/// the last activity (sessions end after a gap) and the last counted item (an impression
+/// followed by a view of the same video counts one item).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct WellbeingRec {
+    pub state: WellbeingState,
+    pub day: Option<jiff::civil::Date>,
+    pub last_active: Option<Timestamp>,
+    pub last_item: Option<VideoId>,
+}
+
+impl WellbeingRec {
+    /// Moves the daily counters to the local day of `at`; true when `at` falls on the
+    /// counted day (an event from an earlier day does not count towards today).
+    pub fn roll(&mut self, tz: &TimeZone, at: Timestamp) -> bool {
+        let d = tz.to_datetime(at).date();
+        match self.day {
+            Some(cur) if d < cur => false,
+            Some(cur) if d == cur => true,
+            _ => {
+                self.day = Some(d);
+                self.state.minutes_today = 0.0;
+                self.state.items_today = 0;
+                true
+            }
+        }
+    }
+
+    /// Records activity at `at`: a gap longer than `gap_ms` starts a new session.
+    pub fn touch(&mut self, at: Timestamp, gap_ms: i64) {
+        match self.last_active {
+            Some(last) if at < last => {}
+            Some(last) if ms(at) - ms(last) <= gap_ms && self.state.session_started.is_some() => {
+                self.last_active = Some(at);
+            }
+            _ => {
+                self.state.session_started = Some(at);
+                self.state.session_items = 0;
+                self.last_active = Some(at);
+            }
+        }
+    }
+
+    /// The state as of `now`: daily counters of an earlier local day read as zero, and a
+    /// session idle for longer than `gap_ms` has ended.
+    pub fn view(&self, tz: &TimeZone, now: Timestamp, gap_ms: i64) -> WellbeingState {
+        let mut s = self.state.clone();
+        if let Some(day) = self.day
+            && tz.to_datetime(now).date() > day
+        {
+            s.minutes_today = 0.0;
+            s.items_today = 0;
+        }
+        if self
+            .last_active
+            .is_none_or(|last| ms(now) - ms(last) > gap_ms)
+        {
+            s.session_started = None;
+            s.session_items = 0;
+        }
+        s
+    }
+}
+
+pub(crate) struct Trees {
+    pub meta: Tree,
+    pub videos: Tree,
+    pub embeddings: Tree,
+    pub by_creator: Tree,
+    pub newest: Tree,
+    pub featuring: Tree,
+    pub users: Tree,
+    pub follows: Tree,
+    pub followers: Tree,
+    pub blocks: Tree,
+    pub mutes: Tree,
+    pub consent: Tree,
+    pub approved: Tree,
+    pub revocations: Tree,
+    pub parental: Tree,
+    pub prefs: Tree,
+    pub wellbeing: Tree,
+    pub seen: Tree,
+    pub history: Tree,
+    pub counters: Tree,
+    pub creator_counts: Tree,
+    pub interest: Tree,
+    pub affinity: Tree,
+    pub events: Tree,
+    pub event_keys: Tree,
+}
+
+/// Every tree name, in the order of [`Trees`].
+pub(crate) const TREE_NAMES: [&str; 25] = [
+    "meta",
+    "videos",
+    "embeddings",
+    "by_creator",
+    "newest",
+    "featuring",
+    "users",
+    "follows",
+    "followers",
+    "blocks",
+    "mutes",
+    "consent",
+    "approved",
+    "revocations",
+    "parental",
+    "prefs",
+    "wellbeing",
+    "seen",
+    "history",
+    "counters",
+    "creator_counts",
+    "interest",
+    "affinity",
+    "events",
+    "event_keys",
+];
+
+impl Trees {
+    fn open(db: &Db) -> Result<Self> {
+        let o = |name: &str| db.open_tree(name).map_err(db_err);
+        Ok(Self {
+            meta: o("meta")?,
+            videos: o("videos")?,
+            embeddings: o("embeddings")?,
+            by_creator: o("by_creator")?,
+            newest: o("newest")?,
+            featuring: o("featuring")?,
+            users: o("users")?,
+            follows: o("follows")?,
+            followers: o("followers")?,
+            blocks: o("blocks")?,
+            mutes: o("mutes")?,
+            consent: o("consent")?,
+            approved: o("approved")?,
+            revocations: o("revocations")?,
+            parental: o("parental")?,
+            prefs: o("prefs")?,
+            wellbeing: o("wellbeing")?,
+            seen: o("seen")?,
+            history: o("history")?,
+            counters: o("counters")?,
+            creator_counts: o("creator_counts")?,
+            interest: o("interest")?,
+            affinity: o("affinity")?,
+            events: o("events")?,
+            event_keys: o("event_keys")?,
+        })
+    }
+}
+
+/// The writes of one logical change, one batch per tree, committed atomically.
+#[derive(Default)]
+pub(crate) struct Writes<'a> {
+    batches: Vec<(&'a Tree, Batch)>,
+}
+
+impl<'a> Writes<'a> {
+    pub fn batch(&mut self, tree: &'a Tree) -> &mut Batch {
+        let i = match self
+            .batches
+            .iter()
+            .position(|(t, _)| std::ptr::eq(*t, tree))
+        {
+            Some(i) => i,
+            None => {
+                self.batches.push((tree, Batch::default()));
+                self.batches.len() - 1
+            }
+        };
+        &mut self.batches[i].1
+    }
+
+    pub fn insert(&mut self, tree: &'a Tree, k: impl AsRef<[u8]>, v: impl AsRef<[u8]>) {
+        self.batch(tree).insert(k.as_ref(), v.as_ref());
+    }
+
+    pub fn remove(&mut self, tree: &'a Tree, k: impl AsRef<[u8]>) {
+        self.batch(tree).remove(k.as_ref());
+    }
+
+    /// Applies everything atomically: one batch for one tree, a transaction for several.
+    pub fn commit(self) -> Result<()> {
+        match self.batches.len() {
+            0 => Ok(()),
+            1 => {
+                let mut it = self.batches.into_iter();
+                match it.next() {
+                    Some((t, b)) => t.apply_batch(b).map_err(db_err),
+                    None => Ok(()),
+                }
+            }
+            _ => {
+                let trees: Vec<&Tree> = self.batches.iter().map(|(t, _)| *t).collect();
+                trees[..]
+                    .transaction(|tx| {
+                        for (t, (_, b)) in tx.iter().zip(&self.batches) {
+                            t.apply_batch(b)?;
+                        }
+                        Ok::<(), ConflictableTransactionError<()>>(())
+                    })
+                    .map_err(tx_err)
+            }
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pub db: Db,
+    pub t: Trees,
+    pub opts: StoreOptions,
+    pub path: Option<PathBuf>,
+    /// Serialises writers: read-modify-write of counters, vectors and rings is then
+    /// race-free without optimistic transactions, and sled work is CPU-bound anyway.
+    pub write: Mutex<()>,
+    pub commit: GroupCommit,
+    pub cache: VideoCache,
+    pub popular: Mutex<TopList>,
+    pub remix: Mutex<TopList>,
+    pub next_seq: AtomicU64,
+    pub live_videos: AtomicU64,
+}
+
+/// The embedded store. Cheap to clone (an `Arc` inside); `Send + Sync`.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .field("dim", &self.inner.opts.dim)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| Error::internal("store", e))
+}
+
+fn unjson<T: serde::de::DeserializeOwned>(b: &[u8], what: &str) -> Result<T> {
+    serde_json::from_slice(b).map_err(|_| corrupt(what))
+}
+
+fn header(dim: usize) -> Vec<u8> {
+    let mut h = MAGIC.to_vec();
+    h.extend_from_slice(&SCHEMA_VERSION.to_be_bytes());
+    h.extend_from_slice(&(dim as u32).to_be_bytes());
+    h
+}
+
+fn user_of(b: &[u8]) -> Result<UserId> {
+    std::str::from_utf8(b)
+        .ok()
+        .and_then(|s| UserId::new(s).ok())
+        .ok_or_else(|| corrupt("user key"))
+}
+
+fn video_of(b: &[u8]) -> Result<VideoId> {
+    std::str::from_utf8(b)
+        .ok()
+        .and_then(|s| VideoId::new(s).ok())
+        .ok_or_else(|| corrupt("video key"))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rel {
+    Follow,
+    Block,
+    Mute,
+}
+
+impl Rel {
+    fn field(self) -> &'static str {
+        match self {
+            Rel::Follow => "follow",
+            Rel::Block => "block",
+            Rel::Mute => "mute",
+        }
+    }
+}
+
+pub(crate) fn revocation_key(person: &UserId, r: &Revocation) -> Vec<u8> {
+    let mut k = prefix(person.as_str());
+    match r {
+        Revocation::Video(v) => {
+            k.push(b'v');
+            k.extend_from_slice(v.as_str().as_bytes());
+        }
+        Revocation::Creator(c) => {
+            k.push(b'c');
+            k.extend_from_slice(c.as_str().as_bytes());
+        }
+    }
+    k
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path`. A new store gets a header with
+    /// [`SCHEMA_VERSION`] and `opts.dim`; an existing one must carry the same version and
+    /// dimension, and a directory holding some other sled database is refused.
+    pub fn open(path: &Path, opts: StoreOptions) -> Result<Store> {
+        let config = sled::Config::new()
+            .path(path)
+            .cache_capacity(opts.sled_cache_bytes)
+            .flush_every_ms(Some(opts.flush_every_ms.max(1)));
+        Self::open_with(config, opts, Some(path.to_path_buf()))
+    }
+
+    /// A store in a temporary directory that is removed when the store is dropped (tests).
+    pub fn temporary(opts: StoreOptions) -> Result<Store> {
+        let config = sled::Config::new()
+            .temporary(true)
+            .cache_capacity(opts.sled_cache_bytes)
+            .flush_every_ms(Some(opts.flush_every_ms.max(1)));
+        Self::open_with(config, opts, None)
+    }
+
+    fn open_with(config: sled::Config, opts: StoreOptions, path: Option<PathBuf>) -> Result<Store> {
+        opts.validate()?;
+        let shown = path
+            .as_ref()
+            .map_or_else(|| "(temporary)".to_owned(), |p| p.display().to_string());
+        // sled reports corrupt files as errors, but be certain a foreign file never
+        // brings the caller down.
+        let db = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()))
+            .map_err(|_| {
+                Error::internal("store", format!("{shown}: sled panicked opening the files"))
+            })?
+            .map_err(|e| match e {
+                sled::Error::Corruption { .. } => Error::invalid(
+                    "store.path",
+                    format!("{shown}: the files are corrupt or not a sled database ({e})"),
+                ),
+                other => Error::internal("store", format!("{shown}: cannot open: {other}")),
+            })?;
+        Self::check_header(&db, &opts, &shown)?;
+        let t = Trees::open(&db)?;
+        let next_seq = match t.events.last().map_err(db_err)? {
+            Some((k, _)) => u64_of(&k).ok_or_else(|| corrupt("event key"))? + 1,
+            None => 1,
+        };
+        let live = match t.meta.get(LIVE_VIDEOS_KEY).map_err(db_err)? {
+            Some(b) => u64_of(&b).ok_or_else(|| corrupt("video count"))?,
+            None => 0,
+        };
+        let hl = opts.counter_half_life_h * 3_600_000.0;
+        let mut popular = TopList::new(opts.top_lists, hl);
+        let mut remix = TopList::new(opts.top_lists, hl);
+        for kv in t.counters.iter() {
+            let (k, v) = kv.map_err(db_err)?;
+            let id = video_of(&k)?;
+            let rec = CounterRec::decode(&v)?;
+            popular.update(&id, rec.popular, rec.at_ms);
+            remix.update(&id, rec.remix, rec.at_ms);
+        }
+        Ok(Store {
+            inner: Arc::new(Inner {
+                cache: VideoCache::new(opts.video_cache),
+                popular: Mutex::new(popular),
+                remix: Mutex::new(remix),
+                next_seq: AtomicU64::new(next_seq),
+                live_videos: AtomicU64::new(live),
+                write: Mutex::new(()),
+                commit: GroupCommit::default(),
+                db,
+                t,
+                opts,
+                path,
+            }),
+        })
+    }
+
+    fn check_header(db: &Db, opts: &StoreOptions, shown: &str) -> Result<()> {
+        let names: HashSet<Vec<u8>> = db.tree_names().iter().map(|n| n.to_vec()).collect();
+        if !names.contains(b"meta".as_slice()) {
+            let foreign = names.iter().any(|n| {
+                n.as_slice() != b"__sled__default"
+                    && !TREE_NAMES.iter().any(|t| t.as_bytes() == n.as_slice())
+            }) || !db.is_empty();
+            if foreign || names.len() > 1 {
+                return Err(Error::invalid(
+                    "store.path",
+                    format!("{shown}: holds a database that is not a steerfeed store"),
+                ));
+            }
+            let meta = db.open_tree("meta").map_err(db_err)?;
+            meta.insert(HEADER_KEY, header(opts.dim)).map_err(db_err)?;
+            db.flush().map_err(db_err)?;
+            return Ok(());
+        }
+        let meta = db.open_tree("meta").map_err(db_err)?;
+        let h = meta.get(HEADER_KEY).map_err(db_err)?.ok_or_else(|| {
+            Error::invalid(
+                "store.path",
+                format!("{shown}: no steerfeed header (not a steerfeed store, or damaged)"),
+            )
+        })?;
+        if h.len() != MAGIC.len() + 8 || &h[..MAGIC.len()] != MAGIC {
+            return Err(Error::invalid(
+                "store.path",
+                format!("{shown}: the header is not a steerfeed header (foreign or corrupt store)"),
+            ));
+        }
+        let version = u32::from_be_bytes([h[16], h[17], h[18], h[19]]);
+        let dim = u32::from_be_bytes([h[20], h[21], h[22], h[23]]) as usize;
+        if version != SCHEMA_VERSION {
+            return Err(Error::invalid(
+                "store.schema_version",
+                format!(
+                    "{shown}: schema version {version}, but this build reads version {SCHEMA_VERSION}; \
+                     no migration is available"
+                ),
+            ));
+        }
+        if dim != opts.dim {
+            return Err(Error::WrongDimension {
+                field: "store.dim",
+                expected: dim,
+                got: opts.dim,
+            });
+        }
+        Ok(())
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &StoreOptions {
+        &self.inner.opts
+    }
+
+    pub(crate) fn t(&self) -> &Trees {
+        &self.inner.t
+    }
+
+    pub(crate) fn half_life_ms(&self) -> f64 {
+        self.inner.opts.counter_half_life_h * 3_600_000.0
+    }
+
+    pub(crate) fn gap_ms(&self) -> i64 {
+        i64::from(self.inner.opts.session_gap_min) * 60_000
+    }
+
+    pub(crate) fn write_lock(&self) -> MutexGuard<'_, ()> {
+        lock(&self.inner.write)
+    }
+
+    /// Commits `w` atomically and returns the write generation (call under the write lock).
+    pub(crate) fn commit_writes(&self, w: Writes<'_>) -> Result<u64> {
+        w.commit()?;
+        Ok(self.inner.commit.written())
+    }
+
+    /// Waits until write generation `generation` is on disk (group commit).
+    pub(crate) fn durable(&self, generation: u64) -> Result<()> {
+        let db = &self.inner.db;
+        self.inner.commit.wait_durable(generation, || db.flush())
+    }
+
+    /// Commits `w` and returns once it is durable.
+    fn write_durably(
+        &self,
+        build: impl for<'s> FnOnce(&'s Self, &mut Writes<'s>) -> Result<()>,
+    ) -> Result<()> {
+        let generation = {
+            let _g = self.write_lock();
+            let mut w = Writes::default();
+            build(self, &mut w)?;
+            self.commit_writes(w)?
+        };
+        self.durable(generation)
+    }
+
+    /// Flushes everything written so far to disk.
+    pub fn flush(&self) -> Result<()> {
+        let generation = self.inner.commit.written();
+        self.durable(generation)
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Existence checks.
+
+    fn require_user(&self, id: &UserId) -> Result<()> {
+        if self.t().users.contains_key(id.as_str()).map_err(db_err)? {
+            Ok(())
+        } else {
+            Err(Error::not_found(Entity::User, id))
+        }
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Videos.
+
+    /// Inserts or replaces videos, all or nothing. Each must validate for the store's
+    /// dimension and carry its embedding (the engine computes it from the caption first).
+    /// A repeated id in the batch: the last one wins. Durable when it returns.
+    pub fn upsert_videos(&self, videos: &[Video]) -> Result<()> {
+        let dim = self.inner.opts.dim;
+        for (i, v) in videos.iter().enumerate() {
+            let bad = |e: Error| {
+                Error::invalid("videos", format!("video {i} ({:?}): {e}", v.id.as_str()))
+            };
+            v.validate(dim).map_err(bad)?;
+            if v.embedding.is_none() {
+                return Err(bad(Error::invalid(
+                    "embedding",
+                    "required: the engine computes it from the caption before storing",
+                )));
+            }
+        }
+        let mut last = std::collections::HashMap::new();
+        for (i, v) in videos.iter().enumerate() {
+            last.insert(&v.id, i);
+        }
+        let batch: Vec<&Video> = videos
+            .iter()
+            .enumerate()
+            .filter(|(i, v)| last.get(&v.id) == Some(i))
+            .map(|(_, v)| v)
+            .collect();
+        let generation = {
+            let _g = self.write_lock();
+            let t = self.t();
+            let mut w = Writes::default();
+            let mut live_delta: i64 = 0;
+            let mut olds = Vec::with_capacity(batch.len());
+            for v in &batch {
+                let old = match t.videos.get(v.id.as_str()).map_err(db_err)? {
+                    Some(b) => Some(decode_video(&b)?),
+                    None => None,
+                };
+                if let Some(o) = &old
+                    && !o.deleted
+                {
+                    self.unindex(&mut w, o);
+                    live_delta -= 1;
+                }
+                w.insert(&t.videos, v.id.as_str(), encode_video(v));
+                if let Some(e) = &v.embedding {
+                    let mut b = Vec::new();
+                    codec::encode_f32s(&mut b, e.as_slice());
+                    w.insert(&t.embeddings, v.id.as_str(), b);
+                }
+                if !v.deleted {
+                    self.index(&mut w, v);
+                    live_delta += 1;
+                } else {
+                    w.remove(&t.counters, v.id.as_str());
+                }
+                olds.push(old);
+            }
+            let live = self.adjust_live(&mut w, live_delta);
+            let generation = self.commit_writes(w)?;
+            self.inner.live_videos.store(live, Ordering::Release);
+            for v in &batch {
+                self.inner.cache.invalidate(&v.id);
+                if v.deleted {
+                    lock(&self.inner.popular).remove(&v.id);
+                    lock(&self.inner.remix).remove(&v.id);
+                }
+            }
+            generation
+        };
+        self.durable(generation)
+    }
+
+    fn adjust_live<'a>(&'a self, w: &mut Writes<'a>, delta: i64) -> u64 {
+        let live = (self.inner.live_videos.load(Ordering::Acquire) as i64 + delta).max(0) as u64;
+        if delta != 0 {
+            w.insert(&self.t().meta, LIVE_VIDEOS_KEY, live.to_be_bytes());
+        }
+        live
+    }
+
+    fn index<'a>(&'a self, w: &mut Writes<'a>, v: &Video) {
+        let t = self.t();
+        let at = ms(v.created_at);
+        let id = v.id.as_str();
+        w.insert(&t.by_creator, timed(v.creator.as_str(), at, id), []);
+        w.insert(&t.newest, timed_global(at, id), []);
+        for p in &v.cameos {
+            w.insert(&t.featuring, timed(p.as_str(), at, id), []);
+        }
+    }
+
+    fn unindex<'a>(&'a self, w: &mut Writes<'a>, v: &Video) {
+        let t = self.t();
+        let at = ms(v.created_at);
+        let id = v.id.as_str();
+        w.remove(&t.by_creator, timed(v.creator.as_str(), at, id));
+        w.remove(&t.newest, timed_global(at, id));
+        for p in &v.cameos {
+            w.remove(&t.featuring, timed(p.as_str(), at, id));
+        }
+    }
+
+    /// Marks a video deleted: it leaves the time indexes, the counters and the top lists,
+    /// and every cache, before this returns (durable). Deleting twice is not an error.
+    pub fn delete_video(&self, id: &VideoId) -> Result<()> {
+        let generation = {
+            let _g = self.write_lock();
+            let t = self.t();
+            let b = t
+                .videos
+                .get(id.as_str())
+                .map_err(db_err)?
+                .ok_or_else(|| Error::not_found(Entity::Video, id))?;
+            let mut v = decode_video(&b)?;
+            let mut w = Writes::default();
+            let mut delta = 0;
+            if !v.deleted {
+                self.unindex(&mut w, &v);
+                v.deleted = true;
+                delta = -1;
+                w.insert(&t.videos, id.as_str(), encode_video(&v));
+                w.remove(&t.counters, id.as_str());
+            }
+            let live = self.adjust_live(&mut w, delta);
+            let generation = self.commit_writes(w)?;
+            self.inner.live_videos.store(live, Ordering::Release);
+            self.inner.cache.invalidate(id);
+            lock(&self.inner.popular).remove(id);
+            lock(&self.inner.remix).remove(id);
+            generation
+        };
+        self.durable(generation)
+    }
+
+    /// The video (deleted or not, with its embedding), from the cache when it is there.
+    pub fn video(&self, id: &VideoId) -> Result<Option<Arc<Video>>> {
+        let version = match self.inner.cache.get(id) {
+            Ok(v) => return Ok(Some(v)),
+            Err(version) => version,
+        };
+        let t = self.t();
+        let Some(b) = t.videos.get(id.as_str()).map_err(db_err)? else {
+            return Ok(None);
+        };
+        let mut v = decode_video(&b)?;
+        if let Some(e) = t.embeddings.get(id.as_str()).map_err(db_err)? {
+            v.embedding = Some(decode_embedding(&e)?);
+        }
+        let v = Arc::new(v);
+        self.inner.cache.insert(&v, version);
+        Ok(Some(v))
+    }
+
+    /// Many videos at once, in the order asked (`None` for unknown ids).
+    pub fn videos(&self, ids: &[&VideoId]) -> Result<Vec<Option<Arc<Video>>>> {
+        ids.iter().map(|id| self.video(id)).collect()
+    }
+
+    /// Calls `f(id, embedding, deleted)` for every stored video, in id order (to build or
+    /// rebuild the ANN index). Stops at the first error `f` returns.
+    pub fn for_each_embedding(
+        &self,
+        mut f: impl FnMut(VideoId, Embedding, bool) -> Result<()>,
+    ) -> Result<()> {
+        let t = self.t();
+        for kv in t.embeddings.iter() {
+            let (k, e) = kv.map_err(db_err)?;
+            let id = video_of(&k)?;
+            let deleted = match t.videos.get(&k).map_err(db_err)? {
+                Some(b) => decode_video(&b)?.deleted,
+                None => true,
+            };
+            f(id, decode_embedding(&e)?, deleted)?;
+        }
+        Ok(())
+    }
+
+    /// Decoded videos currently cached in memory.
+    pub fn cached_videos(&self) -> usize {
+        self.inner.cache.len()
+    }
+
+    /// Videos not deleted.
+    pub fn video_count(&self) -> u64 {
+        self.inner.live_videos.load(Ordering::Acquire)
+    }
+
+    /// Events accepted so far (the log is append-only; sequence numbers start at 1).
+    pub fn event_count(&self) -> u64 {
+        self.inner.next_seq.load(Ordering::Acquire) - 1
+    }
+
+    /// Calls `f(seq, event)` for every logged event with sequence number `>= from`, in
+    /// order (to rebuild in-memory indexes such as co-engagement at start-up).
+    pub fn for_each_event(
+        &self,
+        from: u64,
+        mut f: impl FnMut(u64, Event) -> Result<()>,
+    ) -> Result<()> {
+        for kv in self.t().events.range(from.to_be_bytes()..) {
+            let (k, v) = kv.map_err(db_err)?;
+            let seq = u64_of(&k).ok_or_else(|| corrupt("event key"))?;
+            f(seq, unjson(&v, "event")?)?;
+        }
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Users and the social graph.
+
+    /// Inserts or replaces a user (the time zone must be known).
+    pub fn upsert_user(&self, user: &User) -> Result<()> {
+        user.validate()?;
+        let b = json(user)?;
+        self.write_durably(|s, w| {
+            w.insert(&s.t().users, user.id.as_str(), b);
+            Ok(())
+        })
+    }
+
+    /// The user, if known.
+    pub fn user(&self, id: &UserId) -> Result<Option<User>> {
+        match self.t().users.get(id.as_str()).map_err(db_err)? {
+            Some(b) => Ok(Some(unjson(&b, "user")?)),
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) fn time_zone(&self, id: &UserId) -> Result<TimeZone> {
+        Ok(self
+            .user(id)?
+            .and_then(|u| TimeZone::get(&u.time_zone).ok())
+            .unwrap_or(TimeZone::UTC))
+    }
+
+    fn relation(&self, a: &UserId, b: &UserId, rel: Rel, on: bool) -> Result<()> {
+        if a == b {
+            return Err(Error::invalid(
+                rel.field(),
+                "a user cannot do this to themselves",
+            ));
+        }
+        self.require_user(a)?;
+        self.require_user(b)?;
+        self.write_durably(|s, w| {
+            let t = s.t();
+            let (ab, ba) = (pair(a.as_str(), b.as_str()), pair(b.as_str(), a.as_str()));
+            let mut keys = vec![(
+                match rel {
+                    Rel::Follow => &t.follows,
+                    Rel::Block => &t.blocks,
+                    Rel::Mute => &t.mutes,
+                },
+                ab,
+            )];
+            if rel == Rel::Follow {
+                keys.push((&t.followers, ba));
+            }
+            for (tree, key) in keys {
+                if on {
+                    w.insert(tree, key, []);
+                } else {
+                    w.remove(tree, key);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// `a` follows `b` (both must exist). Durable when it returns.
+    pub fn follow(&self, a: &UserId, b: &UserId) -> Result<()> {
+        self.relation(a, b, Rel::Follow, true)
+    }
+
+    /// `a` stops following `b`.
+    pub fn unfollow(&self, a: &UserId, b: &UserId) -> Result<()> {
+        self.relation(a, b, Rel::Follow, false)
+    }
+
+    /// `a` blocks `b` (both must exist). Durable when it returns.
+    pub fn block(&self, a: &UserId, b: &UserId) -> Result<()> {
+        self.relation(a, b, Rel::Block, true)
+    }
+
+    /// `a` unblocks `b`.
+    pub fn unblock(&self, a: &UserId, b: &UserId) -> Result<()> {
+        self.relation(a, b, Rel::Block, false)
+    }
+
+    /// `a` mutes `b` (both must exist).
+    pub fn mute(&self, a: &UserId, b: &UserId) -> Result<()> {
+        self.relation(a, b, Rel::Mute, true)
+    }
+
+    /// `a` unmutes `b`.
+    pub fn unmute(&self, a: &UserId, b: &UserId) -> Result<()> {
+        self.relation(a, b, Rel::Mute, false)
+    }
+
+    fn second_ids(&self, tree: &Tree, a: &UserId) -> Result<Vec<UserId>> {
+        tree.scan_prefix(prefix(a.as_str()))
+            .map(|kv| {
+                let (k, _) = kv.map_err(db_err)?;
+                user_of(after_sep(&k).ok_or_else(|| corrupt("relation key"))?)
+            })
+            .collect()
+    }
+
+    /// Who follows `user`.
+    pub fn followers(&self, user: &UserId) -> Result<Vec<UserId>> {
+        self.second_ids(&self.t().followers, user)
+    }
+
+    /// Whom `user` blocked.
+    pub fn blocked(&self, user: &UserId) -> Result<Vec<UserId>> {
+        self.second_ids(&self.t().blocks, user)
+    }
+
+    /// Whom `user` muted (including creators hidden with "hide creator").
+    pub fn muted(&self, user: &UserId) -> Result<Vec<UserId>> {
+        self.second_ids(&self.t().mutes, user)
+    }
+
+    pub(crate) fn following_ids(&self, user: &UserId) -> Result<Vec<UserId>> {
+        self.second_ids(&self.t().follows, user)
+    }
+
+    pub(crate) fn follows_edge(&self, a: &UserId, b: &UserId) -> Result<bool> {
+        self.t()
+            .follows
+            .contains_key(pair(a.as_str(), b.as_str()))
+            .map_err(db_err)
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Consent, parental controls, preferences.
+
+    /// Sets who may use `person`'s likeness and, for [`ConsentScope::Approved`], the
+    /// approved users (replacing the previous list). Stored as given: the teen clamp is
+    /// policy, applied by the ranking. Durable when it returns.
+    pub fn set_consent(
+        &self,
+        person: &UserId,
+        scope: ConsentScope,
+        approved: &[UserId],
+    ) -> Result<()> {
+        if approved.len() > self.inner.opts.max_approved {
+            return Err(Error::TooLarge {
+                field: "approved",
+                limit: self.inner.opts.max_approved,
+                got: approved.len(),
+            });
+        }
+        self.require_user(person)?;
+        let rec = json(&ConsentRec { scope })?;
+        self.write_durably(|s, w| {
+            let t = s.t();
+            w.insert(&t.consent, person.as_str(), rec);
+            for kv in t.approved.scan_prefix(prefix(person.as_str())) {
+                let (k, _) = kv.map_err(db_err)?;
+                w.remove(&t.approved, k);
+            }
+            for a in approved {
+                w.insert(&t.approved, pair(person.as_str(), a.as_str()), []);
+            }
+            Ok(())
+        })
+    }
+
+    pub(crate) fn consent_scope(&self, person: &UserId) -> Result<ConsentScope> {
+        Ok(
+            match self.t().consent.get(person.as_str()).map_err(db_err)? {
+                Some(b) => unjson::<ConsentRec>(&b, "consent")?.scope,
+                None => ConsentScope::Nobody,
+            },
+        )
+    }
+
+    /// The scope `person` set and their approved list.
+    pub fn consent(&self, person: &UserId) -> Result<(ConsentScope, Vec<UserId>)> {
+        let scope = match self.t().consent.get(person.as_str()).map_err(db_err)? {
+            Some(b) => unjson::<ConsentRec>(&b, "consent")?.scope,
+            None => ConsentScope::Nobody,
+        };
+        Ok((scope, self.second_ids(&self.t().approved, person)?))
+    }
+
+    /// `person` withdraws consent for one video or for every video of one creator. The
+    /// next [`ConsentLedger`](steerfeed_core::ports::ConsentLedger) read sees it; durable
+    /// when it returns.
+    pub fn revoke_consent(&self, person: &UserId, revocation: &Revocation) -> Result<()> {
+        self.require_user(person)?;
+        let key = revocation_key(person, revocation);
+        self.write_durably(|s, w| {
+            w.insert(&s.t().revocations, key, []);
+            Ok(())
+        })
+    }
+
+    /// True when `person` revoked `revocation`.
+    pub fn is_revoked(&self, person: &UserId, revocation: &Revocation) -> Result<bool> {
+        self.t()
+            .revocations
+            .contains_key(revocation_key(person, revocation))
+            .map_err(db_err)
+    }
+
+    /// Sets a user's parental controls. Durable when it returns.
+    pub fn set_parental_controls(&self, user: &UserId, controls: &ParentalControls) -> Result<()> {
+        controls.validate()?;
+        self.require_user(user)?;
+        let b = json(controls)?;
+        self.write_durably(|s, w| {
+            w.insert(&s.t().parental, user.as_str(), b);
+            Ok(())
+        })
+    }
+
+    /// A user's parental controls (defaults when none are set).
+    pub fn parental_controls(&self, user: &UserId) -> Result<ParentalControls> {
+        match self.t().parental.get(user.as_str()).map_err(db_err)? {
+            Some(b) => unjson(&b, "parental controls"),
+            None => Ok(ParentalControls::default()),
+        }
+    }
+
+    pub(crate) fn parental_scope(&self, user: &UserId) -> Result<Option<ConsentScope>> {
+        Ok(
+            match self.t().parental.get(user.as_str()).map_err(db_err)? {
+                Some(b) => unjson::<ParentalControls>(&b, "parental controls")?.cameo_scope,
+                None => None,
+            },
+        )
+    }
+
+    /// Stores a user's preference text and its compiled constraints (replacing any).
+    pub fn set_preferences(
+        &self,
+        user: &UserId,
+        text: &str,
+        constraints: &Constraints,
+    ) -> Result<()> {
+        let limit = self.inner.opts.max_preference_bytes;
+        if text.len() > limit {
+            return Err(Error::TooLarge {
+                field: "text",
+                limit,
+                got: text.len(),
+            });
+        }
+        constraints.validate()?;
+        self.require_user(user)?;
+        let b = json(&Preferences {
+            text: text.to_owned(),
+            constraints: constraints.clone(),
+        })?;
+        self.write_durably(|s, w| {
+            w.insert(&s.t().prefs, user.as_str(), b);
+            Ok(())
+        })
+    }
+
+    /// Removes a user's preferences.
+    pub fn clear_preferences(&self, user: &UserId) -> Result<()> {
+        self.write_durably(|s, w| {
+            w.remove(&s.t().prefs, user.as_str());
+            Ok(())
+        })
+    }
+
+    /// A user's preferences, expired or not.
+    pub fn preferences(&self, user: &UserId) -> Result<Option<Preferences>> {
+        match self.t().prefs.get(user.as_str()).map_err(db_err)? {
+            Some(b) => Ok(Some(unjson(&b, "preferences")?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The constraints in force at `now`: empty when none are set or they expired.
+    pub fn active_constraints(&self, user: &UserId, now: Timestamp) -> Result<Constraints> {
+        Ok(self
+            .preferences(user)?
+            .map(|p| p.constraints)
+            .filter(|c| !c.is_expired(now))
+            .unwrap_or_default())
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Wellbeing, seen history, interest, viewer.
+
+    pub(crate) fn wellbeing_rec(&self, user: &UserId) -> Result<WellbeingRec> {
+        match self.t().wellbeing.get(user.as_str()).map_err(db_err)? {
+            Some(b) => unjson(&b, "wellbeing"),
+            None => Ok(WellbeingRec::default()),
+        }
+    }
+
+    pub(crate) fn encode_wellbeing(rec: &WellbeingRec) -> Result<Vec<u8>> {
+        json(rec)
+    }
+
+    /// Wellbeing counters as of `now`: the daily counters restart at local midnight in
+    /// the user's time zone, and a session idle for longer than the session gap has ended.
+    pub fn wellbeing(&self, user: &UserId, now: Timestamp) -> Result<WellbeingState> {
+        let tz = self.time_zone(user)?;
+        Ok(self.wellbeing_rec(user)?.view(&tz, now, self.gap_ms()))
+    }
+
+    /// Records the page served to `user` at `now`: the items enter the seen history and
+    /// the session counters. Not waited on for durability (a lost record only means an
+    /// item may be served again); sled writes it within `flush_every_ms`.
+    pub fn record_served(&self, user: &UserId, videos: &[VideoId], now: Timestamp) -> Result<()> {
+        let _g = self.write_lock();
+        let t = self.t();
+        let mut w = Writes::default();
+        let mut rec = self.wellbeing_rec(user)?;
+        rec.touch(now, self.gap_ms());
+        rec.state.session_items = rec
+            .state
+            .session_items
+            .saturating_add(u32::try_from(videos.len()).unwrap_or(u32::MAX));
+        w.insert(&t.wellbeing, user.as_str(), Self::encode_wellbeing(&rec)?);
+        let mut ring = crate::ingest::Rings::default();
+        for v in videos {
+            ring.push_seen(self, user, ms(now), v)?;
+        }
+        ring.write(self, &mut w);
+        self.commit_writes(w)?;
+        Ok(())
+    }
+
+    /// Records that a check-in card was shown to `user` at `now` (not waited on).
+    pub fn record_checkin_shown(&self, user: &UserId, now: Timestamp) -> Result<()> {
+        let _g = self.write_lock();
+        let mut rec = self.wellbeing_rec(user)?;
+        if rec.state.last_checkin.is_none_or(|t| t < now) {
+            rec.state.last_checkin = Some(now);
+        }
+        let mut w = Writes::default();
+        w.insert(
+            &self.t().wellbeing,
+            user.as_str(),
+            Self::encode_wellbeing(&rec)?,
+        );
+        self.commit_writes(w)?;
+        Ok(())
+    }
+
+    /// The user's seen history, newest first (at most `seen_per_user`).
+    pub fn seen(&self, user: &UserId) -> Result<Vec<(VideoId, Timestamp)>> {
+        crate::ingest::read_ring(&self.t().seen, user, usize::MAX, |v| {
+            let at = codec::i64_le(v, 0).ok_or_else(|| corrupt("seen"))?;
+            Ok((video_of(&v[8..])?, codec::ts_of_ms(at)))
+        })
+    }
+
+    /// The user's interest vector: the recency-weighted average of the embeddings of the
+    /// videos they engaged with, each weighted by [`StoreOptions::weight`].
+    pub fn interest(&self, user: &UserId) -> Result<Option<Embedding>> {
+        match self.t().interest.get(user.as_str()).map_err(db_err)? {
+            Some(b) => {
+                let v = codec::decode_f32s(b.get(8..).unwrap_or_default())
+                    .ok_or_else(|| corrupt("interest"))?;
+                Ok(Embedding::normalized("interest", &v).ok())
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Decayed interaction strength of `user` with each creator, in `[0, 1)`.
+    pub fn creator_affinity(
+        &self,
+        user: &UserId,
+        now: Timestamp,
+    ) -> Result<std::collections::HashMap<UserId, f32>> {
+        let o = &self.inner.opts;
+        let hl = o.affinity_half_life_h * 3_600_000.0;
+        let mut out = std::collections::HashMap::new();
+        for kv in self.t().affinity.scan_prefix(prefix(user.as_str())) {
+            let (k, v) = kv.map_err(db_err)?;
+            let d = Decayed::decode(&v)?;
+            let a = 1.0 - (-d.at(ms(now), hl) / o.affinity_scale).exp2();
+            if a >= o.affinity_floor {
+                out.insert(
+                    user_of(after_sep(&k).ok_or_else(|| corrupt("affinity key"))?)?,
+                    a,
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Everything the ranking needs to know about the viewer's relations and history.
+    pub fn load_viewer(&self, user: &UserId, now: Timestamp) -> Result<Viewer> {
+        let t = self.t();
+        let mut own = HashSet::new();
+        for kv in t
+            .by_creator
+            .scan_prefix(prefix(user.as_str()))
+            .take(self.inner.opts.own_recent)
+        {
+            let (k, _) = kv.map_err(db_err)?;
+            let rest = after_sep(&k).ok_or_else(|| corrupt("creator index key"))?;
+            own.insert(video_of(rest.get(8..).unwrap_or_default())?);
+        }
+        Ok(Viewer {
+            following: self.following_ids(user)?.into_iter().collect(),
+            blocked: self.blocked(user)?.into_iter().collect(),
+            muted: self.muted(user)?.into_iter().collect(),
+            seen: self.seen(user)?.into_iter().map(|(v, _)| v).collect(),
+            own_videos: own,
+            creator_affinity: self.creator_affinity(user, now)?,
+        })
+    }
+
+    pub(crate) fn video_of_key(b: &[u8]) -> Result<VideoId> {
+        video_of(b)
+    }
+}

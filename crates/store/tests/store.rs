@@ -1,0 +1,1228 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Integration tests of the store. What they check:
+//!
+//! 1. every entity round-trips (videos with embeddings, users, follows both ways, blocks,
+//!    mutes, consent, revocations, parental controls, preferences, wellbeing, interest);
+//! 2. key order: creator, global and cameo indexes are newest first; seen history and
+//!    engagement history are bounded and keep the newest;
+//! 3. reopening persists everything, including the rebuilt popular list;
+//! 4. a store with another schema version, dimension, a foreign sled database or garbage
+//!    files is refused with a clear error, never a panic;
+//! 5. ingest is idempotent (a retried batch, a key repeated within a batch);
+//! 6. bad input changes nothing (wrong dimension, unknown video in an event, unknown user);
+//! 7. consent facts (no teen clamp here; per-video and per-creator revocations; mutual);
+//! 8. daily wellbeing counters roll over at local midnight in the user's time zone;
+//! 9. counters decay by half after one half-life;
+//! 10. derived state from events (passive streak, check-ins, hide creator, not interested,
+//!     remix counters and trending, viewer affinity), deletion in every cache, concurrent
+//!     writers, a seeded synthetic world;
+//! 11. a crash test: a child process is killed with SIGKILL mid-write 20 times and every
+//!     acknowledged write is found after reopening.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use steerfeed_core::ports::{
+    ActionStats, ConsentLedger, EngagementStats, SocialGraph, UserHistory, VideoCatalog,
+};
+use steerfeed_core::{
+    AgeBand, Audience, CheckinAnswer, ConsentScope, Constraints, Embedding, Error, Event, EventKey,
+    EventKind, ParentalControls, SafetyLabel, Timestamp, TopicId, User, UserId, Video, VideoId,
+};
+use steerfeed_store::{Revocation, Store, StoreOptions};
+
+const DIM: usize = 8;
+const T0: i64 = 1_795_000_000;
+
+fn opts() -> StoreOptions {
+    StoreOptions::with_dim(DIM)
+}
+
+fn uid(s: &str) -> UserId {
+    UserId::new(s).unwrap()
+}
+
+fn vid(s: &str) -> VideoId {
+    VideoId::new(s).unwrap()
+}
+
+fn at(secs: i64) -> Timestamp {
+    Timestamp::from_second(T0 + secs).unwrap()
+}
+
+fn emb(seed: usize) -> Embedding {
+    let v: Vec<f32> = (0..DIM)
+        .map(|i| ((seed * 31 + i * 7) % 13) as f32 - 6.0 + 0.5)
+        .collect();
+    Embedding::new("embedding", &v, DIM).unwrap()
+}
+
+fn video(id: &str, creator: &str, secs: i64) -> Video {
+    Video {
+        caption: format!("caption of {id}"),
+        embedding: Some(emb(id.len() + id.bytes().map(usize::from).sum::<usize>())),
+        ..Video::new(vid(id), uid(creator), at(secs), 10.0)
+    }
+}
+
+fn ev(key: &str, user: &str, secs: i64, kind: EventKind) -> Event {
+    Event {
+        key: EventKey::new(key).unwrap(),
+        user: uid(user),
+        at: at(secs),
+        kind,
+    }
+}
+
+fn like(v: &str) -> EventKind {
+    EventKind::Like { video: vid(v) }
+}
+
+fn view(v: &str, watch_ms: u64) -> EventKind {
+    EventKind::View {
+        video: vid(v),
+        watch_ms,
+        completed: false,
+    }
+}
+
+/// A store with users a, b, c (c a teen in Tokyo) and videos by a and b.
+fn seeded(store: &Store) {
+    for (u, tz, age) in [
+        ("a", "UTC", AgeBand::Adult),
+        ("b", "Europe/Paris", AgeBand::Adult),
+        ("c", "Asia/Tokyo", AgeBand::Teen),
+    ] {
+        store
+            .upsert_user(&User {
+                id: uid(u),
+                age_band: age,
+                time_zone: tz.into(),
+            })
+            .unwrap();
+    }
+    store
+        .upsert_videos(&[
+            video("va1", "a", 0),
+            video("va2", "a", 100),
+            video("va3", "a", 200),
+            video("vb1", "b", 50),
+        ])
+        .unwrap();
+}
+
+fn assert_same_embedding(a: &Embedding, b: &Embedding) {
+    assert_eq!(a.dim(), b.dim());
+    for (x, y) in a.as_slice().iter().zip(b.as_slice()) {
+        assert!((x - y).abs() < 1e-6, "{x} vs {y}");
+    }
+}
+
+#[test]
+fn every_entity_round_trips() {
+    let store = Store::temporary(opts()).unwrap();
+    seeded(&store);
+    let full = Video {
+        caption: "a cat bakes bread".into(),
+        topics: vec![TopicId::new("pets").unwrap()],
+        remix_of: Some(vid("va1")),
+        cameos: vec![uid("b"), uid("c")],
+        safety: vec![SafetyLabel::Sensitive],
+        audience: Audience::Followers,
+        ..video("vx", "b", 300)
+    };
+    store.upsert_videos(std::slice::from_ref(&full)).unwrap();
+    let got = store.video(&vid("vx")).unwrap().unwrap();
+    let (mut a, mut b) = ((*got).clone(), full.clone());
+    assert_same_embedding(a.embedding.as_ref().unwrap(), b.embedding.as_ref().unwrap());
+    a.embedding = None;
+    b.embedding = None;
+    assert_eq!(a, b);
+    assert!(store.video(&vid("nope")).unwrap().is_none());
+    assert_eq!(store.video_count(), 5);
+
+    let c = store.user(&uid("c")).unwrap().unwrap();
+    assert_eq!(
+        (c.age_band, c.time_zone.as_str()),
+        (AgeBand::Teen, "Asia/Tokyo")
+    );
+
+    store.follow(&uid("a"), &uid("b")).unwrap();
+    store.follow(&uid("c"), &uid("b")).unwrap();
+    assert_eq!(
+        SocialGraph::following(&store, &uid("a")).unwrap(),
+        vec![uid("b")]
+    );
+    assert_eq!(
+        store.followers(&uid("b")).unwrap(),
+        vec![uid("a"), uid("c")]
+    );
+    assert!(store.follows(&uid("a"), &uid("b")).unwrap());
+    assert!(!store.follows(&uid("b"), &uid("a")).unwrap());
+    store.unfollow(&uid("c"), &uid("b")).unwrap();
+    assert_eq!(store.followers(&uid("b")).unwrap(), vec![uid("a")]);
+
+    store.block(&uid("a"), &uid("c")).unwrap();
+    store.mute(&uid("a"), &uid("b")).unwrap();
+    assert_eq!(store.blocked(&uid("a")).unwrap(), vec![uid("c")]);
+    assert_eq!(store.muted(&uid("a")).unwrap(), vec![uid("b")]);
+    store.unblock(&uid("a"), &uid("c")).unwrap();
+    store.unmute(&uid("a"), &uid("b")).unwrap();
+    assert!(store.blocked(&uid("a")).unwrap().is_empty());
+    assert!(store.muted(&uid("a")).unwrap().is_empty());
+
+    store
+        .set_consent(&uid("b"), ConsentScope::Approved, &[uid("a"), uid("c")])
+        .unwrap();
+    assert_eq!(
+        store.consent(&uid("b")).unwrap(),
+        (ConsentScope::Approved, vec![uid("a"), uid("c")])
+    );
+    store
+        .set_consent(&uid("b"), ConsentScope::Mutuals, &[uid("c")])
+        .unwrap();
+    assert_eq!(
+        store.consent(&uid("b")).unwrap(),
+        (ConsentScope::Mutuals, vec![uid("c")])
+    );
+    store
+        .revoke_consent(&uid("b"), &Revocation::Video(vid("vx")))
+        .unwrap();
+    assert!(
+        store
+            .is_revoked(&uid("b"), &Revocation::Video(vid("vx")))
+            .unwrap()
+    );
+    assert!(
+        !store
+            .is_revoked(&uid("b"), &Revocation::Video(vid("va1")))
+            .unwrap()
+    );
+
+    let pc = ParentalControls {
+        personalization: false,
+        scroll_cap: Some(50),
+        daily_limit_minutes: Some(30),
+        cameo_scope: Some(ConsentScope::Nobody),
+    };
+    assert_eq!(
+        store.parental_controls(&uid("c")).unwrap(),
+        ParentalControls::default()
+    );
+    store.set_parental_controls(&uid("c"), &pc).unwrap();
+    assert_eq!(store.parental_controls(&uid("c")).unwrap(), pc);
+
+    let cons = Constraints {
+        max_duration_s: Some(15),
+        expires_at: Some(at(1_000)),
+        ..Constraints::default()
+    };
+    store
+        .set_preferences(&uid("a"), "short ones please", &cons)
+        .unwrap();
+    let p = store.preferences(&uid("a")).unwrap().unwrap();
+    assert_eq!(
+        (p.text.as_str(), &p.constraints),
+        ("short ones please", &cons)
+    );
+    assert_eq!(store.active_constraints(&uid("a"), at(999)).unwrap(), cons);
+    assert!(
+        store
+            .active_constraints(&uid("a"), at(1_000))
+            .unwrap()
+            .is_empty()
+    );
+    store.clear_preferences(&uid("a")).unwrap();
+    assert!(store.preferences(&uid("a")).unwrap().is_none());
+
+    assert!(store.interest(&uid("a")).unwrap().is_none());
+    store
+        .ingest_events(&[ev("k1", "a", 400, like("vb1"))])
+        .unwrap();
+    let interest = store.interest(&uid("a")).unwrap().unwrap();
+    assert_same_embedding(
+        &interest,
+        store
+            .video(&vid("vb1"))
+            .unwrap()
+            .unwrap()
+            .embedding
+            .as_ref()
+            .unwrap(),
+    );
+    assert_eq!(store.event_count(), 1);
+
+    let mut embs = Vec::new();
+    store
+        .for_each_embedding(|id, e, deleted| {
+            assert_eq!(e.dim(), DIM);
+            embs.push((id, deleted));
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(embs.len(), 5);
+    let mut logged = Vec::new();
+    store
+        .for_each_event(1, |seq, e| {
+            logged.push((seq, e));
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(logged, vec![(1, ev("k1", "a", 400, like("vb1")))]);
+}
+
+#[test]
+fn time_indexes_are_newest_first_and_rings_keep_the_newest() {
+    let store = Store::temporary(StoreOptions {
+        seen_per_user: 5,
+        history_per_user: 3,
+        ..opts()
+    })
+    .unwrap();
+    seeded(&store);
+    let mut cameo = video("vc", "b", 150);
+    cameo.cameos = vec![uid("a")];
+    let mut cameo2 = video("vc2", "b", 10);
+    cameo2.cameos = vec![uid("a")];
+    store.upsert_videos(&[cameo, cameo2]).unwrap();
+
+    let ids = |vs: Vec<Arc<Video>>| vs.iter().map(|v| v.id.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.recent_by_creator(&uid("a"), at(0), 10).unwrap()),
+        ["va3", "va2", "va1"]
+    );
+    assert_eq!(
+        ids(store.recent_by_creator(&uid("a"), at(100), 10).unwrap()),
+        ["va3", "va2"]
+    );
+    assert_eq!(
+        ids(store.recent_by_creator(&uid("a"), at(0), 1).unwrap()),
+        ["va3"]
+    );
+    assert_eq!(
+        ids(store.newest(at(50), 10).unwrap()),
+        ["va3", "vc", "va2", "vb1"]
+    );
+    assert_eq!(ids(store.featuring(&uid("a"), 10).unwrap()), ["vc", "vc2"]);
+    assert_eq!(store.creator_video_count(&uid("a")).unwrap(), 3);
+
+    // A creator whose id is a prefix of another's must not see the other's videos.
+    store.upsert_user(&User::new(uid("ab"))).unwrap();
+    store.upsert_videos(&[video("vab", "ab", 500)]).unwrap();
+    assert_eq!(store.creator_video_count(&uid("a")).unwrap(), 3);
+
+    let served: Vec<VideoId> = (0..12).map(|i| vid(&format!("s{i}"))).collect();
+    for (i, v) in served.iter().enumerate() {
+        store
+            .record_served(&uid("a"), std::slice::from_ref(v), at(1_000 + i as i64))
+            .unwrap();
+    }
+    let seen: Vec<String> = store
+        .seen(&uid("a"))
+        .unwrap()
+        .into_iter()
+        .map(|(v, _)| v.to_string())
+        .collect();
+    assert_eq!(seen, ["s11", "s10", "s9", "s8", "s7"]);
+    // One call with more items than the bound keeps the last ones too.
+    store.record_served(&uid("b"), &served, at(2_000)).unwrap();
+    assert_eq!(store.seen(&uid("b")).unwrap()[0].0, vid("s11"));
+    assert_eq!(store.seen(&uid("b")).unwrap().len(), 5);
+
+    let events: Vec<Event> = ["va1", "va2", "va3", "vb1"]
+        .iter()
+        .enumerate()
+        .map(|(i, v)| ev(&format!("h{i}"), "c", 3_000 + i as i64, like(v)))
+        .collect();
+    store.ingest_events(&events).unwrap();
+    let hist: Vec<String> = store
+        .recent_engagements(&uid("c"), 10)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.video.to_string())
+        .collect();
+    assert_eq!(hist, ["vb1", "va3", "va2"]);
+    assert_eq!(
+        UserHistory::recent_engagements(&store, &uid("c"), 1)
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+fn write_everything(store: &Store) {
+    seeded(store);
+    store.follow(&uid("a"), &uid("b")).unwrap();
+    store.block(&uid("b"), &uid("c")).unwrap();
+    store.mute(&uid("c"), &uid("a")).unwrap();
+    store
+        .set_consent(&uid("b"), ConsentScope::Approved, &[uid("a")])
+        .unwrap();
+    store
+        .revoke_consent(&uid("b"), &Revocation::Creator(uid("a")))
+        .unwrap();
+    store
+        .set_parental_controls(
+            &uid("c"),
+            &ParentalControls {
+                scroll_cap: Some(20),
+                ..ParentalControls::default()
+            },
+        )
+        .unwrap();
+    store
+        .set_preferences(&uid("a"), "more pets", &Constraints::default())
+        .unwrap();
+    store
+        .ingest_events(&[
+            ev("e1", "a", 300, like("vb1")),
+            ev("e2", "c", 300, view("va1", 90_000)),
+            ev("e3", "c", 310, like("va1")),
+        ])
+        .unwrap();
+    store
+        .record_served(&uid("a"), &[vid("va1")], at(320))
+        .unwrap();
+}
+
+#[test]
+fn reopening_persists_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let (pop, counts, wb) = {
+        let store = Store::open(&path, opts()).unwrap();
+        write_everything(&store);
+        store.flush().unwrap();
+        (
+            store.popular(at(400), 10).unwrap(),
+            store
+                .video_counts(&[&vid("va1"), &vid("vb1")], at(400))
+                .unwrap(),
+            store.wellbeing(&uid("c"), at(400)).unwrap(),
+        )
+    };
+    let store = Store::open(&path, opts()).unwrap();
+    assert_eq!(store.video_count(), 4);
+    assert_eq!(store.event_count(), 3);
+    assert!(store.user(&uid("c")).unwrap().is_some());
+    assert!(store.follows(&uid("a"), &uid("b")).unwrap());
+    assert_eq!(store.followers(&uid("b")).unwrap(), vec![uid("a")]);
+    assert_eq!(store.blocked(&uid("b")).unwrap(), vec![uid("c")]);
+    assert_eq!(store.muted(&uid("c")).unwrap(), vec![uid("a")]);
+    assert_eq!(
+        store.consent(&uid("b")).unwrap(),
+        (ConsentScope::Approved, vec![uid("a")])
+    );
+    assert!(
+        store
+            .is_revoked(&uid("b"), &Revocation::Creator(uid("a")))
+            .unwrap()
+    );
+    assert_eq!(
+        store.parental_controls(&uid("c")).unwrap().scroll_cap,
+        Some(20)
+    );
+    assert_eq!(
+        store.preferences(&uid("a")).unwrap().unwrap().text,
+        "more pets"
+    );
+    assert_eq!(store.popular(at(400), 10).unwrap(), pop);
+    assert_eq!(pop.len(), 2);
+    assert_eq!(
+        store
+            .video_counts(&[&vid("va1"), &vid("vb1")], at(400))
+            .unwrap(),
+        counts
+    );
+    assert_eq!(store.wellbeing(&uid("c"), at(400)).unwrap(), wb);
+    assert!(store.interest(&uid("a")).unwrap().is_some());
+    assert_eq!(store.seen(&uid("a")).unwrap().len(), 1);
+    assert_eq!(store.video(&vid("va2")).unwrap().unwrap().creator, uid("a"));
+    assert_eq!(store.recent_engagements(&uid("c"), 10).unwrap().len(), 2);
+    // A retried batch after the restart is still recognised.
+    let r = store
+        .ingest_events(&[ev("e1", "a", 300, like("vb1"))])
+        .unwrap();
+    assert_eq!((r.accepted, r.duplicates.len()), (0, 1));
+}
+
+fn overwrite_header(path: &Path, bytes: &[u8]) {
+    let db = sled::open(path).unwrap();
+    db.open_tree("meta")
+        .unwrap()
+        .insert("header", bytes)
+        .unwrap();
+    db.flush().unwrap();
+}
+
+#[test]
+fn foreign_old_or_corrupt_stores_are_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    drop(Store::open(&path, opts()).unwrap());
+
+    // Another dimension.
+    let err = Store::open(&path, StoreOptions::with_dim(DIM + 1)).unwrap_err();
+    assert!(
+        matches!(err, Error::WrongDimension { expected: DIM, .. }),
+        "{err}"
+    );
+
+    // Another schema version.
+    let mut h = b"steerfeed-store\0".to_vec();
+    h.extend_from_slice(&99u32.to_be_bytes());
+    h.extend_from_slice(&(DIM as u32).to_be_bytes());
+    overwrite_header(&path, &h);
+    let err = Store::open(&path, opts()).unwrap_err();
+    assert_eq!(err.field(), Some("store.schema_version"));
+    assert!(err.to_string().contains("99"), "{err}");
+
+    // A mangled header.
+    overwrite_header(&path, b"hello");
+    let err = Store::open(&path, opts()).unwrap_err();
+    assert!(err.to_string().contains("not a steerfeed header"), "{err}");
+
+    // Some other application's sled database.
+    let other = dir.path().join("other");
+    {
+        let db = sled::open(&other).unwrap();
+        db.open_tree("accounts").unwrap().insert("x", "y").unwrap();
+        db.flush().unwrap();
+    }
+    let err = Store::open(&other, opts()).unwrap_err();
+    assert!(err.to_string().contains("not a steerfeed store"), "{err}");
+
+    // Garbage files.
+    let junk = dir.path().join("junk");
+    std::fs::create_dir_all(&junk).unwrap();
+    std::fs::write(junk.join("conf"), b"\x00\x01garbage garbage garbage").unwrap();
+    std::fs::write(junk.join("db"), vec![0xAB; 4096]).unwrap();
+    let res = Store::open(&junk, opts());
+    assert!(res.is_err(), "garbage opened as a store");
+
+    // The original, with a good header again, still opens.
+    let mut h = b"steerfeed-store\0".to_vec();
+    h.extend_from_slice(&steerfeed_store::SCHEMA_VERSION.to_be_bytes());
+    h.extend_from_slice(&(DIM as u32).to_be_bytes());
+    overwrite_header(&path, &h);
+    Store::open(&path, opts()).unwrap();
+}
+
+#[test]
+fn ingest_is_idempotent() {
+    let store = Store::temporary(opts()).unwrap();
+    seeded(&store);
+    let batch = vec![
+        ev("k1", "b", 10, like("va1")),
+        ev("k2", "c", 11, like("va1")),
+        ev("k1", "b", 10, like("va1")), // repeated inside the batch
+    ];
+    let r = store.ingest_events(&batch).unwrap();
+    assert_eq!(r.accepted, 2);
+    assert_eq!(r.duplicates, vec![EventKey::new("k1").unwrap()]);
+    let r = store.ingest_events(&batch).unwrap();
+    assert_eq!(r.accepted, 0);
+    assert_eq!(r.duplicates.len(), 3);
+    let c = store.video_counts(&[&vid("va1")], at(11)).unwrap()[0];
+    assert!((c.likes - 2.0).abs() < 1e-3, "{c:?}");
+    assert_eq!(store.event_count(), 2);
+    assert_eq!(store.recent_engagements(&uid("b"), 10).unwrap().len(), 1);
+}
+
+#[test]
+fn bad_input_changes_nothing() {
+    let store = Store::temporary(opts()).unwrap();
+    seeded(&store);
+    // Wrong dimension in the second video: the first is not stored either.
+    let mut bad = video("vbad", "a", 5);
+    bad.embedding = Some(Embedding::new("embedding", &[1.0, 2.0], 2).unwrap());
+    let err = store
+        .upsert_videos(&[video("vok", "a", 5), bad])
+        .unwrap_err();
+    assert!(err.to_string().contains("video 1"), "{err}");
+    assert!(err.to_string().contains("expected a vector of 8"), "{err}");
+    assert!(store.video(&vid("vok")).unwrap().is_none());
+    // No embedding.
+    let mut none = video("vnone", "a", 5);
+    none.embedding = None;
+    assert!(store.upsert_videos(&[none]).is_err());
+    assert_eq!(store.video_count(), 4);
+    // NaN never becomes an embedding.
+    assert!(Embedding::new("embedding", &[f32::NAN; DIM], DIM).is_err());
+
+    // An unknown video at index 2 rejects the batch; nothing is counted.
+    let batch = vec![
+        ev("k1", "b", 10, like("va1")),
+        ev("k2", "b", 11, view("va2", 5_000)),
+        ev("k3", "b", 12, like("missing")),
+    ];
+    let err = store.ingest_events(&batch).unwrap_err();
+    assert!(err.to_string().contains("event 2"), "{err}");
+    assert!(err.to_string().contains("missing"), "{err}");
+    assert_eq!(store.event_count(), 0);
+    assert_eq!(
+        store.video_counts(&[&vid("va1")], at(20)).unwrap()[0],
+        Default::default()
+    );
+    assert_eq!(store.wellbeing(&uid("b"), at(20)).unwrap().items_today, 0);
+    assert!(store.popular(at(20), 10).unwrap().is_empty());
+    // The corrected batch goes in, keys unspent.
+    let mut fixed = batch.clone();
+    fixed[2] = ev("k3", "b", 12, like("vb1"));
+    assert_eq!(store.ingest_events(&fixed).unwrap().accepted, 3);
+
+    // An invalid event (watch time beyond a day).
+    let err = store
+        .ingest_events(&[ev("k9", "b", 13, view("va1", u64::MAX))])
+        .unwrap_err();
+    assert!(err.to_string().contains("event 0"), "{err}");
+    assert_eq!(store.event_count(), 3);
+
+    // Unknown users where they matter.
+    assert!(matches!(
+        store.follow(&uid("a"), &uid("ghost")),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(store.follow(&uid("a"), &uid("a")).is_err());
+    assert!(
+        store
+            .set_consent(&uid("ghost"), ConsentScope::Everyone, &[])
+            .is_err()
+    );
+    assert!(
+        store
+            .revoke_consent(&uid("ghost"), &Revocation::Video(vid("va1")))
+            .is_err()
+    );
+    assert!(store.following(&uid("a")).unwrap().is_empty());
+    // Oversized preference text, bad parental controls, unknown time zone.
+    let huge = "x".repeat(100_000);
+    assert!(matches!(
+        store.set_preferences(&uid("a"), &huge, &Constraints::default()),
+        Err(Error::TooLarge { .. })
+    ));
+    assert!(store.preferences(&uid("a")).unwrap().is_none());
+    let pc = ParentalControls {
+        scroll_cap: Some(0),
+        ..ParentalControls::default()
+    };
+    assert!(store.set_parental_controls(&uid("c"), &pc).is_err());
+    assert_eq!(
+        store.parental_controls(&uid("c")).unwrap(),
+        ParentalControls::default()
+    );
+    let mut u = User::new(uid("a"));
+    u.time_zone = "Mars/Olympus".into();
+    assert!(store.upsert_user(&u).is_err());
+    assert_eq!(store.user(&uid("a")).unwrap().unwrap().time_zone, "UTC");
+    // Deleting an unknown video.
+    assert!(matches!(
+        store.delete_video(&vid("missing")),
+        Err(Error::NotFound { .. })
+    ));
+}
+
+#[test]
+fn consent_facts_are_reported_as_stored() {
+    let store = Store::temporary(opts()).unwrap();
+    seeded(&store);
+    // c is a teen who chose "everyone": the store reports it, the ranking clamps it.
+    store
+        .set_consent(&uid("c"), ConsentScope::Everyone, &[uid("b")])
+        .unwrap();
+    let f = store
+        .cameo_consent(&uid("c"), &uid("a"), &vid("va1"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(f.scope, ConsentScope::Everyone);
+    assert_eq!(f.age_band, AgeBand::Teen);
+    assert_eq!(f.parental_scope, None);
+    assert!(!f.creator_approved && !f.mutual && !f.revoked);
+    assert!(
+        store
+            .cameo_consent(&uid("c"), &uid("b"), &vid("vb1"))
+            .unwrap()
+            .unwrap()
+            .creator_approved
+    );
+
+    store.follow(&uid("c"), &uid("a")).unwrap();
+    assert!(
+        !store
+            .cameo_consent(&uid("c"), &uid("a"), &vid("va1"))
+            .unwrap()
+            .unwrap()
+            .mutual
+    );
+    store.follow(&uid("a"), &uid("c")).unwrap();
+    assert!(
+        store
+            .cameo_consent(&uid("c"), &uid("a"), &vid("va1"))
+            .unwrap()
+            .unwrap()
+            .mutual
+    );
+    assert!(store.is_mutual(&uid("a"), &uid("c")).unwrap());
+
+    store
+        .set_parental_controls(
+            &uid("c"),
+            &ParentalControls {
+                cameo_scope: Some(ConsentScope::Approved),
+                ..ParentalControls::default()
+            },
+        )
+        .unwrap();
+    let f = store
+        .cameo_consent(&uid("c"), &uid("a"), &vid("va1"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(f.parental_scope, Some(ConsentScope::Approved));
+
+    // Per video: only that video.
+    store
+        .revoke_consent(&uid("c"), &Revocation::Video(vid("va1")))
+        .unwrap();
+    assert!(
+        store
+            .cameo_consent(&uid("c"), &uid("a"), &vid("va1"))
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+    assert!(
+        !store
+            .cameo_consent(&uid("c"), &uid("a"), &vid("va2"))
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+    // Per creator: every video of that creator, including future ones.
+    store
+        .revoke_consent(&uid("c"), &Revocation::Creator(uid("b")))
+        .unwrap();
+    assert!(
+        store
+            .cameo_consent(&uid("c"), &uid("b"), &vid("vb1"))
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+    assert!(
+        store
+            .cameo_consent(&uid("c"), &uid("b"), &vid("vb-future"))
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+    assert!(
+        !store
+            .cameo_consent(&uid("c"), &uid("a"), &vid("va3"))
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+
+    // A person who never set anything: nobody; an unknown person: no facts.
+    assert_eq!(
+        store
+            .cameo_consent(&uid("a"), &uid("b"), &vid("vb1"))
+            .unwrap()
+            .unwrap()
+            .scope,
+        ConsentScope::Nobody
+    );
+    assert!(
+        store
+            .cameo_consent(&uid("ghost"), &uid("a"), &vid("va1"))
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[test]
+fn daily_counters_roll_over_at_local_midnight() {
+    let store = Store::temporary(opts()).unwrap();
+    seeded(&store);
+    // 2026-11-18 14:50 UTC is 23:50 in Tokyo (UTC+9, no DST).
+    let base: Timestamp = "2026-11-18T14:50:00Z".parse().unwrap();
+    let t = |mins: i64| base + jiff::SignedDuration::from_mins(mins);
+    let view_at = |key: &str, user: &str, mins: i64, v: &str| Event {
+        key: EventKey::new(key).unwrap(),
+        user: uid(user),
+        at: t(mins),
+        kind: view(v, 5 * 60_000),
+    };
+    store
+        .ingest_events(&[view_at("t1", "c", 0, "va1"), view_at("u1", "a", 0, "va1")])
+        .unwrap();
+    let w = store.wellbeing(&uid("c"), t(5)).unwrap();
+    assert!((w.minutes_today - 5.0).abs() < 1e-4);
+    assert_eq!(w.items_today, 1);
+    // 00:01 in Tokyo: a new day for c; still the same day in UTC for a.
+    let w = store.wellbeing(&uid("c"), t(11)).unwrap();
+    assert_eq!((w.minutes_today, w.items_today), (0.0, 0));
+    assert!((store.wellbeing(&uid("a"), t(11)).unwrap().minutes_today - 5.0).abs() < 1e-4);
+    // The next view counts on the new day only.
+    store
+        .ingest_events(&[view_at("t2", "c", 15, "va2"), view_at("u2", "a", 15, "va2")])
+        .unwrap();
+    let w = store.wellbeing(&uid("c"), t(16)).unwrap();
+    assert!((w.minutes_today - 5.0).abs() < 1e-4, "{w:?}");
+    assert_eq!(w.items_today, 1);
+    assert!((store.wellbeing(&uid("a"), t(16)).unwrap().minutes_today - 10.0).abs() < 1e-4);
+    // A late event from yesterday does not count towards today.
+    store
+        .ingest_events(&[view_at("t3", "c", 5, "va3")])
+        .unwrap();
+    assert!((store.wellbeing(&uid("c"), t(16)).unwrap().minutes_today - 5.0).abs() < 1e-4);
+    // The passive streak counts views across the day boundary.
+    assert_eq!(store.wellbeing(&uid("c"), t(16)).unwrap().passive_streak, 3);
+}
+
+#[test]
+fn counters_decay_by_half_after_one_half_life() {
+    let store = Store::temporary(StoreOptions {
+        counter_half_life_h: 10.0,
+        ..opts()
+    })
+    .unwrap();
+    seeded(&store);
+    store
+        .ingest_events(&[
+            ev("k1", "b", 0, like("va1")),
+            ev("k2", "c", 0, like("va1")),
+            ev("k3", "b", 0, like("va2")),
+        ])
+        .unwrap();
+    let hl = 10 * 3_600;
+    let now = store.video_counts(&[&vid("va1")], at(0)).unwrap()[0];
+    let later = store.video_counts(&[&vid("va1")], at(hl)).unwrap()[0];
+    assert!((now.likes - 2.0).abs() < 1e-4);
+    assert!((later.likes - 1.0).abs() < 1e-4, "{later:?}");
+    let two = store.video_counts(&[&vid("va1")], at(2 * hl)).unwrap()[0];
+    assert!((two.likes - 0.5).abs() < 1e-4);
+    let cr = store.creator_counts(&uid("a"), at(hl)).unwrap();
+    assert!((cr.likes - 1.5).abs() < 1e-4, "{cr:?}");
+    let p0 = store.popular(at(0), 10).unwrap();
+    let p1 = store.popular(at(hl), 10).unwrap();
+    assert_eq!(p0[0].0, vid("va1"));
+    assert!((p1[0].1 - p0[0].1 / 2.0).abs() < 1e-3);
+    // An event one half-life later lands on the decayed value.
+    store
+        .ingest_events(&[ev("k4", "a", hl, like("va1"))])
+        .unwrap();
+    let c = store.video_counts(&[&vid("va1")], at(hl)).unwrap()[0];
+    assert!((c.likes - 2.0).abs() < 1e-4, "{c:?}");
+    // An out-of-order event is added already decayed.
+    store
+        .ingest_events(&[ev("k5", "a", 0, like("va2"))])
+        .unwrap();
+    let c = store.video_counts(&[&vid("va2")], at(hl)).unwrap()[0];
+    assert!((c.likes - 1.0).abs() < 1e-4, "{c:?}");
+}
+
+#[test]
+fn events_update_wellbeing_history_lists_and_relations() {
+    let store = Store::temporary(opts()).unwrap();
+    seeded(&store);
+    store
+        .upsert_videos(&[Video {
+            remix_of: Some(vid("va1")),
+            ..video("vr", "c", 500)
+        }])
+        .unwrap();
+    store
+        .ingest_events(&[
+            ev("1", "b", 600, EventKind::Impression { video: vid("va1") }),
+            ev("2", "b", 601, view("va1", 120_000)),
+            ev("3", "b", 602, view("va2", 6_000)),
+            ev("4", "b", 603, EventKind::Skip { video: vid("va3") }),
+            ev(
+                "5",
+                "b",
+                604,
+                EventKind::NotInterested { video: vid("va3") },
+            ),
+            ev(
+                "6",
+                "b",
+                605,
+                EventKind::CheckinAnswer {
+                    answer: CheckinAnswer::NotGreat,
+                },
+            ),
+            ev(
+                "7",
+                "c",
+                606,
+                EventKind::Remix {
+                    video: vid("va1"),
+                    new_video: Some(vid("vr")),
+                },
+            ),
+            ev("8", "c", 607, EventKind::HideCreator { video: vid("vb1") }),
+            ev("9", "c", 608, EventKind::Follow { video: vid("va2") }),
+        ])
+        .unwrap();
+    let w = store.wellbeing(&uid("b"), at(610)).unwrap();
+    assert_eq!(
+        w.items_today, 2,
+        "an impression and a view of va1 count one item"
+    );
+    assert!((w.minutes_today - 2.1).abs() < 1e-4, "{w:?}");
+    assert_eq!(w.passive_streak, 2);
+    assert_eq!(w.last_answer, Some((CheckinAnswer::NotGreat, at(605))));
+    assert_eq!(w.last_checkin, Some(at(605)));
+    assert_eq!(w.session_started, Some(at(600)));
+    store
+        .ingest_events(&[ev("10", "b", 611, like("va2"))])
+        .unwrap();
+    assert_eq!(
+        store.wellbeing(&uid("b"), at(612)).unwrap().passive_streak,
+        0
+    );
+
+    let seen: Vec<VideoId> = store
+        .seen(&uid("b"))
+        .unwrap()
+        .into_iter()
+        .map(|s| s.0)
+        .collect();
+    assert_eq!(seen, [vid("va3"), vid("va2"), vid("va1"), vid("va1")]);
+
+    let c = store
+        .video_counts(&[&vid("va1"), &vid("va3")], at(700))
+        .unwrap();
+    assert!((c[0].remixes - 1.0).abs() < 1e-2);
+    assert!((c[1].negatives - 2.0).abs() < 1e-2);
+    assert_eq!(store.remix_trending(at(700), 10).unwrap()[0].0, vid("va1"));
+    assert_eq!(store.remix_trending(at(700), 10).unwrap().len(), 1);
+
+    assert_eq!(store.muted(&uid("c")).unwrap(), vec![uid("b")]);
+    assert!(store.follows(&uid("c"), &uid("a")).unwrap());
+    assert_eq!(store.followers(&uid("a")).unwrap(), vec![uid("c")]);
+
+    // Sessions: served pages count items; a long gap starts a new session.
+    store
+        .record_served(&uid("b"), &[vid("vb1"), vid("va3")], at(620))
+        .unwrap();
+    let w = store.wellbeing(&uid("b"), at(621)).unwrap();
+    assert_eq!((w.session_started, w.session_items), (Some(at(600)), 2));
+    let w = store.wellbeing(&uid("b"), at(620 + 31 * 60)).unwrap();
+    assert_eq!((w.session_started, w.session_items), (None, 0));
+    store
+        .record_served(&uid("b"), &[vid("va2")], at(620 + 31 * 60))
+        .unwrap();
+    let w = store.wellbeing(&uid("b"), at(620 + 31 * 60)).unwrap();
+    assert_eq!(
+        (w.session_started, w.session_items),
+        (Some(at(620 + 31 * 60)), 1)
+    );
+    store.record_checkin_shown(&uid("b"), at(2_600)).unwrap();
+    assert_eq!(
+        store.wellbeing(&uid("b"), at(2_601)).unwrap().last_checkin,
+        Some(at(2_600))
+    );
+
+    let viewer = store.load_viewer(&uid("c"), at(700)).unwrap();
+    assert!(viewer.following.contains(&uid("a")));
+    assert!(viewer.muted.contains(&uid("b")));
+    assert!(viewer.own_videos.contains(&vid("vr")));
+    let aff = viewer.creator_affinity[&uid("a")];
+    assert!(aff > 0.5 && aff < 1.0, "{aff}");
+    assert!(
+        !viewer.creator_affinity.contains_key(&uid("c")),
+        "no affinity with oneself"
+    );
+    let vb = store.load_viewer(&uid("b"), at(700)).unwrap();
+    assert!(vb.seen.contains(&vid("va3")));
+    assert!(vb.creator_affinity[&uid("a")] > 0.0);
+    assert!(vb.blocked.is_empty());
+    // Affinity decays.
+    let later = store
+        .load_viewer(&uid("c"), at(700 + 30 * 24 * 3_600))
+        .unwrap();
+    assert!(later.creator_affinity[&uid("a")] < aff);
+}
+
+#[test]
+fn deletion_reaches_every_index_and_cache() {
+    let store = Store::temporary(opts()).unwrap();
+    seeded(&store);
+    store
+        .ingest_events(&[
+            ev("k", "b", 300, like("va3")),
+            ev("r", "b", 301, EventKind::CameoUse { video: vid("va3") }),
+        ])
+        .unwrap();
+    let cached = store.video(&vid("va3")).unwrap().unwrap();
+    assert!(!cached.deleted);
+    assert!(store.cached_videos() > 0);
+    assert_eq!(store.popular(at(302), 10).unwrap()[0].0, vid("va3"));
+    store.delete_video(&vid("va3")).unwrap();
+    assert!(store.video(&vid("va3")).unwrap().unwrap().deleted);
+    assert!(store.popular(at(302), 10).unwrap().is_empty());
+    assert!(store.remix_trending(at(302), 10).unwrap().is_empty());
+    assert_eq!(
+        store.recent_by_creator(&uid("a"), at(0), 10).unwrap().len(),
+        2
+    );
+    assert_eq!(store.video_count(), 3);
+    assert_eq!(
+        store.video_counts(&[&vid("va3")], at(302)).unwrap()[0],
+        Default::default()
+    );
+    store.delete_video(&vid("va3")).unwrap();
+    assert_eq!(store.video_count(), 3);
+    // Events about a deleted video are logged but count nowhere.
+    store
+        .ingest_events(&[ev("k2", "c", 303, like("va3"))])
+        .unwrap();
+    assert!(store.popular(at(303), 10).unwrap().is_empty());
+    let mut deleted = 0;
+    store
+        .for_each_embedding(|_, _, d| {
+            deleted += usize::from(d);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(deleted, 1);
+}
+
+#[test]
+fn concurrent_writers_lose_nothing() {
+    let store = Store::temporary(opts()).unwrap();
+    seeded(&store);
+    std::thread::scope(|s| {
+        for w in 0..4 {
+            let store = store.clone();
+            s.spawn(move || {
+                for b in 0..25 {
+                    let batch: Vec<Event> = (0..4)
+                        .map(|i| ev(&format!("w{w}-{b}-{i}"), "b", b * 10 + i, like("va1")))
+                        .collect();
+                    assert_eq!(store.ingest_events(&batch).unwrap().accepted, 4);
+                }
+            });
+        }
+    });
+    assert_eq!(store.event_count(), 400);
+    let mut seqs = Vec::new();
+    store
+        .for_each_event(1, |seq, _| {
+            seqs.push(seq);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(seqs, (1..=400).collect::<Vec<u64>>());
+    let c = store.video_counts(&[&vid("va1")], at(0)).unwrap()[0];
+    assert!(c.likes > 0.0);
+    assert_eq!(
+        store.recent_engagements(&uid("b"), 1_000).unwrap().len(),
+        200
+    );
+}
+
+#[test]
+fn a_seeded_world_loads_and_answers() {
+    let mut config = steerfeed_world::WorldConfig::new(7, 60, 300);
+    config.dim = DIM;
+    config.events_per_user = 20;
+    let world = steerfeed_world::World::generate(config);
+    let store = Store::temporary(opts()).unwrap();
+    for u in &world.users {
+        store.upsert_user(&u.user).unwrap();
+    }
+    store.upsert_videos(&world.videos).unwrap();
+    for (a, b) in &world.follows {
+        store.follow(a, b).unwrap();
+    }
+    for g in &world.consents {
+        store.set_consent(&g.person, g.scope, &[]).unwrap();
+    }
+    for r in &world.revocations {
+        match r {
+            steerfeed_world::Revocation::Video { person, video } => store
+                .revoke_consent(person, &Revocation::Video(video.clone()))
+                .unwrap(),
+            steerfeed_world::Revocation::Creator { person, creator } => store
+                .revoke_consent(person, &Revocation::Creator(creator.clone()))
+                .unwrap(),
+        }
+    }
+    for chunk in world.events.chunks(100) {
+        store.ingest_events(chunk).unwrap();
+    }
+    assert_eq!(store.video_count(), world.videos.len() as u64);
+    assert_eq!(store.event_count(), world.events.len() as u64);
+    let now = world.config.now;
+    assert!(!store.popular(now, 20).unwrap().is_empty());
+    let ids: Vec<&VideoId> = world.videos.iter().map(|v| &v.id).collect();
+    let counts = store.video_counts(&ids, now).unwrap();
+    let total: f32 = counts.iter().map(|c| c.exposures()).sum();
+    assert!(total > 0.0);
+    for r in &world.revocations {
+        if let steerfeed_world::Revocation::Video { person, video } = r {
+            let v = store.video(video).unwrap().unwrap();
+            let f = store
+                .cameo_consent(person, &v.creator, video)
+                .unwrap()
+                .unwrap();
+            assert!(f.revoked);
+        }
+    }
+    for (a, b) in world.follows.iter().take(20) {
+        assert!(store.follows(a, b).unwrap());
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Crash test.
+
+const CHILD_ENV: &str = "STEERFEED_STORE_CRASH_CHILD";
+
+/// The child role: writes until killed, printing each acknowledged write after its call
+/// returned. Does nothing in a normal test run.
+#[test]
+fn crash_child() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let (path, round) = spec.split_once('|').unwrap();
+    let store = Store::open(Path::new(path), opts()).unwrap();
+    let mut out = std::io::stdout().lock();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ round.parse::<u64>().unwrap();
+    for i in 0.. {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        if x.is_multiple_of(5) {
+            let v = format!("vid{}", x % 40);
+            store
+                .revoke_consent(&uid("p"), &Revocation::Video(vid(&v)))
+                .unwrap();
+            writeln!(out, "R {v}").unwrap();
+        } else {
+            let n = 1 + (x % 8) as usize;
+            let batch: Vec<Event> = (0..n)
+                .map(|j| {
+                    ev(
+                        &format!("r{round}-{i}-{j}"),
+                        "p",
+                        i * 10 + j as i64,
+                        if j % 2 == 0 {
+                            like("va1")
+                        } else {
+                            view("vb1", 4_000)
+                        },
+                    )
+                })
+                .collect();
+            store.ingest_events(&batch).unwrap();
+            for e in &batch {
+                writeln!(out, "E {}", e.key).unwrap();
+            }
+        }
+        out.flush().unwrap();
+    }
+}
+
+#[test]
+fn acknowledged_writes_survive_sigkill() {
+    if std::env::var(CHILD_ENV).is_ok() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    {
+        let store = Store::open(&path, opts()).unwrap();
+        seeded(&store);
+        store.upsert_user(&User::new(uid("p"))).unwrap();
+    }
+    let exe = std::env::current_exe().unwrap();
+    let mut rng: u64 = 42;
+    let mut next = move |n: u64| {
+        rng = rng
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (rng >> 33) % n
+    };
+    let mut events = Vec::new();
+    let mut revoked = Vec::new();
+    for round in 0..20 {
+        let mut child = Command::new(&exe)
+            .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, format!("{}|{round}", path.display()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let kill_after = 1 + next(60) as usize;
+        let mut acked = 0;
+        while acked < kill_after {
+            let Some(line) = lines.next() else { break };
+            let line = line.unwrap();
+            if let Some(k) = line.strip_prefix("E ") {
+                events.push(k.to_owned());
+                acked += 1;
+            } else if let Some(v) = line.strip_prefix("R ") {
+                revoked.push(v.to_owned());
+                acked += 1;
+            }
+        }
+        assert!(acked > 0, "round {round}: the child acknowledged nothing");
+        child.kill().unwrap();
+        // Whatever the child printed before dying was acknowledged too.
+        for line in lines {
+            let line = line.unwrap();
+            if let Some(k) = line.strip_prefix("E ") {
+                events.push(k.to_owned());
+            } else if let Some(v) = line.strip_prefix("R ") {
+                revoked.push(v.to_owned());
+            }
+        }
+        child.wait().unwrap();
+
+        let store = Store::open(&path, opts()).unwrap();
+        let logged: std::collections::HashSet<String> = {
+            let mut s = std::collections::HashSet::new();
+            store
+                .for_each_event(1, |_, e| {
+                    s.insert(e.key.to_string());
+                    Ok(())
+                })
+                .unwrap();
+            s
+        };
+        assert_eq!(logged.len() as u64, store.event_count(), "round {round}");
+        for k in &events {
+            assert!(
+                logged.contains(k),
+                "round {round}: acknowledged event {k} lost"
+            );
+        }
+        for v in &revoked {
+            assert!(
+                store
+                    .is_revoked(&uid("p"), &Revocation::Video(vid(v)))
+                    .unwrap(),
+                "round {round}: acknowledged revocation of {v} lost"
+            );
+        }
+        // Derived state moved with the log: every logged like of va1 is in the history ring
+        // or was pushed out of it, and the counters exist.
+        assert!(
+            store.video_counts(&[&vid("va1")], at(0)).unwrap()[0].likes > 0.0 || events.is_empty()
+        );
+    }
+    eprintln!(
+        "crash test: {} events, {} revocations acknowledged",
+        events.len(),
+        revoked.len()
+    );
+    assert!(events.len() >= 20);
+}
