@@ -89,14 +89,22 @@ impl ConceptResolver {
         for (list, sign) in [(&c.boost, 1.0f32), (&c.reduce, -1.0)] {
             for w in list {
                 let t = w.topic.as_ref();
-                if let Some(v) = self.one(encoder, taxonomy, t, w.phrase.as_deref(), sign * w.strength)? {
+                if let Some(v) =
+                    self.one(encoder, taxonomy, t, w.phrase.as_deref(), sign * w.strength)?
+                {
                     r.concepts.push(v);
                 }
             }
         }
         for (list, out) in [(&c.exclude, &mut r.exclude), (&c.only, &mut r.only)] {
             for x in list {
-                if let Some(v) = self.one(encoder, taxonomy, x.topic.as_ref(), x.phrase.as_deref(), 0.0)? {
+                if let Some(v) = self.one(
+                    encoder,
+                    taxonomy,
+                    x.topic.as_ref(),
+                    x.phrase.as_deref(),
+                    0.0,
+                )? {
                     out.push(v);
                 }
             }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use steerfeed_ann::VideoIndex;
 use steerfeed_core::{
     AgeBand, CardKind, ConsentScope, Constraints, Cursor, Embedding, Entity, Error, Event,
-    FeedContext, FeedItem, FeedRequest, FeedResponse, Explanation, ParentalControls, Pipeline,
+    Explanation, FeedContext, FeedItem, FeedRequest, FeedResponse, ParentalControls, Pipeline,
     Result, Timestamp, User, UserId, Video, VideoId,
 };
 use steerfeed_rank::{CoEngagementIndex, CoEngagementParams, Ports, build_pipeline};
@@ -72,13 +72,8 @@ impl Engine {
     /// [`Unavailable`](steerfeed_core::Error::Unavailable) error naming the command to run.
     pub fn open(config: Config) -> Result<Self> {
         config.validate()?;
-        let encoder = Arc::new(Encoder::open(&config.model)?);
-        let taxonomy = match &config.steering.taxonomy {
-            Some(path) => Taxonomy::from_file(path, &encoder)?,
-            None => Taxonomy::default_with(&encoder)?,
-        };
-        let parser =
-            PreferenceParser::new(encoder.clone(), Arc::new(taxonomy), config.steering.clone());
+        let parser = open_parser(&config)?;
+        let encoder = parser.encoder().clone();
 
         let dir = &config.store.path;
         std::fs::create_dir_all(dir).map_err(|e| io_error("store", dir, e))?;
@@ -311,7 +306,12 @@ impl Engine {
     /// Compiles `text` for `user` (teen policy applied for teens), stores the text and
     /// the constraints, and returns the constraints. Bad text is an error and changes
     /// nothing.
-    pub fn set_preferences(&self, user: &UserId, text: &str, now: Timestamp) -> Result<Constraints> {
+    pub fn set_preferences(
+        &self,
+        user: &UserId,
+        text: &str,
+        now: Timestamp,
+    ) -> Result<Constraints> {
         let u = self.known(user)?;
         let constraints = self.parser.parse(text, u.age_band, now)?;
         self.store.set_preferences(user, text, &constraints)?;
@@ -424,9 +424,9 @@ impl Engine {
             ctx.interest = self.store.interest(&id)?;
         }
         if !ctx.constraints.is_empty() {
-            let r = self
-                .concepts
-                .resolve(&self.encoder, self.parser.taxonomy(), &ctx.constraints)?;
+            let r =
+                self.concepts
+                    .resolve(&self.encoder, self.parser.taxonomy(), &ctx.constraints)?;
             ctx.concepts = r.concepts;
             ctx.exclude = r.exclude;
             ctx.only = r.only;
@@ -478,6 +478,21 @@ impl Drop for Engine {
     }
 }
 
+/// Loads the encoder and the taxonomy and returns the preference parser alone, for
+/// tools that compile preferences without a store (`steerfeed prefs`).
+pub fn open_parser(config: &Config) -> Result<PreferenceParser> {
+    let encoder = Arc::new(Encoder::open(&config.model)?);
+    let taxonomy = match &config.steering.taxonomy {
+        Some(path) => Taxonomy::from_file(path, &encoder)?,
+        None => Taxonomy::default_with(&encoder)?,
+    };
+    Ok(PreferenceParser::new(
+        encoder,
+        Arc::new(taxonomy),
+        config.steering.clone(),
+    ))
+}
+
 fn ann_error(e: steerfeed_ann::Error) -> Error {
     Error::from(e)
 }
@@ -517,7 +532,11 @@ fn open_index(config: &Config, store: &Store, dim: usize) -> Result<VideoIndex> 
         VideoIndex::build(dim, items, config.index.build, config.index.search)
     }
     .map_err(ann_error)?;
-    tracing::info!(videos = n, ms = started.elapsed().as_millis() as u64, "vector index built");
+    tracing::info!(
+        videos = n,
+        ms = started.elapsed().as_millis() as u64,
+        "vector index built"
+    );
     Ok(index)
 }
 

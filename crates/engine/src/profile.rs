@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use steerfeed_core::{Concept, Constraints, Freshness, Shift, TopicId, UserId, Video, WeightedConcept};
+use steerfeed_core::{
+    Concept, Constraints, Freshness, Shift, TopicId, UserId, Video, WeightedConcept,
+};
 
 /// A topic and its share of what the user was recently served.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use steerfeed::steer::eval::{evaluate, read_jsonl};
-use steerfeed::{AgeBand, Config, Engine, Timestamp};
+use steerfeed::{AgeBand, Config, Timestamp, open_parser};
 
 /// The audience of a preference.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -60,12 +60,12 @@ struct Line {
 
 /// Prints the constraints of one text or of every line of a file.
 pub fn parse(config: Config, args: ParseArgs) -> anyhow::Result<()> {
-    let engine = Engine::open(config)?;
+    let parser = open_parser(&config)?;
     let now = Timestamp::now();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if let Some(text) = args.text {
-        let c = engine.parse_preferences(&text, args.audience.into(), now)?;
+        let c = parser.parse(&text, args.audience.into(), now)?;
         writeln!(out, "{}", serde_json::to_string_pretty(&c)?)?;
         return Ok(());
     }
@@ -80,7 +80,7 @@ pub fn parse(config: Config, args: ParseArgs) -> anyhow::Result<()> {
         }
         let l: Line = serde_json::from_str(&line)
             .with_context(|| format!("{}: line {}", path.display(), n + 1))?;
-        let c = engine.parse_preferences(&l.text, l.audience.unwrap_or(AgeBand::Adult), now)?;
+        let c = parser.parse(&l.text, l.audience.unwrap_or(AgeBand::Adult), now)?;
         writeln!(out, "{}", serde_json::to_string(&c)?)?;
     }
     Ok(())
@@ -91,8 +91,8 @@ pub fn eval(config: Config, args: EvalArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.jsonl)
         .with_context(|| format!("reading {}", args.jsonl.display()))?;
     let lines = read_jsonl(&text)?;
-    let engine = Engine::open(config)?;
-    let (score, results) = evaluate(engine.parser(), &lines, Timestamp::now())?;
+    let parser = open_parser(&config)?;
+    let (score, results) = evaluate(&parser, &lines, Timestamp::now())?;
     if args.errors {
         for r in results.iter().filter(|r| r.expected != r.got) {
             eprintln!(

@@ -40,7 +40,10 @@ async fn readyz_waits_for_the_engine() {
     assert_eq!(body["error"]["code"], "not_ready");
     assert!(body["error"]["message"].is_string());
 
-    let engine = tokio::task::spawn_blocking(|| Engine::open(Config::default()))
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.store.path = dir.path().to_path_buf();
+    let engine = tokio::task::spawn_blocking(move || Engine::open(config))
         .await
         .unwrap()
         .unwrap_or_else(|e| panic!("{e}"));

@@ -844,7 +844,12 @@ impl PreferenceParser {
         }
     }
 
-    /// The taxonomy.
+    /// The encoder it embeds phrases with.
+    pub fn encoder(&self) -> &Arc<Encoder> {
+        &self.encoder
+    }
+
+    /// The taxonomy topics are matched against.
     pub fn taxonomy(&self) -> &Taxonomy {
         &self.taxonomy
     }

@@ -29,6 +29,9 @@ pub(crate) const MAGIC: &[u8; 16] = b"steerfeed-store\0";
 pub const SCHEMA_VERSION: u32 = 1;
 const HEADER_KEY: &[u8] = b"header";
 const LIVE_VIDEOS_KEY: &[u8] = b"live_videos";
+/// Meta key of the catalog version: bumped by every video upsert and deletion, so an
+/// index saved beside the store can tell whether it is still current.
+const CATALOG_VERSION_KEY: &[u8] = b"catalog_version";
 
 pub(crate) fn db_err(e: sled::Error) -> Error {
     Error::internal("store", e)
@@ -297,6 +300,7 @@ pub(crate) struct Inner {
     pub remix: Mutex<TopList>,
     pub next_seq: AtomicU64,
     pub live_videos: AtomicU64,
+    pub catalog_version: AtomicU64,
 }
 
 /// The embedded store. Cheap to clone (an `Arc` inside); `Send + Sync`.
@@ -428,6 +432,10 @@ impl Store {
             Some(b) => u64_of(&b).ok_or_else(|| corrupt("video count"))?,
             None => 0,
         };
+        let catalog_version = match t.meta.get(CATALOG_VERSION_KEY).map_err(db_err)? {
+            Some(b) => u64_of(&b).ok_or_else(|| corrupt("catalog version"))?,
+            None => 0,
+        };
         let hl = opts.counter_half_life_h * 3_600_000.0;
         let mut popular = TopList::new(opts.top_lists, hl);
         let mut remix = TopList::new(opts.top_lists, hl);
@@ -445,6 +453,7 @@ impl Store {
                 remix: Mutex::new(remix),
                 next_seq: AtomicU64::new(next_seq),
                 live_videos: AtomicU64::new(live),
+                catalog_version: AtomicU64::new(catalog_version),
                 write: Mutex::new(()),
                 commit: GroupCommit::default(),
                 db,
@@ -633,8 +642,10 @@ impl Store {
                 olds.push(old);
             }
             let live = self.adjust_live(&mut w, live_delta);
+            let version = self.bump_catalog(&mut w);
             let generation = self.commit_writes(w)?;
             self.inner.live_videos.store(live, Ordering::Release);
+            self.inner.catalog_version.store(version, Ordering::Release);
             for v in &batch {
                 self.inner.cache.invalidate(&v.id);
                 if v.deleted {
@@ -645,6 +656,20 @@ impl Store {
             generation
         };
         self.durable(generation)
+    }
+
+    /// The next catalog version, written in the same transaction as the change.
+    fn bump_catalog<'a>(&'a self, w: &mut Writes<'a>) -> u64 {
+        let v = self.inner.catalog_version.load(Ordering::Acquire) + 1;
+        w.insert(&self.t().meta, CATALOG_VERSION_KEY, v.to_be_bytes());
+        v
+    }
+
+    /// The catalog version: bumped durably by every [`Store::upsert_videos`] and
+    /// [`Store::delete_video`], so an ANN index saved with the version it reflects can
+    /// be reused at the next open only if nothing changed since.
+    pub fn catalog_version(&self) -> u64 {
+        self.inner.catalog_version.load(Ordering::Acquire)
     }
 
     fn adjust_live<'a>(&'a self, w: &mut Writes<'a>, delta: i64) -> u64 {
@@ -699,8 +724,10 @@ impl Store {
                 w.remove(&t.counters, id.as_str());
             }
             let live = self.adjust_live(&mut w, delta);
+            let version = self.bump_catalog(&mut w);
             let generation = self.commit_writes(w)?;
             self.inner.live_videos.store(live, Ordering::Release);
+            self.inner.catalog_version.store(version, Ordering::Release);
             self.inner.cache.invalidate(id);
             lock(&self.inner.popular).remove(id);
             lock(&self.inner.remix).remove(id);
@@ -1108,11 +1135,27 @@ impl Store {
 
     /// Records that a check-in card was shown to `user` at `now` (not waited on).
     pub fn record_checkin_shown(&self, user: &UserId, now: Timestamp) -> Result<()> {
+        self.update_wellbeing(user, |st| {
+            if st.last_checkin.is_none_or(|t| t < now) {
+                st.last_checkin = Some(now);
+            }
+        })
+    }
+
+    /// Records that a break card was shown to `user` at `now` (not waited on), so the
+    /// same "not great" answer does not earn another in this session.
+    pub fn record_break_shown(&self, user: &UserId, now: Timestamp) -> Result<()> {
+        self.update_wellbeing(user, |st| {
+            if st.last_break.is_none_or(|t| t < now) {
+                st.last_break = Some(now);
+            }
+        })
+    }
+
+    fn update_wellbeing(&self, user: &UserId, f: impl FnOnce(&mut WellbeingState)) -> Result<()> {
         let _g = self.write_lock();
         let mut rec = self.wellbeing_rec(user)?;
-        if rec.state.last_checkin.is_none_or(|t| t < now) {
-            rec.state.last_checkin = Some(now);
-        }
+        f(&mut rec.state);
         let mut w = Writes::default();
         w.insert(
             &self.t().wellbeing,
