@@ -9,7 +9,7 @@ use jiff::Timestamp;
 
 use crate::error::Result;
 use crate::event::EventKind;
-use crate::ids::{UserId, VideoId};
+use crate::ids::{TopicId, UserId, VideoId};
 use crate::user::{AgeBand, ConsentScope};
 use crate::video::Video;
 
@@ -31,6 +31,15 @@ pub trait VideoCatalog: Send + Sync {
 
     /// Videos in which `person` appears in a cameo, newest first, at most `limit`.
     fn featuring(&self, person: &UserId, limit: usize) -> Result<Vec<Arc<Video>>>;
+
+    /// Videos carrying `topic`, posted at or after `since`, newest first, at most
+    /// `limit` (steering by topic without relying on the embedding space).
+    fn recent_by_topic(
+        &self,
+        topic: &TopicId,
+        since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Arc<Video>>>;
 
     /// How many videos `creator` has posted.
     fn creator_video_count(&self, creator: &UserId) -> Result<usize>;

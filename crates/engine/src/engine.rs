@@ -208,6 +208,11 @@ impl Engine {
         Ok(())
     }
 
+    /// Videos in the vector index.
+    pub fn indexed_videos(&self) -> usize {
+        self.index.len()
+    }
+
     /// A stored video.
     pub fn video(&self, id: &VideoId) -> Result<Option<Arc<Video>>> {
         self.store.video(id)

@@ -41,6 +41,7 @@
 
 mod concepts;
 pub mod config;
+pub mod demo;
 mod engine;
 mod profile;
 
@@ -57,3 +58,5 @@ pub use steerfeed_steer as steer;
 /// The embedded store.
 pub use steerfeed_store as store;
 pub use steerfeed_store::{IngestReport, Preferences, Revocation};
+/// Seeded synthetic worlds (for demos, benches and simulations).
+pub use steerfeed_world as world;

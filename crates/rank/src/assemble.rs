@@ -15,7 +15,7 @@ use crate::scorers::{ObjectiveScorer, ScorerConfig};
 use crate::selectors::{DiversitySelector, SelectorConfig};
 use crate::sources::{
     CoEngagementSource, FollowingSource, FreshSource, InterestAnnSource, PopularSource,
-    RemixTrendsSource, SocialCameoSource, SourceQuotas, SteerAnnSource,
+    RemixTrendsSource, SocialCameoSource, SourceQuotas, SteerAnnSource, SteerTopicSource,
 };
 use crate::throttles::{
     BedtimeGate, BreakThrottle, CheckinThrottle, CreationPromptThrottle, DailyLimitGate,
@@ -72,7 +72,7 @@ pub struct Ports {
 }
 
 /// Builds the pipeline. Sources run in an order that makes the most telling reason win
-/// when two propose the same video: following, friends' cameos, steering,
+/// when two propose the same video: following, friends' cameos, steering (by embedding, then by topic),
 /// co-engagement, interest, remix trends, fresh, popular.
 pub fn build_pipeline(cfg: &RankConfig, p: &Ports) -> Result<Pipeline> {
     cfg.validate()?;
@@ -93,6 +93,7 @@ pub fn build_pipeline(cfg: &RankConfig, p: &Ports) -> Result<Pipeline> {
             p.search.clone(),
             q.steer_ann,
         ))
+        .source(SteerTopicSource::new(p.catalog.clone(), q.steer_topic))
         .source(CoEngagementSource::new(
             p.catalog.clone(),
             p.history.clone(),

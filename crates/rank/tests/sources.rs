@@ -24,7 +24,7 @@ use steerfeed_core::{
 };
 use steerfeed_rank::sources::{
     CoEngagementSource, FollowingSource, FreshSource, InterestAnnSource, PopularSource,
-    RemixTrendsSource, SocialCameoSource, SteerAnnSource,
+    RemixTrendsSource, SocialCameoSource, SteerAnnSource, SteerTopicSource,
 };
 use steerfeed_rank::{CoEngagementIndex, CoEngagementParams};
 
@@ -121,6 +121,26 @@ impl VideoCatalog for Mem {
             .cloned()
             .collect();
         Ok(self.sorted(vs, limit))
+    }
+    fn recent_by_topic(
+        &self,
+        topic: &steerfeed_core::TopicId,
+        since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Arc<Video>>> {
+        let mut vs: Vec<Arc<Video>> = self
+            .videos
+            .values()
+            .filter(|v| v.topics.contains(topic) && v.created_at >= since)
+            .cloned()
+            .collect();
+        vs.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        vs.truncate(limit);
+        Ok(vs)
     }
     fn creator_video_count(&self, creator: &UserId) -> Result<usize> {
         Ok(self
@@ -259,6 +279,47 @@ fn interest_ann_needs_an_interest_and_personalization() {
     assert_eq!(out[0].id().as_str(), "bo1");
     assert_eq!(out.len(), 3);
     assert!(out.iter().all(|x| x.id().as_str() != "bo_del"));
+    c.parental.personalization = false;
+    assert!(s.fetch(&c).unwrap().is_empty());
+}
+
+#[test]
+fn steer_topic_proposes_recent_videos_of_each_boosted_topic() {
+    let mut m = Mem::default();
+    let t = |s: &str| steerfeed_core::TopicId::new(s).unwrap();
+    m.add("c1", "ana", 1, e(1.0, 0.0), |v| {
+        v.topics = vec![t("cooking")]
+    });
+    m.add("c2", "bo", 3, e(0.0, 1.0), |v| {
+        v.topics = vec![t("cooking"), t("diy")]
+    });
+    m.add("c_old", "bo", 24 * 30, e(0.0, 1.0), |v| {
+        v.topics = vec![t("cooking")]
+    });
+    m.add("p1", "ana", 1, e(1.0, 0.0), |v| {
+        v.topics = vec![t("politics")]
+    });
+    m.add("x1", "ana", 1, e(1.0, 0.0), |_| {});
+    let m = Arc::new(m);
+    let s = SteerTopicSource::new(m.clone(), 10);
+    let mut c = ctx("me");
+    let concept = |label: &str, weight: f32| ConceptVector {
+        label: label.into(),
+        topic: Some(t(label)),
+        vector: e(1.0, 1.0),
+        weight,
+    };
+    c.concepts = vec![concept("cooking", 1.0), concept("politics", -1.0)];
+    let out = s.fetch(&c).unwrap();
+    assert_eq!(
+        ids(&out),
+        vec!["c1", "c2"],
+        "newest first, none too old, reduce ignored"
+    );
+    assert!(out.iter().all(|x| x.reason
+        == Reason::Steering {
+            concept: "cooking".into()
+        }));
     c.parental.personalization = false;
     assert!(s.fetch(&c).unwrap().is_empty());
 }

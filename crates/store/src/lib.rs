@@ -33,6 +33,7 @@
 //! | `by_creator` | creator `\0` time↓ video | — |
 //! | `newest` | time↓ video | — |
 //! | `featuring` | person `\0` time↓ video | — |
+//! | `by_topic` | topic `\0` time↓ video | — |
 //! | `users` | user | JSON `User` |
 //! | `follows` / `followers` | a `\0` b / b `\0` a | — (a follows b) |
 //! | `blocks`, `mutes` | a `\0` b | — |

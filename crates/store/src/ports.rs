@@ -7,7 +7,7 @@ use steerfeed_core::ports::{
     ActionCounts, ActionStats, CameoConsent, ConsentLedger, Engagement, EngagementStats,
     SocialGraph, UserHistory, VideoCatalog,
 };
-use steerfeed_core::{Result, UserId, Video, VideoId};
+use steerfeed_core::{Result, TopicId, UserId, Video, VideoId};
 
 use crate::codec::{CounterRec, after_sep, corrupt, from_newest_first, ms, pair, prefix};
 use crate::store::{Revocation, Store, db_err};
@@ -75,6 +75,15 @@ impl VideoCatalog for Store {
 
     fn featuring(&self, person: &UserId, limit: usize) -> Result<Vec<Arc<Video>>> {
         self.scan_timed(&self.t().featuring, Some(person.as_str()), None, limit)
+    }
+
+    fn recent_by_topic(
+        &self,
+        topic: &TopicId,
+        since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Arc<Video>>> {
+        self.scan_timed(&self.t().by_topic, Some(topic.as_str()), Some(since), limit)
     }
 
     fn creator_video_count(&self, creator: &UserId) -> Result<usize> {

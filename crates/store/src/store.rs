@@ -26,7 +26,7 @@ use crate::toplist::TopList;
 /// Bytes that open the header: a store made by anything else is refused.
 pub(crate) const MAGIC: &[u8; 16] = b"steerfeed-store\0";
 /// The layout version this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 const HEADER_KEY: &[u8] = b"header";
 const LIVE_VIDEOS_KEY: &[u8] = b"live_videos";
 /// Meta key of the catalog version: bumped by every video upsert and deletion, so an
@@ -147,6 +147,7 @@ pub(crate) struct Trees {
     pub by_creator: Tree,
     pub newest: Tree,
     pub featuring: Tree,
+    pub by_topic: Tree,
     pub users: Tree,
     pub follows: Tree,
     pub followers: Tree,
@@ -169,13 +170,14 @@ pub(crate) struct Trees {
 }
 
 /// Every tree name, in the order of [`Trees`].
-pub(crate) const TREE_NAMES: [&str; 25] = [
+pub(crate) const TREE_NAMES: [&str; 26] = [
     "meta",
     "videos",
     "embeddings",
     "by_creator",
     "newest",
     "featuring",
+    "by_topic",
     "users",
     "follows",
     "followers",
@@ -207,6 +209,7 @@ impl Trees {
             by_creator: o("by_creator")?,
             newest: o("newest")?,
             featuring: o("featuring")?,
+            by_topic: o("by_topic")?,
             users: o("users")?,
             follows: o("follows")?,
             followers: o("followers")?,
@@ -689,6 +692,9 @@ impl Store {
         for p in &v.cameos {
             w.insert(&t.featuring, timed(p.as_str(), at, id), []);
         }
+        for topic in &v.topics {
+            w.insert(&t.by_topic, timed(topic.as_str(), at, id), []);
+        }
     }
 
     fn unindex<'a>(&'a self, w: &mut Writes<'a>, v: &Video) {
@@ -699,6 +705,9 @@ impl Store {
         w.remove(&t.newest, timed_global(at, id));
         for p in &v.cameos {
             w.remove(&t.featuring, timed(p.as_str(), at, id));
+        }
+        for topic in &v.topics {
+            w.remove(&t.by_topic, timed(topic.as_str(), at, id));
         }
     }
 

@@ -5,6 +5,7 @@
 //! | [`FollowingSource`] | recent videos of people you follow | catalog, graph |
 //! | [`InterestAnnSource`] | ANN on your interest vector | vector search, catalog |
 //! | [`SteerAnnSource`] | one ANN query per positive steering concept | vector search, catalog |
+//! | [`SteerTopicSource`] | recent videos of each boosted topic | catalog |
 //! | [`CoEngagementSource`] | what people who engaged with your recent videos engaged with | history, co-engagement, catalog |
 //! | [`RemixTrendsSource`] | high recent remix and creation velocity | stats, catalog |
 //! | [`SocialCameoSource`] | videos featuring people you follow, or you | graph, catalog |
@@ -23,6 +24,7 @@ mod remix_trends;
 mod social_cameo;
 mod stats;
 mod steer_ann;
+mod steer_topic;
 
 use std::sync::Arc;
 
@@ -34,6 +36,7 @@ pub use popular::PopularSource;
 pub use remix_trends::RemixTrendsSource;
 pub use social_cameo::SocialCameoSource;
 pub use steer_ann::SteerAnnSource;
+pub use steer_topic::SteerTopicSource;
 use steerfeed_core::ports::VideoCatalog;
 use steerfeed_core::{Candidate, Reason, Result, Video, VideoId};
 
@@ -47,6 +50,8 @@ pub struct SourceQuotas {
     pub interest_ann: usize,
     /// `steer_ann`, per positive concept. Default 60.
     pub steer_ann: usize,
+    /// `steer_topic`, per boosted topic. Default 60.
+    pub steer_topic: usize,
     /// `co_engagement`. Default 150.
     pub co_engagement: usize,
     /// `remix_trends`. Default 60.
@@ -65,6 +70,7 @@ impl Default for SourceQuotas {
             following: 200,
             interest_ann: 200,
             steer_ann: 60,
+            steer_topic: 60,
             co_engagement: 150,
             remix_trends: 60,
             social_cameo: 60,

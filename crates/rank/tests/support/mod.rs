@@ -222,6 +222,26 @@ impl VideoCatalog for Mem {
             .collect();
         Ok(self.newest_first(vs, limit))
     }
+    fn recent_by_topic(
+        &self,
+        topic: &steerfeed_core::TopicId,
+        since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Arc<Video>>> {
+        let mut vs: Vec<Arc<Video>> = self
+            .videos
+            .values()
+            .filter(|v| v.topics.contains(topic) && v.created_at >= since)
+            .cloned()
+            .collect();
+        vs.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        vs.truncate(limit);
+        Ok(vs)
+    }
     fn creator_video_count(&self, c: &UserId) -> Result<usize> {
         Ok(self.videos.values().filter(|v| v.creator == *c).count())
     }

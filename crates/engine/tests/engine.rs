@@ -1,0 +1,544 @@
+//! End-to-end tests of the embedded engine on a real sled store, the real HNSW index and
+//! the real language model (fetched by `make setup`), loaded with seeded worlds.
+//!
+//! 1. Every user of a world gets an explained page; the next page does not repeat it.
+//! 2. Steering in words changes the page ("more cooking", "no politics").
+//! 3. A deletion or a revocation is in force for the very next request.
+//! 4. Bad input gets a clear error and changes nothing.
+//! 5. Reopening reloads the index, or rebuilds it when the file is missing or stale.
+//! 6. Concurrency: feeds on several threads while another deletes and revokes; nothing
+//!    deleted or revoked before a request started is served by it.
+//! 7. Crash: a child process ingests, revokes and deletes in a loop and is killed with
+//!    SIGKILL at random moments, 20 times; after each restart every acknowledged write
+//!    is there, nothing revoked or deleted is served, and the store opens cleanly.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, RwLock};
+
+use steerfeed::demo::load_world;
+use steerfeed::world::{World, WorldConfig};
+use steerfeed::{
+    AgeBand, Config, ConsentScope, Embedding, Engine, ErrorClass, Event, EventKey, EventKind,
+    FeedRequest, Revocation, SafetyLabel, Timestamp, TopicId, User, UserId, Video, VideoId,
+};
+
+fn config(dir: &Path) -> Config {
+    let mut c = Config::default();
+    c.store.path = dir.to_path_buf();
+    c
+}
+
+fn small_world(seed: u64) -> World {
+    let mut wc = WorldConfig::new(seed, 80, 800);
+    wc.events_per_user = 15;
+    World::generate(wc)
+}
+
+fn loaded(dir: &Path, w: &World) -> Engine {
+    let engine = Engine::open(config(dir)).unwrap_or_else(|e| panic!("{e}"));
+    load_world(&engine, w, 500).unwrap();
+    engine
+}
+
+fn u(s: &str) -> UserId {
+    UserId::new(s).unwrap()
+}
+
+fn v(s: &str) -> VideoId {
+    VideoId::new(s).unwrap()
+}
+
+fn page(engine: &Engine, user: &UserId, limit: u32, now: Timestamp) -> Vec<VideoId> {
+    engine
+        .feed(&FeedRequest::new(user.clone(), limit).unwrap().at(now))
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|i| i.video)
+        .collect()
+}
+
+#[test]
+fn every_user_gets_an_explained_page_and_the_next_page_is_new() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = small_world(1);
+    let engine = loaded(dir.path(), &w);
+    assert_eq!(engine.indexed_videos(), w.videos.len());
+    let now = w.config.now;
+    for sim in w.users.iter().take(20) {
+        let req = FeedRequest::new(sim.user.id.clone(), 10).unwrap().at(now);
+        let first = engine.feed(&req).unwrap();
+        if first.items.is_empty() {
+            // Only a gate may empty a page: here, a teen's bedtime in their time zone.
+            assert_eq!(
+                sim.user.age_band,
+                AgeBand::Teen,
+                "{} got nothing",
+                sim.user.id
+            );
+            assert_eq!(first.cards.len(), 1);
+            assert_eq!(first.cards[0].kind, steerfeed::CardKind::Bedtime);
+            assert!(first.next_cursor.is_none());
+            continue;
+        }
+        for item in &first.items {
+            assert!(item.score.is_finite());
+            assert!(!item.explanation.text.is_empty());
+            let video = engine.video(&item.video).unwrap().unwrap();
+            assert!(!video.deleted);
+            if sim.user.age_band == AgeBand::Teen {
+                assert!(!video.safety.contains(&SafetyLabel::Mature));
+            }
+        }
+        let cursor = first.next_cursor.clone().unwrap();
+        assert_eq!(cursor.as_str(), "p1");
+        let second = engine.feed(&req.clone().with_cursor(cursor)).unwrap();
+        assert_eq!(second.next_cursor.unwrap().as_str(), "p2");
+        let before: HashSet<_> = first.items.iter().map(|i| &i.video).collect();
+        assert!(second.items.iter().all(|i| !before.contains(&i.video)));
+    }
+    let summary = engine.profile_summary(&w.users[0].user.id).unwrap();
+    assert!(summary.recent_items >= 10);
+    assert!(!summary.seeing_most.is_empty());
+}
+
+fn topic_share(engine: &Engine, items: &[VideoId], t: &str) -> f32 {
+    let t = TopicId::new(t).unwrap();
+    items
+        .iter()
+        .filter(|id| engine.video(id).unwrap().unwrap().topics.contains(&t))
+        .count() as f32
+        / items.len().max(1) as f32
+}
+
+#[test]
+fn steering_in_words_changes_the_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = small_world(2);
+    let engine = loaded(dir.path(), &w);
+    let now = w.config.now;
+    let adults: Vec<&UserId> = w
+        .users
+        .iter()
+        .filter(|s| s.user.age_band == AgeBand::Adult)
+        .map(|s| &s.user.id)
+        .collect();
+    let (a, b) = (adults[0], adults[1]);
+    let c = engine
+        .set_preferences(b, "way more cooking videos please", now)
+        .unwrap();
+    assert_eq!(c.boost[0].topic.as_ref().unwrap().as_str(), "cooking");
+    let plain = page(&engine, a, 20, now);
+    let steered = page(&engine, b, 20, now);
+    let (before, after) = (
+        topic_share(&engine, &plain, "cooking"),
+        topic_share(&engine, &steered, "cooking"),
+    );
+    assert!(after > before + 0.15, "cooking {before} -> {after}");
+    assert_eq!(engine.preferences(b).unwrap().unwrap().constraints, c);
+
+    // Set at the real clock: profile_summary reads the constraints active now.
+    engine
+        .set_preferences(a, "no politics at all", Timestamp::now())
+        .unwrap();
+    for _ in 0..3 {
+        let items = page(&engine, a, 20, now);
+        assert_eq!(topic_share(&engine, &items, "politics"), 0.0);
+    }
+    let summary = engine.profile_summary(a).unwrap();
+    assert!(
+        summary.steering.iter().any(|s| s == "No politics"),
+        "{:?}",
+        summary.steering
+    );
+    engine.clear_preferences(a).unwrap();
+    assert!(engine.preferences(a).unwrap().is_none());
+}
+
+/// A creator `c` with `followers` who follow nobody else, and one fresh video of theirs
+/// featuring `p` (who consents to everyone): the video tops each follower's page.
+fn a_fresh_followed_video(engine: &Engine, tag: &str, followers: usize, now: Timestamp) -> VideoId {
+    let creator = u(&format!("c_{tag}"));
+    let person = u(&format!("p_{tag}"));
+    for id in [&creator, &person] {
+        engine.upsert_user(&User::new(id.clone())).unwrap();
+    }
+    engine
+        .set_consent(&person, ConsentScope::Everyone, &[])
+        .unwrap();
+    let id = v(&format!("fresh_{tag}"));
+    let dim = 384;
+    let mut e = vec![0.0f32; dim];
+    e[7] = 1.0;
+    let video = Video {
+        topics: vec![TopicId::new("comedy").unwrap()],
+        embedding: Some(Embedding::new("e", &e, dim).unwrap()),
+        cameos: vec![person],
+        ..Video::new(id.clone(), creator.clone(), now, 15.0)
+    };
+    engine.upsert_videos(&[video]).unwrap();
+    for i in 0..followers {
+        let f = u(&format!("f_{tag}_{i}"));
+        engine.upsert_user(&User::new(f.clone())).unwrap();
+        engine.follow(&f, &creator).unwrap();
+    }
+    id
+}
+
+#[test]
+fn a_deletion_or_a_revocation_is_in_force_for_the_next_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = small_world(3);
+    let engine = loaded(dir.path(), &w);
+    let now = w.config.now;
+    for (tag, how) in [("del", 0), ("rv", 1), ("rc", 2)] {
+        let id = a_fresh_followed_video(&engine, tag, 2, now);
+        let f0 = u(&format!("f_{tag}_0"));
+        let f1 = u(&format!("f_{tag}_1"));
+        assert!(
+            page(&engine, &f0, 20, now).contains(&id),
+            "precondition: {tag} is served"
+        );
+        let person = u(&format!("p_{tag}"));
+        match how {
+            0 => engine.delete_video(&id).unwrap(),
+            1 => engine
+                .revoke_consent(&person, &Revocation::Video(id.clone()))
+                .unwrap(),
+            _ => engine
+                .revoke_consent(&person, &Revocation::Creator(u(&format!("c_{tag}"))))
+                .unwrap(),
+        }
+        assert!(
+            !page(&engine, &f1, 20, now).contains(&id),
+            "{tag} served after the call"
+        );
+    }
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = small_world(4);
+    let engine = loaded(dir.path(), &w);
+    let now = w.config.now;
+    let videos = engine.store().video_count();
+
+    let err = engine
+        .feed(&FeedRequest::new(u("nobody"), 10).unwrap())
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::NotFound);
+
+    let mut bad = w.videos[0].clone();
+    bad.id = v("new_bad");
+    bad.embedding = Some(Embedding::new("e", &[1.0; 8], 8).unwrap());
+    let good = Video {
+        id: v("new_good"),
+        ..w.videos[1].clone()
+    };
+    let err = engine.upsert_videos(&[good, bad]).unwrap_err();
+    assert!(err.is_user_error(), "{err}");
+    assert_eq!(engine.store().video_count(), videos);
+    assert!(
+        engine.video(&v("new_good")).unwrap().is_none(),
+        "half a batch stored"
+    );
+
+    assert!(engine.delete_video(&v("no_such_video")).is_err());
+    assert_eq!(engine.store().video_count(), videos);
+
+    let me = &w.users[0].user.id;
+    let before = engine.preferences(me).unwrap();
+    assert!(
+        engine
+            .set_preferences(me, &"cats ".repeat(20_000), now)
+            .is_err()
+    );
+    assert_eq!(engine.preferences(me).unwrap(), before);
+
+    let bad_cursor = steerfeed::Cursor::new("zz9").unwrap();
+    let req = FeedRequest::new(me.clone(), 5)
+        .unwrap()
+        .with_cursor(bad_cursor);
+    assert!(engine.feed(&req).unwrap_err().is_user_error());
+
+    // A retried batch is counted once; a duplicate inside a batch is reported.
+    let events: Vec<Event> = (0..5)
+        .map(|i| Event {
+            key: EventKey::new(format!("retry{i}")).unwrap(),
+            user: me.clone(),
+            at: now,
+            kind: EventKind::Like {
+                video: w.videos[i].id.clone(),
+            },
+        })
+        .collect();
+    let logged = engine.store().event_count();
+    assert_eq!(engine.ingest_events(&events).unwrap().accepted, 5);
+    let again = engine.ingest_events(&events).unwrap();
+    assert_eq!(again.accepted, 0);
+    assert_eq!(again.duplicates.len(), 5);
+    assert_eq!(engine.store().event_count(), logged + 5);
+
+    // A bad event rejects its batch whole.
+    let mut batch = vec![Event {
+        key: EventKey::new("fine").unwrap(),
+        ..events[0].clone()
+    }];
+    batch.push(Event {
+        key: EventKey::new("too_long").unwrap(),
+        user: me.clone(),
+        at: now,
+        kind: EventKind::View {
+            video: w.videos[0].id.clone(),
+            watch_ms: u64::MAX,
+            completed: false,
+        },
+    });
+    assert!(engine.ingest_events(&batch).unwrap_err().is_user_error());
+    assert_eq!(engine.store().event_count(), logged + 5);
+
+    assert!(engine.follow(&u("ghost"), me).is_err());
+}
+
+#[test]
+fn reopening_reloads_the_index_or_rebuilds_it_when_missing_or_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = small_world(5);
+    let n = w.videos.len();
+    drop(loaded(dir.path(), &w)); // checkpoints on drop
+    assert!(dir.path().join("index.hnsw").exists());
+
+    let engine = Engine::open(config(dir.path())).unwrap();
+    assert_eq!(engine.indexed_videos(), n);
+    let me = &w.users[1].user.id;
+    assert!(!page(&engine, me, 10, w.config.now).is_empty());
+
+    // Stale: the index files of an older catalog beside a newer store (as when the
+    // process died after a catalog write, before its next checkpoint).
+    let saved = tempfile::tempdir().unwrap();
+    for f in ["index.hnsw", "index.hnsw.ids", "index.version"] {
+        std::fs::copy(dir.path().join(f), saved.path().join(f)).unwrap();
+    }
+    let extra = a_fresh_followed_video(&engine, "late", 1, w.config.now);
+    drop(engine);
+    for f in ["index.hnsw", "index.hnsw.ids", "index.version"] {
+        std::fs::copy(saved.path().join(f), dir.path().join(f)).unwrap();
+    }
+    let engine = Engine::open(config(dir.path())).unwrap();
+    assert_eq!(engine.indexed_videos(), n + 1);
+    assert!(page(&engine, &u("f_late_0"), 20, w.config.now).contains(&extra));
+    drop(engine);
+
+    // Missing: the index file removed.
+    std::fs::remove_file(dir.path().join("index.hnsw")).unwrap();
+    let engine = Engine::open(config(dir.path())).unwrap();
+    assert_eq!(engine.indexed_videos(), n + 1);
+}
+
+#[test]
+fn feeds_in_parallel_with_deletes_and_revocations_never_serve_what_was_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = small_world(6);
+    let engine = Arc::new(loaded(dir.path(), &w));
+    let now = w.config.now;
+    // Videos that are likely served: the popular and the fresh.
+    let victims: Vec<Video> = w.videos.iter().rev().take(60).cloned().collect();
+    let removed: Arc<RwLock<HashSet<VideoId>>> = Arc::default();
+
+    std::thread::scope(|s| {
+        let writer = {
+            let engine = engine.clone();
+            let removed = removed.clone();
+            let victims = victims.clone();
+            s.spawn(move || {
+                for (i, video) in victims.iter().enumerate() {
+                    if i % 2 == 0 || video.cameos.is_empty() {
+                        engine.delete_video(&video.id).unwrap();
+                    } else {
+                        engine
+                            .revoke_consent(&video.cameos[0], &Revocation::Video(video.id.clone()))
+                            .unwrap();
+                    }
+                    // Recorded only after the call returned.
+                    removed.write().unwrap().insert(video.id.clone());
+                }
+            })
+        };
+        for t in 0..3 {
+            let engine = engine.clone();
+            let removed = removed.clone();
+            let users: Vec<UserId> = w.users.iter().map(|s| s.user.id.clone()).collect();
+            s.spawn(move || {
+                let mut served = 0;
+                for r in 0..40 {
+                    let user = &users[(t * 40 + r) % users.len()];
+                    let before: HashSet<VideoId> = removed.read().unwrap().clone();
+                    let req = FeedRequest::new(user.clone(), 20).unwrap().at(now);
+                    for item in engine.feed(&req).unwrap().items {
+                        assert!(
+                            !before.contains(&item.video),
+                            "{} served after removal",
+                            item.video
+                        );
+                        served += 1;
+                    }
+                }
+                assert!(served > 0);
+            });
+        }
+        writer.join().unwrap();
+    });
+    assert_eq!(removed.read().unwrap().len(), victims.len());
+}
+
+// ---------------------------------------------------------------------------------------
+// Crash test.
+
+const CHILD_ENV: &str = "STEERFEED_CRASH_CHILD_DIR";
+
+/// The child: opens the engine on the given store and loops, printing each write after
+/// the call that made it returned.
+fn crash_child(dir: &Path, round: u64) {
+    let engine = Engine::open(config(dir)).unwrap();
+    let w = crash_world();
+    let mut out = std::io::stdout().lock();
+    use std::io::Write;
+    writeln!(out, "open").unwrap();
+    out.flush().unwrap();
+    let mut i = 0u64;
+    loop {
+        let key = format!("r{round}_e{i}");
+        let video = w.videos[(i as usize * 7) % w.videos.len()].id.clone();
+        let e = Event {
+            key: EventKey::new(key.clone()).unwrap(),
+            user: w.users[(i as usize) % w.users.len()].user.id.clone(),
+            at: w.config.now,
+            kind: EventKind::Like { video },
+        };
+        engine.ingest_events(&[e]).unwrap();
+        writeln!(out, "event {key}").unwrap();
+        if i.is_multiple_of(5) {
+            let target = &w.videos[(round as usize * 31 + i as usize) % w.videos.len()];
+            if let Some(p) = target.cameos.first() {
+                engine
+                    .revoke_consent(p, &Revocation::Video(target.id.clone()))
+                    .unwrap();
+                writeln!(out, "revoke {}", target.id).unwrap();
+            } else if engine.delete_video(&target.id).is_ok() {
+                writeln!(out, "delete {}", target.id).unwrap();
+            }
+        }
+        out.flush().unwrap();
+        i += 1;
+    }
+}
+
+fn crash_world() -> World {
+    let mut wc = WorldConfig::new(77, 40, 300);
+    wc.events_per_user = 5;
+    wc.cameo_share = 0.5;
+    World::generate(wc)
+}
+
+#[test]
+fn acknowledged_writes_survive_sigkill_and_nothing_revoked_is_served() {
+    if let Ok(dir) = std::env::var(CHILD_ENV) {
+        let round = std::env::var("STEERFEED_CRASH_ROUND")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0);
+        crash_child(Path::new(&dir), round);
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let w = crash_world();
+    drop(loaded(dir.path(), &w));
+
+    let mut events: Vec<String> = Vec::new();
+    let mut gone: Vec<VideoId> = Vec::new();
+    let mut rng = 0x9e37_79b9_u64;
+    for round in 0..20u64 {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "acknowledged_writes_survive_sigkill_and_nothing_revoked_is_served",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, dir.path())
+            .env("STEERFEED_CRASH_ROUND", round.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let lines_before_kill = 1 + (rng % 40) as usize;
+        let mut reader = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        let mut seen = 0;
+        while seen < lines_before_kill {
+            line.clear();
+            if reader.read_line(&mut line).unwrap() == 0 {
+                break;
+            }
+            let l = line.trim();
+            if let Some(k) = l.strip_prefix("event ") {
+                events.push(k.to_owned());
+            } else if let Some(id) = l.strip_prefix("revoke ").or(l.strip_prefix("delete ")) {
+                gone.push(v(id));
+            }
+            seen += 1;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        // Lines the child wrote before dying were acknowledged too.
+        for l in reader.lines().map_while(|l| l.ok()) {
+            if let Some(k) = l.strip_prefix("event ") {
+                events.push(k.to_owned());
+            } else if let Some(id) = l.strip_prefix("revoke ").or(l.strip_prefix("delete ")) {
+                gone.push(v(id));
+            }
+        }
+
+        let engine =
+            Engine::open(config(dir.path())).unwrap_or_else(|e| panic!("round {round}: {e}"));
+        let mut logged = HashSet::new();
+        engine
+            .store()
+            .for_each_event(1, |_, e| {
+                logged.insert(e.key.as_str().to_owned());
+                Ok(())
+            })
+            .unwrap();
+        for k in &events {
+            assert!(
+                logged.contains(k),
+                "round {round}: acknowledged event {k} lost"
+            );
+        }
+        let gone_set: HashSet<&VideoId> = gone.iter().collect();
+        for sim in w.users.iter().step_by(4) {
+            for id in page(&engine, &sim.user.id, 30, w.config.now) {
+                assert!(
+                    !gone_set.contains(&id),
+                    "round {round}: {id} served after removal"
+                );
+            }
+        }
+        drop(engine);
+    }
+    assert!(
+        events.len() >= 20,
+        "the child acknowledged {} events",
+        events.len()
+    );
+    assert!(!gone.is_empty());
+}
