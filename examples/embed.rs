@@ -1,12 +1,12 @@
-//! Opens the engine with the default configuration and shows how the language model
-//! relates a few feed preferences: `cargo run --release --example embed`.
+//! Loads the language model with the default configuration and shows how it relates a
+//! few feed preferences: `cargo run --release --example embed`.
 
 #![allow(clippy::print_stdout)]
 
-use steerfeed::{Config, Engine};
+use steerfeed::{Config, open_parser};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let engine = Engine::open(Config::default())?;
+    let parser = open_parser(&Config::default())?; // the encoder, without a store
     let texts = [
         "more cooking videos",
         "recipes and food",
@@ -15,7 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ];
     let vectors = texts
         .iter()
-        .map(|t| engine.embed(t))
+        .map(|t| parser.encoder().embed(t))
         .collect::<Result<Vec<_>, _>>()?;
     for (i, a) in texts.iter().enumerate() {
         for (j, b) in texts.iter().enumerate().skip(i + 1) {

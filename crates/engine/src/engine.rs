@@ -461,8 +461,13 @@ impl Engine {
 
     /// What the user is seeing most, and their active constraints in words.
     pub fn profile_summary(&self, user: &UserId) -> Result<ProfileSummary> {
+        self.profile_summary_at(user, Timestamp::now())
+    }
+
+    /// [`Engine::profile_summary`] with the constraints active at `now` (for replays and
+    /// simulations that run on their own clock).
+    pub fn profile_summary_at(&self, user: &UserId, now: Timestamp) -> Result<ProfileSummary> {
         self.known(user)?;
-        let now = Timestamp::now();
         let seen = self.store.seen(user)?;
         let mut videos = Vec::with_capacity(seen.len().min(500));
         for (id, _) in seen.iter().take(500) {
