@@ -3,7 +3,7 @@
 # the ONNX Runtime library, fetched with pip, checked by sha256, cached outside the checkout).
 
 CARGO ?= cargo
-RUN_ARGS ?=
+RUN_ARGS ?= --demo
 
 .PHONY: all setup build run test lint fmt bench eval clean
 
@@ -15,7 +15,8 @@ setup:
 build: setup
 	$(CARGO) build --release -p steerfeed-server
 
-## Run the ranking sidecar on 127.0.0.1:8080.
+## Run the ranking sidecar on 127.0.0.1:8080 with the store in ./steerfeed-data; an empty
+## store is first loaded with a seeded demo catalog (RUN_ARGS= to start empty).
 run: build
 	./target/release/steerfeed serve $(RUN_ARGS)
 

@@ -11,6 +11,8 @@ use anyhow::Context;
 mod bench_cmd;
 mod prefs_cmd;
 use clap::{Parser, Subcommand};
+use steerfeed::demo::load_world;
+use steerfeed::world::{World, WorldConfig};
 use steerfeed::{Config, Engine};
 use steerfeed_server::{AppState, app};
 use tracing_subscriber::EnvFilter;
@@ -34,7 +36,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP ranking sidecar.
-    Serve,
+    Serve(ServeArgs),
     /// Print the effective configuration (defaults, file and environment merged).
     Config,
     /// Benchmarks.
@@ -43,6 +45,24 @@ enum Command {
     /// Natural-language preferences.
     #[command(subcommand)]
     Prefs(PrefsCommand),
+}
+
+/// Arguments of `steerfeed serve`.
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// When the store holds no video yet, load a seeded synthetic demo catalog (users,
+    /// follows, consent, videos with clustered embeddings and topics, events).
+    #[arg(long)]
+    demo: bool,
+    /// Videos in the demo catalog.
+    #[arg(long, default_value_t = 20_000)]
+    demo_videos: usize,
+    /// Users in the demo catalog.
+    #[arg(long, default_value_t = 2_000)]
+    demo_users: usize,
+    /// Seed of the demo catalog.
+    #[arg(long, default_value_t = 42)]
+    demo_seed: u64,
 }
 
 #[derive(Subcommand)]
@@ -83,18 +103,40 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Prefs(PrefsCommand::Parse(args)) => prefs_cmd::parse(config, args),
         Command::Prefs(PrefsCommand::Eval(args)) => prefs_cmd::eval(config, args),
-        Command::Serve => {
+        Command::Serve(args) => {
             init_tracing(&config);
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?
-                .block_on(serve(config))
+                .block_on(serve(config, args))
         }
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+/// Loads the demo world into an empty store.
+fn load_demo(engine: &Engine, args: &ServeArgs) -> anyhow::Result<()> {
+    if !args.demo || engine.store().video_count() > 0 {
+        return Ok(());
+    }
+    tracing::info!(
+        videos = args.demo_videos,
+        users = args.demo_users,
+        seed = args.demo_seed,
+        "empty store: loading the demo catalog"
+    );
+    let world = World::generate(WorldConfig::new(
+        args.demo_seed,
+        args.demo_users,
+        args.demo_videos,
+    ));
+    let report = load_world(engine, &world, 1_000).context("loading the demo catalog")?;
+    engine.checkpoint().context("saving the index")?;
+    tracing::info!(?report, "demo catalog loaded (users u0.., videos v0..)");
+    Ok(())
+}
+
+async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
     let bind = config.server.bind;
     let state = AppState::new(config.clone());
     let listener = tokio::net::TcpListener::bind(bind)
@@ -106,13 +148,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         let state = state.clone();
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
             let engine = Engine::open(config).context("opening the engine")?;
+            load_demo(&engine, &args)?;
             state.set_engine(engine);
             tracing::info!("engine loaded; ready");
             Ok(())
         })
     };
     let mut server = tokio::spawn(
-        axum::serve(listener, app(state))
+        axum::serve(listener, app(state.clone()))
             .with_graceful_shutdown(shutdown_signal())
             .into_future(),
     );
@@ -132,6 +175,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }
     }
     server.await.context("server task")?.context("serving")?;
+    if let Some(engine) = state.engine() {
+        engine
+            .checkpoint()
+            .context("saving the index at shutdown")?;
+    }
     tracing::info!("shut down cleanly");
     Ok(())
 }
