@@ -192,6 +192,37 @@ impl Event {
     }
 }
 
+/// How much an engagement says about interest: creation and participation above views,
+/// negative signals and impressions nothing. One table for the store (interest vectors,
+/// creator affinity, history), co-engagement and the co-engagement source.
+pub fn engagement_weight(kind: &EventKind) -> f32 {
+    match kind {
+        EventKind::View {
+            completed: true, ..
+        } => 1.0,
+        EventKind::View {
+            completed: false,
+            watch_ms,
+            ..
+        } => {
+            if *watch_ms >= 3_000 {
+                0.3
+            } else {
+                0.0
+            }
+        }
+        EventKind::Like { .. } | EventKind::Follow { .. } => 2.0,
+        EventKind::Comment { .. } | EventKind::Share { .. } => 3.0,
+        EventKind::Remix { .. } | EventKind::CameoUse { .. } | EventKind::Create { .. } => 6.0,
+        EventKind::Impression { .. }
+        | EventKind::Skip { .. }
+        | EventKind::NotInterested { .. }
+        | EventKind::HideCreator { .. }
+        | EventKind::Report { .. }
+        | EventKind::CheckinAnswer { .. } => 0.0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,38 +11,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::RwLock;
 
 use jiff::Timestamp;
+pub use steerfeed_core::event::engagement_weight;
 use steerfeed_core::ports::CoEngagement;
 use steerfeed_core::{EventKind, Result, UserId, VideoId};
-
-/// How much an engagement says about interest: creation and participation above views,
-/// negative signals and impressions nothing.
-pub fn engagement_weight(kind: &EventKind) -> f32 {
-    match kind {
-        EventKind::View {
-            completed: true, ..
-        } => 1.0,
-        EventKind::View {
-            completed: false,
-            watch_ms,
-            ..
-        } => {
-            if *watch_ms >= 3_000 {
-                0.3
-            } else {
-                0.0
-            }
-        }
-        EventKind::Like { .. } | EventKind::Follow { .. } => 2.0,
-        EventKind::Comment { .. } | EventKind::Share { .. } => 3.0,
-        EventKind::Remix { .. } | EventKind::CameoUse { .. } | EventKind::Create { .. } => 6.0,
-        EventKind::Impression { .. }
-        | EventKind::Skip { .. }
-        | EventKind::NotInterested { .. }
-        | EventKind::HideCreator { .. }
-        | EventKind::Report { .. }
-        | EventKind::CheckinAnswer { .. } => 0.0,
-    }
-}
 
 /// Tunables of [`CoEngagementIndex`], one default each.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -12,21 +12,22 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::{HashMap, HashSet};
+mod support;
+
+use std::collections::HashSet;
 use std::sync::Arc;
 
-use steerfeed_core::ports::{
-    Engagement, EngagementStats, Neighbor, SocialGraph, UserHistory, VectorSearch, VideoCatalog,
-};
+use steerfeed_core::ports::Engagement;
 use steerfeed_core::{
-    ConceptVector, Embedding, EventKind, FeedContext, FeedRequest, Pipeline, Reason, Result,
-    Source, Timestamp, User, UserId, Video, VideoId,
+    ConceptVector, Embedding, EventKind, FeedContext, FeedRequest, Pipeline, Reason, Source,
+    Timestamp, User, UserId, Video, VideoId,
 };
 use steerfeed_rank::sources::{
     CoEngagementSource, FollowingSource, FreshSource, InterestAnnSource, PopularSource,
     RemixTrendsSource, SocialCameoSource, SteerAnnSource, SteerTopicSource,
 };
 use steerfeed_rank::{CoEngagementIndex, CoEngagementParams};
+use support::Mem;
 
 const NOW_S: i64 = 1_800_000_000;
 
@@ -50,17 +51,19 @@ fn e(x: f32, y: f32) -> Embedding {
     Embedding::normalized("e", &[x, y]).unwrap()
 }
 
-/// An in-memory catalog, graph, stats and history (a test double of the store).
-#[derive(Default)]
-struct Mem {
-    videos: HashMap<VideoId, Arc<Video>>,
-    follows: HashSet<(UserId, UserId)>,
-    popular: Vec<(VideoId, f32)>,
-    remix: Vec<(VideoId, f32)>,
-    history: HashMap<UserId, Vec<Engagement>>,
+/// Adds a video `age_h` hours old with a 2-d embedding, then lets the test tweak it.
+trait AddVideo {
+    fn add(
+        &mut self,
+        id: &str,
+        creator: &str,
+        age_h: i64,
+        emb: Embedding,
+        tweak: impl FnOnce(&mut Video),
+    );
 }
 
-impl Mem {
+impl AddVideo for Mem {
     fn add(
         &mut self,
         id: &str,
@@ -72,146 +75,7 @@ impl Mem {
         let mut video = Video::new(v(id), u(creator), hours_ago(age_h), 10.0);
         video.embedding = Some(emb);
         tweak(&mut video);
-        self.videos.insert(v(id), Arc::new(video));
-    }
-
-    fn sorted(&self, mut vs: Vec<Arc<Video>>, limit: usize) -> Vec<Arc<Video>> {
-        vs.sort_by(|a, b| {
-            b.created_at
-                .cmp(&a.created_at)
-                .then_with(|| a.id.cmp(&b.id))
-        });
-        vs.truncate(limit);
-        vs
-    }
-}
-
-impl VideoCatalog for Mem {
-    fn video(&self, id: &VideoId) -> Result<Option<Arc<Video>>> {
-        Ok(self.videos.get(id).cloned())
-    }
-    fn recent_by_creator(
-        &self,
-        creator: &UserId,
-        since: Timestamp,
-        limit: usize,
-    ) -> Result<Vec<Arc<Video>>> {
-        let vs = self
-            .videos
-            .values()
-            .filter(|x| x.creator == *creator && x.created_at >= since)
-            .cloned()
-            .collect();
-        Ok(self.sorted(vs, limit))
-    }
-    fn newest(&self, since: Timestamp, limit: usize) -> Result<Vec<Arc<Video>>> {
-        let vs = self
-            .videos
-            .values()
-            .filter(|x| x.created_at >= since)
-            .cloned()
-            .collect();
-        Ok(self.sorted(vs, limit))
-    }
-    fn featuring(&self, person: &UserId, limit: usize) -> Result<Vec<Arc<Video>>> {
-        let vs = self
-            .videos
-            .values()
-            .filter(|x| x.cameos.contains(person))
-            .cloned()
-            .collect();
-        Ok(self.sorted(vs, limit))
-    }
-    fn recent_by_topic(
-        &self,
-        topic: &steerfeed_core::TopicId,
-        since: Timestamp,
-        limit: usize,
-    ) -> Result<Vec<Arc<Video>>> {
-        let mut vs: Vec<Arc<Video>> = self
-            .videos
-            .values()
-            .filter(|v| v.topics.contains(topic) && v.created_at >= since)
-            .cloned()
-            .collect();
-        vs.sort_by(|a, b| {
-            b.created_at
-                .cmp(&a.created_at)
-                .then_with(|| a.id.cmp(&b.id))
-        });
-        vs.truncate(limit);
-        Ok(vs)
-    }
-    fn creator_video_count(&self, creator: &UserId) -> Result<usize> {
-        Ok(self
-            .videos
-            .values()
-            .filter(|x| x.creator == *creator)
-            .count())
-    }
-}
-
-impl SocialGraph for Mem {
-    fn following(&self, user: &UserId) -> Result<Vec<UserId>> {
-        let mut f: Vec<UserId> = self
-            .follows
-            .iter()
-            .filter(|(a, _)| a == user)
-            .map(|(_, b)| b.clone())
-            .collect();
-        f.sort();
-        Ok(f)
-    }
-    fn follows(&self, a: &UserId, b: &UserId) -> Result<bool> {
-        Ok(self.follows.contains(&(a.clone(), b.clone())))
-    }
-}
-
-impl EngagementStats for Mem {
-    fn popular(&self, _: Timestamp, limit: usize) -> Result<Vec<(VideoId, f32)>> {
-        Ok(self.popular.iter().take(limit).cloned().collect())
-    }
-    fn remix_trending(&self, _: Timestamp, limit: usize) -> Result<Vec<(VideoId, f32)>> {
-        Ok(self.remix.iter().take(limit).cloned().collect())
-    }
-}
-
-impl UserHistory for Mem {
-    fn recent_engagements(&self, user: &UserId, limit: usize) -> Result<Vec<Engagement>> {
-        Ok(self
-            .history
-            .get(user)
-            .map(|h| h.iter().take(limit).cloned().collect())
-            .unwrap_or_default())
-    }
-}
-
-impl VectorSearch for Mem {
-    fn search(
-        &self,
-        query: &[f32],
-        k: usize,
-        allow: Option<&(dyn Fn(&VideoId) -> bool + Sync)>,
-    ) -> Result<Vec<Neighbor>> {
-        let mut all: Vec<Neighbor> = self
-            .videos
-            .values()
-            .filter(|x| !x.deleted && allow.is_none_or(|f| f(&x.id)))
-            .map(|x| Neighbor {
-                video: x.id.clone(),
-                similarity: steerfeed_core::vector::dot(
-                    query,
-                    x.embedding.as_ref().unwrap().as_slice(),
-                ),
-            })
-            .collect();
-        all.sort_by(|a, b| {
-            b.similarity
-                .total_cmp(&a.similarity)
-                .then_with(|| a.video.cmp(&b.video))
-        });
-        all.truncate(k);
-        Ok(all)
+        self.put(video);
     }
 }
 
@@ -395,6 +259,7 @@ fn co_engagement_follows_events_as_they_arrive() {
         ..Default::default()
     };
     mem.videos = m.videos.clone();
+    mem.order = m.order.clone();
     mem.history.insert(
         u("me"),
         vec![Engagement {

@@ -30,6 +30,10 @@ pub struct Mem {
     pub revoked_videos: HashSet<(UserId, VideoId)>,
     pub revoked_creators: HashSet<(UserId, UserId)>,
     pub history: HashMap<UserId, Vec<Engagement>>,
+    /// When set, `popular` returns this list instead of ranking the counters.
+    pub popular: Vec<(VideoId, f32)>,
+    /// When set, `remix_trending` returns this list instead of ranking the counters.
+    pub remix: Vec<(VideoId, f32)>,
 }
 
 impl Mem {
@@ -265,9 +269,15 @@ impl SocialGraph for Mem {
 
 impl EngagementStats for Mem {
     fn popular(&self, _: Timestamp, limit: usize) -> Result<Vec<(VideoId, f32)>> {
+        if !self.popular.is_empty() {
+            return Ok(self.popular.iter().take(limit).cloned().collect());
+        }
         Ok(self.top(|c| c.views + 2.0 * c.likes, limit))
     }
     fn remix_trending(&self, _: Timestamp, limit: usize) -> Result<Vec<(VideoId, f32)>> {
+        if !self.remix.is_empty() {
+            return Ok(self.remix.iter().take(limit).cloned().collect());
+        }
         Ok(self.top(|c| c.remixes + c.creates + c.cameo_uses, limit))
     }
 }
