@@ -165,6 +165,8 @@ pub enum Role {
     Selector,
     /// Stops the request or inserts a card.
     Throttle,
+    /// Work around the stages: loading the context, assembling the response.
+    Context,
 }
 
 /// What one stage did in one request.
@@ -186,6 +188,22 @@ pub struct StageReport {
     pub card: Option<Card>,
     /// Wall time in microseconds.
     pub micros: u64,
+}
+
+impl StageReport {
+    /// A report that only times a step outside the stages (loading the context,
+    /// assembling the response).
+    pub fn timing(stage: &'static str, micros: u64) -> Self {
+        Self {
+            stage,
+            role: Role::Context,
+            input: 0,
+            output: 0,
+            removed: Vec::new(),
+            card: None,
+            micros,
+        }
+    }
 }
 
 /// What every stage did in one request, in order.

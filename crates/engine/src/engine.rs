@@ -7,7 +7,7 @@ use steerfeed_ann::VideoIndex;
 use steerfeed_core::{
     AgeBand, CardKind, ConsentScope, Constraints, Cursor, Embedding, Entity, Error, Event,
     Explanation, FeedContext, FeedItem, FeedRequest, FeedResponse, ParentalControls, Pipeline,
-    Result, Timestamp, User, UserId, Video, VideoId,
+    Result, StageReport, Timestamp, Trace, User, UserId, Video, VideoId,
 };
 use steerfeed_rank::{CoEngagementIndex, CoEngagementParams, Ports, build_pipeline};
 use steerfeed_steer::{Encoder, PreferenceParser, Taxonomy};
@@ -368,6 +368,14 @@ impl Engine {
     /// Ranks a page for `request.user` (DESIGN §3). Unknown users are a
     /// [`NotFound`](Error::NotFound) error. The served items are recorded as seen.
     pub fn feed(&self, request: &FeedRequest) -> Result<FeedResponse> {
+        self.feed_traced(request).map(|(r, _)| r)
+    }
+
+    /// [`Engine::feed`], also returning what every stage did (counts, removed ids,
+    /// microseconds), with the context load and the response assembly as two more
+    /// entries (`context`, `respond`): for operators, metrics and the harness.
+    pub fn feed_traced(&self, request: &FeedRequest) -> Result<(FeedResponse, Trace)> {
+        let started = std::time::Instant::now();
         let now = request.now().unwrap_or_else(Timestamp::now);
         let page_no = match request.cursor() {
             Some(c) => parse_cursor(c)?,
@@ -375,7 +383,11 @@ impl Engine {
         };
         let user = self.known(request.user())?;
         let ctx = self.context(request, user, now)?;
+        let context_us = micros(started);
         let out = self.pipeline.run(&ctx)?;
+        let respond_started = std::time::Instant::now();
+        let mut trace = out.trace;
+        trace.stages.insert(0, StageReport::timing("context", context_us));
 
         let mut items = out.items;
         if let Some(room) = self.room_left(&ctx) {
@@ -400,7 +412,7 @@ impl Engine {
         let next_cursor = (!out.stopped)
             .then(|| Cursor::new(format!("p{}", page_no + 1)))
             .transpose()?;
-        Ok(FeedResponse {
+        let response = FeedResponse {
             items: items
                 .into_iter()
                 .map(|c| FeedItem {
@@ -414,7 +426,11 @@ impl Engine {
             cards,
             next_cursor,
             applied: ctx.constraints,
-        })
+        };
+        trace
+            .stages
+            .push(StageReport::timing("respond", micros(respond_started)));
+        Ok((response, trace))
     }
 
     /// Loads everything the stages read about this request.
@@ -501,6 +517,10 @@ pub fn open_parser(config: &Config) -> Result<PreferenceParser> {
         Arc::new(taxonomy),
         config.steering.clone(),
     ))
+}
+
+fn micros(since: std::time::Instant) -> u64 {
+    u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
 fn ann_error(e: steerfeed_ann::Error) -> Error {
