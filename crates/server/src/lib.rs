@@ -9,6 +9,8 @@
 
 #![warn(missing_docs)]
 
+pub mod bench_feed;
+
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 

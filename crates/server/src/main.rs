@@ -1,5 +1,5 @@
 //! The `steerfeed` command: `serve` runs the HTTP ranking sidecar; `config` prints the
-//! effective configuration.
+//! effective configuration; `bench ann` and `bench feed` are the benchmarks.
 
 #![allow(clippy::print_stdout)] // a command line prints
 
@@ -77,6 +77,8 @@ enum PrefsCommand {
 enum BenchCommand {
     /// ANN recall, QPS, build time and size on TEXMEX files or a synthetic set.
     Ann(Box<bench_cmd::AnnArgs>),
+    /// The engine end to end on a seeded world: build (cached), ingest and feed latency.
+    Feed(Box<steerfeed_server::bench_feed::FeedArgs>),
 }
 
 fn init_tracing(config: &Config) {
@@ -100,6 +102,12 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Ann(args)) => {
             init_tracing(&config);
             bench_cmd::ann(*args)
+        }
+        Command::Bench(BenchCommand::Feed(args)) => {
+            init_tracing(&config);
+            let report = steerfeed_server::bench_feed::run(config, &args)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
         }
         Command::Prefs(PrefsCommand::Parse(args)) => prefs_cmd::parse(config, args),
         Command::Prefs(PrefsCommand::Eval(args)) => prefs_cmd::eval(config, args),

@@ -1,0 +1,855 @@
+//! `steerfeed bench feed`: the end-to-end engine benchmark (issue #6, item 5).
+//!
+//! 1. **World.** A seeded [`World`] of `--users` users and `--videos` videos. Captions
+//!    are not embedded: videos keep the world's clustered 384-d embeddings and topics,
+//!    so [`Engine::upsert_videos`] never calls the encoder for them.
+//! 2. **Store.** The engine's `store.path` is a cache folder keyed by the parameters,
+//!    `<cache>/bench-feed/<videos>-<users>-<seed>/` (`<cache>` is `$STEERFEED_CACHE`,
+//!    else `~/.cache/steerfeed`; `--cache-dir DIR` replaces `<cache>/bench-feed`). A
+//!    marker file ([`MARKER_FILE`]) is written once the build completed; a folder without
+//!    it (a build killed midway) is wiped and rebuilt, and so is any folder with
+//!    `--fresh`. With the marker, the run reuses the store and the index checkpoint, so
+//!    the engine starts in seconds.
+//! 3. **Build** (only when the cache is missing): users, videos in batches of 1,000,
+//!    follows, consents, revocations, then the event history in batches of 1,000. Videos
+//!    are upserted with `index.build.max_live = 0` (each insert is appended to the
+//!    index's exact live segment, no background rebuilds), then the engine is reopened so
+//!    that it builds the HNSW graph once over every stored embedding; the bench then
+//!    checkpoints the index and writes the marker. Users, follows, consents and
+//!    revocations are written by `--load-threads` writers so that their durable writes
+//!    share the store's group-commit flushes.
+//! 4. **Ingest**: fresh events (a seeded sample in the world's id space, re-keyed with a
+//!    run-unique prefix so they are never duplicates) through [`Engine::ingest_events`]
+//!    in batches of 1,000, from one thread, then (with `--threads T`, T > 1) from T
+//!    writers.
+//! 5. **Feed**: `--requests` requests for seeded random users of the world, each a fresh
+//!    [`FeedRequest`] at the world's `now`, issued by `--threads` threads after a
+//!    warm-up of 100 requests that is not counted. Served items are recorded as seen, so
+//!    a user asked twice gets new items.
+//!
+//! [`run`] returns the [`FeedReport`]; the command prints it as one JSON object on
+//! stdout. Progress goes to stderr.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use serde::{Deserialize, Serialize};
+use steerfeed::{Config, Engine, Event, EventKey, FeedRequest, Revocation, Timestamp, UserId};
+use steerfeed_world::{Revocation as WorldRevocation, World, WorldConfig};
+
+/// The file, inside the cache folder, whose presence says the build completed.
+pub const MARKER_FILE: &str = "bench-feed.json";
+/// The engine's index files inside `store.path` (see `[store]` in `config/default.toml`).
+const INDEX_FILE: &str = "index.hnsw";
+const INDEX_IDS_FILE: &str = "index.hnsw.ids";
+const INDEX_VERSION_FILE: &str = "index.version";
+/// Marker format; a marker of another version is treated as a half-built cache.
+const MARKER_VERSION: u32 = 1;
+/// Videos per `upsert_videos` call and events per `ingest_events` call.
+const BATCH: usize = 1000;
+/// Default events per user of the world (`WorldConfig::new`'s).
+const DEFAULT_EVENTS_PER_USER: usize = 40;
+/// Most videos of the world the ingest sample's events point at.
+const SAMPLE_VIDEOS: usize = 10_000;
+/// Progress lines at most this often.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// Arguments of `steerfeed bench feed`.
+#[derive(Debug, Clone, Args)]
+pub struct FeedArgs {
+    /// Videos in the world.
+    #[arg(long)]
+    pub videos: usize,
+    /// Users in the world.
+    #[arg(long)]
+    pub users: usize,
+    /// Seed of the world, of the ingest sample and of the requests' users.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Threads issuing feed requests (and ingest writers in the second ingest phase).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Feed requests measured (after the warm-up).
+    #[arg(long, default_value_t = 2000)]
+    pub requests: usize,
+    /// Feed requests before the measured ones, not counted.
+    #[arg(long, default_value_t = 100)]
+    pub warmup: usize,
+    /// Items per feed request.
+    #[arg(long, default_value_t = 20)]
+    pub limit: u32,
+    /// Folder holding the keyed cache folders [default: $STEERFEED_CACHE/bench-feed, else
+    /// ~/.cache/steerfeed/bench-feed].
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Rebuild the store even when a complete cached one exists.
+    #[arg(long)]
+    pub fresh: bool,
+    /// Events ingested per ingest phase (single writer, then --threads writers).
+    #[arg(long, default_value_t = 100_000)]
+    pub ingest_events: usize,
+    /// Mean engagements per user in the world's history (each comes with three
+    /// impressions); part of the cache key when not the default.
+    #[arg(long, default_value_t = DEFAULT_EVENTS_PER_USER)]
+    pub events_per_user: usize,
+    /// Writers loading users, follows, consents and revocations (their durable writes
+    /// share flushes).
+    #[arg(long, default_value_t = 32)]
+    pub load_threads: usize,
+}
+
+impl FeedArgs {
+    /// Arguments with every default but the size of the world.
+    pub fn new(videos: usize, users: usize, seed: u64) -> Self {
+        Self {
+            videos,
+            users,
+            seed,
+            threads: 1,
+            requests: 2000,
+            warmup: 100,
+            limit: 20,
+            cache_dir: None,
+            fresh: false,
+            ingest_events: 100_000,
+            events_per_user: DEFAULT_EVENTS_PER_USER,
+            load_threads: 32,
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.videos == 0 || self.users == 0 {
+            bail!("--videos and --users must be above zero");
+        }
+        if self.threads == 0 || self.load_threads == 0 {
+            bail!("--threads and --load-threads must be above zero");
+        }
+        if self.requests == 0 {
+            bail!("--requests must be above zero");
+        }
+        if self.ingest_events == 0 {
+            bail!("--ingest-events must be above zero");
+        }
+        Ok(())
+    }
+
+    /// The cache folder of these parameters.
+    pub fn cache_path(&self) -> PathBuf {
+        let base = self
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| steerfeed::steer::config::cache_dir().join("bench-feed"));
+        let mut key = format!("{}-{}-{}", self.videos, self.users, self.seed);
+        if self.events_per_user != DEFAULT_EVENTS_PER_USER {
+            key.push_str(&format!("-e{}", self.events_per_user));
+        }
+        base.join(key)
+    }
+
+    fn world_config(&self) -> WorldConfig {
+        let mut c = WorldConfig::new(self.seed, self.users, self.videos);
+        c.events_per_user = self.events_per_user;
+        c
+    }
+}
+
+/// How [`Engine::open`] got its vector index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpenMode {
+    /// Reloaded from the checkpoint (its catalog version matched).
+    Reload,
+    /// Built from the stored embeddings.
+    Rebuild,
+}
+
+/// The parameters of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Params {
+    /// Videos in the world.
+    pub videos: usize,
+    /// Users in the world.
+    pub users: usize,
+    /// Seed.
+    pub seed: u64,
+    /// Engagements per user in the world's history.
+    pub events_per_user: usize,
+    /// Feed threads (and ingest writers of the parallel phase).
+    pub threads: usize,
+    /// Measured feed requests.
+    pub requests: usize,
+    /// Warm-up requests.
+    pub warmup: usize,
+    /// Items per request.
+    pub limit: u32,
+}
+
+/// The cache folder and whether this run reused it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CacheInfo {
+    /// The folder (the engine's `store.path`).
+    pub dir: PathBuf,
+    /// True when a complete cached store was reused, false when it was built now.
+    pub reused: bool,
+}
+
+/// Loading the world into a fresh store (recorded in the marker; a run that reuses the
+/// cache reports the stats of the run that built it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BuildStats {
+    /// Generating the world, in milliseconds.
+    pub world_ms: f64,
+    /// Users upserted.
+    pub users: usize,
+    /// Users per second (`--load-threads` writers).
+    pub users_per_s: f64,
+    /// Videos upserted.
+    pub videos: usize,
+    /// Videos per second end to end: upserts plus the reopen that builds the graph.
+    pub videos_per_s: f64,
+    /// Videos per second through `upsert_videos` alone (store writes, durable, and the
+    /// append to the index's live segment), batches of 1,000, one thread.
+    pub upsert_videos_per_s: f64,
+    /// The reopen that builds the HNSW graph over every stored video, in milliseconds
+    /// (it also loads the model and replays the event log: see `open_ms` of a reload).
+    pub rebuild_open_ms: f64,
+    /// Follow edges.
+    pub follows: usize,
+    /// Follows per second (`--load-threads` writers).
+    pub follows_per_s: f64,
+    /// Consent grants.
+    pub consents: usize,
+    /// Consent revocations.
+    pub revocations: usize,
+    /// History events ingested.
+    pub events: usize,
+    /// History events per second (one thread, batches of 1,000, in time order).
+    pub events_per_s: f64,
+    /// Writers of users, follows, consents and revocations.
+    pub load_threads: usize,
+    /// The whole build (world, load, reopen, checkpoint), in milliseconds.
+    pub total_ms: f64,
+}
+
+/// Ingest throughput of fresh events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IngestStats {
+    /// Events ingested by one writer.
+    pub events: usize,
+    /// Their rate (batches of 1,000).
+    pub events_per_s: f64,
+    /// Writers of the parallel phase (absent when `--threads` is 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
+    /// Events ingested by the parallel writers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threaded_events: Option<usize>,
+    /// Their combined rate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threaded_events_per_s: Option<f64>,
+    /// Generating the sample, in milliseconds (not in the rates).
+    pub sample_ms: f64,
+}
+
+/// Feed latency.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeedStats {
+    /// Measured requests.
+    pub requests: usize,
+    /// Threads issuing them.
+    pub threads: usize,
+    /// Latency percentiles and maximum, in milliseconds.
+    pub p50_ms: f64,
+    /// 95th percentile.
+    pub p95_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Slowest request.
+    pub max_ms: f64,
+    /// Mean latency.
+    pub mean_ms: f64,
+    /// Mean items per page.
+    pub mean_items: f64,
+    /// Requests that returned no item (a card only: bedtime, teen limit, caught up).
+    pub empty_pages: usize,
+    /// Requests per second over the measured phase.
+    pub qps: f64,
+}
+
+/// The vector index on disk after the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexInfo {
+    /// `index.hnsw` (graph, vectors, live segment), bytes.
+    pub file_bytes: u64,
+    /// `index.hnsw.ids` (the id map), bytes.
+    pub ids_file_bytes: u64,
+}
+
+/// What one run measured: printed as one JSON object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeedReport {
+    /// Always "feed".
+    pub bench: String,
+    /// The parameters.
+    pub params: Params,
+    /// The cache folder.
+    pub cache: CacheInfo,
+    /// Opening the engine on the complete store, in milliseconds (with `open_mode`
+    /// "rebuild" this includes the index graph build; both include replaying the event
+    /// log into the co-engagement model).
+    pub open_ms: f64,
+    /// Whether that open reloaded the index checkpoint or rebuilt the index.
+    pub open_mode: OpenMode,
+    /// The build.
+    pub build: BuildStats,
+    /// Ingest.
+    pub ingest: IngestStats,
+    /// Feed latency.
+    pub feed: FeedStats,
+    /// Videos in the store (not deleted).
+    pub video_count: u64,
+    /// Events in the store's log after the run.
+    pub event_count: u64,
+    /// The vector index on disk.
+    pub index: IndexInfo,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Marker {
+    version: u32,
+    videos: usize,
+    users: usize,
+    seed: u64,
+    events_per_user: usize,
+    build: BuildStats,
+}
+
+/// Runs the benchmark with `config` (its `store.path` is replaced by the cache folder).
+pub fn run(config: Config, args: &FeedArgs) -> anyhow::Result<FeedReport> {
+    args.validate()?;
+    let dir = args.cache_path();
+    let mut config = config;
+    config.store.path = dir.clone();
+
+    let cached = if args.fresh {
+        None
+    } else {
+        read_marker(&dir, args)
+    };
+    let reused = cached.is_some();
+    let build_started = Instant::now();
+    let mut build = match cached {
+        Some(build) => {
+            eprintln!(
+                "bench feed: reusing the complete store in {}",
+                dir.display()
+            );
+            build
+        }
+        None => {
+            if dir.exists() {
+                eprintln!(
+                    "bench feed: {} is incomplete, stale or --fresh was given; rebuilding",
+                    dir.display()
+                );
+                std::fs::remove_dir_all(&dir)
+                    .with_context(|| format!("removing {}", dir.display()))?;
+            }
+            load(&config, args, &dir)?
+        }
+    };
+
+    let stamp = std::fs::read_to_string(dir.join(INDEX_VERSION_FILE))
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    let has_index = dir.join(INDEX_FILE).exists();
+    eprintln!("bench feed: opening the engine");
+    let started = Instant::now();
+    let engine = Engine::open(config).context("opening the engine")?;
+    let open_ms = ms(started.elapsed());
+    let open_mode = if has_index && stamp == Some(engine.store().catalog_version()) {
+        OpenMode::Reload
+    } else {
+        OpenMode::Rebuild
+    };
+    eprintln!("bench feed: engine open in {open_ms:.0} ms ({open_mode:?})");
+
+    if !reused {
+        build.rebuild_open_ms = open_ms;
+        let upsert_s = build.videos as f64 / build.upsert_videos_per_s.max(f64::MIN_POSITIVE);
+        build.videos_per_s = rate(build.videos, upsert_s + open_ms / 1000.0);
+        engine.checkpoint().context("checkpointing the index")?;
+        build.total_ms = ms(build_started.elapsed());
+        write_marker(&dir, args, &build)?;
+        eprintln!(
+            "bench feed: build complete in {:.1} s; marker written",
+            build.total_ms / 1000.0
+        );
+    }
+
+    let ingest = measure_ingest(&engine, args)?;
+    let feed = measure_feed(&engine, args)?;
+    let video_count = engine.store().video_count();
+    let event_count = engine.store().event_count();
+    drop(engine); // checkpoints the index (its catalog version is unchanged)
+
+    let size = |name: &str| std::fs::metadata(dir.join(name)).map_or(0, |m| m.len());
+    let index = IndexInfo {
+        file_bytes: size(INDEX_FILE),
+        ids_file_bytes: size(INDEX_IDS_FILE),
+    };
+    Ok(FeedReport {
+        bench: "feed".into(),
+        params: Params {
+            videos: args.videos,
+            users: args.users,
+            seed: args.seed,
+            events_per_user: args.events_per_user,
+            threads: args.threads,
+            requests: args.requests,
+            warmup: args.warmup,
+            limit: args.limit,
+        },
+        cache: CacheInfo { dir, reused },
+        open_ms,
+        open_mode,
+        build,
+        ingest,
+        feed,
+        video_count,
+        event_count,
+        index,
+    })
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn rate(n: usize, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        n as f64 / seconds
+    } else {
+        0.0
+    }
+}
+
+fn read_marker(dir: &Path, args: &FeedArgs) -> Option<BuildStats> {
+    let bytes = std::fs::read(dir.join(MARKER_FILE)).ok()?;
+    let m: Marker = serde_json::from_slice(&bytes).ok()?;
+    (m.version == MARKER_VERSION
+        && m.videos == args.videos
+        && m.users == args.users
+        && m.seed == args.seed
+        && m.events_per_user == args.events_per_user)
+        .then_some(m.build)
+}
+
+fn write_marker(dir: &Path, args: &FeedArgs, build: &BuildStats) -> anyhow::Result<()> {
+    let marker = Marker {
+        version: MARKER_VERSION,
+        videos: args.videos,
+        users: args.users,
+        seed: args.seed,
+        events_per_user: args.events_per_user,
+        build: build.clone(),
+    };
+    let path = dir.join(MARKER_FILE);
+    let tmp = dir.join(format!("{MARKER_FILE}.tmp"));
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&marker)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Prints a progress line at most every [`PROGRESS_EVERY`].
+struct Progress {
+    what: &'static str,
+    total: usize,
+    started: Instant,
+    last: Mutex<Instant>,
+}
+
+impl Progress {
+    fn new(what: &'static str, total: usize) -> Self {
+        eprintln!("bench feed: {what}: {total}");
+        let now = Instant::now();
+        Self {
+            what,
+            total,
+            started: now,
+            last: Mutex::new(now),
+        }
+    }
+
+    fn tick(&self, done: usize) {
+        let Ok(mut last) = self.last.try_lock() else {
+            return;
+        };
+        if last.elapsed() >= PROGRESS_EVERY {
+            *last = Instant::now();
+            let s = self.started.elapsed().as_secs_f64();
+            eprintln!(
+                "bench feed: {} {done}/{} ({:.0}/s)",
+                self.what,
+                self.total,
+                rate(done, s)
+            );
+        }
+    }
+
+    /// Reports the end; returns the elapsed time.
+    fn finish(&self) -> Duration {
+        let d = self.started.elapsed();
+        eprintln!(
+            "bench feed: {} {} in {:.1} s ({:.0}/s)",
+            self.what,
+            self.total,
+            d.as_secs_f64(),
+            rate(self.total, d.as_secs_f64())
+        );
+        d
+    }
+}
+
+/// Calls `f` on every item from `threads` threads; returns the elapsed time.
+fn par_for_each<T: Sync>(
+    what: &'static str,
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> steerfeed::Result<()> + Sync,
+) -> anyhow::Result<Duration> {
+    const CHUNK: usize = 16;
+    let progress = Progress::new(what, items.len());
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let failure: Mutex<Option<steerfeed::Error>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..threads.min(items.len().div_ceil(CHUNK)).max(1) {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    let from = next.fetch_add(CHUNK, Ordering::Relaxed);
+                    if from >= items.len() {
+                        break;
+                    }
+                    for item in &items[from..(from + CHUNK).min(items.len())] {
+                        if let Err(e) = f(item) {
+                            stop.store(true, Ordering::Relaxed);
+                            let mut slot = failure.lock().unwrap_or_else(|p| p.into_inner());
+                            slot.get_or_insert(e);
+                            return;
+                        }
+                    }
+                    let d = done.fetch_add(CHUNK, Ordering::Relaxed) + CHUNK;
+                    progress.tick(d.min(items.len()));
+                }
+            });
+        }
+    });
+    if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e).with_context(|| format!("loading {what}"));
+    }
+    Ok(progress.finish())
+}
+
+/// Generates the world and loads it into a fresh store at `dir`, with the index in
+/// bulk mode; leaves no index checkpoint, so the next open builds the graph once.
+fn load(config: &Config, args: &FeedArgs, dir: &Path) -> anyhow::Result<BuildStats> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    eprintln!(
+        "bench feed: generating the world ({} videos, {} users, seed {})",
+        args.videos, args.users, args.seed
+    );
+    let started = Instant::now();
+    let world = World::generate(args.world_config());
+    let world_ms = ms(started.elapsed());
+    eprintln!(
+        "bench feed: world in {:.1} s: {} follows, {} consents, {} revocations, {} events",
+        world_ms / 1000.0,
+        world.follows.len(),
+        world.consents.len(),
+        world.revocations.len(),
+        world.events.len()
+    );
+    if world.videos.iter().any(|v| v.embedding.is_none()) {
+        bail!("the world left a video without an embedding");
+    }
+
+    let mut bulk = config.clone();
+    bulk.store.path = dir.to_path_buf();
+    // Every insert goes to the exact live segment; no background rebuild while loading.
+    bulk.index.build.max_live = 0;
+    let engine = Engine::open(bulk).context("opening the engine to load the world")?;
+    let lt = args.load_threads;
+
+    let users_t = par_for_each("users", &world.users, lt, |u| engine.upsert_user(&u.user))?;
+
+    let progress = Progress::new("videos", world.videos.len());
+    let mut done = 0;
+    for chunk in world.videos.chunks(BATCH) {
+        engine.upsert_videos(chunk).context("upserting videos")?;
+        done += chunk.len();
+        progress.tick(done);
+    }
+    let videos_t = progress.finish();
+
+    let follows_t = par_for_each("follows", &world.follows, lt, |(a, b)| engine.follow(a, b))?;
+    par_for_each("consents", &world.consents, lt, |c| {
+        engine.set_consent(&c.person, c.scope, &[])
+    })?;
+    par_for_each("revocations", &world.revocations, lt, |r| match r {
+        WorldRevocation::Video { person, video } => {
+            engine.revoke_consent(person, &Revocation::Video(video.clone()))
+        }
+        WorldRevocation::Creator { person, creator } => {
+            engine.revoke_consent(person, &Revocation::Creator(creator.clone()))
+        }
+    })?;
+
+    let progress = Progress::new("history events", world.events.len());
+    let mut done = 0;
+    for chunk in world.events.chunks(BATCH) {
+        engine.ingest_events(chunk).context("ingesting history")?;
+        done += chunk.len();
+        progress.tick(done);
+    }
+    let events_t = progress.finish();
+
+    let stats = BuildStats {
+        world_ms,
+        users: world.users.len(),
+        users_per_s: rate(world.users.len(), users_t.as_secs_f64()),
+        videos: world.videos.len(),
+        videos_per_s: 0.0, // set once the graph is built
+        upsert_videos_per_s: rate(world.videos.len(), videos_t.as_secs_f64()),
+        rebuild_open_ms: 0.0,
+        follows: world.follows.len(),
+        follows_per_s: rate(world.follows.len(), follows_t.as_secs_f64()),
+        consents: world.consents.len(),
+        revocations: world.revocations.len(),
+        events: world.events.len(),
+        events_per_s: rate(world.events.len(), events_t.as_secs_f64()),
+        load_threads: lt,
+        total_ms: 0.0,
+    };
+    drop(world);
+    // Dropping the engine checkpoints the live-segment index; remove it so the next open
+    // builds the graph over every stored embedding at once.
+    drop(engine);
+    for name in [INDEX_VERSION_FILE, INDEX_FILE, INDEX_IDS_FILE] {
+        let path = dir.join(name);
+        if path.exists() {
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        }
+    }
+    Ok(stats)
+}
+
+/// Fresh events in the world's id space: the history of a smaller world (same users,
+/// the oldest videos, another seed), re-keyed `b<base>-<phase><n>` so that no key was
+/// logged before (`base` is the store's event count, which only grows).
+fn ingest_sample(args: &FeedArgs, n: usize) -> Vec<Event> {
+    let mut c = WorldConfig::new(
+        args.seed.wrapping_add(1),
+        args.users,
+        args.videos.min(SAMPLE_VIDEOS),
+    );
+    // Each engagement comes with three impressions: about 4 * events_per_user per user.
+    c.events_per_user = n.div_ceil(4 * args.users).max(1);
+    let mut events = World::generate(c).events;
+    // A small world may give fewer events than asked for: repeat them (new keys below).
+    if events.is_empty() {
+        return events;
+    }
+    let base = events.len();
+    while events.len() < n {
+        let more = events[events.len() % base].clone();
+        events.push(more);
+    }
+    events.truncate(n);
+    events
+}
+
+fn rekey(events: &[Event], prefix: &str) -> anyhow::Result<Vec<Event>> {
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            Ok(Event {
+                key: EventKey::new(format!("{prefix}{i}"))?,
+                ..e.clone()
+            })
+        })
+        .collect()
+}
+
+fn measure_ingest(engine: &Engine, args: &FeedArgs) -> anyhow::Result<IngestStats> {
+    let started = Instant::now();
+    let sample = ingest_sample(args, args.ingest_events);
+    let base = engine.store().event_count();
+    let single = rekey(&sample, &format!("b{base}-s"))?;
+    let threaded = rekey(&sample, &format!("b{base}-p"))?;
+    let sample_ms = ms(started.elapsed());
+    if single.is_empty() {
+        bail!("the ingest sample is empty");
+    }
+
+    let progress = Progress::new("ingest (1 writer)", single.len());
+    let mut done = 0;
+    for chunk in single.chunks(BATCH) {
+        let report = engine.ingest_events(chunk).context("ingesting")?;
+        if report.accepted != chunk.len() {
+            bail!(
+                "ingest: {} of {} events were duplicates",
+                chunk.len() - report.accepted,
+                chunk.len()
+            );
+        }
+        done += chunk.len();
+        progress.tick(done);
+    }
+    let single_t = progress.finish();
+
+    let mut stats = IngestStats {
+        events: single.len(),
+        events_per_s: rate(single.len(), single_t.as_secs_f64()),
+        threads: None,
+        threaded_events: None,
+        threaded_events_per_s: None,
+        sample_ms,
+    };
+    if args.threads > 1 {
+        let batches: Vec<&[Event]> = threaded.chunks(BATCH).collect();
+        let t = par_for_each("ingest batches (threads)", &batches, args.threads, |b| {
+            engine.ingest_events(b).map(|_| ())
+        })?;
+        stats.threads = Some(args.threads);
+        stats.threaded_events = Some(threaded.len());
+        stats.threaded_events_per_s = Some(rate(threaded.len(), t.as_secs_f64()));
+    }
+    Ok(stats)
+}
+
+fn uid(i: usize) -> anyhow::Result<UserId> {
+    // The world names its users u0, u1, ... (`World::users`).
+    Ok(UserId::new(format!("u{i}"))?)
+}
+
+/// One timed feed request: its latency and the number of items.
+fn one_feed(
+    engine: &Engine,
+    user: &UserId,
+    limit: u32,
+    now: Timestamp,
+) -> anyhow::Result<(Duration, usize)> {
+    let started = Instant::now();
+    let request = FeedRequest::new(user.clone(), limit)?.at(now);
+    let page = engine
+        .feed(&request)
+        .with_context(|| format!("feed for {user}"))?;
+    Ok((started.elapsed(), page.items.len()))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    // Nearest rank.
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    ms(sorted[rank - 1])
+}
+
+fn measure_feed(engine: &Engine, args: &FeedArgs) -> anyhow::Result<FeedStats> {
+    let now = args.world_config().now;
+    let mut rng = StdRng::seed_from_u64(args.seed ^ 0xfeed_feed);
+    let users = (0..args.warmup + args.requests)
+        .map(|_| uid(rng.random_range(0..args.users)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (warmup, measured) = users.split_at(args.warmup);
+
+    eprintln!("bench feed: {} warm-up requests", warmup.len());
+    for u in warmup {
+        one_feed(engine, u, args.limit, now)?;
+    }
+
+    let progress = Progress::new("feed requests", measured.len());
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let results: Mutex<Vec<(Duration, usize)>> = Mutex::new(Vec::with_capacity(measured.len()));
+    let failure: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..args.threads {
+            s.spawn(|| {
+                let mut mine = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(u) = measured.get(i) else { break };
+                    match one_feed(engine, u, args.limit, now) {
+                        Ok(r) => mine.push(r),
+                        Err(e) => {
+                            stop.store(true, Ordering::Relaxed);
+                            let mut slot = failure.lock().unwrap_or_else(|p| p.into_inner());
+                            slot.get_or_insert(e);
+                            break;
+                        }
+                    }
+                    progress.tick(i + 1);
+                }
+                results
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(mine);
+            });
+        }
+    });
+    let wall = started.elapsed();
+    if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
+    }
+    progress.finish();
+
+    let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    let n = results.len();
+    let mut lat: Vec<Duration> = results.iter().map(|r| r.0).collect();
+    lat.sort_unstable();
+    let items: usize = results.iter().map(|r| r.1).sum();
+    let total: Duration = lat.iter().sum();
+    Ok(FeedStats {
+        requests: n,
+        threads: args.threads,
+        p50_ms: percentile(&lat, 0.50),
+        p95_ms: percentile(&lat, 0.95),
+        p99_ms: percentile(&lat, 0.99),
+        max_ms: lat.last().map_or(0.0, |d| ms(*d)),
+        mean_ms: ms(total) / n as f64,
+        mean_items: items as f64 / n as f64,
+        empty_pages: results.iter().filter(|r| r.1 == 0).count(),
+        qps: rate(n, wall.as_secs_f64()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        let d: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert!((percentile(&d, 0.5) - 50.0).abs() < 1e-9);
+        assert!((percentile(&d, 0.99) - 99.0).abs() < 1e-9);
+        assert!((percentile(&d[..1], 0.99) - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_cache_folder_is_keyed_by_the_parameters() {
+        let mut a = FeedArgs::new(1000, 100, 7);
+        a.cache_dir = Some(PathBuf::from("/x"));
+        assert_eq!(a.cache_path(), PathBuf::from("/x/1000-100-7"));
+        a.events_per_user = 5;
+        assert_eq!(a.cache_path(), PathBuf::from("/x/1000-100-7-e5"));
+    }
+}
