@@ -387,7 +387,9 @@ impl Engine {
         let out = self.pipeline.run(&ctx)?;
         let respond_started = std::time::Instant::now();
         let mut trace = out.trace;
-        trace.stages.insert(0, StageReport::timing("context", context_us));
+        trace
+            .stages
+            .insert(0, StageReport::timing("context", context_us));
 
         let mut items = out.items;
         if let Some(room) = self.room_left(&ctx) {

@@ -40,7 +40,9 @@ use clap::Args;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
-use steerfeed::{Config, Engine, Event, EventKey, FeedRequest, Revocation, Timestamp, UserId};
+use steerfeed::{
+    Config, Engine, Event, EventKey, FeedRequest, Revocation, Timestamp, Trace, UserId,
+};
 use steerfeed_world::{Revocation as WorldRevocation, World, WorldConfig};
 
 /// The file, inside the cache folder, whose presence says the build completed.
@@ -280,6 +282,22 @@ pub struct FeedStats {
     pub empty_pages: usize,
     /// Requests per second over the measured phase.
     pub qps: f64,
+    /// Mean microseconds and mean output count of each stage (and of the context load
+    /// and the response assembly), in pipeline order.
+    pub stages: Vec<StageTiming>,
+}
+
+/// One stage's mean cost over the measured requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageTiming {
+    /// The stage's name.
+    pub stage: String,
+    /// Mean wall time, in microseconds, over the requests it ran in.
+    pub mean_us: f64,
+    /// Mean candidates out (proposed, kept, selected).
+    pub mean_out: f64,
+    /// Requests it ran in.
+    pub runs: usize,
 }
 
 /// The vector index on disk after the run.
@@ -741,19 +759,49 @@ fn uid(i: usize) -> anyhow::Result<UserId> {
     Ok(UserId::new(format!("u{i}"))?)
 }
 
-/// One timed feed request: its latency and the number of items.
+/// One timed feed request: its latency, the number of items, and what each stage took.
 fn one_feed(
     engine: &Engine,
     user: &UserId,
     limit: u32,
     now: Timestamp,
-) -> anyhow::Result<(Duration, usize)> {
+) -> anyhow::Result<(Duration, usize, Trace)> {
     let started = Instant::now();
     let request = FeedRequest::new(user.clone(), limit)?.at(now);
-    let page = engine
-        .feed(&request)
+    let (page, trace) = engine
+        .feed_traced(&request)
         .with_context(|| format!("feed for {user}"))?;
-    Ok((started.elapsed(), page.items.len()))
+    Ok((started.elapsed(), page.items.len(), trace))
+}
+
+/// Mean cost of each stage, in the order stages first appeared.
+fn stage_timings<'a>(traces: impl Iterator<Item = &'a Trace>) -> Vec<StageTiming> {
+    let mut order: Vec<&'static str> = Vec::new();
+    let mut acc: std::collections::HashMap<&'static str, (u64, usize, usize)> =
+        std::collections::HashMap::new();
+    for t in traces {
+        for r in &t.stages {
+            let e = acc.entry(r.stage).or_insert_with(|| {
+                order.push(r.stage);
+                (0, 0, 0)
+            });
+            e.0 += r.micros;
+            e.1 += r.output;
+            e.2 += 1;
+        }
+    }
+    order
+        .into_iter()
+        .map(|stage| {
+            let (us, out, runs) = acc[stage];
+            StageTiming {
+                stage: stage.to_owned(),
+                mean_us: us as f64 / runs.max(1) as f64,
+                mean_out: out as f64 / runs.max(1) as f64,
+                runs,
+            }
+        })
+        .collect()
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -778,7 +826,8 @@ fn measure_feed(engine: &Engine, args: &FeedArgs) -> anyhow::Result<FeedStats> {
     let progress = Progress::new("feed requests", measured.len());
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
-    let results: Mutex<Vec<(Duration, usize)>> = Mutex::new(Vec::with_capacity(measured.len()));
+    let results: Mutex<Vec<(Duration, usize, Trace)>> =
+        Mutex::new(Vec::with_capacity(measured.len()));
     let failure: Mutex<Option<anyhow::Error>> = Mutex::new(None);
     let started = Instant::now();
     std::thread::scope(|s| {
@@ -829,6 +878,7 @@ fn measure_feed(engine: &Engine, args: &FeedArgs) -> anyhow::Result<FeedStats> {
         mean_items: items as f64 / n as f64,
         empty_pages: results.iter().filter(|r| r.1 == 0).count(),
         qps: rate(n, wall.as_secs_f64()),
+        stages: stage_timings(results.iter().map(|r| &r.2)),
     })
 }
 

@@ -37,14 +37,24 @@ impl Source for FreshSource {
             .checked_sub(jiff::SignedDuration::from_hours(self.window_h))
             .unwrap_or(jiff::Timestamp::MIN);
         let mut scored = Vec::new();
+        // One count per creator, however many of the newest videos are theirs.
+        let mut is_new: std::collections::HashMap<steerfeed_core::UserId, bool> =
+            std::collections::HashMap::new();
         for v in self
             .catalog
             .newest(since, self.quota * 4)?
             .into_iter()
             .filter(|v| !v.deleted)
         {
-            let new_creator =
-                self.catalog.creator_video_count(&v.creator)? <= self.new_creator_max_videos;
+            let new_creator = match is_new.get(&v.creator) {
+                Some(&n) => n,
+                None => {
+                    let n = self.catalog.creator_video_count(&v.creator)?
+                        <= self.new_creator_max_videos;
+                    is_new.insert(v.creator.clone(), n);
+                    n
+                }
+            };
             let score = recency(ctx.now, v.created_at, 24.0) + if new_creator { 1.0 } else { 0.0 };
             scored.push((v, score));
         }
