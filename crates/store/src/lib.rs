@@ -111,6 +111,7 @@
 mod cache;
 mod codec;
 mod commit;
+mod derived;
 mod ingest;
 mod options;
 mod ports;
