@@ -14,6 +14,7 @@
 //! counted exactly once, whatever was persisted when the process died.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
 
 use sled::{Batch, Tree};
@@ -150,10 +151,10 @@ impl RingPending {
     }
 
     fn write(&self, user: &UserId, cap: u64, b: &mut Batch) {
-        for (seq, v) in &self.entries {
+        let keep_from = self.head.saturating_sub(cap);
+        for (seq, v) in self.entries.iter().filter(|(seq, _)| *seq >= keep_from) {
             b.insert(seq_key(user.as_str(), *seq), v.as_slice());
         }
-        let keep_from = self.head.saturating_sub(cap);
         for seq in self.base.saturating_sub(cap)..self.base.min(keep_from) {
             b.remove(seq_key(user.as_str(), seq));
         }
@@ -161,10 +162,9 @@ impl RingPending {
     }
 }
 
-/// Derived state changed in memory and not yet written to sled.
-pub(crate) struct Overlay {
-    /// The last event sequence whose effects are in the overlay or the trees.
-    pub applied: u64,
+/// One generation of derived changes not yet in sled.
+#[derive(Default)]
+pub(crate) struct Layer {
     pub event_keys: HashMap<EventKey, u64>,
     pub counters: HashMap<VideoId, CounterRec>,
     pub creators: HashMap<UserId, CounterRec>,
@@ -173,32 +173,9 @@ pub(crate) struct Overlay {
     pub affinity: HashMap<UserId, HashMap<UserId, Decayed>>,
     pub seen: HashMap<UserId, RingPending>,
     pub history: HashMap<UserId, RingPending>,
-    /// Roughly the number of pending sled writes.
-    pub pending: usize,
-    /// When the overlay was last written out.
-    pub persisted_at: Instant,
-    /// The watermark stored in each derived tree (never moved backwards).
-    pub watermarks: [u64; 11],
 }
 
-impl Overlay {
-    pub fn new(applied: u64) -> Self {
-        Self {
-            applied,
-            event_keys: HashMap::new(),
-            counters: HashMap::new(),
-            creators: HashMap::new(),
-            wellbeing: HashMap::new(),
-            interest: HashMap::new(),
-            affinity: HashMap::new(),
-            seen: HashMap::new(),
-            history: HashMap::new(),
-            pending: 0,
-            persisted_at: Instant::now(),
-            watermarks: [applied; 11],
-        }
-    }
-
+impl Layer {
     fn clear(&mut self, d: Derived) {
         match d {
             Derived::EventKeys => self.event_keys.clear(),
@@ -213,7 +190,7 @@ impl Overlay {
         }
     }
 
-    /// The sled batch that writes `d`'s pending changes and its watermark.
+    /// The sled batch that writes `d`'s changes and its watermark.
     fn batch(&self, s: &Store, d: Derived, watermark: u64) -> Result<Batch> {
         let o = s.options();
         let mut b = Batch::default();
@@ -269,43 +246,188 @@ impl Overlay {
     }
 }
 
+/// Derived state changed in memory and not yet in sled: the `active` layer writers
+/// change, and the `frozen` one the persister is writing out. Readers look at `active`,
+/// then `frozen`, then sled.
+pub(crate) struct Overlay {
+    /// The last event sequence whose effects are in the overlay or the trees.
+    pub applied: u64,
+    pub active: Layer,
+    pub frozen: Option<Arc<Layer>>,
+    /// Roughly the number of sled writes pending in `active`.
+    pub pending: usize,
+    /// When `active` was last frozen.
+    pub persisted_at: Instant,
+    /// The watermark stored in each derived tree (never moved backwards).
+    pub watermarks: [u64; 11],
+}
+
+impl Overlay {
+    pub fn new(applied: u64) -> Self {
+        Self {
+            applied,
+            active: Layer::default(),
+            frozen: None,
+            pending: 0,
+            persisted_at: Instant::now(),
+            watermarks: [applied; 11],
+        }
+    }
+
+    fn layers(&self) -> impl Iterator<Item = &Layer> {
+        std::iter::once(&self.active).chain(self.frozen.as_deref())
+    }
+
+    pub fn has_key(&self, k: &EventKey) -> bool {
+        self.layers().any(|l| l.event_keys.contains_key(k))
+    }
+
+    pub fn counter(&self, id: &VideoId) -> Option<&CounterRec> {
+        self.layers().find_map(|l| l.counters.get(id))
+    }
+
+    pub fn creator(&self, id: &UserId) -> Option<&CounterRec> {
+        self.layers().find_map(|l| l.creators.get(id))
+    }
+
+    pub fn wellbeing(&self, u: &UserId) -> Option<&WellbeingRec> {
+        self.layers().find_map(|l| l.wellbeing.get(u))
+    }
+
+    pub fn interest(&self, u: &UserId) -> Option<&(i64, Vec<f32>)> {
+        self.layers().find_map(|l| l.interest.get(u))
+    }
+
+    pub fn affinity(&self, u: &UserId, c: &UserId) -> Option<&Decayed> {
+        self.layers()
+            .find_map(|l| l.affinity.get(u).and_then(|m| m.get(c)))
+    }
+
+    /// Every affinity of `u` in memory, newest layer winning.
+    pub fn affinities(&self, u: &UserId) -> HashMap<UserId, Decayed> {
+        let mut out = HashMap::new();
+        for l in self.layers().collect::<Vec<_>>().into_iter().rev() {
+            if let Some(m) = l.affinity.get(u) {
+                out.extend(m.iter().map(|(c, d)| (c.clone(), *d)));
+            }
+        }
+        out
+    }
+
+    /// `u`'s pending appends to a ring, newest layer first.
+    pub fn rings<'a>(
+        &'a self,
+        u: &UserId,
+        ring: fn(&Layer) -> &HashMap<UserId, RingPending>,
+    ) -> Vec<&'a RingPending> {
+        self.layers().filter_map(|l| ring(l).get(u)).collect()
+    }
+}
+
 impl Store {
-    /// Writes the overlay's changes for the trees in `which` to sled, each tree in one
-    /// batch with its watermark, and forgets them. Call under the write lock.
-    pub(crate) fn persist_derived(&self, ov: &mut Overlay, which: Mask) -> Result<()> {
+    /// Writes `layer`'s changes for the trees in `which`, each tree in one batch with
+    /// its watermark `applied`. Call holding the persist lock.
+    fn write_layer(&self, layer: &Layer, which: Mask, applied: u64) -> Result<[u64; 11]> {
         let t = self.t();
+        let mut wms = self.overlay_read().watermarks;
         for d in Derived::ALL {
-            if !which.has(d) {
+            if !which.has(d) || matches!(d, Derived::Follows | Derived::Followers | Derived::Mutes)
+            {
                 continue;
             }
-            let wm = ov.watermarks[d as usize].max(ov.applied);
-            let b = ov.batch(self, d, wm)?;
+            let wm = wms[d as usize].max(applied);
+            let b = layer.batch(self, d, wm)?;
             d.tree(t).apply_batch(b).map_err(db_err)?;
-            ov.watermarks[d as usize] = wm;
-            ov.clear(d);
+            wms[d as usize] = wm;
         }
-        if which == Mask::ALL {
-            ov.pending = 0;
+        Ok(wms)
+    }
+
+    /// Edge trees hold every edge up to `applied` already: move their watermarks there.
+    /// Call under the write lock.
+    fn raise_edge_watermarks(&self, ov: &mut Overlay) -> Result<()> {
+        for d in [Derived::Follows, Derived::Followers, Derived::Mutes] {
+            if ov.watermarks[d as usize] < ov.applied {
+                d.tree(self.t())
+                    .insert(WATERMARK_KEY, &ov.applied.to_be_bytes())
+                    .map_err(db_err)?;
+                ov.watermarks[d as usize] = ov.applied;
+            }
         }
-        ov.persisted_at = Instant::now();
         Ok(())
     }
 
-    /// Persists the whole overlay when it is large or old enough. Call under the write lock.
-    pub(crate) fn maybe_persist(&self, ov: &mut Overlay) -> Result<()> {
-        let o = self.options();
-        if ov.pending > o.derived_max_pending
-            || (ov.pending > 0
-                && ov.persisted_at.elapsed().as_millis() >= u128::from(o.derived_persist_ms))
-        {
-            self.persist_derived(ov, Mask::ALL)?;
+    /// Writes the derived state in memory to sled: freezes the active layer (briefly
+    /// under the write lock), writes it out while writers go on with a fresh one, then
+    /// drops it. Readers see the frozen layer until its trees have it.
+    pub(crate) fn persist_round(&self) -> Result<()> {
+        let _p = self.persist_lock();
+        let (layer, applied) = {
+            let _g = self.write_lock();
+            let mut ov = self.overlay_write();
+            self.raise_edge_watermarks(&mut ov)?;
+            ov.persisted_at = Instant::now();
+            if ov.pending == 0 {
+                return Ok(());
+            }
+            let layer = Arc::new(std::mem::take(&mut ov.active));
+            ov.frozen = Some(Arc::clone(&layer));
+            ov.pending = 0;
+            (layer, ov.applied)
+        };
+        let res = self.write_layer(&layer, Mask::ALL, applied);
+        let mut ov = self.overlay_write();
+        match res {
+            Ok(wms) => {
+                for (w, n) in ov.watermarks.iter_mut().zip(wms) {
+                    *w = (*w).max(n);
+                }
+                ov.frozen = None;
+                Ok(())
+            }
+            // Keep the frozen layer readable; the next round writes it again, merged
+            // under the newer active layer.
+            Err(e) => {
+                ov.frozen = None;
+                if let Ok(mut merged) = Arc::try_unwrap(layer) {
+                    merged.merge(std::mem::take(&mut ov.active));
+                    ov.active = merged;
+                    ov.pending += 1;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Test support: writes only the trees in `which` from the active layer.
+    pub(crate) fn persist_some(&self, which: Mask) -> Result<()> {
+        let _p = self.persist_lock();
+        let _g = self.write_lock();
+        let applied = self.overlay_read().applied;
+        let layer = std::mem::take(&mut self.overlay_write().active);
+        let res = self.write_layer(&layer, which, applied);
+        let mut ov = self.overlay_write();
+        ov.active = layer;
+        let wms = res?;
+        for d in Derived::ALL {
+            if which.has(d) {
+                ov.active.clear(d);
+                ov.watermarks[d as usize] = wms[d as usize];
+            }
+        }
+        if which.has(Derived::Follows) {
+            self.raise_edge_watermarks(&mut ov)?;
         }
         Ok(())
+    }
+
+    /// True when the active layer is over its bound and the caller should persist.
+    pub(crate) fn persist_due(&self) -> bool {
+        self.overlay_read().pending > self.options().derived_max_pending
     }
 
     /// Replays the log after the smallest watermark into the derived state (at open).
     pub(crate) fn replay(&self) -> Result<u64> {
-        let _g = self.write_lock();
         let t = self.t();
         let mut wms = [0u64; 11];
         for (wm, d) in wms.iter_mut().zip(Derived::ALL) {
@@ -346,16 +468,18 @@ impl Store {
                 .iter()
                 .map(|(seq, e)| (*seq, e, Mask::needing(&wms, *seq)))
                 .collect();
-            let staged = self.stage(&items)?;
-            self.install(staged)?;
+            {
+                let _g = self.write_lock();
+                let staged = self.stage(&items)?;
+                self.install(staged)?;
+            }
             replayed += chunk.len() as u64;
-            let mut ov = self.overlay_write();
-            self.maybe_persist(&mut ov)?;
+            if self.persist_due() {
+                self.persist_round()?;
+            }
         }
-        let mut ov = self.overlay_write();
-        ov.applied = last;
-        self.persist_derived(&mut ov, Mask::ALL)?;
-        drop(ov);
+        self.overlay_write().applied = last;
+        self.persist_round()?;
         if replayed > 0 {
             tracing::info!(
                 replayed,
@@ -364,5 +488,35 @@ impl Store {
             );
         }
         Ok(replayed)
+    }
+}
+
+impl Layer {
+    /// Puts `newer` on top of `self`.
+    fn merge(&mut self, newer: Layer) {
+        self.event_keys.extend(newer.event_keys);
+        self.counters.extend(newer.counters);
+        self.creators.extend(newer.creators);
+        self.wellbeing.extend(newer.wellbeing);
+        self.interest.extend(newer.interest);
+        for (u, m) in newer.affinity {
+            self.affinity.entry(u).or_default().extend(m);
+        }
+        for (mine, theirs) in [
+            (&mut self.seen, newer.seen),
+            (&mut self.history, newer.history),
+        ] {
+            for (u, r) in theirs {
+                match mine.get_mut(&u) {
+                    Some(old) => {
+                        old.head = r.head;
+                        old.entries.extend(r.entries);
+                    }
+                    None => {
+                        mine.insert(u, r);
+                    }
+                }
+            }
+        }
     }
 }

@@ -11,7 +11,7 @@ use steerfeed_core::ports::Engagement;
 use steerfeed_core::{Entity, Error, Event, EventKey, EventKind, Result, UserId, Video, VideoId};
 
 use crate::codec::{self, CounterRec, Decayed, corrupt, ms, pair, prefix, u64_of};
-use crate::derived::{Derived, Mask, Overlay, RingPending, WATERMARK_KEY};
+use crate::derived::{Derived, Layer, Mask, Overlay, RingPending, WATERMARK_KEY};
 use crate::store::{IngestReport, Store, WellbeingRec, db_err};
 
 /// Appends to one kind of per-user ring (seen or history) staged by one write.
@@ -30,14 +30,18 @@ impl Ring {
     fn push(
         &mut self,
         tree: &Tree,
-        pending: &HashMap<UserId, RingPending>,
+        ov: &Overlay,
+        ring: fn(&Layer) -> &HashMap<UserId, RingPending>,
         user: &UserId,
         value: Vec<u8>,
     ) -> Result<()> {
         if !self.heads.contains_key(user) {
-            let h = match pending.get(user) {
-                Some(p) => (p.base, p.head),
-                None => {
+            let frozen = ov.frozen.as_deref().and_then(|f| ring(f).get(user));
+            let h = match (ring(&ov.active).get(user), frozen) {
+                (Some(p), _) => (p.base, p.head),
+                // The frozen appends reach sled before the active ones.
+                (None, Some(p)) => (p.head, p.head),
+                (None, None) => {
                     let h = match tree.get(user.as_str()).map_err(db_err)? {
                         Some(b) => u64_of(&b).ok_or_else(|| corrupt("ring head"))?,
                         None => 0,
@@ -89,7 +93,7 @@ impl Rings {
     ) -> Result<()> {
         let mut v = at_ms.to_le_bytes().to_vec();
         v.extend_from_slice(video.as_str().as_bytes());
-        self.seen.push(&s.t().seen, &ov.seen, user, v)
+        self.seen.push(&s.t().seen, ov, |l| &l.seen, user, v)
     }
 
     fn push_history(
@@ -102,14 +106,17 @@ impl Rings {
     ) -> Result<()> {
         let mut v = at_ms.to_le_bytes().to_vec();
         codec::encode_kind(&mut v, kind);
-        self.history.push(&s.t().history, &ov.history, user, v)
+        self.history
+            .push(&s.t().history, ov, |l| &l.history, user, v)
     }
 
     /// Moves the appends into the overlay; returns how many entries were added.
     pub fn install(self, s: &Store, ov: &mut Overlay) -> usize {
         let o = s.options();
-        self.seen.install(&mut ov.seen, o.seen_per_user)
-            + self.history.install(&mut ov.history, o.history_per_user)
+        self.seen.install(&mut ov.active.seen, o.seen_per_user)
+            + self
+                .history
+                .install(&mut ov.active.history, o.history_per_user)
     }
 }
 
@@ -117,23 +124,26 @@ impl Rings {
 /// then the entries in sled that are still inside the ring.
 pub(crate) fn read_ring<T>(
     tree: &Tree,
-    pending: Option<&RingPending>,
+    pending: &[&RingPending],
     user: &UserId,
     cap: u64,
     limit: usize,
     f: impl Fn(&[u8]) -> Result<T>,
 ) -> Result<Vec<T>> {
     let mut out = Vec::new();
-    let mut keep_from = 0;
-    if let Some(p) = pending {
-        for (_, v) in p.entries.iter().rev().take(limit) {
+    let keep_from = pending.first().map_or(0, |p| p.head.saturating_sub(cap));
+    for p in pending {
+        for (seq, v) in p.entries.iter().rev() {
+            if out.len() >= limit || *seq < keep_from {
+                break;
+            }
             if v.len() < 8 {
                 return Err(corrupt("ring entry"));
             }
             out.push(f(v)?);
         }
-        keep_from = p.head.saturating_sub(cap);
     }
+    let from_sled = pending.last().map_or(u64::MAX, |p| p.base);
     for kv in tree.scan_prefix(prefix(user.as_str())).rev() {
         if out.len() >= limit {
             break;
@@ -146,6 +156,10 @@ pub(crate) fn read_ring<T>(
             .ok_or_else(|| corrupt("ring key"))?;
         if seq < keep_from {
             break;
+        }
+        if seq >= from_sled {
+            // Written by a persist that finished after the memory layers were read.
+            continue;
         }
         if v.len() < 8 {
             return Err(corrupt("ring entry"));
@@ -160,7 +174,7 @@ pub(crate) fn read_history(s: &Store, user: &UserId, limit: usize) -> Result<Vec
     let ov = s.overlay_read();
     for e in read_ring(
         &s.t().history,
-        ov.history.get(user),
+        &ov.rings(user, |l| &l.history),
         user,
         s.options().history_per_user,
         limit,
@@ -202,14 +216,13 @@ struct Staging<'s, 'o> {
     staged: Staged,
 }
 
-fn load_counter<K: Eq + std::hash::Hash>(
-    ov: &HashMap<K, CounterRec>,
+fn load_counter(
+    mem: Option<&CounterRec>,
     tree: &Tree,
-    id: &K,
     key: &str,
     at_ms: i64,
 ) -> Result<CounterRec> {
-    if let Some(r) = ov.get(id) {
+    if let Some(r) = mem {
         return Ok(*r);
     }
     match tree.get(key).map_err(db_err)? {
@@ -294,9 +307,8 @@ impl<'s, 'o> Staging<'s, 'o> {
                 let rec = match st.counters.entry(v.id.clone()) {
                     Entry::Occupied(x) => x.into_mut(),
                     Entry::Vacant(x) => x.insert(load_counter(
-                        &ov.counters,
+                        ov.counter(&v.id),
                         &t.counters,
-                        &v.id,
                         v.id.as_str(),
                         at,
                     )?),
@@ -307,9 +319,8 @@ impl<'s, 'o> Staging<'s, 'o> {
                 let rec = match st.creators.entry(v.creator.clone()) {
                     Entry::Occupied(x) => x.into_mut(),
                     Entry::Vacant(x) => x.insert(load_counter(
-                        &ov.creators,
+                        ov.creator(&v.creator),
                         &t.creator_counts,
-                        &v.creator,
                         v.creator.as_str(),
                         at,
                     )?),
@@ -323,7 +334,7 @@ impl<'s, 'o> Staging<'s, 'o> {
             let (rec, tz) = match self.wellbeing.entry(e.user.clone()) {
                 Entry::Occupied(x) => x.into_mut(),
                 Entry::Vacant(x) => {
-                    let rec = match ov.wellbeing.get(&e.user) {
+                    let rec = match ov.wellbeing(&e.user) {
                         Some(r) => r.clone(),
                         None => s.stored_wellbeing(&e.user)?,
                     };
@@ -383,7 +394,7 @@ impl<'s, 'o> Staging<'s, 'o> {
             let (ref_ms, vec) = match st.interest.entry(e.user.clone()) {
                 Entry::Occupied(x) => x.into_mut(),
                 Entry::Vacant(x) => {
-                    let loaded = match ov.interest.get(&e.user) {
+                    let loaded = match ov.interest(&e.user) {
                         Some(iv) => iv.clone(),
                         None => match t.interest.get(e.user.as_str()).map_err(db_err)? {
                             Some(b) => {
@@ -421,7 +432,7 @@ impl<'s, 'o> Staging<'s, 'o> {
                 let d = match st.affinity.entry(key) {
                     Entry::Occupied(x) => x.into_mut(),
                     Entry::Vacant(x) => {
-                        let mem = ov.affinity.get(&e.user).and_then(|m| m.get(&v.creator));
+                        let mem = ov.affinity(&e.user, &v.creator);
                         let d = match mem {
                             Some(d) => *d,
                             None => {
@@ -487,7 +498,7 @@ impl Store {
         let ov = &mut *ov;
         let mut added = 0;
         for (k, seq) in st.keys {
-            added += usize::from(ov.event_keys.insert(k, seq).is_none());
+            added += usize::from(ov.active.event_keys.insert(k, seq).is_none());
         }
         {
             let mut popular = self.inner.popular.lock().unwrap_or_else(|e| e.into_inner());
@@ -498,19 +509,26 @@ impl Store {
             }
         }
         for (id, rec) in st.counters {
-            added += usize::from(ov.counters.insert(id, rec).is_none());
+            added += usize::from(ov.active.counters.insert(id, rec).is_none());
         }
         for (id, rec) in st.creators {
-            added += usize::from(ov.creators.insert(id, rec).is_none());
+            added += usize::from(ov.active.creators.insert(id, rec).is_none());
         }
         for (u, rec) in st.wellbeing {
-            added += usize::from(ov.wellbeing.insert(u, rec).is_none());
+            added += usize::from(ov.active.wellbeing.insert(u, rec).is_none());
         }
         for (u, iv) in st.interest {
-            added += usize::from(ov.interest.insert(u, iv).is_none());
+            added += usize::from(ov.active.interest.insert(u, iv).is_none());
         }
         for ((u, c), d) in st.affinity {
-            added += usize::from(ov.affinity.entry(u).or_default().insert(c, d).is_none());
+            added += usize::from(
+                ov.active
+                    .affinity
+                    .entry(u)
+                    .or_default()
+                    .insert(c, d)
+                    .is_none(),
+            );
         }
         added += st.rings.install(self, ov);
         ov.pending += added;
@@ -546,7 +564,7 @@ impl Store {
             d.tree(t).apply_batch(b).map_err(db_err)?;
             ov.watermarks[d as usize] = wm;
         }
-        self.maybe_persist(ov)
+        Ok(())
     }
 
     /// Logs and counts a batch of events, all or nothing.
@@ -592,7 +610,7 @@ impl Store {
                 let mut seq = self.inner.next_seq.load(Ordering::Acquire);
                 for e in events {
                     if !keys.insert(&e.key)
-                        || ov.event_keys.contains_key(&e.key)
+                        || ov.has_key(&e.key)
                         || t.event_keys.contains_key(e.key.as_str()).map_err(db_err)?
                     {
                         report.duplicates.push(e.key.clone());
@@ -622,6 +640,9 @@ impl Store {
                 generation
             }
         };
+        if self.persist_due() {
+            self.persist_round()?;
+        }
         self.durable(generation)?;
         Ok(report)
     }

@@ -125,7 +125,7 @@ impl ActionStats for Store {
         let ov = self.overlay_read();
         videos
             .iter()
-            .map(|id| match ov.counters.get(*id) {
+            .map(|id| match ov.counter(id) {
                 Some(rec) => Ok(rec.counts_at(now, hl)),
                 None => match tree.get(id.as_str()).map_err(db_err)? {
                     Some(b) => Ok(CounterRec::decode(&b)?.counts_at(now, hl)),
@@ -136,7 +136,7 @@ impl ActionStats for Store {
     }
 
     fn creator_counts(&self, creator: &UserId, now: Timestamp) -> Result<ActionCounts> {
-        if let Some(rec) = self.overlay_read().creators.get(creator) {
+        if let Some(rec) = self.overlay_read().creator(creator) {
             return Ok(rec.counts_at(ms(now), self.half_life_ms()));
         }
         match self

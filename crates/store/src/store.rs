@@ -310,6 +310,9 @@ pub(crate) struct Inner {
     pub overlay: RwLock<Overlay>,
     /// Set by [`Store::crash_for_tests`]: closing must not persist the overlay.
     pub crashed: AtomicBool,
+    /// Held while derived state is written out (taken before `write`): one persist at a
+    /// time, and video deletions never race with one.
+    pub persist: Mutex<()>,
 }
 
 /// Owned by every clone of a [`Store`]: when the last one goes, it stops the background
@@ -331,7 +334,7 @@ impl Drop for Closer {
             _closer: None,
         };
         if !s.inner.crashed.load(Ordering::Acquire)
-            && let Err(e) = s.persist_all()
+            && let Err(e) = s.persist_round()
         {
             tracing::warn!(error = %e, "store: could not write derived state at close");
         }
@@ -503,6 +506,7 @@ impl Store {
         let inner = Arc::new(Inner {
             overlay: RwLock::new(Overlay::new(next_seq - 1)),
             crashed: AtomicBool::new(false),
+            persist: Mutex::new(()),
             cache: VideoCache::new(opts.video_cache),
             popular: Mutex::new(popular),
             remix: Mutex::new(remix),
@@ -535,9 +539,7 @@ impl Store {
                     if s.inner.crashed.load(Ordering::Acquire) {
                         continue;
                     }
-                    let _g = s.write_lock();
-                    let mut ov = s.overlay_write();
-                    if let Err(e) = s.maybe_persist(&mut ov) {
+                    if let Err(e) = s.persist_round() {
                         tracing::warn!(error = %e, "store: could not write derived state");
                     }
                 }
@@ -564,11 +566,8 @@ impl Store {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Writes all derived state in memory to its trees.
-    fn persist_all(&self) -> Result<()> {
-        let _g = self.write_lock();
-        let mut ov = self.overlay_write();
-        self.persist_derived(&mut ov, Mask::ALL)
+    pub(crate) fn persist_lock(&self) -> MutexGuard<'_, ()> {
+        lock(&self.inner.persist)
     }
 
     /// Test support: writes the derived state of the named trees only (`counters`,
@@ -576,13 +575,11 @@ impl Store {
     /// derived state would leave it. Not part of the API.
     #[doc(hidden)]
     pub fn persist_derived_for_tests(&self, trees: &[&str]) -> Result<()> {
-        let _g = self.write_lock();
-        let mut ov = self.overlay_write();
         let mask = Derived::ALL
             .iter()
             .filter(|d| trees.contains(&d.name()))
             .fold(Mask::NONE, |m, d| m.with(*d));
-        self.persist_derived(&mut ov, mask)
+        self.persist_some(mask)
     }
 
     /// Test support: closes the store as a crash would after the last acknowledged write:
@@ -590,6 +587,7 @@ impl Store {
     #[doc(hidden)]
     pub fn crash_for_tests(self) -> Result<()> {
         self.inner.crashed.store(true, Ordering::Release);
+        let _p = self.persist_lock();
         let _g = self.write_lock();
         let db = &self.inner.db;
         self.inner
@@ -703,7 +701,7 @@ impl Store {
 
     /// Flushes everything written so far to disk, derived state in memory included.
     pub fn flush(&self) -> Result<()> {
-        self.persist_all()?;
+        self.persist_round()?;
         let generation = self.inner.commit.written();
         self.durable(generation)
     }
@@ -750,6 +748,7 @@ impl Store {
             .map(|(_, v)| v)
             .collect();
         let generation = {
+            let _p = self.persist_lock();
             let _g = self.write_lock();
             let t = self.t();
             let mut w = Writes::default();
@@ -788,7 +787,7 @@ impl Store {
             for v in &batch {
                 self.inner.cache.invalidate(&v.id);
                 if v.deleted {
-                    self.overlay_write().counters.remove(&v.id);
+                    self.overlay_write().active.counters.remove(&v.id);
                     lock(&self.inner.popular).remove(&v.id);
                     lock(&self.inner.remix).remove(&v.id);
                 }
@@ -846,6 +845,7 @@ impl Store {
     /// and every cache, before this returns (durable). Deleting twice is not an error.
     pub fn delete_video(&self, id: &VideoId) -> Result<()> {
         let generation = {
+            let _p = self.persist_lock();
             let _g = self.write_lock();
             let t = self.t();
             let b = t
@@ -869,7 +869,7 @@ impl Store {
             self.inner.live_videos.store(live, Ordering::Release);
             self.inner.catalog_version.store(version, Ordering::Release);
             self.inner.cache.invalidate(id);
-            self.overlay_write().counters.remove(id);
+            self.overlay_write().active.counters.remove(id);
             lock(&self.inner.popular).remove(id);
             lock(&self.inner.remix).remove(id);
             generation
@@ -1234,7 +1234,7 @@ impl Store {
     // Wellbeing, seen history, interest, viewer.
 
     pub(crate) fn wellbeing_rec(&self, user: &UserId) -> Result<WellbeingRec> {
-        if let Some(r) = self.overlay_read().wellbeing.get(user) {
+        if let Some(r) = self.overlay_read().wellbeing(user) {
             return Ok(r.clone());
         }
         self.stored_wellbeing(user)
@@ -1263,6 +1263,14 @@ impl Store {
     /// the session counters. Not waited on for durability (a lost record only means an
     /// item may be served again); sled writes it within `flush_every_ms`.
     pub fn record_served(&self, user: &UserId, videos: &[VideoId], now: Timestamp) -> Result<()> {
+        self.record_served_inner(user, videos, now)?;
+        if self.persist_due() {
+            self.persist_round()?;
+        }
+        Ok(())
+    }
+
+    fn record_served_inner(&self, user: &UserId, videos: &[VideoId], now: Timestamp) -> Result<()> {
         let _g = self.write_lock();
         let mut rec = self.wellbeing_rec(user)?;
         rec.touch(now, self.gap_ms());
@@ -1279,8 +1287,8 @@ impl Store {
         }
         let mut ov = self.overlay_write();
         let added = ring.install(self, &mut ov);
-        ov.pending += added + usize::from(ov.wellbeing.insert(user.clone(), rec).is_none());
-        self.maybe_persist(&mut ov)
+        ov.pending += added + usize::from(ov.active.wellbeing.insert(user.clone(), rec).is_none());
+        Ok(())
     }
 
     /// Records that a check-in card was shown to `user` at `now` (not waited on).
@@ -1303,12 +1311,17 @@ impl Store {
     }
 
     fn update_wellbeing(&self, user: &UserId, f: impl FnOnce(&mut WellbeingState)) -> Result<()> {
-        let _g = self.write_lock();
-        let mut rec = self.wellbeing_rec(user)?;
-        f(&mut rec.state);
-        let mut ov = self.overlay_write();
-        ov.pending += usize::from(ov.wellbeing.insert(user.clone(), rec).is_none());
-        self.maybe_persist(&mut ov)
+        {
+            let _g = self.write_lock();
+            let mut rec = self.wellbeing_rec(user)?;
+            f(&mut rec.state);
+            let mut ov = self.overlay_write();
+            ov.pending += usize::from(ov.active.wellbeing.insert(user.clone(), rec).is_none());
+        }
+        if self.persist_due() {
+            self.persist_round()?;
+        }
+        Ok(())
     }
 
     /// The user's seen history, newest first (at most `seen_per_user`).
@@ -1317,7 +1330,7 @@ impl Store {
         let cap = self.inner.opts.seen_per_user;
         crate::ingest::read_ring(
             &self.t().seen,
-            ov.seen.get(user),
+            &ov.rings(user, |l| &l.seen),
             user,
             cap,
             usize::try_from(cap).unwrap_or(usize::MAX),
@@ -1331,7 +1344,7 @@ impl Store {
     /// The user's interest vector: the recency-weighted average of the embeddings of the
     /// videos they engaged with, each weighted by [`StoreOptions::weight`].
     pub fn interest(&self, user: &UserId) -> Result<Option<Embedding>> {
-        if let Some((_, v)) = self.overlay_read().interest.get(user) {
+        if let Some((_, v)) = self.overlay_read().interest(user) {
             return Ok(Embedding::normalized("interest", v).ok());
         }
         match self.t().interest.get(user.as_str()).map_err(db_err)? {
@@ -1360,9 +1373,7 @@ impl Store {
                 Decayed::decode(&v)?,
             );
         }
-        if let Some(m) = self.overlay_read().affinity.get(user) {
-            all.extend(m.iter().map(|(c, d)| (c.clone(), *d)));
-        }
+        all.extend(self.overlay_read().affinities(user));
         Ok(all
             .into_iter()
             .filter_map(|(c, d)| {
