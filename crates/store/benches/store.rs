@@ -57,17 +57,7 @@ fn fresh(world: &World, counter: &AtomicU64, n: usize) -> Vec<Event> {
 fn benches(c: &mut Criterion) {
     let world = world();
     let dir = tempfile::tempdir().unwrap();
-    let store = load(
-        &world,
-        &dir.path().join("cached"),
-        StoreOptions {
-            derived_persist_ms: std::env::var("XP")
-                .map(|v| v.parse().unwrap())
-                .unwrap_or(1000),
-            derived_max_pending: usize::MAX,
-            ..StoreOptions::default()
-        },
-    );
+    let store = load(&world, &dir.path().join("cached"), StoreOptions::default());
     let cold_dir = tempfile::tempdir().unwrap();
     let cold = load(
         &world,

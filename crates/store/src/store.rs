@@ -338,6 +338,10 @@ impl Drop for Closer {
         {
             tracing::warn!(error = %e, "store: could not write derived state at close");
         }
+        // Everything on disk before the files close, so a reopen finds them unlocked.
+        if let Err(e) = s.inner.db.flush() {
+            tracing::warn!(error = %e, "store: could not flush at close");
+        }
     }
 }
 
@@ -451,17 +455,33 @@ impl Store {
             .map_or_else(|| "(temporary)".to_owned(), |p| p.display().to_string());
         // sled reports corrupt files as errors, but be certain a foreign file never
         // brings the caller down.
-        let db = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()))
-            .map_err(|_| {
+        let open = || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open())).map_err(|_| {
                 Error::internal("store", format!("{shown}: sled panicked opening the files"))
-            })?
-            .map_err(|e| match e {
-                sled::Error::Corruption { .. } => Error::invalid(
-                    "store.path",
-                    format!("{shown}: the files are corrupt or not a sled database ({e})"),
-                ),
-                other => Error::internal("store", format!("{shown}: cannot open: {other}")),
-            })?;
+            })
+        };
+        // sled's I/O threads may hold the file lock for a moment after a store in this
+        // process closed: wait for it briefly rather than fail a quick reopen.
+        let mut res = open()?;
+        for _ in 0..200 {
+            match &res {
+                Err(sled::Error::Io(e))
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.to_string().contains("could not acquire lock") =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    res = open()?;
+                }
+                _ => break,
+            }
+        }
+        let db = res.map_err(|e| match e {
+            sled::Error::Corruption { .. } => Error::invalid(
+                "store.path",
+                format!("{shown}: the files are corrupt or not a sled database ({e})"),
+            ),
+            other => Error::internal("store", format!("{shown}: cannot open: {other}")),
+        })?;
         let version = Self::check_header(&db, &opts, &shown)?;
         let t = Trees::open(&db)?;
         let next_seq = match t.events.last().map_err(db_err)? {
