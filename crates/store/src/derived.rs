@@ -254,6 +254,10 @@ pub(crate) struct Overlay {
     pub applied: u64,
     pub active: Layer,
     pub frozen: Option<Arc<Layer>>,
+    /// The layer written last, kept as a read cache of what sled now holds (so the next
+    /// batches need not read hot keys back from sled). Dropped whenever sled changes
+    /// under it otherwise (video deletion, partial writes in tests).
+    pub clean: Option<Arc<Layer>>,
     /// Roughly the number of sled writes pending in `active`.
     pub pending: usize,
     /// When `active` was last frozen.
@@ -268,6 +272,7 @@ impl Overlay {
             applied,
             active: Layer::default(),
             frozen: None,
+            clean: None,
             pending: 0,
             persisted_at: Instant::now(),
             watermarks: [applied; 11],
@@ -275,7 +280,9 @@ impl Overlay {
     }
 
     fn layers(&self) -> impl Iterator<Item = &Layer> {
-        std::iter::once(&self.active).chain(self.frozen.as_deref())
+        std::iter::once(&self.active)
+            .chain(self.frozen.as_deref())
+            .chain(self.clean.as_deref())
     }
 
     pub fn has_key(&self, k: &EventKey) -> bool {
@@ -314,13 +321,17 @@ impl Overlay {
         out
     }
 
-    /// `u`'s pending appends to a ring, newest layer first.
+    /// `u`'s pending appends to a ring, newest layer first (not the clean layer: sled
+    /// has those).
     pub fn rings<'a>(
         &'a self,
         u: &UserId,
         ring: fn(&Layer) -> &HashMap<UserId, RingPending>,
     ) -> Vec<&'a RingPending> {
-        self.layers().filter_map(|l| ring(l).get(u)).collect()
+        std::iter::once(&self.active)
+            .chain(self.frozen.as_deref())
+            .filter_map(|l| ring(l).get(u))
+            .collect()
     }
 }
 
@@ -382,7 +393,7 @@ impl Store {
                 for (w, n) in ov.watermarks.iter_mut().zip(wms) {
                     *w = (*w).max(n);
                 }
-                ov.frozen = None;
+                ov.clean = ov.frozen.take();
                 Ok(())
             }
             // Keep the frozen layer readable; the next round writes it again, merged
@@ -408,6 +419,7 @@ impl Store {
         let res = self.write_layer(&layer, which, applied);
         let mut ov = self.overlay_write();
         ov.active = layer;
+        ov.clean = None;
         let wms = res?;
         for d in Derived::ALL {
             if which.has(d) {

@@ -36,10 +36,14 @@ impl Ring {
         value: Vec<u8>,
     ) -> Result<()> {
         if !self.heads.contains_key(user) {
-            let frozen = ov.frozen.as_deref().and_then(|f| ring(f).get(user));
-            let h = match (ring(&ov.active).get(user), frozen) {
+            let older = ov
+                .frozen
+                .as_deref()
+                .and_then(|f| ring(f).get(user))
+                .or_else(|| ov.clean.as_deref().and_then(|c| ring(c).get(user)));
+            let h = match (ring(&ov.active).get(user), older) {
                 (Some(p), _) => (p.base, p.head),
-                // The frozen appends reach sled before the active ones.
+                // Frozen appends reach sled before the active ones; clean ones are there.
                 (None, Some(p)) => (p.head, p.head),
                 (None, None) => {
                     let h = match tree.get(user.as_str()).map_err(db_err)? {
@@ -338,7 +342,7 @@ impl<'s, 'o> Staging<'s, 'o> {
                         Some(r) => r.clone(),
                         None => s.stored_wellbeing(&e.user)?,
                     };
-                    x.insert((rec, s.time_zone(&e.user)?))
+                    x.insert((rec, s.time_zone_for_write(&e.user)?))
                 }
             };
             rec.touch(e.at, s.gap_ms());

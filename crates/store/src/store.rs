@@ -313,6 +313,8 @@ pub(crate) struct Inner {
     /// Held while derived state is written out (taken before `write`): one persist at a
     /// time, and video deletions never race with one.
     pub persist: Mutex<()>,
+    /// Time zones of users seen by recent batches (wellbeing days are local).
+    pub time_zones: RwLock<std::collections::HashMap<UserId, TimeZone>>,
 }
 
 /// Owned by every clone of a [`Store`]: when the last one goes, it stops the background
@@ -527,6 +529,7 @@ impl Store {
             overlay: RwLock::new(Overlay::new(next_seq - 1)),
             crashed: AtomicBool::new(false),
             persist: Mutex::new(()),
+            time_zones: RwLock::default(),
             cache: VideoCache::new(opts.video_cache),
             popular: Mutex::new(popular),
             remix: Mutex::new(remix),
@@ -807,7 +810,9 @@ impl Store {
             for v in &batch {
                 self.inner.cache.invalidate(&v.id);
                 if v.deleted {
-                    self.overlay_write().active.counters.remove(&v.id);
+                    let mut ov = self.overlay_write();
+                    ov.active.counters.remove(&v.id);
+                    ov.clean = None;
                     lock(&self.inner.popular).remove(&v.id);
                     lock(&self.inner.remix).remove(&v.id);
                 }
@@ -889,7 +894,10 @@ impl Store {
             self.inner.live_videos.store(live, Ordering::Release);
             self.inner.catalog_version.store(version, Ordering::Release);
             self.inner.cache.invalidate(id);
-            self.overlay_write().active.counters.remove(id);
+            let mut ov = self.overlay_write();
+            ov.active.counters.remove(id);
+            ov.clean = None;
+            drop(ov);
             lock(&self.inner.popular).remove(id);
             lock(&self.inner.remix).remove(id);
             generation
@@ -979,6 +987,12 @@ impl Store {
         let b = json(user)?;
         self.write_durably(|s, w| {
             w.insert(&s.t().users, user.id.as_str(), b);
+            // Under the write lock: no batch can cache the old zone again.
+            s.inner
+                .time_zones
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&user.id);
             Ok(())
         })
     }
@@ -991,7 +1005,38 @@ impl Store {
         }
     }
 
+    /// The user's time zone, cached for later batches. Call under the write lock (the
+    /// cache is filled only there, so an upsert can never be overtaken by a stale zone).
+    pub(crate) fn time_zone_for_write(&self, id: &UserId) -> Result<TimeZone> {
+        if let Some(tz) = self.cached_time_zone(id) {
+            return Ok(tz);
+        }
+        let tz = self.time_zone(id)?;
+        let mut c = self
+            .inner
+            .time_zones
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if c.len() >= 100_000 {
+            c.clear();
+        }
+        c.insert(id.clone(), tz.clone());
+        Ok(tz)
+    }
+
+    fn cached_time_zone(&self, id: &UserId) -> Option<TimeZone> {
+        self.inner
+            .time_zones
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
+
     pub(crate) fn time_zone(&self, id: &UserId) -> Result<TimeZone> {
+        if let Some(tz) = self.cached_time_zone(id) {
+            return Ok(tz);
+        }
         Ok(self
             .user(id)?
             .and_then(|u| TimeZone::get(&u.time_zone).ok())
