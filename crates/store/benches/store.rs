@@ -116,6 +116,9 @@ fn benches(c: &mut Criterion) {
     let counter = AtomicU64::new(0);
     let mut g = c.benchmark_group("ingest");
     g.sample_size(20);
+    // Long enough to include several background writes of the derived state, which
+    // share sled with the log appends.
+    g.measurement_time(std::time::Duration::from_secs(15));
     g.throughput(Throughput::Elements(BATCH as u64));
     g.bench_function("events_batch100_1_writer", |b| {
         b.iter(|| {
