@@ -1,7 +1,7 @@
 //! Store benches on a seeded world (2,000 users, 20,000 videos, 384 dimensions):
 //! one video read (cached and not), a 1,000-video batch read, `video_counts` for 1,000
-//! videos, and `ingest_events` throughput with one writer and with four concurrent
-//! writers (group commit). Run with `cargo bench -p steerfeed-store`.
+//! videos, and `ingest_events` throughput with one writer (batches of 10, 100 and 1,000)
+//! and with four concurrent writers (group commit). Run with `cargo bench -p steerfeed-store`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -40,7 +40,11 @@ fn load(world: &World, dir: &std::path::Path, opts: StoreOptions) -> Store {
 
 /// World events under fresh idempotency keys, so each batch is really ingested.
 fn fresh_batch(world: &World, counter: &AtomicU64) -> Vec<Event> {
-    (0..BATCH)
+    fresh(world, counter, BATCH)
+}
+
+fn fresh(world: &World, counter: &AtomicU64, n: usize) -> Vec<Event> {
+    (0..n)
         .map(|_| {
             let n = counter.fetch_add(1, Ordering::Relaxed);
             let mut e = world.events[n as usize % world.events.len()].clone();
@@ -112,11 +116,23 @@ fn benches(c: &mut Criterion) {
     let counter = AtomicU64::new(0);
     let mut g = c.benchmark_group("ingest");
     g.sample_size(20);
+    // Long enough to include several background writes of the derived state, which
+    // share sled with the log appends.
+    g.measurement_time(std::time::Duration::from_secs(15));
     g.throughput(Throughput::Elements(BATCH as u64));
     g.bench_function("events_batch100_1_writer", |b| {
         b.iter(|| {
             let r = store.ingest_events(&fresh_batch(&world, &counter)).unwrap();
             assert_eq!(r.accepted, BATCH);
+        })
+    });
+    g.throughput(Throughput::Elements(1_000));
+    g.bench_function("events_batch1000_1_writer", |b| {
+        b.iter(|| {
+            let r = store
+                .ingest_events(&fresh(&world, &counter, 1_000))
+                .unwrap();
+            assert_eq!(r.accepted, 1_000);
         })
     });
     g.throughput(Throughput::Elements(4 * BATCH as u64));

@@ -4,7 +4,8 @@
 use jiff::Timestamp;
 use steerfeed_core::ports::ActionCounts;
 use steerfeed_core::{
-    Audience, Embedding, Error, Result, SafetyLabel, TopicId, UserId, Video, VideoId,
+    Audience, CheckinAnswer, Embedding, Error, Event, EventKey, EventKind, Result, SafetyLabel,
+    TopicId, UserId, Video, VideoId,
 };
 
 /// Separator between the parts of a composite key. Ids never contain NUL (it is a control
@@ -422,6 +423,165 @@ impl Decayed {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// Events: the log record and the history-ring entry, in a versioned binary form.
+//
+// event: version u8 = 1 | at i128 ns LE | key str | user str | kind
+// kind:  tag u8 | fields (video str, watch_ms u64 LE, completed u8, optional str as
+//        u8 flag + str, check-in answer u8)
+//
+// Records written by schema version 1 are JSON; they start with `{`, which is never a
+// version byte, so [`decode_event`] and [`decode_kind`] read both.
+
+const EVENT_RECORD_V1: u8 = 1;
+
+fn put_opt(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => {
+            out.push(1);
+            put_str(out, s);
+        }
+        None => out.push(0),
+    }
+}
+
+fn put_kind(out: &mut Vec<u8>, k: &EventKind) {
+    let (tag, video) = match k {
+        EventKind::Impression { video } => (0, Some(video)),
+        EventKind::View { video, .. } => (1, Some(video)),
+        EventKind::Like { video } => (2, Some(video)),
+        EventKind::Comment { video } => (3, Some(video)),
+        EventKind::Share { video } => (4, Some(video)),
+        EventKind::Follow { video } => (5, Some(video)),
+        EventKind::Remix { video, .. } => (6, Some(video)),
+        EventKind::CameoUse { video } => (7, Some(video)),
+        EventKind::Create { .. } => (8, None),
+        EventKind::Skip { video } => (9, Some(video)),
+        EventKind::NotInterested { video } => (10, Some(video)),
+        EventKind::HideCreator { video } => (11, Some(video)),
+        EventKind::Report { video } => (12, Some(video)),
+        EventKind::CheckinAnswer { .. } => (13, None),
+    };
+    out.push(tag);
+    if let Some(v) = video {
+        put_str(out, v.as_str());
+    }
+    match k {
+        EventKind::View {
+            watch_ms,
+            completed,
+            ..
+        } => {
+            out.extend_from_slice(&watch_ms.to_le_bytes());
+            out.push(u8::from(*completed));
+        }
+        EventKind::Remix { new_video, .. } => put_opt(out, new_video.as_ref().map(|v| v.as_str())),
+        EventKind::Create { video } => put_opt(out, video.as_ref().map(|v| v.as_str())),
+        EventKind::CheckinAnswer { answer } => out.push(match answer {
+            CheckinAnswer::Great => 0,
+            CheckinAnswer::Okay => 1,
+            CheckinAnswer::NotGreat => 2,
+        }),
+        _ => {}
+    }
+}
+
+fn read_kind(r: &mut Reader<'_>) -> Option<EventKind> {
+    let tag = r.u8()?;
+    let vid = |r: &mut Reader<'_>| VideoId::new(r.str()?).ok();
+    let opt = |r: &mut Reader<'_>| -> Option<Option<VideoId>> {
+        match r.u8()? {
+            0 => Some(None),
+            _ => Some(Some(VideoId::new(r.str()?).ok()?)),
+        }
+    };
+    Some(match tag {
+        0 => EventKind::Impression { video: vid(r)? },
+        1 => EventKind::View {
+            video: vid(r)?,
+            watch_ms: u64::from_le_bytes(r.take(8)?.try_into().ok()?),
+            completed: r.u8()? != 0,
+        },
+        2 => EventKind::Like { video: vid(r)? },
+        3 => EventKind::Comment { video: vid(r)? },
+        4 => EventKind::Share { video: vid(r)? },
+        5 => EventKind::Follow { video: vid(r)? },
+        6 => EventKind::Remix {
+            video: vid(r)?,
+            new_video: opt(r)?,
+        },
+        7 => EventKind::CameoUse { video: vid(r)? },
+        8 => EventKind::Create { video: opt(r)? },
+        9 => EventKind::Skip { video: vid(r)? },
+        10 => EventKind::NotInterested { video: vid(r)? },
+        11 => EventKind::HideCreator { video: vid(r)? },
+        12 => EventKind::Report { video: vid(r)? },
+        13 => EventKind::CheckinAnswer {
+            answer: match r.u8()? {
+                0 => CheckinAnswer::Great,
+                1 => CheckinAnswer::Okay,
+                2 => CheckinAnswer::NotGreat,
+                _ => return None,
+            },
+        },
+        _ => return None,
+    })
+}
+
+/// The log record of an event.
+pub(crate) fn encode_event(e: &Event) -> Vec<u8> {
+    let mut out = Vec::with_capacity(48 + e.key.as_str().len() + e.user.as_str().len());
+    out.push(EVENT_RECORD_V1);
+    out.extend_from_slice(&e.at.as_nanosecond().to_le_bytes());
+    put_str(&mut out, e.key.as_str());
+    put_str(&mut out, e.user.as_str());
+    put_kind(&mut out, &e.kind);
+    out
+}
+
+/// Decodes a log record (binary, or JSON from schema version 1).
+pub(crate) fn decode_event(b: &[u8]) -> Result<Event> {
+    if b.first() == Some(&b'{') {
+        return serde_json::from_slice(b).map_err(|_| corrupt("event"));
+    }
+    let inner = || {
+        let mut r = Reader { b, at: 0 };
+        if r.u8()? != EVENT_RECORD_V1 {
+            return None;
+        }
+        let at = Timestamp::from_nanosecond(r.i128()?).ok()?;
+        let key = EventKey::new(r.str()?).ok()?;
+        let user = UserId::new(r.str()?).ok()?;
+        let kind = read_kind(&mut r)?;
+        (r.at == b.len()).then_some(Event {
+            key,
+            user,
+            at,
+            kind,
+        })
+    };
+    inner().ok_or_else(|| corrupt("event"))
+}
+
+/// An event kind as kept in the history ring.
+pub(crate) fn encode_kind(out: &mut Vec<u8>, k: &EventKind) {
+    out.push(EVENT_RECORD_V1);
+    put_kind(out, k);
+}
+
+/// Decodes [`encode_kind`] (or JSON from schema version 1).
+pub(crate) fn decode_kind(b: &[u8]) -> Result<EventKind> {
+    if b.first() == Some(&b'{') {
+        return serde_json::from_slice(b).map_err(|_| corrupt("history"));
+    }
+    let mut r = Reader { b, at: 0 };
+    (r.u8() == Some(EVENT_RECORD_V1))
+        .then(|| read_kind(&mut r))
+        .flatten()
+        .filter(|_| r.at == b.len())
+        .ok_or_else(|| corrupt("history"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -472,5 +632,65 @@ mod tests {
         r.remix = 1.5;
         assert_eq!(CounterRec::decode(&r.encode()).unwrap(), r);
         assert!(CounterRec::decode(&[0; 5]).is_err());
+    }
+
+    #[test]
+    fn events_round_trip_in_binary_and_old_json_still_reads() {
+        let v = || VideoId::new("v1").unwrap();
+        let kinds = vec![
+            EventKind::Impression { video: v() },
+            EventKind::View {
+                video: v(),
+                watch_ms: 12_345,
+                completed: true,
+            },
+            EventKind::Like { video: v() },
+            EventKind::Comment { video: v() },
+            EventKind::Share { video: v() },
+            EventKind::Follow { video: v() },
+            EventKind::Remix {
+                video: v(),
+                new_video: Some(VideoId::new("v2").unwrap()),
+            },
+            EventKind::Remix {
+                video: v(),
+                new_video: None,
+            },
+            EventKind::CameoUse { video: v() },
+            EventKind::Create { video: None },
+            EventKind::Create { video: Some(v()) },
+            EventKind::Skip { video: v() },
+            EventKind::NotInterested { video: v() },
+            EventKind::HideCreator { video: v() },
+            EventKind::Report { video: v() },
+            EventKind::CheckinAnswer {
+                answer: CheckinAnswer::NotGreat,
+            },
+            EventKind::CheckinAnswer {
+                answer: CheckinAnswer::Okay,
+            },
+        ];
+        for (i, kind) in kinds.into_iter().enumerate() {
+            let e = Event {
+                key: EventKey::new(format!("k-{i}-é")).unwrap(),
+                user: UserId::new("ü").unwrap(),
+                at: Timestamp::from_nanosecond(1_795_000_000_123_456_789).unwrap(),
+                kind: kind.clone(),
+            };
+            let b = encode_event(&e);
+            assert_eq!(decode_event(&b).unwrap(), e);
+            assert!(decode_event(&b[..b.len() - 1]).is_err());
+            let json = serde_json::to_vec(&e).unwrap();
+            assert_eq!(decode_event(&json).unwrap(), e);
+            let mut k = Vec::new();
+            encode_kind(&mut k, &kind);
+            assert_eq!(decode_kind(&k).unwrap(), kind);
+            assert_eq!(
+                decode_kind(&serde_json::to_vec(&kind).unwrap()).unwrap(),
+                kind
+            );
+        }
+        assert!(decode_event(&[9, 1, 2]).is_err());
+        assert!(decode_event(b"").is_err());
     }
 }

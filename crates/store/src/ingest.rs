@@ -1,56 +1,81 @@
 //! Event ingestion: validation, idempotency, and the derived state every event updates.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use jiff::tz::TimeZone;
-use sled::Tree;
+use sled::{Batch, Tree};
 use steerfeed_core::ports::Engagement;
-use steerfeed_core::{Entity, Error, Event, EventKind, Result, UserId, Video, VideoId};
+use steerfeed_core::{Entity, Error, Event, EventKey, EventKind, Result, UserId, Video, VideoId};
 
-use crate::codec::{self, CounterRec, Decayed, corrupt, ms, pair, prefix, seq_key, u64_of};
-use crate::store::{IngestReport, Store, WellbeingRec, Writes, db_err};
+use crate::codec::{self, CounterRec, Decayed, corrupt, ms, pair, prefix, u64_of};
+use crate::derived::{Derived, Layer, Mask, Overlay, RingPending, WATERMARK_KEY};
+use crate::store::{IngestReport, Store, WellbeingRec, db_err};
 
-/// Pending appends to the bounded per-user rings (seen history, engagement history).
+/// Appends to one kind of per-user ring (seen or history) staged by one write.
 ///
-/// Layout: `user \0 seq` (big-endian, per-user arrival order) → entry, and the bare
-/// `user` → next `seq`. Appending `seq` removes `seq − cap`, so each user keeps exactly
+/// Layout in sled: `user \0 seq` (big-endian, per-user arrival order) → entry, and the
+/// bare `user` → next `seq`. Appending `seq` drops `seq − cap`, so each user keeps exactly
 /// the newest `cap` entries and a reverse prefix scan reads them newest first.
 #[derive(Default)]
 struct Ring {
-    heads: HashMap<UserId, u64>,
-    entries: Vec<(UserId, u64, Vec<u8>)>,
+    /// Per user: the head in sled when first loaded, and the next sequence number.
+    heads: HashMap<UserId, (u64, u64)>,
+    entries: Vec<(UserId, Vec<u8>)>,
 }
 
 impl Ring {
-    fn push(&mut self, tree: &Tree, user: &UserId, value: Vec<u8>) -> Result<()> {
-        let head = match self.heads.get_mut(user) {
-            Some(h) => h,
-            None => {
-                let h = match tree.get(user.as_str()).map_err(db_err)? {
-                    Some(b) => u64_of(&b).ok_or_else(|| corrupt("ring head"))?,
-                    None => 0,
-                };
-                self.heads.entry(user.clone()).or_insert(h)
-            }
-        };
-        let seq = *head;
-        *head += 1;
-        self.entries.push((user.clone(), seq, value));
+    fn push(
+        &mut self,
+        tree: &Tree,
+        ov: &Overlay,
+        ring: fn(&Layer) -> &HashMap<UserId, RingPending>,
+        user: &UserId,
+        value: Vec<u8>,
+    ) -> Result<()> {
+        if !self.heads.contains_key(user) {
+            let older = ov
+                .frozen
+                .as_deref()
+                .and_then(|f| ring(f).get(user))
+                .or_else(|| ov.clean.as_deref().and_then(|c| ring(c).get(user)));
+            let h = match (ring(&ov.active).get(user), older) {
+                (Some(p), _) => (p.base, p.head),
+                // Frozen appends reach sled before the active ones; clean ones are there.
+                (None, Some(p)) => (p.head, p.head),
+                (None, None) => {
+                    let h = match tree.get(user.as_str()).map_err(db_err)? {
+                        Some(b) => u64_of(&b).ok_or_else(|| corrupt("ring head"))?,
+                        None => 0,
+                    };
+                    (h, h)
+                }
+            };
+            self.heads.insert(user.clone(), h);
+        }
+        if let Some(h) = self.heads.get_mut(user) {
+            h.1 += 1;
+        }
+        self.entries.push((user.clone(), value));
         Ok(())
     }
 
-    fn write<'a>(self, tree: &'a Tree, cap: u64, w: &mut Writes<'a>) {
-        for (u, seq, v) in self.entries {
-            w.insert(tree, seq_key(u.as_str(), seq), v);
-            if seq >= cap {
-                w.remove(tree, seq_key(u.as_str(), seq - cap));
-            }
+    fn install(self, pending: &mut HashMap<UserId, RingPending>, cap: u64) -> usize {
+        let n = self.entries.len();
+        for (u, v) in self.entries {
+            let start = self.heads.get(&u).map_or(0, |h| h.0);
+            pending
+                .entry(u)
+                .or_insert_with(|| RingPending {
+                    base: start,
+                    head: start,
+                    ..RingPending::default()
+                })
+                .push(v, cap);
         }
-        for (u, h) in self.heads {
-            w.insert(tree, u.as_str(), h.to_be_bytes());
-        }
+        n
     }
 }
 
@@ -65,61 +90,103 @@ impl Rings {
     pub fn push_seen(
         &mut self,
         s: &Store,
+        ov: &Overlay,
         user: &UserId,
         at_ms: i64,
         video: &VideoId,
     ) -> Result<()> {
         let mut v = at_ms.to_le_bytes().to_vec();
         v.extend_from_slice(video.as_str().as_bytes());
-        self.seen.push(&s.t().seen, user, v)
+        self.seen.push(&s.t().seen, ov, |l| &l.seen, user, v)
     }
 
     fn push_history(
         &mut self,
         s: &Store,
+        ov: &Overlay,
         user: &UserId,
         at_ms: i64,
         kind: &EventKind,
     ) -> Result<()> {
         let mut v = at_ms.to_le_bytes().to_vec();
-        v.extend_from_slice(&serde_json::to_vec(kind).map_err(|e| Error::internal("store", e))?);
-        self.history.push(&s.t().history, user, v)
+        codec::encode_kind(&mut v, kind);
+        self.history
+            .push(&s.t().history, ov, |l| &l.history, user, v)
     }
 
-    pub fn write<'a>(self, s: &'a Store, w: &mut Writes<'a>) {
+    /// Moves the appends into the overlay; returns how many entries were added.
+    pub fn install(self, s: &Store, ov: &mut Overlay) -> usize {
         let o = s.options();
-        self.seen.write(&s.t().seen, o.seen_per_user, w);
-        self.history.write(&s.t().history, o.history_per_user, w);
+        self.seen.install(&mut ov.active.seen, o.seen_per_user)
+            + self
+                .history
+                .install(&mut ov.active.history, o.history_per_user)
     }
 }
 
-/// Up to `limit` entries of `user`'s ring, newest first.
+/// Up to `limit` entries of `user`'s ring, newest first: the appends still in memory,
+/// then the entries in sled that are still inside the ring.
 pub(crate) fn read_ring<T>(
     tree: &Tree,
+    pending: &[&RingPending],
     user: &UserId,
+    cap: u64,
     limit: usize,
     f: impl Fn(&[u8]) -> Result<T>,
 ) -> Result<Vec<T>> {
-    tree.scan_prefix(prefix(user.as_str()))
-        .rev()
-        .take(limit)
-        .map(|kv| {
-            let (_, v) = kv.map_err(db_err)?;
+    let mut out = Vec::new();
+    let keep_from = pending.first().map_or(0, |p| p.head.saturating_sub(cap));
+    for p in pending {
+        for (seq, v) in p.entries.iter().rev() {
+            if out.len() >= limit || *seq < keep_from {
+                break;
+            }
             if v.len() < 8 {
                 return Err(corrupt("ring entry"));
             }
-            f(&v)
-        })
-        .collect()
+            out.push(f(v)?);
+        }
+    }
+    let from_sled = pending.last().map_or(u64::MAX, |p| p.base);
+    for kv in tree.scan_prefix(prefix(user.as_str())).rev() {
+        if out.len() >= limit {
+            break;
+        }
+        let (k, v) = kv.map_err(db_err)?;
+        let seq = k
+            .len()
+            .checked_sub(8)
+            .and_then(|i| u64_of(&k[i..]))
+            .ok_or_else(|| corrupt("ring key"))?;
+        if seq < keep_from {
+            break;
+        }
+        if seq >= from_sled {
+            // Written by a persist that finished after the memory layers were read.
+            continue;
+        }
+        if v.len() < 8 {
+            return Err(corrupt("ring entry"));
+        }
+        out.push(f(&v)?);
+    }
+    Ok(out)
 }
 
 pub(crate) fn read_history(s: &Store, user: &UserId, limit: usize) -> Result<Vec<Engagement>> {
     let mut out = Vec::new();
-    for e in read_ring(&s.t().history, user, limit, |v| {
-        let at = codec::i64_le(v, 0).ok_or_else(|| corrupt("history"))?;
-        let kind: EventKind = serde_json::from_slice(&v[8..]).map_err(|_| corrupt("history"))?;
-        Ok((kind, codec::ts_of_ms(at)))
-    })? {
+    let ov = s.overlay_read();
+    for e in read_ring(
+        &s.t().history,
+        &ov.rings(user, |l| &l.history),
+        user,
+        s.options().history_per_user,
+        limit,
+        |v| {
+            let at = codec::i64_le(v, 0).ok_or_else(|| corrupt("history"))?;
+            Ok((codec::decode_kind(&v[8..])?, codec::ts_of_ms(at)))
+        },
+    )? {
         let (kind, at) = e;
         if let Some(video) = kind.video().cloned() {
             out.push(Engagement { video, kind, at });
@@ -128,25 +195,40 @@ pub(crate) fn read_history(s: &Store, user: &UserId, limit: usize) -> Result<Vec
     Ok(out)
 }
 
-/// The writes of a batch, the next sequence number, and the counters it changed.
-type Staged<'s> = (Writes<'s>, u64, Vec<(VideoId, CounterRec)>);
-
-/// The state one batch changes, loaded lazily and written once per key.
-struct Staging<'s> {
-    s: &'s Store,
-    seq: u64,
-    log: Vec<(u64, Vec<u8>, &'s Event)>,
+/// The derived changes of a run of events, computed against the overlay and sled but not
+/// yet visible: [`Store::install`] moves them into the overlay.
+pub(crate) struct Staged {
+    last: u64,
+    keys: Vec<(EventKey, u64)>,
     counters: HashMap<VideoId, CounterRec>,
     creators: HashMap<UserId, CounterRec>,
-    wellbeing: HashMap<UserId, (WellbeingRec, TimeZone)>,
+    wellbeing: HashMap<UserId, WellbeingRec>,
     interest: HashMap<UserId, (i64, Vec<f32>)>,
     affinity: HashMap<(UserId, UserId), Decayed>,
     rings: Rings,
-    mutes: HashSet<(UserId, UserId)>,
-    follows: HashSet<(UserId, UserId)>,
+    /// Edges with the trees (follows and followers, or mutes) that still need them.
+    follows: Vec<(UserId, UserId, Mask)>,
+    mutes: Vec<(UserId, UserId)>,
 }
 
-fn load_counter(tree: &Tree, key: &str, at_ms: i64) -> Result<CounterRec> {
+/// The state one run of events changes, loaded lazily (overlay first, then sled) and
+/// computed once per key.
+struct Staging<'s, 'o> {
+    s: &'s Store,
+    ov: &'o Overlay,
+    wellbeing: HashMap<UserId, (WellbeingRec, TimeZone)>,
+    staged: Staged,
+}
+
+fn load_counter(
+    mem: Option<&CounterRec>,
+    tree: &Tree,
+    key: &str,
+    at_ms: i64,
+) -> Result<CounterRec> {
+    if let Some(r) = mem {
+        return Ok(*r);
+    }
     match tree.get(key).map_err(db_err)? {
         Some(b) => CounterRec::decode(&b),
         None => Ok(CounterRec {
@@ -163,29 +245,37 @@ fn is_creation(kind: &EventKind) -> bool {
     )
 }
 
-impl<'s> Staging<'s> {
-    fn new(s: &'s Store) -> Self {
+impl<'s, 'o> Staging<'s, 'o> {
+    fn new(s: &'s Store, ov: &'o Overlay) -> Self {
         Self {
             s,
-            seq: s.inner.next_seq.load(Ordering::Acquire),
-            log: Vec::new(),
-            counters: HashMap::new(),
-            creators: HashMap::new(),
+            ov,
             wellbeing: HashMap::new(),
-            interest: HashMap::new(),
-            affinity: HashMap::new(),
-            rings: Rings::default(),
-            mutes: HashSet::new(),
-            follows: HashSet::new(),
+            staged: Staged {
+                last: 0,
+                keys: Vec::new(),
+                counters: HashMap::new(),
+                creators: HashMap::new(),
+                wellbeing: HashMap::new(),
+                interest: HashMap::new(),
+                affinity: HashMap::new(),
+                rings: Rings::default(),
+                follows: Vec::new(),
+                mutes: Vec::new(),
+            },
         }
     }
 
-    fn apply(&mut self, e: &'s Event) -> Result<()> {
+    /// Stages the effects of event `seq` on the trees in `mask`.
+    fn apply(&mut self, seq: u64, e: &Event, mask: Mask) -> Result<()> {
         let s = self.s;
+        let ov = self.ov;
+        let st = &mut self.staged;
         let t = s.t();
         let o = s.options();
         let at = ms(e.at);
         let hl = s.half_life_ms();
+        st.last = st.last.max(seq);
         let weight = (o.weight)(&e.kind);
         let weight = if weight.is_finite() {
             weight.max(0.0)
@@ -200,9 +290,9 @@ impl<'s> Staging<'s> {
             None => None,
         };
 
-        let json = serde_json::to_vec(e).map_err(|err| Error::internal("store", err))?;
-        self.log.push((self.seq, json, e));
-        self.seq += 1;
+        if mask.has(Derived::EventKeys) {
+            st.keys.push((e.key.clone(), seq));
+        }
 
         // Counters (live videos only) and the creator's sums.
         if let Some(v) = video.as_deref().filter(|v| !v.deleted) {
@@ -217,88 +307,110 @@ impl<'s> Staging<'s> {
                     *rmx += k;
                 }
             };
-            let rec = match self.counters.entry(v.id.clone()) {
-                std::collections::hash_map::Entry::Occupied(x) => x.into_mut(),
-                std::collections::hash_map::Entry::Vacant(x) => {
-                    x.insert(load_counter(&t.counters, v.id.as_str(), at)?)
-                }
-            };
-            rec.add(at, hl, add);
-            let rec = match self.creators.entry(v.creator.clone()) {
-                std::collections::hash_map::Entry::Occupied(x) => x.into_mut(),
-                std::collections::hash_map::Entry::Vacant(x) => {
-                    x.insert(load_counter(&t.creator_counts, v.creator.as_str(), at)?)
-                }
-            };
-            rec.add(at, hl, add);
+            if mask.has(Derived::Counters) {
+                let rec = match st.counters.entry(v.id.clone()) {
+                    Entry::Occupied(x) => x.into_mut(),
+                    Entry::Vacant(x) => x.insert(load_counter(
+                        ov.counter(&v.id),
+                        &t.counters,
+                        v.id.as_str(),
+                        at,
+                    )?),
+                };
+                rec.add(at, hl, add);
+            }
+            if mask.has(Derived::CreatorCounts) {
+                let rec = match st.creators.entry(v.creator.clone()) {
+                    Entry::Occupied(x) => x.into_mut(),
+                    Entry::Vacant(x) => x.insert(load_counter(
+                        ov.creator(&v.creator),
+                        &t.creator_counts,
+                        v.creator.as_str(),
+                        at,
+                    )?),
+                };
+                rec.add(at, hl, add);
+            }
         }
 
         // Wellbeing.
-        let (rec, tz) = match self.wellbeing.entry(e.user.clone()) {
-            std::collections::hash_map::Entry::Occupied(x) => x.into_mut(),
-            std::collections::hash_map::Entry::Vacant(x) => {
-                x.insert((s.wellbeing_rec(&e.user)?, s.time_zone(&e.user)?))
-            }
-        };
-        rec.touch(e.at, s.gap_ms());
-        let today = rec.roll(tz, e.at);
-        match &e.kind {
-            EventKind::Impression { video: id } | EventKind::View { video: id, .. } => {
-                if rec.last_item.as_ref() != Some(id) {
-                    if today {
-                        rec.state.items_today = rec.state.items_today.saturating_add(1);
+        if mask.has(Derived::Wellbeing) {
+            let (rec, tz) = match self.wellbeing.entry(e.user.clone()) {
+                Entry::Occupied(x) => x.into_mut(),
+                Entry::Vacant(x) => {
+                    let rec = match ov.wellbeing(&e.user) {
+                        Some(r) => r.clone(),
+                        None => s.stored_wellbeing(&e.user)?,
+                    };
+                    x.insert((rec, s.time_zone_for_write(&e.user)?))
+                }
+            };
+            rec.touch(e.at, s.gap_ms());
+            let today = rec.roll(tz, e.at);
+            match &e.kind {
+                EventKind::Impression { video: id } | EventKind::View { video: id, .. } => {
+                    if rec.last_item.as_ref() != Some(id) {
+                        if today {
+                            rec.state.items_today = rec.state.items_today.saturating_add(1);
+                        }
+                        rec.last_item = Some(id.clone());
                     }
-                    rec.last_item = Some(id.clone());
-                }
-                if let EventKind::View { watch_ms, .. } = &e.kind {
-                    if today {
-                        rec.state.minutes_today += (*watch_ms as f64 / 60_000.0) as f32;
+                    if let EventKind::View { watch_ms, .. } = &e.kind {
+                        if today {
+                            rec.state.minutes_today += (*watch_ms as f64 / 60_000.0) as f32;
+                        }
+                        rec.state.passive_streak = rec.state.passive_streak.saturating_add(1);
                     }
-                    rec.state.passive_streak = rec.state.passive_streak.saturating_add(1);
                 }
+                EventKind::CheckinAnswer { answer } => {
+                    if rec.state.last_answer.is_none_or(|(_, t0)| t0 <= e.at) {
+                        rec.state.last_answer = Some((*answer, e.at));
+                    }
+                    if rec.state.last_checkin.is_none_or(|t0| t0 < e.at) {
+                        rec.state.last_checkin = Some(e.at);
+                    }
+                }
+                k if k.is_active() => rec.state.passive_streak = 0,
+                _ => {}
             }
-            EventKind::CheckinAnswer { answer } => {
-                if rec.state.last_answer.is_none_or(|(_, t0)| t0 <= e.at) {
-                    rec.state.last_answer = Some((*answer, e.at));
-                }
-                if rec.state.last_checkin.is_none_or(|t0| t0 < e.at) {
-                    rec.state.last_checkin = Some(e.at);
-                }
-            }
-            k if k.is_active() => rec.state.passive_streak = 0,
-            _ => {}
         }
 
         // Seen history and engagement history.
-        if let EventKind::Impression { video: id }
-        | EventKind::View { video: id, .. }
-        | EventKind::NotInterested { video: id } = &e.kind
+        if mask.has(Derived::Seen)
+            && let EventKind::Impression { video: id }
+            | EventKind::View { video: id, .. }
+            | EventKind::NotInterested { video: id } = &e.kind
         {
-            self.rings.push_seen(s, &e.user, at, id)?;
+            st.rings.push_seen(s, ov, &e.user, at, id)?;
         }
-        if weight > 0.0 && video.is_some() {
-            self.rings.push_history(s, &e.user, at, &e.kind)?;
+        if mask.has(Derived::History) && weight > 0.0 && video.is_some() {
+            st.rings.push_history(s, ov, &e.user, at, &e.kind)?;
         }
 
         let Some(v) = video else { return Ok(()) };
 
         // Interest vector: a decayed, weighted sum of engaged embeddings.
-        if weight > 0.0
+        if mask.has(Derived::Interest)
+            && weight > 0.0
             && let Some(emb) = &v.embedding
         {
             let ihl = o.interest_half_life_h * 3_600_000.0;
-            let (ref_ms, vec) = match self.interest.entry(e.user.clone()) {
-                std::collections::hash_map::Entry::Occupied(x) => x.into_mut(),
-                std::collections::hash_map::Entry::Vacant(x) => {
-                    let loaded = match t.interest.get(e.user.as_str()).map_err(db_err)? {
-                        Some(b) => {
-                            let at0 = codec::i64_le(&b, 0).ok_or_else(|| corrupt("interest"))?;
-                            let v = codec::decode_f32s(&b[8..])
-                                .filter(|v| v.len() == o.dim)
-                                .ok_or_else(|| corrupt("interest"))?;
-                            (at0, v)
-                        }
-                        None => (at, vec![0.0; o.dim]),
+            let (ref_ms, vec) = match st.interest.entry(e.user.clone()) {
+                Entry::Occupied(x) => x.into_mut(),
+                Entry::Vacant(x) => {
+                    let loaded = match ov.interest(&e.user) {
+                        Some(iv) => iv.clone(),
+                        None => match t.interest.get(e.user.as_str()).map_err(db_err)? {
+                            Some(b) => {
+                                let at0 =
+                                    codec::i64_le(&b, 0).ok_or_else(|| corrupt("interest"))?;
+                                let v = codec::decode_f32s(&b[8..])
+                                    .filter(|v| v.len() == o.dim)
+                                    .ok_or_else(|| corrupt("interest"))?;
+                                (at0, v)
+                            }
+                            None => (at, vec![0.0; o.dim]),
+                        },
                     };
                     x.insert(loaded)
                 }
@@ -318,19 +430,25 @@ impl<'s> Staging<'s> {
 
         // Creator affinity, hide-creator mutes, follows from a video.
         if v.creator != e.user {
-            if weight > 0.0 {
+            if mask.has(Derived::Affinity) && weight > 0.0 {
                 let ahl = o.affinity_half_life_h * 3_600_000.0;
                 let key = (e.user.clone(), v.creator.clone());
-                let d = match self.affinity.entry(key) {
-                    std::collections::hash_map::Entry::Occupied(x) => x.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(x) => {
-                        let k = pair(e.user.as_str(), v.creator.as_str());
-                        let d = match t.affinity.get(k).map_err(db_err)? {
-                            Some(b) => Decayed::decode(&b)?,
-                            None => Decayed {
-                                at_ms: at,
-                                value: 0.0,
-                            },
+                let d = match st.affinity.entry(key) {
+                    Entry::Occupied(x) => x.into_mut(),
+                    Entry::Vacant(x) => {
+                        let mem = ov.affinity(&e.user, &v.creator);
+                        let d = match mem {
+                            Some(d) => *d,
+                            None => {
+                                let k = pair(e.user.as_str(), v.creator.as_str());
+                                match t.affinity.get(k).map_err(db_err)? {
+                                    Some(b) => Decayed::decode(&b)?,
+                                    None => Decayed {
+                                        at_ms: at,
+                                        value: 0.0,
+                                    },
+                                }
+                            }
                         };
                         x.insert(d)
                     }
@@ -338,11 +456,13 @@ impl<'s> Staging<'s> {
                 d.add(at, weight, ahl);
             }
             match &e.kind {
-                EventKind::HideCreator { .. } => {
-                    self.mutes.insert((e.user.clone(), v.creator.clone()));
+                EventKind::HideCreator { .. } if mask.has(Derived::Mutes) => {
+                    st.mutes.push((e.user.clone(), v.creator.clone()));
                 }
-                EventKind::Follow { .. } => {
-                    self.follows.insert((e.user.clone(), v.creator.clone()));
+                EventKind::Follow { .. }
+                    if mask.has(Derived::Follows) || mask.has(Derived::Followers) =>
+                {
+                    st.follows.push((e.user.clone(), v.creator.clone(), mask));
                 }
                 _ => {}
             }
@@ -350,44 +470,107 @@ impl<'s> Staging<'s> {
         Ok(())
     }
 
-    fn into_writes(self) -> Result<Staged<'s>> {
-        let s = self.s;
-        let t = s.t();
-        let mut w = Writes::default();
-        for (seq, json, e) in &self.log {
-            w.insert(&t.events, seq.to_be_bytes(), json);
-            w.insert(&t.event_keys, e.key.as_str(), seq.to_be_bytes());
-        }
-        for (id, rec) in &self.counters {
-            w.insert(&t.counters, id.as_str(), rec.encode());
-        }
-        for (id, rec) in &self.creators {
-            w.insert(&t.creator_counts, id.as_str(), rec.encode());
-        }
-        for (u, (rec, _)) in &self.wellbeing {
-            w.insert(&t.wellbeing, u.as_str(), Store::encode_wellbeing(rec)?);
-        }
-        for (u, (at, vec)) in &self.interest {
-            let mut b = at.to_le_bytes().to_vec();
-            codec::encode_f32s(&mut b, vec);
-            w.insert(&t.interest, u.as_str(), b);
-        }
-        for ((u, c), d) in &self.affinity {
-            w.insert(&t.affinity, pair(u.as_str(), c.as_str()), d.encode());
-        }
-        for (u, c) in &self.mutes {
-            w.insert(&t.mutes, pair(u.as_str(), c.as_str()), []);
-        }
-        for (u, c) in &self.follows {
-            w.insert(&t.follows, pair(u.as_str(), c.as_str()), []);
-            w.insert(&t.followers, pair(c.as_str(), u.as_str()), []);
-        }
-        self.rings.write(s, &mut w);
-        Ok((w, self.seq, self.counters.into_iter().collect()))
+    fn finish(self) -> Staged {
+        let mut staged = self.staged;
+        staged.wellbeing = self
+            .wellbeing
+            .into_iter()
+            .map(|(u, (rec, _))| (u, rec))
+            .collect();
+        staged
     }
 }
 
 impl Store {
+    /// Computes the derived effects of `items` (sequence, event, trees that need it) in
+    /// order, without changing anything. Call under the write lock.
+    pub(crate) fn stage(&self, items: &[(u64, &Event, Mask)]) -> Result<Staged> {
+        let ov = self.overlay_read();
+        let mut st = Staging::new(self, &ov);
+        for (seq, e, mask) in items {
+            st.apply(*seq, e, *mask)?;
+        }
+        Ok(st.finish())
+    }
+
+    /// Makes staged effects visible: into the overlay (edges straight into their trees,
+    /// with their watermarks), the top lists updated; then persists the overlay if it is
+    /// due. Call under the write lock, after the events are in the log.
+    pub(crate) fn install(&self, st: Staged) -> Result<()> {
+        let t = self.t();
+        let mut ov = self.overlay_write();
+        let ov = &mut *ov;
+        let mut added = 0;
+        for (k, seq) in st.keys {
+            added += usize::from(ov.active.event_keys.insert(k, seq).is_none());
+        }
+        {
+            let mut popular = self.inner.popular.lock().unwrap_or_else(|e| e.into_inner());
+            let mut remix = self.inner.remix.lock().unwrap_or_else(|e| e.into_inner());
+            for (id, rec) in &st.counters {
+                popular.update(id, rec.popular, rec.at_ms);
+                remix.update(id, rec.remix, rec.at_ms);
+            }
+        }
+        for (id, rec) in st.counters {
+            added += usize::from(ov.active.counters.insert(id, rec).is_none());
+        }
+        for (id, rec) in st.creators {
+            added += usize::from(ov.active.creators.insert(id, rec).is_none());
+        }
+        for (u, rec) in st.wellbeing {
+            added += usize::from(ov.active.wellbeing.insert(u, rec).is_none());
+        }
+        for (u, iv) in st.interest {
+            added += usize::from(ov.active.interest.insert(u, iv).is_none());
+        }
+        for ((u, c), d) in st.affinity {
+            added += usize::from(
+                ov.active
+                    .affinity
+                    .entry(u)
+                    .or_default()
+                    .insert(c, d)
+                    .is_none(),
+            );
+        }
+        added += st.rings.install(self, ov);
+        ov.pending += added;
+        ov.applied = ov.applied.max(st.last);
+
+        // Follow and mute edges: rare, so written now, each tree with its watermark.
+        let mut edge_batches: Vec<(Derived, Batch)> = Vec::new();
+        let mut edges: Vec<(Derived, Vec<u8>)> = Vec::new();
+        for (u, c, mask) in &st.follows {
+            if mask.has(Derived::Follows) {
+                edges.push((Derived::Follows, pair(u.as_str(), c.as_str())));
+            }
+            if mask.has(Derived::Followers) {
+                edges.push((Derived::Followers, pair(c.as_str(), u.as_str())));
+            }
+        }
+        for (u, c) in &st.mutes {
+            edges.push((Derived::Mutes, pair(u.as_str(), c.as_str())));
+        }
+        for (d, k) in edges {
+            let i = match edge_batches.iter().position(|(x, _)| *x == d) {
+                Some(i) => i,
+                None => {
+                    edge_batches.push((d, Batch::default()));
+                    edge_batches.len() - 1
+                }
+            };
+            edge_batches[i].1.insert(k, &[]);
+        }
+        for (d, mut b) in edge_batches {
+            let wm = ov.watermarks[d as usize].max(st.last);
+            b.insert(WATERMARK_KEY, &wm.to_be_bytes());
+            d.tree(t).apply_batch(b).map_err(db_err)?;
+            ov.watermarks[d as usize] = wm;
+        }
+        Ok(())
+    }
+
     /// Logs and counts a batch of events, all or nothing.
     ///
     /// The whole batch is validated first: an invalid event, or one naming a video the
@@ -401,8 +584,10 @@ impl Store {
     /// counters, popularity and remix velocity (videos not deleted); the user's wellbeing
     /// counters; seen history (impressions, views, "not interested"); engagement history,
     /// interest vector and creator affinity (events of positive weight); mutes (hide
-    /// creator) and follows (follow from a video). Returns once the batch is durable
-    /// (group commit: concurrent callers share one flush).
+    /// creator) and follows (follow from a video). Readers see all of it when this
+    /// returns. Returns once the batch is durable in the log (group commit: concurrent
+    /// callers share one flush); the rest is derived from the log and replayed after a
+    /// crash (see the crate docs).
     pub fn ingest_events(&self, events: &[Event]) -> Result<IngestReport> {
         for (i, e) in events.iter().enumerate() {
             let bad = |err: Error| {
@@ -422,35 +607,46 @@ impl Store {
         let generation = {
             let _g = self.write_lock();
             let t = self.t();
-            let mut keys = HashSet::with_capacity(events.len());
-            let mut staging = Staging::new(self);
-            for e in events {
-                if !keys.insert(&e.key)
-                    || t.event_keys.contains_key(e.key.as_str()).map_err(db_err)?
-                {
-                    report.duplicates.push(e.key.clone());
-                } else {
-                    staging.apply(e)?;
-                    report.accepted += 1;
+            let mut items = Vec::with_capacity(events.len());
+            {
+                let ov = self.overlay_read();
+                let mut keys = HashSet::with_capacity(events.len());
+                let mut seq = self.inner.next_seq.load(Ordering::Acquire);
+                for e in events {
+                    if !keys.insert(&e.key)
+                        || ov.has_key(&e.key)
+                        || t.event_keys.contains_key(e.key.as_str()).map_err(db_err)?
+                    {
+                        report.duplicates.push(e.key.clone());
+                    } else {
+                        items.push((seq, e, Mask::ALL));
+                        seq += 1;
+                    }
                 }
             }
-            if report.accepted == 0 {
+            report.accepted = items.len();
+            if items.is_empty() {
                 // A retry of a batch another caller may still be flushing: acknowledge it
                 // only once that flush is done.
                 self.inner.commit.written()
             } else {
-                let (w, next_seq, counters) = staging.into_writes()?;
-                let generation = self.commit_writes(w)?;
-                self.inner.next_seq.store(next_seq, Ordering::Release);
-                let mut popular = self.inner.popular.lock().unwrap_or_else(|e| e.into_inner());
-                let mut remix = self.inner.remix.lock().unwrap_or_else(|e| e.into_inner());
-                for (id, rec) in &counters {
-                    popular.update(id, rec.popular, rec.at_ms);
-                    remix.update(id, rec.remix, rec.at_ms);
+                // Everything that can fail on bad state fails here, before the log moves.
+                let staged = self.stage(&items)?;
+                let mut log = Batch::default();
+                for (seq, e, _) in &items {
+                    log.insert(&seq.to_be_bytes(), codec::encode_event(e));
                 }
+                t.events.apply_batch(log).map_err(db_err)?;
+                let generation = self.inner.commit.written();
+                let next = items.last().map_or(0, |i| i.0) + 1;
+                self.inner.next_seq.store(next, Ordering::Release);
+                self.install(staged)?;
                 generation
             }
         };
+        if self.persist_due() {
+            self.persist_round()?;
+        }
         self.durable(generation)?;
         Ok(report)
     }

@@ -41,13 +41,21 @@
 //! | `approved` | person `\0` user | — |
 //! | `revocations` | person `\0` `v` video, person `\0` `c` creator | — |
 //! | `parental`, `prefs`, `wellbeing` | user | JSON |
-//! | `seen`, `history` | user `\0` seq `u64` BE; user → next seq | ms `i64` LE + video / + JSON kind |
+//! | `seen`, `history` | user `\0` seq `u64` BE; user → next seq | ms `i64` LE + video / + binary kind |
 //! | `counters` | video | ms `i64` LE, 11 counts, popular, remix (`f32` LE) |
 //! | `creator_counts` | creator | same as `counters` |
 //! | `interest` | user | ms `i64` LE, `dim` × `f32` LE (decayed weighted sum) |
 //! | `affinity` | user `\0` creator | ms `i64` LE, `f32` LE |
-//! | `events` | seq `u64` BE | JSON `Event` |
+//! | `events` | seq `u64` BE | binary event record (version byte 1, see `codec.rs`) |
 //! | `event_keys` | idempotency key | seq `u64` BE |
+//! | each derived tree | `\xff\xffapplied` | watermark: last event seq `u64` BE the tree holds |
+//!
+//! The derived trees are `event_keys`, `counters`, `creator_counts`, `wellbeing`,
+//! `interest`, `affinity`, `seen`, `history`, `follows`, `followers` and `mutes`; their
+//! watermark key starts with `0xFF`, which never starts a UTF-8 id, so no id lookup or
+//! prefix scan meets it. Schema version 1 stores (JSON events and history kinds, no
+//! watermarks) are upgraded in place at open: both encodings are read, and every
+//! watermark starts at the last logged event.
 //!
 //! `time↓` is the 8-byte descending millisecond timestamp. `seen` and `history` are
 //! per-user rings: appending seq `n` deletes seq `n − cap` in the same batch, so each user
@@ -71,20 +79,47 @@
 //!
 //! ## Durability and atomicity
 //!
+//! - **The event log is the write-ahead log.** [`Store::ingest_events`] validates the
+//!   batch, drops events whose idempotency key is known, computes the batch's derived
+//!   effects (nothing changes yet, so a failure leaves no trace), appends the events to
+//!   `events` in one `apply_batch` (atomic), and waits for that append to be durable by
+//!   group commit. That, and only that, is what the acknowledgement promises.
+//! - **Derived state is memory-first.** Right after the append (still under the write
+//!   lock) the batch's effects — aggregated per key, one read-modify-write per touched key
+//!   per batch — go into an in-memory overlay: idempotency keys, counters, creator counts,
+//!   wellbeing, interest, affinity and ring appends. Readers (`video_counts`,
+//!   `load_viewer`, `wellbeing`, `interest`, `seen`, `recent_engagements`, the ports) look
+//!   at the overlay before sled, so a caller sees its events once the call returned.
+//!   Follow and mute edges from events are rare and go straight to their trees.
+//! - **Watermarks, one per derived tree.** A background persister (every
+//!   [`StoreOptions::derived_persist_ms`], or at once past
+//!   [`StoreOptions::derived_max_pending`] changes, on [`Store::flush`] and at close)
+//!   freezes the active layer (briefly under the write lock; writers go on with a fresh
+//!   one, readers see active, then frozen, then sled) and writes it with one `apply_batch`
+//!   per tree that also stores the tree's watermark, so each tree holds exactly the
+//!   events up to its own watermark. Edge trees get their watermark in the batch that adds
+//!   the edges. The layer last written stays as a read cache until the next one.
+//! - **Recovery replays the log.** Opening reads every watermark and replays the log
+//!   after the smallest one, applying each event only to the trees whose watermark is
+//!   below its sequence number. After a crash (even one halfway through writing the
+//!   derived trees) every acknowledged event is counted exactly once, and retried batches
+//!   are still recognised. sled recovers a prefix of its log, so no tree can hold an event
+//!   the log lost. Replay uses the current video records and time zones: a video deleted
+//!   or a user moved between an event and a crash is handled as of the replay.
 //! - **One writer at a time.** Writes take a store-wide mutex while they read, compute
 //!   and apply their changes, so read-modify-write (counters, vectors, rings, the event
-//!   sequence) needs no optimistic retries. sled work is CPU-bound, so this costs little.
-//! - **Atomic logical changes.** Each write builds one `sled::Batch` per tree it touches
-//!   and applies them in one multi-tree sled transaction (a single `apply_batch` when one
-//!   tree is touched). A crash leaves all of a change or none of it: an event batch, its
-//!   idempotency keys and every counter it moved land together, so replaying a batch
-//!   after a crash can never count it twice.
-//! - **Acknowledged means durable.** Every write API except [`Store::record_served`] and
-//!   [`Store::record_checkin_shown`] returns only after `db.flush()` has covered it:
-//!   consent, revocations, deletions, blocks, parental controls, and every event batch.
-//!   Served pages are written but not waited on (losing one only means an item may be
-//!   served again); sled writes them within `flush_every_ms`.
-//! - **Group commit.** After applying its batch (under the mutex) a writer takes a write
+//!   sequence) needs no optimistic retries. The persister writes outside it.
+//! - **Other writes stay atomic.** Videos, users, relations, consent, revocations,
+//!   parental controls and preferences build one `sled::Batch` per tree they touch and
+//!   apply them in one multi-tree sled transaction (a single `apply_batch` for one tree).
+//! - **Acknowledged means durable.** Every write API except [`Store::record_served`],
+//!   [`Store::record_checkin_shown`] and [`Store::record_break_shown`] returns only after
+//!   `db.flush()` has covered it: consent, revocations, deletions, blocks, parental
+//!   controls, and every event batch (its log records). Served pages and shown cards are
+//!   not in the log: they live in the overlay and reach the disk with the next persist
+//!   (within about `derived_persist_ms`); losing one only means an item may be served
+//!   again.
+//! - **Group commit.** After its append (under the mutex) a writer takes a write
 //!   generation and, outside the mutex, waits until the durable generation reaches it.
 //!   The first waiter becomes the leader and flushes everything applied so far; writers
 //!   arriving meanwhile apply their batches and are covered by the next flush. N
@@ -112,6 +147,7 @@
 mod cache;
 mod codec;
 mod commit;
+mod derived;
 mod ingest;
 mod options;
 mod ports;

@@ -76,6 +76,14 @@ pub struct StoreOptions {
     pub max_approved: usize,
     /// Interest weight of each event kind.
     pub weight: WeightFn,
+    /// How often derived state kept in memory (counters, wellbeing, interest, affinity,
+    /// seen and history, idempotency keys) is written to its trees, in ms. It is rebuilt
+    /// from the event log after a crash, so this bounds the replay work at open, and how
+    /// long served pages (not in the log) may stay only in memory. Default 1,000.
+    pub derived_persist_ms: u64,
+    /// Pending derived writes above which they are written at once (bounds memory and
+    /// replay). Default 100,000.
+    pub derived_max_pending: usize,
 }
 
 impl Default for StoreOptions {
@@ -98,6 +106,8 @@ impl Default for StoreOptions {
             max_preference_bytes: 10_000,
             max_approved: 10_000,
             weight: default_weight,
+            derived_persist_ms: 1_000,
+            derived_max_pending: 100_000,
         }
     }
 }

@@ -131,16 +131,23 @@ impl ActionStats for Store {
         let tree = &self.t().counters;
         let hl = self.half_life_ms();
         let now = ms(now);
+        let ov = self.overlay_read();
         videos
             .iter()
-            .map(|id| match tree.get(id.as_str()).map_err(db_err)? {
-                Some(b) => Ok(CounterRec::decode(&b)?.counts_at(now, hl)),
-                None => Ok(ActionCounts::default()),
+            .map(|id| match ov.counter(id) {
+                Some(rec) => Ok(rec.counts_at(now, hl)),
+                None => match tree.get(id.as_str()).map_err(db_err)? {
+                    Some(b) => Ok(CounterRec::decode(&b)?.counts_at(now, hl)),
+                    None => Ok(ActionCounts::default()),
+                },
             })
             .collect()
     }
 
     fn creator_counts(&self, creator: &UserId, now: Timestamp) -> Result<ActionCounts> {
+        if let Some(rec) = self.overlay_read().creator(creator) {
+            return Ok(rec.counts_at(ms(now), self.half_life_ms()));
+        }
         match self
             .t()
             .creator_counts

@@ -2,8 +2,8 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
@@ -20,13 +20,20 @@ use crate::codec::{
     ms, pair, prefix, timed, timed_global, u64_of,
 };
 use crate::commit::GroupCommit;
+use crate::derived::{Derived, Mask, Overlay, WATERMARK_KEY};
 use crate::options::StoreOptions;
 use crate::toplist::TopList;
 
 /// Bytes that open the header: a store made by anything else is refused.
 pub(crate) const MAGIC: &[u8; 16] = b"steerfeed-store\0";
 /// The layout version this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 2;
+///
+/// Version 2: binary event records and per-tree watermarks of the derived state. A
+/// version 1 store is upgraded in place at open (its derived state was written in one
+/// transaction with the log, so every watermark starts at the last logged event).
+/// Version 3: the `by_topic` index; a version 1 or 2 store gets it built at open from
+/// its videos.
+pub const SCHEMA_VERSION: u32 = 3;
 const HEADER_KEY: &[u8] = b"header";
 const LIVE_VIDEOS_KEY: &[u8] = b"live_videos";
 /// Meta key of the catalog version: bumped by every video upsert and deletion, so an
@@ -304,12 +311,52 @@ pub(crate) struct Inner {
     pub next_seq: AtomicU64,
     pub live_videos: AtomicU64,
     pub catalog_version: AtomicU64,
+    /// Derived state not yet written to its trees (see `derived.rs`).
+    pub overlay: RwLock<Overlay>,
+    /// Set by [`Store::crash_for_tests`]: closing must not persist the overlay.
+    pub crashed: AtomicBool,
+    /// Held while derived state is written out (taken before `write`): one persist at a
+    /// time, and video deletions never race with one.
+    pub persist: Mutex<()>,
+    /// Time zones of users seen by recent batches (wellbeing days are local).
+    pub time_zones: RwLock<std::collections::HashMap<UserId, TimeZone>>,
+}
+
+/// Owned by every clone of a [`Store`]: when the last one goes, it stops the background
+/// persister and writes the derived state out before the database closes.
+struct Closer {
+    inner: Arc<Inner>,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let s = Store {
+            inner: Arc::clone(&self.inner),
+            _closer: None,
+        };
+        if !s.inner.crashed.load(Ordering::Acquire)
+            && let Err(e) = s.persist_round()
+        {
+            tracing::warn!(error = %e, "store: could not write derived state at close");
+        }
+        // Everything on disk before the files close, so a reopen finds them unlocked.
+        if let Err(e) = s.inner.db.flush() {
+            tracing::warn!(error = %e, "store: could not flush at close");
+        }
+    }
 }
 
 /// The embedded store. Cheap to clone (an `Arc` inside); `Send + Sync`.
 #[derive(Clone)]
 pub struct Store {
     pub(crate) inner: Arc<Inner>,
+    _closer: Option<Arc<Closer>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -408,29 +455,82 @@ impl Store {
     }
 
     fn open_with(config: sled::Config, opts: StoreOptions, path: Option<PathBuf>) -> Result<Store> {
+        let config = config.mode(sled::Mode::HighThroughput);
         opts.validate()?;
         let shown = path
             .as_ref()
             .map_or_else(|| "(temporary)".to_owned(), |p| p.display().to_string());
         // sled reports corrupt files as errors, but be certain a foreign file never
         // brings the caller down.
-        let db = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()))
-            .map_err(|_| {
+        let open = || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open())).map_err(|_| {
                 Error::internal("store", format!("{shown}: sled panicked opening the files"))
-            })?
-            .map_err(|e| match e {
-                sled::Error::Corruption { .. } => Error::invalid(
-                    "store.path",
-                    format!("{shown}: the files are corrupt or not a sled database ({e})"),
-                ),
-                other => Error::internal("store", format!("{shown}: cannot open: {other}")),
-            })?;
-        Self::check_header(&db, &opts, &shown)?;
+            })
+        };
+        // sled's I/O threads may hold the file lock for a moment after a store in this
+        // process closed: wait for it briefly rather than fail a quick reopen.
+        let mut res = open()?;
+        for _ in 0..200 {
+            match &res {
+                Err(sled::Error::Io(e))
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.to_string().contains("could not acquire lock") =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    res = open()?;
+                }
+                _ => break,
+            }
+        }
+        let db = res.map_err(|e| match e {
+            sled::Error::Corruption { .. } => Error::invalid(
+                "store.path",
+                format!("{shown}: the files are corrupt or not a sled database ({e})"),
+            ),
+            other => Error::internal("store", format!("{shown}: cannot open: {other}")),
+        })?;
+        let version = Self::check_header(&db, &opts, &shown)?;
         let t = Trees::open(&db)?;
         let next_seq = match t.events.last().map_err(db_err)? {
             Some((k, _)) => u64_of(&k).ok_or_else(|| corrupt("event key"))? + 1,
             None => 1,
         };
+        if version == 1 {
+            // Version 1 wrote derived state in one transaction with the log: it is
+            // complete up to the last event.
+            for d in Derived::ALL {
+                d.tree(&t)
+                    .insert(WATERMARK_KEY, &(next_seq - 1).to_be_bytes())
+                    .map_err(db_err)?;
+            }
+            t.meta
+                .insert(HEADER_KEY, header(opts.dim))
+                .map_err(db_err)?;
+            db.flush().map_err(db_err)?;
+            tracing::info!(path = %shown, "store: upgraded schema version 1 to 2");
+        }
+        if version < 3 {
+            let mut n = 0usize;
+            for kv in t.videos.iter() {
+                let (_, b) = kv.map_err(db_err)?;
+                let v = decode_video(&b)?;
+                if v.deleted {
+                    continue;
+                }
+                let at = ms(v.created_at);
+                for topic in &v.topics {
+                    t.by_topic
+                        .insert(timed(topic.as_str(), at, v.id.as_str()), &[])
+                        .map_err(db_err)?;
+                }
+                n += 1;
+            }
+            t.meta
+                .insert(HEADER_KEY, header(opts.dim))
+                .map_err(db_err)?;
+            db.flush().map_err(db_err)?;
+            tracing::info!(path = %shown, videos = n, "store: upgraded to schema version 3 (topic index)");
+        }
         let live = match t.meta.get(LIVE_VIDEOS_KEY).map_err(db_err)? {
             Some(b) => u64_of(&b).ok_or_else(|| corrupt("video count"))?,
             None => 0,
@@ -444,30 +544,113 @@ impl Store {
         let mut remix = TopList::new(opts.top_lists, hl);
         for kv in t.counters.iter() {
             let (k, v) = kv.map_err(db_err)?;
+            if k.as_ref() == WATERMARK_KEY {
+                continue;
+            }
             let id = video_of(&k)?;
             let rec = CounterRec::decode(&v)?;
             popular.update(&id, rec.popular, rec.at_ms);
             remix.update(&id, rec.remix, rec.at_ms);
         }
+        let inner = Arc::new(Inner {
+            overlay: RwLock::new(Overlay::new(next_seq - 1)),
+            crashed: AtomicBool::new(false),
+            persist: Mutex::new(()),
+            time_zones: RwLock::default(),
+            cache: VideoCache::new(opts.video_cache),
+            popular: Mutex::new(popular),
+            remix: Mutex::new(remix),
+            next_seq: AtomicU64::new(next_seq),
+            live_videos: AtomicU64::new(live),
+            catalog_version: AtomicU64::new(catalog_version),
+            write: Mutex::new(()),
+            commit: GroupCommit::default(),
+            db,
+            t,
+            opts,
+            path,
+        });
+        let bare = Store {
+            inner: Arc::clone(&inner),
+            _closer: None,
+        };
+        bare.replay()?;
+        let (stop, rx) = std::sync::mpsc::channel::<()>();
+        let bg = Arc::clone(&inner);
+        let every = std::time::Duration::from_millis(opts.derived_persist_ms.max(1));
+        let thread = std::thread::Builder::new()
+            .name("steerfeed-store-persist".into())
+            .spawn(move || {
+                let s = Store {
+                    inner: bg,
+                    _closer: None,
+                };
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(every) {
+                    if s.inner.crashed.load(Ordering::Acquire) {
+                        continue;
+                    }
+                    if let Err(e) = s.persist_round() {
+                        tracing::warn!(error = %e, "store: could not write derived state");
+                    }
+                }
+            })
+            .map_err(|e| Error::internal("store", format!("cannot start the persister: {e}")))?;
         Ok(Store {
-            inner: Arc::new(Inner {
-                cache: VideoCache::new(opts.video_cache),
-                popular: Mutex::new(popular),
-                remix: Mutex::new(remix),
-                next_seq: AtomicU64::new(next_seq),
-                live_videos: AtomicU64::new(live),
-                catalog_version: AtomicU64::new(catalog_version),
-                write: Mutex::new(()),
-                commit: GroupCommit::default(),
-                db,
-                t,
-                opts,
-                path,
-            }),
+            inner: Arc::clone(&inner),
+            _closer: Some(Arc::new(Closer {
+                inner,
+                stop: Some(stop),
+                thread: Some(thread),
+            })),
         })
     }
 
-    fn check_header(db: &Db, opts: &StoreOptions, shown: &str) -> Result<()> {
+    pub(crate) fn overlay_read(&self) -> RwLockReadGuard<'_, Overlay> {
+        self.inner.overlay.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn overlay_write(&self) -> RwLockWriteGuard<'_, Overlay> {
+        self.inner
+            .overlay
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn persist_lock(&self) -> MutexGuard<'_, ()> {
+        lock(&self.inner.persist)
+    }
+
+    /// Test support: writes the derived state of the named trees only (`counters`,
+    /// `wellbeing`, ...; see the crate docs), as a crash halfway through writing the
+    /// derived state would leave it. Not part of the API.
+    #[doc(hidden)]
+    pub fn persist_derived_for_tests(&self, trees: &[&str]) -> Result<()> {
+        let mask = Derived::ALL
+            .iter()
+            .filter(|d| trees.contains(&d.name()))
+            .fold(Mask::NONE, |m, d| m.with(*d));
+        self.persist_some(mask)
+    }
+
+    /// Test support: closes the store as a crash would after the last acknowledged write:
+    /// the log is on disk, derived state still in memory is lost. Not part of the API.
+    #[doc(hidden)]
+    pub fn crash_for_tests(self) -> Result<()> {
+        self.inner.crashed.store(true, Ordering::Release);
+        let _p = self.persist_lock();
+        let _g = self.write_lock();
+        let db = &self.inner.db;
+        self.inner
+            .commit
+            .wait_durable(self.inner.commit.written(), || db.flush())?;
+        let mut ov = self.overlay_write();
+        let applied = ov.applied;
+        *ov = Overlay::new(applied);
+        Ok(())
+    }
+
+    /// Checks (or writes) the header; returns the schema version found (1 or 2).
+    fn check_header(db: &Db, opts: &StoreOptions, shown: &str) -> Result<u32> {
         let names: HashSet<Vec<u8>> = db.tree_names().iter().map(|n| n.to_vec()).collect();
         if !names.contains(b"meta".as_slice()) {
             let foreign = names.iter().any(|n| {
@@ -483,7 +666,7 @@ impl Store {
             let meta = db.open_tree("meta").map_err(db_err)?;
             meta.insert(HEADER_KEY, header(opts.dim)).map_err(db_err)?;
             db.flush().map_err(db_err)?;
-            return Ok(());
+            return Ok(SCHEMA_VERSION);
         }
         let meta = db.open_tree("meta").map_err(db_err)?;
         let h = meta.get(HEADER_KEY).map_err(db_err)?.ok_or_else(|| {
@@ -500,7 +683,7 @@ impl Store {
         }
         let version = u32::from_be_bytes([h[16], h[17], h[18], h[19]]);
         let dim = u32::from_be_bytes([h[20], h[21], h[22], h[23]]) as usize;
-        if version != SCHEMA_VERSION {
+        if !(1..=SCHEMA_VERSION).contains(&version) {
             return Err(Error::invalid(
                 "store.schema_version",
                 format!(
@@ -516,7 +699,7 @@ impl Store {
                 got: opts.dim,
             });
         }
-        Ok(())
+        Ok(version)
     }
 
     /// The options the store was opened with.
@@ -566,8 +749,9 @@ impl Store {
         self.durable(generation)
     }
 
-    /// Flushes everything written so far to disk.
+    /// Flushes everything written so far to disk, derived state in memory included.
     pub fn flush(&self) -> Result<()> {
+        self.persist_round()?;
         let generation = self.inner.commit.written();
         self.durable(generation)
     }
@@ -614,6 +798,7 @@ impl Store {
             .map(|(_, v)| v)
             .collect();
         let generation = {
+            let _p = self.persist_lock();
             let _g = self.write_lock();
             let t = self.t();
             let mut w = Writes::default();
@@ -652,6 +837,9 @@ impl Store {
             for v in &batch {
                 self.inner.cache.invalidate(&v.id);
                 if v.deleted {
+                    let mut ov = self.overlay_write();
+                    ov.active.counters.remove(&v.id);
+                    ov.clean = None;
                     lock(&self.inner.popular).remove(&v.id);
                     lock(&self.inner.remix).remove(&v.id);
                 }
@@ -715,6 +903,7 @@ impl Store {
     /// and every cache, before this returns (durable). Deleting twice is not an error.
     pub fn delete_video(&self, id: &VideoId) -> Result<()> {
         let generation = {
+            let _p = self.persist_lock();
             let _g = self.write_lock();
             let t = self.t();
             let b = t
@@ -738,6 +927,10 @@ impl Store {
             self.inner.live_videos.store(live, Ordering::Release);
             self.inner.catalog_version.store(version, Ordering::Release);
             self.inner.cache.invalidate(id);
+            let mut ov = self.overlay_write();
+            ov.active.counters.remove(id);
+            ov.clean = None;
+            drop(ov);
             lock(&self.inner.popular).remove(id);
             lock(&self.inner.remix).remove(id);
             generation
@@ -813,7 +1006,7 @@ impl Store {
         for kv in self.t().events.range(from.to_be_bytes()..) {
             let (k, v) = kv.map_err(db_err)?;
             let seq = u64_of(&k).ok_or_else(|| corrupt("event key"))?;
-            f(seq, unjson(&v, "event")?)?;
+            f(seq, codec::decode_event(&v)?)?;
         }
         Ok(())
     }
@@ -827,6 +1020,12 @@ impl Store {
         let b = json(user)?;
         self.write_durably(|s, w| {
             w.insert(&s.t().users, user.id.as_str(), b);
+            // Under the write lock: no batch can cache the old zone again.
+            s.inner
+                .time_zones
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&user.id);
             Ok(())
         })
     }
@@ -839,7 +1038,38 @@ impl Store {
         }
     }
 
+    /// The user's time zone, cached for later batches. Call under the write lock (the
+    /// cache is filled only there, so an upsert can never be overtaken by a stale zone).
+    pub(crate) fn time_zone_for_write(&self, id: &UserId) -> Result<TimeZone> {
+        if let Some(tz) = self.cached_time_zone(id) {
+            return Ok(tz);
+        }
+        let tz = self.time_zone(id)?;
+        let mut c = self
+            .inner
+            .time_zones
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if c.len() >= 100_000 {
+            c.clear();
+        }
+        c.insert(id.clone(), tz.clone());
+        Ok(tz)
+    }
+
+    fn cached_time_zone(&self, id: &UserId) -> Option<TimeZone> {
+        self.inner
+            .time_zones
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
+
     pub(crate) fn time_zone(&self, id: &UserId) -> Result<TimeZone> {
+        if let Some(tz) = self.cached_time_zone(id) {
+            return Ok(tz);
+        }
         Ok(self
             .user(id)?
             .and_then(|u| TimeZone::get(&u.time_zone).ok())
@@ -1102,6 +1332,14 @@ impl Store {
     // Wellbeing, seen history, interest, viewer.
 
     pub(crate) fn wellbeing_rec(&self, user: &UserId) -> Result<WellbeingRec> {
+        if let Some(r) = self.overlay_read().wellbeing(user) {
+            return Ok(r.clone());
+        }
+        self.stored_wellbeing(user)
+    }
+
+    /// The wellbeing record in sled (the overlay may hold a newer one).
+    pub(crate) fn stored_wellbeing(&self, user: &UserId) -> Result<WellbeingRec> {
         match self.t().wellbeing.get(user.as_str()).map_err(db_err)? {
             Some(b) => unjson(&b, "wellbeing"),
             None => Ok(WellbeingRec::default()),
@@ -1123,22 +1361,31 @@ impl Store {
     /// the session counters. Not waited on for durability (a lost record only means an
     /// item may be served again); sled writes it within `flush_every_ms`.
     pub fn record_served(&self, user: &UserId, videos: &[VideoId], now: Timestamp) -> Result<()> {
+        self.record_served_inner(user, videos, now)?;
+        if self.persist_due() {
+            self.persist_round()?;
+        }
+        Ok(())
+    }
+
+    fn record_served_inner(&self, user: &UserId, videos: &[VideoId], now: Timestamp) -> Result<()> {
         let _g = self.write_lock();
-        let t = self.t();
-        let mut w = Writes::default();
         let mut rec = self.wellbeing_rec(user)?;
         rec.touch(now, self.gap_ms());
         rec.state.session_items = rec
             .state
             .session_items
             .saturating_add(u32::try_from(videos.len()).unwrap_or(u32::MAX));
-        w.insert(&t.wellbeing, user.as_str(), Self::encode_wellbeing(&rec)?);
         let mut ring = crate::ingest::Rings::default();
-        for v in videos {
-            ring.push_seen(self, user, ms(now), v)?;
+        {
+            let ov = self.overlay_read();
+            for v in videos {
+                ring.push_seen(self, &ov, user, ms(now), v)?;
+            }
         }
-        ring.write(self, &mut w);
-        self.commit_writes(w)?;
+        let mut ov = self.overlay_write();
+        let added = ring.install(self, &mut ov);
+        ov.pending += added + usize::from(ov.active.wellbeing.insert(user.clone(), rec).is_none());
         Ok(())
     }
 
@@ -1162,30 +1409,42 @@ impl Store {
     }
 
     fn update_wellbeing(&self, user: &UserId, f: impl FnOnce(&mut WellbeingState)) -> Result<()> {
-        let _g = self.write_lock();
-        let mut rec = self.wellbeing_rec(user)?;
-        f(&mut rec.state);
-        let mut w = Writes::default();
-        w.insert(
-            &self.t().wellbeing,
-            user.as_str(),
-            Self::encode_wellbeing(&rec)?,
-        );
-        self.commit_writes(w)?;
+        {
+            let _g = self.write_lock();
+            let mut rec = self.wellbeing_rec(user)?;
+            f(&mut rec.state);
+            let mut ov = self.overlay_write();
+            ov.pending += usize::from(ov.active.wellbeing.insert(user.clone(), rec).is_none());
+        }
+        if self.persist_due() {
+            self.persist_round()?;
+        }
         Ok(())
     }
 
     /// The user's seen history, newest first (at most `seen_per_user`).
     pub fn seen(&self, user: &UserId) -> Result<Vec<(VideoId, Timestamp)>> {
-        crate::ingest::read_ring(&self.t().seen, user, usize::MAX, |v| {
-            let at = codec::i64_le(v, 0).ok_or_else(|| corrupt("seen"))?;
-            Ok((video_of(&v[8..])?, codec::ts_of_ms(at)))
-        })
+        let ov = self.overlay_read();
+        let cap = self.inner.opts.seen_per_user;
+        crate::ingest::read_ring(
+            &self.t().seen,
+            &ov.rings(user, |l| &l.seen),
+            user,
+            cap,
+            usize::try_from(cap).unwrap_or(usize::MAX),
+            |v| {
+                let at = codec::i64_le(v, 0).ok_or_else(|| corrupt("seen"))?;
+                Ok((video_of(&v[8..])?, codec::ts_of_ms(at)))
+            },
+        )
     }
 
     /// The user's interest vector: the recency-weighted average of the embeddings of the
     /// videos they engaged with, each weighted by [`StoreOptions::weight`].
     pub fn interest(&self, user: &UserId) -> Result<Option<Embedding>> {
+        if let Some((_, v)) = self.overlay_read().interest(user) {
+            return Ok(Embedding::normalized("interest", v).ok());
+        }
         match self.t().interest.get(user.as_str()).map_err(db_err)? {
             Some(b) => {
                 let v = codec::decode_f32s(b.get(8..).unwrap_or_default())
@@ -1204,19 +1463,22 @@ impl Store {
     ) -> Result<std::collections::HashMap<UserId, f32>> {
         let o = &self.inner.opts;
         let hl = o.affinity_half_life_h * 3_600_000.0;
-        let mut out = std::collections::HashMap::new();
+        let mut all = std::collections::HashMap::new();
         for kv in self.t().affinity.scan_prefix(prefix(user.as_str())) {
             let (k, v) = kv.map_err(db_err)?;
-            let d = Decayed::decode(&v)?;
-            let a = 1.0 - (-d.at(ms(now), hl) / o.affinity_scale).exp2();
-            if a >= o.affinity_floor {
-                out.insert(
-                    user_of(after_sep(&k).ok_or_else(|| corrupt("affinity key"))?)?,
-                    a,
-                );
-            }
+            all.insert(
+                user_of(after_sep(&k).ok_or_else(|| corrupt("affinity key"))?)?,
+                Decayed::decode(&v)?,
+            );
         }
-        Ok(out)
+        all.extend(self.overlay_read().affinities(user));
+        Ok(all
+            .into_iter()
+            .filter_map(|(c, d)| {
+                let a = 1.0 - (-d.at(ms(now), hl) / o.affinity_scale).exp2();
+                (a >= o.affinity_floor).then_some((c, a))
+            })
+            .collect())
     }
 
     /// Everything the ranking needs to know about the viewer's relations and history.
