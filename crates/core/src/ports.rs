@@ -41,8 +41,9 @@ pub trait VideoCatalog: Send + Sync {
         limit: usize,
     ) -> Result<Vec<Arc<Video>>>;
 
-    /// How many videos `creator` has posted.
-    fn creator_video_count(&self, creator: &UserId) -> Result<usize>;
+    /// How many videos `creator` has posted, counting no further than `up_to` (callers
+    /// ask "is this a new creator?", which must not cost a scan of a prolific one).
+    fn creator_video_count(&self, creator: &UserId, up_to: usize) -> Result<usize>;
 }
 
 /// Engagement counters kept up to date from events, decayed over time.

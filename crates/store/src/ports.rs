@@ -86,9 +86,14 @@ impl VideoCatalog for Store {
         self.scan_timed(&self.t().by_topic, Some(topic.as_str()), Some(since), limit)
     }
 
-    fn creator_video_count(&self, creator: &UserId) -> Result<usize> {
+    fn creator_video_count(&self, creator: &UserId, up_to: usize) -> Result<usize> {
         let mut n = 0;
-        for kv in self.t().by_creator.scan_prefix(prefix(creator.as_str())) {
+        for kv in self
+            .t()
+            .by_creator
+            .scan_prefix(prefix(creator.as_str()))
+            .take(up_to)
+        {
             kv.map_err(db_err)?;
             n += 1;
         }
@@ -173,17 +178,17 @@ impl ConsentLedger for Store {
         creator: &UserId,
         video: &VideoId,
     ) -> Result<Option<CameoConsent>> {
-        let Some(user) = self.user(person)? else {
+        let Some(facts) = self.person_facts(person)? else {
             return Ok(None);
         };
         let t = self.t();
-        let (scope, _) = (self.consent_scope(person)?, ());
+        // Revocations are read fresh every time: they must be in force at once.
         let revoked = self.is_revoked(person, &Revocation::Video(video.clone()))?
             || self.is_revoked(person, &Revocation::Creator(creator.clone()))?;
         Ok(Some(CameoConsent {
-            scope,
-            age_band: user.age_band,
-            parental_scope: self.parental_scope(person)?,
+            scope: facts.scope,
+            age_band: facts.age_band,
+            parental_scope: facts.parental_scope,
             creator_approved: t
                 .approved
                 .contains_key(pair(person.as_str(), creator.as_str()))

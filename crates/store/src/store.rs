@@ -320,6 +320,32 @@ pub(crate) struct Inner {
     pub persist: Mutex<()>,
     /// Time zones of users seen by recent batches (wellbeing days are local).
     pub time_zones: RwLock<std::collections::HashMap<UserId, TimeZone>>,
+    /// Bumped after every change to a user, a consent scope or parental controls: a
+    /// cached [`PersonFacts`] is valid only while the epoch it was read at is current.
+    pub consent_epoch: AtomicU64,
+    /// Per-person consent facts the feed's consent filter reads for every cameo.
+    pub person_facts: RwLock<std::collections::HashMap<UserId, (u64, Option<PersonFacts>)>>,
+}
+
+/// What the consent filter needs of a person, whatever the video: cached per person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PersonFacts {
+    pub age_band: steerfeed_core::AgeBand,
+    pub scope: ConsentScope,
+    pub parental_scope: Option<ConsentScope>,
+}
+
+/// Cached persons before the cache starts over.
+const MAX_PERSON_FACTS: usize = 200_000;
+
+/// Bumps the consent epoch when dropped, i.e. after the write it guards returned (or
+/// failed): every person-facts entry read before is then stale.
+struct EpochBump<'a>(&'a Store);
+
+impl Drop for EpochBump<'_> {
+    fn drop(&mut self) {
+        self.0.inner.consent_epoch.fetch_add(1, Ordering::AcqRel);
+    }
 }
 
 /// Owned by every clone of a [`Store`]: when the last one goes, it stops the background
@@ -557,6 +583,8 @@ impl Store {
             crashed: AtomicBool::new(false),
             persist: Mutex::new(()),
             time_zones: RwLock::default(),
+            consent_epoch: AtomicU64::new(0),
+            person_facts: RwLock::default(),
             cache: VideoCache::new(opts.video_cache),
             popular: Mutex::new(popular),
             remix: Mutex::new(remix),
@@ -1018,6 +1046,7 @@ impl Store {
     pub fn upsert_user(&self, user: &User) -> Result<()> {
         user.validate()?;
         let b = json(user)?;
+        let _epoch = EpochBump(self);
         self.write_durably(|s, w| {
             w.insert(&s.t().users, user.id.as_str(), b);
             // Under the write lock: no batch can cache the old zone again.
@@ -1196,6 +1225,7 @@ impl Store {
         }
         self.require_user(person)?;
         let rec = json(&ConsentRec { scope })?;
+        let _epoch = EpochBump(self);
         self.write_durably(|s, w| {
             let t = s.t();
             w.insert(&t.consent, person.as_str(), rec);
@@ -1253,6 +1283,7 @@ impl Store {
         controls.validate()?;
         self.require_user(user)?;
         let b = json(controls)?;
+        let _epoch = EpochBump(self);
         self.write_durably(|s, w| {
             w.insert(&s.t().parental, user.as_str(), b);
             Ok(())
@@ -1265,6 +1296,41 @@ impl Store {
             Some(b) => unjson(&b, "parental controls"),
             None => Ok(ParentalControls::default()),
         }
+    }
+
+    /// A person's consent facts, from the per-person cache when it is current.
+    pub(crate) fn person_facts(&self, person: &UserId) -> Result<Option<PersonFacts>> {
+        let epoch = self.inner.consent_epoch.load(Ordering::Acquire);
+        if let Some((e, f)) = self
+            .inner
+            .person_facts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(person)
+            && *e == epoch
+        {
+            return Ok(*f);
+        }
+        let facts = match self.user(person)? {
+            None => None,
+            Some(u) => Some(PersonFacts {
+                age_band: u.age_band,
+                scope: self.consent_scope(person)?,
+                parental_scope: self.parental_scope(person)?,
+            }),
+        };
+        let mut cache = self
+            .inner
+            .person_facts
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= MAX_PERSON_FACTS {
+            cache.clear();
+        }
+        // Tagged with the epoch read *before* the reads: if a write landed meanwhile,
+        // the entry is already stale and is never used.
+        cache.insert(person.clone(), (epoch, facts));
+        Ok(facts)
     }
 
     pub(crate) fn parental_scope(&self, user: &UserId) -> Result<Option<ConsentScope>> {

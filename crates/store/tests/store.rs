@@ -311,12 +311,13 @@ fn time_indexes_are_newest_first_and_rings_keep_the_newest() {
         ["va3", "vc", "va2", "vb1"]
     );
     assert_eq!(ids(store.featuring(&uid("a"), 10).unwrap()), ["vc", "vc2"]);
-    assert_eq!(store.creator_video_count(&uid("a")).unwrap(), 3);
+    assert_eq!(store.creator_video_count(&uid("a"), 100).unwrap(), 3);
+    assert_eq!(store.creator_video_count(&uid("a"), 2).unwrap(), 2);
 
     // A creator whose id is a prefix of another's must not see the other's videos.
     store.upsert_user(&User::new(uid("ab"))).unwrap();
     store.upsert_videos(&[video("vab", "ab", 500)]).unwrap();
-    assert_eq!(store.creator_video_count(&uid("a")).unwrap(), 3);
+    assert_eq!(store.creator_video_count(&uid("a"), 100).unwrap(), 3);
 
     let served: Vec<VideoId> = (0..12).map(|i| vid(&format!("s{i}"))).collect();
     for (i, v) in served.iter().enumerate() {
@@ -685,6 +686,19 @@ fn consent_facts_are_reported_as_stored() {
         .unwrap()
         .unwrap();
     assert_eq!(f.parental_scope, Some(ConsentScope::Approved));
+    // Facts are cached per person; a change of scope is seen by the very next read.
+    store
+        .set_consent(&uid("c"), ConsentScope::Nobody, &[])
+        .unwrap();
+    let f = store
+        .cameo_consent(&uid("c"), &uid("b"), &vid("vb1"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(f.scope, ConsentScope::Nobody);
+    assert!(!f.creator_approved);
+    store
+        .set_consent(&uid("c"), ConsentScope::Everyone, &[uid("b")])
+        .unwrap();
 
     // Per video: only that video.
     store

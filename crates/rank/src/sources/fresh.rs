@@ -49,7 +49,8 @@ impl Source for FreshSource {
             let new_creator = match is_new.get(&v.creator) {
                 Some(&n) => n,
                 None => {
-                    let n = self.catalog.creator_video_count(&v.creator)?
+                    let cap = self.new_creator_max_videos + 1;
+                    let n = self.catalog.creator_video_count(&v.creator, cap)?
                         <= self.new_creator_max_videos;
                     is_new.insert(v.creator.clone(), n);
                     n

@@ -246,8 +246,13 @@ impl VideoCatalog for Mem {
         vs.truncate(limit);
         Ok(vs)
     }
-    fn creator_video_count(&self, c: &UserId) -> Result<usize> {
-        Ok(self.videos.values().filter(|v| v.creator == *c).count())
+    fn creator_video_count(&self, c: &UserId, up_to: usize) -> Result<usize> {
+        Ok(self
+            .videos
+            .values()
+            .filter(|v| v.creator == *c)
+            .take(up_to)
+            .count())
     }
 }
 
