@@ -39,8 +39,9 @@ pub struct Engine {
     /// The last event sequence number fed to the co-engagement model.
     co_seq: Mutex<u64>,
     /// Serialises catalog writes (store and index) with index checkpoints, so a saved
-    /// index always matches the catalog version written beside it.
-    catalog: Mutex<()>,
+    /// index always matches the catalog version written beside it. Holds the catalog
+    /// version of the index file on disk, if any.
+    catalog: Mutex<Option<u64>>,
     pipeline: Pipeline,
     concepts: ConceptResolver,
 }
@@ -90,7 +91,8 @@ impl Engine {
             ..StoreOptions::with_dim(encoder.dim())
         };
         let store = Store::open(&dir.join("db"), opts)?;
-        let index = Arc::new(open_index(&config, &store, encoder.dim())?);
+        let (index, saved) = open_index(&config, &store, encoder.dim())?;
+        let index = Arc::new(index);
 
         let co = Arc::new(CoEngagementIndex::new(CoEngagementParams::default()));
         let mut last = 0;
@@ -126,7 +128,7 @@ impl Engine {
             index,
             co,
             co_seq: Mutex::new(last),
-            catalog: Mutex::new(()),
+            catalog: Mutex::new(saved),
             pipeline,
             concepts: ConceptResolver::default(),
         })
@@ -186,7 +188,8 @@ impl Engine {
     pub fn upsert_videos(&self, videos: &[Video]) -> Result<()> {
         let mut prepared = videos.to_vec();
         self.prepare_videos(&mut prepared)?;
-        let _catalog = lock(&self.catalog);
+        let mut saved = lock(&self.catalog);
+        *saved = None;
         self.store.upsert_videos(&prepared)?;
         for v in &prepared {
             match (&v.embedding, v.deleted) {
@@ -202,7 +205,8 @@ impl Engine {
     /// Deletes a video: durable, out of the index and never served again once this
     /// returns. Unknown ids are a [`NotFound`](Error::NotFound) error.
     pub fn delete_video(&self, id: &VideoId) -> Result<()> {
-        let _catalog = lock(&self.catalog);
+        let mut saved = lock(&self.catalog);
+        *saved = None;
         self.store.delete_video(id)?;
         self.index.remove(id);
         Ok(())
@@ -222,18 +226,36 @@ impl Engine {
     /// reflects, so the next [`Engine::open`] reloads it instead of rebuilding. Called
     /// by the sidecar at shutdown; safe to call at any time.
     pub fn checkpoint(&self) -> Result<()> {
-        let _catalog = lock(&self.catalog);
+        let mut saved = lock(&self.catalog);
+        let version = self.store.catalog_version();
+        if *saved == Some(version) {
+            return Ok(()); // the file on disk is current
+        }
         let dir = &self.config.store.path;
         let path = dir.join(INDEX_FILE);
         let version_path = dir.join(INDEX_VERSION_FILE);
         // Invalidate first: a crash while saving must not leave an old stamp beside a
         // half-written index.
         let _ = std::fs::remove_file(&version_path);
+        *saved = None;
         self.index.save(&path).map_err(ann_error)?;
-        let version = self.store.catalog_version();
         std::fs::write(&version_path, version.to_string())
             .map_err(|e| io_error("index", &version_path, e))?;
+        *saved = Some(version);
         Ok(())
+    }
+
+    /// Counts and sizes of the vector index.
+    pub fn index_stats(&self) -> steerfeed_ann::IndexStats {
+        self.index.stats()
+    }
+
+    /// Rebuilds the index graph now, folding in videos added since the last build and
+    /// dropping deleted ones (otherwise done in the background past `index.build`'s
+    /// thresholds); blocks until done. Useful after a bulk load, before `checkpoint`.
+    pub fn compact_index(&self) {
+        let _catalog = lock(&self.catalog);
+        self.index.index().compact();
     }
 
     // -----------------------------------------------------------------------------------
@@ -531,7 +553,8 @@ fn ann_error(e: steerfeed_ann::Error) -> Error {
 
 /// Reloads the saved index when its stamp matches the catalog, else rebuilds it from
 /// the stored embeddings.
-fn open_index(config: &Config, store: &Store, dim: usize) -> Result<VideoIndex> {
+/// Also returns the catalog version of the index file when the index was reloaded.
+fn open_index(config: &Config, store: &Store, dim: usize) -> Result<(VideoIndex, Option<u64>)> {
     let dir = &config.store.path;
     let path: PathBuf = dir.join(INDEX_FILE);
     let version = store.catalog_version();
@@ -542,7 +565,7 @@ fn open_index(config: &Config, store: &Store, dim: usize) -> Result<VideoIndex> 
         match VideoIndex::load(&path, dim, config.index.build, config.index.search) {
             Ok(index) => {
                 tracing::info!(videos = index.len(), "vector index reloaded");
-                return Ok(index);
+                return Ok((index, Some(version)));
             }
             Err(e) => tracing::warn!(error = %e, "vector index unreadable; rebuilding"),
         }
@@ -569,7 +592,7 @@ fn open_index(config: &Config, store: &Store, dim: usize) -> Result<VideoIndex> 
         ms = started.elapsed().as_millis() as u64,
         "vector index built"
     );
-    Ok(index)
+    Ok((index, None))
 }
 
 /// Reads a cursor this engine issued (`p<page>`).
