@@ -393,7 +393,9 @@ impl Store {
                 for (w, n) in ov.watermarks.iter_mut().zip(wms) {
                     *w = (*w).max(n);
                 }
-                ov.clean = ov.frozen.take();
+                let frozen = ov.frozen.take();
+                let old = std::mem::replace(&mut ov.clean, frozen);
+                self.forget_layer(old.as_deref());
                 Ok(())
             }
             // Keep the frozen layer readable; the next round writes it again, merged
@@ -419,7 +421,8 @@ impl Store {
         let res = self.write_layer(&layer, which, applied);
         let mut ov = self.overlay_write();
         ov.active = layer;
-        ov.clean = None;
+        let old = ov.clean.take();
+        self.forget_layer(old.as_deref());
         let wms = res?;
         for d in Derived::ALL {
             if which.has(d) {

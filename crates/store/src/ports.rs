@@ -1,6 +1,7 @@
 //! The core ports, implemented on [`Store`].
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use jiff::Timestamp;
 use steerfeed_core::ports::{
@@ -10,7 +11,15 @@ use steerfeed_core::ports::{
 use steerfeed_core::{Result, TopicId, UserId, Video, VideoId};
 
 use crate::codec::{CounterRec, after_sep, corrupt, from_newest_first, ms, pair, prefix};
-use crate::store::{Revocation, Store, db_err};
+use crate::store::{MAX_CACHED_COUNTERS, Revocation, Store, db_err};
+
+fn read<T>(l: &std::sync::RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(l: &std::sync::RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
 
 impl Store {
     /// Videos from a newest-first index scan: keys are `[owner \0] time(8) id`.
@@ -133,35 +142,81 @@ impl EngagementStats for Store {
 
 impl ActionStats for Store {
     fn video_counts(&self, videos: &[&VideoId], now: Timestamp) -> Result<Vec<ActionCounts>> {
-        let tree = &self.t().counters;
         let hl = self.half_life_ms();
         let now = ms(now);
-        let ov = self.overlay_read();
-        videos
-            .iter()
-            .map(|id| match ov.counter(id) {
-                Some(rec) => Ok(rec.counts_at(now, hl)),
-                None => match tree.get(id.as_str()).map_err(db_err)? {
-                    Some(b) => Ok(CounterRec::decode(&b)?.counts_at(now, hl)),
-                    None => Ok(ActionCounts::default()),
-                },
+        // The overlay (newest), then the read cache, then sled (filling the cache).
+        let epoch = self.inner.counter_epoch.load(Ordering::Acquire);
+        let mut out: Vec<Option<Option<CounterRec>>> = {
+            let ov = self.overlay_read();
+            let cache = read(&self.inner.counter_cache);
+            videos
+                .iter()
+                .map(|id| match ov.counter(id) {
+                    Some(rec) => Some(Some(*rec)),
+                    None => cache.get(*id).copied(),
+                })
+                .collect()
+        };
+        let mut fill = Vec::new();
+        for (slot, id) in out.iter_mut().zip(videos) {
+            if slot.is_none() {
+                let rec = match self.t().counters.get(id.as_str()).map_err(db_err)? {
+                    Some(b) => Some(CounterRec::decode(&b)?),
+                    None => None,
+                };
+                *slot = Some(rec);
+                fill.push(((*id).clone(), rec));
+            }
+        }
+        if !fill.is_empty() {
+            let mut cache = write(&self.inner.counter_cache);
+            if self.inner.counter_epoch.load(Ordering::Acquire) != epoch {
+                fill.clear(); // something was dropped meanwhile: do not cache what we read
+            }
+            if cache.len() + fill.len() > MAX_CACHED_COUNTERS {
+                cache.clear();
+            }
+            cache.extend(fill);
+        }
+        Ok(out
+            .into_iter()
+            .map(|r| {
+                r.flatten()
+                    .map_or_else(ActionCounts::default, |r| r.counts_at(now, hl))
             })
-            .collect()
+            .collect())
     }
 
     fn creator_counts(&self, creator: &UserId, now: Timestamp) -> Result<ActionCounts> {
+        let at = |rec: Option<CounterRec>| {
+            rec.map_or_else(ActionCounts::default, |r| {
+                r.counts_at(ms(now), self.half_life_ms())
+            })
+        };
+        let epoch = self.inner.counter_epoch.load(Ordering::Acquire);
         if let Some(rec) = self.overlay_read().creator(creator) {
-            return Ok(rec.counts_at(ms(now), self.half_life_ms()));
+            return Ok(at(Some(*rec)));
         }
-        match self
+        if let Some(rec) = read(&self.inner.creator_cache).get(creator) {
+            return Ok(at(*rec));
+        }
+        let rec = match self
             .t()
             .creator_counts
             .get(creator.as_str())
             .map_err(db_err)?
         {
-            Some(b) => Ok(CounterRec::decode(&b)?.counts_at(ms(now), self.half_life_ms())),
-            None => Ok(ActionCounts::default()),
+            Some(b) => Some(CounterRec::decode(&b)?),
+            None => None,
+        };
+        let mut cache = write(&self.inner.creator_cache);
+        if self.inner.counter_epoch.load(Ordering::Acquire) == epoch {
+            if cache.len() >= MAX_CACHED_COUNTERS {
+                cache.clear();
+            }
+            cache.insert(creator.clone(), rec);
         }
+        Ok(at(rec))
     }
 }
 

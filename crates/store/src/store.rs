@@ -325,7 +325,19 @@ pub(crate) struct Inner {
     pub consent_epoch: AtomicU64,
     /// Per-person consent facts the feed's consent filter reads for every cameo.
     pub person_facts: RwLock<std::collections::HashMap<UserId, (u64, Option<PersonFacts>)>>,
+    /// Decoded per-video counters read from sled (the overlay is consulted first). An
+    /// entry leaves when a layer holding its key leaves the overlay (`forget_layer`), so
+    /// it can never shadow a newer value, and when its video is deleted.
+    pub counter_cache: RwLock<std::collections::HashMap<VideoId, Option<CounterRec>>>,
+    /// The same for per-creator counters.
+    pub creator_cache: RwLock<std::collections::HashMap<UserId, Option<CounterRec>>>,
+    /// Bumped whenever cached counters are dropped: a reader fills the caches only if no
+    /// drop happened since it began, so a value read before a drop is never cached after.
+    pub counter_epoch: AtomicU64,
 }
+
+/// Cached counter records before a cache starts over.
+pub(crate) const MAX_CACHED_COUNTERS: usize = 500_000;
 
 /// What the consent filter needs of a person, whatever the video: cached per person.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -585,6 +597,9 @@ impl Store {
             time_zones: RwLock::default(),
             consent_epoch: AtomicU64::new(0),
             person_facts: RwLock::default(),
+            counter_cache: RwLock::default(),
+            creator_cache: RwLock::default(),
+            counter_epoch: AtomicU64::new(0),
             cache: VideoCache::new(opts.video_cache),
             popular: Mutex::new(popular),
             remix: Mutex::new(remix),
@@ -867,7 +882,9 @@ impl Store {
                 if v.deleted {
                     let mut ov = self.overlay_write();
                     ov.active.counters.remove(&v.id);
-                    ov.clean = None;
+                    let old = ov.clean.take();
+                    self.forget_layer(old.as_deref());
+                    self.forget_counter(&v.id);
                     lock(&self.inner.popular).remove(&v.id);
                     lock(&self.inner.remix).remove(&v.id);
                 }
@@ -957,7 +974,9 @@ impl Store {
             self.inner.cache.invalidate(id);
             let mut ov = self.overlay_write();
             ov.active.counters.remove(id);
-            ov.clean = None;
+            let old = ov.clean.take();
+            self.forget_layer(old.as_deref());
+            self.forget_counter(id);
             drop(ov);
             lock(&self.inner.popular).remove(id);
             lock(&self.inner.remix).remove(id);
@@ -1572,5 +1591,44 @@ impl Store {
 
     pub(crate) fn video_of_key(b: &[u8]) -> Result<VideoId> {
         video_of(b)
+    }
+}
+
+impl Store {
+    /// Drops the cached counters of every key in `layer`, which is leaving the overlay:
+    /// a value cached while the layer was there may be older than what it wrote.
+    pub(crate) fn forget_layer(&self, layer: Option<&crate::derived::Layer>) {
+        let Some(layer) = layer else { return };
+        self.inner.counter_epoch.fetch_add(1, Ordering::AcqRel);
+        if !layer.counters.is_empty() {
+            let mut c = self
+                .inner
+                .counter_cache
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            for id in layer.counters.keys() {
+                c.remove(id);
+            }
+        }
+        if !layer.creators.is_empty() {
+            let mut c = self
+                .inner
+                .creator_cache
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            for id in layer.creators.keys() {
+                c.remove(id);
+            }
+        }
+    }
+
+    /// Drops one video's cached counters (deleted videos lose theirs).
+    pub(crate) fn forget_counter(&self, id: &VideoId) {
+        self.inner.counter_epoch.fetch_add(1, Ordering::AcqRel);
+        self.inner
+            .counter_cache
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
     }
 }

@@ -1557,3 +1557,47 @@ fn acknowledged_writes_survive_sigkill() {
     );
     assert!(events.len() >= 20);
 }
+
+#[test]
+fn cached_counters_never_shadow_newer_ones() {
+    use steerfeed_core::ports::ActionStats;
+    let store = Store::temporary(opts()).unwrap();
+    seeded(&store);
+    let now = at(1_000);
+    let likes = |s: &Store| {
+        (
+            s.video_counts(&[&vid("va1")], now).unwrap()[0].likes,
+            s.creator_counts(&uid("a"), now).unwrap().likes,
+        )
+    };
+    // Fill the caches with "nothing yet".
+    assert_eq!(likes(&store), (0.0, 0.0));
+    for round in 0..4 {
+        store
+            .ingest_events(&[ev(&format!("k{round}"), "b", 1_000, like("va1"))])
+            .unwrap();
+        let n = (round + 1) as f32;
+        let (v, c) = likes(&store);
+        assert!(
+            (v - n).abs() < 1e-3 && (c - n).abs() < 1e-3,
+            "round {round}: {v}, {c}"
+        );
+        // Written out and aged out of the overlay (newer layers about another video
+        // replace it): reads come from sled or the cache.
+        for j in 0..2 {
+            store.flush().unwrap();
+            store
+                .ingest_events(&[ev(&format!("o{round}_{j}"), "a", 1_000, like("vb1"))])
+                .unwrap();
+        }
+        store.flush().unwrap();
+        let (v, c) = likes(&store);
+        assert!(
+            (v - n).abs() < 1e-3 && (c - n).abs() < 1e-3,
+            "round {round} after flushes: {v}, {c}"
+        );
+    }
+    // A deleted video has no counters, cached or not.
+    store.delete_video(&vid("va1")).unwrap();
+    assert_eq!(likes(&store).0, 0.0);
+}
