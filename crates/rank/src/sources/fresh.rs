@@ -42,7 +42,7 @@ impl Source for FreshSource {
             std::collections::HashMap::new();
         for v in self
             .catalog
-            .newest(since, self.quota * 4)?
+            .newest(since, self.quota * 2)?
             .into_iter()
             .filter(|v| !v.deleted)
         {
