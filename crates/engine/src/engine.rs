@@ -87,7 +87,6 @@ impl Engine {
             interest_half_life_h: sc.interest_half_life_h,
             seen_per_user: sc.seen_per_user,
             session_gap_min: sc.session_gap_min,
-            weight: steerfeed_rank::engagement_weight,
             ..StoreOptions::with_dim(encoder.dim())
         };
         let store = Store::open(&dir.join("db"), opts)?;

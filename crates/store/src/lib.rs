@@ -72,10 +72,19 @@
 //! `top_lists` entries are exact as scores grow.
 //!
 //! Interest vectors and creator affinity weigh events with [`StoreOptions::weight`]
-//! (default [`default_weight`], the same table as `steerfeed_rank::engagement_weight`,
-//! repeated because the store must not depend on the ranking crate; the engine may pass
-//! the rank function instead). Affinity is `1 − 2^(−w / affinity_scale)` of the decayed
+//! (default [`default_weight`], which is `steerfeed_core::event::engagement_weight`, the
+//! one table the co-engagement model uses too). Affinity is `1 − 2^(−w / affinity_scale)` of the decayed
 //! weight `w`, in `[0, 1)`.
+//!
+//! ## Read caches
+//!
+//! Decoded videos (`cache.rs`), per-person consent facts (scope, age band, parental
+//! scope: tagged with a write epoch bumped by every user, consent or parental change, so
+//! an entry read before such a change is never used after it; revocations are always
+//! read fresh), and per-video and per-creator counters (consulted after the overlay;
+//! an entry is dropped when an overlay layer holding its key leaves the overlay, since
+//! the layer may be newer than the cached value, and fills are skipped when a drop
+//! happened since the read began).
 //!
 //! ## Durability and atomicity
 //!

@@ -6,32 +6,10 @@ use steerfeed_core::EventKind;
 /// affinity, the popular list and which events enter the user history.
 pub type WeightFn = fn(&EventKind) -> f32;
 
-/// The default [`WeightFn`]: creation and participation above views, impressions and
-/// negative signals nothing. It is the same table as `steerfeed_rank::engagement_weight`
-/// (repeated here because the store does not depend on the ranking crate; the engine may
-/// pass that function through [`StoreOptions::weight`] to keep a single definition).
+/// The default [`WeightFn`]: core's one table (creation and participation above views,
+/// impressions and negative signals nothing).
 pub fn default_weight(kind: &EventKind) -> f32 {
-    match kind {
-        EventKind::View {
-            completed: true, ..
-        } => 1.0,
-        EventKind::View { watch_ms, .. } => {
-            if *watch_ms >= 3_000 {
-                0.3
-            } else {
-                0.0
-            }
-        }
-        EventKind::Like { .. } | EventKind::Follow { .. } => 2.0,
-        EventKind::Comment { .. } | EventKind::Share { .. } => 3.0,
-        EventKind::Remix { .. } | EventKind::CameoUse { .. } | EventKind::Create { .. } => 6.0,
-        EventKind::Impression { .. }
-        | EventKind::Skip { .. }
-        | EventKind::NotInterested { .. }
-        | EventKind::HideCreator { .. }
-        | EventKind::Report { .. }
-        | EventKind::CheckinAnswer { .. } => 0.0,
-    }
+    steerfeed_core::event::engagement_weight(kind)
 }
 
 /// Options of [`Store::open`](crate::Store::open).
