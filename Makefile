@@ -36,8 +36,9 @@ fmt:
 bench: setup
 	$(CARGO) bench --workspace
 
-## The engine end to end (issue #6): a seeded world of 100k videos / 10k users loaded into a
-## cached store (~/.cache/steerfeed/bench-feed/100000-10000-42/, $STEERFEED_CACHE respected;
+## The engine end to end (issue #6): a seeded world of 100k videos / 10k users (10
+## engagements each) loaded into a cached store
+## (~/.cache/steerfeed/bench-feed/100000-10000-42-e10/, $STEERFEED_CACHE respected;
 ## the first run builds it, later runs reuse it), then ingest throughput and feed latency;
 ## one JSON object on stdout. FEED_ARGS adds options, e.g. FEED_ARGS="--threads 2 --fresh".
 ## The 1M-video run (the first build takes over an hour on 2 cores and ~15 GB of disk, hence
@@ -45,7 +46,7 @@ bench: setup
 ##   ./target/release/steerfeed bench feed --videos 1000000 --users 100000 --seed 42 --events-per-user 10
 FEED_ARGS ?=
 bench-feed: build
-	./target/release/steerfeed bench feed --videos 100000 --users 10000 --seed 42 $(FEED_ARGS)
+	./target/release/steerfeed bench feed --videos 100000 --users 10000 --seed 42 --events-per-user 10 $(FEED_ARGS)
 
 ## The offline evaluation harness (today: the steering parser on labelled preferences).
 SHARED ?= ../shared
