@@ -301,6 +301,18 @@ impl Engine {
         self.store.mute(user, creator)
     }
 
+    /// `user` unblocks `other`.
+    pub fn unblock(&self, user: &UserId, other: &UserId) -> Result<()> {
+        self.known(user)?;
+        self.store.unblock(user, other)
+    }
+
+    /// `user` unmutes `creator`.
+    pub fn unmute(&self, user: &UserId, creator: &UserId) -> Result<()> {
+        self.known(user)?;
+        self.store.unmute(user, creator)
+    }
+
     /// Sets who may use `person`'s likeness in cameos, and the approved list.
     pub fn set_consent(
         &self,

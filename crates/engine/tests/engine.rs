@@ -307,6 +307,24 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
 }
 
 #[test]
+fn blocking_a_creator_hides_them_until_unblocked() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = small_world(7);
+    let engine = loaded(dir.path(), &w);
+    let now = w.config.now;
+    let id = a_fresh_followed_video(&engine, "blk", 3, now);
+    let creator = u("c_blk");
+    let (f0, f1, f2) = (u("f_blk_0"), u("f_blk_1"), u("f_blk_2"));
+    assert!(page(&engine, &f0, 20, now).contains(&id), "precondition");
+    engine.block(&f1, &creator).unwrap();
+    assert!(!page(&engine, &f1, 20, now).contains(&id));
+    engine.unblock(&f1, &creator).unwrap();
+    assert!(page(&engine, &f1, 20, now).contains(&id));
+    engine.mute(&f2, &creator).unwrap();
+    assert!(!page(&engine, &f2, 20, now).contains(&id));
+}
+
+#[test]
 fn reopening_reloads_the_index_or_rebuilds_it_when_missing_or_stale() {
     let dir = tempfile::tempdir().unwrap();
     let w = small_world(5);
