@@ -4,6 +4,8 @@
 
 CARGO ?= cargo
 RUN_ARGS ?= --demo
+# The key `make run` starts the sidecar with (a development key: set your own for real use).
+DEV_KEY ?= dev-key-0000000000000000
 
 .PHONY: all setup build run test lint fmt bench bench-feed eval clean
 
@@ -15,10 +17,11 @@ setup:
 build: setup
 	$(CARGO) build --release -p steerfeed-server
 
-## Run the ranking sidecar on 127.0.0.1:8080 with the store in ./steerfeed-data; an empty
-## store is first loaded with a seeded demo catalog (RUN_ARGS= to start empty).
+## Run the ranking sidecar on 127.0.0.1:8080 with the store in ./var/steerfeed; an empty
+## store is first loaded with a seeded demo catalog whose captions the language model embeds
+## (RUN_ARGS= to start empty). It prints the dev key and example curl commands.
 run: build
-	./target/release/steerfeed serve $(RUN_ARGS)
+	STEERFEED__SERVER__API_KEYS=$(DEV_KEY) ./target/release/steerfeed serve $(RUN_ARGS)
 
 ## Formatting, lints and every test of the workspace.
 test: setup lint

@@ -55,11 +55,15 @@ struct ServeArgs {
     #[arg(long)]
     demo: bool,
     /// Videos in the demo catalog.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 3_000)]
     demo_videos: usize,
     /// Users in the demo catalog.
-    #[arg(long, default_value_t = 2_000)]
+    #[arg(long, default_value_t = 500)]
     demo_users: usize,
+    /// Keep the world's clustered synthetic embeddings instead of embedding the demo
+    /// captions with the language model (faster for large demo catalogs).
+    #[arg(long)]
+    demo_synthetic_embeddings: bool,
     /// Seed of the demo catalog.
     #[arg(long, default_value_t = 42)]
     demo_seed: u64,
@@ -133,15 +137,41 @@ fn load_demo(engine: &Engine, args: &ServeArgs) -> anyhow::Result<()> {
         seed = args.demo_seed,
         "empty store: loading the demo catalog"
     );
-    let world = World::generate(WorldConfig::new(
+    let mut world = World::generate(WorldConfig::new(
         args.demo_seed,
         args.demo_users,
         args.demo_videos,
     ));
+    if !args.demo_synthetic_embeddings {
+        tracing::info!(videos = world.videos.len(), "embedding the demo captions");
+        let encoder = engine.parser().encoder().clone();
+        world
+            .reembed(64, |texts| encoder.embed_batch(texts))
+            .context("embedding the demo captions")?;
+    }
     let report = load_world(engine, &world, 1_000).context("loading the demo catalog")?;
     engine.checkpoint().context("saving the index")?;
     tracing::info!(?report, "demo catalog loaded (users u0.., videos v0..)");
     Ok(())
+}
+
+/// What to try once the demo sidecar is ready.
+fn print_demo_help(config: &Config) {
+    let auth = config
+        .server
+        .api_keys
+        .first()
+        .map(|k| format!(" -H 'authorization: Bearer {k}'"))
+        .unwrap_or_default();
+    let base = format!("http://{}", config.server.bind);
+    let json = " -H 'content-type: application/json'";
+    println!(
+        "\nsteerfeed is ready on {base} (demo users u0..., videos v0...).\n\
+         Try:\n\
+         \x20 curl -s{auth}{json} -X PUT {base}/v1/users/u1/preferences -d '{{\"text\": \"more cooking, no politics\"}}'\n\
+         \x20 curl -s{auth}{json} -X POST {base}/v1/feed -d '{{\"user\": \"u1\", \"limit\": 5}}'\n\
+         \x20 curl -s{auth}{json} -X POST {base}/v1/users/u7/consent/revocations -d '{{\"video\": \"v42\"}}'\n"
+    );
 }
 
 async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
@@ -154,10 +184,14 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
 
     let loader = {
         let state = state.clone();
+        let demo_config = config.clone();
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
             let engine = Engine::open(config).context("opening the engine")?;
             load_demo(&engine, &args)?;
             state.set_engine(engine);
+            if args.demo {
+                print_demo_help(&demo_config);
+            }
             tracing::info!("engine loaded; ready");
             Ok(())
         })
