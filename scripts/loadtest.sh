@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Load test of the ranking sidecar: POST /v1/feed at a fixed concurrency for a bounded
+# time on loopback, with wrk (installed from Debian's packages when missing).
+#
+#   scripts/loadtest.sh [VIDEOS] [CONCURRENCY] [SECONDS] [THREADS]
+#   scripts/loadtest.sh 100000 16 30 2
+#
+# It builds the release binary, starts `steerfeed serve --demo` on a free loopback port
+# with a store cached in $STEERFEED_CACHE/loadtest/<videos> (built once: a seeded world
+# of VIDEOS videos and VIDEOS/10 users with synthetic embeddings), waits until ready,
+# runs wrk (random demo users, limit 20), prints requests/s and latency percentiles as
+# JSON, and stops the server.
+set -euo pipefail
+
+VIDEOS=${1:-100000}
+CONCURRENCY=${2:-16}
+SECONDS_=${3:-30}
+THREADS=${4:-2}
+USERS=$(( VIDEOS / 10 > 100 ? VIDEOS / 10 : 100 ))
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+CACHE=${STEERFEED_CACHE:-$HOME/.cache/steerfeed}
+STORE="$CACHE/loadtest/$VIDEOS"
+KEY=loadtest-key-0000000000
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+
+if ! command -v wrk >/dev/null 2>&1; then
+    echo "loadtest: installing wrk from the Debian packages" >&2
+    if [ "$(id -u)" -eq 0 ]; then
+        apt-get update -qq >&2 && apt-get install -y -qq wrk >&2
+    else
+        sudo apt-get update -qq >&2 && sudo apt-get install -y -qq wrk >&2
+    fi
+fi
+
+make -C "$ROOT" -s build >&2
+mkdir -p "$STORE"
+LOG="$STORE/server.log"
+STEERFEED__STORE__PATH="$STORE" \
+STEERFEED__SERVER__BIND="127.0.0.1:$PORT" \
+STEERFEED__SERVER__API_KEYS="$KEY" \
+RUST_LOG=warn,steerfeed=info \
+    "$ROOT/target/release/steerfeed" serve --demo --demo-videos "$VIDEOS" --demo-users "$USERS" \
+    --demo-synthetic-embeddings >"$LOG" 2>&1 &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' EXIT
+
+echo "loadtest: server pid $SERVER on port $PORT, store $STORE (log: $LOG); waiting until ready" >&2
+until curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null; do
+    if ! kill -0 $SERVER 2>/dev/null; then
+        echo "loadtest: the server exited; see $LOG" >&2
+        exit 1
+    fi
+    sleep 2
+done
+
+LUA=$(mktemp --suffix .lua)
+cat >"$LUA" <<LUA
+math.randomseed(42)
+wrk.method = "POST"
+wrk.headers["content-type"] = "application/json"
+wrk.headers["authorization"] = "Bearer $KEY"
+request = function()
+  local body = '{"user": "u' .. math.random(0, $USERS - 1) .. '", "limit": 20}'
+  return wrk.format("POST", "/v1/feed", nil, body)
+end
+done = function(summary, latency, requests)
+  local errors = summary.errors.status + summary.errors.connect + summary.errors.read
+    + summary.errors.write + summary.errors.timeout
+  io.write(string.format(
+    '{"videos": $VIDEOS, "users": $USERS, "concurrency": $CONCURRENCY, "seconds": $SECONDS_, '
+    .. '"requests": %d, "requests_per_s": %.1f, "p50_ms": %.2f, "p90_ms": %.2f, '
+    .. '"p99_ms": %.2f, "max_ms": %.2f, "errors": %d}\n',
+    summary.requests, summary.requests / (summary.duration / 1e6),
+    latency:percentile(50) / 1000, latency:percentile(90) / 1000,
+    latency:percentile(99) / 1000, latency.max / 1000, errors))
+end
+LUA
+echo "loadtest: wrk -t$THREADS -c$CONCURRENCY -d${SECONDS_}s" >&2
+OUT=$(mktemp)
+wrk -t"$THREADS" -c"$CONCURRENCY" -d"${SECONDS_}s" -s "$LUA" "http://127.0.0.1:$PORT/v1/feed" >"$OUT"
+head -n -1 "$OUT" >&2
+tail -n 1 "$OUT"
+rm -f "$LUA" "$OUT"
