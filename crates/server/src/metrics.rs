@@ -1,0 +1,216 @@
+//! Prometheus metrics, rendered in the text exposition format at `GET /metrics`:
+//! request counts and latencies by route, per-stage pipeline latencies, candidates per
+//! source, removals per filter, and throttle cards fired. Plain atomics and maps behind a
+//! mutex: the hot path takes one short lock per request.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+use steerfeed::{Role, Trace};
+
+/// Histogram bucket bounds, in seconds.
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+#[derive(Debug, Clone, Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        for (b, c) in BUCKETS.iter().zip(self.counts.iter_mut()) {
+            if seconds <= *b {
+                *c += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += seconds;
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (b, c) in BUCKETS.iter().zip(self.counts) {
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {c}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// (route, status) -> latency histogram.
+    requests: BTreeMap<(String, u16), Histogram>,
+    /// stage -> latency histogram.
+    stages: BTreeMap<&'static str, Histogram>,
+    /// source -> candidates proposed.
+    candidates: BTreeMap<&'static str, u64>,
+    /// filter -> candidates removed.
+    removed: BTreeMap<&'static str, u64>,
+    /// (throttle, card kind) -> cards.
+    throttles: BTreeMap<(&'static str, String), u64>,
+    /// Feed requests answered with no item (a gate stopped them).
+    stopped: u64,
+}
+
+/// The server's metrics registry.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+impl Metrics {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records one HTTP request: its matched route (or `unmatched`), status and latency.
+    pub fn request(&self, route: &str, status: u16, seconds: f64) {
+        self.lock()
+            .requests
+            .entry((route.to_owned(), status))
+            .or_default()
+            .observe(seconds);
+    }
+
+    /// Records what the pipeline did for one feed request.
+    pub fn trace(&self, trace: &Trace, items: usize) {
+        let mut m = self.lock();
+        for r in &trace.stages {
+            m.stages
+                .entry(r.stage)
+                .or_default()
+                .observe(r.micros as f64 / 1e6);
+            match r.role {
+                Role::Source => *m.candidates.entry(r.stage).or_default() += r.output as u64,
+                Role::Filter => *m.removed.entry(r.stage).or_default() += r.removed.len() as u64,
+                Role::Throttle => {
+                    if let Some(card) = &r.card {
+                        let kind = serde_json::to_value(card.kind)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_owned))
+                            .unwrap_or_default();
+                        *m.throttles.entry((r.stage, kind)).or_default() += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if items == 0 {
+            m.stopped += 1;
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let m = self.lock();
+        let mut out = String::new();
+        out.push_str("# HELP steerfeed_http_request_duration_seconds HTTP requests by route and status.\n");
+        out.push_str("# TYPE steerfeed_http_request_duration_seconds histogram\n");
+        for ((route, status), h) in &m.requests {
+            let labels = format!("route=\"{}\",status=\"{status}\"", escape(route));
+            h.render(&mut out, "steerfeed_http_request_duration_seconds", &labels);
+        }
+        out.push_str("# HELP steerfeed_stage_duration_seconds Time per feed pipeline stage.\n");
+        out.push_str("# TYPE steerfeed_stage_duration_seconds histogram\n");
+        for (stage, h) in &m.stages {
+            let labels = format!("stage=\"{stage}\"");
+            h.render(&mut out, "steerfeed_stage_duration_seconds", &labels);
+        }
+        out.push_str("# HELP steerfeed_source_candidates_total Candidates proposed per source.\n");
+        out.push_str("# TYPE steerfeed_source_candidates_total counter\n");
+        for (s, n) in &m.candidates {
+            let _ = writeln!(out, "steerfeed_source_candidates_total{{source=\"{s}\"}} {n}");
+        }
+        out.push_str("# HELP steerfeed_filter_removed_total Candidates removed per filter.\n");
+        out.push_str("# TYPE steerfeed_filter_removed_total counter\n");
+        for (f, n) in &m.removed {
+            let _ = writeln!(out, "steerfeed_filter_removed_total{{filter=\"{f}\"}} {n}");
+        }
+        out.push_str("# HELP steerfeed_throttle_cards_total Cards served per throttle and kind.\n");
+        out.push_str("# TYPE steerfeed_throttle_cards_total counter\n");
+        for ((t, kind), n) in &m.throttles {
+            let _ = writeln!(
+                out,
+                "steerfeed_throttle_cards_total{{throttle=\"{t}\",kind=\"{kind}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP steerfeed_feed_stopped_total Feed requests a gate answered with a card and no items.\n");
+        out.push_str("# TYPE steerfeed_feed_stopped_total counter\n");
+        let _ = writeln!(out, "steerfeed_feed_stopped_total {}", m.stopped);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use steerfeed::{Card, CardKind, StageReport, VideoId};
+
+    use super::*;
+
+    #[test]
+    fn traces_and_requests_render_as_prometheus_text() {
+        let m = Metrics::default();
+        m.request("/v1/feed", 200, 0.004);
+        m.request("/v1/feed", 200, 0.02);
+        let mut trace = Trace::default();
+        trace.stages.push(StageReport {
+            stage: "following",
+            role: Role::Source,
+            input: 0,
+            output: 12,
+            removed: Vec::new(),
+            card: None,
+            micros: 300,
+        });
+        trace.stages.push(StageReport {
+            stage: "consent",
+            role: Role::Filter,
+            input: 12,
+            output: 10,
+            removed: vec![VideoId::new("v1").unwrap(), VideoId::new("v2").unwrap()],
+            card: None,
+            micros: 90,
+        });
+        trace.stages.push(StageReport {
+            stage: "checkin",
+            role: Role::Throttle,
+            input: 10,
+            output: 10,
+            removed: Vec::new(),
+            card: Some(Card {
+                kind: CardKind::Checkin,
+                position: 0,
+                message: "hi".into(),
+            }),
+            micros: 1,
+        });
+        m.trace(&trace, 10);
+        let text = m.render();
+        assert!(text.contains(
+            "steerfeed_http_request_duration_seconds_bucket{route=\"/v1/feed\",status=\"200\",le=\"0.005\"} 1"
+        ), "{text}");
+        assert!(text.contains(
+            "steerfeed_http_request_duration_seconds_count{route=\"/v1/feed\",status=\"200\"} 2"
+        ));
+        assert!(text.contains("steerfeed_source_candidates_total{source=\"following\"} 12"));
+        assert!(text.contains("steerfeed_filter_removed_total{filter=\"consent\"} 2"));
+        assert!(text.contains(
+            "steerfeed_throttle_cards_total{throttle=\"checkin\",kind=\"checkin\"} 1"
+        ));
+        assert!(text.contains("steerfeed_stage_duration_seconds_count{stage=\"following\"} 1"));
+        assert!(text.contains("steerfeed_feed_stopped_total 0"));
+    }
+}
