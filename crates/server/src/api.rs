@@ -26,7 +26,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -37,6 +37,7 @@ use steerfeed::{
     ParentalControls, Preferences, ProfileSummary, Revocation, SessionId, Timestamp, User, UserId,
     Video, VideoId,
 };
+use tracing::Instrument;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -75,6 +76,21 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/users/{id}/profile", get(profile))
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(axum::middleware::from_fn_with_state(state, authorize))
+        .route_layer(axum::middleware::from_fn(trace))
+}
+
+/// One span per request carrying the method and the matched route (not the raw path,
+/// whose ids would make every span unique); the status is logged at debug level.
+async fn trace(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let span = tracing::info_span!("request", method = %req.method(), route);
+    let resp = next.run(req).instrument(span.clone()).await;
+    span.in_scope(|| tracing::debug!(status = resp.status().as_u16(), "answered"));
+    resp
 }
 
 async fn method_not_allowed() -> ApiError {

@@ -506,6 +506,7 @@ async fn unknown_users_and_videos_are_404() {
     let (status, body) = get(&state, "/v1/users/nobody_here/profile").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(error_code(&body), "not_found");
+    assert!(body["error"].get("field").is_none(), "no field: {body}");
     let (status, body) = call(
         &state,
         Method::POST,
@@ -551,6 +552,19 @@ async fn oversized_bodies_and_batches_are_413_and_store_nothing() {
     .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(error_code(&body), "too_large");
+
+    // A 100 KB preference text fits in the body but not in steering.max_text_bytes.
+    let (status, body) = call(
+        &state,
+        Method::PUT,
+        "/v1/users/u0/preferences",
+        json!({ "text": "more cooking ".repeat(100_000 / 13 + 1) }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(body["error"]["field"], "text");
+    let (status, _) = get(&state, "/v1/users/u0/preferences").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing was stored");
 
     // A batch of one video too many, small enough to fit in the body.
     let now = world_now();
