@@ -4,12 +4,18 @@
 //! binary keeps only the outside edge: argument parsing, tracing, the listener and
 //! shutdown. Routes live in [`app`], which tests drive without a socket.
 //!
-//! The server starts listening at once and loads the engine (the model, later the store
-//! and the index) on a blocking thread; `/readyz` answers 503 until it is loaded.
+//! The server starts listening at once and loads the engine (the model, the store and
+//! the index) on a blocking thread; `/readyz` and every `/v1` route answer 503 until it
+//! is loaded. The JSON API is in [`api`] (route table there), the error shape and the
+//! status of each error class in [`error`], the extractors that keep bad input in that
+//! shape in [`extract`].
 
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod bench_feed;
+pub mod error;
+pub mod extract;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -20,6 +26,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use steerfeed::{Config, Engine};
+
+pub use crate::error::ApiError;
 
 /// Shared state of the sidecar.
 #[derive(Debug, Clone)]
@@ -51,9 +59,10 @@ impl AppState {
         state
     }
 
-    /// Installs the loaded engine; from then on the server is ready.
-    pub fn set_engine(&self, engine: Engine) {
-        if self.inner.engine.set(Arc::new(engine)).is_err() {
+    /// Installs the loaded engine (owned, or shared with other states); from then on the
+    /// server is ready.
+    pub fn set_engine(&self, engine: impl Into<Arc<Engine>>) {
+        if self.inner.engine.set(engine.into()).is_err() {
             tracing::warn!("engine already loaded; ignoring the second one");
         }
     }
@@ -69,13 +78,16 @@ impl AppState {
     }
 }
 
-/// The sidecar's routes.
+/// The sidecar's routes: `/healthz`, `/readyz` and the JSON API under `/v1`
+/// ([`api`]), with the body-size limit and the request timeout on all of them.
 pub fn app(state: AppState) -> Router {
     let body_limit = state.config().server.max_body_bytes;
     let timeout = Duration::from_millis(state.config().server.request_timeout_ms);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .nest("/v1", api::routes(state.clone()))
+        .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(
             move |req, next: axum::middleware::Next| async move {
@@ -92,10 +104,9 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The one error shape of the API.
-pub fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = serde_json::json!({ "error": { "code": code, "message": message, "field": null } });
-    (status, axum::Json(body)).into_response()
+/// An answer in the API's one error shape, without a field (see [`ApiError`]).
+pub fn error(status: StatusCode, code: &'static str, message: &str) -> Response {
+    ApiError::new(status, code, message).into_response()
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -105,10 +116,6 @@ async fn healthz() -> impl IntoResponse {
 async fn readyz(State(state): State<AppState>) -> Response {
     match state.engine() {
         Some(_) => axum::Json(serde_json::json!({ "status": "ready" })).into_response(),
-        None => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            "the engine is still loading",
-        ),
+        None => ApiError::not_ready().into_response(),
     }
 }

@@ -1,28 +1,163 @@
-//! Route tests of the sidecar, driven with `oneshot` (no socket).
+//! Route tests of the sidecar, driven with `oneshot` (no socket), on one engine opened
+//! on a temporary store and loaded with a small seeded world (40 users, 300 videos).
 //!
 //! 1. `/healthz` answers 200 at once.
 //! 2. `/readyz` answers 503 in the error shape until the engine is loaded, then 200.
-//! 3. Unknown routes are 404.
+//! 3. Unknown routes are 404 in the error shape.
+//! 4. `/v1` routes answer 503 `not_ready` before the engine loads.
+//! 5. With API keys set, a missing or wrong bearer token is 401 and the right one passes.
+//! 6. Every route's happy path, each on ids no other test touches.
+//! 7. Error statuses: 400 malformed JSON, invalid UTF-8 and bad path ids; 404 unknown user
+//!    and video; 413 oversized body and oversized batches (nothing of the batch is
+//!    stored); 422 wrong embedding dimension, a non-finite embedding, limit 0 and 101,
+//!    an unknown consent scope.
+//! 8. End to end: ingest events, steer in words, get an explained feed with the
+//!    constraints applied (no politics served); revoke a cameo consent for a served video
+//!    and it is gone from the next feed of another follower.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::{Arc, LazyLock};
+
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::{Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
-use steerfeed::{Config, Engine};
+use serde_json::{Value, json};
+use steerfeed::demo::load_world;
+use steerfeed::world::{World, WorldConfig};
+use steerfeed::{AgeBand, Config, Engine, Timestamp, UserId, VideoId};
 use steerfeed_server::{AppState, app};
 use tower::ServiceExt;
 
-async fn get(state: &AppState, uri: &str) -> (StatusCode, serde_json::Value) {
+const KEY_CHAR: &str = "k";
+
+struct Shared {
+    _dir: tempfile::TempDir,
+    engine: Arc<Engine>,
+    world: World,
+}
+
+/// One engine for the whole file: sled locks its directory, and loading the world once
+/// keeps the file fast. Tests use disjoint ids for what they write.
+static SHARED: LazyLock<Shared> = LazyLock::new(|| {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wc = WorldConfig::new(7, 40, 300);
+    wc.events_per_user = 5;
+    let world = World::generate(wc);
+    let engine = Engine::open(config(dir.path(), false)).unwrap_or_else(|e| panic!("{e}"));
+    load_world(&engine, &world, 500).unwrap_or_else(|e| panic!("{e}"));
+    Shared {
+        _dir: dir,
+        engine: Arc::new(engine),
+        world,
+    }
+});
+
+fn config(dir: &std::path::Path, keyed: bool) -> Config {
+    let mut c = Config::default();
+    c.store.path = dir.to_path_buf();
+    // The timeout middleware is not under test here: two shared cores and a debug build
+    // must not turn a slow request into a 503.
+    c.server.request_timeout_ms = 600_000;
+    if keyed {
+        c.server.api_keys = vec![KEY_CHAR.repeat(16)];
+    }
+    c
+}
+
+/// A state on the shared engine; `keyed` turns on bearer-token auth.
+async fn state(keyed: bool) -> AppState {
+    let shared = tokio::task::spawn_blocking(|| &*SHARED).await.unwrap();
+    let state = AppState::new(config(shared._dir.path(), keyed));
+    state.set_engine(shared.engine.clone());
+    state
+}
+
+fn shared() -> &'static Shared {
+    &SHARED
+}
+
+/// Sends one request; the body is JSON text or raw bytes. Answers the status and the
+/// body as JSON (`Null` when empty or not JSON).
+async fn send(
+    state: &AppState,
+    method: Method,
+    uri: &str,
+    body: impl Into<Body>,
+    auth: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::CONTENT_TYPE, "application/json");
+    if let Some(key) = auth {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {key}"));
+    }
     let resp = app(state.clone())
-        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .oneshot(req.body(body.into()).unwrap())
         .await
         .unwrap();
     let status = resp.status();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     (status, json)
 }
+
+async fn call(state: &AppState, method: Method, uri: &str, body: Value) -> (StatusCode, Value) {
+    let body = if body.is_null() {
+        Body::empty()
+    } else {
+        Body::from(body.to_string())
+    };
+    send(state, method, uri, body, None).await
+}
+
+async fn get(state: &AppState, uri: &str) -> (StatusCode, Value) {
+    call(state, Method::GET, uri, Value::Null).await
+}
+
+/// Asserts the one error shape and answers its code.
+fn error_code(body: &Value) -> &str {
+    let e = &body["error"];
+    assert!(e["message"].is_string(), "{body}");
+    assert!(e.get("field").is_none_or(Value::is_string), "{body}");
+    e["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error code in {body}"))
+}
+
+fn world_now() -> Timestamp {
+    shared().world.config.now
+}
+
+fn adults() -> Vec<UserId> {
+    shared()
+        .world
+        .users
+        .iter()
+        .filter(|s| s.user.age_band == AgeBand::Adult)
+        .map(|s| s.user.id.clone())
+        .collect()
+}
+
+/// A unit embedding of the engine's dimension along axis `axis`.
+fn axis(axis: usize) -> Vec<f32> {
+    let mut e = vec![0.0f32; 384];
+    e[axis] = 1.0;
+    e
+}
+
+fn feed_ids(body: &Value) -> Vec<String> {
+    body["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no items in {body}"))
+        .iter()
+        .map(|i| i["video"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Health, readiness, routing.
 
 #[tokio::test]
 async fn healthz_is_ok_before_the_engine_loads() {
@@ -56,6 +191,639 @@ async fn readyz_waits_for_the_engine() {
 #[tokio::test]
 async fn unknown_routes_are_not_found() {
     let state = AppState::new(Config::default());
-    let (status, _) = get(&state, "/v1/nope").await;
+    let (status, body) = get(&state, "/v1/nope").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&body), "not_found");
+    let (status, body) = get(&state, "/nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&body), "not_found");
+}
+
+#[tokio::test]
+async fn a_known_path_with_another_method_is_405_in_the_error_shape() {
+    let state = AppState::new(Config::default());
+    let (status, body) = get(&state, "/v1/feed").await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(error_code(&body), "method_not_allowed");
+}
+
+#[tokio::test]
+async fn v1_routes_answer_503_before_the_engine_loads() {
+    let state = AppState::new(Config::default());
+    let (status, body) = call(
+        &state,
+        Method::POST,
+        "/v1/feed",
+        json!({"user": "u0", "limit": 5}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(error_code(&body), "not_ready");
+    let (status, body) = get(&state, "/v1/users/u0/profile").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(error_code(&body), "not_ready");
+}
+
+// ---------------------------------------------------------------------------------------
+// Auth.
+
+#[tokio::test]
+async fn a_missing_or_wrong_key_is_401_and_the_right_key_passes() {
+    let state = state(true).await;
+    let user = adults()[0].clone();
+    let uri = format!("/v1/users/{user}/profile");
+    let right = KEY_CHAR.repeat(16);
+
+    let (status, body) = send(&state, Method::GET, &uri, Body::empty(), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(error_code(&body), "unauthorized");
+
+    for wrong in [
+        "x".repeat(16),
+        KEY_CHAR.repeat(15),
+        KEY_CHAR.repeat(17),
+        String::new(),
+    ] {
+        let (status, body) = send(&state, Method::GET, &uri, Body::empty(), Some(&wrong)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "key {wrong:?}");
+        assert_eq!(error_code(&body), "unauthorized");
+    }
+
+    // Another scheme is not a bearer token.
+    let resp = app(state.clone())
+        .oneshot(
+            Request::get(&uri)
+                .header(header::AUTHORIZATION, format!("Basic {right}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        resp.headers().get(header::WWW_AUTHENTICATE).unwrap(),
+        "Bearer"
+    );
+
+    // A write with a wrong key changes nothing.
+    let (status, _) = send(
+        &state,
+        Method::DELETE,
+        "/v1/videos/v0",
+        Body::empty(),
+        Some("y".repeat(16).as_str()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let v0 = VideoId::new("v0").unwrap();
+    let stored = shared().engine.video(&v0).unwrap();
+    assert!(stored.is_some_and(|v| !v.deleted));
+
+    let (status, body) = send(&state, Method::GET, &uri, Body::empty(), Some(&right)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["user"], user.as_str());
+
+    // Health and readiness stay open.
+    let (status, _) = send(&state, Method::GET, "/readyz", Body::empty(), None).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+// ---------------------------------------------------------------------------------------
+// Happy paths.
+
+#[tokio::test]
+async fn every_route_answers_its_happy_path() {
+    let state = state(false).await;
+    let now = world_now();
+
+    // Users.
+    let (status, body) = call(
+        &state,
+        Method::POST,
+        "/v1/users",
+        json!({"users": [
+            {"id": "hp_viewer"},
+            {"id": "hp_creator", "time_zone": "Europe/Paris"},
+            {"id": "hp_teen", "age_band": "teen"},
+        ]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["upserted"], 3);
+    let teen = shared()
+        .engine
+        .user(&UserId::new("hp_teen").unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(teen.age_band, AgeBand::Teen);
+
+    // Videos: one with an embedding, one with only a caption (embedded by the engine).
+    let (status, body) = call(
+        &state,
+        Method::PUT,
+        "/v1/videos",
+        json!({"videos": [
+            {"id": "hp_v1", "creator": "hp_creator", "created_at": now, "duration_s": 12.0,
+             "topics": ["comedy"], "embedding": axis(3)},
+            {"id": "hp_v2", "creator": "hp_creator", "created_at": now, "duration_s": 30.0,
+             "caption": "a quick pasta recipe in a tiny kitchen"},
+        ]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["upserted"], 2);
+    let v2 = shared()
+        .engine
+        .video(&VideoId::new("hp_v2").unwrap())
+        .unwrap()
+        .unwrap();
+    assert!(v2.embedding.is_some());
+
+    // The graph, each edge both ways.
+    for kind in ["follows", "blocks", "mutes"] {
+        let uri = format!("/v1/users/hp_viewer/{kind}/hp_creator");
+        let (status, body) = call(&state, Method::PUT, &uri, Value::Null).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "PUT {kind}: {body}");
+        let (status, body) = call(&state, Method::DELETE, &uri, Value::Null).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "DELETE {kind}: {body}");
+    }
+    let (status, _) = call(
+        &state,
+        Method::PUT,
+        "/v1/users/hp_viewer/follows/hp_creator",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    // Parental controls, consent, a revocation.
+    let (status, body) = call(
+        &state,
+        Method::PUT,
+        "/v1/users/hp_teen/parental",
+        json!({"personalization": false, "scroll_cap": 30}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, body) = call(
+        &state,
+        Method::PUT,
+        "/v1/users/hp_viewer/consent",
+        json!({"scope": "approved", "approved": ["hp_creator"]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    for rev in [json!({"video": "hp_v1"}), json!({"creator": "hp_creator"})] {
+        let (status, body) = call(
+            &state,
+            Method::POST,
+            "/v1/users/hp_viewer/consent/revocations",
+            rev,
+        )
+        .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    }
+
+    // Preferences: put, get, delete, then none.
+    let uri = "/v1/users/hp_viewer/preferences";
+    let (status, put_body) = call(
+        &state,
+        Method::PUT,
+        uri,
+        json!({"text": "more cooking please"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{put_body}");
+    assert_eq!(put_body["boost"][0]["topic"], "cooking", "{put_body}");
+    let (status, body) = get(&state, uri).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["text"], "more cooking please");
+    assert_eq!(body["constraints"], put_body);
+    let (status, _) = call(&state, Method::DELETE, uri, Value::Null).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = get(&state, uri).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&body), "not_found");
+
+    // Events: accepted once, then reported as duplicates.
+    let events = json!({"events": [
+        {"key": "hp_e1", "user": "hp_viewer", "at": now, "kind": "view", "video": "hp_v1",
+         "watch_ms": 5000, "completed": true},
+        {"key": "hp_e2", "user": "hp_viewer", "at": now, "kind": "like", "video": "hp_v1"},
+    ]});
+    let (status, body) = call(&state, Method::POST, "/v1/events", events.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["accepted"], 2);
+    assert_eq!(body["duplicates"], json!([]));
+    let (status, body) = call(&state, Method::POST, "/v1/events", events).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["accepted"], 0);
+    assert_eq!(body["duplicates"], json!(["hp_e1", "hp_e2"]));
+
+    // The feed, and its next page through the cursor.
+    let (status, body) = call(
+        &state,
+        Method::POST,
+        "/v1/feed",
+        json!({"user": "hp_viewer", "limit": 5, "session": "s1", "now": now}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let first = feed_ids(&body);
+    assert!(!first.is_empty() && first.len() <= 5, "{body}");
+    let cursor = body["next_cursor"].as_str().unwrap().to_owned();
+    let (status, body) = call(
+        &state,
+        Method::POST,
+        "/v1/feed",
+        json!({"user": "hp_viewer", "limit": 5, "session": "s1", "now": now, "cursor": cursor}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let second = feed_ids(&body);
+    assert!(
+        second.iter().all(|id| !first.contains(id)),
+        "{first:?} {second:?}"
+    );
+
+    // The profile counts what was served.
+    let (status, body) = get(&state, "/v1/users/hp_viewer/profile").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["user"], "hp_viewer");
+    assert!(
+        body["recent_items"].as_u64().unwrap() >= first.len() as u64,
+        "{body}"
+    );
+
+    // Deleting a video: gone from the store, and deleting again is harmless.
+    let (status, _) = call(&state, Method::DELETE, "/v1/videos/hp_v2", Value::Null).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let v2 = shared()
+        .engine
+        .video(&VideoId::new("hp_v2").unwrap())
+        .unwrap()
+        .unwrap();
+    assert!(v2.deleted);
+}
+
+// ---------------------------------------------------------------------------------------
+// Error statuses.
+
+#[tokio::test]
+async fn malformed_json_invalid_utf8_and_bad_path_ids_are_400() {
+    let state = state(false).await;
+    for raw in [
+        b"{\"user\": ".to_vec(),
+        b"not json".to_vec(),
+        b"{\"user\": \"u0\"} trailing".to_vec(),
+        b"{\"user\": \"u\xff0\"}".to_vec(),
+        Vec::new(),
+    ] {
+        let (status, body) = send(&state, Method::POST, "/v1/feed", raw.clone(), None).await;
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "{}",
+            String::from_utf8_lossy(&raw)
+        );
+        assert_eq!(error_code(&body), "malformed_json");
+    }
+    // A control character is not a valid id.
+    let (status, body) = get(&state, "/v1/users/a%01b/profile").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&body), "bad_path");
+    assert_eq!(body["error"]["field"], "user_id");
+    // Nor is an id longer than 128 bytes.
+    let uri = format!("/v1/videos/{}", "v".repeat(200));
+    let (status, body) = call(&state, Method::DELETE, &uri, Value::Null).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&body), "bad_path");
+}
+
+#[tokio::test]
+async fn unknown_users_and_videos_are_404() {
+    let state = state(false).await;
+    let (status, body) = get(&state, "/v1/users/nobody_here/profile").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&body), "not_found");
+    assert!(body["error"].get("field").is_none(), "no field: {body}");
+    let (status, body) = call(
+        &state,
+        Method::POST,
+        "/v1/feed",
+        json!({"user": "nobody_here"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&body), "not_found");
+    let (status, body) = call(
+        &state,
+        Method::PUT,
+        "/v1/users/nobody_here/preferences",
+        json!({"text": "more cooking"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&body), "not_found");
+    let (status, body) = call(
+        &state,
+        Method::DELETE,
+        "/v1/videos/no_such_video",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&body), "not_found");
+}
+
+#[tokio::test]
+async fn oversized_bodies_and_batches_are_413_and_store_nothing() {
+    let state = state(false).await;
+    let limit = state.config().server.max_body_bytes;
+
+    // A body over server.max_body_bytes.
+    let text = "x".repeat(limit + 1);
+    let (status, body) = call(
+        &state,
+        Method::PUT,
+        "/v1/users/u0/preferences",
+        json!({ "text": text }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(error_code(&body), "too_large");
+
+    // A 100 KB preference text fits in the body but not in steering.max_text_bytes.
+    let (status, body) = call(
+        &state,
+        Method::PUT,
+        "/v1/users/u0/preferences",
+        json!({ "text": "more cooking ".repeat(100_000 / 13 + 1) }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(body["error"]["field"], "text");
+    let (status, _) = get(&state, "/v1/users/u0/preferences").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing was stored");
+
+    // A batch of one video too many, small enough to fit in the body.
+    let now = world_now();
+    let videos: Vec<Value> = (0..=steerfeed_server::api::MAX_VIDEO_BATCH)
+        .map(|i| {
+            json!({"id": format!("big{i}"), "creator": "u0", "created_at": now,
+                        "duration_s": 10.0, "caption": "x"})
+        })
+        .collect();
+    let raw = json!({ "videos": videos }).to_string();
+    assert!(raw.len() < limit);
+    let (status, body) = send(&state, Method::PUT, "/v1/videos", raw, None).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(error_code(&body), "too_large");
+    assert_eq!(body["error"]["field"], "videos");
+    let big0 = VideoId::new("big0").unwrap();
+    assert!(shared().engine.video(&big0).unwrap().is_none());
+
+    // A batch of one event too many.
+    let events: Vec<Value> = (0..=steerfeed_server::api::MAX_EVENT_BATCH)
+        .map(|i| json!({"key": format!("b{i}"), "user": "u0", "at": now, "kind": "like", "video": "v0"}))
+        .collect();
+    let raw = json!({ "events": events }).to_string();
+    assert!(raw.len() < limit);
+    let (status, body) = send(&state, Method::POST, "/v1/events", raw, None).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(body["error"]["field"], "events");
+    // Nothing was logged: the same keys are accepted as new.
+    let (status, body) = call(
+        &state,
+        Method::POST,
+        "/v1/events",
+        json!({"events": [{"key": "b0", "user": "u0", "at": now, "kind": "like", "video": "v0"}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["accepted"], 1);
+}
+
+#[tokio::test]
+async fn values_that_parse_but_fail_validation_are_422() {
+    let state = state(false).await;
+    let now = world_now();
+
+    // Wrong embedding dimension: nothing of the batch is stored.
+    let (status, body) = call(
+        &state,
+        Method::PUT,
+        "/v1/videos",
+        json!({"videos": [
+            {"id": "bad_ok", "creator": "u0", "created_at": now, "duration_s": 5.0, "embedding": axis(1)},
+            {"id": "bad_dim", "creator": "u0", "created_at": now, "duration_s": 5.0, "embedding": [1.0, 0.0, 0.0]},
+        ]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(error_code(&body), "invalid_input");
+    assert_eq!(body["error"]["field"], "embedding");
+    for id in ["bad_ok", "bad_dim"] {
+        let id = VideoId::new(id).unwrap();
+        assert!(shared().engine.video(&id).unwrap().is_none());
+    }
+
+    // A value that overflows f32 is infinite: refused by the embedding's deserialiser.
+    let mut e: Vec<Value> = axis(2).into_iter().map(Value::from).collect();
+    e[5] = serde_json::from_str("1e39").unwrap();
+    let (status, body) = call(
+        &state,
+        Method::PUT,
+        "/v1/videos",
+        json!({"videos": [
+            {"id": "bad_inf", "creator": "u0", "created_at": now, "duration_s": 5.0, "embedding": e},
+        ]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["field"], "videos[0].embedding");
+
+    // Limit out of range.
+    let user = adults()[1].clone();
+    for limit in [0, 101] {
+        let (status, body) = call(
+            &state,
+            Method::POST,
+            "/v1/feed",
+            json!({"user": user, "limit": limit}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "limit {limit}");
+        assert_eq!(error_code(&body), "invalid_input");
+        assert_eq!(body["error"]["field"], "limit");
+    }
+
+    // An unknown consent scope, and an unknown field.
+    let uri = format!("/v1/users/{user}/consent");
+    let (status, body) = call(&state, Method::PUT, &uri, json!({"scope": "strangers"})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["field"], "scope");
+    let (status, _) = call(
+        &state,
+        Method::PUT,
+        &uri,
+        json!({"scope": "everyone", "extra": 1}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // A revocation must name exactly one of video and creator.
+    let uri = format!("/v1/users/{user}/consent/revocations");
+    let (status, _) = call(&state, Method::POST, &uri, json!({})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Parental controls out of range.
+    let uri = format!("/v1/users/{user}/parental");
+    let (status, body) = call(&state, Method::PUT, &uri, json!({"scroll_cap": 0})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["field"], "scroll_cap");
+}
+
+// ---------------------------------------------------------------------------------------
+// End to end.
+
+#[tokio::test]
+async fn steer_in_words_then_a_revoked_cameo_is_gone_from_the_next_feed() {
+    let state = state(false).await;
+    let now = world_now();
+    let me = adults()[2].clone();
+
+    // Ingest some events of `me` on world videos.
+    let videos = &shared().world.videos;
+    let events: Vec<Value> = videos
+        .iter()
+        .take(5)
+        .enumerate()
+        .map(|(i, v)| {
+            json!({"key": format!("e2e_{i}"), "user": me, "at": now,
+                             "kind": "view", "video": v.id, "watch_ms": 8000, "completed": true})
+        })
+        .collect();
+    let (status, body) = call(
+        &state,
+        Method::POST,
+        "/v1/events",
+        json!({ "events": events }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["accepted"], 5);
+
+    // Steer in words.
+    let (status, constraints) = call(
+        &state,
+        Method::PUT,
+        &format!("/v1/users/{me}/preferences"),
+        json!({"text": "more cooking, no politics", "now": now}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{constraints}");
+    assert_eq!(constraints["boost"][0]["topic"], "cooking", "{constraints}");
+    assert_eq!(
+        constraints["exclude"][0]["topic"], "politics",
+        "{constraints}"
+    );
+
+    // An explained feed with the constraints applied.
+    let (status, page) = call(
+        &state,
+        Method::POST,
+        "/v1/feed",
+        json!({"user": me, "limit": 20, "now": now}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["applied"], constraints);
+    let ids = feed_ids(&page);
+    assert!(!ids.is_empty(), "{page}");
+    for item in page["items"].as_array().unwrap() {
+        let text = item["explanation"]["text"].as_str().unwrap();
+        assert!(!text.is_empty(), "{item}");
+        let v = shared()
+            .engine
+            .video(&VideoId::new(item["video"].as_str().unwrap()).unwrap())
+            .unwrap()
+            .unwrap();
+        assert!(
+            v.topics.iter().all(|t| t.as_str() != "politics"),
+            "politics served: {item}"
+        );
+    }
+
+    // A fresh video by a followed creator, featuring someone who consents to everyone.
+    let (status, _) = call(
+        &state,
+        Method::POST,
+        "/v1/users",
+        json!({"users": [{"id": "e2e_c"}, {"id": "e2e_p"}, {"id": "e2e_f0"}, {"id": "e2e_f1"}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = call(
+        &state,
+        Method::PUT,
+        "/v1/users/e2e_p/consent",
+        json!({"scope": "everyone"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = call(
+        &state,
+        Method::PUT,
+        "/v1/videos",
+        json!({"videos": [{"id": "e2e_v", "creator": "e2e_c", "created_at": now,
+                           "duration_s": 15.0, "topics": ["comedy"], "embedding": axis(7),
+                           "cameos": ["e2e_p"]}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for f in ["e2e_f0", "e2e_f1"] {
+        let (status, _) = call(
+            &state,
+            Method::PUT,
+            &format!("/v1/users/{f}/follows/e2e_c"),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+    let (status, page) = call(
+        &state,
+        Method::POST,
+        "/v1/feed",
+        json!({"user": "e2e_f0", "limit": 10, "now": now}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(
+        feed_ids(&page).contains(&"e2e_v".to_owned()),
+        "the followed video is served: {page}"
+    );
+
+    // The person in the cameo revokes their consent for that video.
+    let (status, body) = call(
+        &state,
+        Method::POST,
+        "/v1/users/e2e_p/consent/revocations",
+        json!({"video": "e2e_v"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, page) = call(
+        &state,
+        Method::POST,
+        "/v1/feed",
+        json!({"user": "e2e_f1", "limit": 10, "now": now}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(
+        !feed_ids(&page).contains(&"e2e_v".to_owned()),
+        "a revoked cameo is served: {page}"
+    );
 }

@@ -1,0 +1,485 @@
+//! The JSON API under `/v1` (DESIGN §7): one handler per route, bearer-token auth, and
+//! the batch limits.
+//!
+//! | method | path | body | answer |
+//! |---|---|---|---|
+//! | `POST` | `/v1/users` | `{"users": [User]}` (≤ [`MAX_USER_BATCH`]) | 200 `{"upserted"}` |
+//! | `PUT` | `/v1/videos` | `{"videos": [Video]}` (≤ [`MAX_VIDEO_BATCH`]) | 200 `{"upserted"}` |
+//! | `DELETE` | `/v1/videos/{id}` | | 204 |
+//! | `POST` | `/v1/events` | `{"events": [Event]}` (≤ [`MAX_EVENT_BATCH`]) | 200 `{"accepted", "duplicates"}` |
+//! | `PUT`, `DELETE` | `/v1/users/{id}/follows/{creator}` | | 204 |
+//! | `PUT`, `DELETE` | `/v1/users/{id}/blocks/{other}` | | 204 |
+//! | `PUT`, `DELETE` | `/v1/users/{id}/mutes/{other}` | | 204 |
+//! | `PUT` | `/v1/users/{id}/parental` | `ParentalControls` | 204 |
+//! | `PUT` | `/v1/users/{id}/consent` | `{"scope", "approved": [UserId]}` | 204 |
+//! | `POST` | `/v1/users/{id}/consent/revocations` | `{"video"}` or `{"creator"}` | 204 |
+//! | `PUT` | `/v1/users/{id}/preferences` | `{"text", "now"?}` | 200 `Constraints` |
+//! | `GET` | `/v1/users/{id}/preferences` | | 200 `{"text", "constraints"}`, 404 when none |
+//! | `DELETE` | `/v1/users/{id}/preferences` | | 204 |
+//! | `POST` | `/v1/feed` | `{"user", "limit"?, "cursor"?, "session"?, "now"?}` | 200 `FeedResponse` |
+//! | `GET` | `/v1/users/{id}/profile` | | 200 `ProfileSummary` |
+//!
+//! Engine calls block (sled, ONNX, HNSW), so each runs on `spawn_blocking`. A request
+//! that times out is answered 503 by the timeout middleware; its engine call still runs
+//! to the end, so an acknowledged-or-not write is never half done.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use serde::{Deserialize, Serialize};
+use steerfeed::{
+    ConsentScope, Constraints, Cursor, Engine, Event, EventKey, FeedRequest, FeedResponse,
+    ParentalControls, Preferences, ProfileSummary, Revocation, SessionId, Timestamp, User, UserId,
+    Video, VideoId,
+};
+use tracing::Instrument;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, UserPair, UserPath, VideoPath};
+
+/// Most users in one `POST /v1/users`.
+pub const MAX_USER_BATCH: usize = 1_000;
+/// Most videos in one `PUT /v1/videos`.
+pub const MAX_VIDEO_BATCH: usize = 1_000;
+/// Most events in one `POST /v1/events`.
+pub const MAX_EVENT_BATCH: usize = 10_000;
+
+/// The `/v1` routes, behind the bearer-token check.
+pub fn routes(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/users", post(upsert_users))
+        .route("/videos", put(upsert_videos))
+        .route("/videos/{id}", delete(delete_video))
+        .route("/events", post(ingest_events))
+        .route(
+            "/users/{id}/follows/{creator}",
+            put(follow).delete(unfollow),
+        )
+        .route("/users/{id}/blocks/{other}", put(block).delete(unblock))
+        .route("/users/{id}/mutes/{other}", put(mute).delete(unmute))
+        .route("/users/{id}/parental", put(set_parental_controls))
+        .route("/users/{id}/consent", put(set_consent))
+        .route("/users/{id}/consent/revocations", post(revoke_consent))
+        .route(
+            "/users/{id}/preferences",
+            put(set_preferences)
+                .get(get_preferences)
+                .delete(clear_preferences),
+        )
+        .route("/feed", post(feed))
+        .route("/users/{id}/profile", get(profile))
+        .method_not_allowed_fallback(method_not_allowed)
+        .route_layer(axum::middleware::from_fn_with_state(state, authorize))
+        .route_layer(axum::middleware::from_fn(trace))
+}
+
+/// One span per request carrying the method and the matched route (not the raw path,
+/// whose ids would make every span unique); the status is logged at debug level.
+async fn trace(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let span = tracing::info_span!("request", method = %req.method(), route);
+    let resp = next.run(req).instrument(span.clone()).await;
+    span.in_scope(|| tracing::debug!(status = resp.status().as_u16(), "answered"));
+    resp
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this path does not take this method",
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// Auth.
+
+/// Checks `Authorization: Bearer <key>` against `server.api_keys` (off when the list is
+/// empty, which the configuration allows only on a loopback bind).
+async fn authorize(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let keys = &state.config().server.api_keys;
+    if keys.is_empty() {
+        return next.run(req).await;
+    }
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    match token {
+        None => ApiError::unauthorized("missing API key: send Authorization: Bearer <key>")
+            .into_response(),
+        Some(t) if key_matches(keys, t.as_bytes()) => next.run(req).await,
+        Some(_) => ApiError::unauthorized("wrong API key").into_response(),
+    }
+}
+
+/// True when `token` equals one of `keys`. Every key is compared, each over every byte,
+/// so the time taken does not tell how much of a key an attacker guessed right.
+fn key_matches(keys: &[String], token: &[u8]) -> bool {
+    keys.iter().fold(false, |found, k| {
+        found | constant_time_eq(k.as_bytes(), token)
+    })
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len().max(b.len());
+    let mut diff = u8::from(a.len() != b.len());
+    for i in 0..n {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= std::hint::black_box(x ^ y);
+    }
+    diff == 0
+}
+
+// ---------------------------------------------------------------------------------------
+// Running engine calls.
+
+/// Runs `f` on the loaded engine on a blocking thread: 503 while the engine loads, the
+/// engine's error mapped by class, 500 (logged) if the call panicked.
+async fn run<T, F>(state: &AppState, f: F) -> Result<T, ApiError>
+where
+    F: FnOnce(&Engine) -> steerfeed::Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    let engine: Arc<Engine> = state.engine().cloned().ok_or_else(ApiError::not_ready)?;
+    match tokio::task::spawn_blocking(move || f(&engine)).await {
+        Ok(r) => r.map_err(ApiError::from),
+        Err(e) => Err(ApiError::internal(format!("engine call failed: {e}"))),
+    }
+}
+
+fn check_batch(field: &'static str, got: usize, limit: usize) -> Result<(), ApiError> {
+    if got > limit {
+        return Err(ApiError::too_large(format!(
+            "{field}: {got} items exceed the batch limit of {limit}"
+        ))
+        .with_field(field));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Catalog and users.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsersBody {
+    users: Vec<User>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VideosBody {
+    videos: Vec<Video>,
+}
+
+#[derive(Debug, Serialize)]
+struct Upserted {
+    upserted: usize,
+}
+
+async fn upsert_users(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<UsersBody>,
+) -> Result<axum::Json<Upserted>, ApiError> {
+    check_batch("users", body.users.len(), MAX_USER_BATCH)?;
+    let upserted = run(&state, move |e| {
+        // The whole batch is checked before anything is written.
+        for u in &body.users {
+            u.validate()?;
+        }
+        for u in &body.users {
+            e.upsert_user(u)?;
+        }
+        Ok(body.users.len())
+    })
+    .await?;
+    Ok(axum::Json(Upserted { upserted }))
+}
+
+async fn upsert_videos(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<VideosBody>,
+) -> Result<axum::Json<Upserted>, ApiError> {
+    check_batch("videos", body.videos.len(), MAX_VIDEO_BATCH)?;
+    let upserted = run(&state, move |e| {
+        e.upsert_videos(&body.videos)?;
+        Ok(body.videos.len())
+    })
+    .await?;
+    Ok(axum::Json(Upserted { upserted }))
+}
+
+async fn delete_video(
+    State(state): State<AppState>,
+    VideoPath(id): VideoPath,
+) -> Result<StatusCode, ApiError> {
+    run(&state, move |e| e.delete_video(&id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------------------------------
+// Events.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsBody {
+    events: Vec<Event>,
+}
+
+#[derive(Debug, Serialize)]
+struct Ingested {
+    accepted: usize,
+    duplicates: Vec<EventKey>,
+}
+
+async fn ingest_events(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<EventsBody>,
+) -> Result<axum::Json<Ingested>, ApiError> {
+    check_batch("events", body.events.len(), MAX_EVENT_BATCH)?;
+    let report = run(&state, move |e| e.ingest_events(&body.events)).await?;
+    Ok(axum::Json(Ingested {
+        accepted: report.accepted,
+        duplicates: report.duplicates,
+    }))
+}
+
+// ---------------------------------------------------------------------------------------
+// The graph.
+
+async fn follow(
+    State(state): State<AppState>,
+    UserPair(user, other): UserPair,
+) -> Result<StatusCode, ApiError> {
+    run(&state, move |e| e.follow(&user, &other)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn unfollow(
+    State(state): State<AppState>,
+    UserPair(user, other): UserPair,
+) -> Result<StatusCode, ApiError> {
+    run(&state, move |e| e.unfollow(&user, &other)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn block(
+    State(state): State<AppState>,
+    UserPair(user, other): UserPair,
+) -> Result<StatusCode, ApiError> {
+    run(&state, move |e| e.block(&user, &other)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn unblock(
+    State(state): State<AppState>,
+    UserPair(user, other): UserPair,
+) -> Result<StatusCode, ApiError> {
+    run(&state, move |e| e.unblock(&user, &other)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn mute(
+    State(state): State<AppState>,
+    UserPair(user, other): UserPair,
+) -> Result<StatusCode, ApiError> {
+    run(&state, move |e| e.mute(&user, &other)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn unmute(
+    State(state): State<AppState>,
+    UserPair(user, other): UserPair,
+) -> Result<StatusCode, ApiError> {
+    run(&state, move |e| e.unmute(&user, &other)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------------------------------
+// Parental controls and consent.
+
+async fn set_parental_controls(
+    State(state): State<AppState>,
+    UserPath(user): UserPath,
+    ApiJson(controls): ApiJson<ParentalControls>,
+) -> Result<StatusCode, ApiError> {
+    run(&state, move |e| e.set_parental_controls(&user, &controls)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsentBody {
+    scope: ConsentScope,
+    #[serde(default)]
+    approved: Vec<UserId>,
+}
+
+async fn set_consent(
+    State(state): State<AppState>,
+    UserPath(user): UserPath,
+    ApiJson(body): ApiJson<ConsentBody>,
+) -> Result<StatusCode, ApiError> {
+    run(&state, move |e| {
+        e.set_consent(&user, body.scope, &body.approved)
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevocationBody {
+    #[serde(default)]
+    video: Option<VideoId>,
+    #[serde(default)]
+    creator: Option<UserId>,
+}
+
+async fn revoke_consent(
+    State(state): State<AppState>,
+    UserPath(user): UserPath,
+    ApiJson(body): ApiJson<RevocationBody>,
+) -> Result<StatusCode, ApiError> {
+    let revocation = match (body.video, body.creator) {
+        (Some(v), None) => Revocation::Video(v),
+        (None, Some(c)) => Revocation::Creator(c),
+        _ => {
+            return Err(
+                ApiError::invalid("give exactly one of \"video\" and \"creator\"")
+                    .with_field("video"),
+            );
+        }
+    };
+    run(&state, move |e| e.revoke_consent(&user, &revocation)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------------------------------
+// Preferences.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreferencesBody {
+    text: String,
+    /// Pins the clock the expiry counts from (replays and tests); else the wall clock.
+    #[serde(default)]
+    now: Option<Timestamp>,
+}
+
+async fn set_preferences(
+    State(state): State<AppState>,
+    UserPath(user): UserPath,
+    ApiJson(body): ApiJson<PreferencesBody>,
+) -> Result<axum::Json<Constraints>, ApiError> {
+    let now = body.now.unwrap_or_else(Timestamp::now);
+    let constraints = run(&state, move |e| e.set_preferences(&user, &body.text, now)).await?;
+    Ok(axum::Json(constraints))
+}
+
+async fn get_preferences(
+    State(state): State<AppState>,
+    UserPath(user): UserPath,
+) -> Result<axum::Json<Preferences>, ApiError> {
+    let id = user.clone();
+    match run(&state, move |e| e.preferences(&user)).await? {
+        Some(p) => Ok(axum::Json(p)),
+        None => Err(ApiError::not_found(format!(
+            "user {id} has no preferences set"
+        ))),
+    }
+}
+
+async fn clear_preferences(
+    State(state): State<AppState>,
+    UserPath(user): UserPath,
+) -> Result<StatusCode, ApiError> {
+    run(&state, move |e| e.clear_preferences(&user)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------------------------------
+// The feed and the profile.
+
+/// The wire form of a feed request, built into a [`FeedRequest`] through its checked
+/// constructors so that a bad value comes back with its field (`limit`, `cursor`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeedBody {
+    user: UserId,
+    #[serde(default)]
+    session: Option<SessionId>,
+    #[serde(default = "default_limit")]
+    limit: u32,
+    #[serde(default)]
+    cursor: Option<String>,
+    #[serde(default)]
+    now: Option<Timestamp>,
+}
+
+fn default_limit() -> u32 {
+    20
+}
+
+impl FeedBody {
+    fn into_request(self) -> steerfeed::Result<FeedRequest> {
+        let mut req = FeedRequest::new(self.user, self.limit)?;
+        if let Some(s) = self.session {
+            req = req.with_session(s);
+        }
+        if let Some(c) = self.cursor {
+            req = req.with_cursor(Cursor::new(c)?);
+        }
+        if let Some(now) = self.now {
+            req = req.at(now);
+        }
+        Ok(req)
+    }
+}
+
+async fn feed(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<FeedBody>,
+) -> Result<axum::Json<FeedResponse>, ApiError> {
+    let request = body.into_request()?;
+    let response = run(&state, move |e| e.feed(&request)).await?;
+    Ok(axum::Json(response))
+}
+
+async fn profile(
+    State(state): State<AppState>,
+    UserPath(user): UserPath,
+) -> Result<axum::Json<ProfileSummary>, ApiError> {
+    let summary = run(&state, move |e| e.profile_summary(&user)).await?;
+    Ok(axum::Json(summary))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_match_only_exactly() {
+        let keys = vec!["a".repeat(16), "b".repeat(16)];
+        assert!(key_matches(&keys, "b".repeat(16).as_bytes()));
+        assert!(!key_matches(&keys, "b".repeat(15).as_bytes()));
+        assert!(!key_matches(&keys, "b".repeat(17).as_bytes()));
+        assert!(!key_matches(&keys, b""));
+        assert!(!key_matches(&[], b""));
+    }
+}
