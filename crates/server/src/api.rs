@@ -75,13 +75,32 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/feed", post(feed))
         .route("/users/{id}/profile", get(profile))
         .method_not_allowed_fallback(method_not_allowed)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authorize,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(state, trace))
+}
+
+/// `GET /metrics`: Prometheus text, behind the same key as `/v1` when keys are set.
+pub fn metrics_route(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn_with_state(state, authorize))
-        .route_layer(axum::middleware::from_fn(trace))
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics().render(),
+    )
+        .into_response()
 }
 
 /// One span per request carrying the method and the matched route (not the raw path,
 /// whose ids would make every span unique); the status is logged at debug level.
-async fn trace(req: Request, next: Next) -> Response {
+async fn trace(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -89,7 +108,11 @@ async fn trace(req: Request, next: Next) -> Response {
         .unwrap_or_default();
     let span = tracing::info_span!("request", method = %req.method(), route);
     let resp = next.run(req).instrument(span.clone()).await;
-    span.in_scope(|| tracing::debug!(status = resp.status().as_u16(), "answered"));
+    let status = resp.status().as_u16();
+    span.in_scope(|| tracing::debug!(status, "answered"));
+    state
+        .metrics()
+        .request(&route, status, started.elapsed().as_secs_f64());
     resp
 }
 
@@ -457,7 +480,8 @@ async fn feed(
     ApiJson(body): ApiJson<FeedBody>,
 ) -> Result<axum::Json<FeedResponse>, ApiError> {
     let request = body.into_request()?;
-    let response = run(&state, move |e| e.feed(&request)).await?;
+    let (response, trace) = run(&state, move |e| e.feed_traced(&request)).await?;
+    state.metrics().trace(&trace, response.items.len());
     Ok(axum::Json(response))
 }
 

@@ -16,6 +16,7 @@ pub mod api;
 pub mod bench_feed;
 pub mod error;
 pub mod extract;
+pub mod metrics;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -39,6 +40,7 @@ pub struct AppState {
 struct Inner {
     config: Config,
     engine: OnceLock<Arc<Engine>>,
+    metrics: metrics::Metrics,
 }
 
 impl AppState {
@@ -48,6 +50,7 @@ impl AppState {
             inner: Arc::new(Inner {
                 config,
                 engine: OnceLock::new(),
+                metrics: metrics::Metrics::default(),
             }),
         }
     }
@@ -76,6 +79,11 @@ impl AppState {
     pub fn config(&self) -> &Config {
         &self.inner.config
     }
+
+    /// The metrics registry behind `GET /metrics`.
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.inner.metrics
+    }
 }
 
 /// The sidecar's routes: `/healthz`, `/readyz` and the JSON API under `/v1`
@@ -86,6 +94,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .merge(api::metrics_route(state.clone()))
         .nest("/v1", api::routes(state.clone()))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(body_limit))

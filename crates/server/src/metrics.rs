@@ -37,7 +37,11 @@ impl Histogram {
         for (b, c) in BUCKETS.iter().zip(self.counts) {
             let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {c}");
         }
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
+            self.count
+        );
         let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
         let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
     }
@@ -66,7 +70,9 @@ pub struct Metrics {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 impl Metrics {
@@ -117,7 +123,9 @@ impl Metrics {
     pub fn render(&self) -> String {
         let m = self.lock();
         let mut out = String::new();
-        out.push_str("# HELP steerfeed_http_request_duration_seconds HTTP requests by route and status.\n");
+        out.push_str(
+            "# HELP steerfeed_http_request_duration_seconds HTTP requests by route and status.\n",
+        );
         out.push_str("# TYPE steerfeed_http_request_duration_seconds histogram\n");
         for ((route, status), h) in &m.requests {
             let labels = format!("route=\"{}\",status=\"{status}\"", escape(route));
@@ -132,7 +140,10 @@ impl Metrics {
         out.push_str("# HELP steerfeed_source_candidates_total Candidates proposed per source.\n");
         out.push_str("# TYPE steerfeed_source_candidates_total counter\n");
         for (s, n) in &m.candidates {
-            let _ = writeln!(out, "steerfeed_source_candidates_total{{source=\"{s}\"}} {n}");
+            let _ = writeln!(
+                out,
+                "steerfeed_source_candidates_total{{source=\"{s}\"}} {n}"
+            );
         }
         out.push_str("# HELP steerfeed_filter_removed_total Candidates removed per filter.\n");
         out.push_str("# TYPE steerfeed_filter_removed_total counter\n");
@@ -207,9 +218,11 @@ mod tests {
         ));
         assert!(text.contains("steerfeed_source_candidates_total{source=\"following\"} 12"));
         assert!(text.contains("steerfeed_filter_removed_total{filter=\"consent\"} 2"));
-        assert!(text.contains(
-            "steerfeed_throttle_cards_total{throttle=\"checkin\",kind=\"checkin\"} 1"
-        ));
+        assert!(
+            text.contains(
+                "steerfeed_throttle_cards_total{throttle=\"checkin\",kind=\"checkin\"} 1"
+            )
+        );
         assert!(text.contains("steerfeed_stage_duration_seconds_count{stage=\"following\"} 1"));
         assert!(text.contains("steerfeed_feed_stopped_total 0"));
     }

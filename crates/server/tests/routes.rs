@@ -827,3 +827,59 @@ async fn steer_in_words_then_a_revoked_cameo_is_gone_from_the_next_feed() {
         "a revoked cameo is served: {page}"
     );
 }
+
+#[tokio::test]
+async fn metrics_count_requests_stages_sources_and_filters() {
+    let state = state(false).await;
+    let user = adults()[3].clone();
+    let (status, body) = call(
+        &state,
+        Method::POST,
+        "/v1/feed",
+        serde_json::json!({"user": user.as_str(), "limit": 5}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let resp = app(state.clone())
+        .oneshot(
+            Request::builder()
+                .uri("/metrics")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    for needle in [
+        "steerfeed_http_request_duration_seconds_count{route=\"/v1/feed\",status=\"200\"} 1",
+        "steerfeed_stage_duration_seconds_count{stage=\"objective\"} 1",
+        "steerfeed_stage_duration_seconds_count{stage=\"context\"} 1",
+        "steerfeed_source_candidates_total{source=\"interest_ann\"}",
+        "steerfeed_filter_removed_total{filter=\"consent\"}",
+        "steerfeed_feed_stopped_total",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+    }
+    // Behind the key when keys are set.
+    let keyed = state_keyed_like(&state);
+    let resp = app(keyed)
+        .oneshot(
+            Request::builder()
+                .uri("/metrics")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+}
+
+fn state_keyed_like(state: &AppState) -> AppState {
+    let mut c = state.config().clone();
+    c.server.api_keys = vec![KEY_CHAR.repeat(16)];
+    let keyed = AppState::new(c);
+    keyed.set_engine(state.engine().unwrap().clone());
+    keyed
+}
