@@ -221,6 +221,10 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
         engine
             .checkpoint()
             .context("saving the index at shutdown")?;
+        engine
+            .store()
+            .flush()
+            .context("flushing the store at shutdown")?;
     }
     tracing::info!("shut down cleanly");
     Ok(())
