@@ -9,7 +9,8 @@
 # with a store cached in $STEERFEED_CACHE/loadtest/<videos> (built once: a seeded world
 # of VIDEOS videos and VIDEOS/10 users with synthetic embeddings), waits until ready,
 # runs wrk (random demo users, limit 20), prints requests/s and latency percentiles as
-# JSON, and stops the server.
+# JSON, and stops the server. LOADTEST_STORE=DIR uses an existing store instead (for
+# example one `make bench-feed` built: users must be u0..u{VIDEOS/10-1}).
 set -euo pipefail
 
 VIDEOS=${1:-100000}
@@ -19,7 +20,7 @@ THREADS=${4:-2}
 USERS=$(( VIDEOS / 10 > 100 ? VIDEOS / 10 : 100 ))
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CACHE=${STEERFEED_CACHE:-$HOME/.cache/steerfeed}
-STORE="$CACHE/loadtest/$VIDEOS"
+STORE=${LOADTEST_STORE:-$CACHE/loadtest/$VIDEOS}
 KEY=loadtest-key-0000000000
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
 

@@ -179,6 +179,13 @@ where
     T: Send + 'static,
 {
     let engine: Arc<Engine> = state.engine().cloned().ok_or_else(ApiError::not_ready)?;
+    // At most one engine call per core at a time: more would only share the cores and
+    // stretch every request's latency; waiting here keeps the tail short.
+    let _permit = state
+        .engine_slots()
+        .acquire()
+        .await
+        .map_err(|_| ApiError::not_ready())?;
     match tokio::task::spawn_blocking(move || f(&engine)).await {
         Ok(r) => r.map_err(ApiError::from),
         Err(e) => Err(ApiError::internal(format!("engine call failed: {e}"))),

@@ -41,6 +41,8 @@ struct Inner {
     config: Config,
     engine: OnceLock<Arc<Engine>>,
     metrics: metrics::Metrics,
+    /// Engine calls allowed to run at once (one per core).
+    engine_slots: tokio::sync::Semaphore,
 }
 
 impl AppState {
@@ -51,6 +53,9 @@ impl AppState {
                 config,
                 engine: OnceLock::new(),
                 metrics: metrics::Metrics::default(),
+                engine_slots: tokio::sync::Semaphore::new(
+                    std::thread::available_parallelism().map_or(2, |n| n.get()),
+                ),
             }),
         }
     }
@@ -78,6 +83,11 @@ impl AppState {
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// Permits for engine calls: one per core.
+    pub fn engine_slots(&self) -> &tokio::sync::Semaphore {
+        &self.inner.engine_slots
     }
 
     /// The metrics registry behind `GET /metrics`.
