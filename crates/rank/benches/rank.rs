@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use steerfeed_core::{Candidate, FeedContext, Pipeline, Reason, Result, Source};
-use steerfeed_rank::{CoEngagementIndex, CoEngagementParams, Ports, RankConfig, ranking_stages};
+use steerfeed_rank::{RankConfig, ranking_stages};
 use steerfeed_world::{World, WorldConfig};
 
 struct Fixed(Vec<Candidate>);
@@ -31,16 +31,7 @@ impl Source for Fixed {
 fn bench(c: &mut Criterion) {
     let w = World::generate(WorldConfig::new(3, 2_000, 20_000));
     let mem = Arc::new(support::Mem::from_world(&w));
-    let ports = Ports {
-        catalog: mem.clone(),
-        graph: mem.clone(),
-        search: mem.clone(),
-        engagement: mem.clone(),
-        actions: mem.clone(),
-        history: mem.clone(),
-        co_engagement: Arc::new(CoEngagementIndex::new(CoEngagementParams::default())),
-        consent: mem.clone(),
-    };
+    let ports = support::ports(mem.clone(), &[]);
     let user = "u1";
     let ctx = mem.ctx(user, w.config.now, 20);
     // As the sources would propose them: the 600 videos nearest the viewer's interest

@@ -21,9 +21,9 @@ use steerfeed_core::{
 };
 use steerfeed_rank::scorers::{ObjectiveScorer, ScorerConfig};
 use steerfeed_rank::throttles::WellbeingConfig;
-use steerfeed_rank::{CoEngagementIndex, CoEngagementParams, Ports, RankConfig, build_pipeline};
+use steerfeed_rank::{RankConfig, build_pipeline};
 use steerfeed_world::{World, WorldConfig};
-use support::Mem;
+use support::{Mem, ports};
 
 fn u(s: &str) -> UserId {
     UserId::new(s).unwrap()
@@ -39,23 +39,6 @@ fn topic(s: &str) -> TopicId {
 
 fn now() -> Timestamp {
     Timestamp::from_second(1_800_000_000).unwrap()
-}
-
-fn ports(mem: Arc<Mem>, events: &[steerfeed_core::Event]) -> Ports {
-    let co = Arc::new(CoEngagementIndex::new(CoEngagementParams::default()));
-    for e in events {
-        co.record(&e.user, &e.kind, e.at);
-    }
-    Ports {
-        catalog: mem.clone(),
-        graph: mem.clone(),
-        search: mem.clone(),
-        engagement: mem.clone(),
-        actions: mem.clone(),
-        history: mem.clone(),
-        co_engagement: co,
-        consent: mem,
-    }
 }
 
 fn scorer(mem: &Arc<Mem>) -> ObjectiveScorer {

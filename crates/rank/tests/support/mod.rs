@@ -391,3 +391,23 @@ pub fn a_teen(w: &World) -> Option<String> {
         .find(|u| u.user.age_band == AgeBand::Teen)
         .map(|u| u.user.id.to_string())
 }
+
+/// Every port the pipeline needs, from `mem`, with a co-engagement model fed `events`.
+pub fn ports(mem: Arc<Mem>, events: &[steerfeed_core::Event]) -> steerfeed_rank::Ports {
+    let co = Arc::new(steerfeed_rank::CoEngagementIndex::new(
+        steerfeed_rank::CoEngagementParams::default(),
+    ));
+    for e in events {
+        co.record(&e.user, &e.kind, e.at);
+    }
+    steerfeed_rank::Ports {
+        catalog: mem.clone(),
+        graph: mem.clone(),
+        search: mem.clone(),
+        engagement: mem.clone(),
+        actions: mem.clone(),
+        history: mem.clone(),
+        co_engagement: co,
+        consent: mem,
+    }
+}
