@@ -17,6 +17,9 @@ use crate::concepts::ConceptResolver;
 use crate::config::Config;
 use crate::profile::{ProfileSummary, summarize};
 
+/// Most recent logged events replayed into the co-engagement model at open.
+const CO_ENGAGEMENT_REPLAY: u64 = 1_000_000;
+
 /// File name of the vector index inside the store directory.
 const INDEX_FILE: &str = "index.hnsw";
 /// File beside it naming the catalog version the index reflects.
@@ -93,9 +96,13 @@ impl Engine {
         let (index, saved) = open_index(&config, &store, encoder.dim())?;
         let index = Arc::new(index);
 
+        // The co-engagement model weighs recent engagements (a week's half-life, the last
+        // 50 per user), so replaying the newest events rebuilds it; the cap bounds the
+        // open time however long the log grows.
         let co = Arc::new(CoEngagementIndex::new(CoEngagementParams::default()));
-        let mut last = 0;
-        store.for_each_event(1, |seq, e| {
+        let logged = store.event_count();
+        let mut last = logged.saturating_sub(CO_ENGAGEMENT_REPLAY);
+        store.for_each_event(last + 1, |seq, e| {
             co.record(&e.user, &e.kind, e.at);
             last = seq;
             Ok(())
