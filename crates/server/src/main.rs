@@ -1,5 +1,6 @@
 //! The `steerfeed` command: `serve` runs the HTTP ranking sidecar; `config` prints the
-//! effective configuration; `bench ann` and `bench feed` are the benchmarks.
+//! effective configuration; `bench ann` and `bench feed` are the benchmarks; `prefs` parses
+//! and scores preferences; `eval` is the offline evaluation harness.
 
 #![allow(clippy::print_stdout)] // a command line prints
 
@@ -45,6 +46,19 @@ enum Command {
     /// Natural-language preferences.
     #[command(subcommand)]
     Prefs(PrefsCommand),
+    /// The offline evaluation harness.
+    #[command(subcommand)]
+    Eval(EvalCommand),
+}
+
+#[derive(Subcommand)]
+enum EvalCommand {
+    /// Leave-last-out replay on MicroLens: the engine against its baselines.
+    Microlens(Box<steerfeed_eval::microlens::Args>),
+    /// Closed-loop sessions on a seeded synthetic world through the real engine.
+    Simulate(Box<steerfeed_eval::sim::Args>),
+    /// Runs the evaluations and writes JSON, a Markdown report and PNG plots to a folder.
+    Report(Box<steerfeed_eval::report::Args>),
 }
 
 /// Arguments of `steerfeed serve`.
@@ -115,6 +129,14 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Prefs(PrefsCommand::Parse(args)) => prefs_cmd::parse(config, args),
         Command::Prefs(PrefsCommand::Eval(args)) => prefs_cmd::eval(config, args),
+        Command::Eval(cmd) => {
+            init_tracing(&config);
+            match cmd {
+                EvalCommand::Microlens(args) => steerfeed_eval::microlens::run(config, &args),
+                EvalCommand::Simulate(args) => steerfeed_eval::sim::run(config, &args),
+                EvalCommand::Report(args) => steerfeed_eval::report::run(config, &args),
+            }
+        }
         Command::Serve(args) => {
             init_tracing(&config);
             tokio::runtime::Builder::new_multi_thread()

@@ -1,0 +1,1 @@
+//! plot (arrives with the evaluation issue).
