@@ -9,6 +9,7 @@ pub mod embed;
 pub mod methods;
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -194,9 +195,9 @@ pub fn evaluate_method(
 /// The weight grid searched on the validation split (item-kNN's weight fixed at 1 as the scale).
 pub fn weight_grid() -> Vec<Weights> {
     let mut out = Vec::new();
-    for seq in [0.0, 0.5, 1.0, 2.0, 4.0] {
-        for content in [0.0, 0.05, 0.1, 0.2, 0.4, 0.8] {
-            for recent_pop in [0.0, 0.02, 0.05, 0.1, 0.2, 0.4] {
+    for seq in [0.0, 0.5, 1.0, 2.0] {
+        for content in [0.0, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2] {
+            for recent_pop in [0.0, 0.1, 0.2, 0.4, 0.8, 1.6] {
                 out.push(Weights {
                     seq,
                     knn: 1.0,
@@ -396,16 +397,19 @@ pub fn run(config: Config, args: &Args) -> anyhow::Result<()> {
     let emb = embed::embed_titles(&encoder, &cat.titles, &dir)?;
     drop(encoder);
     let (rows, tuning) = evaluate(args, &cat, &split, &emb)?;
+    let mut out = std::io::stdout().lock();
     if args.validate && !tuning.is_empty() {
-        println!(
+        writeln!(
+            out,
             "# validation (last training item of the first {} users held out), best first",
             args.tune_users
-        );
+        )?;
         for r in tuning.iter().take(15) {
             if args.json {
-                println!("{}", serde_json::json!({"validation": r}));
+                writeln!(out, "{}", serde_json::json!({"validation": r}))?;
             } else {
-                println!(
+                writeln!(
+                    out,
                     "seq {:.2} knn {:.2} content {:.2} recent_pop {:.2}: ndcg@10 {:.4} hr@10 {:.4}",
                     r.weights.seq,
                     r.weights.knn,
@@ -413,13 +417,13 @@ pub fn run(config: Config, args: &Args) -> anyhow::Result<()> {
                     r.weights.recent_pop,
                     r.ndcg10,
                     r.hr10
-                );
+                )?;
             }
         }
     }
     for r in &rows {
         if args.json {
-            println!("{}", serde_json::to_string(r)?);
+            writeln!(out, "{}", serde_json::to_string(r)?)?;
         } else {
             let ks: Vec<String> =
                 r.hr.iter()
@@ -430,7 +434,8 @@ pub fn run(config: Config, args: &Args) -> anyhow::Result<()> {
                         )
                     })
                     .collect();
-            println!(
+            writeln!(
+                out,
                 "{:<13} {} MRR {:.4} coverage {:.4} diversity {:.4} users {} {:.1}s",
                 r.method,
                 ks.join(" "),
@@ -439,7 +444,7 @@ pub fn run(config: Config, args: &Args) -> anyhow::Result<()> {
                 r.diversity,
                 r.users,
                 r.seconds
-            );
+            )?;
         }
     }
     Ok(())
