@@ -156,7 +156,7 @@ fn synthetic(seed: u64) -> (Vec<Sequence>, usize, Embeddings) {
 fn planted_chains_are_found_by_knn_and_engine_not_popularity() {
     let (seqs, n, emb) = synthetic(7);
     let split = data::leave_last_out(&seqs).unwrap();
-    let model = Model::fit(&split.train, n);
+    let model = Model::fit(&split.train, n).unwrap();
     let ks = [10, 20];
     let pop = evaluate_method(&Method::Popularity(&model), &split.cases, n, &ks, &emb).unwrap();
     let knn = evaluate_method(&Method::ItemKnn(&model), &split.cases, n, &ks, &emb).unwrap();

@@ -2,9 +2,11 @@
 
 use std::collections::HashMap;
 
-use steerfeed::Embedding;
 use steerfeed::ann::distance::dot;
 use steerfeed::ann::{Filter, HnswBuildParams, HnswIndex, HnswSearchParams, IdSet};
+use steerfeed::ports::CoEngagement;
+use steerfeed::rank::{CoEngagementIndex, CoEngagementParams};
+use steerfeed::{Embedding, EventKind, UserId, VideoId};
 
 use super::data::{Case, Sequence};
 use super::embed::Embeddings;
@@ -19,6 +21,10 @@ pub const SEQ_WINDOW: usize = 3;
 pub const SEQ_STEP: f32 = 0.5;
 /// Weight of an interaction `p` positions from the end of its sequence in recent popularity.
 pub const RECENT_DECAY: f32 = 0.5;
+/// Engagements the engine's co-engagement index remembers per user.
+pub const COENG_WINDOW: usize = 10;
+/// Links the engine's co-engagement index keeps per item.
+pub const COENG_NEIGHBORS: usize = 200;
 /// Items the interest-ANN method retrieves per user.
 pub const ANN_LIST: usize = 200;
 
@@ -39,6 +45,51 @@ pub struct Model {
     /// Sequence-aware co-engagement: `j` following `i` within `SEQ_WINDOW` steps,
     /// distance-weighted, normalised by `sqrt(n_i n_j)`.
     pub seq: Sparse,
+    /// The engine's [`CoEngagementIndex`] fed the sequences (one position = one hour,
+    /// proximity half-weight at one step, no time decay), its links normalised by
+    /// `sqrt(n_i n_j)`.
+    pub coeng: Sparse,
+}
+
+/// Feeds the training sequences to the engine's [`CoEngagementIndex`] as comments, one
+/// position apart = one hour, and reads every item's links back as a sparse matrix.
+pub fn co_engagement(train: &[Sequence], n: usize, pop: &[f32]) -> anyhow::Result<Sparse> {
+    let index = CoEngagementIndex::new(CoEngagementParams {
+        window: COENG_WINDOW,
+        half_life_h: 1e9,
+        proximity_h: 1.0,
+        max_neighbors: COENG_NEIGHBORS,
+    });
+    let base = jiff::Timestamp::from_second(1_800_000_000)?;
+    let videos: Vec<VideoId> = (0..n)
+        .map(|i| VideoId::new(format!("v{i}")))
+        .collect::<Result<_, _>>()?;
+    for s in train {
+        let user = UserId::new(format!("u{}", s.user))?;
+        for (pos, &i) in s.items.iter().enumerate() {
+            let at = base.checked_add(jiff::SignedDuration::from_hours(pos as i64))?;
+            let kind = EventKind::Comment {
+                video: videos[i as usize].clone(),
+            };
+            index.record(&user, &kind, at);
+        }
+    }
+    let now = base.checked_add(jiff::SignedDuration::from_hours(1_000_000))?;
+    let mut rows = Vec::with_capacity(n);
+    for (i, v) in videos.iter().enumerate() {
+        let links = index.co_engaged(v, now, COENG_NEIGHBORS)?;
+        let mut row = Vec::with_capacity(links.len());
+        for (other, w) in links {
+            let j: u32 = other
+                .as_str()
+                .strip_prefix('v')
+                .and_then(|x| x.parse().ok())
+                .ok_or_else(|| anyhow::anyhow!("unexpected video id {}", other.as_str()))?;
+            row.push((j, w / (pop[i] * pop[j as usize]).sqrt().max(1.0)));
+        }
+        rows.push(row);
+    }
+    Ok(rows)
 }
 
 fn to_sparse(maps: Vec<HashMap<u32, f32>>, norm: impl Fn(usize, usize, f32) -> f32) -> Sparse {
@@ -57,7 +108,7 @@ fn to_sparse(maps: Vec<HashMap<u32, f32>>, norm: impl Fn(usize, usize, f32) -> f
 
 impl Model {
     /// Learns from `train` over a catalogue of `n` items.
-    pub fn fit(train: &[Sequence], n: usize) -> Self {
+    pub fn fit(train: &[Sequence], n: usize) -> anyhow::Result<Self> {
         let mut pop = vec![0f32; n];
         let mut recent = vec![0f32; n];
         let mut users = vec![0f32; n];
@@ -93,13 +144,15 @@ impl Model {
         let cos = |i: usize, j: usize, v: f32| v / (users[i] * users[j]).sqrt().max(1.0);
         let knn = to_sparse(co, cos);
         let seq = to_sparse(fwd, |i, j, v| v / (pop[i] * pop[j]).sqrt().max(1.0));
-        Self {
+        let coeng = co_engagement(train, n, &pop)?;
+        Ok(Self {
             n,
             pop,
             recent,
             knn,
             seq,
-        }
+            coeng,
+        })
     }
 }
 
@@ -157,6 +210,8 @@ pub struct Weights {
     pub seq: f32,
     /// Item-kNN co-occurrence (scaled to max 1 per user).
     pub knn: f32,
+    /// The engine's co-engagement index (scaled to max 1 per user).
+    pub coeng: f32,
     /// Content: cosine with the recency-weighted title profile.
     pub content: f32,
     /// Recent popularity, `log(1+x)/log(1+max)`.
@@ -168,6 +223,7 @@ impl Default for Weights {
         Self {
             seq: 1.0,
             knn: 1.0,
+            coeng: 0.0,
             content: 0.1,
             recent_pop: 0.05,
         }
@@ -181,6 +237,8 @@ pub struct Signals {
     pub seq: Vec<f32>,
     /// Item-kNN.
     pub knn: Vec<f32>,
+    /// Co-engagement from the engine's index.
+    pub coeng: Vec<f32>,
     /// Content cosine.
     pub content: Vec<f32>,
 }
@@ -210,7 +268,15 @@ pub fn signals(model: &Model, emb: &Embeddings, cases: &[&Case]) -> Vec<Signals>
             let mut knn = vec![0f32; model.n];
             spread(&model.knn, &c.history, KNN_DECAY, &mut knn);
             scale_to_max(&mut knn);
-            Signals { seq, knn, content }
+            let mut coeng = vec![0f32; model.n];
+            spread(&model.coeng, &c.history, KNN_DECAY, &mut coeng);
+            scale_to_max(&mut coeng);
+            Signals {
+                seq,
+                knn,
+                coeng,
+                content,
+            }
         })
         .collect()
 }
@@ -218,7 +284,11 @@ pub fn signals(model: &Model, emb: &Embeddings, cases: &[&Case]) -> Vec<Signals>
 /// Blends signals with weights into `out`.
 pub fn blend(s: &Signals, pop: &[f32], w: &Weights, out: &mut [f32]) {
     for (i, o) in out.iter_mut().enumerate() {
-        *o = w.seq * s.seq[i] + w.knn * s.knn[i] + w.content * s.content[i] + w.recent_pop * pop[i];
+        *o = w.seq * s.seq[i]
+            + w.knn * s.knn[i]
+            + w.coeng * s.coeng[i]
+            + w.content * s.content[i]
+            + w.recent_pop * pop[i];
     }
 }
 

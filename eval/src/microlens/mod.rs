@@ -192,18 +192,21 @@ pub fn evaluate_method(
     })
 }
 
-/// The weight grid searched on the validation split (item-kNN's weight fixed at 1 as the scale).
+/// The weight grid searched on the validation split (item-kNN or co-engagement at weight 1 sets the scale).
 pub fn weight_grid() -> Vec<Weights> {
     let mut out = Vec::new();
-    for seq in [0.0, 0.5, 1.0, 2.0] {
-        for content in [0.0, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2] {
-            for recent_pop in [0.0, 0.1, 0.2, 0.4, 0.8, 1.6] {
-                out.push(Weights {
-                    seq,
-                    knn: 1.0,
-                    content,
-                    recent_pop,
-                });
+    for (knn, coeng) in [(1.0, 0.0), (0.0, 1.0), (1.0, 1.0)] {
+        for seq in [0.0, 0.5, 1.0, 2.0] {
+            for content in [0.0, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2] {
+                for recent_pop in [0.0, 0.1, 0.2, 0.4, 0.8, 1.6] {
+                    out.push(Weights {
+                        seq,
+                        knn,
+                        coeng,
+                        content,
+                        recent_pop,
+                    });
+                }
             }
         }
     }
@@ -241,7 +244,7 @@ pub fn tune(
     // Sequences too short to split stay whole in the validation training data.
     let mut val_train = val.train.clone();
     val_train.extend(train.iter().filter(|s| s.items.len() < 2).cloned());
-    let model = Model::fit(&val_train, n);
+    let model = Model::fit(&val_train, n)?;
     let pop = methods::recent_pop_signal(&model);
     let grid = weight_grid();
     let cases = &val.cases[..val.cases.len().min(users)];
@@ -336,7 +339,7 @@ pub fn evaluate(
         bail!("{} embeddings for {} titles", emb.len(), cat.len());
     }
     let n = cat.len();
-    let model = Model::fit(&split.train, n);
+    let model = Model::fit(&split.train, n)?;
     let mut out = Vec::new();
     let mut tuning = Vec::new();
     for name in chosen {
@@ -410,9 +413,10 @@ pub fn run(config: Config, args: &Args) -> anyhow::Result<()> {
             } else {
                 writeln!(
                     out,
-                    "seq {:.2} knn {:.2} content {:.2} recent_pop {:.2}: ndcg@10 {:.4} hr@10 {:.4}",
+                    "seq {:.2} knn {:.2} coeng {:.2} content {:.2} recent_pop {:.2}: ndcg@10 {:.4} hr@10 {:.4}",
                     r.weights.seq,
                     r.weights.knn,
+                    r.weights.coeng,
                     r.weights.content,
                     r.weights.recent_pop,
                     r.ndcg10,
