@@ -393,3 +393,54 @@ pub fn build_index(emb: &Embeddings) -> anyhow::Result<HnswIndex> {
         search,
     )?)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn seq(user: &str, items: &[u32]) -> Sequence {
+        Sequence {
+            user: user.to_owned(),
+            items: items.to_vec(),
+        }
+    }
+
+    fn weight(rows: &Sparse, i: usize, j: u32) -> f32 {
+        rows[i].iter().find(|e| e.0 == j).map_or(0.0, |e| e.1)
+    }
+
+    #[test]
+    fn fit_counts_followers_co_occurrence_and_co_engagement() {
+        let train = [seq("a", &[0, 1, 2]), seq("b", &[0, 1]), seq("c", &[3, 0])];
+        let m = Model::fit(&train, 5).unwrap();
+        assert_eq!(m.pop, vec![3.0, 2.0, 1.0, 1.0, 0.0]);
+        // Recent popularity: item 1 is last once (1) and second to last once (0.5).
+        assert!((m.recent[1] - 1.5).abs() < 1e-6);
+        // 0 → 1 follows twice at distance 1: 2 / sqrt(3 * 2).
+        assert!((weight(&m.seq, 0, 1) - 2.0 / 6f32.sqrt()).abs() < 1e-6);
+        // Never 1 → 0: the sequence signal is directional.
+        assert_eq!(weight(&m.seq, 1, 0), 0.0);
+        // 0 → 2 at distance 2 weighs SEQ_STEP.
+        assert!((weight(&m.seq, 0, 2) - SEQ_STEP / 3f32.sqrt()).abs() < 1e-6);
+        // Item-kNN is symmetric: 0 and 1 share two users of 3 and 2.
+        assert!((weight(&m.knn, 0, 1) - 2.0 / 6f32.sqrt()).abs() < 1e-6);
+        assert_eq!(weight(&m.knn, 0, 1), weight(&m.knn, 1, 0));
+        // The engine's index links items engaged by the same user, both ways, and
+        // nearer steps more.
+        assert!(weight(&m.coeng, 0, 1) > 0.0 && weight(&m.coeng, 1, 0) > 0.0);
+        assert!(weight(&m.coeng, 3, 0) > 0.0);
+        assert_eq!(weight(&m.coeng, 3, 1), 0.0);
+        assert!(weight(&m.coeng, 2, 1) > weight(&m.coeng, 2, 0));
+        assert!(m.coeng[4].is_empty());
+    }
+
+    #[test]
+    fn spread_weights_recent_history_more() {
+        let rows: Sparse = vec![vec![(2, 1.0)], vec![(2, 1.0), (3, 1.0)], vec![], vec![]];
+        let mut out = vec![0.0; 4];
+        spread(&rows, &[0, 1], 0.5, &mut out);
+        // Item 1 is last (weight 1), item 0 before it (0.5).
+        assert_eq!(out, vec![0.0, 0.0, 1.5, 1.0]);
+    }
+}
