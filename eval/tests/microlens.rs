@@ -201,3 +201,27 @@ fn planted_chains_are_found_by_knn_and_engine_not_popularity() {
     );
     assert!(knn.coverage > pop.coverage);
 }
+
+#[test]
+fn unknown_methods_and_zero_k_are_refused() {
+    let mut args = steerfeed_eval::microlens::Args {
+        pairs: "p.tsv".into(),
+        titles: "t.csv".into(),
+        test: None,
+        k: vec![10, 20],
+        methods: vec!["engine".into(), "popularity".into()],
+        validate: false,
+        limit_users: None,
+        tune_users: 10,
+        json: true,
+        cache: None,
+    };
+    let chosen = steerfeed_eval::microlens::check_args(&args).unwrap();
+    assert_eq!(chosen, vec!["popularity", "engine"]);
+    args.methods = vec!["bogus".into()];
+    let e = steerfeed_eval::microlens::check_args(&args).unwrap_err();
+    assert!(e.to_string().contains("unknown method bogus"), "{e}");
+    args.methods.clear();
+    args.k = vec![0];
+    assert!(steerfeed_eval::microlens::check_args(&args).is_err());
+}

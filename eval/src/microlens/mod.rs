@@ -311,13 +311,8 @@ pub fn load(args: &Args) -> anyhow::Result<(data::Catalogue, Split)> {
     Ok((cat, split))
 }
 
-/// Runs the chosen methods; returns their rows and the tuning table (when the engine ran).
-pub fn evaluate(
-    args: &Args,
-    cat: &data::Catalogue,
-    split: &Split,
-    emb: &Embeddings,
-) -> anyhow::Result<(Vec<MethodResult>, Vec<TuneRow>)> {
+/// Checks `--methods` and `--k`; returns the methods to run, in report order.
+pub fn check_args(args: &Args) -> anyhow::Result<Vec<&'static str>> {
     let chosen: Vec<&str> = if args.methods.is_empty() {
         METHODS.to_vec()
     } else {
@@ -335,6 +330,17 @@ pub fn evaluate(
     if args.k.is_empty() || args.k.contains(&0) {
         bail!("--k needs positive cut-offs");
     }
+    Ok(chosen)
+}
+
+/// Runs the chosen methods; returns their rows and the tuning table (when the engine ran).
+pub fn evaluate(
+    args: &Args,
+    cat: &data::Catalogue,
+    split: &Split,
+    emb: &Embeddings,
+) -> anyhow::Result<(Vec<MethodResult>, Vec<TuneRow>)> {
+    let chosen = check_args(args)?;
     if emb.len() != cat.len() {
         bail!("{} embeddings for {} titles", emb.len(), cat.len());
     }
@@ -385,6 +391,7 @@ pub fn evaluate(
 
 /// Runs `steerfeed eval microlens`.
 pub fn run(config: Config, args: &Args) -> anyhow::Result<()> {
+    check_args(args)?;
     let (cat, split) = load(args)?;
     eprintln!(
         "{} items, {} training sequences, {} test cases",
