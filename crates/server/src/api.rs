@@ -42,6 +42,7 @@ use tracing::Instrument;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, UserPair, UserPath, VideoPath};
+use crate::ratelimit::KeyIndex;
 
 /// Most users in one `POST /v1/users`.
 pub const MAX_USER_BATCH: usize = 1_000;
@@ -75,6 +76,11 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/feed", post(feed))
         .route("/users/{id}/profile", get(profile))
         .method_not_allowed_fallback(method_not_allowed)
+        // Layers run outermost last: trace, then the key check, then the rate limit.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authorize,
@@ -128,10 +134,12 @@ async fn method_not_allowed() -> ApiError {
 // Auth.
 
 /// Checks `Authorization: Bearer <key>` against `server.api_keys` (off when the list is
-/// empty, which the configuration allows only on a loopback bind).
-async fn authorize(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// empty, which the configuration allows only on a loopback bind) and tells the rate
+/// limit which key it was ([`KeyIndex`]).
+async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let keys = &state.config().server.api_keys;
     if keys.is_empty() {
+        req.extensions_mut().insert(KeyIndex(0));
         return next.run(req).await;
     }
     let token = req
@@ -141,20 +149,55 @@ async fn authorize(State(state): State<AppState>, req: Request, next: Next) -> R
         .and_then(|v| v.trim().split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim());
-    match token {
+    match token.map(|t| key_index(keys, t.as_bytes())) {
         None => ApiError::unauthorized("missing API key: send Authorization: Bearer <key>")
             .into_response(),
-        Some(t) if key_matches(keys, t.as_bytes()) => next.run(req).await,
-        Some(_) => ApiError::unauthorized("wrong API key").into_response(),
+        Some(Some(i)) => {
+            req.extensions_mut().insert(KeyIndex(i));
+            next.run(req).await
+        }
+        Some(None) => ApiError::unauthorized("wrong API key").into_response(),
     }
 }
 
-/// True when `token` equals one of `keys`. Every key is compared, each over every byte,
-/// so the time taken does not tell how much of a key an attacker guessed right.
-fn key_matches(keys: &[String], token: &[u8]) -> bool {
-    keys.iter().fold(false, |found, k| {
-        found | constant_time_eq(k.as_bytes(), token)
+/// The index of the key `token` equals, if any. Every key is compared, each over every
+/// byte, so the time taken does not tell how much of a key an attacker guessed right.
+fn key_index(keys: &[String], token: &[u8]) -> Option<usize> {
+    keys.iter().enumerate().fold(None, |found, (i, k)| {
+        let hit = constant_time_eq(k.as_bytes(), token);
+        found.or(hit.then_some(i))
     })
+}
+
+#[cfg(test)]
+fn key_matches(keys: &[String], token: &[u8]) -> bool {
+    key_index(keys, token).is_some()
+}
+
+/// Takes a token from the key's bucket ([`crate::ratelimit`]); without one the request
+/// is answered 429 `rate_limited` with `retry-after` and goes no further.
+async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let key = req
+        .extensions()
+        .get::<KeyIndex>()
+        .copied()
+        .unwrap_or(KeyIndex(0));
+    match state.limiter().check(key) {
+        Ok(()) => next.run(req).await,
+        Err(wait) => {
+            // Whole seconds, rounded up, at least 1 (the header takes no fractions).
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let secs = secs.max(1);
+            let mut resp = ApiError::rate_limited(format!(
+                "too many requests for this API key: retry in {secs} s \
+                 (server.rate_limit_per_second, server.rate_limit_burst)"
+            ))
+            .into_response();
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+            resp
+        }
+    }
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -10,6 +10,7 @@
 //! | 409 | `conflict` | the request conflicts with the stored state |
 //! | 413 | `too_large` | the body or a batch is over its limit |
 //! | 422 | `invalid_input` | JSON that parses but fails validation |
+//! | 429 | `rate_limited` | the API key is over `server.rate_limit_per_second` (with `retry-after`) |
 //! | 500 | `internal` | a bug or a failed dependency: logged, never described |
 //! | 503 | `not_ready`, `unavailable`, `timeout` | the engine is loading, a dependency is unavailable, the request took too long |
 
@@ -71,6 +72,11 @@ impl ApiError {
     /// 401: a missing or wrong bearer token.
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// 429: the API key is over its rate limit (the caller adds `retry-after`).
+    pub fn rate_limited(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
     }
 
     /// 503: the engine is still loading.

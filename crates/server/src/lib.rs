@@ -17,6 +17,7 @@ pub mod bench_feed;
 pub mod error;
 pub mod extract;
 pub mod metrics;
+pub mod ratelimit;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -43,14 +44,27 @@ struct Inner {
     metrics: metrics::Metrics,
     /// Engine calls allowed to run at once (one per core).
     engine_slots: tokio::sync::Semaphore,
+    /// The token buckets of the API keys.
+    limiter: ratelimit::RateLimiter,
 }
 
 impl AppState {
     /// State whose engine is not loaded yet.
     pub fn new(config: Config) -> Self {
+        Self::with_clock(config, Arc::new(ratelimit::MonotonicClock::default()))
+    }
+
+    /// State whose rate limiting reads time from `clock` (tests move it by hand).
+    pub fn with_clock(config: Config, clock: Arc<dyn ratelimit::Clock>) -> Self {
+        let limiter = ratelimit::RateLimiter::new(
+            config.server.rate_limit_per_second,
+            config.server.rate_limit_burst,
+            clock,
+        );
         Self {
             inner: Arc::new(Inner {
                 config,
+                limiter,
                 engine: OnceLock::new(),
                 metrics: metrics::Metrics::default(),
                 engine_slots: tokio::sync::Semaphore::new(
@@ -88,6 +102,11 @@ impl AppState {
     /// Permits for engine calls: one per core.
     pub fn engine_slots(&self) -> &tokio::sync::Semaphore {
         &self.inner.engine_slots
+    }
+
+    /// The rate limiter of the `/v1` routes.
+    pub fn limiter(&self) -> &ratelimit::RateLimiter {
+        &self.inner.limiter
     }
 
     /// The metrics registry behind `GET /metrics`.
