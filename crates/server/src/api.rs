@@ -40,7 +40,7 @@ use steerfeed::{
 use tracing::Instrument;
 
 use crate::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody, ErrorResponses};
 use crate::extract::{ApiJson, UserPair, UserPath, VideoPath};
 use crate::ratelimit::KeyIndex;
 
@@ -86,6 +86,86 @@ pub fn routes(state: AppState) -> Router<AppState> {
             authorize,
         ))
         .route_layer(axum::middleware::from_fn_with_state(state, trace))
+}
+
+/// Every `(method, path)` the `/v1` router serves, in the order of [`routes`]; the
+/// OpenAPI document must describe exactly these (the tests hold both to this list).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("post", "/v1/users"),
+    ("put", "/v1/videos"),
+    ("delete", "/v1/videos/{id}"),
+    ("post", "/v1/events"),
+    ("put", "/v1/users/{id}/follows/{creator}"),
+    ("delete", "/v1/users/{id}/follows/{creator}"),
+    ("put", "/v1/users/{id}/blocks/{other}"),
+    ("delete", "/v1/users/{id}/blocks/{other}"),
+    ("put", "/v1/users/{id}/mutes/{other}"),
+    ("delete", "/v1/users/{id}/mutes/{other}"),
+    ("put", "/v1/users/{id}/parental"),
+    ("put", "/v1/users/{id}/consent"),
+    ("post", "/v1/users/{id}/consent/revocations"),
+    ("put", "/v1/users/{id}/preferences"),
+    ("get", "/v1/users/{id}/preferences"),
+    ("delete", "/v1/users/{id}/preferences"),
+    ("post", "/v1/feed"),
+    ("get", "/v1/users/{id}/profile"),
+];
+
+/// The OpenAPI 3.1 document of the `/v1` API, generated from the request and response
+/// types and the handlers' annotations; served at `GET /openapi.json`.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "steerfeed",
+        description = "Feed ranking sidecar. Every /v1 route takes `Authorization: Bearer <key>` \
+                       when server.api_keys is set, and may answer any of the listed errors in \
+                       the one error shape."
+    ),
+    paths(upsert_users, upsert_videos, delete_video, ingest_events, follow, unfollow, block, unblock, mute, unmute, set_parental_controls, set_consent, revoke_consent, set_preferences, get_preferences, clear_preferences, feed, profile),
+    components(schemas(ErrorBody)),
+    modifiers(&BearerSecurity),
+    security(("bearer" = []))
+)]
+pub struct ApiDoc;
+
+/// Adds the `bearer` security scheme the operations refer to.
+struct BearerSecurity;
+
+impl utoipa::Modify for BearerSecurity {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .description(Some("One of server.api_keys"))
+                        .build(),
+                ),
+            );
+    }
+}
+
+/// The document as JSON text, built once.
+pub fn openapi_json() -> &'static str {
+    static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| {
+        use utoipa::OpenApi;
+        ApiDoc::openapi()
+            .to_json()
+            .unwrap_or_else(|e| format!("{{\"error\": \"cannot render the document: {e}\"}}"))
+    })
+}
+
+/// `GET /openapi.json`: the document, without a key (it describes the API, no data).
+pub fn openapi_route() -> Router<AppState> {
+    Router::new().route(
+        "/openapi.json",
+        get(|| async { ([(header::CONTENT_TYPE, "application/json")], openapi_json()) }),
+    )
 }
 
 /// `GET /metrics`: Prometheus text, behind the same key as `/v1` when keys are set.
@@ -250,21 +330,31 @@ fn check_batch(field: &'static str, got: usize, limit: usize) -> Result<(), ApiE
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 struct UsersBody {
     users: Vec<User>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 struct VideosBody {
     videos: Vec<Video>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Upserted {
     upserted: usize,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/users",
+    tag = "catalog",
+    request_body = UsersBody,
+    responses((status = 200, description = "done", body = Upserted), ErrorResponses),
+    security(("bearer" = []))
+)]
 async fn upsert_users(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<UsersBody>,
@@ -284,6 +374,14 @@ async fn upsert_users(
     Ok(axum::Json(Upserted { upserted }))
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/videos",
+    tag = "catalog",
+    request_body = VideosBody,
+    responses((status = 200, description = "done", body = Upserted), ErrorResponses),
+    security(("bearer" = []))
+)]
 async fn upsert_videos(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<VideosBody>,
@@ -297,6 +395,14 @@ async fn upsert_videos(
     Ok(axum::Json(Upserted { upserted }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/videos/{id}",
+    tag = "catalog",
+    params(("id" = String, Path, description = "the video")),
+    responses((status = 204, description = "done"), ErrorResponses),
+    security(("bearer" = []))
+)]
 async fn delete_video(
     State(state): State<AppState>,
     VideoPath(id): VideoPath,
@@ -310,16 +416,25 @@ async fn delete_video(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 struct EventsBody {
     events: Vec<Event>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Ingested {
     accepted: usize,
     duplicates: Vec<EventKey>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/events",
+    tag = "events",
+    request_body = EventsBody,
+    responses((status = 200, description = "done", body = Ingested), ErrorResponses),
+    security(("bearer" = []))
+)]
 async fn ingest_events(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<EventsBody>,
@@ -335,6 +450,14 @@ async fn ingest_events(
 // ---------------------------------------------------------------------------------------
 // The graph.
 
+#[utoipa::path(
+    put,
+    path = "/v1/users/{id}/follows/{creator}",
+    tag = "graph",
+    params(("id" = String, Path, description = "the follower"), ("creator" = String, Path, description = "the creator followed")),
+    responses((status = 204, description = "done"), ErrorResponses),
+    security(("bearer" = []))
+)]
 async fn follow(
     State(state): State<AppState>,
     UserPair(user, other): UserPair,
@@ -343,6 +466,14 @@ async fn follow(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/users/{id}/follows/{creator}",
+    tag = "graph",
+    params(("id" = String, Path, description = "the follower"), ("creator" = String, Path, description = "the creator unfollowed")),
+    responses((status = 204, description = "done"), ErrorResponses),
+    security(("bearer" = []))
+)]
 async fn unfollow(
     State(state): State<AppState>,
     UserPair(user, other): UserPair,
@@ -351,6 +482,14 @@ async fn unfollow(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/users/{id}/blocks/{other}",
+    tag = "graph",
+    params(("id" = String, Path, description = "the user"), ("other" = String, Path, description = "the user blocked")),
+    responses((status = 204, description = "done"), ErrorResponses),
+    security(("bearer" = []))
+)]
 async fn block(
     State(state): State<AppState>,
     UserPair(user, other): UserPair,
@@ -359,6 +498,14 @@ async fn block(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/users/{id}/blocks/{other}",
+    tag = "graph",
+    params(("id" = String, Path, description = "the user"), ("other" = String, Path, description = "the user unblocked")),
+    responses((status = 204, description = "done"), ErrorResponses),
+    security(("bearer" = []))
+)]
 async fn unblock(
     State(state): State<AppState>,
     UserPair(user, other): UserPair,
@@ -367,6 +514,14 @@ async fn unblock(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/users/{id}/mutes/{other}",
+    tag = "graph",
+    params(("id" = String, Path, description = "the user"), ("other" = String, Path, description = "the user muted")),
+    responses((status = 204, description = "done"), ErrorResponses),
+    security(("bearer" = []))
+)]
 async fn mute(
     State(state): State<AppState>,
     UserPair(user, other): UserPair,
@@ -375,6 +530,14 @@ async fn mute(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/users/{id}/mutes/{other}",
+    tag = "graph",
+    params(("id" = String, Path, description = "the user"), ("other" = String, Path, description = "the user unmuted")),
+    responses((status = 204, description = "done"), ErrorResponses),
+    security(("bearer" = []))
+)]
 async fn unmute(
     State(state): State<AppState>,
     UserPair(user, other): UserPair,
@@ -386,6 +549,15 @@ async fn unmute(
 // ---------------------------------------------------------------------------------------
 // Parental controls and consent.
 
+#[utoipa::path(
+    put,
+    path = "/v1/users/{id}/parental",
+    tag = "safety",
+    params(("id" = String, Path, description = "the user")),
+    request_body = ParentalControls,
+    responses((status = 204, description = "done"), ErrorResponses),
+    security(("bearer" = []))
+)]
 async fn set_parental_controls(
     State(state): State<AppState>,
     UserPath(user): UserPath,
@@ -397,12 +569,22 @@ async fn set_parental_controls(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 struct ConsentBody {
     scope: ConsentScope,
     #[serde(default)]
     approved: Vec<UserId>,
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/users/{id}/consent",
+    tag = "safety",
+    params(("id" = String, Path, description = "the user")),
+    request_body = ConsentBody,
+    responses((status = 204, description = "done"), ErrorResponses),
+    security(("bearer" = []))
+)]
 async fn set_consent(
     State(state): State<AppState>,
     UserPath(user): UserPath,
@@ -417,6 +599,7 @@ async fn set_consent(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 struct RevocationBody {
     #[serde(default)]
     video: Option<VideoId>,
@@ -424,6 +607,15 @@ struct RevocationBody {
     creator: Option<UserId>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/users/{id}/consent/revocations",
+    tag = "safety",
+    params(("id" = String, Path, description = "the user")),
+    request_body = RevocationBody,
+    responses((status = 204, description = "done"), ErrorResponses),
+    security(("bearer" = []))
+)]
 async fn revoke_consent(
     State(state): State<AppState>,
     UserPath(user): UserPath,
@@ -448,13 +640,24 @@ async fn revoke_consent(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 struct PreferencesBody {
     text: String,
     /// Pins the clock the expiry counts from (replays and tests); else the wall clock.
     #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
     now: Option<Timestamp>,
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/users/{id}/preferences",
+    tag = "steering",
+    params(("id" = String, Path, description = "the user")),
+    request_body = PreferencesBody,
+    responses((status = 200, description = "done", body = Constraints), ErrorResponses),
+    security(("bearer" = []))
+)]
 async fn set_preferences(
     State(state): State<AppState>,
     UserPath(user): UserPath,
@@ -465,6 +668,14 @@ async fn set_preferences(
     Ok(axum::Json(constraints))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/users/{id}/preferences",
+    tag = "steering",
+    params(("id" = String, Path, description = "the user")),
+    responses((status = 200, description = "done", body = Preferences), ErrorResponses),
+    security(("bearer" = []))
+)]
 async fn get_preferences(
     State(state): State<AppState>,
     UserPath(user): UserPath,
@@ -478,6 +689,14 @@ async fn get_preferences(
     }
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/users/{id}/preferences",
+    tag = "steering",
+    params(("id" = String, Path, description = "the user")),
+    responses((status = 204, description = "done"), ErrorResponses),
+    security(("bearer" = []))
+)]
 async fn clear_preferences(
     State(state): State<AppState>,
     UserPath(user): UserPath,
@@ -493,15 +712,20 @@ async fn clear_preferences(
 /// constructors so that a bad value comes back with its field (`limit`, `cursor`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
+#[schema(as = FeedRequest)]
 struct FeedBody {
     user: UserId,
     #[serde(default)]
     session: Option<SessionId>,
     #[serde(default = "default_limit")]
+    #[schema(default = 20, minimum = 1, maximum = 100)]
     limit: u32,
     #[serde(default)]
+    #[schema(value_type = Option<Cursor>)]
     cursor: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
     now: Option<Timestamp>,
 }
 
@@ -525,6 +749,14 @@ impl FeedBody {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/feed",
+    tag = "feed",
+    request_body = FeedBody,
+    responses((status = 200, description = "done", body = FeedResponse), ErrorResponses),
+    security(("bearer" = []))
+)]
 async fn feed(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<FeedBody>,
@@ -535,6 +767,14 @@ async fn feed(
     Ok(axum::Json(response))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/users/{id}/profile",
+    tag = "feed",
+    params(("id" = String, Path, description = "the user")),
+    responses((status = 200, description = "done", body = ProfileSummary), ErrorResponses),
+    security(("bearer" = []))
+)]
 async fn profile(
     State(state): State<AppState>,
     UserPath(user): UserPath,

@@ -115,7 +115,8 @@ impl AppState {
     }
 }
 
-/// The sidecar's routes: `/healthz`, `/readyz` and the JSON API under `/v1`
+/// The sidecar's routes: `/healthz`, `/readyz`, `/metrics`, `/openapi.json` and the JSON
+/// API under `/v1`
 /// ([`api`]), with the body-size limit and the request timeout on all of them.
 pub fn app(state: AppState) -> Router {
     let body_limit = state.config().server.max_body_bytes;
@@ -124,6 +125,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(api::metrics_route(state.clone()))
+        .merge(api::openapi_route())
         .nest("/v1", api::routes(state.clone()))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(body_limit))
