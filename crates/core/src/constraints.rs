@@ -19,6 +19,7 @@ pub const MAX_STRENGTH: f32 = 3.0;
 /// A weighted concept: a taxonomy topic, a free phrase, or both.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WeightedConcept {
     /// The taxonomy topic the phrase maps to, when it maps to one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -38,6 +39,7 @@ fn one() -> f32 {
 /// A hard concept (exclude or only): a topic, a free phrase, or both.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Concept {
     /// The taxonomy topic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -50,6 +52,7 @@ pub struct Concept {
 /// More or less of the people you follow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Shift {
     /// More.
     More,
@@ -60,6 +63,7 @@ pub enum Shift {
 /// A freshness preference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Freshness {
     /// Prefer newer videos.
     Newer,
@@ -68,6 +72,7 @@ pub enum Freshness {
 /// A request that policy did not allow, with the reason shown to the user.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Rejected {
     /// The topic asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -79,6 +84,7 @@ pub struct Rejected {
 /// Typed, inspectable ranking constraints.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Constraints {
     /// Concepts to see more of.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -112,6 +118,7 @@ pub struct Constraints {
     pub rejected: Vec<Rejected>,
     /// When these constraints stop applying.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub expires_at: Option<Timestamp>,
 }
 

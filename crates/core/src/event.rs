@@ -12,12 +12,14 @@ pub const MAX_WATCH_MS: u64 = 24 * 3_600 * 1_000;
 
 /// One thing a user did.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
     /// Idempotency key.
     pub key: EventKey,
     /// Who did it.
     pub user: UserId,
     /// When.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub at: Timestamp,
     /// What, and on which video.
     #[serde(flatten)]
@@ -29,6 +31,7 @@ pub struct Event {
 /// "video": "v", "watch_ms": 5000, "completed": true}`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum EventKind {
     /// The video was shown (entered the viewport).
     Impression {

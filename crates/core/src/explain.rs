@@ -5,6 +5,7 @@ use crate::ids::{TopicId, UserId};
 /// Why an item is in the feed, as data. [`Explanation::new`] renders the words.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Reason {
     /// Made by someone you follow.
     Following {
@@ -45,6 +46,7 @@ pub enum Reason {
 
 /// An explanation: the reason as data plus the sentence shown to the user.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Explanation {
     /// Why, as data.
     pub reason: Reason,

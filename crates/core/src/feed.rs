@@ -20,6 +20,9 @@ pub const MAX_CURSOR_LEN: usize = 512;
 #[serde(try_from = "String", into = "String")]
 pub struct Cursor(String);
 
+#[cfg(feature = "openapi")]
+crate::ids::string_schema!(Cursor, "An opaque cursor from a previous feed answer.");
+
 impl Cursor {
     /// Wraps a cursor string (1 to [`MAX_CURSOR_LEN`] printable ASCII bytes).
     pub fn new(s: impl Into<String>) -> Result<Self> {
@@ -175,6 +178,7 @@ impl FeedRequest {
 /// The kinds of card the engine puts in a feed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum CardKind {
     /// "How are you feeling?" every N minutes of session.
     Checkin,
@@ -192,6 +196,7 @@ pub enum CardKind {
 
 /// A card shown in the feed in place of, or between, videos.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Card {
     /// Which card.
     pub kind: CardKind,
@@ -203,6 +208,7 @@ pub struct Card {
 
 /// One served video.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FeedItem {
     /// The video.
     pub video: VideoId,
@@ -218,6 +224,7 @@ pub struct FeedItem {
 
 /// One page of feed.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FeedResponse {
     /// The videos, in order.
     pub items: Vec<FeedItem>,

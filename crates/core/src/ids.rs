@@ -30,12 +30,37 @@ fn check_id(field: &'static str, s: &str) -> Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "openapi")]
+macro_rules! string_schema {
+    ($name:ident, $desc:literal) => {
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .description(Some($desc))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {
+            fn name() -> std::borrow::Cow<'static, str> {
+                std::borrow::Cow::Borrowed(stringify!($name))
+            }
+        }
+    };
+}
+#[cfg(feature = "openapi")]
+pub(crate) use string_schema;
+
 macro_rules! string_id {
     ($(#[$meta:meta])* $name:ident, $field:literal) => {
         $(#[$meta])*
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
         #[serde(try_from = "String", into = "String")]
         pub struct $name(Arc<str>);
+
+        #[cfg(feature = "openapi")]
+        string_schema!($name, "An id: 1 to 128 printable characters.");
 
         impl $name {
             /// Validates and wraps an id.
@@ -117,6 +142,9 @@ string_id!(
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct TopicId(Arc<str>);
+
+#[cfg(feature = "openapi")]
+string_schema!(TopicId, "A taxonomy topic id (`cooking`, `politics`, ...).");
 
 impl TopicId {
     /// Longest accepted topic id.

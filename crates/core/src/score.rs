@@ -4,6 +4,7 @@ use std::cmp::Ordering;
 
 /// Calibrated probabilities of each action head for one (user, video) pair.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ActionProbs {
     /// Creates a new video inspired by this one.
     pub create: f32,
@@ -26,6 +27,7 @@ pub struct ActionProbs {
 /// The terms of the objective (DESIGN §5) for one item, as they were added up. Every
 /// served item carries one; explanations are rendered from it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScoreBreakdown {
     /// The action heads' probabilities.
     pub actions: ActionProbs,

@@ -10,6 +10,7 @@ use crate::ids::UserId;
     Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
 )]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum AgeBand {
     /// Under 18: stricter safety, daily limits, bedtime.
     Teen,
@@ -21,6 +22,7 @@ pub enum AgeBand {
 /// A user as the app describes them.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct User {
     /// The app's id.
     pub id: UserId,
@@ -74,6 +76,7 @@ impl User {
     serde::Deserialize,
 )]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ConsentScope {
     /// Nobody.
     #[default]
@@ -99,6 +102,7 @@ impl ConsentScope {
 /// Parental controls on a (teen) account. `None` fields fall back to the defaults.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ParentalControls {
     /// When false: following and popular sources only, no interest vector; safety kept.
     #[serde(default = "yes")]
@@ -158,6 +162,7 @@ fn in_range(field: &'static str, got: u32, min: u32, max: u32) -> Result<()> {
 /// The answer to a wellbeing check-in card.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum CheckinAnswer {
     /// Feeling good: nothing changes.
     Great,

@@ -10,6 +10,29 @@ use crate::error::{Error, Result};
 #[derive(Clone, PartialEq)]
 pub struct Embedding(Arc<[f32]>);
 
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Embedding {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ArrayBuilder::new()
+            .items(
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::Number)
+                    .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                        utoipa::openapi::KnownFormat::Float,
+                    ))),
+            )
+            .description(Some("A unit-normalised vector of finite numbers."))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Embedding {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("Embedding")
+    }
+}
+
 impl Embedding {
     /// Validates `values` for a `dim`-dimensional space and normalises them.
     pub fn new(field: &'static str, values: &[f32], dim: usize) -> Result<Self> {

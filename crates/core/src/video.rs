@@ -18,6 +18,7 @@ pub const MAX_DURATION_S: f32 = 3_600.0;
 /// A safety label on a video. Age-band rules live in the ranking policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum SafetyLabel {
     /// Adult content: never served to teens.
     Mature,
@@ -36,6 +37,7 @@ pub enum SafetyLabel {
     Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
 )]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Audience {
     /// Anyone.
     #[default]
@@ -50,12 +52,14 @@ pub enum Audience {
 /// whose likeness appears, each of whom must still consent for the video to be served.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Video {
     /// The app's id.
     pub id: VideoId,
     /// Who made it.
     pub creator: UserId,
     /// When it was posted.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
     /// Length in seconds.
     pub duration_s: f32,

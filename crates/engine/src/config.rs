@@ -110,6 +110,13 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Request timeout in milliseconds.
     pub request_timeout_ms: u64,
+    /// Requests per second each API key may make on `/v1` routes, refilled continuously
+    /// (a token bucket per key; one bucket for all when no keys are set). 0 turns rate
+    /// limiting off. Beyond it a request is answered 429 `rate_limited` with `retry-after`.
+    pub rate_limit_per_second: f64,
+    /// Requests a key may make at once after being idle (the bucket's size). At least 1
+    /// when rate limiting is on.
+    pub rate_limit_burst: u32,
 }
 
 /// Logging settings.
@@ -253,6 +260,25 @@ impl Config {
                 got: s.request_timeout_ms as f64,
                 min: 1.0,
                 max: 600_000.0,
+            });
+        }
+        if !(s.rate_limit_per_second.is_finite()
+            && (0.0..=1_000_000.0).contains(&s.rate_limit_per_second))
+        {
+            return Err(steerfeed_core::Error::OutOfRange {
+                field: "server.rate_limit_per_second",
+                got: s.rate_limit_per_second,
+                min: 0.0,
+                max: 1_000_000.0,
+            });
+        }
+        let min_burst = if s.rate_limit_per_second > 0.0 { 1 } else { 0 };
+        if !(min_burst..=1_000_000).contains(&s.rate_limit_burst) {
+            return Err(steerfeed_core::Error::OutOfRange {
+                field: "server.rate_limit_burst",
+                got: f64::from(s.rate_limit_burst),
+                min: f64::from(min_burst),
+                max: 1_000_000.0,
             });
         }
         Ok(())
@@ -440,6 +466,35 @@ mod tests {
         assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
         let err = Config::from_layers(Some(("f.toml", "not toml [")), env(&[])).unwrap_err();
         assert!(err.to_string().contains("f.toml"), "{err}");
+    }
+
+    #[test]
+    fn rate_limiting_is_off_by_default_and_checked_when_on() {
+        let c = Config::default();
+        assert_eq!(c.server.rate_limit_per_second, 0.0);
+        let c = Config::from_layers(
+            None,
+            env(&[
+                ("STEERFEED__SERVER__RATE_LIMIT_PER_SECOND", "5"),
+                ("STEERFEED__SERVER__RATE_LIMIT_BURST", "20"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.server.rate_limit_per_second, 5.0);
+        assert_eq!(c.server.rate_limit_burst, 20);
+        // On with an empty bucket, or a negative rate, is refused with the field.
+        let err = Config::from_layers(
+            None,
+            env(&[("STEERFEED__SERVER__RATE_LIMIT_PER_SECOND", "2.5")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("rate_limit_burst"), "{err}");
+        let err = Config::from_layers(
+            None,
+            env(&[("STEERFEED__SERVER__RATE_LIMIT_PER_SECOND", "-1")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("rate_limit_per_second"), "{err}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use steerfeed_core::{
 
 /// A topic and its share of what the user was recently served.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TopicShare {
     /// The topic.
     pub topic: TopicId,
@@ -19,6 +20,7 @@ pub struct TopicShare {
 /// A user's feed in a few words: the topics they are seeing most and their active
 /// steering constraints.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProfileSummary {
     /// The user.
     pub user: UserId,

@@ -1,5 +1,7 @@
-//! The JSON API under `/v1` (DESIGN §7): one handler per route, bearer-token auth, and
-//! the batch limits.
+//! The JSON API under `/v1` (DESIGN §7): one handler per route, bearer-token auth, the
+//! per-key rate limit ([`crate::ratelimit`]), the batch limits, and the OpenAPI document
+//! of it all ([`ApiDoc`], served at `GET /openapi.json` without a key; the routes are
+//! listed in [`ROUTES`], which the tests hold the document and the router to).
 //!
 //! | method | path | body | answer |
 //! |---|---|---|---|
@@ -40,8 +42,9 @@ use steerfeed::{
 use tracing::Instrument;
 
 use crate::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody, ErrorResponses};
 use crate::extract::{ApiJson, UserPair, UserPath, VideoPath};
+use crate::ratelimit::KeyIndex;
 
 /// Most users in one `POST /v1/users`.
 pub const MAX_USER_BATCH: usize = 1_000;
@@ -75,11 +78,96 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/feed", post(feed))
         .route("/users/{id}/profile", get(profile))
         .method_not_allowed_fallback(method_not_allowed)
+        // Layers run outermost last: trace, then the key check, then the rate limit.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authorize,
         ))
         .route_layer(axum::middleware::from_fn_with_state(state, trace))
+}
+
+/// Every `(method, path)` the `/v1` router serves, in the order of [`routes`]; the
+/// OpenAPI document must describe exactly these (the tests hold both to this list).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("post", "/v1/users"),
+    ("put", "/v1/videos"),
+    ("delete", "/v1/videos/{id}"),
+    ("post", "/v1/events"),
+    ("put", "/v1/users/{id}/follows/{creator}"),
+    ("delete", "/v1/users/{id}/follows/{creator}"),
+    ("put", "/v1/users/{id}/blocks/{other}"),
+    ("delete", "/v1/users/{id}/blocks/{other}"),
+    ("put", "/v1/users/{id}/mutes/{other}"),
+    ("delete", "/v1/users/{id}/mutes/{other}"),
+    ("put", "/v1/users/{id}/parental"),
+    ("put", "/v1/users/{id}/consent"),
+    ("post", "/v1/users/{id}/consent/revocations"),
+    ("put", "/v1/users/{id}/preferences"),
+    ("get", "/v1/users/{id}/preferences"),
+    ("delete", "/v1/users/{id}/preferences"),
+    ("post", "/v1/feed"),
+    ("get", "/v1/users/{id}/profile"),
+];
+
+/// The OpenAPI 3.1 document of the `/v1` API, generated from the request and response
+/// types and the handlers' annotations; served at `GET /openapi.json`.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "steerfeed",
+        description = "Feed ranking sidecar. Every /v1 route takes `Authorization: Bearer <key>` \
+                       when server.api_keys is set, and may answer any of the listed errors in \
+                       the one error shape."
+    ),
+    paths(upsert_users, upsert_videos, delete_video, ingest_events, follow, unfollow, block, unblock, mute, unmute, set_parental_controls, set_consent, revoke_consent, set_preferences, get_preferences, clear_preferences, feed, profile),
+    components(schemas(ErrorBody)),
+    modifiers(&BearerSecurity),
+    security(("bearer" = []))
+)]
+pub struct ApiDoc;
+
+/// Adds the `bearer` security scheme the operations refer to.
+struct BearerSecurity;
+
+impl utoipa::Modify for BearerSecurity {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .description(Some("One of server.api_keys"))
+                        .build(),
+                ),
+            );
+    }
+}
+
+/// The document as JSON text, built once.
+pub fn openapi_json() -> &'static str {
+    static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| {
+        use utoipa::OpenApi;
+        ApiDoc::openapi()
+            .to_json()
+            .unwrap_or_else(|e| format!("{{\"error\": \"cannot render the document: {e}\"}}"))
+    })
+}
+
+/// `GET /openapi.json`: the document, without a key (it describes the API, no data).
+pub fn openapi_route() -> Router<AppState> {
+    Router::new().route(
+        "/openapi.json",
+        get(|| async { ([(header::CONTENT_TYPE, "application/json")], openapi_json()) }),
+    )
 }
 
 /// `GET /metrics`: Prometheus text, behind the same key as `/v1` when keys are set.
@@ -128,10 +216,12 @@ async fn method_not_allowed() -> ApiError {
 // Auth.
 
 /// Checks `Authorization: Bearer <key>` against `server.api_keys` (off when the list is
-/// empty, which the configuration allows only on a loopback bind).
-async fn authorize(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// empty, which the configuration allows only on a loopback bind) and tells the rate
+/// limit which key it was ([`KeyIndex`]).
+async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let keys = &state.config().server.api_keys;
     if keys.is_empty() {
+        req.extensions_mut().insert(KeyIndex(0));
         return next.run(req).await;
     }
     let token = req
@@ -141,20 +231,55 @@ async fn authorize(State(state): State<AppState>, req: Request, next: Next) -> R
         .and_then(|v| v.trim().split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim());
-    match token {
+    match token.map(|t| key_index(keys, t.as_bytes())) {
         None => ApiError::unauthorized("missing API key: send Authorization: Bearer <key>")
             .into_response(),
-        Some(t) if key_matches(keys, t.as_bytes()) => next.run(req).await,
-        Some(_) => ApiError::unauthorized("wrong API key").into_response(),
+        Some(Some(i)) => {
+            req.extensions_mut().insert(KeyIndex(i));
+            next.run(req).await
+        }
+        Some(None) => ApiError::unauthorized("wrong API key").into_response(),
     }
 }
 
-/// True when `token` equals one of `keys`. Every key is compared, each over every byte,
-/// so the time taken does not tell how much of a key an attacker guessed right.
-fn key_matches(keys: &[String], token: &[u8]) -> bool {
-    keys.iter().fold(false, |found, k| {
-        found | constant_time_eq(k.as_bytes(), token)
+/// The index of the key `token` equals, if any. Every key is compared, each over every
+/// byte, so the time taken does not tell how much of a key an attacker guessed right.
+fn key_index(keys: &[String], token: &[u8]) -> Option<usize> {
+    keys.iter().enumerate().fold(None, |found, (i, k)| {
+        let hit = constant_time_eq(k.as_bytes(), token);
+        found.or(hit.then_some(i))
     })
+}
+
+#[cfg(test)]
+fn key_matches(keys: &[String], token: &[u8]) -> bool {
+    key_index(keys, token).is_some()
+}
+
+/// Takes a token from the key's bucket ([`crate::ratelimit`]); without one the request
+/// is answered 429 `rate_limited` with `retry-after` and goes no further.
+async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let key = req
+        .extensions()
+        .get::<KeyIndex>()
+        .copied()
+        .unwrap_or(KeyIndex(0));
+    match state.limiter().check(key) {
+        Ok(()) => next.run(req).await,
+        Err(wait) => {
+            // Whole seconds, rounded up, at least 1 (the header takes no fractions).
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let secs = secs.max(1);
+            let mut resp = ApiError::rate_limited(format!(
+                "too many requests for this API key: retry in {secs} s \
+                 (server.rate_limit_per_second, server.rate_limit_burst)"
+            ))
+            .into_response();
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+            resp
+        }
+    }
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -207,21 +332,31 @@ fn check_batch(field: &'static str, got: usize, limit: usize) -> Result<(), ApiE
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 struct UsersBody {
     users: Vec<User>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 struct VideosBody {
     videos: Vec<Video>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Upserted {
     upserted: usize,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/users",
+    tag = "catalog",
+    request_body = UsersBody,
+    responses((status = 200, description = "done", body = Upserted), ErrorResponses),
+    security(("bearer" = []))
+)]
 async fn upsert_users(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<UsersBody>,
@@ -241,6 +376,14 @@ async fn upsert_users(
     Ok(axum::Json(Upserted { upserted }))
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/videos",
+    tag = "catalog",
+    request_body = VideosBody,
+    responses((status = 200, description = "done", body = Upserted), ErrorResponses),
+    security(("bearer" = []))
+)]
 async fn upsert_videos(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<VideosBody>,
@@ -254,6 +397,14 @@ async fn upsert_videos(
     Ok(axum::Json(Upserted { upserted }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/videos/{id}",
+    tag = "catalog",
+    params(("id" = String, Path, description = "the video")),
+    responses((status = 204, description = "done"), ErrorResponses),
+    security(("bearer" = []))
+)]
 async fn delete_video(
     State(state): State<AppState>,
     VideoPath(id): VideoPath,
@@ -267,16 +418,25 @@ async fn delete_video(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 struct EventsBody {
     events: Vec<Event>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Ingested {
     accepted: usize,
     duplicates: Vec<EventKey>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/events",
+    tag = "events",
+    request_body = EventsBody,
+    responses((status = 200, description = "done", body = Ingested), ErrorResponses),
+    security(("bearer" = []))
+)]
 async fn ingest_events(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<EventsBody>,
@@ -292,6 +452,14 @@ async fn ingest_events(
 // ---------------------------------------------------------------------------------------
 // The graph.
 
+#[utoipa::path(
+    put,
+    path = "/v1/users/{id}/follows/{creator}",
+    tag = "graph",
+    params(("id" = String, Path, description = "the follower"), ("creator" = String, Path, description = "the creator followed")),
+    responses((status = 204, description = "done"), ErrorResponses),
+    security(("bearer" = []))
+)]
 async fn follow(
     State(state): State<AppState>,
     UserPair(user, other): UserPair,
@@ -300,6 +468,14 @@ async fn follow(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/users/{id}/follows/{creator}",
+    tag = "graph",
+    params(("id" = String, Path, description = "the follower"), ("creator" = String, Path, description = "the creator unfollowed")),
+    responses((status = 204, description = "done"), ErrorResponses),
+    security(("bearer" = []))
+)]
 async fn unfollow(
     State(state): State<AppState>,
     UserPair(user, other): UserPair,
@@ -308,6 +484,14 @@ async fn unfollow(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/users/{id}/blocks/{other}",
+    tag = "graph",
+    params(("id" = String, Path, description = "the user"), ("other" = String, Path, description = "the user blocked")),
+    responses((status = 204, description = "done"), ErrorResponses),
+    security(("bearer" = []))
+)]
 async fn block(
     State(state): State<AppState>,
     UserPair(user, other): UserPair,
@@ -316,6 +500,14 @@ async fn block(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/users/{id}/blocks/{other}",
+    tag = "graph",
+    params(("id" = String, Path, description = "the user"), ("other" = String, Path, description = "the user unblocked")),
+    responses((status = 204, description = "done"), ErrorResponses),
+    security(("bearer" = []))
+)]
 async fn unblock(
     State(state): State<AppState>,
     UserPair(user, other): UserPair,
@@ -324,6 +516,14 @@ async fn unblock(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/users/{id}/mutes/{other}",
+    tag = "graph",
+    params(("id" = String, Path, description = "the user"), ("other" = String, Path, description = "the user muted")),
+    responses((status = 204, description = "done"), ErrorResponses),
+    security(("bearer" = []))
+)]
 async fn mute(
     State(state): State<AppState>,
     UserPair(user, other): UserPair,
@@ -332,6 +532,14 @@ async fn mute(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/users/{id}/mutes/{other}",
+    tag = "graph",
+    params(("id" = String, Path, description = "the user"), ("other" = String, Path, description = "the user unmuted")),
+    responses((status = 204, description = "done"), ErrorResponses),
+    security(("bearer" = []))
+)]
 async fn unmute(
     State(state): State<AppState>,
     UserPair(user, other): UserPair,
@@ -343,6 +551,15 @@ async fn unmute(
 // ---------------------------------------------------------------------------------------
 // Parental controls and consent.
 
+#[utoipa::path(
+    put,
+    path = "/v1/users/{id}/parental",
+    tag = "safety",
+    params(("id" = String, Path, description = "the user")),
+    request_body = ParentalControls,
+    responses((status = 204, description = "done"), ErrorResponses),
+    security(("bearer" = []))
+)]
 async fn set_parental_controls(
     State(state): State<AppState>,
     UserPath(user): UserPath,
@@ -354,12 +571,22 @@ async fn set_parental_controls(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 struct ConsentBody {
     scope: ConsentScope,
     #[serde(default)]
     approved: Vec<UserId>,
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/users/{id}/consent",
+    tag = "safety",
+    params(("id" = String, Path, description = "the user")),
+    request_body = ConsentBody,
+    responses((status = 204, description = "done"), ErrorResponses),
+    security(("bearer" = []))
+)]
 async fn set_consent(
     State(state): State<AppState>,
     UserPath(user): UserPath,
@@ -374,6 +601,7 @@ async fn set_consent(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 struct RevocationBody {
     #[serde(default)]
     video: Option<VideoId>,
@@ -381,6 +609,15 @@ struct RevocationBody {
     creator: Option<UserId>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/users/{id}/consent/revocations",
+    tag = "safety",
+    params(("id" = String, Path, description = "the user")),
+    request_body = RevocationBody,
+    responses((status = 204, description = "done"), ErrorResponses),
+    security(("bearer" = []))
+)]
 async fn revoke_consent(
     State(state): State<AppState>,
     UserPath(user): UserPath,
@@ -405,13 +642,24 @@ async fn revoke_consent(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 struct PreferencesBody {
     text: String,
     /// Pins the clock the expiry counts from (replays and tests); else the wall clock.
     #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
     now: Option<Timestamp>,
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/users/{id}/preferences",
+    tag = "steering",
+    params(("id" = String, Path, description = "the user")),
+    request_body = PreferencesBody,
+    responses((status = 200, description = "done", body = Constraints), ErrorResponses),
+    security(("bearer" = []))
+)]
 async fn set_preferences(
     State(state): State<AppState>,
     UserPath(user): UserPath,
@@ -422,6 +670,14 @@ async fn set_preferences(
     Ok(axum::Json(constraints))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/users/{id}/preferences",
+    tag = "steering",
+    params(("id" = String, Path, description = "the user")),
+    responses((status = 200, description = "done", body = Preferences), ErrorResponses),
+    security(("bearer" = []))
+)]
 async fn get_preferences(
     State(state): State<AppState>,
     UserPath(user): UserPath,
@@ -435,6 +691,14 @@ async fn get_preferences(
     }
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/users/{id}/preferences",
+    tag = "steering",
+    params(("id" = String, Path, description = "the user")),
+    responses((status = 204, description = "done"), ErrorResponses),
+    security(("bearer" = []))
+)]
 async fn clear_preferences(
     State(state): State<AppState>,
     UserPath(user): UserPath,
@@ -450,15 +714,20 @@ async fn clear_preferences(
 /// constructors so that a bad value comes back with its field (`limit`, `cursor`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
+#[schema(as = FeedRequest)]
 struct FeedBody {
     user: UserId,
     #[serde(default)]
     session: Option<SessionId>,
     #[serde(default = "default_limit")]
+    #[schema(default = 20, minimum = 1, maximum = 100)]
     limit: u32,
     #[serde(default)]
+    #[schema(value_type = Option<Cursor>)]
     cursor: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
     now: Option<Timestamp>,
 }
 
@@ -482,6 +751,14 @@ impl FeedBody {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/feed",
+    tag = "feed",
+    request_body = FeedBody,
+    responses((status = 200, description = "done", body = FeedResponse), ErrorResponses),
+    security(("bearer" = []))
+)]
 async fn feed(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<FeedBody>,
@@ -492,6 +769,14 @@ async fn feed(
     Ok(axum::Json(response))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/users/{id}/profile",
+    tag = "feed",
+    params(("id" = String, Path, description = "the user")),
+    responses((status = 200, description = "done", body = ProfileSummary), ErrorResponses),
+    security(("bearer" = []))
+)]
 async fn profile(
     State(state): State<AppState>,
     UserPath(user): UserPath,

@@ -10,6 +10,7 @@
 //! | 409 | `conflict` | the request conflicts with the stored state |
 //! | 413 | `too_large` | the body or a batch is over its limit |
 //! | 422 | `invalid_input` | JSON that parses but fails validation |
+//! | 429 | `rate_limited` | the API key is over `server.rate_limit_per_second` (with `retry-after`) |
 //! | 500 | `internal` | a bug or a failed dependency: logged, never described |
 //! | 503 | `not_ready`, `unavailable`, `timeout` | the engine is loading, a dependency is unavailable, the request took too long |
 
@@ -17,6 +18,71 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use steerfeed::ErrorClass;
+
+/// The error shape on the wire, for the OpenAPI document (`ApiError` is what handlers
+/// return; its `IntoResponse` writes exactly this).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// The inside of [`ErrorBody`].
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// A stable, machine-readable code (`invalid_input`, `not_found`, `rate_limited`, ...).
+    pub code: String,
+    /// What went wrong, for a person.
+    pub message: String,
+    /// The request field the error is about, when there is one (`videos[3].embedding`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// The error answers every `/v1` route may give, each in the [`ErrorBody`] shape, for
+/// the OpenAPI document.
+#[derive(Debug)]
+pub struct ErrorResponses;
+
+impl utoipa::IntoResponses for ErrorResponses {
+    fn responses()
+    -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder, ResponsesBuilder};
+        let cases = [
+            ("400", "malformed JSON or a bad id in the path"),
+            ("401", "a missing or wrong bearer token"),
+            ("404", "an unknown user, video or route"),
+            ("409", "the request conflicts with the stored state"),
+            ("413", "the body or a batch is over its limit"),
+            (
+                "422",
+                "JSON that parses but fails validation (`field` says where)",
+            ),
+            (
+                "429",
+                "the API key is over its rate limit (see `retry-after`)",
+            ),
+            ("500", "an internal error (details in the server log)"),
+            (
+                "503",
+                "the engine is loading or unavailable, or the request timed out",
+            ),
+        ];
+        let mut b = ResponsesBuilder::new();
+        for (status, description) in cases {
+            b = b.response(
+                status,
+                ResponseBuilder::new().description(description).content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                ),
+            );
+        }
+        b.build().into()
+    }
+}
 
 /// An error answered to a client, in the API's one error shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +137,11 @@ impl ApiError {
     /// 401: a missing or wrong bearer token.
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// 429: the API key is over its rate limit (the caller adds `retry-after`).
+    pub fn rate_limited(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
     }
 
     /// 503: the engine is still loading.

@@ -17,6 +17,7 @@ pub mod bench_feed;
 pub mod error;
 pub mod extract;
 pub mod metrics;
+pub mod ratelimit;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -43,14 +44,27 @@ struct Inner {
     metrics: metrics::Metrics,
     /// Engine calls allowed to run at once (one per core).
     engine_slots: tokio::sync::Semaphore,
+    /// The token buckets of the API keys.
+    limiter: ratelimit::RateLimiter,
 }
 
 impl AppState {
     /// State whose engine is not loaded yet.
     pub fn new(config: Config) -> Self {
+        Self::with_clock(config, Arc::new(ratelimit::MonotonicClock::default()))
+    }
+
+    /// State whose rate limiting reads time from `clock` (tests move it by hand).
+    pub fn with_clock(config: Config, clock: Arc<dyn ratelimit::Clock>) -> Self {
+        let limiter = ratelimit::RateLimiter::new(
+            config.server.rate_limit_per_second,
+            config.server.rate_limit_burst,
+            clock,
+        );
         Self {
             inner: Arc::new(Inner {
                 config,
+                limiter,
                 engine: OnceLock::new(),
                 metrics: metrics::Metrics::default(),
                 engine_slots: tokio::sync::Semaphore::new(
@@ -90,13 +104,19 @@ impl AppState {
         &self.inner.engine_slots
     }
 
+    /// The rate limiter of the `/v1` routes.
+    pub fn limiter(&self) -> &ratelimit::RateLimiter {
+        &self.inner.limiter
+    }
+
     /// The metrics registry behind `GET /metrics`.
     pub fn metrics(&self) -> &metrics::Metrics {
         &self.inner.metrics
     }
 }
 
-/// The sidecar's routes: `/healthz`, `/readyz` and the JSON API under `/v1`
+/// The sidecar's routes: `/healthz`, `/readyz`, `/metrics`, `/openapi.json` and the JSON
+/// API under `/v1`
 /// ([`api`]), with the body-size limit and the request timeout on all of them.
 pub fn app(state: AppState) -> Router {
     let body_limit = state.config().server.max_body_bytes;
@@ -105,6 +125,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(api::metrics_route(state.clone()))
+        .merge(api::openapi_route())
         .nest("/v1", api::routes(state.clone()))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(body_limit))

@@ -11,7 +11,10 @@
 //!    and video; 413 oversized body and oversized batches (nothing of the batch is
 //!    stored); 422 wrong embedding dimension, a non-finite embedding, limit 0 and 101,
 //!    an unknown consent scope.
-//! 8. End to end: ingest events, steer in words, get an explained feed with the
+//! 8. Rate limiting: a key over its bucket is 429 `rate_limited` with `retry-after`,
+//!    its request stores nothing, other keys keep their own buckets, and the bucket
+//!    refills as an injected clock moves on (no sleeping).
+//! 9. End to end: ingest events, steer in words, get an explained feed with the
 //!    constraints applied (no politics served); revoke a cameo consent for a served video
 //!    and it is gone from the next feed of another follower.
 
@@ -882,4 +885,124 @@ fn state_keyed_like(state: &AppState) -> AppState {
     let keyed = AppState::new(c);
     keyed.set_engine(state.engine().unwrap().clone());
     keyed
+}
+
+/// A clock the rate-limit test moves by hand.
+#[derive(Debug, Default)]
+struct ManualClock(std::sync::Mutex<std::time::Duration>);
+
+impl steerfeed_server::ratelimit::Clock for ManualClock {
+    fn now(&self) -> std::time::Duration {
+        *self.0.lock().unwrap()
+    }
+}
+
+impl ManualClock {
+    fn advance(&self, d: std::time::Duration) {
+        *self.0.lock().unwrap() += d;
+    }
+}
+
+/// Sends one authorized request; answers the status, the `retry-after` header and the
+/// body as JSON.
+async fn send_keyed(
+    state: &AppState,
+    method: Method,
+    uri: &str,
+    body: Value,
+    key: &str,
+) -> (StatusCode, Option<String>, Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, format!("Bearer {key}"))
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let resp = app(state.clone()).oneshot(req).await.unwrap();
+    let status = resp.status();
+    let retry = resp
+        .headers()
+        .get(header::RETRY_AFTER)
+        .map(|v| v.to_str().unwrap().to_owned());
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        retry,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn over_the_rate_limit_is_429_with_retry_after_and_stores_nothing() {
+    let shared = tokio::task::spawn_blocking(|| &*SHARED).await.unwrap();
+    let (key_a, key_b) = (KEY_CHAR.repeat(16), "m".repeat(16));
+    let mut c = config(shared._dir.path(), false);
+    c.server.api_keys = vec![key_a.clone(), key_b.clone()];
+    // One request every two seconds, two at once.
+    c.server.rate_limit_per_second = 0.5;
+    c.server.rate_limit_burst = 2;
+    c.validate().unwrap();
+    let clock = Arc::new(ManualClock::default());
+    let state = AppState::with_clock(c, clock.clone());
+    state.set_engine(shared.engine.clone());
+
+    let now = world_now();
+    let video = |id: &str| {
+        json!({"videos": [{"id": id, "creator": "u0", "created_at": now,
+                           "duration_s": 10.0, "caption": "rate limit"}]})
+    };
+    let stored = |id: &str| {
+        shared
+            .engine
+            .video(&VideoId::new(id).unwrap())
+            .unwrap()
+            .is_some()
+    };
+
+    for id in ["rl0", "rl1"] {
+        let (status, retry, body) =
+            send_keyed(&state, Method::PUT, "/v1/videos", video(id), &key_a).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(retry.is_none());
+    }
+    let (status, retry, body) =
+        send_keyed(&state, Method::PUT, "/v1/videos", video("rl2"), &key_a).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(error_code(&body), "rate_limited");
+    // An empty bucket at half a token a second: a token in two seconds.
+    assert_eq!(retry.as_deref(), Some("2"));
+    assert!(stored("rl0") && stored("rl1"));
+    assert!(!stored("rl2"), "a 429 stored its video");
+
+    // A wrong key is still 401 (the key is checked first); another key has its own bucket.
+    let (status, _, _) = send_keyed(&state, Method::PUT, "/v1/videos", video("rl3"), "x").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, body) =
+        send_keyed(&state, Method::PUT, "/v1/videos", video("rl3"), &key_b).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // One second gives half a token: still limited, one second left to wait.
+    clock.advance(std::time::Duration::from_secs(1));
+    let (status, retry, _) =
+        send_keyed(&state, Method::PUT, "/v1/videos", video("rl2"), &key_a).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(retry.as_deref(), Some("1"));
+    assert!(!stored("rl2"));
+
+    // Another second makes a whole token: the request goes through, and only that one.
+    clock.advance(std::time::Duration::from_secs(1));
+    let (status, _, body) =
+        send_keyed(&state, Method::PUT, "/v1/videos", video("rl2"), &key_a).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(stored("rl2"));
+    let (status, _, _) = send_keyed(
+        &state,
+        Method::GET,
+        "/v1/users/u0/profile",
+        Value::Null,
+        &key_a,
+    )
+    .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
 }

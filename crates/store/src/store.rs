@@ -71,6 +71,7 @@ pub struct IngestReport {
 
 /// A user's preference text and the constraints compiled from it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Preferences {
     /// What the user wrote.
     pub text: String,
