@@ -215,12 +215,12 @@ pub fn react(
     let may_create = !(viewer.teen && item.sensitive);
     if may_create {
         let drive = (0.3 + i) * if viewer.creator { 2.0 } else { 1.0 };
-        let invite = item.inspiration + 0.6 * followed;
-        if item.remix_chain && p(rng, 0.012 * drive * (0.5 + invite)) {
+        let invite = item.inspiration * item.inspiration + 0.6 * followed;
+        if item.remix_chain && p(rng, 0.02 * drive * (0.3 + invite)) {
             r.creation = Some(Creation::Remix);
-        } else if item.friend_cameo && p(rng, 0.015 * drive) {
+        } else if item.friend_cameo && p(rng, 0.02 * drive * (0.5 + invite)) {
             r.creation = Some(Creation::CameoUse);
-        } else if p(rng, 0.003 * drive * (0.3 + 2.0 * invite)) {
+        } else if p(rng, 0.004 * drive * (0.1 + 2.0 * invite)) {
             // A new video on one of the viewer's own interests (teens: no sensitive topic).
             let topics: Vec<(usize, f32)> = viewer
                 .interests
@@ -258,7 +258,10 @@ fn pick(rng: &mut StdRng, weights: &[(usize, f32)]) -> usize {
 
 /// Whether the viewer closes the app after this item: boredom and fatigue push them out.
 pub fn session_ends(session: &Session, rng: &mut StdRng) -> bool {
-    p(rng, 0.006 + 0.04 * session.boredom + 0.01 * session.fatigue)
+    p(
+        rng,
+        0.002 + 0.008 * session.boredom + 0.004 * session.fatigue,
+    )
 }
 
 /// The answer to a check-in card: the more tired, the more "not great".
