@@ -15,6 +15,7 @@
 //! every served item at serve time.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -663,7 +664,7 @@ impl<'a> Sim<'a> {
     fn plan_preferences(&mut self, rng: &mut StdRng, at: Timestamp) -> anyhow::Result<()> {
         let topics = &self.world.config.topics;
         for (i, u) in self.world.users.iter().enumerate() {
-            if !(rng.random_range(0.0..1.0f32) < self.opts.preference_share) {
+            if rng.random_range(0.0..1.0f32) >= self.opts.preference_share {
                 continue;
             }
             let word = |t: usize| topics[t].as_str().replace('_', " ");
@@ -844,8 +845,10 @@ impl<'a> Sim<'a> {
                 if self.ground.consent_violation(&it.video) {
                     self.r.consent_violations += 1;
                 }
+                // Preferences hold from the first session that starts after they were set
+                // (sessions run one after the other on the simulated clock).
                 if let Some(p) = &pref
-                    && now >= p.at
+                    && start >= p.at
                     && self.ground.exclusion_violation(&it.video, &p.constraints)
                 {
                     self.r.hard_exclusion_violations += 1;
@@ -860,7 +863,7 @@ impl<'a> Sim<'a> {
                         self.followed_items += 1;
                     }
                     if let Some(p) = &pref {
-                        let k = usize::from(now >= p.at);
+                        let k = usize::from(start >= p.at);
                         self.pref_matches[k].0 += u64::from(p.matches(v));
                         self.pref_matches[k].1 += 1;
                     }
@@ -1079,11 +1082,13 @@ fn ratio_f(a: f64, b: u64) -> f64 {
 pub fn run(config: Config, args: &Args) -> anyhow::Result<()> {
     let opts = SimOptions::from(args);
     let r = simulate(&config, &opts)?;
-    if args.json {
-        println!("{}", serde_json::to_string(&r)?);
-        return Ok(());
-    }
-    println!("{}", summary(&r));
+    let text = if args.json {
+        serde_json::to_string(&r)?
+    } else {
+        summary(&r)
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")?;
     Ok(())
 }
 
