@@ -140,11 +140,14 @@ impl From<&Args> for SimOptions {
 }
 
 /// Steering compliance of the preference users: the share of their served items that
-/// match their preference before and after it was set.
+/// match their preference before and after it was set, averaged over the users served
+/// items in both periods (each user counts once, whatever their session lengths).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Steering {
     /// Users given a preference.
     pub users: usize,
+    /// Users served items both before and after (the averages' users).
+    pub compared_users: usize,
     /// Matching share of their items before.
     pub before: f64,
     /// Matching share after.
@@ -190,6 +193,12 @@ pub struct SimReport {
     pub following_share: f64,
     /// Mean distinct main topics per page.
     pub diversity: f64,
+    /// Share of served items in a remix chain (they invite a remix).
+    pub remix_chain_share: f64,
+    /// Share of served items featuring someone the viewer follows (they invite a cameo).
+    pub friend_cameo_share: f64,
+    /// Mean inspiration (the behaviour model's seeded trait) of served items.
+    pub mean_inspiration: f64,
     /// Check-in cards shown.
     pub checkins_shown: u64,
     /// Break cards shown.
@@ -425,7 +434,10 @@ struct Sim<'a> {
     pages: u64,
     distinct_sum: f64,
     followed_items: u64,
-    pref_matches: [(u64, u64); 2],
+    /// Served items in a remix chain, with a friend's cameo, and their summed inspiration.
+    invites: (u64, u64, f64),
+    /// Per user: (matching, served) before and after the preference.
+    pref_matches: Vec<[(u64, u64); 2]>,
 }
 
 /// Runs a closed-loop simulation and returns what it measured.
@@ -449,7 +461,8 @@ pub fn simulate(config: &Config, opts: &SimOptions) -> anyhow::Result<SimReport>
         }
     };
     let cfg = engine_config(config, opts, dir);
-    let world = World::generate(WorldConfig::new(opts.seed, opts.users, opts.videos));
+    let mut world = World::generate(WorldConfig::new(opts.seed, opts.users, opts.videos));
+    world.events = behaviour_history(&world, opts.seed)?;
     let engine = Engine::open(cfg).context("opening the engine")?;
     steerfeed::demo::load_world(&engine, &world, 1000).context("loading the world")?;
 
@@ -515,9 +528,10 @@ impl<'a> Sim<'a> {
                 ..SimReport::default()
             },
             pages: 0,
+            invites: (0, 0, 0.0),
             distinct_sum: 0.0,
             followed_items: 0,
-            pref_matches: [(0, 0); 2],
+            pref_matches: vec![[(0, 0); 2]; world.users.len()],
         })
     }
 
@@ -727,31 +741,14 @@ impl<'a> Sim<'a> {
     }
 
     fn item_of(&self, user: usize, v: &Video) -> Item {
-        let me = &self.world.users[user].user.id;
-        let topics = v
-            .topics
-            .iter()
-            .filter_map(|t| self.topic_index.get(t).copied())
-            .collect();
-        Item {
-            topics,
-            sensitive: !v.safety.is_empty(),
-            duration_s: v.duration_s,
-            followed_creator: self
-                .ground
-                .follows
-                .contains(&(me.clone(), v.creator.clone())),
-            remix_chain: v.remix_of.is_some() || self.remixed.contains(&v.id),
-            friend_cameo: v
-                .cameos
-                .iter()
-                .any(|p| p != me && self.ground.follows.contains(&(me.clone(), p.clone()))),
-            appeal: behaviour::latent(v.id.as_str(), self.opts.seed),
-            // Some creators inspire more than others (a trait the engine can learn from
-            // creators' action rates), some videos more than others.
-            inspiration: 0.7 * behaviour::latent(v.creator.as_str(), self.opts.seed ^ 0xc4ea)
-                + 0.3 * behaviour::latent(v.id.as_str(), self.opts.seed ^ 0xabcdef),
-        }
+        item_of(
+            &self.world.users[user].user.id,
+            v,
+            &self.ground.follows,
+            &self.remixed,
+            &self.topic_index,
+            self.opts.seed,
+        )
     }
 
     /// Checks a teen's limits at `at`; rolls the local day.
@@ -862,10 +859,14 @@ impl<'a> Sim<'a> {
                     {
                         self.followed_items += 1;
                     }
+                    let item = self.item_of(user, v);
+                    self.invites.0 += u64::from(item.remix_chain);
+                    self.invites.1 += u64::from(item.friend_cameo);
+                    self.invites.2 += f64::from(item.inspiration);
                     if let Some(p) = &pref {
                         let k = usize::from(start >= p.at);
-                        self.pref_matches[k].0 += u64::from(p.matches(v));
-                        self.pref_matches[k].1 += 1;
+                        self.pref_matches[user][k].0 += u64::from(p.matches(v));
+                        self.pref_matches[user][k].1 += 1;
                     }
                 }
             }
@@ -1062,12 +1063,167 @@ impl<'a> Sim<'a> {
         r.minutes_per_user_day = hours * 60.0 / user_days;
         r.following_share = ratio(self.followed_items, r.items_served);
         r.diversity = ratio_f(self.distinct_sum, self.pages);
-        r.steering.before = ratio(self.pref_matches[0].0, self.pref_matches[0].1);
-        r.steering.after = ratio(self.pref_matches[1].0, self.pref_matches[1].1);
-        r.steering.items_before = self.pref_matches[0].1;
-        r.steering.items_after = self.pref_matches[1].1;
+        r.remix_chain_share = ratio(self.invites.0, r.items_served);
+        r.friend_cameo_share = ratio(self.invites.1, r.items_served);
+        r.mean_inspiration = ratio_f(self.invites.2, r.items_served);
+        let both: Vec<&[(u64, u64); 2]> = self
+            .pref_matches
+            .iter()
+            .filter(|m| m[0].1 > 0 && m[1].1 > 0)
+            .collect();
+        let n = both.len().max(1) as f64;
+        r.steering.compared_users = both.len();
+        r.steering.before = both.iter().map(|m| ratio(m[0].0, m[0].1)).sum::<f64>() / n;
+        r.steering.after = both.iter().map(|m| ratio(m[1].0, m[1].1)).sum::<f64>() / n;
+        r.steering.items_before = self.pref_matches.iter().map(|m| m[0].1).sum();
+        r.steering.items_after = self.pref_matches.iter().map(|m| m[1].1).sum();
         r
     }
+}
+
+/// What `me` notices about `v` (see [`Item`]).
+fn item_of(
+    me: &UserId,
+    v: &Video,
+    follows: &HashSet<(UserId, UserId)>,
+    remixed: &HashSet<VideoId>,
+    topic_index: &HashMap<TopicId, usize>,
+    seed: u64,
+) -> Item {
+    Item {
+        topics: v
+            .topics
+            .iter()
+            .filter_map(|t| topic_index.get(t).copied())
+            .collect(),
+        sensitive: !v.safety.is_empty(),
+        duration_s: v.duration_s,
+        followed_creator: follows.contains(&(me.clone(), v.creator.clone())),
+        remix_chain: v.remix_of.is_some() || remixed.contains(&v.id),
+        friend_cameo: v
+            .cameos
+            .iter()
+            .any(|p| p != me && follows.contains(&(me.clone(), p.clone()))),
+        appeal: behaviour::latent(v.id.as_str(), seed),
+        // Some creators inspire more than others (a trait the engine can learn from
+        // creators' action rates), some videos more than others.
+        inspiration: 0.7 * behaviour::latent(v.creator.as_str(), seed ^ 0xc4ea)
+            + 0.3 * behaviour::latent(v.id.as_str(), seed ^ 0xabcdef),
+    }
+}
+
+/// The world's event history re-drawn with the behaviour model: every historic
+/// impression (who saw what, when) is kept, and what the viewer then did is what the
+/// model says, so the rates the engine learns from history describe the same simulated
+/// people as the run. Follows are left out (the graph is the world's); creation actions
+/// in history make no new videos.
+pub fn behaviour_history(world: &World, seed: u64) -> anyhow::Result<Vec<Event>> {
+    let follows: HashSet<(UserId, UserId)> = world.follows.iter().cloned().collect();
+    let remixed: HashSet<VideoId> = world
+        .videos
+        .iter()
+        .filter_map(|v| v.remix_of.clone())
+        .collect();
+    let topic_index: HashMap<TopicId, usize> = world
+        .config
+        .topics
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), i))
+        .collect();
+    let videos: HashMap<&VideoId, &Video> = world.videos.iter().map(|v| (&v.id, v)).collect();
+    let users: HashMap<&UserId, usize> = world
+        .users
+        .iter()
+        .enumerate()
+        .map(|(i, u)| (&u.user.id, i))
+        .collect();
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x4157);
+    let topics = &world.config.topics;
+    let mut out = Vec::with_capacity(world.events.len());
+    let mut n = 0u64;
+    let mut key = || -> anyhow::Result<EventKey> {
+        n += 1;
+        Ok(EventKey::new(format!("h{n}"))?)
+    };
+    for e in &world.events {
+        let EventKind::Impression { video } = &e.kind else {
+            continue;
+        };
+        let (Some(v), Some(&ui)) = (videos.get(video), users.get(&e.user)) else {
+            continue;
+        };
+        let su = &world.users[ui];
+        let viewer = Viewer {
+            interests: &su.interests,
+            teen: su.user.age_band == AgeBand::Teen,
+            creator: su.creator,
+        };
+        let item = item_of(&e.user, v, &follows, &remixed, &topic_index, seed);
+        let mut session = Session::default();
+        let r = behaviour::react(
+            &viewer,
+            &item,
+            &mut session,
+            |t| {
+                topics
+                    .get(t)
+                    .is_some_and(|t| behaviour::safety_topic(t.as_str()))
+            },
+            &mut rng,
+        );
+        let mut kinds = vec![EventKind::Impression {
+            video: video.clone(),
+        }];
+        if r.skipped {
+            kinds.push(EventKind::Skip {
+                video: video.clone(),
+            });
+        } else {
+            kinds.push(EventKind::View {
+                video: video.clone(),
+                watch_ms: (r.watch_s * 1000.0) as u64,
+                completed: r.completed,
+            });
+        }
+        if r.like {
+            kinds.push(EventKind::Like {
+                video: video.clone(),
+            });
+        }
+        if r.comment {
+            kinds.push(EventKind::Comment {
+                video: video.clone(),
+            });
+        }
+        if r.share {
+            kinds.push(EventKind::Share {
+                video: video.clone(),
+            });
+        }
+        match r.creation {
+            Some(Creation::Remix) => kinds.push(EventKind::Remix {
+                video: video.clone(),
+                new_video: None,
+            }),
+            Some(Creation::CameoUse) => kinds.push(EventKind::CameoUse {
+                video: video.clone(),
+            }),
+            Some(Creation::Create(_)) => kinds.push(EventKind::Create {
+                video: Some(video.clone()),
+            }),
+            None => {}
+        }
+        for kind in kinds {
+            out.push(Event {
+                key: key()?,
+                user: e.user.clone(),
+                at: e.at,
+                kind,
+            });
+        }
+    }
+    Ok(out)
 }
 
 fn ratio(a: u64, b: u64) -> f64 {
@@ -1108,9 +1264,10 @@ pub fn summary(r: &SimReport) -> String {
          creation actions {} = {:.3} per session hour\n\
          minutes per user-day {:.1}, passive {:.1}\n\
          following share {:.3}, diversity {:.2} distinct topics per page\n\
+         served items inviting creation: remix chain {:.3}, friend's cameo {:.3}, mean inspiration {:.3}\n\
          check-ins {}, breaks {}, creation prompts {}, gates {}\n\
          violations: teen limits {}, consent {}, hard exclusions {}\n\
-         steering ({} users): matching share before {:.3} ({} items), after {:.3} ({} items)\n\
+         steering ({} users, {} compared): matching share before {:.3} ({} items), after {:.3} ({} items)\n\
          revocations during the run {}; {:.1} s",
         r.policy.unwrap_or(Policy::Creation),
         r.creation_weight
@@ -1136,6 +1293,9 @@ pub fn summary(r: &SimReport) -> String {
         r.passive_minutes_per_user_day,
         r.following_share,
         r.diversity,
+        r.remix_chain_share,
+        r.friend_cameo_share,
+        r.mean_inspiration,
         r.checkins_shown,
         r.breaks_shown,
         r.creation_prompts_shown,
@@ -1144,6 +1304,7 @@ pub fn summary(r: &SimReport) -> String {
         r.consent_violations,
         r.hard_exclusion_violations,
         r.steering.users,
+        r.steering.compared_users,
         r.steering.before,
         r.steering.items_before,
         r.steering.after,
