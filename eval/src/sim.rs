@@ -76,6 +76,9 @@ pub struct Args {
     /// Items per feed page.
     #[arg(long, default_value_t = 10)]
     pub page: u32,
+    /// Mean historic engagements per user before the run.
+    #[arg(long, default_value_t = 40)]
+    pub history: usize,
     /// Print one JSON object instead of the summary.
     #[arg(long)]
     pub json: bool,
@@ -106,6 +109,9 @@ pub struct SimOptions {
     pub store: Option<PathBuf>,
     /// Show a progress bar.
     pub progress: bool,
+    /// Mean historic engagements per user before the run (the world's
+    /// `events_per_user`): how much the engine has learned before the first session.
+    pub history_per_user: usize,
 }
 
 impl SimOptions {
@@ -123,6 +129,7 @@ impl SimOptions {
             page: 10,
             store: None,
             progress: true,
+            history_per_user: 40,
         }
     }
 }
@@ -134,6 +141,7 @@ impl From<&Args> for SimOptions {
             no_throttles: a.no_throttles,
             preference_share: a.preference_share,
             page: a.page,
+            history_per_user: a.history,
             ..Self::new(a.users, a.videos, a.days, a.seed, a.policy)
         }
     }
@@ -461,7 +469,9 @@ pub fn simulate(config: &Config, opts: &SimOptions) -> anyhow::Result<SimReport>
         }
     };
     let cfg = engine_config(config, opts, dir);
-    let mut world = World::generate(WorldConfig::new(opts.seed, opts.users, opts.videos));
+    let mut wc = WorldConfig::new(opts.seed, opts.users, opts.videos);
+    wc.events_per_user = opts.history_per_user;
+    let mut world = World::generate(wc);
     world.events = behaviour_history(&world, opts.seed)?;
     let engine = Engine::open(cfg).context("opening the engine")?;
     steerfeed::demo::load_world(&engine, &world, 1000).context("loading the world")?;
