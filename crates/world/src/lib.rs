@@ -14,6 +14,7 @@
 
 #![warn(missing_docs)]
 
+pub mod behaviour;
 mod captions;
 mod generate;
 

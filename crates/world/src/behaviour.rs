@@ -1,0 +1,460 @@
+//! A seeded behaviour model: how a simulated user reacts to what a feed serves.
+//!
+//! Pure and engine-free: given the viewer ([`Viewer`]), a served item described by what a
+//! person would notice about it ([`Item`]), the session so far ([`Session`]) and an RNG,
+//! [`react`] returns a [`Reaction`] (skip, watch seconds, complete, like, comment, share,
+//! follow, and at most one creation action: remix, cameo use or a new video). The model
+//! never knows which ranking policy served the item: it only responds to the item.
+//!
+//! Creation is invited by the item itself: a video in a remix chain invites a remix, a
+//! friend's cameo invites a cameo, and a followed creator or an "inspiring" video (a
+//! seeded per-video trait, [`latent`]) invites making something. Interest raises every
+//! response. Teens never create or remix content with a safety label.
+
+use rand::RngExt;
+use rand::rngs::StdRng;
+use steerfeed_core::CheckinAnswer;
+
+/// What the model knows of the viewer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Viewer<'a> {
+    /// Interest weights over topic indices (as [`crate::SimUser::interests`]).
+    pub interests: &'a [(usize, f32)],
+    /// A teen account.
+    pub teen: bool,
+    /// Posts videos (creators create more).
+    pub creator: bool,
+}
+
+/// What a viewer notices about a served video.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    /// Topic indices, main topic first.
+    pub topics: Vec<usize>,
+    /// Carries a safety label (mature, violence, ...).
+    pub sensitive: bool,
+    /// Length in seconds.
+    pub duration_s: f32,
+    /// The viewer follows its creator.
+    pub followed_creator: bool,
+    /// It remixes a video or has been remixed (part of a remix chain).
+    pub remix_chain: bool,
+    /// It features someone the viewer follows.
+    pub friend_cameo: bool,
+    /// Seeded per-video appeal in [0, 1] (drives likes and shares).
+    pub appeal: f32,
+    /// Seeded per-video inspiration in [0, 1] (drives creation).
+    pub inspiration: f32,
+}
+
+/// The session so far.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Session {
+    /// Minutes spent so far.
+    pub minutes: f32,
+    /// Items reacted to.
+    pub items: u32,
+    /// Tiredness, grows with watch time and repeats, eases with creation.
+    pub fatigue: f32,
+    /// Boredom, grows with skips and repeats, falls with interesting items.
+    pub boredom: f32,
+    /// How many items of each main topic this session has shown.
+    pub topic_seen: Vec<(usize, u32)>,
+}
+
+impl Session {
+    fn seen(&self, topic: usize) -> u32 {
+        self.topic_seen
+            .iter()
+            .find(|x| x.0 == topic)
+            .map_or(0, |x| x.1)
+    }
+
+    fn note(&mut self, topic: usize) {
+        match self.topic_seen.iter_mut().find(|x| x.0 == topic) {
+            Some(x) => x.1 += 1,
+            None => self.topic_seen.push((topic, 1)),
+        }
+    }
+}
+
+/// A creation action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Creation {
+    /// Remixed the item.
+    Remix,
+    /// Put a person featured in the item into a new video.
+    CameoUse,
+    /// Made a new video of this topic (an index), inspired by the item.
+    Create(usize),
+}
+
+/// How the viewer reacted to one item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reaction {
+    /// Swiped away quickly.
+    pub skipped: bool,
+    /// Seconds spent on the item (watching, or before swiping away).
+    pub watch_s: f32,
+    /// Watched to the end.
+    pub completed: bool,
+    /// Liked.
+    pub like: bool,
+    /// Commented.
+    pub comment: bool,
+    /// Shared.
+    pub share: bool,
+    /// Followed the creator.
+    pub follow: bool,
+    /// At most one creation action.
+    pub creation: Option<Creation>,
+}
+
+impl Reaction {
+    /// Any action beyond watching.
+    pub fn active(&self) -> bool {
+        self.like || self.comment || self.share || self.follow || self.creation.is_some()
+    }
+}
+
+/// Minutes a creation takes out of the session.
+pub const CREATION_MINUTES: f32 = 1.0;
+
+/// Whether a topic id carries a safety label in the generated world.
+pub fn safety_topic(topic: &str) -> bool {
+    matches!(topic, "mature" | "violence" | "weight_loss" | "sad")
+}
+
+/// A seeded value in [0, 1) from a video id and a salt (FNV-1a, then a mix).
+pub fn latent(id: &str, salt: u64) -> f32 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    for b in id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    (h >> 40) as f32 / (1u64 << 24) as f32
+}
+
+/// How much the viewer cares for the item's topics, in [0, 1]: the main topic's weight,
+/// plus half of each other topic's.
+pub fn interest(viewer: &Viewer<'_>, item: &Item) -> f32 {
+    let w = |t: usize| {
+        viewer
+            .interests
+            .iter()
+            .find(|x| x.0 == t)
+            .map_or(0.0, |x| x.1)
+    };
+    let mut s = 0.0;
+    for (k, &t) in item.topics.iter().enumerate() {
+        s += if k == 0 { w(t) } else { 0.5 * w(t) };
+    }
+    // Interest weights sum to 1 over 1 to 3 topics; a main interest counts fully.
+    (s * 1.6).min(1.0)
+}
+
+fn p(rng: &mut StdRng, prob: f32) -> bool {
+    rng.random_range(0.0..1.0f32) < prob.clamp(0.0, 1.0)
+}
+
+/// The viewer's reaction to `item`; updates `session` (minutes, fatigue, boredom).
+/// `sensitive_topic(t)` says whether topic index `t` carries a safety label (teens never
+/// create those).
+pub fn react(
+    viewer: &Viewer<'_>,
+    item: &Item,
+    session: &mut Session,
+    sensitive_topic: impl Fn(usize) -> bool,
+    rng: &mut StdRng,
+) -> Reaction {
+    let i = interest(viewer, item);
+    let main = item.topics.first().copied().unwrap_or(0);
+    let repeat = session.seen(main) as f32;
+    let followed = f32::from(u8::from(item.followed_creator));
+    session.note(main);
+    session.items += 1;
+
+    let p_skip = (0.55 - 0.9 * i + 0.04 * repeat + 0.15 * session.fatigue - 0.15 * followed)
+        .clamp(0.03, 0.95);
+    let mut r = Reaction {
+        skipped: false,
+        watch_s: 0.0,
+        completed: false,
+        like: false,
+        comment: false,
+        share: false,
+        follow: false,
+        creation: None,
+    };
+    if p(rng, p_skip) {
+        r.skipped = true;
+        r.watch_s = rng.random_range(0.5..2.5f32).min(item.duration_s.max(0.5));
+        session.boredom += 0.08 + 0.02 * repeat.min(5.0);
+        session.fatigue += 0.005;
+        session.minutes += r.watch_s / 60.0;
+        return r;
+    }
+    let p_complete = (0.15 + 0.6 * i + 0.15 * item.appeal - 0.03 * repeat - 0.05 * session.fatigue)
+        .clamp(0.02, 0.95);
+    r.completed = p(rng, p_complete);
+    r.watch_s = if r.completed {
+        item.duration_s
+    } else {
+        item.duration_s * rng.random_range(0.1..0.9f32) * (0.4 + 0.6 * i)
+    }
+    .max(0.5);
+    r.like = p(rng, 0.02 + 0.25 * i * item.appeal + 0.04 * followed);
+    r.comment = p(rng, 0.004 + 0.03 * i + 0.01 * followed);
+    r.share = p(rng, 0.003 + 0.04 * i * item.appeal);
+    r.follow = !item.followed_creator && p(rng, 0.003 + 0.03 * i * item.appeal);
+
+    // Creation: invited by the item, raised by interest; teens never from a sensitive item.
+    let may_create = !(viewer.teen && item.sensitive);
+    if may_create {
+        let drive = (0.3 + i) * if viewer.creator { 2.0 } else { 1.0 };
+        let invite = item.inspiration * item.inspiration + 0.6 * followed;
+        if item.remix_chain && p(rng, 0.02 * drive * (0.3 + invite)) {
+            r.creation = Some(Creation::Remix);
+        } else if item.friend_cameo && p(rng, 0.02 * drive * (0.5 + invite)) {
+            r.creation = Some(Creation::CameoUse);
+        } else if p(rng, 0.004 * drive * (0.1 + 2.0 * invite)) {
+            // A new video on one of the viewer's own interests (teens: no sensitive topic).
+            let topics: Vec<(usize, f32)> = viewer
+                .interests
+                .iter()
+                .copied()
+                .filter(|&(t, _)| !(viewer.teen && sensitive_topic(t)))
+                .collect();
+            if !topics.is_empty() {
+                r.creation = Some(Creation::Create(pick(rng, &topics)));
+            }
+        }
+    }
+
+    session.minutes += r.watch_s / 60.0;
+    session.fatigue += r.watch_s / 60.0 * 0.02 + 0.01 * repeat.min(5.0);
+    session.boredom = (session.boredom - 0.06 * i + 0.01 * repeat.min(5.0)).max(0.0);
+    if r.creation.is_some() {
+        session.minutes += CREATION_MINUTES;
+        session.fatigue = (session.fatigue - 0.1).max(0.0);
+    }
+    r
+}
+
+fn pick(rng: &mut StdRng, weights: &[(usize, f32)]) -> usize {
+    let total: f32 = weights.iter().map(|w| w.1).sum();
+    let mut x = rng.random_range(0.0..total.max(f32::MIN_POSITIVE));
+    for &(i, w) in weights {
+        if x < w {
+            return i;
+        }
+        x -= w;
+    }
+    weights.last().map_or(0, |w| w.0)
+}
+
+/// Whether the viewer closes the app after this item: boredom and fatigue push them out.
+pub fn session_ends(session: &Session, rng: &mut StdRng) -> bool {
+    p(
+        rng,
+        0.002 + 0.008 * session.boredom + 0.004 * session.fatigue,
+    )
+}
+
+/// The answer to a check-in card: the more tired, the more "not great".
+pub fn answer_checkin(session: &Session, rng: &mut StdRng) -> CheckinAnswer {
+    let not_great = (0.1 + 0.5 * session.fatigue).min(0.9);
+    let x = rng.random_range(0.0..1.0f32);
+    if x < not_great {
+        CheckinAnswer::NotGreat
+    } else if x < not_great + (1.0 - not_great) * 0.4 {
+        CheckinAnswer::Okay
+    } else {
+        CheckinAnswer::Great
+    }
+}
+
+/// Whether the viewer takes an offered break (ends the session).
+pub fn takes_break(session: &Session, rng: &mut StdRng) -> bool {
+    p(rng, 0.3 + 0.4 * session.fatigue)
+}
+
+/// Whether a creation prompt card gets the viewer to make something.
+pub fn answers_prompt(session: &Session, rng: &mut StdRng) -> bool {
+    p(rng, 0.05 + 0.05 * session.fatigue.min(1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use rand::SeedableRng;
+
+    use super::*;
+
+    fn item(topic: usize) -> Item {
+        Item {
+            topics: vec![topic],
+            sensitive: false,
+            duration_s: 30.0,
+            followed_creator: false,
+            remix_chain: false,
+            friend_cameo: false,
+            appeal: 0.5,
+            inspiration: 0.5,
+        }
+    }
+
+    fn mean_watch(viewer: &Viewer<'_>, it: &Item, seed: u64) -> f32 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let n = 4000;
+        let mut total = 0.0;
+        for _ in 0..n {
+            let mut s = Session::default();
+            total += react(viewer, it, &mut s, |_| false, &mut rng).watch_s;
+        }
+        total / n as f32
+    }
+
+    #[test]
+    fn interest_matching_items_are_watched_longer() {
+        let interests = [(3, 0.7), (5, 0.3)];
+        let v = Viewer {
+            interests: &interests,
+            teen: false,
+            creator: false,
+        };
+        let main = mean_watch(&v, &item(3), 1);
+        let second = mean_watch(&v, &item(5), 1);
+        let other = mean_watch(&v, &item(9), 1);
+        assert!(main > second && second > other, "{main} {second} {other}");
+    }
+
+    #[test]
+    fn teens_never_create_from_or_about_sensitive_topics() {
+        // Interests include a sensitive topic (7); items are sensitive and invite creation.
+        let interests = [(7, 0.6), (2, 0.4)];
+        let teen = Viewer {
+            interests: &interests,
+            teen: true,
+            creator: true,
+        };
+        let mut it = item(7);
+        it.sensitive = true;
+        it.remix_chain = true;
+        it.friend_cameo = true;
+        it.inspiration = 1.0;
+        let mut plain = item(2);
+        plain.remix_chain = true;
+        plain.inspiration = 1.0;
+        let mut rng = StdRng::seed_from_u64(9);
+        let mut created = 0;
+        for _ in 0..20_000 {
+            let mut s = Session::default();
+            assert_eq!(
+                react(&teen, &it, &mut s, |t| t == 7, &mut rng).creation,
+                None
+            );
+            let r = react(&teen, &plain, &mut s, |t| t == 7, &mut rng);
+            if let Some(c) = r.creation {
+                created += 1;
+                assert_ne!(c, Creation::Create(7));
+            }
+        }
+        // The teen does create, just never sensitive content.
+        assert!(created > 0);
+        // An adult with the same interests does create from the sensitive item.
+        let adult = Viewer {
+            teen: false,
+            ..teen
+        };
+        let n = (0..20_000)
+            .filter(|_| {
+                let mut s = Session::default();
+                react(&adult, &it, &mut s, |t| t == 7, &mut rng)
+                    .creation
+                    .is_some()
+            })
+            .count();
+        assert!(n > 0);
+    }
+
+    #[test]
+    fn invitations_raise_creation() {
+        let interests = [(1, 1.0)];
+        let v = Viewer {
+            interests: &interests,
+            teen: false,
+            creator: false,
+        };
+        let count = |it: &Item| {
+            let mut rng = StdRng::seed_from_u64(5);
+            (0..20_000)
+                .filter(|_| {
+                    let mut s = Session::default();
+                    react(&v, it, &mut s, |_| false, &mut rng)
+                        .creation
+                        .is_some()
+                })
+                .count()
+        };
+        let plain = item(1);
+        let mut chain = item(1);
+        chain.remix_chain = true;
+        chain.friend_cameo = true;
+        assert!(
+            count(&chain) > 2 * count(&plain),
+            "{} {}",
+            count(&chain),
+            count(&plain)
+        );
+    }
+
+    #[test]
+    fn seeded_reactions_repeat_and_seeds_differ() {
+        let interests = [(1, 0.5), (2, 0.5)];
+        let v = Viewer {
+            interests: &interests,
+            teen: false,
+            creator: true,
+        };
+        let run = |seed| {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut s = Session::default();
+            (0..200)
+                .map(|k| react(&v, &item(k % 4), &mut s, |_| false, &mut rng))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(3), run(3));
+        assert_ne!(run(3), run(4));
+    }
+
+    #[test]
+    fn tired_viewers_answer_not_great_more_often() {
+        let mut rng = StdRng::seed_from_u64(2);
+        let count = |fatigue: f32, rng: &mut StdRng| {
+            let s = Session {
+                fatigue,
+                ..Session::default()
+            };
+            (0..5000)
+                .filter(|_| answer_checkin(&s, rng) == CheckinAnswer::NotGreat)
+                .count()
+        };
+        let rested = count(0.0, &mut rng);
+        let tired = count(1.2, &mut rng);
+        assert!(tired > rested + 500, "{rested} {tired}");
+    }
+
+    #[test]
+    fn latent_is_stable_and_spread() {
+        assert_eq!(latent("v1", 7), latent("v1", 7));
+        assert_ne!(latent("v1", 7), latent("v1", 8));
+        let xs: Vec<f32> = (0..1000).map(|i| latent(&format!("v{i}"), 1)).collect();
+        assert!(xs.iter().all(|x| (0.0..1.0).contains(x)));
+        let mean = xs.iter().sum::<f32>() / 1000.0;
+        assert!((0.4..0.6).contains(&mean), "{mean}");
+    }
+}

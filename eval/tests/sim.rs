@@ -1,0 +1,153 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The closed-loop simulation through the real engine (the language model fetched by
+//! `make setup`), and the violation checks it relies on.
+
+use std::sync::OnceLock;
+
+use steerfeed::world::{Revocation, World, WorldConfig};
+use steerfeed::{Concept, Config, ConsentScope, Constraints};
+use steerfeed_eval::sim::{Ground, Policy, SimOptions, SimReport, simulate};
+
+fn opts(policy: Policy) -> SimOptions {
+    let mut o = SimOptions::new(60, 600, 2, 42, policy);
+    o.progress = false;
+    o
+}
+
+fn creation_run() -> &'static SimReport {
+    static R: OnceLock<SimReport> = OnceLock::new();
+    R.get_or_init(|| simulate(&Config::default(), &opts(Policy::Creation)).unwrap())
+}
+
+#[test]
+fn a_closed_loop_run_breaks_no_rule_and_steers() {
+    let r = creation_run();
+    assert!(r.sessions > 0 && r.items_served > 0, "{r:?}");
+    assert_eq!(r.session_minutes.len(), r.sessions);
+    assert_eq!(r.consent_violations, 0);
+    assert_eq!(r.teen_limit_violations, 0);
+    assert_eq!(r.hard_exclusion_violations, 0);
+    // Revocations did happen during the run, so the consent zero covers them.
+    assert!(r.revocations_during_run > 0);
+    // Some sessions were long enough for a check-in card.
+    assert!(r.checkins_shown > 0);
+    // Preference users see more of what they asked for after asking.
+    assert!(r.steering.users > 0 && r.steering.items_before > 0 && r.steering.items_after > 0);
+    assert!(r.steering.after >= r.steering.before, "{:?}", r.steering);
+    assert!(r.creation_actions > 0);
+    assert!(r.diversity > 1.0);
+}
+
+fn engagement_run() -> &'static SimReport {
+    static R: OnceLock<SimReport> = OnceLock::new();
+    R.get_or_init(|| simulate(&Config::default(), &opts(Policy::Engagement)).unwrap())
+}
+
+#[test]
+fn the_engagement_policy_breaks_no_rule_either_and_ranks_differently() {
+    let engagement = engagement_run();
+    assert_eq!(engagement.consent_violations, 0);
+    assert_eq!(engagement.teen_limit_violations, 0);
+    assert_eq!(engagement.hard_exclusion_violations, 0);
+    // Same world, same people, another objective: the runs part ways.
+    let creation = creation_run();
+    assert_ne!(
+        (creation.items_served, creation.creation_actions),
+        (engagement.items_served, engagement.creation_actions)
+    );
+}
+
+/// The target. It does not hold today: both policies serve the same share of
+/// creation-inviting items (see the report of the simulation branch), so this is kept,
+/// ignored, as the check to turn on once the scorer separates them.
+#[test]
+#[ignore = "fails today: the creation weights do not change the served mix (see the sim report)"]
+fn the_creation_policy_raises_creation_over_the_engagement_policy() {
+    let creation = creation_run();
+    let engagement = engagement_run();
+    assert!(
+        creation.creation_per_hour > engagement.creation_per_hour,
+        "creation {} engagement {}",
+        creation.creation_per_hour,
+        engagement.creation_per_hour
+    );
+}
+
+#[test]
+fn bad_options_are_errors() {
+    let mut o = opts(Policy::Creation);
+    o.users = 0;
+    assert!(simulate(&Config::default(), &o).is_err());
+    let mut o = opts(Policy::Creation);
+    o.page = 0;
+    assert!(simulate(&Config::default(), &o).is_err());
+}
+
+fn world() -> World {
+    World::generate(WorldConfig::new(5, 40, 400))
+}
+
+#[test]
+fn a_served_revoked_video_is_detected() {
+    let w = world();
+    let mut g = Ground::of(&w);
+    // A video featuring someone whose consent covers it now.
+    let v = w
+        .videos
+        .iter()
+        .find(|v| v.cameos.iter().any(|p| *p != v.creator) && !g.consent_violation(&v.id))
+        .expect("a consenting cameo video");
+    let person = v.cameos.iter().find(|p| **p != v.creator).unwrap().clone();
+    g.revoke(&Revocation::Video {
+        person: person.clone(),
+        video: v.id.clone(),
+    });
+    assert!(g.consent_violation(&v.id));
+
+    // A creator-wide revocation covers the creator's other videos featuring the person.
+    let mut g = Ground::of(&w);
+    g.revoke(&Revocation::Creator {
+        person,
+        creator: v.creator.clone(),
+    });
+    assert!(g.consent_violation(&v.id));
+
+    // A person who never consented makes any video featuring them a violation.
+    let mut g = Ground::of(&w);
+    let featured = v.cameos.iter().find(|p| **p != v.creator).unwrap();
+    g.scopes.insert(featured.clone(), ConsentScope::Nobody);
+    assert!(g.consent_violation(&v.id));
+    // Unknown videos are never taken as fine.
+    assert!(g.consent_violation(&steerfeed::VideoId::new("nope").unwrap()));
+}
+
+#[test]
+fn a_served_excluded_topic_is_detected() {
+    let w = world();
+    let g = Ground::of(&w);
+    let v = &w.videos[0];
+    let topic = v.topics[0].clone();
+    let exclude = Constraints {
+        exclude: vec![Concept {
+            topic: Some(topic.clone()),
+            phrase: None,
+        }],
+        ..Constraints::default()
+    };
+    assert!(g.exclusion_violation(&v.id, &exclude));
+    let other = w
+        .videos
+        .iter()
+        .find(|x| !x.topics.contains(&topic))
+        .unwrap();
+    assert!(!g.exclusion_violation(&other.id, &exclude));
+    let only = Constraints {
+        only: vec![Concept {
+            topic: Some(topic),
+            phrase: None,
+        }],
+        ..Constraints::default()
+    };
+    assert!(!g.exclusion_violation(&v.id, &only));
+    assert!(g.exclusion_violation(&other.id, &only));
+}
