@@ -389,8 +389,12 @@ pub fn evaluate(
     Ok((out, tuning))
 }
 
-/// Runs `steerfeed eval microlens`.
-pub fn run(config: Config, args: &Args) -> anyhow::Result<()> {
+/// Loads the data, embeds the titles with the real encoder (cached) and runs the chosen
+/// methods: what `steerfeed eval microlens` and the report share.
+pub fn load_and_evaluate(
+    config: &Config,
+    args: &Args,
+) -> anyhow::Result<(Vec<MethodResult>, Vec<TuneRow>)> {
     check_args(args)?;
     let (cat, split) = load(args)?;
     eprintln!(
@@ -406,7 +410,12 @@ pub fn run(config: Config, args: &Args) -> anyhow::Result<()> {
         .unwrap_or_else(|| steerfeed::steer::config::cache_dir().join("embeddings"));
     let emb = embed::embed_titles(&encoder, &cat.titles, &dir)?;
     drop(encoder);
-    let (rows, tuning) = evaluate(args, &cat, &split, &emb)?;
+    evaluate(args, &cat, &split, &emb)
+}
+
+/// Runs `steerfeed eval microlens`.
+pub fn run(config: Config, args: &Args) -> anyhow::Result<()> {
+    let (rows, tuning) = load_and_evaluate(&config, args)?;
     let mut out = std::io::stdout().lock();
     if args.validate && !tuning.is_empty() {
         writeln!(
