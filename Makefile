@@ -51,14 +51,21 @@ FEED_ARGS ?=
 bench-feed: build
 	./target/release/steerfeed bench feed --videos 100000 --users 10000 --seed 42 --events-per-user 10 $(FEED_ARGS)
 
-## The offline evaluation harness (today: the steering parser on labelled preferences).
+## The offline evaluation harness: the steering parser on labelled preferences, then
+## `steerfeed eval report` (MicroLens-50k replay when $(SHARED) is beside the checkout, and
+## the closed-loop simulations) into $(EVAL_OUT): JSON lines, report.md and PNG plots.
+## EVAL_ARGS adds options, e.g. EVAL_ARGS="--skip-microlens --users 100".
 SHARED ?= ../shared
+EVAL_OUT ?= target/eval-report
+EVAL_ARGS ?=
 eval: build
 	RUST_LOG=warn ./target/release/steerfeed prefs eval --jsonl crates/steer/tests/data/prefs-tune.jsonl
 	RUST_LOG=warn ./target/release/steerfeed prefs eval --jsonl crates/steer/tests/data/prefs-holdout.jsonl
 	@if [ -f $(SHARED)/data/steering/prefs-dev.jsonl ]; then \
 	  RUST_LOG=warn ./target/release/steerfeed prefs eval --jsonl $(SHARED)/data/steering/prefs-dev.jsonl; \
 	else echo "eval: $(SHARED)/data/steering/prefs-dev.jsonl not found; skipped" >&2; fi
+	RUST_LOG=warn ./target/release/steerfeed eval report --out $(EVAL_OUT) \
+	  --pairs $(SHARED)/data/microlens-50k/pairs.tsv --titles $(SHARED)/data/microlens-50k/titles.csv $(EVAL_ARGS)
 
 clean:
 	$(CARGO) clean
