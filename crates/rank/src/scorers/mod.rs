@@ -21,6 +21,16 @@
 //! shrunk by the creator's exposures, so a creator whose videos get remixed lifts their
 //! new videos before those have any history.
 //!
+//! **Creation invitations.** The creation heads also read what about the item itself
+//! invites making something, each a fixed lift in logit space ([`CreationLifts`]), so
+//! they separate videos from the first impression instead of waiting for a video's own
+//! rare creation counts to outgrow the prior: `remix` is lifted for a video in a remix
+//! chain (it remixes another video, or has itself been remixed); `cameo_use` for a
+//! video featuring someone the viewer follows whose cameo consent would let the viewer
+//! use their likeness (the same policy the consent filter applies, asked for the
+//! viewer as creator); `create` for a video by a creator the viewer follows. These
+//! only move the creation heads, so with creation weights 0 they change nothing.
+//!
 //! **Weights.** Creation dominates: remix, create and cameo_use weigh 10, an order of
 //! magnitude above like (1), and like is above a completed view (0.2). A passive
 //! completed view is also what the consumption cost charges, so as a session grows a
@@ -195,6 +205,31 @@ impl Default for SteeringParams {
     }
 }
 
+/// Lifts of the creation heads, in logits, for what about an item invites making
+/// something (see the [module docs](self)). Defaults: remix_chain 1.5, friend_cameo
+/// 1.5, followed_creator 1.0 (about ×4.5, ×4.5 and ×2.7 on a rare action's odds).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CreationLifts {
+    /// Added to the remix head when the video remixes another or has been remixed.
+    pub remix_chain: f32,
+    /// Added to the cameo_use head when the video features someone the viewer follows
+    /// whose consent covers the viewer using their likeness.
+    pub friend_cameo: f32,
+    /// Added to the create head when the viewer follows the video's creator.
+    pub followed_creator: f32,
+}
+
+impl Default for CreationLifts {
+    fn default() -> Self {
+        Self {
+            remix_chain: 1.5,
+            friend_cameo: 1.5,
+            followed_creator: 1.0,
+        }
+    }
+}
+
 /// All scorer tunables, one default each (see the field types).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -203,6 +238,8 @@ pub struct ScorerConfig {
     pub weights: ActionWeights,
     /// Action heads.
     pub heads: Heads,
+    /// The creation heads' lifts for items that invite creation.
+    pub lifts: CreationLifts,
     /// Beta prior strength of a video's rates, in pseudo-exposures. Default 50.
     pub prior_strength: f32,
     /// Beta prior strength of a creator's rates. Default 200.
@@ -236,6 +273,7 @@ impl Default for ScorerConfig {
         Self {
             weights: ActionWeights::default(),
             heads: Heads::default(),
+            lifts: CreationLifts::default(),
             prior_strength: 50.0,
             creator_prior_strength: 200.0,
             interest_reference: 0.3,
@@ -306,6 +344,10 @@ impl ScorerConfig {
                     max: 1.0,
                 });
             }
+        }
+        let l = &self.lifts;
+        for x in [l.remix_chain, l.friend_cameo, l.followed_creator] {
+            finite("scorer.lifts", x)?;
         }
         positive("scorer.prior_strength", self.prior_strength)?;
         positive("scorer.creator_prior_strength", self.creator_prior_strength)?;
