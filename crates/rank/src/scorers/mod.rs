@@ -206,8 +206,10 @@ impl Default for SteeringParams {
 }
 
 /// Lifts of the creation heads, in logits, for what about an item invites making
-/// something (see the [module docs](self)). Defaults: remix_chain 1.5, friend_cameo
-/// 1.5, followed_creator 1.0 (about ×4.5, ×4.5 and ×2.7 on a rare action's odds).
+/// something (see the [module docs](self)). Defaults: remix_chain 2, friend_cameo 2,
+/// followed_creator 1.5 (about ×7.4, ×7.4 and ×4.5 on a rare action's odds: a chain
+/// is an open template, a friend's likeness an invitation to play along). Kept below
+/// what would let a creation invitation outweigh an explicit steering request.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CreationLifts {
@@ -223,9 +225,9 @@ pub struct CreationLifts {
 impl Default for CreationLifts {
     fn default() -> Self {
         Self {
-            remix_chain: 1.5,
-            friend_cameo: 1.5,
-            followed_creator: 1.0,
+            remix_chain: 2.0,
+            friend_cameo: 2.0,
+            followed_creator: 1.5,
         }
     }
 }
@@ -242,7 +244,10 @@ pub struct ScorerConfig {
     pub lifts: CreationLifts,
     /// Beta prior strength of a video's rates, in pseudo-exposures. Default 50.
     pub prior_strength: f32,
-    /// Beta prior strength of a creator's rates. Default 200.
+    /// Beta prior strength of a creator's rates (and the fade of the creator cold-start
+    /// lift). Default 50: a creator's counters sum over all their videos, so even a
+    /// small creator passes 50 exposures within a few videos, and a creator whose
+    /// videos people build on is recognised that much sooner.
     pub creator_prior_strength: f32,
     /// Interest similarity that adds nothing to the heads. Default 0.3.
     pub interest_reference: f32,
@@ -275,7 +280,7 @@ impl Default for ScorerConfig {
             heads: Heads::default(),
             lifts: CreationLifts::default(),
             prior_strength: 50.0,
-            creator_prior_strength: 200.0,
+            creator_prior_strength: 50.0,
             interest_reference: 0.3,
             tie: TieParams::default(),
             steering: SteeringParams::default(),
