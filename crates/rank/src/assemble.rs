@@ -141,6 +141,7 @@ pub fn ranking_stages(
         cfg.wellbeing.clone(),
         p.actions.clone(),
         p.graph.clone(),
+        p.consent.clone(),
     ))
     .selector(DiversitySelector::new(cfg.selector)?)
     .inline(CheckinThrottle::new(wellbeing.clone()))

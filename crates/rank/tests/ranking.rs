@@ -41,13 +41,8 @@ fn now() -> Timestamp {
     Timestamp::from_second(1_800_000_000).unwrap()
 }
 
-fn scorer(mem: &Arc<Mem>) -> ObjectiveScorer {
-    ObjectiveScorer::new(
-        ScorerConfig::default(),
-        WellbeingConfig::default(),
-        mem.clone(),
-        mem.clone(),
-    )
+fn scorer_with(mem: &Arc<Mem>, cfg: ScorerConfig, wellbeing: WellbeingConfig) -> ObjectiveScorer {
+    ObjectiveScorer::new(cfg, wellbeing, mem.clone(), mem.clone(), mem.clone())
 }
 
 /// Two videos by strangers, posted at the same time, with the same embedding.
@@ -74,13 +69,29 @@ fn watch(mem: &mut Mem, video: &str, viewers: usize) {
 }
 
 fn score_pair(mem: Mem, ctx_of: impl Fn(&Mem) -> FeedContext) -> Vec<steerfeed_core::Candidate> {
-    let mem = Arc::new(mem);
+    score_pair_with(Arc::new(mem), ScorerConfig::default(), ctx_of)
+}
+
+fn score_pair_with(
+    mem: Arc<Mem>,
+    cfg: ScorerConfig,
+    ctx_of: impl Fn(&Mem) -> FeedContext,
+) -> Vec<steerfeed_core::Candidate> {
+    score_pair_full(mem, cfg, WellbeingConfig::default(), ctx_of)
+}
+
+fn score_pair_full(
+    mem: Arc<Mem>,
+    cfg: ScorerConfig,
+    wellbeing: WellbeingConfig,
+    ctx_of: impl Fn(&Mem) -> FeedContext,
+) -> Vec<steerfeed_core::Candidate> {
     let ctx = ctx_of(&mem);
     let mut cands: Vec<_> = ["a", "b"]
         .iter()
         .map(|id| steerfeed_core::Candidate::new(mem.video(id), "popular", 1.0, Reason::Popular))
         .collect();
-    scorer(&mem)
+    scorer_with(&mem, cfg, wellbeing)
         .run(&ctx, &mut cands, &mut Trace::default())
         .unwrap();
     cands
@@ -136,6 +147,169 @@ fn a_followed_creators_video_outranks_a_strangers_otherwise_equal_one() {
     assert_eq!(c[1].reason, Reason::Popular);
     // Following the creator already: the follow head is zero.
     assert_eq!(c[0].breakdown.actions.follow, 0.0);
+}
+
+#[test]
+fn a_video_in_a_remix_chain_gets_a_higher_remix_head_than_an_otherwise_identical_one() {
+    let mut mem = Mem::default();
+    pair(&mut mem, ("a", "ann"), ("b", "bob"));
+    watch(&mut mem, "a", 30);
+    watch(&mut mem, "b", 30);
+    // `a` remixes a third video; neither has been remixed yet.
+    let mut remix = (*mem.video("a")).clone();
+    remix.remix_of = Some(v("original"));
+    mem.put(remix);
+    let c = score_pair(mem, |m| m.ctx("viewer", now(), 20));
+    let (a, b) = (&c[0].breakdown.actions, &c[1].breakdown.actions);
+    let lift = ScorerConfig::default().lifts.remix_chain;
+    assert!(lift > 0.0);
+    let logit = |p: f32| (p / (1.0 - p)).ln();
+    assert!(
+        (logit(a.remix) - logit(b.remix) - lift).abs() < 1e-3,
+        "remix head {} vs {}",
+        a.remix,
+        b.remix
+    );
+    // Only the remix head moves.
+    assert!((a.create - b.create).abs() < 1e-7);
+    assert!((a.cameo_use - b.cameo_use).abs() < 1e-7);
+    assert!((a.like - b.like).abs() < 1e-7);
+    assert!(c[0].score > c[1].score, "{} vs {}", c[0].score, c[1].score);
+}
+
+#[test]
+fn a_video_that_has_been_remixed_counts_as_a_remix_chain_from_its_first_remix() {
+    let mem = || {
+        let mut mem = Mem::default();
+        pair(&mut mem, ("a", "ann"), ("b", "bob"));
+        watch(&mut mem, "a", 30);
+        watch(&mut mem, "b", 30);
+        let kind = EventKind::Remix {
+            video: v("a"),
+            new_video: None,
+        };
+        mem.record(&u("r0"), &v("a"), &kind, now());
+        Arc::new(mem)
+    };
+    let with = score_pair_with(mem(), ScorerConfig::default(), |m| {
+        m.ctx("viewer", now(), 20)
+    });
+    let mut off = ScorerConfig::default();
+    off.lifts.remix_chain = 0.0;
+    let without = score_pair_with(mem(), off, |m| m.ctx("viewer", now(), 20));
+    // One remix over 30 exposures moves the smoothed rate a little; the chain lift
+    // adds on top of it, and not at all to the never-remixed video.
+    assert!(with[0].breakdown.actions.remix > without[0].breakdown.actions.remix);
+    assert!(without[0].breakdown.actions.remix > without[1].breakdown.actions.remix);
+    assert!((with[1].breakdown.actions.remix - without[1].breakdown.actions.remix).abs() < 1e-7);
+}
+
+/// `a` features `pal`, `b` features `other`; the viewer follows only `pal`.
+fn cameo_pair(pal_consent: steerfeed_core::ConsentScope) -> Mem {
+    let mut mem = Mem::default();
+    pair(&mut mem, ("a", "ann"), ("b", "bob"));
+    watch(&mut mem, "a", 30);
+    watch(&mut mem, "b", 30);
+    for (id, person, scope) in [
+        ("a", "pal", pal_consent),
+        ("b", "other", steerfeed_core::ConsentScope::Everyone),
+    ] {
+        mem.users
+            .insert(u(person), steerfeed_core::User::new(u(person)));
+        mem.consent.insert(u(person), scope);
+        let mut video = (*mem.video(id)).clone();
+        video.cameos = vec![u(person)];
+        mem.put(video);
+    }
+    mem.follows.insert((u("viewer"), u("pal")));
+    mem
+}
+
+#[test]
+fn a_followed_persons_cameo_they_let_you_use_raises_the_cameo_head() {
+    let c = score_pair(cameo_pair(steerfeed_core::ConsentScope::Everyone), |m| {
+        m.ctx("viewer", now(), 20)
+    });
+    let (a, b) = (&c[0].breakdown.actions, &c[1].breakdown.actions);
+    assert!(
+        a.cameo_use > 2.0 * b.cameo_use,
+        "{} vs {}",
+        a.cameo_use,
+        b.cameo_use
+    );
+    assert!((a.remix - b.remix).abs() < 1e-7);
+    assert!((a.create - b.create).abs() < 1e-7);
+    assert!(c[0].score > c[1].score);
+
+    // Mutuals-only consent, and the viewer is not a mutual of `pal`: no lift.
+    let c = score_pair(cameo_pair(steerfeed_core::ConsentScope::Mutuals), |m| {
+        m.ctx("viewer", now(), 20)
+    });
+    let (a, b) = (&c[0].breakdown.actions, &c[1].breakdown.actions);
+    assert!((a.cameo_use - b.cameo_use).abs() < 1e-7);
+
+    // ... but once `pal` follows back, it applies.
+    let mut mem = cameo_pair(steerfeed_core::ConsentScope::Mutuals);
+    mem.follows.insert((u("pal"), u("viewer")));
+    let c = score_pair(mem, |m| m.ctx("viewer", now(), 20));
+    assert!(c[0].breakdown.actions.cameo_use > 2.0 * c[1].breakdown.actions.cameo_use);
+}
+
+#[test]
+fn a_followed_creators_video_gets_a_higher_create_head() {
+    let mut mem = Mem::default();
+    pair(&mut mem, ("a", "friend"), ("b", "stranger"));
+    watch(&mut mem, "a", 30);
+    watch(&mut mem, "b", 30);
+    mem.follows.insert((u("viewer"), u("friend")));
+    let mem = Arc::new(mem);
+    let with = score_pair_with(mem.clone(), ScorerConfig::default(), |m| {
+        m.ctx("viewer", now(), 20)
+    });
+    let mut off = ScorerConfig::default();
+    off.lifts.followed_creator = 0.0;
+    let without = score_pair_with(mem, off, |m| m.ctx("viewer", now(), 20));
+    assert!(with[0].breakdown.actions.create > without[0].breakdown.actions.create);
+    assert!((with[1].breakdown.actions.create - without[1].breakdown.actions.create).abs() < 1e-7);
+}
+
+#[test]
+fn with_creation_weights_zero_the_creation_lifts_change_no_total() {
+    let mut mem = cameo_pair(steerfeed_core::ConsentScope::Everyone);
+    let mut remix = (*mem.video("a")).clone();
+    remix.remix_of = Some(v("original"));
+    mem.put(remix);
+    mem.follows.insert((u("viewer"), u("ann")));
+    let mem = Arc::new(mem);
+    let mut engagement = ScorerConfig::default();
+    engagement.weights.create = 0.0;
+    engagement.weights.remix = 0.0;
+    engagement.weights.cameo_use = 0.0;
+    let mut no_lifts = engagement;
+    no_lifts.lifts.remix_chain = 0.0;
+    no_lifts.lifts.friend_cameo = 0.0;
+    no_lifts.lifts.followed_creator = 0.0;
+    // The engagement policy: no creation weights, no consumption cost (the passive-view
+    // probability reads every active head, so it would see the lifts).
+    let no_cost = WellbeingConfig {
+        lambda_base: 0.0,
+        lambda_per_hour: 0.0,
+        lambda_streak: 0.0,
+        ..WellbeingConfig::default()
+    };
+    let ctx = |m: &Mem| m.ctx("viewer", now(), 20);
+    let with = score_pair_full(mem.clone(), engagement, no_cost.clone(), ctx);
+    let without = score_pair_full(mem, no_lifts, no_cost, ctx);
+    // The heads do move ...
+    let (w, o) = (&with[0].breakdown.actions, &without[0].breakdown.actions);
+    assert!(w.remix > o.remix);
+    assert!(w.cameo_use > o.cameo_use);
+    assert!(w.create > o.create);
+    // ... but the total does not.
+    for (x, y) in with.iter().zip(&without) {
+        assert_eq!(x.breakdown.action_value, y.breakdown.action_value);
+        assert_eq!(x.score, y.score);
+    }
 }
 
 #[test]

@@ -21,6 +21,16 @@
 //! shrunk by the creator's exposures, so a creator whose videos get remixed lifts their
 //! new videos before those have any history.
 //!
+//! **Creation invitations.** The creation heads also read what about the item itself
+//! invites making something, each a fixed lift in logit space ([`CreationLifts`]), so
+//! they separate videos from the first impression instead of waiting for a video's own
+//! rare creation counts to outgrow the prior: `remix` is lifted for a video in a remix
+//! chain (it remixes another video, or has itself been remixed); `cameo_use` for a
+//! video featuring someone the viewer follows whose cameo consent would let the viewer
+//! use their likeness (the same policy the consent filter applies, asked for the
+//! viewer as creator); `create` for a video by a creator the viewer follows. These
+//! only move the creation heads, so with creation weights 0 they change nothing.
+//!
 //! **Weights.** Creation dominates: remix, create and cameo_use weigh 10, an order of
 //! magnitude above like (1), and like is above a completed view (0.2). A passive
 //! completed view is also what the consumption cost charges, so as a session grows a
@@ -195,6 +205,33 @@ impl Default for SteeringParams {
     }
 }
 
+/// Lifts of the creation heads, in logits, for what about an item invites making
+/// something (see the [module docs](self)). Defaults: remix_chain 2, friend_cameo 2,
+/// followed_creator 1.5 (about ×7.4, ×7.4 and ×4.5 on a rare action's odds: a chain
+/// is an open template, a friend's likeness an invitation to play along). Kept below
+/// what would let a creation invitation outweigh an explicit steering request.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CreationLifts {
+    /// Added to the remix head when the video remixes another or has been remixed.
+    pub remix_chain: f32,
+    /// Added to the cameo_use head when the video features someone the viewer follows
+    /// whose consent covers the viewer using their likeness.
+    pub friend_cameo: f32,
+    /// Added to the create head when the viewer follows the video's creator.
+    pub followed_creator: f32,
+}
+
+impl Default for CreationLifts {
+    fn default() -> Self {
+        Self {
+            remix_chain: 2.0,
+            friend_cameo: 2.0,
+            followed_creator: 1.5,
+        }
+    }
+}
+
 /// All scorer tunables, one default each (see the field types).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -203,9 +240,14 @@ pub struct ScorerConfig {
     pub weights: ActionWeights,
     /// Action heads.
     pub heads: Heads,
+    /// The creation heads' lifts for items that invite creation.
+    pub lifts: CreationLifts,
     /// Beta prior strength of a video's rates, in pseudo-exposures. Default 50.
     pub prior_strength: f32,
-    /// Beta prior strength of a creator's rates. Default 200.
+    /// Beta prior strength of a creator's rates (and the fade of the creator cold-start
+    /// lift). Default 50: a creator's counters sum over all their videos, so even a
+    /// small creator passes 50 exposures within a few videos, and a creator whose
+    /// videos people build on is recognised that much sooner.
     pub creator_prior_strength: f32,
     /// Interest similarity that adds nothing to the heads. Default 0.3.
     pub interest_reference: f32,
@@ -236,8 +278,9 @@ impl Default for ScorerConfig {
         Self {
             weights: ActionWeights::default(),
             heads: Heads::default(),
+            lifts: CreationLifts::default(),
             prior_strength: 50.0,
-            creator_prior_strength: 200.0,
+            creator_prior_strength: 50.0,
             interest_reference: 0.3,
             tie: TieParams::default(),
             steering: SteeringParams::default(),
@@ -306,6 +349,10 @@ impl ScorerConfig {
                     max: 1.0,
                 });
             }
+        }
+        let l = &self.lifts;
+        for x in [l.remix_chain, l.friend_cameo, l.followed_creator] {
+            finite("scorer.lifts", x)?;
         }
         positive("scorer.prior_strength", self.prior_strength)?;
         positive("scorer.creator_prior_strength", self.creator_prior_strength)?;

@@ -1,13 +1,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use steerfeed_core::ports::{ActionCounts, ActionStats, SocialGraph};
+use steerfeed_core::ports::{ActionCounts, ActionStats, ConsentLedger, SocialGraph};
 use steerfeed_core::{
     ActionProbs, Candidate, FeedContext, Reason, Result, ScoreBreakdown, Scorer, UserId, Video,
 };
 
 use super::ScorerConfig;
-use crate::filters::concept_match;
+use crate::filters::{concept_match, consent_allows};
 use crate::throttles::{WellbeingConfig, consumption_lambda, lighter_mode};
 
 /// Scores every candidate with the objective of DESIGN §5 (see the [module
@@ -19,21 +19,26 @@ pub struct ObjectiveScorer {
     wellbeing: WellbeingConfig,
     stats: Arc<dyn ActionStats>,
     graph: Arc<dyn SocialGraph>,
+    consent: Arc<dyn ConsentLedger>,
 }
 
 impl ObjectiveScorer {
-    /// A scorer reading counters from `stats` and mutual follows from `graph`.
+    /// A scorer reading counters from `stats`, mutual follows from `graph`, and from
+    /// `consent` whether a followed person's likeness is open to the viewer (the
+    /// cameo_use head's lift).
     pub fn new(
         cfg: ScorerConfig,
         wellbeing: WellbeingConfig,
         stats: Arc<dyn ActionStats>,
         graph: Arc<dyn SocialGraph>,
+        consent: Arc<dyn ConsentLedger>,
     ) -> Self {
         Self {
             cfg,
             wellbeing,
             stats,
             graph,
+            consent,
         }
     }
 }
@@ -74,6 +79,9 @@ struct Features {
     interest: f32,
     tie: f32,
     co_engagement: f32,
+    /// The creation invitations of the item (see [`super::CreationLifts`]).
+    remix_chain: bool,
+    friend_cameo: bool,
 }
 
 /// What the scorer knows about a creator within one request.
@@ -110,6 +118,13 @@ impl ObjectiveScorer {
     ) -> ActionProbs {
         let exposures = video.exposures();
         let n = head_counts(video);
+        let l = &self.cfg.lifts;
+        let on = |b: bool| f32::from(u8::from(b));
+        // Per head, in `Heads::all` order: create, remix, cameo_use, then the rest.
+        let mut invite = [0.0f32; 8];
+        invite[0] = l.followed_creator * on(follows);
+        invite[1] = l.remix_chain * on(f.remix_chain);
+        invite[2] = l.friend_cameo * on(f.friend_cameo);
         let mut p = [0.0f32; 8];
         for (i, (_, h)) in self.cfg.heads.all().iter().enumerate() {
             let rate = smoothed(n[i], exposures, h.base_rate, self.cfg.prior_strength);
@@ -118,7 +133,8 @@ impl ObjectiveScorer {
                     + h.interest * f.interest
                     + h.tie * f.tie
                     + h.co_engagement * f.co_engagement
-                    + h.creator * creator.lift[i],
+                    + h.creator * creator.lift[i]
+                    + invite[i],
             );
         }
         ActionProbs {
@@ -132,6 +148,27 @@ impl ObjectiveScorer {
             like: p[6],
             complete_view: p[7],
         }
+    }
+
+    /// Does the video feature someone the viewer follows whose cameo consent would let
+    /// the viewer make a video with their likeness? Asked of the ledger with the viewer
+    /// as creator (revocations of the viewer's videos count); skipped when the lift is 0.
+    fn friend_cameo(&self, ctx: &FeedContext, video: &Video) -> Result<bool> {
+        if self.cfg.lifts.friend_cameo == 0.0 {
+            return Ok(false);
+        }
+        let me = ctx.request.user();
+        for person in &video.cameos {
+            if person == me || !ctx.viewer.following.contains(person) {
+                continue;
+            }
+            if let Some(f) = self.consent.cameo_consent(person, me, &video.id)?
+                && consent_allows(&f)
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Σ w_a·p_a (creation weights scaled in lighter mode) minus the negative-feedback
@@ -267,6 +304,8 @@ impl Scorer for ObjectiveScorer {
                 interest: sim - cfg.interest_reference,
                 tie,
                 co_engagement,
+                remix_chain: video.remix_of.is_some() || video_counts.remixes > 0.0,
+                friend_cameo: self.friend_cameo(ctx, &video)?,
             };
             let actions = self.actions(&features, &video_counts, &facts, follows);
             let negative_rate = smoothed(
