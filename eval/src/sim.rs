@@ -491,13 +491,7 @@ impl<'a> Sim<'a> {
             .map(|u| jiff::tz::TimeZone::get(&u.user.time_zone))
             .collect::<Result<Vec<_>, _>>()
             .context("time zone")?;
-        let topic_index: HashMap<TopicId, usize> = world
-            .config
-            .topics
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.clone(), i))
-            .collect();
+        let topic_index: HashMap<TopicId, usize> = world.topic_index();
         // Topic centroids of the world's embeddings, for created videos.
         let dim = world.config.dim;
         let mut centroids = vec![vec![0.0f32; dim]; world.config.topics.len()];
@@ -1134,13 +1128,7 @@ pub fn behaviour_history(world: &World, seed: u64) -> anyhow::Result<Vec<Event>>
         .iter()
         .filter_map(|v| v.remix_of.clone())
         .collect();
-    let topic_index: HashMap<TopicId, usize> = world
-        .config
-        .topics
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.clone(), i))
-        .collect();
+    let topic_index: HashMap<TopicId, usize> = world.topic_index();
     let videos: HashMap<&VideoId, &Video> = world.videos.iter().map(|v| (&v.id, v)).collect();
     let users: HashMap<&UserId, usize> = world
         .users

@@ -229,7 +229,9 @@ pub fn react(
                 .filter(|&(t, _)| !(viewer.teen && sensitive_topic(t)))
                 .collect();
             if !topics.is_empty() {
-                r.creation = Some(Creation::Create(pick(rng, &topics)));
+                r.creation = Some(Creation::Create(crate::generate::pick_weighted(
+                    rng, &topics,
+                )));
             }
         }
     }
@@ -242,18 +244,6 @@ pub fn react(
         session.fatigue = (session.fatigue - 0.1).max(0.0);
     }
     r
-}
-
-fn pick(rng: &mut StdRng, weights: &[(usize, f32)]) -> usize {
-    let total: f32 = weights.iter().map(|w| w.1).sum();
-    let mut x = rng.random_range(0.0..total.max(f32::MIN_POSITIVE));
-    for &(i, w) in weights {
-        if x < w {
-            return i;
-        }
-        x -= w;
-    }
-    weights.last().map_or(0, |w| w.0)
 }
 
 /// Whether the viewer closes the app after this item: boredom and fatigue push them out.

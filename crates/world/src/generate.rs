@@ -157,7 +157,8 @@ fn normal(rng: &mut StdRng) -> f32 {
     ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
 }
 
-fn pick_weighted(rng: &mut StdRng, weights: &[(usize, f32)]) -> usize {
+/// Picks an index with probability proportional to its weight.
+pub(crate) fn pick_weighted(rng: &mut StdRng, weights: &[(usize, f32)]) -> usize {
     let total: f32 = weights.iter().map(|w| w.1).sum();
     let mut x = rng.random_range(0.0..total.max(f32::MIN_POSITIVE));
     for &(i, w) in weights {
@@ -188,6 +189,16 @@ fn label_of(topic: &str) -> Option<SafetyLabel> {
 }
 
 impl World {
+    /// Index into `config.topics` of each topic.
+    pub fn topic_index(&self) -> std::collections::HashMap<TopicId, usize> {
+        self.config
+            .topics
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i))
+            .collect()
+    }
+
     /// Generates the world `config` describes.
     pub fn generate(mut config: WorldConfig) -> World {
         if config.topics.is_empty() {
