@@ -159,10 +159,31 @@ pub fn compute(config: &Config, args: &Args) -> anyhow::Result<Results> {
     let mut o = base(Policy::Creation);
     o.no_throttles = true;
     plan.push(("no-throttles".to_owned(), o));
+    // A swept weight equal to the configured creation weights is the creation policy's
+    // run again: reuse it instead of simulating the same thing twice.
+    let cw = &config.rank.scorer.weights;
+    let is_default = |w: f32| cw.create == w && cw.remix == w && cw.cameo_use == w;
     let total = plan.len();
     for (i, (role, opts)) in plan.into_iter().enumerate() {
-        eprintln!("simulation {}/{total}: {role}", i + 1);
-        let report = sim::simulate(config, &opts).with_context(|| format!("simulation {role}"))?;
+        let same = opts.policy == Policy::Creation && !opts.no_throttles;
+        let reused = match opts.creation_weight {
+            Some(w) if same && is_default(w) => sim_run(&results, "policy:creation").cloned(),
+            _ => None,
+        };
+        let report = match reused {
+            Some(mut r) => {
+                eprintln!(
+                    "simulation {}/{total}: {role} (the creation policy's run)",
+                    i + 1
+                );
+                r.creation_weight = opts.creation_weight;
+                r
+            }
+            None => {
+                eprintln!("simulation {}/{total}: {role}", i + 1);
+                sim::simulate(config, &opts).with_context(|| format!("simulation {role}"))?
+            }
+        };
         results.sims.push(SimRun { role, report });
     }
     Ok(results)

@@ -76,6 +76,21 @@ fn a_small_report_writes_every_table_and_plot() {
             "no-throttles"
         ]
     );
+    // The swept default weight is the creation policy's run, labelled with its weight.
+    let (creation, sweep10) = (&results.sims[0].report, &results.sims[3].report);
+    assert_eq!(sweep10.creation_weight, Some(10.0));
+    assert_eq!(
+        (
+            sweep10.sessions,
+            sweep10.creation_actions,
+            sweep10.items_served
+        ),
+        (
+            creation.sessions,
+            creation.creation_actions,
+            creation.items_served
+        )
+    );
     for r in &results.sims {
         assert_eq!(r.report.consent_violations, 0, "{}", r.role);
         assert_eq!(r.report.teen_limit_violations, 0, "{}", r.role);
