@@ -827,20 +827,17 @@ impl<'a> Sim<'a> {
                     }
                 }
             }
-            if resp.items.is_empty() || gate {
-                if gate {
-                    self.r.gates += 1;
-                }
-                break;
-            }
-
-            // Ground-truth checks of the page at serve time.
+            // Ground-truth checks of every served item at serve time, before anything else
+            // (a page that came with a gate card is checked too: it should be empty). The
+            // teen limit is checked per item: the page must stop at the item limit.
             let over = teen && self.teen_over(user, now);
+            let items_before = self.teen_days[user].items;
+            let item_limit = u64::from(self.engine.config().rank.wellbeing.teen_daily_items);
             let pref = self.prefs[user].clone();
             let mut topics = BTreeSet::new();
-            for it in &resp.items {
+            for (k, it) in resp.items.iter().enumerate() {
                 self.r.items_served += 1;
-                if over {
+                if over || (teen && items_before + k as u64 >= item_limit) {
                     self.r.teen_limit_violations += 1;
                 }
                 if self.ground.consent_violation(&it.video) {
@@ -873,6 +870,12 @@ impl<'a> Sim<'a> {
                         self.pref_matches[user][k].1 += 1;
                     }
                 }
+            }
+            if resp.items.is_empty() || gate {
+                if gate {
+                    self.r.gates += 1;
+                }
+                break;
             }
             self.pages += 1;
             self.distinct_sum += topics.len() as f64;

@@ -26,6 +26,8 @@ fn a_closed_loop_run_breaks_no_rule_and_steers() {
     assert_eq!(r.session_minutes.len(), r.sessions);
     assert_eq!(r.consent_violations, 0);
     assert_eq!(r.teen_limit_violations, 0);
+    // Teens did reach a gate (bedtime or a daily limit), so the teen zero was exercised.
+    assert!(r.gates > 0, "no gate fired: {r:?}");
     assert_eq!(r.hard_exclusion_violations, 0);
     // Revocations did happen during the run, so the consent zero covers them.
     assert!(r.revocations_during_run > 0);
