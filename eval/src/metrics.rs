@@ -91,7 +91,7 @@ pub fn intra_list_diversity<'a>(list: &[u32], vector: impl Fn(u32) -> &'a [f32])
     let mut pairs = 0usize;
     for (a, &i) in list.iter().enumerate() {
         for &j in &list[a + 1..] {
-            let d: f32 = vector(i).iter().zip(vector(j)).map(|(x, y)| x * y).sum();
+            let d = steerfeed::vector::dot(vector(i), vector(j));
             sum += 1.0 - f64::from(d);
             pairs += 1;
         }

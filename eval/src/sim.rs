@@ -1027,13 +1027,7 @@ impl<'a> Sim<'a> {
         }
         let safety: Vec<SafetyLabel> = topics
             .iter()
-            .filter_map(|t| match t.as_str() {
-                "mature" => Some(SafetyLabel::Mature),
-                "violence" => Some(SafetyLabel::Violence),
-                "weight_loss" => Some(SafetyLabel::WeightLoss),
-                "sad" => Some(SafetyLabel::Sad),
-                _ => None,
-            })
+            .filter_map(|t| steerfeed::world::label_of(t.as_str()))
             .collect();
         let video = Video {
             id: id.clone(),

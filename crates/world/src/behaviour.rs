@@ -122,7 +122,7 @@ pub const CREATION_MINUTES: f32 = 1.0;
 
 /// Whether a topic id carries a safety label in the generated world.
 pub fn safety_topic(topic: &str) -> bool {
-    matches!(topic, "mature" | "violence" | "weight_loss" | "sad")
+    crate::generate::label_of(topic).is_some()
 }
 
 /// A seeded value in [0, 1) from a video id and a salt (FNV-1a, then a mix).

@@ -178,7 +178,8 @@ fn vid(i: usize) -> VideoId {
     VideoId::new(format!("v{i}")).unwrap_or_else(|_| unreachable!("v<n> is a valid id"))
 }
 
-fn label_of(topic: &str) -> Option<SafetyLabel> {
+/// The safety label a topic of the generated world carries, if any.
+pub fn label_of(topic: &str) -> Option<SafetyLabel> {
     match topic {
         "mature" => Some(SafetyLabel::Mature),
         "violence" => Some(SafetyLabel::Violence),

@@ -18,7 +18,7 @@ pub mod behaviour;
 mod captions;
 mod generate;
 
-pub use generate::{ConsentGrant, Revocation, SimUser, World, WorldConfig};
+pub use generate::{ConsentGrant, Revocation, SimUser, World, WorldConfig, label_of};
 
 /// The default taxonomy's topic ids (DESIGN §4), in a fixed order.
 pub const DEFAULT_TOPICS: [&str; 39] = [
