@@ -76,6 +76,8 @@ pub struct StoreConfig {
     pub path: PathBuf,
     /// Decoded videos kept in memory.
     pub video_cache: usize,
+    /// Load the catalog into the video cache in the background after open.
+    pub warm_video_cache: bool,
     /// sled's page cache, in MiB.
     pub cache_mb: u64,
     /// Half-life of action counters and popularity, in hours.

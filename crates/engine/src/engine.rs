@@ -85,6 +85,7 @@ impl Engine {
         let opts = StoreOptions {
             dim: encoder.dim(),
             video_cache: sc.video_cache,
+            warm_video_cache: sc.warm_video_cache,
             sled_cache_bytes: sc.cache_mb << 20,
             counter_half_life_h: sc.counter_half_life_h,
             interest_half_life_h: sc.interest_half_life_h,

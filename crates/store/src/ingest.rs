@@ -12,6 +12,7 @@ use steerfeed_core::{Entity, Error, Event, EventKey, EventKind, Result, UserId, 
 
 use crate::codec::{self, CounterRec, Decayed, corrupt, ms, pair, prefix, u64_of};
 use crate::derived::{Derived, Layer, Mask, Overlay, RingPending, WATERMARK_KEY};
+use crate::mirror::Edge;
 use crate::store::{IngestReport, Store, WellbeingRec, db_err};
 
 /// Appends to one kind of per-user ring (seen or history) staged by one write.
@@ -567,6 +568,14 @@ impl Store {
             b.insert(WATERMARK_KEY, &wm.to_be_bytes());
             d.tree(t).apply_batch(b).map_err(db_err)?;
             ov.watermarks[d as usize] = wm;
+        }
+        // The relation mirror follows the trees (the mirror is reloaded at open anyway).
+        let mut rel = self.inner.mirror.rel_mut();
+        for (u, c, _) in &st.follows {
+            rel.set(Edge::Follow, u, c, true);
+        }
+        for (u, c) in &st.mutes {
+            rel.set(Edge::Mute, u, c, true);
         }
         Ok(())
     }

@@ -158,6 +158,7 @@ mod codec;
 mod commit;
 mod derived;
 mod ingest;
+mod mirror;
 mod options;
 mod ports;
 mod store;

@@ -18,8 +18,14 @@ pub struct StoreOptions {
     /// Embedding dimension; stored in the header at creation and checked at open.
     /// Default 384 (all-MiniLM-L6-v2).
     pub dim: usize,
-    /// Decoded videos kept in memory (`Arc<Video>` with embedding). Default 100,000.
+    /// Decoded videos kept in memory (`Arc<Video>` with embedding, about 1.8 KB each at
+    /// 384 dimensions). Default 1,000,000: a catalog up to that size is served from
+    /// memory. Per-video counters are cached up to the same number (at least 500,000).
     pub video_cache: usize,
+    /// Load the catalog into the video cache in the background after open (up to
+    /// `video_cache` videos), so the first requests after a start do not wait on sled.
+    /// Default true.
+    pub warm_video_cache: bool,
     /// sled's page cache, in bytes. Default 256 MiB.
     pub sled_cache_bytes: u64,
     /// How often sled writes its buffers in the background, in ms (writes that are not
@@ -68,7 +74,8 @@ impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             dim: 384,
-            video_cache: 100_000,
+            video_cache: 1_000_000,
+            warm_video_cache: true,
             sled_cache_bytes: 256 << 20,
             flush_every_ms: 500,
             counter_half_life_h: 24.0,

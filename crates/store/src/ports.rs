@@ -10,8 +10,9 @@ use steerfeed_core::ports::{
 };
 use steerfeed_core::{Result, TopicId, UserId, Video, VideoId};
 
-use crate::codec::{CounterRec, after_sep, corrupt, from_newest_first, ms, pair, prefix};
-use crate::store::{MAX_CACHED_COUNTERS, Revocation, Store, db_err};
+use crate::codec::{CounterRec, ms};
+use crate::mirror::{TimeIndex, Timeline};
+use crate::store::{Revocation, Store, db_err};
 
 fn read<T>(l: &std::sync::RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(|e| e.into_inner())
@@ -22,34 +23,28 @@ fn write<T>(l: &std::sync::RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 impl Store {
-    /// Videos from a newest-first index scan: keys are `[owner \0] time(8) id`.
+    /// Videos from the newest-first timeline `pick` chooses in the in-memory time index.
     fn scan_timed(
         &self,
-        tree: &sled::Tree,
-        owner: Option<&str>,
+        pick: impl FnOnce(&TimeIndex) -> Option<&Timeline>,
         since: Option<Timestamp>,
         limit: usize,
     ) -> Result<Vec<Arc<Video>>> {
-        let iter = match owner {
-            Some(o) => tree.scan_prefix(prefix(o)),
-            None => tree.iter(),
-        };
-        let mut out = Vec::new();
-        for kv in iter {
-            if out.len() >= limit {
-                break;
-            }
-            let (k, _) = kv.map_err(db_err)?;
-            let rest = match owner {
-                Some(_) => after_sep(&k).ok_or_else(|| corrupt("time index key"))?,
-                None => &k[..],
+        let since = since.map(ms);
+        let ids: Vec<VideoId> = {
+            let m = self.inner.mirror.time();
+            let Some(line) = pick(&m) else {
+                return Ok(Vec::new());
             };
-            let at = from_newest_first(rest).ok_or_else(|| corrupt("time index key"))?;
-            if since.is_some_and(|s| at < ms(s)) {
-                break;
-            }
-            let id = Store::video_of_key(&rest[8..])?;
-            if let Some(v) = self.video(&id)?
+            line.iter()
+                .take_while(|(at, _)| since.is_none_or(|s| at.0 >= s))
+                .take(limit)
+                .map(|(_, id)| id.clone())
+                .collect()
+        };
+        let mut out = Vec::with_capacity(ids.len());
+        for id in &ids {
+            if let Some(v) = self.video(id)?
                 && !v.deleted
             {
                 out.push(v);
@@ -70,20 +65,15 @@ impl VideoCatalog for Store {
         since: Timestamp,
         limit: usize,
     ) -> Result<Vec<Arc<Video>>> {
-        self.scan_timed(
-            &self.t().by_creator,
-            Some(creator.as_str()),
-            Some(since),
-            limit,
-        )
+        self.scan_timed(|m| m.by_creator.get(creator), Some(since), limit)
     }
 
     fn newest(&self, since: Timestamp, limit: usize) -> Result<Vec<Arc<Video>>> {
-        self.scan_timed(&self.t().newest, None, Some(since), limit)
+        self.scan_timed(|m| Some(&m.newest), Some(since), limit)
     }
 
     fn featuring(&self, person: &UserId, limit: usize) -> Result<Vec<Arc<Video>>> {
-        self.scan_timed(&self.t().featuring, Some(person.as_str()), None, limit)
+        self.scan_timed(|m| m.featuring.get(person), None, limit)
     }
 
     fn recent_by_topic(
@@ -92,21 +82,17 @@ impl VideoCatalog for Store {
         since: Timestamp,
         limit: usize,
     ) -> Result<Vec<Arc<Video>>> {
-        self.scan_timed(&self.t().by_topic, Some(topic.as_str()), Some(since), limit)
+        self.scan_timed(|m| m.by_topic.get(topic), Some(since), limit)
     }
 
     fn creator_video_count(&self, creator: &UserId, up_to: usize) -> Result<usize> {
-        let mut n = 0;
-        for kv in self
-            .t()
+        Ok(self
+            .inner
+            .mirror
+            .time()
             .by_creator
-            .scan_prefix(prefix(creator.as_str()))
-            .take(up_to)
-        {
-            kv.map_err(db_err)?;
-            n += 1;
-        }
-        Ok(n)
+            .get(creator)
+            .map_or(0, |line| line.len().min(up_to)))
     }
 }
 
@@ -173,7 +159,7 @@ impl ActionStats for Store {
             if self.inner.counter_epoch.load(Ordering::Acquire) != epoch {
                 fill.clear(); // something was dropped meanwhile: do not cache what we read
             }
-            if cache.len() + fill.len() > MAX_CACHED_COUNTERS {
+            if cache.len() + fill.len() > self.max_cached_counters() {
                 cache.clear();
             }
             cache.extend(fill);
@@ -211,7 +197,7 @@ impl ActionStats for Store {
         };
         let mut cache = write(&self.inner.creator_cache);
         if self.inner.counter_epoch.load(Ordering::Acquire) == epoch {
-            if cache.len() >= MAX_CACHED_COUNTERS {
+            if cache.len() >= self.max_cached_counters() {
                 cache.clear();
             }
             cache.insert(creator.clone(), rec);
@@ -236,18 +222,15 @@ impl ConsentLedger for Store {
         let Some(facts) = self.person_facts(person)? else {
             return Ok(None);
         };
-        let t = self.t();
-        // Revocations are read fresh every time: they must be in force at once.
+        // Revocations are read fresh every time (from the mirror, which changes before
+        // `revoke_consent` returns): they must be in force at once.
         let revoked = self.is_revoked(person, &Revocation::Video(video.clone()))?
             || self.is_revoked(person, &Revocation::Creator(creator.clone()))?;
         Ok(Some(CameoConsent {
             scope: facts.scope,
             age_band: facts.age_band,
             parental_scope: facts.parental_scope,
-            creator_approved: t
-                .approved
-                .contains_key(pair(person.as_str(), creator.as_str()))
-                .map_err(db_err)?,
+            creator_approved: self.approved(person, creator),
             mutual: self.follows_edge(person, creator)? && self.follows_edge(creator, person)?,
             revoked,
         }))

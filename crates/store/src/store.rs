@@ -21,6 +21,7 @@ use crate::codec::{
 };
 use crate::commit::GroupCommit;
 use crate::derived::{Derived, Mask, Overlay, WATERMARK_KEY};
+use crate::mirror::{Edge, Mirror};
 use crate::options::StoreOptions;
 use crate::toplist::TopList;
 
@@ -316,6 +317,8 @@ pub(crate) struct Inner {
     pub overlay: RwLock<Overlay>,
     /// Set by [`Store::crash_for_tests`]: closing must not persist the overlay.
     pub crashed: AtomicBool,
+    /// Set when the last handle goes: background work (the cache warmer) stops.
+    pub closing: AtomicBool,
     /// Held while derived state is written out (taken before `write`): one persist at a
     /// time, and video deletions never race with one.
     pub persist: Mutex<()>,
@@ -335,10 +338,12 @@ pub(crate) struct Inner {
     /// Bumped whenever cached counters are dropped: a reader fills the caches only if no
     /// drop happened since it began, so a value read before a drop is never cached after.
     pub counter_epoch: AtomicU64,
+    /// The time indexes, relations, approvals and revocations in memory (`mirror.rs`).
+    pub mirror: Mirror,
 }
 
-/// Cached counter records before a cache starts over.
-pub(crate) const MAX_CACHED_COUNTERS: usize = 500_000;
+/// Cached counter records before a cache starts over, at least.
+const MIN_CACHED_COUNTERS: usize = 500_000;
 
 /// What the consent filter needs of a person, whatever the video: cached per person.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -367,12 +372,17 @@ struct Closer {
     inner: Arc<Inner>,
     stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    warmer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Closer {
     fn drop(&mut self) {
+        self.inner.closing.store(true, Ordering::Release);
         drop(self.stop.take());
-        if let Some(t) = self.thread.take() {
+        for t in [self.thread.take(), self.warmer.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = t.join();
         }
         let s = Store {
@@ -594,6 +604,7 @@ impl Store {
         let inner = Arc::new(Inner {
             overlay: RwLock::new(Overlay::new(next_seq - 1)),
             crashed: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
             persist: Mutex::new(()),
             time_zones: RwLock::default(),
             consent_epoch: AtomicU64::new(0),
@@ -601,6 +612,7 @@ impl Store {
             counter_cache: RwLock::default(),
             creator_cache: RwLock::default(),
             counter_epoch: AtomicU64::new(0),
+            mirror: Mirror::default(),
             cache: VideoCache::new(opts.video_cache),
             popular: Mutex::new(popular),
             remix: Mutex::new(remix),
@@ -619,6 +631,7 @@ impl Store {
             _closer: None,
         };
         bare.replay()?;
+        inner.mirror.load(&inner.t)?;
         let (stop, rx) = std::sync::mpsc::channel::<()>();
         let bg = Arc::clone(&inner);
         let every = std::time::Duration::from_millis(opts.derived_persist_ms.max(1));
@@ -639,14 +652,58 @@ impl Store {
                 }
             })
             .map_err(|e| Error::internal("store", format!("cannot start the persister: {e}")))?;
+        let warmer = if opts.warm_video_cache && opts.video_cache > 0 {
+            let bg = Arc::clone(&inner);
+            let spawned = std::thread::Builder::new()
+                .name("steerfeed-store-warm".into())
+                .spawn(move || {
+                    let s = Store {
+                        inner: bg,
+                        _closer: None,
+                    };
+                    match s.warm_video_cache() {
+                        Ok(n) => tracing::debug!(videos = n, "store: video cache warmed"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "store: could not warm the video cache")
+                        }
+                    }
+                });
+            match spawned {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    // Only a cold cache: the store works without it.
+                    tracing::warn!(error = %e, "store: cannot start the cache warmer");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         Ok(Store {
             inner: Arc::clone(&inner),
             _closer: Some(Arc::new(Closer {
                 inner,
                 stop: Some(stop),
                 thread: Some(thread),
+                warmer,
             })),
         })
+    }
+
+    /// Reads stored videos into the video cache, in key order, until it is full; stops
+    /// early when the store closes. Each goes through [`Store::video`], whose version
+    /// check keeps a concurrent write from being shadowed. Returns how many were read.
+    pub fn warm_video_cache(&self) -> Result<usize> {
+        let mut n = 0;
+        for kv in self.t().videos.iter() {
+            if n >= self.inner.opts.video_cache || self.inner.closing.load(Ordering::Acquire) {
+                break;
+            }
+            let (k, _) = kv.map_err(db_err)?;
+            self.video(&video_of(&k)?)?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     pub(crate) fn overlay_read(&self) -> RwLockReadGuard<'_, Overlay> {
@@ -755,6 +812,11 @@ impl Store {
         &self.inner.t
     }
 
+    /// Cached counter records (per video, and per creator) before a cache starts over.
+    pub(crate) fn max_cached_counters(&self) -> usize {
+        self.inner.opts.video_cache.max(MIN_CACHED_COUNTERS)
+    }
+
     pub(crate) fn half_life_ms(&self) -> f64 {
         self.inner.opts.counter_half_life_h * 3_600_000.0
     }
@@ -784,11 +846,24 @@ impl Store {
         &self,
         build: impl for<'s> FnOnce(&'s Self, &mut Writes<'s>) -> Result<()>,
     ) -> Result<()> {
+        self.write_durably_then(build, |_| {})
+    }
+
+    /// [`Store::write_durably`], then `mirror` once the writes are committed, still under
+    /// the write lock: the in-memory mirrors change in the order sled did, and before the
+    /// call returns.
+    fn write_durably_then(
+        &self,
+        build: impl for<'s> FnOnce(&'s Self, &mut Writes<'s>) -> Result<()>,
+        mirror: impl FnOnce(&Mirror),
+    ) -> Result<()> {
         let generation = {
             let _g = self.write_lock();
             let mut w = Writes::default();
             build(self, &mut w)?;
-            self.commit_writes(w)?
+            let generation = self.commit_writes(w)?;
+            mirror(&self.inner.mirror);
+            generation
         };
         self.durable(generation)
     }
@@ -878,6 +953,19 @@ impl Store {
             let generation = self.commit_writes(w)?;
             self.inner.live_videos.store(live, Ordering::Release);
             self.inner.catalog_version.store(version, Ordering::Release);
+            {
+                let mut m = self.inner.mirror.time_mut();
+                for (v, old) in batch.iter().zip(&olds) {
+                    if let Some(o) = old
+                        && !o.deleted
+                    {
+                        m.unindex(o);
+                    }
+                    if !v.deleted {
+                        m.index(v);
+                    }
+                }
+            }
             for v in &batch {
                 self.inner.cache.invalidate(&v.id);
                 if v.deleted {
@@ -960,7 +1048,8 @@ impl Store {
             let mut v = decode_video(&b)?;
             let mut w = Writes::default();
             let mut delta = 0;
-            if !v.deleted {
+            let was_live = !v.deleted;
+            if was_live {
                 self.unindex(&mut w, &v);
                 v.deleted = true;
                 delta = -1;
@@ -972,6 +1061,9 @@ impl Store {
             let generation = self.commit_writes(w)?;
             self.inner.live_videos.store(live, Ordering::Release);
             self.inner.catalog_version.store(version, Ordering::Release);
+            if was_live {
+                self.inner.mirror.time_mut().unindex(&v);
+            }
             self.inner.cache.invalidate(id);
             let mut ov = self.overlay_write();
             ov.active.counters.remove(id);
@@ -1134,29 +1226,37 @@ impl Store {
         }
         self.require_user(a)?;
         self.require_user(b)?;
-        self.write_durably(|s, w| {
-            let t = s.t();
-            let (ab, ba) = (pair(a.as_str(), b.as_str()), pair(b.as_str(), a.as_str()));
-            let mut keys = vec![(
-                match rel {
-                    Rel::Follow => &t.follows,
-                    Rel::Block => &t.blocks,
-                    Rel::Mute => &t.mutes,
-                },
-                ab,
-            )];
-            if rel == Rel::Follow {
-                keys.push((&t.followers, ba));
-            }
-            for (tree, key) in keys {
-                if on {
-                    w.insert(tree, key, []);
-                } else {
-                    w.remove(tree, key);
+        let edge = match rel {
+            Rel::Follow => Edge::Follow,
+            Rel::Block => Edge::Block,
+            Rel::Mute => Edge::Mute,
+        };
+        self.write_durably_then(
+            |s, w| {
+                let t = s.t();
+                let (ab, ba) = (pair(a.as_str(), b.as_str()), pair(b.as_str(), a.as_str()));
+                let mut keys = vec![(
+                    match rel {
+                        Rel::Follow => &t.follows,
+                        Rel::Block => &t.blocks,
+                        Rel::Mute => &t.mutes,
+                    },
+                    ab,
+                )];
+                if rel == Rel::Follow {
+                    keys.push((&t.followers, ba));
                 }
-            }
-            Ok(())
-        })
+                for (tree, key) in keys {
+                    if on {
+                        w.insert(tree, key, []);
+                    } else {
+                        w.remove(tree, key);
+                    }
+                }
+                Ok(())
+            },
+            |m| m.rel_mut().set(edge, a, b, on),
+        )
     }
 
     /// `a` follows `b` (both must exist). Durable when it returns.
@@ -1205,23 +1305,20 @@ impl Store {
 
     /// Whom `user` blocked.
     pub fn blocked(&self, user: &UserId) -> Result<Vec<UserId>> {
-        self.second_ids(&self.t().blocks, user)
+        Ok(self.inner.mirror.rel().from(Edge::Block, user))
     }
 
     /// Whom `user` muted (including creators hidden with "hide creator").
     pub fn muted(&self, user: &UserId) -> Result<Vec<UserId>> {
-        self.second_ids(&self.t().mutes, user)
+        Ok(self.inner.mirror.rel().from(Edge::Mute, user))
     }
 
     pub(crate) fn following_ids(&self, user: &UserId) -> Result<Vec<UserId>> {
-        self.second_ids(&self.t().follows, user)
+        Ok(self.inner.mirror.rel().from(Edge::Follow, user))
     }
 
     pub(crate) fn follows_edge(&self, a: &UserId, b: &UserId) -> Result<bool> {
-        self.t()
-            .follows
-            .contains_key(pair(a.as_str(), b.as_str()))
-            .map_err(db_err)
+        Ok(self.inner.mirror.rel().has(Edge::Follow, a, b))
     }
 
     // -----------------------------------------------------------------------------------
@@ -1246,18 +1343,21 @@ impl Store {
         self.require_user(person)?;
         let rec = json(&ConsentRec { scope })?;
         let _epoch = EpochBump(self);
-        self.write_durably(|s, w| {
-            let t = s.t();
-            w.insert(&t.consent, person.as_str(), rec);
-            for kv in t.approved.scan_prefix(prefix(person.as_str())) {
-                let (k, _) = kv.map_err(db_err)?;
-                w.remove(&t.approved, k);
-            }
-            for a in approved {
-                w.insert(&t.approved, pair(person.as_str(), a.as_str()), []);
-            }
-            Ok(())
-        })
+        self.write_durably_then(
+            |s, w| {
+                let t = s.t();
+                w.insert(&t.consent, person.as_str(), rec);
+                for kv in t.approved.scan_prefix(prefix(person.as_str())) {
+                    let (k, _) = kv.map_err(db_err)?;
+                    w.remove(&t.approved, k);
+                }
+                for a in approved {
+                    w.insert(&t.approved, pair(person.as_str(), a.as_str()), []);
+                }
+                Ok(())
+            },
+            |m| m.rel_mut().set_approved(person, approved),
+        )
     }
 
     pub(crate) fn consent_scope(&self, person: &UserId) -> Result<ConsentScope> {
@@ -1284,18 +1384,36 @@ impl Store {
     pub fn revoke_consent(&self, person: &UserId, revocation: &Revocation) -> Result<()> {
         self.require_user(person)?;
         let key = revocation_key(person, revocation);
-        self.write_durably(|s, w| {
-            w.insert(&s.t().revocations, key, []);
-            Ok(())
-        })
+        self.write_durably_then(
+            |s, w| {
+                w.insert(&s.t().revocations, key, []);
+                Ok(())
+            },
+            |m| {
+                m.rel_mut()
+                    .revocations
+                    .insert((person.clone(), revocation.clone()));
+            },
+        )
     }
 
     /// True when `person` revoked `revocation`.
     pub fn is_revoked(&self, person: &UserId, revocation: &Revocation) -> Result<bool> {
-        self.t()
+        Ok(self
+            .inner
+            .mirror
+            .rel()
             .revocations
-            .contains_key(revocation_key(person, revocation))
-            .map_err(db_err)
+            .contains(&(person.clone(), revocation.clone())))
+    }
+
+    /// True when `person` approved `user` to use their likeness.
+    pub(crate) fn approved(&self, person: &UserId, user: &UserId) -> bool {
+        self.inner
+            .mirror
+            .rel()
+            .approved
+            .contains(&(person.clone(), user.clone()))
     }
 
     /// Sets a user's parental controls. Durable when it returns.
@@ -1569,17 +1687,19 @@ impl Store {
 
     /// Everything the ranking needs to know about the viewer's relations and history.
     pub fn load_viewer(&self, user: &UserId, now: Timestamp) -> Result<Viewer> {
-        let t = self.t();
-        let mut own = HashSet::new();
-        for kv in t
+        let own: HashSet<VideoId> = self
+            .inner
+            .mirror
+            .time()
             .by_creator
-            .scan_prefix(prefix(user.as_str()))
-            .take(self.inner.opts.own_recent)
-        {
-            let (k, _) = kv.map_err(db_err)?;
-            let rest = after_sep(&k).ok_or_else(|| corrupt("creator index key"))?;
-            own.insert(video_of(rest.get(8..).unwrap_or_default())?);
-        }
+            .get(user)
+            .map(|tl| {
+                tl.iter()
+                    .take(self.inner.opts.own_recent)
+                    .map(|(_, id)| id.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(Viewer {
             following: self.following_ids(user)?.into_iter().collect(),
             blocked: self.blocked(user)?.into_iter().collect(),
@@ -1588,10 +1708,6 @@ impl Store {
             own_videos: own,
             creator_affinity: self.creator_affinity(user, now)?,
         })
-    }
-
-    pub(crate) fn video_of_key(b: &[u8]) -> Result<VideoId> {
-        video_of(b)
     }
 }
 

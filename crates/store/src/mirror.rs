@@ -1,0 +1,293 @@
+//! In-memory mirrors of the index trees a feed request reads: the time indexes
+//! (`by_creator`, `newest`, `featuring`, `by_topic`), the relation trees (`follows`,
+//! `blocks`, `mutes`), `approved` and `revocations`.
+//!
+//! sled stays the record: each mirror is loaded from its tree at open and changed by the
+//! writer right after its sled commit, still under the store's write lock, so it holds
+//! exactly what sled holds for every write that returned (a revocation or a deletion is
+//! in force in the mirror before its call returns). A feed then reads sets and ordered
+//! sets in memory instead of walking sled's pages for every candidate: consent checks
+//! (revocations, approvals, mutual follows), the following and cameo sources, the fresh
+//! and topic sources, and the viewer's relations.
+//!
+//! Orders match sled's byte order (ids compare as bytes, time keys newest first), so a
+//! mirror read returns what the tree scan returned.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use steerfeed_core::{Result, TopicId, UserId, Video, VideoId};
+
+use crate::codec::{after_sep, corrupt, from_newest_first, ms};
+use crate::store::{Revocation, Trees, db_err};
+
+/// Newest first; equal times in id order (sled's key order).
+pub(crate) type Timeline = BTreeSet<(Reverse<i64>, VideoId)>;
+
+/// The time indexes.
+#[derive(Default)]
+pub(crate) struct TimeIndex {
+    pub newest: Timeline,
+    pub by_creator: HashMap<UserId, Timeline>,
+    pub featuring: HashMap<UserId, Timeline>,
+    pub by_topic: HashMap<TopicId, Timeline>,
+}
+
+impl TimeIndex {
+    /// Adds a live video to every index it belongs to.
+    pub fn index(&mut self, v: &Video) {
+        let key = (Reverse(ms(v.created_at)), v.id.clone());
+        self.newest.insert(key.clone());
+        self.by_creator
+            .entry(v.creator.clone())
+            .or_default()
+            .insert(key.clone());
+        for p in &v.cameos {
+            self.featuring
+                .entry(p.clone())
+                .or_default()
+                .insert(key.clone());
+        }
+        for t in &v.topics {
+            self.by_topic
+                .entry(t.clone())
+                .or_default()
+                .insert(key.clone());
+        }
+    }
+
+    /// Removes a video from every index (its fields as they were indexed).
+    pub fn unindex(&mut self, v: &Video) {
+        let key = (Reverse(ms(v.created_at)), v.id.clone());
+        self.newest.remove(&key);
+        remove_from(&mut self.by_creator, &v.creator, &key);
+        for p in &v.cameos {
+            remove_from(&mut self.featuring, p, &key);
+        }
+        for t in &v.topics {
+            remove_from(&mut self.by_topic, t, &key);
+        }
+    }
+}
+
+fn remove_from<K: std::hash::Hash + Eq>(
+    map: &mut HashMap<K, Timeline>,
+    owner: &K,
+    key: &(Reverse<i64>, VideoId),
+) {
+    if let Some(set) = map.get_mut(owner) {
+        set.remove(key);
+        if set.is_empty() {
+            map.remove(owner);
+        }
+    }
+}
+
+/// `a → {b}` for one relation tree (`a \0 b` keys), in sled's order.
+pub(crate) type Edges = HashMap<UserId, BTreeSet<UserId>>;
+
+/// Which relation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Edge {
+    Follow,
+    Block,
+    Mute,
+}
+
+/// The relation trees, `approved` and `revocations`.
+#[derive(Default)]
+pub(crate) struct Relations {
+    pub follows: Edges,
+    pub blocks: Edges,
+    pub mutes: Edges,
+    /// `(person, user)`: `person` approved `user` to use their likeness.
+    pub approved: HashSet<(UserId, UserId)>,
+    pub revocations: HashSet<(UserId, Revocation)>,
+}
+
+impl Relations {
+    fn edges_mut(&mut self, which: Edge) -> &mut Edges {
+        match which {
+            Edge::Follow => &mut self.follows,
+            Edge::Block => &mut self.blocks,
+            Edge::Mute => &mut self.mutes,
+        }
+    }
+
+    fn edges(&self, which: Edge) -> &Edges {
+        match which {
+            Edge::Follow => &self.follows,
+            Edge::Block => &self.blocks,
+            Edge::Mute => &self.mutes,
+        }
+    }
+
+    /// Sets or clears the edge `a → b`.
+    pub fn set(&mut self, which: Edge, a: &UserId, b: &UserId, on: bool) {
+        let edges = self.edges_mut(which);
+        if on {
+            edges.entry(a.clone()).or_default().insert(b.clone());
+        } else if let Some(set) = edges.get_mut(a) {
+            set.remove(b);
+            if set.is_empty() {
+                edges.remove(a);
+            }
+        }
+    }
+
+    /// True when the edge `a → b` is there.
+    pub fn has(&self, which: Edge, a: &UserId, b: &UserId) -> bool {
+        self.edges(which).get(a).is_some_and(|s| s.contains(b))
+    }
+
+    /// Everyone `a` points at, in id order.
+    pub fn from(&self, which: Edge, a: &UserId) -> Vec<UserId> {
+        self.edges(which)
+            .get(a)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Replaces `person`'s approved list.
+    pub fn set_approved(&mut self, person: &UserId, approved: &[UserId]) {
+        self.approved.retain(|(p, _)| p != person);
+        for a in approved {
+            self.approved.insert((person.clone(), a.clone()));
+        }
+    }
+}
+
+/// Both mirrors, each behind its own lock.
+#[derive(Default)]
+pub(crate) struct Mirror {
+    time: RwLock<TimeIndex>,
+    rel: RwLock<Relations>,
+}
+
+impl Mirror {
+    pub fn time(&self) -> RwLockReadGuard<'_, TimeIndex> {
+        self.time.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn time_mut(&self) -> RwLockWriteGuard<'_, TimeIndex> {
+        self.time.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn rel(&self) -> RwLockReadGuard<'_, Relations> {
+        self.rel.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn rel_mut(&self) -> RwLockWriteGuard<'_, Relations> {
+        self.rel.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Fills both mirrors from the trees (at open, after the log replay).
+    pub fn load(&self, t: &Trees) -> Result<()> {
+        let mut time = TimeIndex::default();
+        for kv in t.newest.iter() {
+            let (k, _) = kv.map_err(db_err)?;
+            time.newest.insert(timed_entry(&k)?);
+        }
+        load_timed(&t.by_creator, &mut time.by_creator, user_id)?;
+        load_timed(&t.featuring, &mut time.featuring, user_id)?;
+        load_timed(&t.by_topic, &mut time.by_topic, |s| {
+            TopicId::new(s).map_err(|_| corrupt("topic index key"))
+        })?;
+        let mut rel = Relations::default();
+        for (tree, which) in [
+            (&t.follows, Edge::Follow),
+            (&t.blocks, Edge::Block),
+            (&t.mutes, Edge::Mute),
+        ] {
+            for kv in tree.iter() {
+                let (k, _) = kv.map_err(db_err)?;
+                if let Some((a, b)) = split_pair(&k)? {
+                    rel.set(which, &a, &b, true);
+                }
+            }
+        }
+        for kv in t.approved.iter() {
+            let (k, _) = kv.map_err(db_err)?;
+            if let Some(pair) = split_pair(&k)? {
+                rel.approved.insert(pair);
+            }
+        }
+        for kv in t.revocations.iter() {
+            let (k, _) = kv.map_err(db_err)?;
+            rel.revocations.insert(revocation_of(&k)?);
+        }
+        *self.time_mut() = time;
+        *self.rel_mut() = rel;
+        Ok(())
+    }
+}
+
+fn user_id(s: &str) -> Result<UserId> {
+    UserId::new(s).map_err(|_| corrupt("user id in a key"))
+}
+
+fn text<'a>(b: &'a [u8], what: &'static str) -> Result<&'a str> {
+    std::str::from_utf8(b).map_err(|_| corrupt(what))
+}
+
+/// `time↓ video` → the timeline entry.
+fn timed_entry(rest: &[u8]) -> Result<(Reverse<i64>, VideoId)> {
+    let at = from_newest_first(rest).ok_or_else(|| corrupt("time index key"))?;
+    let id =
+        VideoId::new(text(&rest[8..], "time index key")?).map_err(|_| corrupt("time index key"))?;
+    Ok((Reverse(at), id))
+}
+
+fn load_timed<K: std::hash::Hash + Eq + Clone>(
+    tree: &sled::Tree,
+    into: &mut HashMap<K, Timeline>,
+    owner: impl Fn(&str) -> Result<K>,
+) -> Result<()> {
+    // Keys of one owner are adjacent: parse the owner once per run of keys.
+    let mut current: Option<(Vec<u8>, K)> = None;
+    for kv in tree.iter() {
+        let (k, _) = kv.map_err(db_err)?;
+        let rest = after_sep(&k).ok_or_else(|| corrupt("time index key"))?;
+        let head = &k[..k.len() - rest.len() - 1];
+        let o = match &current {
+            Some((h, o)) if h.as_slice() == head => o.clone(),
+            _ => {
+                let o = owner(text(head, "time index key")?)?;
+                current = Some((head.to_vec(), o.clone()));
+                o
+            }
+        };
+        into.entry(o).or_default().insert(timed_entry(rest)?);
+    }
+    Ok(())
+}
+
+/// `a \0 b` → `(a, b)`; the watermark key of a derived tree gives `None`.
+fn split_pair(k: &[u8]) -> Result<Option<(UserId, UserId)>> {
+    if k.first() == Some(&0xFF) {
+        return Ok(None);
+    }
+    let b = after_sep(k).ok_or_else(|| corrupt("relation key"))?;
+    let a = &k[..k.len() - b.len() - 1];
+    Ok(Some((
+        user_id(text(a, "relation key")?)?,
+        user_id(text(b, "relation key")?)?,
+    )))
+}
+
+/// `person \0 v video` or `person \0 c creator`.
+fn revocation_of(k: &[u8]) -> Result<(UserId, Revocation)> {
+    let rest = after_sep(k).ok_or_else(|| corrupt("revocation key"))?;
+    let person = user_id(text(&k[..k.len() - rest.len() - 1], "revocation key")?)?;
+    let (kind, id) = rest
+        .split_first()
+        .ok_or_else(|| corrupt("revocation key"))?;
+    let id = text(id, "revocation key")?;
+    let r = match kind {
+        b'v' => Revocation::Video(VideoId::new(id).map_err(|_| corrupt("revocation key"))?),
+        b'c' => Revocation::Creator(user_id(id)?),
+        _ => return Err(corrupt("revocation key")),
+    };
+    Ok((person, r))
+}
