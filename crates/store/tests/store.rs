@@ -1700,7 +1700,7 @@ fn the_in_memory_mirrors_always_equal_the_trees() {
                     ConsentScope::Mutuals,
                     ConsentScope::Everyone,
                 ][next(4)];
-                store.set_consent(&a, scope, &[b.clone()]).unwrap();
+                store.set_consent(&a, scope, std::slice::from_ref(&b)).unwrap();
             }
             5 => {
                 let r = if next(2) == 0 {
