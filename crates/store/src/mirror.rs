@@ -15,6 +15,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap, HashSet};
+
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use steerfeed_core::{Result, TopicId, UserId, Video, VideoId};
@@ -84,8 +85,8 @@ fn remove_from<K: std::hash::Hash + Eq>(
     }
 }
 
-/// `a → {b}` for one relation tree (`a \0 b` keys), in sled's order.
-pub(crate) type Edges = HashMap<UserId, BTreeSet<UserId>>;
+/// `a → {b}` for one relation tree (`a \0 b` keys).
+pub(crate) type Edges = HashMap<UserId, HashSet<UserId>>;
 
 /// Which relation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,9 +102,10 @@ pub(crate) struct Relations {
     pub follows: Edges,
     pub blocks: Edges,
     pub mutes: Edges,
-    /// `(person, user)`: `person` approved `user` to use their likeness.
-    pub approved: HashSet<(UserId, UserId)>,
-    pub revocations: HashSet<(UserId, Revocation)>,
+    /// `person → {user}`: `person` approved `user` to use their likeness.
+    pub approved: HashMap<UserId, HashSet<UserId>>,
+    /// `person → {what they revoked}`.
+    pub revocations: HashMap<UserId, HashSet<Revocation>>,
 }
 
 impl Relations {
@@ -141,20 +143,57 @@ impl Relations {
         self.edges(which).get(a).is_some_and(|s| s.contains(b))
     }
 
-    /// Everyone `a` points at, in id order.
+    /// Everyone `a` points at, in id order (sled's).
     pub fn from(&self, which: Edge, a: &UserId) -> Vec<UserId> {
-        self.edges(which)
+        let mut out: Vec<UserId> = self
+            .edges(which)
             .get(a)
             .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        out.sort_unstable();
+        out
+    }
+
+    /// `a` and `b` follow each other.
+    pub fn mutual(&self, a: &UserId, b: &UserId) -> bool {
+        self.has(Edge::Follow, a, b) && self.has(Edge::Follow, b, a)
     }
 
     /// Replaces `person`'s approved list.
     pub fn set_approved(&mut self, person: &UserId, approved: &[UserId]) {
-        self.approved.retain(|(p, _)| p != person);
-        for a in approved {
-            self.approved.insert((person.clone(), a.clone()));
+        if approved.is_empty() {
+            self.approved.remove(person);
+        } else {
+            self.approved
+                .insert(person.clone(), approved.iter().cloned().collect());
         }
+    }
+
+    /// True when `person` approved `user`.
+    pub fn is_approved(&self, person: &UserId, user: &UserId) -> bool {
+        self.approved.get(person).is_some_and(|s| s.contains(user))
+    }
+
+    /// Records a revocation.
+    pub fn revoke(&mut self, person: &UserId, r: Revocation) {
+        self.revocations
+            .entry(person.clone())
+            .or_default()
+            .insert(r);
+    }
+
+    /// True when `person` revoked the video `video` or every video of `creator`.
+    pub fn revoked(
+        &self,
+        person: &UserId,
+        video: Option<&VideoId>,
+        creator: Option<&UserId>,
+    ) -> bool {
+        let Some(set) = self.revocations.get(person) else {
+            return false;
+        };
+        video.is_some_and(|v| set.contains(&Revocation::Video(v.clone())))
+            || creator.is_some_and(|c| set.contains(&Revocation::Creator(c.clone())))
     }
 }
 
@@ -209,13 +248,14 @@ impl Mirror {
         }
         for kv in t.approved.iter() {
             let (k, _) = kv.map_err(db_err)?;
-            if let Some(pair) = split_pair(&k)? {
-                rel.approved.insert(pair);
+            if let Some((person, user)) = split_pair(&k)? {
+                rel.approved.entry(person).or_default().insert(user);
             }
         }
         for kv in t.revocations.iter() {
             let (k, _) = kv.map_err(db_err)?;
-            rel.revocations.insert(revocation_of(&k)?);
+            let (person, r) = revocation_of(&k)?;
+            rel.revoke(&person, r);
         }
         *self.time_mut() = time;
         *self.rel_mut() = rel;

@@ -12,7 +12,7 @@ use steerfeed_core::{Result, TopicId, UserId, Video, VideoId};
 
 use crate::codec::{CounterRec, ms};
 use crate::mirror::{TimeIndex, Timeline};
-use crate::store::{Revocation, Store, db_err};
+use crate::store::{Store, db_err};
 
 fn read<T>(l: &std::sync::RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(|e| e.into_inner())
@@ -224,15 +224,14 @@ impl ConsentLedger for Store {
         };
         // Revocations are read fresh every time (from the mirror, which changes before
         // `revoke_consent` returns): they must be in force at once.
-        let revoked = self.is_revoked(person, &Revocation::Video(video.clone()))?
-            || self.is_revoked(person, &Revocation::Creator(creator.clone()))?;
+        let rel = self.inner.mirror.rel();
         Ok(Some(CameoConsent {
             scope: facts.scope,
             age_band: facts.age_band,
             parental_scope: facts.parental_scope,
-            creator_approved: self.approved(person, creator),
-            mutual: self.follows_edge(person, creator)? && self.follows_edge(creator, person)?,
-            revoked,
+            creator_approved: rel.is_approved(person, creator),
+            mutual: rel.mutual(person, creator),
+            revoked: rel.revoked(person, Some(video), Some(creator)),
         }))
     }
 }

@@ -690,18 +690,39 @@ impl Store {
         })
     }
 
-    /// Reads stored videos into the video cache, in key order, until it is full; stops
-    /// early when the store closes. Each goes through [`Store::video`], whose version
-    /// check keeps a concurrent write from being shadowed. Returns how many were read.
+    /// Reads stored videos into the video cache, with their counters and their
+    /// creators' counters, in key order until the cache is full; stops early when the
+    /// store closes. Everything goes through the ordinary readers ([`Store::video`] and
+    /// the `ActionStats` port), whose version and epoch checks keep a concurrent write
+    /// from being shadowed. Returns how many videos were read.
     pub fn warm_video_cache(&self) -> Result<usize> {
+        use steerfeed_core::ports::ActionStats;
+        const CHUNK: usize = 1024;
+        let now = Timestamp::now();
+        let cap = self.inner.opts.video_cache;
+        let mut creators = HashSet::new();
         let mut n = 0;
-        for kv in self.t().videos.iter() {
-            if n >= self.inner.opts.video_cache || self.inner.closing.load(Ordering::Acquire) {
+        let mut keys = self.t().videos.iter().keys();
+        loop {
+            if self.inner.closing.load(Ordering::Acquire) {
                 break;
             }
-            let (k, _) = kv.map_err(db_err)?;
-            self.video(&video_of(&k)?)?;
-            n += 1;
+            let mut ids = Vec::with_capacity(CHUNK);
+            for k in keys.by_ref().take(CHUNK.min(cap - n)) {
+                ids.push(video_of(&k.map_err(db_err)?)?);
+            }
+            if ids.is_empty() {
+                break;
+            }
+            n += ids.len();
+            for id in &ids {
+                if let Some(v) = self.video(id)?
+                    && creators.insert(v.creator.clone())
+                {
+                    self.creator_counts(&v.creator, now)?;
+                }
+            }
+            self.video_counts(&ids.iter().collect::<Vec<_>>(), now)?;
         }
         Ok(n)
     }
@@ -1389,31 +1410,17 @@ impl Store {
                 w.insert(&s.t().revocations, key, []);
                 Ok(())
             },
-            |m| {
-                m.rel_mut()
-                    .revocations
-                    .insert((person.clone(), revocation.clone()));
-            },
+            |m| m.rel_mut().revoke(person, revocation.clone()),
         )
     }
 
     /// True when `person` revoked `revocation`.
     pub fn is_revoked(&self, person: &UserId, revocation: &Revocation) -> Result<bool> {
-        Ok(self
-            .inner
-            .mirror
-            .rel()
-            .revocations
-            .contains(&(person.clone(), revocation.clone())))
-    }
-
-    /// True when `person` approved `user` to use their likeness.
-    pub(crate) fn approved(&self, person: &UserId, user: &UserId) -> bool {
-        self.inner
-            .mirror
-            .rel()
-            .approved
-            .contains(&(person.clone(), user.clone()))
+        let rel = self.inner.mirror.rel();
+        Ok(match revocation {
+            Revocation::Video(v) => rel.revoked(person, Some(v), None),
+            Revocation::Creator(c) => rel.revoked(person, None, Some(c)),
+        })
     }
 
     /// Sets a user's parental controls. Durable when it returns.

@@ -1700,7 +1700,9 @@ fn the_in_memory_mirrors_always_equal_the_trees() {
                     ConsentScope::Mutuals,
                     ConsentScope::Everyone,
                 ][next(4)];
-                store.set_consent(&a, scope, std::slice::from_ref(&b)).unwrap();
+                store
+                    .set_consent(&a, scope, std::slice::from_ref(&b))
+                    .unwrap();
             }
             5 => {
                 let r = if next(2) == 0 {
@@ -1739,4 +1741,59 @@ fn the_in_memory_mirrors_always_equal_the_trees() {
     let view = mirrored_view(&store, &users, &videos).join("\n");
     assert!(view.contains("revoked: true"), "no revocation in force");
     assert!(view.contains("following [U"), "no follow edge left");
+}
+
+#[test]
+fn warming_fills_the_caches_up_to_their_size_and_never_shadows_a_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let cold = StoreOptions {
+        warm_video_cache: false,
+        video_cache: 6,
+        ..opts()
+    };
+    {
+        let store = Store::open(&path, cold).unwrap();
+        let vs: Vec<Video> = (0..10).map(|i| video(&format!("w{i}"), "a", i)).collect();
+        store.upsert_videos(&vs).unwrap();
+    }
+    let store = Store::open(&path, cold).unwrap();
+    assert_eq!(store.cached_videos(), 0, "nothing is read before warming");
+    assert_eq!(
+        store.warm_video_cache().unwrap(),
+        6,
+        "warming stops at the cache size"
+    );
+    // (A small cache is split in shards that evict on their own: at most its size.)
+    assert!((1..=6).contains(&store.cached_videos()));
+    drop(store);
+    let roomy = StoreOptions {
+        video_cache: 1000,
+        ..cold
+    };
+    let store = Store::open(&path, roomy).unwrap();
+    assert_eq!(store.warm_video_cache().unwrap(), 10);
+    assert_eq!(store.cached_videos(), 10, "the whole catalog is in memory");
+    // A write after warming is what readers see.
+    let mut changed = video("w0", "a", 0);
+    changed.caption = "rewritten".into();
+    store.upsert_videos(&[changed]).unwrap();
+    assert_eq!(
+        store.video(&vid("w0")).unwrap().unwrap().caption,
+        "rewritten"
+    );
+    drop(store);
+    // Warming in the background at open: the store closes cleanly while it runs or after.
+    let warm = StoreOptions {
+        warm_video_cache: true,
+        ..cold
+    };
+    let store = Store::open(&path, warm).unwrap();
+    assert_eq!(
+        store.video(&vid("w0")).unwrap().unwrap().caption,
+        "rewritten"
+    );
+    drop(store);
+    let store = Store::open(&path, cold).unwrap();
+    assert_eq!(store.video_count(), 10);
 }
