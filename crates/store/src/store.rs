@@ -319,6 +319,8 @@ pub(crate) struct Inner {
     pub crashed: AtomicBool,
     /// Set when the last handle goes: background work (the cache warmer) stops.
     pub closing: AtomicBool,
+    /// Set when the cache warmer is done (or was not started).
+    pub warm: AtomicBool,
     /// Held while derived state is written out (taken before `write`): one persist at a
     /// time, and video deletions never race with one.
     pub persist: Mutex<()>,
@@ -605,6 +607,7 @@ impl Store {
             overlay: RwLock::new(Overlay::new(next_seq - 1)),
             crashed: AtomicBool::new(false),
             closing: AtomicBool::new(false),
+            warm: AtomicBool::new(false),
             persist: Mutex::new(()),
             time_zones: RwLock::default(),
             consent_epoch: AtomicU64::new(0),
@@ -667,16 +670,19 @@ impl Store {
                             tracing::warn!(error = %e, "store: could not warm the video cache")
                         }
                     }
+                    s.inner.warm.store(true, Ordering::Release);
                 });
             match spawned {
                 Ok(h) => Some(h),
                 Err(e) => {
                     // Only a cold cache: the store works without it.
                     tracing::warn!(error = %e, "store: cannot start the cache warmer");
+                    inner.warm.store(true, Ordering::Release);
                     None
                 }
             }
         } else {
+            inner.warm.store(true, Ordering::Release);
             None
         };
         Ok(Store {
@@ -688,6 +694,11 @@ impl Store {
                 warmer,
             })),
         })
+    }
+
+    /// True once the background cache warmer finished (at once when it is off).
+    pub fn is_warm(&self) -> bool {
+        self.inner.warm.load(Ordering::Acquire)
     }
 
     /// Reads stored videos into the video cache, with their counters and their

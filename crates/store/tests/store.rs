@@ -1786,12 +1786,26 @@ fn warming_fills_the_caches_up_to_their_size_and_never_shadows_a_write() {
     // Warming in the background at open: the store closes cleanly while it runs or after.
     let warm = StoreOptions {
         warm_video_cache: true,
-        ..cold
+        ..roomy
     };
     let store = Store::open(&path, warm).unwrap();
     assert_eq!(
         store.video(&vid("w0")).unwrap().unwrap().caption,
         "rewritten"
+    );
+    drop(store);
+    let store = Store::open(&path, warm).unwrap();
+    for _ in 0..6000 {
+        if store.is_warm() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(store.is_warm(), "the warmer never finished");
+    assert_eq!(
+        store.cached_videos(),
+        10,
+        "warmed in the background at open"
     );
     drop(store);
     let store = Store::open(&path, cold).unwrap();
