@@ -84,3 +84,62 @@ impl VideoCache {
             .sum()
     }
 }
+
+/// A bounded cache of decoded per-user records (users, preferences, parental controls),
+/// with the same race-free rule as [`VideoCache`]: one version for the whole map, bumped
+/// by writers after their sled commit; a reader that missed inserts what it read only if
+/// the version has not moved since before its read. Writes to these records are rare,
+/// so one version is enough.
+pub(crate) struct RecordCache<V> {
+    inner: RwLock<Records<V>>,
+    cap: usize,
+}
+
+struct Records<V> {
+    map: HashMap<steerfeed_core::UserId, V>,
+    version: u64,
+}
+
+impl<V: Clone> RecordCache<V> {
+    pub fn new(cap: usize) -> Self {
+        Self {
+            inner: RwLock::new(Records {
+                map: HashMap::new(),
+                version: 0,
+            }),
+            cap,
+        }
+    }
+
+    /// The cached record, or the version to pass to [`RecordCache::insert`].
+    pub fn get(&self, id: &steerfeed_core::UserId) -> Result<V, u64> {
+        let r = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        match r.map.get(id) {
+            Some(v) => Ok(v.clone()),
+            None => Err(r.version),
+        }
+    }
+
+    /// Caches `value` read at `version`, unless a writer moved since; starts over when
+    /// full.
+    pub fn insert(&self, id: &steerfeed_core::UserId, value: V, version: u64) {
+        if self.cap == 0 {
+            return;
+        }
+        let mut w = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if w.version != version {
+            return;
+        }
+        if w.map.len() >= self.cap {
+            w.map.clear();
+        }
+        w.map.insert(id.clone(), value);
+    }
+
+    /// Forgets `id`; call after the write reached sled.
+    pub fn invalidate(&self, id: &steerfeed_core::UserId) {
+        let mut w = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        w.version += 1;
+        w.map.remove(id);
+    }
+}

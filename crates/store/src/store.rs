@@ -14,7 +14,7 @@ use steerfeed_core::{
     UserId, Video, VideoId, Viewer, WellbeingState,
 };
 
-use crate::cache::VideoCache;
+use crate::cache::{RecordCache, VideoCache};
 use crate::codec::{
     self, CounterRec, Decayed, after_sep, corrupt, decode_embedding, decode_video, encode_video,
     ms, pair, prefix, timed, timed_global, u64_of,
@@ -342,6 +342,10 @@ pub(crate) struct Inner {
     pub counter_epoch: AtomicU64,
     /// The time indexes, relations, approvals and revocations in memory (`mirror.rs`).
     pub mirror: Mirror,
+    /// Decoded users, preferences and parental controls.
+    pub users: RecordCache<Option<User>>,
+    pub prefs: RecordCache<Option<Arc<Preferences>>>,
+    pub parental: RecordCache<ParentalControls>,
 }
 
 /// Cached counter records before a cache starts over, at least.
@@ -354,6 +358,9 @@ pub(crate) struct PersonFacts {
     pub scope: ConsentScope,
     pub parental_scope: Option<ConsentScope>,
 }
+
+/// Cached users (and preferences, parental controls) before a cache starts over.
+const MAX_CACHED_USERS: usize = 1_000_000;
 
 /// Cached persons before the cache starts over.
 const MAX_PERSON_FACTS: usize = 200_000;
@@ -616,6 +623,9 @@ impl Store {
             creator_cache: RwLock::default(),
             counter_epoch: AtomicU64::new(0),
             mirror: Mirror::default(),
+            users: RecordCache::new(MAX_CACHED_USERS),
+            prefs: RecordCache::new(MAX_CACHED_USERS),
+            parental: RecordCache::new(MAX_CACHED_USERS),
             cache: VideoCache::new(opts.video_cache),
             popular: Mutex::new(popular),
             remix: Mutex::new(remix),
@@ -873,28 +883,20 @@ impl Store {
         self.inner.commit.wait_durable(generation, || db.flush())
     }
 
-    /// Commits `w` and returns once it is durable.
+    /// Applies the writes `build` makes in one transaction, then `after` once they are
+    /// committed, still under the write lock (the in-memory mirrors change in the order
+    /// sled did, and caches drop what the write changed), and returns when durable.
     fn write_durably(
         &self,
         build: impl for<'s> FnOnce(&'s Self, &mut Writes<'s>) -> Result<()>,
-    ) -> Result<()> {
-        self.write_durably_then(build, |_| {})
-    }
-
-    /// [`Store::write_durably`], then `mirror` once the writes are committed, still under
-    /// the write lock: the in-memory mirrors change in the order sled did, and before the
-    /// call returns.
-    fn write_durably_then(
-        &self,
-        build: impl for<'s> FnOnce(&'s Self, &mut Writes<'s>) -> Result<()>,
-        mirror: impl FnOnce(&Mirror),
+        after: impl FnOnce(&Inner),
     ) -> Result<()> {
         let generation = {
             let _g = self.write_lock();
             let mut w = Writes::default();
             build(self, &mut w)?;
             let generation = self.commit_writes(w)?;
-            mirror(&self.inner.mirror);
+            after(&self.inner);
             generation
         };
         self.durable(generation)
@@ -1191,24 +1193,33 @@ impl Store {
         user.validate()?;
         let b = json(user)?;
         let _epoch = EpochBump(self);
-        self.write_durably(|s, w| {
-            w.insert(&s.t().users, user.id.as_str(), b);
-            // Under the write lock: no batch can cache the old zone again.
-            s.inner
-                .time_zones
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&user.id);
-            Ok(())
-        })
+        self.write_durably(
+            |s, w| {
+                w.insert(&s.t().users, user.id.as_str(), b);
+                // Under the write lock: no batch can cache the old zone again.
+                s.inner
+                    .time_zones
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&user.id);
+                Ok(())
+            },
+            |i| i.users.invalidate(&user.id),
+        )
     }
 
     /// The user, if known.
     pub fn user(&self, id: &UserId) -> Result<Option<User>> {
-        match self.t().users.get(id.as_str()).map_err(db_err)? {
-            Some(b) => Ok(Some(unjson(&b, "user")?)),
-            None => Ok(None),
-        }
+        let version = match self.inner.users.get(id) {
+            Ok(u) => return Ok(u),
+            Err(version) => version,
+        };
+        let u = match self.t().users.get(id.as_str()).map_err(db_err)? {
+            Some(b) => Some(unjson::<User>(&b, "user")?),
+            None => None,
+        };
+        self.inner.users.insert(id, u.clone(), version);
+        Ok(u)
     }
 
     /// The user's time zone, cached for later batches. Call under the write lock (the
@@ -1263,7 +1274,7 @@ impl Store {
             Rel::Block => Edge::Block,
             Rel::Mute => Edge::Mute,
         };
-        self.write_durably_then(
+        self.write_durably(
             |s, w| {
                 let t = s.t();
                 let (ab, ba) = (pair(a.as_str(), b.as_str()), pair(b.as_str(), a.as_str()));
@@ -1287,7 +1298,7 @@ impl Store {
                 }
                 Ok(())
             },
-            |m| m.rel_mut().set(edge, a, b, on),
+            |i| i.mirror.rel_mut().set(edge, a, b, on),
         )
     }
 
@@ -1375,7 +1386,7 @@ impl Store {
         self.require_user(person)?;
         let rec = json(&ConsentRec { scope })?;
         let _epoch = EpochBump(self);
-        self.write_durably_then(
+        self.write_durably(
             |s, w| {
                 let t = s.t();
                 w.insert(&t.consent, person.as_str(), rec);
@@ -1388,7 +1399,7 @@ impl Store {
                 }
                 Ok(())
             },
-            |m| m.rel_mut().set_approved(person, approved),
+            |i| i.mirror.rel_mut().set_approved(person, approved),
         )
     }
 
@@ -1416,12 +1427,12 @@ impl Store {
     pub fn revoke_consent(&self, person: &UserId, revocation: &Revocation) -> Result<()> {
         self.require_user(person)?;
         let key = revocation_key(person, revocation);
-        self.write_durably_then(
+        self.write_durably(
             |s, w| {
                 w.insert(&s.t().revocations, key, []);
                 Ok(())
             },
-            |m| m.rel_mut().revoke(person, revocation.clone()),
+            |i| i.mirror.rel_mut().revoke(person, revocation.clone()),
         )
     }
 
@@ -1440,18 +1451,27 @@ impl Store {
         self.require_user(user)?;
         let b = json(controls)?;
         let _epoch = EpochBump(self);
-        self.write_durably(|s, w| {
-            w.insert(&s.t().parental, user.as_str(), b);
-            Ok(())
-        })
+        self.write_durably(
+            |s, w| {
+                w.insert(&s.t().parental, user.as_str(), b);
+                Ok(())
+            },
+            |i| i.parental.invalidate(user),
+        )
     }
 
     /// A user's parental controls (defaults when none are set).
     pub fn parental_controls(&self, user: &UserId) -> Result<ParentalControls> {
-        match self.t().parental.get(user.as_str()).map_err(db_err)? {
-            Some(b) => unjson(&b, "parental controls"),
-            None => Ok(ParentalControls::default()),
-        }
+        let version = match self.inner.parental.get(user) {
+            Ok(p) => return Ok(p),
+            Err(version) => version,
+        };
+        let p = match self.t().parental.get(user.as_str()).map_err(db_err)? {
+            Some(b) => unjson::<ParentalControls>(&b, "parental controls")?,
+            None => ParentalControls::default(),
+        };
+        self.inner.parental.insert(user, p.clone(), version);
+        Ok(p)
     }
 
     /// A person's consent facts, from the per-person cache when it is current.
@@ -1519,26 +1539,38 @@ impl Store {
             text: text.to_owned(),
             constraints: constraints.clone(),
         })?;
-        self.write_durably(|s, w| {
-            w.insert(&s.t().prefs, user.as_str(), b);
-            Ok(())
-        })
+        self.write_durably(
+            |s, w| {
+                w.insert(&s.t().prefs, user.as_str(), b);
+                Ok(())
+            },
+            |i| i.prefs.invalidate(user),
+        )
     }
 
     /// Removes a user's preferences.
     pub fn clear_preferences(&self, user: &UserId) -> Result<()> {
-        self.write_durably(|s, w| {
-            w.remove(&s.t().prefs, user.as_str());
-            Ok(())
-        })
+        self.write_durably(
+            |s, w| {
+                w.remove(&s.t().prefs, user.as_str());
+                Ok(())
+            },
+            |i| i.prefs.invalidate(user),
+        )
     }
 
     /// A user's preferences, expired or not.
     pub fn preferences(&self, user: &UserId) -> Result<Option<Preferences>> {
-        match self.t().prefs.get(user.as_str()).map_err(db_err)? {
-            Some(b) => Ok(Some(unjson(&b, "preferences")?)),
-            None => Ok(None),
-        }
+        let version = match self.inner.prefs.get(user) {
+            Ok(p) => return Ok(p.map(|p| Preferences::clone(&p))),
+            Err(version) => version,
+        };
+        let p = match self.t().prefs.get(user.as_str()).map_err(db_err)? {
+            Some(b) => Some(Arc::new(unjson::<Preferences>(&b, "preferences")?)),
+            None => None,
+        };
+        self.inner.prefs.insert(user, p.clone(), version);
+        Ok(p.map(|p| Preferences::clone(&p)))
     }
 
     /// The constraints in force at `now`: empty when none are set or they expired.

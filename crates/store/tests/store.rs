@@ -1811,3 +1811,53 @@ fn warming_fills_the_caches_up_to_their_size_and_never_shadows_a_write() {
     let store = Store::open(&path, cold).unwrap();
     assert_eq!(store.video_count(), 10);
 }
+
+#[test]
+fn cached_users_preferences_and_parental_controls_follow_every_write() {
+    let store = Store::temporary(opts()).unwrap();
+    seeded(&store);
+    let a = uid("a");
+    // Read (and so cache) each record, change it, read again: the change shows.
+    assert_eq!(store.user(&a).unwrap().unwrap().time_zone, "UTC");
+    store
+        .upsert_user(&User {
+            id: a.clone(),
+            age_band: AgeBand::Teen,
+            time_zone: "Europe/Paris".into(),
+        })
+        .unwrap();
+    let u = store.user(&a).unwrap().unwrap();
+    assert_eq!(
+        (u.time_zone.as_str(), u.age_band),
+        ("Europe/Paris", AgeBand::Teen)
+    );
+    assert!(store.user(&uid("nobody")).unwrap().is_none());
+
+    assert!(store.preferences(&a).unwrap().is_none());
+    store
+        .set_preferences(&a, "more pets", &Constraints::default())
+        .unwrap();
+    assert_eq!(store.preferences(&a).unwrap().unwrap().text, "more pets");
+    store
+        .set_preferences(&a, "less news", &Constraints::default())
+        .unwrap();
+    assert_eq!(store.preferences(&a).unwrap().unwrap().text, "less news");
+    store.clear_preferences(&a).unwrap();
+    assert!(store.preferences(&a).unwrap().is_none());
+
+    assert_eq!(store.parental_controls(&a).unwrap().scroll_cap, None);
+    store
+        .set_parental_controls(
+            &a,
+            &ParentalControls {
+                scroll_cap: Some(15),
+                ..ParentalControls::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(store.parental_controls(&a).unwrap().scroll_cap, Some(15));
+    store
+        .set_parental_controls(&a, &ParentalControls::default())
+        .unwrap();
+    assert_eq!(store.parental_controls(&a).unwrap().scroll_cap, None);
+}
