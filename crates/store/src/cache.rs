@@ -5,17 +5,23 @@
 //! notes the version before reading sled and inserts what it read only if the version
 //! has not moved, so a value read before a write can never be cached after it.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
+
+use foldhash::fast::RandomState;
 use std::sync::{Arc, RwLock};
 
 use steerfeed_core::{Video, VideoId};
 
 const SHARDS: usize = 16;
 
+/// A hash map with foldhash (fast, seeded per process) for the store's long-lived maps.
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, RandomState>;
+/// The set of [`FastMap`].
+pub(crate) type FastSet<K> = std::collections::HashSet<K, RandomState>;
+
 #[derive(Default)]
 struct Shard {
-    map: HashMap<VideoId, Arc<Video>>,
+    map: FastMap<VideoId, Arc<Video>>,
     version: u64,
 }
 
@@ -30,7 +36,7 @@ impl VideoCache {
         Self {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
             per_shard: capacity.div_ceil(SHARDS),
-            hasher: RandomState::new(),
+            hasher: RandomState::default(),
         }
     }
 
@@ -96,7 +102,7 @@ pub(crate) struct RecordCache<V> {
 }
 
 struct Records<V> {
-    map: HashMap<steerfeed_core::UserId, V>,
+    map: FastMap<steerfeed_core::UserId, V>,
     version: u64,
 }
 
@@ -104,7 +110,7 @@ impl<V: Clone> RecordCache<V> {
     pub fn new(cap: usize) -> Self {
         Self {
             inner: RwLock::new(Records {
-                map: HashMap::new(),
+                map: FastMap::default(),
                 version: 0,
             }),
             cap,

@@ -14,12 +14,13 @@
 //! mirror read returns what the tree scan returned.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use steerfeed_core::{Result, TopicId, UserId, Video, VideoId};
 
+use crate::cache::{FastMap, FastSet};
 use crate::codec::{after_sep, corrupt, from_newest_first, ms};
 use crate::store::{Revocation, Trees, db_err};
 
@@ -30,9 +31,9 @@ pub(crate) type Timeline = BTreeSet<(Reverse<i64>, VideoId)>;
 #[derive(Default)]
 pub(crate) struct TimeIndex {
     pub newest: Timeline,
-    pub by_creator: HashMap<UserId, Timeline>,
-    pub featuring: HashMap<UserId, Timeline>,
-    pub by_topic: HashMap<TopicId, Timeline>,
+    pub by_creator: FastMap<UserId, Timeline>,
+    pub featuring: FastMap<UserId, Timeline>,
+    pub by_topic: FastMap<TopicId, Timeline>,
 }
 
 impl TimeIndex {
@@ -73,7 +74,7 @@ impl TimeIndex {
 }
 
 fn remove_from<K: std::hash::Hash + Eq>(
-    map: &mut HashMap<K, Timeline>,
+    map: &mut FastMap<K, Timeline>,
     owner: &K,
     key: &(Reverse<i64>, VideoId),
 ) {
@@ -86,7 +87,7 @@ fn remove_from<K: std::hash::Hash + Eq>(
 }
 
 /// `a → {b}` for one relation tree (`a \0 b` keys).
-pub(crate) type Edges = HashMap<UserId, HashSet<UserId>>;
+pub(crate) type Edges = FastMap<UserId, FastSet<UserId>>;
 
 /// Which relation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,9 +104,9 @@ pub(crate) struct Relations {
     pub blocks: Edges,
     pub mutes: Edges,
     /// `person → {user}`: `person` approved `user` to use their likeness.
-    pub approved: HashMap<UserId, HashSet<UserId>>,
+    pub approved: FastMap<UserId, FastSet<UserId>>,
     /// `person → {what they revoked}`.
-    pub revocations: HashMap<UserId, HashSet<Revocation>>,
+    pub revocations: FastMap<UserId, FastSet<Revocation>>,
 }
 
 impl Relations {
@@ -281,7 +282,7 @@ fn timed_entry(rest: &[u8]) -> Result<(Reverse<i64>, VideoId)> {
 
 fn load_timed<K: std::hash::Hash + Eq + Clone>(
     tree: &sled::Tree,
-    into: &mut HashMap<K, Timeline>,
+    into: &mut FastMap<K, Timeline>,
     owner: impl Fn(&str) -> Result<K>,
 ) -> Result<()> {
     // Keys of one owner are adjacent: parse the owner once per run of keys.

@@ -14,7 +14,7 @@ use steerfeed_core::{
     UserId, Video, VideoId, Viewer, WellbeingState,
 };
 
-use crate::cache::{RecordCache, VideoCache};
+use crate::cache::{FastMap, RecordCache, VideoCache};
 use crate::codec::{
     self, CounterRec, Decayed, after_sep, corrupt, decode_embedding, decode_video, encode_video,
     ms, pair, prefix, timed, timed_global, u64_of,
@@ -330,13 +330,13 @@ pub(crate) struct Inner {
     /// cached [`PersonFacts`] is valid only while the epoch it was read at is current.
     pub consent_epoch: AtomicU64,
     /// Per-person consent facts the feed's consent filter reads for every cameo.
-    pub person_facts: RwLock<std::collections::HashMap<UserId, (u64, Option<PersonFacts>)>>,
+    pub person_facts: RwLock<FastMap<UserId, (u64, Option<PersonFacts>)>>,
     /// Decoded per-video counters read from sled (the overlay is consulted first). An
     /// entry leaves when a layer holding its key leaves the overlay (`forget_layer`), so
     /// it can never shadow a newer value, and when its video is deleted.
-    pub counter_cache: RwLock<std::collections::HashMap<VideoId, Option<CounterRec>>>,
+    pub counter_cache: RwLock<FastMap<VideoId, Option<CounterRec>>>,
     /// The same for per-creator counters.
-    pub creator_cache: RwLock<std::collections::HashMap<UserId, Option<CounterRec>>>,
+    pub creator_cache: RwLock<FastMap<UserId, Option<CounterRec>>>,
     /// Bumped whenever cached counters are dropped: a reader fills the caches only if no
     /// drop happened since it began, so a value read before a drop is never cached after.
     pub counter_epoch: AtomicU64,
