@@ -10,7 +10,7 @@ use sled::{Batch, Tree};
 use steerfeed_core::ports::Engagement;
 use steerfeed_core::{Entity, Error, Event, EventKey, EventKind, Result, UserId, Video, VideoId};
 
-use crate::codec::{self, CounterRec, Decayed, corrupt, ms, pair, prefix, u64_of};
+use crate::codec::{self, CounterRec, Decayed, corrupt, ms, pair, u64_of};
 use crate::derived::{Derived, Layer, Mask, Overlay, RingPending, WATERMARK_KEY};
 use crate::mirror::Edge;
 use crate::store::{IngestReport, Store, WellbeingRec, db_err};
@@ -148,29 +148,39 @@ pub(crate) fn read_ring<T>(
             out.push(f(v)?);
         }
     }
+    // Entries at `from_sled` and above were written by a persist that finished after the
+    // memory layers were read: they are in `out` already.
     let from_sled = pending.last().map_or(u64::MAX, |p| p.base);
-    for kv in tree.scan_prefix(prefix(user.as_str())).rev() {
-        if out.len() >= limit {
-            break;
-        }
-        let (k, v) = kv.map_err(db_err)?;
-        let seq = k
-            .len()
+    let need = limit.saturating_sub(out.len());
+    if need == 0 {
+        return Ok(out);
+    }
+    let seq_of = |k: &[u8]| {
+        k.len()
             .checked_sub(8)
             .and_then(|i| u64_of(&k[i..]))
-            .ok_or_else(|| corrupt("ring key"))?;
-        if seq < keep_from {
-            break;
-        }
-        if seq >= from_sled {
-            // Written by a persist that finished after the memory layers were read.
-            continue;
-        }
+            .ok_or_else(|| corrupt("ring key"))
+    };
+    // Sequence numbers of a ring are contiguous: find the newest entry in sled with one
+    // step back, then read the window before it forwards (sled's reverse iteration costs
+    // a descent per step; a forward scan walks the leaves).
+    let lo = codec::seq_key(user.as_str(), keep_from);
+    let hi = codec::seq_key(user.as_str(), from_sled);
+    let Some(last) = tree.range(lo..hi).next_back() else {
+        return Ok(out);
+    };
+    let last = seq_of(&last.map_err(db_err)?.0)?;
+    let start = keep_from.max((last + 1).saturating_sub(need as u64));
+    let mut older = Vec::with_capacity(need);
+    for kv in tree.range(codec::seq_key(user.as_str(), start)..=codec::seq_key(user.as_str(), last))
+    {
+        let (_, v) = kv.map_err(db_err)?;
         if v.len() < 8 {
             return Err(corrupt("ring entry"));
         }
-        out.push(f(&v)?);
+        older.push(f(&v)?);
     }
+    out.extend(older.into_iter().rev().take(need));
     Ok(out)
 }
 

@@ -1861,3 +1861,64 @@ fn cached_users_preferences_and_parental_controls_follow_every_write() {
         .unwrap();
     assert_eq!(store.parental_controls(&a).unwrap().scroll_cap, None);
 }
+
+#[test]
+fn rings_read_across_memory_and_sled_keep_order_and_bounds() {
+    let store = Store::temporary(StoreOptions {
+        seen_per_user: 7,
+        history_per_user: 6,
+        derived_persist_ms: 3_600_000,
+        ..opts()
+    })
+    .unwrap();
+    seeded(&store);
+    let seen_of = |s: &Store| -> Vec<String> {
+        s.seen(&uid("a"))
+            .unwrap()
+            .into_iter()
+            .map(|(v, _)| v.to_string())
+            .collect()
+    };
+    let expect = |from: usize, to: usize| -> Vec<String> {
+        (from..to).rev().map(|i| format!("s{i}")).collect()
+    };
+    let serve = |i: usize| {
+        store
+            .record_served(&uid("a"), &[vid(&format!("s{i}"))], at(1_000 + i as i64))
+            .unwrap();
+    };
+    (0..10).for_each(serve);
+    assert_eq!(seen_of(&store), expect(3, 10), "all in memory");
+    store.persist_derived_for_tests(&["seen"]).unwrap();
+    assert_eq!(seen_of(&store), expect(3, 10), "all in sled");
+    (10..14).for_each(serve);
+    assert_eq!(
+        seen_of(&store),
+        expect(7, 14),
+        "newest in memory, the rest in sled"
+    );
+    store.persist_derived_for_tests(&["seen"]).unwrap();
+    (14..16).for_each(serve);
+    assert_eq!(seen_of(&store), expect(9, 16));
+
+    let videos = ["va1", "va2", "va3", "vb1"];
+    let like_n = |i: usize| ev(&format!("l{i}"), "c", 3_000 + i as i64, like(videos[i % 4]));
+    store
+        .ingest_events(&(0..5).map(like_n).collect::<Vec<_>>())
+        .unwrap();
+    store.persist_derived_for_tests(&["history"]).unwrap();
+    store
+        .ingest_events(&(5..8).map(like_n).collect::<Vec<_>>())
+        .unwrap();
+    // The six newest likes, newest first: 7, 6, 5 (memory), 4, 3, 2 (sled).
+    let all: Vec<String> = (2..8).rev().map(|i| videos[i % 4].to_string()).collect();
+    for limit in 1..=8 {
+        let got: Vec<String> = store
+            .recent_engagements(&uid("c"), limit)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.video.to_string())
+            .collect();
+        assert_eq!(got, all[..limit.min(6)], "limit {limit}");
+    }
+}
