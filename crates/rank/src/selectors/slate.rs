@@ -19,8 +19,7 @@
 //! Caps are checked on the window that ends at the new slot; as the page only grows at
 //! the end, that checks every window of the final page.
 
-use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 
 use rustc_hash::FxBuildHasher;
 use steerfeed_core::vector::dot;
@@ -68,35 +67,6 @@ impl Follow {
             Follow::OnlyFollowed => followed,
             Follow::NotFollowed => !followed,
         }
-    }
-}
-
-/// A candidate and the upper bound of its objective, ordered best first, then by index.
-#[derive(Debug, Clone, Copy)]
-struct Bound {
-    key: f32,
-    item: usize,
-}
-
-impl PartialEq for Bound {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-
-impl Eq for Bound {}
-
-impl PartialOrd for Bound {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Bound {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.key
-            .total_cmp(&other.key)
-            .then_with(|| other.item.cmp(&self.item))
     }
 }
 
@@ -149,7 +119,10 @@ struct Greedy<'a, 'b> {
     window_start: usize,
     chol: Vec<f32>,
     scratch: Vec<f32>,
-    heap: Vec<Bound>,
+    /// The active items by `rel`, highest first (then by index): the visiting order.
+    by_rel: Vec<usize>,
+    /// The largest author-decay multiplier, so `rel · decay_max` bounds any quality.
+    decay_max: f32,
 }
 
 impl<'a, 'b> Greedy<'a, 'b> {
@@ -199,8 +172,13 @@ impl<'a, 'b> Greedy<'a, 'b> {
             window_start: 0,
             chol: Vec::new(),
             scratch: Vec::new(),
-            heap: Vec::with_capacity(pool),
+            by_rel: Vec::with_capacity(pool),
+            decay_max: 0.0,
         };
+        g.decay_max = g
+            .decay
+            .iter()
+            .fold(config.author_decay_floor, |m, &d| m.max(d));
         g.grow_to(pool);
         g
     }
@@ -261,36 +239,45 @@ impl<'a, 'b> Greedy<'a, 'b> {
         }
     }
 
-    /// The eligible item with the best objective among those `rule` admits, visiting by
-    /// upper bound and stopping when no bound can beat the best so far. The caps are
-    /// checked before the visit (they do not change within a step), so only eligible
-    /// items enter the heap.
+    /// The eligible item with the best objective among those `rule` admits. Items are
+    /// visited by `rel` (an upper bound of their quality up to `decay_max`); one whose own
+    /// bound cannot beat the best so far is skipped, and the visit stops as soon as the
+    /// `rel` bound cannot. Similarities only lower an objective, so this is the exact
+    /// argmax (ties to the lowest index) whatever the visiting order.
     fn best(&mut self, rule: Follow) -> Option<usize> {
-        let mut buf = std::mem::take(&mut self.heap);
-        buf.clear();
-        for i in 0..self.active {
-            if self.alive[i] && rule.admits(self.items[i].followed) && self.eligible(i) {
-                buf.push(Bound {
-                    key: self.bound(i),
-                    item: i,
-                });
-            }
-        }
-        let mut heap = BinaryHeap::from(buf);
         let mut best: Option<(f32, usize)> = None;
-        while let Some(Bound { key, item }) = heap.pop() {
-            if best.is_some_and(|(v, _)| key < v) {
+        for n in 0..self.by_rel.len() {
+            let i = self.by_rel[n];
+            if best.is_some_and(|(v, _)| self.top(i) < v) {
                 break;
             }
-            let Some(v) = self.value(item, best.map(|(v, _)| v)) else {
+            if !self.alive[i] || !rule.admits(self.items[i].followed) {
+                continue;
+            }
+            if best.is_some_and(|(v, _)| self.bound(i) < v) || !self.eligible(i) {
+                continue;
+            }
+            let Some(v) = self.value(i, best.map(|(v, _)| v)) else {
                 continue;
             };
-            if best.is_none_or(|(bv, bi)| v > bv || (v == bv && item < bi)) {
-                best = Some((v, item));
+            if best.is_none_or(|(bv, bi)| v > bv || (v == bv && i < bi)) {
+                best = Some((v, i));
             }
         }
-        self.heap = heap.into_vec();
         best.map(|(_, i)| i)
+    }
+
+    /// The objective's bound for quality `q`: MMR `λ·q`, DPP `q²`.
+    fn bound_of(&self, q: f32) -> f32 {
+        match self.config.method {
+            DiversityMethod::Mmr => self.config.mmr_lambda * q,
+            DiversityMethod::Dpp => q * q,
+        }
+    }
+
+    /// A bound of item `i`'s bound whatever its creator's count on the page.
+    fn top(&self, i: usize) -> f32 {
+        self.bound_of(self.rel[i] * self.decay_max)
     }
 
     fn quality(&self, i: usize) -> f32 {
@@ -304,11 +291,7 @@ impl<'a, 'b> Greedy<'a, 'b> {
     }
 
     fn bound(&self, i: usize) -> f32 {
-        let q = self.quality(i);
-        match self.config.method {
-            DiversityMethod::Mmr => self.config.mmr_lambda * q,
-            DiversityMethod::Dpp => q * q,
-        }
+        self.bound_of(self.quality(i))
     }
 
     /// The exact objective of item `i`, or `None` as soon as it is known to fall below
@@ -434,6 +417,11 @@ impl<'a, 'b> Greedy<'a, 'b> {
             DiversityMethod::Dpp => self.sims.resize(to * self.limit, f32::NAN),
         }
         self.active = to;
+        let rel = &self.rel;
+        self.by_rel.clear();
+        self.by_rel.extend(0..to);
+        self.by_rel
+            .sort_unstable_by(|&a, &b| rel[b].total_cmp(&rel[a]).then(a.cmp(&b)));
     }
 
     /// Cosine similarity of two items; 0 when either has no embedding.
