@@ -8,11 +8,13 @@
 //!    exceed `floor(following_less · len)`;
 //! 2. each candidate's quality is its min-max normalised score over the pool times the
 //!    author decay of its creator's count on the page so far;
-//! 3. candidates are visited by an upper bound of their objective (MMR: `λ·q`; DPP:
-//!    `q²`, since similarity only lowers either), the hard caps are checked, the exact
-//!    objective is computed, and the visit stops as soon as no bound can beat the best.
-//!    The result is the exact greedy pick, at the cost of a few similarity evaluations
-//!    per step instead of one per pooled candidate;
+//! 3. candidates are visited by normalised score, highest first; each has an upper
+//!    bound of its objective (MMR: `λ·q`; DPP: `q²`, since similarity only lowers
+//!    either): one whose bound cannot beat the best so far is skipped, the hard caps are
+//!    checked (from per-topic counts of the window, kept per step), the exact objective
+//!    is computed, and the visit stops as soon as the normalised score alone (times the
+//!    largest decay) cannot beat the best. The result is the exact greedy pick, at the
+//!    cost of a few similarity evaluations per step instead of one per pooled candidate;
 //! 4. when nothing in the pool may take the slot, the next `pool` candidates join it; when
 //!    nothing at all may, the page ends.
 //!
