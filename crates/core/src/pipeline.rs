@@ -9,8 +9,11 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
+use rustc_hash::FxBuildHasher;
+
 use crate::error::{Error, Result};
 use crate::feed::Card;
+use crate::ids::VideoId;
 use crate::score::rank_order;
 use crate::stage::{
     Candidate, FeedContext, Filter, Role, Scorer, Selector, Source, StageReport, Throttle,
@@ -180,15 +183,16 @@ impl Pipeline {
             }
         }
 
-        let mut seen = HashSet::new();
         let mut candidates = Vec::new();
         for source in &self.sources {
-            for c in source.run(ctx, &mut trace)? {
-                if seen.insert(c.id().clone()) {
-                    candidates.push(c);
-                }
+            let proposed = source.run(ctx, &mut trace)?;
+            if candidates.is_empty() {
+                candidates = proposed;
+            } else {
+                candidates.extend(proposed);
             }
         }
+        dedup_by_id(&mut candidates);
 
         for filter in &self.filters {
             candidates = filter.run(ctx, candidates, &mut trace)?;
@@ -198,7 +202,7 @@ impl Pipeline {
             scorer.run(ctx, &mut candidates, &mut trace)?;
         }
         candidates = drop_non_finite(candidates, &mut trace);
-        candidates.sort_by(|a, b| rank_order(a.score, b.score).then_with(|| a.id().cmp(b.id())));
+        sort_by_rank(&mut candidates);
 
         let limit = ctx.request.limit();
         let page = self.selector.run(ctx, candidates, limit, &mut trace)?;
@@ -234,11 +238,57 @@ fn stopped(mut card: Card, trace: Trace) -> PipelineOutput {
     }
 }
 
+/// Keeps the first candidate of each video, in order (the first source wins).
+fn dedup_by_id(candidates: &mut Vec<Candidate>) {
+    let mut seen: HashSet<&VideoId, FxBuildHasher> =
+        HashSet::with_capacity_and_hasher(candidates.len(), FxBuildHasher);
+    let first: Vec<bool> = candidates.iter().map(|c| seen.insert(c.id())).collect();
+    drop(seen);
+    if first.iter().all(|&f| f) {
+        return;
+    }
+    let mut first = first.into_iter();
+    candidates.retain(|_| first.next().unwrap_or(false));
+}
+
+/// Sorts by score, highest first, then by id: sorts indices, then moves each candidate
+/// once to its place (a candidate is large; sorting it in place moves it many times).
+/// Ids are distinct after [`dedup_by_id`], and the index breaks any tie left, so the
+/// order is total and equals the stable sort's.
+fn sort_by_rank(candidates: &mut Vec<Candidate>) {
+    let mut order: Vec<(f32, usize)> = candidates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.score, i))
+        .collect();
+    order.sort_unstable_by(|&(sa, a), &(sb, b)| {
+        rank_order(sa, sb)
+            .then_with(|| candidates[a].id().cmp(candidates[b].id()))
+            .then(a.cmp(&b))
+    });
+    if order.iter().enumerate().all(|(at, &(_, i))| at == i) {
+        return;
+    }
+    let mut slots: Vec<Option<Candidate>> =
+        std::mem::take(candidates).into_iter().map(Some).collect();
+    candidates.extend(
+        order
+            .into_iter()
+            .filter_map(|(_, i)| slots.get_mut(i).and_then(Option::take)),
+    );
+}
+
 /// Non-finite scores never take a slot: they are removed and reported like a filter.
-fn drop_non_finite(candidates: Vec<Candidate>, trace: &mut Trace) -> Vec<Candidate> {
+fn drop_non_finite(mut candidates: Vec<Candidate>, trace: &mut Trace) -> Vec<Candidate> {
     let start = Instant::now();
     let input = candidates.len();
-    let (kept, bad): (Vec<_>, Vec<_>) = candidates.into_iter().partition(|c| c.score.is_finite());
+    if candidates.iter().all(|c| c.score.is_finite()) {
+        return candidates;
+    }
+    let bad: Vec<Candidate> = candidates
+        .extract_if(.., |c| !c.score.is_finite())
+        .collect();
+    let kept = candidates;
     if !bad.is_empty() {
         tracing::warn!(
             count = bad.len(),

@@ -288,10 +288,26 @@ pub struct Filtered {
 }
 
 impl Filtered {
-    /// Splits `candidates` by a predicate: those for which `keep` is true are kept.
-    pub fn partition(candidates: Vec<Candidate>, mut keep: impl FnMut(&Candidate) -> bool) -> Self {
-        let (kept, removed) = candidates.into_iter().partition(|c| keep(c));
-        Self { kept, removed }
+    /// Splits `candidates` by a predicate: those for which `keep` is true are kept, both
+    /// sides in their original order. In place: the kept candidates stay in the input's
+    /// buffer (untouched when nothing is removed), only removed ones move.
+    pub fn partition(
+        mut candidates: Vec<Candidate>,
+        mut keep: impl FnMut(&Candidate) -> bool,
+    ) -> Self {
+        let removed = candidates.extract_if(.., |c| !keep(c)).collect();
+        Self {
+            kept: candidates,
+            removed,
+        }
+    }
+
+    /// Keeps every candidate.
+    pub fn all(candidates: Vec<Candidate>) -> Self {
+        Self {
+            kept: candidates,
+            removed: Vec::new(),
+        }
     }
 }
 

@@ -34,11 +34,14 @@ impl Filter for AudienceFilter {
         }
         Ok(Filtered::partition(candidates, |c| {
             let v = &c.video;
-            let follows = ctx.viewer.following.contains(&v.creator);
+            // The following lookup only for the videos whose audience needs it.
+            let follows = || ctx.viewer.following.contains(&v.creator);
             match v.audience {
                 Audience::Public => true,
-                Audience::Followers => follows,
-                Audience::Mutuals => follows && follows_back.get(&v.creator).copied() == Some(true),
+                Audience::Followers => follows(),
+                Audience::Mutuals => {
+                    follows() && follows_back.get(&v.creator).copied() == Some(true)
+                }
             }
         }))
     }

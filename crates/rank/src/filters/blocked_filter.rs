@@ -9,7 +9,7 @@ impl Filter for BlockedFilter {
     fn filter(&self, ctx: &FeedContext, candidates: Vec<Candidate>) -> Result<Filtered> {
         let v = &ctx.viewer;
         if v.blocked.is_empty() && v.muted.is_empty() {
-            return Ok(Filtered::partition(candidates, |_| true));
+            return Ok(Filtered::all(candidates));
         }
         Ok(Filtered::partition(candidates, |c| {
             let creator = &c.video.creator;

@@ -7,7 +7,7 @@ pub struct DurationFilter;
 impl Filter for DurationFilter {
     fn filter(&self, ctx: &FeedContext, candidates: Vec<Candidate>) -> Result<Filtered> {
         let Some(max) = ctx.constraints.max_duration_s else {
-            return Ok(Filtered::partition(candidates, |_| true));
+            return Ok(Filtered::all(candidates));
         };
         let max = max as f32;
         Ok(Filtered::partition(candidates, |c| {

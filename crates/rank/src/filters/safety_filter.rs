@@ -9,7 +9,7 @@ pub struct SafetyFilter;
 impl Filter for SafetyFilter {
     fn filter(&self, ctx: &FeedContext, candidates: Vec<Candidate>) -> Result<Filtered> {
         if ctx.user.age_band != AgeBand::Teen {
-            return Ok(Filtered::partition(candidates, |_| true));
+            return Ok(Filtered::all(candidates));
         }
         Ok(Filtered::partition(candidates, |c| {
             !c.video.safety.contains(&SafetyLabel::Mature)

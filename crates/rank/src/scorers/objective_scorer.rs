@@ -1,6 +1,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use rustc_hash::FxBuildHasher;
 use steerfeed_core::ports::{ActionCounts, ActionStats, ConsentLedger, SocialGraph};
 use steerfeed_core::{
     ActionProbs, Candidate, FeedContext, Reason, Result, ScoreBreakdown, Scorer, UserId, Video,
@@ -84,29 +85,57 @@ struct Features {
     friend_cameo: bool,
 }
 
-/// What the scorer knows about a creator within one request.
+/// What the scorer knows about a creator within one request: read once per creator,
+/// shared by all of the creator's candidates.
 #[derive(Clone, Copy)]
 struct CreatorFacts {
     exposures: f32,
     /// Per head: the creator's smoothed rate against the base rate, in logits.
     lift: [f32; 8],
-    mutual: bool,
+    /// The viewer follows the creator.
+    follows: bool,
+    /// The tie strength `tie(u, creator)` (before β).
+    tie: f32,
 }
 
 impl ObjectiveScorer {
-    fn creator_facts(&self, counts: &ActionCounts, mutual: bool) -> CreatorFacts {
-        let m = self.cfg.creator_prior_strength;
+    /// The facts of `creator`, read from the ports and the viewer's relations.
+    fn creator_facts(
+        &self,
+        ctx: &FeedContext,
+        creator: &UserId,
+        personal: bool,
+    ) -> Result<CreatorFacts> {
+        let cfg = &self.cfg;
+        let follows = ctx.viewer.following.contains(creator);
+        let counts = self.stats.creator_counts(creator, ctx.now)?;
+        let mutual = follows && self.graph.follows(creator, ctx.request.user())?;
+        let m = cfg.creator_prior_strength;
         let exposures = counts.exposures();
-        let n = head_counts(counts);
+        let n = head_counts(&counts);
         let mut lift = [0.0; 8];
-        for (i, (_, h)) in self.cfg.heads.all().iter().enumerate() {
+        for (i, (_, h)) in cfg.heads.all().iter().enumerate() {
             lift[i] = logit(smoothed(n[i], exposures, h.base_rate, m)) - logit(h.base_rate);
         }
-        CreatorFacts {
+        let affinity = if personal {
+            ctx.viewer
+                .creator_affinity
+                .get(creator)
+                .copied()
+                .unwrap_or(0.0)
+                .clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let tie = cfg.tie.follow * f32::from(u8::from(follows))
+            + cfg.tie.mutual * f32::from(u8::from(mutual))
+            + cfg.tie.interaction * affinity;
+        Ok(CreatorFacts {
             exposures,
             lift,
-            mutual,
-        }
+            follows,
+            tie,
+        })
     }
 
     fn actions(
@@ -226,13 +255,16 @@ impl ObjectiveScorer {
             Some(false) => -1.0,
             None => 0.0,
         };
-        if video.remix_of.is_some() {
+        // Without the constraint the bonus term is +0 (the bonuses are finite), and adding
+        // +0 to a sum that starts at +0 changes nothing: the set lookups are skipped.
+        if ctx.constraints.remix.is_some() && video.remix_of.is_some() {
             total += sign(ctx.constraints.remix) * s.remix_bonus;
         }
-        if video
-            .cameos
-            .iter()
-            .any(|p| ctx.viewer.following.contains(p))
+        if ctx.constraints.friends_cameos.is_some()
+            && video
+                .cameos
+                .iter()
+                .any(|p| ctx.viewer.following.contains(p))
         {
             total += sign(ctx.constraints.friends_cameos) * s.friends_cameo_bonus;
         }
@@ -246,7 +278,6 @@ impl Scorer for ObjectiveScorer {
             return Ok(());
         }
         let cfg = &self.cfg;
-        let me = ctx.request.user();
         let personal = ctx.parental.personalization;
         let interest = ctx.interest.as_ref().filter(|_| personal);
         let lambda = consumption_lambda(&self.wellbeing, ctx);
@@ -259,37 +290,29 @@ impl Scorer for ObjectiveScorer {
 
         let ids: Vec<_> = candidates.iter().map(|c| c.id()).collect();
         let counts = self.stats.video_counts(&ids, ctx.now)?;
-        let mut creators: HashMap<UserId, CreatorFacts> = HashMap::new();
-
-        for (c, video_counts) in candidates.iter_mut().zip(counts) {
-            let video = Arc::clone(&c.video);
-            let creator = &video.creator;
-            let follows = ctx.viewer.following.contains(creator);
-            let facts = match creators.get(creator) {
-                Some(f) => *f,
-                None => {
-                    let counts = self.stats.creator_counts(creator, ctx.now)?;
-                    let mutual = follows && self.graph.follows(creator, me)?;
-                    let f = self.creator_facts(&counts, mutual);
-                    creators.insert(creator.clone(), f);
-                    f
+        drop(ids);
+        // One read of the ports and the viewer's sets per distinct creator.
+        let mut facts: Vec<CreatorFacts> = Vec::new();
+        let mut creator_of: Vec<usize> = Vec::with_capacity(candidates.len());
+        {
+            let mut index: HashMap<&UserId, usize, FxBuildHasher> =
+                HashMap::with_capacity_and_hasher(candidates.len(), FxBuildHasher);
+            for c in candidates.iter() {
+                let creator = &c.video.creator;
+                let next = facts.len();
+                let k = *index.entry(creator).or_insert(next);
+                if k == next {
+                    facts.push(self.creator_facts(ctx, creator, personal)?);
                 }
-            };
-            let mutual = facts.mutual;
+                creator_of.push(k);
+            }
+        }
 
-            let affinity = if personal {
-                ctx.viewer
-                    .creator_affinity
-                    .get(creator)
-                    .copied()
-                    .unwrap_or(0.0)
-                    .clamp(0.0, 1.0)
-            } else {
-                0.0
-            };
-            let tie = cfg.tie.follow * f32::from(u8::from(follows))
-                + cfg.tie.mutual * f32::from(u8::from(mutual))
-                + cfg.tie.interaction * affinity;
+        for ((c, video_counts), &k) in candidates.iter_mut().zip(counts).zip(&creator_of) {
+            let facts = &facts[k];
+            let video = &*c.video;
+            let follows = facts.follows;
+            let tie = facts.tie;
             let sim = match (interest, &video.embedding) {
                 (Some(i), Some(e)) => i.dot(e),
                 _ => cfg.interest_reference,
@@ -305,9 +328,9 @@ impl Scorer for ObjectiveScorer {
                 tie,
                 co_engagement,
                 remix_chain: video.remix_of.is_some() || video_counts.remixes > 0.0,
-                friend_cameo: self.friend_cameo(ctx, &video)?,
+                friend_cameo: self.friend_cameo(ctx, video)?,
             };
-            let actions = self.actions(&features, &video_counts, &facts, follows);
+            let actions = self.actions(&features, &video_counts, facts, follows);
             let negative_rate = smoothed(
                 video_counts.negatives,
                 video_counts.exposures(),
@@ -315,7 +338,7 @@ impl Scorer for ObjectiveScorer {
                 cfg.prior_strength,
             );
             let (action_value, p_passive) = self.action_value(&actions, negative_rate, lighter);
-            let (steering, concept) = self.steering(ctx, &video);
+            let (steering, concept) = self.steering(ctx, video);
 
             let age_h = (ctx.now.as_millisecond() - video.created_at.as_millisecond()).max(0)
                 as f32
@@ -327,9 +350,9 @@ impl Scorer for ObjectiveScorer {
                     / (cfg.creator_prior_strength + facts.exposures.max(0.0));
             let wellbeing = if !lighter {
                 0.0
-            } else if self.wellbeing.is_heavy(&video) {
+            } else if self.wellbeing.is_heavy(video) {
                 -cfg.heavy_penalty
-            } else if self.wellbeing.is_light(&video) {
+            } else if self.wellbeing.is_light(video) {
                 cfg.light_bonus
             } else {
                 0.0
@@ -348,7 +371,7 @@ impl Scorer for ObjectiveScorer {
             };
             c.score = b.sum();
             c.breakdown = b;
-            if let Some(r) = reason(ctx, &video, follows, concept, wellbeing > 0.0) {
+            if let Some(r) = reason(ctx, video, follows, concept, wellbeing > 0.0) {
                 c.reason = r;
             }
         }

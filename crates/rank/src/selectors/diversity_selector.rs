@@ -53,11 +53,20 @@ impl Selector for DiversitySelector {
                 .collect();
             select_slate(&items, &self.config, rules, limit)
         };
-        let mut slots: Vec<Option<Candidate>> = candidates.into_iter().map(Some).collect();
-        Ok(order
-            .into_iter()
-            .filter_map(|i| slots.get_mut(i).and_then(Option::take))
-            .collect())
+        // Each chosen candidate moves once, straight to its slot; the rest are dropped.
+        let mut slot_of = vec![usize::MAX; candidates.len()];
+        for (slot, &i) in order.iter().enumerate() {
+            if let Some(s) = slot_of.get_mut(i) {
+                *s = slot;
+            }
+        }
+        let mut page: Vec<Option<Candidate>> = (0..order.len()).map(|_| None).collect();
+        for (c, &slot) in candidates.into_iter().zip(&slot_of) {
+            if let Some(p) = page.get_mut(slot) {
+                *p = Some(c);
+            }
+        }
+        Ok(page.into_iter().flatten().collect())
     }
 
     fn name(&self) -> &'static str {

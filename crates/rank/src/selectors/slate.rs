@@ -8,22 +8,24 @@
 //!    exceed `floor(following_less · len)`;
 //! 2. each candidate's quality is its min-max normalised score over the pool times the
 //!    author decay of its creator's count on the page so far;
-//! 3. candidates are visited by an upper bound of their objective (MMR: `λ·q`; DPP:
-//!    `q²`, since similarity only lowers either), the hard caps are checked, the exact
-//!    objective is computed, and the visit stops as soon as no bound can beat the best.
-//!    The result is the exact greedy pick, at the cost of a few similarity evaluations
-//!    per step instead of one per pooled candidate;
+//! 3. candidates are visited by normalised score, highest first; each has an upper
+//!    bound of its objective (MMR: `λ·q`; DPP: `q²`, since similarity only lowers
+//!    either): one whose bound cannot beat the best so far is skipped, the hard caps are
+//!    checked (from per-topic counts of the window, kept per step), the exact objective
+//!    is computed, and the visit stops as soon as the normalised score alone (times the
+//!    largest decay) cannot beat the best. The result is the exact greedy pick, at the
+//!    cost of a few similarity evaluations per step instead of one per pooled candidate;
 //! 4. when nothing in the pool may take the slot, the next `pool` candidates join it; when
 //!    nothing at all may, the page ends.
 //!
 //! Caps are checked on the window that ends at the new slot; as the page only grows at
 //! the end, that checks every window of the final page.
 
-use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::HashMap;
 
+use rustc_hash::FxBuildHasher;
 use steerfeed_core::vector::dot;
-use steerfeed_core::{Shift, UserId, VideoId};
+use steerfeed_core::{Shift, TopicId, UserId, VideoId};
 
 use super::{DiversityMethod, PageRules, SelectorConfig, SlateItem};
 
@@ -70,35 +72,6 @@ impl Follow {
     }
 }
 
-/// A candidate and the upper bound of its objective, ordered best first, then by index.
-#[derive(Debug, Clone, Copy)]
-struct Bound {
-    key: f32,
-    item: usize,
-}
-
-impl PartialEq for Bound {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-
-impl Eq for Bound {}
-
-impl PartialOrd for Bound {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Bound {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.key
-            .total_cmp(&other.key)
-            .then_with(|| other.item.cmp(&self.item))
-    }
-}
-
 struct Greedy<'a, 'b> {
     items: &'b [SlateItem<'a>],
     config: &'b SelectorConfig,
@@ -112,14 +85,31 @@ struct Greedy<'a, 'b> {
     rel: Vec<f32>,
     /// Dense creator index of each active item.
     creator: Vec<usize>,
-    creators: HashMap<&'a UserId, usize>,
+    creators: HashMap<&'a UserId, usize, FxBuildHasher>,
     /// Items of each creator on the page.
     per_creator: Vec<usize>,
     /// `decay[k]`: the author-decay multiplier of a creator's k-th item.
     decay: Vec<f32>,
     alive: Vec<bool>,
     page: Vec<usize>,
-    picked: HashSet<&'a VideoId>,
+    /// Dense id index of each active item (items sharing an id share it).
+    id_of: Vec<usize>,
+    ids: HashMap<&'a VideoId, usize, FxBuildHasher>,
+    /// Per dense id: an item with that id is on the page.
+    id_picked: Vec<bool>,
+    /// The distinct dense topic indices of active item `i`:
+    /// `topic_list[topic_start[i]..topic_start[i + 1]]`.
+    topic_start: Vec<usize>,
+    topic_list: Vec<usize>,
+    topics: HashMap<&'a TopicId, usize, FxBuildHasher>,
+    /// Per dense topic: the cap of the topic window (`usize::MAX` for an exempt topic).
+    topic_cap: Vec<usize>,
+    /// Per dense topic: items carrying it among the page items that share a topic window
+    /// with the next slot.
+    window_topics: Vec<usize>,
+    /// Items with a safety label among the page items that share a teen window with the
+    /// next slot.
+    window_sensitive: usize,
     followed_on_page: usize,
     /// MMR: the largest (non-negative) similarity of each active item to `page[..checked]`.
     max_sim: Vec<f32>,
@@ -131,7 +121,10 @@ struct Greedy<'a, 'b> {
     window_start: usize,
     chol: Vec<f32>,
     scratch: Vec<f32>,
-    heap: Vec<Bound>,
+    /// The active items by `rel`, highest first (then by index): the visiting order.
+    by_rel: Vec<usize>,
+    /// The largest author-decay multiplier, so `rel · decay_max` bounds any quality.
+    decay_max: f32,
 }
 
 impl<'a, 'b> Greedy<'a, 'b> {
@@ -160,12 +153,20 @@ impl<'a, 'b> Greedy<'a, 'b> {
             pool_span,
             rel: Vec::with_capacity(pool),
             creator: Vec::with_capacity(pool),
-            creators: HashMap::with_capacity(pool),
+            creators: HashMap::with_capacity_and_hasher(pool, FxBuildHasher),
             per_creator: Vec::new(),
             decay: (0..=limit).map(|k| config.author_decay(k)).collect(),
             alive: Vec::with_capacity(pool),
             page: Vec::with_capacity(limit),
-            picked: HashSet::with_capacity(limit),
+            id_of: Vec::with_capacity(pool),
+            ids: HashMap::with_capacity_and_hasher(pool, FxBuildHasher),
+            id_picked: Vec::with_capacity(pool),
+            topic_start: vec![0],
+            topic_list: Vec::new(),
+            topics: HashMap::default(),
+            topic_cap: Vec::new(),
+            window_topics: Vec::new(),
+            window_sensitive: 0,
             followed_on_page: 0,
             max_sim: Vec::new(),
             checked: Vec::new(),
@@ -173,8 +174,13 @@ impl<'a, 'b> Greedy<'a, 'b> {
             window_start: 0,
             chol: Vec::new(),
             scratch: Vec::new(),
-            heap: Vec::with_capacity(pool),
+            by_rel: Vec::with_capacity(pool),
+            decay_max: 0.0,
         };
+        g.decay_max = g
+            .decay
+            .iter()
+            .fold(config.author_decay_floor, |m, &d| m.max(d));
         g.grow_to(pool);
         g
     }
@@ -235,37 +241,45 @@ impl<'a, 'b> Greedy<'a, 'b> {
         }
     }
 
-    /// The eligible item with the best objective among those `rule` admits, visiting by
-    /// upper bound and stopping when no bound can beat the best so far.
+    /// The eligible item with the best objective among those `rule` admits. Items are
+    /// visited by `rel` (an upper bound of their quality up to `decay_max`); one whose own
+    /// bound cannot beat the best so far is skipped, and the visit stops as soon as the
+    /// `rel` bound cannot. Similarities only lower an objective, so this is the exact
+    /// argmax (ties to the lowest index) whatever the visiting order.
     fn best(&mut self, rule: Follow) -> Option<usize> {
-        let mut buf = std::mem::take(&mut self.heap);
-        buf.clear();
-        buf.extend(
-            (0..self.active)
-                .filter(|&i| self.alive[i] && rule.admits(self.items[i].followed))
-                .map(|i| Bound {
-                    key: self.bound(i),
-                    item: i,
-                }),
-        );
-        let mut heap = BinaryHeap::from(buf);
         let mut best: Option<(f32, usize)> = None;
-        while let Some(Bound { key, item }) = heap.pop() {
-            if best.is_some_and(|(v, _)| key < v) {
+        for n in 0..self.by_rel.len() {
+            let i = self.by_rel[n];
+            if best.is_some_and(|(v, _)| self.top(i) < v) {
                 break;
             }
-            if !self.eligible(item) {
+            if !self.alive[i] || !rule.admits(self.items[i].followed) {
                 continue;
             }
-            let Some(v) = self.value(item, best.map(|(v, _)| v)) else {
+            if best.is_some_and(|(v, _)| self.bound(i) < v) || !self.eligible(i) {
+                continue;
+            }
+            let Some(v) = self.value(i, best.map(|(v, _)| v)) else {
                 continue;
             };
-            if best.is_none_or(|(bv, bi)| v > bv || (v == bv && item < bi)) {
-                best = Some((v, item));
+            if best.is_none_or(|(bv, bi)| v > bv || (v == bv && i < bi)) {
+                best = Some((v, i));
             }
         }
-        self.heap = heap.into_vec();
         best.map(|(_, i)| i)
+    }
+
+    /// The objective's bound for quality `q`: MMR `λ·q`, DPP `q²`.
+    fn bound_of(&self, q: f32) -> f32 {
+        match self.config.method {
+            DiversityMethod::Mmr => self.config.mmr_lambda * q,
+            DiversityMethod::Dpp => q * q,
+        }
+    }
+
+    /// A bound of item `i`'s bound whatever its creator's count on the page.
+    fn top(&self, i: usize) -> f32 {
+        self.bound_of(self.rel[i] * self.decay_max)
     }
 
     fn quality(&self, i: usize) -> f32 {
@@ -279,11 +293,7 @@ impl<'a, 'b> Greedy<'a, 'b> {
     }
 
     fn bound(&self, i: usize) -> f32 {
-        let q = self.quality(i);
-        match self.config.method {
-            DiversityMethod::Mmr => self.config.mmr_lambda * q,
-            DiversityMethod::Dpp => q * q,
-        }
+        self.bound_of(self.quality(i))
     }
 
     /// The exact objective of item `i`, or `None` as soon as it is known to fall below
@@ -309,47 +319,23 @@ impl<'a, 'b> Greedy<'a, 'b> {
         }
     }
 
-    /// The hard caps and the id check for appending item `i` to the page.
+    /// The hard caps and the id check for appending item `i` to the page (an item whose
+    /// id is on the page is retired for good).
     fn eligible(&mut self, i: usize) -> bool {
-        let it = self.items[i];
-        if self.picked.contains(it.id) {
+        if self.id_picked[self.id_of[i]] {
             self.alive[i] = false;
             return false;
         }
-        let len = self.page.len();
-        let from = len.saturating_sub(self.config.topic_window.saturating_sub(1));
-        let recent = &self.page[from..];
-        for (n, t) in it.topics.iter().enumerate() {
-            if it.topics[..n].contains(t) {
-                continue;
-            }
-            let count = recent
-                .iter()
-                .filter(|&&p| self.items[p].topics.contains(t))
-                .count();
-            if self.rules.only_topics.contains(t) {
-                continue;
-            }
-            let cap = if self.rules.boosted_topics.contains(t) {
-                self.config.steered_topic_cap.max(self.config.topic_cap)
-            } else {
-                self.config.topic_cap
-            };
-            if count >= cap {
-                return false;
-            }
+        let topics = &self.topic_list[self.topic_start[i]..self.topic_start[i + 1]];
+        if topics
+            .iter()
+            .any(|&t| self.window_topics[t] >= self.topic_cap[t])
+        {
+            return false;
         }
-        if self.rules.teen && it.sensitive {
-            let w = self.config.teen_sensitive_window.saturating_sub(1);
-            let count = self.page[len.saturating_sub(w)..]
-                .iter()
-                .filter(|&&p| self.items[p].sensitive)
-                .count();
-            if count >= self.config.teen_sensitive_cap {
-                return false;
-            }
-        }
-        true
+        !(self.rules.teen
+            && self.items[i].sensitive
+            && self.window_sensitive >= self.config.teen_sensitive_cap)
     }
 
     fn push(&mut self, i: usize) {
@@ -357,7 +343,26 @@ impl<'a, 'b> Greedy<'a, 'b> {
         self.page.push(i);
         self.per_creator[self.creator[i]] += 1;
         self.followed_on_page += usize::from(self.items[i].followed);
-        self.picked.insert(self.items[i].id);
+        self.id_picked[self.id_of[i]] = true;
+        self.refresh_windows();
+    }
+
+    /// Recounts, for the next slot, the topics and safety labels of the page items within
+    /// the topic and teen windows that end at it.
+    fn refresh_windows(&mut self) {
+        let len = self.page.len();
+        self.window_topics.iter_mut().for_each(|n| *n = 0);
+        let from = len.saturating_sub(self.config.topic_window.saturating_sub(1));
+        for &p in &self.page[from..] {
+            for &t in &self.topic_list[self.topic_start[p]..self.topic_start[p + 1]] {
+                self.window_topics[t] += 1;
+            }
+        }
+        let from = len.saturating_sub(self.config.teen_sensitive_window.saturating_sub(1));
+        self.window_sensitive = self.page[from..]
+            .iter()
+            .filter(|&&p| self.items[p].sensitive)
+            .count();
     }
 
     /// Brings `items[..to]` into consideration.
@@ -379,6 +384,32 @@ impl<'a, 'b> Greedy<'a, 'b> {
             }
             self.creator.push(c);
             self.alive.push(true);
+            let next = self.id_picked.len();
+            let d = *self.ids.entry(it.id).or_insert(next);
+            if d == next {
+                self.id_picked.push(false);
+            }
+            self.id_of.push(d);
+            let first = self.topic_list.len();
+            for t in it.topics {
+                let next = self.topic_cap.len();
+                let d = *self.topics.entry(t).or_insert(next);
+                if d == next {
+                    let cap = if self.rules.only_topics.contains(t) {
+                        usize::MAX
+                    } else if self.rules.boosted_topics.contains(t) {
+                        self.config.steered_topic_cap.max(self.config.topic_cap)
+                    } else {
+                        self.config.topic_cap
+                    };
+                    self.topic_cap.push(cap);
+                    self.window_topics.push(0);
+                }
+                if !self.topic_list[first..].contains(&d) {
+                    self.topic_list.push(d);
+                }
+            }
+            self.topic_start.push(self.topic_list.len());
         }
         match self.config.method {
             DiversityMethod::Mmr => {
@@ -388,6 +419,11 @@ impl<'a, 'b> Greedy<'a, 'b> {
             DiversityMethod::Dpp => self.sims.resize(to * self.limit, f32::NAN),
         }
         self.active = to;
+        let rel = &self.rel;
+        self.by_rel.clear();
+        self.by_rel.extend(0..to);
+        self.by_rel
+            .sort_unstable_by(|&a, &b| rel[b].total_cmp(&rel[a]).then(a.cmp(&b)));
     }
 
     /// Cosine similarity of two items; 0 when either has no embedding.

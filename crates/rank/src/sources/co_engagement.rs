@@ -1,6 +1,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use rustc_hash::FxBuildHasher;
 use steerfeed_core::ports::{CoEngagement, UserHistory, VideoCatalog};
 use steerfeed_core::{Candidate, FeedContext, Reason, Result, Source, VideoId};
 
@@ -48,8 +49,9 @@ impl Source for CoEngagementSource {
         let history = self
             .history
             .recent_engagements(ctx.request.user(), self.seeds)?;
-        let engaged: HashSet<&VideoId> = history.iter().map(|e| &e.video).collect();
-        let mut votes: HashMap<VideoId, f32> = HashMap::new();
+        let engaged: HashSet<&VideoId, FxBuildHasher> = history.iter().map(|e| &e.video).collect();
+        // Votes add up in history order whatever the hasher; the ranking below is total.
+        let mut votes: HashMap<VideoId, f32, FxBuildHasher> = HashMap::default();
         for e in &history {
             let w = engagement_weight(&e.kind) * recency(ctx.now, e.at, self.half_life_h);
             if w <= 0.0 {

@@ -88,7 +88,8 @@ pub(crate) fn hydrate(
     source: &'static str,
     reason: impl Fn(&Video) -> Reason,
 ) -> Result<Vec<Candidate>> {
-    let mut out = Vec::new();
+    let scored = scored.into_iter();
+    let mut out = Vec::with_capacity(scored.size_hint().0);
     for (id, score) in scored {
         if let Some(video) = catalog.video(&id)?
             && !video.deleted
