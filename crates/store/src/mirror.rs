@@ -15,7 +15,6 @@
 
 use std::cmp::Reverse;
 use std::collections::BTreeSet;
-
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use steerfeed_core::{Result, TopicId, UserId, Video, VideoId};
