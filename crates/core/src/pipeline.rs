@@ -251,22 +251,42 @@ fn dedup_by_id(candidates: &mut Vec<Candidate>) {
     candidates.retain(|_| first.next().unwrap_or(false));
 }
 
-/// Sorts by score, highest first, then by id: sorts indices, then moves each candidate
-/// once to its place (a candidate is large; sorting it in place moves it many times).
-/// Ids are distinct after [`dedup_by_id`], and the index breaks any tie left, so the
-/// order is total and equals the stable sort's.
+/// Sorts by score, highest first, then by id ([`rank_order`], so non-finite scores sink):
+/// sorts integer keys, then moves each candidate once to its place (a candidate is large;
+/// sorting it in place moves it many times). Ids are distinct after [`dedup_by_id`], and
+/// the index breaks any tie left, so the order is total and equals the stable sort's.
 fn sort_by_rank(candidates: &mut Vec<Candidate>) {
-    let mut order: Vec<(f32, usize)> = candidates
+    if u32::try_from(candidates.len()).is_err() {
+        candidates.sort_by(|a, b| rank_order(a.score, b.score).then_with(|| a.id().cmp(b.id())));
+        return;
+    }
+    // Upper half: the score as an integer that orders like `rank_order`; lower half: the
+    // index. Equal scores are then ordered by id.
+    let mut order: Vec<u64> = candidates
         .iter()
         .enumerate()
-        .map(|(i, c)| (c.score, i))
+        .map(|(i, c)| (u64::from(rank_key(c.score)) << 32) | i as u64)
         .collect();
-    order.sort_unstable_by(|&(sa, a), &(sb, b)| {
-        rank_order(sa, sb)
-            .then_with(|| candidates[a].id().cmp(candidates[b].id()))
-            .then(a.cmp(&b))
-    });
-    if order.iter().enumerate().all(|(at, &(_, i))| at == i) {
+    order.sort_unstable();
+    let index = |k: u64| (k & u64::from(u32::MAX)) as usize;
+    let mut run = 0;
+    while run < order.len() {
+        let key = order[run] >> 32;
+        let end = order[run..]
+            .iter()
+            .position(|&k| k >> 32 != key)
+            .map_or(order.len(), |n| run + n);
+        if end - run > 1 {
+            order[run..end].sort_unstable_by(|&a, &b| {
+                candidates[index(a)]
+                    .id()
+                    .cmp(candidates[index(b)].id())
+                    .then(a.cmp(&b))
+            });
+        }
+        run = end;
+    }
+    if order.iter().enumerate().all(|(at, &k)| at == index(k)) {
         return;
     }
     let mut slots: Vec<Option<Candidate>> =
@@ -274,8 +294,21 @@ fn sort_by_rank(candidates: &mut Vec<Candidate>) {
     candidates.extend(
         order
             .into_iter()
-            .filter_map(|(_, i)| slots.get_mut(i).and_then(Option::take)),
+            .filter_map(|k| slots.get_mut(index(k)).and_then(Option::take)),
     );
+}
+
+/// A key whose ascending order is [`rank_order`]'s: finite scores highest first (in
+/// `total_cmp` order, so `+0` before `-0`), then every non-finite score, all equal.
+fn rank_key(score: f32) -> u32 {
+    if !score.is_finite() {
+        return u32::MAX;
+    }
+    let bits = score.to_bits();
+    // `total_cmp`'s transform, as an unsigned integer that orders like the float ...
+    let ascending = bits ^ ((((bits as i32) >> 31) as u32) >> 1) ^ 0x8000_0000;
+    // ... reversed; a finite score never reaches `u32::MAX` (only -NaN patterns map to 0).
+    !ascending
 }
 
 /// Non-finite scores never take a slot: they are removed and reported like a filter.
@@ -305,4 +338,68 @@ fn drop_non_finite(mut candidates: Vec<Candidate>, trace: &mut Trace) -> Vec<Can
         });
     }
     kept
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn score() -> impl Strategy<Value = f32> {
+        prop_oneof![
+            any::<f32>(),
+            Just(f32::NAN),
+            Just(-f32::NAN),
+            Just(f32::INFINITY),
+            Just(f32::NEG_INFINITY),
+            Just(0.0),
+            Just(-0.0),
+            Just(f32::MAX),
+            Just(f32::MIN),
+        ]
+    }
+
+    fn candidate(id: &str, score: f32) -> Candidate {
+        let video = crate::video::Video::new(
+            VideoId::new(id).unwrap(),
+            crate::ids::UserId::new("c").unwrap(),
+            jiff::Timestamp::UNIX_EPOCH,
+            10.0,
+        );
+        let mut c = Candidate::new(std::sync::Arc::new(video), "s", 0.0, crate::Reason::Popular);
+        c.score = score;
+        c
+    }
+
+    proptest! {
+        #[test]
+        fn rank_key_orders_like_rank_order(a in score(), b in score()) {
+            prop_assert_eq!(rank_key(a).cmp(&rank_key(b)), rank_order(a, b));
+        }
+
+        #[test]
+        fn sort_by_rank_is_the_stable_sort_by_score_then_id(
+            scores in proptest::collection::vec(
+                prop_oneof![score(), (0u8..4).prop_map(f32::from)], 0..64),
+            ids in proptest::collection::vec(0u16..1000, 64),
+        ) {
+            let mut seen = std::collections::HashSet::new();
+            let mut candidates: Vec<Candidate> = scores
+                .iter()
+                .zip(&ids)
+                .filter(|(_, id)| seen.insert(**id))
+                .map(|(&s, id)| candidate(&format!("v{id}"), s))
+                .collect();
+            let mut expected: Vec<(VideoId, u32)> =
+                candidates.iter().map(|c| (c.id().clone(), c.score.to_bits())).collect();
+            expected.sort_by(|a, b| {
+                rank_order(f32::from_bits(a.1), f32::from_bits(b.1)).then_with(|| a.0.cmp(&b.0))
+            });
+            sort_by_rank(&mut candidates);
+            let got: Vec<(VideoId, u32)> =
+                candidates.iter().map(|c| (c.id().clone(), c.score.to_bits())).collect();
+            prop_assert_eq!(got, expected);
+        }
+    }
 }

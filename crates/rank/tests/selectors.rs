@@ -17,6 +17,12 @@
 //!    exactly the greedy order of normalised score × `(1 − 0.25)·0.5^k + 0.25`.
 //! 7. Config: `{}` is the default, unknown fields are rejected, nonsense is rejected by
 //!    `validate` and `DiversitySelector::new`.
+//! 8. The optimised page fill picks exactly what the straightforward one does
+//!    (`support/slate_reference.rs`), on random items, configs and rules, duplicate ids
+//!    included.
+
+#[path = "support/slate_reference.rs"]
+mod slate_reference;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -28,7 +34,9 @@ use steerfeed_core::{
     AgeBand, Candidate, Embedding, FeedContext, FeedRequest, Reason, SafetyLabel, Selector, Shift,
     Timestamp, TopicId, User, UserId, Video, VideoId,
 };
-use steerfeed_rank::selectors::{DiversityMethod, DiversitySelector, SelectorConfig};
+use steerfeed_rank::selectors::{
+    DiversityMethod, DiversitySelector, PageRules, SelectorConfig, SlateItem, select_slate,
+};
 use steerfeed_world::{World, WorldConfig};
 
 const DIM: usize = 8;
@@ -709,5 +717,48 @@ proptest! {
         }
         let got: Vec<VideoId> = page.iter().map(|c| c.id().clone()).collect();
         prop_assert_eq!(got, expected);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn the_page_fill_matches_the_reference_implementation(
+        specs in prop::collection::vec(spec_strategy(), 0..120),
+        config in prop_oneof![Just(SelectorConfig::default()), config_strategy()],
+        limit in 0..=60usize,
+        teen in prop::bool::ANY,
+        following in prop::collection::vec(0..8usize, 0..5),
+        shift in prop::option::of(prop_oneof![Just(Shift::More), Just(Shift::Less)]),
+        only in prop::collection::vec(0..6usize, 0..2),
+        boosted in prop::collection::vec(0..6usize, 0..3),
+        duplicates in prop::collection::vec(0..120usize, 0..4),
+    ) {
+        let mut input = candidates(&specs);
+        // A few ids twice, next to each other (the order by score still holds).
+        for &d in &duplicates {
+            if d < input.len() {
+                let c = input[d].clone();
+                input.insert(d, c);
+            }
+        }
+        let ctx = context(limit.max(1), teen, &following, shift);
+        let only: Vec<TopicId> = only.into_iter().map(t).collect();
+        let boosted: Vec<TopicId> = boosted.into_iter().map(t).collect();
+        let rules = PageRules {
+            teen,
+            following: shift,
+            only_topics: &only,
+            boosted_topics: &boosted,
+        };
+        let items: Vec<SlateItem<'_>> = input
+            .iter()
+            .map(|c| SlateItem::from_candidate(c, Some(&ctx.viewer.following)))
+            .collect();
+        prop_assert_eq!(
+            select_slate(&items, &config, rules, limit),
+            slate_reference::select_slate(&items, &config, rules, limit)
+        );
     }
 }

@@ -233,7 +233,7 @@ impl ObjectiveScorer {
 
     /// γ·Σ s_c·match plus the remix and friends' cameo constraints; and the label of
     /// the concept that added the most, for the explanation.
-    fn steering(&self, ctx: &FeedContext, video: &Video) -> (f32, Option<String>) {
+    fn steering<'c>(&self, ctx: &'c FeedContext, video: &Video) -> (f32, Option<&'c str>) {
         let s = &self.cfg.steering;
         let mut total = 0.0;
         let mut best: Option<(f32, &str)> = None;
@@ -268,7 +268,7 @@ impl ObjectiveScorer {
         {
             total += sign(ctx.constraints.friends_cameos) * s.friends_cameo_bonus;
         }
-        (total, best.map(|(_, l)| l.to_owned()))
+        (total, best.map(|(_, l)| l))
     }
 }
 
@@ -390,7 +390,7 @@ fn reason(
     ctx: &FeedContext,
     video: &Video,
     follows: bool,
-    concept: Option<String>,
+    concept: Option<&str>,
     lighter: bool,
 ) -> Option<Reason> {
     if video
@@ -404,7 +404,9 @@ fn reason(
         return Some(Reason::FeaturesYou);
     }
     if let Some(concept) = concept {
-        return Some(Reason::Steering { concept });
+        return Some(Reason::Steering {
+            concept: concept.to_owned(),
+        });
     }
     if follows {
         return Some(Reason::Following {
