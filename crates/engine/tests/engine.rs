@@ -376,12 +376,14 @@ fn feeds_in_parallel_with_deletes_and_revocations_never_serve_what_was_removed()
             let victims = victims.clone();
             s.spawn(move || {
                 for (i, video) in victims.iter().enumerate() {
-                    if i % 2 == 0 || video.cameos.is_empty() {
-                        engine.delete_video(&video.id).unwrap();
-                    } else {
-                        engine
-                            .revoke_consent(&video.cameos[0], &Revocation::Video(video.id.clone()))
-                            .unwrap();
+                    // A creator's own likeness in their own video needs no consent: revoke
+                    // for someone else featured.
+                    let other = video.cameos.iter().find(|p| **p != video.creator);
+                    match other {
+                        Some(p) if i % 2 == 1 => engine
+                            .revoke_consent(p, &Revocation::Video(video.id.clone()))
+                            .unwrap(),
+                        _ => engine.delete_video(&video.id).unwrap(),
                     }
                     // Recorded only after the call returned.
                     removed.write().unwrap().insert(video.id.clone());
@@ -443,7 +445,8 @@ fn crash_child(dir: &Path, round: u64) {
         writeln!(out, "event {key}").unwrap();
         if i.is_multiple_of(5) {
             let target = &w.videos[(round as usize * 31 + i as usize) % w.videos.len()];
-            if let Some(p) = target.cameos.first() {
+            // A creator's own likeness in their own video needs no consent.
+            if let Some(p) = target.cameos.iter().find(|p| **p != target.creator) {
                 engine
                     .revoke_consent(p, &Revocation::Video(target.id.clone()))
                     .unwrap();
