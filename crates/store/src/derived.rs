@@ -465,20 +465,7 @@ impl Store {
         }
         let mut replayed = 0u64;
         let mut chunk = Vec::with_capacity(1_000);
-        let mut iter = t.events.range(from.to_be_bytes()..);
-        loop {
-            chunk.clear();
-            for kv in iter.by_ref() {
-                let (k, v) = kv.map_err(db_err)?;
-                let seq = u64_of(&k).ok_or_else(|| corrupt("event key"))?;
-                chunk.push((seq, codec::decode_event(&v)?));
-                if chunk.len() == 1_000 {
-                    break;
-                }
-            }
-            if chunk.is_empty() {
-                break;
-            }
+        let mut apply = |chunk: &mut Vec<(u64, steerfeed_core::Event)>| -> Result<()> {
             let items: Vec<_> = chunk
                 .iter()
                 .map(|(seq, e)| (*seq, e, Mask::needing(&wms, *seq)))
@@ -489,9 +476,21 @@ impl Store {
                 self.install(staged)?;
             }
             replayed += chunk.len() as u64;
+            chunk.clear();
             if self.persist_due() {
                 self.persist_round()?;
             }
+            Ok(())
+        };
+        crate::ingest::for_each_logged(&t.events, from, |seq, e| {
+            chunk.push((seq, e));
+            if chunk.len() == 1_000 {
+                apply(&mut chunk)?;
+            }
+            Ok(())
+        })?;
+        if !chunk.is_empty() {
+            apply(&mut chunk)?;
         }
         self.overlay_write().applied = last;
         self.persist_round()?;

@@ -14,6 +14,40 @@ use crate::codec::{self, CounterRec, Decayed, corrupt, ms, pair, prefix, u64_of}
 use crate::derived::{Derived, Layer, Mask, Overlay, RingPending, WATERMARK_KEY};
 use crate::store::{IngestReport, Store, WellbeingRec, db_err};
 
+/// Calls `f(seq, event)` for every logged event with sequence number `>= from`, in order.
+///
+/// The log holds records of one or more events (`codec.rs`), each under the sequence
+/// number of its first event; the record holding `from` may start before it.
+pub(crate) fn for_each_logged(
+    log: &Tree,
+    from: u64,
+    mut f: impl FnMut(u64, Event) -> Result<()>,
+) -> Result<()> {
+    let start = match log.range(..=from.to_be_bytes()).next_back() {
+        Some(kv) => {
+            let (k, _) = kv.map_err(db_err)?;
+            u64_of(&k).ok_or_else(|| corrupt("event key"))?
+        }
+        None => from,
+    };
+    for kv in log.range(start.to_be_bytes()..) {
+        let (k, v) = kv.map_err(db_err)?;
+        let first = u64_of(&k).ok_or_else(|| corrupt("event key"))?;
+        codec::decode_record(&v, from.saturating_sub(first), |i, e| f(first + i, e))?;
+    }
+    Ok(())
+}
+
+/// Where [`Store::ingest_events_logged`] put a batch's accepted events in the log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Logged {
+    /// The sequence number of the first accepted event (0 when none was accepted); the
+    /// others follow it one by one, in batch order.
+    pub first_seq: u64,
+    /// The indexes in the batch of the accepted events, in order.
+    pub accepted: Vec<usize>,
+}
+
 /// Appends to one kind of per-user ring (seen or history) staged by one write.
 ///
 /// Layout in sled: `user \0 seq` (big-endian, per-user arrival order) → entry, and the
@@ -589,6 +623,13 @@ impl Store {
     /// callers share one flush); the rest is derived from the log and replayed after a
     /// crash (see the crate docs).
     pub fn ingest_events(&self, events: &[Event]) -> Result<IngestReport> {
+        self.ingest_events_logged(events).map(|(r, _)| r)
+    }
+
+    /// [`Store::ingest_events`], also saying where the accepted events went in the log:
+    /// for in-memory indexes fed in log order (co-engagement) without reading the log
+    /// back.
+    pub fn ingest_events_logged(&self, events: &[Event]) -> Result<(IngestReport, Logged)> {
         for (i, e) in events.iter().enumerate() {
             let bad = |err: Error| {
                 Error::invalid(
@@ -604,6 +645,7 @@ impl Store {
             }
         }
         let mut report = IngestReport::default();
+        let mut logged = Logged::default();
         let generation = {
             let _g = self.write_lock();
             let t = self.t();
@@ -612,7 +654,7 @@ impl Store {
                 let ov = self.overlay_read();
                 let mut keys = HashSet::with_capacity(events.len());
                 let mut seq = self.inner.next_seq.load(Ordering::Acquire);
-                for e in events {
+                for (i, e) in events.iter().enumerate() {
                     if !keys.insert(&e.key)
                         || ov.has_key(&e.key)
                         || t.event_keys.contains_key(e.key.as_str()).map_err(db_err)?
@@ -620,11 +662,13 @@ impl Store {
                         report.duplicates.push(e.key.clone());
                     } else {
                         items.push((seq, e, Mask::ALL));
+                        logged.accepted.push(i);
                         seq += 1;
                     }
                 }
             }
             report.accepted = items.len();
+            logged.first_seq = items.first().map_or(0, |i| i.0);
             if items.is_empty() {
                 // A retry of a batch another caller may still be flushing: acknowledge it
                 // only once that flush is done.
@@ -633,8 +677,11 @@ impl Store {
                 // Everything that can fail on bad state fails here, before the log moves.
                 let staged = self.stage(&items)?;
                 let mut log = Batch::default();
-                for (seq, e, _) in &items {
-                    log.insert(&seq.to_be_bytes(), codec::encode_event(e));
+                for run in items.chunks(codec::EVENTS_PER_RECORD) {
+                    log.insert(
+                        &run[0].0.to_be_bytes(),
+                        codec::encode_events(run.iter().map(|(_, e, _)| *e)),
+                    );
                 }
                 t.events.apply_batch(log).map_err(db_err)?;
                 let generation = self.inner.commit.written();
@@ -648,7 +695,7 @@ impl Store {
             self.persist_round()?;
         }
         self.durable(generation)?;
-        Ok(report)
+        Ok((report, logged))
     }
 
     /// The user's recent engagements (events of positive weight), newest first.

@@ -163,5 +163,6 @@ mod ports;
 mod store;
 mod toplist;
 
+pub use ingest::Logged;
 pub use options::{StoreOptions, WeightFn, default_weight};
 pub use store::{IngestReport, Preferences, Revocation, SCHEMA_VERSION, Store};

@@ -464,6 +464,88 @@ fn overwrite_header(path: &Path, bytes: &[u8]) {
 }
 
 #[test]
+fn a_version_3_log_of_one_event_records_reads_and_grows_in_batch_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    // More events than one log record holds, so the batch spans several records.
+    let batch: Vec<Event> = (0..130)
+        .map(|i| ev(&format!("n{i}"), "b", i, like("va1")))
+        .collect();
+    {
+        let store = Store::open(&path, opts()).unwrap();
+        seeded(&store);
+        assert_eq!(store.ingest_events(&batch).unwrap().accepted, 130);
+    }
+    // An older build's one-event records after them (schema version 1's JSON form is
+    // one of those), and a version 3 header.
+    {
+        let db = sled::open(&path).unwrap();
+        let log = db.open_tree("events").unwrap();
+        for (seq, key) in [(131u64, "old-1"), (132, "old-2")] {
+            let e = ev(key, "c", 200, like("vb1"));
+            log.insert(seq.to_be_bytes(), serde_json::to_vec(&e).unwrap())
+                .unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let mut h = b"steerfeed-store\0".to_vec();
+    h.extend_from_slice(&3u32.to_be_bytes());
+    h.extend_from_slice(&(DIM as u32).to_be_bytes());
+    overwrite_header(&path, &h);
+
+    let check = |store: &Store, n: u64| {
+        assert_eq!(store.event_count(), n);
+        let mut seqs = Vec::new();
+        let mut keys = Vec::new();
+        store
+            .for_each_event(1, |seq, e| {
+                seqs.push(seq);
+                keys.push(e.key.as_str().to_owned());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(seqs, (1..=n).collect::<Vec<_>>());
+        assert_eq!(keys[0], "n0");
+        assert_eq!(keys[130], "old-1");
+        // Starting inside a record yields exactly the events from there on.
+        for from in [1, 2, 48, 49, 50, 97, 130, 131, 132, n, n + 1] {
+            let mut got = Vec::new();
+            store
+                .for_each_event(from, |seq, _| {
+                    got.push(seq);
+                    Ok(())
+                })
+                .unwrap();
+            assert_eq!(got, (from..=n).collect::<Vec<_>>(), "from {from}");
+        }
+        let c = store
+            .video_counts(&[&vid("va1"), &vid("vb1")], at(200))
+            .unwrap();
+        assert!((c[0].likes - 130.0).abs() < 1.0, "{c:?}");
+        assert!(
+            c[1].likes >= 2.0 - 1e-3,
+            "the old records were counted: {c:?}"
+        );
+    };
+    {
+        let store = Store::open(&path, opts()).unwrap();
+        check(&store, 132);
+        // Retries of old and new records are recognised; new events follow on.
+        let r = store
+            .ingest_events(&[
+                ev("old-2", "c", 200, like("vb1")),
+                ev("n5", "b", 5, like("va1")),
+                ev("new", "c", 300, like("vb1")),
+            ])
+            .unwrap();
+        assert_eq!((r.accepted, r.duplicates.len()), (1, 2));
+        check(&store, 133);
+    }
+    let store = Store::open(&path, opts()).unwrap();
+    check(&store, 133);
+}
+
+#[test]
 fn foreign_old_or_corrupt_stores_are_refused_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
