@@ -11,7 +11,7 @@ use steerfeed_core::ports::Engagement;
 use steerfeed_core::{Entity, Error, Event, EventKey, EventKind, Result, UserId, Video, VideoId};
 
 use crate::codec::{self, CounterRec, Decayed, corrupt, ms, pair, prefix, u64_of};
-use crate::derived::{Derived, Layer, Mask, Overlay, RingPending, WATERMARK_KEY};
+use crate::derived::{self, Derived, Layer, Mask, Overlay, RingPending, WATERMARK_KEY};
 use crate::store::{IngestReport, Store, WellbeingRec, db_err};
 
 /// Calls `f(seq, event)` for every logged event with sequence number `>= from`, in order.
@@ -36,6 +36,25 @@ pub(crate) fn for_each_logged(
         codec::decode_record(&v, from.saturating_sub(first), |i, e| f(first + i, e))?;
     }
     Ok(())
+}
+
+/// The logged event with sequence number `seq`, if there is one.
+pub(crate) fn logged_event(log: &Tree, seq: u64) -> Result<Option<Event>> {
+    let Some(kv) = log.range(..=seq.to_be_bytes()).next_back() else {
+        return Ok(None);
+    };
+    let (k, v) = kv.map_err(db_err)?;
+    let first = u64_of(&k).ok_or_else(|| corrupt("event key"))?;
+    let mut found = None;
+    if seq - first < codec::record_len(&v)? {
+        codec::decode_record(&v, seq - first, |i, e| {
+            if i == seq - first {
+                found = Some(e);
+            }
+            Ok(())
+        })?;
+    }
+    Ok(found)
 }
 
 /// Where [`Store::ingest_events_logged`] put a batch's accepted events in the log.
@@ -535,9 +554,12 @@ impl Store {
         let mut ov = self.overlay_write();
         let ov = &mut *ov;
         let mut added = 0;
-        for (k, seq) in st.keys {
-            added += usize::from(ov.active.event_keys.insert(k, seq).is_none());
+        for (k, seq) in &st.keys {
+            let h = derived::key_hash(k.as_str().as_bytes());
+            ov.keys.add(h, k, *seq);
+            ov.active.event_keys.push((h, *seq));
         }
+        added += st.keys.len();
         {
             let mut popular = self.inner.popular.lock().unwrap_or_else(|e| e.into_inner());
             let mut remix = self.inner.remix.lock().unwrap_or_else(|e| e.into_inner());
@@ -655,10 +677,7 @@ impl Store {
                 let mut keys = HashSet::with_capacity(events.len());
                 let mut seq = self.inner.next_seq.load(Ordering::Acquire);
                 for (i, e) in events.iter().enumerate() {
-                    if !keys.insert(&e.key)
-                        || ov.has_key(&e.key)
-                        || t.event_keys.contains_key(e.key.as_str()).map_err(db_err)?
-                    {
+                    if !keys.insert(&e.key) || ov.keys.find(&e.key, &t.events)?.is_some() {
                         report.duplicates.push(e.key.clone());
                     } else {
                         items.push((seq, e, Mask::ALL));

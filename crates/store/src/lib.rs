@@ -46,8 +46,8 @@
 //! | `creator_counts` | creator | same as `counters` |
 //! | `interest` | user | ms `i64` LE, `dim` × `f32` LE (decayed weighted sum) |
 //! | `affinity` | user `\0` creator | ms `i64` LE, `f32` LE |
-//! | `events` | seq `u64` BE | binary event record (version byte 1, see `codec.rs`) |
-//! | `event_keys` | idempotency key | seq `u64` BE |
+//! | `events` | seq `u64` BE of the record's first event | up to 48 binary event records (version byte 2; one-event records of version byte 1 or JSON from older schemas still read, see `codec.rs`) |
+//! | `event_keys` | `0xFE` first seq `u64` BE | up to 256 × (key hash `u64` LE, seq `u64` LE); schema 3 and older: idempotency key → seq `u64` BE |
 //! | each derived tree | `\xff\xffapplied` | watermark: last event seq `u64` BE the tree holds |
 //!
 //! The derived trees are `event_keys`, `counters`, `creator_counts`, `wellbeing`,
@@ -93,6 +93,10 @@
 //!   effects (nothing changes yet, so a failure leaves no trace), appends the events to
 //!   `events` in one `apply_batch` (atomic), and waits for that append to be durable by
 //!   group commit. That, and only that, is what the acknowledgement promises.
+//! - **Idempotency keys live in memory.** Every logged key is in an in-memory index
+//!   (key hash → seq, confirmed against the log on a hit, so it is exact), loaded from
+//!   `event_keys` at open and completed by the replay; checking a batch reads no sled key,
+//!   and the persister writes one `event_keys` segment per 256 keys.
 //! - **Derived state is memory-first.** Right after the append (still under the write
 //!   lock) the batch's effects — aggregated per key, one read-modify-write per touched key
 //!   per batch — go into an in-memory overlay: idempotency keys, counters, creator counts,
