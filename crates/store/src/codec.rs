@@ -71,10 +71,78 @@ pub(crate) fn timed_global(ms: i64, id: &str) -> Vec<u8> {
 }
 
 /// `owner \0 seq` (big-endian): per-owner arrival order.
-pub(crate) fn seq_key(owner: &str, seq: u64) -> Vec<u8> {
+/// The byte after `owner \0` that marks a ring fragment's key (never a one-entry key's:
+/// those start with a big-endian sequence number, whose first byte is 0 in practice;
+/// see [`ring_item`]).
+const FRAGMENT: u8 = 0xFE;
+
+/// The key of a ring fragment of `owner` whose first entry is `first`:
+/// `owner \0 0xFE first u64 BE`.
+pub(crate) fn fragment_key(owner: &str, first: u64) -> Vec<u8> {
     let mut k = prefix(owner);
-    k.extend_from_slice(&seq.to_be_bytes());
+    k.push(FRAGMENT);
+    k.extend_from_slice(&first.to_be_bytes());
     k
+}
+
+/// A ring fragment: consecutive entries, `count u32 LE | (len u32 LE | entry)*`.
+pub(crate) fn encode_fragment<'a>(entries: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut out = vec![0; 4];
+    let mut n = 0u32;
+    for e in entries {
+        out.extend_from_slice(&(e.len() as u32).to_le_bytes());
+        out.extend_from_slice(e);
+        n += 1;
+    }
+    out[..4].copy_from_slice(&n.to_le_bytes());
+    out
+}
+
+/// The entries of a fragment, oldest first.
+pub(crate) fn decode_fragment(b: &[u8]) -> Result<Vec<&[u8]>> {
+    let bad = || corrupt("ring fragment");
+    let n = b
+        .get(..4)
+        .and_then(|c| c.try_into().ok())
+        .map(u32::from_le_bytes)
+        .ok_or_else(bad)?;
+    let mut out = Vec::with_capacity(n as usize);
+    let mut at = 4usize;
+    for _ in 0..n {
+        let len = b
+            .get(at..at + 4)
+            .and_then(|c| c.try_into().ok())
+            .map(|c| u32::from_le_bytes(c) as usize)
+            .ok_or_else(bad)?;
+        out.push(b.get(at + 4..at + 4 + len).ok_or_else(bad)?);
+        at += 4 + len;
+    }
+    if at != b.len() {
+        return Err(bad());
+    }
+    Ok(out)
+}
+
+/// What a key under `owner \0` in a ring tree holds: (first sequence number, number of
+/// entries) — a fragment ([`fragment_key`]), or one entry keyed `owner \0 seq u64 BE`
+/// (schema version 3 and older).
+pub(crate) fn ring_item(owner: &str, k: &[u8], v: &[u8]) -> Result<(u64, u64)> {
+    let rest = k
+        .get(owner.len() + 1..)
+        .ok_or_else(|| corrupt("ring key"))?;
+    match rest.len() {
+        9 if rest[0] == FRAGMENT => {
+            let first = u64_of(&rest[1..]).ok_or_else(|| corrupt("ring key"))?;
+            let n = v
+                .get(..4)
+                .and_then(|c| c.try_into().ok())
+                .map(u32::from_le_bytes)
+                .ok_or_else(|| corrupt("ring fragment"))?;
+            Ok((first, u64::from(n)))
+        }
+        8 => Ok((u64_of(rest).ok_or_else(|| corrupt("ring key"))?, 1)),
+        _ => Err(corrupt("ring key")),
+    }
 }
 
 pub(crate) fn u64_of(b: &[u8]) -> Option<u64> {

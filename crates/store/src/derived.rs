@@ -22,7 +22,7 @@ use std::time::Instant;
 use sled::{Batch, Tree};
 use steerfeed_core::{EventKey, Result, UserId, VideoId};
 
-use crate::codec::{self, CounterRec, Decayed, corrupt, pair, seq_key, u64_of};
+use crate::codec::{self, CounterRec, Decayed, corrupt, pair, u64_of};
 use crate::store::{Store, Trees, WellbeingRec, db_err};
 
 /// The key of a derived tree's watermark (`u64` BE). `0xFF` never starts a UTF-8 id, so
@@ -284,15 +284,35 @@ impl RingPending {
         }
     }
 
-    fn write(&self, user: &UserId, cap: u64, b: &mut Batch) {
+    /// Writes the appends still inside the ring as one fragment (one new sled key per
+    /// user and write, not one per entry), removes what fell out of the ring and stores
+    /// the head.
+    fn write(&self, tree: &Tree, user: &UserId, cap: u64, b: &mut Batch) -> Result<()> {
         let keep_from = self.head.saturating_sub(cap);
-        for (seq, v) in self.entries.iter().filter(|(seq, _)| *seq >= keep_from) {
-            b.insert(seq_key(user.as_str(), *seq), v.as_slice());
+        let mut kept = self
+            .entries
+            .iter()
+            .filter(|(seq, _)| *seq >= keep_from)
+            .peekable();
+        if let Some((first, _)) = kept.peek() {
+            let key = codec::fragment_key(user.as_str(), *first);
+            b.insert(key, codec::encode_fragment(kept.map(|(_, v)| v.as_slice())));
         }
-        for seq in self.base.saturating_sub(cap)..self.base.min(keep_from) {
-            b.remove(seq_key(user.as_str(), seq));
+        if self.base.saturating_sub(cap) < self.base.min(keep_from) {
+            // Entries in sled fell out of the ring: drop the one-entry keys (older
+            // stores) and the fragments wholly below `keep_from`, oldest first. A
+            // fragment partly inside stays; readers skip its older entries.
+            for kv in tree.scan_prefix(codec::prefix(user.as_str())) {
+                let (k, v) = kv.map_err(db_err)?;
+                let (first, n) = codec::ring_item(user.as_str(), &k, &v)?;
+                if first + n > keep_from {
+                    break;
+                }
+                b.remove(k);
+            }
         }
         b.insert(user.as_str().as_bytes(), &self.head.to_be_bytes());
+        Ok(())
     }
 }
 
@@ -375,12 +395,12 @@ impl Layer {
             }
             Derived::Seen => {
                 for (u, r) in &self.seen {
-                    r.write(u, o.seen_per_user, &mut b);
+                    r.write(&s.t().seen, u, o.seen_per_user, &mut b)?;
                 }
             }
             Derived::History => {
                 for (u, r) in &self.history {
-                    r.write(u, o.history_per_user, &mut b);
+                    r.write(&s.t().history, u, o.history_per_user, &mut b)?;
                 }
             }
             Derived::Follows | Derived::Followers | Derived::Mutes => {}

@@ -201,27 +201,34 @@ pub(crate) fn read_ring<T>(
         }
     }
     let from_sled = pending.last().map_or(u64::MAX, |p| p.base);
-    for kv in tree.scan_prefix(prefix(user.as_str())).rev() {
+    // With nothing pending, sled's newest entry is the head's predecessor.
+    let mut keep_from = (!pending.is_empty()).then_some(keep_from);
+    'scan: for kv in tree.scan_prefix(prefix(user.as_str())).rev() {
         if out.len() >= limit {
             break;
         }
         let (k, v) = kv.map_err(db_err)?;
-        let seq = k
-            .len()
-            .checked_sub(8)
-            .and_then(|i| u64_of(&k[i..]))
-            .ok_or_else(|| corrupt("ring key"))?;
-        if seq < keep_from {
-            break;
+        let (first, n) = codec::ring_item(user.as_str(), &k, &v)?;
+        let keep = *keep_from.get_or_insert((first + n).saturating_sub(cap));
+        let entries = if n == 1 && k.len() == user.as_str().len() + 9 {
+            vec![v.as_ref()]
+        } else {
+            codec::decode_fragment(&v)?
+        };
+        for (i, e) in entries.iter().enumerate().rev() {
+            let seq = first + i as u64;
+            if out.len() >= limit || seq < keep {
+                break 'scan;
+            }
+            if seq >= from_sled {
+                // Written by a persist that finished after the memory layers were read.
+                continue;
+            }
+            if e.len() < 8 {
+                return Err(corrupt("ring entry"));
+            }
+            out.push(f(e)?);
         }
-        if seq >= from_sled {
-            // Written by a persist that finished after the memory layers were read.
-            continue;
-        }
-        if v.len() < 8 {
-            return Err(corrupt("ring entry"));
-        }
-        out.push(f(&v)?);
     }
     Ok(out)
 }

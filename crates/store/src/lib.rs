@@ -41,7 +41,7 @@
 //! | `approved` | person `\0` user | — |
 //! | `revocations` | person `\0` `v` video, person `\0` `c` creator | — |
 //! | `parental`, `prefs`, `wellbeing` | user | JSON |
-//! | `seen`, `history` | user `\0` seq `u64` BE; user → next seq | ms `i64` LE + video / + binary kind |
+//! | `seen`, `history` | user `\0` `0xFE` first seq `u64` BE (a fragment of consecutive entries; schema 3 and older: user `\0` seq `u64` BE, one entry); user → next seq | count `u32` LE, then per entry `len u32` LE + ms `i64` LE + video / + binary kind |
 //! | `counters` | video | ms `i64` LE, 11 counts, popular, remix (`f32` LE) |
 //! | `creator_counts` | creator | same as `counters` |
 //! | `interest` | user | ms `i64` LE, `dim` × `f32` LE (decayed weighted sum) |
@@ -58,9 +58,11 @@
 //! watermark starts at the last logged event.
 //!
 //! `time↓` is the 8-byte descending millisecond timestamp. `seen` and `history` are
-//! per-user rings: appending seq `n` deletes seq `n − cap` in the same batch, so each user
-//! keeps exactly the newest `cap` entries (arrival order) and a reverse prefix scan
-//! reads them newest first. Deleted videos keep their record (flagged) and embedding,
+//! per-user rings: each write of a user's appends stores them as one fragment (one new
+//! sled key, not one per entry) and deletes the fragments (and older one-entry keys)
+//! wholly out of the ring in the same batch, so each user keeps the newest `cap` entries
+//! (arrival order; readers skip the older part of a fragment partly out) and a reverse
+//! prefix scan reads them newest first. Deleted videos keep their record (flagged) and embedding,
 //! and leave the time indexes, the counters and the top lists.
 //!
 //! Decayed values (counters, popularity, remix velocity, interest, affinity) are stored

@@ -546,6 +546,73 @@ fn a_version_3_log_of_one_event_records_reads_and_grows_in_batch_records() {
 }
 
 #[test]
+fn rings_persist_in_fragments_next_to_older_one_entry_keys_and_stay_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let o = || StoreOptions {
+        seen_per_user: 5,
+        ..opts()
+    };
+    drop(Store::open(&path, o()).unwrap());
+    // A version 3 ring: user a saw o0, o1, o2 (one key per entry, then the head).
+    {
+        let db = sled::open(&path).unwrap();
+        let seen = db.open_tree("seen").unwrap();
+        for i in 0..3u64 {
+            let mut k = b"a\0".to_vec();
+            k.extend_from_slice(&i.to_be_bytes());
+            let mut v = (at(i as i64).as_millisecond()).to_le_bytes().to_vec();
+            v.extend_from_slice(format!("o{i}").as_bytes());
+            seen.insert(k, v).unwrap();
+        }
+        seen.insert("a", &3u64.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let mut h = b"steerfeed-store\0".to_vec();
+    h.extend_from_slice(&3u32.to_be_bytes());
+    h.extend_from_slice(&(DIM as u32).to_be_bytes());
+    overwrite_header(&path, &h);
+
+    let mut want: Vec<String> = (0..3).map(|i| format!("o{i}")).collect();
+    let seen_of = |store: &Store| -> Vec<String> {
+        store
+            .seen(&uid("a"))
+            .unwrap()
+            .into_iter()
+            .map(|(v, _)| v.to_string())
+            .collect()
+    };
+    let newest = |want: &[String]| -> Vec<String> { want.iter().rev().take(5).cloned().collect() };
+    {
+        let store = Store::open(&path, o()).unwrap();
+        seeded(&store);
+        assert_eq!(seen_of(&store), newest(&want));
+        for round in 0..5 {
+            let vs: Vec<VideoId> = (0..round % 3 + 1)
+                .map(|i| vid(&format!("s{round}-{i}")))
+                .collect();
+            store
+                .record_served(&uid("a"), &vs, at(100 + round as i64))
+                .unwrap();
+            want.extend(vs.iter().map(|v| v.to_string()));
+            assert_eq!(seen_of(&store), newest(&want), "round {round}, in memory");
+            store.flush().unwrap();
+            assert_eq!(seen_of(&store), newest(&want), "round {round}, in sled");
+        }
+    }
+    let store = Store::open(&path, o()).unwrap();
+    assert_eq!(seen_of(&store), newest(&want));
+    drop(store);
+    // Only the ring's newest entries are left in sled: the old keys are gone, and so is
+    // every fragment wholly out of the ring.
+    let db = sled::open(&path).unwrap();
+    let seen = db.open_tree("seen").unwrap();
+    let keys = seen.scan_prefix(b"a\0").count();
+    assert!((1..=3).contains(&keys), "{keys} keys left under a");
+    assert!(seen.get(b"a\0\0\0\0\0\0\0\0\0").unwrap().is_none());
+}
+
+#[test]
 fn foreign_old_or_corrupt_stores_are_refused_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
