@@ -276,6 +276,15 @@ pub(crate) struct RingPending {
 }
 
 impl RingPending {
+    /// A ring whose head `head` is in sled, with nothing pending.
+    fn at(head: u64) -> Self {
+        Self {
+            base: head,
+            head,
+            entries: VecDeque::new(),
+        }
+    }
+
     pub fn push(&mut self, value: Vec<u8>, cap: u64) {
         self.entries.push_back((self.head, value));
         self.head += 1;
@@ -418,9 +427,10 @@ pub(crate) struct Overlay {
     pub applied: u64,
     pub active: Layer,
     pub frozen: Option<Arc<Layer>>,
-    /// The layer written last, kept as a read cache of what sled now holds (so the next
-    /// batches need not read hot keys back from sled). Dropped whenever sled changes
-    /// under it otherwise (video deletion, partial writes in tests).
+    /// The layers written so far, merged, kept as a read cache of what sled now holds
+    /// (so later batches need not read hot keys back from sled; ring heads only), up to
+    /// about 4 × `derived_max_pending` entries. Dropped whenever sled changes under it
+    /// otherwise (video deletion, partial writes in tests).
     pub clean: Option<Arc<Layer>>,
     /// Roughly the number of sled writes pending in `active`.
     pub pending: usize,
@@ -557,8 +567,35 @@ impl Store {
                     *w = (*w).max(n);
                 }
                 let frozen = ov.frozen.take();
-                let old = std::mem::replace(&mut ov.clean, frozen);
-                self.forget_layer(old.as_deref());
+                drop(layer);
+                let limit = self.options().derived_max_pending.saturating_mul(4);
+                let merged = match (ov.clean.take().map(Arc::try_unwrap), frozen) {
+                    // The clean layer grows into a read cache of every hot key, so later
+                    // batches do not read them back from sled (bounded: past the limit
+                    // it starts over from the layer just written).
+                    (Some(Ok(mut clean)), Some(f)) if clean.len() <= limit => {
+                        match Arc::try_unwrap(f) {
+                            Ok(f) => clean.absorb(f),
+                            Err(f) => clean.absorb_ref(&f),
+                        }
+                        Some(Arc::new(clean))
+                    }
+                    (old, f) => {
+                        if let Some(old) = old {
+                            let old = old.unwrap_or_else(|a| (*a).clone_shallow());
+                            self.forget_layer(Some(&old));
+                        }
+                        f.map(|f| {
+                            let mut clean = Layer::default();
+                            match Arc::try_unwrap(f) {
+                                Ok(f) => clean.absorb(f),
+                                Err(f) => clean.absorb_ref(&f),
+                            }
+                            Arc::new(clean)
+                        })
+                    }
+                };
+                ov.clean = merged;
                 Ok(())
             }
             // Keep the frozen layer readable; the next round writes it again, merged
@@ -671,6 +708,74 @@ impl Store {
 }
 
 impl Layer {
+    /// Roughly the number of entries held.
+    fn len(&self) -> usize {
+        self.counters.len()
+            + self.creators.len()
+            + self.wellbeing.len()
+            + self.interest.len() * 16
+            + self.affinity.values().map(HashMap::len).sum::<usize>()
+            + self.seen.len()
+            + self.history.len()
+    }
+
+    /// Puts `written` (a layer now in sled) on top of this clean layer: its values, and
+    /// of its ring appends only the heads (sled has the entries).
+    fn absorb(&mut self, written: Layer) {
+        self.counters.extend(written.counters);
+        self.creators.extend(written.creators);
+        self.wellbeing.extend(written.wellbeing);
+        self.interest.extend(written.interest);
+        for (u, m) in written.affinity {
+            self.affinity.entry(u).or_default().extend(m);
+        }
+        for (mine, theirs) in [
+            (&mut self.seen, written.seen),
+            (&mut self.history, written.history),
+        ] {
+            for (u, r) in theirs {
+                mine.insert(u, RingPending::at(r.head));
+            }
+        }
+    }
+
+    /// [`Layer::absorb`] of a layer still shared.
+    fn absorb_ref(&mut self, written: &Layer) {
+        self.counters
+            .extend(written.counters.iter().map(|(k, v)| (k.clone(), *v)));
+        self.creators
+            .extend(written.creators.iter().map(|(k, v)| (k.clone(), *v)));
+        self.wellbeing.extend(
+            written
+                .wellbeing
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        self.interest
+            .extend(written.interest.iter().map(|(k, v)| (k.clone(), v.clone())));
+        for (u, m) in &written.affinity {
+            self.affinity
+                .entry(u.clone())
+                .or_default()
+                .extend(m.iter().map(|(c, d)| (c.clone(), *d)));
+        }
+        for (mine, theirs) in [
+            (&mut self.seen, &written.seen),
+            (&mut self.history, &written.history),
+        ] {
+            for (u, r) in theirs {
+                mine.insert(u.clone(), RingPending::at(r.head));
+            }
+        }
+    }
+
+    /// The keys of a shared layer (for [`Store::forget_layer`]).
+    fn clone_shallow(&self) -> Layer {
+        let mut l = Layer::default();
+        l.absorb_ref(self);
+        l
+    }
+
     /// Puts `newer` on top of `self`.
     fn merge(&mut self, newer: Layer) {
         self.event_keys.extend(newer.event_keys);
