@@ -294,8 +294,8 @@ impl RingPending {
     }
 
     /// Writes the appends still inside the ring as one fragment (one new sled key per
-    /// user and write, not one per entry), removes what fell out of the ring and stores
-    /// the head.
+    /// user and write, not one per entry) and removes what fell out of the ring. The
+    /// head is not stored: it is one past the newest fragment's last entry.
     fn write(&self, tree: &Tree, user: &UserId, cap: u64, b: &mut Batch) -> Result<()> {
         let keep_from = self.head.saturating_sub(cap);
         let mut kept = self
@@ -320,7 +320,6 @@ impl RingPending {
                 b.remove(k);
             }
         }
-        b.insert(user.as_str().as_bytes(), &self.head.to_be_bytes());
         Ok(())
     }
 }

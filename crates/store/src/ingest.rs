@@ -99,10 +99,7 @@ impl Ring {
                 // Frozen appends reach sled before the active ones; clean ones are there.
                 (None, Some(p)) => (p.head, p.head),
                 (None, None) => {
-                    let h = match tree.get(user.as_str()).map_err(db_err)? {
-                        Some(b) => u64_of(&b).ok_or_else(|| corrupt("ring head"))?,
-                        None => 0,
-                    };
+                    let h = ring_head(tree, user)?;
                     (h, h)
                 }
             };
@@ -129,6 +126,22 @@ impl Ring {
                 .push(v, cap);
         }
         n
+    }
+}
+
+/// The next sequence number of `user`'s ring in sled: one past its newest entry (the
+/// newest fragment always stays: only fragments wholly older than the ring go), or for
+/// a ring with no entry the head that schema version 3 and older stored under the bare
+/// user key (0 when none).
+fn ring_head(tree: &Tree, user: &UserId) -> Result<u64> {
+    if let Some(kv) = tree.scan_prefix(prefix(user.as_str())).next_back() {
+        let (k, v) = kv.map_err(db_err)?;
+        let (first, n) = codec::ring_item(user.as_str(), &k, &v)?;
+        return Ok(first + n);
+    }
+    match tree.get(user.as_str()).map_err(db_err)? {
+        Some(b) => u64_of(&b).ok_or_else(|| corrupt("ring head")),
+        None => Ok(0),
     }
 }
 

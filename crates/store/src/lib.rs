@@ -41,7 +41,7 @@
 //! | `approved` | person `\0` user | — |
 //! | `revocations` | person `\0` `v` video, person `\0` `c` creator | — |
 //! | `parental`, `prefs`, `wellbeing` | user | JSON |
-//! | `seen`, `history` | user `\0` `0xFE` first seq `u64` BE (a fragment of consecutive entries; schema 3 and older: user `\0` seq `u64` BE, one entry); user → next seq | count `u32` LE, then per entry `len u32` LE + ms `i64` LE + video / + binary kind |
+//! | `seen`, `history` | user `\0` `0xFE` first seq `u64` BE (a fragment of consecutive entries; schema 3 and older: user `\0` seq `u64` BE, one entry, and user → next seq; the head is now one past the newest entry) | count `u32` LE, then per entry `len u32` LE + ms `i64` LE + video / + binary kind |
 //! | `counters` | video | ms `i64` LE, 11 counts, popular, remix (`f32` LE) |
 //! | `creator_counts` | creator | same as `counters` |
 //! | `interest` | user | ms `i64` LE, `dim` × `f32` LE (decayed weighted sum) |
