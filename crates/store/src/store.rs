@@ -33,8 +33,11 @@ pub(crate) const MAGIC: &[u8; 16] = b"steerfeed-store\0";
 /// transaction with the log, so every watermark starts at the last logged event).
 /// Version 3: the `by_topic` index; a version 1 or 2 store gets it built at open from
 /// its videos.
-/// Version 4: the event log holds records of up to 48 events each (`codec.rs`); older
-/// one-event records still read, so a version 3 store only gets the new header.
+/// Version 4: the event log holds records of up to 48 events each (`codec.rs`), the
+/// idempotency keys are stored as segments of key hashes, and the seen and history rings
+/// as fragments without a stored head (`derived.rs`); version 3's one-event records,
+/// one-key entries and one-entry ring keys still read, so a version 3 store only gets
+/// the new header.
 pub const SCHEMA_VERSION: u32 = 4;
 const HEADER_KEY: &[u8] = b"header";
 const LIVE_VIDEOS_KEY: &[u8] = b"live_videos";
@@ -575,8 +578,8 @@ impl Store {
             tracing::info!(path = %shown, videos = n, "store: upgraded to schema version 3 (topic index)");
         }
         if version == 3 {
-            // Version 4 logs events in records of several (`codec.rs`); version 3's
-            // one-event records read as records of one, so only the header changes.
+            // Version 4 reads everything version 3 wrote (see `SCHEMA_VERSION`), so only
+            // the header changes.
             t.meta
                 .insert(HEADER_KEY, header(opts.dim))
                 .map_err(db_err)?;
