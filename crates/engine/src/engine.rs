@@ -11,7 +11,7 @@ use steerfeed_core::{
 };
 use steerfeed_rank::{CoEngagementIndex, CoEngagementParams, Ports, build_pipeline};
 use steerfeed_steer::{Encoder, PreferenceParser, Taxonomy};
-use steerfeed_store::{IngestReport, Preferences, Revocation, Store, StoreOptions};
+use steerfeed_store::{IngestReport, Logged, Preferences, Revocation, Store, StoreOptions};
 
 use crate::concepts::ConceptResolver;
 use crate::config::Config;
@@ -386,15 +386,32 @@ impl Engine {
         for e in events {
             e.validate()?;
         }
-        let report = self.store.ingest_events(events)?;
-        self.catch_up_co_engagement()?;
+        let (report, logged) = self.store.ingest_events_logged(events)?;
+        self.feed_co_engagement(events, &logged)?;
         Ok(report)
     }
 
     /// Feeds the co-engagement model every logged event it has not seen, in log order,
-    /// exactly once.
-    fn catch_up_co_engagement(&self) -> Result<()> {
+    /// exactly once: the batch just logged straight from memory when it is next in the
+    /// log (the usual case), otherwise everything new read back from the log (another
+    /// writer's batch logged in between, or events logged past the engine).
+    fn feed_co_engagement(&self, events: &[Event], logged: &Logged) -> Result<()> {
         let mut last = lock(&self.co_seq);
+        let n = logged.accepted.len() as u64;
+        if n > 0 && *last + 1 == logged.first_seq {
+            self.co.record_all(
+                logged
+                    .accepted
+                    .iter()
+                    .filter_map(|&i| events.get(i))
+                    .map(|e| (&e.user, &e.kind, e.at)),
+            );
+            *last += n;
+            return Ok(());
+        }
+        if *last >= self.store.event_count() {
+            return Ok(());
+        }
         let from = *last + 1;
         self.store.for_each_event(from, |seq, e| {
             self.co.record(&e.user, &e.kind, e.at);

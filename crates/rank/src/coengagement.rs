@@ -6,8 +6,12 @@
 //! exponentially with a half-life, so what people engage with together *now* counts
 //! most; each video keeps its strongest `max_neighbors` links. The store rebuilds this
 //! from the event log at start-up and feeds it every new event.
+//!
+//! Videos are interned to dense `u32` numbers the first time they are engaged with, so
+//! an engagement updates up to `2 × window` links without cloning or re-hashing ids.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::RwLock;
 
 use jiff::Timestamp;
@@ -43,15 +47,16 @@ impl Default for CoEngagementParams {
 #[derive(Debug, Clone, Copy)]
 struct Decayed {
     value: f32,
-    at: Timestamp,
+    /// Milliseconds since the epoch.
+    at: i64,
 }
 
-fn hours_between(a: Timestamp, b: Timestamp) -> f64 {
-    (a.as_millisecond() - b.as_millisecond()).unsigned_abs() as f64 / 3_600_000.0
+fn hours_between(a: i64, b: i64) -> f64 {
+    (a - b).unsigned_abs() as f64 / 3_600_000.0
 }
 
 impl Decayed {
-    fn at(&self, now: Timestamp, half_life_h: f64) -> f32 {
+    fn at(&self, now: i64, half_life_h: f64) -> f32 {
         if now <= self.at {
             return self.value;
         }
@@ -59,10 +64,88 @@ impl Decayed {
     }
 }
 
+/// A hasher for the interned `u32` video numbers (a multiplicative hash; the numbers
+/// are dense, so this spreads them well and costs one multiplication).
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (self.0 ^ u64::from(n)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type Links = HashMap<u32, Decayed, BuildHasherDefault<IdHasher>>;
+
 #[derive(Debug, Default)]
 struct Inner {
-    recent: HashMap<UserId, VecDeque<(VideoId, f32, Timestamp)>>,
-    links: HashMap<VideoId, HashMap<VideoId, Decayed>>,
+    /// Video id → its number; `names[n]` is the id of number `n`, `links[n]` its links.
+    ids: HashMap<VideoId, u32>,
+    names: Vec<VideoId>,
+    links: Vec<Links>,
+    /// Per user, the last engagements: (video number, weight, ms).
+    recent: HashMap<UserId, VecDeque<(u32, f32, i64)>>,
+}
+
+impl Inner {
+    fn intern(&mut self, video: &VideoId) -> u32 {
+        if let Some(&n) = self.ids.get(video) {
+            return n;
+        }
+        let n = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
+        self.ids.insert(video.clone(), n);
+        self.names.push(video.clone());
+        self.links.push(Links::default());
+        n
+    }
+
+    fn record(&mut self, p: &CoEngagementParams, user: &UserId, kind: &EventKind, at: Timestamp) {
+        let Some(video) = kind.video() else { return };
+        let w = engagement_weight(kind);
+        if w <= 0.0 {
+            return;
+        }
+        let at = at.as_millisecond();
+        let me = self.intern(video);
+        let Inner { recent, links, .. } = self;
+        let ring = match recent.get_mut(user) {
+            Some(r) => r,
+            None => recent.entry(user.clone()).or_default(),
+        };
+        for &(other, w_other, at_other) in ring.iter() {
+            if other == me {
+                continue;
+            }
+            let pair =
+                w.min(w_other) * 0.5f64.powf(hours_between(at, at_other) / p.proximity_h) as f32;
+            for (a, b) in [(me, other), (other, me)] {
+                let Some(l) = links.get_mut(a as usize) else {
+                    continue;
+                };
+                let e = l.entry(b).or_insert(Decayed { value: 0.0, at });
+                let later = e.at.max(at);
+                e.value = e.at(later, p.half_life_h) + pair;
+                e.at = later;
+                if l.len() > 2 * p.max_neighbors {
+                    prune(l, p.max_neighbors, later, p.half_life_h);
+                }
+            }
+        }
+        ring.push_back((me, w, at));
+        while ring.len() > p.window {
+            ring.pop_front();
+        }
+    }
 }
 
 /// An in-memory, incrementally updated co-engagement index.
@@ -83,47 +166,29 @@ impl CoEngagementIndex {
 
     /// Records one event (call once per event; the store deduplicates retries).
     pub fn record(&self, user: &UserId, kind: &EventKind, at: Timestamp) {
-        let Some(video) = kind.video() else { return };
-        let w = engagement_weight(kind);
-        if w <= 0.0 {
-            return;
-        }
-        let p = self.params;
+        self.record_all([(user, kind, at)]);
+    }
+
+    /// Records events in order, taking the index's lock once ([`CoEngagementIndex::record`]
+    /// for each).
+    pub fn record_all<'a>(
+        &self,
+        events: impl IntoIterator<Item = (&'a UserId, &'a EventKind, Timestamp)>,
+    ) {
         let mut inner = self
             .inner
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let window: Vec<(VideoId, f32, Timestamp)> = inner
-            .recent
-            .get(user)
-            .map(|r| r.iter().filter(|(v, _, _)| v != video).cloned().collect())
-            .unwrap_or_default();
-        for (other, w_other, at_other) in window {
-            let pair =
-                w.min(w_other) * 0.5f64.powf(hours_between(at, at_other) / p.proximity_h) as f32;
-            for (a, b) in [(video, &other), (&other, video)] {
-                let links = inner.links.entry(a.clone()).or_default();
-                let e = links.entry(b.clone()).or_insert(Decayed { value: 0.0, at });
-                let later = e.at.max(at);
-                e.value = e.at(later, p.half_life_h) + pair;
-                e.at = later;
-                if links.len() > 2 * p.max_neighbors {
-                    prune(links, p.max_neighbors, later, p.half_life_h);
-                }
-            }
-        }
-        let ring = inner.recent.entry(user.clone()).or_default();
-        ring.push_back((video.clone(), w, at));
-        while ring.len() > p.window {
-            ring.pop_front();
+        for (user, kind, at) in events {
+            inner.record(&self.params, user, kind, at);
         }
     }
 }
 
-fn prune(links: &mut HashMap<VideoId, Decayed>, keep: usize, now: Timestamp, half_life_h: f64) {
-    let mut all: Vec<(VideoId, f32)> = links
+fn prune(links: &mut Links, keep: usize, now: i64, half_life_h: f64) {
+    let mut all: Vec<(u32, f32)> = links
         .iter()
-        .map(|(v, d)| (v.clone(), d.at(now, half_life_h)))
+        .map(|(v, d)| (*v, d.at(now, half_life_h)))
         .collect();
     all.sort_by(|a, b| b.1.total_cmp(&a.1));
     for (v, _) in all.into_iter().skip(keep) {
@@ -142,12 +207,20 @@ impl CoEngagement for CoEngagementIndex {
             .inner
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Some(links) = inner.links.get(video) else {
+        let Some(links) = inner
+            .ids
+            .get(video)
+            .and_then(|&n| inner.links.get(n as usize))
+        else {
             return Ok(Vec::new());
         };
+        let now = now.as_millisecond();
         let mut out: Vec<(VideoId, f32)> = links
             .iter()
-            .map(|(v, d)| (v.clone(), d.at(now, self.params.half_life_h)))
+            .filter_map(|(v, d)| {
+                let id = inner.names.get(*v as usize)?;
+                Some((id.clone(), d.at(now, self.params.half_life_h)))
+            })
             .collect();
         out.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         out.truncate(limit);
@@ -221,6 +294,6 @@ mod tests {
             idx.record(&a, &like(&format!("v{i}")), t(0));
         }
         let inner = idx.inner.read().unwrap();
-        assert!(inner.links.values().all(|l| l.len() <= 10));
+        assert!(inner.links.iter().all(|l| l.len() <= 10));
     }
 }

@@ -71,14 +71,86 @@ pub(crate) fn timed_global(ms: i64, id: &str) -> Vec<u8> {
 }
 
 /// `owner \0 seq` (big-endian): per-owner arrival order.
-pub(crate) fn seq_key(owner: &str, seq: u64) -> Vec<u8> {
+/// The byte after `owner \0` that marks a ring fragment's key (never a one-entry key's:
+/// those start with a big-endian sequence number, whose first byte is 0 in practice;
+/// see [`ring_item`]).
+const FRAGMENT: u8 = 0xFE;
+
+/// The key of a ring fragment of `owner` whose first entry is `first`:
+/// `owner \0 0xFE first u64 BE`.
+pub(crate) fn fragment_key(owner: &str, first: u64) -> Vec<u8> {
     let mut k = prefix(owner);
-    k.extend_from_slice(&seq.to_be_bytes());
+    k.push(FRAGMENT);
+    k.extend_from_slice(&first.to_be_bytes());
     k
+}
+
+/// A ring fragment: consecutive entries, `count u32 LE | (len u32 LE | entry)*`.
+pub(crate) fn encode_fragment<'a>(entries: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut out = vec![0; 4];
+    let mut n = 0u32;
+    for e in entries {
+        out.extend_from_slice(&(e.len() as u32).to_le_bytes());
+        out.extend_from_slice(e);
+        n += 1;
+    }
+    out[..4].copy_from_slice(&n.to_le_bytes());
+    out
+}
+
+/// The entries of a fragment, oldest first.
+pub(crate) fn decode_fragment(b: &[u8]) -> Result<Vec<&[u8]>> {
+    let bad = || corrupt("ring fragment");
+    let n = b
+        .get(..4)
+        .and_then(|c| c.try_into().ok())
+        .map(u32::from_le_bytes)
+        .ok_or_else(bad)?;
+    let mut out = Vec::with_capacity(n as usize);
+    let mut at = 4usize;
+    for _ in 0..n {
+        let len = b
+            .get(at..at + 4)
+            .and_then(|c| c.try_into().ok())
+            .map(|c| u32::from_le_bytes(c) as usize)
+            .ok_or_else(bad)?;
+        out.push(b.get(at + 4..at + 4 + len).ok_or_else(bad)?);
+        at += 4 + len;
+    }
+    if at != b.len() {
+        return Err(bad());
+    }
+    Ok(out)
+}
+
+/// What a key under `owner \0` in a ring tree holds: (first sequence number, number of
+/// entries) — a fragment ([`fragment_key`]), or one entry keyed `owner \0 seq u64 BE`
+/// (schema version 3 and older).
+pub(crate) fn ring_item(owner: &str, k: &[u8], v: &[u8]) -> Result<(u64, u64)> {
+    let rest = k
+        .get(owner.len() + 1..)
+        .ok_or_else(|| corrupt("ring key"))?;
+    match rest.len() {
+        9 if rest[0] == FRAGMENT => {
+            let first = u64_of(&rest[1..]).ok_or_else(|| corrupt("ring key"))?;
+            let n = v
+                .get(..4)
+                .and_then(|c| c.try_into().ok())
+                .map(u32::from_le_bytes)
+                .ok_or_else(|| corrupt("ring fragment"))?;
+            Ok((first, u64::from(n)))
+        }
+        8 => Ok((u64_of(rest).ok_or_else(|| corrupt("ring key"))?, 1)),
+        _ => Err(corrupt("ring key")),
+    }
 }
 
 pub(crate) fn u64_of(b: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(b.get(..8)?.try_into().ok()?))
+}
+
+pub(crate) fn u64_le(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
 }
 
 pub(crate) fn i64_le(b: &[u8], at: usize) -> Option<i64> {
@@ -563,6 +635,79 @@ pub(crate) fn decode_event(b: &[u8]) -> Result<Event> {
     inner().ok_or_else(|| corrupt("event"))
 }
 
+/// The version byte of a log record holding several events (schema version 4).
+const EVENT_BATCH_V2: u8 = 2;
+
+/// At most this many events go into one log record: about 4 KiB, so that a sled leaf
+/// (up to 16 records) stays well inside one log segment's inline limit, while the log
+/// gains one sled key per record instead of one per event (new keys are what sled pays
+/// most for: its leaves split every few inserts).
+pub(crate) const EVENTS_PER_RECORD: usize = 48;
+
+/// A log record holding `events`, the first of which gets the record's sequence number
+/// and the others the numbers after it: `2 | count u32 LE | (len u32 LE | event)*`,
+/// each event in the one-event form of [`encode_event`].
+pub(crate) fn encode_events<'a>(events: impl ExactSizeIterator<Item = &'a Event>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5 + events.len() * 80);
+    out.push(EVENT_BATCH_V2);
+    out.extend_from_slice(&(events.len() as u32).to_le_bytes());
+    for e in events {
+        let r = encode_event(e);
+        out.extend_from_slice(&(r.len() as u32).to_le_bytes());
+        out.extend_from_slice(&r);
+    }
+    out
+}
+
+/// How many events a log record holds (one for the one-event forms).
+pub(crate) fn record_len(b: &[u8]) -> Result<u64> {
+    match b.first() {
+        Some(&EVENT_BATCH_V2) => b
+            .get(1..5)
+            .and_then(|c| c.try_into().ok())
+            .map(|c| u64::from(u32::from_le_bytes(c)))
+            .filter(|n| *n > 0)
+            .ok_or_else(|| corrupt("event record")),
+        Some(_) => Ok(1),
+        None => Err(corrupt("event record")),
+    }
+}
+
+/// Calls `f(i, event)` for the events of a log record at index `i >= skip` (any form).
+pub(crate) fn decode_record(
+    b: &[u8],
+    skip: u64,
+    mut f: impl FnMut(u64, Event) -> Result<()>,
+) -> Result<()> {
+    if b.first() != Some(&EVENT_BATCH_V2) {
+        return if skip == 0 {
+            f(0, decode_event(b)?)
+        } else {
+            Ok(())
+        };
+    }
+    let n = record_len(b)?;
+    let mut at = 5usize;
+    for i in 0..n {
+        let len = b
+            .get(at..at + 4)
+            .and_then(|c| c.try_into().ok())
+            .map(|c| u32::from_le_bytes(c) as usize)
+            .ok_or_else(|| corrupt("event record"))?;
+        let r = b
+            .get(at + 4..at + 4 + len)
+            .ok_or_else(|| corrupt("event record"))?;
+        at += 4 + len;
+        if i >= skip {
+            f(i, decode_event(r)?)?;
+        }
+    }
+    if at != b.len() {
+        return Err(corrupt("event record"));
+    }
+    Ok(())
+}
+
 /// An event kind as kept in the history ring.
 pub(crate) fn encode_kind(out: &mut Vec<u8>, k: &EventKind) {
     out.push(EVENT_RECORD_V1);
@@ -635,6 +780,43 @@ mod tests {
     }
 
     #[test]
+    fn batch_records_round_trip_and_one_event_records_still_read() {
+        let e = |i: u64| Event {
+            key: EventKey::new(format!("k{i}")).unwrap(),
+            user: UserId::new("u").unwrap(),
+            at: Timestamp::from_nanosecond(1_795_000_000_000_000_000 + i as i128).unwrap(),
+            kind: EventKind::Like {
+                video: VideoId::new(format!("v{i}")).unwrap(),
+            },
+        };
+        let events: Vec<Event> = (0..5).map(e).collect();
+        let b = encode_events(events.iter());
+        assert_eq!(record_len(&b).unwrap(), 5);
+        let mut back = Vec::new();
+        decode_record(&b, 2, |i, ev| {
+            back.push((i, ev));
+            Ok(())
+        })
+        .unwrap();
+        let want: Vec<(u64, Event)> = (2..5).map(|i| (i, e(i))).collect();
+        assert_eq!(back, want);
+        // A damaged record is an error, never a shorter batch.
+        assert!(decode_record(&b[..b.len() - 1], 0, |_, _| Ok(())).is_err());
+        assert!(record_len(&[EVENT_BATCH_V2, 0, 0, 0, 0]).is_err());
+        // The one-event forms (binary and schema version 1's JSON) are records of one.
+        for one in [encode_event(&e(7)), serde_json::to_vec(&e(7)).unwrap()] {
+            assert_eq!(record_len(&one).unwrap(), 1);
+            let mut got = Vec::new();
+            decode_record(&one, 0, |i, ev| {
+                got.push((i, ev));
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(got, vec![(0, e(7))]);
+        }
+    }
+
+    #[test]
     fn events_round_trip_in_binary_and_old_json_still_reads() {
         let v = || VideoId::new("v1").unwrap();
         let kinds = vec![
@@ -691,6 +873,7 @@ mod tests {
             );
         }
         assert!(decode_event(&[9, 1, 2]).is_err());
+        assert!(decode_event(&[EVENT_BATCH_V2, 1, 0, 0, 0]).is_err());
         assert!(decode_event(b"").is_err());
     }
 }

@@ -13,19 +13,153 @@
 //! each event only to the trees that do not have it yet. Every acknowledged event is then
 //! counted exactly once, whatever was persisted when the process died.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::time::Instant;
 
 use sled::{Batch, Tree};
 use steerfeed_core::{EventKey, Result, UserId, VideoId};
 
-use crate::codec::{self, CounterRec, Decayed, corrupt, pair, seq_key, u64_of};
+use crate::codec::{self, CounterRec, Decayed, corrupt, pair, u64_of};
 use crate::store::{Store, Trees, WellbeingRec, db_err};
 
 /// The key of a derived tree's watermark (`u64` BE). `0xFF` never starts a UTF-8 id, so
 /// no id or prefix scan ever meets it.
 pub(crate) const WATERMARK_KEY: &[u8] = b"\xff\xffapplied";
+
+/// The first byte of an idempotency-key segment's key in `event_keys` (then the first
+/// event sequence number of the segment, `u64` BE). `0xFE` never starts a UTF-8 key, so
+/// segments never meet the one-key-per-entry records of schema version 3 and older.
+const KEY_SEGMENT: u8 = 0xFE;
+
+/// Idempotency keys per segment: 16 bytes each, so a segment stays a few KiB.
+const SEGMENT_KEYS: usize = 256;
+
+/// A stable 64-bit hash of an idempotency key (FNV-1a, then a finalising mix). Stored
+/// in `event_keys` segments, so it must never change.
+pub(crate) fn key_hash(k: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in k {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// Passes an already mixed `u64` hash through.
+#[derive(Default)]
+pub(crate) struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// Every logged idempotency key, in memory: the key's hash → the sequence number of
+/// the event logged under it. A hash hit is confirmed against the log (the event at
+/// that number must carry the key), so the answer is exact; a key whose hash an older
+/// key already has (practically never) is kept whole in `overflow`.
+///
+/// Checking a batch's keys then costs no sled read, and the `event_keys` tree gets one
+/// segment per 256 keys (`hash u64 LE | seq u64 LE` each) instead of one entry per key.
+/// Opening reads the segments (and any one-key entries of older stores) back.
+#[derive(Default)]
+pub(crate) struct KeyIndex {
+    by_hash: HashMap<u64, u64, BuildHasherDefault<PassThrough>>,
+    overflow: HashMap<EventKey, u64>,
+}
+
+impl KeyIndex {
+    /// The sequence number of the logged event with key `k`, if there is one.
+    pub fn find(&self, k: &EventKey, log: &Tree) -> Result<Option<u64>> {
+        self.find_hashed(key_hash(k.as_str().as_bytes()), k, log)
+    }
+
+    fn find_hashed(&self, h: u64, k: &EventKey, log: &Tree) -> Result<Option<u64>> {
+        if let Some(&seq) = self.overflow.get(k) {
+            return Ok(Some(seq));
+        }
+        let Some(&seq) = self.by_hash.get(&h) else {
+            return Ok(None);
+        };
+        Ok(match crate::ingest::logged_event(log, seq)? {
+            Some(e) if e.key == *k => Some(seq),
+            _ => None,
+        })
+    }
+
+    /// Adds key `k` (not in the index: [`KeyIndex::find`] said so) logged at `seq`.
+    pub fn add(&mut self, h: u64, k: &EventKey, seq: u64) {
+        match self.by_hash.entry(h) {
+            Entry::Vacant(v) => {
+                v.insert(seq);
+            }
+            Entry::Occupied(o) if *o.get() == seq => {}
+            Entry::Occupied(_) => {
+                self.overflow.insert(k.clone(), seq);
+            }
+        }
+    }
+
+    /// Adds a stored entry (hash, seq); a hash already taken by another event's key is
+    /// resolved by reading the key from the log.
+    fn add_stored(&mut self, h: u64, seq: u64, log: &Tree) -> Result<()> {
+        match self.by_hash.entry(h) {
+            Entry::Vacant(v) => {
+                v.insert(seq);
+            }
+            Entry::Occupied(o) if *o.get() == seq => {}
+            Entry::Occupied(_) => {
+                let e = crate::ingest::logged_event(log, seq)?
+                    .ok_or_else(|| corrupt("idempotency key"))?;
+                self.overflow.insert(e.key, seq);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the keys stored in `tree` (segments, and single keys of older stores).
+    fn load(tree: &Tree, log: &Tree) -> Result<KeyIndex> {
+        let mut ix = KeyIndex::default();
+        for kv in tree.iter() {
+            let (k, v) = kv.map_err(db_err)?;
+            if k.as_ref() == WATERMARK_KEY {
+                continue;
+            }
+            if k.first() == Some(&KEY_SEGMENT) {
+                if v.len() % 16 != 0 {
+                    return Err(corrupt("idempotency key segment"));
+                }
+                for e in v.chunks_exact(16) {
+                    let h = codec::u64_le(e, 0).ok_or_else(|| corrupt("idempotency key"))?;
+                    let seq = codec::u64_le(e, 8).ok_or_else(|| corrupt("idempotency key"))?;
+                    ix.add_stored(h, seq, log)?;
+                }
+            } else {
+                let seq = u64_of(&v).ok_or_else(|| corrupt("idempotency key"))?;
+                ix.add_stored(key_hash(&k), seq, log)?;
+            }
+        }
+        Ok(ix)
+    }
+}
 
 /// The trees derived from the log, each with its own watermark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +276,15 @@ pub(crate) struct RingPending {
 }
 
 impl RingPending {
+    /// A ring whose head `head` is in sled, with nothing pending.
+    fn at(head: u64) -> Self {
+        Self {
+            base: head,
+            head,
+            entries: VecDeque::new(),
+        }
+    }
+
     pub fn push(&mut self, value: Vec<u8>, cap: u64) {
         self.entries.push_back((self.head, value));
         self.head += 1;
@@ -150,22 +293,42 @@ impl RingPending {
         }
     }
 
-    fn write(&self, user: &UserId, cap: u64, b: &mut Batch) {
+    /// Writes the appends still inside the ring as one fragment (one new sled key per
+    /// user and write, not one per entry) and removes what fell out of the ring. The
+    /// head is not stored: it is one past the newest fragment's last entry.
+    fn write(&self, tree: &Tree, user: &UserId, cap: u64, b: &mut Batch) -> Result<()> {
         let keep_from = self.head.saturating_sub(cap);
-        for (seq, v) in self.entries.iter().filter(|(seq, _)| *seq >= keep_from) {
-            b.insert(seq_key(user.as_str(), *seq), v.as_slice());
+        let mut kept = self
+            .entries
+            .iter()
+            .filter(|(seq, _)| *seq >= keep_from)
+            .peekable();
+        if let Some((first, _)) = kept.peek() {
+            let key = codec::fragment_key(user.as_str(), *first);
+            b.insert(key, codec::encode_fragment(kept.map(|(_, v)| v.as_slice())));
         }
-        for seq in self.base.saturating_sub(cap)..self.base.min(keep_from) {
-            b.remove(seq_key(user.as_str(), seq));
+        if self.base.saturating_sub(cap) < self.base.min(keep_from) {
+            // Entries in sled fell out of the ring: drop the one-entry keys (older
+            // stores) and the fragments wholly below `keep_from`, oldest first. A
+            // fragment partly inside stays; readers skip its older entries.
+            for kv in tree.scan_prefix(codec::prefix(user.as_str())) {
+                let (k, v) = kv.map_err(db_err)?;
+                let (first, n) = codec::ring_item(user.as_str(), &k, &v)?;
+                if first + n > keep_from {
+                    break;
+                }
+                b.remove(k);
+            }
         }
-        b.insert(user.as_str().as_bytes(), &self.head.to_be_bytes());
+        Ok(())
     }
 }
 
 /// One generation of derived changes not yet in sled.
 #[derive(Default)]
 pub(crate) struct Layer {
-    pub event_keys: HashMap<EventKey, u64>,
+    /// Idempotency keys logged: (key hash, sequence number).
+    pub event_keys: Vec<(u64, u64)>,
     pub counters: HashMap<VideoId, CounterRec>,
     pub creators: HashMap<UserId, CounterRec>,
     pub wellbeing: HashMap<UserId, WellbeingRec>,
@@ -196,8 +359,17 @@ impl Layer {
         let mut b = Batch::default();
         match d {
             Derived::EventKeys => {
-                for (k, seq) in &self.event_keys {
-                    b.insert(k.as_str().as_bytes(), &seq.to_be_bytes());
+                let mut keys = self.event_keys.clone();
+                keys.sort_unstable_by_key(|&(_, seq)| seq);
+                for seg in keys.chunks(SEGMENT_KEYS) {
+                    let mut k = vec![KEY_SEGMENT];
+                    k.extend_from_slice(&seg[0].1.to_be_bytes());
+                    let mut v = Vec::with_capacity(seg.len() * 16);
+                    for (h, seq) in seg {
+                        v.extend_from_slice(&h.to_le_bytes());
+                        v.extend_from_slice(&seq.to_le_bytes());
+                    }
+                    b.insert(k, v);
                 }
             }
             Derived::Counters => {
@@ -231,12 +403,12 @@ impl Layer {
             }
             Derived::Seen => {
                 for (u, r) in &self.seen {
-                    r.write(u, o.seen_per_user, &mut b);
+                    r.write(&s.t().seen, u, o.seen_per_user, &mut b)?;
                 }
             }
             Derived::History => {
                 for (u, r) in &self.history {
-                    r.write(u, o.history_per_user, &mut b);
+                    r.write(&s.t().history, u, o.history_per_user, &mut b)?;
                 }
             }
             Derived::Follows | Derived::Followers | Derived::Mutes => {}
@@ -254,9 +426,10 @@ pub(crate) struct Overlay {
     pub applied: u64,
     pub active: Layer,
     pub frozen: Option<Arc<Layer>>,
-    /// The layer written last, kept as a read cache of what sled now holds (so the next
-    /// batches need not read hot keys back from sled). Dropped whenever sled changes
-    /// under it otherwise (video deletion, partial writes in tests).
+    /// The layers written so far, merged, kept as a read cache of what sled now holds
+    /// (so later batches need not read hot keys back from sled; ring heads only), up to
+    /// about 4 × `derived_max_pending` entries. Dropped whenever sled changes under it
+    /// otherwise (video deletion, partial writes in tests).
     pub clean: Option<Arc<Layer>>,
     /// Roughly the number of sled writes pending in `active`.
     pub pending: usize,
@@ -264,6 +437,8 @@ pub(crate) struct Overlay {
     pub persisted_at: Instant,
     /// The watermark stored in each derived tree (never moved backwards).
     pub watermarks: [u64; 11],
+    /// Every idempotency key logged (loaded at open, kept up to date by writes).
+    pub keys: KeyIndex,
 }
 
 impl Overlay {
@@ -276,6 +451,7 @@ impl Overlay {
             pending: 0,
             persisted_at: Instant::now(),
             watermarks: [applied; 11],
+            keys: KeyIndex::default(),
         }
     }
 
@@ -283,10 +459,6 @@ impl Overlay {
         std::iter::once(&self.active)
             .chain(self.frozen.as_deref())
             .chain(self.clean.as_deref())
-    }
-
-    pub fn has_key(&self, k: &EventKey) -> bool {
-        self.layers().any(|l| l.event_keys.contains_key(k))
     }
 
     pub fn counter(&self, id: &VideoId) -> Option<&CounterRec> {
@@ -394,8 +566,35 @@ impl Store {
                     *w = (*w).max(n);
                 }
                 let frozen = ov.frozen.take();
-                let old = std::mem::replace(&mut ov.clean, frozen);
-                self.forget_layer(old.as_deref());
+                drop(layer);
+                let limit = self.options().derived_max_pending.saturating_mul(4);
+                let merged = match (ov.clean.take().map(Arc::try_unwrap), frozen) {
+                    // The clean layer grows into a read cache of every hot key, so later
+                    // batches do not read them back from sled (bounded: past the limit
+                    // it starts over from the layer just written).
+                    (Some(Ok(mut clean)), Some(f)) if clean.len() <= limit => {
+                        match Arc::try_unwrap(f) {
+                            Ok(f) => clean.absorb(f),
+                            Err(f) => clean.absorb_ref(&f),
+                        }
+                        Some(Arc::new(clean))
+                    }
+                    (old, f) => {
+                        if let Some(old) = old {
+                            let old = old.unwrap_or_else(|a| (*a).clone_shallow());
+                            self.forget_layer(Some(&old));
+                        }
+                        f.map(|f| {
+                            let mut clean = Layer::default();
+                            match Arc::try_unwrap(f) {
+                                Ok(f) => clean.absorb(f),
+                                Err(f) => clean.absorb_ref(&f),
+                            }
+                            Arc::new(clean)
+                        })
+                    }
+                };
+                ov.clean = merged;
                 Ok(())
             }
             // Keep the frozen layer readable; the next round writes it again, merged
@@ -454,10 +653,12 @@ impl Store {
             .next_seq
             .load(std::sync::atomic::Ordering::Acquire)
             - 1;
+        let keys = KeyIndex::load(&t.event_keys, &t.events)?;
         {
             let mut ov = self.overlay_write();
             ov.watermarks = wms;
             ov.applied = from - 1;
+            ov.keys = keys;
         }
         if from > last {
             self.overlay_write().applied = last;
@@ -465,20 +666,7 @@ impl Store {
         }
         let mut replayed = 0u64;
         let mut chunk = Vec::with_capacity(1_000);
-        let mut iter = t.events.range(from.to_be_bytes()..);
-        loop {
-            chunk.clear();
-            for kv in iter.by_ref() {
-                let (k, v) = kv.map_err(db_err)?;
-                let seq = u64_of(&k).ok_or_else(|| corrupt("event key"))?;
-                chunk.push((seq, codec::decode_event(&v)?));
-                if chunk.len() == 1_000 {
-                    break;
-                }
-            }
-            if chunk.is_empty() {
-                break;
-            }
+        let mut apply = |chunk: &mut Vec<(u64, steerfeed_core::Event)>| -> Result<()> {
             let items: Vec<_> = chunk
                 .iter()
                 .map(|(seq, e)| (*seq, e, Mask::needing(&wms, *seq)))
@@ -489,9 +677,21 @@ impl Store {
                 self.install(staged)?;
             }
             replayed += chunk.len() as u64;
+            chunk.clear();
             if self.persist_due() {
                 self.persist_round()?;
             }
+            Ok(())
+        };
+        crate::ingest::for_each_logged(&t.events, from, |seq, e| {
+            chunk.push((seq, e));
+            if chunk.len() == 1_000 {
+                apply(&mut chunk)?;
+            }
+            Ok(())
+        })?;
+        if !chunk.is_empty() {
+            apply(&mut chunk)?;
         }
         self.overlay_write().applied = last;
         self.persist_round()?;
@@ -507,6 +707,74 @@ impl Store {
 }
 
 impl Layer {
+    /// Roughly the number of entries held.
+    fn len(&self) -> usize {
+        self.counters.len()
+            + self.creators.len()
+            + self.wellbeing.len()
+            + self.interest.len() * 16
+            + self.affinity.values().map(HashMap::len).sum::<usize>()
+            + self.seen.len()
+            + self.history.len()
+    }
+
+    /// Puts `written` (a layer now in sled) on top of this clean layer: its values, and
+    /// of its ring appends only the heads (sled has the entries).
+    fn absorb(&mut self, written: Layer) {
+        self.counters.extend(written.counters);
+        self.creators.extend(written.creators);
+        self.wellbeing.extend(written.wellbeing);
+        self.interest.extend(written.interest);
+        for (u, m) in written.affinity {
+            self.affinity.entry(u).or_default().extend(m);
+        }
+        for (mine, theirs) in [
+            (&mut self.seen, written.seen),
+            (&mut self.history, written.history),
+        ] {
+            for (u, r) in theirs {
+                mine.insert(u, RingPending::at(r.head));
+            }
+        }
+    }
+
+    /// [`Layer::absorb`] of a layer still shared.
+    fn absorb_ref(&mut self, written: &Layer) {
+        self.counters
+            .extend(written.counters.iter().map(|(k, v)| (k.clone(), *v)));
+        self.creators
+            .extend(written.creators.iter().map(|(k, v)| (k.clone(), *v)));
+        self.wellbeing.extend(
+            written
+                .wellbeing
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        self.interest
+            .extend(written.interest.iter().map(|(k, v)| (k.clone(), v.clone())));
+        for (u, m) in &written.affinity {
+            self.affinity
+                .entry(u.clone())
+                .or_default()
+                .extend(m.iter().map(|(c, d)| (c.clone(), *d)));
+        }
+        for (mine, theirs) in [
+            (&mut self.seen, &written.seen),
+            (&mut self.history, &written.history),
+        ] {
+            for (u, r) in theirs {
+                mine.insert(u.clone(), RingPending::at(r.head));
+            }
+        }
+    }
+
+    /// The keys of a shared layer (for [`Store::forget_layer`]).
+    fn clone_shallow(&self) -> Layer {
+        let mut l = Layer::default();
+        l.absorb_ref(self);
+        l
+    }
+
     /// Puts `newer` on top of `self`.
     fn merge(&mut self, newer: Layer) {
         self.event_keys.extend(newer.event_keys);
@@ -533,5 +801,73 @@ impl Layer {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use steerfeed_core::{Event, EventKind, UserId, VideoId};
+
+    fn event(key: &str) -> Event {
+        Event {
+            key: EventKey::new(key).unwrap(),
+            user: UserId::new("u").unwrap(),
+            at: jiff::Timestamp::from_second(1_795_000_000).unwrap(),
+            kind: EventKind::Like {
+                video: VideoId::new("v").unwrap(),
+            },
+        }
+    }
+
+    #[test]
+    fn key_index_is_exact_even_when_hashes_collide() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let log = db.open_tree("events").unwrap();
+        let keys = db.open_tree("event_keys").unwrap();
+        let (k1, k2, k3) = (event("k1"), event("k2"), event("k3"));
+        log.insert(1u64.to_be_bytes(), codec::encode_events([&k1].into_iter()))
+            .unwrap();
+        log.insert(
+            2u64.to_be_bytes(),
+            codec::encode_events([&k2, &k3].into_iter()),
+        )
+        .unwrap();
+        // k1 and k2 are made to share a hash; k3 has its own.
+        let mut ix = KeyIndex::default();
+        ix.add(42, &k1.key, 1);
+        ix.add(42, &k2.key, 2);
+        ix.add(key_hash(b"k3"), &k3.key, 3);
+        assert_eq!(ix.find_hashed(42, &k1.key, &log).unwrap(), Some(1));
+        assert_eq!(ix.find_hashed(42, &k2.key, &log).unwrap(), Some(2));
+        assert_eq!(ix.find(&k3.key, &log).unwrap(), Some(3));
+        // A key whose hash is taken by another key is not reported as logged.
+        let k4 = EventKey::new("k4").unwrap();
+        assert_eq!(ix.find_hashed(42, &k4, &log).unwrap(), None);
+        assert_eq!(ix.find(&k4, &log).unwrap(), None);
+
+        // Stored as segments (and an old one-key entry), the same index loads back.
+        let mut v = Vec::new();
+        for (h, seq) in [(42u64, 2u64), (42, 1)] {
+            v.extend_from_slice(&h.to_le_bytes());
+            v.extend_from_slice(&seq.to_le_bytes());
+        }
+        let mut b = Batch::default();
+        b.insert([KEY_SEGMENT, 0, 0, 0, 0, 0, 0, 0, 1].as_slice(), v);
+        b.insert("k3", &3u64.to_be_bytes());
+        b.insert(WATERMARK_KEY, &3u64.to_be_bytes());
+        keys.apply_batch(b).unwrap();
+        let back = KeyIndex::load(&keys, &log).unwrap();
+        assert_eq!(back.find_hashed(42, &k1.key, &log).unwrap(), Some(1));
+        assert_eq!(back.find_hashed(42, &k2.key, &log).unwrap(), Some(2));
+        assert_eq!(back.find(&k3.key, &log).unwrap(), Some(3));
+        assert_eq!(back.find(&k4, &log).unwrap(), None);
+    }
+
+    #[test]
+    fn key_hash_is_stable() {
+        // Stored in the `event_keys` segments: these values must never change.
+        assert_ne!(key_hash(b"a"), key_hash(b"b"));
+        assert_eq!(key_hash(b"k1"), 5_344_419_171_240_651_093);
     }
 }

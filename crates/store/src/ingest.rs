@@ -10,10 +10,63 @@ use sled::{Batch, Tree};
 use steerfeed_core::ports::Engagement;
 use steerfeed_core::{Entity, Error, Event, EventKey, EventKind, Result, UserId, Video, VideoId};
 
-use crate::codec::{self, CounterRec, Decayed, corrupt, ms, pair, u64_of};
-use crate::derived::{Derived, Layer, Mask, Overlay, RingPending, WATERMARK_KEY};
+use crate::codec::{self, CounterRec, Decayed, corrupt, ms, pair, prefix, u64_of};
+use crate::derived::{self, Derived, Layer, Mask, Overlay, RingPending, WATERMARK_KEY};
 use crate::mirror::Edge;
 use crate::store::{IngestReport, Store, WellbeingRec, db_err};
+
+/// Calls `f(seq, event)` for every logged event with sequence number `>= from`, in order.
+///
+/// The log holds records of one or more events (`codec.rs`), each under the sequence
+/// number of its first event; the record holding `from` may start before it.
+pub(crate) fn for_each_logged(
+    log: &Tree,
+    from: u64,
+    mut f: impl FnMut(u64, Event) -> Result<()>,
+) -> Result<()> {
+    let start = match log.range(..=from.to_be_bytes()).next_back() {
+        Some(kv) => {
+            let (k, _) = kv.map_err(db_err)?;
+            u64_of(&k).ok_or_else(|| corrupt("event key"))?
+        }
+        None => from,
+    };
+    for kv in log.range(start.to_be_bytes()..) {
+        let (k, v) = kv.map_err(db_err)?;
+        let first = u64_of(&k).ok_or_else(|| corrupt("event key"))?;
+        codec::decode_record(&v, from.saturating_sub(first), |i, e| f(first + i, e))?;
+    }
+    Ok(())
+}
+
+/// The logged event with sequence number `seq`, if there is one.
+pub(crate) fn logged_event(log: &Tree, seq: u64) -> Result<Option<Event>> {
+    let Some(kv) = log.range(..=seq.to_be_bytes()).next_back() else {
+        return Ok(None);
+    };
+    let (k, v) = kv.map_err(db_err)?;
+    let first = u64_of(&k).ok_or_else(|| corrupt("event key"))?;
+    let mut found = None;
+    if seq - first < codec::record_len(&v)? {
+        codec::decode_record(&v, seq - first, |i, e| {
+            if i == seq - first {
+                found = Some(e);
+            }
+            Ok(())
+        })?;
+    }
+    Ok(found)
+}
+
+/// Where [`Store::ingest_events_logged`] put a batch's accepted events in the log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Logged {
+    /// The sequence number of the first accepted event (0 when none was accepted); the
+    /// others follow it one by one, in batch order.
+    pub first_seq: u64,
+    /// The indexes in the batch of the accepted events, in order.
+    pub accepted: Vec<usize>,
+}
 
 /// Appends to one kind of per-user ring (seen or history) staged by one write.
 ///
@@ -47,10 +100,7 @@ impl Ring {
                 // Frozen appends reach sled before the active ones; clean ones are there.
                 (None, Some(p)) => (p.head, p.head),
                 (None, None) => {
-                    let h = match tree.get(user.as_str()).map_err(db_err)? {
-                        Some(b) => u64_of(&b).ok_or_else(|| corrupt("ring head"))?,
-                        None => 0,
-                    };
+                    let h = ring_head(tree, user)?;
                     (h, h)
                 }
             };
@@ -77,6 +127,22 @@ impl Ring {
                 .push(v, cap);
         }
         n
+    }
+}
+
+/// The next sequence number of `user`'s ring in sled: one past its newest entry (the
+/// newest fragment always stays: only fragments wholly older than the ring go), or for
+/// a ring with no entry the head that schema version 3 and older stored under the bare
+/// user key (0 when none).
+fn ring_head(tree: &Tree, user: &UserId) -> Result<u64> {
+    if let Some(kv) = tree.scan_prefix(prefix(user.as_str())).next_back() {
+        let (k, v) = kv.map_err(db_err)?;
+        let (first, n) = codec::ring_item(user.as_str(), &k, &v)?;
+        return Ok(first + n);
+    }
+    match tree.get(user.as_str()).map_err(db_err)? {
+        Some(b) => u64_of(&b).ok_or_else(|| corrupt("ring head")),
+        None => Ok(0),
     }
 }
 
@@ -151,36 +217,35 @@ pub(crate) fn read_ring<T>(
     // Entries at `from_sled` and above were written by a persist that finished after the
     // memory layers were read: they are in `out` already.
     let from_sled = pending.last().map_or(u64::MAX, |p| p.base);
-    let need = limit.saturating_sub(out.len());
-    if need == 0 {
-        return Ok(out);
-    }
-    let seq_of = |k: &[u8]| {
-        k.len()
-            .checked_sub(8)
-            .and_then(|i| u64_of(&k[i..]))
-            .ok_or_else(|| corrupt("ring key"))
-    };
-    // Sequence numbers of a ring are contiguous: find the newest entry in sled with one
-    // step back, then read the window before it forwards (sled's reverse iteration costs
-    // a descent per step; a forward scan walks the leaves).
-    let lo = codec::seq_key(user.as_str(), keep_from);
-    let hi = codec::seq_key(user.as_str(), from_sled);
-    let Some(last) = tree.range(lo..hi).next_back() else {
-        return Ok(out);
-    };
-    let last = seq_of(&last.map_err(db_err)?.0)?;
-    let start = keep_from.max((last + 1).saturating_sub(need as u64));
-    let mut older = Vec::with_capacity(need);
-    for kv in tree.range(codec::seq_key(user.as_str(), start)..=codec::seq_key(user.as_str(), last))
-    {
-        let (_, v) = kv.map_err(db_err)?;
-        if v.len() < 8 {
-            return Err(corrupt("ring entry"));
+    // With nothing pending, sled's newest entry is the head's predecessor.
+    let mut keep_from = (!pending.is_empty()).then_some(keep_from);
+    'scan: for kv in tree.scan_prefix(prefix(user.as_str())).rev() {
+        if out.len() >= limit {
+            break;
         }
-        older.push(f(&v)?);
+        let (k, v) = kv.map_err(db_err)?;
+        let (first, n) = codec::ring_item(user.as_str(), &k, &v)?;
+        let keep = *keep_from.get_or_insert((first + n).saturating_sub(cap));
+        let entries = if n == 1 && k.len() == user.as_str().len() + 9 {
+            vec![v.as_ref()]
+        } else {
+            codec::decode_fragment(&v)?
+        };
+        for (i, e) in entries.iter().enumerate().rev() {
+            let seq = first + i as u64;
+            if out.len() >= limit || seq < keep {
+                break 'scan;
+            }
+            if seq >= from_sled {
+                // Written by a persist that finished after the memory layers were read.
+                continue;
+            }
+            if e.len() < 8 {
+                return Err(corrupt("ring entry"));
+            }
+            out.push(f(e)?);
+        }
     }
-    out.extend(older.into_iter().rev().take(need));
     Ok(out)
 }
 
@@ -512,9 +577,12 @@ impl Store {
         let mut ov = self.overlay_write();
         let ov = &mut *ov;
         let mut added = 0;
-        for (k, seq) in st.keys {
-            added += usize::from(ov.active.event_keys.insert(k, seq).is_none());
+        for (k, seq) in &st.keys {
+            let h = derived::key_hash(k.as_str().as_bytes());
+            ov.keys.add(h, k, *seq);
+            ov.active.event_keys.push((h, *seq));
         }
+        added += st.keys.len();
         {
             let mut popular = self.inner.popular.lock().unwrap_or_else(|e| e.into_inner());
             let mut remix = self.inner.remix.lock().unwrap_or_else(|e| e.into_inner());
@@ -608,6 +676,13 @@ impl Store {
     /// callers share one flush); the rest is derived from the log and replayed after a
     /// crash (see the crate docs).
     pub fn ingest_events(&self, events: &[Event]) -> Result<IngestReport> {
+        self.ingest_events_logged(events).map(|(r, _)| r)
+    }
+
+    /// [`Store::ingest_events`], also saying where the accepted events went in the log:
+    /// for in-memory indexes fed in log order (co-engagement) without reading the log
+    /// back.
+    pub fn ingest_events_logged(&self, events: &[Event]) -> Result<(IngestReport, Logged)> {
         for (i, e) in events.iter().enumerate() {
             let bad = |err: Error| {
                 Error::invalid(
@@ -623,6 +698,7 @@ impl Store {
             }
         }
         let mut report = IngestReport::default();
+        let mut logged = Logged::default();
         let generation = {
             let _g = self.write_lock();
             let t = self.t();
@@ -631,19 +707,18 @@ impl Store {
                 let ov = self.overlay_read();
                 let mut keys = HashSet::with_capacity(events.len());
                 let mut seq = self.inner.next_seq.load(Ordering::Acquire);
-                for e in events {
-                    if !keys.insert(&e.key)
-                        || ov.has_key(&e.key)
-                        || t.event_keys.contains_key(e.key.as_str()).map_err(db_err)?
-                    {
+                for (i, e) in events.iter().enumerate() {
+                    if !keys.insert(&e.key) || ov.keys.find(&e.key, &t.events)?.is_some() {
                         report.duplicates.push(e.key.clone());
                     } else {
                         items.push((seq, e, Mask::ALL));
+                        logged.accepted.push(i);
                         seq += 1;
                     }
                 }
             }
             report.accepted = items.len();
+            logged.first_seq = items.first().map_or(0, |i| i.0);
             if items.is_empty() {
                 // A retry of a batch another caller may still be flushing: acknowledge it
                 // only once that flush is done.
@@ -652,8 +727,11 @@ impl Store {
                 // Everything that can fail on bad state fails here, before the log moves.
                 let staged = self.stage(&items)?;
                 let mut log = Batch::default();
-                for (seq, e, _) in &items {
-                    log.insert(&seq.to_be_bytes(), codec::encode_event(e));
+                for run in items.chunks(codec::EVENTS_PER_RECORD) {
+                    log.insert(
+                        &run[0].0.to_be_bytes(),
+                        codec::encode_events(run.iter().map(|(_, e, _)| *e)),
+                    );
                 }
                 t.events.apply_batch(log).map_err(db_err)?;
                 let generation = self.inner.commit.written();
@@ -667,7 +745,7 @@ impl Store {
             self.persist_round()?;
         }
         self.durable(generation)?;
-        Ok(report)
+        Ok((report, logged))
     }
 
     /// The user's recent engagements (events of positive weight), newest first.

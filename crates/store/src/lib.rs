@@ -41,13 +41,13 @@
 //! | `approved` | person `\0` user | — |
 //! | `revocations` | person `\0` `v` video, person `\0` `c` creator | — |
 //! | `parental`, `prefs`, `wellbeing` | user | JSON |
-//! | `seen`, `history` | user `\0` seq `u64` BE; user → next seq | ms `i64` LE + video / + binary kind |
+//! | `seen`, `history` | user `\0` `0xFE` first seq `u64` BE (a fragment of consecutive entries; schema 3 and older: user `\0` seq `u64` BE, one entry, and user → next seq; the head is now one past the newest entry) | count `u32` LE, then per entry `len u32` LE + ms `i64` LE + video / + binary kind |
 //! | `counters` | video | ms `i64` LE, 11 counts, popular, remix (`f32` LE) |
 //! | `creator_counts` | creator | same as `counters` |
 //! | `interest` | user | ms `i64` LE, `dim` × `f32` LE (decayed weighted sum) |
 //! | `affinity` | user `\0` creator | ms `i64` LE, `f32` LE |
-//! | `events` | seq `u64` BE | binary event record (version byte 1, see `codec.rs`) |
-//! | `event_keys` | idempotency key | seq `u64` BE |
+//! | `events` | seq `u64` BE of the record's first event | up to 48 binary event records (version byte 2; one-event records of version byte 1 or JSON from older schemas still read, see `codec.rs`) |
+//! | `event_keys` | `0xFE` first seq `u64` BE | up to 256 × (key hash `u64` LE, seq `u64` LE); schema 3 and older: idempotency key → seq `u64` BE |
 //! | each derived tree | `\xff\xffapplied` | watermark: last event seq `u64` BE the tree holds |
 //!
 //! The derived trees are `event_keys`, `counters`, `creator_counts`, `wellbeing`,
@@ -58,9 +58,11 @@
 //! watermark starts at the last logged event.
 //!
 //! `time↓` is the 8-byte descending millisecond timestamp. `seen` and `history` are
-//! per-user rings: appending seq `n` deletes seq `n − cap` in the same batch, so each user
-//! keeps exactly the newest `cap` entries (arrival order) and a reverse prefix scan
-//! reads them newest first. Deleted videos keep their record (flagged) and embedding,
+//! per-user rings: each write of a user's appends stores them as one fragment (one new
+//! sled key, not one per entry) and deletes the fragments (and older one-entry keys)
+//! wholly out of the ring in the same batch, so each user keeps the newest `cap` entries
+//! (arrival order; readers skip the older part of a fragment partly out) and a reverse
+//! prefix scan reads them newest first. Deleted videos keep their record (flagged) and embedding,
 //! and leave the time indexes, the counters and the top lists.
 //!
 //! Decayed values (counters, popularity, remix velocity, interest, affinity) are stored
@@ -93,6 +95,10 @@
 //!   effects (nothing changes yet, so a failure leaves no trace), appends the events to
 //!   `events` in one `apply_batch` (atomic), and waits for that append to be durable by
 //!   group commit. That, and only that, is what the acknowledgement promises.
+//! - **Idempotency keys live in memory.** Every logged key is in an in-memory index
+//!   (key hash → seq, confirmed against the log on a hit, so it is exact), loaded from
+//!   `event_keys` at open and completed by the replay; checking a batch reads no sled key,
+//!   and the persister writes one `event_keys` segment per 256 keys.
 //! - **Derived state is memory-first.** Right after the append (still under the write
 //!   lock) the batch's effects — aggregated per key, one read-modify-write per touched key
 //!   per batch — go into an in-memory overlay: idempotency keys, counters, creator counts,
@@ -164,5 +170,6 @@ mod ports;
 mod store;
 mod toplist;
 
+pub use ingest::Logged;
 pub use options::{StoreOptions, WeightFn, default_weight};
 pub use store::{IngestReport, Preferences, Revocation, SCHEMA_VERSION, Store};

@@ -34,7 +34,12 @@ pub(crate) const MAGIC: &[u8; 16] = b"steerfeed-store\0";
 /// transaction with the log, so every watermark starts at the last logged event).
 /// Version 3: the `by_topic` index; a version 1 or 2 store gets it built at open from
 /// its videos.
-pub const SCHEMA_VERSION: u32 = 3;
+/// Version 4: the event log holds records of up to 48 events each (`codec.rs`), the
+/// idempotency keys are stored as segments of key hashes, and the seen and history rings
+/// as fragments without a stored head (`derived.rs`); version 3's one-event records,
+/// one-key entries and one-entry ring keys still read, so a version 3 store only gets
+/// the new header.
+pub const SCHEMA_VERSION: u32 = 4;
 const HEADER_KEY: &[u8] = b"header";
 const LIVE_VIDEOS_KEY: &[u8] = b"live_videos";
 /// Meta key of the catalog version: bumped by every video upsert and deletion, so an
@@ -550,7 +555,9 @@ impl Store {
         let version = Self::check_header(&db, &opts, &shown)?;
         let t = Trees::open(&db)?;
         let next_seq = match t.events.last().map_err(db_err)? {
-            Some((k, _)) => u64_of(&k).ok_or_else(|| corrupt("event key"))? + 1,
+            Some((k, v)) => {
+                u64_of(&k).ok_or_else(|| corrupt("event key"))? + codec::record_len(&v)?
+            }
             None => 1,
         };
         if version == 1 {
@@ -588,6 +595,15 @@ impl Store {
                 .map_err(db_err)?;
             db.flush().map_err(db_err)?;
             tracing::info!(path = %shown, videos = n, "store: upgraded to schema version 3 (topic index)");
+        }
+        if version == 3 {
+            // Version 4 reads everything version 3 wrote (see `SCHEMA_VERSION`), so only
+            // the header changes.
+            t.meta
+                .insert(HEADER_KEY, header(opts.dim))
+                .map_err(db_err)?;
+            db.flush().map_err(db_err)?;
+            tracing::info!(path = %shown, "store: upgraded schema version 3 to 4");
         }
         let live = match t.meta.get(LIVE_VIDEOS_KEY).map_err(db_err)? {
             Some(b) => u64_of(&b).ok_or_else(|| corrupt("video count"))?,
@@ -1172,17 +1188,8 @@ impl Store {
 
     /// Calls `f(seq, event)` for every logged event with sequence number `>= from`, in
     /// order (to rebuild in-memory indexes such as co-engagement at start-up).
-    pub fn for_each_event(
-        &self,
-        from: u64,
-        mut f: impl FnMut(u64, Event) -> Result<()>,
-    ) -> Result<()> {
-        for kv in self.t().events.range(from.to_be_bytes()..) {
-            let (k, v) = kv.map_err(db_err)?;
-            let seq = u64_of(&k).ok_or_else(|| corrupt("event key"))?;
-            f(seq, codec::decode_event(&v)?)?;
-        }
-        Ok(())
+    pub fn for_each_event(&self, from: u64, f: impl FnMut(u64, Event) -> Result<()>) -> Result<()> {
+        crate::ingest::for_each_logged(&self.t().events, from, f)
     }
 
     // -----------------------------------------------------------------------------------

@@ -464,6 +464,155 @@ fn overwrite_header(path: &Path, bytes: &[u8]) {
 }
 
 #[test]
+fn a_version_3_log_of_one_event_records_reads_and_grows_in_batch_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    // More events than one log record holds, so the batch spans several records.
+    let batch: Vec<Event> = (0..130)
+        .map(|i| ev(&format!("n{i}"), "b", i, like("va1")))
+        .collect();
+    {
+        let store = Store::open(&path, opts()).unwrap();
+        seeded(&store);
+        assert_eq!(store.ingest_events(&batch).unwrap().accepted, 130);
+    }
+    // An older build's one-event records after them (schema version 1's JSON form is
+    // one of those), and a version 3 header.
+    {
+        let db = sled::open(&path).unwrap();
+        let log = db.open_tree("events").unwrap();
+        for (seq, key) in [(131u64, "old-1"), (132, "old-2")] {
+            let e = ev(key, "c", 200, like("vb1"));
+            log.insert(seq.to_be_bytes(), serde_json::to_vec(&e).unwrap())
+                .unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let mut h = b"steerfeed-store\0".to_vec();
+    h.extend_from_slice(&3u32.to_be_bytes());
+    h.extend_from_slice(&(DIM as u32).to_be_bytes());
+    overwrite_header(&path, &h);
+
+    let check = |store: &Store, n: u64| {
+        assert_eq!(store.event_count(), n);
+        let mut seqs = Vec::new();
+        let mut keys = Vec::new();
+        store
+            .for_each_event(1, |seq, e| {
+                seqs.push(seq);
+                keys.push(e.key.as_str().to_owned());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(seqs, (1..=n).collect::<Vec<_>>());
+        assert_eq!(keys[0], "n0");
+        assert_eq!(keys[130], "old-1");
+        // Starting inside a record yields exactly the events from there on.
+        for from in [1, 2, 48, 49, 50, 97, 130, 131, 132, n, n + 1] {
+            let mut got = Vec::new();
+            store
+                .for_each_event(from, |seq, _| {
+                    got.push(seq);
+                    Ok(())
+                })
+                .unwrap();
+            assert_eq!(got, (from..=n).collect::<Vec<_>>(), "from {from}");
+        }
+        let c = store
+            .video_counts(&[&vid("va1"), &vid("vb1")], at(200))
+            .unwrap();
+        assert!((c[0].likes - 130.0).abs() < 1.0, "{c:?}");
+        assert!(
+            c[1].likes >= 2.0 - 1e-3,
+            "the old records were counted: {c:?}"
+        );
+    };
+    {
+        let store = Store::open(&path, opts()).unwrap();
+        check(&store, 132);
+        // Retries of old and new records are recognised; new events follow on.
+        let r = store
+            .ingest_events(&[
+                ev("old-2", "c", 200, like("vb1")),
+                ev("n5", "b", 5, like("va1")),
+                ev("new", "c", 300, like("vb1")),
+            ])
+            .unwrap();
+        assert_eq!((r.accepted, r.duplicates.len()), (1, 2));
+        check(&store, 133);
+    }
+    let store = Store::open(&path, opts()).unwrap();
+    check(&store, 133);
+}
+
+#[test]
+fn rings_persist_in_fragments_next_to_older_one_entry_keys_and_stay_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let o = || StoreOptions {
+        seen_per_user: 5,
+        ..opts()
+    };
+    drop(Store::open(&path, o()).unwrap());
+    // A version 3 ring: user a saw o0, o1, o2 (one key per entry, then the head).
+    {
+        let db = sled::open(&path).unwrap();
+        let seen = db.open_tree("seen").unwrap();
+        for i in 0..3u64 {
+            let mut k = b"a\0".to_vec();
+            k.extend_from_slice(&i.to_be_bytes());
+            let mut v = (at(i as i64).as_millisecond()).to_le_bytes().to_vec();
+            v.extend_from_slice(format!("o{i}").as_bytes());
+            seen.insert(k, v).unwrap();
+        }
+        seen.insert("a", &3u64.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let mut h = b"steerfeed-store\0".to_vec();
+    h.extend_from_slice(&3u32.to_be_bytes());
+    h.extend_from_slice(&(DIM as u32).to_be_bytes());
+    overwrite_header(&path, &h);
+
+    let mut want: Vec<String> = (0..3).map(|i| format!("o{i}")).collect();
+    let seen_of = |store: &Store| -> Vec<String> {
+        store
+            .seen(&uid("a"))
+            .unwrap()
+            .into_iter()
+            .map(|(v, _)| v.to_string())
+            .collect()
+    };
+    let newest = |want: &[String]| -> Vec<String> { want.iter().rev().take(5).cloned().collect() };
+    {
+        let store = Store::open(&path, o()).unwrap();
+        seeded(&store);
+        assert_eq!(seen_of(&store), newest(&want));
+        for round in 0..5 {
+            let vs: Vec<VideoId> = (0..round % 3 + 1)
+                .map(|i| vid(&format!("s{round}-{i}")))
+                .collect();
+            store
+                .record_served(&uid("a"), &vs, at(100 + round as i64))
+                .unwrap();
+            want.extend(vs.iter().map(|v| v.to_string()));
+            assert_eq!(seen_of(&store), newest(&want), "round {round}, in memory");
+            store.flush().unwrap();
+            assert_eq!(seen_of(&store), newest(&want), "round {round}, in sled");
+        }
+    }
+    let store = Store::open(&path, o()).unwrap();
+    assert_eq!(seen_of(&store), newest(&want));
+    drop(store);
+    // Only the ring's newest entries are left in sled: the old keys are gone, and so is
+    // every fragment wholly out of the ring.
+    let db = sled::open(&path).unwrap();
+    let seen = db.open_tree("seen").unwrap();
+    let keys = seen.scan_prefix(b"a\0").count();
+    assert!((1..=3).contains(&keys), "{keys} keys left under a");
+    assert!(seen.get(b"a\0\0\0\0\0\0\0\0\0").unwrap().is_none());
+}
+
+#[test]
 fn foreign_old_or_corrupt_stores_are_refused_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
