@@ -26,7 +26,7 @@ pub struct StoreOptions {
     /// `video_cache` videos), so the first requests after a start do not wait on sled.
     /// Default true.
     pub warm_video_cache: bool,
-    /// sled's page cache, in bytes. Default 256 MiB.
+    /// sled's page cache, in bytes (filled as pages are read). Default 2 GiB.
     pub sled_cache_bytes: u64,
     /// How often sled writes its buffers in the background, in ms (writes that are not
     /// waited on, such as [`Store::record_served`](crate::Store::record_served), reach
@@ -76,7 +76,7 @@ impl Default for StoreOptions {
             dim: 384,
             video_cache: 1_000_000,
             warm_video_cache: true,
-            sled_cache_bytes: 256 << 20,
+            sled_cache_bytes: 2048 << 20,
             flush_every_ms: 500,
             counter_half_life_h: 24.0,
             interest_half_life_h: 168.0,
