@@ -142,7 +142,13 @@
 //! - **Caches never serve stale data.** The decoded-video cache is invalidated after the
 //!   sled write and before the call returns, with a per-shard version that stops a
 //!   reader from caching a value read before the write; a deleted video is flagged on
-//!   the very next read.
+//!   the very next read. The user, preference and parental-control caches follow the
+//!   same rule with one version each.
+//! - **The feed reads memory.** The time indexes, relations, approvals and revocations
+//!   are mirrored in memory (`mirror.rs`): loaded at open, and changed right after each
+//!   write's sled commit under the write lock, so a revocation, a block or a deletion is
+//!   in force for the next feed when its call returns. The video cache (1M videos by
+//!   default) and the counters are warmed in the background after open.
 //! - **Schema header.** A new store gets a header with [`SCHEMA_VERSION`] and the
 //!   embedding dimension; opening checks both, refuses a sled database without the
 //!   header, and reports corrupt files as errors (sled's open is also guarded against
