@@ -55,9 +55,25 @@ pub(crate) use string_schema;
 macro_rules! string_id {
     ($(#[$meta:meta])* $name:ident, $field:literal) => {
         $(#[$meta])*
-        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        #[derive(Clone, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
         #[serde(try_from = "String", into = "String")]
         pub struct $name(Arc<str>);
+
+        impl PartialEq for $name {
+            fn eq(&self, other: &Self) -> bool {
+                // Ids are cloned freely, so a lookup often meets a clone of itself: the
+                // same allocation is the same id, without reading the bytes (in a large
+                // map, reading the stored key's bytes is a cache miss).
+                Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+            }
+        }
+
+        impl std::hash::Hash for $name {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                // As derived: the string's hash, so equal ids hash alike.
+                self.0.hash(state);
+            }
+        }
 
         #[cfg(feature = "openapi")]
         string_schema!($name, "An id: 1 to 128 printable characters.");
@@ -239,5 +255,22 @@ mod tests {
         assert!(TopicId::new("1abc").is_err());
         assert!(TopicId::new("a-b").is_err());
         assert!(TopicId::new("").is_err());
+    }
+
+    #[test]
+    fn ids_compare_and_hash_by_their_text_whatever_the_allocation() {
+        use std::collections::HashSet;
+        use std::hash::BuildHasher;
+        let a = VideoId::new("v1").unwrap_or_else(|e| panic!("{e}"));
+        let same_text = VideoId::new(String::from("v1")).unwrap_or_else(|e| panic!("{e}"));
+        let other = VideoId::new("v2").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(a, a.clone());
+        assert_eq!(a, same_text, "separate allocations of one id are equal");
+        assert_ne!(a, other);
+        let h = std::hash::RandomState::new();
+        assert_eq!(h.hash_one(&a), h.hash_one(&same_text));
+        assert_eq!(h.hash_one(&a), h.hash_one("v1"), "hashes as its text");
+        let set: HashSet<VideoId> = [a.clone(), same_text, other].into_iter().collect();
+        assert_eq!(set.len(), 2);
     }
 }

@@ -752,14 +752,18 @@ impl Store {
                 break;
             }
             n += ids.len();
+            let mut videos = Vec::with_capacity(ids.len());
             for id in &ids {
-                if let Some(v) = self.video(id)?
-                    && creators.insert(v.creator.clone())
-                {
-                    self.creator_counts(&v.creator, now)?;
+                if let Some(v) = self.video(id)? {
+                    if creators.insert(v.creator.clone()) {
+                        self.creator_counts(&v.creator, now)?;
+                    }
+                    videos.push(v);
                 }
             }
-            self.video_counts(&ids.iter().collect::<Vec<_>>(), now)?;
+            // Keyed by the cached videos' own ids, which the feed looks up with: an id
+            // compared with a clone of itself is a pointer comparison.
+            self.video_counts(&videos.iter().map(|v| &v.id).collect::<Vec<_>>(), now)?;
         }
         Ok(n)
     }
