@@ -68,6 +68,13 @@ macro_rules! string_id {
             }
         }
 
+        // Hash and equality are the string's, so a map of ids can be searched by `&str`.
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
         impl std::hash::Hash for $name {
             fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
                 // As derived: the string's hash, so equal ids hash alike.

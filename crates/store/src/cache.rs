@@ -149,3 +149,68 @@ impl<V: Clone> RecordCache<V> {
         w.map.remove(id);
     }
 }
+
+/// One shared allocation per id: ids the store hands out (decoded videos, the mirrors)
+/// come from here, so comparing two of them is a pointer comparison (see core's ids)
+/// instead of a read of both strings, which in large maps is a cache miss each. Holds
+/// every id interned for the life of the store (about 40 bytes each).
+pub(crate) struct Interner<T> {
+    set: RwLock<FastSet<T>>,
+}
+
+impl<T> Default for Interner<T> {
+    fn default() -> Self {
+        Self {
+            set: RwLock::new(FastSet::default()),
+        }
+    }
+}
+
+impl<T> Interner<T>
+where
+    T: Clone + Eq + std::hash::Hash + std::borrow::Borrow<str>,
+{
+    /// The shared allocation of `id`'s text (`id` itself the first time).
+    pub fn get(&self, id: &T) -> T {
+        let key: &str = id.borrow();
+        if let Some(c) = self.set.read().unwrap_or_else(|e| e.into_inner()).get(key) {
+            return c.clone();
+        }
+        let mut w = self.set.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = w.get(key) {
+            return c.clone();
+        }
+        w.insert(id.clone());
+        id.clone()
+    }
+}
+
+/// The store's interners.
+#[derive(Default)]
+pub(crate) struct Ids {
+    videos: Interner<steerfeed_core::VideoId>,
+    users: Interner<steerfeed_core::UserId>,
+}
+
+impl Ids {
+    pub fn video(&self, id: &steerfeed_core::VideoId) -> steerfeed_core::VideoId {
+        self.videos.get(id)
+    }
+
+    pub fn user(&self, id: &steerfeed_core::UserId) -> steerfeed_core::UserId {
+        self.users.get(id)
+    }
+
+    /// `v` with its ids (own, creator, cameos, remixed video) shared.
+    pub fn canonical(&self, mut v: Video) -> Video {
+        v.id = self.video(&v.id);
+        v.creator = self.user(&v.creator);
+        for p in &mut v.cameos {
+            *p = self.user(p);
+        }
+        if let Some(r) = &v.remix_of {
+            v.remix_of = Some(self.video(r));
+        }
+        v
+    }
+}

@@ -650,10 +650,10 @@ impl Store {
         // The relation mirror follows the trees (the mirror is reloaded at open anyway).
         let mut rel = self.inner.mirror.rel_mut();
         for (u, c, _) in &st.follows {
-            rel.set(Edge::Follow, u, c, true);
+            rel.set(Edge::Follow, u, c, true, &self.inner.ids);
         }
         for (u, c) in &st.mutes {
-            rel.set(Edge::Mute, u, c, true);
+            rel.set(Edge::Mute, u, c, true, &self.inner.ids);
         }
         Ok(())
     }

@@ -19,7 +19,7 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use steerfeed_core::{Result, TopicId, UserId, Video, VideoId};
 
-use crate::cache::{FastMap, FastSet};
+use crate::cache::{FastMap, FastSet, Ids};
 use crate::codec::{after_sep, corrupt, from_newest_first, ms};
 use crate::store::{Revocation, Trees, db_err};
 
@@ -36,17 +36,17 @@ pub(crate) struct TimeIndex {
 }
 
 impl TimeIndex {
-    /// Adds a live video to every index it belongs to.
-    pub fn index(&mut self, v: &Video) {
-        let key = (Reverse(ms(v.created_at)), v.id.clone());
+    /// Adds a live video to every index it belongs to (with the store's shared ids).
+    pub fn index(&mut self, v: &Video, ids: &Ids) {
+        let key = (Reverse(ms(v.created_at)), ids.video(&v.id));
         self.newest.insert(key.clone());
         self.by_creator
-            .entry(v.creator.clone())
+            .entry(ids.user(&v.creator))
             .or_default()
             .insert(key.clone());
         for p in &v.cameos {
             self.featuring
-                .entry(p.clone())
+                .entry(ids.user(p))
                 .or_default()
                 .insert(key.clone());
         }
@@ -125,11 +125,11 @@ impl Relations {
         }
     }
 
-    /// Sets or clears the edge `a → b`.
-    pub fn set(&mut self, which: Edge, a: &UserId, b: &UserId, on: bool) {
+    /// Sets or clears the edge `a → b` (kept with the store's shared ids).
+    pub fn set(&mut self, which: Edge, a: &UserId, b: &UserId, on: bool, ids: &Ids) {
         let edges = self.edges_mut(which);
         if on {
-            edges.entry(a.clone()).or_default().insert(b.clone());
+            edges.entry(ids.user(a)).or_default().insert(ids.user(b));
         } else if let Some(set) = edges.get_mut(a) {
             set.remove(b);
             if set.is_empty() {
@@ -160,12 +160,14 @@ impl Relations {
     }
 
     /// Replaces `person`'s approved list.
-    pub fn set_approved(&mut self, person: &UserId, approved: &[UserId]) {
+    pub fn set_approved(&mut self, person: &UserId, approved: &[UserId], ids: &Ids) {
         if approved.is_empty() {
             self.approved.remove(person);
         } else {
-            self.approved
-                .insert(person.clone(), approved.iter().cloned().collect());
+            self.approved.insert(
+                ids.user(person),
+                approved.iter().map(|a| ids.user(a)).collect(),
+            );
         }
     }
 
@@ -175,9 +177,13 @@ impl Relations {
     }
 
     /// Records a revocation.
-    pub fn revoke(&mut self, person: &UserId, r: Revocation) {
+    pub fn revoke(&mut self, person: &UserId, r: Revocation, ids: &Ids) {
+        let r = match r {
+            Revocation::Video(v) => Revocation::Video(ids.video(&v)),
+            Revocation::Creator(c) => Revocation::Creator(ids.user(&c)),
+        };
         self.revocations
-            .entry(person.clone())
+            .entry(ids.user(person))
             .or_default()
             .insert(r);
     }
@@ -221,18 +227,23 @@ impl Mirror {
         self.rel.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Fills both mirrors from the trees (at open, after the log replay).
-    pub fn load(&self, t: &Trees) -> Result<()> {
+    /// Fills both mirrors from the trees (at open, after the log replay), with the
+    /// store's shared ids.
+    pub fn load(&self, t: &Trees, ids: &Ids) -> Result<()> {
         let mut time = TimeIndex::default();
         for kv in t.newest.iter() {
             let (k, _) = kv.map_err(db_err)?;
-            time.newest.insert(timed_entry(&k)?);
+            time.newest.insert(timed_entry(&k, ids)?);
         }
-        load_timed(&t.by_creator, &mut time.by_creator, user_id)?;
-        load_timed(&t.featuring, &mut time.featuring, user_id)?;
-        load_timed(&t.by_topic, &mut time.by_topic, |s| {
-            TopicId::new(s).map_err(|_| corrupt("topic index key"))
-        })?;
+        let user = |s: &str| Ok(ids.user(&user_id(s)?));
+        load_timed(&t.by_creator, &mut time.by_creator, user, ids)?;
+        load_timed(&t.featuring, &mut time.featuring, user, ids)?;
+        load_timed(
+            &t.by_topic,
+            &mut time.by_topic,
+            |s| TopicId::new(s).map_err(|_| corrupt("topic index key")),
+            ids,
+        )?;
         let mut rel = Relations::default();
         for (tree, which) in [
             (&t.follows, Edge::Follow),
@@ -242,20 +253,23 @@ impl Mirror {
             for kv in tree.iter() {
                 let (k, _) = kv.map_err(db_err)?;
                 if let Some((a, b)) = split_pair(&k)? {
-                    rel.set(which, &a, &b, true);
+                    rel.set(which, &a, &b, true, ids);
                 }
             }
         }
         for kv in t.approved.iter() {
             let (k, _) = kv.map_err(db_err)?;
             if let Some((person, user)) = split_pair(&k)? {
-                rel.approved.entry(person).or_default().insert(user);
+                rel.approved
+                    .entry(ids.user(&person))
+                    .or_default()
+                    .insert(ids.user(&user));
             }
         }
         for kv in t.revocations.iter() {
             let (k, _) = kv.map_err(db_err)?;
             let (person, r) = revocation_of(&k)?;
-            rel.revoke(&person, r);
+            rel.revoke(&person, r, ids);
         }
         *self.time_mut() = time;
         *self.rel_mut() = rel;
@@ -272,17 +286,18 @@ fn text<'a>(b: &'a [u8], what: &'static str) -> Result<&'a str> {
 }
 
 /// `time↓ video` → the timeline entry.
-fn timed_entry(rest: &[u8]) -> Result<(Reverse<i64>, VideoId)> {
+fn timed_entry(rest: &[u8], ids: &Ids) -> Result<(Reverse<i64>, VideoId)> {
     let at = from_newest_first(rest).ok_or_else(|| corrupt("time index key"))?;
     let id =
         VideoId::new(text(&rest[8..], "time index key")?).map_err(|_| corrupt("time index key"))?;
-    Ok((Reverse(at), id))
+    Ok((Reverse(at), ids.video(&id)))
 }
 
 fn load_timed<K: std::hash::Hash + Eq + Clone>(
     tree: &sled::Tree,
     into: &mut FastMap<K, Timeline>,
     owner: impl Fn(&str) -> Result<K>,
+    ids: &Ids,
 ) -> Result<()> {
     // Keys of one owner are adjacent: parse the owner once per run of keys.
     let mut current: Option<(Vec<u8>, K)> = None;
@@ -298,7 +313,7 @@ fn load_timed<K: std::hash::Hash + Eq + Clone>(
                 o
             }
         };
-        into.entry(o).or_default().insert(timed_entry(rest)?);
+        into.entry(o).or_default().insert(timed_entry(rest, ids)?);
     }
     Ok(())
 }

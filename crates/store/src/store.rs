@@ -14,7 +14,7 @@ use steerfeed_core::{
     UserId, Video, VideoId, Viewer, WellbeingState,
 };
 
-use crate::cache::{FastMap, RecordCache, VideoCache};
+use crate::cache::{FastMap, Ids, RecordCache, VideoCache};
 use crate::codec::{
     self, CounterRec, Decayed, after_sep, corrupt, decode_embedding, decode_video, encode_video,
     ms, pair, prefix, timed, timed_global, u64_of,
@@ -347,6 +347,8 @@ pub(crate) struct Inner {
     pub counter_epoch: AtomicU64,
     /// The time indexes, relations, approvals and revocations in memory (`mirror.rs`).
     pub mirror: Mirror,
+    /// Shared allocations of the ids the store hands out.
+    pub ids: Ids,
     /// Decoded users, preferences and parental controls.
     pub users: RecordCache<Option<User>>,
     pub prefs: RecordCache<Option<Arc<Preferences>>>,
@@ -639,6 +641,7 @@ impl Store {
             creator_cache: RwLock::default(),
             counter_epoch: AtomicU64::new(0),
             mirror: Mirror::default(),
+            ids: Ids::default(),
             users: RecordCache::new(MAX_CACHED_USERS),
             prefs: RecordCache::new(MAX_CACHED_USERS),
             parental: RecordCache::new(MAX_CACHED_USERS),
@@ -660,7 +663,7 @@ impl Store {
             _closer: None,
         };
         bare.replay()?;
-        inner.mirror.load(&inner.t)?;
+        inner.mirror.load(&inner.t, &inner.ids)?;
         let (stop, rx) = std::sync::mpsc::channel::<()>();
         let bg = Arc::clone(&inner);
         let every = std::time::Duration::from_millis(opts.derived_persist_ms.max(1));
@@ -1016,7 +1019,7 @@ impl Store {
                         m.unindex(o);
                     }
                     if !v.deleted {
-                        m.index(v);
+                        m.index(v, &self.inner.ids);
                     }
                 }
             }
@@ -1142,7 +1145,7 @@ impl Store {
         let Some(b) = t.videos.get(id.as_str()).map_err(db_err)? else {
             return Ok(None);
         };
-        let mut v = decode_video(&b)?;
+        let mut v = self.inner.ids.canonical(decode_video(&b)?);
         if let Some(e) = t.embeddings.get(id.as_str()).map_err(db_err)? {
             v.embedding = Some(decode_embedding(&e)?);
         }
@@ -1309,7 +1312,7 @@ impl Store {
                 }
                 Ok(())
             },
-            |i| i.mirror.rel_mut().set(edge, a, b, on),
+            |i| i.mirror.rel_mut().set(edge, a, b, on, &i.ids),
         )
     }
 
@@ -1410,7 +1413,7 @@ impl Store {
                 }
                 Ok(())
             },
-            |i| i.mirror.rel_mut().set_approved(person, approved),
+            |i| i.mirror.rel_mut().set_approved(person, approved, &i.ids),
         )
     }
 
@@ -1443,7 +1446,11 @@ impl Store {
                 w.insert(&s.t().revocations, key, []);
                 Ok(())
             },
-            |i| i.mirror.rel_mut().revoke(person, revocation.clone()),
+            |i| {
+                i.mirror
+                    .rel_mut()
+                    .revoke(person, revocation.clone(), &i.ids)
+            },
         )
     }
 
