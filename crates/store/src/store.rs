@@ -1428,11 +1428,10 @@ impl Store {
 
     /// The scope `person` set and their approved list.
     pub fn consent(&self, person: &UserId) -> Result<(ConsentScope, Vec<UserId>)> {
-        let scope = match self.t().consent.get(person.as_str()).map_err(db_err)? {
-            Some(b) => unjson::<ConsentRec>(&b, "consent")?.scope,
-            None => ConsentScope::Nobody,
-        };
-        Ok((scope, self.second_ids(&self.t().approved, person)?))
+        Ok((
+            self.consent_scope(person)?,
+            self.second_ids(&self.t().approved, person)?,
+        ))
     }
 
     /// `person` withdraws consent for one video or for every video of one creator. The
@@ -1510,7 +1509,7 @@ impl Store {
             Some(u) => Some(PersonFacts {
                 age_band: u.age_band,
                 scope: self.consent_scope(person)?,
-                parental_scope: self.parental_scope(person)?,
+                parental_scope: self.parental_controls(person)?.cameo_scope,
             }),
         };
         let mut cache = self
@@ -1525,15 +1524,6 @@ impl Store {
         // the entry is already stale and is never used.
         cache.insert(person.clone(), (epoch, facts));
         Ok(facts)
-    }
-
-    pub(crate) fn parental_scope(&self, user: &UserId) -> Result<Option<ConsentScope>> {
-        Ok(
-            match self.t().parental.get(user.as_str()).map_err(db_err)? {
-                Some(b) => unjson::<ParentalControls>(&b, "parental controls")?.cameo_scope,
-                None => None,
-            },
-        )
     }
 
     /// Stores a user's preference text and its compiled constraints (replacing any).
