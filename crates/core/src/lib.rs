@@ -45,8 +45,8 @@ pub use jiff::Timestamp;
 pub use pipeline::{Pipeline, PipelineBuilder, PipelineOutput, TopK};
 pub use score::{ActionProbs, ScoreBreakdown, rank_order};
 pub use stage::{
-    Candidate, ConceptVector, FeedContext, Filter, Filtered, Role, Scorer, Selector, Source,
-    StageReport, Throttle, ThrottleAction, Trace, Viewer, minutes_between,
+    Candidate, ConceptVector, FeedContext, Filter, Filtered, IdMap, IdSet, Role, Scorer, Selector,
+    Source, StageReport, Throttle, ThrottleAction, Trace, Viewer, minutes_between,
 };
 pub use user::{AgeBand, CheckinAnswer, ConsentScope, ParentalControls, User, WellbeingState};
 pub use vector::Embedding;

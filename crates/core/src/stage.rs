@@ -12,6 +12,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
+use rustc_hash::FxBuildHasher;
+
 use crate::constraints::Constraints;
 use crate::error::{Error, Result};
 use crate::explain::Reason;
@@ -83,23 +85,30 @@ pub fn minutes_between(a: jiff::Timestamp, b: jiff::Timestamp) -> f32 {
     ((b.as_millisecond() - a.as_millisecond()).max(0) as f64 / 60_000.0) as f32
 }
 
+/// A set of ids hashed with [`FxBuildHasher`]: ids are short strings, and the viewer's
+/// sets are built and probed hundreds of times per request, where SipHash's cost shows.
+pub type IdSet<T> = HashSet<T, FxBuildHasher>;
+
+/// A map from ids hashed with [`FxBuildHasher`] (see [`IdSet`]).
+pub type IdMap<K, V> = HashMap<K, V, FxBuildHasher>;
+
 /// The viewer's relations and recent history, loaded once per request. Bounded by the
 /// store (recent seen items, recent own videos), so every check is a set lookup.
 #[derive(Debug, Clone, Default)]
 pub struct Viewer {
     /// Creators the viewer follows.
-    pub following: HashSet<UserId>,
+    pub following: IdSet<UserId>,
     /// Creators the viewer blocked.
-    pub blocked: HashSet<UserId>,
+    pub blocked: IdSet<UserId>,
     /// Creators the viewer muted (or hid with "hide creator").
-    pub muted: HashSet<UserId>,
+    pub muted: IdSet<UserId>,
     /// Videos served to or seen by the viewer recently, and videos marked not interested.
-    pub seen: HashSet<VideoId>,
+    pub seen: IdSet<VideoId>,
     /// The viewer's own recent videos (to recognise remixes of them).
-    pub own_videos: HashSet<VideoId>,
+    pub own_videos: IdSet<VideoId>,
     /// Recent interaction strength with each creator, in `[0, 1]` (likes, comments,
     /// remixes of their videos, decayed): the "recent interaction" part of the tie term.
-    pub creator_affinity: HashMap<UserId, f32>,
+    pub creator_affinity: IdMap<UserId, f32>,
 }
 
 /// A steering concept as a direction in the catalog's embedding space.

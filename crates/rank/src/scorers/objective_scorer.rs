@@ -21,6 +21,10 @@ pub struct ObjectiveScorer {
     stats: Arc<dyn ActionStats>,
     graph: Arc<dyn SocialGraph>,
     consent: Arc<dyn ConsentLedger>,
+    /// Per head, `logit` of the smoothed rate of a video nobody has seen yet (no
+    /// exposures, no actions): the same value the formula gives, computed once, since
+    /// most candidates of a large catalog are such videos.
+    cold_logit: [f32; 8],
 }
 
 impl ObjectiveScorer {
@@ -34,7 +38,12 @@ impl ObjectiveScorer {
         graph: Arc<dyn SocialGraph>,
         consent: Arc<dyn ConsentLedger>,
     ) -> Self {
+        let mut cold_logit = [0.0f32; 8];
+        for (slot, (_, h)) in cold_logit.iter_mut().zip(cfg.heads.all().iter()) {
+            *slot = logit(smoothed(0.0, 0.0, h.base_rate, cfg.prior_strength));
+        }
         Self {
+            cold_logit,
             cfg,
             wellbeing,
             stats,
@@ -156,9 +165,19 @@ impl ObjectiveScorer {
         invite[2] = l.friend_cameo * on(f.friend_cameo);
         let mut p = [0.0f32; 8];
         for (i, (_, h)) in self.cfg.heads.all().iter().enumerate() {
-            let rate = smoothed(n[i], exposures, h.base_rate, self.cfg.prior_strength);
+            // `smoothed` clamps both counts at 0, so this is exactly the formula's value.
+            let prior = if exposures <= 0.0 && n[i] <= 0.0 {
+                self.cold_logit[i]
+            } else {
+                logit(smoothed(
+                    n[i],
+                    exposures,
+                    h.base_rate,
+                    self.cfg.prior_strength,
+                ))
+            };
             p[i] = sigmoid(
-                logit(rate)
+                prior
                     + h.interest * f.interest
                     + h.tie * f.tie
                     + h.co_engagement * f.co_engagement

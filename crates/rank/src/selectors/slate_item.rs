@@ -1,8 +1,6 @@
 //! [`SlateItem`]: what the page policy reads of one candidate.
 
-use std::collections::HashSet;
-
-use steerfeed_core::{Candidate, TopicId, UserId, VideoId};
+use steerfeed_core::{Candidate, IdSet, TopicId, UserId, VideoId};
 
 /// A borrowed view of one candidate: everything [`select_slate`](super::select_slate)
 /// needs and nothing else, so the policy is a pure function that tests can feed directly.
@@ -27,7 +25,7 @@ pub struct SlateItem<'a> {
 impl<'a> SlateItem<'a> {
     /// The view of `c`; `following` is the viewer's followed creators when the following
     /// share matters (pass `None` to skip the lookups).
-    pub fn from_candidate(c: &'a Candidate, following: Option<&HashSet<UserId>>) -> Self {
+    pub fn from_candidate(c: &'a Candidate, following: Option<&IdSet<UserId>>) -> Self {
         let v = &*c.video;
         Self {
             id: &v.id,
