@@ -128,6 +128,22 @@ impl VideoIndex {
         }
     }
 
+    /// Replaces every id the index holds by `share(id)`, an equal id (the store's shared
+    /// allocation of it, so lookups of the ids searches return compare pointers).
+    pub fn share_ids(&self, share: impl Fn(&VideoId) -> VideoId) {
+        let mut ids = self.write();
+        let internal = std::mem::take(&mut ids.internal);
+        ids.internal = internal
+            .into_iter()
+            .map(|(v, i)| {
+                let shared = share(&v);
+                debug_assert_eq!(shared, v);
+                (shared, i)
+            })
+            .collect();
+        ids.index_videos();
+    }
+
     /// True when the video is indexed.
     pub fn contains(&self, video: &VideoId) -> bool {
         self.read().internal.contains_key(video)

@@ -170,6 +170,25 @@ impl Pipeline {
 
     /// Runs every stage for one request.
     pub fn run(&self, ctx: &FeedContext) -> Result<PipelineOutput> {
+        self.run_pooled(ctx, None, 0).map(|(out, _)| out)
+    }
+
+    /// Runs the request and also returns up to `keep` of the ranked candidates the page
+    /// left unserved, best first: the pool the next page of the same session can be
+    /// picked from.
+    ///
+    /// With `pool` (the candidates a previous call returned), the sources and scorers
+    /// are skipped: the pool's candidates keep the scores they were given, and every
+    /// gate, filter, the selector and the inline throttles run on them as on fresh ones,
+    /// so whatever a filter enforces (consent, deletions, blocks, seen items, steering
+    /// exclusions, audience) holds for a pooled page exactly as for a fresh one, as long
+    /// as the caller hands in candidates whose videos are current.
+    pub fn run_pooled(
+        &self,
+        ctx: &FeedContext,
+        pool: Option<Vec<Candidate>>,
+        keep: usize,
+    ) -> Result<(PipelineOutput, Vec<Candidate>)> {
         let span = tracing::info_span!("pipeline", user = %ctx.request.user());
         let _enter = span.enter();
         let mut trace = Trace::default();
@@ -178,39 +197,59 @@ impl Pipeline {
         for gate in &self.gates {
             match gate.run(ctx, &[], &mut trace)? {
                 ThrottleAction::Pass => {}
-                ThrottleAction::Stop(card) => return Ok(stopped(card, trace)),
+                ThrottleAction::Stop(card) => return Ok((stopped(card, trace), Vec::new())),
                 ThrottleAction::Insert(card) => cards.push(card),
             }
         }
 
-        let mut candidates = Vec::new();
-        for source in &self.sources {
-            let proposed = source.run(ctx, &mut trace)?;
-            if candidates.is_empty() {
-                candidates = proposed;
-            } else {
-                candidates.extend(proposed);
+        let pooled = pool.is_some();
+        let mut candidates = match pool {
+            Some(mut pool) => {
+                dedup_by_id(&mut pool);
+                pool
             }
-        }
-        dedup_by_id(&mut candidates);
+            None => {
+                let mut candidates = Vec::new();
+                for source in &self.sources {
+                    let proposed = source.run(ctx, &mut trace)?;
+                    if candidates.is_empty() {
+                        candidates = proposed;
+                    } else {
+                        candidates.extend(proposed);
+                    }
+                }
+                dedup_by_id(&mut candidates);
+                candidates
+            }
+        };
 
         for filter in &self.filters {
             candidates = filter.run(ctx, candidates, &mut trace)?;
         }
 
-        for scorer in &self.scorers {
-            scorer.run(ctx, &mut candidates, &mut trace)?;
+        if !pooled {
+            for scorer in &self.scorers {
+                scorer.run(ctx, &mut candidates, &mut trace)?;
+            }
         }
         candidates = drop_non_finite(candidates, &mut trace);
         sort_by_rank(&mut candidates);
 
         let limit = ctx.request.limit();
+        // The page comes from the best candidates; keeping `keep` beyond the page's size
+        // leaves at least `keep` once the page's own are taken out.
+        let kept = if keep == 0 {
+            0
+        } else {
+            keep.saturating_add(limit)
+        };
+        let mut rest: Vec<Candidate> = candidates.iter().take(kept).cloned().collect();
         let page = self.selector.run(ctx, candidates, limit, &mut trace)?;
 
         for throttle in &self.inline {
             match throttle.run(ctx, &page, &mut trace)? {
                 ThrottleAction::Pass => {}
-                ThrottleAction::Stop(card) => return Ok(stopped(card, trace)),
+                ThrottleAction::Stop(card) => return Ok((stopped(card, trace), Vec::new())),
                 ThrottleAction::Insert(card) => cards.push(card),
             }
         }
@@ -219,12 +258,20 @@ impl Pipeline {
         }
         cards.sort_by_key(|c| c.position);
 
-        Ok(PipelineOutput {
-            items: page,
-            cards,
-            stopped: false,
-            trace,
-        })
+        if !rest.is_empty() {
+            let served: HashSet<&VideoId, FxBuildHasher> = page.iter().map(|c| c.id()).collect();
+            rest.retain(|c| !served.contains(c.id()));
+            rest.truncate(keep);
+        }
+        Ok((
+            PipelineOutput {
+                items: page,
+                cards,
+                stopped: false,
+                trace,
+            },
+            rest,
+        ))
     }
 }
 

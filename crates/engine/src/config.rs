@@ -62,6 +62,10 @@ pub struct Config {
     pub index: IndexConfig,
     /// Ranking: sources, filters, the objective, the selector, wellbeing (`[rank.*]`).
     pub rank: RankConfig,
+    /// Page pools: later pages of a session picked from what the first ranking left
+    /// (`[pages]`; off when absent).
+    #[serde(default)]
+    pub pages: crate::PagesConfig,
     /// The HTTP sidecar (`[server]`).
     pub server: ServerConfig,
     /// Logging (`[log]`).
@@ -190,6 +194,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), steerfeed_core::Error> {
         self.model.validate()?;
         self.rank.validate()?;
+        self.pages.validate()?;
         self.index
             .build
             .validate()

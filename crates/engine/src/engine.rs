@@ -5,9 +5,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use steerfeed_ann::VideoIndex;
 use steerfeed_core::{
-    AgeBand, CardKind, ConsentScope, Constraints, Cursor, Embedding, Entity, Error, Event,
-    Explanation, FeedContext, FeedItem, FeedRequest, FeedResponse, ParentalControls, Pipeline,
-    Result, StageReport, Timestamp, Trace, User, UserId, Video, VideoId,
+    AgeBand, Candidate, CardKind, ConsentScope, Constraints, Cursor, Embedding, Entity, Error,
+    Event, Explanation, FeedContext, FeedItem, FeedRequest, FeedResponse, ParentalControls,
+    Pipeline, PipelineOutput, Result, StageReport, Timestamp, Trace, User, UserId, Video, VideoId,
 };
 use steerfeed_rank::{CoEngagementIndex, CoEngagementParams, Ports, build_pipeline};
 use steerfeed_steer::{Encoder, PreferenceParser, Taxonomy};
@@ -15,6 +15,7 @@ use steerfeed_store::{IngestReport, Logged, Preferences, Revocation, Store, Stor
 
 use crate::concepts::ConceptResolver;
 use crate::config::Config;
+use crate::pool::Pools;
 use crate::profile::{ProfileSummary, summarize};
 
 /// Most recent logged events replayed into the co-engagement model at open.
@@ -47,6 +48,8 @@ pub struct Engine {
     catalog: Mutex<Option<u64>>,
     pipeline: Pipeline,
     concepts: ConceptResolver,
+    /// Later pages of a session, picked from what its first ranking left.
+    pools: Pools,
 }
 
 impl std::fmt::Debug for Engine {
@@ -95,6 +98,8 @@ impl Engine {
         };
         let store = Store::open(&dir.join("db"), opts)?;
         let (index, saved) = open_index(&config, &store, encoder.dim())?;
+        // The ids searches return are then the store's own: its cache compares pointers.
+        index.share_ids(|id| store.intern_video(id));
         let index = Arc::new(index);
 
         // The co-engagement model weighs recent engagements (a week's half-life, the last
@@ -127,6 +132,7 @@ impl Engine {
             indexed = index.len(),
             "engine open"
         );
+        let pages = config.pages;
         Ok(Self {
             config,
             encoder,
@@ -136,6 +142,7 @@ impl Engine {
             co,
             co_seq: Mutex::new(last),
             catalog: Mutex::new(saved),
+            pools: Pools::new(pages),
             pipeline,
             concepts: ConceptResolver::default(),
         })
@@ -200,7 +207,10 @@ impl Engine {
         self.store.upsert_videos(&prepared)?;
         for v in &prepared {
             match (&v.embedding, v.deleted) {
-                (Some(e), false) => self.index.upsert(&v.id, e).map_err(ann_error)?,
+                (Some(e), false) => self
+                    .index
+                    .upsert(&self.store.intern_video(&v.id), e)
+                    .map_err(ann_error)?,
                 _ => {
                     self.index.remove(&v.id);
                 }
@@ -270,7 +280,9 @@ impl Engine {
 
     /// Adds or replaces a user (age band, time zone).
     pub fn upsert_user(&self, user: &User) -> Result<()> {
-        self.store.upsert_user(user)
+        let r = self.store.upsert_user(user);
+        self.pools.forget(&user.id);
+        r
     }
 
     /// A stored user.
@@ -287,38 +299,50 @@ impl Engine {
     /// `user` follows `creator`.
     pub fn follow(&self, user: &UserId, creator: &UserId) -> Result<()> {
         self.known(user)?;
-        self.store.follow(user, creator)
+        let r = self.store.follow(user, creator);
+        self.pools.forget(user);
+        r
     }
 
     /// `user` stops following `creator`.
     pub fn unfollow(&self, user: &UserId, creator: &UserId) -> Result<()> {
         self.known(user)?;
-        self.store.unfollow(user, creator)
+        let r = self.store.unfollow(user, creator);
+        self.pools.forget(user);
+        r
     }
 
     /// `user` blocks `other`: nothing by or featuring them is served again once this
     /// returns (durable).
     pub fn block(&self, user: &UserId, other: &UserId) -> Result<()> {
         self.known(user)?;
-        self.store.block(user, other)
+        let r = self.store.block(user, other);
+        self.pools.forget(user);
+        r
     }
 
     /// `user` mutes `creator` (durable).
     pub fn mute(&self, user: &UserId, creator: &UserId) -> Result<()> {
         self.known(user)?;
-        self.store.mute(user, creator)
+        let r = self.store.mute(user, creator);
+        self.pools.forget(user);
+        r
     }
 
     /// `user` unblocks `other`.
     pub fn unblock(&self, user: &UserId, other: &UserId) -> Result<()> {
         self.known(user)?;
-        self.store.unblock(user, other)
+        let r = self.store.unblock(user, other);
+        self.pools.forget(user);
+        r
     }
 
     /// `user` unmutes `creator`.
     pub fn unmute(&self, user: &UserId, creator: &UserId) -> Result<()> {
         self.known(user)?;
-        self.store.unmute(user, creator)
+        let r = self.store.unmute(user, creator);
+        self.pools.forget(user);
+        r
     }
 
     /// Sets who may use `person`'s likeness in cameos, and the approved list.
@@ -343,7 +367,9 @@ impl Engine {
     pub fn set_parental_controls(&self, user: &UserId, controls: &ParentalControls) -> Result<()> {
         controls.validate()?;
         self.known(user)?;
-        self.store.set_parental_controls(user, controls)
+        let r = self.store.set_parental_controls(user, controls);
+        self.pools.forget(user);
+        r
     }
 
     // -----------------------------------------------------------------------------------
@@ -360,8 +386,9 @@ impl Engine {
     ) -> Result<Constraints> {
         let u = self.known(user)?;
         let constraints = self.parser.parse(text, u.age_band, now)?;
-        self.store.set_preferences(user, text, &constraints)?;
-        Ok(constraints)
+        let r = self.store.set_preferences(user, text, &constraints);
+        self.pools.forget(user);
+        r.map(|()| constraints)
     }
 
     /// The user's preference text and compiled constraints, if set.
@@ -373,7 +400,9 @@ impl Engine {
     /// Forgets the user's preferences.
     pub fn clear_preferences(&self, user: &UserId) -> Result<()> {
         self.known(user)?;
-        self.store.clear_preferences(user)
+        let r = self.store.clear_preferences(user);
+        self.pools.forget(user);
+        r
     }
 
     // -----------------------------------------------------------------------------------
@@ -387,8 +416,23 @@ impl Engine {
             e.validate()?;
         }
         let (report, logged) = self.store.ingest_events_logged(events)?;
+        self.forget_pools_of_relation_events(events);
         self.feed_co_engagement(events, &logged)?;
         Ok(report)
+    }
+
+    /// Follows and hidden creators change the following source's and the objective's
+    /// inputs: those users' page pools go.
+    fn forget_pools_of_relation_events(&self, events: &[Event]) {
+        for e in events {
+            if matches!(
+                e.kind,
+                steerfeed_core::EventKind::Follow { .. }
+                    | steerfeed_core::EventKind::HideCreator { .. }
+            ) {
+                self.pools.forget(&e.user);
+            }
+        }
     }
 
     /// Feeds the co-engagement model every logged event it has not seen, in log order,
@@ -439,15 +483,21 @@ impl Engine {
             Some(c) => parse_cursor(c)?,
             None => 0,
         };
+        // Read before anything the ranking reads: a pool made from older inputs than a
+        // write that forgot the user's pool is never kept.
+        let stamp = self.pools.stamp();
         let user = self.known(request.user())?;
         let ctx = self.context(request, user, now)?;
         let context_us = micros(started);
-        let out = self.pipeline.run(&ctx)?;
+        let (out, rest, ranked_at, pool_us) = self.rank(&ctx, now)?;
         let respond_started = std::time::Instant::now();
         let mut trace = out.trace;
         trace
             .stages
             .insert(0, StageReport::timing("context", context_us));
+        if let Some(us) = pool_us {
+            trace.stages.insert(1, StageReport::timing("pool", us));
+        }
 
         let mut items = out.items;
         if let Some(room) = self.room_left(&ctx) {
@@ -457,6 +507,10 @@ impl Engine {
         let me = request.user();
         if !ids.is_empty() {
             self.store.record_served(me, &ids, now)?;
+        }
+        if !out.stopped {
+            self.pools
+                .put(me, stamp, rest, ranked_at, request.session());
         }
         for card in &out.cards {
             match card.kind {
@@ -491,6 +545,39 @@ impl Engine {
             .stages
             .push(StageReport::timing("respond", micros(respond_started)));
         Ok((response, trace))
+    }
+
+    /// Ranks the page: from the user's page pool when there is a fresh one for this
+    /// session and it still fills a page, else from scratch. Also returns the pool for
+    /// the next page, when the full ranking ran (request time), and the microseconds
+    /// spent reading the pool's videos again when one was used.
+    fn rank(
+        &self,
+        ctx: &FeedContext,
+        now: Timestamp,
+    ) -> Result<(PipelineOutput, Vec<Candidate>, Timestamp, Option<u64>)> {
+        let keep = self.pools.size();
+        let request = &ctx.request;
+        if let Some(taken) = self.pools.take(request.user(), request.session(), now) {
+            let started = std::time::Instant::now();
+            // Current videos: a deletion, a relabel or new cameos since the ranking are
+            // what the filters must judge.
+            let mut pool = Vec::with_capacity(taken.candidates.len());
+            for mut c in taken.candidates {
+                if let Some(v) = self.store.video(c.id())? {
+                    c.video = v;
+                    pool.push(c);
+                }
+            }
+            let pool_us = micros(started);
+            let (out, rest) = self.pipeline.run_pooled(ctx, Some(pool), keep)?;
+            if out.stopped || out.items.len() >= request.limit() {
+                return Ok((out, rest, taken.ranked_at, Some(pool_us)));
+            }
+            // The pool ran low: rank from scratch.
+        }
+        let (out, rest) = self.pipeline.run_pooled(ctx, None, keep)?;
+        Ok((out, rest, now, None))
     }
 
     /// Loads everything the stages read about this request.

@@ -43,10 +43,12 @@ mod concepts;
 pub mod config;
 pub mod demo;
 mod engine;
+mod pool;
 mod profile;
 
 pub use config::{Config, ConfigError};
 pub use engine::{Engine, open_parser};
+pub use pool::PagesConfig;
 pub use profile::{ProfileSummary, TopicShare, describe};
 /// Vector indexes, for apps that manage their own (and for `steerfeed bench ann`).
 pub use steerfeed_ann as ann;

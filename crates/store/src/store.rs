@@ -1135,6 +1135,13 @@ impl Store {
         self.durable(generation)
     }
 
+    /// The store's shared allocation of `id` (`id` itself the first time). Ids other
+    /// parts keep for long (the vector index's id table) should come from here: the
+    /// store's caches then compare them by pointer, without reading the bytes.
+    pub fn intern_video(&self, id: &VideoId) -> VideoId {
+        self.inner.ids.video(id)
+    }
+
     /// The video (deleted or not, with its embedding), from the cache when it is there.
     pub fn video(&self, id: &VideoId) -> Result<Option<Arc<Video>>> {
         let version = match self.inner.cache.get(id) {
@@ -1722,7 +1729,7 @@ impl Store {
         &self,
         user: &UserId,
         now: Timestamp,
-    ) -> Result<std::collections::HashMap<UserId, f32>> {
+    ) -> Result<steerfeed_core::IdMap<UserId, f32>> {
         let o = &self.inner.opts;
         let hl = o.affinity_half_life_h * 3_600_000.0;
         let mut all = std::collections::HashMap::new();
@@ -1745,7 +1752,7 @@ impl Store {
 
     /// Everything the ranking needs to know about the viewer's relations and history.
     pub fn load_viewer(&self, user: &UserId, now: Timestamp) -> Result<Viewer> {
-        let own: HashSet<VideoId> = self
+        let own: steerfeed_core::IdSet<VideoId> = self
             .inner
             .mirror
             .time()
