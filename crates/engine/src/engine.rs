@@ -547,6 +547,13 @@ impl Engine {
         Ok((response, trace))
     }
 
+    /// The videos the user's next page of the same session would be picked from (best
+    /// first), when pages are pooled (`[pages]`) and the user has a pool: for operators
+    /// and tests. The pool stays in place.
+    pub fn page_pool(&self, user: &UserId) -> Option<Vec<VideoId>> {
+        self.pools.peek(user)
+    }
+
     /// Ranks the page: from the user's page pool when there is a fresh one for this
     /// session and it still fills a page, else from scratch. Also returns the pool for
     /// the next page, when the full ranking ran (request time), and the microseconds

@@ -168,6 +168,16 @@ impl Pools {
         i64::try_from(self.cfg.pool_ttl_s.saturating_mul(1000)).unwrap_or(i64::MAX)
     }
 
+    /// The videos of `user`'s pool, best first, without taking it.
+    pub fn peek(&self, user: &UserId) -> Option<Vec<steerfeed_core::VideoId>> {
+        match self.shard(user).get(user) {
+            Some(Entry::Pool { candidates, .. }) => {
+                Some(candidates.iter().map(|c| c.id().clone()).collect())
+            }
+            _ => None,
+        }
+    }
+
     /// Keeps `candidates` as `user`'s pool, unless the user's inputs changed after
     /// `stamp` (read before the ranking's inputs were).
     pub fn put(
