@@ -80,5 +80,15 @@ echo "loadtest: wrk -t$THREADS -c$CONCURRENCY -d${SECONDS_}s" >&2
 OUT=$(mktemp)
 wrk -t"$THREADS" -c"$CONCURRENCY" -d"${SECONDS_}s" -s "$LUA" "http://127.0.0.1:$PORT/v1/feed" >"$OUT"
 head -n -1 "$OUT" >&2
-tail -n 1 "$OUT"
+# The share of pages picked from a page pool ([pages]), from the server's metrics.
+METRICS=$(curl -sf -H "authorization: Bearer $KEY" "http://127.0.0.1:$PORT/metrics" || true)
+tail -n 1 "$OUT" | METRICS="$METRICS" python3 -c '
+import json, os, re, sys
+row = json.loads(sys.stdin.read())
+def count(stage):
+    m = re.search(r"steerfeed_stage_duration_seconds_count\{stage=\"%s\"\} (\d+)" % stage, os.environ["METRICS"])
+    return int(m.group(1)) if m else 0
+ranked = count("context")
+row["pooled_share"] = round(count("pool") / ranked, 3) if ranked else None
+print(json.dumps(row))'
 rm -f "$LUA" "$OUT"

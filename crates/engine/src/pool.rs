@@ -42,7 +42,7 @@ pub struct PagesConfig {
 impl Default for PagesConfig {
     fn default() -> Self {
         Self {
-            pool_ttl_s: 0,
+            pool_ttl_s: 60,
             pool_size: 200,
             pool_users: 50_000,
         }
