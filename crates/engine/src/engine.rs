@@ -486,10 +486,11 @@ impl Engine {
         // Read before anything the ranking reads: a pool made from older inputs than a
         // write that forgot the user's pool is never kept.
         let stamp = self.pools.stamp();
+        let catalog = self.store.catalog_version();
         let user = self.known(request.user())?;
         let ctx = self.context(request, user, now)?;
         let context_us = micros(started);
-        let (out, rest, ranked_at, pool_us) = self.rank(&ctx, now)?;
+        let (out, rest, ranked, pool_us) = self.rank(&ctx, now, catalog)?;
         let respond_started = std::time::Instant::now();
         let mut trace = out.trace;
         trace
@@ -509,8 +510,7 @@ impl Engine {
             self.store.record_served(me, &ids, now)?;
         }
         if !out.stopped {
-            self.pools
-                .put(me, stamp, rest, ranked_at, request.session());
+            self.pools.put(me, stamp, rest, ranked, request.session());
         }
         for card in &out.cards {
             match card.kind {
@@ -556,35 +556,49 @@ impl Engine {
 
     /// Ranks the page: from the user's page pool when there is a fresh one for this
     /// session and it still fills a page, else from scratch. Also returns the pool for
-    /// the next page, when the full ranking ran (request time), and the microseconds
-    /// spent reading the pool's videos again when one was used.
+    /// the next page, when the full ranking ran (request time) and the catalog version
+    /// read before it, and the microseconds spent bringing the pool's videos up to date
+    /// when one was used. `catalog` is the version read before this request's inputs.
     fn rank(
         &self,
         ctx: &FeedContext,
         now: Timestamp,
-    ) -> Result<(PipelineOutput, Vec<Candidate>, Timestamp, Option<u64>)> {
+        catalog: u64,
+    ) -> Result<(
+        PipelineOutput,
+        Vec<Candidate>,
+        (Timestamp, u64),
+        Option<u64>,
+    )> {
         let keep = self.pools.size();
         let request = &ctx.request;
         if let Some(taken) = self.pools.take(request.user(), request.session(), now) {
             let started = std::time::Instant::now();
             // Current videos: a deletion, a relabel or new cameos since the ranking are
-            // what the filters must judge.
-            let mut pool = Vec::with_capacity(taken.candidates.len());
-            for mut c in taken.candidates {
-                if let Some(v) = self.store.video(c.id())? {
-                    c.video = v;
-                    pool.push(c);
+            // what the filters must judge. Every video write moves the catalog version,
+            // so while it stands still the pool's videos are the catalog's.
+            let pool = if taken.catalog == catalog {
+                taken.candidates
+            } else {
+                let mut pool = Vec::with_capacity(taken.candidates.len());
+                for mut c in taken.candidates {
+                    if let Some(v) = self.store.video(c.id())? {
+                        c.video = v;
+                        pool.push(c);
+                    }
                 }
-            }
+                pool
+            };
             let pool_us = micros(started);
             let (out, rest) = self.pipeline.run_pooled(ctx, Some(pool), keep)?;
             if out.stopped || out.items.len() >= request.limit() {
-                return Ok((out, rest, taken.ranked_at, Some(pool_us)));
+                // The pool's videos are now at least as new as `catalog`.
+                return Ok((out, rest, (taken.ranked_at, catalog), Some(pool_us)));
             }
             // The pool ran low: rank from scratch.
         }
         let (out, rest) = self.pipeline.run_pooled(ctx, None, keep)?;
-        Ok((out, rest, now, None))
+        Ok((out, rest, (now, catalog), None))
     }
 
     /// Loads everything the stages read about this request.

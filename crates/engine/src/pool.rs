@@ -76,12 +76,16 @@ pub(crate) struct Taken {
     pub candidates: Vec<Candidate>,
     /// When the full ranking that made the pool ran (request time).
     pub ranked_at: Timestamp,
+    /// The store's catalog version read before that ranking: when it has not moved,
+    /// the pool's videos are still the catalog's.
+    pub catalog: u64,
 }
 
 enum Entry {
     Pool {
         candidates: Vec<Candidate>,
         ranked_at: Timestamp,
+        catalog: u64,
         session: Option<SessionId>,
     },
     /// The user's ranking inputs changed at invalidation stamp `stamp`.
@@ -151,6 +155,7 @@ impl Pools {
         let Some(Entry::Pool {
             candidates,
             ranked_at,
+            catalog,
             session: owner,
         }) = shard.remove(user)
         else {
@@ -161,6 +166,7 @@ impl Pools {
         (fresh && owner.as_ref() == session).then_some(Taken {
             candidates,
             ranked_at,
+            catalog,
         })
     }
 
@@ -179,13 +185,14 @@ impl Pools {
     }
 
     /// Keeps `candidates` as `user`'s pool, unless the user's inputs changed after
-    /// `stamp` (read before the ranking's inputs were).
+    /// `stamp` (read before the ranking's inputs were). `catalog` is the store's catalog
+    /// version read before the ranking.
     pub fn put(
         &self,
         user: &UserId,
         stamp: u64,
         candidates: Vec<Candidate>,
-        ranked_at: Timestamp,
+        (ranked_at, catalog): (Timestamp, u64),
         session: Option<&SessionId>,
     ) {
         if !self.enabled() || candidates.is_empty() {
@@ -214,6 +221,7 @@ impl Pools {
             Entry::Pool {
                 candidates,
                 ranked_at,
+                catalog,
                 session: session.cloned(),
             },
         );
@@ -273,11 +281,17 @@ mod tests {
         let p = pools(60);
         let u = UserId::new("u").unwrap();
         let s = SessionId::new("s1").unwrap();
-        p.put(&u, p.stamp(), vec![cand(1)], at(100), Some(&s));
+        p.put(&u, p.stamp(), vec![cand(1)], (at(100), 0), Some(&s));
         assert!(p.take(&u, None, at(110)).is_none(), "another session");
-        p.put(&u, p.stamp(), vec![cand(1)], at(100), Some(&s));
+        p.put(&u, p.stamp(), vec![cand(1)], (at(100), 0), Some(&s));
         assert!(p.take(&u, Some(&s), at(161)).is_none(), "expired");
-        p.put(&u, p.stamp(), vec![cand(1), cand(2)], at(100), Some(&s));
+        p.put(
+            &u,
+            p.stamp(),
+            vec![cand(1), cand(2)],
+            (at(100), 0),
+            Some(&s),
+        );
         let t = p.take(&u, Some(&s), at(160)).unwrap();
         assert_eq!(t.candidates.len(), 2);
         assert_eq!(t.ranked_at, at(100));
@@ -290,11 +304,11 @@ mod tests {
         let u = UserId::new("u").unwrap();
         let before = p.stamp();
         p.forget(&u);
-        p.put(&u, before, vec![cand(1)], at(100), None);
+        p.put(&u, before, vec![cand(1)], (at(100), 0), None);
         assert!(p.take(&u, None, at(100)).is_none());
-        p.put(&u, p.stamp(), vec![cand(1)], at(100), None);
+        p.put(&u, p.stamp(), vec![cand(1)], (at(100), 0), None);
         assert!(p.take(&u, None, at(100)).is_some());
-        p.put(&u, p.stamp(), vec![cand(1)], at(100), None);
+        p.put(&u, p.stamp(), vec![cand(1)], (at(100), 0), None);
         p.forget(&u);
         assert!(
             p.take(&u, None, at(100)).is_none(),
@@ -306,14 +320,14 @@ mod tests {
     fn pools_off_keep_nothing_and_full_shards_make_room() {
         let off = pools(0);
         let u = UserId::new("u").unwrap();
-        off.put(&u, 0, vec![cand(1)], at(0), None);
+        off.put(&u, 0, vec![cand(1)], (at(0), 0), None);
         assert!(off.take(&u, None, at(0)).is_none());
         assert_eq!(off.size(), 0);
 
         let p = pools(60);
         for i in 0..500 {
             let u = UserId::new(format!("u{i}")).unwrap();
-            p.put(&u, p.stamp(), vec![cand(i)], at(100), None);
+            p.put(&u, p.stamp(), vec![cand(i)], (at(100), 0), None);
         }
         let held: usize = p.shards.iter().map(|s| s.lock().unwrap().len()).sum();
         assert!(held <= 32 + SHARDS, "{held} pools held");
