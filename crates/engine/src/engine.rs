@@ -70,6 +70,16 @@ fn io_error(context: &'static str, path: &Path, e: impl std::fmt::Display) -> Er
     Error::internal(context, format!("{}: {e}", path.display()))
 }
 
+/// A ranked page, the pool it leaves, when the full ranking behind that pool ran and
+/// the catalog version its videos are current to, and the microseconds spent bringing
+/// a pool's videos up to date when the page came from one.
+type Ranked = (
+    PipelineOutput,
+    Vec<Candidate>,
+    (Timestamp, u64),
+    Option<u64>,
+);
+
 impl Engine {
     /// Opens the engine: checks the configuration, loads the encoder (the model and the
     /// runtime fetched by `make setup`), opens the store at `store.path` (creating it),
@@ -559,17 +569,7 @@ impl Engine {
     /// the next page, when the full ranking ran (request time) and the catalog version
     /// read before it, and the microseconds spent bringing the pool's videos up to date
     /// when one was used. `catalog` is the version read before this request's inputs.
-    fn rank(
-        &self,
-        ctx: &FeedContext,
-        now: Timestamp,
-        catalog: u64,
-    ) -> Result<(
-        PipelineOutput,
-        Vec<Candidate>,
-        (Timestamp, u64),
-        Option<u64>,
-    )> {
+    fn rank(&self, ctx: &FeedContext, now: Timestamp, catalog: u64) -> Result<Ranked> {
         let keep = self.pools.size();
         let request = &ctx.request;
         if let Some(taken) = self.pools.take(request.user(), request.session(), now) {
