@@ -56,7 +56,16 @@ done
 
 LUA=$(mktemp --suffix .lua)
 cat >"$LUA" <<LUA
-math.randomseed(42)
+-- Each wrk thread draws its own seeded sequence of users (one shared seed would make
+-- the threads ask for the same user at the same moment).
+local threads = 0
+function setup(thread)
+  thread:set("id", threads)
+  threads = threads + 1
+end
+function init(args)
+  math.randomseed(42 + (id or 0))
+end
 wrk.method = "POST"
 wrk.headers["content-type"] = "application/json"
 wrk.headers["authorization"] = "Bearer $KEY"

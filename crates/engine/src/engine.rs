@@ -596,6 +596,11 @@ impl Engine {
                 return Ok((out, rest, (taken.ranked_at, catalog), Some(pool_us)));
             }
             // The pool ran low: rank from scratch.
+            let (mut out, rest) = self.pipeline.run_pooled(ctx, None, keep)?;
+            out.trace
+                .stages
+                .insert(0, StageReport::timing("pool_short", pool_us));
+            return Ok((out, rest, (now, catalog), None));
         }
         let (out, rest) = self.pipeline.run_pooled(ctx, None, keep)?;
         Ok((out, rest, (now, catalog), None))

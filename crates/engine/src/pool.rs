@@ -43,8 +43,8 @@ impl Default for PagesConfig {
     fn default() -> Self {
         Self {
             pool_ttl_s: 60,
-            pool_size: 200,
-            pool_users: 50_000,
+            pool_size: 400,
+            pool_users: 20_000,
         }
     }
 }
