@@ -173,6 +173,7 @@ mod ingest;
 mod mirror;
 mod options;
 mod ports;
+mod resident;
 mod store;
 mod toplist;
 
