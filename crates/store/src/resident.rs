@@ -27,6 +27,7 @@ use steerfeed_core::{Result, UserId};
 use crate::cache::FastMap;
 use crate::codec::{self, Decayed, corrupt};
 use crate::derived::{Derived, Layer, Mask};
+use crate::ingest::ring_head;
 use crate::store::{Store, WellbeingRec, db_err};
 
 /// Users whose state is kept resident (about 2.3 KB each at 384 dimensions: at most
@@ -208,41 +209,13 @@ impl Store {
                 r.affinity.insert(creator, Decayed::decode(&v)?);
             }
         }
-        for (tree, seen) in [(&t.seen, true), (&t.history, false)] {
-            // Per user: the head past the newest entry, else the head stored under the
-            // bare key by schema version 3 and older (as `ring_head` reads it).
-            let mut legacy: HashMap<&[u8], u64> = HashMap::new();
-            let mut newest: HashMap<&[u8], u64> = HashMap::new();
-            for kv in tree.range(range.clone()) {
-                let (k, v) = kv.map_err(db_err)?;
-                let (u, bare) = owner(&k);
-                let Some((u, _)) = got.get_key_value(u) else {
-                    continue;
-                };
-                if bare {
-                    legacy.insert(u, codec::u64_of(&v).ok_or_else(|| corrupt("ring head"))?);
-                } else {
-                    let owner = std::str::from_utf8(u).map_err(|_| corrupt("ring key"))?;
-                    let (first, n) = codec::ring_item(owner, &k, &v)?;
-                    newest.insert(u, first + n);
-                }
-            }
-            for (u, r) in got.iter_mut() {
-                let head = newest
-                    .get(u)
-                    .or_else(|| legacy.get(u))
-                    .copied()
-                    .unwrap_or(0);
-                if seen {
-                    r.seen_head = head;
-                } else {
-                    r.history_head = head;
-                }
-            }
-        }
         let mut ids = Vec::with_capacity(got.len());
-        for (u, r) in got {
-            ids.push((user_of(u)?, r));
+        for (u, mut r) in got {
+            let id = user_of(u)?;
+            // One reverse seek per ring (a forward scan would read every fragment).
+            r.seen_head = ring_head(&t.seen, &id)?;
+            r.history_head = ring_head(&t.history, &id)?;
+            ids.push((id, r));
         }
         // Time zones for the write path (cached only under the write lock; the cache
         // starts over past its bound, so stop short of it).
@@ -274,7 +247,6 @@ mod tests {
     use steerfeed_core::{Embedding, Event, EventKey, EventKind, Timestamp, User, Video, VideoId};
 
     use crate::StoreOptions;
-    use crate::ingest::ring_head;
 
     const DIM: usize = 4;
 
