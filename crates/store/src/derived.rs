@@ -23,6 +23,7 @@ use sled::{Batch, Tree};
 use steerfeed_core::{EventKey, Result, UserId, VideoId};
 
 use crate::codec::{self, CounterRec, Decayed, corrupt, pair, u64_of};
+use crate::resident::Resident;
 use crate::store::{Store, Trees, WellbeingRec, db_err};
 
 /// The key of a derived tree's watermark (`u64` BE). `0xFF` never starts a UTF-8 id, so
@@ -439,6 +440,9 @@ pub(crate) struct Overlay {
     pub watermarks: [u64; 11],
     /// Every idempotency key logged (loaded at open, kept up to date by writes).
     pub keys: KeyIndex,
+    /// A mirror of sled's per-user trees for some users, below every layer
+    /// (`resident.rs`): changed with each layer written.
+    pub resident: Resident,
 }
 
 impl Overlay {
@@ -452,6 +456,7 @@ impl Overlay {
             persisted_at: Instant::now(),
             watermarks: [applied; 11],
             keys: KeyIndex::default(),
+            resident: Resident::default(),
         }
     }
 
@@ -562,6 +567,7 @@ impl Store {
         let mut ov = self.overlay_write();
         match res {
             Ok(wms) => {
+                ov.resident.written(&layer, Mask::ALL);
                 for (w, n) in ov.watermarks.iter_mut().zip(wms) {
                     *w = (*w).max(n);
                 }
@@ -600,6 +606,8 @@ impl Store {
             // Keep the frozen layer readable; the next round writes it again, merged
             // under the newer active layer.
             Err(e) => {
+                // Some trees may hold the layer already: the mirror may be behind them.
+                ov.resident.clear();
                 ov.frozen = None;
                 if let Ok(mut merged) = Arc::try_unwrap(layer) {
                     merged.merge(std::mem::take(&mut ov.active));
@@ -619,6 +627,10 @@ impl Store {
         let layer = std::mem::take(&mut self.overlay_write().active);
         let res = self.write_layer(&layer, which, applied);
         let mut ov = self.overlay_write();
+        match &res {
+            Ok(_) => ov.resident.written(&layer, which),
+            Err(_) => ov.resident.clear(),
+        }
         ov.active = layer;
         let old = ov.clean.take();
         self.forget_layer(old.as_deref());

@@ -13,6 +13,7 @@ use steerfeed_core::{Entity, Error, Event, EventKey, EventKind, Result, UserId, 
 use crate::codec::{self, CounterRec, Decayed, corrupt, ms, pair, prefix, u64_of};
 use crate::derived::{self, Derived, Layer, Mask, Overlay, RingPending, WATERMARK_KEY};
 use crate::mirror::Edge;
+use crate::resident::ResidentUser;
 use crate::store::{IngestReport, Store, WellbeingRec, db_err};
 
 /// Calls `f(seq, event)` for every logged event with sequence number `>= from`, in order.
@@ -86,6 +87,7 @@ impl Ring {
         tree: &Tree,
         ov: &Overlay,
         ring: fn(&Layer) -> &HashMap<UserId, RingPending>,
+        resident: fn(&ResidentUser) -> u64,
         user: &UserId,
         value: Vec<u8>,
     ) -> Result<()> {
@@ -100,7 +102,10 @@ impl Ring {
                 // Frozen appends reach sled before the active ones; clean ones are there.
                 (None, Some(p)) => (p.head, p.head),
                 (None, None) => {
-                    let h = ring_head(tree, user)?;
+                    let h = match ov.resident.get(user) {
+                        Some(r) => resident(r),
+                        None => ring_head(tree, user)?,
+                    };
                     (h, h)
                 }
             };
@@ -134,7 +139,7 @@ impl Ring {
 /// newest fragment always stays: only fragments wholly older than the ring go), or for
 /// a ring with no entry the head that schema version 3 and older stored under the bare
 /// user key (0 when none).
-fn ring_head(tree: &Tree, user: &UserId) -> Result<u64> {
+pub(crate) fn ring_head(tree: &Tree, user: &UserId) -> Result<u64> {
     if let Some(kv) = tree.scan_prefix(prefix(user.as_str())).next_back() {
         let (k, v) = kv.map_err(db_err)?;
         let (first, n) = codec::ring_item(user.as_str(), &k, &v)?;
@@ -164,7 +169,8 @@ impl Rings {
     ) -> Result<()> {
         let mut v = at_ms.to_le_bytes().to_vec();
         v.extend_from_slice(video.as_str().as_bytes());
-        self.seen.push(&s.t().seen, ov, |l| &l.seen, user, v)
+        self.seen
+            .push(&s.t().seen, ov, |l| &l.seen, |r| r.seen_head, user, v)
     }
 
     fn push_history(
@@ -177,8 +183,14 @@ impl Rings {
     ) -> Result<()> {
         let mut v = at_ms.to_le_bytes().to_vec();
         codec::encode_kind(&mut v, kind);
-        self.history
-            .push(&s.t().history, ov, |l| &l.history, user, v)
+        self.history.push(
+            &s.t().history,
+            ov,
+            |l| &l.history,
+            |r| r.history_head,
+            user,
+            v,
+        )
     }
 
     /// Moves the appends into the overlay; returns how many entries were added.
@@ -296,8 +308,11 @@ struct Staging<'s, 'o> {
     staged: Staged,
 }
 
+/// A counter record: the overlay's (`mem`), else the read cache's (`cached`: valid
+/// while the overlay is read-locked, see `Store::forget_layer`), else sled's.
 fn load_counter(
     mem: Option<&CounterRec>,
+    cached: impl FnOnce() -> Option<Option<CounterRec>>,
     tree: &Tree,
     key: &str,
     at_ms: i64,
@@ -305,7 +320,12 @@ fn load_counter(
     if let Some(r) = mem {
         return Ok(*r);
     }
-    match tree.get(key).map_err(db_err)? {
+    let stored = match cached() {
+        Some(Some(r)) => return Ok(r),
+        Some(None) => None,
+        None => tree.get(key).map_err(db_err)?,
+    };
+    match stored {
         Some(b) => CounterRec::decode(&b),
         None => Ok(CounterRec {
             at_ms,
@@ -388,6 +408,10 @@ impl<'s, 'o> Staging<'s, 'o> {
                     Entry::Occupied(x) => x.into_mut(),
                     Entry::Vacant(x) => x.insert(load_counter(
                         ov.counter(&v.id),
+                        || {
+                            let c = s.inner.counter_cache.read();
+                            c.unwrap_or_else(|e| e.into_inner()).get(&v.id).copied()
+                        },
                         &t.counters,
                         v.id.as_str(),
                         at,
@@ -400,6 +424,12 @@ impl<'s, 'o> Staging<'s, 'o> {
                     Entry::Occupied(x) => x.into_mut(),
                     Entry::Vacant(x) => x.insert(load_counter(
                         ov.creator(&v.creator),
+                        || {
+                            let c = s.inner.creator_cache.read();
+                            c.unwrap_or_else(|e| e.into_inner())
+                                .get(&v.creator)
+                                .copied()
+                        },
                         &t.creator_counts,
                         v.creator.as_str(),
                         at,
@@ -414,9 +444,10 @@ impl<'s, 'o> Staging<'s, 'o> {
             let (rec, tz) = match self.wellbeing.entry(e.user.clone()) {
                 Entry::Occupied(x) => x.into_mut(),
                 Entry::Vacant(x) => {
-                    let rec = match ov.wellbeing(&e.user) {
-                        Some(r) => r.clone(),
-                        None => s.stored_wellbeing(&e.user)?,
+                    let rec = match (ov.wellbeing(&e.user), ov.resident.get(&e.user)) {
+                        (Some(r), _) => r.clone(),
+                        (None, Some(r)) => r.wellbeing.clone().unwrap_or_default(),
+                        (None, None) => s.stored_wellbeing(&e.user)?,
                     };
                     x.insert((rec, s.time_zone_for_write(&e.user)?))
                 }
@@ -474,9 +505,12 @@ impl<'s, 'o> Staging<'s, 'o> {
             let (ref_ms, vec) = match st.interest.entry(e.user.clone()) {
                 Entry::Occupied(x) => x.into_mut(),
                 Entry::Vacant(x) => {
-                    let loaded = match ov.interest(&e.user) {
-                        Some(iv) => iv.clone(),
-                        None => match t.interest.get(e.user.as_str()).map_err(db_err)? {
+                    let resident = ov.resident.get(&e.user).map(|r| &r.interest);
+                    let loaded = match (ov.interest(&e.user), resident) {
+                        (Some(iv), _) => iv.clone(),
+                        (None, Some(Some(iv))) => iv.clone(),
+                        (None, Some(None)) => (at, vec![0.0; o.dim]),
+                        (None, None) => match t.interest.get(e.user.as_str()).map_err(db_err)? {
                             Some(b) => {
                                 let at0 =
                                     codec::i64_le(&b, 0).ok_or_else(|| corrupt("interest"))?;
@@ -513,9 +547,14 @@ impl<'s, 'o> Staging<'s, 'o> {
                     Entry::Occupied(x) => x.into_mut(),
                     Entry::Vacant(x) => {
                         let mem = ov.affinity(&e.user, &v.creator);
-                        let d = match mem {
-                            Some(d) => *d,
-                            None => {
+                        let resident = ov.resident.get(&e.user).map(|r| &r.affinity);
+                        let d = match (mem, resident) {
+                            (Some(d), _) => *d,
+                            (None, Some(all)) => all.get(&v.creator).copied().unwrap_or(Decayed {
+                                at_ms: at,
+                                value: 0.0,
+                            }),
+                            (None, None) => {
                                 let k = pair(e.user.as_str(), v.creator.as_str());
                                 match t.affinity.get(k).map_err(db_err)? {
                                     Some(b) => Decayed::decode(&b)?,

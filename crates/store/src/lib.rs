@@ -83,7 +83,8 @@
 //! Decoded videos (`cache.rs`), per-person consent facts (scope, age band, parental
 //! scope: tagged with a write epoch bumped by every user, consent or parental change, so
 //! an entry read before such a change is never used after it; revocations are always
-//! read fresh), and per-video and per-creator counters (consulted after the overlay;
+//! read fresh), and per-video and per-creator counters (consulted after the overlay,
+//! by readers and by writers staging events;
 //! an entry is dropped when an overlay layer holding its key leaves the overlay, since
 //! the layer may be newer than the cached value, and fills are skipped when a drop
 //! happened since the read began).
@@ -106,6 +107,13 @@
 //!   `load_viewer`, `wellbeing`, `interest`, `seen`, `recent_engagements`, the ports) look
 //!   at the overlay before sled, so a caller sees its events once the call returned.
 //!   Follow and mute edges from events are rare and go straight to their trees.
+//! - **Per-user state resident for writers.** Staging an event reads its user's
+//!   wellbeing, interest, affinities and ring heads; for users in the resident mirror
+//!   (`resident.rs`: what sled holds in those trees, loaded for the known users by the
+//!   background warmer after the video cache, up to 250,000 users at about 2.3 KB each,
+//!   and changed by the persister together with each layer it writes) that is memory,
+//!   not five cold sled reads. It sits below every overlay layer, so it never hides a
+//!   newer value.
 //! - **Watermarks, one per derived tree.** A background persister (every
 //!   [`StoreOptions::derived_persist_ms`], or at once past
 //!   [`StoreOptions::derived_max_pending`] changes, on [`Store::flush`] and at close)
@@ -173,6 +181,7 @@ mod ingest;
 mod mirror;
 mod options;
 mod ports;
+mod resident;
 mod store;
 mod toplist;
 

@@ -40,6 +40,9 @@ pub(crate) const MAGIC: &[u8; 16] = b"steerfeed-store\0";
 /// one-key entries and one-entry ring keys still read, so a version 3 store only gets
 /// the new header.
 pub const SCHEMA_VERSION: u32 = 4;
+
+/// Time zones cached for the write path (the cache starts over past it).
+pub(crate) const MAX_CACHED_ZONES: usize = 100_000;
 const HEADER_KEY: &[u8] = b"header";
 const LIVE_VIDEOS_KEY: &[u8] = b"live_videos";
 /// Meta key of the catalog version: bumped by every video upsert and deletion, so an
@@ -699,6 +702,12 @@ impl Store {
                             tracing::warn!(error = %e, "store: could not warm the video cache")
                         }
                     }
+                    match s.warm_resident() {
+                        Ok(n) => tracing::debug!(users = n, "store: per-user state resident"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "store: could not load per-user state")
+                        }
+                    }
                     s.inner.warm.store(true, Ordering::Release);
                 });
             match spawned {
@@ -1255,7 +1264,7 @@ impl Store {
             .time_zones
             .write()
             .unwrap_or_else(|e| e.into_inner());
-        if c.len() >= 100_000 {
+        if c.len() >= MAX_CACHED_ZONES {
             c.clear();
         }
         c.insert(id.clone(), tz.clone());
@@ -1610,9 +1619,13 @@ impl Store {
     /// The wellbeing record in sled (the overlay may hold a newer one).
     pub(crate) fn stored_wellbeing(&self, user: &UserId) -> Result<WellbeingRec> {
         match self.t().wellbeing.get(user.as_str()).map_err(db_err)? {
-            Some(b) => unjson(&b, "wellbeing"),
+            Some(b) => Self::decode_wellbeing(&b),
             None => Ok(WellbeingRec::default()),
         }
+    }
+
+    pub(crate) fn decode_wellbeing(b: &[u8]) -> Result<WellbeingRec> {
+        unjson(b, "wellbeing")
     }
 
     pub(crate) fn encode_wellbeing(rec: &WellbeingRec) -> Result<Vec<u8>> {
