@@ -177,7 +177,8 @@ impl Pipeline {
     /// left unserved, best first: the pool the next page of the same session can be
     /// picked from.
     ///
-    /// With `pool` (the candidates a previous call returned), the sources and scorers
+    /// With `pool` (the candidates a previous call returned, so distinct videos), the
+    /// sources and scorers
     /// are skipped: the pool's candidates keep the scores they were given, and every
     /// gate, filter, the selector and the inline throttles run on them as on fresh ones,
     /// so whatever a filter enforces (consent, deletions, blocks, seen items, steering
@@ -204,10 +205,8 @@ impl Pipeline {
 
         let pooled = pool.is_some();
         let mut candidates = match pool {
-            Some(mut pool) => {
-                dedup_by_id(&mut pool);
-                pool
-            }
+            // Distinct already: a pool is what an earlier call returned.
+            Some(pool) => pool,
             None => {
                 let mut candidates = Vec::new();
                 for source in &self.sources {
