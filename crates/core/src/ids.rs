@@ -169,6 +169,13 @@ pub struct TopicId(Arc<str>);
 #[cfg(feature = "openapi")]
 string_schema!(TopicId, "A taxonomy topic id (`cooking`, `politics`, ...).");
 
+// The derived `Hash` hashes the text as `str` does, so lookups by `&str` agree.
+impl std::borrow::Borrow<str> for TopicId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl TopicId {
     /// Longest accepted topic id.
     pub const MAX_LEN: usize = 64;

@@ -190,6 +190,9 @@ where
 pub(crate) struct Ids {
     videos: Interner<steerfeed_core::VideoId>,
     users: Interner<steerfeed_core::UserId>,
+    /// Topics are few: sharing them keeps their bytes in cache for the many maps keyed
+    /// by topic (the page's caps, the topic source).
+    topics: Interner<steerfeed_core::TopicId>,
 }
 
 impl Ids {
@@ -201,10 +204,13 @@ impl Ids {
         self.users.get(id)
     }
 
-    /// `v` with its ids (own, creator, cameos, remixed video) shared.
+    /// `v` with its ids (own, creator, cameos, remixed video, topics) shared.
     pub fn canonical(&self, mut v: Video) -> Video {
         v.id = self.video(&v.id);
         v.creator = self.user(&v.creator);
+        for t in &mut v.topics {
+            *t = self.topics.get(t);
+        }
         for p in &mut v.cameos {
             *p = self.user(p);
         }
