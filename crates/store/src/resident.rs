@@ -413,6 +413,18 @@ mod tests {
             if r % 2 == 0 {
                 assert_mirrors(&a);
             }
+            // The feed's reads of interest and affinity: the mirror (`a`) or sled (`b`),
+            // each under the overlay.
+            let now = at(3_600 * 30);
+            for i in 0..7 {
+                let u = uid(&format!("u{i}"));
+                assert_eq!(a.interest(&u).unwrap(), b.interest(&u).unwrap(), "{u}");
+                assert_eq!(
+                    a.creator_affinity(&u, now).unwrap(),
+                    b.creator_affinity(&u, now).unwrap(),
+                    "{u}"
+                );
+            }
         }
         a.flush().unwrap();
         b.flush().unwrap();

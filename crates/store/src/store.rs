@@ -1724,8 +1724,17 @@ impl Store {
     /// The user's interest vector: the recency-weighted average of the embeddings of the
     /// videos they engaged with, each weighted by [`StoreOptions::weight`].
     pub fn interest(&self, user: &UserId) -> Result<Option<Embedding>> {
-        if let Some((_, v)) = self.overlay_read().interest(user) {
-            return Ok(Embedding::normalized("interest", v).ok());
+        {
+            // The overlay, else the resident copy of sled, read under one lock.
+            let ov = self.overlay_read();
+            let resident = ov.resident.get(user).map(|r| &r.interest);
+            match (ov.interest(user), resident) {
+                (Some((_, v)), _) | (None, Some(Some((_, v)))) => {
+                    return Ok(Embedding::normalized("interest", v).ok());
+                }
+                (None, Some(None)) => return Ok(None),
+                (None, None) => {}
+            }
         }
         match self.t().interest.get(user.as_str()).map_err(db_err)? {
             Some(b) => {
@@ -1745,15 +1754,24 @@ impl Store {
     ) -> Result<steerfeed_core::IdMap<UserId, f32>> {
         let o = &self.inner.opts;
         let hl = o.affinity_half_life_h * 3_600_000.0;
-        let mut all = std::collections::HashMap::new();
-        for kv in self.t().affinity.scan_prefix(prefix(user.as_str())) {
-            let (k, v) = kv.map_err(db_err)?;
-            all.insert(
-                user_of(after_sep(&k).ok_or_else(|| corrupt("affinity key"))?)?,
-                Decayed::decode(&v)?,
-            );
-        }
-        all.extend(self.overlay_read().affinities(user));
+        let ov = self.overlay_read();
+        // The resident copy of sled when it has the user, else sled; the overlay on top.
+        let mut all = match ov.resident.get(user) {
+            Some(r) => r.affinity.clone(),
+            None => {
+                let mut all = std::collections::HashMap::new();
+                for kv in self.t().affinity.scan_prefix(prefix(user.as_str())) {
+                    let (k, v) = kv.map_err(db_err)?;
+                    all.insert(
+                        user_of(after_sep(&k).ok_or_else(|| corrupt("affinity key"))?)?,
+                        Decayed::decode(&v)?,
+                    );
+                }
+                all
+            }
+        };
+        all.extend(ov.affinities(user));
+        drop(ov);
         Ok(all
             .into_iter()
             .filter_map(|(c, d)| {
