@@ -9,12 +9,12 @@ use rayon::prelude::*;
 use steerfeed_core::Embedding;
 
 use crate::HnswIndex;
-use crate::distance::kernel_name;
 use crate::error::Result;
 use crate::flat::scan;
 use crate::idset::IdSet;
 use crate::index::{Filter, TopK, VectorIndex};
 use crate::params::{HnswBuildParams, HnswSearchParams};
+use steerfeed_core::vector::dot_kernel;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -212,7 +212,7 @@ pub fn run(b: &AnnBench) -> Result<Vec<AnnBenchRow>> {
                 dim,
                 k: b.k,
                 threads: b.threads.max(1),
-                kernel: kernel_name(),
+                kernel: dot_kernel(),
             });
         }
     }

@@ -5,7 +5,7 @@
 //! dot product rounds slightly above 1, never give a negative distance — the failure
 //! that makes `hnsw_rs`'s scalar `DistDot` panic).
 
-pub use steerfeed_core::vector::{dot, dot_kernel as kernel_name, dot_portable as dot_scalar};
+pub use steerfeed_core::vector::dot;
 
 /// Hints the CPU to fetch the cache lines of a vector that is about to be read.
 #[inline(always)]
@@ -44,22 +44,7 @@ impl hnsw_rs::prelude::Distance<f32> for InnerProduct {
 
 #[cfg(test)]
 mod tests {
-    use proptest::prelude::*;
-
     use super::*;
-
-    proptest! {
-        #[test]
-        fn the_kernel_agrees_with_a_plain_sum(
-            pairs in proptest::collection::vec((-1.0f32..1.0, -1.0f32..1.0), 0..200)
-        ) {
-            let a: Vec<f32> = pairs.iter().map(|p| p.0).collect();
-            let b: Vec<f32> = pairs.iter().map(|p| p.1).collect();
-            let reference: f64 = a.iter().zip(&b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
-            prop_assert!((f64::from(dot(&a, &b)) - reference).abs() < 1e-3);
-            prop_assert!((f64::from(dot_scalar(&a, &b)) - reference).abs() < 1e-3);
-        }
-    }
 
     #[test]
     fn near_duplicates_have_zero_distance_not_negative() {

@@ -178,12 +178,11 @@ impl Pipeline {
     /// picked from.
     ///
     /// With `pool` (the candidates a previous call returned, so distinct videos), the
-    /// sources and scorers
-    /// are skipped: the pool's candidates keep the scores they were given, and every
-    /// gate, filter, the selector and the inline throttles run on them as on fresh ones,
-    /// so whatever a filter enforces (consent, deletions, blocks, seen items, steering
-    /// exclusions, audience) holds for a pooled page exactly as for a fresh one, as long
-    /// as the caller hands in candidates whose videos are current.
+    /// sources and scorers are skipped: the pool's candidates keep the scores they were
+    /// given, and every gate, filter, the selector and the inline throttles run on them
+    /// as on fresh ones, so whatever a filter enforces (consent, deletions, blocks, seen
+    /// items, steering exclusions, audience) holds for a pooled page exactly as for a
+    /// fresh one, as long as the caller hands in candidates whose videos are current.
     pub fn run_pooled(
         &self,
         ctx: &FeedContext,
@@ -237,11 +236,7 @@ impl Pipeline {
         let limit = ctx.request.limit();
         // The page comes from the best candidates; keeping `keep` beyond the page's size
         // leaves at least `keep` once the page's own are taken out.
-        let kept = if keep == 0 {
-            0
-        } else {
-            keep.saturating_add(limit)
-        };
+        let kept = if keep == 0 { 0 } else { keep + limit };
         let mut rest: Vec<Candidate> = candidates.iter().take(kept).cloned().collect();
         let page = self.selector.run(ctx, candidates, limit, &mut trace)?;
 

@@ -243,8 +243,8 @@ mod tests {
     proptest! {
         #[test]
         fn dot_matches_the_plain_sum_at_every_length(
-            a in proptest::collection::vec(-1.0f32..1.0, 0..50),
-            b in proptest::collection::vec(-1.0f32..1.0, 0..50),
+            a in proptest::collection::vec(-1.0f32..1.0, 0..200),
+            b in proptest::collection::vec(-1.0f32..1.0, 0..200),
         ) {
             let plain: f64 = a.iter().zip(&b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
             prop_assert!((f64::from(dot(&a, &b)) - plain).abs() < 1e-4);

@@ -70,15 +70,14 @@ fn io_error(context: &'static str, path: &Path, e: impl std::fmt::Display) -> Er
     Error::internal(context, format!("{}: {e}", path.display()))
 }
 
-/// A ranked page, the pool it leaves, when the full ranking behind that pool ran and
-/// the catalog version its videos are current to, and the microseconds spent bringing
-/// a pool's videos up to date when the page came from one.
-type Ranked = (
-    PipelineOutput,
-    Vec<Candidate>,
-    (Timestamp, u64),
-    Option<u64>,
-);
+/// A ranked page and the pool it leaves for the next one.
+struct Ranked {
+    out: PipelineOutput,
+    pool: Vec<Candidate>,
+    /// When the full ranking behind `pool` ran (request time), and the catalog version
+    /// its videos are current to.
+    made: (Timestamp, u64),
+}
 
 impl Engine {
     /// Opens the engine: checks the configuration, loads the encoder (the model and the
@@ -290,8 +289,13 @@ impl Engine {
 
     /// Adds or replaces a user (age band, time zone).
     pub fn upsert_user(&self, user: &User) -> Result<()> {
-        let r = self.store.upsert_user(user);
-        self.pools.forget(&user.id);
+        self.forgetting(&user.id, self.store.upsert_user(user))
+    }
+
+    /// `r`, the result of a write that changes what ranking reads for `user`, after
+    /// dropping the user's page pool (whether the write succeeded or not).
+    fn forgetting<T>(&self, user: &UserId, r: Result<T>) -> Result<T> {
+        self.pools.forget(user);
         r
     }
 
@@ -309,50 +313,38 @@ impl Engine {
     /// `user` follows `creator`.
     pub fn follow(&self, user: &UserId, creator: &UserId) -> Result<()> {
         self.known(user)?;
-        let r = self.store.follow(user, creator);
-        self.pools.forget(user);
-        r
+        self.forgetting(user, self.store.follow(user, creator))
     }
 
     /// `user` stops following `creator`.
     pub fn unfollow(&self, user: &UserId, creator: &UserId) -> Result<()> {
         self.known(user)?;
-        let r = self.store.unfollow(user, creator);
-        self.pools.forget(user);
-        r
+        self.forgetting(user, self.store.unfollow(user, creator))
     }
 
     /// `user` blocks `other`: nothing by or featuring them is served again once this
     /// returns (durable).
     pub fn block(&self, user: &UserId, other: &UserId) -> Result<()> {
         self.known(user)?;
-        let r = self.store.block(user, other);
-        self.pools.forget(user);
-        r
+        self.forgetting(user, self.store.block(user, other))
     }
 
     /// `user` mutes `creator` (durable).
     pub fn mute(&self, user: &UserId, creator: &UserId) -> Result<()> {
         self.known(user)?;
-        let r = self.store.mute(user, creator);
-        self.pools.forget(user);
-        r
+        self.forgetting(user, self.store.mute(user, creator))
     }
 
     /// `user` unblocks `other`.
     pub fn unblock(&self, user: &UserId, other: &UserId) -> Result<()> {
         self.known(user)?;
-        let r = self.store.unblock(user, other);
-        self.pools.forget(user);
-        r
+        self.forgetting(user, self.store.unblock(user, other))
     }
 
     /// `user` unmutes `creator`.
     pub fn unmute(&self, user: &UserId, creator: &UserId) -> Result<()> {
         self.known(user)?;
-        let r = self.store.unmute(user, creator);
-        self.pools.forget(user);
-        r
+        self.forgetting(user, self.store.unmute(user, creator))
     }
 
     /// Sets who may use `person`'s likeness in cameos, and the approved list.
@@ -377,9 +369,7 @@ impl Engine {
     pub fn set_parental_controls(&self, user: &UserId, controls: &ParentalControls) -> Result<()> {
         controls.validate()?;
         self.known(user)?;
-        let r = self.store.set_parental_controls(user, controls);
-        self.pools.forget(user);
-        r
+        self.forgetting(user, self.store.set_parental_controls(user, controls))
     }
 
     // -----------------------------------------------------------------------------------
@@ -396,9 +386,8 @@ impl Engine {
     ) -> Result<Constraints> {
         let u = self.known(user)?;
         let constraints = self.parser.parse(text, u.age_band, now)?;
-        let r = self.store.set_preferences(user, text, &constraints);
-        self.pools.forget(user);
-        r.map(|()| constraints)
+        self.forgetting(user, self.store.set_preferences(user, text, &constraints))?;
+        Ok(constraints)
     }
 
     /// The user's preference text and compiled constraints, if set.
@@ -410,9 +399,7 @@ impl Engine {
     /// Forgets the user's preferences.
     pub fn clear_preferences(&self, user: &UserId) -> Result<()> {
         self.known(user)?;
-        let r = self.store.clear_preferences(user);
-        self.pools.forget(user);
-        r
+        self.forgetting(user, self.store.clear_preferences(user))
     }
 
     // -----------------------------------------------------------------------------------
@@ -500,15 +487,12 @@ impl Engine {
         let user = self.known(request.user())?;
         let ctx = self.context(request, user, now)?;
         let context_us = micros(started);
-        let (out, rest, ranked, pool_us) = self.rank(&ctx, now, catalog)?;
+        let Ranked { out, pool, made } = self.rank(&ctx, now, catalog)?;
         let respond_started = std::time::Instant::now();
         let mut trace = out.trace;
         trace
             .stages
             .insert(0, StageReport::timing("context", context_us));
-        if let Some(us) = pool_us {
-            trace.stages.insert(1, StageReport::timing("pool", us));
-        }
 
         let mut items = out.items;
         if let Some(room) = self.room_left(&ctx) {
@@ -520,7 +504,7 @@ impl Engine {
             self.store.record_served(me, &ids, now)?;
         }
         if !out.stopped {
-            self.pools.put(me, stamp, rest, ranked, request.session());
+            self.pools.put(me, stamp, pool, made, request.session());
         }
         for card in &out.cards {
             match card.kind {
@@ -565,13 +549,13 @@ impl Engine {
     }
 
     /// Ranks the page: from the user's page pool when there is a fresh one for this
-    /// session and it still fills a page, else from scratch. Also returns the pool for
-    /// the next page, when the full ranking ran (request time) and the catalog version
-    /// read before it, and the microseconds spent bringing the pool's videos up to date
-    /// when one was used. `catalog` is the version read before this request's inputs.
+    /// session and it still fills a page (traced as `pool`, with the microseconds spent
+    /// bringing its videos up to date), else from scratch (traced as `pool_short` when a
+    /// pool ran low). `catalog` is the catalog version read before this request's inputs.
     fn rank(&self, ctx: &FeedContext, now: Timestamp, catalog: u64) -> Result<Ranked> {
         let keep = self.pools.size();
         let request = &ctx.request;
+        let mut short = None;
         if let Some(taken) = self.pools.take(request.user(), request.session(), now) {
             let started = std::time::Instant::now();
             // Current videos: a deletion, a relabel or new cameos since the ranking are
@@ -590,20 +574,28 @@ impl Engine {
                 pool
             };
             let pool_us = micros(started);
-            let (out, rest) = self.pipeline.run_pooled(ctx, Some(pool), keep)?;
+            let (mut out, pool) = self.pipeline.run_pooled(ctx, Some(pool), keep)?;
             if out.stopped || out.items.len() >= request.limit() {
+                out.trace
+                    .stages
+                    .insert(0, StageReport::timing("pool", pool_us));
                 // The pool's videos are now at least as new as `catalog`.
-                return Ok((out, rest, (taken.ranked_at, catalog), Some(pool_us)));
+                let made = (taken.ranked_at, catalog);
+                return Ok(Ranked { out, pool, made });
             }
-            // The pool ran low: rank from scratch.
-            let (mut out, rest) = self.pipeline.run_pooled(ctx, None, keep)?;
+            short = Some(pool_us);
+        }
+        let (mut out, pool) = self.pipeline.run_pooled(ctx, None, keep)?;
+        if let Some(us) = short {
             out.trace
                 .stages
-                .insert(0, StageReport::timing("pool_short", pool_us));
-            return Ok((out, rest, (now, catalog), None));
+                .insert(0, StageReport::timing("pool_short", us));
         }
-        let (out, rest) = self.pipeline.run_pooled(ctx, None, keep)?;
-        Ok((out, rest, (now, catalog), None))
+        Ok(Ranked {
+            out,
+            pool,
+            made: (now, catalog),
+        })
     }
 
     /// Loads everything the stages read about this request.

@@ -5,9 +5,10 @@
 //! next to a page: up to `size` scored candidates, best first, the page's own taken out.
 //! The next request of the same user and session within `ttl_s` of the full ranking
 //! that made it takes the pool (no other request can use it meanwhile), and the engine
-//! runs the gates, every filter, the selector and the inline throttles on it with each
-//! video read again from the catalog, so consent, deletions, blocks, seen items, safety
-//! and audience rules hold exactly as on a fresh page. What a pool trades away is only
+//! runs the gates, every filter, the selector and the inline throttles on it, with each
+//! video read again from the catalog when the catalog changed since (its version moved),
+//! so consent, deletions, blocks, seen items, safety and audience rules hold exactly as
+//! on a fresh page. What a pool trades away is only
 //! freshness of the candidate set and scores: videos uploaded after the full ranking,
 //! and engagement counted since, reach the user at the next full ranking (at most
 //! `ttl_s` later, or when the pool runs low).

@@ -792,27 +792,24 @@ mod tests {
         let events: Vec<Event> = (0..5).map(e).collect();
         let b = encode_events(events.iter());
         assert_eq!(record_len(&b).unwrap(), 5);
-        let mut back = Vec::new();
-        decode_record(&b, 2, |i, ev| {
-            back.push((i, ev));
-            Ok(())
-        })
-        .unwrap();
+        let decoded = |record: &[u8], first: u64| {
+            let mut out = Vec::new();
+            decode_record(record, first, |i, ev| {
+                out.push((i, ev));
+                Ok(())
+            })
+            .unwrap();
+            out
+        };
         let want: Vec<(u64, Event)> = (2..5).map(|i| (i, e(i))).collect();
-        assert_eq!(back, want);
+        assert_eq!(decoded(&b, 2), want);
         // A damaged record is an error, never a shorter batch.
         assert!(decode_record(&b[..b.len() - 1], 0, |_, _| Ok(())).is_err());
         assert!(record_len(&[EVENT_BATCH_V2, 0, 0, 0, 0]).is_err());
         // The one-event forms (binary and schema version 1's JSON) are records of one.
         for one in [encode_event(&e(7)), serde_json::to_vec(&e(7)).unwrap()] {
             assert_eq!(record_len(&one).unwrap(), 1);
-            let mut got = Vec::new();
-            decode_record(&one, 0, |i, ev| {
-                got.push((i, ev));
-                Ok(())
-            })
-            .unwrap();
-            assert_eq!(got, vec![(0, e(7))]);
+            assert_eq!(decoded(&one, 0), vec![(0, e(7))]);
         }
     }
 
