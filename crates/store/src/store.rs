@@ -536,9 +536,10 @@ impl Store {
             })
         };
         // sled's I/O threads may hold the file lock for a moment after a store in this
-        // process closed: wait for it briefly rather than fail a quick reopen.
+        // process closed (spacejam/sled#1289): wait for it, up to 5 s on a loaded
+        // machine, rather than fail a quick reopen.
         let mut res = open()?;
-        for _ in 0..200 {
+        for _ in 0..500 {
             match &res {
                 Err(sled::Error::Io(e))
                     if e.kind() == std::io::ErrorKind::WouldBlock

@@ -454,8 +454,27 @@ fn reopening_persists_everything() {
     assert_eq!((r.accepted, r.duplicates.len()), (0, 1));
 }
 
+/// The store's sled database opened directly, as an older build or another program
+/// would. sled's I/O threads may hold the file lock for a moment after a store closed
+/// (spacejam/sled#1289), so wait for it as `Store::open` does.
+fn raw_sled(path: &Path) -> sled::Db {
+    let mut tries = 0;
+    loop {
+        match sled::open(path) {
+            Ok(db) => return db,
+            Err(sled::Error::Io(e))
+                if tries < 500 && e.to_string().contains("could not acquire lock") =>
+            {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("cannot open {}: {e}", path.display()),
+        }
+    }
+}
+
 fn overwrite_header(path: &Path, bytes: &[u8]) {
-    let db = sled::open(path).unwrap();
+    let db = raw_sled(path);
     db.open_tree("meta")
         .unwrap()
         .insert("header", bytes)
@@ -479,7 +498,7 @@ fn a_version_3_log_of_one_event_records_reads_and_grows_in_batch_records() {
     // An older build's one-event records after them (schema version 1's JSON form is
     // one of those), and a version 3 header.
     {
-        let db = sled::open(&path).unwrap();
+        let db = raw_sled(&path);
         let log = db.open_tree("events").unwrap();
         for (seq, key) in [(131u64, "old-1"), (132, "old-2")] {
             let e = ev(key, "c", 200, like("vb1"));
@@ -556,7 +575,7 @@ fn rings_persist_in_fragments_next_to_older_one_entry_keys_and_stay_bounded() {
     drop(Store::open(&path, o()).unwrap());
     // A version 3 ring: user a saw o0, o1, o2 (one key per entry, then the head).
     {
-        let db = sled::open(&path).unwrap();
+        let db = raw_sled(&path);
         let seen = db.open_tree("seen").unwrap();
         for i in 0..3u64 {
             let mut k = b"a\0".to_vec();
@@ -605,7 +624,7 @@ fn rings_persist_in_fragments_next_to_older_one_entry_keys_and_stay_bounded() {
     drop(store);
     // Only the ring's newest entries are left in sled: the old keys are gone, and so is
     // every fragment wholly out of the ring.
-    let db = sled::open(&path).unwrap();
+    let db = raw_sled(&path);
     let seen = db.open_tree("seen").unwrap();
     let keys = seen.scan_prefix(b"a\0").count();
     assert!((1..=3).contains(&keys), "{keys} keys left under a");
@@ -642,7 +661,7 @@ fn foreign_old_or_corrupt_stores_are_refused_with_a_clear_error() {
     // Some other application's sled database.
     let other = dir.path().join("other");
     {
-        let db = sled::open(&other).unwrap();
+        let db = raw_sled(&other);
         db.open_tree("accounts").unwrap().insert("x", "y").unwrap();
         db.flush().unwrap();
     }
