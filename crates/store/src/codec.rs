@@ -5,8 +5,10 @@ use jiff::Timestamp;
 use steerfeed_core::ports::ActionCounts;
 use steerfeed_core::{
     Audience, CheckinAnswer, Embedding, Error, Event, EventKey, EventKind, Result, SafetyLabel,
-    TopicId, UserId, Video, VideoId,
+    TopicId, UserId, Video, VideoId, WellbeingState,
 };
+
+use crate::store::WellbeingRec;
 
 /// Separator between the parts of a composite key. Ids never contain NUL (it is a control
 /// character, which `ids.rs` rejects, and UTF-8 never uses the byte 0 inside a multi-byte
@@ -727,9 +729,216 @@ pub(crate) fn decode_kind(b: &[u8]) -> Result<EventKind> {
         .ok_or_else(|| corrupt("history"))
 }
 
+/// The first byte of a binary wellbeing record (schema version 5); JSON records of
+/// older versions start with `{`.
+const WELLBEING_V1: u8 = 1;
+
+fn put_ts(out: &mut Vec<u8>, t: Option<Timestamp>) {
+    match t {
+        None => out.push(0),
+        Some(t) => {
+            out.push(1);
+            out.extend_from_slice(&t.as_nanosecond().to_le_bytes());
+        }
+    }
+}
+
+impl Reader<'_> {
+    /// An optional timestamp written by `put_ts`.
+    fn ts(&mut self) -> Option<Option<Timestamp>> {
+        match self.u8()? {
+            0 => Some(None),
+            1 => Timestamp::from_nanosecond(self.i128()?).ok().map(Some),
+            _ => None,
+        }
+    }
+}
+
+/// A wellbeing record in binary: a version byte, then each field in declaration order
+/// (options as a presence byte, timestamps as seconds and nanoseconds, little-endian).
+pub(crate) fn encode_wellbeing(r: &WellbeingRec) -> Vec<u8> {
+    let st = &r.state;
+    let mut out = Vec::with_capacity(64 + r.last_item.as_ref().map_or(0, |v| v.as_str().len()));
+    out.push(WELLBEING_V1);
+    put_ts(&mut out, st.session_started);
+    out.extend_from_slice(&st.session_items.to_le_bytes());
+    out.extend_from_slice(&st.minutes_today.to_le_bytes());
+    out.extend_from_slice(&st.items_today.to_le_bytes());
+    out.extend_from_slice(&st.passive_streak.to_le_bytes());
+    put_ts(&mut out, st.last_checkin);
+    match st.last_answer {
+        None => out.push(0),
+        Some((a, t)) => {
+            out.push(match a {
+                CheckinAnswer::Great => 1,
+                CheckinAnswer::Okay => 2,
+                CheckinAnswer::NotGreat => 3,
+            });
+            put_ts(&mut out, Some(t));
+        }
+    }
+    put_ts(&mut out, st.last_break);
+    match r.day {
+        None => out.push(0),
+        Some(d) => {
+            out.push(1);
+            out.extend_from_slice(&d.year().to_le_bytes());
+            out.push(d.month() as u8);
+            out.push(d.day() as u8);
+        }
+    }
+    put_ts(&mut out, r.last_active);
+    if let Some(v) = &r.last_item {
+        out.extend_from_slice(v.as_str().as_bytes());
+    }
+    out
+}
+
+pub(crate) fn decode_wellbeing(b: &[u8]) -> Result<WellbeingRec> {
+    decode_wellbeing_opt(b).ok_or_else(|| corrupt("wellbeing"))
+}
+
+fn decode_wellbeing_opt(b: &[u8]) -> Option<WellbeingRec> {
+    let mut r = Reader { b, at: 0 };
+    if r.u8()? != WELLBEING_V1 {
+        return None;
+    }
+    let session_started = r.ts()?;
+    let session_items = r.u32()?;
+    let minutes_today = r.f32()?;
+    let items_today = r.u32()?;
+    let passive_streak = r.u32()?;
+    let last_checkin = r.ts()?;
+    let last_answer = match r.u8()? {
+        0 => None,
+        a => {
+            let a = match a {
+                1 => CheckinAnswer::Great,
+                2 => CheckinAnswer::Okay,
+                3 => CheckinAnswer::NotGreat,
+                _ => return None,
+            };
+            Some((a, r.ts()??))
+        }
+    };
+    let last_break = r.ts()?;
+    let day = match r.u8()? {
+        0 => None,
+        1 => {
+            let y = i16::from_le_bytes(r.take(2)?.try_into().ok()?);
+            let m = i8::try_from(r.u8()?).ok()?;
+            let d = i8::try_from(r.u8()?).ok()?;
+            Some(jiff::civil::Date::new(y, m, d).ok()?)
+        }
+        _ => return None,
+    };
+    let last_active = r.ts()?;
+    let rest = &b[r.at..];
+    let last_item = if rest.is_empty() {
+        None
+    } else {
+        Some(VideoId::new(std::str::from_utf8(rest).ok()?).ok()?)
+    };
+    Some(WellbeingRec {
+        state: WellbeingState {
+            session_started,
+            session_items,
+            minutes_today,
+            items_today,
+            passive_streak,
+            last_checkin,
+            last_answer,
+            last_break,
+        },
+        day,
+        last_active,
+        last_item,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn full_wellbeing() -> WellbeingRec {
+        let t = |s: i64, n: i32| Timestamp::new(s, n).unwrap();
+        WellbeingRec {
+            state: WellbeingState {
+                session_started: Some(t(1_795_000_000, 123_456_789)),
+                session_items: 17,
+                minutes_today: 12.25,
+                items_today: 40,
+                passive_streak: 3,
+                last_checkin: Some(t(1_795_000_100, 0)),
+                last_answer: Some((CheckinAnswer::NotGreat, t(1_795_000_200, 5))),
+                last_break: Some(t(-1, 999_999_999)),
+            },
+            day: Some(jiff::civil::date(2026, 11, 26)),
+            last_active: Some(t(1_795_000_300, 1)),
+            last_item: Some(VideoId::new("v-42 ünï").unwrap()),
+        }
+    }
+
+    #[test]
+    fn wellbeing_records_round_trip_in_binary_and_json_ones_still_read() {
+        let empty = WellbeingRec::default();
+        let mut answers = full_wellbeing();
+        answers.last_item = None;
+        for (i, a) in [CheckinAnswer::Great, CheckinAnswer::Okay]
+            .into_iter()
+            .enumerate()
+        {
+            answers.state.last_answer = Some((a, Timestamp::new(i as i64, 0).unwrap()));
+            let b = encode_wellbeing(&answers);
+            assert_eq!(decode_wellbeing(&b).unwrap(), answers);
+        }
+        for r in [empty, full_wellbeing()] {
+            let b = encode_wellbeing(&r);
+            assert_eq!(decode_wellbeing(&b).unwrap(), r);
+            assert_eq!(crate::store::Store::decode_wellbeing(&b).unwrap(), r);
+            let json = serde_json::to_vec(&r).unwrap();
+            assert!(
+                b.len() * 3 < json.len(),
+                "{} vs {} bytes",
+                b.len(),
+                json.len()
+            );
+            assert_eq!(crate::store::Store::decode_wellbeing(&json).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn damaged_wellbeing_records_are_errors_not_panics() {
+        let b = encode_wellbeing(&full_wellbeing());
+        let id_len = "v-42 ünï".len();
+        // Every cut inside the fixed fields is an error (a cut inside the trailing id
+        // leaves a shorter id or invalid UTF-8).
+        for n in 0..b.len() - id_len {
+            assert!(decode_wellbeing(&b[..n]).is_err(), "prefix of {n} bytes");
+        }
+        assert!(
+            decode_wellbeing(&b[..b.len() - 1]).is_err(),
+            "cut inside a character"
+        );
+        for (at, byte) in [(0, 9u8), (1, 7), (b.len() - id_len - 17, 2)] {
+            let mut bad = b.clone();
+            bad[at] = byte;
+            assert!(decode_wellbeing(&bad).is_err(), "byte {at} = {byte}");
+        }
+        // Arbitrary bytes never panic.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for len in 0..200 {
+            let junk: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x >> 24) as u8
+                })
+                .collect();
+            let _ = decode_wellbeing(&junk);
+        }
+    }
 
     #[test]
     fn descending_time_keys_sort_newest_first_and_round_trip() {

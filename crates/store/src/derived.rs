@@ -524,8 +524,17 @@ impl Store {
                 continue;
             }
             let wm = wms[d as usize].max(applied);
+            let started = Instant::now();
             let b = layer.batch(self, d, wm)?;
+            let built = started.elapsed();
             d.tree(t).apply_batch(b).map_err(db_err)?;
+            tracing::debug!(
+                tree = ?d,
+                keys = layer.keys_of(d),
+                build_us = built.as_micros() as u64,
+                apply_us = (started.elapsed() - built).as_micros() as u64,
+                "store: derived tree written"
+            );
             wms[d as usize] = wm;
         }
         Ok(wms)
@@ -652,6 +661,23 @@ impl Store {
         self.overlay_read().pending > self.options().derived_max_pending
     }
 
+    /// After a write: an active layer over its bound wakes the background persister,
+    /// so the writer goes on while the layer is written. One that grew past three
+    /// times its bound (the persister is behind) is written by the writer itself,
+    /// after the round in progress: that bounds memory and holds writers back.
+    pub(crate) fn persist_if_due(&self) -> Result<()> {
+        let pending = self.overlay_read().pending;
+        let max = self.options().derived_max_pending;
+        if pending > max.saturating_mul(3) {
+            self.persist_round()
+        } else {
+            if pending > max {
+                self.inner.persist_wake.raise();
+            }
+            Ok(())
+        }
+    }
+
     /// Replays the log after the smallest watermark into the derived state (at open).
     pub(crate) fn replay(&self) -> Result<u64> {
         let t = self.t();
@@ -686,7 +712,8 @@ impl Store {
             {
                 let _g = self.write_lock();
                 let staged = self.stage(&items)?;
-                self.install(staged)?;
+                let edges = self.write_edges(&staged)?;
+                self.install(staged, &edges)?;
             }
             replayed += chunk.len() as u64;
             chunk.clear();
@@ -720,6 +747,21 @@ impl Store {
 
 impl Layer {
     /// Roughly the number of entries held.
+    /// The keys (about) that writing `d` puts into its tree.
+    fn keys_of(&self, d: Derived) -> usize {
+        match d {
+            Derived::EventKeys => self.event_keys.len().div_ceil(SEGMENT_KEYS),
+            Derived::Counters => self.counters.len(),
+            Derived::CreatorCounts => self.creators.len(),
+            Derived::Wellbeing => self.wellbeing.len(),
+            Derived::Interest => self.interest.len(),
+            Derived::Affinity => self.affinity.values().map(HashMap::len).sum(),
+            Derived::Seen => self.seen.len(),
+            Derived::History => self.history.len(),
+            Derived::Follows | Derived::Followers | Derived::Mutes => 0,
+        }
+    }
+
     fn len(&self) -> usize {
         self.counters.len()
             + self.creators.len()

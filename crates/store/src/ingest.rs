@@ -14,7 +14,7 @@ use crate::codec::{self, CounterRec, Decayed, corrupt, ms, pair, prefix, u64_of}
 use crate::derived::{self, Derived, Layer, Mask, Overlay, RingPending, WATERMARK_KEY};
 use crate::mirror::Edge;
 use crate::resident::ResidentUser;
-use crate::store::{IngestReport, Store, WellbeingRec, db_err};
+use crate::store::{IngestReport, Store, WellbeingRec, Writes, db_err};
 
 /// Calls `f(seq, event)` for every logged event with sequence number `>= from`, in order.
 ///
@@ -608,11 +608,54 @@ impl Store {
         Ok(st.finish())
     }
 
-    /// Makes staged effects visible: into the overlay (edges straight into their trees,
-    /// with their watermarks), the top lists updated; then persists the overlay if it is
-    /// due. Call under the write lock, after the events are in the log.
-    pub(crate) fn install(&self, st: Staged) -> Result<()> {
-        let t = self.t();
+    /// The follow and mute edges of staged events, one batch per edge tree with the
+    /// tree's new watermark (in the batch too): rare, so they go to their trees with the
+    /// log, not through the overlay.
+    fn edge_batches(&self, st: &Staged) -> Vec<(Derived, Batch, u64)> {
+        let mut out: Vec<(Derived, Batch, u64)> = Vec::new();
+        let wms = self.overlay_read().watermarks;
+        let mut add = |d: Derived, k: Vec<u8>| {
+            let i = match out.iter().position(|(x, _, _)| *x == d) {
+                Some(i) => i,
+                None => {
+                    let wm = wms[d as usize].max(st.last);
+                    let mut b = Batch::default();
+                    b.insert(WATERMARK_KEY, &wm.to_be_bytes());
+                    out.push((d, b, wm));
+                    out.len() - 1
+                }
+            };
+            out[i].1.insert(k, &[]);
+        };
+        for (u, c, mask) in &st.follows {
+            if mask.has(Derived::Follows) {
+                add(Derived::Follows, pair(u.as_str(), c.as_str()));
+            }
+            if mask.has(Derived::Followers) {
+                add(Derived::Followers, pair(c.as_str(), u.as_str()));
+            }
+        }
+        for (u, c) in &st.mutes {
+            add(Derived::Mutes, pair(u.as_str(), c.as_str()));
+        }
+        out
+    }
+
+    /// Stages' edges written on their own (replay: the log has the events already).
+    pub(crate) fn write_edges(&self, st: &Staged) -> Result<Vec<(Derived, u64)>> {
+        let mut done = Vec::new();
+        for (d, b, wm) in self.edge_batches(st) {
+            d.tree(self.t()).apply_batch(b).map_err(db_err)?;
+            done.push((d, wm));
+        }
+        Ok(done)
+    }
+
+    /// Makes staged effects visible: into the overlay, the top lists updated, the edge
+    /// trees' watermarks (`edges`: the edge batches written with the log, or by
+    /// [`Store::write_edges`]) and the relation mirror moved. Call under the write lock,
+    /// after the events and their edges are in sled.
+    pub(crate) fn install(&self, st: Staged, edges: &[(Derived, u64)]) -> Result<()> {
         let mut ov = self.overlay_write();
         let ov = &mut *ov;
         let mut added = 0;
@@ -656,35 +699,8 @@ impl Store {
         ov.pending += added;
         ov.applied = ov.applied.max(st.last);
 
-        // Follow and mute edges: rare, so written now, each tree with its watermark.
-        let mut edge_batches: Vec<(Derived, Batch)> = Vec::new();
-        let mut edges: Vec<(Derived, Vec<u8>)> = Vec::new();
-        for (u, c, mask) in &st.follows {
-            if mask.has(Derived::Follows) {
-                edges.push((Derived::Follows, pair(u.as_str(), c.as_str())));
-            }
-            if mask.has(Derived::Followers) {
-                edges.push((Derived::Followers, pair(c.as_str(), u.as_str())));
-            }
-        }
-        for (u, c) in &st.mutes {
-            edges.push((Derived::Mutes, pair(u.as_str(), c.as_str())));
-        }
-        for (d, k) in edges {
-            let i = match edge_batches.iter().position(|(x, _)| *x == d) {
-                Some(i) => i,
-                None => {
-                    edge_batches.push((d, Batch::default()));
-                    edge_batches.len() - 1
-                }
-            };
-            edge_batches[i].1.insert(k, &[]);
-        }
-        for (d, mut b) in edge_batches {
-            let wm = ov.watermarks[d as usize].max(st.last);
-            b.insert(WATERMARK_KEY, &wm.to_be_bytes());
-            d.tree(t).apply_batch(b).map_err(db_err)?;
-            ov.watermarks[d as usize] = wm;
+        for &(d, wm) in edges {
+            ov.watermarks[d as usize] = ov.watermarks[d as usize].max(wm);
         }
         // The relation mirror follows the trees (the mirror is reloaded at open anyway).
         let mut rel = self.inner.mirror.rel_mut();
@@ -765,24 +781,30 @@ impl Store {
             } else {
                 // Everything that can fail on bad state fails here, before the log moves.
                 let staged = self.stage(&items)?;
-                let mut log = Batch::default();
+                // The log and the edges in one atomic write: sled takes its global write
+                // lock once, not once per tree.
+                let mut w = Writes::default();
+                let log = w.batch(&t.events);
                 for run in items.chunks(codec::EVENTS_PER_RECORD) {
                     log.insert(
                         &run[0].0.to_be_bytes(),
                         codec::encode_events(run.iter().map(|(_, e, _)| *e)),
                     );
                 }
-                t.events.apply_batch(log).map_err(db_err)?;
+                let mut edges = Vec::new();
+                for (d, b, wm) in self.edge_batches(&staged) {
+                    *w.batch(d.tree(t)) = b;
+                    edges.push((d, wm));
+                }
+                w.commit()?;
                 let generation = self.inner.commit.written();
                 let next = items.last().map_or(0, |i| i.0) + 1;
                 self.inner.next_seq.store(next, Ordering::Release);
-                self.install(staged)?;
+                self.install(staged, &edges)?;
                 generation
             }
         };
-        if self.persist_due() {
-            self.persist_round()?;
-        }
+        self.persist_if_due()?;
         self.durable(generation)?;
         Ok((report, logged))
     }

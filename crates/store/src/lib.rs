@@ -40,7 +40,8 @@
 //! | `consent` | person | JSON `{scope}` |
 //! | `approved` | person `\0` user | — |
 //! | `revocations` | person `\0` `v` video, person `\0` `c` creator | — |
-//! | `parental`, `prefs`, `wellbeing` | user | JSON |
+//! | `parental`, `prefs` | user | JSON |
+//! | `wellbeing` | user | binary record (version byte 1, `codec::encode_wellbeing`; JSON from schema 4 and older still reads) |
 //! | `seen`, `history` | user `\0` `0xFE` first seq `u64` BE (a fragment of consecutive entries; schema 3 and older: user `\0` seq `u64` BE, one entry, and user → next seq; the head is now one past the newest entry) | count `u32` LE, then per entry `len u32` LE + ms `i64` LE + video / + binary kind |
 //! | `counters` | video | ms `i64` LE, 11 counts, popular, remix (`f32` LE) |
 //! | `creator_counts` | creator | same as `counters` |
@@ -106,7 +107,10 @@
 //!   wellbeing, interest, affinity and ring appends. Readers (`video_counts`,
 //!   `load_viewer`, `wellbeing`, `interest`, `seen`, `recent_engagements`, the ports) look
 //!   at the overlay before sled, so a caller sees its events once the call returned.
-//!   Follow and mute edges from events are rare and go straight to their trees.
+//!   Follow and mute edges from events are rare and go straight to their trees, in the
+//!   same atomic write as the log records (sled 0.34 takes one process-wide write lock
+//!   per `apply_batch` or transaction, and a persister batch holds it for up to a few
+//!   hundred ms, so a writer takes it once per batch).
 //! - **Per-user state resident for writers.** Staging an event reads its user's
 //!   wellbeing, interest, affinities and ring heads; for users in the resident mirror
 //!   (`resident.rs`: what sled holds in those trees, loaded for the known users by the
@@ -115,8 +119,10 @@
 //!   not five cold sled reads. It sits below every overlay layer, so it never hides a
 //!   newer value.
 //! - **Watermarks, one per derived tree.** A background persister (every
-//!   [`StoreOptions::derived_persist_ms`], or at once past
-//!   [`StoreOptions::derived_max_pending`] changes, on [`Store::flush`] and at close)
+//!   [`StoreOptions::derived_persist_ms`], or woken as soon as a write leaves more than
+//!   [`StoreOptions::derived_max_pending`] changes pending; on [`Store::flush`] and at
+//!   close; a writer writes the layer itself only past three times that bound, which
+//!   bounds memory when the persister falls behind)
 //!   freezes the active layer (briefly under the write lock; writers go on with a fresh
 //!   one, readers see active, then frozen, then sled) and writes it with one `apply_batch`
 //!   per tree that also stores the tree's watermark, so each tree holds exactly the

@@ -65,7 +65,8 @@ pub struct StoreOptions {
     /// from the event log after a crash, so this bounds the replay work at open, and how
     /// long served pages (not in the log) may stay only in memory. Default 1,000.
     pub derived_persist_ms: u64,
-    /// Pending derived writes above which they are written at once (bounds memory and
+    /// Pending derived writes above which the background persister is woken to write
+    /// them; past three times this, the writer writes them itself (bounds memory and
     /// replay). Default 100,000.
     pub derived_max_pending: usize,
 }

@@ -39,7 +39,10 @@ pub(crate) const MAGIC: &[u8; 16] = b"steerfeed-store\0";
 /// as fragments without a stored head (`derived.rs`); version 3's one-event records,
 /// one-key entries and one-entry ring keys still read, so a version 3 store only gets
 /// the new header.
-pub const SCHEMA_VERSION: u32 = 4;
+/// Version 5: wellbeing records are binary (`codec::encode_wellbeing`), about a quarter
+/// of their JSON size; JSON records still read, so a version 3 or 4 store only gets the
+/// new header.
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// Time zones cached for the write path (the cache starts over past it).
 pub(crate) const MAX_CACHED_ZONES: usize = 100_000;
@@ -96,7 +99,7 @@ pub(crate) struct ConsentRec {
 /// Wellbeing counters plus what the store needs to keep them: the local day they count,
 /// the last activity (sessions end after a gap) and the last counted item (an impression
 /// followed by a view of the same video counts one item).
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct WellbeingRec {
     pub state: WellbeingState,
     pub day: Option<jiff::civil::Date>,
@@ -329,6 +332,9 @@ pub(crate) struct Inner {
     pub closing: AtomicBool,
     /// Set when the cache warmer is done (or was not started).
     pub warm: AtomicBool,
+    /// Wakes the background persister before its period is up (a write left the
+    /// active layer over its bound, or the store is closing).
+    pub persist_wake: Wake,
     /// Held while derived state is written out (taken before `write`): one persist at a
     /// time, and video deletions never race with one.
     pub persist: Mutex<()>,
@@ -385,11 +391,34 @@ impl Drop for EpochBump<'_> {
     }
 }
 
+/// A flag a thread sleeps on until it is raised or a period is up.
+#[derive(Default)]
+pub(crate) struct Wake {
+    raised: Mutex<bool>,
+    cond: std::sync::Condvar,
+}
+
+impl Wake {
+    pub fn raise(&self) {
+        *lock(&self.raised) = true;
+        self.cond.notify_one();
+    }
+
+    /// Sleeps until the flag is raised or `period` passed; lowers it.
+    pub fn wait(&self, period: std::time::Duration) {
+        let raised = lock(&self.raised);
+        let (mut raised, _) = self
+            .cond
+            .wait_timeout_while(raised, period, |r| !*r)
+            .unwrap_or_else(|e| e.into_inner());
+        *raised = false;
+    }
+}
+
 /// Owned by every clone of a [`Store`]: when the last one goes, it stops the background
 /// persister and writes the derived state out before the database closes.
 struct Closer {
     inner: Arc<Inner>,
-    stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
     warmer: Option<std::thread::JoinHandle<()>>,
 }
@@ -397,7 +426,7 @@ struct Closer {
 impl Drop for Closer {
     fn drop(&mut self) {
         self.inner.closing.store(true, Ordering::Release);
-        drop(self.stop.take());
+        self.inner.persist_wake.raise();
         for t in [self.thread.take(), self.warmer.take()]
             .into_iter()
             .flatten()
@@ -602,14 +631,14 @@ impl Store {
             db.flush().map_err(db_err)?;
             tracing::info!(path = %shown, videos = n, "store: upgraded to schema version 3 (topic index)");
         }
-        if version == 3 {
-            // Version 4 reads everything version 3 wrote (see `SCHEMA_VERSION`), so only
-            // the header changes.
+        if (3..SCHEMA_VERSION).contains(&version) {
+            // This build reads everything versions 3 and 4 wrote (see `SCHEMA_VERSION`),
+            // so only the header changes.
             t.meta
                 .insert(HEADER_KEY, header(opts.dim))
                 .map_err(db_err)?;
             db.flush().map_err(db_err)?;
-            tracing::info!(path = %shown, "store: upgraded schema version 3 to 4");
+            tracing::info!(path = %shown, from = version, "store: upgraded the schema version to {SCHEMA_VERSION}");
         }
         let live = match t.meta.get(LIVE_VIDEOS_KEY).map_err(db_err)? {
             Some(b) => u64_of(&b).ok_or_else(|| corrupt("video count"))?,
@@ -637,6 +666,7 @@ impl Store {
             crashed: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             warm: AtomicBool::new(false),
+            persist_wake: Wake::default(),
             persist: Mutex::new(()),
             time_zones: RwLock::default(),
             consent_epoch: AtomicU64::new(0),
@@ -668,7 +698,6 @@ impl Store {
         };
         bare.replay()?;
         inner.mirror.load(&inner.t, &inner.ids)?;
-        let (stop, rx) = std::sync::mpsc::channel::<()>();
         let bg = Arc::clone(&inner);
         let every = std::time::Duration::from_millis(opts.derived_persist_ms.max(1));
         let thread = std::thread::Builder::new()
@@ -678,7 +707,11 @@ impl Store {
                     inner: bg,
                     _closer: None,
                 };
-                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(every) {
+                loop {
+                    s.inner.persist_wake.wait(every);
+                    if s.inner.closing.load(Ordering::Acquire) {
+                        break;
+                    }
                     if s.inner.crashed.load(Ordering::Acquire) {
                         continue;
                     }
@@ -728,7 +761,6 @@ impl Store {
             inner: Arc::clone(&inner),
             _closer: Some(Arc::new(Closer {
                 inner,
-                stop: Some(stop),
                 thread: Some(thread),
                 warmer,
             })),
@@ -1625,12 +1657,17 @@ impl Store {
         }
     }
 
+    /// A wellbeing record: binary since schema version 5, JSON (it starts with `{`)
+    /// before.
     pub(crate) fn decode_wellbeing(b: &[u8]) -> Result<WellbeingRec> {
-        unjson(b, "wellbeing")
+        match b.first() {
+            Some(b'{') => unjson(b, "wellbeing"),
+            _ => codec::decode_wellbeing(b),
+        }
     }
 
     pub(crate) fn encode_wellbeing(rec: &WellbeingRec) -> Result<Vec<u8>> {
-        json(rec)
+        Ok(codec::encode_wellbeing(rec))
     }
 
     /// Wellbeing counters as of `now`: the daily counters restart at local midnight in
@@ -1645,10 +1682,7 @@ impl Store {
     /// item may be served again); sled writes it within `flush_every_ms`.
     pub fn record_served(&self, user: &UserId, videos: &[VideoId], now: Timestamp) -> Result<()> {
         self.record_served_inner(user, videos, now)?;
-        if self.persist_due() {
-            self.persist_round()?;
-        }
-        Ok(())
+        self.persist_if_due()
     }
 
     fn record_served_inner(&self, user: &UserId, videos: &[VideoId], now: Timestamp) -> Result<()> {
@@ -1699,10 +1733,7 @@ impl Store {
             let mut ov = self.overlay_write();
             ov.pending += usize::from(ov.active.wellbeing.insert(user.clone(), rec).is_none());
         }
-        if self.persist_due() {
-            self.persist_round()?;
-        }
-        Ok(())
+        self.persist_if_due()
     }
 
     /// The user's seen history, newest first (at most `seen_per_user`).

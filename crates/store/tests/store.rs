@@ -565,6 +565,75 @@ fn a_version_3_log_of_one_event_records_reads_and_grows_in_batch_records() {
 }
 
 #[test]
+fn a_version_4_stores_json_wellbeing_reads_and_is_rewritten_in_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    drop(Store::open(&path, opts()).unwrap());
+    // What version 4 wrote for user c: a JSON record, under a version 4 header.
+    let json = format!(
+        r#"{{"state":{{"session_started":"{s}","session_items":3,"minutes_today":1.5,"items_today":4,"passive_streak":2,"last_checkin":null,"last_answer":["not_great","{s}"],"last_break":null}},"day":"{d}","last_active":"{s}","last_item":"vb1"}}"#,
+        s = at(100),
+        d = jiff::tz::TimeZone::UTC.to_datetime(at(100)).date(),
+    );
+    {
+        let db = raw_sled(&path);
+        let wb = db.open_tree("wellbeing").unwrap();
+        wb.insert("c", json.as_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let mut h = b"steerfeed-store\0".to_vec();
+    h.extend_from_slice(&4u32.to_be_bytes());
+    h.extend_from_slice(&(DIM as u32).to_be_bytes());
+    overwrite_header(&path, &h);
+
+    let store = Store::open(&path, opts()).unwrap();
+    seeded(&store);
+    let w = store.wellbeing(&uid("c"), at(110)).unwrap();
+    assert_eq!(
+        (w.session_items, w.items_today, w.passive_streak),
+        (3, 4, 2)
+    );
+    assert!((w.minutes_today - 1.5).abs() < 1e-6);
+    assert_eq!(w.last_answer, Some((CheckinAnswer::NotGreat, at(100))));
+    // An impression of another video counts one more item and rewrites the record.
+    store
+        .ingest_events(&[ev(
+            "w1",
+            "c",
+            120,
+            EventKind::Impression { video: vid("va1") },
+        )])
+        .unwrap();
+    store.flush().unwrap();
+    drop(store);
+    let db = raw_sled(&path);
+    let header = db
+        .open_tree("meta")
+        .unwrap()
+        .get("header")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        header[16..20],
+        steerfeed_store::SCHEMA_VERSION.to_be_bytes()
+    );
+    let rec = db
+        .open_tree("wellbeing")
+        .unwrap()
+        .get("c")
+        .unwrap()
+        .unwrap();
+    assert_ne!(rec.first(), Some(&b'{'), "still JSON after a rewrite");
+    drop(db);
+    let store = Store::open(&path, opts()).unwrap();
+    let w = store.wellbeing(&uid("c"), at(130)).unwrap();
+    assert_eq!(
+        (w.session_items, w.items_today, w.passive_streak),
+        (3, 5, 2)
+    );
+}
+
+#[test]
 fn rings_persist_in_fragments_next_to_older_one_entry_keys_and_stay_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
