@@ -264,6 +264,28 @@ pub(crate) fn watermark(t: &Trees, d: Derived) -> Result<u64> {
     }
 }
 
+/// Most entries in a ring fragment that later writes still add to: a user's ring then
+/// spans about `cap / TAIL_MAX` fragments instead of one per write.
+pub(crate) const TAIL_MAX: u64 = 32;
+
+/// A ring's newest fragment as sled holds it: its first sequence number and its encoded
+/// value (`codec::encode_fragment`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Tail {
+    pub first: u64,
+    pub value: Vec<u8>,
+}
+
+impl Tail {
+    /// Its number of entries.
+    pub fn len(&self) -> u64 {
+        self.value
+            .get(..4)
+            .and_then(|c| c.try_into().ok())
+            .map_or(0, |c| u64::from(u32::from_le_bytes(c)))
+    }
+}
+
 /// Appends not yet written to one user's ring (seen or history).
 ///
 /// `base` is the ring head in sled, `head` the next sequence number; `entries` holds the
@@ -294,19 +316,56 @@ impl RingPending {
         }
     }
 
-    /// Writes the appends still inside the ring as one fragment (one new sled key per
-    /// user and write, not one per entry) and removes what fell out of the ring. The
-    /// head is not stored: it is one past the newest fragment's last entry.
-    fn write(&self, tree: &Tree, user: &UserId, cap: u64, b: &mut Batch) -> Result<()> {
+    /// The fragment [`RingPending::write`] stores as the ring's newest (`None` with
+    /// nothing to write): the appends still inside the ring, added to `tail` (the
+    /// newest fragment in sled) when they directly follow it, it lies wholly inside the
+    /// ring and both fit in [`TAIL_MAX`] entries; a new fragment otherwise.
+    pub fn newest(&self, tail: Option<&Tail>, cap: u64) -> Option<Tail> {
         let keep_from = self.head.saturating_sub(cap);
-        let mut kept = self
+        let kept: Vec<(u64, &[u8])> = self
             .entries
             .iter()
             .filter(|(seq, _)| *seq >= keep_from)
-            .peekable();
-        if let Some((first, _)) = kept.peek() {
-            let key = codec::fragment_key(user.as_str(), *first);
-            b.insert(key, codec::encode_fragment(kept.map(|(_, v)| v.as_slice())));
+            .map(|(seq, v)| (*seq, v.as_slice()))
+            .collect();
+        let first = kept.first()?.0;
+        if let Some(t) = tail {
+            let n = t.len();
+            if first == self.base
+                && t.first + n == self.base
+                && t.first >= keep_from
+                && n + kept.len() as u64 <= TAIL_MAX
+                && let Ok(old) = codec::decode_fragment(&t.value)
+            {
+                let value = codec::encode_fragment(old.into_iter().chain(kept.iter().map(|e| e.1)));
+                return Some(Tail {
+                    first: t.first,
+                    value,
+                });
+            }
+        }
+        Some(Tail {
+            first,
+            value: codec::encode_fragment(kept.iter().map(|e| e.1)),
+        })
+    }
+
+    /// Writes the appends still inside the ring as one fragment — added to the newest
+    /// fragment in sled when the resident mirror has it (`tail`, see
+    /// [`RingPending::newest`]), a new key otherwise (one sled key per user and write,
+    /// not one per entry) — and removes what fell out of the ring. The head is not
+    /// stored: it is one past the newest fragment's last entry.
+    fn write(
+        &self,
+        tree: &Tree,
+        user: &UserId,
+        cap: u64,
+        tail: Option<&Tail>,
+        b: &mut Batch,
+    ) -> Result<()> {
+        let keep_from = self.head.saturating_sub(cap);
+        if let Some(t) = self.newest(tail, cap) {
+            b.insert(codec::fragment_key(user.as_str(), t.first), t.value);
         }
         if self.base.saturating_sub(cap) < self.base.min(keep_from) {
             // Entries in sled fell out of the ring: drop the one-entry keys (older
@@ -402,14 +461,22 @@ impl Layer {
                     }
                 }
             }
-            Derived::Seen => {
-                for (u, r) in &self.seen {
-                    r.write(&s.t().seen, u, o.seen_per_user, &mut b)?;
-                }
-            }
-            Derived::History => {
-                for (u, r) in &self.history {
-                    r.write(&s.t().history, u, o.history_per_user, &mut b)?;
+            Derived::Seen | Derived::History => {
+                let (rings, tree, cap) = match d {
+                    Derived::Seen => (&self.seen, &s.t().seen, o.seen_per_user),
+                    _ => (&self.history, &s.t().history, o.history_per_user),
+                };
+                // The resident newest fragments, copied out so writers are not held up
+                // while the batch is built (only the persister changes them).
+                let tails: HashMap<&UserId, Tail> = {
+                    let ov = s.overlay_read();
+                    rings
+                        .keys()
+                        .filter_map(|u| Some((u, ov.resident.tail(d, u)?.clone())))
+                        .collect()
+                };
+                for (u, r) in rings {
+                    r.write(tree, u, cap, tails.get(u), &mut b)?;
                 }
             }
             Derived::Follows | Derived::Followers | Derived::Mutes => {}
@@ -576,7 +643,7 @@ impl Store {
         let mut ov = self.overlay_write();
         match res {
             Ok(wms) => {
-                ov.resident.written(&layer, Mask::ALL);
+                ov.resident.written(&layer, Mask::ALL, self.options());
                 for (w, n) in ov.watermarks.iter_mut().zip(wms) {
                     *w = (*w).max(n);
                 }
@@ -637,7 +704,7 @@ impl Store {
         let res = self.write_layer(&layer, which, applied);
         let mut ov = self.overlay_write();
         match &res {
-            Ok(_) => ov.resident.written(&layer, which),
+            Ok(_) => ov.resident.written(&layer, which, self.options()),
             Err(_) => ov.resident.clear(),
         }
         ov.active = layer;

@@ -151,6 +151,24 @@ pub(crate) fn ring_head(tree: &Tree, user: &UserId) -> Result<u64> {
     }
 }
 
+/// [`ring_head`], and the newest fragment when later writes may still add to it (a
+/// fragment, not a one-entry key of schema version 3, with fewer than `TAIL_MAX`
+/// entries).
+pub(crate) fn ring_tail(tree: &Tree, user: &UserId) -> Result<(u64, Option<derived::Tail>)> {
+    if let Some(kv) = tree.scan_prefix(prefix(user.as_str())).next_back() {
+        let (k, v) = kv.map_err(db_err)?;
+        let (first, n) = codec::ring_item(user.as_str(), &k, &v)?;
+        let tail = (k.as_ref() == codec::fragment_key(user.as_str(), first).as_slice()
+            && n < derived::TAIL_MAX)
+            .then(|| derived::Tail {
+                first,
+                value: v.to_vec(),
+            });
+        return Ok((first + n, tail));
+    }
+    Ok((ring_head(tree, user)?, None))
+}
+
 /// The seen and history rings of one write.
 #[derive(Default)]
 pub(crate) struct Rings {

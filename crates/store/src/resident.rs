@@ -24,10 +24,11 @@ use std::collections::HashMap;
 
 use steerfeed_core::{Result, UserId};
 
+use crate::StoreOptions;
 use crate::cache::FastMap;
 use crate::codec::{self, Decayed, corrupt};
-use crate::derived::{Derived, Layer, Mask};
-use crate::ingest::ring_head;
+use crate::derived::{Derived, Layer, Mask, RingPending, TAIL_MAX, Tail};
+use crate::ingest::ring_tail;
 use crate::store::{Store, WellbeingRec, db_err};
 
 /// Users whose state is kept resident (about 2.3 KB each at 384 dimensions: at most
@@ -44,6 +45,11 @@ pub(crate) struct ResidentUser {
     pub seen_head: u64,
     /// The `history` ring's head.
     pub history_head: u64,
+    /// The `seen` ring's newest fragment, while it has fewer than `TAIL_MAX` entries
+    /// (the next write adds to it instead of adding a key).
+    pub seen_tail: Option<Tail>,
+    /// The `history` ring's newest fragment, likewise.
+    pub history_tail: Option<Tail>,
     /// `None`: no record stored.
     pub wellbeing: Option<WellbeingRec>,
     /// `None`: no vector stored.
@@ -67,8 +73,20 @@ impl Resident {
         self.users.len()
     }
 
-    /// `layer`'s trees in `which` are now in sled: mirror them for the resident users.
-    pub fn written(&mut self, layer: &Layer, which: Mask) {
+    /// The newest fragment of `u`'s ring `d` (seen or history), if it is resident and
+    /// still takes entries.
+    pub fn tail(&self, d: Derived, u: &UserId) -> Option<&Tail> {
+        let r = self.users.get(u)?;
+        match d {
+            Derived::Seen => r.seen_tail.as_ref(),
+            Derived::History => r.history_tail.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// `layer`'s trees in `which` are now in sled: mirror them for the resident users
+    /// (the ring tails as [`RingPending::newest`] made them, from the tails it was given).
+    pub fn written(&mut self, layer: &Layer, which: Mask, o: &StoreOptions) {
         if self.users.is_empty() {
             return;
         }
@@ -93,10 +111,16 @@ impl Resident {
                 }
             }
         }
+        let newest = |tail: &mut Option<Tail>, p: &RingPending, cap: u64| {
+            if let Some(t) = p.newest(tail.as_ref(), cap) {
+                *tail = (t.len() < TAIL_MAX).then_some(t);
+            }
+        };
         if which.has(Derived::Seen) {
             for (u, p) in &layer.seen {
                 if let Some(r) = self.users.get_mut(u) {
                     r.seen_head = p.head;
+                    newest(&mut r.seen_tail, p, o.seen_per_user);
                 }
             }
         }
@@ -104,6 +128,7 @@ impl Resident {
             for (u, p) in &layer.history {
                 if let Some(r) = self.users.get_mut(u) {
                     r.history_head = p.head;
+                    newest(&mut r.history_tail, p, o.history_per_user);
                 }
             }
         }
@@ -213,8 +238,8 @@ impl Store {
         for (u, mut r) in got {
             let id = user_of(u)?;
             // One reverse seek per ring (a forward scan would read every fragment).
-            r.seen_head = ring_head(&t.seen, &id)?;
-            r.history_head = ring_head(&t.history, &id)?;
+            (r.seen_head, r.seen_tail) = ring_tail(&t.seen, &id)?;
+            (r.history_head, r.history_tail) = ring_tail(&t.history, &id)?;
             ids.push((id, r));
         }
         // Time zones for the write path (cached only under the write lock; the cache
@@ -247,6 +272,7 @@ mod tests {
     use steerfeed_core::{Embedding, Event, EventKey, EventKind, Timestamp, User, Video, VideoId};
 
     use crate::StoreOptions;
+    use crate::ingest::ring_head;
 
     const DIM: usize = 4;
 
@@ -328,6 +354,14 @@ mod tests {
         for (u, r) in &ov.resident.users {
             assert_eq!(r.seen_head, ring_head(&t.seen, u).unwrap(), "{u} seen");
             assert_eq!(r.history_head, ring_head(&t.history, u).unwrap(), "{u}");
+            let seen = (r.seen_head, r.seen_tail.clone());
+            assert_eq!(seen, ring_tail(&t.seen, u).unwrap(), "{u} seen tail");
+            let history = (r.history_head, r.history_tail.clone());
+            assert_eq!(
+                history,
+                ring_tail(&t.history, u).unwrap(),
+                "{u} history tail"
+            );
             let wb = t.wellbeing.get(u.as_str()).unwrap().map(|b| b.to_vec());
             let mine = r
                 .wellbeing
@@ -358,14 +392,14 @@ mod tests {
         }
     }
 
+    /// The derived trees but the rings, whose fragments differ in layout: a resident
+    /// user's write adds to the newest fragment (compared through their reads below).
     fn derived_trees(s: &Store) -> Vec<Vec<(Vec<u8>, Vec<u8>)>> {
         let t = s.t();
         [
             &t.wellbeing,
             &t.interest,
             &t.affinity,
-            &t.seen,
-            &t.history,
             &t.counters,
             &t.creator_counts,
         ]
@@ -441,6 +475,14 @@ mod tests {
                 format!("{:?}", b.wellbeing(&u, now).unwrap())
             );
             assert_eq!(a.seen(&u).unwrap(), b.seen(&u).unwrap());
+            assert_eq!(
+                a.recent_engagements(&u, 10).unwrap(),
+                b.recent_engagements(&u, 10).unwrap()
+            );
         }
+        // Resident users' rings grew their newest fragments instead of adding keys.
+        let keys = |s: &Store| (s.t().seen.len(), s.t().history.len());
+        let (ka, kb) = (keys(&a), keys(&b));
+        assert!(ka.0 < kb.0 && ka.1 < kb.1, "{ka:?} vs {kb:?} ring keys");
     }
 }
