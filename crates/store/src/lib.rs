@@ -60,7 +60,9 @@
 //!
 //! `time↓` is the 8-byte descending millisecond timestamp. `seen` and `history` are
 //! per-user rings: each write of a user's appends stores them as one fragment (one new
-//! sled key, not one per entry) and deletes the fragments (and older one-entry keys)
+//! sled key, not one per entry; for a user in the resident mirror, the appends are added
+//! to the newest fragment while it holds fewer than 32 entries, rewriting that key) and
+//! deletes the fragments (and older one-entry keys)
 //! wholly out of the ring in the same batch, so each user keeps the newest `cap` entries
 //! (arrival order; readers skip the older part of a fragment partly out) and a reverse
 //! prefix scan reads them newest first. Deleted videos keep their record (flagged) and embedding,
