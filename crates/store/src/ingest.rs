@@ -244,9 +244,11 @@ pub(crate) fn read_ring<T>(
             out.push(f(v)?);
         }
     }
-    // Entries at `from_sled` and above were written by a persist that finished after the
-    // memory layers were read: they are in `out` already.
-    let from_sled = pending.last().map_or(u64::MAX, |p| p.base);
+    // Entries at `below` and above are in `out` already: written by a persist that
+    // finished after the memory layers were read, or met in a newer fragment (a write
+    // retried after a failed persist may leave an older fragment that the newest one
+    // overlaps, see `RingPending::newest`). Going newest first, `below` only falls.
+    let mut below = pending.last().map_or(u64::MAX, |p| p.base);
     // With nothing pending, sled's newest entry is the head's predecessor.
     let mut keep_from = (!pending.is_empty()).then_some(keep_from);
     'scan: for kv in tree.scan_prefix(prefix(user.as_str())).rev() {
@@ -266,14 +268,14 @@ pub(crate) fn read_ring<T>(
             if out.len() >= limit || seq < keep {
                 break 'scan;
             }
-            if seq >= from_sled {
-                // Written by a persist that finished after the memory layers were read.
+            if seq >= below {
                 continue;
             }
             if e.len() < 8 {
                 return Err(corrupt("ring entry"));
             }
             out.push(f(e)?);
+            below = seq;
         }
     }
     Ok(out)

@@ -634,6 +634,58 @@ fn a_version_4_stores_json_wellbeing_reads_and_is_rewritten_in_binary() {
 }
 
 #[test]
+fn a_fragment_overlapped_by_a_newer_one_reads_each_entry_once() {
+    // A ring write retried after a failed persist, when the first attempt had grown the
+    // newest fragment, stores its entries again as a new fragment over the older one.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let served: Vec<VideoId> = (0..4).map(|i| vid(&format!("o{i}"))).collect();
+    let want = {
+        let store = Store::open(&path, opts()).unwrap();
+        seeded(&store);
+        store.record_served(&uid("a"), &served, at(50)).unwrap();
+        store.flush().unwrap();
+        store.seen(&uid("a")).unwrap()
+    };
+    assert_eq!(want.len(), 4);
+    {
+        let db = raw_sled(&path);
+        let seen = db.open_tree("seen").unwrap();
+        let (k, v) = seen.scan_prefix(b"a\0").next_back().unwrap().unwrap();
+        // The fragment's entries (count u32, then length u32 and bytes each).
+        let mut entries = Vec::new();
+        let mut at_ = 4;
+        while at_ < v.len() {
+            let n = u32::from_le_bytes(v[at_..at_ + 4].try_into().unwrap()) as usize;
+            entries.push(v[at_ + 4..at_ + 4 + n].to_vec());
+            at_ += 4 + n;
+        }
+        assert_eq!(entries.len(), 4, "one fragment of four");
+        let first = u64::from_be_bytes(k[k.len() - 8..].try_into().unwrap());
+        // Its last two entries again, as a newer fragment.
+        let mut key = k[..k.len() - 8].to_vec();
+        key.extend_from_slice(&(first + 2).to_be_bytes());
+        let mut value = 2u32.to_le_bytes().to_vec();
+        for e in &entries[2..] {
+            value.extend_from_slice(&(e.len() as u32).to_le_bytes());
+            value.extend_from_slice(e);
+        }
+        seen.insert(key, value).unwrap();
+        db.flush().unwrap();
+    }
+    let store = Store::open(&path, opts()).unwrap();
+    assert_eq!(store.seen(&uid("a")).unwrap(), want);
+    // And with appends in memory above them.
+    store
+        .record_served(&uid("a"), &[vid("o9")], at(60))
+        .unwrap();
+    let got = store.seen(&uid("a")).unwrap();
+    assert_eq!(got.len(), 5);
+    assert_eq!(got[0].0, vid("o9"));
+    assert_eq!(got[1..], want[..]);
+}
+
+#[test]
 fn rings_persist_in_fragments_next_to_older_one_entry_keys_and_stay_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
