@@ -362,10 +362,14 @@ impl RingPending {
         cap: u64,
         tail: Option<&Tail>,
         b: &mut Batch,
-    ) -> Result<()> {
+    ) -> Result<Option<Tail>> {
         let keep_from = self.head.saturating_sub(cap);
-        if let Some(t) = self.newest(tail, cap) {
-            b.insert(codec::fragment_key(user.as_str(), t.first), t.value);
+        let newest = self.newest(tail, cap);
+        if let Some(t) = &newest {
+            b.insert(
+                codec::fragment_key(user.as_str(), t.first),
+                t.value.as_slice(),
+            );
         }
         if self.base.saturating_sub(cap) < self.base.min(keep_from) {
             // Entries in sled fell out of the ring: drop the one-entry keys (older
@@ -380,8 +384,16 @@ impl RingPending {
                 b.remove(k);
             }
         }
-        Ok(())
+        Ok(newest)
     }
+}
+
+/// The newest ring fragments a write stored, per user: what the resident mirror keeps
+/// of them ([`Resident::written`](crate::resident::Resident::written)).
+#[derive(Default)]
+pub(crate) struct Tails<'a> {
+    pub seen: HashMap<&'a UserId, Tail>,
+    pub history: HashMap<&'a UserId, Tail>,
 }
 
 /// One generation of derived changes not yet in sled.
@@ -414,7 +426,13 @@ impl Layer {
     }
 
     /// The sled batch that writes `d`'s changes and its watermark.
-    fn batch(&self, s: &Store, d: Derived, watermark: u64) -> Result<Batch> {
+    fn batch<'a>(
+        &'a self,
+        s: &Store,
+        d: Derived,
+        watermark: u64,
+        written: &mut Tails<'a>,
+    ) -> Result<Batch> {
         let o = s.options();
         let mut b = Batch::default();
         match d {
@@ -444,7 +462,7 @@ impl Layer {
             }
             Derived::Wellbeing => {
                 for (u, rec) in &self.wellbeing {
-                    b.insert(u.as_str().as_bytes(), Store::encode_wellbeing(rec)?);
+                    b.insert(u.as_str().as_bytes(), codec::encode_wellbeing(rec));
                 }
             }
             Derived::Interest => {
@@ -475,8 +493,14 @@ impl Layer {
                         .filter_map(|u| Some((u, ov.resident.tail(d, u)?.clone())))
                         .collect()
                 };
+                let out = match d {
+                    Derived::Seen => &mut written.seen,
+                    _ => &mut written.history,
+                };
                 for (u, r) in rings {
-                    r.write(tree, u, cap, tails.get(u), &mut b)?;
+                    if let Some(t) = r.write(tree, u, cap, tails.get(u), &mut b)? {
+                        out.insert(u, t);
+                    }
                 }
             }
             Derived::Follows | Derived::Followers | Derived::Mutes => {}
@@ -581,10 +605,17 @@ impl Overlay {
 
 impl Store {
     /// Writes `layer`'s changes for the trees in `which`, each tree in one batch with
-    /// its watermark `applied`. Call holding the persist lock.
-    fn write_layer(&self, layer: &Layer, which: Mask, applied: u64) -> Result<[u64; 11]> {
+    /// its watermark `applied`; returns the watermarks and the ring fragments written
+    /// newest. Call holding the persist lock.
+    fn write_layer<'a>(
+        &self,
+        layer: &'a Layer,
+        which: Mask,
+        applied: u64,
+    ) -> Result<([u64; 11], Tails<'a>)> {
         let t = self.t();
         let mut wms = self.overlay_read().watermarks;
+        let mut tails = Tails::default();
         for d in Derived::ALL {
             if !which.has(d) || matches!(d, Derived::Follows | Derived::Followers | Derived::Mutes)
             {
@@ -592,7 +623,7 @@ impl Store {
             }
             let wm = wms[d as usize].max(applied);
             let started = Instant::now();
-            let b = layer.batch(self, d, wm)?;
+            let b = layer.batch(self, d, wm, &mut tails)?;
             let built = started.elapsed();
             d.tree(t).apply_batch(b).map_err(db_err)?;
             tracing::debug!(
@@ -604,7 +635,7 @@ impl Store {
             );
             wms[d as usize] = wm;
         }
-        Ok(wms)
+        Ok((wms, tails))
     }
 
     /// Edge trees hold every edge up to `applied` already: move their watermarks there.
@@ -642,8 +673,8 @@ impl Store {
         let res = self.write_layer(&layer, Mask::ALL, applied);
         let mut ov = self.overlay_write();
         match res {
-            Ok(wms) => {
-                ov.resident.written(&layer, Mask::ALL, self.options());
+            Ok((wms, tails)) => {
+                ov.resident.written(&layer, Mask::ALL, tails);
                 for (w, n) in ov.watermarks.iter_mut().zip(wms) {
                     *w = (*w).max(n);
                 }
@@ -703,10 +734,16 @@ impl Store {
         let layer = std::mem::take(&mut self.overlay_write().active);
         let res = self.write_layer(&layer, which, applied);
         let mut ov = self.overlay_write();
-        match &res {
-            Ok(_) => ov.resident.written(&layer, which, self.options()),
-            Err(_) => ov.resident.clear(),
-        }
+        let res = match res {
+            Ok((wms, tails)) => {
+                ov.resident.written(&layer, which, tails);
+                Ok(wms)
+            }
+            Err(e) => {
+                ov.resident.clear();
+                Err(e)
+            }
+        };
         ov.active = layer;
         let old = ov.clean.take();
         self.forget_layer(old.as_deref());

@@ -140,33 +140,33 @@ impl Ring {
 /// a ring with no entry the head that schema version 3 and older stored under the bare
 /// user key (0 when none).
 pub(crate) fn ring_head(tree: &Tree, user: &UserId) -> Result<u64> {
-    if let Some(kv) = tree.scan_prefix(prefix(user.as_str())).next_back() {
-        let (k, v) = kv.map_err(db_err)?;
-        let (first, n) = codec::ring_item(user.as_str(), &k, &v)?;
-        return Ok(first + n);
-    }
-    match tree.get(user.as_str()).map_err(db_err)? {
-        Some(b) => u64_of(&b).ok_or_else(|| corrupt("ring head")),
-        None => Ok(0),
-    }
+    ring_newest(tree, user, false).map(|(head, _)| head)
 }
 
 /// [`ring_head`], and the newest fragment when later writes may still add to it (a
 /// fragment, not a one-entry key of schema version 3, with fewer than `TAIL_MAX`
 /// entries).
 pub(crate) fn ring_tail(tree: &Tree, user: &UserId) -> Result<(u64, Option<derived::Tail>)> {
+    ring_newest(tree, user, true)
+}
+
+fn ring_newest(tree: &Tree, user: &UserId, tail: bool) -> Result<(u64, Option<derived::Tail>)> {
     if let Some(kv) = tree.scan_prefix(prefix(user.as_str())).next_back() {
         let (k, v) = kv.map_err(db_err)?;
         let (first, n) = codec::ring_item(user.as_str(), &k, &v)?;
-        let tail = (k.as_ref() == codec::fragment_key(user.as_str(), first).as_slice()
-            && n < derived::TAIL_MAX)
-            .then(|| derived::Tail {
-                first,
-                value: v.to_vec(),
-            });
+        let tail = (tail
+            && n < derived::TAIL_MAX
+            && k.as_ref() == codec::fragment_key(user.as_str(), first).as_slice())
+        .then(|| derived::Tail {
+            first,
+            value: v.to_vec(),
+        });
         return Ok((first + n, tail));
     }
-    Ok((ring_head(tree, user)?, None))
+    match tree.get(user.as_str()).map_err(db_err)? {
+        Some(b) => Ok((u64_of(&b).ok_or_else(|| corrupt("ring head"))?, None)),
+        None => Ok((0, None)),
+    }
 }
 
 /// The seen and history rings of one write.

@@ -24,10 +24,9 @@ use std::collections::HashMap;
 
 use steerfeed_core::{Result, UserId};
 
-use crate::StoreOptions;
 use crate::cache::FastMap;
 use crate::codec::{self, Decayed, corrupt};
-use crate::derived::{Derived, Layer, Mask, RingPending, TAIL_MAX, Tail};
+use crate::derived::{Derived, Layer, Mask, TAIL_MAX, Tail, Tails};
 use crate::ingest::ring_tail;
 use crate::store::{Store, WellbeingRec, db_err};
 
@@ -84,9 +83,9 @@ impl Resident {
         }
     }
 
-    /// `layer`'s trees in `which` are now in sled: mirror them for the resident users
-    /// (the ring tails as [`RingPending::newest`] made them, from the tails it was given).
-    pub fn written(&mut self, layer: &Layer, which: Mask, o: &StoreOptions) {
+    /// `layer`'s trees in `which` are now in sled: mirror them for the resident users,
+    /// with `tails`, the newest ring fragments the write stored.
+    pub fn written(&mut self, layer: &Layer, which: Mask, mut tails: Tails<'_>) {
         if self.users.is_empty() {
             return;
         }
@@ -111,8 +110,9 @@ impl Resident {
                 }
             }
         }
-        let newest = |tail: &mut Option<Tail>, p: &RingPending, cap: u64| {
-            if let Some(t) = p.newest(tail.as_ref(), cap) {
+        // A ring with nothing written keeps its tail.
+        let newest = |tail: &mut Option<Tail>, written: Option<Tail>| {
+            if let Some(t) = written {
                 *tail = (t.len() < TAIL_MAX).then_some(t);
             }
         };
@@ -120,7 +120,7 @@ impl Resident {
             for (u, p) in &layer.seen {
                 if let Some(r) = self.users.get_mut(u) {
                     r.seen_head = p.head;
-                    newest(&mut r.seen_tail, p, o.seen_per_user);
+                    newest(&mut r.seen_tail, tails.seen.remove(u));
                 }
             }
         }
@@ -128,7 +128,7 @@ impl Resident {
             for (u, p) in &layer.history {
                 if let Some(r) = self.users.get_mut(u) {
                     r.history_head = p.head;
-                    newest(&mut r.history_tail, p, o.history_per_user);
+                    newest(&mut r.history_tail, tails.history.remove(u));
                 }
             }
         }
@@ -363,10 +363,7 @@ mod tests {
                 "{u} history tail"
             );
             let wb = t.wellbeing.get(u.as_str()).unwrap().map(|b| b.to_vec());
-            let mine = r
-                .wellbeing
-                .as_ref()
-                .map(|w| Store::encode_wellbeing(w).unwrap());
+            let mine = r.wellbeing.as_ref().map(codec::encode_wellbeing);
             assert_eq!(mine, wb, "{u} wellbeing");
             let iv = t.interest.get(u.as_str()).unwrap().map(|b| b.to_vec());
             let mine = r.interest.as_ref().map(|(at, v)| {

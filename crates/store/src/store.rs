@@ -1666,10 +1666,6 @@ impl Store {
         }
     }
 
-    pub(crate) fn encode_wellbeing(rec: &WellbeingRec) -> Result<Vec<u8>> {
-        Ok(codec::encode_wellbeing(rec))
-    }
-
     /// Wellbeing counters as of `now`: the daily counters restart at local midnight in
     /// the user's time zone, and a session idle for longer than the session gap has ended.
     pub fn wellbeing(&self, user: &UserId, now: Timestamp) -> Result<WellbeingState> {
