@@ -100,8 +100,19 @@ pub(crate) fn encode_fragment<'a>(entries: impl Iterator<Item = &'a [u8]>) -> Ve
     out
 }
 
-/// The entries of a fragment, oldest first.
+/// The entries of a fragment, oldest first (its as-of number, if any, is left out).
 pub(crate) fn decode_fragment(b: &[u8]) -> Result<Vec<&[u8]>> {
+    fragment_parts(b).map(|(entries, _, _)| entries)
+}
+
+/// A stored fragment without its as-of number, and that number (0 when it has none).
+pub(crate) fn split_fragment(b: &[u8]) -> Result<(&[u8], u64)> {
+    fragment_parts(b).map(|(_, len, asof)| (&b[..len], asof))
+}
+
+/// A fragment's entries, the length of its encoding without the as-of number, and the
+/// as-of number (0 when absent).
+fn fragment_parts(b: &[u8]) -> Result<(Vec<&[u8]>, usize, u64)> {
     let bad = || corrupt("ring fragment");
     let n = b
         .get(..4)
@@ -119,10 +130,13 @@ pub(crate) fn decode_fragment(b: &[u8]) -> Result<Vec<&[u8]>> {
         out.push(b.get(at + 4..at + 4 + len).ok_or_else(bad)?);
         at += 4 + len;
     }
-    if at != b.len() {
-        return Err(bad());
+    if at == b.len() {
+        Ok((out, at, 0))
+    } else if at + ASOF_LEN == b.len() {
+        Ok((out, at, u64_le(b, at).ok_or_else(bad)?))
+    } else {
+        Err(bad())
     }
-    Ok(out)
 }
 
 /// What a key under `owner \0` in a ring tree holds: (first sequence number, number of
@@ -196,6 +210,52 @@ pub(crate) fn decode_f32s(b: &[u8]) -> Option<Vec<f32>> {
 pub(crate) fn decode_embedding(b: &[u8]) -> Result<Embedding> {
     let v = decode_f32s(b).ok_or_else(|| corrupt("embedding"))?;
     Embedding::normalized("embedding", &v).map_err(|_| corrupt("embedding"))
+}
+
+// ---------------------------------------------------------------------------------------
+// As-of numbers.
+//
+// Since schema version 6 every record the persister writes to a derived tree (counters,
+// wellbeing, interest, affinity, ring fragments) carries the sequence number of the last
+// event it reflects, 8 bytes LE. The persister writes keys one by one (sled's batches
+// would hold its process-wide write lock for the whole tree), so a crash can leave a tree
+// with some keys newer than its watermark; the replay skips, for each record, the events
+// at or below its as-of number. Older records have none (as of 0): their trees were
+// written atomically, up to the tree's watermark.
+
+pub(crate) const ASOF_LEN: usize = 8;
+
+pub(crate) fn push_asof(out: &mut Vec<u8>, asof: u64) {
+    out.extend_from_slice(&asof.to_le_bytes());
+}
+
+/// A fixed-size record of `len` bytes and its as-of number (0 when it has none).
+pub(crate) fn fixed_asof<'a>(b: &'a [u8], len: usize, what: &str) -> Result<(&'a [u8], u64)> {
+    if b.len() == len {
+        Ok((b, 0))
+    } else if b.len() == len + ASOF_LEN {
+        Ok((&b[..len], u64_le(b, len).ok_or_else(|| corrupt(what))?))
+    } else {
+        Err(corrupt(what))
+    }
+}
+
+/// An interest vector record: `at_ms i64 LE | dim f32 LE | as-of u64 LE`.
+pub(crate) fn encode_interest(at_ms: i64, v: &[f32], asof: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + v.len() * 4 + ASOF_LEN);
+    out.extend_from_slice(&at_ms.to_le_bytes());
+    encode_f32s(&mut out, v);
+    push_asof(&mut out, asof);
+    out
+}
+
+/// An interest vector record of dimension `dim` (with or without its as-of number):
+/// `((at_ms, vector), as-of)`.
+pub(crate) fn decode_interest(b: &[u8], dim: usize) -> Result<((i64, Vec<f32>), u64)> {
+    let (b, asof) = fixed_asof(b, 8 + 4 * dim, "interest")?;
+    let at = i64_le(b, 0).ok_or_else(|| corrupt("interest"))?;
+    let v = decode_f32s(&b[8..]).ok_or_else(|| corrupt("interest"))?;
+    Ok(((at, v), asof))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -407,10 +467,23 @@ impl CounterRec {
         out
     }
 
+    /// The record followed by its as-of number, as the persister stores it.
+    pub fn encode_asof(&self, asof: u64) -> Vec<u8> {
+        let mut v = Vec::with_capacity(COUNTER_REC_LEN + ASOF_LEN);
+        v.extend_from_slice(&self.encode());
+        push_asof(&mut v, asof);
+        v
+    }
+
+    /// The record and its as-of number (0 when it has none).
+    pub fn decode_asof(b: &[u8]) -> Result<(Self, u64)> {
+        let (b, asof) = fixed_asof(b, COUNTER_REC_LEN, "counter")?;
+        Ok((Self::decode(b)?, asof))
+    }
+
+    /// The record, with or without its as-of number.
     pub fn decode(b: &[u8]) -> Result<Self> {
-        if b.len() != COUNTER_REC_LEN {
-            return Err(corrupt("counter"));
-        }
+        let (b, _) = fixed_asof(b, COUNTER_REC_LEN, "counter")?;
         let g = |i: usize| f32_le(b, 8 + i * 4).unwrap_or(0.0);
         Ok(Self {
             at_ms: i64_le(b, 0).ok_or_else(|| corrupt("counter"))?,
@@ -476,11 +549,28 @@ impl Decayed {
         out
     }
 
+    /// The value followed by its as-of number, as the persister stores it.
+    pub fn encode_asof(&self, asof: u64) -> Vec<u8> {
+        let mut v = self.encode().to_vec();
+        push_asof(&mut v, asof);
+        v
+    }
+
+    /// The value and its as-of number (0 when it has none).
+    pub fn decode_asof(b: &[u8]) -> Result<(Self, u64)> {
+        let (b, asof) = fixed_asof(b, 12, "decayed value")?;
+        Ok((
+            Self {
+                at_ms: i64_le(b, 0).ok_or_else(|| corrupt("decayed value"))?,
+                value: f32_le(b, 8).ok_or_else(|| corrupt("decayed value"))?,
+            },
+            asof,
+        ))
+    }
+
+    /// The value, with or without its as-of number.
     pub fn decode(b: &[u8]) -> Result<Self> {
-        Ok(Self {
-            at_ms: i64_le(b, 0).ok_or_else(|| corrupt("decayed value"))?,
-            value: f32_le(b, 8).ok_or_else(|| corrupt("decayed value"))?,
-        })
+        Self::decode_asof(b).map(|(d, _)| d)
     }
 
     pub fn add(&mut self, at_ms: i64, w: f32, half_life_ms: f64) {
@@ -729,9 +819,11 @@ pub(crate) fn decode_kind(b: &[u8]) -> Result<EventKind> {
         .ok_or_else(|| corrupt("history"))
 }
 
-/// The first byte of a binary wellbeing record (schema version 5); JSON records of
+/// The first byte of a binary wellbeing record of schema version 5; JSON records of
 /// older versions start with `{`.
 const WELLBEING_V1: u8 = 1;
+/// Schema version 6: version 5's record with its as-of number before the last item.
+const WELLBEING_V2: u8 = 2;
 
 fn put_ts(out: &mut Vec<u8>, t: Option<Timestamp>) {
     match t {
@@ -755,11 +847,12 @@ impl Reader<'_> {
 }
 
 /// A wellbeing record in binary: a version byte, then each field in declaration order
-/// (options as a presence byte, timestamps as seconds and nanoseconds, little-endian).
-pub(crate) fn encode_wellbeing(r: &WellbeingRec) -> Vec<u8> {
+/// (options as a presence byte, timestamps as nanoseconds, little-endian), the as-of
+/// number, and the last item's id to the end.
+pub(crate) fn encode_wellbeing(r: &WellbeingRec, asof: u64) -> Vec<u8> {
     let st = &r.state;
-    let mut out = Vec::with_capacity(64 + r.last_item.as_ref().map_or(0, |v| v.as_str().len()));
-    out.push(WELLBEING_V1);
+    let mut out = Vec::with_capacity(72 + r.last_item.as_ref().map_or(0, |v| v.as_str().len()));
+    out.push(WELLBEING_V2);
     put_ts(&mut out, st.session_started);
     out.extend_from_slice(&st.session_items.to_le_bytes());
     out.extend_from_slice(&st.minutes_today.to_le_bytes());
@@ -788,19 +881,22 @@ pub(crate) fn encode_wellbeing(r: &WellbeingRec) -> Vec<u8> {
         }
     }
     put_ts(&mut out, r.last_active);
+    push_asof(&mut out, asof);
     if let Some(v) = &r.last_item {
         out.extend_from_slice(v.as_str().as_bytes());
     }
     out
 }
 
-pub(crate) fn decode_wellbeing(b: &[u8]) -> Result<WellbeingRec> {
+/// A binary wellbeing record (of schema version 5 or 6) and its as-of number.
+pub(crate) fn decode_wellbeing(b: &[u8]) -> Result<(WellbeingRec, u64)> {
     decode_wellbeing_opt(b).ok_or_else(|| corrupt("wellbeing"))
 }
 
-fn decode_wellbeing_opt(b: &[u8]) -> Option<WellbeingRec> {
+fn decode_wellbeing_opt(b: &[u8]) -> Option<(WellbeingRec, u64)> {
     let mut r = Reader { b, at: 0 };
-    if r.u8()? != WELLBEING_V1 {
+    let version = r.u8()?;
+    if version != WELLBEING_V1 && version != WELLBEING_V2 {
         return None;
     }
     let session_started = r.ts()?;
@@ -833,13 +929,18 @@ fn decode_wellbeing_opt(b: &[u8]) -> Option<WellbeingRec> {
         _ => return None,
     };
     let last_active = r.ts()?;
+    let asof = if version == WELLBEING_V2 {
+        u64::from_le_bytes(r.take(ASOF_LEN)?.try_into().ok()?)
+    } else {
+        0
+    };
     let rest = &b[r.at..];
     let last_item = if rest.is_empty() {
         None
     } else {
         Some(VideoId::new(std::str::from_utf8(rest).ok()?).ok()?)
     };
-    Some(WellbeingRec {
+    let rec = WellbeingRec {
         state: WellbeingState {
             session_started,
             session_items,
@@ -853,7 +954,8 @@ fn decode_wellbeing_opt(b: &[u8]) -> Option<WellbeingRec> {
         day,
         last_active,
         last_item,
-    })
+    };
+    Some((rec, asof))
 }
 
 #[cfg(test)]
@@ -889,27 +991,38 @@ mod tests {
             .enumerate()
         {
             answers.state.last_answer = Some((a, Timestamp::new(i as i64, 0).unwrap()));
-            let b = encode_wellbeing(&answers);
-            assert_eq!(decode_wellbeing(&b).unwrap(), answers);
+            let b = encode_wellbeing(&answers, 7);
+            assert_eq!(decode_wellbeing(&b).unwrap(), (answers.clone(), 7));
         }
         for r in [empty, full_wellbeing()] {
-            let b = encode_wellbeing(&r);
-            assert_eq!(decode_wellbeing(&b).unwrap(), r);
+            let b = encode_wellbeing(&r, u64::MAX - 1);
+            assert_eq!(decode_wellbeing(&b).unwrap(), (r.clone(), u64::MAX - 1));
             assert_eq!(crate::store::Store::decode_wellbeing(&b).unwrap(), r);
+            // Schema version 5's record: version byte 1, no as-of number (as of 0).
+            let id_len = r.last_item.as_ref().map_or(0, |v| v.as_str().len());
+            let mut v5 = b.clone();
+            v5[0] = WELLBEING_V1;
+            v5.drain(b.len() - id_len - ASOF_LEN..b.len() - id_len);
+            assert_eq!(decode_wellbeing(&v5).unwrap(), (r.clone(), 0));
             let json = serde_json::to_vec(&r).unwrap();
+            // The record proper stays under a third of the JSON.
             assert!(
-                b.len() * 3 < json.len(),
+                v5.len() * 3 < json.len(),
                 "{} vs {} bytes",
-                b.len(),
+                v5.len(),
                 json.len()
             );
             assert_eq!(crate::store::Store::decode_wellbeing(&json).unwrap(), r);
+            assert_eq!(
+                crate::store::Store::decode_wellbeing_asof(&json).unwrap(),
+                (r, 0)
+            );
         }
     }
 
     #[test]
     fn damaged_wellbeing_records_are_errors_not_panics() {
-        let b = encode_wellbeing(&full_wellbeing());
+        let b = encode_wellbeing(&full_wellbeing(), 99);
         let id_len = "v-42 ünï".len();
         // Every cut inside the fixed fields is an error (a cut inside the trailing id
         // leaves a shorter id or invalid UTF-8).
@@ -920,7 +1033,7 @@ mod tests {
             decode_wellbeing(&b[..b.len() - 1]).is_err(),
             "cut inside a character"
         );
-        for (at, byte) in [(0, 9u8), (1, 7), (b.len() - id_len - 17, 2)] {
+        for (at, byte) in [(0, 9u8), (1, 7), (b.len() - id_len - ASOF_LEN - 17, 2)] {
             let mut bad = b.clone();
             bad[at] = byte;
             assert!(decode_wellbeing(&bad).is_err(), "byte {at} = {byte}");
@@ -986,6 +1099,62 @@ mod tests {
         r.remix = 1.5;
         assert_eq!(CounterRec::decode(&r.encode()).unwrap(), r);
         assert!(CounterRec::decode(&[0; 5]).is_err());
+    }
+
+    #[test]
+    fn derived_records_carry_their_as_of_number_and_older_ones_read_as_of_0() {
+        let mut c = CounterRec {
+            at_ms: 42,
+            ..CounterRec::default()
+        };
+        c.counts.views = 2.5;
+        assert_eq!(
+            CounterRec::decode_asof(&c.encode_asof(77)).unwrap(),
+            (c, 77)
+        );
+        assert_eq!(CounterRec::decode(&c.encode_asof(77)).unwrap(), c);
+        assert_eq!(CounterRec::decode_asof(&c.encode()).unwrap(), (c, 0));
+        let d = Decayed {
+            at_ms: -3,
+            value: 0.25,
+        };
+        assert_eq!(Decayed::decode_asof(&d.encode_asof(5)).unwrap(), (d, 5));
+        assert_eq!(Decayed::decode_asof(&d.encode()).unwrap(), (d, 0));
+        let v = vec![0.5f32, -1.0, 2.0];
+        let b = encode_interest(9, &v, 11);
+        assert_eq!(decode_interest(&b, 3).unwrap(), ((9, v.clone()), 11));
+        let old = &b[..b.len() - ASOF_LEN];
+        assert_eq!(decode_interest(old, 3).unwrap(), ((9, v.clone()), 0));
+        let f = encode_fragment([b"ab".as_slice(), b"".as_slice(), b"xyz"].into_iter());
+        let mut with = f.clone();
+        push_asof(&mut with, 123);
+        assert_eq!(split_fragment(&with).unwrap(), (f.as_slice(), 123));
+        assert_eq!(split_fragment(&f).unwrap(), (f.as_slice(), 0));
+        assert_eq!(
+            decode_fragment(&with).unwrap(),
+            decode_fragment(&f).unwrap()
+        );
+        // Any other length is damage, not a record read wrong.
+        for n in [
+            0,
+            1,
+            COUNTER_REC_LEN - 1,
+            COUNTER_REC_LEN + 1,
+            COUNTER_REC_LEN + 9,
+        ] {
+            assert!(CounterRec::decode_asof(&vec![0; n]).is_err(), "{n} bytes");
+        }
+        for n in [11, 13, 19, 21] {
+            assert!(Decayed::decode_asof(&vec![0; n]).is_err(), "{n} bytes");
+        }
+        assert!(decode_interest(&b, 2).is_err(), "another dimension");
+        assert!(decode_interest(&b[..b.len() - 1], 3).is_err());
+        for cut in [1, 3, 7, 9] {
+            assert!(
+                split_fragment(&with[..with.len() - cut]).is_err(),
+                "cut {cut}"
+            );
+        }
     }
 
     #[test]

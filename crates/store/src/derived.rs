@@ -3,15 +3,17 @@
 //! The event log is the write-ahead log. Everything an event changes besides the log —
 //! idempotency keys, counters, creator counts, wellbeing, interest, affinity, the seen and
 //! history rings — first goes to the in-memory [`Overlay`] (readers look there before
-//! sled), and is written to its sled tree later by [`Store::persist_derived`], one
-//! `apply_batch` per tree that also sets the tree's *watermark*: the last event sequence
-//! whose effects that tree holds. Follow and mute edges from events are rare and go to
+//! sled), and is written to its sled tree later by [`Store::persist_round`], key by
+//! key, each record ending in its *as-of number* (the last event sequence it reflects);
+//! once every key is on disk the tree's *watermark* moves there: every record of the
+//! tree holds the events up to it. Follow and mute edges from events are rare and go to
 //! their trees right away, with the watermark in the same batch.
 //!
-//! A per-tree batch is atomic, so after a crash each tree holds exactly the events up to
-//! its own watermark; opening replays the log after the smallest watermark and applies
-//! each event only to the trees that do not have it yet. Every acknowledged event is then
-//! counted exactly once, whatever was persisted when the process died.
+//! Opening replays the log after the smallest watermark and applies each event only to
+//! the trees whose watermark is below it, and in them only to the records whose as-of
+//! number is below it — a crash halfway through writing a tree leaves some records
+//! newer than its watermark. Every acknowledged event is then counted exactly once,
+//! whatever was persisted when the process died.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
@@ -19,8 +21,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::time::Instant;
 
-use sled::{Batch, Tree};
-use steerfeed_core::{EventKey, Result, UserId, VideoId};
+use sled::Tree;
+use steerfeed_core::{Error, EventKey, Result, UserId, VideoId};
 
 use crate::codec::{self, CounterRec, Decayed, corrupt, pair, u64_of};
 use crate::resident::Resident;
@@ -361,15 +363,16 @@ impl RingPending {
         user: &UserId,
         cap: u64,
         tail: Option<&Tail>,
-        b: &mut Batch,
+        asof: u64,
+        b: &mut KeyWrites,
     ) -> Result<Option<Tail>> {
         let keep_from = self.head.saturating_sub(cap);
         let newest = self.newest(tail, cap);
         if let Some(t) = &newest {
-            b.insert(
-                codec::fragment_key(user.as_str(), t.first),
-                t.value.as_slice(),
-            );
+            let mut v = Vec::with_capacity(t.value.len() + codec::ASOF_LEN);
+            v.extend_from_slice(&t.value);
+            codec::push_asof(&mut v, asof);
+            b.insert(codec::fragment_key(user.as_str(), t.first), v);
         }
         if self.base.saturating_sub(cap) < self.base.min(keep_from) {
             // Entries in sled fell out of the ring: drop the one-entry keys (older
@@ -381,7 +384,7 @@ impl RingPending {
                 if first + n > keep_from {
                     break;
                 }
-                b.remove(k);
+                b.remove(k.to_vec());
             }
         }
         Ok(newest)
@@ -394,6 +397,41 @@ impl RingPending {
 pub(crate) struct Tails<'a> {
     pub seen: HashMap<&'a UserId, Tail>,
     pub history: HashMap<&'a UserId, Tail>,
+}
+
+/// The sled writes of one derived tree in a persist: applied key by key
+/// ([`KeyWrites::apply`]), not as one `sled::Batch`.
+#[derive(Default)]
+pub(crate) struct KeyWrites(Vec<(Vec<u8>, Option<Vec<u8>>)>);
+
+impl KeyWrites {
+    fn insert(&mut self, k: impl Into<Vec<u8>>, v: impl Into<Vec<u8>>) {
+        self.0.push((k.into(), Some(v.into())));
+    }
+
+    fn remove(&mut self, k: impl Into<Vec<u8>>) {
+        self.0.push((k.into(), None));
+    }
+
+    /// Writes up to `limit` keys into `tree` in key order (writes to one key in the
+    /// order they were made), each on its own.
+    ///
+    /// sled 0.34 applies a batch under its process-wide write lock, which also stops
+    /// every reader: a persist's batch of 100,000 keys would stall the log append, the
+    /// group-commit flush and every sled read for its whole length. Single inserts share
+    /// that lock; what makes a torn persist safe instead is each record's as-of number
+    /// and the watermark written last ([`Store::write_layer`]).
+    fn apply(mut self, tree: &Tree, limit: usize) -> Result<()> {
+        self.0.sort_by(|a, b| a.0.cmp(&b.0));
+        for (k, v) in self.0.into_iter().take(limit) {
+            match v {
+                Some(v) => tree.insert(k, v).map(|_| ()),
+                None => tree.remove(k).map(|_| ()),
+            }
+            .map_err(db_err)?;
+        }
+        Ok(())
+    }
 }
 
 /// One generation of derived changes not yet in sled.
@@ -425,16 +463,17 @@ impl Layer {
         }
     }
 
-    /// The sled batch that writes `d`'s changes and its watermark.
-    fn batch<'a>(
+    /// The sled writes of `d`'s changes, each record as of `asof` (the tree's watermark
+    /// once they are all written).
+    fn writes<'a>(
         &'a self,
         s: &Store,
         d: Derived,
-        watermark: u64,
+        asof: u64,
         written: &mut Tails<'a>,
-    ) -> Result<Batch> {
+    ) -> Result<KeyWrites> {
         let o = s.options();
-        let mut b = Batch::default();
+        let mut b = KeyWrites::default();
         match d {
             Derived::EventKeys => {
                 let mut keys = self.event_keys.clone();
@@ -452,30 +491,31 @@ impl Layer {
             }
             Derived::Counters => {
                 for (id, rec) in &self.counters {
-                    b.insert(id.as_str().as_bytes(), rec.encode().as_slice());
+                    b.insert(id.as_str().as_bytes(), rec.encode_asof(asof));
                 }
             }
             Derived::CreatorCounts => {
                 for (id, rec) in &self.creators {
-                    b.insert(id.as_str().as_bytes(), rec.encode().as_slice());
+                    b.insert(id.as_str().as_bytes(), rec.encode_asof(asof));
                 }
             }
             Derived::Wellbeing => {
                 for (u, rec) in &self.wellbeing {
-                    b.insert(u.as_str().as_bytes(), codec::encode_wellbeing(rec));
+                    b.insert(u.as_str().as_bytes(), codec::encode_wellbeing(rec, asof));
                 }
             }
             Derived::Interest => {
                 for (u, (at, vec)) in &self.interest {
-                    let mut v = at.to_le_bytes().to_vec();
-                    codec::encode_f32s(&mut v, vec);
-                    b.insert(u.as_str().as_bytes(), v);
+                    b.insert(
+                        u.as_str().as_bytes(),
+                        codec::encode_interest(*at, vec, asof),
+                    );
                 }
             }
             Derived::Affinity => {
                 for (u, m) in &self.affinity {
                     for (c, d) in m {
-                        b.insert(pair(u.as_str(), c.as_str()), d.encode().as_slice());
+                        b.insert(pair(u.as_str(), c.as_str()), d.encode_asof(asof));
                     }
                 }
             }
@@ -498,14 +538,13 @@ impl Layer {
                     _ => &mut written.history,
                 };
                 for (u, r) in rings {
-                    if let Some(t) = r.write(tree, u, cap, tails.get(u), &mut b)? {
+                    if let Some(t) = r.write(tree, u, cap, tails.get(u), asof, &mut b)? {
                         out.insert(u, t);
                     }
                 }
             }
             Derived::Follows | Derived::Followers | Derived::Mutes => {}
         }
-        b.insert(WATERMARK_KEY, &watermark.to_be_bytes());
         Ok(b)
     }
 }
@@ -604,18 +643,38 @@ impl Overlay {
 }
 
 impl Store {
-    /// Writes `layer`'s changes for the trees in `which`, each tree in one batch with
-    /// its watermark `applied`; returns the watermarks and the ring fragments written
-    /// newest. Call holding the persist lock.
+    /// Writes `layer`'s changes for the trees in `which`, every record as of `applied`,
+    /// then, once they are on disk, each tree's watermark; returns the watermarks and
+    /// the ring fragments written newest. Call holding the persist lock.
+    ///
+    /// Keys go to sled one by one (see [`KeyWrites::apply`]). A crash halfway leaves a
+    /// tree with some records as of `applied` and the rest older, under the older
+    /// watermark: the replay then applies each event only to the records whose as-of
+    /// number is below it.
     fn write_layer<'a>(
         &self,
         layer: &'a Layer,
         which: Mask,
         applied: u64,
     ) -> Result<([u64; 11], Tails<'a>)> {
+        self.write_layer_keys(layer, which, applied, usize::MAX)?
+            .ok_or_else(|| Error::internal("store", "a persist wrote only part of its keys"))
+    }
+
+    /// [`Store::write_layer`], writing at most `limit` keys per tree; `None` when that
+    /// left some out (test support: a torn persist), and then no watermark moves.
+    fn write_layer_keys<'a>(
+        &self,
+        layer: &'a Layer,
+        which: Mask,
+        applied: u64,
+        limit: usize,
+    ) -> Result<Option<([u64; 11], Tails<'a>)>> {
         let t = self.t();
         let mut wms = self.overlay_read().watermarks;
         let mut tails = Tails::default();
+        let mut written = Vec::new();
+        let mut torn = false;
         for d in Derived::ALL {
             if !which.has(d) || matches!(d, Derived::Follows | Derived::Followers | Derived::Mutes)
             {
@@ -623,19 +682,48 @@ impl Store {
             }
             let wm = wms[d as usize].max(applied);
             let started = Instant::now();
-            let b = layer.batch(self, d, wm, &mut tails)?;
+            let w = layer.writes(self, d, wm, &mut tails)?;
             let built = started.elapsed();
-            d.tree(t).apply_batch(b).map_err(db_err)?;
+            let keys = w.0.len();
+            torn |= keys > limit;
+            w.apply(d.tree(t), limit)?;
             tracing::debug!(
                 tree = ?d,
-                keys = layer.keys_of(d),
+                keys,
                 build_us = built.as_micros() as u64,
                 apply_us = (started.elapsed() - built).as_micros() as u64,
                 "store: derived tree written"
             );
+            written.push((d, wm));
+        }
+        // Every record the watermarks cover is on disk before any of them moves, whatever
+        // order sled's recovery would keep.
+        self.inner.db.flush().map_err(db_err)?;
+        if torn {
+            return Ok(None);
+        }
+        for (d, wm) in written {
+            d.tree(t)
+                .insert(WATERMARK_KEY, &wm.to_be_bytes())
+                .map_err(db_err)?;
             wms[d as usize] = wm;
         }
-        Ok((wms, tails))
+        Ok(Some((wms, tails)))
+    }
+
+    /// Test support: writes at most `keep` keys of each derived tree from the active
+    /// layer and no watermark, as a crash halfway through a persist would leave sled;
+    /// the layer stays in memory. True when some keys were left out.
+    pub(crate) fn persist_torn(&self, keep: usize) -> Result<bool> {
+        let _p = self.persist_lock();
+        let _g = self.write_lock();
+        let applied = self.overlay_read().applied;
+        let layer = std::mem::take(&mut self.overlay_write().active);
+        let res = self
+            .write_layer_keys(&layer, Mask::ALL, applied, keep)
+            .map(|w| w.is_none());
+        self.overlay_write().active = layer;
+        res
     }
 
     /// Edge trees hold every edge up to `applied` already: move their watermarks there.
@@ -851,21 +939,6 @@ impl Store {
 
 impl Layer {
     /// Roughly the number of entries held.
-    /// The keys (about) that writing `d` puts into its tree.
-    fn keys_of(&self, d: Derived) -> usize {
-        match d {
-            Derived::EventKeys => self.event_keys.len().div_ceil(SEGMENT_KEYS),
-            Derived::Counters => self.counters.len(),
-            Derived::CreatorCounts => self.creators.len(),
-            Derived::Wellbeing => self.wellbeing.len(),
-            Derived::Interest => self.interest.len(),
-            Derived::Affinity => self.affinity.values().map(HashMap::len).sum(),
-            Derived::Seen => self.seen.len(),
-            Derived::History => self.history.len(),
-            Derived::Follows | Derived::Followers | Derived::Mutes => 0,
-        }
-    }
-
     fn len(&self) -> usize {
         self.counters.len()
             + self.creators.len()
@@ -1010,7 +1083,7 @@ mod tests {
             v.extend_from_slice(&h.to_le_bytes());
             v.extend_from_slice(&seq.to_le_bytes());
         }
-        let mut b = Batch::default();
+        let mut b = sled::Batch::default();
         b.insert([KEY_SEGMENT, 0, 0, 0, 0, 0, 0, 0, 1].as_slice(), v);
         b.insert("k3", &3u64.to_be_bytes());
         b.insert(WATERMARK_KEY, &3u64.to_be_bytes());

@@ -82,6 +82,9 @@ struct Ring {
 }
 
 impl Ring {
+    /// Appends `value` for event `seq` to `user`'s ring, unless the ring in sled holds
+    /// that event already (a replay after a crash halfway through a persist).
+    #[allow(clippy::too_many_arguments)]
     fn push(
         &mut self,
         tree: &Tree,
@@ -89,6 +92,7 @@ impl Ring {
         ring: fn(&Layer) -> &HashMap<UserId, RingPending>,
         resident: fn(&ResidentUser) -> u64,
         user: &UserId,
+        seq: u64,
         value: Vec<u8>,
     ) -> Result<()> {
         if !self.heads.contains_key(user) {
@@ -104,7 +108,13 @@ impl Ring {
                 (None, None) => {
                     let h = match ov.resident.get(user) {
                         Some(r) => resident(r),
-                        None => ring_head(tree, user)?,
+                        None => {
+                            let end = ring_newest(tree, user, false)?;
+                            if seq <= end.asof {
+                                return Ok(());
+                            }
+                            end.head
+                        }
                     };
                     (h, h)
                 }
@@ -139,34 +149,56 @@ impl Ring {
 /// newest fragment always stays: only fragments wholly older than the ring go), or for
 /// a ring with no entry the head that schema version 3 and older stored under the bare
 /// user key (0 when none).
+#[cfg(test)]
 pub(crate) fn ring_head(tree: &Tree, user: &UserId) -> Result<u64> {
-    ring_newest(tree, user, false).map(|(head, _)| head)
+    ring_newest(tree, user, false).map(|r| r.head)
 }
 
 /// [`ring_head`], and the newest fragment when later writes may still add to it (a
 /// fragment, not a one-entry key of schema version 3, with fewer than `TAIL_MAX`
-/// entries).
+/// entries), without its as-of number.
 pub(crate) fn ring_tail(tree: &Tree, user: &UserId) -> Result<(u64, Option<derived::Tail>)> {
-    ring_newest(tree, user, true)
+    ring_newest(tree, user, true).map(|r| (r.head, r.tail))
 }
 
-fn ring_newest(tree: &Tree, user: &UserId, tail: bool) -> Result<(u64, Option<derived::Tail>)> {
+/// The newest end of a ring in sled.
+struct RingEnd {
+    head: u64,
+    tail: Option<derived::Tail>,
+    /// The newest fragment's as-of number: the ring holds every entry of the events up
+    /// to it (0 for older layouts).
+    asof: u64,
+}
+
+fn ring_newest(tree: &Tree, user: &UserId, tail: bool) -> Result<RingEnd> {
     if let Some(kv) = tree.scan_prefix(prefix(user.as_str())).next_back() {
         let (k, v) = kv.map_err(db_err)?;
         let (first, n) = codec::ring_item(user.as_str(), &k, &v)?;
-        let tail = (tail
-            && n < derived::TAIL_MAX
-            && k.as_ref() == codec::fragment_key(user.as_str(), first).as_slice())
-        .then(|| derived::Tail {
+        let fragment = k.as_ref() == codec::fragment_key(user.as_str(), first).as_slice();
+        let (value, asof) = if fragment {
+            codec::split_fragment(&v)?
+        } else {
+            (v.as_ref(), 0)
+        };
+        let tail = (tail && fragment && n < derived::TAIL_MAX).then(|| derived::Tail {
             first,
-            value: v.to_vec(),
+            value: value.to_vec(),
         });
-        return Ok((first + n, tail));
+        return Ok(RingEnd {
+            head: first + n,
+            tail,
+            asof,
+        });
     }
-    match tree.get(user.as_str()).map_err(db_err)? {
-        Some(b) => Ok((u64_of(&b).ok_or_else(|| corrupt("ring head"))?, None)),
-        None => Ok((0, None)),
-    }
+    let head = match tree.get(user.as_str()).map_err(db_err)? {
+        Some(b) => u64_of(&b).ok_or_else(|| corrupt("ring head"))?,
+        None => 0,
+    };
+    Ok(RingEnd {
+        head,
+        tail: None,
+        asof: 0,
+    })
 }
 
 /// The seen and history rings of one write.
@@ -177,25 +209,27 @@ pub(crate) struct Rings {
 }
 
 impl Rings {
+    /// Appends a seen entry for event `seq` (`u64::MAX` for what is not an event: a
+    /// served page).
     pub fn push_seen(
         &mut self,
         s: &Store,
         ov: &Overlay,
-        user: &UserId,
+        (user, seq): (&UserId, u64),
         at_ms: i64,
         video: &VideoId,
     ) -> Result<()> {
         let mut v = at_ms.to_le_bytes().to_vec();
         v.extend_from_slice(video.as_str().as_bytes());
         self.seen
-            .push(&s.t().seen, ov, |l| &l.seen, |r| r.seen_head, user, v)
+            .push(&s.t().seen, ov, |l| &l.seen, |r| r.seen_head, user, seq, v)
     }
 
     fn push_history(
         &mut self,
         s: &Store,
         ov: &Overlay,
-        user: &UserId,
+        (user, seq): (&UserId, u64),
         at_ms: i64,
         kind: &EventKind,
     ) -> Result<()> {
@@ -207,6 +241,7 @@ impl Rings {
             |l| &l.history,
             |r| r.history_head,
             user,
+            seq,
             v,
         )
     }
@@ -329,29 +364,52 @@ struct Staging<'s, 'o> {
 }
 
 /// A counter record: the overlay's (`mem`), else the read cache's (`cached`: valid
-/// while the overlay is read-locked, see `Store::forget_layer`), else sled's.
+/// while the overlay is read-locked, see `Store::forget_layer`), else sled's; with its
+/// as-of number (sled's only: copies in memory reflect every event applied so far).
 fn load_counter(
     mem: Option<&CounterRec>,
     cached: impl FnOnce() -> Option<Option<CounterRec>>,
     tree: &Tree,
     key: &str,
     at_ms: i64,
-) -> Result<CounterRec> {
+) -> Result<(CounterRec, u64)> {
     if let Some(r) = mem {
-        return Ok(*r);
+        return Ok((*r, 0));
     }
     let stored = match cached() {
-        Some(Some(r)) => return Ok(r),
+        Some(Some(r)) => return Ok((r, 0)),
         Some(None) => None,
         None => tree.get(key).map_err(db_err)?,
     };
     match stored {
-        Some(b) => CounterRec::decode(&b),
-        None => Ok(CounterRec {
-            at_ms,
-            ..CounterRec::default()
-        }),
+        Some(b) => CounterRec::decode_asof(&b),
+        None => Ok((
+            CounterRec {
+                at_ms,
+                ..CounterRec::default()
+            },
+            0,
+        )),
     }
+}
+
+/// The staged record of a key: the one already staged, else `load`'s (record, as-of
+/// number) staged now; `None` when the record holds event `seq` already (its as-of
+/// number is at or past it: a replay after a crash halfway through a persist). A
+/// skipped record is not staged, so later events load and check it again.
+fn staged_or_load<K: std::hash::Hash + Eq, V>(
+    map: &mut HashMap<K, V>,
+    key: K,
+    seq: u64,
+    load: impl FnOnce() -> Result<(V, u64)>,
+) -> Result<Option<&mut V>> {
+    Ok(match map.entry(key) {
+        Entry::Occupied(x) => Some(x.into_mut()),
+        Entry::Vacant(x) => {
+            let (v, asof) = load()?;
+            (seq > asof).then(|| x.insert(v))
+        }
+    })
 }
 
 fn is_creation(kind: &EventKind) -> bool {
@@ -423,10 +481,9 @@ impl<'s, 'o> Staging<'s, 'o> {
                     *rmx += k;
                 }
             };
-            if mask.has(Derived::Counters) {
-                let rec = match st.counters.entry(v.id.clone()) {
-                    Entry::Occupied(x) => x.into_mut(),
-                    Entry::Vacant(x) => x.insert(load_counter(
+            if mask.has(Derived::Counters)
+                && let Some(rec) = staged_or_load(&mut st.counters, v.id.clone(), seq, || {
+                    load_counter(
                         ov.counter(&v.id),
                         || {
                             let c = s.inner.counter_cache.read();
@@ -435,14 +492,14 @@ impl<'s, 'o> Staging<'s, 'o> {
                         &t.counters,
                         v.id.as_str(),
                         at,
-                    )?),
-                };
+                    )
+                })?
+            {
                 rec.add(at, hl, add);
             }
-            if mask.has(Derived::CreatorCounts) {
-                let rec = match st.creators.entry(v.creator.clone()) {
-                    Entry::Occupied(x) => x.into_mut(),
-                    Entry::Vacant(x) => x.insert(load_counter(
+            if mask.has(Derived::CreatorCounts)
+                && let Some(rec) = staged_or_load(&mut st.creators, v.creator.clone(), seq, || {
+                    load_counter(
                         ov.creator(&v.creator),
                         || {
                             let c = s.inner.creator_cache.read();
@@ -453,25 +510,25 @@ impl<'s, 'o> Staging<'s, 'o> {
                         &t.creator_counts,
                         v.creator.as_str(),
                         at,
-                    )?),
-                };
+                    )
+                })?
+            {
                 rec.add(at, hl, add);
             }
         }
 
         // Wellbeing.
-        if mask.has(Derived::Wellbeing) {
-            let (rec, tz) = match self.wellbeing.entry(e.user.clone()) {
-                Entry::Occupied(x) => x.into_mut(),
-                Entry::Vacant(x) => {
-                    let rec = match (ov.wellbeing(&e.user), ov.resident.get(&e.user)) {
-                        (Some(r), _) => r.clone(),
-                        (None, Some(r)) => r.wellbeing.clone().unwrap_or_default(),
+        if mask.has(Derived::Wellbeing)
+            && let Some((rec, tz)) =
+                staged_or_load(&mut self.wellbeing, e.user.clone(), seq, || {
+                    let (rec, asof) = match (ov.wellbeing(&e.user), ov.resident.get(&e.user)) {
+                        (Some(r), _) => (r.clone(), 0),
+                        (None, Some(r)) => (r.wellbeing.clone().unwrap_or_default(), 0),
                         (None, None) => s.stored_wellbeing(&e.user)?,
                     };
-                    x.insert((rec, s.time_zone_for_write(&e.user)?))
-                }
-            };
+                    Ok(((rec, s.time_zone_for_write(&e.user)?), asof))
+                })?
+        {
             rec.touch(e.at, s.gap_ms());
             let today = rec.roll(tz, e.at);
             match &e.kind {
@@ -508,10 +565,10 @@ impl<'s, 'o> Staging<'s, 'o> {
             | EventKind::View { video: id, .. }
             | EventKind::NotInterested { video: id } = &e.kind
         {
-            st.rings.push_seen(s, ov, &e.user, at, id)?;
+            st.rings.push_seen(s, ov, (&e.user, seq), at, id)?;
         }
         if mask.has(Derived::History) && weight > 0.0 && video.is_some() {
-            st.rings.push_history(s, ov, &e.user, at, &e.kind)?;
+            st.rings.push_history(s, ov, (&e.user, seq), at, &e.kind)?;
         }
 
         let Some(v) = video else { return Ok(()) };
@@ -520,31 +577,21 @@ impl<'s, 'o> Staging<'s, 'o> {
         if mask.has(Derived::Interest)
             && weight > 0.0
             && let Some(emb) = &v.embedding
+            && let Some((ref_ms, vec)) =
+                staged_or_load(&mut st.interest, e.user.clone(), seq, || {
+                    let resident = ov.resident.get(&e.user).map(|r| &r.interest);
+                    Ok(match (ov.interest(&e.user), resident) {
+                        (Some(iv), _) => (iv.clone(), 0),
+                        (None, Some(Some(iv))) => (iv.clone(), 0),
+                        (None, Some(None)) => ((at, vec![0.0; o.dim]), 0),
+                        (None, None) => match t.interest.get(e.user.as_str()).map_err(db_err)? {
+                            Some(b) => codec::decode_interest(&b, o.dim)?,
+                            None => ((at, vec![0.0; o.dim]), 0),
+                        },
+                    })
+                })?
         {
             let ihl = o.interest_half_life_h * 3_600_000.0;
-            let (ref_ms, vec) = match st.interest.entry(e.user.clone()) {
-                Entry::Occupied(x) => x.into_mut(),
-                Entry::Vacant(x) => {
-                    let resident = ov.resident.get(&e.user).map(|r| &r.interest);
-                    let loaded = match (ov.interest(&e.user), resident) {
-                        (Some(iv), _) => iv.clone(),
-                        (None, Some(Some(iv))) => iv.clone(),
-                        (None, Some(None)) => (at, vec![0.0; o.dim]),
-                        (None, None) => match t.interest.get(e.user.as_str()).map_err(db_err)? {
-                            Some(b) => {
-                                let at0 =
-                                    codec::i64_le(&b, 0).ok_or_else(|| corrupt("interest"))?;
-                                let v = codec::decode_f32s(&b[8..])
-                                    .filter(|v| v.len() == o.dim)
-                                    .ok_or_else(|| corrupt("interest"))?;
-                                (at0, v)
-                            }
-                            None => (at, vec![0.0; o.dim]),
-                        },
-                    };
-                    x.insert(loaded)
-                }
-            };
             let k = if at >= *ref_ms {
                 let f = codec::decay_factor(*ref_ms, at, ihl);
                 vec.iter_mut().for_each(|x| *x *= f);
@@ -560,35 +607,30 @@ impl<'s, 'o> Staging<'s, 'o> {
 
         // Creator affinity, hide-creator mutes, follows from a video.
         if v.creator != e.user {
-            if mask.has(Derived::Affinity) && weight > 0.0 {
-                let ahl = o.affinity_half_life_h * 3_600_000.0;
-                let key = (e.user.clone(), v.creator.clone());
-                let d = match st.affinity.entry(key) {
-                    Entry::Occupied(x) => x.into_mut(),
-                    Entry::Vacant(x) => {
-                        let mem = ov.affinity(&e.user, &v.creator);
-                        let resident = ov.resident.get(&e.user).map(|r| &r.affinity);
-                        let d = match (mem, resident) {
-                            (Some(d), _) => *d,
-                            (None, Some(all)) => all.get(&v.creator).copied().unwrap_or(Decayed {
-                                at_ms: at,
-                                value: 0.0,
-                            }),
-                            (None, None) => {
-                                let k = pair(e.user.as_str(), v.creator.as_str());
-                                match t.affinity.get(k).map_err(db_err)? {
-                                    Some(b) => Decayed::decode(&b)?,
-                                    None => Decayed {
-                                        at_ms: at,
-                                        value: 0.0,
-                                    },
-                                }
+            let key = (e.user.clone(), v.creator.clone());
+            if mask.has(Derived::Affinity)
+                && weight > 0.0
+                && let Some(d) = staged_or_load(&mut st.affinity, key, seq, || {
+                    let none = Decayed {
+                        at_ms: at,
+                        value: 0.0,
+                    };
+                    let mem = ov.affinity(&e.user, &v.creator);
+                    let resident = ov.resident.get(&e.user).map(|r| &r.affinity);
+                    Ok(match (mem, resident) {
+                        (Some(d), _) => (*d, 0),
+                        (None, Some(all)) => (all.get(&v.creator).copied().unwrap_or(none), 0),
+                        (None, None) => {
+                            let k = pair(e.user.as_str(), v.creator.as_str());
+                            match t.affinity.get(k).map_err(db_err)? {
+                                Some(b) => Decayed::decode_asof(&b)?,
+                                None => (none, 0),
                             }
-                        };
-                        x.insert(d)
-                    }
-                };
-                d.add(at, weight, ahl);
+                        }
+                    })
+                })?
+            {
+                d.add(at, weight, o.affinity_half_life_h * 3_600_000.0);
             }
             match &e.kind {
                 EventKind::HideCreator { .. } if mask.has(Derived::Mutes) => {

@@ -41,15 +41,19 @@
 //! | `approved` | person `\0` user | — |
 //! | `revocations` | person `\0` `v` video, person `\0` `c` creator | — |
 //! | `parental`, `prefs` | user | JSON |
-//! | `wellbeing` | user | binary record (version byte 1, `codec::encode_wellbeing`; JSON from schema 4 and older still reads) |
-//! | `seen`, `history` | user `\0` `0xFE` first seq `u64` BE (a fragment of consecutive entries; schema 3 and older: user `\0` seq `u64` BE, one entry, and user → next seq; the head is now one past the newest entry) | count `u32` LE, then per entry `len u32` LE + ms `i64` LE + video / + binary kind |
-//! | `counters` | video | ms `i64` LE, 11 counts, popular, remix (`f32` LE) |
+//! | `wellbeing` | user | binary record (version byte 2, `codec::encode_wellbeing`, with its as-of number; version byte 1 of schema 5 and JSON from schema 4 and older still read) |
+//! | `seen`, `history` | user `\0` `0xFE` first seq `u64` BE (a fragment of consecutive entries; schema 3 and older: user `\0` seq `u64` BE, one entry, and user → next seq; the head is now one past the newest entry) | count `u32` LE, then per entry `len u32` LE + ms `i64` LE + video / + binary kind; then as-of |
+//! | `counters` | video | ms `i64` LE, 11 counts, popular, remix (`f32` LE); as-of |
 //! | `creator_counts` | creator | same as `counters` |
-//! | `interest` | user | ms `i64` LE, `dim` × `f32` LE (decayed weighted sum) |
-//! | `affinity` | user `\0` creator | ms `i64` LE, `f32` LE |
+//! | `interest` | user | ms `i64` LE, `dim` × `f32` LE (decayed weighted sum); as-of |
+//! | `affinity` | user `\0` creator | ms `i64` LE, `f32` LE; as-of |
 //! | `events` | seq `u64` BE of the record's first event | up to 48 binary event records (version byte 2; one-event records of version byte 1 or JSON from older schemas still read, see `codec.rs`) |
 //! | `event_keys` | `0xFE` first seq `u64` BE | up to 256 × (key hash `u64` LE, seq `u64` LE); schema 3 and older: idempotency key → seq `u64` BE |
 //! | each derived tree | `\xff\xffapplied` | watermark: last event seq `u64` BE the tree holds |
+//!
+//! "as-of" is the sequence number of the last event the record reflects, `u64` LE,
+//! ending every record the persister writes since schema version 6 (records without one
+//! still read, as of 0).
 //!
 //! The derived trees are `event_keys`, `counters`, `creator_counts`, `wellbeing`,
 //! `interest`, `affinity`, `seen`, `history`, `follows`, `followers` and `mutes`; their
@@ -111,8 +115,8 @@
 //!   at the overlay before sled, so a caller sees its events once the call returned.
 //!   Follow and mute edges from events are rare and go straight to their trees, in the
 //!   same atomic write as the log records (sled 0.34 takes one process-wide write lock
-//!   per `apply_batch` or transaction, and a persister batch holds it for up to a few
-//!   hundred ms, so a writer takes it once per batch).
+//!   per `apply_batch` or transaction, which also stops every reader, so a writer takes
+//!   it once per batch).
 //! - **Per-user state resident for writers.** Staging an event reads its user's
 //!   wellbeing, interest, affinities and ring heads; for users in the resident mirror
 //!   (`resident.rs`: what sled holds in those trees, loaded for the known users by the
@@ -126,17 +130,24 @@
 //!   close; a writer writes the layer itself only past three times that bound, which
 //!   bounds memory when the persister falls behind)
 //!   freezes the active layer (briefly under the write lock; writers go on with a fresh
-//!   one, readers see active, then frozen, then sled) and writes it with one `apply_batch`
-//!   per tree that also stores the tree's watermark, so each tree holds exactly the
-//!   events up to its own watermark. Edge trees get their watermark in the batch that adds
-//!   the edges. The layer last written stays as a read cache until the next one.
+//!   one, readers see active, then frozen, then sled) and writes it key by key, each
+//!   record ending in its as-of number (the layer's last event), then flushes, then moves
+//!   each tree's watermark. Not one `apply_batch` per tree: sled 0.34 applies a batch
+//!   under a process-wide write lock that also stops every reader, so a 100,000-key
+//!   batch stalled the log append, the group-commit flush and the writers' sled reads
+//!   for its whole length (single inserts share that lock). A tree's watermark says
+//!   every record in it holds the events up to it; a record's as-of number says it holds
+//!   those up to its own. Edge trees get their watermark in the batch that adds the
+//!   edges. The layer last written stays as a read cache until the next one.
 //! - **Recovery replays the log.** Opening reads every watermark and replays the log
 //!   after the smallest one, applying each event only to the trees whose watermark is
-//!   below its sequence number. After a crash (even one halfway through writing the
-//!   derived trees) every acknowledged event is counted exactly once, and retried batches
-//!   are still recognised. sled recovers a prefix of its log, so no tree can hold an event
-//!   the log lost. Replay uses the current video records and time zones: a video deleted
-//!   or a user moved between an event and a crash is handled as of the replay.
+//!   below its sequence number, and within a tree only to the records whose as-of number
+//!   is below it. After a crash (even one halfway through writing a derived tree, which
+//!   leaves some of its records newer than its watermark) every acknowledged event is
+//!   counted exactly once, and retried batches are still recognised. sled recovers a
+//!   prefix of its log, so no tree can hold an event the log lost. Replay uses the
+//!   current video records and time zones: a video deleted or a user moved between an
+//!   event and a crash is handled as of the replay.
 //! - **One writer at a time.** Writes take a store-wide mutex while they read, compute
 //!   and apply their changes, so read-modify-write (counters, vectors, rings, the event
 //!   sequence) needs no optimistic retries. The persister writes outside it.

@@ -216,11 +216,7 @@ impl Store {
         for kv in t.interest.range(range.clone()) {
             let (k, v) = kv.map_err(db_err)?;
             if let Some(r) = got.get_mut(k.as_ref()) {
-                let at = codec::i64_le(&v, 0).ok_or_else(|| corrupt("interest"))?;
-                let vec = codec::decode_f32s(&v[8..])
-                    .filter(|x| x.len() == dim)
-                    .ok_or_else(|| corrupt("interest"))?;
-                r.interest = Some((at, vec));
+                r.interest = Some(codec::decode_interest(&v, dim)?.0);
             }
         }
         for kv in t.affinity.range(range.clone()) {
@@ -362,28 +358,25 @@ mod tests {
                 ring_tail(&t.history, u).unwrap(),
                 "{u} history tail"
             );
-            let wb = t.wellbeing.get(u.as_str()).unwrap().map(|b| b.to_vec());
-            let mine = r.wellbeing.as_ref().map(codec::encode_wellbeing);
-            assert_eq!(mine, wb, "{u} wellbeing");
-            let iv = t.interest.get(u.as_str()).unwrap().map(|b| b.to_vec());
-            let mine = r.interest.as_ref().map(|(at, v)| {
-                let mut b = at.to_le_bytes().to_vec();
-                codec::encode_f32s(&mut b, v);
-                b
-            });
-            assert_eq!(mine, iv, "{u} interest");
-            let stored: HashMap<Vec<u8>, Vec<u8>> = t
+            // Records compare by value: sled's also carry their as-of numbers.
+            let wb = t.wellbeing.get(u.as_str()).unwrap();
+            let wb = wb.map(|b| Store::decode_wellbeing(&b).unwrap());
+            assert_eq!(r.wellbeing, wb, "{u} wellbeing");
+            let iv = t.interest.get(u.as_str()).unwrap();
+            let iv = iv.map(|b| codec::decode_interest(&b, s.options().dim).unwrap().0);
+            assert_eq!(r.interest, iv, "{u} interest");
+            let stored: HashMap<Vec<u8>, Decayed> = t
                 .affinity
                 .scan_prefix(codec::prefix(u.as_str()))
                 .map(|kv| {
                     let (k, v) = kv.unwrap();
-                    (k.to_vec(), v.to_vec())
+                    (k.to_vec(), Decayed::decode(&v).unwrap())
                 })
                 .collect();
-            let mine: HashMap<Vec<u8>, Vec<u8>> = r
+            let mine: HashMap<Vec<u8>, Decayed> = r
                 .affinity
                 .iter()
-                .map(|(c, d)| (codec::pair(u.as_str(), c.as_str()), d.encode().to_vec()))
+                .map(|(c, d)| (codec::pair(u.as_str(), c.as_str()), *d))
                 .collect();
             assert_eq!(mine, stored, "{u} affinity");
         }
