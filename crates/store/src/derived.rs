@@ -434,6 +434,14 @@ impl KeyWrites {
     }
 }
 
+/// What one persister thread wrote: its trees with their new watermarks, the ring
+/// fragments it stored newest, and whether it left keys out (a torn persist in tests).
+struct Written<'a> {
+    trees: Vec<(Derived, u64)>,
+    tails: Tails<'a>,
+    torn: bool,
+}
+
 /// One generation of derived changes not yet in sled.
 #[derive(Default)]
 pub(crate) struct Layer {
@@ -672,30 +680,64 @@ impl Store {
     ) -> Result<Option<([u64; 11], Tails<'a>)>> {
         let t = self.t();
         let mut wms = self.overlay_read().watermarks;
-        let mut tails = Tails::default();
-        let mut written = Vec::new();
-        let mut torn = false;
-        for d in Derived::ALL {
-            if !which.has(d) || matches!(d, Derived::Follows | Derived::Followers | Derived::Mutes)
-            {
-                continue;
+        // Two threads, each writing its own trees: sled's single inserts run in parallel,
+        // and a persist keeps pace with a writer on another core. The split evens out
+        // keys per event (an impression changes its user's wellbeing and seen ring).
+        let trees = |second: bool| {
+            Derived::ALL.into_iter().filter(move |&d| {
+                which.has(d)
+                    && !matches!(d, Derived::Follows | Derived::Followers | Derived::Mutes)
+                    && second
+                        == matches!(
+                            d,
+                            Derived::Wellbeing
+                                | Derived::History
+                                | Derived::Affinity
+                                | Derived::CreatorCounts
+                        )
+            })
+        };
+        let write = |second: bool| -> Result<Written<'a>> {
+            let mut tails = Tails::default();
+            let mut written = Vec::new();
+            let mut torn = false;
+            for d in trees(second) {
+                let wm = wms[d as usize].max(applied);
+                let started = Instant::now();
+                let w = layer.writes(self, d, wm, &mut tails)?;
+                let built = started.elapsed();
+                let keys = w.0.len();
+                torn |= keys > limit;
+                w.apply(d.tree(t), limit)?;
+                tracing::debug!(
+                    tree = ?d,
+                    keys,
+                    build_us = built.as_micros() as u64,
+                    apply_us = (started.elapsed() - built).as_micros() as u64,
+                    "store: derived tree written"
+                );
+                written.push((d, wm));
             }
-            let wm = wms[d as usize].max(applied);
-            let started = Instant::now();
-            let w = layer.writes(self, d, wm, &mut tails)?;
-            let built = started.elapsed();
-            let keys = w.0.len();
-            torn |= keys > limit;
-            w.apply(d.tree(t), limit)?;
-            tracing::debug!(
-                tree = ?d,
-                keys,
-                build_us = built.as_micros() as u64,
-                apply_us = (started.elapsed() - built).as_micros() as u64,
-                "store: derived tree written"
-            );
-            written.push((d, wm));
-        }
+            Ok(Written {
+                trees: written,
+                tails,
+                torn,
+            })
+        };
+        let (first, second) = std::thread::scope(|sc| {
+            let second = sc.spawn(|| write(true));
+            let first = write(false);
+            let second = second
+                .join()
+                .unwrap_or_else(|_| Err(Error::internal("store", "a persister thread panicked")));
+            (first, second)
+        });
+        let (first, second) = (first?, second?);
+        let torn = first.torn || second.torn;
+        let mut tails = first.tails;
+        tails.seen.extend(second.tails.seen);
+        tails.history.extend(second.tails.history);
+        let written = first.trees.into_iter().chain(second.trees);
         // Every record the watermarks cover is on disk before any of them moves, whatever
         // order sled's recovery would keep.
         self.inner.db.flush().map_err(db_err)?;
