@@ -4,7 +4,9 @@
 //! idempotency keys, counters, creator counts, wellbeing, interest, affinity, the seen and
 //! history rings — first goes to the in-memory [`Overlay`] (readers look there before
 //! sled), and is written to its sled tree later by [`Store::persist_round`], key by
-//! key, each record ending in its *as-of number* (the last event sequence it reflects);
+//! key, each record ending in its *as-of number* (the last event sequence it reflects;
+//! idempotency-key segments carry each key's own sequence number instead, and reading
+//! one twice changes nothing);
 //! once every key is on disk the tree's *watermark* moves there: every record of the
 //! tree holds the events up to it. Follow and mute edges from events are rare and go to
 //! their trees right away, with the watermark in the same batch.
@@ -270,8 +272,8 @@ pub(crate) fn watermark(t: &Trees, d: Derived) -> Result<u64> {
 /// spans about `cap / TAIL_MAX` fragments instead of one per write.
 pub(crate) const TAIL_MAX: u64 = 32;
 
-/// A ring's newest fragment as sled holds it: its first sequence number and its encoded
-/// value (`codec::encode_fragment`).
+/// A ring's newest fragment: its first sequence number and its encoded value
+/// (`codec::encode_fragment`; sled's copy also ends in its as-of number).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Tail {
     pub first: u64,
@@ -413,8 +415,11 @@ impl KeyWrites {
         self.0.push((k.into(), None));
     }
 
-    /// Writes up to `limit` keys into `tree` in key order (writes to one key in the
-    /// order they were made), each on its own.
+    /// Writes up to `limit` keys into `tree`, each on its own: the inserts in key order,
+    /// then the removals (a ring's new newest fragment is in sled before the fragments
+    /// that fell out of the ring go, so a crash between them never leaves a ring without
+    /// its newest entries; readers skip what is left below the ring). No key is both
+    /// inserted and removed by one persist.
     ///
     /// sled 0.34 applies a batch under its process-wide write lock, which also stops
     /// every reader: a persist's batch of 100,000 keys would stall the log append, the
@@ -422,7 +427,8 @@ impl KeyWrites {
     /// that lock; what makes a torn persist safe instead is each record's as-of number
     /// and the watermark written last ([`Store::write_layer`]).
     fn apply(mut self, tree: &Tree, limit: usize) -> Result<()> {
-        self.0.sort_by(|a, b| a.0.cmp(&b.0));
+        self.0
+            .sort_by(|a, b| (a.1.is_none(), &a.0).cmp(&(b.1.is_none(), &b.0)));
         for (k, v) in self.0.into_iter().take(limit) {
             match v {
                 Some(v) => tree.insert(k, v).map(|_| ()),
@@ -725,11 +731,18 @@ impl Store {
             })
         };
         let (first, second) = std::thread::scope(|sc| {
-            let second = sc.spawn(|| write(true));
+            // Without a second thread (the system refused one), this one writes both.
+            let second = std::thread::Builder::new()
+                .name("steerfeed-persist".into())
+                .spawn_scoped(sc, || write(true))
+                .ok();
             let first = write(false);
-            let second = second
-                .join()
-                .unwrap_or_else(|_| Err(Error::internal("store", "a persister thread panicked")));
+            let second = match second {
+                Some(h) => h.join().unwrap_or_else(|_| {
+                    Err(Error::internal("store", "a persister thread panicked"))
+                }),
+                None => write(true),
+            };
             (first, second)
         });
         let (first, second) = (first?, second?);

@@ -71,9 +71,9 @@ pub struct Logged {
 
 /// Appends to one kind of per-user ring (seen or history) staged by one write.
 ///
-/// Layout in sled: `user \0 seq` (big-endian, per-user arrival order) → entry, and the
-/// bare `user` → next `seq`. Appending `seq` drops `seq − cap`, so each user keeps exactly
-/// the newest `cap` entries and a reverse prefix scan reads them newest first.
+/// Each user's entries are numbered in arrival order; appending `seq` drops `seq − cap`,
+/// so each user keeps the newest `cap` entries (stored as fragments, see
+/// [`RingPending::write`]).
 #[derive(Default)]
 struct Ring {
     /// Per user: the head in sled when first loaded, and the next sequence number.

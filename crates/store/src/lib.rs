@@ -52,8 +52,9 @@
 //! | each derived tree | `\xff\xffapplied` | watermark: last event seq `u64` BE the tree holds |
 //!
 //! "as-of" is the sequence number of the last event the record reflects, `u64` LE,
-//! ending every record the persister writes since schema version 6 (records without one
-//! still read, as of 0).
+//! ending every record the persister writes since schema version 6 but the
+//! `event_keys` segments, whose entries carry their own sequence numbers (records
+//! without one still read, as of 0).
 //!
 //! The derived trees are `event_keys`, `counters`, `creator_counts`, `wellbeing`,
 //! `interest`, `affinity`, `seen`, `history`, `follows`, `followers` and `mutes`; their
@@ -66,8 +67,8 @@
 //! per-user rings: each write of a user's appends stores them as one fragment (one new
 //! sled key, not one per entry; for a user in the resident mirror, the appends are added
 //! to the newest fragment while it holds fewer than 32 entries, rewriting that key) and
-//! deletes the fragments (and older one-entry keys)
-//! wholly out of the ring in the same batch, so each user keeps the newest `cap` entries
+//! then deletes the fragments (and older one-entry keys)
+//! wholly out of the ring, so each user keeps the newest `cap` entries
 //! (arrival order; readers skip the older part of a fragment partly out) and a reverse
 //! prefix scan reads them newest first. Deleted videos keep their record (flagged) and embedding,
 //! and leave the time indexes, the counters and the top lists.

@@ -1513,7 +1513,11 @@ fn derived(store: &Store) -> Derived {
 
 /// The same writes on a store that never crashes.
 fn reference(batches: &[Vec<Event>]) -> Derived {
-    let store = Store::temporary(opts()).unwrap();
+    reference_with(opts(), batches)
+}
+
+fn reference_with(o: StoreOptions, batches: &[Vec<Event>]) -> Derived {
+    let store = Store::temporary(o).unwrap();
     seeded(&store);
     for b in batches {
         store.ingest_events(b).unwrap();
@@ -1558,33 +1562,52 @@ fn derived_state_behind_the_log_is_replayed_exactly_once() {
 #[test]
 fn a_persist_torn_between_keys_replays_every_event_exactly_once() {
     // The persister writes each tree key by key: a crash may leave some records of a
-    // tree with the newer layer and the rest without, under the older watermark.
+    // tree with the newer layer and the rest without, under the older watermark. Rings
+    // of 3 entries make every persist also remove fragments that fell out of a ring
+    // (after its inserts: a cut may fall between them).
     let batches: Vec<Vec<Event>> = (0..4)
         .map(|i| mixed_batch(&format!("t{i}"), i * 100))
         .collect();
-    let want = reference(&batches);
-    for keep in [0, 1, 2, 3, 5] {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
-        {
-            let store = Store::open(&path, lazy_opts()).unwrap();
-            seeded(&store);
-            for b in &batches[..2] {
-                store.ingest_events(b).unwrap();
+    let small = || StoreOptions {
+        seen_per_user: 3,
+        history_per_user: 3,
+        ..lazy_opts()
+    };
+    for (name, o) in [("default rings", lazy_opts()), ("rings of 3", small())] {
+        let want = reference_with(
+            StoreOptions {
+                seen_per_user: o.seen_per_user,
+                history_per_user: o.history_per_user,
+                ..opts()
+            },
+            &batches,
+        );
+        for keep in [0, 1, 2, 3, 4, 5, 8] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("db");
+            {
+                let store = Store::open(&path, o).unwrap();
+                seeded(&store);
+                for b in &batches[..2] {
+                    store.ingest_events(b).unwrap();
+                }
+                store.flush().unwrap();
+                for b in &batches[2..] {
+                    store.ingest_events(b).unwrap();
+                }
+                let torn = store.persist_torn_for_tests(keep).unwrap();
+                assert!(
+                    torn || keep > 1,
+                    "{name}, keep {keep}: the persist left keys out"
+                );
+                store.crash_for_tests().unwrap();
             }
-            store.flush().unwrap();
-            for b in &batches[2..] {
-                store.ingest_events(b).unwrap();
-            }
-            let torn = store.persist_torn_for_tests(keep).unwrap();
-            assert!(torn || keep > 1, "keep {keep}: the persist left keys out");
-            store.crash_for_tests().unwrap();
+            let store = Store::open(&path, o).unwrap();
+            assert_eq!(derived(&store), want, "{name}, keep {keep}: after replay");
+            drop(store);
+            let store = Store::open(&path, o).unwrap();
+            assert_eq!(derived(&store), want, "{name}, keep {keep}: after a reopen");
         }
-        let store = Store::open(&path, lazy_opts()).unwrap();
-        assert_eq!(derived(&store), want, "keep {keep}: after replay");
-        drop(store);
-        let store = Store::open(&path, lazy_opts()).unwrap();
-        assert_eq!(derived(&store), want, "keep {keep}: after a clean reopen");
     }
 }
 
