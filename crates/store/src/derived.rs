@@ -415,11 +415,12 @@ impl KeyWrites {
         self.0.push((k.into(), None));
     }
 
-    /// Writes up to `limit` keys into `tree`, each on its own: the inserts in key order,
-    /// then the removals (a ring's new newest fragment is in sled before the fragments
-    /// that fell out of the ring go, so a crash between them never leaves a ring without
-    /// its newest entries; readers skip what is left below the ring). No key is both
-    /// inserted and removed by one persist.
+    /// Writes up to `limit` keys into `tree`, each on its own, in key order, except that
+    /// the keys of one owner (the part before `\0`) are inserted before any is removed:
+    /// a ring's new newest fragment is in sled before the fragments that fell out of the
+    /// ring go, so a crash between them never leaves a ring without its newest entries
+    /// (readers skip what is left below the ring). No key is both inserted and removed
+    /// by one persist.
     ///
     /// sled 0.34 applies a batch under its process-wide write lock, which also stops
     /// every reader: a persist's batch of 100,000 keys would stall the log append, the
@@ -427,8 +428,12 @@ impl KeyWrites {
     /// that lock; what makes a torn persist safe instead is each record's as-of number
     /// and the watermark written last ([`Store::write_layer`]).
     fn apply(mut self, tree: &Tree, limit: usize) -> Result<()> {
-        self.0
-            .sort_by(|a, b| (a.1.is_none(), &a.0).cmp(&(b.1.is_none(), &b.0)));
+        let owner =
+            |k: &[u8]| -> usize { k.iter().position(|&c| c == codec::SEP).unwrap_or(k.len()) };
+        self.0.sort_by(|a, b| {
+            let (oa, ob) = (&a.0[..owner(&a.0)], &b.0[..owner(&b.0)]);
+            (oa, a.1.is_none(), &a.0).cmp(&(ob, b.1.is_none(), &b.0))
+        });
         for (k, v) in self.0.into_iter().take(limit) {
             match v {
                 Some(v) => tree.insert(k, v).map(|_| ()),
