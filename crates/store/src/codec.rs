@@ -229,6 +229,14 @@ pub(crate) fn push_asof(out: &mut Vec<u8>, asof: u64) {
     out.extend_from_slice(&asof.to_le_bytes());
 }
 
+/// `record` followed by its as-of number, as the persister stores it.
+pub(crate) fn with_asof(record: &[u8], asof: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(record.len() + ASOF_LEN);
+    out.extend_from_slice(record);
+    push_asof(&mut out, asof);
+    out
+}
+
 /// A fixed-size record of `len` bytes and its as-of number (0 when it has none).
 pub(crate) fn fixed_asof<'a>(b: &'a [u8], len: usize, what: &str) -> Result<(&'a [u8], u64)> {
     if b.len() == len {
@@ -467,14 +475,6 @@ impl CounterRec {
         out
     }
 
-    /// The record followed by its as-of number, as the persister stores it.
-    pub fn encode_asof(&self, asof: u64) -> Vec<u8> {
-        let mut v = Vec::with_capacity(COUNTER_REC_LEN + ASOF_LEN);
-        v.extend_from_slice(&self.encode());
-        push_asof(&mut v, asof);
-        v
-    }
-
     /// The record and its as-of number (0 when it has none).
     pub fn decode_asof(b: &[u8]) -> Result<(Self, u64)> {
         let (b, asof) = fixed_asof(b, COUNTER_REC_LEN, "counter")?;
@@ -547,13 +547,6 @@ impl Decayed {
         out[..8].copy_from_slice(&self.at_ms.to_le_bytes());
         out[8..].copy_from_slice(&self.value.to_le_bytes());
         out
-    }
-
-    /// The value followed by its as-of number, as the persister stores it.
-    pub fn encode_asof(&self, asof: u64) -> Vec<u8> {
-        let mut v = self.encode().to_vec();
-        push_asof(&mut v, asof);
-        v
     }
 
     /// The value and its as-of number (0 when it has none).
@@ -1109,16 +1102,19 @@ mod tests {
         };
         c.counts.views = 2.5;
         assert_eq!(
-            CounterRec::decode_asof(&c.encode_asof(77)).unwrap(),
+            CounterRec::decode_asof(&with_asof(&c.encode(), 77)).unwrap(),
             (c, 77)
         );
-        assert_eq!(CounterRec::decode(&c.encode_asof(77)).unwrap(), c);
+        assert_eq!(CounterRec::decode(&with_asof(&c.encode(), 77)).unwrap(), c);
         assert_eq!(CounterRec::decode_asof(&c.encode()).unwrap(), (c, 0));
         let d = Decayed {
             at_ms: -3,
             value: 0.25,
         };
-        assert_eq!(Decayed::decode_asof(&d.encode_asof(5)).unwrap(), (d, 5));
+        assert_eq!(
+            Decayed::decode_asof(&with_asof(&d.encode(), 5)).unwrap(),
+            (d, 5)
+        );
         assert_eq!(Decayed::decode_asof(&d.encode()).unwrap(), (d, 0));
         let v = vec![0.5f32, -1.0, 2.0];
         let b = encode_interest(9, &v, 11);
@@ -1126,8 +1122,7 @@ mod tests {
         let old = &b[..b.len() - ASOF_LEN];
         assert_eq!(decode_interest(old, 3).unwrap(), ((9, v.clone()), 0));
         let f = encode_fragment([b"ab".as_slice(), b"".as_slice(), b"xyz"].into_iter());
-        let mut with = f.clone();
-        push_asof(&mut with, 123);
+        let with = with_asof(&f, 123);
         assert_eq!(split_fragment(&with).unwrap(), (f.as_slice(), 123));
         assert_eq!(split_fragment(&f).unwrap(), (f.as_slice(), 0));
         assert_eq!(

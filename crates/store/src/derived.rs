@@ -371,10 +371,10 @@ impl RingPending {
         let keep_from = self.head.saturating_sub(cap);
         let newest = self.newest(tail, cap);
         if let Some(t) = &newest {
-            let mut v = Vec::with_capacity(t.value.len() + codec::ASOF_LEN);
-            v.extend_from_slice(&t.value);
-            codec::push_asof(&mut v, asof);
-            b.insert(codec::fragment_key(user.as_str(), t.first), v);
+            b.insert(
+                codec::fragment_key(user.as_str(), t.first),
+                codec::with_asof(&t.value, asof),
+            );
         }
         if self.base.saturating_sub(cap) < self.base.min(keep_from) {
             // Entries in sled fell out of the ring: drop the one-entry keys (older
@@ -510,12 +510,18 @@ impl Layer {
             }
             Derived::Counters => {
                 for (id, rec) in &self.counters {
-                    b.insert(id.as_str().as_bytes(), rec.encode_asof(asof));
+                    b.insert(
+                        id.as_str().as_bytes(),
+                        codec::with_asof(&rec.encode(), asof),
+                    );
                 }
             }
             Derived::CreatorCounts => {
                 for (id, rec) in &self.creators {
-                    b.insert(id.as_str().as_bytes(), rec.encode_asof(asof));
+                    b.insert(
+                        id.as_str().as_bytes(),
+                        codec::with_asof(&rec.encode(), asof),
+                    );
                 }
             }
             Derived::Wellbeing => {
@@ -534,7 +540,10 @@ impl Layer {
             Derived::Affinity => {
                 for (u, m) in &self.affinity {
                     for (c, d) in m {
-                        b.insert(pair(u.as_str(), c.as_str()), d.encode_asof(asof));
+                        b.insert(
+                            pair(u.as_str(), c.as_str()),
+                            codec::with_asof(&d.encode(), asof),
+                        );
                     }
                 }
             }
