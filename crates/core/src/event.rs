@@ -10,8 +10,11 @@ use crate::user::CheckinAnswer;
 /// Longest accepted watch time of one view (a day, in ms).
 pub const MAX_WATCH_MS: u64 = 24 * 3_600 * 1_000;
 
-/// One thing a user did.
+/// One thing a user did. In JSON every field sits at one level beside `kind`, and a
+/// field the kind does not have is refused (a typo such as `"complete"` for `completed`
+/// would otherwise be dropped without a word).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "WireEvent")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
     /// Idempotency key.
@@ -170,6 +173,146 @@ impl EventKind {
     }
 }
 
+/// An event as JSON carries it: every field any kind has, each optional, and nothing else.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireEvent {
+    key: EventKey,
+    user: UserId,
+    at: Timestamp,
+    kind: KindTag,
+    video: Option<VideoId>,
+    watch_ms: Option<u64>,
+    completed: Option<bool>,
+    new_video: Option<VideoId>,
+    answer: Option<CheckinAnswer>,
+}
+
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum KindTag {
+    Impression,
+    View,
+    Like,
+    Comment,
+    Share,
+    Follow,
+    Remix,
+    CameoUse,
+    Create,
+    Skip,
+    NotInterested,
+    HideCreator,
+    Report,
+    CheckinAnswer,
+}
+
+impl TryFrom<WireEvent> for Event {
+    type Error = String;
+
+    fn try_from(w: WireEvent) -> std::result::Result<Self, String> {
+        use KindTag as K;
+        let name = format!("{:?}", w.kind);
+        let allowed: &[&str] = match w.kind {
+            K::View => &["video", "watch_ms", "completed"],
+            K::Remix => &["video", "new_video"],
+            K::CheckinAnswer => &["answer"],
+            _ => &["video"],
+        };
+        let present = [
+            ("video", w.video.is_some()),
+            ("watch_ms", w.watch_ms.is_some()),
+            ("completed", w.completed.is_some()),
+            ("new_video", w.new_video.is_some()),
+            ("answer", w.answer.is_some()),
+        ];
+        if let Some((field, _)) = present
+            .iter()
+            .find(|(f, here)| *here && !allowed.contains(f))
+        {
+            return Err(format!(
+                "`{field}` is not a field of a {} event (it takes {})",
+                snake(&name),
+                allowed.join(", ")
+            ));
+        }
+        let required = |v: Option<VideoId>| {
+            v.ok_or_else(|| format!("missing field `video` (a {} event needs it)", snake(&name)))
+        };
+        let kind = match w.kind {
+            K::Impression => EventKind::Impression {
+                video: required(w.video)?,
+            },
+            K::View => EventKind::View {
+                video: required(w.video)?,
+                watch_ms: w
+                    .watch_ms
+                    .ok_or("missing field `watch_ms` (a view event needs it)")?,
+                completed: w.completed.unwrap_or(false),
+            },
+            K::Like => EventKind::Like {
+                video: required(w.video)?,
+            },
+            K::Comment => EventKind::Comment {
+                video: required(w.video)?,
+            },
+            K::Share => EventKind::Share {
+                video: required(w.video)?,
+            },
+            K::Follow => EventKind::Follow {
+                video: required(w.video)?,
+            },
+            K::Remix => EventKind::Remix {
+                video: required(w.video)?,
+                new_video: w.new_video,
+            },
+            K::CameoUse => EventKind::CameoUse {
+                video: required(w.video)?,
+            },
+            K::Create => EventKind::Create { video: w.video },
+            K::Skip => EventKind::Skip {
+                video: required(w.video)?,
+            },
+            K::NotInterested => EventKind::NotInterested {
+                video: required(w.video)?,
+            },
+            K::HideCreator => EventKind::HideCreator {
+                video: required(w.video)?,
+            },
+            K::Report => EventKind::Report {
+                video: required(w.video)?,
+            },
+            K::CheckinAnswer => EventKind::CheckinAnswer {
+                answer: w
+                    .answer
+                    .ok_or("missing field `answer` (a checkin_answer event needs it)")?,
+            },
+        };
+        Ok(Event {
+            key: w.key,
+            user: w.user,
+            at: w.at,
+            kind,
+        })
+    }
+}
+
+/// `CameoUse` → `cameo_use`.
+fn snake(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 impl Event {
     /// Checks what the type system does not: watch time bounds, and that a remix does not
     /// name itself as its new video.
@@ -291,5 +434,43 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(e.validate().unwrap_err().field(), Some("new_video"));
+    }
+
+    #[test]
+    fn unknown_and_foreign_fields_are_refused_not_dropped() {
+        let base = r#"{"key":"k","user":"u","at":"2026-01-01T00:00:00Z""#;
+        let parse = |rest: &str| serde_json::from_str::<Event>(&format!("{base},{rest}}}"));
+        // A typo of `completed`, and a field no event has.
+        let typo = parse(r#""kind":"view","video":"v","watch_ms":5000,"complete":true"#);
+        assert!(typo.unwrap_err().to_string().contains("complete"));
+        assert!(parse(r#""kind":"like","video":"v","colour":"red""#).is_err());
+        // Fields of another kind.
+        let foreign = parse(r#""kind":"like","video":"v","watch_ms":5"#).unwrap_err();
+        assert!(
+            foreign.to_string().contains("not a field of a like event"),
+            "{foreign}"
+        );
+        assert!(parse(r#""kind":"checkin_answer","answer":"great","video":"v""#).is_err());
+        assert!(
+            parse(r#""kind":"cameo_use""#)
+                .unwrap_err()
+                .to_string()
+                .contains("cameo_use")
+        );
+        assert!(parse(r#""kind":"view","video":"v""#).is_err());
+        assert!(parse(r#""kind":"checkin_answer""#).is_err());
+        // What each kind has still reads, optional fields defaulted.
+        let e = parse(r#""kind":"view","video":"v","watch_ms":5000"#).unwrap();
+        assert!(matches!(
+            e.kind,
+            EventKind::View {
+                completed: false,
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse(r#""kind":"create""#).unwrap().kind,
+            EventKind::Create { video: None }
+        ));
     }
 }

@@ -109,6 +109,10 @@ pub struct Viewer {
     /// Recent interaction strength with each creator, in `[0, 1]` (likes, comments,
     /// remixes of their videos, decayed): the "recent interaction" part of the tie term.
     pub creator_affinity: IdMap<UserId, f32>,
+    /// The viewer's block or mute list could not be read in full (a damaged record): the
+    /// feed fails closed, serving only people the viewer follows, since anyone else might
+    /// be the one the unreadable record blocks.
+    pub relations_unreadable: bool,
 }
 
 /// A steering concept as a direction in the catalog's embedding space.

@@ -104,7 +104,12 @@ impl ConsentScope {
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ParentalControls {
-    /// When false: following and popular sources only, no interest vector; safety kept.
+    /// When false, the feed any viewer of the same age band with the same follows would
+    /// get: nothing learned from the viewer's history (no interest vector, no creator
+    /// affinity, no co-engagement) and no steering (preferences are kept, not applied).
+    /// Candidates come only from the sources that know nothing of the viewer but their
+    /// follows: `following`, `social_cameo`, `remix_trends`, `popular` and `fresh`.
+    /// Safety, consent, blocks, wellbeing limits and the seen list still apply.
     #[serde(default = "yes")]
     pub personalization: bool,
     /// Most items per session.

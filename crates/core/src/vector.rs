@@ -55,6 +55,10 @@ impl Embedding {
         if let Some(index) = values.iter().position(|v| !v.is_finite()) {
             return Err(Error::NonFinite { field, index });
         }
+        // All in f64: the squares of f32 values (sub-normals included) neither overflow
+        // nor underflow there, and each quotient is at most 1, so every component is
+        // finite once cast back. (The reciprocal of a tiny norm is not: 1 / 1e-39 is
+        // past f32's range.)
         let norm = values
             .iter()
             .map(|&v| f64::from(v) * f64::from(v))
@@ -63,8 +67,12 @@ impl Embedding {
         if norm == 0.0 || !norm.is_finite() {
             return Err(Error::ZeroVector { field });
         }
-        let inv = (1.0 / norm) as f32;
-        Ok(Self(values.iter().map(|&v| v * inv).collect()))
+        let unit: Arc<[f32]> = values
+            .iter()
+            .map(|&v| (f64::from(v) / norm) as f32)
+            .collect();
+        debug_assert!(unit.iter().all(|v| v.is_finite()));
+        Ok(Self(unit))
     }
 
     /// The number of dimensions.
@@ -250,6 +258,96 @@ mod tests {
             prop_assert!((f64::from(dot(&a, &b)) - plain).abs() < 1e-4);
             prop_assert!((f64::from(dot_portable(&a, &b)) - plain).abs() < 1e-4);
         }
+    }
+
+    /// Finite f32 values across the whole range: zeros, sub-normals, tiny and huge
+    /// normals, both signs.
+    fn extreme() -> impl Strategy<Value = f32> {
+        prop_oneof![
+            Just(0.0f32),
+            Just(-0.0f32),
+            (1u32..0x0080_0000).prop_map(f32::from_bits), // positive sub-normals
+            (1u32..0x0080_0000).prop_map(|b| -f32::from_bits(b)),
+            Just(f32::MIN_POSITIVE),
+            Just(f32::MAX),
+            Just(f32::MIN),
+            -1e38f32..1e38,
+            -1.0f32..1.0,
+            (-45i32..39).prop_map(|e| 10f32.powi(e)),
+        ]
+    }
+
+    /// The oracle: the unit vector computed all in f64 from the same input.
+    fn unit_f64(values: &[f32]) -> Option<Vec<f64>> {
+        let norm = values
+            .iter()
+            .map(|&v| f64::from(v).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        (norm > 0.0).then(|| values.iter().map(|&v| f64::from(v) / norm).collect())
+    }
+
+    fn check_unit(values: &[f32]) -> std::result::Result<(), TestCaseError> {
+        match (Embedding::normalized("e", values), unit_f64(values)) {
+            (Ok(e), Some(want)) => {
+                prop_assert!(e.as_slice().iter().all(|v| v.is_finite()));
+                let len: f64 = e.as_slice().iter().map(|&v| f64::from(v).powi(2)).sum();
+                prop_assert!((len - 1.0).abs() < 1e-5, "squared length {len}");
+                for (got, want) in e.as_slice().iter().zip(&want) {
+                    prop_assert!((f64::from(*got) - want).abs() < 1e-6, "{got} vs {want}");
+                }
+                // What JSON carries reads back as the same unit vector.
+                let json = serde_json::to_string(&e).unwrap();
+                let back: Embedding = serde_json::from_str(&json).unwrap();
+                for (a, b) in back.as_slice().iter().zip(e.as_slice()) {
+                    prop_assert!((a - b).abs() < 1e-6);
+                }
+            }
+            (Err(Error::ZeroVector { .. }), None) => {}
+            (got, want) => prop_assert!(false, "{got:?} for an f64 unit vector {want:?}"),
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn any_finite_non_zero_vector_normalises_to_a_finite_unit_vector(
+            values in proptest::collection::vec(extreme(), 1..64),
+        ) {
+            check_unit(&values)?;
+        }
+
+        #[test]
+        fn a_single_non_zero_value_of_any_size_becomes_a_signed_one(
+            value in extreme(),
+            at in 0usize..384,
+        ) {
+            let mut values = vec![0.0f32; 384];
+            values[at] = value;
+            check_unit(&values)?;
+            if value != 0.0 {
+                let e = Embedding::new("e", &values, 384).unwrap();
+                prop_assert_eq!(e.as_slice()[at], value.signum());
+            }
+        }
+    }
+
+    #[test]
+    fn a_sub_normal_embedding_is_a_finite_unit_vector() {
+        let mut v = vec![0.0f32; 384];
+        v[0] = 1e-39;
+        let e = Embedding::new("e", &v, 384).unwrap();
+        assert_eq!(e.as_slice()[0], 1.0);
+        assert!(e.as_slice()[1..].iter().all(|&x| x == 0.0));
+        let tiny: Vec<f32> = (0..384).map(|i| f32::from_bits(1 + i)).collect();
+        assert!(
+            (Embedding::new("e", &tiny, 384)
+                .unwrap()
+                .dot(&Embedding::new("e", &tiny, 384).unwrap())
+                - 1.0)
+                .abs()
+                < 1e-5
+        );
     }
 
     #[test]

@@ -123,6 +123,22 @@ pub struct ServerConfig {
     /// Requests a key may make at once after being idle (the bucket's size). At least 1
     /// when rate limiting is on.
     pub rate_limit_burst: u32,
+    /// Lets clients pin the clock a request runs at (`now` on feed and preference
+    /// requests) and date events anywhere in time: for simulations and tests only. Off,
+    /// the server's clock is used and a `now` is refused.
+    pub allow_client_clock: bool,
+    /// How far behind the server's clock an event may be dated, in seconds (events
+    /// queued on a device that was offline arrive late).
+    pub event_max_age_s: u64,
+    /// How far ahead of the server's clock an event may be dated, in seconds (clock
+    /// skew of the devices).
+    pub event_max_ahead_s: u64,
+    /// Time a request head may take to arrive in full, in milliseconds.
+    pub header_read_timeout_ms: u64,
+    /// Time a connection may go without a byte read or written, in seconds.
+    pub idle_timeout_s: u64,
+    /// Connections served at once; more wait to be accepted.
+    pub max_connections: usize,
 }
 
 /// Logging settings.
@@ -131,6 +147,18 @@ pub struct ServerConfig {
 pub struct LogConfig {
     /// Tracing filter directives.
     pub filter: String,
+    /// `text` (colours only on a terminal) or `json` (one object per line, for log shippers).
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 impl Default for Config {
@@ -247,10 +275,11 @@ impl Config {
                 ),
             ));
         }
-        if s.api_keys.iter().any(|k| k.len() < 16) {
+        if s.api_keys.iter().any(|k| !valid_api_key(k)) {
             return Err(steerfeed_core::Error::invalid(
                 "server.api_keys",
-                "each API key must be at least 16 characters",
+                "each API key must be at least 16 characters, all visible ASCII \
+                 (letters, digits, punctuation: no spaces, no other characters)",
             ));
         }
         if !(1024..=(256 << 20)).contains(&s.max_body_bytes) {
@@ -279,6 +308,37 @@ impl Config {
                 max: 1_000_000.0,
             });
         }
+        for (field, got, min, max) in [
+            (
+                "server.event_max_age_s",
+                s.event_max_age_s,
+                0,
+                10 * 365 * 86_400,
+            ),
+            ("server.event_max_ahead_s", s.event_max_ahead_s, 0, 86_400),
+            (
+                "server.header_read_timeout_ms",
+                s.header_read_timeout_ms,
+                100,
+                600_000,
+            ),
+            ("server.idle_timeout_s", s.idle_timeout_s, 1, 86_400),
+            (
+                "server.max_connections",
+                s.max_connections as u64,
+                1,
+                1_000_000,
+            ),
+        ] {
+            if !(min..=max).contains(&got) {
+                return Err(steerfeed_core::Error::OutOfRange {
+                    field,
+                    got: got as f64,
+                    min: min as f64,
+                    max: max as f64,
+                });
+            }
+        }
         let min_burst = if s.rate_limit_per_second > 0.0 { 1 } else { 0 };
         if !(min_burst..=1_000_000).contains(&s.rate_limit_burst) {
             return Err(steerfeed_core::Error::OutOfRange {
@@ -302,6 +362,13 @@ impl Config {
             .collect();
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}"))
     }
+}
+
+/// An API key the sidecar can compare: 16 or more visible ASCII characters. A header
+/// carries ASCII, and the token is trimmed before it is compared, so a key with spaces
+/// or other characters could never match, or would match a shorter secret than it seems.
+fn valid_api_key(k: &str) -> bool {
+    k.len() >= 16 && k.bytes().all(|b| b.is_ascii_graphic())
 }
 
 fn parse_table(origin: &str, text: &str) -> Result<toml::Table, ConfigError> {

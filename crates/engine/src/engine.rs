@@ -362,6 +362,17 @@ impl Engine {
     /// it covers is served once this returns (durable).
     pub fn revoke_consent(&self, person: &UserId, revocation: &Revocation) -> Result<()> {
         self.known(person)?;
+        // What is revoked must exist: a typo would otherwise be acknowledged and protect
+        // nothing. (A deleted video may still be revoked.)
+        match revocation {
+            Revocation::Video(v) if self.store.video(v)?.is_none() => {
+                return Err(Error::not_found(Entity::Video, v));
+            }
+            Revocation::Creator(c) => {
+                self.known(c)?;
+            }
+            Revocation::Video(_) => {}
+        }
         self.store.revoke_consent(person, revocation)
     }
 
@@ -385,6 +396,13 @@ impl Engine {
         now: Timestamp,
     ) -> Result<Constraints> {
         let u = self.known(user)?;
+        if text.trim().is_empty() {
+            return Err(Error::invalid(
+                "text",
+                "empty: to drop a user's preferences, DELETE /v1/users/{id}/preferences \
+                 (Engine::clear_preferences)",
+            ));
+        }
         let constraints = self.parser.parse(text, u.age_band, now)?;
         self.forgetting(user, self.store.set_preferences(user, text, &constraints))?;
         Ok(constraints)
@@ -413,19 +431,25 @@ impl Engine {
             e.validate()?;
         }
         let (report, logged) = self.store.ingest_events_logged(events)?;
-        self.forget_pools_of_relation_events(events);
+        self.forget_pools_of_steering_events(events);
         self.feed_co_engagement(events, &logged)?;
         Ok(report)
     }
 
-    /// Follows and hidden creators change the following source's and the objective's
-    /// inputs: those users' page pools go.
-    fn forget_pools_of_relation_events(&self, events: &[Event]) {
+    /// Events that change what the user's very next page must be end their page pool:
+    /// a check-in answer (a "not great" turns on lighter mode, which the scores carry),
+    /// a follow (sources and ties), and the negative signals (hide creator, not
+    /// interested, report), whose page should show at once that they were heard.
+    fn forget_pools_of_steering_events(&self, events: &[Event]) {
+        use steerfeed_core::EventKind as K;
         for e in events {
             if matches!(
                 e.kind,
-                steerfeed_core::EventKind::Follow { .. }
-                    | steerfeed_core::EventKind::HideCreator { .. }
+                K::CheckinAnswer { .. }
+                    | K::Follow { .. }
+                    | K::HideCreator { .. }
+                    | K::NotInterested { .. }
+                    | K::Report { .. }
             ) {
                 self.pools.forget(&e.user);
             }
@@ -518,7 +542,7 @@ impl Engine {
             c.position = c.position.min(items.len());
         }
         let next_cursor = (!out.stopped)
-            .then(|| Cursor::new(format!("p{}", page_no + 1)))
+            .then(|| Cursor::new(format!("p{}", page_no.saturating_add(1))))
             .transpose()?;
         let response = FeedResponse {
             items: items
@@ -602,12 +626,19 @@ impl Engine {
     fn context(&self, request: &FeedRequest, user: User, now: Timestamp) -> Result<FeedContext> {
         let id = user.id.clone();
         let mut ctx = FeedContext::new(request.clone(), user, now);
-        ctx.constraints = self.store.active_constraints(&id, now)?;
         ctx.parental = self.store.parental_controls(&id)?;
         ctx.wellbeing = self.store.wellbeing(&id, now)?;
         ctx.viewer = self.store.load_viewer(&id, now)?;
+        // Personalization off (a parent's choice): the feed any viewer of this age band
+        // with these follows would get. Nothing learned from the viewer's history (no
+        // interest vector, no creator affinity, no co-engagement source) and no steering
+        // (their preferences are kept, not applied). Safety, consent, blocks, wellbeing
+        // and the seen list (no repeats) still hold.
         if ctx.parental.personalization {
+            ctx.constraints = self.store.active_constraints(&id, now)?;
             ctx.interest = self.store.interest(&id)?;
+        } else {
+            ctx.viewer.creator_affinity.clear();
         }
         if !ctx.constraints.is_empty() {
             let r =
@@ -714,12 +745,17 @@ fn open_index(config: &Config, store: &Store, dim: usize) -> Result<(VideoIndex,
         tracing::info!("vector index older than the catalog; rebuilding");
     }
     let mut items = Vec::new();
-    store.for_each_embedding(|id, e, deleted| {
-        if !deleted {
-            items.push((id, e));
-        }
+    store.for_each_embedding(|id, e| {
+        items.push((id, e));
         Ok(())
     })?;
+    let damage = store.damage();
+    if !damage.is_empty() {
+        tracing::error!(
+            records = damage.total,
+            "store: unreadable records were found; each is withheld or restricts what is served (Store::damage lists them)"
+        );
+    }
     let started = std::time::Instant::now();
     let n = items.len();
     let index = if items.is_empty() {
@@ -736,11 +772,16 @@ fn open_index(config: &Config, store: &Store, dim: usize) -> Result<(VideoIndex,
     Ok((index, None))
 }
 
-/// Reads a cursor this engine issued (`p<page>`).
+/// Most pages one session can scroll to: far past any scroll cap, far below overflow.
+const MAX_PAGE: u64 = 1_000_000;
+
+/// Reads a cursor this engine issued (`p<page>`, page at most [`MAX_PAGE`]).
 fn parse_cursor(c: &Cursor) -> Result<u64> {
     c.as_str()
         .strip_prefix('p')
+        .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|n| n.parse::<u64>().ok())
+        .filter(|&n| n <= MAX_PAGE)
         .ok_or_else(|| Error::invalid("cursor", "not a cursor this engine issued"))
 }
 
@@ -759,5 +800,13 @@ mod tests {
         assert_eq!(parse_cursor(&Cursor::new("p3").unwrap()).unwrap(), 3);
         assert!(parse_cursor(&Cursor::new("q3").unwrap()).is_err());
         assert!(parse_cursor(&Cursor::new("p-1").unwrap()).is_err());
+        assert!(parse_cursor(&Cursor::new("p+1").unwrap()).is_err());
+        for big in ["p18446744073709551615", "p18446744073709551616", "p1000001"] {
+            assert!(parse_cursor(&Cursor::new(big).unwrap()).is_err(), "{big}");
+        }
+        assert_eq!(
+            parse_cursor(&Cursor::new("p1000000").unwrap()).unwrap(),
+            MAX_PAGE
+        );
     }
 }

@@ -160,6 +160,108 @@ fn steering_in_words_changes_the_page() {
     assert!(engine.preferences(a).unwrap().is_none());
 }
 
+/// An engine loaded from `w` with a new viewer who follows six creators and whose
+/// parental controls turn personalization off. With `personal`, the viewer liked eight
+/// cooking videos and asked for more cooking; without, someone else made the same likes,
+/// so the catalogue's counts are the same in both engines and only the viewer differs.
+fn twin_engine(dir: &Path, w: &World, personal: bool) -> (Engine, UserId) {
+    let engine = loaded(dir, w);
+    let now = w.config.now;
+    let (viewer, other) = (u("twin_viewer"), u("twin_other"));
+    for id in [&viewer, &other] {
+        engine.upsert_user(&User::new(id.clone())).unwrap();
+    }
+    for creator in w.users.iter().take(6) {
+        engine.follow(&viewer, &creator.user.id).unwrap();
+    }
+    let cooking = TopicId::new("cooking").unwrap();
+    let liked: Vec<&Video> = w
+        .videos
+        .iter()
+        .filter(|v| v.topics.contains(&cooking))
+        .take(8)
+        .collect();
+    assert_eq!(liked.len(), 8);
+    let liker = if personal { &viewer } else { &other };
+    let events: Vec<Event> = liked
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Event {
+            key: EventKey::new(format!("twin{i}")).unwrap(),
+            user: liker.clone(),
+            at: now,
+            kind: EventKind::Like {
+                video: v.id.clone(),
+            },
+        })
+        .collect();
+    engine.ingest_events(&events).unwrap();
+    if personal {
+        engine
+            .set_preferences(&viewer, "way more cooking videos please", now)
+            .unwrap();
+    }
+    let off = steerfeed::ParentalControls {
+        personalization: false,
+        ..Default::default()
+    };
+    engine.set_parental_controls(&viewer, &off).unwrap();
+    (engine, viewer)
+}
+
+#[test]
+fn personalization_off_serves_what_any_viewer_with_those_follows_would_get() {
+    let w = small_world(5);
+    let now = w.config.now;
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (personal, viewer) = twin_engine(d1.path(), &w, true);
+    let (plain, _) = twin_engine(d2.path(), &w, false);
+    let req = FeedRequest::new(viewer.clone(), 20).unwrap().at(now);
+    let got = personal.feed(&req).unwrap();
+    let want = plain.feed(&req).unwrap();
+    assert!(!got.items.is_empty());
+    let allowed = [
+        "following",
+        "social_cameo",
+        "remix_trends",
+        "popular",
+        "fresh",
+    ];
+    for item in &got.items {
+        assert!(
+            allowed.contains(&item.source.as_str()),
+            "source {}",
+            item.source
+        );
+        assert_eq!(item.breakdown.steering, 0.0, "{}", item.video);
+        assert!(
+            !item.explanation.text.to_lowercase().contains("asked"),
+            "{}",
+            item.explanation.text
+        );
+    }
+    assert!(
+        got.applied.is_empty(),
+        "no steering is applied: {:?}",
+        got.applied
+    );
+    let ids = |r: &steerfeed::FeedResponse| -> Vec<VideoId> {
+        r.items.iter().map(|i| i.video.clone()).collect()
+    };
+    assert_eq!(
+        ids(&got),
+        ids(&want),
+        "history and preferences change nothing"
+    );
+    // The preferences are kept, for when personalization is on again.
+    assert!(personal.preferences(&viewer).unwrap().is_some());
+    personal
+        .set_parental_controls(&viewer, &steerfeed::ParentalControls::default())
+        .unwrap();
+    let on = personal.feed(&req).unwrap();
+    assert!(!on.applied.is_empty());
+}
+
 /// A creator `c` with `followers` who follow nobody else, and one fresh video of theirs
 /// featuring `p` (who consents to everyone): the video tops each follower's page.
 fn a_fresh_followed_video(engine: &Engine, tag: &str, followers: usize, now: Timestamp) -> VideoId {

@@ -4,6 +4,8 @@
 //! 1. Later pages come from the pool, are new, and stay explained and within the rules.
 //! 2. A deletion, a revocation or a block is in force for a pooled page at once.
 //! 3. A preference change, another session or an expired pool ranks from scratch.
+//! 4. An event that changes what the next page must be (a check-in answer, a negative
+//!    signal) ends the pool: a "not great" answer lightens the very next page.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -13,8 +15,8 @@ use std::path::Path;
 use steerfeed::demo::load_world;
 use steerfeed::world::{World, WorldConfig};
 use steerfeed::{
-    AgeBand, Config, Engine, FeedRequest, FeedResponse, Revocation, SafetyLabel, SessionId,
-    Timestamp, Trace, UserId, VideoId,
+    AgeBand, CheckinAnswer, Config, Engine, Event, EventKey, EventKind, FeedRequest, FeedResponse,
+    Revocation, SafetyLabel, SessionId, Timestamp, Trace, UserId, VideoId,
 };
 
 fn engine(dir: &Path, seed: u64) -> (Engine, World) {
@@ -208,4 +210,70 @@ fn a_preference_change_another_session_or_an_old_pool_ranks_from_scratch() {
         engine.page_pool(&user).is_none(),
         "a follow forgets the pool"
     );
+}
+
+#[test]
+fn a_checkin_answer_or_a_negative_signal_ends_the_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, w) = engine(dir.path(), 17);
+    let now = w.config.now;
+    let users = awake(&engine, &w, now);
+    let event = |user: &UserId, key: &str, kind: EventKind| Event {
+        key: EventKey::new(key).unwrap(),
+        user: user.clone(),
+        at: now,
+        kind,
+    };
+
+    // A "not great" answer: the next page of the same session is ranked again, in
+    // lighter mode (the scores carry its wellbeing term).
+    let user = &users[0];
+    let (first, _) = feed(&engine, user, 5, "s", now);
+    assert!(engine.page_pool(user).is_some());
+    assert!(first.items.iter().all(|i| i.breakdown.wellbeing == 0.0));
+    let answer = EventKind::CheckinAnswer {
+        answer: CheckinAnswer::NotGreat,
+    };
+    engine
+        .ingest_events(&[event(user, "ans1", answer)])
+        .unwrap();
+    assert!(engine.page_pool(user).is_none(), "the answer ends the pool");
+    let (next, t) = feed(&engine, user, 5, "s", now);
+    assert!(!pooled(&t));
+    assert!(
+        next.items.iter().any(|i| i.breakdown.wellbeing != 0.0),
+        "lighter mode reaches the next page: {:?}",
+        next.items
+            .iter()
+            .map(|i| i.breakdown.wellbeing)
+            .collect::<Vec<_>>()
+    );
+
+    // Each negative signal ends the pool too; a like does not.
+    for (n, make) in [
+        |v: VideoId| EventKind::NotInterested { video: v },
+        |v: VideoId| EventKind::Report { video: v },
+        |v: VideoId| EventKind::HideCreator { video: v },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let user = &users[1 + n];
+        let (page, _) = feed(&engine, user, 5, "s", now);
+        let shown = page.items[0].video.clone();
+        engine
+            .ingest_events(&[event(
+                user,
+                &format!("like{n}"),
+                EventKind::Like {
+                    video: shown.clone(),
+                },
+            )])
+            .unwrap();
+        assert!(engine.page_pool(user).is_some(), "a like keeps the pool");
+        engine
+            .ingest_events(&[event(user, &format!("neg{n}"), make(shown))])
+            .unwrap();
+        assert!(engine.page_pool(user).is_none(), "signal {n} ends the pool");
+    }
 }

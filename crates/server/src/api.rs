@@ -317,6 +317,60 @@ where
     }
 }
 
+/// The clock a request runs at: `None` (the engine reads the server's clock) unless
+/// `server.allow_client_clock` lets a client pin it; a `now` sent otherwise is refused,
+/// so that no key holder can step a viewer past bedtime or a daily rollover, or store
+/// constraints that never expire.
+fn client_clock(state: &AppState, now: Option<Timestamp>) -> Result<Option<Timestamp>, ApiError> {
+    match now {
+        Some(_) if !state.config().server.allow_client_clock => Err(ApiError::invalid(
+            "the server keeps the clock: \"now\" is accepted only with \
+             server.allow_client_clock = true (for simulations and tests)",
+        )
+        .with_field("now")),
+        now => Ok(now),
+    }
+}
+
+/// Refuses a batch with an event dated outside `[server time - server.event_max_age_s,
+/// server time + server.event_max_ahead_s]` (unless `server.allow_client_clock`): one
+/// event dated far ahead would otherwise roll a viewer's wellbeing day past every real
+/// one and freeze their daily counts.
+fn check_event_times(state: &AppState, events: &[Event]) -> Result<(), ApiError> {
+    let s = &state.config().server;
+    if s.allow_client_clock {
+        return Ok(());
+    }
+    let now = Timestamp::now().as_millisecond();
+    let oldest =
+        now.saturating_sub(i64::try_from(s.event_max_age_s).unwrap_or(i64::MAX / 1000) * 1000);
+    let newest =
+        now.saturating_add(i64::try_from(s.event_max_ahead_s).unwrap_or(i64::MAX / 1000) * 1000);
+    for (i, e) in events.iter().enumerate() {
+        let at = e.at.as_millisecond();
+        let why = if at < oldest {
+            format!(
+                "more than {} s before the server's clock (server.event_max_age_s)",
+                s.event_max_age_s
+            )
+        } else if at > newest {
+            format!(
+                "more than {} s after the server's clock (server.event_max_ahead_s)",
+                s.event_max_ahead_s
+            )
+        } else {
+            continue;
+        };
+        return Err(ApiError::invalid(format!(
+            "event {i} (key {:?}): at {} is {why}; nothing of the batch was kept",
+            e.key.as_str(),
+            e.at
+        ))
+        .with_field(format!("events[{i}].at")));
+    }
+    Ok(())
+}
+
 fn check_batch(field: &'static str, got: usize, limit: usize) -> Result<(), ApiError> {
     if got > limit {
         return Err(ApiError::too_large(format!(
@@ -442,6 +496,7 @@ async fn ingest_events(
     ApiJson(body): ApiJson<EventsBody>,
 ) -> Result<axum::Json<Ingested>, ApiError> {
     check_batch("events", body.events.len(), MAX_EVENT_BATCH)?;
+    check_event_times(&state, &body.events)?;
     let report = run(&state, move |e| e.ingest_events(&body.events)).await?;
     Ok(axum::Json(Ingested {
         accepted: report.accepted,
@@ -645,7 +700,8 @@ async fn revoke_consent(
 #[derive(utoipa::ToSchema)]
 struct PreferencesBody {
     text: String,
-    /// Pins the clock the expiry counts from (replays and tests); else the wall clock.
+    /// Pins the clock the expiry counts from; refused unless the server runs with
+    /// `server.allow_client_clock = true` (simulations and tests). Else the server's clock.
     #[serde(default)]
     #[schema(value_type = Option<String>, format = DateTime)]
     now: Option<Timestamp>,
@@ -665,7 +721,7 @@ async fn set_preferences(
     UserPath(user): UserPath,
     ApiJson(body): ApiJson<PreferencesBody>,
 ) -> Result<axum::Json<Constraints>, ApiError> {
-    let now = body.now.unwrap_or_else(Timestamp::now);
+    let now = client_clock(&state, body.now)?.unwrap_or_else(Timestamp::now);
     let constraints = run(&state, move |e| e.set_preferences(&user, &body.text, now)).await?;
     Ok(axum::Json(constraints))
 }
@@ -726,6 +782,9 @@ struct FeedBody {
     #[serde(default)]
     #[schema(value_type = Option<Cursor>)]
     cursor: Option<String>,
+    /// Pins the clock the page is ranked at (bedtime, daily limits, constraint expiry);
+    /// refused unless the server runs with `server.allow_client_clock = true`
+    /// (simulations and tests). Else the server's clock.
     #[serde(default)]
     #[schema(value_type = Option<String>, format = DateTime)]
     now: Option<Timestamp>,
@@ -761,8 +820,9 @@ impl FeedBody {
 )]
 async fn feed(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<FeedBody>,
+    ApiJson(mut body): ApiJson<FeedBody>,
 ) -> Result<axum::Json<FeedResponse>, ApiError> {
+    body.now = client_clock(&state, body.now)?;
     let request = body.into_request()?;
     let (response, trace) = run(&state, move |e| e.feed_traced(&request)).await?;
     state.metrics().trace(&trace, response.items.len());

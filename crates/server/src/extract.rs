@@ -44,6 +44,10 @@ where
 
 /// Parses a JSON body into `T` with the statuses described on [`ApiJson`].
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Syntax first, over the whole text: a typed parse stops at the first value that
+    // does not fit, so truncated text such as `[1, 2,` would read as a 422 about its
+    // first element rather than the 400 it is.
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|e| json_error(&e, None))?;
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();

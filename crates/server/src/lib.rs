@@ -16,6 +16,7 @@ pub mod api;
 pub mod bench_feed;
 pub mod error;
 pub mod extract;
+pub mod listen;
 pub mod metrics;
 pub mod ratelimit;
 

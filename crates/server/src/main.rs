@@ -4,7 +4,6 @@
 
 #![allow(clippy::print_stdout)] // a command line prints
 
-use std::future::IntoFuture;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -12,6 +11,7 @@ use anyhow::Context;
 mod bench_cmd;
 mod prefs_cmd;
 use clap::{Parser, Subcommand};
+use steerfeed::config::LogFormat;
 use steerfeed::demo::load_world;
 use steerfeed::world::{World, WorldConfig};
 use steerfeed::{Config, Engine};
@@ -105,13 +105,19 @@ enum BenchCommand {
 }
 
 fn init_tracing(config: &Config) {
+    use std::io::IsTerminal;
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.log.filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-        .init();
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter);
+    match config.log.format {
+        LogFormat::Json => registry.with(layer.json().with_current_span(true)).init(),
+        // Colour codes only for a person at a terminal, never into a file or a pipe.
+        LogFormat::Text => registry
+            .with(layer.with_ansi(std::io::stderr().is_terminal()))
+            .init(),
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -223,11 +229,13 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
             Ok(())
         })
     };
-    let mut server = tokio::spawn(
-        axum::serve(listener, app(state.clone()))
-            .with_graceful_shutdown(shutdown_signal())
-            .into_future(),
-    );
+    let limits = steerfeed_server::listen::ConnLimits::from_config(&state.config().server);
+    let mut server = tokio::spawn(steerfeed_server::listen::serve(
+        listener,
+        app(state.clone()),
+        limits,
+        shutdown_signal(),
+    ));
     tokio::select! {
         served = &mut server => {
             // A shutdown signal arrived while the engine was loading.

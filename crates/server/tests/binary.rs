@@ -143,7 +143,8 @@ fn the_binary_serves_the_api_over_http_and_shuts_down_cleanly() {
         .0,
         204
     );
-    let now = "2026-11-20T12:00:00Z";
+    // The server keeps the clock: events are dated now.
+    let now = steerfeed::Timestamp::now().to_string();
     let videos = json!({"videos": [
         {"id": "cats1", "creator": "ana", "created_at": now, "duration_s": 12.0,
          "caption": "a tabby kitten chases a laser pointer around the kitchen", "cameos": ["pia"]},

@@ -62,6 +62,9 @@ fn config(dir: &std::path::Path, keyed: bool) -> Config {
     // The timeout middleware is not under test here: two shared cores and a debug build
     // must not turn a slow request into a 503.
     c.server.request_timeout_ms = 600_000;
+    // The seeded world lives on its own clock; the tests of the server's clock turn
+    // this off.
+    c.server.allow_client_clock = true;
     if keyed {
         c.server.api_keys = vec![KEY_CHAR.repeat(16)];
     }

@@ -777,12 +777,11 @@ impl Store {
 
     /// Logs and counts a batch of events, all or nothing.
     ///
-    /// The whole batch is validated first: an invalid event, or one naming a video the
-    /// store does not know, rejects the batch with an error naming the first bad event's
-    /// index, and nothing changes. Events whose idempotency key is already logged (or
-    /// repeats within the batch) are counted once and reported as duplicates — a retried
-    /// batch is not an error. Events from users the store does not know are accepted (the
-    /// user is treated as an adult in UTC until upserted).
+    /// The whole batch is validated first: an invalid event rejects the batch with an
+    /// error naming the first bad event's index, one of a user or naming a video the
+    /// store does not know with [`Error::NotFound`], and nothing changes. Events whose
+    /// idempotency key is already logged (or repeats within the batch) are counted once
+    /// and reported as duplicates — a retried batch is not an error.
     ///
     /// Each accepted event updates: the event log; the video's and its creator's decayed
     /// counters, popularity and remix velocity (videos not deleted); the user's wellbeing
@@ -808,10 +807,15 @@ impl Store {
                 )
             };
             e.validate().map_err(bad)?;
+            // Unknown references are NotFound, whether the user or the video: an event of
+            // a user the store does not know could not apply their age band or time zone.
+            if self.user(&e.user)?.is_none() {
+                return Err(Error::not_found(Entity::User, &e.user));
+            }
             if let Some(v) = e.kind.video()
                 && self.video(v)?.is_none()
             {
-                return Err(bad(Error::not_found(Entity::Video, v)));
+                return Err(Error::not_found(Entity::Video, v));
             }
         }
         let mut report = IngestReport::default();

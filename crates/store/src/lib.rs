@@ -185,17 +185,19 @@
 //! ## Validation
 //!
 //! Writes validate everything first and change nothing on bad input: videos must
-//! validate for the store's dimension and carry an embedding; an event batch with an
-//! invalid event or an unknown video is rejected whole with an error naming the first
-//! bad event's index (`Error::Invalid { field: "events", .. }`); follows, blocks, mutes,
-//! consent, parental controls and preferences need known users. Events from users the
-//! store does not know are accepted (treated as adults in UTC until upserted).
+//! validate for the store's dimension and carry an embedding, and their creator and the
+//! people in their cameos must be known users; an event batch with an invalid event is
+//! rejected whole with an error naming the first bad event's index
+//! (`Error::Invalid { field: "events", .. }`), one naming an unknown user or video with
+//! `Error::NotFound`; follows, blocks, mutes, consent, parental controls and preferences
+//! need known users.
 
 #![warn(missing_docs)]
 
 mod cache;
 mod codec;
 mod commit;
+mod damage;
 mod derived;
 mod ingest;
 mod mirror;
@@ -205,6 +207,7 @@ mod resident;
 mod store;
 mod toplist;
 
+pub use damage::{DamageReport, DamageRule, DamagedRecord};
 pub use ingest::Logged;
 pub use options::{StoreOptions, WeightFn, default_weight};
 pub use store::{IngestReport, Preferences, Revocation, SCHEMA_VERSION, Store};

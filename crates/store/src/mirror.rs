@@ -21,6 +21,7 @@ use steerfeed_core::{Result, TopicId, UserId, Video, VideoId};
 
 use crate::cache::{FastMap, FastSet, Ids};
 use crate::codec::{after_sep, corrupt, from_newest_first, ms};
+use crate::damage::{DamageLog, DamageRule};
 use crate::store::{Revocation, Trees, db_err};
 
 /// Newest first; equal times in id order (sled's key order).
@@ -106,6 +107,15 @@ pub(crate) struct Relations {
     pub approved: FastMap<UserId, FastSet<UserId>>,
     /// `person → {what they revoked}`.
     pub revocations: FastMap<UserId, FastSet<Revocation>>,
+    /// People with an unreadable consent or revocation record: every video featuring
+    /// them reads as revoked (`damage.rs`).
+    pub likeness_withheld: FastSet<UserId>,
+    /// A revocation whose person cannot be read: every cameo reads as revoked.
+    pub all_cameos_withheld: bool,
+    /// Viewers with an unreadable block or mute record.
+    pub restricted_viewers: FastSet<UserId>,
+    /// A block or mute whose viewer cannot be read: every viewer is restricted.
+    pub all_viewers_restricted: bool,
 }
 
 impl Relations {
@@ -195,6 +205,9 @@ impl Relations {
         video: Option<&VideoId>,
         creator: Option<&UserId>,
     ) -> bool {
+        if self.all_cameos_withheld || self.likeness_withheld.contains(person) {
+            return true;
+        }
         let Some(set) = self.revocations.get(person) else {
             return false;
         };
@@ -228,53 +241,114 @@ impl Mirror {
     }
 
     /// Fills both mirrors from the trees (at open, after the log replay), with the
-    /// store's shared ids.
-    pub fn load(&self, t: &Trees, ids: &Ids) -> Result<()> {
+    /// store's shared ids. An unreadable key does not stop the load: it falls under its
+    /// tree's rule in `damage.rs` and is noted in `damage`. Only sled's own errors fail.
+    pub fn load(&self, t: &Trees, ids: &Ids, damage: &DamageLog) -> Result<()> {
         let mut time = TimeIndex::default();
         for kv in t.newest.iter() {
             let (k, _) = kv.map_err(db_err)?;
-            time.newest.insert(timed_entry(&k, ids)?);
+            match timed_entry(&k, ids) {
+                Ok(entry) => {
+                    time.newest.insert(entry);
+                }
+                Err(_) => damage.note("newest", &k, DamageRule::Dropped),
+            }
         }
         let user = |s: &str| Ok(ids.user(&user_id(s)?));
-        load_timed(&t.by_creator, &mut time.by_creator, user, ids)?;
-        load_timed(&t.featuring, &mut time.featuring, user, ids)?;
+        load_timed(
+            &t.by_creator,
+            "by_creator",
+            &mut time.by_creator,
+            user,
+            ids,
+            damage,
+        )?;
+        load_timed(
+            &t.featuring,
+            "featuring",
+            &mut time.featuring,
+            user,
+            ids,
+            damage,
+        )?;
         load_timed(
             &t.by_topic,
+            "by_topic",
             &mut time.by_topic,
             |s| TopicId::new(s).map_err(|_| corrupt("topic index key")),
             ids,
+            damage,
         )?;
         let mut rel = Relations::default();
-        for (tree, which) in [
-            (&t.follows, Edge::Follow),
-            (&t.blocks, Edge::Block),
-            (&t.mutes, Edge::Mute),
+        for (tree, name, which) in [
+            (&t.follows, "follows", Edge::Follow),
+            (&t.blocks, "blocks", Edge::Block),
+            (&t.mutes, "mutes", Edge::Mute),
         ] {
             for kv in tree.iter() {
                 let (k, _) = kv.map_err(db_err)?;
-                if let Some((a, b)) = split_pair(&k)? {
-                    rel.set(which, &a, &b, true, ids);
+                match split_pair(&k) {
+                    Ok(Some((a, b))) => rel.set(which, &a, &b, true, ids),
+                    Ok(None) => {}
+                    // An unreadable follow can only serve less (followers-only videos).
+                    Err(_) if which == Edge::Follow => {
+                        damage.note(name, &k, DamageRule::Dropped);
+                    }
+                    // An unreadable block or mute: whoever it hides is unknown.
+                    Err(_) => match owner_of(&k) {
+                        Some(viewer) => {
+                            damage.note(name, &k, DamageRule::ViewerRestricted);
+                            rel.restricted_viewers.insert(ids.user(&viewer));
+                        }
+                        None => {
+                            damage.note(name, &k, DamageRule::AllViewersRestricted);
+                            rel.all_viewers_restricted = true;
+                        }
+                    },
                 }
             }
         }
         for kv in t.approved.iter() {
             let (k, _) = kv.map_err(db_err)?;
-            if let Some((person, user)) = split_pair(&k)? {
-                rel.approved
-                    .entry(ids.user(&person))
-                    .or_default()
-                    .insert(ids.user(&user));
+            match split_pair(&k) {
+                Ok(Some((person, user))) => {
+                    rel.approved
+                        .entry(ids.user(&person))
+                        .or_default()
+                        .insert(ids.user(&user));
+                }
+                Ok(None) => {}
+                Err(_) => damage.note("approved", &k, DamageRule::Dropped),
             }
         }
         for kv in t.revocations.iter() {
             let (k, _) = kv.map_err(db_err)?;
-            let (person, r) = revocation_of(&k)?;
-            rel.revoke(&person, r, ids);
+            match revocation_of(&k) {
+                Ok((person, r)) => rel.revoke(&person, r, ids),
+                Err(_) => match owner_of(&k) {
+                    Some(person) => {
+                        damage.note("revocations", &k, DamageRule::LikenessWithheld);
+                        rel.likeness_withheld.insert(ids.user(&person));
+                    }
+                    None => {
+                        damage.note("revocations", &k, DamageRule::AllCameosWithheld);
+                        rel.all_cameos_withheld = true;
+                    }
+                },
+            }
         }
         *self.time_mut() = time;
         *self.rel_mut() = rel;
         Ok(())
     }
+}
+
+/// The id before the first `\0` of a composite key, when it reads as a user id.
+fn owner_of(k: &[u8]) -> Option<UserId> {
+    let end = k.iter().position(|&b| b == crate::codec::SEP)?;
+    std::str::from_utf8(&k[..end])
+        .ok()
+        .and_then(|s| UserId::new(s).ok())
 }
 
 fn user_id(s: &str) -> Result<UserId> {
@@ -293,27 +367,39 @@ fn timed_entry(rest: &[u8], ids: &Ids) -> Result<(Reverse<i64>, VideoId)> {
     Ok((Reverse(at), ids.video(&id)))
 }
 
+/// Loads one per-owner time index; an unreadable key is dropped (noted in `damage`): the
+/// video stays servable through the other indexes, and its own record is untouched.
 fn load_timed<K: std::hash::Hash + Eq + Clone>(
     tree: &sled::Tree,
+    name: &'static str,
     into: &mut FastMap<K, Timeline>,
     owner: impl Fn(&str) -> Result<K>,
     ids: &Ids,
+    damage: &DamageLog,
 ) -> Result<()> {
     // Keys of one owner are adjacent: parse the owner once per run of keys.
     let mut current: Option<(Vec<u8>, K)> = None;
     for kv in tree.iter() {
         let (k, _) = kv.map_err(db_err)?;
-        let rest = after_sep(&k).ok_or_else(|| corrupt("time index key"))?;
-        let head = &k[..k.len() - rest.len() - 1];
-        let o = match &current {
-            Some((h, o)) if h.as_slice() == head => o.clone(),
-            _ => {
-                let o = owner(text(head, "time index key")?)?;
-                current = Some((head.to_vec(), o.clone()));
-                o
-            }
+        let mut entry = || -> Result<(K, (Reverse<i64>, VideoId))> {
+            let rest = after_sep(&k).ok_or_else(|| corrupt("time index key"))?;
+            let head = &k[..k.len() - rest.len() - 1];
+            let o = match &current {
+                Some((h, o)) if h.as_slice() == head => o.clone(),
+                _ => {
+                    let o = owner(text(head, "time index key")?)?;
+                    current = Some((head.to_vec(), o.clone()));
+                    o
+                }
+            };
+            Ok((o, timed_entry(rest, ids)?))
         };
-        into.entry(o).or_default().insert(timed_entry(rest, ids)?);
+        match entry() {
+            Ok((o, e)) => {
+                into.entry(o).or_default().insert(e);
+            }
+            Err(_) => damage.note(name, &k, DamageRule::Dropped),
+        }
     }
     Ok(())
 }

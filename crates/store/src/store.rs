@@ -20,6 +20,7 @@ use crate::codec::{
     ms, pair, prefix, timed, timed_global, u64_of,
 };
 use crate::commit::GroupCommit;
+use crate::damage::{DamageLog, DamageReport, DamageRule};
 use crate::derived::{Derived, Mask, Overlay, WATERMARK_KEY};
 use crate::mirror::{Edge, Mirror};
 use crate::options::StoreOptions;
@@ -362,6 +363,8 @@ pub(crate) struct Inner {
     pub mirror: Mirror,
     /// Shared allocations of the ids the store hands out.
     pub ids: Ids,
+    /// Unreadable records found so far, and the rule each fell under (`damage.rs`).
+    pub damage: DamageLog,
     /// Decoded users, preferences and parental controls.
     pub users: RecordCache<Option<User>>,
     pub prefs: RecordCache<Option<Arc<Preferences>>>,
@@ -680,6 +683,7 @@ impl Store {
             counter_epoch: AtomicU64::new(0),
             mirror: Mirror::default(),
             ids: Ids::default(),
+            damage: DamageLog::default(),
             users: RecordCache::new(MAX_CACHED_USERS),
             prefs: RecordCache::new(MAX_CACHED_USERS),
             parental: RecordCache::new(MAX_CACHED_USERS),
@@ -701,7 +705,7 @@ impl Store {
             _closer: None,
         };
         bare.replay()?;
-        inner.mirror.load(&inner.t, &inner.ids)?;
+        inner.mirror.load(&inner.t, &inner.ids, &inner.damage)?;
         let bg = Arc::clone(&inner);
         let every = std::time::Duration::from_millis(opts.derived_persist_ms.max(1));
         let thread = std::thread::Builder::new()
@@ -1017,6 +1021,14 @@ impl Store {
                 )));
             }
         }
+        // The creator and every person in a cameo must be known users: consent and age
+        // rules are read from their records. (A remix may name a video not stored yet.)
+        for v in videos {
+            self.require_user(&v.creator)?;
+            for p in &v.cameos {
+                self.require_user(p)?;
+            }
+        }
         let mut last = std::collections::HashMap::new();
         for (i, v) in videos.iter().enumerate() {
             last.insert(&v.id, i);
@@ -1208,7 +1220,18 @@ impl Store {
         };
         let mut v = self.inner.ids.canonical(decode_video(&b)?);
         if let Some(e) = t.embeddings.get(id.as_str()).map_err(db_err)? {
-            v.embedding = Some(decode_embedding(&e)?);
+            match decode_embedding(&e) {
+                Ok(e) => v.embedding = Some(e),
+                // Unreadable: the video is withheld (read as deleted) until re-upserted.
+                Err(_) => {
+                    self.inner.damage.note(
+                        "embeddings",
+                        id.as_str().as_bytes(),
+                        DamageRule::VideoWithheld,
+                    );
+                    v.deleted = true;
+                }
+            }
         }
         let v = Arc::new(v);
         self.inner.cache.insert(&v, version);
@@ -1220,21 +1243,41 @@ impl Store {
         ids.iter().map(|id| self.video(id)).collect()
     }
 
-    /// Calls `f(id, embedding, deleted)` for every stored video, in id order (to build or
-    /// rebuild the ANN index). Stops at the first error `f` returns.
+    /// Calls `f(id, embedding)` for every live stored video, in id order (to build or
+    /// rebuild the ANN index). Deleted videos' embeddings are not read. A video whose
+    /// record or embedding cannot be read is skipped, withheld and noted (see
+    /// [`Store::damage`]). Stops at the first error `f` returns.
     pub fn for_each_embedding(
         &self,
-        mut f: impl FnMut(VideoId, Embedding, bool) -> Result<()>,
+        mut f: impl FnMut(VideoId, Embedding) -> Result<()>,
     ) -> Result<()> {
         let t = self.t();
         for kv in t.embeddings.iter() {
             let (k, e) = kv.map_err(db_err)?;
-            let id = video_of(&k)?;
-            let deleted = match t.videos.get(&k).map_err(db_err)? {
-                Some(b) => decode_video(&b)?.deleted,
-                None => true,
+            let withheld = |what: &'static str| {
+                self.inner.damage.note(what, &k, DamageRule::VideoWithheld);
             };
-            f(id, decode_embedding(&e)?, deleted)?;
+            let Ok(id) = video_of(&k) else {
+                withheld("embeddings");
+                continue;
+            };
+            let live = match t.videos.get(&k).map_err(db_err)? {
+                Some(b) => match decode_video(&b) {
+                    Ok(v) => !v.deleted,
+                    Err(_) => {
+                        withheld("videos");
+                        false
+                    }
+                },
+                None => false,
+            };
+            if !live {
+                continue;
+            }
+            match decode_embedding(&e) {
+                Ok(e) => f(id, e)?,
+                Err(_) => withheld("embeddings"),
+            }
         }
         Ok(())
     }
@@ -1478,13 +1521,32 @@ impl Store {
         )
     }
 
+    /// The scope `person` set ([`ConsentScope::Nobody`] when none, and when the record
+    /// cannot be read: an unreadable consent fails closed, see `damage.rs`).
     pub(crate) fn consent_scope(&self, person: &UserId) -> Result<ConsentScope> {
         Ok(
             match self.t().consent.get(person.as_str()).map_err(db_err)? {
-                Some(b) => unjson::<ConsentRec>(&b, "consent")?.scope,
+                Some(b) => match unjson::<ConsentRec>(&b, "consent") {
+                    Ok(rec) => rec.scope,
+                    Err(_) => {
+                        self.inner.damage.note(
+                            "consent",
+                            person.as_str().as_bytes(),
+                            DamageRule::LikenessWithheld,
+                        );
+                        ConsentScope::Nobody
+                    }
+                },
                 None => ConsentScope::Nobody,
             },
         )
+    }
+
+    /// Every unreadable record found since open, and the rule each fell under (see the
+    /// table in `damage.rs`): open reads the relation and revocation trees whole, and
+    /// embeddings and consent records are noted when read.
+    pub fn damage(&self) -> DamageReport {
+        self.inner.damage.report()
     }
 
     /// The scope `person` set and their approved list.
@@ -1841,7 +1903,12 @@ impl Store {
                     .collect()
             })
             .unwrap_or_default();
+        let relations_unreadable = {
+            let rel = self.inner.mirror.rel();
+            rel.all_viewers_restricted || rel.restricted_viewers.contains(user)
+        };
         Ok(Viewer {
+            relations_unreadable,
             following: self.following_ids(user)?.into_iter().collect(),
             blocked: self.blocked(user)?.into_iter().collect(),
             muted: self.muted(user)?.into_iter().collect(),

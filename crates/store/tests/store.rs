@@ -261,9 +261,9 @@ fn every_entity_round_trips() {
 
     let mut embs = Vec::new();
     store
-        .for_each_embedding(|id, e, deleted| {
+        .for_each_embedding(|id, e| {
             assert_eq!(e.dim(), DIM);
-            embs.push((id, deleted));
+            embs.push(id);
             Ok(())
         })
         .unwrap();
@@ -849,15 +849,23 @@ fn bad_input_changes_nothing() {
     // NaN never becomes an embedding.
     assert!(Embedding::new("embedding", &[f32::NAN; DIM], DIM).is_err());
 
-    // An unknown video at index 2 rejects the batch; nothing is counted.
+    // An unknown video at index 2 rejects the batch (not found); nothing is counted.
     let batch = vec![
         ev("k1", "b", 10, like("va1")),
         ev("k2", "b", 11, view("va2", 5_000)),
         ev("k3", "b", 12, like("missing")),
     ];
     let err = store.ingest_events(&batch).unwrap_err();
-    assert!(err.to_string().contains("event 2"), "{err}");
+    assert_eq!(err.class(), steerfeed_core::ErrorClass::NotFound, "{err}");
     assert!(err.to_string().contains("missing"), "{err}");
+    // So does an event of a user the store does not know.
+    let stranger = vec![
+        ev("k1", "b", 10, like("va1")),
+        ev("k4", "nobody", 10, like("va1")),
+    ];
+    let err = store.ingest_events(&stranger).unwrap_err();
+    assert_eq!(err.class(), steerfeed_core::ErrorClass::NotFound, "{err}");
+    assert!(err.to_string().contains("nobody"), "{err}");
     assert_eq!(store.event_count(), 0);
     assert_eq!(
         store.video_counts(&[&vid("va1")], at(20)).unwrap()[0],
@@ -919,6 +927,170 @@ fn bad_input_changes_nothing() {
         store.delete_video(&vid("missing")),
         Err(Error::NotFound { .. })
     ));
+    // A video by an unknown creator, or featuring an unknown person.
+    assert!(matches!(
+        store.upsert_videos(&[video("vghost", "ghost", 5)]),
+        Err(Error::NotFound { .. })
+    ));
+    let cameo = Video {
+        cameos: vec![uid("b"), uid("ghost")],
+        ..video("vcameo", "a", 5)
+    };
+    assert!(matches!(
+        store.upsert_videos(&[video("vfine", "a", 5), cameo]),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(store.video(&vid("vfine")).unwrap().is_none());
+    assert!(store.video(&vid("vghost")).unwrap().is_none());
+}
+
+/// Writes raw records into a closed store's trees, as an older build or a damaged disk
+/// could have left them.
+fn write_raw(path: &Path, records: &[(&str, &[u8], &[u8])]) {
+    let db = raw_sled(path);
+    for (tree, k, v) in records {
+        db.open_tree(tree).unwrap().insert(k, v.to_vec()).unwrap();
+    }
+    db.flush().unwrap();
+}
+
+fn revoked(store: &Store, person: &str, creator: &str, video: &str) -> bool {
+    store
+        .cameo_consent(&uid(person), &uid(creator), &vid(video))
+        .unwrap()
+        .unwrap()
+        .revoked
+}
+
+#[test]
+fn unreadable_records_fail_closed_and_the_store_still_opens() {
+    use steerfeed_store::DamageRule;
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), opts()).unwrap();
+        seeded(&store);
+        store
+            .upsert_user(&User {
+                id: uid("d"),
+                age_band: AgeBand::Adult,
+                time_zone: "UTC".into(),
+            })
+            .unwrap();
+        for p in ["c", "d"] {
+            store
+                .set_consent(&uid(p), ConsentScope::Everyone, &[])
+                .unwrap();
+        }
+        store.block(&uid("b"), &uid("c")).unwrap();
+    }
+    // What the old normaliser stored for a sub-normal input: NaN in every slot.
+    let nan: Vec<u8> = (0..DIM).flat_map(|_| f32::NAN.to_le_bytes()).collect();
+    write_raw(
+        dir.path(),
+        &[
+            ("embeddings", b"va2", &nan),
+            // A revocation of c's whose kind tag is unknown: what it revoked is unknown.
+            ("revocations", b"c\0xjunk", b""),
+            // A block of a's whose blocked person is not UTF-8.
+            ("blocks", b"a\0\xff\xfe", b""),
+            ("consent", b"d", b"{not json"),
+            // A follow that cannot be read is dropped.
+            ("follows", b"\xc3\x28\0b", b""),
+        ],
+    );
+    let store = Store::open(dir.path(), opts()).unwrap();
+
+    // The embedding: the video is withheld, not indexed, and the other videos serve.
+    assert!(store.video(&vid("va2")).unwrap().unwrap().deleted);
+    assert!(!store.video(&vid("va1")).unwrap().unwrap().deleted);
+    let mut indexed = Vec::new();
+    store
+        .for_each_embedding(|id, _| {
+            indexed.push(id.to_string());
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(indexed, ["va1", "va3", "vb1"]);
+    let newest = store.newest(at(0), 10).unwrap();
+    assert!(newest.iter().all(|v| v.id != vid("va2")), "{newest:?}");
+    assert_eq!(newest.len(), 3);
+
+    // The revocation: every video featuring c reads as revoked, whoever made it; d's
+    // likeness (unreadable consent) is nobody's to use; a, with no damaged record, is fine.
+    assert!(revoked(&store, "c", "a", "va1"));
+    assert!(revoked(&store, "c", "b", "vb1"));
+    let d = store
+        .cameo_consent(&uid("d"), &uid("a"), &vid("va1"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.scope, ConsentScope::Nobody);
+    assert!(!d.revoked);
+    store
+        .set_consent(&uid("a"), ConsentScope::Everyone, &[])
+        .unwrap();
+    assert!(!revoked(&store, "a", "b", "vb1"));
+
+    // The block: a's feed is restricted; b's (readable block) and c's are not.
+    assert!(
+        store
+            .load_viewer(&uid("a"), at(0))
+            .unwrap()
+            .relations_unreadable
+    );
+    let b = store.load_viewer(&uid("b"), at(0)).unwrap();
+    assert!(!b.relations_unreadable);
+    assert!(b.blocked.contains(&uid("c")));
+    assert!(
+        !store
+            .load_viewer(&uid("c"), at(0))
+            .unwrap()
+            .relations_unreadable
+    );
+
+    let damage = store.damage();
+    let mut rules: Vec<(&str, DamageRule)> =
+        damage.records.iter().map(|r| (r.tree, r.rule)).collect();
+    rules.sort_by_key(|r| r.0);
+    assert_eq!(
+        rules,
+        [
+            ("blocks", DamageRule::ViewerRestricted),
+            ("consent", DamageRule::LikenessWithheld),
+            ("embeddings", DamageRule::VideoWithheld),
+            ("follows", DamageRule::Dropped),
+            ("revocations", DamageRule::LikenessWithheld),
+        ]
+    );
+    assert_eq!(damage.total, 5);
+
+    // Re-upserting the video with a good embedding serves it again.
+    store.upsert_videos(&[video("va2", "a", 100)]).unwrap();
+    assert!(!store.video(&vid("va2")).unwrap().unwrap().deleted);
+    drop(store);
+
+    // Records whose owner cannot be read: nobody knows whom they protect, so they hold
+    // for everyone.
+    write_raw(
+        dir.path(),
+        &[
+            ("revocations", b"\xc3\x28\0vva1", b""),
+            ("mutes", b"\xc3\x28\0a", b""),
+        ],
+    );
+    let store = Store::open(dir.path(), opts()).unwrap();
+    assert!(revoked(&store, "a", "b", "vb1"));
+    for u in ["a", "b", "c", "d"] {
+        assert!(
+            store
+                .load_viewer(&uid(u), at(0))
+                .unwrap()
+                .relations_unreadable,
+            "{u}"
+        );
+    }
+    let rules: Vec<DamageRule> = store.damage().records.iter().map(|r| r.rule).collect();
+    assert!(rules.contains(&DamageRule::AllCameosWithheld));
+    assert!(rules.contains(&DamageRule::AllViewersRestricted));
 }
 
 #[test]
@@ -1292,14 +1464,16 @@ fn deletion_reaches_every_index_and_cache() {
         .ingest_events(&[ev("k2", "c", 303, like("va3"))])
         .unwrap();
     assert!(store.popular(at(303), 10).unwrap().is_empty());
-    let mut deleted = 0;
+    // The index is rebuilt from live videos only.
+    let mut live = Vec::new();
     store
-        .for_each_embedding(|_, _, d| {
-            deleted += usize::from(d);
+        .for_each_embedding(|id, _| {
+            live.push(id);
             Ok(())
         })
         .unwrap();
-    assert_eq!(deleted, 1);
+    assert_eq!(live.len(), 3);
+    assert!(!live.contains(&vid("va3")));
 }
 
 #[test]
@@ -2094,6 +2268,7 @@ fn warming_fills_the_caches_up_to_their_size_and_never_shadows_a_write() {
     };
     {
         let store = Store::open(&path, cold).unwrap();
+        store.upsert_user(&User::new(uid("a"))).unwrap();
         let vs: Vec<Video> = (0..10).map(|i| video(&format!("w{i}"), "a", i)).collect();
         store.upsert_videos(&vs).unwrap();
     }

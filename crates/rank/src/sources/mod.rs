@@ -13,7 +13,9 @@
 //! | [`PopularSource`] | popular right now (fallback) | stats, catalog |
 //!
 //! Sources that personalise (interest, steering, co-engagement) propose nothing when
-//! parental controls turn personalization off; following and popular always run.
+//! parental controls turn personalization off; the others (following, social cameos,
+//! remix trends, fresh, popular) know nothing of the viewer but their follows and always
+//! run.
 
 mod co_engagement;
 mod following;

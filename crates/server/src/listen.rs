@@ -1,0 +1,200 @@
+//! The accept loop: HTTP/1.1 connections with a bound on how many are open, how long a
+//! request head may take to arrive and how long a connection may sit idle.
+//!
+//! `axum::serve` has none of these, so a client that trickles its headers a byte at a
+//! time, or opens connections and sends nothing, holds a task and a file descriptor for
+//! as long as it likes. Here:
+//!
+//! - at most `server.max_connections` connections are served at once; the next one is
+//!   accepted when one closes (until then it waits in the kernel's backlog);
+//! - hyper's header read timeout (`server.header_read_timeout_ms`) closes a connection
+//!   whose request head is not complete in time, however slowly its bytes arrive;
+//! - a connection with no bytes read or written for `server.idle_timeout_s` is closed
+//!   ([`IdleIo`]), between requests as well as before the first one.
+//!
+//! On shutdown the loop stops accepting, idle keep-alive connections close at once, and
+//! requests in flight are answered before their connections close.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::time::{Instant, Sleep};
+
+/// The connection limits (from `[server]`).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLimits {
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Time a request head may take to arrive in full.
+    pub header_read_timeout: Duration,
+    /// Time a connection may go without reading or writing a byte.
+    pub idle_timeout: Duration,
+}
+
+impl ConnLimits {
+    /// The limits a configuration sets.
+    pub fn from_config(s: &steerfeed::config::ServerConfig) -> Self {
+        Self {
+            max_connections: s.max_connections,
+            header_read_timeout: Duration::from_millis(s.header_read_timeout_ms),
+            idle_timeout: Duration::from_secs(s.idle_timeout_s),
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then waits for the requests
+/// in flight.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnLimits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            p = Arc::clone(&slots).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a moment and go on
+                    // (what axum::serve does too).
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let io = TokioIo::new(IdleIo::new(stream, limits.idle_timeout));
+        let service = TowerToHyperService::new(router.clone());
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .keep_alive(true);
+        let conn = graceful.watch(builder.serve_connection(io, service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// A stream that fails with [`std::io::ErrorKind::TimedOut`] once it has gone `idle`
+/// without a byte read or written while someone waits on it.
+pub struct IdleIo<T> {
+    io: T,
+    idle: Duration,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl<T> IdleIo<T> {
+    /// Wraps `io`; the clock starts now.
+    pub fn new(io: T, idle: Duration) -> Self {
+        Self {
+            io,
+            idle,
+            deadline: Box::pin(tokio::time::sleep(idle)),
+        }
+    }
+
+    fn touch(&mut self) {
+        self.deadline.as_mut().reset(Instant::now() + self.idle);
+    }
+
+    /// `Pending` unless the deadline passed, then the time-out error.
+    fn expired<R>(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<R>> {
+        match self.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connection idle past server.idle_timeout_s",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                this.touch();
+                Poll::Ready(r)
+            }
+            Poll::Pending => this.expired(cx),
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.io).poll_write(cx, data) {
+            Poll::Ready(r) => {
+                this.touch();
+                Poll::Ready(r)
+            }
+            Poll::Pending => this.expired(cx),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.io).poll_write_vectored(cx, bufs) {
+            Poll::Ready(r) => {
+                this.touch();
+                Poll::Ready(r)
+            }
+            Poll::Pending => this.expired(cx),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
