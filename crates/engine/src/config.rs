@@ -577,4 +577,41 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("api_keys"), "{err}");
     }
+
+    #[test]
+    fn api_keys_are_sixteen_visible_ascii_characters_or_more() {
+        let key = |k: &str| {
+            let mut c = Config::default();
+            c.server.api_keys = vec![k.to_owned()];
+            c.validate()
+        };
+        for bad in [
+            " ".repeat(16),
+            "é".repeat(16),
+            "\u{200b}".repeat(16),
+            format!("{}\t", "a".repeat(16)),
+            format!("{} {}", "a".repeat(8), "b".repeat(8)),
+            "a".repeat(15),
+        ] {
+            assert!(key(&bad).is_err(), "{bad:?} was accepted");
+        }
+        for good in ["a".repeat(16), "K3y_with-punct.!~/".to_owned()] {
+            key(&good).unwrap();
+        }
+    }
+
+    #[test]
+    fn the_server_keeps_the_clock_and_bounds_events_and_connections_by_default() {
+        let s = Config::default().server;
+        assert!(!s.allow_client_clock);
+        assert!(s.event_max_ahead_s > 0 && s.event_max_ahead_s <= 3_600);
+        assert!(s.event_max_age_s >= 86_400);
+        assert!(s.header_read_timeout_ms > 0 && s.idle_timeout_s > 0 && s.max_connections > 0);
+        let err = Config::from_layers(None, env(&[("STEERFEED__SERVER__MAX_CONNECTIONS", "0")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("max_connections"), "{err}");
+        let json = Config::from_layers(None, env(&[("STEERFEED__LOG__FORMAT", "json")])).unwrap();
+        assert_eq!(json.log.format, LogFormat::Json);
+        assert!(Config::from_layers(None, env(&[("STEERFEED__LOG__FORMAT", "xml")])).is_err());
+    }
 }

@@ -90,22 +90,23 @@ fn feed(port: u16, user: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn the_binary_serves_the_api_over_http_and_shuts_down_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
+/// Starts `steerfeed serve` on the store in `dir` with `env` on top of the test's
+/// settings and `stderr` as its standard error, and waits until it is ready (the engine
+/// loaded).
+fn start(dir: &std::path::Path, env: &[(&str, &str)], stderr: Stdio) -> (Server, u16) {
     let port = free_port();
-    let mut server = Server(
-        Command::new(env!("CARGO_BIN_EXE_steerfeed"))
-            .arg("serve")
-            .env("STEERFEED__STORE__PATH", dir.path())
-            .env("STEERFEED__SERVER__BIND", format!("127.0.0.1:{port}"))
-            .env("STEERFEED__SERVER__API_KEYS", KEY)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_steerfeed"));
+    cmd.arg("serve")
+        .env("STEERFEED__STORE__PATH", dir)
+        .env("STEERFEED__SERVER__BIND", format!("127.0.0.1:{port}"))
+        .env("STEERFEED__SERVER__API_KEYS", KEY)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(stderr);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut server = Server(cmd.spawn().unwrap());
     // Ready once the engine (model, store, index) is loaded.
     loop {
         if let Some(status) = server.0.try_wait().unwrap() {
@@ -124,6 +125,13 @@ fn the_binary_serves_the_api_over_http_and_shuts_down_cleanly() {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    (server, port)
+}
+
+#[test]
+fn the_binary_serves_the_api_over_http_and_shuts_down_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, port) = start(dir.path(), &[], Stdio::null());
 
     let users: Vec<Value> = ["ana", "pia", "fan1", "fan2"]
         .iter()
@@ -219,4 +227,329 @@ fn the_binary_serves_the_api_over_http_and_shuts_down_cleanly() {
         dir.path().join("index.version").exists(),
         "the index was checkpointed"
     );
+}
+
+fn put_users(port: u16, ids: &[&str]) {
+    let users: Vec<Value> = ids.iter().map(|u| json!({"id": u})).collect();
+    let (status, body) = http(port, "POST", "/v1/users", Some(&json!({"users": users})));
+    assert_eq!(status, 200, "{body}");
+}
+
+fn axis_with(first: f32) -> Vec<f32> {
+    let mut e = vec![0.0f32; 384];
+    e[0] = first;
+    e
+}
+
+#[test]
+fn a_sub_normal_embedding_serves_and_survives_a_kill_and_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, port) = start(dir.path(), &[], Stdio::null());
+    put_users(port, &["tiny_maker", "tiny_fan"]);
+    let now = steerfeed::Timestamp::now().to_string();
+    let video = |id: &str, e: Vec<f32>| {
+        json!({"videos": [{"id": id, "creator": "tiny_maker", "created_at": now,
+            "duration_s": 10.0, "caption": "a very small vector", "embedding": e}]})
+    };
+    // A sub-normal value is a direction like any other; a zero or non-finite vector is 422.
+    assert_eq!(
+        http(
+            port,
+            "PUT",
+            "/v1/videos",
+            Some(&video("tiny", axis_with(1e-39)))
+        )
+        .0,
+        200
+    );
+    let (status, body) = http(
+        port,
+        "PUT",
+        "/v1/videos",
+        Some(&video("zero", axis_with(0.0))),
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("invalid_input")),
+        "{body}"
+    );
+    // 1e39 does not fit an f32: it reads as infinity.
+    let huge = r#"{"videos": [{"id": "huge", "creator": "tiny_maker", "created_at": "2026-01-01T00:00:00Z", "duration_s": 10.0, "embedding": [1e39]}]}"#;
+    let (status, _) = raw(port, "PUT", "/v1/videos", huge);
+    assert_eq!(status, 422);
+    assert_eq!(
+        http(port, "PUT", "/v1/users/tiny_fan/follows/tiny_maker", None).0,
+        204
+    );
+    assert!(feed(port, "tiny_fan").contains(&"tiny".to_owned()));
+
+    // Killed without a chance to save anything, it opens again and serves.
+    server.0.kill().unwrap();
+    server.0.wait().unwrap();
+    let (_server, port) = start(dir.path(), &[], Stdio::null());
+    feed(port, "tiny_fan");
+    let (status, _) = http(
+        port,
+        "POST",
+        "/v1/feed",
+        Some(&json!({"user": "tiny_maker"})),
+    );
+    assert_eq!(status, 200);
+}
+
+/// One request with a raw body.
+fn raw(port: u16, method: &str, path: &str, body: &str) -> (u16, Value) {
+    let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    if !v.is_null() {
+        return http(port, method, path, Some(&v));
+    }
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, Value::Null)
+}
+
+#[test]
+fn over_http_the_server_keeps_the_clock_and_personalization_off_means_no_steering() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, port) = start(dir.path(), &[], Stdio::null());
+    put_users(port, &["clock_teen", "clock_maker"]);
+    let (status, body) = http(
+        port,
+        "POST",
+        "/v1/feed",
+        Some(&json!({"user": "clock_teen", "now": "2026-06-01T03:00:00Z"})),
+    );
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (422, Some("now")),
+        "{body}"
+    );
+    let (status, body) = http(
+        port,
+        "PUT",
+        "/v1/users/clock_teen/preferences",
+        Some(&json!({"text": "more cooking", "now": "9999-12-30T21:59:59Z"})),
+    );
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (422, Some("now")),
+        "{body}"
+    );
+    let (status, _) = http(port, "GET", "/v1/users/clock_teen/preferences", None);
+    assert_eq!(status, 404, "nothing was stored");
+
+    let now = steerfeed::Timestamp::now();
+    let caption = [
+        "easy pasta dinner recipe",
+        "slow cooked beef stew",
+        "street food tacos",
+    ];
+    let videos: Vec<Value> = caption
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            json!({"id": format!("clock_v{i}"), "creator": "clock_maker",
+            "created_at": now.to_string(), "duration_s": 20.0, "caption": c})
+        })
+        .collect();
+    assert_eq!(
+        http(port, "PUT", "/v1/videos", Some(&json!({"videos": videos}))).0,
+        200
+    );
+    let event = |key: &str, at: String| json!({"events": [{"key": key, "user": "clock_teen", "at": at, "kind": "like", "video": "clock_v0"}]});
+    let far = "9999-12-30T21:59:59Z".to_owned();
+    let (status, body) = http(port, "POST", "/v1/events", Some(&event("far", far)));
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["field"], "events[0].at");
+    let old = steerfeed::Timestamp::from_second(now.as_second() - 30 * 86_400)
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        http(port, "POST", "/v1/events", Some(&event("old", old))).0,
+        422
+    );
+    let (status, body) = http(
+        port,
+        "POST",
+        "/v1/events",
+        Some(&event("fine", now.to_string())),
+    );
+    assert_eq!(
+        (status, body["accepted"].as_u64()),
+        (200, Some(1)),
+        "{body}"
+    );
+
+    // Personalization off: the preference is kept but nothing steers the page.
+    let (status, _) = http(
+        port,
+        "PUT",
+        "/v1/users/clock_teen/preferences",
+        Some(&json!({"text": "way more cooking please"})),
+    );
+    assert_eq!(status, 200);
+    let (status, _) = http(
+        port,
+        "PUT",
+        "/v1/users/clock_teen/parental",
+        Some(&json!({"personalization": false})),
+    );
+    assert_eq!(status, 204);
+    assert_eq!(
+        http(
+            port,
+            "PUT",
+            "/v1/users/clock_teen/follows/clock_maker",
+            None
+        )
+        .0,
+        204
+    );
+    let (status, page) = http(
+        port,
+        "POST",
+        "/v1/feed",
+        Some(&json!({"user": "clock_teen"})),
+    );
+    assert_eq!(status, 200, "{page}");
+    let items = page["items"].as_array().unwrap();
+    assert!(!items.is_empty(), "{page}");
+    for item in items {
+        assert_eq!(item["breakdown"]["steering"].as_f64(), Some(0.0), "{item}");
+        let text = item["explanation"]["text"].as_str().unwrap();
+        assert!(!text.contains("asked"), "{text}");
+    }
+    assert!(
+        page["applied"]["boost"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
+        "{page}"
+    );
+}
+
+#[test]
+fn logs_carry_no_colour_codes_into_a_pipe_and_json_logs_are_one_object_a_line() {
+    for format in ["text", "json"] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("stderr.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let store = dir.path().join("store");
+        let (mut server, port) = start(
+            &store,
+            &[("STEERFEED__LOG__FORMAT", format), ("RUST_LOG", "info")],
+            Stdio::from(file),
+        );
+        assert_eq!(http(port, "GET", "/healthz", None).0, 200);
+        let pid = server.0.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        server.0.wait().unwrap();
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.lines().count() >= 2, "{format}: {text}");
+        assert!(
+            !text.contains('\u{1b}'),
+            "{format}: colour codes in a file: {text}"
+        );
+        if format == "json" {
+            for line in text.lines() {
+                let v: Value =
+                    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+                assert!(
+                    v["level"].is_string() && v["timestamp"].is_string(),
+                    "{line}"
+                );
+            }
+        }
+    }
+}
+
+/// Reads until the server closes the connection (EOF or a reset); panics if it is
+/// still open after `cap`, a bound far above the timeouts under test.
+fn closed_by_server(s: &mut TcpStream, cap: std::time::Duration) -> Vec<u8> {
+    s.set_read_timeout(Some(cap)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return got,
+            Err(e) => panic!("the server kept the connection open ({e}); read so far: {got:?}"),
+        }
+    }
+}
+
+#[test]
+fn slow_and_idle_clients_are_cut_off_and_connections_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, port) = start(
+        dir.path(),
+        &[
+            ("STEERFEED__SERVER__HEADER_READ_TIMEOUT_MS", "800"),
+            ("STEERFEED__SERVER__IDLE_TIMEOUT_S", "2"),
+            ("STEERFEED__SERVER__MAX_CONNECTIONS", "2"),
+        ],
+        Stdio::null(),
+    );
+    let cap = std::time::Duration::from_secs(60);
+
+    // A request head trickled a byte at a time never completes: the server hangs up
+    // long before the 300 bytes are sent, although each byte keeps the line busy.
+    let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nx-slow: ")
+        .unwrap();
+    let mut sent = 0;
+    let cut = loop {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        if slow.write_all(b"a").is_err() || sent == 300 {
+            break sent;
+        }
+        sent += 1;
+        slow.set_nonblocking(true).unwrap();
+        let mut b = [0u8; 64];
+        let gone = matches!(slow.read(&mut b), Ok(0));
+        slow.set_nonblocking(false).unwrap();
+        if gone {
+            break sent;
+        }
+    };
+    assert!(cut < 300, "the trickled head was never cut off");
+    drop(slow);
+
+    // A connection that sends nothing, and one idle after its request, are closed.
+    let mut silent = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    assert!(closed_by_server(&mut silent, cap).is_empty());
+    let mut kept = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .unwrap();
+    let answer = String::from_utf8(closed_by_server(&mut kept, cap)).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // Two connections at most: a third is answered only once one of them is closed.
+    let mut a = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let b = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    c.set_nonblocking(true).unwrap();
+    let mut peek = [0u8; 16];
+    assert!(
+        matches!(c.read(&mut peek), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "a third connection was served while two were open"
+    );
+    c.set_nonblocking(false).unwrap();
+    assert!(closed_by_server(&mut a, cap).is_empty());
+    let answer = String::from_utf8(closed_by_server(&mut c, cap)).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    drop(b);
 }

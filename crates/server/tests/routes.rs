@@ -1009,3 +1009,203 @@ async fn over_the_rate_limit_is_429_with_retry_after_and_stores_nothing() {
     .await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
 }
+
+// ---------------------------------------------------------------------------------------
+// One rule for every input: unknown fields refused, unknown references 404, limits that
+// fit each other.
+
+#[tokio::test]
+async fn unknown_fields_and_references_get_one_answer_everywhere() {
+    let state = state(false).await;
+    let now = world_now();
+    let (status, _) = call(
+        &state,
+        Method::POST,
+        "/v1/users",
+        json!({"users": [{"id": "one_rule"}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let event = |extra: Value| {
+        let mut e = json!({"key": "one_rule_e", "user": "one_rule", "at": now, "kind": "view",
+            "video": "v0", "watch_ms": 5000});
+        for (k, v) in extra.as_object().unwrap() {
+            e[k] = v.clone();
+        }
+        json!({"events": [e]})
+    };
+    // A typo in an event field is refused, not dropped.
+    let (status, body) = call(
+        &state,
+        Method::POST,
+        "/v1/events",
+        event(json!({"complete": true})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("complete"),
+        "{body}"
+    );
+    // Unknown users and videos in events are 404, like everywhere else.
+    for (extra, what) in [
+        (json!({"user": "nobody_here"}), "nobody_here"),
+        (json!({"video": "no_such_video"}), "no_such_video"),
+    ] {
+        let (status, body) = call(&state, Method::POST, "/v1/events", event(extra)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert_eq!(error_code(&body), "not_found");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(what),
+            "{body}"
+        );
+    }
+    // Revoking something that does not exist.
+    for target in [
+        json!({"video": "no_such_video"}),
+        json!({"creator": "nobody_here"}),
+    ] {
+        let (status, body) = call(
+            &state,
+            Method::POST,
+            "/v1/users/one_rule/consent/revocations",
+            target,
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    }
+    // A video by an unknown creator, or with an unknown person in a cameo.
+    for (creator, cameos) in [
+        ("nobody_here", json!([])),
+        ("one_rule", json!(["nobody_here"])),
+    ] {
+        let video = json!({"videos": [{"id": "one_rule_v", "creator": creator, "created_at": now,
+            "duration_s": 5.0, "embedding": axis(3), "cameos": cameos}]});
+        let (status, body) = call(&state, Method::PUT, "/v1/videos", video).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    }
+    assert!(
+        shared()
+            .engine
+            .video(&VideoId::new("one_rule_v").unwrap())
+            .unwrap()
+            .is_none()
+    );
+    // Empty preference text is not "no preferences": that is DELETE.
+    for text in ["", "   \n\t "] {
+        let (status, body) = call(
+            &state,
+            Method::PUT,
+            "/v1/users/one_rule/preferences",
+            json!({"text": text}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(body["error"]["field"], "text");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("DELETE"),
+            "{body}"
+        );
+    }
+    // Truncated JSON is malformed (400), whatever its first values are.
+    for text in [
+        "[1, 2,",
+        r#"{"videos": [1, 2,"#,
+        r#"{"events": [{"key": "k"}"#,
+    ] {
+        let (status, body) = send(&state, Method::PUT, "/v1/videos", text.to_owned(), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{text}: {body}");
+        assert_eq!(error_code(&body), "malformed_json");
+    }
+    // A cursor past any page this engine issues.
+    for cursor in [
+        "p18446744073709551615",
+        "p18446744073709551616",
+        "p99999999999",
+    ] {
+        let (status, body) = call(
+            &state,
+            Method::POST,
+            "/v1/feed",
+            json!({"user": "one_rule", "cursor": cursor}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{cursor}: {body}");
+        assert_eq!(body["error"]["field"], "cursor");
+    }
+}
+
+/// The longest id the API takes.
+fn long_id(prefix: &str, i: usize) -> String {
+    let head = format!("{prefix}{i}_");
+    format!(
+        "{head}{}",
+        "x".repeat(steerfeed::ids::MAX_ID_LEN - head.len())
+    )
+}
+
+#[tokio::test]
+async fn a_full_batch_with_the_longest_ids_fits_the_default_body_limit() {
+    let state = state(false).await;
+    let limit = Config::default().server.max_body_bytes;
+    assert_eq!(state.config().server.max_body_bytes, limit);
+    let now = world_now();
+    let (user, video) = (long_id("fit_user", 0), long_id("fit_video", 0));
+    let (status, _) = call(
+        &state,
+        Method::POST,
+        "/v1/users",
+        json!({"users": [{"id": user}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = call(
+        &state,
+        Method::PUT,
+        "/v1/videos",
+        json!({"videos": [{"id": video,
+        "creator": user, "created_at": now, "duration_s": 5.0, "embedding": axis(5)}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // A full event batch, every id at its longest, is accepted.
+    let events: Vec<Value> = (0..steerfeed_server::api::MAX_EVENT_BATCH)
+        .map(|i| {
+            json!({"key": long_id("fit_key", i), "user": user, "at": now, "kind": "view",
+            "video": video, "watch_ms": 86_400_000u64, "completed": true})
+        })
+        .collect();
+    let raw = json!({ "events": events }).to_string();
+    assert!(
+        raw.len() > 1 << 20,
+        "the batch is bigger than the old 1 MiB limit"
+    );
+    let (status, body) = send(&state, Method::POST, "/v1/events", raw, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["accepted"], steerfeed_server::api::MAX_EVENT_BATCH);
+
+    // A full video batch at its largest (longest ids, most cameos and topics, the longest
+    // caption, a full embedding of long decimals) fits too.
+    let embedding: Vec<f32> = (0..384).map(|i| -0.012_345_678 - i as f32 * 1e-7).collect();
+    let videos: Vec<Value> = (0..steerfeed_server::api::MAX_VIDEO_BATCH)
+        .map(|i| json!({"id": long_id("fit_v", i), "creator": long_id("fit_c", i),
+            "created_at": now, "duration_s": 3599.5, "caption": "é".repeat(1000),
+            "topics": (0..steerfeed::video::MAX_TOPICS).map(|t| format!("topic_{t}_{}", "x".repeat(50))).collect::<Vec<_>>(),
+            "cameos": (0..steerfeed::video::MAX_CAMEOS).map(|c| long_id("fit_p", c)).collect::<Vec<_>>(),
+            "remix_of": long_id("fit_r", i), "embedding": embedding,
+            "safety": ["mature", "violence", "sensitive", "weight_loss", "sad"], "audience": "followers"}))
+        .collect();
+    let raw = json!({ "videos": videos }).to_string();
+    assert!(
+        raw.len() <= limit,
+        "{} bytes over the {limit}-byte limit",
+        raw.len()
+    );
+}
