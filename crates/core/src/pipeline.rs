@@ -199,6 +199,8 @@ impl Pipeline {
                 ThrottleAction::Pass => {}
                 ThrottleAction::Stop(card) => return Ok((stopped(card, trace), Vec::new())),
                 ThrottleAction::Insert(card) => cards.push(card),
+                // Nothing to cut before there is a page.
+                ThrottleAction::Cut(_) => {}
             }
         }
 
@@ -238,13 +240,14 @@ impl Pipeline {
         // leaves at least `keep` once the page's own are taken out.
         let kept = if keep == 0 { 0 } else { keep + limit };
         let mut rest: Vec<Candidate> = candidates.iter().take(kept).cloned().collect();
-        let page = self.selector.run(ctx, candidates, limit, &mut trace)?;
+        let mut page = self.selector.run(ctx, candidates, limit, &mut trace)?;
 
         for throttle in &self.inline {
             match throttle.run(ctx, &page, &mut trace)? {
                 ThrottleAction::Pass => {}
                 ThrottleAction::Stop(card) => return Ok((stopped(card, trace), Vec::new())),
                 ThrottleAction::Insert(card) => cards.push(card),
+                ThrottleAction::Cut(n) => page.truncate(n),
             }
         }
         for card in &mut cards {

@@ -456,6 +456,9 @@ pub enum ThrottleAction {
     Stop(Card),
     /// Add this card to the page (check-in, creation prompt).
     Insert(Card),
+    /// Serve at most this many of the page's items (a cap is close: the rest would
+    /// overshoot it). Inline throttles only; the items cut stay in the page pool.
+    Cut(usize),
 }
 
 /// Wellbeing and parental throttles (DESIGN §3 steps 2 and 7, §6). Gate throttles run
@@ -482,15 +485,17 @@ pub trait Throttle: Send + Sync {
         let action = self
             .check(ctx, page)
             .map_err(|e| stage_error(self.name(), e))?;
-        let card = match &action {
-            ThrottleAction::Pass => None,
-            ThrottleAction::Stop(c) | ThrottleAction::Insert(c) => Some(c.clone()),
+        let (card, output) = match &action {
+            ThrottleAction::Pass => (None, page.len()),
+            ThrottleAction::Stop(c) => (Some(c.clone()), 0),
+            ThrottleAction::Insert(c) => (Some(c.clone()), page.len()),
+            ThrottleAction::Cut(n) => (None, page.len().min(*n)),
         };
         trace.push(StageReport {
             stage: self.name(),
             role: Role::Throttle,
             input: page.len(),
-            output: page.len(),
+            output,
             removed: Vec::new(),
             card,
             micros: elapsed_us(start),

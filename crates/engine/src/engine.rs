@@ -11,7 +11,9 @@ use steerfeed_core::{
 };
 use steerfeed_rank::{CoEngagementIndex, CoEngagementParams, Ports, build_pipeline};
 use steerfeed_steer::{Encoder, PreferenceParser, Taxonomy};
-use steerfeed_store::{IngestReport, Logged, Preferences, Revocation, Store, StoreOptions};
+use steerfeed_store::{
+    IngestReport, Logged, Preferences, Revocation, ServedPage, Store, StoreOptions,
+};
 
 use crate::concepts::ConceptResolver;
 use crate::config::Config;
@@ -518,24 +520,20 @@ impl Engine {
             .stages
             .insert(0, StageReport::timing("context", context_us));
 
-        let mut items = out.items;
-        if let Some(room) = self.room_left(&ctx) {
-            items.truncate(room);
-        }
+        let items = out.items;
         let ids: Vec<VideoId> = items.iter().map(|c| c.id().clone()).collect();
         let me = request.user();
-        if !ids.is_empty() {
-            self.store.record_served(me, &ids, now)?;
+        let shown = |kind| out.cards.iter().any(|c| c.kind == kind);
+        let page = ServedPage {
+            videos: &ids,
+            checkin: shown(CardKind::Checkin),
+            break_card: shown(CardKind::Break),
+        };
+        if !ids.is_empty() || page.checkin || page.break_card {
+            self.store.record_page(me, &page, now)?;
         }
         if !out.stopped {
             self.pools.put(me, stamp, pool, made, request.session());
-        }
-        for card in &out.cards {
-            match card.kind {
-                CardKind::Checkin => self.store.record_checkin_shown(me, now)?,
-                CardKind::Break => self.store.record_break_shown(me, now)?,
-                _ => {}
-            }
         }
         let mut cards = out.cards;
         for c in &mut cards {
@@ -649,26 +647,6 @@ impl Engine {
             ctx.only = r.only;
         }
         Ok(ctx)
-    }
-
-    /// Items the viewer may still be served today or this session when a cap is close
-    /// (the gates stop at the cap; this keeps one page from overshooting it).
-    fn room_left(&self, ctx: &FeedContext) -> Option<usize> {
-        let w = &ctx.wellbeing;
-        let mut room: Option<u32> = None;
-        if let Some(cap) = ctx.parental.scroll_cap {
-            room = Some(cap.saturating_sub(w.session_items));
-        }
-        if ctx.user.age_band == AgeBand::Teen {
-            let left = self
-                .config
-                .rank
-                .wellbeing
-                .teen_daily_items
-                .saturating_sub(w.items_today);
-            room = Some(room.map_or(left, |r| r.min(left)));
-        }
-        room.map(|r| r as usize)
     }
 
     /// What the user is seeing most, and their active constraints in words.

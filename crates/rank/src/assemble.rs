@@ -19,7 +19,7 @@ use crate::sources::{
 };
 use crate::throttles::{
     BedtimeGate, BreakThrottle, CheckinThrottle, CreationPromptThrottle, DailyLimitGate,
-    ScrollCapGate, WellbeingConfig,
+    PageCapThrottle, ScrollCapGate, WellbeingConfig,
 };
 
 /// Every ranking tunable, one section per stage role; each field has its defaults.
@@ -144,6 +144,7 @@ pub fn ranking_stages(
         p.consent.clone(),
     ))
     .selector(DiversitySelector::new(cfg.selector)?)
+    .inline(PageCapThrottle::new(wellbeing.clone()))
     .inline(CheckinThrottle::new(wellbeing.clone()))
     .inline(CreationPromptThrottle::new(wellbeing.clone()))
     .inline(BreakThrottle::new(wellbeing)))

@@ -5,7 +5,8 @@
 //!    unless parental controls set a limit, which replaces the teen default too.
 //! 2. Bedtime: the same instant is bedtime in Tokyo and not in UTC; the window's edges
 //!    (21:59 / 22:00, 05:59 / 06:00); a custom window; an unknown time zone reads as UTC.
-//! 3. Scroll cap: `caught_up` exactly at the parental cap.
+//! 3. Scroll cap: `caught_up` exactly at the parental cap; the page before a count cap
+//!    (scroll cap, a teen's daily items) is cut to what the cap leaves, never more.
 //! 4. Check-in cadence: 19 vs 20 teen minutes, 29 vs 30 adult minutes, counted from the
 //!    later of the session start and the last check-in.
 //! 5. Creation prompt at the passive-streak threshold, early in the page.
@@ -29,8 +30,8 @@ use steerfeed_core::{
 };
 use steerfeed_rank::throttles::{
     BedtimeGate, BreakThrottle, CheckinThrottle, CreationPromptThrottle, DailyLimitGate,
-    ScrollCapGate, TimeOfDay, WellbeingConfig, checkin_interval, consumption_lambda, is_bedtime,
-    lighter_mode, local_time,
+    PageCapThrottle, ScrollCapGate, TimeOfDay, WellbeingConfig, checkin_interval,
+    consumption_lambda, is_bedtime, lighter_mode, local_time,
 };
 
 /// 14:00 UTC, 23:00 in Tokyo, 10:00 in New York (daylight time).
@@ -121,6 +122,7 @@ fn pipeline(cfg: WellbeingConfig) -> Pipeline {
         .gate(BedtimeGate::new(cfg.clone()))
         .gate(ScrollCapGate::new())
         .source(Few)
+        .inline(PageCapThrottle::new(cfg.clone()))
         .inline(CheckinThrottle::new(cfg.clone()))
         .inline(CreationPromptThrottle::new(cfg.clone()))
         .inline(BreakThrottle::new(cfg))
@@ -308,6 +310,41 @@ fn the_scroll_cap_stops_the_session_exactly_at_the_cap() {
     assert!(out.stopped && out.items.is_empty());
     assert_eq!(out.cards[0].kind, CardKind::CaughtUp);
     assert_eq!(out.cards[0].position, 0);
+}
+
+#[test]
+fn the_page_before_a_count_cap_is_cut_to_what_the_cap_leaves() {
+    let c = cfg();
+    // (age, scroll cap, session items, items today) -> items served of the five.
+    let cases = [
+        (AgeBand::Adult, None, 0, 0, 5),
+        (AgeBand::Adult, Some(50), 47, 0, 3),
+        (AgeBand::Adult, Some(50), 45, 0, 5),
+        (AgeBand::Adult, None, 0, c.teen_daily_items + 9, 5),
+        (AgeBand::Teen, None, 0, c.teen_daily_items - 2, 2),
+        (AgeBand::Teen, Some(50), 49, c.teen_daily_items - 2, 1),
+        (AgeBand::Teen, Some(50), 40, c.teen_daily_items - 4, 4),
+        (AgeBand::Teen, Some(50), 0, 0, 5),
+    ];
+    for (age, cap, session, today, want) in cases {
+        let mut ctx = ctx_at(age, "UTC", now());
+        ctx.parental.scroll_cap = cap;
+        ctx.wellbeing.session_items = session;
+        ctx.wellbeing.items_today = today;
+        let out = pipeline(cfg()).run(&ctx).unwrap();
+        assert!(!out.stopped);
+        assert_eq!(
+            out.items.len(),
+            want,
+            "{age:?} cap {cap:?} {session} {today}"
+        );
+        // The best items are kept, in order.
+        let ids: Vec<&str> = out.items.iter().map(|i| i.id().as_str()).collect();
+        let best: Vec<String> = (0..want).map(|i| format!("v{i}")).collect();
+        assert_eq!(ids, best);
+        let report = out.trace.stage("page_cap").unwrap();
+        assert_eq!((report.input, report.output), (5, want));
+    }
 }
 
 // 4. Check-in cadence.
@@ -574,6 +611,7 @@ proptest! {
         ctx.parental.daily_limit_minutes = daily_limit;
 
         let c = cfg();
+        let c_items = c.teen_daily_items;
         let gates: [Box<dyn Throttle>; 3] = [
             Box::new(DailyLimitGate::new(c.clone())),
             Box::new(BedtimeGate::new(c.clone())),
@@ -590,7 +628,15 @@ proptest! {
             }
             None => {
                 prop_assert!(!out.stopped);
-                prop_assert_eq!(out.items.len(), 5);
+                // What the count caps leave, at most the five proposed.
+                let mut left = 5u32;
+                if let Some(cap) = scroll_cap {
+                    left = left.min(cap - session_items);
+                }
+                if teen {
+                    left = left.min(c_items - items_today);
+                }
+                prop_assert_eq!(out.items.len(), left as usize);
                 prop_assert!(out.cards.iter().all(|c| !matches!(
                     c.kind,
                     CardKind::LimitReached | CardKind::Bedtime | CardKind::CaughtUp
@@ -721,6 +767,7 @@ fn throttles_have_short_stable_names() {
         DailyLimitGate::new(c.clone()).name(),
         BedtimeGate::new(c.clone()).name(),
         ScrollCapGate::new().name(),
+        PageCapThrottle::new(c.clone()).name(),
         CheckinThrottle::new(c.clone()).name(),
         CreationPromptThrottle::new(c.clone()).name(),
         BreakThrottle::new(c).name(),
@@ -731,6 +778,7 @@ fn throttles_have_short_stable_names() {
             "daily_limit",
             "bedtime",
             "scroll_cap",
+            "page_cap",
             "checkin",
             "creation_prompt",
             "break"

@@ -155,8 +155,8 @@
 //! - **Other writes stay atomic.** Videos, users, relations, consent, revocations,
 //!   parental controls and preferences build one `sled::Batch` per tree they touch and
 //!   apply them in one multi-tree sled transaction (a single `apply_batch` for one tree).
-//! - **Acknowledged means durable.** Every write API except [`Store::record_served`],
-//!   [`Store::record_checkin_shown`] and [`Store::record_break_shown`] returns only after
+//! - **Acknowledged means durable.** Every write API except [`Store::record_page`] (and
+//!   [`Store::record_served`], the same for a page without cards) returns only after
 //!   `db.flush()` has covered it: consent, revocations, deletions, blocks, parental
 //!   controls, and every event batch (its log records). Served pages and shown cards are
 //!   not in the log: they live in the overlay and reach the disk with the next persist
@@ -210,4 +210,4 @@ mod toplist;
 pub use damage::{DamageReport, DamageRule, DamagedRecord};
 pub use ingest::Logged;
 pub use options::{StoreOptions, WeightFn, default_weight};
-pub use store::{IngestReport, Preferences, Revocation, SCHEMA_VERSION, Store};
+pub use store::{IngestReport, Preferences, Revocation, SCHEMA_VERSION, ServedPage, Store};

@@ -375,6 +375,17 @@ pub(crate) struct Inner {
 const MIN_CACHED_COUNTERS: usize = 500_000;
 
 /// What the consent filter needs of a person, whatever the video: cached per person.
+/// What a served page changes for its viewer ([`Store::record_page`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServedPage<'a> {
+    /// The items served, in page order.
+    pub videos: &'a [VideoId],
+    /// A check-in card was shown.
+    pub checkin: bool,
+    /// A break card was shown.
+    pub break_card: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PersonFacts {
     pub age_band: steerfeed_core::AgeBand,
@@ -1757,57 +1768,50 @@ impl Store {
     /// the session counters. Not waited on for durability (a lost record only means an
     /// item may be served again); sled writes it within `flush_every_ms`.
     pub fn record_served(&self, user: &UserId, videos: &[VideoId], now: Timestamp) -> Result<()> {
-        self.record_served_inner(user, videos, now)?;
-        self.persist_if_due()
+        self.record_page(
+            user,
+            &ServedPage {
+                videos,
+                ..ServedPage::default()
+            },
+            now,
+        )
     }
 
-    fn record_served_inner(&self, user: &UserId, videos: &[VideoId], now: Timestamp) -> Result<()> {
-        let _g = self.write_lock();
-        let mut rec = self.wellbeing_rec(user)?;
-        rec.touch(now, self.gap_ms());
-        rec.state.session_items = rec
-            .state
-            .session_items
-            .saturating_add(u32::try_from(videos.len()).unwrap_or(u32::MAX));
-        let mut ring = crate::ingest::Rings::default();
-        {
-            let ov = self.overlay_read();
-            for v in videos {
-                ring.push_seen(self, &ov, (user, u64::MAX), ms(now), v)?;
-            }
-        }
-        let mut ov = self.overlay_write();
-        let added = ring.install(self, &mut ov);
-        ov.pending += added + usize::from(ov.active.wellbeing.insert(user.clone(), rec).is_none());
-        Ok(())
-    }
-
-    /// Records that a check-in card was shown to `user` at `now` (not waited on).
-    pub fn record_checkin_shown(&self, user: &UserId, now: Timestamp) -> Result<()> {
-        self.update_wellbeing(user, |st| {
-            if st.last_checkin.is_none_or(|t| t < now) {
-                st.last_checkin = Some(now);
-            }
-        })
-    }
-
-    /// Records that a break card was shown to `user` at `now` (not waited on), so the
-    /// same "not great" answer does not earn another in this session.
-    pub fn record_break_shown(&self, user: &UserId, now: Timestamp) -> Result<()> {
-        self.update_wellbeing(user, |st| {
-            if st.last_break.is_none_or(|t| t < now) {
-                st.last_break = Some(now);
-            }
-        })
-    }
-
-    fn update_wellbeing(&self, user: &UserId, f: impl FnOnce(&mut WellbeingState)) -> Result<()> {
+    /// Records what one served page changes for its viewer, in one write (one lock, one
+    /// overlay update; not waited on): its items are seen and counted in the session,
+    /// and the check-in or break card it showed is noted (a break card once per "not
+    /// great" answer per session).
+    pub fn record_page(&self, user: &UserId, page: &ServedPage<'_>, now: Timestamp) -> Result<()> {
         {
             let _g = self.write_lock();
             let mut rec = self.wellbeing_rec(user)?;
-            f(&mut rec.state);
+            let videos = page.videos;
+            if !videos.is_empty() {
+                rec.touch(now, self.gap_ms());
+                rec.state.session_items = rec
+                    .state
+                    .session_items
+                    .saturating_add(u32::try_from(videos.len()).unwrap_or(u32::MAX));
+            }
+            let st = &mut rec.state;
+            if page.checkin && st.last_checkin.is_none_or(|t| t < now) {
+                st.last_checkin = Some(now);
+            }
+            if page.break_card && st.last_break.is_none_or(|t| t < now) {
+                st.last_break = Some(now);
+            }
+            let mut ring = crate::ingest::Rings::default();
+            {
+                let ov = self.overlay_read();
+                for v in videos {
+                    ring.push_seen(self, &ov, (user, u64::MAX), ms(now), v)?;
+                }
+            }
             let mut ov = self.overlay_write();
-            ov.pending += usize::from(ov.active.wellbeing.insert(user.clone(), rec).is_none());
+            let added = ring.install(self, &mut ov);
+            ov.pending +=
+                added + usize::from(ov.active.wellbeing.insert(user.clone(), rec).is_none());
         }
         self.persist_if_due()
     }

@@ -1403,7 +1403,11 @@ fn events_update_wellbeing_history_lists_and_relations() {
         (w.session_started, w.session_items),
         (Some(at(620 + 31 * 60)), 1)
     );
-    store.record_checkin_shown(&uid("b"), at(2_600)).unwrap();
+    let card = steerfeed_store::ServedPage {
+        checkin: true,
+        ..Default::default()
+    };
+    store.record_page(&uid("b"), &card, at(2_600)).unwrap();
     assert_eq!(
         store.wellbeing(&uid("b"), at(2_601)).unwrap().last_checkin,
         Some(at(2_600))

@@ -17,6 +17,10 @@
 //! | [`CreationPromptThrottle`] | `creation_prompt` | `creation_prompt` | a passive streak of 20 views |
 //! | [`BreakThrottle`] | `break` | `break` | once per recent "not great" answer per session |
 //!
+//! [`PageCapThrottle`] (`page_cap`) runs first among them and adds no card: it cuts the
+//! page to what the scroll cap and a teen's daily items leave ([`items_left`]), so no page
+//! overshoots a cap the gates enforce.
+//!
 //! Every throttle is `Clone` and takes a [`WellbeingConfig`] or an `Arc` of one shared with
 //! the others (`DailyLimitGate::new(cfg.clone())`). The decisions are pure functions over the
 //! config and the [`FeedContext`], public here (`daily_limit_reached`, `is_bedtime`,
@@ -32,6 +36,7 @@ mod break_throttle;
 mod checkin_throttle;
 mod creation_prompt_throttle;
 mod daily_limit_gate;
+mod page_cap_throttle;
 mod policy;
 mod scroll_cap_gate;
 mod time_of_day;
@@ -42,9 +47,10 @@ pub use break_throttle::BreakThrottle;
 pub use checkin_throttle::CheckinThrottle;
 pub use creation_prompt_throttle::CreationPromptThrottle;
 pub use daily_limit_gate::DailyLimitGate;
+pub use page_cap_throttle::PageCapThrottle;
 pub use policy::{
     checkin_due, checkin_interval, consumption_lambda, creation_prompt_due, daily_limit_reached,
-    daily_minute_limit, is_bedtime, lighter_mode, local_time, scroll_cap_reached,
+    daily_minute_limit, is_bedtime, items_left, lighter_mode, local_time, scroll_cap_reached,
 };
 pub use scroll_cap_gate::ScrollCapGate;
 use steerfeed_core::{Card, CardKind};

@@ -134,6 +134,25 @@ pub fn scroll_cap_reached(ctx: &FeedContext) -> bool {
         .is_some_and(|cap| ctx.wellbeing.session_items >= cap)
 }
 
+/// Items the viewer may still be served before a count cap stops them: what the
+/// parental scroll cap leaves of this session and, for teens, what `teen_daily_items`
+/// leaves of today, whichever is less; `None` when no count cap applies. The gates stop
+/// a request at a cap ([`scroll_cap_reached`], [`daily_limit_reached`]); this keeps the
+/// page before it from overshooting.
+pub fn items_left(cfg: &WellbeingConfig, ctx: &FeedContext) -> Option<usize> {
+    let w = &ctx.wellbeing;
+    let session = ctx
+        .parental
+        .scroll_cap
+        .map(|cap| cap.saturating_sub(w.session_items));
+    let today = is_teen(ctx).then(|| cfg.teen_daily_items.saturating_sub(w.items_today));
+    let left = match (session, today) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    left.map(|n| n as usize)
+}
+
 /// True when the passive streak has reached the `passive_streak` threshold.
 pub fn creation_prompt_due(cfg: &WellbeingConfig, ctx: &FeedContext) -> bool {
     ctx.wellbeing.passive_streak >= cfg.passive_streak
