@@ -1,6 +1,6 @@
 //! # steerfeed-eval
 //!
-//! The offline evaluation harness (DESIGN §8), reached through `steerfeed eval`:
+//! The offline evaluation harness (docs/design.md §8), reached through `steerfeed eval`:
 //!
 //! - [`microlens`]: leave-last-out replay on MicroLens-50k (HR@K, NDCG@K, MRR, coverage,
 //!   intra-list diversity) for the engine and its baselines;

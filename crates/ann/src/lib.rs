@@ -1,6 +1,6 @@
 //! # steerfeed-ann
 //!
-//! Candidate retrieval by vector similarity (DESIGN §1, §3). [`VectorIndex`] is the
+//! Candidate retrieval by vector similarity (docs/design.md §1, §3). [`VectorIndex`] is the
 //! trait; [`HnswIndex`] is the serving index and [`FlatIndex`] the exact one (for tests
 //! and small catalogs). Vectors are unit length and similarity is the inner product.
 //!

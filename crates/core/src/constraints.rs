@@ -1,4 +1,4 @@
-//! Ranking constraints compiled from a user's plain-language preferences (DESIGN §4).
+//! Ranking constraints compiled from a user's plain-language preferences (docs/design.md §4).
 //!
 //! This is the public, documented JSON shape; every field is optional and an empty
 //! object means "no steering". The parser in `steerfeed-steer` produces it; users and

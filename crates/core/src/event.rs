@@ -29,7 +29,7 @@ pub struct Event {
     pub kind: EventKind,
 }
 
-/// The kinds of event of DESIGN §2. In JSON the kind is the `kind` field, beside the
+/// The kinds of event of docs/design.md §2. In JSON the kind is the `kind` field, beside the
 /// event's other fields: `{"key": "k1", "user": "u", "at": "...", "kind": "view",
 /// "video": "v", "watch_ms": 5000, "completed": true}`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -1,4 +1,4 @@
-//! The synchronous pipeline runner (DESIGN §3).
+//! The synchronous pipeline runner (docs/design.md §3).
 //!
 //! Order: gate throttles, sources (candidates deduplicated by video, first source wins),
 //! filters, scorers, the finite-score guard, sorting by score, the selector, inline

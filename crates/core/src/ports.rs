@@ -222,7 +222,7 @@ pub trait ActionStats: Send + Sync {
     fn creator_counts(&self, creator: &UserId, now: Timestamp) -> Result<ActionCounts>;
 }
 
-/// What one person's consent says about appearing in one video (DESIGN §2). The
+/// What one person's consent says about appearing in one video (docs/design.md §2). The
 /// ranking policy turns these facts into a decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CameoConsent {

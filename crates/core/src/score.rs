@@ -24,7 +24,7 @@ pub struct ActionProbs {
     pub complete_view: f32,
 }
 
-/// The terms of the objective (DESIGN §5) for one item, as they were added up. Every
+/// The terms of the objective (docs/design.md §5) for one item, as they were added up. Every
 /// served item carries one; explanations are rendered from it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -1,4 +1,4 @@
-//! The stage traits of the feed pipeline (DESIGN §3).
+//! The stage traits of the feed pipeline (docs/design.md §3).
 //!
 //! Each stage has one method to implement. The provided `run` method wraps it in a
 //! tracing span, records counts and timing in the request's [`Trace`], and turns a
@@ -262,7 +262,7 @@ fn elapsed_us(start: Instant) -> u64 {
     u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
-/// Proposes candidates (DESIGN §3 step 3).
+/// Proposes candidates (docs/design.md §3 step 3).
 pub trait Source: Send + Sync {
     /// Proposes candidates for the request.
     fn fetch(&self, ctx: &FeedContext) -> Result<Vec<Candidate>>;
@@ -324,7 +324,7 @@ impl Filtered {
     }
 }
 
-/// Removes candidates that must not be served (DESIGN §3 step 4).
+/// Removes candidates that must not be served (docs/design.md §3 step 4).
 pub trait Filter: Send + Sync {
     /// Splits the candidates into kept and removed.
     fn filter(&self, ctx: &FeedContext, candidates: Vec<Candidate>) -> Result<Filtered>;
@@ -367,7 +367,7 @@ pub trait Filter: Send + Sync {
     }
 }
 
-/// Scores candidates (DESIGN §3 step 5): sets `score` and `breakdown`.
+/// Scores candidates (docs/design.md §3 step 5): sets `score` and `breakdown`.
 pub trait Scorer: Send + Sync {
     /// Scores every candidate in place.
     fn score(&self, ctx: &FeedContext, candidates: &mut [Candidate]) -> Result<()>;
@@ -402,7 +402,7 @@ pub trait Scorer: Send + Sync {
     }
 }
 
-/// Chooses and orders at most `limit` candidates (DESIGN §3 step 6). Receives them
+/// Chooses and orders at most `limit` candidates (docs/design.md §3 step 6). Receives them
 /// sorted by score, highest first, all scores finite.
 pub trait Selector: Send + Sync {
     /// Picks the page.
@@ -461,7 +461,7 @@ pub enum ThrottleAction {
     Cut(usize),
 }
 
-/// Wellbeing and parental throttles (DESIGN §3 steps 2 and 7, §6). Gate throttles run
+/// Wellbeing and parental throttles (docs/design.md §3 steps 2 and 7, §6). Gate throttles run
 /// before any other work with an empty page; inline throttles run on the chosen page.
 pub trait Throttle: Send + Sync {
     /// Decides on the request, given the page chosen so far (empty for gates).

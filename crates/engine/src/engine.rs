@@ -490,7 +490,7 @@ impl Engine {
     // -----------------------------------------------------------------------------------
     // The feed.
 
-    /// Ranks a page for `request.user` (DESIGN §3). Unknown users are a
+    /// Ranks a page for `request.user` (docs/design.md §3). Unknown users are a
     /// [`NotFound`](Error::NotFound) error. The served items are recorded as seen.
     pub fn feed(&self, request: &FeedRequest) -> Result<FeedResponse> {
         self.feed_traced(request).map(|(r, _)| r)

@@ -1,4 +1,4 @@
-//! The assembled ranking pipeline (DESIGN §3): every source, filter, the objective
+//! The assembled ranking pipeline (docs/design.md §3): every source, filter, the objective
 //! scorer, the diversity selector and the wellbeing throttles, wired into core's
 //! [`Pipeline`] from one [`RankConfig`] and the [`Ports`] the engine provides.
 

@@ -1,6 +1,6 @@
 //! # steerfeed-rank
 //!
-//! The ranking stages as pure logic over core types (DESIGN §3, §5, §6), one directory
+//! The ranking stages as pure logic over core types (docs/design.md §3, §5, §6), one directory
 //! per stage role and one file per stage:
 //!
 //! - [`sources`]: eight candidate sources with quotas, and the [`coengagement`] model

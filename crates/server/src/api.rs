@@ -1,4 +1,4 @@
-//! The JSON API under `/v1` (DESIGN §7): one handler per route, bearer-token auth, the
+//! The JSON API under `/v1` (docs/design.md §7): one handler per route, bearer-token auth, the
 //! per-key rate limit ([`crate::ratelimit`]), the batch limits, and the OpenAPI document
 //! of it all ([`ApiDoc`], served at `GET /openapi.json` without a key; the routes are
 //! listed in [`ROUTES`], which the tests hold the document and the router to).

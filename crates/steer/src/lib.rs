@@ -1,6 +1,6 @@
 //! # steerfeed-steer
 //!
-//! Natural-language steering (DESIGN §4): the [`Encoder`] (all-MiniLM-L6-v2, int8 ONNX,
+//! Natural-language steering (docs/design.md §4): the [`Encoder`] (all-MiniLM-L6-v2, int8 ONNX,
 //! run by ONNX Runtime loaded dynamically, tokenised by `tokenizers`), the [`Taxonomy`]
 //! (topics with descriptions, embedded once), and the [`PreferenceParser`] that turns
 //! plain text into [`steerfeed_core::Constraints`], with the policy check for teen

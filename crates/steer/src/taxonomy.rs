@@ -12,7 +12,7 @@ use steerfeed_core::{Embedding, TopicId};
 use crate::encoder::Encoder;
 use crate::error::{Error, Result};
 
-/// The default taxonomy of DESIGN §4 (`data/taxonomy.tsv`).
+/// The default taxonomy of docs/design.md §4 (`data/taxonomy.tsv`).
 pub const DEFAULT_TAXONOMY: &str = include_str!("../../../data/taxonomy.tsv");
 
 /// One topic.

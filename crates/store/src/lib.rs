@@ -1,6 +1,6 @@
 //! # steerfeed-store
 //!
-//! The embedded store on sled 0.34 (DESIGN §2, §10). [`Store`] keeps videos, users, the
+//! The embedded store on sled 0.34 (docs/design.md §2, §10). [`Store`] keeps videos, users, the
 //! follow graph, blocks and mutes, cameo consent, parental controls, preferences,
 //! wellbeing counters, seen and engagement history, decayed action counters, interest
 //! vectors, creator affinity and the idempotent event log, and implements core's ports:

@@ -47,7 +47,7 @@ pub struct WorldConfig {
     pub days: i64,
     /// The world's clock.
     pub now: Timestamp,
-    /// Topics (default: the taxonomy of DESIGN §4).
+    /// Topics (default: the taxonomy of docs/design.md §4).
     pub topics: Vec<TopicId>,
 }
 

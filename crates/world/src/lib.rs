@@ -1,6 +1,6 @@
 //! # steerfeed-world
 //!
-//! Seeded synthetic worlds (DESIGN §1, §8) for tests, benches, the demo and the
+//! Seeded synthetic worlds (docs/design.md §1, §8) for tests, benches, the demo and the
 //! simulator: users with topic interests, age bands and time zones; creators; a follow
 //! graph with homophily and mutuals; videos with topics, safety labels, captions from
 //! varied per-topic templates and clustered embeddings; remix chains; cameo consent
@@ -20,7 +20,7 @@ mod generate;
 
 pub use generate::{ConsentGrant, Revocation, SimUser, World, WorldConfig, label_of};
 
-/// The default taxonomy's topic ids (DESIGN §4), in a fixed order.
+/// The default taxonomy's topic ids (docs/design.md §4), in a fixed order.
 pub const DEFAULT_TOPICS: [&str; 39] = [
     "comedy",
     "cooking",

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use steerfeed_core::ports::{CameoConsent, ConsentLedger};
 use steerfeed_core::{Candidate, ConsentScope, FeedContext, Filter, Filtered, Result};
 
-/// The consent policy (DESIGN §2): does this person's consent cover appearing in this
+/// The consent policy (docs/design.md §2): does this person's consent cover appearing in this
 /// video? Revocation (of the video or of every video by its creator) always wins; the
 /// scope a person set is clamped to mutuals for teens and to a stricter parental scope
 /// when there is one; scopes nest (`nobody` ⊂ `approved` ⊂ `mutuals` ⊂ `everyone`).

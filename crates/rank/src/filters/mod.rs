@@ -1,4 +1,4 @@
-//! Hard filters (DESIGN §3 step 4): each removes what must not be served and, through
+//! Hard filters (docs/design.md §3 step 4): each removes what must not be served and, through
 //! [`steerfeed_core::Filter::run`], reports the ids it removed under its name.
 //!
 //! | filter | removes |

@@ -1,4 +1,4 @@
-//! The creation-over-consumption objective (DESIGN §5).
+//! The creation-over-consumption objective (docs/design.md §5).
 //!
 //! ```text
 //! score(u, v) =  Σ_a w_a · p_a(u, v)                 action heads

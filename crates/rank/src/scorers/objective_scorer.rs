@@ -11,7 +11,7 @@ use super::ScorerConfig;
 use crate::filters::{concept_match, consent_allows};
 use crate::throttles::{WellbeingConfig, consumption_lambda, lighter_mode};
 
-/// Scores every candidate with the objective of DESIGN §5 (see the [module
+/// Scores every candidate with the objective of docs/design.md §5 (see the [module
 /// docs](super)), fills its [`ScoreBreakdown`], and picks the reason shown to the user
 /// from what weighed most: a remix of the viewer's own video, the viewer's cameo, a
 /// steering concept, a followed creator, else the source's reason.

@@ -1,4 +1,4 @@
-//! [`DiversitySelector`]: the pipeline's selector stage (DESIGN §3 step 6).
+//! [`DiversitySelector`]: the pipeline's selector stage (docs/design.md §3 step 6).
 
 use steerfeed_core::{Candidate, FeedContext, Result, Selector, TopicId};
 

@@ -1,4 +1,4 @@
-//! The selector stage (DESIGN §3 step 6, §6): [`DiversitySelector`].
+//! The selector stage (docs/design.md §3 step 6, §6): [`DiversitySelector`].
 //!
 //! The page is filled greedily, one slot at a time, by [`select_slate`], a pure function
 //! over [`SlateItem`] views, a [`SelectorConfig`] and the request's [`PageRules`]:

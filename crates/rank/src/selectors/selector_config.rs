@@ -7,7 +7,7 @@ use super::DiversityMethod;
 /// Largest accepted `dpp_window` (the per-step Cholesky is cubic in it).
 pub const MAX_DPP_WINDOW: usize = 64;
 
-/// The diversity selector's configuration (DESIGN §3 step 6, §6). Every field has one
+/// The diversity selector's configuration (docs/design.md §3 step 6, §6). Every field has one
 /// default, stated in its doc; `{}` deserialises to [`SelectorConfig::default`].
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]

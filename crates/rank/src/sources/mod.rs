@@ -1,4 +1,4 @@
-//! Candidate sources (DESIGN §3 step 3), each a [`steerfeed_core::Source`] with a quota.
+//! Candidate sources (docs/design.md §3 step 3), each a [`steerfeed_core::Source`] with a quota.
 //!
 //! | source | proposes | needs |
 //! | --- | --- | --- |

@@ -1,4 +1,4 @@
-//! Wellbeing and parental throttles (DESIGN §3 steps 2 and 7, §6).
+//! Wellbeing and parental throttles (docs/design.md §3 steps 2 and 7, §6).
 //!
 //! Gates run before any other stage; when one stops the request, the feed is one card and
 //! no items:

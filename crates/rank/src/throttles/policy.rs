@@ -1,5 +1,5 @@
 //! The wellbeing policy as pure functions of the config and the request context, shared by
-//! the throttles and by the scorer (DESIGN §5 λ(session), §6).
+//! the throttles and by the scorer (docs/design.md §5 λ(session), §6).
 
 use steerfeed_core::{AgeBand, CheckinAnswer, FeedContext, Timestamp, minutes_between};
 
@@ -9,7 +9,7 @@ fn is_teen(ctx: &FeedContext) -> bool {
     ctx.user.age_band == AgeBand::Teen
 }
 
-/// λ(session) of DESIGN §5: the cost the scorer charges per unit of passive-view
+/// λ(session) of docs/design.md §5: the cost the scorer charges per unit of passive-view
 /// probability, growing as the session goes on.
 ///
 /// `λ = min(lambda_max, lambda_base + lambda_per_hour · session hours + streak term)`,

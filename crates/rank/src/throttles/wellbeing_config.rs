@@ -5,7 +5,7 @@ use steerfeed_core::{Error, Result, SafetyLabel, TopicId, Video};
 use super::TimeOfDay;
 
 /// The tunables of every wellbeing and parental throttle and of the wellbeing terms of the
-/// scorer (DESIGN §6), one default each, stated once on each field.
+/// scorer (docs/design.md §6), one default each, stated once on each field.
 ///
 /// Deserialise it from config (unknown fields are rejected, missing ones take their
 /// default) and call [`WellbeingConfig::validate`] before use; the throttles and policy
