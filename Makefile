@@ -39,7 +39,7 @@ fmt:
 bench: setup
 	$(CARGO) bench --workspace
 
-## The engine end to end (issue #6): a seeded world of 100k videos / 10k users (10
+## The engine end to end: a seeded world of 100k videos / 10k users (10
 ## engagements each) loaded into a cached store
 ## (~/.cache/steerfeed/bench-feed/100000-10000-42-e10/, $STEERFEED_CACHE respected;
 ## the first run builds it, later runs reuse it), then ingest throughput and feed latency;

@@ -1,5 +1,5 @@
 //! `steerfeed eval simulate`: closed-loop sessions on a seeded synthetic world through
-//! the real engine (issue #8).
+//! the real engine.
 //!
 //! A [`World`] is generated and loaded into an [`Engine`] opened on a temporary store
 //! (the world's clustered embeddings; captions are not embedded). Then, day after day,

@@ -1,4 +1,4 @@
-//! `steerfeed bench feed`: the end-to-end engine benchmark (issue #6, item 5).
+//! `steerfeed bench feed`: the end-to-end engine benchmark.
 //!
 //! 1. **World.** A seeded [`World`] of `--users` users and `--videos` videos. Captions
 //!    are not embedded: videos keep the world's clustered 384-d embeddings and topics,

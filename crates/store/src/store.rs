@@ -884,7 +884,8 @@ impl Store {
         Ok(())
     }
 
-    /// Checks (or writes) the header; returns the schema version found (1 or 2).
+    /// Checks (or writes) the header; returns the schema version found (a new store gets
+    /// [`SCHEMA_VERSION`]; an older one is upgraded by the caller).
     fn check_header(db: &Db, opts: &StoreOptions, shown: &str) -> Result<u32> {
         let names: HashSet<Vec<u8>> = db.tree_names().iter().map(|n| n.to_vec()).collect();
         if !names.contains(b"meta".as_slice()) {

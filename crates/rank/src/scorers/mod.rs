@@ -16,7 +16,8 @@
 //! logit space: `p_a = σ(logit(rate_a) + c_interest·(sim − sim_ref) + c_tie·tie +
 //! c_co·co_engagement + c_creator·creator_lift_a)`. For a viewer with average interest
 //! and no tie the head *is* the video's smoothed rate, which is what makes it
-//! calibrated; the coefficients can be fitted from logged events (`steerfeed eval fit`).
+//! calibrated at the anchor; the coefficients are set by hand in `[rank.scorer]` (no
+//! fitting from logs exists yet).
 //! The creator lift is the creator's own smoothed rate against the base, in logits,
 //! shrunk by the creator's exposures, so a creator whose videos get remixed lifts their
 //! new videos before those have any history.
