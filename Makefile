@@ -15,7 +15,7 @@ setup:
 	@scripts/setup.sh
 
 build: setup
-	$(CARGO) build --release -p steerfeed-server
+	$(CARGO) build --release -p steerfeed-cli
 
 ## Run the ranking sidecar on 127.0.0.1:8080 with the store in ./var/steerfeed; an empty
 ## store is first loaded with a seeded demo catalog whose captions the language model embeds

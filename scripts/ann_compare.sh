@@ -26,7 +26,7 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import hnswlib, numpy
   "$VENV/bin/pip" install --quiet --disable-pip-version-check numpy 'hnswlib==0.8.0'
 fi
 
-cargo build --release --quiet -p steerfeed-server
+cargo build --release --quiet -p steerfeed-cli
 BIN=./target/release/steerfeed
 
 if [ -n "${FILES:-}" ]; then

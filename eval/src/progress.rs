@@ -55,6 +55,14 @@ impl Progress {
         self.draw(done);
     }
 
+    /// Sets the finished units to `done` (for callers that count themselves).
+    pub fn set(&self, done: u64) {
+        let before = self.done.load(Ordering::Relaxed);
+        if done > before {
+            self.inc(done - before);
+        }
+    }
+
     /// Units finished so far.
     pub fn done(&self) -> u64 {
         self.done.load(Ordering::Relaxed)

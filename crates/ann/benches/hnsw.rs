@@ -13,10 +13,9 @@ use std::hint::black_box;
 use std::path::PathBuf;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use steerfeed_ann::bench::allow_list;
-use steerfeed_ann::synthetic::dataset;
-use steerfeed_ann::{Filter, HnswBuildParams, HnswIndex, HnswSearchParams, VectorIndex};
+use steerfeed_ann::{Filter, HnswBuildParams, HnswIndex, HnswSearchParams, IdSet, VectorIndex};
 use steerfeed_core::Embedding;
+use steerfeed_world::vectors::{allow_list, dataset};
 
 const DIM: usize = 384;
 const SEED: u64 = 42;
@@ -98,7 +97,7 @@ fn search_benches(c: &mut Criterion) {
             });
         }
         for share in [0.1f32, 0.01] {
-            let allow = allow_list(n, share);
+            let allow: IdSet = allow_list(n, share).into_iter().collect();
             let params = HnswSearchParams {
                 ef: 32,
                 ..HnswSearchParams::default()

@@ -19,7 +19,6 @@
 
 #![warn(missing_docs)]
 
-pub mod bench;
 pub mod distance;
 pub mod error;
 pub mod flat;
@@ -30,8 +29,6 @@ pub mod index;
 pub mod params;
 mod persist;
 mod sync;
-pub mod synthetic;
-pub mod texmex;
 pub mod video_index;
 
 pub use error::{Error, Result};

@@ -278,7 +278,7 @@ impl VectorSearch for VideoIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::synthetic::clustered;
+    use steerfeed_world::vectors::clustered;
 
     const DIM: usize = 16;
 

@@ -23,11 +23,11 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use proptest::prelude::*;
-use steerfeed_ann::synthetic::dataset;
 use steerfeed_ann::{
     Error, Filter, FlatIndex, HnswBuildParams, HnswIndex, HnswSearchParams, IdSet, VectorIndex,
 };
 use steerfeed_core::Embedding;
+use steerfeed_world::vectors::dataset;
 
 const DIM: usize = 48;
 const K: usize = 10;

@@ -52,6 +52,8 @@ pub struct Engine {
     concepts: ConceptResolver,
     /// Later pages of a session, picked from what its first ranking left.
     pools: Pools,
+    /// Set by [`Engine::close_discarding_index`]: closing must not save the index.
+    discard_index: Mutex<bool>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -156,6 +158,7 @@ impl Engine {
             pools: Pools::new(pages),
             pipeline,
             concepts: ConceptResolver::default(),
+            discard_index: Mutex::new(false),
         })
     }
 
@@ -670,8 +673,31 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Closes the engine without saving its vector index, and removes the index saved
+    /// before, so that the next [`Engine::open`] builds the graph over every stored
+    /// embedding at once: the end of a bulk load into the live segment.
+    pub fn close_discarding_index(self) -> Result<()> {
+        let dir = self.config.store.path.clone();
+        *lock(&self.discard_index) = true;
+        drop(self);
+        for name in [INDEX_FILE, INDEX_VERSION_FILE, "index.hnsw.ids"] {
+            let path = dir.join(name);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error("index", &path, e)),
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Drop for Engine {
     fn drop(&mut self) {
+        if *lock(&self.discard_index) {
+            return;
+        }
         if let Err(e) = self.checkpoint() {
             tracing::warn!(error = %e, "could not save the vector index; it is rebuilt at the next open");
         }

@@ -1,8 +1,8 @@
 //! # steerfeed-server
 //!
-//! The HTTP ranking sidecar (`steerfeed serve`) and the `steerfeed` command line. The
-//! binary keeps only the outside edge: argument parsing, tracing, the listener and
-//! shutdown. Routes live in [`app`], which tests drive without a socket.
+//! The HTTP ranking sidecar behind `steerfeed serve` (the binary is `crates/cli`): the
+//! routes in [`app`], which tests drive without a socket, and the accept loop in
+//! [`listen`].
 //!
 //! The server starts listening at once and loads the engine (the model, the store and
 //! the index) on a blocking thread; `/readyz` and every `/v1` route answer 503 until it
@@ -13,7 +13,6 @@
 #![warn(missing_docs)]
 
 pub mod api;
-pub mod bench_feed;
 pub mod error;
 pub mod extract;
 pub mod listen;

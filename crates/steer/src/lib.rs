@@ -16,7 +16,6 @@ pub mod cache;
 pub mod config;
 pub mod encoder;
 pub mod error;
-pub mod eval;
 pub mod parser;
 pub mod taxonomy;
 

@@ -1,7 +1,7 @@
 //! Tests of the preference parser on the real model.
 //!
-//! 1. F1 floors on the project's own labelled sets: `prefs-tune.jsonl` (156 lines, the
-//!    parser was developed against it) and `prefs-holdout.jsonl` (60 lines, never tuned on).
+//! 1. (The F1 floors on the labelled sets in `tests/data/` are in the evaluation harness:
+//!    `eval/tests/prefs.rs`.)
 //! 2. "more dogs, fewer cats" keeps two concepts with their own phrases.
 //! 3. Teen policy: restricted and sensitive boosts are rejected with a reason, never
 //!    applied, whatever the text says; excluding them is allowed.
@@ -15,7 +15,6 @@
 use std::sync::{Arc, OnceLock};
 
 use steerfeed_core::{AgeBand, Error as CoreError, Timestamp};
-use steerfeed_steer::eval::{evaluate, read_jsonl};
 use steerfeed_steer::{Encoder, EncoderConfig, Error, ParserConfig, PreferenceParser, Taxonomy};
 
 fn parser() -> &'static PreferenceParser {
@@ -30,37 +29,6 @@ fn parser() -> &'static PreferenceParser {
 
 fn now() -> Timestamp {
     "2026-11-25T12:00:00Z".parse().unwrap()
-}
-
-fn score(file: &str) -> steerfeed_steer::eval::Score {
-    let text = std::fs::read_to_string(format!("{}/tests/data/{file}", env!("CARGO_MANIFEST_DIR")))
-        .unwrap();
-    let lines = read_jsonl(&text).unwrap();
-    let (score, results) = evaluate(parser(), &lines, now()).unwrap();
-    for r in results.iter().filter(|r| r.expected != r.got) {
-        eprintln!(
-            "{file}: {:?}: expected {:?}, got {:?}",
-            r.text, r.expected, r.got
-        );
-    }
-    eprintln!("{file}: {score:?}");
-    score
-}
-
-#[test]
-fn tuning_set_f1_floor() {
-    let s = score("prefs-tune.jsonl");
-    assert!(s.lines >= 150);
-    assert!(s.f1 >= 0.95, "F1 {}", s.f1);
-    assert!(s.exact_match >= 0.9, "exact {}", s.exact_match);
-}
-
-#[test]
-fn held_out_set_f1_floor() {
-    let s = score("prefs-holdout.jsonl");
-    assert!(s.lines >= 60);
-    // Measured 0.847 when the parser was written; the set was never tuned on.
-    assert!(s.f1 >= 0.82, "F1 {}", s.f1);
 }
 
 #[test]

@@ -17,6 +17,7 @@
 pub mod behaviour;
 mod captions;
 mod generate;
+pub mod vectors;
 
 pub use generate::{ConsentGrant, Revocation, SimUser, World, WorldConfig, label_of};
 

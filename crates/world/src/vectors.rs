@@ -1,5 +1,6 @@
-//! Seeded clustered unit vectors, for tests, benches and `steerfeed bench ann --synthetic`.
-//! The same `(n, dim, seed)` always gives the same vectors.
+//! Seeded clustered unit vectors and allow-lists, for the vector index's tests and
+//! benches and `steerfeed bench ann --synthetic`. The same `(n, dim, seed)` always gives
+//! the same vectors.
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -52,6 +53,19 @@ pub fn dataset(n: usize, queries: usize, dim: usize, seed: u64) -> (Vec<f32>, Ve
     let q = both.split_off(n * dim);
     debug_assert_eq!(&both[..], &base[..]);
     (base, q)
+}
+
+/// About `share` of the ids `0..n`, evenly spread (deterministic): an allow-list filter
+/// for benchmarks.
+pub fn allow_list(n: usize, share: f32) -> Vec<u32> {
+    let step = (1.0 / f64::from(share.clamp(1e-6, 1.0))).max(1.0);
+    let mut ids = Vec::new();
+    let mut x = 0.0f64;
+    while (x as usize) < n {
+        ids.push(x as u32);
+        x += step;
+    }
+    ids
 }
 
 #[cfg(test)]

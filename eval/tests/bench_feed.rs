@@ -4,7 +4,7 @@
 //! thresholds: only orderings and non-zero rates.
 
 use steerfeed::Config;
-use steerfeed_server::bench_feed::{FeedArgs, MARKER_FILE, OpenMode, run};
+use steerfeed_eval::bench_feed::{FeedArgs, MARKER_FILE, OpenMode, run};
 
 fn tiny(cache: &std::path::Path) -> FeedArgs {
     let mut args = FeedArgs::new(2000, 200, 7);

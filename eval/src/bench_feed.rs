@@ -40,10 +40,11 @@ use clap::Args;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
-use steerfeed::{
-    Config, Engine, Event, EventKey, FeedRequest, Revocation, Timestamp, Trace, UserId,
-};
-use steerfeed_world::{Revocation as WorldRevocation, World, WorldConfig};
+use steerfeed::demo::{LoadOptions, LoadStep, for_each_parallel, load_world_with};
+use steerfeed::{Config, Engine, Event, EventKey, FeedRequest, Timestamp, Trace, UserId};
+use steerfeed_world::{World, WorldConfig};
+
+use crate::progress::Progress;
 
 /// The file, inside the cache folder, whose presence says the build completed.
 pub const MARKER_FILE: &str = "bench-feed.json";
@@ -59,8 +60,6 @@ const BATCH: usize = 1000;
 const DEFAULT_EVENTS_PER_USER: usize = 40;
 /// Most videos of the world the ingest sample's events point at.
 const SAMPLE_VIDEOS: usize = 10_000;
-/// Progress lines at most this often.
-const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// Arguments of `steerfeed bench feed`.
 #[derive(Debug, Clone, Args)]
@@ -495,94 +494,44 @@ fn write_marker(dir: &Path, args: &FeedArgs, build: &BuildStats) -> anyhow::Resu
     std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
 }
 
-/// Prints a progress line at most every [`PROGRESS_EVERY`].
-struct Progress {
-    what: &'static str,
-    total: usize,
+/// Progress of one phase on stderr (the harness's bar), and its elapsed time.
+struct Phase {
+    bar: Progress,
     started: Instant,
-    last: Mutex<Instant>,
 }
 
-impl Progress {
-    fn new(what: &'static str, total: usize) -> Self {
-        eprintln!("bench feed: {what}: {total}");
-        let now = Instant::now();
+impl Phase {
+    fn new(what: &str, total: usize) -> Self {
         Self {
-            what,
-            total,
-            started: now,
-            last: Mutex::new(now),
+            bar: Progress::new(format!("bench feed: {what}"), total as u64),
+            started: Instant::now(),
         }
     }
 
     fn tick(&self, done: usize) {
-        let Ok(mut last) = self.last.try_lock() else {
-            return;
-        };
-        if last.elapsed() >= PROGRESS_EVERY {
-            *last = Instant::now();
-            let s = self.started.elapsed().as_secs_f64();
-            eprintln!(
-                "bench feed: {} {done}/{} ({:.0}/s)",
-                self.what,
-                self.total,
-                rate(done, s)
-            );
-        }
+        self.bar.set(done as u64);
     }
 
-    /// Reports the end; returns the elapsed time.
+    /// Ends the bar; returns the elapsed time.
     fn finish(&self) -> Duration {
-        let d = self.started.elapsed();
-        eprintln!(
-            "bench feed: {} {} in {:.1} s ({:.0}/s)",
-            self.what,
-            self.total,
-            d.as_secs_f64(),
-            rate(self.total, d.as_secs_f64())
-        );
-        d
+        self.bar.finish();
+        self.started.elapsed()
     }
 }
 
-/// Calls `f` on every item from `threads` threads; returns the elapsed time.
+/// Calls `f` on every item from `threads` threads, with a progress bar; returns the
+/// elapsed time.
 fn par_for_each<T: Sync>(
     what: &'static str,
     items: &[T],
     threads: usize,
     f: impl Fn(&T) -> steerfeed::Result<()> + Sync,
 ) -> anyhow::Result<Duration> {
-    const CHUNK: usize = 16;
-    let progress = Progress::new(what, items.len());
-    let next = AtomicUsize::new(0);
-    let done = AtomicUsize::new(0);
-    let stop = AtomicBool::new(false);
-    let failure: Mutex<Option<steerfeed::Error>> = Mutex::new(None);
-    std::thread::scope(|s| {
-        for _ in 0..threads.min(items.len().div_ceil(CHUNK)).max(1) {
-            s.spawn(|| {
-                while !stop.load(Ordering::Relaxed) {
-                    let from = next.fetch_add(CHUNK, Ordering::Relaxed);
-                    if from >= items.len() {
-                        break;
-                    }
-                    for item in &items[from..(from + CHUNK).min(items.len())] {
-                        if let Err(e) = f(item) {
-                            stop.store(true, Ordering::Relaxed);
-                            let mut slot = failure.lock().unwrap_or_else(|p| p.into_inner());
-                            slot.get_or_insert(e);
-                            return;
-                        }
-                    }
-                    let d = done.fetch_add(CHUNK, Ordering::Relaxed) + CHUNK;
-                    progress.tick(d.min(items.len()));
-                }
-            });
-        }
-    });
-    if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        return Err(e).with_context(|| format!("loading {what}"));
-    }
+    let progress = Phase::new(what, items.len());
+    for_each_parallel(items.len(), threads, &|i| f(&items[i]), &|d| {
+        progress.tick(d)
+    })
+    .with_context(|| format!("loading {what}"))?;
     Ok(progress.finish())
 }
 
@@ -615,67 +564,56 @@ fn load(config: &Config, args: &FeedArgs, dir: &Path) -> anyhow::Result<BuildSta
     bulk.index.build.max_live = 0;
     let engine = Engine::open(bulk).context("opening the engine to load the world")?;
     let lt = args.load_threads;
-
-    let users_t = par_for_each("users", &world.users, lt, |u| engine.upsert_user(&u.user))?;
-
-    let progress = Progress::new("videos", world.videos.len());
-    let mut done = 0;
-    for chunk in world.videos.chunks(BATCH) {
-        engine.upsert_videos(chunk).context("upserting videos")?;
-        done += chunk.len();
-        progress.tick(done);
-    }
-    let videos_t = progress.finish();
-
-    let follows_t = par_for_each("follows", &world.follows, lt, |(a, b)| engine.follow(a, b))?;
-    par_for_each("consents", &world.consents, lt, |c| {
-        engine.set_consent(&c.person, c.scope, &[])
-    })?;
-    par_for_each("revocations", &world.revocations, lt, |r| match r {
-        WorldRevocation::Video { person, video } => {
-            engine.revoke_consent(person, &Revocation::Video(video.clone()))
+    // One bar per step of the loader.
+    let bar: Mutex<Option<(LoadStep, Phase)>> = Mutex::new(None);
+    let progress = |step: LoadStep, done: usize, total: usize| {
+        let mut bar = bar.lock().unwrap_or_else(|p| p.into_inner());
+        if bar.as_ref().is_none_or(|(s, _)| *s != step) {
+            if let Some((_, phase)) = bar.take() {
+                phase.finish();
+            }
+            *bar = Some((step, Phase::new(step.name(), total)));
         }
-        WorldRevocation::Creator { person, creator } => {
-            engine.revoke_consent(person, &Revocation::Creator(creator.clone()))
+        if let Some((_, phase)) = bar.as_ref() {
+            phase.tick(done);
         }
-    })?;
-
-    let progress = Progress::new("history events", world.events.len());
-    let mut done = 0;
-    for chunk in world.events.chunks(BATCH) {
-        engine.ingest_events(chunk).context("ingesting history")?;
-        done += chunk.len();
-        progress.tick(done);
+    };
+    let report = load_world_with(
+        &engine,
+        &world,
+        &LoadOptions {
+            batch: BATCH,
+            threads: lt,
+            progress: &progress,
+        },
+    )
+    .context("loading the world")?;
+    if let Some((_, phase)) = bar.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        phase.finish();
     }
-    let events_t = progress.finish();
 
     let stats = BuildStats {
         world_ms,
-        users: world.users.len(),
-        users_per_s: rate(world.users.len(), users_t.as_secs_f64()),
-        videos: world.videos.len(),
+        users: report.users,
+        users_per_s: rate(report.users, report.user_secs),
+        videos: report.videos,
         videos_per_s: 0.0, // set once the graph is built
-        upsert_videos_per_s: rate(world.videos.len(), videos_t.as_secs_f64()),
+        upsert_videos_per_s: rate(report.videos, report.video_secs),
         rebuild_open_ms: 0.0,
-        follows: world.follows.len(),
-        follows_per_s: rate(world.follows.len(), follows_t.as_secs_f64()),
-        consents: world.consents.len(),
-        revocations: world.revocations.len(),
+        follows: report.follows,
+        follows_per_s: rate(report.follows, report.follow_secs),
+        consents: report.consents,
+        revocations: report.revocations,
         events: world.events.len(),
-        events_per_s: rate(world.events.len(), events_t.as_secs_f64()),
+        events_per_s: rate(world.events.len(), report.event_secs),
         load_threads: lt,
         total_ms: 0.0,
     };
     drop(world);
-    // Dropping the engine checkpoints the live-segment index; remove it so the next open
-    // builds the graph over every stored embedding at once.
-    drop(engine);
-    for name in [INDEX_VERSION_FILE, INDEX_FILE, INDEX_IDS_FILE] {
-        let path = dir.join(name);
-        if path.exists() {
-            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
-        }
-    }
+    // The next open builds the graph over every stored embedding at once.
+    engine
+        .close_discarding_index()
+        .context("closing the loading engine")?;
     Ok(stats)
 }
 
@@ -728,7 +666,7 @@ fn measure_ingest(engine: &Engine, args: &FeedArgs) -> anyhow::Result<IngestStat
         bail!("the ingest sample is empty");
     }
 
-    let progress = Progress::new("ingest (1 writer)", single.len());
+    let progress = Phase::new("ingest (1 writer)", single.len());
     let mut done = 0;
     for chunk in single.chunks(BATCH) {
         let report = engine.ingest_events(chunk).context("ingesting")?;
@@ -833,7 +771,7 @@ fn measure_feed(engine: &Engine, args: &FeedArgs) -> anyhow::Result<FeedStats> {
         one_feed(engine, u, args.limit, now)?;
     }
 
-    let progress = Progress::new("feed requests", measured.len());
+    let progress = Phase::new("feed requests", measured.len());
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let results: Mutex<Vec<(Duration, usize, Trace)>> =

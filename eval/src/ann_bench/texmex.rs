@@ -5,7 +5,7 @@
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use steerfeed::ann::{Error, Result};
 
 fn bad(path: &Path, reason: impl Into<String>) -> Error {
     Error::BadFile {

@@ -1,74 +1,18 @@
-//! The `steerfeed` command: `serve` runs the HTTP ranking sidecar; `config` prints the
-//! effective configuration; `bench ann` and `bench feed` are the benchmarks; `prefs` parses
-//! and scores preferences; `eval` is the offline evaluation harness.
-
-#![allow(clippy::print_stdout)] // a command line prints
-
-use std::path::PathBuf;
+//! `steerfeed serve`: the sidecar on `server.bind`, loading the engine (and a demo
+//! catalog into an empty store) while it already answers `/healthz` and `/readyz`; on
+//! SIGTERM or Ctrl-C it drains, saves the vector index and flushes the store.
 
 use anyhow::Context;
-
-mod bench_cmd;
-mod prefs_cmd;
-use clap::{Parser, Subcommand};
-use steerfeed::config::LogFormat;
 use steerfeed::demo::load_world;
 use steerfeed::world::{World, WorldConfig};
 use steerfeed::{Config, Engine};
-use steerfeed_server::{AppState, app};
-use tracing_subscriber::EnvFilter;
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
-
-/// mimalloc instead of the system allocator: sled allocates and frees a node copy on
-/// every write, and glibc's allocator spent about a third of the ingest thread on it.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-#[derive(Parser)]
-#[command(
-    name = "steerfeed",
-    version,
-    about = "Feed ranking for AI-video social apps"
-)]
-struct Cli {
-    /// Configuration file (TOML), layered over the defaults and under STEERFEED__* variables.
-    #[arg(long, global = true)]
-    config: Option<PathBuf>,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the HTTP ranking sidecar.
-    Serve(ServeArgs),
-    /// Print the effective configuration (defaults, file and environment merged).
-    Config,
-    /// Benchmarks.
-    #[command(subcommand)]
-    Bench(BenchCommand),
-    /// Natural-language preferences.
-    #[command(subcommand)]
-    Prefs(PrefsCommand),
-    /// The offline evaluation harness.
-    #[command(subcommand)]
-    Eval(EvalCommand),
-}
-
-#[derive(Subcommand)]
-enum EvalCommand {
-    /// Leave-last-out replay on MicroLens: the engine against its baselines.
-    Microlens(Box<steerfeed_eval::microlens::Args>),
-    /// Closed-loop sessions on a seeded synthetic world through the real engine.
-    Simulate(Box<steerfeed_eval::sim::Args>),
-    /// Runs the evaluations and writes JSON, a Markdown report and PNG plots to a folder.
-    Report(Box<steerfeed_eval::report::Args>),
-}
+use steerfeed_server::AppState;
+use steerfeed_server::app;
+use steerfeed_server::listen::{ConnLimits, serve as listen};
 
 /// Arguments of `steerfeed serve`.
 #[derive(Debug, clap::Args)]
-struct ServeArgs {
+pub struct ServeArgs {
     /// When the store holds no video yet, load a seeded synthetic demo catalog (users,
     /// follows, consent, videos with clustered embeddings and topics, events).
     #[arg(long)]
@@ -86,77 +30,6 @@ struct ServeArgs {
     /// Seed of the demo catalog.
     #[arg(long, default_value_t = 42)]
     demo_seed: u64,
-}
-
-#[derive(Subcommand)]
-enum PrefsCommand {
-    /// Print the Constraints JSON of a text (or of each line of --jsonl FILE).
-    Parse(prefs_cmd::ParseArgs),
-    /// Score the parser on labelled lines: micro precision, recall, F1 and exact match.
-    Eval(prefs_cmd::EvalArgs),
-}
-
-#[derive(Subcommand)]
-enum BenchCommand {
-    /// ANN recall, QPS, build time and size on TEXMEX files or a synthetic set.
-    Ann(Box<bench_cmd::AnnArgs>),
-    /// The engine end to end on a seeded world: build (cached), ingest and feed latency.
-    Feed(Box<steerfeed_server::bench_feed::FeedArgs>),
-}
-
-fn init_tracing(config: &Config) {
-    use std::io::IsTerminal;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.log.filter))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    let registry = tracing_subscriber::registry().with(filter);
-    match config.log.format {
-        LogFormat::Json => registry.with(layer.json().with_current_span(true)).init(),
-        // Colour codes only for a person at a terminal, never into a file or a pipe.
-        LogFormat::Text => registry
-            .with(layer.with_ansi(std::io::stderr().is_terminal()))
-            .init(),
-    }
-}
-
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let config = Config::load(cli.config.as_deref())?;
-    match cli.command {
-        Command::Config => {
-            print!("{}", config.to_toml());
-            Ok(())
-        }
-        Command::Bench(BenchCommand::Ann(args)) => {
-            init_tracing(&config);
-            bench_cmd::ann(*args)
-        }
-        Command::Bench(BenchCommand::Feed(args)) => {
-            init_tracing(&config);
-            let report = steerfeed_server::bench_feed::run(config, &args)?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            Ok(())
-        }
-        Command::Prefs(PrefsCommand::Parse(args)) => prefs_cmd::parse(config, args),
-        Command::Prefs(PrefsCommand::Eval(args)) => prefs_cmd::eval(config, args),
-        Command::Eval(cmd) => {
-            init_tracing(&config);
-            match cmd {
-                EvalCommand::Microlens(args) => steerfeed_eval::microlens::run(config, &args),
-                EvalCommand::Simulate(args) => steerfeed_eval::sim::run(config, &args),
-                EvalCommand::Report(args) => steerfeed_eval::report::run(config, &args),
-            }
-        }
-        Command::Serve(args) => {
-            init_tracing(&config);
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?
-                .block_on(serve(config, args))
-        }
-    }
 }
 
 /// Loads the demo world into an empty store.
@@ -207,7 +80,7 @@ fn print_demo_help(config: &Config) {
     );
 }
 
-async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
+pub async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
     let bind = config.server.bind;
     let state = AppState::new(config.clone());
     let listener = tokio::net::TcpListener::bind(bind)
@@ -229,8 +102,8 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
             Ok(())
         })
     };
-    let limits = steerfeed_server::listen::ConnLimits::from_config(&state.config().server);
-    let mut server = tokio::spawn(steerfeed_server::listen::serve(
+    let limits = ConnLimits::from_config(&state.config().server);
+    let mut server = tokio::spawn(listen(
         listener,
         app(state.clone()),
         limits,

@@ -6,15 +6,12 @@
 use std::time::Instant;
 
 use rayon::prelude::*;
-use steerfeed_core::Embedding;
-
-use crate::HnswIndex;
-use crate::error::Result;
-use crate::flat::scan;
-use crate::idset::IdSet;
-use crate::index::{Filter, TopK, VectorIndex};
-use crate::params::{HnswBuildParams, HnswSearchParams};
-use steerfeed_core::vector::dot_kernel;
+use steerfeed::Embedding;
+use steerfeed::ann::{
+    Filter, FlatIndex, HnswBuildParams, HnswIndex, HnswSearchParams, IdSet, Result, VectorIndex,
+};
+use steerfeed::vector::dot_kernel;
+use steerfeed::world::vectors::allow_list;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -74,37 +71,30 @@ pub struct AnnBenchRow {
     pub kernel: &'static str,
 }
 
-/// Exact top-`k` ids per query under an optional allow-list, in parallel.
+/// Exact top-`k` ids per query under an optional allow-list, in parallel (the
+/// [`FlatIndex`] scan).
 pub fn exact_ground_truth(
     base: &[f32],
     queries: &[f32],
     dim: usize,
     k: usize,
     allow: Option<&IdSet>,
-) -> Vec<Vec<u32>> {
-    let labels: Vec<u32> = (0..(base.len() / dim) as u32).collect();
+) -> Result<Vec<Vec<u32>>> {
+    let flat = FlatIndex::new(dim);
+    for (i, row) in base.chunks_exact(dim).enumerate() {
+        flat.insert(i as u32, &Embedding::new("base", row, dim)?)?;
+    }
+    let filter = allow.map_or(Filter::All, Filter::Allow);
     queries
         .par_chunks_exact(dim)
         .map(|q| {
-            let mut top = TopK::new(k);
-            scan(base, dim, &labels, q, &mut top, |id| {
-                allow.is_none_or(|a| a.contains(id))
-            });
-            top.into_hits().into_iter().map(|h| h.id).collect()
+            Ok(flat
+                .search(q, k, filter)?
+                .into_iter()
+                .map(|h| h.id)
+                .collect())
         })
         .collect()
-}
-
-/// An allow-list of about `share` of `n` ids, evenly spread (deterministic).
-pub fn allow_list(n: usize, share: f32) -> IdSet {
-    let step = (1.0 / f64::from(share.clamp(1e-6, 1.0))).max(1.0);
-    let mut set = IdSet::new();
-    let mut x = 0.0f64;
-    while (x as usize) < n {
-        set.insert(x as u32);
-        x += step;
-    }
-    set
 }
 
 /// Runs the benchmark; rows come in order of allow share, then `ef`.
@@ -153,18 +143,18 @@ pub fn run(b: &AnnBench) -> Result<Vec<AnnBenchRow>> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(b.threads.max(1))
         .build()
-        .map_err(|e| steerfeed_core::Error::internal("bench", e))?;
+        .map_err(|e| steerfeed::Error::internal("bench", e))?;
     let mut shares = vec![1.0f32];
     shares.extend(b.allow.iter().copied().filter(|s| *s < 1.0));
     let mut rows = Vec::new();
     for share in shares {
-        let allow = (share < 1.0).then(|| allow_list(n, share));
+        let allow = (share < 1.0).then(|| allow_list(n, share).into_iter().collect::<IdSet>());
         let truth: Vec<Vec<u32>> = match (&b.ground_truth, &allow) {
             (Some((gt, gt_k)), None) => gt
                 .chunks_exact(*gt_k)
                 .map(|row| row.iter().take(b.k).map(|&x| x as u32).collect())
                 .collect(),
-            _ => exact_ground_truth(&b.base, &b.queries, dim, b.k, allow.as_ref()),
+            _ => exact_ground_truth(&b.base, &b.queries, dim, b.k, allow.as_ref())?,
         };
         let filter = allow.as_ref().map_or(Filter::All, Filter::Allow);
         // One untimed pass warms caches and page tables, as a freshly built index is.

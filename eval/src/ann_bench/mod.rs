@@ -1,13 +1,20 @@
-//! `steerfeed bench ann`: the ANN benchmark on TEXMEX files or a seeded synthetic set.
+//! `steerfeed bench ann`: the ANN benchmark on TEXMEX files or a seeded synthetic set
+//! ([`run`] measures, [`texmex`] reads and writes the files).
+
+#![allow(clippy::print_stdout)] // a command prints its report on stdout
+
+pub mod run;
+pub mod texmex;
 
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Args;
 use steerfeed::ann::HnswBuildParams;
-use steerfeed::ann::bench::{AnnBench, exact_ground_truth, run};
-use steerfeed::ann::synthetic::dataset;
-use steerfeed::ann::texmex::{read_fvecs, read_ivecs, write_fvecs, write_ivecs};
+use steerfeed::world::vectors::dataset;
+
+use self::run::{AnnBench, exact_ground_truth, run};
+use self::texmex::{read_fvecs, read_ivecs, write_fvecs, write_ivecs};
 
 /// Arguments of `steerfeed bench ann`.
 #[derive(Debug, Args)]
@@ -113,7 +120,7 @@ pub fn ann(args: AnnArgs) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         write_fvecs(&dir.join("base.fvecs"), &base, dim)?;
         write_fvecs(&dir.join("query.fvecs"), &queries, dim)?;
-        let truth = exact_ground_truth(&base, &queries, dim, args.k.max(100), None);
+        let truth = exact_ground_truth(&base, &queries, dim, args.k.max(100), None)?;
         let flat: Vec<i32> = truth
             .iter()
             .flat_map(|r| r.iter().map(|&x| x as i32))

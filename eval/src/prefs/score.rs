@@ -9,10 +9,8 @@
 
 use std::collections::BTreeSet;
 
-use steerfeed_core::{AgeBand, Constraints, Timestamp};
-
-use crate::error::Result;
-use crate::parser::PreferenceParser;
+use steerfeed::steer::{PreferenceParser, Result};
+use steerfeed::{AgeBand, Constraints, Timestamp};
 
 /// One labelled line.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -188,7 +186,7 @@ pub fn read_jsonl(text: &str) -> Result<Vec<Labelled>> {
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(n, l)| {
             serde_json::from_str(l).map_err(|e| {
-                steerfeed_core::Error::invalid("jsonl", format!("line {}: {e}", n + 1)).into()
+                steerfeed::Error::invalid("jsonl", format!("line {}: {e}", n + 1)).into()
             })
         })
         .collect()

@@ -1,11 +1,16 @@
-//! `steerfeed prefs parse` and `steerfeed prefs eval`.
+//! `steerfeed prefs parse` and `steerfeed prefs eval` ([`score`] scores the parser
+//! against labelled lines).
+
+#![allow(clippy::print_stdout)] // a command prints its report on stdout
+
+pub mod score;
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
+use self::score::{evaluate, read_jsonl};
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use steerfeed::steer::eval::{evaluate, read_jsonl};
 use steerfeed::{AgeBand, Config, Timestamp, open_parser};
 
 /// The audience of a preference.

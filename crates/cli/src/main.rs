@@ -1,0 +1,136 @@
+//! The `steerfeed` command: `serve` runs the HTTP ranking sidecar; `config` prints the
+//! effective configuration; `bench ann` and `bench feed` are the benchmarks; `prefs` parses
+//! and scores preferences; `eval` is the offline evaluation harness.
+
+#![allow(clippy::print_stdout)] // a command line prints
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+mod serve;
+
+use clap::{Parser, Subcommand};
+use steerfeed::Config;
+use steerfeed::config::LogFormat;
+use steerfeed_eval::{ann_bench, bench_feed, prefs};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// mimalloc instead of the system allocator: sled allocates and frees a node copy on
+/// every write, and glibc's allocator spent about a third of the ingest thread on it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "steerfeed",
+    version,
+    about = "Feed ranking for AI-video social apps"
+)]
+struct Cli {
+    /// Configuration file (TOML), layered over the defaults and under STEERFEED__* variables.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP ranking sidecar.
+    Serve(serve::ServeArgs),
+    /// Print the effective configuration (defaults, file and environment merged).
+    Config,
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    /// Natural-language preferences.
+    #[command(subcommand)]
+    Prefs(PrefsCommand),
+    /// The offline evaluation harness.
+    #[command(subcommand)]
+    Eval(EvalCommand),
+}
+
+#[derive(Subcommand)]
+enum EvalCommand {
+    /// Leave-last-out replay on MicroLens: the engine against its baselines.
+    Microlens(Box<steerfeed_eval::microlens::Args>),
+    /// Closed-loop sessions on a seeded synthetic world through the real engine.
+    Simulate(Box<steerfeed_eval::sim::Args>),
+    /// Runs the evaluations and writes JSON, a Markdown report and PNG plots to a folder.
+    Report(Box<steerfeed_eval::report::Args>),
+}
+
+#[derive(Subcommand)]
+enum PrefsCommand {
+    /// Print the Constraints JSON of a text (or of each line of --jsonl FILE).
+    Parse(prefs::ParseArgs),
+    /// Score the parser on labelled lines: micro precision, recall, F1 and exact match.
+    Eval(prefs::EvalArgs),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// ANN recall, QPS, build time and size on TEXMEX files or a synthetic set.
+    Ann(Box<ann_bench::AnnArgs>),
+    /// The engine end to end on a seeded world: build (cached), ingest and feed latency.
+    Feed(Box<bench_feed::FeedArgs>),
+}
+
+fn init_tracing(config: &Config) {
+    use std::io::IsTerminal;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.log.filter))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter);
+    match config.log.format {
+        LogFormat::Json => registry.with(layer.json().with_current_span(true)).init(),
+        // Colour codes only for a person at a terminal, never into a file or a pipe.
+        LogFormat::Text => registry
+            .with(layer.with_ansi(std::io::stderr().is_terminal()))
+            .init(),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Config => {
+            print!("{}", config.to_toml());
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Ann(args)) => {
+            init_tracing(&config);
+            ann_bench::ann(*args)
+        }
+        Command::Bench(BenchCommand::Feed(args)) => {
+            init_tracing(&config);
+            let report = bench_feed::run(config, &args)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
+        Command::Prefs(PrefsCommand::Parse(args)) => prefs::parse(config, args),
+        Command::Prefs(PrefsCommand::Eval(args)) => prefs::eval(config, args),
+        Command::Eval(cmd) => {
+            init_tracing(&config);
+            match cmd {
+                EvalCommand::Microlens(args) => steerfeed_eval::microlens::run(config, &args),
+                EvalCommand::Simulate(args) => steerfeed_eval::sim::run(config, &args),
+                EvalCommand::Report(args) => steerfeed_eval::report::run(config, &args),
+            }
+        }
+        Command::Serve(args) => {
+            init_tracing(&config);
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?
+                .block_on(serve::serve(config, args))
+        }
+    }
+}
