@@ -9,6 +9,7 @@ use steerfeed_ann::{HnswBuildParams, HnswSearchParams};
 use steerfeed_rank::RankConfig;
 use steerfeed_steer::config::ORT_DYLIB_ENV;
 use steerfeed_steer::{EncoderConfig, ParserConfig};
+use steerfeed_store::StoreOptions;
 
 /// The defaults, one per tunable, documented in the file itself.
 pub const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
@@ -73,25 +74,36 @@ pub struct Config {
 }
 
 /// Settings of the embedded store.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+///
+/// The section is the store's own [`StoreOptions`] (every field, each default once in
+/// `steerfeed-store`) beside the directory. serde cannot refuse unknown keys through a
+/// flattened struct, so [`Config::from_layers`] checks the section's keys against the
+/// fields the options serialise.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct StoreConfig {
-    /// Directory of the store and the index file.
+    /// Directory of the store (sled's files in `db/`) and the vector index beside it.
     pub path: PathBuf,
-    /// Decoded videos kept in memory.
-    pub video_cache: usize,
-    /// Load the catalog into the video cache in the background after open.
-    pub warm_video_cache: bool,
-    /// sled's page cache, in MiB.
-    pub cache_mb: u64,
-    /// Half-life of action counters and popularity, in hours.
-    pub counter_half_life_h: f64,
-    /// Half-life of interest vectors, in hours.
-    pub interest_half_life_h: f64,
-    /// Seen items remembered per user.
-    pub seen_per_user: u64,
-    /// Minutes of inactivity that end a session.
-    pub session_gap_min: u32,
+    /// The store's options (`dim` comes from the language model).
+    #[serde(flatten)]
+    pub options: StoreOptions,
+}
+
+impl PartialEq for StoreConfig {
+    fn eq(&self, other: &Self) -> bool {
+        // Every configurable field, as configuration sees them (the weight function is
+        // code, not configuration).
+        let fields = |o: &StoreOptions| toml::Table::try_from(o).ok();
+        self.path == other.path && fields(&self.options) == fields(&other.options)
+    }
+}
+
+/// The keys `[store]` takes: `path` and every field of [`StoreOptions`].
+fn store_keys() -> Vec<String> {
+    let mut keys: Vec<String> = toml::Table::try_from(StoreOptions::default())
+        .map(|t| t.keys().cloned().collect())
+        .unwrap_or_default();
+    keys.push("path".into());
+    keys
 }
 
 /// Build-time and query-time parameters of the vector index.
@@ -208,6 +220,18 @@ impl Config {
                 set(&mut table, &var, &path, &value)?;
             }
         }
+        if let Some(toml::Value::Table(store)) = table.get("store") {
+            let known = store_keys();
+            if let Some(unknown) = store.keys().find(|k| !known.contains(k)) {
+                return Err(ConfigError::Parse {
+                    origin: "merged layers".into(),
+                    message: format!(
+                        "unknown field `{unknown}` in [store], expected one of {}",
+                        known.join(", ")
+                    ),
+                });
+            }
+        }
         let config: Config = table
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Parse {
@@ -237,15 +261,7 @@ impl Config {
                 field: "store.path",
             });
         }
-        if !(sc.counter_half_life_h > 0.0 && sc.interest_half_life_h > 0.0)
-            || sc.seen_per_user == 0
-            || sc.session_gap_min == 0
-        {
-            return Err(steerfeed_core::Error::invalid(
-                "store",
-                "half-lives must be positive; seen_per_user and session_gap_min at least 1",
-            ));
-        }
+        sc.options.validate()?;
         let st = &self.steering;
         if !(st.topic_threshold.is_finite() && (0.0..=1.0).contains(&st.topic_threshold)) {
             return Err(steerfeed_core::Error::OutOfRange {
@@ -458,6 +474,24 @@ mod tests {
         assert_eq!(c.rank, RankConfig::default());
         assert_eq!(c.index.build, HnswBuildParams::default());
         assert_eq!(c.index.search, HnswSearchParams::default());
+        // Every store option is in the file, with the store's own default.
+        let file: toml::Table = DEFAULT_TOML.parse().unwrap();
+        let documented = file["store"].as_table().unwrap();
+        let defaults = toml::Table::try_from(StoreOptions::default()).unwrap();
+        for key in defaults.keys() {
+            assert!(
+                documented.contains_key(key),
+                "store.{key} is not in the file"
+            );
+        }
+        assert_eq!(
+            documented.len(),
+            defaults.len() + 1,
+            "only `path` besides the options"
+        );
+        // Read as the store reads them (f32 fields through f32), the values are its own.
+        let read: StoreConfig = documented.clone().try_into().unwrap();
+        assert_eq!(toml::Table::try_from(read.options).unwrap(), defaults);
     }
 
     #[test]
@@ -530,6 +564,16 @@ mod tests {
         let err =
             Config::from_layers(Some(("f.toml", "[server]\nbnd = 1\n")), env(&[])).unwrap_err();
         assert!(err.to_string().contains("bnd"), "{err}");
+        // The store's section too, although serde reads it through a flattened struct;
+        // and `dim` is the model's, not a setting.
+        for key in ["video_caches", "dim", "weight"] {
+            let text = format!("[store]\n{key} = 1\n");
+            let err = Config::from_layers(Some(("f.toml", &text)), env(&[])).unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
+        }
+        let c =
+            Config::from_layers(None, env(&[("STEERFEED__STORE__AFFINITY_SCALE", "2.5")])).unwrap();
+        assert_eq!(c.store.options.affinity_scale, 2.5);
         let err = Config::from_layers(None, env(&[("STEERFEED__SERVR__BIND", "x")])).unwrap_err();
         assert!(matches!(err, ConfigError::Env { .. }), "{err}");
         let err =

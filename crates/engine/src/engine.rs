@@ -97,17 +97,9 @@ impl Engine {
 
         let dir = &config.store.path;
         std::fs::create_dir_all(dir).map_err(|e| io_error("store", dir, e))?;
-        let sc = &config.store;
         let opts = StoreOptions {
             dim: encoder.dim(),
-            video_cache: sc.video_cache,
-            warm_video_cache: sc.warm_video_cache,
-            sled_cache_bytes: sc.cache_mb << 20,
-            counter_half_life_h: sc.counter_half_life_h,
-            interest_half_life_h: sc.interest_half_life_h,
-            seen_per_user: sc.seen_per_user,
-            session_gap_min: sc.session_gap_min,
-            ..StoreOptions::with_dim(encoder.dim())
+            ..config.store.options
         };
         let store = Store::open(&dir.join("db"), opts)?;
         let (index, saved) = open_index(&config, &store, encoder.dim())?;

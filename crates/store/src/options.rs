@@ -12,11 +12,16 @@ pub fn default_weight(kind: &EventKind) -> f32 {
     steerfeed_core::event::engagement_weight(kind)
 }
 
-/// Options of [`Store::open`](crate::Store::open).
-#[derive(Debug, Clone, Copy)]
+/// Options of [`Store::open`](crate::Store::open): the `[store]` section of the
+/// configuration is deserialised into this struct directly (`config/default.toml`
+/// documents each default, and a test holds the two equal).
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct StoreOptions {
     /// Embedding dimension; stored in the header at creation and checked at open.
-    /// Default 384 (all-MiniLM-L6-v2).
+    /// Default 384 (all-MiniLM-L6-v2). Set by the engine from its language model, never
+    /// from configuration.
+    #[serde(skip)]
     pub dim: usize,
     /// Decoded videos kept in memory (`Arc<Video>` with embedding, about 1.8 KB each at
     /// 384 dimensions). Default 1,000,000: a catalog up to that size is served from
@@ -26,8 +31,8 @@ pub struct StoreOptions {
     /// `video_cache` videos), so the first requests after a start do not wait on sled.
     /// Default true.
     pub warm_video_cache: bool,
-    /// sled's page cache, in bytes (filled as pages are read). Default 2 GiB.
-    pub sled_cache_bytes: u64,
+    /// sled's page cache, in MiB (filled as pages are read). Default 2048.
+    pub cache_mb: u64,
     /// How often sled writes its buffers in the background, in ms (writes that are not
     /// waited on, such as [`Store::record_served`](crate::Store::record_served), reach
     /// the disk within this time). Default 500.
@@ -58,7 +63,8 @@ pub struct StoreOptions {
     pub max_preference_bytes: usize,
     /// Longest accepted approved list in a consent setting. Default 10,000.
     pub max_approved: usize,
-    /// Interest weight of each event kind.
+    /// Interest weight of each event kind (code, not configuration).
+    #[serde(skip, default = "default_weight_fn")]
     pub weight: WeightFn,
     /// How often derived state kept in memory (counters, wellbeing, interest, affinity,
     /// seen and history, idempotency keys) is written to its trees, in ms. It is rebuilt
@@ -77,7 +83,7 @@ impl Default for StoreOptions {
             dim: 384,
             video_cache: 1_000_000,
             warm_video_cache: true,
-            sled_cache_bytes: 2048 << 20,
+            cache_mb: 2048,
             flush_every_ms: 500,
             counter_half_life_h: 24.0,
             interest_half_life_h: 168.0,
@@ -98,7 +104,16 @@ impl Default for StoreOptions {
     }
 }
 
+fn default_weight_fn() -> WeightFn {
+    default_weight
+}
+
 impl StoreOptions {
+    /// sled's page cache in bytes.
+    pub(crate) fn cache_bytes(&self) -> u64 {
+        self.cache_mb.saturating_mul(1 << 20)
+    }
+
     /// Default options for embeddings of `dim` dimensions.
     pub fn with_dim(dim: usize) -> Self {
         Self {
@@ -107,7 +122,8 @@ impl StoreOptions {
         }
     }
 
-    pub(crate) fn validate(&self) -> steerfeed_core::Result<()> {
+    /// Checks the ranges.
+    pub fn validate(&self) -> steerfeed_core::Result<()> {
         use steerfeed_core::Error;
         if self.dim == 0 || self.dim > 65_536 {
             return Err(Error::invalid("store.dim", "must be 1..=65536"));
@@ -128,6 +144,12 @@ impl StoreOptions {
             return Err(Error::invalid(
                 "store.seen_per_user",
                 "seen and history bounds must be at least 1",
+            ));
+        }
+        if self.session_gap_min == 0 {
+            return Err(Error::invalid(
+                "store.session_gap_min",
+                "must be at least 1",
             ));
         }
         Ok(())

@@ -555,7 +555,7 @@ impl Store {
     pub fn open(path: &Path, opts: StoreOptions) -> Result<Store> {
         let config = sled::Config::new()
             .path(path)
-            .cache_capacity(opts.sled_cache_bytes)
+            .cache_capacity(opts.cache_bytes())
             .flush_every_ms(Some(opts.flush_every_ms.max(1)));
         Self::open_with(config, opts, Some(path.to_path_buf()))
     }
@@ -564,7 +564,7 @@ impl Store {
     pub fn temporary(opts: StoreOptions) -> Result<Store> {
         let config = sled::Config::new()
             .temporary(true)
-            .cache_capacity(opts.sled_cache_bytes)
+            .cache_capacity(opts.cache_bytes())
             .flush_every_ms(Some(opts.flush_every_ms.max(1)));
         Self::open_with(config, opts, None)
     }
