@@ -849,8 +849,8 @@ impl Store {
 
     /// Test support: writes the derived state of the named trees only (`counters`,
     /// `wellbeing`, ...; see the crate docs), as a crash halfway through writing the
-    /// derived state would leave it. Not part of the API.
-    #[doc(hidden)]
+    /// derived state would leave it. Behind the `test-hooks` feature.
+    #[cfg(feature = "test-hooks")]
     pub fn persist_derived_for_tests(&self, trees: &[&str]) -> Result<()> {
         let mask = Derived::ALL
             .iter()
@@ -861,15 +861,16 @@ impl Store {
 
     /// Test support: writes at most `keep` keys of each derived tree from the derived
     /// state in memory, and no watermark, as a crash halfway through a persist would
-    /// leave the trees; true when some keys were left out. Not part of the API.
-    #[doc(hidden)]
+    /// leave the trees; true when some keys were left out. Behind the `test-hooks` feature.
+    #[cfg(feature = "test-hooks")]
     pub fn persist_torn_for_tests(&self, keep: usize) -> Result<bool> {
         self.persist_torn(keep)
     }
 
     /// Test support: closes the store as a crash would after the last acknowledged write:
-    /// the log is on disk, derived state still in memory is lost. Not part of the API.
-    #[doc(hidden)]
+    /// the log is on disk, derived state still in memory is lost. Behind the
+    /// `test-hooks` feature.
+    #[cfg(feature = "test-hooks")]
     pub fn crash_for_tests(self) -> Result<()> {
         self.inner.crashed.store(true, Ordering::Release);
         let _p = self.persist_lock();

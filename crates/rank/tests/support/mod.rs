@@ -371,16 +371,47 @@ impl VectorSearch for Mem {
     }
 }
 
-/// Whether `person` consents to appearing in `video` in this world (for assertions).
+/// Whether every person in `video`'s cameos (but its creator) consents to appearing in
+/// it in this world: the consent rule stated here on its own, as the oracle of the
+/// tests, without the production `consent_allows` or `ConsentScope`'s order.
+///
+/// A revocation (of the video or of the creator) always refuses. Otherwise the scope in
+/// force is the narrowest of: what the person set, `mutuals` when the person is a teen,
+/// and their parental scope when set; `nobody` refuses, `approved` needs the creator on
+/// the person's list, `mutuals` the list or a mutual follow, `everyone` allows. A person
+/// the world does not know never consented.
 pub fn consents(m: &Mem, video: &Video) -> bool {
+    use steerfeed_core::ConsentScope as S;
+    let breadth = |s: S| match s {
+        S::Nobody => 0,
+        S::Approved => 1,
+        S::Mutuals => 2,
+        S::Everyone => 3,
+    };
     video
         .cameos
         .iter()
         .filter(|p| **p != video.creator)
         .all(|p| {
-            m.cameo_consent(p, &video.creator, &video.id)
-                .unwrap()
-                .is_some_and(|f| steerfeed_rank::filters::consent_allows(&f))
+            let Some(f) = m.cameo_consent(p, &video.creator, &video.id).unwrap() else {
+                return false;
+            };
+            if f.revoked {
+                return false;
+            }
+            let mut scope = breadth(f.scope);
+            if f.age_band == AgeBand::Teen {
+                scope = scope.min(breadth(S::Mutuals));
+            }
+            if let Some(parental) = f.parental_scope {
+                scope = scope.min(breadth(parental));
+            }
+            match scope {
+                0 => false,
+                1 => f.creator_approved,
+                2 => f.creator_approved || f.mutual,
+                _ => true,
+            }
         })
 }
 
