@@ -31,6 +31,7 @@ pub mod pipeline;
 pub mod ports;
 pub mod score;
 pub mod stage;
+pub mod storage;
 pub mod user;
 pub mod vector;
 pub mod video;

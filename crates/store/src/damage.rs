@@ -18,50 +18,7 @@
 
 use std::sync::Mutex;
 
-/// What the store does about an unreadable record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DamageRule {
-    /// The video is left out of the vector index and never served.
-    VideoWithheld,
-    /// The person's likeness is never served.
-    LikenessWithheld,
-    /// No video with a cameo is served.
-    AllCameosWithheld,
-    /// The viewer is served only people they follow.
-    ViewerRestricted,
-    /// Every viewer is served only people they follow.
-    AllViewersRestricted,
-    /// The entry is left out: it could only have made more videos servable.
-    Dropped,
-}
-
-/// One unreadable record.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct DamagedRecord {
-    /// The sled tree holding it.
-    pub tree: &'static str,
-    /// Its key, printable (bytes outside ASCII escaped).
-    pub key: String,
-    /// What the store does about it.
-    pub rule: DamageRule,
-}
-
-/// Every unreadable record found since open (the first [`DamageLog::KEEP`] listed).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct DamageReport {
-    /// The records, in the order found.
-    pub records: Vec<DamagedRecord>,
-    /// How many were found, listed or not.
-    pub total: u64,
-}
-
-impl DamageReport {
-    /// True when nothing unreadable was found.
-    pub fn is_empty(&self) -> bool {
-        self.total == 0
-    }
-}
+pub use steerfeed_core::storage::{DamageReport, DamageRule, DamagedRecord};
 
 /// The store's running report.
 #[derive(Debug, Default)]

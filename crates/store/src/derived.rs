@@ -213,6 +213,7 @@ impl Derived {
         }
     }
 
+    #[cfg(feature = "test-hooks")]
     pub fn name(self) -> &'static str {
         match self {
             Derived::EventKeys => "event_keys",
@@ -468,6 +469,7 @@ pub(crate) struct Layer {
 }
 
 impl Layer {
+    #[cfg(feature = "test-hooks")]
     fn clear(&mut self, d: Derived) {
         match d {
             Derived::EventKeys => self.event_keys.clear(),
@@ -783,6 +785,7 @@ impl Store {
     /// Test support: writes at most `keep` keys of each derived tree from the active
     /// layer and no watermark, as a crash halfway through a persist would leave sled;
     /// the layer stays in memory. True when some keys were left out.
+    #[cfg(feature = "test-hooks")]
     pub(crate) fn persist_torn(&self, keep: usize) -> Result<bool> {
         let _p = self.persist_lock();
         let _g = self.write_lock();
@@ -884,6 +887,7 @@ impl Store {
     }
 
     /// Test support: writes only the trees in `which` from the active layer.
+    #[cfg(feature = "test-hooks")]
     pub(crate) fn persist_some(&self, which: Mask) -> Result<()> {
         let _p = self.persist_lock();
         let _g = self.write_lock();

@@ -14,7 +14,9 @@ use crate::codec::{self, CounterRec, Decayed, corrupt, ms, pair, prefix, u64_of}
 use crate::derived::{self, Derived, Layer, Mask, Overlay, RingPending, WATERMARK_KEY};
 use crate::mirror::Edge;
 use crate::resident::ResidentUser;
-use crate::store::{IngestReport, Store, WellbeingRec, Writes, db_err};
+use steerfeed_core::storage::{IngestReport, Logged};
+
+use crate::store::{Store, WellbeingRec, Writes, db_err};
 
 /// Calls `f(seq, event)` for every logged event with sequence number `>= from`, in order.
 ///
@@ -57,16 +59,6 @@ pub(crate) fn logged_event(log: &Tree, seq: u64) -> Result<Option<Event>> {
         })?;
     }
     Ok(found)
-}
-
-/// Where [`Store::ingest_events_logged`] put a batch's accepted events in the log.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Logged {
-    /// The sequence number of the first accepted event (0 when none was accepted); the
-    /// others follow it one by one, in batch order.
-    pub first_seq: u64,
-    /// The indexes in the batch of the accepted events, in order.
-    pub accepted: Vec<usize>,
 }
 
 /// Appends to one kind of per-user ring (seen or history) staged by one write.

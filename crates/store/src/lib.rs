@@ -207,7 +207,9 @@ mod resident;
 mod store;
 mod toplist;
 
-pub use damage::{DamageReport, DamageRule, DamagedRecord};
-pub use ingest::Logged;
 pub use options::{StoreOptions, WeightFn, default_weight};
-pub use store::{IngestReport, Preferences, Revocation, SCHEMA_VERSION, ServedPage, Store};
+pub use steerfeed_core::storage::{
+    DamageReport, DamageRule, DamagedRecord, IngestReport, Logged, Preferences, Revocation,
+    ServedPage,
+};
+pub use store::{SCHEMA_VERSION, Store};

@@ -22,7 +22,9 @@ use steerfeed_core::{Result, TopicId, UserId, Video, VideoId};
 use crate::cache::{FastMap, FastSet, Ids};
 use crate::codec::{after_sep, corrupt, from_newest_first, ms};
 use crate::damage::{DamageLog, DamageRule};
-use crate::store::{Revocation, Trees, db_err};
+use steerfeed_core::storage::Revocation;
+
+use crate::store::{Trees, db_err};
 
 /// Newest first; equal times in id order (sled's key order).
 pub(crate) type Timeline = BTreeSet<(Reverse<i64>, VideoId)>;

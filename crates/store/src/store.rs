@@ -14,6 +14,8 @@ use steerfeed_core::{
     UserId, Video, VideoId, Viewer, WellbeingState,
 };
 
+use steerfeed_core::storage::{Preferences, Revocation, ServedPage};
+
 use crate::cache::{FastMap, Ids, RecordCache, VideoCache};
 use crate::codec::{
     self, CounterRec, Decayed, after_sep, corrupt, decode_embedding, decode_video, encode_video,
@@ -21,7 +23,9 @@ use crate::codec::{
 };
 use crate::commit::GroupCommit;
 use crate::damage::{DamageLog, DamageReport, DamageRule};
-use crate::derived::{Derived, Mask, Overlay, WATERMARK_KEY};
+#[cfg(feature = "test-hooks")]
+use crate::derived::Mask;
+use crate::derived::{Derived, Overlay, WATERMARK_KEY};
 use crate::mirror::{Edge, Mirror};
 use crate::options::StoreOptions;
 use crate::toplist::TopList;
@@ -66,34 +70,6 @@ pub(crate) fn tx_err(e: TransactionError<()>) -> Error {
         TransactionError::Storage(e) => db_err(e),
         TransactionError::Abort(()) => Error::internal("store", "transaction aborted"),
     }
-}
-
-/// What a revocation covers.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Revocation {
-    /// One video.
-    Video(VideoId),
-    /// Every video of one creator, present and future.
-    Creator(UserId),
-}
-
-/// The outcome of [`Store::ingest_events`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct IngestReport {
-    /// Events newly logged and counted.
-    pub accepted: usize,
-    /// Keys of events already logged (or repeated within the batch): not counted again.
-    pub duplicates: Vec<steerfeed_core::EventKey>,
-}
-
-/// A user's preference text and the constraints compiled from it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct Preferences {
-    /// What the user wrote.
-    pub text: String,
-    /// What it compiled to (with its expiry).
-    pub constraints: Constraints,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
@@ -375,17 +351,6 @@ pub(crate) struct Inner {
 const MIN_CACHED_COUNTERS: usize = 500_000;
 
 /// What the consent filter needs of a person, whatever the video: cached per person.
-/// What a served page changes for its viewer ([`Store::record_page`]).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ServedPage<'a> {
-    /// The items served, in page order.
-    pub videos: &'a [VideoId],
-    /// A check-in card was shown.
-    pub checkin: bool,
-    /// A break card was shown.
-    pub break_card: bool,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PersonFacts {
     pub age_band: steerfeed_core::AgeBand,
