@@ -15,14 +15,12 @@ pub const MAX_WATCH_MS: u64 = 24 * 3_600 * 1_000;
 /// would otherwise be dropped without a word).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "WireEvent")]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
     /// Idempotency key.
     pub key: EventKey,
     /// Who did it.
     pub user: UserId,
     /// When.
-    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub at: Timestamp,
     /// What, and on which video.
     #[serde(flatten)]
@@ -34,7 +32,6 @@ pub struct Event {
 /// "video": "v", "watch_ms": 5000, "completed": true}`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum EventKind {
     /// The video was shown (entered the viewport).
     Impression {
@@ -115,6 +112,31 @@ pub enum EventKind {
         /// The answer.
         answer: CheckinAnswer,
     },
+}
+
+// Written by hand: one object per kind, each closed to the fields of the others (see
+// `crate::openapi::event_schema`).
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Event {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::openapi::event_schema()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Event {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("Event")
+    }
+
+    fn schemas(
+        out: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        crate::openapi::collect_event_refs(out);
+    }
 }
 
 impl EventKind {

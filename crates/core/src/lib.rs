@@ -27,6 +27,8 @@ pub mod event;
 pub mod explain;
 pub mod feed;
 pub mod ids;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod pipeline;
 pub mod ports;
 pub mod score;
