@@ -27,7 +27,7 @@ crate::ids::string_schema!(
         .schema_type(utoipa::openapi::schema::Type::String)
         .min_length(Some(1))
         .max_length(Some(MAX_CURSOR_LEN))
-        .pattern(Some(r"^[\u0021-\u007e]*$"))
+        .pattern(Some(format!(r"^[\u0021-\u007e]*{}", crate::openapi::END)))
         .description(Some(
             "An opaque cursor from a previous feed answer (`next_cursor`): 1 to 512 printable \
              ASCII characters. Only a cursor this server issued is taken; another is 422 \

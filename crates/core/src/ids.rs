@@ -173,7 +173,7 @@ string_schema!(
         .schema_type(utoipa::openapi::schema::Type::String)
         .min_length(Some(1))
         .max_length(Some(TopicId::MAX_LEN))
-        .pattern(Some("^[a-z][a-z0-9_]*$"))
+        .pattern(Some(format!("^[a-z][a-z0-9_]*{}", crate::openapi::END)))
         .description(Some(
             "A taxonomy topic id (`cooking`, `extreme_sports`): 1 to 64 lowercase ASCII \
              letters, digits and `_`, starting with a letter.",

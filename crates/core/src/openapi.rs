@@ -5,8 +5,9 @@
 //! JSON Schema counts the characters of a string where the engine counts UTF-8 bytes.
 //! A bound of `n` bytes is stated as "any text of printable ASCII up to `n` characters,
 //! or any text up to `n / 4` characters" (a character takes at most 4 bytes), which
-//! admits no text the engine refuses. Patterns are ECMA-262 and written with `\uXXXX`
-//! escapes only, which ECMA-262, Python's `re` and Rust's `regex` read alike.
+//! admits no text the engine refuses. Patterns are ECMA-262, written with `\uXXXX`
+//! escapes, and end with [`END`] rather than `$`, so that tools built on Python's `re`
+//! (whose `$` also matches before a final newline) read them as ECMA-262 does.
 
 use std::borrow::Cow;
 
@@ -22,6 +23,9 @@ use crate::event::MAX_WATCH_MS;
 use crate::ids::MAX_ID_LEN;
 use crate::video::{MAX_CAMEOS, MAX_CAPTION_LEN, MAX_DURATION_S, MAX_TOPICS};
 
+/// The end of the text, in a form ECMA-262 and Python's `re` agree on.
+pub const END: &str = r"(?![\s\S])";
+
 /// The control characters `char::is_control` refuses in ids (general category Cc), as
 /// an ECMA-262 class body.
 const CONTROL: &str = r"\u0000-\u001f\u007f-\u009f";
@@ -34,7 +38,7 @@ pub const NOT_BLANK: &str = r"[^\s\u0085]";
 /// (printable ASCII up to 128 characters, any other id up to 32).
 pub fn id_pattern() -> String {
     format!(
-        r"^(?:[\u0020-\u007e]{{1,{max}}}|[^{CONTROL}]{{1,{quarter}}})$",
+        r"^(?:[\u0020-\u007e]{{1,{max}}}|[^{CONTROL}]{{1,{quarter}}}){END}",
         max = MAX_ID_LEN,
         quarter = MAX_ID_LEN / 4
     )
@@ -49,7 +53,7 @@ pub fn text_pattern(max_bytes: usize, not_blank: bool) -> String {
         String::new()
     };
     format!(
-        r"^{lookahead}(?:[\u0000-\u007f]{{0,{max_bytes}}}|[\s\S]{{0,{quarter}}})$",
+        r"^{lookahead}(?:[\u0000-\u007f]{{0,{max_bytes}}}|[\s\S]{{0,{quarter}}}){END}",
         quarter = max_bytes / 4
     )
 }
@@ -487,11 +491,11 @@ mod tests {
     fn patterns_are_built_from_the_limits() {
         assert_eq!(
             id_pattern(),
-            r"^(?:[\u0020-\u007e]{1,128}|[^\u0000-\u001f\u007f-\u009f]{1,32})$"
+            r"^(?:[\u0020-\u007e]{1,128}|[^\u0000-\u001f\u007f-\u009f]{1,32})(?![\s\S])"
         );
         assert_eq!(
             text_pattern(2000, true),
-            r"^(?=[\s\S]*[^\s\u0085])(?:[\u0000-\u007f]{0,2000}|[\s\S]{0,500})$"
+            r"^(?=[\s\S]*[^\s\u0085])(?:[\u0000-\u007f]{0,2000}|[\s\S]{0,500})(?![\s\S])"
         );
     }
 }
