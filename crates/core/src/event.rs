@@ -204,6 +204,7 @@ struct WireEvent {
     at: Timestamp,
     kind: KindTag,
     video: Option<VideoId>,
+    #[serde(default, deserialize_with = "crate::wire::integral_opt")]
     watch_ms: Option<u64>,
     completed: Option<bool>,
     new_video: Option<VideoId>,

@@ -93,7 +93,7 @@ struct FeedRequestWire {
     user: UserId,
     #[serde(default)]
     session: Option<SessionId>,
-    #[serde(default = "default_limit")]
+    #[serde(default = "default_limit", deserialize_with = "crate::wire::integral")]
     limit: u32,
     #[serde(default)]
     cursor: Option<Cursor>,

@@ -36,6 +36,7 @@ pub mod stage;
 pub mod user;
 pub mod vector;
 pub mod video;
+pub mod wire;
 
 pub use constraints::{Concept, Constraints, Freshness, Rejected, Shift, WeightedConcept};
 pub use error::{Entity, Error, ErrorClass, Result};

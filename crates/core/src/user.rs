@@ -114,11 +114,11 @@ pub struct ParentalControls {
     #[serde(default = "yes")]
     pub personalization: bool,
     /// Most items per session, 1 to 10,000.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::wire::integral_opt")]
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10000))]
     pub scroll_cap: Option<u32>,
     /// Daily viewing limit in minutes, 1 to 1,440, replacing the age band's default.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::wire::integral_opt")]
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1440))]
     pub daily_limit_minutes: Option<u32>,
     /// Narrowest cameo scope the account may use.

@@ -901,7 +901,10 @@ struct FeedBody {
     user: UserId,
     #[serde(default)]
     session: Option<SessionId>,
-    #[serde(default = "default_limit")]
+    #[serde(
+        default = "default_limit",
+        deserialize_with = "steerfeed::wire::integral"
+    )]
     #[schema(default = 20, minimum = 1, maximum = 100)]
     limit: u32,
     #[serde(default)]

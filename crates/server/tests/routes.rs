@@ -1209,3 +1209,64 @@ async fn a_full_batch_with_the_longest_ids_fits_the_default_body_limit() {
         raw.len()
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// What the schema fuzz (scripts/fuzz_api.sh) found.
+
+/// JSON Schema's `integer` takes `82.0` as well as `82`, and so does every integer field
+/// of a request; a fraction is still refused.
+#[tokio::test]
+async fn integers_written_with_a_point_are_integers() {
+    let state = state(false).await;
+    let now = world_now();
+    let user = adults()[3].clone();
+    let (status, body) = call(
+        &state,
+        Method::POST,
+        "/v1/feed",
+        json!({"user": user, "limit": 5.0}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(feed_ids(&body).len() <= 5);
+    let uri = format!("/v1/users/{user}/parental");
+    let (status, body) = call(
+        &state,
+        Method::PUT,
+        &uri,
+        json!({"scroll_cap": 290.0, "daily_limit_minutes": 1.44e3}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, body) = call(
+        &state,
+        Method::POST,
+        "/v1/events",
+        json!({"events": [{"key": "point_e", "user": user, "at": now, "kind": "view",
+            "video": "v0", "watch_ms": 1811369.0}]}),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["accepted"]),
+        (StatusCode::OK, &json!(1)),
+        "{body}"
+    );
+    for (uri, body, field) in [
+        (
+            "/v1/feed".to_owned(),
+            json!({"user": user, "limit": 5.5}),
+            "limit",
+        ),
+        (uri.clone(), json!({"scroll_cap": 2.5}), "scroll_cap"),
+        (uri.clone(), json!({"scroll_cap": -1.0}), "scroll_cap"),
+    ] {
+        let method = if uri == "/v1/feed" {
+            Method::POST
+        } else {
+            Method::PUT
+        };
+        let (status, answer) = call(&state, method, &uri, body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+        assert_eq!(answer["error"]["field"], field);
+    }
+}
