@@ -309,6 +309,9 @@ pub(crate) fn video_schema() -> RefOr<Schema> {
         .into()
 }
 
+/// A property of an event kind: its name, its schema, whether it is required.
+type Field<'a> = (&'a str, RefOr<Schema>, bool);
+
 /// The schema of [`crate::Event`]: one object per kind, each refusing the fields of the
 /// others (what `WireEvent` enforces), with the bounds of `Event::validate`.
 pub(crate) fn event_schema() -> RefOr<Schema> {
@@ -321,7 +324,7 @@ pub(crate) fn event_schema() -> RefOr<Schema> {
             required,
         )
     };
-    let kinds: Vec<(&str, &str, Vec<(&str, RefOr<Schema>, bool)>)> = vec![
+    let kinds: Vec<(&str, &str, Vec<Field<'_>>)> = vec![
         (
             "impression",
             "The video was shown.",
