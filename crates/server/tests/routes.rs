@@ -1270,3 +1270,61 @@ async fn integers_written_with_a_point_are_integers() {
         assert_eq!(answer["error"]["field"], field);
     }
 }
+
+/// A user acting on themselves (follow, block, mute, and undoing them) is 422 naming the
+/// relation, never a 5xx: the schema cannot say that two path ids differ, so the
+/// operations' descriptions do. So are a video remixing itself and a remix event whose
+/// new video is the remixed one.
+#[tokio::test]
+async fn a_user_acting_on_themselves_is_422_naming_the_relation() {
+    let state = state(false).await;
+    let now = world_now();
+    let me = adults()[4].clone();
+    for (relation, field) in [
+        ("follows", "follow"),
+        ("blocks", "block"),
+        ("mutes", "mute"),
+    ] {
+        for method in [Method::PUT, Method::DELETE] {
+            let uri = format!("/v1/users/{me}/{relation}/{me}");
+            let (status, body) = call(&state, method.clone(), &uri, Value::Null).await;
+            assert_eq!(
+                status,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{method} {uri}: {body}"
+            );
+            assert_eq!(error_code(&body), "invalid_input");
+            assert_eq!(body["error"]["field"], field, "{method} {uri}");
+        }
+    }
+    let (status, body) = call(
+        &state,
+        Method::PUT,
+        "/v1/videos",
+        json!({"videos": [{"id": "self_remix", "creator": me, "created_at": now,
+            "duration_s": 5.0, "embedding": axis(4), "remix_of": "self_remix"}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["field"], "remix_of");
+    let (status, body) = call(
+        &state,
+        Method::POST,
+        "/v1/events",
+        json!({"events": [{"key": "self_remix_e", "user": me, "at": now, "kind": "remix",
+            "video": "v0", "new_video": "v0"}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["field"], "new_video");
+    // An id that ends in a newline is not an id (the schema's pattern says so too).
+    let (status, body) = call(
+        &state,
+        Method::PUT,
+        &format!("/v1/users/{me}/blocks/x%0A"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_code(&body), "bad_path");
+}
