@@ -23,7 +23,9 @@ Checks (schemathesis' and scripts/fuzz_hooks.py's):
   user acting on themselves, a remix naming itself, an event date outside the server's
   window, a cursor this server did not issue, `now` without allow_client_clock;
 - every_operation_accepts: each operation answered 2xx at least once, so the fuzz
-  reached past the checks of every route.
+  reached past the checks of every route;
+- ignored_auth, unsupported_method: a request without the key is 401, a method the path
+  does not take is 405 with `Allow`.
 
 negative_data_rejection is not run: where JSON Schema cannot count bytes the schema is
 narrower than the server (an id of 40 accented letters is a valid id of 80 bytes that
@@ -139,10 +141,12 @@ def config(out: Path) -> Path:
 seed = {int(os.environ.get("FUZZ_SEED", "1"))}
 {max_time}request-timeout = 120
 workers = 1
+# Hypothesis' health checks judge the generator's speed, not the API.
+suppress-health-check = ["too_slow", "filter_too_much", "data_too_large", "large_base_example"]
 headers = {{ Authorization = "Bearer {KEY}" }}
 
 [generation]
-max-examples = {int(os.environ.get("FUZZ_EXAMPLES", "100"))}
+max-examples = {int(os.environ.get("FUZZ_EXAMPLES", "200"))}
 database = "none"
 
 [phases.stateful]
@@ -184,6 +188,9 @@ response_schema_conformance = {{ enabled = true }}
 # 404: an unknown user or video; 422: narrowed by relational_rejections_only.
 positive_data_acceptance = {{ enabled = true, expected-statuses = ["2xx", "404", "422"] }}
 relational_rejections_only = {{ enabled = true }}
+# Without the key, 401; a method a path does not take, 405 with `Allow`.
+ignored_auth = {{ enabled = true }}
+unsupported_method = {{ enabled = true }}
 every_operation_accepts = {{ enabled = true }}
 
 # The one path id that names a video.

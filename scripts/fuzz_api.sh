@@ -7,7 +7,7 @@
 #   scripts/fuzz_api.sh                      # cargo build (debug), then fuzz
 #   STEERFEED_BIN=target/release/steerfeed scripts/fuzz_api.sh
 #
-# Environment: FUZZ_EXAMPLES (examples per operation and phase, default 100), FUZZ_SEED
+# Environment: FUZZ_EXAMPLES (examples per operation and phase, default 200), FUZZ_SEED
 # (default 1: the same requests every run), FUZZ_MAX_TIME (seconds: fuzz until then
 # instead of stopping after FUZZ_EXAMPLES), FUZZ_TIMEOUT (seconds, default 1200: the run
 # fails past it). STEERFEED_SKIP_FUZZ=1 skips it, saying so; nothing else does.
