@@ -28,7 +28,7 @@ run: build
 test: setup lint
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
-	STEERFEED_BIN=target/debug/steerfeed scripts/fuzz_api.sh
+	FUZZ_BUILD=0 scripts/fuzz_api.sh
 
 ## The schema fuzz alone: schemathesis (pinned with hashes in scripts/requirements-fuzz.txt,
 ## installed into $STEERFEED_CACHE) against the real binary on a free loopback port, a few

@@ -5,6 +5,7 @@
 # what is checked.
 #
 #   scripts/fuzz_api.sh                      # cargo build (debug), then fuzz
+#   FUZZ_BUILD=0 scripts/fuzz_api.sh         # the debug binary as it is
 #   STEERFEED_BIN=target/release/steerfeed scripts/fuzz_api.sh
 #
 # Environment: FUZZ_EXAMPLES (examples per operation and phase, default 200), FUZZ_SEED
@@ -65,8 +66,13 @@ fi
 
 BIN="${STEERFEED_BIN:-}"
 if [ -z "$BIN" ]; then
-  ${CARGO:-cargo} build --quiet -p steerfeed-server --bin steerfeed
-  BIN=target/debug/steerfeed
+  # FUZZ_BUILD=0: the debug binary is current already (`make test` just built it).
+  if [ "${FUZZ_BUILD:-1}" != 0 ]; then
+    ${CARGO:-cargo} build --quiet -p steerfeed-server --bin steerfeed
+  fi
+  TARGET_DIR="$(${CARGO:-cargo} metadata --format-version 1 --no-deps \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+  BIN="$TARGET_DIR/debug/steerfeed"
 fi
 [ -x "$BIN" ] || die "no binary at $BIN"
 
