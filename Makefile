@@ -7,7 +7,7 @@ RUN_ARGS ?= --demo
 # The key `make run` starts the sidecar with (a development key: set your own for real use).
 DEV_KEY ?= dev-key-0000000000000000
 
-.PHONY: all setup build run test lint fmt bench bench-feed eval clean
+.PHONY: all setup build run test fuzz-api lint fmt bench bench-feed eval clean
 
 all: build
 
@@ -23,10 +23,19 @@ build: setup
 run: build
 	STEERFEED__SERVER__API_KEYS=$(DEV_KEY) ./target/release/steerfeed serve $(RUN_ARGS)
 
-## Formatting, lints and every test of the workspace.
+## Formatting, lints, every test of the workspace, then the schema fuzz of the API on the
+## debug binary the tests just built (STEERFEED_SKIP_FUZZ=1 skips the fuzz, and says so).
 test: setup lint
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
+	FUZZ_BUILD=0 scripts/fuzz_api.sh
+
+## The schema fuzz alone: schemathesis (pinned with hashes in scripts/requirements-fuzz.txt,
+## installed into $STEERFEED_CACHE) against the real binary on a free loopback port, a few
+## minutes; what it checks is in scripts/fuzz_api.py. FUZZ_EXAMPLES, FUZZ_SEED and
+## FUZZ_MAX_TIME tune it.
+fuzz-api: setup
+	scripts/fuzz_api.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

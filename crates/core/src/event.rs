@@ -15,14 +15,12 @@ pub const MAX_WATCH_MS: u64 = 24 * 3_600 * 1_000;
 /// would otherwise be dropped without a word).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "WireEvent")]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
     /// Idempotency key.
     pub key: EventKey,
     /// Who did it.
     pub user: UserId,
     /// When.
-    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub at: Timestamp,
     /// What, and on which video.
     #[serde(flatten)]
@@ -34,7 +32,6 @@ pub struct Event {
 /// "video": "v", "watch_ms": 5000, "completed": true}`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum EventKind {
     /// The video was shown (entered the viewport).
     Impression {
@@ -117,6 +114,31 @@ pub enum EventKind {
     },
 }
 
+// Written by hand: one object per kind, each closed to the fields of the others (see
+// `crate::openapi::event_schema`).
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Event {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::openapi::event_schema()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Event {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("Event")
+    }
+
+    fn schemas(
+        out: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        crate::openapi::collect_event_refs(out);
+    }
+}
+
 impl EventKind {
     /// The video the event is about, if any.
     pub fn video(&self) -> Option<&VideoId> {
@@ -182,6 +204,7 @@ struct WireEvent {
     at: Timestamp,
     kind: KindTag,
     video: Option<VideoId>,
+    #[serde(default, deserialize_with = "crate::wire::integral_opt")]
     watch_ms: Option<u64>,
     completed: Option<bool>,
     new_video: Option<VideoId>,

@@ -30,15 +30,15 @@ fn check_id(field: &'static str, s: &str) -> Result<()> {
     Ok(())
 }
 
+/// Implements `ToSchema` for a string type whose schema `$schema` (an expression giving a
+/// `utoipa::openapi::schema::Object`) builds.
 #[cfg(feature = "openapi")]
 macro_rules! string_schema {
-    ($name:ident, $desc:literal) => {
+    ($name:ident, $schema:expr) => {
         impl utoipa::PartialSchema for $name {
             fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-                utoipa::openapi::schema::ObjectBuilder::new()
-                    .schema_type(utoipa::openapi::schema::Type::String)
-                    .description(Some($desc))
-                    .into()
+                let object: utoipa::openapi::schema::Object = $schema;
+                object.into()
             }
         }
 
@@ -83,7 +83,7 @@ macro_rules! string_id {
         }
 
         #[cfg(feature = "openapi")]
-        string_schema!($name, "An id: 1 to 128 printable characters.");
+        string_schema!($name, crate::openapi::id_schema(stringify!($name)));
 
         impl $name {
             /// Validates and wraps an id.
@@ -167,7 +167,19 @@ string_id!(
 pub struct TopicId(Arc<str>);
 
 #[cfg(feature = "openapi")]
-string_schema!(TopicId, "A taxonomy topic id (`cooking`, `politics`, ...).");
+string_schema!(
+    TopicId,
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .min_length(Some(1))
+        .max_length(Some(TopicId::MAX_LEN))
+        .pattern(Some(format!("^[a-z][a-z0-9_]*{}", crate::openapi::END)))
+        .description(Some(
+            "A taxonomy topic id (`cooking`, `extreme_sports`): 1 to 64 lowercase ASCII \
+             letters, digits and `_`, starting with a letter.",
+        ))
+        .build()
+);
 
 // The derived `Hash` hashes the text as `str` does, so lookups by `&str` agree.
 impl std::borrow::Borrow<str> for TopicId {

@@ -27,6 +27,8 @@ pub mod event;
 pub mod explain;
 pub mod feed;
 pub mod ids;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod pipeline;
 pub mod ports;
 pub mod score;
@@ -35,6 +37,7 @@ pub mod storage;
 pub mod user;
 pub mod vector;
 pub mod video;
+pub mod wire;
 
 pub use constraints::{Concept, Constraints, Freshness, Rejected, Shift, WeightedConcept};
 pub use error::{Entity, Error, ErrorClass, Result};

@@ -29,8 +29,9 @@ pub struct User {
     /// Age band.
     #[serde(default)]
     pub age_band: AgeBand,
-    /// IANA time zone name (`Europe/Paris`), for bedtime and daily counters.
+    /// IANA time zone name (`Europe/Paris`), for bedtime and daily counters (default `UTC`).
     #[serde(default = "default_tz")]
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::TimeZoneName))]
     pub time_zone: String,
 }
 
@@ -112,11 +113,13 @@ pub struct ParentalControls {
     /// Safety, consent, blocks, wellbeing limits and the seen list still apply.
     #[serde(default = "yes")]
     pub personalization: bool,
-    /// Most items per session.
-    #[serde(default)]
+    /// Most items per session, 1 to 10,000.
+    #[serde(default, deserialize_with = "crate::wire::integral_opt")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10000))]
     pub scroll_cap: Option<u32>,
-    /// Daily viewing limit in minutes, replacing the age band's default.
-    #[serde(default)]
+    /// Daily viewing limit in minutes, 1 to 1,440, replacing the age band's default.
+    #[serde(default, deserialize_with = "crate::wire::integral_opt")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1440))]
     pub daily_limit_minutes: Option<u32>,
     /// Narrowest cameo scope the account may use.
     #[serde(default)]
@@ -139,13 +142,18 @@ impl Default for ParentalControls {
 }
 
 impl ParentalControls {
+    /// Largest `scroll_cap` (the OpenAPI document states it too).
+    pub const MAX_SCROLL_CAP: u32 = 10_000;
+    /// Largest `daily_limit_minutes`: a day (the OpenAPI document states it too).
+    pub const MAX_DAILY_LIMIT_MINUTES: u32 = 24 * 60;
+
     /// Checks the ranges: a cap of zero would be a lock-out and is spelled as a limit of 1.
     pub fn validate(&self) -> Result<()> {
         if let Some(cap) = self.scroll_cap {
-            in_range("scroll_cap", cap, 1, 10_000)?;
+            in_range("scroll_cap", cap, 1, Self::MAX_SCROLL_CAP)?;
         }
         if let Some(min) = self.daily_limit_minutes {
-            in_range("daily_limit_minutes", min, 1, 24 * 60)?;
+            in_range("daily_limit_minutes", min, 1, Self::MAX_DAILY_LIMIT_MINUTES)?;
         }
         Ok(())
     }

@@ -13,16 +13,7 @@ pub struct Embedding(Arc<[f32]>);
 #[cfg(feature = "openapi")]
 impl utoipa::PartialSchema for Embedding {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::schema::ArrayBuilder::new()
-            .items(
-                utoipa::openapi::schema::ObjectBuilder::new()
-                    .schema_type(utoipa::openapi::schema::Type::Number)
-                    .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
-                        utoipa::openapi::KnownFormat::Float,
-                    ))),
-            )
-            .description(Some("A unit-normalised vector of finite numbers."))
-            .into()
+        crate::openapi::embedding_schema()
     }
 }
 

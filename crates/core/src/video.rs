@@ -52,14 +52,12 @@ pub enum Audience {
 /// whose likeness appears, each of whom must still consent for the video to be served.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Video {
     /// The app's id.
     pub id: VideoId,
     /// Who made it.
     pub creator: UserId,
     /// When it was posted.
-    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
     /// Length in seconds.
     pub duration_s: f32,
@@ -87,6 +85,31 @@ pub struct Video {
     /// Deleted videos are never served.
     #[serde(default)]
     pub deleted: bool,
+}
+
+// Written by hand: the schema says what `validate` and the store check (see
+// `crate::openapi::video_schema`).
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Video {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::openapi::video_schema()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Video {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("Video")
+    }
+
+    fn schemas(
+        out: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        crate::openapi::collect_video_refs(out);
+    }
 }
 
 impl Video {

@@ -52,6 +52,8 @@ pub const MAX_USER_BATCH: usize = 1_000;
 pub const MAX_VIDEO_BATCH: usize = 1_000;
 /// Most events in one `POST /v1/events`.
 pub const MAX_EVENT_BATCH: usize = 10_000;
+/// Most approved users in one `PUT /v1/users/{id}/consent` (the store's `max_approved`).
+pub const MAX_APPROVED: usize = 10_000;
 
 /// The `/v1` routes, behind the bearer-token check.
 pub fn routes(state: AppState) -> Router<AppState> {
@@ -125,7 +127,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ),
     paths(upsert_users, upsert_videos, delete_video, ingest_events, follow, unfollow, block, unblock, mute, unmute, set_parental_controls, set_consent, revoke_consent, set_preferences, get_preferences, clear_preferences, feed, profile),
     components(schemas(ErrorBody)),
-    modifiers(&BearerSecurity),
+    modifiers(&BearerSecurity, &EngineRules),
     security(("bearer" = []))
 )]
 pub struct ApiDoc;
@@ -148,6 +150,41 @@ impl utoipa::Modify for BearerSecurity {
                         .build(),
                 ),
             );
+    }
+}
+
+/// What the document can only say once the types are gathered: the engine's embedding
+/// dimension on `Embedding`, and the rules of path ids on every path parameter.
+struct EngineRules;
+
+impl utoipa::Modify for EngineRules {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::Schema;
+        use utoipa::openapi::{RefOr, path::ParameterIn};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        if let Some(RefOr::T(Schema::Array(a))) = components.schemas.get_mut("Embedding") {
+            a.min_items = Some(steerfeed::steer::MINILM_DIM);
+            a.max_items = Some(steerfeed::steer::MINILM_DIM);
+        }
+        components
+            .schemas
+            .insert("PathId".to_owned(), crate::extract::path_id_schema().into());
+        for item in openapi.paths.paths.values_mut() {
+            let ops = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+            ];
+            for op in ops.into_iter().flatten() {
+                for p in op.parameters.iter_mut().flatten() {
+                    if p.parameter_in == ParameterIn::Path {
+                        p.schema =
+                            Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("PathId")));
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -388,6 +425,8 @@ fn check_batch(field: &'static str, got: usize, limit: usize) -> Result<(), ApiE
 #[serde(deny_unknown_fields)]
 #[derive(utoipa::ToSchema)]
 struct UsersBody {
+    /// At most 1,000 users.
+    #[schema(max_items = 1000)]
     users: Vec<User>,
 }
 
@@ -395,6 +434,8 @@ struct UsersBody {
 #[serde(deny_unknown_fields)]
 #[derive(utoipa::ToSchema)]
 struct VideosBody {
+    /// At most 1,000 videos; the whole batch is checked before anything is written.
+    #[schema(max_items = 1000)]
     videos: Vec<Video>,
 }
 
@@ -407,6 +448,7 @@ struct Upserted {
     post,
     path = "/v1/users",
     tag = "catalog",
+    description = "Adds or replaces users. The whole batch is checked before anything is written.",
     request_body = UsersBody,
     responses((status = 200, description = "done", body = Upserted), ErrorResponses),
     security(("bearer" = []))
@@ -434,6 +476,7 @@ async fn upsert_users(
     put,
     path = "/v1/videos",
     tag = "catalog",
+    description = "Adds or replaces videos, embedding captions where no embedding is given. The whole batch is checked before anything is written. The creator and every cameo person must be known users (else 404); a video cannot remix itself (422, `field: remix_of`).",
     request_body = VideosBody,
     responses((status = 200, description = "done", body = Upserted), ErrorResponses),
     security(("bearer" = []))
@@ -455,6 +498,7 @@ async fn upsert_videos(
     delete,
     path = "/v1/videos/{id}",
     tag = "catalog",
+    description = "Deletes a video: never served again once this answers. An unknown video is 404.",
     params(("id" = String, Path, description = "the video")),
     responses((status = 204, description = "done"), ErrorResponses),
     security(("bearer" = []))
@@ -474,6 +518,8 @@ async fn delete_video(
 #[serde(deny_unknown_fields)]
 #[derive(utoipa::ToSchema)]
 struct EventsBody {
+    /// At most 10,000 events; the whole batch is checked before anything is written.
+    #[schema(max_items = 10000)]
     events: Vec<Event>,
 }
 
@@ -487,6 +533,7 @@ struct Ingested {
     post,
     path = "/v1/events",
     tag = "events",
+    description = "Logs and counts events; a batch sent again is counted once (its keys come back as `duplicates`). The whole batch is checked before anything is written: every user and video an event names must be known (else 404); unless the server runs with `server.allow_client_clock = true`, every `at` must lie within [server time - `server.event_max_age_s`, server time + `server.event_max_ahead_s`] (7 days and 300 s by default; else 422, `field: events[i].at`); a remix cannot name the remixed video as its new video (422, `field: new_video`).",
     request_body = EventsBody,
     responses((status = 200, description = "done", body = Ingested), ErrorResponses),
     security(("bearer" = []))
@@ -511,6 +558,7 @@ async fn ingest_events(
     put,
     path = "/v1/users/{id}/follows/{creator}",
     tag = "graph",
+    description = "`id` follows `creator`. Both must be known users (else 404), and a user cannot follow themselves: `id` equal to `creator` is 422 (`field: follow`).",
     params(("id" = String, Path, description = "the follower"), ("creator" = String, Path, description = "the creator followed")),
     responses((status = 204, description = "done"), ErrorResponses),
     security(("bearer" = []))
@@ -527,6 +575,7 @@ async fn follow(
     delete,
     path = "/v1/users/{id}/follows/{creator}",
     tag = "graph",
+    description = "`id` stops following `creator`. Both must be known users (else 404); `id` equal to `creator` is 422 (`field: follow`).",
     params(("id" = String, Path, description = "the follower"), ("creator" = String, Path, description = "the creator unfollowed")),
     responses((status = 204, description = "done"), ErrorResponses),
     security(("bearer" = []))
@@ -543,6 +592,7 @@ async fn unfollow(
     put,
     path = "/v1/users/{id}/blocks/{other}",
     tag = "graph",
+    description = "`id` blocks `other`: nothing by or featuring them is served to `id` again once this answers. Both must be known users (else 404), and a user cannot block themselves: `id` equal to `other` is 422 (`field: block`).",
     params(("id" = String, Path, description = "the user"), ("other" = String, Path, description = "the user blocked")),
     responses((status = 204, description = "done"), ErrorResponses),
     security(("bearer" = []))
@@ -559,6 +609,7 @@ async fn block(
     delete,
     path = "/v1/users/{id}/blocks/{other}",
     tag = "graph",
+    description = "`id` unblocks `other`. Both must be known users (else 404); `id` equal to `other` is 422 (`field: block`).",
     params(("id" = String, Path, description = "the user"), ("other" = String, Path, description = "the user unblocked")),
     responses((status = 204, description = "done"), ErrorResponses),
     security(("bearer" = []))
@@ -575,6 +626,7 @@ async fn unblock(
     put,
     path = "/v1/users/{id}/mutes/{other}",
     tag = "graph",
+    description = "`id` mutes `other`. Both must be known users (else 404), and a user cannot mute themselves: `id` equal to `other` is 422 (`field: mute`).",
     params(("id" = String, Path, description = "the user"), ("other" = String, Path, description = "the user muted")),
     responses((status = 204, description = "done"), ErrorResponses),
     security(("bearer" = []))
@@ -591,6 +643,7 @@ async fn mute(
     delete,
     path = "/v1/users/{id}/mutes/{other}",
     tag = "graph",
+    description = "`id` unmutes `other`. Both must be known users (else 404); `id` equal to `other` is 422 (`field: mute`).",
     params(("id" = String, Path, description = "the user"), ("other" = String, Path, description = "the user unmuted")),
     responses((status = 204, description = "done"), ErrorResponses),
     security(("bearer" = []))
@@ -610,6 +663,7 @@ async fn unmute(
     put,
     path = "/v1/users/{id}/parental",
     tag = "safety",
+    description = "Sets a user's parental controls. An unknown user is 404.",
     params(("id" = String, Path, description = "the user")),
     request_body = ParentalControls,
     responses((status = 204, description = "done"), ErrorResponses),
@@ -629,7 +683,9 @@ async fn set_parental_controls(
 #[derive(utoipa::ToSchema)]
 struct ConsentBody {
     scope: ConsentScope,
+    /// The users approved one by one (for `approved`), at most 10,000; replaces the list.
     #[serde(default)]
+    #[schema(max_items = 10000)]
     approved: Vec<UserId>,
 }
 
@@ -637,6 +693,7 @@ struct ConsentBody {
     put,
     path = "/v1/users/{id}/consent",
     tag = "safety",
+    description = "Sets who may use the user's likeness in cameos, and the approved list. An unknown user is 404.",
     params(("id" = String, Path, description = "the user")),
     request_body = ConsentBody,
     responses((status = 204, description = "done"), ErrorResponses),
@@ -656,7 +713,6 @@ async fn set_consent(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[derive(utoipa::ToSchema)]
 struct RevocationBody {
     #[serde(default)]
     video: Option<VideoId>,
@@ -664,10 +720,59 @@ struct RevocationBody {
     creator: Option<UserId>,
 }
 
+// Exactly one of `video` and `creator`: two closed objects, one requiring each.
+impl utoipa::PartialSchema for RevocationBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOf, Type};
+        use utoipa::openapi::{Ref, RefOr};
+        let one = |field: &str, id: &str, description: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .title(Some(field))
+                .property(field, {
+                    let mut r = Ref::from_schema_name(id);
+                    r.description = description.to_owned();
+                    RefOr::Ref(r)
+                })
+                .required(field)
+                .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        };
+        OneOf::builder()
+            .item(one(
+                "video",
+                "VideoId",
+                "One video the person appears in; a known video (else 404), deleted or not.",
+            ))
+            .item(one(
+                "creator",
+                "UserId",
+                "Every video of one creator; a known user (else 404).",
+            ))
+            .description(Some(
+                "What the person withdraws consent for: exactly one of `video` and `creator`.",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for RevocationBody {
+    fn schemas(
+        out: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        out.push(("VideoId".to_owned(), VideoId::schema()));
+        out.push(("UserId".to_owned(), UserId::schema()));
+    }
+}
+
 #[utoipa::path(
     post,
     path = "/v1/users/{id}/consent/revocations",
     tag = "safety",
+    description = "The user withdraws consent for one video or every video of one creator; in force once this answers. The user and what is revoked must be known (else 404).",
     params(("id" = String, Path, description = "the user")),
     request_body = RevocationBody,
     responses((status = 204, description = "done"), ErrorResponses),
@@ -699,18 +804,36 @@ async fn revoke_consent(
 #[serde(deny_unknown_fields)]
 #[derive(utoipa::ToSchema)]
 struct PreferencesBody {
+    #[schema(schema_with = preference_text_schema)]
     text: String,
-    /// Pins the clock the expiry counts from; refused unless the server runs with
-    /// `server.allow_client_clock = true` (simulations and tests). Else the server's clock.
+    /// Pins the clock the expiry counts from; refused (422, `field: now`) unless the server
+    /// runs with `server.allow_client_clock = true` (simulations and tests). Else the
+    /// server's clock.
     #[serde(default)]
-    #[schema(value_type = Option<String>, format = DateTime)]
+    #[schema(value_type = Option<steerfeed::openapi::DateTime>)]
     now: Option<Timestamp>,
+}
+
+/// The preference text: `steering.max_text_bytes` (the default's, as the document is
+/// one for every configuration), and not blank (`Engine::set_preferences`).
+fn preference_text_schema() -> utoipa::openapi::schema::Object {
+    let max = steerfeed::Config::default().steering.max_text_bytes;
+    steerfeed::openapi::text_schema(
+        max,
+        true,
+        &format!(
+            "The preferences in plain words. At most `steering.max_text_bytes` bytes of UTF-8 \
+             ({max} by default; longer is 413), not empty or only white space (422: to drop \
+             a user's preferences, DELETE them)."
+        ),
+    )
 }
 
 #[utoipa::path(
     put,
     path = "/v1/users/{id}/preferences",
     tag = "steering",
+    description = "Compiles the user's preferences in words into constraints and stores both; answers the constraints. An unknown user is 404. `now` is refused (422) unless the server runs with `server.allow_client_clock = true`.",
     params(("id" = String, Path, description = "the user")),
     request_body = PreferencesBody,
     responses((status = 200, description = "done", body = Constraints), ErrorResponses),
@@ -730,6 +853,7 @@ async fn set_preferences(
     get,
     path = "/v1/users/{id}/preferences",
     tag = "steering",
+    description = "The user's preference text and constraints; 404 for an unknown user or one without preferences.",
     params(("id" = String, Path, description = "the user")),
     responses((status = 200, description = "done", body = Preferences), ErrorResponses),
     security(("bearer" = []))
@@ -751,6 +875,7 @@ async fn get_preferences(
     delete,
     path = "/v1/users/{id}/preferences",
     tag = "steering",
+    description = "Forgets the user's preferences. An unknown user is 404.",
     params(("id" = String, Path, description = "the user")),
     responses((status = 204, description = "done"), ErrorResponses),
     security(("bearer" = []))
@@ -776,17 +901,20 @@ struct FeedBody {
     user: UserId,
     #[serde(default)]
     session: Option<SessionId>,
-    #[serde(default = "default_limit")]
+    #[serde(
+        default = "default_limit",
+        deserialize_with = "steerfeed::wire::integral"
+    )]
     #[schema(default = 20, minimum = 1, maximum = 100)]
     limit: u32,
     #[serde(default)]
     #[schema(value_type = Option<Cursor>)]
     cursor: Option<String>,
     /// Pins the clock the page is ranked at (bedtime, daily limits, constraint expiry);
-    /// refused unless the server runs with `server.allow_client_clock = true`
-    /// (simulations and tests). Else the server's clock.
+    /// refused (422, `field: now`) unless the server runs with
+    /// `server.allow_client_clock = true` (simulations and tests). Else the server's clock.
     #[serde(default)]
-    #[schema(value_type = Option<String>, format = DateTime)]
+    #[schema(value_type = Option<steerfeed::openapi::DateTime>)]
     now: Option<Timestamp>,
 }
 
@@ -814,6 +942,7 @@ impl FeedBody {
     post,
     path = "/v1/feed",
     tag = "feed",
+    description = "Ranks a page of feed for `user`, each item with its explanation. An unknown user is 404. `cursor` must be a `next_cursor` this server issued (else 422, `field: cursor`); `now` is refused (422) unless the server runs with `server.allow_client_clock = true`.",
     request_body = FeedBody,
     responses((status = 200, description = "done", body = FeedResponse), ErrorResponses),
     security(("bearer" = []))
@@ -833,6 +962,7 @@ async fn feed(
     get,
     path = "/v1/users/{id}/profile",
     tag = "feed",
+    description = "What the user is seeing most, and their active constraints in words. An unknown user is 404.",
     params(("id" = String, Path, description = "the user")),
     responses((status = 200, description = "done", body = ProfileSummary), ErrorResponses),
     security(("bearer" = []))

@@ -72,6 +72,29 @@ fn json_error(e: &serde_json::Error, field: Option<String>) -> ApiError {
     }
 }
 
+/// The schema of an id in a path: an id (`steerfeed::openapi::id_pattern`) other than
+/// `.` and `..`, which URL clients resolve as path segments (RFC 3986 §5.2.4) before the
+/// request is sent, so they cannot name a user or a video in a path.
+pub fn path_id_schema() -> utoipa::openapi::schema::Object {
+    use steerfeed::ids::MAX_ID_LEN;
+    use steerfeed::openapi::END;
+    let id = steerfeed::openapi::id_pattern();
+    let rest = id.strip_prefix('^').unwrap_or(&id);
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_ID_LEN))
+        .pattern(Some(format!(r"^(?!\.\.?{END}){rest}")))
+        .description(Some(format!(
+            "A user or video id, percent-encoded in the path: 1 to {MAX_ID_LEN} bytes of UTF-8 \
+             without control characters, and not `.` or `..`. (JSON Schema counts \
+             characters: the pattern admits printable ASCII up to {MAX_ID_LEN} characters and \
+             any other id up to {} characters.) An invalid id is 400 `bad_path`.",
+            MAX_ID_LEN / 4
+        )))
+        .build()
+}
+
 fn path_rejection(r: axum::extract::rejection::PathRejection) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "bad_path", r.body_text())
 }

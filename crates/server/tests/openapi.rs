@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
-use serde_json::Value;
+use serde_json::{Value, json};
 use steerfeed::Config;
 use steerfeed_server::{AppState, api, app};
 use tower::ServiceExt;
@@ -227,7 +227,277 @@ async fn schemas_error_shape_and_bearer_scheme_are_described() {
     assert_eq!(bearer["type"], "http");
     assert_eq!(bearer["scheme"], "bearer");
 
-    // Types from the core crate come with their own schemas (an event's kind is a tag).
-    assert!(schemas["Video"]["properties"]["created_at"].is_object());
-    assert!(schemas["Event"].is_object() && schemas["EventKind"].is_object());
+    // Types from the core crate come with their own schemas (an event is one object per
+    // kind).
+    assert!(schemas["Video"]["allOf"][0]["properties"]["created_at"].is_object());
+    assert!(schemas["Event"]["oneOf"].is_array());
+}
+
+/// The request body schema of an operation, resolved.
+fn body<'a>(doc: &'a Value, method: &str, path: &str) -> &'a Value {
+    resolve(
+        doc,
+        &doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"],
+    )
+}
+
+/// Every object schema reachable from `schema` (through `$ref`, `allOf`, `anyOf`,
+/// `oneOf`, `items` and `properties`), each once.
+fn objects<'a>(doc: &'a Value, schema: &'a Value, seen: &mut Vec<&'a Value>) {
+    let schema = resolve(doc, schema);
+    if seen.iter().any(|s| std::ptr::eq(*s, schema)) {
+        return;
+    }
+    seen.push(schema);
+    for key in ["allOf", "anyOf", "oneOf"] {
+        for s in schema[key].as_array().into_iter().flatten() {
+            objects(doc, s, seen);
+        }
+    }
+    if schema["items"].is_object() {
+        objects(doc, &schema["items"], seen);
+    }
+    for s in schema["properties"]
+        .as_object()
+        .into_iter()
+        .flat_map(|p| p.values())
+    {
+        objects(doc, s, seen);
+    }
+}
+
+#[tokio::test]
+async fn ids_and_path_ids_state_the_servers_rules() {
+    let doc = document().await;
+    let schemas = &doc["components"]["schemas"];
+    let pattern = steerfeed::openapi::id_pattern();
+    for id in ["UserId", "VideoId", "SessionId", "EventKey"] {
+        let s = &schemas[id];
+        assert_eq!(s["type"], "string", "{id}");
+        assert_eq!(s["minLength"], 1, "{id}");
+        assert_eq!(s["maxLength"], steerfeed::ids::MAX_ID_LEN, "{id}");
+        assert_eq!(s["pattern"], pattern.as_str(), "{id}");
+    }
+    let topic = &schemas["TopicId"];
+    assert_eq!(
+        (&topic["maxLength"], &topic["pattern"]),
+        (
+            &Value::from(64),
+            &Value::from(r"^[a-z][a-z0-9_]*(?![\s\S])")
+        )
+    );
+    // Every path parameter is a path id: the id's rules, and not `.` or `..`.
+    let path_id = &schemas["PathId"];
+    assert_eq!(path_id["maxLength"], steerfeed::ids::MAX_ID_LEN);
+    assert!(
+        path_id["pattern"]
+            .as_str()
+            .unwrap()
+            .starts_with(r"^(?!\.\.?(?![\s\S]))")
+    );
+    let mut params = 0;
+    for (method, path) in operations(&doc) {
+        for p in doc["paths"][&path][&method]["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            assert_eq!(p["in"], "path", "{method} {path}");
+            assert_eq!(
+                p["schema"]["$ref"], "#/components/schemas/PathId",
+                "{method} {path}"
+            );
+            params += 1;
+        }
+    }
+    assert!(params >= 20, "{params} path parameters");
+}
+
+#[tokio::test]
+async fn bodies_state_limits_batches_and_closed_objects() {
+    let doc = document().await;
+    let schemas = &doc["components"]["schemas"];
+
+    // Every object a request body can hold refuses unknown properties.
+    for (method, path) in operations(&doc) {
+        if doc["paths"][&path][&method]["requestBody"].is_null() {
+            continue;
+        }
+        let mut seen = Vec::new();
+        objects(&doc, body(&doc, &method, &path), &mut seen);
+        for s in seen {
+            if s["properties"].is_object() && s["type"] == "object" {
+                assert_eq!(
+                    s["additionalProperties"],
+                    Value::Bool(false),
+                    "{method} {path}: {s}"
+                );
+            }
+        }
+    }
+
+    // Batch limits.
+    for (method, path, field, limit) in [
+        ("post", "/v1/users", "users", api::MAX_USER_BATCH),
+        ("put", "/v1/videos", "videos", api::MAX_VIDEO_BATCH),
+        ("post", "/v1/events", "events", api::MAX_EVENT_BATCH),
+        (
+            "put",
+            "/v1/users/{id}/consent",
+            "approved",
+            api::MAX_APPROVED,
+        ),
+    ] {
+        let b = body(&doc, method, path);
+        assert_eq!(b["properties"][field]["maxItems"], limit, "{path} {field}");
+    }
+    assert_eq!(
+        api::MAX_APPROVED,
+        steerfeed::store::StoreOptions::default().max_approved
+    );
+
+    // The feed: limit 1..=100 (default 20), the cursor's bounds.
+    let feed = body(&doc, "post", "/v1/feed");
+    let limit = &feed["properties"]["limit"];
+    assert_eq!(
+        (&limit["minimum"], &limit["maximum"]),
+        (&Value::from(1), &Value::from(100))
+    );
+    assert_eq!(limit["default"], 20);
+    let cursor = &schemas["Cursor"];
+    assert_eq!(cursor["maxLength"], steerfeed::feed::MAX_CURSOR_LEN);
+    assert_eq!(cursor["minLength"], 1);
+
+    // A revocation is exactly one of video and creator.
+    let revocation = body(&doc, "post", "/v1/users/{id}/consent/revocations");
+    let one_of = revocation["oneOf"].as_array().expect("oneOf");
+    let required: Vec<&Value> = one_of.iter().map(|o| &o["required"]).collect();
+    assert_eq!(required, [&json!(["video"]), &json!(["creator"])]);
+    assert!(one_of.iter().all(|o| o["additionalProperties"] == false));
+
+    // Parental limits start at 1.
+    let parental = body(&doc, "put", "/v1/users/{id}/parental");
+    for (field, max) in [
+        ("scroll_cap", steerfeed::ParentalControls::MAX_SCROLL_CAP),
+        (
+            "daily_limit_minutes",
+            steerfeed::ParentalControls::MAX_DAILY_LIMIT_MINUTES,
+        ),
+    ] {
+        let f = &parental["properties"][field];
+        assert_eq!(
+            (&f["minimum"], &f["maximum"]),
+            (&json!(1), &json!(max)),
+            "{field}"
+        );
+    }
+
+    // Videos: the duration's range, the caption's and the lists' bounds, and an
+    // embedding or a caption.
+    let video = &schemas["Video"];
+    let props = &video["allOf"][0]["properties"];
+    assert_eq!(props["duration_s"]["maximum"], 3600.0);
+    assert!(props["duration_s"]["minimum"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        props["caption"]["maxLength"],
+        steerfeed::video::MAX_CAPTION_LEN
+    );
+    assert_eq!(props["topics"]["maxItems"], steerfeed::video::MAX_TOPICS);
+    assert_eq!(props["cameos"]["maxItems"], steerfeed::video::MAX_CAMEOS);
+    let either: Vec<&Value> = video["allOf"][1]["anyOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| &o["required"])
+        .collect();
+    assert_eq!(either, [&json!(["embedding"]), &json!(["caption"])]);
+
+    // Embeddings: the engine's dimension, f32 range, not all zero.
+    let embedding = &schemas["Embedding"];
+    assert_eq!(embedding["minItems"], steerfeed::steer::MINILM_DIM);
+    assert_eq!(embedding["maxItems"], steerfeed::steer::MINILM_DIM);
+    // (serde_json reads floats to within an ulp.)
+    let max = embedding["items"]["maximum"].as_f64().unwrap();
+    assert!((max / f64::from(f32::MAX) - 1.0).abs() < 1e-12, "{max}");
+    assert!(embedding["contains"].is_object());
+
+    // Preferences: not blank, bounded by the default steering.max_text_bytes; `now` is
+    // said to be refused without allow_client_clock.
+    let prefs = body(&doc, "put", "/v1/users/{id}/preferences");
+    let text = &prefs["properties"]["text"];
+    assert_eq!(text["minLength"], 1);
+    assert_eq!(
+        text["maxLength"],
+        steerfeed::Config::default().steering.max_text_bytes
+    );
+    assert!(text["pattern"].as_str().unwrap().starts_with("^(?="));
+    for b in [prefs, feed] {
+        let now = b["properties"]["now"].to_string();
+        assert!(now.contains("allow_client_clock"), "{now}");
+    }
+}
+
+#[tokio::test]
+async fn events_are_one_closed_object_per_kind() {
+    let doc = document().await;
+    let event = &doc["components"]["schemas"]["Event"];
+    let kinds = event["oneOf"].as_array().expect("oneOf");
+    let names: BTreeSet<&str> = kinds
+        .iter()
+        .map(|k| k["properties"]["kind"]["enum"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 14);
+    for k in kinds {
+        assert_eq!(k["additionalProperties"], false, "{k}");
+        let required = k["required"].as_array().unwrap();
+        for f in ["key", "user", "at", "kind"] {
+            assert!(required.contains(&Value::from(f)), "{k}");
+        }
+    }
+    // Each kind's properties are exactly the fields an event of that kind serialises.
+    let view = kinds
+        .iter()
+        .find(|k| k["properties"]["kind"]["enum"][0] == "view")
+        .unwrap();
+    let fields: BTreeSet<&String> = view["properties"].as_object().unwrap().keys().collect();
+    let sample: Value = serde_json::from_str(
+        r#"{"key":"k","user":"u","at":"2026-01-01T00:00:00Z","kind":"view","video":"v",
+            "watch_ms":5,"completed":true}"#,
+    )
+    .unwrap();
+    let sample: steerfeed::Event = serde_json::from_value(sample).unwrap();
+    let sample = serde_json::to_value(&sample).unwrap();
+    assert_eq!(fields, sample.as_object().unwrap().keys().collect());
+    assert_eq!(
+        view["properties"]["watch_ms"]["maximum"],
+        steerfeed::event::MAX_WATCH_MS
+    );
+    assert!(
+        view["properties"]["at"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("event_max_age_s")
+    );
+}
+
+#[tokio::test]
+async fn what_no_schema_can_say_is_in_the_descriptions() {
+    let doc = document().await;
+    for (path, field) in [
+        ("/v1/users/{id}/follows/{creator}", "follow"),
+        ("/v1/users/{id}/blocks/{other}", "block"),
+        ("/v1/users/{id}/mutes/{other}", "mute"),
+    ] {
+        for method in ["put", "delete"] {
+            let d = doc["paths"][path][method]["description"].as_str().unwrap();
+            assert!(
+                d.contains("422") && d.contains(field),
+                "{method} {path}: {d}"
+            );
+        }
+    }
+    let events = doc["paths"]["/v1/events"]["post"]["description"]
+        .as_str()
+        .unwrap();
+    assert!(events.contains("event_max_age_s") && events.contains("404"));
 }

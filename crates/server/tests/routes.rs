@@ -1209,3 +1209,122 @@ async fn a_full_batch_with_the_longest_ids_fits_the_default_body_limit() {
         raw.len()
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// What the schema fuzz (scripts/fuzz_api.sh) found.
+
+/// JSON Schema's `integer` takes `82.0` as well as `82`, and so does every integer field
+/// of a request; a fraction is still refused.
+#[tokio::test]
+async fn integers_written_with_a_point_are_integers() {
+    let state = state(false).await;
+    let now = world_now();
+    let user = adults()[3].clone();
+    let (status, body) = call(
+        &state,
+        Method::POST,
+        "/v1/feed",
+        json!({"user": user, "limit": 5.0}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(feed_ids(&body).len() <= 5);
+    let uri = format!("/v1/users/{user}/parental");
+    let (status, body) = call(
+        &state,
+        Method::PUT,
+        &uri,
+        json!({"scroll_cap": 290.0, "daily_limit_minutes": 1.44e3}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, body) = call(
+        &state,
+        Method::POST,
+        "/v1/events",
+        json!({"events": [{"key": "point_e", "user": user, "at": now, "kind": "view",
+            "video": "v0", "watch_ms": 1811369.0}]}),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["accepted"]),
+        (StatusCode::OK, &json!(1)),
+        "{body}"
+    );
+    for (uri, body, field) in [
+        (
+            "/v1/feed".to_owned(),
+            json!({"user": user, "limit": 5.5}),
+            "limit",
+        ),
+        (uri.clone(), json!({"scroll_cap": 2.5}), "scroll_cap"),
+        (uri.clone(), json!({"scroll_cap": -1.0}), "scroll_cap"),
+    ] {
+        let method = if uri == "/v1/feed" {
+            Method::POST
+        } else {
+            Method::PUT
+        };
+        let (status, answer) = call(&state, method, &uri, body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+        assert_eq!(answer["error"]["field"], field);
+    }
+}
+
+/// A user acting on themselves (follow, block, mute, and undoing them) is 422 naming the
+/// relation, never a 5xx: the schema cannot say that two path ids differ, so the
+/// operations' descriptions do. So are a video remixing itself and a remix event whose
+/// new video is the remixed one.
+#[tokio::test]
+async fn a_user_acting_on_themselves_is_422_naming_the_relation() {
+    let state = state(false).await;
+    let now = world_now();
+    let me = adults()[4].clone();
+    for (relation, field) in [
+        ("follows", "follow"),
+        ("blocks", "block"),
+        ("mutes", "mute"),
+    ] {
+        for method in [Method::PUT, Method::DELETE] {
+            let uri = format!("/v1/users/{me}/{relation}/{me}");
+            let (status, body) = call(&state, method.clone(), &uri, Value::Null).await;
+            assert_eq!(
+                status,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{method} {uri}: {body}"
+            );
+            assert_eq!(error_code(&body), "invalid_input");
+            assert_eq!(body["error"]["field"], field, "{method} {uri}");
+        }
+    }
+    let (status, body) = call(
+        &state,
+        Method::PUT,
+        "/v1/videos",
+        json!({"videos": [{"id": "self_remix", "creator": me, "created_at": now,
+            "duration_s": 5.0, "embedding": axis(4), "remix_of": "self_remix"}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["field"], "remix_of");
+    let (status, body) = call(
+        &state,
+        Method::POST,
+        "/v1/events",
+        json!({"events": [{"key": "self_remix_e", "user": me, "at": now, "kind": "remix",
+            "video": "v0", "new_video": "v0"}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["field"], "new_video");
+    // An id that ends in a newline is not an id (the schema's pattern says so too).
+    let (status, body) = call(
+        &state,
+        Method::PUT,
+        &format!("/v1/users/{me}/blocks/x%0A"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_code(&body), "bad_path");
+}

@@ -1,0 +1,95 @@
+"""Checks of the sidecar's schema fuzz (loaded by scripts/fuzz_api.py through
+SCHEMATHESIS_HOOKS).
+
+relational_rejections_only: a 422 answered to data the schema allows must be one of the
+rules the OpenAPI document states in words because JSON Schema cannot (the error's
+`field` names which):
+- `follow`, `block`, `mute`: the two users of a graph route are the same user;
+- `new_video`: a remix event names the remixed video as its new video;
+- `remix_of`: a video remixes itself;
+- `events[i].at`: an event dated outside the server's window (server.event_max_age_s,
+  server.event_max_ahead_s; the server's clock is not the client's);
+- `cursor`: a cursor this server did not issue (cursors are opaque);
+- `now`: a pinned clock, refused unless server.allow_client_clock.
+Any other 422 to valid data means the schema allows something the server refuses.
+
+every_operation_accepts: after the run, every operation tested has answered 2xx at least
+once (else the fuzz never got past that route's checks, and proved little about it).
+"""
+
+from __future__ import annotations
+
+import re
+
+import schemathesis
+
+GRAPH = re.compile(r"^/v1/users/\{id\}/(follows|blocks|mutes)/\{(creator|other)\}$")
+
+
+def _is_positive(case) -> bool:
+    meta = getattr(case, "meta", None)
+    return meta is not None and meta.generation.mode.is_positive
+
+
+def _error_field(response) -> str | None:
+    try:
+        return response.json()["error"].get("field")
+    except Exception:  # noqa: BLE001 (a body that is not the error shape explains nothing)
+        return None
+
+
+def _explained(case, field: str | None) -> bool:
+    path = case.operation.path
+    body = case.body if isinstance(case.body, dict) else {}
+    params = case.path_parameters or {}
+    graph = GRAPH.match(path)
+    if graph:
+        same = params.get("id") == params.get(graph.group(2))
+        return same and field == {"follows": "follow", "blocks": "block", "mutes": "mute"}[graph.group(1)]
+    if path == "/v1/events":
+        events = [e for e in body.get("events", []) if isinstance(e, dict)]
+        if field == "new_video":
+            return any(e.get("kind") == "remix" and e.get("new_video") == e.get("video") for e in events)
+        return field is not None and re.fullmatch(r"events\[\d+\]\.at", field) is not None
+    if path == "/v1/videos":
+        videos = [v for v in body.get("videos", []) if isinstance(v, dict)]
+        return field == "remix_of" and any(v.get("remix_of") == v.get("id") for v in videos)
+    if path == "/v1/feed":
+        return (field == "cursor" and "cursor" in body) or (field == "now" and "now" in body)
+    if path == "/v1/users/{id}/preferences" and case.method.upper() == "PUT":
+        return field == "now" and "now" in body
+    return False
+
+
+@schemathesis.check
+def relational_rejections_only(ctx, response, case):
+    """A 422 to valid data is one of the documented relational rules."""
+    if response.status_code != 422 or not _is_positive(case):
+        return None
+    field = _error_field(response)
+    if not _explained(case, field):
+        raise AssertionError(
+            f"Valid data refused with 422 (field {field!r}): the schema allows what the server "
+            f"refuses\n{response.text[:500]}"
+        )
+    return None
+
+
+@schemathesis.check
+class every_operation_accepts:  # noqa: N801 (check names are snake_case)
+    """Every operation tested answered 2xx at least once."""
+
+    def __init__(self):
+        self.tested = set()
+        self.accepted = set()
+
+    def after_response(self, ctx, response, case):
+        label = case.operation.label
+        self.tested.add(label)
+        if 200 <= response.status_code < 300:
+            self.accepted.add(label)
+
+    def after_run(self, ctx):
+        never = sorted(self.tested - self.accepted)
+        if never:
+            raise AssertionError("never answered 2xx: " + ", ".join(never))
