@@ -68,7 +68,7 @@ BIN="${STEERFEED_BIN:-}"
 if [ -z "$BIN" ]; then
   # FUZZ_BUILD=0: the debug binary is current already (`make test` just built it).
   if [ "${FUZZ_BUILD:-1}" != 0 ]; then
-    ${CARGO:-cargo} build --quiet -p steerfeed-server --bin steerfeed
+    ${CARGO:-cargo} build --quiet -p steerfeed-cli --bin steerfeed
   fi
   TARGET_DIR="$(${CARGO:-cargo} metadata --format-version 1 --no-deps \
     | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
