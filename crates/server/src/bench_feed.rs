@@ -47,10 +47,8 @@ use steerfeed_world::{Revocation as WorldRevocation, World, WorldConfig};
 
 /// The file, inside the cache folder, whose presence says the build completed.
 pub const MARKER_FILE: &str = "bench-feed.json";
-/// The engine's index files inside `store.path` (see `[store]` in `config/default.toml`).
+/// The engine's index file inside `store.path` (see `[store]` in `config/default.toml`).
 const INDEX_FILE: &str = "index.hnsw";
-const INDEX_IDS_FILE: &str = "index.hnsw.ids";
-const INDEX_VERSION_FILE: &str = "index.version";
 /// Marker format; a marker of another version is treated as a half-built cache.
 const MARKER_VERSION: u32 = 1;
 /// Videos per `upsert_videos` call and events per `ingest_events` call.
@@ -165,7 +163,7 @@ impl FeedArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OpenMode {
-    /// Reloaded from the checkpoint (its catalog version matched).
+    /// Loaded from the index file (and brought up to date from the catalog log).
     Reload,
     /// Built from the stored embeddings.
     Rebuild,
@@ -303,10 +301,8 @@ pub struct StageTiming {
 /// The vector index on disk after the run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IndexInfo {
-    /// `index.hnsw` (graph, vectors, live segment), bytes.
+    /// `index.hnsw` (graph, vectors, live segment, tombstones, id map), bytes.
     pub file_bytes: u64,
-    /// `index.hnsw.ids` (the id map), bytes.
-    pub ids_file_bytes: u64,
 }
 
 /// What one run measured: printed as one JSON object.
@@ -385,18 +381,14 @@ pub fn run(config: Config, args: &FeedArgs) -> anyhow::Result<FeedReport> {
         }
     };
 
-    let stamp = std::fs::read_to_string(dir.join(INDEX_VERSION_FILE))
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok());
-    let has_index = dir.join(INDEX_FILE).exists();
     eprintln!("bench feed: opening the engine");
     let started = Instant::now();
     let engine = Engine::open(config).context("opening the engine")?;
     let open_ms = ms(started.elapsed());
-    let open_mode = if has_index && stamp == Some(engine.store().catalog_version()) {
-        OpenMode::Reload
-    } else {
+    let open_mode = if engine.index_open().rebuilt {
         OpenMode::Rebuild
+    } else {
+        OpenMode::Reload
     };
     eprintln!("bench feed: engine open in {open_ms:.0} ms ({open_mode:?})");
     // Measure the engine as it serves once started: wait for the cache warmer.
@@ -429,7 +421,6 @@ pub fn run(config: Config, args: &FeedArgs) -> anyhow::Result<FeedReport> {
     let size = |name: &str| std::fs::metadata(dir.join(name)).map_or(0, |m| m.len());
     let index = IndexInfo {
         file_bytes: size(INDEX_FILE),
-        ids_file_bytes: size(INDEX_IDS_FILE),
     };
     Ok(FeedReport {
         bench: "feed".into(),
@@ -670,11 +661,9 @@ fn load(config: &Config, args: &FeedArgs, dir: &Path) -> anyhow::Result<BuildSta
     // Dropping the engine checkpoints the live-segment index; remove it so the next open
     // builds the graph over every stored embedding at once.
     drop(engine);
-    for name in [INDEX_VERSION_FILE, INDEX_FILE, INDEX_IDS_FILE] {
-        let path = dir.join(name);
-        if path.exists() {
-            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
-        }
+    let path = dir.join(INDEX_FILE);
+    if path.exists() {
+        std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
     }
     Ok(stats)
 }
