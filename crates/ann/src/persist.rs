@@ -753,7 +753,8 @@ mod tests {
         let l = section_at(&data, LIVE);
         let t = section_at(&data, TOMBSTONES);
         let i = section_at(&data, IDS);
-        let cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>)> = vec![
+        type Damage<'a> = Box<dyn Fn(&mut Vec<u8>) + 'a>;
+        let cases: Vec<(&str, Damage<'_>)> = vec![
             ("section length", Box::new(|d| u64_at(d, g + 4, 3))),
             (
                 "huge section length",

@@ -376,7 +376,10 @@ fn reopening_reloads_the_index_or_rebuilds_it_when_unusable() {
     flipped[good.len() / 2] ^= 0x08;
     let mut v1 = good.clone();
     v1[8..12].copy_from_slice(&1u32.to_le_bytes());
-    let cases: [(&str, Option<Vec<u8>>, Option<&str>, &str); 5] = [
+    /// A case: its name, the file's bytes (none: no file), a leftover file of format
+    /// 1 to write beside it, and what the reason must say.
+    type Case<'a> = (&'a str, Option<Vec<u8>>, Option<&'a str>, &'a str);
+    let cases: [Case<'_>; 5] = [
         ("damaged", Some(flipped), None, "damaged"),
         (
             "truncated",
