@@ -137,11 +137,9 @@ impl Saver {
         let spawned = std::thread::Builder::new()
             .name("steerfeed-index-save".into())
             .spawn(move || {
-                let mut seen = if now {
-                    None
-                } else {
-                    Some(index.index().compactions())
-                };
+                // Compactions are counted from 0 for every index opened, so one that ran
+                // before this thread started (at open) is saved too.
+                let mut seen = if now { None } else { Some(0) };
                 let mut wait = 0u32;
                 while !flag.wait(SAVE_POLL) {
                     let done = index.index().compactions();
@@ -244,8 +242,9 @@ impl Engine {
     /// embeddings when the file is missing, unreadable, of another format or older than
     /// the log reaches (see [`Engine::index_open`]), and replays the event log into the
     /// co-engagement model. An index over its compaction thresholds compacts in the
-    /// background, and a background thread saves the index after every compaction. A missing model file is an
-    /// [`Unavailable`](steerfeed_core::Error::Unavailable) error naming the command to run.
+    /// background, and a background thread saves the index after every compaction. A
+    /// missing model file is an [`Unavailable`](steerfeed_core::Error::Unavailable) error
+    /// naming the command to run.
     pub fn open(config: Config) -> Result<Self> {
         config.validate()?;
         let parser = open_parser(&config)?;
