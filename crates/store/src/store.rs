@@ -50,9 +50,9 @@ pub(crate) const MAGIC: &[u8; 16] = b"steerfeed-store\0";
 /// (written in the same transaction as the change), so a vector index saved at an older
 /// version can be brought up to date by replaying the videos changed since; its floor
 /// (`meta` `catalog_log_floor`) is the version below which the log no longer reaches. A
-/// version 3 to 6 store gets the empty tree and a floor at its current catalog version,
-/// then the new header (an older build refuses the store, since it would change videos
-/// without logging them).
+/// store of an older schema gets the empty tree and a floor at its current catalog
+/// version, then the new header (an older build refuses the store, since it would
+/// change videos without logging them).
 pub const SCHEMA_VERSION: u32 = 7;
 
 /// Time zones cached for the write path (the cache starts over past it).
@@ -631,7 +631,8 @@ impl Store {
             None => 0,
         };
         if version < 7 {
-            // Older builds changed videos without logging them: the log starts now. Done
+            // Builds before schema 7 changed videos without logging them: the log starts
+            // now (7, not SCHEMA_VERSION: later schemas keep the log). Done
             // before any header is rewritten, so a crash in between redoes it.
             t.catalog_log.clear().map_err(db_err)?;
             t.meta
