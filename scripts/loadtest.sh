@@ -7,9 +7,11 @@
 #
 # It builds the release binary, starts `steerfeed serve --demo` on a free loopback port
 # with a store cached in $STEERFEED_CACHE/loadtest/<videos> (built once: a seeded world
-# of VIDEOS videos and VIDEOS/10 users with synthetic embeddings), waits until ready,
-# runs wrk (random demo users, limit 20), prints requests/s and latency percentiles as
-# JSON, and stops the server. LOADTEST_STORE=DIR uses an existing store instead (for
+# of VIDEOS videos and VIDEOS/10 users with synthetic embeddings, uploaded through the
+# engine's upsert path; the server reports ready once the index's compactions settled,
+# so the load meets a folded graph), waits until ready, runs wrk (random demo users,
+# limit 20), prints requests/s, latency percentiles and the mean interest_ann stage time
+# as JSON, and stops the server. LOADTEST_STORE=DIR uses an existing store instead (for
 # example one `make bench-feed` built: users must be u0..u{VIDEOS/10-1}).
 set -euo pipefail
 
@@ -99,5 +101,9 @@ def count(stage):
     return int(m.group(1)) if m else 0
 ranked = count("context")
 row["pooled_share"] = round(count("pool") / ranked, 3) if ranked else None
+# Mean time of the interest_ann source per ranked request (the vector index search).
+m = re.search(r"steerfeed_stage_duration_seconds_sum\{stage=\"interest_ann\"\} ([0-9.e+-]+)", os.environ["METRICS"])
+n = count("interest_ann")
+row["interest_ann_ms"] = round(float(m.group(1)) / n * 1000, 3) if m and n else None
 print(json.dumps(row))'
 rm -f "$LUA" "$OUT"

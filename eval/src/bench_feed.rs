@@ -48,10 +48,7 @@ use crate::progress::Progress;
 
 /// The file, inside the cache folder, whose presence says the build completed.
 pub const MARKER_FILE: &str = "bench-feed.json";
-/// The engine's index files inside `store.path` (see `[store]` in `config/default.toml`).
-const INDEX_FILE: &str = "index.hnsw";
-const INDEX_IDS_FILE: &str = "index.hnsw.ids";
-const INDEX_VERSION_FILE: &str = "index.version";
+/// The engine's index file inside `store.path` (see `[store]` in `config/default.toml`).
 /// Marker format; a marker of another version is treated as a half-built cache.
 const MARKER_VERSION: u32 = 1;
 /// Videos per `upsert_videos` call and events per `ingest_events` call.
@@ -164,7 +161,7 @@ impl FeedArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OpenMode {
-    /// Reloaded from the checkpoint (its catalog version matched).
+    /// Loaded from the index file (and brought up to date from the catalog log).
     Reload,
     /// Built from the stored embeddings.
     Rebuild,
@@ -302,10 +299,8 @@ pub struct StageTiming {
 /// The vector index on disk after the run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IndexInfo {
-    /// `index.hnsw` (graph, vectors, live segment), bytes.
+    /// `index.hnsw` (graph, vectors, live segment, tombstones, id map), bytes.
     pub file_bytes: u64,
-    /// `index.hnsw.ids` (the id map), bytes.
-    pub ids_file_bytes: u64,
 }
 
 /// What one run measured: printed as one JSON object.
@@ -384,18 +379,14 @@ pub fn run(config: Config, args: &FeedArgs) -> anyhow::Result<FeedReport> {
         }
     };
 
-    let stamp = std::fs::read_to_string(dir.join(INDEX_VERSION_FILE))
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok());
-    let has_index = dir.join(INDEX_FILE).exists();
     eprintln!("bench feed: opening the engine");
     let started = Instant::now();
     let engine = Engine::open(config).context("opening the engine")?;
     let open_ms = ms(started.elapsed());
-    let open_mode = if has_index && stamp == Some(engine.store().catalog_version()) {
-        OpenMode::Reload
-    } else {
+    let open_mode = if engine.index_open().rebuilt {
         OpenMode::Rebuild
+    } else {
+        OpenMode::Reload
     };
     eprintln!("bench feed: engine open in {open_ms:.0} ms ({open_mode:?})");
     // Measure the engine as it serves once started: wait for the cache warmer.
@@ -423,12 +414,11 @@ pub fn run(config: Config, args: &FeedArgs) -> anyhow::Result<FeedReport> {
     let feed = measure_feed(&engine, args)?;
     let video_count = engine.store().video_count();
     let event_count = engine.store().event_count();
+    let index_file = engine.index_file();
     drop(engine); // checkpoints the index (its catalog version is unchanged)
 
-    let size = |name: &str| std::fs::metadata(dir.join(name)).map_or(0, |m| m.len());
     let index = IndexInfo {
-        file_bytes: size(INDEX_FILE),
-        ids_file_bytes: size(INDEX_IDS_FILE),
+        file_bytes: std::fs::metadata(&index_file).map_or(0, |m| m.len()),
     };
     Ok(FeedReport {
         bench: "feed".into(),

@@ -364,7 +364,7 @@ impl Graph {
     }
 
     #[inline]
-    fn vector(&self, node: Node) -> &[f32] {
+    pub(crate) fn vector(&self, node: Node) -> &[f32] {
         let start = node as usize * self.stride() + 1 + self.m0;
         &self.data[start..start + self.dim]
     }

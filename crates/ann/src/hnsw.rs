@@ -9,7 +9,12 @@
 //! `max_live` vectors (or tombstones exceed `max_tombstone_ratio` of the sealed graph),
 //! a background thread rebuilds the sealed graph from every vector not deleted and
 //! swaps it in. Searches run all the while: they see the old sealed graph and the live
-//! segment until the swap, then the new graph and what was inserted since.
+//! segment until the swap, then the new graph and what was inserted since. Compactions
+//! chain: while the live segment is still at `max_live` after a swap (inserts went on
+//! during the rebuild), or tombstones still exceed the ratio, the same thread runs
+//! another; and an index loaded over those thresholds compacts once asked to
+//! ([`HnswIndex::compact_if_needed`]), so however vectors arrive, the index ends with
+//! them in a graph.
 //!
 //! # Deletes
 //!
@@ -89,6 +94,20 @@ pub struct IndexStats {
     pub heap_bytes: usize,
     /// Mean layer-0 links per graph node.
     pub mean_degree: f32,
+    /// True while a compaction runs.
+    pub compacting: bool,
+}
+
+/// What a save copies out of an index under its lock: the file is then written
+/// without holding it.
+#[derive(Debug, Clone)]
+pub(crate) struct Parts {
+    pub graph: Arc<Graph>,
+    pub live_labels: Vec<u32>,
+    pub live_vectors: Vec<f32>,
+    pub tombstones: IdSet,
+    /// Compactions finished when the copy was taken.
+    pub compactions: u64,
 }
 
 /// An HNSW index with live updates. Cheap to clone handles are not provided: share it
@@ -257,9 +276,61 @@ impl HnswIndex {
         Shared::spawn_compaction(&self.shared);
     }
 
+    /// Starts a background compaction when the index is over a threshold (`max_live`
+    /// vectors in the live segment, or tombstones over `max_tombstone_ratio`) and none
+    /// runs: for an index loaded from a file, whose inserts did not go through
+    /// [`VectorIndex::insert`]. True when the index is over a threshold.
+    pub fn compact_if_needed(&self) -> bool {
+        let needed = self.shared.needs_compaction(&self.read());
+        if needed {
+            Shared::spawn_compaction(&self.shared);
+        }
+        needed
+    }
+
     /// True while a compaction runs.
     pub fn is_compacting(&self) -> bool {
         self.shared.compacting.load(Ordering::Acquire)
+    }
+
+    /// Compactions finished so far (cheaper than [`HnswIndex::stats`]).
+    pub fn compactions(&self) -> u64 {
+        self.shared.compactions.load(Ordering::Acquire)
+    }
+
+    /// True when `id` is a node of the sealed graph (not deleted), false when it is in
+    /// the live segment or absent.
+    pub fn in_graph(&self, id: u32) -> bool {
+        let s = self.read();
+        s.present.contains(id) && s.graph.has_label(id)
+    }
+
+    /// The stored vectors of `ids` (`None` for an id absent or deleted), in order.
+    pub fn vectors(&self, ids: &[u32]) -> Vec<Option<Vec<f32>>> {
+        let s = self.read();
+        let dim = self.shared.dim;
+        let mut live: Option<std::collections::HashMap<u32, usize>> = None;
+        ids.iter()
+            .map(|&id| {
+                if !s.present.contains(id) {
+                    return None;
+                }
+                if let Some(&node) = s.graph.node_of.get(id as usize)
+                    && node != u32::MAX
+                {
+                    return Some(s.graph.vector(node).to_vec());
+                }
+                let rows = live.get_or_insert_with(|| {
+                    s.live_labels
+                        .iter()
+                        .enumerate()
+                        .map(|(row, &label)| (label, row))
+                        .collect()
+                });
+                rows.get(&id)
+                    .map(|&row| s.live_vectors[row * dim..(row + 1) * dim].to_vec())
+            })
+            .collect()
     }
 
     /// Counts and sizes.
@@ -273,26 +344,45 @@ impl HnswIndex {
             compactions: self.shared.compactions.load(Ordering::Acquire),
             heap_bytes: s.graph.heap_bytes() + s.live_vectors.len() * 4 + s.live_labels.len() * 4,
             mean_degree: s.graph.mean_degree(),
+            compacting: self.is_compacting(),
         }
     }
 
-    /// Writes the index to `path` (atomically: a temporary file renamed into place).
-    pub fn save(&self, path: &Path) -> Result<()> {
-        let (graph, live_labels, live_vectors, tombstones) = {
-            let s = self.read();
-            (
-                Arc::clone(&s.graph),
-                s.live_labels.clone(),
-                s.live_vectors.clone(),
-                s.tombstones.clone(),
-            )
-        };
-        persist::save(path, &graph, &live_labels, &live_vectors, &tombstones)
+    /// Copies what a save writes (the graph is shared, not copied). The caller may hold
+    /// a lock taken before the index's (the video id map's).
+    pub(crate) fn parts(&self) -> Parts {
+        let s = self.read();
+        Parts {
+            graph: Arc::clone(&s.graph),
+            live_labels: s.live_labels.clone(),
+            live_vectors: s.live_vectors.clone(),
+            tombstones: s.tombstones.clone(),
+            compactions: self.compactions(),
+        }
     }
 
-    /// Reads an index written by [`HnswIndex::save`]. A corrupt, truncated or foreign
-    /// file, or one of another dimension, is [`Error::BadFile`]; the caller can always
-    /// rebuild from the stored embeddings instead.
+    /// Writes the index to `path` in the index file format (`persist`), atomically,
+    /// with catalog version 0 and no video ids. The index's lock is held only while its
+    /// state is copied.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let p = self.parts();
+        persist::save(
+            path,
+            &persist::Contents {
+                catalog_version: 0,
+                graph: p.graph,
+                live_labels: p.live_labels,
+                live_vectors: p.live_vectors,
+                tombstones: p.tombstones,
+                ids: persist::IdTable::default(),
+            },
+        )
+    }
+
+    /// Reads an index written by [`HnswIndex::save`] (or the index part of a
+    /// [`crate::VideoIndex`] file). A corrupt, truncated or foreign file, one of another
+    /// format version or of another dimension, is [`Error::BadFile`]; the caller can
+    /// always rebuild from the stored embeddings instead.
     pub fn load(
         path: &Path,
         dim: usize,
@@ -301,8 +391,8 @@ impl HnswIndex {
     ) -> Result<Self> {
         build.validate()?;
         search.validate()?;
-        let state = persist::load(path, dim)?;
-        Ok(Self::from_state(dim, build, search, state))
+        let loaded = persist::load(path, dim)?;
+        Ok(Self::from_state(dim, build, search, loaded.state))
     }
 }
 
@@ -330,15 +420,43 @@ impl Shared {
         {
             return;
         }
-        let shared = Arc::clone(shared);
+        let bg = Arc::clone(shared);
         let spawned = std::thread::Builder::new()
             .name("steerfeed-compact".into())
             .spawn(move || {
-                shared.compact_locked();
-                shared.compacting.store(false, Ordering::Release);
+                if bg.compact_locked() {
+                    bg.chain();
+                } else {
+                    bg.compacting.store(false, Ordering::Release);
+                }
             });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start a compaction thread");
+            shared.compacting.store(false, Ordering::Release);
+        }
+    }
+
+    /// Called by the holder of the `compacting` flag after a compaction swapped its
+    /// graph in: runs more compactions while the index is still over a threshold, then
+    /// lowers the flag. A write that crossed a threshold while the flag was up started
+    /// nothing, so the need is checked again after lowering it.
+    fn chain(&self) {
+        loop {
+            while self.needs_compaction(&self.read()) {
+                if !self.compact_locked() {
+                    self.compacting.store(false, Ordering::Release);
+                    return;
+                }
+            }
+            self.compacting.store(false, Ordering::Release);
+            if !self.needs_compaction(&self.read())
+                || self
+                    .compacting
+                    .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                    .is_err()
+            {
+                return;
+            }
         }
     }
 
@@ -353,10 +471,15 @@ impl Shared {
         }
         shared.compact_locked();
         shared.compacting.store(false, Ordering::Release);
+        // Inserts that went on meanwhile may have crossed a threshold again.
+        if shared.needs_compaction(&shared.read()) {
+            Shared::spawn_compaction(shared);
+        }
     }
 
-    /// The compaction itself; the caller holds the `compacting` flag.
-    fn compact_locked(&self) {
+    /// The compaction itself; the caller holds the `compacting` flag. True when the
+    /// rebuilt graph was swapped in.
+    fn compact_locked(&self) -> bool {
         let started = std::time::Instant::now();
         let (graph, live_len, mut labels, mut vectors) = {
             let s = self.read();
@@ -389,7 +512,7 @@ impl Shared {
         let mut s = self.write();
         if !Arc::ptr_eq(&s.graph, &graph) {
             tracing::warn!("the graph changed during compaction; keeping the newer one");
-            return;
+            return false;
         }
         s.graph_tombstones = built
             .labels
@@ -407,6 +530,7 @@ impl Shared {
             seconds = started.elapsed().as_secs_f64(),
             "index compacted"
         );
+        true
     }
 }
 

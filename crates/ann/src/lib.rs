@@ -16,6 +16,10 @@
 //! - **Filters inside the search**, with an exact scan when the filter is selective; see
 //!   [`hnsw`] for the rule.
 //! - **Ids are `u32` and never reused**; the caller maps them to video ids.
+//! - **One file per index** (`persist`): sealed graph, live segment, tombstones, the
+//!   video-id map and the catalog version the index reflects, versioned
+//!   ([`FORMAT_VERSION`]), checksummed and written atomically, so an index saved at
+//!   any moment can be reloaded and brought up to date from the store's catalog log.
 
 #![warn(missing_docs)]
 
@@ -38,4 +42,4 @@ pub use idset::IdSet;
 pub use index::{Filter, Hit, VectorIndex};
 pub use params::{HnswBuildParams, HnswSearchParams};
 pub use persist::FORMAT_VERSION;
-pub use video_index::VideoIndex;
+pub use video_index::{IndexSnapshot, VideoIndex};

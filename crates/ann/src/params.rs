@@ -13,7 +13,8 @@ pub struct HnswBuildParams {
     /// Threads used to build (0: all cores). Default 0.
     pub threads: usize,
     /// Vectors kept in the live segment (searched exactly) before it is merged into the
-    /// graph in the background. Default 20 000.
+    /// graph in the background (compactions chain while it stays this full; 0: never
+    /// by size). Default 20 000.
     pub max_live: usize,
     /// Share of tombstoned vectors in the graph above which a compaction rebuilds it
     /// without them. Default 0.2.

@@ -1,26 +1,61 @@
-//! The index file format.
+//! The index file format: one file holds everything an index needs to serve again.
 //!
-//! Little-endian throughout; the last 8 bytes are an FNV-1a 64 checksum of everything
-//! before them, checked before anything is parsed, and every count and link is
-//! range-checked while parsing, so a damaged file is an error, never a panic or an
-//! out-of-bounds graph.
+//! # Layout (format version 2)
+//!
+//! Little-endian throughout. A fixed header, then four sections in a fixed order, each
+//! a four-byte tag and the byte length of its payload, then a checksum:
 //!
 //! ```text
-//! magic "SFHNSW\0\0" | version u32 | dim u32 | nodes u32 | m0 u32 | layers u32 | entry u32
-//! labels [u32; nodes] | vectors [f32; nodes*dim] | layer0 [u32; nodes*(1+m0)]
-//! per upper layer: count u32, then per node: node u32, len u32, [u32; len]
-//! live u32 | live labels [u32; live] | live vectors [f32; live*dim]
-//! tombstone words u64 | [u64; words]
-//! checksum u64
+//! header    magic "SFHNSW\0\0" | format version u32 | dim u32 | catalog version u64
+//! "GRPH"    len u64 | nodes u32 | m0 u32 | layers u32 | entry u32
+//!           | labels [u32; nodes] | vectors [f32; nodes*dim] | layer0 [u32; nodes*(1+m0)]
+//!           | per upper layer: count u32, then per node: node u32, len u32, [u32; len]
+//! "LIVE"    len u64 | count u32 | labels [u32; count] | vectors [f32; count*dim]
+//! "TOMB"    len u64 | words u64 | [u64; words]            (bitset of deleted ids)
+//! "IDS\0"   len u64 | next u32 | count u32
+//!           | per entry, by increasing internal id: internal u32 | len u16 | UTF-8 id
+//! checksum  u64: FNV-1a 64 of every byte before it
 //! ```
 //!
-//! The graph is saved as our exported arrays rather than through `hnsw_rs`'s dump: the
-//! serving structure is ours, and its reload is a plain read with no borrowed state.
+//! - **GRPH** is the sealed graph as our exported arrays (not `hnsw_rs`'s dump: the
+//!   serving structure is ours, and its reload is a plain read with no borrowed state);
+//!   a layer-0 row is a link count then `m0` slots.
+//! - **LIVE** is the live segment (searched exactly), in insertion order.
+//! - **TOMB** is every internal id ever deleted (ids are never reused).
+//! - **IDS** maps internal ids to video ids ([`crate::VideoIndex`]); `next` is the next
+//!   internal id to hand out. An [`crate::HnswIndex`] saved alone writes `next = 0` and
+//!   no entries, and ignores the section when it loads.
+//! - The **catalog version** is the store's catalog version the index reflects: every
+//!   catalog change at or below it is in the file (later ones may be too). 0 for an
+//!   index saved alone.
+//!
+//! # Checks
+//!
+//! The magic and the format version are read first, so a file of another version is
+//! refused by name; then the checksum is checked before anything else is parsed; then
+//! every count, length and link is range-checked while parsing (a section must be
+//! consumed exactly, internal ids must be below `next`, video ids must be valid and
+//! distinct), so a damaged file is [`Error::BadFile`], never a panic or an
+//! out-of-bounds graph.
+//!
+//! # Writing
+//!
+//! A save writes a temporary file beside the target, fsyncs it, renames it over the
+//! target and fsyncs the directory: a crash leaves the old file or the new one, never a
+//! mix, and the rename is durable when `save` returns.
+//!
+//! # Versions
+//!
+//! [`FORMAT_VERSION`] is bumped whenever the layout changes; other versions are refused
+//! (the engine then rebuilds the index from the store). Version 1 had no catalog
+//! version, no sections and kept the id map in a JSON file beside the index.
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
+
+use steerfeed_core::VideoId;
 
 use crate::error::{Error, Result};
 use crate::graph::Graph;
@@ -28,8 +63,41 @@ use crate::hnsw::State;
 use crate::idset::IdSet;
 
 const MAGIC: &[u8; 8] = b"SFHNSW\0\0";
-/// Bumped whenever the layout changes; other versions are refused.
-pub const FORMAT_VERSION: u32 = 1;
+/// The version of the index file layout this build reads and writes; other versions
+/// are refused.
+pub const FORMAT_VERSION: u32 = 2;
+
+const GRAPH: &[u8; 4] = b"GRPH";
+const LIVE: &[u8; 4] = b"LIVE";
+const TOMBSTONES: &[u8; 4] = b"TOMB";
+const IDS: &[u8; 4] = b"IDS\0";
+
+/// The video ids of internal ids, as saved: `next` and `(internal, video)` pairs by
+/// increasing internal id.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct IdTable {
+    pub next: u32,
+    pub entries: Vec<(u32, VideoId)>,
+}
+
+/// Everything one file holds.
+#[derive(Debug, Clone)]
+pub(crate) struct Contents {
+    pub catalog_version: u64,
+    pub graph: Arc<Graph>,
+    pub live_labels: Vec<u32>,
+    pub live_vectors: Vec<f32>,
+    pub tombstones: IdSet,
+    pub ids: IdTable,
+}
+
+/// What [`load`] read: the index state (with the derived sets), the catalog version and
+/// the id table.
+pub(crate) struct Loaded {
+    pub state: State,
+    pub catalog_version: u64,
+    pub ids: IdTable,
+}
 
 struct Fnv(u64);
 
@@ -48,12 +116,17 @@ impl Fnv {
 struct Writer<W: Write> {
     inner: W,
     hash: Fnv,
+    written: u64,
 }
 
 impl<W: Write> Writer<W> {
     fn bytes(&mut self, b: &[u8]) -> std::io::Result<()> {
         self.hash.update(b);
+        self.written += b.len() as u64;
         self.inner.write_all(b)
+    }
+    fn u16(&mut self, v: u16) -> std::io::Result<()> {
+        self.bytes(&v.to_le_bytes())
     }
     fn u32(&mut self, v: u32) -> std::io::Result<()> {
         self.bytes(&v.to_le_bytes())
@@ -77,33 +150,81 @@ impl<W: Write> Writer<W> {
         }
         Ok(())
     }
+    /// Writes a section: its tag, `len`, then what `body` writes, which must be exactly
+    /// `len` bytes.
+    fn section(
+        &mut self,
+        tag: &[u8; 4],
+        len: u64,
+        body: impl FnOnce(&mut Self) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        self.bytes(tag)?;
+        self.u64(len)?;
+        let start = self.written;
+        body(self)?;
+        if self.written - start != len {
+            return Err(std::io::Error::other(format!(
+                "section {} wrote {} bytes, announced {len}",
+                String::from_utf8_lossy(tag),
+                self.written - start
+            )));
+        }
+        Ok(())
+    }
 }
 
 fn count(n: usize) -> std::io::Result<u32> {
     u32::try_from(n).map_err(|_| std::io::Error::other("too many items for the index format"))
 }
 
-pub(crate) fn save(
-    path: &Path,
-    graph: &Graph,
-    live_labels: &[u32],
-    live_vectors: &[f32],
-    tombstones: &IdSet,
-) -> Result<()> {
+fn graph_len(graph: &Graph) -> u64 {
+    let n = graph.len() as u64;
+    let upper: u64 = graph
+        .upper
+        .iter()
+        .map(|layer| 4 + layer.values().map(|l| 8 + 4 * l.len() as u64).sum::<u64>())
+        .sum();
+    16 + 4 * n + 4 * n * graph.dim as u64 + 4 * n * (1 + graph.m0 as u64) + upper
+}
+
+/// Writes `c` to `path` atomically (see the module docs).
+pub(crate) fn save(path: &Path, c: &Contents) -> Result<()> {
     let io = |source| Error::Io {
         path: path.to_path_buf(),
         source,
     };
     let tmp = path.with_extension("tmp");
-    let file = std::fs::File::create(&tmp).map_err(io)?;
+    let written = write_file(&tmp, c);
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(e));
+    }
+    std::fs::rename(&tmp, path).map_err(io)?;
+    // The rename is durable once the directory is.
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)
+}
+
+fn write_file(tmp: &Path, c: &Contents) -> std::io::Result<()> {
+    let graph = &c.graph;
+    let dim = graph.dim;
+    let file = std::fs::File::create(tmp)?;
     let mut w = Writer {
         inner: std::io::BufWriter::with_capacity(1 << 20, file),
         hash: Fnv::new(),
+        written: 0,
     };
-    (|| -> std::io::Result<()> {
-        w.bytes(MAGIC)?;
-        w.u32(FORMAT_VERSION)?;
-        w.u32(count(graph.dim)?)?;
+    w.bytes(MAGIC)?;
+    w.u32(FORMAT_VERSION)?;
+    w.u32(count(dim)?)?;
+    w.u64(c.catalog_version)?;
+
+    w.section(GRAPH, graph_len(graph), |w| {
         w.u32(count(graph.len())?)?;
         w.u32(count(graph.m0)?)?;
         w.u32(count(graph.upper.len())?)?;
@@ -112,8 +233,11 @@ pub(crate) fn save(
         for v in graph.vectors() {
             w.f32s(v)?;
         }
-        for row in graph.link_rows() {
-            w.u32s(&row.collect::<Vec<_>>())?;
+        let mut row = Vec::with_capacity(1 + graph.m0);
+        for links in graph.link_rows() {
+            row.clear();
+            row.extend(links);
+            w.u32s(&row)?;
         }
         for layer in &graph.upper {
             w.u32(count(layer.len())?)?;
@@ -125,21 +249,51 @@ pub(crate) fn save(
                 w.u32s(links)?;
             }
         }
-        w.u32(count(live_labels.len())?)?;
-        w.u32s(live_labels)?;
-        w.f32s(live_vectors)?;
-        let words = tombstones.words();
+        Ok(())
+    })?;
+
+    let live = c.live_labels.len();
+    if c.live_vectors.len() != live * dim {
+        return Err(std::io::Error::other(
+            "live vectors do not match live labels",
+        ));
+    }
+    w.section(LIVE, 4 + 4 * live as u64 * (1 + dim as u64), |w| {
+        w.u32(count(live)?)?;
+        w.u32s(&c.live_labels)?;
+        w.f32s(&c.live_vectors)
+    })?;
+
+    let words = c.tombstones.words();
+    w.section(TOMBSTONES, 8 + 8 * words.len() as u64, |w| {
         w.u64(words.len() as u64)?;
-        for &word in words {
-            w.u64(word)?;
+        words.iter().try_for_each(|&word| w.u64(word))
+    })?;
+
+    let ids_len: u64 = c
+        .ids
+        .entries
+        .iter()
+        .map(|(_, v)| 6 + v.as_str().len() as u64)
+        .sum();
+    w.section(IDS, 8 + ids_len, |w| {
+        w.u32(c.ids.next)?;
+        w.u32(count(c.ids.entries.len())?)?;
+        for (internal, video) in &c.ids.entries {
+            let bytes = video.as_str().as_bytes();
+            let len = u16::try_from(bytes.len())
+                .map_err(|_| std::io::Error::other("video id too long for the index format"))?;
+            w.u32(*internal)?;
+            w.u16(len)?;
+            w.bytes(bytes)?;
         }
-        let sum = w.hash.0;
-        w.inner.write_all(&sum.to_le_bytes())?;
-        let file = w.inner.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()
-    })()
-    .map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+        Ok(())
+    })?;
+
+    let sum = w.hash.0;
+    w.inner.write_all(&sum.to_le_bytes())?;
+    let file = w.inner.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()
 }
 
 struct Reader<'a> {
@@ -147,8 +301,10 @@ struct Reader<'a> {
     at: usize,
 }
 
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> std::result::Result<&[u8], String> {
+type Parse<T> = std::result::Result<T, String>;
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Parse<&'a [u8]> {
         let end = self
             .at
             .checked_add(n)
@@ -158,36 +314,70 @@ impl Reader<'_> {
         self.at = end;
         Ok(s)
     }
-    fn u32(&mut self) -> std::result::Result<u32, String> {
+    fn left(&self) -> usize {
+        self.data.len() - self.at
+    }
+    fn u16(&mut self) -> Parse<u16> {
+        let b = self.take(2)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
+    }
+    fn u32(&mut self) -> Parse<u32> {
         let b = self.take(4)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
-    fn u64(&mut self) -> std::result::Result<u64, String> {
+    fn u64(&mut self) -> Parse<u64> {
         let b = self.take(8)?;
         let mut a = [0u8; 8];
         a.copy_from_slice(b);
         Ok(u64::from_le_bytes(a))
     }
-    fn u32s(&mut self, n: usize) -> std::result::Result<Vec<u32>, String> {
+    fn u32s(&mut self, n: usize) -> Parse<Vec<u32>> {
         self.array(n, u32::from_le_bytes)
     }
-    fn f32s(&mut self, n: usize) -> std::result::Result<Vec<f32>, String> {
+    fn f32s(&mut self, n: usize) -> Parse<Vec<f32>> {
         self.array(n, f32::from_le_bytes)
     }
-    fn array<T>(
-        &mut self,
-        n: usize,
-        from: fn([u8; 4]) -> T,
-    ) -> std::result::Result<Vec<T>, String> {
+    fn array<T>(&mut self, n: usize, from: fn([u8; 4]) -> T) -> Parse<Vec<T>> {
         let bytes = self.take(n.checked_mul(4).ok_or("size overflow")?)?;
         Ok(bytes
             .chunks_exact(4)
             .map(|b| from([b[0], b[1], b[2], b[3]]))
             .collect())
     }
+    /// The next section, which must carry `tag`: a reader over its payload alone.
+    fn section(&mut self, tag: &[u8; 4]) -> Parse<Reader<'a>> {
+        let name = String::from_utf8_lossy(tag)
+            .trim_end_matches('\0')
+            .to_owned();
+        let found = self
+            .take(4)
+            .map_err(|_| format!("section {name}: truncated"))?;
+        if found != tag {
+            return Err(format!(
+                "expected section {name}, found {:?}",
+                String::from_utf8_lossy(found)
+            ));
+        }
+        let len = self
+            .u64()
+            .map_err(|_| format!("section {name}: truncated"))?;
+        let len = usize::try_from(len).map_err(|_| format!("section {name}: size overflow"))?;
+        let data = self
+            .take(len)
+            .map_err(|_| format!("section {name}: truncated"))?;
+        Ok(Reader { data, at: 0 })
+    }
+    /// Ends a section: every byte of it must have been read.
+    fn end(self, name: &str) -> Parse<()> {
+        match self.left() {
+            0 => Ok(()),
+            n => Err(format!("section {name}: {n} unread bytes")),
+        }
+    }
 }
 
-pub(crate) fn load(path: &Path, dim: usize) -> Result<State> {
+/// Reads the file at `path`, for an index of `dim` dimensions.
+pub(crate) fn load(path: &Path, dim: usize) -> Result<Loaded> {
     let data = std::fs::read(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,
@@ -198,9 +388,22 @@ pub(crate) fn load(path: &Path, dim: usize) -> Result<State> {
     })
 }
 
-fn parse(data: &[u8], dim: usize) -> std::result::Result<State, String> {
-    if data.len() < MAGIC.len() + 8 || &data[..MAGIC.len()] != MAGIC {
+fn parse(data: &[u8], dim: usize) -> Parse<Loaded> {
+    if data.len() < MAGIC.len() + 4 || &data[..MAGIC.len()] != MAGIC {
         return Err("not a steerfeed index file".into());
+    }
+    let mut head = Reader {
+        data,
+        at: MAGIC.len(),
+    };
+    let version = head.u32()?;
+    if version != FORMAT_VERSION {
+        return Err(format!(
+            "format version {version}, this build reads version {FORMAT_VERSION}"
+        ));
+    }
+    if data.len() < head.at + 8 {
+        return Err("truncated".into());
     }
     let (body, sum) = data.split_at(data.len() - 8);
     let mut h = Fnv::new();
@@ -212,20 +415,112 @@ fn parse(data: &[u8], dim: usize) -> std::result::Result<State, String> {
     }
     let mut r = Reader {
         data: body,
-        at: MAGIC.len(),
+        at: head.at,
     };
-    let version = r.u32()?;
-    if version != FORMAT_VERSION {
-        return Err(format!(
-            "format version {version}, this build reads {FORMAT_VERSION}"
-        ));
-    }
     let file_dim = r.u32()? as usize;
     if file_dim != dim {
         return Err(format!(
             "vectors have {file_dim} dimensions, the engine expects {dim}"
         ));
     }
+    let catalog_version = r.u64()?;
+
+    let mut g = r.section(GRAPH)?;
+    let graph = parse_graph(&mut g, dim)?;
+    g.end("GRPH")?;
+
+    let mut l = r.section(LIVE)?;
+    let live = l.u32()? as usize;
+    let live_labels = l.u32s(live)?;
+    let live_vectors = l.f32s(live.checked_mul(dim).ok_or("size overflow")?)?;
+    l.end("LIVE")?;
+    if live_vectors.iter().any(|v| !v.is_finite()) {
+        return Err("non-finite vector values".into());
+    }
+
+    let mut t = r.section(TOMBSTONES)?;
+    let words = usize::try_from(t.u64()?).map_err(|_| "size overflow")?;
+    if words > t.left() / 8 {
+        return Err("section TOMB: more words than bytes".into());
+    }
+    let mut tomb = Vec::with_capacity(words);
+    for _ in 0..words {
+        tomb.push(t.u64()?);
+    }
+    t.end("TOMB")?;
+
+    let mut i = r.section(IDS)?;
+    let ids = parse_ids(&mut i)?;
+    i.end("IDS")?;
+
+    if r.left() != 0 {
+        return Err("trailing bytes after the index".into());
+    }
+
+    let tombstones = IdSet::from_words(tomb);
+    if ids.next > 0 {
+        // A video index hands out ids below `next` only: checked before any table is
+        // sized by the largest id.
+        let next = ids.next;
+        if graph.labels.iter().chain(&live_labels).any(|&l| l >= next)
+            || tombstones.iter().last().is_some_and(|l| l >= next)
+        {
+            return Err(format!(
+                "an internal id at or above the id map's next ({next})"
+            ));
+        }
+    }
+    let graph = graph.assemble(dim);
+    let mut present = IdSet::with_capacity(graph.node_of.len());
+    for &label in graph.labels.iter().chain(&live_labels) {
+        if !tombstones.contains(label) && !present.insert(label) {
+            return Err(format!("id {label} appears twice"));
+        }
+    }
+    let graph_tombstones = graph
+        .labels
+        .iter()
+        .filter(|&&l| tombstones.contains(l))
+        .count();
+    Ok(Loaded {
+        state: State {
+            graph: Arc::new(graph),
+            live_labels,
+            live_vectors,
+            tombstones,
+            present,
+            graph_tombstones,
+        },
+        catalog_version,
+        ids,
+    })
+}
+
+/// A graph as read, before its tables are built.
+struct GraphParts {
+    labels: Vec<u32>,
+    vectors: Vec<f32>,
+    m0: usize,
+    l0: Vec<u32>,
+    upper: Vec<HashMap<u32, Box<[u32]>>>,
+    entry: u32,
+}
+
+impl GraphParts {
+    fn assemble(self, dim: usize) -> Graph {
+        Graph::assemble(
+            dim,
+            self.labels,
+            &self.vectors,
+            self.m0,
+            &self.l0,
+            self.upper,
+            self.entry,
+        )
+    }
+}
+
+fn parse_graph(r: &mut Reader<'_>, dim: usize) -> Parse<GraphParts> {
     let n = r.u32()? as usize;
     let m0 = r.u32()? as usize;
     let layers = r.u32()? as usize;
@@ -263,42 +558,297 @@ fn parse(data: &[u8], dim: usize) -> std::result::Result<State, String> {
         }
         upper.push(map);
     }
-    let live = r.u32()? as usize;
-    let live_labels = r.u32s(live)?;
-    let live_vectors = r.f32s(live.checked_mul(dim).ok_or("size overflow")?)?;
-    let words = usize::try_from(r.u64()?).map_err(|_| "size overflow")?;
-    if words > (1 << 27) {
-        return Err("tombstone set too large".into());
-    }
-    let mut tomb = Vec::with_capacity(words);
-    for _ in 0..words {
-        tomb.push(r.u64()?);
-    }
-    if r.at != body.len() {
-        return Err("trailing bytes after the index".into());
-    }
-    if vectors.iter().chain(&live_vectors).any(|v| !v.is_finite()) {
+    if vectors.iter().any(|v| !v.is_finite()) {
         return Err("non-finite vector values".into());
     }
-    let tombstones = IdSet::from_words(tomb);
-    let graph = Graph::assemble(dim, labels, &vectors, m0, &l0, upper, entry);
-    let mut present = IdSet::with_capacity(graph.node_of.len());
-    for &label in graph.labels.iter().chain(&live_labels) {
-        if !tombstones.contains(label) && !present.insert(label) {
-            return Err(format!("id {label} appears twice"));
+    let mut sorted = labels.clone();
+    sorted.sort_unstable();
+    if sorted.windows(2).any(|w| w[0] == w[1]) {
+        return Err("a graph label appears twice".into());
+    }
+    Ok(GraphParts {
+        labels,
+        vectors,
+        m0,
+        l0,
+        upper,
+        entry,
+    })
+}
+
+fn parse_ids(r: &mut Reader<'_>) -> Parse<IdTable> {
+    let next = r.u32()?;
+    let n = r.u32()? as usize;
+    // Each entry takes at least 7 bytes: a count beyond that is damage, not a reason to
+    // reserve memory.
+    if n > r.left() / 7 {
+        return Err("section IDS: more entries than bytes".into());
+    }
+    let mut entries = Vec::with_capacity(n);
+    let mut videos = std::collections::HashSet::with_capacity(n);
+    let mut last: Option<u32> = None;
+    for _ in 0..n {
+        let internal = r.u32()?;
+        if internal >= next || last.is_some_and(|l| internal <= l) {
+            return Err("section IDS: internal ids out of order or range".into());
+        }
+        last = Some(internal);
+        let len = usize::from(r.u16()?);
+        let bytes = r.take(len)?;
+        let video = std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|s| VideoId::new(s).ok())
+            .ok_or("section IDS: an invalid video id")?;
+        if !videos.insert(video.clone()) {
+            return Err(format!("section IDS: video {video} appears twice"));
+        }
+        entries.push((internal, video));
+    }
+    Ok(IdTable { next, entries })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::HnswBuildParams;
+
+    const DIM: usize = 4;
+
+    fn vid(s: &str) -> VideoId {
+        VideoId::new(s).unwrap()
+    }
+
+    /// A small index with every section filled: a graph with upper layers, a live
+    /// segment, tombstones in both, and ids.
+    fn contents() -> Contents {
+        let n = 200u32;
+        let vectors = steerfeed_world::vectors::clustered(n as usize, DIM, 4, 0.3, 5);
+        let params = HnswBuildParams {
+            m: 4,
+            ef_construction: 16,
+            threads: 1,
+            ..HnswBuildParams::default()
+        };
+        let graph = Graph::build(DIM, (0..n).collect(), vectors, &params);
+        assert!(!graph.upper.is_empty(), "the fixture needs upper layers");
+        let live_labels = vec![n, n + 1, n + 3];
+        let live_vectors = steerfeed_world::vectors::clustered(3, DIM, 1, 0.3, 6);
+        let tombstones: IdSet = [3, 17, n + 2, n + 3].into_iter().collect();
+        let entries = (0..n + 4)
+            .filter(|i| !tombstones.contains(*i))
+            .map(|i| (i, vid(&format!("video-{i}"))))
+            .collect();
+        Contents {
+            catalog_version: 0x0102_0304_0506_0708,
+            graph: Arc::new(graph),
+            live_labels,
+            live_vectors,
+            tombstones,
+            ids: IdTable {
+                next: n + 4,
+                entries,
+            },
         }
     }
-    let graph_tombstones = graph
-        .labels
-        .iter()
-        .filter(|&&l| tombstones.contains(l))
-        .count();
-    Ok(State {
-        graph: Arc::new(graph),
-        live_labels,
-        live_vectors,
-        tombstones,
-        present,
-        graph_tombstones,
-    })
+
+    fn bytes_of(c: &Contents) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("i.hnsw");
+        save(&path, c).unwrap();
+        assert!(!path.with_extension("tmp").exists());
+        std::fs::read(&path).unwrap()
+    }
+
+    #[test]
+    fn every_field_round_trips() {
+        let c = contents();
+        let data = bytes_of(&c);
+        let back = parse(&data, DIM).unwrap();
+        assert_eq!(back.catalog_version, c.catalog_version);
+        assert_eq!(*back.state.graph, *c.graph);
+        assert_eq!(back.state.live_labels, c.live_labels);
+        assert_eq!(back.state.live_vectors, c.live_vectors);
+        assert_eq!(back.state.tombstones, c.tombstones);
+        assert_eq!(back.ids, c.ids);
+        assert_eq!(back.state.graph_tombstones, 2);
+        // Present: every graph and live label not deleted.
+        assert_eq!(back.state.present.len(), 200 - 2 + 2);
+        // Saving what was read gives the same bytes.
+        let again = Contents {
+            catalog_version: back.catalog_version,
+            graph: back.state.graph.clone(),
+            live_labels: back.state.live_labels.clone(),
+            live_vectors: back.state.live_vectors.clone(),
+            tombstones: back.state.tombstones.clone(),
+            ids: back.ids.clone(),
+        };
+        assert_eq!(bytes_of(&again), data);
+    }
+
+    /// Rewrites the checksum after a deliberate change, so the change reaches the
+    /// parser's range checks.
+    fn resum(data: &mut [u8]) {
+        let body = data.len() - 8;
+        let mut h = Fnv::new();
+        h.update(&data[..body]);
+        data[body..].copy_from_slice(&h.0.to_le_bytes());
+    }
+
+    /// Where each section's tag starts.
+    fn section_at(data: &[u8], tag: &[u8; 4]) -> usize {
+        data.windows(4)
+            .position(|w| w == tag)
+            .expect("section present")
+    }
+
+    #[test]
+    fn other_versions_are_refused_by_name() {
+        let mut data = bytes_of(&contents());
+        data[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let err = parse(&data, DIM).err().unwrap();
+        assert!(err.contains("format version 1"), "{err}");
+        assert!(err.contains("reads version 2"), "{err}");
+        // Even when the rest is garbage or cut short.
+        let err = parse(&data[..20], DIM).err().unwrap();
+        assert!(err.contains("format version 1"), "{err}");
+        let err = parse(&bytes_of(&contents()), DIM + 1).err().unwrap();
+        assert!(err.contains("dimensions"), "{err}");
+    }
+
+    #[test]
+    fn truncation_and_bit_flips_are_errors() {
+        let data = bytes_of(&contents());
+        for cut in [
+            0,
+            7,
+            12,
+            24,
+            data.len() / 3,
+            data.len() / 2,
+            data.len() - 9,
+            data.len() - 1,
+        ] {
+            assert!(parse(&data[..cut], DIM).is_err(), "cut at {cut} parsed");
+        }
+        // A flip anywhere: the checksum (or the magic/version check) catches it.
+        for i in (0..data.len()).step_by(7).chain([data.len() - 1]) {
+            let mut d = data.clone();
+            d[i] ^= 0x10;
+            assert!(parse(&d, DIM).is_err(), "flip at byte {i} parsed");
+        }
+    }
+
+    #[test]
+    fn damage_behind_a_good_checksum_is_caught_by_the_range_checks() {
+        let data = bytes_of(&contents());
+        let u32_at = |d: &mut Vec<u8>, at: usize, v: u32| {
+            d[at..at + 4].copy_from_slice(&v.to_le_bytes());
+            resum(d);
+        };
+        let u64_at = |d: &mut Vec<u8>, at: usize, v: u64| {
+            d[at..at + 8].copy_from_slice(&v.to_le_bytes());
+            resum(d);
+        };
+        let g = section_at(&data, GRAPH);
+        let l = section_at(&data, LIVE);
+        let t = section_at(&data, TOMBSTONES);
+        let i = section_at(&data, IDS);
+        type Damage<'a> = Box<dyn Fn(&mut Vec<u8>) + 'a>;
+        let cases: Vec<(&str, Damage<'_>)> = vec![
+            ("section length", Box::new(|d| u64_at(d, g + 4, 3))),
+            (
+                "huge section length",
+                Box::new(|d| u64_at(d, l + 4, u64::MAX)),
+            ),
+            (
+                "section tag",
+                Box::new(|d| {
+                    d[l..l + 4].copy_from_slice(b"XXXX");
+                    resum(d);
+                }),
+            ),
+            ("node count", Box::new(|d| u32_at(d, g + 12, u32::MAX))),
+            ("entry", Box::new(|d| u32_at(d, g + 12 + 12, 10_000))),
+            (
+                "layer-0 link",
+                Box::new(|d| {
+                    // The first layer-0 row follows the labels and the vectors.
+                    let row = g + 12 + 16 + 200 * 4 + 200 * DIM * 4;
+                    u32_at(d, row + 4, 9_999);
+                }),
+            ),
+            ("live count", Box::new(|d| u32_at(d, l + 12, 1_000_000))),
+            (
+                "tombstone words",
+                Box::new(|d| u64_at(d, t + 12, u64::MAX / 2)),
+            ),
+            ("id next", Box::new(|d| u32_at(d, i + 12, 5))),
+            (
+                "a label past next",
+                Box::new(|d| {
+                    let last_label = g + 12 + 16 + 199 * 4;
+                    u32_at(d, last_label, 5_000);
+                }),
+            ),
+            ("id count", Box::new(|d| u32_at(d, i + 16, u32::MAX))),
+            (
+                "id order",
+                Box::new(|d| {
+                    // The second entry's internal id equal to the first's.
+                    let first = i + 20;
+                    let len = u16::from_le_bytes([d[first + 4], d[first + 5]]) as usize;
+                    let second = first + 6 + len;
+                    let v = u32::from_le_bytes(d[first..first + 4].try_into().unwrap());
+                    u32_at(d, second, v);
+                }),
+            ),
+            (
+                "id bytes",
+                Box::new(|d| {
+                    let first = i + 20;
+                    d[first + 6] = 0x01; // a control character
+                    resum(d);
+                }),
+            ),
+            (
+                "id length",
+                Box::new(|d| {
+                    let first = i + 20;
+                    d[first + 4..first + 6].copy_from_slice(&u16::MAX.to_le_bytes());
+                    resum(d);
+                }),
+            ),
+            (
+                "a non-finite vector",
+                Box::new(|d| {
+                    let v = g + 12 + 16 + 200 * 4;
+                    d[v..v + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+                    resum(d);
+                }),
+            ),
+            (
+                "trailing bytes",
+                Box::new(|d| {
+                    let at = d.len() - 8;
+                    d.splice(at..at, [0u8; 4]);
+                    resum(d);
+                }),
+            ),
+        ];
+        for (name, damage) in cases {
+            let mut d = data.clone();
+            damage(&mut d);
+            let res = parse(&d, DIM);
+            assert!(res.is_err(), "{name}: parsed");
+        }
+    }
+
+    #[test]
+    fn a_duplicate_video_id_is_refused() {
+        let mut c = contents();
+        let first = c.ids.entries[0].1.clone();
+        c.ids.entries[1].1 = first;
+        let err = parse(&bytes_of(&c), DIM).err().unwrap();
+        assert!(err.contains("appears twice"), "{err}");
+    }
 }

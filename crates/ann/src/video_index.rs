@@ -7,21 +7,23 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use steerfeed_core::ports::{Neighbor, VectorSearch};
 use steerfeed_core::{Embedding, VideoId};
 
 use crate::error::{Error, Result};
-use crate::hnsw::{HnswIndex, IndexStats};
+use crate::hnsw::{HnswIndex, IndexStats, Parts};
 use crate::index::{Filter, VectorIndex};
 use crate::params::{HnswBuildParams, HnswSearchParams};
+use crate::persist::{self, IdTable};
 
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Default)]
 struct IdMap {
     next: u32,
     internal: HashMap<VideoId, u32>,
-    #[serde(skip)]
+    /// Internal id to video, `None` where replaced or removed.
     video: Vec<Option<VideoId>>,
 }
 
@@ -37,18 +39,64 @@ impl IdMap {
 }
 
 /// A vector index keyed by video id.
+///
+/// It also carries the **applied catalog version**: the store's catalog version up to
+/// which every catalog change has reached the index. The owner sets it after each change
+/// ([`VideoIndex::set_applied_version`]); a save records it, so the file reflects at
+/// least every change at or below it.
 #[derive(Debug)]
 pub struct VideoIndex {
     index: HnswIndex,
     ids: RwLock<IdMap>,
+    applied: AtomicU64,
 }
 
-const IDS_VERSION: u32 = 1;
+/// A consistent copy of a [`VideoIndex`], taken under its locks by
+/// [`VideoIndex::snapshot`] and written by [`IndexSnapshot::save`] without them.
+#[derive(Debug, Clone)]
+pub struct IndexSnapshot {
+    catalog_version: u64,
+    parts: Parts,
+    ids: IdTable,
+}
 
-#[derive(serde::Serialize, serde::Deserialize)]
-struct IdsFile {
-    version: u32,
-    map: IdMap,
+impl IndexSnapshot {
+    /// The applied catalog version read before the copy was taken: the copy holds every
+    /// catalog change at or below it.
+    pub fn catalog_version(&self) -> u64 {
+        self.catalog_version
+    }
+
+    /// Compactions the index had finished when the copy was taken.
+    pub fn compactions(&self) -> u64 {
+        self.parts.compactions
+    }
+
+    /// Videos in the copy.
+    pub fn len(&self) -> usize {
+        self.ids.entries.len()
+    }
+
+    /// True when the copy holds no video.
+    pub fn is_empty(&self) -> bool {
+        self.ids.entries.is_empty()
+    }
+
+    /// Writes the copy to `path` as one index file (format in `persist`): a temporary
+    /// file, fsynced, renamed over `path`, then the directory fsynced.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        persist::save(
+            path,
+            &persist::Contents {
+                catalog_version: self.catalog_version,
+                graph: self.parts.graph.clone(),
+                live_labels: self.parts.live_labels.clone(),
+                live_vectors: self.parts.live_vectors.clone(),
+                tombstones: self.parts.tombstones.clone(),
+                ids: self.ids.clone(),
+            },
+        )
+    }
 }
 
 impl VideoIndex {
@@ -57,6 +105,7 @@ impl VideoIndex {
         Ok(Self {
             index: HnswIndex::new(dim, build, search)?,
             ids: RwLock::new(IdMap::default()),
+            applied: AtomicU64::new(0),
         })
     }
 
@@ -86,6 +135,7 @@ impl VideoIndex {
         Ok(Self {
             index: HnswIndex::build(dim, items, build, search)?,
             ids: RwLock::new(map),
+            applied: AtomicU64::new(0),
         })
     }
 
@@ -115,6 +165,7 @@ impl VideoIndex {
     }
 
     /// Removes a video; no search that starts after this returns will return it.
+    /// Removing a video the index does not hold is a no-op (false).
     pub fn remove(&self, video: &VideoId) -> bool {
         let mut ids = self.write();
         match ids.internal.remove(video) {
@@ -126,6 +177,30 @@ impl VideoIndex {
             }
             None => false,
         }
+    }
+
+    /// The indexed vectors of `videos` (`None` for a video not indexed), in order.
+    pub fn vectors(&self, videos: &[VideoId]) -> Vec<Option<Vec<f32>>> {
+        let ids = self.read();
+        let internal: Vec<Option<u32>> = videos
+            .iter()
+            .map(|v| ids.internal.get(v).copied())
+            .collect();
+        let known: Vec<u32> = internal.iter().flatten().copied().collect();
+        let mut found = self.index.vectors(&known).into_iter();
+        internal
+            .into_iter()
+            .map(|i| i.and_then(|_| found.next().flatten()))
+            .collect()
+    }
+
+    /// True when the video is in the sealed graph, false when it waits in the live
+    /// segment or is not indexed.
+    pub fn in_graph(&self, video: &VideoId) -> bool {
+        let ids = self.read();
+        ids.internal
+            .get(video)
+            .is_some_and(|&i| self.index.in_graph(i))
     }
 
     /// Replaces every id the index holds by `share(id)`, an equal id (the store's shared
@@ -169,75 +244,91 @@ impl VideoIndex {
         self.index.stats()
     }
 
-    /// Writes the index to `path` and its id map beside it (`path` + `.ids`).
-    pub fn save(&self, path: &Path) -> Result<()> {
-        let ids = self.read();
-        self.index.save(path)?;
-        let ids_path = ids_path(path);
-        let io = |source| Error::Io {
-            path: ids_path.clone(),
-            source,
-        };
-        let file = IdsFile {
-            version: IDS_VERSION,
-            map: IdMap {
-                next: ids.next,
-                internal: ids.internal.clone(),
-                video: Vec::new(),
-            },
-        };
-        let json = serde_json::to_vec(&file).map_err(|e| io(std::io::Error::other(e)))?;
-        let tmp = ids_path.with_extension("ids.tmp");
-        std::fs::write(&tmp, json).map_err(io)?;
-        std::fs::rename(&tmp, &ids_path).map_err(io)
+    /// The applied catalog version (see the type's docs).
+    pub fn applied_version(&self) -> u64 {
+        self.applied.load(Ordering::Acquire)
     }
 
-    /// Reads what [`VideoIndex::save`] wrote. Any mismatch between the two files is
-    /// [`Error::BadFile`]: rebuild from the stored embeddings then.
+    /// Records that every catalog change up to `version` has reached the index. Call
+    /// after the change's index writes returned, with changes serialised (a save reads
+    /// the version first, then copies the index).
+    pub fn set_applied_version(&self, version: u64) {
+        self.applied.store(version, Ordering::Release);
+    }
+
+    /// A consistent copy of the index, its id map and its applied catalog version, for
+    /// [`IndexSnapshot::save`]. The version is read first, so the copy holds at least
+    /// every change at or below it. The locks are held only while copying (the sealed
+    /// graph is shared, not copied).
+    pub fn snapshot(&self) -> IndexSnapshot {
+        let catalog_version = self.applied_version();
+        let ids = self.read();
+        let parts = self.index.parts();
+        let entries = ids
+            .video
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.as_ref().map(|v| (i as u32, v.clone())))
+            .collect();
+        let next = ids.next;
+        drop(ids);
+        IndexSnapshot {
+            catalog_version,
+            parts,
+            ids: IdTable { next, entries },
+        }
+    }
+
+    /// Writes the index to `path` ([`VideoIndex::snapshot`], then
+    /// [`IndexSnapshot::save`]).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        self.snapshot().save(path)
+    }
+
+    /// Reads what [`VideoIndex::save`] wrote, with its applied catalog version. A damaged
+    /// file, one of another format version or dimension, or an id map that does not
+    /// match the index is [`Error::BadFile`]: rebuild from the stored embeddings then.
     pub fn load(
         path: &Path,
         dim: usize,
         build: HnswBuildParams,
         search: HnswSearchParams,
     ) -> Result<Self> {
-        let index = HnswIndex::load(path, dim, build, search)?;
-        let ids_path = ids_path(path);
-        let bad = |reason: String| Error::BadFile {
-            path: ids_path.clone(),
-            reason,
+        build.validate()?;
+        search.validate()?;
+        let loaded = persist::load(path, dim)?;
+        let bad = |reason: &str| Error::BadFile {
+            path: path.to_path_buf(),
+            reason: reason.into(),
         };
-        let bytes = std::fs::read(&ids_path).map_err(|source| Error::Io {
-            path: ids_path.clone(),
-            source,
-        })?;
-        let file: IdsFile = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
-        if file.version != IDS_VERSION {
-            return Err(bad(format!(
-                "id map version {}, this build reads {IDS_VERSION}",
-                file.version
-            )));
-        }
-        let mut map = file.map;
-        if map.internal.len() != index.len()
-            || map
-                .internal
-                .values()
-                .any(|&i| i >= map.next || !index.contains(i))
+        let table = loaded.ids;
+        let state = &loaded.state;
+        if table.entries.len() != state.present.len()
+            || table
+                .entries
+                .iter()
+                .any(|(i, _)| !state.present.contains(*i))
         {
-            return Err(bad("the id map does not match the index".into()));
+            return Err(bad("the id map does not match the index"));
         }
+        if table.next == 0 && (!state.tombstones.is_empty() || state.graph.len() > 0) {
+            return Err(bad("no id map (an index saved without video ids)"));
+        }
+        let mut map = IdMap {
+            next: table.next,
+            internal: HashMap::with_capacity(table.entries.len()),
+            video: Vec::new(),
+        };
+        map.internal
+            .extend(table.entries.into_iter().map(|(i, v)| (v, i)));
         map.index_videos();
+        let index = HnswIndex::from_state(dim, build, search, loaded.state);
         Ok(Self {
             index,
             ids: RwLock::new(map),
+            applied: AtomicU64::new(loaded.catalog_version),
         })
     }
-}
-
-fn ids_path(path: &Path) -> std::path::PathBuf {
-    let mut p = path.as_os_str().to_owned();
-    p.push(".ids");
-    p.into()
 }
 
 impl VectorSearch for VideoIndex {
@@ -334,19 +425,67 @@ mod tests {
             back.search(q, 10, None).unwrap(),
             idx.search(q, 10, None).unwrap()
         );
-        std::fs::write(
-            ids_path(&path),
-            b"{\"version\": 1, \"map\": {\"next\": 0, \"internal\": {}}}",
+    }
+
+    fn params() -> (HnswBuildParams, HnswSearchParams) {
+        (
+            HnswBuildParams {
+                max_live: 0,
+                ..HnswBuildParams::default()
+            },
+            HnswSearchParams::default(),
         )
-        .unwrap();
+    }
+
+    #[test]
+    fn the_file_holds_the_applied_version_the_ids_and_both_segments() {
+        let data = clustered(400, DIM, 8, 0.5, 3);
+        let e = |i: usize| Embedding::new("e", &data[i * DIM..(i + 1) * DIM], DIM).unwrap();
+        let (b, s) = params();
+        let idx = VideoIndex::build(DIM, (0..300).map(|i| (vid(i), e(i))), b, s).unwrap();
+        for i in 300..400 {
+            idx.upsert(&vid(i), &e(i)).unwrap(); // live segment
+        }
+        idx.upsert(&vid(3), &e(399)).unwrap(); // moved: a graph tombstone
+        idx.remove(&vid(350)); // a live tombstone
+        idx.set_applied_version(42);
+        assert!(idx.in_graph(&vid(10)) && !idx.in_graph(&vid(3)) && !idx.in_graph(&vid(320)));
+        let got = idx.vectors(&[vid(10), vid(320), vid(3), vid(350), vid(9999)]);
+        assert_eq!(got[0].as_deref(), Some(e(10).as_slice()));
+        assert_eq!(got[1].as_deref(), Some(e(320).as_slice()));
+        assert_eq!(got[2].as_deref(), Some(e(399).as_slice()));
+        assert_eq!((got[3].is_none(), got[4].is_none()), (true, true));
+
+        let snap = idx.snapshot();
+        assert_eq!((snap.catalog_version(), snap.len()), (42, 399));
+        // Writes after the copy are not in it.
+        idx.upsert(&vid(5000), &e(0)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("i.hnsw");
+        snap.save(&path).unwrap();
+        let back = VideoIndex::load(&path, DIM, b, s).unwrap();
+        assert_eq!(back.applied_version(), 42);
+        assert_eq!(back.len(), 399);
+        assert!(!back.contains(&vid(5000)) && !back.contains(&vid(350)));
+        for i in [0, 3, 10, 299, 300, 320, 399] {
+            assert_eq!(back.vectors(&[vid(i)]), idx.vectors(&[vid(i)]), "video {i}");
+        }
+        let st = back.stats();
+        assert_eq!(
+            (st.graph_nodes, st.graph_tombstones, st.live_segment),
+            (300, 1, 101)
+        );
+        // Fresh internal ids continue after the saved ones.
+        back.upsert(&vid(7000), &e(1)).unwrap();
+        assert_eq!(back.search(&data[DIM..2 * DIM], 2, None).unwrap().len(), 2);
+
+        // An index saved without video ids is not a video index.
+        let bare = HnswIndex::build(DIM, (0..10u32).map(|i| (i, e(i as usize))), b, s).unwrap();
+        bare.save(&path).unwrap();
         assert!(matches!(
-            VideoIndex::load(
-                &path,
-                DIM,
-                HnswBuildParams::default(),
-                HnswSearchParams::default()
-            ),
+            VideoIndex::load(&path, DIM, b, s),
             Err(Error::BadFile { .. })
         ));
+        assert_eq!(HnswIndex::load(&path, DIM, b, s).unwrap().len(), 10);
     }
 }

@@ -4,8 +4,10 @@
 //! 2. The same with 90 % of ids filtered out (allow-list and predicate), and with a 1 %
 //!    allow-list (the exact path): always k results, recall >= 0.95.
 //! 3. After deletes: deleted ids never appear, recall stays; compaction drops tombstones.
-//! 4. Live inserts are searchable at once and are folded in by compaction.
-//! 5. Dump and load give the same answers; damaged, truncated, foreign or
+//! 4. Live inserts are searchable at once and are folded in by compaction; compactions
+//!    chain while the live segment stays at `max_live`, and a loaded index over it
+//!    compacts when asked.
+//! 5. Dump and load give the same answers; damaged, truncated, foreign, other-version or
 //!    wrong-dimension files are clear errors.
 //! 6. Property: a deleted or filtered id never appears in a result.
 //! 7. Concurrency: searches while inserts, deletes and compactions run never return an
@@ -181,6 +183,68 @@ fn live_inserts_are_searchable_at_once_and_folded_by_compaction() {
     assert!(recall(&hnsw, &flat, &queries, Filter::All) >= 0.95);
 }
 
+/// Polls until no compaction runs (seen twice, 50 ms apart); starts none itself. The
+/// bound is generous and not a timing assertion: a failure says compactions never
+/// stopped.
+fn settle(hnsw: &HnswIndex) {
+    let mut idle = 0;
+    for _ in 0..2_400 {
+        idle = if hnsw.is_compacting() { 0 } else { idle + 1 };
+        if idle == 2 {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("compactions still running after 120 s: {:?}", hnsw.stats());
+}
+
+#[test]
+fn compactions_chain_until_the_live_segment_is_under_max_live() {
+    let (base, queries) = dataset(4000, 50, DIM, 6);
+    let max_live = 100;
+    let build = HnswBuildParams {
+        max_live,
+        ..params()
+    };
+    let hnsw = HnswIndex::new(DIM, build, HnswSearchParams::default()).unwrap();
+    let flat = FlatIndex::new(DIM);
+    // Inserted far faster than a graph builds: most arrive while a compaction runs.
+    for (i, row) in base.chunks_exact(DIM).enumerate() {
+        hnsw.insert(i as u32, &emb(row)).unwrap();
+        flat.insert(i as u32, &emb(row)).unwrap();
+    }
+    settle(&hnsw);
+    let s = hnsw.stats();
+    assert!(s.live_segment < max_live, "{s:?}");
+    assert_eq!(s.graph_nodes + s.live_segment, 4000, "{s:?}");
+    assert!(s.compactions >= 1);
+    assert!((0..4000).filter(|&i| hnsw.in_graph(i)).count() > 4000 - max_live);
+    assert!(recall(&hnsw, &flat, &queries, Filter::All) >= 0.95);
+
+    // An index saved with a big live segment compacts once loaded and asked to.
+    let bulk = HnswIndex::new(
+        DIM,
+        HnswBuildParams {
+            max_live: 0,
+            ..params()
+        },
+        HnswSearchParams::default(),
+    )
+    .unwrap();
+    for (i, row) in base.chunks_exact(DIM).take(1000).enumerate() {
+        bulk.insert(i as u32, &emb(row)).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bulk.hnsw");
+    bulk.save(&path).unwrap();
+    let loaded = HnswIndex::load(&path, DIM, build, HnswSearchParams::default()).unwrap();
+    assert_eq!(loaded.stats().live_segment, 1000);
+    assert!(loaded.compact_if_needed());
+    settle(&loaded);
+    let s = loaded.stats();
+    assert!(s.live_segment < max_live && s.graph_nodes == 1000, "{s:?}");
+}
+
 #[test]
 fn dump_and_load_round_trip_and_damage_is_detected() {
     let f = fixture(2000, 5);
@@ -215,6 +279,9 @@ fn dump_and_load_round_trip_and_damage_is_detected() {
     assert!(!bad("truncated", &bytes[..bytes.len() - 100], DIM).is_empty());
     assert!(bad("foreign", b"hello, world, this is not an index", DIM).contains("not a steerfeed"));
     assert!(bad("dim", &bytes, DIM + 1).contains("dimensions"));
+    let mut v1 = bytes.clone();
+    v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+    assert!(bad("version 1", &v1, DIM).contains("format version 1"));
     assert!(matches!(
         HnswIndex::load(
             &dir.path().join("missing"),

@@ -56,6 +56,10 @@ fn load_demo(engine: &Engine, args: &ServeArgs) -> anyhow::Result<()> {
             .context("embedding the demo captions")?;
     }
     let report = load_world(engine, &world, 1_000).context("loading the demo catalog")?;
+    // The catalog arrived through the upsert path, faster than graphs build: wait for
+    // the last compaction, so the sidecar is ready with every video in the graph (a
+    // restart later serves at once and compacts in the background instead).
+    engine.settle_index();
     engine.checkpoint().context("saving the index")?;
     tracing::info!(?report, "demo catalog loaded (users u0.., videos v0..)");
     Ok(())

@@ -1,7 +1,8 @@
 //! The engine: what an app opens once and calls from any thread.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use steerfeed_ann::VideoIndex;
 use steerfeed_core::{
@@ -23,10 +24,160 @@ use crate::profile::{ProfileSummary, summarize};
 /// Most recent logged events replayed into the co-engagement model at open.
 const CO_ENGAGEMENT_REPLAY: u64 = 1_000_000;
 
-/// File name of the vector index inside the store directory.
+/// File name of the vector index inside the store directory (format:
+/// `steerfeed_ann`'s `persist` module; it records the catalog version it reflects).
 const INDEX_FILE: &str = "index.hnsw";
-/// File beside it naming the catalog version the index reflects.
-const INDEX_VERSION_FILE: &str = "index.version";
+/// Files of the index format 1 (an id map and a version stamp beside the index): an
+/// index saved by an older build, rebuilt once and then removed.
+const LEGACY_INDEX_FILES: [&str; 2] = ["index.version", "index.hnsw.ids"];
+/// How often the background saver looks for a finished compaction.
+const SAVE_POLL: Duration = Duration::from_secs(1);
+/// Polls to wait before retrying a save that failed.
+const SAVE_RETRY_POLLS: u32 = 30;
+
+/// How [`Engine::open`] got its vector index: loaded from the index file and brought up
+/// to date from the store's catalog log, or rebuilt from the stored embeddings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct IndexOpen {
+    /// Videos read from the index file (0 when rebuilt).
+    pub loaded: usize,
+    /// Videos changed since the file was saved, replayed onto it (0 when rebuilt).
+    pub replayed: usize,
+    /// True when the index was built from the stored embeddings.
+    pub rebuilt: bool,
+    /// Why the file was not used, when rebuilt.
+    pub reason: Option<String>,
+    /// The catalog version the file reflected, when loaded.
+    pub file_version: Option<u64>,
+    /// The catalog version the index reflects after open.
+    pub version: u64,
+    /// Milliseconds spent loading and replaying, or rebuilding.
+    pub ms: u64,
+}
+
+/// The index file and the saves into it, shared by the engine and its saver thread.
+#[derive(Debug)]
+struct IndexFile {
+    path: PathBuf,
+    /// The catalog version and compaction count of the file on disk, if it is usable.
+    /// Held for a whole save, so saves run one at a time and files only move forward.
+    saved: Mutex<Option<(u64, u64)>>,
+}
+
+impl IndexFile {
+    /// Saves `index` unless the file already holds this catalog version and the same
+    /// compactions, then trims the store's catalog log up to the saved version. The
+    /// index is copied under its own locks and written without them; catalog writes go
+    /// on meanwhile. True when a file was written.
+    fn save(&self, index: &VideoIndex, store: &Store) -> Result<bool> {
+        let mut saved = lock(&self.saved);
+        let snap = index.snapshot();
+        let key = (snap.catalog_version(), snap.compactions());
+        if *saved == Some(key) {
+            return Ok(false);
+        }
+        let started = Instant::now();
+        snap.save(&self.path).map_err(ann_error)?;
+        *saved = Some(key);
+        if let Some(dir) = self.path.parent() {
+            for name in LEGACY_INDEX_FILES {
+                match std::fs::remove_file(dir.join(name)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        tracing::warn!(error = %e, file = name, "cannot remove an old index file");
+                    }
+                    _ => {}
+                }
+            }
+        }
+        store.trim_catalog_log(key.0)?;
+        tracing::info!(
+            videos = snap.len(),
+            catalog_version = key.0,
+            ms = started.elapsed().as_millis() as u64,
+            "vector index saved"
+        );
+        Ok(true)
+    }
+}
+
+/// A stop flag the saver thread sleeps on.
+#[derive(Debug, Default)]
+struct Stop {
+    stopped: Mutex<bool>,
+    cond: Condvar,
+}
+
+impl Stop {
+    fn stop(&self) {
+        *lock(&self.stopped) = true;
+        self.cond.notify_all();
+    }
+
+    /// Sleeps up to `period`; true once stopped.
+    fn wait(&self, period: Duration) -> bool {
+        let g = lock(&self.stopped);
+        let (g, _) = self
+            .cond
+            .wait_timeout_while(g, period, |s| !*s)
+            .unwrap_or_else(PoisonError::into_inner);
+        *g
+    }
+}
+
+/// The background saver: saves the index after every compaction (and once at start
+/// when the index was rebuilt, so a crash after a rebuild does not rebuild again).
+#[derive(Debug)]
+struct Saver {
+    stop: Arc<Stop>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Saver {
+    fn start(file: Arc<IndexFile>, index: Arc<VideoIndex>, store: Store, now: bool) -> Self {
+        let stop = Arc::new(Stop::default());
+        let flag = stop.clone();
+        let spawned = std::thread::Builder::new()
+            .name("steerfeed-index-save".into())
+            .spawn(move || {
+                // Compactions are counted from 0 for every index opened, so one that ran
+                // before this thread started (at open) is saved too.
+                let mut seen = if now { None } else { Some(0) };
+                let mut wait = 0u32;
+                while !flag.wait(SAVE_POLL) {
+                    let done = index.index().compactions();
+                    if seen == Some(done) {
+                        continue;
+                    }
+                    if wait > 0 {
+                        wait -= 1;
+                        continue;
+                    }
+                    match file.save(&index, &store) {
+                        Ok(_) => seen = Some(done),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not save the vector index; retrying later");
+                            wait = SAVE_RETRY_POLLS;
+                        }
+                    }
+                }
+            });
+        let thread = match spawned {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the index saver; the index is saved at checkpoints only");
+                None
+            }
+        };
+        Self { stop, thread }
+    }
+
+    fn shut(&mut self) {
+        self.stop.stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
 
 /// The steerfeed engine. `Send + Sync`: share it behind an `Arc`; feed requests run in
 /// parallel with each other and with ingest.
@@ -44,10 +195,14 @@ pub struct Engine {
     co: Arc<CoEngagementIndex>,
     /// The last event sequence number fed to the co-engagement model.
     co_seq: Mutex<u64>,
-    /// Serialises catalog writes (store and index) with index checkpoints, so a saved
-    /// index always matches the catalog version written beside it. Holds the catalog
-    /// version of the index file on disk, if any.
-    catalog: Mutex<Option<u64>>,
+    /// Serialises catalog writes (store, then index, then the index's applied catalog
+    /// version), so the applied version always covers every change at or below it.
+    catalog: Mutex<()>,
+    /// The index file; saved by `saver` after compactions and by `checkpoint`.
+    index_file: Arc<IndexFile>,
+    /// How the index was opened.
+    index_open: IndexOpen,
+    saver: Saver,
     pipeline: Pipeline,
     concepts: ConceptResolver,
     /// Later pages of a session, picked from what its first ranking left.
@@ -86,10 +241,14 @@ struct Ranked {
 impl Engine {
     /// Opens the engine: checks the configuration, loads the encoder (the model and the
     /// runtime fetched by `make setup`), opens the store at `store.path` (creating it),
-    /// reloads the vector index, or rebuilds it from the stored embeddings when its file
-    /// is missing, unreadable or older than the catalog, and replays the event log into
-    /// the co-engagement model. A missing model file is an
-    /// [`Unavailable`](steerfeed_core::Error::Unavailable) error naming the command to run.
+    /// loads the vector index file and replays onto it the videos changed since it was
+    /// saved (from the store's catalog log), or rebuilds the index from the stored
+    /// embeddings when the file is missing, unreadable, of another format or older than
+    /// the log reaches (see [`Engine::index_open`]), and replays the event log into the
+    /// co-engagement model. An index over its compaction thresholds compacts in the
+    /// background, and a background thread saves the index after every compaction. A
+    /// missing model file is an [`Unavailable`](steerfeed_core::Error::Unavailable) error
+    /// naming the command to run.
     pub fn open(config: Config) -> Result<Self> {
         config.validate()?;
         let parser = open_parser(&config)?;
@@ -102,10 +261,21 @@ impl Engine {
             ..config.store.options
         };
         let store = Store::open(&dir.join("db"), opts)?;
-        let (index, saved) = open_index(&config, &store, encoder.dim())?;
+        let (index, index_open) = open_index(&config, &store, encoder.dim())?;
         // The ids searches return are then the store's own: its cache compares pointers.
         index.share_ids(|id| store.intern_video(id));
+        // However the vectors arrived (a file saved with a big live segment, a long
+        // replay), they end in a graph.
+        index.index().compact_if_needed();
         let index = Arc::new(index);
+        let index_file = Arc::new(IndexFile {
+            path: dir.join(INDEX_FILE),
+            saved: Mutex::new(
+                (!index_open.rebuilt)
+                    .then(|| index_open.file_version.map(|v| (v, 0)))
+                    .flatten(),
+            ),
+        });
 
         // The co-engagement model weighs recent engagements (a week's half-life, the last
         // 50 per user), so replaying the newest events rebuilds it; the cap bounds the
@@ -138,6 +308,12 @@ impl Engine {
             "engine open"
         );
         let pages = config.pages;
+        let saver = Saver::start(
+            index_file.clone(),
+            index.clone(),
+            store.clone(),
+            index_open.rebuilt,
+        );
         Ok(Self {
             config,
             encoder,
@@ -146,7 +322,10 @@ impl Engine {
             index,
             co,
             co_seq: Mutex::new(last),
-            catalog: Mutex::new(saved),
+            catalog: Mutex::new(()),
+            index_file,
+            index_open,
+            saver,
             pools: Pools::new(pages),
             pipeline,
             concepts: ConceptResolver::default(),
@@ -208,9 +387,9 @@ impl Engine {
     pub fn upsert_videos(&self, videos: &[Video]) -> Result<()> {
         let mut prepared = videos.to_vec();
         self.prepare_videos(&mut prepared)?;
-        let mut saved = lock(&self.catalog);
-        *saved = None;
+        let _catalog = lock(&self.catalog);
         self.store.upsert_videos(&prepared)?;
+        let version = self.store.catalog_version();
         for v in &prepared {
             match (&v.embedding, v.deleted) {
                 (Some(e), false) => self
@@ -222,16 +401,18 @@ impl Engine {
                 }
             }
         }
+        self.index.set_applied_version(version);
         Ok(())
     }
 
     /// Deletes a video: durable, out of the index and never served again once this
     /// returns. Unknown ids are a [`NotFound`](Error::NotFound) error.
     pub fn delete_video(&self, id: &VideoId) -> Result<()> {
-        let mut saved = lock(&self.catalog);
-        *saved = None;
+        let _catalog = lock(&self.catalog);
         self.store.delete_video(id)?;
+        let version = self.store.catalog_version();
         self.index.remove(id);
+        self.index.set_applied_version(version);
         Ok(())
     }
 
@@ -240,32 +421,42 @@ impl Engine {
         self.index.len()
     }
 
+    /// The `k` indexed videos nearest to `embedding` (inner product), straight from the
+    /// vector index: no filter but deletion (for tools and tests).
+    pub fn similar_videos(
+        &self,
+        embedding: &Embedding,
+        k: usize,
+    ) -> Result<Vec<steerfeed_core::ports::Neighbor>> {
+        use steerfeed_core::ports::VectorSearch;
+        embedding.check_dim("embedding", self.encoder.dim())?;
+        self.index.search(embedding.as_slice(), k, None)
+    }
+
     /// A stored video.
     pub fn video(&self, id: &VideoId) -> Result<Option<Arc<Video>>> {
         self.store.video(id)
     }
 
-    /// Writes the vector index to the store directory, with the catalog version it
-    /// reflects, so the next [`Engine::open`] reloads it instead of rebuilding. Called
-    /// by the sidecar at shutdown; safe to call at any time.
+    /// Makes the index file on disk current: writes the vector index (with the catalog
+    /// version it reflects) unless the file already holds this version and the same
+    /// compactions, then drops the store's catalog log up to that version. The file
+    /// then reflects every catalog write that returned before the call. Called by the
+    /// sidecar at shutdown and on drop; safe to call at any time (catalog writes go on
+    /// while the file is written).
     pub fn checkpoint(&self) -> Result<()> {
-        let mut saved = lock(&self.catalog);
-        let version = self.store.catalog_version();
-        if *saved == Some(version) {
-            return Ok(()); // the file on disk is current
-        }
-        let dir = &self.config.store.path;
-        let path = dir.join(INDEX_FILE);
-        let version_path = dir.join(INDEX_VERSION_FILE);
-        // Invalidate first: a crash while saving must not leave an old stamp beside a
-        // half-written index.
-        let _ = std::fs::remove_file(&version_path);
-        *saved = None;
-        self.index.save(&path).map_err(ann_error)?;
-        std::fs::write(&version_path, version.to_string())
-            .map_err(|e| io_error("index", &version_path, e))?;
-        *saved = Some(version);
-        Ok(())
+        self.index_file.save(&self.index, &self.store).map(|_| ())
+    }
+
+    /// How [`Engine::open`] got the vector index: loaded from its file (and how many
+    /// changed videos were replayed onto it) or rebuilt, and why.
+    pub fn index_open(&self) -> &IndexOpen {
+        &self.index_open
+    }
+
+    /// The file the vector index is saved to (for tools that report its size).
+    pub fn index_file(&self) -> PathBuf {
+        self.config.store.path.join(INDEX_FILE)
     }
 
     /// Counts and sizes of the vector index.
@@ -275,10 +466,22 @@ impl Engine {
 
     /// Rebuilds the index graph now, folding in videos added since the last build and
     /// dropping deleted ones (otherwise done in the background past `index.build`'s
-    /// thresholds); blocks until done. Useful after a bulk load, before `checkpoint`.
+    /// thresholds); blocks until done, and catalog writes wait meanwhile. Useful after a
+    /// bulk load, before `checkpoint`.
     pub fn compact_index(&self) {
         let _catalog = lock(&self.catalog);
         self.index.index().compact();
+    }
+
+    /// Waits until no index compaction runs or is due: every video added so far is then
+    /// in the graph but for fewer than `index.build.max_live`. For bulk loads that want
+    /// a folded index before serving (the demo catalog); compactions otherwise run in
+    /// the background while the engine serves.
+    pub fn settle_index(&self) {
+        let index = self.index.index();
+        while index.is_compacting() || index.compact_if_needed() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     // -----------------------------------------------------------------------------------
@@ -673,7 +876,7 @@ impl Engine {
         let dir = self.config.store.path.clone();
         *lock(&self.discard_index) = true;
         drop(self);
-        for name in [INDEX_FILE, INDEX_VERSION_FILE, "index.hnsw.ids"] {
+        for name in std::iter::once(INDEX_FILE).chain(LEGACY_INDEX_FILES) {
             let path = dir.join(name);
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
@@ -687,11 +890,12 @@ impl Engine {
 
 impl Drop for Engine {
     fn drop(&mut self) {
+        self.saver.shut();
         if *lock(&self.discard_index) {
             return;
         }
         if let Err(e) = self.checkpoint() {
-            tracing::warn!(error = %e, "could not save the vector index; it is rebuilt at the next open");
+            tracing::warn!(error = %e, "could not save the vector index; the next open replays more of the catalog log, or rebuilds");
         }
     }
 }
@@ -719,27 +923,60 @@ fn ann_error(e: steerfeed_ann::Error) -> Error {
     Error::from(e)
 }
 
-/// Reloads the saved index when its stamp matches the catalog, else rebuilds it from
-/// the stored embeddings.
-/// Also returns the catalog version of the index file when the index was reloaded.
-fn open_index(config: &Config, store: &Store, dim: usize) -> Result<(VideoIndex, Option<u64>)> {
+/// Loads the index file and replays the catalog changes made since it was saved, or,
+/// when that cannot be done, rebuilds the index from the stored embeddings. Runs before
+/// the engine takes writes, so the store's catalog stands still meanwhile.
+fn open_index(config: &Config, store: &Store, dim: usize) -> Result<(VideoIndex, IndexOpen)> {
     let dir = &config.store.path;
     let path: PathBuf = dir.join(INDEX_FILE);
-    let version = store.catalog_version();
-    let stamp = std::fs::read_to_string(dir.join(INDEX_VERSION_FILE))
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok());
-    if stamp == Some(version) {
-        match VideoIndex::load(&path, dim, config.index.build, config.index.search) {
-            Ok(index) => {
-                tracing::info!(videos = index.len(), "vector index reloaded");
-                return Ok((index, Some(version)));
-            }
-            Err(e) => tracing::warn!(error = %e, "vector index unreadable; rebuilding"),
+    let (build, search) = (config.index.build, config.index.search);
+    let started = Instant::now();
+    let legacy: Vec<&str> = LEGACY_INDEX_FILES
+        .into_iter()
+        .filter(|f| dir.join(f).exists())
+        .collect();
+    let reason = if !legacy.is_empty() {
+        format!(
+            "index files of format 1 from an older build ({}); this build reads format {}",
+            legacy.join(", "),
+            steerfeed_ann::FORMAT_VERSION
+        )
+    } else if !path.exists() {
+        "no index file".to_owned()
+    } else {
+        match VideoIndex::load(&path, dim, build, search) {
+            Err(e) => e.to_string(),
+            Ok(index) => match replay(store, &index)? {
+                Err(reason) => reason,
+                Ok(replayed) => {
+                    let report = IndexOpen {
+                        loaded: index.len() + replayed.removed - replayed.added,
+                        replayed: replayed.changed,
+                        rebuilt: false,
+                        reason: None,
+                        file_version: Some(replayed.file_version),
+                        version: index.applied_version(),
+                        ms: started.elapsed().as_millis() as u64,
+                    };
+                    tracing::info!(
+                        loaded = report.loaded,
+                        replayed = report.replayed,
+                        file_version = replayed.file_version,
+                        catalog_version = report.version,
+                        ms = report.ms,
+                        "vector index loaded"
+                    );
+                    return Ok((index, report));
+                }
+            },
         }
-    } else if path.exists() {
-        tracing::info!("vector index older than the catalog; rebuilding");
+    };
+    if path.exists() || !legacy.is_empty() {
+        tracing::warn!(%reason, "vector index file not used; rebuilding from the store");
+    } else {
+        tracing::info!(%reason, "building the vector index from the store");
     }
+    let version = store.catalog_version();
     let mut items = Vec::new();
     store.for_each_embedding(|id, e| {
         items.push((id, e));
@@ -752,20 +989,94 @@ fn open_index(config: &Config, store: &Store, dim: usize) -> Result<(VideoIndex,
             "store: unreadable records were found; each is withheld or restricts what is served (Store::damage lists them)"
         );
     }
-    let started = std::time::Instant::now();
     let n = items.len();
     let index = if items.is_empty() {
-        VideoIndex::new(dim, config.index.build, config.index.search)
+        VideoIndex::new(dim, build, search)
     } else {
-        VideoIndex::build(dim, items, config.index.build, config.index.search)
+        VideoIndex::build(dim, items, build, search)
     }
     .map_err(ann_error)?;
-    tracing::info!(
-        videos = n,
-        ms = started.elapsed().as_millis() as u64,
-        "vector index built"
-    );
-    Ok((index, None))
+    index.set_applied_version(version);
+    let report = IndexOpen {
+        rebuilt: true,
+        reason: Some(reason),
+        version,
+        ms: started.elapsed().as_millis() as u64,
+        ..IndexOpen::default()
+    };
+    tracing::info!(videos = n, ms = report.ms, "vector index built");
+    Ok((index, report))
+}
+
+/// What [`replay`] did.
+struct Replayed {
+    file_version: u64,
+    /// Distinct videos changed since the file's version.
+    changed: usize,
+    /// Videos the replay put into the index that the file did not hold.
+    added: usize,
+    /// Videos the replay took out of the index.
+    removed: usize,
+}
+
+/// Brings a loaded index up to the store's catalog: every video changed after the
+/// file's version is upserted with its stored embedding when it is live (skipped when
+/// the index already holds that vector: a change the file caught), else removed (a
+/// no-op when absent). The outer error is the store's; the inner one says why the file
+/// cannot be used.
+fn replay(store: &Store, index: &VideoIndex) -> Result<std::result::Result<Replayed, String>> {
+    let file_version = index.applied_version();
+    let version = store.catalog_version();
+    if file_version > version {
+        return Ok(Err(format!(
+            "the index file reflects catalog version {file_version}, beyond the store's \
+             {version} (an index from another store, or a store restored from an older copy)"
+        )));
+    }
+    let Some(changed) = store.catalog_changes_since(file_version)? else {
+        return Ok(Err(format!(
+            "the store's catalog log starts at version {}, after the index file's {file_version}",
+            store.catalog_log_floor()
+        )));
+    };
+    let mut live = Vec::new();
+    let mut embeddings = Vec::new();
+    let (mut added, mut removed) = (0, 0);
+    for id in &changed {
+        match store.video(id)? {
+            Some(v) if !v.deleted => match &v.embedding {
+                Some(e) => {
+                    live.push(id.clone());
+                    embeddings.push(e.clone());
+                }
+                None => removed += usize::from(index.remove(id)),
+            },
+            _ => removed += usize::from(index.remove(id)),
+        }
+    }
+    let current = index.vectors(&live);
+    for ((id, e), indexed) in live.iter().zip(&embeddings).zip(current) {
+        // The store re-normalises embeddings it reads, which may move the last bit.
+        let same = indexed.as_deref().is_some_and(|v| {
+            v.len() == e.as_slice().len()
+                && v.iter()
+                    .zip(e.as_slice())
+                    .all(|(a, b)| (a - b).abs() <= 1e-6)
+        });
+        if !same {
+            added += usize::from(indexed.is_none());
+            index
+                .upsert(&store.intern_video(id), e)
+                .map_err(ann_error)?;
+        }
+    }
+    index.set_applied_version(version);
+    Ok(Ok(Replayed {
+        file_version,
+        changed: changed.len(),
+        added,
+        removed,
+    }))
 }
 
 /// Most pages one session can scroll to: far past any scroll cap, far below overflow.

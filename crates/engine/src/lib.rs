@@ -47,7 +47,7 @@ mod pool;
 mod profile;
 
 pub use config::{Config, ConfigError};
-pub use engine::{Engine, open_parser};
+pub use engine::{Engine, IndexOpen, open_parser};
 pub use pool::PagesConfig;
 pub use profile::{ProfileSummary, TopicShare, describe};
 /// Vector indexes, for apps that manage their own (and for `steerfeed bench ann`).

@@ -5,12 +5,19 @@
 //! 2. Steering in words changes the page ("more cooking", "no politics").
 //! 3. A deletion or a revocation is in force for the very next request.
 //! 4. Bad input gets a clear error and changes nothing.
-//! 5. Reopening reloads the index, or rebuilds it when the file is missing or stale.
+//! 5. Reopening loads the index file, or rebuilds the index when the file is missing,
+//!    damaged, of format 1 or older than the catalog log reaches, with the reason.
 //! 6. Concurrency: feeds on several threads while another deletes and revokes; nothing
 //!    deleted or revoked before a request started is served by it.
 //! 7. Crash: a child process ingests, revokes and deletes in a loop and is killed with
 //!    SIGKILL at random moments, 20 times; after each restart every acknowledged write
 //!    is there, nothing revoked or deleted is served, and the store opens cleanly.
+//! 8. The index across SIGKILL: a child uploads, deletes and moves videos after the
+//!    last save and is killed; the reopened engine loaded the file and replayed the
+//!    changes (no rebuild), and every live video is found by its own embedding, no
+//!    deleted one at all, moved ones by their new vectors.
+//! 9. Uploads past `max_live` end in the graph: after compactions settle, after a clean
+//!    reload of a big live segment, and after a SIGKILL reload.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -427,38 +434,97 @@ fn blocking_a_creator_hides_them_until_unblocked() {
 }
 
 #[test]
-fn reopening_reloads_the_index_or_rebuilds_it_when_missing_or_stale() {
+fn reopening_reloads_the_index_or_rebuilds_it_when_unusable() {
     let dir = tempfile::tempdir().unwrap();
     let w = small_world(5);
     let n = w.videos.len();
     drop(loaded(dir.path(), &w)); // checkpoints on drop
-    assert!(dir.path().join("index.hnsw").exists());
+    let file = dir.path().join("index.hnsw");
+    assert!(file.exists());
 
     let engine = Engine::open(config(dir.path())).unwrap();
+    let open = engine.index_open().clone();
+    assert!(!open.rebuilt, "{open:?}");
+    assert_eq!((open.loaded, open.replayed), (n, 0));
+    assert_eq!(open.version, engine.store().catalog_version());
     assert_eq!(engine.indexed_videos(), n);
     let me = &w.users[1].user.id;
     assert!(!page(&engine, me, 10, w.config.now).is_empty());
 
-    // Stale: the index files of an older catalog beside a newer store (as when the
-    // process died after a catalog write, before its next checkpoint).
+    // An index file older than the catalog log reaches: saving the newer index trimmed
+    // the log up to its version, so the older file cannot be replayed forward.
     let saved = tempfile::tempdir().unwrap();
-    for f in ["index.hnsw", "index.hnsw.ids", "index.version"] {
-        std::fs::copy(dir.path().join(f), saved.path().join(f)).unwrap();
-    }
+    std::fs::copy(&file, saved.path().join("index.hnsw")).unwrap();
     let extra = a_fresh_followed_video(&engine, "late", 1, w.config.now);
     drop(engine);
-    for f in ["index.hnsw", "index.hnsw.ids", "index.version"] {
-        std::fs::copy(saved.path().join(f), dir.path().join(f)).unwrap();
-    }
+    std::fs::copy(saved.path().join("index.hnsw"), &file).unwrap();
     let engine = Engine::open(config(dir.path())).unwrap();
+    let open = engine.index_open().clone();
+    assert!(open.rebuilt, "{open:?}");
+    assert!(
+        open.reason
+            .as_deref()
+            .unwrap()
+            .contains("catalog log starts"),
+        "{open:?}"
+    );
     assert_eq!(engine.indexed_videos(), n + 1);
     assert!(page(&engine, &u("f_late_0"), 20, w.config.now).contains(&extra));
     drop(engine);
 
-    // Missing: the index file removed.
-    std::fs::remove_file(dir.path().join("index.hnsw")).unwrap();
-    let engine = Engine::open(config(dir.path())).unwrap();
-    assert_eq!(engine.indexed_videos(), n + 1);
+    // Unusable files: each gives its reason and a rebuild, never an error or a panic.
+    let good = std::fs::read(&file).unwrap();
+    let mut flipped = good.clone();
+    flipped[good.len() / 2] ^= 0x08;
+    let mut v1 = good.clone();
+    v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+    /// A case: its name, the file's bytes (none: no file), a leftover file of format
+    /// 1 to write beside it, and what the reason must say.
+    type Case<'a> = (&'a str, Option<Vec<u8>>, Option<&'a str>, &'a str);
+    let cases: [Case<'_>; 5] = [
+        ("damaged", Some(flipped), None, "damaged"),
+        (
+            "truncated",
+            Some(good[..good.len() / 3].to_vec()),
+            None,
+            "damaged",
+        ),
+        ("format 1", Some(v1), None, "format version 1"),
+        (
+            "leftovers of format 1",
+            Some(good.clone()),
+            Some("index.version"),
+            "format 1",
+        ),
+        ("missing", None, None, "no index file"),
+    ];
+    for (name, bytes, leftover, reason) in cases {
+        match bytes {
+            Some(b) => std::fs::write(&file, b).unwrap(),
+            None => std::fs::remove_file(&file).unwrap(),
+        }
+        if let Some(f) = leftover {
+            std::fs::write(dir.path().join(f), b"12").unwrap();
+        }
+        let engine = Engine::open(config(dir.path())).unwrap();
+        let open = engine.index_open().clone();
+        assert!(open.rebuilt, "{name}: {open:?}");
+        assert!(
+            open.reason.as_deref().unwrap().contains(reason),
+            "{name}: {open:?}"
+        );
+        assert_eq!(engine.indexed_videos(), n + 1, "{name}");
+        drop(engine);
+        // The rebuilt index was saved in the current format, leftovers removed.
+        assert!(!dir.path().join("index.version").exists(), "{name}");
+        let engine = Engine::open(config(dir.path())).unwrap();
+        assert!(
+            !engine.index_open().rebuilt,
+            "{name}: {:?}",
+            engine.index_open()
+        );
+        drop(engine);
+    }
 }
 
 #[test]
@@ -664,4 +730,319 @@ fn acknowledged_writes_survive_sigkill_and_nothing_revoked_is_served() {
         events.len()
     );
     assert!(!gone.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// The vector index across crashes: loaded and replayed, not rebuilt.
+
+const INDEX_CHILD_ENV: &str = "STEERFEED_INDEX_CHILD_DIR";
+const DIM: usize = 384;
+
+/// A seeded unit vector (the same seed gives the same vector in every process).
+fn synthetic_embedding(seed: u64) -> Embedding {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let v: Vec<f32> = (0..DIM)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect();
+    Embedding::normalized("embedding", &v).unwrap()
+}
+
+/// Makes the creator of [`synthetic_video`]s a known user (a video's creator must be).
+fn add_uploader(engine: &Engine) {
+    engine.upsert_user(&User::new(u("uploader"))).unwrap();
+}
+
+fn synthetic_video(id: &str, seed: u64, now: Timestamp) -> Video {
+    Video {
+        topics: vec![TopicId::new("comedy").unwrap()],
+        embedding: Some(synthetic_embedding(seed)),
+        ..Video::new(v(id), u("uploader"), now, 15.0)
+    }
+}
+
+/// True when a search for `e` finds `id` as an exact match (similarity 1).
+fn found_exactly(engine: &Engine, e: &Embedding, id: &VideoId) -> bool {
+    engine
+        .similar_videos(e, 10)
+        .unwrap()
+        .iter()
+        .any(|n| &n.video == id && n.similarity > 0.999)
+}
+
+/// The catalog changes the index child makes after opening, in order; it prints a line
+/// after each returned.
+enum Change {
+    Upload(Vec<Video>),
+    Delete(VideoId),
+}
+
+fn index_child_changes(w: &World) -> Vec<Change> {
+    let now = w.config.now;
+    let mut changes = Vec::new();
+    // 120 new videos in batches of 10, beyond anything the saved index holds.
+    for b in 0..12 {
+        let batch = (0..10)
+            .map(|i| {
+                let n = b * 10 + i;
+                synthetic_video(&format!("new{n}"), 1000 + n, now)
+            })
+            .collect();
+        changes.push(Change::Upload(batch));
+    }
+    // Deletions: ten of the saved index's videos and five of the new ones.
+    for video in w.videos.iter().step_by(37).take(10) {
+        changes.push(Change::Delete(video.id.clone()));
+    }
+    for n in [3, 17, 44, 90, 119] {
+        changes.push(Change::Delete(v(&format!("new{n}"))));
+    }
+    // One saved video moves to a new embedding, and so does one new video.
+    let mut moved = w.videos[5].clone();
+    moved.embedding = Some(synthetic_embedding(77));
+    changes.push(Change::Upload(vec![moved]));
+    changes.push(Change::Upload(vec![synthetic_video("new7", 78, now)]));
+    changes
+}
+
+fn index_child(dir: &Path) {
+    let engine = Engine::open(config(dir)).unwrap();
+    let w = small_world(8);
+    let mut out = std::io::stdout().lock();
+    use std::io::Write;
+    writeln!(out, "open {}", engine.index_open().rebuilt).unwrap();
+    add_uploader(&engine);
+    for (i, change) in index_child_changes(&w).into_iter().enumerate() {
+        match change {
+            Change::Upload(videos) => engine.upsert_videos(&videos).unwrap(),
+            Change::Delete(id) => engine.delete_video(&id).unwrap(),
+        }
+        writeln!(out, "change {i}").unwrap();
+        out.flush().unwrap();
+    }
+    writeln!(out, "done").unwrap();
+    out.flush().unwrap();
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+/// Runs the test binary's `test` as a child with `env` set to `dir`, reads its lines
+/// until `until` (or its end), kills it with SIGKILL and returns the lines.
+fn run_and_kill(test: &str, env: &str, dir: &Path, until: &str) -> Vec<String> {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(env, dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let reader = BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    for line in reader.lines().map_while(|l| l.ok()) {
+        // The harness's own "test ... " line has no newline: a child's first line ends it.
+        let done = line.ends_with(until);
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    lines
+}
+
+#[test]
+fn after_sigkill_the_index_is_loaded_and_replayed_not_rebuilt() {
+    const TEST: &str = "after_sigkill_the_index_is_loaded_and_replayed_not_rebuilt";
+    if let Ok(dir) = std::env::var(INDEX_CHILD_ENV) {
+        index_child(Path::new(&dir));
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let w = small_world(8);
+    let n = w.videos.len();
+    drop(loaded(dir.path(), &w)); // saves the index
+
+    let lines = run_and_kill(TEST, INDEX_CHILD_ENV, dir.path(), "done");
+    // The harness prints its own lines first: "open" ends one of them.
+    assert!(lines.iter().any(|l| l.ends_with("open false")), "{lines:?}");
+    assert!(
+        lines.last().is_some_and(|l| l.ends_with("done")),
+        "{lines:?}"
+    );
+
+    let engine = Engine::open(config(dir.path())).unwrap();
+    let open = engine.index_open().clone();
+    assert!(!open.rebuilt, "rebuilt after SIGKILL: {open:?}");
+    assert_eq!(open.loaded, n, "{open:?}");
+    // 120 uploads, 10 deletions of saved videos, 1 saved video moved (the deleted and
+    // moved new videos are among the 120).
+    assert_eq!(open.replayed, 120 + 10 + 1, "{open:?}");
+    assert_eq!(open.version, engine.store().catalog_version());
+    assert_eq!(engine.indexed_videos(), n + 120 - 10 - 5);
+
+    // The index equals the store: every live video is found by its own stored
+    // embedding, no deleted one is found at all.
+    let mut ids: Vec<VideoId> = w.videos.iter().map(|x| x.id.clone()).collect();
+    ids.extend((0..120).map(|i| v(&format!("new{i}"))));
+    let (mut live, mut deleted) = (0, 0);
+    for id in &ids {
+        let video = engine.video(id).unwrap().unwrap();
+        let e = video.embedding.clone().unwrap();
+        if video.deleted {
+            deleted += 1;
+            assert!(
+                engine
+                    .similar_videos(&e, 50)
+                    .unwrap()
+                    .iter()
+                    .all(|x| &x.video != id),
+                "deleted {id} returned"
+            );
+        } else {
+            live += 1;
+            assert!(
+                found_exactly(&engine, &e, id),
+                "{id} not found by its embedding"
+            );
+        }
+    }
+    assert_eq!((live, deleted), (n + 120 - 15, 15));
+    // The moved videos are found by their new vectors, and no longer by their old ones.
+    let old = w.videos[5].embedding.clone().unwrap();
+    assert!(found_exactly(
+        &engine,
+        &synthetic_embedding(77),
+        &w.videos[5].id
+    ));
+    assert!(!found_exactly(&engine, &old, &w.videos[5].id));
+    assert!(found_exactly(&engine, &synthetic_embedding(78), &v("new7")));
+    assert!(!found_exactly(
+        &engine,
+        &synthetic_embedding(1007),
+        &v("new7")
+    ));
+    drop(engine);
+
+    // The clean shutdown saved the replayed index: the next open replays nothing.
+    let engine = Engine::open(config(dir.path())).unwrap();
+    let open = engine.index_open().clone();
+    assert!(!open.rebuilt && open.replayed == 0, "{open:?}");
+    assert_eq!(open.loaded, n + 120 - 15);
+}
+
+fn small_index_config(dir: &Path, max_live: usize) -> Config {
+    let mut c = config(dir);
+    c.index.build.max_live = max_live;
+    c.index.build.m = 8;
+    c.index.build.ef_construction = 40;
+    c
+}
+
+/// Polls until no compaction runs (seen twice, 100 ms apart); starts none itself. The
+/// bound is generous and not a timing assertion: a failure says compactions never stopped.
+fn settle(engine: &Engine) -> steerfeed::ann::IndexStats {
+    let mut idle = 0;
+    for _ in 0..3_000 {
+        idle = if engine.index_stats().compacting {
+            0
+        } else {
+            idle + 1
+        };
+        if idle == 2 {
+            return engine.index_stats();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!(
+        "compactions still running after 300 s: {:?}",
+        engine.index_stats()
+    );
+}
+
+fn assert_folded(engine: &Engine, total: usize, max_live: usize, when: &str) {
+    let s = settle(engine);
+    assert_eq!(s.live_ids, total, "{when}: {s:?}");
+    assert!(
+        s.live_segment < max_live,
+        "{when}: live segment not folded: {s:?}"
+    );
+    assert_eq!(
+        s.graph_nodes - s.graph_tombstones + s.live_segment,
+        total,
+        "{when}: {s:?}"
+    );
+}
+
+const BULK_CHILD_ENV: &str = "STEERFEED_BULK_CHILD_DIR";
+const BULK_MAX_LIVE: usize = 200;
+
+/// Uploads videos `from..to` in batches of 50.
+fn upload_range(engine: &Engine, from: u64, to: u64) {
+    let now = Timestamp::from_second(1_795_000_000).unwrap();
+    add_uploader(engine);
+    let ids: Vec<u64> = (from..to).collect();
+    for chunk in ids.chunks(50) {
+        let batch: Vec<Video> = chunk
+            .iter()
+            .map(|&i| synthetic_video(&format!("bulk{i}"), i, now))
+            .collect();
+        engine.upsert_videos(&batch).unwrap();
+    }
+}
+
+#[test]
+fn uploads_past_max_live_end_in_the_graph_after_settling_reloading_and_sigkill() {
+    const TEST: &str =
+        "uploads_past_max_live_end_in_the_graph_after_settling_reloading_and_sigkill";
+    let max_live = BULK_MAX_LIVE;
+    if let Ok(dir) = std::env::var(BULK_CHILD_ENV) {
+        let engine = Engine::open(small_index_config(Path::new(&dir), max_live)).unwrap();
+        upload_range(&engine, 2500, 3500);
+        println!("done");
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(small_index_config(dir.path(), max_live)).unwrap();
+    // Uploads arrive far faster than a graph builds.
+    upload_range(&engine, 0, 2000);
+    assert_folded(&engine, 2000, max_live, "after uploads");
+    let before = engine.index_stats().compactions;
+
+    // A clean shutdown with a big live segment (written with compactions off): the
+    // reload folds it.
+    drop(engine);
+    let engine = Engine::open(small_index_config(dir.path(), 0)).unwrap();
+    upload_range(&engine, 2000, 2500);
+    assert!(engine.index_stats().live_segment >= 500);
+    drop(engine);
+    let engine = Engine::open(small_index_config(dir.path(), max_live)).unwrap();
+    assert!(!engine.index_open().rebuilt, "{:?}", engine.index_open());
+    assert_folded(&engine, 2500, max_live, "after a clean reload");
+    assert!(before >= 1);
+    drop(engine);
+
+    // SIGKILL right after more uploads (background saves ran meanwhile, after the
+    // compactions): the reload replays what the last save missed and folds it.
+    let lines = run_and_kill(TEST, BULK_CHILD_ENV, dir.path(), "done");
+    assert!(
+        lines.last().is_some_and(|l| l.ends_with("done")),
+        "{lines:?}"
+    );
+    let engine = Engine::open(small_index_config(dir.path(), max_live)).unwrap();
+    let open = engine.index_open().clone();
+    assert!(!open.rebuilt, "{open:?}");
+    assert!(
+        open.loaded >= 2500 && open.loaded + open.replayed >= 3500,
+        "{open:?}"
+    );
+    assert_eq!(engine.indexed_videos(), 3500);
+    assert_folded(&engine, 3500, max_live, "after a SIGKILL reload");
 }

@@ -28,6 +28,8 @@
 //! |---|---|---|
 //! | `meta` | `header` | `steerfeed-store\0`, schema version `u32` BE, dim `u32` BE |
 //! | `meta` | `live_videos` | `u64` BE |
+//! | `meta` | `catalog_version` | `u64` BE, bumped by every video upsert and deletion |
+//! | `meta` | `catalog_log_floor` | `u64` BE: `catalog_log` holds every change above this version |
 //! | `videos` | video | binary record (everything but the embedding, see `codec.rs`) |
 //! | `embeddings` | video | `dim` × `f32` LE |
 //! | `by_creator` | creator `\0` time↓ video | — |
@@ -49,6 +51,7 @@
 //! | `affinity` | user `\0` creator | ms `i64` LE, `f32` LE; as-of |
 //! | `events` | seq `u64` BE of the record's first event | up to 48 binary event records (version byte 2; one-event records of version byte 1 or JSON from older schemas still read, see `codec.rs`) |
 //! | `event_keys` | `0xFE` first seq `u64` BE | up to 256 × (key hash `u64` LE, seq `u64` LE); schema 3 and older: idempotency key → seq `u64` BE |
+//! | `catalog_log` | catalog version `u64` BE, video | — (the video was upserted or deleted at that version) |
 //! | each derived tree | `\xff\xffapplied` | watermark: last event seq `u64` BE the tree holds |
 //!
 //! "as-of" is the sequence number of the last event the record reflects, `u64` LE,
@@ -177,6 +180,14 @@
 //!   write's sled commit under the write lock, so a revocation, a block or a deletion is
 //!   in force for the next feed when its call returns. The video cache (1M videos by
 //!   default) and the counters are warmed in the background after open.
+//! - **The catalog log.** Every [`Store::upsert_videos`] and [`Store::delete_video`]
+//!   bumps `catalog_version` and adds one `catalog_log` key per video it touches, in the
+//!   same transaction. A vector index saved with the catalog version it reflects is
+//!   brought up to date at the next open by [`Store::catalog_changes_since`] (the
+//!   videos to re-read) instead of being rebuilt; once a newer index is saved,
+//!   [`Store::trim_catalog_log`] raises the floor (durably) and then drops the entries
+//!   at or below it. A store upgraded from schema 6 or older starts its log at the
+//!   catalog version it had.
 //! - **Schema header.** A new store gets a header with [`SCHEMA_VERSION`] and the
 //!   embedding dimension; opening checks both, refuses a sled database without the
 //!   header, and reports corrupt files as errors (sled's open is also guarded against

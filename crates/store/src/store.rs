@@ -51,7 +51,14 @@ pub(crate) const MAGIC: &[u8; 16] = b"steerfeed-store\0";
 /// they reflect, `codec.rs`), so the persister can write keys one by one and a replay
 /// after a crash halfway through still counts every event once; records without one
 /// still read, so a version 3 to 5 store only gets the new header.
-pub const SCHEMA_VERSION: u32 = 6;
+/// Version 7: the `catalog_log` tree records which videos each catalog version changed
+/// (written in the same transaction as the change), so a vector index saved at an older
+/// version can be brought up to date by replaying the videos changed since; its floor
+/// (`meta` `catalog_log_floor`) is the version below which the log no longer reaches. A
+/// store of an older schema gets the empty tree and a floor at its current catalog
+/// version, then the new header (an older build refuses the store, since it would
+/// change videos without logging them).
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// Time zones cached for the write path (the cache starts over past it).
 pub(crate) const MAX_CACHED_ZONES: usize = 100_000;
@@ -60,6 +67,12 @@ const LIVE_VIDEOS_KEY: &[u8] = b"live_videos";
 /// Meta key of the catalog version: bumped by every video upsert and deletion, so an
 /// index saved beside the store can tell whether it is still current.
 const CATALOG_VERSION_KEY: &[u8] = b"catalog_version";
+/// Meta key of the catalog log's floor: `catalog_log` holds every change made at a
+/// version above it.
+const CATALOG_FLOOR_KEY: &[u8] = b"catalog_log_floor";
+/// Keys removed per batch when the catalog log is trimmed (a batch holds sled's
+/// process-wide write lock while it applies).
+const TRIM_CHUNK: usize = 1024;
 
 pub(crate) fn db_err(e: sled::Error) -> Error {
     Error::internal("store", e)
@@ -168,10 +181,11 @@ pub(crate) struct Trees {
     pub affinity: Tree,
     pub events: Tree,
     pub event_keys: Tree,
+    pub catalog_log: Tree,
 }
 
 /// Every tree name, in the order of [`Trees`].
-pub(crate) const TREE_NAMES: [&str; 26] = [
+pub(crate) const TREE_NAMES: [&str; 27] = [
     "meta",
     "videos",
     "embeddings",
@@ -198,6 +212,7 @@ pub(crate) const TREE_NAMES: [&str; 26] = [
     "affinity",
     "events",
     "event_keys",
+    "catalog_log",
 ];
 
 impl Trees {
@@ -230,6 +245,7 @@ impl Trees {
             affinity: o("affinity")?,
             events: o("events")?,
             event_keys: o("event_keys")?,
+            catalog_log: o("catalog_log")?,
         })
     }
 }
@@ -305,6 +321,8 @@ pub(crate) struct Inner {
     pub next_seq: AtomicU64,
     pub live_videos: AtomicU64,
     pub catalog_version: AtomicU64,
+    /// The catalog log's floor: `catalog_log` holds every change made above it.
+    pub catalog_floor: AtomicU64,
     /// Derived state not yet written to its trees (see `derived.rs`).
     pub overlay: RwLock<Overlay>,
     /// Set by [`Store::crash_for_tests`]: closing must not persist the overlay.
@@ -498,6 +516,15 @@ impl Rel {
     }
 }
 
+/// A `catalog_log` key: the catalog version (big-endian, so the log sorts by version)
+/// followed by the video id.
+fn catalog_log_key(version: u64, id: &VideoId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + id.as_str().len());
+    k.extend_from_slice(&version.to_be_bytes());
+    k.extend_from_slice(id.as_str().as_bytes());
+    k
+}
+
 pub(crate) fn revocation_key(person: &UserId, r: &Revocation) -> Vec<u8> {
     let mut k = prefix(person.as_str());
     match r {
@@ -578,6 +605,35 @@ impl Store {
             }
             None => 1,
         };
+        let catalog_version = match t.meta.get(CATALOG_VERSION_KEY).map_err(db_err)? {
+            Some(b) => u64_of(&b).ok_or_else(|| corrupt("catalog version"))?,
+            None => 0,
+        };
+        if version < 7 {
+            // Builds before schema 7 changed videos without logging them: the log starts
+            // now (7, not SCHEMA_VERSION: later schemas keep the log). Done
+            // before any header is rewritten, so a crash in between redoes it.
+            t.catalog_log.clear().map_err(db_err)?;
+            t.meta
+                .insert(CATALOG_FLOOR_KEY, &catalog_version.to_be_bytes())
+                .map_err(db_err)?;
+            db.flush().map_err(db_err)?;
+        }
+        let catalog_floor = match t.meta.get(CATALOG_FLOOR_KEY).map_err(db_err)? {
+            Some(b) => u64_of(&b).ok_or_else(|| corrupt("catalog log floor"))?,
+            None => {
+                // A new store (or one whose upgrade stopped right after the header was
+                // rewritten, which no build could change videos in since): the log
+                // starts at the current version.
+                t.meta
+                    .insert(CATALOG_FLOOR_KEY, &catalog_version.to_be_bytes())
+                    .map_err(db_err)?;
+                catalog_version
+            }
+        };
+        if catalog_floor > catalog_version {
+            return Err(corrupt("catalog log floor"));
+        }
         if version == 1 {
             // Version 1 wrote derived state in one transaction with the log: it is
             // complete up to the last event.
@@ -615,8 +671,8 @@ impl Store {
             tracing::info!(path = %shown, videos = n, "store: upgraded to schema version 3 (topic index)");
         }
         if (3..SCHEMA_VERSION).contains(&version) {
-            // This build reads everything versions 3 to 5 wrote (see `SCHEMA_VERSION`),
-            // so only the header changes.
+            // This build reads everything versions 3 to 6 wrote (see `SCHEMA_VERSION`),
+            // so only the header changes (the catalog log was started above).
             t.meta
                 .insert(HEADER_KEY, header(opts.dim))
                 .map_err(db_err)?;
@@ -625,10 +681,6 @@ impl Store {
         }
         let live = match t.meta.get(LIVE_VIDEOS_KEY).map_err(db_err)? {
             Some(b) => u64_of(&b).ok_or_else(|| corrupt("video count"))?,
-            None => 0,
-        };
-        let catalog_version = match t.meta.get(CATALOG_VERSION_KEY).map_err(db_err)? {
-            Some(b) => u64_of(&b).ok_or_else(|| corrupt("catalog version"))?,
             None => 0,
         };
         let hl = opts.counter_half_life_h * 3_600_000.0;
@@ -669,6 +721,7 @@ impl Store {
             next_seq: AtomicU64::new(next_seq),
             live_videos: AtomicU64::new(live),
             catalog_version: AtomicU64::new(catalog_version),
+            catalog_floor: AtomicU64::new(catalog_floor),
             write: Mutex::new(()),
             commit: GroupCommit::default(),
             db,
@@ -1050,7 +1103,7 @@ impl Store {
                 olds.push(old);
             }
             let live = self.adjust_live(&mut w, live_delta);
-            let version = self.bump_catalog(&mut w);
+            let version = self.bump_catalog(&mut w, batch.iter().map(|v| &v.id));
             let generation = self.commit_writes(w)?;
             self.inner.live_videos.store(live, Ordering::Release);
             self.inner.catalog_version.store(version, Ordering::Release);
@@ -1084,18 +1137,100 @@ impl Store {
         self.durable(generation)
     }
 
-    /// The next catalog version, written in the same transaction as the change.
-    fn bump_catalog<'a>(&'a self, w: &mut Writes<'a>) -> u64 {
+    /// The next catalog version, written in the same transaction as the change, with one
+    /// `catalog_log` entry per video the change touches.
+    fn bump_catalog<'a, 'i>(
+        &'a self,
+        w: &mut Writes<'a>,
+        videos: impl Iterator<Item = &'i VideoId>,
+    ) -> u64 {
+        let t = self.t();
         let v = self.inner.catalog_version.load(Ordering::Acquire) + 1;
-        w.insert(&self.t().meta, CATALOG_VERSION_KEY, v.to_be_bytes());
+        w.insert(&t.meta, CATALOG_VERSION_KEY, v.to_be_bytes());
+        for id in videos {
+            w.insert(&t.catalog_log, catalog_log_key(v, id), []);
+        }
         v
     }
 
     /// The catalog version: bumped durably by every [`Store::upsert_videos`] and
     /// [`Store::delete_video`], so an ANN index saved with the version it reflects can
-    /// be reused at the next open only if nothing changed since.
+    /// tell what changed since ([`Store::catalog_changes_since`]).
     pub fn catalog_version(&self) -> u64 {
         self.inner.catalog_version.load(Ordering::Acquire)
+    }
+
+    /// The distinct videos changed (upserted or deleted) at catalog versions above
+    /// `version`, in id order; `None` when the catalog log cannot tell: `version` is
+    /// below the log's floor (trimmed, or from before the store kept a log) or above the
+    /// current catalog version (the caller's state is from some other store).
+    pub fn catalog_changes_since(&self, version: u64) -> Result<Option<Vec<VideoId>>> {
+        if version < self.catalog_log_floor() || version > self.catalog_version() {
+            return Ok(None);
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        let from = version.checked_add(1).map(u64::to_be_bytes);
+        let scan = match from {
+            Some(from) => self.t().catalog_log.range(from..),
+            None => return Ok(Some(Vec::new())),
+        };
+        for kv in scan {
+            let (k, _) = kv.map_err(db_err)?;
+            let id = k
+                .get(8..)
+                .ok_or_else(|| corrupt("catalog log key"))
+                .and_then(video_of)?;
+            ids.insert(id);
+        }
+        // A trim removes entries only after raising the floor: if the floor is still at or
+        // below `version`, nothing above `version` was removed while this scanned.
+        if version < self.catalog_log_floor() {
+            return Ok(None);
+        }
+        Ok(Some(ids.into_iter().collect()))
+    }
+
+    /// The catalog log's floor: the log holds every change made at a version above it.
+    pub fn catalog_log_floor(&self) -> u64 {
+        self.inner.catalog_floor.load(Ordering::Acquire)
+    }
+
+    /// Forgets the catalog log up to `version` (clamped to the current catalog version):
+    /// raises the floor durably, then removes the entries at or below it. Call once a
+    /// state reflecting every change up to `version` is durable elsewhere (a saved
+    /// index). A crash between the two steps only leaves entries below the floor, which
+    /// no reader looks at and the next trim removes.
+    pub fn trim_catalog_log(&self, version: u64) -> Result<()> {
+        let upto = version.min(self.catalog_version());
+        let t = self.t();
+        {
+            let _g = self.write_lock();
+            if upto > self.catalog_log_floor() {
+                t.meta
+                    .insert(CATALOG_FLOOR_KEY, &upto.to_be_bytes())
+                    .map_err(db_err)?;
+                self.inner.catalog_floor.store(upto, Ordering::Release);
+            }
+        }
+        self.inner.db.flush().map_err(db_err)?;
+        let end = upto.checked_add(1).map(u64::to_be_bytes);
+        loop {
+            let mut batch = Batch::default();
+            let mut n = 0;
+            let keys = match end {
+                Some(end) => t.catalog_log.range(..end),
+                None => t.catalog_log.range::<&[u8], _>(..),
+            };
+            for kv in keys.take(TRIM_CHUNK) {
+                let (k, _) = kv.map_err(db_err)?;
+                batch.remove(k);
+                n += 1;
+            }
+            if n == 0 {
+                return Ok(());
+            }
+            t.catalog_log.apply_batch(batch).map_err(db_err)?;
+        }
     }
 
     fn adjust_live<'a>(&'a self, w: &mut Writes<'a>, delta: i64) -> u64 {
@@ -1158,7 +1293,7 @@ impl Store {
                 w.remove(&t.counters, id.as_str());
             }
             let live = self.adjust_live(&mut w, delta);
-            let version = self.bump_catalog(&mut w);
+            let version = self.bump_catalog(&mut w, std::iter::once(id));
             let generation = self.commit_writes(w)?;
             self.inner.live_videos.store(live, Ordering::Release);
             self.inner.catalog_version.store(version, Ordering::Release);

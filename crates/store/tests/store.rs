@@ -20,7 +20,10 @@
 //!     crash, or one halfway through writing the derived trees) is replayed exactly once,
 //!     each tree from its own watermark, and idempotency keys hold across the replay;
 //!     four writers with overlapping batches count every distinct event once;
-//! 12. a crash test: a child process is killed with SIGKILL mid-write 20 times; every
+//! 12. the catalog log names every video changed after a version, from its floor on,
+//!     survives a reopen and a trim, and starts at the current version in a store
+//!     upgraded from schema 6;
+//! 13. a crash test: a child process is killed with SIGKILL mid-write 20 times; every
 //!     acknowledged write is found after reopening, and the derived counters, seen and
 //!     history rings equal a recount of the log.
 
@@ -752,6 +755,125 @@ fn rings_persist_in_fragments_next_to_older_one_entry_keys_and_stay_bounded() {
     let keys = seen.scan_prefix(b"a\0").count();
     assert!((1..=3).contains(&keys), "{keys} keys left under a");
     assert!(seen.get(b"a\0\0\0\0\0\0\0\0\0").unwrap().is_none());
+}
+
+fn changes(store: &Store, since: u64) -> Option<Vec<String>> {
+    store
+        .catalog_changes_since(since)
+        .unwrap()
+        .map(|ids| ids.iter().map(|v| v.as_str().to_owned()).collect())
+}
+
+fn strs(ids: &[&str]) -> Option<Vec<String>> {
+    Some(ids.iter().map(|s| (*s).to_owned()).collect())
+}
+
+#[test]
+fn the_catalog_log_names_every_changed_video_from_its_floor_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let store = Store::open(&path, opts()).unwrap();
+    assert_eq!((store.catalog_version(), store.catalog_log_floor()), (0, 0));
+    assert_eq!(changes(&store, 0), strs(&[]));
+    assert_eq!(
+        changes(&store, 1),
+        None,
+        "a version the store never reached"
+    );
+
+    seeded(&store); // version 1: va1, va2, va3, vb1
+    assert_eq!(store.catalog_version(), 1);
+    assert_eq!(changes(&store, 0), strs(&["va1", "va2", "va3", "vb1"]));
+    assert_eq!(changes(&store, 1), strs(&[]));
+
+    store.delete_video(&vid("va2")).unwrap(); // 2
+    let mut moved = video("va1", "a", 0);
+    moved.embedding = Some(emb(99));
+    // A repeated id within a batch is one change.
+    store
+        .upsert_videos(&[video("vc1", "c", 5), moved.clone(), moved])
+        .unwrap(); // 3
+    assert_eq!(store.catalog_version(), 3);
+    assert_eq!(changes(&store, 1), strs(&["va1", "va2", "vc1"]));
+    assert_eq!(changes(&store, 2), strs(&["va1", "vc1"]));
+    assert_eq!(changes(&store, 3), strs(&[]));
+
+    // Writes that fail change neither the version nor the log.
+    assert!(store.delete_video(&vid("nope")).is_err());
+    let mut bad = video("vbad", "a", 1);
+    bad.embedding = Some(Embedding::new("e", &[1.0, 0.0], 2).unwrap());
+    assert!(store.upsert_videos(&[video("vok", "a", 1), bad]).is_err());
+    assert_eq!(store.catalog_version(), 3);
+    assert_eq!(changes(&store, 2), strs(&["va1", "vc1"]));
+
+    // Trimming raises the floor; below it the log cannot tell.
+    store.trim_catalog_log(2).unwrap();
+    assert_eq!(store.catalog_log_floor(), 2);
+    assert_eq!(changes(&store, 1), None);
+    assert_eq!(changes(&store, 0), None);
+    assert_eq!(changes(&store, 2), strs(&["va1", "vc1"]));
+    store.trim_catalog_log(1).unwrap(); // never lowers it
+    assert_eq!(store.catalog_log_floor(), 2);
+    drop(store);
+
+    // The floor and the log survive a reopen.
+    let store = Store::open(&path, opts()).unwrap();
+    assert_eq!((store.catalog_version(), store.catalog_log_floor()), (3, 2));
+    assert_eq!(changes(&store, 2), strs(&["va1", "vc1"]));
+    store.delete_video(&vid("vc1")).unwrap(); // 4
+    assert_eq!(changes(&store, 3), strs(&["vc1"]));
+    // Past the current version, the trim stops at it.
+    store.trim_catalog_log(100).unwrap();
+    assert_eq!(store.catalog_log_floor(), 4);
+    assert_eq!(changes(&store, 4), strs(&[]));
+    drop(store);
+    let db = raw_sled(&path);
+    assert_eq!(
+        db.open_tree("catalog_log").unwrap().len(),
+        0,
+        "trimmed entries are removed"
+    );
+}
+
+#[test]
+fn a_store_from_schema_6_starts_its_catalog_log_at_its_catalog_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    {
+        let store = Store::open(&path, opts()).unwrap();
+        seeded(&store);
+        store.delete_video(&vid("va3")).unwrap();
+    }
+    // What a version 6 build leaves: no log and no floor; and say it changed videos
+    // after this build last opened the store (so the log, had it one, would be stale).
+    {
+        let db = raw_sled(&path);
+        db.drop_tree("catalog_log").unwrap();
+        let meta = db.open_tree("meta").unwrap();
+        meta.remove("catalog_log_floor").unwrap();
+        meta.insert("catalog_version", &5u64.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let mut h = b"steerfeed-store\0".to_vec();
+    h.extend_from_slice(&6u32.to_be_bytes());
+    h.extend_from_slice(&(DIM as u32).to_be_bytes());
+    overwrite_header(&path, &h);
+
+    let store = Store::open(&path, opts()).unwrap();
+    assert_eq!((store.catalog_version(), store.catalog_log_floor()), (5, 5));
+    assert_eq!(changes(&store, 4), None);
+    assert_eq!(changes(&store, 5), strs(&[]));
+    store.upsert_videos(&[video("vd1", "a", 9)]).unwrap();
+    assert_eq!(changes(&store, 5), strs(&["vd1"]));
+    drop(store);
+    let db = raw_sled(&path);
+    let header = db
+        .open_tree("meta")
+        .unwrap()
+        .get("header")
+        .unwrap()
+        .unwrap();
+    assert_eq!(header[16..20], 7u32.to_be_bytes());
 }
 
 #[test]
