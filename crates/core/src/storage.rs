@@ -95,3 +95,163 @@ impl DamageReport {
         self.total == 0
     }
 }
+
+/// What the engine asks of its store: the seam between the engine and a storage backend.
+///
+/// The embedded backend is `steerfeed-store` (sled); another (a database shared by several
+/// sidecars) implements the same trait and passes the same contract tests
+/// (`steerfeed_store::contract`). Everything the ranking pipeline reads comes through the
+/// ports the trait extends; the methods here are the writes, the context a request loads,
+/// the catalogue's version and change log, and the event log's replay.
+///
+/// The rules every implementation keeps (the contract tests check them):
+///
+/// - **Validated, all or nothing.** A bad write is an error and changes nothing: videos
+///   validate for the store's dimension and carry an embedding; their creator and cameo
+///   persons, an event's user and video, and what a relation or consent names must be
+///   known ([`Error::NotFound`](crate::Error::NotFound)).
+/// - **Durable when it returns**, but [`Storage::record_page`], which a crash may lose
+///   (an item may then be served again).
+/// - **In force when it returns**: a deletion, a block or a revocation is seen by every
+///   read that starts after the call returned.
+/// - **Idempotent events**: an event whose key was logged before is reported as a
+///   duplicate and counted once.
+/// - **A catalogue version** that every video write bumps, and a log of the videos each
+///   version changed, from which an index saved at an older version catches up.
+pub trait Storage:
+    crate::ports::VideoCatalog
+    + crate::ports::SocialGraph
+    + crate::ports::EngagementStats
+    + crate::ports::ActionStats
+    + crate::ports::UserHistory
+    + crate::ports::ConsentLedger
+    + Send
+    + Sync
+{
+    // The catalogue.
+
+    /// Inserts or replaces videos, all or nothing (a repeated id: the last one wins).
+    fn upsert_videos(&self, videos: &[crate::Video]) -> crate::Result<()>;
+    /// Marks a video deleted; unknown ids are `NotFound`, deleting twice is not an error.
+    fn delete_video(&self, id: &VideoId) -> crate::Result<()>;
+    /// The store's own allocation of `id`, for ids kept long (an index's id table): the
+    /// store's lookups then compare them by pointer.
+    fn intern_video(&self, id: &VideoId) -> VideoId;
+    /// The catalogue version: bumped, durably, by every video write.
+    fn catalog_version(&self) -> u64;
+    /// The distinct videos changed at versions after `version`, or `None` when the log no
+    /// longer reaches back that far (or `version` is ahead of the store).
+    fn catalog_changes_since(&self, version: u64) -> crate::Result<Option<Vec<VideoId>>>;
+    /// Forgets the log up to `version` (an index saved at `version` no longer needs it).
+    fn trim_catalog_log(&self, version: u64) -> crate::Result<()>;
+    /// Calls `f` with every live video's embedding, in id order (to build an index); an
+    /// unreadable one is skipped and withheld.
+    fn for_each_embedding(
+        &self,
+        f: &mut dyn FnMut(VideoId, crate::Embedding) -> crate::Result<()>,
+    ) -> crate::Result<()>;
+    /// Videos not deleted.
+    fn video_count(&self) -> u64;
+
+    // People and their relations.
+
+    /// Adds or replaces a user.
+    fn upsert_user(&self, user: &crate::User) -> crate::Result<()>;
+    /// A stored user.
+    fn user(&self, id: &UserId) -> crate::Result<Option<crate::User>>;
+    /// Sets or clears `a`'s follow, block or mute of `b`.
+    fn set_relation(
+        &self,
+        a: &UserId,
+        b: &UserId,
+        relation: Relation,
+        on: bool,
+    ) -> crate::Result<()>;
+    /// Who may use `person`'s likeness, and the approved list (replacing it).
+    fn set_consent(
+        &self,
+        person: &UserId,
+        scope: crate::ConsentScope,
+        approved: &[UserId],
+    ) -> crate::Result<()>;
+    /// `person` withdraws consent for one video or one creator's videos.
+    fn revoke_consent(&self, person: &UserId, revocation: &Revocation) -> crate::Result<()>;
+    /// Sets a user's parental controls.
+    fn set_parental_controls(
+        &self,
+        user: &UserId,
+        controls: &crate::ParentalControls,
+    ) -> crate::Result<()>;
+    /// A user's parental controls (defaults when none are set).
+    fn parental_controls(&self, user: &UserId) -> crate::Result<crate::ParentalControls>;
+    /// Stores a user's preference text and its compiled constraints.
+    fn set_preferences(
+        &self,
+        user: &UserId,
+        text: &str,
+        constraints: &Constraints,
+    ) -> crate::Result<()>;
+    /// A user's preferences, if set.
+    fn preferences(&self, user: &UserId) -> crate::Result<Option<Preferences>>;
+    /// Forgets a user's preferences.
+    fn clear_preferences(&self, user: &UserId) -> crate::Result<()>;
+
+    // What a request loads.
+
+    /// The user's constraints in force at `now` (expired ones are empty).
+    fn active_constraints(&self, user: &UserId, now: jiff::Timestamp)
+    -> crate::Result<Constraints>;
+    /// The user's wellbeing counters as of `now` (the day rolled in their time zone).
+    fn wellbeing(
+        &self,
+        user: &UserId,
+        now: jiff::Timestamp,
+    ) -> crate::Result<crate::WellbeingState>;
+    /// The viewer's relations and recent history.
+    fn load_viewer(&self, user: &UserId, now: jiff::Timestamp) -> crate::Result<crate::Viewer>;
+    /// The user's interest vector, if any.
+    fn interest(&self, user: &UserId) -> crate::Result<Option<crate::Embedding>>;
+    /// The user's seen history, newest first.
+    fn seen(&self, user: &UserId) -> crate::Result<Vec<(VideoId, jiff::Timestamp)>>;
+    /// Records what a served page changes for its viewer, in one write.
+    fn record_page(
+        &self,
+        user: &UserId,
+        page: &ServedPage<'_>,
+        now: jiff::Timestamp,
+    ) -> crate::Result<()>;
+
+    // The event log.
+
+    /// Logs and counts a batch of events, all or nothing, durable when it returns; says
+    /// where the accepted ones went in the log.
+    fn ingest_events(&self, events: &[crate::Event]) -> crate::Result<(IngestReport, Logged)>;
+    /// Events logged so far (sequence numbers start at 1).
+    fn event_count(&self) -> u64;
+    /// Calls `f(seq, event)` for every logged event from `from` on, in log order.
+    fn for_each_event(
+        &self,
+        from: u64,
+        f: &mut dyn FnMut(u64, crate::Event) -> crate::Result<()>,
+    ) -> crate::Result<()>;
+
+    // Operation.
+
+    /// Makes everything written so far durable.
+    fn flush(&self) -> crate::Result<()>;
+    /// True once background warm-up after open is done.
+    fn is_warm(&self) -> bool;
+    /// Records found unreadable since open, and what was done about each.
+    fn damage(&self) -> DamageReport;
+}
+
+/// A relation one person sets on another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Relation {
+    /// Follows: their videos come first, and followers-only videos are theirs to see.
+    Follow,
+    /// Blocks: nothing by or featuring them is served.
+    Block,
+    /// Mutes: nothing by them is served.
+    Mute,
+}

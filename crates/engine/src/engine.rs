@@ -5,6 +5,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use steerfeed_ann::VideoIndex;
+use steerfeed_core::storage::{Relation, Storage};
 use steerfeed_core::{
     AgeBand, Candidate, CardKind, ConsentScope, Constraints, Cursor, Embedding, Entity, Error,
     Event, Explanation, FeedContext, FeedItem, FeedRequest, FeedResponse, ParentalControls,
@@ -69,7 +70,7 @@ impl IndexFile {
     /// compactions, then trims the store's catalog log up to the saved version. The
     /// index is copied under its own locks and written without them; catalog writes go
     /// on meanwhile. True when a file was written.
-    fn save(&self, index: &VideoIndex, store: &Store) -> Result<bool> {
+    fn save(&self, index: &VideoIndex, store: &dyn Storage) -> Result<bool> {
         let mut saved = lock(&self.saved);
         let snap = index.snapshot();
         let key = (snap.catalog_version(), snap.compactions());
@@ -133,7 +134,12 @@ struct Saver {
 }
 
 impl Saver {
-    fn start(file: Arc<IndexFile>, index: Arc<VideoIndex>, store: Store, now: bool) -> Self {
+    fn start(
+        file: Arc<IndexFile>,
+        index: Arc<VideoIndex>,
+        store: Arc<dyn Storage>,
+        now: bool,
+    ) -> Self {
         let stop = Arc::new(Stop::default());
         let flag = stop.clone();
         let spawned = std::thread::Builder::new()
@@ -152,7 +158,7 @@ impl Saver {
                         wait -= 1;
                         continue;
                     }
-                    match file.save(&index, &store) {
+                    match file.save(&index, &*store) {
                         Ok(_) => seen = Some(done),
                         Err(e) => {
                             tracing::warn!(error = %e, "could not save the vector index; retrying later");
@@ -190,7 +196,7 @@ pub struct Engine {
     config: Config,
     encoder: Arc<Encoder>,
     parser: PreferenceParser,
-    store: Store,
+    store: Arc<dyn Storage>,
     index: Arc<VideoIndex>,
     co: Arc<CoEngagementIndex>,
     /// The last event sequence number fed to the co-engagement model.
@@ -260,8 +266,25 @@ impl Engine {
             dim: encoder.dim(),
             ..config.store.options
         };
-        let store = Store::open(&dir.join("db"), opts)?;
-        let (index, index_open) = open_index(&config, &store, encoder.dim())?;
+        let store: Arc<dyn Storage> = Arc::new(Store::open(&dir.join("db"), opts)?);
+        Self::open_on(config, parser, store)
+    }
+
+    /// Opens the engine on a store of the caller's (another [`Storage`] backend): the
+    /// encoder and taxonomy come with `parser` ([`open_parser`]), the vector index from
+    /// `config.store.path` as [`Engine::open`] does.
+    pub fn open_with(config: Config, store: Arc<dyn Storage>) -> Result<Self> {
+        config.validate()?;
+        let parser = open_parser(&config)?;
+        let dir = &config.store.path;
+        std::fs::create_dir_all(dir).map_err(|e| io_error("store", dir, e))?;
+        Self::open_on(config, parser, store)
+    }
+
+    fn open_on(config: Config, parser: PreferenceParser, store: Arc<dyn Storage>) -> Result<Self> {
+        let encoder = parser.encoder().clone();
+        let dir = config.store.path.clone();
+        let (index, index_open) = open_index(&config, &*store, encoder.dim())?;
         // The ids searches return are then the store's own: its cache compares pointers.
         index.share_ids(|id| store.intern_video(id));
         // However the vectors arrived (a file saved with a big live segment, a long
@@ -283,22 +306,21 @@ impl Engine {
         let co = Arc::new(CoEngagementIndex::new(CoEngagementParams::default()));
         let logged = store.event_count();
         let mut last = logged.saturating_sub(CO_ENGAGEMENT_REPLAY);
-        store.for_each_event(last + 1, |seq, e| {
+        store.for_each_event(last + 1, &mut |seq, e| {
             co.record(&e.user, &e.kind, e.at);
             last = seq;
             Ok(())
         })?;
 
-        let store_port = Arc::new(store.clone());
         let ports = Ports {
-            catalog: store_port.clone(),
-            graph: store_port.clone(),
+            catalog: store.clone(),
+            graph: store.clone(),
             search: index.clone(),
-            engagement: store_port.clone(),
-            actions: store_port.clone(),
-            history: store_port.clone(),
+            engagement: store.clone(),
+            actions: store.clone(),
+            history: store.clone(),
             co_engagement: co.clone(),
-            consent: store_port,
+            consent: store.clone(),
         };
         let pipeline = build_pipeline(&config.rank, &ports)?;
         tracing::info!(
@@ -339,8 +361,8 @@ impl Engine {
     }
 
     /// The store (for tools and tests that read it directly).
-    pub fn store(&self) -> &Store {
-        &self.store
+    pub fn store(&self) -> &dyn Storage {
+        &*self.store
     }
 
     /// Embeds a text with the engine's language model.
@@ -445,7 +467,7 @@ impl Engine {
     /// sidecar at shutdown and on drop; safe to call at any time (catalog writes go on
     /// while the file is written).
     pub fn checkpoint(&self) -> Result<()> {
-        self.index_file.save(&self.index, &self.store).map(|_| ())
+        self.index_file.save(&self.index, &*self.store).map(|_| ())
     }
 
     /// How [`Engine::open`] got the vector index: loaded from its file (and how many
@@ -513,38 +535,59 @@ impl Engine {
     /// `user` follows `creator`.
     pub fn follow(&self, user: &UserId, creator: &UserId) -> Result<()> {
         self.known(user)?;
-        self.forgetting(user, self.store.follow(user, creator))
+        self.forgetting(
+            user,
+            self.store
+                .set_relation(user, creator, Relation::Follow, true),
+        )
     }
 
     /// `user` stops following `creator`.
     pub fn unfollow(&self, user: &UserId, creator: &UserId) -> Result<()> {
         self.known(user)?;
-        self.forgetting(user, self.store.unfollow(user, creator))
+        self.forgetting(
+            user,
+            self.store
+                .set_relation(user, creator, Relation::Follow, false),
+        )
     }
 
     /// `user` blocks `other`: nothing by or featuring them is served again once this
     /// returns (durable).
     pub fn block(&self, user: &UserId, other: &UserId) -> Result<()> {
         self.known(user)?;
-        self.forgetting(user, self.store.block(user, other))
+        self.forgetting(
+            user,
+            self.store.set_relation(user, other, Relation::Block, true),
+        )
     }
 
     /// `user` mutes `creator` (durable).
     pub fn mute(&self, user: &UserId, creator: &UserId) -> Result<()> {
         self.known(user)?;
-        self.forgetting(user, self.store.mute(user, creator))
+        self.forgetting(
+            user,
+            self.store.set_relation(user, creator, Relation::Mute, true),
+        )
     }
 
     /// `user` unblocks `other`.
     pub fn unblock(&self, user: &UserId, other: &UserId) -> Result<()> {
         self.known(user)?;
-        self.forgetting(user, self.store.unblock(user, other))
+        self.forgetting(
+            user,
+            self.store.set_relation(user, other, Relation::Block, false),
+        )
     }
 
     /// `user` unmutes `creator`.
     pub fn unmute(&self, user: &UserId, creator: &UserId) -> Result<()> {
         self.known(user)?;
-        self.forgetting(user, self.store.unmute(user, creator))
+        self.forgetting(
+            user,
+            self.store
+                .set_relation(user, creator, Relation::Mute, false),
+        )
     }
 
     /// Sets who may use `person`'s likeness in cameos, and the approved list.
@@ -630,7 +673,7 @@ impl Engine {
         for e in events {
             e.validate()?;
         }
-        let (report, logged) = self.store.ingest_events_logged(events)?;
+        let (report, logged) = self.store.ingest_events(events)?;
         self.forget_pools_of_steering_events(events);
         self.feed_co_engagement(events, &logged)?;
         Ok(report)
@@ -678,7 +721,7 @@ impl Engine {
             return Ok(());
         }
         let from = *last + 1;
-        self.store.for_each_event(from, |seq, e| {
+        self.store.for_each_event(from, &mut |seq, e| {
             self.co.record(&e.user, &e.kind, e.at);
             *last = seq;
             Ok(())
@@ -926,7 +969,7 @@ fn ann_error(e: steerfeed_ann::Error) -> Error {
 /// Loads the index file and replays the catalog changes made since it was saved, or,
 /// when that cannot be done, rebuilds the index from the stored embeddings. Runs before
 /// the engine takes writes, so the store's catalog stands still meanwhile.
-fn open_index(config: &Config, store: &Store, dim: usize) -> Result<(VideoIndex, IndexOpen)> {
+fn open_index(config: &Config, store: &dyn Storage, dim: usize) -> Result<(VideoIndex, IndexOpen)> {
     let dir = &config.store.path;
     let path: PathBuf = dir.join(INDEX_FILE);
     let (build, search) = (config.index.build, config.index.search);
@@ -978,7 +1021,7 @@ fn open_index(config: &Config, store: &Store, dim: usize) -> Result<(VideoIndex,
     }
     let version = store.catalog_version();
     let mut items = Vec::new();
-    store.for_each_embedding(|id, e| {
+    store.for_each_embedding(&mut |id, e| {
         items.push((id, e));
         Ok(())
     })?;
@@ -1024,7 +1067,10 @@ struct Replayed {
 /// the index already holds that vector: a change the file caught), else removed (a
 /// no-op when absent). The outer error is the store's; the inner one says why the file
 /// cannot be used.
-fn replay(store: &Store, index: &VideoIndex) -> Result<std::result::Result<Replayed, String>> {
+fn replay(
+    store: &dyn Storage,
+    index: &VideoIndex,
+) -> Result<std::result::Result<Replayed, String>> {
     let file_version = index.applied_version();
     let version = store.catalog_version();
     if file_version > version {
@@ -1035,8 +1081,8 @@ fn replay(store: &Store, index: &VideoIndex) -> Result<std::result::Result<Repla
     }
     let Some(changed) = store.catalog_changes_since(file_version)? else {
         return Ok(Err(format!(
-            "the store's catalog log starts at version {}, after the index file's {file_version}",
-            store.catalog_log_floor()
+            "the store's catalog log no longer reaches back to the index file's version \
+             {file_version}"
         )));
     };
     let mut live = Vec::new();

@@ -465,7 +465,7 @@ fn reopening_reloads_the_index_or_rebuilds_it_when_unusable() {
         open.reason
             .as_deref()
             .unwrap()
-            .contains("catalog log starts"),
+            .contains("catalog log no longer reaches back"),
         "{open:?}"
     );
     assert_eq!(engine.indexed_videos(), n + 1);
@@ -702,7 +702,7 @@ fn acknowledged_writes_survive_sigkill_and_nothing_revoked_is_served() {
         let mut logged = HashSet::new();
         engine
             .store()
-            .for_each_event(1, |_, e| {
+            .for_each_event(1, &mut |_, e| {
                 logged.insert(e.key.as_str().to_owned());
                 Ok(())
             })

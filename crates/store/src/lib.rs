@@ -215,12 +215,13 @@ mod mirror;
 mod options;
 mod ports;
 mod resident;
+mod storage;
 mod store;
 mod toplist;
 
 pub use options::{StoreOptions, WeightFn, default_weight};
 pub use steerfeed_core::storage::{
-    DamageReport, DamageRule, DamagedRecord, IngestReport, Logged, Preferences, Revocation,
-    ServedPage,
+    DamageReport, DamageRule, DamagedRecord, IngestReport, Logged, Preferences, Relation,
+    Revocation, ServedPage, Storage,
 };
 pub use store::{SCHEMA_VERSION, Store};
