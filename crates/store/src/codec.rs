@@ -8,7 +8,7 @@ use steerfeed_core::{
     TopicId, UserId, Video, VideoId, WellbeingState,
 };
 
-use crate::store::WellbeingRec;
+use crate::records::WellbeingRec;
 
 /// Separator between the parts of a composite key. Ids never contain NUL (it is a control
 /// character, which `ids.rs` rejects, and UTF-8 never uses the byte 0 inside a multi-byte

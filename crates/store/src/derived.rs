@@ -17,154 +17,20 @@
 //! newer than its watermark. Every acknowledged event is then counted exactly once,
 //! whatever was persisted when the process died.
 
-use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use sled::Tree;
-use steerfeed_core::{Error, EventKey, Result, UserId, VideoId};
+use steerfeed_core::{Error, Result, UserId, VideoId};
 
 use crate::codec::{self, CounterRec, Decayed, corrupt, pair, u64_of};
+use crate::idempotency::{KEY_SEGMENT, KeyIndex, SEGMENT_KEYS};
+use crate::records::WellbeingRec;
 use crate::resident::Resident;
-use crate::store::{Store, Trees, WellbeingRec, db_err};
-
-/// The key of a derived tree's watermark (`u64` BE). `0xFF` never starts a UTF-8 id, so
-/// no id or prefix scan ever meets it.
-pub(crate) const WATERMARK_KEY: &[u8] = b"\xff\xffapplied";
-
-/// The first byte of an idempotency-key segment's key in `event_keys` (then the first
-/// event sequence number of the segment, `u64` BE). `0xFE` never starts a UTF-8 key, so
-/// segments never meet the one-key-per-entry records of schema version 3 and older.
-const KEY_SEGMENT: u8 = 0xFE;
-
-/// Idempotency keys per segment: 16 bytes each, so a segment stays a few KiB.
-const SEGMENT_KEYS: usize = 256;
-
-/// A stable 64-bit hash of an idempotency key (FNV-1a, then a finalising mix). Stored
-/// in `event_keys` segments, so it must never change.
-pub(crate) fn key_hash(k: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in k {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^ (h >> 33)
-}
-
-/// Passes an already mixed `u64` hash through.
-#[derive(Default)]
-pub(crate) struct PassThrough(u64);
-
-impl Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-/// Every logged idempotency key, in memory: the key's hash → the sequence number of
-/// the event logged under it. A hash hit is confirmed against the log (the event at
-/// that number must carry the key), so the answer is exact; a key whose hash an older
-/// key already has (practically never) is kept whole in `overflow`.
-///
-/// Checking a batch's keys then costs no sled read, and the `event_keys` tree gets one
-/// segment per 256 keys (`hash u64 LE | seq u64 LE` each) instead of one entry per key.
-/// Opening reads the segments (and any one-key entries of older stores) back.
-#[derive(Default)]
-pub(crate) struct KeyIndex {
-    by_hash: HashMap<u64, u64, BuildHasherDefault<PassThrough>>,
-    overflow: HashMap<EventKey, u64>,
-}
-
-impl KeyIndex {
-    /// The sequence number of the logged event with key `k`, if there is one.
-    pub fn find(&self, k: &EventKey, log: &Tree) -> Result<Option<u64>> {
-        self.find_hashed(key_hash(k.as_str().as_bytes()), k, log)
-    }
-
-    fn find_hashed(&self, h: u64, k: &EventKey, log: &Tree) -> Result<Option<u64>> {
-        if let Some(&seq) = self.overflow.get(k) {
-            return Ok(Some(seq));
-        }
-        let Some(&seq) = self.by_hash.get(&h) else {
-            return Ok(None);
-        };
-        Ok(match crate::ingest::logged_event(log, seq)? {
-            Some(e) if e.key == *k => Some(seq),
-            _ => None,
-        })
-    }
-
-    /// Adds key `k` (not in the index: [`KeyIndex::find`] said so) logged at `seq`.
-    pub fn add(&mut self, h: u64, k: &EventKey, seq: u64) {
-        match self.by_hash.entry(h) {
-            Entry::Vacant(v) => {
-                v.insert(seq);
-            }
-            Entry::Occupied(o) if *o.get() == seq => {}
-            Entry::Occupied(_) => {
-                self.overflow.insert(k.clone(), seq);
-            }
-        }
-    }
-
-    /// Adds a stored entry (hash, seq); a hash already taken by another event's key is
-    /// resolved by reading the key from the log.
-    fn add_stored(&mut self, h: u64, seq: u64, log: &Tree) -> Result<()> {
-        match self.by_hash.entry(h) {
-            Entry::Vacant(v) => {
-                v.insert(seq);
-            }
-            Entry::Occupied(o) if *o.get() == seq => {}
-            Entry::Occupied(_) => {
-                let e = crate::ingest::logged_event(log, seq)?
-                    .ok_or_else(|| corrupt("idempotency key"))?;
-                self.overflow.insert(e.key, seq);
-            }
-        }
-        Ok(())
-    }
-
-    /// Reads the keys stored in `tree` (segments, and single keys of older stores).
-    fn load(tree: &Tree, log: &Tree) -> Result<KeyIndex> {
-        let mut ix = KeyIndex::default();
-        for kv in tree.iter() {
-            let (k, v) = kv.map_err(db_err)?;
-            if k.as_ref() == WATERMARK_KEY {
-                continue;
-            }
-            if k.first() == Some(&KEY_SEGMENT) {
-                if v.len() % 16 != 0 {
-                    return Err(corrupt("idempotency key segment"));
-                }
-                for e in v.chunks_exact(16) {
-                    let h = codec::u64_le(e, 0).ok_or_else(|| corrupt("idempotency key"))?;
-                    let seq = codec::u64_le(e, 8).ok_or_else(|| corrupt("idempotency key"))?;
-                    ix.add_stored(h, seq, log)?;
-                }
-            } else {
-                let seq = u64_of(&v).ok_or_else(|| corrupt("idempotency key"))?;
-                ix.add_stored(key_hash(&k), seq, log)?;
-            }
-        }
-        Ok(ix)
-    }
-}
+use crate::rings::{RingPending, Tail, Tails};
+use crate::store::Store;
+use crate::trees::{Trees, WATERMARK_KEY, db_err};
 
 /// The trees derived from the log, each with its own watermark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,150 +135,17 @@ pub(crate) fn watermark(t: &Trees, d: Derived) -> Result<u64> {
     }
 }
 
-/// Most entries in a ring fragment that later writes still add to: a user's ring then
-/// spans about `cap / TAIL_MAX` fragments instead of one per write.
-pub(crate) const TAIL_MAX: u64 = 32;
-
-/// A ring's newest fragment: its first sequence number and its encoded value
-/// (`codec::encode_fragment`; sled's copy also ends in its as-of number).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Tail {
-    pub first: u64,
-    pub value: Vec<u8>,
-}
-
-impl Tail {
-    /// Its number of entries.
-    pub fn len(&self) -> u64 {
-        self.value
-            .get(..4)
-            .and_then(|c| c.try_into().ok())
-            .map_or(0, |c| u64::from(u32::from_le_bytes(c)))
-    }
-}
-
-/// Appends not yet written to one user's ring (seen or history).
-///
-/// `base` is the ring head in sled, `head` the next sequence number; `entries` holds the
-/// newest appended entries (at most the ring's bound). Writing inserts them, deletes the
-/// sled entries that fell out of the ring and stores the head.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct RingPending {
-    pub base: u64,
-    pub head: u64,
-    pub entries: VecDeque<(u64, Vec<u8>)>,
-}
-
-impl RingPending {
-    /// A ring whose head `head` is in sled, with nothing pending.
-    fn at(head: u64) -> Self {
-        Self {
-            base: head,
-            head,
-            entries: VecDeque::new(),
-        }
-    }
-
-    pub fn push(&mut self, value: Vec<u8>, cap: u64) {
-        self.entries.push_back((self.head, value));
-        self.head += 1;
-        while self.entries.len() as u64 > cap {
-            self.entries.pop_front();
-        }
-    }
-
-    /// The fragment [`RingPending::write`] stores as the ring's newest (`None` with
-    /// nothing to write): the appends still inside the ring, added to `tail` (the
-    /// newest fragment in sled) when they directly follow it, it lies wholly inside the
-    /// ring and both fit in [`TAIL_MAX`] entries; a new fragment otherwise.
-    pub fn newest(&self, tail: Option<&Tail>, cap: u64) -> Option<Tail> {
-        let keep_from = self.head.saturating_sub(cap);
-        let kept: Vec<(u64, &[u8])> = self
-            .entries
-            .iter()
-            .filter(|(seq, _)| *seq >= keep_from)
-            .map(|(seq, v)| (*seq, v.as_slice()))
-            .collect();
-        let first = kept.first()?.0;
-        if let Some(t) = tail {
-            let n = t.len();
-            if first == self.base
-                && t.first + n == self.base
-                && t.first >= keep_from
-                && n + kept.len() as u64 <= TAIL_MAX
-                && let Ok(old) = codec::decode_fragment(&t.value)
-            {
-                let value = codec::encode_fragment(old.into_iter().chain(kept.iter().map(|e| e.1)));
-                return Some(Tail {
-                    first: t.first,
-                    value,
-                });
-            }
-        }
-        Some(Tail {
-            first,
-            value: codec::encode_fragment(kept.iter().map(|e| e.1)),
-        })
-    }
-
-    /// Writes the appends still inside the ring as one fragment — added to the newest
-    /// fragment in sled when the resident mirror has it (`tail`, see
-    /// [`RingPending::newest`]), a new key otherwise (one sled key per user and write,
-    /// not one per entry) — and removes what fell out of the ring. The head is not
-    /// stored: it is one past the newest fragment's last entry.
-    fn write(
-        &self,
-        tree: &Tree,
-        user: &UserId,
-        cap: u64,
-        tail: Option<&Tail>,
-        asof: u64,
-        b: &mut KeyWrites,
-    ) -> Result<Option<Tail>> {
-        let keep_from = self.head.saturating_sub(cap);
-        let newest = self.newest(tail, cap);
-        if let Some(t) = &newest {
-            b.insert(
-                codec::fragment_key(user.as_str(), t.first),
-                codec::with_asof(&t.value, asof),
-            );
-        }
-        if self.base.saturating_sub(cap) < self.base.min(keep_from) {
-            // Entries in sled fell out of the ring: drop the one-entry keys (older
-            // stores) and the fragments wholly below `keep_from`, oldest first. A
-            // fragment partly inside stays; readers skip its older entries.
-            for kv in tree.scan_prefix(codec::prefix(user.as_str())) {
-                let (k, v) = kv.map_err(db_err)?;
-                let (first, n) = codec::ring_item(user.as_str(), &k, &v)?;
-                if first + n > keep_from {
-                    break;
-                }
-                b.remove(k.to_vec());
-            }
-        }
-        Ok(newest)
-    }
-}
-
-/// The newest ring fragments a write stored, per user: what the resident mirror keeps
-/// of them ([`Resident::written`](crate::resident::Resident::written)).
-#[derive(Default)]
-pub(crate) struct Tails<'a> {
-    pub seen: HashMap<&'a UserId, Tail>,
-    pub history: HashMap<&'a UserId, Tail>,
-}
-
 /// The sled writes of one derived tree in a persist: applied key by key
 /// ([`KeyWrites::apply`]), not as one `sled::Batch`.
 #[derive(Default)]
 pub(crate) struct KeyWrites(Vec<(Vec<u8>, Option<Vec<u8>>)>);
 
 impl KeyWrites {
-    fn insert(&mut self, k: impl Into<Vec<u8>>, v: impl Into<Vec<u8>>) {
+    pub(crate) fn insert(&mut self, k: impl Into<Vec<u8>>, v: impl Into<Vec<u8>>) {
         self.0.push((k.into(), Some(v.into())));
     }
 
-    fn remove(&mut self, k: impl Into<Vec<u8>>) {
+    pub(crate) fn remove(&mut self, k: impl Into<Vec<u8>>) {
         self.0.push((k.into(), None));
     }
 
@@ -769,7 +502,7 @@ impl Store {
         let written = first.trees.into_iter().chain(second.trees);
         // Every record the watermarks cover is on disk before any of them moves, whatever
         // order sled's recovery would keep.
-        self.inner.db.flush().map_err(db_err)?;
+        self.inner.db().flush().map_err(db_err)?;
         if torn {
             return Ok(None);
         }
@@ -937,7 +670,7 @@ impl Store {
             self.persist_round()
         } else {
             if pending > max {
-                self.inner.persist_wake.raise();
+                self.inner.persist_wake().raise();
             }
             Ok(())
         }
@@ -953,7 +686,7 @@ impl Store {
         let from = wms.iter().copied().min().unwrap_or(0) + 1;
         let last = self
             .inner
-            .next_seq
+            .next_seq()
             .load(std::sync::atomic::Ordering::Acquire)
             - 1;
         let keys = KeyIndex::load(&t.event_keys, &t.events)?;
@@ -1105,73 +838,5 @@ impl Layer {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use steerfeed_core::{Event, EventKind, UserId, VideoId};
-
-    fn event(key: &str) -> Event {
-        Event {
-            key: EventKey::new(key).unwrap(),
-            user: UserId::new("u").unwrap(),
-            at: jiff::Timestamp::from_second(1_795_000_000).unwrap(),
-            kind: EventKind::Like {
-                video: VideoId::new("v").unwrap(),
-            },
-        }
-    }
-
-    #[test]
-    fn key_index_is_exact_even_when_hashes_collide() {
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        let log = db.open_tree("events").unwrap();
-        let keys = db.open_tree("event_keys").unwrap();
-        let (k1, k2, k3) = (event("k1"), event("k2"), event("k3"));
-        log.insert(1u64.to_be_bytes(), codec::encode_events([&k1].into_iter()))
-            .unwrap();
-        log.insert(
-            2u64.to_be_bytes(),
-            codec::encode_events([&k2, &k3].into_iter()),
-        )
-        .unwrap();
-        // k1 and k2 are made to share a hash; k3 has its own.
-        let mut ix = KeyIndex::default();
-        ix.add(42, &k1.key, 1);
-        ix.add(42, &k2.key, 2);
-        ix.add(key_hash(b"k3"), &k3.key, 3);
-        assert_eq!(ix.find_hashed(42, &k1.key, &log).unwrap(), Some(1));
-        assert_eq!(ix.find_hashed(42, &k2.key, &log).unwrap(), Some(2));
-        assert_eq!(ix.find(&k3.key, &log).unwrap(), Some(3));
-        // A key whose hash is taken by another key is not reported as logged.
-        let k4 = EventKey::new("k4").unwrap();
-        assert_eq!(ix.find_hashed(42, &k4, &log).unwrap(), None);
-        assert_eq!(ix.find(&k4, &log).unwrap(), None);
-
-        // Stored as segments (and an old one-key entry), the same index loads back.
-        let mut v = Vec::new();
-        for (h, seq) in [(42u64, 2u64), (42, 1)] {
-            v.extend_from_slice(&h.to_le_bytes());
-            v.extend_from_slice(&seq.to_le_bytes());
-        }
-        let mut b = sled::Batch::default();
-        b.insert([KEY_SEGMENT, 0, 0, 0, 0, 0, 0, 0, 1].as_slice(), v);
-        b.insert("k3", &3u64.to_be_bytes());
-        b.insert(WATERMARK_KEY, &3u64.to_be_bytes());
-        keys.apply_batch(b).unwrap();
-        let back = KeyIndex::load(&keys, &log).unwrap();
-        assert_eq!(back.find_hashed(42, &k1.key, &log).unwrap(), Some(1));
-        assert_eq!(back.find_hashed(42, &k2.key, &log).unwrap(), Some(2));
-        assert_eq!(back.find(&k3.key, &log).unwrap(), Some(3));
-        assert_eq!(back.find(&k4, &log).unwrap(), None);
-    }
-
-    #[test]
-    fn key_hash_is_stable() {
-        // Stored in the `event_keys` segments: these values must never change.
-        assert_ne!(key_hash(b"a"), key_hash(b"b"));
-        assert_eq!(key_hash(b"k1"), 5_344_419_171_240_651_093);
     }
 }

@@ -10,13 +10,16 @@ use sled::{Batch, Tree};
 use steerfeed_core::ports::Engagement;
 use steerfeed_core::{Entity, Error, Event, EventKey, EventKind, Result, UserId, Video, VideoId};
 
-use crate::codec::{self, CounterRec, Decayed, corrupt, ms, pair, prefix, u64_of};
-use crate::derived::{self, Derived, Layer, Mask, Overlay, RingPending, WATERMARK_KEY};
+use crate::codec::{self, CounterRec, Decayed, corrupt, ms, pair, u64_of};
+use crate::derived::{Derived, Mask, Overlay};
 use crate::mirror::Edge;
-use crate::resident::ResidentUser;
+use crate::rings::Rings;
+use crate::trees::WATERMARK_KEY;
 use steerfeed_core::storage::{IngestReport, Logged};
 
-use crate::store::{Store, WellbeingRec, Writes, db_err};
+use crate::records::WellbeingRec;
+use crate::store::Store;
+use crate::trees::{Writes, db_err};
 
 /// Calls `f(seq, event)` for every logged event with sequence number `>= from`, in order.
 ///
@@ -59,275 +62,6 @@ pub(crate) fn logged_event(log: &Tree, seq: u64) -> Result<Option<Event>> {
         })?;
     }
     Ok(found)
-}
-
-/// Appends to one kind of per-user ring (seen or history) staged by one write.
-///
-/// Each user's entries are numbered in arrival order; appending `seq` drops `seq − cap`,
-/// so each user keeps the newest `cap` entries (stored as fragments, see
-/// [`RingPending::write`]).
-#[derive(Default)]
-struct Ring {
-    /// Per user: the head in sled when first loaded, and the next sequence number.
-    heads: HashMap<UserId, (u64, u64)>,
-    entries: Vec<(UserId, Vec<u8>)>,
-}
-
-impl Ring {
-    /// Appends `value` for event `seq` to `user`'s ring, unless the ring in sled holds
-    /// that event already (a replay after a crash halfway through a persist).
-    #[allow(clippy::too_many_arguments)]
-    fn push(
-        &mut self,
-        tree: &Tree,
-        ov: &Overlay,
-        ring: fn(&Layer) -> &HashMap<UserId, RingPending>,
-        resident: fn(&ResidentUser) -> u64,
-        user: &UserId,
-        seq: u64,
-        value: Vec<u8>,
-    ) -> Result<()> {
-        if !self.heads.contains_key(user) {
-            let older = ov
-                .frozen
-                .as_deref()
-                .and_then(|f| ring(f).get(user))
-                .or_else(|| ov.clean.as_deref().and_then(|c| ring(c).get(user)));
-            let h = match (ring(&ov.active).get(user), older) {
-                (Some(p), _) => (p.base, p.head),
-                // Frozen appends reach sled before the active ones; clean ones are there.
-                (None, Some(p)) => (p.head, p.head),
-                (None, None) => {
-                    let h = match ov.resident.get(user) {
-                        Some(r) => resident(r),
-                        None => {
-                            let end = ring_newest(tree, user, false)?;
-                            if seq <= end.asof {
-                                return Ok(());
-                            }
-                            end.head
-                        }
-                    };
-                    (h, h)
-                }
-            };
-            self.heads.insert(user.clone(), h);
-        }
-        if let Some(h) = self.heads.get_mut(user) {
-            h.1 += 1;
-        }
-        self.entries.push((user.clone(), value));
-        Ok(())
-    }
-
-    fn install(self, pending: &mut HashMap<UserId, RingPending>, cap: u64) -> usize {
-        let n = self.entries.len();
-        for (u, v) in self.entries {
-            let start = self.heads.get(&u).map_or(0, |h| h.0);
-            pending
-                .entry(u)
-                .or_insert_with(|| RingPending {
-                    base: start,
-                    head: start,
-                    ..RingPending::default()
-                })
-                .push(v, cap);
-        }
-        n
-    }
-}
-
-/// The next sequence number of `user`'s ring in sled: one past its newest entry (the
-/// newest fragment always stays: only fragments wholly older than the ring go), or for
-/// a ring with no entry the head that schema version 3 and older stored under the bare
-/// user key (0 when none).
-#[cfg(test)]
-pub(crate) fn ring_head(tree: &Tree, user: &UserId) -> Result<u64> {
-    ring_newest(tree, user, false).map(|r| r.head)
-}
-
-/// [`ring_head`], and the newest fragment when later writes may still add to it (a
-/// fragment, not a one-entry key of schema version 3, with fewer than `TAIL_MAX`
-/// entries), without its as-of number.
-pub(crate) fn ring_tail(tree: &Tree, user: &UserId) -> Result<(u64, Option<derived::Tail>)> {
-    ring_newest(tree, user, true).map(|r| (r.head, r.tail))
-}
-
-/// The newest end of a ring in sled.
-struct RingEnd {
-    head: u64,
-    tail: Option<derived::Tail>,
-    /// The newest fragment's as-of number: the ring holds every entry of the events up
-    /// to it (0 for older layouts).
-    asof: u64,
-}
-
-fn ring_newest(tree: &Tree, user: &UserId, tail: bool) -> Result<RingEnd> {
-    if let Some(kv) = tree.scan_prefix(prefix(user.as_str())).next_back() {
-        let (k, v) = kv.map_err(db_err)?;
-        let (first, n) = codec::ring_item(user.as_str(), &k, &v)?;
-        let fragment = k.as_ref() == codec::fragment_key(user.as_str(), first).as_slice();
-        let (value, asof) = if fragment {
-            codec::split_fragment(&v)?
-        } else {
-            (v.as_ref(), 0)
-        };
-        let tail = (tail && fragment && n < derived::TAIL_MAX).then(|| derived::Tail {
-            first,
-            value: value.to_vec(),
-        });
-        return Ok(RingEnd {
-            head: first + n,
-            tail,
-            asof,
-        });
-    }
-    let head = match tree.get(user.as_str()).map_err(db_err)? {
-        Some(b) => u64_of(&b).ok_or_else(|| corrupt("ring head"))?,
-        None => 0,
-    };
-    Ok(RingEnd {
-        head,
-        tail: None,
-        asof: 0,
-    })
-}
-
-/// The seen and history rings of one write.
-#[derive(Default)]
-pub(crate) struct Rings {
-    seen: Ring,
-    history: Ring,
-}
-
-impl Rings {
-    /// Appends a seen entry for event `seq` (`u64::MAX` for what is not an event: a
-    /// served page).
-    pub fn push_seen(
-        &mut self,
-        s: &Store,
-        ov: &Overlay,
-        (user, seq): (&UserId, u64),
-        at_ms: i64,
-        video: &VideoId,
-    ) -> Result<()> {
-        let mut v = at_ms.to_le_bytes().to_vec();
-        v.extend_from_slice(video.as_str().as_bytes());
-        self.seen
-            .push(&s.t().seen, ov, |l| &l.seen, |r| r.seen_head, user, seq, v)
-    }
-
-    fn push_history(
-        &mut self,
-        s: &Store,
-        ov: &Overlay,
-        (user, seq): (&UserId, u64),
-        at_ms: i64,
-        kind: &EventKind,
-    ) -> Result<()> {
-        let mut v = at_ms.to_le_bytes().to_vec();
-        codec::encode_kind(&mut v, kind);
-        self.history.push(
-            &s.t().history,
-            ov,
-            |l| &l.history,
-            |r| r.history_head,
-            user,
-            seq,
-            v,
-        )
-    }
-
-    /// Moves the appends into the overlay; returns how many entries were added.
-    pub fn install(self, s: &Store, ov: &mut Overlay) -> usize {
-        let o = s.options();
-        self.seen.install(&mut ov.active.seen, o.seen_per_user)
-            + self
-                .history
-                .install(&mut ov.active.history, o.history_per_user)
-    }
-}
-
-/// Up to `limit` entries of `user`'s ring, newest first: the appends still in memory,
-/// then the entries in sled that are still inside the ring.
-pub(crate) fn read_ring<T>(
-    tree: &Tree,
-    pending: &[&RingPending],
-    user: &UserId,
-    cap: u64,
-    limit: usize,
-    f: impl Fn(&[u8]) -> Result<T>,
-) -> Result<Vec<T>> {
-    let mut out = Vec::new();
-    let keep_from = pending.first().map_or(0, |p| p.head.saturating_sub(cap));
-    for p in pending {
-        for (seq, v) in p.entries.iter().rev() {
-            if out.len() >= limit || *seq < keep_from {
-                break;
-            }
-            if v.len() < 8 {
-                return Err(corrupt("ring entry"));
-            }
-            out.push(f(v)?);
-        }
-    }
-    // Entries at `below` and above are in `out` already: written by a persist that
-    // finished after the memory layers were read, or met in a newer fragment (a write
-    // retried after a failed persist may leave an older fragment that the newest one
-    // overlaps, see `RingPending::newest`). Going newest first, `below` only falls.
-    let mut below = pending.last().map_or(u64::MAX, |p| p.base);
-    // With nothing pending, sled's newest entry is the head's predecessor.
-    let mut keep_from = (!pending.is_empty()).then_some(keep_from);
-    'scan: for kv in tree.scan_prefix(prefix(user.as_str())).rev() {
-        if out.len() >= limit {
-            break;
-        }
-        let (k, v) = kv.map_err(db_err)?;
-        let (first, n) = codec::ring_item(user.as_str(), &k, &v)?;
-        let keep = *keep_from.get_or_insert((first + n).saturating_sub(cap));
-        let entries = if n == 1 && k.len() == user.as_str().len() + 9 {
-            vec![v.as_ref()]
-        } else {
-            codec::decode_fragment(&v)?
-        };
-        for (i, e) in entries.iter().enumerate().rev() {
-            let seq = first + i as u64;
-            if out.len() >= limit || seq < keep {
-                break 'scan;
-            }
-            if seq >= below {
-                continue;
-            }
-            if e.len() < 8 {
-                return Err(corrupt("ring entry"));
-            }
-            out.push(f(e)?);
-            below = seq;
-        }
-    }
-    Ok(out)
-}
-
-pub(crate) fn read_history(s: &Store, user: &UserId, limit: usize) -> Result<Vec<Engagement>> {
-    let mut out = Vec::new();
-    let ov = s.overlay_read();
-    for e in read_ring(
-        &s.t().history,
-        &ov.rings(user, |l| &l.history),
-        user,
-        s.options().history_per_user,
-        limit,
-        |v| {
-            let at = codec::i64_le(v, 0).ok_or_else(|| corrupt("history"))?;
-            Ok((codec::decode_kind(&v[8..])?, codec::ts_of_ms(at)))
-        },
-    )? {
-        let (kind, at) = e;
-        if let Some(video) = kind.video().cloned() {
-            out.push(Engagement { video, kind, at });
-        }
-    }
-    Ok(out)
 }
 
 /// The derived changes of a run of events, computed against the overlay and sled but not
@@ -478,7 +212,7 @@ impl<'s, 'o> Staging<'s, 'o> {
                     load_counter(
                         ov.counter(&v.id),
                         || {
-                            let c = s.inner.counter_cache.read();
+                            let c = s.inner.counter_cache().read();
                             c.unwrap_or_else(|e| e.into_inner()).get(&v.id).copied()
                         },
                         &t.counters,
@@ -494,7 +228,7 @@ impl<'s, 'o> Staging<'s, 'o> {
                     load_counter(
                         ov.creator(&v.creator),
                         || {
-                            let c = s.inner.creator_cache.read();
+                            let c = s.inner.creator_cache().read();
                             c.unwrap_or_else(|e| e.into_inner())
                                 .get(&v.creator)
                                 .copied()
@@ -714,14 +448,18 @@ impl Store {
         let ov = &mut *ov;
         let mut added = 0;
         for (k, seq) in &st.keys {
-            let h = derived::key_hash(k.as_str().as_bytes());
+            let h = crate::idempotency::key_hash(k.as_str().as_bytes());
             ov.keys.add(h, k, *seq);
             ov.active.event_keys.push((h, *seq));
         }
         added += st.keys.len();
         {
-            let mut popular = self.inner.popular.lock().unwrap_or_else(|e| e.into_inner());
-            let mut remix = self.inner.remix.lock().unwrap_or_else(|e| e.into_inner());
+            let mut popular = self
+                .inner
+                .popular()
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let mut remix = self.inner.remix().lock().unwrap_or_else(|e| e.into_inner());
             for (id, rec) in &st.counters {
                 popular.update(id, rec.popular, rec.at_ms);
                 remix.update(id, rec.remix, rec.at_ms);
@@ -757,12 +495,12 @@ impl Store {
             ov.watermarks[d as usize] = ov.watermarks[d as usize].max(wm);
         }
         // The relation mirror follows the trees (the mirror is reloaded at open anyway).
-        let mut rel = self.inner.mirror.rel_mut();
+        let mut rel = self.inner.mirror().rel_mut();
         for (u, c, _) in &st.follows {
-            rel.set(Edge::Follow, u, c, true, &self.inner.ids);
+            rel.set(Edge::Follow, u, c, true, self.inner.ids());
         }
         for (u, c) in &st.mutes {
-            rel.set(Edge::Mute, u, c, true, &self.inner.ids);
+            rel.set(Edge::Mute, u, c, true, self.inner.ids());
         }
         Ok(())
     }
@@ -819,7 +557,7 @@ impl Store {
             {
                 let ov = self.overlay_read();
                 let mut keys = HashSet::with_capacity(events.len());
-                let mut seq = self.inner.next_seq.load(Ordering::Acquire);
+                let mut seq = self.inner.next_seq().load(Ordering::Acquire);
                 for (i, e) in events.iter().enumerate() {
                     if !keys.insert(&e.key) || ov.keys.find(&e.key, &t.events)?.is_some() {
                         report.duplicates.push(e.key.clone());
@@ -835,7 +573,7 @@ impl Store {
             if items.is_empty() {
                 // A retry of a batch another caller may still be flushing: acknowledge it
                 // only once that flush is done.
-                self.inner.commit.written()
+                self.inner.commit().written()
             } else {
                 // Everything that can fail on bad state fails here, before the log moves.
                 let staged = self.stage(&items)?;
@@ -855,9 +593,9 @@ impl Store {
                     edges.push((d, wm));
                 }
                 w.commit()?;
-                let generation = self.inner.commit.written();
+                let generation = self.inner.commit().written();
                 let next = items.last().map_or(0, |i| i.0) + 1;
-                self.inner.next_seq.store(next, Ordering::Release);
+                self.inner.next_seq().store(next, Ordering::Release);
                 self.install(staged, &edges)?;
                 generation
             }
@@ -869,6 +607,6 @@ impl Store {
 
     /// The user's recent engagements (events of positive weight), newest first.
     pub fn recent_engagements(&self, user: &UserId, limit: usize) -> Result<Vec<Engagement>> {
-        read_history(self, user, limit)
+        crate::rings::read_history(self, user, limit)
     }
 }

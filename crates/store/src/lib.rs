@@ -210,14 +210,18 @@ mod codec;
 mod commit;
 mod damage;
 mod derived;
+mod idempotency;
 mod ingest;
 mod mirror;
 mod options;
 mod ports;
+mod records;
 mod resident;
+mod rings;
 mod storage;
 mod store;
 mod toplist;
+mod trees;
 
 pub use options::{StoreOptions, WeightFn, default_weight};
 pub use steerfeed_core::storage::{

@@ -24,7 +24,7 @@ use crate::codec::{after_sep, corrupt, from_newest_first, ms};
 use crate::damage::{DamageLog, DamageRule};
 use steerfeed_core::storage::Revocation;
 
-use crate::store::{Trees, db_err};
+use crate::trees::{Trees, db_err};
 
 /// Newest first; equal times in id order (sled's key order).
 pub(crate) type Timeline = BTreeSet<(Reverse<i64>, VideoId)>;

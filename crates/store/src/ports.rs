@@ -12,7 +12,8 @@ use steerfeed_core::{Result, TopicId, UserId, Video, VideoId};
 
 use crate::codec::{CounterRec, ms};
 use crate::mirror::{TimeIndex, Timeline};
-use crate::store::{Store, db_err};
+use crate::store::Store;
+use crate::trees::db_err;
 
 fn read<T>(l: &std::sync::RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(|e| e.into_inner())
@@ -32,7 +33,7 @@ impl Store {
     ) -> Result<Vec<Arc<Video>>> {
         let since = since.map(ms);
         let ids: Vec<VideoId> = {
-            let m = self.inner.mirror.time();
+            let m = self.inner.mirror().time();
             let Some(line) = pick(&m) else {
                 return Ok(Vec::new());
             };
@@ -88,7 +89,7 @@ impl VideoCatalog for Store {
     fn creator_video_count(&self, creator: &UserId, up_to: usize) -> Result<usize> {
         Ok(self
             .inner
-            .mirror
+            .mirror()
             .time()
             .by_creator
             .get(creator)
@@ -110,7 +111,7 @@ impl EngagementStats for Store {
     fn popular(&self, now: Timestamp, limit: usize) -> Result<Vec<(VideoId, f32)>> {
         Ok(self
             .inner
-            .popular
+            .popular()
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .top(ms(now), limit))
@@ -119,7 +120,7 @@ impl EngagementStats for Store {
     fn remix_trending(&self, now: Timestamp, limit: usize) -> Result<Vec<(VideoId, f32)>> {
         Ok(self
             .inner
-            .remix
+            .remix()
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .top(ms(now), limit))
@@ -131,10 +132,10 @@ impl ActionStats for Store {
         let hl = self.half_life_ms();
         let now = ms(now);
         // The overlay (newest), then the read cache, then sled (filling the cache).
-        let epoch = self.inner.counter_epoch.load(Ordering::Acquire);
+        let epoch = self.inner.counter_epoch().load(Ordering::Acquire);
         let mut out: Vec<Option<Option<CounterRec>>> = {
             let ov = self.overlay_read();
-            let cache = read(&self.inner.counter_cache);
+            let cache = read(self.inner.counter_cache());
             videos
                 .iter()
                 .map(|id| match ov.counter(id) {
@@ -155,8 +156,8 @@ impl ActionStats for Store {
             }
         }
         if !fill.is_empty() {
-            let mut cache = write(&self.inner.counter_cache);
-            if self.inner.counter_epoch.load(Ordering::Acquire) != epoch {
+            let mut cache = write(self.inner.counter_cache());
+            if self.inner.counter_epoch().load(Ordering::Acquire) != epoch {
                 fill.clear(); // something was dropped meanwhile: do not cache what we read
             }
             if cache.len() + fill.len() > self.max_cached_counters() {
@@ -179,11 +180,11 @@ impl ActionStats for Store {
                 r.counts_at(ms(now), self.half_life_ms())
             })
         };
-        let epoch = self.inner.counter_epoch.load(Ordering::Acquire);
+        let epoch = self.inner.counter_epoch().load(Ordering::Acquire);
         if let Some(rec) = self.overlay_read().creator(creator) {
             return Ok(at(Some(*rec)));
         }
-        if let Some(rec) = read(&self.inner.creator_cache).get(creator) {
+        if let Some(rec) = read(self.inner.creator_cache()).get(creator) {
             return Ok(at(*rec));
         }
         let rec = match self
@@ -195,8 +196,8 @@ impl ActionStats for Store {
             Some(b) => Some(CounterRec::decode(&b)?),
             None => None,
         };
-        let mut cache = write(&self.inner.creator_cache);
-        if self.inner.counter_epoch.load(Ordering::Acquire) == epoch {
+        let mut cache = write(self.inner.creator_cache());
+        if self.inner.counter_epoch().load(Ordering::Acquire) == epoch {
             if cache.len() >= self.max_cached_counters() {
                 cache.clear();
             }
@@ -224,7 +225,7 @@ impl ConsentLedger for Store {
         };
         // Revocations are read fresh every time (from the mirror, which changes before
         // `revoke_consent` returns): they must be in force at once.
-        let rel = self.inner.mirror.rel();
+        let rel = self.inner.mirror().rel();
         Ok(Some(CameoConsent {
             scope: facts.scope,
             age_band: facts.age_band,

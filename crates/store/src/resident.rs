@@ -26,9 +26,11 @@ use steerfeed_core::{Result, UserId};
 
 use crate::cache::FastMap;
 use crate::codec::{self, Decayed, corrupt};
-use crate::derived::{Derived, Layer, Mask, TAIL_MAX, Tail, Tails};
-use crate::ingest::ring_tail;
-use crate::store::{Store, WellbeingRec, db_err};
+use crate::derived::{Derived, Layer, Mask};
+use crate::records::WellbeingRec;
+use crate::rings::{TAIL_MAX, Tail, Tails, ring_tail};
+use crate::store::Store;
+use crate::trees::db_err;
 
 /// Users whose state is kept resident (about 2.3 KB each at 384 dimensions: at most
 /// about 580 MB). Users past it are read from sled as before.
@@ -166,11 +168,7 @@ impl Store {
         let mut keys = t.users.iter().keys();
         let mut n = 0;
         loop {
-            if self
-                .inner
-                .closing
-                .load(std::sync::atomic::Ordering::Acquire)
-            {
+            if self.inner.closing() {
                 break;
             }
             let room = MAX_RESIDENT_USERS.saturating_sub(self.overlay_read().resident.len());
@@ -243,7 +241,7 @@ impl Store {
         for (id, _) in &ids {
             let full = self
                 .inner
-                .time_zones
+                .time_zones()
                 .read()
                 .unwrap_or_else(|e| e.into_inner())
                 .len()
@@ -268,7 +266,7 @@ mod tests {
     use steerfeed_core::{Embedding, Event, EventKey, EventKind, Timestamp, User, Video, VideoId};
 
     use crate::StoreOptions;
-    use crate::ingest::ring_head;
+    use crate::rings::ring_head;
 
     const DIM: usize = 4;
 

@@ -1,0 +1,204 @@
+//! What a feed request reads about its viewer, and what a served page writes:
+//! wellbeing, seen history, interest, creator affinity, the viewer's relations.
+
+use super::*;
+
+impl Store {
+    // -----------------------------------------------------------------------------------
+    // Wellbeing, seen history, interest, viewer.
+
+    pub(crate) fn wellbeing_rec(&self, user: &UserId) -> Result<WellbeingRec> {
+        if let Some(r) = self.overlay_read().wellbeing(user) {
+            return Ok(r.clone());
+        }
+        self.stored_wellbeing(user).map(|(r, _)| r)
+    }
+
+    /// The wellbeing record in sled (the overlay may hold a newer one) and its as-of
+    /// number (0 when it has none).
+    pub(crate) fn stored_wellbeing(&self, user: &UserId) -> Result<(WellbeingRec, u64)> {
+        match self.t().wellbeing.get(user.as_str()).map_err(db_err)? {
+            Some(b) => Self::decode_wellbeing_asof(&b),
+            None => Ok((WellbeingRec::default(), 0)),
+        }
+    }
+
+    /// A wellbeing record: binary since schema version 5, JSON (it starts with `{`)
+    /// before.
+    pub(crate) fn decode_wellbeing(b: &[u8]) -> Result<WellbeingRec> {
+        Self::decode_wellbeing_asof(b).map(|(r, _)| r)
+    }
+
+    /// [`Store::decode_wellbeing`] and the record's as-of number (0 when it has none).
+    pub(crate) fn decode_wellbeing_asof(b: &[u8]) -> Result<(WellbeingRec, u64)> {
+        match b.first() {
+            Some(b'{') => unjson(b, "wellbeing").map(|r| (r, 0)),
+            _ => codec::decode_wellbeing(b),
+        }
+    }
+
+    /// Wellbeing counters as of `now`: the daily counters restart at local midnight in
+    /// the user's time zone, and a session idle for longer than the session gap has ended.
+    pub fn wellbeing(&self, user: &UserId, now: Timestamp) -> Result<WellbeingState> {
+        let tz = self.time_zone(user)?;
+        Ok(self.wellbeing_rec(user)?.view(&tz, now, self.gap_ms()))
+    }
+
+    /// Records the page served to `user` at `now`: the items enter the seen history and
+    /// the session counters. Not waited on for durability (a lost record only means an
+    /// item may be served again); sled writes it within `flush_every_ms`.
+    pub fn record_served(&self, user: &UserId, videos: &[VideoId], now: Timestamp) -> Result<()> {
+        self.record_page(
+            user,
+            &ServedPage {
+                videos,
+                ..ServedPage::default()
+            },
+            now,
+        )
+    }
+
+    /// Records what one served page changes for its viewer, in one write (one lock, one
+    /// overlay update; not waited on): its items are seen and counted in the session,
+    /// and the check-in or break card it showed is noted (a break card once per "not
+    /// great" answer per session).
+    pub fn record_page(&self, user: &UserId, page: &ServedPage<'_>, now: Timestamp) -> Result<()> {
+        {
+            let _g = self.write_lock();
+            let mut rec = self.wellbeing_rec(user)?;
+            let videos = page.videos;
+            if !videos.is_empty() {
+                rec.touch(now, self.gap_ms());
+                rec.state.session_items = rec
+                    .state
+                    .session_items
+                    .saturating_add(u32::try_from(videos.len()).unwrap_or(u32::MAX));
+            }
+            let st = &mut rec.state;
+            if page.checkin && st.last_checkin.is_none_or(|t| t < now) {
+                st.last_checkin = Some(now);
+            }
+            if page.break_card && st.last_break.is_none_or(|t| t < now) {
+                st.last_break = Some(now);
+            }
+            let mut ring = crate::rings::Rings::default();
+            {
+                let ov = self.overlay_read();
+                for v in videos {
+                    ring.push_seen(self, &ov, (user, u64::MAX), ms(now), v)?;
+                }
+            }
+            let mut ov = self.overlay_write();
+            let added = ring.install(self, &mut ov);
+            ov.pending +=
+                added + usize::from(ov.active.wellbeing.insert(user.clone(), rec).is_none());
+        }
+        self.persist_if_due()
+    }
+
+    /// The user's seen history, newest first (at most `seen_per_user`).
+    pub fn seen(&self, user: &UserId) -> Result<Vec<(VideoId, Timestamp)>> {
+        let ov = self.overlay_read();
+        let cap = self.inner.opts.seen_per_user;
+        crate::rings::read_ring(
+            &self.t().seen,
+            &ov.rings(user, |l| &l.seen),
+            user,
+            cap,
+            usize::try_from(cap).unwrap_or(usize::MAX),
+            |v| {
+                let at = codec::i64_le(v, 0).ok_or_else(|| corrupt("seen"))?;
+                Ok((video_of(&v[8..])?, codec::ts_of_ms(at)))
+            },
+        )
+    }
+
+    /// The user's interest vector: the recency-weighted average of the embeddings of the
+    /// videos they engaged with, each weighted by [`StoreOptions::weight`].
+    pub fn interest(&self, user: &UserId) -> Result<Option<Embedding>> {
+        {
+            // The overlay, else the resident copy of sled, read under one lock.
+            let ov = self.overlay_read();
+            let resident = ov.resident.get(user).map(|r| &r.interest);
+            match (ov.interest(user), resident) {
+                (Some((_, v)), _) | (None, Some(Some((_, v)))) => {
+                    return Ok(Embedding::normalized("interest", v).ok());
+                }
+                (None, Some(None)) => return Ok(None),
+                (None, None) => {}
+            }
+        }
+        match self.t().interest.get(user.as_str()).map_err(db_err)? {
+            Some(b) => {
+                let ((_, v), _) = codec::decode_interest(&b, self.inner.opts.dim)?;
+                Ok(Embedding::normalized("interest", &v).ok())
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Decayed interaction strength of `user` with each creator, in `[0, 1)`.
+    pub fn creator_affinity(
+        &self,
+        user: &UserId,
+        now: Timestamp,
+    ) -> Result<steerfeed_core::IdMap<UserId, f32>> {
+        let o = &self.inner.opts;
+        let hl = o.affinity_half_life_h * 3_600_000.0;
+        let ov = self.overlay_read();
+        // The resident copy of sled when it has the user, else sled; the overlay on top.
+        let mut all = match ov.resident.get(user) {
+            Some(r) => r.affinity.clone(),
+            None => {
+                let mut all = std::collections::HashMap::new();
+                for kv in self.t().affinity.scan_prefix(prefix(user.as_str())) {
+                    let (k, v) = kv.map_err(db_err)?;
+                    all.insert(
+                        user_of(after_sep(&k).ok_or_else(|| corrupt("affinity key"))?)?,
+                        Decayed::decode(&v)?,
+                    );
+                }
+                all
+            }
+        };
+        all.extend(ov.affinities(user));
+        drop(ov);
+        Ok(all
+            .into_iter()
+            .filter_map(|(c, d)| {
+                let a = 1.0 - (-d.at(ms(now), hl) / o.affinity_scale).exp2();
+                (a >= o.affinity_floor).then_some((c, a))
+            })
+            .collect())
+    }
+
+    /// Everything the ranking needs to know about the viewer's relations and history.
+    pub fn load_viewer(&self, user: &UserId, now: Timestamp) -> Result<Viewer> {
+        let own: steerfeed_core::IdSet<VideoId> = self
+            .inner
+            .mirror
+            .time()
+            .by_creator
+            .get(user)
+            .map(|tl| {
+                tl.iter()
+                    .take(self.inner.opts.own_recent)
+                    .map(|(_, id)| id.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let relations_unreadable = {
+            let rel = self.inner.mirror.rel();
+            rel.all_viewers_restricted || rel.restricted_viewers.contains(user)
+        };
+        Ok(Viewer {
+            relations_unreadable,
+            following: self.following_ids(user)?.into_iter().collect(),
+            blocked: self.blocked(user)?.into_iter().collect(),
+            muted: self.muted(user)?.into_iter().collect(),
+            seen: self.seen(user)?.into_iter().map(|(v, _)| v).collect(),
+            own_videos: own,
+            creator_affinity: self.creator_affinity(user, now)?,
+        })
+    }
+}
