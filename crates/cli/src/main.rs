@@ -11,9 +11,9 @@ use anyhow::Context;
 mod serve;
 
 use clap::{Parser, Subcommand};
-use steerfeed::Config;
-use steerfeed::config::LogFormat;
 use steerfeed_eval::{ann_bench, bench_feed, prefs};
+use steerfeed_server::SidecarConfig;
+use steerfeed_server::config::{LogConfig, LogFormat};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -80,14 +80,14 @@ enum BenchCommand {
     Feed(Box<bench_feed::FeedArgs>),
 }
 
-fn init_tracing(config: &Config) {
+fn init_tracing(log: &LogConfig) {
     use std::io::IsTerminal;
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.log.filter))
+        .or_else(|_| EnvFilter::try_new(&log.filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let registry = tracing_subscriber::registry().with(filter);
-    match config.log.format {
+    match log.format {
         LogFormat::Json => registry.with(layer.json().with_current_span(true)).init(),
         // Colour codes only for a person at a terminal, never into a file or a pipe.
         LogFormat::Text => registry
@@ -98,18 +98,19 @@ fn init_tracing(config: &Config) {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let config = Config::load(cli.config.as_deref())?;
+    let sidecar = SidecarConfig::load(cli.config.as_deref())?;
+    let config = sidecar.engine.clone();
     match cli.command {
         Command::Config => {
-            print!("{}", config.to_toml());
+            print!("{}", sidecar.to_toml());
             Ok(())
         }
         Command::Bench(BenchCommand::Ann(args)) => {
-            init_tracing(&config);
+            init_tracing(&sidecar.log);
             ann_bench::ann(*args)
         }
         Command::Bench(BenchCommand::Feed(args)) => {
-            init_tracing(&config);
+            init_tracing(&sidecar.log);
             let report = bench_feed::run(config, &args)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
@@ -117,7 +118,7 @@ fn main() -> anyhow::Result<()> {
         Command::Prefs(PrefsCommand::Parse(args)) => prefs::parse(config, args),
         Command::Prefs(PrefsCommand::Eval(args)) => prefs::eval(config, args),
         Command::Eval(cmd) => {
-            init_tracing(&config);
+            init_tracing(&sidecar.log);
             match cmd {
                 EvalCommand::Microlens(args) => steerfeed_eval::microlens::run(config, &args),
                 EvalCommand::Simulate(args) => steerfeed_eval::sim::run(config, &args),
@@ -125,12 +126,12 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Command::Serve(args) => {
-            init_tracing(&config);
+            init_tracing(&sidecar.log);
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?
-                .block_on(serve::serve(config, args))
+                .block_on(serve::serve(sidecar, args))
         }
     }
 }

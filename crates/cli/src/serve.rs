@@ -3,12 +3,12 @@
 //! SIGTERM or Ctrl-C it drains, saves the vector index and flushes the store.
 
 use anyhow::Context;
+use steerfeed::Engine;
 use steerfeed::demo::load_world;
 use steerfeed::world::{World, WorldConfig};
-use steerfeed::{Config, Engine};
-use steerfeed_server::AppState;
 use steerfeed_server::app;
 use steerfeed_server::listen::{ConnLimits, serve as listen};
+use steerfeed_server::{AppState, SidecarConfig};
 
 /// Arguments of `steerfeed serve`.
 #[derive(Debug, clap::Args)]
@@ -66,7 +66,7 @@ fn load_demo(engine: &Engine, args: &ServeArgs) -> anyhow::Result<()> {
 }
 
 /// What to try once the demo sidecar is ready.
-fn print_demo_help(config: &Config) {
+fn print_demo_help(config: &SidecarConfig) {
     let auth = config
         .server
         .api_keys
@@ -84,7 +84,7 @@ fn print_demo_help(config: &Config) {
     );
 }
 
-pub async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
+pub async fn serve(config: SidecarConfig, args: ServeArgs) -> anyhow::Result<()> {
     let bind = config.server.bind;
     let state = AppState::new(config.clone());
     let listener = tokio::net::TcpListener::bind(bind)
@@ -96,7 +96,7 @@ pub async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
         let state = state.clone();
         let demo_config = config.clone();
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-            let engine = Engine::open(config).context("opening the engine")?;
+            let engine = Engine::open(config.engine).context("opening the engine")?;
             load_demo(&engine, &args)?;
             state.set_engine(engine);
             if args.demo {

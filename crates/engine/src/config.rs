@@ -2,7 +2,6 @@
 //! optional file, then `STEERFEED__SECTION__KEY` environment variables (and
 //! `ORT_DYLIB_PATH`), deserialised into validated structs that reject unknown keys.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use steerfeed_ann::{HnswBuildParams, HnswSearchParams};
@@ -67,10 +66,6 @@ pub struct Config {
     /// (`[pages]`; off when absent).
     #[serde(default)]
     pub pages: crate::PagesConfig,
-    /// The HTTP sidecar (`[server]`).
-    pub server: ServerConfig,
-    /// Logging (`[log]`).
-    pub log: LogConfig,
 }
 
 /// Settings of the embedded store.
@@ -116,63 +111,6 @@ pub struct IndexConfig {
     pub search: HnswSearchParams,
 }
 
-/// Settings of the HTTP sidecar.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServerConfig {
-    /// Address to listen on.
-    pub bind: SocketAddr,
-    /// Accepted bearer tokens.
-    pub api_keys: Vec<String>,
-    /// Largest request body in bytes.
-    pub max_body_bytes: usize,
-    /// Request timeout in milliseconds.
-    pub request_timeout_ms: u64,
-    /// Requests per second each API key may make on `/v1` routes, refilled continuously
-    /// (a token bucket per key; one bucket for all when no keys are set). 0 turns rate
-    /// limiting off. Beyond it a request is answered 429 `rate_limited` with `retry-after`.
-    pub rate_limit_per_second: f64,
-    /// Requests a key may make at once after being idle (the bucket's size). At least 1
-    /// when rate limiting is on.
-    pub rate_limit_burst: u32,
-    /// Lets clients pin the clock a request runs at (`now` on feed and preference
-    /// requests) and date events anywhere in time: for simulations and tests only. Off,
-    /// the server's clock is used and a `now` is refused.
-    pub allow_client_clock: bool,
-    /// How far behind the server's clock an event may be dated, in seconds (events
-    /// queued on a device that was offline arrive late).
-    pub event_max_age_s: u64,
-    /// How far ahead of the server's clock an event may be dated, in seconds (clock
-    /// skew of the devices).
-    pub event_max_ahead_s: u64,
-    /// Time a request head may take to arrive in full, in milliseconds.
-    pub header_read_timeout_ms: u64,
-    /// Time a connection may go without a byte read or written, in seconds.
-    pub idle_timeout_s: u64,
-    /// Connections served at once; more wait to be accepted.
-    pub max_connections: usize,
-}
-
-/// Logging settings.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LogConfig {
-    /// Tracing filter directives.
-    pub filter: String,
-    /// `text` (colours only on a terminal) or `json` (one object per line, for log shippers).
-    pub format: LogFormat,
-}
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
 impl Default for Config {
     fn default() -> Self {
         #[allow(clippy::expect_used)] // the embedded defaults are tested to parse
@@ -205,32 +143,14 @@ impl Config {
         file: Option<(&str, &str)>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut table = parse_table("defaults", DEFAULT_TOML)?;
-        if let Some((origin, text)) = file {
-            merge(&mut table, parse_table(origin, text)?);
-        }
-        for (var, value) in env {
-            if var == ORT_DYLIB_ENV {
-                if !value.is_empty() {
-                    set(&mut table, &var, &["model", "ort_dylib"], &value)?;
-                }
-            } else if let Some(rest) = var.strip_prefix(ENV_PREFIX) {
-                let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
-                let path: Vec<&str> = path.iter().map(String::as_str).collect();
-                set(&mut table, &var, &path, &value)?;
-            }
-        }
-        if let Some(toml::Value::Table(store)) = table.get("store") {
-            let known = store_keys();
-            if let Some(unknown) = store.keys().find(|k| !known.contains(k)) {
-                return Err(ConfigError::Parse {
-                    origin: "merged layers".into(),
-                    message: format!(
-                        "unknown field `{unknown}` in [store], expected one of {}",
-                        known.join(", ")
-                    ),
-                });
-            }
+        Self::from_table(layered_table(file, env)?)
+    }
+
+    /// The configuration in `table` (layers merged by [`layered_table`]); the sections
+    /// the engine leaves to the sidecar ([`SIDECAR_SECTIONS`]) are not read here.
+    pub fn from_table(mut table: toml::Table) -> Result<Self, ConfigError> {
+        for section in SIDECAR_SECTIONS {
+            table.remove(section);
         }
         let config: Config = table
             .try_into()
@@ -280,111 +200,55 @@ impl Config {
                 "expiry_days must be 1..=365, max_text_bytes 1..=100000, max_items at least 1",
             ));
         }
-        let s = &self.server;
-        if !s.bind.ip().is_loopback() && s.api_keys.is_empty() {
-            return Err(steerfeed_core::Error::invalid(
-                "server.bind",
-                format!(
-                    "{} is not a loopback address: set server.api_keys (STEERFEED__SERVER__API_KEYS) \
-                     before serving beyond this machine",
-                    s.bind
-                ),
-            ));
-        }
-        if s.api_keys.iter().any(|k| !valid_api_key(k)) {
-            return Err(steerfeed_core::Error::invalid(
-                "server.api_keys",
-                "each API key must be at least 16 characters, all visible ASCII \
-                 (letters, digits, punctuation: no spaces, no other characters)",
-            ));
-        }
-        if !(1024..=(256 << 20)).contains(&s.max_body_bytes) {
-            return Err(steerfeed_core::Error::OutOfRange {
-                field: "server.max_body_bytes",
-                got: s.max_body_bytes as f64,
-                min: 1024.0,
-                max: f64::from(256u32 << 20),
-            });
-        }
-        if !(1..=600_000).contains(&s.request_timeout_ms) {
-            return Err(steerfeed_core::Error::OutOfRange {
-                field: "server.request_timeout_ms",
-                got: s.request_timeout_ms as f64,
-                min: 1.0,
-                max: 600_000.0,
-            });
-        }
-        if !(s.rate_limit_per_second.is_finite()
-            && (0.0..=1_000_000.0).contains(&s.rate_limit_per_second))
-        {
-            return Err(steerfeed_core::Error::OutOfRange {
-                field: "server.rate_limit_per_second",
-                got: s.rate_limit_per_second,
-                min: 0.0,
-                max: 1_000_000.0,
-            });
-        }
-        for (field, got, min, max) in [
-            (
-                "server.event_max_age_s",
-                s.event_max_age_s,
-                0,
-                10 * 365 * 86_400,
-            ),
-            ("server.event_max_ahead_s", s.event_max_ahead_s, 0, 86_400),
-            (
-                "server.header_read_timeout_ms",
-                s.header_read_timeout_ms,
-                100,
-                600_000,
-            ),
-            ("server.idle_timeout_s", s.idle_timeout_s, 1, 86_400),
-            (
-                "server.max_connections",
-                s.max_connections as u64,
-                1,
-                1_000_000,
-            ),
-        ] {
-            if !(min..=max).contains(&got) {
-                return Err(steerfeed_core::Error::OutOfRange {
-                    field,
-                    got: got as f64,
-                    min: min as f64,
-                    max: max as f64,
-                });
-            }
-        }
-        let min_burst = if s.rate_limit_per_second > 0.0 { 1 } else { 0 };
-        if !(min_burst..=1_000_000).contains(&s.rate_limit_burst) {
-            return Err(steerfeed_core::Error::OutOfRange {
-                field: "server.rate_limit_burst",
-                got: f64::from(s.rate_limit_burst),
-                min: f64::from(min_burst),
-                max: 1_000_000.0,
-            });
-        }
         Ok(())
     }
 
-    /// The effective configuration as TOML (API keys masked).
+    /// The effective configuration as TOML.
     pub fn to_toml(&self) -> String {
-        let mut shown = self.clone();
-        shown.server.api_keys = shown
-            .server
-            .api_keys
-            .iter()
-            .map(|_| "********".into())
-            .collect();
-        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}"))
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}"))
     }
 }
 
-/// An API key the sidecar can compare: 16 or more visible ASCII characters. A header
-/// carries ASCII, and the token is trimmed before it is compared, so a key with spaces
-/// or other characters could never match, or would match a shorter secret than it seems.
-fn valid_api_key(k: &str) -> bool {
-    k.len() >= 16 && k.bytes().all(|b| b.is_ascii_graphic())
+/// Sections of the file the engine leaves to the sidecar around it (`steerfeed-server`
+/// reads them: the listener, auth, limits, the clock rules; logging).
+pub const SIDECAR_SECTIONS: [&str; 2] = ["server", "log"];
+
+/// The layers merged into one table: the embedded defaults, then an optional
+/// `(origin, toml)` layer, then environment pairs (only `STEERFEED__*` and
+/// `ORT_DYLIB_PATH` are read). [`Config::from_table`] reads the engine's sections of it;
+/// the sidecar reads [`SIDECAR_SECTIONS`].
+pub fn layered_table(
+    file: Option<(&str, &str)>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<toml::Table, ConfigError> {
+    let mut table = parse_table("defaults", DEFAULT_TOML)?;
+    if let Some((origin, text)) = file {
+        merge(&mut table, parse_table(origin, text)?);
+    }
+    for (var, value) in env {
+        if var == ORT_DYLIB_ENV {
+            if !value.is_empty() {
+                set(&mut table, &var, &["model", "ort_dylib"], &value)?;
+            }
+        } else if let Some(rest) = var.strip_prefix(ENV_PREFIX) {
+            let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+            let path: Vec<&str> = path.iter().map(String::as_str).collect();
+            set(&mut table, &var, &path, &value)?;
+        }
+    }
+    if let Some(toml::Value::Table(store)) = table.get("store") {
+        let known = store_keys();
+        if let Some(unknown) = store.keys().find(|k| !known.contains(k)) {
+            return Err(ConfigError::Parse {
+                origin: "merged layers".into(),
+                message: format!(
+                    "unknown field `{unknown}` in [store], expected one of {}",
+                    known.join(", ")
+                ),
+            });
+        }
+    }
+    Ok(table)
 }
 
 fn parse_table(origin: &str, text: &str) -> Result<toml::Table, ConfigError> {
@@ -512,7 +376,6 @@ mod tests {
     #[test]
     fn the_embedded_defaults_are_valid() {
         let c = Config::from_layers(None, env(&[])).unwrap();
-        assert_eq!(c.server.bind.to_string(), "127.0.0.1:8080");
         assert_eq!(c.model.intra_threads, 1);
         assert!(c.model.dir.is_none());
         assert_eq!(c, Config::default());
@@ -520,11 +383,10 @@ mod tests {
 
     #[test]
     fn a_file_overrides_defaults_and_the_environment_overrides_the_file() {
-        let file = "[server]\nbind = \"127.0.0.1:9000\"\nrequest_timeout_ms = 100\n";
+        let file = "[model]\nsessions = 2\n[pages]\npool_ttl_s = 30\n";
         let c = Config::from_layers(
             Some(("test.toml", file)),
             env(&[
-                ("STEERFEED__SERVER__BIND", "127.0.0.1:9100"),
                 ("STEERFEED__MODEL__DIR", "/models/minilm"),
                 ("STEERFEED__MODEL__SESSIONS", "4"),
                 ("ORT_DYLIB_PATH", "/opt/ort/libonnxruntime.so"),
@@ -532,8 +394,7 @@ mod tests {
             ]),
         )
         .unwrap();
-        assert_eq!(c.server.bind.port(), 9100);
-        assert_eq!(c.server.request_timeout_ms, 100);
+        assert_eq!(c.pages.pool_ttl_s, 30);
         assert_eq!(c.model.dir.as_deref(), Some(Path::new("/models/minilm")));
         assert_eq!(c.model.sessions, 4);
         assert_eq!(
@@ -543,27 +404,7 @@ mod tests {
     }
 
     #[test]
-    fn api_keys_come_comma_separated_from_the_environment() {
-        let c = Config::from_layers(
-            None,
-            env(&[
-                (
-                    "STEERFEED__SERVER__API_KEYS",
-                    "aaaaaaaaaaaaaaaa, bbbbbbbbbbbbbbbb",
-                ),
-                ("STEERFEED__SERVER__BIND", "0.0.0.0:8080"),
-            ]),
-        )
-        .unwrap();
-        assert_eq!(c.server.api_keys.len(), 2);
-        assert!(!c.to_toml().contains("aaaa"), "keys are masked");
-    }
-
-    #[test]
     fn unknown_keys_and_bad_values_are_clear_errors() {
-        let err =
-            Config::from_layers(Some(("f.toml", "[server]\nbnd = 1\n")), env(&[])).unwrap_err();
-        assert!(err.to_string().contains("bnd"), "{err}");
         // The store's section too, although serde reads it through a flattened struct;
         // and `dim` is the model's, not a setting.
         for key in ["video_caches", "dim", "weight"] {
@@ -584,78 +425,5 @@ mod tests {
         assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
         let err = Config::from_layers(Some(("f.toml", "not toml [")), env(&[])).unwrap_err();
         assert!(err.to_string().contains("f.toml"), "{err}");
-    }
-
-    #[test]
-    fn rate_limiting_is_off_by_default_and_checked_when_on() {
-        let c = Config::default();
-        assert_eq!(c.server.rate_limit_per_second, 0.0);
-        let c = Config::from_layers(
-            None,
-            env(&[
-                ("STEERFEED__SERVER__RATE_LIMIT_PER_SECOND", "5"),
-                ("STEERFEED__SERVER__RATE_LIMIT_BURST", "20"),
-            ]),
-        )
-        .unwrap();
-        assert_eq!(c.server.rate_limit_per_second, 5.0);
-        assert_eq!(c.server.rate_limit_burst, 20);
-        // On with an empty bucket, or a negative rate, is refused with the field.
-        let err = Config::from_layers(
-            None,
-            env(&[("STEERFEED__SERVER__RATE_LIMIT_PER_SECOND", "2.5")]),
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("rate_limit_burst"), "{err}");
-        let err = Config::from_layers(
-            None,
-            env(&[("STEERFEED__SERVER__RATE_LIMIT_PER_SECOND", "-1")]),
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("rate_limit_per_second"), "{err}");
-    }
-
-    #[test]
-    fn binding_beyond_loopback_requires_an_api_key() {
-        let err = Config::from_layers(None, env(&[("STEERFEED__SERVER__BIND", "0.0.0.0:8080")]))
-            .unwrap_err();
-        assert!(err.to_string().contains("api_keys"), "{err}");
-    }
-
-    #[test]
-    fn api_keys_are_sixteen_visible_ascii_characters_or_more() {
-        let key = |k: &str| {
-            let mut c = Config::default();
-            c.server.api_keys = vec![k.to_owned()];
-            c.validate()
-        };
-        for bad in [
-            " ".repeat(16),
-            "é".repeat(16),
-            "\u{200b}".repeat(16),
-            format!("{}\t", "a".repeat(16)),
-            format!("{} {}", "a".repeat(8), "b".repeat(8)),
-            "a".repeat(15),
-        ] {
-            assert!(key(&bad).is_err(), "{bad:?} was accepted");
-        }
-        for good in ["a".repeat(16), "K3y_with-punct.!~/".to_owned()] {
-            key(&good).unwrap();
-        }
-    }
-
-    #[test]
-    fn the_server_keeps_the_clock_and_bounds_events_and_connections_by_default() {
-        let s = Config::default().server;
-        assert!(!s.allow_client_clock);
-        assert!(s.event_max_ahead_s > 0 && s.event_max_ahead_s <= 3_600);
-        assert!(s.event_max_age_s >= 86_400);
-        assert!(s.header_read_timeout_ms > 0 && s.idle_timeout_s > 0 && s.max_connections > 0);
-        let err = Config::from_layers(None, env(&[("STEERFEED__SERVER__MAX_CONNECTIONS", "0")]))
-            .unwrap_err();
-        assert!(err.to_string().contains("max_connections"), "{err}");
-        let json = Config::from_layers(None, env(&[("STEERFEED__LOG__FORMAT", "json")])).unwrap();
-        assert_eq!(json.log.format, LogFormat::Json);
-        assert!(Config::from_layers(None, env(&[("STEERFEED__LOG__FORMAT", "xml")])).is_err());
     }
 }

@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod config;
 pub mod error;
 pub mod extract;
 pub mod listen;
@@ -27,7 +28,9 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use steerfeed::{Config, Engine};
+use steerfeed::Engine;
+
+pub use crate::config::SidecarConfig;
 
 pub use crate::error::ApiError;
 
@@ -39,7 +42,7 @@ pub struct AppState {
 
 #[derive(Debug)]
 struct Inner {
-    config: Config,
+    config: SidecarConfig,
     engine: OnceLock<Arc<Engine>>,
     metrics: metrics::Metrics,
     /// Engine calls allowed to run at once (one per core).
@@ -50,12 +53,12 @@ struct Inner {
 
 impl AppState {
     /// State whose engine is not loaded yet.
-    pub fn new(config: Config) -> Self {
+    pub fn new(config: SidecarConfig) -> Self {
         Self::with_clock(config, Arc::new(ratelimit::MonotonicClock::default()))
     }
 
     /// State whose rate limiting reads time from `clock` (tests move it by hand).
-    pub fn with_clock(config: Config, clock: Arc<dyn ratelimit::Clock>) -> Self {
+    pub fn with_clock(config: SidecarConfig, clock: Arc<dyn ratelimit::Clock>) -> Self {
         let limiter = ratelimit::RateLimiter::new(
             config.server.rate_limit_per_second,
             config.server.rate_limit_burst,
@@ -76,7 +79,7 @@ impl AppState {
 
     /// State with an engine already loaded.
     pub fn with_engine(engine: Engine) -> Self {
-        let state = Self::new(engine.config().clone());
+        let state = Self::new(SidecarConfig::for_engine(engine.config().clone()));
         state.set_engine(engine);
         state
     }
@@ -95,7 +98,7 @@ impl AppState {
     }
 
     /// The configuration.
-    pub fn config(&self) -> &Config {
+    pub fn config(&self) -> &SidecarConfig {
         &self.inner.config
     }
 

@@ -42,7 +42,7 @@ pub struct ConnLimits {
 
 impl ConnLimits {
     /// The limits a configuration sets.
-    pub fn from_config(s: &steerfeed::config::ServerConfig) -> Self {
+    pub fn from_config(s: &crate::config::ServerConfig) -> Self {
         Self {
             max_connections: s.max_connections,
             header_read_timeout: Duration::from_millis(s.header_read_timeout_ms),

@@ -11,8 +11,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use steerfeed::Config;
-use steerfeed_server::{AppState, api, app};
+use steerfeed_server::{AppState, SidecarConfig, api, app};
 use tower::ServiceExt;
 
 const KEY: &str = "kkkkkkkkkkkkkkkk";
@@ -38,7 +37,7 @@ async fn fetch(state: &AppState, method: Method, uri: &str, key: bool) -> (Statu
 /// A keyed server without an engine: `/v1` answers 401 without a key, so the document
 /// being served proves it needs none.
 fn keyed_state() -> AppState {
-    let mut c = Config::default();
+    let mut c = SidecarConfig::default();
     c.server.api_keys = vec![KEY.to_owned()];
     AppState::new(c)
 }

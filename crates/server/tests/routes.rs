@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 use steerfeed::demo::load_world;
 use steerfeed::world::{World, WorldConfig};
 use steerfeed::{AgeBand, Config, Engine, Timestamp, UserId, VideoId};
-use steerfeed_server::{AppState, app};
+use steerfeed_server::{AppState, SidecarConfig, app};
 use tower::ServiceExt;
 
 const KEY_CHAR: &str = "k";
@@ -47,7 +47,7 @@ static SHARED: LazyLock<Shared> = LazyLock::new(|| {
     let mut wc = WorldConfig::new(7, 40, 300);
     wc.events_per_user = 5;
     let world = World::generate(wc);
-    let engine = Engine::open(config(dir.path(), false)).unwrap_or_else(|e| panic!("{e}"));
+    let engine = Engine::open(config(dir.path(), false).engine).unwrap_or_else(|e| panic!("{e}"));
     load_world(&engine, &world, 500).unwrap_or_else(|e| panic!("{e}"));
     Shared {
         _dir: dir,
@@ -56,9 +56,9 @@ static SHARED: LazyLock<Shared> = LazyLock::new(|| {
     }
 });
 
-fn config(dir: &std::path::Path, keyed: bool) -> Config {
-    let mut c = Config::default();
-    c.store.path = dir.to_path_buf();
+fn config(dir: &std::path::Path, keyed: bool) -> SidecarConfig {
+    let mut c = SidecarConfig::default();
+    c.engine.store.path = dir.to_path_buf();
     // The timeout middleware is not under test here: two shared cores and a debug build
     // must not turn a slow request into a 503.
     c.server.request_timeout_ms = 600_000;
@@ -167,7 +167,7 @@ fn feed_ids(body: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn healthz_is_ok_before_the_engine_loads() {
-    let state = AppState::new(Config::default());
+    let state = AppState::new(SidecarConfig::default());
     let (status, body) = get(&state, "/healthz").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["status"], "ok");
@@ -175,7 +175,7 @@ async fn healthz_is_ok_before_the_engine_loads() {
 
 #[tokio::test]
 async fn readyz_waits_for_the_engine() {
-    let state = AppState::new(Config::default());
+    let state = AppState::new(SidecarConfig::default());
     let (status, body) = get(&state, "/readyz").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["error"]["code"], "not_ready");
@@ -196,7 +196,7 @@ async fn readyz_waits_for_the_engine() {
 
 #[tokio::test]
 async fn unknown_routes_are_not_found() {
-    let state = AppState::new(Config::default());
+    let state = AppState::new(SidecarConfig::default());
     let (status, body) = get(&state, "/v1/nope").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(error_code(&body), "not_found");
@@ -207,7 +207,7 @@ async fn unknown_routes_are_not_found() {
 
 #[tokio::test]
 async fn a_known_path_with_another_method_is_405_in_the_error_shape() {
-    let state = AppState::new(Config::default());
+    let state = AppState::new(SidecarConfig::default());
     let (status, body) = get(&state, "/v1/feed").await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(error_code(&body), "method_not_allowed");
@@ -215,7 +215,7 @@ async fn a_known_path_with_another_method_is_405_in_the_error_shape() {
 
 #[tokio::test]
 async fn v1_routes_answer_503_before_the_engine_loads() {
-    let state = AppState::new(Config::default());
+    let state = AppState::new(SidecarConfig::default());
     let (status, body) = call(
         &state,
         Method::POST,
@@ -945,7 +945,7 @@ async fn over_the_rate_limit_is_429_with_retry_after_and_stores_nothing() {
     // One request every two seconds, two at once.
     c.server.rate_limit_per_second = 0.5;
     c.server.rate_limit_burst = 2;
-    c.validate().unwrap();
+    c.server.validate().unwrap();
     let clock = Arc::new(ManualClock::default());
     let state = AppState::with_clock(c, clock.clone());
     state.set_engine(shared.engine.clone());
@@ -1153,7 +1153,7 @@ fn long_id(prefix: &str, i: usize) -> String {
 #[tokio::test]
 async fn a_full_batch_with_the_longest_ids_fits_the_default_body_limit() {
     let state = state(false).await;
-    let limit = Config::default().server.max_body_bytes;
+    let limit = SidecarConfig::default().server.max_body_bytes;
     assert_eq!(state.config().server.max_body_bytes, limit);
     let now = world_now();
     let (user, video) = (long_id("fit_user", 0), long_id("fit_video", 0));
