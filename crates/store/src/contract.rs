@@ -1197,6 +1197,13 @@ pub fn events_update_wellbeing_history_counters_and_relations(new_store: Factory
     assert!(vc.own_videos.contains(&vid("vr")));
     let aff = vc.creator_affinity[&uid("a")];
     assert!(aff > 0.5 && aff < 1.0, "{aff}");
+    // A remix (weight 6) and a follow (weight 2) of a's videos, a minute and a half ago.
+    close(
+        aff,
+        1.0 - (-8.0 / AFFINITY_SCALE).exp2(),
+        1e-3,
+        "c's affinity with a",
+    );
     assert!(
         !vc.creator_affinity.contains_key(&uid("c")),
         "no affinity with oneself"
