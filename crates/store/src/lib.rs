@@ -208,6 +208,8 @@
 mod cache;
 mod codec;
 mod commit;
+#[cfg(feature = "contract")]
+pub mod contract;
 mod damage;
 mod derived;
 mod idempotency;
