@@ -104,20 +104,35 @@ impl DamageReport {
 /// ports the trait extends; the methods here are the writes, the context a request loads,
 /// the catalogue's version and change log, and the event log's replay.
 ///
-/// The rules every implementation keeps (the contract tests check them):
+/// The rules every implementation keeps (the contract tests in `steerfeed-store`'s
+/// `contract` module check them):
 ///
 /// - **Validated, all or nothing.** A bad write is an error and changes nothing: videos
-///   validate for the store's dimension and carry an embedding; their creator and cameo
-///   persons, an event's user and video, and what a relation or consent names must be
-///   known ([`Error::NotFound`](crate::Error::NotFound)).
+///   validate for the store's dimension and carry an embedding, and their creator and
+///   cameo persons must be known; an event's user and video must be known (an event
+///   about a *deleted* video is accepted and counts nowhere); relations, consent,
+///   parental controls and preferences need a known user, and a relation with oneself is
+///   invalid. Revocations may name a video or creator not stored yet (the engine checks
+///   existence for its callers); approved lists are stored as given, whatever the scope.
+///   Reads about unknown users answer defaults (no constraints, empty lists, UTC).
 /// - **Durable when it returns**, but [`Storage::record_page`], which a crash may lose
 ///   (an item may then be served again).
 /// - **In force when it returns**: a deletion, a block or a revocation is seen by every
-///   read that starts after the call returned.
-/// - **Idempotent events**: an event whose key was logged before is reported as a
-///   duplicate and counted once.
-/// - **A catalogue version** that every video write bumps, and a log of the videos each
-///   version changed, from which an index saved at an older version catches up.
+///   read that starts after the call returned. Revocations are permanent.
+/// - **Idempotent events**: keys are global (not per user); an event whose key was
+///   logged before, or repeats in its batch, is reported as a duplicate and counted once
+///   (the first copy wins). Validation runs before deduplication.
+/// - **Gapless numbering**: accepted events get the sequence numbers after the last
+///   logged one, consecutive in batch order ([`Logged::first_seq`]), so the log replays
+///   in order; the catalogue version goes up by one per successful video write call.
+/// - **A log of the videos each catalogue version changed**, from which an index saved at
+///   an older version catches up; it reaches back to a floor that only rises.
+/// - **Orders**: time indexes newest first (ties in id order); rings newest first in
+///   arrival order; embeddings in byte order of the ids.
+///
+/// How events change the derived state (which kinds enter the seen and history rings,
+/// how wellbeing counts items, minutes and sessions, how counters decay) is sled's today
+/// and the contract tests state it; another backend computes the same.
 pub trait Storage:
     crate::ports::VideoCatalog
     + crate::ports::SocialGraph
