@@ -218,6 +218,7 @@ def main() -> int:
         "STEERFEED__SERVER__API_KEYS": KEY,
         # A debug build on two shared cores: the fuzz checks answers, not latency.
         "STEERFEED__SERVER__REQUEST_TIMEOUT_MS": "120000",
+        "STEERFEED__SERVER__IDLE_TIMEOUT_S": "180",
         "STEERFEED__STORE__CACHE_MB": "64",
         "RUST_LOG": "warn",
     })

@@ -7,6 +7,7 @@ rules the OpenAPI document states in words because JSON Schema cannot (the error
 - `follow`, `block`, `mute`: the two users of a graph route are the same user;
 - `new_video`: a remix event names the remixed video as its new video;
 - `remix_of`: a video remixes itself;
+- `videos[i].created_at`: a video dated after the server's clock + server.event_max_ahead_s;
 - `events[i].at`: an event dated outside the server's window (server.event_max_age_s,
   server.event_max_ahead_s; the server's clock is not the client's);
 - `cursor`: a cursor this server did not issue (cursors are opaque);
@@ -53,6 +54,8 @@ def _explained(case, field: str | None) -> bool:
         return field is not None and re.fullmatch(r"events\[\d+\]\.at", field) is not None
     if path == "/v1/videos":
         videos = [v for v in body.get("videos", []) if isinstance(v, dict)]
+        if field is not None and re.fullmatch(r"videos\[\d+\]\.created_at", field):
+            return True
         return field == "remix_of" and any(v.get("remix_of") == v.get("id") for v in videos)
     if path == "/v1/feed":
         return (field == "cursor" and "cursor" in body) or (field == "now" and "now" in body)

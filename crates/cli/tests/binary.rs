@@ -501,6 +501,8 @@ fn slow_and_idle_clients_are_cut_off_and_connections_are_capped() {
         &[
             ("STEERFEED__SERVER__HEADER_READ_TIMEOUT_MS", "800"),
             ("STEERFEED__SERVER__IDLE_TIMEOUT_S", "2"),
+            // An idle connection may not be closed while a request may still run.
+            ("STEERFEED__SERVER__REQUEST_TIMEOUT_MS", "1500"),
             ("STEERFEED__SERVER__MAX_CONNECTIONS", "2"),
         ],
         Stdio::null(),

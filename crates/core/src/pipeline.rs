@@ -32,6 +32,9 @@ pub struct PipelineOutput {
     pub cards: Vec<Card>,
     /// True when a throttle stopped the request (the page is then empty).
     pub stopped: bool,
+    /// True when an inline throttle cut the page short of its limit (a count cap is
+    /// close): the page is as full as it may be.
+    pub cut: bool,
     /// What each stage did.
     pub trace: Trace,
 }
@@ -241,13 +244,17 @@ impl Pipeline {
         let kept = if keep == 0 { 0 } else { keep + limit };
         let mut rest: Vec<Candidate> = candidates.iter().take(kept).cloned().collect();
         let mut page = self.selector.run(ctx, candidates, limit, &mut trace)?;
+        let mut cut = false;
 
         for throttle in &self.inline {
             match throttle.run(ctx, &page, &mut trace)? {
                 ThrottleAction::Pass => {}
                 ThrottleAction::Stop(card) => return Ok((stopped(card, trace), Vec::new())),
                 ThrottleAction::Insert(card) => cards.push(card),
-                ThrottleAction::Cut(n) => page.truncate(n),
+                ThrottleAction::Cut(n) => {
+                    cut |= n < page.len();
+                    page.truncate(n);
+                }
             }
         }
         for card in &mut cards {
@@ -265,6 +272,7 @@ impl Pipeline {
                 items: page,
                 cards,
                 stopped: false,
+                cut,
                 trace,
             },
             rest,
@@ -278,6 +286,7 @@ fn stopped(mut card: Card, trace: Trace) -> PipelineOutput {
         items: Vec::new(),
         cards: vec![card],
         stopped: true,
+        cut: false,
         trace,
     }
 }

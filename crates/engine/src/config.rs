@@ -152,6 +152,19 @@ impl Config {
         for section in SIDECAR_SECTIONS {
             table.remove(section);
         }
+        // serde cannot refuse unknown keys through the flattened store options.
+        if let Some(toml::Value::Table(store)) = table.get("store") {
+            let known = store_keys();
+            if let Some(unknown) = store.keys().find(|k| !known.contains(k)) {
+                return Err(ConfigError::Parse {
+                    origin: "merged layers".into(),
+                    message: format!(
+                        "unknown field `{unknown}` in [store], expected one of {}",
+                        known.join(", ")
+                    ),
+                });
+            }
+        }
         let config: Config = table
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Parse {
@@ -234,18 +247,6 @@ pub fn layered_table(
             let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
             let path: Vec<&str> = path.iter().map(String::as_str).collect();
             set(&mut table, &var, &path, &value)?;
-        }
-    }
-    if let Some(toml::Value::Table(store)) = table.get("store") {
-        let known = store_keys();
-        if let Some(unknown) = store.keys().find(|k| !known.contains(k)) {
-            return Err(ConfigError::Parse {
-                origin: "merged layers".into(),
-                message: format!(
-                    "unknown field `{unknown}` in [store], expected one of {}",
-                    known.join(", ")
-                ),
-            });
         }
     }
     Ok(table)

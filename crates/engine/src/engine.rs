@@ -410,32 +410,57 @@ impl Engine {
         let mut prepared = videos.to_vec();
         self.prepare_videos(&mut prepared)?;
         let _catalog = lock(&self.catalog);
-        self.store.upsert_videos(&prepared)?;
-        let version = self.store.catalog_version();
-        for v in &prepared {
-            match (&v.embedding, v.deleted) {
-                (Some(e), false) => self
-                    .index
-                    .upsert(&self.store.intern_video(&v.id), e)
-                    .map_err(ann_error)?,
-                _ => {
-                    self.index.remove(&v.id);
+        let written = self.store.upsert_videos(&prepared).and_then(|()| {
+            for v in &prepared {
+                match (&v.embedding, v.deleted) {
+                    (Some(e), false) => self
+                        .index
+                        .upsert(&self.store.intern_video(&v.id), e)
+                        .map_err(ann_error)?,
+                    _ => {
+                        self.index.remove(&v.id);
+                    }
                 }
             }
+            Ok(())
+        });
+        self.applied(written)
+    }
+
+    /// Ends a catalog write (under the catalog mutex): on success the index reflects the
+    /// store's catalog version. After a failure the store may still have committed the
+    /// change (a flush that failed after the write), or the index may hold part of the
+    /// batch: the index then catches up from the catalog log, so that no later write's
+    /// version claims a change the index never got.
+    fn applied(&self, written: Result<()>) -> Result<()> {
+        match written {
+            Ok(()) => {
+                self.index.set_applied_version(self.store.catalog_version());
+                Ok(())
+            }
+            Err(e) => {
+                match replay(&*self.store, &self.index) {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(reason)) => {
+                        tracing::error!(%reason, "vector index behind the catalog; the next open rebuilds it")
+                    }
+                    Err(err) => {
+                        tracing::error!(error = %err, "vector index behind the catalog; the next open replays it")
+                    }
+                }
+                Err(e)
+            }
         }
-        self.index.set_applied_version(version);
-        Ok(())
     }
 
     /// Deletes a video: durable, out of the index and never served again once this
     /// returns. Unknown ids are a [`NotFound`](Error::NotFound) error.
     pub fn delete_video(&self, id: &VideoId) -> Result<()> {
         let _catalog = lock(&self.catalog);
-        self.store.delete_video(id)?;
-        let version = self.store.catalog_version();
-        self.index.remove(id);
-        self.index.set_applied_version(version);
-        Ok(())
+        let written = self.store.delete_video(id).map(|()| {
+            self.index.remove(id);
+        });
+        self.applied(written)
     }
 
     /// Videos in the vector index.
@@ -780,8 +805,9 @@ impl Engine {
         for c in &mut cards {
             c.position = c.position.min(items.len());
         }
-        let next_cursor = (!out.stopped)
-            .then(|| Cursor::new(format!("p{}", page_no.saturating_add(1))))
+        // No cursor past the last page a cursor may name.
+        let next_cursor = (!out.stopped && page_no < MAX_PAGE)
+            .then(|| Cursor::new(format!("p{}", page_no + 1)))
             .transpose()?;
         let response = FeedResponse {
             items: items
@@ -838,7 +864,8 @@ impl Engine {
             };
             let pool_us = micros(started);
             let (mut out, pool) = self.pipeline.run_pooled(ctx, Some(pool), keep)?;
-            if out.stopped || out.items.len() >= request.limit() {
+            // A page a count cap cut is as full as it may be: keep the pool.
+            if out.stopped || out.cut || out.items.len() >= request.limit() {
                 out.trace
                     .stages
                     .insert(0, StageReport::timing("pool", pool_us));
@@ -989,9 +1016,11 @@ fn open_index(config: &Config, store: &dyn Storage, dim: usize) -> Result<(Video
     } else {
         match VideoIndex::load(&path, dim, build, search) {
             Err(e) => e.to_string(),
-            Ok(index) => match replay(store, &index)? {
-                Err(reason) => reason,
-                Ok(replayed) => {
+            Ok(index) => match replay(store, &index) {
+                // The store could not answer the replay (a damaged log key): rebuild.
+                Err(e) => format!("the catalog log could not be replayed: {e}"),
+                Ok(Err(reason)) => reason,
+                Ok(Ok(replayed)) => {
                     let report = IndexOpen {
                         loaded: index.len() + replayed.removed - replayed.added,
                         replayed: replayed.changed,

@@ -277,3 +277,47 @@ fn a_checkin_answer_or_a_negative_signal_ends_the_pool() {
         assert!(engine.page_pool(user).is_none(), "signal {n} ends the pool");
     }
 }
+
+/// A page a count cap cuts (the parental scroll cap) still comes from the pool: the cut
+/// page is as full as it may be, not a sign the pool ran dry. The page after the cap is
+/// stopped, and nothing over the cap is served.
+#[test]
+fn a_page_the_scroll_cap_cuts_still_comes_from_the_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, w) = engine(dir.path(), 19);
+    let now = w.config.now;
+    // An adult never served before: the wellbeing session (by time, not by session id)
+    // starts with this test's first page.
+    let user = &w
+        .users
+        .iter()
+        .find(|s| s.user.age_band == AgeBand::Adult)
+        .unwrap()
+        .user
+        .id;
+    let cap = 13;
+    let controls = steerfeed::ParentalControls {
+        scroll_cap: Some(cap),
+        ..Default::default()
+    };
+    engine.set_parental_controls(user, &controls).unwrap();
+
+    let (first, t1) = feed(&engine, user, 10, "capped", now);
+    assert!(!pooled(&t1));
+    assert_eq!(first.items.len(), 10);
+    assert!(engine.page_pool(user).is_some());
+
+    let (second, t2) = feed(&engine, user, 10, "capped", now);
+    assert_eq!(second.items.len(), 3, "the cap leaves 3 items");
+    assert!(pooled(&t2), "the cut page is served from the pool");
+    let first_ids: HashSet<VideoId> = ids(&first).into_iter().collect();
+    assert!(ids(&second).iter().all(|v| !first_ids.contains(v)));
+
+    let (third, _) = feed(&engine, user, 10, "capped", now);
+    assert!(
+        third.items.is_empty(),
+        "the cap is reached: {:?}",
+        ids(&third)
+    );
+    assert!(!third.cards.is_empty(), "a stopped page says why");
+}

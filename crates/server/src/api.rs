@@ -408,6 +408,33 @@ fn check_event_times(state: &AppState, events: &[Event]) -> Result<(), ApiError>
     Ok(())
 }
 
+/// Refuses a video dated more than `server.event_max_ahead_s` after the server's clock
+/// (unless `server.allow_client_clock`): a video from the future would sit at the top
+/// of the fresh source at full freshness for as long as it pleases. Old dates are fine (a
+/// catalogue moved from elsewhere keeps its history).
+fn check_video_times(state: &AppState, videos: &[Video]) -> Result<(), ApiError> {
+    let s = &state.config().server;
+    if s.allow_client_clock {
+        return Ok(());
+    }
+    let ahead = i64::try_from(s.event_max_ahead_s).unwrap_or(i64::MAX / 1000) * 1000;
+    let newest = Timestamp::now().as_millisecond().saturating_add(ahead);
+    match videos
+        .iter()
+        .position(|v| v.created_at.as_millisecond() > newest)
+    {
+        None => Ok(()),
+        Some(i) => Err(ApiError::invalid(format!(
+            "video {i} ({:?}): created_at {} is more than {} s after the server's clock \
+             (server.event_max_ahead_s); nothing of the batch was kept",
+            videos[i].id.as_str(),
+            videos[i].created_at,
+            s.event_max_ahead_s
+        ))
+        .with_field(format!("videos[{i}].created_at"))),
+    }
+}
+
 fn check_batch(field: &'static str, got: usize, limit: usize) -> Result<(), ApiError> {
     if got > limit {
         return Err(ApiError::too_large(format!(
@@ -476,7 +503,7 @@ async fn upsert_users(
     put,
     path = "/v1/videos",
     tag = "catalog",
-    description = "Adds or replaces videos, embedding captions where no embedding is given. The whole batch is checked before anything is written. The creator and every cameo person must be known users (else 404); a video cannot remix itself (422, `field: remix_of`).",
+    description = "Adds or replaces videos, embedding captions where no embedding is given. The whole batch is checked before anything is written. The creator and every cameo person must be known users (else 404); a video cannot remix itself (422, `field: remix_of`); unless the server runs with `server.allow_client_clock = true`, no `created_at` may lie more than `server.event_max_ahead_s` (300 s by default) after the server's clock (422, `field: videos[i].created_at`).",
     request_body = VideosBody,
     responses((status = 200, description = "done", body = Upserted), ErrorResponses),
     security(("bearer" = []))
@@ -486,6 +513,7 @@ async fn upsert_videos(
     ApiJson(body): ApiJson<VideosBody>,
 ) -> Result<axum::Json<Upserted>, ApiError> {
     check_batch("videos", body.videos.len(), MAX_VIDEO_BATCH)?;
+    check_video_times(&state, &body.videos)?;
     let upserted = run(&state, move |e| {
         e.upsert_videos(&body.videos)?;
         Ok(body.videos.len())

@@ -232,6 +232,18 @@ impl ServerConfig {
                 });
             }
         }
+        // A connection stalled mid-request past idle_timeout_s is closed: a request the
+        // server may still be answering must not be.
+        if s.idle_timeout_s.saturating_mul(1000) <= s.request_timeout_ms {
+            return Err(steerfeed::Error::invalid(
+                "server.idle_timeout_s",
+                format!(
+                    "{} s is not longer than server.request_timeout_ms ({} ms): a slow request \
+                     would be cut off",
+                    s.idle_timeout_s, s.request_timeout_ms
+                ),
+            ));
+        }
         let min_burst = if s.rate_limit_per_second > 0.0 { 1 } else { 0 };
         if !(min_burst..=1_000_000).contains(&s.rate_limit_burst) {
             return Err(steerfeed::Error::OutOfRange {
@@ -372,6 +384,21 @@ mod tests {
             SidecarConfig::from_layers(None, env(&[("STEERFEED__SERVER__MAX_CONNECTIONS", "0")]))
                 .unwrap_err();
         assert!(err.to_string().contains("max_connections"), "{err}");
+        // A connection may not be closed as idle while a request on it may still run.
+        let slow = env(&[("STEERFEED__SERVER__REQUEST_TIMEOUT_MS", "60000")]);
+        let err = SidecarConfig::from_layers(None, slow).unwrap_err();
+        assert!(err.to_string().contains("idle_timeout_s"), "{err}");
+        let both = env(&[
+            ("STEERFEED__SERVER__REQUEST_TIMEOUT_MS", "60000"),
+            ("STEERFEED__SERVER__IDLE_TIMEOUT_S", "61"),
+        ]);
+        assert_eq!(
+            SidecarConfig::from_layers(None, both)
+                .unwrap()
+                .server
+                .idle_timeout_s,
+            61
+        );
         let json =
             SidecarConfig::from_layers(None, env(&[("STEERFEED__LOG__FORMAT", "json")])).unwrap();
         assert_eq!(json.log.format, LogFormat::Json);

@@ -8,12 +8,15 @@
 //! - at most `server.max_connections` connections are served at once; the next one is
 //!   accepted when one closes (until then it waits in the kernel's backlog);
 //! - hyper's header read timeout (`server.header_read_timeout_ms`) closes a connection
-//!   whose request head is not complete in time, however slowly its bytes arrive;
-//! - a connection with no bytes read or written for `server.idle_timeout_s` is closed
-//!   ([`IdleIo`]), between requests as well as before the first one.
+//!   whose request head is not complete in time, however slowly its bytes arrive; hyper
+//!   arms it whenever it waits for a head, so it also closes a connection that sends
+//!   nothing, before its first request or between requests;
+//! - a connection stalled mid-request, no byte read or written for
+//!   `server.idle_timeout_s`, is closed ([`IdleIo`]): a body trickling in, an answer
+//!   nobody reads. The configuration keeps it longer than a request may take.
 //!
 //! On shutdown the loop stops accepting, idle keep-alive connections close at once, and
-//! requests in flight are answered before their connections close.
+//! requests in flight get `request_timeout_ms` and a little more to be answered.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -38,6 +41,9 @@ pub struct ConnLimits {
     pub header_read_timeout: Duration,
     /// Time a connection may go without reading or writing a byte.
     pub idle_timeout: Duration,
+    /// Time requests in flight get to finish at shutdown before their connections are
+    /// dropped.
+    pub drain: Duration,
 }
 
 impl ConnLimits {
@@ -47,6 +53,8 @@ impl ConnLimits {
             max_connections: s.max_connections,
             header_read_timeout: Duration::from_millis(s.header_read_timeout_ms),
             idle_timeout: Duration::from_secs(s.idle_timeout_s),
+            // A request may take request_timeout_ms; a little more to write its answer.
+            drain: Duration::from_millis(s.request_timeout_ms) + Duration::from_secs(5),
         }
     }
 }
@@ -100,7 +108,13 @@ pub async fn serve(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    // A client that reads its answer a byte at a time must not hold the shutdown.
+    if tokio::time::timeout(limits.drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the drain time; closing them");
+    }
     Ok(())
 }
 

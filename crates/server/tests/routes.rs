@@ -62,6 +62,7 @@ fn config(dir: &std::path::Path, keyed: bool) -> SidecarConfig {
     // The timeout middleware is not under test here: two shared cores and a debug build
     // must not turn a slow request into a 503.
     c.server.request_timeout_ms = 600_000;
+    c.server.idle_timeout_s = 601;
     // The seeded world lives on its own clock; the tests of the server's clock turn
     // this off.
     c.server.allow_client_clock = true;
@@ -608,6 +609,71 @@ async fn oversized_bodies_and_batches_are_413_and_store_nothing() {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["accepted"], 1);
+}
+
+/// The server keeps the clock for videos too: a `created_at` beyond
+/// `server.event_max_ahead_s` of the server's clock is refused for the whole batch, one
+/// within it or from long ago is kept, and `allow_client_clock` lifts the rule.
+#[tokio::test]
+async fn a_video_dated_in_the_future_is_refused_unless_the_client_keeps_the_clock() {
+    let shared_state = state(false).await;
+    let mut c = config(shared().engine.config().store.path.as_path(), false);
+    c.server.allow_client_clock = false;
+    let ahead = c.server.event_max_ahead_s;
+    let strict = AppState::new(c);
+    strict.set_engine(shared().engine.clone());
+    let now = Timestamp::now();
+    let at = |secs: i64| Timestamp::from_millisecond(now.as_millisecond() + secs * 1000).unwrap();
+    let future = at(i64::try_from(ahead).unwrap() + 3_600);
+    let video = |id: &str, created: Timestamp, axis_no: usize| {
+        json!({"id": id, "creator": "u0", "created_at": created, "duration_s": 5.0,
+               "embedding": axis(axis_no)})
+    };
+
+    let (status, body) = call(
+        &strict,
+        Method::PUT,
+        "/v1/videos",
+        json!({"videos": [video("clock_ok", now, 7), video("clock_future", future, 8)]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(error_code(&body), "invalid_input");
+    assert_eq!(body["error"]["field"], "videos[1].created_at");
+    for id in ["clock_ok", "clock_future"] {
+        let id = VideoId::new(id).unwrap();
+        assert!(shared().engine.video(&id).unwrap().is_none(), "{id} kept");
+    }
+
+    // Within the allowance, and a year old: both kept.
+    let year_ago = at(-365 * 86_400);
+    let soon = at(i64::try_from(ahead / 2).unwrap());
+    let (status, body) = call(
+        &strict,
+        Method::PUT,
+        "/v1/videos",
+        json!({"videos": [video("clock_soon", soon, 9), video("clock_old", year_ago, 10)]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for (id, when) in [("clock_soon", soon), ("clock_old", year_ago)] {
+        let v = shared()
+            .engine
+            .video(&VideoId::new(id).unwrap())
+            .unwrap()
+            .unwrap();
+        assert_eq!(v.created_at, when);
+    }
+
+    // A server that lets clients keep the clock takes the future date.
+    let (status, body) = call(
+        &shared_state,
+        Method::PUT,
+        "/v1/videos",
+        json!({"videos": [video("clock_future", future, 8)]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }
 
 #[tokio::test]

@@ -7,7 +7,8 @@
 //!
 //! | record | rule |
 //! |---|---|
-//! | an embedding | its video is left out of the index and never served ([`DamageRule::VideoWithheld`]) |
+//! | a video or its embedding | the video is left out of the index and never served until upserted again; deleting it removes the record ([`DamageRule::VideoWithheld`]) |
+//! | a counter | its video is left out of the popular lists until its next event ([`DamageRule::Dropped`]) |
 //! | a consent record, or a revocation of a readable person | that person's likeness is never served ([`DamageRule::LikenessWithheld`]) |
 //! | a revocation whose person cannot be read | no video with a cameo is served ([`DamageRule::AllCameosWithheld`]) |
 //! | a block or mute of a readable viewer | that viewer is served only the people they follow ([`DamageRule::ViewerRestricted`]) |

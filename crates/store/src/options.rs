@@ -33,9 +33,9 @@ pub struct StoreOptions {
     pub warm_video_cache: bool,
     /// sled's page cache, in MiB (filled as pages are read). Default 2048.
     pub cache_mb: u64,
-    /// How often sled writes its buffers in the background, in ms (writes that are not
-    /// waited on, such as [`Store::record_served`](crate::Store::record_served), reach
-    /// the disk within this time). Default 500.
+    /// How often sled writes its buffers in the background, in ms (what the persister
+    /// wrote without waiting, such as served pages once `derived_persist_ms` moved them
+    /// out of memory, reaches the disk then). Default 500.
     pub flush_every_ms: u64,
     /// Half-life of per-video and per-creator action counters, popular and remix scores,
     /// in hours. Default 24.

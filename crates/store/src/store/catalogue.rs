@@ -59,8 +59,11 @@ impl Store {
             let mut live_delta: i64 = 0;
             let mut olds = Vec::with_capacity(batch.len());
             for v in &batch {
+                // An unreadable old record is replaced as if absent (its time-index keys,
+                // which cannot be known, may stay behind; they name this id, whose new
+                // record is what they then read).
                 let old = match t.videos.get(v.id.as_str()).map_err(db_err)? {
-                    Some(b) => Some(decode_video(&b)?),
+                    Some(b) => decode_video(&b).ok(),
                     None => None,
                 };
                 if let Some(o) = &old
@@ -262,7 +265,19 @@ impl Store {
                 .get(id.as_str())
                 .map_err(db_err)?
                 .ok_or_else(|| Error::not_found(Entity::Video, id))?;
-            let mut v = decode_video(&b)?;
+            let Ok(mut v) = decode_video(&b) else {
+                // Unreadable (withheld already): deleting it removes the record outright.
+                let mut w = Writes::default();
+                w.remove(&t.videos, id.as_str());
+                w.remove(&t.embeddings, id.as_str());
+                w.remove(&t.counters, id.as_str());
+                let version = self.bump_catalog(&mut w, std::iter::once(id));
+                let generation = self.commit_writes(w)?;
+                self.inner.catalog_version.store(version, Ordering::Release);
+                self.inner.cache.invalidate(id);
+                drop((_g, _p));
+                return self.durable(generation);
+            };
             let mut w = Writes::default();
             let mut delta = 0;
             let was_live = !v.deleted;
@@ -312,7 +327,14 @@ impl Store {
         let Some(b) = t.videos.get(id.as_str()).map_err(db_err)? else {
             return Ok(None);
         };
-        let mut v = self.inner.ids.canonical(decode_video(&b)?);
+        // An unreadable record is withheld: read as absent until an upsert replaces it.
+        let Ok(v) = decode_video(&b) else {
+            self.inner
+                .damage
+                .note("videos", id.as_str().as_bytes(), DamageRule::VideoWithheld);
+            return Ok(None);
+        };
+        let mut v = self.inner.ids.canonical(v);
         if let Some(e) = t.embeddings.get(id.as_str()).map_err(db_err)? {
             match decode_embedding(&e) {
                 Ok(e) => v.embedding = Some(e),

@@ -190,6 +190,7 @@ impl Store {
             None => 0,
         };
         let hl = opts.counter_half_life_h * 3_600_000.0;
+        let damage = DamageLog::default();
         let mut popular = TopList::new(opts.top_lists, hl);
         let mut remix = TopList::new(opts.top_lists, hl);
         for kv in t.counters.iter() {
@@ -197,8 +198,12 @@ impl Store {
             if k.as_ref() == WATERMARK_KEY {
                 continue;
             }
-            let id = video_of(&k)?;
-            let rec = CounterRec::decode(&v)?;
+            // An unreadable counter only leaves its video out of the lists until its next
+            // event rewrites the record.
+            let (Ok(id), Ok(rec)) = (video_of(&k), CounterRec::decode(&v)) else {
+                damage.note("counters", &k, DamageRule::Dropped);
+                continue;
+            };
             popular.update(&id, rec.popular, rec.at_ms);
             remix.update(&id, rec.remix, rec.at_ms);
         }
@@ -217,7 +222,7 @@ impl Store {
             counter_epoch: AtomicU64::new(0),
             mirror: Mirror::default(),
             ids: Ids::default(),
-            damage: DamageLog::default(),
+            damage,
             users: RecordCache::new(MAX_CACHED_USERS),
             prefs: RecordCache::new(MAX_CACHED_USERS),
             parental: RecordCache::new(MAX_CACHED_USERS),
