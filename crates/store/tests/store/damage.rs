@@ -157,3 +157,65 @@ fn unreadable_records_fail_closed_and_the_store_still_opens() {
     assert!(rules.contains(&DamageRule::AllCameosWithheld));
     assert!(rules.contains(&DamageRule::AllViewersRestricted));
 }
+
+/// An unreadable video record is withheld (read as absent, out of the index and every
+/// list) and can still be deleted or replaced; an unreadable counter only leaves its
+/// video out of the popularity lists. Both are reported, and the store opens.
+#[test]
+fn an_unreadable_video_or_counter_is_withheld_and_can_be_replaced() {
+    use steerfeed_store::DamageRule;
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), opts()).unwrap();
+        seeded(&store);
+    }
+    write_raw(
+        dir.path(),
+        &[
+            ("videos", b"vb1", b"\x07garbage"),
+            ("counters", b"va1", b"\x01"),
+        ],
+    );
+    let store = Store::open(dir.path(), opts()).unwrap();
+    assert!(store.video(&vid("vb1")).unwrap().is_none());
+    assert!(store.video(&vid("va1")).unwrap().is_some());
+    let mut indexed = Vec::new();
+    store
+        .for_each_embedding(|id, _| {
+            indexed.push(id.to_string());
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(indexed, ["va1", "va2", "va3"]);
+    let newest = store.newest(at(0), 10).unwrap();
+    assert!(newest.iter().all(|v| v.id != vid("vb1")), "{newest:?}");
+
+    let mut rules: Vec<(&str, DamageRule)> = store
+        .damage()
+        .records
+        .iter()
+        .map(|r| (r.tree, r.rule))
+        .collect();
+    rules.sort_by_key(|r| r.0);
+    rules.dedup();
+    assert_eq!(
+        rules,
+        [
+            ("counters", DamageRule::Dropped),
+            ("videos", DamageRule::VideoWithheld),
+        ]
+    );
+
+    // Deleting the unreadable video removes it and moves the catalogue on; so does an
+    // upsert of the same id, which serves it again.
+    let before = store.catalog_version();
+    store.delete_video(&vid("vb1")).unwrap();
+    assert!(store.catalog_version() > before);
+    assert!(matches!(
+        store.delete_video(&vid("vb1")),
+        Err(steerfeed_core::Error::NotFound { .. })
+    ));
+    store.upsert_videos(&[video("vb1", "b", 60)]).unwrap();
+    let back = store.video(&vid("vb1")).unwrap().unwrap();
+    assert!(!back.deleted && back.embedding.is_some());
+}
