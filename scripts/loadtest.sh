@@ -13,6 +13,7 @@
 # limit 20), prints requests/s, latency percentiles and the mean interest_ann stage time
 # as JSON, and stops the server. LOADTEST_STORE=DIR uses an existing store instead (for
 # example one `make bench-feed` built: users must be u0..u{VIDEOS/10-1}).
+# LOADTEST_METRICS=FILE keeps the server's /metrics text after the run (per-stage times).
 set -euo pipefail
 
 VIDEOS=${1:-100000}
@@ -93,6 +94,9 @@ wrk -t"$THREADS" -c"$CONCURRENCY" -d"${SECONDS_}s" -s "$LUA" "http://127.0.0.1:$
 head -n -1 "$OUT" >&2
 # The share of pages picked from a page pool ([pages]), from the server's metrics.
 METRICS=$(curl -sf -H "authorization: Bearer $KEY" "http://127.0.0.1:$PORT/metrics" || true)
+if [ -n "${LOADTEST_METRICS:-}" ]; then
+    printf '%s\n' "$METRICS" >"$LOADTEST_METRICS"
+fi
 tail -n 1 "$OUT" | METRICS="$METRICS" python3 -c '
 import json, os, re, sys
 row = json.loads(sys.stdin.read())

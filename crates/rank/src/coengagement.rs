@@ -215,16 +215,27 @@ impl CoEngagement for CoEngagementIndex {
             return Ok(Vec::new());
         };
         let now = now.as_millisecond();
-        let mut out: Vec<(VideoId, f32)> = links
+        let names = &inner.names;
+        // Weights by number first: only the `limit` kept are sorted and named (a popular
+        // video links to thousands).
+        let mut out: Vec<(&VideoId, f32)> = links
             .iter()
             .filter_map(|(v, d)| {
-                let id = inner.names.get(*v as usize)?;
-                Some((id.clone(), d.at(now, self.params.half_life_h)))
+                Some((names.get(*v as usize)?, d.at(now, self.params.half_life_h)))
             })
             .collect();
-        out.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        out.truncate(limit);
-        Ok(out)
+        let order = |a: &(&VideoId, f32), b: &(&VideoId, f32)| {
+            b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0))
+        };
+        if out.len() > limit {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            out.select_nth_unstable_by(limit - 1, order);
+            out.truncate(limit);
+        }
+        out.sort_unstable_by(order);
+        Ok(out.into_iter().map(|(v, w)| (v.clone(), w)).collect())
     }
 }
 
@@ -270,6 +281,43 @@ mod tests {
             (later[0].1 - from_x[0].1 / 2.0).abs() < 1e-3,
             "one half-life halves the weight"
         );
+    }
+
+    /// The `limit` strongest links, strongest first and ties by id, whatever the limit:
+    /// checked against a plain sort of every link's weight.
+    #[test]
+    fn the_strongest_links_come_first_for_every_limit() {
+        let idx = CoEngagementIndex::new(CoEngagementParams {
+            window: 100,
+            ..CoEngagementParams::default()
+        });
+        // Each user likes the hub and a few of 30 videos: link counts, hence weights,
+        // vary and tie.
+        for u in 0..40u32 {
+            let user = UserId::new(format!("u{u}")).unwrap();
+            idx.record(&user, &like("hub"), t(0));
+            for k in 0..3 {
+                let n = (u * 7 + k * 11) % 30;
+                idx.record(&user, &like(&format!("n{n:02}")), t(i64::from(k)));
+            }
+        }
+        let all = idx.co_engaged(&v("hub"), t(5), usize::MAX).unwrap();
+        assert!(all.len() >= 25, "{}", all.len());
+        let mut oracle = all.clone();
+        oracle.sort_by(|a, b| {
+            b.1.partial_cmp(&a.1)
+                .unwrap()
+                .then_with(|| a.0.as_str().cmp(b.0.as_str()))
+        });
+        assert_eq!(all, oracle);
+        assert!(
+            all.windows(2).any(|w| w[0].1 == w[1].1),
+            "the set has ties to order"
+        );
+        for limit in [0, 1, 2, 5, 13, all.len() - 1, all.len(), all.len() + 3] {
+            let top = idx.co_engaged(&v("hub"), t(5), limit).unwrap();
+            assert_eq!(top, all[..limit.min(all.len())], "limit {limit}");
+        }
     }
 
     #[test]
