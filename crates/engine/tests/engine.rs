@@ -330,6 +330,49 @@ fn a_deletion_or_a_revocation_is_in_force_for_the_next_request() {
     }
 }
 
+/// A video someone engaged with is not served to them again, whether or not the app
+/// also sent an impression: of two followers in the same place, the one who liked,
+/// commented on, shared, remixed or skipped the fresh video never gets it; the other does.
+#[test]
+fn a_video_engaged_with_is_not_served_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = small_world(4);
+    let engine = loaded(dir.path(), &w);
+    let now = w.config.now;
+    let kinds: [fn(VideoId) -> EventKind; 5] = [
+        |video| EventKind::Like { video },
+        |video| EventKind::Comment { video },
+        |video| EventKind::Share { video },
+        |video| EventKind::Remix {
+            video,
+            new_video: None,
+        },
+        |video| EventKind::Skip { video },
+    ];
+    for (n, kind) in kinds.into_iter().enumerate() {
+        let tag = format!("eng{n}");
+        let id = a_fresh_followed_video(&engine, &tag, 2, now);
+        let engaged = u(&format!("f_{tag}_1"));
+        let event = Event {
+            key: EventKey::new(format!("{tag}_e")).unwrap(),
+            user: engaged.clone(),
+            at: now,
+            kind: kind(id.clone()),
+        };
+        engine.ingest_events(&[event]).unwrap();
+        assert!(
+            page(&engine, &u(&format!("f_{tag}_0")), 20, now).contains(&id),
+            "precondition: {tag} is served to the follower who did nothing"
+        );
+        for _ in 0..3 {
+            assert!(
+                !page(&engine, &engaged, 20, now).contains(&id),
+                "{tag}: served again after the engagement"
+            );
+        }
+    }
+}
+
 #[test]
 fn bad_input_gets_a_clear_error_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();

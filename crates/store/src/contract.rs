@@ -51,7 +51,7 @@
 //!     a late event from yesterday does not count towards today;
 //! 11. counters, creator sums and popular scores halve after one half-life; an event is
 //!     added at its own time (an older one already decayed);
-//! 12. events update wellbeing, seen and engagement history, counters, remix trending,
+//! 12. events update wellbeing, seen (every event on a video) and engagement history, counters, remix trending,
 //!     the viewer (hide creator mutes, a follow event follows, creator affinity, own
 //!     videos) and affinity decays;
 //! 13. `record_page` counts items in the session (a long gap starts a new one) and notes
@@ -1173,7 +1173,13 @@ pub fn events_update_wellbeing_history_counters_and_relations(new_store: Factory
         "a like ends the passive streak"
     );
 
-    assert_eq!(seen_ids(&*s, "b"), ["va3", "va2", "va1", "va1"]);
+    // Every event on a video enters the seen history, engagements and skips included;
+    // a check-in answer names none.
+    assert_eq!(
+        seen_ids(&*s, "b"),
+        ["va2", "va3", "va3", "va2", "va1", "va1"]
+    );
+    assert_eq!(seen_ids(&*s, "c"), ["va2", "vb1", "va1"]);
 
     let c = s
         .video_counts(&[&vid("va1"), &vid("va3")], at(700))

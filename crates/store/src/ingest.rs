@@ -286,10 +286,12 @@ impl<'s, 'o> Staging<'s, 'o> {
         }
 
         // Seen history and engagement history.
+        // Any event on a video says the user met it (shown, watched, engaged with,
+        // skipped, reported): it is not served to them again while in the ring. A video
+        // they created is excluded by the seen filter as theirs.
         if mask.has(Derived::Seen)
-            && let EventKind::Impression { video: id }
-            | EventKind::View { video: id, .. }
-            | EventKind::NotInterested { video: id } = &e.kind
+            && !matches!(e.kind, EventKind::Create { .. })
+            && let Some(id) = e.kind.video()
         {
             st.rings.push_seen(s, ov, (&e.user, seq), at, id)?;
         }
@@ -515,7 +517,7 @@ impl Store {
     ///
     /// Each accepted event updates: the event log; the video's and its creator's decayed
     /// counters, popularity and remix velocity (videos not deleted); the user's wellbeing
-    /// counters; seen history (impressions, views, "not interested"); engagement history,
+    /// counters; seen history (every event on a video but its creation); engagement history,
     /// interest vector and creator affinity (events of positive weight); mutes (hide
     /// creator) and follows (follow from a video). Readers see all of it when this
     /// returns. Returns once the batch is durable in the log (group commit: concurrent

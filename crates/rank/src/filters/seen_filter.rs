@@ -1,7 +1,8 @@
 use steerfeed_core::{Candidate, FeedContext, Filter, Filtered, Result};
 
-/// Removes videos the viewer was served or saw recently, or marked "not interested",
-/// and the viewer's own videos.
+/// Removes the videos in the viewer's seen history (served to them, or named in any of
+/// their recent events: seen, engaged with, skipped, marked "not interested") and the
+/// viewer's own videos.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SeenFilter;
 

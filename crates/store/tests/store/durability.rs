@@ -103,7 +103,8 @@ fn reopening_persists_everything() {
     );
     assert_eq!(store.wellbeing(&uid("c"), at(400)).unwrap(), wb);
     assert!(store.interest(&uid("a")).unwrap().is_some());
-    assert_eq!(store.seen(&uid("a")).unwrap().len(), 1);
+    // The served va1 and the liked vb1.
+    assert_eq!(store.seen(&uid("a")).unwrap().len(), 2);
     assert_eq!(store.video(&vid("va2")).unwrap().unwrap().creator, uid("a"));
     assert_eq!(store.recent_engagements(&uid("c"), 10).unwrap().len(), 2);
     // A retried batch after the restart is still recognised.
@@ -530,7 +531,12 @@ fn acknowledged_writes_survive_sigkill() {
         let creator_a = store.creator_counts(&uid("a"), at(0)).unwrap();
         assert_eq!(creator_a.likes, likes as f32, "round {round}: creator a");
         let seen = store.seen(&uid("p")).unwrap().len();
-        assert_eq!(seen as u32, views.min(2_000), "round {round}: seen");
+        // Every event on a video (likes and views here) enters the seen history.
+        assert_eq!(
+            seen as u32,
+            (likes + views).min(2_000),
+            "round {round}: seen"
+        );
         let hist = store.recent_engagements(&uid("p"), 1_000).unwrap().len();
         assert_eq!(
             hist as u32,
