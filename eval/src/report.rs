@@ -46,7 +46,7 @@ pub struct Args {
     /// MicroLens: evaluate only the first N users (quick runs).
     #[arg(long)]
     pub limit_users: Option<usize>,
-    /// MicroLens: validation users the engine's weights are tuned on.
+    /// MicroLens: validation users the blend's weights are tuned on.
     #[arg(long, default_value_t = 5000)]
     pub tune_users: usize,
     /// Skip the simulation part.
@@ -87,9 +87,9 @@ pub struct SimRun {
 pub struct Results {
     /// MicroLens rows, one per method (empty when skipped).
     pub microlens: Vec<MethodResult>,
-    /// The engine's blend weights chosen on the validation split, and their validation
+    /// The blend's weights chosen on the validation split, and their validation
     /// NDCG@10.
-    pub engine_weights: Option<(Weights, f64)>,
+    pub blend_weights: Option<(Weights, f64)>,
     /// Why MicroLens was skipped, if it was.
     pub microlens_skipped: Option<String>,
     /// Simulation runs.
@@ -139,7 +139,7 @@ pub fn compute(config: &Config, args: &Args) -> anyhow::Result<Results> {
         let (rows, tuning) =
             microlens::load_and_evaluate(config, &margs).context("MicroLens replay")?;
         results.microlens = rows;
-        results.engine_weights = tuning.first().map(|t| (t.weights, t.ndcg10));
+        results.blend_weights = tuning.first().map(|t| (t.weights, t.ndcg10));
     }
 
     if args.skip_simulation {
@@ -244,10 +244,10 @@ pub fn write(out: &Path, results: &Results) -> anyhow::Result<Vec<PathBuf>> {
                 r.seconds
             );
         }
-        if let Some((w, ndcg)) = &results.engine_weights {
+        if let Some((w, ndcg)) = &results.blend_weights {
             let _ = writeln!(
                 md,
-                "\nThe `engine` row's blend weights, chosen on a validation split carved from \
+                "\nThe `blend` row's weights, chosen on a validation split carved from \
                  the training data (validation NDCG@10 {ndcg:.4}): sequence co-engagement {}, \
                  item-kNN {}, co-engagement index {}, content {}, recent popularity {}.",
                 w.seq, w.knn, w.coeng, w.content, w.recent_pop

@@ -46,6 +46,7 @@ fn pairs_and_leave_last_out() {
     assert_eq!(
         split.cases[0],
         Case {
+            user: "u1".into(),
             history: vec![0, 1],
             target: 2
         }
@@ -53,6 +54,7 @@ fn pairs_and_leave_last_out() {
     assert_eq!(
         split.cases[1],
         Case {
+            user: "u2".into(),
             history: vec![2],
             target: 0
         }
@@ -80,6 +82,7 @@ fn test_file_mode_trains_on_everything() {
     assert_eq!(
         split.cases,
         vec![Case {
+            user: "u2".into(),
             history: vec![2],
             target: 1
         }]
@@ -153,7 +156,7 @@ fn synthetic(seed: u64) -> (Vec<Sequence>, usize, Embeddings) {
 }
 
 #[test]
-fn planted_chains_are_found_by_knn_and_engine_not_popularity() {
+fn planted_chains_are_found_by_knn_and_the_blend_not_popularity() {
     let (seqs, n, emb) = synthetic(7);
     let split = data::leave_last_out(&seqs).unwrap();
     let model = Model::fit(&split.train, n).unwrap();
@@ -173,15 +176,15 @@ fn planted_chains_are_found_by_knn_and_engine_not_popularity() {
     let rows = tune(&split.train, n, &emb, 10_000).unwrap();
     let w = rows[0].weights;
     assert!(rows[0].ndcg10 >= rows[rows.len() - 1].ndcg10);
-    let engine = evaluate_method(
-        &Method::Engine(&model, &emb, methods::recent_pop_signal(&model), w),
+    let blend = evaluate_method(
+        &Method::Blend(&model, &emb, methods::recent_pop_signal(&model), w),
         &split.cases,
         n,
         &ks,
         &emb,
     )
     .unwrap();
-    for r in [&pop, &knn, &content, &ann, &engine] {
+    for r in [&pop, &knn, &content, &ann, &blend] {
         assert_eq!(r.users, 600);
         assert!(r.hr[&10] <= r.hr[&20]);
         assert!(r.ndcg[&10] <= r.hr[&10]);
@@ -191,13 +194,13 @@ fn planted_chains_are_found_by_knn_and_engine_not_popularity() {
     }
     assert!(knn.ndcg[&10] > pop.ndcg[&10] + 0.1, "{knn:?} vs {pop:?}");
     assert!(
-        engine.ndcg[&10] > pop.ndcg[&10] + 0.1,
-        "{engine:?} vs {pop:?}"
+        blend.ndcg[&10] > pop.ndcg[&10] + 0.1,
+        "{blend:?} vs {pop:?}"
     );
     // Content knows the chain but not the order; the sequence signal does.
     assert!(
-        engine.ndcg[&10] > content.ndcg[&10],
-        "{engine:?} vs {content:?}"
+        blend.ndcg[&10] > content.ndcg[&10],
+        "{blend:?} vs {content:?}"
     );
     assert!(knn.coverage > pop.coverage);
 }

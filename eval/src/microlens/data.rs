@@ -41,6 +41,8 @@ pub struct Sequence {
 /// One evaluation case: what the method sees and the item it must find.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Case {
+    /// The user, as written in the file.
+    pub user: String,
     /// The user's history (dense indices, oldest first).
     pub history: Vec<u32>,
     /// The held-out item.
@@ -223,6 +225,7 @@ pub fn leave_last_out(seqs: &[Sequence]) -> anyhow::Result<Split> {
             items: history.to_vec(),
         });
         cases.push(Case {
+            user: s.user.clone(),
             history: history.to_vec(),
             target,
         });
@@ -258,6 +261,7 @@ pub fn with_test(
             .with_context(|| format!("{file}:{line}: unknown user {user} (not in the pairs)"))?;
         let target = item_index(cat, item.trim(), file, line)?;
         cases.push(Case {
+            user: user.to_owned(),
             history: seqs[i].items.clone(),
             target,
         });

@@ -1,4 +1,5 @@
-//! The methods: popularity, item-kNN, content, interest-ANN and the engine's blend.
+//! The methods: popularity, item-kNN, content, interest-ANN and the harness's blend (the
+//! engine's own row is a replay through `Engine::feed`, in [`super::replay`]).
 
 use std::collections::HashMap;
 
@@ -203,7 +204,7 @@ fn scale_to_max(v: &mut [f32]) {
     }
 }
 
-/// Weights of the engine's blend.
+/// Weights of the blend.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Weights {
     /// Sequence-aware co-engagement (scaled to max 1 per user).
@@ -230,7 +231,7 @@ impl Default for Weights {
     }
 }
 
-/// The engine's per-user signals, each a dense vector over the catalogue.
+/// The blend's per-user signals, each a dense vector over the catalogue.
 #[derive(Debug, Clone)]
 pub struct Signals {
     /// Sequence co-engagement.
@@ -250,7 +251,7 @@ pub fn recent_pop_signal(model: &Model) -> Vec<f32> {
     model.recent.iter().map(|x| (1.0 + x).ln() / d).collect()
 }
 
-/// Computes the engine's signals for a block of cases.
+/// Computes the blend's signals for a block of cases.
 pub fn signals(model: &Model, emb: &Embeddings, cases: &[&Case]) -> Vec<Signals> {
     let profiles: Vec<Vec<f32>> = cases
         .iter()
@@ -302,8 +303,9 @@ pub enum Method<'a> {
     Content(&'a Embeddings),
     /// The interest vector through the engine's HNSW index; only the retrieved list ranks.
     InterestAnn(&'a Embeddings, &'a HnswIndex),
-    /// The engine's blend.
-    Engine(&'a Model, &'a Embeddings, Vec<f32>, Weights),
+    /// The harness's blend of the signals that won on this data (a reference for the
+    /// engine's own row, which is served by `Engine::feed`).
+    Blend(&'a Model, &'a Embeddings, Vec<f32>, Weights),
 }
 
 impl Method<'_> {
@@ -314,7 +316,7 @@ impl Method<'_> {
             Method::ItemKnn(_) => "item-knn",
             Method::Content(_) => "content",
             Method::InterestAnn(..) => "interest-ann",
-            Method::Engine(..) => "engine",
+            Method::Blend(..) => "blend",
         }
     }
 
@@ -365,7 +367,7 @@ impl Method<'_> {
                 }
                 out
             }
-            Method::Engine(m, emb, pop, w) => signals(m, emb, cases)
+            Method::Blend(m, emb, pop, w) => signals(m, emb, cases)
                 .iter()
                 .map(|sig| {
                     let mut s = vec![0f32; n];

@@ -7,6 +7,7 @@
 pub mod data;
 pub mod embed;
 pub mod methods;
+pub mod replay;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -24,12 +25,14 @@ use data::{Case, Split};
 use embed::Embeddings;
 use methods::{Method, Model, Weights};
 
-/// Every method, in report order.
-pub const METHODS: [&str; 5] = [
+/// Every method, in report order: four baselines, the harness's blend of the signals
+/// that won on this data, and the engine itself (replayed through `Engine::feed`).
+pub const METHODS: [&str; 6] = [
     "popularity",
     "item-knn",
     "content",
     "interest-ann",
+    "blend",
     "engine",
 ];
 const BLOCK: usize = 32;
@@ -74,6 +77,9 @@ pub struct Args {
 pub struct MethodResult {
     /// Method name.
     pub method: String,
+    /// How the row was produced: `harness` (scored over every item inside the
+    /// evaluation) or `Engine::feed` (read off the pages the engine served).
+    pub via: String,
     /// HR@K for each K.
     pub hr: BTreeMap<usize, f64>,
     /// NDCG@K for each K.
@@ -86,8 +92,31 @@ pub struct MethodResult {
     pub diversity: f64,
     /// Users evaluated.
     pub users: usize,
-    /// Wall time of scoring.
+    /// Wall time of scoring (for the engine: of serving every test user's pages).
     pub seconds: f64,
+    /// What only served pages show (the engine's row).
+    pub served: Option<Served>,
+}
+
+/// The serving side of the engine's row.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Served {
+    /// Feed requests made.
+    pub requests: usize,
+    /// Requests per second over the serving phase (all cores).
+    pub requests_per_s: f64,
+    /// Median request latency.
+    pub p50_ms: f64,
+    /// 99th percentile request latency.
+    pub p99_ms: f64,
+    /// Share of served items (top max-K of each user) per source.
+    pub sources: BTreeMap<String, f64>,
+    /// Served items the user had already engaged with (expected 0).
+    pub re_served_history: usize,
+    /// Seconds to load the catalogue, users and interactions into the engine.
+    pub load_seconds: f64,
+    /// How interactions were dated.
+    pub time_mapping: &'static str,
 }
 
 impl serde::Serialize for MethodResult {
@@ -95,6 +124,7 @@ impl serde::Serialize for MethodResult {
         use serde::ser::SerializeMap;
         let mut m = s.serialize_map(None)?;
         m.serialize_entry("method", &self.method)?;
+        m.serialize_entry("via", &self.via)?;
         for (k, v) in &self.hr {
             m.serialize_entry(&format!("hr@{k}"), v)?;
             if let Some(n) = self.ndcg.get(k) {
@@ -106,6 +136,9 @@ impl serde::Serialize for MethodResult {
         m.serialize_entry("diversity", &self.diversity)?;
         m.serialize_entry("users", &self.users)?;
         m.serialize_entry("seconds", &self.seconds)?;
+        if let Some(served) = &self.served {
+            m.serialize_entry("served", served)?;
+        }
         m.end()
     }
 }
@@ -182,6 +215,7 @@ pub fn evaluate_method(
     );
     Ok(MethodResult {
         method: method.name().to_owned(),
+        via: "harness".to_owned(),
         hr: ks.iter().zip(&hr).map(|(&k, v)| (k, v / users)).collect(),
         ndcg: ks.iter().zip(&ndcg).map(|(&k, v)| (k, v / users)).collect(),
         mrr: mrr / users,
@@ -189,6 +223,7 @@ pub fn evaluate_method(
         diversity: div / users,
         users: cases.len(),
         seconds: started.elapsed().as_secs_f64(),
+        served: None,
     })
 }
 
@@ -335,6 +370,7 @@ pub fn check_args(args: &Args) -> anyhow::Result<Vec<&'static str>> {
 
 /// Runs the chosen methods; returns their rows and the tuning table (when the engine ran).
 pub fn evaluate(
+    config: &Config,
     args: &Args,
     cat: &data::Catalogue,
     split: &Split,
@@ -370,13 +406,21 @@ pub fn evaluate(
                     emb,
                 )?
             }
+            "engine" => replay::run(
+                config.clone(),
+                cat,
+                &split.train,
+                &split.cases,
+                &args.k,
+                emb,
+            )?,
             _ => {
                 tuning = tune(&split.train, n, emb, args.tune_users)?;
                 let w = tuning.first().map(|r| r.weights).unwrap_or_default();
-                eprintln!("engine weights chosen on validation: {w:?}");
+                eprintln!("blend weights chosen on validation: {w:?}");
                 let pop = methods::recent_pop_signal(&model);
                 evaluate_method(
-                    &Method::Engine(&model, emb, pop, w),
+                    &Method::Blend(&model, emb, pop, w),
                     &split.cases,
                     n,
                     &args.k,
@@ -410,7 +454,7 @@ pub fn load_and_evaluate(
         .unwrap_or_else(|| steerfeed::steer::config::cache_dir().join("embeddings"));
     let emb = embed::embed_titles(&encoder, &cat.titles, &dir)?;
     drop(encoder);
-    evaluate(args, &cat, &split, &emb)
+    evaluate(config, args, &cat, &split, &emb)
 }
 
 /// Runs `steerfeed eval microlens`.

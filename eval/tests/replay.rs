@@ -1,0 +1,206 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The `engine` row goes through the engine: a seeded catalogue with planted chains is
+//! replayed through a real `Engine` (sled store, HNSW index, the language model), and
+//! what `Engine::feed` serves is what counts.
+//!
+//! 1. The chains are found on the served pages (far above popularity), nothing a user
+//!    engaged with is served again, and the row says how it was produced.
+//! 2. A deleted video is never served, so never counted as a hit, even where the same
+//!    target was a hit for similar users before the deletion.
+
+use std::collections::HashSet;
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use steerfeed::Config;
+use steerfeed_eval::microlens::data::{self, Catalogue, Sequence};
+use steerfeed_eval::microlens::embed::Embeddings;
+use steerfeed_eval::microlens::methods::{Method, Model};
+use steerfeed_eval::microlens::{evaluate_method, replay};
+
+const THEMES: [&str; 24] = [
+    "tabby kitten chasing a laser pointer",
+    "street food tacos in mexico city",
+    "electric guitar solo on a rooftop",
+    "snowboarding down a powder slope",
+    "baking sourdough bread at home",
+    "puppy learning to fetch a ball",
+    "makeup tutorial for a bold red lip",
+    "football free kick practice",
+    "origami crane folded from paper",
+    "drone flight over a volcano",
+    "chess opening traps explained",
+    "watercolor painting of a harbor",
+    "skateboard tricks at the park",
+    "sushi chef slicing fresh tuna",
+    "yoga flow for a stiff back",
+    "vintage car engine restoration",
+    "stand-up comedy about airports",
+    "lego city build time-lapse",
+    "parrot talking and dancing",
+    "budget travel tips for japan",
+    "home workout with dumbbells",
+    "piano cover of a pop song",
+    "science experiment with dry ice",
+    "fishing for trout in a river",
+];
+const STEPS: usize = 8;
+
+/// Items in chains of `STEPS`, one theme each; every user walks a run of a chain from a
+/// random start, with a little popular noise.
+fn world(seed: u64, users: usize) -> (Catalogue, Vec<Sequence>, Embeddings) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut cat = Catalogue::default();
+    for (c, theme) in THEMES.iter().enumerate() {
+        for s in 0..STEPS {
+            let i = c * STEPS + s;
+            cat.ids.push(1_000 + i as u64);
+            cat.titles.push(format!(
+                "{theme}, episode {} #{}",
+                s + 1,
+                theme.split(' ').next().unwrap()
+            ));
+            cat.index.insert(1_000 + i as u64, i as u32);
+        }
+    }
+    let mut seqs = Vec::new();
+    for u in 0..users {
+        let c = rng.random_range(0..THEMES.len());
+        let start = rng.random_range(0..STEPS - 4);
+        let mut items = Vec::new();
+        for s in 0..rng.random_range(3..=4) {
+            if rng.random_bool(0.15) {
+                items.push(rng.random_range(0..4u32) * STEPS as u32);
+            }
+            let item = (c * STEPS + start + s) as u32;
+            if !items.contains(&item) {
+                items.push(item);
+            }
+        }
+        seqs.push(Sequence {
+            user: format!("{u}"),
+            items,
+        });
+    }
+    // Diversity only: a random unit vector per item.
+    let dim = 8;
+    let data = (0..cat.len())
+        .flat_map(|_| {
+            let v: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            v.into_iter().map(move |x| x / n)
+        })
+        .collect();
+    (cat, seqs, Embeddings { dim, data })
+}
+
+#[test]
+fn the_engine_row_is_read_off_served_pages_and_finds_the_chains() {
+    let (cat, seqs, emb) = world(3, 500);
+    let split = data::leave_last_out(&seqs).unwrap();
+    let n = cat.len();
+    let ks = [10, 20];
+    let replay = replay::build(Config::default(), &cat, &split.train).unwrap();
+    assert_eq!(
+        replay.engine.indexed_videos(),
+        n,
+        "every caption embedded and indexed"
+    );
+    let (outcomes, wall) = replay::serve(&replay, &split.cases, replay::DEPTH).unwrap();
+    let row = replay::score(&replay, &outcomes, wall, n, &ks, &emb);
+
+    for (case, o) in split.cases.iter().zip(&outcomes) {
+        let distinct: HashSet<u32> = o.served.iter().copied().collect();
+        assert_eq!(
+            distinct.len(),
+            o.served.len(),
+            "{}: an item served twice",
+            case.user
+        );
+        assert!(
+            o.served.iter().all(|i| !case.history.contains(i)),
+            "{}: served something they engaged with",
+            case.user
+        );
+        assert_eq!(
+            o.rank,
+            o.served
+                .iter()
+                .position(|&i| i == case.target)
+                .map(|p| p + 1)
+        );
+        assert_eq!(o.sources.len(), o.served.len());
+    }
+    let served = row.served.as_ref().unwrap();
+    assert_eq!(row.via, "Engine::feed");
+    assert_eq!(row.users, split.cases.len());
+    assert_eq!(served.re_served_history, 0);
+    assert!(served.requests >= split.cases.len());
+    let share: f64 = served.sources.values().sum();
+    assert!((share - 1.0).abs() < 1e-9, "{:?}", served.sources);
+    let json = serde_json::to_value(&row).unwrap();
+    assert_eq!(json["via"], "Engine::feed");
+    assert!(
+        json["served"]["p99_ms"].as_f64().unwrap() >= json["served"]["p50_ms"].as_f64().unwrap()
+    );
+
+    // The oracle: the fraction of test users whose target is the next step of their
+    // chain, which co-engagement can propose, against popularity on the same cases.
+    let model = Model::fit(&split.train, n).unwrap();
+    let pop = evaluate_method(&Method::Popularity(&model), &split.cases, n, &ks, &emb).unwrap();
+    assert!(
+        row.hr[&20] > pop.hr[&20] + 0.15,
+        "engine HR@20 {} vs popularity {}",
+        row.hr[&20],
+        pop.hr[&20]
+    );
+    assert!(row.hr[&10] <= row.hr[&20] && row.ndcg[&10] <= row.hr[&10]);
+}
+
+#[test]
+fn a_deleted_video_is_never_served_so_never_a_hit() {
+    let (cat, seqs, emb) = world(5, 400);
+    let split = data::leave_last_out(&seqs).unwrap();
+    let replay = replay::build(Config::default(), &cat, &split.train).unwrap();
+    let (first, second) = split.cases.split_at(split.cases.len() / 2);
+
+    // The first half: the targets that were hits.
+    let (before, _) = replay::serve(&replay, first, replay::DEPTH).unwrap();
+    let hit: HashSet<u32> = first
+        .iter()
+        .zip(&before)
+        .filter(|(_, o)| o.rank.is_some())
+        .map(|(c, _)| c.target)
+        .collect();
+    assert!(hit.len() >= 5, "only {} targets were hits", hit.len());
+    for &i in &hit {
+        replay
+            .engine
+            .delete_video(replay.video_id(i).unwrap())
+            .unwrap();
+    }
+
+    // The second half: users of the same chains; the deleted targets never come back.
+    let exposed = second.iter().filter(|c| hit.contains(&c.target)).count();
+    assert!(
+        exposed >= 5,
+        "only {exposed} later cases aim at a deleted target"
+    );
+    let (after, wall) = replay::serve(&replay, second, replay::DEPTH).unwrap();
+    for (c, o) in second.iter().zip(&after) {
+        assert!(
+            o.served.iter().all(|i| !hit.contains(i)),
+            "{}: a deleted video served",
+            c.user
+        );
+        if hit.contains(&c.target) {
+            assert_eq!(o.rank, None);
+        }
+    }
+    let row = replay::score(&replay, &after, wall, cat.len(), &[10, 20], &emb);
+    let reachable = second.iter().filter(|c| !hit.contains(&c.target)).count();
+    assert!(
+        row.hr[&20] * second.len() as f64 <= reachable as f64 + 1e-9,
+        "hits counted on deleted targets"
+    );
+}
