@@ -4,7 +4,8 @@
 //! what `Engine::feed` serves is what counts.
 //!
 //! 1. The chains are found on the served pages (far above popularity), nothing a user
-//!    engaged with is served again, and the row says how it was produced.
+//!    engaged with is served again, the engine learned each user's history and never
+//!    the target, and the row says how it was produced.
 //! 2. A deleted video is never served, so never counted as a hit, even where the same
 //!    target was a hit for similar users before the deletion.
 
@@ -13,6 +14,7 @@ use std::collections::HashSet;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use steerfeed::Config;
+use steerfeed::ports::UserHistory;
 use steerfeed_eval::microlens::data::{self, Catalogue, Sequence};
 use steerfeed_eval::microlens::embed::Embeddings;
 use steerfeed_eval::microlens::methods::{Method, Model};
@@ -130,6 +132,26 @@ fn the_engine_row_is_read_off_served_pages_and_finds_the_chains() {
                 .map(|p| p + 1)
         );
         assert_eq!(o.sources.len(), o.served.len());
+    }
+    // What the engine learned of each test user is their history: never the target.
+    for case in split
+        .cases
+        .iter()
+        .filter(|c| !c.history.contains(&c.target))
+    {
+        let user = replay::user_id(&case.user).unwrap();
+        let learned = replay
+            .engine
+            .store()
+            .recent_engagements(&user, 1_000)
+            .unwrap();
+        assert_eq!(learned.len(), case.history.len(), "{}", case.user);
+        let target = replay.video_id(case.target).unwrap();
+        assert!(
+            learned.iter().all(|e| &e.video != target),
+            "{} saw its target",
+            case.user
+        );
     }
     let served = row.served.as_ref().unwrap();
     assert_eq!(row.via, "Engine::feed");

@@ -9,7 +9,7 @@ use steerfeed::ports::CoEngagement;
 use steerfeed::rank::{CoEngagementIndex, CoEngagementParams};
 use steerfeed::{Embedding, EventKind, UserId, VideoId};
 
-use super::data::{Case, Sequence};
+use super::data::Sequence;
 use super::embed::Embeddings;
 
 /// Weight of a history item `p` positions from the end in item-kNN: `0.6^p`.
@@ -251,26 +251,26 @@ pub fn recent_pop_signal(model: &Model) -> Vec<f32> {
     model.recent.iter().map(|x| (1.0 + x).ln() / d).collect()
 }
 
-/// Computes the blend's signals for a block of cases.
-pub fn signals(model: &Model, emb: &Embeddings, cases: &[&Case]) -> Vec<Signals> {
-    let profiles: Vec<Vec<f32>> = cases
+/// Computes the blend's signals for a block of histories (oldest item first).
+pub fn signals(model: &Model, emb: &Embeddings, histories: &[&[u32]]) -> Vec<Signals> {
+    let profiles: Vec<Vec<f32>> = histories
         .iter()
-        .map(|c| profile(emb, &c.history, CONTENT_DECAY))
+        .map(|h| profile(emb, h, CONTENT_DECAY))
         .collect();
-    let mut content = vec![vec![0f32; model.n]; cases.len()];
+    let mut content = vec![vec![0f32; model.n]; histories.len()];
     content_block(emb, &profiles, &mut content);
-    cases
+    histories
         .iter()
         .zip(content)
-        .map(|(c, content)| {
+        .map(|(h, content)| {
             let mut seq = vec![0f32; model.n];
-            spread(&model.seq, &c.history, KNN_DECAY, &mut seq);
+            spread(&model.seq, h, KNN_DECAY, &mut seq);
             scale_to_max(&mut seq);
             let mut knn = vec![0f32; model.n];
-            spread(&model.knn, &c.history, KNN_DECAY, &mut knn);
+            spread(&model.knn, h, KNN_DECAY, &mut knn);
             scale_to_max(&mut knn);
             let mut coeng = vec![0f32; model.n];
-            spread(&model.coeng, &c.history, KNN_DECAY, &mut coeng);
+            spread(&model.coeng, h, KNN_DECAY, &mut coeng);
             scale_to_max(&mut coeng);
             Signals {
                 seq,
@@ -293,7 +293,7 @@ pub fn blend(s: &Signals, pop: &[f32], w: &Weights, out: &mut [f32]) {
     }
 }
 
-/// A method that scores every item for a block of cases.
+/// A method that scores every item for a block of histories.
 pub enum Method<'a> {
     /// Whole-log popularity.
     Popularity(&'a Model),
@@ -320,36 +320,37 @@ impl Method<'_> {
         }
     }
 
-    /// Scores every item for each case (higher is better; `NEG_INFINITY` = out of reach).
-    pub fn score(&self, n: usize, cases: &[&Case]) -> anyhow::Result<Vec<Vec<f32>>> {
+    /// Scores every item for each history (oldest item first; higher is better,
+    /// `NEG_INFINITY` = out of reach). A method gets the histories only: no target.
+    pub fn score(&self, n: usize, histories: &[&[u32]]) -> anyhow::Result<Vec<Vec<f32>>> {
         Ok(match self {
-            Method::Popularity(m) => cases.iter().map(|_| m.pop.clone()).collect(),
-            Method::ItemKnn(m) => cases
+            Method::Popularity(m) => histories.iter().map(|_| m.pop.clone()).collect(),
+            Method::ItemKnn(m) => histories
                 .iter()
-                .map(|c| {
+                .map(|h| {
                     let mut s = vec![0f32; n];
-                    spread(&m.knn, &c.history, KNN_DECAY, &mut s);
+                    spread(&m.knn, h, KNN_DECAY, &mut s);
                     s
                 })
                 .collect(),
             Method::Content(emb) => {
-                let profiles: Vec<Vec<f32>> = cases
+                let profiles: Vec<Vec<f32>> = histories
                     .iter()
-                    .map(|c| profile(emb, &c.history, CONTENT_DECAY))
+                    .map(|h| profile(emb, h, CONTENT_DECAY))
                     .collect();
-                let mut out = vec![vec![0f32; n]; cases.len()];
+                let mut out = vec![vec![0f32; n]; histories.len()];
                 content_block(emb, &profiles, &mut out);
                 out
             }
             Method::InterestAnn(emb, index) => {
-                let mut out = Vec::with_capacity(cases.len());
-                for c in cases {
-                    let p = profile(emb, &c.history, CONTENT_DECAY);
+                let mut out = Vec::with_capacity(histories.len());
+                for h in histories {
+                    let p = profile(emb, h, CONTENT_DECAY);
                     let mut s = vec![f32::NEG_INFINITY; n];
                     if p.iter().any(|x| *x != 0.0) {
                         let mut deny = IdSet::new();
-                        for &h in &c.history {
-                            deny.insert(h);
+                        for &item in *h {
+                            deny.insert(item);
                         }
                         let hits = index.search_with(
                             &p,
@@ -367,7 +368,7 @@ impl Method<'_> {
                 }
                 out
             }
-            Method::Blend(m, emb, pop, w) => signals(m, emb, cases)
+            Method::Blend(m, emb, pop, w) => signals(m, emb, histories)
                 .iter()
                 .map(|sig| {
                     let mut s = vec![0f32; n];

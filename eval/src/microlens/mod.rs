@@ -166,8 +166,9 @@ pub fn evaluate_method(
     let accs = cases
         .par_chunks(BLOCK)
         .map(|chunk| {
-            let refs: Vec<&Case> = chunk.iter().collect();
-            let scores = method.score(n, &refs)?;
+            // The method sees each user's history, never the target.
+            let histories: Vec<&[u32]> = chunk.iter().map(|c| c.history.as_slice()).collect();
+            let scores = method.score(n, &histories)?;
             let mut acc = Acc {
                 hr: vec![0.0; ks.len()],
                 ndcg: vec![0.0; ks.len()],
@@ -287,8 +288,8 @@ pub fn tune(
     let sums = cases
         .par_chunks(BLOCK)
         .map(|chunk| {
-            let refs: Vec<&Case> = chunk.iter().collect();
-            let sigs = methods::signals(&model, emb, &refs);
+            let histories: Vec<&[u32]> = chunk.iter().map(|c| c.history.as_slice()).collect();
+            let sigs = methods::signals(&model, emb, &histories);
             let mut sums = vec![(0.0f64, 0.0f64); grid.len()];
             let mut s = vec![0f32; n];
             for (c, sig) in chunk.iter().zip(&sigs) {
