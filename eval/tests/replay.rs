@@ -14,7 +14,6 @@ use std::collections::HashSet;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use steerfeed::Config;
-use steerfeed::ports::UserHistory;
 use steerfeed_eval::microlens::data::{self, Catalogue, Sequence};
 use steerfeed_eval::microlens::embed::Embeddings;
 use steerfeed_eval::microlens::methods::{Method, Model};
