@@ -118,19 +118,24 @@ impl Default for Config {
     }
 }
 
+/// The text of a configuration file and its origin (its path, for errors); `None` when
+/// no file is given.
+pub fn read_layer(file: Option<&Path>) -> Result<Option<(String, String)>, ConfigError> {
+    file.map(|path| {
+        std::fs::read_to_string(path)
+            .map(|t| (path.display().to_string(), t))
+            .map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+    })
+    .transpose()
+}
+
 impl Config {
     /// Loads defaults, then `file` if given, then the process environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        let text = file
-            .map(|path| {
-                std::fs::read_to_string(path)
-                    .map(|t| (path.display().to_string(), t))
-                    .map_err(|source| ConfigError::Read {
-                        path: path.to_path_buf(),
-                        source,
-                    })
-            })
-            .transpose()?;
+        let text = read_layer(file)?;
         let layer = text
             .as_ref()
             .map(|(origin, t)| (origin.as_str(), t.as_str()));

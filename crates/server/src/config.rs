@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use steerfeed::Config;
-use steerfeed::config::{ConfigError, layered_table};
+use steerfeed::config::{ConfigError, layered_table, read_layer};
 
 /// Everything `steerfeed serve` runs with.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -31,16 +31,7 @@ impl Default for SidecarConfig {
 impl SidecarConfig {
     /// Loads defaults, then `file` if given, then the process environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        let text = file
-            .map(|path| {
-                std::fs::read_to_string(path)
-                    .map(|t| (path.display().to_string(), t))
-                    .map_err(|source| ConfigError::Read {
-                        path: path.to_path_buf(),
-                        source,
-                    })
-            })
-            .transpose()?;
+        let text = read_layer(file)?;
         let layer = text
             .as_ref()
             .map(|(origin, t)| (origin.as_str(), t.as_str()));
