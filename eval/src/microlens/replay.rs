@@ -7,7 +7,8 @@
 //!
 //! - every catalogue item is a [`Video`] whose caption is its title, with no embedding
 //!   and no topics: the engine embeds the caption with its model and infers the topics,
-//!   as for an app that sends neither. Each item has its own creator (the data names
+//!   as for an app that sends neither (a title longer than a caption may be is cut to
+//!   the limit at a character boundary). Each item has its own creator (the data names
 //!   none), and every video is created a day before the first interaction;
 //! - every training interaction (a public comment in MicroLens) is ingested through
 //!   [`Engine::ingest_events`] as an [`EventKind::Comment`]. The data has no timestamps,
@@ -31,6 +32,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use rayon::prelude::*;
 use steerfeed::demo::for_each_parallel;
+use steerfeed::video::MAX_CAPTION_LEN;
 use steerfeed::{
     Config, Cursor, Engine, Event, EventKey, EventKind, FeedRequest, SessionId, Timestamp, User,
     UserId, Video, VideoId,
@@ -146,7 +148,7 @@ pub fn build(
             let range = b * VIDEO_BATCH..((b + 1) * VIDEO_BATCH).min(ids.len());
             let videos: Vec<Video> = range
                 .map(|i| Video {
-                    caption: cat.titles[i].clone(),
+                    caption: caption(&cat.titles[i]),
                     ..Video::new(ids[i].clone(), users[i].clone(), created, 30.0)
                 })
                 .collect();
@@ -199,6 +201,16 @@ pub fn build(
         now: Timestamp::from_second(end + 60)?,
         load_seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// A title as a caption: cut at a character boundary to the longest caption the engine
+/// accepts, as an app would before sending it (the encoder reads far fewer tokens).
+fn caption(title: &str) -> String {
+    let mut end = title.len().min(MAX_CAPTION_LEN);
+    while !title.is_char_boundary(end) {
+        end -= 1;
+    }
+    title[..end].to_owned()
 }
 
 /// What one test user was served.
@@ -376,4 +388,18 @@ pub fn run(
     let depth = ks.iter().copied().max().unwrap_or(10).max(DEPTH);
     let (outcomes, wall) = serve(&replay, cases, depth)?;
     Ok(score(&replay, &outcomes, wall, cat.len(), ks, emb))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_titles_are_cut_at_a_character_boundary() {
+        assert_eq!(caption("short"), "short");
+        let long = "é".repeat(MAX_CAPTION_LEN);
+        let cut = caption(&long);
+        assert!(cut.len() <= MAX_CAPTION_LEN && cut.len() >= MAX_CAPTION_LEN - 1);
+        assert!(long.starts_with(&cut));
+    }
 }
