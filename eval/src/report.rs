@@ -135,6 +135,8 @@ pub fn compute(config: &Config, args: &Args) -> anyhow::Result<Results> {
             tune_users: args.tune_users,
             json: false,
             cache: args.embedding_cache.clone(),
+            replay_cache: None,
+            engine_on_validation: false,
         };
         let (rows, tuning) =
             microlens::load_and_evaluate(config, &margs).context("MicroLens replay")?;

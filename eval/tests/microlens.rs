@@ -218,6 +218,8 @@ fn unknown_methods_and_zero_k_are_refused() {
         tune_users: 10,
         json: true,
         cache: None,
+        replay_cache: None,
+        engine_on_validation: false,
     };
     let chosen = steerfeed_eval::microlens::check_args(&args).unwrap();
     assert_eq!(chosen, vec!["popularity", "engine"]);

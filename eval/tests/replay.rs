@@ -225,3 +225,33 @@ fn a_deleted_video_is_never_served_so_never_a_hit() {
         "hits counted on deleted targets"
     );
 }
+
+/// A cached taught store serves exactly what a freshly taught one does, and serving
+/// never writes into the cache (a second copy serves the same pages again).
+#[test]
+fn a_cached_taught_store_serves_what_a_fresh_one_does() {
+    let (cat, seqs, _) = world(9, 200);
+    let split = data::leave_last_out(&seqs).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let cases = &split.cases[..60];
+    let runs: Vec<Vec<replay::Outcome>> = (0..3)
+        .map(|_| {
+            let r = replay::build_cached(Config::default(), &cat, &split.train, Some(cache.path()))
+                .unwrap();
+            replay::serve(&r, cases, replay::DEPTH).unwrap().0
+        })
+        .collect();
+    let served =
+        |o: &[replay::Outcome]| -> Vec<Vec<u32>> { o.iter().map(|o| o.served.clone()).collect() };
+    assert!(runs[0].iter().any(|o| !o.served.is_empty()));
+    assert_eq!(
+        served(&runs[0]),
+        served(&runs[1]),
+        "fresh and cached differ"
+    );
+    assert_eq!(
+        served(&runs[1]),
+        served(&runs[2]),
+        "serving wrote into the cache"
+    );
+}

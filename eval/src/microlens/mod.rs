@@ -70,6 +70,15 @@ pub struct Args {
     /// Folder of the embedding cache [default: $STEERFEED_CACHE/embeddings].
     #[arg(long)]
     pub cache: Option<PathBuf>,
+    /// Keeps the engine row's taught store in this folder and starts from it when the
+    /// data is the same (for runs that only change `STEERFEED__RANK__…`).
+    #[arg(long)]
+    pub replay_cache: Option<PathBuf>,
+    /// Replays the engine on the validation split carved from the training data (the
+    /// first `--tune-users` training users' last item held out) instead of the dev
+    /// targets: the split to choose engine settings on. The row is `engine-validation`.
+    #[arg(long)]
+    pub engine_on_validation: bool,
 }
 
 /// One method's results.
@@ -268,22 +277,11 @@ pub fn tune(
     emb: &Embeddings,
     users: usize,
 ) -> anyhow::Result<Vec<TuneRow>> {
-    let usable: Vec<data::Sequence> = train
-        .iter()
-        .filter(|s| s.items.len() >= 2)
-        .cloned()
-        .collect();
-    if usable.is_empty() {
-        bail!("no training sequence of two items or more to validate on");
-    }
-    let val = data::leave_last_out(&usable)?;
-    // Sequences too short to split stay whole in the validation training data.
-    let mut val_train = val.train.clone();
-    val_train.extend(train.iter().filter(|s| s.items.len() < 2).cloned());
+    let (val_train, val_cases) = validation_split(train)?;
     let model = Model::fit(&val_train, n)?;
     let pop = methods::recent_pop_signal(&model);
     let grid = weight_grid();
-    let cases = &val.cases[..val.cases.len().min(users)];
+    let cases = &val_cases[..val_cases.len().min(users)];
     let progress = Progress::new("tuning on validation", cases.len() as u64);
     let sums = cases
         .par_chunks(BLOCK)
@@ -329,6 +327,25 @@ pub fn tune(
         .collect();
     rows.sort_by(|a, b| b.ndcg10.total_cmp(&a.ndcg10));
     Ok(rows)
+}
+
+/// The validation split carved from `train`: the last item of every training sequence
+/// of two items or more is held out; shorter sequences stay whole in its training data.
+pub fn validation_split(
+    train: &[data::Sequence],
+) -> anyhow::Result<(Vec<data::Sequence>, Vec<Case>)> {
+    let usable: Vec<data::Sequence> = train
+        .iter()
+        .filter(|s| s.items.len() >= 2)
+        .cloned()
+        .collect();
+    if usable.is_empty() {
+        bail!("no training sequence of two items or more to validate on");
+    }
+    let val = data::leave_last_out(&usable)?;
+    let mut val_train = val.train;
+    val_train.extend(train.iter().filter(|s| s.items.len() < 2).cloned());
+    Ok((val_train, val.cases))
 }
 
 /// Loads the data and builds the split.
@@ -407,14 +424,26 @@ pub fn evaluate(
                     emb,
                 )?
             }
-            "engine" => replay::run(
-                config.clone(),
-                cat,
-                &split.train,
-                &split.cases,
-                &args.k,
-                emb,
-            )?,
+            "engine" if args.engine_on_validation => {
+                let (train, cases) = validation_split(&split.train)?;
+                let cases = &cases[..cases.len().min(args.tune_users)];
+                let cache = args.replay_cache.as_deref();
+                let mut row = replay::run(config.clone(), cat, &train, cases, &args.k, emb, cache)?;
+                row.method = "engine-validation".to_owned();
+                row
+            }
+            "engine" => {
+                let cache = args.replay_cache.as_deref();
+                replay::run(
+                    config.clone(),
+                    cat,
+                    &split.train,
+                    &split.cases,
+                    &args.k,
+                    emb,
+                    cache,
+                )?
+            }
             _ => {
                 tuning = tune(&split.train, n, emb, args.tune_users)?;
                 let w = tuning.first().map(|r| r.weights).unwrap_or_default();

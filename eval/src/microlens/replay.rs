@@ -26,6 +26,7 @@
 //! served again.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -77,6 +78,24 @@ pub struct ReplayEngine {
 }
 
 impl ReplayEngine {
+    fn new(engine: Engine, dir: tempfile::TempDir, cat: &Catalogue, started: Instant) -> Self {
+        // The ids were checked when the store was taught (a cached one: the same ids).
+        let ids = video_ids(cat).unwrap_or_default();
+        let dense = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.clone(), i as u32))
+            .collect();
+        Self {
+            engine,
+            _dir: dir,
+            ids,
+            dense,
+            now: Timestamp::from_second(end_time().as_second() + 60).unwrap_or_else(|_| end_time()),
+            load_seconds: started.elapsed().as_secs_f64(),
+        }
+    }
+
     /// The video of catalogue item `i` (dense index).
     pub fn video_id(&self, i: u32) -> Option<&VideoId> {
         self.ids.get(i as usize)
@@ -102,14 +121,92 @@ fn creator_id(item: u64) -> anyhow::Result<UserId> {
 
 /// Opens an engine with `config` on a new temporary store and teaches it `cat` and
 /// `train` (see the module doc for how).
-pub fn build(
+pub fn build(config: Config, cat: &Catalogue, train: &[Sequence]) -> anyhow::Result<ReplayEngine> {
+    build_cached(config, cat, train, None)
+}
+
+/// [`build`], keeping a pristine copy of the taught store in `cache` and starting from a
+/// copy of it when one for the same data is there: runs that only change the ranking
+/// configuration (`STEERFEED__RANK__…`) then skip the minutes of embedding and ingest.
+/// The engine serves from its own temporary copy, so the cached store never records a
+/// served page.
+pub fn build_cached(
     mut config: Config,
     cat: &Catalogue,
     train: &[Sequence],
+    cache: Option<&Path>,
 ) -> anyhow::Result<ReplayEngine> {
     let started = Instant::now();
     let dir = tempfile::tempdir().context("a temporary store for the replay")?;
-    config.store.path = dir.path().join("store");
+    let store = dir.path().join("store");
+    config.store.path = store.clone();
+    let key = cache.map(|c| c.join(format!("store-{:016x}", data_key(cat, train))));
+    if let Some(cached) = key.as_ref().filter(|k| k.join(READY).exists()) {
+        copy_dir(cached, &store)?;
+        std::fs::remove_file(store.join(READY))?;
+        let engine = Engine::open(config).context("opening the replay engine")?;
+        eprintln!("replay: the taught store copied from {}", cached.display());
+        return Ok(ReplayEngine::new(engine, dir, cat, started));
+    }
+    let engine = teach(config, cat, train)?;
+    let Some(cached) = key else {
+        return Ok(ReplayEngine::new(engine, dir, cat, started));
+    };
+    // Close to save the index beside the store, keep a copy, reopen.
+    let config = engine.config().clone();
+    drop(engine);
+    let partial = cached.with_extension("partial");
+    if partial.exists() {
+        std::fs::remove_dir_all(&partial)?;
+    }
+    copy_dir(&store, &partial)?;
+    std::fs::write(partial.join(READY), b"")?;
+    if cached.exists() {
+        std::fs::remove_dir_all(&cached)?;
+    }
+    std::fs::rename(&partial, &cached)?;
+    let engine = Engine::open(config).context("reopening the replay engine")?;
+    Ok(ReplayEngine::new(engine, dir, cat, started))
+}
+
+/// Marks a cached store as complete.
+const READY: &str = "replay-ready";
+
+/// A key of the data a store was taught: the titles, the sequences and the replay's
+/// time mapping.
+fn data_key(cat: &Catalogue, train: &[Sequence]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (
+        cat.ids.as_slice(),
+        cat.titles.as_slice(),
+        STEP_S,
+        end_time().as_second(),
+    )
+        .hash(&mut h);
+    for s in train {
+        (s.user.as_str(), s.items.as_slice()).hash(&mut h);
+    }
+    h.finish()
+}
+
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)
+                .with_context(|| format!("copying {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// A new engine on `config`'s store, taught `cat` and `train`.
+fn teach(config: Config, cat: &Catalogue, train: &[Sequence]) -> anyhow::Result<Engine> {
     let engine = Engine::open(config).context("opening the replay engine")?;
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let end = end_time().as_second();
@@ -134,11 +231,7 @@ pub fn build(
     progress.finish();
 
     // Videos: captions only; the engine embeds them and infers their topics.
-    let ids: Vec<VideoId> = cat
-        .ids
-        .iter()
-        .map(|item| VideoId::new(format!("ml{item}")))
-        .collect::<Result<_, _>>()?;
+    let ids = video_ids(cat)?;
     let progress = Progress::new("replay: videos (embedded by the engine)", ids.len() as u64);
     let batches = ids.len().div_ceil(VIDEO_BATCH);
     for_each_parallel(
@@ -187,20 +280,16 @@ pub fn build(
     )?;
     progress.finish();
     engine.settle_index();
+    Ok(engine)
+}
 
-    let dense = ids
+/// The catalogue's video ids, in dense order.
+fn video_ids(cat: &Catalogue) -> anyhow::Result<Vec<VideoId>> {
+    Ok(cat
+        .ids
         .iter()
-        .enumerate()
-        .map(|(i, id)| (id.clone(), i as u32))
-        .collect();
-    Ok(ReplayEngine {
-        engine,
-        _dir: dir,
-        ids,
-        dense,
-        now: Timestamp::from_second(end + 60)?,
-        load_seconds: started.elapsed().as_secs_f64(),
-    })
+        .map(|item| VideoId::new(format!("ml{item}")))
+        .collect::<Result<_, _>>()?)
 }
 
 /// A title as a caption: cut at a character boundary to the longest caption the engine
@@ -378,8 +467,9 @@ pub fn run(
     cases: &[Case],
     ks: &[usize],
     emb: &Embeddings,
+    cache: Option<&Path>,
 ) -> anyhow::Result<MethodResult> {
-    let replay = build(config, cat, train)?;
+    let replay = build_cached(config, cat, train, cache)?;
     eprintln!(
         "replay engine loaded in {:.1}s ({} videos indexed)",
         replay.load_seconds,
