@@ -11,7 +11,7 @@ use steerfeed_core::{
     Event, Explanation, FeedContext, FeedItem, FeedRequest, FeedResponse, ParentalControls,
     Pipeline, PipelineOutput, Result, StageReport, Timestamp, Trace, User, UserId, Video, VideoId,
 };
-use steerfeed_rank::{CoEngagementIndex, CoEngagementParams, Ports, build_pipeline};
+use steerfeed_rank::{CoEngagementIndex, Ports, build_pipeline};
 use steerfeed_steer::{Encoder, PreferenceParser, Taxonomy};
 use steerfeed_store::{
     IngestReport, Logged, Preferences, Revocation, ServedPage, Store, StoreOptions,
@@ -303,7 +303,7 @@ impl Engine {
         // The co-engagement model weighs recent engagements (a week's half-life, the last
         // 50 per user), so replaying the newest events rebuilds it; the cap bounds the
         // open time however long the log grows.
-        let co = Arc::new(CoEngagementIndex::new(CoEngagementParams::default()));
+        let co = Arc::new(CoEngagementIndex::new(config.rank.co_engagement.index));
         let logged = store.event_count();
         let mut last = logged.saturating_sub(CO_ENGAGEMENT_REPLAY);
         store.for_each_event(last + 1, &mut |seq, e| {

@@ -14,8 +14,9 @@ use crate::filters::{FilterConfig, default_filters};
 use crate::scorers::{ObjectiveScorer, ScorerConfig};
 use crate::selectors::{DiversitySelector, SelectorConfig};
 use crate::sources::{
-    CoEngagementSource, FollowingSource, FreshSource, InterestAnnSource, PopularSource,
-    RemixTrendsSource, SocialCameoSource, SourceQuotas, SteerAnnSource, SteerTopicSource,
+    CoEngagementConfig, CoEngagementSource, FollowingSource, FreshSource, InterestAnnSource,
+    PopularSource, RemixTrendsSource, SocialCameoSource, SourceQuotas, SteerAnnSource,
+    SteerTopicSource,
 };
 use crate::throttles::{
     BedtimeGate, BreakThrottle, CheckinThrottle, CreationPromptThrottle, DailyLimitGate,
@@ -28,6 +29,8 @@ use crate::throttles::{
 pub struct RankConfig {
     /// Per-source quotas.
     pub sources: SourceQuotas,
+    /// How recent engagements vote in the co-engagement source.
+    pub co_engagement: CoEngagementConfig,
     /// Filter thresholds.
     pub filters: FilterConfig,
     /// The objective.
@@ -41,6 +44,7 @@ pub struct RankConfig {
 impl RankConfig {
     /// Checks every section.
     pub fn validate(&self) -> Result<()> {
+        self.co_engagement.validate()?;
         self.filters.validate()?;
         self.scorer.validate()?;
         self.selector.validate()?;
@@ -99,6 +103,7 @@ pub fn build_pipeline(cfg: &RankConfig, p: &Ports) -> Result<Pipeline> {
             p.history.clone(),
             p.co_engagement.clone(),
             q.co_engagement,
+            cfg.co_engagement,
         ))
         .source(InterestAnnSource::new(
             p.catalog.clone(),

@@ -30,5 +30,5 @@ pub mod throttles;
 
 pub use assemble::{Ports, RankConfig, build_pipeline, ranking_stages};
 pub use coengagement::{CoEngagementIndex, CoEngagementParams, engagement_weight};
-pub use sources::SourceQuotas;
+pub use sources::{CoEngagementConfig, SourceQuotas};
 pub use throttles::WellbeingConfig;

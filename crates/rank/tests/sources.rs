@@ -26,7 +26,7 @@ use steerfeed_rank::sources::{
     CoEngagementSource, FollowingSource, FreshSource, InterestAnnSource, PopularSource,
     RemixTrendsSource, SocialCameoSource, SteerAnnSource, SteerTopicSource,
 };
-use steerfeed_rank::{CoEngagementIndex, CoEngagementParams};
+use steerfeed_rank::{CoEngagementConfig, CoEngagementIndex, CoEngagementParams};
 use support::Mem;
 
 const NOW_S: i64 = 1_800_000_000;
@@ -269,7 +269,13 @@ fn co_engagement_follows_events_as_they_arrive() {
         }],
     );
     let mem = Arc::new(mem);
-    let s = CoEngagementSource::new(mem.clone(), mem.clone(), co.clone(), 10);
+    let s = CoEngagementSource::new(
+        mem.clone(),
+        mem.clone(),
+        co.clone(),
+        10,
+        CoEngagementConfig::default(),
+    );
     let out = s.fetch(&ctx("me")).unwrap();
     assert_eq!(
         ids(&out),
@@ -356,6 +362,62 @@ fn fresh_puts_new_creators_first_within_the_window() {
     assert!(!ids(&out).contains(&"cy2"), "100 h old");
 }
 
+/// The newest engagement votes most: with `position_decay` 0.6, bo1 (3 co-likers of
+/// the newest engagement, ana1) beats cy1 (4 co-likers of the one before, ana2); with 1
+/// (position ignored; the two are an hour apart, nearly equal in age) cy1 wins. Scores
+/// are relative to the strongest candidate.
+#[test]
+fn co_engagement_weighs_the_newest_engagements_most() {
+    let m = world();
+    let co = Arc::new(CoEngagementIndex::new(CoEngagementParams::default()));
+    for (seed, next, people) in [("ana1", "bo1", 3), ("ana2", "cy1", 4)] {
+        for p in 0..people {
+            let who = u(&format!("{seed}_{p}"));
+            co.record(&who, &EventKind::Like { video: v(seed) }, hours_ago(5));
+            co.record(&who, &EventKind::Like { video: v(next) }, hours_ago(5));
+        }
+    }
+    let mut mem = Mem {
+        ..Default::default()
+    };
+    mem.videos = m.videos.clone();
+    mem.order = m.order.clone();
+    let liked = |video: &str, h| Engagement {
+        video: v(video),
+        kind: EventKind::Like { video: v(video) },
+        at: hours_ago(h),
+    };
+    mem.history
+        .insert(u("me"), vec![liked("ana1", 1), liked("ana2", 2)]);
+    let mem = Arc::new(mem);
+    let source = |position_decay| {
+        let seeds = CoEngagementConfig {
+            position_decay,
+            ..CoEngagementConfig::default()
+        };
+        CoEngagementSource::new(mem.clone(), mem.clone(), co.clone(), 10, seeds)
+    };
+    let by_position = source(0.6).fetch(&ctx("me")).unwrap();
+    assert_eq!(ids(&by_position), ["bo1", "cy1"]);
+    assert_eq!(by_position[0].source_score, 1.0);
+    let ratio = by_position[1].source_score;
+    assert!((ratio - 0.6 * 4.0 / 3.0).abs() < 0.02, "{ratio}");
+    let flat = source(1.0).fetch(&ctx("me")).unwrap();
+    assert_eq!(ids(&flat), ["cy1", "bo1"]);
+    assert!(
+        flat.iter()
+            .all(|c| c.source_score > 0.0 && c.source_score <= 1.0)
+    );
+    assert!(
+        CoEngagementConfig {
+            position_decay: 0.0,
+            ..CoEngagementConfig::default()
+        }
+        .validate()
+        .is_err()
+    );
+}
+
 #[test]
 fn all_sources_in_one_pipeline_are_deduplicated_and_counted() {
     let m = world();
@@ -364,7 +426,13 @@ fn all_sources_in_one_pipeline_are_deduplicated_and_counted() {
         .source(FollowingSource::new(m.clone(), m.clone(), 50))
         .source(InterestAnnSource::new(m.clone(), m.clone(), 50))
         .source(SteerAnnSource::new(m.clone(), m.clone(), 50))
-        .source(CoEngagementSource::new(m.clone(), m.clone(), co, 50))
+        .source(CoEngagementSource::new(
+            m.clone(),
+            m.clone(),
+            co,
+            50,
+            CoEngagementConfig::default(),
+        ))
         .source(RemixTrendsSource::new(m.clone(), m.clone(), 50))
         .source(SocialCameoSource::new(m.clone(), m.clone(), 50))
         .source(FreshSource::new(m.clone(), 50))

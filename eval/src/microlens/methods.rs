@@ -60,6 +60,9 @@ pub fn co_engagement(train: &[Sequence], n: usize, pop: &[f32]) -> anyhow::Resul
         half_life_h: 1e9,
         proximity_h: 1.0,
         max_neighbors: COENG_NEIGHBORS,
+        // Symmetric, no per-position decay: the blend's signal as it was tuned.
+        sequence_decay: 1.0,
+        backward: 1.0,
     });
     let base = jiff::Timestamp::from_second(1_800_000_000)?;
     let videos: Vec<VideoId> = (0..n)

@@ -336,9 +336,10 @@ impl Scorer for ObjectiveScorer {
                 (Some(i), Some(e)) => i.dot(e),
                 _ => cfg.interest_reference,
             };
+            // The co-engagement source scores in (0, 1], relative to its strongest
+            // candidate of this request.
             let co_engagement = if personal && c.source == "co_engagement" {
-                let s = c.source_score.max(0.0);
-                s / (1.0 + s)
+                c.source_score.clamp(0.0, 1.0)
             } else {
                 0.0
             };

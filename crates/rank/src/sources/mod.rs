@@ -30,7 +30,7 @@ mod steer_topic;
 
 use std::sync::Arc;
 
-pub use co_engagement::CoEngagementSource;
+pub use co_engagement::{CoEngagementConfig, CoEngagementSource};
 pub use following::FollowingSource;
 pub use fresh::FreshSource;
 pub use interest_ann::InterestAnnSource;
