@@ -199,7 +199,7 @@ pub struct SteeringParams {
 impl Default for SteeringParams {
     fn default() -> Self {
         Self {
-            gamma: 1.5,
+            gamma: 2.0,
             threshold: 0.3,
             remix_bonus: 0.5,
             friends_cameo_bonus: 0.5,
