@@ -46,6 +46,10 @@ pub struct Args {
     /// MicroLens: evaluate only the first N users (quick runs).
     #[arg(long)]
     pub limit_users: Option<usize>,
+    /// MicroLens: keep the engine row's taught store here and reuse it (see
+    /// `eval microlens --replay-cache`).
+    #[arg(long)]
+    pub replay_cache: Option<PathBuf>,
     /// MicroLens: validation users the blend's weights are tuned on.
     #[arg(long, default_value_t = 5000)]
     pub tune_users: usize,
@@ -135,7 +139,7 @@ pub fn compute(config: &Config, args: &Args) -> anyhow::Result<Results> {
             tune_users: args.tune_users,
             json: false,
             cache: args.embedding_cache.clone(),
-            replay_cache: None,
+            replay_cache: args.replay_cache.clone(),
             engine_on_validation: false,
         };
         let (rows, tuning) =

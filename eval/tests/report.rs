@@ -54,6 +54,7 @@ fn a_small_report_writes_every_table_and_plot() {
         // The embedding cache goes to the temporary folder, not the user's cache.
         embedding_cache: Some(tmp.path().join("embeddings")),
         limit_users: None,
+        replay_cache: None,
         tune_users: 80,
         skip_simulation: false,
         users: 24,
@@ -156,6 +157,7 @@ fn skipped_parts_are_said_and_nothing_is_plotted_for_them() {
         skip_microlens: false,
         embedding_cache: None,
         limit_users: None,
+        replay_cache: None,
         tune_users: 10,
         skip_simulation: true,
         users: 10,
