@@ -191,9 +191,16 @@ impl Inner {
             let pair = w.min(w_other)
                 * (0.5f64.powf(hours_between(at, at_other) / p.proximity_h)
                     * p.sequence_decay.powi(apart - 1)) as f32;
-            // `other` came first: other → me is along the order, me → other against it.
+            // The earlier of the two (by event time; arrival order when equal) links
+            // along the order to the later one, and back at `backward`: an event
+            // delivered late still links the way it happened.
+            let (first, then) = if at_other <= at {
+                (other, me)
+            } else {
+                (me, other)
+            };
             let backward = pair * p.backward as f32;
-            for (a, b, pair) in [(other, me, pair), (me, other, backward)] {
+            for (a, b, pair) in [(first, then, pair), (then, first, backward)] {
                 let Some(l) = links.get_mut(a as usize) else {
                     continue;
                 };
@@ -383,6 +390,24 @@ mod tests {
             let top = idx.co_engaged(&v("hub"), t(5), limit).unwrap();
             assert_eq!(top, all[..limit.min(all.len())], "limit {limit}");
         }
+    }
+
+    /// Links point from the earlier engagement to the later one, by event time: the
+    /// same pair delivered in order or late gives the same links, and the link back
+    /// weighs `backward` of the link along.
+    #[test]
+    fn links_follow_the_order_of_event_times_not_of_arrival() {
+        let (a, b) = (UserId::new("a").unwrap(), UserId::new("b").unwrap());
+        let idx = CoEngagementIndex::new(CoEngagementParams::default());
+        idx.record(&a, &like("x"), t(0));
+        idx.record(&a, &like("y"), t(1));
+        // b's engagements arrive late: y's event first, though x happened first.
+        idx.record(&b, &like("y"), t(1));
+        idx.record(&b, &like("x"), t(0));
+        let along = idx.co_engaged(&v("x"), t(1), 10).unwrap()[0].1;
+        let back = idx.co_engaged(&v("y"), t(1), 10).unwrap()[0].1;
+        let backward = CoEngagementParams::default().backward as f32;
+        assert!((back / along - backward).abs() < 1e-4, "{back} / {along}");
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //!   and no topics: the engine embeds the caption with its model and infers the topics,
 //!   as for an app that sends neither (a title longer than a caption may be is cut to
 //!   the limit at a character boundary). Each item has its own creator (the data names
-//!   none), and every video is created a day before the first interaction;
+//!   none), and every video is created 24 hours before the longest sequence starts;
 //! - every training interaction (a public comment in MicroLens) is ingested through
 //!   [`Engine::ingest_events`] as an [`EventKind::Comment`]. The data has no timestamps,
 //!   only each user's order, so the sequences are aligned at their ends: a user's last
@@ -26,7 +26,7 @@
 //! served again.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -140,7 +140,7 @@ pub fn build_cached(
     let dir = tempfile::tempdir().context("a temporary store for the replay")?;
     let store = dir.path().join("store");
     config.store.path = store.clone();
-    let key = cache.map(|c| c.join(format!("store-{:016x}", data_key(cat, train))));
+    let key = cache.map(|c| c.join(format!("store-{:016x}", data_key(&config, cat, train))));
     if let Some(cached) = key.as_ref().filter(|k| k.join(READY).exists()) {
         copy_dir(cached, &store)?;
         std::fs::remove_file(store.join(READY))?;
@@ -172,9 +172,10 @@ pub fn build_cached(
 /// Marks a cached store as complete.
 const READY: &str = "replay-ready";
 
-/// A key of the data a store was taught: the titles, the sequences and the replay's
-/// time mapping.
-fn data_key(cat: &Catalogue, train: &[Sequence]) -> u64 {
+/// A key of what a taught store holds: the titles, the sequences, the replay's time
+/// mapping, the build (a new binary teaches again), and every setting read while
+/// teaching (all but `[rank]`, read when the engine opens, and the store's path).
+fn data_key(config: &Config, cat: &Catalogue, train: &[Sequence]) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     (
@@ -187,6 +188,17 @@ fn data_key(cat: &Catalogue, train: &[Sequence]) -> u64 {
     for s in train {
         (s.user.as_str(), s.items.as_slice()).hash(&mut h);
     }
+    let build = std::env::current_exe()
+        .and_then(|exe| exe.metadata())
+        .and_then(|m| m.modified())
+        .ok();
+    (env!("CARGO_PKG_VERSION"), build).hash(&mut h);
+    let mut taught = config.clone();
+    taught.rank = Default::default();
+    taught.store.path = PathBuf::new();
+    serde_json::to_string(&taught)
+        .unwrap_or_default()
+        .hash(&mut h);
     h.finish()
 }
 
@@ -270,13 +282,26 @@ fn teach(config: Config, cat: &Catalogue, train: &[Sequence]) -> anyhow::Result<
             });
         }
     }
+    // Batches of whole users (about EVENT_BATCH events each), so that each user's
+    // events are logged in their order whatever batches run in parallel.
+    let mut chunks: Vec<&[Event]> = Vec::new();
+    let (mut from, mut at) = (0, 0);
+    for s in train {
+        at += s.items.len();
+        if at - from >= EVENT_BATCH {
+            chunks.push(&events[from..at]);
+            from = at;
+        }
+    }
+    if from < events.len() {
+        chunks.push(&events[from..]);
+    }
     let progress = Progress::new("replay: interactions", events.len() as u64);
-    let chunks: Vec<&[Event]> = events.chunks(EVENT_BATCH).collect();
     for_each_parallel(
         chunks.len(),
         threads,
         &|c| engine.ingest_events(chunks[c]).map(|_| ()),
-        &|n| progress.set((n * EVENT_BATCH).min(events.len()) as u64),
+        &|n| progress.set(chunks.iter().take(n).map(|c| c.len()).sum::<usize>() as u64),
     )?;
     progress.finish();
     engine.settle_index();
