@@ -118,28 +118,30 @@ impl Default for Config {
     }
 }
 
-/// The text of a configuration file and its origin (its path, for errors); `None` when
-/// no file is given.
-pub fn read_layer(file: Option<&Path>) -> Result<Option<(String, String)>, ConfigError> {
-    file.map(|path| {
-        std::fs::read_to_string(path)
-            .map(|t| (path.display().to_string(), t))
-            .map_err(|source| ConfigError::Read {
-                path: path.to_path_buf(),
-                source,
-            })
-    })
-    .transpose()
+/// The layered table (see [`layered_table`]) of the defaults, `file` if given, and the
+/// process environment: what [`Config::load`] and the sidecar's loader read their
+/// sections from.
+pub fn load_table(file: Option<&Path>) -> Result<toml::Table, ConfigError> {
+    let text = file
+        .map(|path| {
+            std::fs::read_to_string(path)
+                .map(|t| (path.display().to_string(), t))
+                .map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })
+        })
+        .transpose()?;
+    let layer = text
+        .as_ref()
+        .map(|(origin, t)| (origin.as_str(), t.as_str()));
+    layered_table(layer, std::env::vars())
 }
 
 impl Config {
     /// Loads defaults, then `file` if given, then the process environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        let text = read_layer(file)?;
-        let layer = text
-            .as_ref()
-            .map(|(origin, t)| (origin.as_str(), t.as_str()));
-        Self::from_layers(layer, std::env::vars())
+        Self::from_table(load_table(file)?)
     }
 
     /// Builds a configuration from the defaults, an optional `(origin, toml)` layer and

@@ -42,6 +42,7 @@ use steerfeed::{
 use tracing::Instrument;
 
 use crate::AppState;
+use crate::config::ServerConfig;
 use crate::error::{ApiError, ErrorBody, ErrorResponses};
 use crate::extract::{ApiJson, UserPair, UserPath, VideoPath};
 use crate::ratelimit::KeyIndex;
@@ -375,14 +376,9 @@ fn client_clock(state: &AppState, now: Option<Timestamp>) -> Result<Option<Times
 /// one and freeze their daily counts.
 fn check_event_times(state: &AppState, events: &[Event]) -> Result<(), ApiError> {
     let s = &state.config().server;
-    if s.allow_client_clock {
+    let Some((oldest, newest)) = clock_window(s) else {
         return Ok(());
-    }
-    let now = Timestamp::now().as_millisecond();
-    let oldest =
-        now.saturating_sub(i64::try_from(s.event_max_age_s).unwrap_or(i64::MAX / 1000) * 1000);
-    let newest =
-        now.saturating_add(i64::try_from(s.event_max_ahead_s).unwrap_or(i64::MAX / 1000) * 1000);
+    };
     for (i, e) in events.iter().enumerate() {
         let at = e.at.as_millisecond();
         let why = if at < oldest {
@@ -408,17 +404,30 @@ fn check_event_times(state: &AppState, events: &[Event]) -> Result<(), ApiError>
     Ok(())
 }
 
+/// The times a client may set, in milliseconds (`server.event_max_age_s` before the
+/// server's clock to `server.event_max_ahead_s` after it); `None` when the server lets
+/// clients keep the clock.
+fn clock_window(s: &ServerConfig) -> Option<(i64, i64)> {
+    if s.allow_client_clock {
+        return None;
+    }
+    let ms = |secs: u64| i64::try_from(secs).unwrap_or(i64::MAX / 1000) * 1000;
+    let now = Timestamp::now().as_millisecond();
+    Some((
+        now.saturating_sub(ms(s.event_max_age_s)),
+        now.saturating_add(ms(s.event_max_ahead_s)),
+    ))
+}
+
 /// Refuses a video dated more than `server.event_max_ahead_s` after the server's clock
 /// (unless `server.allow_client_clock`): a video from the future would sit at the top
 /// of the fresh source at full freshness for as long as it pleases. Old dates are fine (a
 /// catalogue moved from elsewhere keeps its history).
 fn check_video_times(state: &AppState, videos: &[Video]) -> Result<(), ApiError> {
     let s = &state.config().server;
-    if s.allow_client_clock {
+    let Some((_, newest)) = clock_window(s) else {
         return Ok(());
-    }
-    let ahead = i64::try_from(s.event_max_ahead_s).unwrap_or(i64::MAX / 1000) * 1000;
-    let newest = Timestamp::now().as_millisecond().saturating_add(ahead);
+    };
     match videos
         .iter()
         .position(|v| v.created_at.as_millisecond() > newest)

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use steerfeed::Config;
-use steerfeed::config::{ConfigError, layered_table, read_layer};
+use steerfeed::config::{ConfigError, layered_table, load_table};
 
 /// Everything `steerfeed serve` runs with.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -31,11 +31,7 @@ impl Default for SidecarConfig {
 impl SidecarConfig {
     /// Loads defaults, then `file` if given, then the process environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        let text = read_layer(file)?;
-        let layer = text
-            .as_ref()
-            .map(|(origin, t)| (origin.as_str(), t.as_str()));
-        Self::from_layers(layer, std::env::vars())
+        Self::from_table(load_table(file)?)
     }
 
     /// Builds the configuration from the defaults, an optional `(origin, toml)` layer
@@ -44,7 +40,11 @@ impl SidecarConfig {
         file: Option<(&str, &str)>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut table = layered_table(file, env)?;
+        Self::from_table(layered_table(file, env)?)
+    }
+
+    /// Reads the sidecar's sections out of a layered table and the engine's from the rest.
+    fn from_table(mut table: toml::Table) -> Result<Self, ConfigError> {
         let section = |table: &mut toml::Table, name: &str| {
             table
                 .remove(name)
