@@ -52,20 +52,7 @@ use crate::idset::IdSet;
 use crate::index::{Filter, Hit, TopK, VectorIndex, check_query};
 use crate::params::{HnswBuildParams, HnswSearchParams};
 use crate::persist;
-
-/// The mutable state behind one lock.
-#[derive(Debug)]
-pub(crate) struct State {
-    pub(crate) graph: Arc<Graph>,
-    pub(crate) live_labels: Vec<u32>,
-    pub(crate) live_vectors: Vec<f32>,
-    /// Every id ever deleted (ids are never reused).
-    pub(crate) tombstones: IdSet,
-    /// Every id present and not deleted.
-    pub(crate) present: IdSet,
-    /// Tombstones that still have a node in `graph`.
-    pub(crate) graph_tombstones: usize,
-}
+use crate::state::State;
 
 #[derive(Debug)]
 struct Shared {

@@ -32,6 +32,7 @@ pub mod idset;
 pub mod index;
 pub mod params;
 mod persist;
+mod state;
 mod sync;
 pub mod video_index;
 

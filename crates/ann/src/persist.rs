@@ -56,10 +56,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use steerfeed_core::VideoId;
+use steerfeed_core::hash::Fnv1a;
 
 use crate::error::{Error, Result};
 use crate::graph::Graph;
-use crate::hnsw::State;
+use crate::state::State;
 use crate::idset::IdSet;
 
 const MAGIC: &[u8; 8] = b"SFHNSW\0\0";
@@ -99,23 +100,9 @@ pub(crate) struct Loaded {
     pub ids: IdTable,
 }
 
-struct Fnv(u64);
-
-impl Fnv {
-    fn new() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
-    }
-    fn update(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-}
-
 struct Writer<W: Write> {
     inner: W,
-    hash: Fnv,
+    hash: Fnv1a,
     written: u64,
 }
 
@@ -216,7 +203,7 @@ fn write_file(tmp: &Path, c: &Contents) -> std::io::Result<()> {
     let file = std::fs::File::create(tmp)?;
     let mut w = Writer {
         inner: std::io::BufWriter::with_capacity(1 << 20, file),
-        hash: Fnv::new(),
+        hash: Fnv1a::new(),
         written: 0,
     };
     w.bytes(MAGIC)?;
@@ -290,7 +277,7 @@ fn write_file(tmp: &Path, c: &Contents) -> std::io::Result<()> {
         Ok(())
     })?;
 
-    let sum = w.hash.0;
+    let sum = w.hash.finish();
     w.inner.write_all(&sum.to_le_bytes())?;
     let file = w.inner.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()
@@ -406,11 +393,11 @@ fn parse(data: &[u8], dim: usize) -> Parse<Loaded> {
         return Err("truncated".into());
     }
     let (body, sum) = data.split_at(data.len() - 8);
-    let mut h = Fnv::new();
+    let mut h = Fnv1a::new();
     h.update(body);
     let mut want = [0u8; 8];
     want.copy_from_slice(sum);
-    if h.0 != u64::from_le_bytes(want) {
+    if h.finish() != u64::from_le_bytes(want) {
         return Err("checksum mismatch: the file is damaged".into());
     }
     let mut r = Reader {
@@ -689,9 +676,9 @@ mod tests {
     /// parser's range checks.
     fn resum(data: &mut [u8]) {
         let body = data.len() - 8;
-        let mut h = Fnv::new();
+        let mut h = Fnv1a::new();
         h.update(&data[..body]);
-        data[body..].copy_from_slice(&h.0.to_le_bytes());
+        data[body..].copy_from_slice(&h.finish().to_le_bytes());
     }
 
     /// Where each section's tag starts.

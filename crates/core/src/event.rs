@@ -114,31 +114,6 @@ pub enum EventKind {
     },
 }
 
-// Written by hand: one object per kind, each closed to the fields of the others (see
-// `crate::openapi::event_schema`).
-#[cfg(feature = "openapi")]
-impl utoipa::PartialSchema for Event {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        crate::openapi::event_schema()
-    }
-}
-
-#[cfg(feature = "openapi")]
-impl utoipa::ToSchema for Event {
-    fn name() -> std::borrow::Cow<'static, str> {
-        std::borrow::Cow::Borrowed("Event")
-    }
-
-    fn schemas(
-        out: &mut Vec<(
-            String,
-            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
-        )>,
-    ) {
-        crate::openapi::collect_event_refs(out);
-    }
-}
-
 impl EventKind {
     /// The video the event is about, if any.
     pub fn video(&self) -> Option<&VideoId> {

@@ -20,22 +20,6 @@ pub const MAX_CURSOR_LEN: usize = 512;
 #[serde(try_from = "String", into = "String")]
 pub struct Cursor(String);
 
-#[cfg(feature = "openapi")]
-crate::ids::string_schema!(
-    Cursor,
-    utoipa::openapi::schema::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::Type::String)
-        .min_length(Some(1))
-        .max_length(Some(MAX_CURSOR_LEN))
-        .pattern(Some(format!(r"^[\u0021-\u007e]*{}", crate::openapi::END)))
-        .description(Some(
-            "An opaque cursor from a previous feed answer (`next_cursor`): 1 to 512 printable \
-             ASCII characters. Only a cursor this server issued is taken; another is 422 \
-             (`field: cursor`).",
-        ))
-        .build()
-);
-
 impl Cursor {
     /// Wraps a cursor string (1 to [`MAX_CURSOR_LEN`] printable ASCII bytes).
     pub fn new(s: impl Into<String>) -> Result<Self> {

@@ -30,28 +30,6 @@ fn check_id(field: &'static str, s: &str) -> Result<()> {
     Ok(())
 }
 
-/// Implements `ToSchema` for a string type whose schema `$schema` (an expression giving a
-/// `utoipa::openapi::schema::Object`) builds.
-#[cfg(feature = "openapi")]
-macro_rules! string_schema {
-    ($name:ident, $schema:expr) => {
-        impl utoipa::PartialSchema for $name {
-            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-                let object: utoipa::openapi::schema::Object = $schema;
-                object.into()
-            }
-        }
-
-        impl utoipa::ToSchema for $name {
-            fn name() -> std::borrow::Cow<'static, str> {
-                std::borrow::Cow::Borrowed(stringify!($name))
-            }
-        }
-    };
-}
-#[cfg(feature = "openapi")]
-pub(crate) use string_schema;
-
 macro_rules! string_id {
     ($(#[$meta:meta])* $name:ident, $field:literal) => {
         $(#[$meta])*
@@ -81,9 +59,6 @@ macro_rules! string_id {
                 self.0.hash(state);
             }
         }
-
-        #[cfg(feature = "openapi")]
-        string_schema!($name, crate::openapi::id_schema(stringify!($name)));
 
         impl $name {
             /// Validates and wraps an id.
@@ -165,21 +140,6 @@ string_id!(
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct TopicId(Arc<str>);
-
-#[cfg(feature = "openapi")]
-string_schema!(
-    TopicId,
-    utoipa::openapi::schema::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::Type::String)
-        .min_length(Some(1))
-        .max_length(Some(TopicId::MAX_LEN))
-        .pattern(Some(format!("^[a-z][a-z0-9_]*{}", crate::openapi::END)))
-        .description(Some(
-            "A taxonomy topic id (`cooking`, `extreme_sports`): 1 to 64 lowercase ASCII \
-             letters, digits and `_`, starting with a letter.",
-        ))
-        .build()
-);
 
 // The derived `Hash` hashes the text as `str` does, so lookups by `&str` agree.
 impl std::borrow::Borrow<str> for TopicId {

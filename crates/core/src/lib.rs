@@ -26,6 +26,7 @@ pub mod error;
 pub mod event;
 pub mod explain;
 pub mod feed;
+pub mod hash;
 pub mod ids;
 #[cfg(feature = "openapi")]
 pub mod openapi;

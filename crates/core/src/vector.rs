@@ -10,20 +10,6 @@ use crate::error::{Error, Result};
 #[derive(Clone, PartialEq)]
 pub struct Embedding(Arc<[f32]>);
 
-#[cfg(feature = "openapi")]
-impl utoipa::PartialSchema for Embedding {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        crate::openapi::embedding_schema()
-    }
-}
-
-#[cfg(feature = "openapi")]
-impl utoipa::ToSchema for Embedding {
-    fn name() -> std::borrow::Cow<'static, str> {
-        std::borrow::Cow::Borrowed("Embedding")
-    }
-}
-
 impl Embedding {
     /// Validates `values` for a `dim`-dimensional space and normalises them.
     pub fn new(field: &'static str, values: &[f32], dim: usize) -> Result<Self> {

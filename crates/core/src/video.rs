@@ -87,31 +87,6 @@ pub struct Video {
     pub deleted: bool,
 }
 
-// Written by hand: the schema says what `validate` and the store check (see
-// `crate::openapi::video_schema`).
-#[cfg(feature = "openapi")]
-impl utoipa::PartialSchema for Video {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        crate::openapi::video_schema()
-    }
-}
-
-#[cfg(feature = "openapi")]
-impl utoipa::ToSchema for Video {
-    fn name() -> std::borrow::Cow<'static, str> {
-        std::borrow::Cow::Borrowed("Video")
-    }
-
-    fn schemas(
-        out: &mut Vec<(
-            String,
-            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
-        )>,
-    ) {
-        crate::openapi::collect_video_refs(out);
-    }
-}
-
 impl Video {
     /// A public video with no caption, topics, embedding, cameos or labels; fill in the rest
     /// with struct update syntax and call [`Video::validate`].

@@ -8,36 +8,21 @@
 use std::path::{Path, PathBuf};
 
 use steerfeed_core::Embedding;
+use steerfeed_core::hash::Fnv1a;
 
 use crate::encoder::Encoder;
 use crate::error::Result;
 
 const MAGIC: &[u8; 8] = b"SFEMB\0\0\x01";
 
-/// 64-bit FNV-1a, streaming.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Fnv(pub(crate) u64);
-
-impl Fnv {
-    pub(crate) fn new() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
-    }
-    pub(crate) fn update(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-}
-
 fn key(encoder: &Encoder, texts: &[&str]) -> u64 {
-    let mut h = Fnv::new();
+    let mut h = Fnv1a::new();
     h.update(&encoder.fingerprint().to_le_bytes());
     for t in texts {
         h.update(t.as_bytes());
         h.update(&[0]);
     }
-    h.0
+    h.finish()
 }
 
 /// The cache file for these texts under `dir`.
@@ -51,9 +36,9 @@ fn read(path: &Path, count: usize, dim: usize) -> Option<Vec<Embedding>> {
     if data.len() != body_len + 8 || &data[..MAGIC.len()] != MAGIC {
         return None;
     }
-    let mut h = Fnv::new();
+    let mut h = Fnv1a::new();
     h.update(&data[..body_len]);
-    if data[body_len..] != h.0.to_le_bytes() {
+    if data[body_len..] != h.finish().to_le_bytes() {
         return None;
     }
     let header = &data[MAGIC.len()..MAGIC.len() + 8];
@@ -82,9 +67,9 @@ fn write(path: &Path, vectors: &[Embedding], dim: usize) -> std::io::Result<()> 
             data.extend_from_slice(&x.to_le_bytes());
         }
     }
-    let mut h = Fnv::new();
+    let mut h = Fnv1a::new();
     h.update(&data);
-    data.extend_from_slice(&h.0.to_le_bytes());
+    data.extend_from_slice(&h.finish().to_le_bytes());
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }

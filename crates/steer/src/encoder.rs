@@ -113,7 +113,7 @@ impl Encoder {
             .first()
             .and_then(|s| s.lock().ok())
             .is_some_and(|s| s.inputs().iter().any(|i| i.name() == "token_type_ids"));
-        let mut fp = crate::cache::Fnv::new();
+        let mut fp = steerfeed_core::hash::Fnv1a::new();
         for path in [&model_path, &tokenizer_path] {
             let bytes = std::fs::read(path)
                 .map_err(|e| Error::Runtime(format!("{}: {e}", path.display())))?;
@@ -126,7 +126,7 @@ impl Encoder {
             needs_token_type_ids,
             batch_size: config.batch_size,
             dim: MINILM_DIM,
-            fingerprint: fp.0,
+            fingerprint: fp.finish(),
         };
         // One probe checks that the model gives vectors of the dimension we expect.
         let probe = encoder.embed("steerfeed")?;

@@ -24,11 +24,7 @@ pub(crate) const SEGMENT_KEYS: usize = 256;
 /// A stable 64-bit hash of an idempotency key (FNV-1a, then a finalising mix). Stored
 /// in `event_keys` segments, so it must never change.
 pub(crate) fn key_hash(k: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in k {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let mut h = steerfeed_core::hash::Fnv1a::of(k);
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
     h ^= h >> 33;

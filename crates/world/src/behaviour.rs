@@ -14,6 +14,7 @@
 use rand::RngExt;
 use rand::rngs::StdRng;
 use steerfeed_core::CheckinAnswer;
+use steerfeed_core::hash::Fnv1a;
 
 /// What the model knows of the viewer.
 #[derive(Debug, Clone, PartialEq)]
@@ -127,11 +128,9 @@ pub fn safety_topic(topic: &str) -> bool {
 
 /// A seeded value in [0, 1) from a video id and a salt (FNV-1a, then a mix).
 pub fn latent(id: &str, salt: u64) -> f32 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    for b in id.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
+    let mut fnv = Fnv1a::with_basis(Fnv1a::OFFSET_BASIS ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    fnv.update(id.as_bytes());
+    let mut h = fnv.finish();
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
     h ^= h >> 33;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use rayon::prelude::*;
+use steerfeed::hash::Fnv1a;
 use steerfeed::steer::Encoder;
 
 use crate::progress::Progress;
@@ -41,14 +42,12 @@ impl Embeddings {
 
 /// FNV-1a 64 of the titles (in order, each followed by a zero byte).
 pub fn titles_hash(titles: &[String]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut h = Fnv1a::new();
     for t in titles {
-        for &b in t.as_bytes().iter().chain(std::iter::once(&0u8)) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
+        h.update(t.as_bytes());
+        h.update(&[0]);
     }
-    h
+    h.finish()
 }
 
 /// The cache file for this model and these titles.

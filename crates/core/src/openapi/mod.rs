@@ -19,9 +19,15 @@ use utoipa::openapi::schema::{
 use utoipa::openapi::{RefOr, schema::AdditionalProperties};
 use utoipa::{PartialSchema, ToSchema};
 
-use crate::event::MAX_WATCH_MS;
-use crate::ids::MAX_ID_LEN;
-use crate::video::{MAX_CAMEOS, MAX_CAPTION_LEN, MAX_DURATION_S, MAX_TOPICS};
+pub mod formats;
+
+pub use formats::{DateTime, TimeZoneName};
+
+use crate::event::{Event, MAX_WATCH_MS};
+use crate::feed::{Cursor, MAX_CURSOR_LEN};
+use crate::ids::{EventKey, MAX_ID_LEN, SessionId, TopicId, UserId, VideoId};
+use crate::vector::Embedding;
+use crate::video::{MAX_CAMEOS, MAX_CAPTION_LEN, MAX_DURATION_S, MAX_TOPICS, Video};
 
 /// The end of the text, in a form ECMA-262 and Python's `re` agree on.
 pub const END: &str = r"(?![\s\S])";
@@ -119,66 +125,6 @@ fn array_of(items: RefOr<Schema>, max: usize, description: &str) -> Schema {
         .max_items(Some(max))
         .description(Some(description))
         .into()
-}
-
-/// A date and time: RFC 3339 as the engine reads it (`jiff::Timestamp`), whose range ends
-/// on 9999-12-30, so the schema stops at the year 9998.
-#[derive(Debug)]
-pub struct DateTime;
-
-impl PartialSchema for DateTime {
-    fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
-            .pattern(Some(
-                r"^(?:[0-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-",
-            ))
-            .description(Some(
-                "An RFC 3339 date and time with its offset (`2026-05-01T12:00:00Z`), \
-                 years 0000 to 9998.",
-            ))
-            .into()
-    }
-}
-
-impl ToSchema for DateTime {
-    fn name() -> Cow<'static, str> {
-        Cow::Borrowed("DateTime")
-    }
-}
-
-/// An IANA time zone name the server's time zone database knows (the names are read
-/// from it when the document is built, so the list is exactly what the server takes).
-#[derive(Debug)]
-pub struct TimeZoneName;
-
-impl PartialSchema for TimeZoneName {
-    fn schema() -> RefOr<Schema> {
-        let mut names: Vec<String> = jiff::tz::db()
-            .available()
-            .map(|n| n.to_string())
-            .filter(|n| jiff::tz::TimeZone::get(n).is_ok())
-            .collect();
-        if !names.iter().any(|n| n == "UTC") {
-            names.push("UTC".to_owned());
-        }
-        names.sort();
-        names.dedup();
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .enum_values(Some(names))
-            .description(Some(
-                "An IANA time zone name (`Europe/Paris`) from the server's time zone database.",
-            ))
-            .into()
-    }
-}
-
-impl ToSchema for TimeZoneName {
-    fn name() -> Cow<'static, str> {
-        Cow::Borrowed("TimeZoneName")
-    }
 }
 
 /// The schema of [`crate::Embedding`] without its dimension, which is the engine's (the
@@ -484,6 +430,108 @@ pub(crate) fn collect_video_refs(out: &mut Vec<(String, RefOr<Schema>)>) {
     collect::<crate::vector::Embedding>(out);
     collect::<crate::video::SafetyLabel>(out);
     collect::<crate::video::Audience>(out);
+}
+
+// The core types whose schemas are written here rather than derived.
+
+/// Implements `ToSchema` for a string type whose schema `$schema` (an expression giving a
+/// `utoipa::openapi::schema::Object`) builds.
+macro_rules! string_schema {
+    ($name:ident, $schema:expr) => {
+        impl PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                let object: Object = $schema;
+                object.into()
+            }
+        }
+
+        impl ToSchema for $name {
+            fn name() -> Cow<'static, str> {
+                Cow::Borrowed(stringify!($name))
+            }
+        }
+    };
+}
+
+string_schema!(VideoId, id_schema("VideoId"));
+string_schema!(UserId, id_schema("UserId"));
+string_schema!(SessionId, id_schema("SessionId"));
+string_schema!(EventKey, id_schema("EventKey"));
+string_schema!(
+    TopicId,
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(TopicId::MAX_LEN))
+        .pattern(Some(format!("^[a-z][a-z0-9_]*{}", END)))
+        .description(Some(
+            "A taxonomy topic id (`cooking`, `extreme_sports`): 1 to 64 lowercase ASCII \
+             letters, digits and `_`, starting with a letter.",
+        ))
+        .build()
+);
+
+string_schema!(
+    Cursor,
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_CURSOR_LEN))
+        .pattern(Some(format!(r"^[\u0021-\u007e]*{}", END)))
+        .description(Some(
+            "An opaque cursor from a previous feed answer (`next_cursor`): 1 to 512 printable \
+             ASCII characters. Only a cursor this server issued is taken; another is 422 \
+             (`field: cursor`).",
+        ))
+        .build()
+);
+
+// Written by hand: one object per kind, each closed to the fields of the others (see
+// `event_schema`).
+impl PartialSchema for Event {
+    fn schema() -> RefOr<Schema> {
+        event_schema()
+    }
+}
+
+impl ToSchema for Event {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Event")
+    }
+
+    fn schemas(out: &mut Vec<(String, RefOr<Schema>)>) {
+        collect_event_refs(out);
+    }
+}
+
+// Written by hand: the schema says what `validate` and the store check (see
+// `video_schema`).
+impl PartialSchema for Video {
+    fn schema() -> RefOr<Schema> {
+        video_schema()
+    }
+}
+
+impl ToSchema for Video {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Video")
+    }
+
+    fn schemas(out: &mut Vec<(String, RefOr<Schema>)>) {
+        collect_video_refs(out);
+    }
+}
+
+impl PartialSchema for Embedding {
+    fn schema() -> RefOr<Schema> {
+        embedding_schema()
+    }
+}
+
+impl ToSchema for Embedding {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Embedding")
+    }
 }
 
 #[cfg(test)]
