@@ -60,8 +60,8 @@ use steerfeed_core::hash::Fnv1a;
 
 use crate::error::{Error, Result};
 use crate::graph::Graph;
-use crate::state::State;
 use crate::idset::IdSet;
+use crate::state::State;
 
 const MAGIC: &[u8; 8] = b"SFHNSW\0\0";
 /// The version of the index file layout this build reads and writes; other versions

@@ -79,7 +79,7 @@ impl KeyIndex {
         let Some(&seq) = self.by_hash.get(&h) else {
             return Ok(None);
         };
-        Ok(match crate::ingest::logged_event(log, seq)? {
+        Ok(match crate::log::logged_event(log, seq)? {
             Some(e) if e.key == *k => Some(seq),
             _ => None,
         })
@@ -107,7 +107,7 @@ impl KeyIndex {
             }
             Entry::Occupied(o) if *o.get() == seq => {}
             Entry::Occupied(_) => {
-                let e = crate::ingest::logged_event(log, seq)?
+                let e = crate::log::logged_event(log, seq)?
                     .ok_or_else(|| corrupt("idempotency key"))?;
                 self.overflow.insert(e.key, seq);
             }

@@ -4,6 +4,8 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::{Batch, Db, Tree};
 use steerfeed_core::{Error, Result};
 
+use crate::codec::{self, corrupt, u64_of};
+
 /// The key of a derived tree's watermark (`u64` BE). `0xFF` never starts a UTF-8 id, so
 /// no id or prefix scan ever meets it.
 pub(crate) const WATERMARK_KEY: &[u8] = b"\xff\xffapplied";
@@ -181,5 +183,157 @@ impl<'a> Writes<'a> {
                     .map_err(tx_err)
             }
         }
+    }
+}
+
+/// The trees derived from the log, each with its own watermark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Derived {
+    EventKeys,
+    Counters,
+    CreatorCounts,
+    Wellbeing,
+    Interest,
+    Affinity,
+    Seen,
+    History,
+    Follows,
+    Followers,
+    Mutes,
+}
+
+impl Derived {
+    pub const ALL: [Derived; 11] = [
+        Derived::EventKeys,
+        Derived::Counters,
+        Derived::CreatorCounts,
+        Derived::Wellbeing,
+        Derived::Interest,
+        Derived::Affinity,
+        Derived::Seen,
+        Derived::History,
+        Derived::Follows,
+        Derived::Followers,
+        Derived::Mutes,
+    ];
+
+    pub fn tree(self, t: &Trees) -> &Tree {
+        match self {
+            Derived::EventKeys => &t.event_keys,
+            Derived::Counters => &t.counters,
+            Derived::CreatorCounts => &t.creator_counts,
+            Derived::Wellbeing => &t.wellbeing,
+            Derived::Interest => &t.interest,
+            Derived::Affinity => &t.affinity,
+            Derived::Seen => &t.seen,
+            Derived::History => &t.history,
+            Derived::Follows => &t.follows,
+            Derived::Followers => &t.followers,
+            Derived::Mutes => &t.mutes,
+        }
+    }
+
+    #[cfg(feature = "test-hooks")]
+    pub fn name(self) -> &'static str {
+        match self {
+            Derived::EventKeys => "event_keys",
+            Derived::Counters => "counters",
+            Derived::CreatorCounts => "creator_counts",
+            Derived::Wellbeing => "wellbeing",
+            Derived::Interest => "interest",
+            Derived::Affinity => "affinity",
+            Derived::Seen => "seen",
+            Derived::History => "history",
+            Derived::Follows => "follows",
+            Derived::Followers => "followers",
+            Derived::Mutes => "mutes",
+        }
+    }
+
+    fn bit(self) -> u16 {
+        1 << (self as u16)
+    }
+}
+
+/// A set of derived trees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Mask(u16);
+
+impl Mask {
+    pub const ALL: Mask = Mask((1 << Derived::ALL.len()) - 1);
+    pub const NONE: Mask = Mask(0);
+
+    pub fn has(self, d: Derived) -> bool {
+        self.0 & d.bit() != 0
+    }
+
+    pub fn with(self, d: Derived) -> Mask {
+        Mask(self.0 | d.bit())
+    }
+
+    /// The trees whose watermark is below `seq`: those that still need event `seq`.
+    pub fn needing(watermarks: &[u64; 11], seq: u64) -> Mask {
+        Derived::ALL
+            .iter()
+            .zip(watermarks)
+            .filter(|(_, wm)| **wm < seq)
+            .fold(Mask::NONE, |m, (d, _)| m.with(*d))
+    }
+}
+
+/// The watermark of `d`'s tree (0 when none is stored).
+pub(crate) fn watermark(t: &Trees, d: Derived) -> Result<u64> {
+    match d.tree(t).get(WATERMARK_KEY).map_err(db_err)? {
+        Some(b) => u64_of(&b).ok_or_else(|| corrupt("watermark")),
+        None => Ok(0),
+    }
+}
+
+/// The sled writes of one derived tree in a persist: applied key by key
+/// ([`KeyWrites::apply`]), not as one `sled::Batch`.
+#[derive(Default)]
+pub(crate) struct KeyWrites(Vec<(Vec<u8>, Option<Vec<u8>>)>);
+
+impl KeyWrites {
+    pub(crate) fn insert(&mut self, k: impl Into<Vec<u8>>, v: impl Into<Vec<u8>>) {
+        self.0.push((k.into(), Some(v.into())));
+    }
+
+    pub(crate) fn remove(&mut self, k: impl Into<Vec<u8>>) {
+        self.0.push((k.into(), None));
+    }
+
+    /// Keys written or removed.
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Writes up to `limit` keys into `tree`, each on its own, in key order, except that
+    /// the keys of one owner (the part before `\0`) are inserted before any is removed:
+    /// a ring's new newest fragment is in sled before the fragments that fell out of the
+    /// ring go, so a crash between them never leaves a ring without its newest entries
+    /// (readers skip what is left below the ring). No key is both inserted and removed
+    /// by one persist.
+    ///
+    /// sled 0.34 applies a batch under its process-wide write lock, which also stops
+    /// every reader: a persist's batch of 100,000 keys would stall the log append, the
+    /// group-commit flush and every sled read for its whole length. Single inserts share
+    /// that lock; what makes a torn persist safe instead is each record's as-of number
+    /// and the watermark written last (`Store::write_layer`).
+    pub(crate) fn apply(mut self, tree: &Tree, limit: usize) -> Result<()> {
+        let owner =
+            |k: &[u8]| -> usize { k.iter().position(|&c| c == codec::SEP).unwrap_or(k.len()) };
+        self.0.sort_by(|a, b| {
+            let (oa, ob) = (&a.0[..owner(&a.0)], &b.0[..owner(&b.0)]);
+            (oa, a.1.is_none(), &a.0).cmp(&(ob, b.1.is_none(), &b.0))
+        });
+        for (k, v) in self.0.into_iter().take(limit) {
+            match v {
+                Some(v) => tree.insert(k, v).map(|_| ()),
+                None => tree.remove(k).map(|_| ()),
+            }
+            .map_err(db_err)?;
+        }
+        Ok(())
     }
 }

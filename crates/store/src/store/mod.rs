@@ -11,10 +11,14 @@
 //! Writing the event log and the derived state is `crate::ingest` and `crate::derived`.
 
 mod catalogue;
+mod ingest;
 mod open;
+mod persist;
+mod rings;
 mod social;
 mod users;
 mod viewer;
+mod warm;
 
 pub use open::SCHEMA_VERSION;
 
@@ -39,13 +43,14 @@ use crate::codec::{
 };
 use crate::commit::GroupCommit;
 use crate::damage::{DamageLog, DamageReport, DamageRule};
-#[cfg(feature = "test-hooks")]
-use crate::derived::Mask;
-use crate::derived::{Derived, Overlay};
+use crate::derived::Overlay;
 use crate::mirror::{Edge, Mirror};
 use crate::options::StoreOptions;
 use crate::records::{ConsentRec, PersonFacts, WellbeingRec};
 use crate::toplist::TopList;
+use crate::trees::Derived;
+#[cfg(feature = "test-hooks")]
+use crate::trees::Mask;
 use crate::trees::{
     CATALOG_FLOOR_KEY, CATALOG_VERSION_KEY, HEADER_KEY, LIVE_VIDEOS_KEY, TREE_NAMES, TRIM_CHUNK,
     Trees, WATERMARK_KEY, Writes, db_err,
@@ -473,7 +478,7 @@ impl Store {
     /// Calls `f(seq, event)` for every logged event with sequence number `>= from`, in
     /// order (to rebuild in-memory indexes such as co-engagement at start-up).
     pub fn for_each_event(&self, from: u64, f: impl FnMut(u64, Event) -> Result<()>) -> Result<()> {
-        crate::ingest::for_each_logged(&self.t().events, from, f)
+        crate::log::for_each_logged(&self.t().events, from, f)
     }
 
     /// Every unreadable record found since open, and the rule each fell under (see the
@@ -487,7 +492,7 @@ impl Store {
 impl Store {
     /// Drops the cached counters of every key in `layer`, which is leaving the overlay:
     /// a value cached while the layer was there may be older than what it wrote.
-    pub(crate) fn forget_layer(&self, layer: Option<&crate::derived::Layer>) {
+    pub(crate) fn forget_layer(&self, layer: Option<&crate::layer::Layer>) {
         let Some(layer) = layer else { return };
         self.inner.counter_epoch.fetch_add(1, Ordering::AcqRel);
         if !layer.counters.is_empty() {

@@ -81,7 +81,7 @@ impl Store {
             if page.break_card && st.last_break.is_none_or(|t| t < now) {
                 st.last_break = Some(now);
             }
-            let mut ring = crate::rings::Rings::default();
+            let mut ring = super::rings::Rings::default();
             {
                 let ov = self.overlay_read();
                 for v in videos {

@@ -10,59 +10,17 @@ use sled::{Batch, Tree};
 use steerfeed_core::ports::Engagement;
 use steerfeed_core::{Entity, Error, Event, EventKey, EventKind, Result, UserId, Video, VideoId};
 
-use crate::codec::{self, CounterRec, Decayed, corrupt, ms, pair, u64_of};
-use crate::derived::{Derived, Mask, Overlay};
+use super::rings::Rings;
+use crate::codec::{self, CounterRec, Decayed, ms, pair};
+use crate::derived::Overlay;
 use crate::mirror::Edge;
-use crate::rings::Rings;
 use crate::trees::WATERMARK_KEY;
+use crate::trees::{Derived, Mask};
 use steerfeed_core::storage::{IngestReport, Logged};
 
 use crate::records::WellbeingRec;
 use crate::store::Store;
 use crate::trees::{Writes, db_err};
-
-/// Calls `f(seq, event)` for every logged event with sequence number `>= from`, in order.
-///
-/// The log holds records of one or more events (`codec.rs`), each under the sequence
-/// number of its first event; the record holding `from` may start before it.
-pub(crate) fn for_each_logged(
-    log: &Tree,
-    from: u64,
-    mut f: impl FnMut(u64, Event) -> Result<()>,
-) -> Result<()> {
-    let start = match log.range(..=from.to_be_bytes()).next_back() {
-        Some(kv) => {
-            let (k, _) = kv.map_err(db_err)?;
-            u64_of(&k).ok_or_else(|| corrupt("event key"))?
-        }
-        None => from,
-    };
-    for kv in log.range(start.to_be_bytes()..) {
-        let (k, v) = kv.map_err(db_err)?;
-        let first = u64_of(&k).ok_or_else(|| corrupt("event key"))?;
-        codec::decode_record(&v, from.saturating_sub(first), |i, e| f(first + i, e))?;
-    }
-    Ok(())
-}
-
-/// The logged event with sequence number `seq`, if there is one.
-pub(crate) fn logged_event(log: &Tree, seq: u64) -> Result<Option<Event>> {
-    let Some(kv) = log.range(..=seq.to_be_bytes()).next_back() else {
-        return Ok(None);
-    };
-    let (k, v) = kv.map_err(db_err)?;
-    let first = u64_of(&k).ok_or_else(|| corrupt("event key"))?;
-    let mut found = None;
-    if seq - first < codec::record_len(&v)? {
-        codec::decode_record(&v, seq - first, |i, e| {
-            if i == seq - first {
-                found = Some(e);
-            }
-            Ok(())
-        })?;
-    }
-    Ok(found)
-}
 
 /// The derived changes of a run of events, computed against the overlay and sled but not
 /// yet visible: [`Store::install`] moves them into the overlay.
@@ -609,6 +567,6 @@ impl Store {
 
     /// The user's recent engagements (events of positive weight), newest first.
     pub fn recent_engagements(&self, user: &UserId, limit: usize) -> Result<Vec<Engagement>> {
-        crate::rings::read_history(self, user, limit)
+        super::rings::read_history(self, user, limit)
     }
 }
