@@ -4,10 +4,11 @@
 use jiff::Timestamp;
 use steerfeed_core::ports::ActionCounts;
 use steerfeed_core::{
-    Audience, CheckinAnswer, Embedding, Error, Event, EventKey, EventKind, Result, SafetyLabel,
-    TopicId, UserId, Video, VideoId, WellbeingState,
+    Audience, CheckinAnswer, Embedding, Event, EventKey, EventKind, Result, SafetyLabel, TopicId,
+    UserId, Video, VideoId, WellbeingState,
 };
 
+use crate::legacy;
 use crate::records::WellbeingRec;
 
 /// Separator between the parts of a composite key. Ids never contain NUL (it is a control
@@ -15,9 +16,7 @@ use crate::records::WellbeingRec;
 /// character), so `a \0 b` keys sort by `a` first and `a \0` is an exact prefix of `a`'s keys.
 pub(crate) const SEP: u8 = 0;
 
-pub(crate) fn corrupt(what: &str) -> Error {
-    Error::internal("store", format!("corrupt {what} record"))
-}
+pub(crate) use crate::records::corrupt;
 
 /// `a \0`: the prefix of every key of `a`.
 pub(crate) fn prefix(a: &str) -> Vec<u8> {
@@ -156,7 +155,10 @@ pub(crate) fn ring_item(owner: &str, k: &[u8], v: &[u8]) -> Result<(u64, u64)> {
                 .ok_or_else(|| corrupt("ring fragment"))?;
             Ok((first, u64::from(n)))
         }
-        8 => Ok((u64_of(rest).ok_or_else(|| corrupt("ring key"))?, 1)),
+        8 => Ok((
+            legacy::one_entry_ring_key(rest).ok_or_else(|| corrupt("ring key"))?,
+            1,
+        )),
         _ => Err(corrupt("ring key")),
     }
 }
@@ -698,8 +700,8 @@ pub(crate) fn encode_event(e: &Event) -> Vec<u8> {
 
 /// Decodes a log record (binary, or JSON from schema version 1).
 pub(crate) fn decode_event(b: &[u8]) -> Result<Event> {
-    if b.first() == Some(&b'{') {
-        return serde_json::from_slice(b).map_err(|_| corrupt("event"));
+    if legacy::is_json(b) {
+        return legacy::event_json(b);
     }
     let inner = || {
         let mut r = Reader { b, at: 0 };
@@ -801,8 +803,8 @@ pub(crate) fn encode_kind(out: &mut Vec<u8>, k: &EventKind) {
 
 /// Decodes [`encode_kind`] (or JSON from schema version 1).
 pub(crate) fn decode_kind(b: &[u8]) -> Result<EventKind> {
-    if b.first() == Some(&b'{') {
-        return serde_json::from_slice(b).map_err(|_| corrupt("history"));
+    if legacy::is_json(b) {
+        return legacy::kind_json(b);
     }
     let mut r = Reader { b, at: 0 };
     (r.u8() == Some(EVENT_RECORD_V1))
@@ -881,8 +883,12 @@ pub(crate) fn encode_wellbeing(r: &WellbeingRec, asof: u64) -> Vec<u8> {
     out
 }
 
-/// A binary wellbeing record (of schema version 5 or 6) and its as-of number.
+/// A wellbeing record and its as-of number: binary (version byte 2, or 1 of schema 5 as
+/// of 0), or the JSON of schema 4 and older (`legacy.rs`).
 pub(crate) fn decode_wellbeing(b: &[u8]) -> Result<(WellbeingRec, u64)> {
+    if legacy::is_json(b) {
+        return legacy::wellbeing_json(b);
+    }
     decode_wellbeing_opt(b).ok_or_else(|| corrupt("wellbeing"))
 }
 
@@ -990,7 +996,7 @@ mod tests {
         for r in [empty, full_wellbeing()] {
             let b = encode_wellbeing(&r, u64::MAX - 1);
             assert_eq!(decode_wellbeing(&b).unwrap(), (r.clone(), u64::MAX - 1));
-            assert_eq!(crate::store::Store::decode_wellbeing(&b).unwrap(), r);
+            assert_eq!(decode_wellbeing(&b).unwrap().0, r);
             // Schema version 5's record: version byte 1, no as-of number (as of 0).
             let id_len = r.last_item.as_ref().map_or(0, |v| v.as_str().len());
             let mut v5 = b.clone();
@@ -1005,11 +1011,8 @@ mod tests {
                 v5.len(),
                 json.len()
             );
-            assert_eq!(crate::store::Store::decode_wellbeing(&json).unwrap(), r);
-            assert_eq!(
-                crate::store::Store::decode_wellbeing_asof(&json).unwrap(),
-                (r, 0)
-            );
+            assert_eq!(decode_wellbeing(&json).unwrap().0, r);
+            assert_eq!(decode_wellbeing(&json).unwrap(), (r, 0));
         }
     }
 

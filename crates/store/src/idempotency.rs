@@ -9,7 +9,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use sled::Tree;
 use steerfeed_core::{EventKey, Result};
 
-use crate::codec::{self, corrupt, u64_of};
+use crate::codec::{self, corrupt};
 use crate::trees::WATERMARK_KEY;
 use crate::trees::db_err;
 
@@ -133,7 +133,7 @@ impl KeyIndex {
                     ix.add_stored(h, seq, log)?;
                 }
             } else {
-                let seq = u64_of(&v).ok_or_else(|| corrupt("idempotency key"))?;
+                let seq = crate::legacy::single_key_seq(&v)?;
                 ix.add_stored(key_hash(&k), seq, log)?;
             }
         }

@@ -214,6 +214,7 @@ mod damage;
 mod derived;
 mod idempotency;
 mod layer;
+mod legacy;
 mod log;
 mod mirror;
 mod options;

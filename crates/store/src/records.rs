@@ -4,7 +4,12 @@
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use steerfeed_core::{ConsentScope, VideoId, WellbeingState};
+use steerfeed_core::{ConsentScope, Error, VideoId, WellbeingState};
+
+/// The error of a stored record that does not decode.
+pub(crate) fn corrupt(what: &str) -> Error {
+    Error::internal("store", format!("corrupt {what} record"))
+}
 
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct ConsentRec {

@@ -243,7 +243,7 @@ mod tests {
             );
             // Records compare by value: sled's also carry their as-of numbers.
             let wb = t.wellbeing.get(u.as_str()).unwrap();
-            let wb = wb.map(|b| Store::decode_wellbeing(&b).unwrap());
+            let wb = wb.map(|b| codec::decode_wellbeing(&b).unwrap().0);
             assert_eq!(r.wellbeing, wb, "{u} wellbeing");
             let iv = t.interest.get(u.as_str()).unwrap();
             let iv = iv.map(|b| codec::decode_interest(&b, s.options().dim).unwrap().0);

@@ -12,7 +12,8 @@ use std::collections::{HashMap, VecDeque};
 use sled::Tree;
 use steerfeed_core::{Result, UserId};
 
-use crate::codec::{self, corrupt, prefix, u64_of};
+use crate::codec::{self, corrupt, prefix};
+use crate::legacy;
 use crate::trees::{KeyWrites, db_err};
 
 /// Most entries in a ring fragment that later writes still add to: a user's ring then
@@ -194,7 +195,7 @@ pub(crate) fn ring_newest(tree: &Tree, user: &UserId, tail: bool) -> Result<Ring
         });
     }
     let head = match tree.get(user.as_str()).map_err(db_err)? {
-        Some(b) => u64_of(&b).ok_or_else(|| corrupt("ring head"))?,
+        Some(b) => legacy::bare_ring_head(&b)?,
         None => 0,
     };
     Ok(RingEnd {

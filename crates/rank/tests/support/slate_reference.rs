@@ -1,456 +1,355 @@
-//! The selector's greedy page fill as it was before its bookkeeping was optimised
-//! (caps checked on the page slice for each visited item, a heap of bounds rebuilt per
-//! slot, SipHash sets): a test oracle. `select_slate` must pick exactly the same items in
-//! the same order on any input.
+//! A test oracle for the selector's page fill, written from the definitions and sharing
+//! no code with `select_slate`: it takes the page the selector chose and checks, slot by
+//! slot, that the pick is one a greedy fill may make.
+//!
+//! At each slot it recomputes from scratch, in `f64`, which items may take the slot
+//! (the id, topic, teen and following rules over the candidates considered so far, the
+//! pool widening by `pool` when none in it may) and each such item's objective:
+//! - MMR: `λ·q − (1 − λ)·max(0, max similarity to the page)`;
+//! - DPP: `q² · (1 − sᵀ (S + εI)⁻¹ s)`, where `S` holds the similarities among the last
+//!   `dpp_window` picks (1 on the diagonal), `s` the item's similarities to them, and
+//!   the system is solved by Gaussian elimination (the selector keeps an incremental
+//!   Cholesky factor in `f32` instead);
+//!
+//! where `q` is the item's score normalised over the first pool, times the author decay
+//! of its creator's items already on the page. The pick must be allowed and its objective
+//! within a rounding tolerance of the best allowed; the page may end early only when no
+//! item may take the next slot.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
-use steerfeed_core::vector::dot;
-use steerfeed_core::{Shift, UserId, VideoId};
+use steerfeed_core::Shift;
 
 use steerfeed_rank::selectors::{DiversityMethod, PageRules, SelectorConfig, SlateItem};
 
-/// Added to the diagonal of the window's similarity matrix, so near-duplicate picks keep
-/// it positive definite.
-const DPP_JITTER: f32 = 1e-3;
-/// Smallest pivot of the window's Cholesky factor.
-const MIN_PIVOT: f32 = 1e-6;
+/// Added to the diagonal of the window's similarity matrix.
+const DPP_JITTER: f64 = 1e-3;
 /// Slack on share arithmetic (`0.1 · 30` is not exactly 3 in floating point).
 const SHARE_EPS: f64 = 1e-9;
+/// How far below the best objective a pick may be: the selector works in `f32`, and a
+/// DPP window of near-duplicates is ill-conditioned (its smallest eigenvalue is the
+/// jitter), so its residuals carry errors of up to about `1e-4`.
+const MMR_TOLERANCE: f64 = 1e-5;
+const DPP_TOLERANCE: f64 = 1e-3;
 
-/// Chooses and orders at most `limit` of `items` (given best score first) under the
-/// diversity objective and the hard caps of `config` and `rules`; returns indices into
-/// `items`, each at most once, and never two items with the same id. Expects a validated
-/// `config`; it stays total (no panic) for any config and any scores.
-pub fn select_slate(
+/// Checks `page` (indices into `items`, in page order) as described in the module docs;
+/// the error says which slot breaks which rule.
+pub fn check_slate(
     items: &[SlateItem<'_>],
     config: &SelectorConfig,
     rules: PageRules<'_>,
     limit: usize,
-) -> Vec<usize> {
+    page: &[usize],
+) -> Result<(), String> {
     let limit = limit.min(items.len());
-    if limit == 0 {
-        return Vec::new();
+    if page.len() > limit {
+        return Err(format!("{} items on a page of at most {limit}", page.len()));
     }
-    Greedy::new(items, config, rules, limit).run()
-}
-
-/// Which items the following rule lets take the next slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Follow {
-    Any,
-    OnlyFollowed,
-    NotFollowed,
-}
-
-impl Follow {
-    fn admits(self, followed: bool) -> bool {
-        match self {
-            Follow::Any => true,
-            Follow::OnlyFollowed => followed,
-            Follow::NotFollowed => !followed,
-        }
-    }
-}
-
-/// A candidate and the upper bound of its objective, ordered best first, then by index.
-#[derive(Debug, Clone, Copy)]
-struct Bound {
-    key: f32,
-    item: usize,
-}
-
-impl PartialEq for Bound {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-
-impl Eq for Bound {}
-
-impl PartialOrd for Bound {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Bound {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.key
-            .total_cmp(&other.key)
-            .then_with(|| other.item.cmp(&self.item))
-    }
-}
-
-struct Greedy<'a, 'b> {
-    items: &'b [SlateItem<'a>],
-    config: &'b SelectorConfig,
-    rules: PageRules<'b>,
-    limit: usize,
-    /// `items[..active]` are considered.
-    active: usize,
-    pool_min: f32,
-    pool_span: f32,
-    /// Normalised score in `[0, 1]` of each active item.
-    rel: Vec<f32>,
-    /// Dense creator index of each active item.
-    creator: Vec<usize>,
-    creators: HashMap<&'a UserId, usize>,
-    /// Items of each creator on the page.
-    per_creator: Vec<usize>,
-    /// `decay[k]`: the author-decay multiplier of a creator's k-th item.
-    decay: Vec<f32>,
-    alive: Vec<bool>,
-    page: Vec<usize>,
-    picked: HashSet<&'a VideoId>,
-    followed_on_page: usize,
-    /// MMR: the largest (non-negative) similarity of each active item to `page[..checked]`.
-    max_sim: Vec<f32>,
-    checked: Vec<usize>,
-    /// DPP: similarity of active item `i` to the pick at page position `p`, at
-    /// `i * limit + p`; NaN until computed.
-    sims: Vec<f32>,
-    /// DPP: the first page position of the window and the window's Cholesky factor.
-    window_start: usize,
-    chol: Vec<f32>,
-    scratch: Vec<f32>,
-    heap: Vec<Bound>,
-}
-
-impl<'a, 'b> Greedy<'a, 'b> {
-    fn new(
-        items: &'b [SlateItem<'a>],
-        config: &'b SelectorConfig,
-        rules: PageRules<'b>,
-        limit: usize,
-    ) -> Self {
-        let pool = config.pool.max(1).min(items.len());
-        let (lo, hi) = items[..pool]
-            .iter()
-            .map(|it| it.score)
-            .filter(|s| s.is_finite())
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), s| {
-                (lo.min(s), hi.max(s))
-            });
-        let (pool_min, pool_span) = if hi > lo { (lo, hi - lo) } else { (0.0, 0.0) };
-        let mut g = Self {
-            items,
-            config,
-            rules,
-            limit,
-            active: 0,
-            pool_min,
-            pool_span,
-            rel: Vec::with_capacity(pool),
-            creator: Vec::with_capacity(pool),
-            creators: HashMap::with_capacity(pool),
-            per_creator: Vec::new(),
-            decay: (0..=limit).map(|k| config.author_decay(k)).collect(),
-            alive: Vec::with_capacity(pool),
-            page: Vec::with_capacity(limit),
-            picked: HashSet::with_capacity(limit),
-            followed_on_page: 0,
-            max_sim: Vec::new(),
-            checked: Vec::new(),
-            sims: Vec::new(),
-            window_start: 0,
-            chol: Vec::new(),
-            scratch: Vec::new(),
-            heap: Vec::with_capacity(pool),
+    let q0 = normalised_scores(items, config.pool);
+    let step = config.pool.max(1);
+    let mut active = step.min(items.len());
+    for slot in 0..=page.len() {
+        let taken = &page[..slot];
+        let allowed = loop {
+            let allowed = allowed_items(items, config, rules, &taken_set(taken), taken, active);
+            if !allowed.is_empty() || active >= items.len() {
+                break allowed;
+            }
+            active = (active + step).min(items.len());
         };
-        g.grow_to(pool);
-        g
-    }
-
-    fn run(mut self) -> Vec<usize> {
-        while self.page.len() < self.limit {
-            if self.config.method == DiversityMethod::Dpp {
-                self.prepare_window();
+        let Some(&pick) = page.get(slot) else {
+            // The page ended: only the limit or the lack of an allowed item may end it.
+            if slot < limit && !allowed.is_empty() {
+                return Err(format!(
+                    "the page ends at {slot} while items {allowed:?} may take the slot"
+                ));
             }
-            match self.next() {
-                Some(i) => self.push(i),
-                None => break,
-            }
+            return Ok(());
+        };
+        if !allowed.contains(&pick) {
+            return Err(format!(
+                "slot {slot}: item {pick} may not take it (allowed: {allowed:?})"
+            ));
         }
-        self.page
-    }
-
-    /// The best item that may take the next slot, growing the pool when none in it may.
-    fn next(&mut self) -> Option<usize> {
-        loop {
-            let found = match self.follow_rule() {
-                Follow::OnlyFollowed => self
-                    .best(Follow::OnlyFollowed)
-                    .or_else(|| self.best(Follow::Any)),
-                rule => self.best(rule),
-            };
-            if found.is_some() {
-                return found;
-            }
-            let step = self.config.pool.max(1);
-            if self.active >= self.items.len() {
-                return None;
-            }
-            self.grow_to(self.active.saturating_add(step).min(self.items.len()));
+        let value = |i: usize| objective(items, config, &q0, taken, i);
+        let best = allowed
+            .iter()
+            .map(|&i| (value(i), i))
+            .fold((f64::NEG_INFINITY, usize::MAX), |a, b| {
+                if b.0 > a.0 { b } else { a }
+            });
+        let tolerance = match config.method {
+            DiversityMethod::Mmr => MMR_TOLERANCE,
+            DiversityMethod::Dpp => DPP_TOLERANCE,
+        };
+        if value(pick) < best.0 - tolerance {
+            return Err(format!(
+                "slot {slot}: item {pick} has objective {}, item {} has {}",
+                value(pick),
+                best.1,
+                best.0
+            ));
         }
     }
+    Ok(())
+}
 
-    fn follow_rule(&self) -> Follow {
-        let len = (self.page.len() + 1) as f64;
-        match self.rules.following {
-            None => Follow::Any,
-            Some(Shift::More) => {
-                let need = (f64::from(self.config.following_more) * len - SHARE_EPS).ceil();
-                if (self.followed_on_page as f64) < need {
-                    Follow::OnlyFollowed
-                } else {
-                    Follow::Any
-                }
-            }
-            Some(Shift::Less) => {
-                let allowed = (f64::from(self.config.following_less) * len + SHARE_EPS).floor();
-                if (self.followed_on_page + 1) as f64 > allowed {
-                    Follow::NotFollowed
-                } else {
-                    Follow::Any
-                }
-            }
-        }
-    }
+fn taken_set(taken: &[usize]) -> HashSet<usize> {
+    taken.iter().copied().collect()
+}
 
-    /// The eligible item with the best objective among those `rule` admits, visiting by
-    /// upper bound and stopping when no bound can beat the best so far.
-    fn best(&mut self, rule: Follow) -> Option<usize> {
-        let mut buf = std::mem::take(&mut self.heap);
-        buf.clear();
-        buf.extend(
-            (0..self.active)
-                .filter(|&i| self.alive[i] && rule.admits(self.items[i].followed))
-                .map(|i| Bound {
-                    key: self.bound(i),
-                    item: i,
-                }),
-        );
-        let mut heap = BinaryHeap::from(buf);
-        let mut best: Option<(f32, usize)> = None;
-        while let Some(Bound { key, item }) = heap.pop() {
-            if best.is_some_and(|(v, _)| key < v) {
-                break;
-            }
-            if !self.eligible(item) {
-                continue;
-            }
-            let Some(v) = self.value(item, best.map(|(v, _)| v)) else {
-                continue;
-            };
-            if best.is_none_or(|(bv, bi)| v > bv || (v == bv && item < bi)) {
-                best = Some((v, item));
-            }
-        }
-        self.heap = heap.into_vec();
-        best.map(|(_, i)| i)
-    }
-
-    fn quality(&self, i: usize) -> f32 {
-        let k = self.per_creator[self.creator[i]];
-        self.rel[i]
-            * self
-                .decay
-                .get(k)
-                .copied()
-                .unwrap_or(self.config.author_decay_floor)
-    }
-
-    fn bound(&self, i: usize) -> f32 {
-        let q = self.quality(i);
-        match self.config.method {
-            DiversityMethod::Mmr => self.config.mmr_lambda * q,
-            DiversityMethod::Dpp => q * q,
-        }
-    }
-
-    /// The exact objective of item `i`, or `None` as soon as it is known to fall below
-    /// `floor` (similarities only lower it, so the work done so far is kept for later).
-    fn value(&mut self, i: usize, floor: Option<f32>) -> Option<f32> {
-        let q = self.quality(i);
-        let floor = floor.unwrap_or(f32::NEG_INFINITY);
-        match self.config.method {
-            DiversityMethod::Mmr => {
-                let l = self.config.mmr_lambda;
-                let value = |max_sim: f32| l * q - (1.0 - l) * max_sim;
-                while self.checked[i] < self.page.len() {
-                    if value(self.max_sim[i]) < floor {
-                        return None;
-                    }
-                    let s = self.sim_items(i, self.page[self.checked[i]]).max(0.0);
-                    self.max_sim[i] = self.max_sim[i].max(s);
-                    self.checked[i] += 1;
-                }
-                Some(value(self.max_sim[i]))
-            }
-            DiversityMethod::Dpp => self.residual(i, q * q, floor).map(|r| q * q * r),
-        }
-    }
-
-    /// The hard caps and the id check for appending item `i` to the page.
-    fn eligible(&mut self, i: usize) -> bool {
-        let it = self.items[i];
-        if self.picked.contains(it.id) {
-            self.alive[i] = false;
-            return false;
-        }
-        let len = self.page.len();
-        let from = len.saturating_sub(self.config.topic_window.saturating_sub(1));
-        let recent = &self.page[from..];
-        for (n, t) in it.topics.iter().enumerate() {
-            if it.topics[..n].contains(t) {
-                continue;
-            }
-            let count = recent
-                .iter()
-                .filter(|&&p| self.items[p].topics.contains(t))
-                .count();
-            if self.rules.only_topics.contains(t) {
-                continue;
-            }
-            let cap = if self.rules.boosted_topics.contains(t) {
-                self.config.steered_topic_cap.max(self.config.topic_cap)
-            } else {
-                self.config.topic_cap
-            };
-            if count >= cap {
-                return false;
-            }
-        }
-        if self.rules.teen && it.sensitive {
-            let w = self.config.teen_sensitive_window.saturating_sub(1);
-            let count = self.page[len.saturating_sub(w)..]
-                .iter()
-                .filter(|&&p| self.items[p].sensitive)
-                .count();
-            if count >= self.config.teen_sensitive_cap {
-                return false;
-            }
-        }
-        true
-    }
-
-    fn push(&mut self, i: usize) {
-        self.alive[i] = false;
-        self.page.push(i);
-        self.per_creator[self.creator[i]] += 1;
-        self.followed_on_page += usize::from(self.items[i].followed);
-        self.picked.insert(self.items[i].id);
-    }
-
-    /// Brings `items[..to]` into consideration.
-    fn grow_to(&mut self, to: usize) {
-        for i in self.active..to {
-            let it = self.items[i];
-            let rel = if !it.score.is_finite() {
+/// Scores mapped to `[0, 1]` by the finite scores of the first `pool` items (all 1 when
+/// they are equal; non-finite scores map to 0, later items are clamped).
+fn normalised_scores(items: &[SlateItem<'_>], pool: usize) -> Vec<f64> {
+    let head = &items[..pool.max(1).min(items.len())];
+    let finite: Vec<f64> = head
+        .iter()
+        .map(|it| f64::from(it.score))
+        .filter(|s| s.is_finite())
+        .collect();
+    let lo = finite.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = finite.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    items
+        .iter()
+        .map(|it| {
+            let s = f64::from(it.score);
+            if !s.is_finite() {
                 0.0
-            } else if self.pool_span > 0.0 {
-                ((it.score - self.pool_min) / self.pool_span).clamp(0.0, 1.0)
+            } else if hi > lo {
+                ((s - lo) / (hi - lo)).clamp(0.0, 1.0)
             } else {
                 1.0
-            };
-            self.rel.push(rel);
-            let next = self.per_creator.len();
-            let c = *self.creators.entry(it.creator).or_insert(next);
-            if c == next {
-                self.per_creator.push(0);
             }
-            self.creator.push(c);
-            self.alive.push(true);
-        }
-        match self.config.method {
-            DiversityMethod::Mmr => {
-                self.max_sim.resize(to, 0.0);
-                self.checked.resize(to, 0);
-            }
-            DiversityMethod::Dpp => self.sims.resize(to * self.limit, f32::NAN),
-        }
-        self.active = to;
-    }
-
-    /// Cosine similarity of two items; 0 when either has no embedding.
-    fn sim_items(&self, a: usize, b: usize) -> f32 {
-        match (self.items[a].embedding, self.items[b].embedding) {
-            (Some(x), Some(y)) => {
-                let s = dot(x, y);
-                if s.is_finite() { s } else { 0.0 }
-            }
-            _ => 0.0,
-        }
-    }
-
-    /// Similarity of active item `i` to the pick at page position `p`, cached.
-    fn sim_to_pick(&mut self, i: usize, p: usize) -> f32 {
-        let at = i * self.limit + p;
-        let cached = self.sims[at];
-        if !cached.is_nan() {
-            return cached;
-        }
-        let s = self.sim_items(i, self.page[p]);
-        self.sims[at] = s;
-        s
-    }
-
-    /// Factors the similarity matrix of the last `dpp_window` picks.
-    fn prepare_window(&mut self) {
-        let len = self.page.len();
-        let start = len.saturating_sub(self.config.dpp_window);
-        let k = len - start;
-        self.window_start = start;
-        self.chol.clear();
-        self.chol.resize(k * k, 0.0);
-        for r in 0..k {
-            for c in 0..=r {
-                let mut sum = if r == c {
-                    1.0 + DPP_JITTER
-                } else {
-                    self.sim_to_pick(self.page[start + r], start + c)
-                };
-                for m in 0..c {
-                    sum -= self.chol[r * k + m] * self.chol[c * k + m];
-                }
-                self.chol[r * k + c] = if r == c {
-                    sum.max(MIN_PIVOT).sqrt()
-                } else {
-                    sum / self.chol[c * k + c]
-                };
-            }
-        }
-    }
-
-    /// DPP: the share of item `i`'s (unit) feature vector not explained by the window,
-    /// `1 − s_Wᵀ S_W⁻¹ s_W`, in `[0, 1]`; the greedy MAP gain is `q2 ·` this. `None` as
-    /// soon as `q2 ·` the partial residual (which only shrinks) falls below `floor`.
-    fn residual(&mut self, i: usize, q2: f32, floor: f32) -> Option<f32> {
-        let start = self.window_start;
-        let k = self.page.len() - start;
-        self.scratch.clear();
-        let mut norm = 0.0;
-        for a in 0..k {
-            if q2 * (1.0 - norm) < floor {
-                return None;
-            }
-            let mut v = self.sim_to_pick(i, start + a);
-            for m in 0..a {
-                v -= self.chol[a * k + m] * self.scratch[m];
-            }
-            v /= self.chol[a * k + a];
-            self.scratch.push(v);
-            norm += v * v;
-        }
-        let r = 1.0 - norm;
-        Some(if r.is_finite() {
-            r.clamp(0.0, 1.0)
-        } else {
-            0.0
         })
+        .collect()
+}
+
+/// The items among the first `active` that may take the next slot after `taken`: the
+/// following rule's set, or when it asks for a followed creator and none may, any.
+fn allowed_items(
+    items: &[SlateItem<'_>],
+    config: &SelectorConfig,
+    rules: PageRules<'_>,
+    taken_idx: &HashSet<usize>,
+    taken: &[usize],
+    active: usize,
+) -> Vec<usize> {
+    let ids: HashSet<_> = taken.iter().map(|&p| items[p].id).collect();
+    let fits: Vec<usize> = (0..active)
+        .filter(|i| !taken_idx.contains(i) && !ids.contains(items[*i].id))
+        .filter(|&i| within_caps(items, config, rules, taken, i))
+        .collect();
+    let followed_on_page = taken.iter().filter(|&&p| items[p].followed).count();
+    let len = (taken.len() + 1) as f64;
+    let admits =
+        |i: &usize, followed: Option<bool>| followed.is_none_or(|f| items[*i].followed == f);
+    match rules.following {
+        None => fits,
+        Some(Shift::More) => {
+            let need = (f64::from(config.following_more) * len - SHARE_EPS).ceil();
+            if (followed_on_page as f64) < need {
+                let only: Vec<usize> = fits
+                    .iter()
+                    .copied()
+                    .filter(|i| admits(i, Some(true)))
+                    .collect();
+                if only.is_empty() { fits } else { only }
+            } else {
+                fits
+            }
+        }
+        Some(Shift::Less) => {
+            let allowed = (f64::from(config.following_less) * len + SHARE_EPS).floor();
+            if (followed_on_page + 1) as f64 > allowed {
+                fits.into_iter()
+                    .filter(|i| admits(i, Some(false)))
+                    .collect()
+            } else {
+                fits
+            }
+        }
+    }
+}
+
+/// The topic cap (over the last `topic_window` slots including this one; `only` topics
+/// exempt, boosted ones at the steered cap) and the teen cap on sensitive items.
+fn within_caps(
+    items: &[SlateItem<'_>],
+    config: &SelectorConfig,
+    rules: PageRules<'_>,
+    taken: &[usize],
+    i: usize,
+) -> bool {
+    let it = &items[i];
+    let window = |w: usize| &taken[taken.len().saturating_sub(w.saturating_sub(1))..];
+    let topics: HashSet<_> = it.topics.iter().collect();
+    for t in topics {
+        if rules.only_topics.contains(t) {
+            continue;
+        }
+        let cap = if rules.boosted_topics.contains(t) {
+            config.steered_topic_cap.max(config.topic_cap)
+        } else {
+            config.topic_cap
+        };
+        let count = window(config.topic_window)
+            .iter()
+            .filter(|&&p| items[p].topics.contains(t))
+            .count();
+        if count >= cap {
+            return false;
+        }
+    }
+    if rules.teen && it.sensitive {
+        let count = window(config.teen_sensitive_window)
+            .iter()
+            .filter(|&&p| items[p].sensitive)
+            .count();
+        if count >= config.teen_sensitive_cap {
+            return false;
+        }
+    }
+    true
+}
+
+/// Cosine similarity of two items (their embeddings are unit vectors); 0 without one.
+fn similarity(items: &[SlateItem<'_>], a: usize, b: usize) -> f64 {
+    match (items[a].embedding, items[b].embedding) {
+        (Some(x), Some(y)) => {
+            let s: f64 = x
+                .iter()
+                .zip(y)
+                .map(|(p, q)| f64::from(*p) * f64::from(*q))
+                .sum();
+            if s.is_finite() { s } else { 0.0 }
+        }
+        _ => 0.0,
+    }
+}
+
+/// The objective of item `i` for the slot after `taken`.
+fn objective(
+    items: &[SlateItem<'_>],
+    config: &SelectorConfig,
+    q0: &[f64],
+    taken: &[usize],
+    i: usize,
+) -> f64 {
+    let mut per_creator: HashMap<_, usize> = HashMap::new();
+    for &p in taken {
+        *per_creator.entry(items[p].creator).or_default() += 1;
+    }
+    let k = per_creator.get(items[i].creator).copied().unwrap_or(0);
+    let floor = f64::from(config.author_decay_floor);
+    let decay = (1.0 - floor) * f64::from(config.author_decay_factor).powi(k as i32) + floor;
+    let q = q0[i] * decay;
+    match config.method {
+        DiversityMethod::Mmr => {
+            let lambda = f64::from(config.mmr_lambda);
+            let max_sim = taken
+                .iter()
+                .map(|&p| similarity(items, i, p).max(0.0))
+                .fold(0.0, f64::max);
+            lambda * q - (1.0 - lambda) * max_sim
+        }
+        DiversityMethod::Dpp => {
+            let window = &taken[taken.len().saturating_sub(config.dpp_window)..];
+            q * q * residual(items, window, i)
+        }
+    }
+}
+
+/// `1 − sᵀ (S + εI)⁻¹ s` clamped to `[0, 1]` (0 when not finite), by Gaussian
+/// elimination with partial pivoting on the augmented system `[S + εI | s]`.
+fn residual(items: &[SlateItem<'_>], window: &[usize], i: usize) -> f64 {
+    let n = window.len();
+    if n == 0 {
+        return 1.0;
+    }
+    let s: Vec<f64> = window.iter().map(|&p| similarity(items, i, p)).collect();
+    let mut m: Vec<Vec<f64>> = (0..n)
+        .map(|r| {
+            let mut row: Vec<f64> = (0..n)
+                .map(|c| {
+                    if r == c {
+                        1.0 + DPP_JITTER
+                    } else {
+                        similarity(items, window[r], window[c])
+                    }
+                })
+                .collect();
+            row.push(s[r]);
+            row
+        })
+        .collect();
+    for col in 0..n {
+        let pivot = (col..n)
+            .max_by(|&a, &b| m[a][col].abs().total_cmp(&m[b][col].abs()))
+            .unwrap();
+        m.swap(col, pivot);
+        let (upper, lower) = m.split_at_mut(col + 1);
+        let pivot_row = &upper[col];
+        for row in lower {
+            let f = row[col] / pivot_row[col];
+            for (x, p) in row[col..].iter_mut().zip(&pivot_row[col..]) {
+                *x -= f * p;
+            }
+        }
+    }
+    let mut x = vec![0.0; n];
+    for r in (0..n).rev() {
+        let tail: f64 = (r + 1..n).map(|c| m[r][c] * x[c]).sum();
+        x[r] = (m[r][n] - tail) / m[r][r];
+    }
+    let r = 1.0 - s.iter().zip(&x).map(|(a, b)| a * b).sum::<f64>();
+    if r.is_finite() {
+        r.clamp(0.0, 1.0)
+    } else {
+        0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::residual;
+
+    use steerfeed_core::{UserId, VideoId};
+    use steerfeed_rank::selectors::SlateItem;
+
+    #[test]
+    fn the_residual_follows_its_definition_on_small_windows() {
+        let id = VideoId::new("v").unwrap();
+        let creator = UserId::new("c").unwrap();
+        let e = [
+            [1.0f32, 0.0],
+            [0.0, 1.0],
+            [
+                std::f32::consts::FRAC_1_SQRT_2,
+                std::f32::consts::FRAC_1_SQRT_2,
+            ],
+        ];
+        let items: Vec<SlateItem<'_>> = e
+            .iter()
+            .map(|v| SlateItem {
+                id: &id,
+                score: 1.0,
+                creator: &creator,
+                topics: &[],
+                sensitive: false,
+                followed: false,
+                embedding: Some(v.as_slice()),
+            })
+            .collect();
+        // Orthogonal to the window: nothing explained.
+        assert!((residual(&items, &[0], 1) - 1.0).abs() < 1e-12);
+        // One pick at 45°: 1 − s²/(1 + ε).
+        let want = 1.0 - 0.5 / (1.0 + super::DPP_JITTER);
+        assert!((residual(&items, &[0], 2) - want).abs() < 1e-6);
+        // A window spanning the plane explains almost all of the third vector:
+        // 1 − sᵀ(I(1 + ε))⁻¹s with s = (√½, √½).
+        let want = 1.0 - 1.0 / (1.0 + super::DPP_JITTER);
+        assert!((residual(&items, &[0, 1], 2) - want).abs() < 1e-6);
     }
 }

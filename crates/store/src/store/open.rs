@@ -42,6 +42,208 @@ fn header(dim: usize) -> Vec<u8> {
     h
 }
 
+/// Brings a store of an older schema `version` to [`SCHEMA_VERSION`] in place: what the
+/// newer schemas need that the older never wrote (the catalogue log's floor, the
+/// watermarks, the topic index), then the new header. Records in older formats stay as
+/// they are (`legacy.rs` reads them). Each step is flushed before the header moves, so a
+/// crash in between redoes it.
+fn upgrade_schema(
+    db: &Db,
+    t: &Trees,
+    opts: &StoreOptions,
+    version: u32,
+    next_seq: u64,
+    catalog_version: u64,
+    shown: &str,
+) -> Result<()> {
+    if version < 7 {
+        // Builds before schema 7 changed videos without logging them: the log starts
+        // now (7, not SCHEMA_VERSION: later schemas keep the log). Done
+        // before any header is rewritten, so a crash in between redoes it.
+        t.catalog_log.clear().map_err(db_err)?;
+        t.meta
+            .insert(CATALOG_FLOOR_KEY, &catalog_version.to_be_bytes())
+            .map_err(db_err)?;
+        db.flush().map_err(db_err)?;
+    }
+    if version == 1 {
+        // Version 1 wrote derived state in one transaction with the log: it is
+        // complete up to the last event.
+        for d in Derived::ALL {
+            d.tree(t)
+                .insert(WATERMARK_KEY, &(next_seq - 1).to_be_bytes())
+                .map_err(db_err)?;
+        }
+        t.meta
+            .insert(HEADER_KEY, header(opts.dim))
+            .map_err(db_err)?;
+        db.flush().map_err(db_err)?;
+        tracing::info!(path = %shown, "store: upgraded schema version 1 to 2");
+    }
+    if version < 3 {
+        let mut n = 0usize;
+        for kv in t.videos.iter() {
+            let (_, b) = kv.map_err(db_err)?;
+            let v = decode_video(&b)?;
+            if v.deleted {
+                continue;
+            }
+            let at = ms(v.created_at);
+            for topic in &v.topics {
+                t.by_topic
+                    .insert(timed(topic.as_str(), at, v.id.as_str()), &[])
+                    .map_err(db_err)?;
+            }
+            n += 1;
+        }
+        t.meta
+            .insert(HEADER_KEY, header(opts.dim))
+            .map_err(db_err)?;
+        db.flush().map_err(db_err)?;
+        tracing::info!(path = %shown, videos = n, "store: upgraded to schema version 3 (topic index)");
+    }
+    if (3..SCHEMA_VERSION).contains(&version) {
+        // This build reads everything versions 3 to 6 wrote (see `SCHEMA_VERSION`),
+        // so only the header changes (the catalog log was started above).
+        t.meta
+            .insert(HEADER_KEY, header(opts.dim))
+            .map_err(db_err)?;
+        db.flush().map_err(db_err)?;
+        tracing::info!(path = %shown, from = version, "store: upgraded the schema version to {SCHEMA_VERSION}");
+    }
+    Ok(())
+}
+
+/// Opens sled's files at `config`, waiting a moment for a lock a store closed in this
+/// process may still hold; corrupt or foreign files are a clear error, never a panic.
+fn open_db(config: &sled::Config, shown: &str) -> Result<Db> {
+    // sled reports corrupt files as errors, but be certain a foreign file never
+    // brings the caller down.
+    let open = || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open())).map_err(|_| {
+            Error::internal("store", format!("{shown}: sled panicked opening the files"))
+        })
+    };
+    // sled's I/O threads may hold the file lock for a moment after a store in this
+    // process closed (spacejam/sled#1289): wait for it, up to 5 s on a loaded
+    // machine, rather than fail a quick reopen.
+    let mut res = open()?;
+    for _ in 0..500 {
+        match &res {
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.to_string().contains("could not acquire lock") =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                res = open()?;
+            }
+            _ => break,
+        }
+    }
+    res.map_err(|e| match e {
+        sled::Error::Corruption { .. } => Error::invalid(
+            "store.path",
+            format!("{shown}: the files are corrupt or not a sled database ({e})"),
+        ),
+        other => Error::internal("store", format!("{shown}: cannot open: {other}")),
+    })
+}
+
+/// The popular and remix-trending lists rebuilt from the counters; an unreadable counter
+/// only leaves its video out until its next event rewrites the record (noted in
+/// `damage`).
+fn top_lists(t: &Trees, opts: &StoreOptions, damage: &DamageLog) -> Result<(TopList, TopList)> {
+    let hl = opts.counter_half_life_h * 3_600_000.0;
+    let mut popular = TopList::new(opts.top_lists, hl);
+    let mut remix = TopList::new(opts.top_lists, hl);
+    for kv in t.counters.iter() {
+        let (k, v) = kv.map_err(db_err)?;
+        if k.as_ref() == WATERMARK_KEY {
+            continue;
+        }
+        // An unreadable counter only leaves its video out of the lists until its next
+        // event rewrites the record.
+        let (Ok(id), Ok(rec)) = (video_of(&k), CounterRec::decode(&v)) else {
+            damage.note("counters", &k, DamageRule::Dropped);
+            continue;
+        };
+        popular.update(&id, rec.popular, rec.at_ms);
+        remix.update(&id, rec.remix, rec.at_ms);
+    }
+    Ok((popular, remix))
+}
+
+/// Starts the background persister and, when the options ask for it, the cache warmer
+/// (without one the store is warm at once).
+fn spawn_background(
+    inner: &Arc<Inner>,
+    opts: &StoreOptions,
+) -> Result<(
+    std::thread::JoinHandle<()>,
+    Option<std::thread::JoinHandle<()>>,
+)> {
+    let bg = Arc::clone(inner);
+    let every = std::time::Duration::from_millis(opts.derived_persist_ms.max(1));
+    let thread = std::thread::Builder::new()
+        .name("steerfeed-store-persist".into())
+        .spawn(move || {
+            let s = Store {
+                inner: bg,
+                _closer: None,
+            };
+            loop {
+                s.inner.persist_wake.wait(every);
+                if s.inner.closing.load(Ordering::Acquire) {
+                    break;
+                }
+                if s.inner.crashed.load(Ordering::Acquire) {
+                    continue;
+                }
+                if let Err(e) = s.persist_round() {
+                    tracing::warn!(error = %e, "store: could not write derived state");
+                }
+            }
+        })
+        .map_err(|e| Error::internal("store", format!("cannot start the persister: {e}")))?;
+    let warmer = if opts.warm_video_cache && opts.video_cache > 0 {
+        let bg = Arc::clone(inner);
+        let spawned = std::thread::Builder::new()
+            .name("steerfeed-store-warm".into())
+            .spawn(move || {
+                let s = Store {
+                    inner: bg,
+                    _closer: None,
+                };
+                match s.warm_video_cache() {
+                    Ok(n) => tracing::debug!(videos = n, "store: video cache warmed"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "store: could not warm the video cache")
+                    }
+                }
+                match s.warm_resident() {
+                    Ok(n) => tracing::debug!(users = n, "store: per-user state resident"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "store: could not load per-user state")
+                    }
+                }
+                s.inner.warm.store(true, Ordering::Release);
+            });
+        match spawned {
+            Ok(h) => Some(h),
+            Err(e) => {
+                // Only a cold cache: the store works without it.
+                tracing::warn!(error = %e, "store: cannot start the cache warmer");
+                inner.warm.store(true, Ordering::Release);
+                None
+            }
+        }
+    } else {
+        inner.warm.store(true, Ordering::Release);
+        None
+    };
+    Ok((thread, warmer))
+}
+
 impl Store {
     /// Opens (or creates) the store at `path`. A new store gets a header with
     /// [`SCHEMA_VERSION`] and `opts.dim`; an existing one must carry the same version and
@@ -73,36 +275,7 @@ impl Store {
         let shown = path
             .as_ref()
             .map_or_else(|| "(temporary)".to_owned(), |p| p.display().to_string());
-        // sled reports corrupt files as errors, but be certain a foreign file never
-        // brings the caller down.
-        let open = || {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open())).map_err(|_| {
-                Error::internal("store", format!("{shown}: sled panicked opening the files"))
-            })
-        };
-        // sled's I/O threads may hold the file lock for a moment after a store in this
-        // process closed (spacejam/sled#1289): wait for it, up to 5 s on a loaded
-        // machine, rather than fail a quick reopen.
-        let mut res = open()?;
-        for _ in 0..500 {
-            match &res {
-                Err(sled::Error::Io(e))
-                    if e.kind() == std::io::ErrorKind::WouldBlock
-                        || e.to_string().contains("could not acquire lock") =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                    res = open()?;
-                }
-                _ => break,
-            }
-        }
-        let db = res.map_err(|e| match e {
-            sled::Error::Corruption { .. } => Error::invalid(
-                "store.path",
-                format!("{shown}: the files are corrupt or not a sled database ({e})"),
-            ),
-            other => Error::internal("store", format!("{shown}: cannot open: {other}")),
-        })?;
+        let db = open_db(&config, &shown)?;
         let version = Self::check_header(&db, &opts, &shown)?;
         let t = Trees::open(&db)?;
         let next_seq = match t.events.last().map_err(db_err)? {
@@ -115,16 +288,7 @@ impl Store {
             Some(b) => u64_of(&b).ok_or_else(|| corrupt("catalog version"))?,
             None => 0,
         };
-        if version < 7 {
-            // Builds before schema 7 changed videos without logging them: the log starts
-            // now (7, not SCHEMA_VERSION: later schemas keep the log). Done
-            // before any header is rewritten, so a crash in between redoes it.
-            t.catalog_log.clear().map_err(db_err)?;
-            t.meta
-                .insert(CATALOG_FLOOR_KEY, &catalog_version.to_be_bytes())
-                .map_err(db_err)?;
-            db.flush().map_err(db_err)?;
-        }
+        upgrade_schema(&db, &t, &opts, version, next_seq, catalog_version, &shown)?;
         let catalog_floor = match t.meta.get(CATALOG_FLOOR_KEY).map_err(db_err)? {
             Some(b) => u64_of(&b).ok_or_else(|| corrupt("catalog log floor"))?,
             None => {
@@ -140,73 +304,12 @@ impl Store {
         if catalog_floor > catalog_version {
             return Err(corrupt("catalog log floor"));
         }
-        if version == 1 {
-            // Version 1 wrote derived state in one transaction with the log: it is
-            // complete up to the last event.
-            for d in Derived::ALL {
-                d.tree(&t)
-                    .insert(WATERMARK_KEY, &(next_seq - 1).to_be_bytes())
-                    .map_err(db_err)?;
-            }
-            t.meta
-                .insert(HEADER_KEY, header(opts.dim))
-                .map_err(db_err)?;
-            db.flush().map_err(db_err)?;
-            tracing::info!(path = %shown, "store: upgraded schema version 1 to 2");
-        }
-        if version < 3 {
-            let mut n = 0usize;
-            for kv in t.videos.iter() {
-                let (_, b) = kv.map_err(db_err)?;
-                let v = decode_video(&b)?;
-                if v.deleted {
-                    continue;
-                }
-                let at = ms(v.created_at);
-                for topic in &v.topics {
-                    t.by_topic
-                        .insert(timed(topic.as_str(), at, v.id.as_str()), &[])
-                        .map_err(db_err)?;
-                }
-                n += 1;
-            }
-            t.meta
-                .insert(HEADER_KEY, header(opts.dim))
-                .map_err(db_err)?;
-            db.flush().map_err(db_err)?;
-            tracing::info!(path = %shown, videos = n, "store: upgraded to schema version 3 (topic index)");
-        }
-        if (3..SCHEMA_VERSION).contains(&version) {
-            // This build reads everything versions 3 to 6 wrote (see `SCHEMA_VERSION`),
-            // so only the header changes (the catalog log was started above).
-            t.meta
-                .insert(HEADER_KEY, header(opts.dim))
-                .map_err(db_err)?;
-            db.flush().map_err(db_err)?;
-            tracing::info!(path = %shown, from = version, "store: upgraded the schema version to {SCHEMA_VERSION}");
-        }
         let live = match t.meta.get(LIVE_VIDEOS_KEY).map_err(db_err)? {
             Some(b) => u64_of(&b).ok_or_else(|| corrupt("video count"))?,
             None => 0,
         };
-        let hl = opts.counter_half_life_h * 3_600_000.0;
         let damage = DamageLog::default();
-        let mut popular = TopList::new(opts.top_lists, hl);
-        let mut remix = TopList::new(opts.top_lists, hl);
-        for kv in t.counters.iter() {
-            let (k, v) = kv.map_err(db_err)?;
-            if k.as_ref() == WATERMARK_KEY {
-                continue;
-            }
-            // An unreadable counter only leaves its video out of the lists until its next
-            // event rewrites the record.
-            let (Ok(id), Ok(rec)) = (video_of(&k), CounterRec::decode(&v)) else {
-                damage.note("counters", &k, DamageRule::Dropped);
-                continue;
-            };
-            popular.update(&id, rec.popular, rec.at_ms);
-            remix.update(&id, rec.remix, rec.at_ms);
-        }
+        let (popular, remix) = top_lists(&t, &opts, &damage)?;
         let inner = Arc::new(Inner {
             overlay: RwLock::new(Overlay::new(next_seq - 1)),
             crashed: AtomicBool::new(false),
@@ -246,65 +349,7 @@ impl Store {
         };
         bare.replay()?;
         inner.mirror.load(&inner.t, &inner.ids, &inner.damage)?;
-        let bg = Arc::clone(&inner);
-        let every = std::time::Duration::from_millis(opts.derived_persist_ms.max(1));
-        let thread = std::thread::Builder::new()
-            .name("steerfeed-store-persist".into())
-            .spawn(move || {
-                let s = Store {
-                    inner: bg,
-                    _closer: None,
-                };
-                loop {
-                    s.inner.persist_wake.wait(every);
-                    if s.inner.closing.load(Ordering::Acquire) {
-                        break;
-                    }
-                    if s.inner.crashed.load(Ordering::Acquire) {
-                        continue;
-                    }
-                    if let Err(e) = s.persist_round() {
-                        tracing::warn!(error = %e, "store: could not write derived state");
-                    }
-                }
-            })
-            .map_err(|e| Error::internal("store", format!("cannot start the persister: {e}")))?;
-        let warmer = if opts.warm_video_cache && opts.video_cache > 0 {
-            let bg = Arc::clone(&inner);
-            let spawned = std::thread::Builder::new()
-                .name("steerfeed-store-warm".into())
-                .spawn(move || {
-                    let s = Store {
-                        inner: bg,
-                        _closer: None,
-                    };
-                    match s.warm_video_cache() {
-                        Ok(n) => tracing::debug!(videos = n, "store: video cache warmed"),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "store: could not warm the video cache")
-                        }
-                    }
-                    match s.warm_resident() {
-                        Ok(n) => tracing::debug!(users = n, "store: per-user state resident"),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "store: could not load per-user state")
-                        }
-                    }
-                    s.inner.warm.store(true, Ordering::Release);
-                });
-            match spawned {
-                Ok(h) => Some(h),
-                Err(e) => {
-                    // Only a cold cache: the store works without it.
-                    tracing::warn!(error = %e, "store: cannot start the cache warmer");
-                    inner.warm.store(true, Ordering::Release);
-                    None
-                }
-            }
-        } else {
-            inner.warm.store(true, Ordering::Release);
-            None
-        };
+        let (thread, warmer) = spawn_background(&inner, &opts)?;
         Ok(Store {
             inner: Arc::clone(&inner),
             _closer: Some(Arc::new(Closer {

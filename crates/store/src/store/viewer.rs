@@ -18,22 +18,8 @@ impl Store {
     /// number (0 when it has none).
     pub(crate) fn stored_wellbeing(&self, user: &UserId) -> Result<(WellbeingRec, u64)> {
         match self.t().wellbeing.get(user.as_str()).map_err(db_err)? {
-            Some(b) => Self::decode_wellbeing_asof(&b),
+            Some(b) => codec::decode_wellbeing(&b),
             None => Ok((WellbeingRec::default(), 0)),
-        }
-    }
-
-    /// A wellbeing record: binary since schema version 5, JSON (it starts with `{`)
-    /// before.
-    pub(crate) fn decode_wellbeing(b: &[u8]) -> Result<WellbeingRec> {
-        Self::decode_wellbeing_asof(b).map(|(r, _)| r)
-    }
-
-    /// [`Store::decode_wellbeing`] and the record's as-of number (0 when it has none).
-    pub(crate) fn decode_wellbeing_asof(b: &[u8]) -> Result<(WellbeingRec, u64)> {
-        match b.first() {
-            Some(b'{') => unjson(b, "wellbeing").map(|r| (r, 0)),
-            _ => codec::decode_wellbeing(b),
         }
     }
 

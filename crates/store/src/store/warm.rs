@@ -80,7 +80,7 @@ impl Store {
         for kv in t.wellbeing.range(range.clone()) {
             let (k, v) = kv.map_err(db_err)?;
             if let Some(r) = got.get_mut(k.as_ref()) {
-                r.wellbeing = Some(Store::decode_wellbeing(&v)?);
+                r.wellbeing = Some(codec::decode_wellbeing(&v)?.0);
             }
         }
         for kv in t.interest.range(range.clone()) {
