@@ -37,9 +37,11 @@ test: setup lint
 fuzz-api: setup
 	scripts/fuzz_api.sh
 
+## Formatting, clippy, and no module of a crate importing another in a circle.
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	scripts/check_module_cycles.py
 
 fmt:
 	$(CARGO) fmt --all
