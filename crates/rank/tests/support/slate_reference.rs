@@ -74,12 +74,13 @@ pub fn check_slate(
             ));
         }
         let value = |i: usize| objective(items, config, &q0, taken, i);
-        let best = allowed
-            .iter()
-            .map(|&i| (value(i), i))
-            .fold((f64::NEG_INFINITY, usize::MAX), |a, b| {
-                if b.0 > a.0 { b } else { a }
-            });
+        let best =
+            allowed
+                .iter()
+                .map(|&i| (value(i), i))
+                .fold((f64::NEG_INFINITY, usize::MAX), |a, b| {
+                    if b.0 > a.0 { b } else { a }
+                });
         let tolerance = match config.method {
             DiversityMethod::Mmr => MMR_TOLERANCE,
             DiversityMethod::Dpp => DPP_TOLERANCE,

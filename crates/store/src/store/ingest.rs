@@ -127,14 +127,8 @@ impl<'s, 'o> Staging<'s, 'o> {
     /// Stages the effects of event `seq` on the trees in `mask`.
     fn apply(&mut self, seq: u64, e: &Event, mask: Mask) -> Result<()> {
         let s = self.s;
-        let ov = self.ov;
-        let st = &mut self.staged;
-        let t = s.t();
-        let o = s.options();
-        let at = ms(e.at);
-        let hl = s.half_life_ms();
-        st.last = st.last.max(seq);
-        let weight = (o.weight)(&e.kind);
+        self.staged.last = self.staged.last.max(seq);
+        let weight = (s.options().weight)(&e.kind);
         let weight = if weight.is_finite() {
             weight.max(0.0)
         } else {
@@ -147,72 +141,100 @@ impl<'s, 'o> Staging<'s, 'o> {
             ),
             None => None,
         };
-
         if mask.has(Derived::EventKeys) {
-            st.keys.push((e.key.clone(), seq));
+            self.staged.keys.push((e.key.clone(), seq));
         }
-
-        // Counters (live videos only) and the creator's sums.
         if let Some(v) = video.as_deref().filter(|v| !v.deleted) {
-            let creation = is_creation(&e.kind);
-            let add = |c: &mut steerfeed_core::ports::ActionCounts,
-                       pop: &mut f32,
-                       rmx: &mut f32,
-                       k: f32| {
+            self.stage_counters(seq, e, v, weight, mask)?;
+        }
+        if mask.has(Derived::Wellbeing) {
+            self.stage_wellbeing(seq, e)?;
+        }
+        self.stage_rings(seq, e, video.is_some(), weight, mask)?;
+        let Some(v) = video else { return Ok(()) };
+        if mask.has(Derived::Interest) && weight > 0.0 {
+            self.stage_interest(seq, e, &v, weight)?;
+        }
+        if v.creator != e.user {
+            self.stage_creator_relation(seq, e, &v, weight, mask)?;
+        }
+        Ok(())
+    }
+
+    /// The video's counters (live videos only) and its creator's sums.
+    fn stage_counters(
+        &mut self,
+        seq: u64,
+        e: &Event,
+        v: &Video,
+        weight: f32,
+        mask: Mask,
+    ) -> Result<()> {
+        let s = self.s;
+        let ov = self.ov;
+        let st = &mut self.staged;
+        let t = s.t();
+        let at = ms(e.at);
+        let hl = s.half_life_ms();
+        let creation = is_creation(&e.kind);
+        let add =
+            |c: &mut steerfeed_core::ports::ActionCounts, pop: &mut f32, rmx: &mut f32, k: f32| {
                 c.add(&e.kind, k);
                 *pop += weight * k;
                 if creation {
                     *rmx += k;
                 }
             };
-            if mask.has(Derived::Counters)
-                && let Some(rec) = staged_or_load(&mut st.counters, v.id.clone(), seq, || {
-                    load_counter(
-                        ov.counter(&v.id),
-                        || {
-                            let c = s.inner.counter_cache().read();
-                            c.unwrap_or_else(|e| e.into_inner()).get(&v.id).copied()
-                        },
-                        &t.counters,
-                        v.id.as_str(),
-                        at,
-                    )
-                })?
-            {
-                rec.add(at, hl, add);
-            }
-            if mask.has(Derived::CreatorCounts)
-                && let Some(rec) = staged_or_load(&mut st.creators, v.creator.clone(), seq, || {
-                    load_counter(
-                        ov.creator(&v.creator),
-                        || {
-                            let c = s.inner.creator_cache().read();
-                            c.unwrap_or_else(|e| e.into_inner())
-                                .get(&v.creator)
-                                .copied()
-                        },
-                        &t.creator_counts,
-                        v.creator.as_str(),
-                        at,
-                    )
-                })?
-            {
-                rec.add(at, hl, add);
-            }
-        }
-
-        // Wellbeing.
-        if mask.has(Derived::Wellbeing)
-            && let Some((rec, tz)) =
-                staged_or_load(&mut self.wellbeing, e.user.clone(), seq, || {
-                    let (rec, asof) = match (ov.wellbeing(&e.user), ov.resident.get(&e.user)) {
-                        (Some(r), _) => (r.clone(), 0),
-                        (None, Some(r)) => (r.wellbeing.clone().unwrap_or_default(), 0),
-                        (None, None) => s.stored_wellbeing(&e.user)?,
-                    };
-                    Ok(((rec, s.time_zone_for_write(&e.user)?), asof))
-                })?
+        if mask.has(Derived::Counters)
+            && let Some(rec) = staged_or_load(&mut st.counters, v.id.clone(), seq, || {
+                load_counter(
+                    ov.counter(&v.id),
+                    || {
+                        let c = s.inner.counter_cache().read();
+                        c.unwrap_or_else(|e| e.into_inner()).get(&v.id).copied()
+                    },
+                    &t.counters,
+                    v.id.as_str(),
+                    at,
+                )
+            })?
         {
+            rec.add(at, hl, add);
+        }
+        if mask.has(Derived::CreatorCounts)
+            && let Some(rec) = staged_or_load(&mut st.creators, v.creator.clone(), seq, || {
+                load_counter(
+                    ov.creator(&v.creator),
+                    || {
+                        let c = s.inner.creator_cache().read();
+                        c.unwrap_or_else(|e| e.into_inner())
+                            .get(&v.creator)
+                            .copied()
+                    },
+                    &t.creator_counts,
+                    v.creator.as_str(),
+                    at,
+                )
+            })?
+        {
+            rec.add(at, hl, add);
+        }
+        Ok(())
+    }
+
+    /// The user's wellbeing counters: items and minutes today, the passive streak, the
+    /// last check-in answer.
+    fn stage_wellbeing(&mut self, seq: u64, e: &Event) -> Result<()> {
+        let s = self.s;
+        let ov = self.ov;
+        if let Some((rec, tz)) = staged_or_load(&mut self.wellbeing, e.user.clone(), seq, || {
+            let (rec, asof) = match (ov.wellbeing(&e.user), ov.resident.get(&e.user)) {
+                (Some(r), _) => (r.clone(), 0),
+                (None, Some(r)) => (r.wellbeing.clone().unwrap_or_default(), 0),
+                (None, None) => s.stored_wellbeing(&e.user)?,
+            };
+            Ok(((rec, s.time_zone_for_write(&e.user)?), asof))
+        })? {
             rec.touch(e.at, s.gap_ms());
             let today = rec.roll(tz, e.at);
             match &e.kind {
@@ -242,8 +264,21 @@ impl<'s, 'o> Staging<'s, 'o> {
                 _ => {}
             }
         }
+        Ok(())
+    }
 
-        // Seen history and engagement history.
+    /// The seen ring (any event on a video but its creation) and the history ring
+    /// (events that weigh, on a known video).
+    fn stage_rings(
+        &mut self,
+        seq: u64,
+        e: &Event,
+        on_video: bool,
+        weight: f32,
+        mask: Mask,
+    ) -> Result<()> {
+        let (s, ov, at) = (self.s, self.ov, ms(e.at));
+        let st = &mut self.staged;
         // Any event on a video says the user met it (shown, watched, engaged with,
         // skipped, reported): it is not served to them again while in the ring. A video
         // they created is excluded by the seen filter as theirs.
@@ -253,16 +288,21 @@ impl<'s, 'o> Staging<'s, 'o> {
         {
             st.rings.push_seen(s, ov, (&e.user, seq), at, id)?;
         }
-        if mask.has(Derived::History) && weight > 0.0 && video.is_some() {
+        if mask.has(Derived::History) && weight > 0.0 && on_video {
             st.rings.push_history(s, ov, (&e.user, seq), at, &e.kind)?;
         }
+        Ok(())
+    }
 
-        let Some(v) = video else { return Ok(()) };
-
-        // Interest vector: a decayed, weighted sum of engaged embeddings.
-        if mask.has(Derived::Interest)
-            && weight > 0.0
-            && let Some(emb) = &v.embedding
+    /// The user's interest vector: a decayed, weighted sum of engaged embeddings.
+    fn stage_interest(&mut self, seq: u64, e: &Event, v: &Video, weight: f32) -> Result<()> {
+        let s = self.s;
+        let ov = self.ov;
+        let st = &mut self.staged;
+        let t = s.t();
+        let o = s.options();
+        let at = ms(e.at);
+        if let Some(emb) = &v.embedding
             && let Some((ref_ms, vec)) =
                 staged_or_load(&mut st.interest, e.user.clone(), seq, || {
                     let resident = ov.resident.get(&e.user).map(|r| &r.interest);
@@ -290,45 +330,60 @@ impl<'s, 'o> Staging<'s, 'o> {
                 *x += k * y;
             }
         }
+        Ok(())
+    }
 
-        // Creator affinity, hide-creator mutes, follows from a video.
-        if v.creator != e.user {
-            let key = (e.user.clone(), v.creator.clone());
-            if mask.has(Derived::Affinity)
-                && weight > 0.0
-                && let Some(d) = staged_or_load(&mut st.affinity, key, seq, || {
-                    let none = Decayed {
-                        at_ms: at,
-                        value: 0.0,
-                    };
-                    let mem = ov.affinity(&e.user, &v.creator);
-                    let resident = ov.resident.get(&e.user).map(|r| &r.affinity);
-                    Ok(match (mem, resident) {
-                        (Some(d), _) => (*d, 0),
-                        (None, Some(all)) => (all.get(&v.creator).copied().unwrap_or(none), 0),
-                        (None, None) => {
-                            let k = pair(e.user.as_str(), v.creator.as_str());
-                            match t.affinity.get(k).map_err(db_err)? {
-                                Some(b) => Decayed::decode_asof(&b)?,
-                                None => (none, 0),
-                            }
+    /// The user's affinity to the video's creator, and the mute or follow the event
+    /// makes (events on the user's own videos change none of them).
+    fn stage_creator_relation(
+        &mut self,
+        seq: u64,
+        e: &Event,
+        v: &Video,
+        weight: f32,
+        mask: Mask,
+    ) -> Result<()> {
+        let s = self.s;
+        let ov = self.ov;
+        let st = &mut self.staged;
+        let t = s.t();
+        let o = s.options();
+        let at = ms(e.at);
+        let key = (e.user.clone(), v.creator.clone());
+        if mask.has(Derived::Affinity)
+            && weight > 0.0
+            && let Some(d) = staged_or_load(&mut st.affinity, key, seq, || {
+                let none = Decayed {
+                    at_ms: at,
+                    value: 0.0,
+                };
+                let mem = ov.affinity(&e.user, &v.creator);
+                let resident = ov.resident.get(&e.user).map(|r| &r.affinity);
+                Ok(match (mem, resident) {
+                    (Some(d), _) => (*d, 0),
+                    (None, Some(all)) => (all.get(&v.creator).copied().unwrap_or(none), 0),
+                    (None, None) => {
+                        let k = pair(e.user.as_str(), v.creator.as_str());
+                        match t.affinity.get(k).map_err(db_err)? {
+                            Some(b) => Decayed::decode_asof(&b)?,
+                            None => (none, 0),
                         }
-                    })
-                })?
+                    }
+                })
+            })?
+        {
+            d.add(at, weight, o.affinity_half_life_h * 3_600_000.0);
+        }
+        match &e.kind {
+            EventKind::HideCreator { .. } if mask.has(Derived::Mutes) => {
+                st.mutes.push((e.user.clone(), v.creator.clone()));
+            }
+            EventKind::Follow { .. }
+                if mask.has(Derived::Follows) || mask.has(Derived::Followers) =>
             {
-                d.add(at, weight, o.affinity_half_life_h * 3_600_000.0);
+                st.follows.push((e.user.clone(), v.creator.clone(), mask));
             }
-            match &e.kind {
-                EventKind::HideCreator { .. } if mask.has(Derived::Mutes) => {
-                    st.mutes.push((e.user.clone(), v.creator.clone()));
-                }
-                EventKind::Follow { .. }
-                    if mask.has(Derived::Follows) || mask.has(Derived::Followers) =>
-                {
-                    st.follows.push((e.user.clone(), v.creator.clone(), mask));
-                }
-                _ => {}
-            }
+            _ => {}
         }
         Ok(())
     }

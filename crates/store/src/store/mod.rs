@@ -6,9 +6,12 @@
 //! - `catalogue`: videos, embeddings, the catalogue version and its change log;
 //! - `users`: users and their time zones, parental controls, preferences;
 //! - `social`: follows, blocks and mutes, consent and its revocations;
-//! - `viewer`: wellbeing, served pages, seen history, interest and affinity, the viewer.
-//!
-//! Writing the event log and the derived state is `crate::ingest` and `crate::derived`.
+//! - `viewer`: wellbeing, served pages, seen history, interest and affinity, the viewer;
+//! - `ingest`: the event log's writes, and each event staged into the overlay
+//!   (`crate::derived`);
+//! - `persist`: the persister writing the overlay to the derived trees, and the replay;
+//! - `rings`: appends to the seen and history rings, and reading a history;
+//! - `warm`: loading the resident mirror (`crate::resident`) after open.
 
 mod catalogue;
 mod ingest;
