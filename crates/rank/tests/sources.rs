@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 use steerfeed_core::ports::Engagement;
 use steerfeed_core::{
-    ConceptVector, Embedding, EventKind, FeedContext, FeedRequest, Pipeline, Reason, Source,
-    Timestamp, User, UserId, Video, VideoId,
+    ConceptVector, Embedding, EventKind, Explanation, FeedContext, FeedRequest, Pipeline, Reason,
+    Source, Timestamp, User, UserId, Video, VideoId,
 };
 use steerfeed_rank::sources::{
     CoEngagementSource, FollowingSource, FreshSource, InterestAnnSource, PopularSource,
@@ -360,6 +360,71 @@ fn fresh_puts_new_creators_first_within_the_window() {
     let out = FreshSource::new(m.clone(), 50).fetch(&ctx("me")).unwrap();
     assert!(out.iter().all(|c| c.video.created_at >= hours_ago(48)));
     assert!(!ids(&out).contains(&"cy2"), "100 h old");
+}
+
+/// A candidate's explanation names the engagement that gave it the most votes and quotes
+/// its caption: dd1 is co-liked by one person with ana1 (the newest engagement) and by
+/// two with ana2 (an hour older); with `position_decay` 0.6, ana2 gives it 2 × 0.6 = 1.2
+/// against ana1's 1, and with 0.3 it gives 0.6, so ana1 is named.
+#[test]
+fn co_engagement_explains_with_the_engagement_that_voted_most() {
+    let m = world();
+    let co = Arc::new(CoEngagementIndex::new(CoEngagementParams::default()));
+    for (seed, people) in [("ana1", 1), ("ana2", 2)] {
+        for p in 0..people {
+            let who = u(&format!("{seed}_{p}"));
+            co.record(&who, &EventKind::Like { video: v(seed) }, hours_ago(5));
+            co.record(&who, &EventKind::Like { video: v("dd1") }, hours_ago(5));
+        }
+    }
+    let mut mem = Mem {
+        ..Default::default()
+    };
+    mem.videos = m.videos.clone();
+    mem.order = m.order.clone();
+    for (id, caption) in [
+        ("ana1", "A corgi surfing at dawn"),
+        ("ana2", "Paper boats racing down a gutter after rain"),
+    ] {
+        let mut video = (*mem.videos[&v(id)]).clone();
+        video.caption = caption.to_owned();
+        mem.videos.insert(v(id), Arc::new(video));
+    }
+    let mut dd1 = (*mem.videos[&v("bo1")]).clone();
+    dd1.id = v("dd1");
+    mem.videos.insert(v("dd1"), Arc::new(dd1));
+    let liked = |video: &str, h| Engagement {
+        video: v(video),
+        kind: EventKind::Like { video: v(video) },
+        at: hours_ago(h),
+    };
+    mem.history
+        .insert(u("me"), vec![liked("ana1", 1), liked("ana2", 2)]);
+    let mem = Arc::new(mem);
+    let named = |position_decay| {
+        let seeds = CoEngagementConfig {
+            position_decay,
+            ..CoEngagementConfig::default()
+        };
+        let out = CoEngagementSource::new(mem.clone(), mem.clone(), co.clone(), 10, seeds)
+            .fetch(&ctx("me"))
+            .unwrap();
+        assert_eq!(ids(&out), ["dd1"]);
+        let text = Explanation::new(out[0].reason.clone()).text;
+        match &out[0].reason {
+            Reason::CoEngagement { because, .. } => (because.clone().unwrap(), text),
+            other => panic!("{other:?}"),
+        }
+    };
+    let (because, text) = named(0.6);
+    assert_eq!(because, v("ana2"));
+    assert_eq!(
+        text,
+        "Because you watched \u{201c}Paper boats racing down a gutter after rain\u{201d}"
+    );
+    let (because, text) = named(0.3);
+    assert_eq!(because, v("ana1"));
+    assert!(text.contains("A corgi surfing at dawn"), "{text}");
 }
 
 /// The newest engagement votes most: with `position_decay` 0.6, bo1 (3 co-likers of

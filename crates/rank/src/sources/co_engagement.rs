@@ -2,10 +2,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use rustc_hash::FxBuildHasher;
+use steerfeed_core::explain::quoted_caption;
 use steerfeed_core::ports::{CoEngagement, UserHistory, VideoCatalog};
 use steerfeed_core::{Candidate, FeedContext, Reason, Result, Source, VideoId};
 
-use super::{hydrate, recency};
+use super::recency;
 use crate::coengagement::{CoEngagementParams, engagement_weight};
 
 /// Co-engagement (`[rank.co_engagement]`): how the viewer's recent engagements vote in
@@ -65,10 +66,30 @@ impl CoEngagementConfig {
     }
 }
 
+/// A candidate's votes, and the seed (an index into the viewer's recent history) that
+/// gave the most of them.
+#[derive(Debug, Default, Clone, Copy)]
+struct Vote {
+    total: f32,
+    best: f32,
+    seed: usize,
+}
+
+impl Vote {
+    fn add(&mut self, w: f32, seed: usize) {
+        self.total += w;
+        if w > self.best {
+            self.best = w;
+            self.seed = seed;
+        }
+    }
+}
+
 /// Videos co-engaged with the viewer's recent history: each recent engagement votes for
 /// its co-engaged videos with (co-engagement weight) × (how strong the engagement was)
 /// × (how recent it was, in time and in position). A candidate's score is its votes
-/// over the strongest candidate's, in (0, 1].
+/// over the strongest candidate's, in (0, 1]; its explanation names the engagement that
+/// gave it the most ("Because you watched …").
 pub struct CoEngagementSource {
     catalog: Arc<dyn VideoCatalog>,
     history: Arc<dyn UserHistory>,
@@ -106,9 +127,11 @@ impl Source for CoEngagementSource {
             .recent_engagements(ctx.request.user(), self.seeds.seeds)?;
         let engaged: HashSet<&VideoId, FxBuildHasher> = history.iter().map(|e| &e.video).collect();
         // Votes add up in history order whatever the hasher; the ranking below is total.
-        let mut votes: HashMap<VideoId, f32, FxBuildHasher> = HashMap::default();
+        // Beside its votes, each candidate keeps the seed that gave it the most (the
+        // first such seed on a tie: the newest), which its explanation names.
+        let mut votes: HashMap<VideoId, Vote, FxBuildHasher> = HashMap::default();
         let mut position = 1.0f64;
-        for e in &history {
+        for (seed, e) in history.iter().enumerate() {
             let w = engagement_weight(&e.kind)
                 * recency(ctx.now, e.at, self.seeds.half_life_h)
                 * position as f32;
@@ -118,23 +141,46 @@ impl Source for CoEngagementSource {
             }
             for (video, co) in self.co.co_engaged(&e.video, ctx.now, self.quota)? {
                 if !engaged.contains(&video) {
-                    *votes.entry(video).or_default() += w * co;
+                    votes.entry(video).or_default().add(w * co, seed);
                 }
             }
         }
-        let mut ranked: Vec<(VideoId, f32)> = votes.into_iter().collect();
-        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let mut ranked: Vec<(VideoId, Vote)> = votes.into_iter().collect();
+        ranked.sort_by(|a, b| b.1.total.total_cmp(&a.1.total).then_with(|| a.0.cmp(&b.0)));
         ranked.truncate(self.quota);
-        if let Some(&(_, top)) = ranked.first()
-            && top > 0.0
-        {
-            for r in &mut ranked {
-                r.1 /= top;
-            }
+        let top = ranked.first().map_or(0.0, |r| r.1.total);
+        // The quoted caption of each seed named, looked up once.
+        let mut quoted: HashMap<usize, Option<String>, FxBuildHasher> = HashMap::default();
+        let mut out = Vec::with_capacity(ranked.len());
+        for (id, vote) in ranked {
+            let Some(video) = self.catalog.video(&id)?.filter(|v| !v.deleted) else {
+                continue;
+            };
+            let seed = &history[vote.seed].video;
+            let caption = match quoted.get(&vote.seed) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = self
+                        .catalog
+                        .video(seed)?
+                        .filter(|v| !v.deleted)
+                        .and_then(|v| quoted_caption(&v.caption));
+                    quoted.insert(vote.seed, c.clone());
+                    c
+                }
+            };
+            let score = if top > 0.0 {
+                vote.total / top
+            } else {
+                vote.total
+            };
+            let reason = Reason::CoEngagement {
+                because: Some(seed.clone()),
+                caption,
+            };
+            out.push(Candidate::new(video, "co_engagement", score, reason));
         }
-        hydrate(self.catalog.as_ref(), ranked, "co_engagement", |_| {
-            Reason::CoEngagement
-        })
+        Ok(out)
     }
 
     fn name(&self) -> &'static str {
