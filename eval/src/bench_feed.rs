@@ -21,11 +21,16 @@
 //! 4. **Ingest**: fresh events (a seeded sample in the world's id space, re-keyed with a
 //!    run-unique prefix so they are never duplicates) through [`Engine::ingest_events`]
 //!    in batches of 1,000, from one thread, then (with `--threads T`, T > 1) from T
-//!    writers.
+//!    writers. Each phase's rate is sustained: its clock stops when the store has been
+//!    flushed after the last call (the derived state the events changed is on disk),
+//!    and the rate until the last acknowledgement is reported beside it.
 //! 5. **Feed**: `--requests` requests for seeded random users of the world, each a fresh
-//!    [`FeedRequest`] at the world's `now`, issued by `--threads` threads after a
-//!    warm-up of 100 requests that is not counted. Served items are recorded as seen, so
-//!    a user asked twice gets new items.
+//!    [`FeedRequest`] issued by `--threads` threads after a warm-up of 100 requests that
+//!    is not counted. The clock advances `--clock-step-ms` per request from the world's
+//!    `now`, so page pools expire and bedtimes and daily limits come as they would in a
+//!    live app. Served items are recorded as seen, so a user asked twice gets new items.
+//!    Latencies and stage costs are over the ranked requests; requests a wellbeing gate
+//!    answered (bedtime, the daily limit, the scroll cap) are counted apart.
 //!
 //! [`run`] returns the [`FeedReport`]; the command prints it as one JSON object on
 //! stdout. Progress goes to stderr.
@@ -41,13 +46,19 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 use steerfeed::demo::{LoadOptions, LoadStep, for_each_parallel, load_world_with};
-use steerfeed::{Config, Engine, Event, EventKey, FeedRequest, Timestamp, Trace, UserId};
+use steerfeed::{
+    CardKind, Config, Engine, Event, EventKey, FeedRequest, FeedResponse, Timestamp, Trace, UserId,
+};
 use steerfeed_world::{World, WorldConfig};
 
 use crate::progress::Progress;
 
 /// The file, inside the cache folder, whose presence says the build completed.
 pub const MARKER_FILE: &str = "bench-feed.json";
+
+/// The default `--clock-step-ms`: 2,100 requests span 17.5 minutes of the world's time,
+/// so a user's page pool (60 s) has expired by the time they ask again.
+pub const DEFAULT_CLOCK_STEP_MS: u64 = 500;
 /// The engine's index file inside `store.path` (see `[store]` in `config/default.toml`).
 /// Marker format; a marker of another version is treated as a half-built cache.
 const MARKER_VERSION: u32 = 1;
@@ -82,6 +93,12 @@ pub struct FeedArgs {
     /// Items per feed request.
     #[arg(long, default_value_t = 20)]
     pub limit: u32,
+    /// Milliseconds the clock advances per feed request (warm-up included): request `i`
+    /// is made at the world's `now + i × step`, so page pools expire and days, bedtimes
+    /// and daily limits turn as they would for a live app. 0 keeps every request at
+    /// `now`.
+    #[arg(long, default_value_t = DEFAULT_CLOCK_STEP_MS)]
+    pub clock_step_ms: u64,
     /// Folder holding the keyed cache folders [default: $STEERFEED_CACHE/bench-feed, else
     /// ~/.cache/steerfeed/bench-feed].
     #[arg(long)]
@@ -113,6 +130,7 @@ impl FeedArgs {
             requests: 2000,
             warmup: 100,
             limit: 20,
+            clock_step_ms: DEFAULT_CLOCK_STEP_MS,
             cache_dir: None,
             fresh: false,
             ingest_events: 100_000,
@@ -186,6 +204,8 @@ pub struct Params {
     pub warmup: usize,
     /// Items per request.
     pub limit: u32,
+    /// Milliseconds the clock advances per feed request.
+    pub clock_step_ms: u64,
 }
 
 /// The cache folder and whether this run reused it.
@@ -235,30 +255,41 @@ pub struct BuildStats {
     pub total_ms: f64,
 }
 
-/// Ingest throughput of fresh events.
+/// Ingest throughput of fresh events, sustained: each phase's clock stops once the
+/// derived state its events changed is on disk (the store flushed after the last call),
+/// not when the last call returns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IngestStats {
     /// Events ingested by one writer.
     pub events: usize,
-    /// Their rate (batches of 1,000).
+    /// Their sustained rate (batches of 1,000, until the persister caught up).
     pub events_per_s: f64,
+    /// Their rate until the last call returned (every event acknowledged, hence in the
+    /// log; derived state partly still in memory).
+    pub acknowledged_per_s: f64,
+    /// Milliseconds from the last acknowledgement until the derived state was on disk.
+    pub catch_up_ms: f64,
     /// Writers of the parallel phase (absent when `--threads` is 1).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,
     /// Events ingested by the parallel writers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub threaded_events: Option<usize>,
-    /// Their combined rate.
+    /// Their combined sustained rate.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub threaded_events_per_s: Option<f64>,
+    /// Their combined rate until the last call returned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threaded_acknowledged_per_s: Option<f64>,
     /// Generating the sample, in milliseconds (not in the rates).
     pub sample_ms: f64,
 }
 
-/// Feed latency.
+/// Feed latency of the ranked requests (those no gate stopped); the gated ones are
+/// counted apart, since a gate answers before anything is ranked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeedStats {
-    /// Measured requests.
+    /// Measured requests that were ranked.
     pub requests: usize,
     /// Threads issuing them.
     pub threads: usize,
@@ -274,13 +305,33 @@ pub struct FeedStats {
     pub mean_ms: f64,
     /// Mean items per page.
     pub mean_items: f64,
-    /// Requests that returned no item (a card only: bedtime, teen limit, caught up).
+    /// Ranked requests that returned no item (nothing left to serve).
     pub empty_pages: usize,
-    /// Requests per second over the measured phase.
+    /// Requests per second over the measured phase (gated ones included).
     pub qps: f64,
+    /// The measured requests a gate stopped (bedtime, the daily limit, the session's
+    /// scroll cap): answered with the gate's card and no item.
+    pub gated: GatedStats,
     /// Mean microseconds and mean output count of each stage (and of the context load
     /// and the response assembly), in pipeline order.
     pub stages: Vec<StageTiming>,
+}
+
+/// Requests a wellbeing gate answered.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct GatedStats {
+    /// How many.
+    pub requests: usize,
+    /// Their median latency, in milliseconds (0 with none).
+    pub p50_ms: f64,
+    /// Their 99th percentile.
+    pub p99_ms: f64,
+    /// Stopped at bedtime.
+    pub bedtime: usize,
+    /// Stopped by the daily limit.
+    pub limit_reached: usize,
+    /// Stopped by the session's scroll cap.
+    pub caught_up: usize,
 }
 
 /// One stage's mean cost over the measured requests.
@@ -431,6 +482,7 @@ pub fn run(config: Config, args: &FeedArgs) -> anyhow::Result<FeedReport> {
             requests: args.requests,
             warmup: args.warmup,
             limit: args.limit,
+            clock_step_ms: args.clock_step_ms,
         },
         cache: CacheInfo { dir, reused },
         open_ms,
@@ -670,26 +722,42 @@ fn measure_ingest(engine: &Engine, args: &FeedArgs) -> anyhow::Result<IngestStat
         done += chunk.len();
         progress.tick(done);
     }
-    let single_t = progress.finish();
+    let acknowledged = progress.finish();
+    let (sustained, catch_up) = caught_up(engine, acknowledged)?;
 
     let mut stats = IngestStats {
         events: single.len(),
-        events_per_s: rate(single.len(), single_t.as_secs_f64()),
+        events_per_s: rate(single.len(), sustained.as_secs_f64()),
+        acknowledged_per_s: rate(single.len(), acknowledged.as_secs_f64()),
+        catch_up_ms: ms(catch_up),
         threads: None,
         threaded_events: None,
         threaded_events_per_s: None,
+        threaded_acknowledged_per_s: None,
         sample_ms,
     };
     if args.threads > 1 {
         let batches: Vec<&[Event]> = threaded.chunks(BATCH).collect();
-        let t = par_for_each("ingest batches (threads)", &batches, args.threads, |b| {
+        let acknowledged = par_for_each("ingest batches (threads)", &batches, args.threads, |b| {
             engine.ingest_events(b).map(|_| ())
         })?;
+        let (sustained, _) = caught_up(engine, acknowledged)?;
         stats.threads = Some(args.threads);
         stats.threaded_events = Some(threaded.len());
-        stats.threaded_events_per_s = Some(rate(threaded.len(), t.as_secs_f64()));
+        stats.threaded_events_per_s = Some(rate(threaded.len(), sustained.as_secs_f64()));
+        stats.threaded_acknowledged_per_s = Some(rate(threaded.len(), acknowledged.as_secs_f64()));
     }
     Ok(stats)
+}
+
+/// Flushes the store (the derived state still in memory goes to disk) right after an
+/// ingest phase that took `acknowledged`; returns the phase's sustained time and the
+/// flush's share of it.
+fn caught_up(engine: &Engine, acknowledged: Duration) -> anyhow::Result<(Duration, Duration)> {
+    let started = Instant::now();
+    engine.store().flush().context("flushing after ingest")?;
+    let catch_up = started.elapsed();
+    Ok((acknowledged + catch_up, catch_up))
 }
 
 fn uid(i: usize) -> anyhow::Result<UserId> {
@@ -697,19 +765,53 @@ fn uid(i: usize) -> anyhow::Result<UserId> {
     Ok(UserId::new(format!("u{i}"))?)
 }
 
-/// One timed feed request: its latency, the number of items, and what each stage took.
-fn one_feed(
-    engine: &Engine,
-    user: &UserId,
-    limit: u32,
-    now: Timestamp,
-) -> anyhow::Result<(Duration, usize, Trace)> {
+/// What one timed feed request gave.
+struct Served {
+    latency: Duration,
+    items: usize,
+    /// The gate that stopped it, if one did.
+    gate: Option<CardKind>,
+    trace: Trace,
+}
+
+/// One timed feed request at `now`.
+fn one_feed(engine: &Engine, user: &UserId, limit: u32, now: Timestamp) -> anyhow::Result<Served> {
     let started = Instant::now();
     let request = FeedRequest::new(user.clone(), limit)?.at(now);
     let (page, trace) = engine
         .feed_traced(&request)
         .with_context(|| format!("feed for {user}"))?;
-    Ok((started.elapsed(), page.items.len(), trace))
+    let latency = started.elapsed();
+    Ok(Served {
+        latency,
+        items: page.items.len(),
+        gate: gate_of(&page),
+        trace,
+    })
+}
+
+/// The gate that stopped a page: a bedtime, daily-limit or scroll-cap card on a page
+/// without items.
+fn gate_of(page: &FeedResponse) -> Option<CardKind> {
+    if !page.items.is_empty() {
+        return None;
+    }
+    page.cards.iter().map(|c| c.kind).find(|k| {
+        matches!(
+            k,
+            CardKind::Bedtime | CardKind::LimitReached | CardKind::CaughtUp
+        )
+    })
+}
+
+/// The time of request `i` (warm-up included) under `--clock-step-ms`.
+fn request_time(start: Timestamp, step_ms: u64, i: usize) -> anyhow::Result<Timestamp> {
+    let offset = jiff::SignedDuration::from_millis(
+        i64::try_from(step_ms.saturating_mul(i as u64)).context("clock step too large")?,
+    );
+    start
+        .checked_add(offset)
+        .context("the bench clock ran past the end of time")
 }
 
 /// Mean cost of each stage, in the order stages first appeared.
@@ -749,7 +851,8 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 }
 
 fn measure_feed(engine: &Engine, args: &FeedArgs) -> anyhow::Result<FeedStats> {
-    let now = args.world_config().now;
+    let start = args.world_config().now;
+    let at = |i: usize| request_time(start, args.clock_step_ms, i);
     let mut rng = StdRng::seed_from_u64(args.seed ^ 0xfeed_feed);
     let users = (0..args.warmup + args.requests)
         .map(|_| uid(rng.random_range(0..args.users)))
@@ -757,15 +860,14 @@ fn measure_feed(engine: &Engine, args: &FeedArgs) -> anyhow::Result<FeedStats> {
     let (warmup, measured) = users.split_at(args.warmup);
 
     eprintln!("bench feed: {} warm-up requests", warmup.len());
-    for u in warmup {
-        one_feed(engine, u, args.limit, now)?;
+    for (i, u) in warmup.iter().enumerate() {
+        one_feed(engine, u, args.limit, at(i)?)?;
     }
 
     let progress = Phase::new("feed requests", measured.len());
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
-    let results: Mutex<Vec<(Duration, usize, Trace)>> =
-        Mutex::new(Vec::with_capacity(measured.len()));
+    let results: Mutex<Vec<Served>> = Mutex::new(Vec::with_capacity(measured.len()));
     let failure: Mutex<Option<anyhow::Error>> = Mutex::new(None);
     let started = Instant::now();
     std::thread::scope(|s| {
@@ -775,7 +877,9 @@ fn measure_feed(engine: &Engine, args: &FeedArgs) -> anyhow::Result<FeedStats> {
                 while !stop.load(Ordering::Relaxed) {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(u) = measured.get(i) else { break };
-                    match one_feed(engine, u, args.limit, now) {
+                    let served =
+                        at(args.warmup + i).and_then(|now| one_feed(engine, u, args.limit, now));
+                    match served {
                         Ok(r) => mine.push(r),
                         Err(e) => {
                             stop.store(true, Ordering::Relaxed);
@@ -800,29 +904,110 @@ fn measure_feed(engine: &Engine, args: &FeedArgs) -> anyhow::Result<FeedStats> {
     progress.finish();
 
     let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
-    let n = results.len();
-    let mut lat: Vec<Duration> = results.iter().map(|r| r.0).collect();
-    lat.sort_unstable();
-    let items: usize = results.iter().map(|r| r.1).sum();
+    let measured_n = results.len();
+    let (gated, ranked): (Vec<Served>, Vec<Served>) =
+        results.into_iter().partition(|r| r.gate.is_some());
+    let sorted = |rs: &[Served]| {
+        let mut lat: Vec<Duration> = rs.iter().map(|r| r.latency).collect();
+        lat.sort_unstable();
+        lat
+    };
+    let lat = sorted(&ranked);
+    let gated_lat = sorted(&gated);
+    let count = |k: CardKind| gated.iter().filter(|r| r.gate == Some(k)).count();
+    let n = ranked.len();
+    let items: usize = ranked.iter().map(|r| r.items).sum();
     let total: Duration = lat.iter().sum();
+    let pct = |lat: &[Duration], p| {
+        if lat.is_empty() {
+            0.0
+        } else {
+            percentile(lat, p)
+        }
+    };
     Ok(FeedStats {
         requests: n,
         threads: args.threads,
-        p50_ms: percentile(&lat, 0.50),
-        p95_ms: percentile(&lat, 0.95),
-        p99_ms: percentile(&lat, 0.99),
+        p50_ms: pct(&lat, 0.50),
+        p95_ms: pct(&lat, 0.95),
+        p99_ms: pct(&lat, 0.99),
         max_ms: lat.last().map_or(0.0, |d| ms(*d)),
-        mean_ms: ms(total) / n as f64,
-        mean_items: items as f64 / n as f64,
-        empty_pages: results.iter().filter(|r| r.1 == 0).count(),
-        qps: rate(n, wall.as_secs_f64()),
-        stages: stage_timings(results.iter().map(|r| &r.2)),
+        mean_ms: ms(total) / n.max(1) as f64,
+        mean_items: items as f64 / n.max(1) as f64,
+        empty_pages: ranked.iter().filter(|r| r.items == 0).count(),
+        qps: rate(measured_n, wall.as_secs_f64()),
+        gated: GatedStats {
+            requests: gated.len(),
+            p50_ms: pct(&gated_lat, 0.50),
+            p99_ms: pct(&gated_lat, 0.99),
+            bedtime: count(CardKind::Bedtime),
+            limit_reached: count(CardKind::LimitReached),
+            caught_up: count(CardKind::CaughtUp),
+        },
+        stages: stage_timings(ranked.iter().map(|r| &r.trace)),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_gate_card_on_a_page_without_items_counts_as_gated() {
+        use steerfeed::{
+            Card, Constraints, Explanation, FeedItem, Reason, ScoreBreakdown, VideoId,
+        };
+        let page = |items: usize, kinds: &[CardKind]| FeedResponse {
+            items: (0..items)
+                .map(|i| FeedItem {
+                    video: VideoId::new(format!("v{i}")).unwrap(),
+                    score: 1.0,
+                    source: "popular".into(),
+                    breakdown: ScoreBreakdown::default(),
+                    explanation: Explanation::new(Reason::Popular),
+                })
+                .collect(),
+            cards: kinds
+                .iter()
+                .map(|&kind| Card {
+                    kind,
+                    position: 0,
+                    message: String::new(),
+                })
+                .collect(),
+            next_cursor: None,
+            applied: Constraints::default(),
+        };
+        assert_eq!(
+            gate_of(&page(0, &[CardKind::Bedtime])),
+            Some(CardKind::Bedtime)
+        );
+        assert_eq!(
+            gate_of(&page(0, &[CardKind::Checkin, CardKind::LimitReached])),
+            Some(CardKind::LimitReached)
+        );
+        assert_eq!(
+            gate_of(&page(0, &[CardKind::CaughtUp])),
+            Some(CardKind::CaughtUp)
+        );
+        // Nothing left to serve is an empty page, not a gate.
+        assert_eq!(gate_of(&page(0, &[])), None);
+        assert_eq!(gate_of(&page(0, &[CardKind::Checkin])), None);
+        // A page with items was ranked, whatever cards ride along.
+        assert_eq!(gate_of(&page(3, &[CardKind::Break])), None);
+    }
+
+    #[test]
+    fn the_clock_advances_by_the_step_per_request() {
+        let start = Timestamp::from_second(1_795_000_000).unwrap();
+        assert_eq!(request_time(start, 500, 0).unwrap(), start);
+        assert_eq!(
+            request_time(start, 500, 7).unwrap().as_millisecond() - start.as_millisecond(),
+            3_500
+        );
+        assert_eq!(request_time(start, 0, 1_000).unwrap(), start);
+        assert!(request_time(start, u64::MAX, 2).is_err());
+    }
 
     #[test]
     fn percentiles_use_the_nearest_rank() {
