@@ -888,6 +888,24 @@ impl Engine {
         })
     }
 
+    /// `long`, the stored interest vector, blended with the viewer's recent taste
+    /// (`[rank.recent_profile]`: the embeddings of their newest engagements).
+    fn recent_interest(&self, id: &UserId, long: Option<Embedding>) -> Result<Option<Embedding>> {
+        let cfg = &self.config.rank.recent_profile;
+        if cfg.share <= 0.0 {
+            return Ok(long);
+        }
+        let history = self.store.recent_engagements(id, cfg.engagements)?;
+        let recent = cfg.profile(&history, |v| {
+            Ok(self
+                .store
+                .video(v)?
+                .filter(|v| !v.deleted)
+                .and_then(|v| v.embedding.clone()))
+        })?;
+        Ok(cfg.blend(long.as_ref(), recent.as_deref()))
+    }
+
     /// Loads everything the stages read about this request.
     fn context(&self, request: &FeedRequest, user: User, now: Timestamp) -> Result<FeedContext> {
         let id = user.id.clone();
@@ -902,7 +920,7 @@ impl Engine {
         // and the seen list (no repeats) still hold.
         if ctx.parental.personalization {
             ctx.constraints = self.store.active_constraints(&id, now)?;
-            ctx.interest = self.store.interest(&id)?;
+            ctx.interest = self.recent_interest(&id, self.store.interest(&id)?)?;
         } else {
             ctx.viewer.creator_affinity.clear();
         }

@@ -11,6 +11,7 @@ use steerfeed_core::ports::{
 use steerfeed_core::{Pipeline, PipelineBuilder, Result};
 
 use crate::filters::{FilterConfig, default_filters};
+use crate::recent_profile::RecentProfileConfig;
 use crate::scorers::{ObjectiveScorer, ScorerConfig};
 use crate::selectors::{DiversitySelector, SelectorConfig};
 use crate::sources::{
@@ -31,6 +32,8 @@ pub struct RankConfig {
     pub sources: SourceQuotas,
     /// How recent engagements vote in the co-engagement source.
     pub co_engagement: CoEngagementConfig,
+    /// The recent-taste profile blended into the interest vector.
+    pub recent_profile: RecentProfileConfig,
     /// Filter thresholds.
     pub filters: FilterConfig,
     /// The objective.
@@ -45,6 +48,7 @@ impl RankConfig {
     /// Checks every section.
     pub fn validate(&self) -> Result<()> {
         self.co_engagement.validate()?;
+        self.recent_profile.validate()?;
         self.filters.validate()?;
         self.scorer.validate()?;
         self.selector.validate()?;

@@ -23,6 +23,7 @@
 pub mod assemble;
 pub mod coengagement;
 pub mod filters;
+pub mod recent_profile;
 pub mod scorers;
 pub mod selectors;
 pub mod sources;
@@ -30,5 +31,6 @@ pub mod throttles;
 
 pub use assemble::{Ports, RankConfig, build_pipeline, ranking_stages};
 pub use coengagement::{CoEngagementIndex, CoEngagementParams, engagement_weight};
+pub use recent_profile::RecentProfileConfig;
 pub use sources::{CoEngagementConfig, SourceQuotas};
 pub use throttles::WellbeingConfig;
