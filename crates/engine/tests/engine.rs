@@ -27,6 +27,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, RwLock};
 
+use jiff::SignedDuration;
 use steerfeed::demo::load_world;
 use steerfeed::world::{World, WorldConfig};
 use steerfeed::{
@@ -1088,4 +1089,96 @@ fn uploads_past_max_live_end_in_the_graph_after_settling_reloading_and_sigkill()
     );
     assert_eq!(engine.indexed_videos(), 3500);
     assert_folded(&engine, 3500, max_live, "after a SIGKILL reload");
+}
+
+/// A unit vector near `centre`: `centre` plus a little of another synthetic direction.
+fn near(centre: &Embedding, seed: u64) -> Embedding {
+    let jitter = synthetic_embedding(seed);
+    let v: Vec<f32> = centre
+        .as_slice()
+        .iter()
+        .zip(jitter.as_slice())
+        .map(|(c, j)| c + 0.2 * j)
+        .collect();
+    Embedding::normalized("embedding", &v).unwrap()
+}
+
+/// The viewer liked twelve videos of one cluster three days ago and four of another
+/// just now: the stored interest vector (a week's half-life) still points at the first,
+/// the recent profile at the second. With `[rank.recent_profile] share = 1` the
+/// interest-driven items come from the second cluster; with 0, from the first.
+#[test]
+fn the_recent_profile_moves_the_interest_toward_the_newest_engagements() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Timestamp::from_second(1_795_000_000).unwrap();
+    let (a, b) = (synthetic_embedding(1), synthetic_embedding(2));
+    let cluster = |name: &str, centre: &Embedding, base: u64| -> Vec<Video> {
+        (0..30)
+            .map(|i| Video {
+                embedding: Some(near(centre, base + i)),
+                ..synthetic_video(
+                    &format!("{name}{i}"),
+                    0,
+                    now - SignedDuration::from_hours(24 * 5),
+                )
+            })
+            .collect()
+    };
+    let (old, new) = (cluster("a", &a, 1_000), cluster("b", &b, 2_000));
+    let open = |share: f32| {
+        let mut c = config(dir.path());
+        c.rank.recent_profile.share = share;
+        Engine::open(c).unwrap()
+    };
+    {
+        let engine = open(0.0);
+        add_uploader(&engine);
+        engine.upsert_user(&User::new(u("viewer"))).unwrap();
+        engine.upsert_videos(&old).unwrap();
+        engine.upsert_videos(&new).unwrap();
+        let like = |n: usize, video: &Video, at: Timestamp| Event {
+            key: EventKey::new(format!("like{n}")).unwrap(),
+            user: u("viewer"),
+            at,
+            kind: EventKind::Like {
+                video: video.id.clone(),
+            },
+        };
+        let mut events: Vec<Event> = old[..12]
+            .iter()
+            .enumerate()
+            .map(|(n, x)| like(n, x, now - SignedDuration::from_hours(72)))
+            .collect();
+        events.extend(
+            new[..4]
+                .iter()
+                .enumerate()
+                .map(|(n, x)| like(100 + n, x, now - SignedDuration::from_mins(5 - n as i64))),
+        );
+        engine.ingest_events(&events).unwrap();
+    }
+    let interest_items = |share: f32| -> (usize, usize) {
+        let engine = open(share);
+        let page = engine
+            .feed(&FeedRequest::new(u("viewer"), 10).unwrap().at(now))
+            .unwrap();
+        let from_interest: Vec<&str> = page
+            .items
+            .iter()
+            .filter(|i| i.source == "interest_ann")
+            .map(|i| i.video.as_str())
+            .collect();
+        let count = |p: &str| from_interest.iter().filter(|v| v.starts_with(p)).count();
+        (count("a"), count("b"))
+    };
+    let (a_long, b_long) = interest_items(0.0);
+    assert!(
+        a_long > b_long,
+        "share 0: the stored interest leads: a {a_long}, b {b_long}"
+    );
+    let (a_recent, b_recent) = interest_items(1.0);
+    assert!(
+        b_recent > a_recent,
+        "share 1: the recent profile leads: a {a_recent}, b {b_recent}"
+    );
 }
