@@ -2,14 +2,14 @@
 
 use std::collections::HashMap;
 
-use steerfeed_core::{Result, UserId};
+use steerfeed_core::Result;
 
-use crate::codec::{self, Decayed, corrupt};
+use crate::codec::{self, Decayed};
 use crate::resident::{MAX_RESIDENT_USERS, ResidentUser};
 use crate::rings::ring_tail;
 use crate::trees::db_err;
 
-use super::Store;
+use super::{Store, user_of};
 
 /// Users read per chunk of [`Store::warm_resident`] (each chunk holds the write lock).
 const CHUNK: usize = 512;
@@ -21,13 +21,6 @@ fn owner(k: &[u8]) -> (&[u8], bool) {
         Some(i) => (&k[..i], false),
         None => (k, true),
     }
-}
-
-fn user_of(b: &[u8]) -> Result<UserId> {
-    std::str::from_utf8(b)
-        .ok()
-        .and_then(|s| UserId::new(s).ok())
-        .ok_or_else(|| corrupt("user key"))
 }
 
 impl Store {
