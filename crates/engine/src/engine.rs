@@ -5,11 +5,13 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use steerfeed_ann::VideoIndex;
+use steerfeed_core::explain::quoted_caption;
 use steerfeed_core::storage::{Relation, Storage};
 use steerfeed_core::{
     AgeBand, Candidate, CardKind, ConsentScope, Constraints, Cursor, Embedding, Entity, Error,
     Event, Explanation, FeedContext, FeedItem, FeedRequest, FeedResponse, ParentalControls,
-    Pipeline, PipelineOutput, Result, StageReport, Timestamp, Trace, User, UserId, Video, VideoId,
+    Pipeline, PipelineOutput, Reason, Result, StageReport, Timestamp, Trace, User, UserId, Video,
+    VideoId,
 };
 use steerfeed_rank::{CoEngagementIndex, Ports, build_pipeline};
 use steerfeed_steer::{Encoder, PreferenceParser, Taxonomy};
@@ -777,9 +779,9 @@ impl Engine {
         let stamp = self.pools.stamp();
         let catalog = self.store.catalog_version();
         let user = self.known(request.user())?;
-        let ctx = self.context(request, user, now)?;
+        let mut ctx = self.context(request, user, now)?;
         let context_us = micros(started);
-        let Ranked { out, pool, made } = self.rank(&ctx, now, catalog)?;
+        let Ranked { out, pool, made } = self.rank(&mut ctx, now, catalog)?;
         let respond_started = std::time::Instant::now();
         let mut trace = out.trace;
         trace
@@ -817,7 +819,7 @@ impl Engine {
                     score: c.score,
                     source: c.source.to_owned(),
                     breakdown: c.breakdown,
-                    explanation: Explanation::new(c.reason),
+                    explanation: Explanation::new(self.quote_caption(c.reason)),
                 })
                 .collect(),
             cards,
@@ -841,7 +843,7 @@ impl Engine {
     /// session and it still fills a page (traced as `pool`, with the microseconds spent
     /// bringing its videos up to date), else from scratch (traced as `pool_short` when a
     /// pool ran low). `catalog` is the catalog version read before this request's inputs.
-    fn rank(&self, ctx: &FeedContext, now: Timestamp, catalog: u64) -> Result<Ranked> {
+    fn rank(&self, ctx: &mut FeedContext, now: Timestamp, catalog: u64) -> Result<Ranked> {
         let keep = self.pools.size();
         let request = &ctx.request;
         let mut short = None;
@@ -875,6 +877,12 @@ impl Engine {
             }
             short = Some(pool_us);
         }
+        // Only a full ranking reads the interest vector (a pooled page is not scored
+        // again): blend the recent taste in now.
+        if ctx.parental.personalization {
+            let long = ctx.interest.take();
+            ctx.interest = self.recent_interest(ctx.request.user(), long)?;
+        }
         let (mut out, pool) = self.pipeline.run_pooled(ctx, None, keep)?;
         if let Some(us) = short {
             out.trace
@@ -886,6 +894,30 @@ impl Engine {
             pool,
             made: (now, catalog),
         })
+    }
+
+    /// A co-engagement reason with the start of its engagement's caption filled in (only
+    /// served items are rendered, so candidates carry the id alone).
+    fn quote_caption(&self, reason: Reason) -> Reason {
+        match reason {
+            Reason::CoEngagement {
+                because: Some(id),
+                caption: None,
+            } => {
+                let caption = self
+                    .store
+                    .video(&id)
+                    .ok()
+                    .flatten()
+                    .filter(|v| !v.deleted)
+                    .and_then(|v| quoted_caption(&v.caption));
+                Reason::CoEngagement {
+                    because: Some(id),
+                    caption,
+                }
+            }
+            other => other,
+        }
     }
 
     /// `long`, the stored interest vector, blended with the viewer's recent taste
@@ -920,7 +952,7 @@ impl Engine {
         // and the seen list (no repeats) still hold.
         if ctx.parental.personalization {
             ctx.constraints = self.store.active_constraints(&id, now)?;
-            ctx.interest = self.recent_interest(&id, self.store.interest(&id)?)?;
+            ctx.interest = self.store.interest(&id)?;
         } else {
             ctx.viewer.creator_affinity.clear();
         }

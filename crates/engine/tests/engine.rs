@@ -1182,3 +1182,57 @@ fn the_recent_profile_moves_the_interest_toward_the_newest_engagements() {
         "share 1: the recent profile leads: a {a_recent}, b {b_recent}"
     );
 }
+
+/// Five people liked `seed` and then `next`; the viewer liked `seed`. Their page serves
+/// `next` from the co-engagement source, explained by quoting the start of `seed`'s
+/// caption.
+#[test]
+fn a_co_engagement_item_is_explained_by_the_video_that_proposed_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Timestamp::from_second(1_795_000_000).unwrap();
+    let engine = Engine::open(config(dir.path())).unwrap();
+    add_uploader(&engine);
+    let seed = Video {
+        caption: "Paper boats racing down a gutter after the rain, filmed at kerb height \
+                  with a slow pan"
+            .to_owned(),
+        ..synthetic_video("seed", 1, now - SignedDuration::from_hours(48))
+    };
+    let next = synthetic_video("next", 2, now - SignedDuration::from_hours(48));
+    engine.upsert_videos(&[seed, next]).unwrap();
+    let mut events = Vec::new();
+    let mut like = |who: &str, video: &str, at: Timestamp| {
+        events.push(Event {
+            key: EventKey::new(format!("{who}-{video}")).unwrap(),
+            user: u(who),
+            at,
+            kind: EventKind::Like { video: v(video) },
+        });
+    };
+    for p in 0..5 {
+        let who = format!("p{p}");
+        engine.upsert_user(&User::new(u(&who))).unwrap();
+        like(&who, "seed", now - SignedDuration::from_hours(3));
+        like(&who, "next", now - SignedDuration::from_hours(2));
+    }
+    engine.upsert_user(&User::new(u("viewer"))).unwrap();
+    like("viewer", "seed", now - SignedDuration::from_mins(10));
+    engine.ingest_events(&events).unwrap();
+    let page = engine
+        .feed(&FeedRequest::new(u("viewer"), 10).unwrap().at(now))
+        .unwrap();
+    let item = page
+        .items
+        .iter()
+        .find(|i| i.video == v("next"))
+        .unwrap_or_else(|| panic!("next not served: {page:?}"));
+    assert_eq!(item.source, "co_engagement");
+    assert_eq!(
+        item.explanation.text,
+        // The first 60 characters end inside "kerb": cut at the word before it.
+        "Because you watched \u{201c}Paper boats racing down a gutter after the rain, filmed \
+         at\u{2026}\u{201d}"
+    );
+    let json = serde_json::to_value(&item.explanation).unwrap();
+    assert_eq!(json["reason"]["because"], "seed");
+}

@@ -2,7 +2,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use rustc_hash::FxBuildHasher;
-use steerfeed_core::explain::quoted_caption;
 use steerfeed_core::ports::{CoEngagement, UserHistory, VideoCatalog};
 use steerfeed_core::{Candidate, FeedContext, Reason, Result, Source, VideoId};
 
@@ -72,7 +71,7 @@ impl CoEngagementConfig {
 struct Vote {
     total: f32,
     best: f32,
-    seed: usize,
+    seed: Option<usize>,
 }
 
 impl Vote {
@@ -80,7 +79,7 @@ impl Vote {
         self.total += w;
         if w > self.best {
             self.best = w;
-            self.seed = seed;
+            self.seed = Some(seed);
         }
     }
 }
@@ -149,34 +148,20 @@ impl Source for CoEngagementSource {
         ranked.sort_by(|a, b| b.1.total.total_cmp(&a.1.total).then_with(|| a.0.cmp(&b.0)));
         ranked.truncate(self.quota);
         let top = ranked.first().map_or(0.0, |r| r.1.total);
-        // The quoted caption of each seed named, looked up once.
-        let mut quoted: HashMap<usize, Option<String>, FxBuildHasher> = HashMap::default();
         let mut out = Vec::with_capacity(ranked.len());
         for (id, vote) in ranked {
             let Some(video) = self.catalog.video(&id)?.filter(|v| !v.deleted) else {
                 continue;
-            };
-            let seed = &history[vote.seed].video;
-            let caption = match quoted.get(&vote.seed) {
-                Some(c) => c.clone(),
-                None => {
-                    let c = self
-                        .catalog
-                        .video(seed)?
-                        .filter(|v| !v.deleted)
-                        .and_then(|v| quoted_caption(&v.caption));
-                    quoted.insert(vote.seed, c.clone());
-                    c
-                }
             };
             let score = if top > 0.0 {
                 vote.total / top
             } else {
                 vote.total
             };
+            // The engine quotes the seed's caption when it serves the item.
             let reason = Reason::CoEngagement {
-                because: Some(seed.clone()),
-                caption,
+                because: vote.seed.map(|k| history[k].video.clone()),
+                caption: None,
             };
             out.push(Candidate::new(video, "co_engagement", score, reason));
         }
