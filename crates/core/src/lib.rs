@@ -26,6 +26,8 @@ pub mod error;
 pub mod event;
 pub mod explain;
 pub mod feed;
+#[cfg(feature = "openapi")]
+pub mod formats;
 pub mod hash;
 pub mod ids;
 #[cfg(feature = "openapi")]

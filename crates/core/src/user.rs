@@ -31,7 +31,7 @@ pub struct User {
     pub age_band: AgeBand,
     /// IANA time zone name (`Europe/Paris`), for bedtime and daily counters (default `UTC`).
     #[serde(default = "default_tz")]
-    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::formats::TimeZoneName))]
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::formats::TimeZoneName))]
     pub time_zone: String,
 }
 

@@ -19,9 +19,7 @@ use utoipa::openapi::schema::{
 use utoipa::openapi::{RefOr, schema::AdditionalProperties};
 use utoipa::{PartialSchema, ToSchema};
 
-pub mod formats;
-
-pub use formats::{DateTime, TimeZoneName};
+pub use crate::formats::{DateTime, TimeZoneName};
 
 use crate::event::{Event, MAX_WATCH_MS};
 use crate::feed::{Cursor, MAX_CURSOR_LEN};

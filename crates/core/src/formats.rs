@@ -1,5 +1,6 @@
-//! Schemas of the formats the wire types share that no Rust type states: a date and time
-//! as the engine reads it, and a time zone name the server knows.
+//! OpenAPI schemas of the formats the wire types share that no Rust type states (feature
+//! `openapi`): a date and time as the engine reads it, and a time zone name the server
+//! knows. `openapi.rs` re-exports them.
 
 use std::borrow::Cow;
 
