@@ -16,7 +16,7 @@ pub(crate) const MAGIC: &[u8; 16] = b"steerfeed-store\0";
 /// its videos.
 /// Version 4: the event log holds records of up to 48 events each (`codec.rs`), the
 /// idempotency keys are stored as segments of key hashes, and the seen and history rings
-/// as fragments without a stored head (`derived.rs`); version 3's one-event records,
+/// as fragments without a stored head (`rings.rs`); version 3's one-event records,
 /// one-key entries and one-entry ring keys still read, so a version 3 store only gets
 /// the new header.
 /// Version 5: wellbeing records are binary (`codec::encode_wellbeing`), about a quarter
@@ -125,7 +125,7 @@ fn open_db(config: &sled::Config, shown: &str) -> Result<Db> {
         })
     };
     // sled's I/O threads may hold the file lock for a moment after a store in this
-    // process closed (spacejam/sled#1289): wait for it, up to 5 s on a loaded
+    // process closed (a known sled 0.34 behaviour): wait for it, up to 5 s on a loaded
     // machine, rather than fail a quick reopen.
     let mut res = open()?;
     for _ in 0..500 {

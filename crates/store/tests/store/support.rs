@@ -92,7 +92,7 @@ pub fn seeded(store: &Store) {
 
 /// The store's sled database opened directly, as an older build or another program
 /// would. sled's I/O threads may hold the file lock for a moment after a store closed
-/// (spacejam/sled#1289), so wait for it as `Store::open` does.
+/// (a known sled 0.34 behaviour), so wait for it as `Store::open` does.
 pub fn raw_sled(path: &Path) -> sled::Db {
     let mut tries = 0;
     loop {
