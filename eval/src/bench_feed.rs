@@ -96,7 +96,7 @@ pub struct FeedArgs {
     /// Milliseconds the clock advances per feed request (warm-up included): request `i`
     /// is made at the world's `now + i × step`, so page pools expire and days, bedtimes
     /// and daily limits turn as they would for a live app. 0 keeps every request at
-    /// `now`.
+    /// `now`. With several threads, requests run about in that order, not exactly.
     #[arg(long, default_value_t = DEFAULT_CLOCK_STEP_MS)]
     pub clock_step_ms: u64,
     /// Folder holding the keyed cache folders [default: $STEERFEED_CACHE/bench-feed, else
