@@ -77,6 +77,12 @@ pub struct Rejected {
     /// The topic asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic: Option<TopicId>,
+    /// The restricted kind of content asked for, when the request named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<crate::video::SafetyLabel>,
+    /// The words of the request, as the person wrote them (normalised).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phrase: Option<String>,
     /// Why it was not applied.
     pub reason: String,
 }
@@ -178,6 +184,18 @@ impl Constraints {
             for c in list {
                 check_concept(field, c.topic.as_ref(), c.phrase.as_deref())?;
             }
+        }
+        if let Some(p) = self
+            .rejected
+            .iter()
+            .filter_map(|r| r.phrase.as_ref())
+            .find(|p| p.len() > MAX_PHRASE_LEN)
+        {
+            return Err(Error::TooLarge {
+                field: "rejected",
+                limit: MAX_PHRASE_LEN,
+                got: p.len(),
+            });
         }
         if self.max_duration_s == Some(0) {
             return Err(Error::OutOfRange {

@@ -30,6 +30,45 @@ pub enum SafetyLabel {
     WeightLoss,
     /// Sad or distressing content: capped for teens.
     Sad,
+    /// Gambling, betting and casinos: never served to teens.
+    Gambling,
+    /// Alcohol, tobacco, vaping and drugs: never served to teens.
+    AlcoholDrugs,
+    /// Weapons and firearms: capped for teens.
+    Weapons,
+    /// Self-harm and suicide: never served to teens.
+    SelfHarm,
+}
+
+impl SafetyLabel {
+    /// Every label, in the order the store encodes them.
+    pub const ALL: [SafetyLabel; 9] = [
+        SafetyLabel::Mature,
+        SafetyLabel::Violence,
+        SafetyLabel::Sensitive,
+        SafetyLabel::WeightLoss,
+        SafetyLabel::Sad,
+        SafetyLabel::Gambling,
+        SafetyLabel::AlcoholDrugs,
+        SafetyLabel::Weapons,
+        SafetyLabel::SelfHarm,
+    ];
+
+    /// True when a video with this label is never served to a teen (the others are
+    /// capped for teens by the selector).
+    pub fn is_teen_restricted(self) -> bool {
+        match self {
+            SafetyLabel::Mature
+            | SafetyLabel::Gambling
+            | SafetyLabel::AlcoholDrugs
+            | SafetyLabel::SelfHarm => true,
+            SafetyLabel::Violence
+            | SafetyLabel::Sensitive
+            | SafetyLabel::WeightLoss
+            | SafetyLabel::Sad
+            | SafetyLabel::Weapons => false,
+        }
+    }
 }
 
 /// Who may be shown a video.

@@ -459,13 +459,34 @@ fn personalization_off_ignores_the_interest_vector() {
 #[test]
 fn nothing_deleted_revoked_blocked_excluded_or_mature_for_teens_is_ever_served() {
     let (w, base) = world();
-    // Delete every 7th video.
+    // Delete every 7th video; give every 5th of the others one of the labels the world
+    // does not generate.
+    const EXTRA: [SafetyLabel; 4] = [
+        SafetyLabel::Gambling,
+        SafetyLabel::AlcoholDrugs,
+        SafetyLabel::Weapons,
+        SafetyLabel::SelfHarm,
+    ];
     let mut mem = Mem::from_world(w);
-    for (i, video) in w.videos.iter().enumerate().filter(|(i, _)| i % 7 == 0) {
-        let mut d = video.clone();
-        d.deleted = i % 7 == 0;
-        mem.put(d);
+    for (i, video) in w.videos.iter().enumerate() {
+        if i % 7 == 0 {
+            let mut d = video.clone();
+            d.deleted = true;
+            mem.put(d);
+        } else if i % 5 == 0 {
+            let mut d = video.clone();
+            d.safety.push(EXTRA[(i / 5) % EXTRA.len()]);
+            mem.put(d);
+        }
     }
+    // Written out rather than read from the policy code: the labels a teen never sees.
+    let never_for_teens = [
+        SafetyLabel::Mature,
+        SafetyLabel::Gambling,
+        SafetyLabel::AlcoholDrugs,
+        SafetyLabel::SelfHarm,
+    ];
+    let mut weapons_to_teens = 0;
     let mem = Arc::new(mem);
     let p = build_pipeline(&RankConfig::default(), &ports(mem.clone(), &w.events)).unwrap();
     let mut served = 0;
@@ -500,9 +521,11 @@ fn nothing_deleted_revoked_blocked_excluded_or_mature_for_teens_is_ever_served()
             assert!(!video.topics.contains(&excluded), "excluded topic served");
             if sim.user.age_band == AgeBand::Teen {
                 assert!(
-                    !video.safety.contains(&SafetyLabel::Mature),
-                    "mature to a teen"
+                    !video.safety.iter().any(|l| never_for_teens.contains(l)),
+                    "{:?} to a teen",
+                    video.safety
                 );
+                weapons_to_teens += usize::from(video.safety.contains(&SafetyLabel::Weapons));
             }
             assert!(c.score.is_finite());
         }
@@ -510,6 +533,8 @@ fn nothing_deleted_revoked_blocked_excluded_or_mature_for_teens_is_ever_served()
     }
     assert!(served > 1_000, "the check ran on {served} items");
     assert!(teens > 0);
+    // Weapons are capped for teens, not filtered.
+    assert!(weapons_to_teens > 0);
     // The world has revoked cameos, deleted videos and mature videos, so the filters had work.
     assert!(base.videos.values().any(|x| !support::consents(base, x)));
     assert!(

@@ -271,11 +271,13 @@ pub(crate) fn decode_interest(b: &[u8], dim: usize) -> Result<((i64, Vec<f32>), 
 // ---------------------------------------------------------------------------------------
 // The video record: everything but the embedding, in a compact binary form.
 //
-// version u8 = 1 | created_at i128 ns LE | duration f32 LE | audience u8 | deleted u8 |
-// safety bitmask u8 | id str | creator str | caption str | remix_of (u8 flag, str) |
+// version u8 = 2 | created_at i128 ns LE | duration f32 LE | audience u8 | deleted u8 |
+// safety bitmask u16 LE (bit i = `SafetyLabel::ALL[i]`) | id str | creator str | caption str | remix_of (u8 flag, str) |
 // topics (u16 n, str*) | cameos (u16 n, str*) — `str` is a u32 LE length and UTF-8 bytes.
 
+// Version 1 differs only in its safety bitmask: one byte, the first five labels.
 const VIDEO_RECORD_V1: u8 = 1;
+const VIDEO_RECORD_V2: u8 = 2;
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&(s.len() as u32).to_le_bytes());
@@ -314,17 +316,9 @@ impl<'a> Reader<'a> {
     }
 }
 
-const LABELS: [SafetyLabel; 5] = [
-    SafetyLabel::Mature,
-    SafetyLabel::Violence,
-    SafetyLabel::Sensitive,
-    SafetyLabel::WeightLoss,
-    SafetyLabel::Sad,
-];
-
 pub(crate) fn encode_video(v: &Video) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + v.caption.len() + v.id.as_str().len() * 2);
-    out.push(VIDEO_RECORD_V1);
+    out.push(VIDEO_RECORD_V2);
     out.extend_from_slice(&v.created_at.as_nanosecond().to_le_bytes());
     out.extend_from_slice(&v.duration_s.to_le_bytes());
     out.push(match v.audience {
@@ -333,13 +327,13 @@ pub(crate) fn encode_video(v: &Video) -> Vec<u8> {
         Audience::Mutuals => 2,
     });
     out.push(u8::from(v.deleted));
-    let mut mask = 0u8;
-    for (i, l) in LABELS.iter().enumerate() {
+    let mut mask = 0u16;
+    for (i, l) in SafetyLabel::ALL.iter().enumerate() {
         if v.safety.contains(l) {
             mask |= 1 << i;
         }
     }
-    out.push(mask);
+    out.extend_from_slice(&mask.to_le_bytes());
     put_str(&mut out, v.id.as_str());
     put_str(&mut out, v.creator.as_str());
     put_str(&mut out, &v.caption);
@@ -368,7 +362,8 @@ pub(crate) fn decode_video(b: &[u8]) -> Result<Video> {
 
 fn decode_video_inner(b: &[u8]) -> Option<Video> {
     let mut r = Reader { b, at: 0 };
-    if r.u8()? != VIDEO_RECORD_V1 {
+    let version = r.u8()?;
+    if version != VIDEO_RECORD_V1 && version != VIDEO_RECORD_V2 {
         return None;
     }
     let created_at = Timestamp::from_nanosecond(r.i128()?).ok()?;
@@ -380,8 +375,15 @@ fn decode_video_inner(b: &[u8]) -> Option<Video> {
         _ => return None,
     };
     let deleted = r.u8()? != 0;
-    let mask = r.u8()?;
-    let safety = LABELS
+    let mask = if version == VIDEO_RECORD_V1 {
+        u16::from(r.u8()?)
+    } else {
+        r.u16()?
+    };
+    if mask >> SafetyLabel::ALL.len() != 0 {
+        return None;
+    }
+    let safety = SafetyLabel::ALL
         .iter()
         .enumerate()
         .filter(|(i, _)| mask & (1 << i) != 0)
@@ -1083,6 +1085,29 @@ mod tests {
         assert_eq!(decode_video(&encode_video(&v)).unwrap(), v);
         assert!(decode_video(&encode_video(&v)[..20]).is_err());
         assert!(decode_video(b"").is_err());
+
+        // Every label survives, the ones past the first byte included.
+        let all = Video {
+            safety: SafetyLabel::ALL.to_vec(),
+            ..v.clone()
+        };
+        assert_eq!(decode_video(&encode_video(&all)).unwrap(), all);
+
+        // A version-1 record (one-byte mask) written by an older build still reads: the
+        // same bytes with the version set to 1 and the mask's high byte taken out.
+        let v2 = encode_video(&v);
+        let mask_at = 1 + 16 + 4 + 1 + 1;
+        assert_eq!(v2[mask_at + 1], 0);
+        let mut v1 = v2.clone();
+        v1[0] = 1;
+        v1.remove(mask_at + 1);
+        assert_eq!(v1[mask_at], 0b1_0010);
+        assert_eq!(decode_video(&v1).unwrap(), v);
+
+        // A mask naming a label this build does not know is a corrupt record.
+        let mut unknown = v2;
+        unknown[mask_at + 1] = 0x80;
+        assert!(decode_video(&unknown).is_err());
     }
 
     #[test]

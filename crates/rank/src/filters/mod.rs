@@ -6,7 +6,7 @@
 //! | [`DeletedFilter`] (`deleted`) | deleted videos |
 //! | [`BlockedFilter`] (`blocked`) | videos by creators the viewer blocked or muted |
 //! | [`SeenFilter`] (`seen`) | videos served to the viewer or named in any of their recent events (seen, engaged with, skipped, marked not interested), and their own |
-//! | [`SafetyFilter`] (`safety`) | mature videos for teens (other sensitive labels are capped by the selector) |
+//! | [`SafetyFilter`] (`safety`) | teen-restricted labels for teens: mature, gambling, alcohol and drugs, self-harm (other labels are capped by the selector) |
 //! | [`AudienceFilter`] (`audience`) | followers-only videos for non-followers, mutuals-only for non-mutuals |
 //! | [`DurationFilter`] (`duration`) | videos longer than the steering `max_duration_s` |
 //! | [`SteeringFilter`] (`steering`) | steering `exclude` matches, and everything outside `only` |

@@ -177,7 +177,11 @@ fn is_heavy_label(label: SafetyLabel) -> bool {
         | SafetyLabel::Violence
         | SafetyLabel::Sensitive
         | SafetyLabel::WeightLoss
-        | SafetyLabel::Sad => true,
+        | SafetyLabel::Sad
+        | SafetyLabel::Gambling
+        | SafetyLabel::AlcoholDrugs
+        | SafetyLabel::Weapons
+        | SafetyLabel::SelfHarm => true,
     }
 }
 
