@@ -14,7 +14,7 @@ use steerfeed_core::{
     VideoId,
 };
 use steerfeed_rank::{CoEngagementIndex, Ports, build_pipeline};
-use steerfeed_steer::{Encoder, PreferenceParser, Taxonomy};
+use steerfeed_steer::{Encoder, PreferenceParser};
 use steerfeed_store::{
     IngestReport, Logged, Preferences, Revocation, ServedPage, Store, StoreOptions,
 };
@@ -1024,15 +1024,7 @@ impl Drop for Engine {
 /// tools that compile preferences without a store (`steerfeed prefs`).
 pub fn open_parser(config: &Config) -> Result<PreferenceParser> {
     let encoder = Arc::new(Encoder::open(&config.model)?);
-    let taxonomy = match &config.steering.taxonomy {
-        Some(path) => Taxonomy::from_file(path, &encoder)?,
-        None => Taxonomy::default_with(&encoder)?,
-    };
-    Ok(PreferenceParser::new(
-        encoder,
-        Arc::new(taxonomy),
-        config.steering.clone(),
-    ))
+    Ok(PreferenceParser::open(encoder, config.steering.clone())?)
 }
 
 fn micros(since: std::time::Instant) -> u64 {

@@ -37,14 +37,13 @@ fn parse_bench(c: &mut Criterion) {
     use std::sync::Arc;
 
     use steerfeed_core::{AgeBand, Timestamp};
-    use steerfeed_steer::{ParserConfig, PreferenceParser, Taxonomy};
+    use steerfeed_steer::{ParserConfig, PreferenceParser};
 
     let encoder = match Encoder::open(&EncoderConfig::default()) {
         Ok(e) => Arc::new(e),
         Err(e) => panic!("{e}"),
     };
-    let taxonomy = Arc::new(Taxonomy::default_with(&encoder).unwrap());
-    let parser = PreferenceParser::new(encoder, taxonomy, ParserConfig::default());
+    let parser = PreferenceParser::open(encoder, ParserConfig::default()).unwrap();
     let texts = [
         "more cooking videos",
         "way less politics, no horror, a bit more music",

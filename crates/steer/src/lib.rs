@@ -17,10 +17,12 @@ pub mod config;
 pub mod encoder;
 pub mod error;
 pub mod parser;
+pub mod safety;
 pub mod taxonomy;
 
 pub use config::EncoderConfig;
 pub use encoder::{Encoder, MINILM_DIM};
 pub use error::{Error, Result};
 pub use parser::{ParserConfig, PreferenceParser};
+pub use safety::{Flag, RestrictedCategory, SafetyNet};
 pub use taxonomy::{Taxonomy, TopicMatch};

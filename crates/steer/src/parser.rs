@@ -21,6 +21,7 @@ use steerfeed_core::{
 
 use crate::encoder::Encoder;
 use crate::error::Result;
+use crate::safety::SafetyNet;
 use crate::taxonomy::Taxonomy;
 
 /// Tunables of the parser, one default each.
@@ -29,6 +30,12 @@ use crate::taxonomy::Taxonomy;
 pub struct ParserConfig {
     /// A taxonomy file (`id<TAB>description` lines) replacing the default one.
     pub taxonomy: Option<std::path::PathBuf>,
+    /// A table of restricted concepts for teen accounts (the `data/restricted.tsv`
+    /// format) replacing the default one.
+    pub restricted: Option<std::path::PathBuf>,
+    /// Smallest similarity between a teen's request and a restricted exemplar for the
+    /// request to be rejected. Default 0.6.
+    pub safety_threshold: f32,
     /// Smallest similarity between a target phrase and a topic for the topic to apply. Default 0.5.
     pub topic_threshold: f32,
     /// Days until compiled constraints expire. Default 7.
@@ -47,6 +54,8 @@ impl Default for ParserConfig {
     fn default() -> Self {
         Self {
             taxonomy: None,
+            restricted: None,
+            safety_threshold: crate::safety::DEFAULT_THRESHOLD,
             topic_threshold: 0.5,
             expiry_days: 7,
             max_text_bytes: 2000,
@@ -818,6 +827,12 @@ fn analyse(text: &str, max_items: usize) -> (Vec<Item>, Slots) {
     (items, slots)
 }
 
+/// True when every word of `part` appears in `whole`, in order.
+fn contains_words(whole: &str, part: &str) -> bool {
+    let w: Vec<&str> = whole.split_whitespace().collect();
+    find(&w, part).is_some()
+}
+
 fn merge(into: &mut Slots, from: Slots) {
     into.following = from.following.or(into.following);
     into.freshness = from.freshness.or(into.freshness);
@@ -831,17 +846,53 @@ fn merge(into: &mut Slots, from: Slots) {
 pub struct PreferenceParser {
     encoder: Arc<Encoder>,
     taxonomy: Arc<Taxonomy>,
+    safety: Arc<SafetyNet>,
     config: ParserConfig,
 }
 
 impl PreferenceParser {
-    /// A parser over `taxonomy`, embedding with `encoder`.
-    pub fn new(encoder: Arc<Encoder>, taxonomy: Arc<Taxonomy>, config: ParserConfig) -> Self {
+    /// A parser over `taxonomy`, embedding with `encoder`, checking teens' requests
+    /// against `safety`.
+    pub fn new(
+        encoder: Arc<Encoder>,
+        taxonomy: Arc<Taxonomy>,
+        safety: Arc<SafetyNet>,
+        config: ParserConfig,
+    ) -> Self {
         Self {
             encoder,
             taxonomy,
+            safety,
             config,
         }
+    }
+
+    /// A parser with the taxonomy and the restricted-concept table `config` names (the
+    /// defaults when it names none).
+    pub fn open(encoder: Arc<Encoder>, config: ParserConfig) -> Result<Self> {
+        let taxonomy = match &config.taxonomy {
+            Some(path) => Taxonomy::from_file(path, &encoder)?,
+            None => Taxonomy::default_with(&encoder)?,
+        };
+        let safety = match &config.restricted {
+            Some(path) => SafetyNet::from_file(path, &encoder, config.safety_threshold)?,
+            None => SafetyNet::from_tsv(
+                crate::safety::DEFAULT_RESTRICTED,
+                &encoder,
+                config.safety_threshold,
+            )?,
+        };
+        Ok(Self::new(
+            encoder,
+            Arc::new(taxonomy),
+            Arc::new(safety),
+            config,
+        ))
+    }
+
+    /// The teen safety net.
+    pub fn safety(&self) -> &SafetyNet {
+        &self.safety
     }
 
     /// The encoder it embeds phrases with.
@@ -912,14 +963,41 @@ impl PreferenceParser {
             friends_cameos: slots.friends_cameos,
             ..Constraints::default()
         };
+        let teen = audience == AgeBand::Teen;
+        if teen {
+            // The net reads the text on its own; what it flags is rejected whatever the
+            // items below map to.
+            for flag in self.safety.check(&self.encoder, text)? {
+                self.reject_restricted(&mut c, flag.category, &flag.phrase);
+            }
+        }
         for (item, v) in items.iter().zip(&vectors) {
+            let polarity = item.polarity.unwrap_or(Polarity::Boost);
+            if teen
+                && matches!(polarity, Polarity::Boost | Polarity::Only)
+                && let Some(category) = self.safety.check_phrase(&item.target, v)
+            {
+                self.reject_restricted(&mut c, category, &item.target);
+                continue;
+            }
             let Some(m) = self
                 .taxonomy
                 .best_for(&item.target, v, self.config.topic_threshold)
             else {
                 continue;
             };
-            let polarity = item.polarity.unwrap_or(Polarity::Boost);
+            if teen
+                && matches!(polarity, Polarity::Boost | Polarity::Only)
+                && c.rejected.iter().any(|r| {
+                    r.phrase
+                        .as_deref()
+                        .is_some_and(|p| contains_words(p, &item.target))
+                })
+            {
+                // Part of a request the net rejected ("more cooking with beer" stays
+                // rejected as a whole; the cooking part is not applied on its own).
+                continue;
+            }
             self.add(
                 &mut c,
                 polarity,
@@ -937,6 +1015,28 @@ impl PreferenceParser {
                 .ok();
         }
         Ok(c)
+    }
+
+    /// Lists a request the teen safety net matched under `rejected`, once per category.
+    fn reject_restricted(&self, c: &mut Constraints, category: usize, phrase: &str) {
+        let Some(cat) = self.safety.categories().get(category) else {
+            return;
+        };
+        if c.rejected.iter().any(|r| r.label == Some(cat.label)) {
+            return;
+        }
+        let topic = cat.topic.clone().filter(|t| self.taxonomy.contains(t));
+        c.rejected.push(Rejected {
+            topic,
+            label: Some(cat.label),
+            phrase: Some(
+                phrase
+                    .chars()
+                    .take(steerfeed_core::constraints::MAX_PHRASE_LEN)
+                    .collect(),
+            ),
+            reason: cat.reason.clone(),
+        });
     }
 
     fn add(
@@ -960,6 +1060,8 @@ impl PreferenceParser {
             if !c.rejected.iter().any(|r| r.topic.as_ref() == Some(&topic)) {
                 c.rejected.push(Rejected {
                     topic: Some(topic),
+                    label: None,
+                    phrase: Some(phrase),
                     reason: reason.to_owned(),
                 });
             }

@@ -15,15 +15,14 @@
 use std::sync::{Arc, OnceLock};
 
 use steerfeed_core::{AgeBand, Error as CoreError, Timestamp};
-use steerfeed_steer::{Encoder, EncoderConfig, Error, ParserConfig, PreferenceParser, Taxonomy};
+use steerfeed_steer::{Encoder, EncoderConfig, Error, ParserConfig, PreferenceParser};
 
 fn parser() -> &'static PreferenceParser {
     static P: OnceLock<PreferenceParser> = OnceLock::new();
     P.get_or_init(|| {
         let encoder =
             Arc::new(Encoder::open(&EncoderConfig::default()).unwrap_or_else(|e| panic!("{e}")));
-        let taxonomy = Arc::new(Taxonomy::default_with(&encoder).unwrap());
-        PreferenceParser::new(encoder, taxonomy, ParserConfig::default())
+        PreferenceParser::open(encoder, ParserConfig::default()).unwrap()
     })
 }
 
