@@ -87,6 +87,32 @@ pub struct Rejected {
     pub reason: String,
 }
 
+/// Why part of a text was not turned into a constraint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum UnclearReason {
+    /// No topic is close enough to the words to be sure what they mean.
+    LowConfidence,
+    /// The words are in a language the parser does not read.
+    UnsupportedLanguage,
+}
+
+/// Part of a text that was not applied because its meaning is unclear: the app can ask
+/// the person back ("did you mean cooking?") instead of steering by a guess.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Unclear {
+    /// The person's words (normalised).
+    pub phrase: String,
+    /// Why they were not applied.
+    pub reason: UnclearReason,
+    /// The closest topic, when there is one to suggest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suggestion: Option<TopicId>,
+}
+
 /// Typed, inspectable ranking constraints.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -122,6 +148,9 @@ pub struct Constraints {
     /// Requests that policy did not allow.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rejected: Vec<Rejected>,
+    /// Parts of the text that were not applied because their meaning is unclear.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unclear: Vec<Unclear>,
     /// When these constraints stop applying.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
@@ -129,7 +158,8 @@ pub struct Constraints {
 }
 
 impl Constraints {
-    /// True when nothing would change the ranking (rejections and expiry do not count).
+    /// True when nothing would change the ranking (rejections, unclear parts and expiry do
+    /// not count).
     pub fn is_empty(&self) -> bool {
         self.boost.is_empty()
             && self.reduce.is_empty()

@@ -42,7 +42,9 @@ pub mod vector;
 pub mod video;
 pub mod wire;
 
-pub use constraints::{Concept, Constraints, Freshness, Rejected, Shift, WeightedConcept};
+pub use constraints::{
+    Concept, Constraints, Freshness, Rejected, Shift, Unclear, UnclearReason, WeightedConcept,
+};
 pub use error::{Entity, Error, ErrorClass, Result};
 pub use event::{Event, EventKind};
 pub use explain::{Explanation, Reason};

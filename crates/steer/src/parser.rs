@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use steerfeed_core::{
     AgeBand, Concept, Constraints, Error as CoreError, Freshness, Rejected, Shift, Timestamp,
-    TopicId, WeightedConcept,
+    TopicId, Unclear, UnclearReason, WeightedConcept,
 };
 
 use crate::encoder::Encoder;
@@ -38,6 +38,9 @@ pub struct ParserConfig {
     pub safety_threshold: f32,
     /// Smallest similarity between a target phrase and a topic for the topic to apply. Default 0.5.
     pub topic_threshold: f32,
+    /// A phrase without a marker of its own that comes within this much of
+    /// `topic_threshold` is returned under `unclear` (a marked one always is). Default 0.1.
+    pub unclear_margin: f32,
     /// Days until compiled constraints expire. Default 7.
     pub expiry_days: i64,
     /// Longest preference text accepted, in bytes. Default 2000.
@@ -57,6 +60,7 @@ impl Default for ParserConfig {
             restricted: None,
             safety_threshold: crate::safety::DEFAULT_THRESHOLD,
             topic_threshold: 0.5,
+            unclear_margin: 0.1,
             expiry_days: 7,
             max_text_bytes: 2000,
             max_items: 16,
@@ -420,7 +424,8 @@ const CLAUSE_BREAKS: &[&str] = &[
 ];
 
 /// Words that split a clause into items that share its polarity.
-const ITEM_BREAKS: &[&str] = &["and", "or", "&", "plus", "nor"];
+/// ("y", "und" and "et" split mixed-language texts, so the English items stay readable.)
+const ITEM_BREAKS: &[&str] = &["and", "or", "&", "plus", "nor", "y", "und", "et"];
 
 /// Topics a teen account may not ask to see more of, and why.
 fn teen_refusal(topic: &str) -> Option<&'static str> {
@@ -722,11 +727,114 @@ fn take_slots(w: &mut Vec<&str>) -> Slots {
 #[derive(Debug, Clone, PartialEq)]
 struct Item {
     polarity: Option<Polarity>,
+    /// True when the item's own words carry its polarity (not inherited, not defaulted).
+    marked: bool,
     strength: f32,
     target: String,
+    /// The item's words as written (normalised), for what is shown back to the person.
+    words: String,
+    /// Written in a language the parser does not read.
+    foreign: bool,
+}
+
+/// Function words of the languages people most often mix in, none of them an English
+/// word: one of them marks an item as written in a language the parser does not read.
+const FOREIGN_WORDS: &[&str] = &[
+    // Spanish
+    "más",
+    "menos",
+    "quiero",
+    "recetas",
+    "también",
+    "nada",
+    "sin",
+    "muy",
+    "mucho",
+    "mucha",
+    "pero",
+    "noticias",
+    "política",
+    "videos de",
+    "porfa",
+    "gracias",
+    "deportes",
+    "comida",
+    "ningún",
+    "ninguna",
+    "solamente",
+    // French
+    "moins",
+    "je",
+    "veux",
+    "pas",
+    "sans",
+    "beaucoup",
+    "vidéos",
+    "merci",
+    "avec",
+    "très",
+    "actualités",
+    "recettes",
+    "seulement",
+    "j'aime",
+    "j'adore",
+    // German
+    "mehr",
+    "weniger",
+    "bitte",
+    "ich",
+    "keine",
+    "nicht",
+    "möchte",
+    "mich",
+    "und",
+    "oder",
+    "nur",
+    "gerne",
+    "nachrichten",
+    "rezepte",
+    // Portuguese
+    "mais",
+    "quero",
+    "sem",
+    "muito",
+    "não",
+    "receitas",
+    "notícias",
+    "também",
+    "só",
+    // Italian
+    "più",
+    "meno",
+    "voglio",
+    "senza",
+    "molto",
+    "ricette",
+    "notizie",
+    "soltanto",
+];
+
+/// True when a word has letters outside the Latin script (Cyrillic, Greek, CJK, Arabic,
+/// ...; styled Unicode letters such as "𝓶𝓸𝓻𝓮" count too).
+fn is_non_latin(w: &str) -> bool {
+    w.chars().any(|c| c.is_alphabetic() && c > '\u{24f}')
+}
+
+/// True when an item's words are not English: letters outside the Latin script, one of
+/// [`FOREIGN_WORDS`], or two accented words (one is a loanword: "café", "pokémon").
+fn is_foreign(words: &[&str]) -> bool {
+    let accented = |w: &str| w.chars().any(|c| c.is_alphabetic() && !c.is_ascii());
+    words.iter().any(|w| is_non_latin(w))
+        || words.iter().any(|w| FOREIGN_WORDS.contains(w))
+        || words
+            .windows(2)
+            .any(|p| FOREIGN_WORDS.contains(&p.join(" ").as_str()))
+        || words.iter().filter(|w| accented(w)).count() >= 2
 }
 
 fn read_item(mut w: Vec<&str>) -> Item {
+    let words = w.join(" ");
+    let foreign = is_foreign(&w);
     let mut polarity = None;
     let mut strength = 1.0f32;
     for (marker, p, s) in MARKERS {
@@ -753,9 +861,12 @@ fn read_item(mut w: Vec<&str>) -> Item {
         .filter(|x| !FILLER.contains(x) && !x.chars().all(|c| c == '\''))
         .collect();
     Item {
+        marked: polarity.is_some(),
         polarity,
         strength,
         target: target.join(" "),
+        words,
+        foreign,
     }
 }
 
@@ -795,11 +906,39 @@ fn analyse(text: &str, max_items: usize) -> (Vec<Item>, Slots) {
             }
         }
         parts.push(current);
+        let mut previous_foreign = false;
         for part in parts.into_iter().filter(|p| !p.is_empty()) {
             if contains_any(&part, INJECTION) {
                 continue;
             }
+            // Words in another script are said back on their own; the rest of the item
+            // is read as usual.
+            let (alien, part): (Vec<&str>, Vec<&str>) =
+                part.into_iter().partition(|w| is_non_latin(w));
+            if !alien.is_empty() && items.len() < max_items {
+                items.push(Item {
+                    polarity: None,
+                    marked: false,
+                    strength: 1.0,
+                    target: String::new(),
+                    words: alien.join(" "),
+                    foreign: true,
+                });
+            }
+            if part.is_empty() {
+                continue;
+            }
             let mut item = read_item(part);
+            // "je veux plus de musique": what follows a foreign item without a marker of
+            // its own is part of it.
+            item.foreign |= previous_foreign && !item.marked;
+            previous_foreign = item.foreign;
+            if item.foreign {
+                if items.len() < max_items {
+                    items.push(item);
+                }
+                continue;
+            }
             match (item.polarity, clause_polarity) {
                 (Some(p), _) => clause_polarity = Some((p, item.strength)),
                 (None, Some((p, s))) => {
@@ -816,7 +955,7 @@ fn analyse(text: &str, max_items: usize) -> (Vec<Item>, Slots) {
                     }
                 }
             }
-            if !item.target.is_empty() && items.len() < max_items {
+            if (!item.target.is_empty() || item.foreign) && items.len() < max_items {
                 items.push(item);
             }
         }
@@ -825,6 +964,27 @@ fn analyse(text: &str, max_items: usize) -> (Vec<Item>, Slots) {
         }
     }
     (items, slots)
+}
+
+fn push_unclear(
+    c: &mut Constraints,
+    words: &str,
+    reason: UnclearReason,
+    suggestion: Option<TopicId>,
+) {
+    let phrase: String = words
+        .chars()
+        .take(steerfeed_core::constraints::MAX_PHRASE_LEN)
+        .collect();
+    if c.unclear.len() < steerfeed_core::constraints::MAX_CONCEPTS
+        && !c.unclear.iter().any(|u| u.phrase == phrase)
+    {
+        c.unclear.push(Unclear {
+            phrase,
+            reason,
+            suggestion,
+        });
+    }
 }
 
 /// True when every word of `part` appears in `whole`, in order.
@@ -947,7 +1107,9 @@ impl PreferenceParser {
             .into());
         }
         let normalised = normalise(text);
-        let (items, slots) = analyse(&normalised, self.config.max_items);
+        let (all_items, slots) = analyse(&normalised, self.config.max_items);
+        let (foreign, items): (Vec<Item>, Vec<Item>) =
+            all_items.into_iter().partition(|i| i.foreign);
         let targets: Vec<&str> = items.iter().map(|i| i.target.as_str()).collect();
         let vectors = if targets.is_empty() {
             Vec::new()
@@ -980,12 +1142,24 @@ impl PreferenceParser {
                 self.reject_restricted(&mut c, category, &item.target);
                 continue;
             }
-            let Some(m) = self
-                .taxonomy
-                .best_for(&item.target, v, self.config.topic_threshold)
-            else {
+            let Some(m) = self.taxonomy.best_for(&item.target, v, f32::MIN) else {
                 continue;
             };
+            if m.similarity < self.config.topic_threshold {
+                // Asked for in so many words, or close to a topic without reaching it:
+                // said back rather than dropped or guessed.
+                if item.marked
+                    || m.similarity >= self.config.topic_threshold - self.config.unclear_margin
+                {
+                    push_unclear(
+                        &mut c,
+                        &item.words,
+                        UnclearReason::LowConfidence,
+                        Some(m.topic),
+                    );
+                }
+                continue;
+            }
             if teen
                 && matches!(polarity, Polarity::Boost | Polarity::Only)
                 && c.rejected.iter().any(|r| {
@@ -1005,6 +1179,14 @@ impl PreferenceParser {
                 m.topic,
                 &item.target,
                 audience,
+            );
+        }
+        for item in &foreign {
+            push_unclear(
+                &mut c,
+                &item.words,
+                UnclearReason::UnsupportedLanguage,
+                None,
             );
         }
         if !c.is_empty() || !c.rejected.is_empty() {

@@ -151,3 +151,67 @@ fn caption_topics_are_inferred() {
     let caption = enc.embed("Step-by-step sourdough bread recipe").unwrap();
     assert_eq!(p.taxonomy().infer(&caption, 1, 0.3)[0].as_str(), "cooking");
 }
+
+#[test]
+fn words_in_another_language_come_back_unclear_not_guessed() {
+    use steerfeed_core::UnclearReason;
+    for text in [
+        "más videos de cocina por favor",
+        "je veux plus de musique",
+        "mehr Katzen bitte",
+        "quero mais vídeos de futebol",
+        "voglio più ricette",
+        "больше котиков",
+        "猫の動画をもっと",
+        "المزيد من الطبخ",
+    ] {
+        let c = parser().parse(text, AgeBand::Adult, now()).unwrap();
+        assert!(c.is_empty(), "{text:?} was applied: {c:?}");
+        assert!(
+            !c.unclear.is_empty()
+                && c.unclear
+                    .iter()
+                    .all(|u| u.reason == UnclearReason::UnsupportedLanguage),
+            "{text:?}: {c:?}"
+        );
+    }
+    // Mixed: the English part applies, the rest is said back.
+    let c = parser()
+        .parse("more cooking y menos política", AgeBand::Adult, now())
+        .unwrap();
+    assert_eq!(c.boost.len(), 1, "{c:?}");
+    assert_eq!(c.boost[0].topic.as_ref().unwrap().as_str(), "cooking");
+    assert_eq!(c.unclear.len(), 1);
+    assert!(c.unclear[0].phrase.contains("menos"));
+    // English with loanwords is English.
+    let c = parser()
+        .parse("more pokémon and café vlogs", AgeBand::Adult, now())
+        .unwrap();
+    assert!(c.unclear.is_empty(), "{c:?}");
+    assert_eq!(c.boost.len(), 2);
+}
+
+#[test]
+fn a_request_no_topic_fits_comes_back_unclear_not_applied() {
+    use steerfeed_core::UnclearReason;
+    for text in [
+        "more zorblax",
+        "way less flibbertigibbet",
+        "only qwxzptl",
+        "no more blorps",
+    ] {
+        let c = parser().parse(text, AgeBand::Adult, now()).unwrap();
+        assert!(
+            c.boost.is_empty() && c.reduce.is_empty() && c.exclude.is_empty() && c.only.is_empty(),
+            "{text:?} applied a guess: {c:?}"
+        );
+        assert_eq!(c.unclear.len(), 1, "{text:?}: {c:?}");
+        assert_eq!(c.unclear[0].reason, UnclearReason::LowConfidence);
+        assert!(text.contains(c.unclear[0].phrase.split(' ').next_back().unwrap()));
+    }
+    // Text with no request at all is not unclear, just empty.
+    for text in ["I like videos", "hello, my name is bob", "thanks!"] {
+        let c = parser().parse(text, AgeBand::Adult, now()).unwrap();
+        assert!(c.unclear.is_empty() && c.is_empty(), "{text:?}: {c:?}");
+    }
+}
