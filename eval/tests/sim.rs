@@ -150,6 +150,8 @@ fn a_served_excluded_topic_is_detected() {
         exclude: vec![Concept {
             topic: Some(topic.clone()),
             phrase: None,
+            expires_at: None,
+            description: None,
         }],
         ..Constraints::default()
     };
@@ -164,6 +166,8 @@ fn a_served_excluded_topic_is_detected() {
         only: vec![Concept {
             topic: Some(topic),
             phrase: None,
+            expires_at: None,
+            description: None,
         }],
         ..Constraints::default()
     };

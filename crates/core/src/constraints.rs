@@ -30,6 +30,14 @@ pub struct WeightedConcept {
     /// How strongly: 0.5 for "a bit", 1 by default, 2 for "way more".
     #[serde(default = "one")]
     pub strength: f32,
+    /// When this item stops applying, if before the whole set's `expires_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub expires_at: Option<Timestamp>,
+    /// The item in plain words ("More cooking until 8 Dec"); filled in answers, ignored
+    /// in requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 fn one() -> f32 {
@@ -47,6 +55,14 @@ pub struct Concept {
     /// The user's own words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phrase: Option<String>,
+    /// When this item stops applying, if before the whole set's `expires_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub expires_at: Option<Timestamp>,
+    /// The item in plain words ("No politics until 8 Dec"); filled in answers, ignored in
+    /// requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 /// More or less of the people you follow.

@@ -34,6 +34,7 @@ pub mod ids;
 pub mod openapi;
 pub mod pipeline;
 pub mod ports;
+pub mod preference_edit;
 pub mod score;
 pub mod stage;
 pub mod storage;
@@ -52,11 +53,13 @@ pub use feed::{Card, CardKind, Cursor, FeedItem, FeedRequest, FeedResponse};
 pub use ids::{EventKey, SessionId, TopicId, UserId, VideoId};
 pub use jiff::Timestamp;
 pub use pipeline::{Pipeline, PipelineBuilder, PipelineOutput, TopK};
+pub use preference_edit::{ItemAddress, ItemChange, ItemList};
 pub use score::{ActionProbs, ScoreBreakdown, rank_order};
 pub use stage::{
     Candidate, ConceptVector, FeedContext, Filter, Filtered, IdMap, IdSet, Role, Scorer, Selector,
     Source, StageReport, Throttle, ThrottleAction, Trace, Viewer, minutes_between,
 };
+pub use storage::PreferenceEdit;
 pub use user::{AgeBand, CheckinAnswer, ConsentScope, ParentalControls, User, WellbeingState};
 pub use vector::Embedding;
 pub use video::{Audience, SafetyLabel, Video};

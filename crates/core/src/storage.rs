@@ -24,10 +24,30 @@ pub struct IngestReport {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Preferences {
-    /// What the user wrote.
+    /// What the user wrote (texts added by later edits follow, separated by " / ").
     pub text: String,
-    /// What it compiled to (with its expiry).
+    /// What it compiled to (with its expiry), as edited since.
     pub constraints: Constraints,
+    /// The constraints in plain words, one sentence each; filled in answers, not stored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub summary: Vec<String>,
+}
+
+/// An edit of a user's constraints: items removed, items changed, then new text added
+/// (compiled with the user's policy and merged in). Applied whole or not at all.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PreferenceEdit {
+    /// Items to take out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<crate::preference_edit::ItemAddress>,
+    /// Items to change (strength, own expiry).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub change: Vec<crate::preference_edit::ItemChange>,
+    /// New preferences in words, added to the rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub add: Option<String>,
 }
 
 /// What a served page changes for its viewer (recorded in one write).

@@ -10,8 +10,8 @@ use steerfeed_core::storage::{Relation, Storage};
 use steerfeed_core::{
     AgeBand, Candidate, CardKind, ConsentScope, Constraints, Cursor, Embedding, Entity, Error,
     Event, Explanation, FeedContext, FeedItem, FeedRequest, FeedResponse, ParentalControls,
-    Pipeline, PipelineOutput, Reason, Result, StageReport, Timestamp, Trace, User, UserId, Video,
-    VideoId,
+    Pipeline, PipelineOutput, PreferenceEdit, Reason, Result, StageReport, Timestamp, Trace, User,
+    UserId, Video, VideoId,
 };
 use steerfeed_rank::{CoEngagementIndex, Ports, build_pipeline};
 use steerfeed_steer::{Encoder, PreferenceParser};
@@ -673,15 +673,62 @@ impl Engine {
                  (Engine::clear_preferences)",
             ));
         }
-        let constraints = self.parser.parse(text, u.age_band, now)?;
+        let mut constraints = self.parser.parse(text, u.age_band, now)?;
         self.forgetting(user, self.store.set_preferences(user, text, &constraints))?;
+        constraints.describe();
         Ok(constraints)
     }
 
-    /// The user's preference text and compiled constraints, if set.
+    /// The user's preference text and constraints, if set, each item with its
+    /// description and the whole in plain words (`summary`).
     pub fn preferences(&self, user: &UserId) -> Result<Option<Preferences>> {
         self.known(user)?;
-        self.store.preferences(user)
+        Ok(self.store.preferences(user)?.map(described))
+    }
+
+    /// Edits the user's constraints without retyping the rest: removes items, changes an
+    /// item's strength or expiry, then compiles `add` (with the user's policy) and merges
+    /// it in; answers the edited preferences. Items that expired are dropped first. Any
+    /// bad part (an address naming no item or several, a strength out of range, an expiry
+    /// not in the future, bad text) is an error and nothing changes.
+    pub fn edit_preferences(
+        &self,
+        user: &UserId,
+        edit: &PreferenceEdit,
+        now: Timestamp,
+    ) -> Result<Preferences> {
+        let u = self.known(user)?;
+        if edit.remove.is_empty() && edit.change.is_empty() && edit.add.is_none() {
+            return Err(Error::invalid(
+                "edit",
+                "nothing to do: give `remove`, `change` or `add`",
+            ));
+        }
+        let current = self.store.preferences(user)?;
+        let (mut text, mut c) = match current {
+            Some(p) => (p.text, p.constraints.active(now)),
+            None => (String::new(), Constraints::default()),
+        };
+        for address in &edit.remove {
+            c.remove_item(address)?;
+        }
+        for change in &edit.change {
+            c.change_item(change, now)?;
+        }
+        if let Some(added) = &edit.add {
+            if added.trim().is_empty() {
+                return Err(Error::invalid("add", "empty text"));
+            }
+            c.merge(self.parser.parse(added, u.age_band, now)?);
+            text = joined_text(&text, added, self.parser.max_text_bytes());
+        }
+        c.validate()?;
+        self.forgetting(user, self.store.set_preferences(user, &text, &c))?;
+        Ok(described(Preferences {
+            text,
+            constraints: c,
+            summary: Vec::new(),
+        }))
     }
 
     /// Forgets the user's preferences.
@@ -1018,6 +1065,30 @@ impl Drop for Engine {
             tracing::warn!(error = %e, "could not save the vector index; the next open replays more of the catalog log, or rebuilds");
         }
     }
+}
+
+/// Preferences with each item's description and the summary filled in.
+fn described(mut p: Preferences) -> Preferences {
+    p.summary = p.constraints.describe();
+    p
+}
+
+/// The stored text after an edit added `added`: the texts in order, separated by " / ",
+/// the oldest dropped (at a character boundary) to stay within `limit` bytes.
+fn joined_text(previous: &str, added: &str, limit: usize) -> String {
+    let mut text = if previous.trim().is_empty() {
+        added.to_owned()
+    } else {
+        format!("{previous} / {added}")
+    };
+    if text.len() > limit {
+        let mut cut = text.len() - limit;
+        while !text.is_char_boundary(cut) {
+            cut += 1;
+        }
+        text.drain(..cut);
+    }
+    text
 }
 
 /// Loads the encoder and the taxonomy and returns the preference parser alone, for

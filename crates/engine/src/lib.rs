@@ -49,7 +49,7 @@ mod profile;
 pub use config::{Config, ConfigError};
 pub use engine::{Engine, IndexOpen, open_parser};
 pub use pool::PagesConfig;
-pub use profile::{ProfileSummary, TopicShare, describe};
+pub use profile::{ProfileSummary, TopicShare};
 /// Vector indexes, for apps that manage their own (and for `steerfeed bench ann`).
 pub use steerfeed_ann as ann;
 pub use steerfeed_core::*;

@@ -3,9 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use steerfeed_core::{
-    Concept, Constraints, Freshness, Shift, TopicId, UserId, Video, WeightedConcept,
-};
+use steerfeed_core::{Constraints, TopicId, UserId, Video};
 
 /// A topic and its share of what the user was recently served.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -34,80 +32,12 @@ pub struct ProfileSummary {
     pub steering: Vec<String>,
 }
 
-fn label(topic: Option<&TopicId>, phrase: Option<&str>) -> String {
-    match (phrase, topic) {
-        (Some(p), _) if !p.trim().is_empty() => p.to_owned(),
-        (_, Some(t)) => t.as_str().replace('_', " "),
-        _ => "something".to_owned(),
-    }
-}
-
-fn weighted(prefix: &str, list: &[WeightedConcept], out: &mut Vec<String>) {
-    for c in list {
-        let strong = if c.strength > 1.5 { " (strongly)" } else { "" };
-        out.push(format!(
-            "{prefix} {}{strong}",
-            label(c.topic.as_ref(), c.phrase.as_deref())
-        ));
-    }
-}
-
-fn plain(prefix: &str, list: &[Concept], out: &mut Vec<String>) {
-    for c in list {
-        out.push(format!(
-            "{prefix} {}",
-            label(c.topic.as_ref(), c.phrase.as_deref())
-        ));
-    }
-}
-
-/// Constraints in words, one sentence each.
-pub fn describe(c: &Constraints) -> Vec<String> {
-    let mut out = Vec::new();
-    weighted("More", &c.boost, &mut out);
-    weighted("Less", &c.reduce, &mut out);
-    plain("No", &c.exclude, &mut out);
-    plain("Only", &c.only, &mut out);
-    match c.following {
-        Some(Shift::More) => out.push("More from people you follow".into()),
-        Some(Shift::Less) => out.push("Less from people you follow".into()),
-        None => {}
-    }
-    if c.freshness == Some(Freshness::Newer) {
-        out.push("Newer videos first".into());
-    }
-    if let Some(s) = c.max_duration_s {
-        out.push(format!("Nothing longer than {s} seconds"));
-    }
-    match c.remix {
-        Some(true) => out.push("More remixes".into()),
-        Some(false) => out.push("Fewer remixes".into()),
-        None => {}
-    }
-    match c.friends_cameos {
-        Some(true) => out.push("More videos featuring people you follow".into()),
-        Some(false) => out.push("Fewer videos featuring people you follow".into()),
-        None => {}
-    }
-    for r in &c.rejected {
-        out.push(format!(
-            "Not applied: {} ({})",
-            r.topic
-                .as_ref()
-                .map_or("a request".to_owned(), |t| t.as_str().replace('_', " ")),
-            r.reason
-        ));
-    }
-    if let Some(at) = c.expires_at
-        && !out.is_empty()
-    {
-        out.push(format!("Until {}", at.strftime("%Y-%m-%d")));
-    }
-    out
-}
-
 /// Builds the summary from recently seen videos (newest first) and the active constraints.
-pub fn summarize(user: &UserId, seen: &[Arc<Video>], constraints: Constraints) -> ProfileSummary {
+pub fn summarize(
+    user: &UserId,
+    seen: &[Arc<Video>],
+    mut constraints: Constraints,
+) -> ProfileSummary {
     let mut counts: HashMap<&TopicId, usize> = HashMap::new();
     for v in seen {
         for t in &v.topics {
@@ -132,7 +62,7 @@ pub fn summarize(user: &UserId, seen: &[Arc<Video>], constraints: Constraints) -
         user: user.clone(),
         recent_items: seen.len(),
         seeing_most: seeing,
-        steering: describe(&constraints),
+        steering: constraints.describe(),
         constraints,
     }
 }
@@ -150,16 +80,21 @@ mod tests {
                 "expires_at": "2026-12-01T00:00:00Z"}"#,
         )
         .unwrap();
+        let mut c = c;
         assert_eq!(
-            describe(&c),
+            c.describe(),
             vec![
-                "More cooking (strongly)",
-                "No politics",
+                "More cooking (strongly) until 1 Dec",
+                "No politics until 1 Dec",
                 "More from people you follow",
                 "Nothing longer than 30 seconds",
-                "Until 2026-12-01",
+                "Until 1 Dec 2026",
             ]
         );
-        assert!(describe(&Constraints::default()).is_empty());
+        assert_eq!(
+            c.boost[0].description.as_deref(),
+            Some("More cooking (strongly) until 1 Dec")
+        );
+        assert!(Constraints::default().describe().is_empty());
     }
 }

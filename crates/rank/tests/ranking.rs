@@ -422,6 +422,8 @@ fn no_politics_removes_politics() {
     steered.constraints.exclude.push(Concept {
         topic: Some(topic("politics")),
         phrase: Some("politics".into()),
+        expires_at: None,
+        description: None,
     });
     let out = p.run(&steered).unwrap();
     assert_eq!(topic_share(&out.items, "politics"), 0.0);
@@ -502,6 +504,8 @@ fn nothing_deleted_revoked_blocked_excluded_or_mature_for_teens_is_ever_served()
         ctx.constraints.exclude.push(Concept {
             topic: Some(excluded.clone()),
             phrase: None,
+            expires_at: None,
+            description: None,
         });
         let out = p.run(&ctx).unwrap();
         teens += usize::from(sim.user.age_band == AgeBand::Teen);
@@ -601,6 +605,8 @@ fn only_cats_fills_the_page_with_cats_despite_the_topic_cap() {
     ctx.constraints.only.push(Concept {
         topic: Some(topic("pets")),
         phrase: Some("cats".into()),
+        expires_at: None,
+        description: None,
     });
     ctx.concepts.push(ConceptVector {
         label: "cats".into(),

@@ -16,7 +16,8 @@
 //! | `PUT` | `/v1/users/{id}/consent` | `{"scope", "approved": [UserId]}` | 204 |
 //! | `POST` | `/v1/users/{id}/consent/revocations` | `{"video"}` or `{"creator"}` | 204 |
 //! | `PUT` | `/v1/users/{id}/preferences` | `{"text", "now"?}` | 200 `Constraints` |
-//! | `GET` | `/v1/users/{id}/preferences` | | 200 `{"text", "constraints"}`, 404 when none |
+//! | `GET` | `/v1/users/{id}/preferences` | | 200 `{"text", "constraints", "summary"}`, 404 when none |
+//! | `PATCH` | `/v1/users/{id}/preferences` | `{"remove"?, "change"?, "add"?, "now"?}` | 200 `{"text", "constraints", "summary"}` |
 //! | `DELETE` | `/v1/users/{id}/preferences` | | 204 |
 //! | `POST` | `/v1/feed` | `{"user", "limit"?, "cursor"?, "session"?, "now"?}` | 200 `FeedResponse` |
 //! | `GET` | `/v1/users/{id}/profile` | | 200 `ProfileSummary` |
@@ -76,6 +77,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
             "/users/{id}/preferences",
             put(set_preferences)
                 .get(get_preferences)
+                .patch(edit_preferences)
                 .delete(clear_preferences),
         )
         .route("/feed", post(feed))
@@ -111,6 +113,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/users/{id}/consent/revocations"),
     ("put", "/v1/users/{id}/preferences"),
     ("get", "/v1/users/{id}/preferences"),
+    ("patch", "/v1/users/{id}/preferences"),
     ("delete", "/v1/users/{id}/preferences"),
     ("post", "/v1/feed"),
     ("get", "/v1/users/{id}/profile"),
@@ -126,7 +129,7 @@ pub const ROUTES: &[(&str, &str)] = &[
                        when server.api_keys is set, and may answer any of the listed errors in \
                        the one error shape."
     ),
-    paths(upsert_users, upsert_videos, delete_video, ingest_events, follow, unfollow, block, unblock, mute, unmute, set_parental_controls, set_consent, revoke_consent, set_preferences, get_preferences, clear_preferences, feed, profile),
+    paths(upsert_users, upsert_videos, delete_video, ingest_events, follow, unfollow, block, unblock, mute, unmute, set_parental_controls, set_consent, revoke_consent, set_preferences, get_preferences, edit_preferences, clear_preferences, feed, profile),
     components(schemas(ErrorBody)),
     modifiers(&BearerSecurity, &EngineRules),
     security(("bearer" = []))
@@ -906,6 +909,56 @@ async fn get_preferences(
             "user {id} has no preferences set"
         ))),
     }
+}
+
+/// An edit of a user's constraints (`Engine::edit_preferences`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
+struct PreferencesEditBody {
+    /// Items to take out, each by its list and its topic and/or phrase
+    /// (`{"list": "exclude", "topic": "politics"}`), a slot by its name alone
+    /// (`{"list": "following"}`).
+    #[serde(default)]
+    remove: Vec<steerfeed::ItemAddress>,
+    /// Items to change: the address, and a new `strength` (`boost`, `reduce`) and/or an
+    /// `expires_at` of the item's own, in the future.
+    #[serde(default)]
+    change: Vec<steerfeed::ItemChange>,
+    /// New preferences in words, compiled with the user's policy and merged in: an item
+    /// about a topic already there replaces it, and one that pulls the other way.
+    #[serde(default)]
+    #[schema(schema_with = preference_text_schema)]
+    add: Option<String>,
+    /// Pins the clock (see `PUT`); refused unless `server.allow_client_clock = true`.
+    #[serde(default)]
+    #[schema(value_type = Option<steerfeed::openapi::DateTime>)]
+    now: Option<Timestamp>,
+}
+
+#[utoipa::path(
+    patch,
+    path = "/v1/users/{id}/preferences",
+    tag = "steering",
+    description = "Edits the user's constraints without retyping the rest: removes items, changes an item's strength or expiry, then adds new text. Applied whole or not at all: an address that names no item or several, a bad strength, an expiry not in the future or bad text is 422 and nothing changes. Answers the preferences with each item's description and the summary. An unknown user is 404.",
+    params(("id" = String, Path, description = "the user")),
+    request_body = PreferencesEditBody,
+    responses((status = 200, description = "done", body = Preferences), ErrorResponses),
+    security(("bearer" = []))
+)]
+async fn edit_preferences(
+    State(state): State<AppState>,
+    UserPath(user): UserPath,
+    ApiJson(body): ApiJson<PreferencesEditBody>,
+) -> Result<axum::Json<Preferences>, ApiError> {
+    let now = client_clock(&state, body.now)?.unwrap_or_else(Timestamp::now);
+    let edit = steerfeed::PreferenceEdit {
+        remove: body.remove,
+        change: body.change,
+        add: body.add,
+    };
+    let p = run(&state, move |e| e.edit_preferences(&user, &edit, now)).await?;
+    Ok(axum::Json(p))
 }
 
 #[utoipa::path(

@@ -1394,3 +1394,197 @@ async fn a_user_acting_on_themselves_is_422_naming_the_relation() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(error_code(&body), "bad_path");
 }
+
+/// The constraint lists as (list, topic) pairs, for comparing edits.
+fn items(constraints: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for list in ["boost", "reduce", "exclude", "only"] {
+        for x in constraints[list].as_array().into_iter().flatten() {
+            out.push((
+                list.to_owned(),
+                x["topic"].as_str().unwrap_or("").to_owned(),
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn one_constraint_is_edited_without_retyping_the_rest() {
+    let state = state(false).await;
+    let (status, body) = call(
+        &state,
+        Method::POST,
+        "/v1/users",
+        json!({"users": [{"id": "pe_adult"}, {"id": "pe_teen", "age_band": "teen"}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let uri = "/v1/users/pe_adult/preferences";
+    let patch = |body: Value| call(&state, Method::PATCH, uri, body);
+
+    let (status, body) = call(
+        &state,
+        Method::PUT,
+        uri,
+        json!({"text": "more cooking, no politics, less horror, newest first"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, before) = get(&state, uri).await;
+    assert_eq!(status, StatusCode::OK);
+    let pairs = |l: &str, t: &str| (l.to_owned(), t.to_owned());
+    assert_eq!(
+        items(&before["constraints"]),
+        vec![
+            pairs("boost", "cooking"),
+            pairs("exclude", "politics"),
+            pairs("reduce", "horror")
+        ]
+    );
+    // Every item reads in plain words, and so does the whole.
+    for list in ["boost", "reduce", "exclude"] {
+        let d = before["constraints"][list][0]["description"]
+            .as_str()
+            .unwrap();
+        assert!(d.contains(" until "), "{d}");
+    }
+    let summary: Vec<&str> = before["summary"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert!(
+        summary.iter().any(|s| s.starts_with("No politics")),
+        "{summary:?}"
+    );
+    assert!(summary.contains(&"Newer videos first"), "{summary:?}");
+
+    // Remove one item: the others stay.
+    let (status, body) = patch(json!({"remove": [{"list": "exclude", "topic": "politics"}]})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        items(&body["constraints"]),
+        vec![pairs("boost", "cooking"), pairs("reduce", "horror")]
+    );
+    assert_eq!(body["constraints"]["freshness"], "newer");
+
+    // Change one item's strength and give it an expiry of its own.
+    let until = Timestamp::from_second(Timestamp::now().as_second() + 48 * 3600)
+        .unwrap()
+        .to_string();
+    let (status, body) = patch(json!({"change": [
+        {"list": "boost", "topic": "cooking", "strength": 2.0, "expires_at": until}
+    ]}))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let cooking = &body["constraints"]["boost"][0];
+    assert_eq!(cooking["strength"], 2.0);
+    assert_eq!(cooking["expires_at"].as_str().unwrap(), until);
+    assert!(
+        cooking["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("More cooking (strongly) until"),
+        "{cooking}"
+    );
+
+    // Add from text: a newer statement about a topic replaces the opposite one.
+    let (status, body) = patch(json!({"add": "no cooking, more jazz piano"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let now_items = items(&body["constraints"]);
+    assert!(
+        now_items.contains(&pairs("exclude", "cooking")),
+        "{now_items:?}"
+    );
+    assert!(
+        !now_items.contains(&pairs("boost", "cooking")),
+        "{now_items:?}"
+    );
+    assert!(
+        now_items.contains(&pairs("reduce", "horror")),
+        "{now_items:?}"
+    );
+    assert!(
+        body["text"]
+            .as_str()
+            .unwrap()
+            .ends_with("/ no cooking, more jazz piano")
+    );
+
+    // Bad edits change nothing: an address naming no item, a past expiry, a slot that is
+    // not set, an empty edit, an unknown field.
+    let (_, kept) = get(&state, uri).await;
+    for bad in [
+        json!({"remove": [{"list": "boost", "topic": "gaming"}]}),
+        json!({"remove": [{"list": "boost"}]}),
+        json!({"remove": [{"list": "reduce", "topic": "horror"}, {"list": "only", "topic": "pets"}]}),
+        json!({"change": [{"list": "reduce", "topic": "horror", "expires_at": "2020-01-01T00:00:00Z"}]}),
+        json!({"change": [{"list": "reduce", "topic": "horror", "strength": 9.0}]}),
+        json!({"change": [{"list": "exclude", "topic": "cooking", "strength": 2.0}]}),
+        json!({"remove": [{"list": "max_duration_s"}]}),
+        json!({}),
+        json!({"add": "   "}),
+        json!({"remove": [], "colour": "red"}),
+    ] {
+        let (status, body) = patch(bad.clone()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
+        error_code(&body);
+        let (_, now) = get(&state, uri).await;
+        assert_eq!(now, kept, "{bad} changed the preferences");
+    }
+
+    // Two items on one topic: the topic alone is ambiguous, the phrase names one.
+    let (status, body) = patch(json!({"add": "more dogs, more cats"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = patch(json!({"remove": [{"list": "boost", "topic": "pets"}]})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("phrase")
+    );
+    let (status, body) =
+        patch(json!({"remove": [{"list": "boost", "topic": "pets", "phrase": "Dogs"}]})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let boosts: Vec<&str> = body["constraints"]["boost"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|b| b["phrase"].as_str())
+        .collect();
+    assert!(
+        boosts.contains(&"cats") && !boosts.contains(&"dogs"),
+        "{boosts:?}"
+    );
+
+    // A slot is removed by its name.
+    let (status, body) = patch(json!({"remove": [{"list": "freshness"}]})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["constraints"].get("freshness").is_none());
+
+    // An edit of a teen's constraints goes through the teen policy and the safety net.
+    let (status, body) = call(
+        &state,
+        Method::PATCH,
+        "/v1/users/pe_teen/preferences",
+        json!({"add": "more cooking and some betting tips"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(items(&body["constraints"]), vec![pairs("boost", "cooking")]);
+    assert_eq!(body["constraints"]["rejected"][0]["label"], "gambling");
+
+    // Unknown user.
+    let (status, _) = call(
+        &state,
+        Method::PATCH,
+        "/v1/users/nobody_at_all/preferences",
+        json!({"add": "more cooking"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

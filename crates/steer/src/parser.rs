@@ -1050,6 +1050,11 @@ impl PreferenceParser {
         ))
     }
 
+    /// Longest preference text accepted, in bytes.
+    pub fn max_text_bytes(&self) -> usize {
+        self.config.max_text_bytes
+    }
+
     /// The teen safety net.
     pub fn safety(&self) -> &SafetyNet {
         &self.safety
@@ -1265,6 +1270,8 @@ impl PreferenceParser {
                         topic: Some(topic),
                         phrase: Some(phrase),
                         strength: strength.min(steerfeed_core::constraints::MAX_STRENGTH),
+                        expires_at: None,
+                        description: None,
                     });
                 }
             }
@@ -1277,6 +1284,8 @@ impl PreferenceParser {
                 let concept = Concept {
                     topic: Some(topic),
                     phrase: Some(phrase),
+                    expires_at: None,
+                    description: None,
                 };
                 if !list.contains(&concept) {
                     list.push(concept);

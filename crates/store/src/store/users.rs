@@ -173,7 +173,8 @@ impl Store {
         self.require_user(user)?;
         let b = json(&Preferences {
             text: text.to_owned(),
-            constraints: constraints.clone(),
+            constraints: constraints.clone().without_descriptions(),
+            summary: Vec::new(),
         })?;
         self.write_durably(
             |s, w| {
@@ -209,12 +210,12 @@ impl Store {
         Ok(p.map(|p| Preferences::clone(&p)))
     }
 
-    /// The constraints in force at `now`: empty when none are set or they expired.
+    /// The constraints in force at `now`: empty when none are set or they expired,
+    /// without the items whose own expiry passed.
     pub fn active_constraints(&self, user: &UserId, now: Timestamp) -> Result<Constraints> {
         Ok(self
             .preferences(user)?
-            .map(|p| p.constraints)
-            .filter(|c| !c.is_expired(now))
+            .map(|p| p.constraints.active(now))
             .unwrap_or_default())
     }
 }
