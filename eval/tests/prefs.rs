@@ -40,6 +40,8 @@ fn tuning_set_f1_floor() {
 fn held_out_set_f1_floor() {
     let s = score("prefs-holdout.jsonl");
     assert!(s.lines >= 60);
-    // Measured 0.847 when the parser was written; the set was never tuned on.
-    assert!(s.f1 >= 0.82, "F1 {}", s.f1);
+    // Measured 0.847 when the parser was written, 0.923 (exact 0.867) with the topic
+    // exemplars; the set was never tuned on.
+    assert!(s.f1 >= 0.9, "F1 {}", s.f1);
+    assert!(s.exact_match >= 0.83, "exact {}", s.exact_match);
 }

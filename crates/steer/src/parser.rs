@@ -30,6 +30,9 @@ use crate::taxonomy::Taxonomy;
 pub struct ParserConfig {
     /// A taxonomy file (`id<TAB>description` lines) replacing the default one.
     pub taxonomy: Option<std::path::PathBuf>,
+    /// Topic exemplars (`topic<TAB>phrase, phrase, ...` lines) replacing the default ones
+    /// (`data/exemplars.tsv`, used only with the default taxonomy).
+    pub exemplars: Option<std::path::PathBuf>,
     /// A table of restricted concepts for teen accounts (the `data/restricted.tsv`
     /// format) replacing the default one.
     pub restricted: Option<std::path::PathBuf>,
@@ -57,6 +60,7 @@ impl Default for ParserConfig {
     fn default() -> Self {
         Self {
             taxonomy: None,
+            exemplars: None,
             restricted: None,
             safety_threshold: crate::safety::DEFAULT_THRESHOLD,
             topic_threshold: 0.5,
@@ -1030,9 +1034,14 @@ impl PreferenceParser {
     /// A parser with the taxonomy and the restricted-concept table `config` names (the
     /// defaults when it names none).
     pub fn open(encoder: Arc<Encoder>, config: ParserConfig) -> Result<Self> {
-        let taxonomy = match &config.taxonomy {
-            Some(path) => Taxonomy::from_file(path, &encoder)?,
-            None => Taxonomy::default_with(&encoder)?,
+        let taxonomy = match (&config.taxonomy, &config.exemplars) {
+            (Some(path), None) => Taxonomy::from_file(path, &encoder)?,
+            (Some(path), Some(ex)) => {
+                Taxonomy::from_file(path, &encoder)?.with_exemplars_file(ex, &encoder)?
+            }
+            (None, None) => Taxonomy::default_with(&encoder)?,
+            (None, Some(ex)) => Taxonomy::from_tsv(crate::taxonomy::DEFAULT_TAXONOMY, &encoder)?
+                .with_exemplars_file(ex, &encoder)?,
         };
         let safety = match &config.restricted {
             Some(path) => SafetyNet::from_file(path, &encoder, config.safety_threshold)?,

@@ -15,6 +15,9 @@ use crate::error::{Error, Result};
 /// The default taxonomy of docs/design.md §4 (`data/taxonomy.tsv`).
 pub const DEFAULT_TAXONOMY: &str = include_str!("../../../data/taxonomy.tsv");
 
+/// The default topic exemplars (`data/exemplars.tsv`).
+pub const DEFAULT_EXEMPLARS: &str = include_str!("../../../data/exemplars.tsv");
+
 /// One topic.
 #[derive(Debug, Clone)]
 pub struct Topic {
@@ -24,6 +27,9 @@ pub struct Topic {
     pub description: String,
     /// Embeddings of the description and of each keyword phrase.
     vectors: Vec<Embedding>,
+    /// Embeddings of the exemplar phrases (`data/exemplars.tsv`): matched against what
+    /// people write, not against captions.
+    exemplars: Vec<Embedding>,
 }
 
 /// A topic and how similar a text is to it.
@@ -112,6 +118,7 @@ impl Taxonomy {
                 id,
                 description,
                 vectors: Vec::new(),
+                exemplars: Vec::new(),
             })
             .collect();
         for ((i, _), v) in all.iter().zip(vectors) {
@@ -120,9 +127,64 @@ impl Taxonomy {
         Ok(Self { topics })
     }
 
-    /// The default taxonomy, embedded with `encoder`.
+    /// The default taxonomy, embedded with `encoder`, with the default exemplars.
     pub fn default_with(encoder: &Encoder) -> Result<Self> {
-        Self::from_tsv(DEFAULT_TAXONOMY, encoder)
+        Self::from_tsv(DEFAULT_TAXONOMY, encoder)?.with_exemplars(DEFAULT_EXEMPLARS, encoder)
+    }
+
+    /// Adds exemplar phrases (`topic<TAB>phrase, phrase, ...` lines, `#` comments): what
+    /// people call a topic, matched against their requests. A topic this taxonomy does
+    /// not have is an error.
+    pub fn with_exemplars(mut self, tsv: &str, encoder: &Encoder) -> Result<Self> {
+        let mut all: Vec<(usize, String)> = Vec::new();
+        for (n, line) in tsv.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let bad = |what: String| {
+                Error::from(steerfeed_core::Error::invalid(
+                    "exemplars",
+                    format!("line {}: {what}", n + 1),
+                ))
+            };
+            let (id, phrases) = line
+                .split_once('\t')
+                .ok_or_else(|| bad("expected a topic, a tab and phrases".into()))?;
+            let i = self
+                .topics
+                .iter()
+                .position(|t| t.id.as_str() == id.trim())
+                .ok_or_else(|| bad(format!("unknown topic {id:?}")))?;
+            all.extend(
+                phrases
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(|p| (i, p.to_owned())),
+            );
+        }
+        let texts: Vec<&str> = all.iter().map(|(_, p)| p.as_str()).collect();
+        let vectors = crate::cache::embed_cached(
+            encoder,
+            &texts,
+            &crate::config::cache_dir().join("embeddings"),
+        )?;
+        for ((i, _), v) in all.iter().zip(vectors) {
+            self.topics[*i].exemplars.push(v);
+        }
+        Ok(self)
+    }
+
+    /// Reads an exemplar file and adds it.
+    pub fn with_exemplars_file(self, path: &Path, encoder: &Encoder) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::from(steerfeed_core::Error::invalid(
+                "exemplars",
+                format!("{}: {e}", path.display()),
+            ))
+        })?;
+        self.with_exemplars(&text, encoder)
     }
 
     /// Reads a taxonomy file (the TSV format) and embeds it.
@@ -168,7 +230,8 @@ impl Taxonomy {
         out
     }
 
-    /// The best topic for a phrase, if its similarity reaches `threshold`. A phrase that
+    /// The best topic for a phrase someone wrote, by its description, keywords and
+    /// exemplars, if its similarity reaches `threshold`. A phrase that
     /// names a topic outright (the id's words, e.g. "sports" or "ai art") gets a small
     /// lexical bonus, so a general topic named by the user wins over a close specific one.
     pub fn best_for(
@@ -187,8 +250,17 @@ impl Taxonomy {
                     .all(|(a, b)| a == b || a.strip_suffix('s') == Some(b))
             })
         };
-        self.rank(embedding)
-            .into_iter()
+        self.topics
+            .iter()
+            .map(|t| TopicMatch {
+                topic: t.id.clone(),
+                similarity: t
+                    .vectors
+                    .iter()
+                    .chain(&t.exemplars)
+                    .map(|v| v.dot(embedding))
+                    .fold(f32::NEG_INFINITY, f32::max),
+            })
             .map(|mut m| {
                 if names(&m.topic) {
                     m.similarity += NAMED_BONUS;

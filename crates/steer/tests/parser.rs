@@ -215,3 +215,46 @@ fn a_request_no_topic_fits_comes_back_unclear_not_applied() {
         assert!(c.unclear.is_empty() && c.is_empty(), "{text:?}: {c:?}");
     }
 }
+
+#[test]
+fn phrases_outside_the_descriptions_land_on_their_topic_through_exemplars() {
+    // None of these phrases is in the taxonomy, the exemplars or a labelled set: kinds of
+    // animals, named styles, food-show formats, genres, words for violent or sad content.
+    for (text, topics) in [
+        ("more pomeranians", &["pets"][..]),
+        ("more dachshunds", &["pets"]),
+        ("more penguins", &["wildlife"]),
+        ("more cubism", &["art"]),
+        ("more baroque paintings", &["art"]),
+        ("more bake off style competitions", &["cooking"]),
+        ("more sourdough", &["cooking"]),
+        ("more synthwave", &["music"]),
+        ("more jazz", &["music"]),
+        ("more knitting", &["diy", "fashion"]),
+        ("more pottery wheel videos", &["diy", "art"]),
+        ("less crypto bros", &["finance"]),
+        ("more haunted asylum tours", &["horror"]),
+    ] {
+        let c = parser().parse(text, AgeBand::Adult, now()).unwrap();
+        let got: Vec<&str> = c
+            .boost
+            .iter()
+            .chain(&c.reduce)
+            .filter_map(|x| x.topic.as_ref().map(|t| t.as_str()))
+            .collect();
+        assert!(
+            got.len() == 1 && topics.contains(&got[0]),
+            "{text:?}: expected one of {topics:?}, got {got:?}"
+        );
+    }
+    for (text, topic) in [("no bloody brawls", "violence"), ("less tearjerkers", "sad")] {
+        let c = parser().parse(text, AgeBand::Adult, now()).unwrap();
+        let got: Vec<&str> = c
+            .exclude
+            .iter()
+            .filter_map(|x| x.topic.as_ref().map(|t| t.as_str()))
+            .chain(c.reduce.iter().filter_map(|x| x.topic.as_ref().map(|t| t.as_str())))
+            .collect();
+        assert_eq!(got, [topic], "{text:?}");
+    }
+}
