@@ -19,7 +19,6 @@ use steerfeed_store::{
     IngestReport, Logged, Preferences, Revocation, ServedPage, Store, StoreOptions,
 };
 
-use crate::concepts::ConceptResolver;
 use crate::config::Config;
 use crate::pool::Pools;
 use crate::profile::{ProfileSummary, summarize};
@@ -212,7 +211,6 @@ pub struct Engine {
     index_open: IndexOpen,
     saver: Saver,
     pipeline: Pipeline,
-    concepts: ConceptResolver,
     /// Later pages of a session, picked from what its first ranking left.
     pools: Pools,
     /// Set by [`Engine::close_discarding_index`]: closing must not save the index.
@@ -352,7 +350,6 @@ impl Engine {
             saver,
             pools: Pools::new(pages),
             pipeline,
-            concepts: ConceptResolver::default(),
             discard_index: Mutex::new(false),
         })
     }
@@ -1004,9 +1001,7 @@ impl Engine {
             ctx.viewer.creator_affinity.clear();
         }
         if !ctx.constraints.is_empty() {
-            let r =
-                self.concepts
-                    .resolve(&self.encoder, self.parser.taxonomy(), &ctx.constraints)?;
+            let r = self.parser.concepts().resolve(&ctx.constraints)?;
             ctx.concepts = r.concepts;
             ctx.exclude = r.exclude;
             ctx.only = r.only;

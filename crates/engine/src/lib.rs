@@ -39,7 +39,6 @@
 
 #![warn(missing_docs)]
 
-mod concepts;
 pub mod config;
 pub mod demo;
 mod engine;

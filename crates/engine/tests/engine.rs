@@ -160,7 +160,10 @@ fn steering_in_words_changes_the_page() {
     }
     let summary = engine.profile_summary(a).unwrap();
     assert!(
-        summary.steering.iter().any(|s| s == "No politics"),
+        summary
+            .steering
+            .iter()
+            .any(|s| s.starts_with("No politics until ")),
         "{:?}",
         summary.steering
     );

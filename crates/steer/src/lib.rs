@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod cache;
+pub mod concepts;
 pub mod config;
 pub mod encoder;
 pub mod error;
@@ -20,6 +21,7 @@ pub mod parser;
 pub mod safety;
 pub mod taxonomy;
 
+pub use concepts::{ConceptResolver, PhraseCache, Resolved};
 pub use config::EncoderConfig;
 pub use encoder::{Encoder, MINILM_DIM};
 pub use error::{Error, Result};

@@ -19,6 +19,7 @@ use steerfeed_core::{
     TopicId, Unclear, UnclearReason, WeightedConcept,
 };
 
+use crate::concepts::{ConceptResolver, PhraseCache};
 use crate::encoder::Encoder;
 use crate::error::Result;
 use crate::safety::SafetyNet;
@@ -1011,6 +1012,7 @@ pub struct PreferenceParser {
     encoder: Arc<Encoder>,
     taxonomy: Arc<Taxonomy>,
     safety: Arc<SafetyNet>,
+    phrases: Arc<PhraseCache>,
     config: ParserConfig,
 }
 
@@ -1027,7 +1029,18 @@ impl PreferenceParser {
             encoder,
             taxonomy,
             safety,
+            phrases: Arc::new(PhraseCache::default()),
             config,
+        }
+    }
+
+    /// Resolves constraints to directions in the embedding space, through the phrase
+    /// embeddings this parser computed when the person wrote them.
+    pub fn concepts(&self) -> ConceptResolver<'_> {
+        ConceptResolver {
+            encoder: &self.encoder,
+            taxonomy: &self.taxonomy,
+            cache: &self.phrases,
         }
     }
 
@@ -1128,7 +1141,7 @@ impl PreferenceParser {
         let vectors = if targets.is_empty() {
             Vec::new()
         } else {
-            self.encoder.embed_batch(&targets)?
+            self.phrases.embed(&self.encoder, &targets)?
         };
 
         let mut c = Constraints {

@@ -247,14 +247,41 @@ fn phrases_outside_the_descriptions_land_on_their_topic_through_exemplars() {
             "{text:?}: expected one of {topics:?}, got {got:?}"
         );
     }
-    for (text, topic) in [("no bloody brawls", "violence"), ("less tearjerkers", "sad")] {
+    for (text, topic) in [
+        ("no bloody brawls", "violence"),
+        ("less tearjerkers", "sad"),
+    ] {
         let c = parser().parse(text, AgeBand::Adult, now()).unwrap();
         let got: Vec<&str> = c
             .exclude
             .iter()
             .filter_map(|x| x.topic.as_ref().map(|t| t.as_str()))
-            .chain(c.reduce.iter().filter_map(|x| x.topic.as_ref().map(|t| t.as_str())))
+            .chain(
+                c.reduce
+                    .iter()
+                    .filter_map(|x| x.topic.as_ref().map(|t| t.as_str())),
+            )
             .collect();
         assert_eq!(got, [topic], "{text:?}");
     }
+}
+
+#[test]
+fn the_resolver_reuses_the_phrases_the_parser_embedded() {
+    let encoder =
+        Arc::new(Encoder::open(&EncoderConfig::default()).unwrap_or_else(|e| panic!("{e}")));
+    let p = PreferenceParser::open(encoder.clone(), ParserConfig::default()).unwrap();
+    let c = p
+        .parse("more sourdough, no clowns, a bit less crypto", AgeBand::Adult, now())
+        .unwrap();
+    let cached = p.concepts().cache.len();
+    assert_eq!(cached, 3);
+    let r = p.concepts().resolve(&c).unwrap();
+    assert_eq!(p.concepts().cache.len(), cached, "resolving embedded again");
+    assert_eq!(r.concepts.len(), 2);
+    assert_eq!(r.exclude.len(), 1);
+    // The vectors are the encoder's for those phrases.
+    let clowns = encoder.embed("clowns").unwrap();
+    assert!((r.exclude[0].vector.dot(&clowns) - 1.0).abs() < 1e-5);
+    assert!(r.concepts.iter().any(|x| x.weight < 0.0 && x.label == "crypto"));
 }
