@@ -80,9 +80,14 @@ pub struct ItemAddress {
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ItemChange {
-    /// Which item.
-    #[serde(flatten)]
-    pub item: ItemAddress,
+    /// The item's list (`boost`, `reduce`, `exclude` or `only`).
+    pub list: ItemList,
+    /// The item's topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<TopicId>,
+    /// The item's phrase (compared without regard to case).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phrase: Option<String>,
     /// A new strength (`boost` and `reduce` only), in `(0, 4]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strength: Option<f32>,
@@ -266,7 +271,11 @@ impl Constraints {
                 "`expires_at` is not in the future: to drop the item, remove it",
             ));
         }
-        let address = &change.item;
+        let address = &ItemAddress {
+            list: change.list,
+            topic: change.topic.clone(),
+            phrase: change.phrase.clone(),
+        };
         match address.list {
             ItemList::Boost | ItemList::Reduce => {
                 let list = if address.list == ItemList::Boost {

@@ -178,6 +178,7 @@ impl utoipa::Modify for EngineRules {
                 &mut item.get,
                 &mut item.put,
                 &mut item.post,
+                &mut item.patch,
                 &mut item.delete,
             ];
             for op in ops.into_iter().flatten() {

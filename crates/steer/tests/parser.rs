@@ -272,7 +272,11 @@ fn the_resolver_reuses_the_phrases_the_parser_embedded() {
         Arc::new(Encoder::open(&EncoderConfig::default()).unwrap_or_else(|e| panic!("{e}")));
     let p = PreferenceParser::open(encoder.clone(), ParserConfig::default()).unwrap();
     let c = p
-        .parse("more sourdough, no clowns, a bit less crypto", AgeBand::Adult, now())
+        .parse(
+            "more sourdough, no clowns, a bit less crypto",
+            AgeBand::Adult,
+            now(),
+        )
         .unwrap();
     let cached = p.concepts().cache.len();
     assert_eq!(cached, 3);
@@ -283,5 +287,9 @@ fn the_resolver_reuses_the_phrases_the_parser_embedded() {
     // The vectors are the encoder's for those phrases.
     let clowns = encoder.embed("clowns").unwrap();
     assert!((r.exclude[0].vector.dot(&clowns) - 1.0).abs() < 1e-5);
-    assert!(r.concepts.iter().any(|x| x.weight < 0.0 && x.label == "crypto"));
+    assert!(
+        r.concepts
+            .iter()
+            .any(|x| x.weight < 0.0 && x.label == "crypto")
+    );
 }
