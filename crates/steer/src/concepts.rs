@@ -50,6 +50,14 @@ impl PhraseCache {
         Ok(out.into_iter().flatten().collect())
     }
 
+    /// Forgets every phrase.
+    pub fn clear(&self) {
+        self.map
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+    }
+
     /// How many phrases are cached.
     pub fn len(&self) -> usize {
         self.map

@@ -992,10 +992,14 @@ fn push_unclear(
     }
 }
 
-/// True when every word of `part` appears in `whole`, in order.
-fn contains_words(whole: &str, part: &str) -> bool {
-    let w: Vec<&str> = whole.split_whitespace().collect();
-    find(&w, part).is_some()
+/// The safety net's words of a phrase, without the marks the parser's own normalising
+/// drops ("18+" is "18").
+fn plain_words(phrase: &str) -> Vec<String> {
+    crate::safety::tokens(phrase)
+        .into_iter()
+        .map(|w| w.trim_end_matches(['+', '*']).to_owned())
+        .filter(|w| !w.is_empty() && w != ".")
+        .collect()
 }
 
 fn merge(into: &mut Slots, from: Slots) {
@@ -1153,50 +1157,48 @@ impl PreferenceParser {
             ..Constraints::default()
         };
         let teen = audience == AgeBand::Teen;
+        // The requests the teen safety net flagged, as word sets.
+        let mut flagged: Vec<Vec<String>> = Vec::new();
         if teen {
             // The net reads the text on its own; what it flags is rejected whatever the
             // items below map to.
             for flag in self.safety.check(&self.encoder, text)? {
                 self.reject_restricted(&mut c, flag.category, &flag.phrase);
+                flagged.push(plain_words(&flag.phrase));
             }
         }
         for (item, v) in items.iter().zip(&vectors) {
             let polarity = item.polarity.unwrap_or(Polarity::Boost);
-            if teen
-                && matches!(polarity, Polarity::Boost | Polarity::Only)
-                && let Some(category) = self.safety.check_phrase(&item.target, v)
-            {
-                self.reject_restricted(&mut c, category, &item.target);
-                continue;
+            let positive = matches!(polarity, Polarity::Boost | Polarity::Only);
+            if teen && positive {
+                if let Some(category) = self.safety.check_phrase(&item.target, v) {
+                    self.reject_restricted(&mut c, category, &item.target);
+                    continue;
+                }
+                // Part of a request the net flagged ("more cooking with beer" is rejected
+                // as a whole; the cooking part is not applied on its own).
+                let words = plain_words(&item.target);
+                if flagged.iter().any(|f| words.iter().all(|w| f.contains(w))) {
+                    continue;
+                }
             }
             let Some(m) = self.taxonomy.best_for(&item.target, v, f32::MIN) else {
                 continue;
             };
             if m.similarity < self.config.topic_threshold {
                 // Asked for in so many words, or close to a topic without reaching it:
-                // said back rather than dropped or guessed.
-                if item.marked
-                    || m.similarity >= self.config.topic_threshold - self.config.unclear_margin
-                {
+                // said back rather than dropped or guessed (with the topic when it came
+                // close).
+                let near = m.similarity >= self.config.topic_threshold - self.config.unclear_margin;
+                if item.marked || near {
+                    let suggestion = near.then_some(m.topic);
                     push_unclear(
                         &mut c,
                         &item.words,
                         UnclearReason::LowConfidence,
-                        Some(m.topic),
+                        suggestion,
                     );
                 }
-                continue;
-            }
-            if teen
-                && matches!(polarity, Polarity::Boost | Polarity::Only)
-                && c.rejected.iter().any(|r| {
-                    r.phrase
-                        .as_deref()
-                        .is_some_and(|p| contains_words(p, &item.target))
-                })
-            {
-                // Part of a request the net rejected ("more cooking with beer" stays
-                // rejected as a whole; the cooking part is not applied on its own).
                 continue;
             }
             self.add(
