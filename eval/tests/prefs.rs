@@ -41,7 +41,9 @@ fn held_out_set_f1_floor() {
     let s = score("prefs-holdout.jsonl");
     assert!(s.lines >= 60);
     // Measured 0.847 when the parser was written, 0.923 (exact 0.867) with the topic
-    // exemplars; the set was never tuned on.
+    // exemplars. The set was never tuned on, but 25 of its lines share a phrase with the
+    // exemplars and with none of the descriptions (common names: "minecraft", "naruto"),
+    // so the gain overstates how far the exemplars generalise.
     assert!(s.f1 >= 0.9, "F1 {}", s.f1);
     assert!(s.exact_match >= 0.83, "exact {}", s.exact_match);
 }

@@ -88,7 +88,7 @@ pub struct ItemChange {
     /// The item's phrase (compared without regard to case).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phrase: Option<String>,
-    /// A new strength (`boost` and `reduce` only), in `(0, 4]`.
+    /// A new strength (`boost` and `reduce` only), in `(0, 3]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strength: Option<f32>,
     /// A new expiry for this item alone; it must be in the future.
@@ -271,6 +271,17 @@ impl Constraints {
                 "`expires_at` is not in the future: to drop the item, remove it",
             ));
         }
+        if let (Some(at), Some(set)) = (change.expires_at, self.expires_at)
+            && at > set
+        {
+            return Err(Error::invalid(
+                F,
+                format!(
+                    "`expires_at` is after the constraints' own expiry ({set}): an item can end \
+                     sooner than the rest, not later"
+                ),
+            ));
+        }
         let address = &ItemAddress {
             list: change.list,
             topic: change.topic.clone(),
@@ -361,6 +372,18 @@ impl Constraints {
             .retain(|c| !superseded(ItemList::Exclude, c.topic.as_ref(), c.phrase.as_deref()));
         self.only
             .retain(|c| !superseded(ItemList::Only, c.topic.as_ref(), c.phrase.as_deref()));
+        // The set's expiry may move later below: the items already here keep the one
+        // they had.
+        if let (Some(old), Some(new)) = (self.expires_at, added.expires_at)
+            && new > old
+        {
+            for x in self.boost.iter_mut().chain(self.reduce.iter_mut()) {
+                x.expires_at.get_or_insert(old);
+            }
+            for x in self.exclude.iter_mut().chain(self.only.iter_mut()) {
+                x.expires_at.get_or_insert(old);
+            }
+        }
         self.boost.extend(added.boost);
         self.reduce.extend(added.reduce);
         self.exclude.extend(added.exclude);
@@ -565,6 +588,9 @@ mod tests {
         assert_eq!(c.exclude.len(), 1);
         assert_eq!(c.max_duration_s, Some(30));
         assert_eq!(c.expires_at, Some(at("2026-12-09T00:00:00Z")));
+        // "More dogs" was set to end on the 8th and still does.
+        assert_eq!(c.boost[0].expires_at, Some(at("2026-12-08T00:00:00Z")));
+        assert_eq!(c.boost[1].expires_at, None);
     }
 
     #[test]

@@ -106,6 +106,8 @@ const MARKERS: &[(&str, Polarity, f32)] = &[
     ("none of", Polarity::Exclude, 1.0),
     ("no more", Polarity::Exclude, 1.0),
     ("nothing but", Polarity::Only, 1.0),
+    ("anything but", Polarity::Exclude, 1.0),
+    ("everything but", Polarity::Exclude, 1.0),
     ("exclusively", Polarity::Only, 1.0),
     ("a whole lot more", Polarity::Boost, 2.0),
     ("a whole lot less", Polarity::Reduce, 2.0),
@@ -742,8 +744,9 @@ struct Item {
     foreign: bool,
 }
 
-/// Function words of the languages people most often mix in, none of them an English
-/// word: one of them marks an item as written in a language the parser does not read.
+/// Function words of the languages people most often mix in, none of them a word of
+/// everyday English (so not "sin", "nada", "pas" or "sans"): one of them marks an item as
+/// written in a language the parser does not read.
 const FOREIGN_WORDS: &[&str] = &[
     // Spanish
     "más",
@@ -751,8 +754,6 @@ const FOREIGN_WORDS: &[&str] = &[
     "quiero",
     "recetas",
     "también",
-    "nada",
-    "sin",
     "muy",
     "mucho",
     "mucha",
@@ -771,8 +772,6 @@ const FOREIGN_WORDS: &[&str] = &[
     "moins",
     "je",
     "veux",
-    "pas",
-    "sans",
     "beaucoup",
     "vidéos",
     "merci",
@@ -840,6 +839,8 @@ fn is_foreign(words: &[&str]) -> bool {
 fn read_item(mut w: Vec<&str>) -> Item {
     let words = w.join(" ");
     let foreign = is_foreign(&w);
+    // "don't ever show", "never even show": the marker is the words around it.
+    w.retain(|x| !matches!(*x, "ever" | "even"));
     let mut polarity = None;
     let mut strength = 1.0f32;
     for (marker, p, s) in MARKERS {
@@ -884,7 +885,7 @@ fn analyse(text: &str, max_items: usize) -> (Vec<Item>, Slots) {
     let mut prev = "";
     for w in all {
         // "nothing but" and "anything but" are markers, not clause breaks.
-        let protected = w == "but" && matches!(prev, "nothing" | "anything");
+        let protected = w == "but" && matches!(prev, "nothing" | "anything" | "everything");
         if !protected
             && (matches!(w, "," | ";" | "." | "!" | "?" | ":" | "/" | "-")
                 || CLAUSE_BREAKS.contains(&w))
@@ -977,10 +978,7 @@ fn push_unclear(
     reason: UnclearReason,
     suggestion: Option<TopicId>,
 ) {
-    let phrase: String = words
-        .chars()
-        .take(steerfeed_core::constraints::MAX_PHRASE_LEN)
-        .collect();
+    let phrase: String = clip(words);
     if c.unclear.len() < steerfeed_core::constraints::MAX_CONCEPTS
         && !c.unclear.iter().any(|u| u.phrase == phrase)
     {
@@ -990,6 +988,15 @@ fn push_unclear(
             suggestion,
         });
     }
+}
+
+/// `text` cut to the longest phrase constraints keep, at a character boundary.
+fn clip(text: &str) -> String {
+    let mut end = text.len().min(steerfeed_core::constraints::MAX_PHRASE_LEN);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
 }
 
 /// The safety net's words of a phrase, without the marks the parser's own normalising
@@ -1191,7 +1198,10 @@ impl PreferenceParser {
                 // close).
                 let near = m.similarity >= self.config.topic_threshold - self.config.unclear_margin;
                 if item.marked || near {
-                    let suggestion = near.then_some(m.topic);
+                    // Never suggest to a teen what a teen may not ask for.
+                    let suggestion = near
+                        .then_some(m.topic)
+                        .filter(|t| !(teen && teen_refusal(t.as_str()).is_some()));
                     push_unclear(
                         &mut c,
                         &item.words,
@@ -1240,12 +1250,7 @@ impl PreferenceParser {
         c.rejected.push(Rejected {
             topic,
             label: Some(cat.label),
-            phrase: Some(
-                phrase
-                    .chars()
-                    .take(steerfeed_core::constraints::MAX_PHRASE_LEN)
-                    .collect(),
-            ),
+            phrase: Some(clip(phrase)),
             reason: cat.reason.clone(),
         });
     }
@@ -1259,10 +1264,7 @@ impl PreferenceParser {
         phrase: &str,
         audience: AgeBand,
     ) {
-        let phrase: String = phrase
-            .chars()
-            .take(steerfeed_core::constraints::MAX_PHRASE_LEN)
-            .collect();
+        let phrase: String = clip(phrase);
         let positive = matches!(polarity, Polarity::Boost | Polarity::Only);
         if positive
             && audience == AgeBand::Teen

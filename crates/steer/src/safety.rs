@@ -328,15 +328,15 @@ impl SafetyNet {
             && let Some((category, word)) = self
                 .alone
                 .iter()
-                .find(|(_, a)| a == only)
-                .or_else(|| self.alone.iter().find(|(_, a)| same_word(only, a)))
+                .find(|(_, a)| a == only || leet(only).as_deref() == Some(a.as_str()))
+                .or_else(|| self.alone.iter().find(|(_, a)| same_word_any(only, a)))
         {
             return Some((*category, word.clone()));
         }
         for (category, term) in &self.words {
             if term.len() > 1 {
                 let joined = term.concat();
-                if let Some(i) = words.iter().position(|w| same_word(w, &joined))
+                if let Some(i) = words.iter().position(|w| same_word_any(w, &joined))
                     && !allowed[i]
                 {
                     return Some((*category, term.join(" ")));
@@ -348,7 +348,7 @@ impl SafetyNet {
                     && term
                         .iter()
                         .zip(&words[start..])
-                        .all(|(t, w)| same_word(w, t))
+                        .all(|(t, w)| same_word_any(w, t))
                 {
                     return Some((*category, term.join(" ")));
                 }
@@ -412,6 +412,10 @@ const TURNING_NEGATORS: &[&str] = &[
 /// Filler a request may start with before its cue.
 const LEAD_FILLER: &[&str] = &[
     "i",
+    "do",
+    "does",
+    "i'd",
+    "id",
     "i'm",
     "im",
     "please",
@@ -474,7 +478,10 @@ pub fn tokens(text: &str) -> Vec<String> {
     let mut word = String::new();
     let flush = |word: &mut String, out: &mut Vec<String>| {
         if !word.is_empty() {
-            out.push(read_word(word));
+            let w = read_word(word);
+            if !w.is_empty() {
+                out.push(w);
+            }
             word.clear();
         }
     };
@@ -503,27 +510,10 @@ pub fn tokens(text: &str) -> Vec<String> {
 }
 
 fn read_word(word: &str) -> String {
-    let has_letter = word.chars().any(char::is_alphabetic);
-    let has_other = word
-        .chars()
-        .any(|c| c.is_ascii_digit() || c == '$' || c == '@');
-    let mapped: String = if has_letter && has_other {
-        word.chars()
-            .map(|c| match c {
-                '0' => 'o',
-                '1' => 'i',
-                '3' => 'e',
-                '4' => 'a',
-                '5' | '$' => 's',
-                '7' => 't',
-                '8' => 'b',
-                '@' => 'a',
-                c => c,
-            })
-            .collect()
-    } else {
-        word.chars().filter(|&c| c != '$' && c != '@').collect()
-    };
+    if !word.chars().any(char::is_alphanumeric) {
+        return String::new();
+    }
+    let mapped = word.to_owned();
     let mapped = mapped.trim_end_matches('*').to_owned();
     let mut squeezed = String::with_capacity(mapped.len());
     let chars: Vec<char> = mapped.chars().collect();
@@ -543,6 +533,35 @@ fn read_word(word: &str) -> String {
         i = j;
     }
     squeezed
+}
+
+/// A word with digits and symbols read as the letters they stand for, when it mixes
+/// them with letters ("s3xy", "p0rn", "$lut"); `None` otherwise.
+fn leet(word: &str) -> Option<String> {
+    let has_letter = word.chars().any(char::is_alphabetic);
+    let has_other = word
+        .chars()
+        .any(|c| c.is_ascii_digit() || c == '$' || c == '@');
+    (has_letter && has_other).then(|| {
+        word.chars()
+            .map(|c| match c {
+                '0' => 'o',
+                '1' => 'i',
+                '3' => 'e',
+                '4' => 'a',
+                '5' | '$' => 's',
+                '7' => 't',
+                '8' => 'b',
+                '@' => 'a',
+                c => c,
+            })
+            .collect()
+    })
+}
+
+/// [`same_word`] on the word as written or as its digits read as letters.
+fn same_word_any(w: &str, t: &str) -> bool {
+    same_word(w, t) || leet(w).is_some_and(|l| l != w && same_word(&l, t))
 }
 
 /// True when the text's word `w` is the table's word `t`: equal, an inflection of it
@@ -568,10 +587,22 @@ fn same_word(w: &str, t: &str) -> bool {
         let d: Vec<usize> = (0..4).filter(|&i| wc[i] != tc[i]).collect();
         return matches!(d[..], [i, j] if j == i + 1 && wc[i] == tc[j] && wc[j] == tc[i]);
     }
+    // A substitution in a shorter word is too often another word ("piston", "heroic",
+    // "stones"): only letters left out, added or swapped count there.
+    let substitution = wc.len() == tc.len() && !is_swap(&wc, &tc);
     wc.len().max(tc.len()) >= 6
         && wc.len().min(tc.len()) >= 5
         && wc[0] == tc[0]
+        && (!substitution || wc.len() >= 9)
         && within_one_edit(&wc, &tc)
+}
+
+/// True when `a` is `b` with two neighbouring letters swapped.
+fn is_swap(a: &[char], b: &[char]) -> bool {
+    let d: Vec<usize> = (0..a.len().min(b.len()))
+        .filter(|&i| a[i] != b[i])
+        .collect();
+    a.len() == b.len() && matches!(d[..], [i, j] if j == i + 1 && a[i] == b[j] && a[j] == b[i])
 }
 
 /// Letters with every run of a repeated letter cut to one ("sexxy", "druggs").
@@ -701,7 +732,14 @@ fn split_request(words: &[String], inherit_negative: bool) -> Vec<Request> {
     let mut i = 1;
     while i < words.len() {
         let w = words[i].as_str();
-        let negated = is_negator(&words[i - 1]);
+        // "don't ever show me": a negator up to two words back.
+        let negated = is_negator(&words[i - 1])
+            || (i >= 2
+                && is_negator(&words[i - 2])
+                && matches!(
+                    words[i - 1].as_str(),
+                    "ever" | "even" | "really" | "please" | "to"
+                ));
         // "girls with no clothes" describes what is asked for.
         let described = words[i - 1] == "with";
         // "show" asks only as "show me"/"show us" ("less tv show clips" is one request).
@@ -758,8 +796,28 @@ fn lead_direction(words: &[String]) -> Option<bool> {
         i += 1;
     }
     let w = words.get(i)?.as_str();
-    if w == "nothing" && words.get(i + 1).map(String::as_str) == Some("but") {
+    let next = |k: usize| words.get(i + k).map(String::as_str).unwrap_or("");
+    if w == "nothing" && next(1) == "but" {
         return Some(true);
+    }
+    // Negators that say yes: "can't get enough of", "don't mind", "not scared of".
+    if matches!(w, "can't" | "cant" | "cannot") && next(1) == "get" && next(2) == "enough" {
+        return Some(true);
+    }
+    if matches!(w, "don't" | "dont" | "do'nt") && next(1) == "mind" {
+        return Some(true);
+    }
+    if w == "not" && matches!(next(1), "scared" | "afraid" | "bothered") {
+        return Some(true);
+    }
+    // Asking for less in more than one word: "get rid of", "tone down", "anything but".
+    if (w == "get" && next(1) == "rid")
+        || (matches!(w, "tone" | "dial" | "cut" | "turn") && matches!(next(1), "down" | "back"))
+        || (matches!(w, "anything" | "everything") && matches!(next(1), "but" | "except"))
+        || (w == "keep" && next(1) == "away")
+        || (w == "filter" && next(1) == "out")
+    {
+        return Some(false);
     }
     if is_negator(w) {
         return Some(followed_by_undo(words, i));
@@ -785,8 +843,15 @@ mod tests {
     fn words_are_read_through_digits_symbols_and_stretching() {
         assert_eq!(
             tokens("S3XY p0rn, seeexy $tuff"),
-            ["sexy", "porn", ".", "sexy", "stuff"]
+            ["s3xy", "p0rn", ".", "sexy", "$tuff"]
         );
+        assert_eq!(leet("s3xy").as_deref(), Some("sexy"));
+        assert_eq!(leet("$tuff").as_deref(), Some("stuff"));
+        assert_eq!(leet("420"), None);
+        assert!(same_word_any("p0rn", "porn"));
+        assert!(same_word_any("rule34", "rule34"));
+        assert!(!same_word_any("ribs", "r18"));
+        assert!(tokens("more spicy $").iter().all(|w| !w.is_empty()));
         assert_eq!(tokens("420 blaze"), ["420", "blaze"]);
         assert_eq!(tokens("self-harm"), ["self", "harm"]);
         assert_eq!(tokens("booze"), ["booze"]);
@@ -811,6 +876,11 @@ mod tests {
         assert!(!same_word("prom", "porn"));
         assert!(!same_word("pron", "iron"));
         assert!(!same_word("baking", "baked"));
+        assert!(!same_word("piston", "pistol"));
+        assert!(!same_word("heroic", "heroin"));
+        assert!(!same_word("stones", "stoner"));
+        assert!(!same_word("grenada", "grenade"));
+        assert!(same_word("wepons", "weapons"));
     }
 
     #[test]

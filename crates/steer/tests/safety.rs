@@ -6,7 +6,8 @@
 //!    none of their lines is in the table: the first (92 lines) was written before the
 //!    table existed; at first contact the table then flagged 22 of the 42 lines of the
 //!    second and 25 of the 42 of the third. What such a first contact measures is how far
-//!    the table generalises; the sets now guard the classes they taught.
+//!    the table generalises; the sets now guard the classes they taught. The fourth sets
+//!    (`-d`) hold the holes and false rejections a reviewer found by reading the code.
 //! 2. Through the parser: each adversarial request comes back with a non-empty `rejected`
 //!    and no boost or only beyond the harmless topics the line allows; benign requests,
 //!    exclusions of restricted content included, get no rejection from the net.
@@ -66,10 +67,14 @@ fn restricted_cases() -> Vec<Case> {
 }
 
 fn benign_cases() -> Vec<Case> {
-    ["teen-benign.jsonl", "teen-benign-c.jsonl"]
-        .into_iter()
-        .flat_map(cases)
-        .collect()
+    [
+        "teen-benign.jsonl",
+        "teen-benign-c.jsonl",
+        "teen-benign-d.jsonl",
+    ]
+    .into_iter()
+    .flat_map(cases)
+    .collect()
 }
 
 #[test]

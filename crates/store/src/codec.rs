@@ -278,6 +278,8 @@ pub(crate) fn decode_interest(b: &[u8], dim: usize) -> Result<((i64, Vec<f32>), 
 // Version 1 differs only in its safety bitmask: one byte, the first five labels.
 const VIDEO_RECORD_V1: u8 = 1;
 const VIDEO_RECORD_V2: u8 = 2;
+/// Labels a version-1 record can carry (the first five of `SafetyLabel::ALL`).
+const V1_LABELS: usize = 5;
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&(s.len() as u32).to_le_bytes());
@@ -380,7 +382,12 @@ fn decode_video_inner(b: &[u8]) -> Option<Video> {
     } else {
         r.u16()?
     };
-    if mask >> SafetyLabel::ALL.len() != 0 {
+    let known = if version == VIDEO_RECORD_V1 {
+        V1_LABELS
+    } else {
+        SafetyLabel::ALL.len()
+    };
+    if mask >> known != 0 {
         return None;
     }
     let safety = SafetyLabel::ALL
@@ -1103,6 +1110,10 @@ mod tests {
         v1.remove(mask_at + 1);
         assert_eq!(v1[mask_at], 0b1_0010);
         assert_eq!(decode_video(&v1).unwrap(), v);
+        // A version-1 mask with a bit past its five labels is corrupt.
+        let mut bad_v1 = v1.clone();
+        bad_v1[mask_at] |= 0b10_0000;
+        assert!(decode_video(&bad_v1).is_err());
 
         // A mask naming a label this build does not know is a corrupt record.
         let mut unknown = v2;
