@@ -72,6 +72,7 @@ EVAL_ARGS ?=
 eval: build
 	RUST_LOG=warn ./target/release/steerfeed prefs eval --jsonl crates/steer/tests/data/prefs-tune.jsonl
 	RUST_LOG=warn ./target/release/steerfeed prefs eval --jsonl crates/steer/tests/data/prefs-holdout.jsonl
+	RUST_LOG=warn ./target/release/steerfeed prefs eval --jsonl crates/steer/tests/data/prefs-blind.jsonl
 	@if [ -f $(SHARED)/data/steering/prefs-dev.jsonl ]; then \
 	  RUST_LOG=warn ./target/release/steerfeed prefs eval --jsonl $(SHARED)/data/steering/prefs-dev.jsonl; \
 	else echo "eval: $(SHARED)/data/steering/prefs-dev.jsonl not found; skipped" >&2; fi

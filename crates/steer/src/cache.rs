@@ -92,3 +92,12 @@ pub fn embed_cached(encoder: &Encoder, texts: &[&str], dir: &Path) -> Result<Vec
     }
     Ok(vectors)
 }
+
+/// [`embed_cached`] in the set-up cache's `embeddings/` folder.
+pub fn embed_in_setup_cache(encoder: &Encoder, texts: &[&str]) -> Result<Vec<Embedding>> {
+    embed_cached(
+        encoder,
+        texts,
+        &crate::config::cache_dir().join("embeddings"),
+    )
+}

@@ -203,11 +203,7 @@ impl SafetyNet {
         // phrases that share its frame ("drinking games", "board games").
         let texts: Vec<(usize, String)> = table.phrases.clone();
         let refs: Vec<&str> = texts.iter().map(|(_, p)| p.as_str()).collect();
-        let vectors = crate::cache::embed_cached(
-            encoder,
-            &refs,
-            &crate::config::cache_dir().join("embeddings"),
-        )?;
+        let vectors = crate::cache::embed_in_setup_cache(encoder, &refs)?;
         Ok(Self {
             categories: table.categories,
             words: table.words,

@@ -107,11 +107,7 @@ impl Taxonomy {
             .flat_map(|(i, (id, d))| phrases(id, d).into_iter().map(move |p| (i, p)))
             .collect();
         let texts: Vec<&str> = all.iter().map(|(_, p)| p.as_str()).collect();
-        let vectors = crate::cache::embed_cached(
-            encoder,
-            &texts,
-            &crate::config::cache_dir().join("embeddings"),
-        )?;
+        let vectors = crate::cache::embed_in_setup_cache(encoder, &texts)?;
         let mut topics: Vec<Topic> = entries
             .into_iter()
             .map(|(id, description)| Topic {
@@ -165,11 +161,7 @@ impl Taxonomy {
             );
         }
         let texts: Vec<&str> = all.iter().map(|(_, p)| p.as_str()).collect();
-        let vectors = crate::cache::embed_cached(
-            encoder,
-            &texts,
-            &crate::config::cache_dir().join("embeddings"),
-        )?;
+        let vectors = crate::cache::embed_in_setup_cache(encoder, &texts)?;
         for ((i, _), v) in all.iter().zip(vectors) {
             self.topics[*i].exemplars.push(v);
         }
