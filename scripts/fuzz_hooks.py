@@ -11,7 +11,10 @@ rules the OpenAPI document states in words because JSON Schema cannot (the error
 - `events[i].at`: an event dated outside the server's window (server.event_max_age_s,
   server.event_max_ahead_s; the server's clock is not the client's);
 - `cursor`: a cursor this server did not issue (cursors are opaque);
-- `now`: a pinned clock, refused unless server.allow_client_clock.
+- `now`: a pinned clock, refused unless server.allow_client_clock;
+- `change` (preferences PATCH): an item's new `expires_at` not after the server's clock or
+  after the constraints' own expiry (or given to a slot), or a `strength` for anything but
+  a `boost` or `reduce` item.
 Any other 422 to valid data means the schema allows something the server refuses.
 
 every_operation_accepts: after the run, every operation tested has answered 2xx at least
@@ -61,6 +64,15 @@ def _explained(case, field: str | None) -> bool:
         return (field == "cursor" and "cursor" in body) or (field == "now" and "now" in body)
     if path == "/v1/users/{id}/preferences" and case.method.upper() == "PUT":
         return field == "now" and "now" in body
+    if path == "/v1/users/{id}/preferences" and case.method.upper() == "PATCH":
+        changes = [c for c in body.get("change") or [] if isinstance(c, dict)]
+        if field == "change":
+            return any(
+                c.get("expires_at") is not None
+                or (c.get("strength") is not None and c.get("list") not in ("boost", "reduce"))
+                for c in changes
+            )
+        return field == "now" and body.get("now") is not None
     return False
 
 

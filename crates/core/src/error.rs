@@ -21,6 +21,8 @@ pub enum Entity {
     Topic,
     /// An event, by idempotency key.
     Event,
+    /// An item of a user's steering constraints, by its address.
+    PreferenceItem,
 }
 
 impl fmt::Display for Entity {
@@ -30,6 +32,7 @@ impl fmt::Display for Entity {
             Entity::User => "user",
             Entity::Topic => "topic",
             Entity::Event => "event",
+            Entity::PreferenceItem => "preference item",
         })
     }
 }

@@ -10,7 +10,7 @@
 use jiff::Timestamp;
 
 use crate::constraints::{Concept, Constraints, Freshness, Shift, WeightedConcept};
-use crate::error::{Error, Result};
+use crate::error::{Entity, Error, Result};
 use crate::ids::TopicId;
 
 /// The list or slot an item lives in.
@@ -90,6 +90,7 @@ pub struct ItemChange {
     pub phrase: Option<String>,
     /// A new strength (`boost` and `reduce` only), in `(0, 3]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(exclusive_minimum = 0.0, maximum = 3.0))]
     pub strength: Option<f32>,
     /// A new expiry for this item alone; it must be in the future.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -124,47 +125,42 @@ fn matches(address: &ItemAddress, topic: Option<&TopicId>, phrase: Option<&str>)
 
 /// Indexes in a list of (topic, phrase) items that `address` names; exactly one or an error.
 fn find_one<'a>(
-    field: &'static str,
+    _field: &'static str,
     address: &ItemAddress,
     items: impl Iterator<Item = (Option<&'a TopicId>, Option<&'a str>)>,
 ) -> Result<usize> {
     if address.topic.is_none() && address.phrase.is_none() {
-        return Err(Error::invalid(
-            field,
-            format!(
-                "an item of `{}` is named by its topic and/or phrase",
-                address.list.name()
-            ),
-        ));
+        // An item of a list is named by its topic and/or phrase: this names none.
+        return Err(Error::NotFound {
+            entity: Entity::PreferenceItem,
+            id: format!("{} (no topic or phrase given)", address.list.name()),
+        });
     }
     let found: Vec<usize> = items
         .enumerate()
         .filter(|(_, (t, p))| matches(address, *t, *p))
         .map(|(i, _)| i)
         .collect();
+    let id = format!("{} {}", address.list.name(), show(address));
     match found[..] {
         [i] => Ok(i),
-        [] => Err(Error::invalid(
-            field,
-            format!("no `{}` item {}", address.list.name(), show(address)),
-        )),
-        _ => Err(Error::invalid(
-            field,
-            format!(
-                "{} `{}` items match {}: name the phrase too",
-                found.len(),
-                address.list.name(),
-                show(address)
-            ),
-        )),
+        [] => Err(Error::NotFound {
+            entity: Entity::PreferenceItem,
+            id,
+        }),
+        _ => Err(Error::Conflict {
+            entity: Entity::PreferenceItem,
+            id,
+            reason: format!("{} items match: name the phrase too", found.len()),
+        }),
     }
 }
 
 fn show(address: &ItemAddress) -> String {
     match (&address.topic, &address.phrase) {
-        (Some(t), Some(p)) => format!("with topic {} and phrase {p:?}", t.as_str()),
-        (Some(t), None) => format!("with topic {}", t.as_str()),
-        (None, Some(p)) => format!("with phrase {p:?}"),
+        (Some(t), Some(p)) => format!("{} {p:?}", t.as_str()),
+        (Some(t), None) => t.as_str().to_owned(),
+        (None, Some(p)) => format!("{p:?}"),
         (None, None) => String::new(),
     }
 }
@@ -185,10 +181,10 @@ impl Constraints {
     pub fn remove_item(&mut self, address: &ItemAddress) -> Result<()> {
         const F: &str = "remove";
         let missing = || {
-            Err(Error::invalid(
-                F,
-                format!("`{}` is not set", address.list.name()),
-            ))
+            Err(Error::NotFound {
+                entity: Entity::PreferenceItem,
+                id: address.list.name().to_owned(),
+            })
         };
         match address.list {
             ItemList::Boost => {
@@ -256,13 +252,11 @@ impl Constraints {
         Ok(())
     }
 
-    /// Changes the strength or the expiry of the item `change` names. Strength applies to
+    /// Changes the strength or the expiry of the item `change` names (a change that gives
+    /// neither changes nothing, but its item must exist). Strength applies to
     /// `boost` and `reduce`; an expiry to the four lists, and must be after `now`.
     pub fn change_item(&mut self, change: &ItemChange, now: Timestamp) -> Result<()> {
         const F: &str = "change";
-        if change.strength.is_none() && change.expires_at.is_none() {
-            return Err(Error::invalid(F, "give a new `strength` or `expires_at`"));
-        }
         if let Some(at) = change.expires_at
             && at <= now
         {
@@ -318,13 +312,39 @@ impl Constraints {
                 list[i].expires_at = change.expires_at;
             }
             other => {
-                return Err(Error::invalid(
-                    F,
-                    format!(
-                        "`{}` cannot be changed, only removed or set again from text",
-                        other.name()
-                    ),
-                ));
+                // A slot has no strength or expiry of its own; naming it changes nothing,
+                // and it must be set.
+                let set = match other {
+                    ItemList::Following => self.following.is_some(),
+                    ItemList::Freshness => self.freshness.is_some(),
+                    ItemList::MaxDurationS => self.max_duration_s.is_some(),
+                    ItemList::Remix => self.remix.is_some(),
+                    ItemList::FriendsCameos => self.friends_cameos.is_some(),
+                    ItemList::Rejected => self
+                        .rejected
+                        .iter()
+                        .any(|r| matches(address, r.topic.as_ref(), r.phrase.as_deref())),
+                    _ => self
+                        .unclear
+                        .iter()
+                        .any(|u| matches(address, u.suggestion.as_ref(), Some(&u.phrase))),
+                };
+                if !set {
+                    return Err(Error::NotFound {
+                        entity: Entity::PreferenceItem,
+                        id: format!("{} {}", other.name(), show(address)),
+                    });
+                }
+                if change.strength.is_some() || change.expires_at.is_some() {
+                    return Err(Error::invalid(
+                        F,
+                        format!(
+                            "`{}` has no strength or expiry of its own: remove it or set it \
+                             again from text",
+                            other.name()
+                        ),
+                    ));
+                }
             }
         }
         Ok(())

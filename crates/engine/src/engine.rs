@@ -695,13 +695,17 @@ impl Engine {
         now: Timestamp,
     ) -> Result<Preferences> {
         let u = self.known(user)?;
-        if edit.remove.is_empty() && edit.change.is_empty() && edit.add.is_none() {
-            return Err(Error::invalid(
-                "edit",
-                "nothing to do: give `remove`, `change` or `add`",
-            ));
-        }
         let current = self.store.preferences(user)?;
+        if edit.remove.is_empty() && edit.change.is_empty() && edit.add.is_none() {
+            // Nothing to do: the preferences as they are.
+            return match current {
+                Some(p) => Ok(described(p)),
+                None => Err(Error::NotFound {
+                    entity: Entity::User,
+                    id: format!("{user} (no preferences set)"),
+                }),
+            };
+        }
         let (mut text, mut c) = match current {
             Some(p) => (p.text, p.constraints.active(now)),
             None => (String::new(), Constraints::default()),

@@ -941,7 +941,7 @@ struct PreferencesEditBody {
     patch,
     path = "/v1/users/{id}/preferences",
     tag = "steering",
-    description = "Edits the user's constraints without retyping the rest: removes items, changes an item's strength or expiry, then adds new text. Applied whole or not at all: an address that names no item or several, a bad strength, an expiry not in the future or bad text is 422 and nothing changes. Answers the preferences with each item's description and the summary. An unknown user is 404.",
+    description = "Edits the user's constraints without retyping the rest: removes items, changes an item's strength or expiry, then adds new text. Applied whole or not at all: an address that names no item is 404, one that names several is 409 (name the phrase too), a bad strength, an expiry not in the future (or after the constraints' own) or bad text is 422, and nothing changes. An empty edit answers the preferences as they are. Answers the preferences with each item's description and the summary. An unknown user is 404.",
     params(("id" = String, Path, description = "the user")),
     request_body = PreferencesEditBody,
     responses((status = 200, description = "done", body = Preferences), ErrorResponses),

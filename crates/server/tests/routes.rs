@@ -1525,15 +1525,28 @@ async fn one_constraint_is_edited_without_retyping_the_rest() {
     // Bad edits change nothing: an address naming no item, a past expiry, a slot that is
     // not set, an empty edit, an unknown field.
     let (_, kept) = get(&state, uri).await;
-    for bad in [
+    // Addresses that name no item are 404, whatever else the edit holds.
+    for missing in [
         json!({"remove": [{"list": "boost", "topic": "gaming"}]}),
         json!({"remove": [{"list": "boost"}]}),
         json!({"remove": [{"list": "reduce", "topic": "horror"}, {"list": "only", "topic": "pets"}]}),
+        json!({"remove": [{"list": "max_duration_s"}]}),
+        json!({"change": [{"list": "boost", "topic": "gaming", "strength": 2.0}]}),
+    ] {
+        let (status, body) = patch(missing.clone()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{missing}: {body}");
+        error_code(&body);
+        let (_, now) = get(&state, uri).await;
+        assert_eq!(now, kept, "{missing} changed the preferences");
+    }
+    // An empty edit answers the preferences as they are.
+    let (status, body) = patch(json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, kept);
+    for bad in [
         json!({"change": [{"list": "reduce", "topic": "horror", "expires_at": "2020-01-01T00:00:00Z"}]}),
         json!({"change": [{"list": "reduce", "topic": "horror", "strength": 9.0}]}),
         json!({"change": [{"list": "exclude", "topic": "cooking", "strength": 2.0}]}),
-        json!({"remove": [{"list": "max_duration_s"}]}),
-        json!({}),
         json!({"add": "   "}),
         json!({"remove": [], "colour": "red"}),
         json!({"change": [{"list": "reduce", "topic": "horror", "strength": 1.5, "colour": 1}]}),
@@ -1550,7 +1563,7 @@ async fn one_constraint_is_edited_without_retyping_the_rest() {
     let (status, body) = patch(json!({"add": "more dogs, more cats"})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = patch(json!({"remove": [{"list": "boost", "topic": "pets"}]})).await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert!(
         body["error"]["message"]
             .as_str()
