@@ -207,11 +207,7 @@ impl Taxonomy {
             .iter()
             .map(|t| TopicMatch {
                 topic: t.id.clone(),
-                similarity: t
-                    .vectors
-                    .iter()
-                    .map(|v| v.dot(text))
-                    .fold(f32::NEG_INFINITY, f32::max),
+                similarity: best_similarity(&t.vectors, text),
             })
             .collect();
         out.sort_by(|a, b| {
@@ -246,12 +242,8 @@ impl Taxonomy {
             .iter()
             .map(|t| TopicMatch {
                 topic: t.id.clone(),
-                similarity: t
-                    .vectors
-                    .iter()
-                    .chain(&t.exemplars)
-                    .map(|v| v.dot(embedding))
-                    .fold(f32::NEG_INFINITY, f32::max),
+                similarity: best_similarity(&t.vectors, embedding)
+                    .max(best_similarity(&t.exemplars, embedding)),
             })
             .map(|mut m| {
                 if names(&m.topic) {
@@ -293,6 +285,14 @@ impl Taxonomy {
         }
         Embedding::normalized("topic", &sum).ok()
     }
+}
+
+/// The best cosine similarity of `text` to any of `vectors` (minus infinity for none).
+fn best_similarity(vectors: &[Embedding], text: &Embedding) -> f32 {
+    vectors
+        .iter()
+        .map(|v| v.dot(text))
+        .fold(f32::NEG_INFINITY, f32::max)
 }
 
 #[cfg(test)]
