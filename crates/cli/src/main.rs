@@ -70,6 +70,8 @@ enum PrefsCommand {
     Parse(prefs::ParseArgs),
     /// Score the parser on labelled lines: micro precision, recall, F1 and exact match.
     Eval(prefs::EvalArgs),
+    /// Fit the learned reader's heads on the corpus's train split (deterministic).
+    Train(prefs::TrainArgs),
 }
 
 #[derive(Subcommand)]
@@ -117,6 +119,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Prefs(PrefsCommand::Parse(args)) => prefs::parse(config, args),
         Command::Prefs(PrefsCommand::Eval(args)) => prefs::eval(config, args),
+        Command::Prefs(PrefsCommand::Train(args)) => prefs::train(config, args),
         Command::Eval(cmd) => {
             init_tracing(&sidecar.log);
             match cmd {

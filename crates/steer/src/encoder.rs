@@ -164,7 +164,21 @@ impl Encoder {
         // Sorting by length keeps padding small within each batch.
         order.sort_by_key(|&i| texts[i].len());
         let mut out: Vec<Option<Embedding>> = vec![None; texts.len()];
-        for chunk in order.chunks(self.batch_size) {
+        // Every row of a batch is padded to its longest, so a batch also ends where a
+        // text is much longer than the batch's first (a whole sentence after short
+        // phrases runs on its own rather than making every phrase as long as itself).
+        let mut chunks: Vec<&[usize]> = Vec::new();
+        let mut start = 0;
+        for end in 1..=order.len() {
+            let full = end - start == self.batch_size;
+            let jump =
+                end < order.len() && texts[order[end]].len() > 2 * texts[order[start]].len() + 16;
+            if end == order.len() || full || jump {
+                chunks.push(&order[start..end]);
+                start = end;
+            }
+        }
+        for chunk in chunks {
             let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
             for (slot, e) in chunk.iter().zip(self.run_batch(&batch)?) {
                 out[*slot] = Some(e);
@@ -175,7 +189,81 @@ impl Encoder {
             .collect()
     }
 
+    /// Embeds `text` and, from the same run, each of `spans` (byte ranges of `text`):
+    /// the mean of the token states inside the span, normalised: the span read in the
+    /// context of the whole text. A span holding no token gives `None`.
+    pub fn embed_spans(
+        &self,
+        text: &str,
+        spans: &[(usize, usize)],
+    ) -> Result<(Embedding, Vec<Option<Embedding>>)> {
+        let (encodings, states) = self.token_states(&[text])?;
+        let tokens = states.index_axis(Axis(0), 0).to_owned();
+        let enc = &encodings[0];
+        let mean = |keep: &dyn Fn(usize) -> bool| -> Option<Embedding> {
+            let mut sum = vec![0f32; tokens.ncols()];
+            let mut count = 0f32;
+            for (col, token) in tokens.axis_iter(Axis(0)).enumerate() {
+                if enc.get_attention_mask().get(col) == Some(&1) && keep(col) {
+                    count += 1.0;
+                    for (s, v) in sum.iter_mut().zip(token.iter()) {
+                        *s += v;
+                    }
+                }
+            }
+            if count == 0.0 {
+                return None;
+            }
+            sum.iter_mut().for_each(|s| *s /= count);
+            Embedding::normalized("embedding", &sum).ok()
+        };
+        let whole = mean(&|_| true).ok_or_else(|| Error::Output("no token states".into()))?;
+        let special = enc.get_special_tokens_mask();
+        let offsets = enc.get_offsets();
+        let parts = spans
+            .iter()
+            .map(|&(start, end)| {
+                mean(&|col| {
+                    special.get(col) == Some(&0)
+                        && offsets
+                            .get(col)
+                            .is_some_and(|&(a, b)| a >= start && b <= end && a < b)
+                })
+            })
+            .collect();
+        Ok((whole, parts))
+    }
+
     fn run_batch(&self, texts: &[&str]) -> Result<Vec<Embedding>> {
+        let (encodings, hidden) = self.token_states(texts)?;
+        hidden
+            .axis_iter(Axis(0))
+            .zip(&encodings)
+            .map(|(tokens, enc)| {
+                let mask = enc.get_attention_mask();
+                let mut sum = vec![0f32; hidden.shape()[2]];
+                let mut count = 0f32;
+                for (col, token) in tokens.axis_iter(Axis(0)).enumerate() {
+                    if mask.get(col).is_some_and(|&m| m != 0) {
+                        count += 1.0;
+                        for (s, v) in sum.iter_mut().zip(token.iter()) {
+                            *s += v;
+                        }
+                    }
+                }
+                let inv = 1.0 / count.max(1.0);
+                sum.iter_mut().for_each(|s| *s *= inv);
+                Embedding::normalized("embedding", &sum).map_err(Error::from)
+            })
+            .collect()
+    }
+
+    /// The model's last hidden states of `texts`: batch × tokens × dim, with the
+    /// tokenizer's encodings (padding rows of shorter texts have a zero mask).
+    fn token_states(
+        &self,
+        texts: &[&str],
+    ) -> Result<(Vec<tokenizers::Encoding>, ndarray::Array3<f32>)> {
         let encodings = self
             .tokenizer
             .encode_batch(texts.to_vec(), true)
@@ -200,7 +288,7 @@ impl Encoder {
             |v: Vec<i64>| Tensor::from_array((shape, v)).map_err(|e| Error::Runtime(e.to_string()));
         let mut inputs = ort::inputs![
             "input_ids" => tensor(ids)?,
-            "attention_mask" => tensor(mask.clone())?,
+            "attention_mask" => tensor(mask)?,
         ];
         if self.needs_token_type_ids {
             inputs.push((
@@ -223,26 +311,9 @@ impl Encoder {
             )));
         }
         let hidden = ArrayView3::from_shape((batch, seq, dims[2]), data)
-            .map_err(|e| Error::Output(e.to_string()))?;
-        hidden
-            .axis_iter(Axis(0))
-            .enumerate()
-            .map(|(row, tokens)| {
-                let mut sum = vec![0f32; dims[2]];
-                let mut count = 0f32;
-                for (col, token) in tokens.axis_iter(Axis(0)).enumerate() {
-                    if mask[row * seq + col] != 0 {
-                        count += 1.0;
-                        for (s, v) in sum.iter_mut().zip(token.iter()) {
-                            *s += v;
-                        }
-                    }
-                }
-                let inv = 1.0 / count.max(1.0);
-                sum.iter_mut().for_each(|s| *s *= inv);
-                Embedding::normalized("embedding", &sum).map_err(Error::from)
-            })
-            .collect()
+            .map_err(|e| Error::Output(e.to_string()))?
+            .to_owned();
+        Ok((encodings, hidden))
     }
 
     /// Takes a free session, or waits for the first one.

@@ -32,6 +32,10 @@ pub enum Error {
     /// The model's output does not have the expected shape.
     #[error("model output: {0}")]
     Output(String),
+    /// The reader's weights are missing, malformed, of another layout, or do not match
+    /// their checksum; or fitting them failed.
+    #[error("reader: {0}")]
+    Reader(String),
     /// Bad input (an error of the core types).
     #[error(transparent)]
     Core(#[from] steerfeed_core::Error),
@@ -47,6 +51,7 @@ impl From<Error> for steerfeed_core::Error {
             Error::Runtime(m) => steerfeed_core::Error::internal("encoder", m),
             Error::Tokenizer(m) => steerfeed_core::Error::internal("tokenizer", m),
             Error::Output(m) => steerfeed_core::Error::internal("encoder output", m),
+            Error::Reader(m) => steerfeed_core::Error::internal("reader", m),
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod config;
 pub mod encoder;
 pub mod error;
 pub mod parser;
+pub mod reader;
 pub mod safety;
 pub mod taxonomy;
 
@@ -26,5 +27,6 @@ pub use config::EncoderConfig;
 pub use encoder::{Encoder, MINILM_DIM};
 pub use error::{Error, Result};
 pub use parser::{ParserConfig, PreferenceParser};
+pub use reader::Reader;
 pub use safety::{Flag, RestrictedCategory, SafetyNet};
 pub use taxonomy::{Taxonomy, TopicMatch};

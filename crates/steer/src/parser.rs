@@ -15,15 +15,16 @@
 use std::sync::Arc;
 
 use steerfeed_core::{
-    AgeBand, Concept, Constraints, Error as CoreError, Freshness, Rejected, Shift, Timestamp,
-    TopicId, Unclear, UnclearReason, WeightedConcept,
+    AgeBand, Concept, Constraints, Embedding, Error as CoreError, Freshness, Rejected, Shift,
+    Timestamp, TopicId, Unclear, UnclearReason, WeightedConcept,
 };
 
 use crate::concepts::{ConceptResolver, PhraseCache};
 use crate::encoder::Encoder;
 use crate::error::Result;
+use crate::reader::{ItemCues, Reader, TextCues};
 use crate::safety::SafetyNet;
-use crate::taxonomy::Taxonomy;
+use crate::taxonomy::{Taxonomy, TopicMatch};
 
 /// Tunables of the parser, one default each.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -55,6 +56,11 @@ pub struct ParserConfig {
     pub caption_max_topics: usize,
     /// ... each at least this similar to the caption. Default 0.35.
     pub caption_topic_threshold: f32,
+    /// Reader weights (`data/reader/reader.json` format) replacing the shipped ones.
+    pub reader: Option<std::path::PathBuf>,
+    /// Let the learned reader decide each item's list and the following and friends'
+    /// cameos slots. When false the word lists alone decide (the fallback). Default true.
+    pub use_reader: bool,
 }
 
 impl Default for ParserConfig {
@@ -71,6 +77,8 @@ impl Default for ParserConfig {
             max_items: 16,
             caption_max_topics: 3,
             caption_topic_threshold: 0.35,
+            reader: None,
+            use_reader: true,
         }
     }
 }
@@ -742,6 +750,8 @@ struct Item {
     words: String,
     /// Written in a language the parser does not read.
     foreign: bool,
+    /// Byte range of the item's words in the normalised text.
+    span: (usize, usize),
 }
 
 /// Function words of the languages people most often mix in, none of them a word of
@@ -873,6 +883,7 @@ fn read_item(mut w: Vec<&str>) -> Item {
         target: target.join(" "),
         words,
         foreign,
+        span: (0, 0),
     }
 }
 
@@ -929,12 +940,20 @@ fn analyse(text: &str, max_items: usize) -> (Vec<Item>, Slots) {
                     target: String::new(),
                     words: alien.join(" "),
                     foreign: true,
+                    span: (0, 0),
                 });
             }
             if part.is_empty() {
                 continue;
             }
+            // The words are slices of `text`: their addresses give the item's place.
+            let offset = |w: &str| (w.as_ptr() as usize).saturating_sub(text.as_ptr() as usize);
+            let span = (
+                part.first().map_or(0, |w| offset(w)),
+                part.last().map_or(0, |w| offset(w) + w.len()),
+            );
             let mut item = read_item(part);
+            item.span = span;
             // "je veux plus de musique": what follows a foreign item without a marker of
             // its own is part of it.
             item.foreign |= previous_foreign && !item.marked;
@@ -1017,32 +1036,73 @@ fn merge(into: &mut Slots, from: Slots) {
     into.friends_cameos = from.friends_cameos.or(into.friends_cameos);
 }
 
+/// One item with what the reader decides from.
+struct ReadItem {
+    item: Item,
+    target: Embedding,
+    topic: Option<TopicMatch>,
+    features: Vec<f32>,
+}
+
+/// A text read up to the reader's decisions.
+struct Reading {
+    items: Vec<ReadItem>,
+    foreign: Vec<Item>,
+    slots: Slots,
+    text_features: Vec<f32>,
+}
+
+/// What the reader sees of one text (see [`PreferenceParser::reader_inputs`]).
+#[derive(Debug, Clone)]
+pub struct ReaderInputs {
+    /// Per item: its closest topic and the item head's features.
+    pub items: Vec<(Option<TopicMatch>, Vec<f32>)>,
+    /// The text heads' features.
+    pub text: Vec<f32>,
+    /// Similarity under which an item's topic is not applied.
+    pub topic_threshold: f32,
+}
+
 /// Turns plain-language preferences into constraints.
 #[derive(Debug, Clone)]
 pub struct PreferenceParser {
     encoder: Arc<Encoder>,
     taxonomy: Arc<Taxonomy>,
     safety: Arc<SafetyNet>,
+    reader: Option<Arc<Reader>>,
     phrases: Arc<PhraseCache>,
     config: ParserConfig,
 }
 
 impl PreferenceParser {
     /// A parser over `taxonomy`, embedding with `encoder`, checking teens' requests
-    /// against `safety`.
+    /// against `safety`, its items read by `reader` (by the word lists alone when none).
     pub fn new(
         encoder: Arc<Encoder>,
         taxonomy: Arc<Taxonomy>,
         safety: Arc<SafetyNet>,
+        reader: Option<Arc<Reader>>,
         config: ParserConfig,
     ) -> Self {
         Self {
             encoder,
             taxonomy,
             safety,
+            reader,
             phrases: Arc::new(PhraseCache::default()),
             config,
         }
+    }
+
+    /// The same parser with another reader (none: the word lists alone).
+    pub fn with_reader(mut self, reader: Option<Arc<Reader>>) -> Self {
+        self.reader = reader;
+        self
+    }
+
+    /// The learned reader, when one is in use.
+    pub fn reader(&self) -> Option<&Reader> {
+        self.reader.as_deref()
     }
 
     /// Resolves constraints to directions in the embedding space, through the phrase
@@ -1075,10 +1135,16 @@ impl PreferenceParser {
                 config.safety_threshold,
             )?,
         };
+        let reader = match (&config.reader, config.use_reader) {
+            (_, false) => None,
+            (Some(path), true) => Some(Arc::new(Reader::from_file(path, encoder.dim())?)),
+            (None, true) => Some(Arc::new(Reader::default_for(encoder.dim())?)),
+        };
         Ok(Self::new(
             encoder,
             Arc::new(taxonomy),
             Arc::new(safety),
+            reader,
             config,
         ))
     }
@@ -1144,17 +1210,25 @@ impl PreferenceParser {
             }
             .into());
         }
-        let normalised = normalise(text);
-        let (all_items, slots) = analyse(&normalised, self.config.max_items);
-        let (foreign, items): (Vec<Item>, Vec<Item>) =
-            all_items.into_iter().partition(|i| i.foreign);
-        let targets: Vec<&str> = items.iter().map(|i| i.target.as_str()).collect();
-        let vectors = if targets.is_empty() {
-            Vec::new()
-        } else {
-            self.phrases.embed(&self.encoder, &targets)?
-        };
-
+        let reading = self.read(text, self.reader.is_some())?;
+        let Reading {
+            items,
+            foreign,
+            mut slots,
+            text_features,
+        } = reading;
+        if let Some(reader) = self.reader.as_ref().filter(|_| !text_features.is_empty()) {
+            slots.following = match reader.following.predict(&text_features).0 {
+                1 => Some(Shift::More),
+                2 => Some(Shift::Less),
+                _ => None,
+            };
+            slots.friends_cameos = match reader.friends.predict(&text_features).0 {
+                1 => Some(true),
+                2 => Some(false),
+                _ => None,
+            };
+        }
         let mut c = Constraints {
             following: slots.following,
             freshness: slots.freshness,
@@ -1174,9 +1248,30 @@ impl PreferenceParser {
                 flagged.push(plain_words(&flag.phrase));
             }
         }
-        for (item, v) in items.iter().zip(&vectors) {
-            let polarity = item.polarity.unwrap_or(Polarity::Boost);
-            let positive = matches!(polarity, Polarity::Boost | Polarity::Only);
+        for ReadItem {
+            item,
+            target: v,
+            topic,
+            features,
+        } in &items
+        {
+            let rule = item.polarity.unwrap_or(Polarity::Boost);
+            // The reader's list for the item, or None when it reads no request in it.
+            // (An item past the model's longest input has no features: the word lists
+            // read it.)
+            let polarity = match self.reader.as_ref().filter(|_| !features.is_empty()) {
+                Some(reader) => match reader.polarity.predict(features).0 {
+                    0 => Some(Polarity::Boost),
+                    1 => Some(Polarity::Reduce),
+                    2 => Some(Polarity::Exclude),
+                    3 => Some(Polarity::Only),
+                    _ => None,
+                },
+                None => Some(rule),
+            };
+            let is_positive = |p: Polarity| matches!(p, Polarity::Boost | Polarity::Only);
+            // For a teen, an item either reading finds positive is checked.
+            let positive = is_positive(rule) || polarity.is_some_and(is_positive);
             if teen && positive {
                 if let Some(category) = self.safety.check_phrase(&item.target, v) {
                     self.reject_restricted(&mut c, category, &item.target);
@@ -1189,9 +1284,12 @@ impl PreferenceParser {
                     continue;
                 }
             }
-            let Some(m) = self.taxonomy.best_for(&item.target, v, f32::MIN) else {
+            let Some(m) = topic.clone() else {
                 continue;
             };
+            if polarity.is_none() && !item.marked {
+                continue;
+            }
             if m.similarity < self.config.topic_threshold {
                 // Asked for in so many words, or close to a topic without reaching it:
                 // said back rather than dropped or guessed (with the topic when it came
@@ -1211,6 +1309,9 @@ impl PreferenceParser {
                 }
                 continue;
             }
+            let Some(polarity) = polarity else {
+                continue;
+            };
             self.add(
                 &mut c,
                 polarity,
@@ -1236,6 +1337,102 @@ impl PreferenceParser {
                 .ok();
         }
         Ok(c)
+    }
+
+    /// Reads `text` up to what the reader decides from: its items with their target
+    /// embeddings, topics and features, the items in a language the parser does not
+    /// read, the word lists' slots and the text's features. All phrases are embedded
+    /// in one batch; the items' words and the whole text too when `features` is set.
+    fn read(&self, text: &str, features: bool) -> Result<Reading> {
+        let normalised = normalise(text);
+        let (all_items, slots) = analyse(&normalised, self.config.max_items);
+        let (foreign, items): (Vec<Item>, Vec<Item>) =
+            all_items.into_iter().partition(|i| i.foreign);
+        let targets: Vec<&str> = items.iter().map(|i| i.target.as_str()).collect();
+        let targets = if targets.is_empty() {
+            Vec::new()
+        } else {
+            self.phrases.embed(&self.encoder, &targets)?
+        };
+        // The items read in the context of the whole text: one run of the model over
+        // the text, each item the mean of its tokens' states.
+        let (whole, words) = if features && !normalised.is_empty() {
+            let spans: Vec<(usize, usize)> = items.iter().map(|i| i.span).collect();
+            let (whole, words) = self.encoder.embed_spans(&normalised, &spans)?;
+            (Some(whole), words)
+        } else {
+            (None, Vec::new())
+        };
+        let several = items.len() > 1;
+        let mut read = Vec::with_capacity(items.len());
+        for (i, (item, target)) in items.into_iter().zip(targets).enumerate() {
+            let topic = self.taxonomy.best_for(&item.target, &target, f32::MIN);
+            let features = match (words.get(i).and_then(Option::as_ref), &whole) {
+                (Some(w), Some(t)) => {
+                    let (negated, closed) = ItemCues::read(&item.words, &normalised);
+                    let cues = ItemCues {
+                        rule: match item.polarity {
+                            None => 0,
+                            Some(Polarity::Boost) => 1,
+                            Some(Polarity::Reduce) => 2,
+                            Some(Polarity::Exclude) => 3,
+                            Some(Polarity::Only) => 4,
+                        },
+                        marked: item.marked,
+                        strength: item.strength,
+                        negated,
+                        closed,
+                        similarity: topic.as_ref().map_or(0.0, |m| m.similarity),
+                        first: i == 0,
+                        several,
+                    };
+                    crate::reader::item_features(w.as_slice(), t.as_slice(), &cues)
+                }
+                _ => Vec::new(),
+            };
+            read.push(ReadItem {
+                item,
+                target,
+                topic,
+                features,
+            });
+        }
+        let text_features = whole.map_or_else(Vec::new, |t| {
+            let cues = TextCues {
+                following: match slots.following {
+                    None => 0,
+                    Some(Shift::More) => 1,
+                    Some(Shift::Less) => 2,
+                },
+                friends: match slots.friends_cameos {
+                    None => 0,
+                    Some(true) => 1,
+                    Some(false) => 2,
+                },
+            };
+            crate::reader::text_features(t.as_slice(), &cues)
+        });
+        Ok(Reading {
+            items: read,
+            foreign,
+            slots,
+            text_features,
+        })
+    }
+
+    /// What the reader sees of `text`, for fitting it: per item its topic (with the
+    /// similarity) and features, and the text's features.
+    pub fn reader_inputs(&self, text: &str) -> Result<ReaderInputs> {
+        let reading = self.read(text, true)?;
+        Ok(ReaderInputs {
+            items: reading
+                .items
+                .into_iter()
+                .map(|r| (r.topic, r.features))
+                .collect(),
+            text: reading.text_features,
+            topic_threshold: self.config.topic_threshold,
+        })
     }
 
     /// Lists a request the teen safety net matched under `rejected`, once per category.

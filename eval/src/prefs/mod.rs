@@ -12,6 +12,7 @@ use self::score::{evaluate, read_jsonl};
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use steerfeed::{AgeBand, Config, Timestamp, open_parser};
+use steerfeed_steer::reader::{self, fit};
 
 /// The audience of a preference.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -51,9 +52,26 @@ pub struct EvalArgs {
     /// Labelled lines {"text", "audience", "expect"}.
     #[arg(long)]
     jsonl: PathBuf,
+    /// Score only the corpus lines of this split (`train` or `holdout`).
+    #[arg(long)]
+    split: Option<String>,
+    /// Read with the word lists alone (the reader's fallback), for comparison.
+    #[arg(long)]
+    no_reader: bool,
     /// Also print every line whose facts differ from the expected ones.
     #[arg(long)]
     errors: bool,
+}
+
+/// Arguments of `steerfeed prefs train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The corpus (`data/reader/corpus.jsonl` format); only its `train` lines are used.
+    #[arg(long, default_value = "data/reader/corpus.jsonl")]
+    corpus: PathBuf,
+    /// Where to write the weights; their SHA-256 goes beside them (`<out>.sha256`).
+    #[arg(long, default_value = "data/reader/reader.json")]
+    out: PathBuf,
 }
 
 #[derive(serde::Deserialize)]
@@ -92,10 +110,19 @@ pub fn parse(config: Config, args: ParseArgs) -> anyhow::Result<()> {
 }
 
 /// Scores the parser on labelled lines.
-pub fn eval(config: Config, args: EvalArgs) -> anyhow::Result<()> {
+pub fn eval(mut config: Config, args: EvalArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.jsonl)
         .with_context(|| format!("reading {}", args.jsonl.display()))?;
-    let lines = read_jsonl(&text)?;
+    let mut lines = read_jsonl(&text)?;
+    if let Some(split) = &args.split {
+        lines.retain(|l| l.split.as_deref() == Some(split.as_str()));
+        if lines.is_empty() {
+            bail!("no line of {} is in split {split}", args.jsonl.display());
+        }
+    }
+    if args.no_reader {
+        config.steering.use_reader = false;
+    }
     let parser = open_parser(&config)?;
     let (score, results) = evaluate(&parser, &lines, Timestamp::now())?;
     if args.errors {
@@ -108,6 +135,84 @@ pub fn eval(config: Config, args: EvalArgs) -> anyhow::Result<()> {
     }
     let mut json = serde_json::to_value(&score)?;
     json["file"] = args.jsonl.display().to_string().into();
+    if let Some(split) = &args.split {
+        json["split"] = split.as_str().into();
+    }
+    json["reader"] = (!args.no_reader).into();
     println!("{json}");
+    Ok(())
+}
+
+/// The training lines of a corpus: its `train` split, adult lines, with their lists and
+/// slots as the reader's classes.
+pub fn training_lines(lines: &[score::Labelled]) -> anyhow::Result<Vec<fit::TrainingLine>> {
+    let mut out = Vec::new();
+    for l in lines.iter().filter(|l| l.split.as_deref() == Some("train")) {
+        if l.audience.unwrap_or(AgeBand::Adult) != AgeBand::Adult {
+            continue;
+        }
+        let mut lists = Vec::new();
+        for (class, name) in reader::POLARITY_CLASSES.iter().enumerate() {
+            if let Some(topics) = l.expect.get(*name).and_then(|v| v.as_array()) {
+                for t in topics.iter().filter_map(|t| t.as_str()) {
+                    lists.push((steerfeed::TopicId::new(t)?, class));
+                }
+            }
+        }
+        let following = match l.expect.get("following").and_then(|v| v.as_str()) {
+            None => 0,
+            Some("more") => 1,
+            Some("less") => 2,
+            Some(other) => bail!("{:?}: following {other:?} is neither more nor less", l.text),
+        };
+        let friends = match l
+            .expect
+            .get("friends_cameos")
+            .and_then(serde_json::Value::as_bool)
+        {
+            None => 0,
+            Some(true) => 1,
+            Some(false) => 2,
+        };
+        out.push(fit::TrainingLine {
+            text: l.text.clone(),
+            lists,
+            following,
+            friends,
+        });
+    }
+    Ok(out)
+}
+
+/// Fits the reader on a corpus's `train` split and writes the weights and their SHA-256.
+pub fn train(mut config: Config, args: TrainArgs) -> anyhow::Result<()> {
+    let bytes = std::fs::read(&args.corpus)
+        .with_context(|| format!("reading {}", args.corpus.display()))?;
+    let text = String::from_utf8(bytes.clone())
+        .with_context(|| format!("{} is not UTF-8", args.corpus.display()))?;
+    let lines = training_lines(&read_jsonl(&text)?)?;
+    if lines.is_empty() {
+        bail!("{} has no train lines", args.corpus.display());
+    }
+    config.steering.use_reader = false;
+    let parser = open_parser(&config)?;
+    let started = std::time::Instant::now();
+    let fitted = fit::reader(&parser, &lines, &reader::sha256_hex(&bytes))?;
+    let json = fitted.to_json(parser.encoder().dim())?;
+    std::fs::write(&args.out, &json).with_context(|| format!("writing {}", args.out.display()))?;
+    let mut sum_path = args.out.clone().into_os_string();
+    sum_path.push(".sha256");
+    std::fs::write(
+        &sum_path,
+        format!("{}\n", reader::sha256_hex(json.as_bytes())),
+    )
+    .with_context(|| format!("writing {}", args.out.display()))?;
+    eprintln!(
+        "fitted on {} lines of {} in {:.1} s; wrote {}",
+        lines.len(),
+        args.corpus.display(),
+        started.elapsed().as_secs_f64(),
+        args.out.display()
+    );
     Ok(())
 }

@@ -23,6 +23,12 @@ pub struct Labelled {
     /// The expected facts.
     #[serde(default)]
     pub expect: serde_json::Map<String, serde_json::Value>,
+    /// The paraphrase family (corpus lines).
+    #[serde(default)]
+    pub family: Option<String>,
+    /// `train` or `holdout` (corpus lines).
+    #[serde(default)]
+    pub split: Option<String>,
 }
 
 /// The facts of an `expect` object.
