@@ -325,7 +325,12 @@ fn set(table: &mut toml::Table, var: &str, path: &[&str], raw: &str) -> Result<(
 fn is_optional_path(path: &[&str]) -> bool {
     matches!(
         path,
-        ["model", "dir"] | ["model", "ort_dylib"] | ["steering", "taxonomy"]
+        ["model", "dir"]
+            | ["model", "ort_dylib"]
+            | [
+                "steering",
+                "taxonomy" | "exemplars" | "restricted" | "reader"
+            ]
     )
 }
 

@@ -189,13 +189,14 @@ impl Encoder {
             .collect()
     }
 
-    /// Embeds `text` and, from the same run, each of `spans` (byte ranges of `text`):
-    /// the mean of the token states inside the span, normalised: the span read in the
-    /// context of the whole text. A span holding no token gives `None`.
+    /// Embeds `text` and, from the same run, each of `parts` (each a set of byte ranges
+    /// of `text`): the mean of the states of the tokens inside the part's ranges,
+    /// normalised: the part read in the context of the whole text. A part holding no
+    /// token gives `None`.
     pub fn embed_spans(
         &self,
         text: &str,
-        spans: &[(usize, usize)],
+        parts: &[Vec<(usize, usize)>],
     ) -> Result<(Embedding, Vec<Option<Embedding>>)> {
         let (encodings, states) = self.token_states(&[text])?;
         let tokens = states.index_axis(Axis(0), 0).to_owned();
@@ -220,14 +221,14 @@ impl Encoder {
         let whole = mean(&|_| true).ok_or_else(|| Error::Output("no token states".into()))?;
         let special = enc.get_special_tokens_mask();
         let offsets = enc.get_offsets();
-        let parts = spans
+        let parts = parts
             .iter()
-            .map(|&(start, end)| {
+            .map(|ranges| {
                 mean(&|col| {
                     special.get(col) == Some(&0)
-                        && offsets
-                            .get(col)
-                            .is_some_and(|&(a, b)| a >= start && b <= end && a < b)
+                        && offsets.get(col).is_some_and(|&(a, b)| {
+                            a < b && ranges.iter().any(|&(start, end)| a >= start && b <= end)
+                        })
                 })
             })
             .collect();

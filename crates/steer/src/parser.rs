@@ -752,6 +752,8 @@ struct Item {
     foreign: bool,
     /// Byte range of the item's words in the normalised text.
     span: (usize, usize),
+    /// Byte ranges of the target's words in the normalised text.
+    target_spans: Vec<(usize, usize)>,
 }
 
 /// Function words of the languages people most often mix in, none of them a word of
@@ -846,7 +848,29 @@ fn is_foreign(words: &[&str]) -> bool {
         || words.iter().filter(|w| accented(w)).count() >= 2
 }
 
-fn read_item(mut w: Vec<&str>) -> Item {
+/// The byte ranges of an item's words outside its target.
+fn frame_ranges(item: &Item) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut at = item.span.0;
+    for &(start, end) in &item.target_spans {
+        if start > at {
+            out.push((at, start));
+        }
+        at = at.max(end);
+    }
+    if item.span.1 > at {
+        out.push((at, item.span.1));
+    }
+    out
+}
+
+/// Byte offset of `word`, a slice of `base`, in `base`.
+fn offset_in(base: &str, word: &str) -> usize {
+    (word.as_ptr() as usize).saturating_sub(base.as_ptr() as usize)
+}
+
+/// Reads one item's words, slices of the normalised text `base`.
+fn read_item(base: &str, mut w: Vec<&str>) -> Item {
     let words = w.join(" ");
     let foreign = is_foreign(&w);
     // "don't ever show", "never even show": the marker is the words around it.
@@ -876,6 +900,13 @@ fn read_item(mut w: Vec<&str>) -> Item {
         .into_iter()
         .filter(|x| !FILLER.contains(x) && !x.chars().all(|c| c == '\''))
         .collect();
+    let target_spans = target
+        .iter()
+        .map(|x| {
+            let start = offset_in(base, x);
+            (start, start + x.len())
+        })
+        .collect();
     Item {
         marked: polarity.is_some(),
         polarity,
@@ -884,6 +915,7 @@ fn read_item(mut w: Vec<&str>) -> Item {
         words,
         foreign,
         span: (0, 0),
+        target_spans,
     }
 }
 
@@ -941,18 +973,18 @@ fn analyse(text: &str, max_items: usize) -> (Vec<Item>, Slots) {
                     words: alien.join(" "),
                     foreign: true,
                     span: (0, 0),
+                    target_spans: Vec::new(),
                 });
             }
             if part.is_empty() {
                 continue;
             }
             // The words are slices of `text`: their addresses give the item's place.
-            let offset = |w: &str| (w.as_ptr() as usize).saturating_sub(text.as_ptr() as usize);
             let span = (
-                part.first().map_or(0, |w| offset(w)),
-                part.last().map_or(0, |w| offset(w) + w.len()),
+                part.first().map_or(0, |w| offset_in(text, w)),
+                part.last().map_or(0, |w| offset_in(text, w) + w.len()),
             );
-            let mut item = read_item(part);
+            let mut item = read_item(text, part);
             item.span = span;
             // "je veux plus de musique": what follows a foreign item without a marker of
             // its own is part of it.
@@ -1309,6 +1341,14 @@ impl PreferenceParser {
                 }
                 continue;
             }
+            // For a teen, a topic the policy refuses is refused when either reading
+            // finds the item positive: the reader reading "show adult content" as an
+            // exclusion must not hide the refusal.
+            let polarity = if teen && positive && teen_refusal(m.topic.as_str()).is_some() {
+                Some(Polarity::Boost)
+            } else {
+                polarity
+            };
             let Some(polarity) = polarity else {
                 continue;
             };
@@ -1354,11 +1394,12 @@ impl PreferenceParser {
         } else {
             self.phrases.embed(&self.encoder, &targets)?
         };
-        // The items read in the context of the whole text: one run of the model over
-        // the text, each item the mean of its tokens' states.
+        // Each item's frame (its words other than the target: "can't get enough of",
+        // "just ... nothing else") read in the context of the whole text: one run of
+        // the model over the text, each frame the mean of its tokens' states.
         let (whole, words) = if features && !normalised.is_empty() {
-            let spans: Vec<(usize, usize)> = items.iter().map(|i| i.span).collect();
-            let (whole, words) = self.encoder.embed_spans(&normalised, &spans)?;
+            let frames: Vec<Vec<(usize, usize)>> = items.iter().map(frame_ranges).collect();
+            let (whole, words) = self.encoder.embed_spans(&normalised, &frames)?;
             (Some(whole), words)
         } else {
             (None, Vec::new())
@@ -1367,7 +1408,17 @@ impl PreferenceParser {
         let mut read = Vec::with_capacity(items.len());
         for (i, (item, target)) in items.into_iter().zip(targets).enumerate() {
             let topic = self.taxonomy.best_for(&item.target, &target, f32::MIN);
-            let features = match (words.get(i).and_then(Option::as_ref), &whole) {
+            let zeros;
+            let frame = match words.get(i) {
+                Some(Some(w)) => Some(w.as_slice()),
+                // An item that is all target ("cat videos") has an empty frame.
+                Some(None) => {
+                    zeros = vec![0.0; self.encoder.dim()];
+                    Some(zeros.as_slice())
+                }
+                None => None,
+            };
+            let features = match (frame, &whole) {
                 (Some(w), Some(t)) => {
                     let (negated, closed) = ItemCues::read(&item.words, &normalised);
                     let cues = ItemCues {
@@ -1386,7 +1437,7 @@ impl PreferenceParser {
                         first: i == 0,
                         several,
                     };
-                    crate::reader::item_features(w.as_slice(), t.as_slice(), &cues)
+                    crate::reader::item_features(w, target.as_slice(), t.as_slice(), &cues)
                 }
                 _ => Vec::new(),
             };

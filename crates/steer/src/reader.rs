@@ -25,7 +25,7 @@ pub const DEFAULT_READER: &str = include_str!("../../../data/reader/reader.json"
 pub const DEFAULT_READER_SHA256: &str = include_str!("../../../data/reader/reader.json.sha256");
 
 /// Layout of the features; a weights file of another layout is refused.
-pub const FEATURES_VERSION: u32 = 1;
+pub const FEATURES_VERSION: u32 = 3;
 
 /// The item head's classes, in the order of its outputs.
 pub const POLARITY_CLASSES: [&str; 5] = ["boost", "reduce", "exclude", "only", "drop"];
@@ -125,10 +125,12 @@ impl TextCues {
     }
 }
 
-/// The features of an item: its embedding as written, the text's, its cues.
-pub fn item_features(item: &[f32], text: &[f32], cues: &ItemCues) -> Vec<f32> {
-    let mut out = Vec::with_capacity(item.len() + text.len() + ITEM_CUES);
-    out.extend_from_slice(item);
+/// The features of an item: the embedding of its frame (its words other than the
+/// target) in context, its target's embedding, the text's, its cues.
+pub fn item_features(frame: &[f32], target: &[f32], text: &[f32], cues: &ItemCues) -> Vec<f32> {
+    let mut out = Vec::with_capacity(frame.len() + target.len() + text.len() + ITEM_CUES);
+    out.extend_from_slice(frame);
+    out.extend_from_slice(target);
     out.extend_from_slice(text);
     cues.push(&mut out);
     out
@@ -325,7 +327,7 @@ impl Reader {
             Ok(head)
         };
         Ok(Self {
-            polarity: take("polarity", &POLARITY_CLASSES, 2 * dim + ITEM_CUES)?,
+            polarity: take("polarity", &POLARITY_CLASSES, 3 * dim + ITEM_CUES)?,
             following: take("following", &FOLLOWING_CLASSES, dim + TEXT_CUES)?,
             friends: take("friends_cameos", &FRIENDS_CLASSES, dim + TEXT_CUES)?,
             corpus_sha256: file.corpus_sha256,
@@ -369,7 +371,7 @@ pub mod fit {
     use crate::parser::PreferenceParser;
     use steerfeed_core::TopicId;
 
-    /// L2 penalty of every head.
+    /// L2 penalty of every head (`steerfeed prefs train --alpha`).
     pub const ALPHA: f64 = 1.0;
     /// Most L-BFGS iterations per head.
     pub const MAX_ITERATIONS: u64 = 300;
@@ -436,12 +438,13 @@ pub mod fit {
         parser: &PreferenceParser,
         lines: &[TrainingLine],
         corpus_sha256: &str,
+        alpha: f64,
     ) -> Result<Reader> {
         let ex = examples(parser, lines)?;
         Ok(Reader {
-            polarity: head(&ex.polarity, &POLARITY_CLASSES, ALPHA, MAX_ITERATIONS)?,
-            following: head(&ex.following, &FOLLOWING_CLASSES, ALPHA, MAX_ITERATIONS)?,
-            friends: head(&ex.friends, &FRIENDS_CLASSES, ALPHA, MAX_ITERATIONS)?,
+            polarity: head(&ex.polarity, &POLARITY_CLASSES, alpha, MAX_ITERATIONS)?,
+            following: head(&ex.following, &FOLLOWING_CLASSES, alpha, MAX_ITERATIONS)?,
+            friends: head(&ex.friends, &FRIENDS_CLASSES, alpha, MAX_ITERATIONS)?,
             corpus_sha256: corpus_sha256.to_owned(),
         })
     }

@@ -72,6 +72,9 @@ pub struct TrainArgs {
     /// Where to write the weights; their SHA-256 goes beside them (`<out>.sha256`).
     #[arg(long, default_value = "data/reader/reader.json")]
     out: PathBuf,
+    /// L2 penalty of the heads.
+    #[arg(long, default_value_t = fit::ALPHA)]
+    alpha: f64,
 }
 
 #[derive(serde::Deserialize)]
@@ -197,7 +200,7 @@ pub fn train(mut config: Config, args: TrainArgs) -> anyhow::Result<()> {
     config.steering.use_reader = false;
     let parser = open_parser(&config)?;
     let started = std::time::Instant::now();
-    let fitted = fit::reader(&parser, &lines, &reader::sha256_hex(&bytes))?;
+    let fitted = fit::reader(&parser, &lines, &reader::sha256_hex(&bytes), args.alpha)?;
     let json = fitted.to_json(parser.encoder().dim())?;
     std::fs::write(&args.out, &json).with_context(|| format!("writing {}", args.out.display()))?;
     let mut sum_path = args.out.clone().into_os_string();
@@ -208,9 +211,10 @@ pub fn train(mut config: Config, args: TrainArgs) -> anyhow::Result<()> {
     )
     .with_context(|| format!("writing {}", args.out.display()))?;
     eprintln!(
-        "fitted on {} lines of {} in {:.1} s; wrote {}",
+        "fitted on {} lines of {} (alpha {}) in {:.1} s; wrote {}",
         lines.len(),
         args.corpus.display(),
+        args.alpha,
         started.elapsed().as_secs_f64(),
         args.out.display()
     );
