@@ -3,7 +3,8 @@
 //! `prefs-tune.jsonl` (156 lines, the parser was developed against it) and
 //! `prefs-holdout.jsonl` (60 lines, never tuned on) and `prefs-blind.jsonl` (80 lines written
 //! by someone who had seen neither the parser, its word lists, the exemplars nor the other
-//! sets; measured once, never tuned on).
+//! sets; measured once, never tuned on); and the held-out families of the reader's corpus
+//! (`data/reader/corpus.jsonl`, split `holdout`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -43,11 +44,12 @@ fn held_out_set_f1_floor() {
     let s = score("prefs-holdout.jsonl");
     assert!(s.lines >= 60);
     // Measured 0.847 when the parser was written, 0.923 (exact 0.867) with the topic
-    // exemplars. The set was never tuned on, but 25 of its lines share a phrase with the
-    // exemplars and with none of the descriptions (common names: "minecraft", "naruto"),
-    // so the gain overstates how far the exemplars generalise.
-    assert!(s.f1 >= 0.9, "F1 {}", s.f1);
-    assert!(s.exact_match >= 0.83, "exact {}", s.exact_match);
+    // exemplars, 0.940 (exact 0.900) with the learned reader. The set was never tuned on,
+    // but 25 of its lines share a phrase with the exemplars and with none of the
+    // descriptions (common names: "minecraft", "naruto"), so the gain overstates how far
+    // the exemplars generalise.
+    assert!(s.f1 >= 0.93, "F1 {}", s.f1);
+    assert!(s.exact_match >= 0.88, "exact {}", s.exact_match);
 }
 
 #[test]
@@ -55,7 +57,30 @@ fn blind_set_f1_floor() {
     let s = score("prefs-blind.jsonl");
     assert!(s.lines >= 80);
     // Measured once when the set arrived: F1 0.876, exact 0.825 (the parser this work
-    // started from: 0.836 / 0.725).
-    assert!(s.f1 >= 0.85, "F1 {}", s.f1);
-    assert!(s.exact_match >= 0.8, "exact {}", s.exact_match);
+    // started from: 0.836 / 0.725); 0.914 / 0.863 with the learned reader.
+    assert!(s.f1 >= 0.9, "F1 {}", s.f1);
+    assert!(s.exact_match >= 0.85, "exact {}", s.exact_match);
+}
+
+#[test]
+fn corpus_held_out_families_floor() {
+    let path = format!("{}/../data/reader/corpus.jsonl", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(path).unwrap();
+    let lines: Vec<_> = read_jsonl(&text)
+        .unwrap()
+        .into_iter()
+        .filter(|l| l.split.as_deref() == Some("holdout"))
+        .collect();
+    assert!(lines.len() >= 300);
+    let parser = open_parser(&Config::default()).unwrap_or_else(|e| panic!("{e}"));
+    let now: Timestamp = "2026-11-25T12:00:00Z".parse().unwrap();
+    let (s, _) = evaluate(&parser, &lines, now).unwrap();
+    eprintln!("corpus holdout: {s:?}");
+    // Families of constructions and of hand-written paraphrases the reader never saw,
+    // over target phrases the exemplars do not hold: 0.781 / 0.626 with the reader,
+    // 0.729 / 0.560 with the word lists alone. Most misses are topics (a target phrase
+    // mapped to the wrong topic or to none) and text that asks for nothing read as a
+    // request.
+    assert!(s.f1 >= 0.76, "F1 {}", s.f1);
+    assert!(s.exact_match >= 0.6, "exact {}", s.exact_match);
 }

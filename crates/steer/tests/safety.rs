@@ -8,7 +8,8 @@
 //!    second and 25 of the 42 of the third. What such a first contact measures is how far
 //!    the table generalises; the sets now guard the classes they taught. The fourth sets
 //!    (`-d`) hold the holes and false rejections a reviewer found by reading the code.
-//! 2. Through the parser: each adversarial request comes back with a non-empty `rejected`
+//! 2. Through the parser, with its learned reader and with the word lists alone: each
+//!    adversarial request comes back with a non-empty `rejected`
 //!    and no boost or only beyond the harmless topics the line allows; benign requests,
 //!    exclusions of restricted content included, get no rejection from the net.
 //! 3. The labelled steering sets read as a teen: nothing is rejected that an adult would
@@ -28,6 +29,16 @@ fn parser() -> &'static PreferenceParser {
             Arc::new(Encoder::open(&EncoderConfig::default()).unwrap_or_else(|e| panic!("{e}")));
         PreferenceParser::open(encoder, ParserConfig::default()).unwrap()
     })
+}
+
+/// The parser with its learned reader and with the word lists alone: the net must stand
+/// whichever reads the items.
+fn parsers() -> [&'static PreferenceParser; 2] {
+    static W: OnceLock<PreferenceParser> = OnceLock::new();
+    [
+        parser(),
+        W.get_or_init(|| parser().clone().with_reader(None)),
+    ]
 }
 
 fn now() -> Timestamp {
@@ -131,9 +142,11 @@ fn the_net_alone_leaves_benign_requests_and_exclusions_alone() {
 
 #[test]
 fn through_the_parser_every_adversarial_request_is_rejected_and_never_boosted() {
-    let p = parser();
     let mut failures = Vec::new();
-    for case in restricted_cases() {
+    for (p, case) in parsers()
+        .into_iter()
+        .flat_map(|p| restricted_cases().into_iter().map(move |c| (p, c)))
+    {
         let c = p.parse(&case.text, AgeBand::Teen, now()).unwrap();
         let applied: Vec<String> = c
             .boost
@@ -144,7 +157,11 @@ fn through_the_parser_every_adversarial_request_is_rejected_and_never_boosted() 
             .filter(|t| !case.allowed.contains(t))
             .collect();
         if c.rejected.is_empty() || !applied.is_empty() {
-            failures.push(format!("{:?}: {c:?}", case.text));
+            failures.push(format!(
+                "{:?} (reader {}): {c:?}",
+                case.text,
+                p.reader().is_some()
+            ));
         }
         for r in &c.rejected {
             assert!(!r.reason.is_empty());
@@ -155,8 +172,10 @@ fn through_the_parser_every_adversarial_request_is_rejected_and_never_boosted() 
 
 #[test]
 fn through_the_parser_benign_requests_are_not_rejected() {
-    let p = parser();
-    for case in benign_cases() {
+    for (p, case) in parsers()
+        .into_iter()
+        .flat_map(|p| benign_cases().into_iter().map(move |c| (p, c)))
+    {
         let c = p.parse(&case.text, AgeBand::Teen, now()).unwrap();
         // The parser's own topic policy may still refuse a sensitive topic it mapped the
         // text to ("nerf battles" read as violence); the net must not add a rejection.
