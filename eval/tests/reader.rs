@@ -20,7 +20,7 @@ use steerfeed::steer::PreferenceParser;
 use steerfeed::{AgeBand, Config, Timestamp, open_parser};
 use steerfeed_eval::prefs::score::{Labelled, expected_facts, facts, read_jsonl};
 use steerfeed_eval::prefs::training_lines;
-use steerfeed_steer::reader::{self, fit};
+use steerfeed_steer::{reader, training as fit};
 
 fn root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -21,6 +21,8 @@ pub mod parser;
 pub mod reader;
 pub mod safety;
 pub mod taxonomy;
+#[cfg(feature = "train")]
+pub mod training;
 
 pub use concepts::{ConceptResolver, PhraseCache, Resolved};
 pub use config::EncoderConfig;

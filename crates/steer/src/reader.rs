@@ -366,88 +366,8 @@ pub mod fit {
     use linfa::prelude::*;
     use linfa_logistic::MultiLogisticRegression;
 
-    use super::{FOLLOWING_CLASSES, FRIENDS_CLASSES, Head, POLARITY_CLASSES, Reader};
+    use super::Head;
     use crate::error::{Error, Result};
-    use crate::parser::PreferenceParser;
-    use steerfeed_core::TopicId;
-
-    /// L2 penalty of every head (`steerfeed prefs train --alpha`).
-    pub const ALPHA: f64 = 1.0;
-    /// Most L-BFGS iterations per head.
-    pub const MAX_ITERATIONS: u64 = 300;
-
-    /// One labelled preference of the corpus.
-    #[derive(Debug, Clone, PartialEq)]
-    pub struct TrainingLine {
-        /// What the person wrote.
-        pub text: String,
-        /// The topics it names and the list of each (an index of [`POLARITY_CLASSES`]).
-        pub lists: Vec<(TopicId, usize)>,
-        /// Following: an index of [`FOLLOWING_CLASSES`].
-        pub following: usize,
-        /// Friends' cameos: an index of [`FRIENDS_CLASSES`].
-        pub friends: usize,
-    }
-
-    /// The examples of the three heads.
-    #[derive(Debug, Default)]
-    pub struct Examples {
-        /// Item features and list.
-        pub polarity: Vec<(Vec<f32>, usize)>,
-        /// Text features and following class.
-        pub following: Vec<(Vec<f32>, usize)>,
-        /// Text features and friends' cameos class.
-        pub friends: Vec<(Vec<f32>, usize)>,
-    }
-
-    /// The examples `parser` (read by its word lists) gives for `lines`.
-    ///
-    /// An item is labelled through its topic: the list the line puts that topic in;
-    /// "drop" when the line names no topic at all (the item is then not a request:
-    /// "more from people I follow" names a slot); left out when the line names other
-    /// topics (its words were mapped to a topic the line does not name, which is the
-    /// topic matcher's error, not the reader's) or when its topic is under the
-    /// parser's threshold (it is said back as unclear whatever the reader decides).
-    pub fn examples(parser: &PreferenceParser, lines: &[TrainingLine]) -> Result<Examples> {
-        let mut out = Examples::default();
-        for line in lines {
-            let inputs = parser.reader_inputs(&line.text)?;
-            for (topic, features) in inputs.items.into_iter().filter(|i| !i.1.is_empty()) {
-                let Some(m) = topic.filter(|m| m.similarity >= inputs.topic_threshold) else {
-                    continue;
-                };
-                let label = match line.lists.iter().find(|(t, _)| *t == m.topic) {
-                    Some((_, list)) => *list,
-                    None if line.lists.is_empty() => POLARITY_CLASSES.len() - 1,
-                    None => continue,
-                };
-                out.polarity.push((features, label));
-            }
-            if inputs.text.is_empty() {
-                continue;
-            }
-            out.following.push((inputs.text.clone(), line.following));
-            out.friends.push((inputs.text, line.friends));
-        }
-        Ok(out)
-    }
-
-    /// Fits the reader's heads on `lines`, read by `parser` (which should have no reader
-    /// of its own: the features do not depend on it, the examples' cost does).
-    pub fn reader(
-        parser: &PreferenceParser,
-        lines: &[TrainingLine],
-        corpus_sha256: &str,
-        alpha: f64,
-    ) -> Result<Reader> {
-        let ex = examples(parser, lines)?;
-        Ok(Reader {
-            polarity: head(&ex.polarity, &POLARITY_CLASSES, alpha, MAX_ITERATIONS)?,
-            following: head(&ex.following, &FOLLOWING_CLASSES, alpha, MAX_ITERATIONS)?,
-            friends: head(&ex.friends, &FRIENDS_CLASSES, alpha, MAX_ITERATIONS)?,
-            corpus_sha256: corpus_sha256.to_owned(),
-        })
-    }
 
     /// Fits a head on `examples` (features, class index) over `classes`. Every class
     /// must occur at least once.

@@ -12,7 +12,7 @@ use self::score::{evaluate, read_jsonl};
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use steerfeed::{AgeBand, Config, Timestamp, open_parser};
-use steerfeed_steer::reader::{self, fit};
+use steerfeed_steer::{reader, training as fit};
 
 /// The audience of a preference.
 #[derive(Debug, Clone, Copy, ValueEnum)]
