@@ -7,7 +7,7 @@ RUN_ARGS ?= --demo
 # The key `make run` starts the sidecar with (a development key: set your own for real use).
 DEV_KEY ?= dev-key-0000000000000000
 
-.PHONY: all setup build run test fuzz-api lint fmt bench bench-feed eval clean
+.PHONY: all setup build run test fuzz-api lint fmt bench bench-feed eval reader clean
 
 all: build
 
@@ -69,10 +69,17 @@ bench-feed: build
 SHARED ?= ../shared
 EVAL_OUT ?= target/eval-report
 EVAL_ARGS ?=
+# Rebuilds the steering reader's corpus and refits its heads into data/reader/ (the
+# binary includes the weights: build again afterwards).
+reader: build
+	python3 scripts/steer_corpus.py
+	RUST_LOG=warn ./target/release/steerfeed prefs train
+
 eval: build
 	RUST_LOG=warn ./target/release/steerfeed prefs eval --jsonl crates/steer/tests/data/prefs-tune.jsonl
 	RUST_LOG=warn ./target/release/steerfeed prefs eval --jsonl crates/steer/tests/data/prefs-holdout.jsonl
 	RUST_LOG=warn ./target/release/steerfeed prefs eval --jsonl crates/steer/tests/data/prefs-blind.jsonl
+	RUST_LOG=warn ./target/release/steerfeed prefs eval --jsonl data/reader/corpus.jsonl --split holdout
 	@if [ -f $(SHARED)/data/steering/prefs-dev.jsonl ]; then \
 	  RUST_LOG=warn ./target/release/steerfeed prefs eval --jsonl $(SHARED)/data/steering/prefs-dev.jsonl; \
 	else echo "eval: $(SHARED)/data/steering/prefs-dev.jsonl not found; skipped" >&2; fi
