@@ -14,7 +14,9 @@ Two sources go in:
 Each family goes wholly to `train` or to `holdout` by a hash of its name, so training
 never sees a held-out paraphrase. Lines of the project's test sets (the dev set in
 `../shared`, the tune, held-out and blind sets under `crates/steer/tests/data`) are
-never in the corpus; the generator refuses to write one that holds any of them.
+never in the corpus: the generator stops with an error when a source line is one of them
+(compared in lower case, letters and digits only), so the corpus does not depend on
+whether `../shared` is there.
 
 Deterministic: the same inputs give the same bytes. Run `make corpus` (or this script)
 and then `steerfeed prefs train` to rebuild the reader's weights.
@@ -200,8 +202,8 @@ SLOT_GROUPS = [
         "more remixes", "show me remixes of other videos", "i love remix chains",
     ]),
     ("nothing", {}, [
-        "hi", "what is this", "lol ok", "idk", "hello there", "test", "how does this work",
-        "asdfgh", "ok", "good stuff", "whatever", "thanks",
+        "what is this", "lol ok", "idk", "hello there", "test", "how does this work",
+        "asdfgh", "ok", "thanks",
     ]),
 ]
 
@@ -298,6 +300,12 @@ def generate(rng, by_topic):
     return lines
 
 
+def key(text):
+    """A text as the comparison with the test sets sees it: lower case, letters and
+    digits only, single spaces (so a line differing only in punctuation still matches)."""
+    return " ".join("".join(c if c.isalnum() else " " for c in text.lower()).split())
+
+
 def test_texts():
     """Texts of the project's test sets, which the corpus must not hold."""
     paths = list((ROOT / "crates" / "steer" / "tests" / "data").glob("prefs-*.jsonl"))
@@ -308,7 +316,7 @@ def test_texts():
     for p in paths:
         for line in p.read_text().splitlines():
             if line.strip():
-                out.add(json.loads(line)["text"].strip().lower())
+                out.add(key(json.loads(line)["text"]))
     return out
 
 
@@ -322,15 +330,17 @@ def main():
             lines.append({"text": d["text"], "expect": d["expect"], "family": d["family"]})
     lines += generate(rng, by_topic)
     forbidden = test_texts()
+    clashes = sorted({d["text"] for d in lines if key(d["text"]) in forbidden})
+    if clashes:
+        sys.exit("steer_corpus: lines of a test set in the corpus sources: "
+                 + "; ".join(map(repr, clashes)))
     seen = set()
     out = []
     for d in lines:
-        key = d["text"].strip().lower()
-        if key in forbidden:
+        k = key(d["text"])
+        if k in seen:
             continue
-        if key in seen:
-            continue
-        seen.add(key)
+        seen.add(k)
         d["audience"] = "adult"
         d["split"] = split_of(d["family"])
         out.append({k: d[k] for k in ("text", "audience", "expect", "family", "split")})

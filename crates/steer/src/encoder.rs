@@ -192,12 +192,14 @@ impl Encoder {
     /// Embeds `text` and, from the same run, each of `parts` (each a set of byte ranges
     /// of `text`): the mean of the states of the tokens inside the part's ranges,
     /// normalised: the part read in the context of the whole text. A part holding no
-    /// token gives `None`.
+    /// token gives `None`. The third value is where the model's reading ended (the end
+    /// byte of the last token it read: less than the text's length when it was cut at
+    /// `max_tokens`).
     pub fn embed_spans(
         &self,
         text: &str,
         parts: &[Vec<(usize, usize)>],
-    ) -> Result<(Embedding, Vec<Option<Embedding>>)> {
+    ) -> Result<(Embedding, Vec<Option<Embedding>>, usize)> {
         let (encodings, states) = self.token_states(&[text])?;
         let tokens = states.index_axis(Axis(0), 0).to_owned();
         let enc = &encodings[0];
@@ -232,7 +234,14 @@ impl Encoder {
                 })
             })
             .collect();
-        Ok((whole, parts))
+        let covered = offsets
+            .iter()
+            .zip(special)
+            .filter(|(_, s)| **s == 0)
+            .map(|(o, _)| o.1)
+            .max()
+            .unwrap_or(0);
+        Ok((whole, parts, covered))
     }
 
     fn run_batch(&self, texts: &[&str]) -> Result<Vec<Embedding>> {

@@ -1068,6 +1068,9 @@ fn merge(into: &mut Slots, from: Slots) {
     into.friends_cameos = from.friends_cameos.or(into.friends_cameos);
 }
 
+/// Smallest probability with which a slot head overrides what the word lists read.
+const SLOT_CONFIDENCE: f32 = 0.5;
+
 /// One item with what the reader decides from.
 struct ReadItem {
     item: Item,
@@ -1250,16 +1253,22 @@ impl PreferenceParser {
             text_features,
         } = reading;
         if let Some(reader) = self.reader.as_ref().filter(|_| !text_features.is_empty()) {
-            slots.following = match reader.following.predict(&text_features).0 {
-                1 => Some(Shift::More),
-                2 => Some(Shift::Less),
-                _ => None,
-            };
-            slots.friends_cameos = match reader.friends.predict(&text_features).0 {
-                1 => Some(true),
-                2 => Some(false),
-                _ => None,
-            };
+            // A head overrides the word lists only when it is sure enough.
+            let sure = |d: Option<(usize, f32)>| d.filter(|d| d.1 >= SLOT_CONFIDENCE).map(|d| d.0);
+            if let Some(class) = sure(reader.following.predict(&text_features)) {
+                slots.following = match class {
+                    1 => Some(Shift::More),
+                    2 => Some(Shift::Less),
+                    _ => None,
+                };
+            }
+            if let Some(class) = sure(reader.friends.predict(&text_features)) {
+                slots.friends_cameos = match class {
+                    1 => Some(true),
+                    2 => Some(false),
+                    _ => None,
+                };
+            }
         }
         let mut c = Constraints {
             following: slots.following,
@@ -1289,16 +1298,18 @@ impl PreferenceParser {
         {
             let rule = item.polarity.unwrap_or(Polarity::Boost);
             // The reader's list for the item, or None when it reads no request in it.
-            // (An item past the model's longest input has no features: the word lists
-            // read it.)
-            let polarity = match self.reader.as_ref().filter(|_| !features.is_empty()) {
-                Some(reader) => match reader.polarity.predict(features).0 {
-                    0 => Some(Polarity::Boost),
-                    1 => Some(Polarity::Reduce),
-                    2 => Some(Polarity::Exclude),
-                    3 => Some(Polarity::Only),
-                    _ => None,
-                },
+            // (An item past the model's longest input has no features and the reader
+            // decides nothing: the word lists read it.)
+            let decided = self
+                .reader
+                .as_ref()
+                .and_then(|r| r.polarity.predict(features));
+            let polarity = match decided {
+                Some((0, _)) => Some(Polarity::Boost),
+                Some((1, _)) => Some(Polarity::Reduce),
+                Some((2, _)) => Some(Polarity::Exclude),
+                Some((3, _)) => Some(Polarity::Only),
+                Some(_) => None,
                 None => Some(rule),
             };
             let is_positive = |p: Polarity| matches!(p, Polarity::Boost | Polarity::Only);
@@ -1319,7 +1330,8 @@ impl PreferenceParser {
             let Some(m) = topic.clone() else {
                 continue;
             };
-            if polarity.is_none() && !item.marked {
+            let refused = teen && teen_refusal(m.topic.as_str()).is_some();
+            if polarity.is_none() && !item.marked && !refused {
                 continue;
             }
             if m.similarity < self.config.topic_threshold {
@@ -1341,14 +1353,33 @@ impl PreferenceParser {
                 }
                 continue;
             }
-            // For a teen, a topic the policy refuses is refused when either reading
-            // finds the item positive: the reader reading "show adult content" as an
-            // exclusion must not hide the refusal.
-            let polarity = if teen && positive && teen_refusal(m.topic.as_str()).is_some() {
-                Some(Polarity::Boost)
-            } else {
-                polarity
-            };
+            if refused {
+                // For a teen, a topic the policy refuses is refused when either reading
+                // finds the item positive (the reader reading "show adult content" as an
+                // exclusion, or dropping a bare "sad videos", must not hide the refusal),
+                // and excluded or reduced when the word lists read it so: both apply.
+                if matches!(rule, Polarity::Exclude | Polarity::Reduce) {
+                    self.add(
+                        &mut c,
+                        rule,
+                        item.strength,
+                        m.topic.clone(),
+                        &item.target,
+                        audience,
+                    );
+                }
+                if positive {
+                    self.add(
+                        &mut c,
+                        Polarity::Boost,
+                        item.strength,
+                        m.topic,
+                        &item.target,
+                        audience,
+                    );
+                }
+                continue;
+            }
             let Some(polarity) = polarity else {
                 continue;
             };
@@ -1397,19 +1428,21 @@ impl PreferenceParser {
         // Each item's frame (its words other than the target: "can't get enough of",
         // "just ... nothing else") read in the context of the whole text: one run of
         // the model over the text, each frame the mean of its tokens' states.
-        let (whole, words) = if features && !normalised.is_empty() {
+        let (whole, words, covered) = if features && !normalised.is_empty() {
             let frames: Vec<Vec<(usize, usize)>> = items.iter().map(frame_ranges).collect();
-            let (whole, words) = self.encoder.embed_spans(&normalised, &frames)?;
-            (Some(whole), words)
+            let (whole, words, covered) = self.encoder.embed_spans(&normalised, &frames)?;
+            (Some(whole), words, covered)
         } else {
-            (None, Vec::new())
+            (None, Vec::new(), 0)
         };
         let several = items.len() > 1;
         let mut read = Vec::with_capacity(items.len());
         for (i, (item, target)) in items.into_iter().zip(targets).enumerate() {
             let topic = self.taxonomy.best_for(&item.target, &target, f32::MIN);
             let zeros;
-            let frame = match words.get(i) {
+            // An item the model did not read to its end (past its longest input) has
+            // no features: the word lists read it.
+            let frame = match words.get(i).filter(|_| item.span.1 <= covered) {
                 Some(Some(w)) => Some(w.as_slice()),
                 // An item that is all target ("cat videos") has an empty frame.
                 Some(None) => {

@@ -199,15 +199,21 @@ impl Head {
         z.to_vec()
     }
 
-    /// The most probable class's index and its probability.
-    pub fn predict(&self, features: &[f32]) -> (usize, f32) {
+    /// The most probable class's index and its probability; `None` when no probability
+    /// is a number (it cannot be with finite weights and features) or the features are
+    /// not [`Head::inputs`] long: then the head decides nothing.
+    pub fn predict(&self, features: &[f32]) -> Option<(usize, f32)> {
+        if features.len() != self.inputs() {
+            return None;
+        }
         self.probabilities(features)
             .into_iter()
             .enumerate()
-            .fold(
-                (0, f32::MIN),
-                |best, (i, p)| if p > best.1 { (i, p) } else { best },
-            )
+            .filter(|(_, p)| p.is_finite())
+            .fold(None, |best: Option<(usize, f32)>, (i, p)| match best {
+                Some((_, b)) if b >= p => best,
+                _ => Some((i, p)),
+            })
     }
 }
 
@@ -261,14 +267,20 @@ impl Reader {
         Self::from_json_checked(DEFAULT_READER, Some(DEFAULT_READER_SHA256), dim)
     }
 
-    /// A reader from a weights file, checked against `<file>.sha256` when there is one.
+    /// A reader from a weights file, checked against the `<file>.sha256` that
+    /// `steerfeed prefs train` writes beside it (which must be there).
     pub fn from_file(path: &std::path::Path, dim: usize) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Reader(format!("reading {}: {e}", path.display())))?;
         let mut sum_path = path.as_os_str().to_owned();
         sum_path.push(".sha256");
-        let sum = std::fs::read_to_string(&sum_path).ok();
-        Self::from_json_checked(&text, sum.as_deref(), dim)
+        let sum = std::fs::read_to_string(&sum_path).map_err(|e| {
+            Error::Reader(format!(
+                "reading the checksum {}: {e}",
+                std::path::Path::new(&sum_path).display()
+            ))
+        })?;
+        Self::from_json_checked(&text, Some(&sum), dim)
     }
 
     /// A reader from weights JSON; `sha256` (hex, as written beside the file) must match
@@ -439,11 +451,13 @@ mod tests {
         let e = (2.0f32).exp();
         assert!((p[0] - 1.0 / (1.0 + e)).abs() < 1e-6);
         assert!((p[1] - e / (1.0 + e)).abs() < 1e-6);
-        assert_eq!(h.predict(&[1.0, 2.0]).0, 1);
+        assert_eq!(h.predict(&[1.0, 2.0]).unwrap().0, 1);
         // Large logits do not overflow.
         let p = h.probabilities(&[1e4, 0.0]);
         assert!(p.iter().all(|v| v.is_finite()));
-        assert_eq!(h.predict(&[1e4, 0.0]).0, 0);
+        assert_eq!(h.predict(&[1e4, 0.0]).unwrap().0, 0);
+        // Features of the wrong length decide nothing.
+        assert_eq!(h.predict(&[1.0]), None);
     }
 
     #[test]

@@ -40,12 +40,14 @@ pub struct Examples {
 
 /// The examples `parser` (read by its word lists) gives for `lines`.
 ///
-/// An item is labelled through its topic: the list the line puts that topic in;
-/// "drop" when the line names no topic at all (the item is then not a request:
-/// "more from people I follow" names a slot); left out when the line names other
-/// topics (its words were mapped to a topic the line does not name, which is the
-/// topic matcher's error, not the reader's) or when its topic is under the
-/// parser's threshold (it is said back as unclear whatever the reader decides).
+/// An item is labelled through its topic: the list the line puts that topic in, or
+/// "drop" when the line does not name that topic. A drop is then either an item that asks
+/// for nothing ("more from people I follow" names a slot, "lol" nothing) or one whose
+/// words the topic matcher mapped to a topic the person did not mean; dropping the second
+/// kind too was measured better than leaving it out (held-out families F1 0.791 against
+/// 0.781, held-out set 0.948 against 0.940, blind set equal), since an item applied to the
+/// wrong topic is a wrong fact either way. An item under the parser's topic threshold is
+/// left out: it is said back as unclear whatever the reader decides.
 pub fn examples(parser: &PreferenceParser, lines: &[TrainingLine]) -> Result<Examples> {
     let mut out = Examples::default();
     for line in lines {
@@ -56,8 +58,7 @@ pub fn examples(parser: &PreferenceParser, lines: &[TrainingLine]) -> Result<Exa
             };
             let label = match line.lists.iter().find(|(t, _)| *t == m.topic) {
                 Some((_, list)) => *list,
-                None if line.lists.is_empty() => POLARITY_CLASSES.len() - 1,
-                None => continue,
+                None => POLARITY_CLASSES.len() - 1,
             };
             out.polarity.push((features, label));
         }

@@ -295,3 +295,57 @@ fn the_resolver_reuses_the_phrases_the_parser_embedded() {
             .any(|x| x.weight < 0.0 && x.label == "crypto")
     );
 }
+
+#[test]
+fn a_teen_request_for_a_refused_topic_is_refused_whichever_reading_decides() {
+    let with = parser();
+    let without = with.clone().with_reader(None);
+    let topics = |list: &[steerfeed_core::WeightedConcept]| -> Vec<String> {
+        list.iter()
+            .filter_map(|x| x.topic.as_ref().map(|t| t.as_str().to_owned()))
+            .collect()
+    };
+    for p in [with, &without] {
+        // Bare, inherited from an earlier item, and with a marker of its own.
+        for (text, topic) in [
+            ("sad edits", "sad"),
+            ("crying videos and heartbreak edits", "sad"),
+            ("more gaming, street fights", "violence"),
+            ("minecraft and boxing knockouts", "violence"),
+            ("calorie deficit tips", "weight_loss"),
+        ] {
+            let c = p.parse(text, AgeBand::Teen, now()).unwrap();
+            assert!(
+                c.rejected
+                    .iter()
+                    .any(|r| r.topic.as_ref().map(|t| t.as_str()) == Some(topic)),
+                "{text:?} (reader {}): {c:?}",
+                p.reader().is_some()
+            );
+            assert!(
+                !topics(&c.boost).contains(&topic.to_owned()),
+                "{text:?}: {c:?}"
+            );
+            assert!(
+                c.only
+                    .iter()
+                    .all(|x| x.topic.as_ref().map(|t| t.as_str()) != Some(topic))
+            );
+        }
+        // An exclusion of a refused topic stays an exclusion.
+        for (text, topic) in [
+            ("no violence please", "violence"),
+            ("never show me sad stuff", "sad"),
+        ] {
+            let c = p.parse(text, AgeBand::Teen, now()).unwrap();
+            assert!(
+                c.exclude
+                    .iter()
+                    .any(|x| x.topic.as_ref().map(|t| t.as_str()) == Some(topic)),
+                "{text:?} (reader {}): {c:?}",
+                p.reader().is_some()
+            );
+            assert!(c.rejected.is_empty(), "{text:?}: {c:?}");
+        }
+    }
+}

@@ -141,7 +141,7 @@ pub fn eval(mut config: Config, args: EvalArgs) -> anyhow::Result<()> {
     if let Some(split) = &args.split {
         json["split"] = split.as_str().into();
     }
-    json["reader"] = (!args.no_reader).into();
+    json["reader"] = parser.reader().is_some().into();
     println!("{json}");
     Ok(())
 }
