@@ -33,6 +33,7 @@ pub mod ids;
 #[cfg(feature = "openapi")]
 pub mod openapi;
 pub mod pipeline;
+pub mod policy;
 pub mod ports;
 pub mod preference_edit;
 pub mod score;

@@ -54,6 +54,35 @@ impl SafetyLabel {
         SafetyLabel::SelfHarm,
     ];
 
+    /// The label's name, as JSON and the taxonomy file write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            SafetyLabel::Mature => "mature",
+            SafetyLabel::Violence => "violence",
+            SafetyLabel::Sensitive => "sensitive",
+            SafetyLabel::WeightLoss => "weight_loss",
+            SafetyLabel::Sad => "sad",
+            SafetyLabel::Gambling => "gambling",
+            SafetyLabel::AlcoholDrugs => "alcohol_drugs",
+            SafetyLabel::Weapons => "weapons",
+            SafetyLabel::SelfHarm => "self_harm",
+        }
+    }
+
+    /// The label named `name` ([`SafetyLabel::name`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|l| l.name() == name)
+    }
+
+    /// Why a teen's request for more of a topic with this label is not applied.
+    pub fn teen_refusal(self) -> &'static str {
+        if self.is_teen_restricted() {
+            "not available for teen accounts"
+        } else {
+            "sensitive content is limited for teen accounts and cannot be boosted"
+        }
+    }
+
     /// True when a video with this label is never served to a teen (the others are
     /// capped for teens by the selector).
     pub fn is_teen_restricted(self) -> bool {

@@ -1239,3 +1239,42 @@ fn a_co_engagement_item_is_explained_by_the_video_that_proposed_it() {
     let json = serde_json::to_value(&item.explanation).unwrap();
     assert_eq!(json["reason"]["because"], "seed");
 }
+
+#[test]
+fn the_taxonomy_labels_videos_by_topic_and_keeps_mature_ones_from_teens() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = small_world(1);
+    // Copies of popular videos sent with a labelled topic and without its label, as an
+    // app that forgets the label would.
+    let mut unlabelled: Vec<VideoId> = Vec::new();
+    for (i, source) in w.videos.clone().iter().take(30).enumerate() {
+        let mut copy = source.clone();
+        copy.id = v(&format!("unlabelled{i}"));
+        copy.topics = vec![TopicId::new("mature").unwrap()];
+        copy.safety.clear();
+        unlabelled.push(copy.id.clone());
+        w.videos.push(copy);
+    }
+    let engine = loaded(dir.path(), &w);
+    for id in &unlabelled {
+        let video = engine.video(id).unwrap().unwrap();
+        assert!(video.safety.contains(&SafetyLabel::Mature), "{video:?}");
+    }
+    let now = w.config.now;
+    let teens: Vec<_> = w
+        .users
+        .iter()
+        .filter(|u| u.user.age_band == AgeBand::Teen)
+        .take(10)
+        .collect();
+    assert!(!teens.is_empty());
+    for sim in teens {
+        for id in page(&engine, &sim.user.id, 20, now) {
+            assert!(
+                !unlabelled.contains(&id),
+                "{id} served to teen {}",
+                sim.user.id
+            );
+        }
+    }
+}

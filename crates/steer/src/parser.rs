@@ -15,8 +15,8 @@
 use std::sync::Arc;
 
 use steerfeed_core::{
-    AgeBand, Concept, Constraints, Embedding, Error as CoreError, Freshness, Rejected, Shift,
-    Timestamp, TopicId, Unclear, UnclearReason, WeightedConcept,
+    AgeBand, Concept, Constraints, Embedding, Error as CoreError, Freshness, Rejected, SafetyLabel,
+    Shift, Timestamp, TopicId, Unclear, UnclearReason, WeightedConcept,
 };
 
 use crate::concepts::{ConceptResolver, PhraseCache};
@@ -441,17 +441,6 @@ const CLAUSE_BREAKS: &[&str] = &[
 /// Words that split a clause into items that share its polarity.
 /// ("y", "und" and "et" split mixed-language texts, so the English items stay readable.)
 const ITEM_BREAKS: &[&str] = &["and", "or", "&", "plus", "nor", "y", "und", "et"];
-
-/// Topics a teen account may not ask to see more of, and why.
-fn teen_refusal(topic: &str) -> Option<&'static str> {
-    match topic {
-        "mature" => Some("not available for teen accounts"),
-        "violence" | "weight_loss" | "sad" => {
-            Some("sensitive content is limited for teen accounts and cannot be boosted")
-        }
-        _ => None,
-    }
-}
 
 /// Lowercases, unifies apostrophes, keeps letters, digits and a few separators, and
 /// squeezes spaces. Everything else (emoji, symbols, control characters) becomes a space.
@@ -1205,7 +1194,8 @@ impl PreferenceParser {
     }
 
     /// Fills in what the app left out of videos: the embedding from the caption (all
-    /// captions in one batch) and the topics inferred from the embedding.
+    /// captions in one batch) and the topics inferred from the embedding; then adds the
+    /// safety label the taxonomy gives each of a video's topics.
     pub fn prepare_videos(&self, videos: &mut [steerfeed_core::Video]) -> Result<()> {
         let missing: Vec<usize> = (0..videos.len())
             .filter(|&i| videos[i].embedding.is_none())
@@ -1229,6 +1219,15 @@ impl PreferenceParser {
                     self.config.caption_max_topics,
                     self.config.caption_topic_threshold,
                 );
+            }
+        }
+        // The taxonomy's policy: a topic's label goes on its videos, whether the app
+        // named the topic or it was inferred, besides the labels the app gave.
+        for v in videos.iter_mut() {
+            for label in v.topics.iter().filter_map(|t| self.taxonomy.label(t)) {
+                if !v.safety.contains(&label) {
+                    v.safety.push(label);
+                }
             }
         }
         Ok(())
@@ -1330,7 +1329,7 @@ impl PreferenceParser {
             let Some(m) = topic.clone() else {
                 continue;
             };
-            let refused = teen && teen_refusal(m.topic.as_str()).is_some();
+            let refused = teen && self.taxonomy.label(&m.topic).is_some();
             if polarity.is_none() && !item.marked && !refused {
                 continue;
             }
@@ -1343,7 +1342,7 @@ impl PreferenceParser {
                     // Never suggest to a teen what a teen may not ask for.
                     let suggestion = near
                         .then_some(m.topic)
-                        .filter(|t| !(teen && teen_refusal(t.as_str()).is_some()));
+                        .filter(|t| !(teen && self.taxonomy.label(t).is_some()));
                     push_unclear(
                         &mut c,
                         &item.words,
@@ -1549,7 +1548,7 @@ impl PreferenceParser {
         let positive = matches!(polarity, Polarity::Boost | Polarity::Only);
         if positive
             && audience == AgeBand::Teen
-            && let Some(reason) = teen_refusal(topic.as_str())
+            && let Some(reason) = self.taxonomy.label(&topic).map(SafetyLabel::teen_refusal)
         {
             if !c.rejected.iter().any(|r| r.topic.as_ref() == Some(&topic)) {
                 c.rejected.push(Rejected {

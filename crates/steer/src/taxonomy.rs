@@ -7,13 +7,14 @@
 
 use std::path::Path;
 
-use steerfeed_core::{Embedding, TopicId};
+use steerfeed_core::policy::{TopicLine, parse_taxonomy};
+use steerfeed_core::{Embedding, SafetyLabel, TopicId};
 
 use crate::encoder::Encoder;
 use crate::error::{Error, Result};
 
 /// The default taxonomy of docs/design.md §4 (`data/taxonomy.tsv`).
-pub const DEFAULT_TAXONOMY: &str = include_str!("../../../data/taxonomy.tsv");
+pub use steerfeed_core::policy::DEFAULT_TAXONOMY;
 
 /// The default topic exemplars (`data/exemplars.tsv`).
 pub const DEFAULT_EXEMPLARS: &str = include_str!("../../../data/exemplars.tsv");
@@ -30,6 +31,8 @@ pub struct Topic {
     /// Embeddings of the exemplar phrases (`data/exemplars.tsv`): matched against what
     /// people write, not against captions.
     exemplars: Vec<Embedding>,
+    /// The safety label its videos carry (the taxonomy's policy column).
+    pub label: Option<SafetyLabel>,
 }
 
 /// A topic and how similar a text is to it.
@@ -47,41 +50,10 @@ pub struct Taxonomy {
     topics: Vec<Topic>,
 }
 
-/// Parses the TSV format: `id<TAB>description` per line, `#` comments and blank lines ignored.
-pub fn parse_tsv(text: &str) -> Result<Vec<(TopicId, String)>> {
-    let mut out: Vec<(TopicId, String)> = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let (id, description) = line.split_once('\t').ok_or_else(|| {
-            steerfeed_core::Error::invalid(
-                "taxonomy",
-                format!("line {}: expected id<TAB>description", n + 1),
-            )
-        })?;
-        let id = TopicId::new(id.trim())?;
-        if out.iter().any(|(t, _)| *t == id) {
-            return Err(steerfeed_core::Error::invalid(
-                "taxonomy",
-                format!("topic {id} listed twice"),
-            )
-            .into());
-        }
-        if description.trim().is_empty() {
-            return Err(steerfeed_core::Error::invalid(
-                "taxonomy",
-                format!("topic {id} has no description"),
-            )
-            .into());
-        }
-        out.push((id, description.trim().to_owned()));
-    }
-    if out.is_empty() {
-        return Err(steerfeed_core::Error::invalid("taxonomy", "no topics").into());
-    }
-    Ok(out)
+/// Parses the TSV format: `id<TAB>description[<TAB>safety label]` per line, `#` comments
+/// and blank lines ignored (the policy table of [`steerfeed_core::policy`]).
+pub fn parse_tsv(text: &str) -> Result<Vec<TopicLine>> {
+    Ok(parse_taxonomy(text)?)
 }
 
 fn phrases(id: &TopicId, description: &str) -> Vec<String> {
@@ -104,17 +76,22 @@ impl Taxonomy {
         let all: Vec<(usize, String)> = entries
             .iter()
             .enumerate()
-            .flat_map(|(i, (id, d))| phrases(id, d).into_iter().map(move |p| (i, p)))
+            .flat_map(|(i, t)| {
+                phrases(&t.id, &t.description)
+                    .into_iter()
+                    .map(move |p| (i, p))
+            })
             .collect();
         let texts: Vec<&str> = all.iter().map(|(_, p)| p.as_str()).collect();
         let vectors = crate::cache::embed_in_setup_cache(encoder, &texts)?;
         let mut topics: Vec<Topic> = entries
             .into_iter()
-            .map(|(id, description)| Topic {
-                id,
-                description,
+            .map(|t| Topic {
+                id: t.id,
+                description: t.description,
                 vectors: Vec::new(),
                 exemplars: Vec::new(),
+                label: t.label,
             })
             .collect();
         for ((i, _), v) in all.iter().zip(vectors) {
@@ -198,6 +175,14 @@ impl Taxonomy {
     /// True when `id` is a topic of this taxonomy.
     pub fn contains(&self, id: &TopicId) -> bool {
         self.topics.iter().any(|t| t.id == *id)
+    }
+
+    /// The safety label of `topic`'s videos, by the taxonomy's policy column.
+    pub fn label(&self, topic: &TopicId) -> Option<SafetyLabel> {
+        self.topics
+            .iter()
+            .find(|t| t.id == *topic)
+            .and_then(|t| t.label)
     }
 
     /// Every topic with the text's similarity to it, most similar first.
@@ -310,7 +295,7 @@ mod tests {
             "mature",
             "weight_loss",
         ] {
-            assert!(t.iter().any(|(x, _)| x.as_str() == id), "{id}");
+            assert!(t.iter().any(|x| x.id.as_str() == id), "{id}");
         }
     }
 

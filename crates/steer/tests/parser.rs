@@ -349,3 +349,87 @@ fn a_teen_request_for_a_refused_topic_is_refused_whichever_reading_decides() {
         }
     }
 }
+
+#[test]
+fn the_taxonomy_policy_column_labels_videos_and_refuses_teens() {
+    use steerfeed_core::{SafetyLabel, TopicId, UserId, Video, VideoId};
+    // The default table: a video given the topic, or whose caption infers it, carries
+    // the topic's label besides the app's own.
+    let p = parser();
+    let at: Timestamp = "2026-11-25T12:00:00Z".parse().unwrap();
+    let mut given = Video::new(
+        VideoId::new("v1").unwrap(),
+        UserId::new("u1").unwrap(),
+        at,
+        20.0,
+    );
+    given.caption = "two guys".into();
+    given.topics = vec![
+        TopicId::new("violence").unwrap(),
+        TopicId::new("comedy").unwrap(),
+    ];
+    given.safety = vec![SafetyLabel::Weapons];
+    let mut inferred = given.clone();
+    inferred.id = VideoId::new("v2").unwrap();
+    inferred.topics.clear();
+    inferred.safety.clear();
+    inferred.caption = "explicit nude adult content, sexual material".into();
+    let mut plain = inferred.clone();
+    plain.id = VideoId::new("v3").unwrap();
+    plain.caption = "Step-by-step sourdough bread recipe".into();
+    let mut videos = [given, inferred, plain];
+    p.prepare_videos(&mut videos).unwrap();
+    assert_eq!(
+        videos[0].safety,
+        vec![SafetyLabel::Weapons, SafetyLabel::Violence]
+    );
+    assert!(
+        videos[1].topics.iter().any(|t| t.as_str() == "mature"),
+        "{:?}",
+        videos[1].topics
+    );
+    assert_eq!(videos[1].safety, vec![SafetyLabel::Mature]);
+    assert!(videos[2].safety.is_empty(), "{:?}", videos[2]);
+
+    // An app's own table: a topic it labels is refused to a teen with the label's reason
+    // (one the teen net has no words for, so the refusal is the table's), a topic without the column keeps the default label of its id,
+    // and "-" removes it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("taxonomy.tsv");
+    std::fs::write(
+        &path,
+        "cooking\tcooking, recipes and baking\n\
+         stunts\tdangerous stunts, rooftop climbing, parkour on skyscrapers\tsensitive\n\
+         mature\tadult content, nudity and explicit material\n\
+         sad\tsad and emotional videos, heartbreak and crying\t-\n",
+    )
+    .unwrap();
+    let encoder = p.encoder().clone();
+    let config = ParserConfig {
+        taxonomy: Some(path),
+        ..ParserConfig::default()
+    };
+    let own = PreferenceParser::open(encoder, config).unwrap();
+    let c = own
+        .parse("more rooftop climbing videos", AgeBand::Teen, now())
+        .unwrap();
+    let refusal = c
+        .rejected
+        .iter()
+        .find(|r| r.topic.as_ref().map(|t| t.as_str()) == Some("stunts"))
+        .unwrap_or_else(|| panic!("{c:?}"));
+    assert_eq!(refusal.reason, SafetyLabel::Sensitive.teen_refusal());
+    assert!(c.boost.is_empty(), "{c:?}");
+    let c = own
+        .parse("more rooftop climbing videos", AgeBand::Adult, now())
+        .unwrap();
+    assert_eq!(c.boost[0].topic.as_ref().unwrap().as_str(), "stunts");
+    let c = own.parse("more nudity", AgeBand::Teen, now()).unwrap();
+    assert!(c.boost.is_empty(), "{c:?}");
+    assert!(!c.rejected.is_empty(), "{c:?}");
+    let c = own
+        .parse("more heartbreak and crying videos", AgeBand::Teen, now())
+        .unwrap();
+    assert_eq!(c.boost[0].topic.as_ref().unwrap().as_str(), "sad", "{c:?}");
+    assert!(c.rejected.is_empty(), "{c:?}");
+}

@@ -180,13 +180,7 @@ fn vid(i: usize) -> VideoId {
 
 /// The safety label a topic of the generated world carries, if any.
 pub fn label_of(topic: &str) -> Option<SafetyLabel> {
-    match topic {
-        "mature" => Some(SafetyLabel::Mature),
-        "violence" => Some(SafetyLabel::Violence),
-        "weight_loss" => Some(SafetyLabel::WeightLoss),
-        "sad" => Some(SafetyLabel::Sad),
-        _ => None,
-    }
+    steerfeed_core::policy::default_label(topic)
 }
 
 impl World {
