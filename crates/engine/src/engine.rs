@@ -215,7 +215,14 @@ pub struct Engine {
     pools: Pools,
     /// Set by [`Engine::close_discarding_index`]: closing must not save the index.
     discard_index: Mutex<bool>,
+    /// Serialise each user's preference writes (a user's id picks a stripe), so an edit's
+    /// read, change and write is not interleaved with another write of the same user's
+    /// preferences.
+    preference_locks: [Mutex<()>; PREFERENCE_STRIPES],
 }
+
+/// Stripes of [`Engine`]'s preference locks.
+const PREFERENCE_STRIPES: usize = 64;
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -345,6 +352,7 @@ impl Engine {
             co,
             co_seq: Mutex::new(last),
             catalog: Mutex::new(()),
+            preference_locks: std::array::from_fn(|_| Mutex::new(())),
             index_file,
             index_open,
             saver,
@@ -671,6 +679,7 @@ impl Engine {
             ));
         }
         let mut constraints = self.parser.parse(text, u.age_band, now)?;
+        let _writing = self.preference_lock(user);
         self.forgetting(user, self.store.set_preferences(user, text, &constraints))?;
         constraints.describe();
         Ok(constraints)
@@ -695,6 +704,7 @@ impl Engine {
         now: Timestamp,
     ) -> Result<Preferences> {
         let u = self.known(user)?;
+        let _writing = self.preference_lock(user);
         let current = self.store.preferences(user)?;
         if edit.remove.is_empty() && edit.change.is_empty() && edit.add.is_none() {
             // Nothing to do: the preferences as they are.
@@ -735,7 +745,16 @@ impl Engine {
     /// Forgets the user's preferences.
     pub fn clear_preferences(&self, user: &UserId) -> Result<()> {
         self.known(user)?;
+        let _writing = self.preference_lock(user);
         self.forgetting(user, self.store.clear_preferences(user))
+    }
+
+    /// The lock that serialises `user`'s preference writes.
+    fn preference_lock(&self, user: &UserId) -> MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        user.hash(&mut h);
+        lock(&self.preference_locks[(h.finish() as usize) % PREFERENCE_STRIPES])
     }
 
     // -----------------------------------------------------------------------------------

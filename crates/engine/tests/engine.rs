@@ -1278,3 +1278,54 @@ fn the_taxonomy_labels_videos_by_topic_and_keeps_mature_ones_from_teens() {
         }
     }
 }
+
+#[test]
+fn concurrent_preference_edits_of_one_user_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = small_world(1);
+    let engine = loaded(dir.path(), &w);
+    let user = w
+        .users
+        .iter()
+        .find(|u| u.user.age_band == AgeBand::Adult)
+        .unwrap()
+        .user
+        .id
+        .clone();
+    let now = w.config.now;
+    engine.set_preferences(&user, "more cooking", now).unwrap();
+    // Each thread adds one request; an edit that read the preferences before another's
+    // write and wrote after it would drop that other request.
+    let adds = [
+        ("more cats and dogs", "pets"),
+        ("more football highlights", "soccer"),
+        ("more anime edits", "anime"),
+        ("more rocket launches and space", "science"),
+        ("more stand-up comedy", "comedy"),
+        ("more guitar covers", "music"),
+    ];
+    std::thread::scope(|s| {
+        for (text, _) in adds {
+            let (engine, user) = (&engine, &user);
+            s.spawn(move || {
+                let edit = steerfeed::PreferenceEdit {
+                    add: Some(text.to_owned()),
+                    ..Default::default()
+                };
+                engine.edit_preferences(user, &edit, now).unwrap();
+            });
+        }
+    });
+    let prefs = engine.preferences(&user).unwrap().unwrap();
+    let boosted: HashSet<&str> = prefs
+        .constraints
+        .boost
+        .iter()
+        .filter_map(|x| x.topic.as_ref().map(|t| t.as_str()))
+        .collect();
+    for (text, topic) in adds {
+        assert!(boosted.contains(topic), "{text:?} lost: {boosted:?}");
+        assert!(prefs.text.contains(text), "{:?}", prefs.text);
+    }
+    assert!(boosted.contains("cooking"));
+}
