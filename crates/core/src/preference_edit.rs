@@ -435,6 +435,12 @@ impl Constraints {
         if self.is_expired(now) {
             return Constraints::default();
         }
+        self.without_expired_items(now)
+    }
+
+    /// The constraints without the items whose own expiry passed at `now` (the set's own
+    /// expiry, and what it says, kept: what a person reading their preferences sees).
+    pub fn without_expired_items(&self, now: Timestamp) -> Constraints {
         let live = |at: Option<Timestamp>| at.is_none_or(|t| t > now);
         let mut c = self.clone();
         c.boost.retain(|x| live(x.expires_at));

@@ -685,11 +685,15 @@ impl Engine {
         Ok(constraints)
     }
 
-    /// The user's preference text and constraints, if set, each item with its
-    /// description and the whole in plain words (`summary`).
-    pub fn preferences(&self, user: &UserId) -> Result<Option<Preferences>> {
+    /// The user's preference text and constraints at `now`, if set, each item with its
+    /// description and the whole in plain words (`summary`); an item whose own expiry
+    /// passed is no longer shown (ranking stopped applying it then).
+    pub fn preferences(&self, user: &UserId, now: Timestamp) -> Result<Option<Preferences>> {
         self.known(user)?;
-        Ok(self.store.preferences(user)?.map(described))
+        Ok(self.store.preferences(user)?.map(|mut p| {
+            p.constraints = p.constraints.without_expired_items(now);
+            described(p)
+        }))
     }
 
     /// Edits the user's constraints without retyping the rest: removes items, changes an

@@ -148,7 +148,7 @@ fn steering_in_words_changes_the_page() {
         topic_share(&engine, &steered, "cooking"),
     );
     assert!(after > before + 0.15, "cooking {before} -> {after}");
-    assert_eq!(engine.preferences(b).unwrap().unwrap().constraints, c);
+    assert_eq!(engine.preferences(b, now).unwrap().unwrap().constraints, c);
 
     // Set at the real clock: profile_summary reads the constraints active now.
     engine
@@ -168,7 +168,7 @@ fn steering_in_words_changes_the_page() {
         summary.steering
     );
     engine.clear_preferences(a).unwrap();
-    assert!(engine.preferences(a).unwrap().is_none());
+    assert!(engine.preferences(a, now).unwrap().is_none());
 }
 
 /// An engine loaded from `w` with a new viewer who follows six creators and whose
@@ -265,7 +265,7 @@ fn personalization_off_serves_what_any_viewer_with_those_follows_would_get() {
         "history and preferences change nothing"
     );
     // The preferences are kept, for when personalization is on again.
-    assert!(personal.preferences(&viewer).unwrap().is_some());
+    assert!(personal.preferences(&viewer, now).unwrap().is_some());
     personal
         .set_parental_controls(&viewer, &steerfeed::ParentalControls::default())
         .unwrap();
@@ -409,13 +409,13 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
     assert_eq!(engine.store().video_count(), videos);
 
     let me = &w.users[0].user.id;
-    let before = engine.preferences(me).unwrap();
+    let before = engine.preferences(me, now).unwrap();
     assert!(
         engine
             .set_preferences(me, &"cats ".repeat(20_000), now)
             .is_err()
     );
-    assert_eq!(engine.preferences(me).unwrap(), before);
+    assert_eq!(engine.preferences(me, now).unwrap(), before);
 
     let bad_cursor = steerfeed::Cursor::new("zz9").unwrap();
     let req = FeedRequest::new(me.clone(), 5)
@@ -1316,7 +1316,7 @@ fn concurrent_preference_edits_of_one_user_lose_nothing() {
             });
         }
     });
-    let prefs = engine.preferences(&user).unwrap().unwrap();
+    let prefs = engine.preferences(&user, now).unwrap().unwrap();
     let boosted: HashSet<&str> = prefs
         .constraints
         .boost
@@ -1328,4 +1328,63 @@ fn concurrent_preference_edits_of_one_user_lose_nothing() {
         assert!(prefs.text.contains(text), "{:?}", prefs.text);
     }
     assert!(boosted.contains("cooking"));
+}
+
+#[test]
+fn an_item_past_its_own_expiry_is_no_longer_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = small_world(1);
+    let engine = loaded(dir.path(), &w);
+    let user = &w
+        .users
+        .iter()
+        .find(|u| u.user.age_band == AgeBand::Adult)
+        .unwrap()
+        .user
+        .id;
+    let now = w.config.now;
+    engine
+        .set_preferences(user, "more cooking, no politics", now)
+        .unwrap();
+    let hour = jiff::SignedDuration::from_hours(1);
+    let edit = steerfeed::PreferenceEdit {
+        change: vec![steerfeed::ItemChange {
+            list: steerfeed::ItemList::Exclude,
+            topic: Some(TopicId::new("politics").unwrap()),
+            phrase: None,
+            strength: None,
+            expires_at: Some(now.checked_add(hour).unwrap()),
+        }],
+        ..Default::default()
+    };
+    engine.edit_preferences(user, &edit, now).unwrap();
+    let topics = |at: Timestamp| -> Vec<String> {
+        let p = engine.preferences(user, at).unwrap().unwrap();
+        p.constraints
+            .boost
+            .iter()
+            .filter_map(|x| x.topic.as_ref())
+            .chain(
+                p.constraints
+                    .exclude
+                    .iter()
+                    .filter_map(|x| x.topic.as_ref()),
+            )
+            .map(|t| t.as_str().to_owned())
+            .collect()
+    };
+    assert_eq!(topics(now), ["cooking", "politics"]);
+    let later = now.checked_add(hour * 2).unwrap();
+    assert_eq!(topics(later), ["cooking"]);
+    // The set itself is kept, with its own expiry and its text.
+    let p = engine.preferences(user, later).unwrap().unwrap();
+    assert!(p.constraints.expires_at.is_some());
+    assert_eq!(p.text, "more cooking, no politics");
+    assert!(
+        p.summary
+            .iter()
+            .all(|s| !s.to_lowercase().contains("politics")),
+        "{:?}",
+        p.summary
+    );
 }

@@ -904,7 +904,7 @@ async fn get_preferences(
     UserPath(user): UserPath,
 ) -> Result<axum::Json<Preferences>, ApiError> {
     let id = user.clone();
-    match run(&state, move |e| e.preferences(&user)).await? {
+    match run(&state, move |e| e.preferences(&user, Timestamp::now())).await? {
         Some(p) => Ok(axum::Json(p)),
         None => Err(ApiError::not_found(format!(
             "user {id} has no preferences set"
