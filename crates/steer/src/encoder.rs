@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
-use ndarray::{ArrayView3, Axis};
+use ndarray::{ArrayView2, ArrayView3, Axis};
 use ort::environment::Environment;
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
@@ -200,80 +200,56 @@ impl Encoder {
         text: &str,
         parts: &[Vec<(usize, usize)>],
     ) -> Result<(Embedding, Vec<Option<Embedding>>, usize)> {
-        let (encodings, states) = self.token_states(&[text])?;
-        let tokens = states.index_axis(Axis(0), 0).to_owned();
-        let enc = &encodings[0];
-        let mean = |keep: &dyn Fn(usize) -> bool| -> Option<Embedding> {
-            let mut sum = vec![0f32; tokens.ncols()];
-            let mut count = 0f32;
-            for (col, token) in tokens.axis_iter(Axis(0)).enumerate() {
-                if enc.get_attention_mask().get(col) == Some(&1) && keep(col) {
-                    count += 1.0;
-                    for (s, v) in sum.iter_mut().zip(token.iter()) {
-                        *s += v;
-                    }
-                }
-            }
-            if count == 0.0 {
-                return None;
-            }
-            sum.iter_mut().for_each(|s| *s /= count);
-            Embedding::normalized("embedding", &sum).ok()
-        };
-        let whole = mean(&|_| true).ok_or_else(|| Error::Output("no token states".into()))?;
-        let special = enc.get_special_tokens_mask();
-        let offsets = enc.get_offsets();
-        let parts = parts
-            .iter()
-            .map(|ranges| {
-                mean(&|col| {
-                    special.get(col) == Some(&0)
-                        && offsets.get(col).is_some_and(|&(a, b)| {
-                            a < b && ranges.iter().any(|&(start, end)| a >= start && b <= end)
-                        })
+        self.with_token_states(&[text], |encodings, states| {
+            let enc = &encodings[0];
+            let tokens = states.index_axis(Axis(0), 0);
+            let whole = mean_pool(tokens, enc, |_| true)
+                .ok_or_else(|| Error::Output("no token states".into()))?;
+            let special = enc.get_special_tokens_mask();
+            let offsets = enc.get_offsets();
+            let parts = parts
+                .iter()
+                .map(|ranges| {
+                    mean_pool(tokens, enc, |col| {
+                        special.get(col) == Some(&0)
+                            && offsets.get(col).is_some_and(|&(a, b)| {
+                                a < b && ranges.iter().any(|&(start, end)| a >= start && b <= end)
+                            })
+                    })
                 })
-            })
-            .collect();
-        let covered = offsets
-            .iter()
-            .zip(special)
-            .filter(|(_, s)| **s == 0)
-            .map(|(o, _)| o.1)
-            .max()
-            .unwrap_or(0);
-        Ok((whole, parts, covered))
+                .collect();
+            let covered = offsets
+                .iter()
+                .zip(special)
+                .filter(|(_, s)| **s == 0)
+                .map(|(o, _)| o.1)
+                .max()
+                .unwrap_or(0);
+            Ok((whole, parts, covered))
+        })?
     }
 
     fn run_batch(&self, texts: &[&str]) -> Result<Vec<Embedding>> {
-        let (encodings, hidden) = self.token_states(texts)?;
-        hidden
-            .axis_iter(Axis(0))
-            .zip(&encodings)
-            .map(|(tokens, enc)| {
-                let mask = enc.get_attention_mask();
-                let mut sum = vec![0f32; hidden.shape()[2]];
-                let mut count = 0f32;
-                for (col, token) in tokens.axis_iter(Axis(0)).enumerate() {
-                    if mask.get(col).is_some_and(|&m| m != 0) {
-                        count += 1.0;
-                        for (s, v) in sum.iter_mut().zip(token.iter()) {
-                            *s += v;
-                        }
-                    }
-                }
-                let inv = 1.0 / count.max(1.0);
-                sum.iter_mut().for_each(|s| *s *= inv);
-                Embedding::normalized("embedding", &sum).map_err(Error::from)
-            })
-            .collect()
+        self.with_token_states(texts, |encodings, hidden| {
+            hidden
+                .axis_iter(Axis(0))
+                .zip(encodings)
+                .map(|(tokens, enc)| {
+                    mean_pool(tokens, enc, |_| true)
+                        .ok_or_else(|| Error::Output("no token states".into()))
+                })
+                .collect()
+        })?
     }
 
-    /// The model's last hidden states of `texts`: batch × tokens × dim, with the
-    /// tokenizer's encodings (padding rows of shorter texts have a zero mask).
-    fn token_states(
+    /// Runs the model on `texts` and hands `read` the tokenizer's encodings and the last
+    /// hidden states (batch × tokens × dim; padding rows of shorter texts have a zero
+    /// mask), read in place.
+    fn with_token_states<R>(
         &self,
         texts: &[&str],
-    ) -> Result<(Vec<tokenizers::Encoding>, ndarray::Array3<f32>)> {
+        read: impl FnOnce(&[tokenizers::Encoding], ArrayView3<'_, f32>) -> R,
+    ) -> Result<R> {
         let encodings = self
             .tokenizer
             .encode_batch(texts.to_vec(), true)
@@ -321,9 +297,8 @@ impl Encoder {
             )));
         }
         let hidden = ArrayView3::from_shape((batch, seq, dims[2]), data)
-            .map_err(|e| Error::Output(e.to_string()))?
-            .to_owned();
-        Ok((encodings, hidden))
+            .map_err(|e| Error::Output(e.to_string()))?;
+        Ok(read(&encodings, hidden))
     }
 
     /// Takes a free session, or waits for the first one.
@@ -339,4 +314,29 @@ impl Encoder {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// The mean of the states of the tokens `keep` selects among those the attention mask
+/// covers, L2-normalised; `None` when it selects none.
+fn mean_pool(
+    tokens: ArrayView2<'_, f32>,
+    enc: &tokenizers::Encoding,
+    keep: impl Fn(usize) -> bool,
+) -> Option<Embedding> {
+    let mask = enc.get_attention_mask();
+    let mut sum = vec![0f32; tokens.ncols()];
+    let mut count = 0f32;
+    for (col, token) in tokens.axis_iter(Axis(0)).enumerate() {
+        if mask.get(col).is_some_and(|&m| m != 0) && keep(col) {
+            count += 1.0;
+            for (s, v) in sum.iter_mut().zip(token.iter()) {
+                *s += v;
+            }
+        }
+    }
+    if count == 0.0 {
+        return None;
+    }
+    sum.iter_mut().for_each(|s| *s /= count);
+    Embedding::normalized("embedding", &sum).ok()
 }

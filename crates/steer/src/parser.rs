@@ -861,6 +861,11 @@ fn offset_in(base: &str, word: &str) -> usize {
 /// Reads one item's words, slices of the normalised text `base`.
 fn read_item(base: &str, mut w: Vec<&str>) -> Item {
     let words = w.join(" ");
+    // The words are slices of `base`: their addresses give the item's place.
+    let span = (
+        w.first().map_or(0, |x| offset_in(base, x)),
+        w.last().map_or(0, |x| offset_in(base, x) + x.len()),
+    );
     let foreign = is_foreign(&w);
     // "don't ever show", "never even show": the marker is the words around it.
     w.retain(|x| !matches!(*x, "ever" | "even"));
@@ -903,7 +908,7 @@ fn read_item(base: &str, mut w: Vec<&str>) -> Item {
         target: target.join(" "),
         words,
         foreign,
-        span: (0, 0),
+        span,
         target_spans,
     }
 }
@@ -968,13 +973,7 @@ fn analyse(text: &str, max_items: usize) -> (Vec<Item>, Slots) {
             if part.is_empty() {
                 continue;
             }
-            // The words are slices of `text`: their addresses give the item's place.
-            let span = (
-                part.first().map_or(0, |w| offset_in(text, w)),
-                part.last().map_or(0, |w| offset_in(text, w) + w.len()),
-            );
             let mut item = read_item(text, part);
-            item.span = span;
             // "je veux plus de musique": what follows a foreign item without a marker of
             // its own is part of it.
             item.foreign |= previous_foreign && !item.marked;
