@@ -32,6 +32,7 @@ pub mod hash;
 pub mod ids;
 #[cfg(feature = "openapi")]
 pub mod openapi;
+pub mod person;
 pub mod pipeline;
 pub mod policy;
 pub mod ports;
@@ -53,6 +54,7 @@ pub use explain::{Explanation, Reason};
 pub use feed::{Card, CardKind, Cursor, FeedItem, FeedRequest, FeedResponse};
 pub use ids::{EventKey, SessionId, TopicId, UserId, VideoId};
 pub use jiff::Timestamp;
+pub use person::{ErasureReport, OwnVideos, Record};
 pub use pipeline::{Pipeline, PipelineBuilder, PipelineOutput, TopK};
 pub use preference_edit::{ItemAddress, ItemChange, ItemList};
 pub use score::{ActionProbs, ScoreBreakdown, rank_order};

@@ -270,6 +270,26 @@ pub trait Storage:
         f: &mut dyn FnMut(u64, crate::Event) -> crate::Result<()>,
     ) -> crate::Result<()>;
 
+    // A person's data.
+
+    /// Erases a person: their account, relations both ways, consent grants and
+    /// revocations, parental controls, preferences, wellbeing, history and seen rings,
+    /// interest, affinity, their events in the event log with those events' idempotency
+    /// keys; every video featuring them is deleted, and their own as `own_videos` says.
+    /// Durable and in force for every read that starts after it returns, all or nothing,
+    /// and recorded so that a store restored from an older copy forgets them again.
+    /// Idempotent: a person erased before answers `already_erased`; an id never stored
+    /// is `NotFound`. [`crate::ErasureReport::deleted`] lists the videos deleted.
+    fn erase_user(
+        &self,
+        user: &UserId,
+        own_videos: crate::OwnVideos,
+    ) -> crate::Result<crate::ErasureReport>;
+    /// Everything stored about `user`, in the export record format; empty for an
+    /// unknown or erased user.
+    fn export_user(&self, user: &UserId, now: jiff::Timestamp)
+    -> crate::Result<Vec<crate::Record>>;
+
     // Operation.
 
     /// Makes everything written so far durable.

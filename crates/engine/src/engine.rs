@@ -8,10 +8,10 @@ use steerfeed_ann::VideoIndex;
 use steerfeed_core::explain::quoted_caption;
 use steerfeed_core::storage::{Relation, Storage};
 use steerfeed_core::{
-    AgeBand, Candidate, CardKind, ConsentScope, Constraints, Cursor, Embedding, Entity, Error,
-    Event, Explanation, FeedContext, FeedItem, FeedRequest, FeedResponse, ParentalControls,
-    Pipeline, PipelineOutput, PreferenceEdit, Reason, Result, StageReport, Timestamp, Trace, User,
-    UserId, Video, VideoId,
+    AgeBand, Candidate, CardKind, ConsentScope, Constraints, Cursor, Embedding, Entity,
+    ErasureReport, Error, Event, Explanation, FeedContext, FeedItem, FeedRequest, FeedResponse,
+    OwnVideos, ParentalControls, Pipeline, PipelineOutput, PreferenceEdit, Reason, Record, Result,
+    StageReport, Timestamp, Trace, User, UserId, Video, VideoId,
 };
 use steerfeed_rank::{CoEngagementIndex, Ports, build_pipeline};
 use steerfeed_steer::{Encoder, PreferenceParser};
@@ -1058,6 +1058,32 @@ impl Engine {
 }
 
 impl Engine {
+    /// Erases a person (`DELETE /v1/users/{id}`): everything the store holds about them
+    /// (see [`Storage::erase_user`]), every video featuring them deleted and out of the
+    /// vector index, their own videos deleted or kept as `own_videos` says, their page
+    /// pool dropped. Durable and in force for the next request when it returns;
+    /// idempotent (`already_erased`); an id never stored is `NotFound`.
+    pub fn erase_user(&self, user: &UserId, own_videos: OwnVideos) -> Result<ErasureReport> {
+        let _prefs = self.preference_lock(user);
+        let _catalog = lock(&self.catalog);
+        let mut report = None;
+        let written = self.store.erase_user(user, own_videos).map(|r| {
+            for id in &r.deleted {
+                self.index.remove(id);
+            }
+            report = Some(r);
+        });
+        self.pools.forget(user);
+        self.applied(written)?;
+        report.ok_or_else(|| Error::internal("engine", "an erasure returned no report"))
+    }
+
+    /// Everything stored about a person, in the export record format (`GET
+    /// /v1/users/{id}/export`); empty for an unknown or erased person.
+    pub fn export_user(&self, user: &UserId) -> Result<Vec<Record>> {
+        self.store.export_user(user, Timestamp::now())
+    }
+
     /// Closes the engine without saving its vector index, and removes the index saved
     /// before, so that the next [`Engine::open`] builds the graph over every stored
     /// embedding at once: the end of a bulk load into the live segment.

@@ -794,7 +794,7 @@ pub(crate) fn decode_record(
             .get(at + 4..at + 4 + len)
             .ok_or_else(|| corrupt("event record"))?;
         at += 4 + len;
-        if i >= skip {
+        if i >= skip && r != [ERASED_EVENT] {
             f(i, decode_event(r)?)?;
         }
     }
@@ -802,6 +802,75 @@ pub(crate) fn decode_record(
         return Err(corrupt("event record"));
     }
     Ok(())
+}
+
+/// What stands in a log record for an event whose person was erased: one byte in place
+/// of the event, so the record keeps its count and the log its numbering. Readers skip
+/// it; the event can no longer be read.
+const ERASED_EVENT: u8 = 0xEE;
+
+/// Rewrites a log record (any form) with the events `erase` picks replaced by the erased
+/// marker, as a many-event record; `None` when it picks none. Also answers the index in
+/// the record and the event of each one erased.
+#[allow(clippy::type_complexity)]
+pub(crate) fn erase_in_record(
+    b: &[u8],
+    mut erase: impl FnMut(&Event) -> bool,
+) -> Result<Option<(Vec<u8>, Vec<(u64, Event)>)>> {
+    let mut raw: Vec<&[u8]> = Vec::new();
+    if b.first() == Some(&EVENT_BATCH_V2) {
+        let n = record_len(b)?;
+        let mut at = 5usize;
+        for _ in 0..n {
+            let len = b
+                .get(at..at + 4)
+                .and_then(|c| c.try_into().ok())
+                .map(|c| u32::from_le_bytes(c) as usize)
+                .ok_or_else(|| corrupt("event record"))?;
+            raw.push(
+                b.get(at + 4..at + 4 + len)
+                    .ok_or_else(|| corrupt("event record"))?,
+            );
+            at += 4 + len;
+        }
+        if at != b.len() {
+            return Err(corrupt("event record"));
+        }
+    } else {
+        raw.push(b);
+    }
+    let mut erased = Vec::new();
+    let mut entries: Vec<Vec<u8>> = Vec::with_capacity(raw.len());
+    for (i, r) in raw.iter().enumerate() {
+        if *r == [ERASED_EVENT] {
+            entries.push(vec![ERASED_EVENT]);
+            continue;
+        }
+        let e = decode_event(r)?;
+        if erase(&e) {
+            entries.push(vec![ERASED_EVENT]);
+            erased.push((i as u64, e));
+        } else {
+            // One-event records of older schemas (JSON among them) are re-encoded in
+            // the current one-event form.
+            entries.push(if legacy::is_json(r) {
+                encode_event(&e)
+            } else {
+                r.to_vec()
+            });
+        }
+    }
+    if erased.is_empty() {
+        return Ok(None);
+    }
+    let mut out = Vec::with_capacity(b.len());
+    out.push(EVENT_BATCH_V2);
+    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    for e in &entries {
+        out.extend_from_slice(&(e.len() as u32).to_le_bytes());
+        out.extend_from_slice(e);
+    }
+    Ok(Some((out, erased)))
 }
 
 /// An event kind as kept in the history ring.
@@ -1189,6 +1258,66 @@ mod tests {
                 "cut {cut}"
             );
         }
+    }
+
+    #[test]
+    fn erasing_events_keeps_the_numbering_and_leaves_them_unreadable() {
+        let e = |i: u64| Event {
+            key: EventKey::new(format!("k{i}")).unwrap(),
+            user: UserId::new(if i.is_multiple_of(3) { "gone" } else { "stays" }).unwrap(),
+            at: Timestamp::from_nanosecond(1_795_000_000_000_000_000 + i as i128).unwrap(),
+            kind: EventKind::Like {
+                video: VideoId::new(format!("v{i}")).unwrap(),
+            },
+        };
+        let read = |record: &[u8]| {
+            let mut out = Vec::new();
+            decode_record(record, 0, |i, ev| {
+                out.push((i, ev));
+                Ok(())
+            })
+            .unwrap();
+            out
+        };
+        let gone = |ev: &Event| ev.user.as_str() == "gone";
+        let events: Vec<Event> = (0..7).map(e).collect();
+        let b = encode_events(events.iter());
+        let (erased, which) = erase_in_record(&b, gone).unwrap().unwrap();
+        assert_eq!(
+            which.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+            vec![0, 3, 6]
+        );
+        assert_eq!(record_len(&erased).unwrap(), 7);
+        let left = read(&erased);
+        assert_eq!(
+            left,
+            (0..7)
+                .filter(|i: &u64| !i.is_multiple_of(3))
+                .map(|i| (i, e(i)))
+                .collect::<Vec<_>>()
+        );
+        // No byte of an erased event's key or user is left.
+        assert!(!erased.windows(4).any(|w| w == b"gone"));
+        // Erasing again finds nothing; erasing the rest leaves a record of markers.
+        assert!(erase_in_record(&erased, gone).unwrap().is_none());
+        let (empty, _) = erase_in_record(&erased, |_| true).unwrap().unwrap();
+        assert_eq!(record_len(&empty).unwrap(), 7);
+        assert!(read(&empty).is_empty());
+        // One-event records (binary, and JSON of schema version 1) become records of
+        // one marker; one of someone else is left alone.
+        for one in [encode_event(&e(3)), serde_json::to_vec(&e(3)).unwrap()] {
+            let (erased, which) = erase_in_record(&one, gone).unwrap().unwrap();
+            assert_eq!(which, vec![(0, e(3))]);
+            assert_eq!(record_len(&erased).unwrap(), 1);
+            assert!(read(&erased).is_empty());
+        }
+        assert!(
+            erase_in_record(&encode_event(&e(1)), gone)
+                .unwrap()
+                .is_none()
+        );
+        // A damaged record is an error, never a partial rewrite.
+        assert!(erase_in_record(&b[..b.len() - 1], gone).is_err());
     }
 
     #[test]

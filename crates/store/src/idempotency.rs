@@ -98,6 +98,17 @@ impl KeyIndex {
         }
     }
 
+    /// Forgets key `k` logged at `seq` (the event was erased).
+    pub fn forget(&mut self, k: &EventKey, seq: u64) {
+        let h = key_hash(k.as_str().as_bytes());
+        if self.by_hash.get(&h) == Some(&seq) {
+            self.by_hash.remove(&h);
+        }
+        if self.overflow.get(k) == Some(&seq) {
+            self.overflow.remove(k);
+        }
+    }
+
     /// Adds a stored entry (hash, seq); a hash already taken by another event's key is
     /// resolved by reading the key from the log.
     fn add_stored(&mut self, h: u64, seq: u64, log: &Tree) -> Result<()> {

@@ -43,6 +43,19 @@ impl Layer {
 }
 
 impl Layer {
+    /// Drops what the layer holds of an erased person: their wellbeing, interest,
+    /// affinities and ring appends (and their creator counters, with `as_creator`).
+    pub(crate) fn forget_user(&mut self, u: &UserId, as_creator: bool) {
+        self.wellbeing.remove(u);
+        self.interest.remove(u);
+        self.affinity.remove(u);
+        self.seen.remove(u);
+        self.history.remove(u);
+        if as_creator {
+            self.creators.remove(u);
+        }
+    }
+
     /// Roughly the number of entries held.
     pub(crate) fn len(&self) -> usize {
         self.counters.len()

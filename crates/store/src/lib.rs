@@ -212,6 +212,7 @@ mod commit;
 pub mod contract;
 mod damage;
 mod derived;
+mod erasure;
 mod idempotency;
 mod layer;
 mod legacy;
@@ -227,6 +228,7 @@ mod store;
 mod toplist;
 mod trees;
 
+pub use erasure::ErasureEntry;
 pub use options::{StoreOptions, WeightFn, default_weight};
 pub use steerfeed_core::storage::{
     DamageReport, DamageRule, DamagedRecord, IngestReport, Logged, Preferences, Relation,

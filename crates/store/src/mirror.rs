@@ -183,6 +183,24 @@ impl Relations {
         }
     }
 
+    /// Forgets an erased person's relations: their follows, blocks and mutes, the
+    /// follows of `followers` to them, their approvals and revocations.
+    pub fn forget_person(&mut self, person: &UserId, followers: &[UserId]) {
+        self.follows.remove(person);
+        self.blocks.remove(person);
+        self.mutes.remove(person);
+        for a in followers {
+            if let Some(set) = self.follows.get_mut(a) {
+                set.remove(person);
+                if set.is_empty() {
+                    self.follows.remove(a);
+                }
+            }
+        }
+        self.approved.remove(person);
+        self.revocations.remove(person);
+    }
+
     /// True when `person` approved `user`.
     pub fn is_approved(&self, person: &UserId, user: &UserId) -> bool {
         self.approved.get(person).is_some_and(|s| s.contains(user))

@@ -130,6 +130,18 @@ impl Storage for Store {
         Store::for_each_event(self, from, f)
     }
 
+    fn erase_user(
+        &self,
+        user: &UserId,
+        own_videos: steerfeed_core::OwnVideos,
+    ) -> Result<steerfeed_core::ErasureReport> {
+        Store::erase_user(self, user, own_videos)
+    }
+
+    fn export_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<steerfeed_core::Record>> {
+        Store::export_user(self, user, now)
+    }
+
     fn flush(&self) -> Result<()> {
         Store::flush(self)
     }

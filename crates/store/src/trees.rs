@@ -21,6 +21,8 @@ pub(crate) const CATALOG_VERSION_KEY: &[u8] = b"catalog_version";
 pub(crate) const CATALOG_FLOOR_KEY: &[u8] = b"catalog_log_floor";
 /// Keys removed per batch when the catalog log is trimmed (a batch holds sled's
 /// process-wide write lock while it applies).
+/// `meta`: how many erasure log entries the store has carried out (`u64` BE).
+pub(crate) const ERASURES_APPLIED_KEY: &[u8] = b"erasures_applied";
 pub(crate) const TRIM_CHUNK: usize = 1024;
 
 pub(crate) fn db_err(e: sled::Error) -> Error {

@@ -7,6 +7,7 @@
 //! - `users`: users and their time zones, parental controls, preferences;
 //! - `social`: follows, blocks and mutes, consent and its revocations;
 //! - `viewer`: wellbeing, served pages, seen history, interest and affinity, the viewer;
+//! - `erase`: erasing a person and exporting what is stored about them;
 //! - `ingest`: the event log's writes, and each event staged into the overlay
 //!   (`crate::derived`);
 //! - `persist`: the persister writing the overlay to the derived trees, and the replay;
@@ -14,6 +15,7 @@
 //! - `warm`: loading the resident mirror (`crate::resident`) after open.
 
 mod catalogue;
+mod erase;
 mod ingest;
 mod open;
 mod persist;
@@ -115,6 +117,8 @@ pub(crate) struct Inner {
     ids: Ids,
     /// Unreadable records found so far, and the rule each fell under (`damage.rs`).
     damage: DamageLog,
+    /// The people erased, in order (`crate::erasure`); its lock serialises erasures.
+    erasures: crate::erasure::ErasureLog,
     /// Decoded users, preferences and parental controls.
     users: RecordCache<Option<User>>,
     prefs: RecordCache<Option<Arc<Preferences>>>,

@@ -33,7 +33,10 @@ pub(crate) const MAGIC: &[u8; 16] = b"steerfeed-store\0";
 /// store of an older schema gets the empty tree and a floor at its current catalog
 /// version, then the new header (an older build refuses the store, since it would
 /// change videos without logging them).
-pub const SCHEMA_VERSION: u32 = 7;
+/// Version 8: an erased person's events are replaced in their log records by a one-byte
+/// marker (`codec::erase_in_record`), which older builds cannot read; a version 3 to 7
+/// store only gets the new header.
+pub const SCHEMA_VERSION: u32 = 8;
 
 fn header(dim: usize) -> Vec<u8> {
     let mut h = MAGIC.to_vec();
@@ -103,7 +106,7 @@ fn upgrade_schema(
         tracing::info!(path = %shown, videos = n, "store: upgraded to schema version 3 (topic index)");
     }
     if (3..SCHEMA_VERSION).contains(&version) {
-        // This build reads everything versions 3 to 6 wrote (see `SCHEMA_VERSION`),
+        // This build reads everything versions 3 to 7 wrote (see `SCHEMA_VERSION`),
         // so only the header changes (the catalog log was started above).
         t.meta
             .insert(HEADER_KEY, header(opts.dim))
@@ -308,6 +311,9 @@ impl Store {
             Some(b) => u64_of(&b).ok_or_else(|| corrupt("video count"))?,
             None => 0,
         };
+        let erasures = crate::erasure::ErasureLog::open(
+            path.as_deref().map(crate::erasure::ErasureLog::path_for),
+        )?;
         let damage = DamageLog::default();
         let (popular, remix) = top_lists(&t, &opts, &damage)?;
         let inner = Arc::new(Inner {
@@ -326,6 +332,7 @@ impl Store {
             mirror: Mirror::default(),
             ids: Ids::default(),
             damage,
+            erasures,
             users: RecordCache::new(MAX_CACHED_USERS),
             prefs: RecordCache::new(MAX_CACHED_USERS),
             parental: RecordCache::new(MAX_CACHED_USERS),
@@ -349,6 +356,7 @@ impl Store {
         };
         bare.replay()?;
         inner.mirror.load(&inner.t, &inner.ids, &inner.damage)?;
+        bare.apply_pending_erasures()?;
         let (thread, warmer) = spawn_background(&inner, &opts)?;
         Ok(Store {
             inner: Arc::clone(&inner),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use steerfeed_core::ports::{ConsentLedger, EngagementStats, SocialGraph, VideoCatalog};
 use steerfeed_core::{
-    AgeBand, ConsentScope, EventKind, Timestamp, TopicId, User, UserId, Video, VideoId,
+    AgeBand, ConsentScope, EventKind, OwnVideos, Timestamp, TopicId, User, UserId, Video, VideoId,
 };
 use steerfeed_store::{Revocation, Store, StoreOptions};
 
@@ -53,7 +53,7 @@ fn mirrored_view(store: &Store, users: &[UserId], videos: &[VideoId]) -> Vec<Str
 
 #[test]
 fn the_in_memory_mirrors_always_equal_the_trees() {
-    // A seeded run of every write that changes a mirrored tree. At checkpoints the live
+    // A seeded run of every write that changes a mirrored tree (erasures included). At checkpoints the live
     // store (its mirrors changed write by write) must answer exactly like the same store
     // reopened (its mirrors loaded from the trees).
     let dir = tempfile::tempdir().unwrap();
@@ -79,6 +79,7 @@ fn the_in_memory_mirrors_always_equal_the_trees() {
             .unwrap();
     }
     let mut served_events = 0;
+    let mut erasures = 0;
     for step in 0..240 {
         let (a, b) = (users[next(4)].clone(), users[next(4)].clone());
         let v = videos[next(8)].clone();
@@ -134,6 +135,19 @@ fn the_in_memory_mirrors_always_equal_the_trees() {
                     .ingest_events(&[ev(&format!("e{served_events}"), a.as_str(), step, kind)])
                     .unwrap();
             }
+            8 if next(3) == 0 => {
+                // An erasure, then the id stored again as someone new.
+                let own = [OwnVideos::Delete, OwnVideos::Keep][next(2)];
+                store.erase_user(&a, own).unwrap();
+                erasures += 1;
+                store
+                    .upsert_user(&User {
+                        id: a.clone(),
+                        age_band: AgeBand::Adult,
+                        time_zone: "UTC".into(),
+                    })
+                    .unwrap();
+            }
             _ => {}
         }
         if step % 60 == 59 {
@@ -148,6 +162,7 @@ fn the_in_memory_mirrors_always_equal_the_trees() {
         }
     }
     assert!(served_events > 0);
+    assert!(erasures > 0);
     // The run exercised what it is meant to: relations, cameos, revocations.
     let view = mirrored_view(&store, &users, &videos).join("\n");
     assert!(view.contains("revoked: true"), "no revocation in force");

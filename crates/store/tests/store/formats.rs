@@ -320,7 +320,10 @@ fn a_store_from_schema_6_starts_its_catalog_log_at_its_catalog_version() {
         .get("header")
         .unwrap()
         .unwrap();
-    assert_eq!(header[16..20], 7u32.to_be_bytes());
+    assert_eq!(
+        header[16..20],
+        steerfeed_store::SCHEMA_VERSION.to_be_bytes()
+    );
 }
 
 #[test]

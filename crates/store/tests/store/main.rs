@@ -22,12 +22,17 @@
 //! 7. unreadable records fail closed and the store still opens (`damage`);
 //! 8. the in-memory mirrors always equal the trees, warming fills the caches up to their
 //!    size and never shadows a write, a cached video reads as deleted after its
-//!    deletion, rings read across memory and sled keep order and bounds (`caches`).
+//!    deletion, rings read across memory and sled keep order and bounds (`caches`);
+//! 9. an erased person leaves no record in any tree (a byte scan of the raw database),
+//!    others' events keep their numbers and keys, the erasure survives a crash and is
+//!    carried out again in a store restored from an older copy; an export lists every
+//!    kind of record stored about a person (`erasure`).
 
 mod caches;
 mod contract;
 mod damage;
 mod durability;
+mod erasure;
 mod formats;
 mod options;
 mod support;
