@@ -32,7 +32,8 @@ use steerfeed::demo::load_world;
 use steerfeed::world::{World, WorldConfig};
 use steerfeed::{
     AgeBand, Config, ConsentScope, Embedding, Engine, ErrorClass, Event, EventKey, EventKind,
-    FeedRequest, Revocation, SafetyLabel, Timestamp, TopicId, User, UserId, Video, VideoId,
+    FeedRequest, OwnVideos, Revocation, SafetyLabel, Timestamp, TopicId, User, UserId, Video,
+    VideoId,
 };
 
 fn config(dir: &Path) -> Config {
@@ -304,12 +305,12 @@ fn a_fresh_followed_video(engine: &Engine, tag: &str, followers: usize, now: Tim
 }
 
 #[test]
-fn a_deletion_or_a_revocation_is_in_force_for_the_next_request() {
+fn a_deletion_a_revocation_or_an_erasure_is_in_force_for_the_next_request() {
     let dir = tempfile::tempdir().unwrap();
     let w = small_world(3);
     let engine = loaded(dir.path(), &w);
     let now = w.config.now;
-    for (tag, how) in [("del", 0), ("rv", 1), ("rc", 2)] {
+    for (tag, how) in [("del", 0), ("rv", 1), ("rc", 2), ("er", 3)] {
         let id = a_fresh_followed_video(&engine, tag, 2, now);
         let f0 = u(&format!("f_{tag}_0"));
         let f1 = u(&format!("f_{tag}_1"));
@@ -323,9 +324,18 @@ fn a_deletion_or_a_revocation_is_in_force_for_the_next_request() {
             1 => engine
                 .revoke_consent(&person, &Revocation::Video(id.clone()))
                 .unwrap(),
-            _ => engine
+            2 => engine
                 .revoke_consent(&person, &Revocation::Creator(u(&format!("c_{tag}"))))
                 .unwrap(),
+            _ => {
+                // The person featured is erased: the video leaves the index too.
+                let indexed = engine.indexed_videos();
+                let report = engine.erase_user(&person, OwnVideos::Keep).unwrap();
+                assert_eq!(report.cameo_videos_deleted, 1);
+                assert_eq!(engine.indexed_videos(), indexed - 1);
+                assert!(engine.user(&person).unwrap().is_none());
+                assert!(engine.export_user(&person).unwrap().is_empty());
+            }
         }
         assert!(
             !page(&engine, &f1, 20, now).contains(&id),

@@ -70,7 +70,12 @@
 //! 19. users, preferences and parental controls read before a write never hide it;
 //! 20. a deletion, a block or a revocation is in force for a read that starts on another
 //!     thread after the call returned, even when that thread read the old state before;
-//! 21. a seeded synthetic world loads and answers (popular, counts, revocations, follows).
+//! 21. a seeded synthetic world loads and answers (popular, counts, revocations, follows);
+//! 22. an export lists what is stored about a person, and an erasure forgets it: the
+//!     account, relations both ways, consent, preferences, rings, interest, their events
+//!     (others keep theirs, with their numbers) and those events' keys; videos featuring
+//!     them and (when asked) their own are deleted and leave every index; a second
+//!     erasure answers `already_erased`, an unknown id `NotFound`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed step is a failed test
 
@@ -176,6 +181,10 @@ pub const ALL: &[(&str, Contract)] = &[
         "a_seeded_world_loads_and_answers",
         a_seeded_world_loads_and_answers,
     ),
+    (
+        "erasure_forgets_the_person_everywhere",
+        erasure_forgets_the_person_everywhere,
+    ),
 ];
 
 /// Expands to one `#[test]` per contract of [`contract`](crate::contract), each calling
@@ -227,6 +236,7 @@ macro_rules! storage_contract_tests {
             people_read_before_a_write_never_hide_it,
             writes_are_in_force_for_the_next_read,
             a_seeded_world_loads_and_answers,
+            erasure_forgets_the_person_everywhere,
         );
     };
 }
@@ -1679,4 +1689,126 @@ pub fn a_seeded_world_loads_and_answers(new_store: Factory<'_>) {
     for (a, b) in world.follows.iter().take(20) {
         assert!(s.follows(a, b).unwrap());
     }
+}
+
+/// Contract 22.
+pub fn erasure_forgets_the_person_everywhere(new_store: Factory<'_>) {
+    let s = new_store();
+    seeded(&*s);
+    // a appears in b's vb2; c follows a, a follows b; a has consent, preferences, a
+    // served page and events; b and c have events too.
+    let mut cameo = video("vb2", "b", 60);
+    cameo.cameos = vec![uid("a")];
+    s.upsert_videos(&[cameo]).unwrap();
+    s.set_relation(&uid("a"), &uid("b"), Relation::Follow, true)
+        .unwrap();
+    s.set_relation(&uid("c"), &uid("a"), Relation::Follow, true)
+        .unwrap();
+    s.set_consent(&uid("a"), ConsentScope::Everyone, &[])
+        .unwrap();
+    s.set_preferences(&uid("a"), "more pets", &Constraints::default())
+        .unwrap();
+    ingest(
+        &*s,
+        &[
+            ev("a1", "a", 300, like("vb1")),
+            ev("b1", "b", 301, like("va1")),
+            ev("a2", "a", 302, view("vb2", 5_000)),
+            ev("c1", "c", 303, like("vb2")),
+        ],
+    );
+    s.record_page(
+        &uid("a"),
+        &ServedPage {
+            videos: &[vid("vb1")],
+            ..ServedPage::default()
+        },
+        at(304),
+    )
+    .unwrap();
+    let exported = s.export_user(&uid("a"), at(310)).unwrap();
+    for want in [
+        steerfeed_core::Record::Follow {
+            user: uid("a"),
+            creator: uid("b"),
+        },
+        steerfeed_core::Record::Follow {
+            user: uid("c"),
+            creator: uid("a"),
+        },
+        steerfeed_core::Record::Cameo {
+            video: vid("vb2"),
+            creator: uid("b"),
+            person: uid("a"),
+        },
+    ] {
+        assert!(exported.contains(&want), "export lacks {want:?}");
+    }
+    let exported_events: Vec<u64> = exported
+        .iter()
+        .filter_map(|r| match r {
+            steerfeed_core::Record::Event { seq, .. } => Some(*seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(exported_events, [1, 3]);
+    let count = s.event_count();
+
+    let report = s
+        .erase_user(&uid("a"), steerfeed_core::OwnVideos::Delete)
+        .unwrap();
+    assert!(!report.already_erased);
+    assert_eq!(report.events, 2);
+    assert_eq!(report.own_videos_deleted, 3);
+    assert_eq!(report.cameo_videos_deleted, 1);
+    assert!(s.user(&uid("a")).unwrap().is_none());
+    assert!(s.export_user(&uid("a"), at(310)).unwrap().is_empty());
+    assert!(s.preferences(&uid("a")).unwrap().is_none());
+    assert!(s.seen(&uid("a")).unwrap().is_empty());
+    assert!(s.interest(&uid("a")).unwrap().is_none());
+    assert!(s.following(&uid("a")).unwrap().is_empty());
+    assert!(s.following(&uid("c")).unwrap().is_empty());
+    assert!(s.featuring(&uid("a"), 10).unwrap().is_empty());
+    assert!(
+        s.recent_by_creator(&uid("a"), at(0), 10)
+            .unwrap()
+            .is_empty()
+    );
+    for v in ["va1", "va2", "va3", "vb2"] {
+        assert!(s.video(&vid(v)).unwrap().unwrap().deleted, "{v} served");
+    }
+    assert!(!s.video(&vid("vb1")).unwrap().unwrap().deleted);
+    assert_eq!(s.video_count(), 1);
+    assert!(
+        s.cameo_consent(&uid("a"), &uid("b"), &vid("vb2"))
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(s.event_count(), count, "numbering kept");
+    let mut left = Vec::new();
+    s.for_each_event(1, &mut |seq, e| {
+        left.push((seq, e.key.as_str().to_owned()));
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(left, [(2, "b1".to_owned()), (4, "c1".to_owned())]);
+    // Their keys are spent no more; others' still are.
+    let again = ingest(
+        &*s,
+        &[
+            ev("a1", "b", 320, like("vb1")),
+            ev("b1", "b", 321, like("vb1")),
+        ],
+    );
+    assert_eq!(again.accepted, 1);
+    assert_eq!(again.duplicates, [EventKey::new("b1").unwrap()]);
+
+    let twice = s
+        .erase_user(&uid("a"), steerfeed_core::OwnVideos::Delete)
+        .unwrap();
+    assert!(twice.already_erased);
+    let unknown = s
+        .erase_user(&uid("nobody"), steerfeed_core::OwnVideos::Keep)
+        .unwrap_err();
+    assert_eq!(unknown.class(), ErrorClass::NotFound);
 }
