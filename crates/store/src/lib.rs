@@ -30,6 +30,7 @@
 //! | `meta` | `live_videos` | `u64` BE |
 //! | `meta` | `catalog_version` | `u64` BE, bumped by every video upsert and deletion |
 //! | `meta` | `catalog_log_floor` | `u64` BE: `catalog_log` holds every change above this version |
+//! | `meta` | `erasures_applied` | `u64` BE: the erasure log entries this store has carried out (`erasure.rs`) |
 //! | `videos` | video | binary record (everything but the embedding, see `codec.rs`) |
 //! | `embeddings` | video | `dim` × `f32` LE |
 //! | `by_creator` | creator `\0` time↓ video | — |
@@ -49,7 +50,7 @@
 //! | `creator_counts` | creator | same as `counters` |
 //! | `interest` | user | ms `i64` LE, `dim` × `f32` LE (decayed weighted sum); as-of |
 //! | `affinity` | user `\0` creator | ms `i64` LE, `f32` LE; as-of |
-//! | `events` | seq `u64` BE of the record's first event | up to 48 binary event records (version byte 2; one-event records of version byte 1 or JSON from older schemas still read, see `codec.rs`) |
+//! | `events` | seq `u64` BE of the record's first event | up to 48 binary event records (version byte 2; one-event records of version byte 1 or JSON from older schemas still read, see `codec.rs`); an erased person's event is the one byte `0xEE` (schema 8) |
 //! | `event_keys` | `0xFE` first seq `u64` BE | up to 256 × (key hash `u64` LE, seq `u64` LE); schema 3 and older: idempotency key → seq `u64` BE |
 //! | `catalog_log` | catalog version `u64` BE, video | — (the video was upserted or deleted at that version) |
 //! | each derived tree | `\xff\xffapplied` | watermark: last event seq `u64` BE the tree holds |
