@@ -1,6 +1,7 @@
 //! The `steerfeed` command: `serve` runs the HTTP ranking sidecar; `config` prints the
 //! effective configuration; `bench ann` and `bench feed` are the benchmarks; `prefs` parses
-//! and scores preferences; `eval` is the offline evaluation harness.
+//! and scores preferences; `eval` is the offline evaluation harness; `users` erases or
+//! exports a person on a stopped store.
 
 #![allow(clippy::print_stdout)] // a command line prints
 
@@ -52,6 +53,27 @@ enum Command {
     /// The offline evaluation harness.
     #[command(subcommand)]
     Eval(EvalCommand),
+    /// A person's data on the configured store, with the sidecar stopped: erase or export.
+    #[command(subcommand)]
+    Users(UsersCommand),
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Erases a person, as `DELETE /v1/users/{id}` does; prints what was erased.
+    Erase {
+        /// The person's id.
+        id: String,
+        /// What happens to the videos they made.
+        #[arg(long, value_parser = ["delete", "keep"])]
+        videos: String,
+    },
+    /// Prints everything stored about a person, one JSON record a line (the format of
+    /// `GET /v1/users/{id}/export` and of bulk exports).
+    Export {
+        /// The person's id.
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -128,6 +150,10 @@ fn main() -> anyhow::Result<()> {
                 EvalCommand::Report(args) => steerfeed_eval::report::run(config, &args),
             }
         }
+        Command::Users(cmd) => {
+            init_tracing(&sidecar.log);
+            users(config, cmd)
+        }
         Command::Serve(args) => {
             init_tracing(&sidecar.log);
             tokio::runtime::Builder::new_multi_thread()
@@ -137,4 +163,24 @@ fn main() -> anyhow::Result<()> {
                 .block_on(serve::serve(sidecar, args))
         }
     }
+}
+
+fn users(config: steerfeed::Config, cmd: UsersCommand) -> anyhow::Result<()> {
+    let engine = steerfeed::Engine::open(config)?;
+    match cmd {
+        UsersCommand::Erase { id, videos } => {
+            let own = match videos.as_str() {
+                "delete" => steerfeed::OwnVideos::Delete,
+                _ => steerfeed::OwnVideos::Keep,
+            };
+            let report = engine.erase_user(&steerfeed::UserId::new(id)?, own)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        UsersCommand::Export { id } => {
+            for record in engine.export_user(&steerfeed::UserId::new(id)?)? {
+                println!("{}", serde_json::to_string(&record)?);
+            }
+        }
+    }
+    Ok(())
 }
