@@ -46,7 +46,7 @@ use crate::AppState;
 use crate::config::ServerConfig;
 use crate::error::{ApiError, ErrorBody, ErrorResponses};
 use crate::extract::{ApiJson, UserPair, UserPath, VideoPath};
-use crate::ratelimit::KeyIndex;
+use crate::ratelimit::KeyId;
 
 /// Most users in one `POST /v1/users`.
 pub const MAX_USER_BATCH: usize = 1_000;
@@ -259,11 +259,11 @@ async fn method_not_allowed() -> ApiError {
 
 /// Checks `Authorization: Bearer <key>` against `server.api_keys` (off when the list is
 /// empty, which the configuration allows only on a loopback bind) and tells the rate
-/// limit which key it was ([`KeyIndex`]).
+/// limit which key it was ([`KeyId`]).
 async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let keys = &state.config().server.api_keys;
     if keys.is_empty() {
-        req.extensions_mut().insert(KeyIndex(0));
+        req.extensions_mut().insert(KeyId::SHARED);
         return next.run(req).await;
     }
     let token = req
@@ -277,7 +277,7 @@ async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) 
         None => ApiError::unauthorized("missing API key: send Authorization: Bearer <key>")
             .into_response(),
         Some(Some(i)) => {
-            req.extensions_mut().insert(KeyIndex(i));
+            req.extensions_mut().insert(KeyId::of(&keys[i]));
             next.run(req).await
         }
         Some(None) => ApiError::unauthorized("wrong API key").into_response(),
@@ -303,9 +303,9 @@ fn key_matches(keys: &[String], token: &[u8]) -> bool {
 async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let key = req
         .extensions()
-        .get::<KeyIndex>()
+        .get::<KeyId>()
         .copied()
-        .unwrap_or(KeyIndex(0));
+        .unwrap_or(KeyId::SHARED);
     match state.limiter().check(key) {
         Ok(()) => next.run(req).await,
         Err(wait) => {
