@@ -1,26 +1,32 @@
-//! The JSON API under `/v1` (docs/design.md §7): one handler per route, bearer-token auth, the
-//! per-key rate limit ([`crate::ratelimit`]), the batch limits, and the OpenAPI document
-//! of it all ([`ApiDoc`], served at `GET /openapi.json` without a key; the routes are
-//! listed in [`ROUTES`], which the tests hold the document and the router to).
+//! The JSON API under `/v1` (docs/design.md §7): one handler per route, bearer-token auth
+//! with scopes ([`crate::keys`]), the per-key rate limit ([`crate::ratelimit`]), the batch
+//! limits, and the OpenAPI document of it all ([`ApiDoc`], served at `GET /openapi.json`
+//! without a key; the routes and the scope each needs are listed in [`ROUTES`], which the
+//! tests hold the document and the router to).
 //!
-//! | method | path | body | answer |
-//! |---|---|---|---|
-//! | `POST` | `/v1/users` | `{"users": [User]}` (≤ [`MAX_USER_BATCH`]) | 200 `{"upserted"}` |
-//! | `PUT` | `/v1/videos` | `{"videos": [Video]}` (≤ [`MAX_VIDEO_BATCH`]) | 200 `{"upserted"}` |
-//! | `DELETE` | `/v1/videos/{id}` | | 204 |
-//! | `POST` | `/v1/events` | `{"events": [Event]}` (≤ [`MAX_EVENT_BATCH`]) | 200 `{"accepted", "duplicates"}` |
-//! | `PUT`, `DELETE` | `/v1/users/{id}/follows/{creator}` | | 204 |
-//! | `PUT`, `DELETE` | `/v1/users/{id}/blocks/{other}` | | 204 |
-//! | `PUT`, `DELETE` | `/v1/users/{id}/mutes/{other}` | | 204 |
-//! | `PUT` | `/v1/users/{id}/parental` | `ParentalControls` | 204 |
-//! | `PUT` | `/v1/users/{id}/consent` | `{"scope", "approved": [UserId]}` | 204 |
-//! | `POST` | `/v1/users/{id}/consent/revocations` | `{"video"}` or `{"creator"}` | 204 |
-//! | `PUT` | `/v1/users/{id}/preferences` | `{"text", "now"?}` | 200 `Constraints` |
-//! | `GET` | `/v1/users/{id}/preferences` | | 200 `{"text", "constraints", "summary"}`, 404 when none |
-//! | `PATCH` | `/v1/users/{id}/preferences` | `{"remove"?, "change"?, "add"?, "now"?}` | 200 `{"text", "constraints", "summary"}` |
-//! | `DELETE` | `/v1/users/{id}/preferences` | | 204 |
-//! | `POST` | `/v1/feed` | `{"user", "limit"?, "cursor"?, "session"?, "now"?}` | 200 `FeedResponse` |
-//! | `GET` | `/v1/users/{id}/profile` | | 200 `ProfileSummary` |
+//! | method | path | scope | body | answer |
+//! |---|---|---|---|---|
+//! | `POST` | `/v1/users` | `write` | `{"users": [User]}` (≤ [`MAX_USER_BATCH`]) | 200 `{"upserted"}` |
+//! | `PUT` | `/v1/videos` | `write` | `{"videos": [Video]}` (≤ [`MAX_VIDEO_BATCH`]) | 200 `{"upserted"}` |
+//! | `DELETE` | `/v1/videos/{id}` | `write` | | 204 |
+//! | `POST` | `/v1/events` | `write` | `{"events": [Event]}` (≤ [`MAX_EVENT_BATCH`]) | 200 `{"accepted", "duplicates"}` |
+//! | `PUT`, `DELETE` | `/v1/users/{id}/follows/{creator}` | `write` | | 204 |
+//! | `PUT`, `DELETE` | `/v1/users/{id}/blocks/{other}` | `write` | | 204 |
+//! | `PUT`, `DELETE` | `/v1/users/{id}/mutes/{other}` | `write` | | 204 |
+//! | `PUT` | `/v1/users/{id}/parental` | `write` | `ParentalControls` | 204 |
+//! | `PUT` | `/v1/users/{id}/consent` | `write` | `{"scope", "approved": [UserId]}` | 204 |
+//! | `POST` | `/v1/users/{id}/consent/revocations` | `write` | `{"video"}` or `{"creator"}` | 204 |
+//! | `PUT` | `/v1/users/{id}/preferences` | `write` | `{"text", "now"?}` | 200 `Constraints` |
+//! | `GET` | `/v1/users/{id}/preferences` | `feed` | | 200 `{"text", "constraints", "summary"}`, 404 when none |
+//! | `PATCH` | `/v1/users/{id}/preferences` | `write` | `{"remove"?, "change"?, "add"?, "now"?}` | 200 `{"text", "constraints", "summary"}` |
+//! | `DELETE` | `/v1/users/{id}/preferences` | `write` | | 204 |
+//! | `POST` | `/v1/feed` | `feed` | `{"user", "limit"?, "cursor"?, "session"?, "now"?}` | 200 `FeedResponse` |
+//! | `GET` | `/v1/users/{id}/profile` | `feed` | | 200 `ProfileSummary` |
+//! | `GET` | `/metrics` (outside `/v1`) | `admin` | | 200 Prometheus text |
+//!
+//! A key of a narrower scope than the route's is answered 403 `forbidden`; scopes nest
+//! (`feed` < `write` < `admin`). A method and path missing from the table need `admin`,
+//! so a route added without its row is closed to every other key.
 //!
 //! Engine calls block (sled, ONNX, HNSW), so each runs on `spawn_blocking`. A request
 //! that times out is answered 503 by the timeout middleware; its engine call still runs
@@ -46,6 +52,7 @@ use crate::AppState;
 use crate::config::ServerConfig;
 use crate::error::{ApiError, ErrorBody, ErrorResponses};
 use crate::extract::{ApiJson, UserPair, UserPath, VideoPath};
+use crate::keys::Scope;
 use crate::ratelimit::KeyId;
 
 /// Most users in one `POST /v1/users`.
@@ -95,29 +102,51 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route_layer(axum::middleware::from_fn_with_state(state, trace))
 }
 
-/// Every `(method, path)` the `/v1` router serves, in the order of [`routes`]; the
-/// OpenAPI document must describe exactly these (the tests hold both to this list).
-pub const ROUTES: &[(&str, &str)] = &[
-    ("post", "/v1/users"),
-    ("put", "/v1/videos"),
-    ("delete", "/v1/videos/{id}"),
-    ("post", "/v1/events"),
-    ("put", "/v1/users/{id}/follows/{creator}"),
-    ("delete", "/v1/users/{id}/follows/{creator}"),
-    ("put", "/v1/users/{id}/blocks/{other}"),
-    ("delete", "/v1/users/{id}/blocks/{other}"),
-    ("put", "/v1/users/{id}/mutes/{other}"),
-    ("delete", "/v1/users/{id}/mutes/{other}"),
-    ("put", "/v1/users/{id}/parental"),
-    ("put", "/v1/users/{id}/consent"),
-    ("post", "/v1/users/{id}/consent/revocations"),
-    ("put", "/v1/users/{id}/preferences"),
-    ("get", "/v1/users/{id}/preferences"),
-    ("patch", "/v1/users/{id}/preferences"),
-    ("delete", "/v1/users/{id}/preferences"),
-    ("post", "/v1/feed"),
-    ("get", "/v1/users/{id}/profile"),
+/// Every `(method, path, scope)` the `/v1` router serves, in the order of [`routes`]: the
+/// scope is the narrowest a key needs to call the route (the key check). The OpenAPI
+/// document must describe exactly these routes (the tests hold both to this list). A new
+/// route is one row here.
+pub const ROUTES: &[(&str, &str, Scope)] = &[
+    ("post", "/v1/users", Scope::Write),
+    ("put", "/v1/videos", Scope::Write),
+    ("delete", "/v1/videos/{id}", Scope::Write),
+    ("post", "/v1/events", Scope::Write),
+    ("put", "/v1/users/{id}/follows/{creator}", Scope::Write),
+    ("delete", "/v1/users/{id}/follows/{creator}", Scope::Write),
+    ("put", "/v1/users/{id}/blocks/{other}", Scope::Write),
+    ("delete", "/v1/users/{id}/blocks/{other}", Scope::Write),
+    ("put", "/v1/users/{id}/mutes/{other}", Scope::Write),
+    ("delete", "/v1/users/{id}/mutes/{other}", Scope::Write),
+    ("put", "/v1/users/{id}/parental", Scope::Write),
+    ("put", "/v1/users/{id}/consent", Scope::Write),
+    ("post", "/v1/users/{id}/consent/revocations", Scope::Write),
+    ("put", "/v1/users/{id}/preferences", Scope::Write),
+    ("get", "/v1/users/{id}/preferences", Scope::Feed),
+    ("patch", "/v1/users/{id}/preferences", Scope::Write),
+    ("delete", "/v1/users/{id}/preferences", Scope::Write),
+    ("post", "/v1/feed", Scope::Feed),
+    ("get", "/v1/users/{id}/profile", Scope::Feed),
 ];
+
+/// The keyed routes outside `/v1` (not in the OpenAPI document), with their scopes.
+pub const ROUTES_OUTSIDE_V1: &[(&str, &str, Scope)] = &[("get", "/metrics", Scope::Admin)];
+
+/// The scope a key needs to call `method` on the route `path` (as matched: `/v1/feed`,
+/// `/v1/users/{id}/profile`): its row of [`ROUTES`] or [`ROUTES_OUTSIDE_V1`], else
+/// `admin`, so that a route nobody gave a scope is closed to every other key. `HEAD` is
+/// `GET` (the router answers it with the `GET` handler).
+pub fn required_scope(method: &str, path: &str) -> Scope {
+    let method = if method.eq_ignore_ascii_case("head") {
+        "get"
+    } else {
+        method
+    };
+    ROUTES
+        .iter()
+        .chain(ROUTES_OUTSIDE_V1)
+        .find(|(m, p, _)| m.eq_ignore_ascii_case(method) && *p == path)
+        .map_or(Scope::Admin, |&(_, _, scope)| scope)
+}
 
 /// The OpenAPI 3.1 document of the `/v1` API, generated from the request and response
 /// types and the handlers' annotations; served at `GET /openapi.json`.
@@ -212,7 +241,8 @@ pub fn openapi_route() -> Router<AppState> {
     )
 }
 
-/// `GET /metrics`: Prometheus text, behind the same key as `/v1` when keys are set.
+/// `GET /metrics`: Prometheus text, behind the same key check as `/v1` when keys are set,
+/// for `admin` keys ([`ROUTES_OUTSIDE_V1`]).
 pub fn metrics_route(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/metrics", get(metrics))
@@ -228,7 +258,8 @@ async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 /// One span per request carrying the method and the matched route (not the raw path,
-/// whose ids would make every span unique); the status is logged at debug level.
+/// whose ids would make every span unique), and the key's name from the key file when it
+/// has one (never the key); the status is logged at debug level.
 async fn trace(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = std::time::Instant::now();
     let route = req
@@ -236,7 +267,12 @@ async fn trace(State(state): State<AppState>, req: Request, next: Next) -> Respo
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_default();
-    let span = tracing::info_span!("request", method = %req.method(), route);
+    let span = tracing::info_span!(
+        "request",
+        method = %req.method(),
+        route,
+        key_name = tracing::field::Empty
+    );
     let resp = next.run(req).instrument(span.clone()).await;
     let status = resp.status().as_u16();
     span.in_scope(|| tracing::debug!(status, "answered"));
@@ -257,12 +293,15 @@ async fn method_not_allowed() -> ApiError {
 // ---------------------------------------------------------------------------------------
 // Auth.
 
-/// Checks `Authorization: Bearer <key>` against `server.api_keys` (off when the list is
-/// empty, which the configuration allows only on a loopback bind) and tells the rate
-/// limit which key it was ([`KeyId`]).
+/// Checks `Authorization: Bearer <key>` against the keys in force ([`crate::keys`]; auth
+/// is off when none are configured, which the configuration allows only on a loopback
+/// bind): 401 without a key or with a wrong one, 403 when the key's scope is narrower
+/// than the route's ([`required_scope`]). Tells the rate limit which key it was
+/// ([`KeyId`]).
 async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let keys = &state.config().server.api_keys;
-    if keys.is_empty() {
+    // This request's set: a reload from now on does not change it.
+    let keys = state.keys();
+    if !keys.required() {
         req.extensions_mut().insert(KeyId::SHARED);
         return next.run(req).await;
     }
@@ -273,29 +312,27 @@ async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) 
         .and_then(|v| v.trim().split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim());
-    match token.map(|t| key_index(keys, t.as_bytes())) {
-        None => ApiError::unauthorized("missing API key: send Authorization: Bearer <key>")
-            .into_response(),
-        Some(Some(i)) => {
-            req.extensions_mut().insert(KeyId::of(&keys[i]));
-            next.run(req).await
-        }
-        Some(None) => ApiError::unauthorized("wrong API key").into_response(),
+    let Some(token) = token else {
+        return ApiError::unauthorized("missing API key: send Authorization: Bearer <key>")
+            .into_response();
+    };
+    let Some(key) = keys.find(token.as_bytes()) else {
+        return ApiError::unauthorized("wrong API key").into_response();
+    };
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str)
+        .unwrap_or_default();
+    let needed = required_scope(req.method().as_str(), route);
+    if !key.scope().allows(needed) {
+        return ApiError::forbidden(needed, key.scope()).into_response();
     }
-}
-
-/// The index of the key `token` equals, if any. Every key is compared, each over every
-/// byte, so the time taken does not tell how much of a key an attacker guessed right.
-fn key_index(keys: &[String], token: &[u8]) -> Option<usize> {
-    keys.iter().enumerate().fold(None, |found, (i, k)| {
-        let hit = constant_time_eq(k.as_bytes(), token);
-        found.or(hit.then_some(i))
-    })
-}
-
-#[cfg(test)]
-fn key_matches(keys: &[String], token: &[u8]) -> bool {
-    key_index(keys, token).is_some()
+    if let Some(name) = key.name() {
+        tracing::Span::current().record("key_name", name);
+    }
+    req.extensions_mut().insert(key.id());
+    next.run(req).await
 }
 
 /// Takes a token from the key's bucket ([`crate::ratelimit`]); without one the request
@@ -322,17 +359,6 @@ async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> 
             resp
         }
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len().max(b.len());
-    let mut diff = u8::from(a.len() != b.len());
-    for i in 0..n {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= std::hint::black_box(x ^ y);
-    }
-    diff == 0
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1071,12 +1097,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_match_only_exactly() {
-        let keys = vec!["a".repeat(16), "b".repeat(16)];
-        assert!(key_matches(&keys, "b".repeat(16).as_bytes()));
-        assert!(!key_matches(&keys, "b".repeat(15).as_bytes()));
-        assert!(!key_matches(&keys, "b".repeat(17).as_bytes()));
-        assert!(!key_matches(&keys, b""));
-        assert!(!key_matches(&[], b""));
+    fn feed_keys_read_write_keys_write_and_the_rest_needs_admin() {
+        let feed: Vec<(&str, &str)> = ROUTES
+            .iter()
+            .filter(|r| r.2 == Scope::Feed)
+            .map(|&(m, p, _)| (m, p))
+            .collect();
+        assert_eq!(
+            feed,
+            [
+                ("get", "/v1/users/{id}/preferences"),
+                ("post", "/v1/feed"),
+                ("get", "/v1/users/{id}/profile"),
+            ]
+        );
+        assert!(
+            ROUTES
+                .iter()
+                .all(|r| r.2 == Scope::Write || feed.contains(&(r.0, r.1)))
+        );
+        assert_eq!(required_scope("GET", "/metrics"), Scope::Admin);
+        assert_eq!(required_scope("POST", "/v1/feed"), Scope::Feed);
+        assert_eq!(required_scope("post", "/v1/events"), Scope::Write);
+        assert_eq!(
+            required_scope("HEAD", "/v1/users/{id}/profile"),
+            Scope::Feed
+        );
+        // What the table does not list fails closed: another method of a listed path, a
+        // path nobody listed, no matched path at all.
+        assert_eq!(
+            required_scope("delete", "/v1/users/{id}/profile"),
+            Scope::Admin
+        );
+        assert_eq!(required_scope("delete", "/v1/users/{id}"), Scope::Admin);
+        assert_eq!(required_scope("get", ""), Scope::Admin);
+        // One row per route.
+        let mut rows: Vec<(&str, &str)> = ROUTES.iter().map(|&(m, p, _)| (m, p)).collect();
+        rows.sort_unstable();
+        rows.dedup();
+        assert_eq!(rows.len(), ROUTES.len());
     }
 }
