@@ -104,8 +104,8 @@ pub fn routes(state: AppState) -> Router<AppState> {
 
 /// Every `(method, path, scope)` the `/v1` router serves, in the order of [`routes`]: the
 /// scope is the narrowest a key needs to call the route (the key check). The OpenAPI
-/// document must describe exactly these routes (the tests hold both to this list). A new
-/// route is one row here.
+/// document must describe exactly these routes, each with its scope as the role of its
+/// security requirement (the tests hold both to this list). A new route is one row here.
 pub const ROUTES: &[(&str, &str, Scope)] = &[
     ("post", "/v1/users", Scope::Write),
     ("put", "/v1/videos", Scope::Write),
@@ -155,12 +155,17 @@ pub fn required_scope(method: &str, path: &str) -> Scope {
     info(
         title = "steerfeed",
         description = "Feed ranking sidecar. Every /v1 route takes `Authorization: Bearer <key>` \
-                       when server.api_keys is set, and may answer any of the listed errors in \
-                       the one error shape."
+                       when keys are configured (server.api_keys_file, server.api_keys), and may \
+                       answer any of the listed errors in the one error shape. Each key has a \
+                       scope, `feed` < `write` < `admin`, and each operation needs one, listed \
+                       as the role of its `bearer` security requirement: `feed` reads feeds, \
+                       profiles and preferences; `write` also every other /v1 operation; \
+                       `admin` everything. A key whose scope is too narrow is answered 403 \
+                       `forbidden`."
     ),
     paths(upsert_users, upsert_videos, delete_video, ingest_events, follow, unfollow, block, unblock, mute, unmute, set_parental_controls, set_consent, revoke_consent, set_preferences, get_preferences, edit_preferences, clear_preferences, feed, profile),
     components(schemas(ErrorBody)),
-    modifiers(&BearerSecurity, &EngineRules),
+    modifiers(&BearerSecurity, &EngineRules, &RouteScopes),
     security(("bearer" = []))
 )]
 pub struct ApiDoc;
@@ -179,7 +184,12 @@ impl utoipa::Modify for BearerSecurity {
                 SecurityScheme::Http(
                     HttpBuilder::new()
                         .scheme(HttpAuthScheme::Bearer)
-                        .description(Some("One of server.api_keys"))
+                        .description(Some(
+                            "An API key: one of server.api_keys_file, with its scope, or of \
+                             server.api_keys (scope admin). Scopes nest, feed < write < admin; \
+                             each operation's security requirement names the scope it needs \
+                             as its role, and a narrower key is answered 403.",
+                        ))
                         .build(),
                 ),
             );
@@ -216,6 +226,32 @@ impl utoipa::Modify for EngineRules {
                         p.schema =
                             Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("PathId")));
                     }
+                }
+            }
+        }
+    }
+}
+
+/// Sets each operation's security requirement to `bearer` with the scope [`ROUTES`]
+/// gives it as the role (OpenAPI 3.1 allows roles on http schemes), so that the table
+/// is the one source of the scopes.
+struct RouteScopes;
+
+impl utoipa::Modify for RouteScopes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::SecurityRequirement;
+        for (path, item) in &mut openapi.paths.paths {
+            let ops = [
+                ("get", &mut item.get),
+                ("put", &mut item.put),
+                ("post", &mut item.post),
+                ("patch", &mut item.patch),
+                ("delete", &mut item.delete),
+            ];
+            for (method, op) in ops {
+                if let Some(op) = op {
+                    let scope = required_scope(method, path);
+                    op.security = Some(vec![SecurityRequirement::new("bearer", [scope.as_str()])]);
                 }
             }
         }
@@ -516,8 +552,7 @@ struct Upserted {
     tag = "catalog",
     description = "Adds or replaces users. The whole batch is checked before anything is written.",
     request_body = UsersBody,
-    responses((status = 200, description = "done", body = Upserted), ErrorResponses),
-    security(("bearer" = []))
+    responses((status = 200, description = "done", body = Upserted), ErrorResponses)
 )]
 async fn upsert_users(
     State(state): State<AppState>,
@@ -544,8 +579,7 @@ async fn upsert_users(
     tag = "catalog",
     description = "Adds or replaces videos, embedding captions where no embedding is given. The whole batch is checked before anything is written. The creator and every cameo person must be known users (else 404); a video cannot remix itself (422, `field: remix_of`); unless the server runs with `server.allow_client_clock = true`, no `created_at` may lie more than `server.event_max_ahead_s` (300 s by default) after the server's clock (422, `field: videos[i].created_at`).",
     request_body = VideosBody,
-    responses((status = 200, description = "done", body = Upserted), ErrorResponses),
-    security(("bearer" = []))
+    responses((status = 200, description = "done", body = Upserted), ErrorResponses)
 )]
 async fn upsert_videos(
     State(state): State<AppState>,
@@ -567,8 +601,7 @@ async fn upsert_videos(
     tag = "catalog",
     description = "Deletes a video: never served again once this answers. An unknown video is 404.",
     params(("id" = String, Path, description = "the video")),
-    responses((status = 204, description = "done"), ErrorResponses),
-    security(("bearer" = []))
+    responses((status = 204, description = "done"), ErrorResponses)
 )]
 async fn delete_video(
     State(state): State<AppState>,
@@ -602,8 +635,7 @@ struct Ingested {
     tag = "events",
     description = "Logs and counts events; a batch sent again is counted once (its keys come back as `duplicates`). The whole batch is checked before anything is written: every user and video an event names must be known (else 404); unless the server runs with `server.allow_client_clock = true`, every `at` must lie within [server time - `server.event_max_age_s`, server time + `server.event_max_ahead_s`] (7 days and 300 s by default; else 422, `field: events[i].at`); a remix cannot name the remixed video as its new video (422, `field: new_video`).",
     request_body = EventsBody,
-    responses((status = 200, description = "done", body = Ingested), ErrorResponses),
-    security(("bearer" = []))
+    responses((status = 200, description = "done", body = Ingested), ErrorResponses)
 )]
 async fn ingest_events(
     State(state): State<AppState>,
@@ -627,8 +659,7 @@ async fn ingest_events(
     tag = "graph",
     description = "`id` follows `creator`. Both must be known users (else 404), and a user cannot follow themselves: `id` equal to `creator` is 422 (`field: follow`).",
     params(("id" = String, Path, description = "the follower"), ("creator" = String, Path, description = "the creator followed")),
-    responses((status = 204, description = "done"), ErrorResponses),
-    security(("bearer" = []))
+    responses((status = 204, description = "done"), ErrorResponses)
 )]
 async fn follow(
     State(state): State<AppState>,
@@ -644,8 +675,7 @@ async fn follow(
     tag = "graph",
     description = "`id` stops following `creator`. Both must be known users (else 404); `id` equal to `creator` is 422 (`field: follow`).",
     params(("id" = String, Path, description = "the follower"), ("creator" = String, Path, description = "the creator unfollowed")),
-    responses((status = 204, description = "done"), ErrorResponses),
-    security(("bearer" = []))
+    responses((status = 204, description = "done"), ErrorResponses)
 )]
 async fn unfollow(
     State(state): State<AppState>,
@@ -661,8 +691,7 @@ async fn unfollow(
     tag = "graph",
     description = "`id` blocks `other`: nothing by or featuring them is served to `id` again once this answers. Both must be known users (else 404), and a user cannot block themselves: `id` equal to `other` is 422 (`field: block`).",
     params(("id" = String, Path, description = "the user"), ("other" = String, Path, description = "the user blocked")),
-    responses((status = 204, description = "done"), ErrorResponses),
-    security(("bearer" = []))
+    responses((status = 204, description = "done"), ErrorResponses)
 )]
 async fn block(
     State(state): State<AppState>,
@@ -678,8 +707,7 @@ async fn block(
     tag = "graph",
     description = "`id` unblocks `other`. Both must be known users (else 404); `id` equal to `other` is 422 (`field: block`).",
     params(("id" = String, Path, description = "the user"), ("other" = String, Path, description = "the user unblocked")),
-    responses((status = 204, description = "done"), ErrorResponses),
-    security(("bearer" = []))
+    responses((status = 204, description = "done"), ErrorResponses)
 )]
 async fn unblock(
     State(state): State<AppState>,
@@ -695,8 +723,7 @@ async fn unblock(
     tag = "graph",
     description = "`id` mutes `other`. Both must be known users (else 404), and a user cannot mute themselves: `id` equal to `other` is 422 (`field: mute`).",
     params(("id" = String, Path, description = "the user"), ("other" = String, Path, description = "the user muted")),
-    responses((status = 204, description = "done"), ErrorResponses),
-    security(("bearer" = []))
+    responses((status = 204, description = "done"), ErrorResponses)
 )]
 async fn mute(
     State(state): State<AppState>,
@@ -712,8 +739,7 @@ async fn mute(
     tag = "graph",
     description = "`id` unmutes `other`. Both must be known users (else 404); `id` equal to `other` is 422 (`field: mute`).",
     params(("id" = String, Path, description = "the user"), ("other" = String, Path, description = "the user unmuted")),
-    responses((status = 204, description = "done"), ErrorResponses),
-    security(("bearer" = []))
+    responses((status = 204, description = "done"), ErrorResponses)
 )]
 async fn unmute(
     State(state): State<AppState>,
@@ -733,8 +759,7 @@ async fn unmute(
     description = "Sets a user's parental controls. An unknown user is 404.",
     params(("id" = String, Path, description = "the user")),
     request_body = ParentalControls,
-    responses((status = 204, description = "done"), ErrorResponses),
-    security(("bearer" = []))
+    responses((status = 204, description = "done"), ErrorResponses)
 )]
 async fn set_parental_controls(
     State(state): State<AppState>,
@@ -763,8 +788,7 @@ struct ConsentBody {
     description = "Sets who may use the user's likeness in cameos, and the approved list. An unknown user is 404.",
     params(("id" = String, Path, description = "the user")),
     request_body = ConsentBody,
-    responses((status = 204, description = "done"), ErrorResponses),
-    security(("bearer" = []))
+    responses((status = 204, description = "done"), ErrorResponses)
 )]
 async fn set_consent(
     State(state): State<AppState>,
@@ -842,8 +866,7 @@ impl utoipa::ToSchema for RevocationBody {
     description = "The user withdraws consent for one video or every video of one creator; in force once this answers. The user and what is revoked must be known (else 404).",
     params(("id" = String, Path, description = "the user")),
     request_body = RevocationBody,
-    responses((status = 204, description = "done"), ErrorResponses),
-    security(("bearer" = []))
+    responses((status = 204, description = "done"), ErrorResponses)
 )]
 async fn revoke_consent(
     State(state): State<AppState>,
@@ -903,8 +926,7 @@ fn preference_text_schema() -> utoipa::openapi::schema::Object {
     description = "Compiles the user's preferences in words into constraints and stores both; answers the constraints. An unknown user is 404. `now` is refused (422) unless the server runs with `server.allow_client_clock = true`.",
     params(("id" = String, Path, description = "the user")),
     request_body = PreferencesBody,
-    responses((status = 200, description = "done", body = Constraints), ErrorResponses),
-    security(("bearer" = []))
+    responses((status = 200, description = "done", body = Constraints), ErrorResponses)
 )]
 async fn set_preferences(
     State(state): State<AppState>,
@@ -922,8 +944,7 @@ async fn set_preferences(
     tag = "steering",
     description = "The user's preference text and constraints; 404 for an unknown user or one without preferences.",
     params(("id" = String, Path, description = "the user")),
-    responses((status = 200, description = "done", body = Preferences), ErrorResponses),
-    security(("bearer" = []))
+    responses((status = 200, description = "done", body = Preferences), ErrorResponses)
 )]
 async fn get_preferences(
     State(state): State<AppState>,
@@ -970,8 +991,7 @@ struct PreferencesEditBody {
     description = "Edits the user's constraints without retyping the rest: removes items, changes an item's strength or expiry, then adds new text. Applied whole or not at all: an address that names no item is 404, one that names several is 409 (name the phrase too), a bad strength, an expiry not in the future (or after the constraints' own) or bad text is 422, and nothing changes. An empty edit answers the preferences as they are. Answers the preferences with each item's description and the summary. An unknown user is 404.",
     params(("id" = String, Path, description = "the user")),
     request_body = PreferencesEditBody,
-    responses((status = 200, description = "done", body = Preferences), ErrorResponses),
-    security(("bearer" = []))
+    responses((status = 200, description = "done", body = Preferences), ErrorResponses)
 )]
 async fn edit_preferences(
     State(state): State<AppState>,
@@ -994,8 +1014,7 @@ async fn edit_preferences(
     tag = "steering",
     description = "Forgets the user's preferences. An unknown user is 404.",
     params(("id" = String, Path, description = "the user")),
-    responses((status = 204, description = "done"), ErrorResponses),
-    security(("bearer" = []))
+    responses((status = 204, description = "done"), ErrorResponses)
 )]
 async fn clear_preferences(
     State(state): State<AppState>,
@@ -1061,8 +1080,7 @@ impl FeedBody {
     tag = "feed",
     description = "Ranks a page of feed for `user`, each item with its explanation. An unknown user is 404. `cursor` must be a `next_cursor` this server issued (else 422, `field: cursor`); `now` is refused (422) unless the server runs with `server.allow_client_clock = true`.",
     request_body = FeedBody,
-    responses((status = 200, description = "done", body = FeedResponse), ErrorResponses),
-    security(("bearer" = []))
+    responses((status = 200, description = "done", body = FeedResponse), ErrorResponses)
 )]
 async fn feed(
     State(state): State<AppState>,
@@ -1081,8 +1099,7 @@ async fn feed(
     tag = "feed",
     description = "What the user is seeing most, and their active constraints in words. An unknown user is 404.",
     params(("id" = String, Path, description = "the user")),
-    responses((status = 200, description = "done", body = ProfileSummary), ErrorResponses),
-    security(("bearer" = []))
+    responses((status = 200, description = "done", body = ProfileSummary), ErrorResponses)
 )]
 async fn profile(
     State(state): State<AppState>,

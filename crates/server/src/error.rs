@@ -54,6 +54,10 @@ impl utoipa::IntoResponses for ErrorResponses {
         let cases = [
             ("400", "malformed JSON or a bad id in the path"),
             ("401", "a missing or wrong bearer token"),
+            (
+                "403",
+                "the key's scope is narrower than the one the operation needs",
+            ),
             ("404", "an unknown user, video or route"),
             ("409", "the request conflicts with the stored state"),
             ("413", "the body or a batch is over its limit"),
