@@ -1,12 +1,14 @@
 //! `steerfeed serve`: the sidecar on `server.bind`, loading the engine (and a demo
 //! catalog into an empty store) while it already answers `/healthz` and `/readyz`; on
-//! SIGTERM or Ctrl-C it drains, saves the vector index and flushes the store.
+//! SIGHUP it reloads the API keys (`server.api_keys_file`); on SIGTERM or Ctrl-C it
+//! drains, saves the vector index and flushes the store.
 
 use anyhow::Context;
 use steerfeed::Engine;
 use steerfeed::demo::load_world;
 use steerfeed::world::{World, WorldConfig};
 use steerfeed_server::app;
+use steerfeed_server::keys::Scope;
 use steerfeed_server::listen::{ConnLimits, serve as listen};
 use steerfeed_server::{AppState, SidecarConfig};
 
@@ -86,7 +88,25 @@ fn print_demo_help(config: &SidecarConfig) {
 
 pub async fn serve(config: SidecarConfig, args: ServeArgs) -> anyhow::Result<()> {
     let bind = config.server.bind;
-    let state = AppState::new(config.clone());
+    // A key file that is missing or does not parse stops the server here.
+    let state = AppState::try_new(config.clone()).context("loading the API keys")?;
+    let keys = state.keys();
+    if keys.required() {
+        tracing::info!(
+            keys = keys.len(),
+            feed = keys.count(Scope::Feed),
+            write = keys.count(Scope::Write),
+            admin = keys.count(Scope::Admin),
+            file = ?config.server.api_keys_file,
+            "API keys loaded"
+        );
+    } else {
+        tracing::warn!("no API keys configured: auth is off (loopback only)");
+    }
+    #[cfg(unix)]
+    tokio::spawn(steerfeed_server::listen::reload_keys_on_hangup(
+        state.clone(),
+    ));
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("binding {bind}"))?;

@@ -1,7 +1,8 @@
 //! The real `steerfeed` binary over real HTTP: started on a free loopback port with a
 //! temporary store and an API key, driven through the `/v1` API (users, consent, videos
 //! embedded from their captions, follows, events, a preference in words, feeds, a
-//! consent revocation), then stopped with SIGTERM: it must exit cleanly.
+//! consent revocation), then stopped with SIGTERM: it must exit cleanly. SIGHUP reloads
+//! the key file without a restart.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -13,14 +14,19 @@ use serde_json::{Value, json};
 
 const KEY: &str = "binary-test-key-0123456789";
 
-/// One HTTP/1.1 request with `Connection: close`; answers the status and the JSON body
-/// (`Null` when empty).
+/// One HTTP/1.1 request with `Connection: close` and the test's key; answers the status
+/// and the JSON body (`Null` when empty).
 fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    http_as(port, KEY, method, path, body)
+}
+
+/// [`http`] with the key `key`.
+fn http_as(port: u16, key: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let payload = body.map(Value::to_string).unwrap_or_default();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {KEY}\r\n\
+        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {key}\r\n\
          content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{payload}",
         payload.len()
     )
@@ -475,6 +481,113 @@ fn logs_carry_no_colour_codes_into_a_pipe_and_json_logs_are_one_object_a_line() 
             }
         }
     }
+}
+
+/// Waits until the file at `path` holds `needle` (the server logged an event), up to a
+/// cap far above the time it takes; answers the file's text.
+fn wait_for_log(path: &std::path::Path, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {needle:?} in the log:\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sighup_reloads_the_key_file_and_a_broken_one_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let (first, second) = ("first-key-0123456789", "second-key-0123456789");
+    std::fs::write(&keys, format!("feed {first} first-app\n")).unwrap();
+    let log = dir.path().join("stderr.log");
+    let (mut server, port) = start(
+        &dir.path().join("store"),
+        &[
+            ("STEERFEED__SERVER__API_KEYS_FILE", keys.to_str().unwrap()),
+            ("RUST_LOG", "info"),
+        ],
+        Stdio::from(std::fs::File::create(&log).unwrap()),
+    );
+    let hup = |server: &Server| {
+        let pid = server.0.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-HUP", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    // The test's key (server.api_keys) is admin; the file's first key reads only.
+    put_users(port, &["hup_u"]);
+    let profile = "/v1/users/hup_u/profile";
+    let users = json!({"users": [{"id": "hup_v"}]});
+    assert_eq!(http_as(port, first, "GET", profile, None).0, 200);
+    assert_eq!(
+        http_as(port, first, "POST", "/v1/users", Some(&users)).0,
+        403
+    );
+    assert_eq!(http_as(port, second, "GET", profile, None).0, 401);
+
+    // Rotated: the second key in, with more scope; the first out.
+    std::fs::write(&keys, format!("write {second}\n")).unwrap();
+    hup(&server);
+    wait_for_log(&log, "API keys reloaded");
+    assert_eq!(
+        http_as(port, second, "POST", "/v1/users", Some(&users)).0,
+        200
+    );
+    assert_eq!(http_as(port, first, "GET", profile, None).0, 401);
+
+    // A broken file is refused and the keys in force stay.
+    std::fs::write(&keys, format!("admin {first}\nwrite\n")).unwrap();
+    hup(&server);
+    let text = wait_for_log(&log, "API keys not reloaded");
+    assert!(text.contains("line 2"), "{text}");
+    assert_eq!(http_as(port, second, "GET", profile, None).0, 200);
+    assert_eq!(http_as(port, first, "GET", profile, None).0, 401);
+
+    // The process lived through both, and the log never shows a key.
+    assert!(
+        server.0.try_wait().unwrap().is_none(),
+        "SIGHUP ended the server"
+    );
+    let pid = server.0.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(server.0.wait().unwrap().success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    for key in [first, second, KEY] {
+        assert!(!text.contains(key), "a key in the log:\n{text}");
+    }
+}
+
+#[test]
+fn a_key_file_that_does_not_parse_stops_the_server_at_startup() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, "# keys\nreader some-key-0123456789\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_steerfeed"))
+        .arg("serve")
+        .env("STEERFEED__STORE__PATH", dir.path().join("store"))
+        .env(
+            "STEERFEED__SERVER__BIND",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .env("STEERFEED__SERVER__API_KEYS_FILE", &keys)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 2") && !err.contains("some-key"), "{err}");
 }
 
 /// Reads until the server closes the connection (EOF or a reset); panics if it is

@@ -321,12 +321,14 @@ fn set(table: &mut toml::Table, var: &str, path: &[&str], raw: &str) -> Result<(
     Ok(())
 }
 
-/// Settings that are absent from the defaults because their default is computed.
+/// Settings that are absent from the defaults because their default is computed or is
+/// "none" (TOML has no null).
 fn is_optional_path(path: &[&str]) -> bool {
     matches!(
         path,
         ["model", "dir"]
             | ["model", "ort_dylib"]
+            | ["server", "api_keys_file"]
             | [
                 "steering",
                 "taxonomy" | "exemplars" | "restricted" | "reader"

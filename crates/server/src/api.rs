@@ -1,26 +1,32 @@
-//! The JSON API under `/v1` (docs/design.md §7): one handler per route, bearer-token auth, the
-//! per-key rate limit ([`crate::ratelimit`]), the batch limits, and the OpenAPI document
-//! of it all ([`ApiDoc`], served at `GET /openapi.json` without a key; the routes are
-//! listed in [`ROUTES`], which the tests hold the document and the router to).
+//! The JSON API under `/v1` (docs/design.md §7): one handler per route, bearer-token auth
+//! with scopes ([`crate::keys`]), the per-key rate limit ([`crate::ratelimit`]), the batch
+//! limits, and the OpenAPI document of it all ([`ApiDoc`], served at `GET /openapi.json`
+//! without a key; the routes and the scope each needs are listed in [`ROUTES`], which the
+//! tests hold the document and the router to).
 //!
-//! | method | path | body | answer |
-//! |---|---|---|---|
-//! | `POST` | `/v1/users` | `{"users": [User]}` (≤ [`MAX_USER_BATCH`]) | 200 `{"upserted"}` |
-//! | `PUT` | `/v1/videos` | `{"videos": [Video]}` (≤ [`MAX_VIDEO_BATCH`]) | 200 `{"upserted"}` |
-//! | `DELETE` | `/v1/videos/{id}` | | 204 |
-//! | `POST` | `/v1/events` | `{"events": [Event]}` (≤ [`MAX_EVENT_BATCH`]) | 200 `{"accepted", "duplicates"}` |
-//! | `PUT`, `DELETE` | `/v1/users/{id}/follows/{creator}` | | 204 |
-//! | `PUT`, `DELETE` | `/v1/users/{id}/blocks/{other}` | | 204 |
-//! | `PUT`, `DELETE` | `/v1/users/{id}/mutes/{other}` | | 204 |
-//! | `PUT` | `/v1/users/{id}/parental` | `ParentalControls` | 204 |
-//! | `PUT` | `/v1/users/{id}/consent` | `{"scope", "approved": [UserId]}` | 204 |
-//! | `POST` | `/v1/users/{id}/consent/revocations` | `{"video"}` or `{"creator"}` | 204 |
-//! | `PUT` | `/v1/users/{id}/preferences` | `{"text", "now"?}` | 200 `Constraints` |
-//! | `GET` | `/v1/users/{id}/preferences` | | 200 `{"text", "constraints", "summary"}`, 404 when none |
-//! | `PATCH` | `/v1/users/{id}/preferences` | `{"remove"?, "change"?, "add"?, "now"?}` | 200 `{"text", "constraints", "summary"}` |
-//! | `DELETE` | `/v1/users/{id}/preferences` | | 204 |
-//! | `POST` | `/v1/feed` | `{"user", "limit"?, "cursor"?, "session"?, "now"?}` | 200 `FeedResponse` |
-//! | `GET` | `/v1/users/{id}/profile` | | 200 `ProfileSummary` |
+//! | method | path | scope | body | answer |
+//! |---|---|---|---|---|
+//! | `POST` | `/v1/users` | `write` | `{"users": [User]}` (≤ [`MAX_USER_BATCH`]) | 200 `{"upserted"}` |
+//! | `PUT` | `/v1/videos` | `write` | `{"videos": [Video]}` (≤ [`MAX_VIDEO_BATCH`]) | 200 `{"upserted"}` |
+//! | `DELETE` | `/v1/videos/{id}` | `write` | | 204 |
+//! | `POST` | `/v1/events` | `write` | `{"events": [Event]}` (≤ [`MAX_EVENT_BATCH`]) | 200 `{"accepted", "duplicates"}` |
+//! | `PUT`, `DELETE` | `/v1/users/{id}/follows/{creator}` | `write` | | 204 |
+//! | `PUT`, `DELETE` | `/v1/users/{id}/blocks/{other}` | `write` | | 204 |
+//! | `PUT`, `DELETE` | `/v1/users/{id}/mutes/{other}` | `write` | | 204 |
+//! | `PUT` | `/v1/users/{id}/parental` | `write` | `ParentalControls` | 204 |
+//! | `PUT` | `/v1/users/{id}/consent` | `write` | `{"scope", "approved": [UserId]}` | 204 |
+//! | `POST` | `/v1/users/{id}/consent/revocations` | `write` | `{"video"}` or `{"creator"}` | 204 |
+//! | `PUT` | `/v1/users/{id}/preferences` | `write` | `{"text", "now"?}` | 200 `Constraints` |
+//! | `GET` | `/v1/users/{id}/preferences` | `feed` | | 200 `{"text", "constraints", "summary"}`, 404 when none |
+//! | `PATCH` | `/v1/users/{id}/preferences` | `write` | `{"remove"?, "change"?, "add"?, "now"?}` | 200 `{"text", "constraints", "summary"}` |
+//! | `DELETE` | `/v1/users/{id}/preferences` | `write` | | 204 |
+//! | `POST` | `/v1/feed` | `feed` | `{"user", "limit"?, "cursor"?, "session"?, "now"?}` | 200 `FeedResponse` |
+//! | `GET` | `/v1/users/{id}/profile` | `feed` | | 200 `ProfileSummary` |
+//! | `GET` | `/metrics` (outside `/v1`) | `admin` | | 200 Prometheus text |
+//!
+//! A key of a narrower scope than the route's is answered 403 `forbidden`; scopes nest
+//! (`feed` < `write` < `admin`). A method and path missing from the table need `admin`,
+//! so a route added without its row is closed to every other key.
 //!
 //! Engine calls block (sled, ONNX, HNSW), so each runs on `spawn_blocking`. A request
 //! that times out is answered 503 by the timeout middleware; its engine call still runs
@@ -46,7 +52,8 @@ use crate::AppState;
 use crate::config::ServerConfig;
 use crate::error::{ApiError, ErrorBody, ErrorResponses};
 use crate::extract::{ApiJson, UserPair, UserPath, VideoPath};
-use crate::ratelimit::KeyIndex;
+use crate::keys::Scope;
+use crate::ratelimit::KeyId;
 
 /// Most users in one `POST /v1/users`.
 pub const MAX_USER_BATCH: usize = 1_000;
@@ -95,29 +102,51 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route_layer(axum::middleware::from_fn_with_state(state, trace))
 }
 
-/// Every `(method, path)` the `/v1` router serves, in the order of [`routes`]; the
-/// OpenAPI document must describe exactly these (the tests hold both to this list).
-pub const ROUTES: &[(&str, &str)] = &[
-    ("post", "/v1/users"),
-    ("put", "/v1/videos"),
-    ("delete", "/v1/videos/{id}"),
-    ("post", "/v1/events"),
-    ("put", "/v1/users/{id}/follows/{creator}"),
-    ("delete", "/v1/users/{id}/follows/{creator}"),
-    ("put", "/v1/users/{id}/blocks/{other}"),
-    ("delete", "/v1/users/{id}/blocks/{other}"),
-    ("put", "/v1/users/{id}/mutes/{other}"),
-    ("delete", "/v1/users/{id}/mutes/{other}"),
-    ("put", "/v1/users/{id}/parental"),
-    ("put", "/v1/users/{id}/consent"),
-    ("post", "/v1/users/{id}/consent/revocations"),
-    ("put", "/v1/users/{id}/preferences"),
-    ("get", "/v1/users/{id}/preferences"),
-    ("patch", "/v1/users/{id}/preferences"),
-    ("delete", "/v1/users/{id}/preferences"),
-    ("post", "/v1/feed"),
-    ("get", "/v1/users/{id}/profile"),
+/// Every `(method, path, scope)` the `/v1` router serves, in the order of [`routes`]: the
+/// scope is the narrowest a key needs to call the route (the key check). The OpenAPI
+/// document must describe exactly these routes, each with its scope as the role of its
+/// security requirement (the tests hold both to this list). A new route is one row here.
+pub const ROUTES: &[(&str, &str, Scope)] = &[
+    ("post", "/v1/users", Scope::Write),
+    ("put", "/v1/videos", Scope::Write),
+    ("delete", "/v1/videos/{id}", Scope::Write),
+    ("post", "/v1/events", Scope::Write),
+    ("put", "/v1/users/{id}/follows/{creator}", Scope::Write),
+    ("delete", "/v1/users/{id}/follows/{creator}", Scope::Write),
+    ("put", "/v1/users/{id}/blocks/{other}", Scope::Write),
+    ("delete", "/v1/users/{id}/blocks/{other}", Scope::Write),
+    ("put", "/v1/users/{id}/mutes/{other}", Scope::Write),
+    ("delete", "/v1/users/{id}/mutes/{other}", Scope::Write),
+    ("put", "/v1/users/{id}/parental", Scope::Write),
+    ("put", "/v1/users/{id}/consent", Scope::Write),
+    ("post", "/v1/users/{id}/consent/revocations", Scope::Write),
+    ("put", "/v1/users/{id}/preferences", Scope::Write),
+    ("get", "/v1/users/{id}/preferences", Scope::Feed),
+    ("patch", "/v1/users/{id}/preferences", Scope::Write),
+    ("delete", "/v1/users/{id}/preferences", Scope::Write),
+    ("post", "/v1/feed", Scope::Feed),
+    ("get", "/v1/users/{id}/profile", Scope::Feed),
 ];
+
+/// The keyed routes outside `/v1` (not in the OpenAPI document), with their scopes.
+pub const ROUTES_OUTSIDE_V1: &[(&str, &str, Scope)] = &[("get", "/metrics", Scope::Admin)];
+
+/// The scope a key needs to call `method` on the route `path` (as matched: `/v1/feed`,
+/// `/v1/users/{id}/profile`): its row of [`ROUTES`] or [`ROUTES_OUTSIDE_V1`], else
+/// `admin`, so that a route nobody gave a scope is closed to every other key. `HEAD` is
+/// `GET` (the router answers it with the `GET` handler).
+pub fn required_scope(method: &str, path: &str) -> Scope {
+    let method = if method.eq_ignore_ascii_case("head") {
+        "get"
+    } else {
+        method
+    };
+    ROUTES
+        .iter()
+        .chain(ROUTES_OUTSIDE_V1)
+        .find(|(m, p, _)| m.eq_ignore_ascii_case(method) && *p == path)
+        .map_or(Scope::Admin, |&(_, _, scope)| scope)
+}
 
 /// The OpenAPI 3.1 document of the `/v1` API, generated from the request and response
 /// types and the handlers' annotations; served at `GET /openapi.json`.
@@ -126,12 +155,17 @@ pub const ROUTES: &[(&str, &str)] = &[
     info(
         title = "steerfeed",
         description = "Feed ranking sidecar. Every /v1 route takes `Authorization: Bearer <key>` \
-                       when server.api_keys is set, and may answer any of the listed errors in \
-                       the one error shape."
+                       when keys are configured (server.api_keys_file, server.api_keys), and may \
+                       answer any of the listed errors in the one error shape. Each key has a \
+                       scope, `feed` < `write` < `admin`, and each operation needs one, listed \
+                       as the role of its `bearer` security requirement: `feed` reads feeds, \
+                       profiles and preferences; `write` also every other /v1 operation; \
+                       `admin` everything. A key whose scope is too narrow is answered 403 \
+                       `forbidden`."
     ),
     paths(upsert_users, upsert_videos, delete_video, ingest_events, follow, unfollow, block, unblock, mute, unmute, set_parental_controls, set_consent, revoke_consent, set_preferences, get_preferences, edit_preferences, clear_preferences, feed, profile),
     components(schemas(ErrorBody)),
-    modifiers(&BearerSecurity, &EngineRules),
+    modifiers(&BearerSecurity, &EngineRules, &RouteScopes),
     security(("bearer" = []))
 )]
 pub struct ApiDoc;
@@ -150,7 +184,12 @@ impl utoipa::Modify for BearerSecurity {
                 SecurityScheme::Http(
                     HttpBuilder::new()
                         .scheme(HttpAuthScheme::Bearer)
-                        .description(Some("One of server.api_keys"))
+                        .description(Some(
+                            "An API key: one of server.api_keys_file, with its scope, or of \
+                             server.api_keys (scope admin). Scopes nest, feed < write < admin; \
+                             each operation's security requirement names the scope it needs \
+                             as its role, and a narrower key is answered 403.",
+                        ))
                         .build(),
                 ),
             );
@@ -193,6 +232,32 @@ impl utoipa::Modify for EngineRules {
     }
 }
 
+/// Sets each operation's security requirement to `bearer` with the scope [`ROUTES`]
+/// gives it as the role (OpenAPI 3.1 allows roles on http schemes), so that the table
+/// is the one source of the scopes.
+struct RouteScopes;
+
+impl utoipa::Modify for RouteScopes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::SecurityRequirement;
+        for (path, item) in &mut openapi.paths.paths {
+            let ops = [
+                ("get", &mut item.get),
+                ("put", &mut item.put),
+                ("post", &mut item.post),
+                ("patch", &mut item.patch),
+                ("delete", &mut item.delete),
+            ];
+            for (method, op) in ops {
+                if let Some(op) = op {
+                    let scope = required_scope(method, path);
+                    op.security = Some(vec![SecurityRequirement::new("bearer", [scope.as_str()])]);
+                }
+            }
+        }
+    }
+}
+
 /// The document as JSON text, built once.
 pub fn openapi_json() -> &'static str {
     static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -212,7 +277,8 @@ pub fn openapi_route() -> Router<AppState> {
     )
 }
 
-/// `GET /metrics`: Prometheus text, behind the same key as `/v1` when keys are set.
+/// `GET /metrics`: Prometheus text, behind the same key check as `/v1` when keys are set,
+/// for `admin` keys ([`ROUTES_OUTSIDE_V1`]).
 pub fn metrics_route(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/metrics", get(metrics))
@@ -228,7 +294,8 @@ async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 /// One span per request carrying the method and the matched route (not the raw path,
-/// whose ids would make every span unique); the status is logged at debug level.
+/// whose ids would make every span unique), and the key's name from the key file when it
+/// has one (never the key); the status is logged at debug level.
 async fn trace(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = std::time::Instant::now();
     let route = req
@@ -236,7 +303,12 @@ async fn trace(State(state): State<AppState>, req: Request, next: Next) -> Respo
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_default();
-    let span = tracing::info_span!("request", method = %req.method(), route);
+    let span = tracing::info_span!(
+        "request",
+        method = %req.method(),
+        route,
+        key_name = tracing::field::Empty
+    );
     let resp = next.run(req).instrument(span.clone()).await;
     let status = resp.status().as_u16();
     span.in_scope(|| tracing::debug!(status, "answered"));
@@ -257,13 +329,16 @@ async fn method_not_allowed() -> ApiError {
 // ---------------------------------------------------------------------------------------
 // Auth.
 
-/// Checks `Authorization: Bearer <key>` against `server.api_keys` (off when the list is
-/// empty, which the configuration allows only on a loopback bind) and tells the rate
-/// limit which key it was ([`KeyIndex`]).
+/// Checks `Authorization: Bearer <key>` against the keys in force ([`crate::keys`]; auth
+/// is off when none are configured, which the configuration allows only on a loopback
+/// bind): 401 without a key or with a wrong one, 403 when the key's scope is narrower
+/// than the route's ([`required_scope`]). Tells the rate limit which key it was
+/// ([`KeyId`]).
 async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let keys = &state.config().server.api_keys;
-    if keys.is_empty() {
-        req.extensions_mut().insert(KeyIndex(0));
+    // This request's set: a reload from now on does not change it.
+    let keys = state.keys();
+    if !keys.required() {
+        req.extensions_mut().insert(KeyId::SHARED);
         return next.run(req).await;
     }
     let token = req
@@ -273,29 +348,27 @@ async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) 
         .and_then(|v| v.trim().split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim());
-    match token.map(|t| key_index(keys, t.as_bytes())) {
-        None => ApiError::unauthorized("missing API key: send Authorization: Bearer <key>")
-            .into_response(),
-        Some(Some(i)) => {
-            req.extensions_mut().insert(KeyIndex(i));
-            next.run(req).await
-        }
-        Some(None) => ApiError::unauthorized("wrong API key").into_response(),
+    let Some(token) = token else {
+        return ApiError::unauthorized("missing API key: send Authorization: Bearer <key>")
+            .into_response();
+    };
+    let Some(key) = keys.find(token.as_bytes()) else {
+        return ApiError::unauthorized("wrong API key").into_response();
+    };
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str)
+        .unwrap_or_default();
+    let needed = required_scope(req.method().as_str(), route);
+    if !key.scope().allows(needed) {
+        return ApiError::forbidden(needed, key.scope()).into_response();
     }
-}
-
-/// The index of the key `token` equals, if any. Every key is compared, each over every
-/// byte, so the time taken does not tell how much of a key an attacker guessed right.
-fn key_index(keys: &[String], token: &[u8]) -> Option<usize> {
-    keys.iter().enumerate().fold(None, |found, (i, k)| {
-        let hit = constant_time_eq(k.as_bytes(), token);
-        found.or(hit.then_some(i))
-    })
-}
-
-#[cfg(test)]
-fn key_matches(keys: &[String], token: &[u8]) -> bool {
-    key_index(keys, token).is_some()
+    if let Some(name) = key.name() {
+        tracing::Span::current().record("key_name", name);
+    }
+    req.extensions_mut().insert(key.id());
+    next.run(req).await
 }
 
 /// Takes a token from the key's bucket ([`crate::ratelimit`]); without one the request
@@ -303,9 +376,9 @@ fn key_matches(keys: &[String], token: &[u8]) -> bool {
 async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let key = req
         .extensions()
-        .get::<KeyIndex>()
+        .get::<KeyId>()
         .copied()
-        .unwrap_or(KeyIndex(0));
+        .unwrap_or(KeyId::SHARED);
     match state.limiter().check(key) {
         Ok(()) => next.run(req).await,
         Err(wait) => {
@@ -322,17 +395,6 @@ async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> 
             resp
         }
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len().max(b.len());
-    let mut diff = u8::from(a.len() != b.len());
-    for i in 0..n {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= std::hint::black_box(x ^ y);
-    }
-    diff == 0
 }
 
 // ---------------------------------------------------------------------------------------
@@ -490,8 +552,7 @@ struct Upserted {
     tag = "catalog",
     description = "Adds or replaces users. The whole batch is checked before anything is written.",
     request_body = UsersBody,
-    responses((status = 200, description = "done", body = Upserted), ErrorResponses),
-    security(("bearer" = []))
+    responses((status = 200, description = "done", body = Upserted), ErrorResponses)
 )]
 async fn upsert_users(
     State(state): State<AppState>,
@@ -518,8 +579,7 @@ async fn upsert_users(
     tag = "catalog",
     description = "Adds or replaces videos, embedding captions where no embedding is given. The whole batch is checked before anything is written. The creator and every cameo person must be known users (else 404); a video cannot remix itself (422, `field: remix_of`); unless the server runs with `server.allow_client_clock = true`, no `created_at` may lie more than `server.event_max_ahead_s` (300 s by default) after the server's clock (422, `field: videos[i].created_at`).",
     request_body = VideosBody,
-    responses((status = 200, description = "done", body = Upserted), ErrorResponses),
-    security(("bearer" = []))
+    responses((status = 200, description = "done", body = Upserted), ErrorResponses)
 )]
 async fn upsert_videos(
     State(state): State<AppState>,
@@ -541,8 +601,7 @@ async fn upsert_videos(
     tag = "catalog",
     description = "Deletes a video: never served again once this answers. An unknown video is 404.",
     params(("id" = String, Path, description = "the video")),
-    responses((status = 204, description = "done"), ErrorResponses),
-    security(("bearer" = []))
+    responses((status = 204, description = "done"), ErrorResponses)
 )]
 async fn delete_video(
     State(state): State<AppState>,
@@ -576,8 +635,7 @@ struct Ingested {
     tag = "events",
     description = "Logs and counts events; a batch sent again is counted once (its keys come back as `duplicates`). The whole batch is checked before anything is written: every user and video an event names must be known (else 404); unless the server runs with `server.allow_client_clock = true`, every `at` must lie within [server time - `server.event_max_age_s`, server time + `server.event_max_ahead_s`] (7 days and 300 s by default; else 422, `field: events[i].at`); a remix cannot name the remixed video as its new video (422, `field: new_video`).",
     request_body = EventsBody,
-    responses((status = 200, description = "done", body = Ingested), ErrorResponses),
-    security(("bearer" = []))
+    responses((status = 200, description = "done", body = Ingested), ErrorResponses)
 )]
 async fn ingest_events(
     State(state): State<AppState>,
@@ -601,8 +659,7 @@ async fn ingest_events(
     tag = "graph",
     description = "`id` follows `creator`. Both must be known users (else 404), and a user cannot follow themselves: `id` equal to `creator` is 422 (`field: follow`).",
     params(("id" = String, Path, description = "the follower"), ("creator" = String, Path, description = "the creator followed")),
-    responses((status = 204, description = "done"), ErrorResponses),
-    security(("bearer" = []))
+    responses((status = 204, description = "done"), ErrorResponses)
 )]
 async fn follow(
     State(state): State<AppState>,
@@ -618,8 +675,7 @@ async fn follow(
     tag = "graph",
     description = "`id` stops following `creator`. Both must be known users (else 404); `id` equal to `creator` is 422 (`field: follow`).",
     params(("id" = String, Path, description = "the follower"), ("creator" = String, Path, description = "the creator unfollowed")),
-    responses((status = 204, description = "done"), ErrorResponses),
-    security(("bearer" = []))
+    responses((status = 204, description = "done"), ErrorResponses)
 )]
 async fn unfollow(
     State(state): State<AppState>,
@@ -635,8 +691,7 @@ async fn unfollow(
     tag = "graph",
     description = "`id` blocks `other`: nothing by or featuring them is served to `id` again once this answers. Both must be known users (else 404), and a user cannot block themselves: `id` equal to `other` is 422 (`field: block`).",
     params(("id" = String, Path, description = "the user"), ("other" = String, Path, description = "the user blocked")),
-    responses((status = 204, description = "done"), ErrorResponses),
-    security(("bearer" = []))
+    responses((status = 204, description = "done"), ErrorResponses)
 )]
 async fn block(
     State(state): State<AppState>,
@@ -652,8 +707,7 @@ async fn block(
     tag = "graph",
     description = "`id` unblocks `other`. Both must be known users (else 404); `id` equal to `other` is 422 (`field: block`).",
     params(("id" = String, Path, description = "the user"), ("other" = String, Path, description = "the user unblocked")),
-    responses((status = 204, description = "done"), ErrorResponses),
-    security(("bearer" = []))
+    responses((status = 204, description = "done"), ErrorResponses)
 )]
 async fn unblock(
     State(state): State<AppState>,
@@ -669,8 +723,7 @@ async fn unblock(
     tag = "graph",
     description = "`id` mutes `other`. Both must be known users (else 404), and a user cannot mute themselves: `id` equal to `other` is 422 (`field: mute`).",
     params(("id" = String, Path, description = "the user"), ("other" = String, Path, description = "the user muted")),
-    responses((status = 204, description = "done"), ErrorResponses),
-    security(("bearer" = []))
+    responses((status = 204, description = "done"), ErrorResponses)
 )]
 async fn mute(
     State(state): State<AppState>,
@@ -686,8 +739,7 @@ async fn mute(
     tag = "graph",
     description = "`id` unmutes `other`. Both must be known users (else 404); `id` equal to `other` is 422 (`field: mute`).",
     params(("id" = String, Path, description = "the user"), ("other" = String, Path, description = "the user unmuted")),
-    responses((status = 204, description = "done"), ErrorResponses),
-    security(("bearer" = []))
+    responses((status = 204, description = "done"), ErrorResponses)
 )]
 async fn unmute(
     State(state): State<AppState>,
@@ -707,8 +759,7 @@ async fn unmute(
     description = "Sets a user's parental controls. An unknown user is 404.",
     params(("id" = String, Path, description = "the user")),
     request_body = ParentalControls,
-    responses((status = 204, description = "done"), ErrorResponses),
-    security(("bearer" = []))
+    responses((status = 204, description = "done"), ErrorResponses)
 )]
 async fn set_parental_controls(
     State(state): State<AppState>,
@@ -737,8 +788,7 @@ struct ConsentBody {
     description = "Sets who may use the user's likeness in cameos, and the approved list. An unknown user is 404.",
     params(("id" = String, Path, description = "the user")),
     request_body = ConsentBody,
-    responses((status = 204, description = "done"), ErrorResponses),
-    security(("bearer" = []))
+    responses((status = 204, description = "done"), ErrorResponses)
 )]
 async fn set_consent(
     State(state): State<AppState>,
@@ -816,8 +866,7 @@ impl utoipa::ToSchema for RevocationBody {
     description = "The user withdraws consent for one video or every video of one creator; in force once this answers. The user and what is revoked must be known (else 404).",
     params(("id" = String, Path, description = "the user")),
     request_body = RevocationBody,
-    responses((status = 204, description = "done"), ErrorResponses),
-    security(("bearer" = []))
+    responses((status = 204, description = "done"), ErrorResponses)
 )]
 async fn revoke_consent(
     State(state): State<AppState>,
@@ -877,8 +926,7 @@ fn preference_text_schema() -> utoipa::openapi::schema::Object {
     description = "Compiles the user's preferences in words into constraints and stores both; answers the constraints. An unknown user is 404. `now` is refused (422) unless the server runs with `server.allow_client_clock = true`.",
     params(("id" = String, Path, description = "the user")),
     request_body = PreferencesBody,
-    responses((status = 200, description = "done", body = Constraints), ErrorResponses),
-    security(("bearer" = []))
+    responses((status = 200, description = "done", body = Constraints), ErrorResponses)
 )]
 async fn set_preferences(
     State(state): State<AppState>,
@@ -896,8 +944,7 @@ async fn set_preferences(
     tag = "steering",
     description = "The user's preference text and constraints; 404 for an unknown user or one without preferences.",
     params(("id" = String, Path, description = "the user")),
-    responses((status = 200, description = "done", body = Preferences), ErrorResponses),
-    security(("bearer" = []))
+    responses((status = 200, description = "done", body = Preferences), ErrorResponses)
 )]
 async fn get_preferences(
     State(state): State<AppState>,
@@ -944,8 +991,7 @@ struct PreferencesEditBody {
     description = "Edits the user's constraints without retyping the rest: removes items, changes an item's strength or expiry, then adds new text. Applied whole or not at all: an address that names no item is 404, one that names several is 409 (name the phrase too), a bad strength, an expiry not in the future (or after the constraints' own) or bad text is 422, and nothing changes. An empty edit answers the preferences as they are. Answers the preferences with each item's description and the summary. An unknown user is 404.",
     params(("id" = String, Path, description = "the user")),
     request_body = PreferencesEditBody,
-    responses((status = 200, description = "done", body = Preferences), ErrorResponses),
-    security(("bearer" = []))
+    responses((status = 200, description = "done", body = Preferences), ErrorResponses)
 )]
 async fn edit_preferences(
     State(state): State<AppState>,
@@ -968,8 +1014,7 @@ async fn edit_preferences(
     tag = "steering",
     description = "Forgets the user's preferences. An unknown user is 404.",
     params(("id" = String, Path, description = "the user")),
-    responses((status = 204, description = "done"), ErrorResponses),
-    security(("bearer" = []))
+    responses((status = 204, description = "done"), ErrorResponses)
 )]
 async fn clear_preferences(
     State(state): State<AppState>,
@@ -1035,8 +1080,7 @@ impl FeedBody {
     tag = "feed",
     description = "Ranks a page of feed for `user`, each item with its explanation. An unknown user is 404. `cursor` must be a `next_cursor` this server issued (else 422, `field: cursor`); `now` is refused (422) unless the server runs with `server.allow_client_clock = true`.",
     request_body = FeedBody,
-    responses((status = 200, description = "done", body = FeedResponse), ErrorResponses),
-    security(("bearer" = []))
+    responses((status = 200, description = "done", body = FeedResponse), ErrorResponses)
 )]
 async fn feed(
     State(state): State<AppState>,
@@ -1055,8 +1099,7 @@ async fn feed(
     tag = "feed",
     description = "What the user is seeing most, and their active constraints in words. An unknown user is 404.",
     params(("id" = String, Path, description = "the user")),
-    responses((status = 200, description = "done", body = ProfileSummary), ErrorResponses),
-    security(("bearer" = []))
+    responses((status = 200, description = "done", body = ProfileSummary), ErrorResponses)
 )]
 async fn profile(
     State(state): State<AppState>,
@@ -1071,12 +1114,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_match_only_exactly() {
-        let keys = vec!["a".repeat(16), "b".repeat(16)];
-        assert!(key_matches(&keys, "b".repeat(16).as_bytes()));
-        assert!(!key_matches(&keys, "b".repeat(15).as_bytes()));
-        assert!(!key_matches(&keys, "b".repeat(17).as_bytes()));
-        assert!(!key_matches(&keys, b""));
-        assert!(!key_matches(&[], b""));
+    fn feed_keys_read_write_keys_write_and_the_rest_needs_admin() {
+        let feed: Vec<(&str, &str)> = ROUTES
+            .iter()
+            .filter(|r| r.2 == Scope::Feed)
+            .map(|&(m, p, _)| (m, p))
+            .collect();
+        assert_eq!(
+            feed,
+            [
+                ("get", "/v1/users/{id}/preferences"),
+                ("post", "/v1/feed"),
+                ("get", "/v1/users/{id}/profile"),
+            ]
+        );
+        assert!(
+            ROUTES
+                .iter()
+                .all(|r| r.2 == Scope::Write || feed.contains(&(r.0, r.1)))
+        );
+        assert_eq!(required_scope("GET", "/metrics"), Scope::Admin);
+        assert_eq!(required_scope("POST", "/v1/feed"), Scope::Feed);
+        assert_eq!(required_scope("post", "/v1/events"), Scope::Write);
+        assert_eq!(
+            required_scope("HEAD", "/v1/users/{id}/profile"),
+            Scope::Feed
+        );
+        // What the table does not list fails closed: another method of a listed path, a
+        // path nobody listed, no matched path at all.
+        assert_eq!(
+            required_scope("delete", "/v1/users/{id}/profile"),
+            Scope::Admin
+        );
+        assert_eq!(required_scope("delete", "/v1/users/{id}"), Scope::Admin);
+        assert_eq!(required_scope("get", ""), Scope::Admin);
+        // One row per route.
+        let mut rows: Vec<(&str, &str)> = ROUTES.iter().map(|&(m, p, _)| (m, p)).collect();
+        rows.sort_unstable();
+        rows.dedup();
+        assert_eq!(rows.len(), ROUTES.len());
     }
 }

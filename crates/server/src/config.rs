@@ -4,7 +4,7 @@
 //! API-key rules live here, with the settings they guard.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use steerfeed::Config;
 use steerfeed::config::{ConfigError, layered_table, load_table};
@@ -93,8 +93,14 @@ impl SidecarConfig {
 pub struct ServerConfig {
     /// Address to listen on.
     pub bind: SocketAddr,
-    /// Accepted bearer tokens.
+    /// Accepted bearer tokens, each of scope `admin` ([`crate::keys`]): for development
+    /// and single-tenant setups; scoped keys go in `api_keys_file`.
     pub api_keys: Vec<String>,
+    /// A file of scoped keys, one `<scope> <key> [<name>]` a line ([`crate::keys`]), read
+    /// at startup and again on SIGHUP; a relative path is read from the working directory.
+    /// Set, it turns auth on even when it holds no key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_keys_file: Option<PathBuf>,
     /// Largest request body in bytes.
     pub max_body_bytes: usize,
     /// Request timeout in milliseconds.
@@ -146,15 +152,18 @@ pub enum LogFormat {
 
 impl ServerConfig {
     /// Checks ranges and the rules that keep a sidecar safe: no bind beyond loopback
-    /// without a key, keys a header can carry.
+    /// without keys (a key file counts as keys: it turns auth on even empty), keys a
+    /// header can carry. The key file itself is read when the state is built
+    /// ([`crate::AppState::try_new`]).
     pub fn validate(&self) -> Result<(), steerfeed::Error> {
         let s = self;
-        if !s.bind.ip().is_loopback() && s.api_keys.is_empty() {
+        if !s.bind.ip().is_loopback() && !s.auth_configured() {
             return Err(steerfeed::Error::invalid(
                 "server.bind",
                 format!(
-                    "{} is not a loopback address: set server.api_keys (STEERFEED__SERVER__API_KEYS) \
-                         before serving beyond this machine",
+                    "{} is not a loopback address: set server.api_keys_file \
+                     (STEERFEED__SERVER__API_KEYS_FILE) or server.api_keys \
+                     (STEERFEED__SERVER__API_KEYS) before serving beyond this machine",
                     s.bind
                 ),
             ));
@@ -246,12 +255,17 @@ impl ServerConfig {
         }
         Ok(())
     }
+
+    /// True when requests must carry a key: keys are listed or a key file is set.
+    pub fn auth_configured(&self) -> bool {
+        !self.api_keys.is_empty() || self.api_keys_file.is_some()
+    }
 }
 
 /// An API key the sidecar can compare: 16 or more visible ASCII characters. A header
 /// carries ASCII, and the token is trimmed before it is compared, so a key with spaces
 /// or other characters could never match, or would match a shorter secret than it seems.
-fn valid_api_key(k: &str) -> bool {
+pub(crate) fn valid_api_key(k: &str) -> bool {
     k.len() >= 16 && k.bytes().all(|b| b.is_ascii_graphic())
 }
 
@@ -335,11 +349,36 @@ mod tests {
     }
 
     #[test]
-    fn binding_beyond_loopback_requires_an_api_key() {
+    fn binding_beyond_loopback_requires_an_api_key_or_a_key_file() {
         let err =
             SidecarConfig::from_layers(None, env(&[("STEERFEED__SERVER__BIND", "0.0.0.0:8080")]))
                 .unwrap_err();
         assert!(err.to_string().contains("api_keys"), "{err}");
+        let c = SidecarConfig::from_layers(
+            None,
+            env(&[
+                ("STEERFEED__SERVER__BIND", "0.0.0.0:8080"),
+                ("STEERFEED__SERVER__API_KEYS_FILE", "/etc/steerfeed/keys"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.server.api_keys_file.as_deref(),
+            Some(Path::new("/etc/steerfeed/keys"))
+        );
+        assert!(c.server.auth_configured() && c.server.api_keys.is_empty());
+    }
+
+    #[test]
+    fn the_key_file_is_unset_by_default_and_printed_when_set() {
+        let c = SidecarConfig::default();
+        assert!(c.server.api_keys_file.is_none() && !c.server.auth_configured());
+        assert!(!c.to_toml().contains("api_keys_file"));
+        let file = "[server]\napi_keys_file = \"keys.txt\"\napi_keys = [\"aaaaaaaaaaaaaaaa\"]\n";
+        let c = SidecarConfig::from_layers(Some(("f.toml", file)), env(&[])).unwrap();
+        let shown = c.to_toml();
+        assert!(shown.contains("api_keys_file = \"keys.txt\""), "{shown}");
+        assert!(!shown.contains("aaaa"), "keys are masked");
     }
 
     #[test]

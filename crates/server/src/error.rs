@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | 400 | `malformed_json`, `bad_path`, `bad_request` | the body is not JSON (or not UTF-8), a path id is not a valid id |
 //! | 401 | `unauthorized` | the bearer token is missing or wrong |
+//! | 403 | `forbidden` | the key's scope is narrower than the route's ([`crate::keys`]) |
 //! | 404 | `not_found` | an unknown user, video or route |
 //! | 405 | `method_not_allowed` | a known path with another method |
 //! | 409 | `conflict` | the request conflicts with the stored state |
@@ -18,6 +19,8 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use steerfeed::ErrorClass;
+
+use crate::keys::Scope;
 
 /// The error shape on the wire, for the OpenAPI document (`ApiError` is what handlers
 /// return; its `IntoResponse` writes exactly this).
@@ -51,6 +54,10 @@ impl utoipa::IntoResponses for ErrorResponses {
         let cases = [
             ("400", "malformed JSON or a bad id in the path"),
             ("401", "a missing or wrong bearer token"),
+            (
+                "403",
+                "the key's scope is narrower than the one the operation needs",
+            ),
             ("404", "an unknown user, video or route"),
             ("409", "the request conflicts with the stored state"),
             ("413", "the body or a batch is over its limit"),
@@ -137,6 +144,18 @@ impl ApiError {
     /// 401: a missing or wrong bearer token.
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// 403: the key is right but its scope, `held`, is narrower than the route's, `needed`.
+    pub fn forbidden(needed: Scope, held: Scope) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "this route needs an API key of scope {needed}; this key's scope is {held} \
+                 (scopes: feed < write < admin)"
+            ),
+        )
     }
 
     /// 429: the API key is over its rate limit (the caller adds `retry-after`).

@@ -6,9 +6,9 @@
 //!
 //! The server starts listening at once and loads the engine (the model, the store and
 //! the index) on a blocking thread; `/readyz` and every `/v1` route answer 503 until it
-//! is loaded. The JSON API is in [`api`] (route table there), the error shape and the
-//! status of each error class in [`error`], the extractors that keep bad input in that
-//! shape in [`extract`].
+//! is loaded. The JSON API is in [`api`] (route table there), the API keys and their
+//! scopes in [`keys`], the error shape and the status of each error class in
+//! [`mod@error`], the extractors that keep bad input in that shape in [`extract`].
 
 #![warn(missing_docs)]
 
@@ -16,11 +16,12 @@ pub mod api;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod keys;
 pub mod listen;
 pub mod metrics;
 pub mod ratelimit;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -49,16 +50,50 @@ struct Inner {
     engine_slots: tokio::sync::Semaphore,
     /// The token buckets of the API keys.
     limiter: ratelimit::RateLimiter,
+    /// The API keys in force. Each request clones the `Arc` under the read lock and lets
+    /// go; a reload swaps in a whole new set under the write lock, so a request sees the
+    /// old set or the new one, never a mix, and one in flight keeps the set it started
+    /// with.
+    keys: RwLock<Arc<keys::KeySet>>,
+    /// Held through a reload, so that two reloads cannot finish in the other order than
+    /// they read the file.
+    reloading: Mutex<()>,
 }
 
 impl AppState {
-    /// State whose engine is not loaded yet.
+    /// State whose engine is not loaded yet, with the API keys of `config` (its key file
+    /// read now); an error when the key file cannot be read or does not parse. What the
+    /// server starts with.
+    pub fn try_new(config: SidecarConfig) -> Result<Self, keys::KeyFileError> {
+        let keys = keys::KeySet::load(&config.server)?;
+        Ok(Self::build(
+            config,
+            Arc::new(ratelimit::MonotonicClock::default()),
+            keys,
+        ))
+    }
+
+    /// State whose engine is not loaded yet. A key file that cannot be read or does not
+    /// parse is logged, and the state refuses every keyed request (401) until
+    /// [`AppState::reload_keys`] succeeds: it never falls back to no auth.
     pub fn new(config: SidecarConfig) -> Self {
         Self::with_clock(config, Arc::new(ratelimit::MonotonicClock::default()))
     }
 
-    /// State whose rate limiting reads time from `clock` (tests move it by hand).
+    /// [`AppState::new`] with rate limiting reading time from `clock` (tests move it by
+    /// hand).
     pub fn with_clock(config: SidecarConfig, clock: Arc<dyn ratelimit::Clock>) -> Self {
+        let keys = keys::KeySet::load(&config.server).unwrap_or_else(|e| {
+            tracing::error!(
+                error = %e,
+                "API keys not loaded: every keyed request is refused until a reload succeeds"
+            );
+            keys::KeySet::deny_all()
+        });
+        Self::build(config, clock, keys)
+    }
+
+    fn build(config: SidecarConfig, clock: Arc<dyn ratelimit::Clock>, keys: keys::KeySet) -> Self {
         let limiter = ratelimit::RateLimiter::new(
             config.server.rate_limit_per_second,
             config.server.rate_limit_burst,
@@ -68,6 +103,8 @@ impl AppState {
             inner: Arc::new(Inner {
                 config,
                 limiter,
+                keys: RwLock::new(Arc::new(keys)),
+                reloading: Mutex::new(()),
                 engine: OnceLock::new(),
                 metrics: metrics::Metrics::default(),
                 engine_slots: tokio::sync::Semaphore::new(
@@ -115,6 +152,55 @@ impl AppState {
     /// The metrics registry behind `GET /metrics`.
     pub fn metrics(&self) -> &metrics::Metrics {
         &self.inner.metrics
+    }
+
+    /// The API keys in force now.
+    pub fn keys(&self) -> Arc<keys::KeySet> {
+        // The lock guards one pointer swap: poisoned, the pointer is still whole.
+        self.inner
+            .keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Reads the keys again (`server.api_keys` and the key file, [`keys`]) and puts them
+    /// in force at once, for the requests that start from then on; answers how many keys
+    /// are in force. When the file cannot be read or does not parse, the keys in force
+    /// stay as they were and the error is logged and answered. Logs the outcome (counts,
+    /// never keys). Blocks on the file: call it off the async threads.
+    pub fn reload_keys(&self) -> Result<usize, keys::KeyFileError> {
+        let _one_at_a_time = self
+            .inner
+            .reloading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let set = match keys::KeySet::load(&self.config().server) {
+            Ok(set) => Arc::new(set),
+            Err(e) => {
+                tracing::error!(
+                    error = %e,
+                    keys_in_force = self.keys().len(),
+                    "API keys not reloaded; the keys in force stay as they were"
+                );
+                return Err(e);
+            }
+        };
+        *self
+            .inner
+            .keys
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::clone(&set);
+        // After the swap: a removed key is refused from now on, so its bucket stays gone.
+        self.limiter().retain(|id| set.has_bucket(id));
+        tracing::info!(
+            keys = set.len(),
+            feed = set.count(keys::Scope::Feed),
+            write = set.count(keys::Scope::Write),
+            admin = set.count(keys::Scope::Admin),
+            "API keys reloaded"
+        );
+        Ok(set.len())
     }
 }
 

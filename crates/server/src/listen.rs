@@ -17,6 +17,9 @@
 //!
 //! On shutdown the loop stops accepting, idle keep-alive connections close at once, and
 //! requests in flight get `request_timeout_ms` and a little more to be answered.
+//!
+//! On SIGHUP the API keys are read again ([`reload_keys_on_hangup`]): no connection is
+//! dropped, and a request in flight finishes with the keys it was checked against.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -31,6 +34,9 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::time::{Instant, Sleep};
+
+#[cfg(unix)]
+use crate::AppState;
 
 /// The connection limits (from `[server]`).
 #[derive(Debug, Clone, Copy)]
@@ -116,6 +122,30 @@ pub async fn serve(
         tracing::warn!("connections still open after the drain time; closing them");
     }
     Ok(())
+}
+
+/// Reloads the API keys ([`AppState::reload_keys`], which logs the outcome) on every
+/// SIGHUP, for as long as the future runs: `kill -HUP <pid>` after editing
+/// `server.api_keys_file`. A file that does not parse leaves the keys in force as they
+/// were. Installing it also keeps SIGHUP from ending the process.
+#[cfg(unix)]
+pub async fn reload_keys_on_hangup(state: AppState) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGHUP: the API keys will not reload");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP received: reloading the API keys");
+        let state = state.clone();
+        // The file is read on the blocking pool; the result is logged by reload_keys.
+        if let Err(e) = tokio::task::spawn_blocking(move || state.reload_keys()).await {
+            tracing::error!(error = %e, "reloading the API keys failed");
+        }
+    }
 }
 
 /// A stream that fails with [`std::io::ErrorKind::TimedOut`] once it has gone `idle`

@@ -5,8 +5,11 @@
 //! request takes one. A request that finds less than one token is answered 429
 //! `rate_limited` with a `retry-after` header (whole seconds until a token is there)
 //! and never reaches its handler, so it changes nothing. The check runs after the key
-//! check: only keys the server accepts get a bucket, so the table is bounded by
-//! `server.api_keys` (one shared bucket when no keys are set).
+//! check: only keys the server accepts get a bucket, so the table is bounded by the keys
+//! in force (one shared bucket when no keys are set). A bucket belongs to the key itself
+//! ([`KeyId`], a hash of its bytes), not to its place in a list, so a key keeps its bucket
+//! when the key file is reloaded with lines added or removed before it; the buckets of
+//! keys a reload removed are dropped ([`RateLimiter::retain`]).
 //!
 //! Time comes from a [`Clock`], so tests move it forward instead of sleeping.
 
@@ -40,10 +43,22 @@ impl Clock for MonotonicClock {
     }
 }
 
-/// Which accepted key a request came with: the index in `server.api_keys` (0 when no
-/// keys are set). Put in the request's extensions by the key check.
+/// Which accepted key a request came with: the 64-bit FNV-1a hash of the key's bytes
+/// ([`KeyId::of`]), or [`KeyId::SHARED`] when no keys are set. Put in the request's
+/// extensions by the key check. Two keys sharing a hash would share a bucket, nothing
+/// more: the id only names a bucket, it is never compared in place of a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct KeyIndex(pub usize);
+pub struct KeyId(pub u64);
+
+impl KeyId {
+    /// The one bucket of every request when auth is off.
+    pub const SHARED: KeyId = KeyId(0);
+
+    /// The id of the key `key`.
+    pub fn of(key: &str) -> Self {
+        Self(steerfeed::hash::Fnv1a::of(key.as_bytes()))
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
@@ -57,7 +72,7 @@ pub struct RateLimiter {
     per_second: f64,
     burst: f64,
     clock: Arc<dyn Clock>,
-    buckets: Mutex<HashMap<KeyIndex, Bucket>>,
+    buckets: Mutex<HashMap<KeyId, Bucket>>,
 }
 
 impl RateLimiter {
@@ -77,19 +92,28 @@ impl RateLimiter {
         self.per_second > 0.0 && self.per_second.is_finite()
     }
 
+    /// Keeps only the buckets of the keys `keep` accepts (after a reload of the keys, those
+    /// still in force), so that the table stays bounded by the keys in force.
+    pub fn retain(&self, keep: impl Fn(KeyId) -> bool) {
+        self.lock().retain(|id, _| keep(*id));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<KeyId, Bucket>> {
+        // A poisoned lock only means another request panicked mid-update of plain
+        // numbers; the table is still usable.
+        self.buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Takes one token from `key`'s bucket: `Ok(())` when there was one, else the time
     /// until there will be one.
-    pub fn check(&self, key: KeyIndex) -> Result<(), Duration> {
+    pub fn check(&self, key: KeyId) -> Result<(), Duration> {
         if !self.enabled() {
             return Ok(());
         }
         let now = self.clock.now();
-        // A poisoned lock only means another request panicked mid-update of plain
-        // numbers; the table is still usable.
-        let mut buckets = self
-            .buckets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut buckets = self.lock();
         let bucket = buckets.entry(key).or_insert(Bucket {
             tokens: self.burst,
             at: now,
@@ -137,14 +161,14 @@ mod tests {
     fn a_bucket_empties_refills_at_the_rate_and_never_beyond_the_burst() {
         let clock = Arc::new(Manual::default());
         let limiter = RateLimiter::new(2.0, 3, clock.clone());
-        let k = KeyIndex(0);
+        let k = KeyId::of("a");
         for _ in 0..3 {
             assert_eq!(limiter.check(k), Ok(()));
         }
         let wait = limiter.check(k).err();
         assert_eq!(wait, Some(Duration::from_millis(500)));
         // Another key has its own bucket.
-        assert_eq!(limiter.check(KeyIndex(1)), Ok(()));
+        assert_eq!(limiter.check(KeyId::of("b")), Ok(()));
         // Half a second gives one token back, and one only.
         clock.advance(Duration::from_millis(500));
         assert_eq!(limiter.check(k), Ok(()));
@@ -155,6 +179,10 @@ mod tests {
             assert_eq!(limiter.check(k), Ok(()));
         }
         assert!(limiter.check(k).is_err());
+        // Dropping the other key's bucket leaves this one as it was.
+        limiter.retain(|id| id == k);
+        assert!(limiter.check(k).is_err());
+        assert_eq!(limiter.lock().len(), 1);
     }
 
     #[test]
@@ -162,7 +190,7 @@ mod tests {
         let limiter = RateLimiter::new(0.0, 0, Arc::new(Manual::default()));
         assert!(!limiter.enabled());
         for _ in 0..1000 {
-            assert_eq!(limiter.check(KeyIndex(0)), Ok(()));
+            assert_eq!(limiter.check(KeyId::SHARED), Ok(()));
         }
     }
 }

@@ -2,8 +2,9 @@
 //! `GET /openapi.json`: the document is served without a key, parses as OpenAPI 3, and
 //! describes exactly the `/v1` routes the router serves (checked three ways: against
 //! [`api::ROUTES`], by sending each documented operation to the router, and against the
-//! `.route(...)` calls in `api.rs`), with request and response schemas, the error shape
-//! and the bearer scheme. No engine is needed: unloaded, every `/v1` route answers.
+//! `.route(...)` calls in `api.rs`), with request and response schemas, the error shape,
+//! the bearer scheme and each operation's scope (the table's). No engine is needed:
+//! unloaded, every `/v1` route answers.
 
 use std::collections::BTreeSet;
 
@@ -64,7 +65,7 @@ fn operations(doc: &Value) -> BTreeSet<(String, String)> {
 fn routes() -> BTreeSet<(String, String)> {
     api::ROUTES
         .iter()
-        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .map(|(m, p, _)| ((*m).to_owned(), (*p).to_owned()))
         .collect()
 }
 
@@ -89,7 +90,7 @@ async fn the_document_is_openapi_3_and_lists_every_v1_route() {
     );
     assert_eq!(operations(&doc), routes());
     assert!(
-        !api::ROUTES.is_empty() && api::ROUTES.iter().all(|(_, p)| p.starts_with("/v1/")),
+        !api::ROUTES.is_empty() && api::ROUTES.iter().all(|(_, p, _)| p.starts_with("/v1/")),
         "ROUTES lists the /v1 routes with their full paths"
     );
 }
@@ -197,7 +198,9 @@ async fn schemas_error_shape_and_bearer_scheme_are_described() {
             let s = &content["content"]["application/json"]["schema"];
             assert!(resolve(&doc, s).is_object(), "{method} {path}: {s}");
         }
-        for status in ["400", "401", "404", "413", "422", "429", "500", "503"] {
+        for status in [
+            "400", "401", "403", "404", "413", "422", "429", "500", "503",
+        ] {
             let r = &op["responses"][status]["content"]["application/json"]["schema"]["$ref"];
             assert_eq!(
                 r.as_str(),
@@ -213,7 +216,7 @@ async fn schemas_error_shape_and_bearer_scheme_are_described() {
                 .any(|k| k.starts_with('2')),
             "{method} {path} has a success answer"
         );
-        assert_eq!(op["security"][0]["bearer"], Value::Array(vec![]));
+        assert_eq!(op["security"].as_array().map(Vec::len), Some(1));
     }
     let error = &schemas["ErrorBody"];
     assert_eq!(error["required"][0], "error");
@@ -225,11 +228,43 @@ async fn schemas_error_shape_and_bearer_scheme_are_described() {
     let bearer = &doc["components"]["securitySchemes"]["bearer"];
     assert_eq!(bearer["type"], "http");
     assert_eq!(bearer["scheme"], "bearer");
+    let says = bearer["description"].as_str().unwrap();
+    assert!(
+        says.contains("api_keys_file") && says.contains("403"),
+        "{says}"
+    );
 
     // Types from the core crate come with their own schemas (an event is one object per
     // kind).
     assert!(schemas["Video"]["allOf"][0]["properties"]["created_at"].is_object());
     assert!(schemas["Event"]["oneOf"].is_array());
+}
+
+#[tokio::test]
+async fn every_operation_needs_the_scope_the_table_gives_it() {
+    let doc = document().await;
+    let mut checked = 0;
+    for (method, path, scope) in api::ROUTES {
+        let op = &doc["paths"][*path][*method];
+        assert_eq!(
+            op["security"],
+            json!([{ "bearer": [scope.as_str()] }]),
+            "{method} {path}"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, operations(&doc).len());
+    // The three feed operations say so, and the description names every scope.
+    let feed = |m: &str, p: &str| doc["paths"][p][m]["security"][0]["bearer"][0].clone();
+    assert_eq!(feed("post", "/v1/feed"), "feed");
+    assert_eq!(feed("get", "/v1/users/{id}/profile"), "feed");
+    assert_eq!(feed("get", "/v1/users/{id}/preferences"), "feed");
+    assert_eq!(feed("post", "/v1/events"), "write");
+    let info = doc["info"]["description"].as_str().unwrap();
+    for s in steerfeed_server::keys::Scope::ALL {
+        assert!(info.contains(&format!("`{s}`")), "{info}");
+    }
+    assert!(info.contains("403"), "{info}");
 }
 
 /// The request body schema of an operation, resolved.

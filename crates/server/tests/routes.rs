@@ -6,6 +6,10 @@
 //! 3. Unknown routes are 404 in the error shape.
 //! 4. `/v1` routes answer 503 `not_ready` before the engine loads.
 //! 5. With API keys set, a missing or wrong bearer token is 401 and the right one passes.
+//!    A key reaches the routes of its scope (`feed` < `write` < `admin`, the table's) and
+//!    is 403 `forbidden` beyond; keys of `server.api_keys` are `admin`. The key file must
+//!    parse at startup; reloaded, it replaces the keys at once, a broken one leaves them
+//!    as they were, and a key keeps its rate-limit bucket.
 //! 6. Every route's happy path, each on ids no other test touches.
 //! 7. Error statuses: 400 malformed JSON, invalid UTF-8 and bad path ids; 404 unknown user
 //!    and video; 413 oversized body and oversized batches (nothing of the batch is
@@ -29,7 +33,8 @@ use serde_json::{Value, json};
 use steerfeed::demo::load_world;
 use steerfeed::world::{World, WorldConfig};
 use steerfeed::{AgeBand, Config, Engine, Timestamp, UserId, VideoId};
-use steerfeed_server::{AppState, SidecarConfig, app};
+use steerfeed_server::keys::Scope;
+use steerfeed_server::{AppState, SidecarConfig, api, app};
 use tower::ServiceExt;
 
 const KEY_CHAR: &str = "k";
@@ -293,6 +298,352 @@ async fn a_missing_or_wrong_key_is_401_and_the_right_key_passes() {
     // Health and readiness stay open.
     let (status, _) = send(&state, Method::GET, "/readyz", Body::empty(), None).await;
     assert_eq!(status, StatusCode::OK);
+}
+
+// ---------------------------------------------------------------------------------------
+// Scopes and the key file.
+
+const FEED_KEY: &str = "feed_key_0123456789";
+const WRITE_KEY: &str = "write_key_0123456789";
+const ADMIN_KEY: &str = "admin_key_0123456789";
+
+/// Writes `text` as the key file `dir/keys`; answers its path.
+fn key_file(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("keys");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The configuration of a state on the shared engine whose keys are those of `file`
+/// beside `config_keys` (each `admin`).
+async fn key_file_config(file: std::path::PathBuf, config_keys: &[&str]) -> SidecarConfig {
+    let shared = tokio::task::spawn_blocking(|| &*SHARED).await.unwrap();
+    let mut c = config(shared._dir.path(), false);
+    c.server.api_keys = config_keys.iter().map(|k| (*k).to_owned()).collect();
+    c.server.api_keys_file = Some(file);
+    c.server.validate().unwrap();
+    c
+}
+
+/// A state on the shared engine with the keys of `file` beside `config_keys`.
+async fn state_with_key_file(file: std::path::PathBuf, config_keys: &[&str]) -> AppState {
+    let state = AppState::try_new(key_file_config(file, config_keys).await)
+        .unwrap_or_else(|e| panic!("{e}"));
+    state.set_engine(shared().engine.clone());
+    state
+}
+
+/// Sends `body` (JSON, or nothing for `Null`) with `key`.
+async fn with_key(
+    state: &AppState,
+    method: Method,
+    uri: &str,
+    body: &Value,
+    key: &str,
+) -> (StatusCode, Value) {
+    let body = if body.is_null() {
+        Body::empty()
+    } else {
+        Body::from(body.to_string())
+    };
+    send(state, method, uri, body, Some(key)).await
+}
+
+/// Asserts a 403 in the error shape naming the scope needed and the key's.
+fn assert_forbidden(status: StatusCode, body: &Value, needed: &str, held: &str) {
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(error_code(body), "forbidden");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("scope {needed}")) && message.contains(&format!("is {held}")),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn each_key_reaches_the_routes_of_its_scope_and_is_403_beyond() {
+    let dir = tempfile::tempdir().unwrap();
+    let env_key = KEY_CHAR.repeat(16);
+    let file = key_file(
+        dir.path(),
+        &format!(
+            "# the test's keys\nfeed {FEED_KEY} app\nwrite {WRITE_KEY} worker\nadmin {ADMIN_KEY}\n"
+        ),
+    );
+    let state = state_with_key_file(file, &[&env_key]).await;
+    let user = adults()[5].clone();
+    let now = world_now();
+    let feed = json!({"user": user.as_str(), "limit": 3});
+    let profile = format!("/v1/users/{user}/profile");
+    let preferences = format!("/v1/users/{user}/preferences");
+    let video = |id: &str| {
+        json!({"videos": [{"id": id, "creator": "u0", "created_at": now,
+                           "duration_s": 10.0, "embedding": axis(7)}]})
+    };
+    let event = |k: &str| {
+        json!({"events": [{"key": k, "user": user.as_str(), "at": now, "kind": "view",
+                           "video": "v1", "watch_ms": 1000, "completed": false}]})
+    };
+    let stored = |id: &str| {
+        shared()
+            .engine
+            .video(&VideoId::new(id).unwrap())
+            .unwrap()
+            .is_some()
+    };
+
+    // feed: the feed, the profile and the preferences; nothing else.
+    let (status, body) = with_key(&state, Method::POST, "/v1/feed", &feed, FEED_KEY).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["items"].is_array(), "{body}");
+    let (status, body) = with_key(&state, Method::GET, &profile, &Value::Null, FEED_KEY).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = with_key(&state, Method::GET, &preferences, &Value::Null, FEED_KEY).await;
+    assert!(
+        status == StatusCode::OK || status == StatusCode::NOT_FOUND,
+        "{status} {body}"
+    );
+    let (status, body) = with_key(
+        &state,
+        Method::POST,
+        "/v1/events",
+        &event("scope_feed_e"),
+        FEED_KEY,
+    )
+    .await;
+    assert_forbidden(status, &body, "write", "feed");
+    let (status, body) = with_key(
+        &state,
+        Method::PUT,
+        "/v1/videos",
+        &video("scope_feed_v"),
+        FEED_KEY,
+    )
+    .await;
+    assert_forbidden(status, &body, "write", "feed");
+    assert!(!stored("scope_feed_v"), "a 403 stored its video");
+    let (status, body) = with_key(
+        &state,
+        Method::PUT,
+        &preferences,
+        &json!({"text": "x"}),
+        FEED_KEY,
+    )
+    .await;
+    assert_forbidden(status, &body, "write", "feed");
+    let (status, body) = with_key(&state, Method::GET, "/metrics", &Value::Null, FEED_KEY).await;
+    assert_forbidden(status, &body, "admin", "feed");
+
+    // write: what feed may, and ingest and the catalogue; not the metrics.
+    let (status, body) = with_key(&state, Method::POST, "/v1/feed", &feed, WRITE_KEY).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = with_key(
+        &state,
+        Method::POST,
+        "/v1/events",
+        &event("scope_write_e"),
+        WRITE_KEY,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["accepted"], 1);
+    let (status, body) = with_key(
+        &state,
+        Method::PUT,
+        "/v1/videos",
+        &video("scope_write_v"),
+        WRITE_KEY,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(stored("scope_write_v"));
+    let (status, body) = with_key(&state, Method::GET, "/metrics", &Value::Null, WRITE_KEY).await;
+    assert_forbidden(status, &body, "admin", "write");
+
+    // admin, from the file or from server.api_keys: everything.
+    for (i, key) in [ADMIN_KEY, env_key.as_str()].into_iter().enumerate() {
+        let (status, body) = with_key(&state, Method::POST, "/v1/feed", &feed, key).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let k = format!("scope_admin_e{i}");
+        let (status, body) = with_key(&state, Method::POST, "/v1/events", &event(&k), key).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let v = format!("scope_admin_v{i}");
+        let (status, body) = with_key(&state, Method::PUT, "/v1/videos", &video(&v), key).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, _) = with_key(&state, Method::GET, "/metrics", &Value::Null, key).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    // A wrong key or none is still 401, whatever the route.
+    for uri in ["/v1/feed", "/metrics"] {
+        let (status, body) =
+            with_key(&state, Method::POST, uri, &feed, "not_a_key_0123456789").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri}: {body}");
+        assert_eq!(error_code(&body), "unauthorized");
+    }
+    let (status, _) = send(&state, Method::GET, &profile, Body::empty(), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn every_route_needs_the_scope_its_row_gives_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = key_file(
+        dir.path(),
+        &format!("feed {FEED_KEY}\nwrite {WRITE_KEY}\nadmin {ADMIN_KEY}\n"),
+    );
+    let state = state_with_key_file(file, &[]).await;
+    let keys = [
+        (Scope::Feed, FEED_KEY),
+        (Scope::Write, WRITE_KEY),
+        (Scope::Admin, ADMIN_KEY),
+    ];
+    // Ids no user or video has and no body: a request let through is refused further on
+    // (400, 404) and changes nothing.
+    for (method, path, needed) in api::ROUTES.iter().chain(api::ROUTES_OUTSIDE_V1) {
+        let uri = path.replace('{', "scope_nobody_").replace('}', "");
+        let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        for (held, key) in keys {
+            let (status, body) = send(&state, method.clone(), &uri, Body::empty(), Some(key)).await;
+            if held < *needed {
+                assert_forbidden(status, &body, needed.as_str(), held.as_str());
+            } else {
+                assert!(
+                    status != StatusCode::FORBIDDEN && status != StatusCode::UNAUTHORIZED,
+                    "{method} {uri} with a {held} key: {status} {body}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_reloaded_key_file_replaces_the_keys_and_a_broken_one_keeps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new, secret) = (
+        "old_key_0123456789",
+        "new_key_0123456789",
+        "s3cret_0123456789",
+    );
+    let file = key_file(dir.path(), &format!("write {old}\n"));
+    let state = state_with_key_file(file.clone(), &[]).await;
+    let uri = format!("/v1/users/{}/profile", adults()[6]);
+    let status = |key: &'static str| {
+        let state = state.clone();
+        let uri = uri.clone();
+        async move {
+            with_key(&state, Method::GET, &uri, &Value::Null, key)
+                .await
+                .0
+        }
+    };
+    assert_eq!(status(old).await, StatusCode::OK);
+    assert_eq!(status(new).await, StatusCode::UNAUTHORIZED);
+
+    // A new file: the old key is gone, the new one works with its scope.
+    key_file(dir.path(), &format!("# rotated\nadmin {new} ops\n"));
+    assert_eq!(state.reload_keys().unwrap(), 1);
+    assert_eq!(status(old).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(status(new).await, StatusCode::OK);
+    let (code, _) = with_key(&state, Method::GET, "/metrics", &Value::Null, new).await;
+    assert_eq!(code, StatusCode::OK);
+
+    // A broken file (the old key back, then a bad line) changes nothing: the error names
+    // the line, never a key.
+    key_file(
+        dir.path(),
+        &format!("admin {new}\nwrite {old}\nreed {secret}\n"),
+    );
+    let err = state.reload_keys().unwrap_err().to_string();
+    assert!(err.contains("line 3") && err.contains("keys"), "{err}");
+    for key in [old, new, secret] {
+        assert!(!err.contains(key), "{err}");
+    }
+    assert_eq!(status(new).await, StatusCode::OK);
+    assert_eq!(status(old).await, StatusCode::UNAUTHORIZED);
+
+    // So does a file that is gone.
+    std::fs::remove_file(&file).unwrap();
+    let err = state.reload_keys().unwrap_err().to_string();
+    assert!(err.contains("cannot read"), "{err}");
+    assert_eq!(status(new).await, StatusCode::OK);
+
+    // A file without keys leaves auth on: every request is 401.
+    key_file(dir.path(), "# nobody for now\n");
+    assert_eq!(state.reload_keys().unwrap(), 0);
+    assert_eq!(status(new).await, StatusCode::UNAUTHORIZED);
+    let (code, _) = send(&state, Method::GET, &uri, Body::empty(), None).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_key_keeps_its_rate_limit_bucket_when_the_file_is_reloaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = ("key_a_0123456789ab", "key_b_0123456789ab");
+    let file = key_file(dir.path(), &format!("feed {a}\n"));
+    let mut c = key_file_config(file, &[]).await;
+    // One request, then none until the clock moves.
+    c.server.rate_limit_per_second = 0.5;
+    c.server.rate_limit_burst = 1;
+    let clock = Arc::new(ManualClock::default());
+    let state = AppState::with_clock(c, clock.clone());
+    state.set_engine(shared().engine.clone());
+    let uri = format!("/v1/users/{}/profile", adults()[7]);
+    let get = |key: &'static str| {
+        let state = state.clone();
+        let uri = uri.clone();
+        async move {
+            with_key(&state, Method::GET, &uri, &Value::Null, key)
+                .await
+                .0
+        }
+    };
+    assert_eq!(get(a).await, StatusCode::OK);
+    assert_eq!(get(a).await, StatusCode::TOO_MANY_REQUESTS);
+
+    // A key added before it moves it down the file; its bucket stays empty.
+    key_file(dir.path(), &format!("feed {b}\nfeed {a}\n"));
+    assert_eq!(state.reload_keys().unwrap(), 2);
+    assert_eq!(get(a).await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(get(b).await, StatusCode::OK);
+    clock.advance(std::time::Duration::from_secs(2));
+    assert_eq!(get(a).await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_key_file_must_be_there_and_parse_at_startup() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-file");
+    let err = AppState::try_new(key_file_config(missing.clone(), &[]).await).unwrap_err();
+    assert!(
+        err.to_string().contains(&missing.display().to_string()),
+        "{err}"
+    );
+
+    let bad = key_file(
+        dir.path(),
+        &format!("feed {FEED_KEY}\nadmin {ADMIN_KEY} a b\n"),
+    );
+    let err = AppState::try_new(key_file_config(bad.clone(), &[]).await)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("line 2") && !err.contains(ADMIN_KEY), "{err}");
+
+    // A state built regardless fails closed: no key passes, not even a configured one.
+    let env_key = KEY_CHAR.repeat(16);
+    let state = AppState::new(key_file_config(bad, &[&env_key]).await);
+    state.set_engine(shared().engine.clone());
+    for key in [FEED_KEY, env_key.as_str()] {
+        let (status, _) = with_key(&state, Method::POST, "/v1/feed", &json!({}), key).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{key}");
+    }
+
+    // An empty file turns auth on, even on loopback.
+    let empty = key_file(dir.path(), "");
+    let state = state_with_key_file(empty, &[]).await;
+    let uri = format!("/v1/users/{}/profile", adults()[8]);
+    let (status, body) = send(&state, Method::GET, &uri, Body::empty(), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
 }
 
 // ---------------------------------------------------------------------------------------
