@@ -128,7 +128,8 @@ pub enum Record {
     },
     /// A video the person made (without its embedding).
     Video {
-        /// The video.
+        /// The video, as stored (no embedding; a deleted one may have no caption).
+        #[cfg_attr(feature = "openapi", schema(value_type = Object))]
         video: crate::Video,
     },
     /// A video of someone else in which the person appears.

@@ -22,6 +22,8 @@
 //! | `DELETE` | `/v1/users/{id}/preferences` | `write` | | 204 |
 //! | `POST` | `/v1/feed` | `feed` | `{"user", "limit"?, "cursor"?, "session"?, "now"?}` | 200 `FeedResponse` |
 //! | `GET` | `/v1/users/{id}/profile` | `feed` | | 200 `ProfileSummary` |
+//! | `DELETE` | `/v1/users/{id}?videos=delete\|keep` | `admin` | | 200 `ErasureReport` |
+//! | `GET` | `/v1/users/{id}/export` | `admin` | | 200 `{"user", "records": [Record]}` |
 //! | `GET` | `/metrics` (outside `/v1`) | `admin` | | 200 Prometheus text |
 //!
 //! A key of a narrower scope than the route's is answered 403 `forbidden`; scopes nest
@@ -35,16 +37,16 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, RawQuery, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use serde::{Deserialize, Serialize};
 use steerfeed::{
-    ConsentScope, Constraints, Cursor, Engine, Event, EventKey, FeedRequest, FeedResponse,
-    ParentalControls, Preferences, ProfileSummary, Revocation, SessionId, Timestamp, User, UserId,
-    Video, VideoId,
+    ConsentScope, Constraints, Cursor, Engine, ErasureReport, Event, EventKey, FeedRequest,
+    FeedResponse, OwnVideos, ParentalControls, Preferences, ProfileSummary, Record, Revocation,
+    SessionId, Timestamp, User, UserId, Video, VideoId,
 };
 use tracing::Instrument;
 
@@ -89,6 +91,8 @@ pub fn routes(state: AppState) -> Router<AppState> {
         )
         .route("/feed", post(feed))
         .route("/users/{id}/profile", get(profile))
+        .route("/users/{id}", delete(erase_user))
+        .route("/users/{id}/export", get(export_user))
         .method_not_allowed_fallback(method_not_allowed)
         // Layers run outermost last: trace, then the key check, then the rate limit.
         .route_layer(axum::middleware::from_fn_with_state(
@@ -126,6 +130,8 @@ pub const ROUTES: &[(&str, &str, Scope)] = &[
     ("delete", "/v1/users/{id}/preferences", Scope::Write),
     ("post", "/v1/feed", Scope::Feed),
     ("get", "/v1/users/{id}/profile", Scope::Feed),
+    ("delete", "/v1/users/{id}", Scope::Admin),
+    ("get", "/v1/users/{id}/export", Scope::Admin),
 ];
 
 /// The keyed routes outside `/v1` (not in the OpenAPI document), with their scopes.
@@ -163,7 +169,7 @@ pub fn required_scope(method: &str, path: &str) -> Scope {
                        `admin` everything. A key whose scope is too narrow is answered 403 \
                        `forbidden`."
     ),
-    paths(upsert_users, upsert_videos, delete_video, ingest_events, follow, unfollow, block, unblock, mute, unmute, set_parental_controls, set_consent, revoke_consent, set_preferences, get_preferences, edit_preferences, clear_preferences, feed, profile),
+    paths(upsert_users, upsert_videos, delete_video, ingest_events, follow, unfollow, block, unblock, mute, unmute, set_parental_controls, set_consent, revoke_consent, set_preferences, get_preferences, edit_preferences, clear_preferences, feed, profile, erase_user, export_user),
     components(schemas(ErrorBody)),
     modifiers(&BearerSecurity, &EngineRules, &RouteScopes),
     security(("bearer" = []))
@@ -1114,6 +1120,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_erasure_must_say_what_happens_to_the_videos_and_nothing_else() {
+        assert_eq!(erasure_videos(Some("videos=delete")), Ok(OwnVideos::Delete));
+        assert_eq!(erasure_videos(Some("videos=keep")), Ok(OwnVideos::Keep));
+        for (query, field) in [
+            (None, "videos"),
+            (Some(""), "videos"),
+            (Some("videos"), "videos"),
+            (Some("videos=Delete"), "videos"),
+            (Some("videos=keep&force=1"), "force"),
+            (Some("user=a"), "user"),
+        ] {
+            let e = erasure_videos(query).unwrap_err();
+            assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY, "{query:?}");
+            assert_eq!(e.field.as_deref(), Some(field), "{query:?}");
+        }
+    }
+
+    #[test]
     fn feed_keys_read_write_keys_write_and_the_rest_needs_admin() {
         let feed: Vec<(&str, &str)> = ROUTES
             .iter()
@@ -1128,11 +1152,21 @@ mod tests {
                 ("get", "/v1/users/{id}/profile"),
             ]
         );
-        assert!(
-            ROUTES
-                .iter()
-                .all(|r| r.2 == Scope::Write || feed.contains(&(r.0, r.1)))
+        let admin: Vec<(&str, &str)> = ROUTES
+            .iter()
+            .filter(|r| r.2 == Scope::Admin)
+            .map(|&(m, p, _)| (m, p))
+            .collect();
+        assert_eq!(
+            admin,
+            [
+                ("delete", "/v1/users/{id}"),
+                ("get", "/v1/users/{id}/export")
+            ]
         );
+        assert!(ROUTES.iter().all(|r| r.2 == Scope::Write
+            || feed.contains(&(r.0, r.1))
+            || admin.contains(&(r.0, r.1))));
         assert_eq!(required_scope("GET", "/metrics"), Scope::Admin);
         assert_eq!(required_scope("POST", "/v1/feed"), Scope::Feed);
         assert_eq!(required_scope("post", "/v1/events"), Scope::Write);
@@ -1154,4 +1188,88 @@ mod tests {
         rows.dedup();
         assert_eq!(rows.len(), ROUTES.len());
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// A person's data.
+
+/// What `DELETE /v1/users/{id}` does with the person's own videos: `?videos=delete` or
+/// `?videos=keep`, required (the caller says which), and nothing else.
+fn erasure_videos(query: Option<&str>) -> Result<OwnVideos, ApiError> {
+    let mut videos = None;
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        match pair.split_once('=') {
+            Some(("videos", "delete")) => videos = Some(OwnVideos::Delete),
+            Some(("videos", "keep")) => videos = Some(OwnVideos::Keep),
+            Some(("videos", _)) | None if pair.starts_with("videos") => {
+                return Err(
+                    ApiError::invalid("videos must be \"delete\" or \"keep\"").with_field("videos")
+                );
+            }
+            _ => {
+                let name = pair.split_once('=').map_or(pair, |(n, _)| n);
+                return Err(ApiError::invalid(format!(
+                    "unknown query parameter {name:?}: only \"videos\" is taken"
+                ))
+                .with_field(name.to_owned()));
+            }
+        }
+    }
+    videos.ok_or_else(|| {
+        ApiError::invalid(
+            "say what happens to the person's own videos: ?videos=delete or ?videos=keep",
+        )
+        .with_field("videos")
+    })
+}
+
+#[utoipa::path(
+    delete,
+    path = "/v1/users/{id}",
+    tag = "people",
+    description = "Erases a person (`admin` scope): their account, relations both ways, consent grants and revocations, parental controls, preferences, wellbeing, history and seen rings, interest, affinity, page pool, and their events in the event log (made unreadable in place, with their idempotency keys); every video featuring them stops being served at once (deleted); their own videos are deleted or kept as `videos` says (required). Durable and in force for the next request when it answers; a store restored from an older copy forgets them again at open (the erasure log). Anonymous aggregates (video counters, popularity, co-engagement) keep what their events added. Erasing someone erased before answers 200 with `already_erased`; an id never stored is 404.",
+    params(
+        ("id" = String, Path, description = "the person"),
+        ("videos" = OwnVideos, Query, description = "what happens to the videos they made: `delete` or `keep`")
+    ),
+    responses((status = 200, description = "erased", body = ErasureReport), ErrorResponses)
+)]
+async fn erase_user(
+    State(state): State<AppState>,
+    UserPath(user): UserPath,
+    RawQuery(query): RawQuery,
+) -> Result<axum::Json<ErasureReport>, ApiError> {
+    let own = erasure_videos(query.as_deref())?;
+    let report = run(&state, move |e| e.erase_user(&user, own)).await?;
+    Ok(axum::Json(report))
+}
+
+/// Everything stored about a person.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct Export {
+    /// The person.
+    user: UserId,
+    /// The records, in the format bulk exports use (JSON tagged by `record`).
+    records: Vec<Record>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/users/{id}/export",
+    tag = "people",
+    description = "Everything stored about a person (`admin` scope), as records tagged by `record` (the format of bulk exports): the account, follows both ways, the blocks and mutes they set, consent, revocations, parental controls, preferences, wellbeing, seen and history, interest, affinity, their events in the log, their videos and the videos they appear in. Empty `records` for a person never stored or erased. Reads the whole event log and catalogue.",
+    params(("id" = String, Path, description = "the person")),
+    responses((status = 200, description = "done", body = Export), ErrorResponses)
+)]
+async fn export_user(
+    State(state): State<AppState>,
+    UserPath(user): UserPath,
+) -> Result<axum::Json<Export>, ApiError> {
+    let who = user.clone();
+    let records = run(&state, move |e| e.export_user(&who)).await?;
+    Ok(axum::Json(Export { user, records }))
 }

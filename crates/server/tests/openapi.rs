@@ -107,10 +107,13 @@ async fn every_documented_operation_is_served_and_every_other_method_is_not() {
             let documented = ops.contains(&(method.as_str().to_lowercase(), path.clone()));
             let (status, body) = fetch(&state, method.clone(), &uri, true).await;
             if documented {
-                // A served route gets past routing: its body check (400) or the engine
-                // not being loaded (503), never the fallback's 404 or a 405.
+                // A served route gets past routing: its body check (400), its query
+                // check (422: an erasure without `videos`) or the engine not being loaded
+                // (503), never the fallback's 404 or a 405.
                 assert!(
-                    status == StatusCode::BAD_REQUEST || status == StatusCode::SERVICE_UNAVAILABLE,
+                    status == StatusCode::BAD_REQUEST
+                        || status == StatusCode::UNPROCESSABLE_ENTITY
+                        || status == StatusCode::SERVICE_UNAVAILABLE,
                     "{method} {uri}: {status} {body}"
                 );
             } else {
@@ -336,6 +339,20 @@ async fn ids_and_path_ids_state_the_servers_rules() {
             .into_iter()
             .flatten()
         {
+            if p["in"] == "query" {
+                // The one query parameter: an erasure's choice for the person's videos.
+                assert_eq!(
+                    (method.as_str(), path.as_str()),
+                    ("delete", "/v1/users/{id}")
+                );
+                assert_eq!(p["name"], "videos");
+                assert_eq!(p["required"], true);
+                assert_eq!(
+                    p["schema"]["$ref"], "#/components/schemas/OwnVideos",
+                    "{method} {path}"
+                );
+                continue;
+            }
             assert_eq!(p["in"], "path", "{method} {path}");
             assert_eq!(
                 p["schema"]["$ref"], "#/components/schemas/PathId",
