@@ -2,7 +2,8 @@
 //! temporary store and an API key, driven through the `/v1` API (users, consent, videos
 //! embedded from their captions, follows, events, a preference in words, feeds, a
 //! consent revocation), then stopped with SIGTERM: it must exit cleanly. SIGHUP reloads
-//! the key file without a restart.
+//! the key file without a restart or a dropped request; keys have scopes; a person erased
+//! over HTTP leaves every feed and their export empty, through a kill -9 and a restart.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -673,4 +674,217 @@ fn slow_and_idle_clients_are_cut_off_and_connections_are_capped() {
     let answer = String::from_utf8(closed_by_server(&mut c, cap)).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     drop(b);
+}
+
+#[test]
+fn an_erased_cameo_leaves_every_feed_for_good_and_only_an_admin_key_may_erase() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let keys = dir.path().join("keys");
+    let (feed_key, write_key, admin_key) = (
+        "feed-key-0123456789abc",
+        "write-key-0123456789abc",
+        "admin-key-0123456789abc",
+    );
+    std::fs::write(
+        &keys,
+        format!("feed {feed_key} app\nwrite {write_key} ingest\nadmin {admin_key} ops\n"),
+    )
+    .unwrap();
+    let log = dir.path().join("stderr.log");
+    let env = [
+        ("STEERFEED__SERVER__API_KEYS_FILE", keys.to_str().unwrap()),
+        ("RUST_LOG", "info"),
+    ];
+    let (mut server, port) = start(
+        &store,
+        &env,
+        Stdio::from(std::fs::File::create(&log).unwrap()),
+    );
+    let w = |method: &str, path: &str, body: Option<&Value>| {
+        let (status, body) = http_as(port, write_key, method, path, body);
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path}: {status} {body}"
+        );
+    };
+    let users: Vec<Value> = ["cr", "pe", "fo", "fo2"]
+        .iter()
+        .map(|u| json!({"id": u}))
+        .collect();
+    w("POST", "/v1/users", Some(&json!({"users": users})));
+    w(
+        "PUT",
+        "/v1/users/pe/consent",
+        Some(&json!({"scope": "everyone"})),
+    );
+    let now = steerfeed::Timestamp::now().to_string();
+    let video = |id: &str, creator: &str, cameos: &[&str], caption: &str| {
+        json!({"id": id, "creator": creator, "created_at": now, "duration_s": 12.0,
+            "caption": caption, "cameos": cameos})
+    };
+    w(
+        "PUT",
+        "/v1/videos",
+        Some(&json!({"videos": [
+            video("cameo_v", "cr", &["pe"], "two friends cook pasta together"),
+            video("plain_v", "cr", &[], "a cat plays the piano"),
+            video("own_v", "pe", &[], "a sunset over the sea"),
+        ]})),
+    );
+    for f in ["fo", "fo2"] {
+        w("PUT", &format!("/v1/users/{f}/follows/cr"), None);
+    }
+    w(
+        "POST",
+        "/v1/events",
+        Some(
+            &json!({"events": [{"key": "pe-like", "user": "pe", "at": now,
+            "kind": "like", "video": "plain_v"}]}),
+        ),
+    );
+    assert!(feed(port, "fo").contains(&"cameo_v".to_owned()));
+
+    // Scopes: a feed key cannot write or erase, a write key cannot erase or export.
+    let forbidden = |key: &str, method: &str, path: &str, body: Option<&Value>| {
+        let (status, body) = http_as(port, key, method, path, body);
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (403, Some("forbidden")),
+            "{method} {path}: {body}"
+        );
+    };
+    let event = json!({"events": [{"key": "f1", "user": "fo", "at": now,
+        "kind": "like", "video": "plain_v"}]});
+    forbidden(feed_key, "POST", "/v1/events", Some(&event));
+    forbidden(feed_key, "DELETE", "/v1/users/pe?videos=keep", None);
+    forbidden(write_key, "DELETE", "/v1/users/pe?videos=keep", None);
+    forbidden(write_key, "GET", "/v1/users/pe/export", None);
+    assert_eq!(
+        http_as(port, feed_key, "GET", "/v1/users/fo/profile", None).0,
+        200
+    );
+
+    // The export before: their account, their event, the video they appear in.
+    let (status, before) = http_as(port, admin_key, "GET", "/v1/users/pe/export", None);
+    assert_eq!(status, 200, "{before}");
+    let records = before["records"].as_array().unwrap();
+    let has = |kind: &str, f: &dyn Fn(&Value) -> bool| {
+        records.iter().any(|r| r["record"] == kind && f(r))
+    };
+    assert!(has("user", &|r| r["user"]["id"] == "pe"));
+    assert!(has("event", &|r| r["event"]["key"] == "pe-like"));
+    assert!(has("cameo", &|r| r["video"] == "cameo_v"));
+    assert!(has("video", &|r| r["video"]["id"] == "own_v"));
+    assert!(has("consent", &|r| r["scope"] == "everyone"));
+
+    let (status, report) = http_as(port, admin_key, "DELETE", "/v1/users/pe?videos=keep", None);
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["already_erased"], false);
+    assert_eq!(report["events"], 1);
+    assert_eq!(report["cameo_videos_deleted"], 1);
+    assert_eq!(report["own_videos_deleted"], 0);
+    // In force for the next request, on every feed.
+    assert!(!feed(port, "fo2").contains(&"cameo_v".to_owned()));
+    let (status, after) = http_as(port, admin_key, "GET", "/v1/users/pe/export", None);
+    assert_eq!(
+        (status, after["records"].as_array().unwrap().len()),
+        (200, 0)
+    );
+    assert_eq!(http(port, "GET", "/v1/users/pe/profile", None).0, 404);
+
+    // Killed without a chance to save anything, it opens with the person still gone.
+    server.0.kill().unwrap();
+    server.0.wait().unwrap();
+    let (_server, port) = start(&store, &env, Stdio::null());
+    let (status, after) = http_as(port, admin_key, "GET", "/v1/users/pe/export", None);
+    assert_eq!(
+        (status, after["records"].as_array().unwrap().len()),
+        (200, 0)
+    );
+    let (status, _) = http(
+        port,
+        "POST",
+        "/v1/users",
+        Some(&json!({"users": [{"id": "fo3"}]})),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(http(port, "PUT", "/v1/users/fo3/follows/cr", None).0, 204);
+    let page = feed(port, "fo3");
+    assert!(page.contains(&"plain_v".to_owned()), "{page:?}");
+    assert!(!page.contains(&"cameo_v".to_owned()), "{page:?}");
+    // Idempotent; an id never stored is 404; the request must say what to do with videos.
+    let (status, again) = http_as(port, admin_key, "DELETE", "/v1/users/pe?videos=keep", None);
+    assert_eq!((status, &again["already_erased"]), (200, &json!(true)));
+    let (status, _) = http_as(
+        port,
+        admin_key,
+        "DELETE",
+        "/v1/users/nobody?videos=keep",
+        None,
+    );
+    assert_eq!(status, 404);
+    let (status, body) = http_as(port, admin_key, "DELETE", "/v1/users/fo3", None);
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (422, Some("videos"))
+    );
+}
+
+#[test]
+fn a_reloaded_key_file_takes_effect_without_dropping_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let (kept, added) = ("kept-key-0123456789abc", "added-key-0123456789abc");
+    std::fs::write(&keys, format!("feed {kept}\n")).unwrap();
+    let log = dir.path().join("stderr.log");
+    let (server, port) = start(
+        &dir.path().join("store"),
+        &[
+            ("STEERFEED__SERVER__API_KEYS_FILE", keys.to_str().unwrap()),
+            ("RUST_LOG", "info"),
+        ],
+        Stdio::from(std::fs::File::create(&log).unwrap()),
+    );
+    put_users(port, &["steady"]);
+    assert_eq!(
+        http_as(port, added, "GET", "/v1/users/steady/profile", None).0,
+        401
+    );
+    // A client keeps reading with the key that stays while the file is rotated.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut statuses = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                statuses.push(http_as(port, kept, "GET", "/v1/users/steady/profile", None).0);
+            }
+            statuses
+        })
+    };
+    std::fs::write(&keys, format!("feed {kept}\nwrite {added}\n")).unwrap();
+    let pid = server.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_for_log(&log, "API keys reloaded");
+    // The new key works at once, with its scope.
+    assert_eq!(
+        http_as(port, added, "GET", "/v1/users/steady/profile", None).0,
+        200
+    );
+    let users = json!({"users": [{"id": "late"}]});
+    assert_eq!(
+        http_as(port, added, "POST", "/v1/users", Some(&users)).0,
+        200
+    );
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let statuses = client.join().unwrap();
+    assert!(!statuses.is_empty());
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
 }
