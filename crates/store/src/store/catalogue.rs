@@ -35,6 +35,7 @@ impl Store {
         }
         // The creator and every person in a cameo must be known users: consent and age
         // rules are read from their records. (A remix may name a video not stored yet.)
+        let erasures = self.erasure_epoch();
         for v in videos {
             self.require_user(&v.creator)?;
             for p in &v.cameos {
@@ -54,6 +55,12 @@ impl Store {
         let generation = {
             let _p = self.persist_lock();
             let _g = self.write_lock();
+            self.still_known(
+                erasures,
+                batch
+                    .iter()
+                    .flat_map(|v| std::iter::once(&v.creator).chain(&v.cameos)),
+            )?;
             let t = self.t();
             let mut w = Writes::default();
             let mut live_delta: i64 = 0;

@@ -330,6 +330,7 @@ impl Store {
                 lock(&i.remix).remove(id);
             }
             report.deleted = deleted;
+            i.erasure_epoch.fetch_add(1, Ordering::AcqRel);
             generation
         };
         self.durable(generation)?;

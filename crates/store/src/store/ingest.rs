@@ -544,6 +544,7 @@ impl Store {
     /// for in-memory indexes fed in log order (co-engagement) without reading the log
     /// back.
     pub fn ingest_events_logged(&self, events: &[Event]) -> Result<(IngestReport, Logged)> {
+        let erasures = self.erasure_epoch();
         for (i, e) in events.iter().enumerate() {
             let bad = |err: Error| {
                 Error::invalid(
@@ -567,6 +568,7 @@ impl Store {
         let mut logged = Logged::default();
         let generation = {
             let _g = self.write_lock();
+            self.still_known(erasures, events.iter().map(|e| &e.user))?;
             let t = self.t();
             let mut items = Vec::with_capacity(events.len());
             {

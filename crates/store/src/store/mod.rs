@@ -119,6 +119,10 @@ pub(crate) struct Inner {
     damage: DamageLog,
     /// The people erased, in order (`crate::erasure`); its lock serialises erasures.
     erasures: crate::erasure::ErasureLog,
+    /// Erasures carried out since open, bumped under the write lock: a write that checked
+    /// its users before taking the lock checks them again under it when this moved, so
+    /// nothing is written for a person erased in between.
+    erasure_epoch: AtomicU64,
     /// Decoded users, preferences and parental controls.
     users: RecordCache<Option<User>>,
     prefs: RecordCache<Option<Arc<Preferences>>>,

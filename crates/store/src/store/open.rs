@@ -333,6 +333,7 @@ impl Store {
             ids: Ids::default(),
             damage,
             erasures,
+            erasure_epoch: AtomicU64::new(0),
             users: RecordCache::new(MAX_CACHED_USERS),
             prefs: RecordCache::new(MAX_CACHED_USERS),
             parental: RecordCache::new(MAX_CACHED_USERS),

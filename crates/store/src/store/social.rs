@@ -43,6 +43,7 @@ impl Store {
                 "a user cannot do this to themselves",
             ));
         }
+        let erasures = self.erasure_epoch();
         self.require_user(a)?;
         self.require_user(b)?;
         let edge = match rel {
@@ -52,6 +53,7 @@ impl Store {
         };
         self.write_durably(
             |s, w| {
+                s.still_known(erasures, [a, b])?;
                 let t = s.t();
                 let (ab, ba) = (pair(a.as_str(), b.as_str()), pair(b.as_str(), a.as_str()));
                 let mut keys = vec![(
@@ -159,11 +161,13 @@ impl Store {
                 got: approved.len(),
             });
         }
+        let erasures = self.erasure_epoch();
         self.require_user(person)?;
         let rec = json(&ConsentRec { scope })?;
         let _epoch = EpochBump(self);
         self.write_durably(
             |s, w| {
+                s.still_known(erasures, [person])?;
                 let t = s.t();
                 w.insert(&t.consent, person.as_str(), rec);
                 for kv in t.approved.scan_prefix(prefix(person.as_str())) {
@@ -212,10 +216,12 @@ impl Store {
     /// next [`ConsentLedger`](steerfeed_core::ports::ConsentLedger) read sees it; durable
     /// when it returns.
     pub fn revoke_consent(&self, person: &UserId, revocation: &Revocation) -> Result<()> {
+        let erasures = self.erasure_epoch();
         self.require_user(person)?;
         let key = revocation_key(person, revocation);
         self.write_durably(
             |s, w| {
+                s.still_known(erasures, [person])?;
                 w.insert(&s.t().revocations, key, []);
                 Ok(())
             },

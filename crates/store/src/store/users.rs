@@ -15,6 +15,27 @@ impl Store {
         }
     }
 
+    /// The erasure epoch, to read before a write checks its users.
+    pub(super) fn erasure_epoch(&self) -> u64 {
+        self.inner.erasure_epoch.load(Ordering::Acquire)
+    }
+
+    /// Under the write lock: checks `ids` again if a person was erased since `epoch`
+    /// (read before they were first checked), so that no write made for a person erased
+    /// in between lands after their erasure.
+    pub(super) fn still_known<'a>(
+        &self,
+        epoch: u64,
+        ids: impl IntoIterator<Item = &'a UserId>,
+    ) -> Result<()> {
+        if self.erasure_epoch() != epoch {
+            for id in ids {
+                self.require_user(id)?;
+            }
+        }
+        Ok(())
+    }
+
     // -----------------------------------------------------------------------------------
     // Users and the social graph.
 
@@ -93,11 +114,13 @@ impl Store {
     /// Sets a user's parental controls. Durable when it returns.
     pub fn set_parental_controls(&self, user: &UserId, controls: &ParentalControls) -> Result<()> {
         controls.validate()?;
+        let erasures = self.erasure_epoch();
         self.require_user(user)?;
         let b = json(controls)?;
         let _epoch = EpochBump(self);
         self.write_durably(
             |s, w| {
+                s.still_known(erasures, [user])?;
                 w.insert(&s.t().parental, user.as_str(), b);
                 Ok(())
             },
@@ -170,6 +193,7 @@ impl Store {
             });
         }
         constraints.validate()?;
+        let erasures = self.erasure_epoch();
         self.require_user(user)?;
         let b = json(&Preferences {
             text: text.to_owned(),
@@ -178,6 +202,7 @@ impl Store {
         })?;
         self.write_durably(
             |s, w| {
+                s.still_known(erasures, [user])?;
                 w.insert(&s.t().prefs, user.as_str(), b);
                 Ok(())
             },

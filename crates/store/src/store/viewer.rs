@@ -51,6 +51,10 @@ impl Store {
     pub fn record_page(&self, user: &UserId, page: &ServedPage<'_>, now: Timestamp) -> Result<()> {
         {
             let _g = self.write_lock();
+            // A page served to a person erased while it was ranked records nothing.
+            if self.erasure_epoch() > 0 && self.user(user)?.is_none() {
+                return Ok(());
+            }
             let mut rec = self.wellbeing_rec(user)?;
             let videos = page.videos;
             if !videos.is_empty() {

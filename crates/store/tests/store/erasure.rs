@@ -439,3 +439,60 @@ fn an_export_lists_everything_stored_about_the_person() {
         assert_eq!(&serde_json::from_str::<Record>(&line).unwrap(), r);
     }
 }
+
+#[test]
+fn writes_racing_an_erasure_leave_nothing_of_the_person_behind() {
+    // Writers keep ingesting Erin's events, recording her pages and changing her
+    // relations while she is erased: each call lands before the erasure (and is erased
+    // with her) or fails after it, and none leaves anything of hers behind.
+    let store = Store::temporary(opts()).unwrap();
+    populate(&store);
+    let erased = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let events = s.spawn(|| {
+            let mut n = 0u32;
+            loop {
+                let key = format!("race-{n}");
+                n += 1;
+                let done = erased.load(std::sync::atomic::Ordering::Acquire);
+                let r = store.ingest_events(&[ev(&key, ERIN, 500, like("vb1"))]);
+                if done {
+                    assert!(r.is_err(), "an event of hers accepted after her erasure");
+                    return n;
+                }
+            }
+        });
+        let pages = s.spawn(|| {
+            while !erased.load(std::sync::atomic::Ordering::Acquire) {
+                store
+                    .record_page(
+                        &uid(ERIN),
+                        &ServedPage {
+                            videos: &[vid("vb1")],
+                            ..ServedPage::default()
+                        },
+                        at(501),
+                    )
+                    .unwrap();
+                let _ = store.set_preferences(&uid(ERIN), "more cats", &Constraints::default());
+                let _ = store.follow(&uid("cat"), &uid(ERIN));
+            }
+        });
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        store.erase_user(&uid(ERIN), OwnVideos::Keep).unwrap();
+        erased.store(true, std::sync::atomic::Ordering::Release);
+        assert!(events.join().unwrap() > 0);
+        pages.join().unwrap();
+    });
+    let erin = uid(ERIN);
+    assert!(logged(&store).iter().all(|(_, e)| e.user != erin));
+    assert!(store.seen(&erin).unwrap().is_empty());
+    assert_eq!(store.wellbeing(&erin, at(502)).unwrap(), Default::default());
+    assert!(store.preferences(&erin).unwrap().is_none());
+    assert!(
+        !SocialGraph::following(&store, &uid("cat"))
+            .unwrap()
+            .contains(&erin)
+    );
+    assert!(store.export_user(&erin, at(502)).unwrap().is_empty());
+}
