@@ -782,6 +782,17 @@ pub(crate) fn decode_record(
             Ok(())
         };
     }
+    for_each_entry(b, |i, r| {
+        if i >= skip && r != [ERASED_EVENT] {
+            f(i, decode_event(r)?)?;
+        }
+        Ok(())
+    })
+}
+
+/// Calls `f(i, entry)` with the bytes of each event of a many-event record, in order; a
+/// record whose lengths do not add up is an error (after the entries before the damage).
+fn for_each_entry<'a>(b: &'a [u8], mut f: impl FnMut(u64, &'a [u8]) -> Result<()>) -> Result<()> {
     let n = record_len(b)?;
     let mut at = 5usize;
     for i in 0..n {
@@ -794,9 +805,7 @@ pub(crate) fn decode_record(
             .get(at + 4..at + 4 + len)
             .ok_or_else(|| corrupt("event record"))?;
         at += 4 + len;
-        if i >= skip && r != [ERASED_EVENT] {
-            f(i, decode_event(r)?)?;
-        }
+        f(i, r)?;
     }
     if at != b.len() {
         return Err(corrupt("event record"));
@@ -819,23 +828,10 @@ pub(crate) fn erase_in_record(
 ) -> Result<Option<(Vec<u8>, Vec<(u64, Event)>)>> {
     let mut raw: Vec<&[u8]> = Vec::new();
     if b.first() == Some(&EVENT_BATCH_V2) {
-        let n = record_len(b)?;
-        let mut at = 5usize;
-        for _ in 0..n {
-            let len = b
-                .get(at..at + 4)
-                .and_then(|c| c.try_into().ok())
-                .map(|c| u32::from_le_bytes(c) as usize)
-                .ok_or_else(|| corrupt("event record"))?;
-            raw.push(
-                b.get(at + 4..at + 4 + len)
-                    .ok_or_else(|| corrupt("event record"))?,
-            );
-            at += 4 + len;
-        }
-        if at != b.len() {
-            return Err(corrupt("event record"));
-        }
+        for_each_entry(b, |_, r| {
+            raw.push(r);
+            Ok(())
+        })?;
     } else {
         raw.push(b);
     }
