@@ -123,7 +123,8 @@ pub enum Record {
     Event {
         /// Its sequence number in the log.
         seq: u64,
-        /// The event, as it was ingested.
+        /// The event, as it was ingested (with `null` for its unset optional fields).
+        #[cfg_attr(feature = "openapi", schema(value_type = Object))]
         event: Event,
     },
     /// A video the person made (without its embedding).

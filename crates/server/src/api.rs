@@ -170,7 +170,7 @@ pub fn required_scope(method: &str, path: &str) -> Scope {
                        `forbidden`."
     ),
     paths(upsert_users, upsert_videos, delete_video, ingest_events, follow, unfollow, block, unblock, mute, unmute, set_parental_controls, set_consent, revoke_consent, set_preferences, get_preferences, edit_preferences, clear_preferences, feed, profile, erase_user, export_user),
-    components(schemas(ErrorBody)),
+    components(schemas(ErrorBody, OwnVideos)),
     modifiers(&BearerSecurity, &EngineRules, &RouteScopes),
     security(("bearer" = []))
 )]

@@ -95,6 +95,41 @@ async fn the_document_is_openapi_3_and_lists_every_v1_route() {
     );
 }
 
+/// Every `$ref` string anywhere under `v`.
+fn refs(v: &Value, out: &mut BTreeSet<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                match (k.as_str(), x) {
+                    ("$ref", Value::String(r)) => {
+                        out.insert(r.clone());
+                    }
+                    _ => refs(x, out),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn every_reference_in_the_document_resolves() {
+    let doc = document().await;
+    let mut all = BTreeSet::new();
+    refs(&doc, &mut all);
+    assert!(all.len() > 10, "{all:?}");
+    for r in all {
+        let name = r
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("a reference outside the schemas: {r}"));
+        assert!(
+            doc["components"]["schemas"].get(name).is_some(),
+            "{r} does not resolve"
+        );
+    }
+}
+
 #[tokio::test]
 async fn every_documented_operation_is_served_and_every_other_method_is_not() {
     let doc = document().await;
