@@ -54,6 +54,7 @@ KEY = "fuzz-key-0123456789abcdef"
 HERE = Path(__file__).resolve().parent
 
 USERS = ["ana", "bo", "cy", "dee", "zoë", "teen"]
+ERASABLE = "erasable"
 VIDEOS = ["v-cats", "v-soup", "v-bikes", "v-ζ"]
 
 
@@ -103,6 +104,8 @@ def seed(port: int) -> None:
     now = datetime.datetime.now(datetime.timezone.utc)
     users = [{"id": u} for u in USERS if u != "teen"]
     users.append({"id": "teen", "age_band": "teen", "time_zone": "Europe/Paris"})
+    # Erasures go to this person (fuzz_hooks.py), so that the others stay for the rest.
+    users.append({"id": ERASABLE})
     unit = [1.0] + [0.0] * 383
     videos = [
         {"id": "v-cats", "creator": "ana", "created_at": rfc3339(now), "duration_s": 12,
@@ -111,6 +114,8 @@ def seed(port: int) -> None:
          "caption": "easy tomato soup for a rainy day"},
         {"id": "v-bikes", "creator": "zoë", "created_at": rfc3339(now), "duration_s": 45,
          "embedding": unit, "topics": ["sports"]},
+        {"id": "v-gone", "creator": ERASABLE, "created_at": rfc3339(now), "duration_s": 9,
+         "caption": "a person who will be erased waves", "cameos": [ERASABLE]},
         {"id": "v-ζ", "creator": "cy", "created_at": rfc3339(now), "duration_s": 8,
          "caption": "a remix of the kitten", "remix_of": "v-cats"},
     ]
@@ -233,6 +238,8 @@ def main() -> int:
         cfg = config(tmp)
         st_env = dict(os.environ)
         st_env["SCHEMATHESIS_HOOKS"] = str(HERE / "fuzz_hooks.py")
+        st_env["FUZZ_SEEDED_USERS"] = ",".join(USERS)
+        st_env["FUZZ_ERASABLE_USER"] = ERASABLE
         cmd = [
             sys.executable, "-m", "schemathesis.cli", "--config-file", str(cfg), "--no-color",
             "run", f"http://127.0.0.1:{port}/openapi.json",

@@ -1074,6 +1074,7 @@ impl Engine {
             report = Some(r);
         });
         self.pools.forget(user);
+        self.co.forget_user(user);
         self.applied(written)?;
         report.ok_or_else(|| Error::internal("engine", "an erasure returned no report"))
     }

@@ -241,6 +241,17 @@ impl CoEngagementIndex {
         self.record_all([(user, kind, at)]);
     }
 
+    /// Forgets a person's recent engagements (they were erased): their later events, or
+    /// those of someone new under their id, link to nothing of theirs. The links their
+    /// events added between videos stay (anonymous sums, not per person).
+    pub fn forget_user(&self, user: &UserId) {
+        self.inner
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .recent
+            .remove(user);
+    }
+
     /// Records events in order, taking the index's lock once ([`CoEngagementIndex::record`]
     /// for each).
     pub fn record_all<'a>(

@@ -1129,6 +1129,7 @@ mod tests {
             (Some("videos"), "videos"),
             (Some("videos=Delete"), "videos"),
             (Some("videos=keep&force=1"), "force"),
+            (Some("videos=keep&videos=delete"), "videos"),
             (Some("user=a"), "user"),
         ] {
             let e = erasure_videos(query).unwrap_err();
@@ -1203,6 +1204,11 @@ fn erasure_videos(query: Option<&str>) -> Result<OwnVideos, ApiError> {
         .filter(|p| !p.is_empty())
     {
         match pair.split_once('=') {
+            Some(("videos", _)) if videos.is_some() => {
+                return Err(
+                    ApiError::invalid("videos is given more than once").with_field("videos")
+                );
+            }
             Some(("videos", "delete")) => videos = Some(OwnVideos::Delete),
             Some(("videos", "keep")) => videos = Some(OwnVideos::Keep),
             Some(("videos", _)) | None if pair.starts_with("videos") => {

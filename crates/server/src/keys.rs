@@ -7,8 +7,8 @@
 //! | scope | may call |
 //! |---|---|
 //! | `feed` | `POST /v1/feed`, `GET /v1/users/{id}/profile`, `GET /v1/users/{id}/preferences` |
-//! | `write` | the above and every other `/v1` route (ingest, catalogue, users, relations, consent, parental controls, preference writes) |
-//! | `admin` | everything, `GET /metrics` included |
+//! | `write` | the above and the other `/v1` writes (ingest, catalogue, users, relations, consent, parental controls, preference writes) |
+//! | `admin` | everything: also a person's erasure and export, `GET /metrics` and every later admin route |
 //!
 //! A key whose scope is too narrow is answered 403 `forbidden`; a missing or unknown key
 //! 401 `unauthorized`.

@@ -106,12 +106,20 @@ impl ErasureLog {
                 .append(true)
                 .open(p)
                 .map_err(|e| io_err(p, e))?;
-            f.write_all(&line).map_err(|e| io_err(p, e))?;
-            f.sync_all().map_err(|e| io_err(p, e))?;
-            if created && let Some(dir) = p.parent() {
-                std::fs::File::open(dir)
-                    .and_then(|d| d.sync_all())
-                    .map_err(|e| io_err(p, e))?;
+            let before = f.metadata().map_err(|e| io_err(p, e))?.len();
+            let written = f
+                .write_all(&line)
+                .and_then(|()| f.sync_all())
+                .and_then(
+                    |()| match p.parent().filter(|d| created && !d.as_os_str().is_empty()) {
+                        Some(dir) => std::fs::File::open(dir).and_then(|d| d.sync_all()),
+                        None => Ok(()),
+                    },
+                );
+            if let Err(e) = written {
+                // Never leave part of a line for the next append to run into.
+                let _ = f.set_len(before);
+                return Err(io_err(p, e));
             }
         }
         entries.push(entry);

@@ -184,7 +184,8 @@ impl Relations {
     }
 
     /// Forgets an erased person's relations: their follows, blocks and mutes, the
-    /// follows of `followers` to them, their approvals and revocations.
+    /// follows of `followers` to them, their approvals and revocations, and others'
+    /// approvals of them.
     pub fn forget_person(&mut self, person: &UserId, followers: &[UserId]) {
         self.follows.remove(person);
         self.blocks.remove(person);
@@ -198,6 +199,10 @@ impl Relations {
             }
         }
         self.approved.remove(person);
+        self.approved.retain(|_, set| {
+            set.remove(person);
+            !set.is_empty()
+        });
         self.revocations.remove(person);
     }
 

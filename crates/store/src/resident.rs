@@ -132,13 +132,13 @@ impl Resident {
         }
     }
 
-    /// Adds `u`'s state as read from sled.
     /// Forgets `u` (their trees changed outside the persister: an erasure); staging
     /// reads sled for them again.
     pub fn remove(&mut self, u: &UserId) {
         self.users.remove(u);
     }
 
+    /// Adds `u`'s state as read from sled.
     pub fn insert(&mut self, u: UserId, state: ResidentUser) {
         self.users.insert(u, state);
     }

@@ -31,25 +31,40 @@ impl Store {
     /// out in one transaction; durable and in force for every read that starts after it
     /// returns. A person erased before (and not stored again since) answers a report
     /// with `already_erased`; an id never stored is `NotFound`.
-    pub fn erase_user(&self, user: &UserId, own_videos: OwnVideos) -> Result<ErasureReport> {
+    pub fn erase_user(&self, user: &UserId, own: OwnVideos) -> Result<ErasureReport> {
         let log = &self.inner.erasures;
         let mut entries = log.lock();
+        // An erasure logged before but not carried out (it failed) goes first: the count
+        // the store keeps must never pass an entry it did not apply.
+        let applied = self.erasures_applied()?;
+        for (i, e) in entries.iter().enumerate().skip(applied as usize) {
+            self.erase(&e.user, e.own_videos, i as u64 + 1)?;
+        }
         if !self.t().users.contains_key(user.as_str()).map_err(db_err)? {
-            if entries.iter().any(|e| e.user == *user) {
+            if !entries.iter().any(|e| e.user == *user) {
+                return Err(Error::not_found(Entity::User, user));
+            }
+            // Erased before; their videos kept then may be deleted now.
+            let kept = self
+                .t()
+                .by_creator
+                .scan_prefix(prefix(user.as_str()))
+                .next()
+                .is_some();
+            if own == OwnVideos::Keep || !kept {
                 let mut r = ErasureReport::new(user.clone());
                 r.already_erased = true;
                 return Ok(r);
             }
-            return Err(Error::not_found(Entity::User, user));
         }
         let entry = ErasureEntry {
             user: user.clone(),
             at: Timestamp::now(),
-            own_videos,
+            own_videos: own,
         };
         log.append(&mut entries, entry)?;
         let applied = entries.len() as u64;
-        self.erase(user, own_videos, applied)
+        self.erase(user, own, applied)
     }
 
     /// The erasure log's entries, oldest first.
@@ -62,10 +77,7 @@ impl Store {
     /// from was made.
     pub(super) fn apply_pending_erasures(&self) -> Result<()> {
         let entries = self.inner.erasures.lock().clone();
-        let applied = match self.t().meta.get(ERASURES_APPLIED_KEY).map_err(db_err)? {
-            Some(b) => u64_of(&b).ok_or_else(|| corrupt("erasures applied"))?,
-            None => 0,
-        };
+        let applied = self.erasures_applied()?;
         if applied > entries.len() as u64 {
             return Err(Error::invalid(
                 "store.path",
@@ -88,6 +100,16 @@ impl Store {
             );
         }
         Ok(())
+    }
+
+    /// How many erasure log entries this store has carried out.
+    fn erasures_applied(&self) -> Result<u64> {
+        Ok(
+            match self.t().meta.get(ERASURES_APPLIED_KEY).map_err(db_err)? {
+                Some(b) => u64_of(&b).ok_or_else(|| corrupt("erasures applied"))?,
+                None => 0,
+            },
+        )
     }
 
     /// Log records (by first sequence number) holding an event of `user`, from `from`.
@@ -225,6 +247,17 @@ impl Store {
                     gone(&mut w, n, tree, &k)?;
                 }
             }
+            // Ring heads of schema 3 and older stores: the bare id.
+            gone(&mut w, n, &t.seen, u.as_bytes())?;
+            gone(&mut w, n, &t.history, u.as_bytes())?;
+            // Others' approvals of them (a person stored again under the id is someone
+            // else, and may not inherit them).
+            for kv in t.approved.iter() {
+                let (k, _) = kv.map_err(db_err)?;
+                if after_sep(&k) == Some(u.as_bytes()) {
+                    gone(&mut w, n, &t.approved, &k)?;
+                }
+            }
             let following = self.second_ids(&t.follows, user)?;
             let followers = self.second_ids(&t.followers, user)?;
             for b in &following {
@@ -318,6 +351,8 @@ impl Store {
                 self.forget_layer(old.as_deref());
             }
             if own == OwnVideos::Delete {
+                // Epoch first: a reader that began before must not cache what it read.
+                i.counter_epoch.fetch_add(1, Ordering::AcqRel);
                 i.creator_cache
                     .write()
                     .unwrap_or_else(|e| e.into_inner())

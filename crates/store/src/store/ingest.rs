@@ -155,7 +155,8 @@ impl<'s, 'o> Staging<'s, 'o> {
         if mask.has(Derived::Interest) && weight > 0.0 {
             self.stage_interest(seq, e, &v, weight)?;
         }
-        if v.creator != e.user {
+        // An erased person's deleted video names no one: no affinity, follow or mute.
+        if v.creator != e.user && v.creator.as_str() != steerfeed_core::person::ERASED_CREATOR {
             self.stage_creator_relation(seq, e, &v, weight, mask)?;
         }
         Ok(())

@@ -311,9 +311,13 @@ impl Store {
             Some(b) => u64_of(&b).ok_or_else(|| corrupt("video count"))?,
             None => 0,
         };
-        let erasures = crate::erasure::ErasureLog::open(
-            path.as_deref().map(crate::erasure::ErasureLog::path_for),
-        )?;
+        // Beside the store's directory as sled resolved it (a store opened as "." or
+        // "db" still gets its log outside the directory).
+        let erasures = crate::erasure::ErasureLog::open(path.as_deref().map(|p| {
+            crate::erasure::ErasureLog::path_for(
+                &p.canonicalize().unwrap_or_else(|_| p.to_path_buf()),
+            )
+        }))?;
         let damage = DamageLog::default();
         let (popular, remix) = top_lists(&t, &opts, &damage)?;
         let inner = Arc::new(Inner {

@@ -42,6 +42,15 @@ impl Store {
     /// Inserts or replaces a user (the time zone must be known).
     pub fn upsert_user(&self, user: &User) -> Result<()> {
         user.validate()?;
+        if user.id.as_str() == steerfeed_core::person::ERASED_CREATOR {
+            return Err(Error::invalid(
+                "id",
+                format!(
+                    "{:?} is reserved: it names the creator of an erased person's deleted videos",
+                    steerfeed_core::person::ERASED_CREATOR
+                ),
+            ));
+        }
         let b = json(user)?;
         let _epoch = EpochBump(self);
         self.write_durably(

@@ -58,6 +58,13 @@ fn populate(store: &Store) {
         .set_consent(&uid(ERIN), ConsentScope::Approved, &[uid("bob")])
         .unwrap();
     store
+        .set_consent(
+            &uid("bob"),
+            ConsentScope::Approved,
+            &[uid(ERIN), uid("cat")],
+        )
+        .unwrap();
+    store
         .revoke_consent(&uid(ERIN), &Revocation::Video(vid("vb1")))
         .unwrap();
     store
@@ -157,6 +164,11 @@ fn assert_erased(store: &Store, others: &[(u64, Event)]) {
         vec![uid("bob")]
     );
     assert!(store.followers(&uid("bob")).unwrap().contains(&uid("cat")));
+    // Bob's approval of her is gone; his approval of Cat stays.
+    assert_eq!(
+        store.consent(&uid("bob")).unwrap(),
+        (ConsentScope::Approved, vec![uid("cat")])
+    );
     assert!(!store.followers(&uid("bob")).unwrap().contains(&erin));
     // Her videos and the one featuring her are deleted, scrubbed of her.
     for id in ["ve1", "ve2", "vbc"] {
@@ -241,6 +253,17 @@ fn an_erased_person_leaves_no_record_and_others_keep_theirs() {
     assert_eq!(again.accepted, 1);
     assert_eq!(again.duplicates.len(), 1);
     assert_eq!(again.duplicates[0].as_str(), "bob-like-1");
+    // An event on one of her deleted videos is accepted and ties Bob to no one.
+    let affinity_before = store.creator_affinity(&uid("bob"), at(402)).unwrap();
+    store
+        .ingest_events(&[ev("bob-like-2", "bob", 402, like("ve2"))])
+        .unwrap();
+    let affinity_after = store.creator_affinity(&uid("bob"), at(402)).unwrap();
+    assert_eq!(
+        affinity_after.keys().collect::<BTreeSet<_>>(),
+        affinity_before.keys().collect::<BTreeSet<_>>()
+    );
+    assert!(!affinity_after.contains_key(&uid(steerfeed_core::person::ERASED_CREATOR)));
     let others: Vec<_> = logged(&store)
         .into_iter()
         .filter(|(_, e)| e.user.as_str() != ERIN)
@@ -297,19 +320,37 @@ fn kept_videos_stay_served_and_a_person_stored_again_is_a_new_person() {
             .unwrap()
             .deleted
     );
+    // Kept is kept until asked otherwise: a second erasure with `keep` has nothing to do,
+    // one with `delete` deletes the videos kept, then there is nothing left.
+    assert!(
+        store
+            .erase_user(&uid(ERIN), OwnVideos::Keep)
+            .unwrap()
+            .already_erased
+    );
+    let deleting = store.erase_user(&uid(ERIN), OwnVideos::Delete).unwrap();
+    assert!(!deleting.already_erased);
+    assert_eq!(deleting.own_videos_deleted, 1);
+    assert!(
+        VideoCatalog::video(&store, &vid("ve2"))
+            .unwrap()
+            .unwrap()
+            .deleted
+    );
+    assert!(
+        store
+            .erase_user(&uid(ERIN), OwnVideos::Delete)
+            .unwrap()
+            .already_erased
+    );
+    assert_eq!(store.erasures().len(), 2);
     // Stored again, the id is someone new: nothing of the erased person is theirs.
     store.upsert_user(&person(ERIN)).unwrap();
     let exported = store.export_user(&uid(ERIN), at(300)).unwrap();
-    assert!(
-        exported
-            .iter()
-            .all(|r| matches!(r, Record::User { .. } | Record::Video { .. })),
-        "{exported:?}"
-    );
-    let again = store.erase_user(&uid(ERIN), OwnVideos::Delete).unwrap();
-    assert!(!again.already_erased);
-    assert_eq!(again.own_videos_deleted, 1);
-    assert_eq!(store.erasures().len(), 2);
+    assert_eq!(exported, vec![Record::User { user: person(ERIN) }]);
+    // The placeholder creator of erased videos is no one's id.
+    let reserved = store.upsert_user(&person(steerfeed_core::person::ERASED_CREATOR));
+    assert!(reserved.is_err());
 }
 
 fn copy_dir(from: &Path, to: &Path) {
