@@ -78,6 +78,11 @@ pub struct Config {
 pub struct StoreConfig {
     /// Directory of the store (sled's files in `db/`) and the vector index beside it.
     pub path: PathBuf,
+    /// The erasure log: every person erased, which a store restored from an older copy
+    /// applies again when it opens. Default: `<path>.erasures.jsonl`, beside the
+    /// directory and outside it, so that restoring the directory keeps the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erasure_log: Option<PathBuf>,
     /// The store's options (`dim` comes from the language model).
     #[serde(flatten)]
     pub options: StoreOptions,
@@ -88,7 +93,9 @@ impl PartialEq for StoreConfig {
         // Every configurable field, as configuration sees them (the weight function is
         // code, not configuration).
         let fields = |o: &StoreOptions| toml::Table::try_from(o).ok();
-        self.path == other.path && fields(&self.options) == fields(&other.options)
+        self.path == other.path
+            && self.erasure_log == other.erasure_log
+            && fields(&self.options) == fields(&other.options)
     }
 }
 
@@ -98,6 +105,7 @@ fn store_keys() -> Vec<String> {
         .map(|t| t.keys().cloned().collect())
         .unwrap_or_default();
     keys.push("path".into());
+    keys.push("erasure_log".into());
     keys
 }
 
@@ -329,6 +337,7 @@ fn is_optional_path(path: &[&str]) -> bool {
         ["model", "dir"]
             | ["model", "ort_dylib"]
             | ["server", "api_keys_file"]
+            | ["store", "erasure_log"]
             | [
                 "steering",
                 "taxonomy" | "exemplars" | "restricted" | "reader"

@@ -273,7 +273,15 @@ impl Engine {
             dim: encoder.dim(),
             ..config.store.options
         };
-        let store: Arc<dyn Storage> = Arc::new(Store::open(&dir.join("db"), opts)?);
+        let log = match &config.store.erasure_log {
+            Some(log) => log.clone(),
+            None => steerfeed_store::erasure_log_beside(dir),
+        };
+        let store: Arc<dyn Storage> = Arc::new(Store::open_with_erasure_log(
+            &dir.join("db"),
+            opts,
+            Some(&log),
+        )?);
         Self::open_on(config, parser, store)
     }
 

@@ -39,6 +39,8 @@ use steerfeed::{
 fn config(dir: &Path) -> Config {
     let mut c = Config::default();
     c.store.path = dir.to_path_buf();
+    // Inside the test's directory (by default it sits beside the store's, outside it).
+    c.store.erasure_log = Some(dir.join("erasures.jsonl"));
     c
 }
 
@@ -1397,4 +1399,57 @@ fn an_item_past_its_own_expiry_is_no_longer_shown() {
         "{:?}",
         p.summary
     );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn restoring_the_whole_store_directory_from_before_an_erasure_forgets_the_person_again() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let backup = root.path().join("backup");
+    let mut c = Config::default();
+    c.store.path = data.clone();
+    let person = u("restored_person");
+    {
+        let engine = Engine::open(c.clone()).unwrap();
+        engine.upsert_user(&User::new(person.clone())).unwrap();
+        engine.upsert_user(&User::new(u("maker"))).unwrap();
+        engine
+            .set_consent(&person, ConsentScope::Everyone, &[])
+            .unwrap();
+        engine
+            .upsert_videos(&[Video {
+                caption: "two friends bake bread".into(),
+                cameos: vec![person.clone()],
+                ..Video::new(v("with_them"), u("maker"), Timestamp::now(), 20.0)
+            }])
+            .unwrap();
+    }
+    // A backup of the whole directory (store and index), then the erasure.
+    copy_dir(&data, &backup);
+    {
+        let engine = Engine::open(c.clone()).unwrap();
+        engine.erase_user(&person, OwnVideos::Delete).unwrap();
+    }
+    // The log sits beside the directory, not in it.
+    assert!(root.path().join("data.erasures.jsonl").exists());
+    std::fs::remove_dir_all(&data).unwrap();
+    copy_dir(&backup, &data);
+    let engine = Engine::open(c).unwrap();
+    assert!(engine.user(&person).unwrap().is_none());
+    assert!(engine.export_user(&person).unwrap().is_empty());
+    assert!(engine.video(&v("with_them")).unwrap().unwrap().deleted);
+    assert_eq!(engine.indexed_videos(), 0, "the restored index caught up");
 }

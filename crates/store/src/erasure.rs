@@ -1,5 +1,6 @@
-//! The erasure log: every person erased, in order, in a file beside the store's
-//! directory (`<store>.erasures.jsonl`, one JSON object a line), outside it on purpose.
+//! The erasure log: every person erased, in order, one JSON object a line, in a file
+//! outside the store's directory on purpose (`Store::open`: `<db>.erasures.jsonl` beside
+//! sled's directory; the engine: `<store.path>.erasures.jsonl`, or `store.erasure_log`).
 //!
 //! An erasure is first appended here (and fsynced), then carried out in the store in one
 //! transaction that also records how many log entries the store has applied (`meta`
@@ -13,6 +14,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use steerfeed_core::{Error, OwnVideos, Result, Timestamp, UserId};
+
+/// The erasure log's file beside the directory `dir`: `<dir>.erasures.jsonl` (`dir` is
+/// resolved first, so that "." or a bare name still get a file outside it).
+pub fn erasure_log_beside(dir: &Path) -> PathBuf {
+    ErasureLog::path_for(&dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf()))
+}
 
 /// One erased person.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -37,8 +44,8 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> Error {
 }
 
 impl ErasureLog {
-    /// The log's file for the store at `store_dir`.
-    pub fn path_for(store_dir: &Path) -> PathBuf {
+    /// `<store_dir>.erasures.jsonl`.
+    fn path_for(store_dir: &Path) -> PathBuf {
         let mut name = store_dir
             .file_name()
             .map(|n| n.to_os_string())

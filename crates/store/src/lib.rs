@@ -229,7 +229,7 @@ mod store;
 mod toplist;
 mod trees;
 
-pub use erasure::ErasureEntry;
+pub use erasure::{ErasureEntry, erasure_log_beside};
 pub use options::{StoreOptions, WeightFn, default_weight};
 pub use steerfeed_core::storage::{
     DamageReport, DamageRule, DamagedRecord, IngestReport, Logged, Preferences, Relation,

@@ -251,12 +251,29 @@ impl Store {
     /// Opens (or creates) the store at `path`. A new store gets a header with
     /// [`SCHEMA_VERSION`] and `opts.dim`; an existing one must carry the same version and
     /// dimension, and a directory holding some other sled database is refused.
+    /// Its erasure log is `<path>.erasures.jsonl`, beside the directory.
     pub fn open(path: &Path, opts: StoreOptions) -> Result<Store> {
+        Self::open_with_erasure_log(path, opts, None)
+    }
+
+    /// [`Store::open`] with the erasure log at `erasure_log` (`None`: beside `path`). The
+    /// log must outlive the store's directory: a store restored from an older copy
+    /// applies the erasures logged since when it opens.
+    pub fn open_with_erasure_log(
+        path: &Path,
+        opts: StoreOptions,
+        erasure_log: Option<&Path>,
+    ) -> Result<Store> {
         let config = sled::Config::new()
             .path(path)
             .cache_capacity(opts.cache_bytes())
             .flush_every_ms(Some(opts.flush_every_ms.max(1)));
-        Self::open_with(config, opts, Some(path.to_path_buf()))
+        Self::open_with(
+            config,
+            opts,
+            Some(path.to_path_buf()),
+            erasure_log.map(Path::to_path_buf),
+        )
     }
 
     /// A store in a temporary directory that is removed when the store is dropped (tests).
@@ -265,13 +282,14 @@ impl Store {
             .temporary(true)
             .cache_capacity(opts.cache_bytes())
             .flush_every_ms(Some(opts.flush_every_ms.max(1)));
-        Self::open_with(config, opts, None)
+        Self::open_with(config, opts, None, None)
     }
 
     pub(super) fn open_with(
         config: sled::Config,
         opts: StoreOptions,
         path: Option<PathBuf>,
+        erasure_log: Option<PathBuf>,
     ) -> Result<Store> {
         let config = config.mode(sled::Mode::HighThroughput);
         opts.validate()?;
@@ -313,11 +331,9 @@ impl Store {
         };
         // Beside the store's directory as sled resolved it (a store opened as "." or
         // "db" still gets its log outside the directory).
-        let erasures = crate::erasure::ErasureLog::open(path.as_deref().map(|p| {
-            crate::erasure::ErasureLog::path_for(
-                &p.canonicalize().unwrap_or_else(|_| p.to_path_buf()),
-            )
-        }))?;
+        let erasures = crate::erasure::ErasureLog::open(
+            erasure_log.or_else(|| path.as_deref().map(crate::erasure::erasure_log_beside)),
+        )?;
         let damage = DamageLog::default();
         let (popular, remix) = top_lists(&t, &opts, &damage)?;
         let inner = Arc::new(Inner {
