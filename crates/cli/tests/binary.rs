@@ -888,3 +888,47 @@ fn a_reloaded_key_file_takes_effect_without_dropping_requests() {
     assert!(!statuses.is_empty());
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
 }
+
+#[test]
+fn the_users_commands_export_and_erase_on_a_stopped_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let (mut server, port) = start(&store, &[], Stdio::null());
+    put_users(port, &["cli_a", "cli_b"]);
+    assert_eq!(
+        http(port, "PUT", "/v1/users/cli_a/follows/cli_b", None).0,
+        204
+    );
+    let pid = server.0.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(server.0.wait().unwrap().success());
+    let users = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_steerfeed"))
+            .arg("users")
+            .args(args)
+            .env("STEERFEED__STORE__PATH", &store)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // One JSON record a line, the export format.
+    let lines: Vec<Value> = users(&["export", "cli_a"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.contains(&json!({"record": "follow", "user": "cli_a", "creator": "cli_b"})));
+    assert!(lines.iter().any(|r| r["record"] == "user"));
+    let report: Value =
+        serde_json::from_str(&users(&["erase", "cli_a", "--videos", "keep"])).unwrap();
+    assert_eq!(report["already_erased"], false);
+    assert!(report["records"].as_u64().unwrap() >= 3, "{report}");
+    assert!(users(&["export", "cli_a"]).trim().is_empty());
+    // The erasure log sits beside the store's directory.
+    assert!(dir.path().join("store.erasures.jsonl").exists());
+}
