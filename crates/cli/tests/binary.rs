@@ -501,6 +501,18 @@ fn wait_for_log(path: &std::path::Path, needle: &str) -> String {
     }
 }
 
+/// Sends SIGHUP to the server (it reads its key file again).
+fn hup(server: &Server) {
+    let pid = server.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
 #[test]
 fn sighup_reloads_the_key_file_and_a_broken_one_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -516,16 +528,6 @@ fn sighup_reloads_the_key_file_and_a_broken_one_changes_nothing() {
         ],
         Stdio::from(std::fs::File::create(&log).unwrap()),
     );
-    let hup = |server: &Server| {
-        let pid = server.0.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-HUP", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-    };
     // The test's key (server.api_keys) is admin; the file's first key reads only.
     put_users(port, &["hup_u"]);
     let profile = "/v1/users/hup_u/profile";
@@ -864,14 +866,7 @@ fn a_reloaded_key_file_takes_effect_without_dropping_requests() {
         })
     };
     std::fs::write(&keys, format!("feed {kept}\nwrite {added}\n")).unwrap();
-    let pid = server.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    hup(&server);
     wait_for_log(&log, "API keys reloaded");
     // The new key works at once, with its scope.
     assert_eq!(
