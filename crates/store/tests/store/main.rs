@@ -25,8 +25,10 @@
 //!    deletion, rings read across memory and sled keep order and bounds (`caches`);
 //! 9. an erased person leaves no record in any tree (a byte scan of the raw database),
 //!    others' events keep their numbers and keys, the erasure survives a crash and is
-//!    carried out again in a store restored from an older copy; an export lists every
-//!    kind of record stored about a person (`erasure`).
+//!    carried out again in a store restored from an older copy, a child process killed
+//!    with SIGKILL while erasing leaves each person whole or erased, never half; writes
+//!    racing an erasure leave nothing; an export lists every kind of record stored about
+//!    a person (`erasure`).
 
 mod caches;
 mod contract;
