@@ -206,6 +206,18 @@ impl Relations {
         self.revocations.remove(person);
     }
 
+    /// Who approved `user` to use their likeness, in id order.
+    pub fn approving(&self, user: &UserId) -> Vec<UserId> {
+        let mut out: Vec<UserId> = self
+            .approved
+            .iter()
+            .filter(|(_, set)| set.contains(user))
+            .map(|(p, _)| p.clone())
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
     /// True when `person` approved `user`.
     pub fn is_approved(&self, person: &UserId, user: &UserId) -> bool {
         self.approved.get(person).is_some_and(|s| s.contains(user))
@@ -443,7 +455,7 @@ fn split_pair(k: &[u8]) -> Result<Option<(UserId, UserId)>> {
 }
 
 /// `person \0 v video` or `person \0 c creator`.
-fn revocation_of(k: &[u8]) -> Result<(UserId, Revocation)> {
+pub(crate) fn revocation_of(k: &[u8]) -> Result<(UserId, Revocation)> {
     let rest = after_sep(k).ok_or_else(|| corrupt("revocation key"))?;
     let person = user_id(text(&k[..k.len() - rest.len() - 1], "revocation key")?)?;
     let (kind, id) = rest

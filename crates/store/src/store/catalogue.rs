@@ -113,16 +113,10 @@ impl Store {
             }
             for v in &batch {
                 self.inner.cache.invalidate(&v.id);
-                if v.deleted {
-                    let mut ov = self.overlay_write();
-                    ov.active.counters.remove(&v.id);
-                    let old = ov.clean.take();
-                    self.forget_layer(old.as_deref());
-                    self.forget_counter(&v.id);
-                    lock(&self.inner.popular).remove(&v.id);
-                    lock(&self.inner.remix).remove(&v.id);
-                }
             }
+            let deleted: Vec<&VideoId> =
+                batch.iter().filter(|v| v.deleted).map(|v| &v.id).collect();
+            self.forget_deleted_videos(&deleted);
             generation
         };
         self.durable(generation)
@@ -303,18 +297,33 @@ impl Store {
             if was_live {
                 self.inner.mirror.time_mut().unindex(&v);
             }
-            self.inner.cache.invalidate(id);
-            let mut ov = self.overlay_write();
-            ov.active.counters.remove(id);
-            let old = ov.clean.take();
-            self.forget_layer(old.as_deref());
-            self.forget_counter(id);
-            drop(ov);
-            lock(&self.inner.popular).remove(id);
-            lock(&self.inner.remix).remove(id);
+            self.forget_deleted_videos(&[id]);
             generation
         };
         self.durable(generation)
+    }
+
+    /// Drops what memory holds of videos just deleted in sled (call under the write
+    /// lock): their decoded records, their counters (the overlay's, the cache's, and the
+    /// clean layer, which may hold them, as a whole) and their places in the top lists.
+    pub(super) fn forget_deleted_videos(&self, ids: &[&VideoId]) {
+        if ids.is_empty() {
+            return;
+        }
+        {
+            let mut ov = self.overlay_write();
+            for id in ids {
+                ov.active.counters.remove(*id);
+            }
+            let old = ov.clean.take();
+            self.forget_layer(old.as_deref());
+        }
+        for id in ids {
+            self.inner.cache.invalidate(id);
+            self.forget_counter(id);
+            lock(&self.inner.popular).remove(id);
+            lock(&self.inner.remix).remove(id);
+        }
     }
 
     /// The store's shared allocation of `id` (`id` itself the first time). Ids other

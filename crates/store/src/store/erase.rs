@@ -23,7 +23,7 @@ use crate::erasure::ErasureEntry;
 use crate::idempotency::KEY_SEGMENT;
 use crate::trees::ERASURES_APPLIED_KEY;
 
-/// The sequence number, key and first log record of each erased event.
+/// The sequence number and idempotency key of each erased event.
 type ErasedEvents = Vec<(u64, steerfeed_core::EventKey)>;
 
 impl Store {
@@ -251,12 +251,10 @@ impl Store {
             gone(&mut w, n, &t.seen, u.as_bytes())?;
             gone(&mut w, n, &t.history, u.as_bytes())?;
             // Others' approvals of them (a person stored again under the id is someone
-            // else, and may not inherit them).
-            for kv in t.approved.iter() {
-                let (k, _) = kv.map_err(db_err)?;
-                if after_sep(&k) == Some(u.as_bytes()) {
-                    gone(&mut w, n, &t.approved, &k)?;
-                }
+            // else, and may not inherit them), found in the mirror of `approved`.
+            let approving = self.inner.mirror.rel().approving(user);
+            for p in &approving {
+                gone(&mut w, n, &t.approved, &pair(p.as_str(), u))?;
             }
             let following = self.second_ids(&t.follows, user)?;
             let followers = self.second_ids(&t.followers, user)?;
@@ -339,14 +337,12 @@ impl Store {
             {
                 let mut ov = self.overlay_write();
                 ov.active.forget_user(user, own == OwnVideos::Delete);
-                for id in &deleted {
-                    ov.active.counters.remove(id);
-                }
                 ov.active.event_keys.retain(|(_, s)| !seqs.contains(s));
                 for (seq, key) in &erased {
                     ov.keys.forget(key, *seq);
                 }
                 ov.resident.remove(user);
+                // The clean layer may hold their ring heads: it goes whole.
                 let old = ov.clean.take();
                 self.forget_layer(old.as_deref());
             }
@@ -358,12 +354,7 @@ impl Store {
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(user);
             }
-            for id in &deleted {
-                i.cache.invalidate(id);
-                self.forget_counter(id);
-                lock(&i.popular).remove(id);
-                lock(&i.remix).remove(id);
-            }
+            self.forget_deleted_videos(&deleted.iter().collect::<Vec<_>>());
             report.deleted = deleted;
             i.erasure_epoch.fetch_add(1, Ordering::AcqRel);
             generation
@@ -416,12 +407,9 @@ impl Store {
             });
         }
         for kv in t.revocations.scan_prefix(prefix(user.as_str())) {
-            let (k, _) = kv.map_err(db_err)?;
-            let rest = after_sep(&k).ok_or_else(|| corrupt("revocation key"))?;
-            let (video, creator) = match rest.split_first() {
-                Some((b'v', id)) => (Some(video_of(id)?), None),
-                Some((b'c', id)) => (None, Some(user_of(id)?)),
-                _ => return Err(corrupt("revocation key")),
+            let (video, creator) = match crate::mirror::revocation_of(&kv.map_err(db_err)?.0)?.1 {
+                Revocation::Video(v) => (Some(v), None),
+                Revocation::Creator(c) => (None, Some(c)),
             };
             out.push(Record::Revocation {
                 person: user.clone(),
