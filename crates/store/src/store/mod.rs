@@ -474,6 +474,28 @@ impl Store {
         self.durable(generation)
     }
 
+    /// [`Store::write_durably`] of a write about `users`, who must be stored: checked
+    /// first, and again under the write lock when someone was erased meanwhile, so that
+    /// nothing is written for a person erased in between.
+    pub(super) fn write_durably_for(
+        &self,
+        users: &[&UserId],
+        build: impl for<'s> FnOnce(&'s Self, &mut Writes<'s>) -> Result<()>,
+        after: impl FnOnce(&Inner),
+    ) -> Result<()> {
+        let erasures = self.erasure_epoch();
+        for u in users {
+            self.require_user(u)?;
+        }
+        self.write_durably(
+            |s, w| {
+                s.still_known(erasures, users.iter().copied())?;
+                build(s, w)
+            },
+            after,
+        )
+    }
+
     /// Flushes everything written so far to disk, derived state in memory included.
     pub fn flush(&self) -> Result<()> {
         self.persist_round()?;

@@ -43,17 +43,14 @@ impl Store {
                 "a user cannot do this to themselves",
             ));
         }
-        let erasures = self.erasure_epoch();
-        self.require_user(a)?;
-        self.require_user(b)?;
         let edge = match rel {
             Rel::Follow => Edge::Follow,
             Rel::Block => Edge::Block,
             Rel::Mute => Edge::Mute,
         };
-        self.write_durably(
+        self.write_durably_for(
+            &[a, b],
             |s, w| {
-                s.still_known(erasures, [a, b])?;
                 let t = s.t();
                 let (ab, ba) = (pair(a.as_str(), b.as_str()), pair(b.as_str(), a.as_str()));
                 let mut keys = vec![(
@@ -161,13 +158,11 @@ impl Store {
                 got: approved.len(),
             });
         }
-        let erasures = self.erasure_epoch();
-        self.require_user(person)?;
         let rec = json(&ConsentRec { scope })?;
         let _epoch = EpochBump(self);
-        self.write_durably(
+        self.write_durably_for(
+            &[person],
             |s, w| {
-                s.still_known(erasures, [person])?;
                 let t = s.t();
                 w.insert(&t.consent, person.as_str(), rec);
                 for kv in t.approved.scan_prefix(prefix(person.as_str())) {
@@ -216,12 +211,10 @@ impl Store {
     /// next [`ConsentLedger`](steerfeed_core::ports::ConsentLedger) read sees it; durable
     /// when it returns.
     pub fn revoke_consent(&self, person: &UserId, revocation: &Revocation) -> Result<()> {
-        let erasures = self.erasure_epoch();
-        self.require_user(person)?;
         let key = revocation_key(person, revocation);
-        self.write_durably(
+        self.write_durably_for(
+            &[person],
             |s, w| {
-                s.still_known(erasures, [person])?;
                 w.insert(&s.t().revocations, key, []);
                 Ok(())
             },

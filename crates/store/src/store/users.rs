@@ -123,13 +123,11 @@ impl Store {
     /// Sets a user's parental controls. Durable when it returns.
     pub fn set_parental_controls(&self, user: &UserId, controls: &ParentalControls) -> Result<()> {
         controls.validate()?;
-        let erasures = self.erasure_epoch();
-        self.require_user(user)?;
         let b = json(controls)?;
         let _epoch = EpochBump(self);
-        self.write_durably(
+        self.write_durably_for(
+            &[user],
             |s, w| {
-                s.still_known(erasures, [user])?;
                 w.insert(&s.t().parental, user.as_str(), b);
                 Ok(())
             },
@@ -202,16 +200,14 @@ impl Store {
             });
         }
         constraints.validate()?;
-        let erasures = self.erasure_epoch();
-        self.require_user(user)?;
         let b = json(&Preferences {
             text: text.to_owned(),
             constraints: constraints.clone().without_descriptions(),
             summary: Vec::new(),
         })?;
-        self.write_durably(
+        self.write_durably_for(
+            &[user],
             |s, w| {
-                s.still_known(erasures, [user])?;
                 w.insert(&s.t().prefs, user.as_str(), b);
                 Ok(())
             },
