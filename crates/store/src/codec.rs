@@ -744,13 +744,23 @@ pub(crate) const EVENTS_PER_RECORD: usize = 48;
 /// and the others the numbers after it: `2 | count u32 LE | (len u32 LE | event)*`,
 /// each event in the one-event form of [`encode_event`].
 pub(crate) fn encode_events<'a>(events: impl ExactSizeIterator<Item = &'a Event>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(5 + events.len() * 80);
+    let capacity = 5 + events.len() * 80;
+    frame_record(events.map(encode_event), capacity)
+}
+
+/// A many-event record of the encoded `entries`: `2 | count u32 LE | (len u32 LE |
+/// entry)*`.
+fn frame_record<E: AsRef<[u8]>>(
+    entries: impl ExactSizeIterator<Item = E>,
+    capacity: usize,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(capacity);
     out.push(EVENT_BATCH_V2);
-    out.extend_from_slice(&(events.len() as u32).to_le_bytes());
-    for e in events {
-        let r = encode_event(e);
-        out.extend_from_slice(&(r.len() as u32).to_le_bytes());
-        out.extend_from_slice(&r);
+    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    for e in entries {
+        let e = e.as_ref();
+        out.extend_from_slice(&(e.len() as u32).to_le_bytes());
+        out.extend_from_slice(e);
     }
     out
 }
@@ -818,14 +828,16 @@ fn for_each_entry<'a>(b: &'a [u8], mut f: impl FnMut(u64, &'a [u8]) -> Result<()
 /// it; the event can no longer be read.
 const ERASED_EVENT: u8 = 0xEE;
 
+/// The events taken out of a log record, each with its index in the record.
+pub(crate) type Erased = Vec<(u64, Event)>;
+
 /// Rewrites a log record (any form) with the events `erase` picks replaced by the erased
 /// marker, as a many-event record; `None` when it picks none. Also answers the index in
 /// the record and the event of each one erased.
-#[allow(clippy::type_complexity)]
 pub(crate) fn erase_in_record(
     b: &[u8],
     mut erase: impl FnMut(&Event) -> bool,
-) -> Result<Option<(Vec<u8>, Vec<(u64, Event)>)>> {
+) -> Result<Option<(Vec<u8>, Erased)>> {
     let mut raw: Vec<&[u8]> = Vec::new();
     if b.first() == Some(&EVENT_BATCH_V2) {
         for_each_entry(b, |_, r| {
@@ -859,14 +871,7 @@ pub(crate) fn erase_in_record(
     if erased.is_empty() {
         return Ok(None);
     }
-    let mut out = Vec::with_capacity(b.len());
-    out.push(EVENT_BATCH_V2);
-    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
-    for e in &entries {
-        out.extend_from_slice(&(e.len() as u32).to_le_bytes());
-        out.extend_from_slice(e);
-    }
-    Ok(Some((out, erased)))
+    Ok(Some((frame_record(entries.iter(), b.len()), erased)))
 }
 
 /// An event kind as kept in the history ring.

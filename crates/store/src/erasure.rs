@@ -55,8 +55,8 @@ impl ErasureLog {
     }
 
     /// Reads the log at `path` (none yet is an empty log). A last line without its
-    /// newline is an append a crash cut short, never acknowledged: it is dropped (and
-    /// cut from the file at the next append). Any other unreadable line is an error.
+    /// newline is an append a crash cut short, never acknowledged: it is dropped and cut
+    /// from the file. Any other unreadable line is an error.
     pub fn open(path: Option<PathBuf>) -> Result<Self> {
         let mut entries = Vec::new();
         if let Some(p) = &path {
@@ -98,6 +98,7 @@ impl ErasureLog {
         )
     }
 
+    /// The entries, locked: the lock serialises erasures.
     pub fn lock(&self) -> MutexGuard<'_, Vec<ErasureEntry>> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
