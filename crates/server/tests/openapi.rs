@@ -292,12 +292,15 @@ async fn every_operation_needs_the_scope_the_table_gives_it() {
         checked += 1;
     }
     assert_eq!(checked, operations(&doc).len());
-    // The three feed operations say so, and the description names every scope.
+    // The three feed operations say so, so do the writes and the two admin ones, and the
+    // description names every scope.
     let feed = |m: &str, p: &str| doc["paths"][p][m]["security"][0]["bearer"][0].clone();
     assert_eq!(feed("post", "/v1/feed"), "feed");
     assert_eq!(feed("get", "/v1/users/{id}/profile"), "feed");
     assert_eq!(feed("get", "/v1/users/{id}/preferences"), "feed");
     assert_eq!(feed("post", "/v1/events"), "write");
+    assert_eq!(feed("delete", "/v1/users/{id}"), "admin");
+    assert_eq!(feed("get", "/v1/users/{id}/export"), "admin");
     let info = doc["info"]["description"].as_str().unwrap();
     for s in steerfeed_server::keys::Scope::ALL {
         assert!(info.contains(&format!("`{s}`")), "{info}");
