@@ -1,7 +1,7 @@
 //! The `steerfeed` command: `serve` runs the HTTP ranking sidecar; `config` prints the
 //! effective configuration; `bench ann` and `bench feed` are the benchmarks; `prefs` parses
 //! and scores preferences; `eval` is the offline evaluation harness; `users` erases or
-//! exports a person on a stopped store.
+//! exports a person on a stopped store; `import` and `export` move records in and out.
 
 #![allow(clippy::print_stdout)] // a command line prints
 
@@ -9,7 +9,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
+mod remote;
 mod serve;
+mod transfer;
 
 use clap::{Parser, Subcommand};
 use steerfeed_eval::{ann_bench, bench_feed, prefs};
@@ -56,6 +58,12 @@ enum Command {
     /// A person's data on the configured store, with the sidecar stopped: erase or export.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Imports records (JSON Lines or CSV) into the stopped store, or through a running
+    /// sidecar with --url: streaming, idempotent and resumable.
+    Import(Box<transfer::ImportArgs>),
+    /// Exports records (JSON Lines or CSV) from the stopped store, or from a running
+    /// sidecar with --url.
+    Export(Box<transfer::ExportArgs>),
 }
 
 #[derive(Subcommand)]
@@ -154,6 +162,14 @@ fn main() -> anyhow::Result<()> {
             init_tracing(&sidecar.log);
             users(config, cmd)
         }
+        Command::Import(args) => {
+            init_tracing(&sidecar.log);
+            transfer::import(config, &args)
+        }
+        Command::Export(args) => {
+            init_tracing(&sidecar.log);
+            transfer::export(config, &args)
+        }
         Command::Serve(args) => {
             init_tracing(&sidecar.log);
             tokio::runtime::Builder::new_multi_thread()
@@ -165,8 +181,19 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// Opens the engine on the configured store, which no sidecar may hold.
+fn open_stopped(config: steerfeed::Config) -> anyhow::Result<steerfeed::Engine> {
+    let path = config.store.path.clone();
+    steerfeed::Engine::open(config).with_context(|| {
+        format!(
+            "opening the store at {} (a running sidecar holds it: stop it, or pass --url to work through it)",
+            path.display()
+        )
+    })
+}
+
 fn users(config: steerfeed::Config, cmd: UsersCommand) -> anyhow::Result<()> {
-    let engine = steerfeed::Engine::open(config)?;
+    let engine = open_stopped(config)?;
     match cmd {
         UsersCommand::Erase { id, videos } => {
             let own = match videos.as_str() {

@@ -54,7 +54,7 @@ pub use explain::{Explanation, Reason};
 pub use feed::{Card, CardKind, Cursor, FeedItem, FeedRequest, FeedResponse};
 pub use ids::{EventKey, SessionId, TopicId, UserId, VideoId};
 pub use jiff::Timestamp;
-pub use person::{ErasureReport, OwnVideos, Record};
+pub use person::{ErasureReport, OwnVideos, Record, RecordKind};
 pub use pipeline::{Pipeline, PipelineBuilder, PipelineOutput, TopK};
 pub use preference_edit::{ItemAddress, ItemChange, ItemList};
 pub use score::{ActionProbs, ScoreBreakdown, rank_order};

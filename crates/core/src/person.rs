@@ -121,15 +121,17 @@ pub enum Record {
     },
     /// A logged event.
     Event {
-        /// Its sequence number in the log.
+        /// Its sequence number in the log (an import ignores it and may leave it out).
+        #[serde(default)]
         seq: u64,
         /// The event, as it was ingested (with `null` for its unset optional fields).
         #[cfg_attr(feature = "openapi", schema(value_type = Object))]
         event: Event,
     },
-    /// A video the person made (without its embedding).
+    /// A video (in a person's export: one they made, without its embedding).
     Video {
-        /// The video, as stored (no embedding; a deleted one may have no caption).
+        /// The video, as stored (a deleted one may have no caption; the embedding only
+        /// when a bulk export asked for it).
         #[cfg_attr(feature = "openapi", schema(value_type = Object))]
         video: crate::Video,
     },
@@ -142,6 +144,101 @@ pub enum Record {
         /// The person.
         person: UserId,
     },
+}
+
+/// The kinds of record a bulk export lists and an import applies: what the app told the
+/// engine. Everything else a store holds (wellbeing, seen and history rings, interest,
+/// affinity, counters) is derived from these and rebuilt by replaying the events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RecordKind {
+    /// Accounts.
+    User,
+    /// The catalogue, deleted videos included.
+    Video,
+    /// Follows.
+    Follow,
+    /// Blocks.
+    Block,
+    /// Mutes.
+    Mute,
+    /// Consent scopes and approved lists.
+    Consent,
+    /// Revocations.
+    Revocation,
+    /// Parental controls.
+    ParentalControls,
+    /// Preferences in words and their constraints.
+    Preferences,
+    /// The event log.
+    Event,
+}
+
+impl RecordKind {
+    /// Every kind, in the order a bulk export writes them: each kind refers only to
+    /// kinds before it (videos to their creators, events to users and videos), so a file
+    /// imports in its own order.
+    pub const ALL: [RecordKind; 10] = [
+        RecordKind::User,
+        RecordKind::Video,
+        RecordKind::Follow,
+        RecordKind::Block,
+        RecordKind::Mute,
+        RecordKind::Consent,
+        RecordKind::Revocation,
+        RecordKind::ParentalControls,
+        RecordKind::Preferences,
+        RecordKind::Event,
+    ];
+
+    /// The name a record of this kind has in its `record` field.
+    pub fn name(self) -> &'static str {
+        match self {
+            RecordKind::User => "user",
+            RecordKind::Video => "video",
+            RecordKind::Follow => "follow",
+            RecordKind::Block => "block",
+            RecordKind::Mute => "mute",
+            RecordKind::Consent => "consent",
+            RecordKind::Revocation => "revocation",
+            RecordKind::ParentalControls => "parental_controls",
+            RecordKind::Preferences => "preferences",
+            RecordKind::Event => "event",
+        }
+    }
+
+    /// The kind named `name` (its record name, or that name in the plural: `users`).
+    pub fn parse(name: &str) -> Option<Self> {
+        let name = name.trim();
+        Self::ALL.into_iter().find(|k| {
+            let n = k.name();
+            name == n || name.strip_suffix('s') == Some(n)
+        })
+    }
+}
+
+impl Record {
+    /// The kind of an importable record; `None` for what is derived from events
+    /// (wellbeing, seen, engagement, interest, affinity) and for cameo mentions.
+    pub fn kind(&self) -> Option<RecordKind> {
+        Some(match self {
+            Record::User { .. } => RecordKind::User,
+            Record::Video { .. } => RecordKind::Video,
+            Record::Follow { .. } => RecordKind::Follow,
+            Record::Block { .. } => RecordKind::Block,
+            Record::Mute { .. } => RecordKind::Mute,
+            Record::Consent { .. } => RecordKind::Consent,
+            Record::Revocation { .. } => RecordKind::Revocation,
+            Record::ParentalControls { .. } => RecordKind::ParentalControls,
+            Record::Preferences { .. } => RecordKind::Preferences,
+            Record::Event { .. } => RecordKind::Event,
+            Record::Wellbeing { .. }
+            | Record::Seen { .. }
+            | Record::Engagement { .. }
+            | Record::Interest { .. }
+            | Record::Affinity { .. }
+            | Record::Cameo { .. } => return None,
+        })
+    }
 }
 
 /// The creator a deleted video of an erased person is left with: its record stays (an

@@ -290,6 +290,18 @@ pub trait Storage:
     fn export_user(&self, user: &UserId, now: jiff::Timestamp)
     -> crate::Result<Vec<crate::Record>>;
 
+    /// Calls `f` with every record of `kinds` (what the app told the engine: see
+    /// [`crate::RecordKind`]), kind by kind in [`crate::RecordKind::ALL`]'s order and
+    /// each kind in id order, so that the output imports in its own order; videos carry
+    /// their embedding when `embeddings` is set. Deleted videos are listed, except those
+    /// of erased people. Not a snapshot: a write made meanwhile may or may not be seen.
+    fn for_each_record(
+        &self,
+        kinds: &[crate::RecordKind],
+        embeddings: bool,
+        f: &mut dyn FnMut(crate::Record) -> crate::Result<()>,
+    ) -> crate::Result<()>;
+
     // Operation.
 
     /// Makes everything written so far durable.

@@ -556,7 +556,7 @@ impl Engine {
 
     /// `r`, the result of a write that changes what ranking reads for `user`, after
     /// dropping the user's page pool (whether the write succeeded or not).
-    fn forgetting<T>(&self, user: &UserId, r: Result<T>) -> Result<T> {
+    pub(crate) fn forgetting<T>(&self, user: &UserId, r: Result<T>) -> Result<T> {
         self.pools.forget(user);
         r
     }
@@ -566,7 +566,7 @@ impl Engine {
         self.store.user(id)
     }
 
-    fn known(&self, id: &UserId) -> Result<User> {
+    pub(crate) fn known(&self, id: &UserId) -> Result<User> {
         self.store
             .user(id)?
             .ok_or_else(|| Error::not_found(Entity::User, id))
@@ -762,7 +762,7 @@ impl Engine {
     }
 
     /// The lock that serialises `user`'s preference writes.
-    fn preference_lock(&self, user: &UserId) -> MutexGuard<'_, ()> {
+    pub(crate) fn preference_lock(&self, user: &UserId) -> MutexGuard<'_, ()> {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         user.hash(&mut h);

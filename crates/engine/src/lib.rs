@@ -44,6 +44,7 @@ pub mod demo;
 mod engine;
 mod pool;
 mod profile;
+mod transfer;
 
 pub use config::{Config, ConfigError};
 pub use engine::{Engine, IndexOpen, open_parser};
@@ -61,3 +62,4 @@ pub use steerfeed_store as store;
 pub use steerfeed_store::{IngestReport, Preferences, Revocation};
 /// Seeded synthetic worlds (for demos, benches and simulations).
 pub use steerfeed_world as world;
+pub use transfer::Imported;

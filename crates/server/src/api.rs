@@ -24,6 +24,8 @@
 //! | `GET` | `/v1/users/{id}/profile` | `feed` | | 200 `ProfileSummary` |
 //! | `DELETE` | `/v1/users/{id}?videos=delete\|keep` | `admin` | | 200 `ErasureReport` |
 //! | `GET` | `/v1/users/{id}/export` | `admin` | | 200 `{"user", "records": [Record]}` |
+//! | `POST` | `/v1/import` | `admin` | `{"records": [Record]}` (≤ [`crate::bulk::MAX_IMPORT_BATCH`]) | 200 `{"results": [{"status", "error"?}]}` |
+//! | `GET` | `/v1/export?kinds=…&embeddings=…` | `admin` | | 200 JSON lines of `Record` |
 //! | `GET` | `/metrics` (outside `/v1`) | `admin` | | 200 Prometheus text |
 //!
 //! A key of a narrower scope than the route's is answered 403 `forbidden`; scopes nest
@@ -93,6 +95,8 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/users/{id}/profile", get(profile))
         .route("/users/{id}", delete(erase_user))
         .route("/users/{id}/export", get(export_user))
+        .route("/import", post(crate::bulk::import_records))
+        .route("/export", get(crate::bulk::export_records))
         .method_not_allowed_fallback(method_not_allowed)
         // Layers run outermost last: trace, then the key check, then the rate limit.
         .route_layer(axum::middleware::from_fn_with_state(
@@ -132,6 +136,8 @@ pub const ROUTES: &[(&str, &str, Scope)] = &[
     ("get", "/v1/users/{id}/profile", Scope::Feed),
     ("delete", "/v1/users/{id}", Scope::Admin),
     ("get", "/v1/users/{id}/export", Scope::Admin),
+    ("post", "/v1/import", Scope::Admin),
+    ("get", "/v1/export", Scope::Admin),
 ];
 
 /// The keyed routes outside `/v1` (not in the OpenAPI document), with their scopes.
@@ -169,7 +175,7 @@ pub fn required_scope(method: &str, path: &str) -> Scope {
                        `admin` everything. A key whose scope is too narrow is answered 403 \
                        `forbidden`."
     ),
-    paths(upsert_users, upsert_videos, delete_video, ingest_events, follow, unfollow, block, unblock, mute, unmute, set_parental_controls, set_consent, revoke_consent, set_preferences, get_preferences, edit_preferences, clear_preferences, feed, profile, erase_user, export_user),
+    paths(upsert_users, upsert_videos, delete_video, ingest_events, follow, unfollow, block, unblock, mute, unmute, set_parental_controls, set_consent, revoke_consent, set_preferences, get_preferences, edit_preferences, clear_preferences, feed, profile, erase_user, export_user, crate::bulk::import_records, crate::bulk::export_records),
     components(schemas(ErrorBody, OwnVideos)),
     modifiers(&BearerSecurity, &EngineRules, &RouteScopes),
     security(("bearer" = []))
@@ -214,6 +220,16 @@ impl utoipa::Modify for EngineRules {
         if let Some(RefOr::T(Schema::Array(a))) = components.schemas.get_mut("Embedding") {
             a.min_items = Some(steerfeed::steer::MINILM_DIM);
             a.max_items = Some(steerfeed::steer::MINILM_DIM);
+        }
+        // Records refuse unknown fields (serde's `deny_unknown_fields`), variant by variant.
+        if let Some(RefOr::T(Schema::OneOf(records))) = components.schemas.get_mut("Record") {
+            for variant in &mut records.items {
+                if let RefOr::T(Schema::Object(o)) = variant {
+                    o.additional_properties = Some(Box::new(
+                        utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+                    ));
+                }
+            }
         }
         components
             .schemas
@@ -408,7 +424,7 @@ async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> 
 
 /// Runs `f` on the loaded engine on a blocking thread: 503 while the engine loads, the
 /// engine's error mapped by class, 500 (logged) if the call panicked.
-async fn run<T, F>(state: &AppState, f: F) -> Result<T, ApiError>
+pub(crate) async fn run<T, F>(state: &AppState, f: F) -> Result<T, ApiError>
 where
     F: FnOnce(&Engine) -> steerfeed::Result<T> + Send + 'static,
     T: Send + 'static,
@@ -516,7 +532,7 @@ fn check_video_times(state: &AppState, videos: &[Video]) -> Result<(), ApiError>
     }
 }
 
-fn check_batch(field: &'static str, got: usize, limit: usize) -> Result<(), ApiError> {
+pub(crate) fn check_batch(field: &'static str, got: usize, limit: usize) -> Result<(), ApiError> {
     if got > limit {
         return Err(ApiError::too_large(format!(
             "{field}: {got} items exceed the batch limit of {limit}"

@@ -183,6 +183,18 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The error as the inside of the error shape (for answers that carry an error per
+    /// item, such as an import's outcomes).
+    pub fn detail(&self) -> ErrorDetail {
+        ErrorDetail {
+            code: self.code.to_owned(),
+            message: self.message.clone(),
+            field: self.field.clone(),
+        }
+    }
+}
+
 impl From<steerfeed::Error> for ApiError {
     fn from(e: steerfeed::Error) -> Self {
         let (status, code) = match e.class() {

@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod bulk;
 pub mod config;
 pub mod error;
 pub mod extract;

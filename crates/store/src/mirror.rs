@@ -442,7 +442,7 @@ fn load_timed<K: std::hash::Hash + Eq + Clone>(
 }
 
 /// `a \0 b` → `(a, b)`; the watermark key of a derived tree gives `None`.
-fn split_pair(k: &[u8]) -> Result<Option<(UserId, UserId)>> {
+pub(crate) fn split_pair(k: &[u8]) -> Result<Option<(UserId, UserId)>> {
     if k.first() == Some(&0xFF) {
         return Ok(None);
     }

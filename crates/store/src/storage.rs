@@ -142,6 +142,15 @@ impl Storage for Store {
         Store::export_user(self, user, now)
     }
 
+    fn for_each_record(
+        &self,
+        kinds: &[steerfeed_core::RecordKind],
+        embeddings: bool,
+        f: &mut dyn FnMut(steerfeed_core::Record) -> Result<()>,
+    ) -> Result<()> {
+        Store::for_each_record(self, kinds, embeddings, f)
+    }
+
     fn flush(&self) -> Result<()> {
         Store::flush(self)
     }

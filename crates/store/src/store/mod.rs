@@ -8,12 +8,14 @@
 //! - `social`: follows, blocks and mutes, consent and its revocations;
 //! - `viewer`: wellbeing, served pages, seen history, interest and affinity, the viewer;
 //! - `erase`: erasing a person and exporting what is stored about them;
+//! - `bulk`: the bulk export of every record of the kinds asked for;
 //! - `ingest`: the event log's writes, and each event staged into the overlay
 //!   (`crate::derived`);
 //! - `persist`: the persister writing the overlay to the derived trees, and the replay;
 //! - `rings`: appends to the seen and history rings, and reading a history;
 //! - `warm`: loading the resident mirror (`crate::resident`) after open.
 
+mod bulk;
 mod catalogue;
 mod erase;
 mod ingest;

@@ -1,0 +1,289 @@
+//! Bulk import and export: records in the export record format ([`Record`]) applied
+//! through the engine's own writes (so that the index, the caches and the page pools
+//! follow), and every record of a store streamed out.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use steerfeed_core::storage::Revocation;
+use steerfeed_core::{Error, Event, Record, RecordKind, Result, User, Video};
+
+use crate::Engine;
+
+/// What an import did with one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Imported {
+    /// Written: the store holds it now (a relation, consent or revocation may have been
+    /// held already; writing it again changed nothing).
+    Written,
+    /// Already stored exactly so (a user or a video): not written again.
+    Unchanged,
+    /// An event whose key was logged before (or earlier in the same file): not counted
+    /// again.
+    Duplicate,
+    /// A record derived from events (wellbeing, seen, engagement, interest, affinity, a
+    /// cameo mention): not imported, since replaying the events rebuilds it.
+    Derived,
+}
+
+impl Engine {
+    /// Applies records in order, as their own routes would: users, videos (embedded and
+    /// topic-inferred where they carry none), relations, consent, revocations, parental
+    /// controls, preferences (stored as given, not compiled again) and events (logged
+    /// once per key). One answer per record, in order: a bad record is an error of its
+    /// own and the others still apply. Idempotent: applying the same records again
+    /// leaves every user and video unchanged and every event a duplicate.
+    ///
+    /// Consecutive users, videos and events are written in batches; a batch that fails
+    /// is split in halves until the bad records are found, so that one bad line costs a
+    /// few extra writes rather than one write per record.
+    pub fn import(&self, records: &[Record]) -> Vec<Result<Imported>> {
+        let mut out = Vec::with_capacity(records.len());
+        let mut i = 0;
+        while i < records.len() {
+            let kind = records[i].kind();
+            let batched = matches!(
+                kind,
+                Some(RecordKind::User | RecordKind::Video | RecordKind::Event)
+            );
+            let mut j = i + 1;
+            while batched && j < records.len() && records[j].kind() == kind {
+                j += 1;
+            }
+            let run = &records[i..j];
+            match kind {
+                Some(RecordKind::User) => {
+                    let users: Vec<&User> = run
+                        .iter()
+                        .filter_map(|r| match r {
+                            Record::User { user } => Some(user),
+                            _ => None,
+                        })
+                        .collect();
+                    out.extend(self.import_users(&users));
+                }
+                Some(RecordKind::Video) => {
+                    let videos: Vec<&Video> = run
+                        .iter()
+                        .filter_map(|r| match r {
+                            Record::Video { video } => Some(video),
+                            _ => None,
+                        })
+                        .collect();
+                    out.extend(self.import_videos(&videos));
+                }
+                Some(RecordKind::Event) => {
+                    let events: Vec<Event> = run
+                        .iter()
+                        .filter_map(|r| match r {
+                            Record::Event { event, .. } => Some(event.clone()),
+                            _ => None,
+                        })
+                        .collect();
+                    out.extend(bisect(&events, &mut |part| self.import_events(part)));
+                }
+                _ => out.push(self.import_one(&run[0])),
+            }
+            i = j;
+        }
+        out
+    }
+
+    fn import_users(&self, users: &[&User]) -> Vec<Result<Imported>> {
+        users
+            .iter()
+            .map(|u| {
+                if self.store().user(&u.id)?.as_ref() == Some(*u) {
+                    return Ok(Imported::Unchanged);
+                }
+                self.upsert_user(u).map(|()| Imported::Written)
+            })
+            .collect()
+    }
+
+    fn import_videos(&self, videos: &[&Video]) -> Vec<Result<Imported>> {
+        let mut out: Vec<Option<Result<Imported>>> = Vec::with_capacity(videos.len());
+        let mut changed = Vec::new();
+        let mut at = Vec::new();
+        for (i, v) in videos.iter().enumerate() {
+            match self.store().video(&v.id) {
+                Ok(Some(stored)) if same_video(v, &stored) => {
+                    out.push(Some(Ok(Imported::Unchanged)))
+                }
+                Ok(_) => {
+                    out.push(None);
+                    changed.push(Video::clone(v));
+                    at.push(i);
+                }
+                Err(e) => out.push(Some(Err(e))),
+            }
+        }
+        let written = bisect(&changed, &mut |part| {
+            self.upsert_videos(part)
+                .map(|()| vec![Imported::Written; part.len()])
+        });
+        for (i, r) in at.into_iter().zip(written) {
+            out[i] = Some(r);
+        }
+        out.into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::internal("import", "a video got no answer"))))
+            .collect()
+    }
+
+    fn import_events(&self, events: &[Event]) -> Result<Vec<Imported>> {
+        let report = self.ingest_events(events)?;
+        // Each repeated key is reported once per copy not counted: of a key's copies in
+        // the batch, the first ones (all but as many as were reported) were counted.
+        let mut duplicate: HashMap<&str, usize> = HashMap::new();
+        for k in &report.duplicates {
+            *duplicate.entry(k.as_str()).or_default() += 1;
+        }
+        let mut copies: HashMap<&str, usize> = HashMap::new();
+        for e in events {
+            *copies.entry(e.key.as_str()).or_default() += 1;
+        }
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        Ok(events
+            .iter()
+            .map(|e| {
+                let key = e.key.as_str();
+                let nth = seen.entry(key).or_default();
+                *nth += 1;
+                let counted = copies[key] - duplicate.get(key).copied().unwrap_or(0);
+                if *nth <= counted {
+                    Imported::Written
+                } else {
+                    Imported::Duplicate
+                }
+            })
+            .collect())
+    }
+
+    fn import_one(&self, record: &Record) -> Result<Imported> {
+        match record {
+            Record::Follow { user, creator } => self.follow(user, creator)?,
+            Record::Block { user, other } => self.block(user, other)?,
+            Record::Mute { user, other } => self.mute(user, other)?,
+            Record::Consent {
+                person,
+                scope,
+                approved,
+            } => self.set_consent(person, *scope, approved)?,
+            Record::Revocation {
+                person,
+                video,
+                creator,
+            } => {
+                let revocation = match (video, creator) {
+                    (Some(v), None) => Revocation::Video(v.clone()),
+                    (None, Some(c)) => Revocation::Creator(c.clone()),
+                    _ => {
+                        return Err(Error::invalid(
+                            "revocation",
+                            "exactly one of `video` and `creator`",
+                        ));
+                    }
+                };
+                self.revoke_consent(person, &revocation)?
+            }
+            Record::ParentalControls { user, controls } => {
+                self.set_parental_controls(user, controls)?
+            }
+            Record::Preferences {
+                user,
+                text,
+                constraints,
+            } => {
+                self.known(user)?;
+                if text.trim().is_empty() {
+                    return Err(Error::invalid("text", "empty"));
+                }
+                constraints.validate()?;
+                let _writing = self.preference_lock(user);
+                self.forgetting(user, self.store().set_preferences(user, text, constraints))?
+            }
+            Record::User { .. } | Record::Video { .. } | Record::Event { .. } => {
+                return Err(Error::internal(
+                    "import",
+                    "a batched kind reached import_one",
+                ));
+            }
+            Record::Wellbeing { .. }
+            | Record::Seen { .. }
+            | Record::Engagement { .. }
+            | Record::Interest { .. }
+            | Record::Affinity { .. }
+            | Record::Cameo { .. } => return Ok(Imported::Derived),
+        }
+        Ok(Imported::Written)
+    }
+
+    /// Calls `f` with every record of `kinds` in the store, in an order that imports
+    /// (see [`steerfeed_core::storage::Storage::for_each_record`]); videos carry their
+    /// embeddings when `embeddings` is set.
+    pub fn export(
+        &self,
+        kinds: &[RecordKind],
+        embeddings: bool,
+        f: &mut dyn FnMut(Record) -> Result<()>,
+    ) -> Result<()> {
+        self.store().for_each_record(kinds, embeddings, f)
+    }
+}
+
+/// True when importing `new` would not change `stored`: the same fields, where `new`
+/// leaves the topics, labels or embedding to the engine what the engine filled in (topics
+/// and labels inferred, the embedding computed from the caption).
+fn same_video(new: &Video, stored: &Video) -> bool {
+    let embedding = match (&new.embedding, &stored.embedding) {
+        (None, _) => true,
+        (Some(a), Some(b)) => {
+            a.as_slice().len() == b.as_slice().len()
+                && a.as_slice()
+                    .iter()
+                    .zip(b.as_slice())
+                    .all(|(x, y)| (x - y).abs() <= 1e-6)
+        }
+        (Some(_), None) => false,
+    };
+    new.id == stored.id
+        && new.creator == stored.creator
+        && new.created_at == stored.created_at
+        && new.duration_s == stored.duration_s
+        && new.caption == stored.caption
+        && (new.topics.is_empty() || new.topics == stored.topics)
+        && new.safety.iter().all(|l| stored.safety.contains(l))
+        && new.remix_of == stored.remix_of
+        && new.cameos == stored.cameos
+        && new.audience == stored.audience
+        && new.deleted == stored.deleted
+        && embedding
+}
+
+/// Applies `items` with `apply` (all or nothing); when that fails, each half again, down
+/// to single items, whose errors are their own. A failure of the store itself (not of
+/// the input) is not split: every item of the batch gets it.
+fn bisect<T>(
+    items: &[T],
+    apply: &mut dyn FnMut(&[T]) -> Result<Vec<Imported>>,
+) -> Vec<Result<Imported>> {
+    if items.is_empty() {
+        return Vec::new();
+    }
+    match apply(items) {
+        Ok(done) => done.into_iter().map(Ok).collect(),
+        Err(e) if items.len() == 1 || !e.is_user_error() => {
+            let message = e.to_string();
+            let mut out = vec![Err(e)];
+            out.extend((1..items.len()).map(|_| Err(Error::internal("import", &message))));
+            out
+        }
+        Err(_) => {
+            let (a, b) = items.split_at(items.len() / 2);
+            let mut out = bisect(a, apply);
+            out.extend(bisect(b, apply));
+            out
+        }
+    }
+}
