@@ -240,6 +240,7 @@ def main() -> int:
         st_env["SCHEMATHESIS_HOOKS"] = str(HERE / "fuzz_hooks.py")
         st_env["FUZZ_SEEDED_USERS"] = ",".join(USERS)
         st_env["FUZZ_ERASABLE_USER"] = ERASABLE
+        st_env["FUZZ_BACKUP_ROOT"] = str(tmp / "backups")
         cmd = [
             sys.executable, "-m", "schemathesis.cli", "--config-file", str(cfg), "--no-color",
             "run", f"http://127.0.0.1:{port}/openapi.json",

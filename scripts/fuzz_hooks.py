@@ -20,6 +20,9 @@ Any other 422 to valid data means the schema allows something the server refuses
 erasures_spare_the_seeded_users (a hook, not a check): an erasure generated for one of
 the seeded users erases the one seeded for it instead, so that the routes after it still
 find the people they name (a second erasure of that person answers `already_erased`).
+Likewise a backup goes into a new folder under the run's own temporary folder, whatever
+absolute path was generated (one generated path in two of them: the second is refused
+as existing).
 
 every_operation_accepts: after the run, every operation tested has answered 2xx at least
 once (else the fuzz never got past that route's checks, and proved little about it).
@@ -34,6 +37,8 @@ import schemathesis
 
 SEEDED = set(filter(None, os.environ.get("FUZZ_SEEDED_USERS", "").split(",")))
 ERASABLE = os.environ.get("FUZZ_ERASABLE_USER", "erasable")
+BACKUP_ROOT = os.environ.get("FUZZ_BACKUP_ROOT", "")
+_backups = 0
 
 GRAPH = re.compile(r"^/v1/users/\{id\}/(follows|blocks|mutes)/\{(creator|other)\}$")
 
@@ -120,7 +125,15 @@ class every_operation_accepts:  # noqa: N801 (check names are snake_case)
 
 @schemathesis.hook
 def before_call(ctx, case, **kwargs):
-    """An erasure of a seeded user erases the person seeded for erasures instead."""
+    """An erasure of a seeded user erases the person seeded for erasures instead; a backup
+    goes under the run's folder."""
+    global _backups
+    if case.operation.path == "/v1/backups" and isinstance(case.body, dict) and _is_positive(case):
+        if not BACKUP_ROOT:
+            raise RuntimeError("FUZZ_BACKUP_ROOT is not set: no backup may go elsewhere")
+        _backups += 1
+        case.body["dir"] = f"{BACKUP_ROOT}/b{_backups}"
+        return
     if (
         case.method.upper() == "DELETE"
         and case.operation.path == "/v1/users/{id}"

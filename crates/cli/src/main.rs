@@ -64,6 +64,21 @@ enum Command {
     /// Exports records (JSON Lines or CSV) from the stopped store, or from a running
     /// sidecar with --url.
     Export(Box<transfer::ExportArgs>),
+    /// Writes a backup (store, vector index, erasure log, checksummed) into a new
+    /// directory: of the stopped store, or of a running sidecar's with --url (the
+    /// directory is then on the sidecar's machine).
+    Backup {
+        /// The new directory.
+        dir: PathBuf,
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
+    /// Restores a backup into the configured store path, which must be empty or absent:
+    /// checks every file, then carries out the erasures made after the backup.
+    Restore {
+        /// The backup's directory.
+        backup: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -170,6 +185,18 @@ fn main() -> anyhow::Result<()> {
             init_tracing(&sidecar.log);
             transfer::export(config, &args)
         }
+        Command::Backup { dir, remote } => {
+            init_tracing(&sidecar.log);
+            backup(config, &dir, &remote)
+        }
+        Command::Restore { backup } => {
+            init_tracing(&sidecar.log);
+            let report = steerfeed::Engine::restore(&backup, config)?;
+            let mut shown = serde_json::to_value(&report)?;
+            shown["backup"]["files"] = report.backup.files.len().into();
+            println!("{}", serde_json::to_string_pretty(&shown)?);
+            Ok(())
+        }
         Command::Serve(args) => {
             init_tracing(&sidecar.log);
             tokio::runtime::Builder::new_multi_thread()
@@ -179,6 +206,31 @@ fn main() -> anyhow::Result<()> {
                 .block_on(serve::serve(sidecar, args))
         }
     }
+}
+
+/// `steerfeed backup`: through the sidecar when `remote` names one, else on the stopped
+/// store; prints the manifest (with the number of files rather than their list).
+fn backup(
+    config: steerfeed::Config,
+    dir: &std::path::Path,
+    remote: &remote::Remote,
+) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let manifest: steerfeed::BackupManifest = match remote.url {
+        Some(_) => {
+            let dir = std::path::absolute(dir).context("the backup's directory")?;
+            remote.post_json(
+                "/v1/backups",
+                &serde_json::json!({ "dir": dir.display().to_string() }),
+            )?
+        }
+        None => open_stopped(config)?.backup(dir)?,
+    };
+    let mut shown = serde_json::to_value(&manifest)?;
+    shown["files"] = manifest.files.len().into();
+    shown["seconds"] = started.elapsed().as_secs_f64().into();
+    println!("{}", serde_json::to_string_pretty(&shown)?);
+    Ok(())
 }
 
 /// Opens the engine on the configured store, which no sidecar may hold.

@@ -153,7 +153,11 @@ pub struct Constraints {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub freshness: Option<Freshness>,
     /// Longest video to show, in seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::wire::integral_opt"
+    )]
     pub max_duration_s: Option<u32>,
     /// Prefer remixable content (or, when false, less of it).
     #[serde(default, skip_serializing_if = "Option::is_none")]

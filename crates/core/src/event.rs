@@ -73,7 +73,7 @@ pub enum EventKind {
         /// The remixed video.
         video: VideoId,
         /// The new video, when the app knows it already.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         new_video: Option<VideoId>,
     },
     /// Used a cameo from the video (put a featured person in a new video).
@@ -84,7 +84,7 @@ pub enum EventKind {
     /// Created a video, inspired by `video` when given.
     Create {
         /// The video that inspired it, if any.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         video: Option<VideoId>,
     },
     /// Swiped away quickly.

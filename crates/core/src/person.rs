@@ -122,17 +122,15 @@ pub enum Record {
     /// A logged event.
     Event {
         /// Its sequence number in the log (an import ignores it and may leave it out).
-        #[serde(default)]
+        #[serde(default, deserialize_with = "crate::wire::integral")]
         seq: u64,
-        /// The event, as it was ingested (with `null` for its unset optional fields).
-        #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+        /// The event, as it was ingested (unset optional fields left out).
         event: Event,
     },
-    /// A video (in a person's export: one they made, without its embedding).
+    /// A video (in a person's export: one they made).
     Video {
-        /// The video, as stored (a deleted one may have no caption; the embedding only
-        /// when a bulk export asked for it).
-        #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+        /// The video, as stored (a deleted one may have no caption); the embedding when
+        /// a bulk export asked for it, and always for a video with no caption.
         video: crate::Video,
     },
     /// A video of someone else in which the person appears.

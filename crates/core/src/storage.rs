@@ -71,6 +71,20 @@ pub struct Logged {
     pub accepted: Vec<usize>,
 }
 
+/// What a copy of a store holds ([`Storage::copy_to`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CopyInfo {
+    /// The catalog version of the copy.
+    pub catalog_version: u64,
+    /// Events in the copy's log.
+    pub events: u64,
+    /// Entries of the erasure log the copy has carried out (the log copied beside it
+    /// holds at least these).
+    pub erasures: u64,
+    /// Bytes copied.
+    pub bytes: u64,
+}
+
 /// What the store does about an unreadable record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -293,7 +307,8 @@ pub trait Storage:
     /// Calls `f` with every record of `kinds` (what the app told the engine: see
     /// [`crate::RecordKind`]), kind by kind in [`crate::RecordKind::ALL`]'s order and
     /// each kind in id order, so that the output imports in its own order; videos carry
-    /// their embedding when `embeddings` is set. Deleted videos are listed, except those
+    /// their embedding when `embeddings` is set (and always when they have no caption to
+    /// compute one from). Deleted videos are listed, except those
     /// of erased people. Not a snapshot: a write made meanwhile may or may not be seen.
     fn for_each_record(
         &self,
@@ -303,6 +318,17 @@ pub trait Storage:
     ) -> crate::Result<()>;
 
     // Operation.
+
+    /// Copies the store, consistent at one instant, into the new directory `dest` (which
+    /// this backend's open can open), and its erasure log as it stood then to
+    /// `erasures`, while the store goes on serving: writers may wait for the copy,
+    /// readers do not. A copy opened later replays what its derived state lacks and
+    /// carries out the erasures its log lists beyond what it applied.
+    fn copy_to(
+        &self,
+        dest: &std::path::Path,
+        erasures: &std::path::Path,
+    ) -> crate::Result<CopyInfo>;
 
     /// Makes everything written so far durable.
     fn flush(&self) -> crate::Result<()>;

@@ -136,10 +136,10 @@ pub struct Video {
     #[serde(default)]
     pub topics: Vec<TopicId>,
     /// The content embedding; computed from the caption when absent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedding: Option<Embedding>,
     /// The video this one remixes.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remix_of: Option<VideoId>,
     /// People whose likeness appears.
     #[serde(default)]

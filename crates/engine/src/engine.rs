@@ -23,6 +23,10 @@ use crate::config::Config;
 use crate::pool::Pools;
 use crate::profile::{ProfileSummary, summarize};
 
+mod backup;
+
+pub use backup::{BackupFile, BackupManifest, RestoreReport};
+
 /// Most recent logged events replayed into the co-engagement model at open.
 const CO_ENGAGEMENT_REPLAY: u64 = 1_000_000;
 

@@ -26,6 +26,7 @@
 //! | `GET` | `/v1/users/{id}/export` | `admin` | | 200 `{"user", "records": [Record]}` |
 //! | `POST` | `/v1/import` | `admin` | `{"records": [Record]}` (≤ [`crate::bulk::MAX_IMPORT_BATCH`]) | 200 `{"results": [{"status", "error"?}]}` |
 //! | `GET` | `/v1/export?kinds=…&embeddings=…` | `admin` | | 200 JSON lines of `Record` |
+//! | `POST` | `/v1/backups` | `admin` | `{"dir"}` | 200 the backup's manifest |
 //! | `GET` | `/metrics` (outside `/v1`) | `admin` | | 200 Prometheus text |
 //!
 //! A key of a narrower scope than the route's is answered 403 `forbidden`; scopes nest
@@ -97,6 +98,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/users/{id}/export", get(export_user))
         .route("/import", post(crate::bulk::import_records))
         .route("/export", get(crate::bulk::export_records))
+        .route("/backups", post(crate::bulk::backup))
         .method_not_allowed_fallback(method_not_allowed)
         // Layers run outermost last: trace, then the key check, then the rate limit.
         .route_layer(axum::middleware::from_fn_with_state(
@@ -138,6 +140,7 @@ pub const ROUTES: &[(&str, &str, Scope)] = &[
     ("get", "/v1/users/{id}/export", Scope::Admin),
     ("post", "/v1/import", Scope::Admin),
     ("get", "/v1/export", Scope::Admin),
+    ("post", "/v1/backups", Scope::Admin),
 ];
 
 /// The keyed routes outside `/v1` (not in the OpenAPI document), with their scopes.
@@ -175,7 +178,7 @@ pub fn required_scope(method: &str, path: &str) -> Scope {
                        `admin` everything. A key whose scope is too narrow is answered 403 \
                        `forbidden`."
     ),
-    paths(upsert_users, upsert_videos, delete_video, ingest_events, follow, unfollow, block, unblock, mute, unmute, set_parental_controls, set_consent, revoke_consent, set_preferences, get_preferences, edit_preferences, clear_preferences, feed, profile, erase_user, export_user, crate::bulk::import_records, crate::bulk::export_records),
+    paths(upsert_users, upsert_videos, delete_video, ingest_events, follow, unfollow, block, unblock, mute, unmute, set_parental_controls, set_consent, revoke_consent, set_preferences, get_preferences, edit_preferences, clear_preferences, feed, profile, erase_user, export_user, crate::bulk::import_records, crate::bulk::export_records, crate::bulk::backup),
     components(schemas(ErrorBody, OwnVideos)),
     modifiers(&BearerSecurity, &EngineRules, &RouteScopes),
     security(("bearer" = []))
@@ -230,6 +233,33 @@ impl utoipa::Modify for EngineRules {
                     ));
                 }
             }
+        }
+        // An import takes the kinds of record an app writes; the derived ones (which an
+        // import would only skip) are left out of its body's schema.
+        if let Some(RefOr::T(Schema::OneOf(records))) = components.schemas.get("Record") {
+            let mut importable = records.clone();
+            importable.items.retain(|variant| {
+                let RefOr::T(Schema::Object(o)) = variant else {
+                    return false;
+                };
+                let Some(RefOr::T(Schema::Object(tag))) = o.properties.get("record") else {
+                    return false;
+                };
+                tag.enum_values.iter().flatten().any(|v| {
+                    v.as_str()
+                        .is_some_and(|name| steerfeed::RecordKind::parse(name).is_some())
+                })
+            });
+            components
+                .schemas
+                .insert("ImportRecord".to_owned(), Schema::OneOf(importable).into());
+        }
+        if let Some(RefOr::T(Schema::Object(body))) = components.schemas.get_mut("ImportBody")
+            && let Some(RefOr::T(Schema::Array(records))) = body.properties.get_mut("records")
+        {
+            records.items = utoipa::openapi::schema::ArrayItems::RefOrSchema(Box::new(RefOr::Ref(
+                utoipa::openapi::Ref::from_schema_name("ImportRecord"),
+            )));
         }
         components
             .schemas

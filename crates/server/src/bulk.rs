@@ -1,7 +1,7 @@
-//! Bulk import and export over HTTP (`admin` scope): `POST /v1/import` applies a batch of
+//! Bulk operations over HTTP (`admin` scope): `POST /v1/import` applies a batch of
 //! records and answers one outcome per record; `GET /v1/export` streams every record of
-//! the kinds asked for as JSON lines. `steerfeed import --url` and `steerfeed export
-//! --url` are their clients.
+//! the kinds asked for as JSON lines; `POST /v1/backups` writes a backup on the sidecar's
+//! machine. `steerfeed import`, `export` and `backup` with `--url` are their clients.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
@@ -115,12 +115,8 @@ struct ExportQuery {
 fn export_query(query: Option<&str>) -> Result<ExportQuery, ApiError> {
     let mut kinds: Option<Vec<RecordKind>> = None;
     let mut embeddings = None;
-    for pair in query
-        .unwrap_or_default()
-        .split('&')
-        .filter(|p| !p.is_empty())
-    {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+    for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        let (name, value) = (name.as_ref(), value.as_ref());
         match name {
             "kinds" if kinds.is_none() => {
                 let mut list = Vec::new();
@@ -178,7 +174,7 @@ pub fn kind_names() -> String {
     tag = "operation",
     description = "Every record of the kinds asked for (`admin` scope), as JSON lines (`application/x-ndjson`) in the export record format, kind by kind in an order that imports (users, videos, follows, blocks, mutes, consent, revocations, parental controls, preferences, events). Streamed: memory stays constant whatever the store's size. Not a snapshot: a write made during the export may or may not be in it. A store failure mid-stream ends the body without its last chunk, so a client sees an incomplete answer, never a short one.",
     params(
-        ("kinds" = Option<String>, Query, description = "comma-separated record kinds (`user,video,event`; plurals accepted); all when left out"),
+        ("kinds" = Option<String>, Query, pattern = r"^(user|video|follow|block|mute|consent|revocation|parental_controls|preferences|event)s?(,(user|video|follow|block|mute|consent|revocation|parental_controls|preferences|event)s?)*(?![\s\S])", description = "comma-separated record kinds (`user,video,event`; plurals accepted); all when left out"),
         ("embeddings" = Option<bool>, Query, description = "videos carry their embeddings (default false)")
     ),
     responses((status = 200, description = "JSON lines", body = String, content_type = "application/x-ndjson"), ErrorResponses)
@@ -226,3 +222,46 @@ pub(crate) async fn export_records(
     )
         .into_response())
 }
+
+/// Where to write a backup.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupBody {
+    /// A new directory on the sidecar's machine, as an absolute path without `..`.
+    #[schema(min_length = 2, max_length = 4096, pattern = r"^/")]
+    pub dir: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/backups",
+    tag = "operation",
+    description = "Writes a backup of the store, the vector index and the erasure log into a new directory on the sidecar's machine (`admin` scope) while the sidecar serves: writes wait while the store's files are copied, reads do not. The backup is written beside `dir` and renamed to it once complete, with a manifest of every file's length and CRC-32; `steerfeed restore` puts it back. Exempt from the request timeout: it takes as long as its copy.",
+    request_body = BackupBody,
+    responses((status = 200, description = "the backup's manifest", body = Object), ErrorResponses)
+)]
+pub(crate) async fn backup(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<BackupBody>,
+) -> Result<axum::Json<steerfeed::BackupManifest>, ApiError> {
+    let chars = body.dir.chars().count();
+    if !(2..=4096).contains(&chars) {
+        return Err(ApiError::invalid("dir must be 2 to 4,096 characters").with_field("dir"));
+    }
+    let dir = std::path::PathBuf::from(&body.dir);
+    if !dir.is_absolute()
+        || dir
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(
+            ApiError::invalid("dir must be an absolute path without \"..\"").with_field("dir"),
+        );
+    }
+    let manifest = crate::api::run(&state, move |e| e.backup(&dir)).await?;
+    Ok(axum::Json(manifest))
+}
+
+/// The routes exempt from the request timeout: they take as long as their data
+/// (an import batch of videos to embed, a backup's copy).
+pub const UNTIMED_ROUTES: &[&str] = &["/v1/import", "/v1/backups"];

@@ -220,7 +220,10 @@ pub fn app(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(
-            move |req, next: axum::middleware::Next| async move {
+            move |req: axum::extract::Request, next: axum::middleware::Next| async move {
+                if bulk::UNTIMED_ROUTES.contains(&req.uri().path()) {
+                    return next.run(req).await;
+                }
                 match tokio::time::timeout(timeout, next.run(req)).await {
                     Ok(resp) => resp,
                     Err(_) => error(

@@ -235,4 +235,4 @@ pub use steerfeed_core::storage::{
     DamageReport, DamageRule, DamagedRecord, IngestReport, Logged, Preferences, Relation,
     Revocation, ServedPage, Storage,
 };
-pub use store::{SCHEMA_VERSION, Store};
+pub use store::{SCHEMA_VERSION, Store, copy_tree};

@@ -151,6 +151,14 @@ impl Storage for Store {
         Store::for_each_record(self, kinds, embeddings, f)
     }
 
+    fn copy_to(
+        &self,
+        dest: &std::path::Path,
+        erasures: &std::path::Path,
+    ) -> Result<steerfeed_core::storage::CopyInfo> {
+        Store::copy_to(self, dest, erasures)
+    }
+
     fn flush(&self) -> Result<()> {
         Store::flush(self)
     }

@@ -10,7 +10,8 @@ use crate::mirror::{revocation_of, split_pair};
 impl Store {
     /// Calls `f` with every record of `kinds`, kind by kind in [`RecordKind::ALL`]'s
     /// order (so that the output imports in its own order), each kind in key order;
-    /// videos carry their embedding when `embeddings` is set. Deleted videos are listed
+    /// videos carry their embedding when `embeddings` is set, and those without a
+    /// caption always. Deleted videos are listed
     /// (an event about one is still accepted), but not the deleted videos of erased
     /// people, whose creator no longer exists. Each record is read as it stands when it
     /// is reached: writes made meanwhile may or may not be included (a backup is the
@@ -42,7 +43,9 @@ impl Store {
                             continue;
                         }
                         let mut video = Video::clone(&v);
-                        if !embeddings || video.deleted {
+                        // A video with no caption keeps its embedding: an import has
+                        // nothing else to compute one from.
+                        if !embeddings && !video.caption.trim().is_empty() {
                             video.embedding = None;
                         }
                         f(Record::Video { video })?;

@@ -214,6 +214,9 @@ impl Store {
             if n == 0 {
                 return Ok(());
             }
+            // Under the write lock, as every write: a copy of the store's files
+            // (`copy_to`) holds it to see no write in progress.
+            let _g = self.write_lock();
             t.catalog_log.apply_batch(batch).map_err(db_err)?;
         }
     }

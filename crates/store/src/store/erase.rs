@@ -103,7 +103,7 @@ impl Store {
     }
 
     /// How many erasure log entries this store has carried out.
-    fn erasures_applied(&self) -> Result<u64> {
+    pub(super) fn erasures_applied(&self) -> Result<u64> {
         Ok(
             match self.t().meta.get(ERASURES_APPLIED_KEY).map_err(db_err)? {
                 Some(b) => u64_of(&b).ok_or_else(|| corrupt("erasures applied"))?,
@@ -475,7 +475,11 @@ impl Store {
         for id in self.videos_of(user)? {
             let Some(v) = self.video(&id)? else { continue };
             let mut v = (*v).clone();
-            v.embedding = None;
+            // Only a video with no caption keeps its embedding: without either, its
+            // record could not be imported again.
+            if !v.caption.trim().is_empty() {
+                v.embedding = None;
+            }
             if v.creator == *user {
                 out.push(Record::Video { video: v });
             } else {

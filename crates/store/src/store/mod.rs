@@ -9,12 +9,14 @@
 //! - `viewer`: wellbeing, served pages, seen history, interest and affinity, the viewer;
 //! - `erase`: erasing a person and exporting what is stored about them;
 //! - `bulk`: the bulk export of every record of the kinds asked for;
+//! - `backup`: a consistent copy of the store's files taken while it serves;
 //! - `ingest`: the event log's writes, and each event staged into the overlay
 //!   (`crate::derived`);
 //! - `persist`: the persister writing the overlay to the derived trees, and the replay;
 //! - `rings`: appends to the seen and history rings, and reading a history;
 //! - `warm`: loading the resident mirror (`crate::resident`) after open.
 
+mod backup;
 mod bulk;
 mod catalogue;
 mod erase;
@@ -27,6 +29,7 @@ mod users;
 mod viewer;
 mod warm;
 
+pub use backup::copy_tree;
 pub use open::SCHEMA_VERSION;
 
 use std::collections::HashSet;
