@@ -927,3 +927,337 @@ fn the_users_commands_export_and_erase_on_a_stopped_store() {
     // The erasure log sits beside the store's directory.
     assert!(dir.path().join("store.erasures.jsonl").exists());
 }
+
+/// Runs `steerfeed ARGS` on the store at `store` (`env` on top); answers its status,
+/// standard output and standard error.
+fn steerfeed(
+    store: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (bool, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_steerfeed"));
+    cmd.args(args)
+        .env("STEERFEED__STORE__PATH", store)
+        .env("RUST_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A small world through the API: users, videos from captions, follows, consent, a
+/// revocation and events.
+fn populate(port: u16, events: usize) {
+    put_users(port, &["ia", "ib", "ic"]);
+    let videos: Vec<Value> = (0..12)
+        .map(|i| {
+            json!({"id": format!("iv{i}"), "creator": (["ia", "ib"][i % 2]),
+                   "created_at": "2026-01-01T00:00:00Z", "duration_s": 20.0,
+                   "caption": format!("a kitten plays with yarn, take {i}"),
+                   "cameos": if i == 3 { json!(["ic"]) } else { json!([]) }})
+        })
+        .collect();
+    assert_eq!(
+        http(port, "PUT", "/v1/videos", Some(&json!({"videos": videos}))).0,
+        200
+    );
+    assert_eq!(http(port, "PUT", "/v1/users/ic/follows/ia", None).0, 204);
+    let consent = json!({"scope": "approved", "approved": ["ib"]});
+    assert_eq!(
+        http(port, "PUT", "/v1/users/ic/consent", Some(&consent)).0,
+        204
+    );
+    assert_eq!(
+        http(
+            port,
+            "POST",
+            "/v1/users/ic/consent/revocations",
+            Some(&json!({"video": "iv5"}))
+        )
+        .0,
+        204
+    );
+    let now = steerfeed::Timestamp::now();
+    for chunk in (0..events).collect::<Vec<_>>().chunks(2_000) {
+        let batch: Vec<Value> = chunk
+            .iter()
+            .map(|i| {
+                json!({"key": format!("ik{i}"), "user": (["ia", "ib", "ic"][i % 3]), "at": now,
+                       "kind": "view", "video": format!("iv{}", i % 12), "watch_ms": 3000})
+            })
+            .collect();
+        assert_eq!(
+            http(port, "POST", "/v1/events", Some(&json!({"events": batch}))).0,
+            200
+        );
+    }
+}
+
+#[test]
+fn import_and_export_round_trip_offline_and_through_the_sidecar_and_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source");
+    let (server, port) = start(&source, &[], Stdio::null());
+    populate(port, 3_000);
+    let url = format!("http://127.0.0.1:{port}");
+    let key = [("STEERFEED_API_KEY", KEY)];
+
+    // Through the sidecar: JSON Lines, and CSV (one file per kind).
+    let all = dir.path().join("all.jsonl");
+    let (ok, _, err) = steerfeed(
+        &source,
+        &["export", "--url", &url, "--out", all.to_str().unwrap()],
+        &key,
+    );
+    assert!(ok, "{err}");
+    let text = std::fs::read_to_string(&all).unwrap();
+    let kinds: Vec<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["record"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    for k in ["user", "video", "follow", "consent", "revocation", "event"] {
+        assert!(kinds.iter().any(|x| x == k), "no {k}");
+    }
+    assert_eq!(kinds.iter().filter(|k| *k == "event").count(), 3_000);
+    let csv = dir.path().join("csv");
+    let (ok, _, err) = steerfeed(
+        &source,
+        &[
+            "export",
+            "--url",
+            &url,
+            "--format",
+            "csv",
+            "--out",
+            csv.to_str().unwrap(),
+        ],
+        &key,
+    );
+    assert!(ok, "{err}");
+    assert!(
+        std::fs::read_to_string(csv.join("consent.csv"))
+            .unwrap()
+            .contains("ic,approved,ib")
+    );
+    // A key of too narrow a scope is refused with the sidecar's own message.
+    let (ok, _, err) = steerfeed(
+        &source,
+        &["export", "--url", &url],
+        &[("STEERFEED_API_KEY", "wrong-key")],
+    );
+    assert!(!ok && err.contains("401"), "{err}");
+    drop(server);
+
+    // Offline into a new store, in a batch size that cuts the events in pieces; then the
+    // same file again changes nothing.
+    let copy = dir.path().join("copy");
+    let (ok, out, err) = steerfeed(
+        &copy,
+        &["import", all.to_str().unwrap(), "--batch", "700"],
+        &[],
+    );
+    assert!(ok, "{err}");
+    let first: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(first["rejected"], 0, "{first}");
+    assert_eq!(first["records"].as_u64().unwrap(), kinds.len() as u64);
+    let (ok, out, _) = steerfeed(&copy, &["import", all.to_str().unwrap()], &[]);
+    assert!(ok);
+    let again: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(again["duplicate"], 3_000, "{again}");
+    assert_eq!(again["unchanged"], 15, "{again}");
+    let (ok, exported, _) = steerfeed(&copy, &["export"], &[]);
+    assert!(ok);
+    let without_embeddings = |t: &str| -> Vec<Value> {
+        t.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    assert_eq!(without_embeddings(&exported), without_embeddings(&text));
+
+    // CSV, kind by kind, into a third store: the same records again.
+    let third = dir.path().join("third");
+    for kind in [
+        "users",
+        "videos",
+        "follows",
+        "consent",
+        "revocations",
+        "events",
+    ] {
+        let file = csv.join(format!("{kind}.csv"));
+        let (ok, out, err) = steerfeed(&third, &["import", file.to_str().unwrap()], &[]);
+        assert!(ok, "{kind}: {err}");
+        let tally: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(tally["rejected"], 0, "{kind}: {tally}");
+    }
+    let (_, exported, _) = steerfeed(&third, &["export"], &[]);
+    assert_eq!(without_embeddings(&exported), without_embeddings(&text));
+
+    // Bad lines: each reported with its number, kept in the rejected file, the rest in.
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"record\":\"user\",\"user\":{\"id\":\"fresh\"}}\n\
+         not json\n\
+         \n\
+         {\"record\":\"follow\",\"user\":\"fresh\",\"creator\":\"nobody\"}\n\
+         {\"record\":\"user\",\"user\":{\"id\":\"x\",\"typo\":1}}\n\
+         {\"record\":\"follow\",\"user\":\"fresh\",\"creator\":\"ia\"}\n",
+    )
+    .unwrap();
+    let (ok, out, err) = steerfeed(&copy, &["import", bad.to_str().unwrap()], &[]);
+    assert!(ok, "{err}");
+    let tally: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (tally["written"].as_u64(), tally["rejected"].as_u64()),
+        (Some(2), Some(3))
+    );
+    for line in ["line 2:", "line 4:", "line 5:"] {
+        assert!(err.contains(line), "{line} in {err}");
+    }
+    assert!(err.contains("nobody"), "{err}");
+    let rejected = std::fs::read_to_string(dir.path().join("bad.jsonl.rejected")).unwrap();
+    assert_eq!(rejected.lines().count(), 3);
+    assert!(rejected.contains("typo") && rejected.contains("not json"));
+
+    // Resumable: an import killed midway goes on from its state file, and the store ends
+    // as a whole import leaves it.
+    let events: String = text
+        .lines()
+        .filter(|l| l.contains("\"record\":\"event\""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let catalog: String = text
+        .lines()
+        .filter(|l| !l.contains("\"record\":\"event\""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let (cat, evs) = (
+        dir.path().join("catalog.jsonl"),
+        dir.path().join("events.jsonl"),
+    );
+    std::fs::write(&cat, catalog + "\n").unwrap();
+    std::fs::write(&evs, events + "\n").unwrap();
+    let resumed = dir.path().join("resumed");
+    assert!(steerfeed(&resumed, &["import", cat.to_str().unwrap()], &[]).0);
+    let state = dir.path().join("events.jsonl.import-state");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_steerfeed"))
+        .args(["import", evs.to_str().unwrap(), "--batch", "10"])
+        .env("STEERFEED__STORE__PATH", &resumed)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !state.exists()
+        && child.try_wait().unwrap().is_none()
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let killed = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    let (ok, out, err) = steerfeed(&resumed, &["import", evs.to_str().unwrap()], &[]);
+    assert!(ok, "{err}");
+    let tally: Value = serde_json::from_str(&out).unwrap();
+    if killed && state.exists() {
+        // Only reached when the kill landed before the import finished.
+        assert!(tally["resumed_at_line"].as_u64().unwrap() > 1, "{tally}");
+    }
+    assert!(!state.exists());
+    assert_eq!(tally["records"], 3_000, "{tally}");
+    let (_, exported, _) = steerfeed(&resumed, &["export"], &[]);
+    assert_eq!(without_embeddings(&exported), without_embeddings(&text));
+}
+
+#[test]
+fn a_backup_over_http_survives_a_kill_and_restores_into_a_new_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let (mut server, port) = start(&store, &[], Stdio::null());
+    populate(port, 20_000);
+    let url = format!("http://127.0.0.1:{port}");
+    let key = [("STEERFEED_API_KEY", KEY)];
+    let first = dir.path().join("backups/first");
+    let (ok, out, err) = steerfeed(
+        &store,
+        &["backup", first.to_str().unwrap(), "--url", &url],
+        &key,
+    );
+    assert!(ok, "{err}");
+    let manifest: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(manifest["events"], 20_000, "{manifest}");
+    let exported = |url: &str| {
+        let (ok, out, err) = steerfeed(&store, &["export", "--url", url], &key);
+        assert!(ok, "{err}");
+        out
+    };
+    let before = exported(&url);
+
+    // Only admin keys may back up, and only into a new absolute directory.
+    let (status, body) = http(
+        port,
+        "POST",
+        "/v1/backups",
+        Some(&json!({"dir": "relative/x"})),
+    );
+    assert_eq!(status, 422, "{body}");
+    let (status, _) = http(
+        port,
+        "POST",
+        "/v1/backups",
+        Some(&json!({"dir": first.to_str().unwrap()})),
+    );
+    assert_eq!(status, 422);
+
+    // A second backup killed midway (the sidecar itself is killed): the store reopens
+    // whole, the first backup is untouched, and the second is either complete or absent.
+    let second = dir.path().join("backups/second");
+    let body = json!({"dir": second.to_str().unwrap()}).to_string();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "POST /v1/backups HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    let pid = server.0.id().to_string();
+    Command::new("kill").args(["-KILL", &pid]).status().unwrap();
+    let _ = server.0.wait();
+    drop(server);
+    assert!(
+        !second.exists() || second.join("manifest.json").exists(),
+        "a partial backup under the backup's own name"
+    );
+    let (server, port) = start(&store, &[], Stdio::null());
+    assert_eq!(exported(&format!("http://127.0.0.1:{port}")), before);
+    assert!(!feed(port, "ia").is_empty());
+    drop(server);
+
+    // Restored into a new directory: the same records, and the first backup still whole.
+    let restored = dir.path().join("restored");
+    let (ok, out, err) = steerfeed(&restored, &["restore", first.to_str().unwrap()], &[]);
+    assert!(ok, "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["index_loaded"], true, "{report}");
+    let (_, a, _) = steerfeed(&store, &["export"], &[]);
+    let (_, b, _) = steerfeed(&restored, &["export"], &[]);
+    assert_eq!(a, b);
+    // A restore never writes over a store.
+    let (ok, _, err) = steerfeed(&restored, &["restore", first.to_str().unwrap()], &[]);
+    assert!(!ok && err.contains("not empty"), "{err}");
+}

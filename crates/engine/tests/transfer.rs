@@ -281,7 +281,7 @@ fn a_backup_under_writes_restores_the_store_and_erasures_after_it_hold() {
                             kind: EventKind::View {
                                 video: videos[n % videos.len()].clone(),
                                 watch_ms: 4_000,
-                                completed: n % 2 == 0,
+                                completed: n.is_multiple_of(2),
                             },
                         }
                     })

@@ -87,8 +87,8 @@ use steerfeed_core::ports::{ActionCounts, CameoConsent};
 use steerfeed_core::storage::{IngestReport, Logged, Relation, Revocation, ServedPage, Storage};
 use steerfeed_core::{
     AgeBand, Audience, CheckinAnswer, ConsentScope, Constraints, Embedding, ErrorClass, Event,
-    EventKey, EventKind, ParentalControls, SafetyLabel, Timestamp, TopicId, User, UserId, Video,
-    VideoId, Viewer, WellbeingState,
+    EventKey, EventKind, ParentalControls, Record, RecordKind, SafetyLabel, Timestamp, TopicId,
+    User, UserId, Video, VideoId, Viewer, WellbeingState,
 };
 
 /// The embedding dimension of the stores the factory gives.
@@ -185,6 +185,10 @@ pub const ALL: &[(&str, Contract)] = &[
         "erasure_forgets_the_person_everywhere",
         erasure_forgets_the_person_everywhere,
     ),
+    (
+        "the_bulk_export_lists_every_record_in_import_order",
+        the_bulk_export_lists_every_record_in_import_order,
+    ),
 ];
 
 /// Expands to one `#[test]` per contract of [`contract`](crate::contract), each calling
@@ -237,6 +241,7 @@ macro_rules! storage_contract_tests {
             writes_are_in_force_for_the_next_read,
             a_seeded_world_loads_and_answers,
             erasure_forgets_the_person_everywhere,
+            the_bulk_export_lists_every_record_in_import_order,
         );
     };
 }
@@ -1811,4 +1816,176 @@ pub fn erasure_forgets_the_person_everywhere(new_store: Factory<'_>) {
         .erase_user(&uid("nobody"), steerfeed_core::OwnVideos::Keep)
         .unwrap_err();
     assert_eq!(unknown.class(), ErrorClass::NotFound);
+}
+
+/// The bulk export lists every record an app wrote, kind by kind in the order that
+/// imports, each kind in id order, deleted videos included, embeddings only when asked
+/// (and for a video with no caption), and only the kinds asked for.
+pub fn the_bulk_export_lists_every_record_in_import_order(new_store: Factory<'_>) {
+    let s = new_store();
+    let s = &*s;
+    seeded(s);
+    let bare = Video {
+        caption: String::new(),
+        ..video("vz", "b", 300)
+    };
+    s.upsert_videos(&[bare.clone()]).unwrap();
+    s.delete_video(&vid("va3")).unwrap();
+    s.set_relation(&uid("c"), &uid("a"), Relation::Follow, true)
+        .unwrap();
+    s.set_relation(&uid("a"), &uid("b"), Relation::Follow, true)
+        .unwrap();
+    s.set_relation(&uid("b"), &uid("c"), Relation::Block, true)
+        .unwrap();
+    s.set_relation(&uid("c"), &uid("b"), Relation::Mute, true)
+        .unwrap();
+    s.set_consent(&uid("c"), ConsentScope::Approved, &[uid("a")])
+        .unwrap();
+    s.revoke_consent(&uid("c"), &Revocation::Creator(uid("b")))
+        .unwrap();
+    let controls = ParentalControls {
+        personalization: false,
+        ..ParentalControls::default()
+    };
+    s.set_parental_controls(&uid("c"), &controls).unwrap();
+    let constraints = Constraints {
+        max_duration_s: Some(30),
+        ..Constraints::default()
+    };
+    s.set_preferences(&uid("a"), "short ones", &constraints)
+        .unwrap();
+    let (e1, e2) = (
+        ev("k1", "b", 10, like("va1")),
+        ev("k2", "a", 20, view("vb1", 900)),
+    );
+    ingest(s, &[e1.clone(), e2.clone()]);
+
+    let listed = |kinds: &[RecordKind], embeddings: bool| {
+        let mut out = Vec::new();
+        s.for_each_record(kinds, embeddings, &mut |r| {
+            out.push(r);
+            Ok(())
+        })
+        .unwrap();
+        out
+    };
+    let stripped = |id: &str, secs: i64| Video {
+        embedding: None,
+        ..video(id, if id.starts_with("va") { "a" } else { "b" }, secs)
+    };
+    let deleted = Video {
+        deleted: true,
+        ..stripped("va3", 200)
+    };
+    let want = vec![
+        Record::User {
+            user: person("a", "UTC", AgeBand::Adult),
+        },
+        Record::User {
+            user: person("b", "Europe/Paris", AgeBand::Adult),
+        },
+        Record::User {
+            user: person("c", "Asia/Tokyo", AgeBand::Teen),
+        },
+        Record::Video {
+            video: stripped("va1", 0),
+        },
+        Record::Video {
+            video: stripped("va2", 100),
+        },
+        Record::Video { video: deleted },
+        Record::Video {
+            video: stripped("vb1", 50),
+        },
+        Record::Video {
+            video: bare.clone(),
+        },
+        Record::Follow {
+            user: uid("a"),
+            creator: uid("b"),
+        },
+        Record::Follow {
+            user: uid("c"),
+            creator: uid("a"),
+        },
+        Record::Block {
+            user: uid("b"),
+            other: uid("c"),
+        },
+        Record::Mute {
+            user: uid("c"),
+            other: uid("b"),
+        },
+        Record::Consent {
+            person: uid("c"),
+            scope: ConsentScope::Approved,
+            approved: vec![uid("a")],
+        },
+        Record::Revocation {
+            person: uid("c"),
+            video: None,
+            creator: Some(uid("b")),
+        },
+        Record::ParentalControls {
+            user: uid("c"),
+            controls,
+        },
+        Record::Preferences {
+            user: uid("a"),
+            text: "short ones".into(),
+            constraints,
+        },
+        Record::Event { seq: 1, event: e1 },
+        Record::Event { seq: 2, event: e2 },
+    ];
+    let got = listed(&RecordKind::ALL, false);
+    assert_eq!(got.len(), want.len(), "{got:#?}");
+    for (g, w) in got.iter().zip(&want) {
+        match (g, w) {
+            // A stored embedding is unit length: compared as such.
+            (Record::Video { video: g }, Record::Video { video: w }) => {
+                assert_eq!(
+                    Video {
+                        embedding: None,
+                        ..g.clone()
+                    },
+                    Video {
+                        embedding: None,
+                        ..w.clone()
+                    }
+                );
+                assert_eq!(g.embedding.is_some(), w.embedding.is_some(), "{}", w.id);
+                if let Some(e) = &g.embedding {
+                    same_vector(e.as_slice(), &unit(seed_of(g.id.as_str())), "vz");
+                }
+            }
+            _ => assert_eq!(g, w),
+        }
+    }
+    // With embeddings, every live video carries its own.
+    for r in listed(&[RecordKind::Video], true) {
+        let Record::Video { video } = r else {
+            panic!("{r:?}")
+        };
+        if !video.deleted {
+            same_vector(
+                video.embedding.unwrap().as_slice(),
+                &unit(seed_of(video.id.as_str())),
+                video.id.as_str(),
+            );
+        }
+    }
+    // Only the kinds asked for, in the export's order whatever the order asked.
+    let some = listed(&[RecordKind::Event, RecordKind::User], false);
+    let kinds: Vec<_> = some.iter().map(|r| r.kind().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            RecordKind::User,
+            RecordKind::User,
+            RecordKind::User,
+            RecordKind::Event,
+            RecordKind::Event
+        ]
+    );
 }

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Bulk export, import and backup on the demo world of scripts/loadtest.sh (VIDEOS videos,
+# VIDEOS/10 users, their events), with the release binary, offline (the sidecar stopped):
+#
+#   scripts/bench_transfer.sh [VIDEOS]
+#
+# 1. `steerfeed export` of every record (embeddings included) to a JSON Lines file;
+# 2. `steerfeed import` of that file's users and videos, then of its events alone, into
+#    a new store (events per second is the second import's rate: the clock stops when
+#    the engine has closed, its derived state written out);
+# 3. `steerfeed backup` of the demo store against `cp -a` of the same directory on the
+#    same disk (page cache dropped before each when the machine allows it).
+# It prints one JSON object. The demo store is built by scripts/loadtest.sh the first
+# time (cached in $STEERFEED_CACHE/loadtest/<videos>); this script only reads it.
+set -euo pipefail
+
+VIDEOS=${1:-100000}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+CACHE=${STEERFEED_CACHE:-$HOME/.cache/steerfeed}
+STORE=$CACHE/loadtest/$VIDEOS
+BIN=$ROOT/target/release/steerfeed
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/steerfeed-transfer-XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+
+if [ ! -d "$STORE/db" ]; then
+    echo "bench-transfer: building the demo store with scripts/loadtest.sh" >&2
+    "$ROOT/scripts/loadtest.sh" "$VIDEOS" 4 2 1 >/dev/null
+fi
+make -C "$ROOT" -s build >&2
+
+drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
+now() { date +%s.%N; }
+secs() { python3 -c "print(round($2 - $1, 3))"; }
+
+# The demo store is copied so that nothing here writes to the cache.
+cp -a "$STORE" "$WORK/src"
+export RUST_LOG=warn
+
+t0=$(now)
+STEERFEED__STORE__PATH=$WORK/src "$BIN" export --embeddings --out "$WORK/all.jsonl" 2>"$WORK/export.err"
+t1=$(now)
+records=$(wc -l < "$WORK/all.jsonl")
+grep -v '"record":"event"' "$WORK/all.jsonl" > "$WORK/catalog.jsonl"
+grep '"record":"event"' "$WORK/all.jsonl" > "$WORK/events.jsonl"
+events=$(wc -l < "$WORK/events.jsonl")
+
+t2=$(now)
+STEERFEED__STORE__PATH=$WORK/dst "$BIN" import "$WORK/catalog.jsonl" > "$WORK/catalog.out"
+t3=$(now)
+STEERFEED__STORE__PATH=$WORK/dst "$BIN" import "$WORK/events.jsonl" > "$WORK/events.out"
+t4=$(now)
+
+drop_caches
+t5=$(now)
+cp -a "$WORK/src" "$WORK/cp"
+sync
+t6=$(now)
+rm -rf "$WORK/cp"
+drop_caches
+t7=$(now)
+STEERFEED__STORE__PATH=$WORK/src "$BIN" backup "$WORK/backup" > "$WORK/backup.out"
+t8=$(now)
+bytes=$(du -sb "$WORK/src" | cut -f1)
+
+python3 - "$WORK" <<EOF
+import json, sys
+work = sys.argv[1]
+ev = json.load(open(f"{work}/events.out"))
+cat = json.load(open(f"{work}/catalog.out"))
+out = {
+    "videos": $VIDEOS,
+    "records": $records,
+    "events": $events,
+    "store_bytes": $bytes,
+    "export_s": $(secs "$t0" "$t1"),
+    "export_records_per_s": round($records / max($(secs "$t0" "$t1"), 1e-9)),
+    "import_catalog_s": $(secs "$t2" "$t3"),
+    "import_catalog_rejected": cat["rejected"],
+    "import_events_s": $(secs "$t3" "$t4"),
+    "import_events_per_s": round($events / max($(secs "$t3" "$t4"), 1e-9)),
+    "import_events_rejected": ev["rejected"],
+    "cp_a_s": $(secs "$t5" "$t6"),
+    "backup_s": $(secs "$t7" "$t8"),
+}
+out["backup_over_cp"] = round(out["backup_s"] / max(out["cp_a_s"], 1e-9), 2)
+print(json.dumps(out, indent=2))
+EOF
