@@ -37,8 +37,6 @@
 //! that times out is answered 503 by the timeout middleware; its engine call still runs
 //! to the end, so an acknowledged-or-not write is never half done.
 
-use std::sync::Arc;
-
 use axum::Router;
 use axum::extract::{MatchedPath, RawQuery, Request, State};
 use axum::http::{StatusCode, header};
@@ -47,13 +45,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use serde::{Deserialize, Serialize};
 use steerfeed::{
-    ConsentScope, Constraints, Cursor, Engine, ErasureReport, Event, EventKey, FeedRequest,
-    FeedResponse, OwnVideos, ParentalControls, Preferences, ProfileSummary, Record, Revocation,
-    SessionId, Timestamp, User, UserId, Video, VideoId,
+    ConsentScope, Constraints, Cursor, ErasureReport, Event, EventKey, FeedRequest, FeedResponse,
+    OwnVideos, ParentalControls, Preferences, ProfileSummary, Record, Revocation, SessionId,
+    Timestamp, User, UserId, Video, VideoId,
 };
 use tracing::Instrument;
 
 use crate::AppState;
+use crate::call::{check_batch, run};
 use crate::config::ServerConfig;
 use crate::error::{ApiError, ErrorBody, ErrorResponses};
 use crate::extract::{ApiJson, UserPair, UserPath, VideoPath};
@@ -452,27 +451,6 @@ async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> 
 // ---------------------------------------------------------------------------------------
 // Running engine calls.
 
-/// Runs `f` on the loaded engine on a blocking thread: 503 while the engine loads, the
-/// engine's error mapped by class, 500 (logged) if the call panicked.
-pub(crate) async fn run<T, F>(state: &AppState, f: F) -> Result<T, ApiError>
-where
-    F: FnOnce(&Engine) -> steerfeed::Result<T> + Send + 'static,
-    T: Send + 'static,
-{
-    let engine: Arc<Engine> = state.engine().cloned().ok_or_else(ApiError::not_ready)?;
-    // At most one engine call per core at a time: more would only share the cores and
-    // stretch every request's latency; waiting here keeps the tail short.
-    let _permit = state
-        .engine_slots()
-        .acquire()
-        .await
-        .map_err(|_| ApiError::not_ready())?;
-    match tokio::task::spawn_blocking(move || f(&engine)).await {
-        Ok(r) => r.map_err(ApiError::from),
-        Err(e) => Err(ApiError::internal(format!("engine call failed: {e}"))),
-    }
-}
-
 /// The clock a request runs at: `None` (the engine reads the server's clock) unless
 /// `server.allow_client_clock` lets a client pin it; a `now` sent otherwise is refused,
 /// so that no key holder can step a viewer past bedtime or a daily rollover, or store
@@ -560,16 +538,6 @@ fn check_video_times(state: &AppState, videos: &[Video]) -> Result<(), ApiError>
         ))
         .with_field(format!("videos[{i}].created_at"))),
     }
-}
-
-pub(crate) fn check_batch(field: &'static str, got: usize, limit: usize) -> Result<(), ApiError> {
-    if got > limit {
-        return Err(ApiError::too_large(format!(
-            "{field}: {got} items exceed the batch limit of {limit}"
-        ))
-        .with_field(field));
-    }
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------

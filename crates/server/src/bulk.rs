@@ -86,8 +86,8 @@ pub(crate) async fn import_records(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<ImportBody>,
 ) -> Result<axum::Json<ImportAnswer>, ApiError> {
-    crate::api::check_batch("records", body.records.len(), MAX_IMPORT_BATCH)?;
-    let outcomes = crate::api::run(&state, move |e| Ok(e.import(&body.records))).await?;
+    crate::call::check_batch("records", body.records.len(), MAX_IMPORT_BATCH)?;
+    let outcomes = crate::call::run(&state, move |e| Ok(e.import(&body.records))).await?;
     let mut results = Vec::with_capacity(outcomes.len());
     for outcome in outcomes {
         results.push(match outcome {
@@ -258,7 +258,7 @@ pub(crate) async fn backup(
             ApiError::invalid("dir must be an absolute path without \"..\"").with_field("dir"),
         );
     }
-    let manifest = crate::api::run(&state, move |e| e.backup(&dir)).await?;
+    let manifest = crate::call::run(&state, move |e| e.backup(&dir)).await?;
     Ok(axum::Json(manifest))
 }
 

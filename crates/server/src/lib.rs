@@ -14,6 +14,7 @@
 
 pub mod api;
 pub mod bulk;
+mod call;
 pub mod config;
 pub mod error;
 pub mod extract;

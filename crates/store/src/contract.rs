@@ -1829,7 +1829,7 @@ pub fn the_bulk_export_lists_every_record_in_import_order(new_store: Factory<'_>
         caption: String::new(),
         ..video("vz", "b", 300)
     };
-    s.upsert_videos(&[bare.clone()]).unwrap();
+    s.upsert_videos(std::slice::from_ref(&bare)).unwrap();
     s.delete_video(&vid("va3")).unwrap();
     s.set_relation(&uid("c"), &uid("a"), Relation::Follow, true)
         .unwrap();
