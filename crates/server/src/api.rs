@@ -1176,7 +1176,10 @@ mod tests {
             admin,
             [
                 ("delete", "/v1/users/{id}"),
-                ("get", "/v1/users/{id}/export")
+                ("get", "/v1/users/{id}/export"),
+                ("post", "/v1/import"),
+                ("get", "/v1/export"),
+                ("post", "/v1/backups"),
             ]
         );
         assert!(ROUTES.iter().all(|r| r.2 == Scope::Write
