@@ -19,8 +19,8 @@ use steerfeed::demo::load_world;
 use steerfeed::storage::Revocation;
 use steerfeed::world::{World, WorldConfig};
 use steerfeed::{
-    Config, Embedding, Engine, Event, EventKey, EventKind, Imported, OwnVideos, ParentalControls,
-    Record, RecordKind, Timestamp, User, UserId, Video, VideoId,
+    Config, Embedding, Engine, Event, EventKey, EventKind, FeedRequest, Imported, OwnVideos,
+    ParentalControls, Record, RecordKind, Timestamp, User, UserId, Video, VideoId,
 };
 
 fn config(dir: &Path) -> Config {
@@ -361,4 +361,35 @@ fn a_backup_under_writes_restores_the_store_and_erasures_after_it_hold() {
     let err =
         Engine::restore(&dir.path().join("nothing"), config(&dir.path().join("r3"))).unwrap_err();
     assert!(err.to_string().contains("not a complete backup"), "{err}");
+}
+
+#[test]
+fn a_restored_backup_serves_the_pages_its_source_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = world(5);
+    let source = loaded(&dir.path().join("a"), &w);
+    let backup = dir.path().join("backup");
+    source.backup(&backup).unwrap();
+    let target = config(&dir.path().join("restored"));
+    let report = Engine::restore(&backup, target.clone()).unwrap();
+    assert!(report.index_loaded, "{report:?}");
+    assert_eq!(report.erasures_after_backup, 0);
+    let copy = Engine::open(target).unwrap();
+    let now = w.config.now;
+    let mut served = 0;
+    for sim in w.users.iter().take(30) {
+        let request = FeedRequest::new(sim.user.id.clone(), 10).unwrap().at(now);
+        let page = |e: &Engine| {
+            e.feed(&request)
+                .unwrap()
+                .items
+                .into_iter()
+                .map(|i| (i.video, i.explanation.text))
+                .collect::<Vec<_>>()
+        };
+        let (a, b) = (page(&source), page(&copy));
+        served += a.len();
+        assert_eq!(a, b, "{}", sim.user.id);
+    }
+    assert!(served > 100, "{served} items served in all");
 }

@@ -22,13 +22,8 @@ impl Store {
         // Most of the derived state goes out before writers are held up.
         self.flush()?;
         let entries = self.inner.erasures.lock();
-        let _p = self.persist_lock();
-        let _g = self.write_lock();
-        let db = &self.inner.db;
-        self.inner
-            .commit
-            .wait_durable(self.inner.commit.written(), || db.flush())?;
-        db.flush().map_err(db_err)?;
+        let _held = self.hold_writes()?;
+        self.inner.db.flush().map_err(db_err)?;
         let bytes = copy_tree(&src, dest)?;
         let mut log = Vec::new();
         for e in entries.iter() {

@@ -384,6 +384,18 @@ impl Store {
         lock(&self.inner.persist)
     }
 
+    /// Holds the persister and every writer, with every acknowledged write on disk: what
+    /// sled holds stays as it is until the guards drop.
+    pub(crate) fn hold_writes(&self) -> Result<(MutexGuard<'_, ()>, MutexGuard<'_, ()>)> {
+        let persist = self.persist_lock();
+        let write = self.write_lock();
+        let db = &self.inner.db;
+        self.inner
+            .commit
+            .wait_durable(self.inner.commit.written(), || db.flush())?;
+        Ok((persist, write))
+    }
+
     /// Test support: writes the derived state of the named trees only (`counters`,
     /// `wellbeing`, ...; see the crate docs), as a crash halfway through writing the
     /// derived state would leave it. Behind the `test-hooks` feature.
@@ -410,12 +422,7 @@ impl Store {
     #[cfg(feature = "test-hooks")]
     pub fn crash_for_tests(self) -> Result<()> {
         self.inner.crashed.store(true, Ordering::Release);
-        let _p = self.persist_lock();
-        let _g = self.write_lock();
-        let db = &self.inner.db;
-        self.inner
-            .commit
-            .wait_durable(self.inner.commit.written(), || db.flush())?;
+        let _held = self.hold_writes()?;
         let mut ov = self.overlay_write();
         let applied = ov.applied;
         *ov = Overlay::new(applied);
