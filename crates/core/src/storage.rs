@@ -83,6 +83,8 @@ pub struct CopyInfo {
     pub erasures: u64,
     /// Bytes copied.
     pub bytes: u64,
+    /// How long writers waited for the copy, in milliseconds.
+    pub writes_held_ms: u64,
 }
 
 /// What the store does about an unreadable record.
@@ -321,7 +323,7 @@ pub trait Storage:
 
     /// Copies the store, consistent at one instant, into the new directory `dest` (which
     /// this backend's open can open), and its erasure log as it stood then to
-    /// `erasures`, while the store goes on serving: writers may wait for the copy,
+    /// `erasures`, while the store goes on serving: writers may wait for part of the copy,
     /// readers do not. A copy opened later replays what its derived state lacks and
     /// carries out the erasures its log lists beyond what it applied.
     fn copy_to(

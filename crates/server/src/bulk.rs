@@ -236,7 +236,7 @@ pub struct BackupBody {
     post,
     path = "/v1/backups",
     tag = "operation",
-    description = "Writes a backup of the store, the vector index and the erasure log into a new directory on the sidecar's machine (`admin` scope) while the sidecar serves: writes wait while the store's files are copied, reads do not. The backup is written beside `dir` and renamed to it once complete, with a manifest of every file's length and CRC-32; `steerfeed restore` puts it back. Exempt from the request timeout: it takes as long as its copy.",
+    description = "Writes a backup of the store, the vector index and the erasure log into a new directory on the sidecar's machine (`admin` scope) while the sidecar serves: the files are copied while it serves, then writes wait while the copy catches up with what changed meanwhile (`writes_held_ms` in the manifest); reads never wait. The backup is written beside `dir` and renamed to it once complete, with a manifest of every file's length and CRC-32; `steerfeed restore` puts it back. Exempt from the request timeout: it takes as long as its copy.",
     request_body = BackupBody,
     responses((status = 200, description = "the backup's manifest", body = Object), ErrorResponses)
 )]

@@ -59,6 +59,9 @@ pub struct BackupManifest {
     pub erasures: u64,
     /// Bytes in all.
     pub bytes: u64,
+    /// How long the store's writers waited while the copy was brought up to one
+    /// instant, in milliseconds.
+    pub writes_held_ms: u64,
     /// Every file but the manifest.
     pub files: Vec<BackupFile>,
 }
@@ -151,9 +154,9 @@ fn crc_of(path: &Path) -> Result<(u64, u32)> {
 
 impl Engine {
     /// Writes a backup to the new directory `dir` while the engine serves: the vector
-    /// index as it stands, then the store and the erasure log at one instant (writers
-    /// wait while the store's files are copied; feeds that record nothing and reads go
-    /// on), then every file's checksum. `dir` must not exist; a `<dir>.partial` left by
+    /// index as it stands, then the store and the erasure log at one instant (the files
+    /// copied while the store serves, then writers held while the copy catches up with
+    /// what changed meanwhile; reads never wait), then every file's checksum. `dir` must not exist; a `<dir>.partial` left by
     /// a backup cut short is removed first.
     pub fn backup(&self, dir: &Path) -> Result<BackupManifest> {
         if dir.as_os_str().is_empty() {
@@ -197,6 +200,7 @@ impl Engine {
             events: copy.events,
             erasures: copy.erasures,
             bytes: files.iter().map(|f| f.bytes).sum(),
+            writes_held_ms: copy.writes_held_ms,
             files,
         };
         let text =

@@ -30,7 +30,8 @@ impl Store {
         self.flush()?;
         copy_dir(&src, dest, true)?;
         let entries = self.inner.erasures.lock();
-        let _held = self.hold_writes()?;
+        let held_since = std::time::Instant::now();
+        let held = self.hold_writes()?;
         self.inner.db.flush().map_err(db_err)?;
         let (bytes, rewritten) = catch_up(&src, dest)?;
         tracing::info!(
@@ -44,11 +45,18 @@ impl Store {
             log.push(b'\n');
         }
         write_synced(erasures, &log)?;
-        Ok(CopyInfo {
+        let info = CopyInfo {
             catalog_version: self.catalog_version(),
             events: self.event_count(),
             erasures: self.erasures_applied()?,
             bytes,
+            writes_held_ms: 0,
+        };
+        drop(held);
+        drop(entries);
+        Ok(CopyInfo {
+            writes_held_ms: u64::try_from(held_since.elapsed().as_millis()).unwrap_or(u64::MAX),
+            ..info
         })
     }
 }
