@@ -114,8 +114,13 @@ struct ImportState {
     len: u64,
     /// A hash of the file's first bytes, so that a state is not used for another file.
     head: u64,
+    /// Where the records went: the store's path, or the sidecar's address.
+    target: String,
     /// The byte offset of the first line not yet imported.
     offset: u64,
+    /// The rejected file's length after the last batch (a batch cut short before its
+    /// state was written may have added lines, which the resumed run writes again).
+    rejected_len: u64,
     /// Its line number (1-based).
     line: u64,
     /// The counts so far.
@@ -302,7 +307,7 @@ impl Reader {
                         let number = e.position().map_or(number, csv::Position::line);
                         Ok(Some(Line {
                             number,
-                            raw: Vec::new(),
+                            raw: csv_row(&row)?,
                             record: Err(e.to_string()),
                         }))
                     }
@@ -375,6 +380,19 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// True when the byte before `offset` in `path` ends a line (or `offset` is 0): a state's
+/// offset is always the start of a line of the file it was written for.
+fn ends_a_line(path: &Path, offset: u64) -> anyhow::Result<bool> {
+    if offset == 0 {
+        return Ok(true);
+    }
+    let mut f = File::open(path)?;
+    f.seek(SeekFrom::Start(offset - 1))?;
+    let mut b = [0u8; 1];
+    f.read_exact(&mut b)?;
+    Ok(b[0] == b'\n')
+}
+
 fn write_state(path: &Path, state: &ImportState) -> anyhow::Result<()> {
     let tmp = with_suffix(path, ".tmp");
     {
@@ -412,6 +430,10 @@ pub fn import(config: steerfeed::Config, args: &ImportArgs) -> anyhow::Result<()
         .clone()
         .unwrap_or_else(|| with_suffix(&args.file, ".rejected"));
 
+    let target = match &args.remote.url {
+        Some(url) => url.clone(),
+        None => config.store.path.display().to_string(),
+    };
     let resumed = match std::fs::read(&state_path) {
         Ok(b) if !args.restart => {
             let state: ImportState = serde_json::from_slice(&b).with_context(|| {
@@ -420,7 +442,18 @@ pub fn import(config: steerfeed::Config, args: &ImportArgs) -> anyhow::Result<()
                     state_path.display()
                 )
             })?;
-            if state.head != head || state.len > len || state.offset > len {
+            if state.target != target {
+                bail!(
+                    "{} was left by an import into {}, not {target}: pass --restart to import from the first line",
+                    state_path.display(),
+                    state.target
+                );
+            }
+            if state.head != head
+                || state.len > len
+                || state.offset > len
+                || (format == Format::Jsonl && !ends_a_line(&args.file, state.offset)?)
+            {
                 bail!(
                     "{} was left by an import of another file (or of this one before it changed): pass --restart to import from the first line",
                     state_path.display()
@@ -448,7 +481,11 @@ pub fn import(config: steerfeed::Config, args: &ImportArgs) -> anyhow::Result<()
         None => Box::new(EngineSink(crate::open_stopped(config)?)),
     };
     let mut reader = Reader::open(&args.file, format, kind, offset, line)?;
-    let mut rejected = open_rejected(&rejected_path, resumed.is_some(), &reader)?;
+    let mut rejected = open_rejected(
+        &rejected_path,
+        resumed.as_ref().map(|s| s.rejected_len),
+        &reader,
+    )?;
 
     let bar = progress_bar(len, offset);
     let started = Instant::now();
@@ -497,7 +534,9 @@ pub fn import(config: steerfeed::Config, args: &ImportArgs) -> anyhow::Result<()
             &ImportState {
                 len,
                 head,
+                target: target.clone(),
                 offset,
+                rejected_len: rejected.get_ref().metadata()?.len(),
                 line,
                 tally: tally.clone(),
             },
@@ -527,14 +566,25 @@ pub fn import(config: steerfeed::Config, args: &ImportArgs) -> anyhow::Result<()
     Ok(())
 }
 
-fn open_rejected(path: &Path, resuming: bool, reader: &Reader) -> anyhow::Result<BufWriter<File>> {
+/// The rejected file: new, or (resuming) cut to the length the last completed batch left
+/// it at, then appended to.
+fn open_rejected(
+    path: &Path,
+    resumed_len: Option<u64>,
+    reader: &Reader,
+) -> anyhow::Result<BufWriter<File>> {
     let file = std::fs::OpenOptions::new()
         .create(true)
-        .append(resuming)
+        .append(resumed_len.is_some())
         .write(true)
-        .truncate(!resuming)
+        .truncate(resumed_len.is_none())
         .open(path)
         .with_context(|| format!("opening {}", path.display()))?;
+    if let Some(len) = resumed_len
+        && file.metadata()?.len() > len
+    {
+        file.set_len(len)?;
+    }
     let empty = file.metadata()?.len() == 0;
     let mut w = BufWriter::new(file);
     if let (Reader::Csv { header, .. }, true) = (reader, empty) {
@@ -690,24 +740,32 @@ fn row_of_record(kind: RecordKind, record: &Record) -> anyhow::Result<Vec<String
         bail!("a {} record is not an object", kind.name());
     };
     let columns = csv_columns(kind).context("this kind does not fit CSV")?;
-    Ok(columns
+    columns
         .iter()
-        .map(|c| match fields.get(*c) {
-            None | Some(Value::Null) => String::new(),
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Array(xs)) => {
-                let sep = if *c == "embedding" { " " } else { "|" };
-                xs.iter()
-                    .map(|x| match x {
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    })
-                    .collect::<Vec<_>>()
-                    .join(sep)
-            }
-            Some(other) => other.to_string(),
+        .map(|c| {
+            Ok(match fields.get(*c) {
+                None | Some(Value::Null) => String::new(),
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Array(xs)) => {
+                    let sep = if *c == "embedding" { " " } else { "|" };
+                    let mut items = Vec::with_capacity(xs.len());
+                    for x in xs {
+                        items.push(match x {
+                            // An id holding the separator would come back as two ids.
+                            Value::String(s) if s.contains('|') => bail!(
+                                "{} {c}: {s:?} holds '|', the CSV list separator: export JSON Lines",
+                                kind.name()
+                            ),
+                            Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        });
+                    }
+                    items.join(sep)
+                }
+                Some(other) => other.to_string(),
+            })
         })
-        .collect())
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------

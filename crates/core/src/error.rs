@@ -23,6 +23,8 @@ pub enum Entity {
     Event,
     /// An item of a user's steering constraints, by its address.
     PreferenceItem,
+    /// A backup, by its directory.
+    Backup,
 }
 
 impl fmt::Display for Entity {
@@ -33,6 +35,7 @@ impl fmt::Display for Entity {
             Entity::Topic => "topic",
             Entity::Event => "event",
             Entity::PreferenceItem => "preference item",
+            Entity::Backup => "backup",
         })
     }
 }

@@ -85,6 +85,8 @@ pub struct CopyInfo {
     pub bytes: u64,
     /// How long writers waited for the copy, in milliseconds.
     pub writes_held_ms: u64,
+    /// The store's identity, which the copy keeps and its erasure log's entries name.
+    pub store_id: String,
 }
 
 /// What the store does about an unreadable record.
@@ -301,6 +303,8 @@ pub trait Storage:
         user: &UserId,
         own_videos: crate::OwnVideos,
     ) -> crate::Result<crate::ErasureReport>;
+    /// The people erased from this store, oldest first (its erasure log).
+    fn erased(&self) -> crate::Result<Vec<UserId>>;
     /// Everything stored about `user`, in the export record format; empty for an
     /// unknown or erased user.
     fn export_user(&self, user: &UserId, now: jiff::Timestamp)

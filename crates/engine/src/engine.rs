@@ -219,6 +219,8 @@ pub struct Engine {
     pools: Pools,
     /// Set by [`Engine::close_discarding_index`]: closing must not save the index.
     discard_index: Mutex<bool>,
+    /// Held while a backup is written: one at a time.
+    backing_up: Mutex<()>,
     /// Serialise each user's preference writes (a user's id picks a stripe), so an edit's
     /// read, change and write is not interleaved with another write of the same user's
     /// preferences.
@@ -371,6 +373,7 @@ impl Engine {
             pools: Pools::new(pages),
             pipeline,
             discard_index: Mutex::new(false),
+            backing_up: Mutex::new(()),
         })
     }
 

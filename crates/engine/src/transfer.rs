@@ -2,11 +2,11 @@
 //! through the engine's own writes (so that the index, the caches and the page pools
 //! follow), and every record of a store streamed out.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use steerfeed_core::storage::Revocation;
-use steerfeed_core::{Error, Event, Record, RecordKind, Result, User, Video};
+use steerfeed_core::{Error, Event, Record, RecordKind, Result, User, UserId, Video};
 
 use crate::Engine;
 
@@ -33,12 +33,54 @@ impl Engine {
     /// controls, preferences (stored as given, not compiled again) and events (logged
     /// once per key). One answer per record, in order: a bad record is an error of its
     /// own and the others still apply. Idempotent: applying the same records again
-    /// leaves every user and video unchanged and every event a duplicate.
+    /// leaves every user and video unchanged and every event a duplicate. A record that
+    /// names someone erased from this store is refused: older data never brings an
+    /// erased person back.
     ///
-    /// Consecutive users, videos and events are written in batches; a batch that fails
-    /// is split in halves until the bad records are found, so that one bad line costs a
-    /// few extra writes rather than one write per record.
+    /// Consecutive videos and events are written in batches; a batch that fails is split
+    /// in halves until the bad records are found, so that one bad line costs a few extra
+    /// writes rather than one write per record.
     pub fn import(&self, records: &[Record]) -> Vec<Result<Imported>> {
+        let erased: HashSet<UserId> = match self.store().erased() {
+            Ok(ids) => ids.into_iter().collect(),
+            Err(e) => {
+                let message = e.to_string();
+                return records
+                    .iter()
+                    .map(|_| Err(Error::internal("import", &message)))
+                    .collect();
+            }
+        };
+        // A record about someone erased here is refused: an import of older data must
+        // not bring them back.
+        let mut out: Vec<Option<Result<Imported>>> = Vec::with_capacity(records.len());
+        let mut kept = Vec::with_capacity(records.len());
+        let mut at = Vec::with_capacity(records.len());
+        for (i, r) in records.iter().enumerate() {
+            match names(r).into_iter().find(|id| erased.contains(*id)) {
+                Some(id) => out.push(Some(Err(Error::invalid(
+                    "record",
+                    format!(
+                        "it names {id}, who was erased from this store: an import does not bring erased people back"
+                    ),
+                )))),
+                None => {
+                    out.push(None);
+                    kept.push(r.clone());
+                    at.push(i);
+                }
+            }
+        }
+        for (i, r) in at.into_iter().zip(self.import_known(&kept)) {
+            out[i] = Some(r);
+        }
+        out.into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::internal("import", "a record got no answer"))))
+            .collect()
+    }
+
+    /// [`Engine::import`] of records that name no one erased.
+    fn import_known(&self, records: &[Record]) -> Vec<Result<Imported>> {
         let mut out = Vec::with_capacity(records.len());
         let mut i = 0;
         while i < records.len() {
@@ -229,6 +271,34 @@ impl Engine {
         f: &mut dyn FnMut(Record) -> Result<()>,
     ) -> Result<()> {
         self.store().for_each_record(kinds, embeddings, f)
+    }
+}
+
+/// The people a record names (who it is about, whom it relates to, who is in a video).
+fn names(r: &Record) -> Vec<&UserId> {
+    match r {
+        Record::User { user } => vec![&user.id],
+        Record::Video { video } => std::iter::once(&video.creator)
+            .chain(&video.cameos)
+            .collect(),
+        Record::Follow { user, creator } => vec![user, creator],
+        Record::Block { user, other } | Record::Mute { user, other } => vec![user, other],
+        Record::Consent {
+            person, approved, ..
+        } => std::iter::once(person).chain(approved).collect(),
+        Record::Revocation {
+            person, creator, ..
+        } => std::iter::once(person).chain(creator).collect(),
+        Record::ParentalControls { user, .. } | Record::Preferences { user, .. } => vec![user],
+        Record::Event { event, .. } => vec![&event.user],
+        Record::Wellbeing { user, .. }
+        | Record::Seen { user, .. }
+        | Record::Engagement { user, .. }
+        | Record::Interest { user, .. }
+        | Record::Affinity { user, .. } => vec![user],
+        Record::Cameo {
+            creator, person, ..
+        } => vec![creator, person],
     }
 }
 

@@ -295,6 +295,7 @@ fn a_backup_under_writes_restores_the_store_and_erasures_after_it_hold() {
     let backups = dir.path().join("backups");
     // A backup cut short leaves a partial directory: the next backup clears it.
     std::fs::create_dir_all(backups.join("one.partial/db")).unwrap();
+    std::fs::write(backups.join("one.partial/in-progress"), b"").unwrap();
     let manifest = source.backup(&backups.join("one")).unwrap();
     stop.store(true, Ordering::Release);
     assert!(writer.join().unwrap() > 0);
@@ -392,4 +393,128 @@ fn a_restored_backup_serves_the_pages_its_source_serves() {
         assert_eq!(a, b, "{}", sim.user.id);
     }
     assert!(served > 100, "{served} items served in all");
+}
+
+#[test]
+fn an_import_never_brings_back_someone_erased() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = world(13);
+    let engine = loaded(&dir.path().join("a"), &w);
+    let before = all(&engine);
+    let gone = w.users[4].user.id.clone();
+    engine.erase_user(&gone, OwnVideos::Keep).unwrap();
+    let outcomes = engine.import(&before);
+    let mut refused = 0;
+    for (r, o) in before.iter().zip(&outcomes) {
+        let names_gone = match r {
+            Record::User { user } => user.id == gone,
+            Record::Follow { user, creator } => *user == gone || *creator == gone,
+            Record::Event { event, .. } => event.user == gone,
+            Record::Video { video } => video.creator == gone || video.cameos.contains(&gone),
+            _ => false,
+        };
+        if names_gone {
+            let e = o.as_ref().expect_err("a record about the erased person");
+            assert!(e.to_string().contains("erased"), "{e}");
+            refused += 1;
+        }
+    }
+    assert!(refused > 1, "{refused}");
+    assert!(engine.user(&gone).unwrap().is_none());
+    assert!(
+        engine
+            .store()
+            .export_user(&gone, w.config.now)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn duplicate_keys_in_one_batch_count_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path())).unwrap();
+    let now = Timestamp::now();
+    let mut records = vec![
+        Record::User {
+            user: User::new(u("ann")),
+        },
+        Record::Video {
+            video: Video {
+                caption: "a dog on a skateboard".into(),
+                ..Video::new(v("v1"), u("ann"), now, 20.0)
+            },
+        },
+    ];
+    for key in ["a", "b", "a", "c", "a", "b"] {
+        records.push(Record::Event {
+            seq: 0,
+            event: event(key, "ann", "v1", now),
+        });
+    }
+    let got: Vec<Imported> = engine
+        .import(&records)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    use Imported::{Duplicate as D, Written as W};
+    assert_eq!(&got[2..], [W, W, D, W, D, D]);
+    assert_eq!(engine.store().event_count(), 3);
+    // Again: every copy a duplicate.
+    let again: Vec<Imported> = engine
+        .import(&records[2..])
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(again, vec![D; 6]);
+}
+
+#[test]
+fn a_backup_refuses_a_home_inside_the_store_and_a_restore_a_foreign_erasure_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = world(17);
+    let engine = loaded(&dir.path().join("a"), &w);
+    let store = config(&dir.path().join("a")).store.path;
+    let err = engine.backup(&store.join("db/inside")).unwrap_err();
+    assert!(err.to_string().contains("inside the store"), "{err}");
+    assert!(!store.join("db/inside.partial").exists());
+    // A directory named like a partial backup but not one is left alone.
+    let odd = dir.path().join("b.partial");
+    std::fs::create_dir_all(&odd).unwrap();
+    std::fs::write(odd.join("keep"), b"mine").unwrap();
+    let err = engine.backup(&dir.path().join("b")).unwrap_err();
+    assert!(
+        err.to_string().contains("not a backup left unfinished"),
+        "{err}"
+    );
+    assert!(odd.join("keep").exists());
+
+    let backup = dir.path().join("c");
+    let manifest = engine.backup(&backup).unwrap();
+    assert!(!manifest.store_id.is_empty());
+    // Another store's erasure log at the configured path: its erasures are not this
+    // store's, and the restore refuses to carry them out.
+    let target = config(&dir.path().join("r"));
+    let foreign = target.store.erasure_log.clone().unwrap();
+    std::fs::create_dir_all(foreign.parent().unwrap()).unwrap();
+    let entry = steerfeed::store::ErasureEntry {
+        user: w.users[3].user.id.clone(),
+        at: Timestamp::now(),
+        own_videos: OwnVideos::Delete,
+        store: Some("someone-else".into()),
+    };
+    std::fs::write(&foreign, serde_json::to_string(&entry).unwrap() + "\n").unwrap();
+    let err = Engine::restore(&backup, target.clone()).unwrap_err();
+    assert!(err.to_string().contains("another store"), "{err}");
+    // This store's own erasure after the backup is carried out.
+    engine
+        .erase_user(&w.users[3].user.id, OwnVideos::Keep)
+        .unwrap();
+    let own = config(&dir.path().join("a")).store.erasure_log.unwrap();
+    std::fs::copy(&own, &foreign).unwrap();
+    let report = Engine::restore(&backup, target.clone()).unwrap();
+    assert_eq!(report.erasures_after_backup, 1);
+    let copy = Engine::open(target).unwrap();
+    assert!(copy.user(&w.users[3].user.id).unwrap().is_none());
+    assert!(copy.user(&w.users[2].user.id).unwrap().is_some());
 }

@@ -206,6 +206,8 @@ pub(crate) async fn export_records(
         });
         let last = match sent {
             Ok(()) => Ok(Bytes::from(buf)),
+            // A client that left is no failure of the store's.
+            Err(_) if tx.is_closed() => return,
             Err(e) => {
                 tracing::error!(error = %e, "export failed; the answer ends incomplete");
                 Err(std::io::Error::other(e.to_string()))

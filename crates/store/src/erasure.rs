@@ -31,6 +31,10 @@ pub struct ErasureEntry {
     pub at: Timestamp,
     /// What was done with their own videos.
     pub own_videos: OwnVideos,
+    /// The identity of the store that erased them (left out by builds before it was
+    /// recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
 }
 
 /// The log: its file (none for a temporary store) and its entries.
@@ -153,6 +157,7 @@ mod tests {
             user: UserId::new(u).unwrap(),
             at: Timestamp::UNIX_EPOCH,
             own_videos: OwnVideos::Keep,
+            store: None,
         }
     }
 

@@ -138,6 +138,10 @@ impl Storage for Store {
         Store::erase_user(self, user, own_videos)
     }
 
+    fn erased(&self) -> Result<Vec<UserId>> {
+        Ok(Store::erasures(self).into_iter().map(|e| e.user).collect())
+    }
+
     fn export_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<steerfeed_core::Record>> {
         Store::export_user(self, user, now)
     }

@@ -23,6 +23,9 @@ pub(crate) const CATALOG_FLOOR_KEY: &[u8] = b"catalog_log_floor";
 /// process-wide write lock while it applies).
 /// `meta`: how many erasure log entries the store has carried out (`u64` BE).
 pub(crate) const ERASURES_APPLIED_KEY: &[u8] = b"erasures_applied";
+/// `meta`: the store's identity, made when it is first opened and kept by its copies: the
+/// erasure log's entries name it, so that a restore takes up only its own store's log.
+pub(crate) const STORE_ID_KEY: &[u8] = b"store_id";
 pub(crate) const TRIM_CHUNK: usize = 1024;
 
 pub(crate) fn db_err(e: sled::Error) -> Error {

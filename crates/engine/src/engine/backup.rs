@@ -30,6 +30,8 @@ const BACKUP_FORMAT: u32 = 1;
 const MANIFEST: &str = "manifest.json";
 const ERASURES: &str = "erasures.jsonl";
 const DB: &str = "db";
+/// The file that marks a directory as a backup being written (removed before the rename).
+const PARTIAL_MARKER: &str = "in-progress";
 
 /// One file of a backup.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +64,8 @@ pub struct BackupManifest {
     /// How long the store's writers waited while the copy was brought up to one
     /// instant, in milliseconds.
     pub writes_held_ms: u64,
+    /// The identity of the store copied (its erasure log's entries name it).
+    pub store_id: String,
     /// Every file but the manifest.
     pub files: Vec<BackupFile>,
 }
@@ -159,6 +163,17 @@ impl Engine {
     /// what changed meanwhile; reads never wait), then every file's checksum. `dir` must not exist; a `<dir>.partial` left by
     /// a backup cut short is removed first.
     pub fn backup(&self, dir: &Path) -> Result<BackupManifest> {
+        let _one = match self.backing_up.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                return Err(Error::Conflict {
+                    entity: steerfeed_core::Entity::Backup,
+                    id: dir.display().to_string(),
+                    reason: "another backup is being written; try again when it is done".into(),
+                });
+            }
+        };
         if dir.as_os_str().is_empty() {
             return Err(invalid("dir", "empty"));
         }
@@ -171,14 +186,47 @@ impl Engine {
                 ),
             ));
         }
-        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            fs::create_dir_all(parent).map_err(|e| io_error("backup", parent, e))?;
+        let parent = match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(p) => p.to_path_buf(),
+            None => PathBuf::from("."),
+        };
+        fs::create_dir_all(&parent).map_err(|e| io_error("backup", &parent, e))?;
+        let store = self
+            .config
+            .store
+            .path
+            .canonicalize()
+            .map_err(|e| io_error("backup", &self.config.store.path, e))?;
+        let canonical = parent
+            .canonicalize()
+            .map_err(|e| io_error("backup", &parent, e))?;
+        if canonical.starts_with(&store) {
+            return Err(invalid(
+                "dir",
+                format!(
+                    "{} is inside the store's directory {}: a backup goes elsewhere",
+                    dir.display(),
+                    store.display()
+                ),
+            ));
         }
         let partial = with_suffix(dir, ".partial");
         if partial.exists() {
+            // Only what a backup cut short left is removed: it holds the marker.
+            if !partial.join(PARTIAL_MARKER).exists() {
+                return Err(invalid(
+                    "dir",
+                    format!(
+                        "{} exists and is not a backup left unfinished: remove it or choose another name",
+                        partial.display()
+                    ),
+                ));
+            }
             fs::remove_dir_all(&partial).map_err(|e| io_error("backup", &partial, e))?;
         }
         fs::create_dir(&partial).map_err(|e| io_error("backup", &partial, e))?;
+        fs::write(partial.join(PARTIAL_MARKER), b"")
+            .map_err(|e| io_error("backup", &partial, e))?;
         let created_at = Timestamp::now();
         let (index_catalog_version, copy) = {
             // No index save (and so no trim of the catalog log) until the store is
@@ -191,6 +239,8 @@ impl Engine {
                 .copy_to(&partial.join(DB), &partial.join(ERASURES))?;
             (snap.catalog_version(), copy)
         };
+        fs::remove_file(partial.join(PARTIAL_MARKER))
+            .map_err(|e| io_error("backup", &partial, e))?;
         let files = checksums(&partial, MANIFEST)?;
         let manifest = BackupManifest {
             format: BACKUP_FORMAT,
@@ -201,6 +251,7 @@ impl Engine {
             erasures: copy.erasures,
             bytes: files.iter().map(|f| f.bytes).sum(),
             writes_held_ms: copy.writes_held_ms,
+            store_id: copy.store_id.clone(),
             files,
         };
         let text =
@@ -211,9 +262,7 @@ impl Engine {
             .map_err(|e| io_error("backup", &path, e))?;
         sync_dir(&partial)?;
         fs::rename(&partial, dir).map_err(|e| io_error("backup", dir, e))?;
-        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            sync_dir(parent)?;
-        }
+        sync_dir(&parent)?;
         Ok(manifest)
     }
 
@@ -309,9 +358,27 @@ impl Engine {
                     ),
                 ));
             }
+            // Each erasure after the backup must be this store's: a log another store
+            // left at this path would erase people in this one.
+            for line in &live[backed_up.len()..] {
+                let entry: steerfeed_store::ErasureEntry = serde_json::from_str(line)
+                    .map_err(|e| invalid("store.erasure_log", format!("{}: {e}", log.display())))?;
+                if entry.store.as_deref() != Some(manifest.store_id.as_str()) {
+                    return Err(invalid(
+                        "store.erasure_log",
+                        format!(
+                            "{} lists an erasure by another store (or by a build that did not name its store): \
+                             restore with an erasure log of this store's, or move it away to restore the backup's",
+                            log.display()
+                        ),
+                    ));
+                }
+            }
             (live.len() as u64).saturating_sub(manifest.erasures)
         } else {
-            fs::copy(dir.join(ERASURES), &log).map_err(|e| io_error("restore", &log, e))?;
+            fs::copy(dir.join(ERASURES), &log)
+                .and_then(|_| fs::File::open(&log).and_then(|f| f.sync_all()))
+                .map_err(|e| io_error("restore", &log, e))?;
             (backed_up.len() as u64).saturating_sub(manifest.erasures)
         };
         steerfeed_store::copy_tree(&dir.join(DB), &target.join(DB))?;

@@ -11,6 +11,8 @@ use super::*;
 
 /// The unit in which a copy is compared with its source and rewritten.
 const CHUNK: usize = 1 << 20;
+/// Catch-up passes before a copy gives up on a store whose files will not keep still.
+const MAX_PASSES: u32 = 8;
 
 impl Store {
     /// Copies the store's files into `dest` (a new directory, which [`Store::open`] can
@@ -32,11 +34,32 @@ impl Store {
         let entries = self.inner.erasures.lock();
         let held_since = std::time::Instant::now();
         let held = self.hold_writes()?;
-        self.inner.db.flush().map_err(db_err)?;
-        let (bytes, rewritten) = catch_up(&src, dest)?;
+        // sled's own threads may still move pages while writers are held (segment
+        // cleaning, a node split a reader finishes): the copy catches up again until a
+        // whole pass finds nothing to rewrite and no file changed while it ran, so that
+        // it is the files as they stood at one moment.
+        let (mut rewritten, mut passes) = (0, 0);
+        let bytes = loop {
+            self.inner.db.flush().map_err(db_err)?;
+            let before = stamps(&src)?;
+            let (bytes, r) = catch_up(&src, dest)?;
+            rewritten += r;
+            passes += 1;
+            if r == 0 && stamps(&src)? == before {
+                break bytes;
+            }
+            if passes == MAX_PASSES {
+                return Err(Error::Unavailable {
+                    what: format!(
+                        "a copy of the store: its files kept changing through {MAX_PASSES} passes; try again"
+                    ),
+                });
+            }
+        };
         tracing::info!(
             bytes,
             rewritten,
+            passes,
             "store copied; the writes made during the copy caught up"
         );
         let mut log = Vec::new();
@@ -51,6 +74,7 @@ impl Store {
             erasures: self.erasures_applied()?,
             bytes,
             writes_held_ms: 0,
+            store_id: self.inner.store_id.clone(),
         };
         drop(held);
         drop(entries);
@@ -181,6 +205,28 @@ fn catch_up_file(from: &Path, to: &Path) -> Result<(u64, u64)> {
         b.sync_all().map_err(|e| io_error(to, e))?;
     }
     Ok((len, rewritten))
+}
+
+/// Every file under `dir` with its length and modification time, in path order: what
+/// tells whether anything wrote to the files between two looks.
+fn stamps(dir: &Path) -> Result<Vec<(PathBuf, u64, std::time::SystemTime)>> {
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for entry in fs::read_dir(&d).map_err(|e| io_error(&d, e))? {
+            let entry = entry.map_err(|e| io_error(&d, e))?;
+            let path = entry.path();
+            let meta = entry.metadata().map_err(|e| io_error(&path, e))?;
+            if meta.is_dir() {
+                dirs.push(path);
+            } else {
+                let modified = meta.modified().map_err(|e| io_error(&path, e))?;
+                out.push((path, meta.len(), modified));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {

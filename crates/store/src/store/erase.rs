@@ -61,10 +61,16 @@ impl Store {
             user: user.clone(),
             at: Timestamp::now(),
             own_videos: own,
+            store: Some(self.inner.store_id.clone()),
         };
         log.append(&mut entries, entry)?;
         let applied = entries.len() as u64;
         self.erase(user, own, applied)
+    }
+
+    /// The store's identity, kept by its copies.
+    pub fn store_id(&self) -> &str {
+        &self.inner.store_id
     }
 
     /// The erasure log's entries, oldest first.

@@ -62,8 +62,8 @@ use crate::trees::Derived;
 #[cfg(feature = "test-hooks")]
 use crate::trees::Mask;
 use crate::trees::{
-    CATALOG_FLOOR_KEY, CATALOG_VERSION_KEY, HEADER_KEY, LIVE_VIDEOS_KEY, TREE_NAMES, TRIM_CHUNK,
-    Trees, WATERMARK_KEY, Writes, db_err,
+    CATALOG_FLOOR_KEY, CATALOG_VERSION_KEY, HEADER_KEY, LIVE_VIDEOS_KEY, STORE_ID_KEY, TREE_NAMES,
+    TRIM_CHUNK, Trees, WATERMARK_KEY, Writes, db_err,
 };
 
 /// Time zones cached for the write path (the cache starts over past it).
@@ -124,6 +124,8 @@ pub(crate) struct Inner {
     damage: DamageLog,
     /// The people erased, in order (`crate::erasure`); its lock serialises erasures.
     erasures: crate::erasure::ErasureLog,
+    /// The store's identity (`meta` `store_id`), which its copies keep.
+    store_id: String,
     /// Erasures carried out since open, bumped under the write lock: a write that checked
     /// its users before taking the lock checks them again under it when this moved, so
     /// nothing is written for a person erased in between.

@@ -325,6 +325,14 @@ impl Store {
         if catalog_floor > catalog_version {
             return Err(corrupt("catalog log floor"));
         }
+        let store_id = match t.meta.get(STORE_ID_KEY).map_err(db_err)? {
+            Some(b) => String::from_utf8(b.to_vec()).map_err(|_| corrupt("store id"))?,
+            None => {
+                let id = new_store_id();
+                t.meta.insert(STORE_ID_KEY, id.as_bytes()).map_err(db_err)?;
+                id
+            }
+        };
         let live = match t.meta.get(LIVE_VIDEOS_KEY).map_err(db_err)? {
             Some(b) => u64_of(&b).ok_or_else(|| corrupt("video count"))?,
             None => 0,
@@ -353,6 +361,7 @@ impl Store {
             ids: Ids::default(),
             damage,
             erasures,
+            store_id,
             erasure_epoch: AtomicU64::new(0),
             users: RecordCache::new(MAX_CACHED_USERS),
             prefs: RecordCache::new(MAX_CACHED_USERS),
@@ -442,4 +451,17 @@ impl Store {
         }
         Ok(version)
     }
+}
+
+/// A new store's identity: 128 bits from the process's random hasher seeds, the clock and
+/// the process id, as 32 hex digits.
+fn new_store_id() -> String {
+    use std::hash::BuildHasher;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let seed = (now, std::process::id());
+    let a = foldhash::quality::RandomState::default().hash_one(seed);
+    let b = foldhash::quality::RandomState::default().hash_one((seed, a));
+    format!("{a:016x}{b:016x}")
 }
