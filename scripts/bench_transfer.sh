@@ -54,15 +54,16 @@ t4=$(now)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
 STEERFEED__STORE__PATH=$WORK/src STEERFEED__SERVER__BIND=127.0.0.1:$PORT "$BIN" serve >"$WORK/serve.log" 2>&1 &
 SERVER=$!
-trap 'kill $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'kill $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
 until curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null; do sleep 0.5; done
-CP=(); BACKUP=()
+CP=(); BACKUP=(); HELD=()
 for round in 1 2 3; do
     sync
     a=$(now); cp -a "$WORK/src" "$WORK/cp"; sync; b=$(now)
     CP+=("$(secs "$a" "$b")"); rm -rf "$WORK/cp"; sync
     a=$(now); "$BIN" backup "$WORK/backup$round" --url "http://127.0.0.1:$PORT" > "$WORK/backup.out"; b=$(now)
     BACKUP+=("$(secs "$a" "$b")"); rm -rf "$WORK/backup$round"
+    HELD+=("$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["writes_held_ms"])' "$WORK/backup.out")")
 done
 kill "$SERVER"; wait "$SERVER" 2>/dev/null || true
 sync
@@ -90,6 +91,7 @@ out = {
     "import_events_rejected": ev["rejected"],
     "cp_a_sync_s": [${CP[0]}, ${CP[1]}, ${CP[2]}],
     "backup_through_sidecar_s": [${BACKUP[0]}, ${BACKUP[1]}, ${BACKUP[2]}],
+    "backup_writes_held_ms": [${HELD[0]}, ${HELD[1]}, ${HELD[2]}],
     "backup_offline_with_open_s": $(secs "$t7" "$t8"),
 }
 out["backup_over_cp"] = [round(b / max(c, 1e-9), 2) for b, c in zip(out["backup_through_sidecar_s"], out["cp_a_sync_s"])]

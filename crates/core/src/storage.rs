@@ -87,6 +87,13 @@ pub struct CopyInfo {
     pub writes_held_ms: u64,
     /// The store's identity, which the copy keeps and its erasure log's entries name.
     pub store_id: String,
+    /// True when the files held still through a whole check of the copy (the backend's
+    /// own housekeeping, which reads keep going, may move pages even while every write
+    /// is held): the copy is then the files at one moment.
+    pub settled: bool,
+    /// Every file of the copy: its path inside `dest` (`/`-separated), length and
+    /// CRC-32 (IEEE); empty when the backend did not checksum them.
+    pub files: Vec<(String, u64, u32)>,
 }
 
 /// What the store does about an unreadable record.

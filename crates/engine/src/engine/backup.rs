@@ -66,6 +66,11 @@ pub struct BackupManifest {
     pub writes_held_ms: u64,
     /// The identity of the store copied (its erasure log's entries name it).
     pub store_id: String,
+    /// True when the store's files held still through a whole check of the copy; false
+    /// when the copy is the files as the last of its checks read them (sled's own page
+    /// housekeeping, which reads keep going, moved pages meanwhile). A restore checks
+    /// that the copy opens with the event count and catalog version stated here.
+    pub settled: bool,
     /// Every file but the manifest.
     pub files: Vec<BackupFile>,
 }
@@ -241,7 +246,32 @@ impl Engine {
         };
         fs::remove_file(partial.join(PARTIAL_MARKER))
             .map_err(|e| io_error("backup", &partial, e))?;
-        let files = checksums(&partial, MANIFEST)?;
+        // The store's files were checksummed as the copy was checked (when the store
+        // did); the rest here.
+        let mut files: Vec<BackupFile> = if copy.files.is_empty() {
+            checksums(&partial, MANIFEST)?
+                .into_iter()
+                .filter(|f| f.path.starts_with(&format!("{DB}/")))
+                .collect()
+        } else {
+            copy.files
+                .iter()
+                .map(|(path, bytes, crc32)| BackupFile {
+                    path: format!("{DB}/{path}"),
+                    bytes: *bytes,
+                    crc32: *crc32,
+                })
+                .collect()
+        };
+        for name in [INDEX_FILE, ERASURES] {
+            let (bytes, crc32) = crc_of(&partial.join(name))?;
+            files.push(BackupFile {
+                path: name.to_owned(),
+                bytes,
+                crc32,
+            });
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
         let manifest = BackupManifest {
             format: BACKUP_FORMAT,
             created_at,
@@ -252,6 +282,7 @@ impl Engine {
             bytes: files.iter().map(|f| f.bytes).sum(),
             writes_held_ms: copy.writes_held_ms,
             store_id: copy.store_id.clone(),
+            settled: copy.settled,
             files,
         };
         let text =
@@ -386,6 +417,23 @@ impl Engine {
             .map_err(|e| io_error("restore", &target, e))?;
         sync_dir(&target)?;
         let engine = Engine::open(config)?;
+        // The copy holds every write the backup acknowledged, and nothing after.
+        let (events, version) = (
+            engine.store().event_count(),
+            engine.store().catalog_version(),
+        );
+        if events != manifest.events || version < manifest.catalog_version {
+            return Err(invalid(
+                "backup",
+                format!(
+                    "{} restored to {events} events and catalog version {version}, but was taken at \
+                     {} and {}: the copy is not the store it claims to be; restore another backup",
+                    dir.display(),
+                    manifest.events,
+                    manifest.catalog_version
+                ),
+            ));
+        }
         let index_loaded = !engine.index_open().rebuilt;
         drop(engine);
         Ok(RestoreReport {
