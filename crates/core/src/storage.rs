@@ -227,6 +227,9 @@ pub trait Storage:
         relation: Relation,
         on: bool,
     ) -> crate::Result<()>;
+    /// Sets several follows, blocks and mutes, `(a, b, relation, on)`, in one durable
+    /// write, in order, all or nothing (one invalid item and none is set).
+    fn set_relations(&self, items: &[(UserId, UserId, Relation, bool)]) -> crate::Result<()>;
     /// Who may use `person`'s likeness, and the approved list (replacing it).
     fn set_consent(
         &self,

@@ -589,6 +589,16 @@ impl Engine {
         )
     }
 
+    /// Sets several follows, blocks and mutes, `(a, b, relation, on)`, in one durable
+    /// write, in order, all or nothing: each names two distinct stored users.
+    pub fn set_relations(&self, items: &[(UserId, UserId, Relation, bool)]) -> Result<()> {
+        let written = self.store.set_relations(items);
+        for (a, ..) in items {
+            self.pools.forget(a);
+        }
+        written
+    }
+
     /// `user` stops following `creator`.
     pub fn unfollow(&self, user: &UserId, creator: &UserId) -> Result<()> {
         self.known(user)?;

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
-use steerfeed_core::storage::Revocation;
+use steerfeed_core::storage::{Relation, Revocation};
 use steerfeed_core::{Error, Event, Record, RecordKind, Result, User, UserId, Video};
 
 use crate::Engine;
@@ -37,8 +37,8 @@ impl Engine {
     /// names someone erased from this store is refused: older data never brings an
     /// erased person back.
     ///
-    /// Consecutive videos and events are written in batches; a batch that fails is split
-    /// in halves until the bad records are found, so that one bad line costs a few extra
+    /// Consecutive videos, events, follows, blocks and mutes are written in batches; a
+    /// batch that fails is split in halves until the bad records are found, so that one bad line costs a few extra
     /// writes rather than one write per record.
     pub fn import(&self, records: &[Record]) -> Vec<Result<Imported>> {
         let erased: HashSet<UserId> = match self.store().erased() {
@@ -87,7 +87,14 @@ impl Engine {
             let kind = records[i].kind();
             let batched = matches!(
                 kind,
-                Some(RecordKind::User | RecordKind::Video | RecordKind::Event)
+                Some(
+                    RecordKind::User
+                        | RecordKind::Video
+                        | RecordKind::Event
+                        | RecordKind::Follow
+                        | RecordKind::Block
+                        | RecordKind::Mute
+                )
             );
             let mut j = i + 1;
             while batched && j < records.len() && records[j].kind() == kind {
@@ -124,6 +131,27 @@ impl Engine {
                         })
                         .collect();
                     out.extend(bisect(&events, &mut |part| self.import_events(part)));
+                }
+                Some(RecordKind::Follow | RecordKind::Block | RecordKind::Mute) => {
+                    let items: Vec<(UserId, UserId, Relation, bool)> = run
+                        .iter()
+                        .filter_map(|r| match r {
+                            Record::Follow { user, creator } => {
+                                Some((user.clone(), creator.clone(), Relation::Follow, true))
+                            }
+                            Record::Block { user, other } => {
+                                Some((user.clone(), other.clone(), Relation::Block, true))
+                            }
+                            Record::Mute { user, other } => {
+                                Some((user.clone(), other.clone(), Relation::Mute, true))
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    out.extend(bisect(&items, &mut |part| {
+                        self.set_relations(part)
+                            .map(|()| vec![Imported::Written; part.len()])
+                    }));
                 }
                 _ => out.push(self.import_one(&run[0])),
             }
@@ -204,9 +232,6 @@ impl Engine {
 
     fn import_one(&self, record: &Record) -> Result<Imported> {
         match record {
-            Record::Follow { user, creator } => self.follow(user, creator)?,
-            Record::Block { user, other } => self.block(user, other)?,
-            Record::Mute { user, other } => self.mute(user, other)?,
             Record::Consent {
                 person,
                 scope,
@@ -245,7 +270,12 @@ impl Engine {
                 let _writing = self.preference_lock(user);
                 self.forgetting(user, self.store().set_preferences(user, text, constraints))?
             }
-            Record::User { .. } | Record::Video { .. } | Record::Event { .. } => {
+            Record::User { .. }
+            | Record::Video { .. }
+            | Record::Event { .. }
+            | Record::Follow { .. }
+            | Record::Block { .. }
+            | Record::Mute { .. } => {
                 return Err(Error::internal(
                     "import",
                     "a batched kind reached import_one",

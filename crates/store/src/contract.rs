@@ -189,6 +189,10 @@ pub const ALL: &[(&str, Contract)] = &[
         "the_bulk_export_lists_every_record_in_import_order",
         the_bulk_export_lists_every_record_in_import_order,
     ),
+    (
+        "relations_set_together_apply_in_order_or_not_at_all",
+        relations_set_together_apply_in_order_or_not_at_all,
+    ),
 ];
 
 /// Expands to one `#[test]` per contract of [`contract`](crate::contract), each calling
@@ -242,6 +246,7 @@ macro_rules! storage_contract_tests {
             a_seeded_world_loads_and_answers,
             erasure_forgets_the_person_everywhere,
             the_bulk_export_lists_every_record_in_import_order,
+            relations_set_together_apply_in_order_or_not_at_all,
         );
     };
 }
@@ -1988,4 +1993,42 @@ pub fn the_bulk_export_lists_every_record_in_import_order(new_store: Factory<'_>
             RecordKind::Event
         ]
     );
+}
+
+/// Several relations set in one write apply in order (a later change of the same pair
+/// wins), and a batch with one bad item (a relation with oneself, an unknown user)
+/// changes nothing.
+pub fn relations_set_together_apply_in_order_or_not_at_all(new_store: Factory<'_>) {
+    let s = new_store();
+    let s = &*s;
+    seeded(s);
+    let item = |a: &str, b: &str, r: Relation, on: bool| (uid(a), uid(b), r, on);
+    s.set_relations(&[
+        item("a", "b", Relation::Follow, true),
+        item("a", "c", Relation::Block, true),
+        item("c", "b", Relation::Mute, true),
+        item("b", "a", Relation::Follow, true),
+        item("a", "b", Relation::Follow, false),
+        item("c", "a", Relation::Follow, true),
+    ])
+    .unwrap();
+    assert!(s.following(&uid("a")).unwrap().is_empty());
+    assert_eq!(names(&s.following(&uid("b")).unwrap()), ["a"]);
+    assert_eq!(names(&viewer(s, "a", at(0)).blocked), ["c"]);
+    assert_eq!(names(&viewer(s, "c", at(0)).muted), ["b"]);
+    assert!(s.follows(&uid("b"), &uid("a")).unwrap() && s.follows(&uid("c"), &uid("a")).unwrap());
+    assert!(!s.follows(&uid("a"), &uid("b")).unwrap());
+    for bad in [
+        item("b", "b", Relation::Block, true),
+        item("b", "ghost", Relation::Follow, true),
+    ] {
+        let err = s
+            .set_relations(&[item("b", "c", Relation::Follow, true), bad])
+            .unwrap_err();
+        assert!(
+            matches!(err.class(), ErrorClass::InvalidInput | ErrorClass::NotFound),
+            "{err}"
+        );
+        assert_eq!(names(&s.following(&uid("b")).unwrap()), ["a"]);
+    }
 }

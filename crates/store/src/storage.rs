@@ -66,6 +66,10 @@ impl Storage for Store {
         }
     }
 
+    fn set_relations(&self, items: &[(UserId, UserId, Relation, bool)]) -> Result<()> {
+        Store::set_relations(self, items)
+    }
+
     fn set_consent(&self, person: &UserId, scope: ConsentScope, approved: &[UserId]) -> Result<()> {
         Store::set_consent(self, person, scope, approved)
     }

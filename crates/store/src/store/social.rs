@@ -1,6 +1,8 @@
 //! Relations between people (follows, blocks, mutes) and cameo consent: scopes,
 //! approvals, revocations and the per-person facts the consent filter reads.
 
+use steerfeed_core::storage::Relation;
+
 use super::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,44 +39,77 @@ pub(crate) fn revocation_key(person: &UserId, r: &Revocation) -> Vec<u8> {
 
 impl Store {
     fn relation(&self, a: &UserId, b: &UserId, rel: Rel, on: bool) -> Result<()> {
-        if a == b {
+        self.relations(&[(a, b, rel, on)])
+    }
+
+    /// Sets relations in one durable write, in order, all or nothing: each names two
+    /// distinct stored users.
+    fn relations(&self, items: &[(&UserId, &UserId, Rel, bool)]) -> Result<()> {
+        if let Some((_, _, rel, _)) = items.iter().find(|(a, b, _, _)| a == b) {
             return Err(Error::invalid(
                 rel.field(),
                 "a user cannot do this to themselves",
             ));
         }
-        let edge = match rel {
-            Rel::Follow => Edge::Follow,
-            Rel::Block => Edge::Block,
-            Rel::Mute => Edge::Mute,
-        };
+        let mut users: Vec<&UserId> = items.iter().flat_map(|(a, b, _, _)| [*a, *b]).collect();
+        users.sort_unstable();
+        users.dedup();
         self.write_durably_for(
-            &[a, b],
+            &users,
             |s, w| {
                 let t = s.t();
-                let (ab, ba) = (pair(a.as_str(), b.as_str()), pair(b.as_str(), a.as_str()));
-                let mut keys = vec![(
-                    match rel {
-                        Rel::Follow => &t.follows,
-                        Rel::Block => &t.blocks,
-                        Rel::Mute => &t.mutes,
-                    },
-                    ab,
-                )];
-                if rel == Rel::Follow {
-                    keys.push((&t.followers, ba));
-                }
-                for (tree, key) in keys {
-                    if on {
-                        w.insert(tree, key, []);
-                    } else {
-                        w.remove(tree, key);
+                for &(a, b, rel, on) in items {
+                    let (ab, ba) = (pair(a.as_str(), b.as_str()), pair(b.as_str(), a.as_str()));
+                    let mut keys = vec![(
+                        match rel {
+                            Rel::Follow => &t.follows,
+                            Rel::Block => &t.blocks,
+                            Rel::Mute => &t.mutes,
+                        },
+                        ab,
+                    )];
+                    if rel == Rel::Follow {
+                        keys.push((&t.followers, ba));
+                    }
+                    for (tree, key) in keys {
+                        if on {
+                            w.insert(tree, key, []);
+                        } else {
+                            w.remove(tree, key);
+                        }
                     }
                 }
                 Ok(())
             },
-            |i| i.mirror.rel_mut().set(edge, a, b, on, &i.ids),
+            |i| {
+                let mut mirror = i.mirror.rel_mut();
+                for &(a, b, rel, on) in items {
+                    let edge = match rel {
+                        Rel::Follow => Edge::Follow,
+                        Rel::Block => Edge::Block,
+                        Rel::Mute => Edge::Mute,
+                    };
+                    mirror.set(edge, a, b, on, &i.ids);
+                }
+            },
         )
+    }
+
+    /// Sets several follows, blocks and mutes (`(a, b, relation, on)`) in one durable
+    /// write, in order, all or nothing: each names two distinct stored users.
+    pub fn set_relations(&self, items: &[(UserId, UserId, Relation, bool)]) -> Result<()> {
+        let items: Vec<(&UserId, &UserId, Rel, bool)> = items
+            .iter()
+            .map(|(a, b, r, on)| {
+                let rel = match r {
+                    Relation::Follow => Rel::Follow,
+                    Relation::Block => Rel::Block,
+                    Relation::Mute => Rel::Mute,
+                };
+                (a, b, rel, *on)
+            })
+            .collect();
+        self.relations(&items)
     }
 
     /// `a` follows `b` (both must exist). Durable when it returns.
