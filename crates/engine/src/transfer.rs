@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use steerfeed_core::storage::{Relation, Revocation};
-use steerfeed_core::{Error, Event, Record, RecordKind, Result, User, UserId, Video};
+use steerfeed_core::{Error, Event, Record, RecordKind, Result, UserId, Video};
 
 use crate::Engine;
 
@@ -88,8 +88,7 @@ impl Engine {
             let batched = matches!(
                 kind,
                 Some(
-                    RecordKind::User
-                        | RecordKind::Video
+                    RecordKind::Video
                         | RecordKind::Event
                         | RecordKind::Follow
                         | RecordKind::Block
@@ -102,16 +101,6 @@ impl Engine {
             }
             let run = &records[i..j];
             match kind {
-                Some(RecordKind::User) => {
-                    let users: Vec<&User> = run
-                        .iter()
-                        .filter_map(|r| match r {
-                            Record::User { user } => Some(user),
-                            _ => None,
-                        })
-                        .collect();
-                    out.extend(self.import_users(&users));
-                }
                 Some(RecordKind::Video) => {
                     let videos: Vec<&Video> = run
                         .iter()
@@ -158,18 +147,6 @@ impl Engine {
             i = j;
         }
         out
-    }
-
-    fn import_users(&self, users: &[&User]) -> Vec<Result<Imported>> {
-        users
-            .iter()
-            .map(|u| {
-                if self.store().user(&u.id)?.as_ref() == Some(*u) {
-                    return Ok(Imported::Unchanged);
-                }
-                self.upsert_user(u).map(|()| Imported::Written)
-            })
-            .collect()
     }
 
     fn import_videos(&self, videos: &[&Video]) -> Vec<Result<Imported>> {
@@ -232,6 +209,12 @@ impl Engine {
 
     fn import_one(&self, record: &Record) -> Result<Imported> {
         match record {
+            Record::User { user } => {
+                if self.store().user(&user.id)?.as_ref() == Some(user) {
+                    return Ok(Imported::Unchanged);
+                }
+                self.upsert_user(user)?
+            }
             Record::Consent {
                 person,
                 scope,
@@ -270,8 +253,7 @@ impl Engine {
                 let _writing = self.preference_lock(user);
                 self.forgetting(user, self.store().set_preferences(user, text, constraints))?
             }
-            Record::User { .. }
-            | Record::Video { .. }
+            Record::Video { .. }
             | Record::Event { .. }
             | Record::Follow { .. }
             | Record::Block { .. }
