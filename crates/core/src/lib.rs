@@ -55,7 +55,7 @@ pub use feed::{Card, CardKind, Cursor, FeedItem, FeedRequest, FeedResponse};
 pub use ids::{EventKey, SessionId, TopicId, UserId, VideoId};
 pub use jiff::Timestamp;
 pub use person::{ErasureReport, OwnVideos, Record, RecordKind};
-pub use pipeline::{Pipeline, PipelineBuilder, PipelineOutput, TopK};
+pub use pipeline::{Pipeline, PipelineBuilder, PipelineOutput, TopK, VideoTrace};
 pub use preference_edit::{ItemAddress, ItemChange, ItemList};
 pub use score::{ActionProbs, ScoreBreakdown, rank_order};
 pub use stage::{

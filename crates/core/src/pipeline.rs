@@ -7,6 +7,7 @@
 //! that serve async traffic run it on a blocking pool.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Instant;
 
 use rustc_hash::FxBuildHasher;
@@ -14,6 +15,7 @@ use rustc_hash::FxBuildHasher;
 use crate::error::{Error, Result};
 use crate::feed::Card;
 use crate::ids::VideoId;
+use crate::video::Video;
 use crate::score::rank_order;
 use crate::stage::{
     Candidate, FeedContext, Filter, Role, Scorer, Selector, Source, StageReport, Throttle,
@@ -277,6 +279,72 @@ impl Pipeline {
             },
             rest,
         ))
+    }
+}
+
+/// What the pipeline makes of one video for one request ([`Pipeline::explain_video`]).
+#[derive(Debug, Clone)]
+pub struct VideoTrace {
+    /// The gate that stops the whole request (no video would be served), with its card.
+    pub stopped_by: Option<(&'static str, Card)>,
+    /// The sources that propose the video, in pipeline order, each with the video's
+    /// place (0-based) among that source's own candidates.
+    pub proposed_by: Vec<(&'static str, usize)>,
+    /// Every filter that removes it, in pipeline order (each judged on its own).
+    pub removed_by: Vec<&'static str>,
+    /// The video scored as a candidate of the first source that proposes it (of no
+    /// source, `source` "none", when none does).
+    pub scored: Candidate,
+}
+
+impl Pipeline {
+    /// What each stage does with `video` for this request, without serving anything:
+    /// whether a gate stops the request, which sources propose the video, which filters
+    /// remove it and the score the scorers give it. Every stage reads as for a page; a
+    /// filter judges the video alone, and a video no source proposes is still filtered
+    /// and scored, so an operator sees every reason at once.
+    pub fn explain_video(&self, ctx: &FeedContext, video: Arc<Video>) -> Result<VideoTrace> {
+        let mut trace = Trace::default();
+        let mut stopped_by = None;
+        for gate in &self.gates {
+            if let ThrottleAction::Stop(card) = gate.run(ctx, &[], &mut trace)? {
+                stopped_by = Some((gate.name(), card));
+                break;
+            }
+        }
+        let mut proposed_by = Vec::new();
+        let mut first = None;
+        for source in &self.sources {
+            let proposed = source.run(ctx, &mut trace)?;
+            if let Some(at) = proposed.iter().position(|c| c.id() == &video.id) {
+                proposed_by.push((source.name(), at));
+                if first.is_none() {
+                    first = proposed.into_iter().nth(at);
+                }
+            }
+        }
+        let candidate = first.unwrap_or_else(|| {
+            Candidate::new(Arc::clone(&video), "none", 0.0, crate::Reason::Fresh)
+        });
+        let mut removed_by = Vec::new();
+        for filter in &self.filters {
+            if filter.run(ctx, vec![candidate.clone()], &mut trace)?.is_empty() {
+                removed_by.push(filter.name());
+            }
+        }
+        let mut scored = vec![candidate];
+        for scorer in &self.scorers {
+            scorer.run(ctx, &mut scored, &mut trace)?;
+        }
+        let scored = scored.pop().ok_or_else(|| {
+            Error::invalid("pipeline", "a scorer removed the candidate it was given")
+        })?;
+        Ok(VideoTrace {
+            stopped_by,
+            proposed_by,
+            removed_by,
+            scored,
+        })
     }
 }
 

@@ -24,8 +24,12 @@ use crate::pool::Pools;
 use crate::profile::{ProfileSummary, summarize};
 
 mod backup;
+mod inspect;
 
 pub use backup::{BackupFile, BackupManifest, RestoreReport};
+pub use inspect::{
+    CameoView, Limits, PersonView, Preview, SourceHit, StageSummary, VideoVerdict, VideoView,
+};
 
 /// Most recent logged events replayed into the co-engagement model at open.
 const CO_ENGAGEMENT_REPLAY: u64 = 1_000_000;
@@ -908,16 +912,7 @@ impl Engine {
             .then(|| Cursor::new(format!("p{}", page_no + 1)))
             .transpose()?;
         let response = FeedResponse {
-            items: items
-                .into_iter()
-                .map(|c| FeedItem {
-                    video: c.id().clone(),
-                    score: c.score,
-                    source: c.source.to_owned(),
-                    breakdown: c.breakdown,
-                    explanation: Explanation::new(self.quote_caption(c.reason)),
-                })
-                .collect(),
+            items: self.feed_items(items),
             cards,
             next_cursor,
             applied: ctx.constraints,
@@ -992,6 +987,20 @@ impl Engine {
         })
     }
 
+    /// Ranked candidates as the items of a page, each with its explanation in words.
+    fn feed_items(&self, items: Vec<Candidate>) -> Vec<FeedItem> {
+        items
+            .into_iter()
+            .map(|c| FeedItem {
+                video: c.id().clone(),
+                score: c.score,
+                source: c.source.to_owned(),
+                breakdown: c.breakdown,
+                explanation: Explanation::new(self.quote_caption(c.reason)),
+            })
+            .collect()
+    }
+
     /// A co-engagement reason with the start of its engagement's caption filled in (only
     /// served items are rendered, so candidates carry the id alone).
     fn quote_caption(&self, reason: Reason) -> Reason {
@@ -1036,6 +1045,18 @@ impl Engine {
 
     /// Loads everything the stages read about this request.
     fn context(&self, request: &FeedRequest, user: User, now: Timestamp) -> Result<FeedContext> {
+        self.context_steered(request, user, now, None)
+    }
+
+    /// [`Engine::context`], with `steering` in place of the user's stored constraints
+    /// when given (a preview of preferences not yet applied).
+    fn context_steered(
+        &self,
+        request: &FeedRequest,
+        user: User,
+        now: Timestamp,
+        steering: Option<Constraints>,
+    ) -> Result<FeedContext> {
         let id = user.id.clone();
         let mut ctx = FeedContext::new(request.clone(), user, now);
         ctx.parental = self.store.parental_controls(&id)?;
@@ -1047,7 +1068,10 @@ impl Engine {
         // (their preferences are kept, not applied). Safety, consent, blocks, wellbeing
         // and the seen list (no repeats) still hold.
         if ctx.parental.personalization {
-            ctx.constraints = self.store.active_constraints(&id, now)?;
+            ctx.constraints = match steering {
+                Some(c) => c.active(now),
+                None => self.store.active_constraints(&id, now)?,
+            };
             ctx.interest = self.store.interest(&id)?;
         } else {
             ctx.viewer.creator_affinity.clear();

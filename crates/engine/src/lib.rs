@@ -47,7 +47,10 @@ mod profile;
 mod transfer;
 
 pub use config::{Config, ConfigError};
-pub use engine::{BackupFile, BackupManifest, Engine, IndexOpen, RestoreReport, open_parser};
+pub use engine::{
+    BackupFile, BackupManifest, CameoView, Engine, IndexOpen, Limits, PersonView, Preview,
+    RestoreReport, SourceHit, StageSummary, VideoVerdict, VideoView, open_parser,
+};
 pub use pool::PagesConfig;
 pub use profile::{ProfileSummary, TopicShare};
 /// Vector indexes, for apps that manage their own (and for `steerfeed bench ann`).
