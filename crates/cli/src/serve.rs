@@ -107,6 +107,7 @@ pub async fn serve(config: SidecarConfig, args: ServeArgs) -> anyhow::Result<()>
     tokio::spawn(steerfeed_server::listen::reload_keys_on_hangup(
         state.clone(),
     ));
+    tokio::spawn(steerfeed_server::sample_metrics_every(state.clone()));
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("binding {bind}"))?;

@@ -119,6 +119,7 @@ pub trait SocialGraph: Send + Sync {
 
 /// Time-decayed action counters of one video, or summed over a creator's videos.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ActionCounts {
     /// Times shown.
     pub impressions: f32,

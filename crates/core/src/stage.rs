@@ -167,6 +167,7 @@ impl Candidate {
 /// The role a stage plays, for traces and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Role {
     /// Proposes candidates.
     Source,

@@ -212,6 +212,9 @@ pub trait Storage:
     ) -> crate::Result<()>;
     /// Videos not deleted.
     fn video_count(&self) -> u64;
+    /// Accounts (erased people not counted). May scan: for operators, not for the
+    /// ranking path.
+    fn user_count(&self) -> crate::Result<u64>;
 
     // People and their relations.
 

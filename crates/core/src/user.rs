@@ -187,8 +187,10 @@ pub enum CheckinAnswer {
 
 /// Wellbeing counters of one user, kept by the store from events and served pages.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WellbeingState {
     /// When the current session started.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub session_started: Option<Timestamp>,
     /// Items served in the current session.
     pub session_items: u32,
@@ -199,11 +201,14 @@ pub struct WellbeingState {
     /// Views in a row with no like, comment, remix or create.
     pub passive_streak: u32,
     /// When the last check-in card was shown.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub last_checkin: Option<Timestamp>,
     /// The last check-in answer and when it was given.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<String>>))]
     pub last_answer: Option<(CheckinAnswer, Timestamp)>,
     /// When a break card was last served.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub last_break: Option<Timestamp>,
 }
 

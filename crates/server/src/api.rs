@@ -42,7 +42,7 @@ use axum::extract::{MatchedPath, RawQuery, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
+use axum::routing::{get, post, put};
 use serde::{Deserialize, Serialize};
 use steerfeed::{
     ConsentScope, Constraints, Cursor, ErasureReport, Event, EventKey, FeedRequest, FeedResponse,
@@ -73,7 +73,6 @@ pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/users", post(upsert_users))
         .route("/videos", put(upsert_videos))
-        .route("/videos/{id}", delete(delete_video))
         .route("/events", post(ingest_events))
         .route(
             "/users/{id}/follows/{creator}",
@@ -93,7 +92,12 @@ pub fn routes(state: AppState) -> Router<AppState> {
         )
         .route("/feed", post(feed))
         .route("/users/{id}/profile", get(profile))
-        .route("/users/{id}", delete(erase_user))
+        .route("/users/{id}", get(crate::inspect::person).delete(erase_user))
+        .route("/users/{id}/preview", post(crate::inspect::preview))
+        .route("/users/{id}/explain/{video}", get(crate::inspect::explain))
+        .route("/videos/{id}", get(crate::inspect::video).delete(delete_video))
+        .route("/steering/parse", post(crate::inspect::parse))
+        .route("/stats", get(crate::inspect::stats))
         .route("/users/{id}/export", get(export_user))
         .route("/import", post(crate::bulk::import_records))
         .route("/export", get(crate::bulk::export_records))
@@ -140,6 +144,12 @@ pub const ROUTES: &[(&str, &str, Scope)] = &[
     ("post", "/v1/import", Scope::Admin),
     ("get", "/v1/export", Scope::Admin),
     ("post", "/v1/backups", Scope::Admin),
+    ("get", "/v1/users/{id}", Scope::Admin),
+    ("post", "/v1/users/{id}/preview", Scope::Admin),
+    ("get", "/v1/users/{id}/explain/{video}", Scope::Admin),
+    ("get", "/v1/videos/{id}", Scope::Admin),
+    ("post", "/v1/steering/parse", Scope::Feed),
+    ("get", "/v1/stats", Scope::Admin),
 ];
 
 /// The keyed routes outside `/v1` (not in the OpenAPI document), with their scopes.
@@ -177,7 +187,7 @@ pub fn required_scope(method: &str, path: &str) -> Scope {
                        `admin` everything. A key whose scope is too narrow is answered 403 \
                        `forbidden`."
     ),
-    paths(upsert_users, upsert_videos, delete_video, ingest_events, follow, unfollow, block, unblock, mute, unmute, set_parental_controls, set_consent, revoke_consent, set_preferences, get_preferences, edit_preferences, clear_preferences, feed, profile, erase_user, export_user, crate::bulk::import_records, crate::bulk::export_records, crate::bulk::backup),
+    paths(upsert_users, upsert_videos, delete_video, ingest_events, follow, unfollow, block, unblock, mute, unmute, set_parental_controls, set_consent, revoke_consent, set_preferences, get_preferences, edit_preferences, clear_preferences, feed, profile, erase_user, export_user, crate::bulk::import_records, crate::bulk::export_records, crate::bulk::backup, crate::inspect::person, crate::inspect::preview, crate::inspect::explain, crate::inspect::video, crate::inspect::parse, crate::inspect::stats),
     components(schemas(ErrorBody, OwnVideos)),
     modifiers(&BearerSecurity, &EngineRules, &RouteScopes),
     security(("bearer" = []))
@@ -399,11 +409,21 @@ async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) 
         .and_then(|v| v.trim().split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim());
-    let Some(token) = token else {
-        return ApiError::unauthorized("missing API key: send Authorization: Bearer <key>")
-            .into_response();
+    let key = match token {
+        Some(token) => keys.find(token.as_bytes()),
+        // No key: a console session, if the request names one.
+        None => match crate::console::authorize_session(&state, &req) {
+            Ok(Some(id)) => keys.by_id(id),
+            Ok(None) => {
+                return ApiError::unauthorized(
+                    "missing API key: send Authorization: Bearer <key>",
+                )
+                .into_response();
+            }
+            Err(e) => return e.into_response(),
+        },
     };
-    let Some(key) = keys.find(token.as_bytes()) else {
+    let Some(key) = key else {
         return ApiError::unauthorized("wrong API key").into_response();
     };
     let route = req

@@ -128,6 +128,13 @@ pub struct ServerConfig {
     pub idle_timeout_s: u64,
     /// Connections served at once; more wait to be accepted.
     pub max_connections: usize,
+    /// How long a console session made by signing in with an `admin` key lasts, in
+    /// seconds.
+    pub console_session_s: u64,
+    /// How often the metrics are sampled for the console's history, in seconds.
+    pub metrics_sample_s: u64,
+    /// How long the metrics' samples are kept, in seconds.
+    pub metrics_history_s: u64,
 }
 
 /// Logging settings.
@@ -221,6 +228,14 @@ impl ServerConfig {
                 s.max_connections as u64,
                 1,
                 1_000_000,
+            ),
+            ("server.console_session_s", s.console_session_s, 60, 7 * 86_400),
+            ("server.metrics_sample_s", s.metrics_sample_s, 1, 3_600),
+            (
+                "server.metrics_history_s",
+                s.metrics_history_s,
+                s.metrics_sample_s,
+                7 * 86_400,
             ),
         ] {
             if !(min..=max).contains(&got) {

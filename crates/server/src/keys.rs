@@ -241,6 +241,12 @@ impl KeySet {
         found.and_then(|i| self.keys.get(i))
     }
 
+    /// The key in force whose bucket is `id` (a console session remembers its key by
+    /// this id, never by the key itself).
+    pub fn by_id(&self, id: KeyId) -> Option<&ApiKey> {
+        self.keys.iter().find(|k| k.id == id)
+    }
+
     /// True when rate-limit bucket `id` belongs to a key in force (or is the shared bucket
     /// of a server without auth).
     pub fn has_bucket(&self, id: KeyId) -> bool {
@@ -252,7 +258,7 @@ impl KeySet {
 }
 
 /// Compares `a` and `b` over the length of the longer, whatever they hold.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let n = a.len().max(b.len());
     let mut diff = u8::from(a.len() != b.len());
     for i in 0..n {

@@ -16,8 +16,11 @@ pub mod api;
 pub mod bulk;
 mod call;
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod extract;
+pub mod history;
+mod inspect;
 pub mod keys;
 pub mod listen;
 pub mod metrics;
@@ -60,6 +63,10 @@ struct Inner {
     /// Held through a reload, so that two reloads cannot finish in the other order than
     /// they read the file.
     reloading: Mutex<()>,
+    /// The console's signed-in sessions.
+    sessions: console::Sessions,
+    /// The metrics' recent history, for the console.
+    history: history::History,
 }
 
 impl AppState {
@@ -101,8 +108,12 @@ impl AppState {
             config.server.rate_limit_burst,
             clock,
         );
+        let s = &config.server;
+        let samples = (s.metrics_history_s / s.metrics_sample_s.max(1)) as usize + 1;
         Self {
             inner: Arc::new(Inner {
+                sessions: console::Sessions::default(),
+                history: history::History::new(samples),
                 config,
                 limiter,
                 keys: RwLock::new(Arc::new(keys)),
@@ -154,6 +165,33 @@ impl AppState {
     /// The metrics registry behind `GET /metrics`.
     pub fn metrics(&self) -> &metrics::Metrics {
         &self.inner.metrics
+    }
+
+    /// The console's sessions.
+    pub fn sessions(&self) -> &console::Sessions {
+        &self.inner.sessions
+    }
+
+    /// The metrics' recent history.
+    pub fn history(&self) -> &history::History {
+        &self.inner.history
+    }
+
+    /// Takes one sample of the metrics, the events logged and the catalogue's size into
+    /// the history (nothing while the engine loads).
+    pub fn sample_metrics(&self) {
+        let Some(engine) = self.engine() else {
+            return;
+        };
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.history().push(history::Sample {
+            at,
+            events: engine.store().event_count(),
+            videos: engine.store().video_count(),
+            reading: self.metrics().reading(),
+        });
     }
 
     /// The API keys in force now.
@@ -217,6 +255,7 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .merge(api::metrics_route(state.clone()))
         .merge(api::openapi_route())
+        .merge(console::routes())
         .nest("/v1", api::routes(state.clone()))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(body_limit))
@@ -236,6 +275,18 @@ pub fn app(state: AppState) -> Router {
             },
         ))
         .with_state(state)
+}
+
+/// Samples the metrics into the history every `server.metrics_sample_s`, for as long as
+/// the future runs.
+pub async fn sample_metrics_every(state: AppState) {
+    let every = Duration::from_secs(state.config().server.metrics_sample_s.max(1));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        state.sample_metrics();
+    }
 }
 
 /// An answer in the API's one error shape, without a field (see [`ApiError`]).

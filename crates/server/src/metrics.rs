@@ -14,14 +14,64 @@ const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
-#[derive(Debug, Clone, Default)]
-struct Histogram {
+/// A latency histogram over [`BUCKETS`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Histogram {
     counts: [u64; BUCKETS.len()],
     count: u64,
     sum: f64,
 }
 
 impl Histogram {
+    /// Requests observed.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// What `self` holds beyond `earlier` (a later reading of the same histogram).
+    pub fn since(&self, earlier: &Histogram) -> Histogram {
+        let mut out = self.clone();
+        for (c, e) in out.counts.iter_mut().zip(earlier.counts) {
+            *c = c.saturating_sub(e);
+        }
+        out.count = self.count.saturating_sub(earlier.count);
+        out.sum = (self.sum - earlier.sum).max(0.0);
+        out
+    }
+
+    /// Adds `other`'s observations.
+    pub fn add(&mut self, other: &Histogram) {
+        for (c, o) in self.counts.iter_mut().zip(other.counts) {
+            *c += o;
+        }
+        self.count += other.count;
+        self.sum += other.sum;
+    }
+
+    /// The mean, in milliseconds (0 when empty).
+    pub fn mean_ms(&self) -> f64 {
+        if self.count == 0 {
+            0.0
+        } else {
+            self.sum / self.count as f64 * 1e3
+        }
+    }
+
+    /// The `q` quantile as the upper bound of the bucket that holds it, in milliseconds
+    /// (0 when empty; beyond the last bound, the last bound).
+    pub fn quantile_ms(&self, q: f64) -> f64 {
+        if self.count == 0 {
+            return 0.0;
+        }
+        let want = (q * self.count as f64).ceil().max(1.0) as u64;
+        BUCKETS
+            .iter()
+            .zip(self.counts)
+            .find(|&(_, c)| c >= want)
+            .map_or(BUCKETS[BUCKETS.len() - 1], |(b, _)| *b)
+            * 1e3
+    }
+
     fn observe(&mut self, seconds: f64) {
         for (b, c) in BUCKETS.iter().zip(self.counts.iter_mut()) {
             if seconds <= *b {
@@ -61,6 +111,17 @@ struct Inner {
     throttles: BTreeMap<(&'static str, String), u64>,
     /// Feed requests answered with no item (a gate stopped them).
     stopped: u64,
+}
+
+/// Cumulative metrics at one moment ([`Metrics::reading`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reading {
+    /// `POST /v1/feed` latency.
+    pub feed: Histogram,
+    /// Latency per pipeline stage.
+    pub stages: BTreeMap<&'static str, Histogram>,
+    /// Candidates proposed per source.
+    pub candidates: BTreeMap<&'static str, u64>,
 }
 
 /// The server's metrics registry.
@@ -116,6 +177,23 @@ impl Metrics {
         }
         if items == 0 {
             m.stopped += 1;
+        }
+    }
+
+    /// The cumulative readings the console's history is made of: the feed route's
+    /// latency (answers below 500), each stage's, and candidates per source.
+    pub fn reading(&self) -> Reading {
+        let m = self.lock();
+        let mut feed = Histogram::default();
+        for ((route, status), h) in &m.requests {
+            if route == "/v1/feed" && *status < 500 {
+                feed.add(h);
+            }
+        }
+        Reading {
+            feed,
+            stages: m.stages.clone(),
+            candidates: m.candidates.clone(),
         }
     }
 

@@ -451,6 +451,7 @@ fn same_vector(got: &[f32], want: &[f32], what: &str) {
 pub fn a_fresh_store_is_empty(new_store: Factory<'_>) {
     let s = new_store();
     assert_eq!(s.video_count(), 0);
+    assert_eq!(s.user_count().unwrap(), 0);
     assert_eq!(s.event_count(), 0);
     assert_eq!(s.catalog_version(), 0);
     assert_eq!(changes(&*s, 0), Some(vec![]));
@@ -1764,6 +1765,8 @@ pub fn erasure_forgets_the_person_everywhere(new_store: Factory<'_>) {
     assert_eq!(exported_events, [1, 3]);
     let count = s.event_count();
 
+    let people = s.user_count().unwrap();
+    assert_eq!(people, 3, "the seeded accounts");
     let report = s
         .erase_user(&uid("a"), steerfeed_core::OwnVideos::Delete)
         .unwrap();
@@ -1795,6 +1798,7 @@ pub fn erasure_forgets_the_person_everywhere(new_store: Factory<'_>) {
             .is_none()
     );
     assert_eq!(s.event_count(), count, "numbering kept");
+    assert_eq!(s.user_count().unwrap(), people - 1, "the erased account is not counted");
     let mut left = Vec::new();
     s.for_each_event(1, &mut |seq, e| {
         left.push((seq, e.key.as_str().to_owned()));

@@ -47,6 +47,10 @@ impl Storage for Store {
         Store::video_count(self)
     }
 
+    fn user_count(&self) -> Result<u64> {
+        Store::user_count(self)
+    }
+
     fn upsert_user(&self, user: &User) -> Result<()> {
         Store::upsert_user(self, user)
     }

@@ -12,13 +12,13 @@ use steerfeed_core::{
     Trace, User, UserId, Video, VideoId, WellbeingState,
 };
 use steerfeed_rank::filters::consent_allows;
-use steerfeed_rank::throttles::TimeOfDay;
 use steerfeed_store::Preferences;
 
 use super::{Engine, described};
 
 /// A page ranked as the feed would rank it now, served to nobody ([`Engine::preview`]).
 #[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Preview {
     /// The page (without a cursor: a preview has no next page).
     pub page: FeedResponse,
@@ -30,6 +30,7 @@ pub struct Preview {
 
 /// One stage of a ranking, as an operator reads it.
 #[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StageSummary {
     /// The stage's name.
     pub stage: &'static str,
@@ -63,6 +64,7 @@ fn stages(trace: &Trace) -> Vec<StageSummary> {
 
 /// A source that proposes a video, and the video's place among its candidates.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SourceHit {
     /// The source.
     pub source: &'static str,
@@ -73,6 +75,7 @@ pub struct SourceHit {
 /// Whether one person could be served one video now, and if not what stops it
 /// ([`Engine::explain_video`]).
 #[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VideoVerdict {
     /// The person.
     pub user: UserId,
@@ -103,6 +106,7 @@ pub struct VideoVerdict {
 
 /// A person's state, as the console shows it ([`Engine::person`]).
 #[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PersonView {
     /// The account.
     pub user: User,
@@ -134,6 +138,7 @@ pub struct PersonView {
 
 /// The wellbeing limits that apply to one person.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Limits {
     /// Minutes a day, when limited.
     pub daily_minutes: Option<u32>,
@@ -141,12 +146,15 @@ pub struct Limits {
     pub daily_items: Option<u32>,
     /// Items per session, when capped.
     pub scroll_cap: Option<u32>,
-    /// The bedtime window (teens), in their time zone.
-    pub bedtime: Option<(TimeOfDay, TimeOfDay)>,
+    /// When bedtime starts (teens), `HH:MM` in their time zone.
+    pub bedtime_start: Option<String>,
+    /// When bedtime ends (teens), `HH:MM` in their time zone.
+    pub bedtime_end: Option<String>,
 }
 
 /// A video's state: counts, cameos and their consent ([`Engine::video_view`]).
 #[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VideoView {
     /// The video (its embedding left out).
     pub video: Video,
@@ -158,6 +166,7 @@ pub struct VideoView {
 
 /// One person in a video's cameos.
 #[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CameoView {
     /// The person.
     pub person: UserId,
@@ -326,7 +335,8 @@ impl Engine {
                 .or(teen.then_some(w.teen_daily_minutes)),
             daily_items: teen.then_some(w.teen_daily_items),
             scroll_cap: parental.scroll_cap,
-            bedtime: teen.then_some((w.bedtime_start, w.bedtime_end)),
+            bedtime_start: teen.then(|| w.bedtime_start.to_string()),
+            bedtime_end: teen.then(|| w.bedtime_end.to_string()),
         }
     }
 

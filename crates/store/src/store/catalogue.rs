@@ -426,4 +426,9 @@ impl Store {
     pub fn video_count(&self) -> u64 {
         self.inner.live_videos.load(Ordering::Acquire)
     }
+
+    /// Accounts stored (erased people are removed). A scan of the accounts' keys.
+    pub fn user_count(&self) -> Result<u64> {
+        Ok(self.t().users.len() as u64)
+    }
 }
