@@ -27,8 +27,13 @@ function h(tag, attrs, ...children) {
   return el;
 }
 
+// Replaces an element's children, skipping the absent ones (a condition that was false).
+function put(el, ...nodes) {
+  el.replaceChildren(...nodes.flat().filter((n) => n !== null && n !== undefined && n !== false));
+}
+
 function show(...nodes) {
-  main.replaceChildren(...nodes);
+  put(main, ...nodes);
 }
 
 async function api(method, path, body) {
@@ -139,7 +144,9 @@ function signIn(message) {
       const s = await api("POST", "/console/session", { key: key.value });
       started(s);
     } catch (e) {
-      note.replaceWith(errorBox(e));
+      note.className = "error";
+      note.dataset.testid = "error";
+      note.textContent = e.message;
     }
   });
   show(h("section", {}, h("h2", { text: "Sign in" }), note, form));
@@ -175,12 +182,17 @@ async function overview() {
     try {
       s = await api("GET", `/v1/stats?window_s=${windowSel.value}&points=60`);
     } catch (e) {
-      box.replaceChildren(errorBox(e));
+      put(box, errorBox(e));
       return;
     }
     const p = s.points;
     const totals = {};
+    const proposed = {};
+    let feeds = 0;
     for (const pt of p) {
+      const n = pt.feeds_per_s * pt.seconds;
+      feeds += n;
+      for (const [name, c] of Object.entries(pt.candidates_per_feed)) proposed[name] = (proposed[name] || 0) + c * n;
       for (const [name, l] of Object.entries(pt.stages)) {
         const t = (totals[name] = totals[name] || { count: 0, sum: 0, p99: 0 });
         t.count += l.count;
@@ -189,7 +201,7 @@ async function overview() {
       }
     }
     const last = p.length ? p[p.length - 1] : null;
-    box.replaceChildren(
+    put(box, 
       h("section", {},
         h("h2", { text: "Now" }),
         h("div", { class: "cards" },
@@ -216,12 +228,12 @@ async function overview() {
         h("table", { "data-testid": "stages" },
           h("tr", {}, h("th", { text: "stage" }), h("th", { class: "num", text: "calls" }),
             h("th", { class: "num", text: "mean ms" }), h("th", { class: "num", text: "worst p99 ms" }),
-            h("th", { class: "num", text: "candidates / feed (last point)" })),
+            h("th", { class: "num", text: "candidates / feed" })),
           Object.entries(totals).sort((a, b) => b[1].sum - a[1].sum).map(([name, t]) =>
             h("tr", {}, h("td", { text: name }), h("td", { class: "num", text: fmt(t.count, 0) }),
               h("td", { class: "num", text: fmt(t.count ? t.sum / t.count : 0, 3) }),
               h("td", { class: "num", text: fmt(t.p99, 2) }),
-              h("td", { class: "num", text: last && name in last.candidates_per_feed ? fmt(last.candidates_per_feed[name], 1) : "" }))))));
+              h("td", { class: "num", text: feeds && name in proposed ? fmt(proposed[name] / feeds, 1) : "" }))))));
   };
   windowSel.addEventListener("change", draw);
   await draw();
@@ -275,7 +287,7 @@ async function person(id) {
       api("POST", `/v1/users/${enc(id)}/preview`, { limit: 20 }),
     ]);
   } catch (e) {
-    box.replaceChildren(errorBox(e));
+    put(box, errorBox(e));
     return;
   }
   const w = p.wellbeing, lim = p.limits;
@@ -292,16 +304,16 @@ async function person(id) {
       const q = await api("POST", `/v1/users/${enc(id)}/preview`, { limit: 20, text: text.value });
       previewedText = text.value;
       applyBtn.disabled = false;
-      tried.replaceChildren(
+      put(tried, 
         h("p", { "data-testid": "steer-summary" }, "This text would apply: ", list(q.summary)),
-        q.page.applied.rejected.length ? h("p", { class: "bad", "data-testid": "steer-rejected" }, "Rejected: ",
+        (q.page.applied.rejected || []).length ? h("p", { class: "bad", "data-testid": "steer-rejected" }, "Rejected: ",
           list(q.page.applied.rejected, (r) => `${r.phrase || r.topic || r.label}: ${r.reason}`)) : null,
-        q.page.applied.unclear.length ? h("p", { "data-testid": "steer-unclear" }, "Unclear: ",
+        (q.page.applied.unclear || []).length ? h("p", { "data-testid": "steer-unclear" }, "Unclear: ",
           list(q.page.applied.unclear, (u) => `${u.phrase} (${u.reason})`)) : null,
         h("p", { class: "muted", text: "Preview with this text (not applied yet):" }));
-      previewBox.replaceChildren(previewTable(q, id));
+      put(previewBox, previewTable(q, id));
     } catch (e) {
-      tried.replaceChildren(errorBox(e));
+      put(tried, errorBox(e));
     }
   });
   applyBtn.addEventListener("click", async () => {
@@ -311,11 +323,11 @@ async function person(id) {
       await person(id);
       main.querySelector("#applied-note")?.replaceChildren("Applied.");
     } catch (e) {
-      tried.replaceChildren(errorBox(e));
+      put(tried, errorBox(e));
     }
   });
   const revoked = [...p.revoked_videos.map((v) => ["video", v]), ...p.revoked_creators.map((c) => ["creator", c])];
-  box.replaceChildren(
+  put(box, 
     h("div", { class: "grid2" },
       h("section", { "data-testid": "account" },
         h("h2", { text: `${p.user.id}` }),
@@ -357,7 +369,7 @@ async function video(id, user) {
   try {
     v = await api("GET", `/v1/videos/${enc(id)}`);
   } catch (e) {
-    box.replaceChildren(errorBox(e));
+    put(box, errorBox(e));
     return;
   }
   const verdictBox = h("div", { id: "verdict" });
@@ -366,7 +378,7 @@ async function video(id, user) {
     if (!who.value.trim()) return;
     try {
       const r = await api("GET", `/v1/users/${enc(who.value.trim())}/explain/${enc(id)}`);
-      verdictBox.replaceChildren(
+      put(verdictBox, 
         h("p", { class: r.servable ? "ok" : "bad", "data-testid": "verdict-text", text: r.text }),
         h("table", {},
           h("tr", {}, h("td", { text: "proposed by" }), h("td", {}, list(r.proposed_by, (s) => `${s.source} (#${s.rank + 1})`))),
@@ -375,13 +387,13 @@ async function video(id, user) {
           h("tr", {}, h("td", { text: "score" }), h("td", { text: `${fmt(r.score, 3)} = ${TERMS.map((t) => `${t} ${fmt(r.breakdown[t], 3)}`).join(", ")}` })),
           r.explanation ? h("tr", {}, h("td", { text: "why" }), h("td", { text: r.explanation.text })) : null));
     } catch (e) {
-      verdictBox.replaceChildren(errorBox(e));
+      put(verdictBox, errorBox(e));
     }
   };
   const form = h("form", { class: "inline" }, "Could ", who, " be served it? ", h("button", { type: "submit", text: "Check" }));
   form.addEventListener("submit", (ev) => { ev.preventDefault(); check(); });
   const c = v.counts;
-  box.replaceChildren(
+  put(box, 
     h("section", { "data-testid": "video" },
       h("h2", { text: v.video.id }),
       h("p", { text: v.video.caption || "(no caption)" }),
@@ -430,7 +442,7 @@ function steer() {
       const r = await api("POST", "/v1/steering/parse", { text: text.value, age_band: band.value });
       const k = r.constraints;
       const concept = (c) => `${c.phrase || c.topic}${c.strength !== undefined ? ` ×${fmt(c.strength, 2)}` : ""}`;
-      out.replaceChildren(
+      put(out, 
         h("h3", { text: "In words" }), h("ul", { "data-testid": "play-summary" }, r.summary.map((s) => h("li", { text: s }))),
         h("table", {},
           [["boost", k.boost], ["reduce", k.reduce], ["exclude", k.exclude], ["only", k.only]].map(([n, xs]) =>
@@ -442,7 +454,7 @@ function steer() {
         h("h3", { text: "Unclear" }),
         h("div", { "data-testid": "play-unclear" }, list(k.unclear, (x) => `${x.phrase} (${x.reason}${x.suggestion ? `, did you mean ${x.suggestion}?` : ""})`)));
     } catch (e) {
-      out.replaceChildren(errorBox(e));
+      put(out, errorBox(e));
     }
   });
   show(h("section", {}, h("h2", { text: "Steering playground" }),
