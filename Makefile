@@ -7,7 +7,7 @@ RUN_ARGS ?= --demo
 # The key `make run` starts the sidecar with (a development key: set your own for real use).
 DEV_KEY ?= dev-key-0000000000000000
 
-.PHONY: all setup build run test fuzz-api lint fmt bench bench-feed eval reader clean
+.PHONY: all setup build run test test-console fuzz-api lint fmt bench bench-feed eval reader clean
 
 all: build
 
@@ -23,12 +23,20 @@ build: setup
 run: build
 	STEERFEED__SERVER__API_KEYS=$(DEV_KEY) ./target/release/steerfeed serve $(RUN_ARGS)
 
-## Formatting, lints, every test of the workspace, then the schema fuzz of the API on the
-## debug binary the tests just built (STEERFEED_SKIP_FUZZ=1 skips the fuzz, and says so).
+## Formatting, lints, every test of the workspace, the operator console in headless
+## Chromium, then the schema fuzz of the API, both on the debug binary the tests just built
+## (STEERFEED_SKIP_CONSOLE=1 and STEERFEED_SKIP_FUZZ=1 skip them, and say so).
 test: setup lint
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
+	scripts/console_e2e.sh
 	FUZZ_BUILD=0 scripts/fuzz_api.sh
+
+## The console's browser test alone (installs Debian's chromium and the pinned
+## playwright-core when missing); screenshots in target/console-e2e.
+test-console: setup
+	$(CARGO) build -p steerfeed-cli
+	scripts/console_e2e.sh
 
 ## The schema fuzz alone: schemathesis (pinned with hashes in scripts/requirements-fuzz.txt,
 ## installed into $STEERFEED_CACHE) against the real binary on a free loopback port, a few
