@@ -15,12 +15,12 @@ use rustc_hash::FxBuildHasher;
 use crate::error::{Error, Result};
 use crate::feed::Card;
 use crate::ids::VideoId;
-use crate::video::Video;
 use crate::score::rank_order;
 use crate::stage::{
     Candidate, FeedContext, Filter, Role, Scorer, Selector, Source, StageReport, Throttle,
     ThrottleAction, Trace,
 };
+use crate::video::Video;
 
 /// The name under which the runner reports candidates dropped for a non-finite score.
 pub const NON_FINITE_GUARD: &str = "non_finite_score";
@@ -328,7 +328,10 @@ impl Pipeline {
         });
         let mut removed_by = Vec::new();
         for filter in &self.filters {
-            if filter.run(ctx, vec![candidate.clone()], &mut trace)?.is_empty() {
+            if filter
+                .run(ctx, vec![candidate.clone()], &mut trace)?
+                .is_empty()
+            {
                 removed_by.push(filter.name());
             }
         }

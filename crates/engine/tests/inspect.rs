@@ -73,8 +73,16 @@ fn a_preview_writes_nothing_and_is_the_page_the_feed_then_serves() {
         let first = preview_ids(&engine, user, now, None);
         assert!(!first.is_empty(), "{user}: an empty preview");
         assert_eq!(preview_ids(&engine, user, now, None), first, "{user}");
-        assert_eq!(engine.person(user, now).unwrap().wellbeing, before, "{user}");
-        assert_eq!(engine.page_pool(user), None, "{user}: a preview kept a pool");
+        assert_eq!(
+            engine.person(user, now).unwrap().wellbeing,
+            before,
+            "{user}"
+        );
+        assert_eq!(
+            engine.page_pool(user),
+            None,
+            "{user}: a preview kept a pool"
+        );
         assert_eq!(engine.store().seen(user).unwrap(), seen_before, "{user}");
 
         let served: Vec<VideoId> = engine
@@ -94,7 +102,11 @@ fn a_preview_writes_nothing_and_is_the_page_the_feed_then_serves() {
             .map(|(id, _)| id)
             .collect();
         assert!(served.iter().all(|id| seen.contains(id)), "{user}");
-        assert_ne!(engine.person(user, now).unwrap().wellbeing, before, "{user}");
+        assert_ne!(
+            engine.person(user, now).unwrap().wellbeing,
+            before,
+            "{user}"
+        );
         let next = preview_ids(&engine, user, now, None);
         assert!(
             next.iter().all(|id| !served.contains(id)),
@@ -119,7 +131,8 @@ fn a_preview_in_words_ranks_as_those_preferences_would_and_stores_nothing() {
         let stored = engine.preferences(user, now).unwrap().unwrap();
         let plain = preview_ids(&engine, user, now, None);
         let steered = engine.preview(&request(user, 20, now), Some(text)).unwrap();
-        let steered_ids: Vec<VideoId> = steered.page.items.iter().map(|i| i.video.clone()).collect();
+        let steered_ids: Vec<VideoId> =
+            steered.page.items.iter().map(|i| i.video.clone()).collect();
         assert_ne!(steered_ids, plain, "{user}: {text:?} changed nothing");
         assert!(!steered.summary.is_empty(), "{text:?}: no words for it");
         assert_eq!(
@@ -129,7 +142,11 @@ fn a_preview_in_words_ranks_as_those_preferences_would_and_stores_nothing() {
         );
         // The oracle: the same text stored, then an ordinary preview.
         engine.set_preferences(user, text, now).unwrap();
-        assert_eq!(preview_ids(&engine, user, now, None), steered_ids, "{text:?}");
+        assert_eq!(
+            preview_ids(&engine, user, now, None),
+            steered_ids,
+            "{text:?}"
+        );
     }
     let teen = w
         .users
@@ -143,7 +160,11 @@ fn a_preview_in_words_ranks_as_those_preferences_would_and_stores_nothing() {
         )
         .unwrap();
     assert!(!p.page.applied.rejected.is_empty(), "{:?}", p.page.applied);
-    assert!(p.page.applied.boost.is_empty(), "{:?}", p.page.applied.boost);
+    assert!(
+        p.page.applied.boost.is_empty(),
+        "{:?}",
+        p.page.applied.boost
+    );
     assert!(matches!(
         engine.preview(&request(&teen.user.id, 20, now), Some("  ")),
         Err(Error::Invalid { .. })
@@ -169,7 +190,10 @@ fn a_videos_verdict_names_the_filter_or_gate_that_stops_it() {
         assert_eq!(v.on_page, Some(at), "{v:?}");
         assert!(v.removed_by.is_empty() && v.stopped_by.is_none(), "{v:?}");
         assert_eq!(v.proposed_by[0].source, item.source, "{v:?}");
-        assert!((v.score - item.score).abs() <= 1e-4 * item.score.abs().max(1.0), "{v:?}");
+        assert!(
+            (v.score - item.score).abs() <= 1e-4 * item.score.abs().max(1.0),
+            "{v:?}"
+        );
     }
 
     let items = &page.page.items;
@@ -186,11 +210,17 @@ fn a_videos_verdict_names_the_filter_or_gate_that_stops_it() {
     // A deletion.
     let deleted = &items[1].video;
     engine.delete_video(deleted).unwrap();
-    let v = engine.explain_video(&request(&user, 20, now), deleted).unwrap();
+    let v = engine
+        .explain_video(&request(&user, 20, now), deleted)
+        .unwrap();
     assert!(!v.servable && v.removed_by.contains(&"deleted"), "{v:?}");
     // Served, so seen.
-    let served = engine.feed(&request(&user, 1, now)).unwrap().items[0].video.clone();
-    let v = engine.explain_video(&request(&user, 20, now), &served).unwrap();
+    let served = engine.feed(&request(&user, 1, now)).unwrap().items[0]
+        .video
+        .clone();
+    let v = engine
+        .explain_video(&request(&user, 20, now), &served)
+        .unwrap();
     assert!(!v.servable && v.removed_by.contains(&"seen"), "{v:?}");
     // A video of a creator the viewer neither follows nor is near: found by no source,
     // still filtered and scored.
@@ -204,13 +234,19 @@ fn a_videos_verdict_names_the_filter_or_gate_that_stops_it() {
             verdict.proposed_by.is_empty()
         })
         .expect("some video no source proposes");
-    let v = engine.explain_video(&request(&user, 20, now), &far.id).unwrap();
+    let v = engine
+        .explain_video(&request(&user, 20, now), &far.id)
+        .unwrap();
     assert!(!v.servable && v.text.contains("no source"), "{v:?}");
     assert!(v.score.is_finite());
 
     // A gate: a scroll cap of 1 reached by one served item.
     let capped = users.next().unwrap().clone();
-    let any = engine.preview(&request(&capped, 5, now), None).unwrap().page.items[1]
+    let any = engine
+        .preview(&request(&capped, 5, now), None)
+        .unwrap()
+        .page
+        .items[1]
         .video
         .clone();
     engine
@@ -223,7 +259,9 @@ fn a_videos_verdict_names_the_filter_or_gate_that_stops_it() {
         )
         .unwrap();
     engine.feed(&request(&capped, 1, now)).unwrap();
-    let v = engine.explain_video(&request(&capped, 5, now), &any).unwrap();
+    let v = engine
+        .explain_video(&request(&capped, 5, now), &any)
+        .unwrap();
     assert_eq!(v.stopped_by, Some("scroll_cap"), "{v:?}");
     assert!(!v.servable && v.card.is_some());
 
@@ -265,10 +303,15 @@ fn a_revoked_cameo_leaves_the_preview_and_the_videos_view_says_why() {
         .unwrap();
     let view = engine.video_view(&video, now).unwrap();
     let cameo = view.cameos.iter().find(|c| c.person == person).unwrap();
-    assert!(!cameo.allowed && cameo.text.contains("revoked"), "{cameo:?}");
+    assert!(
+        !cameo.allowed && cameo.text.contains("revoked"),
+        "{cameo:?}"
+    );
     let ids = preview_ids(&engine, &viewer, now, None);
     assert!(!ids.contains(&video));
-    let v = engine.explain_video(&request(&viewer, 50, now), &video).unwrap();
+    let v = engine
+        .explain_video(&request(&viewer, 50, now), &video)
+        .unwrap();
     assert!(v.removed_by.contains(&"consent"), "{v:?}");
     assert!(
         engine

@@ -92,10 +92,16 @@ pub fn routes(state: AppState) -> Router<AppState> {
         )
         .route("/feed", post(feed))
         .route("/users/{id}/profile", get(profile))
-        .route("/users/{id}", get(crate::inspect::person).delete(erase_user))
+        .route(
+            "/users/{id}",
+            get(crate::inspect::person).delete(erase_user),
+        )
         .route("/users/{id}/preview", post(crate::inspect::preview))
         .route("/users/{id}/explain/{video}", get(crate::inspect::explain))
-        .route("/videos/{id}", get(crate::inspect::video).delete(delete_video))
+        .route(
+            "/videos/{id}",
+            get(crate::inspect::video).delete(delete_video),
+        )
         .route("/steering/parse", post(crate::inspect::parse))
         .route("/stats", get(crate::inspect::stats))
         .route("/users/{id}/export", get(export_user))
@@ -415,10 +421,8 @@ async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) 
         None => match crate::console::authorize_session(&state, &req) {
             Ok(Some(id)) => keys.by_id(id),
             Ok(None) => {
-                return ApiError::unauthorized(
-                    "missing API key: send Authorization: Bearer <key>",
-                )
-                .into_response();
+                return ApiError::unauthorized("missing API key: send Authorization: Bearer <key>")
+                    .into_response();
             }
             Err(e) => return e.into_response(),
         },
@@ -1185,6 +1189,7 @@ mod tests {
                 ("get", "/v1/users/{id}/preferences"),
                 ("post", "/v1/feed"),
                 ("get", "/v1/users/{id}/profile"),
+                ("post", "/v1/steering/parse"),
             ]
         );
         let admin: Vec<(&str, &str)> = ROUTES
@@ -1200,6 +1205,11 @@ mod tests {
                 ("post", "/v1/import"),
                 ("get", "/v1/export"),
                 ("post", "/v1/backups"),
+                ("get", "/v1/users/{id}"),
+                ("post", "/v1/users/{id}/preview"),
+                ("get", "/v1/users/{id}/explain/{video}"),
+                ("get", "/v1/videos/{id}"),
+                ("get", "/v1/stats"),
             ]
         );
         assert!(ROUTES.iter().all(|r| r.2 == Scope::Write

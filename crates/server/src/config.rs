@@ -229,7 +229,12 @@ impl ServerConfig {
                 1,
                 1_000_000,
             ),
-            ("server.console_session_s", s.console_session_s, 60, 7 * 86_400),
+            (
+                "server.console_session_s",
+                s.console_session_s,
+                60,
+                7 * 86_400,
+            ),
             ("server.metrics_sample_s", s.metrics_sample_s, 1, 3_600),
             (
                 "server.metrics_history_s",

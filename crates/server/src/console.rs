@@ -308,7 +308,9 @@ async fn sign_out(State(state): State<AppState>, req: Request) -> Response {
     let mut resp = StatusCode::NO_CONTENT.into_response();
     resp.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_static("steerfeed_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+        HeaderValue::from_static(
+            "steerfeed_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
+        ),
     );
     resp
 }

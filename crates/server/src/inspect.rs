@@ -31,7 +31,7 @@ fn query_params<'a>(
         };
         if out.iter().any(|(n, _)| *n == known) {
             return Err(
-                ApiError::invalid(format!("{known} is given more than once")).with_field(known)
+                ApiError::invalid(format!("{known} is given more than once")).with_field(known),
             );
         }
         out.push((known, value.into_owned()));
@@ -193,8 +193,12 @@ pub(crate) async fn explain(
 ) -> Result<axum::Json<VideoVerdict>, ApiError> {
     let bad = |e: steerfeed::Error| {
         let field = e.field().unwrap_or("path").to_owned();
-        ApiError::new(axum::http::StatusCode::BAD_REQUEST, "bad_path", e.to_string())
-            .with_field(field)
+        ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "bad_path",
+            e.to_string(),
+        )
+        .with_field(field)
     };
     let user = UserId::new(&user).map_err(bad)?;
     let video = VideoId::new(&video).map_err(bad)?;

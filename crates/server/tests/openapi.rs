@@ -383,6 +383,20 @@ async fn ids_and_path_ids_state_the_servers_rules() {
                 assert_ne!(p["required"], true);
                 continue;
             }
+            if p["in"] == "query"
+                && ["/v1/stats", "/v1/users/{id}/explain/{video}"].contains(&path.as_str())
+            {
+                // The operator's reads: optional bounded integers, checked by the server.
+                let name = p["name"].as_str().unwrap();
+                assert!(
+                    ["window_s", "points", "limit"].contains(&name),
+                    "{path} {name}"
+                );
+                assert_ne!(p["required"], true);
+                assert_eq!(p["schema"]["minimum"], 1, "{path} {name}");
+                assert!(p["schema"]["maximum"].is_number(), "{path} {name}");
+                continue;
+            }
             if p["in"] == "query" {
                 // The other query parameter: an erasure's choice for the person's videos.
                 assert_eq!(

@@ -1962,3 +1962,269 @@ async fn one_constraint_is_edited_without_retyping_the_rest() {
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// A raw request with any headers; answers the status, the headers and the body as JSON
+/// (`Null` when it is not JSON).
+async fn raw(
+    state: &AppState,
+    method: Method,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let mut req = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let body = match body {
+        Some(b) => {
+            req = req.header(header::CONTENT_TYPE, "application/json");
+            Body::from(b.to_string())
+        }
+        None => Body::empty(),
+    };
+    let resp = app(state.clone())
+        .oneshot(req.body(body).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        headers,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn a_console_session_signs_in_with_an_admin_key_and_writes_only_with_its_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let (admin, feed) = ("console_admin_0123456789", "console_feed_0123456789");
+    let file = key_file(dir.path(), &format!("admin {admin}\nfeed {feed}\n"));
+    let state = state_with_key_file(file.clone(), &[]).await;
+
+    // The page and its assets, with a policy that loads nothing from elsewhere.
+    for (path, kind) in [
+        ("/console", "text/html"),
+        ("/console/app.js", "text/javascript"),
+        ("/console/app.css", "text/css"),
+    ] {
+        let (status, headers, _) = raw(&state, Method::GET, path, &[], None).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(
+            headers[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with(kind)
+        );
+        let csp = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"));
+    }
+
+    let sign_in = |key: &str| {
+        let state = state.clone();
+        let body = json!({ "key": key });
+        async move { raw(&state, Method::POST, "/console/session", &[], Some(body)).await }
+    };
+    let (status, _, body) = sign_in("wrong_key_0123456789").await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::UNAUTHORIZED, "unauthorized")
+    );
+    let (status, _, body) = sign_in(feed).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::FORBIDDEN, "forbidden")
+    );
+    let (status, headers, body) = sign_in(admin).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let cookie = headers[header::SET_COOKIE].to_str().unwrap().to_owned();
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=43200"] {
+        assert!(cookie.contains(attr), "{cookie}");
+    }
+    assert!(!cookie.contains(admin), "the key is never in the cookie");
+    let session = cookie.split(';').next().unwrap().to_owned();
+    let csrf = body["csrf"].as_str().unwrap().to_owned();
+    assert_eq!(csrf.len(), 64);
+    assert!(!session.contains(&csrf));
+
+    // The cookie alone reads; a write needs the token too, and a wrong one changes nothing.
+    let user = adults()[7].to_string();
+    let prefs = format!("/v1/users/{user}/preferences");
+    let c = [("cookie", session.as_str())];
+    let (status, _, body) = raw(&state, Method::GET, "/v1/stats", &c, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, body) = raw(&state, Method::GET, "/console/session", &c, None).await;
+    assert_eq!(
+        (status, body["csrf"].as_str()),
+        (StatusCode::OK, Some(csrf.as_str()))
+    );
+    let text = json!({"text": "more cooking"});
+    for token in [None, Some("0".repeat(64)), Some(csrf[..63].to_owned())] {
+        let mut h = c.to_vec();
+        if let Some(t) = token.as_deref() {
+            h.push(("x-csrf-token", t));
+        }
+        let (status, _, body) = raw(&state, Method::PUT, &prefs, &h, Some(text.clone())).await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::FORBIDDEN, "csrf"),
+            "{token:?}"
+        );
+    }
+    let (status, _) = get(&state, &prefs).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "keyed state, no key");
+    let (status, _) = with_key(&state, Method::GET, &prefs, &Value::Null, admin).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing was stored");
+    let h = [
+        ("cookie", session.as_str()),
+        ("x-csrf-token", csrf.as_str()),
+    ];
+    let (status, _, body) = raw(&state, Method::PUT, &prefs, &h, Some(text)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Another session's token does not do for this one.
+    let (_, headers2, body2) = sign_in(admin).await;
+    let other = body2["csrf"].as_str().unwrap().to_owned();
+    assert_ne!(other, csrf);
+    let h = [
+        ("cookie", session.as_str()),
+        ("x-csrf-token", other.as_str()),
+    ];
+    let (status, _, _) = raw(&state, Method::DELETE, &prefs, &h, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // Signing out ends this session and not the other.
+    let h = [
+        ("cookie", session.as_str()),
+        ("x-csrf-token", csrf.as_str()),
+    ];
+    let (status, _, _) = raw(&state, Method::DELETE, "/console/session", &h, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, _) = raw(&state, Method::GET, "/v1/stats", &c, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let second = headers2[header::SET_COOKIE].to_str().unwrap();
+    let second = second.split(';').next().unwrap();
+    let (status, _, _) = raw(
+        &state,
+        Method::GET,
+        "/v1/stats",
+        &[("cookie", second)],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    // A key no longer in force ends its sessions.
+    key_file(dir.path(), &format!("feed {feed}\n"));
+    state.reload_keys().unwrap();
+    let (status, _, _) = raw(
+        &state,
+        Method::GET,
+        "/v1/stats",
+        &[("cookie", second)],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn the_operator_routes_answer_and_a_preview_writes_nothing() {
+    let state = state(false).await;
+    let now = world_now();
+    let user = adults()[9].to_string();
+    let before = get(&state, &format!("/v1/users/{user}")).await;
+    assert_eq!(before.0, StatusCode::OK, "{}", before.1);
+    assert_eq!(before.1["user"]["id"], user.as_str());
+
+    let body = json!({"limit": 10});
+    let (status, p1) = call(
+        &state,
+        Method::POST,
+        &format!("/v1/users/{user}/preview"),
+        body.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{p1}");
+    let (_, p2) = call(
+        &state,
+        Method::POST,
+        &format!("/v1/users/{user}/preview"),
+        body,
+    )
+    .await;
+    assert_eq!(feed_ids(&p1["page"]), feed_ids(&p2["page"]));
+    assert!(!feed_ids(&p1["page"]).is_empty());
+    assert_eq!(
+        get(&state, &format!("/v1/users/{user}")).await.1,
+        before.1,
+        "a preview wrote"
+    );
+    // The feed then serves that page (the same clock).
+    let (status, served) = call(
+        &state,
+        Method::POST,
+        "/v1/feed",
+        json!({"user": user, "limit": 10, "now": now.to_string()}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let first = feed_ids(&served)[0].clone();
+    let (status, v) = get(
+        &state,
+        &format!("/v1/users/{user}/explain/{first}?limit=10"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["servable"], false, "{v}");
+    assert!(
+        v["removed_by"].as_array().unwrap().contains(&json!("seen")),
+        "{v}"
+    );
+    let (status, v) = get(&state, &format!("/v1/videos/{first}")).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert!(v["video"].get("embedding").is_none());
+    let (status, v) = call(
+        &state,
+        Method::POST,
+        "/v1/steering/parse",
+        json!({"text": "show me sexy videos", "age_band": "teen"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert!(
+        !v["constraints"]["rejected"].as_array().unwrap().is_empty(),
+        "{v}"
+    );
+    let (status, v) = get(&state, "/v1/stats?window_s=600&points=5").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert!(v["videos"].as_u64().unwrap() > 0 && v["people"].as_u64().unwrap() > 0);
+
+    // Bad queries and unknown ids.
+    for uri in [
+        "/v1/stats?points=0".to_owned(),
+        "/v1/stats?points=361".to_owned(),
+        "/v1/stats?window_s=60&window_s=60".to_owned(),
+        "/v1/stats?since=1".to_owned(),
+        format!("/v1/users/{user}/explain/{first}?limit=101"),
+    ] {
+        let (status, body) = get(&state, &uri).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{uri}: {body}");
+    }
+    for uri in [
+        "/v1/users/nobody_here".to_owned(),
+        format!("/v1/users/{user}/explain/no_such_video"),
+        "/v1/videos/no_such_video".to_owned(),
+    ] {
+        assert_eq!(get(&state, &uri).await.0, StatusCode::NOT_FOUND, "{uri}");
+    }
+    let (status, _) = call(
+        &state,
+        Method::POST,
+        &format!("/v1/users/{user}/preview"),
+        json!({"text": "   "}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+}

@@ -1798,7 +1798,11 @@ pub fn erasure_forgets_the_person_everywhere(new_store: Factory<'_>) {
             .is_none()
     );
     assert_eq!(s.event_count(), count, "numbering kept");
-    assert_eq!(s.user_count().unwrap(), people - 1, "the erased account is not counted");
+    assert_eq!(
+        s.user_count().unwrap(),
+        people - 1,
+        "the erased account is not counted"
+    );
     let mut left = Vec::new();
     s.for_each_event(1, &mut |seq, e| {
         left.push((seq, e.key.as_str().to_owned()));

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use steerfeed_core::ports::{ActionCounts, CameoConsent};
 use steerfeed_core::{
-    AgeBand, Card, ConsentScope, Entity, Error, Explanation, FeedContext,
-    FeedRequest, FeedResponse, ParentalControls, Record, Result, Role, ScoreBreakdown, Timestamp,
-    Trace, User, UserId, Video, VideoId, WellbeingState,
+    AgeBand, Card, ConsentScope, Entity, Error, Explanation, FeedContext, FeedRequest,
+    FeedResponse, ParentalControls, Record, Result, Role, ScoreBreakdown, Timestamp, Trace, User,
+    UserId, Video, VideoId, WellbeingState,
 };
 use steerfeed_rank::filters::consent_allows;
 use steerfeed_store::Preferences;
