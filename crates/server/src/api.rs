@@ -950,7 +950,7 @@ struct PreferencesBody {
 
 /// The preference text: `steering.max_text_bytes` (the default's, as the document is
 /// one for every configuration), and not blank (`Engine::set_preferences`).
-fn preference_text_schema() -> utoipa::openapi::schema::Object {
+pub(crate) fn preference_text_schema() -> utoipa::openapi::schema::Object {
     let max = steerfeed::Config::default().steering.max_text_bytes;
     steerfeed::openapi::text_schema(
         max,

@@ -143,7 +143,7 @@ pub(crate) struct PreviewBody {
     /// Preferences in words to rank with instead of the stored ones (compiled with the
     /// person's policy; nothing is stored).
     #[serde(default)]
-    #[schema(max_length = 2000)]
+    #[schema(schema_with = crate::api::preference_text_schema)]
     text: Option<String>,
 }
 
@@ -233,7 +233,7 @@ pub(crate) async fn video(
 #[serde(deny_unknown_fields)]
 pub(crate) struct ParseBody {
     /// Preferences in words.
-    #[schema(min_length = 1, max_length = 2000)]
+    #[schema(schema_with = crate::api::preference_text_schema)]
     text: String,
     /// The policy to compile with (teens: the teen policy).
     #[serde(default)]

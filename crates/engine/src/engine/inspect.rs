@@ -156,7 +156,9 @@ pub struct Limits {
 #[derive(Debug, Clone, serde::Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VideoView {
-    /// The video (its embedding left out).
+    /// The video as stored, its embedding left out (so it need not carry the caption
+    /// or embedding an upload must).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub video: Video,
     /// Its decayed action counts.
     pub counts: ActionCounts,
