@@ -6,6 +6,7 @@
 #
 #   scripts/console_e2e.sh                          # the debug binary the tests built
 #   STEERFEED_BIN=target/release/steerfeed scripts/console_e2e.sh
+#   scripts/console_e2e.sh --setup-only             # only install what it needs
 #
 # What it needs, set up here when missing: Debian's chromium (and chromium-driver, the
 # same build's driver) from apt, as root or with password-less sudo; playwright-core at
@@ -44,6 +45,9 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$LOCK_SHA" ]; then
   (cd "$DIR" && npm ci --no-audit --no-fund --loglevel=error) || die "npm ci failed"
   echo "$LOCK_SHA" > "$STAMP"
 fi
+
+# `--setup-only`: the browser and the driver, for the console's bench.
+[ "${1:-}" = --setup-only ] && exit 0
 
 BIN="${STEERFEED_BIN:-target/debug/steerfeed}"
 [ -x "$BIN" ] || die "$BIN is missing: cargo build -p steerfeed-cli first"
