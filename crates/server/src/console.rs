@@ -296,12 +296,7 @@ async fn sign_out(State(state): State<AppState>, req: Request) -> Response {
     let Some((token, session)) = session_of(&state, req.headers()) else {
         return ApiError::unauthorized("not signed in").into_response();
     };
-    let csrf = req
-        .headers()
-        .get(CSRF_HEADER)
-        .map(HeaderValue::as_bytes)
-        .unwrap_or_default();
-    if !session.csrf_matches(csrf) {
+    if !carries_token(&session, req.headers()) {
         return csrf_refused().into_response();
     }
     state.sessions().remove(&token);
@@ -313,6 +308,15 @@ async fn sign_out(State(state): State<AppState>, req: Request) -> Response {
         ),
     );
     resp
+}
+
+/// True when `headers` carry `session`'s CSRF token.
+fn carries_token(session: &Session, headers: &HeaderMap) -> bool {
+    let token = headers
+        .get(CSRF_HEADER)
+        .map(HeaderValue::as_bytes)
+        .unwrap_or_default();
+    session.csrf_matches(token)
 }
 
 /// 403 `csrf`: a session's write without its token.
@@ -331,15 +335,8 @@ pub fn authorize_session(state: &AppState, req: &Request) -> Result<Option<KeyId
     let Some((_, session)) = session_of(state, req.headers()) else {
         return Ok(None);
     };
-    if !is_safe(req.method()) {
-        let csrf = req
-            .headers()
-            .get(CSRF_HEADER)
-            .map(HeaderValue::as_bytes)
-            .unwrap_or_default();
-        if !session.csrf_matches(csrf) {
-            return Err(csrf_refused());
-        }
+    if !is_safe(req.method()) && !carries_token(&session, req.headers()) {
+        return Err(csrf_refused());
     }
     Ok(Some(session.key))
 }
