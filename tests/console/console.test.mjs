@@ -96,6 +96,7 @@ before(async () => {
       STEERFEED__SERVER__BIND: `127.0.0.1:${port}`,
       STEERFEED__SERVER__API_KEYS: KEY,
       STEERFEED__SERVER__METRICS_SAMPLE_S: "1",
+      STEERFEED__SERVER__METRICS_HISTORY_S: "3600",
       RUST_LOG: "warn",
     },
     stdio: ["ignore", "inherit", "inherit"],
@@ -105,6 +106,7 @@ before(async () => {
     try {
       if ((await fetch(`${base}/readyz`)).ok) break;
     } catch {}
+    if (server.exitCode !== null) throw new Error(`the sidecar exited (${server.exitCode}) before it was ready`);
     if (Date.now() > deadline) throw new Error("the sidecar never became ready");
     await new Promise((r) => setTimeout(r, 200));
   }
@@ -270,9 +272,26 @@ test("the console end to end", async (t) => {
   });
 
   await t.test("signing out ends the session", async () => {
+    const cookie = (await page.context().cookies()).find((c) => c.name === "steerfeed_session");
+    const old = { cookie: `steerfeed_session=${cookie.value}` };
+    assert.equal((await fetch(`${base}/v1/stats`, { headers: old })).status, 200);
     await page.click("#sign-out");
     await page.locator("#sign-in").waitFor();
+    assert.ok(await page.locator("#nav").isHidden());
     const status = await page.evaluate(async () => (await fetch("/v1/stats")).status);
     assert.equal(status, 401);
+    // The server ended it: the old cookie, sent again, is refused.
+    assert.equal((await fetch(`${base}/v1/stats`, { headers: old })).status, 401);
+  });
+
+  await t.test("another site's page cannot use the session", async () => {
+    await page.fill("#key", KEY);
+    await page.click("#sign-in button");
+    await page.locator("[data-testid=overview]").waitFor();
+    const cookie = (await page.context().cookies()).find((c) => c.name === "steerfeed_session");
+    const headers = { cookie: `steerfeed_session=${cookie.value}`, origin: "http://evil.example" };
+    const resp = await fetch(`${base}/console/session`, { headers });
+    assert.equal(resp.status, 403);
+    assert.equal((await resp.json()).error.code, "cross_origin");
   });
 });

@@ -318,6 +318,12 @@ pub trait Storage:
     ) -> crate::Result<crate::ErasureReport>;
     /// The people erased from this store, oldest first (its erasure log).
     fn erased(&self) -> crate::Result<Vec<UserId>>;
+    /// What `user` and others set about them, in the export record format and the
+    /// order [`Storage::export_user`] starts with: the account, follows both ways, their
+    /// blocks and mutes, consent, revocations, parental controls and preferences; no
+    /// event, derived state or video. Reads no event log. Empty for an unknown or
+    /// erased user.
+    fn account_records(&self, user: &UserId) -> crate::Result<Vec<crate::Record>>;
     /// Everything stored about `user`, in the export record format; empty for an
     /// unknown or erased user.
     fn export_user(&self, user: &UserId, now: jiff::Timestamp)

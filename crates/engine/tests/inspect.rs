@@ -198,17 +198,26 @@ fn a_videos_verdict_names_the_filter_or_gate_that_stops_it() {
 
     let items = &page.page.items;
     // A blocked creator.
-    let blocked = engine.video(&items[0].video).unwrap().unwrap();
-    if blocked.creator != user {
-        engine.block(&user, &blocked.creator).unwrap();
-        let v = engine
-            .explain_video(&request(&user, 20, now), &blocked.id)
-            .unwrap();
-        assert!(!v.servable && v.removed_by.contains(&"blocked"), "{v:?}");
-        assert_eq!(v.on_page, None);
-    }
+    let blocked = items
+        .iter()
+        .map(|i| engine.video(&i.video).unwrap().unwrap())
+        .find(|v| v.creator != user)
+        .expect("an item of someone else");
+    engine.block(&user, &blocked.creator).unwrap();
+    let v = engine
+        .explain_video(&request(&user, 20, now), &blocked.id)
+        .unwrap();
+    assert!(!v.servable && v.removed_by.contains(&"blocked"), "{v:?}");
+    assert_eq!(v.on_page, None);
     // A deletion.
-    let deleted = &items[1].video;
+    let deleted = &items
+        .iter()
+        .find(|i| {
+            let v = engine.video(&i.video).unwrap().unwrap();
+            v.creator != blocked.creator
+        })
+        .expect("an item of another creator")
+        .video;
     engine.delete_video(deleted).unwrap();
     let v = engine
         .explain_video(&request(&user, 20, now), deleted)

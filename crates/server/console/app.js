@@ -469,7 +469,14 @@ function route() {
   if (!csrf) return;
   clearInterval(refresh);
   const [path, query] = location.hash.slice(1).split("?");
-  const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
+  const decode = (p) => {
+    try {
+      return decodeURIComponent(p);
+    } catch {
+      return p; // a malformed escape: looked up as typed, and reported as not found
+    }
+  };
+  const parts = path.split("/").filter(Boolean).map(decode);
   const params = new URLSearchParams(query || "");
   for (const a of nav.querySelectorAll("a")) a.classList.toggle("active", location.hash.startsWith(a.getAttribute("href")));
   switch (parts[0]) {

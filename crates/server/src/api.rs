@@ -189,9 +189,12 @@ pub fn required_scope(method: &str, path: &str) -> Scope {
                        answer any of the listed errors in the one error shape. Each key has a \
                        scope, `feed` < `write` < `admin`, and each operation needs one, listed \
                        as the role of its `bearer` security requirement: `feed` reads feeds, \
-                       profiles and preferences; `write` also every other /v1 operation; \
-                       `admin` everything. A key whose scope is too narrow is answered 403 \
-                       `forbidden`."
+                       profiles and preferences and compiles preferences without storing \
+                       them; `write` also the other writes; `admin` everything (a person's \
+                       erasure and export, bulk import and export, backups, the operator's \
+                       reads). A key whose scope is too narrow is answered 403 `forbidden`. \
+                       A request a browser marks as sent by another site's page (`Origin`, \
+                       `Sec-Fetch-Site`) is answered 403 `cross_origin`."
     ),
     paths(upsert_users, upsert_videos, delete_video, ingest_events, follow, unfollow, block, unblock, mute, unmute, set_parental_controls, set_consent, revoke_consent, set_preferences, get_preferences, edit_preferences, clear_preferences, feed, profile, erase_user, export_user, crate::bulk::import_records, crate::bulk::export_records, crate::bulk::backup, crate::inspect::person, crate::inspect::preview, crate::inspect::explain, crate::inspect::video, crate::inspect::parse, crate::inspect::stats),
     components(schemas(ErrorBody, OwnVideos)),

@@ -252,6 +252,17 @@ impl ServerConfig {
                 });
             }
         }
+        if s.metrics_history_s / s.metrics_sample_s.max(1) > crate::history::MAX_SAMPLES {
+            return Err(steerfeed::Error::invalid(
+                "server.metrics_history_s",
+                format!(
+                    "{} s of samples every {} s is more than {} samples: sample less often",
+                    s.metrics_history_s,
+                    s.metrics_sample_s,
+                    crate::history::MAX_SAMPLES
+                ),
+            ));
+        }
         // A connection stalled mid-request past idle_timeout_s is closed: a request the
         // server may still be answering must not be.
         if s.idle_timeout_s.saturating_mul(1000) <= s.request_timeout_ms {

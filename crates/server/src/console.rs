@@ -24,7 +24,7 @@ use axum::routing::get;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
-use crate::keys::{Scope, constant_time_eq};
+use crate::keys::{KeySet, Scope, constant_time_eq};
 use crate::ratelimit::KeyId;
 
 /// The session cookie's name.
@@ -123,6 +123,22 @@ impl Sessions {
 
     fn remove(&self, token: &str) {
         self.lock().remove(token);
+    }
+
+    /// Ends the sessions whose key is not an `admin` key of `keys` (after a reload).
+    pub fn retain_keys(&self, keys: &KeySet) {
+        self.lock().retain(|_, s| still_admin(keys, s));
+    }
+}
+
+/// True while the key `session` was made with is an `admin` key in force (without keys,
+/// a session made without one).
+fn still_admin(keys: &KeySet, session: &Session) -> bool {
+    if keys.required() {
+        keys.by_id(session.key)
+            .is_some_and(|k| k.scope().allows(Scope::Admin))
+    } else {
+        session.key == KeyId::SHARED
     }
 }
 
@@ -267,14 +283,12 @@ async fn sign_in(
 fn session_of(state: &AppState, headers: &HeaderMap) -> Option<(String, Session)> {
     let token = session_cookie(headers)?;
     let session = state.sessions().get(token)?;
-    let keys = state.keys();
-    let valid = if keys.required() {
-        keys.by_id(session.key)
-            .is_some_and(|k| k.scope().allows(Scope::Admin))
-    } else {
-        session.key == KeyId::SHARED
-    };
-    valid.then(|| (token.to_owned(), session))
+    if !still_admin(&state.keys(), &session) {
+        // Ended for good: the same key put back later does not bring it back.
+        state.sessions().remove(token);
+        return None;
+    }
+    Some((token.to_owned(), session))
 }
 
 /// `GET /console/session`: the session the cookie names (with its CSRF token), so that a
@@ -319,6 +333,54 @@ fn carries_token(session: &Session, headers: &HeaderMap) -> bool {
     session.csrf_matches(token)
 }
 
+/// Refuses what another site's page sent through a browser, on every route: a request
+/// whose `Origin` is not this server (the `Host` it was sent to) or whose
+/// `Sec-Fetch-Site` is not `same-origin` or `none` (a page of another port of the same
+/// host counts as another site). Browsers set both headers and pages cannot; other
+/// clients send neither and are not affected. Without keys (a loopback server), the
+/// `Host` must name a loopback address too, so that a DNS name rebound to 127.0.0.1
+/// cannot reach the API either. 403 `cross_origin`.
+pub async fn same_origin(
+    State(state): State<AppState>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let headers = req.headers();
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let host = text(header::HOST.as_str());
+    let foreign_origin = text(header::ORIGIN.as_str()).is_some_and(|origin| {
+        let authority = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"));
+        authority.is_none() || authority != host
+    });
+    let cross_site = text("sec-fetch-site")
+        .is_some_and(|v| !v.eq_ignore_ascii_case("same-origin") && !v.eq_ignore_ascii_case("none"));
+    let rebound = !state.keys().required() && host.is_some_and(|h| !is_loopback_host(h));
+    if foreign_origin || cross_site || rebound {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "cross_origin",
+            "refused: sent by a page of another site, or to a host name that is not this \
+             server's",
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// True for `localhost`, `127.x.y.z` and `[::1]`, with or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(n, _)| n),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// 403 `csrf`: a session's write without its token.
 pub fn csrf_refused() -> ApiError {
     ApiError::new(
@@ -355,6 +417,29 @@ mod tests {
             HeaderValue::from_static("x=y;steerfeed_session=abc ; z=1"),
         );
         assert_eq!(session_cookie(&h), Some("abc"));
+    }
+
+    #[test]
+    fn loopback_hosts_are_told_from_other_names() {
+        for h in [
+            "localhost",
+            "localhost:8080",
+            "127.0.0.1:9",
+            "127.8.0.1",
+            "[::1]:80",
+            "[::1]",
+        ] {
+            assert!(is_loopback_host(h), "{h}");
+        }
+        for h in [
+            "evil.example",
+            "evil.example:8080",
+            "10.0.0.1:80",
+            "[::2]:80",
+            "127.0.0.1.nip.io",
+        ] {
+            assert!(!is_loopback_host(h), "{h}");
+        }
     }
 
     #[test]

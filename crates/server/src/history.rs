@@ -15,8 +15,10 @@ use crate::metrics::{Histogram, Reading};
 /// One reading of everything the history follows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
-    /// When, in seconds since the Unix epoch.
+    /// When, in seconds since the Unix epoch (for labels only: the wall clock may step).
     pub at: f64,
+    /// When, in seconds on a monotonic clock: what spans and windows are measured on.
+    pub t: f64,
     /// Events logged so far.
     pub events: u64,
     /// Videos in the catalogue (not deleted).
@@ -34,6 +36,9 @@ pub struct History {
 
 /// Most points one series answers.
 pub const MAX_POINTS: usize = 360;
+/// Most samples a history keeps (`server.metrics_history_s / server.metrics_sample_s`
+/// may not ask for more).
+pub const MAX_SAMPLES: u64 = 20_000;
 
 /// One point of a series: what happened between two samples.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
@@ -44,16 +49,16 @@ pub struct Point {
     pub seconds: f64,
     /// Events logged per second.
     pub events_per_s: f64,
-    /// Feed requests answered per second.
+    /// Feeds served (2xx) per second.
     pub feeds_per_s: f64,
     /// Videos in the catalogue at the end.
     pub videos: u64,
-    /// Feed latency.
+    /// Latency of the feeds served.
     pub feed: Latency,
     /// Latency per pipeline stage that ran in the span.
     #[schema(value_type = BTreeMap<String, Latency>)]
     pub stages: BTreeMap<&'static str, Latency>,
-    /// Candidates each source proposed per feed request.
+    /// Candidates each source proposed per feed whose pipeline ran.
     #[schema(value_type = BTreeMap<String, f64>)]
     pub candidates_per_feed: BTreeMap<&'static str, f64>,
 }
@@ -83,11 +88,11 @@ impl Latency {
 }
 
 impl History {
-    /// A history keeping at most `keep` samples (at least 2).
+    /// A history keeping at most `keep` samples (2 to [`MAX_SAMPLES`]).
     pub fn new(keep: usize) -> Self {
         Self {
             samples: Mutex::new(VecDeque::new()),
-            keep: keep.max(2),
+            keep: keep.clamp(2, MAX_SAMPLES as usize),
         }
     }
 
@@ -116,13 +121,13 @@ impl History {
         self.lock().is_empty()
     }
 
-    /// The samples of the last `window_s` seconds before `now` (and the one just before
-    /// the window, which starts its first span) as at most `points` points, oldest
-    /// first, each spanning whole samples.
+    /// The samples of the last `window_s` seconds before `now` (on the samples'
+    /// monotonic clock, `t`), and the one just before the window, which starts its first
+    /// span, as at most `points` points, oldest first, each spanning whole samples.
     pub fn series(&self, now: f64, window_s: f64, points: usize) -> Vec<Point> {
         let s = self.lock();
         let from = now - window_s;
-        let first = s.iter().rposition(|x| x.at <= from).unwrap_or(0);
+        let first = s.iter().rposition(|x| x.t <= from).unwrap_or(0);
         let kept: Vec<&Sample> = s.iter().skip(first).collect();
         if kept.len() < 2 {
             return Vec::new();
@@ -142,9 +147,10 @@ impl History {
 }
 
 fn point(a: &Sample, b: &Sample) -> Point {
-    let seconds = (b.at - a.at).max(1e-3);
+    let seconds = (b.t - a.t).max(1e-3);
     let feed = b.reading.feed.since(&a.reading.feed);
     let feeds = feed.count();
+    let traced = b.reading.traced.saturating_sub(a.reading.traced);
     let stages = b
         .reading
         .stages
@@ -163,7 +169,7 @@ fn point(a: &Sample, b: &Sample) -> Point {
         .iter()
         .filter_map(|(name, n)| {
             let d = n.saturating_sub(a.reading.candidates.get(name).copied().unwrap_or(0));
-            (feeds > 0).then(|| (*name, d as f64 / feeds as f64))
+            (traced > 0).then(|| (*name, d as f64 / traced as f64))
         })
         .collect();
     Point {
@@ -206,7 +212,8 @@ mod tests {
         let m = Metrics::default();
         let h = History::new(100);
         let sample = |at: f64, events: u64| Sample {
-            at,
+            at: 1e9 + at,
+            t: at,
             events,
             videos: 7,
             reading: m.reading(),
@@ -218,13 +225,17 @@ mod tests {
             m.trace(&trace(400, 5), 5);
         }
         h.push(sample(10.0, 30));
-        // Span 2: 4 feeds at 40 ms, one at 200 ms, 5 events; a refused feed (401) counts,
-        // an error (503) does not, nor another route.
+        // Span 2: 4 feeds at 40 ms and one at 200 ms, 5 events; a gate stopped the last
+        // (traced, no candidate); a refused feed (401, 429) and an error (503) are no
+        // feeds served, nor is another route.
         for _ in 0..4 {
             m.request("/v1/feed", 200, 0.04);
             m.trace(&trace(30_000, 2), 2);
         }
-        m.request("/v1/feed", 401, 0.2);
+        m.request("/v1/feed", 200, 0.2);
+        m.trace(&trace(10, 0), 0);
+        m.request("/v1/feed", 401, 0.0001);
+        m.request("/v1/feed", 429, 0.0001);
         m.request("/v1/feed", 503, 3.0);
         m.request("/v1/events", 200, 1.0);
         h.push(sample(20.0, 35));
@@ -232,7 +243,7 @@ mod tests {
         let points = h.series(20.0, 100.0, 10);
         assert_eq!(points.len(), 2);
         let (p1, p2) = (&points[0], &points[1]);
-        assert_eq!((p1.at, p1.seconds), (10.0, 10.0));
+        assert_eq!((p1.at, p1.seconds), (1e9 + 10.0, 10.0));
         assert!((p1.events_per_s - 3.0).abs() < 1e-9);
         assert!((p1.feeds_per_s - 1.0).abs() < 1e-9);
         assert_eq!(p1.feed.count, 10);
@@ -248,6 +259,7 @@ mod tests {
         assert_eq!(p2.feed.p99_ms, 250.0);
         assert!((p2.events_per_s - 0.5).abs() < 1e-9);
         assert!((p2.candidates_per_feed["following"] - 8.0 / 5.0).abs() < 1e-9);
+        assert!((p2.feeds_per_s - 0.5).abs() < 1e-9);
 
         // One point over both spans is their sum, not an average of the two.
         let one = h.series(20.0, 100.0, 1);
@@ -266,6 +278,7 @@ mod tests {
         for i in 0..5 {
             h.push(Sample {
                 at: f64::from(i),
+                t: f64::from(i),
                 events: 0,
                 videos: 0,
                 reading: Reading::default(),

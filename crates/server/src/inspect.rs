@@ -56,7 +56,7 @@ fn integer(name: &'static str, value: &str, min: u64, max: u64) -> Result<u64, A
 pub struct Stats {
     /// Videos in the catalogue (not deleted).
     pub videos: u64,
-    /// Accounts.
+    /// Accounts (counted at most once a minute: a count scans them).
     pub people: u64,
     /// Events logged.
     pub events: u64,
@@ -92,18 +92,21 @@ pub(crate) async fn stats(
         }
     }
     let window = window.min(history);
-    let (people, videos, events, indexed) = run(&state, |e| {
-        Ok((
-            e.store().user_count()?,
-            e.store().video_count(),
-            e.store().event_count(),
-            e.indexed_videos(),
-        ))
-    })
-    .await?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
+    let people = match state.recent_people_count() {
+        Some(n) => n,
+        None => {
+            let n = run(&state, |e| e.store().user_count()).await?;
+            state.set_people_count(n);
+            n
+        }
+    };
+    let engine = state.engine().ok_or_else(ApiError::not_ready)?;
+    let (videos, events, indexed) = (
+        engine.store().video_count(),
+        engine.store().event_count(),
+        engine.indexed_videos(),
+    );
+    let now = state.uptime_s();
     Ok(axum::Json(Stats {
         videos,
         people,

@@ -67,6 +67,10 @@ struct Inner {
     sessions: console::Sessions,
     /// The metrics' recent history, for the console.
     history: history::History,
+    /// When the state was made: the history's monotonic clock starts here.
+    started: std::time::Instant,
+    /// The people counted last and when (a count scans the accounts).
+    people: Mutex<Option<(std::time::Instant, u64)>>,
 }
 
 impl AppState {
@@ -114,6 +118,8 @@ impl AppState {
             inner: Arc::new(Inner {
                 sessions: console::Sessions::default(),
                 history: history::History::new(samples),
+                started: std::time::Instant::now(),
+                people: Mutex::new(None),
                 config,
                 limiter,
                 keys: RwLock::new(Arc::new(keys)),
@@ -177,6 +183,32 @@ impl AppState {
         &self.inner.history
     }
 
+    /// Seconds since the state was made, on a monotonic clock.
+    pub fn uptime_s(&self) -> f64 {
+        self.inner.started.elapsed().as_secs_f64()
+    }
+
+    /// The people counted within the last minute, if any (a count scans the accounts).
+    pub fn recent_people_count(&self) -> Option<u64> {
+        let cached = *self
+            .inner
+            .people
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        cached
+            .filter(|(at, _)| at.elapsed() < Duration::from_secs(60))
+            .map(|(_, n)| n)
+    }
+
+    /// Keeps `n` as the people counted now.
+    pub fn set_people_count(&self, n: u64) {
+        *self
+            .inner
+            .people
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some((std::time::Instant::now(), n));
+    }
+
     /// Takes one sample of the metrics, the events logged and the catalogue's size into
     /// the history (nothing while the engine loads).
     pub fn sample_metrics(&self) {
@@ -188,6 +220,7 @@ impl AppState {
             .map_or(0.0, |d| d.as_secs_f64());
         self.history().push(history::Sample {
             at,
+            t: self.uptime_s(),
             events: engine.store().event_count(),
             videos: engine.store().video_count(),
             reading: self.metrics().reading(),
@@ -231,8 +264,10 @@ impl AppState {
             .keys
             .write()
             .unwrap_or_else(PoisonError::into_inner) = Arc::clone(&set);
-        // After the swap: a removed key is refused from now on, so its bucket stays gone.
+        // After the swap: a removed key is refused from now on, so its bucket stays gone,
+        // and the console sessions of a key that is no longer an admin key end.
         self.limiter().retain(|id| set.has_bucket(id));
+        self.sessions().retain_keys(&set);
         tracing::info!(
             keys = set.len(),
             feed = set.count(keys::Scope::Feed),
@@ -258,6 +293,10 @@ pub fn app(state: AppState) -> Router {
         .merge(console::routes())
         .nest("/v1", api::routes(state.clone()))
         .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            console::same_origin,
+        ))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(
             move |req: axum::extract::Request, next: axum::middleware::Next| async move {

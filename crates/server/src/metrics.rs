@@ -111,6 +111,8 @@ struct Inner {
     throttles: BTreeMap<(&'static str, String), u64>,
     /// Feed requests answered with no item (a gate stopped them).
     stopped: u64,
+    /// Feed requests whose pipeline ran (their candidates are counted).
+    traced: u64,
 }
 
 /// Cumulative metrics at one moment ([`Metrics::reading`]).
@@ -120,6 +122,8 @@ pub struct Reading {
     pub feed: Histogram,
     /// Latency per pipeline stage.
     pub stages: BTreeMap<&'static str, Histogram>,
+    /// Feed requests whose pipeline ran.
+    pub traced: u64,
     /// Candidates proposed per source.
     pub candidates: BTreeMap<&'static str, u64>,
 }
@@ -178,21 +182,24 @@ impl Metrics {
         if items == 0 {
             m.stopped += 1;
         }
+        m.traced += 1;
     }
 
-    /// The cumulative readings the console's history is made of: the feed route's
-    /// latency (answers below 500), each stage's, and candidates per source.
+    /// The cumulative readings the console's history is made of: the latency of the
+    /// feeds served (2xx answers), each stage's, the feeds whose pipeline ran and the
+    /// candidates each source proposed.
     pub fn reading(&self) -> Reading {
         let m = self.lock();
         let mut feed = Histogram::default();
         for ((route, status), h) in &m.requests {
-            if route == "/v1/feed" && *status < 500 {
+            if route == "/v1/feed" && (200..300).contains(status) {
                 feed.add(h);
             }
         }
         Reading {
             feed,
             stages: m.stages.clone(),
+            traced: m.traced,
             candidates: m.candidates.clone(),
         }
     }

@@ -2115,18 +2115,102 @@ async fn a_console_session_signs_in_with_an_admin_key_and_writes_only_with_its_t
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    // A key no longer in force ends its sessions.
+    // A key no longer in force ends its sessions, for good: putting it back does not
+    // bring them back.
     key_file(dir.path(), &format!("feed {feed}\n"));
     state.reload_keys().unwrap();
-    let (status, _, _) = raw(
-        &state,
-        Method::GET,
-        "/v1/stats",
-        &[("cookie", second)],
-        None,
-    )
-    .await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let stats = |cookie: &str| {
+        let state = state.clone();
+        let cookie = cookie.to_owned();
+        async move {
+            raw(
+                &state,
+                Method::GET,
+                "/v1/stats",
+                &[("cookie", cookie.as_str())],
+                None,
+            )
+            .await
+            .0
+        }
+    };
+    assert_eq!(stats(second).await, StatusCode::UNAUTHORIZED);
+    key_file(dir.path(), &format!("admin {admin}\nfeed {feed}\n"));
+    state.reload_keys().unwrap();
+    assert_eq!(stats(second).await, StatusCode::UNAUTHORIZED);
+    let (status, _) = with_key(&state, Method::GET, "/v1/stats", &Value::Null, admin).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn what_another_sites_page_sends_is_refused() {
+    let keyed = state(true).await;
+    let key = format!("Bearer {}", KEY_CHAR.repeat(16));
+    let stats = |state: AppState, headers: Vec<(&'static str, String)>| async move {
+        let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (status, _, body) = raw(&state, Method::GET, "/v1/stats", &h, None).await;
+        let code = if status.is_success() {
+            String::new()
+        } else {
+            error_code(&body).to_owned()
+        };
+        (status, code)
+    };
+    let auth = ("authorization", key.clone());
+    let host = ("host", "127.0.0.1:8080".to_owned());
+    // A key and no browser headers, or the server's own origin: served.
+    assert_eq!(
+        stats(keyed.clone(), vec![auth.clone()]).await.0,
+        StatusCode::OK
+    );
+    let same = vec![
+        auth.clone(),
+        host.clone(),
+        ("origin", "http://127.0.0.1:8080".to_owned()),
+        ("sec-fetch-site", "same-origin".to_owned()),
+    ];
+    assert_eq!(stats(keyed.clone(), same).await.0, StatusCode::OK);
+    // Another origin (another port of the same host too), an opaque one, or a browser
+    // saying the request is cross-site: refused, key or not.
+    for bad in [
+        vec![("origin", "http://evil.example".to_owned())],
+        vec![("origin", "http://127.0.0.1:9999".to_owned())],
+        vec![("origin", "null".to_owned())],
+        vec![("sec-fetch-site", "cross-site".to_owned())],
+        vec![("sec-fetch-site", "same-site".to_owned())],
+    ] {
+        let mut h = vec![auth.clone(), host.clone()];
+        h.extend(bad.clone());
+        assert_eq!(
+            stats(keyed.clone(), h).await,
+            (StatusCode::FORBIDDEN, "cross_origin".to_owned()),
+            "{bad:?}"
+        );
+    }
+    // Without keys, the host must be a loopback name: a rebound DNS name is refused.
+    let open = state(false).await;
+    for (h, want) in [
+        ("127.0.0.1:8080", StatusCode::OK),
+        ("localhost:8080", StatusCode::OK),
+        ("[::1]:8080", StatusCode::OK),
+        ("evil.example:8080", StatusCode::FORBIDDEN),
+    ] {
+        assert_eq!(
+            stats(open.clone(), vec![("host", h.to_owned())]).await.0,
+            want,
+            "{h}"
+        );
+    }
+    assert_eq!(
+        stats(
+            keyed,
+            vec![auth, ("host", "steerfeed.internal:8080".to_owned())]
+        )
+        .await
+        .0,
+        StatusCode::OK,
+        "with keys, any host name"
+    );
 }
 
 #[tokio::test]
@@ -2161,7 +2245,7 @@ async fn the_operator_routes_answer_and_a_preview_writes_nothing() {
         before.1,
         "a preview wrote"
     );
-    // The feed then serves that page (the same clock).
+    // Served, an item is seen: its verdict says so.
     let (status, served) = call(
         &state,
         Method::POST,

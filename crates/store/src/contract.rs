@@ -1763,6 +1763,37 @@ pub fn erasure_forgets_the_person_everywhere(new_store: Factory<'_>) {
         })
         .collect();
     assert_eq!(exported_events, [1, 3]);
+    // What was set about the person, without the log: the export's first records, and
+    // the account's kinds only.
+    let account = s.account_records(&uid("a")).unwrap();
+    assert_eq!(account[..], exported[..account.len()]);
+    assert!(account.iter().all(|r| matches!(
+        r.kind(),
+        Some(
+            RecordKind::User
+                | RecordKind::Follow
+                | RecordKind::Block
+                | RecordKind::Mute
+                | RecordKind::Consent
+                | RecordKind::Revocation
+                | RecordKind::ParentalControls
+                | RecordKind::Preferences
+        )
+    )));
+    for kind in [
+        RecordKind::Follow,
+        RecordKind::Consent,
+        RecordKind::Preferences,
+    ] {
+        assert!(
+            account.iter().any(|r| r.kind() == Some(kind)),
+            "no {kind:?} in {account:?}"
+        );
+    }
+    assert!(exported[account.len()..].iter().all(|r| !matches!(
+        r.kind(),
+        Some(RecordKind::Follow | RecordKind::Consent | RecordKind::Preferences)
+    )));
     let count = s.event_count();
 
     let people = s.user_count().unwrap();

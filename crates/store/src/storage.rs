@@ -150,6 +150,10 @@ impl Storage for Store {
         Ok(Store::erasures(self).into_iter().map(|e| e.user).collect())
     }
 
+    fn account_records(&self, user: &UserId) -> Result<Vec<steerfeed_core::Record>> {
+        Store::account_records(self, user)
+    }
+
     fn export_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<steerfeed_core::Record>> {
         Store::export_user(self, user, now)
     }

@@ -181,7 +181,8 @@ pub struct CameoView {
 
 impl Engine {
     /// The page `request.user()` would get if they asked now, ranked from scratch as a
-    /// first page (no page pool), with what each stage did, and without any of a
+    /// first page (no page pool: a session's pooled next page may differ), with what
+    /// each stage did, and without any of a
     /// feed's writes: nothing is marked seen, no item or minute is counted, no pool is
     /// kept. With `steering`, that text is compiled for the person (their age band's
     /// policy applied) and ranks in place of their stored preferences, which stay as
@@ -208,7 +209,8 @@ impl Engine {
 
     /// Whether `request.user()` could be served `video` now and, if not, which gate,
     /// filter or missing source stops it; with its score and place on their next page
-    /// of `request.limit()` items (a [`Engine::preview`], so nothing is written).
+    /// of `request.limit()` items as ranked from scratch (a [`Engine::preview`]: nothing
+    /// is written; a session whose next page comes from its page pool may see another).
     pub fn explain_video(&self, request: &FeedRequest, video: &VideoId) -> Result<VideoVerdict> {
         let v = self
             .store
@@ -216,7 +218,12 @@ impl Engine {
             .ok_or_else(|| Error::not_found(Entity::Video, video))?;
         let now = request.now().unwrap_or_else(Timestamp::now);
         let (ctx, _) = self.inspect_context(request, None, now)?;
-        let t = self.pipeline.explain_video(&ctx, Arc::clone(&v))?;
+        let mut t = self.pipeline.explain_video(&ctx, Arc::clone(&v))?;
+        // The runner's guard drops a non-finite score before any selection.
+        if !t.scored.score.is_finite() {
+            t.removed_by
+                .push(steerfeed_core::pipeline::NON_FINITE_GUARD);
+        }
         let page = self.pipeline.run(&ctx)?;
         let on_page = page.items.iter().position(|c| c.id() == video);
         let proposed_by: Vec<SourceHit> = t
@@ -265,7 +272,15 @@ impl Engine {
             Some(text) => Some(self.parser.parse(text, user.age_band, now)?),
             None => None,
         };
+        let steered = steering.is_some();
         let mut ctx = self.context_steered(request, user, now, steering)?;
+        if steered && !ctx.parental.personalization {
+            return Err(Error::invalid(
+                "text",
+                "personalization is off for this person (parental controls): preferences \
+                 are kept, not applied, so a preview in words would change nothing",
+            ));
+        }
         if ctx.parental.personalization {
             let long = ctx.interest.take();
             ctx.interest = self.recent_interest(ctx.request.user(), long)?;
@@ -297,7 +312,7 @@ impl Engine {
             preferences: None,
             wellbeing: WellbeingState::default(),
         };
-        for record in self.store.export_user(user, now)? {
+        for record in self.store.account_records(user)? {
             match record {
                 Record::Follow { user: who, creator } if &who == user => {
                     view.following.push(creator);
@@ -316,10 +331,10 @@ impl Engine {
                     view.revoked_creators.extend(creator);
                 }
                 Record::ParentalControls { controls, .. } => view.parental = controls,
-                Record::Wellbeing { state, .. } => view.wellbeing = state,
                 _ => {}
             }
         }
+        view.wellbeing = self.store.wellbeing(user, now)?;
         view.limits = self.limits(&view.user, &view.parental);
         view.preferences = self.store.preferences(user)?.map(|mut p| {
             p.constraints = p.constraints.without_expired_items(now);

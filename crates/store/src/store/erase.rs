@@ -369,12 +369,11 @@ impl Store {
         Ok(report)
     }
 
-    /// Everything stored about `user`, as export records: the account, relations both
-    /// ways, consent, parental controls, preferences, wellbeing (as of `now`), the seen
-    /// and history rings, interest, affinity (as of `now`), their events in the log,
-    /// their videos and the videos they appear in. Empty for an unknown (or erased)
-    /// user. Reads the whole log and catalogue.
-    pub fn export_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<Record>> {
+    /// What `user` and others set about them, as export records, without reading the
+    /// event log: the account, follows both ways, their blocks and mutes, consent,
+    /// revocations, parental controls and preferences. Empty for an unknown (or erased)
+    /// user.
+    pub fn account_records(&self, user: &UserId) -> Result<Vec<Record>> {
         let Some(account) = self.user(user)? else {
             return Ok(Vec::new());
         };
@@ -435,6 +434,19 @@ impl Store {
                 text: p.text,
                 constraints: p.constraints,
             });
+        }
+        Ok(out)
+    }
+
+    /// Everything stored about `user`, as export records: the account, relations both
+    /// ways, consent, parental controls, preferences, wellbeing (as of `now`), the seen
+    /// and history rings, interest, affinity (as of `now`), their events in the log,
+    /// their videos and the videos they appear in. Empty for an unknown (or erased)
+    /// user. Reads the whole log and catalogue.
+    pub fn export_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<Record>> {
+        let mut out = self.account_records(user)?;
+        if out.is_empty() {
+            return Ok(out);
         }
         let wellbeing = self.wellbeing(user, now)?;
         if wellbeing != WellbeingState::default() {
