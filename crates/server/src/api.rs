@@ -941,7 +941,7 @@ async fn revoke_consent(
 #[serde(deny_unknown_fields)]
 #[derive(utoipa::ToSchema)]
 struct PreferencesBody {
-    #[schema(schema_with = preference_text_schema)]
+    #[schema(schema_with = crate::extract::preference_text_schema)]
     text: String,
     /// Pins the clock the expiry counts from; refused (422, `field: now`) unless the server
     /// runs with `server.allow_client_clock = true` (simulations and tests). Else the
@@ -949,21 +949,6 @@ struct PreferencesBody {
     #[serde(default)]
     #[schema(value_type = Option<steerfeed::openapi::DateTime>)]
     now: Option<Timestamp>,
-}
-
-/// The preference text: `steering.max_text_bytes` (the default's, as the document is
-/// one for every configuration), and not blank (`Engine::set_preferences`).
-pub(crate) fn preference_text_schema() -> utoipa::openapi::schema::Object {
-    let max = steerfeed::Config::default().steering.max_text_bytes;
-    steerfeed::openapi::text_schema(
-        max,
-        true,
-        &format!(
-            "The preferences in plain words. At most `steering.max_text_bytes` bytes of UTF-8 \
-             ({max} by default; longer is 413), not empty or only white space (422: to drop \
-             a user's preferences, DELETE them)."
-        ),
-    )
 }
 
 #[utoipa::path(
@@ -1023,7 +1008,7 @@ struct PreferencesEditBody {
     /// New preferences in words, compiled with the user's policy and merged in: an item
     /// about a topic already there replaces it, and one that pulls the other way.
     #[serde(default)]
-    #[schema(schema_with = preference_text_schema)]
+    #[schema(schema_with = crate::extract::preference_text_schema)]
     add: Option<String>,
     /// Pins the clock (see `PUT`); refused unless `server.allow_client_clock = true`.
     #[serde(default)]

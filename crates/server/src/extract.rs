@@ -157,6 +157,21 @@ impl<S: Send + Sync> FromRequestParts<S> for VideoPath {
     }
 }
 
+/// The preference text: `steering.max_text_bytes` (the default's, as the document is
+/// one for every configuration), and not blank (`Engine::set_preferences`).
+pub fn preference_text_schema() -> utoipa::openapi::schema::Object {
+    let max = steerfeed::Config::default().steering.max_text_bytes;
+    steerfeed::openapi::text_schema(
+        max,
+        true,
+        &format!(
+            "The preferences in plain words. At most `steering.max_text_bytes` bytes of UTF-8 \
+             ({max} by default; longer is 413), not empty or only white space (422: to drop \
+             a user's preferences, DELETE them)."
+        ),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -146,7 +146,7 @@ pub(crate) struct PreviewBody {
     /// Preferences in words to rank with instead of the stored ones (compiled with the
     /// person's policy; nothing is stored).
     #[serde(default)]
-    #[schema(schema_with = crate::api::preference_text_schema)]
+    #[schema(schema_with = crate::extract::preference_text_schema)]
     text: Option<String>,
 }
 
@@ -236,7 +236,7 @@ pub(crate) async fn video(
 #[serde(deny_unknown_fields)]
 pub(crate) struct ParseBody {
     /// Preferences in words.
-    #[schema(schema_with = crate::api::preference_text_schema)]
+    #[schema(schema_with = crate::extract::preference_text_schema)]
     text: String,
     /// The policy to compile with (teens: the teen policy).
     #[serde(default)]
