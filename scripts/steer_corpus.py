@@ -158,6 +158,23 @@ GROUPS = [
     ]),
 ]
 
+# Only one topic and never another, in one text: taught apart from the held-out
+# "only-no" family (other templates, both orders), generated with their own seed so the
+# lines above stay as they were.
+MIXED_ONLY_GROUPS = [
+    ("only-never", ["only", "exclude"], [
+        "only {x} please and no {y}", "{x} only, zero {y}", "i want only {x}. keep {y} out",
+        "nothing except {x}, and block {y}", "just {x} from now on, no more {y}",
+        "exclusively {x} but never {y}", "only {x} please, no {y} whatsoever",
+        "strictly {x}, remove {y}",
+    ]),
+    ("never-only", ["exclude", "only"], [
+        "no {x}, only {y}", "never {x}, just {y}", "block {x} and show only {y}",
+        "no more {x}. only {y} from now on", "get rid of {x}, i want nothing but {y}",
+        "zero {x}, {y} only",
+    ]),
+]
+
 # (family, expect, templates) for slots, alone or with a boosted {x}.
 SLOT_GROUPS = [
     ("follow-more", {"following": "more"}, [
@@ -265,10 +282,10 @@ def expect_of(lists, topics):
     return out
 
 
-def generate(rng, by_topic):
+def generate(rng, by_topic, groups=None):
     topics = sorted(by_topic)
     lines = []
-    for family, lists, templates in GROUPS:
+    for family, lists, templates in GROUPS if groups is None else groups:
         for template in templates:
             for _ in range(5 if len(lists) == 1 else 4):
                 chosen = rng.sample(topics, len(lists))
@@ -283,6 +300,8 @@ def generate(rng, by_topic):
                     "expect": expect_of(lists, chosen),
                     "family": f"t-{family}",
                 })
+    if groups is not None:
+        return lines
     for family, expect, templates in SLOT_GROUPS:
         for template in templates:
             for _ in range(3 if "{x}" in template else 2):
@@ -329,6 +348,7 @@ def main():
             d = json.loads(line)
             lines.append({"text": d["text"], "expect": d["expect"], "family": d["family"]})
     lines += generate(rng, by_topic)
+    lines += generate(random.Random(SEED + 1), by_topic, MIXED_ONLY_GROUPS)
     forbidden = test_texts()
     clashes = sorted({d["text"] for d in lines if key(d["text"]) in forbidden})
     if clashes:

@@ -200,7 +200,7 @@ test("the console end to end", async (t) => {
     assert.ok(before.some((id) => id.startsWith("cooking-")), `no cooking in ${before}`);
     await shot("02-person");
 
-    await page.fill("#steer-text", "only football");
+    await page.fill("#steer-text", "only football please, no cooking");
     await page.click("#steer-preview");
     await page.locator("[data-testid=steer-summary], #steer-tried [data-testid=error]").first().waitFor();
     assert.equal(await page.locator("#steer-tried [data-testid=error]").count(), 0,
@@ -217,7 +217,7 @@ test("the console end to end", async (t) => {
     await page.click("#steer-apply");
     await page.locator("#applied-note:has-text('Applied')").waitFor();
     const stored = await call("GET", "/v1/users/vera/preferences");
-    assert.equal(stored.text, "only football");
+    assert.equal(stored.text, "only football please, no cooking");
     assert.deepEqual(await previewIds(), steered);
     assert.ok((await page.locator("#prefs-summary li").count()) > 0);
     await shot("04-steer-applied");

@@ -2,7 +2,8 @@
 //!
 //! 1. (The F1 floors on the labelled sets in `tests/data/` are in the evaluation harness:
 //!    `eval/tests/prefs.rs`.)
-//! 2. "more dogs, fewer cats" keeps two concepts with their own phrases.
+//! 2. "more dogs, fewer cats" keeps two concepts with their own phrases; "only X, no Y"
+//!    keeps X in the only-list and Y in the exclusions, in either order.
 //! 3. Teen policy: restricted and sensitive boosts are rejected with a reason, never
 //!    applied, whatever the text says; excluding them is allowed.
 //! 4. Robustness: 100 KB text is a clear error; emoji, punctuation, mixed scripts and
@@ -45,6 +46,43 @@ fn two_phrases_on_one_topic_stay_two_concepts() {
         .unwrap();
     assert_eq!(c.boost[0].strength, 0.5);
     assert_eq!(c.reduce[0].strength, 2.0);
+}
+
+/// One topic only and another never, in one text, in either order: the "no" item is
+/// excluded, never folded into the only-list (the reader once read "only football
+/// please, no cooking" as only football and cooking).
+#[test]
+fn only_one_thing_and_never_another_keep_their_own_lists() {
+    for (text, only, exclude) in [
+        ("only football please, no cooking", "football", "cooking"),
+        ("only cooking, no football", "cooking", "football"),
+        (
+            "just jazz, never any horror movies",
+            "jazz",
+            "horror movies",
+        ),
+        (
+            "I want nothing but science videos and no politics at all",
+            "science",
+            "politics",
+        ),
+        ("no gaming, only cooking from now on", "cooking", "gaming"),
+        ("only dogs please, no news", "dogs", "news"),
+        (
+            "skateboarding only and absolutely no makeup tutorials",
+            "skateboarding",
+            "makeup tutorials",
+        ),
+        ("just anime please. no sports", "anime", "sports"),
+    ] {
+        let c = parser().parse(text, AgeBand::Adult, now()).unwrap();
+        let phrases = |list: &[steerfeed_core::constraints::Concept]| -> Vec<String> {
+            list.iter().filter_map(|x| x.phrase.clone()).collect()
+        };
+        assert_eq!(phrases(&c.only), [only], "{text:?}: {c:?}");
+        assert_eq!(phrases(&c.exclude), [exclude], "{text:?}: {c:?}");
+        assert!(c.boost.is_empty() && c.reduce.is_empty(), "{text:?}: {c:?}");
+    }
 }
 
 #[test]
