@@ -12,6 +12,7 @@
 //! as an `admin` key (a key-file reload).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -63,10 +64,21 @@ impl Session {
     }
 }
 
-/// The sessions in force.
+/// Wrong keys one client may try in [`SIGN_IN_WINDOW`] before its sign-ins are refused
+/// (429) until the window ends.
+pub const SIGN_IN_FAILURES: u32 = 10;
+/// The window the failed sign-ins of a client are counted over.
+pub const SIGN_IN_WINDOW: Duration = Duration::from_secs(60);
+/// Clients whose failures are remembered at once; past it the oldest are forgotten.
+const MAX_CLIENTS: usize = 10_000;
+
+/// The sessions in force, and the failed sign-ins per client.
 #[derive(Debug, Default)]
 pub struct Sessions {
     map: Mutex<HashMap<String, Session>>,
+    /// Client address (none: the request did not come through the accept loop) -> when
+    /// its window started and the wrong keys it tried in it.
+    failures: Mutex<HashMap<Option<IpAddr>, (Instant, u32)>>,
 }
 
 fn random_token() -> Result<String, ApiError> {
@@ -123,6 +135,45 @@ impl Sessions {
 
     fn remove(&self, token: &str) {
         self.lock().remove(token);
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<Option<IpAddr>, (Instant, u32)>> {
+        self.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// How long `client` must wait before it may sign in again, when it tried too many
+    /// wrong keys lately.
+    fn locked_out(&self, client: Option<IpAddr>) -> Option<Duration> {
+        let (start, count) = *self.failures().get(&client)?;
+        let left = SIGN_IN_WINDOW.checked_sub(start.elapsed())?;
+        (count >= SIGN_IN_FAILURES).then_some(left)
+    }
+
+    /// Counts a wrong key from `client`.
+    fn failed(&self, client: Option<IpAddr>) {
+        let mut f = self.failures();
+        let now = Instant::now();
+        if f.len() >= MAX_CLIENTS {
+            f.retain(|_, (start, _)| now.duration_since(*start) < SIGN_IN_WINDOW);
+            while f.len() >= MAX_CLIENTS {
+                let Some(oldest) = f.iter().min_by_key(|(_, (s, _))| *s).map(|(k, _)| *k) else {
+                    break;
+                };
+                f.remove(&oldest);
+            }
+        }
+        let entry = f.entry(client).or_insert((now, 0));
+        if now.duration_since(entry.0) >= SIGN_IN_WINDOW {
+            *entry = (now, 0);
+        }
+        entry.1 += 1;
+    }
+
+    /// Forgets `client`'s failures (it signed in).
+    fn succeeded(&self, client: Option<IpAddr>) {
+        self.failures().remove(&client);
     }
 
     /// Ends the sessions whose key is not an `admin` key of `keys` (after a reload).
@@ -239,24 +290,41 @@ fn signed(session: &Session, auth: bool) -> Signed {
 }
 
 /// `POST /console/session {"key": ...}`: signs in with an `admin` key (401 for a wrong
-/// key, 403 for a narrower one) and sets the session cookie.
+/// key, 403 for a narrower one) and sets the session cookie. A client that tried
+/// [`SIGN_IN_FAILURES`] wrong or narrower keys within [`SIGN_IN_WINDOW`] is answered 429
+/// `rate_limited`, right key or not, until the window ends.
 async fn sign_in(
     State(state): State<AppState>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<SignIn>,
 ) -> Result<Response, ApiError> {
+    let client = peer.map(|p| p.0.0.ip());
+    if let Some(wait) = state.sessions().locked_out(client) {
+        let secs = wait.as_secs().max(1);
+        let mut resp = ApiError::rate_limited(format!(
+            "too many wrong keys from this address: try again in {secs} s"
+        ))
+        .into_response();
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        return Ok(resp);
+    }
     let keys = state.keys();
     let id = if keys.required() {
-        let key = keys
-            .find(body.key.trim().as_bytes())
-            .ok_or_else(|| ApiError::unauthorized("wrong API key"))?;
+        let Some(key) = keys.find(body.key.trim().as_bytes()) else {
+            state.sessions().failed(client);
+            return Err(ApiError::unauthorized("wrong API key"));
+        };
         if !key.scope().allows(Scope::Admin) {
+            state.sessions().failed(client);
             return Err(ApiError::forbidden(Scope::Admin, key.scope()));
         }
         key.id()
     } else {
         KeyId::SHARED
     };
+    state.sessions().succeeded(client);
     let ttl = Duration::from_secs(state.config().server.console_session_s);
     let (token, session) = state.sessions().create(id, ttl)?;
     // Behind a proxy that ends TLS, the cookie is only ever sent back over TLS.
@@ -440,6 +508,26 @@ mod tests {
         ] {
             assert!(!is_loopback_host(h), "{h}");
         }
+    }
+
+    #[test]
+    fn wrong_keys_lock_out_their_client_only() {
+        let s = Sessions::default();
+        let (a, b) = (
+            Some(IpAddr::from([10, 0, 0, 1])),
+            Some(IpAddr::from([10, 0, 0, 2])),
+        );
+        for _ in 0..SIGN_IN_FAILURES - 1 {
+            s.failed(a);
+        }
+        assert_eq!(s.locked_out(a), None);
+        s.failed(a);
+        let wait = s.locked_out(a).unwrap();
+        assert!(wait <= SIGN_IN_WINDOW && wait > SIGN_IN_WINDOW / 2);
+        assert_eq!(s.locked_out(b), None);
+        assert_eq!(s.locked_out(None), None);
+        s.succeeded(a);
+        assert_eq!(s.locked_out(a), None);
     }
 
     #[test]

@@ -2312,3 +2312,47 @@ async fn the_operator_routes_answer_and_a_preview_writes_nothing() {
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+#[tokio::test]
+async fn too_many_wrong_keys_lock_the_console_sign_in_for_a_while() {
+    let dir = tempfile::tempdir().unwrap();
+    let (admin, feed) = ("lockout_admin_0123456789", "lockout_feed_0123456789");
+    let file = key_file(dir.path(), &format!("admin {admin}\nfeed {feed}\n"));
+    let state = state_with_key_file(file, &[]).await;
+    let sign_in = |key: &str| {
+        let state = state.clone();
+        let body = json!({ "key": key });
+        async move { raw(&state, Method::POST, "/console/session", &[], Some(body)).await }
+    };
+    // A right key resets the count: nine wrong, one right, nine wrong again, and the
+    // right key still signs in.
+    for round in 0..2 {
+        for _ in 0..steerfeed_server::console::SIGN_IN_FAILURES - 1 {
+            assert_eq!(
+                sign_in("wrong_key_0123456789").await.0,
+                StatusCode::UNAUTHORIZED
+            );
+        }
+        assert_eq!(sign_in(admin).await.0, StatusCode::OK, "round {round}");
+    }
+    // A narrower key counts as a failure too; the tenth locks sign-in out, the right
+    // key included, with a retry-after within the window.
+    for _ in 0..steerfeed_server::console::SIGN_IN_FAILURES - 1 {
+        sign_in("wrong_key_0123456789").await;
+    }
+    assert_eq!(sign_in(feed).await.0, StatusCode::FORBIDDEN);
+    let (status, headers, body) = sign_in(admin).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+    );
+    let wait: u64 = headers[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    // The API itself is not locked: a bearer key still works.
+    let (status, _) = with_key(&state, Method::GET, "/v1/stats", &Value::Null, admin).await;
+    assert_eq!(status, StatusCode::OK);
+}
