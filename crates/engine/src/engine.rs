@@ -970,10 +970,7 @@ impl Engine {
         }
         // Only a full ranking reads the interest vector (a pooled page is not scored
         // again): blend the recent taste in now.
-        if ctx.parental.personalization {
-            let long = ctx.interest.take();
-            ctx.interest = self.recent_interest(ctx.request.user(), long)?;
-        }
+        self.blend_recent_interest(ctx)?;
         let (mut out, pool) = self.pipeline.run_pooled(ctx, None, keep)?;
         if let Some(us) = short {
             out.trace
@@ -1023,6 +1020,16 @@ impl Engine {
             }
             other => other,
         }
+    }
+
+    /// Blends the viewer's recent taste into the context's interest vector, as a full
+    /// ranking reads it (not when personalization is off).
+    pub(crate) fn blend_recent_interest(&self, ctx: &mut FeedContext) -> Result<()> {
+        if ctx.parental.personalization {
+            let long = ctx.interest.take();
+            ctx.interest = self.recent_interest(ctx.request.user(), long)?;
+        }
+        Ok(())
     }
 
     /// `long`, the stored interest vector, blended with the viewer's recent taste

@@ -11,7 +11,7 @@ use steerfeed_core::{
     FeedResponse, ParentalControls, Record, Result, Role, ScoreBreakdown, Timestamp, Trace, User,
     UserId, Video, VideoId, WellbeingState,
 };
-use steerfeed_rank::filters::consent_allows;
+use steerfeed_rank::filters::{consent_allows, effective_scope};
 use steerfeed_store::Preferences;
 
 use super::{Engine, described};
@@ -224,14 +224,20 @@ impl Engine {
             t.removed_by
                 .push(steerfeed_core::pipeline::NON_FINITE_GUARD);
         }
-        let page = self.pipeline.run(&ctx)?;
-        let on_page = page.items.iter().position(|c| c.id() == video);
+        let servable =
+            t.stopped_by.is_none() && !t.proposed_by.is_empty() && t.removed_by.is_empty();
+        // Only a servable video can be on the page: rank it only then.
+        let on_page = if servable {
+            let page = self.pipeline.run(&ctx)?;
+            page.items.iter().position(|c| c.id() == video)
+        } else {
+            None
+        };
         let proposed_by: Vec<SourceHit> = t
             .proposed_by
             .iter()
             .map(|&(source, rank)| SourceHit { source, rank })
             .collect();
-        let servable = t.stopped_by.is_none() && !proposed_by.is_empty() && t.removed_by.is_empty();
         let text = verdict_text(&t, on_page, request.limit());
         let explanation = (!proposed_by.is_empty())
             .then(|| Explanation::new(self.quote_caption(t.scored.reason.clone())));
@@ -281,10 +287,7 @@ impl Engine {
                  are kept, not applied, so a preview in words would change nothing",
             ));
         }
-        if ctx.parental.personalization {
-            let long = ctx.interest.take();
-            ctx.interest = self.recent_interest(ctx.request.user(), long)?;
-        }
+        self.blend_recent_interest(&mut ctx)?;
         let mut trace = Trace::default();
         trace.stages.push(steerfeed_core::StageReport::timing(
             "context",
@@ -400,10 +403,7 @@ fn consent_text(f: &CameoConsent) -> String {
     if f.revoked {
         return "revoked for this video or its creator".to_owned();
     }
-    let mut scope = f.scope.clamp_for(f.age_band);
-    if let Some(p) = f.parental_scope {
-        scope = scope.min(p);
-    }
+    let scope = effective_scope(f);
     let relation = match (f.creator_approved, f.mutual) {
         (true, _) => "the creator is approved",
         (false, true) => "they and the creator follow each other",

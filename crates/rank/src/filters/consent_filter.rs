@@ -11,16 +11,19 @@ pub fn consent_allows(f: &CameoConsent) -> bool {
     if f.revoked {
         return false;
     }
-    let mut scope = f.scope.clamp_for(f.age_band);
-    if let Some(p) = f.parental_scope {
-        scope = scope.min(p);
-    }
-    match scope {
+    match effective_scope(f) {
         ConsentScope::Nobody => false,
         ConsentScope::Approved => f.creator_approved,
         ConsentScope::Mutuals => f.creator_approved || f.mutual,
         ConsentScope::Everyone => true,
     }
+}
+
+/// The scope that decides: the one the person set, clamped to mutuals for a teen and to
+/// a stricter parental scope when there is one.
+pub fn effective_scope(f: &CameoConsent) -> ConsentScope {
+    let scope = f.scope.clamp_for(f.age_band);
+    f.parental_scope.map_or(scope, |p| scope.min(p))
 }
 
 /// A video is servable only while every person in its cameos still consents; the

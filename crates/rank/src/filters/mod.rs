@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 pub use audience_filter::AudienceFilter;
 pub use blocked_filter::BlockedFilter;
-pub use consent_filter::{ConsentFilter, consent_allows};
+pub use consent_filter::{ConsentFilter, consent_allows, effective_scope};
 pub use deleted_filter::DeletedFilter;
 pub use duration_filter::DurationFilter;
 pub use safety_filter::SafetyFilter;
