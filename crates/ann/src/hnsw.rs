@@ -4,17 +4,20 @@
 //! # Segments
 //!
 //! Vectors live in one of two places. The **sealed** segment is an HNSW graph built by
-//! `hnsw_rs` and exported into flat arrays ([`crate::graph`]); it never changes. The
-//! **live** segment takes new inserts and is searched exactly; once it holds
-//! `max_live` vectors (or tombstones exceed `max_tombstone_ratio` of the sealed graph),
-//! a background thread rebuilds the sealed graph from every vector not deleted and
-//! swaps it in. Searches run all the while: they see the old sealed graph and the live
-//! segment until the swap, then the new graph and what was inserted since. Compactions
-//! chain: while the live segment is still at `max_live` after a swap (inserts went on
-//! during the rebuild), or tombstones still exceed the ratio, the same thread runs
-//! another; and an index loaded over those thresholds compacts once asked to
-//! ([`HnswIndex::compact_if_needed`]), so however vectors arrive, the index ends with
-//! them in a graph.
+//! `hnsw_rs` and exported into flat arrays ([`crate::graph`]). The **live** segment
+//! takes new inserts and is searched exactly. Once the live segment holds `max_live`
+//! vectors, a background thread **folds** them into the graph: it inserts them one by
+//! one as hnswlib inserts (each planned under the read lock, then written and moved out
+//! of the live segment under the write lock in one step, so a search sees every vector
+//! exactly once), at the cost of about one search per vector rather than a rebuild of
+//! the whole graph. A **rebuild** (a new graph from every vector not deleted, swapped
+//! in) runs instead when tombstones exceed `max_tombstone_ratio` of the graph, which a
+//! fold cannot shrink, or when the live segment is at least as large as the graph (the
+//! first load, where the parallel build is faster). Searches run all the while.
+//! Compactions chain: while the index is still over a threshold after one (inserts
+//! went on meanwhile), the same thread runs another; and an index loaded over those
+//! thresholds compacts once asked to ([`HnswIndex::compact_if_needed`]), so however
+//! vectors arrive, the index ends with them in a graph.
 //!
 //! # Deletes
 //!
@@ -40,8 +43,10 @@
 //!   returns `k` results whenever `k` allowed ids exist.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use parking_lot::{RwLock, RwLockReadGuard, RwLockUpgradableReadGuard, RwLockWriteGuard};
 
 use steerfeed_core::Embedding;
 
@@ -62,6 +67,7 @@ struct Shared {
     state: RwLock<State>,
     compacting: AtomicBool,
     compactions: AtomicU64,
+    folded: AtomicU64,
 }
 
 /// Statistics of an index, for reports and metrics.
@@ -75,8 +81,10 @@ pub struct IndexStats {
     pub live_segment: usize,
     /// Tombstoned nodes still in the graph.
     pub graph_tombstones: usize,
-    /// Compactions finished so far.
+    /// Rebuilds finished so far.
     pub compactions: u64,
+    /// Vectors folded from the live segment into the graph so far.
+    pub folded: u64,
     /// Approximate bytes held by vectors and links.
     pub heap_bytes: usize,
     /// Mean layer-0 links per graph node.
@@ -141,6 +149,7 @@ impl HnswIndex {
                 state: RwLock::new(state),
                 compacting: AtomicBool::new(false),
                 compactions: AtomicU64::new(0),
+                folded: AtomicU64::new(0),
             }),
         }
     }
@@ -252,7 +261,7 @@ impl HnswIndex {
         Ok(top.into_hits())
     }
 
-    /// Rebuilds the sealed graph from every vector not deleted, folding in the live
+    /// Rebuilds the sealed graph from every vector not deleted, taking in the live
     /// segment. Searches and writes go on meanwhile; blocks the caller until done.
     pub fn compact(&self) {
         Shared::compact(&self.shared);
@@ -280,9 +289,19 @@ impl HnswIndex {
         self.shared.compacting.load(Ordering::Acquire)
     }
 
-    /// Compactions finished so far (cheaper than [`HnswIndex::stats`]).
+    /// Rebuilds finished so far (cheaper than [`HnswIndex::stats`]).
     pub fn compactions(&self) -> u64 {
         self.shared.compactions.load(Ordering::Acquire)
+    }
+
+    /// Nodes in the sealed graph (cheaper than [`HnswIndex::stats`]).
+    pub fn graph_len(&self) -> usize {
+        self.read().graph.len()
+    }
+
+    /// Vectors folded into the graph so far (cheaper than [`HnswIndex::stats`]).
+    pub fn folded(&self) -> u64 {
+        self.shared.folded.load(Ordering::Acquire)
     }
 
     /// True when `id` is a node of the sealed graph (not deleted), false when it is in
@@ -329,6 +348,7 @@ impl HnswIndex {
             live_segment: s.live_labels.len(),
             graph_tombstones: s.graph_tombstones,
             compactions: self.shared.compactions.load(Ordering::Acquire),
+            folded: self.folded(),
             heap_bytes: s.graph.heap_bytes() + s.live_vectors.len() * 4 + s.live_labels.len() * 4,
             mean_degree: s.graph.mean_degree(),
             compacting: self.is_compacting(),
@@ -385,11 +405,11 @@ impl HnswIndex {
 
 impl Shared {
     fn read(&self) -> RwLockReadGuard<'_, State> {
-        crate::sync::read(&self.state)
+        self.state.read()
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, State> {
-        crate::sync::write(&self.state)
+        self.state.write()
     }
 
     fn needs_compaction(&self, state: &State) -> bool {
@@ -411,7 +431,7 @@ impl Shared {
         let spawned = std::thread::Builder::new()
             .name("steerfeed-compact".into())
             .spawn(move || {
-                if bg.compact_locked() {
+                if bg.maintain_locked() {
                     bg.chain();
                 } else {
                     bg.compacting.store(false, Ordering::Release);
@@ -430,7 +450,7 @@ impl Shared {
     fn chain(&self) {
         loop {
             while self.needs_compaction(&self.read()) {
-                if !self.compact_locked() {
+                if !self.maintain_locked() {
                     self.compacting.store(false, Ordering::Release);
                     return;
                 }
@@ -464,8 +484,102 @@ impl Shared {
         }
     }
 
-    /// The compaction itself; the caller holds the `compacting` flag. True when the
-    /// rebuilt graph was swapped in.
+    /// One compaction the thresholds ask for: a rebuild when tombstones are over the
+    /// ratio or the live segment is at least as large as the graph, otherwise a fold.
+    /// The caller holds the `compacting` flag. True when it changed the index.
+    fn maintain_locked(&self) -> bool {
+        let rebuild = {
+            let s = self.read();
+            let graph = s.graph.len().max(1);
+            s.graph_tombstones as f32 / graph as f32 > self.build.max_tombstone_ratio
+                || s.live_labels.len() >= s.graph.len()
+        };
+        if rebuild {
+            self.compact_locked()
+        } else {
+            self.fold_locked() > 0
+        }
+    }
+
+    /// Folds the live segment into the graph (see the module docs): as many vectors as
+    /// it held when the fold started, newest first. The caller holds the `compacting`
+    /// flag, so this thread is the graph's only writer. Returns the vectors folded.
+    fn fold_locked(&self) -> usize {
+        let started = std::time::Instant::now();
+        let dim = self.dim;
+        let quota = self.read().live_labels.len();
+        // Room for the new rows is made on a copy under the read lock, so the write
+        // lock below never waits on a copy of the graph.
+        let roomier = self.read().graph.with_room(quota);
+        if let Some(graph) = roomier {
+            self.write().graph = Arc::new(graph);
+        }
+        let mut folded = 0;
+        let mut dropped = 0;
+        for _ in 0..quota {
+            // Planned under an upgradable read (searches go on; this thread is the only
+            // one that takes it), then upgraded to write the plan and move the row out
+            // of the live segment in one step.
+            let s = self.state.upgradable_read();
+            let Some(&label) = s.live_labels.last() else {
+                break;
+            };
+            let row = s.live_labels.len() - 1;
+            let vector = s.live_vectors[row * dim..(row + 1) * dim].to_vec();
+            let plan = (!s.tombstones.contains(label)).then(|| {
+                s.graph
+                    .plan_insert(label, &vector, self.build.m, self.build.ef_construction)
+            });
+            // No writer ran in between: the row is where the plan found it, and a
+            // label deleted now was deleted when planning (`plan` is then `None`).
+            let mut s = RwLockUpgradableReadGuard::upgrade(s);
+            let state = &mut *s;
+            let applied = match plan {
+                Some(plan) => match Arc::get_mut(&mut state.graph) {
+                    Some(graph) => graph.apply_insert(label, &vector, plan),
+                    // A save is copying the graph out: wait for it, then plan again.
+                    None => {
+                        drop(s);
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                        continue;
+                    }
+                },
+                None => false,
+            };
+            if !applied && !state.tombstones.contains(label) {
+                // A plan refused by the graph it was made on: a bug, not a state to
+                // loop on. The vector stays live (and searched exactly).
+                tracing::error!(label, "a fold plan was refused; the live segment stays");
+                break;
+            }
+            state.live_labels.swap_remove(row);
+            let last = state.live_labels.len();
+            if row != last {
+                state
+                    .live_vectors
+                    .copy_within(last * dim..(last + 1) * dim, row * dim);
+            }
+            state.live_vectors.truncate(last * dim);
+            if applied {
+                folded += 1;
+            } else {
+                dropped += 1;
+            }
+        }
+        self.folded.fetch_add(folded as u64, Ordering::AcqRel);
+        tracing::info!(
+            folded,
+            dropped,
+            nodes = self.read().graph.len(),
+            live = self.read().live_labels.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "live segment folded into the index graph"
+        );
+        folded + dropped
+    }
+
+    /// A rebuild: a new graph from every vector not deleted, swapped in. The caller
+    /// holds the `compacting` flag. True when the rebuilt graph was swapped in.
     fn compact_locked(&self) -> bool {
         let started = std::time::Instant::now();
         let (graph, live_len, mut labels, mut vectors) = {

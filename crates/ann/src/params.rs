@@ -12,9 +12,9 @@ pub struct HnswBuildParams {
     pub ef_construction: usize,
     /// Threads used to build (0: all cores). Default 0.
     pub threads: usize,
-    /// Vectors kept in the live segment (searched exactly) before it is merged into the
-    /// graph in the background (compactions chain while it stays this full; 0: never
-    /// by size). Default 20 000.
+    /// Vectors kept in the live segment (searched exactly) before they are folded into
+    /// the graph in the background (compactions chain while it stays this full; 0:
+    /// never by size). Default 1 000.
     pub max_live: usize,
     /// Share of tombstoned vectors in the graph above which a compaction rebuilds it
     /// without them. Default 0.2.
@@ -27,7 +27,7 @@ impl Default for HnswBuildParams {
             m: 16,
             ef_construction: 200,
             threads: 0,
-            max_live: 20_000,
+            max_live: 1_000,
             max_tombstone_ratio: 0.2,
         }
     }

@@ -6,7 +6,10 @@
 //! 3. After deletes: deleted ids never appear, recall stays; compaction drops tombstones.
 //! 4. Live inserts are searchable at once and are folded in by compaction; compactions
 //!    chain while the live segment stays at `max_live`, and a loaded index over it
-//!    compacts when asked.
+//!    compacts when asked. A live segment beside a larger graph is folded into it
+//!    without a rebuild: recall holds, every folded vector is its own nearest
+//!    neighbour, searches meanwhile see each id once, and the folded graph saves and
+//!    loads.
 //! 5. Dump and load give the same answers; damaged, truncated, foreign, other-version or
 //!    wrong-dimension files are clear errors.
 //! 6. Property: a deleted or filtered id never appears in a result.
@@ -243,6 +246,82 @@ fn compactions_chain_until_the_live_segment_is_under_max_live() {
     settle(&loaded);
     let s = loaded.stats();
     assert!(s.live_segment < max_live && s.graph_nodes == 1000, "{s:?}");
+}
+
+#[test]
+fn a_live_segment_beside_a_larger_graph_is_folded_in_without_a_rebuild() {
+    let (base, queries) = dataset(6000, 100, DIM, 8);
+    let max_live = 200;
+    let items: Vec<(u32, Embedding)> = base[..4000 * DIM]
+        .chunks_exact(DIM)
+        .enumerate()
+        .map(|(i, r)| (i as u32, emb(r)))
+        .collect();
+    let build = HnswBuildParams {
+        max_live,
+        ..params()
+    };
+    let hnsw = Arc::new(HnswIndex::build(DIM, items, build, HnswSearchParams::default()).unwrap());
+    let flat = FlatIndex::new(DIM);
+    for (i, row) in base.chunks_exact(DIM).enumerate() {
+        flat.insert(i as u32, &emb(row)).unwrap();
+    }
+    let done = Arc::new(AtomicBool::new(false));
+    // A reader while folds run: each id at most once, and always K results.
+    let reader = {
+        let (hnsw, done, queries) = (hnsw.clone(), done.clone(), queries.clone());
+        std::thread::spawn(move || {
+            let mut searches = 0usize;
+            while !done.load(Ordering::SeqCst) || searches < 50 {
+                let q = &queries[searches % 100 * DIM..][..DIM];
+                let hits = hnsw.search(q, K, Filter::All).unwrap();
+                let ids: HashSet<u32> = hits.iter().map(|h| h.id).collect();
+                assert_eq!(ids.len(), hits.len(), "an id returned twice: {hits:?}");
+                assert_eq!(hits.len(), K);
+                searches += 1;
+            }
+        })
+    };
+    for (i, row) in base.chunks_exact(DIM).enumerate().skip(4000) {
+        hnsw.insert(i as u32, &emb(row)).unwrap();
+    }
+    settle(&hnsw);
+    done.store(true, Ordering::SeqCst);
+    reader.join().unwrap();
+
+    let s = hnsw.stats();
+    assert_eq!(s.compactions, 0, "no rebuild: {s:?}");
+    assert!(s.live_segment < max_live, "{s:?}");
+    assert_eq!(s.graph_nodes + s.live_segment, 6000, "{s:?}");
+    assert_eq!(s.folded as usize, s.graph_nodes - 4000, "{s:?}");
+    let r = recall(hnsw.as_ref(), &flat, &queries, Filter::All);
+    assert!(r >= 0.95, "recall after folding {r}");
+    let folded: Vec<u32> = (4000..6000u32).filter(|&i| hnsw.in_graph(i)).collect();
+    assert!(folded.len() > 2000 - max_live);
+    let found_itself = folded
+        .iter()
+        .filter(|&&i| {
+            let q = &base[i as usize * DIM..][..DIM];
+            hnsw.search(q, 1, Filter::All).unwrap()[0].id == i
+        })
+        .count();
+    assert!(
+        found_itself as f64 >= 0.99 * folded.len() as f64,
+        "{found_itself} of {} folded vectors are their own nearest neighbour",
+        folded.len()
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("folded.hnsw");
+    hnsw.save(&path).unwrap();
+    let loaded = HnswIndex::load(&path, DIM, build, HnswSearchParams::default()).unwrap();
+    assert_eq!(loaded.stats().graph_nodes, s.graph_nodes);
+    for q in queries.chunks_exact(DIM) {
+        assert_eq!(
+            loaded.search(q, K, Filter::All).unwrap(),
+            hnsw.search(q, K, Filter::All).unwrap()
+        );
+    }
 }
 
 #[test]

@@ -42,6 +42,10 @@ const INDEX_FILE: &str = "index.hnsw";
 const LEGACY_INDEX_FILES: [&str; 2] = ["index.version", "index.hnsw.ids"];
 /// How often the background saver looks for a finished compaction.
 const SAVE_POLL: Duration = Duration::from_secs(1);
+/// Folds since the last save, as a share of the graph, that call for a save. A save
+/// writes the whole graph, so saves follow folds in proportion; what a crash loses is
+/// replayed from the catalog log into the live segment and folded again.
+const SAVE_AFTER_FOLDED_SHARE: u64 = 10;
 /// Polls to wait before retrying a save that failed.
 const SAVE_RETRY_POLLS: u32 = 30;
 
@@ -134,8 +138,9 @@ impl Stop {
     }
 }
 
-/// The background saver: saves the index after every compaction (and once at start
-/// when the index was rebuilt, so a crash after a rebuild does not rebuild again).
+/// The background saver: saves the index after every rebuild and after folds of a
+/// tenth of the graph (and once at start when the index was rebuilt, so a crash after a
+/// rebuild does not rebuild again).
 #[derive(Debug)]
 struct Saver {
     stop: Arc<Stop>,
@@ -154,13 +159,23 @@ impl Saver {
         let spawned = std::thread::Builder::new()
             .name("steerfeed-index-save".into())
             .spawn(move || {
-                // Compactions are counted from 0 for every index opened, so one that ran
-                // before this thread started (at open) is saved too.
-                let mut seen = if now { None } else { Some(0) };
+                // Rebuilds and folds are counted from 0 for every index opened, so one
+                // that ran before this thread started (at open) is saved too.
+                let mut seen = if now { None } else { Some((0, 0)) };
                 let mut wait = 0u32;
                 while !flag.wait(SAVE_POLL) {
-                    let done = index.index().compactions();
-                    if seen == Some(done) {
+                    let hnsw = index.index();
+                    let (rebuilt, folded) = (hnsw.compactions(), hnsw.folded());
+                    let due = match seen {
+                        None => true,
+                        Some((r, f)) => {
+                            r != rebuilt
+                                || (folded > f
+                                    && (folded - f) * SAVE_AFTER_FOLDED_SHARE
+                                        >= hnsw.graph_len().max(1) as u64)
+                        }
+                    };
+                    if !due {
                         continue;
                     }
                     if wait > 0 {
@@ -168,7 +183,7 @@ impl Saver {
                         continue;
                     }
                     match file.save(&index, &*store) {
-                        Ok(_) => seen = Some(done),
+                        Ok(_) => seen = Some((rebuilt, folded)),
                         Err(e) => {
                             tracing::warn!(error = %e, "could not save the vector index; retrying later");
                             wait = SAVE_RETRY_POLLS;

@@ -19,6 +19,8 @@ use crate::distance::{InnerProduct, distance, prefetch};
 use crate::index::TopK;
 use crate::params::HnswBuildParams;
 
+mod insert;
+
 /// Most layers `hnsw_rs` may create (its dump format also requires 16).
 const MAX_LAYERS: usize = 16;
 
@@ -212,36 +214,13 @@ impl Graph {
                     .collect();
                 cand.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
                 cand.dedup_by_key(|c| c.1);
-                let mut keep: Vec<Node> = Vec::with_capacity(m0);
-                let mut pruned: Vec<Node> = Vec::new();
-                for &(d, c) in &cand {
-                    if keep.len() >= m0 {
-                        break;
-                    }
-                    let vc = self.vector(c);
-                    if keep.iter().all(|&s| distance(vc, self.vector(s)) > d) {
-                        keep.push(c);
-                    } else {
-                        pruned.push(c);
-                    }
-                }
                 // Free slots go to the nearest pruned candidates (hnswlib's
                 // keepPrunedConnections): diverse links first, then density.
-                let free = m0 - keep.len();
-                keep.extend(pruned.into_iter().take(free));
-                keep
+                insert::select_neighbours(&cand, m0, true, |c| self.vector(c))
             })
             .collect();
-        let stride = self.stride();
         for (node, list) in lists.into_iter().enumerate() {
-            let row = node * stride;
-            self.data[row] = f32::from_bits(list.len() as u32);
-            for (slot, id) in self.data[row + 1..row + 1 + m0]
-                .iter_mut()
-                .zip(list.iter().chain(std::iter::repeat(&0)))
-            {
-                *slot = f32::from_bits(*id);
-            }
+            self.set_links(node as Node, &list);
         }
     }
 

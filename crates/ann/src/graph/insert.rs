@@ -1,0 +1,454 @@
+//! Inserting one node into a sealed graph: how the live segment is folded in without
+//! rebuilding the graph.
+//!
+//! HNSW insertion as hnswlib does it, in two steps so that searches keep running:
+//!
+//! 1. [`Graph::plan_insert`] reads the graph only (the caller holds a read lock): it
+//!    draws the node's level from its label, descends greedily through the layers above
+//!    it, and on each of its layers searches `ef_construction` candidates, keeps the
+//!    neighbour heuristic's choice as the node's links, and works out each chosen
+//!    neighbour's list with the new node added (re-selected by the heuristic once it
+//!    would overflow).
+//! 2. [`Graph::apply_insert`] writes that plan (the caller holds the write lock for a
+//!    few microseconds): it appends the node and replaces the changed lists.
+//!
+//! A plan is only valid for the graph it was computed on: one writer (the index's fold)
+//! plans and applies in turn, and a plan for another graph size is refused.
+//!
+//! Layer-0 lists are selected as [`Graph::refine_layer0`] selects them (the heuristic,
+//! then free slots to the nearest pruned candidates), so a folded node's links have the
+//! shape of a built one's; upper-layer lists keep the heuristic's choice only, up to `m`.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+use super::{Dist, Graph, MAX_LAYERS, Node, VISITED};
+use crate::distance::distance;
+
+/// Where one new node goes, computed against a graph of `nodes` nodes.
+#[derive(Debug, Clone)]
+pub(crate) struct InsertPlan {
+    nodes: usize,
+    /// `links[l]`: the new node's links on layer `l`, for `l` in `0..=level`.
+    links: Vec<Vec<Node>>,
+    /// `(layer, node, list)`: a neighbour's list that changes, in full.
+    updates: Vec<(usize, Node, Vec<Node>)>,
+}
+
+/// The level of the node labelled `label`: `floor(-ln(u) / ln(m))` for a `u` in `(0, 1]`
+/// drawn from the label, so a fold is deterministic (hnswlib draws the same law).
+pub(crate) fn level_of(label: u32, m: usize) -> usize {
+    let mut h = u64::from(label) ^ 0x5EED_F01D_0000_0000;
+    // splitmix64's finaliser.
+    h = h.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    h ^= h >> 31;
+    let u = ((h >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+    let ml = 1.0 / (m.max(2) as f64).ln();
+    ((-u.ln() * ml) as usize).min(MAX_LAYERS - 1)
+}
+
+/// The HNSW neighbour heuristic over `candidates` (nearest first, distances to the
+/// base): a candidate is kept when it is nearer the base than to every one kept so far,
+/// up to `cap`; with `fill`, free slots then go to the nearest pruned candidates.
+pub(super) fn select_neighbours<'v>(
+    candidates: &[(f32, Node)],
+    cap: usize,
+    fill: bool,
+    vector_of: impl Fn(Node) -> &'v [f32],
+) -> Vec<Node> {
+    let mut keep: Vec<Node> = Vec::with_capacity(cap);
+    let mut pruned: Vec<Node> = Vec::new();
+    for &(d, c) in candidates {
+        if keep.len() >= cap {
+            break;
+        }
+        let vc = vector_of(c);
+        if keep.iter().all(|&s| distance(vc, vector_of(s)) > d) {
+            keep.push(c);
+        } else if fill {
+            pruned.push(c);
+        }
+    }
+    if fill {
+        let free = cap - keep.len();
+        keep.extend(pruned.into_iter().take(free));
+    }
+    keep
+}
+
+impl Graph {
+    /// The neighbours of `node` on `layer` (empty where it has none).
+    fn neighbours(&self, layer: usize, node: Node) -> Vec<Node> {
+        if layer == 0 {
+            self.links(node).iter().map(|x| x.to_bits()).collect()
+        } else {
+            self.upper
+                .get(layer - 1)
+                .and_then(|m| m.get(&node))
+                .map_or_else(Vec::new, |l| l.to_vec())
+        }
+    }
+
+    /// Best-first search of one layer from `entry`, keeping the `ef` nearest: nearest
+    /// first.
+    fn search_layer(
+        &self,
+        query: &[f32],
+        entry: &[(f32, Node)],
+        ef: usize,
+        layer: usize,
+    ) -> Vec<(f32, Node)> {
+        VISITED.with(|visited| {
+            let mut visited = visited.borrow_mut();
+            visited.reset(self.len());
+            let mut candidates: BinaryHeap<Reverse<Dist>> = BinaryHeap::new();
+            let mut results: BinaryHeap<Dist> = BinaryHeap::with_capacity(ef + 1);
+            for &(d, e) in entry {
+                if visited.insert(e) {
+                    candidates.push(Reverse(Dist(d, e)));
+                    results.push(Dist(d, e));
+                    if results.len() > ef {
+                        results.pop();
+                    }
+                }
+            }
+            while let Some(Reverse(Dist(d, node))) = candidates.pop() {
+                if results.len() >= ef && results.peek().is_some_and(|w| d > w.0) {
+                    break;
+                }
+                for nb in self.neighbours(layer, node) {
+                    if !visited.insert(nb) {
+                        continue;
+                    }
+                    let dn = distance(query, self.vector(nb));
+                    if results.len() < ef || results.peek().is_some_and(|w| dn < w.0) {
+                        candidates.push(Reverse(Dist(dn, nb)));
+                        results.push(Dist(dn, nb));
+                        if results.len() > ef {
+                            results.pop();
+                        }
+                    }
+                }
+            }
+            results
+                .into_sorted_vec()
+                .into_iter()
+                .map(|Dist(d, n)| (d, n))
+                .collect()
+        })
+    }
+
+    /// Plans the insertion of `vector` (unit length, `dim` long) labelled `label`; see
+    /// the module docs. Reads the graph only.
+    pub(crate) fn plan_insert(
+        &self,
+        label: u32,
+        vector: &[f32],
+        m: usize,
+        ef_construction: usize,
+    ) -> InsertPlan {
+        let level = level_of(label, m);
+        let nodes = self.len();
+        let mut plan = InsertPlan {
+            nodes,
+            links: vec![Vec::new(); level + 1],
+            updates: Vec::new(),
+        };
+        if nodes == 0 {
+            return plan;
+        }
+        let new = nodes as Node;
+        let vector_of = |x: Node| -> &[f32] { if x == new { vector } else { self.vector(x) } };
+        let top = self.upper.len();
+        let mut cur = self.entry;
+        let mut cur_d = distance(vector, self.vector(cur));
+        for layer in (level + 1..=top).rev() {
+            loop {
+                let mut changed = false;
+                for nb in self.neighbours(layer, cur) {
+                    let d = distance(vector, self.vector(nb));
+                    if d < cur_d {
+                        (cur_d, cur) = (d, nb);
+                        changed = true;
+                    }
+                }
+                if !changed {
+                    break;
+                }
+            }
+        }
+        let mut entry = vec![(cur_d, cur)];
+        for layer in (0..=level.min(top)).rev() {
+            let found = self.search_layer(vector, &entry, ef_construction.max(1), layer);
+            let (cap, fill) = if layer == 0 {
+                (self.m0, true)
+            } else {
+                (m, false)
+            };
+            let chosen = select_neighbours(&found, cap, fill, vector_of);
+            for &nb in &chosen {
+                let mut list = self.neighbours(layer, nb);
+                if list.len() < cap {
+                    list.push(new);
+                } else {
+                    let base = self.vector(nb);
+                    let mut cand: Vec<(f32, Node)> = list
+                        .iter()
+                        .chain(std::iter::once(&new))
+                        .filter(|&&c| c != nb)
+                        .map(|&c| (distance(base, vector_of(c)), c))
+                        .collect();
+                    cand.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                    cand.dedup_by_key(|c| c.1);
+                    let reselected = select_neighbours(&cand, cap, fill, vector_of);
+                    if reselected == list {
+                        continue;
+                    }
+                    list = reselected;
+                }
+                plan.updates.push((layer, nb, list));
+            }
+            plan.links[layer] = chosen;
+            entry = found;
+        }
+        plan
+    }
+
+    /// Rows a fold of `extra` nodes would need beyond the data array's capacity: when
+    /// some, a copy of the graph with room for `extra` more nodes (and an eighth more,
+    /// so a run of folds copies the graph only every so often); `None` when it fits.
+    /// Made under a read lock and swapped in, so the write lock never waits on a copy.
+    pub(crate) fn with_room(&self, extra: usize) -> Option<Graph> {
+        let stride = self.stride();
+        if self.data.capacity() >= self.data.len() + extra * stride {
+            return None;
+        }
+        let rows = self.len() + extra.max(self.len() / 8);
+        let mut data = Vec::with_capacity(rows * stride);
+        super::advise_huge_pages(&data);
+        data.extend_from_slice(&self.data);
+        let mut labels = Vec::with_capacity(rows);
+        labels.extend_from_slice(&self.labels);
+        Some(Graph {
+            dim: self.dim,
+            labels,
+            m0: self.m0,
+            data,
+            upper: self.upper.clone(),
+            entry: self.entry,
+            node_of: self.node_of.clone(),
+        })
+    }
+
+    /// Writes a plan made by [`Graph::plan_insert`] on this graph: appends the node and
+    /// replaces the changed lists. False (and nothing changed) when the plan was made
+    /// for another graph size or `vector` has the wrong length.
+    pub(crate) fn apply_insert(&mut self, label: u32, vector: &[f32], plan: InsertPlan) -> bool {
+        if plan.nodes != self.len() || vector.len() != self.dim || self.has_label(label) {
+            return false;
+        }
+        let node = self.len() as Node;
+        let level = plan.links.len() - 1;
+        let mut links = plan.links.into_iter();
+        let layer0 = links.next().unwrap_or_default();
+        self.data
+            .push(f32::from_bits(layer0.len().min(self.m0) as u32));
+        self.data.extend(
+            layer0
+                .iter()
+                .map(|&n| f32::from_bits(n))
+                .chain(std::iter::repeat(f32::from_bits(0)))
+                .take(self.m0),
+        );
+        self.data.extend_from_slice(vector);
+        self.labels.push(label);
+        let at = label as usize;
+        if self.node_of.len() <= at {
+            self.node_of.resize(at + 1, u32::MAX);
+        }
+        self.node_of[at] = node;
+        let top = self.upper.len();
+        for (layer, list) in (1..=level).zip(links) {
+            while self.upper.len() < layer {
+                self.upper.push(HashMap::new());
+            }
+            self.upper[layer - 1].insert(node, list.into_boxed_slice());
+        }
+        for (layer, nb, list) in plan.updates {
+            if layer == 0 {
+                self.set_links(nb, &list);
+            } else if let Some(map) = self.upper.get_mut(layer - 1) {
+                map.insert(nb, list.into_boxed_slice());
+            }
+        }
+        if node == 0 || level > top {
+            self.entry = node;
+        }
+        true
+    }
+
+    /// Replaces a node's layer-0 list (at most `m0` links).
+    pub(super) fn set_links(&mut self, node: Node, list: &[Node]) {
+        let m0 = self.m0;
+        let row = node as usize * self.stride();
+        self.data[row] = f32::from_bits(list.len().min(m0) as u32);
+        for (slot, &id) in self.data[row + 1..row + 1 + m0]
+            .iter_mut()
+            .zip(list.iter().chain(std::iter::repeat(&0)))
+        {
+            *slot = f32::from_bits(id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::HashSet;
+
+    use steerfeed_world::vectors::dataset;
+
+    use super::*;
+    use crate::index::TopK;
+    use crate::params::HnswBuildParams;
+
+    const DIM: usize = 16;
+    const M: usize = 6;
+    const EF: usize = 40;
+
+    fn built(vectors: &[f32], n: usize) -> Graph {
+        let params = HnswBuildParams {
+            m: M,
+            ef_construction: EF,
+            threads: 1,
+            ..HnswBuildParams::default()
+        };
+        Graph::build(
+            DIM,
+            (0..n as u32).collect(),
+            vectors[..n * DIM].to_vec(),
+            &params,
+        )
+    }
+
+    /// Plans and applies the rows `from..to` of `vectors`, labelled by row.
+    fn fold(graph: &mut Graph, vectors: &[f32], from: usize, to: usize) {
+        for row in from..to {
+            let v = &vectors[row * DIM..(row + 1) * DIM];
+            let plan = graph.plan_insert(row as u32, v, M, EF);
+            assert!(graph.apply_insert(row as u32, v, plan), "row {row}");
+        }
+    }
+
+    /// What a graph must satisfy for its search and its file format: every link names a
+    /// node, no node links to itself or twice to one node, lists stay within their
+    /// caps, a node on an upper layer is on every layer below it, the entry is on the
+    /// top layer, and labels map to nodes both ways.
+    fn assert_well_formed(g: &Graph) {
+        let n = g.len() as Node;
+        for node in 0..n {
+            let l0 = g.neighbours(0, node);
+            assert!(l0.len() <= g.m0);
+            assert!(
+                l0.iter().all(|&x| x < n && x != node),
+                "node {node}: {l0:?}"
+            );
+            assert_eq!(l0.iter().collect::<HashSet<_>>().len(), l0.len());
+            assert_eq!(g.node_of[g.labels[node as usize] as usize], node);
+        }
+        for (i, layer) in g.upper.iter().enumerate() {
+            for (&node, list) in layer {
+                assert!(node < n && list.len() <= M, "layer {}: {node}", i + 1);
+                assert!(list.iter().all(|&x| x < n && x != node));
+                assert!(
+                    list.iter().all(|x| layer.contains_key(x)),
+                    "an upper-layer link leaves its layer"
+                );
+                if i > 0 {
+                    assert!(g.upper[i - 1].contains_key(&node));
+                }
+            }
+        }
+        if let Some(top) = g.upper.last() {
+            assert!(
+                top.contains_key(&g.entry),
+                "the entry is not on the top layer"
+            );
+        }
+    }
+
+    /// The nearest node by brute force.
+    fn nearest(g: &Graph, q: &[f32]) -> Node {
+        (0..g.len() as Node)
+            .min_by(|&a, &b| distance(q, g.vector(a)).total_cmp(&distance(q, g.vector(b))))
+            .unwrap()
+    }
+
+    #[test]
+    fn folded_nodes_keep_the_graph_well_formed_and_are_found() {
+        let (vectors, queries) = dataset(900, 60, DIM, 11);
+        let mut g = built(&vectors, 300);
+        fold(&mut g, &vectors, 300, 900);
+        assert_eq!(g.len(), 900);
+        assert_well_formed(&g);
+        // Every folded vector is its own nearest neighbour through the walk.
+        for row in 300..900u32 {
+            let mut top = TopK::new(1);
+            let v = &vectors[row as usize * DIM..][..DIM];
+            g.search(v, 1, 32, 32, None, &mut top);
+            assert_eq!(top.into_hits()[0].id, row);
+        }
+        // And queries find their brute-force nearest neighbour.
+        let found = queries
+            .chunks_exact(DIM)
+            .filter(|q| {
+                let mut top = TopK::new(1);
+                g.search(q, 1, 32, 32, None, &mut top);
+                top.into_hits()[0].id == g.labels[nearest(&g, q) as usize]
+            })
+            .count();
+        assert!(found >= 57, "{found} of 60 queries found their nearest");
+    }
+
+    #[test]
+    fn a_fold_into_an_empty_graph_builds_one_and_is_deterministic() {
+        let (vectors, _) = dataset(400, 1, DIM, 12);
+        let mut a = Graph::empty(DIM, M);
+        fold(&mut a, &vectors, 0, 400);
+        assert_well_formed(&a);
+        let mut b = Graph::empty(DIM, M);
+        fold(&mut b, &vectors, 0, 400);
+        assert_eq!(a, b);
+        assert!(
+            !a.upper.is_empty(),
+            "400 levels drawn with m = 6 reach layer 1"
+        );
+    }
+
+    #[test]
+    fn a_plan_for_another_graph_or_a_present_label_changes_nothing() {
+        let (vectors, _) = dataset(300, 1, DIM, 13);
+        let mut g = built(&vectors, 200);
+        let v = &vectors[200 * DIM..201 * DIM];
+        let stale = g.plan_insert(200, v, M, EF);
+        fold(&mut g, &vectors, 201, 202);
+        let before = g.clone();
+        assert!(!g.apply_insert(200, v, stale));
+        let plan = g.plan_insert(5, v, M, EF);
+        assert!(!g.apply_insert(5, v, plan), "label 5 is already a node");
+        let plan = g.plan_insert(200, v, M, EF);
+        assert!(!g.apply_insert(200, &v[..DIM - 1], plan));
+        assert_eq!(g, before);
+    }
+
+    #[test]
+    fn levels_follow_the_hnsw_law() {
+        // P(level >= 1) = 1/m: about 1,667 of 10,000 labels for m = 6.
+        let above: usize = (0..10_000u32).filter(|&l| level_of(l, M) >= 1).count();
+        assert!((1_450..1_900).contains(&above), "{above}");
+        assert!((0..10_000u32).all(|l| level_of(l, M) < MAX_LAYERS));
+    }
+}
