@@ -1106,6 +1106,60 @@ fn uploads_past_max_live_end_in_the_graph_after_settling_reloading_and_sigkill()
     assert_folded(&engine, 3500, max_live, "after a SIGKILL reload");
 }
 
+const FOLD_CHILD_ENV: &str = "STEERFEED_FOLD_CHILD_DIR";
+
+/// The catalog version in an index file's header (after the magic, the format version
+/// and the dimension).
+fn index_file_version(dir: &Path) -> Option<u64> {
+    let bytes = std::fs::read(dir.join("index.hnsw")).ok()?;
+    Some(u64::from_le_bytes(bytes.get(16..24)?.try_into().ok()?))
+}
+
+#[test]
+fn folds_are_saved_in_the_background_so_a_sigkill_replays_little() {
+    const TEST: &str = "folds_are_saved_in_the_background_so_a_sigkill_replays_little";
+    let max_live = 50;
+    if let Ok(dir) = std::env::var(FOLD_CHILD_ENV) {
+        let dir = Path::new(&dir);
+        let engine = Engine::open(small_index_config(dir, max_live)).unwrap();
+        let before = index_file_version(dir);
+        upload_range(&engine, 1000, 1300);
+        // Bounded wait for the background save (not a timing assertion: the parent
+        // checks what the file holds).
+        let mut saved = false;
+        for _ in 0..1200 {
+            if engine.index_stats().folded >= 250 && index_file_version(dir) != before {
+                saved = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        println!("saved {saved} folded {}", engine.index_stats().folded);
+        println!("done");
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(small_index_config(dir.path(), max_live)).unwrap();
+    upload_range(&engine, 0, 1000);
+    assert_folded(&engine, 1000, max_live, "after uploads");
+    drop(engine);
+
+    let lines = run_and_kill(TEST, FOLD_CHILD_ENV, dir.path(), "done");
+    assert!(
+        lines.iter().any(|l| l.contains("saved true")),
+        "no save after the folds: {lines:?}"
+    );
+    let engine = Engine::open(small_index_config(dir.path(), max_live)).unwrap();
+    let open = engine.index_open().clone();
+    assert!(!open.rebuilt, "{open:?}");
+    // The file holds the folded videos; at most the uploads after that save replay.
+    assert!(open.loaded >= 1250, "{open:?}");
+    assert_eq!(engine.indexed_videos(), 1300);
+    assert_folded(&engine, 1300, max_live, "after a SIGKILL reload");
+}
+
 /// A unit vector near `centre`: `centre` plus a little of another synthetic direction.
 fn near(centre: &Embedding, seed: u64) -> Embedding {
     let jitter = synthetic_embedding(seed);
