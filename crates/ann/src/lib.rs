@@ -12,7 +12,7 @@
 //!   an AVX2+FMA inner product chosen at run time. `hnsw_rs`'s own search allocates per
 //!   candidate and locks per neighbour list, which made it 3× slower than hnswlib here.
 //! - **Segments.** New vectors go to a small live segment searched exactly; a background
-//!   compaction folds it into a rebuilt graph and drops tombstones, while searches go on.
+//!   fold inserts them into the graph (a rebuild drops tombstones), while searches go on.
 //! - **Filters inside the search**, with an exact scan when the filter is selective; see
 //!   [`hnsw`] for the rule.
 //! - **Ids are `u32` and never reused**; the caller maps them to video ids.
