@@ -59,6 +59,10 @@ use crate::params::{HnswBuildParams, HnswSearchParams};
 use crate::persist;
 use crate::state::State;
 
+/// How long a fold waits, in steps, for a save to release the graph before it stops.
+const SAVE_WAIT_STEP: std::time::Duration = std::time::Duration::from_millis(10);
+const SAVE_WAIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
+
 #[derive(Debug)]
 struct Shared {
     dim: usize,
@@ -101,8 +105,8 @@ pub(crate) struct Parts {
     pub live_labels: Vec<u32>,
     pub live_vectors: Vec<f32>,
     pub tombstones: IdSet,
-    /// Compactions finished when the copy was taken.
-    pub compactions: u64,
+    /// Changes to the graph when the copy was taken: rebuilds plus folded vectors.
+    pub graph_changes: u64,
 }
 
 /// An HNSW index with live updates. Cheap to clone handles are not provided: share it
@@ -364,7 +368,7 @@ impl HnswIndex {
             live_labels: s.live_labels.clone(),
             live_vectors: s.live_vectors.clone(),
             tombstones: s.tombstones.clone(),
-            compactions: self.compactions(),
+            graph_changes: self.compactions() + self.folded(),
         }
     }
 
@@ -503,20 +507,27 @@ impl Shared {
 
     /// Folds the live segment into the graph (see the module docs): as many vectors as
     /// it held when the fold started, newest first. The caller holds the `compacting`
-    /// flag, so this thread is the graph's only writer. Returns the vectors folded.
+    /// flag, so this thread is the graph's only writer. Returns the vectors taken out of
+    /// the live segment (folded, or dropped as deleted).
     fn fold_locked(&self) -> usize {
         let started = std::time::Instant::now();
         let dim = self.dim;
-        let quota = self.read().live_labels.len();
-        // Room for the new rows is made on a copy under the read lock, so the write
-        // lock below never waits on a copy of the graph.
-        let roomier = self.read().graph.with_room(quota);
-        if let Some(graph) = roomier {
-            self.write().graph = Arc::new(graph);
+        let (quota, graph) = {
+            let s = self.read();
+            (s.live_labels.len(), Arc::clone(&s.graph))
+        };
+        // Room for the new rows is made on a copy taken outside the lock (this thread is
+        // the graph's only writer, so the copy stays current), then swapped in.
+        if let Some(roomier) = graph.with_room(quota) {
+            drop(graph);
+            self.write().graph = Arc::new(roomier);
+        } else {
+            drop(graph);
         }
         let mut folded = 0;
         let mut dropped = 0;
-        for _ in 0..quota {
+        let mut waited = std::time::Duration::ZERO;
+        while folded + dropped < quota {
             // Planned under an upgradable read (searches go on; this thread is the only
             // one that takes it), then upgraded to write the plan and move the row out
             // of the live segment in one step.
@@ -524,11 +535,23 @@ impl Shared {
             let Some(&label) = s.live_labels.last() else {
                 break;
             };
+            if Arc::strong_count(&s.graph) > 1 {
+                // A save is copying the graph out: the fold changes it in place, so it
+                // waits for the save rather than plan for nothing.
+                drop(s);
+                if waited >= SAVE_WAIT_LIMIT {
+                    tracing::warn!("the index graph stayed shared; the fold stops here");
+                    break;
+                }
+                std::thread::sleep(SAVE_WAIT_STEP);
+                waited += SAVE_WAIT_STEP;
+                continue;
+            }
             let row = s.live_labels.len() - 1;
             let vector = s.live_vectors[row * dim..(row + 1) * dim].to_vec();
             let plan = (!s.tombstones.contains(label)).then(|| {
                 s.graph
-                    .plan_insert(label, &vector, self.build.m, self.build.ef_construction)
+                    .plan_insert(label, &vector, self.build.ef_construction)
             });
             // No writer ran in between: the row is where the plan found it, and a
             // label deleted now was deleted when planning (`plan` is then `None`).
@@ -537,12 +560,8 @@ impl Shared {
             let applied = match plan {
                 Some(plan) => match Arc::get_mut(&mut state.graph) {
                     Some(graph) => graph.apply_insert(label, &vector, plan),
-                    // A save is copying the graph out: wait for it, then plan again.
-                    None => {
-                        drop(s);
-                        std::thread::sleep(std::time::Duration::from_millis(10));
-                        continue;
-                    }
+                    // A save took its copy while this plan was made: plan again after it.
+                    None => continue,
                 },
                 None => false,
             };
@@ -567,11 +586,15 @@ impl Shared {
             }
         }
         self.folded.fetch_add(folded as u64, Ordering::AcqRel);
+        let (nodes, live) = {
+            let s = self.read();
+            (s.graph.len(), s.live_labels.len())
+        };
         tracing::info!(
             folded,
             dropped,
-            nodes = self.read().graph.len(),
-            live = self.read().live_labels.len(),
+            nodes,
+            live,
             seconds = started.elapsed().as_secs_f64(),
             "live segment folded into the index graph"
         );

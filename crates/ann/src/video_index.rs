@@ -67,9 +67,10 @@ impl IndexSnapshot {
         self.catalog_version
     }
 
-    /// Compactions the index had finished when the copy was taken.
-    pub fn compactions(&self) -> u64 {
-        self.parts.compactions
+    /// Changes to the index's graph (rebuilds plus folded vectors) when the copy was
+    /// taken: a file saved with the same catalog version and changes holds the same.
+    pub fn graph_changes(&self) -> u64 {
+        self.parts.graph_changes
     }
 
     /// Videos in the copy.

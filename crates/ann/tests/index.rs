@@ -259,6 +259,7 @@ fn a_live_segment_beside_a_larger_graph_is_folded_in_without_a_rebuild() {
         .collect();
     let build = HnswBuildParams {
         max_live,
+        threads: 1,
         ..params()
     };
     let hnsw = Arc::new(HnswIndex::build(DIM, items, build, HnswSearchParams::default()).unwrap());

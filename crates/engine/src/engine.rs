@@ -40,7 +40,7 @@ const INDEX_FILE: &str = "index.hnsw";
 /// Files of the index format 1 (an id map and a version stamp beside the index): an
 /// index saved by an older build, rebuilt once and then removed.
 const LEGACY_INDEX_FILES: [&str; 2] = ["index.version", "index.hnsw.ids"];
-/// How often the background saver looks for a finished compaction.
+/// How often the background saver looks for a finished rebuild or enough folds.
 const SAVE_POLL: Duration = Duration::from_secs(1);
 /// Folds since the last save, as a share of the graph, that call for a save. A save
 /// writes the whole graph, so saves follow folds in proportion; what a crash loses is
@@ -73,20 +73,21 @@ pub struct IndexOpen {
 #[derive(Debug)]
 struct IndexFile {
     path: PathBuf,
-    /// The catalog version and compaction count of the file on disk, if it is usable.
+    /// The catalog version and graph changes (rebuilds plus folded vectors) of the file
+    /// on disk, if it is usable.
     /// Held for a whole save, so saves run one at a time and files only move forward.
     saved: Mutex<Option<(u64, u64)>>,
 }
 
 impl IndexFile {
     /// Saves `index` unless the file already holds this catalog version and the same
-    /// compactions, then trims the store's catalog log up to the saved version. The
+    /// graph changes, then trims the store's catalog log up to the saved version. The
     /// index is copied under its own locks and written without them; catalog writes go
     /// on meanwhile. True when a file was written.
     fn save(&self, index: &VideoIndex, store: &dyn Storage) -> Result<bool> {
         let mut saved = lock(&self.saved);
         let snap = index.snapshot();
-        let key = (snap.catalog_version(), snap.compactions());
+        let key = (snap.catalog_version(), snap.graph_changes());
         if *saved == Some(key) {
             return Ok(false);
         }
@@ -228,7 +229,7 @@ pub struct Engine {
     /// Serialises catalog writes (store, then index, then the index's applied catalog
     /// version), so the applied version always covers every change at or below it.
     catalog: Mutex<()>,
-    /// The index file; saved by `saver` after compactions and by `checkpoint`.
+    /// The index file; saved by `saver` after rebuilds and folds and by `checkpoint`.
     index_file: Arc<IndexFile>,
     /// How the index was opened.
     index_open: IndexOpen,
@@ -283,8 +284,9 @@ impl Engine {
     /// saved (from the store's catalog log), or rebuilds the index from the stored
     /// embeddings when the file is missing, unreadable, of another format or older than
     /// the log reaches (see [`Engine::index_open`]), and replays the event log into the
-    /// co-engagement model. An index over its compaction thresholds compacts in the
-    /// background, and a background thread saves the index after every compaction. A
+    /// co-engagement model. An index over its thresholds folds or rebuilds in the
+    /// background, and a background thread saves the index after every rebuild and
+    /// after folds of a tenth of the graph. A
     /// missing model file is an [`Unavailable`](steerfeed_core::Error::Unavailable) error
     /// naming the command to run.
     pub fn open(config: Config) -> Result<Self> {
@@ -1037,32 +1039,36 @@ impl Engine {
         }
     }
 
-    /// Blends the viewer's recent taste into the context's interest vector, as a full
-    /// ranking reads it (not when personalization is off).
+    /// Blends the viewer's recent taste into the context's interest vector, and sets the
+    /// interest directions of a varied recent history, as a full ranking reads them (not
+    /// when personalization is off).
     pub(crate) fn blend_recent_interest(&self, ctx: &mut FeedContext) -> Result<()> {
-        if ctx.parental.personalization {
-            let long = ctx.interest.take();
-            ctx.interest = self.recent_interest(ctx.request.user(), long)?;
+        if !ctx.parental.personalization {
+            return Ok(());
         }
-        Ok(())
-    }
-
-    /// `long`, the stored interest vector, blended with the viewer's recent taste
-    /// (`[rank.recent_profile]`: the embeddings of their newest engagements).
-    fn recent_interest(&self, id: &UserId, long: Option<Embedding>) -> Result<Option<Embedding>> {
         let cfg = &self.config.rank.recent_profile;
         if cfg.share <= 0.0 {
-            return Ok(long);
+            return Ok(());
         }
-        let history = self.store.recent_engagements(id, cfg.engagements)?;
-        let recent = cfg.profile(&history, |v| {
+        let long = ctx.interest.take();
+        let history = self
+            .store
+            .recent_engagements(ctx.request.user(), cfg.history_len())?;
+        let embedding = |v: &VideoId| -> Result<Option<Embedding>> {
             Ok(self
                 .store
                 .video(v)?
                 .filter(|v| !v.deleted)
                 .and_then(|v| v.embedding.clone()))
-        })?;
-        Ok(cfg.blend(long.as_ref(), recent.as_deref()))
+        };
+        let recent = cfg.profile(&history, embedding)?;
+        ctx.interests = cfg
+            .clusters(&history, embedding)?
+            .iter()
+            .filter_map(|c| cfg.blend(long.as_ref(), Some(c)))
+            .collect();
+        ctx.interest = cfg.blend(long.as_ref(), recent.as_deref());
+        Ok(())
     }
 
     /// Loads everything the stages read about this request.

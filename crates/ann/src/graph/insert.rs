@@ -3,7 +3,8 @@
 //!
 //! HNSW insertion as hnswlib does it, in two steps so that searches keep running:
 //!
-//! 1. [`Graph::plan_insert`] reads the graph only (the caller holds a read lock): it
+//! 1. [`Graph::plan_insert`] reads the graph only (the caller holds a read lock that
+//!    no writer can pass, parking_lot's upgradable read): it
 //!    draws the node's level from its label, descends greedily through the layers above
 //!    it, and on each of its layers searches `ef_construction` candidates, keeps the
 //!    neighbour heuristic's choice as the node's links, and works out each chosen
@@ -141,14 +142,16 @@ impl Graph {
     }
 
     /// Plans the insertion of `vector` (unit length, `dim` long) labelled `label`; see
-    /// the module docs. Reads the graph only.
+    /// the module docs. Reads the graph only. Upper-layer lists hold up to `m0 / 2`
+    /// links, the `m` the graph was built with (not the configuration's, which may have
+    /// changed since a saved graph was built).
     pub(crate) fn plan_insert(
         &self,
         label: u32,
         vector: &[f32],
-        m: usize,
         ef_construction: usize,
     ) -> InsertPlan {
+        let m = (self.m0 / 2).max(2);
         let level = level_of(label, m);
         let nodes = self.len();
         let mut plan = InsertPlan {
@@ -338,7 +341,7 @@ mod tests {
     fn fold(graph: &mut Graph, vectors: &[f32], from: usize, to: usize) {
         for row in from..to {
             let v = &vectors[row * DIM..(row + 1) * DIM];
-            let plan = graph.plan_insert(row as u32, v, M, EF);
+            let plan = graph.plan_insert(row as u32, v, EF);
             assert!(graph.apply_insert(row as u32, v, plan), "row {row}");
         }
     }
@@ -433,13 +436,13 @@ mod tests {
         let (vectors, _) = dataset(300, 1, DIM, 13);
         let mut g = built(&vectors, 200);
         let v = &vectors[200 * DIM..201 * DIM];
-        let stale = g.plan_insert(200, v, M, EF);
+        let stale = g.plan_insert(200, v, EF);
         fold(&mut g, &vectors, 201, 202);
         let before = g.clone();
         assert!(!g.apply_insert(200, v, stale));
-        let plan = g.plan_insert(5, v, M, EF);
+        let plan = g.plan_insert(5, v, EF);
         assert!(!g.apply_insert(5, v, plan), "label 5 is already a node");
-        let plan = g.plan_insert(200, v, M, EF);
+        let plan = g.plan_insert(200, v, EF);
         assert!(!g.apply_insert(200, &v[..DIM - 1], plan));
         assert_eq!(g, before);
     }

@@ -1,5 +1,5 @@
-//! A sealed HNSW segment: the graph `hnsw_rs` built, exported into flat arrays and
-//! searched by our own code.
+//! The HNSW graph: built by `hnsw_rs`, exported into flat arrays, searched by our own
+//! code, and grown one node at a time by a fold ([`insert`]).
 //!
 //! Layout: one row per node in a single array, `[count, m0 link slots, vector]` (links
 //! stored as `f32` bit patterns), so a node's links sit right before its vector: the walk
@@ -111,7 +111,7 @@ fn advise_huge_pages(v: &Vec<f32>) {
     let _ = v;
 }
 
-/// An immutable HNSW graph over a fixed set of vectors.
+/// An HNSW graph; only a fold adds nodes to it (a rebuild makes a new one).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Graph {
     pub(crate) dim: usize,
