@@ -41,6 +41,10 @@ pub struct FeedContext {
     pub wellbeing: WellbeingState,
     /// The viewer's interest vector, unless personalization is off or there is none yet.
     pub interest: Option<Embedding>,
+    /// Several interest directions when the viewer's recent history is varied (each a
+    /// cluster of it, blended with the long-term vector), searched in place of
+    /// `interest` by the interest source; empty otherwise.
+    pub interests: Vec<Embedding>,
     /// The steering concepts of `constraints` as vectors (embedded once by the engine when
     /// the preferences are set): positive weights boost, negative weights reduce.
     pub concepts: Vec<ConceptVector>,
@@ -65,6 +69,7 @@ impl FeedContext {
             parental: ParentalControls::default(),
             wellbeing: WellbeingState::default(),
             interest: None,
+            interests: Vec::new(),
             concepts: Vec::new(),
             exclude: Vec::new(),
             only: Vec::new(),

@@ -15,6 +15,9 @@ use steerfeed_core::{Embedding, Error, Result, VideoId};
 
 use crate::coengagement::engagement_weight;
 
+/// Cluster centres more similar than this are one interest.
+const SAME_INTEREST: f32 = 0.85;
+
 /// `[rank.recent_profile]`.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -26,6 +29,14 @@ pub struct RecentProfileConfig {
     /// The profile's share of the blended interest vector, in [0, 1]; 0 turns it off
     /// (no history read). Default 0.5.
     pub share: f32,
+    /// Most interest directions the `interest_ann` source searches: the newest
+    /// `cluster_engagements` engagements are clustered, and each cluster's centre,
+    /// blended with the long-term vector as the recent profile is, is searched with an
+    /// equal share of the source's quota (PinnerSage's idea: one mean vector blurs a
+    /// varied history). 1 searches the one blended vector. Default 1.
+    pub interests: usize,
+    /// The newest engagements clustered into interests. Default 30.
+    pub cluster_engagements: usize,
 }
 
 impl Default for RecentProfileConfig {
@@ -34,6 +45,8 @@ impl Default for RecentProfileConfig {
             engagements: 10,
             position_decay: 0.7,
             share: 0.5,
+            interests: 1,
+            cluster_engagements: 30,
         }
     }
 }
@@ -59,7 +72,134 @@ impl RecentProfileConfig {
                 format!("{} is not in [0, 1]", self.share),
             ));
         }
+        if !(1..=8).contains(&self.interests) {
+            return Err(Error::invalid(
+                "rank.recent_profile.interests",
+                format!("{} is not in 1..=8", self.interests),
+            ));
+        }
+        if !(1..=1_000).contains(&self.cluster_engagements) {
+            return Err(Error::invalid(
+                "rank.recent_profile.cluster_engagements",
+                format!("{} is not in 1..=1000", self.cluster_engagements),
+            ));
+        }
         Ok(())
+    }
+
+    /// The engagements [`RecentProfileConfig::profile`] and
+    /// [`RecentProfileConfig::clusters`] read, newest first.
+    pub fn history_len(&self) -> usize {
+        if self.interests > 1 {
+            self.engagements.max(self.cluster_engagements)
+        } else {
+            self.engagements
+        }
+    }
+
+    /// The interest clusters of `history` (newest first): up to `interests` centres
+    /// (unnormalised means of unit embeddings), heaviest first, from a weighted k-means
+    /// over the newest `cluster_engagements` engagements with an embedding (each weighs
+    /// its kind's weight; seeds: the newest, then each time the point farthest from the
+    /// seeds so far; ten rounds). Centres with a cosine above 0.85 are merged into one
+    /// interest. Empty when fewer than two interests hold a sixth of the weight each:
+    /// the one blended vector then serves.
+    pub fn clusters(
+        &self,
+        history: &[Engagement],
+        mut embedding: impl FnMut(&VideoId) -> Result<Option<Embedding>>,
+    ) -> Result<Vec<Vec<f32>>> {
+        if self.interests < 2 {
+            return Ok(Vec::new());
+        }
+        let mut points: Vec<(f32, Embedding)> = Vec::new();
+        for e in history.iter().take(self.cluster_engagements) {
+            let w = engagement_weight(&e.kind);
+            if w <= 0.0 {
+                continue;
+            }
+            if let Some(v) = embedding(&e.video)?
+                && points.first().is_none_or(|p| p.1.dim() == v.dim())
+            {
+                points.push((w, v));
+            }
+        }
+        let k = self.interests.min(points.len());
+        if k < 2 {
+            return Ok(Vec::new());
+        }
+        let dim = points[0].1.dim();
+        let sim = |a: &[f32], b: &[f32]| steerfeed_core::vector::dot(a, b);
+        // Farthest-point seeds: deterministic, and spread over the history.
+        let mut centres: Vec<Vec<f32>> = vec![points[0].1.as_slice().to_vec()];
+        while centres.len() < k {
+            let far = points
+                .iter()
+                .map(|(_, p)| {
+                    centres
+                        .iter()
+                        .map(|c| sim(p.as_slice(), c))
+                        .fold(f32::NEG_INFINITY, f32::max)
+                })
+                .enumerate()
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .map(|(i, _)| i);
+            match far {
+                Some(i) => centres.push(points[i].1.as_slice().to_vec()),
+                None => break,
+            }
+        }
+        let mut assign = vec![0usize; points.len()];
+        for _ in 0..10 {
+            for (a, (_, p)) in assign.iter_mut().zip(&points) {
+                *a = centres
+                    .iter()
+                    .enumerate()
+                    .map(|(j, c)| (j, sim(p.as_slice(), c)))
+                    .max_by(|x, y| x.1.total_cmp(&y.1).then(y.0.cmp(&x.0)))
+                    .map_or(0, |(j, _)| j);
+            }
+            let mut sums = vec![vec![0.0f32; dim]; centres.len()];
+            let mut weights = vec![0.0f32; centres.len()];
+            for (&a, (w, p)) in assign.iter().zip(&points) {
+                weights[a] += w;
+                for (s, x) in sums[a].iter_mut().zip(p.as_slice()) {
+                    *s += w * x;
+                }
+            }
+            for ((c, s), w) in centres.iter_mut().zip(sums).zip(&weights) {
+                if *w > 0.0 {
+                    // The direction of the weighted mean (its length is irrelevant to
+                    // the assignment by dot product once normalised).
+                    let n = s.iter().map(|x| x * x).sum::<f32>().sqrt();
+                    if n > 0.0 {
+                        *c = s.iter().map(|x| x / n).collect();
+                    }
+                }
+            }
+        }
+        let mut weights = vec![0.0f32; centres.len()];
+        for (&a, (w, _)) in assign.iter().zip(&points) {
+            weights[a] += w;
+        }
+        let total: f32 = weights.iter().sum();
+        let mut by_weight: Vec<(f32, Vec<f32>)> = weights.into_iter().zip(centres).collect();
+        by_weight.sort_by(|a, b| b.0.total_cmp(&a.0));
+        // Centres this close are parts of one interest (k-means splits a broad one as
+        // readily as it separates two): the lighter joins the heavier.
+        let mut kept: Vec<(f32, Vec<f32>)> = Vec::new();
+        for (w, c) in by_weight {
+            match kept.iter_mut().find(|(_, k)| sim(k, &c) > SAME_INTEREST) {
+                Some(k) => k.0 += w,
+                None => kept.push((w, c)),
+            }
+        }
+        kept.retain(|(w, _)| total > 0.0 && *w * 6.0 >= total);
+        if kept.len() < 2 {
+            return Ok(Vec::new());
+        }
+        kept.sort_by(|a, b| b.0.total_cmp(&a.0));
+        Ok(kept.into_iter().map(|(_, c)| c).collect())
     }
 
     /// The recent profile of `history` (newest first), unnormalised; `None` when no
@@ -146,6 +286,91 @@ mod tests {
 
     fn unit(v: &[f32]) -> Embedding {
         Embedding::new("e", v, v.len()).unwrap()
+    }
+
+    /// A unit vector near axis `axis` of 4 dimensions, tilted by `tilt` toward the next.
+    fn near(axis: usize, tilt: f32) -> Embedding {
+        let mut v = [0.0f32; 4];
+        v[axis] = 1.0;
+        v[(axis + 1) % 4] = tilt;
+        let n = (1.0 + tilt * tilt).sqrt();
+        unit(&v.map(|x| x / n))
+    }
+
+    /// Clusters of a history whose i-th engagement has the embedding `of(i)`.
+    fn clusters_of(
+        cfg: &RecentProfileConfig,
+        n: usize,
+        of: impl Fn(usize) -> Embedding,
+    ) -> Vec<Vec<f32>> {
+        let history: Vec<Engagement> = (0..n).map(|i| liked(&format!("v{i}"))).collect();
+        cfg.clusters(&history, |id| {
+            Ok(Some(of(id.as_str()[1..].parse::<usize>().unwrap())))
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_varied_history_splits_into_interests_heaviest_first() {
+        let cfg = RecentProfileConfig {
+            interests: 3,
+            ..RecentProfileConfig::default()
+        };
+        // Eight engagements near axis 0 and four near axis 2, interleaved.
+        let of = |i: usize| {
+            if i % 3 == 2 {
+                near(2, 0.1 * (i % 4) as f32)
+            } else {
+                near(0, 0.1 * (i % 5) as f32)
+            }
+        };
+        let c = clusters_of(&cfg, 12, of);
+        assert_eq!(c.len(), 2, "{c:?}");
+        let unit_c = |c: &[f32]| {
+            let n = c.iter().map(|x| x * x).sum::<f32>().sqrt();
+            c.iter().map(|x| x / n).collect::<Vec<f32>>()
+        };
+        assert!(dot(&unit_c(&c[0]), near(0, 0.2).as_slice()) > 0.95, "{c:?}");
+        assert!(
+            dot(&unit_c(&c[1]), near(2, 0.15).as_slice()) > 0.95,
+            "{c:?}"
+        );
+    }
+
+    #[test]
+    fn one_interest_or_a_minor_one_gives_no_split() {
+        let cfg = RecentProfileConfig {
+            interests: 3,
+            ..RecentProfileConfig::default()
+        };
+        // All near one axis: one interest.
+        assert!(clusters_of(&cfg, 12, |i| near(1, 0.05 * i as f32)).is_empty());
+        // One of 12 elsewhere: under a sixth of the weight, so no second interest.
+        assert!(
+            clusters_of(&cfg, 12, |i| if i == 5 {
+                near(3, 0.0)
+            } else {
+                near(1, 0.0)
+            })
+            .is_empty()
+        );
+        // Off by configuration.
+        let off = RecentProfileConfig::default();
+        assert!(clusters_of(&off, 12, |i| near(i % 4, 0.0)).is_empty());
+        // Only the newest cluster_engagements count: the older half differs, unseen.
+        let short = RecentProfileConfig {
+            interests: 3,
+            cluster_engagements: 6,
+            ..RecentProfileConfig::default()
+        };
+        assert!(
+            clusters_of(&short, 12, |i| if i < 6 {
+                near(0, 0.0)
+            } else {
+                near(2, 0.0)
+            })
+            .is_empty()
+        );
     }
 
     #[test]

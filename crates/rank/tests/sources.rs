@@ -148,6 +148,49 @@ fn interest_ann_needs_an_interest_and_personalization() {
 }
 
 #[test]
+fn interest_ann_searches_each_interest_with_a_share_of_its_quota() {
+    let mut m = Mem::default();
+    for i in 0..6 {
+        m.add(&format!("a{i}"), "ana", 1, e(1.0, 0.02 * i as f32), |_| {});
+        m.add(&format!("b{i}"), "bo", 1, e(0.02 * i as f32, 1.0), |_| {});
+    }
+    let m = Arc::new(m);
+    let s = InterestAnnSource::new(m.clone(), m.clone(), 4);
+    let mut c = ctx("me");
+    // One blended vector leaning to a: its nearest four are all a.
+    c.interest = Some(e(1.0, 0.3));
+    let one = s.fetch(&c).unwrap();
+    assert!(
+        ids(&one).iter().all(|id| id.starts_with('a')),
+        "{:?}",
+        ids(&one)
+    );
+    // Two interests: two each, best similarity first, no video twice.
+    c.interests = vec![e(1.0, 0.0), e(0.0, 1.0)];
+    let two = s.fetch(&c).unwrap();
+    let got = ids(&two);
+    assert_eq!(got.len(), 4, "{got:?}");
+    assert_eq!(
+        got.iter().filter(|id| id.starts_with('a')).count(),
+        2,
+        "{got:?}"
+    );
+    assert_eq!(
+        got.iter().filter(|id| id.starts_with('b')).count(),
+        2,
+        "{got:?}"
+    );
+    assert!(two.windows(2).all(|w| w[0].score >= w[1].score));
+    // The same video near both interests is proposed once.
+    c.interests = vec![e(1.0, 0.0), e(1.0, 0.01)];
+    let same = s.fetch(&c).unwrap();
+    let distinct: std::collections::HashSet<&str> = ids(&same).into_iter().collect();
+    assert_eq!(distinct.len(), same.len());
+    c.parental.personalization = false;
+    assert!(s.fetch(&c).unwrap().is_empty());
+}
+
+#[test]
 fn steer_topic_proposes_recent_videos_of_each_boosted_topic() {
     let mut m = Mem::default();
     let t = |s: &str| steerfeed_core::TopicId::new(s).unwrap();

@@ -1,7 +1,10 @@
 use std::sync::Arc;
 
-use steerfeed_core::ports::{VectorSearch, VideoCatalog};
-use steerfeed_core::{Candidate, FeedContext, Reason, Result, Source};
+use std::collections::HashMap;
+
+use rustc_hash::FxBuildHasher;
+use steerfeed_core::ports::{Neighbor, VectorSearch, VideoCatalog};
+use steerfeed_core::{Candidate, FeedContext, Reason, Result, Source, VideoId};
 
 use super::hydrate;
 
@@ -36,7 +39,30 @@ impl Source for InterestAnnSource {
         else {
             return Ok(Vec::new());
         };
-        let hits = self.search.search(interest.as_slice(), self.quota, None)?;
+        let hits = if ctx.interests.len() < 2 {
+            self.search.search(interest.as_slice(), self.quota, None)?
+        } else {
+            // Each direction gets an equal share of the quota; a video near two of them
+            // keeps its best similarity.
+            let share = self.quota.div_ceil(ctx.interests.len());
+            let mut best: HashMap<VideoId, f32, FxBuildHasher> = HashMap::default();
+            for direction in &ctx.interests {
+                for hit in self.search.search(direction.as_slice(), share, None)? {
+                    let s = best.entry(hit.video).or_insert(f32::NEG_INFINITY);
+                    *s = s.max(hit.similarity);
+                }
+            }
+            let mut merged: Vec<Neighbor> = best
+                .into_iter()
+                .map(|(video, similarity)| Neighbor { video, similarity })
+                .collect();
+            merged.sort_by(|a, b| {
+                b.similarity
+                    .total_cmp(&a.similarity)
+                    .then_with(|| a.video.cmp(&b.video))
+            });
+            merged
+        };
         hydrate(
             self.catalog.as_ref(),
             hits.into_iter().map(|n| (n.video, n.similarity)),
