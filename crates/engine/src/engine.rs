@@ -1062,12 +1062,18 @@ impl Engine {
                 .and_then(|v| v.embedding.clone()))
         };
         let recent = cfg.profile(&history, embedding)?;
-        ctx.interests = cfg
-            .clusters(&history, embedding)?
-            .iter()
-            .filter_map(|c| cfg.blend(long.as_ref(), Some(c)))
-            .collect();
         ctx.interest = cfg.blend(long.as_ref(), recent.as_deref());
+        // Several interests only beside an interest vector (the source searches them in
+        // its place), and only clusters of its dimension (a blend would otherwise fall
+        // back to the long-term vector, the same direction twice).
+        if let Some(dim) = ctx.interest.as_ref().map(Embedding::dim) {
+            ctx.interests = cfg
+                .clusters(&history, embedding)?
+                .iter()
+                .filter(|c| c.len() == dim)
+                .filter_map(|c| cfg.blend(long.as_ref(), Some(c)))
+                .collect();
+        }
         Ok(())
     }
 

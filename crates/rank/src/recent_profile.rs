@@ -98,7 +98,7 @@ impl RecentProfileConfig {
     }
 
     /// The interest clusters of `history` (newest first): up to `interests` centres
-    /// (unnormalised means of unit embeddings), heaviest first, from a weighted k-means
+    /// (unit directions of the clusters' weighted means), heaviest first, from a weighted k-means
     /// over the newest `cluster_engagements` engagements with an embedding (each weighs
     /// its kind's weight; seeds: the newest, then each time the point farthest from the
     /// seeds so far; ten rounds). Centres with a cosine above 0.85 are merged into one

@@ -181,6 +181,10 @@ fn interest_ann_searches_each_interest_with_a_share_of_its_quota() {
         "{got:?}"
     );
     assert!(two.windows(2).all(|w| w[0].score >= w[1].score));
+    // Never more than the quota, however it divides.
+    let five = InterestAnnSource::new(m.clone(), m.clone(), 5);
+    c.interests = vec![e(1.0, 0.0), e(0.0, 1.0), e(0.7, 0.7)];
+    assert_eq!(five.fetch(&c).unwrap().len(), 5);
     // The same video near both interests is proposed once.
     c.interests = vec![e(1.0, 0.0), e(1.0, 0.01)];
     let same = s.fetch(&c).unwrap();

@@ -239,10 +239,14 @@ impl Engine {
             let _saving = lock(&self.index_file.saved);
             let snap = self.index.snapshot();
             snap.save(&partial.join(INDEX_FILE)).map_err(ann_error)?;
+            let version = snap.catalog_version();
+            // The snapshot shares the index's graph, which a fold waits on: let it go
+            // before the (long) store copy.
+            drop(snap);
             let copy = self
                 .store
                 .copy_to(&partial.join(DB), &partial.join(ERASURES))?;
-            (snap.catalog_version(), copy)
+            (version, copy)
         };
         fs::remove_file(partial.join(PARTIAL_MARKER))
             .map_err(|e| io_error("backup", &partial, e))?;

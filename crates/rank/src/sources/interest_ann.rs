@@ -61,6 +61,7 @@ impl Source for InterestAnnSource {
                     .total_cmp(&a.similarity)
                     .then_with(|| a.video.cmp(&b.video))
             });
+            merged.truncate(self.quota);
             merged
         };
         hydrate(
