@@ -59,8 +59,9 @@ use crate::params::{HnswBuildParams, HnswSearchParams};
 use crate::persist;
 use crate::state::State;
 
-/// How long a fold waits, in steps, for a save to release the graph before it stops.
+/// How often a fold looks whether a save has released the graph.
 const SAVE_WAIT_STEP: std::time::Duration = std::time::Duration::from_millis(10);
+/// How long a fold waits for a save to release the graph before it stops.
 const SAVE_WAIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
 
 #[derive(Debug)]
@@ -518,11 +519,10 @@ impl Shared {
         };
         // Room for the new rows is made on a copy taken outside the lock (this thread is
         // the graph's only writer, so the copy stays current), then swapped in.
-        if let Some(roomier) = graph.with_room(quota) {
-            drop(graph);
+        let roomier = graph.with_room(quota);
+        drop(graph);
+        if let Some(roomier) = roomier {
             self.write().graph = Arc::new(roomier);
-        } else {
-            drop(graph);
         }
         let mut folded = 0;
         let mut dropped = 0;

@@ -11,6 +11,7 @@
 //! catalogue lookups per request.
 
 use steerfeed_core::ports::Engagement;
+use steerfeed_core::vector::dot;
 use steerfeed_core::{Embedding, Error, Result, VideoId};
 
 use crate::coengagement::engagement_weight;
@@ -129,7 +130,6 @@ impl RecentProfileConfig {
             return Ok(Vec::new());
         }
         let dim = points[0].1.dim();
-        let sim = |a: &[f32], b: &[f32]| steerfeed_core::vector::dot(a, b);
         // Farthest-point seeds: deterministic, and spread over the history.
         let mut centres: Vec<Vec<f32>> = vec![points[0].1.as_slice().to_vec()];
         while centres.len() < k {
@@ -138,7 +138,7 @@ impl RecentProfileConfig {
                 .map(|(_, p)| {
                     centres
                         .iter()
-                        .map(|c| sim(p.as_slice(), c))
+                        .map(|c| dot(p.as_slice(), c))
                         .fold(f32::NEG_INFINITY, f32::max)
                 })
                 .enumerate()
@@ -150,17 +150,18 @@ impl RecentProfileConfig {
             }
         }
         let mut assign = vec![0usize; points.len()];
+        let mut weights = Vec::new();
         for _ in 0..10 {
             for (a, (_, p)) in assign.iter_mut().zip(&points) {
                 *a = centres
                     .iter()
                     .enumerate()
-                    .map(|(j, c)| (j, sim(p.as_slice(), c)))
+                    .map(|(j, c)| (j, dot(p.as_slice(), c)))
                     .max_by(|x, y| x.1.total_cmp(&y.1).then(y.0.cmp(&x.0)))
                     .map_or(0, |(j, _)| j);
             }
             let mut sums = vec![vec![0.0f32; dim]; centres.len()];
-            let mut weights = vec![0.0f32; centres.len()];
+            weights = vec![0.0f32; centres.len()];
             for (&a, (w, p)) in assign.iter().zip(&points) {
                 weights[a] += w;
                 for (s, x) in sums[a].iter_mut().zip(p.as_slice()) {
@@ -178,10 +179,7 @@ impl RecentProfileConfig {
                 }
             }
         }
-        let mut weights = vec![0.0f32; centres.len()];
-        for (&a, (w, _)) in assign.iter().zip(&points) {
-            weights[a] += w;
-        }
+        // The last round's weights: its assignment is the final one.
         let total: f32 = weights.iter().sum();
         let mut by_weight: Vec<(f32, Vec<f32>)> = weights.into_iter().zip(centres).collect();
         by_weight.sort_by(|a, b| b.0.total_cmp(&a.0));
@@ -189,7 +187,7 @@ impl RecentProfileConfig {
         // readily as it separates two): the lighter joins the heavier.
         let mut kept: Vec<(f32, Vec<f32>)> = Vec::new();
         for (w, c) in by_weight {
-            match kept.iter_mut().find(|(_, k)| sim(k, &c) > SAME_INTEREST) {
+            match kept.iter_mut().find(|(_, k)| dot(k, &c) > SAME_INTEREST) {
                 Some(k) => k.0 += w,
                 None => kept.push((w, c)),
             }
@@ -271,7 +269,6 @@ mod tests {
     use super::*;
     use jiff::Timestamp;
     use steerfeed_core::EventKind;
-    use steerfeed_core::vector::dot;
 
     fn liked(id: &str) -> Engagement {
         let video = VideoId::new(id).unwrap();

@@ -1,6 +1,5 @@
-use std::sync::Arc;
-
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use rustc_hash::FxBuildHasher;
 use steerfeed_core::ports::{Neighbor, VectorSearch, VideoCatalog};
