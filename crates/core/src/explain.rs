@@ -43,6 +43,8 @@ pub enum Reason {
     },
     /// Many people are remixing it right now.
     RemixTrend,
+    /// Its engagement is climbing right now.
+    Trending,
     /// A new creator or a new video.
     Fresh,
     /// Popular right now.
@@ -103,6 +105,7 @@ impl Explanation {
                 "People who watched what you watched also engaged with this".to_owned()
             }
             Reason::RemixTrend => "Popular to remix this week".to_owned(),
+            Reason::Trending => "Trending now".to_owned(),
             Reason::Fresh => "New on steerfeed".to_owned(),
             Reason::Popular => "Popular right now".to_owned(),
             Reason::Lighter => "Something lighter, after your check-in".to_owned(),

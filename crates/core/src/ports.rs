@@ -55,6 +55,12 @@ pub trait EngagementStats: Send + Sync {
     fn remix_trending(&self, now: Timestamp, limit: usize) -> Result<Vec<(VideoId, f32)>>;
 }
 
+/// What is rising across the catalogue now.
+pub trait Trending: Send + Sync {
+    /// Videos whose engagement climbs fastest now, with their trend score, best first.
+    fn trending(&self, now: Timestamp, limit: usize) -> Result<Vec<(VideoId, f32)>>;
+}
+
 /// One thing a user did with a video, for history-based sources.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Engagement {

@@ -109,7 +109,7 @@ pub struct ParentalControls {
     /// get: nothing learned from the viewer's history (no interest vector, no creator
     /// affinity, no co-engagement) and no steering (preferences are kept, not applied).
     /// Candidates come only from the sources that know nothing of the viewer but their
-    /// follows: `following`, `social_cameo`, `remix_trends`, `popular` and `fresh`.
+    /// follows: `following`, `social_cameo`, `remix_trends`, `trending`, `popular` and `fresh`.
     /// Safety, consent, blocks, wellbeing limits and the seen list still apply.
     #[serde(default = "yes")]
     pub personalization: bool,

@@ -342,10 +342,13 @@ impl Engine {
             ),
         });
 
-        // The co-engagement model weighs recent engagements (a week's half-life, the last
-        // 50 per user), so replaying the newest events rebuilds it; the cap bounds the
-        // open time however long the log grows.
-        let co = Arc::new(CoEngagementIndex::new(config.rank.co_engagement.index));
+        // The co-engagement model and the trending list in it weigh recent engagements (a
+        // week's half-life at most, the last 50 per user), so replaying the newest events
+        // rebuilds them; the cap bounds the open time however long the log grows.
+        let co = Arc::new(CoEngagementIndex::with_trending(
+            config.rank.co_engagement.index,
+            config.rank.trending,
+        ));
         let logged = store.event_count();
         let mut last = logged.saturating_sub(CO_ENGAGEMENT_REPLAY);
         store.for_each_event(last + 1, &mut |seq, e| {
@@ -362,6 +365,7 @@ impl Engine {
             actions: store.clone(),
             history: store.clone(),
             co_engagement: co.clone(),
+            trending: co.clone(),
             consent: store.clone(),
         };
         let pipeline = build_pipeline(&config.rank, &ports)?;

@@ -223,6 +223,63 @@ fn twin_engine(dir: &Path, w: &World, personal: bool) -> (Engine, UserId) {
     (engine, viewer)
 }
 
+/// A burst of engagement makes a quiet video trend: for a newcomer with no history and no
+/// follows, `trending` proposes it first and explains it as trending; the list is rebuilt
+/// from the event log when the engine reopens, and the burst fades out of it.
+#[test]
+fn a_burst_of_engagement_makes_a_video_trend_and_it_still_does_after_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = small_world(3);
+    let now = w.config.now;
+    let engine = loaded(dir.path(), &w);
+    let engaged: HashSet<&VideoId> = w.events.iter().filter_map(|e| e.kind.video()).collect();
+    let quiet = w
+        .videos
+        .iter()
+        .find(|v| {
+            !engaged.contains(&v.id) && v.cameos.is_empty() && v.safety.is_empty() && !v.deleted
+        })
+        .expect("a video nobody engaged with")
+        .id
+        .clone();
+    let burst: Vec<Event> = w
+        .users
+        .iter()
+        .take(40)
+        .enumerate()
+        .map(|(i, sim)| Event {
+            key: EventKey::new(format!("burst{i}")).unwrap(),
+            user: sim.user.id.clone(),
+            at: now - SignedDuration::from_mins(3 * (40 - i as i64)),
+            kind: EventKind::Like {
+                video: quiet.clone(),
+            },
+        })
+        .collect();
+    engine.ingest_events(&burst).unwrap();
+    engine.upsert_user(&User::new(u("newcomer"))).unwrap();
+    let verdict = |engine: &Engine, at: Timestamp| {
+        let req = FeedRequest::new(u("newcomer"), 20).unwrap().at(at);
+        engine.explain_video(&req, &quiet).unwrap()
+    };
+    let check = |engine: &Engine| {
+        let got = verdict(engine, now);
+        let trending = got.proposed_by.iter().find(|h| h.source == "trending");
+        assert_eq!(trending.map(|h| h.rank), Some(0), "{:?}", got.proposed_by);
+        assert_eq!(got.explanation.unwrap().text, "Trending now");
+    };
+    check(&engine);
+    drop(engine);
+    let engine = Engine::open(config(dir.path())).unwrap();
+    check(&engine);
+    let week = verdict(&engine, now + SignedDuration::from_hours(24 * 7));
+    assert!(
+        week.proposed_by.iter().all(|h| h.source != "trending"),
+        "{:?}",
+        week.proposed_by
+    );
+}
+
 #[test]
 fn personalization_off_serves_what_any_viewer_with_those_follows_would_get() {
     let w = small_world(5);
@@ -238,6 +295,7 @@ fn personalization_off_serves_what_any_viewer_with_those_follows_would_get() {
         "following",
         "social_cameo",
         "remix_trends",
+        "trending",
         "popular",
         "fresh",
     ];

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use steerfeed_core::ports::{
-    ActionStats, CoEngagement, ConsentLedger, EngagementStats, SocialGraph, UserHistory,
+    ActionStats, CoEngagement, ConsentLedger, EngagementStats, SocialGraph, Trending, UserHistory,
     VectorSearch, VideoCatalog,
 };
 use steerfeed_core::{Pipeline, PipelineBuilder, Result};
@@ -17,12 +17,13 @@ use crate::selectors::{DiversitySelector, SelectorConfig};
 use crate::sources::{
     CoEngagementConfig, CoEngagementSource, FollowingSource, FreshSource, InterestAnnSource,
     PopularSource, RemixTrendsSource, SocialCameoSource, SourceQuotas, SteerAnnSource,
-    SteerTopicSource,
+    SteerTopicSource, TrendingSource,
 };
 use crate::throttles::{
     BedtimeGate, BreakThrottle, CheckinThrottle, CreationPromptThrottle, DailyLimitGate,
     PageCapThrottle, ScrollCapGate, WellbeingConfig,
 };
+use crate::trending::TrendingParams;
 
 /// Every ranking tunable, one section per stage role; each field has its defaults.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -34,6 +35,8 @@ pub struct RankConfig {
     pub co_engagement: CoEngagementConfig,
     /// The recent-taste profile blended into the interest vector.
     pub recent_profile: RecentProfileConfig,
+    /// What counts as trending across the catalogue.
+    pub trending: TrendingParams,
     /// Filter thresholds.
     pub filters: FilterConfig,
     /// The objective.
@@ -49,6 +52,7 @@ impl RankConfig {
     pub fn validate(&self) -> Result<()> {
         self.co_engagement.validate()?;
         self.recent_profile.validate()?;
+        self.trending.validate()?;
         self.filters.validate()?;
         self.scorer.validate()?;
         self.selector.validate()?;
@@ -75,13 +79,15 @@ pub struct Ports {
     pub history: Arc<dyn UserHistory>,
     /// Item-to-item co-engagement.
     pub co_engagement: Arc<dyn CoEngagement>,
+    /// The trending list.
+    pub trending: Arc<dyn Trending>,
     /// Cameo consent.
     pub consent: Arc<dyn ConsentLedger>,
 }
 
 /// Builds the pipeline. Sources run in an order that makes the most telling reason win
 /// when two propose the same video: following, friends' cameos, steering (by embedding, then by topic),
-/// co-engagement, interest, remix trends, fresh, popular.
+/// co-engagement, interest, remix trends, trending, fresh, popular.
 pub fn build_pipeline(cfg: &RankConfig, p: &Ports) -> Result<Pipeline> {
     cfg.validate()?;
     let q = &cfg.sources;
@@ -118,6 +124,11 @@ pub fn build_pipeline(cfg: &RankConfig, p: &Ports) -> Result<Pipeline> {
             p.catalog.clone(),
             p.engagement.clone(),
             q.remix_trends,
+        ))
+        .source(TrendingSource::new(
+            p.catalog.clone(),
+            p.trending.clone(),
+            q.trending,
         ))
         .source(FreshSource::new(p.catalog.clone(), q.fresh))
         .source(PopularSource::new(

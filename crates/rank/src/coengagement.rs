@@ -9,6 +9,8 @@
 //!
 //! Videos are interned to dense `u32` numbers the first time they are engaged with, so
 //! an engagement updates up to `2 × window` links without cloning or re-hashing ids.
+//! The same numbers index the trending list ([`crate::trending`]), which the same events
+//! feed.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -16,8 +18,10 @@ use std::sync::RwLock;
 
 use jiff::Timestamp;
 pub use steerfeed_core::event::engagement_weight;
-use steerfeed_core::ports::CoEngagement;
+use steerfeed_core::ports::{CoEngagement, Trending};
 use steerfeed_core::{EventKind, Result, UserId, VideoId};
+
+use crate::trending::{Trend, TrendingParams};
 
 /// Tunables of [`CoEngagementIndex`], one default each.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -154,6 +158,8 @@ struct Inner {
     links: Vec<Links>,
     /// Per user, the last engagements: (video number, weight, ms).
     recent: HashMap<UserId, VecDeque<(u32, f32, i64)>>,
+    /// What rises now, by video number.
+    trend: Trend,
 }
 
 impl Inner {
@@ -176,6 +182,7 @@ impl Inner {
         }
         let at = at.as_millisecond();
         let me = self.intern(video);
+        self.trend.record(me, w, at);
         let Inner { recent, links, .. } = self;
         let ring = match recent.get_mut(user) {
             Some(r) => r,
@@ -220,7 +227,8 @@ impl Inner {
     }
 }
 
-/// An in-memory, incrementally updated co-engagement index.
+/// An in-memory, incrementally updated co-engagement index, with the trending list the
+/// same events feed.
 #[derive(Debug, Default)]
 pub struct CoEngagementIndex {
     params: CoEngagementParams,
@@ -228,11 +236,19 @@ pub struct CoEngagementIndex {
 }
 
 impl CoEngagementIndex {
-    /// An empty index.
+    /// An empty index, its trending list with the default [`TrendingParams`].
     pub fn new(params: CoEngagementParams) -> Self {
+        Self::with_trending(params, TrendingParams::default())
+    }
+
+    /// An empty index whose trending list uses `trending`.
+    pub fn with_trending(params: CoEngagementParams, trending: TrendingParams) -> Self {
         Self {
             params,
-            inner: RwLock::new(Inner::default()),
+            inner: RwLock::new(Inner {
+                trend: Trend::new(trending),
+                ..Inner::default()
+            }),
         }
     }
 
@@ -319,6 +335,21 @@ impl CoEngagement for CoEngagementIndex {
         }
         out.sort_unstable_by(order);
         Ok(out.into_iter().map(|(v, w)| (v.clone(), w)).collect())
+    }
+}
+
+impl Trending for CoEngagementIndex {
+    fn trending(&self, now: Timestamp, limit: usize) -> Result<Vec<(VideoId, f32)>> {
+        let inner = self
+            .inner
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(inner
+            .trend
+            .top(now.as_millisecond(), limit)
+            .into_iter()
+            .filter_map(|(n, score)| Some((inner.names.get(n as usize)?.clone(), score)))
+            .collect())
     }
 }
 

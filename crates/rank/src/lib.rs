@@ -28,9 +28,11 @@ pub mod scorers;
 pub mod selectors;
 pub mod sources;
 pub mod throttles;
+pub mod trending;
 
 pub use assemble::{Ports, RankConfig, build_pipeline, ranking_stages};
 pub use coengagement::{CoEngagementIndex, CoEngagementParams, engagement_weight};
 pub use recent_profile::RecentProfileConfig;
 pub use sources::{CoEngagementConfig, SourceQuotas};
 pub use throttles::WellbeingConfig;
+pub use trending::TrendingParams;

@@ -5,7 +5,8 @@
 //!    personalization off.
 //! 3. `steer_ann`: one query per boosted concept, reduce ignored, the concept in the reason.
 //! 4. `co_engagement`: fed by the real incremental index; updates as events arrive.
-//! 5. `remix_trends` and `popular`: the stats' order, deleted videos skipped, quotas.
+//! 5. `remix_trends` and `popular`: the stats' order, deleted videos skipped, quotas;
+//!    `trending`: fed by the real incremental index, a climbing video ahead of a steady one.
 //! 6. `social_cameo`: videos featuring you or people you follow, not your own.
 //! 7. `fresh`: new creators first, nothing older than the window.
 //! 8. All sources in one pipeline: candidates are deduplicated and counted per source.
@@ -24,7 +25,7 @@ use steerfeed_core::{
 };
 use steerfeed_rank::sources::{
     CoEngagementSource, FollowingSource, FreshSource, InterestAnnSource, PopularSource,
-    RemixTrendsSource, SocialCameoSource, SteerAnnSource, SteerTopicSource,
+    RemixTrendsSource, SocialCameoSource, SteerAnnSource, SteerTopicSource, TrendingSource,
 };
 use steerfeed_rank::{CoEngagementConfig, CoEngagementIndex, CoEngagementParams};
 use support::Mem;
@@ -377,6 +378,46 @@ fn trends_and_popular_keep_the_stats_order_and_skip_deleted_or_unknown() {
             .iter()
             .all(|c| c.reason == Reason::RemixTrend && c.source == "remix_trends")
     );
+}
+
+/// ana1 gets eight likes in its last three hours; cy2 one like an hour for three days
+/// (72 likes, nine times ana1's volume); bo_del climbs almost as fast (seven likes) but is
+/// deleted; bo1 had one like, below the support a trend needs.
+#[test]
+fn trending_puts_a_climbing_video_ahead_of_a_steady_one_and_skips_deleted_ones() {
+    let m = world();
+    let co = Arc::new(CoEngagementIndex::new(CoEngagementParams::default()));
+    let like = |video: &str| EventKind::Like { video: v(video) };
+    for h in (1..=72).rev() {
+        co.record(&u(&format!("steady{h}")), &like("cy2"), hours_ago(h));
+    }
+    for i in 0..8 {
+        let at = Timestamp::from_second(NOW_S - 3 * 3600 + i * 1350).unwrap();
+        co.record(&u(&format!("fan{i}")), &like("ana1"), at);
+        if i > 0 {
+            co.record(&u(&format!("fan{i}")), &like("bo_del"), at);
+        }
+    }
+    co.record(&u("once"), &like("bo1"), hours_ago(1));
+    let s = TrendingSource::new(m.clone(), co.clone(), 10);
+    let out = s.fetch(&ctx("me")).unwrap();
+    assert_eq!(ids(&out), vec!["ana1", "cy2"]);
+    assert!(
+        out.iter()
+            .all(|c| c.reason == Reason::Trending && c.source == "trending")
+    );
+    // As for `popular`, the quota counts the list's places: the deleted video took one.
+    let two = TrendingSource::new(m.clone(), co.clone(), 2);
+    assert_eq!(ids(&two.fetch(&ctx("me")).unwrap()), vec!["ana1"]);
+    // Not personal: it proposes with personalization off too.
+    let mut off = ctx("me");
+    off.parental.personalization = false;
+    assert_eq!(s.fetch(&off).unwrap().len(), 2);
+    // A day later ana1's burst has faded below its support; cy2's steady likes stopped
+    // too, and neither trends any more.
+    let mut later = ctx("me");
+    later.now = Timestamp::from_second(NOW_S + 24 * 3600).unwrap();
+    assert!(s.fetch(&later).unwrap().is_empty());
 }
 
 #[test]

@@ -8,14 +8,15 @@
 //! | [`SteerTopicSource`] | recent videos of each boosted topic | catalog |
 //! | [`CoEngagementSource`] | what people who engaged with your recent videos engaged with | history, co-engagement, catalog |
 //! | [`RemixTrendsSource`] | high recent remix and creation velocity | stats, catalog |
+//! | [`TrendingSource`] | engagement climbing fastest now against its own baseline | trending, catalog |
 //! | [`SocialCameoSource`] | videos featuring people you follow, or you | graph, catalog |
 //! | [`FreshSource`] | new videos, new creators first (cold start) | catalog |
 //! | [`PopularSource`] | popular right now (fallback) | stats, catalog |
 //!
 //! Sources that personalise (interest, steering, co-engagement) propose nothing when
 //! parental controls turn personalization off; the others (following, social cameos,
-//! remix trends, fresh, popular) know nothing of the viewer but their follows and always
-//! run.
+//! remix trends, trending, fresh, popular) know nothing of the viewer but their follows
+//! and always run.
 
 mod co_engagement;
 mod following;
@@ -27,6 +28,7 @@ mod social_cameo;
 mod stats;
 mod steer_ann;
 mod steer_topic;
+mod trending;
 
 use std::sync::Arc;
 
@@ -41,6 +43,7 @@ pub use steer_ann::SteerAnnSource;
 pub use steer_topic::SteerTopicSource;
 use steerfeed_core::ports::VideoCatalog;
 use steerfeed_core::{Candidate, Reason, Result, Video, VideoId};
+pub use trending::TrendingSource;
 
 /// How many candidates each source may propose per request, one default each.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -58,6 +61,8 @@ pub struct SourceQuotas {
     pub co_engagement: usize,
     /// `remix_trends`. Default 60.
     pub remix_trends: usize,
+    /// `trending`. Default 60.
+    pub trending: usize,
     /// `social_cameo`. Default 60.
     pub social_cameo: usize,
     /// `fresh`. Default 60.
@@ -75,6 +80,7 @@ impl Default for SourceQuotas {
             steer_topic: 60,
             co_engagement: 150,
             remix_trends: 60,
+            trending: 60,
             social_cameo: 60,
             fresh: 60,
             popular: 100,

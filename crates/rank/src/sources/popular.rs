@@ -6,7 +6,7 @@ use steerfeed_core::{Candidate, FeedContext, Reason, Result, Source};
 use super::stats::StatsSource;
 
 /// Popular right now: the fallback that always has something to propose.
-pub struct PopularSource(StatsSource);
+pub struct PopularSource(StatsSource<dyn EngagementStats>);
 
 impl PopularSource {
     /// A source proposing at most `quota` videos.

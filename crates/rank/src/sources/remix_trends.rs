@@ -6,7 +6,7 @@ use steerfeed_core::{Candidate, FeedContext, Reason, Result, Source};
 use super::stats::StatsSource;
 
 /// Videos with the highest recent remix and creation velocity.
-pub struct RemixTrendsSource(StatsSource);
+pub struct RemixTrendsSource(StatsSource<dyn EngagementStats>);
 
 impl RemixTrendsSource {
     /// A source proposing at most `quota` videos.

@@ -1,30 +1,31 @@
 use std::sync::Arc;
 
-use steerfeed_core::ports::{EngagementStats, VideoCatalog};
+use steerfeed_core::ports::VideoCatalog;
 use steerfeed_core::{Candidate, FeedContext, Reason, Result, Timestamp, VideoId};
 
 use super::hydrate;
 
-type Pick = fn(&dyn EngagementStats, Timestamp, usize) -> Result<Vec<(VideoId, f32)>>;
+type Pick<P> = fn(&P, Timestamp, usize) -> Result<Vec<(VideoId, f32)>>;
 
-/// A source that proposes the top of one ranked list of the engagement stats; `popular`
-/// and `remix_trends` differ only in the list, the name and the reason.
-pub(super) struct StatsSource {
+/// A source that proposes the top of one ranked list the port `P` keeps for the whole
+/// catalogue; `popular`, `remix_trends` and `trending` differ only in the list, the name
+/// and the reason.
+pub(super) struct StatsSource<P: ?Sized> {
     catalog: Arc<dyn VideoCatalog>,
-    stats: Arc<dyn EngagementStats>,
+    stats: Arc<P>,
     quota: usize,
     name: &'static str,
-    pick: Pick,
+    pick: Pick<P>,
     reason: Reason,
 }
 
-impl StatsSource {
+impl<P: ?Sized> StatsSource<P> {
     pub(super) fn new(
         catalog: Arc<dyn VideoCatalog>,
-        stats: Arc<dyn EngagementStats>,
+        stats: Arc<P>,
         quota: usize,
         name: &'static str,
-        pick: Pick,
+        pick: Pick<P>,
         reason: Reason,
     ) -> Self {
         Self {
@@ -38,7 +39,7 @@ impl StatsSource {
     }
 
     pub(super) fn fetch(&self, ctx: &FeedContext) -> Result<Vec<Candidate>> {
-        let ranked = (self.pick)(self.stats.as_ref(), ctx.now, self.quota)?;
+        let ranked = (self.pick)(&self.stats, ctx.now, self.quota)?;
         hydrate(self.catalog.as_ref(), ranked, self.name, |_| {
             self.reason.clone()
         })

@@ -438,7 +438,8 @@ pub fn ports(mem: Arc<Mem>, events: &[steerfeed_core::Event]) -> steerfeed_rank:
         engagement: mem.clone(),
         actions: mem.clone(),
         history: mem.clone(),
-        co_engagement: co,
+        co_engagement: co.clone(),
+        trending: co,
         consent: mem,
     }
 }

@@ -1,0 +1,334 @@
+//! What is rising across the catalogue right now, kept up to date as events arrive.
+//!
+//! Each engaged video keeps two decayed sums of its engagement weights (a like counts 2,
+//! a complete view 1, as for co-engagement): a recent one with a short half-life and a
+//! baseline with a long one. Its trend is `recent² / baseline`, the recent volume times
+//! how far the recent rate runs above the baseline: a video engaged with steadily for
+//! days ranks below one whose engagement climbs now, and a quiet video with one fresh
+//! engagement ranks by that one engagement alone.
+//!
+//! Between two of a video's events both sums only decay, so every trend falls by the same
+//! factor per hour (`log2` of it by `2/short − 1/long`): the order of the videos changes
+//! only when one of them gets an event. A sorted set keyed on each trend projected to a
+//! common instant therefore stays sorted without touching the other videos, and keeps the
+//! top `capacity` exactly. Reading skips videos whose recent sum has decayed below
+//! `min_recent`, so a video trends only while it has support now.
+
+use std::collections::{BTreeSet, HashMap};
+
+use steerfeed_core::Result;
+
+/// Tunables of the trending list (`[rank.trending]`), one default each.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrendingParams {
+    /// Half-life of the recent sum, in hours. Default 6.
+    pub short_half_life_h: f64,
+    /// Half-life of the baseline sum, in hours; at least `short_half_life_h`. Default 72.
+    pub long_half_life_h: f64,
+    /// A video trends only while its recent sum is at least this many weighted
+    /// engagements. Default 3.
+    pub min_recent: f64,
+    /// Videos kept in the sorted list. Default 2,000.
+    pub capacity: usize,
+}
+
+impl Default for TrendingParams {
+    fn default() -> Self {
+        Self {
+            short_half_life_h: 6.0,
+            long_half_life_h: 72.0,
+            min_recent: 3.0,
+            capacity: 2_000,
+        }
+    }
+}
+
+impl TrendingParams {
+    /// Checks the ranges.
+    pub fn validate(&self) -> Result<()> {
+        let fail =
+            |field: &'static str, got: String| Err(steerfeed_core::Error::invalid(field, got));
+        if !(self.short_half_life_h.is_finite() && self.short_half_life_h > 0.0) {
+            return fail(
+                "rank.trending.short_half_life_h",
+                format!("{} is not positive", self.short_half_life_h),
+            );
+        }
+        if !(self.long_half_life_h.is_finite() && self.long_half_life_h >= self.short_half_life_h) {
+            return fail(
+                "rank.trending.long_half_life_h",
+                format!(
+                    "{} is below short_half_life_h ({})",
+                    self.long_half_life_h, self.short_half_life_h
+                ),
+            );
+        }
+        if !(self.min_recent.is_finite() && self.min_recent >= 0.0) {
+            return fail(
+                "rank.trending.min_recent",
+                format!("{} is not a non-negative number", self.min_recent),
+            );
+        }
+        if !(1..=1_000_000).contains(&self.capacity) {
+            return fail(
+                "rank.trending.capacity",
+                format!("{} is not in 1..=1000000", self.capacity),
+            );
+        }
+        Ok(())
+    }
+
+    /// How much `log2` of every trend falls per millisecond.
+    fn fall_per_ms(&self) -> f64 {
+        (2.0 / self.short_half_life_h - 1.0 / self.long_half_life_h) / 3_600_000.0
+    }
+}
+
+/// A trend's place in the order: `log2(trend)` projected to the epoch, so keys of
+/// videos last updated at different times compare as their trends do now.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Key(f64);
+
+impl Eq for Key {}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Key {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Sums {
+    recent: f32,
+    baseline: f32,
+    /// Milliseconds since the epoch the sums are valid at.
+    at: i64,
+}
+
+fn decay(value: f32, ms: i64, half_life_h: f64) -> f32 {
+    if ms <= 0 {
+        return value;
+    }
+    value * 0.5f64.powf(ms as f64 / (half_life_h * 3_600_000.0)) as f32
+}
+
+/// The sums and the sorted list, by the interned video numbers of the co-engagement
+/// index that holds it.
+#[derive(Debug, Default)]
+pub(crate) struct Trend {
+    params: TrendingParams,
+    sums: Vec<Sums>,
+    order: BTreeSet<(Key, u32)>,
+    listed: HashMap<u32, Key>,
+}
+
+impl Trend {
+    pub(crate) fn new(params: TrendingParams) -> Self {
+        Self {
+            params,
+            ..Self::default()
+        }
+    }
+
+    /// Adds an engagement of weight `w` at `at_ms` to video `n`. An event older than the
+    /// video's last one adds what is left of it at that time.
+    pub(crate) fn record(&mut self, n: u32, w: f32, at_ms: i64) {
+        let p = self.params;
+        let i = n as usize;
+        if self.sums.len() <= i {
+            self.sums.resize(i + 1, Sums::default());
+        }
+        let s = &mut self.sums[i];
+        let at = s.at.max(at_ms);
+        s.recent = decay(s.recent, at - s.at, p.short_half_life_h)
+            + decay(w, at - at_ms, p.short_half_life_h);
+        s.baseline = decay(s.baseline, at - s.at, p.long_half_life_h)
+            + decay(w, at - at_ms, p.long_half_life_h);
+        s.at = at;
+        let trend = f64::from(s.recent) * f64::from(s.recent) / f64::from(s.baseline);
+        if !(trend.is_finite() && trend > 0.0) {
+            return;
+        }
+        let key = Key(trend.log2() + at as f64 * p.fall_per_ms());
+        if let Some(old) = self.listed.get(&n).copied() {
+            self.order.remove(&(old, n));
+        } else if self.listed.len() >= p.capacity {
+            match self.order.first().copied() {
+                Some((min, min_n)) if min < key => {
+                    self.order.remove(&(min, min_n));
+                    self.listed.remove(&min_n);
+                }
+                _ => return,
+            }
+        }
+        self.listed.insert(n, key);
+        self.order.insert((key, n));
+    }
+
+    /// Up to `limit` video numbers with their trend at `now_ms`, highest first, skipping
+    /// those whose recent sum is below `min_recent` by then.
+    pub(crate) fn top(&self, now_ms: i64, limit: usize) -> Vec<(u32, f32)> {
+        let p = self.params;
+        let mut out = Vec::with_capacity(limit.min(self.listed.len()));
+        for &(_, n) in self.order.iter().rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let Some(s) = self.sums.get(n as usize) else {
+                continue;
+            };
+            let recent = decay(s.recent, now_ms - s.at, p.short_half_life_h);
+            if f64::from(recent) < p.min_recent {
+                continue;
+            }
+            let baseline = decay(s.baseline, now_ms - s.at, p.long_half_life_h);
+            out.push((n, recent * recent / baseline));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: i64 = 3_600_000;
+
+    fn params() -> TrendingParams {
+        TrendingParams {
+            min_recent: 0.0,
+            ..TrendingParams::default()
+        }
+    }
+
+    /// The oracle: the trend of a video from its raw (weight, ms) events, summed directly.
+    fn brute(events: &[(f32, i64)], now: i64, p: &TrendingParams) -> f64 {
+        let sum = |hl: f64| -> f64 {
+            events
+                .iter()
+                .map(|&(w, at)| f64::from(w) * 0.5f64.powf((now - at) as f64 / (hl * H as f64)))
+                .sum()
+        };
+        let r = sum(p.short_half_life_h);
+        r * r / sum(p.long_half_life_h)
+    }
+
+    #[test]
+    fn a_climbing_video_outranks_a_steady_one_of_more_volume() {
+        let mut t = Trend::new(params());
+        // Video 0: 2 engagements an hour for three days. Video 1: nothing for days, then
+        // 4 an hour for the last three hours (less than a tenth of video 0's volume).
+        for h in 0..72 {
+            t.record(0, 2.0, h * H);
+        }
+        for h in 69..72 {
+            t.record(1, 4.0, h * H);
+        }
+        let top = t.top(72 * H, 10);
+        assert_eq!(top.iter().map(|x| x.0).collect::<Vec<_>>(), vec![1, 0]);
+    }
+
+    #[test]
+    fn the_order_and_scores_match_a_direct_sum_of_the_events_at_any_later_time() {
+        let p = params();
+        let mut t = Trend::new(p);
+        let mut events: Vec<Vec<(f32, i64)>> = vec![Vec::new(); 30];
+        // A fixed pseudo-random stream, some events delivered out of order.
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        for step in 0..600i64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let n = (x % 30) as u32;
+            let late = if x.is_multiple_of(7) { 2 * H } else { 0 };
+            let at = step * H / 10 - late;
+            let w = [0.3f32, 1.0, 2.0, 3.0, 6.0][(x >> 8) as usize % 5];
+            t.record(n, w, at);
+            events[n as usize].push((w, at));
+        }
+        for now in [60 * H, 61 * H, 90 * H] {
+            let got = t.top(now, 30);
+            let engaged = events.iter().filter(|e| !e.is_empty()).count();
+            assert_eq!(got.len(), engaged);
+            for (n, score) in &got {
+                let want = brute(&events[*n as usize], now, &p);
+                let rel = (f64::from(*score) - want).abs() / want;
+                assert!(rel < 1e-3, "video {n} at {now}: {score} against {want}");
+            }
+            assert!(
+                got.windows(2).all(|w| w[0].1 >= w[1].1 * (1.0 - 1e-4)),
+                "{got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bounded_list_keeps_exactly_the_top_trends() {
+        let p = TrendingParams {
+            capacity: 5,
+            ..params()
+        };
+        let mut small = Trend::new(p);
+        let mut full = Trend::new(TrendingParams {
+            capacity: 1_000,
+            ..p
+        });
+        let mut x: u64 = 99;
+        for step in 0..2_000i64 {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let n = ((x >> 33) % 200) as u32;
+            small.record(n, 1.0, step * H / 50);
+            full.record(n, 1.0, step * H / 50);
+        }
+        let now = 41 * H;
+        assert_eq!(small.top(now, 5), full.top(now, 5));
+    }
+
+    #[test]
+    fn support_decays_out_of_the_list() {
+        let p = TrendingParams {
+            min_recent: 3.0,
+            ..TrendingParams::default()
+        };
+        let mut t = Trend::new(p);
+        t.record(0, 6.0, 0);
+        t.record(1, 2.0, 0);
+        // Video 1 never had support; video 0 has it until its recent sum of 6 halves.
+        assert_eq!(
+            t.top(0, 10).iter().map(|x| x.0).collect::<Vec<_>>(),
+            vec![0]
+        );
+        assert_eq!(t.top(5 * H, 10).len(), 1);
+        assert!(t.top(7 * H, 10).is_empty());
+    }
+
+    #[test]
+    fn ranges_are_checked() {
+        let ok = TrendingParams::default();
+        assert!(ok.validate().is_ok());
+        for bad in [
+            TrendingParams {
+                short_half_life_h: 0.0,
+                ..ok
+            },
+            TrendingParams {
+                long_half_life_h: 1.0,
+                ..ok
+            },
+            TrendingParams {
+                min_recent: f64::NAN,
+                ..ok
+            },
+            TrendingParams { capacity: 0, ..ok },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+    }
+}
