@@ -46,6 +46,11 @@ pub struct CoEngagementParams {
     /// symmetric, lower makes the links say "people who engaged with this engaged with
     /// that next". Default 0.1.
     pub backward: f64,
+    /// A link's weight is divided by `(engagement of the one video × engagement of the
+    /// other)^popularity_exponent`, each the video's decayed sum of engagement weights
+    /// (the same half-life): 0 keeps raw co-engagement, which favours what everyone
+    /// engages with; 0.5 makes it the cosine of item-kNN. Default 0.
+    pub popularity_exponent: f64,
 }
 
 impl Default for CoEngagementParams {
@@ -57,6 +62,7 @@ impl Default for CoEngagementParams {
             max_neighbors: 200,
             sequence_decay: 1.0,
             backward: 0.1,
+            popularity_exponent: 0.0,
         }
     }
 }
@@ -102,6 +108,11 @@ impl CoEngagementParams {
             unit(self.backward),
             "rank.co_engagement.index.backward",
             format!("{} is not in (0, 1]", self.backward),
+        )?;
+        check(
+            (0.0..=1.0).contains(&self.popularity_exponent),
+            "rank.co_engagement.index.popularity_exponent",
+            format!("{} is not in [0, 1]", self.popularity_exponent),
         )?;
         Ok(())
     }
@@ -152,10 +163,12 @@ type Links = HashMap<u32, Decayed, BuildHasherDefault<IdHasher>>;
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// Video id → its number; `names[n]` is the id of number `n`, `links[n]` its links.
+    /// Video id → its number; `names[n]` is the id of number `n`, `links[n]` its links,
+    /// `engaged[n]` its decayed sum of engagement weights.
     ids: HashMap<VideoId, u32>,
     names: Vec<VideoId>,
     links: Vec<Links>,
+    engaged: Vec<Decayed>,
     /// Per user, the last engagements: (video number, weight, ms).
     recent: HashMap<UserId, VecDeque<(u32, f32, i64)>>,
     /// What rises now, by video number.
@@ -171,6 +184,7 @@ impl Inner {
         self.ids.insert(video.clone(), n);
         self.names.push(video.clone());
         self.links.push(Links::default());
+        self.engaged.push(Decayed { value: 0.0, at: 0 });
         n
     }
 
@@ -183,6 +197,12 @@ impl Inner {
         let at = at.as_millisecond();
         let me = self.intern(video);
         self.trend.record(me, w, at);
+        if let Some(d) = self.engaged.get_mut(me as usize) {
+            let later = d.at.max(at);
+            d.value =
+                d.at(later, p.half_life_h) + Decayed { value: w, at }.at(later, p.half_life_h);
+            d.at = later;
+        }
         let Inner { recent, links, .. } = self;
         let ring = match recent.get_mut(user) {
             Some(r) => r,
@@ -314,14 +334,27 @@ impl CoEngagement for CoEngagementIndex {
             return Ok(Vec::new());
         };
         let now = now.as_millisecond();
+        let hl = self.params.half_life_h;
         let names = &inner.names;
+        let alpha = self.params.popularity_exponent;
+        // `engaged^-alpha` of a video number (1 with the exponent at 0).
+        let damp = |n: u32| -> f32 {
+            if alpha == 0.0 {
+                return 1.0;
+            }
+            let e = inner.engaged.get(n as usize).map_or(0.0, |d| d.at(now, hl));
+            if e > 0.0 {
+                f64::from(e).powf(-alpha) as f32
+            } else {
+                1.0
+            }
+        };
+        let own = inner.ids.get(video).map_or(1.0, |&n| damp(n));
         // Weights by number first: only the `limit` kept are sorted and named (a popular
         // video links to thousands).
         let mut out: Vec<(&VideoId, f32)> = links
             .iter()
-            .filter_map(|(v, d)| {
-                Some((names.get(*v as usize)?, d.at(now, self.params.half_life_h)))
-            })
+            .filter_map(|(v, d)| Some((names.get(*v as usize)?, d.at(now, hl) * own * damp(*v))))
             .collect();
         let order = |a: &(&VideoId, f32), b: &(&VideoId, f32)| {
             b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0))
@@ -399,6 +432,53 @@ mod tests {
 
     /// The `limit` strongest links, strongest first and ties by id, whatever the limit:
     /// checked against a plain sort of every link's weight.
+    /// Ten people like `seed` then `hit` (liked by 40 more people on its own); two like
+    /// `seed` then `niche` (liked by nobody else). Raw co-engagement puts the hit first;
+    /// with the exponent at 0.5 each link is divided by the square root of the two
+    /// videos' engagement sums, the cosine of item-kNN, and the niche video comes first.
+    #[test]
+    fn a_popularity_exponent_divides_links_by_both_videos_engagement() {
+        let record = |idx: &CoEngagementIndex| {
+            for i in 0..10 {
+                let who = UserId::new(format!("p{i}")).unwrap();
+                idx.record(&who, &like("seed"), t(0));
+                idx.record(&who, &like("hit"), t(0));
+            }
+            for i in 0..2 {
+                let who = UserId::new(format!("q{i}")).unwrap();
+                idx.record(&who, &like("seed"), t(0));
+                idx.record(&who, &like("niche"), t(0));
+            }
+            for i in 0..90 {
+                let who = UserId::new(format!("r{i}")).unwrap();
+                idx.record(&who, &like("hit"), t(0));
+            }
+        };
+        let raw = CoEngagementIndex::new(CoEngagementParams::default());
+        record(&raw);
+        let names =
+            |got: &[(VideoId, f32)]| got.iter().map(|x| x.0.to_string()).collect::<Vec<_>>();
+        let got = raw.co_engaged(&v("seed"), t(0), 10).unwrap();
+        assert_eq!(names(&got), ["hit", "niche"]);
+        // A like weighs 2: seed 12 likes (24), hit 100 (200), niche 2 (4); links along
+        // the order 10 × 2 and 2 × 2.
+        assert!(
+            (got[0].1 - 20.0).abs() < 1e-4 && (got[1].1 - 4.0).abs() < 1e-4,
+            "{got:?}"
+        );
+        let cosine = CoEngagementIndex::new(CoEngagementParams {
+            popularity_exponent: 0.5,
+            ..CoEngagementParams::default()
+        });
+        record(&cosine);
+        let got = cosine.co_engaged(&v("seed"), t(0), 10).unwrap();
+        assert_eq!(names(&got), ["niche", "hit"]);
+        let want_niche = 4.0 / (24.0f32 * 4.0).sqrt();
+        let want_hit = 20.0 / (24.0f32 * 200.0).sqrt();
+        assert!((got[0].1 - want_niche).abs() < 1e-4, "{got:?}");
+        assert!((got[1].1 - want_hit).abs() < 1e-4, "{got:?}");
+    }
+
     #[test]
     fn the_strongest_links_come_first_for_every_limit() {
         let idx = CoEngagementIndex::new(CoEngagementParams {

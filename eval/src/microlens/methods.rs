@@ -63,6 +63,7 @@ pub fn co_engagement(train: &[Sequence], n: usize, pop: &[f32]) -> anyhow::Resul
         // Symmetric, no per-position decay: the blend's signal as it was tuned.
         sequence_decay: 1.0,
         backward: 1.0,
+        popularity_exponent: 0.0,
     });
     let base = jiff::Timestamp::from_second(1_800_000_000)?;
     let videos: Vec<VideoId> = (0..n)
