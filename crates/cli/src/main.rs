@@ -143,7 +143,33 @@ fn init_tracing(log: &LogConfig) {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+/// Runs the command. A reader that stopped reading (`steerfeed export | head`) ends the
+/// command quietly and successfully, as it does for other command-line tools; any other
+/// error is printed with its causes and exits with 1.
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if reader_went_away(&e) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:?}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// True when `e` comes from writing to a pipe whose reader has closed it, directly or
+/// through `serde_json` (whose error hides the I/O error from the chain of causes).
+fn reader_went_away(e: &anyhow::Error) -> bool {
+    use std::io::ErrorKind::BrokenPipe;
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>()
+                .is_some_and(|j| j.io_error_kind() == Some(BrokenPipe))
+    })
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let sidecar = SidecarConfig::load(cli.config.as_deref())?;
     let config = sidecar.engine.clone();

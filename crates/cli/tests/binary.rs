@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 
@@ -1057,6 +1057,29 @@ fn import_and_export_round_trip_offline_and_through_the_sidecar_and_resume() {
     );
     assert!(!ok && err.contains("401"), "{err}");
     drop(server);
+
+    // A reader that stops early (`steerfeed export | head -1`): the export ends quietly
+    // and successfully, not with a broken-pipe error.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_steerfeed"))
+        .arg("export")
+        .env("STEERFEED__STORE__PATH", &source)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("\"record\""), "{first}");
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.trim().is_empty(),
+        "{:?}: {err}",
+        out.status
+    );
 
     // Offline into a new store, in a batch size that cuts the events in pieces; then the
     // same file again changes nothing.
