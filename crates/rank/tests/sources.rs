@@ -380,16 +380,18 @@ fn trends_and_popular_keep_the_stats_order_and_skip_deleted_or_unknown() {
     );
 }
 
-/// ana1 gets eight likes in its last three hours; cy2 one like an hour for three days
-/// (72 likes, nine times ana1's volume); bo_del climbs almost as fast (seven likes) but is
-/// deleted; bo1 had one like, below the support a trend needs.
+/// ana1 gets eight likes in its last three hours; cy2 two likes an hour for three days
+/// (144 likes, eighteen times ana1's volume); bo_del climbs almost as fast as ana1 (seven
+/// likes) but is deleted; bo1 had one like, below the threshold a trend needs.
 #[test]
 fn trending_puts_a_climbing_video_ahead_of_a_steady_one_and_skips_deleted_ones() {
     let m = world();
     let co = Arc::new(CoEngagementIndex::new(CoEngagementParams::default()));
     let like = |video: &str| EventKind::Like { video: v(video) };
     for h in (1..=72).rev() {
-        co.record(&u(&format!("steady{h}")), &like("cy2"), hours_ago(h));
+        for k in 0..2 {
+            co.record(&u(&format!("steady{h}_{k}")), &like("cy2"), hours_ago(h));
+        }
     }
     for i in 0..8 {
         let at = Timestamp::from_second(NOW_S - 3 * 3600 + i * 1350).unwrap();
@@ -413,7 +415,7 @@ fn trending_puts_a_climbing_video_ahead_of_a_steady_one_and_skips_deleted_ones()
     let mut off = ctx("me");
     off.parental.personalization = false;
     assert_eq!(s.fetch(&off).unwrap().len(), 2);
-    // A day later ana1's burst has faded below its support; cy2's steady likes stopped
+    // A day later ana1's burst has faded below the threshold; cy2's steady likes stopped
     // too, and neither trends any more.
     let mut later = ctx("me");
     later.now = Timestamp::from_second(NOW_S + 24 * 3600).unwrap();
