@@ -5,6 +5,7 @@
 
 #![allow(clippy::print_stdout)] // a command line prints
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -157,6 +158,13 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Writes `text` and a newline to standard output, returning the error a closed pipe
+/// gives (`println!` would panic on it).
+pub(crate) fn say(text: impl std::fmt::Display) -> anyhow::Result<()> {
+    writeln!(std::io::stdout().lock(), "{text}")?;
+    Ok(())
+}
+
 /// True when `e` comes from writing to a pipe whose reader has closed it, directly or
 /// through `serde_json` (whose error hides the I/O error from the chain of causes).
 fn reader_went_away(e: &anyhow::Error) -> bool {
@@ -175,7 +183,7 @@ fn run() -> anyhow::Result<()> {
     let config = sidecar.engine.clone();
     match cli.command {
         Command::Config => {
-            print!("{}", sidecar.to_toml());
+            write!(std::io::stdout().lock(), "{}", sidecar.to_toml())?;
             Ok(())
         }
         Command::Bench(BenchCommand::Ann(args)) => {
@@ -185,7 +193,7 @@ fn run() -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Feed(args)) => {
             init_tracing(&sidecar.log);
             let report = bench_feed::run(config, &args)?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
+            say(serde_json::to_string_pretty(&report)?)?;
             Ok(())
         }
         Command::Prefs(PrefsCommand::Parse(args)) => prefs::parse(config, args),
@@ -220,7 +228,7 @@ fn run() -> anyhow::Result<()> {
             let report = steerfeed::Engine::restore(&backup, config)?;
             let mut shown = serde_json::to_value(&report)?;
             shown["backup"]["files"] = report.backup.files.len().into();
-            println!("{}", serde_json::to_string_pretty(&shown)?);
+            say(serde_json::to_string_pretty(&shown)?)?;
             Ok(())
         }
         Command::Serve(args) => {
@@ -255,7 +263,7 @@ fn backup(
     let mut shown = serde_json::to_value(&manifest)?;
     shown["files"] = manifest.files.len().into();
     shown["seconds"] = started.elapsed().as_secs_f64().into();
-    println!("{}", serde_json::to_string_pretty(&shown)?);
+    say(serde_json::to_string_pretty(&shown)?)?;
     Ok(())
 }
 
@@ -279,11 +287,11 @@ fn users(config: steerfeed::Config, cmd: UsersCommand) -> anyhow::Result<()> {
                 _ => steerfeed::OwnVideos::Keep,
             };
             let report = engine.erase_user(&steerfeed::UserId::new(id)?, own)?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
+            say(serde_json::to_string_pretty(&report)?)?;
         }
         UsersCommand::Export { id } => {
             for record in engine.export_user(&steerfeed::UserId::new(id)?)? {
-                println!("{}", serde_json::to_string(&record)?);
+                say(serde_json::to_string(&record)?)?;
             }
         }
     }

@@ -579,7 +579,7 @@ pub fn import(config: steerfeed::Config, args: &ImportArgs) -> anyhow::Result<()
         summary["resumed_at_line"] = s.line.into();
     }
     summary["index_settle_s"] = settle.into();
-    println!("{}", serde_json::to_string_pretty(&summary)?);
+    crate::say(serde_json::to_string_pretty(&summary)?)?;
     Ok(())
 }
 
