@@ -342,9 +342,9 @@ impl Engine {
             ),
         });
 
-        // The co-engagement model and the trending list in it weigh recent engagements (a
-        // week's half-life at most, the last 50 per user), so replaying the newest events
-        // rebuilds them; the cap bounds the open time however long the log grows.
+        // The co-engagement model and the trending list in it weigh recent engagements (the
+        // last 50 per user, half-lives of days), so replaying the newest events rebuilds
+        // them; the cap bounds the open time however long the log grows.
         let co = Arc::new(CoEngagementIndex::with_trending(
             config.rank.co_engagement.index,
             config.rank.trending,

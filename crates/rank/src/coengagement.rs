@@ -196,22 +196,30 @@ impl Inner {
         }
         let at = at.as_millisecond();
         let me = self.intern(video);
-        self.trend.record(me, w, at);
         if let Some(d) = self.engaged.get_mut(me as usize) {
             let later = d.at.max(at);
             d.value =
                 d.at(later, p.half_life_h) + Decayed { value: w, at }.at(later, p.half_life_h);
             d.at = later;
         }
-        let Inner { recent, links, .. } = self;
+        let Inner {
+            recent,
+            links,
+            trend,
+            ..
+        } = self;
         let ring = match recent.get_mut(user) {
             Some(r) => r,
             None => recent.entry(user.clone()).or_default(),
         };
+        // The strongest engagement this person already had with the video among their
+        // remembered ones: the trend counts each person once, by their strongest.
+        let mut before = 0.0f32;
         // The ring is oldest first: the k-th newest earlier engagement is k apart.
         let n = ring.len();
         for (i, &(other, w_other, at_other)) in ring.iter().enumerate() {
             if other == me {
+                before = before.max(w_other);
                 continue;
             }
             let apart = (n - i) as i32;
@@ -239,6 +247,9 @@ impl Inner {
                     prune(l, p.max_neighbors, later, p.half_life_h);
                 }
             }
+        }
+        if w > before {
+            trend.record(me, w - before, at);
         }
         ring.push_back((me, w, at));
         while ring.len() > p.window {
@@ -430,9 +441,7 @@ mod tests {
         );
     }
 
-    /// The `limit` strongest links, strongest first and ties by id, whatever the limit:
-    /// checked against a plain sort of every link's weight.
-    /// Ten people like `seed` then `hit` (liked by 40 more people on its own); two like
+    /// Ten people like `seed` then `hit` (liked by 90 more people on its own); two like
     /// `seed` then `niche` (liked by nobody else). Raw co-engagement puts the hit first;
     /// with the exponent at 0.5 each link is divided by the square root of the two
     /// videos' engagement sums, the cosine of item-kNN, and the niche video comes first.
@@ -479,6 +488,44 @@ mod tests {
         assert!((got[1].1 - want_hit).abs() < 1e-4, "{got:?}");
     }
 
+    /// The trending list counts each person once, by their strongest engagement: one
+    /// person viewing, liking and remixing a video many times adds 6 (a remix), as one
+    /// remix does; two people liking it add 4.
+    #[test]
+    fn the_trend_counts_each_person_once_by_their_strongest_engagement() {
+        let idx = CoEngagementIndex::with_trending(
+            CoEngagementParams::default(),
+            TrendingParams {
+                min_trend: 0.0,
+                ..TrendingParams::default()
+            },
+        );
+        let one = UserId::new("one").unwrap();
+        let view = EventKind::View {
+            video: v("busy"),
+            watch_ms: 5_000,
+            completed: true,
+        };
+        let remix = EventKind::Remix {
+            video: v("busy"),
+            new_video: None,
+        };
+        for _ in 0..5 {
+            for kind in [&view, &like("busy"), &remix] {
+                idx.record(&one, kind, t(0));
+            }
+        }
+        for who in ["a", "b"] {
+            idx.record(&UserId::new(who).unwrap(), &like("pair"), t(0));
+        }
+        let got = idx.trending(t(0), 10).unwrap();
+        let score = |id: &str| got.iter().find(|x| x.0.as_str() == id).map(|x| x.1);
+        assert!((score("busy").unwrap() - 6.0).abs() < 1e-4, "{got:?}");
+        assert!((score("pair").unwrap() - 4.0).abs() < 1e-4, "{got:?}");
+    }
+
+    /// The `limit` strongest links, strongest first and ties by id, whatever the limit:
+    /// checked against a plain sort of every link's weight.
     #[test]
     fn the_strongest_links_come_first_for_every_limit() {
         let idx = CoEngagementIndex::new(CoEngagementParams {

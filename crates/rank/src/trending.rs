@@ -1,7 +1,9 @@
 //! What is rising across the catalogue right now, kept up to date as events arrive.
 //!
 //! Each engaged video keeps two decayed sums of its engagement weights (a like counts 2,
-//! a complete view 1, as for co-engagement): a recent one with a short half-life and a
+//! a complete view 1, a remix 6, as for co-engagement), each person counted once by their
+//! strongest engagement among their remembered ones (the co-engagement index feeds it
+//! only what a person adds above that): a recent sum with a short half-life and a
 //! baseline with a long one. Its trend is `recent² / baseline`, the recent volume times
 //! how far the recent rate runs above the baseline: a video engaged with steadily for
 //! days ranks below one whose engagement climbs now, and a quiet video with one fresh
@@ -11,7 +13,9 @@
 //! factor per hour (`log2` of it by `2/short − 1/long`): the order of the videos changes
 //! only when one of them gets an event. A sorted set keyed on each trend projected to a
 //! common instant therefore stays sorted without touching the other videos, and keeps the
-//! top `capacity` exactly. A video trends while its trend is at least `min_trend`; as the
+//! top `capacity`: exactly while events arrive in time order (an event never lowers a
+//! trend then), nearly when one arrives late (it adds less to the recent sum than to the
+//! baseline, so it can lower a listed video below one dropped before). A video trends while its trend is at least `min_trend`; as the
 //! trend never exceeds the recent sum (the baseline holds everything the recent sum holds,
 //! decayed less), that is also the support it needs now. Reading walks the set from the
 //! top and stops at the first video below it, so a read costs the videos it returns.
@@ -19,6 +23,13 @@
 use std::collections::{BTreeSet, HashMap};
 
 use steerfeed_core::Result;
+
+/// The shortest half-life, in hours (a minute): shorter ones would make the keys' slope
+/// overflow.
+const MIN_HALF_LIFE_H: f64 = 1.0 / 60.0;
+/// The longest half-life, in hours (30 days): the engine rebuilds the list at open from
+/// the newest million events, which must hold what still counts.
+const MAX_HALF_LIFE_H: f64 = 720.0;
 
 /// Tunables of the trending list (`[rank.trending]`), one default each.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -28,9 +39,9 @@ pub struct TrendingParams {
     pub short_half_life_h: f64,
     /// Half-life of the baseline sum, in hours; at least `short_half_life_h`. Default 72.
     pub long_half_life_h: f64,
-    /// A video trends only while its trend is at least this, in weighted engagements
-    /// (two likes within the hour on a video nobody engaged with before are about 3.6).
-    /// Default 3.
+    /// A video trends only while its trend is at least this, in weighted engagements.
+    /// One person adds at most 6 (a remix), so 8 takes at least two people; on a video
+    /// nobody engaged with before, four likes at once make 8. Default 8.
     pub min_trend: f64,
     /// Videos kept in the sorted list. Default 2,000.
     pub capacity: usize,
@@ -41,7 +52,7 @@ impl Default for TrendingParams {
         Self {
             short_half_life_h: 6.0,
             long_half_life_h: 72.0,
-            min_trend: 3.0,
+            min_trend: 8.0,
             capacity: 2_000,
         }
     }
@@ -52,17 +63,20 @@ impl TrendingParams {
     pub fn validate(&self) -> Result<()> {
         let fail =
             |field: &'static str, got: String| Err(steerfeed_core::Error::invalid(field, got));
-        if !(self.short_half_life_h.is_finite() && self.short_half_life_h > 0.0) {
+        if !(MIN_HALF_LIFE_H..=MAX_HALF_LIFE_H).contains(&self.short_half_life_h) {
             return fail(
                 "rank.trending.short_half_life_h",
-                format!("{} is not positive", self.short_half_life_h),
+                format!(
+                    "{} is not in {MIN_HALF_LIFE_H}..={MAX_HALF_LIFE_H} hours",
+                    self.short_half_life_h
+                ),
             );
         }
-        if !(self.long_half_life_h.is_finite() && self.long_half_life_h >= self.short_half_life_h) {
+        if !(self.short_half_life_h..=MAX_HALF_LIFE_H).contains(&self.long_half_life_h) {
             return fail(
                 "rank.trending.long_half_life_h",
                 format!(
-                    "{} is below short_half_life_h ({})",
+                    "{} is not in short_half_life_h ({})..={MAX_HALF_LIFE_H} hours",
                     self.long_half_life_h, self.short_half_life_h
                 ),
             );
@@ -109,17 +123,17 @@ impl Ord for Key {
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Sums {
-    recent: f32,
-    baseline: f32,
+    recent: f64,
+    baseline: f64,
     /// Milliseconds since the epoch the sums are valid at.
     at: i64,
 }
 
-fn decay(value: f32, ms: i64, half_life_h: f64) -> f32 {
+fn decay(value: f64, ms: i64, half_life_h: f64) -> f64 {
     if ms <= 0 {
         return value;
     }
-    value * 0.5f64.powf(ms as f64 / (half_life_h * 3_600_000.0)) as f32
+    value * 0.5f64.powf(ms as f64 / (half_life_h * 3_600_000.0))
 }
 
 /// The sums and the sorted list, by the interned video numbers of the co-engagement
@@ -150,12 +164,13 @@ impl Trend {
         }
         let s = &mut self.sums[i];
         let at = s.at.max(at_ms);
+        let w = f64::from(w);
         s.recent = decay(s.recent, at - s.at, p.short_half_life_h)
             + decay(w, at - at_ms, p.short_half_life_h);
         s.baseline = decay(s.baseline, at - s.at, p.long_half_life_h)
             + decay(w, at - at_ms, p.long_half_life_h);
         s.at = at;
-        let trend = f64::from(s.recent) * f64::from(s.recent) / f64::from(s.baseline);
+        let trend = s.recent * s.recent / s.baseline;
         if !(trend.is_finite() && trend > 0.0) {
             return;
         }
@@ -176,20 +191,25 @@ impl Trend {
     }
 
     /// Up to `limit` video numbers with their trend at `now_ms`, highest first, down to
-    /// the first below `min_trend`.
+    /// the first below `min_trend`. A video whose last event is later than `now_ms` (a
+    /// clock behind the events') counts with its trend at that event, never more.
     pub(crate) fn top(&self, now_ms: i64, limit: usize) -> Vec<(u32, f32)> {
         let p = self.params;
-        let shift = now_ms as f64 * p.fall_per_ms();
+        let fall = p.fall_per_ms();
         let mut out = Vec::with_capacity(limit.min(self.listed.len()));
         for &(Key(key), n) in self.order.iter().rev() {
             if out.len() >= limit {
                 break;
             }
-            let trend = (key - shift).exp2();
+            let at = self.sums.get(n as usize).map_or(now_ms, |s| s.at);
+            let trend = (key - now_ms.max(at) as f64 * fall).exp2();
             if trend < p.min_trend {
                 break;
             }
-            out.push((n, trend as f32));
+            // Of the order, only its own value can be out of f32's range: skip it alone.
+            if (trend as f32).is_finite() {
+                out.push((n, trend as f32));
+            }
         }
         out
     }
@@ -292,11 +312,14 @@ mod tests {
     }
 
     /// A video with one engagement of 6 trends at 6 (recent = baseline = 6); after 3 hours
-    /// its trend is 6 · 0.5^(2·3/6 − 3/72) = 3.12, after 4 hours 2.75, below the default
-    /// threshold of 3. A video with one like (2) never reaches it.
+    /// its trend is 6 · 0.5^(2·3/6 − 3/72) = 3.09, after 4 hours 2.47, below a threshold
+    /// of 3. A video with one like (2) never reaches it.
     #[test]
     fn a_trend_fades_below_the_threshold_and_a_read_stops_there() {
-        let mut t = Trend::new(TrendingParams::default());
+        let mut t = Trend::new(TrendingParams {
+            min_trend: 3.0,
+            ..TrendingParams::default()
+        });
         t.record(0, 6.0, 0);
         t.record(1, 2.0, 0);
         let at = |h: i64| t.top(h * H, 10);
@@ -306,6 +329,9 @@ mod tests {
         assert_eq!(three.len(), 1);
         assert!((f64::from(three[0].1) - 6.0 * 0.5f64.powf(1.0 - 3.0 / 72.0)).abs() < 1e-3);
         assert!(at(4).is_empty());
+        // A clock behind the last event reads the trend at that event, not extrapolated
+        // backwards.
+        assert!((at(-100)[0].1 - 6.0).abs() < 1e-4);
     }
 
     #[test]
@@ -326,6 +352,14 @@ mod tests {
                 ..ok
             },
             TrendingParams { capacity: 0, ..ok },
+            TrendingParams {
+                short_half_life_h: 1e-300,
+                ..ok
+            },
+            TrendingParams {
+                long_half_life_h: 1e6,
+                ..ok
+            },
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }

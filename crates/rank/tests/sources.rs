@@ -380,8 +380,8 @@ fn trends_and_popular_keep_the_stats_order_and_skip_deleted_or_unknown() {
     );
 }
 
-/// ana1 gets eight likes in its last three hours; cy2 two likes an hour for three days
-/// (144 likes, eighteen times ana1's volume); bo_del climbs almost as fast as ana1 (seven
+/// ana1 gets twelve likes in its last three hours; cy2 four likes an hour for three days
+/// (288 likes, 24 times ana1's volume); bo_del climbs almost as fast as ana1 (eleven
 /// likes) but is deleted; bo1 had one like, below the threshold a trend needs.
 #[test]
 fn trending_puts_a_climbing_video_ahead_of_a_steady_one_and_skips_deleted_ones() {
@@ -389,12 +389,12 @@ fn trending_puts_a_climbing_video_ahead_of_a_steady_one_and_skips_deleted_ones()
     let co = Arc::new(CoEngagementIndex::new(CoEngagementParams::default()));
     let like = |video: &str| EventKind::Like { video: v(video) };
     for h in (1..=72).rev() {
-        for k in 0..2 {
+        for k in 0..4 {
             co.record(&u(&format!("steady{h}_{k}")), &like("cy2"), hours_ago(h));
         }
     }
-    for i in 0..8 {
-        let at = Timestamp::from_second(NOW_S - 3 * 3600 + i * 1350).unwrap();
+    for i in 0..12 {
+        let at = Timestamp::from_second(NOW_S - 3 * 3600 + i * 900).unwrap();
         co.record(&u(&format!("fan{i}")), &like("ana1"), at);
         if i > 0 {
             co.record(&u(&format!("fan{i}")), &like("bo_del"), at);
@@ -561,6 +561,10 @@ fn co_engagement_weighs_the_newest_engagements_most() {
 fn all_sources_in_one_pipeline_are_deduplicated_and_counted() {
     let m = world();
     let co = Arc::new(CoEngagementIndex::new(CoEngagementParams::default()));
+    for i in 0..6 {
+        let fan = u(&format!("fan{i}"));
+        co.record(&fan, &EventKind::Like { video: v("bo1") }, hours_ago(1));
+    }
     let p = Pipeline::builder()
         .source(FollowingSource::new(m.clone(), m.clone(), 50))
         .source(InterestAnnSource::new(m.clone(), m.clone(), 50))
@@ -568,11 +572,12 @@ fn all_sources_in_one_pipeline_are_deduplicated_and_counted() {
         .source(CoEngagementSource::new(
             m.clone(),
             m.clone(),
-            co,
+            co.clone(),
             50,
             CoEngagementConfig::default(),
         ))
         .source(RemixTrendsSource::new(m.clone(), m.clone(), 50))
+        .source(TrendingSource::new(m.clone(), co, 50))
         .source(SocialCameoSource::new(m.clone(), m.clone(), 50))
         .source(FreshSource::new(m.clone(), 50))
         .source(PopularSource::new(m.clone(), m.clone(), 50))
@@ -584,6 +589,11 @@ fn all_sources_in_one_pipeline_are_deduplicated_and_counted() {
     let unique: HashSet<&str> = ids(&out.items).into_iter().collect();
     assert_eq!(unique.len(), out.items.len());
     assert_eq!(out.trace.stage("following").unwrap().output, 3);
+    assert_eq!(
+        out.trace.stage("trending").unwrap().output,
+        1,
+        "bo1, six likes an hour ago"
+    );
     assert!(out.trace.stage("interest_ann").unwrap().output > 0);
     assert_eq!(
         out.trace.stage("steer_ann").unwrap().output,
