@@ -196,7 +196,10 @@ impl Inner {
         }
         let at = at.as_millisecond();
         let me = self.intern(video);
-        if let Some(d) = self.engaged.get_mut(me as usize) {
+        // Only a popularity exponent reads the engagement sums.
+        if p.popularity_exponent > 0.0
+            && let Some(d) = self.engaged.get_mut(me as usize)
+        {
             let later = d.at.max(at);
             d.value =
                 d.at(later, p.half_life_h) + Decayed { value: w, at }.at(later, p.half_life_h);
@@ -337,10 +340,10 @@ impl CoEngagement for CoEngagementIndex {
             .inner
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Some(links) = inner
+        let Some((&me, links)) = inner
             .ids
             .get(video)
-            .and_then(|&n| inner.links.get(n as usize))
+            .and_then(|n| Some((n, inner.links.get(*n as usize)?)))
         else {
             return Ok(Vec::new());
         };
@@ -360,7 +363,7 @@ impl CoEngagement for CoEngagementIndex {
                 1.0
             }
         };
-        let own = inner.ids.get(video).map_or(1.0, |&n| damp(n));
+        let own = damp(me);
         // Weights by number first: only the `limit` kept are sorted and named (a popular
         // video links to thousands).
         let mut out: Vec<(&VideoId, f32)> = links
