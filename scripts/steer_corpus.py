@@ -290,6 +290,7 @@ def generate(rng, by_topic, groups=None):
             for _ in range(5 if len(lists) == 1 else 4):
                 chosen = rng.sample(topics, len(lists))
                 phrases = [rng.choice(by_topic[t]) for t in chosen]
+                clean = list(phrases)
                 if rng.random() < 0.15:
                     phrases[0] = typo(rng, phrases[0])
                 text = template.replace("{x}", phrases[0])
@@ -299,6 +300,7 @@ def generate(rng, by_topic, groups=None):
                     "text": decorate(rng, text),
                     "expect": expect_of(lists, chosen),
                     "family": f"t-{family}",
+                    "phrases": list(zip(chosen, clean)),
                 })
     if groups is not None:
         return lines
@@ -307,14 +309,18 @@ def generate(rng, by_topic, groups=None):
             for _ in range(3 if "{x}" in template else 2):
                 e = json.loads(json.dumps(expect))
                 text = template
+                used = []
                 if "{x}" in template:
                     t = rng.choice(topics)
-                    text = template.replace("{x}", rng.choice(by_topic[t]))
+                    phrase = rng.choice(by_topic[t])
+                    text = template.replace("{x}", phrase)
                     e["boost"] = [t]
+                    used.append((t, phrase))
                 lines.append({
                     "text": decorate(rng, text) if expect else text,
                     "expect": e,
                     "family": f"t-{family}",
+                    "phrases": used,
                 })
     return lines
 
@@ -337,6 +343,24 @@ def test_texts():
             if line.strip():
                 out.add(key(json.loads(line)["text"]))
     return out
+
+
+def write_vocabulary(lines):
+    """Writes `data/reader/exemplars.tsv`: the target phrases of the training split's
+    lines, by topic, as exemplars the topic matcher adds to the hand-written ones. Only
+    the training split's: a phrase that only held-out lines use stays unknown, so the
+    held-out families still measure how the matcher meets words it was never given."""
+    by_topic = {}
+    for d in lines:
+        if split_of(d["family"]) != "train":
+            continue
+        for topic, phrase in d.get("phrases", []):
+            by_topic.setdefault(topic, set()).add(phrase)
+    path = DATA / "exemplars.tsv"
+    head = ("# topic exemplars learned from the steering corpus: the target phrases of its\n"
+            "# training split, by topic (written by scripts/steer_corpus.py; do not edit)\n")
+    path.write_text(head + "".join(
+        f"{t}\t{', '.join(sorted(by_topic[t]))}\n" for t in sorted(by_topic)))
 
 
 def main():
@@ -366,6 +390,7 @@ def main():
         out.append({k: d[k] for k in ("text", "audience", "expect", "family", "split")})
     path = DATA / "corpus.jsonl"
     path.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in out))
+    write_vocabulary(lines)
     holdout = sum(d["split"] == "holdout" for d in out)
     families = len({d["family"] for d in out})
     print(f"{path.relative_to(ROOT)}: {len(out)} lines, {families} families, "

@@ -19,6 +19,10 @@ pub use steerfeed_core::policy::DEFAULT_TAXONOMY;
 /// The default topic exemplars (`data/exemplars.tsv`).
 pub const DEFAULT_EXEMPLARS: &str = include_str!("../../../data/exemplars.tsv");
 
+/// The exemplars learned from the steering corpus (`data/reader/exemplars.tsv`): the
+/// target phrases of its training split, by topic, added to the default ones.
+pub const CORPUS_EXEMPLARS: &str = include_str!("../../../data/reader/exemplars.tsv");
+
 /// One topic.
 #[derive(Debug, Clone)]
 pub struct Topic {
@@ -94,9 +98,11 @@ impl Taxonomy {
         Ok(Self { topics })
     }
 
-    /// The default taxonomy, embedded with `encoder`, with the default exemplars.
+    /// The default taxonomy, embedded with `encoder`, with the default exemplars and
+    /// those learned from the corpus.
     pub fn default_with(encoder: &Encoder) -> Result<Self> {
-        Self::from_tsv(DEFAULT_TAXONOMY, encoder)?.with_exemplars(DEFAULT_EXEMPLARS, encoder)
+        Self::from_tsv(DEFAULT_TAXONOMY, encoder)?
+            .with_exemplars(&format!("{DEFAULT_EXEMPLARS}\n{CORPUS_EXEMPLARS}"), encoder)
     }
 
     /// Adds exemplar phrases (`topic<TAB>phrase, phrase, ...` lines, `#` comments): what
