@@ -175,6 +175,18 @@ MIXED_ONLY_GROUPS = [
     ]),
 ]
 
+# Litotes: a negated objection is a mild request ("i have nothing against {x}"). Their own
+# seed, like the group above.
+LITOTES_GROUPS = [
+    ("litotes", ["boost"], [
+        "i'm not opposed to {x}", "i have nothing against {x}",
+        "it wouldn't hurt to see more {x}", "wouldn't object to some {x}",
+        "can't say i dislike {x}", "no objections to more {x}",
+        "i'd not complain about {x}", "no problem with more {x}",
+        "never say no to {x}", "{x} doesn't bother me at all, bring it",
+    ]),
+]
+
 # (family, expect, templates) for slots, alone or with a boosted {x}.
 SLOT_GROUPS = [
     ("follow-more", {"following": "more"}, [
@@ -373,6 +385,7 @@ def main():
             lines.append({"text": d["text"], "expect": d["expect"], "family": d["family"]})
     lines += generate(rng, by_topic)
     lines += generate(random.Random(SEED + 1), by_topic, MIXED_ONLY_GROUPS)
+    lines += generate(random.Random(SEED + 2), by_topic, LITOTES_GROUPS)
     forbidden = test_texts()
     clashes = sorted({d["text"] for d in lines if key(d["text"]) in forbidden})
     if clashes:

@@ -196,6 +196,61 @@ const MARKERS: &[(&str, Polarity, f32)] = &[
     ("increase", Polarity::Boost, 1.0),
 ];
 
+/// Words that negate what follows them, for reading litotes.
+const LITOTES_NEGATIONS: &[&str] = &[
+    "not", "no", "never", "nothing", "don't", "dont", "doesn't", "doesnt", "wouldn't", "wouldnt",
+    "won't", "wont", "can't", "cant", "couldn't", "isn't", "i'd", "would'nt",
+];
+
+/// What someone says against something; negated, it asks for it mildly ("wouldn't mind
+/// more", "not against", "no complaints about", "wouldn't say no to", "it wouldn't hurt").
+const LITOTES_PREDICATES: &[&str] = &[
+    "mind",
+    "hate",
+    "against",
+    "complain",
+    "complaints",
+    "complaining",
+    "object",
+    "objection",
+    "objections",
+    "oppose",
+    "opposed",
+    "dislike",
+    "problem",
+    "problems",
+    "issue",
+    "issues",
+    "refuse",
+    "averse",
+    "hurt",
+    "bother",
+    "bothers",
+    "say no",
+    "saying no",
+    "turn down",
+];
+
+/// The words of a litotes in `w` (a negation, at most two words, something said against
+/// what follows), if there is one.
+fn litotes(w: &[&str]) -> Option<(usize, usize)> {
+    for (i, x) in w.iter().enumerate() {
+        if !LITOTES_NEGATIONS.contains(x) {
+            continue;
+        }
+        for gap in 0..=2 {
+            let at = i + 1 + gap;
+            for p in LITOTES_PREDICATES {
+                let n = p.split(' ').count();
+                if w.get(at..at + n).is_some_and(|s| s.join(" ") == *p) {
+                    return Some((i, at + n));
+                }
+            }
+        }
+    }
+    None
+}
+
 /// Intensity words that only scale a marker found elsewhere in the item.
 const INTENSIFIERS: &[(&str, f32)] = &[
     ("really", 2.0),
@@ -733,6 +788,8 @@ struct Item {
     polarity: Option<Polarity>,
     /// True when the item's own words carry its polarity (not inherited, not defaulted).
     marked: bool,
+    /// Its marker is a litotes ("wouldn't mind more").
+    litotes: bool,
     strength: f32,
     target: String,
     /// The item's words as written (normalised), for what is shown back to the person.
@@ -871,6 +928,13 @@ fn read_item(base: &str, mut w: Vec<&str>) -> Item {
     w.retain(|x| !matches!(*x, "ever" | "even"));
     let mut polarity = None;
     let mut strength = 1.0f32;
+    // "wouldn't mind more", "not against": a mild request, whatever marker follows.
+    let litotes = litotes(&w);
+    if let Some(r) = litotes {
+        polarity = Some(Polarity::Boost);
+        strength = 0.5;
+        remove(&mut w, r);
+    }
     for (marker, p, s) in MARKERS {
         if let Some(r) = find(&w, marker) {
             if polarity.is_none() {
@@ -903,6 +967,7 @@ fn read_item(base: &str, mut w: Vec<&str>) -> Item {
         .collect();
     Item {
         marked: polarity.is_some(),
+        litotes: litotes.is_some(),
         polarity,
         strength,
         target: target.join(" "),
@@ -962,6 +1027,7 @@ fn analyse(text: &str, max_items: usize) -> (Vec<Item>, Slots) {
                 items.push(Item {
                     polarity: None,
                     marked: false,
+                    litotes: false,
                     strength: 1.0,
                     target: String::new(),
                     words: alien.join(" "),
@@ -1463,6 +1529,7 @@ impl PreferenceParser {
                         marked: item.marked,
                         strength: item.strength,
                         negated,
+                        litotes: item.litotes,
                         closed,
                         similarity: topic.as_ref().map_or(0.0, |m| m.similarity),
                         first: i == 0,
@@ -1640,6 +1707,34 @@ mod tests {
         assert!(targets("I like videos").is_empty());
         assert!(targets("").is_empty());
         assert!(targets("?!?! ... 🙂🙂").is_empty());
+    }
+
+    #[test]
+    fn litotes_ask_mildly_and_plain_negations_still_exclude() {
+        for text in [
+            "i wouldn't mind more jazz",
+            "not against some jazz",
+            "no complaints about more jazz",
+            "i'd not say no to jazz",
+            "it wouldn't hurt to see jazz",
+            "i have nothing against jazz",
+        ] {
+            let (items, _) = analyse(&normalise(text), 16);
+            assert_eq!(items.len(), 1, "{text}");
+            assert_eq!(items[0].polarity, Some(Polarity::Boost), "{text}");
+            assert!(items[0].litotes, "{text}");
+            assert_eq!(items[0].target, "jazz", "{text}");
+        }
+        for text in [
+            "no jazz",
+            "never jazz, it's bad",
+            "i don't want jazz",
+            "zero jazz please",
+        ] {
+            let (items, _) = analyse(&normalise(text), 16);
+            assert!(!items[0].litotes, "{text}");
+            assert_eq!(items[0].polarity, Some(Polarity::Exclude), "{text}");
+        }
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub const DEFAULT_READER: &str = include_str!("../../../data/reader/reader.json"
 pub const DEFAULT_READER_SHA256: &str = include_str!("../../../data/reader/reader.json.sha256");
 
 /// Layout of the features; a weights file of another layout is refused.
-pub const FEATURES_VERSION: u32 = 3;
+pub const FEATURES_VERSION: u32 = 4;
 
 /// The item head's classes, in the order of its outputs.
 pub const POLARITY_CLASSES: [&str; 5] = ["boost", "reduce", "exclude", "only", "drop"];
@@ -68,6 +68,8 @@ pub struct ItemCues {
     pub strength: f32,
     /// The item's words hold a negation.
     pub negated: bool,
+    /// Its marker is a negated objection ("wouldn't mind", "not against"): a request.
+    pub litotes: bool,
     /// The whole text closes itself to everything else.
     pub closed: bool,
     /// Similarity of the item's target to its topic.
@@ -79,7 +81,7 @@ pub struct ItemCues {
 }
 
 /// Number of cue features of an item.
-const ITEM_CUES: usize = 13;
+const ITEM_CUES: usize = 14;
 /// Number of cue features of a text.
 const TEXT_CUES: usize = 6;
 
@@ -100,6 +102,7 @@ impl ItemCues {
         out.push(f32::from(u8::from(self.strength < 1.0)));
         out.push(f32::from(u8::from(self.strength > 1.0)));
         out.push(f32::from(u8::from(self.negated)));
+        out.push(f32::from(u8::from(self.litotes)));
         out.push(f32::from(u8::from(self.closed)));
         out.push(self.similarity);
         out.push(f32::from(u8::from(self.first)));
