@@ -187,6 +187,44 @@ LITOTES_GROUPS = [
     ]),
 ]
 
+# More ways to name the slots, alone and beside a topic. Their own seed.
+MORE_SLOT_GROUPS = [
+    ("friends-more-2", {"friends_cameos": True}, [
+        "more clips with my pals in them", "my besties showing up in videos please",
+        "i love when my crew appears in stuff", "show me my homies' cameos",
+        "videos my close friends are in",
+    ]),
+    ("friends-less-2", {"friends_cameos": False}, [
+        "hide my friends' cameos", "no more videos starring my buddies",
+        "enough of my pals popping up", "i'm tired of seeing my mates in every clip",
+    ]),
+    ("follow-more-2", {"following": "more"}, [
+        "stick to the accounts i follow", "mostly my subscriptions please",
+        "less randoms, more of my follows", "my favorite creators first, not strangers",
+    ]),
+    ("follow-less-2", {"following": "less"}, [
+        "fewer of my usual creators", "show me accounts i've never seen",
+        "i want randoms, not my follows", "get me out of my bubble, new people please",
+        "less from my subscriptions",
+    ]),
+    ("remix-less-2", {"remix": False}, [
+        "fewer remixes", "no more duets please", "i'm tired of remixed stuff",
+    ]),
+    ("originals", {"remix": False}, [
+        "originals over remixes", "only original videos, no remixes",
+        "give me original content instead of remixes",
+    ]),
+    ("remix-more-2", {"remix": True}, [
+        "more duets and stitches", "keep the remix chains coming", "i like seeing remixes",
+    ]),
+    ("friends-topic", {"friends_cameos": True, "boost": ["{x}"]}, [
+        "more {x} and more videos with my friends in them", "{x} plus clips my buddies are in",
+    ]),
+    ("topic-strangers", {"following": "less", "boost": ["{x}"]}, [
+        "{x} from creators i don't follow", "{x} by people i've never seen",
+    ]),
+]
+
 # (family, expect, templates) for slots, alone or with a boosted {x}.
 SLOT_GROUPS = [
     ("follow-more", {"following": "more"}, [
@@ -316,7 +354,13 @@ def generate(rng, by_topic, groups=None):
                 })
     if groups is not None:
         return lines
-    for family, expect, templates in SLOT_GROUPS:
+    return lines + generate_slots(rng, by_topic, SLOT_GROUPS)
+
+
+def generate_slots(rng, by_topic, groups):
+    topics = sorted(by_topic)
+    lines = []
+    for family, expect, templates in groups:
         for template in templates:
             for _ in range(3 if "{x}" in template else 2):
                 e = json.loads(json.dumps(expect))
@@ -386,6 +430,7 @@ def main():
     lines += generate(rng, by_topic)
     lines += generate(random.Random(SEED + 1), by_topic, MIXED_ONLY_GROUPS)
     lines += generate(random.Random(SEED + 2), by_topic, LITOTES_GROUPS)
+    lines += generate_slots(random.Random(SEED + 3), by_topic, MORE_SLOT_GROUPS)
     forbidden = test_texts()
     clashes = sorted({d["text"] for d in lines if key(d["text"]) in forbidden})
     if clashes:

@@ -20,6 +20,7 @@ pub mod error;
 pub mod parser;
 pub mod reader;
 pub mod safety;
+pub mod slots;
 pub mod taxonomy;
 #[cfg(feature = "train")]
 pub mod training;

@@ -24,6 +24,7 @@ use crate::encoder::Encoder;
 use crate::error::Result;
 use crate::reader::{ItemCues, Reader, TextCues};
 use crate::safety::SafetyNet;
+use crate::slots::{SlotExemplars, SlotKind, SlotMatch};
 use crate::taxonomy::{Taxonomy, TopicMatch};
 
 /// Tunables of the parser, one default each.
@@ -35,6 +36,10 @@ pub struct ParserConfig {
     /// Topic exemplars (`topic<TAB>phrase, phrase, ...` lines) replacing the default ones
     /// (`data/exemplars.tsv`, used only with the default taxonomy).
     pub exemplars: Option<std::path::PathBuf>,
+    /// Slot exemplars (`kind<TAB>phrase, phrase, ...` lines: what people call friends'
+    /// cameos, the people they follow, strangers, remixes, originals) replacing the
+    /// default ones (`data/slots.tsv`).
+    pub slots: Option<std::path::PathBuf>,
     /// A table of restricted concepts for teen accounts (the `data/restricted.tsv`
     /// format) replacing the default one.
     pub restricted: Option<std::path::PathBuf>,
@@ -68,6 +73,7 @@ impl Default for ParserConfig {
         Self {
             taxonomy: None,
             exemplars: None,
+            slots: None,
             restricted: None,
             safety_threshold: crate::safety::DEFAULT_THRESHOLD,
             topic_threshold: 0.5,
@@ -1130,6 +1136,8 @@ struct ReadItem {
     item: Item,
     target: Embedding,
     topic: Option<TopicMatch>,
+    /// The slot the target asks about, when it is closer to one than to any topic.
+    slot: Option<SlotMatch>,
     features: Vec<f32>,
 }
 
@@ -1144,12 +1152,25 @@ struct Reading {
 /// What the reader sees of one text (see [`PreferenceParser::reader_inputs`]).
 #[derive(Debug, Clone)]
 pub struct ReaderInputs {
-    /// Per item: its closest topic and the item head's features.
-    pub items: Vec<(Option<TopicMatch>, Vec<f32>)>,
+    /// Per item: its closest topic and slot and the item head's features.
+    pub items: Vec<ReaderItem>,
     /// The text heads' features.
     pub text: Vec<f32>,
     /// Similarity under which an item's topic is not applied.
     pub topic_threshold: f32,
+}
+
+/// What the reader sees of one item.
+#[derive(Debug, Clone)]
+pub struct ReaderItem {
+    /// Its closest topic.
+    pub topic: Option<TopicMatch>,
+    /// The slot it asks about, when its target is closer to one than to any topic.
+    pub slot: Option<SlotKind>,
+    /// The word lists read it as an exclusion.
+    pub excluding: bool,
+    /// The item head's features (empty past the model's longest input).
+    pub features: Vec<f32>,
 }
 
 /// Turns plain-language preferences into constraints.
@@ -1159,6 +1180,7 @@ pub struct PreferenceParser {
     taxonomy: Arc<Taxonomy>,
     safety: Arc<SafetyNet>,
     reader: Option<Arc<Reader>>,
+    slots: Arc<SlotExemplars>,
     phrases: Arc<PhraseCache>,
     config: ParserConfig,
 }
@@ -1178,9 +1200,17 @@ impl PreferenceParser {
             taxonomy,
             safety,
             reader,
+            slots: Arc::new(SlotExemplars::default()),
             phrases: Arc::new(PhraseCache::default()),
             config,
         }
+    }
+
+    /// The same parser matching requests' targets against `slots` too (none by
+    /// default: only the word lists and the text heads read slots).
+    pub fn with_slots(mut self, slots: Arc<SlotExemplars>) -> Self {
+        self.slots = slots;
+        self
     }
 
     /// The same parser with another reader (none: the word lists alone).
@@ -1224,6 +1254,10 @@ impl PreferenceParser {
                 config.safety_threshold,
             )?,
         };
+        let slots = match &config.slots {
+            Some(path) => SlotExemplars::from_file(path, &encoder)?,
+            None => SlotExemplars::from_tsv(crate::slots::DEFAULT_SLOTS, &encoder)?,
+        };
         let reader = match (&config.reader, config.use_reader) {
             (_, false) => None,
             (Some(path), true) => Some(Arc::new(Reader::from_file(path, encoder.dim())?)),
@@ -1235,7 +1269,8 @@ impl PreferenceParser {
             Arc::new(safety),
             reader,
             config,
-        ))
+        )
+        .with_slots(Arc::new(slots)))
     }
 
     /// Longest preference text accepted, in bytes.
@@ -1357,6 +1392,7 @@ impl PreferenceParser {
             item,
             target: v,
             topic,
+            slot,
             features,
         } in &items
         {
@@ -1390,6 +1426,24 @@ impl PreferenceParser {
                 if flagged.iter().any(|f| words.iter().all(|w| f.contains(w))) {
                     continue;
                 }
+            }
+            if let Some(slot) = slot {
+                // A request about a slot ("more vids with my pals in them", "fewer
+                // randoms"): the list sets its direction, and it names no topic.
+                if let Some(p) = polarity {
+                    let more = is_positive(p);
+                    match slot.kind {
+                        SlotKind::Friends => c.friends_cameos = Some(more),
+                        SlotKind::Following | SlotKind::Strangers => {
+                            let follow = more == (slot.kind == SlotKind::Following);
+                            c.following = Some(if follow { Shift::More } else { Shift::Less });
+                        }
+                        SlotKind::Remix | SlotKind::Originals => {
+                            c.remix = Some(more == (slot.kind == SlotKind::Remix));
+                        }
+                    }
+                }
+                continue;
             }
             let Some(m) = topic.clone() else {
                 continue;
@@ -1503,6 +1557,10 @@ impl PreferenceParser {
         let mut read = Vec::with_capacity(items.len());
         for (i, (item, target)) in items.into_iter().zip(targets).enumerate() {
             let topic = self.taxonomy.best_for(&item.target, &target, f32::MIN);
+            let slot = self.slots.best(&target).filter(|s| {
+                s.similarity >= self.config.topic_threshold
+                    && topic.as_ref().is_none_or(|t| s.similarity > t.similarity)
+            });
             let zeros;
             // An item the model did not read to its end (past its longest input) has
             // no features: the word lists read it.
@@ -1543,6 +1601,7 @@ impl PreferenceParser {
                 item,
                 target,
                 topic,
+                slot,
                 features,
             });
         }
@@ -1577,7 +1636,12 @@ impl PreferenceParser {
             items: reading
                 .items
                 .into_iter()
-                .map(|r| (r.topic, r.features))
+                .map(|r| ReaderItem {
+                    topic: r.topic,
+                    slot: r.slot.map(|s| s.kind),
+                    excluding: r.item.polarity == Some(Polarity::Exclude),
+                    features: r.features,
+                })
                 .collect(),
             text: reading.text_features,
             topic_threshold: self.config.topic_threshold,

@@ -8,6 +8,7 @@ use crate::error::Result;
 use crate::parser::PreferenceParser;
 use crate::reader::fit::head;
 use crate::reader::{FOLLOWING_CLASSES, FRIENDS_CLASSES, POLARITY_CLASSES, Reader};
+use crate::slots::SlotKind;
 
 /// L2 penalty of every head (`steerfeed prefs train --alpha`).
 pub const ALPHA: f64 = 1.0;
@@ -25,6 +26,26 @@ pub struct TrainingLine {
     pub following: usize,
     /// Friends' cameos: an index of [`FRIENDS_CLASSES`].
     pub friends: usize,
+    /// Remixes: 0 not named, 1 more, 2 fewer.
+    pub remix: usize,
+}
+
+impl TrainingLine {
+    /// Whether the line asks for more (`Some(true)`) or less of a slot kind.
+    fn wants_more(&self, kind: SlotKind) -> Option<bool> {
+        let (class, inverted) = match kind {
+            SlotKind::Friends => (self.friends, false),
+            SlotKind::Following => (self.following, false),
+            SlotKind::Strangers => (self.following, true),
+            SlotKind::Remix => (self.remix, false),
+            SlotKind::Originals => (self.remix, true),
+        };
+        match class {
+            1 => Some(!inverted),
+            2 => Some(inverted),
+            _ => None,
+        }
+    }
 }
 
 /// The examples of the three heads.
@@ -52,8 +73,23 @@ pub fn examples(parser: &PreferenceParser, lines: &[TrainingLine]) -> Result<Exa
     let mut out = Examples::default();
     for line in lines {
         let inputs = parser.reader_inputs(&line.text)?;
-        for (topic, features) in inputs.items.into_iter().filter(|i| !i.1.is_empty()) {
-            let Some(m) = topic.filter(|m| m.similarity >= inputs.topic_threshold) else {
+        for item in inputs.items.into_iter().filter(|i| !i.features.is_empty()) {
+            let features = item.features;
+            // An item about a slot is labelled by the direction the line asks for it.
+            if let Some(kind) = item.slot {
+                let label = match line.wants_more(kind) {
+                    Some(true) => 0,
+                    Some(false) if item.excluding => 2,
+                    Some(false) => 1,
+                    None => POLARITY_CLASSES.len() - 1,
+                };
+                out.polarity.push((features, label));
+                continue;
+            }
+            let Some(m) = item
+                .topic
+                .filter(|m| m.similarity >= inputs.topic_threshold)
+            else {
                 continue;
             };
             let label = match line.lists.iter().find(|(t, _)| *t == m.topic) {

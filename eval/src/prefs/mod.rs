@@ -177,11 +177,17 @@ pub fn training_lines(lines: &[score::Labelled]) -> anyhow::Result<Vec<fit::Trai
             Some(true) => 1,
             Some(false) => 2,
         };
+        let remix = match l.expect.get("remix").and_then(serde_json::Value::as_bool) {
+            None => 0,
+            Some(true) => 1,
+            Some(false) => 2,
+        };
         out.push(fit::TrainingLine {
             text: l.text.clone(),
             lists,
             following,
             friends,
+            remix,
         });
     }
     Ok(out)
