@@ -223,6 +223,16 @@ MORE_SLOT_GROUPS = [
     ("topic-strangers", {"following": "less", "boost": ["{x}"]}, [
         "{x} from creators i don't follow", "{x} by people i've never seen",
     ]),
+    # Texts that ask for nothing: introductions and small talk, names in them.
+    ("introductions", {}, [
+        "hi, my name is sam", "hey i'm alex and i'm new here",
+        "my name is jordan, nice to meet you", "i'm priya from texas",
+        "my dog is called max", "this is my first time using this",
+    ]),
+    ("small-talk", {}, [
+        "good morning everyone", "i just downloaded the app", "happy friday",
+        "hey it's me again, chris", "how's everyone doing today",
+    ]),
 ]
 
 # (family, expect, templates) for slots, alone or with a boosted {x}.

@@ -140,6 +140,15 @@ impl Encoder {
         Ok(encoder)
     }
 
+    /// The whole words of the tokenizer's vocabulary (not word pieces), with their ids.
+    pub fn vocabulary(&self) -> Vec<(String, u32)> {
+        self.tokenizer
+            .get_vocab(false)
+            .into_iter()
+            .filter(|(w, _)| !w.starts_with("##") && !w.starts_with('['))
+            .collect()
+    }
+
     /// The embedding dimension.
     pub fn dim(&self) -> usize {
         self.dim

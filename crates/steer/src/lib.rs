@@ -21,6 +21,7 @@ pub mod parser;
 pub mod reader;
 pub mod safety;
 pub mod slots;
+pub mod speller;
 pub mod taxonomy;
 #[cfg(feature = "train")]
 pub mod training;

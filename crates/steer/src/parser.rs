@@ -25,6 +25,7 @@ use crate::error::Result;
 use crate::reader::{ItemCues, Reader, TextCues};
 use crate::safety::SafetyNet;
 use crate::slots::{SlotExemplars, SlotKind, SlotMatch};
+use crate::speller::Speller;
 use crate::taxonomy::{Taxonomy, TopicMatch};
 
 /// Tunables of the parser, one default each.
@@ -476,7 +477,7 @@ const INJECTION: &[&str] = &[
 ];
 
 /// Clauses that describe what someone did, not what they want: unmarked items in them
-/// are not requests ("I've been watching a lot of gym stuff").
+/// are not requests ("I've been watching a lot of gym stuff", "my name is bob").
 const NARRATIVE: &[&str] = &[
     "been watching",
     "i watch",
@@ -492,6 +493,10 @@ const NARRATIVE: &[&str] = &[
     "my feed has",
     "i keep seeing",
     "i see",
+    "my name is",
+    "my name's",
+    "i'm called",
+    "call me",
 ];
 
 /// Words that split a text into clauses.
@@ -1181,6 +1186,7 @@ pub struct PreferenceParser {
     safety: Arc<SafetyNet>,
     reader: Option<Arc<Reader>>,
     slots: Arc<SlotExemplars>,
+    speller: Arc<Speller>,
     phrases: Arc<PhraseCache>,
     config: ParserConfig,
 }
@@ -1201,6 +1207,7 @@ impl PreferenceParser {
             safety,
             reader,
             slots: Arc::new(SlotExemplars::default()),
+            speller: Arc::new(Speller::default()),
             phrases: Arc::new(PhraseCache::default()),
             config,
         }
@@ -1216,6 +1223,13 @@ impl PreferenceParser {
     /// The same parser with another reader (none: the word lists alone).
     pub fn with_reader(mut self, reader: Option<Arc<Reader>>) -> Self {
         self.reader = reader;
+        self
+    }
+
+    /// The same parser repairing spelling with `speller` before it reads (no repair by
+    /// default).
+    pub fn with_speller(mut self, speller: Arc<Speller>) -> Self {
+        self.speller = speller;
         self
     }
 
@@ -1263,6 +1277,40 @@ impl PreferenceParser {
             (Some(path), true) => Some(Arc::new(Reader::from_file(path, encoder.dim())?)),
             (None, true) => Some(Arc::new(Reader::default_for(encoder.dim())?)),
         };
+        // Misspelt words are repaired toward the words topics and slots are matched by,
+        // or else toward the model's vocabulary.
+        let speller = Speller::new(
+            encoder.vocabulary(),
+            taxonomy
+                .phrases()
+                .iter()
+                .chain(slots.phrases())
+                .cloned()
+                .collect::<Vec<_>>(),
+        )
+        .with_reserved(
+            MARKERS
+                .iter()
+                .map(|m| m.0)
+                .chain(INTENSIFIERS.iter().map(|i| i.0))
+                .chain(
+                    [
+                        FILLER,
+                        LITOTES_NEGATIONS,
+                        LITOTES_PREDICATES,
+                        INJECTION,
+                        NARRATIVE,
+                        CLAUSE_BREAKS,
+                        ITEM_BREAKS,
+                        LESS_WORDS,
+                        NEG_WORDS,
+                        FOREIGN_WORDS,
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .copied(),
+                ),
+        );
         Ok(Self::new(
             encoder,
             Arc::new(taxonomy),
@@ -1270,7 +1318,8 @@ impl PreferenceParser {
             reader,
             config,
         )
-        .with_slots(Arc::new(slots)))
+        .with_slots(Arc::new(slots))
+        .with_speller(Arc::new(speller)))
     }
 
     /// Longest preference text accepted, in bytes.
@@ -1533,7 +1582,11 @@ impl PreferenceParser {
     /// read, the word lists' slots and the text's features. All phrases are embedded
     /// in one batch; the items' words and the whole text too when `features` is set.
     fn read(&self, text: &str, features: bool) -> Result<Reading> {
-        let normalised = normalise(text);
+        let written = normalise(text);
+        let normalised = self.speller.correct(&written);
+        if normalised != written {
+            tracing::debug!(%written, repaired = %normalised, "spelling repaired");
+        }
         let (all_items, slots) = analyse(&normalised, self.config.max_items);
         let (foreign, items): (Vec<Item>, Vec<Item>) =
             all_items.into_iter().partition(|i| i.foreign);

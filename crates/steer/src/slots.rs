@@ -55,6 +55,7 @@ pub struct SlotMatch {
 #[derive(Debug, Clone, Default)]
 pub struct SlotExemplars {
     kinds: Vec<(SlotKind, Vec<Embedding>)>,
+    phrases: Vec<String>,
 }
 
 impl SlotExemplars {
@@ -88,11 +89,12 @@ impl SlotExemplars {
         let texts: Vec<&str> = all.iter().map(|(_, p)| p.as_str()).collect();
         let vectors = crate::cache::embed_in_setup_cache(encoder, &texts)?;
         let mut out = Self::default();
-        for ((kind, _), v) in all.into_iter().zip(vectors) {
+        for ((kind, phrase), v) in all.into_iter().zip(vectors) {
             match out.kinds.iter_mut().find(|(k, _)| *k == kind) {
                 Some((_, vs)) => vs.push(v),
                 None => out.kinds.push((kind, vec![v])),
             }
+            out.phrases.push(phrase);
         }
         Ok(out)
     }
@@ -106,6 +108,11 @@ impl SlotExemplars {
             ))
         })?;
         Self::from_tsv(&text, encoder)
+    }
+
+    /// The exemplar phrases.
+    pub fn phrases(&self) -> &[String] {
+        &self.phrases
     }
 
     /// The closest slot kind of a target's embedding.

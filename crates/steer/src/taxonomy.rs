@@ -52,6 +52,9 @@ pub struct TopicMatch {
 #[derive(Debug, Clone)]
 pub struct Taxonomy {
     topics: Vec<Topic>,
+    /// Every phrase embedded for the topics (descriptions, keywords, exemplars): the
+    /// vocabulary the parser's spelling repair prefers.
+    phrases: Vec<String>,
 }
 
 fn phrases(id: &TopicId, description: &str) -> Vec<String> {
@@ -95,7 +98,8 @@ impl Taxonomy {
         for ((i, _), v) in all.iter().zip(vectors) {
             topics[*i].vectors.push(v);
         }
-        Ok(Self { topics })
+        let phrases = all.into_iter().map(|(_, p)| p).collect();
+        Ok(Self { topics, phrases })
     }
 
     /// The default taxonomy, embedded with `encoder`, with the default exemplars and
@@ -142,6 +146,7 @@ impl Taxonomy {
         for ((i, _), v) in all.iter().zip(vectors) {
             self.topics[*i].exemplars.push(v);
         }
+        self.phrases.extend(all.into_iter().map(|(_, p)| p));
         Ok(self)
     }
 
@@ -238,6 +243,11 @@ impl Taxonomy {
             })
             .max_by(|a, b| a.similarity.total_cmp(&b.similarity))
             .filter(|m| m.similarity >= threshold)
+    }
+
+    /// Every phrase the topics are matched by: descriptions, keywords and exemplars.
+    pub fn phrases(&self) -> &[String] {
+        &self.phrases
     }
 
     /// The best topic, if its similarity reaches `threshold`.
