@@ -187,6 +187,23 @@ LITOTES_GROUPS = [
     ]),
 ]
 
+# More ways to ask for more, less or none of something. Their own seed.
+MORE_WAYS_GROUPS = [
+    ("requests", ["boost"], [
+        "i'm here for {x}", "give me all the {x}", "i want my feed full of {x}",
+        "{x} all day every day", "send me {x}", "put more {x} on my feed",
+        "can we get some {x}", "i'd like to see {x}", "recommend me {x}",
+    ]),
+    ("ease-off", ["reduce"], [
+        "ease off the {x}", "go easy on the {x}", "a break from {x} would be nice",
+        "{x} is getting old, less of it", "i've seen enough {x}", "scale back the {x}",
+    ]),
+    ("purge", ["exclude"], [
+        "i never want to see {x} again", "{x} is dead to me", "purge {x} from my feed",
+        "spare me the {x}", "banish {x}", "{x}? absolutely not",
+    ]),
+]
+
 # More ways to name the slots, alone and beside a topic. Their own seed.
 MORE_SLOT_GROUPS = [
     ("friends-more-2", {"friends_cameos": True}, [
@@ -441,6 +458,7 @@ def main():
     lines += generate(random.Random(SEED + 1), by_topic, MIXED_ONLY_GROUPS)
     lines += generate(random.Random(SEED + 2), by_topic, LITOTES_GROUPS)
     lines += generate_slots(random.Random(SEED + 3), by_topic, MORE_SLOT_GROUPS)
+    lines += generate(random.Random(SEED + 4), by_topic, MORE_WAYS_GROUPS)
     forbidden = test_texts()
     clashes = sorted({d["text"] for d in lines if key(d["text"]) in forbidden})
     if clashes:

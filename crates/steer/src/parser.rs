@@ -444,6 +444,21 @@ const FILLER: &[&str] = &[
     "ones",
     "less",
     "more",
+    // Discourse particles: "more jazz lol", "yo more jazz fr".
+    "lol",
+    "lmao",
+    "haha",
+    "fr",
+    "ngl",
+    "tbh",
+    "rn",
+    "thx",
+    "ty",
+    "imo",
+    "idk",
+    "um",
+    "uh",
+    "yo",
 ];
 
 /// Items that try to talk the parser out of its rules carry no preference and are
