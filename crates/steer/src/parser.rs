@@ -47,7 +47,7 @@ pub struct ParserConfig {
     /// Smallest similarity between a teen's request and a restricted exemplar for the
     /// request to be rejected. Default 0.6.
     pub safety_threshold: f32,
-    /// Smallest similarity between a target phrase and a topic for the topic to apply. Default 0.5.
+    /// Smallest similarity between a target phrase and a topic for the topic to apply. Default 0.55.
     pub topic_threshold: f32,
     /// A phrase without a marker of its own that comes within this much of
     /// `topic_threshold` is returned under `unclear` (a marked one always is). Default 0.1.
@@ -77,7 +77,7 @@ impl Default for ParserConfig {
             slots: None,
             restricted: None,
             safety_threshold: crate::safety::DEFAULT_THRESHOLD,
-            topic_threshold: 0.5,
+            topic_threshold: 0.55,
             unclear_margin: 0.1,
             expiry_days: 7,
             max_text_bytes: 2000,
