@@ -1426,7 +1426,7 @@ fn concurrent_preference_edits_of_one_user_lose_nothing() {
     // write and wrote after it would drop that other request.
     let adds = [
         ("more cats and dogs", "pets"),
-        ("more football highlights", "soccer"),
+        ("more soccer goals", "soccer"),
         ("more anime edits", "anime"),
         ("more rocket launches and space", "science"),
         ("more stand-up comedy", "comedy"),

@@ -5,6 +5,7 @@
 
 pub mod score;
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
@@ -137,6 +138,24 @@ pub fn eval(mut config: Config, args: EvalArgs) -> anyhow::Result<()> {
         }
     }
     let mut json = serde_json::to_value(&score)?;
+    // Lines written per category of case: their scores per category too.
+    let mut categories: BTreeMap<&str, Vec<&score::LineResult>> = BTreeMap::new();
+    for (line, result) in lines.iter().zip(&results) {
+        if let Some(c) = &line.category {
+            categories.entry(c.as_str()).or_default().push(result);
+        }
+    }
+    if !categories.is_empty() {
+        let by: serde_json::Map<String, serde_json::Value> = categories
+            .into_iter()
+            .map(|(c, rs)| {
+                let (_, _, f1, exact, n) = score::micro(rs);
+                let v = serde_json::json!({"lines": n, "f1": f1, "exact_match": exact});
+                (c.to_owned(), v)
+            })
+            .collect();
+        json["by_category"] = by.into();
+    }
     json["file"] = args.jsonl.display().to_string().into();
     if let Some(split) = &args.split {
         json["split"] = split.as_str().into();

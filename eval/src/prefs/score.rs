@@ -7,7 +7,7 @@
 //! `"max_duration_s:20"`); the score is micro precision, recall and F1 over facts and
 //! the share of lines whose facts match exactly.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use steerfeed::steer::{PreferenceParser, Result};
 use steerfeed::{AgeBand, Constraints, Timestamp};
@@ -29,6 +29,9 @@ pub struct Labelled {
     /// `train` or `holdout` (corpus lines).
     #[serde(default)]
     pub split: Option<String>,
+    /// The kind of case the line tests (sets written per category of error).
+    #[serde(default)]
+    pub category: Option<String>,
 }
 
 /// The facts of an `expect` object.
@@ -118,6 +121,58 @@ pub struct Score {
     pub p50_ms: f64,
     /// 95th percentile time to parse one line, in milliseconds.
     pub p95_ms: f64,
+    /// Lines wrong in each way (see [`error_kinds`]); a line can be wrong in several.
+    pub errors: BTreeMap<String, usize>,
+}
+
+/// The lists a topic can be put in.
+const LISTS: [&str; 4] = ["boost", "reduce", "exclude", "only"];
+
+/// How a line's facts differ from the expected ones:
+/// - `missed_topic`: a topic expected in a list is in none;
+/// - `extra_topic`: a topic is in a list though none was expected for it;
+/// - `wrong_list`: a topic is in a list, but not the expected one;
+/// - `rejected`: the teen refusals differ;
+/// - `slot:NAME`: a slot (following, friends_cameos, remix, freshness, max_duration_s)
+///   differs.
+pub fn error_kinds(expected: &BTreeSet<String>, got: &BTreeSet<String>) -> BTreeSet<String> {
+    let split = |f: &String| {
+        let (k, v) = f.split_once(':').unwrap_or((f.as_str(), ""));
+        (k.to_owned(), v.to_owned())
+    };
+    let listed = |facts: &BTreeSet<String>| -> BTreeSet<(String, String)> {
+        facts
+            .iter()
+            .map(split)
+            .filter(|(k, _)| LISTS.contains(&k.as_str()))
+            .collect()
+    };
+    let (e, g) = (listed(expected), listed(got));
+    let topics = |s: &BTreeSet<(String, String)>| -> BTreeSet<String> {
+        s.iter().map(|(_, t)| t.clone()).collect()
+    };
+    let (et, gt) = (topics(&e), topics(&g));
+    let mut out = BTreeSet::new();
+    if et.difference(&gt).next().is_some() {
+        out.insert("missed_topic".to_owned());
+    }
+    if gt.difference(&et).next().is_some() {
+        out.insert("extra_topic".to_owned());
+    }
+    if e.symmetric_difference(&g)
+        .any(|(_, t)| et.contains(t) && gt.contains(t))
+    {
+        out.insert("wrong_list".to_owned());
+    }
+    for f in expected.symmetric_difference(got) {
+        let (k, _) = split(f);
+        if k == "rejected" {
+            out.insert("rejected".to_owned());
+        } else if !LISTS.contains(&k.as_str()) {
+            out.insert(format!("slot:{k}"));
+        }
+    }
+    out
 }
 
 /// One line's outcome, for reports.
@@ -131,39 +186,52 @@ pub struct LineResult {
     pub got: BTreeSet<String>,
 }
 
+/// Micro precision, recall and F1 over facts, and the share of exact lines, of some
+/// lines' results, and how many lines they are.
+pub fn micro<'a>(results: impl IntoIterator<Item = &'a LineResult>) -> (f64, f64, f64, f64, usize) {
+    let (mut tp, mut fp, mut fn_, mut exact, mut n) = (0usize, 0usize, 0usize, 0usize, 0usize);
+    for r in results {
+        tp += r.got.intersection(&r.expected).count();
+        fp += r.got.difference(&r.expected).count();
+        fn_ += r.expected.difference(&r.got).count();
+        exact += usize::from(r.got == r.expected);
+        n += 1;
+    }
+    let ratio = |a: usize, b: usize| if b == 0 { 1.0 } else { a as f64 / b as f64 };
+    let (p, r) = (ratio(tp, tp + fp), ratio(tp, tp + fn_));
+    let f1 = if p + r == 0.0 {
+        0.0
+    } else {
+        2.0 * p * r / (p + r)
+    };
+    (p, r, f1, ratio(exact, n), n)
+}
+
 /// Parses every line and scores the result.
 pub fn evaluate(
     parser: &PreferenceParser,
     lines: &[Labelled],
     now: Timestamp,
 ) -> Result<(Score, Vec<LineResult>)> {
-    let (mut tp, mut fp, mut fn_, mut exact) = (0usize, 0usize, 0usize, 0usize);
     let mut results = Vec::with_capacity(lines.len());
     let mut times = Vec::with_capacity(lines.len());
+    let mut errors = BTreeMap::new();
     for line in lines {
         let started = std::time::Instant::now();
         let c = parser.parse(&line.text, line.audience.unwrap_or(AgeBand::Adult), now)?;
         times.push(started.elapsed().as_secs_f64() * 1000.0);
         let got = facts(&c);
         let expected = expected_facts(&line.expect);
-        tp += got.intersection(&expected).count();
-        fp += got.difference(&expected).count();
-        fn_ += expected.difference(&got).count();
-        exact += usize::from(got == expected);
+        for kind in error_kinds(&expected, &got) {
+            *errors.entry(kind).or_insert(0) += 1;
+        }
         results.push(LineResult {
             text: line.text.clone(),
             expected,
             got,
         });
     }
-    let ratio = |a: usize, b: usize| if b == 0 { 1.0 } else { a as f64 / b as f64 };
-    let precision = ratio(tp, tp + fp);
-    let recall = ratio(tp, tp + fn_);
-    let f1 = if precision + recall == 0.0 {
-        0.0
-    } else {
-        2.0 * precision * recall / (precision + recall)
-    };
+    let (precision, recall, f1, exact_match, _) = micro(&results);
     times.sort_by(f64::total_cmp);
     let pct = |p: f64| {
         times
@@ -177,9 +245,10 @@ pub fn evaluate(
             precision,
             recall,
             f1,
-            exact_match: ratio(exact, lines.len()),
+            exact_match,
             p50_ms: pct(0.5),
             p95_ms: pct(0.95),
+            errors,
         },
         results,
     ))
@@ -196,4 +265,44 @@ pub fn read_jsonl(text: &str) -> Result<Vec<Labelled>> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(facts: &[&str]) -> BTreeSet<String> {
+        facts.iter().map(|f| (*f).to_owned()).collect()
+    }
+
+    fn kinds(expected: &[&str], got: &[&str]) -> Vec<String> {
+        error_kinds(&set(expected), &set(got)).into_iter().collect()
+    }
+
+    #[test]
+    fn each_way_of_being_wrong_is_named() {
+        assert!(kinds(&["boost:jazz"], &["boost:jazz"]).is_empty());
+        assert_eq!(kinds(&["boost:jazz"], &[]), ["missed_topic"]);
+        assert_eq!(kinds(&[], &["boost:jazz"]), ["extra_topic"]);
+        assert_eq!(kinds(&["boost:jazz"], &["exclude:jazz"]), ["wrong_list"]);
+        assert_eq!(
+            kinds(&["boost:jazz"], &["boost:jazz", "exclude:jazz"]),
+            ["wrong_list"]
+        );
+        assert_eq!(
+            kinds(
+                &["boost:jazz", "reduce:golf"],
+                &["boost:art", "reduce:golf"]
+            ),
+            ["extra_topic", "missed_topic"]
+        );
+        assert_eq!(
+            kinds(
+                &["following:more"],
+                &["following:less", "friends_cameos:true"]
+            ),
+            ["slot:following", "slot:friends_cameos"]
+        );
+        assert_eq!(kinds(&["rejected:mature"], &[]), ["rejected"]);
+    }
 }
