@@ -252,6 +252,16 @@ MORE_SLOT_GROUPS = [
     ]),
 ]
 
+# How strongly each single-request family asks: the label of the reader's intensity
+# head. Families that mix strengths ("i'm kinda tired of") have none.
+INTENSITY = {
+    "bit-more": "mild", "wouldnt-mind": "mild", "litotes": "mild",
+    "lots-more": "strong", "cant-get-enough": "strong", "way-less": "strong",
+    "more": "normal", "love": "normal", "bare": "normal", "bring-on": "normal",
+    "less": "normal", "tone-down": "normal", "requests": "normal", "ease-off": "normal",
+    "not-for-me": "normal",
+}
+
 # (family, expect, templates) for slots, alone or with a boosted {x}.
 SLOT_GROUPS = [
     ("follow-more", {"following": "more"}, [
@@ -373,12 +383,15 @@ def generate(rng, by_topic, groups=None):
                 text = template.replace("{x}", phrases[0])
                 if len(phrases) > 1:
                     text = text.replace("{y}", phrases[1])
-                lines.append({
+                line = {
                     "text": decorate(rng, text),
                     "expect": expect_of(lists, chosen),
                     "family": f"t-{family}",
                     "phrases": list(zip(chosen, clean)),
-                })
+                }
+                if family in INTENSITY:
+                    line["intensity"] = INTENSITY[family]
+                lines.append(line)
     if groups is not None:
         return lines
     return lines + generate_slots(rng, by_topic, SLOT_GROUPS)
@@ -473,7 +486,8 @@ def main():
         seen.add(k)
         d["audience"] = "adult"
         d["split"] = split_of(d["family"])
-        out.append({k: d[k] for k in ("text", "audience", "expect", "family", "split")})
+        out.append({k: d[k] for k in ("text", "audience", "expect", "family", "split",
+                                      "intensity") if k in d})
     path = DATA / "corpus.jsonl"
     path.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in out))
     write_vocabulary(lines)

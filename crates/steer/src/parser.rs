@@ -1150,6 +1150,9 @@ fn merge(into: &mut Slots, from: Slots) {
 
 /// Smallest probability with which a slot head overrides what the word lists read.
 const SLOT_CONFIDENCE: f32 = 0.5;
+/// Smallest probability with which the intensity head overrides the word lists'
+/// strength.
+const INTENSITY_CONFIDENCE: f32 = 0.8;
 
 /// One item with what the reader decides from.
 struct ReadItem {
@@ -1476,6 +1479,15 @@ impl PreferenceParser {
                 Some(_) => None,
                 None => Some(rule),
             };
+            // How strongly it asks: the reader's intensity head when it is sure, else the
+            // word lists.
+            let strength = self
+                .reader
+                .as_ref()
+                .and_then(|r| r.intensity.predict(features))
+                .filter(|(_, p)| *p >= INTENSITY_CONFIDENCE)
+                .and_then(|(class, _)| crate::reader::INTENSITY_STRENGTHS.get(class).copied())
+                .unwrap_or(item.strength);
             let is_positive = |p: Polarity| matches!(p, Polarity::Boost | Polarity::Only);
             // For a teen, an item either reading finds positive is checked.
             let positive = is_positive(rule) || polarity.is_some_and(is_positive);
@@ -1544,7 +1556,7 @@ impl PreferenceParser {
                     self.add(
                         &mut c,
                         rule,
-                        item.strength,
+                        strength,
                         m.topic.clone(),
                         &item.target,
                         audience,
@@ -1554,7 +1566,7 @@ impl PreferenceParser {
                     self.add(
                         &mut c,
                         Polarity::Boost,
-                        item.strength,
+                        strength,
                         m.topic,
                         &item.target,
                         audience,
@@ -1565,14 +1577,7 @@ impl PreferenceParser {
             let Some(polarity) = polarity else {
                 continue;
             };
-            self.add(
-                &mut c,
-                polarity,
-                item.strength,
-                m.topic,
-                &item.target,
-                audience,
-            );
+            self.add(&mut c, polarity, strength, m.topic, &item.target, audience);
         }
         for item in &foreign {
             push_unclear(

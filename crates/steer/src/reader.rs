@@ -25,7 +25,7 @@ pub const DEFAULT_READER: &str = include_str!("../../../data/reader/reader.json"
 pub const DEFAULT_READER_SHA256: &str = include_str!("../../../data/reader/reader.json.sha256");
 
 /// Layout of the features; a weights file of another layout is refused.
-pub const FEATURES_VERSION: u32 = 4;
+pub const FEATURES_VERSION: u32 = 5;
 
 /// The item head's classes, in the order of its outputs.
 pub const POLARITY_CLASSES: [&str; 5] = ["boost", "reduce", "exclude", "only", "drop"];
@@ -33,6 +33,11 @@ pub const POLARITY_CLASSES: [&str; 5] = ["boost", "reduce", "exclude", "only", "
 pub const FOLLOWING_CLASSES: [&str; 3] = ["none", "more", "less"];
 /// The friends' cameos head's classes.
 pub const FRIENDS_CLASSES: [&str; 3] = ["none", "more", "less"];
+/// The intensity head's classes: how strongly an item asks ("a bit more", "more", "way
+/// more").
+pub const INTENSITY_CLASSES: [&str; 3] = ["mild", "normal", "strong"];
+/// The strength of each intensity class, in the constraints' scale.
+pub const INTENSITY_STRENGTHS: [f32; 3] = [0.5, 1.0, 2.0];
 
 /// Words that say an item is negated, whatever marker the word lists found.
 const NEGATIONS: &[&str] = &[
@@ -220,11 +225,13 @@ impl Head {
     }
 }
 
-/// The three heads.
+/// The four heads.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reader {
     /// Per item: boost, reduce, exclude, only or drop.
     pub polarity: Head,
+    /// Per item: how strongly it asks (mild, normal, strong).
+    pub intensity: Head,
     /// Per text: following more, less or not named.
     pub following: Head,
     /// Per text: friends' cameos more, less or not named.
@@ -343,6 +350,7 @@ impl Reader {
         };
         Ok(Self {
             polarity: take("polarity", &POLARITY_CLASSES, 3 * dim + ITEM_CUES)?,
+            intensity: take("intensity", &INTENSITY_CLASSES, 3 * dim + ITEM_CUES)?,
             following: take("following", &FOLLOWING_CLASSES, dim + TEXT_CUES)?,
             friends: take("friends_cameos", &FRIENDS_CLASSES, dim + TEXT_CUES)?,
             corpus_sha256: file.corpus_sha256,
@@ -365,6 +373,7 @@ impl Reader {
             corpus_sha256: self.corpus_sha256.clone(),
             heads: vec![
                 head("polarity", &self.polarity),
+                head("intensity", &self.intensity),
                 head("following", &self.following),
                 head("friends_cameos", &self.friends),
             ],

@@ -7,7 +7,9 @@ use steerfeed_core::TopicId;
 use crate::error::Result;
 use crate::parser::PreferenceParser;
 use crate::reader::fit::head;
-use crate::reader::{FOLLOWING_CLASSES, FRIENDS_CLASSES, POLARITY_CLASSES, Reader};
+use crate::reader::{
+    FOLLOWING_CLASSES, FRIENDS_CLASSES, INTENSITY_CLASSES, POLARITY_CLASSES, Reader,
+};
 use crate::slots::SlotKind;
 
 /// L2 penalty of every head (`steerfeed prefs train --alpha`).
@@ -28,6 +30,8 @@ pub struct TrainingLine {
     pub friends: usize,
     /// Remixes: 0 not named, 1 more, 2 fewer.
     pub remix: usize,
+    /// How strongly the line asks, when labelled: an index of [`INTENSITY_CLASSES`].
+    pub intensity: Option<usize>,
 }
 
 impl TrainingLine {
@@ -53,6 +57,8 @@ impl TrainingLine {
 pub struct Examples {
     /// Item features and list.
     pub polarity: Vec<(Vec<f32>, usize)>,
+    /// Item features and intensity, for items of labelled lines that ask for something.
+    pub intensity: Vec<(Vec<f32>, usize)>,
     /// Text features and following class.
     pub following: Vec<(Vec<f32>, usize)>,
     /// Text features and friends' cameos class.
@@ -96,6 +102,12 @@ pub fn examples(parser: &PreferenceParser, lines: &[TrainingLine]) -> Result<Exa
                 Some((_, list)) => *list,
                 None => POLARITY_CLASSES.len() - 1,
             };
+            if let Some(intensity) = line
+                .intensity
+                .filter(|_| label < POLARITY_CLASSES.len() - 1)
+            {
+                out.intensity.push((features.clone(), intensity));
+            }
             out.polarity.push((features, label));
         }
         if inputs.text.is_empty() {
@@ -118,6 +130,7 @@ pub fn reader(
     let ex = examples(parser, lines)?;
     Ok(Reader {
         polarity: head(&ex.polarity, &POLARITY_CLASSES, alpha, MAX_ITERATIONS)?,
+        intensity: head(&ex.intensity, &INTENSITY_CLASSES, alpha, MAX_ITERATIONS)?,
         following: head(&ex.following, &FOLLOWING_CLASSES, alpha, MAX_ITERATIONS)?,
         friends: head(&ex.friends, &FRIENDS_CLASSES, alpha, MAX_ITERATIONS)?,
         corpus_sha256: corpus_sha256.to_owned(),

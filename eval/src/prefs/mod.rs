@@ -156,6 +156,10 @@ pub fn eval(mut config: Config, args: EvalArgs) -> anyhow::Result<()> {
             .collect();
         json["by_category"] = by.into();
     }
+    let (labelled, accuracy) = score::intensity_accuracy(&lines, &results);
+    if labelled > 0 {
+        json["intensity"] = serde_json::json!({"lines": labelled, "accuracy": accuracy});
+    }
     json["file"] = args.jsonl.display().to_string().into();
     if let Some(split) = &args.split {
         json["split"] = split.as_str().into();
@@ -201,12 +205,22 @@ pub fn training_lines(lines: &[score::Labelled]) -> anyhow::Result<Vec<fit::Trai
             Some(true) => 1,
             Some(false) => 2,
         };
+        let intensity = match l.intensity.as_deref() {
+            None => None,
+            Some(name) => Some(
+                reader::INTENSITY_CLASSES
+                    .iter()
+                    .position(|c| *c == name)
+                    .with_context(|| format!("{:?}: intensity {name:?} is not a class", l.text))?,
+            ),
+        };
         out.push(fit::TrainingLine {
             text: l.text.clone(),
             lists,
             following,
             friends,
             remix,
+            intensity,
         });
     }
     Ok(out)

@@ -32,6 +32,9 @@ pub struct Labelled {
     /// The kind of case the line tests (sets written per category of error).
     #[serde(default)]
     pub category: Option<String>,
+    /// How strongly the line asks (`mild`, `normal`, `strong`; corpus lines).
+    #[serde(default)]
+    pub intensity: Option<String>,
 }
 
 /// The facts of an `expect` object.
@@ -184,6 +187,8 @@ pub struct LineResult {
     pub expected: BTreeSet<String>,
     /// Facts the parser produced.
     pub got: BTreeSet<String>,
+    /// Strengths of the boosted and reduced items.
+    pub strengths: Vec<f32>,
 }
 
 /// Micro precision, recall and F1 over facts, and the share of exact lines, of some
@@ -205,6 +210,30 @@ pub fn micro<'a>(results: impl IntoIterator<Item = &'a LineResult>) -> (f64, f64
         2.0 * p * r / (p + r)
     };
     (p, r, f1, ratio(exact, n), n)
+}
+
+/// Of the lines labelled with an intensity whose facts came out right and that boost or
+/// reduce something: how many there are, and the share whose every strength is the
+/// label's (mild 0.5, normal 1, strong 2).
+pub fn intensity_accuracy(lines: &[Labelled], results: &[LineResult]) -> (usize, f64) {
+    let strength = |label: &str| match label {
+        "mild" => Some(0.5),
+        "normal" => Some(1.0),
+        "strong" => Some(2.0),
+        _ => None,
+    };
+    let (mut n, mut right) = (0usize, 0usize);
+    for (line, r) in lines.iter().zip(results) {
+        let Some(want) = line.intensity.as_deref().and_then(strength) else {
+            continue;
+        };
+        if r.got != r.expected || r.strengths.is_empty() {
+            continue;
+        }
+        n += 1;
+        right += usize::from(r.strengths.iter().all(|&s| (s - want).abs() < 1e-6));
+    }
+    (n, if n == 0 { 1.0 } else { right as f64 / n as f64 })
 }
 
 /// Parses every line and scores the result.
@@ -229,6 +258,12 @@ pub fn evaluate(
             text: line.text.clone(),
             expected,
             got,
+            strengths: c
+                .boost
+                .iter()
+                .chain(&c.reduce)
+                .map(|x| x.strength)
+                .collect(),
         });
     }
     let (precision, recall, f1, exact_match, _) = micro(&results);
