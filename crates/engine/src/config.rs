@@ -340,7 +340,7 @@ fn is_optional_path(path: &[&str]) -> bool {
             | ["store", "erasure_log"]
             | [
                 "steering",
-                "taxonomy" | "exemplars" | "restricted" | "reader"
+                "taxonomy" | "exemplars" | "slots" | "restricted" | "reader"
             ]
     )
 }
