@@ -206,7 +206,15 @@ const MARKERS: &[(&str, Polarity, f32)] = &[
 /// Words that negate what follows them, for reading litotes.
 const LITOTES_NEGATIONS: &[&str] = &[
     "not", "no", "never", "nothing", "don't", "dont", "doesn't", "doesnt", "wouldn't", "wouldnt",
-    "won't", "wont", "can't", "cant", "couldn't", "isn't", "i'd", "would'nt",
+    "won't", "wont", "can't", "cant", "couldn't", "isn't", "would'nt",
+];
+
+/// Words that may stand between a litotes' negation and its predicate ("can't say i
+/// dislike", "wouldn't really mind"); anything else there is what is negated ("no
+/// politics, i hate it").
+const LITOTES_GAP: &[&str] = &[
+    "really", "even", "ever", "be", "have", "had", "to", "say", "i", "at", "all", "too", "much",
+    "a", "any",
 ];
 
 /// What someone says against something; negated, it asks for it mildly ("wouldn't mind
@@ -247,6 +255,12 @@ fn litotes(w: &[&str]) -> Option<(usize, usize)> {
         }
         for gap in 0..=2 {
             let at = i + 1 + gap;
+            if !w[i + 1..w.len().min(at)]
+                .iter()
+                .all(|g| LITOTES_GAP.contains(g))
+            {
+                break;
+            }
             for p in LITOTES_PREDICATES {
                 let n = p.split(' ').count();
                 if w.get(at..at + n).is_some_and(|s| s.join(" ") == *p) {
@@ -954,11 +968,10 @@ fn read_item(base: &str, mut w: Vec<&str>) -> Item {
     w.retain(|x| !matches!(*x, "ever" | "even"));
     let mut polarity = None;
     let mut strength = 1.0f32;
-    // "wouldn't mind more", "not against": a mild request, whatever marker follows.
+    // "wouldn't mind more", "not against": a mild request; "wouldn't mind less" keeps
+    // the direction of the marker that follows, mildly.
     let litotes = litotes(&w);
     if let Some(r) = litotes {
-        polarity = Some(Polarity::Boost);
-        strength = 0.5;
         remove(&mut w, r);
     }
     for (marker, p, s) in MARKERS {
@@ -969,6 +982,12 @@ fn read_item(base: &str, mut w: Vec<&str>) -> Item {
             }
             remove(&mut w, r);
         }
+    }
+    if litotes.is_some() {
+        if !matches!(polarity, Some(Polarity::Reduce | Polarity::Exclude)) {
+            polarity = Some(Polarity::Boost);
+        }
+        strength = 0.5;
     }
     if polarity.is_some() {
         for (word, factor) in INTENSIFIERS {
@@ -1295,8 +1314,8 @@ impl PreferenceParser {
             (Some(path), true) => Some(Arc::new(Reader::from_file(path, encoder.dim())?)),
             (None, true) => Some(Arc::new(Reader::default_for(encoder.dim())?)),
         };
-        // Misspelt words are repaired toward the words topics and slots are matched by,
-        // or else toward the model's vocabulary.
+        // Misspelt words are repaired toward the words topics and slots are matched by;
+        // the parser's own words and the safety table's are never changed.
         let speller = Speller::new(
             encoder.vocabulary(),
             taxonomy
@@ -1327,7 +1346,8 @@ impl PreferenceParser {
                     .into_iter()
                     .flatten()
                     .copied(),
-                ),
+                )
+                .chain(safety.vocabulary()),
         );
         Ok(Self::new(
             encoder,
@@ -1411,7 +1431,9 @@ impl PreferenceParser {
             }
             .into());
         }
-        let reading = self.read(text, self.reader.is_some())?;
+        // A teen's text is read as written: the safety net reads it as written too, and
+        // a repair must never turn what it flags into something else.
+        let reading = self.read(text, self.reader.is_some(), audience != AgeBand::Teen)?;
         let Reading {
             items,
             foreign,
@@ -1503,7 +1525,15 @@ impl PreferenceParser {
                     continue;
                 }
             }
-            if let Some(slot) = slot {
+            // A teen's positive request whose topic the policy refuses is refused, even
+            // when its words are closer still to a slot.
+            let refusable = teen
+                && positive
+                && topic.as_ref().is_some_and(|m| {
+                    m.similarity >= self.config.topic_threshold
+                        && self.taxonomy.label(&m.topic).is_some()
+                });
+            if let Some(slot) = slot.filter(|_| !refusable) {
                 // A request about a slot ("more vids with my pals in them", "fewer
                 // randoms"): the list sets its direction, and it names no topic.
                 if let Some(p) = polarity {
@@ -1601,12 +1631,13 @@ impl PreferenceParser {
     /// embeddings, topics and features, the items in a language the parser does not
     /// read, the word lists' slots and the text's features. All phrases are embedded
     /// in one batch; the items' words and the whole text too when `features` is set.
-    fn read(&self, text: &str, features: bool) -> Result<Reading> {
+    fn read(&self, text: &str, features: bool, repair: bool) -> Result<Reading> {
         let written = normalise(text);
-        let normalised = self.speller.correct(&written);
-        if normalised != written {
-            tracing::debug!(%written, repaired = %normalised, "spelling repaired");
-        }
+        let normalised = if repair {
+            self.speller.correct(&written)
+        } else {
+            written
+        };
         let (all_items, slots) = analyse(&normalised, self.config.max_items);
         let (foreign, items): (Vec<Item>, Vec<Item>) =
             all_items.into_iter().partition(|i| i.foreign);
@@ -1704,7 +1735,7 @@ impl PreferenceParser {
     /// What the reader sees of `text`, for fitting it: per item its topic (with the
     /// similarity) and features, and the text's features.
     pub fn reader_inputs(&self, text: &str) -> Result<ReaderInputs> {
-        let reading = self.read(text, true)?;
+        let reading = self.read(text, true, true)?;
         Ok(ReaderInputs {
             items: reading
                 .items
@@ -1862,15 +1893,20 @@ mod tests {
             assert!(items[0].litotes, "{text}");
             assert_eq!(items[0].target, "jazz", "{text}");
         }
+        let (items, _) = analyse(&normalise("i wouldn't mind less jazz"), 16);
+        assert_eq!(items[0].polarity, Some(Polarity::Reduce));
+        assert_eq!(items[0].strength, 0.5);
         for text in [
             "no jazz",
             "never jazz, it's bad",
             "i don't want jazz",
             "zero jazz please",
+            "no jazz i hate it",
         ] {
             let (items, _) = analyse(&normalise(text), 16);
             assert!(!items[0].litotes, "{text}");
             assert_eq!(items[0].polarity, Some(Polarity::Exclude), "{text}");
+            assert!(items[0].target.contains("jazz"), "{text}");
         }
     }
 

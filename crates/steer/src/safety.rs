@@ -234,6 +234,18 @@ impl SafetyNet {
         Self::from_tsv(&text, encoder, threshold)
     }
 
+    /// Every word of the table's restricted words, ambiguous words, allowed phrases and
+    /// exemplars: words the parser's spelling repair must never change.
+    pub fn vocabulary(&self) -> impl Iterator<Item = &str> {
+        self.words
+            .iter()
+            .flat_map(|(_, t)| t.iter())
+            .chain(self.allow.iter().flatten())
+            .map(String::as_str)
+            .chain(self.alone.iter().map(|(_, w)| w.as_str()))
+            .chain(self.exemplars.iter().flat_map(|(_, p, _)| p.split(' ')))
+    }
+
     /// The categories of the table.
     pub fn categories(&self) -> &[RestrictedCategory] {
         &self.categories

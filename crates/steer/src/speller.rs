@@ -13,6 +13,9 @@ use std::collections::{HashMap, HashSet};
 
 /// Shortest word repaired.
 const MIN_LEN: usize = 5;
+/// Longest word repaired (a longer one is no misspelling of a word people use, and the
+/// edits of a word grow with its length).
+const MAX_LEN: usize = 30;
 /// Shortest word repaired at two edits.
 const MIN_LEN_TWO_EDITS: usize = 8;
 /// Endings of inflected words: a word is known when its stem (or the stem with an "e")
@@ -114,7 +117,10 @@ impl Speller {
 
     /// The repair of one word, if it needs one and one is found.
     fn repair(&self, w: &str) -> Option<String> {
-        if w.len() < MIN_LEN || !w.chars().all(|c| c.is_ascii_lowercase()) || self.known(w) {
+        if !(MIN_LEN..=MAX_LEN).contains(&w.len())
+            || !w.chars().all(|c| c.is_ascii_lowercase())
+            || self.known(w)
+        {
             return None;
         }
         let one = edits(w);
@@ -315,6 +321,14 @@ mod tests {
         assert_eq!(distance("motorcycle", "moorcyle"), 2);
         assert_eq!(distance("kitten", "sitting"), 3);
         assert_eq!(distance("", "abc"), 3);
+    }
+
+    #[test]
+    fn long_and_non_ascii_words_are_left_alone() {
+        let s = speller();
+        let long = "q".repeat(2000);
+        assert_eq!(s.correct(&long), long);
+        assert_eq!(s.correct("ñandú recüe"), "ñandú recüe");
     }
 
     #[test]

@@ -152,10 +152,16 @@ fn hostile_and_odd_input_never_panics() {
     let c = parser()
         .parse("日本語のテキスト more cooking ñandú", AgeBand::Adult, now())
         .unwrap();
+    // The cooking request is applied, or said back with cooking as the suggestion.
     assert!(
         c.boost
             .iter()
             .any(|b| b.topic.as_ref().unwrap().as_str() == "cooking")
+            || c.unclear.iter().any(|u| u
+                .suggestion
+                .as_ref()
+                .is_some_and(|t| t.as_str() == "cooking")),
+        "{c:?}"
     );
     for empty in ["", "   ", "qwertyuiop", "I like videos", "🙂"] {
         let c = parser().parse(empty, AgeBand::Adult, now()).unwrap();
@@ -470,4 +476,56 @@ fn the_taxonomy_policy_column_labels_videos_and_refuses_teens() {
         .unwrap();
     assert_eq!(c.boost[0].topic.as_ref().unwrap().as_str(), "sad", "{c:?}");
     assert!(c.rejected.is_empty(), "{c:?}");
+}
+
+#[test]
+fn requests_about_slots_set_the_slot_in_the_direction_asked() {
+    use steerfeed_core::Shift;
+    let p = parser();
+    let read = |text: &str| p.parse(text, AgeBand::Adult, now()).unwrap();
+    for (text, want) in [
+        ("more videos where my pals show up", Some(true)),
+        ("fewer clips starring my buddies", Some(false)),
+    ] {
+        let c = read(text);
+        assert_eq!(c.friends_cameos, want, "{text}: {c:?}");
+        assert!(c.boost.is_empty() && c.reduce.is_empty(), "{text}: {c:?}");
+    }
+    for (text, want) in [
+        ("fewer randoms please", Shift::More),
+        ("more unknown creators", Shift::Less),
+    ] {
+        let c = read(text);
+        assert_eq!(c.following, Some(want), "{text}: {c:?}");
+    }
+    for (text, want) in [("more originals", false), ("way more duets", true)] {
+        let c = read(text);
+        assert_eq!(c.remix, Some(want), "{text}: {c:?}");
+    }
+}
+
+#[test]
+fn misspellings_are_read_as_meant_and_restricted_words_are_never_respelt() {
+    let p = parser();
+    let c = p
+        .parse("more basketbal drils and gardning", AgeBand::Adult, now())
+        .unwrap();
+    let topics: Vec<&str> = c
+        .boost
+        .iter()
+        .filter_map(|b| b.topic.as_ref().map(|t| t.as_str()))
+        .collect();
+    assert!(topics.contains(&"basketball"), "{c:?}");
+    assert!(topics.contains(&"gardening"), "{c:?}");
+    // Words of the safety table stay as written: excluding them must not turn into
+    // excluding a harmless neighbour ("mutilation" is one letter-pair from "motivation").
+    let c = p
+        .parse("no mutilation videos", AgeBand::Adult, now())
+        .unwrap();
+    assert!(
+        !c.exclude
+            .iter()
+            .any(|x| x.topic.as_ref().is_some_and(|t| t.as_str() == "motivation")),
+        "{c:?}"
+    );
 }
