@@ -4,7 +4,7 @@
 //! The parser cuts a text into items ("way less politics", "just cooking nothing else")
 //! and maps each item's target words to a topic; the reader decides, per item, which
 //! list the item goes to (boost, reduce, exclude, only) or that it is not a request at
-//! all (drop), and, per text, whether the person asked for more or less from the people
+//! all (drop) and how strongly it asks (mild, normal, strong), and, per text, whether the person asked for more or less from the people
 //! they follow and for friends' cameos. Each decision is a multinomial logistic
 //! regression over the MiniLM embedding of the item as written, the embedding of the
 //! whole text, and a few cues the parser's word lists read (the marker they found, a

@@ -61,31 +61,9 @@ pub struct SlotExemplars {
 impl SlotExemplars {
     /// Reads `kind<TAB>phrase, phrase, ...` lines (`#` comments) and embeds the phrases.
     pub fn from_tsv(tsv: &str, encoder: &Encoder) -> Result<Self> {
-        let mut all: Vec<(SlotKind, String)> = Vec::new();
-        for (n, line) in tsv.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let bad = |what: String| {
-                Error::from(steerfeed_core::Error::invalid(
-                    "slots",
-                    format!("line {}: {what}", n + 1),
-                ))
-            };
-            let (kind, phrases) = line
-                .split_once('\t')
-                .ok_or_else(|| bad("expected a kind, a tab and phrases".into()))?;
-            let kind = SlotKind::parse(kind.trim())
-                .ok_or_else(|| bad(format!("unknown slot kind {:?}", kind.trim())))?;
-            all.extend(
-                phrases
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|p| !p.is_empty())
-                    .map(|p| (kind, p.to_owned())),
-            );
-        }
+        let all = crate::taxonomy::phrase_table(tsv, "slots", "a kind", |k| {
+            SlotKind::parse(k).ok_or_else(|| format!("unknown slot kind {k:?}"))
+        })?;
         let texts: Vec<&str> = all.iter().map(|(_, p)| p.as_str()).collect();
         let vectors = crate::cache::embed_in_setup_cache(encoder, &texts)?;
         let mut out = Self::default();

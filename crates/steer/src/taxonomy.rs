@@ -113,34 +113,12 @@ impl Taxonomy {
     /// people call a topic, matched against their requests. A topic this taxonomy does
     /// not have is an error.
     pub fn with_exemplars(mut self, tsv: &str, encoder: &Encoder) -> Result<Self> {
-        let mut all: Vec<(usize, String)> = Vec::new();
-        for (n, line) in tsv.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let bad = |what: String| {
-                Error::from(steerfeed_core::Error::invalid(
-                    "exemplars",
-                    format!("line {}: {what}", n + 1),
-                ))
-            };
-            let (id, phrases) = line
-                .split_once('\t')
-                .ok_or_else(|| bad("expected a topic, a tab and phrases".into()))?;
-            let i = self
-                .topics
+        let all = phrase_table(tsv, "exemplars", "a topic", |id| {
+            self.topics
                 .iter()
-                .position(|t| t.id.as_str() == id.trim())
-                .ok_or_else(|| bad(format!("unknown topic {id:?}")))?;
-            all.extend(
-                phrases
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|p| !p.is_empty())
-                    .map(|p| (i, p.to_owned())),
-            );
-        }
+                .position(|t| t.id.as_str() == id)
+                .ok_or_else(|| format!("unknown topic {id:?}"))
+        })?;
         let texts: Vec<&str> = all.iter().map(|(_, p)| p.as_str()).collect();
         let vectors = crate::cache::embed_in_setup_cache(encoder, &texts)?;
         for ((i, _), v) in all.iter().zip(vectors) {
@@ -283,6 +261,45 @@ impl Taxonomy {
 }
 
 /// The best cosine similarity of `text` to any of `vectors` (minus infinity for none).
+/// Reads `key<TAB>phrase, phrase, ...` lines (`#` comments, blank lines skipped), each
+/// key through `key` (which says why it refuses one): the key's value and each phrase.
+/// Errors name `what` and the line.
+pub(crate) fn phrase_table<K>(
+    tsv: &str,
+    what: &'static str,
+    key_name: &str,
+    key: impl Fn(&str) -> std::result::Result<K, String>,
+) -> Result<Vec<(K, String)>>
+where
+    K: Copy,
+{
+    let mut all = Vec::new();
+    for (n, line) in tsv.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad = |why: String| {
+            Error::from(steerfeed_core::Error::invalid(
+                what,
+                format!("line {}: {why}", n + 1),
+            ))
+        };
+        let (k, phrases) = line
+            .split_once('\t')
+            .ok_or_else(|| bad(format!("expected {key_name}, a tab and phrases")))?;
+        let k = key(k.trim()).map_err(bad)?;
+        all.extend(
+            phrases
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(|p| (k, p.to_owned())),
+        );
+    }
+    Ok(all)
+}
+
 fn best_similarity(vectors: &[Embedding], text: &Embedding) -> f32 {
     vectors
         .iter()
@@ -293,6 +310,28 @@ fn best_similarity(vectors: &[Embedding], text: &Embedding) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_phrase_table_reads_its_lines_and_names_the_bad_one() {
+        let key = |k: &str| match k {
+            "a" => Ok(1u8),
+            "b" => Ok(2u8),
+            other => Err(format!("unknown key {other:?}")),
+        };
+        let all = phrase_table("# c\n\na\tx, y ,\nb\tz\n", "t", "a key", key).unwrap();
+        assert_eq!(
+            all,
+            vec![
+                (1, "x".to_owned()),
+                (1, "y".to_owned()),
+                (2, "z".to_owned())
+            ]
+        );
+        let err = phrase_table("a\tx\nq\ty", "t", "a key", key).unwrap_err();
+        assert!(err.to_string().contains("line 2") && err.to_string().contains("\"q\""));
+        let err = phrase_table("a x", "t", "a key", key).unwrap_err();
+        assert!(err.to_string().contains("expected a key, a tab"));
+    }
 
     #[test]
     fn the_default_taxonomy_has_the_design_topics() {

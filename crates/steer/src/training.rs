@@ -52,7 +52,7 @@ impl TrainingLine {
     }
 }
 
-/// The examples of the three heads.
+/// The examples of the four heads.
 #[derive(Debug, Default)]
 pub struct Examples {
     /// Item features and list.
