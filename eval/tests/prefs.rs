@@ -47,9 +47,10 @@ fn held_out_set_f1_floor() {
     // exemplars, 0.948 (exact 0.917) with the learned reader. The set was never tuned on,
     // but 25 of its lines share a phrase with the exemplars and with none of the
     // descriptions (common names: "minecraft", "naruto"), so the gain overstates how far
-    // the exemplars generalise.
-    assert!(s.f1 >= 0.93, "F1 {}", s.f1);
-    assert!(s.exact_match >= 0.88, "exact {}", s.exact_match);
+    // the exemplars generalise. 0.958 / 0.950 with the corpus's vocabulary, slot
+    // exemplars and spelling repair.
+    assert!(s.f1 >= 0.94, "F1 {}", s.f1);
+    assert!(s.exact_match >= 0.92, "exact {}", s.exact_match);
 }
 
 #[test]
@@ -57,9 +58,10 @@ fn blind_set_f1_floor() {
     let s = score("prefs-blind.jsonl");
     assert!(s.lines >= 80);
     // Measured once when the set arrived: F1 0.876, exact 0.825 (the parser this work
-    // started from: 0.836 / 0.725); 0.913 / 0.863 with the learned reader.
-    assert!(s.f1 >= 0.9, "F1 {}", s.f1);
-    assert!(s.exact_match >= 0.85, "exact {}", s.exact_match);
+    // started from: 0.836 / 0.725); 0.913 / 0.863 with the learned reader; 0.961 / 0.925
+    // with the corpus's vocabulary, litotes, slot exemplars and spelling repair.
+    assert!(s.f1 >= 0.94, "F1 {}", s.f1);
+    assert!(s.exact_match >= 0.9, "exact {}", s.exact_match);
 }
 
 #[test]
@@ -78,9 +80,10 @@ fn corpus_held_out_families_floor() {
     eprintln!("corpus holdout: {s:?}");
     // Families of constructions and of hand-written paraphrases the reader never saw
     // (used to choose the L2 penalty and the labelling, so a validation set): 0.787 /
-    // 0.637 with the reader, 0.728 / 0.558 with the word lists alone. Most misses are
-    // topics (a target phrase mapped to the wrong topic or to none) and text that asks
-    // for nothing read as a request.
-    assert!(s.f1 >= 0.76, "F1 {}", s.f1);
-    assert!(s.exact_match >= 0.6, "exact {}", s.exact_match);
+    // 0.637 with the reader, 0.728 / 0.558 with the word lists alone; 0.924 / 0.863 since
+    // the training split's phrases became exemplars (160 of the held-out lines share one),
+    // with litotes, slot exemplars and spelling repair. Most misses left are topics (a
+    // target phrase mapped to the wrong topic or to none).
+    assert!(s.f1 >= 0.91, "F1 {}", s.f1);
+    assert!(s.exact_match >= 0.84, "exact {}", s.exact_match);
 }

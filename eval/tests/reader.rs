@@ -189,17 +189,17 @@ fn each_category_of_the_word_lists_misses_reads_better_with_the_reader() {
         t.2 += usize::from(b == expected);
     }
     eprintln!("(lines, reader right, word lists right): {tally:?}");
-    // Floors at what the shipped reader reads (27 of 34 lines; the word lists 16).
+    // Floors near what the shipped parser reads (32 of 34 lines: negation 8 of 10, the
+    // others all).
     for (category, floor) in [
         ("negation", 0.8),
-        ("following", 0.75),
+        ("following", 0.875),
         ("only", 1.0),
-        ("friends", 0.6),
+        ("friends", 0.875),
     ] {
         let (n, reader, lists) = tally[category];
         assert!(n >= 8, "{category}: {n} lines");
-        // Following ties (6 of 8 each: both miss a sentence that names the people
-        // followed and strangers in opposite directions); the others gain.
+        // The reader reads at least what the word lists read alone.
         assert!(
             reader >= lists,
             "{category}: reader {reader}, word lists {lists}"
