@@ -1537,16 +1537,13 @@ impl PreferenceParser {
                 // A request about a slot ("more vids with my pals in them", "fewer
                 // randoms"): the list sets its direction, and it names no topic.
                 if let Some(p) = polarity {
-                    let more = is_positive(p);
+                    let on = is_positive(p) != slot.kind.inverted();
                     match slot.kind {
-                        SlotKind::Friends => c.friends_cameos = Some(more),
+                        SlotKind::Friends => c.friends_cameos = Some(on),
                         SlotKind::Following | SlotKind::Strangers => {
-                            let follow = more == (slot.kind == SlotKind::Following);
-                            c.following = Some(if follow { Shift::More } else { Shift::Less });
+                            c.following = Some(if on { Shift::More } else { Shift::Less });
                         }
-                        SlotKind::Remix | SlotKind::Originals => {
-                            c.remix = Some(more == (slot.kind == SlotKind::Remix));
-                        }
+                        SlotKind::Remix | SlotKind::Originals => c.remix = Some(on),
                     }
                 }
                 continue;

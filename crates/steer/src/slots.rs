@@ -30,6 +30,12 @@ pub enum SlotKind {
 }
 
 impl SlotKind {
+    /// Whether asking for more of this kind turns its slot down: more strangers is
+    /// less of the people one follows, more originals fewer remixes.
+    pub fn inverted(self) -> bool {
+        matches!(self, Self::Strangers | Self::Originals)
+    }
+
     fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "friends" => Self::Friends,

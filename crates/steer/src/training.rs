@@ -37,13 +37,12 @@ pub struct TrainingLine {
 impl TrainingLine {
     /// Whether the line asks for more (`Some(true)`) or less of a slot kind.
     fn wants_more(&self, kind: SlotKind) -> Option<bool> {
-        let (class, inverted) = match kind {
-            SlotKind::Friends => (self.friends, false),
-            SlotKind::Following => (self.following, false),
-            SlotKind::Strangers => (self.following, true),
-            SlotKind::Remix => (self.remix, false),
-            SlotKind::Originals => (self.remix, true),
+        let class = match kind {
+            SlotKind::Friends => self.friends,
+            SlotKind::Following | SlotKind::Strangers => self.following,
+            SlotKind::Remix | SlotKind::Originals => self.remix,
         };
+        let inverted = kind.inverted();
         match class {
             1 => Some(!inverted),
             2 => Some(inverted),
