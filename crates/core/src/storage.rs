@@ -188,6 +188,14 @@ pub trait Storage:
     + Send
     + Sync
 {
+    /// Brings what this process reads up to every write acknowledged before the call,
+    /// wherever it was made: a backend several processes share applies here what the
+    /// others wrote. The engine calls it at the start of every request that reads. The
+    /// embedded store is always current, and answers at once.
+    fn catch_up(&self) -> crate::Result<()> {
+        Ok(())
+    }
+
     // The catalogue.
 
     /// Inserts or replaces videos, all or nothing (a repeated id: the last one wins).

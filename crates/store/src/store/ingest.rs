@@ -541,11 +541,9 @@ impl Store {
         self.ingest_events_logged(events).map(|(r, _)| r)
     }
 
-    /// [`Store::ingest_events`], also saying where the accepted events went in the log:
-    /// for in-memory indexes fed in log order (co-engagement) without reading the log
-    /// back.
-    pub fn ingest_events_logged(&self, events: &[Event]) -> Result<(IngestReport, Logged)> {
-        let erasures = self.erasure_epoch();
+    /// Checks a batch as [`Store::ingest_events`] does before it logs anything: every
+    /// event valid, its user and its video (deleted or not) known. Changes nothing.
+    pub fn validate_events(&self, events: &[Event]) -> Result<()> {
         for (i, e) in events.iter().enumerate() {
             let bad = |err: Error| {
                 Error::invalid(
@@ -565,6 +563,15 @@ impl Store {
                 return Err(Error::not_found(Entity::Video, v));
             }
         }
+        Ok(())
+    }
+
+    /// [`Store::ingest_events`], also saying where the accepted events went in the log:
+    /// for in-memory indexes fed in log order (co-engagement) without reading the log
+    /// back.
+    pub fn ingest_events_logged(&self, events: &[Event]) -> Result<(IngestReport, Logged)> {
+        let erasures = self.erasure_epoch();
+        self.validate_events(events)?;
         let mut report = IngestReport::default();
         let mut logged = Logged::default();
         let generation = {

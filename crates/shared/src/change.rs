@@ -1,0 +1,172 @@
+//! The writes every replica applies in the change log's order: one [`Change`] per
+//! acknowledged write about the catalogue or about people.
+
+use steerfeed_core::storage::{Relation, Revocation, Storage};
+use steerfeed_core::{
+    ConsentScope, Constraints, ErasureReport, OwnVideos, ParentalControls, Result, User, UserId,
+    Video, VideoId,
+};
+
+/// One write, as the change log stores it (JSON tagged by `op`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub(crate) enum Change {
+    Videos {
+        videos: Vec<Video>,
+    },
+    DeleteVideo {
+        video: VideoId,
+    },
+    User {
+        user: User,
+    },
+    Relations {
+        items: Vec<RelationItem>,
+    },
+    Consent {
+        person: UserId,
+        scope: ConsentScope,
+        approved: Vec<UserId>,
+    },
+    Revoke {
+        person: UserId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        video: Option<VideoId>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        creator: Option<UserId>,
+    },
+    ParentalControls {
+        user: UserId,
+        controls: ParentalControls,
+    },
+    Preferences {
+        user: UserId,
+        text: String,
+        constraints: Constraints,
+    },
+    ClearPreferences {
+        user: UserId,
+    },
+    Erase {
+        user: UserId,
+        own_videos: OwnVideos,
+    },
+}
+
+/// `a` sets (`on`) or clears a relation on `b`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RelationItem {
+    a: UserId,
+    b: UserId,
+    relation: RelationKind,
+    on: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RelationKind {
+    Follow,
+    Block,
+    Mute,
+}
+
+impl From<Relation> for RelationKind {
+    fn from(r: Relation) -> Self {
+        match r {
+            Relation::Follow => RelationKind::Follow,
+            Relation::Block => RelationKind::Block,
+            Relation::Mute => RelationKind::Mute,
+        }
+    }
+}
+
+impl From<RelationKind> for Relation {
+    fn from(r: RelationKind) -> Self {
+        match r {
+            RelationKind::Follow => Relation::Follow,
+            RelationKind::Block => Relation::Block,
+            RelationKind::Mute => Relation::Mute,
+        }
+    }
+}
+
+impl Change {
+    pub(crate) fn relations(items: &[(UserId, UserId, Relation, bool)]) -> Change {
+        Change::Relations {
+            items: items
+                .iter()
+                .map(|(a, b, r, on)| RelationItem {
+                    a: a.clone(),
+                    b: b.clone(),
+                    relation: (*r).into(),
+                    on: *on,
+                })
+                .collect(),
+        }
+    }
+
+    pub(crate) fn revoke(person: &UserId, revocation: &Revocation) -> Change {
+        let (video, creator) = match revocation {
+            Revocation::Video(v) => (Some(v.clone()), None),
+            Revocation::Creator(c) => (None, Some(c.clone())),
+        };
+        Change::Revoke {
+            person: person.clone(),
+            video,
+            creator,
+        }
+    }
+
+    /// Applies the change to `store` through the same call the embedded backend answers,
+    /// which validates it: an error changes nothing. An erasure says what it did.
+    pub(crate) fn apply(&self, store: &dyn Storage) -> Result<Option<ErasureReport>> {
+        match self {
+            Change::Videos { videos } => store.upsert_videos(videos)?,
+            Change::DeleteVideo { video } => store.delete_video(video)?,
+            Change::User { user } => store.upsert_user(user)?,
+            Change::Relations { items } => {
+                let items: Vec<_> = items
+                    .iter()
+                    .map(|i| (i.a.clone(), i.b.clone(), i.relation.into(), i.on))
+                    .collect();
+                store.set_relations(&items)?
+            }
+            Change::Consent {
+                person,
+                scope,
+                approved,
+            } => store.set_consent(person, *scope, approved)?,
+            Change::Revoke {
+                person,
+                video,
+                creator,
+            } => {
+                let revocation = match (video, creator) {
+                    (Some(v), None) => Revocation::Video(v.clone()),
+                    (None, Some(c)) => Revocation::Creator(c.clone()),
+                    _ => {
+                        return Err(steerfeed_core::Error::invalid(
+                            "revocation",
+                            "names exactly one of a video and a creator",
+                        ));
+                    }
+                };
+                store.revoke_consent(person, &revocation)?
+            }
+            Change::ParentalControls { user, controls } => {
+                store.set_parental_controls(user, controls)?
+            }
+            Change::Preferences {
+                user,
+                text,
+                constraints,
+            } => store.set_preferences(user, text, constraints)?,
+            Change::ClearPreferences { user } => store.clear_preferences(user)?,
+            Change::Erase { user, own_videos } => {
+                return store.erase_user(user, *own_videos).map(Some);
+            }
+        }
+        Ok(None)
+    }
+}

@@ -1,0 +1,953 @@
+//! steerfeed's shared backend: several `steerfeed` processes serving one app from one
+//! PostgreSQL database and one NATS JetStream stream.
+//!
+//! - **PostgreSQL is the system of record** of what the app says about its catalogue and
+//!   its people: every write (videos, deletions, accounts, follows, blocks and mutes,
+//!   consent and revocations, parental controls, preferences, erasures) is one row of the
+//!   change log `<namespace>.changes`, numbered by the one version in
+//!   `<namespace>.change_meta`, committed in one transaction that holds that row's lock.
+//! - **NATS JetStream is the event log**: one message per ingest batch (and one per
+//!   served page), on file storage, acknowledged once the server has it (with the
+//!   `sync_interval: always` the test servers use, once it is on disk). A batch retried
+//!   within the stream's duplicate window is dropped by its message id, the hash of its
+//!   events' keys; a key seen before in another batch is a duplicate when the batch is
+//!   applied.
+//! - **Every process keeps a mirror**: an embedded [`Store`] in a temporary directory to
+//!   which it applies the change log in version order and the event log in stream order,
+//!   so that every process computes the same state with the embedded backend's code. A
+//!   write is validated by applying it to the writer's mirror while the version row is
+//!   locked, after the mirror caught up to that version: what the embedded backend
+//!   refuses is refused here and never logged.
+//!
+//! [`Storage::catch_up`] reads both logs' heads and applies what the mirror lacks; the
+//! engine calls it at the start of every request, so a write acknowledged by any process
+//! before a request starts is in force for that request on every process. The reads of
+//! the ports then answer from the mirror.
+//!
+//! The runtime the clients need is the store's own (one worker thread); its calls block
+//! the caller's thread, which must not be an async task (the engine runs on blocking
+//! threads).
+
+#![warn(missing_docs)]
+
+mod change;
+pub mod servers;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_nats::jetstream;
+use futures_util::StreamExt;
+use steerfeed_core::ports::{
+    ActionCounts, ActionStats, CameoConsent, ConsentLedger, Engagement, EngagementStats,
+    SocialGraph, UserHistory, VideoCatalog,
+};
+use steerfeed_core::storage::{
+    CopyInfo, DamageReport, IngestReport, Logged, Preferences, Relation, Revocation, ServedPage,
+    Storage,
+};
+use steerfeed_core::{
+    Constraints, Error, Event, Result, Timestamp, TopicId, UserId, Video, VideoId,
+};
+use steerfeed_store::{Store, StoreOptions};
+use tokio_postgres::GenericClient;
+
+use change::Change;
+
+/// How long a write's or a catch-up's calls to PostgreSQL and NATS may take in all.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long JetStream remembers a batch's message id to drop a retry of it.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+/// Where the shared backend keeps its state.
+#[derive(Debug, Clone)]
+pub struct SharedOptions {
+    /// PostgreSQL, e.g. `postgres://steerfeed@127.0.0.1:5432/steerfeed`.
+    pub postgres_url: String,
+    /// NATS with JetStream, e.g. `nats://127.0.0.1:4222`.
+    pub nats_url: String,
+    /// Names this deployment's schema, stream and subject (lower-case letters, digits and
+    /// `_`, at most 40): deployments on the same servers with different namespaces share
+    /// nothing.
+    pub namespace: String,
+    /// The options of every process's mirror (the embedding dimension among them): the
+    /// same on every process.
+    pub store: StoreOptions,
+    /// See [`DEFAULT_TIMEOUT`].
+    pub timeout: Duration,
+}
+
+impl SharedOptions {
+    /// Options with the default timeout.
+    pub fn new(postgres_url: &str, nats_url: &str, namespace: &str, store: StoreOptions) -> Self {
+        SharedOptions {
+            postgres_url: postgres_url.to_string(),
+            nats_url: nats_url.to_string(),
+            namespace: namespace.to_string(),
+            store,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// What kind of message a stream message is (its `Steerfeed-Kind` header).
+const KIND: &str = "Steerfeed-Kind";
+/// Which process published it (its `Steerfeed-Origin` header).
+const ORIGIN: &str = "Steerfeed-Origin";
+/// How many outcomes of its own messages a process keeps for their publishers.
+const KEPT_OUTCOMES: u64 = 100_000;
+
+/// A served page, as the event log carries it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PageMessage {
+    user: UserId,
+    videos: Vec<VideoId>,
+    checkin: bool,
+    break_card: bool,
+    at: Timestamp,
+}
+
+/// What applying one of this process's messages gave, for its publisher.
+enum Outcome {
+    Events(Result<(IngestReport, Logged)>),
+    Page(Result<()>),
+}
+
+/// How far the mirror has applied the two logs.
+struct Applier {
+    /// The last change version applied.
+    version: u64,
+    /// The last stream sequence applied.
+    seq: u64,
+    /// An ordered consumer delivering the stream from `seq + 1`, when one is open.
+    messages: Option<jetstream::consumer::pull::Ordered>,
+    /// Outcomes of this process's own messages, by stream sequence.
+    outcomes: HashMap<u64, Outcome>,
+}
+
+/// The shared backend (see the crate doc).
+pub struct SharedStore {
+    rt: tokio::runtime::Runtime,
+    /// Reads: the heads and the change log.
+    reader: tokio_postgres::Client,
+    /// Writes: one transaction at a time per process.
+    writer: tokio::sync::Mutex<tokio_postgres::Client>,
+    js: jetstream::Context,
+    stream: jetstream::stream::Stream,
+    subject: String,
+    schema: String,
+    origin: String,
+    mirror: Store,
+    applier: tokio::sync::Mutex<Applier>,
+    /// Set when the mirror took a write the database then did not commit: it no longer
+    /// matches the log, and every call fails until the process restarts.
+    diverged: AtomicBool,
+    timeout: Duration,
+}
+
+fn unavailable(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Unavailable {
+        what: format!("{what}: {e}"),
+    }
+}
+
+fn pg_error(e: tokio_postgres::Error) -> Error {
+    match e.as_db_error() {
+        // The server's own words say what went wrong ("db error" alone does not).
+        Some(db) => unavailable(
+            "postgresql",
+            format!("{}: {}", db.code().code(), db.message()),
+        ),
+        None => unavailable("postgresql", e),
+    }
+}
+
+fn valid_namespace(ns: &str) -> Result<()> {
+    let ok = !ns.is_empty()
+        && ns.len() <= 40
+        && ns
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !ns.as_bytes()[0].is_ascii_digit();
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "namespace",
+            "must be 1 to 40 lower-case letters, digits or '_', not starting with a digit",
+        ))
+    }
+}
+
+/// The message id of a batch: a hash of its events' keys, in order.
+fn batch_id(events: &[Event]) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for e in events {
+        let k = e.key.as_str().as_bytes();
+        h.update((k.len() as u64).to_le_bytes());
+        h.update(k);
+    }
+    let d = h.finalize();
+    d[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn connect_pg(url: &str) -> Result<tokio_postgres::Client> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .map_err(pg_error)?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::warn!(error = %e, "postgresql connection ended");
+        }
+    });
+    Ok(client)
+}
+
+impl SharedStore {
+    /// Connects, creates the schema and the stream when missing, and builds the mirror
+    /// from both logs.
+    pub fn open(opts: SharedOptions) -> Result<SharedStore> {
+        valid_namespace(&opts.namespace)?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("steerfeed-shared")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::internal("shared runtime", e))?;
+        let schema = format!("sf_{}", opts.namespace);
+        let subject = format!("steerfeed.{}.log", opts.namespace);
+        let stream_name = format!("STEERFEED_{}", opts.namespace.to_ascii_uppercase());
+        let timeout = opts.timeout;
+        let (reader, writer, js, stream) = rt.block_on(async {
+            tokio::time::timeout(timeout, async {
+                let reader = connect_pg(&opts.postgres_url).await?;
+                let mut writer = connect_pg(&opts.postgres_url).await?;
+                create_schema(&mut writer, &schema).await?;
+                let nats = async_nats::connect(&opts.nats_url)
+                    .await
+                    .map_err(|e| unavailable("nats", e))?;
+                let js = jetstream::new(nats);
+                let stream = js
+                    .get_or_create_stream(jetstream::stream::Config {
+                        name: stream_name.clone(),
+                        subjects: vec![subject.clone()],
+                        storage: jetstream::stream::StorageType::File,
+                        duplicate_window: DUPLICATE_WINDOW,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|e| unavailable("nats stream", e))?;
+                Ok::<_, Error>((reader, writer, js, stream))
+            })
+            .await
+            .map_err(|_| unavailable("connecting", "timed out"))?
+        })?;
+        let mirror = Store::temporary(opts.store)?;
+        let store = SharedStore {
+            rt,
+            reader,
+            writer: tokio::sync::Mutex::new(writer),
+            js,
+            stream,
+            subject,
+            schema,
+            origin: format!(
+                "{}-{:x}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos())
+            ),
+            mirror,
+            applier: tokio::sync::Mutex::new(Applier {
+                version: 0,
+                seq: 0,
+                messages: None,
+                outcomes: HashMap::new(),
+            }),
+            diverged: AtomicBool::new(false),
+            timeout,
+        };
+        store.catch_up()?;
+        Ok(store)
+    }
+
+    /// The mirror this process answers from.
+    pub fn mirror(&self) -> &Store {
+        &self.mirror
+    }
+
+    /// The change version and stream sequence this process's mirror has applied.
+    pub fn applied(&self) -> (u64, u64) {
+        let a = self.rt.block_on(self.applier.lock());
+        (a.version, a.seq)
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.diverged.load(Ordering::Acquire) {
+            return Err(Error::Unavailable {
+                what: "this process's mirror took a write the database did not commit; \
+                       restart the process"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on the store's runtime within the timeout.
+    fn block<T>(&self, what: &str, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        self.check()?;
+        self.rt.block_on(async {
+            tokio::time::timeout(self.timeout, f)
+                .await
+                .map_err(|_| unavailable(what, "timed out"))?
+        })
+    }
+
+    /// The change log's version and the stream's last sequence.
+    async fn heads(&self) -> Result<(u64, u64)> {
+        let version = async {
+            self.reader
+                .query_one(
+                    &format!(
+                        "SELECT version FROM {}.change_meta WHERE id = 1",
+                        self.schema
+                    ),
+                    &[],
+                )
+                .await
+                .map(|r| r.get::<_, i64>(0) as u64)
+                .map_err(pg_error)
+        };
+        let seq = async {
+            self.stream
+                .get_info()
+                .await
+                .map(|i| i.state.last_sequence)
+                .map_err(|e| unavailable("nats stream", e))
+        };
+        let (v, s) = tokio::join!(version, seq);
+        Ok((v?, s?))
+    }
+
+    /// Applies the changes after the mirror's version up to `upto`, read through `client`.
+    async fn apply_changes(
+        &self,
+        a: &mut Applier,
+        client: &impl GenericClient,
+        upto: u64,
+    ) -> Result<()> {
+        if a.version >= upto {
+            return Ok(());
+        }
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT version, body::text FROM {}.changes \
+                     WHERE version > $1 AND version <= $2 ORDER BY version",
+                    self.schema
+                ),
+                &[&(a.version as i64), &(upto as i64)],
+            )
+            .await
+            .map_err(pg_error)?;
+        for row in rows {
+            let version = row.get::<_, i64>(0) as u64;
+            if version != a.version + 1 {
+                return Err(Error::internal(
+                    "change log",
+                    format!("version {} follows {}", version, a.version),
+                ));
+            }
+            let body: String = row.get(1);
+            let change: Change = serde_json::from_str(&body)
+                .map_err(|e| Error::internal("change log", format!("version {version}: {e}")))?;
+            if let Err(e) = change.apply(&self.mirror) {
+                // Every mirror applied the same changes in the same order: a change the
+                // writer's mirror took and this one refuses met a difference in the
+                // events the two had applied (an event's user erased meanwhile).
+                tracing::warn!(version, error = %e, "a logged change did not apply here");
+            }
+            a.version = version;
+        }
+        if a.version < upto {
+            return Err(Error::internal(
+                "change log",
+                format!("version {upto} is missing (applied {})", a.version),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Applies the stream's messages after the mirror's sequence up to `upto`.
+    async fn apply_messages(&self, a: &mut Applier, upto: u64) -> Result<()> {
+        while a.seq < upto {
+            if a.messages.is_none() {
+                let consumer = self
+                    .stream
+                    .create_consumer(jetstream::consumer::pull::OrderedConfig {
+                        deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
+                            start_sequence: a.seq + 1,
+                        },
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|e| unavailable("nats consumer", e))?;
+                a.messages = Some(
+                    consumer
+                        .messages()
+                        .await
+                        .map_err(|e| unavailable("nats consumer", e))?,
+                );
+            }
+            let Some(messages) = a.messages.as_mut() else {
+                continue;
+            };
+            let message = match messages.next().await {
+                Some(Ok(m)) => m,
+                Some(Err(e)) => {
+                    a.messages = None;
+                    return Err(unavailable("nats consumer", e));
+                }
+                None => {
+                    a.messages = None;
+                    return Err(unavailable("nats consumer", "ended"));
+                }
+            };
+            let seq = message
+                .info()
+                .map_err(|e| unavailable("nats message", e))?
+                .stream_sequence;
+            if seq <= a.seq {
+                continue;
+            }
+            let own = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(ORIGIN))
+                .is_some_and(|o| o.as_str() == self.origin);
+            let kind = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(KIND))
+                .map(|k| k.as_str().to_string())
+                .unwrap_or_default();
+            let outcome = self.apply_message(seq, &kind, &message.payload);
+            a.seq = seq;
+            if own {
+                a.outcomes.insert(seq, outcome);
+                if a.outcomes.len() as u64 > KEPT_OUTCOMES {
+                    let floor = seq.saturating_sub(KEPT_OUTCOMES);
+                    a.outcomes.retain(|s, _| *s > floor);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies one stream message to the mirror.
+    fn apply_message(&self, seq: u64, kind: &str, payload: &[u8]) -> Outcome {
+        match kind {
+            "events" => {
+                let events: Vec<Event> = match serde_json::from_slice(payload) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        tracing::error!(seq, error = %e, "unreadable batch in the event log");
+                        return Outcome::Events(Err(Error::internal("event log", e)));
+                    }
+                };
+                Outcome::Events(self.apply_batch(seq, events))
+            }
+            "page" => {
+                let page: PageMessage = match serde_json::from_slice(payload) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::error!(seq, error = %e, "unreadable page in the event log");
+                        return Outcome::Page(Err(Error::internal("event log", e)));
+                    }
+                };
+                let served = ServedPage {
+                    videos: &page.videos,
+                    checkin: page.checkin,
+                    break_card: page.break_card,
+                };
+                Outcome::Page(self.mirror.record_page(&page.user, &served, page.at))
+            }
+            other => {
+                tracing::error!(
+                    seq,
+                    kind = other,
+                    "a message of unknown kind in the event log"
+                );
+                Outcome::Page(Err(Error::internal("event log", "unknown message kind")))
+            }
+        }
+    }
+
+    /// Applies a logged batch. It was valid when logged; an event that no longer is (its
+    /// user erased since) is left out and the rest apply, on every process alike.
+    fn apply_batch(&self, seq: u64, mut events: Vec<Event>) -> Result<(IngestReport, Logged)> {
+        if self.mirror.validate_events(&events).is_err() {
+            let before = events.len();
+            events.retain(|e| self.mirror.validate_events(std::slice::from_ref(e)).is_ok());
+            tracing::warn!(
+                seq,
+                dropped = before - events.len(),
+                "events no longer valid were left out of a logged batch"
+            );
+        }
+        self.mirror.ingest_events_logged(&events)
+    }
+
+    /// Brings the mirror up to both logs' heads.
+    async fn catch_up_async(&self) -> Result<()> {
+        let (version, seq) = self.heads().await?;
+        let mut a = self.applier.lock().await;
+        self.apply_changes(&mut a, &self.reader, version).await?;
+        self.apply_messages(&mut a, seq).await
+    }
+
+    /// Logs one change and applies it (see the crate doc).
+    fn write(&self, change: Change) -> Result<Option<steerfeed_core::ErasureReport>> {
+        let body = serde_json::to_string(&change).map_err(|e| Error::internal("change", e))?;
+        self.block("postgresql", async {
+            let mut w = self.writer.lock().await;
+            let mut a = self.applier.lock().await;
+            let tx = w.transaction().await.map_err(pg_error)?;
+            let version = tx
+                .query_one(
+                    &format!(
+                        "SELECT version FROM {}.change_meta WHERE id = 1 FOR UPDATE",
+                        self.schema
+                    ),
+                    &[],
+                )
+                .await
+                .map_err(pg_error)?
+                .get::<_, i64>(0) as u64;
+            self.apply_changes(&mut a, &tx, version).await?;
+            let report = change.apply(&self.mirror)?;
+            // The mirror now holds the change: from here on, failing to commit it leaves
+            // the mirror ahead of the log.
+            let next = version + 1;
+            let committed = async {
+                tx.execute(
+                    &format!(
+                        "INSERT INTO {}.changes (version, body) VALUES ($1, $2::text::jsonb)",
+                        self.schema
+                    ),
+                    &[&(next as i64), &body],
+                )
+                .await?;
+                tx.execute(
+                    &format!(
+                        "UPDATE {}.change_meta SET version = $1 WHERE id = 1",
+                        self.schema
+                    ),
+                    &[&(next as i64)],
+                )
+                .await?;
+                tx.commit().await
+            }
+            .await;
+            match committed {
+                Ok(()) => {
+                    a.version = next;
+                    Ok(report)
+                }
+                Err(e) => {
+                    self.diverged.store(true, Ordering::Release);
+                    tracing::error!(error = %e, "a write applied to the mirror was not committed");
+                    Err(pg_error(e))
+                }
+            }
+        })
+    }
+
+    /// Publishes one message to the event log and applies the log up to it; answers what
+    /// applying it gave, or `None` when the stream dropped it as a retry.
+    fn publish(&self, kind: &str, id: Option<String>, payload: Vec<u8>) -> Result<Option<Outcome>> {
+        self.block("nats", async {
+            let mut message = jetstream::message::PublishMessage::build()
+                .header(KIND, kind)
+                .header(ORIGIN, self.origin.as_str())
+                .payload(payload.into());
+            if let Some(id) = id {
+                message = message.message_id(id);
+            }
+            let ack = self
+                .js
+                .send_publish(self.subject.clone(), message)
+                .await
+                .map_err(|e| unavailable("nats publish", e))?
+                .await
+                .map_err(|e| unavailable("nats publish", e))?;
+            let mut a = self.applier.lock().await;
+            self.apply_messages(&mut a, ack.sequence).await?;
+            if ack.duplicate {
+                return Ok(None);
+            }
+            a.outcomes.remove(&ack.sequence).map(Some).ok_or_else(|| {
+                Error::internal("event log", "the published message's outcome is gone")
+            })
+        })
+    }
+}
+
+/// Creates the schema's tables when missing, under an advisory lock so that processes
+/// starting together do not race.
+async fn create_schema(client: &mut tokio_postgres::Client, schema: &str) -> Result<()> {
+    let tx = client.transaction().await.map_err(pg_error)?;
+    tx.execute("SELECT pg_advisory_xact_lock(7406013261)", &[])
+        .await
+        .map_err(pg_error)?;
+    tx.batch_execute(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {schema};
+         CREATE TABLE IF NOT EXISTS {schema}.change_meta (
+             id int PRIMARY KEY CHECK (id = 1),
+             version bigint NOT NULL
+         );
+         INSERT INTO {schema}.change_meta (id, version) VALUES (1, 0) ON CONFLICT DO NOTHING;
+         CREATE TABLE IF NOT EXISTS {schema}.changes (
+             version bigint PRIMARY KEY,
+             at timestamptz NOT NULL DEFAULT now(),
+             body jsonb NOT NULL
+         );"
+    ))
+    .await
+    .map_err(pg_error)?;
+    tx.commit().await.map_err(pg_error)
+}
+
+impl Storage for SharedStore {
+    fn catch_up(&self) -> Result<()> {
+        self.block("catching up", self.catch_up_async())
+    }
+
+    fn upsert_videos(&self, videos: &[Video]) -> Result<()> {
+        self.write(Change::Videos {
+            videos: videos.to_vec(),
+        })
+        .map(drop)
+    }
+
+    fn delete_video(&self, id: &VideoId) -> Result<()> {
+        self.write(Change::DeleteVideo { video: id.clone() })
+            .map(drop)
+    }
+
+    fn intern_video(&self, id: &VideoId) -> VideoId {
+        self.mirror.intern_video(id)
+    }
+
+    fn catalog_version(&self) -> u64 {
+        Storage::catalog_version(&self.mirror)
+    }
+
+    fn catalog_changes_since(&self, version: u64) -> Result<Option<Vec<VideoId>>> {
+        self.mirror.catalog_changes_since(version)
+    }
+
+    fn trim_catalog_log(&self, version: u64) -> Result<()> {
+        self.mirror.trim_catalog_log(version)
+    }
+
+    fn for_each_embedding(
+        &self,
+        f: &mut dyn FnMut(VideoId, steerfeed_core::Embedding) -> Result<()>,
+    ) -> Result<()> {
+        Storage::for_each_embedding(&self.mirror, f)
+    }
+
+    fn video_count(&self) -> u64 {
+        Storage::video_count(&self.mirror)
+    }
+
+    fn user_count(&self) -> Result<u64> {
+        Storage::user_count(&self.mirror)
+    }
+
+    fn upsert_user(&self, user: &steerfeed_core::User) -> Result<()> {
+        self.write(Change::User { user: user.clone() }).map(drop)
+    }
+
+    fn user(&self, id: &UserId) -> Result<Option<steerfeed_core::User>> {
+        Storage::user(&self.mirror, id)
+    }
+
+    fn set_relation(&self, a: &UserId, b: &UserId, relation: Relation, on: bool) -> Result<()> {
+        self.set_relations(&[(a.clone(), b.clone(), relation, on)])
+    }
+
+    fn set_relations(&self, items: &[(UserId, UserId, Relation, bool)]) -> Result<()> {
+        self.write(Change::relations(items)).map(drop)
+    }
+
+    fn set_consent(
+        &self,
+        person: &UserId,
+        scope: steerfeed_core::ConsentScope,
+        approved: &[UserId],
+    ) -> Result<()> {
+        self.write(Change::Consent {
+            person: person.clone(),
+            scope,
+            approved: approved.to_vec(),
+        })
+        .map(drop)
+    }
+
+    fn revoke_consent(&self, person: &UserId, revocation: &Revocation) -> Result<()> {
+        self.write(Change::revoke(person, revocation)).map(drop)
+    }
+
+    fn set_parental_controls(
+        &self,
+        user: &UserId,
+        controls: &steerfeed_core::ParentalControls,
+    ) -> Result<()> {
+        self.write(Change::ParentalControls {
+            user: user.clone(),
+            controls: controls.clone(),
+        })
+        .map(drop)
+    }
+
+    fn parental_controls(&self, user: &UserId) -> Result<steerfeed_core::ParentalControls> {
+        Storage::parental_controls(&self.mirror, user)
+    }
+
+    fn set_preferences(&self, user: &UserId, text: &str, constraints: &Constraints) -> Result<()> {
+        self.write(Change::Preferences {
+            user: user.clone(),
+            text: text.to_string(),
+            constraints: constraints.clone(),
+        })
+        .map(drop)
+    }
+
+    fn preferences(&self, user: &UserId) -> Result<Option<Preferences>> {
+        Storage::preferences(&self.mirror, user)
+    }
+
+    fn clear_preferences(&self, user: &UserId) -> Result<()> {
+        self.write(Change::ClearPreferences { user: user.clone() })
+            .map(drop)
+    }
+
+    fn active_constraints(&self, user: &UserId, now: Timestamp) -> Result<Constraints> {
+        Storage::active_constraints(&self.mirror, user, now)
+    }
+
+    fn wellbeing(&self, user: &UserId, now: Timestamp) -> Result<steerfeed_core::WellbeingState> {
+        Storage::wellbeing(&self.mirror, user, now)
+    }
+
+    fn load_viewer(&self, user: &UserId, now: Timestamp) -> Result<steerfeed_core::Viewer> {
+        Storage::load_viewer(&self.mirror, user, now)
+    }
+
+    fn interest(&self, user: &UserId) -> Result<Option<steerfeed_core::Embedding>> {
+        Storage::interest(&self.mirror, user)
+    }
+
+    fn seen(&self, user: &UserId) -> Result<Vec<(VideoId, Timestamp)>> {
+        Storage::seen(&self.mirror, user)
+    }
+
+    fn record_page(&self, user: &UserId, page: &ServedPage<'_>, now: Timestamp) -> Result<()> {
+        let message = PageMessage {
+            user: user.clone(),
+            videos: page.videos.to_vec(),
+            checkin: page.checkin,
+            break_card: page.break_card,
+            at: now,
+        };
+        let payload = serde_json::to_vec(&message).map_err(|e| Error::internal("page", e))?;
+        match self.publish("page", None, payload)? {
+            Some(Outcome::Page(r)) => r,
+            _ => Err(Error::internal(
+                "event log",
+                "a page's outcome was not a page's",
+            )),
+        }
+    }
+
+    fn ingest_events(&self, events: &[Event]) -> Result<(IngestReport, Logged)> {
+        if events.is_empty() {
+            return self.mirror.ingest_events_logged(events);
+        }
+        // Validated against every write acknowledged before the call, then logged.
+        self.catch_up()?;
+        self.mirror.validate_events(events)?;
+        let payload = serde_json::to_vec(events).map_err(|e| Error::internal("events", e))?;
+        match self.publish("events", Some(batch_id(events)), payload)? {
+            Some(Outcome::Events(r)) => r,
+            Some(Outcome::Page(_)) => Err(Error::internal(
+                "event log",
+                "a batch's outcome was not a batch's",
+            )),
+            // A retry of a batch the stream already holds: every event is a duplicate.
+            None => Ok((
+                IngestReport {
+                    accepted: 0,
+                    duplicates: events.iter().map(|e| e.key.clone()).collect(),
+                },
+                Logged::default(),
+            )),
+        }
+    }
+
+    fn event_count(&self) -> u64 {
+        Storage::event_count(&self.mirror)
+    }
+
+    fn for_each_event(&self, from: u64, f: &mut dyn FnMut(u64, Event) -> Result<()>) -> Result<()> {
+        Storage::for_each_event(&self.mirror, from, f)
+    }
+
+    fn erase_user(
+        &self,
+        user: &UserId,
+        own_videos: steerfeed_core::OwnVideos,
+    ) -> Result<steerfeed_core::ErasureReport> {
+        self.write(Change::Erase {
+            user: user.clone(),
+            own_videos,
+        })?
+        .ok_or_else(|| Error::internal("erasure", "no report"))
+    }
+
+    fn erased(&self) -> Result<Vec<UserId>> {
+        Storage::erased(&self.mirror)
+    }
+
+    fn account_records(&self, user: &UserId) -> Result<Vec<steerfeed_core::Record>> {
+        Storage::account_records(&self.mirror, user)
+    }
+
+    fn export_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<steerfeed_core::Record>> {
+        Storage::export_user(&self.mirror, user, now)
+    }
+
+    fn for_each_record(
+        &self,
+        kinds: &[steerfeed_core::RecordKind],
+        embeddings: bool,
+        f: &mut dyn FnMut(steerfeed_core::Record) -> Result<()>,
+    ) -> Result<()> {
+        Storage::for_each_record(&self.mirror, kinds, embeddings, f)
+    }
+
+    fn copy_to(&self, _dest: &std::path::Path, _erasures: &std::path::Path) -> Result<CopyInfo> {
+        Err(Error::invalid(
+            "backup",
+            "the shared backend is backed up with its servers' own tools (pg_dump, and a \
+             JetStream stream backup), not copied to a directory",
+        ))
+    }
+
+    fn flush(&self) -> Result<()> {
+        // Every write is durable in PostgreSQL or JetStream when it returns.
+        self.check()
+    }
+
+    fn is_warm(&self) -> bool {
+        self.mirror.is_warm()
+    }
+
+    fn damage(&self) -> DamageReport {
+        self.mirror.damage()
+    }
+}
+
+impl VideoCatalog for SharedStore {
+    fn video(&self, id: &VideoId) -> Result<Option<Arc<Video>>> {
+        self.mirror.video(id)
+    }
+
+    fn recent_by_creator(
+        &self,
+        creator: &UserId,
+        since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Arc<Video>>> {
+        self.mirror.recent_by_creator(creator, since, limit)
+    }
+
+    fn newest(&self, since: Timestamp, limit: usize) -> Result<Vec<Arc<Video>>> {
+        self.mirror.newest(since, limit)
+    }
+
+    fn featuring(&self, person: &UserId, limit: usize) -> Result<Vec<Arc<Video>>> {
+        self.mirror.featuring(person, limit)
+    }
+
+    fn recent_by_topic(
+        &self,
+        topic: &TopicId,
+        since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Arc<Video>>> {
+        self.mirror.recent_by_topic(topic, since, limit)
+    }
+
+    fn creator_video_count(&self, creator: &UserId, up_to: usize) -> Result<usize> {
+        self.mirror.creator_video_count(creator, up_to)
+    }
+}
+
+impl EngagementStats for SharedStore {
+    fn popular(&self, now: Timestamp, limit: usize) -> Result<Vec<(VideoId, f32)>> {
+        self.mirror.popular(now, limit)
+    }
+
+    fn remix_trending(&self, now: Timestamp, limit: usize) -> Result<Vec<(VideoId, f32)>> {
+        self.mirror.remix_trending(now, limit)
+    }
+}
+
+impl UserHistory for SharedStore {
+    fn recent_engagements(&self, user: &UserId, limit: usize) -> Result<Vec<Engagement>> {
+        UserHistory::recent_engagements(&self.mirror, user, limit)
+    }
+}
+
+impl SocialGraph for SharedStore {
+    fn following(&self, user: &UserId) -> Result<Vec<UserId>> {
+        self.mirror.following(user)
+    }
+
+    fn follows(&self, a: &UserId, b: &UserId) -> Result<bool> {
+        self.mirror.follows(a, b)
+    }
+
+    fn is_mutual(&self, a: &UserId, b: &UserId) -> Result<bool> {
+        self.mirror.is_mutual(a, b)
+    }
+}
+
+impl ActionStats for SharedStore {
+    fn video_counts(&self, videos: &[&VideoId], now: Timestamp) -> Result<Vec<ActionCounts>> {
+        self.mirror.video_counts(videos, now)
+    }
+
+    fn creator_counts(&self, creator: &UserId, now: Timestamp) -> Result<ActionCounts> {
+        self.mirror.creator_counts(creator, now)
+    }
+}
+
+impl ConsentLedger for SharedStore {
+    fn cameo_consent(
+        &self,
+        person: &UserId,
+        creator: &UserId,
+        video: &VideoId,
+    ) -> Result<Option<CameoConsent>> {
+        self.mirror.cameo_consent(person, creator, video)
+    }
+}

@@ -1,0 +1,372 @@
+//! Throwaway PostgreSQL and NATS servers on free loopback ports, for tests and for trying
+//! the shared backend on one machine.
+//!
+//! [`Servers::shared`] starts one pair per process (the first caller starts them; every
+//! caller then works in a namespace of its own, [`Servers::namespace`]). The servers run
+//! from a temporary directory and die with the process: each child is started with a
+//! parent-death signal from a thread that lives as long as the process. When
+//! `STEERFEED_TEST_POSTGRES_URL` and `STEERFEED_TEST_NATS_URL` are both set, those servers
+//! are used instead and nothing is started.
+//!
+//! What it needs on the machine: PostgreSQL's `initdb` and `postgres` (Debian's
+//! `postgresql` package: `/usr/lib/postgresql/<version>/bin`, or `STEERFEED_PG_BIN`),
+//! and a `nats-server` that can fsync every acknowledged message, 2.10 or later
+//! (`scripts/setup.sh` fetches 2.15.1 into `$STEERFEED_CACHE/nats/`; or
+//! `STEERFEED_NATS_SERVER`). As root, PostgreSQL runs as the `postgres` user, which
+//! Debian's package creates.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long a server may take to say it is ready.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Where the servers listen.
+#[derive(Debug, Clone)]
+pub struct Servers {
+    /// `postgres://` URL of the PostgreSQL server.
+    pub postgres_url: String,
+    /// `nats://` URL of the NATS server (JetStream on, every message fsynced).
+    pub nats_url: String,
+}
+
+static SHARED: OnceLock<std::result::Result<Servers, String>> = OnceLock::new();
+static NAMESPACES: AtomicU64 = AtomicU64::new(0);
+
+impl Servers {
+    /// The process's servers, started on first use (or the configured ones).
+    pub fn shared() -> std::result::Result<&'static Servers, String> {
+        SHARED
+            .get_or_init(|| {
+                if let (Ok(pg), Ok(nats)) = (
+                    std::env::var("STEERFEED_TEST_POSTGRES_URL"),
+                    std::env::var("STEERFEED_TEST_NATS_URL"),
+                ) {
+                    return Ok(Servers {
+                        postgres_url: pg,
+                        nats_url: nats,
+                    });
+                }
+                start_kept()
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// A namespace no other caller in this process (nor, very likely, any other process
+    /// on these servers) has used: lower-case letters and digits.
+    pub fn namespace(prefix: &str) -> String {
+        let n = NAMESPACES.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        format!("{prefix}{}x{n}x{nanos:x}", std::process::id())
+    }
+}
+
+/// Starts the servers from a thread that parks for the rest of the process, so that the
+/// children's parent-death signal fires only when the process ends.
+fn start_kept() -> std::result::Result<Servers, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("steerfeed-test-servers".into())
+        .spawn(move || {
+            let started = start();
+            let ok = started.is_ok();
+            let _ = tx.send(
+                started
+                    .as_ref()
+                    .map(|(s, _)| s.clone())
+                    .map_err(Clone::clone),
+            );
+            if ok {
+                // The children and their directory live as long as this thread.
+                let _keep = started;
+                loop {
+                    std::thread::park();
+                }
+            }
+        })
+        .map_err(|e| format!("could not start the servers' thread: {e}"))?;
+    rx.recv()
+        .map_err(|_| "the servers' thread ended".to_string())?
+}
+
+fn start() -> std::result::Result<(Servers, (Vec<Child>, tempfile::TempDir)), String> {
+    remove_stale_dirs();
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("{DIR_PREFIX}{}-", std::process::id()))
+        .tempdir()
+        .map_err(|e| format!("temporary directory: {e}"))?;
+    let mut children = Vec::new();
+    let pg_port = free_port()?;
+    let (pg, user) = start_postgres(dir.path(), pg_port)?;
+    children.push(pg);
+    let nats_port = free_port()?;
+    match start_nats(dir.path(), nats_port) {
+        Ok(nats) => children.push(nats),
+        Err(e) => {
+            for mut c in children {
+                let _ = c.kill();
+            }
+            return Err(e);
+        }
+    }
+    Ok((
+        Servers {
+            postgres_url: format!("postgres://{user}@127.0.0.1:{pg_port}/postgres"),
+            nats_url: format!("nats://127.0.0.1:{nats_port}"),
+        },
+        (children, dir),
+    ))
+}
+
+/// The start of the servers' directory names; the process id follows.
+const DIR_PREFIX: &str = "steerfeed-servers-";
+
+/// Removes the directories of servers whose process has ended (a process ends without
+/// dropping what a static holds).
+fn remove_stale_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(DIR_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<libc::pid_t>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: signal 0 only checks whether the process exists.
+        let gone = unsafe { libc::kill(pid, 0) } != 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+fn free_port() -> std::result::Result<u16, String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("free port: {e}"))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| format!("free port: {e}"))
+}
+
+/// The directory holding `initdb` and `postgres`.
+fn postgres_bin() -> std::result::Result<PathBuf, String> {
+    if let Ok(dir) = std::env::var("STEERFEED_PG_BIN") {
+        return Ok(PathBuf::from(dir));
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((v, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, b)| b).ok_or_else(|| {
+        "PostgreSQL is not installed: apt-get install postgresql (or set STEERFEED_PG_BIN)"
+            .to_string()
+    })
+}
+
+/// The `nats-server` binary.
+fn nats_bin() -> std::result::Result<PathBuf, String> {
+    if let Ok(p) = std::env::var("STEERFEED_NATS_SERVER") {
+        return Ok(PathBuf::from(p));
+    }
+    let cache = std::env::var_os("STEERFEED_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/steerfeed")))
+        .unwrap_or_else(|| PathBuf::from("/tmp/.cache/steerfeed"));
+    let p = cache.join("nats/nats-server");
+    if p.exists() {
+        Ok(p)
+    } else {
+        Err(format!(
+            "{} is missing: run scripts/setup.sh (or set STEERFEED_NATS_SERVER)",
+            p.display()
+        ))
+    }
+}
+
+/// The uid and gid PostgreSQL runs as: `postgres` when this process is root (the
+/// server refuses to run as root), else this process's own.
+fn postgres_identity() -> std::result::Result<Option<(u32, u32)>, String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(None);
+    }
+    let name = c"postgres";
+    // SAFETY: `name` is a NUL-terminated string; the returned record is read at once,
+    // before any other call that could reuse its static storage.
+    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+    if pw.is_null() {
+        return Err(
+            "running as root and there is no `postgres` user to run PostgreSQL as \
+                    (Debian's postgresql package creates it)"
+                .into(),
+        );
+    }
+    // SAFETY: `pw` is non-null and points to the record getpwnam returned.
+    let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
+    Ok(Some((uid, gid)))
+}
+
+/// A command that runs as `identity` (when given) and is killed when the thread that
+/// starts it ends.
+fn child_command(program: &Path, identity: Option<(u32, u32)>) -> Command {
+    let mut cmd = Command::new(program);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if let Some((uid, gid)) = identity
+                && (libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(gid) != 0
+                    || libc::setuid(uid) != 0)
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            // After the credentials change, which would clear it.
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
+fn chown(path: &Path, identity: Option<(u32, u32)>) -> std::result::Result<(), String> {
+    if let Some((uid, gid)) = identity {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))
+            .map_err(|e| format!("chown {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Waits until `log` holds a line containing `ready`, or the child exits.
+fn wait_ready(child: &mut Child, log: &Path, ready: &str, what: &str) -> Result<(), String> {
+    let start = Instant::now();
+    loop {
+        if let Ok(f) = std::fs::File::open(log)
+            && BufReader::new(f)
+                .lines()
+                .map_while(Result::ok)
+                .any(|l| l.contains(ready))
+        {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let tail = std::fs::read_to_string(log).unwrap_or_default();
+            return Err(format!(
+                "{what} exited ({status}) before it was ready:\n{tail}"
+            ));
+        }
+        if start.elapsed() > START_TIMEOUT {
+            let _ = child.kill();
+            return Err(format!("{what} was not ready within {START_TIMEOUT:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn start_postgres(dir: &Path, port: u16) -> std::result::Result<(Child, String), String> {
+    let bin = postgres_bin()?;
+    let identity = postgres_identity()?;
+    // The directory must be reachable by the server's user.
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .map_err(|e| format!("chmod {}: {e}", dir.display()))?;
+    let data = dir.join("pg");
+    std::fs::create_dir(&data).map_err(|e| format!("mkdir {}: {e}", data.display()))?;
+    chown(&data, identity)?;
+    let user = "steerfeed";
+    let out = child_command(&bin.join("initdb"), identity)
+        .args(["-D"])
+        .arg(&data)
+        .args([
+            "-U",
+            user,
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--no-instructions",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("initdb: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "initdb failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let log = dir.join("postgres.log");
+    let log_file = std::fs::File::create(&log).map_err(|e| format!("postgres log: {e}"))?;
+    let mut child = child_command(&bin.join("postgres"), identity)
+        .arg("-D")
+        .arg(&data)
+        .args(["-p", &port.to_string()])
+        .args([
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "unix_socket_directories=",
+        ])
+        // A throwaway server: what a crash of the machine would lose does not matter.
+        .args(["-c", "fsync=off", "-c", "full_page_writes=off"])
+        .args(["-c", "max_connections=300"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .map_err(|e| format!("postgres: {e}"))?;
+    wait_ready(
+        &mut child,
+        &log,
+        "database system is ready to accept connections",
+        "postgres",
+    )?;
+    Ok((child, user.to_string()))
+}
+
+fn start_nats(dir: &Path, port: u16) -> std::result::Result<Child, String> {
+    let bin = nats_bin()?;
+    let store = dir.join("jetstream");
+    let conf = dir.join("nats.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listen: 127.0.0.1:{port}\njetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\n",
+            store.display().to_string()
+        ),
+    )
+    .map_err(|e| format!("nats.conf: {e}"))?;
+    let log = dir.join("nats.log");
+    let log_file = std::fs::File::create(&log).map_err(|e| format!("nats log: {e}"))?;
+    let mut child = child_command(&bin, None)
+        .arg("-c")
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .map_err(|e| format!("nats-server: {e}"))?;
+    wait_ready(&mut child, &log, "Server is ready", "nats-server")?;
+    Ok(child)
+}

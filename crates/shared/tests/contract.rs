@@ -1,0 +1,19 @@
+//! The store contracts (`steerfeed_store::contract`) against the shared backend, each on
+//! a fresh namespace of one pair of throwaway servers (PostgreSQL and NATS JetStream).
+
+use steerfeed_shared::servers::Servers;
+use steerfeed_shared::{SharedOptions, SharedStore};
+use steerfeed_store::StoreOptions;
+
+fn fresh() -> SharedStore {
+    let servers = Servers::shared().expect("test servers");
+    SharedStore::open(SharedOptions::new(
+        &servers.postgres_url,
+        &servers.nats_url,
+        &Servers::namespace("c"),
+        StoreOptions::with_dim(steerfeed_store::contract::DIM),
+    ))
+    .expect("shared store")
+}
+
+steerfeed_store::storage_contract_tests!(|| std::sync::Arc::new(fresh()));
