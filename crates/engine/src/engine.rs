@@ -481,10 +481,13 @@ impl Engine {
     /// version claims a change the index never got.
     fn applied(&self, written: Result<()>) -> Result<()> {
         match written {
-            Ok(()) => {
+            // This write is the one version the index lacks.
+            Ok(()) if self.index.applied_version() + 1 == self.store.catalog_version() => {
                 self.index.set_applied_version(self.store.catalog_version());
                 Ok(())
             }
+            // A store shared with other processes applied their writes with this one.
+            Ok(()) => self.replay_index(),
             Err(e) => {
                 match replay(&*self.store, &self.index) {
                     Ok(Ok(_)) => {}
@@ -508,6 +511,30 @@ impl Engine {
             self.index.remove(id);
         });
         self.applied(written)
+    }
+
+    /// Brings the store and the vector index up to every write acknowledged before the
+    /// call: with a store shared by several processes, what the others wrote (a
+    /// revocation, a deletion, a new video) is in force for what follows. The feed calls
+    /// it first; with the embedded store it costs nothing.
+    pub fn catch_up(&self) -> Result<()> {
+        self.store.catch_up()?;
+        if self.index.applied_version() != self.store.catalog_version() {
+            let _catalog = lock(&self.catalog);
+            self.replay_index()?;
+        }
+        Ok(())
+    }
+
+    /// Applies the catalog log since the index's version to the index (under the catalog
+    /// mutex).
+    fn replay_index(&self) -> Result<()> {
+        match replay(&*self.store, &self.index)? {
+            Ok(_) => Ok(()),
+            Err(reason) => Err(Error::Unavailable {
+                what: format!("the vector index cannot catch up with the catalog: {reason}"),
+            }),
+        }
     }
 
     /// Videos in the vector index.
@@ -890,6 +917,7 @@ impl Engine {
     /// entries (`context`, `respond`): for operators, metrics and the harness.
     pub fn feed_traced(&self, request: &FeedRequest) -> Result<(FeedResponse, Trace)> {
         let started = std::time::Instant::now();
+        self.catch_up()?;
         let now = request.now().unwrap_or_else(Timestamp::now);
         let page_no = match request.cursor() {
             Some(c) => parse_cursor(c)?,

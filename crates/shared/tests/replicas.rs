@@ -1,0 +1,357 @@
+//! Several processes' views of one shared deployment: each `SharedStore` here has its own
+//! mirror and its own connections, as a separate process would, on one namespace of the
+//! throwaway servers. What one acknowledges, every other sees once it catches up; all
+//! of them compute the same state.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use steerfeed_core::ports::{ConsentLedger, SocialGraph, VideoCatalog};
+use steerfeed_core::storage::{Relation, Revocation, Storage};
+use steerfeed_core::{
+    AgeBand, ConsentScope, Embedding, Event, EventKey, EventKind, RecordKind, Timestamp, User,
+    UserId, Video, VideoId,
+};
+use steerfeed_shared::servers::Servers;
+use steerfeed_shared::{SharedOptions, SharedStore};
+use steerfeed_store::StoreOptions;
+
+const DIM: usize = 8;
+const T0: i64 = 1_795_000_000;
+
+fn replicas(n: usize) -> (String, Vec<Arc<SharedStore>>) {
+    let ns = Servers::namespace("r");
+    let all = (0..n).map(|_| open(&ns)).collect();
+    (ns, all)
+}
+
+fn open(ns: &str) -> Arc<SharedStore> {
+    let servers = Servers::shared().expect("test servers");
+    Arc::new(
+        SharedStore::open(SharedOptions::new(
+            &servers.postgres_url,
+            &servers.nats_url,
+            ns,
+            StoreOptions::with_dim(DIM),
+        ))
+        .expect("shared store"),
+    )
+}
+
+fn uid(s: &str) -> UserId {
+    UserId::new(s).unwrap()
+}
+
+fn vid(s: &str) -> VideoId {
+    VideoId::new(s).unwrap()
+}
+
+fn at(secs: i64) -> Timestamp {
+    Timestamp::from_second(T0 + secs).unwrap()
+}
+
+fn video(id: &str, creator: &str, cameos: &[&str], seed: usize) -> Video {
+    let raw: Vec<f32> = (0..DIM)
+        .map(|i| ((seed * 31 + i * 7) % 13) as f32 - 6.0 + 0.5)
+        .collect();
+    Video {
+        caption: format!("caption of {id}"),
+        embedding: Some(Embedding::new("embedding", &raw, DIM).unwrap()),
+        cameos: cameos.iter().map(|c| uid(c)).collect(),
+        ..Video::new(vid(id), uid(creator), at(seed as i64), 10.0)
+    }
+}
+
+fn view(key: &str, user: &str, video: &str, secs: i64, watch_ms: u64) -> Event {
+    Event {
+        key: EventKey::new(key).unwrap(),
+        user: uid(user),
+        at: at(secs),
+        kind: EventKind::View {
+            video: vid(video),
+            watch_ms,
+            completed: false,
+        },
+    }
+}
+
+/// People p0..p9 (p9 a teen), each p_i with videos v_i_0..v_i_4 featuring p_{i+1} as a
+/// cameo; everyone consents to everyone.
+fn seed(s: &SharedStore) {
+    for i in 0..10 {
+        let band = if i == 9 {
+            AgeBand::Teen
+        } else {
+            AgeBand::Adult
+        };
+        s.upsert_user(&User {
+            id: uid(&format!("p{i}")),
+            age_band: band,
+            time_zone: "UTC".into(),
+        })
+        .unwrap();
+    }
+    for i in 0..10 {
+        s.set_consent(&uid(&format!("p{i}")), ConsentScope::Everyone, &[])
+            .unwrap();
+    }
+    let videos: Vec<Video> = (0..10)
+        .flat_map(|i| {
+            (0..5).map(move |j| {
+                video(
+                    &format!("v{i}_{j}"),
+                    &format!("p{i}"),
+                    &[&format!("p{}", (i + 1) % 10)],
+                    i * 5 + j,
+                )
+            })
+        })
+        .collect();
+    s.upsert_videos(&videos).unwrap();
+}
+
+/// Everything a replica holds that the app told it, and its event log, in order.
+fn state(s: &SharedStore) -> (Vec<String>, Vec<String>, u64) {
+    let mut records = Vec::new();
+    s.for_each_record(&RecordKind::ALL, true, &mut |r| {
+        records.push(serde_json::to_string(&r).unwrap());
+        Ok(())
+    })
+    .unwrap();
+    let mut events = Vec::new();
+    s.for_each_event(1, &mut |seq, e| {
+        events.push(format!("{seq} {}", serde_json::to_string(&e).unwrap()));
+        Ok(())
+    })
+    .unwrap();
+    (records, events, s.catalog_version())
+}
+
+#[test]
+fn a_revocation_deletion_or_block_on_one_replica_is_in_force_on_the_others() {
+    let (_, rs) = replicas(3);
+    seed(&rs[0]);
+    let mut violations = Vec::new();
+    // A small deterministic generator: which replica writes, which two read.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % n) as usize
+    };
+    for round in 0..200 {
+        let writer = next(3);
+        let i = round % 10;
+        let j = round / 10 % 5;
+        let person = uid(&format!("p{}", (i + 1) % 10));
+        let creator = uid(&format!("p{i}"));
+        let v = vid(&format!("v{i}_{j}"));
+        let w = &rs[writer];
+        match round % 3 {
+            0 => w
+                .revoke_consent(&person, &Revocation::Video(v.clone()))
+                .unwrap(),
+            1 => w.delete_video(&v).unwrap(),
+            _ => w
+                .set_relation(&person, &creator, Relation::Block, true)
+                .unwrap(),
+        }
+        // The other two, at once, each catching up as a feed starts.
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..3)
+                .filter(|r| *r != writer)
+                .map(|r| {
+                    let s = &rs[r];
+                    let (person, creator, v) = (&person, &creator, &v);
+                    scope.spawn(move || {
+                        s.catch_up().unwrap();
+                        match round % 3 {
+                            0 => {
+                                !s.cameo_consent(person, creator, v)
+                                    .unwrap()
+                                    .unwrap()
+                                    .revoked
+                            }
+                            1 => !s.video(v).unwrap().unwrap().deleted,
+                            _ => s
+                                .load_viewer(person, at(0))
+                                .unwrap()
+                                .blocked
+                                .get(creator)
+                                .is_none(),
+                        }
+                    })
+                })
+                .collect();
+            for h in handles {
+                if h.join().unwrap() {
+                    violations.push(round);
+                }
+            }
+        });
+    }
+    assert!(
+        violations.is_empty(),
+        "not in force in rounds {violations:?}"
+    );
+}
+
+#[test]
+fn a_batch_sent_to_two_replicas_and_retried_on_a_third_counts_once() {
+    let (_, rs) = replicas(3);
+    seed(&rs[0]);
+    let batch: Vec<Event> = (0..20)
+        .map(|k| {
+            view(
+                &format!("e{k}"),
+                "p1",
+                &format!("v2_{}", k % 5),
+                10 + k,
+                60_000,
+            )
+        })
+        .collect();
+    let reports: Vec<_> = std::thread::scope(|scope| {
+        let hs: Vec<_> = rs[..2]
+            .iter()
+            .map(|s| {
+                let b = &batch;
+                scope.spawn(move || s.ingest_events(b).unwrap().0)
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let retry = rs[2].ingest_events(&batch).unwrap().0;
+    let accepted: usize = reports.iter().map(|r| r.accepted).sum::<usize>() + retry.accepted;
+    assert_eq!(accepted, 20, "the 20 events are accepted once in all");
+    assert_eq!(retry.duplicates.len(), 20);
+    // A batch overlapping it in part, through another replica: only the new keys count.
+    let overlap: Vec<Event> = (15..25)
+        .map(|k| view(&format!("e{k}"), "p1", "v3_0", 100 + k, 60_000))
+        .collect();
+    let r = rs[1].ingest_events(&overlap).unwrap().0;
+    assert_eq!((r.accepted, r.duplicates.len()), (5, 5));
+    for s in &rs {
+        s.catch_up().unwrap();
+        assert_eq!(s.event_count(), 25);
+        let wb = s.wellbeing(&uid("p1"), at(200)).unwrap();
+        assert!(
+            (wb.minutes_today - 25.0).abs() < 1e-3,
+            "25 one-minute views counted once: {}",
+            wb.minutes_today
+        );
+    }
+}
+
+#[test]
+fn a_teens_watch_time_spread_over_replicas_is_counted_on_every_one() {
+    let (_, rs) = replicas(3);
+    seed(&rs[0]);
+    // 61 one-minute views, each through the next replica.
+    for k in 0..61 {
+        let s = &rs[k % 3];
+        s.ingest_events(&[view(&format!("t{k}"), "p9", "v0_0", 10 + k as i64, 60_000)])
+            .unwrap();
+    }
+    for s in &rs {
+        s.catch_up().unwrap();
+        let wb = s.wellbeing(&uid("p9"), at(100)).unwrap();
+        assert!(
+            (wb.minutes_today - 61.0).abs() < 1e-3,
+            "every replica counts all 61 minutes: {}",
+            wb.minutes_today
+        );
+    }
+}
+
+#[test]
+fn replicas_writing_at_once_end_in_the_same_state_and_a_new_one_replays_it() {
+    let (ns, rs) = replicas(3);
+    seed(&rs[0]);
+    std::thread::scope(|scope| {
+        for (r, s) in rs.iter().enumerate() {
+            scope.spawn(move || {
+                for k in 0..30 {
+                    let me = uid(&format!("p{}", (r * 3 + k) % 9));
+                    let other = uid(&format!("p{}", (r * 3 + k + 1) % 9));
+                    match k % 4 {
+                        0 => s.set_relation(&me, &other, Relation::Follow, true).unwrap(),
+                        1 => s
+                            .upsert_videos(&[video(
+                                &format!("n{r}_{k}"),
+                                me.as_str(),
+                                &[],
+                                100 + r * 30 + k,
+                            )])
+                            .unwrap(),
+                        2 => s
+                            .revoke_consent(&other, &Revocation::Creator(me.clone()))
+                            .unwrap(),
+                        _ => {
+                            let events: Vec<Event> = (0..5)
+                                .map(|e| {
+                                    view(
+                                        &format!("w{r}_{k}_{e}"),
+                                        me.as_str(),
+                                        &format!("v{}_{}", (r + k) % 10, e),
+                                        300 + k as i64,
+                                        5_000,
+                                    )
+                                })
+                                .collect();
+                            s.ingest_events(&events).unwrap();
+                        }
+                    }
+                }
+            });
+        }
+    });
+    for s in &rs {
+        s.catch_up().unwrap();
+    }
+    let first = state(&rs[0]);
+    assert_eq!(first.2, 1 + 3 * 8, "one catalogue version per video write");
+    assert_eq!(first.1.len(), 3 * 7 * 5, "every event logged once");
+    for s in &rs[1..] {
+        assert_eq!(state(s), first, "every replica holds the same state");
+    }
+    // Follows one replica wrote are seen by another's graph.
+    assert!(rs[2].follows(&uid("p0"), &uid("p1")).unwrap());
+    // A replica started now replays both logs into the same state.
+    let late = open(&ns);
+    assert_eq!(state(&late), first);
+}
+
+#[test]
+fn a_write_refused_on_one_replica_is_logged_nowhere() {
+    let (_, rs) = replicas(2);
+    seed(&rs[0]);
+    rs[1].catch_up().unwrap();
+    let before = (state(&rs[0]), rs[0].applied());
+    // An unknown creator, an unknown user's relation, an event about an unknown video.
+    assert!(
+        rs[1]
+            .upsert_videos(&[video("x", "nobody", &[], 1)])
+            .is_err()
+    );
+    assert!(
+        rs[1]
+            .set_relation(&uid("nobody"), &uid("p0"), Relation::Follow, true)
+            .is_err()
+    );
+    assert!(
+        rs[1]
+            .ingest_events(&[view("bad", "p0", "no-such-video", 1, 1_000)])
+            .is_err()
+    );
+    rs[0].catch_up().unwrap();
+    assert_eq!((state(&rs[0]), rs[0].applied()), before);
+    // The refused event's key is still free.
+    let r = rs[0]
+        .ingest_events(&[view("bad", "p0", "v1_0", 1, 1_000)])
+        .unwrap()
+        .0;
+    assert_eq!(r.accepted, 1);
+}
