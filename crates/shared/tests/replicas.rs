@@ -175,12 +175,11 @@ fn a_revocation_deletion_or_block_on_one_replica_is_in_force_on_the_others() {
                                     .revoked
                             }
                             1 => !s.video(v).unwrap().unwrap().deleted,
-                            _ => s
+                            _ => !s
                                 .load_viewer(person, at(0))
                                 .unwrap()
                                 .blocked
-                                .get(creator)
-                                .is_none(),
+                                .contains(creator),
                         }
                     })
                 })
