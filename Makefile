@@ -7,7 +7,7 @@ RUN_ARGS ?= --demo
 # The key `make run` starts the sidecar with (a development key: set your own for real use).
 DEV_KEY ?= dev-key-0000000000000000
 
-.PHONY: all setup build run test test-console fuzz-api lint fmt bench bench-feed eval reader clean
+.PHONY: all setup build run cluster test test-console fuzz-api lint fmt bench bench-feed eval reader clean
 
 all: build
 
@@ -23,11 +23,19 @@ build: setup
 run: build
 	STEERFEED__SERVER__API_KEYS=$(DEV_KEY) ./target/release/steerfeed serve $(RUN_ARGS)
 
-## Formatting, lints, every test of the workspace, the operator console in headless
+## Three sidecar replicas sharing one deployment on loopback: PostgreSQL (Debian's,
+## installed when missing) and NATS JetStream (2.15.1, fetched by setup) started in
+## target/cluster, the demo world loaded by the first replica; prints what to try.
+## Ctrl-C stops everything (scripts/cluster.sh; REPLICAS=, BASE_PORT= tune it).
+cluster: setup
+	scripts/cluster.sh
+
+## Formatting, lints, every test of the workspace (the shared backend's against throwaway
+## PostgreSQL and NATS servers started on free loopback ports), the operator console in headless
 ## Chromium, then the schema fuzz of the API, both on the debug binary the tests just built
 ## (STEERFEED_SKIP_CONSOLE=1 and STEERFEED_SKIP_FUZZ=1 skip them, and say so).
 test: setup lint
-	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --all-targets --features steerfeed-cli/shared
 	$(CARGO) test --workspace --doc
 	scripts/console_e2e.sh
 	FUZZ_BUILD=0 scripts/fuzz_api.sh
@@ -48,7 +56,7 @@ fuzz-api: setup
 ## Formatting, clippy, and no module of a crate importing another in a circle.
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --features steerfeed-cli/shared -- -D warnings
 	scripts/check_module_cycles.py
 
 fmt:

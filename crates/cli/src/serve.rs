@@ -67,6 +67,44 @@ fn load_demo(engine: &Engine, args: &ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The engine on the embedded store, or on the shared backend when `[shared]` names its
+/// servers (its mirror caught up with both logs before this returns, so the sidecar is
+/// ready only then).
+fn open_engine(config: &SidecarConfig) -> anyhow::Result<Engine> {
+    if !config.shared.enabled() {
+        return Ok(Engine::open(config.engine.clone())?);
+    }
+    #[cfg(feature = "shared")]
+    {
+        let parser = steerfeed::open_parser(&config.engine)?;
+        let store = steerfeed_shared::SharedStore::open(steerfeed_shared::SharedOptions {
+            postgres_url: config.shared.postgres_url.clone(),
+            nats_url: config.shared.nats_url.clone(),
+            namespace: config.shared.namespace.clone(),
+            store: steerfeed::store::StoreOptions {
+                dim: parser.encoder().dim(),
+                ..config.engine.store.options
+            },
+            timeout: std::time::Duration::from_millis(config.shared.timeout_ms),
+        })
+        .context("opening the shared backend")?;
+        tracing::info!(
+            namespace = %config.shared.namespace,
+            applied = ?store.applied(),
+            "shared backend: mirror caught up"
+        );
+        Ok(Engine::open_with(
+            config.engine.clone(),
+            std::sync::Arc::new(store),
+        )?)
+    }
+    #[cfg(not(feature = "shared"))]
+    anyhow::bail!(
+        "[shared] names servers, but this steerfeed was built without the shared backend: \
+         cargo build --release -p steerfeed-cli --features shared"
+    )
+}
+
 /// What to try once the demo sidecar is ready.
 fn print_demo_help(config: &SidecarConfig) {
     let auth = config
@@ -117,7 +155,7 @@ pub async fn serve(config: SidecarConfig, args: ServeArgs) -> anyhow::Result<()>
         let state = state.clone();
         let demo_config = config.clone();
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-            let engine = Engine::open(config.engine).context("opening the engine")?;
+            let engine = open_engine(&config).context("opening the engine")?;
             load_demo(&engine, &args)?;
             state.set_engine(engine);
             if args.demo {

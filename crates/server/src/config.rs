@@ -19,6 +19,8 @@ pub struct SidecarConfig {
     pub server: ServerConfig,
     /// Logging (`[log]`).
     pub log: LogConfig,
+    /// The shared backend (`[shared]`): off while `postgres_url` is empty.
+    pub shared: SharedConfig,
 }
 
 impl Default for SidecarConfig {
@@ -56,12 +58,15 @@ impl SidecarConfig {
         };
         let server: ServerConfig = section(&mut table, "server").try_into().map_err(parse)?;
         let log: LogConfig = section(&mut table, "log").try_into().map_err(parse)?;
+        let shared: SharedConfig = section(&mut table, "shared").try_into().map_err(parse)?;
         let config = Self {
             engine: Config::from_table(table)?,
             server,
             log,
+            shared,
         };
         config.server.validate()?;
+        config.shared.validate()?;
         Ok(config)
     }
 
@@ -135,6 +140,49 @@ pub struct ServerConfig {
     pub metrics_sample_s: u64,
     /// How long the metrics' samples are kept, in seconds.
     pub metrics_history_s: u64,
+}
+
+/// Where the shared backend keeps its state: several `steerfeed serve` processes with
+/// the same `[shared]` settings serve one app (the `steerfeed-shared` crate; the
+/// `steerfeed` binary built with its `shared` feature). Empty `postgres_url`: the
+/// embedded store of `[store]`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedConfig {
+    /// PostgreSQL, the system of record and its change log (`postgres://user@host:port/db`).
+    pub postgres_url: String,
+    /// NATS with JetStream, the event log (`nats://host:port`).
+    pub nats_url: String,
+    /// The deployment's schema, stream and subject names: lower-case letters, digits
+    /// and `_`.
+    pub namespace: String,
+    /// How long a write or a catch-up may wait on the servers before it fails
+    /// (503), in milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl SharedConfig {
+    /// True when the shared backend is configured.
+    pub fn enabled(&self) -> bool {
+        !self.postgres_url.is_empty()
+    }
+
+    /// Both servers or neither, and a timeout.
+    pub fn validate(&self) -> Result<(), steerfeed::Error> {
+        if self.postgres_url.is_empty() != self.nats_url.is_empty() {
+            return Err(steerfeed::Error::invalid(
+                "shared",
+                "set both postgres_url and nats_url (the shared backend) or neither",
+            ));
+        }
+        if self.timeout_ms == 0 {
+            return Err(steerfeed::Error::invalid(
+                "shared.timeout_ms",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Logging settings.

@@ -1,0 +1,336 @@
+//! Three `steerfeed serve` processes sharing one deployment (throwaway PostgreSQL and
+//! NATS JetStream servers, one namespace per test), driven over real HTTP: a revocation
+//! or a deletion acknowledged by one replica is in force for the next feed on every
+//! other, even from a page pool; a replica killed with SIGKILL comes back ready only
+//! once it has caught up with what the others acknowledged meanwhile.
+//!
+//! Built only with the `shared` feature (`make test` turns it on).
+
+#![cfg(feature = "shared")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{Value, json};
+use steerfeed_shared::servers::Servers;
+
+const KEY: &str = "cluster-test-key-0123456789";
+const CREATORS: usize = 6;
+/// Captions of different topics: a page holds at most a few videos of one topic.
+const CAPTIONS: [&str; 10] = [
+    "a cat plays the piano",
+    "mountain biking down a rocky ridge",
+    "a chef makes ramen from scratch",
+    "a city skyline timelapse at night",
+    "a robot dances hip hop",
+    "knitting a winter scarf",
+    "football trick shots in the park",
+    "a violin solo at sunset",
+    "painting a giant mural",
+    "a dog learns to surf",
+];
+
+fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let payload = body.map(Value::to_string).unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {KEY}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{payload}",
+        payload.len()
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(rest)
+    } else {
+        rest.to_owned()
+    };
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((len, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
+}
+
+fn ok(port: u16, method: &str, path: &str, body: Option<&Value>) {
+    let (status, body) = http(port, method, path, body);
+    assert!(
+        (200..300).contains(&status),
+        "{method} {path} on {port}: {status} {body}"
+    );
+}
+
+/// A page: its videos and the cursor of the next.
+fn page(port: u16, user: &str, limit: u32, cursor: Option<&str>) -> (Vec<String>, Option<String>) {
+    let mut req = json!({"user": user, "limit": limit, "session": format!("s-{user}")});
+    if let Some(c) = cursor {
+        req["cursor"] = json!(c);
+    }
+    let (status, body) = http(port, "POST", "/v1/feed", Some(&req));
+    assert_eq!(status, 200, "feed on {port}: {body}");
+    let items = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["video"].as_str().unwrap().to_owned())
+        .collect();
+    (items, body["next_cursor"].as_str().map(str::to_owned))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Replica {
+    child: Child,
+    port: u16,
+    dir: std::path::PathBuf,
+    namespace: String,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a replica of `namespace` with its index in `dir`, and waits until `/readyz`.
+fn replica(namespace: &str, dir: &std::path::Path) -> Replica {
+    let servers = Servers::shared().expect("test servers");
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_steerfeed"))
+        .arg("serve")
+        .env("STEERFEED__STORE__PATH", dir)
+        .env("STEERFEED__SERVER__BIND", format!("127.0.0.1:{port}"))
+        .env("STEERFEED__SERVER__API_KEYS", KEY)
+        .env("STEERFEED__SHARED__POSTGRES_URL", &servers.postgres_url)
+        .env("STEERFEED__SHARED__NATS_URL", &servers.nats_url)
+        .env("STEERFEED__SHARED__NAMESPACE", namespace)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut r = Replica {
+        child,
+        port,
+        dir: dir.to_path_buf(),
+        namespace: namespace.to_owned(),
+    };
+    wait_ready(&mut r);
+    r
+}
+
+fn wait_ready(r: &mut Replica) {
+    loop {
+        if let Some(status) = r.child.try_wait().unwrap() {
+            panic!("replica on {} exited early: {status}", r.port);
+        }
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", r.port)) {
+            let _ = write!(
+                s,
+                "GET /readyz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+            );
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            if out.starts_with("HTTP/1.1 200") {
+                return;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+fn three(dir: &std::path::Path) -> Vec<Replica> {
+    let ns = Servers::namespace("cl");
+    (0..3)
+        .map(|i| replica(&ns, &dir.join(format!("replica{i}"))))
+        .collect()
+}
+
+/// Creators `cr0..cr5` with `n` videos in all (`c{i}` by `cr{i % 6}`) featuring `pe`
+/// (who consents to everyone), and viewers `f0..f{viewers}` following every creator;
+/// all written through `port`.
+fn world(port: u16, n: usize, viewers: usize) {
+    let mut users = vec![json!({"id": "pe"})];
+    users.extend((0..CREATORS).map(|i| json!({"id": format!("cr{i}")})));
+    users.extend((0..viewers).map(|i| json!({"id": format!("f{i}")})));
+    ok(port, "POST", "/v1/users", Some(&json!({"users": users})));
+    ok(
+        port,
+        "PUT",
+        "/v1/users/pe/consent",
+        Some(&json!({"scope": "everyone"})),
+    );
+    let now = steerfeed::Timestamp::now().to_string();
+    let videos: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({"id": format!("c{i}"), "creator": format!("cr{}", i % CREATORS), "created_at": now,
+                "duration_s": 12.0, "cameos": ["pe"],
+                "caption": format!("{} with pe, take {i}", CAPTIONS[i % CAPTIONS.len()])})
+        })
+        .collect();
+    ok(port, "PUT", "/v1/videos", Some(&json!({"videos": videos})));
+    for i in 0..viewers {
+        for c in 0..CREATORS {
+            ok(port, "PUT", &format!("/v1/users/f{i}/follows/cr{c}"), None);
+        }
+    }
+}
+
+#[test]
+fn revocations_written_on_one_replica_are_in_force_on_the_others_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let rs = three(dir.path());
+    let rounds = 60;
+    world(rs[0].port, 120, rounds);
+    let mut revoked = HashSet::new();
+    let mut served_unrevoked = 0;
+    let mut violations = Vec::new();
+    for round in 0..rounds {
+        let writer = round % 3;
+        // Revoke two videos through the writer.
+        for k in 0..2 {
+            let v = format!("c{}", round * 2 + k);
+            ok(
+                rs[writer].port,
+                "POST",
+                "/v1/users/pe/consent/revocations",
+                Some(&json!({"video": v})),
+            );
+            revoked.insert(v);
+        }
+        // The other two serve a new viewer at once.
+        let user = format!("f{round}");
+        let pages: Vec<Vec<String>> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..3)
+                .filter(|r| *r != writer)
+                .map(|r| {
+                    let port = rs[r].port;
+                    let user = &user;
+                    s.spawn(move || page(port, user, 40, None).0)
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for items in pages {
+            for v in items {
+                if revoked.contains(&v) {
+                    violations.push((round, v));
+                } else if v.starts_with('c') {
+                    served_unrevoked += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "revoked videos served: {violations:?}"
+    );
+    assert!(
+        served_unrevoked > rounds,
+        "the followed creator's other cameo videos are served: {served_unrevoked}"
+    );
+}
+
+#[test]
+fn a_deletion_on_one_replica_reaches_the_next_page_of_a_pool_on_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let rs = three(dir.path());
+    world(rs[0].port, 60, 2);
+    // Before the deletions, another viewer's page 2 comes from their pool.
+    let (control_first, control_cursor) = page(rs[2].port, "f1", 5, None);
+    let (control_second, _) = page(rs[2].port, "f1", 5, control_cursor.as_deref());
+    assert!(
+        !control_first.is_empty() && !control_second.is_empty(),
+        "a second page exists when nothing is deleted"
+    );
+    let (first, cursor) = page(rs[2].port, "f0", 5, None);
+    assert!(!first.is_empty());
+    let cursor = cursor.expect("a next page");
+    // Half the videos page 1 did not show go, through another replica.
+    let shown: HashSet<&String> = first.iter().collect();
+    let mut deleted = HashSet::new();
+    for i in (0..60).step_by(2) {
+        let v = format!("c{i}");
+        if !shown.contains(&v) {
+            ok(rs[1].port, "DELETE", &format!("/v1/videos/{v}"), None);
+            deleted.insert(v);
+        }
+    }
+    let (second, _) = page(rs[2].port, "f0", 5, Some(&cursor));
+    assert!(!second.is_empty(), "the other half still fills page 2");
+    let served: Vec<&String> = second.iter().filter(|v| deleted.contains(*v)).collect();
+    assert!(served.is_empty(), "deleted videos on page 2: {served:?}");
+}
+
+#[test]
+fn a_replica_killed_and_restarted_is_ready_only_once_it_has_caught_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rs = three(dir.path());
+    world(rs[0].port, 40, 2);
+    assert!(page(rs[1].port, "f0", 20, None).0.iter().any(|v| v == "c0"));
+    Command::new("kill")
+        .args(["-KILL", &rs[1].child.id().to_string()])
+        .status()
+        .unwrap();
+    let _ = rs[1].child.wait();
+    // While it is down: a revocation, a deletion and new videos through the others.
+    ok(
+        rs[0].port,
+        "POST",
+        "/v1/users/pe/consent/revocations",
+        Some(&json!({"video": "c0"})),
+    );
+    ok(rs[2].port, "DELETE", "/v1/videos/c1", None);
+    let now = steerfeed::Timestamp::now().to_string();
+    ok(
+        rs[2].port,
+        "PUT",
+        "/v1/videos",
+        Some(
+            &json!({"videos": [{"id": "late", "creator": "cr0", "created_at": now,
+            "duration_s": 9.0, "caption": "cr0 bakes bread at dawn"}]}),
+        ),
+    );
+    let (ns, dir1) = (rs[1].namespace.clone(), rs[1].dir.clone());
+    rs[1] = replica(&ns, &dir1);
+    let (items, _) = page(rs[1].port, "f1", 40, None);
+    assert!(
+        !items.contains(&"c0".to_owned()),
+        "revoked while down: {items:?}"
+    );
+    assert!(
+        !items.contains(&"c1".to_owned()),
+        "deleted while down: {items:?}"
+    );
+    assert!(
+        items.contains(&"late".to_owned()),
+        "uploaded while down: {items:?}"
+    );
+}

@@ -1,0 +1,104 @@
+//! What the shared backend adds to a request, against throwaway PostgreSQL and NATS
+//! servers on loopback (NATS fsyncing every message): a catch-up with nothing new (what
+//! every feed pays first), recording a served page (one JetStream message, applied back),
+//! a revocation (one PostgreSQL transaction), and ingest throughput through one process
+//! in batches of 48 events. Run with `cargo bench -p steerfeed-shared`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use steerfeed_core::storage::{Revocation, ServedPage, Storage};
+use steerfeed_core::{Event, EventKey, EventKind, Timestamp, VideoId};
+use steerfeed_shared::servers::Servers;
+use steerfeed_shared::{SharedOptions, SharedStore};
+use steerfeed_store::StoreOptions;
+use steerfeed_world::{World, WorldConfig};
+
+const BATCH: usize = 48;
+
+fn open() -> (SharedStore, World) {
+    let servers = Servers::shared().unwrap();
+    let store = SharedStore::open(SharedOptions::new(
+        &servers.postgres_url,
+        &servers.nats_url,
+        &Servers::namespace("b"),
+        StoreOptions::with_dim(32),
+    ))
+    .unwrap();
+    let mut c = WorldConfig::new(7, 500, 5_000);
+    c.dim = 32;
+    c.events_per_user = 0;
+    let world = World::generate(c);
+    for u in &world.users {
+        store.upsert_user(&u.user).unwrap();
+    }
+    for chunk in world.videos.chunks(1_000) {
+        store.upsert_videos(chunk).unwrap();
+    }
+    (store, world)
+}
+
+fn bench(c: &mut Criterion) {
+    let (store, world) = open();
+    let now = Timestamp::now();
+    c.bench_function("catch_up_idle", |b| b.iter(|| store.catch_up().unwrap()));
+    let page: Vec<VideoId> = world.videos[..20].iter().map(|v| v.id.clone()).collect();
+    let user = world.users[0].user.id.clone();
+    c.bench_function("record_page_20", |b| {
+        b.iter(|| {
+            store
+                .record_page(
+                    &user,
+                    &ServedPage {
+                        videos: &page,
+                        checkin: false,
+                        break_card: false,
+                    },
+                    now,
+                )
+                .unwrap()
+        })
+    });
+    let n = AtomicU64::new(0);
+    c.bench_function("revoke_consent", |b| {
+        b.iter(|| {
+            let i = n.fetch_add(1, Ordering::Relaxed) as usize % world.videos.len();
+            store
+                .revoke_consent(&user, &Revocation::Video(world.videos[i].id.clone()))
+                .unwrap()
+        })
+    });
+    let key = AtomicU64::new(0);
+    let mut g = c.benchmark_group("ingest");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function("batch_48", |b| {
+        b.iter(|| {
+            let events: Vec<Event> = (0..BATCH)
+                .map(|i| {
+                    let k = key.fetch_add(1, Ordering::Relaxed) as usize;
+                    Event {
+                        key: EventKey::new(format!("k{k}")).unwrap(),
+                        user: world.users[k % world.users.len()].user.id.clone(),
+                        at: now,
+                        kind: EventKind::View {
+                            video: world.videos[(k * 7 + i) % world.videos.len()].id.clone(),
+                            watch_ms: 8_000,
+                            completed: false,
+                        },
+                    }
+                })
+                .collect();
+            store.ingest_events(&events).unwrap()
+        })
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(5));
+    targets = bench
+}
+criterion_main!(benches);

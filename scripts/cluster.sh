@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# `make cluster`: PostgreSQL, NATS JetStream and three `steerfeed serve` replicas on
+# loopback, sharing one deployment loaded with the demo world; Ctrl-C stops everything.
+#   - PostgreSQL from Debian's packages (scripts/setup.sh installs it when missing), a
+#     throwaway cluster in $CLUSTER_DIR/pg on $PG_PORT;
+#   - nats-server 2.15.1 (fetched by scripts/setup.sh), JetStream with every
+#     acknowledged message fsynced, on $NATS_PORT;
+#   - replicas on 127.0.0.1:$BASE_PORT+1..3, each with its own index directory; the
+#     first loads the demo world (CLUSTER_DEMO=0: none), the others start once it is
+#     ready.
+# Everything lives in $CLUSTER_DIR (default target/cluster), emptied at every start.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CLUSTER_DIR="${CLUSTER_DIR:-$PWD/target/cluster}"
+PG_PORT="${PG_PORT:-55432}"
+NATS_PORT="${NATS_PORT:-54222}"
+BASE_PORT="${BASE_PORT:-8080}"
+REPLICAS="${REPLICAS:-3}"
+DEV_KEY="${DEV_KEY:-dev-key-0000000000000000}"
+CACHE="${STEERFEED_CACHE:-${HOME:-/tmp}/.cache/steerfeed}"
+BIN=./target/release/steerfeed
+
+say() { printf 'cluster: %s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+PG_BIN="${STEERFEED_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}"
+[ -x "$PG_BIN/initdb" ] || die "PostgreSQL is not installed (scripts/setup.sh installs it)"
+NATS="${STEERFEED_NATS_SERVER:-$CACHE/nats/nats-server}"
+[ -x "$NATS" ] || die "$NATS is missing: run scripts/setup.sh"
+
+say "building steerfeed with the shared backend"
+cargo build --release -q -p steerfeed-cli --features shared
+
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+rm -rf "$CLUSTER_DIR"
+mkdir -p "$CLUSTER_DIR"
+AS_PG=()
+if [ "$(id -u)" = 0 ]; then
+  # PostgreSQL refuses to run as root: as Debian's `postgres` user.
+  AS_PG=(setpriv --reuid=postgres --regid=postgres --init-groups)
+  chmod 755 "$CLUSTER_DIR"
+  mkdir -p "$CLUSTER_DIR/pg" && chown postgres:postgres "$CLUSTER_DIR/pg"
+fi
+"${AS_PG[@]}" "$PG_BIN/initdb" -D "$CLUSTER_DIR/pg" -U steerfeed --auth=trust -E UTF8 \
+  --no-instructions >"$CLUSTER_DIR/initdb.log" 2>&1 || die "initdb failed: $CLUSTER_DIR/initdb.log"
+"${AS_PG[@]}" "$PG_BIN/postgres" -D "$CLUSTER_DIR/pg" -p "$PG_PORT" \
+  -c listen_addresses=127.0.0.1 -c unix_socket_directories= >"$CLUSTER_DIR/postgres.log" 2>&1 &
+PIDS+=($!)
+cat >"$CLUSTER_DIR/nats.conf" <<EOF
+listen: 127.0.0.1:$NATS_PORT
+jetstream {
+  store_dir: "$CLUSTER_DIR/jetstream"
+  sync_interval: always
+}
+EOF
+"$NATS" -c "$CLUSTER_DIR/nats.conf" >"$CLUSTER_DIR/nats.log" 2>&1 &
+PIDS+=($!)
+
+wait_for() { # wait_for WHAT COMMAND...
+  local what="$1"; shift
+  for _ in $(seq 1 600); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.5
+  done
+  die "$what did not start (logs in $CLUSTER_DIR)"
+}
+wait_for postgres grep -q "ready to accept connections" "$CLUSTER_DIR/postgres.log"
+wait_for nats-server grep -q "Server is ready" "$CLUSTER_DIR/nats.log"
+
+export STEERFEED__SHARED__POSTGRES_URL="postgres://steerfeed@127.0.0.1:$PG_PORT/postgres"
+export STEERFEED__SHARED__NATS_URL="nats://127.0.0.1:$NATS_PORT"
+export STEERFEED__SERVER__API_KEYS="$DEV_KEY"
+
+replica() { # replica N [serve args...]
+  local n="$1"; shift
+  STEERFEED__SERVER__BIND="127.0.0.1:$((BASE_PORT + n))" \
+  STEERFEED__STORE__PATH="$CLUSTER_DIR/replica$n" \
+    "$BIN" serve "$@" >"$CLUSTER_DIR/replica$n.log" 2>&1 &
+  PIDS+=($!)
+  wait_for "replica $n" curl -sf "http://127.0.0.1:$((BASE_PORT + n))/readyz"
+  say "replica $n ready on 127.0.0.1:$((BASE_PORT + n))"
+}
+if [ "${CLUSTER_DEMO:-1}" = 1 ]; then
+  say "replica 1 loads the demo world (embedding its captions takes a minute)"
+  replica 1 --demo
+else
+  replica 1
+fi
+for n in $(seq 2 "$REPLICAS"); do replica "$n"; done
+
+A="http://127.0.0.1:$((BASE_PORT + 1))"
+B="http://127.0.0.1:$((BASE_PORT + 2))"
+H="-H 'authorization: Bearer $DEV_KEY' -H 'content-type: application/json'"
+cat <<EOF
+
+$REPLICAS replicas share PostgreSQL (127.0.0.1:$PG_PORT) and NATS (127.0.0.1:$NATS_PORT).
+Logs and data: $CLUSTER_DIR. Any replica serves any user; try a write on one and a
+feed on another:
+  curl -s $H -X POST $A/v1/users/u7/consent/revocations -d '{"video": "v42"}'
+  curl -s $H -X POST $B/v1/feed -d '{"user": "u1", "limit": 5}'
+  curl -s $H -X PUT $B/v1/users/u1/preferences -d '{"text": "more cooking, no politics"}'
+  curl -s $H -X POST $A/v1/feed -d '{"user": "u1", "limit": 5}'
+Ctrl-C stops the replicas and the servers.
+EOF
+wait
