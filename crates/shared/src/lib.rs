@@ -131,8 +131,11 @@ struct Applier {
 /// The shared backend (see the crate doc).
 pub struct SharedStore {
     rt: tokio::runtime::Runtime,
-    /// Reads: the heads and the change log.
-    reader: tokio_postgres::Client,
+    /// Where PostgreSQL is, to connect again after a lost connection.
+    postgres_url: String,
+    /// Reads: the heads and the change log (shared by concurrent requests, which the
+    /// client pipelines).
+    reader: tokio::sync::Mutex<Arc<tokio_postgres::Client>>,
     /// Writes: one transaction at a time per process.
     writer: tokio::sync::Mutex<tokio_postgres::Client>,
     js: jetstream::Context,
@@ -146,6 +149,10 @@ pub struct SharedStore {
     /// matches the log, and every call fails until the process restarts.
     diverged: AtomicBool,
     timeout: Duration,
+    /// Test hook: the next publish stops the store right after the stream acknowledged
+    /// it, before anything is applied, as a process killed there would.
+    #[cfg(feature = "test-hooks")]
+    crash_after_publish: AtomicBool,
 }
 
 fn unavailable(what: &str, e: impl std::fmt::Display) -> Error {
@@ -249,7 +256,8 @@ impl SharedStore {
         let mirror = Store::temporary(opts.store)?;
         let store = SharedStore {
             rt,
-            reader,
+            postgres_url: opts.postgres_url.clone(),
+            reader: tokio::sync::Mutex::new(Arc::new(reader)),
             writer: tokio::sync::Mutex::new(writer),
             js,
             stream,
@@ -271,9 +279,19 @@ impl SharedStore {
             }),
             diverged: AtomicBool::new(false),
             timeout,
+            #[cfg(feature = "test-hooks")]
+            crash_after_publish: AtomicBool::new(false),
         };
         store.catch_up()?;
         Ok(store)
+    }
+
+    /// Test hook: the next message published stops this store once the stream has
+    /// acknowledged it and before this process applies anything (every later call
+    /// fails), as a process killed between the two would.
+    #[cfg(feature = "test-hooks")]
+    pub fn crash_after_next_publish(&self) {
+        self.crash_after_publish.store(true, Ordering::Release);
     }
 
     /// The mirror this process answers from.
@@ -308,10 +326,30 @@ impl SharedStore {
         })
     }
 
+    /// The writing connection, connected again first when the last one was lost (a
+    /// call that met the loss failed; the next one finds the server again).
+    async fn writer(&self) -> Result<tokio::sync::MutexGuard<'_, tokio_postgres::Client>> {
+        let mut client = self.writer.lock().await;
+        if client.is_closed() {
+            *client = connect_pg(&self.postgres_url).await?;
+        }
+        Ok(client)
+    }
+
+    /// The reading connection, connected again first when the last one was lost.
+    async fn reader(&self) -> Result<Arc<tokio_postgres::Client>> {
+        let mut client = self.reader.lock().await;
+        if client.is_closed() {
+            *client = Arc::new(connect_pg(&self.postgres_url).await?);
+        }
+        Ok(Arc::clone(&client))
+    }
+
     /// The change log's version and the stream's last sequence.
     async fn heads(&self) -> Result<(u64, u64)> {
         let version = async {
-            self.reader
+            self.reader()
+                .await?
                 .query_one(
                     &format!(
                         "SELECT version FROM {}.change_meta WHERE id = 1",
@@ -507,7 +545,8 @@ impl SharedStore {
     async fn catch_up_async(&self) -> Result<()> {
         let (version, seq) = self.heads().await?;
         let mut a = self.applier.lock().await;
-        self.apply_changes(&mut a, &self.reader, version).await?;
+        let reader = self.reader().await?;
+        self.apply_changes(&mut a, &*reader, version).await?;
         self.apply_messages(&mut a, seq).await
     }
 
@@ -515,7 +554,7 @@ impl SharedStore {
     fn write(&self, change: Change) -> Result<Option<steerfeed_core::ErasureReport>> {
         let body = serde_json::to_string(&change).map_err(|e| Error::internal("change", e))?;
         self.block("postgresql", async {
-            let mut w = self.writer.lock().await;
+            let mut w = self.writer().await?;
             let mut a = self.applier.lock().await;
             let tx = w.transaction().await.map_err(pg_error)?;
             let version = tx
@@ -586,6 +625,11 @@ impl SharedStore {
                 .map_err(|e| unavailable("nats publish", e))?
                 .await
                 .map_err(|e| unavailable("nats publish", e))?;
+            #[cfg(feature = "test-hooks")]
+            if self.crash_after_publish.swap(false, Ordering::AcqRel) {
+                self.diverged.store(true, Ordering::Release);
+                return Err(unavailable("test hook", "stopped after the publish"));
+            }
             let mut a = self.applier.lock().await;
             self.apply_messages(&mut a, ack.sequence).await?;
             if ack.duplicate {

@@ -97,34 +97,101 @@ fn start_kept() -> std::result::Result<Servers, String> {
         .map_err(|_| "the servers' thread ended".to_string())?
 }
 
-fn start() -> std::result::Result<(Servers, (Vec<Child>, tempfile::TempDir)), String> {
-    remove_stale_dirs();
-    let dir = tempfile::Builder::new()
-        .prefix(&format!("{DIR_PREFIX}{}-", std::process::id()))
-        .tempdir()
-        .map_err(|e| format!("temporary directory: {e}"))?;
-    let mut children = Vec::new();
-    let pg_port = free_port()?;
-    let (pg, user) = start_postgres(dir.path(), pg_port)?;
-    children.push(pg);
-    let nats_port = free_port()?;
-    match start_nats(dir.path(), nats_port) {
-        Ok(nats) => children.push(nats),
-        Err(e) => {
-            for mut c in children {
-                let _ = c.kill();
+fn start() -> std::result::Result<(Servers, OwnServers), String> {
+    let own = OwnServers::start()?;
+    Ok((own.servers.clone(), own))
+}
+
+/// Servers of one caller's own, which it may stop and start again (to test what a
+/// process does while one is down); both are killed when this is dropped.
+pub struct OwnServers {
+    /// Where they listen (the same after a restart).
+    pub servers: Servers,
+    dir: tempfile::TempDir,
+    pg_port: u16,
+    nats_port: u16,
+    postgres: Option<Child>,
+    nats: Option<Child>,
+}
+
+impl OwnServers {
+    /// Starts both, on free loopback ports, from a new temporary directory.
+    pub fn start() -> std::result::Result<OwnServers, String> {
+        remove_stale_dirs();
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{DIR_PREFIX}{}-", std::process::id()))
+            .tempdir()
+            .map_err(|e| format!("temporary directory: {e}"))?;
+        let (pg_port, nats_port) = (free_port()?, free_port()?);
+        init_postgres(dir.path())?;
+        let mut own = OwnServers {
+            servers: Servers {
+                postgres_url: format!("postgres://{PG_USER}@127.0.0.1:{pg_port}/postgres"),
+                nats_url: format!("nats://127.0.0.1:{nats_port}"),
+            },
+            dir,
+            pg_port,
+            nats_port,
+            postgres: None,
+            nats: None,
+        };
+        own.start_postgres()?;
+        own.start_nats()?;
+        Ok(own)
+    }
+
+    /// Starts PostgreSQL again on its data and port (after [`OwnServers::kill_postgres`]).
+    pub fn start_postgres(&mut self) -> std::result::Result<(), String> {
+        if self.postgres.is_none() {
+            self.postgres = Some(run_postgres(self.dir.path(), self.pg_port)?);
+        }
+        Ok(())
+    }
+
+    /// Starts NATS again on its data and port (after [`OwnServers::kill_nats`]).
+    pub fn start_nats(&mut self) -> std::result::Result<(), String> {
+        if self.nats.is_none() {
+            self.nats = Some(start_nats(self.dir.path(), self.nats_port)?);
+        }
+        Ok(())
+    }
+
+    /// Kills PostgreSQL (SIGKILL) and waits until its port is free.
+    pub fn kill_postgres(&mut self) {
+        if let Some(mut c) = self.postgres.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+            // Its backends notice the postmaster's death and leave.
+            let start = Instant::now();
+            while std::net::TcpStream::connect(("127.0.0.1", self.pg_port)).is_ok()
+                && start.elapsed() < START_TIMEOUT
+            {
+                std::thread::sleep(Duration::from_millis(50));
             }
-            return Err(e);
         }
     }
-    Ok((
-        Servers {
-            postgres_url: format!("postgres://{user}@127.0.0.1:{pg_port}/postgres"),
-            nats_url: format!("nats://127.0.0.1:{nats_port}"),
-        },
-        (children, dir),
-    ))
+
+    /// Kills NATS (SIGKILL).
+    pub fn kill_nats(&mut self) {
+        if let Some(mut c) = self.nats.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
+
+impl Drop for OwnServers {
+    fn drop(&mut self) {
+        self.kill_nats();
+        if let Some(mut c) = self.postgres.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The database user the servers are initialised with.
+const PG_USER: &str = "steerfeed";
 
 /// The start of the servers' directory names; the process id follows.
 const DIR_PREFIX: &str = "steerfeed-servers-";
@@ -284,7 +351,8 @@ fn wait_ready(child: &mut Child, log: &Path, ready: &str, what: &str) -> Result<
     }
 }
 
-fn start_postgres(dir: &Path, port: u16) -> std::result::Result<(Child, String), String> {
+/// Creates the database cluster in `dir/pg`.
+fn init_postgres(dir: &Path) -> std::result::Result<(), String> {
     let bin = postgres_bin()?;
     let identity = postgres_identity()?;
     // The directory must be reachable by the server's user.
@@ -293,13 +361,12 @@ fn start_postgres(dir: &Path, port: u16) -> std::result::Result<(Child, String),
     let data = dir.join("pg");
     std::fs::create_dir(&data).map_err(|e| format!("mkdir {}: {e}", data.display()))?;
     chown(&data, identity)?;
-    let user = "steerfeed";
     let out = child_command(&bin.join("initdb"), identity)
         .args(["-D"])
         .arg(&data)
         .args([
             "-U",
-            user,
+            PG_USER,
             "--auth=trust",
             "-E",
             "UTF8",
@@ -316,11 +383,18 @@ fn start_postgres(dir: &Path, port: u16) -> std::result::Result<(Child, String),
             String::from_utf8_lossy(&out.stderr)
         ));
     }
+    Ok(())
+}
+
+/// Runs PostgreSQL on the cluster in `dir/pg` and waits until it accepts connections.
+fn run_postgres(dir: &Path, port: u16) -> std::result::Result<Child, String> {
+    let bin = postgres_bin()?;
+    let identity = postgres_identity()?;
     let log = dir.join("postgres.log");
     let log_file = std::fs::File::create(&log).map_err(|e| format!("postgres log: {e}"))?;
     let mut child = child_command(&bin.join("postgres"), identity)
         .arg("-D")
-        .arg(&data)
+        .arg(dir.join("pg"))
         .args(["-p", &port.to_string()])
         .args([
             "-c",
@@ -342,7 +416,7 @@ fn start_postgres(dir: &Path, port: u16) -> std::result::Result<(Child, String),
         "database system is ready to accept connections",
         "postgres",
     )?;
-    Ok((child, user.to_string()))
+    Ok(child)
 }
 
 fn start_nats(dir: &Path, port: u16) -> std::result::Result<Child, String> {

@@ -354,3 +354,38 @@ fn a_write_refused_on_one_replica_is_logged_nowhere() {
         .0;
     assert_eq!(r.accepted, 1);
 }
+
+#[test]
+fn a_batch_acknowledged_by_a_replica_that_stops_before_applying_it_is_counted_once() {
+    let (ns, rs) = replicas(3);
+    seed(&rs[0]);
+    let batch: Vec<Event> = (0..10)
+        .map(|k| view(&format!("k{k}"), "p2", "v4_1", 20 + k, 30_000))
+        .collect();
+    rs[0].crash_after_next_publish();
+    assert!(
+        rs[0].ingest_events(&batch).is_err(),
+        "the client got no answer"
+    );
+    assert!(
+        rs[0].catch_up().is_err(),
+        "the stopped replica serves nothing more"
+    );
+    // Logged: another replica counts it, and the client's retry elsewhere is a duplicate.
+    rs[1].catch_up().unwrap();
+    assert_eq!(rs[1].event_count(), 10);
+    let retry = rs[2].ingest_events(&batch).unwrap().0;
+    assert_eq!((retry.accepted, retry.duplicates.len()), (0, 10));
+    for s in &rs[1..] {
+        s.catch_up().unwrap();
+        let wb = s.wellbeing(&uid("p2"), at(100)).unwrap();
+        assert!(
+            (wb.minutes_today - 5.0).abs() < 1e-3,
+            "{}",
+            wb.minutes_today
+        );
+    }
+    // Restarted, it replays the log before it answers.
+    let restarted = open(&ns);
+    assert_eq!(state(&restarted), state(&rs[1]));
+}

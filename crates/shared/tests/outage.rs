@@ -1,0 +1,117 @@
+//! A process whose PostgreSQL or NATS is down answers `Unavailable` (HTTP 503) to every
+//! write and to the catch-up every feed starts with, so no feed is ranked on a mirror that
+//! may lack a revocation; when the server is back, the same process carries on, and what
+//! the stream had acknowledged before the outage is still there.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use steerfeed_core::ports::ConsentLedger;
+use steerfeed_core::storage::{Revocation, Storage};
+use steerfeed_core::{
+    AgeBand, ConsentScope, Embedding, ErrorClass, Event, EventKey, EventKind, Timestamp, User,
+    UserId, Video, VideoId,
+};
+use steerfeed_shared::servers::OwnServers;
+use steerfeed_shared::{SharedOptions, SharedStore};
+use steerfeed_store::StoreOptions;
+
+const DIM: usize = 8;
+
+fn uid(s: &str) -> UserId {
+    UserId::new(s).unwrap()
+}
+
+fn vid(s: &str) -> VideoId {
+    VideoId::new(s).unwrap()
+}
+
+fn view(key: &str) -> Event {
+    Event {
+        key: EventKey::new(key).unwrap(),
+        user: uid("viewer"),
+        at: Timestamp::from_second(1_795_000_000).unwrap(),
+        kind: EventKind::View {
+            video: vid("v"),
+            watch_ms: 60_000,
+            completed: false,
+        },
+    }
+}
+
+/// Retries `f` until it succeeds (a client finding its server again), for up to 30 s.
+fn eventually<T>(mut f: impl FnMut() -> steerfeed_core::Result<T>) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        match f() {
+            Ok(t) => return t,
+            Err(e) if start.elapsed() < Duration::from_secs(30) => {
+                assert_eq!(e.class(), ErrorClass::Unavailable, "{e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => panic!("still failing: {e}"),
+        }
+    }
+}
+
+#[test]
+fn with_a_server_down_writes_and_catch_up_fail_unavailable_and_recover_when_it_is_back() {
+    let mut own = OwnServers::start().unwrap();
+    let mut opts = SharedOptions::new(
+        &own.servers.postgres_url,
+        &own.servers.nats_url,
+        "outage",
+        StoreOptions::with_dim(DIM),
+    );
+    opts.timeout = Duration::from_secs(2);
+    let s = SharedStore::open(opts).unwrap();
+    for id in ["creator", "person", "viewer"] {
+        s.upsert_user(&User {
+            id: uid(id),
+            age_band: AgeBand::Adult,
+            time_zone: "UTC".into(),
+        })
+        .unwrap();
+    }
+    s.set_consent(&uid("person"), ConsentScope::Everyone, &[])
+        .unwrap();
+    let raw: Vec<f32> = (0..DIM).map(|i| i as f32 + 1.0).collect();
+    s.upsert_videos(&[Video {
+        embedding: Some(Embedding::new("embedding", &raw, DIM).unwrap()),
+        cameos: vec![uid("person")],
+        ..Video::new(vid("v"), uid("creator"), Timestamp::now(), 10.0)
+    }])
+    .unwrap();
+    s.ingest_events(&[view("before")]).unwrap();
+
+    // PostgreSQL down: no write, no catch-up, so no feed.
+    own.kill_postgres();
+    let revoke = || s.revoke_consent(&uid("person"), &Revocation::Video(vid("v")));
+    assert_eq!(revoke().unwrap_err().class(), ErrorClass::Unavailable);
+    assert_eq!(s.catch_up().unwrap_err().class(), ErrorClass::Unavailable);
+    own.start_postgres().unwrap();
+    eventually(|| s.catch_up());
+    revoke().unwrap();
+    let facts = s
+        .cameo_consent(&uid("person"), &uid("creator"), &vid("v"))
+        .unwrap()
+        .unwrap();
+    assert!(facts.revoked);
+
+    // NATS down: no event is taken, no catch-up.
+    own.kill_nats();
+    assert_eq!(
+        s.ingest_events(&[view("during")]).unwrap_err().class(),
+        ErrorClass::Unavailable
+    );
+    assert_eq!(s.catch_up().unwrap_err().class(), ErrorClass::Unavailable);
+    own.start_nats().unwrap();
+    eventually(|| s.catch_up());
+    // The acknowledged event survived the restart; the refused one may be sent again
+    // and counts once.
+    let (report, _) = eventually(|| s.ingest_events(&[view("during")]));
+    assert_eq!(report.accepted + report.duplicates.len(), 1);
+    s.catch_up().unwrap();
+    assert_eq!(s.event_count(), 2);
+}
