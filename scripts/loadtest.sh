@@ -101,12 +101,12 @@ tail -n 1 "$OUT" | METRICS="$METRICS" python3 -c '
 import json, os, re, sys
 row = json.loads(sys.stdin.read())
 def count(stage):
-    m = re.search(r"steerfeed_stage_duration_seconds_count\{stage=\"%s\"\} (\d+)" % stage, os.environ["METRICS"])
+    m = re.search(r"steerfeed_stage_duration_seconds_count\{[^}]*stage=\"%s\"\} (\d+)" % stage, os.environ["METRICS"])
     return int(m.group(1)) if m else 0
 ranked = count("context")
 row["pooled_share"] = round(count("pool") / ranked, 3) if ranked else None
 # Mean time of the interest_ann source per ranked request (the vector index search).
-m = re.search(r"steerfeed_stage_duration_seconds_sum\{stage=\"interest_ann\"\} ([0-9.e+-]+)", os.environ["METRICS"])
+m = re.search(r"steerfeed_stage_duration_seconds_sum\{[^}]*stage=\"interest_ann\"\} ([0-9.e+-]+)", os.environ["METRICS"])
 n = count("interest_ann")
 row["interest_ann_ms"] = round(float(m.group(1)) / n * 1000, 3) if m and n else None
 print(json.dumps(row))'

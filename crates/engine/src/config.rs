@@ -238,8 +238,8 @@ impl Config {
 }
 
 /// Sections of the file the engine leaves to the sidecar around it (`steerfeed-server`
-/// reads them: the listener, auth, limits, the clock rules; logging).
-pub const SIDECAR_SECTIONS: [&str; 2] = ["server", "log"];
+/// reads them: the listener, auth, limits, the clock rules; logging; the shared backend).
+pub const SIDECAR_SECTIONS: [&str; 3] = ["server", "log", "shared"];
 
 /// The layers merged into one table: the embedded defaults, then an optional
 /// `(origin, toml)` layer, then environment pairs (only `STEERFEED__*` and

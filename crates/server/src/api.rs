@@ -356,9 +356,10 @@ pub fn metrics_route(state: AppState) -> Router<AppState> {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    let replica = state.config().server.replica_name();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics().render(),
+        crate::metrics::with_label(&state.metrics().render(), "replica", &replica),
     )
         .into_response()
 }

@@ -140,6 +140,21 @@ pub struct ServerConfig {
     pub metrics_sample_s: u64,
     /// How long the metrics' samples are kept, in seconds.
     pub metrics_history_s: u64,
+    /// The `replica` label of every series `/metrics` serves, telling replicas of one
+    /// deployment apart; empty: the bind address.
+    #[serde(default)]
+    pub replica: String,
+}
+
+impl ServerConfig {
+    /// The `replica` label: [`ServerConfig::replica`], or the bind address.
+    pub fn replica_name(&self) -> String {
+        if self.replica.is_empty() {
+            self.bind.to_string()
+        } else {
+            self.replica.clone()
+        }
+    }
 }
 
 /// Where the shared backend keeps its state: several `steerfeed serve` processes with

@@ -250,11 +250,50 @@ impl Metrics {
     }
 }
 
+/// `text` (the exposition format) with `name="value"` first among every sample's labels.
+pub fn with_label(text: &str, name: &str, value: &str) -> String {
+    let label = format!("{name}=\"{}\"", escape(value));
+    let mut out = String::with_capacity(text.len() + text.lines().count() * (label.len() + 3));
+    for line in text.lines() {
+        if line.starts_with('#') || line.is_empty() {
+            out.push_str(line);
+        } else {
+            let name_end = line.find(['{', ' ']).unwrap_or(line.len());
+            let (metric, rest) = line.split_at(name_end);
+            out.push_str(metric);
+            match rest.strip_prefix('{') {
+                Some(labels) if labels.starts_with('}') => {
+                    let _ = write!(out, "{{{label}{labels}");
+                }
+                Some(labels) => {
+                    let _ = write!(out, "{{{label},{labels}");
+                }
+                None => {
+                    let _ = write!(out, "{{{label}}}{rest}");
+                }
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use steerfeed::{Card, CardKind, StageReport, VideoId};
 
     use super::*;
+
+    #[test]
+    fn a_label_goes_first_on_every_sample_and_nowhere_else() {
+        let text = "# HELP a x\n# TYPE a counter\na 3\nb{route=\"/v1\",le=\"1\"} 2\nc{} 1\n";
+        let got = with_label(text, "replica", "r\"1");
+        assert_eq!(
+            got,
+            "# HELP a x\n# TYPE a counter\na{replica=\"r\\\"1\"} 3\n\
+             b{replica=\"r\\\"1\",route=\"/v1\",le=\"1\"} 2\nc{replica=\"r\\\"1\"} 1\n"
+        );
+    }
 
     #[test]
     fn traces_and_requests_render_as_prometheus_text() {

@@ -1283,15 +1283,18 @@ async fn metrics_count_requests_stages_sources_and_filters() {
     assert_eq!(resp.status(), StatusCode::OK);
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
     let text = String::from_utf8(bytes.to_vec()).unwrap();
+    // Every series names the replica (the bind address when no name is set).
+    let replica = format!("replica=\"{}\"", state.config().server.bind);
     for needle in [
-        "steerfeed_http_request_duration_seconds_count{route=\"/v1/feed\",status=\"200\"} 1",
-        "steerfeed_stage_duration_seconds_count{stage=\"objective\"} 1",
-        "steerfeed_stage_duration_seconds_count{stage=\"context\"} 1",
-        "steerfeed_source_candidates_total{source=\"interest_ann\"}",
-        "steerfeed_filter_removed_total{filter=\"consent\"}",
-        "steerfeed_feed_stopped_total",
+        "steerfeed_http_request_duration_seconds_count{R,route=\"/v1/feed\",status=\"200\"} 1",
+        "steerfeed_stage_duration_seconds_count{R,stage=\"objective\"} 1",
+        "steerfeed_stage_duration_seconds_count{R,stage=\"context\"} 1",
+        "steerfeed_source_candidates_total{R,source=\"interest_ann\"}",
+        "steerfeed_filter_removed_total{R,filter=\"consent\"}",
+        "steerfeed_feed_stopped_total{R}",
     ] {
-        assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+        let needle = needle.replace('R', &replica);
+        assert!(text.contains(&needle), "missing {needle:?} in\n{text}");
     }
     // Behind the key when keys are set.
     let keyed = state_keyed_like(&state);
