@@ -77,6 +77,7 @@ wait_for nats-server grep -q "Server is ready" "$CLUSTER_DIR/nats.log"
 export STEERFEED__SHARED__POSTGRES_URL="postgres://steerfeed@127.0.0.1:$PG_PORT/postgres"
 export STEERFEED__SHARED__NATS_URL="nats://127.0.0.1:$NATS_PORT"
 export STEERFEED__SERVER__API_KEYS="$DEV_KEY"
+export STEERFEED__SHARED__SNAPSHOT_DIR="$CLUSTER_DIR/snapshots"
 
 replica() { # replica N [serve args...]
   local n="$1"; shift

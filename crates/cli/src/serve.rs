@@ -67,42 +67,118 @@ fn load_demo(engine: &Engine, args: &ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Work started once the engine serves (the shared backend's index snapshots).
+type Job = Box<dyn FnOnce(std::sync::Arc<Engine>) + Send>;
+
 /// The engine on the embedded store, or on the shared backend when `[shared]` names its
 /// servers (its mirror caught up with both logs before this returns, so the sidecar is
 /// ready only then).
-fn open_engine(config: &SidecarConfig) -> anyhow::Result<Engine> {
+fn open_engine(config: &SidecarConfig) -> anyhow::Result<(Engine, Option<Job>)> {
     if !config.shared.enabled() {
-        return Ok(Engine::open(config.engine.clone())?);
+        return Ok((Engine::open(config.engine.clone())?, None));
     }
     #[cfg(feature = "shared")]
     {
-        let parser = steerfeed::open_parser(&config.engine)?;
-        let store = steerfeed_shared::SharedStore::open(steerfeed_shared::SharedOptions {
-            postgres_url: config.shared.postgres_url.clone(),
-            nats_url: config.shared.nats_url.clone(),
-            namespace: config.shared.namespace.clone(),
-            store: steerfeed::store::StoreOptions {
-                dim: parser.encoder().dim(),
-                ..config.engine.store.options
-            },
-            timeout: std::time::Duration::from_millis(config.shared.timeout_ms),
-        })
-        .context("opening the shared backend")?;
-        tracing::info!(
-            namespace = %config.shared.namespace,
-            applied = ?store.applied(),
-            "shared backend: mirror caught up"
-        );
-        Ok(Engine::open_with(
-            config.engine.clone(),
-            std::sync::Arc::new(store),
-        )?)
+        open_shared(config)
     }
     #[cfg(not(feature = "shared"))]
     anyhow::bail!(
         "[shared] names servers, but this steerfeed was built without the shared backend: \
          cargo build --release -p steerfeed-cli --features shared"
     )
+}
+
+#[cfg(feature = "shared")]
+fn open_shared(config: &SidecarConfig) -> anyhow::Result<(Engine, Option<Job>)> {
+    use std::sync::Arc;
+    use steerfeed::storage::Storage;
+
+    let shared = &config.shared;
+    let parser = steerfeed::open_parser(&config.engine)?;
+    let store = Arc::new(
+        steerfeed_shared::SharedStore::open(steerfeed_shared::SharedOptions {
+            postgres_url: shared.postgres_url.clone(),
+            nats_url: shared.nats_url.clone(),
+            namespace: shared.namespace.clone(),
+            store: steerfeed::store::StoreOptions {
+                dim: parser.encoder().dim(),
+                ..config.engine.store.options
+            },
+            timeout: std::time::Duration::from_millis(shared.timeout_ms),
+        })
+        .context("opening the shared backend")?,
+    );
+    tracing::info!(
+        namespace = %shared.namespace,
+        applied = ?store.applied(),
+        "shared backend: mirror caught up"
+    );
+    let snapshots = (!shared.snapshot_dir.is_empty())
+        .then(|| {
+            steerfeed_shared::snapshots::Snapshots::open(
+                std::path::Path::new(&shared.snapshot_dir),
+                &shared.namespace,
+            )
+        })
+        .transpose()?;
+    if let Some(snapshots) = &snapshots {
+        let file = config.engine.store.path.join(steerfeed::INDEX_FILE);
+        if let Some(v) = snapshots.install(&file, store.catalog_version())? {
+            tracing::info!(
+                catalog_version = v,
+                "index snapshot taken as this replica's index"
+            );
+        }
+    }
+    let engine = Engine::open_with(config.engine.clone(), store.clone())?;
+    let interval = std::time::Duration::from_secs(shared.snapshot_interval_s);
+    let job = snapshots.map(|snapshots| -> Job {
+        Box::new(move |engine: Arc<Engine>| {
+            let spawned = std::thread::Builder::new()
+                .name("index-snapshots".into())
+                .spawn(move || snapshot_loop(&store, &engine, &snapshots, interval));
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start the index snapshot thread");
+            }
+        })
+    });
+    Ok((engine, job))
+}
+
+/// Every `interval`, while this replica leads the deployment, writes a snapshot of its
+/// index when the catalogue moved since the last one.
+#[cfg(feature = "shared")]
+fn snapshot_loop(
+    store: &steerfeed_shared::SharedStore,
+    engine: &Engine,
+    snapshots: &steerfeed_shared::snapshots::Snapshots,
+    interval: std::time::Duration,
+) {
+    use steerfeed::storage::Storage;
+
+    let mut last = None;
+    loop {
+        std::thread::sleep(interval);
+        match store.try_lead() {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot tell whether this replica leads");
+                continue;
+            }
+        }
+        let version = store.catalog_version();
+        if last == Some(version) {
+            continue;
+        }
+        match snapshots.publish(|path| engine.snapshot_index(path)) {
+            Ok(v) => {
+                tracing::info!(catalog_version = v, "index snapshot written");
+                last = Some(v);
+            }
+            Err(e) => tracing::error!(error = %e, "index snapshot not written"),
+        }
+    }
 }
 
 /// What to try once the demo sidecar is ready.
@@ -155,9 +231,12 @@ pub async fn serve(config: SidecarConfig, args: ServeArgs) -> anyhow::Result<()>
         let state = state.clone();
         let demo_config = config.clone();
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-            let engine = open_engine(&config).context("opening the engine")?;
+            let (engine, job) = open_engine(&config).context("opening the engine")?;
             load_demo(&engine, &args)?;
             state.set_engine(engine);
+            if let (Some(job), Some(engine)) = (job, state.engine()) {
+                job(std::sync::Arc::clone(engine));
+            }
             if args.demo {
                 print_demo_help(&demo_config);
             }

@@ -121,10 +121,20 @@ impl Drop for Replica {
 
 /// Starts a replica of `namespace` with its index in `dir`, and waits until `/readyz`.
 fn replica(namespace: &str, dir: &std::path::Path) -> Replica {
+    replica_with(namespace, dir, &[], Stdio::inherit())
+}
+
+/// [`replica`] with `env` on top of the test's settings and `stderr` for its logs.
+fn replica_with(
+    namespace: &str,
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+    stderr: Stdio,
+) -> Replica {
     let servers = Servers::shared().expect("test servers");
     let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_steerfeed"))
-        .arg("serve")
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_steerfeed"));
+    cmd.arg("serve")
         .env("STEERFEED__STORE__PATH", dir)
         .env("STEERFEED__SERVER__BIND", format!("127.0.0.1:{port}"))
         .env("STEERFEED__SERVER__API_KEYS", KEY)
@@ -133,9 +143,11 @@ fn replica(namespace: &str, dir: &std::path::Path) -> Replica {
         .env("STEERFEED__SHARED__NAMESPACE", namespace)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+        .stderr(stderr);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().unwrap();
     let mut r = Replica {
         child,
         port,
@@ -333,4 +345,60 @@ fn a_replica_killed_and_restarted_is_ready_only_once_it_has_caught_up() {
         items.contains(&"late".to_owned()),
         "uploaded while down: {items:?}"
     );
+}
+
+#[test]
+fn a_replica_started_later_takes_the_newest_index_snapshot_and_replays_uploads_since() {
+    let dir = tempfile::tempdir().unwrap();
+    let snapshots = dir.path().join("snapshots");
+    let env = [
+        (
+            "STEERFEED__SHARED__SNAPSHOT_DIR",
+            snapshots.to_str().unwrap(),
+        ),
+        ("STEERFEED__SHARED__SNAPSHOT_INTERVAL_S", "1"),
+    ];
+    let ns = Servers::namespace("sn");
+    let a = replica_with(&ns, &dir.path().join("a"), &env, Stdio::inherit());
+    let b = replica_with(&ns, &dir.path().join("b"), &env, Stdio::inherit());
+    world(a.port, 40, 1);
+    // The leader (one of the two) snapshots catalogue version 1, the world's videos.
+    let wanted = snapshots.join(&ns).join(format!("index-{:020}.hnsw", 1));
+    let start = std::time::Instant::now();
+    while !wanted.exists() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "no snapshot of version 1 in {}",
+            snapshots.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let now = steerfeed::Timestamp::now().to_string();
+    ok(
+        b.port,
+        "PUT",
+        "/v1/videos",
+        Some(
+            &json!({"videos": [{"id": "late", "creator": "cr0", "created_at": now,
+            "duration_s": 9.0, "caption": "a lighthouse in a storm"}]}),
+        ),
+    );
+    let log = dir.path().join("c.log");
+    let mut env_c = env.to_vec();
+    env_c.push(("RUST_LOG", "info"));
+    let c = replica_with(
+        &ns,
+        &dir.path().join("c"),
+        &env_c,
+        Stdio::from(std::fs::File::create(&log).unwrap()),
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("index snapshot taken"), "{text}");
+    assert!(text.contains("vector index loaded"), "{text}");
+    assert!(!text.contains("building the vector index"), "{text}");
+    // Its index holds the 40 videos of the snapshot and the upload made after it.
+    let (status, stats) = http(c.port, "GET", "/v1/stats", None);
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(stats["indexed"], 41, "{stats}");
+    drop((a, b));
 }

@@ -36,7 +36,8 @@ const CO_ENGAGEMENT_REPLAY: u64 = 1_000_000;
 
 /// File name of the vector index inside the store directory (format:
 /// `steerfeed_ann`'s `persist` module; it records the catalog version it reflects).
-const INDEX_FILE: &str = "index.hnsw";
+/// The vector index file in the store directory.
+pub const INDEX_FILE: &str = "index.hnsw";
 /// Files of the index format 1 (an id map and a version stamp beside the index): an
 /// index saved by an older build, rebuilt once and then removed.
 const LEGACY_INDEX_FILES: [&str; 2] = ["index.version", "index.hnsw.ids"];
@@ -567,6 +568,15 @@ impl Engine {
     /// while the file is written).
     pub fn checkpoint(&self) -> Result<()> {
         self.index_file.save(&self.index, &*self.store).map(|_| ())
+    }
+
+    /// Writes the vector index as it stands to `path` (the engine's own file is left
+    /// alone), in the format [`Engine::open`] loads; answers the catalog version it
+    /// reflects. For snapshots other processes start from.
+    pub fn snapshot_index(&self, path: &std::path::Path) -> Result<u64> {
+        let snap = self.index.snapshot();
+        snap.save(path).map_err(ann_error)?;
+        Ok(snap.catalog_version())
     }
 
     /// How [`Engine::open`] got the vector index: loaded from its file (and how many

@@ -174,6 +174,12 @@ pub struct SharedConfig {
     /// How long a write or a catch-up may wait on the servers before it fails
     /// (503), in milliseconds.
     pub timeout_ms: u64,
+    /// The directory of the deployment's vector index snapshots, which every replica
+    /// reads (a shared file system between machines); empty: none.
+    pub snapshot_dir: String,
+    /// How often the replica holding the deployment's lead writes a snapshot, in
+    /// seconds.
+    pub snapshot_interval_s: u64,
 }
 
 impl SharedConfig {
@@ -193,6 +199,12 @@ impl SharedConfig {
         if self.timeout_ms == 0 {
             return Err(steerfeed::Error::invalid(
                 "shared.timeout_ms",
+                "must be at least 1",
+            ));
+        }
+        if self.snapshot_interval_s == 0 {
+            return Err(steerfeed::Error::invalid(
+                "shared.snapshot_interval_s",
                 "must be at least 1",
             ));
         }

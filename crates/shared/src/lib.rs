@@ -32,6 +32,7 @@
 
 mod change;
 pub mod servers;
+pub mod snapshots;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -133,6 +134,8 @@ pub struct SharedStore {
     rt: tokio::runtime::Runtime,
     /// Where PostgreSQL is, to connect again after a lost connection.
     postgres_url: String,
+    /// The session holding the deployment's lead (an advisory lock), once taken.
+    leader: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
     /// Reads: the heads and the change log (shared by concurrent requests, which the
     /// client pipelines).
     reader: tokio::sync::Mutex<Arc<tokio_postgres::Client>>,
@@ -257,6 +260,7 @@ impl SharedStore {
         let store = SharedStore {
             rt,
             postgres_url: opts.postgres_url.clone(),
+            leader: tokio::sync::Mutex::new(None),
             reader: tokio::sync::Mutex::new(Arc::new(reader)),
             writer: tokio::sync::Mutex::new(writer),
             js,
@@ -292,6 +296,32 @@ impl SharedStore {
     #[cfg(feature = "test-hooks")]
     pub fn crash_after_next_publish(&self) {
         self.crash_after_publish.store(true, Ordering::Release);
+    }
+
+    /// True while this process leads the deployment (writes its index snapshots): the
+    /// first to take PostgreSQL's advisory lock of the namespace holds it as long as its
+    /// session lives, so another process takes over when it dies.
+    pub fn try_lead(&self) -> Result<bool> {
+        self.block("postgresql", async {
+            let mut leader = self.leader.lock().await;
+            if leader.as_ref().is_some_and(|c| !c.is_closed()) {
+                return Ok(true);
+            }
+            *leader = None;
+            let client = connect_pg(&self.postgres_url).await?;
+            let took: bool = client
+                .query_one(
+                    "SELECT pg_try_advisory_lock(hashtext($1))",
+                    &[&format!("steerfeed lead {}", self.schema)],
+                )
+                .await
+                .map_err(pg_error)?
+                .get(0);
+            if took {
+                *leader = Some(client);
+            }
+            Ok(took)
+        })
     }
 
     /// The mirror this process answers from.
