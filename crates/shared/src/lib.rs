@@ -12,6 +12,9 @@
 //!   within the stream's duplicate window is dropped by its message id, the hash of its
 //!   events' keys; a key seen before in another batch is a duplicate when the batch is
 //!   applied.
+//! - **What the event log says of a person is sealed with their own key** (the `seal`
+//!   module), kept in `<namespace>.person_keys`; erasing them deletes it, so the stream
+//!   keeps nothing readable of them.
 //! - **Every process keeps a mirror**: an embedded [`Store`] in a temporary directory to
 //!   which it applies the change log in version order and the event log in stream order,
 //!   so that every process computes the same state with the embedded backend's code. A
@@ -31,6 +34,7 @@
 #![warn(missing_docs)]
 
 mod change;
+mod seal;
 pub mod servers;
 pub mod snapshots;
 
@@ -56,6 +60,7 @@ use steerfeed_store::{Store, StoreOptions};
 use tokio_postgres::GenericClient;
 
 use change::Change;
+use seal::{KeyId, PersonKey};
 
 /// How long a write's or a catch-up's calls to PostgreSQL and NATS may take in all.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -117,6 +122,32 @@ enum Outcome {
     Page(Result<()>),
 }
 
+/// The person keys a process knows.
+#[derive(Default)]
+struct KeyCache {
+    by_user: HashMap<UserId, Arc<PersonKey>>,
+    by_id: HashMap<KeyId, Option<(UserId, Arc<PersonKey>)>>,
+}
+
+impl KeyCache {
+    fn insert(&mut self, user: UserId, key: Arc<PersonKey>) {
+        self.by_id
+            .insert(key.id, Some((user.clone(), Arc::clone(&key))));
+        self.by_user.insert(user, key);
+    }
+
+    /// Forgets an erased person's key: what it sealed no longer opens here.
+    fn forget(&mut self, user: &UserId) {
+        if let Some(key) = self.by_user.remove(user) {
+            self.by_id.insert(key.id, None);
+        }
+    }
+}
+
+fn lock_keys(m: &std::sync::Mutex<KeyCache>) -> std::sync::MutexGuard<'_, KeyCache> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// How far the mirror has applied the two logs.
 struct Applier {
     /// The last change version applied.
@@ -134,6 +165,8 @@ pub struct SharedStore {
     rt: tokio::runtime::Runtime,
     /// Where PostgreSQL is, to connect again after a lost connection.
     postgres_url: String,
+    /// Person keys read or made so far: by person, and by key id (`None`: erased).
+    keys: std::sync::Mutex<KeyCache>,
     /// The session holding the deployment's lead (an advisory lock), once taken.
     leader: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
     /// Reads: the heads and the change log (shared by concurrent requests, which the
@@ -261,6 +294,7 @@ impl SharedStore {
             rt,
             postgres_url: opts.postgres_url.clone(),
             leader: tokio::sync::Mutex::new(None),
+            keys: std::sync::Mutex::new(KeyCache::default()),
             reader: tokio::sync::Mutex::new(Arc::new(reader)),
             writer: tokio::sync::Mutex::new(writer),
             js,
@@ -434,6 +468,9 @@ impl SharedStore {
             let body: String = row.get(1);
             let change: Change = serde_json::from_str(&body)
                 .map_err(|e| Error::internal("change log", format!("version {version}: {e}")))?;
+            if let Change::Erase { user, .. } = &change {
+                lock_keys(&self.keys).forget(user);
+            }
             if let Err(e) = change.apply(&self.mirror) {
                 // Every mirror applied the same changes in the same order: a change the
                 // writer's mirror took and this one refuses met a difference in the
@@ -504,7 +541,13 @@ impl SharedStore {
                 .and_then(|h| h.get(KIND))
                 .map(|k| k.as_str().to_string())
                 .unwrap_or_default();
-            let outcome = self.apply_message(seq, &kind, &message.payload);
+            let outcome = match self.open_sealed(&message.payload).await {
+                Ok(plain) => self.apply_message(seq, &kind, plain),
+                Err(e) => {
+                    tracing::error!(seq, error = %e, "unreadable message in the event log");
+                    Outcome::Page(Err(e))
+                }
+            };
             a.seq = seq;
             if own {
                 a.outcomes.insert(seq, outcome);
@@ -517,21 +560,29 @@ impl SharedStore {
         Ok(())
     }
 
-    /// Applies one stream message to the mirror.
-    fn apply_message(&self, seq: u64, kind: &str, payload: &[u8]) -> Outcome {
+    /// Applies one stream message to the mirror, given the plaintexts of its entries
+    /// (`None`: sealed with the key of a person erased since, left out).
+    fn apply_message(&self, seq: u64, kind: &str, plain: Vec<Option<Vec<u8>>>) -> Outcome {
         match kind {
             "events" => {
-                let events: Vec<Event> = match serde_json::from_slice(payload) {
-                    Ok(e) => e,
-                    Err(e) => {
-                        tracing::error!(seq, error = %e, "unreadable batch in the event log");
-                        return Outcome::Events(Err(Error::internal("event log", e)));
+                let mut events = Vec::with_capacity(plain.len());
+                for p in plain.into_iter().flatten() {
+                    match serde_json::from_slice::<Event>(&p) {
+                        Ok(e) => events.push(e),
+                        Err(e) => {
+                            tracing::error!(seq, error = %e, "unreadable event in the event log");
+                            return Outcome::Events(Err(Error::internal("event log", e)));
+                        }
                     }
-                };
+                }
                 Outcome::Events(self.apply_batch(seq, events))
             }
             "page" => {
-                let page: PageMessage = match serde_json::from_slice(payload) {
+                let Some(Some(p)) = plain.into_iter().next() else {
+                    // The page of a person erased since: nothing to record.
+                    return Outcome::Page(Ok(()));
+                };
+                let page: PageMessage = match serde_json::from_slice(&p) {
                     Ok(p) => p,
                     Err(e) => {
                         tracing::error!(seq, error = %e, "unreadable page in the event log");
@@ -554,6 +605,118 @@ impl SharedStore {
                 Outcome::Page(Err(Error::internal("event log", "unknown message kind")))
             }
         }
+    }
+
+    /// The plaintexts of a sealed message's entries, each `None` when its person's key
+    /// is gone (erased).
+    async fn open_sealed(&self, payload: &[u8]) -> Result<Vec<Option<Vec<u8>>>> {
+        let entries = seal::entries(payload)?;
+        let missing: Vec<Vec<u8>> = {
+            let cache = lock_keys(&self.keys);
+            let mut ids: Vec<KeyId> = entries
+                .iter()
+                .map(|e| e.key)
+                .filter(|k| !cache.by_id.contains_key(k))
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids.into_iter().map(|k| k.to_vec()).collect()
+        };
+        if !missing.is_empty() {
+            let rows = self
+                .reader()
+                .await?
+                .query(
+                    &format!(
+                        "SELECT user_id, key_id, key FROM {}.person_keys WHERE key_id = ANY($1)",
+                        self.schema
+                    ),
+                    &[&missing],
+                )
+                .await
+                .map_err(pg_error)?;
+            let mut cache = lock_keys(&self.keys);
+            for row in rows {
+                let user = UserId::new(row.get::<_, String>(0))?;
+                let key = PersonKey::from_parts(row.get(1), row.get(2))?;
+                cache.insert(user, Arc::new(key));
+            }
+            for id in &missing {
+                if let Ok(id) = KeyId::try_from(id.as_slice()) {
+                    cache.by_id.entry(id).or_insert(None);
+                }
+            }
+        }
+        let cache = lock_keys(&self.keys);
+        Ok(entries
+            .iter()
+            .map(|e| match cache.by_id.get(&e.key) {
+                Some(Some((_, key))) => e.open(key),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// The keys of `users`, made (in PostgreSQL, once per person) when missing.
+    async fn keys_for(&self, users: &[&UserId]) -> Result<HashMap<UserId, Arc<PersonKey>>> {
+        let mut out = HashMap::with_capacity(users.len());
+        let mut missing = Vec::new();
+        {
+            let cache = lock_keys(&self.keys);
+            for u in users {
+                match cache.by_user.get(*u) {
+                    Some(k) => {
+                        out.insert((*u).clone(), Arc::clone(k));
+                    }
+                    None => missing.push((*u).clone()),
+                }
+            }
+        }
+        missing.sort();
+        missing.dedup();
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let names: Vec<String> = missing.iter().map(|u| u.as_str().to_owned()).collect();
+        let (ids, keys): (Vec<Vec<u8>>, Vec<Vec<u8>>) = missing
+            .iter()
+            .map(|_| {
+                let (id, key) = seal::new_key();
+                (id.to_vec(), key)
+            })
+            .unzip();
+        let reader = self.reader().await?;
+        // A key made by another process first wins: the insert leaves it alone.
+        reader
+            .execute(
+                &format!(
+                    "INSERT INTO {}.person_keys (user_id, key_id, key) \
+                     SELECT * FROM unnest($1::text[], $2::bytea[], $3::bytea[]) \
+                     ON CONFLICT (user_id) DO NOTHING",
+                    self.schema
+                ),
+                &[&names, &ids, &keys],
+            )
+            .await
+            .map_err(pg_error)?;
+        let rows = reader
+            .query(
+                &format!(
+                    "SELECT user_id, key_id, key FROM {}.person_keys WHERE user_id = ANY($1)",
+                    self.schema
+                ),
+                &[&names],
+            )
+            .await
+            .map_err(pg_error)?;
+        let mut cache = lock_keys(&self.keys);
+        for row in rows {
+            let user = UserId::new(row.get::<_, String>(0))?;
+            let key = Arc::new(PersonKey::from_parts(row.get(1), row.get(2))?);
+            cache.insert(user.clone(), Arc::clone(&key));
+            out.insert(user, key);
+        }
+        Ok(out)
     }
 
     /// Applies a logged batch. It was valid when logged; an event that no longer is (its
@@ -603,7 +766,21 @@ impl SharedStore {
             // The mirror now holds the change: from here on, failing to commit it leaves
             // the mirror ahead of the log.
             let next = version + 1;
+            let erased = match &change {
+                Change::Erase { user, .. } => {
+                    lock_keys(&self.keys).forget(user);
+                    Some(user.as_str().to_owned())
+                }
+                _ => None,
+            };
             let committed = async {
+                if let Some(user) = &erased {
+                    tx.execute(
+                        &format!("DELETE FROM {}.person_keys WHERE user_id = $1", self.schema),
+                        &[user],
+                    )
+                    .await?;
+                }
                 tx.execute(
                     &format!(
                         "INSERT INTO {}.changes (version, body) VALUES ($1, $2::text::jsonb)",
@@ -639,8 +816,24 @@ impl SharedStore {
 
     /// Publishes one message to the event log and applies the log up to it; answers what
     /// applying it gave, or `None` when the stream dropped it as a retry.
-    fn publish(&self, kind: &str, id: Option<String>, payload: Vec<u8>) -> Result<Option<Outcome>> {
+    fn publish(
+        &self,
+        kind: &str,
+        id: Option<String>,
+        entries: Vec<(&UserId, Vec<u8>)>,
+    ) -> Result<Option<Outcome>> {
         self.block("nats", async {
+            let users: Vec<&UserId> = entries.iter().map(|(u, _)| *u).collect();
+            let keys = self.keys_for(&users).await?;
+            let sealed: Vec<(Arc<PersonKey>, Vec<u8>)> = entries
+                .into_iter()
+                .map(|(u, plain)| {
+                    keys.get(u)
+                        .map(|k| (Arc::clone(k), plain))
+                        .ok_or_else(|| Error::internal("seal", "a person's key is missing"))
+                })
+                .collect::<Result<_>>()?;
+            let payload = seal::seal(&sealed)?;
             let mut message = jetstream::message::PublishMessage::build()
                 .header(KIND, kind)
                 .header(ORIGIN, self.origin.as_str())
@@ -690,6 +883,11 @@ async fn create_schema(client: &mut tokio_postgres::Client, schema: &str) -> Res
              version bigint PRIMARY KEY,
              at timestamptz NOT NULL DEFAULT now(),
              body jsonb NOT NULL
+         );
+         CREATE TABLE IF NOT EXISTS {schema}.person_keys (
+             user_id text PRIMARY KEY,
+             key_id bytea NOT NULL UNIQUE,
+             key bytea NOT NULL
          );"
     ))
     .await
@@ -842,7 +1040,7 @@ impl Storage for SharedStore {
             at: now,
         };
         let payload = serde_json::to_vec(&message).map_err(|e| Error::internal("page", e))?;
-        match self.publish("page", None, payload)? {
+        match self.publish("page", None, vec![(user, payload)])? {
             Some(Outcome::Page(r)) => r,
             _ => Err(Error::internal(
                 "event log",
@@ -858,8 +1056,15 @@ impl Storage for SharedStore {
         // Validated against every write acknowledged before the call, then logged.
         self.catch_up()?;
         self.mirror.validate_events(events)?;
-        let payload = serde_json::to_vec(events).map_err(|e| Error::internal("events", e))?;
-        match self.publish("events", Some(batch_id(events)), payload)? {
+        let entries = events
+            .iter()
+            .map(|e| {
+                serde_json::to_vec(e)
+                    .map(|p| (&e.user, p))
+                    .map_err(|err| Error::internal("events", err))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        match self.publish("events", Some(batch_id(events)), entries)? {
             Some(Outcome::Events(r)) => r,
             Some(Outcome::Page(_)) => Err(Error::internal(
                 "event log",

@@ -389,3 +389,85 @@ fn a_batch_acknowledged_by_a_replica_that_stops_before_applying_it_is_counted_on
     let restarted = open(&ns);
     assert_eq!(state(&restarted), state(&rs[1]));
 }
+
+/// Every message of the deployment's stream, raw.
+fn raw_stream(ns: &str) -> Vec<Vec<u8>> {
+    let servers = Servers::shared().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(&servers.nats_url).await.unwrap());
+        let stream = js
+            .get_stream(format!("STEERFEED_{}", ns.to_ascii_uppercase()))
+            .await
+            .unwrap();
+        let last = stream.get_info().await.unwrap().state.last_sequence;
+        let mut out = Vec::new();
+        for seq in 1..=last {
+            out.push(stream.get_raw_message(seq).await.unwrap().payload.to_vec());
+        }
+        out
+    })
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn the_event_log_holds_nothing_readable_of_a_person_once_erased() {
+    let (ns, rs) = replicas(2);
+    seed(&rs[0]);
+    for who in ["erased-person-zq", "staying-person-kx"] {
+        rs[0]
+            .upsert_user(&User {
+                id: uid(who),
+                age_band: AgeBand::Adult,
+                time_zone: "UTC".into(),
+            })
+            .unwrap();
+        let events: Vec<Event> = (0..5)
+            .map(|k| view(&format!("{who}-event-{k}"), who, "v0_0", 10 + k, 10_000))
+            .collect();
+        rs[1].ingest_events(&events).unwrap();
+    }
+    // Sealed from the start: no id or key in the clear, for anyone.
+    let raw = raw_stream(&ns);
+    assert_eq!(raw.len(), 2);
+    for m in &raw {
+        for needle in ["erased-person-zq", "staying-person-kx", "-event-", "v0_0"] {
+            assert!(!contains(m, needle), "{needle} readable in the stream");
+        }
+    }
+    let report = rs[1]
+        .erase_user(&uid("erased-person-zq"), steerfeed_core::OwnVideos::Delete)
+        .unwrap();
+    assert!(!report.already_erased);
+    // A replica started now replays the stream: the erased person's events do not open.
+    let late = open(&ns);
+    assert!(
+        late.export_user(&uid("erased-person-zq"), at(100))
+            .unwrap()
+            .is_empty()
+    );
+    let mut users = Vec::new();
+    late.for_each_event(1, &mut |_, e| {
+        users.push(e.user.as_str().to_owned());
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(users, vec!["staying-person-kx"; 5]);
+    let wb = late.wellbeing(&uid("staying-person-kx"), at(100)).unwrap();
+    assert!(wb.minutes_today > 0.0);
+    // The replicas that applied them before the erasure forgot them with it.
+    for s in &rs {
+        s.catch_up().unwrap();
+        assert!(
+            s.export_user(&uid("erased-person-zq"), at(100))
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
