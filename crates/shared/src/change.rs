@@ -51,6 +51,8 @@ pub(crate) enum Change {
         user: UserId,
         own_videos: OwnVideos,
     },
+    /// A write of an erased person's own that their erasure took out of the log.
+    Scrubbed,
 }
 
 /// `a` sets (`on`) or clears a relation on `b`.
@@ -166,7 +168,50 @@ impl Change {
             Change::Erase { user, own_videos } => {
                 return store.erase_user(user, *own_videos).map(Some);
             }
+            Change::Scrubbed => {}
         }
         Ok(None)
+    }
+
+    /// This earlier change as the log keeps it once `erased` is erased, or `None` when
+    /// it says nothing of them. Replaying the scrubbed log up to the erasure ends in the
+    /// state the original did: what the person set about themselves (consent,
+    /// revocations, parental controls, preferences) becomes a no-op, since the erasure
+    /// forgets it anyway; their account keeps only its id (later writes by others may
+    /// name them, and must still apply); relations with them go. Videos are left as
+    /// they were: the erasure that follows in the log deletes those featuring them.
+    pub(crate) fn scrubbed(&self, erased: &UserId) -> Option<Change> {
+        match self {
+            Change::Consent { person, .. } | Change::Revoke { person, .. } if person == erased => {
+                Some(Change::Scrubbed)
+            }
+            Change::ParentalControls { user, .. }
+            | Change::Preferences { user, .. }
+            | Change::ClearPreferences { user }
+                if user == erased =>
+            {
+                Some(Change::Scrubbed)
+            }
+            Change::User { user } if &user.id == erased => {
+                let bare = steerfeed_core::User {
+                    id: user.id.clone(),
+                    age_band: Default::default(),
+                    time_zone: "UTC".into(),
+                };
+                (&bare != user).then_some(Change::User { user: bare })
+            }
+            Change::Relations { items }
+                if items.iter().any(|i| &i.a == erased || &i.b == erased) =>
+            {
+                Some(Change::Relations {
+                    items: items
+                        .iter()
+                        .filter(|i| &i.a != erased && &i.b != erased)
+                        .cloned()
+                        .collect(),
+                })
+            }
+            _ => None,
+        }
     }
 }

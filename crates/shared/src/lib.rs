@@ -780,6 +780,7 @@ impl SharedStore {
                         &[user],
                     )
                     .await?;
+                    self.scrub(&tx, user).await?;
                 }
                 tx.execute(
                     &format!(
@@ -812,6 +813,56 @@ impl SharedStore {
                 }
             }
         })
+    }
+
+    /// Rewrites the earlier changes that say something of `user`, whom the change being
+    /// logged in `tx` erases ([`Change::scrubbed`]).
+    async fn scrub(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        user: &str,
+    ) -> std::result::Result<(), tokio_postgres::Error> {
+        let Ok(erased) = UserId::new(user) else {
+            return Ok(());
+        };
+        // Rows naming the id as a JSON string, found by text; which of them mention the
+        // person is decided on the parsed change.
+        let quoted = serde_json::to_string(user).unwrap_or_default();
+        let pattern = format!(
+            "%{}%",
+            quoted
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        let rows = tx
+            .query(
+                &format!(
+                    "SELECT version, body::text FROM {}.changes WHERE body::text LIKE $1",
+                    self.schema
+                ),
+                &[&pattern],
+            )
+            .await?;
+        for row in rows {
+            let version: i64 = row.get(0);
+            let Ok(change) = serde_json::from_str::<Change>(row.get(1)) else {
+                continue;
+            };
+            if let Some(scrubbed) = change.scrubbed(&erased)
+                && let Ok(body) = serde_json::to_string(&scrubbed)
+            {
+                tx.execute(
+                    &format!(
+                        "UPDATE {}.changes SET body = $2::text::jsonb WHERE version = $1",
+                        self.schema
+                    ),
+                    &[&version, &body],
+                )
+                .await?;
+            }
+        }
+        Ok(())
     }
 
     /// Publishes one message to the event log and applies the log up to it; answers what

@@ -412,6 +412,31 @@ fn raw_stream(ns: &str) -> Vec<Vec<u8>> {
     })
 }
 
+/// The change log's bodies, in version order.
+fn change_log(ns: &str) -> Vec<String> {
+    let servers = Servers::shared().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(&servers.postgres_url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+            .query(
+                &format!("SELECT body::text FROM sf_{ns}.changes ORDER BY version"),
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    })
+}
+
 fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
@@ -441,12 +466,52 @@ fn the_event_log_holds_nothing_readable_of_a_person_once_erased() {
             assert!(!contains(m, needle), "{needle} readable in the stream");
         }
     }
+    // What they set about themselves, and relations both ways.
+    let me = uid("erased-person-zq");
+    rs[0]
+        .set_preferences(
+            &me,
+            "secretly into competitive knitting",
+            &Default::default(),
+        )
+        .unwrap();
+    rs[1].set_consent(&me, ConsentScope::Everyone, &[]).unwrap();
+    rs[0]
+        .set_relations(&[
+            (me.clone(), uid("p1"), Relation::Follow, true),
+            (uid("p2"), me.clone(), Relation::Follow, true),
+            (uid("p3"), uid("p4"), Relation::Follow, true),
+        ])
+        .unwrap();
     let report = rs[1]
-        .erase_user(&uid("erased-person-zq"), steerfeed_core::OwnVideos::Delete)
+        .erase_user(&me, steerfeed_core::OwnVideos::Delete)
         .unwrap();
     assert!(!report.already_erased);
-    // A replica started now replays the stream: the erased person's events do not open.
+    // The change log keeps their bare id (others' writes and the erasure name it), and
+    // nothing they set.
+    let bodies = change_log(&ns);
+    assert!(bodies.iter().all(|b| !b.contains("knitting")), "{bodies:?}");
+    let naming: Vec<&String> = bodies
+        .iter()
+        .filter(|b| b.contains("erased-person-zq"))
+        .collect();
+    assert_eq!(
+        naming.len(),
+        2,
+        "the bare account and the erasure: {naming:?}"
+    );
+    assert!(
+        bodies.iter().any(|b| b.contains("\"p3\"")),
+        "others' relations stay"
+    );
+    // A replica started now replays both logs: the erased person's events do not open,
+    // and it holds what the others hold.
     let late = open(&ns);
+    for s in &rs {
+        s.catch_up().unwrap();
+    }
+    assert_eq!(state(&late).0, state(&rs[0]).0);
+    assert_eq!(state(&late).2, state(&rs[0]).2);
     assert!(
         late.export_user(&uid("erased-person-zq"), at(100))
             .unwrap()
