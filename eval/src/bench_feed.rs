@@ -106,6 +106,11 @@ pub struct FeedArgs {
     /// Rebuild the store even when a complete cached one exists.
     #[arg(long)]
     pub fresh: bool,
+    /// Run on the shared backend (PostgreSQL and NATS JetStream, `[shared]`; throwaway
+    /// servers started for the run when none are configured), loading the world afresh
+    /// into a new namespace: needs the binary built with the `shared` feature.
+    #[arg(long)]
+    pub shared: bool,
     /// Events ingested per ingest phase (single writer, then --threads writers).
     #[arg(long, default_value_t = 100_000)]
     pub ingest_events: usize,
@@ -133,6 +138,7 @@ impl FeedArgs {
             clock_step_ms: DEFAULT_CLOCK_STEP_MS,
             cache_dir: None,
             fresh: false,
+            shared: false,
             ingest_events: 100_000,
             events_per_user: DEFAULT_EVENTS_PER_USER,
             load_threads: 32,
@@ -395,8 +401,17 @@ struct Marker {
     build: BuildStats,
 }
 
+/// Opens the engine the benchmark measures, on a configuration.
+pub type Opener<'a> = dyn Fn(Config) -> anyhow::Result<Engine> + 'a;
+
 /// Runs the benchmark with `config` (its `store.path` is replaced by the cache folder).
 pub fn run(config: Config, args: &FeedArgs) -> anyhow::Result<FeedReport> {
+    run_with(config, args, &|c| Ok(Engine::open(c)?))
+}
+
+/// [`run`] with the engine opened by `open` (another storage backend: the store the
+/// cache folder holds is then only the index file, so pass `fresh`).
+pub fn run_with(config: Config, args: &FeedArgs, open: &Opener<'_>) -> anyhow::Result<FeedReport> {
     args.validate()?;
     let dir = args.cache_path();
     let mut config = config;
@@ -426,13 +441,13 @@ pub fn run(config: Config, args: &FeedArgs) -> anyhow::Result<FeedReport> {
                 std::fs::remove_dir_all(&dir)
                     .with_context(|| format!("removing {}", dir.display()))?;
             }
-            load(&config, args, &dir)?
+            load(&config, args, &dir, open)?
         }
     };
 
     eprintln!("bench feed: opening the engine");
     let started = Instant::now();
-    let engine = Engine::open(config).context("opening the engine")?;
+    let engine = open(config).context("opening the engine")?;
     let open_ms = ms(started.elapsed());
     let open_mode = if engine.index_open().rebuilt {
         OpenMode::Rebuild
@@ -579,7 +594,12 @@ fn par_for_each<T: Sync>(
 
 /// Generates the world and loads it into a fresh store at `dir`, with the index in
 /// bulk mode; leaves no index checkpoint, so the next open builds the graph once.
-fn load(config: &Config, args: &FeedArgs, dir: &Path) -> anyhow::Result<BuildStats> {
+fn load(
+    config: &Config,
+    args: &FeedArgs,
+    dir: &Path,
+    open: &Opener<'_>,
+) -> anyhow::Result<BuildStats> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     eprintln!(
         "bench feed: generating the world ({} videos, {} users, seed {})",
@@ -604,7 +624,7 @@ fn load(config: &Config, args: &FeedArgs, dir: &Path) -> anyhow::Result<BuildSta
     bulk.store.path = dir.to_path_buf();
     // Every insert goes to the exact live segment; no background rebuild while loading.
     bulk.index.build.max_live = 0;
-    let engine = Engine::open(bulk).context("opening the engine to load the world")?;
+    let engine = open(bulk).context("opening the engine to load the world")?;
     let lt = args.load_threads;
     // One bar per step of the loader.
     let bar: Mutex<Option<(LoadStep, Phase)>> = Mutex::new(None);

@@ -192,7 +192,11 @@ fn run() -> anyhow::Result<()> {
         }
         Command::Bench(BenchCommand::Feed(args)) => {
             init_tracing(&sidecar.log);
-            let report = bench_feed::run(config, &args)?;
+            let report = if args.shared {
+                serve::bench_feed_shared(&sidecar, &args)?
+            } else {
+                bench_feed::run(config, &args)?
+            };
             say(serde_json::to_string_pretty(&report)?)?;
             Ok(())
         }

@@ -88,6 +88,59 @@ fn open_engine(config: &SidecarConfig) -> anyhow::Result<(Engine, Option<Job>)> 
     )
 }
 
+/// `steerfeed bench feed --shared`: the benchmark on the shared backend, each engine it
+/// opens a process of one new namespace (on the servers `[shared]` names, or on
+/// throwaway ones started for the run).
+pub fn bench_feed_shared(
+    config: &SidecarConfig,
+    args: &steerfeed_eval::bench_feed::FeedArgs,
+) -> anyhow::Result<steerfeed_eval::bench_feed::FeedReport> {
+    #[cfg(feature = "shared")]
+    {
+        let (postgres_url, nats_url) = if config.shared.enabled() {
+            (
+                config.shared.postgres_url.clone(),
+                config.shared.nats_url.clone(),
+            )
+        } else {
+            let s = steerfeed_shared::servers::Servers::shared().map_err(anyhow::Error::msg)?;
+            eprintln!(
+                "bench feed: throwaway servers: {} and {}",
+                s.postgres_url, s.nats_url
+            );
+            (s.postgres_url.clone(), s.nats_url.clone())
+        };
+        let namespace = steerfeed_shared::servers::Servers::namespace("bench");
+        let open = |engine: steerfeed::Config| -> anyhow::Result<Engine> {
+            let parser = steerfeed::open_parser(&engine)?;
+            let store = steerfeed_shared::SharedStore::open(steerfeed_shared::SharedOptions {
+                postgres_url: postgres_url.clone(),
+                nats_url: nats_url.clone(),
+                namespace: namespace.clone(),
+                store: steerfeed::store::StoreOptions {
+                    dim: parser.encoder().dim(),
+                    ..engine.store.options
+                },
+                timeout: std::time::Duration::from_millis(config.shared.timeout_ms),
+            })?;
+            Ok(Engine::open_with(engine, std::sync::Arc::new(store))?)
+        };
+        let mut args = args.clone();
+        args.fresh = true;
+        if args.cache_dir.is_none() {
+            args.cache_dir = Some(std::env::temp_dir().join(format!("steerfeed-{namespace}")));
+        }
+        steerfeed_eval::bench_feed::run_with(config.engine.clone(), &args, &open)
+    }
+    #[cfg(not(feature = "shared"))]
+    {
+        let _ = (config, args);
+        anyhow::bail!(
+            "--shared needs the shared backend: cargo build --release -p steerfeed-cli --features shared"
+        )
+    }
+}
+
 #[cfg(feature = "shared")]
 fn open_shared(config: &SidecarConfig) -> anyhow::Result<(Engine, Option<Job>)> {
     use std::sync::Arc;
