@@ -6,8 +6,9 @@
 #   - nats-server 2.15.1 (fetched by scripts/setup.sh), JetStream with every
 #     acknowledged message fsynced, on $NATS_PORT;
 #   - replicas on 127.0.0.1:$BASE_PORT+1..3, each with its own index directory; the
-#     first loads the demo world (CLUSTER_DEMO=0: none), the others start once it is
-#     ready.
+#     first loads the demo world (CLUSTER_DEMO=0: none; DEMO_ARGS adds `serve`'s demo
+#     options, e.g. "--demo-videos 100000 --demo-synthetic-embeddings"), the others start
+#     once it is ready.
 # Everything lives in $CLUSTER_DIR (default target/cluster), emptied at every start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -90,7 +91,8 @@ replica() { # replica N [serve args...]
 }
 if [ "${CLUSTER_DEMO:-1}" = 1 ]; then
   say "replica 1 loads the demo world (embedding its captions takes a minute)"
-  replica 1 --demo
+  # shellcheck disable=SC2086
+  replica 1 --demo ${DEMO_ARGS:-}
 else
   replica 1
 fi

@@ -103,6 +103,8 @@ impl SharedOptions {
 const KIND: &str = "Steerfeed-Kind";
 /// Which process published it (its `Steerfeed-Origin` header).
 const ORIGIN: &str = "Steerfeed-Origin";
+/// How many changes one read of the change log brings.
+const CHANGES_PER_READ: i64 = 500;
 /// How many outcomes of its own messages a process keeps for their publishers.
 const KEPT_OUTCOMES: u64 = 100_000;
 
@@ -320,7 +322,9 @@ impl SharedStore {
             #[cfg(feature = "test-hooks")]
             crash_after_publish: AtomicBool::new(false),
         };
-        store.catch_up()?;
+        // Everything logged so far, however long that takes: only each call to a server
+        // is bounded.
+        store.rt.block_on(store.catch_up_async())?;
         Ok(store)
     }
 
@@ -432,7 +436,11 @@ impl SharedStore {
                 .map(|i| i.state.last_sequence)
                 .map_err(|e| unavailable("nats stream", e))
         };
-        let (v, s) = tokio::join!(version, seq);
+        let (v, s) = self
+            .bounded("reading the logs' heads", async {
+                tokio::join!(version, seq)
+            })
+            .await?;
         Ok((v?, s?))
     }
 
@@ -443,20 +451,40 @@ impl SharedStore {
         client: &impl GenericClient,
         upto: u64,
     ) -> Result<()> {
-        if a.version >= upto {
-            return Ok(());
+        while a.version < upto {
+            self.apply_change_page(a, client, upto).await?;
         }
-        let rows = client
-            .query(
-                &format!(
-                    "SELECT version, body::text FROM {}.changes \
-                     WHERE version > $1 AND version <= $2 ORDER BY version",
-                    self.schema
+        Ok(())
+    }
+
+    /// Applies the next [`CHANGES_PER_READ`] changes after the mirror's version, up to
+    /// `upto`.
+    async fn apply_change_page(
+        &self,
+        a: &mut Applier,
+        client: &impl GenericClient,
+        upto: u64,
+    ) -> Result<()> {
+        let rows = self
+            .bounded(
+                "postgresql",
+                client.query(
+                    &format!(
+                        "SELECT version, body::text FROM {}.changes \
+                         WHERE version > $1 AND version <= $2 ORDER BY version LIMIT {}",
+                        self.schema, CHANGES_PER_READ
+                    ),
+                    &[&(a.version as i64), &(upto as i64)],
                 ),
-                &[&(a.version as i64), &(upto as i64)],
             )
-            .await
+            .await?
             .map_err(pg_error)?;
+        if rows.is_empty() {
+            return Err(Error::internal(
+                "change log",
+                format!("version {upto} is missing (applied {})", a.version),
+            ));
+        }
         for row in rows {
             let version = row.get::<_, i64>(0) as u64;
             if version != a.version + 1 {
@@ -479,13 +507,14 @@ impl SharedStore {
             }
             a.version = version;
         }
-        if a.version < upto {
-            return Err(Error::internal(
-                "change log",
-                format!("version {upto} is missing (applied {})", a.version),
-            ));
-        }
         Ok(())
+    }
+
+    /// `f` within the timeout of one call to a server.
+    async fn bounded<T>(&self, what: &str, f: impl std::future::Future<Output = T>) -> Result<T> {
+        tokio::time::timeout(self.timeout, f)
+            .await
+            .map_err(|_| unavailable(what, "timed out"))
     }
 
     /// Applies the stream's messages after the mirror's sequence up to `upto`.
@@ -512,7 +541,7 @@ impl SharedStore {
             let Some(messages) = a.messages.as_mut() else {
                 continue;
             };
-            let message = match messages.next().await {
+            let message = match self.bounded("nats consumer", messages.next()).await? {
                 Some(Ok(m)) => m,
                 Some(Err(e)) => {
                     a.messages = None;
