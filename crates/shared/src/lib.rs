@@ -775,19 +775,23 @@ impl SharedStore {
     /// Logs one change and applies it (see the crate doc).
     fn write(&self, change: Change) -> Result<Option<steerfeed_core::ErasureReport>> {
         let body = serde_json::to_string(&change).map_err(|e| Error::internal("change", e))?;
-        self.block("postgresql", async {
-            let mut w = self.writer().await?;
+        self.check()?;
+        // Each call to the server is bounded, not the whole: a write abandoned between
+        // the mirror taking it and the commit would leave the two apart unnoticed.
+        self.rt.block_on(async {
+            let mut w = self.bounded("postgresql", self.writer()).await??;
             let mut a = self.applier.lock().await;
-            let tx = w.transaction().await.map_err(pg_error)?;
-            let version = tx
-                .query_one(
-                    &format!(
-                        "SELECT version FROM {}.change_meta WHERE id = 1 FOR UPDATE",
-                        self.schema
-                    ),
-                    &[],
-                )
-                .await
+            let tx = self
+                .bounded("postgresql", w.transaction())
+                .await?
+                .map_err(pg_error)?;
+            let lock_version = format!(
+                "SELECT version FROM {}.change_meta WHERE id = 1 FOR UPDATE",
+                self.schema
+            );
+            let version = self
+                .bounded("postgresql", tx.query_one(&lock_version, &[]))
+                .await?
                 .map_err(pg_error)?
                 .get::<_, i64>(0) as u64;
             self.apply_changes(&mut a, &tx, version).await?;
@@ -828,17 +832,21 @@ impl SharedStore {
                 )
                 .await?;
                 tx.commit().await
-            }
-            .await;
-            match committed {
-                Ok(()) => {
+            };
+            match self.bounded("postgresql", committed).await {
+                Ok(Ok(())) => {
                     a.version = next;
                     Ok(report)
+                }
+                Ok(Err(e)) => {
+                    self.diverged.store(true, Ordering::Release);
+                    tracing::error!(error = %e, "a write applied to the mirror was not committed");
+                    Err(pg_error(e))
                 }
                 Err(e) => {
                     self.diverged.store(true, Ordering::Release);
                     tracing::error!(error = %e, "a write applied to the mirror was not committed");
-                    Err(pg_error(e))
+                    Err(e)
                 }
             }
         })
