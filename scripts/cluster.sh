@@ -56,6 +56,8 @@ fi
 PIDS+=($!)
 cat >"$CLUSTER_DIR/nats.conf" <<EOF
 listen: 127.0.0.1:$NATS_PORT
+# A batch of 10,000 events (the API's largest) is one message of a few MB.
+max_payload: 8MB
 jetstream {
   store_dir: "$CLUSTER_DIR/jetstream"
   sync_interval: always

@@ -292,6 +292,15 @@ fn a_replica_killed_and_restarted_is_ready_only_once_it_has_caught_up() {
     );
     let (ns, dir1) = (rs[1].namespace.clone(), rs[1].dir.clone());
     rs[1] = replica(&ns, &dir1);
+    // Ready means caught up: before any feed (which would catch up by itself), its
+    // counts include what happened while it was down (c1 deleted, "late" uploaded).
+    let (status, stats) = http(rs[1].port, "GET", "/v1/stats", None);
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(
+        (&stats["videos"], &stats["indexed"]),
+        (&json!(40), &json!(40)),
+        "{stats}"
+    );
     let (items, _) = page(rs[1].port, "f1", 40, None);
     assert!(
         !items.contains(&"c0".to_owned()),
@@ -333,9 +342,12 @@ fn a_replica_started_later_takes_the_newest_index_snapshot_and_replays_uploads_s
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    // No more snapshots: the upload below comes after the newest one.
+    drop((a, b));
+    let d = replica(&ns, &dir.path().join("d"));
     let now = steerfeed::Timestamp::now().to_string();
     ok(
-        b.port,
+        d.port,
         "PUT",
         "/v1/videos",
         Some(
@@ -360,5 +372,15 @@ fn a_replica_started_later_takes_the_newest_index_snapshot_and_replays_uploads_s
     let (status, stats) = http(c.port, "GET", "/v1/stats", None);
     assert_eq!(status, 200, "{stats}");
     assert_eq!(stats["indexed"], 41, "{stats}");
-    drop((a, b));
+    let newest = std::fs::read_dir(snapshots.join(&ns))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .max()
+        .unwrap();
+    assert_eq!(
+        newest,
+        format!("index-{:020}.hnsw", 1),
+        "no snapshot holds the upload"
+    );
+    drop(d);
 }

@@ -190,8 +190,9 @@ pub trait Storage:
 {
     /// Brings what this process reads up to every write acknowledged before the call,
     /// wherever it was made: a backend several processes share applies here what the
-    /// others wrote. The engine calls it at the start of every request that reads. The
-    /// embedded store is always current, and answers at once.
+    /// others wrote. The engine calls it at the start of every feed and export (other
+    /// reads answer from what this process has applied). The embedded store is always
+    /// current, and answers at once.
     fn catch_up(&self) -> crate::Result<()> {
         Ok(())
     }

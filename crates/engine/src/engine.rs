@@ -481,10 +481,12 @@ impl Engine {
     /// batch: the index then catches up from the catalog log, so that no later write's
     /// version claims a change the index never got.
     fn applied(&self, written: Result<()>) -> Result<()> {
+        // Read once: a store shared with other processes may move it meanwhile.
+        let version = self.store.catalog_version();
         match written {
             // This write is the one version the index lacks.
-            Ok(()) if self.index.applied_version() + 1 == self.store.catalog_version() => {
-                self.index.set_applied_version(self.store.catalog_version());
+            Ok(()) if self.index.applied_version() + 1 == version => {
+                self.index.set_applied_version(version);
                 Ok(())
             }
             // A store shared with other processes applied their writes with this one.
@@ -1207,6 +1209,8 @@ impl Engine {
     /// Everything stored about a person, in the export record format (`GET
     /// /v1/users/{id}/export`); empty for an unknown or erased person.
     pub fn export_user(&self, user: &UserId) -> Result<Vec<Record>> {
+        // What other processes sharing the store wrote about them counts too.
+        self.catch_up()?;
         self.store.export_user(user, Timestamp::now())
     }
 

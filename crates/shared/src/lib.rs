@@ -17,15 +17,23 @@
 //!   keeps nothing readable of them.
 //! - **Every process keeps a mirror**: an embedded [`Store`] in a temporary directory to
 //!   which it applies the change log in version order and the event log in stream order,
-//!   so that every process computes the same state with the embedded backend's code. A
-//!   write is validated by applying it to the writer's mirror while the version row is
-//!   locked, after the mirror caught up to that version: what the embedded backend
-//!   refuses is refused here and never logged.
+//!   with the embedded backend's code. A write is validated by applying it to the
+//!   writer's mirror while the version row is locked, after the mirror caught up to that
+//!   version: what the embedded backend refuses is refused here and never logged. A
+//!   message carries the change version its publisher had applied, and a mirror applies
+//!   the changes up to it first (an event of a person created just before finds them).
+//!   The two logs are not merged into one order beyond that: every mirror holds the same
+//!   writes, but a relation an event made (a follow from a video, a hidden creator) and an
+//!   unfollow or unmute written at about the same time may end differently on two
+//!   mirrors.
 //!
 //! [`Storage::catch_up`] reads both logs' heads and applies what the mirror lacks; the
-//! engine calls it at the start of every request, so a write acknowledged by any process
-//! before a request starts is in force for that request on every process. The reads of
-//! the ports then answer from the mirror.
+//! engine calls it at the start of every feed (and export), so a write acknowledged by
+//! any process before a feed starts is in force for that feed on every process. The
+//! reads of the ports then answer from the mirror.
+//!
+//! NATS must accept messages of a few megabytes (`max_payload: 8MB`): a batch of the
+//! API's largest size is one message.
 //!
 //! The runtime the clients need is the store's own (one worker thread); its calls block
 //! the caller's thread, which must not be an async task (the engine runs on blocking
@@ -40,7 +48,7 @@ pub mod snapshots;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -103,6 +111,8 @@ impl SharedOptions {
 const KIND: &str = "Steerfeed-Kind";
 /// Which process published it (its `Steerfeed-Origin` header).
 const ORIGIN: &str = "Steerfeed-Origin";
+/// The change version its publisher had applied (its `Steerfeed-Version` header).
+const STAMP: &str = "Steerfeed-Version";
 /// How many changes one read of the change log brings.
 const CHANGES_PER_READ: i64 = 500;
 /// How many outcomes of its own messages a process keeps for their publishers.
@@ -121,7 +131,8 @@ struct PageMessage {
 /// What applying one of this process's messages gave, for its publisher.
 enum Outcome {
     Events(Result<(IngestReport, Logged)>),
-    Page(Result<()>),
+    /// A page, or another message no one waits on (what went wrong is logged).
+    Other,
 }
 
 /// The person keys a process knows.
@@ -160,13 +171,23 @@ struct Applier {
     messages: Option<jetstream::consumer::pull::Ordered>,
     /// Outcomes of this process's own messages, by stream sequence.
     outcomes: HashMap<u64, Outcome>,
+    /// The consumer was just started again after a gap.
+    restarted: bool,
 }
 
 /// The shared backend (see the crate doc).
 pub struct SharedStore {
-    rt: tokio::runtime::Runtime,
+    /// The clients' runtime; taken at drop and shut down without waiting (a store may be
+    /// dropped inside another runtime's task, where waiting is not allowed).
+    rt: Option<tokio::runtime::Runtime>,
     /// Where PostgreSQL is, to connect again after a lost connection.
     postgres_url: String,
+    /// The stream sequence the mirror has applied (the applier's, readable without its
+    /// lock).
+    applied_seq: AtomicU64,
+    /// The newest page this process published and has not applied yet: a read of
+    /// someone's serving state applies it first.
+    unapplied: AtomicU64,
     /// Person keys read or made so far: by person, and by key id (`None`: erased).
     keys: std::sync::Mutex<KeyCache>,
     /// The session holding the deployment's lead (an advisory lock), once taken.
@@ -293,10 +314,12 @@ impl SharedStore {
         })?;
         let mirror = Store::temporary(opts.store)?;
         let store = SharedStore {
-            rt,
+            rt: Some(rt),
             postgres_url: opts.postgres_url.clone(),
             leader: tokio::sync::Mutex::new(None),
             keys: std::sync::Mutex::new(KeyCache::default()),
+            applied_seq: AtomicU64::new(0),
+            unapplied: AtomicU64::new(0),
             reader: tokio::sync::Mutex::new(Arc::new(reader)),
             writer: tokio::sync::Mutex::new(writer),
             js,
@@ -316,6 +339,7 @@ impl SharedStore {
                 seq: 0,
                 messages: None,
                 outcomes: HashMap::new(),
+                restarted: false,
             }),
             diverged: AtomicBool::new(false),
             timeout,
@@ -324,7 +348,7 @@ impl SharedStore {
         };
         // Everything logged so far, however long that takes: only each call to a server
         // is bounded.
-        store.rt.block_on(store.catch_up_async())?;
+        store.runtime().block_on(store.catch_up_async())?;
         Ok(store)
     }
 
@@ -369,7 +393,7 @@ impl SharedStore {
 
     /// The change version and stream sequence this process's mirror has applied.
     pub fn applied(&self) -> (u64, u64) {
-        let a = self.rt.block_on(self.applier.lock());
+        let a = self.runtime().block_on(self.applier.lock());
         (a.version, a.seq)
     }
 
@@ -384,10 +408,18 @@ impl SharedStore {
         Ok(())
     }
 
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        match &self.rt {
+            Some(rt) => rt,
+            // Only `drop` takes it.
+            None => unreachable!("the runtime is taken only when the store is dropped"),
+        }
+    }
+
     /// Runs `f` on the store's runtime within the timeout.
     fn block<T>(&self, what: &str, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
         self.check()?;
-        self.rt.block_on(async {
+        self.runtime().block_on(async {
             tokio::time::timeout(self.timeout, f)
                 .await
                 .map_err(|_| unavailable(what, "timed out"))?
@@ -496,14 +528,18 @@ impl SharedStore {
             let body: String = row.get(1);
             let change: Change = serde_json::from_str(&body)
                 .map_err(|e| Error::internal("change log", format!("version {version}: {e}")))?;
-            if let Change::Erase { user, .. } = &change {
-                lock_keys(&self.keys).forget(user);
+            match &change {
+                Change::Erase { user, .. } => lock_keys(&self.keys).forget(user),
+                Change::User { user } => lock_keys(&self.keys).forget(&user.id),
+                _ => {}
             }
             if let Err(e) = change.apply(&self.mirror) {
-                // Every mirror applied the same changes in the same order: a change the
-                // writer's mirror took and this one refuses met a difference in the
-                // events the two had applied (an event's user erased meanwhile).
-                tracing::warn!(version, error = %e, "a logged change did not apply here");
+                // Every mirror applies the same changes in the same order, and a change
+                // depends only on earlier changes: one the writer's mirror took and this
+                // one refuses means this mirror failed (its disk, say).
+                self.diverged.store(true, Ordering::Release);
+                tracing::error!(version, error = %e, "a logged change did not apply here");
+                return Err(e);
             }
             a.version = version;
         }
@@ -552,12 +588,41 @@ impl SharedStore {
                     return Err(unavailable("nats consumer", "ended"));
                 }
             };
-            let seq = message
-                .info()
-                .map_err(|e| unavailable("nats message", e))?
-                .stream_sequence;
+            let seq = match message.info() {
+                Ok(info) => info.stream_sequence,
+                Err(e) => {
+                    a.messages = None;
+                    return Err(unavailable("nats message", e));
+                }
+            };
             if seq <= a.seq {
                 continue;
+            }
+            if seq > a.seq + 1 && !a.restarted {
+                // A message was taken from the consumer but not applied (a call given up
+                // on at an await): start again after the last one applied.
+                a.messages = None;
+                a.restarted = true;
+                continue;
+            }
+            if seq > a.seq + 1 {
+                tracing::warn!(
+                    from = a.seq + 1,
+                    to = seq - 1,
+                    "messages missing from the stream"
+                );
+            }
+            // The writes its publisher had applied come first (an event of a person
+            // created just before it must find them).
+            let stamp = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(STAMP))
+                .and_then(|v| v.as_str().parse::<u64>().ok())
+                .unwrap_or(0);
+            if stamp > a.version {
+                let reader = self.reader().await?;
+                self.apply_changes(a, &*reader, stamp).await?;
             }
             let own = message
                 .headers
@@ -570,14 +635,18 @@ impl SharedStore {
                 .and_then(|h| h.get(KIND))
                 .map(|k| k.as_str().to_string())
                 .unwrap_or_default();
-            let outcome = match self.open_sealed(&message.payload).await {
-                Ok(plain) => self.apply_message(seq, &kind, plain),
+            let plain = match self.open_sealed(&message.payload).await {
+                Ok(plain) => plain,
                 Err(e) => {
-                    tracing::error!(seq, error = %e, "unreadable message in the event log");
-                    Outcome::Page(Err(e))
+                    // Not applied: the next call reads it again.
+                    a.messages = None;
+                    return Err(e);
                 }
             };
+            let outcome = self.apply_message(seq, &kind, plain);
             a.seq = seq;
+            self.applied_seq.store(seq, Ordering::Release);
+            a.restarted = false;
             if own {
                 a.outcomes.insert(seq, outcome);
                 if a.outcomes.len() as u64 > KEPT_OUTCOMES {
@@ -609,13 +678,13 @@ impl SharedStore {
             "page" => {
                 let Some(Some(p)) = plain.into_iter().next() else {
                     // The page of a person erased since: nothing to record.
-                    return Outcome::Page(Ok(()));
+                    return Outcome::Other;
                 };
                 let page: PageMessage = match serde_json::from_slice(&p) {
                     Ok(p) => p,
                     Err(e) => {
                         tracing::error!(seq, error = %e, "unreadable page in the event log");
-                        return Outcome::Page(Err(Error::internal("event log", e)));
+                        return Outcome::Other;
                     }
                 };
                 let served = ServedPage {
@@ -623,7 +692,11 @@ impl SharedStore {
                     checkin: page.checkin,
                     break_card: page.break_card,
                 };
-                Outcome::Page(self.mirror.record_page(&page.user, &served, page.at))
+                if let Err(e) = self.mirror.record_page(&page.user, &served, page.at) {
+                    // A lost page only means an item may be served again.
+                    tracing::error!(seq, error = %e, "a logged page did not apply here");
+                }
+                Outcome::Other
             }
             other => {
                 tracing::error!(
@@ -631,7 +704,7 @@ impl SharedStore {
                     kind = other,
                     "a message of unknown kind in the event log"
                 );
-                Outcome::Page(Err(Error::internal("event log", "unknown message kind")))
+                Outcome::Other
             }
         }
     }
@@ -667,8 +740,11 @@ impl SharedStore {
             let mut cache = lock_keys(&self.keys);
             for row in rows {
                 let user = UserId::new(row.get::<_, String>(0))?;
-                let key = PersonKey::from_parts(row.get(1), row.get(2))?;
-                cache.insert(user, Arc::new(key));
+                // An erased person's row keeps no key.
+                if let Some(bytes) = row.get::<_, Option<Vec<u8>>>(2) {
+                    let key = PersonKey::from_parts(row.get(1), &bytes)?;
+                    cache.insert(user, Arc::new(key));
+                }
             }
             for id in &missing {
                 if let Ok(id) = KeyId::try_from(id.as_slice()) {
@@ -741,7 +817,11 @@ impl SharedStore {
         let mut cache = lock_keys(&self.keys);
         for row in rows {
             let user = UserId::new(row.get::<_, String>(0))?;
-            let key = Arc::new(PersonKey::from_parts(row.get(1), row.get(2))?);
+            let Some(bytes) = row.get::<_, Option<Vec<u8>>>(2) else {
+                // Erased: nothing more is published about them.
+                return Err(Error::not_found(steerfeed_core::Entity::User, &user));
+            };
+            let key = Arc::new(PersonKey::from_parts(row.get(1), &bytes)?);
             cache.insert(user.clone(), Arc::clone(&key));
             out.insert(user, key);
         }
@@ -760,7 +840,13 @@ impl SharedStore {
                 "events no longer valid were left out of a logged batch"
             );
         }
-        self.mirror.ingest_events_logged(&events)
+        let applied = self.mirror.ingest_events_logged(&events);
+        if let Err(e) = &applied {
+            // Valid events the mirror could not take: it no longer follows the log.
+            self.diverged.store(true, Ordering::Release);
+            tracing::error!(seq, error = %e, "a logged batch did not apply here");
+        }
+        applied
     }
 
     /// Brings the mirror up to both logs' heads.
@@ -778,9 +864,8 @@ impl SharedStore {
         self.check()?;
         // Each call to the server is bounded, not the whole: a write abandoned between
         // the mirror taking it and the commit would leave the two apart unnoticed.
-        self.rt.block_on(async {
+        self.runtime().block_on(async {
             let mut w = self.bounded("postgresql", self.writer()).await??;
-            let mut a = self.applier.lock().await;
             let tx = self
                 .bounded("postgresql", w.transaction())
                 .await?
@@ -794,26 +879,47 @@ impl SharedStore {
                 .await?
                 .map_err(pg_error)?
                 .get::<_, i64>(0) as u64;
+            // After the row lock: feeds of this process catch up meanwhile.
+            let mut a = self.applier.lock().await;
             self.apply_changes(&mut a, &tx, version).await?;
             let report = change.apply(&self.mirror)?;
             // The mirror now holds the change: from here on, failing to commit it leaves
             // the mirror ahead of the log.
             let next = version + 1;
-            let erased = match &change {
-                Change::Erase { user, .. } => {
-                    lock_keys(&self.keys).forget(user);
-                    Some(user.as_str().to_owned())
-                }
-                _ => None,
+            let (erased, created) = match &change {
+                Change::Erase { user, .. } => (Some(user.as_str().to_owned()), None),
+                Change::User { user } => (None, Some(user.id.as_str().to_owned())),
+                _ => (None, None),
             };
+            for user in erased.iter().chain(&created) {
+                if let Ok(user) = UserId::new(user.as_str()) {
+                    lock_keys(&self.keys).forget(&user);
+                }
+            }
             let committed = async {
                 if let Some(user) = &erased {
+                    // The key goes; the row stays as a tombstone, so that nothing
+                    // published for them afterwards makes a new one.
                     tx.execute(
-                        &format!("DELETE FROM {}.person_keys WHERE user_id = $1", self.schema),
+                        &format!(
+                            "UPDATE {}.person_keys SET key = NULL WHERE user_id = $1",
+                            self.schema
+                        ),
                         &[user],
                     )
                     .await?;
                     self.scrub(&tx, user).await?;
+                }
+                if let Some(user) = &created {
+                    // A person erased before and created again gets a new key.
+                    tx.execute(
+                        &format!(
+                            "DELETE FROM {}.person_keys WHERE user_id = $1 AND key IS NULL",
+                            self.schema
+                        ),
+                        &[user],
+                    )
+                    .await?;
                 }
                 tx.execute(
                     &format!(
@@ -911,31 +1017,7 @@ impl SharedStore {
         entries: Vec<(&UserId, Vec<u8>)>,
     ) -> Result<Option<Outcome>> {
         self.block("nats", async {
-            let users: Vec<&UserId> = entries.iter().map(|(u, _)| *u).collect();
-            let keys = self.keys_for(&users).await?;
-            let sealed: Vec<(Arc<PersonKey>, Vec<u8>)> = entries
-                .into_iter()
-                .map(|(u, plain)| {
-                    keys.get(u)
-                        .map(|k| (Arc::clone(k), plain))
-                        .ok_or_else(|| Error::internal("seal", "a person's key is missing"))
-                })
-                .collect::<Result<_>>()?;
-            let payload = seal::seal(&sealed)?;
-            let mut message = jetstream::message::PublishMessage::build()
-                .header(KIND, kind)
-                .header(ORIGIN, self.origin.as_str())
-                .payload(payload.into());
-            if let Some(id) = id {
-                message = message.message_id(id);
-            }
-            let ack = self
-                .js
-                .send_publish(self.subject.clone(), message)
-                .await
-                .map_err(|e| unavailable("nats publish", e))?
-                .await
-                .map_err(|e| unavailable("nats publish", e))?;
+            let ack = self.send(kind, id, entries, true).await?;
             #[cfg(feature = "test-hooks")]
             if self.crash_after_publish.swap(false, Ordering::AcqRel) {
                 self.diverged.store(true, Ordering::Release);
@@ -949,6 +1031,61 @@ impl SharedStore {
             a.outcomes.remove(&ack.sequence).map(Some).ok_or_else(|| {
                 Error::internal("event log", "the published message's outcome is gone")
             })
+        })
+    }
+
+    /// Seals `entries` with their people's keys and publishes them as one message;
+    /// answers the stream's acknowledgement. With `awaited`, this process keeps what
+    /// applying it gives for [`SharedStore::publish`].
+    async fn send(
+        &self,
+        kind: &str,
+        id: Option<String>,
+        entries: Vec<(&UserId, Vec<u8>)>,
+        awaited: bool,
+    ) -> Result<async_nats::jetstream::publish::PublishAck> {
+        {
+            let stamp = self.applier.lock().await.version;
+            let users: Vec<&UserId> = entries.iter().map(|(u, _)| *u).collect();
+            let keys = self.keys_for(&users).await?;
+            let sealed: Vec<(Arc<PersonKey>, Vec<u8>)> = entries
+                .into_iter()
+                .map(|(u, plain)| {
+                    keys.get(u)
+                        .map(|k| (Arc::clone(k), plain))
+                        .ok_or_else(|| Error::internal("seal", "a person's key is missing"))
+                })
+                .collect::<Result<_>>()?;
+            let payload = seal::seal(&sealed)?;
+            let mut message = jetstream::message::PublishMessage::build()
+                .header(KIND, kind)
+                .header(STAMP, stamp.to_string())
+                .payload(payload.into());
+            if awaited {
+                message = message.header(ORIGIN, self.origin.as_str());
+            }
+            if let Some(id) = id {
+                message = message.message_id(id);
+            }
+            self.js
+                .send_publish(self.subject.clone(), message)
+                .await
+                .map_err(|e| unavailable("nats publish", e))?
+                .await
+                .map_err(|e| unavailable("nats publish", e))
+        }
+    }
+
+    /// Applies the pages this process published and has not applied yet, so that a
+    /// read of someone's serving state after their page was recorded sees it.
+    fn settle(&self) -> Result<()> {
+        let wanted = self.unapplied.load(Ordering::Acquire);
+        if wanted <= self.applied_seq.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.block("nats", async {
+            let mut a = self.applier.lock().await;
+            self.apply_messages(&mut a, wanted).await
         })
     }
 }
@@ -975,12 +1112,20 @@ async fn create_schema(client: &mut tokio_postgres::Client, schema: &str) -> Res
          CREATE TABLE IF NOT EXISTS {schema}.person_keys (
              user_id text PRIMARY KEY,
              key_id bytea NOT NULL UNIQUE,
-             key bytea NOT NULL
+             key bytea
          );"
     ))
     .await
     .map_err(pg_error)?;
     tx.commit().await.map_err(pg_error)
+}
+
+impl Drop for SharedStore {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 impl Storage for SharedStore {
@@ -1104,10 +1249,12 @@ impl Storage for SharedStore {
     }
 
     fn wellbeing(&self, user: &UserId, now: Timestamp) -> Result<steerfeed_core::WellbeingState> {
+        self.settle()?;
         Storage::wellbeing(&self.mirror, user, now)
     }
 
     fn load_viewer(&self, user: &UserId, now: Timestamp) -> Result<steerfeed_core::Viewer> {
+        self.settle()?;
         Storage::load_viewer(&self.mirror, user, now)
     }
 
@@ -1116,6 +1263,7 @@ impl Storage for SharedStore {
     }
 
     fn seen(&self, user: &UserId) -> Result<Vec<(VideoId, Timestamp)>> {
+        self.settle()?;
         Storage::seen(&self.mirror, user)
     }
 
@@ -1128,12 +1276,20 @@ impl Storage for SharedStore {
             at: now,
         };
         let payload = serde_json::to_vec(&message).map_err(|e| Error::internal("page", e))?;
-        match self.publish("page", None, vec![(user, payload)])? {
-            Some(Outcome::Page(r)) => r,
-            _ => Err(Error::internal(
-                "event log",
-                "a page's outcome was not a page's",
-            )),
+        // Logged once acknowledged; applied by the next catch-up or read of serving
+        // state (the feed that recorded it does not wait for that).
+        let sent = self.block(
+            "nats",
+            self.send("page", None, vec![(user, payload)], false),
+        );
+        match sent {
+            Ok(ack) => {
+                self.unapplied.fetch_max(ack.sequence, Ordering::AcqRel);
+                Ok(())
+            }
+            // A page served to a person erased while it was ranked records nothing.
+            Err(Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 
@@ -1154,7 +1310,7 @@ impl Storage for SharedStore {
             .collect::<Result<Vec<_>>>()?;
         match self.publish("events", Some(batch_id(events)), entries)? {
             Some(Outcome::Events(r)) => r,
-            Some(Outcome::Page(_)) => Err(Error::internal(
+            Some(Outcome::Other) => Err(Error::internal(
                 "event log",
                 "a batch's outcome was not a batch's",
             )),
@@ -1198,6 +1354,7 @@ impl Storage for SharedStore {
     }
 
     fn export_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<steerfeed_core::Record>> {
+        self.settle()?;
         Storage::export_user(&self.mirror, user, now)
     }
 

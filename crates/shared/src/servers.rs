@@ -426,7 +426,7 @@ fn start_nats(dir: &Path, port: u16) -> std::result::Result<Child, String> {
     std::fs::write(
         &conf,
         format!(
-            "listen: 127.0.0.1:{port}\njetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\n",
+            "listen: 127.0.0.1:{port}\nmax_payload: 8MB\njetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\n",
             store.display().to_string()
         ),
     )

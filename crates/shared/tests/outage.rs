@@ -1,7 +1,8 @@
 //! A process whose PostgreSQL or NATS is down answers `Unavailable` (HTTP 503) to every
 //! write and to the catch-up every feed starts with, so no feed is ranked on a mirror that
 //! may lack a revocation; when the server is back, the same process carries on, and what
-//! the stream had acknowledged before the outage is still there.
+//! the stream had acknowledged before a kill -9 of its server is there for a process that
+//! starts afterwards.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -65,7 +66,7 @@ fn with_a_server_down_writes_and_catch_up_fail_unavailable_and_recover_when_it_i
         StoreOptions::with_dim(DIM),
     );
     opts.timeout = Duration::from_secs(2);
-    let s = SharedStore::open(opts).unwrap();
+    let s = SharedStore::open(opts.clone()).unwrap();
     for id in ["creator", "person", "viewer"] {
         s.upsert_user(&User {
             id: uid(id),
@@ -114,4 +115,7 @@ fn with_a_server_down_writes_and_catch_up_fail_unavailable_and_recover_when_it_i
     assert_eq!(report.accepted + report.duplicates.len(), 1);
     s.catch_up().unwrap();
     assert_eq!(s.event_count(), 2);
+    // A process starting now reads both events back from the restarted server's disk.
+    let fresh = SharedStore::open(opts).unwrap();
+    assert_eq!(fresh.event_count(), 2);
 }
