@@ -34,24 +34,34 @@ say "building steerfeed with the shared backend"
 cargo build --release -q -p steerfeed-cli --features shared
 
 PIDS=()
+PG_DATA=""
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  [ -z "$PG_DATA" ] || rm -rf "$PG_DATA"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
+# Only a directory this script made (or none) is emptied.
+if [ -e "$CLUSTER_DIR" ] && [ ! -e "$CLUSTER_DIR/.steerfeed-cluster" ]; then
+  die "$CLUSTER_DIR exists and was not made by this script; set CLUSTER_DIR elsewhere"
+fi
 rm -rf "$CLUSTER_DIR"
 mkdir -p "$CLUSTER_DIR"
-AS_PG=()
+touch "$CLUSTER_DIR/.steerfeed-cluster"
+# The database lives under /tmp, which the server's user can reach whatever the
+# checkout's parents allow.
+PG_DATA=$(mktemp -d /tmp/steerfeed-cluster-pg.XXXXXX)
+AS_PG=(env)
 if [ "$(id -u)" = 0 ]; then
   # PostgreSQL refuses to run as root: as Debian's `postgres` user.
   AS_PG=(setpriv --reuid=postgres --regid=postgres --init-groups)
-  chmod 755 "$CLUSTER_DIR"
-  mkdir -p "$CLUSTER_DIR/pg" && chown postgres:postgres "$CLUSTER_DIR/pg"
+  chown postgres:postgres "$PG_DATA"
 fi
-"${AS_PG[@]}" "$PG_BIN/initdb" -D "$CLUSTER_DIR/pg" -U steerfeed --auth=trust -E UTF8 \
+"${AS_PG[@]}" "$PG_BIN/initdb" -D "$PG_DATA" -U steerfeed --auth=trust -E UTF8 \
   --no-instructions >"$CLUSTER_DIR/initdb.log" 2>&1 || die "initdb failed: $CLUSTER_DIR/initdb.log"
-"${AS_PG[@]}" "$PG_BIN/postgres" -D "$CLUSTER_DIR/pg" -p "$PG_PORT" \
+"${AS_PG[@]}" "$PG_BIN/postgres" -D "$PG_DATA" -p "$PG_PORT" \
   -c listen_addresses=127.0.0.1 -c unix_socket_directories= >"$CLUSTER_DIR/postgres.log" 2>&1 &
 PIDS+=($!)
 cat >"$CLUSTER_DIR/nats.conf" <<EOF
@@ -66,16 +76,17 @@ EOF
 "$NATS" -c "$CLUSTER_DIR/nats.conf" >"$CLUSTER_DIR/nats.log" 2>&1 &
 PIDS+=($!)
 
-wait_for() { # wait_for WHAT COMMAND...
-  local what="$1"; shift
+wait_for() { # wait_for WHAT PID COMMAND...: until COMMAND succeeds, while PID lives
+  local what="$1" pid="$2"; shift 2
   for _ in $(seq 1 600); do
     if "$@" >/dev/null 2>&1; then return 0; fi
+    kill -0 "$pid" 2>/dev/null || die "$what exited (logs in $CLUSTER_DIR)"
     sleep 0.5
   done
   die "$what did not start (logs in $CLUSTER_DIR)"
 }
-wait_for postgres grep -q "ready to accept connections" "$CLUSTER_DIR/postgres.log"
-wait_for nats-server grep -q "Server is ready" "$CLUSTER_DIR/nats.log"
+wait_for postgres "${PIDS[0]}" grep -q "ready to accept connections" "$CLUSTER_DIR/postgres.log"
+wait_for nats-server "${PIDS[1]}" grep -q "Server is ready" "$CLUSTER_DIR/nats.log"
 
 export STEERFEED__SHARED__POSTGRES_URL="postgres://steerfeed@127.0.0.1:$PG_PORT/postgres"
 export STEERFEED__SHARED__NATS_URL="nats://127.0.0.1:$NATS_PORT"
@@ -88,7 +99,7 @@ replica() { # replica N [serve args...]
   STEERFEED__STORE__PATH="$CLUSTER_DIR/replica$n" \
     "$BIN" serve "$@" >"$CLUSTER_DIR/replica$n.log" 2>&1 &
   PIDS+=($!)
-  wait_for "replica $n" curl -sf "http://127.0.0.1:$((BASE_PORT + n))/readyz"
+  wait_for "replica $n" "$!" curl -sf "http://127.0.0.1:$((BASE_PORT + n))/readyz"
   say "replica $n ready on 127.0.0.1:$((BASE_PORT + n))"
 }
 if [ "${CLUSTER_DEMO:-1}" = 1 ]; then

@@ -20,17 +20,18 @@ DIR=${CLUSTER_DIR:-$PWD/target/loadtest-cluster}
 command -v wrk >/dev/null 2>&1 || { apt-get install -y -qq wrk >&2 || sudo apt-get install -y -qq wrk >&2; }
 
 LOG=$(mktemp)
+LUA=$(mktemp --suffix .lua)
+OUTS=()
 REPLICAS=$REPLICAS BASE_PORT=$BASE_PORT DEV_KEY=$KEY CLUSTER_DIR=$DIR \
   DEMO_ARGS="--demo-videos $VIDEOS --demo-users $USERS --demo-synthetic-embeddings" \
   RUST_LOG=warn scripts/cluster.sh >"$LOG" 2>&1 &
 CLUSTER=$!
-trap 'kill $CLUSTER 2>/dev/null || true; wait $CLUSTER 2>/dev/null || true; rm -f "$LOG"' EXIT
+trap 'kill $CLUSTER 2>/dev/null || true; wait $CLUSTER 2>/dev/null || true; rm -f "$LOG" "$LUA" "${OUTS[@]}"' EXIT
 until grep -q "Ctrl-C stops" "$LOG"; do
   kill -0 $CLUSTER 2>/dev/null || { cat "$LOG" >&2; exit 1; }
   sleep 2
 done
 
-LUA=$(mktemp --suffix .lua)
 cat >"$LUA" <<LUA
 local threads = 0
 function setup(thread)
@@ -56,13 +57,14 @@ done = function(summary, latency, requests)
 end
 LUA
 PER=$(( CONCURRENCY / REPLICAS > 0 ? CONCURRENCY / REPLICAS : 1 ))
-OUTS=()
+WRKS=()
 for n in $(seq 1 "$REPLICAS"); do
   OUT=$(mktemp); OUTS+=("$OUT")
   wrk -t1 -c"$PER" -d"${SECONDS_}s" -s "$LUA" "http://127.0.0.1:$((BASE_PORT + n))/v1/feed" -- "$n" >"$OUT" &
+  WRKS+=($!)
 done
-wait $(jobs -p | grep -v "^$CLUSTER$") 2>/dev/null || true
-for o in "${OUTS[@]}"; do tail -n 1 "$o"; done | REPLICAS=$REPLICAS VIDEOS=$VIDEOS CONC=$CONCURRENCY python3 -c '
+for w in "${WRKS[@]}"; do wait "$w" || { echo "loadtest_cluster: wrk failed" >&2; exit 1; }; done
+for o in "${OUTS[@]}"; do tail -n 1 "$o"; done | REPLICAS=$REPLICAS VIDEOS=$VIDEOS CONC=$((PER * REPLICAS)) python3 -c '
 import json, os, sys
 rows = [json.loads(l) for l in sys.stdin if l.strip()]
 print(json.dumps({"replicas": int(os.environ["REPLICAS"]), "videos": int(os.environ["VIDEOS"]),
@@ -70,4 +72,3 @@ print(json.dumps({"replicas": int(os.environ["REPLICAS"]), "videos": int(os.envi
   "requests_per_s": round(sum(r["requests_per_s"] for r in rows), 1),
   "p50_ms": max(r["p50_ms"] for r in rows), "p99_ms": max(r["p99_ms"] for r in rows),
   "errors": sum(r["errors"] for r in rows)}))'
-rm -f "$LUA" "${OUTS[@]}"

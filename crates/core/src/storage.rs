@@ -368,6 +368,12 @@ pub trait Storage:
     fn flush(&self) -> crate::Result<()>;
     /// True once background warm-up after open is done.
     fn is_warm(&self) -> bool;
+    /// An error when this store must stop serving until its process restarts (a shared
+    /// backend whose mirror no longer follows the logs); the sidecar's `/readyz` answers
+    /// 503 with it.
+    fn health(&self) -> crate::Result<()> {
+        Ok(())
+    }
     /// Records found unreadable since open, and what was done about each.
     fn damage(&self) -> DamageReport;
 }

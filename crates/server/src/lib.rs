@@ -338,8 +338,10 @@ async fn healthz() -> impl IntoResponse {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    match state.engine() {
-        Some(_) => axum::Json(serde_json::json!({ "status": "ready" })).into_response(),
+    match state.engine().map(|e| e.store().health()) {
+        Some(Ok(())) => axum::Json(serde_json::json!({ "status": "ready" })).into_response(),
+        // A store that must stop serving (a shared backend's mirror that diverged).
+        Some(Err(e)) => ApiError::from(e).into_response(),
         None => ApiError::not_ready().into_response(),
     }
 }

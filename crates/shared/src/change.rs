@@ -173,6 +173,28 @@ impl Change {
         Ok(None)
     }
 
+    /// The people this change names whose erasure would rewrite it
+    /// ([`Change::scrubbed`]): the log indexes it under each.
+    pub(crate) fn people(&self) -> Vec<&UserId> {
+        match self {
+            Change::Consent { person, .. } | Change::Revoke { person, .. } => vec![person],
+            Change::ParentalControls { user, .. }
+            | Change::Preferences { user, .. }
+            | Change::ClearPreferences { user } => vec![user],
+            Change::User { user } => vec![&user.id],
+            Change::Relations { items } => {
+                let mut people: Vec<&UserId> = items.iter().flat_map(|i| [&i.a, &i.b]).collect();
+                people.sort();
+                people.dedup();
+                people
+            }
+            Change::Videos { .. }
+            | Change::DeleteVideo { .. }
+            | Change::Erase { .. }
+            | Change::Scrubbed => Vec::new(),
+        }
+    }
+
     /// This earlier change as the log keeps it once `erased` is erased, or `None` when
     /// it says nothing of them. Replaying the scrubbed log up to the erasure ends in the
     /// state the original did: what the person set about themselves (consent,

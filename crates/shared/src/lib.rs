@@ -886,6 +886,11 @@ impl SharedStore {
             // The mirror now holds the change: from here on, failing to commit it leaves
             // the mirror ahead of the log.
             let next = version + 1;
+            let people: Vec<String> = change
+                .people()
+                .into_iter()
+                .map(|u| u.as_str().to_owned())
+                .collect();
             let (erased, created) = match &change {
                 Change::Erase { user, .. } => (Some(user.as_str().to_owned()), None),
                 Change::User { user } => (None, Some(user.id.as_str().to_owned())),
@@ -929,6 +934,17 @@ impl SharedStore {
                     &[&(next as i64), &body],
                 )
                 .await?;
+                if !people.is_empty() {
+                    tx.execute(
+                        &format!(
+                            "INSERT INTO {}.change_people (user_id, version) \
+                             SELECT unnest($1::text[]), $2 ON CONFLICT DO NOTHING",
+                            self.schema
+                        ),
+                        &[&people, &(next as i64)],
+                    )
+                    .await?;
+                }
                 tx.execute(
                     &format!(
                         "UPDATE {}.change_meta SET version = $1 WHERE id = 1",
@@ -968,23 +984,16 @@ impl SharedStore {
         let Ok(erased) = UserId::new(user) else {
             return Ok(());
         };
-        // Rows naming the id as a JSON string, found by text; which of them mention the
-        // person is decided on the parsed change.
-        let quoted = serde_json::to_string(user).unwrap_or_default();
-        let pattern = format!(
-            "%{}%",
-            quoted
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        );
+        // The changes naming them, by the log's index of people.
         let rows = tx
             .query(
                 &format!(
-                    "SELECT version, body::text FROM {}.changes WHERE body::text LIKE $1",
-                    self.schema
+                    "SELECT c.version, c.body::text FROM {s}.changes c \
+                     JOIN {s}.change_people p ON p.version = c.version \
+                     WHERE p.user_id = $1",
+                    s = self.schema
                 ),
-                &[&pattern],
+                &[&user],
             )
             .await?;
         for row in rows {
@@ -1005,6 +1014,15 @@ impl SharedStore {
                 .await?;
             }
         }
+        // What is left naming them (their bare account) no longer needs finding.
+        tx.execute(
+            &format!(
+                "DELETE FROM {}.change_people WHERE user_id = $1",
+                self.schema
+            ),
+            &[&user],
+        )
+        .await?;
         Ok(())
     }
 
@@ -1108,6 +1126,11 @@ async fn create_schema(client: &mut tokio_postgres::Client, schema: &str) -> Res
              version bigint PRIMARY KEY,
              at timestamptz NOT NULL DEFAULT now(),
              body jsonb NOT NULL
+         );
+         CREATE TABLE IF NOT EXISTS {schema}.change_people (
+             user_id text NOT NULL,
+             version bigint NOT NULL,
+             PRIMARY KEY (user_id, version)
          );
          CREATE TABLE IF NOT EXISTS {schema}.person_keys (
              user_id text PRIMARY KEY,
@@ -1382,6 +1405,10 @@ impl Storage for SharedStore {
 
     fn is_warm(&self) -> bool {
         self.mirror.is_warm()
+    }
+
+    fn health(&self) -> Result<()> {
+        self.check()
     }
 
     fn damage(&self) -> DamageReport {

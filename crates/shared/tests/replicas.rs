@@ -371,6 +371,8 @@ fn a_batch_acknowledged_by_a_replica_that_stops_before_applying_it_is_counted_on
         rs[0].catch_up().is_err(),
         "the stopped replica serves nothing more"
     );
+    assert!(rs[0].health().is_err(), "and says so to /readyz");
+    assert!(rs[1].health().is_ok());
     // Logged: another replica counts it, and the client's retry elsewhere is a duplicate.
     rs[1].catch_up().unwrap();
     assert_eq!(rs[1].event_count(), 10);
