@@ -161,6 +161,15 @@ fn lock_keys(m: &std::sync::Mutex<KeyCache>) -> std::sync::MutexGuard<'_, KeyCac
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+type PendingPages = Vec<async_nats::jetstream::context::PublishAckFuture>;
+
+fn lock_pages(m: &std::sync::Mutex<PendingPages>) -> std::sync::MutexGuard<'_, PendingPages> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Pages sent before one waits for their acknowledgements.
+const MAX_PENDING_PAGES: usize = 256;
+
 /// How far the mirror has applied the two logs.
 struct Applier {
     /// The last change version applied.
@@ -188,6 +197,8 @@ pub struct SharedStore {
     /// The newest page this process published and has not applied yet: a read of
     /// someone's serving state applies it first.
     unapplied: AtomicU64,
+    /// Pages sent whose acknowledgement no one has waited for yet.
+    pending_pages: std::sync::Mutex<PendingPages>,
     /// Person keys read or made so far: by person, and by key id (`None`: erased).
     keys: std::sync::Mutex<KeyCache>,
     /// The session holding the deployment's lead (an advisory lock), once taken.
@@ -320,6 +331,7 @@ impl SharedStore {
             keys: std::sync::Mutex::new(KeyCache::default()),
             applied_seq: AtomicU64::new(0),
             unapplied: AtomicU64::new(0),
+            pending_pages: std::sync::Mutex::new(Vec::new()),
             reader: tokio::sync::Mutex::new(Arc::new(reader)),
             writer: tokio::sync::Mutex::new(writer),
             js,
@@ -1062,6 +1074,20 @@ impl SharedStore {
         entries: Vec<(&UserId, Vec<u8>)>,
         awaited: bool,
     ) -> Result<async_nats::jetstream::publish::PublishAck> {
+        self.send_unacked(kind, id, entries, awaited)
+            .await?
+            .await
+            .map_err(|e| unavailable("nats publish", e))
+    }
+
+    /// [`SharedStore::send`] without waiting for the stream's acknowledgement.
+    async fn send_unacked(
+        &self,
+        kind: &str,
+        id: Option<String>,
+        entries: Vec<(&UserId, Vec<u8>)>,
+        awaited: bool,
+    ) -> Result<async_nats::jetstream::context::PublishAckFuture> {
         {
             let stamp = self.applier.lock().await.version;
             let users: Vec<&UserId> = entries.iter().map(|(u, _)| *u).collect();
@@ -1088,8 +1114,6 @@ impl SharedStore {
             self.js
                 .send_publish(self.subject.clone(), message)
                 .await
-                .map_err(|e| unavailable("nats publish", e))?
-                .await
                 .map_err(|e| unavailable("nats publish", e))
         }
     }
@@ -1097,6 +1121,21 @@ impl SharedStore {
     /// Applies the pages this process published and has not applied yet, so that a
     /// read of someone's serving state after their page was recorded sees it.
     fn settle(&self) -> Result<()> {
+        let pending: Vec<_> = std::mem::take(&mut *lock_pages(&self.pending_pages));
+        if !pending.is_empty() {
+            self.block("nats", async {
+                for ack in pending {
+                    match ack.await {
+                        Ok(ack) => {
+                            self.unapplied.fetch_max(ack.sequence, Ordering::AcqRel);
+                        }
+                        // A page record may be lost (an item may be served again).
+                        Err(e) => tracing::warn!(error = %e, "a served page was not logged"),
+                    }
+                }
+                Ok(())
+            })?;
+        }
         let wanted = self.unapplied.load(Ordering::Acquire);
         if wanted <= self.applied_seq.load(Ordering::Acquire) {
             return Ok(());
@@ -1299,15 +1338,22 @@ impl Storage for SharedStore {
             at: now,
         };
         let payload = serde_json::to_vec(&message).map_err(|e| Error::internal("page", e))?;
-        // Logged once acknowledged; applied by the next catch-up or read of serving
-        // state (the feed that recorded it does not wait for that).
+        // Sent, not waited on (a page record may be lost, as the embedded store's may):
+        // the next read of serving state in this process waits for its acknowledgement
+        // and applies it, another process's next catch-up finds it in the stream.
         let sent = self.block(
             "nats",
-            self.send("page", None, vec![(user, payload)], false),
+            self.send_unacked("page", None, vec![(user, payload)], false),
         );
         match sent {
             Ok(ack) => {
-                self.unapplied.fetch_max(ack.sequence, Ordering::AcqRel);
+                let mut pending = lock_pages(&self.pending_pages);
+                pending.push(ack);
+                let full = pending.len() >= MAX_PENDING_PAGES;
+                drop(pending);
+                if full {
+                    self.settle()?;
+                }
                 Ok(())
             }
             // A page served to a person erased while it was ranked records nothing.
