@@ -13,7 +13,7 @@
 //!   events' keys; a key seen before in another batch is a duplicate when the batch is
 //!   applied.
 //! - **What the event log says of a person is sealed with their own key** (the `seal`
-//!   module), kept in `<namespace>.person_keys`; erasing them deletes it, so the stream
+//!   module), kept in `<namespace>.person_keys`; erasing them removes it, so the stream
 //!   keeps nothing readable of them.
 //! - **Every process keeps a mirror**: an embedded [`Store`] in a temporary directory to
 //!   which it applies the change log in version order and the event log in stream order,

@@ -3,9 +3,10 @@
 //! Every event (and every served page) goes into the stream encrypted with its person's
 //! key (XChaCha20-Poly1305, a random 24-byte nonce each), named by a random key id that
 //! says nothing about the person. The keys live in PostgreSQL (`person_keys`); erasing a
-//! person deletes theirs in the erasure's own transaction, after which nothing in the
-//! stream is readable as theirs (crypto-shredding): a replica replaying the stream skips
-//! what it cannot open.
+//! person removes theirs in the erasure's own transaction (the row stays, keyless, so
+//! that nothing published about them afterwards makes a new one), after which nothing in
+//! the stream is readable as theirs (crypto-shredding): a replica replaying the stream
+//! skips what it cannot open.
 //!
 //! A sealed message: `SFS1`, the number of entries (u32, little-endian), then per entry
 //! the key id (16 bytes), the nonce (24 bytes), the ciphertext's length (u32) and the
