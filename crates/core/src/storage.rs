@@ -11,6 +11,28 @@ pub enum Revocation {
     Creator(UserId),
 }
 
+impl Revocation {
+    /// The revocation a record names by its two optional fields: exactly one is set.
+    pub fn from_parts(video: Option<&VideoId>, creator: Option<&UserId>) -> crate::Result<Self> {
+        match (video, creator) {
+            (Some(v), None) => Ok(Revocation::Video(v.clone())),
+            (None, Some(c)) => Ok(Revocation::Creator(c.clone())),
+            _ => Err(crate::Error::invalid(
+                "revocation",
+                "exactly one of `video` and `creator`",
+            )),
+        }
+    }
+
+    /// The two optional fields a record names it by ([`Revocation::from_parts`]).
+    pub fn parts(&self) -> (Option<VideoId>, Option<UserId>) {
+        match self {
+            Revocation::Video(v) => (Some(v.clone()), None),
+            Revocation::Creator(c) => (None, Some(c.clone())),
+        }
+    }
+}
+
 /// The outcome of an event batch.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IngestReport {

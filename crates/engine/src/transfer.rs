@@ -225,16 +225,7 @@ impl Engine {
                 video,
                 creator,
             } => {
-                let revocation = match (video, creator) {
-                    (Some(v), None) => Revocation::Video(v.clone()),
-                    (None, Some(c)) => Revocation::Creator(c.clone()),
-                    _ => {
-                        return Err(Error::invalid(
-                            "revocation",
-                            "exactly one of `video` and `creator`",
-                        ));
-                    }
-                };
+                let revocation = Revocation::from_parts(video.as_ref(), creator.as_ref())?;
                 self.revoke_consent(person, &revocation)?
             }
             Record::ParentalControls { user, controls } => {

@@ -109,10 +109,7 @@ impl Change {
     }
 
     pub(crate) fn revoke(person: &UserId, revocation: &Revocation) -> Change {
-        let (video, creator) = match revocation {
-            Revocation::Video(v) => (Some(v.clone()), None),
-            Revocation::Creator(c) => (None, Some(c.clone())),
-        };
+        let (video, creator) = revocation.parts();
         Change::Revoke {
             person: person.clone(),
             video,
@@ -143,19 +140,10 @@ impl Change {
                 person,
                 video,
                 creator,
-            } => {
-                let revocation = match (video, creator) {
-                    (Some(v), None) => Revocation::Video(v.clone()),
-                    (None, Some(c)) => Revocation::Creator(c.clone()),
-                    _ => {
-                        return Err(steerfeed_core::Error::invalid(
-                            "revocation",
-                            "names exactly one of a video and a creator",
-                        ));
-                    }
-                };
-                store.revoke_consent(person, &revocation)?
-            }
+            } => store.revoke_consent(
+                person,
+                &Revocation::from_parts(video.as_ref(), creator.as_ref())?,
+            )?,
             Change::ParentalControls { user, controls } => {
                 store.set_parental_controls(user, controls)?
             }

@@ -431,11 +431,8 @@ impl SharedStore {
     /// Runs `f` on the store's runtime within the timeout.
     fn block<T>(&self, what: &str, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
         self.check()?;
-        self.runtime().block_on(async {
-            tokio::time::timeout(self.timeout, f)
-                .await
-                .map_err(|_| unavailable(what, "timed out"))?
-        })
+        self.runtime()
+            .block_on(async { self.bounded(what, f).await? })
     }
 
     /// The writing connection, connected again first when the last one was lost (a
@@ -967,15 +964,14 @@ impl SharedStore {
                 .await?;
                 tx.commit().await
             };
-            match self.bounded("postgresql", committed).await {
-                Ok(Ok(())) => {
+            let committed = self
+                .bounded("postgresql", committed)
+                .await
+                .and_then(|r| r.map_err(pg_error));
+            match committed {
+                Ok(()) => {
                     a.version = next;
                     Ok(report)
-                }
-                Ok(Err(e)) => {
-                    self.diverged.store(true, Ordering::Release);
-                    tracing::error!(error = %e, "a write applied to the mirror was not committed");
-                    Err(pg_error(e))
                 }
                 Err(e) => {
                     self.diverged.store(true, Ordering::Release);

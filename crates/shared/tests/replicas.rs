@@ -392,14 +392,19 @@ fn a_batch_acknowledged_by_a_replica_that_stops_before_applying_it_is_counted_on
     assert_eq!(state(&restarted), state(&rs[1]));
 }
 
+/// `f` run to completion on a runtime of its own (the servers' clients are async).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
 /// Every message of the deployment's stream, raw.
 fn raw_stream(ns: &str) -> Vec<Vec<u8>> {
     let servers = Servers::shared().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    block_on(async {
         let js = async_nats::jetstream::new(async_nats::connect(&servers.nats_url).await.unwrap());
         let stream = js
             .get_stream(format!("STEERFEED_{}", ns.to_ascii_uppercase()))
@@ -417,11 +422,7 @@ fn raw_stream(ns: &str) -> Vec<Vec<u8>> {
 /// The change log's bodies, in version order.
 fn change_log(ns: &str) -> Vec<String> {
     let servers = Servers::shared().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    block_on(async {
         let (client, conn) = tokio_postgres::connect(&servers.postgres_url, tokio_postgres::NoTls)
             .await
             .unwrap();
