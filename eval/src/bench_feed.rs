@@ -997,6 +997,7 @@ mod tests {
                 .collect(),
             next_cursor: None,
             applied: Constraints::default(),
+            request_id: String::new(),
         };
         assert_eq!(
             gate_of(&page(0, &[CardKind::Bedtime])),

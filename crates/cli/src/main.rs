@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
+mod logs;
 mod remote;
 mod serve;
 mod transfer;
@@ -74,6 +75,10 @@ enum Command {
         #[command(flatten)]
         remote: remote::Remote,
     },
+    /// The impression log of the stopped store: every served item, why it was served,
+    /// and what its viewer did next.
+    #[command(subcommand)]
+    Logs(LogsCommand),
     /// Restores a backup into the configured store path, which must be empty or absent:
     /// checks every file, then carries out the erasures made after the backup.
     Restore {
@@ -98,6 +103,13 @@ enum UsersCommand {
         /// The person's id.
         id: String,
     },
+}
+
+#[derive(Subcommand)]
+enum LogsCommand {
+    /// Writes every item served since a time with its outcomes (the viewer's events
+    /// about it within `[learning] outcome_window_s`), one JSON object a line.
+    Export(logs::ExportArgs),
 }
 
 #[derive(Subcommand)]
@@ -226,6 +238,10 @@ fn run() -> anyhow::Result<()> {
         Command::Backup { dir, remote } => {
             init_tracing(&sidecar.log);
             backup(config, &dir, &remote)
+        }
+        Command::Logs(LogsCommand::Export(args)) => {
+            init_tracing(&sidecar.log);
+            logs::export(&open_stopped(config)?, &args)
         }
         Command::Restore { backup } => {
             init_tracing(&sidecar.log);

@@ -232,6 +232,9 @@ pub struct FeedResponse {
     pub next_cursor: Option<Cursor>,
     /// The steering constraints that were applied to this page.
     pub applied: Constraints,
+    /// The request's id, under which the impression log keeps the page.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub request_id: String,
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@ pub mod feed;
 pub mod formats;
 pub mod hash;
 pub mod ids;
+pub mod impression;
 #[cfg(feature = "openapi")]
 pub mod openapi;
 pub mod person;
@@ -53,6 +54,7 @@ pub use event::{Event, EventKind};
 pub use explain::{Explanation, Reason};
 pub use feed::{Card, CardKind, Cursor, FeedItem, FeedRequest, FeedResponse};
 pub use ids::{EventKey, SessionId, TopicId, UserId, VideoId};
+pub use impression::{HeadInputs, ImpressionItem, ImpressionPage, LoggedPage};
 pub use jiff::Timestamp;
 pub use person::{ErasureReport, OwnVideos, Record, RecordKind};
 pub use pipeline::{Pipeline, PipelineBuilder, PipelineOutput, TopK, VideoTrace};

@@ -148,6 +148,8 @@ pub struct Candidate {
     pub score: f32,
     /// How the score was made; set by scorers.
     pub breakdown: ScoreBreakdown,
+    /// What the action heads read; set by scorers, logged with the impression.
+    pub inputs: crate::HeadInputs,
 }
 
 impl Candidate {
@@ -160,6 +162,7 @@ impl Candidate {
             reason,
             score: 0.0,
             breakdown: ScoreBreakdown::default(),
+            inputs: crate::HeadInputs::default(),
         }
     }
 

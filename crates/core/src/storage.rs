@@ -81,6 +81,8 @@ pub struct ServedPage<'a> {
     pub checkin: bool,
     /// A break card was shown.
     pub break_card: bool,
+    /// The page for the impression log, when it is kept.
+    pub impressions: Option<&'a crate::ImpressionPage>,
 }
 
 /// Where a batch's accepted events went in the event log.
@@ -316,6 +318,15 @@ pub trait Storage:
         user: &UserId,
         page: &ServedPage<'_>,
         now: jiff::Timestamp,
+    ) -> crate::Result<()>;
+
+    /// Calls `f` with every page of the impression log served at or after `since`, in
+    /// log order. The log keeps what [`Storage::record_page`] was given for the
+    /// retention the store was opened with, and an erasure removes the person's pages.
+    fn for_each_impression(
+        &self,
+        since: jiff::Timestamp,
+        f: &mut dyn FnMut(crate::LoggedPage) -> crate::Result<()>,
     ) -> crate::Result<()>;
 
     // The event log.

@@ -66,6 +66,9 @@ pub struct Config {
     /// (`[pages]`; off when absent).
     #[serde(default)]
     pub pages: crate::PagesConfig,
+    /// The impression log and its outcome join (`[learning]`).
+    #[serde(default)]
+    pub learning: crate::LearningConfig,
 }
 
 /// Settings of the embedded store.
@@ -195,6 +198,7 @@ impl Config {
         self.model.validate()?;
         self.rank.validate()?;
         self.pages.validate()?;
+        self.learning.validate()?;
         self.index
             .build
             .validate()

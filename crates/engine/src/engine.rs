@@ -10,8 +10,9 @@ use steerfeed_core::storage::{Relation, Storage};
 use steerfeed_core::{
     AgeBand, Candidate, CardKind, ConsentScope, Constraints, Cursor, Embedding, Entity,
     ErasureReport, Error, Event, Explanation, FeedContext, FeedItem, FeedRequest, FeedResponse,
-    OwnVideos, ParentalControls, Pipeline, PipelineOutput, PreferenceEdit, Reason, Record, Result,
-    StageReport, Timestamp, Trace, User, UserId, Video, VideoId,
+    ImpressionItem, ImpressionPage, OwnVideos, ParentalControls, Pipeline, PipelineOutput,
+    PreferenceEdit, Reason, Record, Result, StageReport, Timestamp, Trace, User, UserId, Video,
+    VideoId,
 };
 use steerfeed_rank::{CoEngagementIndex, Ports, build_pipeline};
 use steerfeed_steer::{Encoder, PreferenceParser};
@@ -25,11 +26,13 @@ use crate::profile::{ProfileSummary, summarize};
 
 mod backup;
 mod inspect;
+mod learning;
 
 pub use backup::{BackupFile, BackupManifest, RestoreReport};
 pub use inspect::{
     CameoView, Limits, PersonView, Preview, SourceHit, StageSummary, VideoVerdict, VideoView,
 };
+pub use learning::{LabeledImpression, LearningConfig, Outcomes};
 
 /// Most recent logged events replayed into the co-engagement model at open.
 const CO_ENGAGEMENT_REPLAY: u64 = 1_000_000;
@@ -246,6 +249,9 @@ pub struct Engine {
     /// read, change and write is not interleaved with another write of the same user's
     /// preferences.
     preference_locks: [Mutex<()>; PREFERENCE_STRIPES],
+    /// This process's request ids: a random-enough prefix, then a counter.
+    request_prefix: u64,
+    requests: std::sync::atomic::AtomicU64,
 }
 
 /// Stripes of [`Engine`]'s preference locks.
@@ -393,6 +399,8 @@ impl Engine {
             co_seq: Mutex::new(last),
             catalog: Mutex::new(()),
             preference_locks: std::array::from_fn(|_| Mutex::new(())),
+            request_prefix: request_prefix(),
+            requests: std::sync::atomic::AtomicU64::new(0),
             index_file,
             index_open,
             saver,
@@ -953,10 +961,14 @@ impl Engine {
         let ids: Vec<VideoId> = items.iter().map(|c| c.id().clone()).collect();
         let me = request.user();
         let shown = |kind| out.cards.iter().any(|c| c.kind == kind);
+        let request_id = self.next_request_id();
+        let impressions = (self.config.learning.log_impressions && !items.is_empty())
+            .then(|| impression_page(&request_id, &items));
         let page = ServedPage {
             videos: &ids,
             checkin: shown(CardKind::Checkin),
             break_card: shown(CardKind::Break),
+            impressions: impressions.as_ref(),
         };
         if !ids.is_empty() || page.checkin || page.break_card {
             self.store.record_page(me, &page, now)?;
@@ -977,6 +989,7 @@ impl Engine {
             cards,
             next_cursor,
             applied: ctx.constraints,
+            request_id,
         };
         trace
             .stages
@@ -1046,6 +1059,14 @@ impl Engine {
     }
 
     /// Ranked candidates as the items of a page, each with its explanation in words.
+    /// A new request id: unique within the process, and across processes but by chance.
+    fn next_request_id(&self) -> String {
+        let n = self
+            .requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{:012x}{n:08x}", self.request_prefix & 0xffff_ffff_ffff)
+    }
+
     fn feed_items(&self, items: Vec<Candidate>) -> Vec<FeedItem> {
         items
             .into_iter()
@@ -1232,6 +1253,40 @@ impl Engine {
         Ok(())
     }
 }
+
+/// The request-id prefix of this process: a hash of its id and its start time.
+fn request_prefix() -> u64 {
+    let mut h = steerfeed_core::hash::Fnv1a::new();
+    h.update(&std::process::id().to_le_bytes());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    h.update(&nanos.to_le_bytes());
+    h.finish()
+}
+
+/// The impression log's page for the served `items` (every slot ranked, propensity 1).
+fn impression_page(request: &str, items: &[Candidate]) -> ImpressionPage {
+    ImpressionPage {
+        request: request.to_owned(),
+        profile: DEFAULT_PROFILE.to_owned(),
+        items: items
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ImpressionItem {
+                video: c.id().clone(),
+                position: u32::try_from(i).unwrap_or(u32::MAX),
+                source: c.source.to_owned(),
+                propensity: 1.0,
+                inputs: c.inputs,
+                breakdown: c.breakdown,
+            })
+            .collect(),
+    }
+}
+
+/// The rank profile every page is served with.
+pub const DEFAULT_PROFILE: &str = "default";
 
 impl Drop for Engine {
     fn drop(&mut self) {

@@ -48,8 +48,9 @@ mod transfer;
 
 pub use config::{Config, ConfigError};
 pub use engine::{
-    BackupFile, BackupManifest, CameoView, Engine, INDEX_FILE, IndexOpen, Limits, PersonView,
-    Preview, RestoreReport, SourceHit, StageSummary, VideoVerdict, VideoView, open_parser,
+    BackupFile, BackupManifest, CameoView, Engine, INDEX_FILE, IndexOpen, LabeledImpression,
+    LearningConfig, Limits, Outcomes, PersonView, Preview, RestoreReport, SourceHit, StageSummary,
+    VideoVerdict, VideoView, open_parser,
 };
 pub use pool::PagesConfig;
 pub use profile::{ProfileSummary, TopicShare};

@@ -53,8 +53,7 @@ fn bench(c: &mut Criterion) {
                     &user,
                     &ServedPage {
                         videos: &page,
-                        checkin: false,
-                        break_card: false,
+                        ..ServedPage::default()
                     },
                     now,
                 )

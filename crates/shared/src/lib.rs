@@ -126,6 +126,9 @@ struct PageMessage {
     checkin: bool,
     break_card: bool,
     at: Timestamp,
+    /// The page for the impression log (absent when the engine keeps none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    impressions: Option<steerfeed_core::ImpressionPage>,
 }
 
 /// What applying one of this process's messages gave, for its publisher.
@@ -700,6 +703,7 @@ impl SharedStore {
                     videos: &page.videos,
                     checkin: page.checkin,
                     break_card: page.break_card,
+                    impressions: page.impressions.as_ref(),
                 };
                 if let Err(e) = self.mirror.record_page(&page.user, &served, page.at) {
                     // A lost page only means an item may be served again.
@@ -1332,6 +1336,7 @@ impl Storage for SharedStore {
             checkin: page.checkin,
             break_card: page.break_card,
             at: now,
+            impressions: page.impressions.cloned(),
         };
         let payload = serde_json::to_vec(&message).map_err(|e| Error::internal("page", e))?;
         // Sent, not waited on (a page record may be lost, as the embedded store's may):
@@ -1392,6 +1397,17 @@ impl Storage for SharedStore {
 
     fn event_count(&self) -> u64 {
         Storage::event_count(&self.mirror)
+    }
+
+    fn for_each_impression(
+        &self,
+        since: Timestamp,
+        f: &mut dyn FnMut(steerfeed_core::LoggedPage) -> Result<()>,
+    ) -> Result<()> {
+        // Every replica's pages, as far as the stream has acknowledged them.
+        self.settle()?;
+        Storage::catch_up(self)?;
+        Storage::for_each_impression(&self.mirror, since, f)
     }
 
     fn for_each_event(&self, from: u64, f: &mut dyn FnMut(u64, Event) -> Result<()>) -> Result<()> {

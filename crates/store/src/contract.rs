@@ -75,7 +75,13 @@
 //!     account, relations both ways, consent, preferences, rings, interest, their events
 //!     (others keep theirs, with their numbers) and those events' keys; videos featuring
 //!     them and (when asked) their own are deleted and leave every index; a second
-//!     erasure answers `already_erased`, an unknown id `NotFound`.
+//!     erasure answers `already_erased`, an unknown id `NotFound`;
+//! 23. the bulk export lists every record in import order;
+//! 24. relations set together apply in order or not at all;
+//! 25. the impression log gives back every logged page as recorded, in order, from a
+//!     time on; a page with no impressions logs nothing; entries older than the
+//!     retention ([`IMPRESSION_RETENTION_H`]) leave as new pages come; an erasure
+//!     removes the person's pages and keeps the others'.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed step is a failed test
 
@@ -87,8 +93,9 @@ use steerfeed_core::ports::{ActionCounts, CameoConsent};
 use steerfeed_core::storage::{IngestReport, Logged, Relation, Revocation, ServedPage, Storage};
 use steerfeed_core::{
     AgeBand, Audience, CheckinAnswer, ConsentScope, Constraints, Embedding, ErrorClass, Event,
-    EventKey, EventKind, ParentalControls, Record, RecordKind, SafetyLabel, Timestamp, TopicId,
-    User, UserId, Video, VideoId, Viewer, WellbeingState,
+    EventKey, EventKind, HeadInputs, ImpressionItem, ImpressionPage, LoggedPage, OwnVideos,
+    ParentalControls, Record, RecordKind, SafetyLabel, ScoreBreakdown, Timestamp, TopicId, User,
+    UserId, Video, VideoId, Viewer, WellbeingState,
 };
 
 /// The embedding dimension of the stores the factory gives.
@@ -106,6 +113,12 @@ pub const SESSION_GAP_MIN: i64 = 30;
 /// Decayed interaction weight at which creator affinity reaches one half (the documented
 /// default of `affinity_scale`).
 pub const AFFINITY_SCALE: f32 = 4.0;
+
+/// How long the impression log keeps a page, in hours (the documented default of
+/// `impression_retention_h`); entries past it are removed within [`TRIM_EVERY`] pages.
+pub const IMPRESSION_RETENTION_H: i64 = 720;
+/// Pages recorded between two trims of the impression log, at most.
+pub const TRIM_EVERY: usize = 256;
 
 /// A factory of fresh, empty stores of dimension [`DIM`] with the default options.
 pub type Factory<'a> = &'a dyn Fn() -> Arc<dyn Storage>;
@@ -193,6 +206,10 @@ pub const ALL: &[(&str, Contract)] = &[
         "relations_set_together_apply_in_order_or_not_at_all",
         relations_set_together_apply_in_order_or_not_at_all,
     ),
+    (
+        "the_impression_log_keeps_pages_for_the_retention",
+        the_impression_log_keeps_pages_for_the_retention,
+    ),
 ];
 
 /// Expands to one `#[test]` per contract of [`contract`](crate::contract), each calling
@@ -247,6 +264,7 @@ macro_rules! storage_contract_tests {
             erasure_forgets_the_person_everywhere,
             the_bulk_export_lists_every_record_in_import_order,
             relations_set_together_apply_in_order_or_not_at_all,
+            the_impression_log_keeps_pages_for_the_retention,
         );
     };
 }
@@ -2070,4 +2088,116 @@ pub fn relations_set_together_apply_in_order_or_not_at_all(new_store: Factory<'_
         );
         assert_eq!(names(&s.following(&uid("b")).unwrap()), ["a"]);
     }
+}
+
+fn impression_page(request: &str, videos: &[&str]) -> ImpressionPage {
+    ImpressionPage {
+        request: request.to_owned(),
+        profile: "default".to_owned(),
+        items: videos
+            .iter()
+            .enumerate()
+            .map(|(i, v)| ImpressionItem {
+                video: vid(v),
+                position: i as u32,
+                source: "popular".to_owned(),
+                propensity: 1.0 / (i as f32 + 1.0),
+                inputs: HeadInputs {
+                    prior: std::array::from_fn(|h| -(h as f32) - 0.5),
+                    creator: [0.25; 8],
+                    interest: 0.1 * i as f32,
+                    tie: 0.5,
+                    co_engagement: 0.0,
+                    followed: i % 2 == 0,
+                    remix_chain: i == 1,
+                    friend_cameo: false,
+                },
+                breakdown: ScoreBreakdown {
+                    total: 2.0 - i as f32,
+                    ..ScoreBreakdown::default()
+                },
+            })
+            .collect(),
+    }
+}
+
+fn logged_pages(s: &dyn Storage, since: Timestamp) -> Vec<LoggedPage> {
+    let mut out = Vec::new();
+    s.for_each_impression(since, &mut |p| {
+        out.push(p);
+        Ok(())
+    })
+    .unwrap();
+    out
+}
+
+/// 25. The impression log keeps pages for the retention, and forgets erased people.
+pub fn the_impression_log_keeps_pages_for_the_retention(new_store: Factory<'_>) {
+    let s = new_store();
+    seeded(&*s);
+    let record = |user: &str, page: Option<&ImpressionPage>, videos: &[&str], secs: i64| {
+        let ids: Vec<VideoId> = videos.iter().map(|v| vid(v)).collect();
+        s.record_page(
+            &uid(user),
+            &ServedPage {
+                videos: &ids,
+                impressions: page,
+                ..ServedPage::default()
+            },
+            at(secs),
+        )
+        .unwrap();
+    };
+    let p1 = impression_page("r1", &["va1", "vb1"]);
+    let p2 = impression_page("r2", &["va2"]);
+    let p3 = impression_page("r3", &["va3", "va2", "vb1"]);
+    record("b", Some(&p1), &["va1", "vb1"], 1_000);
+    record("b", None, &["va3"], 1_100);
+    record("c", Some(&p2), &["va2"], 1_200);
+    record("b", Some(&impression_page("empty", &[])), &[], 1_250);
+    record("b", Some(&p3), &["va3", "va2", "vb1"], 1_300);
+    let got = logged_pages(&*s, Timestamp::UNIX_EPOCH);
+    let summary: Vec<(&str, Timestamp, &ImpressionPage)> = got
+        .iter()
+        .map(|p| (p.user.as_str(), p.at, &p.page))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("b", at(1_000), &p1),
+            ("c", at(1_200), &p2),
+            ("b", at(1_300), &p3)
+        ],
+        "pages come back as recorded, in order; a page without impressions logs nothing"
+    );
+    assert!(
+        got.windows(2).all(|w| w[0].seq < w[1].seq),
+        "entry numbers grow"
+    );
+    let later: Vec<String> = logged_pages(&*s, at(1_200))
+        .iter()
+        .map(|p| p.page.request.clone())
+        .collect();
+    assert_eq!(later, ["r2", "r3"], "`since` is inclusive");
+
+    // Retention: pages served a retention and a day later push the old ones out.
+    let late = 1_300 + (IMPRESSION_RETENTION_H + 24) * 3_600;
+    for i in 0..=TRIM_EVERY as i64 {
+        let p = impression_page(&format!("late{i}"), &["va1"]);
+        record("c", Some(&p), &["va1"], late + i);
+    }
+    let kept = logged_pages(&*s, Timestamp::UNIX_EPOCH);
+    assert!(
+        kept.iter().all(|p| p.page.request.starts_with("late")),
+        "no page older than the retention is left"
+    );
+    assert_eq!(kept.len(), TRIM_EVERY + 1, "every page within it is");
+
+    // Erasure: b's pages go, c's stay.
+    record("b", Some(&p1), &["va1", "vb1"], late + 1_000);
+    assert_eq!(logged_pages(&*s, at(late + 1_000)).len(), 1);
+    s.erase_user(&uid("b"), OwnVideos::Keep).unwrap();
+    let after = logged_pages(&*s, Timestamp::UNIX_EPOCH);
+    assert!(after.iter().all(|p| p.user.as_str() == "c"));
+    assert_eq!(after.len(), TRIM_EVERY + 1);
 }

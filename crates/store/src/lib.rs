@@ -215,6 +215,7 @@ mod damage;
 mod derived;
 mod erasure;
 mod idempotency;
+mod impressions;
 mod layer;
 mod legacy;
 mod log;

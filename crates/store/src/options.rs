@@ -75,6 +75,9 @@ pub struct StoreOptions {
     /// them; past three times this, the writer writes them itself (bounds memory and
     /// replay). Default 100,000.
     pub derived_max_pending: usize,
+    /// How long the impression log keeps a served page, in hours; 0 keeps none (pages
+    /// given for the log are dropped). Default 720 (30 days).
+    pub impression_retention_h: u64,
 }
 
 impl Default for StoreOptions {
@@ -100,6 +103,7 @@ impl Default for StoreOptions {
             weight: default_weight,
             derived_persist_ms: 1_000,
             derived_max_pending: 100_000,
+            impression_retention_h: 720,
         }
     }
 }

@@ -125,6 +125,13 @@ impl Storage for Store {
     fn record_page(&self, user: &UserId, page: &ServedPage<'_>, now: Timestamp) -> Result<()> {
         Store::record_page(self, user, page, now)
     }
+    fn for_each_impression(
+        &self,
+        since: Timestamp,
+        f: &mut dyn FnMut(steerfeed_core::LoggedPage) -> Result<()>,
+    ) -> Result<()> {
+        Store::for_each_impression(self, since, f)
+    }
 
     fn ingest_events(&self, events: &[Event]) -> Result<(IngestReport, Logged)> {
         Store::ingest_events_logged(self, events)

@@ -67,10 +67,11 @@ pub(crate) struct Trees {
     pub events: Tree,
     pub event_keys: Tree,
     pub catalog_log: Tree,
+    pub impressions: Tree,
 }
 
 /// Every tree name, in the order of [`Trees`].
-pub(crate) const TREE_NAMES: [&str; 27] = [
+pub(crate) const TREE_NAMES: [&str; 28] = [
     "meta",
     "videos",
     "embeddings",
@@ -98,6 +99,7 @@ pub(crate) const TREE_NAMES: [&str; 27] = [
     "events",
     "event_keys",
     "catalog_log",
+    "impressions",
 ];
 
 impl Trees {
@@ -131,6 +133,7 @@ impl Trees {
             events: o("events")?,
             event_keys: o("event_keys")?,
             catalog_log: o("catalog_log")?,
+            impressions: o("impressions")?,
         })
     }
 }

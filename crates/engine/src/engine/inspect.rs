@@ -201,6 +201,8 @@ impl Engine {
                 cards: out.cards,
                 next_cursor: None,
                 applied,
+                // Served to nobody: no impression is logged under an id.
+                request_id: String::new(),
             },
             summary,
             stages: stages(&all),

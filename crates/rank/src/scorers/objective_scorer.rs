@@ -4,7 +4,8 @@ use std::sync::Arc;
 use rustc_hash::FxBuildHasher;
 use steerfeed_core::ports::{ActionCounts, ActionStats, ConsentLedger, SocialGraph};
 use steerfeed_core::{
-    ActionProbs, Candidate, FeedContext, Reason, Result, ScoreBreakdown, Scorer, UserId, Video,
+    ActionProbs, Candidate, FeedContext, HeadInputs, Reason, Result, ScoreBreakdown, Scorer,
+    UserId, Video,
 };
 
 use super::ScorerConfig;
@@ -83,17 +84,6 @@ fn head_counts(c: &ActionCounts) -> [f32; 8] {
     ]
 }
 
-/// The per-request features of one candidate that every head shares.
-struct Features {
-    /// Interest similarity minus the reference (0 without personalization).
-    interest: f32,
-    tie: f32,
-    co_engagement: f32,
-    /// The creation invitations of the item (see [`super::CreationLifts`]).
-    remix_chain: bool,
-    friend_cameo: bool,
-}
-
 /// What the scorer knows about a creator within one request: read once per creator,
 /// shared by all of the creator's candidates.
 #[derive(Clone, Copy)]
@@ -147,22 +137,26 @@ impl ObjectiveScorer {
         })
     }
 
+    /// The heads' probabilities from the shared inputs in `f` (interest, tie,
+    /// co-engagement and the invitation flags), after filling in its per-head inputs:
+    /// the video's smoothed rates and the creator's lifts, in logits.
     fn actions(
         &self,
-        f: &Features,
+        f: &mut HeadInputs,
         video: &ActionCounts,
         creator: &CreatorFacts,
-        follows: bool,
     ) -> ActionProbs {
         let exposures = video.exposures();
         let n = head_counts(video);
         let l = &self.cfg.lifts;
         let on = |b: bool| f32::from(u8::from(b));
+        let follows = f.followed;
         // Per head, in `Heads::all` order: create, remix, cameo_use, then the rest.
         let mut invite = [0.0f32; 8];
         invite[0] = l.followed_creator * on(follows);
         invite[1] = l.remix_chain * on(f.remix_chain);
         invite[2] = l.friend_cameo * on(f.friend_cameo);
+        f.creator = creator.lift;
         let mut p = [0.0f32; 8];
         for (i, (_, h)) in self.cfg.heads.all().iter().enumerate() {
             // `smoothed` clamps both counts at 0, so this is exactly the formula's value.
@@ -176,6 +170,7 @@ impl ObjectiveScorer {
                     self.cfg.prior_strength,
                 ))
             };
+            f.prior[i] = prior;
             p[i] = sigmoid(
                 prior
                     + h.interest * f.interest
@@ -343,14 +338,16 @@ impl Scorer for ObjectiveScorer {
             } else {
                 0.0
             };
-            let features = Features {
+            let mut inputs = HeadInputs {
                 interest: sim - cfg.interest_reference,
                 tie,
                 co_engagement,
+                followed: follows,
                 remix_chain: video.remix_of.is_some() || video_counts.remixes > 0.0,
                 friend_cameo: self.friend_cameo(ctx, video)?,
+                ..HeadInputs::default()
             };
-            let actions = self.actions(&features, &video_counts, facts, follows);
+            let actions = self.actions(&mut inputs, &video_counts, facts);
             let negative_rate = smoothed(
                 video_counts.negatives,
                 video_counts.exposures(),
@@ -391,6 +388,7 @@ impl Scorer for ObjectiveScorer {
             };
             c.score = b.sum();
             c.breakdown = b;
+            c.inputs = inputs;
             if let Some(r) = reason(ctx, video, follows, concept, wellbeing > 0.0) {
                 c.reason = r;
             }

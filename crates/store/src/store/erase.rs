@@ -142,6 +142,22 @@ impl Store {
 
     /// Videos `user` made or appears in, deleted ones included (a pass over the whole
     /// catalogue; unreadable records are skipped).
+    /// Adds to `out` the impression log entries from `from` on whose page was served to
+    /// `user`; returns the last entry number read (`from − 1` when none was).
+    fn impressions_of(&self, user: &UserId, from: u64, out: &mut Vec<u64>) -> Result<u64> {
+        let mut last = from.saturating_sub(1);
+        for kv in self.t().impressions.range(from.to_be_bytes()..) {
+            let (k, v) = kv.map_err(db_err)?;
+            let seq = u64_of(&k).ok_or_else(|| corrupt("impression key"))?;
+            last = seq;
+            // An unreadable entry may be theirs: it goes too.
+            if crate::impressions::user_of(&v).map_or(true, |u| u == user.as_str()) {
+                out.push(seq);
+            }
+        }
+        Ok(last)
+    }
+
     fn videos_of(&self, user: &UserId) -> Result<BTreeSet<VideoId>> {
         let mut out = BTreeSet::new();
         for kv in self.t().videos.iter() {
@@ -176,6 +192,8 @@ impl Store {
         let mut records = BTreeSet::new();
         self.records_of(user, 1, &mut records)?;
         let mut videos = self.videos_of(user)?;
+        let mut impressions = Vec::new();
+        let impressions_scanned = self.impressions_of(user, 1, &mut impressions)?;
         let _epoch = EpochBump(self);
         let generation = {
             let _p = self.persist_lock();
@@ -184,7 +202,12 @@ impl Store {
             self.records_of(user, scanned_to + 1, &mut records)?;
             videos.extend(self.indexed_under(&t.by_creator, user)?);
             videos.extend(self.indexed_under(&t.featuring, user)?);
+            self.impressions_of(user, impressions_scanned + 1, &mut impressions)?;
             let mut w = Writes::default();
+            for seq in &impressions {
+                w.remove(&t.impressions, seq.to_be_bytes());
+            }
+            report.records += impressions.len() as u64;
 
             // The event log and the idempotency keys of the erased events.
             let mut erased: ErasedEvents = Vec::new();

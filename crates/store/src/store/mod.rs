@@ -82,6 +82,11 @@ pub(crate) struct Inner {
     popular: Mutex<TopList>,
     remix: Mutex<TopList>,
     next_seq: AtomicU64,
+    /// The next impression log entry's number (written under the write lock).
+    next_impression: AtomicU64,
+    /// Served pages recorded since open: every so often the oldest entries beyond the
+    /// retention are removed.
+    impressions_recorded: AtomicU64,
     live_videos: AtomicU64,
     catalog_version: AtomicU64,
     /// The catalog log's floor: `catalog_log` holds every change made above it.

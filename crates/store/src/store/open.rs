@@ -36,7 +36,9 @@ pub(crate) const MAGIC: &[u8; 16] = b"steerfeed-store\0";
 /// Version 8: an erased person's events are replaced in their log records by a one-byte
 /// marker (`codec::erase_in_record`), which older builds cannot read; a version 3 to 7
 /// store only gets the new header.
-pub const SCHEMA_VERSION: u32 = 8;
+/// Version 9: the impression log (`impressions`), which an erasure must clear and older
+/// builds would keep: they refuse the store. A version 3 to 8 store gets the new header.
+pub const SCHEMA_VERSION: u32 = 9;
 
 fn header(dim: usize) -> Vec<u8> {
     let mut h = MAGIC.to_vec();
@@ -106,7 +108,7 @@ fn upgrade_schema(
         tracing::info!(path = %shown, videos = n, "store: upgraded to schema version 3 (topic index)");
     }
     if (3..SCHEMA_VERSION).contains(&version) {
-        // This build reads everything versions 3 to 7 wrote (see `SCHEMA_VERSION`),
+        // This build reads everything versions 3 to 8 wrote (see `SCHEMA_VERSION`),
         // so only the header changes (the catalog log was started above).
         t.meta
             .insert(HEADER_KEY, header(opts.dim))
@@ -305,6 +307,10 @@ impl Store {
             }
             None => 1,
         };
+        let next_impression = match t.impressions.last().map_err(db_err)? {
+            Some((k, _)) => u64_of(&k).ok_or_else(|| corrupt("impression key"))? + 1,
+            None => 1,
+        };
         let catalog_version = match t.meta.get(CATALOG_VERSION_KEY).map_err(db_err)? {
             Some(b) => u64_of(&b).ok_or_else(|| corrupt("catalog version"))?,
             None => 0,
@@ -370,6 +376,8 @@ impl Store {
             popular: Mutex::new(popular),
             remix: Mutex::new(remix),
             next_seq: AtomicU64::new(next_seq),
+            next_impression: AtomicU64::new(next_impression),
+            impressions_recorded: AtomicU64::new(0),
             live_videos: AtomicU64::new(live),
             catalog_version: AtomicU64::new(catalog_version),
             catalog_floor: AtomicU64::new(catalog_floor),

@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// Served pages between two trims of the impression log.
+const TRIM_EVERY: u64 = 256;
+
 impl Store {
     // -----------------------------------------------------------------------------------
     // Wellbeing, seen history, interest, viewer.
@@ -46,8 +49,8 @@ impl Store {
 
     /// Records what one served page changes for its viewer, in one write (one lock, one
     /// overlay update; not waited on): its items are seen and counted in the session,
-    /// and the check-in or break card it showed is noted (a break card once per "not
-    /// great" answer per session).
+    /// the check-in or break card it showed is noted (a break card once per "not great"
+    /// answer per session), and its impressions, when given, enter the impression log.
     pub fn record_page(&self, user: &UserId, page: &ServedPage<'_>, now: Timestamp) -> Result<()> {
         {
             let _g = self.write_lock();
@@ -55,6 +58,7 @@ impl Store {
             if self.erasure_epoch() > 0 && self.user(user)?.is_none() {
                 return Ok(());
             }
+            self.log_impressions(user, page, now)?;
             let mut rec = self.wellbeing_rec(user)?;
             let videos = page.videos;
             if !videos.is_empty() {
@@ -84,6 +88,79 @@ impl Store {
                 added + usize::from(ov.active.wellbeing.insert(user.clone(), rec).is_none());
         }
         self.persist_if_due()
+    }
+
+    /// Appends the page's impressions to the impression log (under the write lock), and
+    /// every so often removes entries past the retention, oldest first.
+    fn log_impressions(&self, user: &UserId, page: &ServedPage<'_>, now: Timestamp) -> Result<()> {
+        let i = &self.inner;
+        let retention_h = i.opts.impression_retention_h;
+        let Some(imp) = page
+            .impressions
+            .filter(|p| retention_h > 0 && !p.items.is_empty())
+        else {
+            return Ok(());
+        };
+        let seq = i.next_impression.fetch_add(1, Ordering::AcqRel);
+        self.t()
+            .impressions
+            .insert(
+                seq.to_be_bytes(),
+                crate::impressions::encode(user, now, imp),
+            )
+            .map_err(db_err)?;
+        if i.impressions_recorded
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(TRIM_EVERY)
+        {
+            let hours = i64::try_from(retention_h).unwrap_or(i64::MAX / 3_600_000);
+            let cutoff = ms(now).saturating_sub(hours.saturating_mul(3_600_000));
+            self.trim_impressions(cutoff)?;
+        }
+        Ok(())
+    }
+
+    /// Removes impression log entries served before `cutoff_ms`, from the front, at most
+    /// [`TRIM_CHUNK`] of them (entries are in serving order, so the front is oldest).
+    fn trim_impressions(&self, cutoff_ms: i64) -> Result<()> {
+        let t = self.t();
+        let mut batch = sled::Batch::default();
+        for kv in t.impressions.iter().take(TRIM_CHUNK) {
+            let (k, v) = kv.map_err(db_err)?;
+            match crate::impressions::at_of(&v) {
+                Ok(at) if ms(at) >= cutoff_ms => break,
+                _ => batch.remove(k),
+            }
+        }
+        t.impressions.apply_batch(batch).map_err(db_err)
+    }
+
+    /// Calls `f` with every impression log page served at or after `since`, in log
+    /// order; an unreadable entry is skipped (and logged).
+    pub fn for_each_impression(
+        &self,
+        since: Timestamp,
+        f: &mut dyn FnMut(steerfeed_core::LoggedPage) -> Result<()>,
+    ) -> Result<()> {
+        for kv in self.t().impressions.iter() {
+            let (k, v) = kv.map_err(db_err)?;
+            let seq = u64_of(&k).unwrap_or(0);
+            match crate::impressions::at_of(&v) {
+                Ok(at) if at < since => continue,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(seq, error = %e, "impression log: unreadable entry skipped");
+                    continue;
+                }
+            }
+            match crate::impressions::decode(seq, &v) {
+                Ok(page) => f(page)?,
+                Err(e) => {
+                    tracing::warn!(seq, error = %e, "impression log: unreadable entry skipped")
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The user's seen history, newest first (at most `seen_per_user`).

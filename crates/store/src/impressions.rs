@@ -1,0 +1,318 @@
+//! The encoding of the impression log's records: one value per served page, keyed by
+//! its place in the log (`u64` BE, from 1).
+//!
+//! ```text
+//! version u8 (1) | user str16 | at_ms i64 | request str16 | profile str16 | items u16
+//! per item: video str16 | position u32 | source str8 | propensity f32
+//!           | prior 8×f32 | creator 8×f32 | interest, tie, co_engagement f32 | flags u8
+//!           | actions 8×f32 | action_value, tie, steering, consumption_cost, freshness,
+//!             cold_start, wellbeing, total f32
+//! ```
+//!
+//! Numbers are little-endian; `str16` and `str8` are a length (`u16`, `u8`) and UTF-8
+//! bytes. The user comes first so that an erasure reads only the head of each record.
+
+use steerfeed_core::{
+    ActionProbs, Error, HeadInputs, ImpressionItem, ImpressionPage, LoggedPage, Result,
+    ScoreBreakdown, Timestamp, UserId, VideoId,
+};
+
+use crate::codec::{corrupt, ms, ts_of_ms};
+
+const VERSION: u8 = 1;
+
+fn str16(out: &mut Vec<u8>, s: &str) {
+    // Ids and profile names are far below 64 KiB; a longer string is cut at a char
+    // boundary rather than written with a wrong length.
+    let mut end = s.len().min(usize::from(u16::MAX));
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    out.extend_from_slice(&(end as u16).to_le_bytes());
+    out.extend_from_slice(&s.as_bytes()[..end]);
+}
+
+fn str8(out: &mut Vec<u8>, s: &str) {
+    let mut end = s.len().min(usize::from(u8::MAX));
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    out.push(end as u8);
+    out.extend_from_slice(&s.as_bytes()[..end]);
+}
+
+fn f32s(out: &mut Vec<u8>, xs: &[f32]) {
+    for x in xs {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+}
+
+/// The record of `page`, served to `user` at `at`.
+pub(crate) fn encode(user: &UserId, at: Timestamp, page: &ImpressionPage) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + page.items.len() * 200);
+    out.push(VERSION);
+    str16(&mut out, user.as_str());
+    out.extend_from_slice(&ms(at).to_le_bytes());
+    str16(&mut out, &page.request);
+    str16(&mut out, &page.profile);
+    let n = page.items.len().min(usize::from(u16::MAX));
+    out.extend_from_slice(&(n as u16).to_le_bytes());
+    for it in &page.items[..n] {
+        str16(&mut out, it.video.as_str());
+        out.extend_from_slice(&it.position.to_le_bytes());
+        str8(&mut out, &it.source);
+        out.extend_from_slice(&it.propensity.to_le_bytes());
+        let h = &it.inputs;
+        f32s(&mut out, &h.prior);
+        f32s(&mut out, &h.creator);
+        f32s(&mut out, &[h.interest, h.tie, h.co_engagement]);
+        out.push(
+            u8::from(h.followed) | u8::from(h.remix_chain) << 1 | u8::from(h.friend_cameo) << 2,
+        );
+        let b = &it.breakdown;
+        let a = &b.actions;
+        f32s(
+            &mut out,
+            &[
+                a.create,
+                a.remix,
+                a.cameo_use,
+                a.comment,
+                a.share,
+                a.follow,
+                a.like,
+                a.complete_view,
+                b.action_value,
+                b.tie,
+                b.steering,
+                b.consumption_cost,
+                b.freshness,
+                b.cold_start,
+                b.wellbeing,
+                b.total,
+            ],
+        );
+    }
+    out
+}
+
+/// Reads a record front to back; every read checks the length left.
+struct Reader<'a> {
+    b: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.b.len() < n {
+            return Err(corrupt("impression"));
+        }
+        let (head, rest) = self.b.split_at(n);
+        self.b = rest;
+        Ok(head)
+    }
+
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16> {
+        let b = self.take(2)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
+    }
+
+    fn u32(&mut self) -> Result<u32> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn i64(&mut self) -> Result<i64> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(i64::from_le_bytes(a))
+    }
+
+    fn f32(&mut self) -> Result<f32> {
+        Ok(f32::from_bits(self.u32()?))
+    }
+
+    fn f32s<const N: usize>(&mut self) -> Result<[f32; N]> {
+        let mut out = [0.0; N];
+        for x in &mut out {
+            *x = self.f32()?;
+        }
+        Ok(out)
+    }
+
+    fn str(&mut self, n: usize) -> Result<&'a str> {
+        std::str::from_utf8(self.take(n)?).map_err(|_| corrupt("impression"))
+    }
+
+    fn str16(&mut self) -> Result<&'a str> {
+        let n = usize::from(self.u16()?);
+        self.str(n)
+    }
+
+    fn str8(&mut self) -> Result<&'a str> {
+        let n = usize::from(self.u8()?);
+        self.str(n)
+    }
+}
+
+fn header(b: &[u8]) -> Result<(Reader<'_>, &str)> {
+    let mut r = Reader { b };
+    if r.u8()? != VERSION {
+        return Err(corrupt("impression"));
+    }
+    let user = r.str16()?;
+    Ok((r, user))
+}
+
+/// The viewer a record names, read from its head.
+pub(crate) fn user_of(b: &[u8]) -> Result<&str> {
+    header(b).map(|(_, u)| u)
+}
+
+/// When the record's page was served.
+pub(crate) fn at_of(b: &[u8]) -> Result<Timestamp> {
+    let (mut r, _) = header(b)?;
+    Ok(ts_of_ms(r.i64()?))
+}
+
+/// The whole record at `seq`.
+pub(crate) fn decode(seq: u64, b: &[u8]) -> Result<LoggedPage> {
+    let (mut r, user) = header(b)?;
+    let bad = |e: Error| {
+        tracing::debug!(error = %e, "impression record names an invalid id");
+        corrupt("impression")
+    };
+    let user = UserId::new(user).map_err(bad)?;
+    let at = ts_of_ms(r.i64()?);
+    let request = r.str16()?.to_owned();
+    let profile = r.str16()?.to_owned();
+    let n = r.u16()?;
+    let mut items = Vec::with_capacity(usize::from(n));
+    for _ in 0..n {
+        let video = VideoId::new(r.str16()?).map_err(bad)?;
+        let position = r.u32()?;
+        let source = r.str8()?.to_owned();
+        let propensity = r.f32()?;
+        let prior = r.f32s::<8>()?;
+        let creator = r.f32s::<8>()?;
+        let [interest, tie, co_engagement] = r.f32s::<3>()?;
+        let flags = r.u8()?;
+        let t = r.f32s::<16>()?;
+        items.push(ImpressionItem {
+            video,
+            position,
+            source,
+            propensity,
+            inputs: HeadInputs {
+                prior,
+                creator,
+                interest,
+                tie,
+                co_engagement,
+                followed: flags & 1 != 0,
+                remix_chain: flags & 2 != 0,
+                friend_cameo: flags & 4 != 0,
+            },
+            breakdown: ScoreBreakdown {
+                actions: ActionProbs {
+                    create: t[0],
+                    remix: t[1],
+                    cameo_use: t[2],
+                    comment: t[3],
+                    share: t[4],
+                    follow: t[5],
+                    like: t[6],
+                    complete_view: t[7],
+                },
+                action_value: t[8],
+                tie: t[9],
+                steering: t[10],
+                consumption_cost: t[11],
+                freshness: t[12],
+                cold_start: t[13],
+                wellbeing: t[14],
+                total: t[15],
+            },
+        });
+    }
+    if !r.b.is_empty() {
+        return Err(corrupt("impression"));
+    }
+    Ok(LoggedPage {
+        seq,
+        user,
+        at,
+        page: ImpressionPage {
+            request,
+            profile,
+            items,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page() -> ImpressionPage {
+        ImpressionPage {
+            request: "r-1".into(),
+            profile: "default".into(),
+            items: (0..3)
+                .map(|i| ImpressionItem {
+                    video: VideoId::new(format!("v{i}")).unwrap(),
+                    position: i,
+                    source: "interest_ann".into(),
+                    propensity: 1.0 / (i as f32 + 1.0),
+                    inputs: HeadInputs {
+                        prior: [i as f32; 8],
+                        creator: [-0.5; 8],
+                        interest: 0.25,
+                        tie: 0.5,
+                        co_engagement: 0.0,
+                        followed: i == 1,
+                        remix_chain: i == 2,
+                        friend_cameo: true,
+                    },
+                    breakdown: ScoreBreakdown {
+                        total: 3.5 + i as f32,
+                        steering: -1.0,
+                        ..ScoreBreakdown::default()
+                    },
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_record_reads_back_as_written() {
+        let user = UserId::new("u1").unwrap();
+        let at = Timestamp::from_millisecond(1_700_000_000_123).unwrap();
+        let b = encode(&user, at, &page());
+        assert_eq!(user_of(&b).unwrap(), "u1");
+        assert_eq!(at_of(&b).unwrap(), at);
+        let got = decode(7, &b).unwrap();
+        assert_eq!(got.seq, 7);
+        assert_eq!(got.user, user);
+        assert_eq!(got.at, at);
+        assert_eq!(got.page, page());
+    }
+
+    #[test]
+    fn every_truncation_and_a_trailing_byte_are_corrupt_not_a_panic() {
+        let b = encode(&UserId::new("u1").unwrap(), Timestamp::UNIX_EPOCH, &page());
+        for n in 0..b.len() {
+            assert!(decode(1, &b[..n]).is_err(), "prefix of {n} bytes");
+        }
+        let mut long = b.clone();
+        long.push(0);
+        assert!(decode(1, &long).is_err());
+        let mut other = b;
+        other[0] = 2;
+        assert!(decode(1, &other).is_err());
+    }
+}
