@@ -68,7 +68,43 @@ pub struct Config {
     pub pages: crate::PagesConfig,
     /// The impression log and its outcome join (`[learning]`).
     #[serde(default)]
-    pub learning: crate::LearningConfig,
+    pub learning: LearningConfig,
+}
+
+/// Settings of the impression log and its outcome join (`[learning]`). How long the
+/// log keeps pages is the store's `[store] impression_retention_h`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LearningConfig {
+    /// Log every served page's impressions. Default true.
+    pub log_impressions: bool,
+    /// Events within this many seconds after an item was served are its outcomes.
+    /// Default 3,600.
+    pub outcome_window_s: u64,
+}
+
+impl Default for LearningConfig {
+    fn default() -> Self {
+        Self {
+            log_impressions: true,
+            outcome_window_s: 3_600,
+        }
+    }
+}
+
+impl LearningConfig {
+    /// Checks the ranges: the window is at least a second and at most a week.
+    pub fn validate(&self) -> steerfeed_core::Result<()> {
+        if !(1..=604_800).contains(&self.outcome_window_s) {
+            return Err(steerfeed_core::Error::OutOfRange {
+                field: "learning.outcome_window_s",
+                got: self.outcome_window_s as f64,
+                min: 1.0,
+                max: 604_800.0,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Settings of the embedded store.

@@ -32,7 +32,7 @@ pub use backup::{BackupFile, BackupManifest, RestoreReport};
 pub use inspect::{
     CameoView, Limits, PersonView, Preview, SourceHit, StageSummary, VideoVerdict, VideoView,
 };
-pub use learning::{LabeledImpression, LearningConfig, Outcomes};
+pub use learning::{LabeledImpression, Outcomes};
 
 /// Most recent logged events replayed into the co-engagement model at open.
 const CO_ENGAGEMENT_REPLAY: u64 = 1_000_000;

@@ -46,11 +46,11 @@ mod pool;
 mod profile;
 mod transfer;
 
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, LearningConfig};
 pub use engine::{
     BackupFile, BackupManifest, CameoView, Engine, INDEX_FILE, IndexOpen, LabeledImpression,
-    LearningConfig, Limits, Outcomes, PersonView, Preview, RestoreReport, SourceHit, StageSummary,
-    VideoVerdict, VideoView, open_parser,
+    Limits, Outcomes, PersonView, Preview, RestoreReport, SourceHit, StageSummary, VideoVerdict,
+    VideoView, open_parser,
 };
 pub use pool::PagesConfig;
 pub use profile::{ProfileSummary, TopicShare};

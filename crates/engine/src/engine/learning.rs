@@ -4,7 +4,7 @@
 //! Every served page is logged with the inputs of the action heads and the terms of each
 //! item's score (`steerfeed_core::impression`). [`Engine::for_each_labeled_impression`]
 //! joins each served item to the events its viewer logged about the video within
-//! [`LearningConfig::outcome_window_s`] after it was served, and before the same video
+//! `[learning] outcome_window_s` ([`crate::LearningConfig`]) after it was served, and before the same video
 //! was served to them again (a later serving owns what follows it).
 
 use std::collections::HashMap;
@@ -14,42 +14,6 @@ use steerfeed_core::{
 };
 
 use super::Engine;
-
-/// Settings of the impression log and its outcome join (`[learning]`). How long the
-/// log keeps pages is the store's `[store] impression_retention_h`.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LearningConfig {
-    /// Log every served page's impressions. Default true.
-    pub log_impressions: bool,
-    /// Events within this many seconds after an item was served are its outcomes.
-    /// Default 3,600.
-    pub outcome_window_s: u64,
-}
-
-impl Default for LearningConfig {
-    fn default() -> Self {
-        Self {
-            log_impressions: true,
-            outcome_window_s: 3_600,
-        }
-    }
-}
-
-impl LearningConfig {
-    /// Checks the ranges: the window is at least a second and at most a week.
-    pub fn validate(&self) -> Result<()> {
-        if !(1..=604_800).contains(&self.outcome_window_s) {
-            return Err(steerfeed_core::Error::OutOfRange {
-                field: "learning.outcome_window_s",
-                got: self.outcome_window_s as f64,
-                min: 1.0,
-                max: 604_800.0,
-            });
-        }
-        Ok(())
-    }
-}
 
 /// What the viewer did about a served item within the outcome window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
