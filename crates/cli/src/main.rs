@@ -10,6 +10,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
+#[cfg(feature = "learn")]
+mod learn;
 mod logs;
 mod remote;
 mod serve;
@@ -79,6 +81,16 @@ enum Command {
     /// and what its viewer did next.
     #[command(subcommand)]
     Logs(LogsCommand),
+    /// Fits the action heads from the impression log (of the stopped store, or of a
+    /// `steerfeed logs export` file): writes a checksummed model file and prints a
+    /// report of its quality against the heads in force on the latest served items.
+    #[cfg(feature = "learn")]
+    Train(Box<learn::TrainArgs>),
+    /// The model of the action heads: check a file, or show, set or roll back the one a
+    /// running sidecar serves (--url).
+    #[cfg(feature = "learn")]
+    #[command(subcommand)]
+    Model(learn::ModelCommand),
     /// Restores a backup into the configured store path, which must be empty or absent:
     /// checks every file, then carries out the erasures made after the backup.
     Restore {
@@ -243,6 +255,13 @@ fn run() -> anyhow::Result<()> {
             init_tracing(&sidecar.log);
             logs::export(&open_stopped(config)?, &args)
         }
+        #[cfg(feature = "learn")]
+        Command::Train(args) => {
+            init_tracing(&sidecar.log);
+            learn::train(config, &args)
+        }
+        #[cfg(feature = "learn")]
+        Command::Model(cmd) => learn::model(&cmd),
         Command::Restore { backup } => {
             init_tracing(&sidecar.log);
             let report = steerfeed::Engine::restore(&backup, config)?;

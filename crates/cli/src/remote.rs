@@ -56,6 +56,34 @@ impl Remote {
         read_answer(&url, resp)
     }
 
+    /// PUTs `body` as JSON and reads a JSON answer.
+    pub fn put_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
+        let url = self.url(path)?;
+        let mut req = Self::agent().put(&url);
+        if let Some(a) = self.auth() {
+            req = req.header("authorization", a);
+        }
+        let resp = req
+            .send_json(body)
+            .with_context(|| format!("calling {url}"))?;
+        read_answer(&url, resp)
+    }
+
+    /// GETs `path` and reads a JSON answer.
+    pub fn get_json<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let url = self.url(path)?;
+        let mut req = Self::agent().get(&url);
+        if let Some(a) = self.auth() {
+            req = req.header("authorization", a);
+        }
+        let resp = req.call().with_context(|| format!("calling {url}"))?;
+        read_answer(&url, resp)
+    }
+
     /// GETs `path` and hands back its body to read as it arrives.
     pub fn get_reader(&self, path: &str) -> anyhow::Result<impl Read + use<>> {
         let url = self.url(path)?;

@@ -1256,3 +1256,156 @@ fn a_backup_over_http_survives_a_kill_and_restores_into_a_new_directory() {
     let (ok, _, err) = steerfeed(&restored, &["restore", first.to_str().unwrap()], &[]);
     assert!(!ok && err.contains("not empty"), "{err}");
 }
+
+/// The learning loop through the binary: pages served over HTTP are in the impression
+/// log, `steerfeed logs export` joins them to the likes that followed, `steerfeed train`
+/// writes a model from the export, and a running sidecar puts it in force, refuses a
+/// damaged copy while it keeps serving, and rolls back to the hand-set heads.
+#[cfg(feature = "learn")]
+#[test]
+fn served_pages_train_a_model_that_a_running_sidecar_swaps_refuses_damaged_and_rolls_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let (mut server, port) = start(&store, &[], Stdio::null());
+    let people: Vec<String> = (0..6).map(|i| format!("lp{i}")).collect();
+    let ids: Vec<&str> = people.iter().map(String::as_str).collect();
+    put_users(port, &ids);
+    let topics = [
+        "a kitten plays with yarn",
+        "a chef folds dumplings",
+        "a skater lands a trick",
+        "rain on a city street",
+    ];
+    let videos: Vec<Value> = (0..40)
+        .map(|i| {
+            json!({"id": format!("lv{i}"), "creator": ids[i % 3], "created_at": steerfeed::Timestamp::now(),
+                   "duration_s": 20.0, "caption": format!("{}, take {i}", topics[i % 4])})
+        })
+        .collect();
+    assert_eq!(
+        http(port, "PUT", "/v1/videos", Some(&json!({"videos": videos}))).0,
+        200
+    );
+    for p in &ids[3..] {
+        assert_eq!(
+            http(port, "PUT", &format!("/v1/users/{p}/follows/lp0"), None).0,
+            204
+        );
+    }
+    // Pages, and a like for every third item served.
+    let mut served = 0;
+    let mut liked = std::collections::HashSet::new();
+    for round in 0..3 {
+        for p in &ids {
+            let (status, body) = http(
+                port,
+                "POST",
+                "/v1/feed",
+                Some(&json!({"user": p, "limit": 5})),
+            );
+            assert_eq!(status, 200, "{body}");
+            assert!(!body["request_id"].as_str().unwrap().is_empty());
+            let mut likes = Vec::new();
+            for (i, it) in body["items"].as_array().unwrap().iter().enumerate() {
+                served += 1;
+                let video = it["video"].as_str().unwrap().to_owned();
+                if (served + i) % 3 == 0 {
+                    likes.push(json!({"key": format!("ll-{round}-{p}-{video}"), "user": p,
+                                      "at": steerfeed::Timestamp::now(), "kind": "like", "video": video}));
+                    liked.insert((p.to_string(), video));
+                }
+            }
+            if !likes.is_empty() {
+                assert_eq!(
+                    http(port, "POST", "/v1/events", Some(&json!({"events": likes}))).0,
+                    200
+                );
+            }
+        }
+    }
+    assert!(served >= 40 && !liked.is_empty(), "{served} served");
+    let pid = server.0.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(server.0.wait().unwrap().success());
+
+    let rows_file = dir.path().join("rows.jsonl");
+    let rows_arg = rows_file.to_str().unwrap();
+    let (ok, _, err) = steerfeed(
+        &store,
+        &["logs", "export", "--since", "1h", "--out", rows_arg],
+        &[],
+    );
+    assert!(ok, "{err}");
+    let rows: Vec<Value> = std::fs::read_to_string(&rows_file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), served, "one line per served item");
+    for r in &rows {
+        let key = (
+            r["user"].as_str().unwrap().to_owned(),
+            r["video"].as_str().unwrap().to_owned(),
+        );
+        assert_eq!(
+            r["outcomes"]["like"].as_bool().unwrap(),
+            liked.contains(&key),
+            "{r}"
+        );
+        assert_eq!(r["propensity"], 1.0);
+        assert_eq!(r["inputs"]["prior"].as_array().unwrap().len(), 8);
+    }
+
+    let model = dir.path().join("heads.model");
+    let report = dir.path().join("report.json");
+    let (ok, _, err) = steerfeed(
+        &store,
+        &[
+            "train",
+            "--input",
+            rows_arg,
+            "--out",
+            model.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(ok, "{err}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(report["rows"], served);
+    assert_eq!(report["heads"].as_array().unwrap().len(), 8);
+    let (ok, id, err) = steerfeed(&store, &["model", "check", model.to_str().unwrap()], &[]);
+    assert!(ok, "{err}");
+    let id = id.trim().to_owned();
+    assert!(id.starts_with("m-"), "{id}");
+
+    let (_server, port) = start(&store, &[], Stdio::null());
+    let url = format!("http://127.0.0.1:{port}");
+    let cli = |args: &[&str]| steerfeed(&store, args, &[("STEERFEED_API_KEY", KEY)]);
+    let shown = |out: &str| serde_json::from_str::<Value>(out).unwrap();
+    let (ok, out, err) = cli(&["model", "show", "--url", &url]);
+    assert!(ok, "{err}");
+    assert_eq!(shown(&out)["id"], "hand-set");
+    let (ok, out, err) = cli(&["model", "set", model.to_str().unwrap(), "--url", &url]);
+    assert!(ok, "{err}");
+    assert_eq!(shown(&out)["id"], id.as_str());
+    assert_eq!(shown(&out)["previous"], "hand-set");
+    // A damaged copy: refused by the command, and by the sidecar, which keeps serving.
+    let text = std::fs::read_to_string(&model).unwrap();
+    let at = text.find("\"prior\": ").unwrap() + 9;
+    let mut damaged = text.clone();
+    damaged.replace_range(at..at + 1, if &text[at..at + 1] == "9" { "8" } else { "9" });
+    let bad = dir.path().join("damaged.model");
+    std::fs::write(&bad, &damaged).unwrap();
+    let (ok, _, err) = cli(&["model", "set", bad.to_str().unwrap(), "--url", &url]);
+    assert!(!ok && err.contains("damaged"), "{err}");
+    let (status, body) = http(port, "PUT", "/v1/model", Some(&json!({"file": damaged})));
+    assert_eq!(status, 422, "{body}");
+    let (status, body) = http(port, "GET", "/v1/model", None);
+    assert_eq!((status, body["id"].as_str()), (200, Some(id.as_str())));
+    assert!(!feed(port, "lp4").is_empty(), "it keeps serving");
+    let (ok, out, err) = cli(&["model", "rollback", "--url", &url]);
+    assert!(ok, "{err}");
+    assert_eq!(shown(&out)["id"], "hand-set");
+}

@@ -73,7 +73,7 @@ pub struct Config {
 
 /// Settings of the impression log and its outcome join (`[learning]`). How long the
 /// log keeps pages is the store's `[store] impression_retention_h`.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LearningConfig {
     /// Log every served page's impressions. Default true.
@@ -81,6 +81,10 @@ pub struct LearningConfig {
     /// Events within this many seconds after an item was served are its outcomes.
     /// Default 3,600.
     pub outcome_window_s: u64,
+    /// A trained model of the action heads (`steerfeed train` writes one) to serve from
+    /// open; absent, the hand-set heads of `[rank.scorer]` serve.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<std::path::PathBuf>,
 }
 
 impl Default for LearningConfig {
@@ -88,6 +92,7 @@ impl Default for LearningConfig {
         Self {
             log_impressions: true,
             outcome_window_s: 3_600,
+            model: None,
         }
     }
 }

@@ -14,7 +14,10 @@ use steerfeed_core::{
     PreferenceEdit, Reason, Record, Result, StageReport, Timestamp, Trace, User, UserId, Video,
     VideoId,
 };
+use steerfeed_rank::scorers::ModelSlot;
 use steerfeed_rank::{CoEngagementIndex, Ports, build_pipeline};
+
+use crate::model::{HAND_SET, ModelInfo, RankModel};
 use steerfeed_steer::{Encoder, PreferenceParser};
 use steerfeed_store::{
     IngestReport, Logged, Preferences, Revocation, ServedPage, Store, StoreOptions,
@@ -249,6 +252,11 @@ pub struct Engine {
     /// read, change and write is not interleaved with another write of the same user's
     /// preferences.
     preference_locks: [Mutex<()>; PREFERENCE_STRIPES],
+    /// A trained model's heads, when one is in force (the scorer reads them).
+    model_slot: Arc<ModelSlot>,
+    /// The model in force and the ones a rollback returns to, newest last (`None`: the
+    /// hand-set heads).
+    models: Mutex<ModelHistory>,
     /// This process's request ids: a random-enough prefix, then a counter.
     request_prefix: u64,
     requests: std::sync::atomic::AtomicU64,
@@ -374,7 +382,16 @@ impl Engine {
             co_engagement: co.clone(),
             trending: co.clone(),
             consent: store.clone(),
+            model: Arc::new(ModelSlot::default()),
         };
+        let model_slot = ports.model.clone();
+        let mut models = ModelHistory::default();
+        if let Some(path) = &config.learning.model {
+            let model = RankModel::load(path)?;
+            model_slot.set(Some(model.head_models()?));
+            tracing::info!(model = %model.id, path = %path.display(), "serving a trained model");
+            models.current = Some(model);
+        }
         let pipeline = build_pipeline(&config.rank, &ports)?;
         tracing::info!(
             videos = store.video_count(),
@@ -399,6 +416,8 @@ impl Engine {
             co_seq: Mutex::new(last),
             catalog: Mutex::new(()),
             preference_locks: std::array::from_fn(|_| Mutex::new(())),
+            model_slot,
+            models: Mutex::new(models),
             request_prefix: request_prefix(),
             requests: std::sync::atomic::AtomicU64::new(0),
             index_file,
@@ -1251,6 +1270,81 @@ impl Engine {
             }
         }
         Ok(())
+    }
+}
+
+/// The model in force and the ones before it.
+#[derive(Debug, Default)]
+struct ModelHistory {
+    current: Option<RankModel>,
+    previous: Vec<Option<RankModel>>,
+}
+
+/// Models a rollback can return to, at most (older ones are forgotten).
+const MODEL_HISTORY: usize = 8;
+
+impl ModelHistory {
+    fn info(&self) -> ModelInfo {
+        let id = |m: &Option<RankModel>| m.as_ref().map_or(HAND_SET.to_owned(), |m| m.id.clone());
+        ModelInfo {
+            id: id(&self.current),
+            metadata: self
+                .current
+                .as_ref()
+                .map_or(serde_json::Value::Null, |m| m.metadata.clone()),
+            previous: self.previous.last().map(id),
+        }
+    }
+}
+
+impl Engine {
+    /// The model of the action heads in force, and what a rollback would return to.
+    pub fn model_info(&self) -> ModelInfo {
+        lock(&self.models).info()
+    }
+
+    /// The coefficients of the action heads in force: a trained model's, else the
+    /// hand-set ones of `[rank.scorer]`.
+    pub fn head_models(&self) -> steerfeed_rank::scorers::HeadModels {
+        self.model_slot.get().map_or_else(
+            || steerfeed_rank::scorers::HeadModels::from_config(&self.config.rank.scorer),
+            |m| *m,
+        )
+    }
+
+    /// Puts `model` in force for every request that starts scoring afterwards, once its
+    /// feature schema and coefficients check; the model it replaces is kept for
+    /// [`Engine::rollback_model`]. A refused model changes nothing.
+    pub fn set_model(&self, model: RankModel) -> Result<ModelInfo> {
+        let heads = model.head_models()?;
+        let mut h = lock(&self.models);
+        self.model_slot.set(Some(heads));
+        let old = h.current.replace(model);
+        h.previous.push(old);
+        if h.previous.len() > MODEL_HISTORY {
+            h.previous.remove(0);
+        }
+        let info = h.info();
+        tracing::info!(model = %info.id, "model in force");
+        Ok(info)
+    }
+
+    /// Puts the model before the one in force back in force (the hand-set heads when
+    /// that was none); an error when there is nothing to return to.
+    pub fn rollback_model(&self) -> Result<ModelInfo> {
+        let mut h = lock(&self.models);
+        let Some(back) = h.previous.pop() else {
+            return Err(Error::invalid(
+                "model",
+                "no earlier model to return to since the engine opened",
+            ));
+        };
+        let heads = back.as_ref().map(RankModel::head_models).transpose()?;
+        self.model_slot.set(heads);
+        h.current = back;
+        let info = h.info();
+        tracing::info!(model = %info.id, "model rolled back");
+        Ok(info)
     }
 }
 

@@ -42,6 +42,7 @@
 pub mod config;
 pub mod demo;
 mod engine;
+pub mod model;
 mod pool;
 mod profile;
 mod transfer;

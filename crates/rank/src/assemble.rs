@@ -83,6 +83,8 @@ pub struct Ports {
     pub trending: Arc<dyn Trending>,
     /// Cameo consent.
     pub consent: Arc<dyn ConsentLedger>,
+    /// The action heads' coefficients the scorer applies.
+    pub model: Arc<crate::scorers::ModelSlot>,
 }
 
 /// Builds the pipeline. Sources run in an order that makes the most telling reason win
@@ -162,6 +164,7 @@ pub fn ranking_stages(
         p.actions.clone(),
         p.graph.clone(),
         p.consent.clone(),
+        p.model.clone(),
     ))
     .selector(DiversitySelector::new(cfg.selector)?)
     .inline(PageCapThrottle::new(wellbeing.clone()))

@@ -42,7 +42,14 @@ fn now() -> Timestamp {
 }
 
 fn scorer_with(mem: &Arc<Mem>, cfg: ScorerConfig, wellbeing: WellbeingConfig) -> ObjectiveScorer {
-    ObjectiveScorer::new(cfg, wellbeing, mem.clone(), mem.clone(), mem.clone())
+    ObjectiveScorer::new(
+        cfg,
+        wellbeing,
+        mem.clone(),
+        mem.clone(),
+        mem.clone(),
+        Default::default(),
+    )
 }
 
 /// Two videos by strangers, posted at the same time, with the same embedding.

@@ -27,6 +27,9 @@
 //! | `POST` | `/v1/import` | `admin` | `{"records": [Record]}` (≤ [`crate::bulk::MAX_IMPORT_BATCH`]) | 200 `{"results": [{"status", "error"?}]}` |
 //! | `GET` | `/v1/export?kinds=…&embeddings=…` | `admin` | | 200 JSON lines of `Record` |
 //! | `POST` | `/v1/backups` | `admin` | `{"dir"}` | 200 the backup's manifest |
+//! | `GET` | `/v1/model` | `admin` | | 200 `ModelInfo` |
+//! | `PUT` | `/v1/model` | `admin` | `{"file"}` (a model file's text) | 200 `ModelInfo` |
+//! | `POST` | `/v1/model/rollback` | `admin` | | 200 `ModelInfo` |
 //! | `GET` | `/metrics` (outside `/v1`) | `admin` | | 200 Prometheus text |
 //!
 //! A key of a narrower scope than the route's is answered 403 `forbidden`; scopes nest
@@ -108,6 +111,8 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/import", post(crate::bulk::import_records))
         .route("/export", get(crate::bulk::export_records))
         .route("/backups", post(crate::bulk::backup))
+        .route("/model", get(crate::model::show).put(crate::model::set))
+        .route("/model/rollback", post(crate::model::rollback))
         .method_not_allowed_fallback(method_not_allowed)
         // Layers run outermost last: trace, then the key check, then the rate limit.
         .route_layer(axum::middleware::from_fn_with_state(
@@ -156,6 +161,9 @@ pub const ROUTES: &[(&str, &str, Scope)] = &[
     ("get", "/v1/videos/{id}", Scope::Admin),
     ("post", "/v1/steering/parse", Scope::Feed),
     ("get", "/v1/stats", Scope::Admin),
+    ("get", "/v1/model", Scope::Admin),
+    ("put", "/v1/model", Scope::Admin),
+    ("post", "/v1/model/rollback", Scope::Admin),
 ];
 
 /// The keyed routes outside `/v1` (not in the OpenAPI document), with their scopes.
@@ -196,7 +204,7 @@ pub fn required_scope(method: &str, path: &str) -> Scope {
                        A request a browser marks as sent by another site's page (`Origin`, \
                        `Sec-Fetch-Site`) is answered 403 `cross_origin`."
     ),
-    paths(upsert_users, upsert_videos, delete_video, ingest_events, follow, unfollow, block, unblock, mute, unmute, set_parental_controls, set_consent, revoke_consent, set_preferences, get_preferences, edit_preferences, clear_preferences, feed, profile, erase_user, export_user, crate::bulk::import_records, crate::bulk::export_records, crate::bulk::backup, crate::inspect::person, crate::inspect::preview, crate::inspect::explain, crate::inspect::video, crate::inspect::parse, crate::inspect::stats),
+    paths(upsert_users, upsert_videos, delete_video, ingest_events, follow, unfollow, block, unblock, mute, unmute, set_parental_controls, set_consent, revoke_consent, set_preferences, get_preferences, edit_preferences, clear_preferences, feed, profile, erase_user, export_user, crate::bulk::import_records, crate::bulk::export_records, crate::bulk::backup, crate::inspect::person, crate::inspect::preview, crate::inspect::explain, crate::inspect::video, crate::inspect::parse, crate::inspect::stats, crate::model::show, crate::model::set, crate::model::rollback),
     components(schemas(ErrorBody, OwnVideos)),
     modifiers(&BearerSecurity, &EngineRules, &RouteScopes),
     security(("bearer" = []))
@@ -1199,6 +1207,9 @@ mod tests {
                 ("get", "/v1/users/{id}/explain/{video}"),
                 ("get", "/v1/videos/{id}"),
                 ("get", "/v1/stats"),
+                ("get", "/v1/model"),
+                ("put", "/v1/model"),
+                ("post", "/v1/model/rollback"),
             ]
         );
         assert!(ROUTES.iter().all(|r| r.2 == Scope::Write

@@ -8,7 +8,7 @@
 //! |---|---|
 //! | `feed` | `POST /v1/feed`, `GET /v1/users/{id}/profile`, `GET /v1/users/{id}/preferences`, `POST /v1/steering/parse` |
 //! | `write` | the above and the other `/v1` writes (ingest, catalogue, users, relations, consent, parental controls, preference writes) |
-//! | `admin` | everything: also a person's erasure and export, bulk import, export and backups, the operator's reads (a person, a preview, a video's verdict, a video, stats), `GET /metrics`, and signing in to the console |
+//! | `admin` | everything: also a person's erasure and export, bulk import, export and backups, the model in force, the operator's reads (a person, a preview, a video's verdict, a video, stats), `GET /metrics`, and signing in to the console |
 //!
 //! A key whose scope is too narrow is answered 403 `forbidden`; a missing or unknown key
 //! 401 `unauthorized`.

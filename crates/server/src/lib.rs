@@ -24,6 +24,7 @@ mod inspect;
 pub mod keys;
 pub mod listen;
 pub mod metrics;
+pub mod model;
 pub mod ratelimit;
 
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};

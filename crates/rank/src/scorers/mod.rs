@@ -40,8 +40,10 @@
 //! **Personalization off** (parental controls): the interest vector, co-engagement and
 //! creator affinity are ignored; follows still count, safety is untouched.
 
+mod model;
 mod objective_scorer;
 
+pub use model::{FEATURES, HeadModels, ModelSlot};
 pub use objective_scorer::ObjectiveScorer;
 use steerfeed_core::{Error, Result};
 

@@ -8,7 +8,7 @@ use steerfeed_core::{
     UserId, Video,
 };
 
-use super::ScorerConfig;
+use super::{HeadModels, ModelSlot, ScorerConfig};
 use crate::filters::{concept_match, consent_allows};
 use crate::throttles::{WellbeingConfig, consumption_lambda, lighter_mode};
 
@@ -22,6 +22,10 @@ pub struct ObjectiveScorer {
     stats: Arc<dyn ActionStats>,
     graph: Arc<dyn SocialGraph>,
     consent: Arc<dyn ConsentLedger>,
+    /// A trained model's heads, when one is in force.
+    model: Arc<ModelSlot>,
+    /// The hand-set heads of `cfg`, applied when no trained model is.
+    hand_set: Arc<HeadModels>,
     /// Per head, `logit` of the smoothed rate of a video nobody has seen yet (no
     /// exposures, no actions): the same value the formula gives, computed once, since
     /// most candidates of a large catalog are such videos.
@@ -38,6 +42,7 @@ impl ObjectiveScorer {
         stats: Arc<dyn ActionStats>,
         graph: Arc<dyn SocialGraph>,
         consent: Arc<dyn ConsentLedger>,
+        model: Arc<ModelSlot>,
     ) -> Self {
         let mut cold_logit = [0.0f32; 8];
         for (slot, (_, h)) in cold_logit.iter_mut().zip(cfg.heads.all().iter()) {
@@ -50,6 +55,8 @@ impl ObjectiveScorer {
             stats,
             graph,
             consent,
+            model,
+            hand_set: Arc::new(HeadModels::from_config(&cfg)),
         }
     }
 }
@@ -142,25 +149,18 @@ impl ObjectiveScorer {
     /// the video's smoothed rates and the creator's lifts, in logits.
     fn actions(
         &self,
+        heads: &HeadModels,
         f: &mut HeadInputs,
         video: &ActionCounts,
         creator: &CreatorFacts,
     ) -> ActionProbs {
         let exposures = video.exposures();
         let n = head_counts(video);
-        let l = &self.cfg.lifts;
-        let on = |b: bool| f32::from(u8::from(b));
         let follows = f.followed;
-        // Per head, in `Heads::all` order: create, remix, cameo_use, then the rest.
-        let mut invite = [0.0f32; 8];
-        invite[0] = l.followed_creator * on(follows);
-        invite[1] = l.remix_chain * on(f.remix_chain);
-        invite[2] = l.friend_cameo * on(f.friend_cameo);
         f.creator = creator.lift;
-        let mut p = [0.0f32; 8];
         for (i, (_, h)) in self.cfg.heads.all().iter().enumerate() {
             // `smoothed` clamps both counts at 0, so this is exactly the formula's value.
-            let prior = if exposures <= 0.0 && n[i] <= 0.0 {
+            f.prior[i] = if exposures <= 0.0 && n[i] <= 0.0 {
                 self.cold_logit[i]
             } else {
                 logit(smoothed(
@@ -170,16 +170,8 @@ impl ObjectiveScorer {
                     self.cfg.prior_strength,
                 ))
             };
-            f.prior[i] = prior;
-            p[i] = sigmoid(
-                prior
-                    + h.interest * f.interest
-                    + h.tie * f.tie
-                    + h.co_engagement * f.co_engagement
-                    + h.creator * creator.lift[i]
-                    + invite[i],
-            );
         }
+        let p: [f32; 8] = std::array::from_fn(|a| sigmoid(heads.logit(a, f)));
         ActionProbs {
             create: p[0],
             remix: p[1],
@@ -196,8 +188,8 @@ impl ObjectiveScorer {
     /// Does the video feature someone the viewer follows whose cameo consent would let
     /// the viewer make a video with their likeness? Asked of the ledger with the viewer
     /// as creator (revocations of the viewer's videos count); skipped when the lift is 0.
-    fn friend_cameo(&self, ctx: &FeedContext, video: &Video) -> Result<bool> {
-        if self.cfg.lifts.friend_cameo == 0.0 {
+    fn friend_cameo(&self, heads: &HeadModels, ctx: &FeedContext, video: &Video) -> Result<bool> {
+        if !heads.uses_friend_cameo() {
             return Ok(false);
         }
         let me = ctx.request.user();
@@ -294,6 +286,7 @@ impl Scorer for ObjectiveScorer {
         let cfg = &self.cfg;
         let personal = ctx.parental.personalization;
         let interest = ctx.interest.as_ref().filter(|_| personal);
+        let heads = self.model.get().unwrap_or_else(|| self.hand_set.clone());
         let lambda = consumption_lambda(&self.wellbeing, ctx);
         let lighter = lighter_mode(&self.wellbeing, ctx);
         let freshness_weight = cfg.freshness_weight
@@ -344,10 +337,10 @@ impl Scorer for ObjectiveScorer {
                 co_engagement,
                 followed: follows,
                 remix_chain: video.remix_of.is_some() || video_counts.remixes > 0.0,
-                friend_cameo: self.friend_cameo(ctx, video)?,
+                friend_cameo: self.friend_cameo(&heads, ctx, video)?,
                 ..HeadInputs::default()
             };
-            let actions = self.actions(&mut inputs, &video_counts, facts);
+            let actions = self.actions(&heads, &mut inputs, &video_counts, facts);
             let negative_rate = smoothed(
                 video_counts.negatives,
                 video_counts.exposures(),

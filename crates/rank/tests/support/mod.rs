@@ -441,5 +441,6 @@ pub fn ports(mem: Arc<Mem>, events: &[steerfeed_core::Event]) -> steerfeed_rank:
         co_engagement: co.clone(),
         trending: co,
         consent: mem,
+        model: Default::default(),
     }
 }

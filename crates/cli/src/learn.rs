@@ -1,0 +1,163 @@
+//! `steerfeed train` and `steerfeed model`: fitting the action heads from the
+//! impression log, and the model a running sidecar serves.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use steerfeed::model::{ModelInfo, RankModel};
+use steerfeed::{LabeledImpression, Timestamp};
+
+use crate::remote::Remote;
+
+/// `steerfeed train`.
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// Where to write the model file.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Train on items served at or after this (an RFC 3339 time, or an age: `30d`).
+    #[arg(long, default_value = "30d")]
+    pub since: String,
+    /// Read served items with outcomes from this file (the JSON lines of `steerfeed
+    /// logs export`) instead of the stopped store.
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Write the report here (default: standard output).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// The share of served items, the latest, held out for the report.
+    #[arg(long, default_value_t = 0.2)]
+    pub holdout: f64,
+    /// L2 penalty on the coefficients.
+    #[arg(long, default_value_t = 1.0)]
+    pub alpha: f64,
+}
+
+/// Reads served items from the JSON lines of `steerfeed logs export`.
+fn read_rows(path: &PathBuf, since: Timestamp) -> anyhow::Result<Vec<LabeledImpression>> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut rows = Vec::new();
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("{}: line {}", path.display(), n + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let row: LabeledImpression = serde_json::from_str(&line)
+            .with_context(|| format!("{}: line {} is not a served item", path.display(), n + 1))?;
+        if row.at >= since {
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
+/// Trains the heads and writes the model file and the report.
+pub fn train(config: steerfeed::Config, args: &TrainArgs) -> anyhow::Result<()> {
+    let since = crate::logs::parse_since(&args.since, Timestamp::now())?;
+    let weights = config.rank.scorer.weights;
+    let (rows, current) = match &args.input {
+        Some(path) => {
+            let current = match &config.learning.model {
+                Some(m) => RankModel::load(m)?.head_models()?,
+                None => steerfeed::rank::scorers::HeadModels::from_config(&config.rank.scorer),
+            };
+            (read_rows(path, since)?, current)
+        }
+        None => {
+            let engine = crate::open_stopped(config)?;
+            let mut rows = Vec::new();
+            engine.for_each_labeled_impression(since, &mut |r| {
+                rows.push(r);
+                Ok(())
+            })?;
+            (rows, engine.head_models())
+        }
+    };
+    let cfg = steerfeed_learn::TrainConfig {
+        holdout: args.holdout,
+        alpha: args.alpha,
+        ..steerfeed_learn::TrainConfig::default()
+    };
+    let (model, report) = steerfeed_learn::train(&rows, &current, &weights, &cfg)?;
+    model.save(&args.out)?;
+    let text = serde_json::to_string_pretty(&report)?;
+    match &args.report {
+        Some(p) => std::fs::write(p, text).with_context(|| format!("writing {}", p.display()))?,
+        None => crate::say(text)?,
+    }
+    eprintln!(
+        "model {} written to {} ({} served items, {} held out)",
+        model.id,
+        args.out.display(),
+        report.rows,
+        report.holdout_rows
+    );
+    Ok(())
+}
+
+/// `steerfeed model`.
+#[derive(clap::Subcommand)]
+pub enum ModelCommand {
+    /// Checks a model file (header, checksum, feature schema) and prints its id.
+    Check {
+        /// The file.
+        file: PathBuf,
+    },
+    /// The model a running sidecar serves.
+    Show {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Puts a model file in force on a running sidecar.
+    Set {
+        /// The file.
+        file: PathBuf,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Returns a running sidecar to the model before the one in force.
+    Rollback {
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+fn need_url(remote: &Remote) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        remote.url.is_some(),
+        "--url is needed: the model in force is a running sidecar's (a stopped one serves \
+         the file named in [learning] model)"
+    );
+    Ok(())
+}
+
+/// Runs a `steerfeed model` command.
+pub fn model(cmd: &ModelCommand) -> anyhow::Result<()> {
+    let info: ModelInfo = match cmd {
+        ModelCommand::Check { file } => {
+            let m = RankModel::load(file)?;
+            crate::say(&m.id)?;
+            return Ok(());
+        }
+        ModelCommand::Show { remote } => {
+            need_url(remote)?;
+            return crate::say(serde_json::to_string_pretty(
+                &remote.get_json::<serde_json::Value>("/v1/model")?,
+            )?);
+        }
+        ModelCommand::Set { file, remote } => {
+            need_url(remote)?;
+            // Checked here first, so a damaged file is named before anything is sent.
+            RankModel::load(file)?;
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            remote.put_json("/v1/model", &serde_json::json!({ "file": text }))?
+        }
+        ModelCommand::Rollback { remote } => {
+            need_url(remote)?;
+            remote.post_json("/v1/model/rollback", &serde_json::json!({}))?
+        }
+    };
+    crate::say(serde_json::to_string_pretty(&info)?)
+}

@@ -1,0 +1,284 @@
+//! Trained models of the action heads: the file `steerfeed train` writes and the
+//! engine serves.
+//!
+//! A model file is one header line, `steerfeed-model <format> crc32:<8 hex digits>`,
+//! then a JSON body whose CRC-32 the header holds. The body names its feature schema
+//! (the features of every head, in order) and the heads, each a map from feature to
+//! coefficient, and carries the training's metadata. A file whose checksum, format or
+//! schema does not match this build's is refused with the reason.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use steerfeed_core::impression::HEADS;
+use steerfeed_core::{Error, Result};
+use steerfeed_rank::scorers::{FEATURES, HeadModels};
+
+const MAGIC: &str = "steerfeed-model";
+/// The model file format this build reads and writes.
+pub const MODEL_FORMAT: u32 = 1;
+/// The id of the hand-set heads (no trained model in force).
+pub const HAND_SET: &str = "hand-set";
+
+/// A model of the action heads, as its file holds it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RankModel {
+    /// Its id (`m-` and the body's checksum when trained without one).
+    pub id: String,
+    /// The features of every head, in order.
+    pub features: Vec<String>,
+    /// Per head, per feature, the coefficient.
+    pub heads: BTreeMap<String, BTreeMap<String, f32>>,
+    /// How it was trained: data, split, fitting, measured quality.
+    #[serde(default)]
+    pub metadata: serde_json::Value,
+}
+
+impl RankModel {
+    /// The model of `heads`, named `id`.
+    pub fn from_heads(
+        id: impl Into<String>,
+        heads: &HeadModels,
+        metadata: serde_json::Value,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            features: FEATURES.iter().map(|f| (*f).to_owned()).collect(),
+            heads: HEADS
+                .iter()
+                .zip(&heads.coef)
+                .map(|(h, c)| {
+                    let by_feature = FEATURES
+                        .iter()
+                        .map(|f| (*f).to_owned())
+                        .zip(c.iter().copied());
+                    ((*h).to_owned(), by_feature.collect())
+                })
+                .collect(),
+            metadata,
+        }
+    }
+
+    /// The coefficients the scorer applies, once the schema is this build's: the same
+    /// features in the same order, every head present with every feature, nothing
+    /// else, every coefficient a number within ±100.
+    pub fn head_models(&self) -> Result<HeadModels> {
+        if self.features.iter().map(String::as_str).ne(FEATURES) {
+            return Err(Error::invalid(
+                "model.features",
+                format!(
+                    "the model's feature schema {:?} does not match this engine's {:?}",
+                    self.features, FEATURES
+                ),
+            ));
+        }
+        let extra: Vec<&String> = self
+            .heads
+            .keys()
+            .filter(|h| !HEADS.contains(&h.as_str()))
+            .collect();
+        if !extra.is_empty() {
+            return Err(Error::invalid(
+                "model.heads",
+                format!("unknown heads {extra:?}; this engine's are {HEADS:?}"),
+            ));
+        }
+        let mut coef = [[0.0f32; 9]; 8];
+        for (a, head) in HEADS.iter().enumerate() {
+            let Some(c) = self.heads.get(*head) else {
+                return Err(Error::invalid("model.heads", format!("no head {head:?}")));
+            };
+            if c.len() != FEATURES.len() {
+                return Err(Error::invalid(
+                    "model.heads",
+                    format!(
+                        "head {head:?} has {} coefficients, the schema {}",
+                        c.len(),
+                        FEATURES.len()
+                    ),
+                ));
+            }
+            for (f, feature) in FEATURES.iter().enumerate() {
+                coef[a][f] = *c.get(*feature).ok_or_else(|| {
+                    Error::invalid("model.heads", format!("head {head:?} has no {feature:?}"))
+                })?;
+            }
+        }
+        let m = HeadModels { coef };
+        m.validate()?;
+        Ok(m)
+    }
+
+    /// The file's bytes: the header line, then the body.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let body = serde_json::to_vec_pretty(self).map_err(|e| Error::internal("model", e))?;
+        let mut out = format!(
+            "{MAGIC} {MODEL_FORMAT} crc32:{:08x}\n",
+            crc32fast::hash(&body)
+        )
+        .into_bytes();
+        out.extend_from_slice(&body);
+        out.push(b'\n');
+        Ok(out)
+    }
+
+    /// Reads a model file's bytes, checking the header, the checksum and the schema.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let bad = |why: String| Error::invalid("model", why);
+        let nl = bytes
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or_else(|| bad("not a steerfeed model file (no header line)".into()))?;
+        let header = std::str::from_utf8(&bytes[..nl])
+            .map_err(|_| bad("not a steerfeed model file (the header is not text)".into()))?;
+        let parts: Vec<&str> = header.split(' ').collect();
+        let [magic, format, crc] = parts[..] else {
+            return Err(bad(format!(
+                "not a steerfeed model file (header {header:?})"
+            )));
+        };
+        if magic != MAGIC {
+            return Err(bad(format!(
+                "not a steerfeed model file (header {header:?})"
+            )));
+        }
+        if format != MODEL_FORMAT.to_string() {
+            return Err(bad(format!(
+                "model file format {format}, but this build reads format {MODEL_FORMAT}"
+            )));
+        }
+        let want = crc
+            .strip_prefix("crc32:")
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+            .ok_or_else(|| bad(format!("the header's checksum {crc:?} is unreadable")))?;
+        let mut body = &bytes[nl + 1..];
+        if body.last() == Some(&b'\n') {
+            body = &body[..body.len() - 1];
+        }
+        let got = crc32fast::hash(body);
+        if got != want {
+            return Err(bad(format!(
+                "the body's checksum is {got:08x}, the header says {want:08x}: the file is damaged"
+            )));
+        }
+        let model: Self =
+            serde_json::from_slice(body).map_err(|e| bad(format!("unreadable body: {e}")))?;
+        if model.id.is_empty() || model.id.len() > 128 {
+            return Err(bad("the model's id must be 1 to 128 bytes".into()));
+        }
+        model.head_models()?;
+        Ok(model)
+    }
+
+    /// Reads and checks the model file at `path`.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::invalid("model", format!("{}: {e}", path.display())))?;
+        Self::from_bytes(&bytes)
+            .map_err(|e| Error::invalid("model", format!("{}: {e}", path.display())))
+    }
+
+    /// Writes the model file at `path` (through a temporary file beside it, renamed).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let io = |e: std::io::Error| Error::internal("model", format!("{}: {e}", path.display()));
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, self.to_bytes()?).map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)
+    }
+}
+
+/// The model in force and what a rollback returns to.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ModelInfo {
+    /// The id of the model in force ([`HAND_SET`] for the hand-set heads).
+    pub id: String,
+    /// Its training metadata (null for the hand-set heads).
+    pub metadata: serde_json::Value,
+    /// The id a rollback would put back in force, if any.
+    pub previous: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use steerfeed_rank::scorers::ScorerConfig;
+
+    fn model() -> RankModel {
+        let mut h = HeadModels::from_config(&ScorerConfig::default());
+        h.coef[6][3] = 1.25;
+        RankModel::from_heads("m-test", &h, serde_json::json!({"rows": 10}))
+    }
+
+    #[test]
+    fn a_model_file_reads_back_as_written() {
+        let m = model();
+        let back = RankModel::from_bytes(&m.to_bytes().unwrap()).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(back.head_models().unwrap().coef[6][3], 1.25);
+    }
+
+    #[test]
+    fn a_damaged_or_foreign_file_is_refused_with_its_reason() {
+        let bytes = model().to_bytes().unwrap();
+        let err = |b: &[u8]| RankModel::from_bytes(b).unwrap_err().to_string();
+        // One changed digit of a coefficient.
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        let flipped = text.replacen("1.25", "1.35", 1);
+        assert!(err(flipped.as_bytes()).contains("damaged"));
+        assert!(err(&bytes[..bytes.len() / 2]).contains("damaged"));
+        assert!(err(b"{}\n").contains("not a steerfeed model"));
+        assert!(
+            err(&text
+                .replacen("steerfeed-model 1", "steerfeed-model 2", 1)
+                .into_bytes())
+            .contains("format 2")
+        );
+    }
+
+    #[test]
+    fn a_schema_other_than_the_engines_is_refused() {
+        let mut m = model();
+        m.features.swap(2, 3);
+        assert!(
+            m.head_models()
+                .unwrap_err()
+                .to_string()
+                .contains("feature schema")
+        );
+        let mut m = model();
+        m.heads.get_mut("like").unwrap().remove("tie");
+        assert!(m.head_models().is_err());
+        let mut m = model();
+        let like = m.heads["like"].clone();
+        m.heads.insert("watch_time".into(), like);
+        assert!(
+            m.head_models()
+                .unwrap_err()
+                .to_string()
+                .contains("unknown heads")
+        );
+        let mut m = model();
+        m.heads.remove("share");
+        assert!(m.head_models().is_err());
+        let mut m = model();
+        m.heads
+            .get_mut("like")
+            .unwrap()
+            .insert("tie".into(), f32::INFINITY);
+        assert!(m.head_models().is_err());
+        // A re-checksummed file with another schema is refused too.
+        let mut m = model();
+        m.features.pop();
+        let body = serde_json::to_vec_pretty(&m).unwrap();
+        let mut file =
+            format!("steerfeed-model 1 crc32:{:08x}\n", crc32fast::hash(&body)).into_bytes();
+        file.extend_from_slice(&body);
+        assert!(
+            RankModel::from_bytes(&file)
+                .unwrap_err()
+                .to_string()
+                .contains("feature schema")
+        );
+    }
+}

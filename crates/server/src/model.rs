@@ -1,0 +1,67 @@
+//! The model of the action heads in force: `GET /v1/model` says which it is, `PUT
+//! /v1/model` puts a model file in force, `POST /v1/model/rollback` returns to the one
+//! before. `steerfeed model` with `--url` is their client. Each replica of a shared
+//! deployment holds its own: call each, or name the file in `[learning] model`.
+
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use steerfeed::model::{ModelInfo, RankModel};
+
+use crate::AppState;
+use crate::error::{ApiError, ErrorResponses};
+use crate::extract::ApiJson;
+
+/// A model file, as `steerfeed train` wrote it.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelBody {
+    /// The file's whole text: the `steerfeed-model` header line, then the JSON body.
+    #[schema(max_length = 1048576)]
+    pub file: String,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/model",
+    tag = "operation",
+    description = "The model of the action heads in force (`admin` scope): its id (`hand-set` when no trained model is), its training metadata, and the id a rollback would return to.",
+    responses((status = 200, description = "the model in force", body = Object), ErrorResponses)
+)]
+pub(crate) async fn show(State(state): State<AppState>) -> Result<axum::Json<ModelInfo>, ApiError> {
+    Ok(axum::Json(
+        crate::call::run(&state, |e| Ok(e.model_info())).await?,
+    ))
+}
+
+#[utoipa::path(
+    put,
+    path = "/v1/model",
+    tag = "operation",
+    description = "Puts a trained model in force for every request that starts scoring afterwards (`admin` scope). The file's checksum, format and feature schema are checked first: a damaged file or another schema is answered 422 with the reason, and the model in force keeps serving. The model it replaces is kept for `POST /v1/model/rollback`.",
+    request_body = ModelBody,
+    responses((status = 200, description = "the model now in force", body = Object), ErrorResponses)
+)]
+pub(crate) async fn set(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<ModelBody>,
+) -> Result<axum::Json<ModelInfo>, ApiError> {
+    let model = RankModel::from_bytes(body.file.as_bytes())?;
+    Ok(axum::Json(
+        crate::call::run(&state, move |e| e.set_model(model)).await?,
+    ))
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/model/rollback",
+    tag = "operation",
+    description = "Puts the model before the one in force back in force (`admin` scope); the hand-set heads when that was none. 422 when there is nothing to return to.",
+    responses((status = 200, description = "the model now in force", body = Object), ErrorResponses)
+)]
+pub(crate) async fn rollback(
+    State(state): State<AppState>,
+) -> Result<axum::Json<ModelInfo>, ApiError> {
+    Ok(axum::Json(
+        crate::call::run(&state, |e| e.rollback_model()).await?,
+    ))
+}
