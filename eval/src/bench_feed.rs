@@ -998,6 +998,7 @@ mod tests {
             next_cursor: None,
             applied: Constraints::default(),
             request_id: String::new(),
+            profile: String::new(),
         };
         assert_eq!(
             gate_of(&page(0, &[CardKind::Bedtime])),

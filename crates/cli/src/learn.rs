@@ -106,6 +106,9 @@ pub enum ModelCommand {
     },
     /// The model a running sidecar serves.
     Show {
+        /// The rank profile (default: `default`).
+        #[arg(long)]
+        profile: Option<String>,
         #[command(flatten)]
         remote: Remote,
     },
@@ -113,11 +116,17 @@ pub enum ModelCommand {
     Set {
         /// The file.
         file: PathBuf,
+        /// The rank profile (default: `default`).
+        #[arg(long)]
+        profile: Option<String>,
         #[command(flatten)]
         remote: Remote,
     },
     /// Returns a running sidecar to the model before the one in force.
     Rollback {
+        /// The rank profile (default: `default`).
+        #[arg(long)]
+        profile: Option<String>,
         #[command(flatten)]
         remote: Remote,
     },
@@ -132,6 +141,14 @@ fn need_url(remote: &Remote) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `route`, with the profile's query when one is named.
+fn path(route: &str, profile: Option<&str>) -> String {
+    match profile {
+        Some(p) => format!("{route}?profile={p}"),
+        None => route.to_owned(),
+    }
+}
+
 /// Runs a `steerfeed model` command.
 pub fn model(cmd: &ModelCommand) -> anyhow::Result<()> {
     let info: ModelInfo = match cmd {
@@ -140,23 +157,33 @@ pub fn model(cmd: &ModelCommand) -> anyhow::Result<()> {
             crate::say(&m.id)?;
             return Ok(());
         }
-        ModelCommand::Show { remote } => {
+        ModelCommand::Show { profile, remote } => {
             need_url(remote)?;
             return crate::say(serde_json::to_string_pretty(
-                &remote.get_json::<serde_json::Value>("/v1/model")?,
+                &remote.get_json::<serde_json::Value>(&path("/v1/model", profile.as_deref()))?,
             )?);
         }
-        ModelCommand::Set { file, remote } => {
+        ModelCommand::Set {
+            file,
+            profile,
+            remote,
+        } => {
             need_url(remote)?;
             // Checked here first, so a damaged file is named before anything is sent.
             RankModel::load(file)?;
             let text = std::fs::read_to_string(file)
                 .with_context(|| format!("reading {}", file.display()))?;
-            remote.put_json("/v1/model", &serde_json::json!({ "file": text }))?
+            remote.put_json(
+                &path("/v1/model", profile.as_deref()),
+                &serde_json::json!({ "file": text }),
+            )?
         }
-        ModelCommand::Rollback { remote } => {
+        ModelCommand::Rollback { profile, remote } => {
             need_url(remote)?;
-            remote.post_json("/v1/model/rollback", &serde_json::json!({}))?
+            remote.post_json(
+                &path("/v1/model/rollback", profile.as_deref()),
+                &serde_json::json!({}),
+            )?
         }
     };
     crate::say(serde_json::to_string_pretty(&info)?)

@@ -69,6 +69,8 @@ pub struct FeedRequest {
     limit: u16,
     cursor: Option<Cursor>,
     now: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    profile: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -83,6 +85,8 @@ struct FeedRequestWire {
     cursor: Option<Cursor>,
     #[serde(default)]
     now: Option<Timestamp>,
+    #[serde(default)]
+    profile: Option<String>,
 }
 
 fn default_limit() -> u32 {
@@ -93,13 +97,18 @@ impl TryFrom<FeedRequestWire> for FeedRequest {
     type Error = Error;
     fn try_from(w: FeedRequestWire) -> Result<Self> {
         let limit = check_limit(w.limit)?;
-        Ok(Self {
+        let req = Self {
             user: w.user,
             session: w.session,
             limit,
             cursor: w.cursor,
             now: w.now,
-        })
+            profile: None,
+        };
+        match w.profile {
+            Some(p) => req.with_profile(p),
+            None => Ok(req),
+        }
     }
 }
 
@@ -125,7 +134,27 @@ impl FeedRequest {
             limit: check_limit(limit)?,
             cursor: None,
             now: None,
+            profile: None,
         })
+    }
+
+    /// Serves the request with the rank profile `name` instead of the one the user's
+    /// experiment assignment gives (for internal testing): 1 to 64 ASCII letters,
+    /// digits, `_` or `-`. Whether the profile exists is the engine's to say.
+    pub fn with_profile(mut self, name: impl Into<String>) -> Result<Self> {
+        let name = name.into();
+        let ok = (1..=64).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !ok {
+            return Err(Error::invalid(
+                "profile",
+                "a profile name is 1 to 64 ASCII letters, digits, '_' or '-'",
+            ));
+        }
+        self.profile = Some(name);
+        Ok(self)
     }
 
     /// Sets the session.
@@ -169,6 +198,11 @@ impl FeedRequest {
     /// The pinned clock, if any.
     pub fn now(&self) -> Option<Timestamp> {
         self.now
+    }
+
+    /// The rank profile the request names, if any.
+    pub fn profile(&self) -> Option<&str> {
+        self.profile.as_deref()
     }
 }
 
@@ -235,6 +269,9 @@ pub struct FeedResponse {
     /// The request's id, under which the impression log keeps the page.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub request_id: String,
+    /// The rank profile that served it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub profile: String,
 }
 
 #[cfg(test)]

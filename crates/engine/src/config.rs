@@ -2,6 +2,7 @@
 //! optional file, then `STEERFEED__SECTION__KEY` environment variables (and
 //! `ORT_DYLIB_PATH`), deserialised into validated structs that reject unknown keys.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use steerfeed_ann::{HnswBuildParams, HnswSearchParams};
@@ -69,6 +70,78 @@ pub struct Config {
     /// The impression log and its outcome join (`[learning]`).
     #[serde(default)]
     pub learning: LearningConfig,
+    /// Named rank profiles besides `default` (`[profiles.NAME]`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub profiles: BTreeMap<String, ProfileConfig>,
+    /// How users are assigned to profiles (`[experiment]`; absent, everyone is served
+    /// the `default` profile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<ExperimentConfig>,
+}
+
+/// The profile every request is served with unless an experiment or the request says
+/// otherwise: `[rank]` and `[learning] model` as configured.
+pub const DEFAULT_PROFILE: &str = "default";
+
+/// A rank profile (`[profiles.NAME]`): `[rank]` with overrides, and its own model.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileConfig {
+    /// Overrides of `[rank]`, any of its keys at any depth (weights, heads, source
+    /// quotas, the selector's diversity), merged onto it key by key.
+    #[serde(default)]
+    pub rank: toml::Table,
+    /// A trained model this profile serves; absent, the hand-set heads of its
+    /// `[rank.scorer]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<PathBuf>,
+}
+
+/// Assigns users to profiles (`[experiment]`): a user's place in `[0, 1)` is a hash of
+/// the salt and their id, and the profiles take consecutive slices of it, in name
+/// order, as wide as their shares; the rest of the range is the `default` profile's.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentConfig {
+    /// Mixed into every user's hash: a new salt draws everyone again.
+    pub salt: String,
+    /// The share of users each named profile serves, each in `[0, 1]`, summing to at
+    /// most 1.
+    pub shares: BTreeMap<String, f64>,
+}
+
+impl ExperimentConfig {
+    /// The profile `user` is assigned to.
+    pub fn assign(&self, user: &str) -> &str {
+        let mut h = steerfeed_core::hash::Fnv1a::new();
+        h.update(self.salt.as_bytes());
+        h.update(&[0]);
+        h.update(user.as_bytes());
+        // FNV-1a's high bits barely move with the last bytes of similar ids: MurmurHash3's
+        // 64-bit finaliser mixes them, and its top 53 bits are a uniform draw in [0, 1).
+        let mut x = h.finish();
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        x ^= x >> 33;
+        let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+        let mut edge = 0.0;
+        for (name, share) in &self.shares {
+            edge += share;
+            if u < edge {
+                return name;
+            }
+        }
+        DEFAULT_PROFILE
+    }
+}
+
+fn profile_name_ok(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Settings of the impression log and its outcome join (`[learning]`). How long the
@@ -191,6 +264,26 @@ pub fn load_table(file: Option<&Path>) -> Result<toml::Table, ConfigError> {
 }
 
 impl Config {
+    /// The ranking configuration of profile `name`: `[rank]` with the profile's
+    /// overrides merged onto it (`[rank]` itself for `default`); an unknown profile or
+    /// an override `[rank]` does not take is an error naming it.
+    pub fn profile_rank(&self, name: &str) -> Result<RankConfig, steerfeed_core::Error> {
+        if name == DEFAULT_PROFILE {
+            return Ok(self.rank.clone());
+        }
+        let p = self.profiles.get(name).ok_or_else(|| {
+            steerfeed_core::Error::invalid("profile", format!("no rank profile {name:?}"))
+        })?;
+        let bad = |e: &dyn std::fmt::Display| {
+            steerfeed_core::Error::invalid("profiles", format!("[profiles.{name}.rank]: {e}"))
+        };
+        let mut table = toml::Table::try_from(&self.rank).map_err(|e| bad(&e))?;
+        merge(&mut table, p.rank.clone());
+        let rank: RankConfig = table.try_into().map_err(|e: toml::de::Error| bad(&e))?;
+        rank.validate().map_err(|e| bad(&e))?;
+        Ok(rank)
+    }
+
     /// Loads defaults, then `file` if given, then the process environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         Self::from_table(load_table(file)?)
@@ -238,6 +331,42 @@ impl Config {
     pub fn validate(&self) -> Result<(), steerfeed_core::Error> {
         self.model.validate()?;
         self.rank.validate()?;
+        for name in self.profiles.keys() {
+            if name == DEFAULT_PROFILE || !profile_name_ok(name) {
+                return Err(steerfeed_core::Error::invalid(
+                    "profiles",
+                    format!(
+                        "{name:?}: a profile name is 1 to 64 ASCII letters, digits, '_' or '-', \
+                         and not \"default\" (that is [rank] itself)"
+                    ),
+                ));
+            }
+            self.profile_rank(name)?;
+        }
+        if let Some(x) = &self.experiment {
+            let mut total = 0.0;
+            for (name, share) in &x.shares {
+                if name != DEFAULT_PROFILE && !self.profiles.contains_key(name) {
+                    return Err(steerfeed_core::Error::invalid(
+                        "experiment.shares",
+                        format!("{name:?} is not a profile ([profiles.{name}] is missing)"),
+                    ));
+                }
+                if !(share.is_finite() && (0.0..=1.0).contains(share)) {
+                    return Err(steerfeed_core::Error::invalid(
+                        "experiment.shares",
+                        format!("{name}: a share is a number from 0 to 1, not {share}"),
+                    ));
+                }
+                total += share;
+            }
+            if total > 1.0 + 1e-9 {
+                return Err(steerfeed_core::Error::invalid(
+                    "experiment.shares",
+                    format!("the shares add up to {total}, more than 1"),
+                ));
+            }
+        }
         self.pages.validate()?;
         self.learning.validate()?;
         self.index

@@ -15,8 +15,9 @@ use steerfeed_core::{
     VideoId,
 };
 use steerfeed_rank::scorers::ModelSlot;
-use steerfeed_rank::{CoEngagementIndex, Ports, build_pipeline};
+use steerfeed_rank::{CoEngagementIndex, Ports, RankConfig, build_pipeline};
 
+use crate::config::DEFAULT_PROFILE;
 use crate::model::{HAND_SET, ModelInfo, RankModel};
 use steerfeed_steer::{Encoder, PreferenceParser};
 use steerfeed_store::{
@@ -241,7 +242,8 @@ pub struct Engine {
     /// How the index was opened.
     index_open: IndexOpen,
     saver: Saver,
-    pipeline: Pipeline,
+    /// The rank profiles: `default` first, then the configured ones in name order.
+    rankers: Vec<Ranker>,
     /// Later pages of a session, picked from what its first ranking left.
     pools: Pools,
     /// Set by [`Engine::close_discarding_index`]: closing must not save the index.
@@ -252,11 +254,6 @@ pub struct Engine {
     /// read, change and write is not interleaved with another write of the same user's
     /// preferences.
     preference_locks: [Mutex<()>; PREFERENCE_STRIPES],
-    /// A trained model's heads, when one is in force (the scorer reads them).
-    model_slot: Arc<ModelSlot>,
-    /// The model in force and the ones a rollback returns to, newest last (`None`: the
-    /// hand-set heads).
-    models: Mutex<ModelHistory>,
     /// This process's request ids: a random-enough prefix, then a counter.
     request_prefix: u64,
     requests: std::sync::atomic::AtomicU64,
@@ -270,7 +267,7 @@ impl std::fmt::Debug for Engine {
         f.debug_struct("Engine")
             .field("store", &self.config.store.path)
             .field("videos", &self.index.len())
-            .field("pipeline", &self.pipeline)
+            .field("profiles", &self.rankers.len())
             .finish_non_exhaustive()
     }
 }
@@ -384,15 +381,16 @@ impl Engine {
             consent: store.clone(),
             model: Arc::new(ModelSlot::default()),
         };
-        let model_slot = ports.model.clone();
-        let mut models = ModelHistory::default();
-        if let Some(path) = &config.learning.model {
-            let model = RankModel::load(path)?;
-            model_slot.set(Some(model.head_models()?));
-            tracing::info!(model = %model.id, path = %path.display(), "serving a trained model");
-            models.current = Some(model);
+        let mut rankers = vec![Ranker::new(
+            DEFAULT_PROFILE,
+            &config.rank,
+            config.learning.model.as_deref(),
+            ports.clone(),
+        )?];
+        for (name, p) in &config.profiles {
+            let rank = config.profile_rank(name)?;
+            rankers.push(Ranker::new(name, &rank, p.model.as_deref(), ports.clone())?);
         }
-        let pipeline = build_pipeline(&config.rank, &ports)?;
         tracing::info!(
             videos = store.video_count(),
             events = store.event_count(),
@@ -416,15 +414,13 @@ impl Engine {
             co_seq: Mutex::new(last),
             catalog: Mutex::new(()),
             preference_locks: std::array::from_fn(|_| Mutex::new(())),
-            model_slot,
-            models: Mutex::new(models),
             request_prefix: request_prefix(),
             requests: std::sync::atomic::AtomicU64::new(0),
             index_file,
             index_open,
             saver,
             pools: Pools::new(pages),
-            pipeline,
+            rankers,
             discard_index: Mutex::new(false),
             backing_up: Mutex::new(()),
         })
@@ -969,7 +965,8 @@ impl Engine {
         let user = self.known(request.user())?;
         let mut ctx = self.context(request, user, now)?;
         let context_us = micros(started);
-        let Ranked { out, pool, made } = self.rank(&mut ctx, now, catalog)?;
+        let ranker = self.ranker_for(request)?;
+        let Ranked { out, pool, made } = self.rank(ranker, &mut ctx, now, catalog)?;
         let respond_started = std::time::Instant::now();
         let mut trace = out.trace;
         trace
@@ -982,7 +979,7 @@ impl Engine {
         let shown = |kind| out.cards.iter().any(|c| c.kind == kind);
         let request_id = self.next_request_id();
         let impressions = (self.config.learning.log_impressions && !items.is_empty())
-            .then(|| impression_page(&request_id, &items));
+            .then(|| impression_page(&request_id, &ranker.name, &items));
         let page = ServedPage {
             videos: &ids,
             checkin: shown(CardKind::Checkin),
@@ -1009,6 +1006,7 @@ impl Engine {
             next_cursor,
             applied: ctx.constraints,
             request_id,
+            profile: ranker.name.clone(),
         };
         trace
             .stages
@@ -1027,7 +1025,13 @@ impl Engine {
     /// session and it still fills a page (traced as `pool`, with the microseconds spent
     /// bringing its videos up to date), else from scratch (traced as `pool_short` when a
     /// pool ran low). `catalog` is the catalog version read before this request's inputs.
-    fn rank(&self, ctx: &mut FeedContext, now: Timestamp, catalog: u64) -> Result<Ranked> {
+    fn rank(
+        &self,
+        ranker: &Ranker,
+        ctx: &mut FeedContext,
+        now: Timestamp,
+        catalog: u64,
+    ) -> Result<Ranked> {
         let keep = self.pools.size();
         let request = &ctx.request;
         let mut short = None;
@@ -1049,7 +1053,7 @@ impl Engine {
                 pool
             };
             let pool_us = micros(started);
-            let (mut out, pool) = self.pipeline.run_pooled(ctx, Some(pool), keep)?;
+            let (mut out, pool) = ranker.pipeline.run_pooled(ctx, Some(pool), keep)?;
             // A page a count cap cut is as full as it may be: keep the pool.
             if out.stopped || out.cut || out.items.len() >= request.limit() {
                 out.trace
@@ -1064,7 +1068,7 @@ impl Engine {
         // Only a full ranking reads the interest vector (a pooled page is not scored
         // again): blend the recent taste in now.
         self.blend_recent_interest(ctx)?;
-        let (mut out, pool) = self.pipeline.run_pooled(ctx, None, keep)?;
+        let (mut out, pool) = ranker.pipeline.run_pooled(ctx, None, keep)?;
         if let Some(us) = short {
             out.trace
                 .stages
@@ -1273,6 +1277,42 @@ impl Engine {
     }
 }
 
+/// One rank profile: its pipeline, and the trained model its scorer applies.
+struct Ranker {
+    name: String,
+    pipeline: Pipeline,
+    /// The profile's hand-set heads (its `[rank.scorer]`), when no model is in force.
+    hand_set: steerfeed_rank::scorers::HeadModels,
+    /// A trained model's heads, when one is in force (the scorer reads them).
+    slot: Arc<ModelSlot>,
+    /// The model in force and the ones a rollback returns to, newest last (`None`: the
+    /// hand-set heads).
+    models: Mutex<ModelHistory>,
+}
+
+impl Ranker {
+    /// The profile `name` ranking with `rank`, serving the model file at `model` when
+    /// one is named.
+    fn new(name: &str, rank: &RankConfig, model: Option<&Path>, mut ports: Ports) -> Result<Self> {
+        let slot = Arc::new(ModelSlot::default());
+        ports.model = slot.clone();
+        let mut models = ModelHistory::default();
+        if let Some(path) = model {
+            let m = RankModel::load(path)?;
+            slot.set(Some(m.head_models()?));
+            tracing::info!(profile = name, model = %m.id, path = %path.display(), "serving a trained model");
+            models.current = Some(m);
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            pipeline: build_pipeline(rank, &ports)?,
+            hand_set: steerfeed_rank::scorers::HeadModels::from_config(&rank.scorer),
+            slot,
+            models: Mutex::new(models),
+        })
+    }
+}
+
 /// The model in force and the ones before it.
 #[derive(Debug, Default)]
 struct ModelHistory {
@@ -1298,41 +1338,90 @@ impl ModelHistory {
 }
 
 impl Engine {
-    /// The model of the action heads in force, and what a rollback would return to.
+    /// The rank profile `name`; an unknown one is an error naming the configured ones.
+    fn ranker(&self, name: &str) -> Result<&Ranker> {
+        self.rankers.iter().find(|r| r.name == name).ok_or_else(|| {
+            let known: Vec<&str> = self.rankers.iter().map(|r| r.name.as_str()).collect();
+            Error::invalid(
+                "profile",
+                format!("no rank profile {name:?}; the configured ones are {known:?}"),
+            )
+        })
+    }
+
+    /// The profile that serves `request`: the one it names, else the user's experiment
+    /// assignment, else `default`.
+    fn ranker_for(&self, request: &FeedRequest) -> Result<&Ranker> {
+        match (request.profile(), &self.config.experiment) {
+            (Some(name), _) => self.ranker(name),
+            (None, Some(x)) => self.ranker(x.assign(request.user().as_str())),
+            (None, None) => Ok(&self.rankers[0]),
+        }
+    }
+
+    /// The names of the rank profiles, `default` first.
+    pub fn profiles(&self) -> Vec<&str> {
+        self.rankers.iter().map(|r| r.name.as_str()).collect()
+    }
+
+    /// The profile that would serve `request` (see [`FeedRequest::with_profile`] and
+    /// `[experiment]`).
+    pub fn profile_for(&self, request: &FeedRequest) -> Result<&str> {
+        self.ranker_for(request).map(|r| r.name.as_str())
+    }
+
+    /// The model of the `default` profile's action heads, and what a rollback would
+    /// return to.
     pub fn model_info(&self) -> ModelInfo {
-        lock(&self.models).info()
+        lock(&self.rankers[0].models).info()
     }
 
-    /// The coefficients of the action heads in force: a trained model's, else the
-    /// hand-set ones of `[rank.scorer]`.
+    /// [`Engine::model_info`] of profile `profile`.
+    pub fn model_info_for(&self, profile: &str) -> Result<ModelInfo> {
+        Ok(lock(&self.ranker(profile)?.models).info())
+    }
+
+    /// The coefficients of the `default` profile's action heads in force: a trained
+    /// model's, else the hand-set ones of `[rank.scorer]`.
     pub fn head_models(&self) -> steerfeed_rank::scorers::HeadModels {
-        self.model_slot.get().map_or_else(
-            || steerfeed_rank::scorers::HeadModels::from_config(&self.config.rank.scorer),
-            |m| *m,
-        )
+        let r = &self.rankers[0];
+        r.slot.get().map_or(r.hand_set, |m| *m)
     }
 
-    /// Puts `model` in force for every request that starts scoring afterwards, once its
-    /// feature schema and coefficients check; the model it replaces is kept for
-    /// [`Engine::rollback_model`]. A refused model changes nothing.
+    /// Puts `model` in force in the `default` profile for every request that starts
+    /// scoring afterwards, once its feature schema and coefficients check; the model it
+    /// replaces is kept for [`Engine::rollback_model`]. A refused model changes nothing.
     pub fn set_model(&self, model: RankModel) -> Result<ModelInfo> {
+        self.set_model_for(DEFAULT_PROFILE, model)
+    }
+
+    /// [`Engine::set_model`] in profile `profile`.
+    pub fn set_model_for(&self, profile: &str, model: RankModel) -> Result<ModelInfo> {
+        let r = self.ranker(profile)?;
         let heads = model.head_models()?;
-        let mut h = lock(&self.models);
-        self.model_slot.set(Some(heads));
+        let mut h = lock(&r.models);
+        r.slot.set(Some(heads));
         let old = h.current.replace(model);
         h.previous.push(old);
         if h.previous.len() > MODEL_HISTORY {
             h.previous.remove(0);
         }
         let info = h.info();
-        tracing::info!(model = %info.id, "model in force");
+        tracing::info!(profile, model = %info.id, "model in force");
         Ok(info)
     }
 
-    /// Puts the model before the one in force back in force (the hand-set heads when
-    /// that was none); an error when there is nothing to return to.
+    /// Puts the model before the one in force in the `default` profile back in force
+    /// (the hand-set heads when that was none); an error when there is nothing to
+    /// return to.
     pub fn rollback_model(&self) -> Result<ModelInfo> {
-        let mut h = lock(&self.models);
+        self.rollback_model_for(DEFAULT_PROFILE)
+    }
+
+    /// [`Engine::rollback_model`] in profile `profile`.
+    pub fn rollback_model_for(&self, profile: &str) -> Result<ModelInfo> {
+        let r = self.ranker(profile)?;
+        let mut h = lock(&r.models);
         let Some(back) = h.previous.pop() else {
             return Err(Error::invalid(
                 "model",
@@ -1340,10 +1429,10 @@ impl Engine {
             ));
         };
         let heads = back.as_ref().map(RankModel::head_models).transpose()?;
-        self.model_slot.set(heads);
+        r.slot.set(heads);
         h.current = back;
         let info = h.info();
-        tracing::info!(model = %info.id, "model rolled back");
+        tracing::info!(profile, model = %info.id, "model rolled back");
         Ok(info)
     }
 }
@@ -1360,10 +1449,10 @@ fn request_prefix() -> u64 {
 }
 
 /// The impression log's page for the served `items` (every slot ranked, propensity 1).
-fn impression_page(request: &str, items: &[Candidate]) -> ImpressionPage {
+fn impression_page(request: &str, profile: &str, items: &[Candidate]) -> ImpressionPage {
     ImpressionPage {
         request: request.to_owned(),
-        profile: DEFAULT_PROFILE.to_owned(),
+        profile: profile.to_owned(),
         items: items
             .iter()
             .enumerate()
@@ -1378,9 +1467,6 @@ fn impression_page(request: &str, items: &[Candidate]) -> ImpressionPage {
             .collect(),
     }
 }
-
-/// The rank profile every page is served with.
-pub const DEFAULT_PROFILE: &str = "default";
 
 impl Drop for Engine {
     fn drop(&mut self) {

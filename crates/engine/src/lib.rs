@@ -47,7 +47,9 @@ mod pool;
 mod profile;
 mod transfer;
 
-pub use config::{Config, ConfigError, LearningConfig};
+pub use config::{
+    Config, ConfigError, DEFAULT_PROFILE, ExperimentConfig, LearningConfig, ProfileConfig,
+};
 pub use engine::{
     BackupFile, BackupManifest, CameoView, Engine, INDEX_FILE, IndexOpen, LabeledImpression,
     Limits, Outcomes, PersonView, Preview, RestoreReport, SourceHit, StageSummary, VideoVerdict,

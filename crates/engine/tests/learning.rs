@@ -253,3 +253,193 @@ fn served_items_are_logged_with_what_made_their_scores_and_joined_to_outcomes() 
         "the erased person's pages left"
     );
 }
+
+/// FNV-1a, 64-bit (the published constants), as the oracle of experiment assignment.
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for &b in *p {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// MurmurHash3's 64-bit finaliser (the published constants).
+fn fmix64(mut k: u64) -> u64 {
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xff51afd7ed558ccd);
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xc4ceb9fe1a85ec53);
+    k ^ (k >> 33)
+}
+
+/// The profile a user falls in: their mixed hash's place in [0, 1) against the
+/// cumulative shares in name order.
+fn assigned(salt: &str, user: &str, shares: &[(&str, f64)]) -> String {
+    let h = fmix64(fnv1a(&[salt.as_bytes(), &[0], user.as_bytes()]));
+    let u = (h >> 11) as f64 / (1u64 << 53) as f64;
+    let mut edge = 0.0;
+    for (name, share) in shares {
+        edge += share;
+        if u < edge {
+            return (*name).to_owned();
+        }
+    }
+    "default".to_owned()
+}
+
+fn creation(r: &steerfeed::FeedResponse) -> f32 {
+    r.items
+        .iter()
+        .map(|i| {
+            let a = &i.breakdown.actions;
+            a.create + a.remix + a.cameo_use
+        })
+        .sum()
+}
+
+#[test]
+fn profiles_serve_by_experiment_assignment_or_by_name_and_override_the_ranking() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Config::default();
+    c.store.path = dir.path().to_path_buf();
+    let heavy: toml::Table = toml::from_str(
+        "[scorer.weights]\ncreate = 60.0\nremix = 60.0\ncameo_use = 60.0\nlike = 0.0\ncomplete_view = 0.0\n",
+    )
+    .unwrap();
+    c.profiles.insert(
+        "creation_heavy".into(),
+        steerfeed::ProfileConfig {
+            rank: heavy,
+            model: None,
+        },
+    );
+    c.profiles
+        .insert("b_side".into(), steerfeed::ProfileConfig::default());
+    let shares = [("b_side", 0.2), ("creation_heavy", 0.3)];
+    c.experiment = Some(steerfeed::ExperimentConfig {
+        salt: "exp-7".into(),
+        shares: shares.iter().map(|(n, s)| ((*n).to_owned(), *s)).collect(),
+    });
+
+    // Configuration mistakes are refused with their reason.
+    let mut bad = c.clone();
+    bad.experiment
+        .as_mut()
+        .unwrap()
+        .shares
+        .insert("b_side".into(), 0.9);
+    assert!(
+        bad.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("more than 1")
+    );
+    let mut bad = c.clone();
+    bad.experiment
+        .as_mut()
+        .unwrap()
+        .shares
+        .insert("nope".into(), 0.1);
+    assert!(bad.validate().unwrap_err().to_string().contains("nope"));
+    let mut bad = c.clone();
+    bad.profiles.get_mut("b_side").unwrap().rank =
+        toml::from_str("[scorer.weights]\ncreat = 1.0\n").unwrap();
+    assert!(bad.validate().unwrap_err().to_string().contains("b_side"));
+    let mut bad = c.clone();
+    bad.profiles
+        .insert("default".into(), steerfeed::ProfileConfig::default());
+    assert!(bad.validate().is_err());
+
+    let mut wc = WorldConfig::new(5, 60, 600);
+    wc.events_per_user = 10;
+    let w = World::generate(wc);
+    let engine = Engine::open(c).unwrap_or_else(|e| panic!("{e}"));
+    load_world(&engine, &w, 500).unwrap();
+    assert_eq!(engine.profiles(), ["default", "b_side", "creation_heavy"]);
+    let now = w.config.now;
+
+    // Assignment: deterministic, the oracle's, and about the shares.
+    let mut counts = HashMap::new();
+    for i in 0..6_000 {
+        let user = format!("someone-{i}");
+        let req = FeedRequest::new(UserId::new(&user).unwrap(), 5).unwrap();
+        let got = engine.profile_for(&req).unwrap().to_owned();
+        assert_eq!(got, assigned("exp-7", &user, &shares), "{user}");
+        assert_eq!(
+            engine.profile_for(&req).unwrap(),
+            got,
+            "the same every time"
+        );
+        *counts.entry(got).or_insert(0usize) += 1;
+    }
+    for (name, share) in [("b_side", 0.2), ("creation_heavy", 0.3), ("default", 0.5)] {
+        let got = counts[name] as f64 / 6_000.0;
+        assert!(
+            (got - share).abs() < 0.03,
+            "{name}: {got} of users, share {share}"
+        );
+    }
+
+    // Served: each person by their profile, named in the response and the impressions.
+    for s in w.users.iter().take(20) {
+        let req = FeedRequest::new(s.user.id.clone(), 10).unwrap().at(now);
+        let r = engine.feed(&req).unwrap();
+        assert_eq!(r.profile, assigned("exp-7", s.user.id.as_str(), &shares));
+    }
+    for row in labeled(&engine, now) {
+        assert_eq!(row.profile, assigned("exp-7", row.user.as_str(), &shares));
+    }
+
+    // A request may name a profile; the heavy creation weights pick more of what people
+    // make things from.
+    let (mut heavy_creation, mut default_creation) = (0.0, 0.0);
+    for s in w.users.iter().skip(20).take(25) {
+        let later = Timestamp::from_second(now.as_second() + 60).unwrap();
+        let req = |p: &str| {
+            FeedRequest::new(s.user.id.clone(), 10)
+                .unwrap()
+                .at(later)
+                .with_profile(p)
+                .unwrap()
+        };
+        let h = engine.preview(&req("creation_heavy"), None).unwrap().page;
+        let d = engine.preview(&req("default"), None).unwrap().page;
+        assert_eq!(
+            (h.profile.as_str(), d.profile.as_str()),
+            ("creation_heavy", "default")
+        );
+        heavy_creation += creation(&h);
+        default_creation += creation(&d);
+    }
+    assert!(
+        heavy_creation > default_creation,
+        "creation probability served: heavy {heavy_creation}, default {default_creation}"
+    );
+    let unknown = FeedRequest::new(w.users[0].user.id.clone(), 5)
+        .unwrap()
+        .with_profile("nope")
+        .unwrap();
+    assert!(
+        engine
+            .feed(&unknown)
+            .unwrap_err()
+            .to_string()
+            .contains("nope")
+    );
+    assert!(
+        FeedRequest::new(w.users[0].user.id.clone(), 5)
+            .unwrap()
+            .with_profile("no spaces")
+            .is_err()
+    );
+
+    // Each profile holds its own model.
+    assert_eq!(
+        engine.model_info_for("creation_heavy").unwrap().id,
+        "hand-set"
+    );
+    assert!(engine.rollback_model_for("b_side").is_err());
+}

@@ -20,7 +20,7 @@
 //! | `GET` | `/v1/users/{id}/preferences` | `feed` | | 200 `{"text", "constraints", "summary"}`, 404 when none |
 //! | `PATCH` | `/v1/users/{id}/preferences` | `write` | `{"remove"?, "change"?, "add"?, "now"?}` | 200 `{"text", "constraints", "summary"}` |
 //! | `DELETE` | `/v1/users/{id}/preferences` | `write` | | 204 |
-//! | `POST` | `/v1/feed` | `feed` | `{"user", "limit"?, "cursor"?, "session"?, "now"?}` | 200 `FeedResponse` |
+//! | `POST` | `/v1/feed` | `feed` | `{"user", "limit"?, "cursor"?, "session"?, "now"?, "profile"?}` | 200 `FeedResponse` |
 //! | `GET` | `/v1/users/{id}/profile` | `feed` | | 200 `ProfileSummary` |
 //! | `DELETE` | `/v1/users/{id}?videos=delete\|keep` | `admin` | | 200 `ErasureReport` |
 //! | `GET` | `/v1/users/{id}/export` | `admin` | | 200 `{"user", "records": [Record]}` |
@@ -1093,6 +1093,12 @@ struct FeedBody {
     #[serde(default)]
     #[schema(value_type = Option<steerfeed::openapi::DateTime>)]
     now: Option<Timestamp>,
+    /// A rank profile (`[profiles.NAME]`, or `default`) to serve with instead of the
+    /// user's experiment assignment, for internal testing; an unknown one is 422
+    /// (`field: profile`).
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9_-]+$")]
+    profile: Option<String>,
 }
 
 fn default_limit() -> u32 {
@@ -1110,6 +1116,9 @@ impl FeedBody {
         }
         if let Some(now) = self.now {
             req = req.at(now);
+        }
+        if let Some(p) = self.profile {
+            req = req.with_profile(p)?;
         }
         Ok(req)
     }
@@ -1131,6 +1140,9 @@ async fn feed(
     let request = body.into_request()?;
     let (response, trace) = run(&state, move |e| e.feed_traced(&request)).await?;
     state.metrics().trace(&trace, response.items.len());
+    state
+        .metrics()
+        .profile(&response.profile, response.items.len());
     Ok(axum::Json(response))
 }
 

@@ -113,6 +113,8 @@ struct Inner {
     stopped: u64,
     /// Feed requests whose pipeline ran (their candidates are counted).
     traced: u64,
+    /// profile -> (pages served, items served).
+    profiles: BTreeMap<String, (u64, u64)>,
 }
 
 /// Cumulative metrics at one moment ([`Metrics::reading`]).
@@ -154,6 +156,14 @@ impl Metrics {
             .entry((route.to_owned(), status))
             .or_default()
             .observe(seconds);
+    }
+
+    /// Records a page served by rank profile `profile` with `items` items.
+    pub fn profile(&self, profile: &str, items: usize) {
+        let mut m = self.lock();
+        let e = m.profiles.entry(profile.to_owned()).or_default();
+        e.0 += 1;
+        e.1 += items as u64;
     }
 
     /// Records what the pipeline did for one feed request.
@@ -246,6 +256,24 @@ impl Metrics {
         out.push_str("# HELP steerfeed_feed_stopped_total Feed requests a gate answered with a card and no items.\n");
         out.push_str("# TYPE steerfeed_feed_stopped_total counter\n");
         let _ = writeln!(out, "steerfeed_feed_stopped_total {}", m.stopped);
+        out.push_str("# HELP steerfeed_profile_pages_total Feed pages served per rank profile.\n");
+        out.push_str("# TYPE steerfeed_profile_pages_total counter\n");
+        for (p, (pages, _)) in &m.profiles {
+            let _ = writeln!(
+                out,
+                "steerfeed_profile_pages_total{{profile=\"{}\"}} {pages}",
+                escape(p)
+            );
+        }
+        out.push_str("# HELP steerfeed_profile_items_total Feed items served per rank profile.\n");
+        out.push_str("# TYPE steerfeed_profile_items_total counter\n");
+        for (p, (_, items)) in &m.profiles {
+            let _ = writeln!(
+                out,
+                "steerfeed_profile_items_total{{profile=\"{}\"}} {items}",
+                escape(p)
+            );
+        }
         out
     }
 }
@@ -349,5 +377,14 @@ mod tests {
         );
         assert!(text.contains("steerfeed_stage_duration_seconds_count{stage=\"following\"} 1"));
         assert!(text.contains("steerfeed_feed_stopped_total 0"));
+        assert!(!text.contains("steerfeed_profile_pages_total{"));
+        m.profile("default", 10);
+        m.profile("default", 0);
+        m.profile("b_side", 7);
+        let text = m.render();
+        assert!(text.contains("steerfeed_profile_pages_total{profile=\"default\"} 2"));
+        assert!(text.contains("steerfeed_profile_items_total{profile=\"default\"} 10"));
+        assert!(text.contains("steerfeed_profile_pages_total{profile=\"b_side\"} 1"));
+        assert!(text.contains("steerfeed_profile_items_total{profile=\"b_side\"} 7"));
     }
 }

@@ -190,7 +190,7 @@ impl Engine {
     pub fn preview(&self, request: &FeedRequest, steering: Option<&str>) -> Result<Preview> {
         let now = request.now().unwrap_or_else(Timestamp::now);
         let (ctx, trace) = self.inspect_context(request, steering, now)?;
-        let mut out = self.pipeline.run(&ctx)?;
+        let mut out = self.ranker_for(request)?.pipeline.run(&ctx)?;
         let mut all = trace;
         all.stages.append(&mut out.trace.stages);
         let mut applied = ctx.constraints;
@@ -203,6 +203,7 @@ impl Engine {
                 applied,
                 // Served to nobody: no impression is logged under an id.
                 request_id: String::new(),
+                profile: self.ranker_for(request)?.name.clone(),
             },
             summary,
             stages: stages(&all),
@@ -220,7 +221,10 @@ impl Engine {
             .ok_or_else(|| Error::not_found(Entity::Video, video))?;
         let now = request.now().unwrap_or_else(Timestamp::now);
         let (ctx, _) = self.inspect_context(request, None, now)?;
-        let mut t = self.pipeline.explain_video(&ctx, Arc::clone(&v))?;
+        let mut t = self
+            .ranker_for(request)?
+            .pipeline
+            .explain_video(&ctx, Arc::clone(&v))?;
         // The runner's guard drops a non-finite score before any selection.
         if !t.scored.score.is_finite() {
             t.removed_by
@@ -230,7 +234,7 @@ impl Engine {
             t.stopped_by.is_none() && !t.proposed_by.is_empty() && t.removed_by.is_empty();
         // Only a servable video can be on the page: rank it only then.
         let on_page = if servable {
-            let page = self.pipeline.run(&ctx)?;
+            let page = self.ranker_for(request)?.pipeline.run(&ctx)?;
             page.items.iter().position(|c| c.id() == video)
         } else {
             None
