@@ -174,3 +174,41 @@ fn a_served_excluded_topic_is_detected() {
     assert!(!g.exclusion_violation(&v.id, &only));
     assert!(g.exclusion_violation(&other.id, &only));
 }
+
+/// Exploration never bypasses a rule: with every slot drawn at random among the
+/// candidates that may take it, a closed-loop run still breaks no consent, teen limit
+/// or hard exclusion, and its impression log holds the draws' propensities.
+#[test]
+fn a_fully_explored_run_breaks_no_rule_and_logs_its_propensities() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.rank.selector.explore = 1.0;
+    config.rank.selector.explore_max_exposures = 1e9;
+    let mut o = opts(Policy::Creation);
+    o.store = Some(dir.path().join("store"));
+    let r = simulate(&config, &o).unwrap();
+    assert!(r.items_served > 0);
+    assert_eq!(r.consent_violations, 0);
+    assert_eq!(r.teen_limit_violations, 0);
+    assert_eq!(r.hard_exclusion_violations, 0);
+    assert!(r.revocations_during_run > 0 && r.gates > 0, "{r:?}");
+    assert_ne!(r.items_served, 0);
+
+    let mut c = Config::default();
+    c.store.path = dir.path().join("store");
+    let engine = steerfeed::Engine::open(c).unwrap();
+    let (mut items, mut drawn) = (0usize, 0usize);
+    engine
+        .for_each_labeled_impression(steerfeed::Timestamp::UNIX_EPOCH, &mut |row| {
+            items += 1;
+            assert!(row.propensity > 0.0 && row.propensity <= 1.0);
+            drawn += usize::from(row.propensity < 1.0);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(items as u64, r.items_served, "every served item is logged");
+    assert!(
+        drawn * 10 > items * 9,
+        "{drawn} of {items} slots were drawn"
+    );
+}

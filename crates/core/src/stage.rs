@@ -150,6 +150,11 @@ pub struct Candidate {
     pub breakdown: ScoreBreakdown,
     /// What the action heads read; set by scorers, logged with the impression.
     pub inputs: crate::HeadInputs,
+    /// The video's (decayed) exposures; set by scorers. Exploration favours the few.
+    pub exposures: f32,
+    /// The probability that the selector put this candidate in its slot; 1 for a slot
+    /// it fills by ranking alone.
+    pub propensity: f32,
 }
 
 impl Candidate {
@@ -163,6 +168,8 @@ impl Candidate {
             score: 0.0,
             breakdown: ScoreBreakdown::default(),
             inputs: crate::HeadInputs::default(),
+            exposures: 0.0,
+            propensity: 1.0,
         }
     }
 

@@ -1448,7 +1448,7 @@ fn request_prefix() -> u64 {
     h.finish()
 }
 
-/// The impression log's page for the served `items` (every slot ranked, propensity 1).
+/// The impression log's page for the served `items`.
 fn impression_page(request: &str, profile: &str, items: &[Candidate]) -> ImpressionPage {
     ImpressionPage {
         request: request.to_owned(),
@@ -1460,7 +1460,7 @@ fn impression_page(request: &str, profile: &str, items: &[Candidate]) -> Impress
                 video: c.id().clone(),
                 position: u32::try_from(i).unwrap_or(u32::MAX),
                 source: c.source.to_owned(),
-                propensity: 1.0,
+                propensity: c.propensity,
                 inputs: c.inputs,
                 breakdown: c.breakdown,
             })

@@ -762,3 +762,115 @@ proptest! {
         prop_assert!(checked.is_ok(), "{}", checked.unwrap_err());
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// 9. Exploration never bypasses a cap: with any share of slots explored, every page
+    ///    keeps the hard caps, has no duplicate, serves only inputs, and every slot's
+    ///    propensity is a probability (1 for every slot when exploration is off).
+    #[test]
+    fn explored_pages_keep_the_hard_caps_and_report_propensities(
+        specs in prop::collection::vec(spec_strategy(), 0..120),
+        explore in prop_oneof![Just(0.0f32), Just(0.3f32), Just(1.0f32)],
+        limit in 1..=40usize,
+        teen in prop::bool::ANY,
+        clock in 0..1_000_000i64,
+        under in 0..120usize,
+    ) {
+        let mut ctx = context(limit, teen, &[], None);
+        ctx.now = Timestamp::from_second(clock).unwrap();
+        let mut input = candidates(&specs);
+        for (i, c) in input.iter_mut().enumerate() {
+            c.exposures = if i < under { 10.0 } else { 1_000.0 };
+        }
+        let config = SelectorConfig { explore, ..SelectorConfig::default() };
+        let page = select(config, &ctx, input.clone());
+        prop_assert!(page.len() <= limit);
+        let ids: HashSet<&VideoId> = page.iter().map(|c| c.id()).collect();
+        prop_assert_eq!(ids.len(), page.len(), "duplicates on the page");
+        prop_assert!(page.iter().all(|c| input.iter().any(|i| i.id() == c.id())));
+        let refs: Vec<&Candidate> = page.iter().collect();
+        prop_assert!(topic_cap_holds(&refs, config.topic_cap, config.topic_window));
+        if teen {
+            prop_assert!(sensitive_cap_holds(&refs, config.teen_sensitive_cap, config.teen_sensitive_window));
+        }
+        for c in &page {
+            prop_assert!(c.propensity > 0.0 && c.propensity <= 1.0, "{}", c.propensity);
+            if explore == 0.0 {
+                prop_assert_eq!(c.propensity, 1.0);
+            }
+            // A well-exposed item is only ever served as the greedy pick.
+            if c.exposures >= config.explore_max_exposures {
+                prop_assert!(c.propensity >= 1.0 - explore - 1e-6, "{}", c.propensity);
+            }
+        }
+        // The same request replays the same page.
+        let again = select(config, &ctx, input.clone());
+        let a: Vec<&VideoId> = page.iter().map(|c| c.id()).collect();
+        let b: Vec<&VideoId> = again.iter().map(|c| c.id()).collect();
+        prop_assert_eq!(a, b);
+    }
+}
+
+/// 10. Propensities are the sampling probabilities: over many seeds, how often each
+///     item takes the first slot matches the propensity reported for it there.
+#[test]
+fn reported_propensities_match_how_often_each_item_is_served() {
+    let specs: Vec<Spec> = (0..30)
+        .map(|i| Spec::new(i % 10, &[i % 7], 100.0 - i as f32))
+        .collect();
+    let mut cands = candidates(&specs);
+    // Every third item is well exposed (the greedy top one among them).
+    for (i, c) in cands.iter_mut().enumerate() {
+        c.exposures = if i % 3 == 0 { 5_000.0 } else { 3.0 };
+    }
+    let items: Vec<SlateItem<'_>> = cands
+        .iter()
+        .map(|c| SlateItem::from_candidate(c, None))
+        .collect();
+    let config = SelectorConfig {
+        explore: 0.4,
+        ..SelectorConfig::default()
+    };
+    let rules = PageRules::for_context(&context(10, false, &[], None));
+    let runs = 4_000;
+    let mut first = std::collections::HashMap::<usize, usize>::new();
+    let mut reported = std::collections::HashMap::<usize, f32>::new();
+    for seed in 0..runs {
+        let (page, p) = steerfeed_rank::selectors::select_slate_seeded(
+            &items,
+            &config,
+            rules,
+            10,
+            seed as u64 * 7919 + 1,
+        );
+        assert_eq!(page.len(), p.len());
+        *first.entry(page[0]).or_default() += 1;
+        let prior = reported.insert(page[0], p[0]);
+        assert!(
+            prior.is_none_or(|q| q == p[0]),
+            "one propensity per item at slot 0"
+        );
+    }
+    let total: f32 = reported.values().sum();
+    assert!(
+        (total - 1.0).abs() < 1e-4,
+        "the propensities of slot 0 sum to {total}"
+    );
+    // The greedy pick (the best score) is item 0, well exposed: 1 − ε; each of the 20
+    // under-exposed items: ε / 20.
+    assert!((reported[&0] - 0.6).abs() < 1e-6);
+    for (i, &n) in &first {
+        let freq = n as f32 / runs as f32;
+        assert!(
+            (freq - reported[i]).abs() < 0.025,
+            "item {i}: served first {freq} of the time, propensity {}",
+            reported[i]
+        );
+        assert!(
+            *i == 0 || i % 3 != 0,
+            "a well-exposed item other than the greedy one"
+        );
+    }
+}

@@ -382,6 +382,7 @@ impl Scorer for ObjectiveScorer {
             c.score = b.sum();
             c.breakdown = b;
             c.inputs = inputs;
+            c.exposures = video_counts.exposures();
             if let Some(r) = reason(ctx, video, follows, concept, wellbeing > 0.0) {
                 c.reason = r;
             }

@@ -2,7 +2,7 @@
 
 use steerfeed_core::{Candidate, FeedContext, Result, Selector, TopicId};
 
-use super::{PageRules, SelectorConfig, SlateItem, select_slate};
+use super::{PageRules, SelectorConfig, SlateItem, select_slate_seeded};
 
 /// Diversity re-rank (MMR or sliding-window DPP), author decay, topic cap, following
 /// share from steering and the teen sensitive-content cap, as one greedy page fill
@@ -23,6 +23,18 @@ impl DiversitySelector {
     pub fn config(&self) -> &SelectorConfig {
         &self.config
     }
+}
+
+/// Exploration's seed for one request: a hash of the viewer, the request's clock and its
+/// cursor, so the same request replays the same page.
+fn explore_seed(ctx: &FeedContext) -> u64 {
+    let mut h = steerfeed_core::hash::Fnv1a::new();
+    h.update(ctx.request.user().as_str().as_bytes());
+    h.update(&ctx.now.as_millisecond().to_le_bytes());
+    if let Some(c) = ctx.request.cursor() {
+        h.update(c.as_str().as_bytes());
+    }
+    h.finish()
 }
 
 impl Selector for DiversitySelector {
@@ -46,12 +58,12 @@ impl Selector for DiversitySelector {
             .collect();
         let rules = PageRules::for_context(ctx).with_topics(&only, &boosted);
         let following = rules.following.map(|_| &ctx.viewer.following);
-        let order = {
+        let (order, propensity) = {
             let items: Vec<SlateItem<'_>> = candidates
                 .iter()
                 .map(|c| SlateItem::from_candidate(c, following))
                 .collect();
-            select_slate(&items, &self.config, rules, limit)
+            select_slate_seeded(&items, &self.config, rules, limit, explore_seed(ctx))
         };
         // Each chosen candidate moves once, straight to its slot; the rest are dropped.
         let mut slot_of = vec![usize::MAX; candidates.len()];
@@ -61,8 +73,9 @@ impl Selector for DiversitySelector {
             }
         }
         let mut page: Vec<Option<Candidate>> = (0..order.len()).map(|_| None).collect();
-        for (c, &slot) in candidates.into_iter().zip(&slot_of) {
+        for (mut c, &slot) in candidates.into_iter().zip(&slot_of) {
             if let Some(p) = page.get_mut(slot) {
+                c.propensity = propensity.get(slot).copied().unwrap_or(1.0);
                 *p = Some(c);
             }
         }

@@ -45,6 +45,13 @@ pub struct SelectorConfig {
     /// Steering "less from people I follow": the largest share of the page, in `[0, 1]`,
     /// from followed creators. Hard. Default 0.1.
     pub following_less: f32,
+    /// Exploration: the chance, in `[0, 1]`, that a slot goes to an under-exposed
+    /// candidate drawn uniformly among those that may take it (epsilon-greedy; every
+    /// cap still applies, and filters ran before). Each served item's propensity is
+    /// logged. Default 0 (off).
+    pub explore: f32,
+    /// Exploration's under-exposed: fewer (decayed) exposures than this. Default 200.
+    pub explore_max_exposures: f32,
 }
 
 impl Default for SelectorConfig {
@@ -63,6 +70,8 @@ impl Default for SelectorConfig {
             teen_sensitive_window: 10,
             following_more: 0.5,
             following_less: 0.1,
+            explore: 0.0,
+            explore_max_exposures: 200.0,
         }
     }
 }
@@ -77,8 +86,15 @@ impl SelectorConfig {
             ("author_decay_factor", self.author_decay_factor),
             ("following_more", self.following_more),
             ("following_less", self.following_less),
+            ("explore", self.explore),
         ] {
             unit(field, v)?;
+        }
+        if !(self.explore_max_exposures.is_finite() && self.explore_max_exposures > 0.0) {
+            return Err(Error::invalid(
+                "explore_max_exposures",
+                "must be a positive number of exposures",
+            ));
         }
         for (field, v) in [
             ("pool", self.pool),

@@ -20,6 +20,14 @@
 //!
 //! Caps are checked on the window that ends at the new slot; as the page only grows at
 //! the end, that checks every window of the final page.
+//!
+//! **Exploration** (`config.explore` = ε > 0): once step 3 has found the greedy pick
+//! `g`, the slot goes, with probability ε, to an item drawn uniformly from `U`, the pool's
+//! under-exposed items that the following rule admits and the caps let take the slot
+//! (`g` otherwise, and always when `U` is empty). The draws come from a generator seeded
+//! by the caller, so one seed replays one page. The served item `x`'s propensity is
+//! `(1 − ε)·[x = g] + ε·[x ∈ U]/|U|`, the probability of that choice given the slots
+//! before it.
 
 use std::collections::HashMap;
 
@@ -47,11 +55,34 @@ pub fn select_slate(
     rules: PageRules<'_>,
     limit: usize,
 ) -> Vec<usize> {
+    select_slate_seeded(items, config, rules, limit, 0).0
+}
+
+/// [`select_slate`] with exploration's draws seeded by `seed`; also returns each
+/// slot's propensity (1 for every slot when `config.explore` is 0).
+pub fn select_slate_seeded(
+    items: &[SlateItem<'_>],
+    config: &SelectorConfig,
+    rules: PageRules<'_>,
+    limit: usize,
+    seed: u64,
+) -> (Vec<usize>, Vec<f32>) {
     let limit = limit.min(items.len());
     if limit == 0 {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     }
-    Greedy::new(items, config, rules, limit).run()
+    let mut g = Greedy::new(items, config, rules, limit);
+    g.rng = seed;
+    g.run()
+}
+
+/// SplitMix64: the next draw of the generator whose state is `state`.
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// Which items the following rule lets take the next slot.
@@ -125,6 +156,9 @@ struct Greedy<'a, 'b> {
     by_rel: Vec<usize>,
     /// The largest author-decay multiplier, so `rel · decay_max` bounds any quality.
     decay_max: f32,
+    /// Exploration's generator state, and each slot's propensity.
+    rng: u64,
+    propensity: Vec<f32>,
 }
 
 impl<'a, 'b> Greedy<'a, 'b> {
@@ -176,6 +210,8 @@ impl<'a, 'b> Greedy<'a, 'b> {
             scratch: Vec::new(),
             by_rel: Vec::with_capacity(pool),
             decay_max: 0.0,
+            rng: 0,
+            propensity: Vec::with_capacity(limit),
         };
         g.decay_max = g
             .decay
@@ -185,17 +221,63 @@ impl<'a, 'b> Greedy<'a, 'b> {
         g
     }
 
-    fn run(mut self) -> Vec<usize> {
+    fn run(mut self) -> (Vec<usize>, Vec<f32>) {
         while self.page.len() < self.limit {
             if self.config.method == DiversityMethod::Dpp {
                 self.prepare_window();
             }
             match self.next() {
-                Some(i) => self.push(i),
+                Some(g) => {
+                    let (i, p) = self.explore(g);
+                    self.push(i);
+                    self.propensity.push(p);
+                }
                 None => break,
             }
         }
-        self.page
+        (self.page, self.propensity)
+    }
+
+    /// The item that takes the slot whose greedy pick is `g`, and its propensity (see
+    /// the module docs).
+    fn explore(&mut self, g: usize) -> (usize, f32) {
+        let eps = self.config.explore;
+        if eps <= 0.0 {
+            return (g, 1.0);
+        }
+        // The rule `g` was picked under ("more from followed" falls back to any).
+        let rule = match self.follow_rule() {
+            Follow::OnlyFollowed if !self.items[g].followed => Follow::Any,
+            rule => rule,
+        };
+        let max = self.config.explore_max_exposures;
+        let mut under = Vec::new();
+        for i in 0..self.active {
+            if self.alive[i]
+                && rule.admits(self.items[i].followed)
+                && self.items[i].exposures < max
+                && self.eligible(i)
+            {
+                under.push(i);
+            }
+        }
+        if under.is_empty() {
+            return (g, 1.0);
+        }
+        let n = under.len() as u64;
+        let draw = (splitmix64(&mut self.rng) >> 11) as f64 / (1u64 << 53) as f64;
+        let pick = if draw < f64::from(eps) {
+            under[(splitmix64(&mut self.rng) % n) as usize]
+        } else {
+            g
+        };
+        let greedy = if pick == g { 1.0 - eps } else { 0.0 };
+        let drawn = if under.contains(&pick) {
+            eps / n as f32
+        } else {
+            0.0
+        };
+        (pick, greedy + drawn)
     }
 
     /// The best item that may take the next slot, growing the pool when none in it may.

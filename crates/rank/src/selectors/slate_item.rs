@@ -20,6 +20,8 @@ pub struct SlateItem<'a> {
     pub followed: bool,
     /// The unit embedding; an item without one has similarity 0 to everything.
     pub embedding: Option<&'a [f32]>,
+    /// The video's exposures so far (exploration picks among the under-exposed).
+    pub exposures: f32,
 }
 
 impl<'a> SlateItem<'a> {
@@ -35,6 +37,7 @@ impl<'a> SlateItem<'a> {
             sensitive: !v.safety.is_empty(),
             followed: following.is_some_and(|f| f.contains(&v.creator)),
             embedding: v.embedding.as_ref().map(|e| e.as_slice()),
+            exposures: c.exposures,
         }
     }
 }

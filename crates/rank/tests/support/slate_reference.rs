@@ -342,6 +342,7 @@ mod tests {
                 sensitive: false,
                 followed: false,
                 embedding: Some(v.as_slice()),
+                exposures: 0.0,
             })
             .collect();
         // Orthogonal to the window: nothing explained.
