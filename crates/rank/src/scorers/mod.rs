@@ -16,8 +16,9 @@
 //! logit space: `p_a = σ(logit(rate_a) + c_interest·(sim − sim_ref) + c_tie·tie +
 //! c_co·co_engagement + c_creator·creator_lift_a)`. For a viewer with average interest
 //! and no tie the head *is* the video's smoothed rate, which is what makes it
-//! calibrated at the anchor; the coefficients are set by hand in `[rank.scorer]` (no
-//! fitting from logs exists yet).
+//! calibrated at the anchor. The coefficients are the hand-set ones of `[rank.scorer]`
+//! unless a model trained from the impression log is in force ([`HeadModels`], a
+//! linear model over the same inputs, with a bias and a weight on the prior).
 //! The creator lift is the creator's own smoothed rate against the base, in logits,
 //! shrunk by the creator's exposures, so a creator whose videos get remixed lifts their
 //! new videos before those have any history.
