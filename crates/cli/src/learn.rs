@@ -32,6 +32,9 @@ pub struct TrainArgs {
     /// L2 penalty on the coefficients.
     #[arg(long, default_value_t = 1.0)]
     pub alpha: f64,
+    /// Train the heads of this rank profile, on the items it served.
+    #[arg(long, default_value = "default")]
+    pub profile: String,
 }
 
 /// Reads served items from the JSON lines of `steerfeed logs export`.
@@ -55,12 +58,18 @@ fn read_rows(path: &PathBuf, since: Timestamp) -> anyhow::Result<Vec<LabeledImpr
 /// Trains the heads and writes the model file and the report.
 pub fn train(config: steerfeed::Config, args: &TrainArgs) -> anyhow::Result<()> {
     let since = crate::logs::parse_since(&args.since, Timestamp::now())?;
-    let weights = config.rank.scorer.weights;
-    let (rows, current) = match &args.input {
+    let profile = args.profile.as_str();
+    let rank = config.profile_rank(profile)?;
+    let weights = rank.scorer.weights;
+    let (mut rows, current) = match &args.input {
         Some(path) => {
-            let current = match &config.learning.model {
-                Some(m) => RankModel::load(m)?.head_models()?,
-                None => steerfeed::rank::scorers::HeadModels::from_config(&config.rank.scorer),
+            let file = match profile {
+                steerfeed::DEFAULT_PROFILE => config.learning.model.clone(),
+                p => config.profiles.get(p).and_then(|p| p.model.clone()),
+            };
+            let current = match file {
+                Some(m) => RankModel::load(&m)?.head_models()?,
+                None => steerfeed::rank::scorers::HeadModels::from_config(&rank.scorer),
             };
             (read_rows(path, since)?, current)
         }
@@ -71,9 +80,11 @@ pub fn train(config: steerfeed::Config, args: &TrainArgs) -> anyhow::Result<()> 
                 rows.push(r);
                 Ok(())
             })?;
-            (rows, engine.head_models())
+            let current = engine.head_models_for(profile)?;
+            (rows, current)
         }
     };
+    rows.retain(|r| r.profile == profile);
     let cfg = steerfeed_learn::TrainConfig {
         holdout: args.holdout,
         alpha: args.alpha,
@@ -187,4 +198,71 @@ pub fn model(cmd: &ModelCommand) -> anyhow::Result<()> {
         }
     };
     crate::say(serde_json::to_string_pretty(&info)?)
+}
+
+/// `steerfeed bench train`.
+#[derive(clap::Args)]
+pub struct BenchTrainArgs {
+    /// Served items in the generated log.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: usize,
+    /// Seed of the generated log.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+/// Trains on a generated log with known truth and prints the time it took and the
+/// quality reached, as one JSON object.
+pub fn bench_train(args: &BenchTrainArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let rows = steerfeed_learn::synthetic::generate(args.rows, args.seed);
+    let generate_seconds = started.elapsed().as_secs_f64();
+    let cfg = steerfeed::rank::scorers::ScorerConfig::default();
+    let current = steerfeed::rank::scorers::HeadModels::from_config(&cfg);
+    let started = std::time::Instant::now();
+    let (model, report) = steerfeed_learn::train(
+        &rows,
+        &current,
+        &cfg.weights,
+        &steerfeed_learn::TrainConfig::default(),
+    )?;
+    let train_seconds = started.elapsed().as_secs_f64();
+    let truth = steerfeed_learn::synthetic::truth();
+    let fitted = model.head_models()?;
+    let heads: Vec<serde_json::Value> = report
+        .heads
+        .iter()
+        .enumerate()
+        .map(|(a, h)| {
+            let off = fitted.coef[a]
+                .iter()
+                .zip(&truth.coef[a])
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0f32, f32::max);
+            serde_json::json!({
+                "head": h.head,
+                "train_positives": h.train_positives,
+                "holdout_positives": h.holdout_positives,
+                "fitted": h.fitted,
+                "ece_trained": h.trained.ece,
+                "ece_current": h.current.ece,
+                "auc_trained": h.trained.auc,
+                "auc_current": h.current.auc,
+                "log_loss_trained": h.trained.log_loss,
+                "log_loss_current": h.current.log_loss,
+                "largest_coefficient_error": off,
+            })
+        })
+        .collect();
+    crate::say(serde_json::to_string_pretty(&serde_json::json!({
+        "rows": report.rows,
+        "train_rows": report.train_rows,
+        "holdout_rows": report.holdout_rows,
+        "generate_seconds": generate_seconds,
+        "fit_seconds": report.fit_seconds,
+        "train_seconds": train_seconds,
+        "ndcg_current": report.ndcg_current,
+        "ndcg_trained": report.ndcg_trained,
+        "heads": heads,
+    }))?)
 }

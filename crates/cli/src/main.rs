@@ -150,6 +150,10 @@ enum BenchCommand {
     Ann(Box<ann_bench::AnnArgs>),
     /// The engine end to end on a seeded world: build (cached), ingest and feed latency.
     Feed(Box<bench_feed::FeedArgs>),
+    /// `steerfeed train`'s fitting on a generated impression log with known truth: time,
+    /// calibration and coefficient recovery.
+    #[cfg(feature = "learn")]
+    Train(learn::BenchTrainArgs),
 }
 
 fn init_tracing(log: &LogConfig) {
@@ -224,6 +228,8 @@ fn run() -> anyhow::Result<()> {
             say(serde_json::to_string_pretty(&report)?)?;
             Ok(())
         }
+        #[cfg(feature = "learn")]
+        Command::Bench(BenchCommand::Train(args)) => learn::bench_train(&args),
         Command::Prefs(PrefsCommand::Parse(args)) => prefs::parse(config, args),
         Command::Prefs(PrefsCommand::Eval(args)) => prefs::eval(config, args),
         Command::Prefs(PrefsCommand::Train(args)) => prefs::train(config, args),

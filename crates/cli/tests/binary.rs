@@ -1324,16 +1324,22 @@ fn served_pages_train_a_model_that_a_running_sidecar_swaps_refuses_damaged_and_r
         }
     }
     assert!(served >= 40 && !liked.is_empty(), "{served} served");
+    // With a one-second outcome window, an event a moment later closes every window.
+    std::thread::sleep(std::time::Duration::from_millis(1_500));
+    let last = json!({"events": [{"key": "ll-last", "user": "lp0", "at": steerfeed::Timestamp::now(),
+                                  "kind": "view", "video": "lv1", "watch_ms": 1000}]});
+    assert_eq!(http(port, "POST", "/v1/events", Some(&last)).0, 200);
     let pid = server.0.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(server.0.wait().unwrap().success());
 
     let rows_file = dir.path().join("rows.jsonl");
     let rows_arg = rows_file.to_str().unwrap();
+    let window = [("STEERFEED__LEARNING__OUTCOME_WINDOW_S", "1")];
     let (ok, _, err) = steerfeed(
         &store,
         &["logs", "export", "--since", "1h", "--out", rows_arg],
-        &[],
+        &window,
     );
     assert!(ok, "{err}");
     let rows: Vec<Value> = std::fs::read_to_string(&rows_file)
@@ -1353,6 +1359,8 @@ fn served_pages_train_a_model_that_a_running_sidecar_swaps_refuses_damaged_and_r
             "{r}"
         );
         assert_eq!(r["propensity"], 1.0);
+        assert_eq!(r["complete"], true, "{r}");
+        assert_eq!(r["model"], "hand-set");
         assert_eq!(r["inputs"]["prior"].as_array().unwrap().len(), 8);
     }
 

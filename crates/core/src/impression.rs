@@ -71,6 +71,8 @@ pub struct ImpressionPage {
     pub request: String,
     /// The rank profile that served it.
     pub profile: String,
+    /// The id of the model whose heads scored it (`hand-set` for the configured ones).
+    pub model: String,
     /// The items, in page order.
     pub items: Vec<ImpressionItem>,
 }

@@ -277,6 +277,25 @@ impl Config {
         let bad = |e: &dyn std::fmt::Display| {
             steerfeed_core::Error::invalid("profiles", format!("[profiles.{name}.rank]: {e}"))
         };
+        // A profile changes how pages are ranked, never a rule: the filters, the
+        // wellbeing and teen limits, and what the engine keeps for everyone (the
+        // co-engagement and trending indexes, the recent-taste profile) are `[rank]`'s.
+        for (key, value) in &p.rank {
+            let allowed = match key.as_str() {
+                "sources" | "scorer" => true,
+                "selector" => value.as_table().is_none_or(|t| {
+                    !t.contains_key("teen_sensitive_cap")
+                        && !t.contains_key("teen_sensitive_window")
+                }),
+                _ => false,
+            };
+            if !allowed {
+                return Err(bad(&format!(
+                    "{key} cannot differ by profile (a profile may set sources, scorer and \
+                     selector, but not the selector's teen caps)"
+                )));
+            }
+        }
         let mut table = toml::Table::try_from(&self.rank).map_err(|e| bad(&e))?;
         merge(&mut table, p.rank.clone());
         let rank: RankConfig = table.try_into().map_err(|e: toml::de::Error| bad(&e))?;

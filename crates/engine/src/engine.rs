@@ -979,7 +979,7 @@ impl Engine {
         let shown = |kind| out.cards.iter().any(|c| c.kind == kind);
         let request_id = self.next_request_id();
         let impressions = (self.config.learning.log_impressions && !items.is_empty())
-            .then(|| impression_page(&request_id, &ranker.name, &items));
+            .then(|| impression_page(&request_id, ranker, &items));
         let page = ServedPage {
             videos: &ids,
             checkin: shown(CardKind::Checkin),
@@ -990,7 +990,8 @@ impl Engine {
             self.store.record_page(me, &page, now)?;
         }
         if !out.stopped {
-            self.pools.put(me, stamp, pool, made, request.session());
+            self.pools
+                .put(me, stamp, pool, made, request.session(), &ranker.name);
         }
         let mut cards = out.cards;
         for c in &mut cards {
@@ -1035,7 +1036,10 @@ impl Engine {
         let keep = self.pools.size();
         let request = &ctx.request;
         let mut short = None;
-        if let Some(taken) = self.pools.take(request.user(), request.session(), now) {
+        if let Some(taken) = self
+            .pools
+            .take(request.user(), request.session(), now, &ranker.name)
+        {
             let started = std::time::Instant::now();
             // Current videos: a deletion, a relabel or new cameos since the ranking are
             // what the filters must judge. Every video write moves the catalog version,
@@ -1388,6 +1392,12 @@ impl Engine {
         r.slot.get().map_or(r.hand_set, |m| *m)
     }
 
+    /// [`Engine::head_models`] of profile `profile`.
+    pub fn head_models_for(&self, profile: &str) -> Result<steerfeed_rank::scorers::HeadModels> {
+        let r = self.ranker(profile)?;
+        Ok(r.slot.get().map_or(r.hand_set, |m| *m))
+    }
+
     /// Puts `model` in force in the `default` profile for every request that starts
     /// scoring afterwards, once its feature schema and coefficients check; the model it
     /// replaces is kept for [`Engine::rollback_model`]. A refused model changes nothing.
@@ -1449,10 +1459,14 @@ fn request_prefix() -> u64 {
 }
 
 /// The impression log's page for the served `items`.
-fn impression_page(request: &str, profile: &str, items: &[Candidate]) -> ImpressionPage {
+fn impression_page(request: &str, ranker: &Ranker, items: &[Candidate]) -> ImpressionPage {
     ImpressionPage {
         request: request.to_owned(),
-        profile: profile.to_owned(),
+        profile: ranker.name.clone(),
+        model: lock(&ranker.models)
+            .current
+            .as_ref()
+            .map_or_else(|| HAND_SET.to_owned(), |m| m.id.clone()),
         items: items
             .iter()
             .enumerate()

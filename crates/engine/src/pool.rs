@@ -88,6 +88,8 @@ enum Entry {
         ranked_at: Timestamp,
         catalog: u64,
         session: Option<SessionId>,
+        /// The rank profile that ranked it.
+        profile: String,
     },
     /// The user's ranking inputs changed at invalidation stamp `stamp`.
     Forgotten { stamp: u64, at: Instant },
@@ -139,12 +141,14 @@ impl Pools {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes `user`'s pool when it belongs to `session` and is still fresh at `now`.
+    /// Takes `user`'s pool when it belongs to `session`, was ranked by `profile` and is
+    /// still fresh at `now`.
     pub fn take(
         &self,
         user: &UserId,
         session: Option<&SessionId>,
         now: Timestamp,
+        profile: &str,
     ) -> Option<Taken> {
         if !self.enabled() {
             return None;
@@ -158,13 +162,14 @@ impl Pools {
             ranked_at,
             catalog,
             session: owner,
+            profile: ranked_by,
         }) = shard.remove(user)
         else {
             return None;
         };
         let age_ms = now.as_millisecond() - ranked_at.as_millisecond();
         let fresh = (0..=self.ttl_ms()).contains(&age_ms);
-        (fresh && owner.as_ref() == session).then_some(Taken {
+        (fresh && owner.as_ref() == session && ranked_by == profile).then_some(Taken {
             candidates,
             ranked_at,
             catalog,
@@ -195,6 +200,7 @@ impl Pools {
         candidates: Vec<Candidate>,
         (ranked_at, catalog): (Timestamp, u64),
         session: Option<&SessionId>,
+        profile: &str,
     ) {
         if !self.enabled() || candidates.is_empty() {
             return;
@@ -224,6 +230,7 @@ impl Pools {
                 ranked_at,
                 catalog,
                 session: session.cloned(),
+                profile: profile.to_owned(),
             },
         );
     }
@@ -282,21 +289,57 @@ mod tests {
         let p = pools(60);
         let u = UserId::new("u").unwrap();
         let s = SessionId::new("s1").unwrap();
-        p.put(&u, p.stamp(), vec![cand(1)], (at(100), 0), Some(&s));
-        assert!(p.take(&u, None, at(110)).is_none(), "another session");
-        p.put(&u, p.stamp(), vec![cand(1)], (at(100), 0), Some(&s));
-        assert!(p.take(&u, Some(&s), at(161)).is_none(), "expired");
+        p.put(
+            &u,
+            p.stamp(),
+            vec![cand(1)],
+            (at(100), 0),
+            Some(&s),
+            "default",
+        );
+        assert!(
+            p.take(&u, None, at(110), "default").is_none(),
+            "another session"
+        );
+        p.put(
+            &u,
+            p.stamp(),
+            vec![cand(1)],
+            (at(100), 0),
+            Some(&s),
+            "default",
+        );
+        assert!(
+            p.take(&u, Some(&s), at(161), "default").is_none(),
+            "expired"
+        );
         p.put(
             &u,
             p.stamp(),
             vec![cand(1), cand(2)],
             (at(100), 0),
             Some(&s),
+            "default",
         );
-        let t = p.take(&u, Some(&s), at(160)).unwrap();
+        assert!(
+            p.take(&u, Some(&s), at(160), "b_side").is_none(),
+            "another profile's pool is not served"
+        );
+        p.put(
+            &u,
+            p.stamp(),
+            vec![cand(1), cand(2)],
+            (at(100), 0),
+            Some(&s),
+            "default",
+        );
+        let t = p.take(&u, Some(&s), at(160), "default").unwrap();
         assert_eq!(t.candidates.len(), 2);
         assert_eq!(t.ranked_at, at(100));
-        assert!(p.take(&u, Some(&s), at(160)).is_none(), "taken already");
+        assert!(
+            p.take(&u, Some(&s), at(160), "default").is_none(),
+            "taken already"
+        );
     }
 
     #[test]
@@ -305,14 +348,14 @@ mod tests {
         let u = UserId::new("u").unwrap();
         let before = p.stamp();
         p.forget(&u);
-        p.put(&u, before, vec![cand(1)], (at(100), 0), None);
-        assert!(p.take(&u, None, at(100)).is_none());
-        p.put(&u, p.stamp(), vec![cand(1)], (at(100), 0), None);
-        assert!(p.take(&u, None, at(100)).is_some());
-        p.put(&u, p.stamp(), vec![cand(1)], (at(100), 0), None);
+        p.put(&u, before, vec![cand(1)], (at(100), 0), None, "default");
+        assert!(p.take(&u, None, at(100), "default").is_none());
+        p.put(&u, p.stamp(), vec![cand(1)], (at(100), 0), None, "default");
+        assert!(p.take(&u, None, at(100), "default").is_some());
+        p.put(&u, p.stamp(), vec![cand(1)], (at(100), 0), None, "default");
         p.forget(&u);
         assert!(
-            p.take(&u, None, at(100)).is_none(),
+            p.take(&u, None, at(100), "default").is_none(),
             "forget drops a stored pool"
         );
     }
@@ -321,20 +364,20 @@ mod tests {
     fn pools_off_keep_nothing_and_full_shards_make_room() {
         let off = pools(0);
         let u = UserId::new("u").unwrap();
-        off.put(&u, 0, vec![cand(1)], (at(0), 0), None);
-        assert!(off.take(&u, None, at(0)).is_none());
+        off.put(&u, 0, vec![cand(1)], (at(0), 0), None, "default");
+        assert!(off.take(&u, None, at(0), "default").is_none());
         assert_eq!(off.size(), 0);
 
         let p = pools(60);
         for i in 0..500 {
             let u = UserId::new(format!("u{i}")).unwrap();
-            p.put(&u, p.stamp(), vec![cand(i)], (at(100), 0), None);
+            p.put(&u, p.stamp(), vec![cand(i)], (at(100), 0), None, "default");
         }
         let held: usize = p.shards.iter().map(|s| s.lock().unwrap().len()).sum();
         assert!(held <= 32 + SHARDS, "{held} pools held");
         let last = UserId::new("u499").unwrap();
         assert!(
-            p.take(&last, None, at(100)).is_some(),
+            p.take(&last, None, at(100), "default").is_some(),
             "the newest pool is kept"
         );
     }

@@ -352,6 +352,18 @@ fn profiles_serve_by_experiment_assignment_or_by_name_and_override_the_ranking()
     bad.profiles
         .insert("default".into(), steerfeed::ProfileConfig::default());
     assert!(bad.validate().is_err());
+    // No profile weakens a rule.
+    for rule in [
+        "[wellbeing]\nteen_daily_minutes = 600\n",
+        "[selector]\nteen_sensitive_cap = 5\n",
+        "[filters]\n",
+        "[trending]\n",
+    ] {
+        let mut bad = c.clone();
+        bad.profiles.get_mut("b_side").unwrap().rank = toml::from_str(rule).unwrap();
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("cannot differ by profile"), "{rule}: {e}");
+    }
 
     let mut wc = WorldConfig::new(5, 60, 600);
     wc.events_per_user = 10;

@@ -12,6 +12,9 @@ use crate::AppState;
 use crate::error::{ApiError, ErrorResponses};
 use crate::extract::ApiJson;
 
+/// The largest model file taken (a trained model with its report is a few KiB).
+const MAX_MODEL_BYTES: usize = 1 << 20;
+
 /// A model file, as `steerfeed train` wrote it.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -66,6 +69,12 @@ pub(crate) async fn set(
     ApiJson(body): ApiJson<ModelBody>,
 ) -> Result<axum::Json<ModelInfo>, ApiError> {
     let profile = profile_of(query.as_deref())?;
+    if body.file.len() > MAX_MODEL_BYTES {
+        return Err(
+            ApiError::invalid(format!("a model file is at most {MAX_MODEL_BYTES} bytes"))
+                .with_field("file"),
+        );
+    }
     let model = RankModel::from_bytes(body.file.as_bytes())?;
     Ok(axum::Json(
         crate::call::run(&state, move |e| e.set_model_for(&profile, model)).await?,

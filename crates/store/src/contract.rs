@@ -2094,6 +2094,7 @@ fn impression_page(request: &str, videos: &[&str]) -> ImpressionPage {
     ImpressionPage {
         request: request.to_owned(),
         profile: "default".to_owned(),
+        model: "hand-set".to_owned(),
         items: videos
             .iter()
             .enumerate()

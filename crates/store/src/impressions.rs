@@ -2,7 +2,8 @@
 //! its place in the log (`u64` BE, from 1).
 //!
 //! ```text
-//! version u8 (1) | user str16 | at_ms i64 | request str16 | profile str16 | items u16
+//! version u8 (1) | user str16 | at_ms i64 | request str16 | profile str16 | model str16
+//! | items u16
 //! per item: video str16 | position u32 | source str8 | propensity f32
 //!           | prior 8×f32 | creator 8×f32 | interest, tie, co_engagement f32 | flags u8
 //!           | actions 8×f32 | action_value, tie, steering, consumption_cost, freshness,
@@ -55,6 +56,7 @@ pub(crate) fn encode(user: &UserId, at: Timestamp, page: &ImpressionPage) -> Vec
     out.extend_from_slice(&ms(at).to_le_bytes());
     str16(&mut out, &page.request);
     str16(&mut out, &page.profile);
+    str16(&mut out, &page.model);
     let n = page.items.len().min(usize::from(u16::MAX));
     out.extend_from_slice(&(n as u16).to_le_bytes());
     for it in &page.items[..n] {
@@ -190,6 +192,7 @@ pub(crate) fn decode(seq: u64, b: &[u8]) -> Result<LoggedPage> {
     let at = ts_of_ms(r.i64()?);
     let request = r.str16()?.to_owned();
     let profile = r.str16()?.to_owned();
+    let model = r.str16()?.to_owned();
     let n = r.u16()?;
     let mut items = Vec::with_capacity(usize::from(n));
     for _ in 0..n {
@@ -249,6 +252,7 @@ pub(crate) fn decode(seq: u64, b: &[u8]) -> Result<LoggedPage> {
         page: ImpressionPage {
             request,
             profile,
+            model,
             items,
         },
     })
@@ -262,6 +266,7 @@ mod tests {
         ImpressionPage {
             request: "r-1".into(),
             profile: "default".into(),
+            model: "m-0000abcd".into(),
             items: (0..3)
                 .map(|i| ImpressionItem {
                     video: VideoId::new(format!("v{i}")).unwrap(),

@@ -75,8 +75,10 @@ pub struct StoreOptions {
     /// them; past three times this, the writer writes them itself (bounds memory and
     /// replay). Default 100,000.
     pub derived_max_pending: usize,
-    /// How long the impression log keeps a served page, in hours; 0 keeps none (pages
-    /// given for the log are dropped). Default 720 (30 days).
+    /// How long the impression log keeps a served page, in hours, on the serving clock
+    /// (pages carry the time they were served at; at open, the retention is applied from
+    /// the newest one); 0 keeps none (pages given for the log are dropped, and the log is
+    /// emptied at open). Default 720 (30 days).
     pub impression_retention_h: u64,
 }
 

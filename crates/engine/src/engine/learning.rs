@@ -90,6 +90,8 @@ pub struct LabeledImpression {
     pub user: UserId,
     /// The rank profile that served it.
     pub profile: String,
+    /// The id of the model whose heads scored it.
+    pub model: String,
     /// When it was served.
     pub at: Timestamp,
     /// Its position on the page, from 0.
@@ -106,6 +108,9 @@ pub struct LabeledImpression {
     pub breakdown: ScoreBreakdown,
     /// What the viewer did about it within the outcome window.
     pub outcomes: Outcomes,
+    /// The outcome window had closed by the newest event in the log: the outcomes are
+    /// final. An item served less than a window before it may still gain some.
+    pub complete: bool,
 }
 
 /// The video an event is about, when it is about one.
@@ -134,7 +139,8 @@ impl Engine {
     /// Calls `f` with every item served at or after `since` that the impression log
     /// holds, in log order and page order, joined to its outcomes: the viewer's events
     /// about the video timed within `[learning] outcome_window_s` after it was served
-    /// and before it was served to them again. Reads the impression log twice and the
+    /// and before it was served to them again. An item whose window was still open at
+    /// the newest event in the log says so (`complete: false`). Reads the impression log twice and the
     /// event log once; holds in memory one entry per (viewer, video) served and the
     /// events about them.
     pub fn for_each_labeled_impression(
@@ -167,8 +173,10 @@ impl Engine {
         }
         // The events about them, at or after the first serving.
         let mut events: HashMap<Key, Vec<(i64, EventKind)>> = HashMap::new();
+        let mut newest = i64::MIN;
         store.for_each_event(1, &mut |_, e: Event| {
             let at = e.at.as_millisecond();
+            newest = newest.max(at);
             if at < first {
                 return Ok(());
             }
@@ -205,6 +213,7 @@ impl Engine {
                     request: p.page.request.clone(),
                     user: p.user.clone(),
                     profile: p.page.profile.clone(),
+                    model: p.page.model.clone(),
                     at: p.at,
                     position: it.position,
                     video: it.video,
@@ -213,6 +222,7 @@ impl Engine {
                     inputs: it.inputs,
                     breakdown: it.breakdown,
                     outcomes,
+                    complete: at.saturating_add(window) <= newest,
                 })?;
             }
             Ok(())

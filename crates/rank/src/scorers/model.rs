@@ -71,12 +71,6 @@ impl HeadModels {
             + c[8] * on(x.friend_cameo)
     }
 
-    /// Whether any head reads the friend's-cameo flag (the scorer asks the consent
-    /// ledger for it only then).
-    pub fn uses_friend_cameo(&self) -> bool {
-        self.coef.iter().any(|c| c[8] != 0.0)
-    }
-
     /// Every coefficient is finite and within ±100 (a logit beyond that is certainty).
     pub fn validate(&self) -> Result<()> {
         for (a, c) in self.coef.iter().enumerate() {
@@ -148,7 +142,6 @@ mod tests {
             assert_eq!(lift(a), 0.0, "head {a}");
         }
         assert_eq!(m.logit(6, &base), -3.0, "bias 0, prior weight 1");
-        assert!(m.uses_friend_cameo());
     }
 
     #[test]

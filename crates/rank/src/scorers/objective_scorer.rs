@@ -187,11 +187,9 @@ impl ObjectiveScorer {
 
     /// Does the video feature someone the viewer follows whose cameo consent would let
     /// the viewer make a video with their likeness? Asked of the ledger with the viewer
-    /// as creator (revocations of the viewer's videos count); skipped when the lift is 0.
-    fn friend_cameo(&self, heads: &HeadModels, ctx: &FeedContext, video: &Video) -> Result<bool> {
-        if !heads.uses_friend_cameo() {
-            return Ok(false);
-        }
+    /// as creator (revocations of the viewer's videos count). Asked whatever the heads'
+    /// coefficients: the impression log records it, so a model can learn its weight.
+    fn friend_cameo(&self, ctx: &FeedContext, video: &Video) -> Result<bool> {
         let me = ctx.request.user();
         for person in &video.cameos {
             if person == me || !ctx.viewer.following.contains(person) {
@@ -337,7 +335,7 @@ impl Scorer for ObjectiveScorer {
                 co_engagement,
                 followed: follows,
                 remix_chain: video.remix_of.is_some() || video_counts.remixes > 0.0,
-                friend_cameo: self.friend_cameo(&heads, ctx, video)?,
+                friend_cameo: self.friend_cameo(ctx, video)?,
                 ..HeadInputs::default()
             };
             let actions = self.actions(&heads, &mut inputs, &video_counts, facts);

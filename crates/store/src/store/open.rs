@@ -395,6 +395,7 @@ impl Store {
         bare.replay()?;
         inner.mirror.load(&inner.t, &inner.ids, &inner.damage)?;
         bare.apply_pending_erasures()?;
+        bare.trim_impressions_at_open()?;
         let (thread, warmer) = spawn_background(&inner, &opts)?;
         Ok(Store {
             inner: Arc::clone(&inner),

@@ -121,18 +121,44 @@ impl Store {
     }
 
     /// Removes impression log entries served before `cutoff_ms`, from the front, at most
-    /// [`TRIM_CHUNK`] of them (entries are in serving order, so the front is oldest).
-    fn trim_impressions(&self, cutoff_ms: i64) -> Result<()> {
+    /// [`TRIM_CHUNK`] of them (entries are in serving order, so the front is oldest);
+    /// returns how many went.
+    fn trim_impressions(&self, cutoff_ms: i64) -> Result<usize> {
         let t = self.t();
         let mut batch = sled::Batch::default();
+        let mut n = 0;
         for kv in t.impressions.iter().take(TRIM_CHUNK) {
             let (k, v) = kv.map_err(db_err)?;
             match crate::impressions::at_of(&v) {
                 Ok(at) if ms(at) >= cutoff_ms => break,
-                _ => batch.remove(k),
+                _ => {
+                    batch.remove(k);
+                    n += 1;
+                }
             }
         }
-        t.impressions.apply_batch(batch).map_err(db_err)
+        t.impressions.apply_batch(batch).map_err(db_err)?;
+        Ok(n)
+    }
+
+    /// At open: applies the retention to the whole impression log, measured from its
+    /// newest entry (retention is on the serving clock); a retention of 0 empties it.
+    pub(super) fn trim_impressions_at_open(&self) -> Result<()> {
+        let t = self.t();
+        let hours = self.inner.opts.impression_retention_h;
+        if hours == 0 {
+            return t.impressions.clear().map_err(db_err);
+        }
+        let Some((_, newest)) = t.impressions.last().map_err(db_err)? else {
+            return Ok(());
+        };
+        let Ok(newest) = crate::impressions::at_of(&newest) else {
+            return Ok(());
+        };
+        let hours = i64::try_from(hours).unwrap_or(i64::MAX / 3_600_000);
+        let cutoff = ms(newest).saturating_sub(hours.saturating_mul(3_600_000));
+        while self.trim_impressions(cutoff)? == TRIM_CHUNK {}
+        Ok(())
     }
 
     /// Calls `f` with every impression log page served at or after `since`, in log
