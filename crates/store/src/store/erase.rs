@@ -193,6 +193,7 @@ impl Store {
         self.records_of(user, 1, &mut records)?;
         let mut videos = self.videos_of(user)?;
         let mut impressions = Vec::new();
+        self.flush_impressions()?;
         let impressions_scanned = self.impressions_of(user, 1, &mut impressions)?;
         let _epoch = EpochBump(self);
         let generation = {
@@ -202,6 +203,8 @@ impl Store {
             self.records_of(user, scanned_to + 1, &mut records)?;
             videos.extend(self.indexed_under(&t.by_creator, user)?);
             videos.extend(self.indexed_under(&t.featuring, user)?);
+            // Pages recorded since are in memory: written first, then read.
+            self.flush_impressions()?;
             self.impressions_of(user, impressions_scanned + 1, &mut impressions)?;
             let mut w = Writes::default();
             for seq in &impressions {

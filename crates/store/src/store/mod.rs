@@ -84,9 +84,9 @@ pub(crate) struct Inner {
     next_seq: AtomicU64,
     /// The next impression log entry's number (written under the write lock).
     next_impression: AtomicU64,
-    /// Served pages recorded since open: every so often the oldest entries beyond the
-    /// retention are removed.
-    impressions_recorded: AtomicU64,
+    /// Impression log entries not yet written to sled, as (number, time served in ms,
+    /// record): served state, written with the rest by the persister.
+    impressions_pending: Mutex<Vec<(u64, i64, Vec<u8>)>>,
     live_videos: AtomicU64,
     catalog_version: AtomicU64,
     /// The catalog log's floor: `catalog_log` holds every change made above it.

@@ -377,7 +377,7 @@ impl Store {
             remix: Mutex::new(remix),
             next_seq: AtomicU64::new(next_seq),
             next_impression: AtomicU64::new(next_impression),
-            impressions_recorded: AtomicU64::new(0),
+            impressions_pending: Mutex::new(Vec::new()),
             live_videos: AtomicU64::new(live),
             catalog_version: AtomicU64::new(catalog_version),
             catalog_floor: AtomicU64::new(catalog_floor),

@@ -170,6 +170,7 @@ impl Store {
     /// drops it. Readers see the frozen layer until its trees have it.
     pub(crate) fn persist_round(&self) -> Result<()> {
         let _p = self.persist_lock();
+        self.flush_impressions()?;
         let (layer, applied) = {
             let _g = self.write_lock();
             let mut ov = self.overlay_write();

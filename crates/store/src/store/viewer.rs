@@ -3,8 +3,10 @@
 
 use super::*;
 
-/// Served pages between two trims of the impression log.
-const TRIM_EVERY: u64 = 256;
+/// Impression log entries held in memory past which the persister is woken.
+const IMPRESSIONS_PENDING_MAX: usize = 4_096;
+/// Chunks of old entries a flush of the impression log removes at most.
+const TRIM_CHUNKS_PER_FLUSH: usize = 8;
 
 impl Store {
     // -----------------------------------------------------------------------------------
@@ -102,20 +104,45 @@ impl Store {
             return Ok(());
         };
         let seq = i.next_impression.fetch_add(1, Ordering::AcqRel);
-        self.t()
-            .impressions
-            .insert(
-                seq.to_be_bytes(),
-                crate::impressions::encode(user, now, imp),
-            )
-            .map_err(db_err)?;
-        if i.impressions_recorded
-            .fetch_add(1, Ordering::Relaxed)
-            .is_multiple_of(TRIM_EVERY)
-        {
-            let hours = i64::try_from(retention_h).unwrap_or(i64::MAX / 3_600_000);
-            let cutoff = ms(now).saturating_sub(hours.saturating_mul(3_600_000));
-            self.trim_impressions(cutoff)?;
+        let record = crate::impressions::encode(user, now, imp);
+        let mut pending = i
+            .impressions_pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        pending.push((seq, ms(now), record));
+        if pending.len() >= IMPRESSIONS_PENDING_MAX {
+            i.persist_wake.raise();
+        }
+        Ok(())
+    }
+
+    /// Writes the impression log entries held in memory to sled in one batch, then
+    /// removes entries older than the retention before the newest one written (on the
+    /// serving clock), a few chunks at a time. The persister calls it every round; reads
+    /// of the log and erasures call it first.
+    pub(super) fn flush_impressions(&self) -> Result<()> {
+        let pending = std::mem::take(
+            &mut *self
+                .inner
+                .impressions_pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        let Some(newest) = pending.iter().map(|p| p.1).max() else {
+            return Ok(());
+        };
+        let mut batch = sled::Batch::default();
+        for (seq, _, record) in pending {
+            batch.insert(&seq.to_be_bytes(), record);
+        }
+        self.t().impressions.apply_batch(batch).map_err(db_err)?;
+        let hours = i64::try_from(self.inner.opts.impression_retention_h)
+            .unwrap_or(i64::MAX / 3_600_000);
+        let cutoff = newest.saturating_sub(hours.saturating_mul(3_600_000));
+        for _ in 0..TRIM_CHUNKS_PER_FLUSH {
+            if self.trim_impressions(cutoff)? < TRIM_CHUNK {
+                break;
+            }
         }
         Ok(())
     }
@@ -168,6 +195,7 @@ impl Store {
         since: Timestamp,
         f: &mut dyn FnMut(steerfeed_core::LoggedPage) -> Result<()>,
     ) -> Result<()> {
+        self.flush_impressions()?;
         for kv in self.t().impressions.iter() {
             let (k, v) = kv.map_err(db_err)?;
             let seq = u64_of(&k).unwrap_or(0);
