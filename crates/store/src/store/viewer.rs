@@ -136,8 +136,8 @@ impl Store {
             batch.insert(&seq.to_be_bytes(), record);
         }
         self.t().impressions.apply_batch(batch).map_err(db_err)?;
-        let hours = i64::try_from(self.inner.opts.impression_retention_h)
-            .unwrap_or(i64::MAX / 3_600_000);
+        let hours =
+            i64::try_from(self.inner.opts.impression_retention_h).unwrap_or(i64::MAX / 3_600_000);
         let cutoff = newest.saturating_sub(hours.saturating_mul(3_600_000));
         for _ in 0..TRIM_CHUNKS_PER_FLUSH {
             if self.trim_impressions(cutoff)? < TRIM_CHUNK {
