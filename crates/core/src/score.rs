@@ -24,6 +24,36 @@ pub struct ActionProbs {
     pub complete_view: f32,
 }
 
+impl ActionProbs {
+    /// The eight probabilities, in `crate::impression::HEADS` order.
+    pub fn heads(&self) -> [f32; 8] {
+        [
+            self.create,
+            self.remix,
+            self.cameo_use,
+            self.comment,
+            self.share,
+            self.follow,
+            self.like,
+            self.complete_view,
+        ]
+    }
+
+    /// The probabilities from an array in `crate::impression::HEADS` order.
+    pub fn from_heads(p: [f32; 8]) -> Self {
+        Self {
+            create: p[0],
+            remix: p[1],
+            cameo_use: p[2],
+            comment: p[3],
+            share: p[4],
+            follow: p[5],
+            like: p[6],
+            complete_view: p[7],
+        }
+    }
+}
+
 /// The terms of the objective (docs/design.md §5) for one item, as they were added up. Every
 /// served item carries one; explanations are rendered from it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -133,17 +133,7 @@ fn served_items_are_logged_with_what_made_their_scores_and_joined_to_outcomes() 
         assert_eq!(row.profile, "default");
         assert_eq!(row.propensity, 1.0);
         assert_eq!(row.at, now);
-        let p = &row.breakdown.actions;
-        let served_p = [
-            p.create,
-            p.remix,
-            p.cameo_use,
-            p.comment,
-            p.share,
-            p.follow,
-            p.like,
-            p.complete_view,
-        ];
+        let served_p = row.breakdown.actions.heads();
         for (a, &sp) in served_p.iter().enumerate() {
             if a == 5 && row.inputs.followed {
                 assert_eq!(sp, 0.0, "nobody follows a creator twice");

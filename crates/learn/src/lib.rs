@@ -245,17 +245,8 @@ pub fn ndcg(scores: &[f64], gains: &[f64], k: usize) -> f64 {
 
 /// The creation-weighted value of what the viewer did: `Σ_a w_a · [did a]`.
 fn gain(w: &ActionWeights, r: &LabeledImpression) -> f64 {
-    let ws = [
-        w.create,
-        w.remix,
-        w.cameo_use,
-        w.comment,
-        w.share,
-        w.follow,
-        w.like,
-        w.complete_view,
-    ];
-    ws.iter()
+    w.heads()
+        .iter()
         .zip(r.outcomes.heads())
         .map(|(&w, on)| if on { f64::from(w) } else { 0.0 })
         .sum()
@@ -263,35 +254,17 @@ fn gain(w: &ActionWeights, r: &LabeledImpression) -> f64 {
 
 /// `Σ_a w_a · p_a` of the probabilities the item was served with.
 fn logged_value(w: &ActionWeights, r: &LabeledImpression) -> f64 {
-    let p = &r.breakdown.actions;
-    [
-        (w.create, p.create),
-        (w.remix, p.remix),
-        (w.cameo_use, p.cameo_use),
-        (w.comment, p.comment),
-        (w.share, p.share),
-        (w.follow, p.follow),
-        (w.like, p.like),
-        (w.complete_view, p.complete_view),
-    ]
-    .iter()
-    .map(|&(w, p)| f64::from(w) * f64::from(p))
-    .sum()
+    w.heads()
+        .iter()
+        .zip(r.breakdown.actions.heads())
+        .map(|(&w, p)| f64::from(w) * f64::from(p))
+        .sum()
 }
 
 /// `Σ_a w_a · p_a` under `heads`, from the logged inputs.
 fn action_value(w: &ActionWeights, heads: &HeadModels, x: &HeadInputs) -> f64 {
-    let ws = [
-        w.create,
-        w.remix,
-        w.cameo_use,
-        w.comment,
-        w.share,
-        w.follow,
-        w.like,
-        w.complete_view,
-    ];
-    ws.iter()
+    w.heads()
+        .iter()
         .enumerate()
         .map(|(a, &w)| f64::from(w) * sigmoid(f64::from(heads.logit(a, x))))
         .sum()

@@ -59,17 +59,9 @@ pub fn truth() -> HeadModels {
 
 /// The heads' probabilities under `heads`, as the scorer logs them.
 fn logged_probs(heads: &HeadModels, x: &HeadInputs) -> steerfeed::ActionProbs {
-    let p = |a: usize| 1.0 / (1.0 + (-heads.logit(a, x)).exp());
-    steerfeed::ActionProbs {
-        create: p(0),
-        remix: p(1),
-        cameo_use: p(2),
-        comment: p(3),
-        share: p(4),
-        follow: p(5),
-        like: p(6),
-        complete_view: p(7),
-    }
+    steerfeed::ActionProbs::from_heads(std::array::from_fn(|a| {
+        1.0 / (1.0 + (-heads.logit(a, x)).exp())
+    }))
 }
 
 /// `rows` served items (pages of ten, one second apart) with outcomes drawn from
@@ -77,17 +69,7 @@ fn logged_probs(heads: &HeadModels, x: &HeadInputs) -> steerfeed::ActionProbs {
 pub fn generate(rows: usize, seed: u64) -> Vec<LabeledImpression> {
     let truth = truth();
     let hand = HeadModels::from_config(&ScorerConfig::default());
-    let w = ScorerConfig::default().weights;
-    let weights = [
-        w.create,
-        w.remix,
-        w.cameo_use,
-        w.comment,
-        w.share,
-        w.follow,
-        w.like,
-        w.complete_view,
-    ];
+    let weights = ScorerConfig::default().weights.heads();
     let mut rng = Rng(seed ^ 0x5eed_1e55_0000_0000);
     let start = Timestamp::from_second(1_790_000_000).unwrap_or(Timestamp::UNIX_EPOCH);
     let mut out = Vec::with_capacity(rows);

@@ -72,18 +72,10 @@ pub(crate) fn encode(user: &UserId, at: Timestamp, page: &ImpressionPage) -> Vec
             u8::from(h.followed) | u8::from(h.remix_chain) << 1 | u8::from(h.friend_cameo) << 2,
         );
         let b = &it.breakdown;
-        let a = &b.actions;
+        f32s(&mut out, &b.actions.heads());
         f32s(
             &mut out,
             &[
-                a.create,
-                a.remix,
-                a.cameo_use,
-                a.comment,
-                a.share,
-                a.follow,
-                a.like,
-                a.complete_view,
                 b.action_value,
                 b.tie,
                 b.steering,
@@ -221,16 +213,7 @@ pub(crate) fn decode(seq: u64, b: &[u8]) -> Result<LoggedPage> {
                 friend_cameo: flags & 4 != 0,
             },
             breakdown: ScoreBreakdown {
-                actions: ActionProbs {
-                    create: t[0],
-                    remix: t[1],
-                    cameo_use: t[2],
-                    comment: t[3],
-                    share: t[4],
-                    follow: t[5],
-                    like: t[6],
-                    complete_view: t[7],
-                },
+                actions: ActionProbs::from_heads(std::array::from_fn(|a| t[a])),
                 action_value: t[8],
                 tie: t[9],
                 steering: t[10],

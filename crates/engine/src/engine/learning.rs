@@ -113,26 +113,6 @@ pub struct LabeledImpression {
     pub complete: bool,
 }
 
-/// The video an event is about, when it is about one.
-fn video_of(kind: &EventKind) -> Option<&VideoId> {
-    match kind {
-        EventKind::Impression { video }
-        | EventKind::View { video, .. }
-        | EventKind::Like { video }
-        | EventKind::Comment { video }
-        | EventKind::Share { video }
-        | EventKind::Follow { video }
-        | EventKind::Remix { video, .. }
-        | EventKind::CameoUse { video }
-        | EventKind::Skip { video }
-        | EventKind::NotInterested { video }
-        | EventKind::HideCreator { video }
-        | EventKind::Report { video } => Some(video),
-        EventKind::Create { video } => video.as_ref(),
-        EventKind::CheckinAnswer { .. } => None,
-    }
-}
-
 type Key = (UserId, VideoId);
 
 impl Engine {
@@ -180,7 +160,7 @@ impl Engine {
             if at < first {
                 return Ok(());
             }
-            if let Some(video) = video_of(&e.kind) {
+            if let Some(video) = e.kind.video() {
                 let key = (e.user, video.clone());
                 if served.contains_key(&key) {
                     events.entry(key).or_default().push((at, e.kind));

@@ -67,6 +67,23 @@ pub struct ActionWeights {
     pub negative: f32,
 }
 
+impl ActionWeights {
+    /// The weights of the eight heads, in `steerfeed_core::impression::HEADS` order
+    /// (`negative` is not a head).
+    pub fn heads(&self) -> [f32; 8] {
+        [
+            self.create,
+            self.remix,
+            self.cameo_use,
+            self.comment,
+            self.share,
+            self.follow,
+            self.like,
+            self.complete_view,
+        ]
+    }
+}
+
 impl Default for ActionWeights {
     fn default() -> Self {
         Self {
@@ -328,17 +345,7 @@ impl ScorerConfig {
     /// prior strengths and half-lives are positive.
     pub fn validate(&self) -> Result<()> {
         let w = &self.weights;
-        for x in [
-            w.create,
-            w.remix,
-            w.cameo_use,
-            w.comment,
-            w.share,
-            w.follow,
-            w.like,
-            w.complete_view,
-            w.negative,
-        ] {
+        for x in w.heads().into_iter().chain([w.negative]) {
             finite("scorer.weights", x)?;
         }
         for (_, h) in self.heads.all() {

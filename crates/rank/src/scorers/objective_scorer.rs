@@ -171,18 +171,12 @@ impl ObjectiveScorer {
                 ))
             };
         }
-        let p: [f32; 8] = std::array::from_fn(|a| sigmoid(heads.logit(a, f)));
-        ActionProbs {
-            create: p[0],
-            remix: p[1],
-            cameo_use: p[2],
-            comment: p[3],
-            share: p[4],
+        let mut p = ActionProbs::from_heads(std::array::from_fn(|a| sigmoid(heads.logit(a, f))));
+        if follows {
             // Nobody follows a creator twice.
-            follow: if follows { 0.0 } else { p[5] },
-            like: p[6],
-            complete_view: p[7],
+            p.follow = 0.0;
         }
+        p
     }
 
     /// Does the video feature someone the viewer follows whose cameo consent would let
