@@ -48,6 +48,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import zlib
 from pathlib import Path
 
 KEY = "fuzz-key-0123456789abcdef"
@@ -100,6 +101,23 @@ def rfc3339(t: datetime.datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+HEADS = ["create", "remix", "cameo_use", "comment", "share", "follow", "like", "complete_view"]
+FEATURES = ["bias", "prior", "interest", "tie", "co_engagement", "creator", "followed",
+            "remix_chain", "friend_cameo"]
+
+
+def model_file() -> str:
+    """A valid model file (the format of docs/design.md §12: a header line with the
+    body's CRC-32, then the JSON body), for the fuzz's model routes."""
+    coef = {f: 0.0 for f in FEATURES}
+    coef.update(prior=1.0, interest=2.0, tie=0.5, co_engagement=4.0, creator=1.0)
+    body = json.dumps({
+        "id": "m-fuzz", "features": FEATURES, "heads": {h: dict(coef) for h in HEADS},
+        "metadata": {"by": "fuzz_api.py"},
+    }).encode()
+    return f"steerfeed-model 1 crc32:{zlib.crc32(body):08x}\n" + body.decode()
+
+
 def seed(port: int) -> None:
     now = datetime.datetime.now(datetime.timezone.utc)
     users = [{"id": u} for u in USERS if u != "teen"]
@@ -128,6 +146,8 @@ def seed(port: int) -> None:
             {"key": "seed-1", "user": "cy", "at": rfc3339(now), "kind": "view",
              "video": "v-cats", "watch_ms": 12000, "completed": True}]}),
     ]
+    # Models a rollback can return from.
+    steps += [("PUT", "/v1/model", {"file": model_file()})] * 8
     for method, path, body in steps:
         status, answer = call(port, method, path, body)
         if status >= 300:
@@ -241,6 +261,8 @@ def main() -> int:
         st_env["FUZZ_SEEDED_USERS"] = ",".join(USERS)
         st_env["FUZZ_ERASABLE_USER"] = ERASABLE
         st_env["FUZZ_BACKUP_ROOT"] = str(tmp / "backups")
+        (tmp / "model.txt").write_text(model_file())
+        st_env["FUZZ_MODEL_FILE"] = str(tmp / "model.txt")
         cmd = [
             sys.executable, "-m", "schemathesis.cli", "--config-file", str(cfg), "--no-color",
             "run", f"http://127.0.0.1:{port}/openapi.json",

@@ -14,7 +14,9 @@ rules the OpenAPI document states in words because JSON Schema cannot (the error
 - `now`: a pinned clock, refused unless server.allow_client_clock;
 - `change` (preferences PATCH): an item's new `expires_at` not after the server's clock or
   after the constraints' own expiry (or given to a slot), or a `strength` for anything but
-  a `boost` or `reduce` item.
+  a `boost` or `reduce` item;
+- `model` (and `model.*`): a model file whose checksum, format or feature schema the
+  server refuses (`PUT /v1/model`), or a rollback with no earlier model to return to.
 Any other 422 to valid data means the schema allows something the server refuses.
 
 erasures_spare_the_seeded_users (a hook, not a check): an erasure generated for one of
@@ -22,7 +24,8 @@ the seeded users erases the one seeded for it instead, so that the routes after 
 find the people they name (a second erasure of that person answers `already_erased`).
 Likewise a backup goes into a new folder under the run's own temporary folder, whatever
 absolute path was generated (one generated path in two of them: the second is refused
-as existing).
+as existing). Every other model upload sends the valid model file of FUZZ_MODEL_FILE,
+so that the route is seen to accept one.
 
 every_operation_accepts: after the run, every operation tested has answered 2xx at least
 once (else the fuzz never got past that route's checks, and proved little about it).
@@ -39,6 +42,8 @@ SEEDED = set(filter(None, os.environ.get("FUZZ_SEEDED_USERS", "").split(",")))
 ERASABLE = os.environ.get("FUZZ_ERASABLE_USER", "erasable")
 BACKUP_ROOT = os.environ.get("FUZZ_BACKUP_ROOT", "")
 _backups = 0
+MODEL_FILE = os.environ.get("FUZZ_MODEL_FILE", "")
+_models = 0
 
 GRAPH = re.compile(r"^/v1/users/\{id\}/(follows|blocks|mutes)/\{(creator|other)\}$")
 
@@ -73,6 +78,8 @@ def _explained(case, field: str | None) -> bool:
         if field is not None and re.fullmatch(r"videos\[\d+\]\.created_at", field):
             return True
         return field == "remix_of" and any(v.get("remix_of") == v.get("id") for v in videos)
+    if path in ("/v1/model", "/v1/model/rollback") and case.method.upper() in ("PUT", "POST"):
+        return field is not None and (field == "model" or field.startswith("model."))
     if path == "/v1/feed":
         return (field == "cursor" and "cursor" in body) or (field == "now" and "now" in body)
     if path == "/v1/users/{id}/preferences" and case.method.upper() == "PUT":
@@ -127,7 +134,19 @@ class every_operation_accepts:  # noqa: N801 (check names are snake_case)
 def before_call(ctx, case, **kwargs):
     """An erasure of a seeded user erases the person seeded for erasures instead; a backup
     goes under the run's folder."""
-    global _backups
+    global _backups, _models
+    if (
+        case.operation.path == "/v1/model"
+        and case.method.upper() == "PUT"
+        and isinstance(case.body, dict)
+        and _is_positive(case)
+        and MODEL_FILE
+    ):
+        _models += 1
+        if _models % 2 == 1:
+            with open(MODEL_FILE, encoding="utf-8") as f:
+                case.body["file"] = f.read()
+        return
     if case.operation.path == "/v1/backups" and isinstance(case.body, dict) and _is_positive(case):
         if not BACKUP_ROOT:
             raise RuntimeError("FUZZ_BACKUP_ROOT is not set: no backup may go elsewhere")

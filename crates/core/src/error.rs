@@ -25,6 +25,8 @@ pub enum Entity {
     PreferenceItem,
     /// A backup, by its directory.
     Backup,
+    /// A rank profile, by its name.
+    Profile,
 }
 
 impl fmt::Display for Entity {
@@ -36,6 +38,7 @@ impl fmt::Display for Entity {
             Entity::Event => "event",
             Entity::PreferenceItem => "preference item",
             Entity::Backup => "backup",
+            Entity::Profile => "rank profile",
         })
     }
 }

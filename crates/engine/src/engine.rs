@@ -1344,13 +1344,10 @@ impl ModelHistory {
 impl Engine {
     /// The rank profile `name`; an unknown one is an error naming the configured ones.
     fn ranker(&self, name: &str) -> Result<&Ranker> {
-        self.rankers.iter().find(|r| r.name == name).ok_or_else(|| {
-            let known: Vec<&str> = self.rankers.iter().map(|r| r.name.as_str()).collect();
-            Error::invalid(
-                "profile",
-                format!("no rank profile {name:?}; the configured ones are {known:?}"),
-            )
-        })
+        self.rankers
+            .iter()
+            .find(|r| r.name == name)
+            .ok_or_else(|| Error::not_found(Entity::Profile, name))
     }
 
     /// The profile that serves `request`: the one it names, else the user's experiment

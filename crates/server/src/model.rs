@@ -41,7 +41,7 @@ fn profile_of(query: Option<&str>) -> Result<String, ApiError> {
     path = "/v1/model",
     tag = "operation",
     description = "The model of the action heads in force (`admin` scope): its id (`hand-set` when no trained model is), its training metadata, and the id a rollback would return to.",
-    params(("profile" = Option<String>, Query, description = "A rank profile (default: `default`)")),
+    params(("profile" = Option<String>, Query, description = "A rank profile (default: `default`); an unknown one is 404", min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9_-]+$")),
     responses((status = 200, description = "the model in force", body = Object), ErrorResponses)
 )]
 pub(crate) async fn show(
@@ -60,7 +60,7 @@ pub(crate) async fn show(
     tag = "operation",
     description = "Puts a trained model in force for every request that starts scoring afterwards (`admin` scope). The file's checksum, format and feature schema are checked first: a damaged file or another schema is answered 422 with the reason, and the model in force keeps serving. The model it replaces is kept for `POST /v1/model/rollback`.",
     request_body = ModelBody,
-    params(("profile" = Option<String>, Query, description = "A rank profile (default: `default`)")),
+    params(("profile" = Option<String>, Query, description = "A rank profile (default: `default`); an unknown one is 404", min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9_-]+$")),
     responses((status = 200, description = "the model now in force", body = Object), ErrorResponses)
 )]
 pub(crate) async fn set(
@@ -86,7 +86,7 @@ pub(crate) async fn set(
     path = "/v1/model/rollback",
     tag = "operation",
     description = "Puts the model before the one in force back in force (`admin` scope); the hand-set heads when that was none. 422 when there is nothing to return to.",
-    params(("profile" = Option<String>, Query, description = "A rank profile (default: `default`)")),
+    params(("profile" = Option<String>, Query, description = "A rank profile (default: `default`); an unknown one is 404", min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9_-]+$")),
     responses((status = 200, description = "the model now in force", body = Object), ErrorResponses)
 )]
 pub(crate) async fn rollback(
