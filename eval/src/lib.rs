@@ -5,6 +5,8 @@
 //! - [`microlens`]: leave-last-out replay on MicroLens-50k (HR@K, NDCG@K, MRR, coverage,
 //!   intra-list diversity) for the engine and its baselines;
 //! - [`sim`]: closed-loop sessions on a seeded synthetic world through the real engine;
+//! - [`closed_loop`]: `steerfeed eval loop`, simulate with the configured heads, train on
+//!   the engine's own impression log, simulate again with the trained model, over seeds;
 //! - [`report`]: runs both and writes JSON, a Markdown report and PNG plots;
 //! - [`bench_feed`]: `steerfeed bench feed`, the engine end to end on a seeded world
 //!   (build, ingest, feed latency);
@@ -17,6 +19,8 @@
 
 pub mod ann_bench;
 pub mod bench_feed;
+#[cfg(feature = "learn")]
+pub mod closed_loop;
 pub mod metrics;
 pub mod microlens;
 pub mod plot;

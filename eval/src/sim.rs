@@ -23,6 +23,7 @@ use anyhow::{Context, bail};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::Serialize;
+use steerfeed::model::RankModel;
 use steerfeed::world::behaviour::{self, Creation, Item, Session, Viewer};
 use steerfeed::world::{Revocation as WorldRevocation, World, WorldConfig};
 use steerfeed::{
@@ -43,6 +44,27 @@ pub enum Policy {
     /// Creation, remix and cameo weights at 0 and the passive-consumption penalty off:
     /// likes, completes, comments and shares drive the ranking.
     Engagement,
+}
+
+/// How simulated people come to create (see [`behaviour::Model`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Behaviour {
+    /// Hidden per-person creation propensity and taste, which the engine cannot read.
+    #[default]
+    Hidden,
+    /// Creation invited by remix chains, friends' cameos and followed creators, the
+    /// features the engine's hand-set lifts read.
+    Invited,
+}
+
+impl Behaviour {
+    fn model(self) -> behaviour::Model {
+        match self {
+            Behaviour::Hidden => behaviour::Model::Hidden,
+            Behaviour::Invited => behaviour::Model::Invited,
+        }
+    }
 }
 
 /// Arguments of `steerfeed eval simulate`.
@@ -79,6 +101,15 @@ pub struct Args {
     /// Mean historic engagements per user before the run.
     #[arg(long, default_value_t = 40)]
     pub history: usize,
+    /// How simulated people come to create.
+    #[arg(long, value_enum, default_value_t = Behaviour::Hidden)]
+    pub behaviour: Behaviour,
+    /// The share of slots filled by logged exploration (`[rank.selector] explore`).
+    #[arg(long)]
+    pub explore: Option<f32>,
+    /// Serve this model file's heads (from `steerfeed train`).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
     /// Print one JSON object instead of the summary.
     #[arg(long)]
     pub json: bool,
@@ -112,6 +143,12 @@ pub struct SimOptions {
     /// Mean historic engagements per user before the run (the world's
     /// `events_per_user`): how much the engine has learned before the first session.
     pub history_per_user: usize,
+    /// How simulated people come to create.
+    pub behaviour: Behaviour,
+    /// Overrides `[rank.selector] explore`.
+    pub explore: Option<f32>,
+    /// A model put in force before the first session.
+    pub model: Option<RankModel>,
 }
 
 impl SimOptions {
@@ -130,20 +167,32 @@ impl SimOptions {
             store: None,
             progress: true,
             history_per_user: 40,
+            behaviour: Behaviour::Hidden,
+            explore: None,
+            model: None,
         }
     }
 }
 
-impl From<&Args> for SimOptions {
-    fn from(a: &Args) -> Self {
-        Self {
+impl TryFrom<&Args> for SimOptions {
+    type Error = anyhow::Error;
+
+    fn try_from(a: &Args) -> anyhow::Result<Self> {
+        let model = match &a.model {
+            Some(path) => Some(RankModel::load(path)?),
+            None => None,
+        };
+        Ok(Self {
             creation_weight: a.creation_weight,
             no_throttles: a.no_throttles,
             preference_share: a.preference_share,
             page: a.page,
             history_per_user: a.history,
+            behaviour: a.behaviour,
+            explore: a.explore,
+            model,
             ..Self::new(a.users, a.videos, a.days, a.seed, a.policy)
-        }
+        })
     }
 }
 
@@ -177,6 +226,12 @@ pub struct SimReport {
     pub creation_weight: Option<f32>,
     /// Whether the wellbeing throttles were off.
     pub no_throttles: bool,
+    /// How simulated people came to create.
+    pub behaviour: Behaviour,
+    /// The share of slots filled by exploration.
+    pub explore: f32,
+    /// The id of the model whose heads served.
+    pub model: String,
     /// Users.
     pub users: usize,
     /// Videos at the start.
@@ -388,6 +443,10 @@ fn engine_config(base: &Config, opts: &SimOptions, dir: PathBuf) -> Config {
         wb.lambda_streak = 0.0;
         wb.lambda_max = 0.0;
     }
+    if let Some(e) = opts.explore {
+        c.rank.selector.explore = e;
+    }
+    let w = &mut c.rank.scorer.weights;
     if let Some(x) = opts.creation_weight {
         w.create = x;
         w.remix = x;
@@ -450,6 +509,16 @@ struct Sim<'a> {
 
 /// Runs a closed-loop simulation and returns what it measured.
 pub fn simulate(config: &Config, opts: &SimOptions) -> anyhow::Result<SimReport> {
+    Ok(simulate_then(config, opts, |_| Ok(()))?.0)
+}
+
+/// [`simulate`], then `after` on the engine the run used (before it closes): to read its
+/// impression log, for one.
+pub fn simulate_then<T>(
+    config: &Config,
+    opts: &SimOptions,
+    after: impl FnOnce(&Engine) -> anyhow::Result<T>,
+) -> anyhow::Result<(SimReport, T)> {
     let started = Instant::now();
     if opts.users == 0 || opts.videos == 0 || opts.days == 0 {
         bail!("users, videos and days must be positive");
@@ -472,15 +541,21 @@ pub fn simulate(config: &Config, opts: &SimOptions) -> anyhow::Result<SimReport>
     let mut wc = WorldConfig::new(opts.seed, opts.users, opts.videos);
     wc.events_per_user = opts.history_per_user;
     let mut world = World::generate(wc);
-    world.events = behaviour_history(&world, opts.seed)?;
+    world.events = behaviour_history(&world, opts.seed, opts.behaviour)?;
     let engine = Engine::open(cfg).context("opening the engine")?;
     steerfeed::demo::load_world(&engine, &world, 1000).context("loading the world")?;
+    if let Some(m) = &opts.model {
+        engine
+            .set_model(m.clone())
+            .context("putting the model in force")?;
+    }
 
     let mut sim = Sim::new(&engine, &world, opts)?;
     sim.run()?;
     let mut r = sim.finish();
     r.seconds = started.elapsed().as_secs_f64();
-    Ok(r)
+    let t = after(&engine)?;
+    Ok((r, t))
 }
 
 impl<'a> Sim<'a> {
@@ -525,6 +600,9 @@ impl<'a> Sim<'a> {
                 policy: Some(opts.policy),
                 creation_weight: opts.creation_weight,
                 no_throttles: opts.no_throttles,
+                behaviour: opts.behaviour,
+                explore: engine.config().rank.selector.explore,
+                model: engine.model_info().id,
                 users: opts.users,
                 videos: opts.videos,
                 days: opts.days,
@@ -787,6 +865,8 @@ impl<'a> Sim<'a> {
             interests: &su.interests,
             teen,
             creator: su.creator,
+            traits: behaviour::Traits::of(me.as_str(), self.opts.seed),
+            model: self.opts.behaviour.model(),
         };
         let mut state = Session::default();
         let mut clock_ms = start.as_millisecond();
@@ -1110,6 +1190,8 @@ fn item_of(
         // creators' action rates), some videos more than others.
         inspiration: 0.7 * behaviour::latent(v.creator.as_str(), seed ^ 0xc4ea)
             + 0.3 * behaviour::latent(v.id.as_str(), seed ^ 0xabcdef),
+        style: behaviour::style(v.id.as_str(), seed),
+        has_cameo: v.cameos.iter().any(|p| p != me),
     }
 }
 
@@ -1118,7 +1200,7 @@ fn item_of(
 /// model says, so the rates the engine learns from history describe the same simulated
 /// people as the run. Follows are left out (the graph is the world's); creation actions
 /// in history make no new videos.
-pub fn behaviour_history(world: &World, seed: u64) -> anyhow::Result<Vec<Event>> {
+pub fn behaviour_history(world: &World, seed: u64, model: Behaviour) -> anyhow::Result<Vec<Event>> {
     let follows: HashSet<(UserId, UserId)> = world.follows.iter().cloned().collect();
     let remixed: HashSet<VideoId> = world
         .videos
@@ -1153,6 +1235,8 @@ pub fn behaviour_history(world: &World, seed: u64) -> anyhow::Result<Vec<Event>>
             interests: &su.interests,
             teen: su.user.age_band == AgeBand::Teen,
             creator: su.creator,
+            traits: behaviour::Traits::of(e.user.as_str(), seed),
+            model: model.model(),
         };
         let item = item_of(&e.user, v, &follows, &remixed, &topic_index, seed);
         let mut session = Session::default();
@@ -1231,7 +1315,7 @@ fn ratio_f(a: f64, b: u64) -> f64 {
 
 /// Runs `steerfeed eval simulate`.
 pub fn run(config: Config, args: &Args) -> anyhow::Result<()> {
-    let opts = SimOptions::from(args);
+    let opts = SimOptions::try_from(args)?;
     let r = simulate(&config, &opts)?;
     let text = if args.json {
         serde_json::to_string(&r)?
@@ -1255,6 +1339,7 @@ pub fn summary(r: &SimReport) -> String {
     };
     format!(
         "policy {:?}{}{}: {} users, {} videos, {} days, seed {}\n\
+         behaviour {:?}, model {}, exploration {}\n\
          sessions {} (minutes p50 {:.1}, p90 {:.1}, max {:.1}), items served {}\n\
          creation actions {} = {:.3} per session hour\n\
          minutes per user-day {:.1}, passive {:.1}\n\
@@ -1277,6 +1362,9 @@ pub fn summary(r: &SimReport) -> String {
         r.videos,
         r.days,
         r.seed,
+        r.behaviour,
+        r.model,
+        r.explore,
         r.sessions,
         q(0.5),
         q(0.9),

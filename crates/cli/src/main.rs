@@ -130,6 +130,10 @@ enum EvalCommand {
     Microlens(Box<steerfeed_eval::microlens::Args>),
     /// Closed-loop sessions on a seeded synthetic world through the real engine.
     Simulate(Box<steerfeed_eval::sim::Args>),
+    /// Closes the learning loop in the simulator: run with the configured heads, train
+    /// on the engine's impression log, run again with the trained model, over seeds.
+    #[cfg(feature = "learn")]
+    Loop(Box<steerfeed_eval::closed_loop::Args>),
     /// Runs the evaluations and writes JSON, a Markdown report and PNG plots to a folder.
     Report(Box<steerfeed_eval::report::Args>),
 }
@@ -238,6 +242,8 @@ fn run() -> anyhow::Result<()> {
             match cmd {
                 EvalCommand::Microlens(args) => steerfeed_eval::microlens::run(config, &args),
                 EvalCommand::Simulate(args) => steerfeed_eval::sim::run(config, &args),
+                #[cfg(feature = "learn")]
+                EvalCommand::Loop(args) => steerfeed_eval::closed_loop::run(config, &args),
                 EvalCommand::Report(args) => steerfeed_eval::report::run(config, &args),
             }
         }

@@ -6,15 +6,76 @@
 //! follow, and at most one creation action: remix, cameo use or a new video). The model
 //! never knows which ranking policy served the item: it only responds to the item.
 //!
-//! Creation is invited by the item itself: a video in a remix chain invites a remix, a
-//! friend's cameo invites a cameo, and a followed creator or an "inspiring" video (a
-//! seeded per-video trait, [`latent`]) invites making something. Interest raises every
-//! response. Teens never create or remix content with a safety label.
+//! Two models of creation ([`Model`]):
+//!
+//! - [`Model::Hidden`] (the default): creation depends on traits the engine cannot read.
+//!   Each person has a hidden creation propensity and a hidden taste over a few latent
+//!   style dimensions ([`Traits`]); each video has a hidden style and an "inspiring"
+//!   trait. How well the video's style fits the person's taste also moves skips and
+//!   likes. Whether a video is in a remix chain, features a friend or comes from a
+//!   followed creator does not change whether they create, so the engine's hand-set
+//!   creation lifts for those only help if what it learns from its logs says so.
+//! - [`Model::Invited`]: creation is invited by the item itself: a video in a remix chain
+//!   invites a remix, a friend's cameo invites a cameo, and a followed creator or an
+//!   "inspiring" video (a seeded per-video trait, [`latent`]) invites making something.
+//!   This is the world the engine's hand-set lifts were written for.
+//!
+//! In both, interest raises every response, and teens never create or remix content with
+//! a safety label.
 
 use rand::RngExt;
 use rand::rngs::StdRng;
 use steerfeed_core::CheckinAnswer;
 use steerfeed_core::hash::Fnv1a;
+
+/// Latent style dimensions of taste and of videos.
+pub const TASTE_DIMS: usize = 4;
+
+/// How creation comes about (see the module docs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Model {
+    /// Hidden per-person traits drive creation.
+    #[default]
+    Hidden,
+    /// The item's features the engine reads invite creation.
+    Invited,
+}
+
+/// A person's hidden traits (the [`Model::Hidden`] model reads them; the engine cannot).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Traits {
+    /// Creation propensity in [0, 1): most people rarely create, a few create a lot.
+    pub maker: f32,
+    /// The share of their creations that are remixes, in [0, 1).
+    pub remixer: f32,
+    /// Taste over the latent style dimensions, each in [-1, 1).
+    pub taste: [f32; TASTE_DIMS],
+}
+
+impl Traits {
+    /// The seeded traits of person `id`.
+    pub fn of(id: &str, seed: u64) -> Self {
+        let u = latent(id, seed ^ 0x7a17_0001);
+        let mut taste = [0.0; TASTE_DIMS];
+        for (k, t) in taste.iter_mut().enumerate() {
+            *t = 2.0 * latent(id, seed ^ (0x7a57_e000 + k as u64)) - 1.0;
+        }
+        Self {
+            maker: u * u,
+            remixer: latent(id, seed ^ 0x7a17_0002),
+            taste,
+        }
+    }
+}
+
+/// The seeded hidden style of video `id`, each dimension in [-1, 1).
+pub fn style(id: &str, seed: u64) -> [f32; TASTE_DIMS] {
+    let mut s = [0.0; TASTE_DIMS];
+    for (k, x) in s.iter_mut().enumerate() {
+        *x = 2.0 * latent(id, seed ^ (0x57_71e0 + k as u64)) - 1.0;
+    }
+    s
+}
 
 /// What the model knows of the viewer.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,8 +84,12 @@ pub struct Viewer<'a> {
     pub interests: &'a [(usize, f32)],
     /// A teen account.
     pub teen: bool,
-    /// Posts videos (creators create more).
+    /// Posts videos (in the invited model, creators create more).
     pub creator: bool,
+    /// Hidden traits (read by the hidden model only).
+    pub traits: Traits,
+    /// The creation model.
+    pub model: Model,
 }
 
 /// What a viewer notices about a served video.
@@ -46,6 +111,22 @@ pub struct Item {
     pub appeal: f32,
     /// Seeded per-video inspiration in [0, 1] (drives creation).
     pub inspiration: f32,
+    /// Hidden style (see [`style`]).
+    pub style: [f32; TASTE_DIMS],
+    /// Features someone other than the viewer (a cameo use is possible).
+    pub has_cameo: bool,
+}
+
+/// How well `item`'s hidden style fits the viewer's hidden taste, in (0, 1).
+pub fn fit(viewer: &Viewer<'_>, item: &Item) -> f32 {
+    let d: f32 = viewer
+        .traits
+        .taste
+        .iter()
+        .zip(&item.style)
+        .map(|(a, b)| a * b)
+        .sum();
+    1.0 / (1.0 + (-2.5 * d).exp())
 }
 
 /// The session so far.
@@ -175,8 +256,14 @@ pub fn react(
     let followed = f32::from(u8::from(item.followed_creator));
     session.note(main);
     session.items += 1;
+    // The hidden taste's pull, centred on 0 (0 in the invited model).
+    let taste = match viewer.model {
+        Model::Hidden => fit(viewer, item) - 0.5,
+        Model::Invited => 0.0,
+    };
 
-    let p_skip = (0.55 - 0.9 * i + 0.04 * repeat + 0.15 * session.fatigue - 0.15 * followed)
+    let p_skip = (0.55 - 0.9 * i - 0.4 * taste + 0.04 * repeat + 0.15 * session.fatigue
+        - 0.15 * followed)
         .clamp(0.03, 0.95);
     let mut r = Reaction {
         skipped: false,
@@ -205,14 +292,19 @@ pub fn react(
         item.duration_s * rng.random_range(0.1..0.9f32) * (0.4 + 0.6 * i)
     }
     .max(0.5);
-    r.like = p(rng, 0.02 + 0.25 * i * item.appeal + 0.04 * followed);
+    r.like = p(
+        rng,
+        0.02 + 0.25 * i * item.appeal * (1.0 + 1.6 * taste) + 0.04 * followed,
+    );
     r.comment = p(rng, 0.004 + 0.03 * i + 0.01 * followed);
     r.share = p(rng, 0.003 + 0.04 * i * item.appeal);
     r.follow = !item.followed_creator && p(rng, 0.003 + 0.03 * i * item.appeal);
 
-    // Creation: invited by the item, raised by interest; teens never from a sensitive item.
+    // Creation, raised by interest; teens never from a sensitive item.
     let may_create = !(viewer.teen && item.sensitive);
-    if may_create {
+    if may_create && viewer.model == Model::Hidden {
+        r.creation = hidden_creation(viewer, item, i, sensitive_topic, rng);
+    } else if may_create {
         let drive = (0.3 + i) * if viewer.creator { 2.0 } else { 1.0 };
         let invite = item.inspiration * item.inspiration + 0.6 * followed;
         if item.remix_chain && p(rng, 0.02 * drive * (0.3 + invite)) {
@@ -243,6 +335,42 @@ pub fn react(
         session.fatigue = (session.fatigue - 0.1).max(0.0);
     }
     r
+}
+
+/// Creation in the hidden model: the person's propensity, the video's inspiration and
+/// how its style fits their taste decide whether they make something; their remix
+/// share and whether the video features anyone decide what.
+fn hidden_creation(
+    viewer: &Viewer<'_>,
+    item: &Item,
+    interest: f32,
+    sensitive_topic: impl Fn(usize) -> bool,
+    rng: &mut StdRng,
+) -> Option<Creation> {
+    let t = &viewer.traits;
+    let f = fit(viewer, item);
+    let prob = 0.05
+        * (0.3 + interest)
+        * (0.05 + 3.0 * t.maker)
+        * (0.1 + 1.8 * item.inspiration * item.inspiration)
+        * (0.1 + 1.8 * f * f);
+    if !p(rng, prob) {
+        return None;
+    }
+    let x = rng.random_range(0.0..1.0f32);
+    if x < 0.7 * t.remixer {
+        return Some(Creation::Remix);
+    }
+    if item.has_cameo && x < 0.7 * t.remixer + 0.25 {
+        return Some(Creation::CameoUse);
+    }
+    let topics: Vec<(usize, f32)> = viewer
+        .interests
+        .iter()
+        .copied()
+        .filter(|&(t, _)| !(viewer.teen && sensitive_topic(t)))
+        .collect();
+    (!topics.is_empty()).then(|| Creation::Create(crate::generate::pick_weighted(rng, &topics)))
 }
 
 /// Whether the viewer closes the app after this item: boredom and fatigue push them out.
@@ -293,6 +421,8 @@ mod tests {
             friend_cameo: false,
             appeal: 0.5,
             inspiration: 0.5,
+            style: [0.0; TASTE_DIMS],
+            has_cameo: false,
         }
     }
 
@@ -314,6 +444,8 @@ mod tests {
             interests: &interests,
             teen: false,
             creator: false,
+            traits: Traits::default(),
+            model: Model::Invited,
         };
         let main = mean_watch(&v, &item(3), 1);
         let second = mean_watch(&v, &item(5), 1);
@@ -329,6 +461,8 @@ mod tests {
             interests: &interests,
             teen: true,
             creator: true,
+            traits: Traits::default(),
+            model: Model::Invited,
         };
         let mut it = item(7);
         it.sensitive = true;
@@ -377,6 +511,8 @@ mod tests {
             interests: &interests,
             teen: false,
             creator: false,
+            traits: Traits::default(),
+            model: Model::Invited,
         };
         let count = |it: &Item| {
             let mut rng = StdRng::seed_from_u64(5);
@@ -408,6 +544,8 @@ mod tests {
             interests: &interests,
             teen: false,
             creator: true,
+            traits: Traits::default(),
+            model: Model::Invited,
         };
         let run = |seed| {
             let mut rng = StdRng::seed_from_u64(seed);
@@ -445,5 +583,129 @@ mod tests {
         assert!(xs.iter().all(|x| (0.0..1.0).contains(x)));
         let mean = xs.iter().sum::<f32>() / 1000.0;
         assert!((0.4..0.6).contains(&mean), "{mean}");
+    }
+
+    /// Creations out of `n` reactions of `viewer` to `it`.
+    fn creations(viewer: &Viewer<'_>, it: &Item, n: usize, seed: u64) -> usize {
+        let mut rng = StdRng::seed_from_u64(seed);
+        (0..n)
+            .filter(|_| {
+                let mut s = Session::default();
+                react(viewer, it, &mut s, |_| false, &mut rng)
+                    .creation
+                    .is_some()
+            })
+            .count()
+    }
+
+    fn hidden_viewer(interests: &[(usize, f32)], maker: f32) -> Viewer<'_> {
+        Viewer {
+            interests,
+            teen: false,
+            creator: false,
+            traits: Traits {
+                maker,
+                remixer: 0.5,
+                taste: [0.8, -0.6, 0.4, 0.0],
+            },
+            model: Model::Hidden,
+        }
+    }
+
+    #[test]
+    fn in_the_hidden_model_the_engines_invitations_do_not_raise_creation() {
+        let interests = [(1, 1.0)];
+        let v = hidden_viewer(&interests, 0.8);
+        let plain = item(1);
+        let mut invited = item(1);
+        invited.remix_chain = true;
+        invited.friend_cameo = true;
+        invited.followed_creator = true;
+        let n = 60_000;
+        let (a, b) = (creations(&v, &plain, n, 11), creations(&v, &invited, n, 12));
+        // Binomial counts of a few thousand: equal within five standard deviations.
+        let sd = (a.max(b) as f64).sqrt();
+        assert!(a > 500, "{a}");
+        assert!((a as f64 - b as f64).abs() < 5.0 * sd, "{a} vs {b}");
+        // The same flags in the invited model more than double creation.
+        let inv = Viewer {
+            model: Model::Invited,
+            ..v.clone()
+        };
+        assert!(creations(&inv, &invited, n, 13) > 2 * creations(&inv, &plain, n, 14));
+    }
+
+    #[test]
+    fn in_the_hidden_model_makers_fitting_styles_and_inspiring_videos_raise_creation() {
+        let interests = [(1, 1.0)];
+        let n = 40_000;
+        let maker = hidden_viewer(&interests, 0.9);
+        let rare = hidden_viewer(&interests, 0.05);
+        let mut fitting = item(1);
+        fitting.style = [1.0, -1.0, 1.0, 0.0];
+        let mut clashing = item(1);
+        clashing.style = [-1.0, 1.0, -1.0, 0.0];
+        assert!(fit(&maker, &fitting) > 0.9 && fit(&maker, &clashing) < 0.1);
+        let base = creations(&maker, &fitting, n, 1);
+        assert!(base > 4 * creations(&rare, &fitting, n, 2));
+        assert!(base > 4 * creations(&maker, &clashing, n, 3));
+        let mut dull = fitting.clone();
+        dull.inspiration = 0.05;
+        let mut inspiring = fitting.clone();
+        inspiring.inspiration = 0.95;
+        assert!(creations(&maker, &inspiring, n, 4) > 2 * creations(&maker, &dull, n, 5));
+        // Taste moves likes too: the fitting item is liked more often.
+        let likes = |it: &Item| {
+            let mut rng = StdRng::seed_from_u64(6);
+            (0..n)
+                .filter(|_| react(&maker, it, &mut Session::default(), |_| false, &mut rng).like)
+                .count()
+        };
+        assert!(likes(&fitting) > likes(&clashing) * 3 / 2);
+    }
+
+    #[test]
+    fn in_the_hidden_model_teens_never_create_from_or_about_sensitive_topics() {
+        let interests = [(7, 0.6), (2, 0.4)];
+        let mut teen = hidden_viewer(&interests, 1.0);
+        teen.teen = true;
+        let mut it = item(7);
+        it.sensitive = true;
+        it.has_cameo = true;
+        it.inspiration = 1.0;
+        it.style = [1.0, -1.0, 1.0, 0.0];
+        let mut plain = it.clone();
+        plain.sensitive = false;
+        plain.topics = vec![2];
+        let mut rng = StdRng::seed_from_u64(21);
+        let mut created = 0;
+        for _ in 0..20_000 {
+            let mut s = Session::default();
+            assert_eq!(
+                react(&teen, &it, &mut s, |t| t == 7, &mut rng).creation,
+                None
+            );
+            if let Some(c) = react(&teen, &plain, &mut s, |t| t == 7, &mut rng).creation {
+                created += 1;
+                assert_ne!(c, Creation::Create(7));
+            }
+        }
+        assert!(created > 0);
+    }
+
+    #[test]
+    fn hidden_traits_are_seeded_and_spread() {
+        assert_eq!(Traits::of("u1", 3), Traits::of("u1", 3));
+        assert_ne!(Traits::of("u1", 3), Traits::of("u2", 3));
+        let makers: Vec<f32> = (0..2000)
+            .map(|i| Traits::of(&format!("u{i}"), 9).maker)
+            .collect();
+        // maker = u² with u uniform: mean 1/3, and a quarter of people above 0.5625.
+        let mean = makers.iter().sum::<f32>() / 2000.0;
+        assert!((0.3..0.37).contains(&mean), "{mean}");
+        let high = makers.iter().filter(|&&m| m > 0.5625).count();
+        assert!((420..580).contains(&high), "{high}");
+        assert!(style("v1", 1).iter().all(|x| (-1.0..1.0).contains(x)));
+        assert_ne!(style("v1", 1), style("v2", 1));
     }
 }

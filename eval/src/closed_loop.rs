@@ -1,0 +1,371 @@
+//! `steerfeed eval loop`: the learning loop closed in the simulator.
+//!
+//! For each seed, a world is simulated twice through the real engine, with the same
+//! people, videos and schedule:
+//!
+//! 1. **defaults**: the configured (hand-set) heads serve, with logged exploration; the
+//!    engine's impression log is joined to the outcomes
+//!    ([`Engine::for_each_labeled_impression`]) and [`steerfeed_learn::train`] fits the
+//!    heads on it, exactly as `steerfeed train` does on a stopped store;
+//! 2. **trained**: the same world again, with the fitted model in force from the first
+//!    session (and the same exploration).
+//!
+//! The behaviour model defaults to [`Behaviour::Hidden`]: people create because of
+//! traits the engine cannot read, so the trained model only helps if what it learned
+//! from its own logs does. Each metric is reported per arm and as the paired difference
+//! (trained − defaults), with the mean over seeds and a 95 % Student-t interval.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use serde::Serialize;
+use steerfeed::model::RankModel;
+use steerfeed::{Config, Engine, LabeledImpression, Timestamp};
+pub use steerfeed_learn::{TrainConfig, TrainReport};
+
+use crate::sim::{self, Behaviour, Policy, SimOptions, SimReport};
+
+/// Arguments of `steerfeed eval loop`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Users in each world.
+    #[arg(long, default_value_t = 300)]
+    pub users: usize,
+    /// Videos in each world.
+    #[arg(long, default_value_t = 3000)]
+    pub videos: usize,
+    /// Simulated days of each run.
+    #[arg(long, default_value_t = 2)]
+    pub days: u32,
+    /// Seeds (worlds): `seed`, `seed + 1`, ...
+    #[arg(long, default_value_t = 5)]
+    pub seeds: u64,
+    /// The first seed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// The share of slots filled by logged exploration in both arms.
+    #[arg(long, default_value_t = 0.1)]
+    pub explore: f32,
+    /// How simulated people come to create.
+    #[arg(long, value_enum, default_value_t = Behaviour::Hidden)]
+    pub behaviour: Behaviour,
+    /// The share of served items, the latest, held out of training for its report.
+    #[arg(long, default_value_t = 0.2)]
+    pub holdout: f64,
+    /// L2 penalty on the coefficients.
+    #[arg(long, default_value_t = 1.0)]
+    pub alpha: f64,
+    /// Also write the whole report (every run, every training report) here as JSON.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What to run (the library form of [`Args`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoopOptions {
+    /// Users, videos and days of each run.
+    pub users: usize,
+    /// Videos.
+    pub videos: usize,
+    /// Days.
+    pub days: u32,
+    /// The seeds.
+    pub seeds: Vec<u64>,
+    /// Exploration share in both arms.
+    pub explore: f32,
+    /// Behaviour model.
+    pub behaviour: Behaviour,
+    /// Training settings.
+    pub train: TrainConfig,
+    /// Show progress bars.
+    pub progress: bool,
+}
+
+impl From<&Args> for LoopOptions {
+    fn from(a: &Args) -> Self {
+        Self {
+            users: a.users,
+            videos: a.videos,
+            days: a.days,
+            seeds: (0..a.seeds).map(|k| a.seed.wrapping_add(k)).collect(),
+            explore: a.explore,
+            behaviour: a.behaviour,
+            train: TrainConfig {
+                holdout: a.holdout,
+                alpha: a.alpha,
+                ..TrainConfig::default()
+            },
+            progress: true,
+        }
+    }
+}
+
+/// One seed's two runs and the training between them.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeedRun {
+    /// The seed.
+    pub seed: u64,
+    /// The run with the configured heads.
+    pub defaults: SimReport,
+    /// What training on that run's log reported.
+    pub train: TrainReport,
+    /// The trained model's id.
+    pub model: String,
+    /// The run with the trained model.
+    pub trained: SimReport,
+}
+
+/// A mean over seeds and its 95 % interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Estimate {
+    /// Runs.
+    pub n: usize,
+    /// Mean.
+    pub mean: f64,
+    /// Lower end of the 95 % Student-t interval (the mean when `n` < 2).
+    pub low: f64,
+    /// Upper end.
+    pub high: f64,
+}
+
+impl Estimate {
+    /// The mean of `xs` and its 95 % Student-t interval.
+    pub fn of(xs: &[f64]) -> Self {
+        let n = xs.len();
+        if n == 0 {
+            return Self {
+                n,
+                mean: 0.0,
+                low: 0.0,
+                high: 0.0,
+            };
+        }
+        let mean = xs.iter().sum::<f64>() / n as f64;
+        if n < 2 {
+            return Self {
+                n,
+                mean,
+                low: mean,
+                high: mean,
+            };
+        }
+        let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+        let half = t975(n - 1) * (var / n as f64).sqrt();
+        Self {
+            n,
+            mean,
+            low: mean - half,
+            high: mean + half,
+        }
+    }
+}
+
+/// The 97.5 % quantile of Student's t with `df` degrees of freedom (`df` ≥ 1; the normal
+/// quantile beyond 30).
+pub fn t975(df: usize) -> f64 {
+    const T: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    match df {
+        0 => f64::INFINITY,
+        1..=30 => T[df - 1],
+        _ => 1.960,
+    }
+}
+
+/// One metric over the seeds: each arm, and the paired difference.
+#[derive(Debug, Clone, Serialize)]
+pub struct Compared {
+    /// The metric.
+    pub metric: String,
+    /// With the configured heads.
+    pub defaults: Estimate,
+    /// With the trained model.
+    pub trained: Estimate,
+    /// Trained − defaults, seed by seed.
+    pub difference: Estimate,
+}
+
+/// What `steerfeed eval loop` measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoopReport {
+    /// Users, videos, days, behaviour and exploration of every run.
+    pub users: usize,
+    /// Videos.
+    pub videos: usize,
+    /// Days.
+    pub days: u32,
+    /// Behaviour model.
+    pub behaviour: Behaviour,
+    /// Exploration share.
+    pub explore: f32,
+    /// Per metric, over the seeds.
+    pub metrics: Vec<Compared>,
+    /// Every seed's runs.
+    pub runs: Vec<SeedRun>,
+}
+
+/// The metrics compared, each read from a run's report.
+pub const METRICS: [(&str, fn(&SimReport) -> f64); 6] = [
+    ("creation per session hour", |r| r.creation_per_hour),
+    ("passive minutes per user-day", |r| {
+        r.passive_minutes_per_user_day
+    }),
+    ("minutes per user-day", |r| r.minutes_per_user_day),
+    ("steering compliance after", |r| r.steering.after),
+    ("steering gain (after − before)", |r| {
+        r.steering.after - r.steering.before
+    }),
+    ("violations", |r| {
+        (r.teen_limit_violations + r.consent_violations + r.hard_exclusion_violations) as f64
+    }),
+];
+
+fn sim_options(o: &LoopOptions, seed: u64, model: Option<RankModel>) -> SimOptions {
+    SimOptions {
+        behaviour: o.behaviour,
+        explore: Some(o.explore),
+        model,
+        progress: o.progress,
+        ..SimOptions::new(o.users, o.videos, o.days, seed, Policy::Creation)
+    }
+}
+
+/// The served items of the default profile in `engine`'s impression log, with outcomes.
+fn labeled(engine: &Engine) -> anyhow::Result<Vec<LabeledImpression>> {
+    let mut rows = Vec::new();
+    engine.for_each_labeled_impression(Timestamp::MIN, &mut |r| {
+        if r.profile == steerfeed::DEFAULT_PROFILE {
+            rows.push(r);
+        }
+        Ok(())
+    })?;
+    Ok(rows)
+}
+
+/// Runs the loop for every seed.
+pub fn closed_loop(config: &Config, o: &LoopOptions) -> anyhow::Result<LoopReport> {
+    if o.seeds.is_empty() {
+        anyhow::bail!("at least one seed");
+    }
+    let weights = config.rank.scorer.weights;
+    let mut runs = Vec::new();
+    for &seed in &o.seeds {
+        eprintln!("seed {seed}: the configured heads");
+        let (defaults, (model, train)) =
+            sim::simulate_then(config, &sim_options(o, seed, None), |engine| {
+                let rows = labeled(engine)?;
+                let current = engine.head_models();
+                Ok(steerfeed_learn::train(&rows, &current, &weights, &o.train)
+                    .with_context(|| format!("training on seed {seed}'s log"))?)
+            })?;
+        eprintln!("seed {seed}: the trained model {}", model.id);
+        let id = model.id.clone();
+        let trained = sim::simulate(config, &sim_options(o, seed, Some(model)))?;
+        runs.push(SeedRun {
+            seed,
+            defaults,
+            train,
+            model: id,
+            trained,
+        });
+    }
+    let metrics = METRICS
+        .iter()
+        .map(|(name, get)| {
+            let a: Vec<f64> = runs.iter().map(|r| get(&r.defaults)).collect();
+            let b: Vec<f64> = runs.iter().map(|r| get(&r.trained)).collect();
+            let d: Vec<f64> = a.iter().zip(&b).map(|(a, b)| b - a).collect();
+            Compared {
+                metric: (*name).to_owned(),
+                defaults: Estimate::of(&a),
+                trained: Estimate::of(&b),
+                difference: Estimate::of(&d),
+            }
+        })
+        .collect();
+    Ok(LoopReport {
+        users: o.users,
+        videos: o.videos,
+        days: o.days,
+        behaviour: o.behaviour,
+        explore: o.explore,
+        metrics,
+        runs,
+    })
+}
+
+/// The human-readable summary.
+pub fn summary(r: &LoopReport) -> String {
+    let mut s = format!(
+        "{} seeds, {} users, {} videos, {} days, behaviour {:?}, exploration {}\n\
+         {:<32} {:>26} {:>26} {:>30}\n",
+        r.runs.len(),
+        r.users,
+        r.videos,
+        r.days,
+        r.behaviour,
+        r.explore,
+        "metric (mean, 95 % CI)",
+        "configured heads",
+        "trained model",
+        "trained − configured",
+    );
+    let e = |x: &Estimate| format!("{:.3} [{:.3}, {:.3}]", x.mean, x.low, x.high);
+    for m in &r.metrics {
+        s.push_str(&format!(
+            "{:<32} {:>26} {:>26} {:>30}\n",
+            m.metric,
+            e(&m.defaults),
+            e(&m.trained),
+            e(&m.difference)
+        ));
+    }
+    for run in &r.runs {
+        let t = &run.train;
+        let heads: Vec<String> = t
+            .heads
+            .iter()
+            .filter(|h| h.fitted)
+            .map(|h| {
+                format!(
+                    "{} ECE {:.4}→{:.4} AUC {:.3}→{:.3}",
+                    h.head, h.current.ece, h.trained.ece, h.current.auc, h.trained.auc
+                )
+            })
+            .collect();
+        s.push_str(&format!(
+            "seed {}: model {} from {} served items ({} held out); NDCG@10 {:.4}→{:.4}; {}\n",
+            run.seed,
+            run.model,
+            t.rows,
+            t.holdout_rows,
+            t.ndcg_current,
+            t.ndcg_trained,
+            heads.join(", ")
+        ));
+    }
+    s
+}
+
+/// Runs `steerfeed eval loop`.
+pub fn run(config: Config, args: &Args) -> anyhow::Result<()> {
+    let r = closed_loop(&config, &LoopOptions::from(args))?;
+    if let Some(p) = &args.out {
+        std::fs::write(p, serde_json::to_string_pretty(&r)?)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    let text = if args.json {
+        serde_json::to_string(&r.metrics)?
+    } else {
+        summary(&r)
+    };
+    writeln!(std::io::stdout().lock(), "{text}")?;
+    Ok(())
+}

@@ -1,0 +1,90 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The learning loop closed in the simulator: a run with the configured heads, training
+//! on the engine's own impression log, and a run with the trained model, per seed.
+
+use steerfeed::Config;
+use steerfeed::model::HAND_SET;
+use steerfeed_eval::closed_loop::{Estimate, LoopOptions, METRICS, TrainConfig, closed_loop, t975};
+use steerfeed_eval::sim::Behaviour;
+
+#[test]
+fn the_loop_trains_on_its_own_log_and_serves_the_trained_model_without_violations() {
+    let o = LoopOptions {
+        users: 60,
+        videos: 600,
+        days: 2,
+        seeds: vec![7, 8],
+        explore: 0.2,
+        behaviour: Behaviour::Hidden,
+        train: TrainConfig::default(),
+        progress: false,
+    };
+    let r = closed_loop(&Config::default(), &o).unwrap();
+    assert_eq!(r.runs.len(), 2);
+    for run in &r.runs {
+        // The first arm served the configured heads, the second the model trained on
+        // the first arm's log.
+        assert_eq!(run.defaults.model, HAND_SET);
+        assert_eq!(run.trained.model, run.model);
+        assert_ne!(run.model, HAND_SET);
+        assert!((run.defaults.explore - 0.2).abs() < 1e-6);
+        // Training read every item the first arm served (the simulator counts them on
+        // its own side of the engine), and fitted at least the frequent heads.
+        assert_eq!(run.train.rows as u64, run.defaults.items_served);
+        let fitted: Vec<&str> = run
+            .train
+            .heads
+            .iter()
+            .filter(|h| h.fitted)
+            .map(|h| h.head.as_str())
+            .collect();
+        assert!(
+            fitted.contains(&"complete_view") && fitted.contains(&"like"),
+            "{fitted:?}"
+        );
+        for arm in [&run.defaults, &run.trained] {
+            assert!(arm.items_served > 0);
+            assert_eq!(arm.consent_violations, 0);
+            assert_eq!(arm.teen_limit_violations, 0);
+            assert_eq!(arm.hard_exclusion_violations, 0);
+        }
+        // Same seed, same world and schedule: the same sessions start in both arms.
+        assert_eq!(run.defaults.users, run.trained.users);
+        assert_eq!(
+            run.defaults.revocations_during_run,
+            run.trained.revocations_during_run
+        );
+    }
+    // Each summary is the mean over the seeds of what the runs measured.
+    for (m, (name, get)) in r.metrics.iter().zip(METRICS) {
+        assert_eq!(m.metric, name);
+        let want: f64 = r
+            .runs
+            .iter()
+            .map(|x| get(&x.trained) - get(&x.defaults))
+            .sum::<f64>()
+            / r.runs.len() as f64;
+        assert!((m.difference.mean - want).abs() < 1e-9, "{name}");
+        assert!(m.defaults.low <= m.defaults.mean && m.defaults.mean <= m.defaults.high);
+    }
+}
+
+#[test]
+fn intervals_match_worked_examples() {
+    // 1..=5: mean 3, sample sd √2.5, standard error √0.5, t(4) = 2.776.
+    let e = Estimate::of(&[1.0, 2.0, 3.0, 4.0, 5.0]);
+    assert_eq!(e.n, 5);
+    assert!((e.mean - 3.0).abs() < 1e-12);
+    let half = 2.776 * 0.5f64.sqrt();
+    assert!((e.high - 3.0 - half).abs() < 1e-9 && (3.0 - e.low - half).abs() < 1e-9);
+    // Two equal values: no spread.
+    let e = Estimate::of(&[2.5, 2.5]);
+    assert!((e.low - 2.5).abs() < 1e-12 && (e.high - 2.5).abs() < 1e-12);
+    // One value: the interval is the value.
+    let e = Estimate::of(&[4.0]);
+    assert_eq!((e.low, e.mean, e.high), (4.0, 4.0, 4.0));
+    // The table's ends and the normal limit.
+    assert!((t975(1) - 12.706).abs() < 1e-9);
+    assert!((t975(30) - 2.042).abs() < 1e-9);
+    assert!((t975(1000) - 1.96).abs() < 1e-9);
+}
