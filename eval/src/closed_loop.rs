@@ -211,8 +211,11 @@ pub struct LoopReport {
     pub runs: Vec<SeedRun>,
 }
 
+/// Reads one metric from a run's report.
+pub type Metric = fn(&SimReport) -> f64;
+
 /// The metrics compared, each read from a run's report.
-pub const METRICS: [(&str, fn(&SimReport) -> f64); 6] = [
+pub const METRICS: [(&str, Metric); 6] = [
     ("creation per session hour", |r| r.creation_per_hour),
     ("passive minutes per user-day", |r| {
         r.passive_minutes_per_user_day
@@ -262,8 +265,8 @@ pub fn closed_loop(config: &Config, o: &LoopOptions) -> anyhow::Result<LoopRepor
             sim::simulate_then(config, &sim_options(o, seed, None), |engine| {
                 let rows = labeled(engine)?;
                 let current = engine.head_models();
-                Ok(steerfeed_learn::train(&rows, &current, &weights, &o.train)
-                    .with_context(|| format!("training on seed {seed}'s log"))?)
+                steerfeed_learn::train(&rows, &current, &weights, &o.train)
+                    .with_context(|| format!("training on seed {seed}'s log"))
             })?;
         eprintln!("seed {seed}: the trained model {}", model.id);
         let id = model.id.clone();
