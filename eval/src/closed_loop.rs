@@ -338,8 +338,14 @@ pub fn summary(r: &LoopReport) -> String {
             .filter(|h| h.fitted)
             .map(|h| {
                 format!(
-                    "{} ECE {:.4}→{:.4} AUC {:.3}→{:.3}",
-                    h.head, h.current.ece, h.trained.ece, h.current.auc, h.trained.auc
+                    "{} ECE {:.4}→{:.4} AUC {:.3}→{:.3} viewer AUC {:.3}→{:.3}",
+                    h.head,
+                    h.current.ece,
+                    h.trained.ece,
+                    h.current.auc,
+                    h.trained.auc,
+                    h.current.viewer_auc,
+                    h.trained.viewer_auc
                 )
             })
             .collect();

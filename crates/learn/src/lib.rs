@@ -21,7 +21,7 @@ use ndarray016::{Array1, Array2};
 use steerfeed::impression::HEADS;
 use steerfeed::model::RankModel;
 use steerfeed::rank::scorers::{ActionWeights, FEATURES, HeadModels};
-use steerfeed::{Error, HeadInputs, LabeledImpression, Result, Timestamp};
+use steerfeed::{Error, HeadInputs, LabeledImpression, Result, Timestamp, UserId};
 
 /// How to train.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -67,6 +67,11 @@ pub struct HeadQuality {
     pub ece: f64,
     /// Mean predicted probability.
     pub mean_predicted: f64,
+    /// AUC within each viewer's items, averaged over the viewers with both outcomes
+    /// (weighted by their positives): how well the head orders one person's feed,
+    /// without the differences between people that the plain AUC also rewards.
+    #[serde(default)]
+    pub viewer_auc: f64,
 }
 
 /// What training did to one head.
@@ -166,8 +171,54 @@ fn fit_head(a: usize, rows: &[&LabeledImpression], cfg: &TrainConfig) -> Result<
     Ok(Some(c))
 }
 
-/// Log-loss, AUC, ECE and mean of predictions `p` against labels `y`.
-pub fn quality(p: &[f64], y: &[bool], bins: usize) -> HeadQuality {
+/// Area under the ROC curve of predictions `p` against labels `y` (by ranks, ties
+/// sharing their mean rank); 0.5 when `y` has one class only.
+pub fn auc(p: &[f64], y: &[bool]) -> f64 {
+    let mut order: Vec<usize> = (0..p.len()).collect();
+    order.sort_by(|&i, &j| p[i].total_cmp(&p[j]));
+    let positives = y.iter().filter(|&&v| v).count();
+    let negatives = y.len() - positives;
+    if positives == 0 || negatives == 0 {
+        return 0.5;
+    }
+    let mut rank_sum = 0.0;
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && p[order[j + 1]] == p[order[i]] {
+            j += 1;
+        }
+        let mean_rank = (i + j) as f64 / 2.0 + 1.0;
+        rank_sum += (i..=j).filter(|&k| y[order[k]]).count() as f64 * mean_rank;
+        i = j + 1;
+    }
+    (rank_sum - (positives * (positives + 1)) as f64 / 2.0) / (positives * negatives) as f64
+}
+
+/// The AUC within each group (`groups[i]` is item `i`'s), averaged over the groups
+/// with both classes, weighted by their positives; 0.5 when no group has both.
+pub fn grouped_auc<G: std::hash::Hash + Eq>(p: &[f64], y: &[bool], groups: &[G]) -> f64 {
+    let mut by: HashMap<&G, (Vec<f64>, Vec<bool>)> = HashMap::new();
+    for ((&p, &y), g) in p.iter().zip(y).zip(groups) {
+        let e = by.entry(g).or_default();
+        e.0.push(p);
+        e.1.push(y);
+    }
+    let (mut sum, mut weight) = (0.0, 0.0);
+    for (p, y) in by.values() {
+        let pos = y.iter().filter(|&&v| v).count();
+        if pos == 0 || pos == y.len() {
+            continue;
+        }
+        sum += pos as f64 * auc(p, y);
+        weight += pos as f64;
+    }
+    if weight > 0.0 { sum / weight } else { 0.5 }
+}
+
+/// Log-loss, AUC, ECE and mean of predictions `p` against labels `y`; `viewer_auc` is
+/// the AUC within the groups `viewers` (one group when `None`).
+pub fn quality(p: &[f64], y: &[bool], viewers: Option<&[&UserId]>, bins: usize) -> HeadQuality {
     let n = p.len().max(1) as f64;
     let eps = 1e-7;
     let log_loss = p
@@ -181,25 +232,7 @@ pub fn quality(p: &[f64], y: &[bool], bins: usize) -> HeadQuality {
         / n;
     let mut order: Vec<usize> = (0..p.len()).collect();
     order.sort_by(|&i, &j| p[i].total_cmp(&p[j]));
-    // AUC by ranks (Mann–Whitney), ties sharing their mean rank.
-    let positives = y.iter().filter(|&&v| v).count();
-    let negatives = y.len() - positives;
-    let auc = if positives == 0 || negatives == 0 {
-        0.5
-    } else {
-        let mut rank_sum = 0.0;
-        let mut i = 0;
-        while i < order.len() {
-            let mut j = i;
-            while j + 1 < order.len() && p[order[j + 1]] == p[order[i]] {
-                j += 1;
-            }
-            let mean_rank = (i + j) as f64 / 2.0 + 1.0;
-            rank_sum += (i..=j).filter(|&k| y[order[k]]).count() as f64 * mean_rank;
-            i = j + 1;
-        }
-        (rank_sum - (positives * (positives + 1)) as f64 / 2.0) / (positives * negatives) as f64
-    };
+    let auc_all = auc(p, y);
     let bins = bins.max(1);
     let mut ece = 0.0;
     for b in 0..bins {
@@ -215,9 +248,10 @@ pub fn quality(p: &[f64], y: &[bool], bins: usize) -> HeadQuality {
     }
     HeadQuality {
         log_loss,
-        auc,
+        auc: auc_all,
         ece,
         mean_predicted: p.iter().sum::<f64>() / n,
+        viewer_auc: viewers.map_or(auc_all, |g| grouped_auc(p, y, g)),
     }
 }
 
@@ -320,6 +354,7 @@ pub fn train(
     let fit_seconds = started.elapsed().as_secs_f64();
     trained.validate()?;
 
+    let viewers: Vec<&UserId> = holdout.iter().map(|r| &r.user).collect();
     let mut heads = Vec::new();
     for (a, head) in HEADS.iter().enumerate() {
         let y: Vec<bool> = holdout.iter().map(|r| r.outcomes.heads()[a]).collect();
@@ -339,8 +374,8 @@ pub fn train(
                 .map(|f| (*f).to_owned())
                 .zip(trained.coef[a])
                 .collect(),
-            current: quality(&p(current), &y, cfg.ece_bins),
-            trained: quality(&p(&trained), &y, cfg.ece_bins),
+            current: quality(&p(current), &y, Some(&viewers), cfg.ece_bins),
+            trained: quality(&p(&trained), &y, Some(&viewers), cfg.ece_bins),
         });
     }
 
@@ -436,18 +471,38 @@ mod tests {
     #[test]
     fn auc_and_ece_match_hand_worked_cases() {
         // Perfectly separated: AUC 1; all equal scores: AUC 0.5.
-        let q = quality(&[0.1, 0.2, 0.8, 0.9], &[false, false, true, true], 2);
+        let q = quality(&[0.1, 0.2, 0.8, 0.9], &[false, false, true, true], None, 2);
         assert!((q.auc - 1.0).abs() < 1e-12);
         // Bins {0.1, 0.2} (mean 0.15, rate 0) and {0.8, 0.9} (mean 0.85, rate 1):
         // ECE = 0.5·0.15 + 0.5·0.15.
         assert!((q.ece - 0.15).abs() < 1e-12);
-        let q = quality(&[0.5; 4], &[false, true, false, true], 1);
+        let q = quality(&[0.5; 4], &[false, true, false, true], None, 1);
         assert!((q.auc - 0.5).abs() < 1e-12);
         assert!(q.ece.abs() < 1e-12, "calibrated on average");
         assert!((q.log_loss - std::f64::consts::LN_2).abs() < 1e-9);
         // Reversed: AUC 0.
-        let q = quality(&[0.9, 0.1], &[false, true], 1);
+        let q = quality(&[0.9, 0.1], &[false, true], None, 1);
         assert!(q.auc.abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_viewer_auc_ignores_differences_between_viewers() {
+        // Viewer a's scores are all above b's, and a's negative outranks b's positive:
+        // the pooled AUC is 3/4, but within each viewer the positive comes first.
+        let p = [0.9, 0.8, 0.2, 0.1];
+        let y = [true, false, true, false];
+        let (a, b) = (UserId::new("a").unwrap(), UserId::new("b").unwrap());
+        let v = [&a, &a, &b, &b];
+        let q = quality(&p, &y, Some(&v), 1);
+        assert!((q.auc - 0.75).abs() < 1e-12);
+        assert!((q.viewer_auc - 1.0).abs() < 1e-12);
+        // Weighted by positives: a (one positive, AUC 0) and b (two positives, AUC 1).
+        let p = [0.1, 0.9, 0.9, 0.8, 0.1];
+        let y = [true, false, true, true, false];
+        let v = [&a, &a, &b, &b, &b];
+        assert!((grouped_auc(&p, &y, &v) - 2.0 / 3.0).abs() < 1e-12);
+        // A viewer with one class only counts for nothing.
+        assert!((grouped_auc(&[0.3, 0.4], &[true, true], &[&a, &b]) - 0.5).abs() < 1e-12);
     }
 
     #[test]
