@@ -432,6 +432,9 @@ impl Pref {
 fn engine_config(base: &Config, opts: &SimOptions, dir: PathBuf) -> Config {
     let mut c = base.clone();
     c.store.path = dir;
+    // A graph built by several threads depends on their interleaving; built by one, it
+    // is the same on every run, so one seed replays one run.
+    c.index.build.threads = 1;
     let w = &mut c.rank.scorer.weights;
     if opts.policy == Policy::Engagement {
         w.create = 0.0;
