@@ -39,7 +39,7 @@ pub struct Args {
     #[arg(long, default_value_t = 2)]
     pub days: u32,
     /// Seeds (worlds): `seed`, `seed + 1`, ...
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub seeds: u64,
     /// The first seed.
     #[arg(long, default_value_t = 42)]
@@ -126,31 +126,27 @@ pub struct Estimate {
     pub n: usize,
     /// Mean.
     pub mean: f64,
-    /// Lower end of the 95 % Student-t interval (the mean when `n` < 2).
-    pub low: f64,
+    /// Lower end of the 95 % Student-t interval (none below two runs).
+    pub low: Option<f64>,
     /// Upper end.
-    pub high: f64,
+    pub high: Option<f64>,
 }
 
 impl Estimate {
     /// The mean of `xs` and its 95 % Student-t interval.
     pub fn of(xs: &[f64]) -> Self {
         let n = xs.len();
-        if n == 0 {
-            return Self {
-                n,
-                mean: 0.0,
-                low: 0.0,
-                high: 0.0,
-            };
-        }
-        let mean = xs.iter().sum::<f64>() / n as f64;
+        let mean = if n == 0 {
+            0.0
+        } else {
+            xs.iter().sum::<f64>() / n as f64
+        };
         if n < 2 {
             return Self {
                 n,
                 mean,
-                low: mean,
-                high: mean,
+                low: None,
+                high: None,
             };
         }
         let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
@@ -158,14 +154,15 @@ impl Estimate {
         Self {
             n,
             mean,
-            low: mean - half,
-            high: mean + half,
+            low: Some(mean - half),
+            high: Some(mean + half),
         }
     }
 }
 
-/// The 97.5 % quantile of Student's t with `df` degrees of freedom (`df` ≥ 1; the normal
-/// quantile beyond 30).
+/// The 97.5 % quantile of Student's t with `df` degrees of freedom, from the table for
+/// `df` ≤ 30 and 40, 60 and 120 beyond; between those rows, the value of the row below
+/// (the wider interval). Infinite for `df` = 0.
 pub fn t975(df: usize) -> f64 {
     const T: [f64; 30] = [
         12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
@@ -175,7 +172,10 @@ pub fn t975(df: usize) -> f64 {
     match df {
         0 => f64::INFINITY,
         1..=30 => T[df - 1],
-        _ => 1.960,
+        31..=39 => T[29],
+        40..=59 => 2.021,
+        60..=119 => 2.000,
+        _ => 1.980,
     }
 }
 
@@ -257,6 +257,16 @@ pub fn closed_loop(config: &Config, o: &LoopOptions) -> anyhow::Result<LoopRepor
     if o.seeds.is_empty() {
         anyhow::bail!("at least one seed");
     }
+    // Checked before the first run rather than after it.
+    if !(0.0..=1.0).contains(&o.explore) {
+        anyhow::bail!("explore must be between 0 and 1");
+    }
+    if !(o.train.holdout > 0.0 && o.train.holdout < 1.0) {
+        anyhow::bail!("holdout must be between 0 and 1, both excluded");
+    }
+    if !(o.train.alpha.is_finite() && o.train.alpha >= 0.0) {
+        anyhow::bail!("alpha must be a finite number of at least 0");
+    }
     let weights = config.rank.scorer.weights;
     let mut runs = Vec::new();
     for &seed in &o.seeds {
@@ -320,7 +330,10 @@ pub fn summary(r: &LoopReport) -> String {
         "trained model",
         "trained − configured",
     );
-    let e = |x: &Estimate| format!("{:.3} [{:.3}, {:.3}]", x.mean, x.low, x.high);
+    let e = |x: &Estimate| match (x.low, x.high) {
+        (Some(lo), Some(hi)) => format!("{:.3} [{lo:.3}, {hi:.3}]", x.mean),
+        _ => format!("{:.3} (one run)", x.mean),
+    };
     for m in &r.metrics {
         s.push_str(&format!(
             "{:<32} {:>26} {:>26} {:>30}\n",

@@ -256,9 +256,10 @@ pub struct SimReport {
     pub following_share: f64,
     /// Mean distinct main topics per page.
     pub diversity: f64,
-    /// Share of served items in a remix chain (they invite a remix).
+    /// Share of served items in a remix chain (they invite a remix in the invited model).
     pub remix_chain_share: f64,
-    /// Share of served items featuring someone the viewer follows (they invite a cameo).
+    /// Share of served items featuring someone the viewer follows (they invite a cameo in
+    /// the invited model).
     pub friend_cameo_share: f64,
     /// Mean inspiration (the behaviour model's seeded trait) of served items.
     pub mean_inspiration: f64,
@@ -433,8 +434,14 @@ fn engine_config(base: &Config, opts: &SimOptions, dir: PathBuf) -> Config {
     let mut c = base.clone();
     c.store.path = dir;
     // A graph built by several threads depends on their interleaving; built by one, it
-    // is the same on every run, so one seed replays one run.
+    // is the same on every run. Videos created during the run stay in the exact live
+    // segment rather than being folded in by a background thread whose timing would
+    // decide which searches see the new graph. So one seed replays one run.
     c.index.build.threads = 1;
+    c.index.build.max_live = 0;
+    if let Some(e) = opts.explore {
+        c.rank.selector.explore = e;
+    }
     let w = &mut c.rank.scorer.weights;
     if opts.policy == Policy::Engagement {
         w.create = 0.0;
@@ -446,10 +453,6 @@ fn engine_config(base: &Config, opts: &SimOptions, dir: PathBuf) -> Config {
         wb.lambda_streak = 0.0;
         wb.lambda_max = 0.0;
     }
-    if let Some(e) = opts.explore {
-        c.rank.selector.explore = e;
-    }
-    let w = &mut c.rank.scorer.weights;
     if let Some(x) = opts.creation_weight {
         w.create = x;
         w.remix = x;
@@ -531,6 +534,11 @@ pub fn simulate_then<T>(
     }
     if !(0.0..=1.0).contains(&opts.preference_share) {
         bail!("preference share must be between 0 and 1");
+    }
+    if let Some(e) = opts.explore
+        && !(0.0..=1.0).contains(&e)
+    {
+        bail!("explore must be between 0 and 1");
     }
     let tmp;
     let dir = match &opts.store {

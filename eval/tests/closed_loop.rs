@@ -48,8 +48,9 @@ fn the_loop_trains_on_its_own_log_and_serves_the_trained_model_without_violation
             assert_eq!(arm.teen_limit_violations, 0);
             assert_eq!(arm.hard_exclusion_violations, 0);
         }
-        // Same seed, same world and schedule: the same sessions start in both arms.
-        assert_eq!(run.defaults.users, run.trained.users);
+        // Same seed, same world and schedule: as many sessions start in both arms, and
+        // the same revocations happen.
+        assert_eq!(run.defaults.sessions, run.trained.sessions);
         assert_eq!(
             run.defaults.revocations_during_run,
             run.trained.revocations_during_run
@@ -65,7 +66,71 @@ fn the_loop_trains_on_its_own_log_and_serves_the_trained_model_without_violation
             .sum::<f64>()
             / r.runs.len() as f64;
         assert!((m.difference.mean - want).abs() < 1e-9, "{name}");
-        assert!(m.defaults.low <= m.defaults.mean && m.defaults.mean <= m.defaults.high);
+        // Two runs: the interval is mean ± t(1)·|a − b|/2 (sd |a − b|/√2, over √2).
+        let a: Vec<f64> = r.runs.iter().map(|x| get(&x.defaults)).collect();
+        let half = 12.706 * (a[0] - a[1]).abs() / 2.0;
+        let (lo, hi) = (m.defaults.low.unwrap(), m.defaults.high.unwrap());
+        assert!((hi - m.defaults.mean - half).abs() < 1e-9, "{name}");
+        assert!((m.defaults.mean - lo - half).abs() < 1e-9, "{name}");
+    }
+}
+
+#[test]
+fn bad_options_are_refused_with_what_is_wrong() {
+    let base = LoopOptions {
+        users: 10,
+        videos: 100,
+        days: 1,
+        seeds: vec![1],
+        explore: 0.1,
+        behaviour: Behaviour::Hidden,
+        train: TrainConfig::default(),
+        progress: false,
+    };
+    let with_train = |t: TrainConfig| LoopOptions {
+        train: t,
+        ..base.clone()
+    };
+    let bad = [
+        (
+            LoopOptions {
+                seeds: Vec::new(),
+                ..base.clone()
+            },
+            "seed",
+        ),
+        (
+            LoopOptions {
+                explore: 2.0,
+                ..base.clone()
+            },
+            "explore",
+        ),
+        (
+            LoopOptions {
+                explore: f32::NAN,
+                ..base.clone()
+            },
+            "explore",
+        ),
+        (
+            with_train(TrainConfig {
+                holdout: 1.0,
+                ..TrainConfig::default()
+            }),
+            "holdout",
+        ),
+        (
+            with_train(TrainConfig {
+                alpha: -1.0,
+                ..TrainConfig::default()
+            }),
+            "alpha",
+        ),
+    ];
+    for (o, word) in bad {
+        let err = closed_loop(&Config::default(), &o).unwrap_err().to_string();
+        assert!(err.contains(word), "{err}");
     }
 }
 
@@ -76,15 +141,19 @@ fn intervals_match_worked_examples() {
     assert_eq!(e.n, 5);
     assert!((e.mean - 3.0).abs() < 1e-12);
     let half = 2.776 * 0.5f64.sqrt();
-    assert!((e.high - 3.0 - half).abs() < 1e-9 && (3.0 - e.low - half).abs() < 1e-9);
+    let (lo, hi) = (e.low.unwrap(), e.high.unwrap());
+    assert!((hi - 3.0 - half).abs() < 1e-9 && (3.0 - lo - half).abs() < 1e-9);
     // Two equal values: no spread.
     let e = Estimate::of(&[2.5, 2.5]);
-    assert!((e.low - 2.5).abs() < 1e-12 && (e.high - 2.5).abs() < 1e-12);
-    // One value: the interval is the value.
+    assert_eq!((e.low, e.high), (Some(2.5), Some(2.5)));
+    // One value: a mean and no interval.
     let e = Estimate::of(&[4.0]);
-    assert_eq!((e.low, e.mean, e.high), (4.0, 4.0, 4.0));
-    // The table's ends and the normal limit.
+    assert_eq!((e.n, e.mean, e.low, e.high), (1, 4.0, None, None));
+    // The table's ends, the rows beyond it (never narrower than the true quantile:
+    // t(35) = 2.030, t(50) = 2.009, t(100) = 1.984), and the normal limit.
     assert!((t975(1) - 12.706).abs() < 1e-9);
     assert!((t975(30) - 2.042).abs() < 1e-9);
-    assert!((t975(1000) - 1.96).abs() < 1e-9);
+    assert!(t975(35) >= 2.030 && t975(50) >= 2.009 && t975(100) >= 1.984);
+    assert!((t975(40) - 2.021).abs() < 1e-9 && (t975(120) - 1.980).abs() < 1e-9);
+    assert!(t975(100_000) >= 1.96 && t975(100_000) < 1.981);
 }

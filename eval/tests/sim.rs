@@ -100,6 +100,12 @@ fn bad_options_are_errors() {
     let mut o = opts(Policy::Creation);
     o.page = 0;
     assert!(simulate(&Config::default(), &o).is_err());
+    for e in [-0.1, 1.5, f32::NAN] {
+        let mut o = opts(Policy::Creation);
+        o.explore = Some(e);
+        let err = simulate(&Config::default(), &o).unwrap_err().to_string();
+        assert!(err.contains("explore"), "{err}");
+    }
 }
 
 fn world() -> World {

@@ -174,7 +174,10 @@ fn fit_head(a: usize, rows: &[&LabeledImpression], cfg: &TrainConfig) -> Result<
 /// Area under the ROC curve of predictions `p` against labels `y` (by ranks, ties
 /// sharing their mean rank); 0.5 when `y` has one class only.
 pub fn auc(p: &[f64], y: &[bool]) -> f64 {
-    let mut order: Vec<usize> = (0..p.len()).collect();
+    // Pairs only: a longer side's tail is not scored.
+    let n = p.len().min(y.len());
+    let (p, y) = (&p[..n], &y[..n]);
+    let mut order: Vec<usize> = (0..n).collect();
     order.sort_by(|&i, &j| p[i].total_cmp(&p[j]));
     let positives = y.iter().filter(|&&v| v).count();
     let negatives = y.len() - positives;
@@ -197,8 +200,9 @@ pub fn auc(p: &[f64], y: &[bool]) -> f64 {
 
 /// The AUC within each group (`groups[i]` is item `i`'s), averaged over the groups
 /// with both classes, weighted by their positives; 0.5 when no group has both.
-pub fn grouped_auc<G: std::hash::Hash + Eq>(p: &[f64], y: &[bool], groups: &[G]) -> f64 {
-    let mut by: HashMap<&G, (Vec<f64>, Vec<bool>)> = HashMap::new();
+pub fn grouped_auc<G: Ord>(p: &[f64], y: &[bool], groups: &[G]) -> f64 {
+    // In group order, so that the sum, and its last digits, are the same on every run.
+    let mut by: std::collections::BTreeMap<&G, (Vec<f64>, Vec<bool>)> = Default::default();
     for ((&p, &y), g) in p.iter().zip(y).zip(groups) {
         let e = by.entry(g).or_default();
         e.0.push(p);
