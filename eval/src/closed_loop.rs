@@ -56,6 +56,10 @@ pub struct Args {
     /// L2 penalty on the coefficients.
     #[arg(long, default_value_t = 1.0)]
     pub alpha: f64,
+    /// Fit only these heads (comma-separated, e.g. `create,remix,cameo_use`); the others
+    /// keep the configured coefficients.
+    #[arg(long, value_delimiter = ',')]
+    pub heads: Vec<String>,
     /// Also write the whole report (every run, every training report) here as JSON.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -85,22 +89,28 @@ pub struct LoopOptions {
     pub progress: bool,
 }
 
-impl From<&Args> for LoopOptions {
-    fn from(a: &Args) -> Self {
-        Self {
+impl TryFrom<&Args> for LoopOptions {
+    type Error = anyhow::Error;
+
+    fn try_from(a: &Args) -> anyhow::Result<Self> {
+        let mut train = TrainConfig {
+            holdout: a.holdout,
+            alpha: a.alpha,
+            ..TrainConfig::default()
+        };
+        if !a.heads.is_empty() {
+            train = train.only_heads(&a.heads)?;
+        }
+        Ok(Self {
             users: a.users,
             videos: a.videos,
             days: a.days,
             seeds: (0..a.seeds).map(|k| a.seed.wrapping_add(k)).collect(),
             explore: a.explore,
             behaviour: a.behaviour,
-            train: TrainConfig {
-                holdout: a.holdout,
-                alpha: a.alpha,
-                ..TrainConfig::default()
-            },
+            train,
             progress: true,
-        }
+        })
     }
 }
 
@@ -378,7 +388,7 @@ pub fn summary(r: &LoopReport) -> String {
 
 /// Runs `steerfeed eval loop`.
 pub fn run(config: Config, args: &Args) -> anyhow::Result<()> {
-    let r = closed_loop(&config, &LoopOptions::from(args))?;
+    let r = closed_loop(&config, &LoopOptions::try_from(args)?)?;
     if let Some(p) = &args.out {
         std::fs::write(p, serde_json::to_string_pretty(&r)?)
             .with_context(|| format!("writing {}", p.display()))?;

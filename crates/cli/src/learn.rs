@@ -35,6 +35,10 @@ pub struct TrainArgs {
     /// Train the heads of this rank profile, on the items it served.
     #[arg(long, default_value = "default")]
     pub profile: String,
+    /// Fit only these heads (comma-separated, e.g. `like,complete_view`); the others keep
+    /// the coefficients in force.
+    #[arg(long, value_delimiter = ',')]
+    pub heads: Vec<String>,
 }
 
 /// Reads served items from the JSON lines of `steerfeed logs export`.
@@ -85,11 +89,14 @@ pub fn train(config: steerfeed::Config, args: &TrainArgs) -> anyhow::Result<()> 
         }
     };
     rows.retain(|r| r.profile == profile);
-    let cfg = steerfeed_learn::TrainConfig {
+    let mut cfg = steerfeed_learn::TrainConfig {
         holdout: args.holdout,
         alpha: args.alpha,
         ..steerfeed_learn::TrainConfig::default()
     };
+    if !args.heads.is_empty() {
+        cfg = cfg.only_heads(&args.heads)?;
+    }
     let (model, report) = steerfeed_learn::train(&rows, &current, &weights, &cfg)?;
     model.save(&args.out)?;
     let text = serde_json::to_string_pretty(&report)?;

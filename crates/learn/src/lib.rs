@@ -41,6 +41,29 @@ pub struct TrainConfig {
     pub ndcg_k: usize,
     /// Bins of equal count for the expected calibration error.
     pub ece_bins: usize,
+    /// The heads to fit ([`HEADS`] order); the others keep the coefficients in force.
+    pub heads: [bool; 8],
+}
+
+impl TrainConfig {
+    /// Fits only the heads named in `names` (from [`HEADS`]).
+    pub fn only_heads<S: AsRef<str>>(mut self, names: &[S]) -> Result<Self> {
+        let mut heads = [false; 8];
+        for n in names {
+            let n = n.as_ref().trim();
+            match HEADS.iter().position(|h| *h == n) {
+                Some(a) => heads[a] = true,
+                None => {
+                    return Err(Error::invalid(
+                        "train.heads",
+                        format!("unknown head {n:?} (the heads: {})", HEADS.join(", ")),
+                    ));
+                }
+            }
+        }
+        self.heads = heads;
+        Ok(self)
+    }
 }
 
 impl Default for TrainConfig {
@@ -52,6 +75,7 @@ impl Default for TrainConfig {
             min_positives: 20,
             ndcg_k: 10,
             ece_bins: 10,
+            heads: [true; 8],
         }
     }
 }
@@ -83,7 +107,8 @@ pub struct HeadReport {
     pub train_positives: usize,
     /// Positives in the held-out part.
     pub holdout_positives: usize,
-    /// The head was fitted (else it keeps the coefficients in force: too few positives).
+    /// The head was fitted (else it keeps the coefficients in force: too few positives,
+    /// or not among the heads to fit).
     pub fitted: bool,
     /// The coefficients, by feature.
     pub coefficients: Vec<(String, f32)>,
@@ -347,7 +372,7 @@ pub fn train(
     let mut fitted = [false; 8];
     for (a, done) in fitted.iter_mut().enumerate() {
         let positives = train_rows.iter().filter(|r| r.outcomes.heads()[a]).count();
-        if positives < cfg.min_positives {
+        if !cfg.heads[a] || positives < cfg.min_positives {
             continue;
         }
         if let Some(c) = fit_head(a, &train_rows, cfg)? {
@@ -487,6 +512,26 @@ mod tests {
         // Reversed: AUC 0.
         let q = quality(&[0.9, 0.1], &[false, true], None, 1);
         assert!(q.auc.abs() < 1e-12);
+    }
+
+    #[test]
+    fn only_the_named_heads_are_fitted() {
+        let rows = synthetic::generate(20_000, 3);
+        let scorer = steerfeed::rank::scorers::ScorerConfig::default();
+        let current = HeadModels::from_config(&scorer);
+        let cfg = TrainConfig::default()
+            .only_heads(&["like", "complete_view"])
+            .unwrap();
+        let (model, report) = train(&rows, &current, &scorer.weights, &cfg).unwrap();
+        let fitted = model.head_models().unwrap();
+        for (a, h) in report.heads.iter().enumerate() {
+            let named = h.head == "like" || h.head == "complete_view";
+            assert_eq!(h.fitted, named, "{}", h.head);
+            if !named {
+                assert_eq!(fitted.coef[a], current.coef[a], "{}", h.head);
+            }
+        }
+        assert!(TrainConfig::default().only_heads(&["likes"]).is_err());
     }
 
     #[test]
