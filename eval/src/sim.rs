@@ -433,10 +433,11 @@ impl Pref {
 fn engine_config(base: &Config, opts: &SimOptions, dir: PathBuf) -> Config {
     let mut c = base.clone();
     c.store.path = dir;
-    // A graph built by several threads depends on their interleaving; built by one, it
-    // is the same on every run. Videos created during the run stay in the exact live
-    // segment rather than being folded in by a background thread whose timing would
-    // decide which searches see the new graph. So one seed replays one run.
+    // The world's videos are folded into the graph once, after loading (see
+    // `simulate_then`), by one thread: a graph built by several depends on their
+    // interleaving. Videos created during the run stay in the exact live segment rather
+    // than being folded in by a background thread whose timing would decide which
+    // searches see the new graph. So one seed replays one run.
     c.index.build.threads = 1;
     c.index.build.max_live = 0;
     if let Some(e) = opts.explore {
@@ -555,6 +556,7 @@ pub fn simulate_then<T>(
     world.events = behaviour_history(&world, opts.seed, opts.behaviour)?;
     let engine = Engine::open(cfg).context("opening the engine")?;
     steerfeed::demo::load_world(&engine, &world, 1000).context("loading the world")?;
+    engine.compact_index();
     if let Some(m) = &opts.model {
         engine
             .set_model(m.clone())

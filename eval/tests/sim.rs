@@ -220,7 +220,7 @@ fn a_fully_explored_run_breaks_no_rule_and_logs_its_propensities() {
 }
 
 /// One seed replays one run: the same options give the same sessions, the same served
-/// items and the same reactions (the index is built by one thread).
+/// items and the same reactions (the graph is built once, by one thread).
 #[test]
 fn a_seed_replays_its_run() {
     let mut o = opts(Policy::Creation);

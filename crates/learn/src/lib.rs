@@ -48,6 +48,9 @@ pub struct TrainConfig {
 impl TrainConfig {
     /// Fits only the heads named in `names` (from [`HEADS`]).
     pub fn only_heads<S: AsRef<str>>(mut self, names: &[S]) -> Result<Self> {
+        if names.is_empty() {
+            return Err(Error::invalid("train.heads", "name at least one head"));
+        }
         let mut heads = [false; 8];
         for n in names {
             let n = n.as_ref().trim();
@@ -532,6 +535,7 @@ mod tests {
             }
         }
         assert!(TrainConfig::default().only_heads(&["likes"]).is_err());
+        assert!(TrainConfig::default().only_heads::<&str>(&[]).is_err());
     }
 
     #[test]

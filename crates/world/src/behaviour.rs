@@ -636,16 +636,31 @@ mod tests {
         invited.friend_cameo = true;
         invited.followed_creator = true;
         let n = 60_000;
+        // Skips: the flags keep nobody watching in the hidden model (they do in the
+        // invited one), so they cannot raise creation through watching either.
+        let skips = |viewer: &Viewer<'_>, it: &Item, seed: u64| {
+            let mut rng = StdRng::seed_from_u64(seed);
+            (0..n)
+                .filter(|_| react(viewer, it, &mut Session::default(), |_| false, &mut rng).skipped)
+                .count()
+        };
+        let (sp, si) = (skips(&v, &plain, 15), skips(&v, &invited, 16));
+        assert!(sp > 2_000, "{sp}");
+        assert!(
+            (sp as f64 - si as f64).abs() < 5.0 * (sp as f64).sqrt(),
+            "{sp} vs {si}"
+        );
+        let inv = Viewer {
+            model: Model::Invited,
+            ..v.clone()
+        };
+        assert!(skips(&inv, &invited, 17) * 2 < skips(&inv, &plain, 18));
         let (a, b) = (creations(&v, &plain, n, 11), creations(&v, &invited, n, 12));
         // Binomial counts of a few thousand: equal within five standard deviations.
         let sd = (a.max(b) as f64).sqrt();
         assert!(a > 200, "{a}");
         assert!((a as f64 - b as f64).abs() < 5.0 * sd, "{a} vs {b}");
         // The same flags in the invited model more than double creation.
-        let inv = Viewer {
-            model: Model::Invited,
-            ..v.clone()
-        };
         assert!(creations(&inv, &invited, n, 13) > 2 * creations(&inv, &plain, n, 14));
     }
 
