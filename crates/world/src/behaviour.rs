@@ -327,18 +327,7 @@ pub fn react(
         } else if item.friend_cameo && p(rng, 0.02 * drive * (0.5 + invite)) {
             r.creation = Some(Creation::CameoUse);
         } else if p(rng, 0.004 * drive * (0.1 + 2.0 * invite)) {
-            // A new video on one of the viewer's own interests (teens: no sensitive topic).
-            let topics: Vec<(usize, f32)> = viewer
-                .interests
-                .iter()
-                .copied()
-                .filter(|&(t, _)| !(viewer.teen && sensitive_topic(t)))
-                .collect();
-            if !topics.is_empty() {
-                r.creation = Some(Creation::Create(crate::generate::pick_weighted(
-                    rng, &topics,
-                )));
-            }
+            r.creation = new_video(viewer, sensitive_topic, rng);
         }
     }
 
@@ -379,6 +368,16 @@ fn hidden_creation(
     if item.has_cameo && x < 0.7 * t.remixer + 0.25 {
         return Some(Creation::CameoUse);
     }
+    new_video(viewer, sensitive_topic, rng)
+}
+
+/// A new video on one of the viewer's own interests (teens: no sensitive topic); none
+/// when no interest is left.
+fn new_video(
+    viewer: &Viewer<'_>,
+    sensitive_topic: impl Fn(usize) -> bool,
+    rng: &mut StdRng,
+) -> Option<Creation> {
     let topics: Vec<(usize, f32)> = viewer
         .interests
         .iter()
