@@ -141,6 +141,8 @@ pub fn compute(config: &Config, args: &Args) -> anyhow::Result<Results> {
             cache: args.embedding_cache.clone(),
             replay_cache: args.replay_cache.clone(),
             engine_on_validation: false,
+            train_heads: false,
+            train_users: 0,
         };
         let (rows, tuning) =
             microlens::load_and_evaluate(config, &margs).context("MicroLens replay")?;

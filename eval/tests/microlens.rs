@@ -220,6 +220,8 @@ fn unknown_methods_and_zero_k_are_refused() {
         cache: None,
         replay_cache: None,
         engine_on_validation: false,
+        train_heads: false,
+        train_users: 100,
     };
     let chosen = steerfeed_eval::microlens::check_args(&args).unwrap();
     assert_eq!(chosen, vec!["popularity", "engine"]);
@@ -228,5 +230,19 @@ fn unknown_methods_and_zero_k_are_refused() {
     assert!(e.to_string().contains("unknown method bogus"), "{e}");
     args.methods.clear();
     args.k = vec![0];
+    assert!(steerfeed_eval::microlens::check_args(&args).is_err());
+
+    // Training adds a row to the engine's, on the dev replay, from at least one user.
+    args.k = vec![10];
+    args.train_heads = true;
+    assert!(steerfeed_eval::microlens::check_args(&args).is_ok());
+    args.methods = vec!["blend".into()];
+    let e = steerfeed_eval::microlens::check_args(&args).unwrap_err();
+    assert!(e.to_string().contains("engine method"), "{e}");
+    args.methods = vec!["engine".into()];
+    args.engine_on_validation = true;
+    assert!(steerfeed_eval::microlens::check_args(&args).is_err());
+    args.engine_on_validation = false;
+    args.train_users = 0;
     assert!(steerfeed_eval::microlens::check_args(&args).is_err());
 }

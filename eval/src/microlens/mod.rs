@@ -6,6 +6,8 @@
 
 pub mod data;
 pub mod embed;
+#[cfg(feature = "learn")]
+pub mod learned;
 pub mod methods;
 pub mod replay;
 
@@ -79,6 +81,35 @@ pub struct Args {
     /// targets: the split to choose engine settings on. The row is `engine-validation`.
     #[arg(long)]
     pub engine_on_validation: bool,
+    /// Also trains the comment head on pages the engine served for the validation split
+    /// (see `--train-users`) and replays the dev targets with the trained model in force:
+    /// the `engine-trained` row, beside the `engine` row.
+    #[arg(long)]
+    pub train_heads: bool,
+    /// Validation users whose served pages train the heads (the first N of the training
+    /// users, their last item held out).
+    #[arg(long, default_value_t = 20_000)]
+    pub train_users: usize,
+}
+
+/// How the `engine-trained` row's model was trained.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Training {
+    /// The model's id.
+    pub model: String,
+    /// The head trained (the one MicroLens interactions label).
+    pub head: String,
+    /// Validation users served.
+    pub validation_users: usize,
+    /// Served items in the impression log.
+    pub served_items: usize,
+    /// Of them, the validation items served: the positives.
+    pub hits: usize,
+    /// The training report (per head: positives, coefficients, held-out quality of the
+    /// heads in force and the trained ones).
+    pub report: serde_json::Value,
+    /// The models the dev pages were served with, as the impression log names them.
+    pub served_with: Vec<String>,
 }
 
 /// One method's results.
@@ -105,6 +136,8 @@ pub struct MethodResult {
     pub seconds: f64,
     /// What only served pages show (the engine's row).
     pub served: Option<Served>,
+    /// How the model of the `engine-trained` row was trained.
+    pub training: Option<Training>,
 }
 
 /// The serving side of the engine's row.
@@ -147,6 +180,9 @@ impl serde::Serialize for MethodResult {
         m.serialize_entry("seconds", &self.seconds)?;
         if let Some(served) = &self.served {
             m.serialize_entry("served", served)?;
+        }
+        if let Some(training) = &self.training {
+            m.serialize_entry("training", training)?;
         }
         m.end()
     }
@@ -234,6 +270,7 @@ pub fn evaluate_method(
         users: cases.len(),
         seconds: started.elapsed().as_secs_f64(),
         served: None,
+        training: None,
     })
 }
 
@@ -383,6 +420,19 @@ pub fn check_args(args: &Args) -> anyhow::Result<Vec<&'static str>> {
     if args.k.is_empty() || args.k.contains(&0) {
         bail!("--k needs positive cut-offs");
     }
+    if args.train_heads {
+        if !chosen.contains(&"engine") {
+            bail!("--train-heads adds a row to the engine's: run the engine method");
+        }
+        if args.engine_on_validation {
+            bail!(
+                "--train-heads trains on the validation split: it replays the dev targets, not --engine-on-validation"
+            );
+        }
+        if args.train_users == 0 {
+            bail!("--train-users needs at least one user");
+        }
+    }
     Ok(chosen)
 }
 
@@ -434,7 +484,7 @@ pub fn evaluate(
             }
             "engine" => {
                 let cache = args.replay_cache.as_deref();
-                replay::run(
+                let row = replay::run(
                     config.clone(),
                     cat,
                     &split.train,
@@ -442,7 +492,13 @@ pub fn evaluate(
                     &args.k,
                     emb,
                     cache,
-                )?
+                )?;
+                if args.train_heads {
+                    out.push(row);
+                    trained_row(config, args, cat, split, emb)?
+                } else {
+                    row
+                }
             }
             _ => {
                 tuning = tune(&split.train, n, emb, args.tune_users)?;
@@ -461,6 +517,55 @@ pub fn evaluate(
         out.push(result);
     }
     Ok((out, tuning))
+}
+
+/// The `engine-trained` row (see [`learned`]).
+#[cfg(feature = "learn")]
+fn trained_row(
+    config: &Config,
+    args: &Args,
+    cat: &data::Catalogue,
+    split: &Split,
+    emb: &Embeddings,
+) -> anyhow::Result<MethodResult> {
+    let cache = args.replay_cache.as_deref();
+    let trained = learned::train_on_validation(
+        config,
+        cat,
+        &split.train,
+        args.train_users,
+        &args.k,
+        emb,
+        cache,
+    )?;
+    eprintln!(
+        "model {} trained on {} served items of {} validation users ({} hits)",
+        trained.model.id,
+        trained.rows.len(),
+        trained.training.validation_users,
+        trained.outcomes.len()
+    );
+    learned::run(
+        config.clone(),
+        cat,
+        &split.train,
+        &split.cases,
+        &args.k,
+        emb,
+        cache,
+        trained,
+    )
+}
+
+#[cfg(not(feature = "learn"))]
+fn trained_row(
+    _: &Config,
+    _: &Args,
+    _: &data::Catalogue,
+    _: &Split,
+    _: &Embeddings,
+) -> anyhow::Result<MethodResult> {
+    bail!("--train-heads needs a build with the `learn` feature")
 }
 
 /// Loads the data, embeds the titles with the real encoder (cached) and runs the chosen

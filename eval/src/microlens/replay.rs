@@ -101,6 +101,14 @@ impl ReplayEngine {
         self.ids.get(i as usize)
     }
 
+    /// When case `i` of a run staggered by `step_s` seconds asks for its pages.
+    pub fn asked_at(&self, i: usize, step_s: i64) -> anyhow::Result<Timestamp> {
+        let offset = i64::try_from(i)?.saturating_mul(step_s);
+        Ok(Timestamp::from_second(
+            self.now.as_second().saturating_add(offset),
+        )?)
+    }
+
     /// The dense index of a served video.
     fn dense_of(&self, id: &VideoId) -> anyhow::Result<u32> {
         self.dense
@@ -350,13 +358,28 @@ pub fn serve(
     cases: &[Case],
     depth: usize,
 ) -> anyhow::Result<(Vec<Outcome>, Duration)> {
+    serve_staggered(replay, cases, depth, 0)
+}
+
+/// [`serve`], case `i` asking for its pages `i · step_s` seconds after
+/// [`ReplayEngine::now`] (see [`ReplayEngine::asked_at`]), so that the served pages
+/// have an order in time.
+pub fn serve_staggered(
+    replay: &ReplayEngine,
+    cases: &[Case],
+    depth: usize,
+    step_s: i64,
+) -> anyhow::Result<(Vec<Outcome>, Duration)> {
     let progress = Progress::new("replay: Engine::feed", cases.len() as u64);
     let done = AtomicUsize::new(0);
     let started = Instant::now();
     let out = cases
         .par_iter()
-        .map(|case| {
-            let o = serve_one(replay, case, depth);
+        .enumerate()
+        .map(|(i, case)| {
+            let o = replay
+                .asked_at(i, step_s)
+                .and_then(|at| serve_one(replay, case, depth, at));
             if done.fetch_add(1, Ordering::Relaxed) % 64 == 63 {
                 progress.set(done.load(Ordering::Relaxed) as u64);
             }
@@ -368,7 +391,12 @@ pub fn serve(
     Ok((out, wall))
 }
 
-fn serve_one(replay: &ReplayEngine, case: &Case, depth: usize) -> anyhow::Result<Outcome> {
+fn serve_one(
+    replay: &ReplayEngine,
+    case: &Case,
+    depth: usize,
+    at: Timestamp,
+) -> anyhow::Result<Outcome> {
     let user = user_id(&case.user)?;
     let session = SessionId::new("replay")?;
     let mut served = Vec::with_capacity(depth);
@@ -378,7 +406,7 @@ fn serve_one(replay: &ReplayEngine, case: &Case, depth: usize) -> anyhow::Result
     while served.len() < depth {
         let mut request = FeedRequest::new(user.clone(), PAGE)?
             .with_session(session.clone())
-            .at(replay.now);
+            .at(at);
         if let Some(c) = cursor.take() {
             request = request.with_cursor(c);
         }
@@ -481,6 +509,7 @@ pub fn score(
             load_seconds: replay.load_seconds,
             time_mapping: TIME_MAPPING,
         }),
+        training: None,
     }
 }
 
