@@ -23,6 +23,7 @@ pub mod bench_feed;
 pub mod closed_loop;
 pub mod metrics;
 pub mod microlens;
+pub mod offpolicy;
 pub mod plot;
 pub mod prefs;
 pub mod progress;

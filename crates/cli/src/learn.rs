@@ -1,12 +1,11 @@
 //! `steerfeed train` and `steerfeed model`: fitting the action heads from the
 //! impression log, and the model a running sidecar serves.
 
-use std::io::BufRead;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use steerfeed::Timestamp;
 use steerfeed::model::{ModelInfo, RankModel};
-use steerfeed::{LabeledImpression, Timestamp};
 
 use crate::remote::Remote;
 
@@ -41,24 +40,6 @@ pub struct TrainArgs {
     pub heads: Vec<String>,
 }
 
-/// Reads served items from the JSON lines of `steerfeed logs export`.
-fn read_rows(path: &PathBuf, since: Timestamp) -> anyhow::Result<Vec<LabeledImpression>> {
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut rows = Vec::new();
-    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.with_context(|| format!("{}: line {}", path.display(), n + 1))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let row: LabeledImpression = serde_json::from_str(&line)
-            .with_context(|| format!("{}: line {} is not a served item", path.display(), n + 1))?;
-        if row.at >= since {
-            rows.push(row);
-        }
-    }
-    Ok(rows)
-}
-
 /// Trains the heads and writes the model file and the report.
 pub fn train(config: steerfeed::Config, args: &TrainArgs) -> anyhow::Result<()> {
     let since = crate::logs::parse_since(&args.since, Timestamp::now())?;
@@ -75,7 +56,7 @@ pub fn train(config: steerfeed::Config, args: &TrainArgs) -> anyhow::Result<()> 
                 Some(m) => RankModel::load(&m)?.head_models()?,
                 None => steerfeed::rank::scorers::HeadModels::from_config(&rank.scorer),
             };
-            (read_rows(path, since)?, current)
+            (crate::logs::read_rows(path, since)?, current)
         }
         None => {
             let engine = crate::open_stopped(config)?;

@@ -1,10 +1,10 @@
 //! `steerfeed logs`: the impression log of the stopped store, joined to outcomes.
 
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use steerfeed::Timestamp;
+use steerfeed::{LabeledImpression, Timestamp};
 
 /// `steerfeed logs export`.
 #[derive(clap::Args)]
@@ -90,6 +90,74 @@ pub fn export(engine: &steerfeed::Engine, args: &ExportArgs) -> anyhow::Result<(
         heads.join(", ")
     );
     Ok(())
+}
+
+/// Reads served items from the JSON lines of `steerfeed logs export`.
+pub fn read_rows(
+    path: &std::path::Path,
+    since: Timestamp,
+) -> anyhow::Result<Vec<LabeledImpression>> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut rows = Vec::new();
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("{}: line {}", path.display(), n + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let row: LabeledImpression = serde_json::from_str(&line)
+            .with_context(|| format!("{}: line {} is not a served item", path.display(), n + 1))?;
+        if row.at >= since {
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
+/// `steerfeed eval offpolicy`: the served items with outcomes, from an export file or
+/// the stopped store, and the estimate.
+pub fn offpolicy(
+    config: steerfeed::Config,
+    args: &steerfeed_eval::offpolicy::Args,
+) -> anyhow::Result<()> {
+    let since = parse_since(&args.since, Timestamp::now())?;
+    let rows = match &args.input {
+        Some(path) => read_rows(path, since)?,
+        None => {
+            let engine = crate::open_stopped(config.clone())?;
+            let mut rows = Vec::new();
+            engine.for_each_labeled_impression(since, &mut |r| {
+                rows.push(r);
+                Ok(())
+            })?;
+            rows
+        }
+    };
+    let report = steerfeed_eval::offpolicy::report(&config, args, &rows)?;
+    if args.json {
+        return crate::say(serde_json::to_string(&report)?);
+    }
+    let line = |name: &str, e: &steerfeed_eval::offpolicy::Estimate| {
+        format!(
+            "{name:<28} {:.4} [{:.4}, {:.4}] over {} slots (effective {:.0}, largest weight {:.2})",
+            e.value, e.low, e.high, e.slots, e.effective_slots, e.max_weight
+        )
+    };
+    crate::say(format!(
+        "{:?} per explorable slot\n{}\n{}",
+        report.reward,
+        line(
+            &format!("logged ({})", report.logged_profile),
+            &report.logged
+        ),
+        line(
+            &format!(
+                "{} (explore {})",
+                report.profile.as_deref().unwrap_or("estimate"),
+                report.explore
+            ),
+            &report.estimate
+        ),
+    ))
 }
 
 #[cfg(test)]

@@ -134,6 +134,10 @@ enum EvalCommand {
     /// on the engine's impression log, run again with the trained model, over seeds.
     #[cfg(feature = "learn")]
     Loop(Box<steerfeed_eval::closed_loop::Args>),
+    /// Estimates from the impression log what another exploration rate (or a profile
+    /// that differs only by it) would earn per explorable slot: self-normalised inverse
+    /// propensity scoring over the slots that could explore.
+    Offpolicy(Box<steerfeed_eval::offpolicy::Args>),
     /// Runs the evaluations and writes JSON, a Markdown report and PNG plots to a folder.
     Report(Box<steerfeed_eval::report::Args>),
 }
@@ -244,6 +248,7 @@ fn run() -> anyhow::Result<()> {
                 EvalCommand::Simulate(args) => steerfeed_eval::sim::run(config, &args),
                 #[cfg(feature = "learn")]
                 EvalCommand::Loop(args) => steerfeed_eval::closed_loop::run(config, &args),
+                EvalCommand::Offpolicy(args) => logs::offpolicy(config, &args),
                 EvalCommand::Report(args) => steerfeed_eval::report::run(config, &args),
             }
         }

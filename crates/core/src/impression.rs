@@ -61,6 +61,39 @@ pub struct ImpressionItem {
     pub inputs: HeadInputs,
     /// The terms of its score.
     pub breakdown: ScoreBreakdown,
+    /// How exploration could have filled its slot; absent for a slot filled by ranking
+    /// alone (no exploration, or nothing to draw).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draw: Option<SlotDraw>,
+}
+
+/// The choice the selector faced at an item's slot when it could explore: with
+/// probability `1 − ε` its greedy pick, with probability `ε` one of `drawable` items
+/// drawn uniformly. It is what an estimator needs to compute the probability that
+/// another exploration rate serves the same item in the same slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlotDraw {
+    /// The item was the greedy pick for the slot.
+    pub greedy: bool,
+    /// How many items exploration could have drawn for the slot (at least 1).
+    pub drawable: u32,
+    /// The item was one of them.
+    pub in_draw: bool,
+}
+
+impl SlotDraw {
+    /// The probability that a selector exploring at rate `eps` serves this item in this
+    /// slot: `(1 − ε)·[greedy] + ε·[in_draw]/drawable`.
+    pub fn probability(&self, eps: f64) -> f64 {
+        let greedy = if self.greedy { 1.0 - eps } else { 0.0 };
+        let drawn = if self.in_draw && self.drawable > 0 {
+            eps / f64::from(self.drawable)
+        } else {
+            0.0
+        };
+        greedy + drawn
+    }
 }
 
 /// What a served page logs beside its served-state writes.

@@ -155,6 +155,8 @@ pub struct Candidate {
     /// The probability that the selector put this candidate in its slot; 1 for a slot
     /// it fills by ranking alone.
     pub propensity: f32,
+    /// The choice the selector faced when it could explore this candidate's slot.
+    pub draw: Option<crate::SlotDraw>,
 }
 
 impl Candidate {
@@ -170,6 +172,7 @@ impl Candidate {
             inputs: crate::HeadInputs::default(),
             exposures: 0.0,
             propensity: 1.0,
+            draw: None,
         }
     }
 

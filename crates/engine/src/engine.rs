@@ -1474,6 +1474,7 @@ fn impression_page(request: &str, ranker: &Ranker, items: &[Candidate]) -> Impre
                 propensity: c.propensity,
                 inputs: c.inputs,
                 breakdown: c.breakdown,
+                draw: c.draw,
             })
             .collect(),
     }

@@ -130,6 +130,7 @@ pub fn generate(rows: usize, seed: u64) -> Vec<LabeledImpression> {
             video: videos[(n * 7_919) % videos.len()].clone(),
             source: "synthetic".to_owned(),
             propensity: 1.0,
+            draw: None,
             inputs: x,
             breakdown: ScoreBreakdown {
                 actions: logged_probs(&hand, &x),

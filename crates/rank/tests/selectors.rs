@@ -804,6 +804,18 @@ proptest! {
             if c.exposures >= config.explore_max_exposures {
                 prop_assert!(c.propensity >= 1.0 - explore - 1e-6, "{}", c.propensity);
             }
+            // The logged draw gives back the propensity; a slot that could not explore
+            // has none and a propensity of 1.
+            match c.draw {
+                None => prop_assert_eq!(c.propensity, 1.0),
+                Some(d) => {
+                    prop_assert!(explore > 0.0);
+                    prop_assert!(d.drawable >= 1 && (d.greedy || d.in_draw), "{:?}", d);
+                    prop_assert!(!(d.in_draw && c.exposures >= config.explore_max_exposures));
+                    let p = d.probability(f64::from(explore));
+                    prop_assert!((p - f64::from(c.propensity)).abs() < 1e-5, "{:?} {}", d, c.propensity);
+                }
+            }
         }
         // The same request replays the same page.
         let again = select(config, &ctx, input.clone());
@@ -838,14 +850,23 @@ fn reported_propensities_match_how_often_each_item_is_served() {
     let mut first = std::collections::HashMap::<usize, usize>::new();
     let mut reported = std::collections::HashMap::<usize, f32>::new();
     for seed in 0..runs {
-        let (page, p) = steerfeed_rank::selectors::select_slate_seeded(
+        let slate = steerfeed_rank::selectors::select_slate_seeded(
             &items,
             &config,
             rules,
             10,
             seed as u64 * 7919 + 1,
         );
+        let (page, p) = (&slate.page, &slate.propensity);
         assert_eq!(page.len(), p.len());
+        assert_eq!(page.len(), slate.draws.len());
+        // Slot 0's choice: the greedy item 0 (well exposed, so never drawn), or one of
+        // the 20 under-exposed items; the draw gives back the propensity at ε = 0.4.
+        let draw = slate.draws[0].expect("slot 0 could explore");
+        assert_eq!(draw.drawable, 20);
+        assert_eq!(draw.greedy, page[0] == 0);
+        assert_eq!(draw.in_draw, page[0] != 0);
+        assert!((draw.probability(0.4) - f64::from(p[0])).abs() < 1e-6);
         *first.entry(page[0]).or_default() += 1;
         let prior = reported.insert(page[0], p[0]);
         assert!(

@@ -2115,6 +2115,11 @@ fn impression_page(request: &str, videos: &[&str]) -> ImpressionPage {
                     total: 2.0 - i as f32,
                     ..ScoreBreakdown::default()
                 },
+                draw: (i % 2 == 1).then_some(steerfeed_core::SlotDraw {
+                    greedy: i == 1,
+                    drawable: 3 + i as u32,
+                    in_draw: i != 1,
+                }),
             })
             .collect(),
     }

@@ -2,25 +2,31 @@
 //! its place in the log (`u64` BE, from 1).
 //!
 //! ```text
-//! version u8 (1) | user str16 | at_ms i64 | request str16 | profile str16 | model str16
+//! version u8 (2) | user str16 | at_ms i64 | request str16 | profile str16 | model str16
 //! | items u16
 //! per item: video str16 | position u32 | source str8 | propensity f32
 //!           | prior 8×f32 | creator 8×f32 | interest, tie, co_engagement f32 | flags u8
+//!           | [drawable u32, when flags has bit 3]
 //!           | actions 8×f32 | action_value, tie, steering, consumption_cost, freshness,
 //!             cold_start, wellbeing, total f32
 //! ```
 //!
 //! Numbers are little-endian; `str16` and `str8` are a length (`u16`, `u8`) and UTF-8
 //! bytes. The user comes first so that an erasure reads only the head of each record.
+//! The flags: bit 0 followed, 1 remix chain, 2 friend's cameo, 3 the slot could explore
+//! (a [`SlotDraw`] follows), 4 its greedy pick, 5 one of the items it could draw.
+//! Version 1 is version 2 without slot draws (bits 3 to 5 never set); it still reads.
 
 use steerfeed_core::{
     ActionProbs, Error, HeadInputs, ImpressionItem, ImpressionPage, LoggedPage, Result,
-    ScoreBreakdown, Timestamp, UserId, VideoId,
+    ScoreBreakdown, SlotDraw, Timestamp, UserId, VideoId,
 };
 
 use crate::codec::{corrupt, ms, ts_of_ms};
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+/// The oldest version this build reads.
+const OLDEST: u8 = 1;
 
 fn str16(out: &mut Vec<u8>, s: &str) {
     // Ids and profile names are far below 64 KiB; a longer string is cut at a char
@@ -68,9 +74,18 @@ pub(crate) fn encode(user: &UserId, at: Timestamp, page: &ImpressionPage) -> Vec
         f32s(&mut out, &h.prior);
         f32s(&mut out, &h.creator);
         f32s(&mut out, &[h.interest, h.tie, h.co_engagement]);
+        let d = it.draw;
         out.push(
-            u8::from(h.followed) | u8::from(h.remix_chain) << 1 | u8::from(h.friend_cameo) << 2,
+            u8::from(h.followed)
+                | u8::from(h.remix_chain) << 1
+                | u8::from(h.friend_cameo) << 2
+                | u8::from(d.is_some()) << 3
+                | u8::from(d.is_some_and(|d| d.greedy)) << 4
+                | u8::from(d.is_some_and(|d| d.in_draw)) << 5,
         );
+        if let Some(d) = d {
+            out.extend_from_slice(&d.drawable.to_le_bytes());
+        }
         let b = &it.breakdown;
         f32s(&mut out, &b.actions.heads());
         f32s(
@@ -155,7 +170,7 @@ impl<'a> Reader<'a> {
 
 fn header(b: &[u8]) -> Result<(Reader<'_>, &str)> {
     let mut r = Reader { b };
-    if r.u8()? != VERSION {
+    if !(OLDEST..=VERSION).contains(&r.u8()?) {
         return Err(corrupt("impression"));
     }
     let user = r.str16()?;
@@ -196,6 +211,15 @@ pub(crate) fn decode(seq: u64, b: &[u8]) -> Result<LoggedPage> {
         let creator = r.f32s::<8>()?;
         let [interest, tie, co_engagement] = r.f32s::<3>()?;
         let flags = r.u8()?;
+        let draw = if flags & 8 != 0 {
+            Some(SlotDraw {
+                greedy: flags & 16 != 0,
+                drawable: r.u32()?,
+                in_draw: flags & 32 != 0,
+            })
+        } else {
+            None
+        };
         let t = r.f32s::<16>()?;
         items.push(ImpressionItem {
             video,
@@ -223,6 +247,7 @@ pub(crate) fn decode(seq: u64, b: &[u8]) -> Result<LoggedPage> {
                 wellbeing: t[14],
                 total: t[15],
             },
+            draw,
         });
     }
     if !r.b.is_empty() {
@@ -271,6 +296,11 @@ mod tests {
                         steering: -1.0,
                         ..ScoreBreakdown::default()
                     },
+                    draw: (i > 0).then_some(SlotDraw {
+                        greedy: i == 1,
+                        drawable: 70_000 + i,
+                        in_draw: i == 2,
+                    }),
                 })
                 .collect(),
         }
@@ -300,7 +330,20 @@ mod tests {
         long.push(0);
         assert!(decode(1, &long).is_err());
         let mut other = b;
-        other[0] = 2;
+        other[0] = 3;
         assert!(decode(1, &other).is_err());
+    }
+
+    #[test]
+    fn a_version_1_record_still_reads() {
+        // Version 1 wrote what version 2 writes for items without a slot draw.
+        let mut p = page();
+        for it in &mut p.items {
+            it.draw = None;
+        }
+        let mut b = encode(&UserId::new("u1").unwrap(), Timestamp::UNIX_EPOCH, &p);
+        assert_eq!(b[0], 2);
+        b[0] = 1;
+        assert_eq!(decode(1, &b).unwrap().page, p);
     }
 }

@@ -102,6 +102,9 @@ pub struct LabeledImpression {
     pub source: String,
     /// The probability that the serving policy put it in this slot.
     pub propensity: f32,
+    /// The choice exploration faced at its slot (absent where it could not explore).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draw: Option<steerfeed_core::SlotDraw>,
     /// What the action heads read.
     pub inputs: HeadInputs,
     /// The terms of its score.
@@ -199,6 +202,7 @@ impl Engine {
                     video: it.video,
                     source: it.source,
                     propensity: it.propensity,
+                    draw: it.draw,
                     inputs: it.inputs,
                     breakdown: it.breakdown,
                     outcomes,

@@ -58,7 +58,7 @@ impl Selector for DiversitySelector {
             .collect();
         let rules = PageRules::for_context(ctx).with_topics(&only, &boosted);
         let following = rules.following.map(|_| &ctx.viewer.following);
-        let (order, propensity) = {
+        let slate = {
             let items: Vec<SlateItem<'_>> = candidates
                 .iter()
                 .map(|c| SlateItem::from_candidate(c, following))
@@ -67,15 +67,16 @@ impl Selector for DiversitySelector {
         };
         // Each chosen candidate moves once, straight to its slot; the rest are dropped.
         let mut slot_of = vec![usize::MAX; candidates.len()];
-        for (slot, &i) in order.iter().enumerate() {
+        for (slot, &i) in slate.page.iter().enumerate() {
             if let Some(s) = slot_of.get_mut(i) {
                 *s = slot;
             }
         }
-        let mut page: Vec<Option<Candidate>> = (0..order.len()).map(|_| None).collect();
+        let mut page: Vec<Option<Candidate>> = (0..slate.page.len()).map(|_| None).collect();
         for (mut c, &slot) in candidates.into_iter().zip(&slot_of) {
             if let Some(p) = page.get_mut(slot) {
-                c.propensity = propensity.get(slot).copied().unwrap_or(1.0);
+                c.propensity = slate.propensity.get(slot).copied().unwrap_or(1.0);
+                c.draw = slate.draws.get(slot).copied().flatten();
                 *p = Some(c);
             }
         }

@@ -27,13 +27,14 @@
 //! (`g` otherwise, and always when `U` is empty). The draws come from a generator seeded
 //! by the caller, so one seed replays one page. The served item `x`'s propensity is
 //! `(1 − ε)·[x = g] + ε·[x ∈ U]/|U|`, the probability of that choice given the slots
-//! before it.
+//! before it; the slot also reports `[x = g]`, `|U|` and `[x ∈ U]` (a [`SlotDraw`]), from
+//! which an estimator computes that probability for another ε.
 
 use std::collections::HashMap;
 
 use rustc_hash::FxBuildHasher;
 use steerfeed_core::vector::dot;
-use steerfeed_core::{Shift, TopicId, UserId, VideoId};
+use steerfeed_core::{Shift, SlotDraw, TopicId, UserId, VideoId};
 
 use super::{DiversityMethod, PageRules, SelectorConfig, SlateItem};
 
@@ -55,21 +56,33 @@ pub fn select_slate(
     rules: PageRules<'_>,
     limit: usize,
 ) -> Vec<usize> {
-    select_slate_seeded(items, config, rules, limit, 0).0
+    select_slate_seeded(items, config, rules, limit, 0).page
+}
+
+/// A page chosen by [`select_slate_seeded`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Slate {
+    /// Indices into the items, in page order.
+    pub page: Vec<usize>,
+    /// Per slot, the probability that the selector put its item there (1 for every
+    /// slot when `config.explore` is 0).
+    pub propensity: Vec<f32>,
+    /// Per slot, the choice exploration faced (`None` where it could not explore).
+    pub draws: Vec<Option<SlotDraw>>,
 }
 
 /// [`select_slate`] with exploration's draws seeded by `seed`; also returns each
-/// slot's propensity (1 for every slot when `config.explore` is 0).
+/// slot's propensity and draw.
 pub fn select_slate_seeded(
     items: &[SlateItem<'_>],
     config: &SelectorConfig,
     rules: PageRules<'_>,
     limit: usize,
     seed: u64,
-) -> (Vec<usize>, Vec<f32>) {
+) -> Slate {
     let limit = limit.min(items.len());
     if limit == 0 {
-        return (Vec::new(), Vec::new());
+        return Slate::default();
     }
     let mut g = Greedy::new(items, config, rules, limit);
     g.rng = seed;
@@ -156,9 +169,10 @@ struct Greedy<'a, 'b> {
     by_rel: Vec<usize>,
     /// The largest author-decay multiplier, so `rel · decay_max` bounds any quality.
     decay_max: f32,
-    /// Exploration's generator state, and each slot's propensity.
+    /// Exploration's generator state, and each slot's propensity and draw.
     rng: u64,
     propensity: Vec<f32>,
+    draws: Vec<Option<SlotDraw>>,
 }
 
 impl<'a, 'b> Greedy<'a, 'b> {
@@ -212,6 +226,7 @@ impl<'a, 'b> Greedy<'a, 'b> {
             decay_max: 0.0,
             rng: 0,
             propensity: Vec::with_capacity(limit),
+            draws: Vec::with_capacity(limit),
         };
         g.decay_max = g
             .decay
@@ -221,29 +236,34 @@ impl<'a, 'b> Greedy<'a, 'b> {
         g
     }
 
-    fn run(mut self) -> (Vec<usize>, Vec<f32>) {
+    fn run(mut self) -> Slate {
         while self.page.len() < self.limit {
             if self.config.method == DiversityMethod::Dpp {
                 self.prepare_window();
             }
             match self.next() {
                 Some(g) => {
-                    let (i, p) = self.explore(g);
+                    let (i, p, draw) = self.explore(g);
                     self.push(i);
                     self.propensity.push(p);
+                    self.draws.push(draw);
                 }
                 None => break,
             }
         }
-        (self.page, self.propensity)
+        Slate {
+            page: self.page,
+            propensity: self.propensity,
+            draws: self.draws,
+        }
     }
 
-    /// The item that takes the slot whose greedy pick is `g`, and its propensity (see
-    /// the module docs).
-    fn explore(&mut self, g: usize) -> (usize, f32) {
+    /// The item that takes the slot whose greedy pick is `g`, its propensity and the
+    /// choice exploration faced (see the module docs).
+    fn explore(&mut self, g: usize) -> (usize, f32, Option<SlotDraw>) {
         let eps = self.config.explore;
         if eps <= 0.0 {
-            return (g, 1.0);
+            return (g, 1.0, None);
         }
         // The rule `g` was picked under ("more from followed" falls back to any).
         let rule = match self.follow_rule() {
@@ -262,7 +282,7 @@ impl<'a, 'b> Greedy<'a, 'b> {
             }
         }
         if under.is_empty() {
-            return (g, 1.0);
+            return (g, 1.0, None);
         }
         let n = under.len() as u64;
         let draw = (splitmix64(&mut self.rng) >> 11) as f64 / (1u64 << 53) as f64;
@@ -271,13 +291,15 @@ impl<'a, 'b> Greedy<'a, 'b> {
         } else {
             g
         };
+        let in_draw = under.contains(&pick);
         let greedy = if pick == g { 1.0 - eps } else { 0.0 };
-        let drawn = if under.contains(&pick) {
-            eps / n as f32
-        } else {
-            0.0
+        let drawn = if in_draw { eps / n as f32 } else { 0.0 };
+        let draw = SlotDraw {
+            greedy: pick == g,
+            drawable: u32::try_from(under.len()).unwrap_or(u32::MAX),
+            in_draw,
         };
-        (pick, greedy + drawn)
+        (pick, greedy + drawn, Some(draw))
     }
 
     /// The best item that may take the next slot, growing the pool when none in it may.

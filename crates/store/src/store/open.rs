@@ -38,7 +38,10 @@ pub(crate) const MAGIC: &[u8; 16] = b"steerfeed-store\0";
 /// store only gets the new header.
 /// Version 9: the impression log (`impressions`), which an erasure must clear and older
 /// builds would keep: they refuse the store. A version 3 to 8 store gets the new header.
-pub const SCHEMA_VERSION: u32 = 9;
+/// Version 10: impression records of version 2, which log the choice exploration faced at
+/// each slot; older builds cannot read them (not even to erase a person's), so they
+/// refuse the store. A version 3 to 9 store gets the new header.
+pub const SCHEMA_VERSION: u32 = 10;
 
 fn header(dim: usize) -> Vec<u8> {
     let mut h = MAGIC.to_vec();
@@ -108,7 +111,7 @@ fn upgrade_schema(
         tracing::info!(path = %shown, videos = n, "store: upgraded to schema version 3 (topic index)");
     }
     if (3..SCHEMA_VERSION).contains(&version) {
-        // This build reads everything versions 3 to 8 wrote (see `SCHEMA_VERSION`),
+        // This build reads everything versions 3 to 9 wrote (see `SCHEMA_VERSION`),
         // so only the header changes (the catalog log was started above).
         t.meta
             .insert(HEADER_KEY, header(opts.dim))

@@ -1,0 +1,363 @@
+//! `steerfeed eval offpolicy`: what another exploration rate would have earned, estimated
+//! from the impression log alone.
+//!
+//! At a slot where the selector could explore, it served its greedy pick with probability
+//! `1 − ε` and an item drawn uniformly from the `n` under-exposed items the slot allowed
+//! with probability `ε`; the log keeps which of the two the served item was and `n` (its
+//! [`SlotDraw`](steerfeed::SlotDraw)). A policy that differs only by its rate `ε'` would
+//! have served the same item with probability `π = (1 − ε')·[greedy] + ε'·[drawn]/n`,
+//! and the served item's logged propensity is `μ`. Over those slots, the self-normalised
+//! inverse propensity estimate of the reward per slot is
+//!
+//! ```text
+//! V = Σ w·r / Σ w,   w = π / μ,
+//! ```
+//!
+//! with the delta-method standard error `√(Σ w²·(r − V)²) / Σ w`. A slot that could not
+//! explore has no draw and is left out: there both policies serve the greedy pick.
+//!
+//! What it cannot estimate: a policy that ranks differently (another model, other
+//! weights), whose greedy pick at a slot the log does not hold. [`check_profile`] refuses
+//! such a profile rather than estimate it wrongly.
+
+use anyhow::{Context, bail};
+use steerfeed::{Config, LabeledImpression, Outcomes};
+
+/// What a slot earns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reward {
+    /// A complete view.
+    CompleteView,
+    /// A like.
+    Like,
+    /// A comment.
+    Comment,
+    /// A share.
+    Share,
+    /// A follow of the creator.
+    Follow,
+    /// A remix.
+    Remix,
+    /// A cameo use.
+    CameoUse,
+    /// A video made with it as the inspiration.
+    Create,
+    /// Any of remix, cameo use and create.
+    Creation,
+    /// Seconds watched.
+    WatchSeconds,
+    /// A skip (lower is better).
+    Skip,
+}
+
+impl Reward {
+    /// The reward of one served item's outcomes.
+    pub fn of(self, o: &Outcomes) -> f64 {
+        let b = |x: bool| f64::from(u8::from(x));
+        match self {
+            Reward::CompleteView => b(o.complete_view),
+            Reward::Like => b(o.like),
+            Reward::Comment => b(o.comment),
+            Reward::Share => b(o.share),
+            Reward::Follow => b(o.follow),
+            Reward::Remix => b(o.remix),
+            Reward::CameoUse => b(o.cameo_use),
+            Reward::Create => b(o.create),
+            Reward::Creation => b(o.remix || o.cameo_use || o.create),
+            Reward::WatchSeconds => o.watch_ms as f64 / 1_000.0,
+            Reward::Skip => b(o.skip),
+        }
+    }
+}
+
+/// An estimate of the reward per explorable slot.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Estimate {
+    /// The value.
+    pub value: f64,
+    /// Its standard error.
+    pub std_error: f64,
+    /// The 95 % interval (normal).
+    pub low: f64,
+    /// See `low`.
+    pub high: f64,
+    /// Slots read.
+    pub slots: usize,
+    /// Their effective number under the weights, `(Σ w)² / Σ w²`.
+    pub effective_slots: f64,
+    /// The largest weight.
+    pub max_weight: f64,
+}
+
+/// The estimate for exploration rate `eps` over the explorable slots of `rows` whose
+/// outcome window has closed; an error when there are none.
+pub fn estimate(rows: &[LabeledImpression], eps: f64, reward: Reward) -> anyhow::Result<Estimate> {
+    if !(0.0..=1.0).contains(&eps) {
+        bail!("the exploration rate must be between 0 and 1, not {eps}");
+    }
+    let mut wr = Vec::new();
+    for r in explorable(rows) {
+        let Some(d) = r.draw else { continue };
+        let mu = f64::from(r.propensity);
+        if !(mu > 0.0 && mu <= 1.0) {
+            bail!(
+                "{} at position {} of request {} has propensity {mu}: not a probability",
+                r.video,
+                r.position,
+                r.request
+            );
+        }
+        wr.push((d.probability(eps) / mu, reward.of(&r.outcomes)));
+    }
+    weighted(&wr, eps)
+}
+
+/// The reward per explorable slot of the policy that served `rows`, every weight 1:
+/// what a profile's own run earned, to set beside another's estimate of it.
+pub fn on_policy(rows: &[LabeledImpression], reward: Reward) -> anyhow::Result<Estimate> {
+    let wr: Vec<(f64, f64)> = explorable(rows)
+        .map(|r| (1.0, reward.of(&r.outcomes)))
+        .collect();
+    weighted(&wr, f64::NAN)
+}
+
+/// The served items of slots that could explore, whose outcome window has closed.
+fn explorable(rows: &[LabeledImpression]) -> impl Iterator<Item = &LabeledImpression> {
+    rows.iter().filter(|r| r.complete && r.draw.is_some())
+}
+
+/// The self-normalised mean of the rewards under the weights, `(w, r)` per slot.
+fn weighted(wr: &[(f64, f64)], eps: f64) -> anyhow::Result<Estimate> {
+    if wr.is_empty() {
+        bail!(
+            "no slot in the log could explore (with `[rank.selector] explore` at 0, every \
+             slot is the greedy pick and another rate cannot be estimated)"
+        );
+    }
+    let sw: f64 = wr.iter().map(|(w, _)| w).sum();
+    if sw <= 0.0 {
+        bail!("a rate of {eps} would never have served what the log holds: no slot to weigh");
+    }
+    let value = wr.iter().map(|(w, r)| w * r).sum::<f64>() / sw;
+    let var: f64 = wr.iter().map(|(w, r)| (w * (r - value)).powi(2)).sum();
+    let std_error = var.sqrt() / sw;
+    let sw2: f64 = wr.iter().map(|(w, _)| w * w).sum();
+    Ok(Estimate {
+        value,
+        std_error,
+        low: value - 1.96 * std_error,
+        high: value + 1.96 * std_error,
+        slots: wr.len(),
+        effective_slots: sw * sw / sw2,
+        max_weight: wr.iter().map(|(w, _)| *w).fold(0.0, f64::max),
+    })
+}
+
+/// The exploration rate of profile `target`, checked to differ from `logged` (the
+/// profile that served the log) by nothing else that ranks: the same sources, scorer,
+/// selector and model. Another difference would change the greedy picks, which the log
+/// holds only for `logged`.
+pub fn check_profile(config: &Config, logged: &str, target: &str) -> anyhow::Result<f64> {
+    let a = config.profile_rank(logged)?;
+    let mut b = config.profile_rank(target)?;
+    let eps = f64::from(b.selector.explore);
+    b.selector.explore = a.selector.explore;
+    if a != b {
+        bail!(
+            "profile {target:?} ranks differently from {logged:?} beyond the exploration rate \
+             (sources, scorer or selector); the log holds {logged:?}'s greedy picks only, so \
+             only a profile that differs by `selector.explore` can be estimated from it"
+        );
+    }
+    let model = |p: &str| -> Option<std::path::PathBuf> {
+        match p {
+            steerfeed::DEFAULT_PROFILE => config.learning.model.clone(),
+            p => config.profiles.get(p).and_then(|p| p.model.clone()),
+        }
+    };
+    if model(logged) != model(target) {
+        bail!(
+            "profile {target:?} serves another model than {logged:?}; the log holds \
+             {logged:?}'s greedy picks only"
+        );
+    }
+    Ok(eps)
+}
+
+/// Arguments of `steerfeed eval offpolicy`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// The profile whose value to estimate (its `selector.explore` is the rate).
+    #[arg(long, conflicts_with = "explore", required_unless_present = "explore")]
+    pub profile: Option<String>,
+    /// Or the exploration rate to estimate, in [0, 1].
+    #[arg(long)]
+    pub explore: Option<f64>,
+    /// The profile that served the log (its slots are the ones read).
+    #[arg(long, default_value = steerfeed::DEFAULT_PROFILE)]
+    pub logged_profile: String,
+    /// What a slot earns.
+    #[arg(long, value_enum, default_value = "complete-view")]
+    pub reward: Reward,
+    /// Read items served at or after this (an RFC 3339 time, or an age: `30d`).
+    #[arg(long, default_value = "30d")]
+    pub since: String,
+    /// Read served items with outcomes from this file (the JSON lines of `steerfeed logs
+    /// export`) instead of the stopped store.
+    #[arg(long)]
+    pub input: Option<std::path::PathBuf>,
+    /// One JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What `steerfeed eval offpolicy` reports.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Report {
+    /// The profile that served the log.
+    pub logged_profile: String,
+    /// The target, when named by profile.
+    pub profile: Option<String>,
+    /// The target's exploration rate.
+    pub explore: f64,
+    /// The reward.
+    pub reward: Reward,
+    /// The logged policy's own reward per explorable slot (every weight 1).
+    pub logged: Estimate,
+    /// The target's, estimated.
+    pub estimate: Estimate,
+}
+
+/// Estimates the target of `args` from `rows`, the served items with outcomes.
+pub fn report(config: &Config, args: &Args, rows: &[LabeledImpression]) -> anyhow::Result<Report> {
+    let eps = match (&args.profile, args.explore) {
+        (Some(p), _) => check_profile(config, &args.logged_profile, p)?,
+        (None, Some(e)) => e,
+        (None, None) => bail!("name a --profile or an --explore rate"),
+    };
+    let rows: Vec<LabeledImpression> = rows
+        .iter()
+        .filter(|r| r.profile == args.logged_profile)
+        .cloned()
+        .collect();
+    let logged = on_policy(&rows, args.reward)
+        .with_context(|| format!("the slots profile {:?} served", args.logged_profile))?;
+    Ok(Report {
+        logged_profile: args.logged_profile.clone(),
+        profile: args.profile.clone(),
+        explore: eps,
+        reward: args.reward,
+        logged,
+        estimate: estimate(&rows, eps, args.reward)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::rngs::StdRng;
+    use rand::{RngExt, SeedableRng};
+    use steerfeed::{HeadInputs, ScoreBreakdown, SlotDraw, Timestamp, UserId, VideoId};
+
+    use super::*;
+
+    /// Slots of a known bandit: the greedy pick (not drawable) completes with
+    /// probability 0.6, the four drawable items with 0.1, 0.2, 0.3 and 0.4; logged at
+    /// rate `eps`.
+    fn logged(eps: f64, slots: usize, seed: u64) -> Vec<LabeledImpression> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let q = [0.1, 0.2, 0.3, 0.4];
+        (0..slots)
+            .map(|i| {
+                let explored = rng.random_bool(eps);
+                let (p, propensity, draw) = if explored {
+                    let j = rng.random_range(0..4usize);
+                    (q[j], eps / 4.0, (false, true))
+                } else {
+                    (0.6, 1.0 - eps, (true, false))
+                };
+                LabeledImpression {
+                    request: format!("r{i}"),
+                    user: UserId::new("u1").unwrap(),
+                    profile: "default".into(),
+                    model: "hand-set".into(),
+                    at: Timestamp::UNIX_EPOCH,
+                    position: 0,
+                    video: VideoId::new("v1").unwrap(),
+                    source: "test".into(),
+                    propensity: propensity as f32,
+                    draw: Some(SlotDraw {
+                        greedy: draw.0,
+                        drawable: 4,
+                        in_draw: draw.1,
+                    }),
+                    inputs: HeadInputs::default(),
+                    breakdown: ScoreBreakdown::default(),
+                    outcomes: Outcomes {
+                        complete_view: rng.random_bool(p),
+                        ..Outcomes::default()
+                    },
+                    complete: true,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_estimate_finds_another_rates_known_value() {
+        let rows = logged(0.2, 40_000, 7);
+        for target in [0.0, 0.5, 0.9] {
+            // The truth: (1 − ε')·0.6 + ε'·0.25.
+            let truth = (1.0 - target) * 0.6 + target * 0.25;
+            let e = estimate(&rows, target, Reward::CompleteView).unwrap();
+            assert!(
+                (e.value - truth).abs() < 3.0 * e.std_error && e.std_error < 0.02,
+                "ε' {target}: {e:?} against {truth}"
+            );
+            assert!(e.low < truth && truth < e.high, "ε' {target}: {e:?}");
+        }
+        // At the logged rate every weight is 1: the estimate is the plain mean.
+        let own = on_policy(&rows, Reward::CompleteView).unwrap();
+        let same = estimate(&rows, 0.2, Reward::CompleteView).unwrap();
+        assert!((own.value - same.value).abs() < 1e-6, "{own:?} {same:?}");
+        assert!((same.effective_slots - rows.len() as f64).abs() < 1e-3);
+    }
+
+    #[test]
+    fn a_log_that_never_explored_or_a_bad_rate_is_an_error() {
+        let mut rows = logged(0.2, 100, 1);
+        assert!(estimate(&rows, 1.5, Reward::Like).is_err());
+        assert!(estimate(&rows, f64::NAN, Reward::Like).is_err());
+        for r in &mut rows {
+            r.draw = None;
+            r.propensity = 1.0;
+        }
+        let e = estimate(&rows, 0.3, Reward::Like).unwrap_err();
+        assert!(e.to_string().contains("could explore"), "{e}");
+        let mut bad = logged(0.2, 10, 1);
+        bad[0].propensity = 0.0;
+        assert!(estimate(&bad, 0.3, Reward::Like).is_err());
+    }
+
+    #[test]
+    fn a_profile_that_ranks_differently_is_refused() {
+        let mut config = Config::default();
+        let wide: toml::Table = toml::from_str("[selector]\nexplore = 0.4").unwrap();
+        let heavy: toml::Table =
+            toml::from_str("[selector]\nexplore = 0.4\n[scorer.weights]\ncreate = 9.0").unwrap();
+        config.profiles.insert("wide".into(), profile(wide));
+        config.profiles.insert("heavy".into(), profile(heavy));
+        let eps = check_profile(&config, steerfeed::DEFAULT_PROFILE, "wide").unwrap();
+        assert!((eps - 0.4).abs() < 1e-6);
+        let e = check_profile(&config, steerfeed::DEFAULT_PROFILE, "heavy").unwrap_err();
+        assert!(e.to_string().contains("ranks differently"), "{e}");
+        assert!(check_profile(&config, steerfeed::DEFAULT_PROFILE, "missing").is_err());
+    }
+
+    fn profile(rank: toml::Table) -> steerfeed::ProfileConfig {
+        steerfeed::ProfileConfig {
+            rank,
+            ..Default::default()
+        }
+    }
+}
