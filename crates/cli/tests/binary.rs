@@ -1364,6 +1364,73 @@ fn served_pages_train_a_model_that_a_running_sidecar_swaps_refuses_damaged_and_r
         assert_eq!(r["inputs"]["prior"].as_array().unwrap().len(), 8);
     }
 
+    // The off-policy estimate needs slots that could explore: this sidecar never did.
+    let (ok, _, err) = steerfeed(
+        &store,
+        &["eval", "offpolicy", "--input", rows_arg, "--explore", "0.5"],
+        &[],
+    );
+    assert!(!ok && err.contains("could explore"), "{err}");
+    // The same rows as a sidecar exploring at 0.25 among 4 items would log them: every
+    // third one drawn, the others its greedy pick. At the logged rate every weight is 1,
+    // so the estimate is the plain mean of the rows' likes.
+    let explored: Vec<Value> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let mut r = r.clone();
+            let greedy = i % 3 != 0;
+            r["propensity"] = json!(if greedy { 0.75 } else { 0.0625 });
+            r["draw"] = json!({"greedy": greedy, "drawable": 4, "in_draw": !greedy});
+            r
+        })
+        .collect();
+    let explored_file = dir.path().join("explored.jsonl");
+    let text: Vec<String> = explored.iter().map(Value::to_string).collect();
+    std::fs::write(&explored_file, text.join("\n")).unwrap();
+    let explored_arg = explored_file.to_str().unwrap();
+    let (ok, out, err) = steerfeed(
+        &store,
+        &[
+            "eval",
+            "offpolicy",
+            "--input",
+            explored_arg,
+            "--explore",
+            "0.25",
+            "--reward",
+            "like",
+            "--json",
+        ],
+        &[],
+    );
+    assert!(ok, "{err}");
+    let est: Value = serde_json::from_str(&out).unwrap();
+    let mean = liked.len() as f64 / served as f64;
+    for which in ["logged", "estimate"] {
+        assert!(
+            (est[which]["value"].as_f64().unwrap() - mean).abs() < 1e-9,
+            "{est}"
+        );
+        assert_eq!(est[which]["slots"], served);
+    }
+    let (ok, out, err) = steerfeed(
+        &store,
+        &[
+            "eval",
+            "offpolicy",
+            "--input",
+            explored_arg,
+            "--explore",
+            "1",
+            "--reward",
+            "like",
+        ],
+        &[],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("per explorable slot"), "{out}");
+
     let model = dir.path().join("heads.model");
     let report = dir.path().join("report.json");
     let (ok, _, err) = steerfeed(
