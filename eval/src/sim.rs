@@ -110,6 +110,10 @@ pub struct Args {
     /// Serve this model file's heads (from `steerfeed train`).
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// Keep the run's store in this new folder (a temporary one otherwise), for `steerfeed
+    /// logs export`, `train` or `eval offpolicy` on its impression log afterwards.
+    #[arg(long)]
+    pub store: Option<PathBuf>,
     /// Print one JSON object instead of the summary.
     #[arg(long)]
     pub json: bool,
@@ -191,6 +195,7 @@ impl TryFrom<&Args> for SimOptions {
             behaviour: a.behaviour,
             explore: a.explore,
             model,
+            store: a.store.clone(),
             ..Self::new(a.users, a.videos, a.days, a.seed, a.policy)
         })
     }
@@ -543,6 +548,9 @@ pub fn simulate_then<T>(
     }
     let tmp;
     let dir = match &opts.store {
+        Some(d) if d.read_dir().is_ok_and(|mut e| e.next().is_some()) => {
+            bail!("{} is not empty: a run starts from a new store", d.display())
+        }
         Some(d) => d.clone(),
         None => {
             tmp = tempfile::tempdir().context("temporary store")?;

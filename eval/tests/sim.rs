@@ -106,6 +106,14 @@ fn bad_options_are_errors() {
         let err = simulate(&Config::default(), &o).unwrap_err().to_string();
         assert!(err.contains("explore"), "{err}");
     }
+    // A kept store must be a new one: a run never loads its world into another's.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("data"), b"x").unwrap();
+    let mut o = opts(Policy::Creation);
+    o.store = Some(dir.path().to_path_buf());
+    let err = simulate(&Config::default(), &o).unwrap_err().to_string();
+    assert!(err.contains("not empty"), "{err}");
+    assert_eq!(std::fs::read(dir.path().join("data")).unwrap(), b"x");
 }
 
 fn world() -> World {
