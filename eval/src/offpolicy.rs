@@ -13,10 +13,18 @@
 //! V = Σ w·r / Σ w,   w = π / μ,
 //! ```
 //!
-//! with the delta-method standard error `√(Σ w²·(r − V)²) / Σ w`. A slot that could not
-//! explore has no draw and is left out: there both policies serve the greedy pick.
+//! with the delta-method standard error `√(Σ_pages (Σ_{slots of the page} w·(r − V))²) / Σ w`:
+//! the slots of one page share a viewer and a moment, so they are summed per page before
+//! squaring. A slot that could not explore has no draw and is left out: there both
+//! policies serve the greedy pick.
 //!
-//! What it cannot estimate: a policy that ranks differently (another model, other
+//! Each weight holds the logged page's earlier slots fixed, so this is the value of
+//! changing the rate at one slot at a time: what the other rate would do to the later
+//! slots of a page (their greedy picks, the items they could draw), to what people
+//! would have seen before, and to how the rewards of one slot depend on the others (the
+//! simulated people's fatigue with repeated topics) is outside it.
+//!
+//! What it cannot estimate at all: a policy that ranks differently (another model, other
 //! weights), whose greedy pick at a slot the log does not hold. [`check_profile`] refuses
 //! such a profile rather than estimate it wrongly.
 
@@ -52,6 +60,13 @@ pub enum Reward {
 }
 
 impl Reward {
+    /// Its name on the command line.
+    pub fn name(self) -> String {
+        clap::ValueEnum::to_possible_value(&self)
+            .map(|v| v.get_name().to_owned())
+            .unwrap_or_default()
+    }
+
     /// The reward of one served item's outcomes.
     pub fn of(self, o: &Outcomes) -> f64 {
         let b = |x: bool| f64::from(u8::from(x));
@@ -97,7 +112,7 @@ pub fn estimate(rows: &[LabeledImpression], eps: f64, reward: Reward) -> anyhow:
         bail!("the exploration rate must be between 0 and 1, not {eps}");
     }
     let mut wr = Vec::new();
-    for r in explorable(rows) {
+    for r in explorable(rows)? {
         let Some(d) = r.draw else { continue };
         let mu = f64::from(r.propensity);
         if !(mu > 0.0 && mu <= 1.0) {
@@ -108,7 +123,11 @@ pub fn estimate(rows: &[LabeledImpression], eps: f64, reward: Reward) -> anyhow:
                 r.request
             );
         }
-        wr.push((d.probability(eps) / mu, reward.of(&r.outcomes)));
+        wr.push((
+            r.request.as_str(),
+            d.probability(eps) / mu,
+            reward.of(&r.outcomes),
+        ));
     }
     weighted(&wr, eps)
 }
@@ -116,33 +135,49 @@ pub fn estimate(rows: &[LabeledImpression], eps: f64, reward: Reward) -> anyhow:
 /// The reward per explorable slot of the policy that served `rows`, every weight 1:
 /// what a profile's own run earned, to set beside another's estimate of it.
 pub fn on_policy(rows: &[LabeledImpression], reward: Reward) -> anyhow::Result<Estimate> {
-    let wr: Vec<(f64, f64)> = explorable(rows)
-        .map(|r| (1.0, reward.of(&r.outcomes)))
+    let wr: Vec<(&str, f64, f64)> = explorable(rows)?
+        .map(|r| (r.request.as_str(), 1.0, reward.of(&r.outcomes)))
         .collect();
     weighted(&wr, f64::NAN)
 }
 
-/// The served items of slots that could explore, whose outcome window has closed.
-fn explorable(rows: &[LabeledImpression]) -> impl Iterator<Item = &LabeledImpression> {
-    rows.iter().filter(|r| r.complete && r.draw.is_some())
-}
-
-/// The self-normalised mean of the rewards under the weights, `(w, r)` per slot.
-fn weighted(wr: &[(f64, f64)], eps: f64) -> anyhow::Result<Estimate> {
-    if wr.is_empty() {
+/// The served items of slots that could explore, whose outcome window has closed; an
+/// error saying which is missing when there are none.
+fn explorable(
+    rows: &[LabeledImpression],
+) -> anyhow::Result<impl Iterator<Item = &LabeledImpression>> {
+    if rows.is_empty() {
+        bail!("no served item to read (check --since, --input and --logged-profile)");
+    }
+    if !rows.iter().any(|r| r.draw.is_some()) {
         bail!(
             "no slot in the log could explore (with `[rank.selector] explore` at 0, every \
              slot is the greedy pick and another rate cannot be estimated)"
         );
     }
-    let sw: f64 = wr.iter().map(|(w, _)| w).sum();
-    if sw <= 0.0 {
+    if !rows.iter().any(|r| r.draw.is_some() && r.complete) {
+        bail!(
+            "no explorable slot's outcome window (`[learning] outcome_window_s`) has closed \
+             yet: the outcomes are not final"
+        );
+    }
+    Ok(rows.iter().filter(|r| r.complete && r.draw.is_some()))
+}
+
+/// The self-normalised mean of the rewards under the weights, `(page, w, r)` per slot.
+fn weighted(wr: &[(&str, f64, f64)], eps: f64) -> anyhow::Result<Estimate> {
+    let sw: f64 = wr.iter().map(|(_, w, _)| w).sum();
+    if wr.is_empty() || sw <= 0.0 {
         bail!("a rate of {eps} would never have served what the log holds: no slot to weigh");
     }
-    let value = wr.iter().map(|(w, r)| w * r).sum::<f64>() / sw;
-    let var: f64 = wr.iter().map(|(w, r)| (w * (r - value)).powi(2)).sum();
+    let value = wr.iter().map(|(_, w, r)| w * r).sum::<f64>() / sw;
+    let mut per_page: std::collections::HashMap<&str, f64> = std::collections::HashMap::new();
+    for (page, w, r) in wr {
+        *per_page.entry(page).or_default() += w * (r - value);
+    }
+    let var: f64 = per_page.values().map(|x| x * x).sum();
     let std_error = var.sqrt() / sw;
-    let sw2: f64 = wr.iter().map(|(w, _)| w * w).sum();
+    let sw2: f64 = wr.iter().map(|(_, w, _)| w * w).sum();
     Ok(Estimate {
         value,
         std_error,
@@ -150,15 +185,21 @@ fn weighted(wr: &[(f64, f64)], eps: f64) -> anyhow::Result<Estimate> {
         high: value + 1.96 * std_error,
         slots: wr.len(),
         effective_slots: sw * sw / sw2,
-        max_weight: wr.iter().map(|(w, _)| *w).fold(0.0, f64::max),
+        max_weight: wr.iter().map(|(_, w, _)| *w).fold(0.0, f64::max),
     })
 }
 
 /// The exploration rate of profile `target`, checked to differ from `logged` (the
 /// profile that served the log) by nothing else that ranks: the same sources, scorer,
-/// selector and model. Another difference would change the greedy picks, which the log
-/// holds only for `logged`.
-pub fn check_profile(config: &Config, logged: &str, target: &str) -> anyhow::Result<f64> {
+/// selector and model (`served_by`: the ids of the models that served the logged rows).
+/// Another difference would change the greedy picks, which the log holds only for
+/// `logged`.
+pub fn check_profile(
+    config: &Config,
+    logged: &str,
+    target: &str,
+    served_by: &std::collections::BTreeSet<String>,
+) -> anyhow::Result<f64> {
     let a = config.profile_rank(logged)?;
     let mut b = config.profile_rank(target)?;
     let eps = f64::from(b.selector.explore);
@@ -170,16 +211,24 @@ pub fn check_profile(config: &Config, logged: &str, target: &str) -> anyhow::Res
              only a profile that differs by `selector.explore` can be estimated from it"
         );
     }
-    let model = |p: &str| -> Option<std::path::PathBuf> {
-        match p {
-            steerfeed::DEFAULT_PROFILE => config.learning.model.clone(),
-            p => config.profiles.get(p).and_then(|p| p.model.clone()),
-        }
+    let file = match target {
+        steerfeed::DEFAULT_PROFILE => config.learning.model.clone(),
+        p => config.profiles.get(p).and_then(|p| p.model.clone()),
     };
-    if model(logged) != model(target) {
+    let model = match file {
+        Some(f) => {
+            steerfeed::model::RankModel::load(&f)
+                .with_context(|| format!("profile {target:?}'s model"))?
+                .id
+        }
+        None => steerfeed::model::HAND_SET.to_owned(),
+    };
+    if served_by.iter().any(|m| *m != model) {
+        let served: Vec<&str> = served_by.iter().map(String::as_str).collect();
         bail!(
-            "profile {target:?} serves another model than {logged:?}; the log holds \
-             {logged:?}'s greedy picks only"
+            "profile {target:?} serves model {model}, but the log's pages were served by {}; \
+             the log holds only their greedy picks",
+            served.join(", ")
         );
     }
     Ok(eps)
@@ -231,16 +280,19 @@ pub struct Report {
 
 /// Estimates the target of `args` from `rows`, the served items with outcomes.
 pub fn report(config: &Config, args: &Args, rows: &[LabeledImpression]) -> anyhow::Result<Report> {
-    let eps = match (&args.profile, args.explore) {
-        (Some(p), _) => check_profile(config, &args.logged_profile, p)?,
-        (None, Some(e)) => e,
-        (None, None) => bail!("name a --profile or an --explore rate"),
-    };
     let rows: Vec<LabeledImpression> = rows
         .iter()
         .filter(|r| r.profile == args.logged_profile)
         .cloned()
         .collect();
+    let eps = match (&args.profile, args.explore) {
+        (Some(p), _) => {
+            let served_by = rows.iter().map(|r| r.model.clone()).collect();
+            check_profile(config, &args.logged_profile, p, &served_by)?
+        }
+        (None, Some(e)) => e,
+        (None, None) => bail!("name a --profile or an --explore rate"),
+    };
     let logged = on_policy(&rows, args.reward)
         .with_context(|| format!("the slots profile {:?} served", args.logged_profile))?;
     Ok(Report {
@@ -324,6 +376,24 @@ mod tests {
     }
 
     #[test]
+    fn slots_of_one_page_count_together_in_the_error() {
+        // The same slots, first each on its own page, then ten to a page with one reward
+        // per page (as correlated as slots can be): the second's standard error is about
+        // √10 times the first's.
+        let mut rows = logged(0.2, 20_000, 3);
+        for (i, r) in rows.iter_mut().enumerate() {
+            r.outcomes.complete_view = (i / 10) % 3 == 0;
+        }
+        let alone = estimate(&rows, 0.5, Reward::CompleteView).unwrap();
+        for (i, r) in rows.iter_mut().enumerate() {
+            r.request = format!("p{}", i / 10);
+        }
+        let paged = estimate(&rows, 0.5, Reward::CompleteView).unwrap();
+        let ratio = paged.std_error / alone.std_error;
+        assert!(ratio > 2.0 && ratio < 4.5, "{ratio}: {alone:?} {paged:?}");
+    }
+
+    #[test]
     fn a_log_that_never_explored_or_a_bad_rate_is_an_error() {
         let mut rows = logged(0.2, 100, 1);
         assert!(estimate(&rows, 1.5, Reward::Like).is_err());
@@ -334,6 +404,14 @@ mod tests {
         }
         let e = estimate(&rows, 0.3, Reward::Like).unwrap_err();
         assert!(e.to_string().contains("could explore"), "{e}");
+        let e = estimate(&[], 0.3, Reward::Like).unwrap_err();
+        assert!(e.to_string().contains("no served item"), "{e}");
+        let mut open = logged(0.2, 10, 1);
+        for r in &mut open {
+            r.complete = false;
+        }
+        let e = estimate(&open, 0.3, Reward::Like).unwrap_err();
+        assert!(e.to_string().contains("window"), "{e}");
         let mut bad = logged(0.2, 10, 1);
         bad[0].propensity = 0.0;
         assert!(estimate(&bad, 0.3, Reward::Like).is_err());
@@ -347,11 +425,21 @@ mod tests {
             toml::from_str("[selector]\nexplore = 0.4\n[scorer.weights]\ncreate = 9.0").unwrap();
         config.profiles.insert("wide".into(), profile(wide));
         config.profiles.insert("heavy".into(), profile(heavy));
-        let eps = check_profile(&config, steerfeed::DEFAULT_PROFILE, "wide").unwrap();
+        let hand: std::collections::BTreeSet<String> =
+            [steerfeed::model::HAND_SET.to_owned()].into();
+        let check = |target: &str, served: &std::collections::BTreeSet<String>| {
+            check_profile(&config, steerfeed::DEFAULT_PROFILE, target, served)
+        };
+        let eps = check("wide", &hand).unwrap();
         assert!((eps - 0.4).abs() < 1e-6);
-        let e = check_profile(&config, steerfeed::DEFAULT_PROFILE, "heavy").unwrap_err();
+        let e = check("heavy", &hand).unwrap_err();
         assert!(e.to_string().contains("ranks differently"), "{e}");
-        assert!(check_profile(&config, steerfeed::DEFAULT_PROFILE, "missing").is_err());
+        assert!(check("missing", &hand).is_err());
+        // Pages a trained model served (set while serving, so not in the configuration)
+        // hold that model's greedy picks, not the hand-set heads'.
+        let trained: std::collections::BTreeSet<String> = ["m-0000abcd".to_owned()].into();
+        let e = check("wide", &trained).unwrap_err();
+        assert!(e.to_string().contains("m-0000abcd"), "{e}");
     }
 
     fn profile(rank: toml::Table) -> steerfeed::ProfileConfig {

@@ -549,7 +549,10 @@ pub fn simulate_then<T>(
     let tmp;
     let dir = match &opts.store {
         Some(d) if d.read_dir().is_ok_and(|mut e| e.next().is_some()) => {
-            bail!("{} is not empty: a run starts from a new store", d.display())
+            bail!(
+                "{} is not empty: a run starts from a new store",
+                d.display()
+            )
         }
         Some(d) => d.clone(),
         None => {

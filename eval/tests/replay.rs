@@ -288,8 +288,7 @@ fn heads_trained_on_validation_pages_never_see_a_dev_target() {
     let ks = [10, 20];
     let config = Config::default();
     let trained =
-        learned::train_on_validation(&config, &cat, &split.train, usize::MAX, &ks, &emb, None)
-            .unwrap();
+        learned::train_on_validation(&config, &cat, &split.train, usize::MAX, &ks, None).unwrap();
 
     // The oracle of the outcomes: each validation case's held-out item, from the split.
     let (_, val_cases) = validation_split(&split.train).unwrap();
@@ -339,6 +338,16 @@ fn heads_trained_on_validation_pages_never_see_a_dev_target() {
     labelled.sort();
     hits.sort();
     assert_eq!(labelled, hits);
+    // Every served validation item is a positive, wherever on the served pages it was.
+    for r in &trained.rows {
+        if r.video.as_str() == replay_video(&cat, val_target[&name(&r.user)]) {
+            assert!(
+                r.outcomes.comment,
+                "{} served its validation item unlabelled",
+                r.user
+            );
+        }
+    }
     assert_eq!(trained.training.hits, hits.len());
     assert_eq!(trained.training.served_items, trained.rows.len());
 

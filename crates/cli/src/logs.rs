@@ -143,8 +143,8 @@ pub fn offpolicy(
         )
     };
     crate::say(format!(
-        "{:?} per explorable slot\n{}\n{}",
-        report.reward,
+        "{} per explorable slot\n{}\n{}",
+        report.reward.name(),
         line(
             &format!("logged ({})", report.logged_profile),
             &report.logged

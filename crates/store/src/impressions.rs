@@ -168,29 +168,33 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn header(b: &[u8]) -> Result<(Reader<'_>, &str)> {
+/// The record's version, and a reader past its viewer, whom it returns.
+fn header(b: &[u8]) -> Result<(Reader<'_>, u8, &str)> {
     let mut r = Reader { b };
-    if !(OLDEST..=VERSION).contains(&r.u8()?) {
+    let version = r.u8()?;
+    if !(OLDEST..=VERSION).contains(&version) {
         return Err(corrupt("impression"));
     }
     let user = r.str16()?;
-    Ok((r, user))
+    Ok((r, version, user))
 }
 
 /// The viewer a record names, read from its head.
 pub(crate) fn user_of(b: &[u8]) -> Result<&str> {
-    header(b).map(|(_, u)| u)
+    header(b).map(|(_, _, u)| u)
 }
 
 /// When the record's page was served.
 pub(crate) fn at_of(b: &[u8]) -> Result<Timestamp> {
-    let (mut r, _) = header(b)?;
+    let (mut r, _, _) = header(b)?;
     Ok(ts_of_ms(r.i64()?))
 }
 
 /// The whole record at `seq`.
 pub(crate) fn decode(seq: u64, b: &[u8]) -> Result<LoggedPage> {
-    let (mut r, user) = header(b)?;
+    let (mut r, version, user) = header(b)?;
+    // The flags a version may set: bits 0 to 2, and from version 2 bit 3 with 4 and 5.
+    let known: u8 = if version >= 2 { 0b11_1111 } else { 0b111 };
     let bad = |e: Error| {
         tracing::debug!(error = %e, "impression record names an invalid id");
         corrupt("impression")
@@ -211,6 +215,9 @@ pub(crate) fn decode(seq: u64, b: &[u8]) -> Result<LoggedPage> {
         let creator = r.f32s::<8>()?;
         let [interest, tie, co_engagement] = r.f32s::<3>()?;
         let flags = r.u8()?;
+        if flags & !known != 0 || (flags & 8 == 0 && flags & 0b11_0000 != 0) {
+            return Err(corrupt("impression"));
+        }
         let draw = if flags & 8 != 0 {
             Some(SlotDraw {
                 greedy: flags & 16 != 0,
@@ -332,6 +339,74 @@ mod tests {
         let mut other = b;
         other[0] = 3;
         assert!(decode(1, &other).is_err());
+    }
+
+    #[test]
+    fn a_version_1_record_written_byte_by_byte_reads_and_keeps_to_its_flags() {
+        fn s16(b: &mut Vec<u8>, s: &str) {
+            b.extend_from_slice(&(s.len() as u16).to_le_bytes());
+            b.extend_from_slice(s.as_bytes());
+        }
+        let mut b = vec![1u8];
+        s16(&mut b, "u1");
+        b.extend_from_slice(&1_700_000_000_000i64.to_le_bytes());
+        s16(&mut b, "r-9");
+        s16(&mut b, "default");
+        s16(&mut b, "hand-set");
+        b.extend_from_slice(&1u16.to_le_bytes());
+        s16(&mut b, "v7");
+        b.extend_from_slice(&3u32.to_le_bytes());
+        b.push(7);
+        b.extend_from_slice(b"popular");
+        let mut floats = vec![0.5f32];
+        floats.extend((0..8).map(|a| a as f32));
+        floats.extend([-1.0; 8]);
+        floats.extend([0.25, 0.5, 0.75]);
+        for x in &floats {
+            b.extend_from_slice(&x.to_le_bytes());
+        }
+        let flags_at = b.len();
+        b.push(0b101);
+        for x in (0..8)
+            .map(|a| 0.01 * (a + 1) as f32)
+            .chain((1..=8).map(|t| t as f32))
+        {
+            b.extend_from_slice(&x.to_le_bytes());
+        }
+        let got = decode(4, &b).unwrap();
+        assert_eq!(got.user.as_str(), "u1");
+        assert_eq!(got.at.as_millisecond(), 1_700_000_000_000);
+        assert_eq!(
+            (
+                got.page.request.as_str(),
+                got.page.profile.as_str(),
+                got.page.model.as_str()
+            ),
+            ("r-9", "default", "hand-set")
+        );
+        let it = &got.page.items[0];
+        assert_eq!(
+            (it.video.as_str(), it.position, it.source.as_str()),
+            ("v7", 3, "popular")
+        );
+        assert_eq!(it.propensity, 0.5);
+        assert_eq!(it.inputs.prior[7], 7.0);
+        assert_eq!(it.inputs.creator, [-1.0; 8]);
+        assert_eq!((it.inputs.interest, it.inputs.co_engagement), (0.25, 0.75));
+        assert!(it.inputs.followed && !it.inputs.remix_chain && it.inputs.friend_cameo);
+        assert_eq!(it.breakdown.actions.heads()[0], 0.01);
+        assert_eq!((it.breakdown.action_value, it.breakdown.total), (1.0, 8.0));
+        assert_eq!(it.draw, None);
+        // Bits a version 1 record never set, and draw bits without bit 3, are corrupt.
+        for bad in [0b1000u8, 0b1_0101, 0b100_0000] {
+            let mut c = b.clone();
+            c[flags_at] = bad;
+            assert!(decode(4, &c).is_err(), "flags {bad:#b}");
+        }
+        let mut c = b.clone();
+        c[0] = 2;
+        c[flags_at] = 0b10_0000;
+        assert!(decode(4, &c).is_err(), "in_draw without a draw");
     }
 
     #[test]

@@ -6,11 +6,13 @@
 //!
 //! 1. An engine is taught the training sequences less each one's last item (the
 //!    validation split of [`super::validation_split`]), and serves pages, as the replay
-//!    does, to the first `users` validation cases; case `i` asks [`STAGGER_S`]·`i`
-//!    seconds after the first, so the impression log has an order in time and
-//!    training can hold out its latest part.
-//! 2. Where a page served a case's held-out item, the harness ingests that person's
-//!    comment on it a second after the page, through [`Engine::ingest_events`]: a
+//!    does, to the first `users` validation cases; case `i` asks [`STAGGER_MS`]·`i`
+//!    milliseconds after the first (20,000 cases span 20 s, far below any of the
+//!    engine's half-lives), so the impression log has an order in time and training can
+//!    hold out its latest part.
+//! 2. Where a page served a case's held-out item (on any page it served, past the depth
+//!    scored too), the harness ingests that person's comment on it a millisecond after
+//!    the page, through [`Engine::ingest_events`]: a
 //!    MicroLens interaction is a public comment, and the replay teaches every training
 //!    interaction as one. Every other served item has no outcome.
 //! 3. The served items joined to those outcomes (`Engine::for_each_labeled_impression`)
@@ -35,16 +37,14 @@ use super::{MethodResult, Training, validation_split};
 
 /// The head MicroLens interactions label.
 pub const HEAD: &str = "comment";
-/// Seconds between two validation cases' requests.
-pub const STAGGER_S: i64 = 10;
+/// Milliseconds between two validation cases' requests.
+pub const STAGGER_MS: i64 = 1;
 const EVENT_BATCH: usize = 1_000;
 
 /// What training on the validation pages made.
 pub struct Trained {
     /// The model.
     pub model: RankModel,
-    /// The validation engine's row: its pages, served with the configured heads.
-    pub validation: MethodResult,
     /// The (viewer, video) of every outcome ingested: the validation hits.
     pub outcomes: Vec<(UserId, VideoId)>,
     /// The served items the model was trained and measured on, with their outcomes.
@@ -61,17 +61,13 @@ pub fn train_on_validation(
     train: &[Sequence],
     users: usize,
     ks: &[usize],
-    emb: &Embeddings,
     cache: Option<&std::path::Path>,
 ) -> anyhow::Result<Trained> {
     let (val_train, cases) = validation_split(train)?;
     let cases = &cases[..cases.len().min(users)];
     let replay = replay::build_cached(config.clone(), cat, &val_train, cache)?;
     let depth = ks.iter().copied().max().unwrap_or(10).max(DEPTH);
-    let (served, wall) = replay::serve_staggered(&replay, cases, depth, STAGGER_S)?;
-    let mut validation = replay::score(&replay, &served, wall, cat.len(), ks, emb);
-    validation.method = "engine-validation".to_owned();
-
+    let (served, _) = replay::serve_staggered(&replay, cases, depth, STAGGER_MS)?;
     let outcomes = ingest_hits(&replay, cases, &served)?;
     let mut rows = Vec::new();
     replay
@@ -100,7 +96,6 @@ pub fn train_on_validation(
     };
     Ok(Trained {
         model,
-        validation,
         outcomes,
         rows,
         training,
@@ -108,7 +103,7 @@ pub fn train_on_validation(
 }
 
 /// Ingests, for every case whose held-out item was served, that viewer's comment on it
-/// a second after the page; returns the (viewer, video) pairs.
+/// a millisecond after the page; returns the (viewer, video) pairs.
 fn ingest_hits(
     replay: &ReplayEngine,
     cases: &[Case],
@@ -116,7 +111,7 @@ fn ingest_hits(
 ) -> anyhow::Result<Vec<(UserId, VideoId)>> {
     let mut events = Vec::new();
     for (i, (case, o)) in cases.iter().zip(served).enumerate() {
-        if o.rank.is_none() {
+        if !o.target_served {
             continue;
         }
         let user = replay::user_id(&case.user)?;
@@ -124,11 +119,11 @@ fn ingest_hits(
             .video_id(case.target)
             .with_context(|| format!("item {} outside the catalogue", case.target))?
             .clone();
-        let at = replay.asked_at(i, STAGGER_S)?;
+        let at = replay.asked_at(i, STAGGER_MS)?;
         events.push(Event {
             key: EventKey::new(format!("outcome-{}", user.as_str()))?,
             user,
-            at: Timestamp::from_second(at.as_second() + 1)?,
+            at: Timestamp::from_millisecond(at.as_millisecond() + 1)?,
             kind: EventKind::Comment { video },
         });
     }

@@ -88,7 +88,7 @@ pub struct Args {
     pub train_heads: bool,
     /// Validation users whose served pages train the heads (the first N of the training
     /// users, their last item held out).
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 20_000, requires = "train_heads")]
     pub train_users: usize,
 }
 
@@ -103,12 +103,13 @@ pub struct Training {
     pub validation_users: usize,
     /// Served items in the impression log.
     pub served_items: usize,
-    /// Of them, the validation items served: the positives.
+    /// Of them, the validation items served (on any page served): the positives.
     pub hits: usize,
     /// The training report (per head: positives, coefficients, held-out quality of the
     /// heads in force and the trained ones).
     pub report: serde_json::Value,
-    /// The models the dev pages were served with, as the impression log names them.
+    /// The models the dev pages were served with, as the impression log names them
+    /// (empty until the dev pages are served).
     pub served_with: Vec<String>,
 }
 
@@ -421,6 +422,9 @@ pub fn check_args(args: &Args) -> anyhow::Result<Vec<&'static str>> {
         bail!("--k needs positive cut-offs");
     }
     if args.train_heads {
+        if !cfg!(feature = "learn") {
+            bail!("--train-heads needs a build with the `learn` feature");
+        }
         if !chosen.contains(&"engine") {
             bail!("--train-heads adds a row to the engine's: run the engine method");
         }
@@ -529,15 +533,8 @@ fn trained_row(
     emb: &Embeddings,
 ) -> anyhow::Result<MethodResult> {
     let cache = args.replay_cache.as_deref();
-    let trained = learned::train_on_validation(
-        config,
-        cat,
-        &split.train,
-        args.train_users,
-        &args.k,
-        emb,
-        cache,
-    )?;
+    let trained =
+        learned::train_on_validation(config, cat, &split.train, args.train_users, &args.k, cache)?;
     eprintln!(
         "model {} trained on {} served items of {} validation users ({} hits)",
         trained.model.id,

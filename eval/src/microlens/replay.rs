@@ -101,11 +101,11 @@ impl ReplayEngine {
         self.ids.get(i as usize)
     }
 
-    /// When case `i` of a run staggered by `step_s` seconds asks for its pages.
-    pub fn asked_at(&self, i: usize, step_s: i64) -> anyhow::Result<Timestamp> {
-        let offset = i64::try_from(i)?.saturating_mul(step_s);
-        Ok(Timestamp::from_second(
-            self.now.as_second().saturating_add(offset),
+    /// When case `i` of a run staggered by `step_ms` milliseconds asks for its pages.
+    pub fn asked_at(&self, i: usize, step_ms: i64) -> anyhow::Result<Timestamp> {
+        let offset = i64::try_from(i)?.saturating_mul(step_ms);
+        Ok(Timestamp::from_millisecond(
+            self.now.as_millisecond().saturating_add(offset),
         )?)
     }
 
@@ -342,8 +342,12 @@ pub struct Outcome {
     pub served: Vec<u32>,
     /// The source that proposed each served item.
     pub sources: Vec<String>,
-    /// Where the target was served, from 1 (as [`metrics::rank_of`] counts).
+    /// Where the target was served, from 1 (as [`metrics::rank_of`] counts), within the
+    /// depth asked.
     pub rank: Option<usize>,
+    /// The target was on a served page, within the depth or on the last page's items past
+    /// it (the engine serves, and logs, whole pages).
+    pub target_served: bool,
     /// Served items the user had already engaged with (the engine should serve none).
     pub re_served: usize,
     /// How long each page request took.
@@ -361,14 +365,14 @@ pub fn serve(
     serve_staggered(replay, cases, depth, 0)
 }
 
-/// [`serve`], case `i` asking for its pages `i · step_s` seconds after
+/// [`serve`], case `i` asking for its pages `i · step_ms` milliseconds after
 /// [`ReplayEngine::now`] (see [`ReplayEngine::asked_at`]), so that the served pages
 /// have an order in time.
 pub fn serve_staggered(
     replay: &ReplayEngine,
     cases: &[Case],
     depth: usize,
-    step_s: i64,
+    step_ms: i64,
 ) -> anyhow::Result<(Vec<Outcome>, Duration)> {
     let progress = Progress::new("replay: Engine::feed", cases.len() as u64);
     let done = AtomicUsize::new(0);
@@ -378,7 +382,7 @@ pub fn serve_staggered(
         .enumerate()
         .map(|(i, case)| {
             let o = replay
-                .asked_at(i, step_s)
+                .asked_at(i, step_ms)
                 .and_then(|at| serve_one(replay, case, depth, at));
             if done.fetch_add(1, Ordering::Relaxed) % 64 == 63 {
                 progress.set(done.load(Ordering::Relaxed) as u64);
@@ -428,6 +432,7 @@ fn serve_one(
             None => break,
         }
     }
+    let target_served = served.contains(&case.target);
     served.truncate(depth);
     sources.truncate(depth);
     let rank = served.iter().position(|&i| i == case.target).map(|p| p + 1);
@@ -436,6 +441,7 @@ fn serve_one(
         served,
         sources,
         rank,
+        target_served,
         re_served,
         latencies,
     })
