@@ -7,13 +7,15 @@
 //! versions that wrote its format, and the current readers (`codec.rs`, `rings.rs`,
 //! `idempotency.rs`, `store/viewer.rs`) hand a record they do not recognise to them.
 //!
-//! Two older forms differ from the current one only by a field, and are read by the
+//! Three older forms differ from the current one only by a field, and are read by the
 //! current reader with that field defaulted, so they have no reader of their own:
 //! - a derived record without its as-of number (schemas 5 and older) reads as of 0
 //!   (`codec::fixed_asof`, `codec::split_fragment` and the wellbeing and interest
 //!   readers);
 //! - a binary wellbeing record of version byte 1 (schema 5) is version 2 without the
-//!   as-of number (`codec::decode_wellbeing`).
+//!   as-of number (`codec::decode_wellbeing`);
+//! - an impression record of version byte 1 (schema 9) is version 2 without slot draws
+//!   (`impressions::decode`).
 //!
 //! Schema 3 and older also wrote one event per log record (`codec::decode_record` reads
 //! a record that is not a batch as one event).

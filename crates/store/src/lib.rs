@@ -53,7 +53,7 @@
 //! | `events` | seq `u64` BE of the record's first event | up to 48 binary event records (version byte 2; one-event records of version byte 1 or JSON from older schemas still read, see `codec.rs`); an erased person's event is the one byte `0xEE` (schema 8) |
 //! | `event_keys` | `0xFE` first seq `u64` BE | up to 256 × (key hash `u64` LE, seq `u64` LE); schema 3 and older: idempotency key → seq `u64` BE |
 //! | `catalog_log` | catalog version `u64` BE, video | — (the video was upserted or deleted at that version) |
-//! | `impressions` | entry number `u64` BE, from 1, in serving order | a served page for the impression log: version, viewer, time, request id, profile, model, then per item its video, position, source, propensity, head inputs, the choice exploration faced at its slot and score terms (`impressions.rs`); written by the persister with the rest of the served state, kept `impression_retention_h`, erased with the viewer |
+//! | `impressions` | entry number `u64` BE, from 1, in serving order | a served page for the impression log: version, viewer, time, request id, profile, model, then per item its video, position, source, propensity, head inputs, the choice exploration faced at its slot and score terms (`impressions.rs`; version byte 2, version byte 1 of schema 9 still reads); written by the persister with the rest of the served state, kept `impression_retention_h`, erased with the viewer |
 //! | each derived tree | `\xff\xffapplied` | watermark: last event seq `u64` BE the tree holds |
 //!
 //! "as-of" is the sequence number of the last event the record reflects, `u64` LE,
