@@ -32,7 +32,7 @@ use steerfeed::{
 
 use super::data::{Case, Catalogue, Sequence};
 use super::embed::Embeddings;
-use super::replay::{self, DEPTH, ReplayEngine};
+use super::replay::{self, ReplayEngine};
 use super::{MethodResult, Training, validation_split};
 
 /// The head MicroLens interactions label.
@@ -66,8 +66,7 @@ pub fn train_on_validation(
     let (val_train, cases) = validation_split(train)?;
     let cases = &cases[..cases.len().min(users)];
     let replay = replay::build_cached(config.clone(), cat, &val_train, cache)?;
-    let depth = ks.iter().copied().max().unwrap_or(10).max(DEPTH);
-    let (served, _) = replay::serve_staggered(&replay, cases, depth, STAGGER_MS)?;
+    let (served, _) = replay::serve_staggered(&replay, cases, replay::depth_for(ks), STAGGER_MS)?;
     let outcomes = ingest_hits(&replay, cases, &served)?;
     let mut rows = Vec::new();
     replay
@@ -157,9 +156,7 @@ pub fn run(
         .engine
         .set_model(trained.model)
         .context("putting the trained model in force")?;
-    let depth = ks.iter().copied().max().unwrap_or(10).max(DEPTH);
-    let (outcomes, wall) = replay::serve(&replay, cases, depth)?;
-    let mut row = replay::score(&replay, &outcomes, wall, cat.len(), ks, emb);
+    let mut row = replay::serve_and_score(&replay, cases, ks, emb, cat.len())?;
     row.method = "engine-trained".to_owned();
     let mut models = std::collections::BTreeSet::new();
     replay

@@ -535,9 +535,25 @@ pub fn run(
         replay.load_seconds,
         replay.engine.indexed_videos()
     );
-    let depth = ks.iter().copied().max().unwrap_or(10).max(DEPTH);
-    let (outcomes, wall) = serve(&replay, cases, depth)?;
-    Ok(score(&replay, &outcomes, wall, cat.len(), ks, emb))
+    serve_and_score(&replay, cases, ks, emb, cat.len())
+}
+
+/// Items each case is served: [`DEPTH`], or the largest cut-off when it is deeper.
+pub fn depth_for(ks: &[usize]) -> usize {
+    ks.iter().copied().max().unwrap_or(10).max(DEPTH)
+}
+
+/// Serves every case through `replay` as deep as `ks` needs and scores the pages over a
+/// catalogue of `n` items.
+pub fn serve_and_score(
+    replay: &ReplayEngine,
+    cases: &[Case],
+    ks: &[usize],
+    emb: &Embeddings,
+    n: usize,
+) -> anyhow::Result<MethodResult> {
+    let (outcomes, wall) = serve(replay, cases, depth_for(ks))?;
+    Ok(score(replay, &outcomes, wall, n, ks, emb))
 }
 
 #[cfg(test)]
