@@ -142,6 +142,18 @@ pub enum Record {
         /// The person.
         person: UserId,
     },
+    /// A page served to `user` as the impression log keeps it: per item its position,
+    /// source, propensity, what the action heads read and the terms of its score.
+    Impression {
+        /// The viewer.
+        user: UserId,
+        /// When it was served.
+        #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+        at: Timestamp,
+        /// The page: request id, rank profile, model and items.
+        #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+        page: crate::ImpressionPage,
+    },
 }
 
 /// The kinds of record a bulk export lists and an import applies: what the app told the
@@ -216,7 +228,8 @@ impl RecordKind {
 
 impl Record {
     /// The kind of an importable record; `None` for what is derived from events
-    /// (wellbeing, seen, engagement, interest, affinity) and for cameo mentions.
+    /// (wellbeing, seen, engagement, interest, affinity), for cameo mentions and for
+    /// logged pages.
     pub fn kind(&self) -> Option<RecordKind> {
         Some(match self {
             Record::User { .. } => RecordKind::User,
@@ -234,7 +247,8 @@ impl Record {
             | Record::Engagement { .. }
             | Record::Interest { .. }
             | Record::Affinity { .. }
-            | Record::Cameo { .. } => return None,
+            | Record::Cameo { .. }
+            | Record::Impression { .. } => return None,
         })
     }
 }

@@ -259,7 +259,8 @@ impl Engine {
             | Record::Engagement { .. }
             | Record::Interest { .. }
             | Record::Affinity { .. }
-            | Record::Cameo { .. } => return Ok(Imported::Derived),
+            | Record::Cameo { .. }
+            | Record::Impression { .. } => return Ok(Imported::Derived),
         }
         Ok(Imported::Written)
     }
@@ -298,7 +299,8 @@ fn names(r: &Record) -> Vec<&UserId> {
         | Record::Seen { user, .. }
         | Record::Engagement { user, .. }
         | Record::Interest { user, .. }
-        | Record::Affinity { user, .. } => vec![user],
+        | Record::Affinity { user, .. }
+        | Record::Impression { user, .. } => vec![user],
         Record::Cameo {
             creator, person, ..
         } => vec![creator, person],

@@ -81,7 +81,8 @@
 //! 25. the impression log gives back every logged page as recorded, in order, from a
 //!     time on; a page with no impressions logs nothing; entries older than the
 //!     retention ([`IMPRESSION_RETENTION_H`]) before the newest page are gone by the
-//!     next read; an erasure removes the person's pages and keeps the others'.
+//!     next read; a person's export lists their pages and no one else's; an erasure
+//!     removes the person's pages and keeps the others'.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed step is a failed test
 
@@ -2135,7 +2136,8 @@ fn logged_pages(s: &dyn Storage, since: Timestamp) -> Vec<LoggedPage> {
     out
 }
 
-/// 25. The impression log keeps pages for the retention, and forgets erased people.
+/// 25. The impression log keeps pages for the retention, is in a person's export, and
+///     forgets erased people.
 pub fn the_impression_log_keeps_pages_for_the_retention(new_store: Factory<'_>) {
     let s = new_store();
     seeded(&*s);
@@ -2200,6 +2202,27 @@ pub fn the_impression_log_keeps_pages_for_the_retention(new_store: Factory<'_>) 
     // Erasure: b's pages go, c's stay.
     record("b", Some(&p1), &["va1", "vb1"], late + 1_000);
     assert_eq!(logged_pages(&*s, at(late + 1_000)).len(), 1);
+    // A person's export lists the pages served to them, and no one else's.
+    let exported = |user: &str| -> Vec<(String, Timestamp, ImpressionPage)> {
+        s.export_user(&uid(user), at(late + 1_000))
+            .unwrap()
+            .into_iter()
+            .filter_map(|r| match r {
+                steerfeed_core::Record::Impression { user, at, page } => {
+                    Some((user.as_str().to_owned(), at, page))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(
+        exported("b"),
+        [("b".to_owned(), at(late + 1_000), p1.clone())],
+        "b's export holds b's page"
+    );
+    let c_pages = exported("c");
+    assert_eq!(c_pages.len(), 3, "{c_pages:?}");
+    assert!(c_pages.iter().all(|(u, ..)| u == "c"));
     s.erase_user(&uid("b"), OwnVideos::Keep).unwrap();
     let after = logged_pages(&*s, Timestamp::UNIX_EPOCH);
     assert!(after.iter().all(|p| p.user.as_str() == "c"));

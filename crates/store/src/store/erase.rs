@@ -466,9 +466,10 @@ impl Store {
 
     /// Everything stored about `user`, as export records: the account, relations both
     /// ways, consent, parental controls, preferences, wellbeing (as of `now`), the seen
-    /// and history rings, interest, affinity (as of `now`), their events in the log,
-    /// their videos and the videos they appear in. Empty for an unknown (or erased)
-    /// user. Reads the whole log and catalogue.
+    /// and history rings, interest, affinity (as of `now`), their events in the log, the
+    /// pages served to them that the impression log keeps, their videos and the videos
+    /// they appear in. Empty for an unknown (or erased) user. Reads the whole event log,
+    /// impression log and catalogue.
     pub fn export_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<Record>> {
         let mut out = self.account_records(user)?;
         if out.is_empty() {
@@ -513,6 +514,16 @@ impl Store {
         self.for_each_event(1, |seq, event| {
             if event.user == *user {
                 out.push(Record::Event { seq, event });
+            }
+            Ok(())
+        })?;
+        self.for_each_impression(Timestamp::MIN, &mut |p| {
+            if p.user == *user {
+                out.push(Record::Impression {
+                    user: p.user,
+                    at: p.at,
+                    page: p.page,
+                });
             }
             Ok(())
         })?;

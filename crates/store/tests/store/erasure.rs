@@ -429,6 +429,7 @@ fn an_export_lists_everything_stored_about_the_person() {
             Record::Event { .. } => "event",
             Record::Video { .. } => "video",
             Record::Cameo { .. } => "cameo",
+            Record::Impression { .. } => "impression",
         })
         .collect();
     for want in [
