@@ -1326,7 +1326,7 @@ struct Export {
     get,
     path = "/v1/users/{id}/export",
     tag = "people",
-    description = "Everything stored about a person (`admin` scope), as records tagged by `record` (the format of bulk exports): the account, follows both ways, the blocks and mutes they set, consent, revocations, parental controls, preferences, wellbeing, seen and history, interest, affinity, their events in the log, their videos and the videos they appear in. Empty `records` for a person never stored or erased. Reads the whole event log and catalogue.",
+    description = "Everything stored about a person (`admin` scope), as records tagged by `record` (the format of bulk exports): the account, follows both ways, the blocks and mutes they set, consent, revocations, parental controls, preferences, wellbeing, seen and history, interest, affinity, their events in the log, the pages served to them that the impression log keeps, their videos and the videos they appear in. Empty `records` for a person never stored or erased. Reads the whole event log, impression log and catalogue.",
     params(("id" = String, Path, description = "the person")),
     responses((status = 200, description = "done", body = Export), ErrorResponses)
 )]
