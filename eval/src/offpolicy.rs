@@ -31,6 +31,22 @@
 use anyhow::{Context, bail};
 use steerfeed::{Config, LabeledImpression, Outcomes};
 
+/// What an estimate weighs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unit {
+    /// Each explorable slot, the earlier slots of its page held as logged: the reward per
+    /// explorable slot.
+    Slot,
+    /// Each page, weighed by the product of its slots' weights: the reward per served
+    /// item. The logged propensities are conditional on the slots before, and a policy
+    /// that ranks the same way makes the same greedy pick and has the same items to draw
+    /// after the same earlier slots, so the product is the page's probability under the
+    /// other rate: what one slot's choice does to the page's later slots is inside the
+    /// estimate. Its weights vary far more than the slots'.
+    Page,
+}
+
 /// What a slot earns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -97,10 +113,10 @@ pub struct Estimate {
     pub low: f64,
     /// See `low`.
     pub high: f64,
-    /// Slots read.
-    pub slots: usize,
+    /// Units read (slots, or pages).
+    pub units: usize,
     /// Their effective number under the weights, `(Σ w)² / Σ w²`.
-    pub effective_slots: f64,
+    pub effective_units: f64,
     /// The largest weight.
     pub max_weight: f64,
 }
@@ -141,11 +157,75 @@ pub fn on_policy(rows: &[LabeledImpression], reward: Reward) -> anyhow::Result<E
     weighted(&wr, f64::NAN)
 }
 
-/// The served items of slots that could explore, whose outcome window has closed; an
-/// error saying which is missing when there are none.
+/// The page-by-page estimate for rate `eps`: each page whose outcome windows have all
+/// closed, weighed by the product of its explorable slots' weights, earns the mean
+/// reward of its items (see [`Unit::Page`]).
+pub fn estimate_pages(
+    rows: &[LabeledImpression],
+    eps: f64,
+    reward: Reward,
+) -> anyhow::Result<Estimate> {
+    if !(0.0..=1.0).contains(&eps) {
+        bail!("the exploration rate must be between 0 and 1, not {eps}");
+    }
+    check_explorable(rows)?;
+    let mut wr = Vec::new();
+    for (page, items) in pages(rows) {
+        let mut w = 1.0;
+        for r in &items {
+            if let Some(d) = r.draw {
+                let mu = f64::from(r.propensity);
+                if !(mu > 0.0 && mu <= 1.0) {
+                    bail!(
+                        "{} of request {page} has propensity {mu}: not a probability",
+                        r.video
+                    );
+                }
+                w *= d.probability(eps) / mu;
+            }
+        }
+        wr.push((page, w, mean_reward(&items, reward)));
+    }
+    weighted(&wr, eps)
+}
+
+/// The reward per served item of the policy that served `rows`, page by page.
+pub fn on_policy_pages(rows: &[LabeledImpression], reward: Reward) -> anyhow::Result<Estimate> {
+    check_explorable(rows)?;
+    let wr: Vec<(&str, f64, f64)> = pages(rows)
+        .into_iter()
+        .map(|(page, items)| (page, 1.0, mean_reward(&items, reward)))
+        .collect();
+    weighted(&wr, f64::NAN)
+}
+
+/// The pages of `rows` whose every outcome window has closed, by request id.
+fn pages(rows: &[LabeledImpression]) -> Vec<(&str, Vec<&LabeledImpression>)> {
+    let mut by: std::collections::BTreeMap<&str, Vec<&LabeledImpression>> =
+        std::collections::BTreeMap::new();
+    for r in rows {
+        by.entry(r.request.as_str()).or_default().push(r);
+    }
+    by.into_iter()
+        .filter(|(_, items)| items.iter().all(|r| r.complete))
+        .collect()
+}
+
+fn mean_reward(items: &[&LabeledImpression], reward: Reward) -> f64 {
+    items.iter().map(|r| reward.of(&r.outcomes)).sum::<f64>() / items.len().max(1) as f64
+}
+
+/// The served items of slots that could explore, whose outcome window has closed.
 fn explorable(
     rows: &[LabeledImpression],
 ) -> anyhow::Result<impl Iterator<Item = &LabeledImpression>> {
+    check_explorable(rows)?;
+    Ok(rows.iter().filter(|r| r.complete && r.draw.is_some()))
+}
+
+/// An error saying what is missing when `rows` hold no explorable slot whose outcome
+/// window has closed.
+fn check_explorable(rows: &[LabeledImpression]) -> anyhow::Result<()> {
     if rows.is_empty() {
         bail!("no served item to read (check --since, --input and --logged-profile)");
     }
@@ -161,7 +241,7 @@ fn explorable(
              yet: the outcomes are not final"
         );
     }
-    Ok(rows.iter().filter(|r| r.complete && r.draw.is_some()))
+    Ok(())
 }
 
 /// The self-normalised mean of the rewards under the weights, `(page, w, r)` per slot.
@@ -183,8 +263,8 @@ fn weighted(wr: &[(&str, f64, f64)], eps: f64) -> anyhow::Result<Estimate> {
         std_error,
         low: value - 1.96 * std_error,
         high: value + 1.96 * std_error,
-        slots: wr.len(),
-        effective_slots: sw * sw / sw2,
+        units: wr.len(),
+        effective_units: sw * sw / sw2,
         max_weight: wr.iter().map(|(_, w, _)| *w).fold(0.0, f64::max),
     })
 }
@@ -249,6 +329,10 @@ pub struct Args {
     /// What a slot earns.
     #[arg(long, value_enum, default_value = "complete-view")]
     pub reward: Reward,
+    /// Weigh slot by slot (the reward per explorable slot) or page by page (the reward
+    /// per served item, with how a slot's choice changes its page's later slots).
+    #[arg(long, value_enum, default_value = "slot")]
+    pub unit: Unit,
     /// Read items served at or after this (an RFC 3339 time, or an age: `30d`).
     #[arg(long, default_value = "30d")]
     pub since: String,
@@ -270,6 +354,8 @@ pub struct Report {
     pub profile: Option<String>,
     /// The target's exploration rate.
     pub explore: f64,
+    /// What was weighed.
+    pub unit: Unit,
     /// The reward.
     pub reward: Reward,
     /// The logged policy's own reward per explorable slot (every weight 1).
@@ -293,15 +379,26 @@ pub fn report(config: &Config, args: &Args, rows: &[LabeledImpression]) -> anyho
         (None, Some(e)) => e,
         (None, None) => bail!("name a --profile or an --explore rate"),
     };
-    let logged = on_policy(&rows, args.reward)
-        .with_context(|| format!("the slots profile {:?} served", args.logged_profile))?;
+    let (logged, target) = match args.unit {
+        Unit::Slot => (
+            on_policy(&rows, args.reward),
+            estimate(&rows, eps, args.reward),
+        ),
+        Unit::Page => (
+            on_policy_pages(&rows, args.reward),
+            estimate_pages(&rows, eps, args.reward),
+        ),
+    };
+    let logged =
+        logged.with_context(|| format!("the pages profile {:?} served", args.logged_profile))?;
     Ok(Report {
         logged_profile: args.logged_profile.clone(),
         profile: args.profile.clone(),
         explore: eps,
+        unit: args.unit,
         reward: args.reward,
         logged,
-        estimate: estimate(&rows, eps, args.reward)?,
+        estimate: target?,
     })
 }
 
@@ -372,7 +469,63 @@ mod tests {
         let own = on_policy(&rows, Reward::CompleteView).unwrap();
         let same = estimate(&rows, 0.2, Reward::CompleteView).unwrap();
         assert!((own.value - same.value).abs() < 1e-6, "{own:?} {same:?}");
-        assert!((same.effective_slots - rows.len() as f64).abs() < 1e-3);
+        assert!((same.effective_units - rows.len() as f64).abs() < 1e-3);
+    }
+
+    /// Pages of two slots where the second slot's greedy pick completes more often when
+    /// the first slot was drawn (a change of item relieves fatigue). The page-by-page
+    /// estimate finds another rate's known value; the slot-by-slot one, which holds the
+    /// first slot as logged, misses it by the interaction.
+    #[test]
+    fn page_weights_see_how_one_slot_changes_the_next() {
+        let eps = 0.2;
+        let mut rng = StdRng::seed_from_u64(11);
+        let q = [0.1, 0.2, 0.3, 0.4];
+        let mut rows = Vec::new();
+        for page in 0..60_000 {
+            let mut first_drawn = false;
+            for slot in 0..2u32 {
+                let mut r = logged(eps, 1, page * 2 + u64::from(slot)).remove(0);
+                let drawn = rng.random_bool(eps);
+                let p = if drawn {
+                    q[rng.random_range(0..4usize)]
+                } else if slot == 1 && first_drawn {
+                    0.8
+                } else {
+                    0.6
+                };
+                first_drawn |= drawn;
+                r.request = format!("p{page}");
+                r.position = slot;
+                r.propensity = (if drawn { eps / 4.0 } else { 1.0 - eps }) as f32;
+                r.draw = Some(SlotDraw {
+                    greedy: !drawn,
+                    drawable: 4,
+                    in_draw: drawn,
+                });
+                r.outcomes.complete_view = rng.random_bool(p);
+                rows.push(r);
+            }
+        }
+        let target: f64 = 0.6;
+        // Slot 1: (1 − ε')·0.6 + ε'·0.25; slot 2's greedy pick earns 0.8 after a draw.
+        let first = (1.0 - target) * 0.6 + target * 0.25;
+        let second = (1.0 - target) * ((1.0 - target) * 0.6 + target * 0.8) + target * 0.25;
+        let truth = (first + second) / 2.0;
+        let paged = estimate_pages(&rows, target, Reward::CompleteView).unwrap();
+        assert!(
+            (paged.value - truth).abs() < 3.0 * paged.std_error && paged.std_error < 0.006,
+            "{paged:?} against {truth}"
+        );
+        let slotted = estimate(&rows, target, Reward::CompleteView).unwrap();
+        assert!(
+            (slotted.value - truth).abs() > 3.0 * slotted.std_error,
+            "the slot-by-slot estimate {slotted:?} should miss {truth}"
+        );
+        // At the logged rate every page weighs 1.
+        let own = on_policy_pages(&rows, Reward::CompleteView).unwrap();
+        let same = estimate_pages(&rows, eps, Reward::CompleteView).unwrap();
+        assert!((own.value - same.value).abs() < 1e-9 && own.units == 60_000);
     }
 
     #[test]

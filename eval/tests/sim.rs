@@ -289,7 +289,7 @@ fn an_off_policy_estimate_agrees_with_the_other_rates_own_run() {
     let est = estimate(&logged_rows, 0.5, reward).unwrap();
     // Greedy slots weigh (1 − 0.5)/(1 − 0.3), drawn ones 0.5/0.3.
     assert!((est.max_weight - 0.5 / 0.3).abs() < 0.01, "{est:?}");
-    assert!(est.effective_slots > 0.8 * est.slots as f64, "{est:?}");
+    assert!(est.effective_units > 0.8 * est.units as f64, "{est:?}");
     let noise = est.std_error.hypot(other.std_error);
     assert!(
         (est.value - other.value).abs() < 3.0 * noise,

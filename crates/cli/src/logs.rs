@@ -136,14 +136,18 @@ pub fn offpolicy(
     if args.json {
         return crate::say(serde_json::to_string(&report)?);
     }
+    let (unit, per) = match report.unit {
+        steerfeed_eval::offpolicy::Unit::Slot => ("slots", "per explorable slot"),
+        steerfeed_eval::offpolicy::Unit::Page => ("pages", "per served item, page by page"),
+    };
     let line = |name: &str, e: &steerfeed_eval::offpolicy::Estimate| {
         format!(
-            "{name:<28} {:.4} [{:.4}, {:.4}] over {} slots (effective {:.0}, largest weight {:.2})",
-            e.value, e.low, e.high, e.slots, e.effective_slots, e.max_weight
+            "{name:<28} {:.4} [{:.4}, {:.4}] over {} {unit} (effective {:.0}, largest weight {:.2})",
+            e.value, e.low, e.high, e.units, e.effective_units, e.max_weight
         )
     };
     crate::say(format!(
-        "{} per explorable slot\n{}\n{}",
+        "{} {per}\n{}\n{}",
         report.reward.name(),
         line(
             &format!("logged ({})", report.logged_profile),

@@ -1412,7 +1412,7 @@ fn served_pages_train_a_model_that_a_running_sidecar_swaps_refuses_damaged_and_r
             (est[which]["value"].as_f64().unwrap() - mean).abs() < 1e-9,
             "{est}"
         );
-        assert_eq!(est[which]["slots"], served);
+        assert_eq!(est[which]["units"], served);
     }
     let (ok, out, err) = steerfeed(
         &store,
