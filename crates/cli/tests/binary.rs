@@ -1430,6 +1430,27 @@ fn served_pages_train_a_model_that_a_running_sidecar_swaps_refuses_damaged_and_r
     );
     assert!(ok, "{err}");
     assert!(out.contains("per explorable slot"), "{out}");
+    // Page by page at the logged rate, too: every page weighs 1.
+    let (ok, out, err) = steerfeed(
+        &store,
+        &[
+            "eval",
+            "offpolicy",
+            "--input",
+            explored_arg,
+            "--explore",
+            "0.25",
+            "--unit",
+            "page",
+            "--json",
+        ],
+        &[],
+    );
+    assert!(ok, "{err}");
+    let est: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(est["unit"], "page");
+    assert_eq!(est["estimate"]["value"], est["logged"]["value"]);
+    assert_eq!(est["estimate"]["max_weight"], 1.0);
 
     let model = dir.path().join("heads.model");
     let report = dir.path().join("report.json");
