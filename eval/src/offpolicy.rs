@@ -38,12 +38,13 @@ pub enum Unit {
     /// Each explorable slot, the earlier slots of its page held as logged: the reward per
     /// explorable slot.
     Slot,
-    /// Each page, weighed by the product of its slots' weights: the reward per served
-    /// item. The logged propensities are conditional on the slots before, and a policy
-    /// that ranks the same way makes the same greedy pick and has the same items to draw
-    /// after the same earlier slots, so the product is the page's probability under the
-    /// other rate: what one slot's choice does to the page's later slots is inside the
-    /// estimate. Its weights vary far more than the slots'.
+    /// Each page with an explorable slot, weighed by the product of its slots' weights:
+    /// the mean reward of a page's items, averaged over pages. The logged propensities
+    /// are conditional on the slots before, and a policy that ranks the same way makes
+    /// the same greedy pick and has the same items to draw after the same earlier slots,
+    /// so the product is the ratio of the page's probabilities at the two rates, given
+    /// what came before the page: what one slot's choice does to the page's later slots
+    /// is inside the estimate. Its weights vary far more than the slots'.
     Page,
 }
 
@@ -157,9 +158,9 @@ pub fn on_policy(rows: &[LabeledImpression], reward: Reward) -> anyhow::Result<E
     weighted(&wr, f64::NAN)
 }
 
-/// The page-by-page estimate for rate `eps`: each page whose outcome windows have all
-/// closed, weighed by the product of its explorable slots' weights, earns the mean
-/// reward of its items (see [`Unit::Page`]).
+/// The page-by-page estimate for rate `eps`: each page with an explorable slot whose
+/// outcome windows have all closed, weighed by the product of its explorable slots'
+/// weights, earns the mean reward of its items (see [`Unit::Page`]).
 pub fn estimate_pages(
     rows: &[LabeledImpression],
     eps: f64,
@@ -170,7 +171,7 @@ pub fn estimate_pages(
     }
     check_explorable(rows)?;
     let mut wr = Vec::new();
-    for (page, items) in pages(rows) {
+    for (page, items) in pages(rows)? {
         let mut w = 1.0;
         for r in &items {
             if let Some(d) = r.draw {
@@ -189,26 +190,46 @@ pub fn estimate_pages(
     weighted(&wr, eps)
 }
 
-/// The reward per served item of the policy that served `rows`, page by page.
+/// The mean reward of a page's items, averaged over the pages with an explorable slot,
+/// of the policy that served `rows`.
 pub fn on_policy_pages(rows: &[LabeledImpression], reward: Reward) -> anyhow::Result<Estimate> {
     check_explorable(rows)?;
-    let wr: Vec<(&str, f64, f64)> = pages(rows)
+    let wr: Vec<(&str, f64, f64)> = pages(rows)?
         .into_iter()
         .map(|(page, items)| (page, 1.0, mean_reward(&items, reward)))
         .collect();
     weighted(&wr, f64::NAN)
 }
 
-/// The pages of `rows` whose every outcome window has closed, by request id.
-fn pages(rows: &[LabeledImpression]) -> Vec<(&str, Vec<&LabeledImpression>)> {
+/// The pages of `rows` to weigh, by request id: those with an explorable slot, every
+/// outcome window closed, and a draw wherever a slot's propensity is below 1. A page
+/// without any draw may have been served with exploration off, and an item drawn
+/// without its draw logged (a record from before draws were logged) has no known
+/// probability at another rate: both are left out. Rows of one request that repeat a
+/// position (overlapping exports read together) are an error.
+fn pages(rows: &[LabeledImpression]) -> anyhow::Result<Vec<(&str, Vec<&LabeledImpression>)>> {
     let mut by: std::collections::BTreeMap<&str, Vec<&LabeledImpression>> =
         std::collections::BTreeMap::new();
     for r in rows {
         by.entry(r.request.as_str()).or_default().push(r);
     }
-    by.into_iter()
-        .filter(|(_, items)| items.iter().all(|r| r.complete))
-        .collect()
+    for (page, items) in &by {
+        let positions: std::collections::BTreeSet<u32> = items.iter().map(|r| r.position).collect();
+        if positions.len() != items.len() {
+            bail!(
+                "request {page} holds a position twice: are two overlapping exports read together?"
+            );
+        }
+    }
+    Ok(by
+        .into_iter()
+        .filter(|(_, items)| {
+            items
+                .iter()
+                .all(|r| r.complete && (r.draw.is_some() || r.propensity >= 1.0))
+                && items.iter().any(|r| r.draw.is_some())
+        })
+        .collect())
 }
 
 fn mean_reward(items: &[&LabeledImpression], reward: Reward) -> f64 {
@@ -329,8 +350,8 @@ pub struct Args {
     /// What a slot earns.
     #[arg(long, value_enum, default_value = "complete-view")]
     pub reward: Reward,
-    /// Weigh slot by slot (the reward per explorable slot) or page by page (the reward
-    /// per served item, with how a slot's choice changes its page's later slots).
+    /// Weigh slot by slot (the reward per explorable slot) or page by page (the mean
+    /// reward of a page's items, with how a slot's choice changes its page's later slots).
     #[arg(long, value_enum, default_value = "slot")]
     pub unit: Unit,
     /// Read items served at or after this (an RFC 3339 time, or an age: `30d`).
@@ -358,7 +379,7 @@ pub struct Report {
     pub unit: Unit,
     /// The reward.
     pub reward: Reward,
-    /// The logged policy's own reward per explorable slot (every weight 1).
+    /// The logged policy's own value, in the same unit (every weight 1).
     pub logged: Estimate,
     /// The target's, estimated.
     pub estimate: Estimate,
@@ -525,7 +546,7 @@ mod tests {
         // At the logged rate every page weighs 1.
         let own = on_policy_pages(&rows, Reward::CompleteView).unwrap();
         let same = estimate_pages(&rows, eps, Reward::CompleteView).unwrap();
-        assert!((own.value - same.value).abs() < 1e-9 && own.units == 60_000);
+        assert!((own.value - same.value).abs() < 1e-6 && own.units == 60_000);
     }
 
     #[test]

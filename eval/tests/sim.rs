@@ -251,8 +251,8 @@ fn a_seed_replays_its_run() {
 
 /// The off-policy estimate of another exploration rate, read off one run's impression
 /// log: every explorable slot's logged propensity is its draw's probability at the
-/// logged rate, and the page-by-page estimate for ε = 0.5 from a run at ε = 0.3 agrees
-/// with the run at 0.5 within the noise of both. (The slot-by-slot estimate holds each
+/// logged rate, every page weighs 1 at that rate, and the page-by-page estimate for
+/// ε = 0.5 from a run at ε = 0.3 agrees with the run at 0.5 within the noise of both. (The slot-by-slot estimate holds each
 /// page's earlier slots as logged; the simulated people tire of repeated topics, so it
 /// reads exploration as costlier than the other run finds it: see eval/README.md.)
 #[test]
@@ -291,7 +291,13 @@ fn an_off_policy_estimate_agrees_with_the_other_rates_own_run() {
         slots.effective_units > 0.8 * slots.units as f64,
         "{slots:?}"
     );
-    // Page by page, against the other rate's own pages.
+    // Page by page: at the logged rate every page weighs 1 (an exact check of the
+    // logged propensities against the draws); at 0.5, against the other rate's own pages
+    // (a check of the wiring end to end: in this small world the interval is wide).
+    let same = estimate_pages(&logged_rows, 0.3, reward).unwrap();
+    let own = on_policy_pages(&logged_rows, reward).unwrap();
+    assert!((same.value - own.value).abs() < 1e-6, "{same:?} {own:?}");
+    assert!((same.max_weight - 1.0).abs() < 1e-5, "{same:?}");
     let est = estimate_pages(&logged_rows, 0.5, reward).unwrap();
     let other = on_policy_pages(&other_rows, reward).unwrap();
     assert!(est.effective_units > 0.05 * est.units as f64, "{est:?}");

@@ -138,7 +138,7 @@ pub fn offpolicy(
     }
     let (unit, per) = match report.unit {
         steerfeed_eval::offpolicy::Unit::Slot => ("slots", "per explorable slot"),
-        steerfeed_eval::offpolicy::Unit::Page => ("pages", "per served item, page by page"),
+        steerfeed_eval::offpolicy::Unit::Page => ("pages", "per item, averaged page by page"),
     };
     let line = |name: &str, e: &steerfeed_eval::offpolicy::Estimate| {
         format!(

@@ -158,7 +158,8 @@ pub enum Record {
 
 /// The kinds of record a bulk export lists and an import applies: what the app told the
 /// engine. Everything else a store holds (wellbeing, seen and history rings, interest,
-/// affinity, counters) is derived from these and rebuilt by replaying the events.
+/// affinity, counters) is derived from these and rebuilt by replaying the events, but
+/// for the impression log, which holds only the pages this store served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RecordKind {
     /// Accounts.

@@ -23,7 +23,8 @@ pub enum Imported {
     /// again.
     Duplicate,
     /// A record derived from events (wellbeing, seen, engagement, interest, affinity, a
-    /// cameo mention): not imported, since replaying the events rebuilds it.
+    /// cameo mention), not imported since replaying the events rebuilds it; or a page of
+    /// the impression log, which a store keeps only for the pages it served itself.
     Derived,
 }
 

@@ -219,11 +219,16 @@ pub(crate) fn decode(seq: u64, b: &[u8]) -> Result<LoggedPage> {
             return Err(corrupt("impression"));
         }
         let draw = if flags & 8 != 0 {
-            Some(SlotDraw {
+            let d = SlotDraw {
                 greedy: flags & 16 != 0,
                 drawable: r.u32()?,
                 in_draw: flags & 32 != 0,
-            })
+            };
+            // A served item was the greedy pick or a drawn one, from a non-empty draw.
+            if d.drawable == 0 || !(d.greedy || d.in_draw) {
+                return Err(corrupt("impression"));
+            }
+            Some(d)
         } else {
             None
         };
@@ -407,6 +412,28 @@ mod tests {
         c[0] = 2;
         c[flags_at] = 0b10_0000;
         assert!(decode(4, &c).is_err(), "in_draw without a draw");
+    }
+
+    #[test]
+    fn a_draw_that_could_not_have_served_its_item_is_corrupt() {
+        let user = UserId::new("u1").unwrap();
+        for draw in [
+            SlotDraw {
+                greedy: false,
+                drawable: 3,
+                in_draw: false,
+            },
+            SlotDraw {
+                greedy: true,
+                drawable: 0,
+                in_draw: false,
+            },
+        ] {
+            let mut p = page();
+            p.items[0].draw = Some(draw);
+            let b = encode(&user, Timestamp::UNIX_EPOCH, &p);
+            assert!(decode(1, &b).is_err(), "{draw:?}");
+        }
     }
 
     #[test]
