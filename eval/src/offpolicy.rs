@@ -103,7 +103,7 @@ impl Reward {
     }
 }
 
-/// An estimate of the reward per explorable slot.
+/// An estimate of the reward per unit (explorable slot, or page).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Estimate {
     /// The value.
@@ -125,28 +125,36 @@ pub struct Estimate {
 /// The estimate for exploration rate `eps` over the explorable slots of `rows` whose
 /// outcome window has closed; an error when there are none.
 pub fn estimate(rows: &[LabeledImpression], eps: f64, reward: Reward) -> anyhow::Result<Estimate> {
+    check_rate(eps)?;
+    let mut wr = Vec::new();
+    for r in explorable(rows)? {
+        wr.push((r.request.as_str(), weight(r, eps)?, reward.of(&r.outcomes)));
+    }
+    weighted(&wr, eps)
+}
+
+/// The exploration rate is a probability.
+fn check_rate(eps: f64) -> anyhow::Result<()> {
     if !(0.0..=1.0).contains(&eps) {
         bail!("the exploration rate must be between 0 and 1, not {eps}");
     }
-    let mut wr = Vec::new();
-    for r in explorable(rows)? {
-        let Some(d) = r.draw else { continue };
-        let mu = f64::from(r.propensity);
-        if !(mu > 0.0 && mu <= 1.0) {
-            bail!(
-                "{} at position {} of request {} has propensity {mu}: not a probability",
-                r.video,
-                r.position,
-                r.request
-            );
-        }
-        wr.push((
-            r.request.as_str(),
-            d.probability(eps) / mu,
-            reward.of(&r.outcomes),
-        ));
+    Ok(())
+}
+
+/// `π / μ` of a served item: the probability that rate `eps` serves it in its slot over
+/// its logged propensity (1 for a slot that could not explore).
+fn weight(r: &LabeledImpression, eps: f64) -> anyhow::Result<f64> {
+    let Some(d) = r.draw else { return Ok(1.0) };
+    let mu = f64::from(r.propensity);
+    if !(mu > 0.0 && mu <= 1.0) {
+        bail!(
+            "{} at position {} of request {} has propensity {mu}: not a probability",
+            r.video,
+            r.position,
+            r.request
+        );
     }
-    weighted(&wr, eps)
+    Ok(d.probability(eps) / mu)
 }
 
 /// The reward per explorable slot of the policy that served `rows`, every weight 1:
@@ -166,24 +174,13 @@ pub fn estimate_pages(
     eps: f64,
     reward: Reward,
 ) -> anyhow::Result<Estimate> {
-    if !(0.0..=1.0).contains(&eps) {
-        bail!("the exploration rate must be between 0 and 1, not {eps}");
-    }
+    check_rate(eps)?;
     check_explorable(rows)?;
     let mut wr = Vec::new();
     for (page, items) in pages(rows)? {
         let mut w = 1.0;
         for r in &items {
-            if let Some(d) = r.draw {
-                let mu = f64::from(r.propensity);
-                if !(mu > 0.0 && mu <= 1.0) {
-                    bail!(
-                        "{} of request {page} has propensity {mu}: not a probability",
-                        r.video
-                    );
-                }
-                w *= d.probability(eps) / mu;
-            }
+            w *= weight(r, eps)?;
         }
         wr.push((page, w, mean_reward(&items, reward)));
     }
@@ -386,12 +383,12 @@ pub struct Report {
 }
 
 /// Estimates the target of `args` from `rows`, the served items with outcomes.
-pub fn report(config: &Config, args: &Args, rows: &[LabeledImpression]) -> anyhow::Result<Report> {
-    let rows: Vec<LabeledImpression> = rows
-        .iter()
-        .filter(|r| r.profile == args.logged_profile)
-        .cloned()
-        .collect();
+pub fn report(
+    config: &Config,
+    args: &Args,
+    mut rows: Vec<LabeledImpression>,
+) -> anyhow::Result<Report> {
+    rows.retain(|r| r.profile == args.logged_profile);
     let eps = match (&args.profile, args.explore) {
         (Some(p), _) => {
             let served_by = rows.iter().map(|r| r.model.clone()).collect();

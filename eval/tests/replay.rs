@@ -388,17 +388,8 @@ fn heads_trained_on_validation_pages_never_see_a_dev_target() {
     );
 
     let model = trained.model.id.clone();
-    let row = learned::run(
-        config,
-        &cat,
-        &split.train,
-        &split.cases,
-        &ks,
-        &emb,
-        None,
-        trained,
-    )
-    .unwrap();
+    let dev = replay::build(config, &cat, &split.train).unwrap();
+    let row = learned::run(&dev, &split.cases, &ks, &emb, cat.len(), trained).unwrap();
     assert_eq!(row.method, "engine-trained");
     let training = row.training.as_ref().unwrap();
     assert_eq!(training.model, model);

@@ -132,7 +132,7 @@ pub fn offpolicy(
             rows
         }
     };
-    let report = steerfeed_eval::offpolicy::report(&config, args, &rows)?;
+    let report = steerfeed_eval::offpolicy::report(&config, args, rows)?;
     if args.json {
         return crate::say(serde_json::to_string(&report)?);
     }

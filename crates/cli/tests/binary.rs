@@ -1389,23 +1389,21 @@ fn served_pages_train_a_model_that_a_running_sidecar_swaps_refuses_damaged_and_r
     let text: Vec<String> = explored.iter().map(Value::to_string).collect();
     std::fs::write(&explored_file, text.join("\n")).unwrap();
     let explored_arg = explored_file.to_str().unwrap();
-    let (ok, out, err) = steerfeed(
-        &store,
-        &[
-            "eval",
-            "offpolicy",
-            "--input",
-            explored_arg,
-            "--explore",
-            "0.25",
-            "--reward",
-            "like",
-            "--json",
-        ],
-        &[],
-    );
-    assert!(ok, "{err}");
-    let est: Value = serde_json::from_str(&out).unwrap();
+    let offpolicy = |more: &[&str]| {
+        let mut args = vec!["eval", "offpolicy", "--input", explored_arg];
+        args.extend_from_slice(more);
+        let (ok, out, err) = steerfeed(&store, &args, &[]);
+        assert!(ok, "{err}");
+        out
+    };
+    let json = |out: String| serde_json::from_str::<Value>(&out).unwrap();
+    let est = json(offpolicy(&[
+        "--explore",
+        "0.25",
+        "--reward",
+        "like",
+        "--json",
+    ]));
     let mean = liked.len() as f64 / served as f64;
     for which in ["logged", "estimate"] {
         assert!(
@@ -1414,40 +1412,16 @@ fn served_pages_train_a_model_that_a_running_sidecar_swaps_refuses_damaged_and_r
         );
         assert_eq!(est[which]["units"], served);
     }
-    let (ok, out, err) = steerfeed(
-        &store,
-        &[
-            "eval",
-            "offpolicy",
-            "--input",
-            explored_arg,
-            "--explore",
-            "1",
-            "--reward",
-            "like",
-        ],
-        &[],
-    );
-    assert!(ok, "{err}");
+    let out = offpolicy(&["--explore", "1", "--reward", "like"]);
     assert!(out.contains("per explorable slot"), "{out}");
     // Page by page at the logged rate, too: every page weighs 1.
-    let (ok, out, err) = steerfeed(
-        &store,
-        &[
-            "eval",
-            "offpolicy",
-            "--input",
-            explored_arg,
-            "--explore",
-            "0.25",
-            "--unit",
-            "page",
-            "--json",
-        ],
-        &[],
-    );
-    assert!(ok, "{err}");
-    let est: Value = serde_json::from_str(&out).unwrap();
+    let est = json(offpolicy(&[
+        "--explore",
+        "0.25",
+        "--unit",
+        "page",
+        "--json",
+    ]));
     assert_eq!(est["unit"], "page");
     assert_eq!(est["estimate"]["value"], est["logged"]["value"]);
     assert_eq!(est["estimate"]["max_weight"], 1.0);

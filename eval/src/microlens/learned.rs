@@ -109,6 +109,7 @@ fn ingest_hits(
     served: &[replay::Outcome],
 ) -> anyhow::Result<Vec<(UserId, VideoId)>> {
     let mut events = Vec::new();
+    let mut hits = Vec::new();
     for (i, (case, o)) in cases.iter().zip(served).enumerate() {
         if !o.target_served {
             continue;
@@ -121,42 +122,36 @@ fn ingest_hits(
         let at = replay.asked_at(i, STAGGER_MS)?;
         events.push(Event {
             key: EventKey::new(format!("outcome-{}", user.as_str()))?,
-            user,
+            user: user.clone(),
             at: Timestamp::from_millisecond(at.as_millisecond() + 1)?,
-            kind: EventKind::Comment { video },
+            kind: EventKind::Comment {
+                video: video.clone(),
+            },
         });
+        hits.push((user, video));
     }
     for batch in events.chunks(EVENT_BATCH) {
         replay.engine.ingest_events(batch)?;
     }
-    Ok(events
-        .into_iter()
-        .filter_map(|e| match e.kind {
-            EventKind::Comment { video } => Some((e.user, video)),
-            _ => None,
-        })
-        .collect())
+    Ok(hits)
 }
 
-/// The `engine-trained` row: an engine taught `train` serves `cases` with `model` in
-/// force.
-#[allow(clippy::too_many_arguments)]
+/// The `engine-trained` row: `replay` (an engine taught the whole training data, as for
+/// the `engine` row) serves `cases` with the trained model in force, over a catalogue of
+/// `n` items.
 pub fn run(
-    config: Config,
-    cat: &Catalogue,
-    train: &[Sequence],
+    replay: &ReplayEngine,
     cases: &[Case],
     ks: &[usize],
     emb: &Embeddings,
-    cache: Option<&std::path::Path>,
+    n: usize,
     trained: Trained,
 ) -> anyhow::Result<MethodResult> {
-    let replay = replay::build_cached(config, cat, train, cache)?;
     replay
         .engine
         .set_model(trained.model)
         .context("putting the trained model in force")?;
-    let mut row = replay::serve_and_score(&replay, cases, ks, emb, cat.len())?;
+    let mut row = replay::serve_and_score(replay, cases, ks, emb, n)?;
     row.method = "engine-trained".to_owned();
     let mut models = std::collections::BTreeSet::new();
     replay

@@ -542,16 +542,8 @@ fn trained_row(
         trained.training.validation_users,
         trained.outcomes.len()
     );
-    learned::run(
-        config.clone(),
-        cat,
-        &split.train,
-        &split.cases,
-        &args.k,
-        emb,
-        cache,
-        trained,
-    )
+    let replay = replay::build_cached(config.clone(), cat, &split.train, cache)?;
+    learned::run(&replay, &split.cases, &args.k, emb, cat.len(), trained)
 }
 
 #[cfg(not(feature = "learn"))]

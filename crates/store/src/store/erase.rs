@@ -517,21 +517,28 @@ impl Store {
             }
             Ok(())
         })?;
-        // Only their entries are decoded: each names its viewer at its head.
+        // Only their entries are decoded (found, as an erasure finds them, by the viewer
+        // each names at its head).
         self.flush_impressions()?;
-        for kv in self.t().impressions.iter() {
-            let (k, v) = kv.map_err(db_err)?;
-            if crate::impressions::user_of(&v).is_ok_and(|u| u == user.as_str()) {
-                let seq = crate::codec::u64_of(&k).ok_or_else(|| corrupt("impression key"))?;
-                match crate::impressions::decode(seq, &v) {
-                    Ok(p) => out.push(Record::Impression {
-                        user: p.user,
-                        at: p.at,
-                        page: p.page,
-                    }),
-                    Err(e) => {
-                        tracing::warn!(seq, error = %e, "unreadable impression entry left out of an export")
-                    }
+        let mut theirs = Vec::new();
+        self.impressions_of(user, 1, &mut theirs)?;
+        for seq in theirs {
+            let Some(v) = self
+                .t()
+                .impressions
+                .get(seq.to_be_bytes())
+                .map_err(db_err)?
+            else {
+                continue;
+            };
+            match crate::impressions::decode(seq, &v) {
+                Ok(p) => out.push(Record::Impression {
+                    user: p.user,
+                    at: p.at,
+                    page: p.page,
+                }),
+                Err(e) => {
+                    tracing::warn!(seq, error = %e, "unreadable impression entry left out of an export")
                 }
             }
         }
