@@ -6,17 +6,19 @@
 #   scripts/ann_compare.sh [N] [DIM] [SEED]        # default 200000 384 42
 #   FILES=DIR scripts/ann_compare.sh               # use DIR/{base,query,gt}.{fvecs,ivecs}
 #
-# Environment: K (10), M (16), EFC (200), EFS ("16,24,32,48,64,96,128,256"),
+# Environment: K (10), M (16), EFC (200), EFS ("16,24,32,48,64,96,128,256,512"),
 # BUILD_THREADS (2), ALLOW ("0.01,0.1,0.5": filtered runs of steerfeed),
-# QUERIES (1000 for synthetic sets).
+# QUERIES (1000 for synthetic sets), VECTORS ("f32 int8": steerfeed's graph storages,
+# each built and measured in turn).
 # hnswlib is installed from PyPI into a virtualenv in the set-up cache (built from
 # source with the machine's compiler, so it uses the same SIMD the CPU has).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 N="${1:-200000}"; DIM="${2:-384}"; SEED="${3:-42}"
-K="${K:-10}"; M="${M:-16}"; EFC="${EFC:-200}"; EFS="${EFS:-16,24,32,48,64,96,128,256}"
+K="${K:-10}"; M="${M:-16}"; EFC="${EFC:-200}"; EFS="${EFS:-16,24,32,48,64,96,128,256,512}"
 BUILD_THREADS="${BUILD_THREADS:-2}"; ALLOW="${ALLOW:-0.01,0.1,0.5}"; QUERIES="${QUERIES:-1000}"
+VECTORS="${VECTORS:-f32 int8}"
 CACHE="${STEERFEED_CACHE:-${HOME:-/tmp}/.cache/steerfeed}"
 VENV="$CACHE/bench-venv"
 
@@ -43,10 +45,12 @@ OUT="$(mktemp -d)"
 echo "ann_compare: hnswlib" >&2
 "$VENV/bin/python" scripts/ann_compare.py "$DIR/base.fvecs" "$DIR/query.fvecs" "$DIR/gt.ivecs" \
   "$K" "$M" "$EFC" "$EFS" "$BUILD_THREADS" | tee "$OUT/hnswlib.jsonl"
-echo "ann_compare: steerfeed" >&2
-RUST_LOG=warn "$BIN" bench ann --base "$DIR/base.fvecs" --query "$DIR/query.fvecs" --gt "$DIR/gt.ivecs" \
-  --k "$K" --m "$M" --ef-construction "$EFC" --ef "$EFS" --threads 1 --build-threads "$BUILD_THREADS" \
-  ${ALLOW:+--allow "$ALLOW"} | sed 's/^{/{"lib":"steerfeed",/' | tee "$OUT/steerfeed.jsonl"
+for vectors in $VECTORS; do
+  echo "ann_compare: steerfeed ($vectors vectors)" >&2
+  RUST_LOG=warn "$BIN" bench ann --base "$DIR/base.fvecs" --query "$DIR/query.fvecs" --gt "$DIR/gt.ivecs" \
+    --k "$K" --m "$M" --ef-construction "$EFC" --ef "$EFS" --threads 1 --build-threads "$BUILD_THREADS" \
+    --vectors "$vectors" ${ALLOW:+--allow "$ALLOW"} | sed 's/^{/{"lib":"steerfeed",/' | tee -a "$OUT/steerfeed.jsonl"
+done
 
 python3 - "$OUT/hnswlib.jsonl" "$OUT/steerfeed.jsonl" <<'PY'
 import json, sys
@@ -61,20 +65,22 @@ def qps_at(rows, target):
             return lo["qps"] + t * (hi["qps"] - lo["qps"])
     best = [r for r in rows if r["recall_at_k"] >= target]
     return max(r["qps"] for r in best) if best else None
-unf = [r for r in s if r["allow"] == 1.0]
 print()
 print(f"n={h[0]['n']} dim={h[0]['dim']} k={h[0]['k']}, single-thread queries")
-for target in (0.95, 0.99):
-    a, b = qps_at(h, target), qps_at(unf, target)
-    ratio = f"{b / a:.2f}x" if a and b else "n/a"
-    print(f"recall@{h[0]['k']} {target}: hnswlib {a and round(a)} qps, steerfeed {b and round(b)} qps -> {ratio}")
-print(f"build: hnswlib {h[0]['build_s']:.1f}s, steerfeed {s[0]['build_s']:.1f}s")
-print(f"memory: hnswlib {h[0]['index_bytes']/2**20:.0f} MiB (RSS growth), steerfeed {s[0]['index_bytes']/2**20:.0f} MiB (arrays)")
-base95 = qps_at(unf, 0.95)
-for share in sorted({r["allow"] for r in s if r["allow"] < 1.0}):
-    rows = [r for r in s if r["allow"] == share]
-    q = qps_at(rows, 0.95)
-    lat = f"{base95 / q:.2f}x the unfiltered latency" if q and base95 else "n/a"
-    print(f"allow {share:.0%}: {q and round(q)} qps at recall 0.95 -> {lat}")
+print(f"hnswlib: build {h[0]['build_s']:.1f}s, memory {h[0]['index_bytes']/2**20:.0f} MiB (RSS growth)")
+for vectors in dict.fromkeys(r["vectors"] for r in s):
+    mine = [r for r in s if r["vectors"] == vectors]
+    unf = [r for r in mine if r["allow"] == 1.0]
+    print(f"steerfeed {vectors}: build {mine[0]['build_s']:.1f}s, memory {mine[0]['index_bytes']/2**20:.0f} MiB (arrays)")
+    for target in (0.95, 0.99):
+        a, b = qps_at(h, target), qps_at(unf, target)
+        ratio = f"{b / a:.2f}x" if a and b else "n/a"
+        print(f"  recall@{h[0]['k']} {target}: hnswlib {a and round(a)} qps, steerfeed {b and round(b)} qps -> {ratio}")
+    base95 = qps_at(unf, 0.95)
+    for share in sorted({r["allow"] for r in mine if r["allow"] < 1.0}):
+        rows = [r for r in mine if r["allow"] == share]
+        q = qps_at(rows, 0.95)
+        lat = f"{base95 / q:.2f}x the unfiltered latency" if q and base95 else "n/a"
+        print(f"  allow {share:.0%}: {q and round(q)} qps at recall 0.95 -> {lat}")
 PY
 rm -rf "$OUT"

@@ -31,17 +31,6 @@ pub fn distance(a: &[f32], b: &[f32]) -> f32 {
     (1.0 - dot(a, b)).max(0.0)
 }
 
-/// The distance `hnsw_rs` builds graphs with: ours, so build and search agree and
-/// near-duplicates are safe.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct InnerProduct;
-
-impl hnsw_rs::prelude::Distance<f32> for InnerProduct {
-    fn eval(&self, va: &[f32], vb: &[f32]) -> f32 {
-        distance(va, vb)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -130,7 +130,7 @@ impl HnswIndex {
             build,
             search,
             State {
-                graph: Arc::new(Graph::empty(dim, build.m)),
+                graph: Arc::new(Graph::empty(dim, build.m, build.vectors)),
                 live_labels: Vec::new(),
                 live_vectors: Vec::new(),
                 tombstones: IdSet::new(),
@@ -403,7 +403,7 @@ impl HnswIndex {
     ) -> Result<Self> {
         build.validate()?;
         search.validate()?;
-        let loaded = persist::load(path, dim)?;
+        let loaded = persist::load(path, dim, build.vectors)?;
         Ok(Self::from_state(dim, build, search, loaded.state))
     }
 }

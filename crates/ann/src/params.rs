@@ -2,6 +2,19 @@
 
 use steerfeed_core::Error;
 
+/// How a graph holds its vectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VectorStorage {
+    /// Floats in the graph's rows: the walk computes exact inner products.
+    #[default]
+    F32,
+    /// Int8 codes in the rows ([`crate::quant`]): the walk reads a quarter of the
+    /// bytes, and its best candidates are rescored with the exact vectors, held beside
+    /// the graph.
+    Int8,
+}
+
 /// How an HNSW graph is built (fixed for the life of a graph).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -19,6 +32,8 @@ pub struct HnswBuildParams {
     /// Share of tombstoned vectors in the graph above which a compaction rebuilds it
     /// without them. Default 0.2.
     pub max_tombstone_ratio: f32,
+    /// How the graph holds vectors for its walk: `f32` or `int8`. Default `f32`.
+    pub vectors: VectorStorage,
 }
 
 impl Default for HnswBuildParams {
@@ -29,6 +44,7 @@ impl Default for HnswBuildParams {
             threads: 0,
             max_live: 1_000,
             max_tombstone_ratio: 0.2,
+            vectors: VectorStorage::F32,
         }
     }
 }

@@ -61,6 +61,7 @@ use steerfeed_core::hash::Fnv1a;
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::idset::IdSet;
+use crate::params::VectorStorage;
 use crate::state::State;
 
 const MAGIC: &[u8; 8] = b"SFHNSW\0\0";
@@ -364,18 +365,18 @@ impl<'a> Reader<'a> {
 }
 
 /// Reads the file at `path`, for an index of `dim` dimensions.
-pub(crate) fn load(path: &Path, dim: usize) -> Result<Loaded> {
+pub(crate) fn load(path: &Path, dim: usize, storage: VectorStorage) -> Result<Loaded> {
     let data = std::fs::read(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    parse(&data, dim).map_err(|reason| Error::BadFile {
+    parse(&data, dim, storage).map_err(|reason| Error::BadFile {
         path: path.to_path_buf(),
         reason,
     })
 }
 
-fn parse(data: &[u8], dim: usize) -> Parse<Loaded> {
+fn parse(data: &[u8], dim: usize, storage: VectorStorage) -> Parse<Loaded> {
     if data.len() < MAGIC.len() + 4 || &data[..MAGIC.len()] != MAGIC {
         return Err("not a steerfeed index file".into());
     }
@@ -457,7 +458,7 @@ fn parse(data: &[u8], dim: usize) -> Parse<Loaded> {
             ));
         }
     }
-    let graph = graph.assemble(dim);
+    let graph = graph.assemble(dim, storage);
     let mut present = IdSet::with_capacity(graph.node_of.len());
     for &label in graph.labels.iter().chain(&live_labels) {
         if !tombstones.contains(label) && !present.insert(label) {
@@ -494,7 +495,7 @@ struct GraphParts {
 }
 
 impl GraphParts {
-    fn assemble(self, dim: usize) -> Graph {
+    fn assemble(self, dim: usize, storage: VectorStorage) -> Graph {
         Graph::assemble(
             dim,
             self.labels,
@@ -503,6 +504,7 @@ impl GraphParts {
             &self.l0,
             self.upper,
             self.entry,
+            storage,
         )
     }
 }
@@ -650,7 +652,7 @@ mod tests {
     fn every_field_round_trips() {
         let c = contents();
         let data = bytes_of(&c);
-        let back = parse(&data, DIM).unwrap();
+        let back = parse(&data, DIM, VectorStorage::F32).unwrap();
         assert_eq!(back.catalog_version, c.catalog_version);
         assert_eq!(*back.state.graph, *c.graph);
         assert_eq!(back.state.live_labels, c.live_labels);
@@ -692,13 +694,15 @@ mod tests {
     fn other_versions_are_refused_by_name() {
         let mut data = bytes_of(&contents());
         data[8..12].copy_from_slice(&1u32.to_le_bytes());
-        let err = parse(&data, DIM).err().unwrap();
+        let err = parse(&data, DIM, VectorStorage::F32).err().unwrap();
         assert!(err.contains("format version 1"), "{err}");
         assert!(err.contains("reads version 2"), "{err}");
         // Even when the rest is garbage or cut short.
-        let err = parse(&data[..20], DIM).err().unwrap();
+        let err = parse(&data[..20], DIM, VectorStorage::F32).err().unwrap();
         assert!(err.contains("format version 1"), "{err}");
-        let err = parse(&bytes_of(&contents()), DIM + 1).err().unwrap();
+        let err = parse(&bytes_of(&contents()), DIM + 1, VectorStorage::F32)
+            .err()
+            .unwrap();
         assert!(err.contains("dimensions"), "{err}");
     }
 
@@ -715,13 +719,19 @@ mod tests {
             data.len() - 9,
             data.len() - 1,
         ] {
-            assert!(parse(&data[..cut], DIM).is_err(), "cut at {cut} parsed");
+            assert!(
+                parse(&data[..cut], DIM, VectorStorage::F32).is_err(),
+                "cut at {cut} parsed"
+            );
         }
         // A flip anywhere: the checksum (or the magic/version check) catches it.
         for i in (0..data.len()).step_by(7).chain([data.len() - 1]) {
             let mut d = data.clone();
             d[i] ^= 0x10;
-            assert!(parse(&d, DIM).is_err(), "flip at byte {i} parsed");
+            assert!(
+                parse(&d, DIM, VectorStorage::F32).is_err(),
+                "flip at byte {i} parsed"
+            );
         }
     }
 
@@ -825,7 +835,7 @@ mod tests {
         for (name, damage) in cases {
             let mut d = data.clone();
             damage(&mut d);
-            let res = parse(&d, DIM);
+            let res = parse(&d, DIM, VectorStorage::F32);
             assert!(res.is_err(), "{name}: parsed");
         }
     }
@@ -835,7 +845,7 @@ mod tests {
         let mut c = contents();
         let first = c.ids.entries[0].1.clone();
         c.ids.entries[1].1 = first;
-        let err = parse(&bytes_of(&c), DIM).err().unwrap();
+        let err = parse(&bytes_of(&c), DIM, VectorStorage::F32).err().unwrap();
         assert!(err.contains("appears twice"), "{err}");
     }
 }

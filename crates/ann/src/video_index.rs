@@ -297,7 +297,7 @@ impl VideoIndex {
     ) -> Result<Self> {
         build.validate()?;
         search.validate()?;
-        let loaded = persist::load(path, dim)?;
+        let loaded = persist::load(path, dim, build.vectors)?;
         let bad = |reason: &str| Error::BadFile {
             path: path.to_path_buf(),
             reason: reason.into(),

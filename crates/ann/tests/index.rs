@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex};
 use proptest::prelude::*;
 use steerfeed_ann::{
     Error, Filter, FlatIndex, HnswBuildParams, HnswIndex, HnswSearchParams, IdSet, VectorIndex,
+    VectorStorage,
 };
 use steerfeed_core::Embedding;
 use steerfeed_world::vectors::dataset;
@@ -105,6 +106,72 @@ fn hnsw_recall_at_10_is_at_least_0_95() {
     let f = fixture(6000, 1);
     let r = recall(&f.hnsw, &f.flat, &f.queries, Filter::All);
     assert!(r >= 0.95, "recall {r}");
+}
+
+/// Int8 codes in the graph: recall holds and similarities are exact (rescored) after a
+/// build, after folds of live vectors into the graph, and after a save and a load in
+/// either storage (the file holds the exact vectors).
+#[test]
+fn int8_vectors_keep_recall_and_exact_similarities_through_folds_and_reloads() {
+    let (base, queries) = dataset(5000, 100, DIM, 9);
+    let int8 = HnswBuildParams {
+        vectors: VectorStorage::Int8,
+        max_live: 200,
+        ..params()
+    };
+    let flat = FlatIndex::new(DIM);
+    let mut items = Vec::new();
+    for (i, row) in base.chunks_exact(DIM).enumerate() {
+        flat.insert(i as u32, &emb(row)).unwrap();
+        items.push((i as u32, emb(row)));
+    }
+    let later = items.split_off(3000);
+    let hnsw = HnswIndex::build(DIM, items, int8, HnswSearchParams::default()).unwrap();
+    let exact = |index: &HnswIndex| {
+        for q in queries.chunks_exact(DIM).take(20) {
+            for hit in index.search(q, K, Filter::All).unwrap() {
+                let v = &base[hit.id as usize * DIM..][..DIM];
+                let want: f32 = q.iter().zip(v).map(|(a, b)| a * b).sum();
+                assert!(
+                    (hit.similarity - want).abs() < 1e-4,
+                    "{} vs {want}",
+                    hit.similarity
+                );
+            }
+        }
+    };
+    // Recall is measured on the base's first 3,000 only, before the rest arrives.
+    let first = FlatIndex::new(DIM);
+    for (i, row) in base.chunks_exact(DIM).take(3000).enumerate() {
+        first.insert(i as u32, &emb(row)).unwrap();
+    }
+    let r = recall(&hnsw, &first, &queries, Filter::All);
+    assert!(r >= 0.95, "built: recall {r}");
+    exact(&hnsw);
+    for (id, e) in &later {
+        hnsw.insert(*id, e).unwrap();
+    }
+    hnsw.compact_if_needed();
+    settle(&hnsw);
+    let s = hnsw.stats();
+    assert!(s.folded > 0 && s.live_segment < 200, "{s:?}");
+    let r = recall(&hnsw, &flat, &queries, Filter::All);
+    assert!(r >= 0.95, "folded: recall {r}");
+    exact(&hnsw);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.bin");
+    hnsw.save(&path).unwrap();
+    for storage in [VectorStorage::Int8, VectorStorage::F32] {
+        let build = HnswBuildParams {
+            vectors: storage,
+            ..int8
+        };
+        let loaded = HnswIndex::load(&path, DIM, build, HnswSearchParams::default()).unwrap();
+        assert_eq!(loaded.len(), 5000);
+        let r = recall(&loaded, &flat, &queries, Filter::All);
+        assert!(r >= 0.95, "loaded as {storage:?}: recall {r}");
+        exact(&loaded);
+    }
 }
 
 #[test]

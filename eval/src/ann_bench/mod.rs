@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use steerfeed::ann::HnswBuildParams;
+use steerfeed::ann::{HnswBuildParams, VectorStorage};
 use steerfeed::world::vectors::dataset;
 
 use self::run::{AnnBench, exact_ground_truth, run};
@@ -49,6 +49,10 @@ pub struct AnnArgs {
     /// Query threads (each runs one query per call).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// How the graph holds vectors for its walk: f32, or int8 codes with the best
+    /// candidates rescored exactly.
+    #[arg(long, default_value = "f32", value_parser = parse_storage)]
+    vectors: VectorStorage,
     /// Build threads (default: --threads).
     #[arg(long)]
     build_threads: Option<usize>,
@@ -63,6 +67,14 @@ pub struct AnnArgs {
     /// save it there; for repeated runs on large sets.
     #[arg(long)]
     index_cache: Option<PathBuf>,
+}
+
+fn parse_storage(s: &str) -> anyhow::Result<VectorStorage> {
+    match s {
+        "f32" => Ok(VectorStorage::F32),
+        "int8" => Ok(VectorStorage::Int8),
+        other => bail!("--vectors takes f32 or int8, not {other:?}"),
+    }
 }
 
 fn parse_synthetic(s: &str) -> anyhow::Result<(usize, usize, u64)> {
@@ -142,6 +154,7 @@ pub fn ann(args: AnnArgs) -> anyhow::Result<()> {
             m: args.m,
             ef_construction: args.ef_construction,
             threads: args.build_threads.unwrap_or(args.threads),
+            vectors: args.vectors,
             ..HnswBuildParams::default()
         },
         efs: args.ef,

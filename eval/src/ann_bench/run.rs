@@ -9,6 +9,7 @@ use rayon::prelude::*;
 use steerfeed::Embedding;
 use steerfeed::ann::{
     Filter, FlatIndex, HnswBuildParams, HnswIndex, HnswSearchParams, IdSet, Result, VectorIndex,
+    VectorStorage,
 };
 use steerfeed::vector::dot_kernel;
 use steerfeed::world::vectors::allow_list;
@@ -69,6 +70,8 @@ pub struct AnnBenchRow {
     pub threads: usize,
     /// Inner-product kernel in use.
     pub kernel: &'static str,
+    /// How the graph held vectors for its walk.
+    pub vectors: VectorStorage,
 }
 
 /// Exact top-`k` ids per query under an optional allow-list, in parallel (the
@@ -203,6 +206,7 @@ pub fn run(b: &AnnBench) -> Result<Vec<AnnBenchRow>> {
                 k: b.k,
                 threads: b.threads.max(1),
                 kernel: dot_kernel(),
+                vectors: b.build.vectors,
             });
         }
     }

@@ -25,6 +25,7 @@ use std::collections::{BinaryHeap, HashMap};
 
 use super::{Dist, Graph, MAX_LAYERS, Node, VISITED};
 use crate::distance::distance;
+use crate::params::VectorStorage;
 
 /// Where one new node goes, computed against a graph of `nodes` nodes.
 #[derive(Debug, Clone)]
@@ -81,7 +82,7 @@ pub(super) fn select_neighbours<'v>(
 
 impl Graph {
     /// The neighbours of `node` on `layer` (empty where it has none).
-    fn neighbours(&self, layer: usize, node: Node) -> Vec<Node> {
+    pub(super) fn neighbours(&self, layer: usize, node: Node) -> Vec<Node> {
         if layer == 0 {
             self.links(node).iter().map(|x| x.to_bits()).collect()
         } else {
@@ -94,7 +95,7 @@ impl Graph {
 
     /// Best-first search of one layer from `entry`, keeping the `ef` nearest: nearest
     /// first.
-    fn search_layer(
+    pub(super) fn search_layer(
         &self,
         query: &[f32],
         entry: &[(f32, Node)],
@@ -225,7 +226,9 @@ impl Graph {
     /// Made under a read lock and swapped in, so the write lock never waits on a copy.
     pub(crate) fn with_room(&self, extra: usize) -> Option<Graph> {
         let stride = self.stride();
-        if self.data.capacity() >= self.data.len() + extra * stride {
+        let floats_fit = self.storage == VectorStorage::F32
+            || self.floats.capacity() >= self.floats.len() + extra * self.dim;
+        if floats_fit && self.data.capacity() >= self.data.len() + extra * stride {
             return None;
         }
         let rows = self.len() + extra.max(self.len() / 8);
@@ -234,11 +237,18 @@ impl Graph {
         data.extend_from_slice(&self.data);
         let mut labels = Vec::with_capacity(rows);
         labels.extend_from_slice(&self.labels);
+        let mut floats = Vec::with_capacity(match self.storage {
+            VectorStorage::F32 => 0,
+            VectorStorage::Int8 => rows * self.dim,
+        });
+        floats.extend_from_slice(&self.floats);
         Some(Graph {
             dim: self.dim,
             labels,
             m0: self.m0,
+            storage: self.storage,
             data,
+            floats,
             upper: self.upper.clone(),
             entry: self.entry,
             node_of: self.node_of.clone(),
@@ -265,7 +275,10 @@ impl Graph {
                 .chain(std::iter::repeat(f32::from_bits(0)))
                 .take(self.m0),
         );
-        self.data.extend_from_slice(vector);
+        super::push_payload(&mut self.data, vector, self.storage);
+        if self.storage == VectorStorage::Int8 {
+            self.floats.extend_from_slice(vector);
+        }
         self.labels.push(label);
         let at = label as usize;
         if self.node_of.len() <= at {
@@ -310,11 +323,10 @@ impl Graph {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use std::collections::HashSet;
-
     use steerfeed_world::vectors::dataset;
 
     use super::*;
+    use crate::graph::testing::{assert_well_formed, nearest};
     use crate::index::TopK;
     use crate::params::HnswBuildParams;
 
@@ -346,50 +358,6 @@ mod tests {
         }
     }
 
-    /// What a graph must satisfy for its search and its file format: every link names a
-    /// node, no node links to itself or twice to one node, lists stay within their
-    /// caps, a node on an upper layer is on every layer below it, the entry is on the
-    /// top layer, and labels map to nodes both ways.
-    fn assert_well_formed(g: &Graph) {
-        let n = g.len() as Node;
-        for node in 0..n {
-            let l0 = g.neighbours(0, node);
-            assert!(l0.len() <= g.m0);
-            assert!(
-                l0.iter().all(|&x| x < n && x != node),
-                "node {node}: {l0:?}"
-            );
-            assert_eq!(l0.iter().collect::<HashSet<_>>().len(), l0.len());
-            assert_eq!(g.node_of[g.labels[node as usize] as usize], node);
-        }
-        for (i, layer) in g.upper.iter().enumerate() {
-            for (&node, list) in layer {
-                assert!(node < n && list.len() <= M, "layer {}: {node}", i + 1);
-                assert!(list.iter().all(|&x| x < n && x != node));
-                assert!(
-                    list.iter().all(|x| layer.contains_key(x)),
-                    "an upper-layer link leaves its layer"
-                );
-                if i > 0 {
-                    assert!(g.upper[i - 1].contains_key(&node));
-                }
-            }
-        }
-        if let Some(top) = g.upper.last() {
-            assert!(
-                top.contains_key(&g.entry),
-                "the entry is not on the top layer"
-            );
-        }
-    }
-
-    /// The nearest node by brute force.
-    fn nearest(g: &Graph, q: &[f32]) -> Node {
-        (0..g.len() as Node)
-            .min_by(|&a, &b| distance(q, g.vector(a)).total_cmp(&distance(q, g.vector(b))))
-            .unwrap()
-    }
-
     #[test]
     fn folded_nodes_keep_the_graph_well_formed_and_are_found() {
         let (vectors, queries) = dataset(900, 60, DIM, 11);
@@ -419,10 +387,10 @@ mod tests {
     #[test]
     fn a_fold_into_an_empty_graph_builds_one_and_is_deterministic() {
         let (vectors, _) = dataset(400, 1, DIM, 12);
-        let mut a = Graph::empty(DIM, M);
+        let mut a = Graph::empty(DIM, M, crate::params::VectorStorage::F32);
         fold(&mut a, &vectors, 0, 400);
         assert_well_formed(&a);
-        let mut b = Graph::empty(DIM, M);
+        let mut b = Graph::empty(DIM, M, crate::params::VectorStorage::F32);
         fold(&mut b, &vectors, 0, 400);
         assert_eq!(a, b);
         assert!(

@@ -1,5 +1,5 @@
-//! The HNSW graph: built by `hnsw_rs`, exported into flat arrays, searched by our own
-//! code, and grown one node at a time by a fold ([`insert`]).
+//! The HNSW graph: built on several threads ([`build`]), searched, and grown one node at
+//! a time by a fold ([`insert`]).
 //!
 //! Layout: one row per node in a single array, `[count, m0 link slots, vector]` (links
 //! stored as `f32` bit patterns), so a node's links sit right before its vector: the walk
@@ -13,15 +13,15 @@ use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
-use hnsw_rs::prelude::Hnsw;
-
-use crate::distance::{InnerProduct, distance, prefetch};
+use crate::distance::{distance, dot, prefetch};
 use crate::index::TopK;
-use crate::params::HnswBuildParams;
+use crate::params::VectorStorage;
+use crate::quant::{QueryCodes, quantize};
 
+mod build;
 mod insert;
 
-/// Most layers `hnsw_rs` may create (its dump format also requires 16).
+/// Most layers a graph may have.
 const MAX_LAYERS: usize = 16;
 
 /// A node id inside one graph.
@@ -111,6 +111,31 @@ fn advise_huge_pages(v: &Vec<f32>) {
     let _ = v;
 }
 
+/// Words of a row after its links: the vector, or its scale and packed codes.
+fn payload(dim: usize, storage: VectorStorage) -> usize {
+    match storage {
+        VectorStorage::F32 => dim,
+        VectorStorage::Int8 => 1 + dim.div_ceil(4),
+    }
+}
+
+/// Appends the payload of `vector` to a row being written.
+fn push_payload(data: &mut Vec<f32>, vector: &[f32], storage: VectorStorage) {
+    match storage {
+        VectorStorage::F32 => data.extend_from_slice(vector),
+        VectorStorage::Int8 => {
+            let mut codes = vec![0i8; vector.len().div_ceil(4) * 4];
+            let scale = quantize(vector, &mut codes[..vector.len()]);
+            data.push(scale);
+            data.extend(codes.chunks_exact(4).map(|c| {
+                f32::from_bits(u32::from_ne_bytes([
+                    c[0] as u8, c[1] as u8, c[2] as u8, c[3] as u8,
+                ]))
+            }));
+        }
+    }
+}
+
 /// An HNSW graph; only a fold adds nodes to it (a rebuild makes a new one).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Graph {
@@ -119,8 +144,15 @@ pub(crate) struct Graph {
     pub(crate) labels: Vec<u32>,
     /// Layer-0 slots per node.
     pub(crate) m0: usize,
-    /// `labels.len()` rows of `1 + m0 + dim` floats: link count and links (as bits), vector.
+    /// How a node's row holds its vector.
+    pub(crate) storage: VectorStorage,
+    /// `labels.len()` rows of `1 + m0 + payload` 4-byte words: link count and links (as
+    /// bits), then the vector (`dim` floats), or its scale and codes (one float, then
+    /// `dim` codes packed four to a word).
     data: Vec<f32>,
+    /// With codes in the rows: every node's exact vector, in node order, for rescoring
+    /// and for inserting. Empty otherwise.
+    floats: Vec<f32>,
     /// `upper[l - 1]`: neighbours of the nodes present on layer `l`.
     pub(crate) upper: Vec<HashMap<Node, Box<[Node]>>>,
     pub(crate) entry: Node,
@@ -130,52 +162,18 @@ pub(crate) struct Graph {
 
 impl Graph {
     /// An empty graph.
-    pub(crate) fn empty(dim: usize, m: usize) -> Self {
+    pub(crate) fn empty(dim: usize, m: usize, storage: VectorStorage) -> Self {
         Self {
             dim,
             labels: Vec::new(),
             m0: 2 * m,
+            storage,
             data: Vec::new(),
+            floats: Vec::new(),
             upper: Vec::new(),
             entry: 0,
             node_of: Vec::new(),
         }
-    }
-
-    /// Builds a graph over `vectors` (rows of `dim`, unit length) labelled `labels`.
-    pub(crate) fn build(
-        dim: usize,
-        labels: Vec<u32>,
-        vectors: Vec<f32>,
-        params: &HnswBuildParams,
-    ) -> Self {
-        let n = labels.len();
-        if n == 0 {
-            return Self::empty(dim, params.m);
-        }
-        let hnsw: Hnsw<'_, f32, InnerProduct> = Hnsw::new(
-            params.m,
-            n,
-            MAX_LAYERS,
-            params.ef_construction,
-            InnerProduct,
-        );
-        let data: Vec<(&[f32], usize)> = vectors.chunks_exact(dim).zip(0..n).collect();
-        let insert = || hnsw.parallel_insert_slice(&data);
-        match params.threads {
-            0 => insert(),
-            t => match rayon::ThreadPoolBuilder::new().num_threads(t).build() {
-                Ok(pool) => pool.install(insert),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot make a build pool; using the global one");
-                    insert();
-                }
-            },
-        }
-        let mut graph = Self::export(&hnsw, dim, labels, vectors, 2 * params.m);
-        drop(hnsw);
-        graph.refine_layer0();
-        graph
     }
 
     /// Re-selects every node's layer-0 links with the HNSW neighbour heuristic over its
@@ -222,52 +220,85 @@ impl Graph {
         for (node, list) in lists.into_iter().enumerate() {
             self.set_links(node as Node, &list);
         }
+        // A link given to an unreached node may take the place of one that was another
+        // node's only way in: a second pass links that one.
+        for _ in 0..3 {
+            if !self.link_unreached() {
+                break;
+            }
+        }
     }
 
-    fn export(
-        hnsw: &Hnsw<'_, f32, InnerProduct>,
-        dim: usize,
-        labels: Vec<u32>,
-        vectors: Vec<f32>,
-        m0: usize,
-    ) -> Self {
-        let n = labels.len();
-        let mut l0 = vec![0u32; n * (1 + m0)];
-        let max_level = usize::from(hnsw.get_max_level_observed());
-        let mut upper: Vec<HashMap<Node, Box<[Node]>>> = vec![HashMap::new(); max_level];
-        let indexation = hnsw.get_point_indexation();
-        for point in indexation {
-            let node = point.get_origin_id();
-            let level = usize::from(point.get_point_id().0);
-            for (layer, neighbours) in point
-                .get_neighborhood_id()
-                .iter()
-                .enumerate()
-                .take(level + 1)
-            {
-                let ids = neighbours.iter().map(|nb| nb.d_id as Node);
-                if layer == 0 {
-                    let row = &mut l0[node * (1 + m0)..(node + 1) * (1 + m0)];
-                    let mut count = 0;
-                    for (slot, id) in row[1..].iter_mut().zip(ids) {
-                        *slot = id;
-                        count += 1;
-                    }
-                    row[0] = count;
-                } else if let Some(map) = upper.get_mut(layer - 1) {
-                    map.insert(node as Node, ids.collect());
+    /// Layer-0 nodes no walk from the entry can reach, in node order.
+    #[cfg(test)]
+    pub(crate) fn unreached(&self) -> Vec<Node> {
+        let mut reached = vec![false; self.len()];
+        self.mark_reached(self.entry, &mut reached);
+        (0..self.len() as Node)
+            .filter(|&n| !reached[n as usize])
+            .collect()
+    }
+
+    /// Marks every node reachable on layer 0 from `from` (not already marked).
+    fn mark_reached(&self, from: Node, reached: &mut [bool]) {
+        if std::mem::replace(&mut reached[from as usize], true) {
+            return;
+        }
+        let mut stack = vec![from];
+        while let Some(node) = stack.pop() {
+            for &nb in self.links(node) {
+                let nb = nb.to_bits();
+                if !std::mem::replace(&mut reached[nb as usize], true) {
+                    stack.push(nb);
                 }
             }
         }
-        let entry = indexation
-            .get_layer_iterator(max_level)
-            .next()
-            .map_or(0, |p| p.get_origin_id() as Node);
-        Self::assemble(dim, labels, &vectors, m0, &l0, upper, entry)
+    }
+
+    /// Links every layer-0 node a walk from the entry cannot reach from the nearest
+    /// node it can (in a free slot, or in place of that node's last link, the
+    /// farthest of its filled ones), so no vector is out of every search's reach. The
+    /// heuristic can leave a node, or a small island of nodes linking to each other,
+    /// without links from the rest when their neighbours prefer nodes nearer to
+    /// them; a concurrent build more often. Rare: a breadth of the graph, then one
+    /// search per unreached node.
+    /// True when it added a link.
+    fn link_unreached(&mut self) -> bool {
+        let n = self.len();
+        if n < 2 {
+            return false;
+        }
+        let mut linked = false;
+        let mut reached = vec![false; n];
+        self.mark_reached(self.entry, &mut reached);
+        for node in 0..n as Node {
+            if reached[node as usize] {
+                continue;
+            }
+            let query = self.vector(node).to_vec();
+            let start = [(distance(&query, self.vector(self.entry)), self.entry)];
+            let found = self.search_layer(&query, &start, 32, 0);
+            let Some(&(_, from)) = found
+                .iter()
+                .find(|&&(_, c)| c != node && reached[c as usize])
+            else {
+                continue;
+            };
+            let mut list: Vec<Node> = self.links(from).iter().map(|x| x.to_bits()).collect();
+            if list.len() >= self.m0 {
+                list.pop();
+            }
+            list.push(node);
+            self.set_links(from, &list);
+            self.mark_reached(node, &mut reached);
+            linked = true;
+        }
+        linked
     }
 
     /// Interleaves layer-0 link rows (`1 + m0` each) and vectors (`dim` each) into the
     /// serving layout.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn assemble(
         dim: usize,
         labels: Vec<u32>,
@@ -276,19 +307,26 @@ impl Graph {
         l0: &[u32],
         upper: Vec<HashMap<Node, Box<[Node]>>>,
         entry: Node,
+        storage: VectorStorage,
     ) -> Self {
-        let stride = 1 + m0 + dim;
+        let stride = 1 + m0 + payload(dim, storage);
         let mut data = Vec::with_capacity(labels.len() * stride);
         advise_huge_pages(&data);
         for (links, vector) in l0.chunks_exact(1 + m0).zip(vectors.chunks_exact(dim)) {
             data.extend(links.iter().map(|&x| f32::from_bits(x)));
-            data.extend_from_slice(vector);
+            push_payload(&mut data, vector, storage);
         }
+        let floats = match storage {
+            VectorStorage::F32 => Vec::new(),
+            VectorStorage::Int8 => vectors[..labels.len() * dim].to_vec(),
+        };
         let mut graph = Self {
             dim,
             labels,
             m0,
+            storage,
             data,
+            floats,
             upper,
             entry,
             node_of: Vec::new(),
@@ -298,15 +336,22 @@ impl Graph {
     }
 
     fn stride(&self) -> usize {
-        1 + self.m0 + self.dim
+        1 + self.m0 + payload(self.dim, self.storage)
     }
 
     /// Every node's vector, in node order.
-    pub(crate) fn vectors(&self) -> impl Iterator<Item = &[f32]> {
-        let skip = 1 + self.m0;
-        self.data
-            .chunks_exact(self.stride())
-            .map(move |r| &r[skip..])
+    pub(crate) fn vectors(&self) -> Box<dyn Iterator<Item = &[f32]> + '_> {
+        match self.storage {
+            VectorStorage::F32 => {
+                let skip = 1 + self.m0;
+                Box::new(
+                    self.data
+                        .chunks_exact(self.stride())
+                        .map(move |r| &r[skip..]),
+                )
+            }
+            VectorStorage::Int8 => Box::new(self.floats.chunks_exact(self.dim)),
+        }
     }
 
     /// Every node's layer-0 row (count then `m0` slots), in node order.
@@ -342,10 +387,39 @@ impl Graph {
             .is_some_and(|&n| n != u32::MAX)
     }
 
+    /// The exact vector of `node`.
     #[inline]
     pub(crate) fn vector(&self, node: Node) -> &[f32] {
+        match self.storage {
+            VectorStorage::F32 => {
+                let start = node as usize * self.stride() + 1 + self.m0;
+                &self.data[start..start + self.dim]
+            }
+            VectorStorage::Int8 => {
+                let start = node as usize * self.dim;
+                &self.floats[start..start + self.dim]
+            }
+        }
+    }
+
+    /// The scale and codes of `node` (int8 storage only).
+    #[inline]
+    fn codes(&self, node: Node) -> (f32, &[i8]) {
         let start = node as usize * self.stride() + 1 + self.m0;
-        &self.data[start..start + self.dim]
+        let words = &self.data[start + 1..start + payload(self.dim, VectorStorage::Int8)];
+        // SAFETY: the words are plain 4-byte values whose bytes are the codes; an i8
+        // has no invalid bit patterns and alignment 1, and the slice covers
+        // `4 * words.len() >= dim` bytes of the same allocation.
+        let codes = unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<i8>(), self.dim) };
+        (self.data[start], codes)
+    }
+
+    /// The words of `node`'s row a walk reads when it scores the node: its vector or
+    /// its codes.
+    #[inline]
+    fn scored(&self, node: Node) -> &[f32] {
+        let start = node as usize * self.stride() + 1 + self.m0;
+        &self.data[start..start + payload(self.dim, self.storage)]
     }
 
     /// The row of a node from its start (links first), for prefetching.
@@ -373,6 +447,9 @@ impl Graph {
     /// applied after it). With no filter `walk_ef == ef` and this is plain HNSW search;
     /// with a filter the caller widens `walk_ef` as the filter narrows. The walk goes on
     /// past its bound while fewer than `k` allowed nodes were found.
+    ///
+    /// With codes in the rows the walk scores nodes by their codes, and the `ef` nodes
+    /// it ends with are rescored with their exact vectors before they reach `top`.
     pub(crate) fn search(
         &self,
         query: &[f32],
@@ -382,6 +459,43 @@ impl Graph {
         pass: Option<&dyn Fn(u32) -> bool>,
         top: &mut TopK,
     ) {
+        match self.storage {
+            VectorStorage::F32 => self.walk(
+                |node| distance(query, self.vector(node)),
+                k,
+                ef,
+                walk_ef,
+                pass,
+                |d, node| top.push(1.0 - d, self.labels[node as usize]),
+            ),
+            VectorStorage::Int8 => {
+                let codes = QueryCodes::new(query);
+                self.walk(
+                    |node| {
+                        let (scale, c) = self.codes(node);
+                        codes.distance(scale, c)
+                    },
+                    k,
+                    ef,
+                    walk_ef,
+                    pass,
+                    |_, node| top.push(dot(query, self.vector(node)), self.labels[node as usize]),
+                );
+            }
+        }
+    }
+
+    /// The walk behind [`Graph::search`], scoring nodes with `dist` and handing each of
+    /// the nodes it ends with to `out`.
+    fn walk(
+        &self,
+        dist: impl Fn(Node) -> f32,
+        k: usize,
+        ef: usize,
+        walk_ef: usize,
+        pass: Option<&dyn Fn(u32) -> bool>,
+        mut out: impl FnMut(f32, Node),
+    ) {
         let n = self.len();
         if n == 0 || k == 0 {
             return;
@@ -389,13 +503,13 @@ impl Graph {
         let ef = ef.max(k);
         let walk_ef = walk_ef.max(ef);
         let mut cur = self.entry;
-        let mut cur_d = distance(query, self.vector(cur));
+        let mut cur_d = dist(cur);
         for layer in self.upper.iter().rev() {
             loop {
                 let mut changed = false;
                 if let Some(neighbours) = layer.get(&cur) {
                     for &nb in neighbours.iter() {
-                        let d = distance(query, self.vector(nb));
+                        let d = dist(nb);
                         if d < cur_d {
                             cur_d = d;
                             cur = nb;
@@ -438,18 +552,18 @@ impl Graph {
                 let links = self.links(node);
                 for &nb in links.iter().take(2) {
                     prefetch(self.row(nb.to_bits()));
-                    prefetch(self.vector(nb.to_bits()));
+                    prefetch(self.scored(nb.to_bits()));
                 }
                 for (i, &nb) in links.iter().enumerate() {
                     let nb = nb.to_bits();
                     if let Some(&ahead) = links.get(i + 2) {
                         prefetch(self.row(ahead.to_bits()));
-                        prefetch(self.vector(ahead.to_bits()));
+                        prefetch(self.scored(ahead.to_bits()));
                     }
                     if !visited.insert(nb) {
                         continue;
                     }
-                    let dn = distance(query, self.vector(nb));
+                    let dn = dist(nb);
                     if frontier.len() < walk_ef || dn < bound {
                         candidates.push(Reverse(Dist(dn, nb)));
                         frontier.push(Dist(dn, nb));
@@ -473,9 +587,9 @@ impl Graph {
                     }
                 }
             }
-            let out = if filtered { results } else { frontier };
-            for Dist(d, node) in out {
-                top.push(1.0 - d, self.labels[node as usize]);
+            let found = if filtered { results } else { frontier };
+            for Dist(d, node) in found {
+                out(d, node);
             }
         });
     }
@@ -542,6 +656,69 @@ impl Graph {
                     + m.values().map(|v| v.len() * 4).sum::<usize>()
             })
             .sum();
-        self.labels.len() * 4 + self.data.len() * 4 + self.node_of.len() * 4 + upper
+        self.labels.len() * 4
+            + self.data.len() * 4
+            + self.floats.len() * 4
+            + self.node_of.len() * 4
+            + upper
+    }
+}
+
+/// Checks shared by the graph's unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::HashSet;
+
+    use super::{Graph, Node};
+    use crate::distance::distance;
+
+    /// What a graph must satisfy for its search and its file format: every link names a
+    /// node, no node links to itself or twice to one node, lists stay within their
+    /// caps, a node on an upper layer is on every layer below it, the entry is on the
+    /// top layer, and labels map to nodes both ways.
+    pub(crate) fn assert_well_formed(g: &Graph) {
+        let n = g.len() as Node;
+        for node in 0..n {
+            let l0 = g.neighbours(0, node);
+            assert!(l0.len() <= g.m0);
+            assert!(
+                l0.iter().all(|&x| x < n && x != node),
+                "node {node}: {l0:?}"
+            );
+            assert_eq!(l0.iter().collect::<HashSet<_>>().len(), l0.len());
+            assert_eq!(g.node_of[g.labels[node as usize] as usize], node);
+        }
+        for (i, layer) in g.upper.iter().enumerate() {
+            for (&node, list) in layer {
+                assert!(
+                    node < n && list.len() <= g.m0 / 2,
+                    "layer {}: {node}",
+                    i + 1
+                );
+                assert!(list.iter().all(|&x| x < n && x != node));
+                assert!(
+                    list.iter().all(|x| layer.contains_key(x)),
+                    "an upper-layer link leaves its layer"
+                );
+                if i > 0 {
+                    assert!(g.upper[i - 1].contains_key(&node));
+                }
+            }
+        }
+        if let Some(top) = g.upper.last() {
+            assert!(
+                top.contains_key(&g.entry),
+                "the entry is not on the top layer"
+            );
+        }
+    }
+
+    /// The nearest node by brute force.
+    pub(crate) fn nearest(g: &Graph, q: &[f32]) -> Node {
+        (0..g.len() as Node)
+            .min_by(|&a, &b| distance(q, g.vector(a)).total_cmp(&distance(q, g.vector(b))))
+            .unwrap()
     }
 }
