@@ -90,8 +90,11 @@ pub struct IndexStats {
     pub compactions: u64,
     /// Vectors folded from the live segment into the graph so far.
     pub folded: u64,
-    /// Approximate bytes held by vectors and links.
+    /// Approximate bytes held by vectors and links in the process's memory.
     pub heap_bytes: usize,
+    /// Bytes of exact vectors memory-mapped from the index file (an int8 graph loaded
+    /// from a file): page cache, not counted in `heap_bytes`.
+    pub mapped_bytes: usize,
     /// Mean layer-0 links per graph node.
     pub mean_degree: f32,
     /// True while a compaction runs.
@@ -355,6 +358,7 @@ impl HnswIndex {
             compactions: self.shared.compactions.load(Ordering::Acquire),
             folded: self.folded(),
             heap_bytes: s.graph.heap_bytes() + s.live_vectors.len() * 4 + s.live_labels.len() * 4,
+            mapped_bytes: s.graph.mapped_bytes(),
             mean_degree: s.graph.mean_degree(),
             compacting: self.is_compacting(),
         }

@@ -143,6 +143,11 @@ impl TopK {
         self.heap.len()
     }
 
+    /// The most hits kept.
+    pub(crate) fn k(&self) -> usize {
+        self.k
+    }
+
     #[inline]
     pub(crate) fn push(&mut self, similarity: f32, id: u32) {
         if self.k == 0 {

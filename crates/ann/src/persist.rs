@@ -1,15 +1,17 @@
 //! The index file format: one file holds everything an index needs to serve again.
 //!
-//! # Layout (format version 2)
+//! # Layout (format version 3)
 //!
-//! Little-endian throughout. A fixed header, then four sections in a fixed order, each
+//! Little-endian throughout. A fixed header, then five sections in a fixed order, each
 //! a four-byte tag and the byte length of its payload, then a checksum:
 //!
 //! ```text
 //! header    magic "SFHNSW\0\0" | format version u32 | dim u32 | catalog version u64
 //! "GRPH"    len u64 | nodes u32 | m0 u32 | layers u32 | entry u32
-//!           | labels [u32; nodes] | vectors [f32; nodes*dim] | layer0 [u32; nodes*(1+m0)]
+//!           | labels [u32; nodes] | layer0 [u32; nodes*(1+m0)]
 //!           | per upper layer: count u32, then per node: node u32, len u32, [u32; len]
+//! "VECS"    len u64 | pad u32 | [0u8; pad] | vectors [f32; nodes*dim]
+//!           (pad < 64 puts the vectors at a file offset that is a multiple of 64)
 //! "LIVE"    len u64 | count u32 | labels [u32; count] | vectors [f32; count*dim]
 //! "TOMB"    len u64 | words u64 | [u64; words]            (bitset of deleted ids)
 //! "IDS\0"   len u64 | next u32 | count u32
@@ -17,9 +19,11 @@
 //! checksum  u64: FNV-1a 64 of every byte before it
 //! ```
 //!
-//! - **GRPH** is the sealed graph as our exported arrays (not `hnsw_rs`'s dump: the
-//!   serving structure is ours, and its reload is a plain read with no borrowed state);
-//!   a layer-0 row is a link count then `m0` slots.
+//! - **GRPH** is the sealed graph's structure; a layer-0 row is a link count then `m0`
+//!   slots.
+//! - **VECS** is the graph's exact vectors, in node order, aligned so that an index whose
+//!   graph holds int8 codes ([`crate::VectorStorage::Int8`]) maps them from the file
+//!   rather than reading them into memory (the codes are computed at load, from these).
 //! - **LIVE** is the live segment (searched exactly), in insertion order.
 //! - **TOMB** is every internal id ever deleted (ids are never reused).
 //! - **IDS** maps internal ids to video ids ([`crate::VideoIndex`]); `next` is the next
@@ -46,9 +50,14 @@
 //!
 //! # Versions
 //!
-//! [`FORMAT_VERSION`] is bumped whenever the layout changes; other versions are refused
-//! (the engine then rebuilds the index from the store). Version 1 had no catalog
-//! version, no sections and kept the id map in a JSON file beside the index.
+//! [`FORMAT_VERSION`] is bumped whenever the layout changes. Version 2 (the graph's
+//! vectors inside GRPH, after the labels) still loads, and is rewritten as version 3 by
+//! the next save; other versions are refused by name (the engine then rebuilds the
+//! index from the store). Version 1 had no catalog version, no sections and kept the id
+//! map in a JSON file beside the index.
+//!
+//! A file is read through a read-only memory map. A save never writes into an existing
+//! file (it renames a new one over it), so a map of the old file stays valid.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -59,17 +68,21 @@ use steerfeed_core::VideoId;
 use steerfeed_core::hash::Fnv1a;
 
 use crate::error::{Error, Result};
-use crate::graph::Graph;
+use crate::graph::{Floats, Graph};
 use crate::idset::IdSet;
 use crate::params::VectorStorage;
 use crate::state::State;
 
 const MAGIC: &[u8; 8] = b"SFHNSW\0\0";
-/// The version of the index file layout this build reads and writes; other versions
-/// are refused.
-pub const FORMAT_VERSION: u32 = 2;
+/// The version of the index file layout this build writes; it also reads version 2.
+pub const FORMAT_VERSION: u32 = 3;
+/// The oldest version this build reads.
+const OLDEST_READ: u32 = 2;
+/// Alignment of the graph's vectors in the file.
+const VECS_ALIGN: u64 = 64;
 
 const GRAPH: &[u8; 4] = b"GRPH";
+const VECTORS: &[u8; 4] = b"VECS";
 const LIVE: &[u8; 4] = b"LIVE";
 const TOMBSTONES: &[u8; 4] = b"TOMB";
 const IDS: &[u8; 4] = b"IDS\0";
@@ -172,7 +185,7 @@ fn graph_len(graph: &Graph) -> u64 {
         .iter()
         .map(|layer| 4 + layer.values().map(|l| 8 + 4 * l.len() as u64).sum::<u64>())
         .sum();
-    16 + 4 * n + 4 * n * graph.dim as u64 + 4 * n * (1 + graph.m0 as u64) + upper
+    16 + 4 * n + 4 * n * (1 + graph.m0 as u64) + upper
 }
 
 /// Writes `c` to `path` atomically (see the module docs).
@@ -218,9 +231,6 @@ fn write_file(tmp: &Path, c: &Contents) -> std::io::Result<()> {
         w.u32(count(graph.upper.len())?)?;
         w.u32(graph.entry)?;
         w.u32s(&graph.labels)?;
-        for v in graph.vectors() {
-            w.f32s(v)?;
-        }
         let mut row = Vec::with_capacity(1 + graph.m0);
         for links in graph.link_rows() {
             row.clear();
@@ -238,6 +248,16 @@ fn write_file(tmp: &Path, c: &Contents) -> std::io::Result<()> {
             }
         }
         Ok(())
+    })?;
+
+    // The vectors start after the tag, the length and the pad field.
+    let unpadded = w.written + 4 + 8 + 4;
+    let pad = (VECS_ALIGN - unpadded % VECS_ALIGN) % VECS_ALIGN;
+    let floats = 4 * graph.len() as u64 * dim as u64;
+    w.section(VECTORS, 4 + pad + floats, |w| {
+        w.u32(pad as u32)?;
+        w.bytes(&vec![0u8; pad as usize])?;
+        graph.vectors().try_for_each(|v| w.f32s(v))
     })?;
 
     let live = c.live_labels.len();
@@ -364,19 +384,38 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Reads the file at `path`, for an index of `dim` dimensions.
+/// Reads the file at `path`, for an index of `dim` dimensions whose graph holds its
+/// vectors as `storage` says (int8 codes keep the exact vectors mapped from the file).
 pub(crate) fn load(path: &Path, dim: usize, storage: VectorStorage) -> Result<Loaded> {
-    let data = std::fs::read(path).map_err(|source| Error::Io {
+    let io = |source| Error::Io {
         path: path.to_path_buf(),
         source,
-    })?;
-    parse(&data, dim, storage).map_err(|reason| Error::BadFile {
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    // SAFETY: the map is read-only and this crate never writes into an index file (a
+    // save renames a new file over it, which leaves this one's pages in place). A file
+    // truncated by another program while mapped is outside what this guards.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+    let map = Arc::new(map);
+    parse_mapped(&map, dim, storage, Some(&map)).map_err(|reason| Error::BadFile {
         path: path.to_path_buf(),
         reason,
     })
 }
 
+#[cfg(test)]
 fn parse(data: &[u8], dim: usize, storage: VectorStorage) -> Parse<Loaded> {
+    parse_mapped(data, dim, storage, None)
+}
+
+/// Parses `data`, which is all of `map` when one is given: the graph's vectors are then
+/// kept mapped for an int8 graph.
+fn parse_mapped(
+    data: &[u8],
+    dim: usize,
+    storage: VectorStorage,
+    map: Option<&Arc<memmap2::Mmap>>,
+) -> Parse<Loaded> {
     if data.len() < MAGIC.len() + 4 || &data[..MAGIC.len()] != MAGIC {
         return Err("not a steerfeed index file".into());
     }
@@ -385,9 +424,9 @@ fn parse(data: &[u8], dim: usize, storage: VectorStorage) -> Parse<Loaded> {
         at: MAGIC.len(),
     };
     let version = head.u32()?;
-    if version != FORMAT_VERSION {
+    if !(OLDEST_READ..=FORMAT_VERSION).contains(&version) {
         return Err(format!(
-            "format version {version}, this build reads version {FORMAT_VERSION}"
+            "format version {version}, this build reads versions {OLDEST_READ} to {FORMAT_VERSION}"
         ));
     }
     if data.len() < head.at + 8 {
@@ -414,8 +453,32 @@ fn parse(data: &[u8], dim: usize, storage: VectorStorage) -> Parse<Loaded> {
     let catalog_version = r.u64()?;
 
     let mut g = r.section(GRAPH)?;
-    let graph = parse_graph(&mut g, dim)?;
+    let mut graph = parse_graph(&mut g, dim, version)?;
     g.end("GRPH")?;
+    if version >= 3 {
+        let mut v = r.section(VECTORS)?;
+        let pad = v.u32()? as usize;
+        if pad as u64 >= VECS_ALIGN {
+            return Err("section VECS: padding out of range".into());
+        }
+        v.take(pad)?;
+        let n = graph.labels.len().checked_mul(dim).ok_or("size overflow")?;
+        let at = v.data.as_ptr() as usize + v.at - data.as_ptr() as usize;
+        let floats = map
+            .filter(|_| storage == VectorStorage::Int8 && cfg!(target_endian = "little"))
+            .and_then(|m| Floats::mapped(Arc::clone(m), at, n));
+        graph.vectors = match floats {
+            Some(mapped) => {
+                v.take(n * 4)?;
+                mapped
+            }
+            None => Floats::Owned(v.f32s(n)?),
+        };
+        v.end("VECS")?;
+    }
+    if graph.vectors.rows(1).any(|v| !v[0].is_finite()) {
+        return Err("non-finite vector values".into());
+    }
 
     let mut l = r.section(LIVE)?;
     let live = l.u32()? as usize;
@@ -487,7 +550,8 @@ fn parse(data: &[u8], dim: usize, storage: VectorStorage) -> Parse<Loaded> {
 /// A graph as read, before its tables are built.
 struct GraphParts {
     labels: Vec<u32>,
-    vectors: Vec<f32>,
+    /// Read with GRPH in version 2, from VECS after it in version 3.
+    vectors: Floats,
     m0: usize,
     l0: Vec<u32>,
     upper: Vec<HashMap<u32, Box<[u32]>>>,
@@ -499,7 +563,7 @@ impl GraphParts {
         Graph::assemble(
             dim,
             self.labels,
-            &self.vectors,
+            self.vectors,
             self.m0,
             &self.l0,
             self.upper,
@@ -509,7 +573,7 @@ impl GraphParts {
     }
 }
 
-fn parse_graph(r: &mut Reader<'_>, dim: usize) -> Parse<GraphParts> {
+fn parse_graph(r: &mut Reader<'_>, dim: usize, version: u32) -> Parse<GraphParts> {
     let n = r.u32()? as usize;
     let m0 = r.u32()? as usize;
     let layers = r.u32()? as usize;
@@ -518,7 +582,11 @@ fn parse_graph(r: &mut Reader<'_>, dim: usize) -> Parse<GraphParts> {
         return Err("header out of range".into());
     }
     let labels = r.u32s(n)?;
-    let vectors = r.f32s(n.checked_mul(dim).ok_or("size overflow")?)?;
+    let vectors = if version < 3 {
+        Floats::Owned(r.f32s(n.checked_mul(dim).ok_or("size overflow")?)?)
+    } else {
+        Floats::default()
+    };
     let l0 = r.u32s(n.checked_mul(1 + m0).ok_or("size overflow")?)?;
     for row in l0.chunks_exact(1 + m0) {
         let c = row[0] as usize;
@@ -546,9 +614,6 @@ fn parse_graph(r: &mut Reader<'_>, dim: usize) -> Parse<GraphParts> {
             map.insert(node, links.into_boxed_slice());
         }
         upper.push(map);
-    }
-    if vectors.iter().any(|v| !v.is_finite()) {
-        return Err("non-finite vector values".into());
     }
     let mut sorted = labels.clone();
     sorted.sort_unstable();
@@ -690,13 +755,93 @@ mod tests {
             .expect("section present")
     }
 
+    /// The version-2 layout of the same contents, made from a version-3 file byte by
+    /// byte: the graph's vectors go back into GRPH after the labels, VECS goes, and the
+    /// version and checksum are rewritten.
+    fn as_version_2(v3: &[u8]) -> Vec<u8> {
+        let u32_at = |at: usize| u32::from_le_bytes(v3[at..at + 4].try_into().unwrap());
+        let u64_at = |at: usize| u64::from_le_bytes(v3[at..at + 8].try_into().unwrap());
+        let header = 8 + 4 + 4 + 8;
+        assert_eq!(&v3[header..header + 4], b"GRPH");
+        let grph_len = u64_at(header + 4) as usize;
+        let grph = header + 12;
+        let nodes = u32_at(grph) as usize;
+        let vecs = grph + grph_len;
+        assert_eq!(&v3[vecs..vecs + 4], b"VECS");
+        let vecs_len = u64_at(vecs + 4) as usize;
+        let pad = u32_at(vecs + 12) as usize;
+        let floats = &v3[vecs + 16 + pad..vecs + 12 + vecs_len];
+        assert_eq!(floats.len(), nodes * DIM * 4);
+        let labels_end = grph + 16 + 4 * nodes;
+        let mut out = Vec::new();
+        out.extend_from_slice(&v3[..8]);
+        out.extend_from_slice(&2u32.to_le_bytes());
+        out.extend_from_slice(&v3[12..header]);
+        out.extend_from_slice(b"GRPH");
+        out.extend_from_slice(&((grph_len + floats.len()) as u64).to_le_bytes());
+        out.extend_from_slice(&v3[grph..labels_end]);
+        out.extend_from_slice(floats);
+        out.extend_from_slice(&v3[labels_end..vecs]);
+        out.extend_from_slice(&v3[vecs + 12 + vecs_len..v3.len() - 8]);
+        let mut h = Fnv1a::new();
+        h.update(&out);
+        let sum = h.finish();
+        out.extend_from_slice(&sum.to_le_bytes());
+        out
+    }
+
+    #[test]
+    fn a_version_2_file_still_loads_in_either_storage() {
+        let c = contents();
+        let v2 = as_version_2(&bytes_of(&c));
+        for storage in [VectorStorage::F32, VectorStorage::Int8] {
+            let back = parse(&v2, DIM, storage).unwrap();
+            let want: Vec<&[f32]> = c.graph.vectors().collect();
+            let got: Vec<&[f32]> = back.state.graph.vectors().collect();
+            assert_eq!(got, want, "{storage:?}");
+            assert_eq!(back.state.graph.labels, c.graph.labels);
+            assert_eq!(back.state.live_labels, c.live_labels);
+            assert_eq!(back.ids, c.ids);
+            if storage == VectorStorage::F32 {
+                assert_eq!(*back.state.graph, *c.graph);
+            }
+        }
+    }
+
+    #[test]
+    fn an_int8_graph_maps_its_vectors_from_the_file_at_an_aligned_offset() {
+        let c = contents();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("i.hnsw");
+        save(&path, &c).unwrap();
+        let loaded = load(&path, DIM, VectorStorage::Int8).unwrap();
+        let g = &loaded.state.graph;
+        assert_eq!(g.mapped_bytes(), 200 * DIM * 4);
+        let want: Vec<&[f32]> = c.graph.vectors().collect();
+        assert_eq!(g.vectors().collect::<Vec<_>>(), want);
+        // Saved again, the mapped vectors are written out as they were.
+        let again = dir.path().join("j.hnsw");
+        save(
+            &again,
+            &Contents {
+                graph: Arc::clone(g),
+                ..c.clone()
+            },
+        )
+        .unwrap();
+        assert_eq!(std::fs::read(&again).unwrap(), std::fs::read(&path).unwrap());
+        // An f32 graph reads them into memory.
+        let f32 = load(&path, DIM, VectorStorage::F32).unwrap();
+        assert_eq!(f32.state.graph.mapped_bytes(), 0);
+    }
+
     #[test]
     fn other_versions_are_refused_by_name() {
         let mut data = bytes_of(&contents());
         data[8..12].copy_from_slice(&1u32.to_le_bytes());
         let err = parse(&data, DIM, VectorStorage::F32).err().unwrap();
         assert!(err.contains("format version 1"), "{err}");
-        assert!(err.contains("reads version 2"), "{err}");
+        assert!(err.contains("reads versions 2 to 3"), "{err}");
         // Even when the rest is garbage or cut short.
         let err = parse(&data[..20], DIM, VectorStorage::F32).err().unwrap();
         assert!(err.contains("format version 1"), "{err}");

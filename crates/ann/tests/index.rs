@@ -171,6 +171,17 @@ fn int8_vectors_keep_recall_and_exact_similarities_through_folds_and_reloads() {
         let r = recall(&loaded, &flat, &queries, Filter::All);
         assert!(r >= 0.95, "loaded as {storage:?}: recall {r}");
         exact(&loaded);
+        // An int8 graph maps the exact vectors of its nodes from the file.
+        let mapped = loaded.stats().mapped_bytes;
+        match storage {
+            VectorStorage::Int8 => assert_eq!(mapped, loaded.stats().graph_nodes * DIM * 4),
+            VectorStorage::F32 => assert_eq!(mapped, 0),
+        }
+        // A 1 % allow-list takes the scan, which an int8 graph runs on codes and then
+        // rescores exactly.
+        let tiny: IdSet = (0..5000u32).filter(|i| i % 100 == 5).collect();
+        let r = recall(&loaded, &flat, &queries, Filter::Allow(&tiny));
+        assert!(r >= 0.99, "1% allow-list, {storage:?}: recall {r}");
     }
 }
 

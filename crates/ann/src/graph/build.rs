@@ -29,9 +29,9 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use parking_lot::Mutex;
 
 use super::insert::{level_of, select_neighbours};
-use super::{Dist, Graph, Node, VISITED};
+use super::{Dist, Floats, Graph, Node, VISITED};
 use crate::distance::{distance, prefetch};
-use crate::params::{HnswBuildParams, VectorStorage};
+use crate::params::HnswBuildParams;
 
 /// Fixed-capacity link lists, one row of `1 + cap` atomics each (count, then slots).
 struct Lists {
@@ -307,9 +307,10 @@ impl<'v> Builder<'v> {
         lists.write(row, &chosen);
     }
 
-    /// The finished graph in the serving layout.
-    fn finish(self, labels: Vec<u32>, storage: VectorStorage) -> Graph {
-        let n = labels.len();
+    /// The finished graph's layer-0 rows, upper layers and entry point.
+    #[allow(clippy::type_complexity)]
+    fn finish(self) -> (Vec<u32>, Vec<HashMap<Node, Box<[Node]>>>, Node) {
+        let n = self.levels.len();
         let m0 = self.layer0.cap;
         let mut l0 = Vec::with_capacity(n * (1 + m0));
         for node in 0..n {
@@ -324,16 +325,7 @@ impl<'v> Builder<'v> {
                 upper[layer - 1].insert(node as Node, list.as_slice().into());
             }
         }
-        Graph::assemble(
-            self.dim,
-            labels,
-            self.vectors,
-            m0,
-            &l0,
-            upper,
-            entry,
-            storage,
-        )
+        (l0, upper, entry)
     }
 }
 
@@ -379,7 +371,18 @@ impl Graph {
             }
             work();
         });
-        let mut graph = builder.finish(labels, params.vectors);
+        let m0 = builder.layer0.cap;
+        let (l0, upper, entry) = builder.finish();
+        let mut graph = Graph::assemble(
+            dim,
+            labels,
+            Floats::Owned(vectors),
+            m0,
+            &l0,
+            upper,
+            entry,
+            params.vectors,
+        );
         graph.refine_layer0();
         graph
     }
@@ -394,6 +397,7 @@ mod tests {
     use super::*;
     use crate::graph::testing::{assert_well_formed, nearest};
     use crate::index::TopK;
+    use crate::params::VectorStorage;
 
     const DIM: usize = 24;
 

@@ -226,8 +226,8 @@ impl Graph {
     /// Made under a read lock and swapped in, so the write lock never waits on a copy.
     pub(crate) fn with_room(&self, extra: usize) -> Option<Graph> {
         let stride = self.stride();
-        let floats_fit = self.storage == VectorStorage::F32
-            || self.floats.capacity() >= self.floats.len() + extra * self.dim;
+        let floats_fit =
+            self.storage == VectorStorage::F32 || self.floats.has_room(extra * self.dim);
         if floats_fit && self.data.capacity() >= self.data.len() + extra * stride {
             return None;
         }
@@ -237,11 +237,10 @@ impl Graph {
         data.extend_from_slice(&self.data);
         let mut labels = Vec::with_capacity(rows);
         labels.extend_from_slice(&self.labels);
-        let mut floats = Vec::with_capacity(match self.storage {
-            VectorStorage::F32 => 0,
-            VectorStorage::Int8 => rows * self.dim,
-        });
-        floats.extend_from_slice(&self.floats);
+        let floats = match self.storage {
+            VectorStorage::F32 => super::Floats::default(),
+            VectorStorage::Int8 => self.floats.with_room((rows - self.len()) * self.dim),
+        };
         Some(Graph {
             dim: self.dim,
             labels,

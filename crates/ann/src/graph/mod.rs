@@ -19,7 +19,10 @@ use crate::params::VectorStorage;
 use crate::quant::{QueryCodes, quantize};
 
 mod build;
+mod floats;
 mod insert;
+
+pub(crate) use floats::Floats;
 
 /// Most layers a graph may have.
 const MAX_LAYERS: usize = 16;
@@ -152,7 +155,7 @@ pub(crate) struct Graph {
     data: Vec<f32>,
     /// With codes in the rows: every node's exact vector, in node order, for rescoring
     /// and for inserting. Empty otherwise.
-    floats: Vec<f32>,
+    floats: Floats,
     /// `upper[l - 1]`: neighbours of the nodes present on layer `l`.
     pub(crate) upper: Vec<HashMap<Node, Box<[Node]>>>,
     pub(crate) entry: Node,
@@ -169,7 +172,7 @@ impl Graph {
             m0: 2 * m,
             storage,
             data: Vec::new(),
-            floats: Vec::new(),
+            floats: Floats::default(),
             upper: Vec::new(),
             entry: 0,
             node_of: Vec::new(),
@@ -297,12 +300,13 @@ impl Graph {
     }
 
     /// Interleaves layer-0 link rows (`1 + m0` each) and vectors (`dim` each) into the
-    /// serving layout.
+    /// serving layout; with codes in the rows, `vectors` stays beside them as it is
+    /// (mapped or in memory).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn assemble(
         dim: usize,
         labels: Vec<u32>,
-        vectors: &[f32],
+        vectors: Floats,
         m0: usize,
         l0: &[u32],
         upper: Vec<HashMap<Node, Box<[Node]>>>,
@@ -312,13 +316,13 @@ impl Graph {
         let stride = 1 + m0 + payload(dim, storage);
         let mut data = Vec::with_capacity(labels.len() * stride);
         advise_huge_pages(&data);
-        for (links, vector) in l0.chunks_exact(1 + m0).zip(vectors.chunks_exact(dim)) {
+        for (links, vector) in l0.chunks_exact(1 + m0).zip(vectors.rows(dim)) {
             data.extend(links.iter().map(|&x| f32::from_bits(x)));
             push_payload(&mut data, vector, storage);
         }
         let floats = match storage {
-            VectorStorage::F32 => Vec::new(),
-            VectorStorage::Int8 => vectors[..labels.len() * dim].to_vec(),
+            VectorStorage::F32 => Floats::default(),
+            VectorStorage::Int8 => vectors,
         };
         let mut graph = Self {
             dim,
@@ -350,7 +354,7 @@ impl Graph {
                         .map(move |r| &r[skip..]),
                 )
             }
-            VectorStorage::Int8 => Box::new(self.floats.chunks_exact(self.dim)),
+            VectorStorage::Int8 => Box::new(self.floats.rows(self.dim)),
         }
     }
 
@@ -395,10 +399,7 @@ impl Graph {
                 let start = node as usize * self.stride() + 1 + self.m0;
                 &self.data[start..start + self.dim]
             }
-            VectorStorage::Int8 => {
-                let start = node as usize * self.dim;
-                &self.floats[start..start + self.dim]
-            }
+            VectorStorage::Int8 => self.floats.slice(node as usize * self.dim, self.dim),
         }
     }
 
@@ -596,11 +597,10 @@ impl Graph {
 
     /// Exact scan of every node whose label passes.
     pub(crate) fn scan(&self, query: &[f32], pass: &dyn Fn(u32) -> bool, top: &mut TopK) {
-        for (v, &label) in self.vectors().zip(&self.labels) {
-            if pass(label) {
-                top.push(crate::distance::dot(query, v), label);
-            }
-        }
+        let nodes: Vec<Node> = (0..self.len() as Node)
+            .filter(|&node| pass(self.labels[node as usize]))
+            .collect();
+        self.scan_nodes(query, &nodes, top);
     }
 
     /// Exact scan of the listed labels only (those in this graph that pass).
@@ -611,12 +611,42 @@ impl Graph {
         pass: &dyn Fn(u32) -> bool,
         top: &mut TopK,
     ) {
-        for label in labels {
-            if let Some(&node) = self.node_of.get(label as usize)
-                && node != u32::MAX
-                && pass(label)
-            {
-                top.push(crate::distance::dot(query, self.vector(node)), label);
+        let nodes: Vec<Node> = labels
+            .filter_map(|label| {
+                let node = *self.node_of.get(label as usize)?;
+                (node != u32::MAX && pass(label)).then_some(node)
+            })
+            .collect();
+        self.scan_nodes(query, &nodes, top);
+    }
+
+    /// Scores `nodes` against `query` into `top`, fetching rows a few nodes ahead. With
+    /// codes in the rows, the codes pick the best `4k` (at least `k + 32`) and their exact
+    /// vectors rank them, so a scan reads a quarter of the bytes.
+    fn scan_nodes(&self, query: &[f32], nodes: &[Node], top: &mut TopK) {
+        const AHEAD: usize = 4;
+        match self.storage {
+            VectorStorage::F32 => {
+                for (i, &node) in nodes.iter().enumerate() {
+                    if let Some(&ahead) = nodes.get(i + AHEAD) {
+                        prefetch(self.scored(ahead));
+                    }
+                    top.push(dot(query, self.vector(node)), self.labels[node as usize]);
+                }
+            }
+            VectorStorage::Int8 => {
+                let codes = QueryCodes::new(query);
+                let mut near = TopK::new((4 * top.k()).max(top.k() + 32));
+                for (i, &node) in nodes.iter().enumerate() {
+                    if let Some(&ahead) = nodes.get(i + AHEAD) {
+                        prefetch(self.scored(ahead));
+                    }
+                    let (scale, c) = self.codes(node);
+                    near.push(1.0 - codes.distance(scale, c), node);
+                }
+                for hit in near.into_hits() {
+                    top.push(dot(query, self.vector(hit.id)), self.labels[hit.id as usize]);
+                }
             }
         }
     }
@@ -633,6 +663,11 @@ impl Graph {
             .filter(|&i| pass(self.labels[(i as f64 * step) as usize]))
             .count();
         passed as f32 / samples as f32
+    }
+
+    /// Bytes of exact vectors mapped from the index file (page cache, not heap).
+    pub(crate) fn mapped_bytes(&self) -> usize {
+        self.floats.mapped_bytes()
     }
 
     /// Mean number of layer-0 links per node.
@@ -658,7 +693,7 @@ impl Graph {
             .sum();
         self.labels.len() * 4
             + self.data.len() * 4
-            + self.floats.len() * 4
+            + self.floats.heap_bytes()
             + self.node_of.len() * 4
             + upper
     }
