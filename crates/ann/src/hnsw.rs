@@ -3,8 +3,8 @@
 //!
 //! # Segments
 //!
-//! Vectors live in one of two places. The **sealed** segment is an HNSW graph built by
-//! `hnsw_rs` and exported into flat arrays ([`crate::graph`]). The **live** segment
+//! Vectors live in one of two places. The **sealed** segment is an HNSW graph in flat
+//! arrays ([`crate::graph`]), built on several threads. The **live** segment
 //! takes new inserts and is searched exactly. Once the live segment holds `max_live`
 //! vectors, a background thread **folds** them into the graph: it inserts them one by
 //! one as hnswlib inserts (each planned under the read lock, then written and moved out
@@ -31,10 +31,11 @@
 //! for an allow-list or deny-list (from its size), estimated from 512 evenly spaced
 //! nodes for a predicate.
 //!
-//! - `s <= exact_below` (default 0.03): scan the allowed vectors exactly — for an
-//!   allow-list only its members are touched. A selective filter (an `only` topic, a
-//!   small allow-list) is then both exact and fast, where a graph walk would visit
-//!   most of the graph to find `k` allowed nodes.
+//! - `s <= exact_below` (default 0.03): scan the allowed vectors — for an allow-list
+//!   only its members are touched. A selective filter (an `only` topic, a small
+//!   allow-list) is then exact (with int8 codes: the codes pick the best `4k`, ranked by
+//!   their exact vectors) and fast, where a graph walk would visit most of the graph to
+//!   find `k` allowed nodes.
 //! - otherwise: walk the graph with the filter inside: disallowed nodes route the walk
 //!   but never enter the results, and the walk's frontier is widened to
 //!   `ef / sqrt(s)` (at most `max_ef`), so a 10 % filter walks about 3× as far as an
@@ -379,20 +380,56 @@ impl HnswIndex {
 
     /// Writes the index to `path` in the index file format (`persist`), atomically,
     /// with catalog version 0 and no video ids. The index's lock is held only while its
-    /// state is copied.
+    /// state is copied. An int8 graph then maps its exact vectors from the file.
     pub fn save(&self, path: &Path) -> Result<()> {
         let p = self.parts();
         persist::save(
             path,
             &persist::Contents {
                 catalog_version: 0,
-                graph: p.graph,
-                live_labels: p.live_labels,
-                live_vectors: p.live_vectors,
-                tombstones: p.tombstones,
+                graph: Arc::clone(&p.graph),
+                live_labels: p.live_labels.clone(),
+                live_vectors: p.live_vectors.clone(),
+                tombstones: p.tombstones.clone(),
                 ids: persist::IdTable::default(),
             },
-        )
+        )?;
+        self.adopt_file(p, path)?;
+        Ok(())
+    }
+
+    /// After `parts` were saved to `path`: an int8 graph unchanged since reads its exact
+    /// vectors from the file's map instead of holding them in memory (an index built or
+    /// rebuilt in this process then costs, once saved, what one opened from its file
+    /// does). True when it did; false for float rows, a graph changed since (the next
+    /// save tries again) or a file that does not hold these vectors.
+    pub(crate) fn adopt_file(&self, parts: Parts, path: &Path) -> Result<bool> {
+        if self.shared.build.vectors != crate::params::VectorStorage::Int8 {
+            return Ok(false);
+        }
+        let Some(mapped) = persist::map_vectors(path, parts.graph.len(), self.shared.dim)? else {
+            return Ok(false);
+        };
+        // Compared outside the index's lock: a fold waits while the copy is shared.
+        let Some(floats) = parts.graph.adopt_floats(mapped) else {
+            return Ok(false);
+        };
+        let saved = Arc::as_ptr(&parts.graph);
+        let changes = parts.graph_changes;
+        drop(parts);
+        let mut s = self.write();
+        // No rebuild, fold or copy since the save: the same graph, the same vectors.
+        if Arc::as_ptr(&s.graph) != saved || self.compactions() + self.folded() != changes {
+            return Ok(false);
+        }
+        match Arc::get_mut(&mut s.graph) {
+            Some(graph) => {
+                graph.set_floats(floats);
+                Ok(true)
+            }
+            // Another save holds a copy: the next save tries again.
+            None => Ok(false),
+        }
     }
 
     /// Reads an index written by [`HnswIndex::save`] (or the index part of a

@@ -6,11 +6,17 @@
 //!
 //! Design decisions:
 //!
-//! - **`hnsw_rs` builds, we serve.** `hnsw_rs` stays the graph builder; the graph is then
-//!   exported into flat, cache-friendly arrays (contiguous vectors, fixed-width layer-0
-//!   links) and searched by our own code with a reusable visited array, prefetching and
-//!   an AVX2+FMA inner product chosen at run time. `hnsw_rs`'s own search allocates per
-//!   candidate and locks per neighbour list, which made it 3× slower than hnswlib here.
+//! - **Our own graph, built and searched.** The builder ([`graph`]'s `build`) is
+//!   hnswlib's insertion run on several threads over lock-free link lists, followed by a
+//!   re-selection of layer-0 links over forward and reverse links and a pass that links
+//!   any node a walk could not reach. `hnsw_rs` built the graph before: 3× hnswlib's
+//!   build time, and a graph that lost recall at 1M because it shrank overflowing
+//!   neighbour lists by distance alone. The graph lives in flat, cache-friendly arrays
+//!   (node rows with links beside the vector) searched with a reusable visited array,
+//!   prefetching and an AVX2+FMA inner product chosen at run time.
+//! - **Int8 codes, exact answers** ([`VectorStorage::Int8`]): the walk can read int8
+//!   codes (a quarter of the bytes) and rescore its best candidates with the exact
+//!   vectors, which an index opened from its file maps rather than reads.
 //! - **Segments.** New vectors go to a small live segment searched exactly; a background
 //!   fold inserts them into the graph (a rebuild drops tombstones), while searches go on.
 //! - **Filters inside the search**, with an exact scan when the filter is selective; see

@@ -194,7 +194,11 @@ pub(crate) fn save(path: &Path, c: &Contents) -> Result<()> {
         path: path.to_path_buf(),
         source,
     };
-    let tmp = path.with_extension("tmp");
+    // The target's name with `.tmp` appended: never the target itself, which may be
+    // mapped by the index that is saving.
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    let tmp = path.with_file_name(name);
     let written = write_file(&tmp, c);
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
@@ -403,6 +407,46 @@ pub(crate) fn load(path: &Path, dim: usize, storage: VectorStorage) -> Result<Lo
     })
 }
 
+/// Maps the graph's vectors from a format-3 file at `path` that holds `nodes` of them,
+/// without reading the rest: for an int8 index that has just saved the file and checks
+/// the mapped vectors against its own before it uses them. `None` when the file is not
+/// laid out so.
+pub(crate) fn map_vectors(path: &Path, nodes: usize, dim: usize) -> Result<Option<Floats>> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    // SAFETY: as in `load`.
+    let map = Arc::new(unsafe { memmap2::Mmap::map(&file) }.map_err(io)?);
+    let layout = || -> Parse<(usize, usize)> {
+        let mut r = Reader {
+            data: &map[..],
+            at: 0,
+        };
+        if r.take(MAGIC.len())? != MAGIC || r.u32()? != FORMAT_VERSION || r.u32()? as usize != dim {
+            return Err("another layout".into());
+        }
+        r.u64()?;
+        r.section(GRAPH)?;
+        let mut v = r.section(VECTORS)?;
+        let pad = v.u32()? as usize;
+        v.take(pad)?;
+        let floats = nodes.checked_mul(dim).ok_or("size overflow")?;
+        if v.left() != floats * 4 {
+            return Err("another graph size".into());
+        }
+        Ok((
+            v.data.as_ptr() as usize + v.at - map.as_ptr() as usize,
+            floats,
+        ))
+    };
+    Ok(layout()
+        .ok()
+        .filter(|_| cfg!(target_endian = "little"))
+        .and_then(|(at, len)| Floats::mapped(Arc::clone(&map), at, len)))
+}
+
 #[cfg(test)]
 fn parse(data: &[u8], dim: usize, storage: VectorStorage) -> Parse<Loaded> {
     parse_mapped(data, dim, storage, None)
@@ -469,7 +513,7 @@ fn parse_mapped(
             .and_then(|m| Floats::mapped(Arc::clone(m), at, n));
         graph.vectors = match floats {
             Some(mapped) => {
-                v.take(n * 4)?;
+                v.take(n.checked_mul(4).ok_or("size overflow")?)?;
                 mapped
             }
             None => Floats::Owned(v.f32s(n)?),
@@ -709,7 +753,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("i.hnsw");
         save(&path, c).unwrap();
-        assert!(!path.with_extension("tmp").exists());
+        assert!(!dir.path().join("i.hnsw.tmp").exists());
         std::fs::read(&path).unwrap()
     }
 
@@ -817,6 +861,7 @@ mod tests {
         let loaded = load(&path, DIM, VectorStorage::Int8).unwrap();
         let g = &loaded.state.graph;
         assert_eq!(g.mapped_bytes(), 200 * DIM * 4);
+        assert_eq!(g.mapped_start().map(|at| at % 64), Some(0));
         let want: Vec<&[f32]> = c.graph.vectors().collect();
         assert_eq!(g.vectors().collect::<Vec<_>>(), want);
         // Saved again, the mapped vectors are written out as they were.
@@ -829,7 +874,10 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(std::fs::read(&again).unwrap(), std::fs::read(&path).unwrap());
+        assert_eq!(
+            std::fs::read(&again).unwrap(),
+            std::fs::read(&path).unwrap()
+        );
         // An f32 graph reads them into memory.
         let f32 = load(&path, DIM, VectorStorage::F32).unwrap();
         assert_eq!(f32.state.graph.mapped_bytes(), 0);
@@ -914,8 +962,8 @@ mod tests {
             (
                 "layer-0 link",
                 Box::new(|d| {
-                    // The first layer-0 row follows the labels and the vectors.
-                    let row = g + 12 + 16 + 200 * 4 + 200 * DIM * 4;
+                    // The first layer-0 row follows the labels.
+                    let row = g + 12 + 16 + 200 * 4;
                     u32_at(d, row + 4, 9_999);
                 }),
             ),
@@ -961,14 +1009,6 @@ mod tests {
                 }),
             ),
             (
-                "a non-finite vector",
-                Box::new(|d| {
-                    let v = g + 12 + 16 + 200 * 4;
-                    d[v..v + 4].copy_from_slice(&f32::NAN.to_le_bytes());
-                    resum(d);
-                }),
-            ),
-            (
                 "trailing bytes",
                 Box::new(|d| {
                     let at = d.len() - 8;
@@ -982,6 +1022,44 @@ mod tests {
             damage(&mut d);
             let res = parse(&d, DIM, VectorStorage::F32);
             assert!(res.is_err(), "{name}: parsed");
+        }
+        // The graph's vectors, in memory or mapped: each damage is refused for what it is.
+        let v = section_at(&data, VECTORS);
+        let pad = u32::from_le_bytes(data[v + 12..v + 16].try_into().unwrap()) as usize;
+        let first = v + 16 + pad;
+        let vec_cases: Vec<(&str, &str, Damage<'_>)> = vec![
+            (
+                "a non-finite vector",
+                "non-finite",
+                Box::new(|d| {
+                    let last = first + (200 * DIM - 1) * 4;
+                    d[last..last + 4].copy_from_slice(&f32::INFINITY.to_le_bytes());
+                    resum(d);
+                }),
+            ),
+            ("padding", "padding", Box::new(|d| u32_at(d, v + 12, 64))),
+            (
+                "a short VECS",
+                "truncated",
+                Box::new(|d| u64_at(d, v + 4, (4 + pad + 199 * DIM * 4) as u64)),
+            ),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        for (name, expected, damage) in vec_cases {
+            let mut d = data.clone();
+            damage(&mut d);
+            for storage in [VectorStorage::F32, VectorStorage::Int8] {
+                let err = parse(&d, DIM, storage).err().unwrap();
+                assert!(err.contains(expected), "{name}, {storage:?}: {err}");
+            }
+            let path = dir.path().join("damaged.hnsw");
+            std::fs::write(&path, &d).unwrap();
+            match load(&path, DIM, VectorStorage::Int8) {
+                Err(Error::BadFile { reason, .. }) => {
+                    assert!(reason.contains(expected), "{name}, mapped: {reason}")
+                }
+                other => panic!("{name}, mapped: {:?}", other.err()),
+            }
         }
     }
 

@@ -101,6 +101,13 @@ impl IndexSnapshot {
 }
 
 impl VideoIndex {
+    /// After `snap` of this index was saved to `path` (the index's own file, not a
+    /// copy elsewhere): an int8 graph unchanged since reads its exact vectors from the
+    /// file's map instead of memory. True when it did.
+    pub fn adopt_saved(&self, snap: IndexSnapshot, path: &Path) -> Result<bool> {
+        self.index.adopt_file(snap.parts, path)
+    }
+
     /// An empty index.
     pub fn new(dim: usize, build: HnswBuildParams, search: HnswSearchParams) -> Result<Self> {
         Ok(Self {

@@ -113,7 +113,7 @@ fn hnsw_recall_at_10_is_at_least_0_95() {
 /// either storage (the file holds the exact vectors).
 #[test]
 fn int8_vectors_keep_recall_and_exact_similarities_through_folds_and_reloads() {
-    let (base, queries) = dataset(5000, 100, DIM, 9);
+    let (base, queries) = dataset(5600, 100, DIM, 9);
     let int8 = HnswBuildParams {
         vectors: VectorStorage::Int8,
         max_live: 200,
@@ -125,6 +125,7 @@ fn int8_vectors_keep_recall_and_exact_similarities_through_folds_and_reloads() {
         flat.insert(i as u32, &emb(row)).unwrap();
         items.push((i as u32, emb(row)));
     }
+    let last = items.split_off(5000);
     let later = items.split_off(3000);
     let hnsw = HnswIndex::build(DIM, items, int8, HnswSearchParams::default()).unwrap();
     let exact = |index: &HnswIndex| {
@@ -140,6 +141,11 @@ fn int8_vectors_keep_recall_and_exact_similarities_through_folds_and_reloads() {
             }
         }
     };
+    let flat_all = flat;
+    let flat = FlatIndex::new(DIM);
+    for (i, row) in base.chunks_exact(DIM).take(5000).enumerate() {
+        flat.insert(i as u32, &emb(row)).unwrap();
+    }
     // Recall is measured on the base's first 3,000 only, before the rest arrives.
     let first = FlatIndex::new(DIM);
     for (i, row) in base.chunks_exact(DIM).take(3000).enumerate() {
@@ -161,6 +167,11 @@ fn int8_vectors_keep_recall_and_exact_similarities_through_folds_and_reloads() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("index.bin");
     hnsw.save(&path).unwrap();
+    // Saved, the graph built here reads its exact vectors from the file's map.
+    let s = hnsw.stats();
+    assert_eq!(s.mapped_bytes, s.graph_nodes * DIM * 4, "{s:?}");
+    assert_eq!(recall(&hnsw, &flat, &queries, Filter::All), r);
+    exact(&hnsw);
     for storage in [VectorStorage::Int8, VectorStorage::F32] {
         let build = HnswBuildParams {
             vectors: storage,
@@ -182,6 +193,23 @@ fn int8_vectors_keep_recall_and_exact_similarities_through_folds_and_reloads() {
         let tiny: IdSet = (0..5000u32).filter(|i| i % 100 == 5).collect();
         let r = recall(&loaded, &flat, &queries, Filter::Allow(&tiny));
         assert!(r >= 0.99, "1% allow-list, {storage:?}: recall {r}");
+        // Folds after the load keep the mapped vectors and add the new ones in memory.
+        for (id, e) in &last {
+            loaded.insert(*id, e).unwrap();
+        }
+        loaded.compact_if_needed();
+        settle(&loaded);
+        let s = loaded.stats();
+        assert!(s.folded > 0 && s.graph_nodes > 5000, "{storage:?}: {s:?}");
+        if storage == VectorStorage::Int8 {
+            assert!(s.mapped_bytes > 0 && s.mapped_bytes < s.graph_nodes * DIM * 4);
+        }
+        let r = recall(&loaded, &flat_all, &queries, Filter::All);
+        assert!(
+            r >= 0.95,
+            "folded after the load as {storage:?}: recall {r}"
+        );
+        exact(&loaded);
     }
 }
 

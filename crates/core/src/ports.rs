@@ -1,7 +1,7 @@
 //! Ports: the traits through which ranking stages read the catalog, the social graph and
 //! the vector index. `steerfeed-store` and `steerfeed-ann` implement them, the engine
 //! wires them, and tests use in-memory implementations, so ranking logic never depends
-//! on sled or hnsw_rs.
+//! on sled or on how the vector index is built.
 
 use std::sync::Arc;
 

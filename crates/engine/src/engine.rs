@@ -113,9 +113,13 @@ impl IndexFile {
             }
         }
         store.trim_catalog_log(key.0)?;
+        let videos = snap.len();
+        // An int8 graph now maps its exact vectors from the file it was saved to.
+        let mapped = index.adopt_saved(snap, &self.path).map_err(ann_error)?;
         tracing::info!(
-            videos = snap.len(),
+            videos,
             catalog_version = key.0,
+            mapped,
             ms = started.elapsed().as_millis() as u64,
             "vector index saved"
         );

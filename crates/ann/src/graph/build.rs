@@ -485,6 +485,36 @@ mod tests {
     }
 
     #[test]
+    fn int8_rows_of_a_dimension_not_a_multiple_of_four_hold_their_codes() {
+        const ODD: usize = 23;
+        let (vectors, queries) = dataset(1_500, 50, ODD, 24);
+        let g = Graph::build(
+            ODD,
+            (0..1_500).collect(),
+            vectors.clone(),
+            &params(2, VectorStorage::Int8),
+        );
+        assert_well_formed(&g);
+        for (node, v) in vectors.chunks_exact(ODD).enumerate() {
+            assert_eq!(g.vector(node as Node), v);
+            // The codes reconstruct the vector within half a step per coordinate.
+            let (scale, codes) = g.codes(node as Node);
+            for (&x, &c) in v.iter().zip(codes) {
+                assert!((x - scale * f32::from(c)).abs() <= scale * 0.5 + 1e-6);
+            }
+        }
+        let found = queries
+            .chunks_exact(ODD)
+            .filter(|q| {
+                let mut top = TopK::new(1);
+                g.search(q, 1, 48, 48, None, &mut top);
+                top.into_hits()[0].id == g.labels[nearest(&g, q) as usize]
+            })
+            .count();
+        assert!(found >= 48, "{found} of 50");
+    }
+
+    #[test]
     fn a_build_on_one_thread_is_deterministic() {
         let (vectors, _) = dataset(800, 1, DIM, 22);
         assert_eq!(build(&vectors, 1), build(&vectors, 1));

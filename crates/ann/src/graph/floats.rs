@@ -35,7 +35,7 @@ impl Floats {
     /// map or `start` is not 4-byte aligned.
     pub(crate) fn mapped(map: Arc<memmap2::Mmap>, start: usize, len: usize) -> Option<Self> {
         let end = len.checked_mul(4)?.checked_add(start)?;
-        let aligned = (map.as_ptr() as usize + start) % std::mem::align_of::<f32>() == 0;
+        let aligned = (map.as_ptr() as usize + start).is_multiple_of(std::mem::align_of::<f32>());
         (end <= map.len() && aligned).then_some(Self::Mapped {
             map,
             start,
@@ -130,6 +130,58 @@ impl Floats {
             Self::Mapped { tail, .. } => tail,
         };
         v.capacity() >= v.len() + extra
+    }
+
+    /// These floats with their first `mapped.len()` read from `mapped` (a map of the
+    /// same values) and the rest kept in memory; `None` when `mapped` is longer or its
+    /// values differ from these.
+    pub(crate) fn adopt(&self, mapped: Floats) -> Option<Floats> {
+        let Floats::Mapped {
+            map, start, len, ..
+        } = mapped
+        else {
+            return None;
+        };
+        if len > self.len() {
+            return None;
+        }
+        let same = |a: &[f32], b: &[f32]| {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+        };
+        let fresh = Floats::Mapped {
+            map,
+            start,
+            len,
+            tail: Vec::new(),
+        };
+        let head = fresh.head();
+        // Compared row-wise where they are split: the old head, then its tail.
+        let mine = self.head();
+        let (a, b) = head.split_at(mine.len().min(head.len()));
+        if !same(a, &mine[..a.len()]) || !same(b, &self.rest()[..b.len()]) {
+            return None;
+        }
+        let keep: Vec<f32> = if head.len() >= mine.len() {
+            self.rest()[head.len() - mine.len()..].to_vec()
+        } else {
+            mine[head.len()..]
+                .iter()
+                .chain(self.rest())
+                .copied()
+                .collect()
+        };
+        let Floats::Mapped {
+            map, start, len, ..
+        } = fresh
+        else {
+            return None;
+        };
+        Some(Floats::Mapped {
+            map,
+            start,
+            len,
+            tail: keep,
+        })
     }
 
     /// Bytes of the process's own memory (the mapped part is page cache).

@@ -2,7 +2,9 @@
 //! a time by a fold ([`insert`]).
 //!
 //! Layout: one row per node in a single array, `[count, m0 link slots, vector]` (links
-//! stored as `f32` bit patterns), so a node's links sit right before its vector: the walk
+//! stored as `f32` bit patterns; with int8 storage the vector's place holds its scale and
+//! packed codes, and the exact vectors live beside the rows), so a node's links sit right
+//! before what the walk scores: the walk
 //! reads a node's vector when it scores it, and when it later expands that node its
 //! links are already in cache (hnswlib's layout). The sparse upper layers live in hash
 //! maps (a search touches them a few dozen times).
@@ -114,6 +116,26 @@ fn advise_huge_pages(v: &Vec<f32>) {
     let _ = v;
 }
 
+impl PartialEq for Graph {
+    /// Rows compare by their bits: packed codes are no floats (some are NaN patterns).
+    fn eq(&self, other: &Self) -> bool {
+        self.dim == other.dim
+            && self.labels == other.labels
+            && self.m0 == other.m0
+            && self.storage == other.storage
+            && self.data.len() == other.data.len()
+            && self
+                .data
+                .iter()
+                .zip(&other.data)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+            && self.floats == other.floats
+            && self.upper == other.upper
+            && self.entry == other.entry
+            && self.node_of == other.node_of
+    }
+}
+
 /// Words of a row after its links: the vector, or its scale and packed codes.
 fn payload(dim: usize, storage: VectorStorage) -> usize {
     match storage {
@@ -140,7 +162,7 @@ fn push_payload(data: &mut Vec<f32>, vector: &[f32], storage: VectorStorage) {
 }
 
 /// An HNSW graph; only a fold adds nodes to it (a rebuild makes a new one).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub(crate) struct Graph {
     pub(crate) dim: usize,
     /// Node to the caller's id.
@@ -182,12 +204,13 @@ impl Graph {
     /// Re-selects every node's layer-0 links with the HNSW neighbour heuristic over its
     /// current links and the nodes that link to it.
     ///
-    /// `hnsw_rs` picks a new node's own links with the heuristic, but when a reverse link
-    /// overflows a neighbour's list it just drops the farthest entry, so over a large
-    /// build the lists collapse onto each node's nearest neighbours and the long-range
-    /// links that let a walk cross between clusters are lost (recall at equal `ef` fell
-    /// well below hnswlib's at 1M). hnswlib re-applies the heuristic when it shrinks a
-    /// list; doing it once here, over forward and reverse links, restores that shape.
+    /// A build selects a new node's own `m` links with the heuristic and re-applies it
+    /// when a neighbour's list overflows, as hnswlib does; lists then often hold fewer
+    /// than `m0` links. Re-selecting over forward and reverse links, with free slots
+    /// given to the nearest pruned candidates (hnswlib's keepPrunedConnections), keeps
+    /// the heuristic's long-range links and fills the rest with density: recall at equal
+    /// `ef` rises above hnswlib's. Then any node a walk from the entry cannot reach is
+    /// linked from its nearest reachable node.
     pub(crate) fn refine_layer0(&mut self) {
         use rayon::prelude::*;
         let n = self.len();
@@ -223,13 +246,7 @@ impl Graph {
         for (node, list) in lists.into_iter().enumerate() {
             self.set_links(node as Node, &list);
         }
-        // A link given to an unreached node may take the place of one that was another
-        // node's only way in: a second pass links that one.
-        for _ in 0..3 {
-            if !self.link_unreached() {
-                break;
-            }
-        }
+        self.link_unreached();
     }
 
     /// Layer-0 nodes no walk from the entry can reach, in node order.
@@ -258,45 +275,57 @@ impl Graph {
         }
     }
 
-    /// Links every layer-0 node a walk from the entry cannot reach from the nearest
-    /// node it can (in a free slot, or in place of that node's last link, the
-    /// farthest of its filled ones), so no vector is out of every search's reach. The
-    /// heuristic can leave a node, or a small island of nodes linking to each other,
-    /// without links from the rest when their neighbours prefer nodes nearer to
-    /// them; a concurrent build more often. Rare: a breadth of the graph, then one
-    /// search per unreached node.
-    /// True when it added a link.
-    fn link_unreached(&mut self) -> bool {
+    /// Links every layer-0 node a walk from the entry cannot reach from its nearest
+    /// reachable node, so no vector is out of every search's reach. The heuristic can
+    /// leave a node, or a small island of nodes linking to each other, without links
+    /// from the rest when their neighbours prefer nodes nearer to them; a concurrent
+    /// build more often. The link takes a free slot, or the place of a link whose target
+    /// other nodes also link to (the farthest such), so no node loses its only way in;
+    /// a node whose nearest reachable nodes have neither tries the next ones. Rare: a
+    /// breadth of the graph, then one search per unreached node.
+    fn link_unreached(&mut self) {
         let n = self.len();
         if n < 2 {
-            return false;
+            return;
         }
-        let mut linked = false;
         let mut reached = vec![false; n];
         self.mark_reached(self.entry, &mut reached);
+        if !reached.contains(&false) {
+            return;
+        }
+        let mut in_degree = vec![0u32; n];
+        for node in 0..n as Node {
+            for &nb in self.links(node) {
+                in_degree[nb.to_bits() as usize] += 1;
+            }
+        }
         for node in 0..n as Node {
             if reached[node as usize] {
                 continue;
             }
             let query = self.vector(node).to_vec();
             let start = [(distance(&query, self.vector(self.entry)), self.entry)];
-            let found = self.search_layer(&query, &start, 32, 0);
-            let Some(&(_, from)) = found
+            let found = self.search_layer(&query, &start, 64, 0);
+            for &(_, from) in found
                 .iter()
-                .find(|&&(_, c)| c != node && reached[c as usize])
-            else {
-                continue;
-            };
-            let mut list: Vec<Node> = self.links(from).iter().map(|x| x.to_bits()).collect();
-            if list.len() >= self.m0 {
-                list.pop();
+                .filter(|&&(_, c)| c != node && reached[c as usize])
+            {
+                let mut list: Vec<Node> = self.links(from).iter().map(|x| x.to_bits()).collect();
+                if list.len() >= self.m0 {
+                    // The last (farthest) link whose target keeps another way in.
+                    let Some(at) = list.iter().rposition(|&t| in_degree[t as usize] > 1) else {
+                        continue;
+                    };
+                    in_degree[list[at] as usize] -= 1;
+                    list.remove(at);
+                }
+                list.push(node);
+                in_degree[node as usize] += 1;
+                self.set_links(from, &list);
+                self.mark_reached(node, &mut reached);
+                break;
             }
-            list.push(node);
-            self.set_links(from, &list);
-            self.mark_reached(node, &mut reached);
-            linked = true;
         }
-        linked
     }
 
     /// Interleaves layer-0 link rows (`1 + m0` each) and vectors (`dim` each) into the
@@ -480,7 +509,10 @@ impl Graph {
                     ef,
                     walk_ef,
                     pass,
-                    |_, node| top.push(dot(query, self.vector(node)), self.labels[node as usize]),
+                    |_, node| {
+                        let d = distance(query, self.vector(node));
+                        top.push(1.0 - d, self.labels[node as usize]);
+                    },
                 );
             }
         }
@@ -595,7 +627,7 @@ impl Graph {
         });
     }
 
-    /// Exact scan of every node whose label passes.
+    /// Scan of every node whose label passes (see [`Graph::scan_nodes`]).
     pub(crate) fn scan(&self, query: &[f32], pass: &dyn Fn(u32) -> bool, top: &mut TopK) {
         let nodes: Vec<Node> = (0..self.len() as Node)
             .filter(|&node| pass(self.labels[node as usize]))
@@ -603,7 +635,8 @@ impl Graph {
         self.scan_nodes(query, &nodes, top);
     }
 
-    /// Exact scan of the listed labels only (those in this graph that pass).
+    /// Scan of the listed labels only (those in this graph that pass; see
+    /// [`Graph::scan_nodes`]).
     pub(crate) fn scan_labels(
         &self,
         query: &[f32],
@@ -620,9 +653,11 @@ impl Graph {
         self.scan_nodes(query, &nodes, top);
     }
 
-    /// Scores `nodes` against `query` into `top`, fetching rows a few nodes ahead. With
-    /// codes in the rows, the codes pick the best `4k` (at least `k + 32`) and their exact
-    /// vectors rank them, so a scan reads a quarter of the bytes.
+    /// Scores `nodes` against `query` into `top`, fetching rows a few nodes ahead: exact
+    /// for float rows. With codes in the rows, the codes pick the best `4k` (at least
+    /// `k + 32`) and their exact vectors rank them, so a scan reads a quarter of the
+    /// bytes and its results are exact unless the codes misplace a true neighbour
+    /// below that many others.
     fn scan_nodes(&self, query: &[f32], nodes: &[Node], top: &mut TopK) {
         const AHEAD: usize = 4;
         match self.storage {
@@ -645,7 +680,10 @@ impl Graph {
                     near.push(1.0 - codes.distance(scale, c), node);
                 }
                 for hit in near.into_hits() {
-                    top.push(dot(query, self.vector(hit.id)), self.labels[hit.id as usize]);
+                    top.push(
+                        dot(query, self.vector(hit.id)),
+                        self.labels[hit.id as usize],
+                    );
                 }
             }
         }
@@ -668,6 +706,32 @@ impl Graph {
     /// Bytes of exact vectors mapped from the index file (page cache, not heap).
     pub(crate) fn mapped_bytes(&self) -> usize {
         self.floats.mapped_bytes()
+    }
+
+    /// This graph with its exact vectors read from `mapped` (a map of a file this graph
+    /// was saved to) as far as it reaches; `None` when the graph holds no int8 codes or
+    /// `mapped` is not a map of its vectors. Compares every mapped value with the one in
+    /// hand first.
+    pub(crate) fn adopt_floats(&self, mapped: Floats) -> Option<Floats> {
+        (self.storage == VectorStorage::Int8)
+            .then(|| self.floats.adopt(mapped))
+            .flatten()
+    }
+
+    /// Replaces the exact vectors with `floats` made by [`Graph::adopt_floats`] on this
+    /// graph, unchanged since.
+    pub(crate) fn set_floats(&mut self, floats: Floats) {
+        debug_assert_eq!(floats.len(), self.floats.len());
+        self.floats = floats;
+    }
+
+    /// Where the mapped vectors start in their file.
+    #[cfg(test)]
+    pub(crate) fn mapped_start(&self) -> Option<usize> {
+        match &self.floats {
+            Floats::Mapped { start, .. } => Some(*start),
+            Floats::Owned(_) => None,
+        }
     }
 
     /// Mean number of layer-0 links per node.
