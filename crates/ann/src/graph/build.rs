@@ -22,15 +22,14 @@
 //! After the build, [`Graph::refine_layer0`] re-selects layer-0 lists over forward and
 //! reverse links with free slots filled, as a fold selects them.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
 use super::insert::{level_of, select_neighbours};
-use super::{Dist, Floats, Graph, Node, VISITED};
-use crate::distance::{distance, prefetch};
+use super::{Floats, Graph, Node, search_layer_with};
+use crate::distance::distance;
 use crate::params::HnswBuildParams;
 
 /// Fixed-capacity link lists, one row of `1 + cap` atomics each (count, then slots).
@@ -153,59 +152,15 @@ impl<'v> Builder<'v> {
 
     /// Best-first search of one layer from `entry`, keeping the `ef` nearest: nearest
     /// first.
-    fn search_layer(
-        &self,
-        query: &[f32],
-        entry: &[(f32, Node)],
-        layer: usize,
-        links: &mut Vec<Node>,
-    ) -> Vec<(f32, Node)> {
-        let ef = self.ef;
-        VISITED.with(|visited| {
-            let mut visited = visited.borrow_mut();
-            visited.reset(self.levels.len());
-            let mut candidates: BinaryHeap<Reverse<Dist>> = BinaryHeap::with_capacity(ef * 2);
-            let mut results: BinaryHeap<Dist> = BinaryHeap::with_capacity(ef + 1);
-            for &(d, e) in entry {
-                if visited.insert(e) {
-                    candidates.push(Reverse(Dist(d, e)));
-                    results.push(Dist(d, e));
-                    if results.len() > ef {
-                        results.pop();
-                    }
-                }
-            }
-            while let Some(Reverse(Dist(d, node))) = candidates.pop() {
-                if results.len() >= ef && results.peek().is_some_and(|w| d > w.0) {
-                    break;
-                }
-                self.neighbours(layer, node, links);
-                for &nb in links.iter().take(2) {
-                    prefetch(self.vector(nb));
-                }
-                for (i, &nb) in links.iter().enumerate() {
-                    if let Some(&ahead) = links.get(i + 2) {
-                        prefetch(self.vector(ahead));
-                    }
-                    if !visited.insert(nb) {
-                        continue;
-                    }
-                    let dn = distance(query, self.vector(nb));
-                    if results.len() < ef || results.peek().is_some_and(|w| dn < w.0) {
-                        candidates.push(Reverse(Dist(dn, nb)));
-                        results.push(Dist(dn, nb));
-                        if results.len() > ef {
-                            results.pop();
-                        }
-                    }
-                }
-            }
-            results
-                .into_sorted_vec()
-                .into_iter()
-                .map(|Dist(d, n)| (d, n))
-                .collect()
-        })
+    fn search_layer(&self, query: &[f32], entry: &[(f32, Node)], layer: usize) -> Vec<(f32, Node)> {
+        search_layer_with(
+            self.levels.len(),
+            query,
+            entry,
+            self.ef,
+            |node, out| self.neighbours(layer, node, out),
+            |n| self.vector(n),
+        )
     }
 
     /// Inserts `node` (see the module docs).
@@ -243,7 +198,7 @@ impl<'v> Builder<'v> {
         let mut entries = vec![(cur_d, cur)];
         let vector_of = |x: Node| self.vector(x);
         for layer in (0..=level.min(top)).rev() {
-            let mut found = self.search_layer(query, &entries, layer, &mut links);
+            let mut found = self.search_layer(query, &entries, layer);
             // Another thread that reached this node on a layer above may already have
             // linked it here: it is not its own neighbour.
             found.retain(|&(_, c)| c != node);

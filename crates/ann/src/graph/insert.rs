@@ -20,10 +20,9 @@
 //! then free slots to the nearest pruned candidates), so a folded node's links have the
 //! shape of a built one's; upper-layer lists keep the heuristic's choice only, up to `m`.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 
-use super::{Dist, Graph, MAX_LAYERS, Node, VISITED};
+use super::{Graph, MAX_LAYERS, Node, search_layer_with};
 use crate::distance::distance;
 use crate::params::VectorStorage;
 
@@ -102,44 +101,15 @@ impl Graph {
         ef: usize,
         layer: usize,
     ) -> Vec<(f32, Node)> {
-        VISITED.with(|visited| {
-            let mut visited = visited.borrow_mut();
-            visited.reset(self.len());
-            let mut candidates: BinaryHeap<Reverse<Dist>> = BinaryHeap::new();
-            let mut results: BinaryHeap<Dist> = BinaryHeap::with_capacity(ef + 1);
-            for &(d, e) in entry {
-                if visited.insert(e) {
-                    candidates.push(Reverse(Dist(d, e)));
-                    results.push(Dist(d, e));
-                    if results.len() > ef {
-                        results.pop();
-                    }
-                }
+        let neighbours = |node: Node, out: &mut Vec<Node>| {
+            out.clear();
+            if layer == 0 {
+                out.extend(self.links(node).iter().map(|x| x.to_bits()));
+            } else if let Some(list) = self.upper.get(layer - 1).and_then(|m| m.get(&node)) {
+                out.extend_from_slice(list);
             }
-            while let Some(Reverse(Dist(d, node))) = candidates.pop() {
-                if results.len() >= ef && results.peek().is_some_and(|w| d > w.0) {
-                    break;
-                }
-                for nb in self.neighbours(layer, node) {
-                    if !visited.insert(nb) {
-                        continue;
-                    }
-                    let dn = distance(query, self.vector(nb));
-                    if results.len() < ef || results.peek().is_some_and(|w| dn < w.0) {
-                        candidates.push(Reverse(Dist(dn, nb)));
-                        results.push(Dist(dn, nb));
-                        if results.len() > ef {
-                            results.pop();
-                        }
-                    }
-                }
-            }
-            results
-                .into_sorted_vec()
-                .into_iter()
-                .map(|Dist(d, n)| (d, n))
-                .collect()
-        })
+        };
+        search_layer_with(self.len(), query, entry, ef, neighbours, |n| self.vector(n))
     }
 
     /// Plans the insertion of `vector` (unit length, `dim` long) labelled `label`; see

@@ -88,6 +88,66 @@ thread_local! {
     static VISITED: RefCell<Visited> = RefCell::new(Visited::default());
 }
 
+/// Best-first search of one layer over `nodes` nodes from `entry`, keeping the `ef`
+/// nearest, nearest first: what an insertion searches (a fold's and a build's).
+/// `neighbours` writes a node's links on the layer into its buffer; `vector` gives a
+/// node's exact vector.
+pub(crate) fn search_layer_with<'v>(
+    nodes: usize,
+    query: &[f32],
+    entry: &[(f32, Node)],
+    ef: usize,
+    mut neighbours: impl FnMut(Node, &mut Vec<Node>),
+    vector: impl Fn(Node) -> &'v [f32],
+) -> Vec<(f32, Node)> {
+    VISITED.with(|visited| {
+        let mut visited = visited.borrow_mut();
+        visited.reset(nodes);
+        let mut links = Vec::new();
+        let mut candidates: BinaryHeap<Reverse<Dist>> = BinaryHeap::with_capacity(ef * 2);
+        let mut results: BinaryHeap<Dist> = BinaryHeap::with_capacity(ef + 1);
+        for &(d, e) in entry {
+            if visited.insert(e) {
+                candidates.push(Reverse(Dist(d, e)));
+                results.push(Dist(d, e));
+                if results.len() > ef {
+                    results.pop();
+                }
+            }
+        }
+        while let Some(Reverse(Dist(d, node))) = candidates.pop() {
+            if results.len() >= ef && results.peek().is_some_and(|w| d > w.0) {
+                break;
+            }
+            neighbours(node, &mut links);
+            for &nb in links.iter().take(2) {
+                prefetch(vector(nb));
+            }
+            for (i, &nb) in links.iter().enumerate() {
+                if let Some(&ahead) = links.get(i + 2) {
+                    prefetch(vector(ahead));
+                }
+                if !visited.insert(nb) {
+                    continue;
+                }
+                let dn = distance(query, vector(nb));
+                if results.len() < ef || results.peek().is_some_and(|w| dn < w.0) {
+                    candidates.push(Reverse(Dist(dn, nb)));
+                    results.push(Dist(dn, nb));
+                    if results.len() > ef {
+                        results.pop();
+                    }
+                }
+            }
+        }
+        results
+            .into_sorted_vec()
+            .into_iter()
+            .map(|Dist(d, n)| (d, n))
+            .collect()
+    })
+}
+
 /// Asks the kernel to back a large, not yet touched allocation with transparent huge
 /// pages: a graph walk touches nodes at random, and with 4 KiB pages nearly every node
 /// costs a TLB miss. A hint only; where the kernel says no, nothing changes.
