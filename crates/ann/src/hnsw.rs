@@ -93,8 +93,9 @@ pub struct IndexStats {
     pub folded: u64,
     /// Approximate bytes held by vectors and links in the process's memory.
     pub heap_bytes: usize,
-    /// Bytes of exact vectors memory-mapped from the index file (an int8 graph loaded
-    /// from a file): page cache, not counted in `heap_bytes`.
+    /// Bytes of exact vectors memory-mapped from the index file (an int8 graph opened
+    /// from its file, or that has saved to it and mapped it): page cache, not counted in
+    /// `heap_bytes`.
     pub mapped_bytes: usize,
     /// Mean layer-0 links per graph node.
     pub mean_degree: f32,
@@ -380,56 +381,74 @@ impl HnswIndex {
 
     /// Writes the index to `path` in the index file format (`persist`), atomically,
     /// with catalog version 0 and no video ids. The index's lock is held only while its
-    /// state is copied. An int8 graph then maps its exact vectors from the file.
+    /// state is copied.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let p = self.parts();
+        Self::save_parts(self.parts(), path)
+    }
+
+    fn save_parts(p: Parts, path: &Path) -> Result<()> {
         persist::save(
             path,
             &persist::Contents {
                 catalog_version: 0,
-                graph: Arc::clone(&p.graph),
-                live_labels: p.live_labels.clone(),
-                live_vectors: p.live_vectors.clone(),
-                tombstones: p.tombstones.clone(),
+                graph: p.graph,
+                live_labels: p.live_labels,
+                live_vectors: p.live_vectors,
+                tombstones: p.tombstones,
                 ids: persist::IdTable::default(),
             },
-        )?;
-        self.adopt_file(p, path)?;
-        Ok(())
+        )
     }
 
-    /// After `parts` were saved to `path`: an int8 graph unchanged since reads its exact
-    /// vectors from the file's map instead of holding them in memory (an index built or
-    /// rebuilt in this process then costs, once saved, what one opened from its file
-    /// does). True when it did; false for float rows, a graph changed since (the next
-    /// save tries again) or a file that does not hold these vectors.
-    pub(crate) fn adopt_file(&self, parts: Parts, path: &Path) -> Result<bool> {
+    /// [`HnswIndex::save`] to the index's own file, after which an int8 graph maps its
+    /// exact vectors from it rather than holding them in memory (so nothing may rewrite
+    /// that file in place: a later save renames a new file over it, which is safe). True
+    /// when the vectors were mapped.
+    pub fn save_and_map(&self, path: &Path) -> Result<bool> {
+        let p = self.parts();
+        let kept = Parts {
+            graph: Arc::clone(&p.graph),
+            live_labels: Vec::new(),
+            live_vectors: Vec::new(),
+            tombstones: IdSet::new(),
+            graph_changes: p.graph_changes,
+        };
+        Self::save_parts(p, path)?;
+        Ok(self.adopt_file(kept, path))
+    }
+
+    /// After `parts` were saved to `path` (the index's own file): an int8 graph
+    /// unchanged since reads its exact vectors from the file's map instead of holding
+    /// them in memory, so an index built or rebuilt in this process costs, once saved,
+    /// what one opened from its file does. True when it did; false for float rows, a
+    /// graph changed since (the next save tries again), a file that does not hold these
+    /// vectors, or a map that could not be made (logged: the save itself stands).
+    pub(crate) fn adopt_file(&self, parts: Parts, path: &Path) -> bool {
         if self.shared.build.vectors != crate::params::VectorStorage::Int8 {
-            return Ok(false);
+            return false;
         }
-        let Some(mapped) = persist::map_vectors(path, parts.graph.len(), self.shared.dim)? else {
-            return Ok(false);
-        };
-        // Compared outside the index's lock: a fold waits while the copy is shared.
-        let Some(floats) = parts.graph.adopt_floats(mapped) else {
-            return Ok(false);
-        };
-        let saved = Arc::as_ptr(&parts.graph);
-        let changes = parts.graph_changes;
-        drop(parts);
-        let mut s = self.write();
-        // No rebuild, fold or copy since the save: the same graph, the same vectors.
-        if Arc::as_ptr(&s.graph) != saved || self.compactions() + self.folded() != changes {
-            return Ok(false);
-        }
-        match Arc::get_mut(&mut s.graph) {
-            Some(graph) => {
-                graph.set_floats(floats);
-                Ok(true)
+        let mapped = match persist::map_vectors(path, parts.graph.len(), self.shared.dim) {
+            Ok(Some(mapped)) => mapped,
+            Ok(None) => return false,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot map the saved index's vectors; they stay in memory");
+                return false;
             }
-            // Another save holds a copy: the next save tries again.
-            None => Ok(false),
+        };
+        // Compared outside the index's lock. The saved graph stays shared until the lock
+        // is held, so no fold changes it in place meanwhile (a fold waits while a copy
+        // is shared) and its allocation cannot be reused by another graph.
+        let Some(floats) = parts.graph.adopt_floats(mapped) else {
+            return false;
+        };
+        let saved = parts.graph;
+        let mut s = self.write();
+        if !Arc::ptr_eq(&s.graph, &saved) {
+            return false;
         }
+        drop(saved);
+        // Another save may hold a copy: the next save tries again.
+        Arc::get_mut(&mut s.graph).is_some_and(|graph| graph.set_floats(floats))
     }
 
     /// Reads an index written by [`HnswIndex::save`] (or the index part of a

@@ -433,7 +433,7 @@ pub(crate) fn map_vectors(path: &Path, nodes: usize, dim: usize) -> Result<Optio
         let pad = v.u32()? as usize;
         v.take(pad)?;
         let floats = nodes.checked_mul(dim).ok_or("size overflow")?;
-        if v.left() != floats * 4 {
+        if Some(v.left()) != floats.checked_mul(4) {
             return Err("another graph size".into());
         }
         Ok((

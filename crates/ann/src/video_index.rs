@@ -104,7 +104,7 @@ impl VideoIndex {
     /// After `snap` of this index was saved to `path` (the index's own file, not a
     /// copy elsewhere): an int8 graph unchanged since reads its exact vectors from the
     /// file's map instead of memory. True when it did.
-    pub fn adopt_saved(&self, snap: IndexSnapshot, path: &Path) -> Result<bool> {
+    pub fn adopt_saved(&self, snap: IndexSnapshot, path: &Path) -> bool {
         self.index.adopt_file(snap.parts, path)
     }
 

@@ -166,7 +166,7 @@ fn int8_vectors_keep_recall_and_exact_similarities_through_folds_and_reloads() {
     exact(&hnsw);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("index.bin");
-    hnsw.save(&path).unwrap();
+    assert!(hnsw.save_and_map(&path).unwrap());
     // Saved, the graph built here reads its exact vectors from the file's map.
     let s = hnsw.stats();
     assert_eq!(s.mapped_bytes, s.graph_nodes * DIM * 4, "{s:?}");
@@ -210,6 +210,63 @@ fn int8_vectors_keep_recall_and_exact_similarities_through_folds_and_reloads() {
             "folded after the load as {storage:?}: recall {r}"
         );
         exact(&loaded);
+    }
+}
+
+/// Saves that map an int8 graph's vectors while folds grow the graph: every id keeps
+/// its own exact vector, and searches stay exact.
+#[test]
+fn saves_that_map_vectors_while_folds_run_never_mix_vectors_up() {
+    let (base, queries) = dataset(4000, 20, DIM, 10);
+    let build = HnswBuildParams {
+        vectors: VectorStorage::Int8,
+        max_live: 50,
+        ..params()
+    };
+    let mut items: Vec<(u32, Embedding)> = base
+        .chunks_exact(DIM)
+        .enumerate()
+        .map(|(i, r)| (i as u32, emb(r)))
+        .collect();
+    let later = items.split_off(1500);
+    let hnsw = Arc::new(HnswIndex::build(DIM, items, build, HnswSearchParams::default()).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.bin");
+    let done = Arc::new(AtomicBool::new(false));
+    let saver = {
+        let (hnsw, done, path) = (Arc::clone(&hnsw), Arc::clone(&done), path.clone());
+        std::thread::spawn(move || {
+            let mut mapped = 0;
+            while !done.load(Ordering::Acquire) {
+                mapped += usize::from(hnsw.save_and_map(&path).unwrap());
+                // Saves back to back would keep the graph shared, and a fold waits
+                // while it is; an engine saves every so often.
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            mapped
+        })
+    };
+    for (id, e) in &later {
+        hnsw.insert(*id, e).unwrap();
+    }
+    settle(&hnsw);
+    done.store(true, Ordering::Release);
+    let mapped = saver.join().unwrap();
+    assert!(mapped > 0, "no save mapped the vectors");
+    assert!(hnsw.save_and_map(&path).unwrap());
+    let s = hnsw.stats();
+    assert_eq!(s.mapped_bytes, s.graph_nodes * DIM * 4, "{s:?}");
+    let ids: Vec<u32> = (0..4000).collect();
+    for (id, got) in ids.iter().zip(hnsw.vectors(&ids)) {
+        let want = emb(&base[*id as usize * DIM..][..DIM]);
+        assert_eq!(got.as_deref(), Some(want.as_slice()), "id {id}");
+    }
+    for q in queries.chunks_exact(DIM) {
+        for hit in hnsw.search(q, K, Filter::All).unwrap() {
+            let v = &base[hit.id as usize * DIM..][..DIM];
+            let want: f32 = q.iter().zip(v).map(|(a, b)| a * b).sum();
+            assert!((hit.similarity - want).abs() < 1e-4);
+        }
     }
 }
 

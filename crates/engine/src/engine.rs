@@ -115,7 +115,7 @@ impl IndexFile {
         store.trim_catalog_log(key.0)?;
         let videos = snap.len();
         // An int8 graph now maps its exact vectors from the file it was saved to.
-        let mapped = index.adopt_saved(snap, &self.path).map_err(ann_error)?;
+        let mapped = index.adopt_saved(snap, &self.path);
         tracing::info!(
             videos,
             catalog_version = key.0,

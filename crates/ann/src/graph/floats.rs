@@ -161,7 +161,7 @@ impl Floats {
         if !same(a, &mine[..a.len()]) || !same(b, &self.rest()[..b.len()]) {
             return None;
         }
-        let keep: Vec<f32> = if head.len() >= mine.len() {
+        let mut keep: Vec<f32> = if head.len() >= mine.len() {
             self.rest()[head.len() - mine.len()..].to_vec()
         } else {
             mine[head.len()..]
@@ -170,6 +170,9 @@ impl Floats {
                 .copied()
                 .collect()
         };
+        // Room for folds to come (an eighth more, as a graph grows), so the next fold
+        // does not copy the graph to make it.
+        keep.reserve(self.len() / 8);
         let Floats::Mapped {
             map, start, len, ..
         } = fresh

@@ -306,7 +306,13 @@ impl Graph {
         for (node, list) in lists.into_iter().enumerate() {
             self.set_links(node as Node, &list);
         }
-        self.link_unreached();
+        // A link that made way for another may have been some node's only way in from
+        // the entry: passes repeat (a few at most) while they find nodes to link.
+        for _ in 0..8 {
+            if !self.link_unreached() {
+                break;
+            }
+        }
     }
 
     /// Layer-0 nodes no walk from the entry can reach, in node order.
@@ -335,26 +341,29 @@ impl Graph {
         }
     }
 
-    /// Links every layer-0 node a walk from the entry cannot reach from its nearest
-    /// reachable node, so no vector is out of every search's reach. The heuristic can
-    /// leave a node, or a small island of nodes linking to each other, without links
-    /// from the rest when their neighbours prefer nodes nearer to them; a concurrent
-    /// build more often. The link takes a free slot, or the place of a link whose target
-    /// other nodes also link to (the farthest such), so no node loses its only way in;
-    /// a node whose nearest reachable nodes have neither tries the next ones. Rare: a
-    /// breadth of the graph, then one search per unreached node.
-    fn link_unreached(&mut self) {
+    /// One pass linking every layer-0 node a walk from the entry cannot reach from its
+    /// nearest reachable node. The heuristic can leave a node, or a small island of
+    /// nodes linking to each other, without links from the rest when their neighbours
+    /// prefer nodes nearer to them; a concurrent build more often. The link takes a free
+    /// slot, or the place of a link whose target other reached nodes also link to (the
+    /// last such); a node whose nearest reachable nodes have neither tries the next ones.
+    /// A replaced link can still have been a node's only way in through a cycle, which
+    /// the next pass finds. Rare: a breadth of the graph, then one search per unreached
+    /// node. True when it linked a node.
+    fn link_unreached(&mut self) -> bool {
         let n = self.len();
         if n < 2 {
-            return;
+            return false;
         }
         let mut reached = vec![false; n];
         self.mark_reached(self.entry, &mut reached);
         if !reached.contains(&false) {
-            return;
+            return false;
         }
+        let mut linked = false;
+        // Links from reached nodes only: another such link is another way in.
         let mut in_degree = vec![0u32; n];
-        for node in 0..n as Node {
+        for node in (0..n as Node).filter(|&node| reached[node as usize]) {
             for &nb in self.links(node) {
                 in_degree[nb.to_bits() as usize] += 1;
             }
@@ -372,7 +381,7 @@ impl Graph {
             {
                 let mut list: Vec<Node> = self.links(from).iter().map(|x| x.to_bits()).collect();
                 if list.len() >= self.m0 {
-                    // The last (farthest) link whose target keeps another way in.
+                    // The last link whose target keeps another way in.
                     let Some(at) = list.iter().rposition(|&t| in_degree[t as usize] > 1) else {
                         continue;
                     };
@@ -383,9 +392,11 @@ impl Graph {
                 in_degree[node as usize] += 1;
                 self.set_links(from, &list);
                 self.mark_reached(node, &mut reached);
+                linked = true;
                 break;
             }
         }
+        linked
     }
 
     /// Interleaves layer-0 link rows (`1 + m0` each) and vectors (`dim` each) into the
@@ -779,10 +790,14 @@ impl Graph {
     }
 
     /// Replaces the exact vectors with `floats` made by [`Graph::adopt_floats`] on this
-    /// graph, unchanged since.
-    pub(crate) fn set_floats(&mut self, floats: Floats) {
-        debug_assert_eq!(floats.len(), self.floats.len());
+    /// graph, unchanged since; false (and nothing changed) when they do not hold as many
+    /// values.
+    pub(crate) fn set_floats(&mut self, floats: Floats) -> bool {
+        if floats.len() != self.floats.len() {
+            return false;
+        }
         self.floats = floats;
+        true
     }
 
     /// Where the mapped vectors start in their file.
