@@ -406,28 +406,22 @@ impl HnswIndex {
     /// when the vectors were mapped.
     pub fn save_and_map(&self, path: &Path) -> Result<bool> {
         let p = self.parts();
-        let kept = Parts {
-            graph: Arc::clone(&p.graph),
-            live_labels: Vec::new(),
-            live_vectors: Vec::new(),
-            tombstones: IdSet::new(),
-            graph_changes: p.graph_changes,
-        };
+        let graph = Arc::clone(&p.graph);
         Self::save_parts(p, path)?;
-        Ok(self.adopt_file(kept, path))
+        Ok(self.adopt_file(graph, path))
     }
 
-    /// After `parts` were saved to `path` (the index's own file): an int8 graph
+    /// After `saved` was saved to `path` (the index's own file): an int8 graph
     /// unchanged since reads its exact vectors from the file's map instead of holding
     /// them in memory, so an index built or rebuilt in this process costs, once saved,
     /// what one opened from its file does. True when it did; false for float rows, a
     /// graph changed since (the next save tries again), a file that does not hold these
     /// vectors, or a map that could not be made (logged: the save itself stands).
-    pub(crate) fn adopt_file(&self, parts: Parts, path: &Path) -> bool {
+    pub(crate) fn adopt_file(&self, saved: Arc<Graph>, path: &Path) -> bool {
         if self.shared.build.vectors != crate::params::VectorStorage::Int8 {
             return false;
         }
-        let mapped = match persist::map_vectors(path, parts.graph.len(), self.shared.dim) {
+        let mapped = match persist::map_vectors(path, saved.len(), self.shared.dim) {
             Ok(Some(mapped)) => mapped,
             Ok(None) => return false,
             Err(e) => {
@@ -438,10 +432,9 @@ impl HnswIndex {
         // Compared outside the index's lock. The saved graph stays shared until the lock
         // is held, so no fold changes it in place meanwhile (a fold waits while a copy
         // is shared) and its allocation cannot be reused by another graph.
-        let Some(floats) = parts.graph.adopt_floats(mapped) else {
+        let Some(floats) = saved.adopt_floats(mapped) else {
             return false;
         };
-        let saved = parts.graph;
         let mut s = self.write();
         if !Arc::ptr_eq(&s.graph, &saved) {
             return false;

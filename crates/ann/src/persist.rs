@@ -379,6 +379,20 @@ impl<'a> Reader<'a> {
             .map_err(|_| format!("section {name}: truncated"))?;
         Ok(Reader { data, at: 0 })
     }
+    /// Reads the VECS section's padding: the reader is then at the vectors.
+    fn skip_vecs_pad(&mut self) -> Parse<()> {
+        let pad = self.u32()?;
+        if u64::from(pad) >= VECS_ALIGN {
+            return Err("section VECS: padding out of range".into());
+        }
+        self.take(pad as usize).map(|_| ())
+    }
+
+    /// The reader's position as a byte offset into `file`, which its data lies in.
+    fn offset_in(&self, file: &[u8]) -> usize {
+        self.data.as_ptr() as usize + self.at - file.as_ptr() as usize
+    }
+
     /// Ends a section: every byte of it must have been read.
     fn end(self, name: &str) -> Parse<()> {
         match self.left() {
@@ -430,16 +444,12 @@ pub(crate) fn map_vectors(path: &Path, nodes: usize, dim: usize) -> Result<Optio
         r.u64()?;
         r.section(GRAPH)?;
         let mut v = r.section(VECTORS)?;
-        let pad = v.u32()? as usize;
-        v.take(pad)?;
+        v.skip_vecs_pad()?;
         let floats = nodes.checked_mul(dim).ok_or("size overflow")?;
         if Some(v.left()) != floats.checked_mul(4) {
             return Err("another graph size".into());
         }
-        Ok((
-            v.data.as_ptr() as usize + v.at - map.as_ptr() as usize,
-            floats,
-        ))
+        Ok((v.offset_in(&map), floats))
     };
     Ok(layout()
         .ok()
@@ -501,13 +511,9 @@ fn parse_mapped(
     g.end("GRPH")?;
     if version >= 3 {
         let mut v = r.section(VECTORS)?;
-        let pad = v.u32()? as usize;
-        if pad as u64 >= VECS_ALIGN {
-            return Err("section VECS: padding out of range".into());
-        }
-        v.take(pad)?;
+        v.skip_vecs_pad()?;
         let n = graph.labels.len().checked_mul(dim).ok_or("size overflow")?;
-        let at = v.data.as_ptr() as usize + v.at - data.as_ptr() as usize;
+        let at = v.offset_in(data);
         let floats = map
             .filter(|_| storage == VectorStorage::Int8 && cfg!(target_endian = "little"))
             .and_then(|m| Floats::mapped(Arc::clone(m), at, n));

@@ -105,7 +105,7 @@ impl VideoIndex {
     /// copy elsewhere): an int8 graph unchanged since reads its exact vectors from the
     /// file's map instead of memory. True when it did.
     pub fn adopt_saved(&self, snap: IndexSnapshot, path: &Path) -> bool {
-        self.index.adopt_file(snap.parts, path)
+        self.index.adopt_file(snap.parts.graph, path)
     }
 
     /// An empty index.

@@ -108,6 +108,19 @@ fn hnsw_recall_at_10_is_at_least_0_95() {
     assert!(r >= 0.95, "recall {r}");
 }
 
+/// Every hit's similarity is the inner product of the query with its base row (an
+/// int8 graph rescores exactly).
+fn assert_exact_similarities(index: &HnswIndex, base: &[f32], queries: &[f32]) {
+    for q in queries.chunks_exact(DIM) {
+        for hit in index.search(q, K, Filter::All).unwrap() {
+            let v = &base[hit.id as usize * DIM..][..DIM];
+            let want: f32 = q.iter().zip(v).map(|(a, b)| a * b).sum();
+            let got = hit.similarity;
+            assert!((got - want).abs() < 1e-4, "{got} vs {want}");
+        }
+    }
+}
+
 /// Int8 codes in the graph: recall holds and similarities are exact (rescored) after a
 /// build, after folds of live vectors into the graph, and after a save and a load in
 /// either storage (the file holds the exact vectors).
@@ -128,19 +141,7 @@ fn int8_vectors_keep_recall_and_exact_similarities_through_folds_and_reloads() {
     let last = items.split_off(5000);
     let later = items.split_off(3000);
     let hnsw = HnswIndex::build(DIM, items, int8, HnswSearchParams::default()).unwrap();
-    let exact = |index: &HnswIndex| {
-        for q in queries.chunks_exact(DIM).take(20) {
-            for hit in index.search(q, K, Filter::All).unwrap() {
-                let v = &base[hit.id as usize * DIM..][..DIM];
-                let want: f32 = q.iter().zip(v).map(|(a, b)| a * b).sum();
-                assert!(
-                    (hit.similarity - want).abs() < 1e-4,
-                    "{} vs {want}",
-                    hit.similarity
-                );
-            }
-        }
-    };
+    let exact = |index: &HnswIndex| assert_exact_similarities(index, &base, &queries[..20 * DIM]);
     let flat_all = flat;
     let flat = FlatIndex::new(DIM);
     for (i, row) in base.chunks_exact(DIM).take(5000).enumerate() {
@@ -261,13 +262,7 @@ fn saves_that_map_vectors_while_folds_run_never_mix_vectors_up() {
         let want = emb(&base[*id as usize * DIM..][..DIM]);
         assert_eq!(got.as_deref(), Some(want.as_slice()), "id {id}");
     }
-    for q in queries.chunks_exact(DIM) {
-        for hit in hnsw.search(q, K, Filter::All).unwrap() {
-            let v = &base[hit.id as usize * DIM..][..DIM];
-            let want: f32 = q.iter().zip(v).map(|(a, b)| a * b).sum();
-            assert!((hit.similarity - want).abs() < 1e-4);
-        }
-    }
+    assert_exact_similarities(&hnsw, &base, &queries);
 }
 
 #[test]

@@ -350,7 +350,7 @@ mod tests {
     use steerfeed_world::vectors::dataset;
 
     use super::*;
-    use crate::graph::testing::{assert_well_formed, nearest};
+    use crate::graph::testing::{assert_well_formed, found_first};
     use crate::index::TopK;
     use crate::params::VectorStorage;
 
@@ -377,19 +377,6 @@ mod tests {
         build_as(vectors, threads, VectorStorage::F32)
     }
 
-    /// Share of `queries` whose brute-force nearest node the walk finds first.
-    fn found_first(g: &Graph, queries: &[f32], ef: usize) -> f64 {
-        let found = queries
-            .chunks_exact(DIM)
-            .filter(|q| {
-                let mut top = TopK::new(1);
-                g.search(q, 1, ef, ef, None, &mut top);
-                top.into_hits()[0].id == g.labels[nearest(g, q) as usize]
-            })
-            .count();
-        found as f64 / (queries.len() / DIM) as f64
-    }
-
     #[test]
     fn graphs_built_on_one_or_several_threads_are_well_formed_and_find_neighbours() {
         let (vectors, queries) = dataset(3_000, 200, DIM, 21);
@@ -410,7 +397,7 @@ mod tests {
             assert_eq!(g.len(), 3_000);
             assert_well_formed(&g);
             assert!(!g.upper.is_empty(), "3,000 levels with m = 8 reach layer 1");
-            let share = found_first(&g, &queries, 48);
+            let share = found_first(&g, &queries, 48) as f64 / 200.0;
             assert!(share >= 0.97, "{threads} threads, {storage:?}: {share}");
             // Every node has an in-link and is reached from the entry on layer 0, and
             // the walk finds nearly every vector as its own nearest neighbour (HNSW
@@ -458,14 +445,7 @@ mod tests {
                 assert!((x - scale * f32::from(c)).abs() <= scale * 0.5 + 1e-6);
             }
         }
-        let found = queries
-            .chunks_exact(ODD)
-            .filter(|q| {
-                let mut top = TopK::new(1);
-                g.search(q, 1, 48, 48, None, &mut top);
-                top.into_hits()[0].id == g.labels[nearest(&g, q) as usize]
-            })
-            .count();
+        let found = found_first(&g, &queries, 48);
         assert!(found >= 48, "{found} of 50");
     }
 

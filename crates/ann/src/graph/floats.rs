@@ -132,9 +132,9 @@ impl Floats {
         v.capacity() >= v.len() + extra
     }
 
-    /// These floats with their first `mapped.len()` read from `mapped` (a map of the
-    /// same values) and the rest kept in memory; `None` when `mapped` is longer or its
-    /// values differ from these.
+    /// `mapped` in place of these floats, with room in memory for folds to come (an
+    /// eighth more, as a graph grows, so the next fold does not copy the graph to make
+    /// it); `None` unless `mapped` holds exactly these values, bit for bit.
     pub(crate) fn adopt(&self, mapped: Floats) -> Option<Floats> {
         let Floats::Mapped {
             map, start, len, ..
@@ -142,49 +142,20 @@ impl Floats {
         else {
             return None;
         };
-        if len > self.len() {
-            return None;
-        }
-        let same = |a: &[f32], b: &[f32]| {
-            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
-        };
         let fresh = Floats::Mapped {
             map,
             start,
             len,
-            tail: Vec::new(),
+            tail: Vec::with_capacity(self.len() / 8),
         };
-        let head = fresh.head();
-        // Compared row-wise where they are split: the old head, then its tail.
-        let mine = self.head();
-        let (a, b) = head.split_at(mine.len().min(head.len()));
-        if !same(a, &mine[..a.len()]) || !same(b, &self.rest()[..b.len()]) {
-            return None;
-        }
-        let mut keep: Vec<f32> = if head.len() >= mine.len() {
-            self.rest()[head.len() - mine.len()..].to_vec()
-        } else {
-            mine[head.len()..]
-                .iter()
-                .chain(self.rest())
-                .copied()
-                .collect()
+        let same = |a: &[f32], b: &[f32]| {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
         };
-        // Room for folds to come (an eighth more, as a graph grows), so the next fold
-        // does not copy the graph to make it.
-        keep.reserve(self.len() / 8);
-        let Floats::Mapped {
-            map, start, len, ..
-        } = fresh
-        else {
-            return None;
-        };
-        Some(Floats::Mapped {
-            map,
-            start,
-            len,
-            tail: keep,
-        })
+        let (head, mine) = (fresh.head(), self.head());
+        let equal = head.len() == self.len()
+            && same(&head[..mine.len()], mine)
+            && same(&head[mine.len()..], self.rest());
+        equal.then_some(fresh)
     }
 
     /// Bytes of the process's own memory (the mapped part is page cache).

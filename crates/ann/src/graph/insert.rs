@@ -295,7 +295,7 @@ mod tests {
     use steerfeed_world::vectors::dataset;
 
     use super::*;
-    use crate::graph::testing::{assert_well_formed, nearest};
+    use crate::graph::testing::{assert_well_formed, found_first};
     use crate::index::TopK;
     use crate::params::HnswBuildParams;
 
@@ -342,14 +342,7 @@ mod tests {
             assert_eq!(top.into_hits()[0].id, row);
         }
         // And queries find their brute-force nearest neighbour.
-        let found = queries
-            .chunks_exact(DIM)
-            .filter(|q| {
-                let mut top = TopK::new(1);
-                g.search(q, 1, 32, 32, None, &mut top);
-                top.into_hits()[0].id == g.labels[nearest(&g, q) as usize]
-            })
-            .count();
+        let found = found_first(&g, &queries, 32);
         assert!(found >= 57, "{found} of 60 queries found their nearest");
     }
 

@@ -779,10 +779,9 @@ impl Graph {
         self.floats.mapped_bytes()
     }
 
-    /// This graph with its exact vectors read from `mapped` (a map of a file this graph
-    /// was saved to) as far as it reaches; `None` when the graph holds no int8 codes or
-    /// `mapped` is not a map of its vectors. Compares every mapped value with the one in
-    /// hand first.
+    /// This graph's exact vectors read from `mapped` (a map of a file this graph was
+    /// saved to); `None` when the graph holds no int8 codes or `mapped` does not hold
+    /// exactly its vectors (every value is compared).
     pub(crate) fn adopt_floats(&self, mapped: Floats) -> Option<Floats> {
         (self.storage == VectorStorage::Int8)
             .then(|| self.floats.adopt(mapped))
@@ -847,6 +846,7 @@ pub(crate) mod testing {
 
     use super::{Graph, Node};
     use crate::distance::distance;
+    use crate::index::TopK;
 
     /// What a graph must satisfy for its search and its file format: every link names a
     /// node, no node links to itself or twice to one node, lists stay within their
@@ -889,8 +889,21 @@ pub(crate) mod testing {
         }
     }
 
+    /// How many of `queries` (rows of the graph's dimension) the walk at `ef` answers
+    /// with their brute-force nearest node first.
+    pub(crate) fn found_first(g: &Graph, queries: &[f32], ef: usize) -> usize {
+        queries
+            .chunks_exact(g.dim)
+            .filter(|q| {
+                let mut top = TopK::new(1);
+                g.search(q, 1, ef, ef, None, &mut top);
+                top.into_hits()[0].id == g.labels[nearest(g, q) as usize]
+            })
+            .count()
+    }
+
     /// The nearest node by brute force.
-    pub(crate) fn nearest(g: &Graph, q: &[f32]) -> Node {
+    fn nearest(g: &Graph, q: &[f32]) -> Node {
         (0..g.len() as Node)
             .min_by(|&a, &b| distance(q, g.vector(a)).total_cmp(&distance(q, g.vector(b))))
             .unwrap()
