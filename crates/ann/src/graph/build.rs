@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use parking_lot::Mutex;
 
 use super::insert::{level_of, select_neighbours};
-use super::{Floats, Graph, Node, search_layer_with};
+use super::{Floats, Graph, Node, descend, search_layer_with};
 use crate::distance::distance;
 use crate::params::HnswBuildParams;
 
@@ -177,25 +177,14 @@ impl<'v> Builder<'v> {
             None
         };
         let mut links = Vec::with_capacity(2 * self.m);
-        let mut cur = entry;
-        let mut cur_d = distance(query, self.vector(cur));
-        for layer in (level + 1..=top).rev() {
-            loop {
-                let mut changed = false;
-                self.neighbours(layer, cur, &mut links);
-                for &nb in &links {
-                    let d = distance(query, self.vector(nb));
-                    if d < cur_d {
-                        (cur_d, cur) = (d, nb);
-                        changed = true;
-                    }
-                }
-                if !changed {
-                    break;
-                }
-            }
-        }
-        let mut entries = vec![(cur_d, cur)];
+        let dist = |x: Node| distance(query, self.vector(x));
+        let start = descend(
+            (dist(entry), entry),
+            (level + 1..=top).rev(),
+            |layer, node, out| self.neighbours(layer, node, out),
+            dist,
+        );
+        let mut entries = vec![start];
         let vector_of = |x: Node| self.vector(x);
         for layer in (0..=level.min(top)).rev() {
             let mut found = self.search_layer(query, &entries, layer);

@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 
-use super::{Graph, MAX_LAYERS, Node, search_layer_with};
+use super::{Graph, MAX_LAYERS, Node, descend, search_layer_with};
 use crate::distance::distance;
 use crate::params::VectorStorage;
 
@@ -136,24 +136,17 @@ impl Graph {
         let new = nodes as Node;
         let vector_of = |x: Node| -> &[f32] { if x == new { vector } else { self.vector(x) } };
         let top = self.upper.len();
-        let mut cur = self.entry;
-        let mut cur_d = distance(vector, self.vector(cur));
-        for layer in (level + 1..=top).rev() {
-            loop {
-                let mut changed = false;
-                for nb in self.neighbours(layer, cur) {
-                    let d = distance(vector, self.vector(nb));
-                    if d < cur_d {
-                        (cur_d, cur) = (d, nb);
-                        changed = true;
-                    }
-                }
-                if !changed {
-                    break;
-                }
-            }
-        }
-        let mut entry = vec![(cur_d, cur)];
+        let dist = |x: Node| distance(vector, self.vector(x));
+        let start = descend(
+            (dist(self.entry), self.entry),
+            (level + 1..=top).rev(),
+            |layer, node, out| {
+                out.clear();
+                out.extend(self.neighbours(layer, node));
+            },
+            dist,
+        );
+        let mut entry = vec![start];
         for layer in (0..=level.min(top)).rev() {
             let found = self.search_layer(vector, &entry, ef_construction.max(1), layer);
             let (cap, fill) = if layer == 0 {

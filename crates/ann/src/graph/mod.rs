@@ -88,6 +88,35 @@ thread_local! {
     static VISITED: RefCell<Visited> = RefCell::new(Visited::default());
 }
 
+/// Greedy descent from `(cur_d, cur)` through `layers` (top first): on each, moves to a
+/// nearer neighbour while there is one. What an insertion does above its own level;
+/// `neighbours` writes a node's links on a layer into its buffer, `dist` scores a node.
+pub(crate) fn descend(
+    (mut cur_d, mut cur): (f32, Node),
+    layers: impl Iterator<Item = usize>,
+    mut neighbours: impl FnMut(usize, Node, &mut Vec<Node>),
+    dist: impl Fn(Node) -> f32,
+) -> (f32, Node) {
+    let mut links = Vec::new();
+    for layer in layers {
+        loop {
+            let mut changed = false;
+            neighbours(layer, cur, &mut links);
+            for &nb in &links {
+                let d = dist(nb);
+                if d < cur_d {
+                    (cur_d, cur) = (d, nb);
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+    }
+    (cur_d, cur)
+}
+
 /// Best-first search of one layer over `nodes` nodes from `entry`, keeping the `ef`
 /// nearest, nearest first: what an insertion searches (a fold's and a build's).
 /// `neighbours` writes a node's links on the layer into its buffer; `vector` gives a
