@@ -53,12 +53,13 @@ use steerfeed_core::Embedding;
 
 use crate::error::{Error, Result};
 use crate::flat::scan;
-use crate::graph::Graph;
+use crate::graph::{Graph, SubGraph};
 use crate::idset::IdSet;
 use crate::index::{Filter, Hit, TopK, VectorIndex, check_query};
 use crate::params::{HnswBuildParams, HnswSearchParams};
 use crate::persist;
 use crate::state::State;
+use crate::tags::{TagMap, Tags, link};
 
 /// How often a fold looks whether a save has released the graph.
 const SAVE_WAIT_STEP: std::time::Duration = std::time::Duration::from_millis(10);
@@ -97,6 +98,11 @@ pub struct IndexStats {
     /// from its file, or that has saved to it and mapped it): page cache, not counted in
     /// `heap_bytes`.
     pub mapped_bytes: usize,
+    /// Tags whose partition has a sub-graph of its own.
+    pub linked_partitions: usize,
+    /// Graph nodes in partitions outside their sub-graphs (scanned by tagged searches
+    /// until relinked).
+    pub unlinked_partition_nodes: usize,
     /// Mean layer-0 links per graph node.
     pub mean_degree: f32,
     /// True while a compaction runs.
@@ -111,6 +117,10 @@ pub(crate) struct Parts {
     pub live_labels: Vec<u32>,
     pub live_vectors: Vec<f32>,
     pub tombstones: IdSet,
+    /// Every id's tags.
+    pub tags: Arc<TagMap>,
+    /// The graph's partitions' sub-graphs, by tag.
+    pub subs: Vec<(u32, Arc<SubGraph>)>,
     /// Changes to the graph when the copy was taken: rebuilds plus folded vectors.
     pub graph_changes: u64,
 }
@@ -141,6 +151,7 @@ impl HnswIndex {
                 tombstones: IdSet::new(),
                 present: IdSet::new(),
                 graph_tombstones: 0,
+                tags: Tags::default(),
             },
         ))
     }
@@ -171,22 +182,42 @@ impl HnswIndex {
         build: HnswBuildParams,
         search: HnswSearchParams,
     ) -> Result<Self> {
+        Self::build_tagged(
+            dim,
+            items.into_iter().map(|(id, e)| (id, e, Vec::new())),
+            build,
+            search,
+        )
+    }
+
+    /// [`HnswIndex::build`] with each id's tags (see [`HnswIndex::search_tagged`]): a tag
+    /// carried by at least `partition_min` ids gets a sub-graph of its own.
+    pub fn build_tagged(
+        dim: usize,
+        items: impl IntoIterator<Item = (u32, Embedding, Vec<u32>)>,
+        build: HnswBuildParams,
+        search: HnswSearchParams,
+    ) -> Result<Self> {
         let index = Self::new(dim, build, search)?;
         let mut labels = Vec::new();
         let mut vectors = Vec::new();
         let mut present = IdSet::new();
-        for (id, e) in items {
+        let mut tags = Tags::default();
+        for (id, e, own) in items {
             e.check_dim("embedding", dim)?;
             if !present.insert(id) {
                 return Err(Error::DuplicateId(id));
             }
             labels.push(id);
             vectors.extend_from_slice(e.as_slice());
+            tags.set(id, &own);
         }
         let graph = Graph::build(dim, labels, vectors, &build);
+        tags.parts = Tags::partition(&graph, &tags.of, &IdSet::new(), &build);
         let mut state = index.write();
         state.graph = Arc::new(graph);
         state.present = present;
+        state.tags = tags;
         drop(state);
         Ok(index)
     }
@@ -269,6 +300,114 @@ impl HnswIndex {
             pass,
         );
         Ok(top.into_hits())
+    }
+
+    /// Up to `k` ids carrying any of `tags` that `filter` lets through, most similar
+    /// first (an `only` topic). Each tag's partition is searched on its own: its
+    /// sub-graph walked as the whole graph is (a walk that comes back short falls back
+    /// to scanning it), the nodes outside it and the live segment's ids with the tag
+    /// scanned exactly. An id carrying several of the tags is returned once.
+    pub fn search_tagged(
+        &self,
+        query: &[f32],
+        k: usize,
+        tags: &[u32],
+        filter: Filter<'_>,
+        params: &HnswSearchParams,
+    ) -> Result<Vec<Hit>> {
+        check_query(query, self.shared.dim)?;
+        params.validate()?;
+        let state = self.read();
+        let tombstones = &state.tombstones;
+        let pass = |id: u32| !tombstones.contains(id) && filter.allows(id);
+        let pass_ref: &dyn Fn(u32) -> bool = &pass;
+        let graph = &state.graph;
+        let unfiltered = matches!(filter, Filter::All) && state.graph_tombstones == 0;
+        let mut wanted = tags.to_vec();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut hits: Vec<Hit> = Vec::new();
+        for &tag in &wanted {
+            if k == 0 {
+                break;
+            }
+            let mut top = TopK::new(k);
+            if let Some(part) = state.tags.parts.get(&tag) {
+                if let Some(sub) = &part.sub {
+                    let ef = params.ef.min(params.max_ef);
+                    // A filter inside the partition widens the walk as a filter of
+                    // about a quarter of the graph would.
+                    let walk_ef = if unfiltered {
+                        ef
+                    } else {
+                        (2 * ef).min(params.max_ef.max(ef))
+                    };
+                    graph.search_in(
+                        Some(sub),
+                        query,
+                        k,
+                        ef,
+                        walk_ef,
+                        (!unfiltered).then_some(pass_ref),
+                        &mut top,
+                    );
+                    if top.len() < k {
+                        top = TopK::new(k);
+                        let nodes: Vec<_> = sub
+                            .nodes
+                            .iter()
+                            .copied()
+                            .filter(|&n| pass(graph.labels[n as usize]))
+                            .collect();
+                        graph.scan_nodes(query, &nodes, &mut top);
+                    }
+                }
+                let rest: Vec<_> = part
+                    .rest
+                    .iter()
+                    .copied()
+                    .filter(|&n| pass(graph.labels[n as usize]))
+                    .collect();
+                graph.scan_nodes(query, &rest, &mut top);
+            }
+            scan(
+                &state.live_vectors,
+                self.shared.dim,
+                &state.live_labels,
+                query,
+                &mut top,
+                |label| pass(label) && state.tags.has(label, tag),
+            );
+            hits.extend(top.into_hits());
+        }
+        drop(state);
+        if wanted.len() > 1 {
+            hits.sort_by(|a, b| a.id.cmp(&b.id).then(b.similarity.total_cmp(&a.similarity)));
+            hits.dedup_by_key(|h| h.id);
+        }
+        hits.sort_by(|a, b| b.similarity.total_cmp(&a.similarity).then(a.id.cmp(&b.id)));
+        hits.truncate(k);
+        Ok(hits)
+    }
+
+    /// Inserts `id` with its tags (see [`HnswIndex::search_tagged`]); otherwise as
+    /// [`VectorIndex::insert`].
+    pub fn insert_tagged(&self, id: u32, vector: &Embedding, tags: &[u32]) -> Result<()> {
+        vector.check_dim("embedding", self.shared.dim)?;
+        let mut s = self.write();
+        if s.present.contains(id) || s.tombstones.contains(id) {
+            return Err(Error::DuplicateId(id));
+        }
+        s.present.insert(id);
+        s.live_labels.push(id);
+        s.live_vectors.extend_from_slice(vector.as_slice());
+        s.tags.set(id, tags);
+        let compact = self.shared.needs_compaction(&s);
+        drop(s);
+        if compact {
+            Shared::spawn_compaction(&self.shared);
+        }
+        Ok(())
     }
 
     /// Rebuilds the sealed graph from every vector not deleted, taking in the live
@@ -359,8 +498,13 @@ impl HnswIndex {
             graph_tombstones: s.graph_tombstones,
             compactions: self.shared.compactions.load(Ordering::Acquire),
             folded: self.folded(),
-            heap_bytes: s.graph.heap_bytes() + s.live_vectors.len() * 4 + s.live_labels.len() * 4,
+            heap_bytes: s.graph.heap_bytes()
+                + s.tags.heap_bytes()
+                + s.live_vectors.len() * 4
+                + s.live_labels.len() * 4,
             mapped_bytes: s.graph.mapped_bytes(),
+            linked_partitions: s.tags.parts.values().filter(|p| p.sub.is_some()).count(),
+            unlinked_partition_nodes: s.tags.parts.values().map(|p| p.rest.len()).sum(),
             mean_degree: s.graph.mean_degree(),
             compacting: self.is_compacting(),
         }
@@ -375,6 +519,8 @@ impl HnswIndex {
             live_labels: s.live_labels.clone(),
             live_vectors: s.live_vectors.clone(),
             tombstones: s.tombstones.clone(),
+            tags: Arc::clone(&s.tags.of),
+            subs: s.tags.subs(),
             graph_changes: self.compactions() + self.folded(),
         }
     }
@@ -395,6 +541,8 @@ impl HnswIndex {
                 live_labels: p.live_labels,
                 live_vectors: p.live_vectors,
                 tombstones: p.tombstones,
+                tags: p.tags,
+                subs: p.subs,
                 ids: persist::IdTable::default(),
             },
         )
@@ -612,7 +760,13 @@ impl Shared {
             let state = &mut *s;
             let applied = match plan {
                 Some(plan) => match Arc::get_mut(&mut state.graph) {
-                    Some(graph) => graph.apply_insert(label, &vector, plan),
+                    Some(graph) => {
+                        let applied = graph.apply_insert(label, &vector, plan);
+                        if applied {
+                            state.tags.folded(label, (graph.len() - 1) as u32);
+                        }
+                        applied
+                    }
                     // A save took its copy while this plan was made: plan again after it.
                     None => continue,
                 },
@@ -651,7 +805,31 @@ impl Shared {
             seconds = started.elapsed().as_secs_f64(),
             "live segment folded into the index graph"
         );
+        self.relink_stale();
         folded + dropped
+    }
+
+    /// Relinks each partition whose folded nodes have outgrown its sub-graph (see
+    /// `tags`). The caller holds the `compacting` flag: no fold or rebuild changes the
+    /// graph's nodes meanwhile, so the nodes gathered stay valid while the sub-graph is
+    /// built outside the lock.
+    fn relink_stale(&self) {
+        let stale = self.read().tags.stale(self.build.partition_min);
+        for tag in stale {
+            let (graph, nodes) = {
+                let s = self.read();
+                (
+                    Arc::clone(&s.graph),
+                    s.tags.relink_nodes(&s.graph, tag, &s.tombstones),
+                )
+            };
+            let Some(nodes) = nodes else { continue };
+            let part = link(&graph, nodes, &self.build);
+            drop(graph);
+            let linked = part.len();
+            self.write().tags.parts.insert(tag, part);
+            tracing::info!(tag, linked, "index partition relinked");
+        }
     }
 
     /// A rebuild: a new graph from every vector not deleted, swapped in. The caller
@@ -671,6 +849,7 @@ impl Shared {
             }
             (Arc::clone(&s.graph), s.live_labels.len(), labels, vectors)
         };
+        let of = Arc::clone(&self.read().tags.of);
         {
             let s = self.read();
             for (row, &label) in s
@@ -686,6 +865,8 @@ impl Shared {
             }
         }
         let built = Graph::build(self.dim, labels, vectors, &self.build);
+        let parts = Tags::partition(&built, &of, &IdSet::new(), &self.build);
+        drop(of);
         let mut s = self.write();
         if !Arc::ptr_eq(&s.graph, &graph) {
             tracing::warn!("the graph changed during compaction; keeping the newer one");
@@ -697,6 +878,10 @@ impl Shared {
             .filter(|&&l| s.tombstones.contains(l))
             .count();
         s.graph = Arc::new(built);
+        let state = &mut *s;
+        state.tags.parts = parts;
+        let present = &state.present;
+        state.tags.retain(|label| present.contains(label));
         s.live_labels.drain(..live_len);
         let dim = self.dim;
         s.live_vectors.drain(..live_len * dim);
@@ -721,20 +906,7 @@ impl VectorIndex for HnswIndex {
     }
 
     fn insert(&self, id: u32, vector: &Embedding) -> Result<()> {
-        vector.check_dim("embedding", self.shared.dim)?;
-        let mut s = self.write();
-        if s.present.contains(id) || s.tombstones.contains(id) {
-            return Err(Error::DuplicateId(id));
-        }
-        s.present.insert(id);
-        s.live_labels.push(id);
-        s.live_vectors.extend_from_slice(vector.as_slice());
-        let compact = self.shared.needs_compaction(&s);
-        drop(s);
-        if compact {
-            Shared::spawn_compaction(&self.shared);
-        }
-        Ok(())
+        self.insert_tagged(id, vector, &[])
     }
 
     fn delete(&self, id: u32) -> bool {

@@ -21,6 +21,10 @@
 //!   fold inserts them into the graph (a rebuild drops tombstones), while searches go on.
 //! - **Filters inside the search**, with an exact scan when the filter is selective; see
 //!   [`hnsw`] for the rule.
+//! - **Partitions by tag** (`tags`): ids may carry tags (a video's topics); a tag with
+//!   enough nodes gets a sub-graph of its own links over the graph's rows, so a search
+//!   restricted to one topic ([`HnswIndex::search_tagged`]) walks a small graph instead
+//!   of scanning or filtering the whole one.
 //! - **Ids are `u32` and never reused**; the caller maps them to video ids.
 //! - **One file per index** (`persist`): sealed graph, live segment, tombstones, the
 //!   video-id map and the catalog version the index reflects, versioned
@@ -41,6 +45,7 @@ mod persist;
 mod quant;
 mod state;
 mod sync;
+mod tags;
 pub mod video_index;
 
 pub use error::{Error, Result};

@@ -34,6 +34,9 @@ pub struct HnswBuildParams {
     pub max_tombstone_ratio: f32,
     /// How the graph holds vectors for its walk: `f32` or `int8`. Default `f32`.
     pub vectors: VectorStorage,
+    /// Graph nodes a tag (a topic) needs for a sub-graph of its own, searched when a
+    /// search is restricted to the tag; a smaller tag's nodes are scanned. Default 2 048.
+    pub partition_min: usize,
 }
 
 impl Default for HnswBuildParams {
@@ -45,6 +48,7 @@ impl Default for HnswBuildParams {
             max_live: 1_000,
             max_tombstone_ratio: 0.2,
             vectors: VectorStorage::F32,
+            partition_min: 2_048,
         }
     }
 }
@@ -56,6 +60,7 @@ impl HnswBuildParams {
         range("ef_construction", self.ef_construction as f64, 8.0, 4096.0)?;
         range("threads", self.threads as f64, 0.0, 1024.0)?;
         range("max_live", self.max_live as f64, 0.0, 10_000_000.0)?;
+        range("partition_min", self.partition_min as f64, 2.0, 1e12)?;
         range(
             "max_tombstone_ratio",
             f64::from(self.max_tombstone_ratio),

@@ -1,8 +1,8 @@
 //! The index file format: one file holds everything an index needs to serve again.
 //!
-//! # Layout (format version 3)
+//! # Layout (format version 4)
 //!
-//! Little-endian throughout. A fixed header, then five sections in a fixed order, each
+//! Little-endian throughout. A fixed header, then seven sections in a fixed order, each
 //! a four-byte tag and the byte length of its payload, then a checksum:
 //!
 //! ```text
@@ -16,6 +16,11 @@
 //! "TOMB"    len u64 | words u64 | [u64; words]            (bitset of deleted ids)
 //! "IDS\0"   len u64 | next u32 | count u32
 //!           | per entry, by increasing internal id: internal u32 | len u16 | UTF-8 id
+//! "TAGS"    len u64 | names u32 | per name: len u16 | UTF-8 topic
+//!           | count u32 | per id, by increasing id: id u32 | tags u16 | [u32; tags]
+//! "PART"    len u64 | count u32 | per sub-graph, by increasing tag: tag u32 | nodes u32
+//!           | m0 u32 | layers u32 | entry u32 | nodes [u32; nodes]
+//!           | layer0 [u32; nodes*(1+m0)] | upper layers as in GRPH
 //! checksum  u64: FNV-1a 64 of every byte before it
 //! ```
 //!
@@ -29,6 +34,10 @@
 //! - **IDS** maps internal ids to video ids ([`crate::VideoIndex`]); `next` is the next
 //!   internal id to hand out. An [`crate::HnswIndex`] saved alone writes `next = 0` and
 //!   no entries, and ignores the section when it loads.
+//! - **TAGS** is every id's tags (`crate::tags`), and the topic each tag stands for in a
+//!   [`crate::VideoIndex`] (no names for an [`crate::HnswIndex`] saved alone).
+//! - **PART** is the sub-graphs of the tags' partitions (their links name graph nodes);
+//!   the nodes of a tag outside its sub-graph are found again from TAGS at load.
 //! - The **catalog version** is the store's catalog version the index reflects: every
 //!   catalog change at or below it is in the file (later ones may be too). 0 for an
 //!   index saved alone.
@@ -50,9 +59,9 @@
 //!
 //! # Versions
 //!
-//! [`FORMAT_VERSION`] is bumped whenever the layout changes. Version 2 (the graph's
-//! vectors inside GRPH, after the labels) still loads, and is rewritten as version 3 by
-//! the next save; other versions are refused by name (the engine then rebuilds the
+//! [`FORMAT_VERSION`] is bumped whenever the layout changes. Versions 2 (the graph's
+//! vectors inside GRPH, after the labels) and 3 (no TAGS and PART: no tags) still load,
+//! and are rewritten as version 4 by the next save; other versions are refused by name (the engine then rebuilds the
 //! index from the store). Version 1 had no catalog version, no sections and kept the id
 //! map in a JSON file beside the index.
 //!
@@ -64,18 +73,19 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use steerfeed_core::VideoId;
 use steerfeed_core::hash::Fnv1a;
+use steerfeed_core::{TopicId, VideoId};
 
 use crate::error::{Error, Result};
-use crate::graph::{Floats, Graph};
+use crate::graph::{Floats, Graph, SubGraph};
 use crate::idset::IdSet;
 use crate::params::VectorStorage;
 use crate::state::State;
+use crate::tags::{TagMap, Tags};
 
 const MAGIC: &[u8; 8] = b"SFHNSW\0\0";
 /// The version of the index file layout this build writes; it also reads version 2.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// The oldest version this build reads.
 const OLDEST_READ: u32 = 2;
 /// Alignment of the graph's vectors in the file.
@@ -86,6 +96,8 @@ const VECTORS: &[u8; 4] = b"VECS";
 const LIVE: &[u8; 4] = b"LIVE";
 const TOMBSTONES: &[u8; 4] = b"TOMB";
 const IDS: &[u8; 4] = b"IDS\0";
+const TAGS: &[u8; 4] = b"TAGS";
+const PARTS: &[u8; 4] = b"PART";
 
 /// The video ids of internal ids, as saved: `next` and `(internal, video)` pairs by
 /// increasing internal id.
@@ -93,6 +105,8 @@ const IDS: &[u8; 4] = b"IDS\0";
 pub(crate) struct IdTable {
     pub next: u32,
     pub entries: Vec<(u32, VideoId)>,
+    /// The topic each tag stands for: tag `i` is `topics[i]`.
+    pub topics: Vec<TopicId>,
 }
 
 /// Everything one file holds.
@@ -103,6 +117,8 @@ pub(crate) struct Contents {
     pub live_labels: Vec<u32>,
     pub live_vectors: Vec<f32>,
     pub tombstones: IdSet,
+    pub tags: Arc<TagMap>,
+    pub subs: Vec<(u32, Arc<SubGraph>)>,
     pub ids: IdTable,
 }
 
@@ -110,6 +126,8 @@ pub(crate) struct Contents {
 /// the id table.
 pub(crate) struct Loaded {
     pub state: State,
+    /// The file's format version.
+    pub format_version: u32,
     pub catalog_version: u64,
     pub ids: IdTable,
 }
@@ -180,12 +198,32 @@ fn count(n: usize) -> std::io::Result<u32> {
 
 fn graph_len(graph: &Graph) -> u64 {
     let n = graph.len() as u64;
-    let upper: u64 = graph
-        .upper
+    16 + 4 * n + 4 * n * (1 + graph.m0 as u64) + upper_len(&graph.upper)
+}
+
+fn upper_len(upper: &[HashMap<u32, Box<[u32]>>]) -> u64 {
+    upper
         .iter()
         .map(|layer| 4 + layer.values().map(|l| 8 + 4 * l.len() as u64).sum::<u64>())
-        .sum();
-    16 + 4 * n + 4 * n * (1 + graph.m0 as u64) + upper
+        .sum()
+}
+
+/// Writes upper layers: per layer a count, then each node (ascending) and its links.
+fn write_upper<W: Write>(
+    w: &mut Writer<W>,
+    upper: &[HashMap<u32, Box<[u32]>>],
+) -> std::io::Result<()> {
+    for layer in upper {
+        w.u32(count(layer.len())?)?;
+        let mut nodes: Vec<_> = layer.iter().collect();
+        nodes.sort_by_key(|(n, _)| **n);
+        for (node, links) in nodes {
+            w.u32(*node)?;
+            w.u32(count(links.len())?)?;
+            w.u32s(links)?;
+        }
+    }
+    Ok(())
 }
 
 /// Writes `c` to `path` atomically (see the module docs).
@@ -241,17 +279,7 @@ fn write_file(tmp: &Path, c: &Contents) -> std::io::Result<()> {
             row.extend(links);
             w.u32s(&row)?;
         }
-        for layer in &graph.upper {
-            w.u32(count(layer.len())?)?;
-            let mut nodes: Vec<_> = layer.iter().collect();
-            nodes.sort_by_key(|(n, _)| **n);
-            for (node, links) in nodes {
-                w.u32(*node)?;
-                w.u32(count(links.len())?)?;
-                w.u32s(links)?;
-            }
-        }
-        Ok(())
+        write_upper(w, &graph.upper)
     })?;
 
     // The vectors start after the tag, the length and the pad field.
@@ -298,6 +326,55 @@ fn write_file(tmp: &Path, c: &Contents) -> std::io::Result<()> {
             w.u32(*internal)?;
             w.u16(len)?;
             w.bytes(bytes)?;
+        }
+        Ok(())
+    })?;
+
+    let mut tagged: Vec<(&u32, &Box<[u32]>)> = c.tags.iter().collect();
+    tagged.sort_unstable_by_key(|(label, _)| **label);
+    let names_len: u64 = c
+        .ids
+        .topics
+        .iter()
+        .map(|t| 2 + t.as_str().len() as u64)
+        .sum();
+    let tags_len: u64 = tagged.iter().map(|(_, t)| 6 + 4 * t.len() as u64).sum();
+    w.section(TAGS, 8 + names_len + tags_len, |w| {
+        w.u32(count(c.ids.topics.len())?)?;
+        for topic in &c.ids.topics {
+            let bytes = topic.as_str().as_bytes();
+            let len = u16::try_from(bytes.len())
+                .map_err(|_| std::io::Error::other("topic too long for the index format"))?;
+            w.u16(len)?;
+            w.bytes(bytes)?;
+        }
+        w.u32(count(tagged.len())?)?;
+        for (label, tags) in &tagged {
+            let n = u16::try_from(tags.len())
+                .map_err(|_| std::io::Error::other("too many tags on one id"))?;
+            w.u32(**label)?;
+            w.u16(n)?;
+            w.u32s(tags)?;
+        }
+        Ok(())
+    })?;
+
+    let parts_len: u64 = c
+        .subs
+        .iter()
+        .map(|(_, s)| 20 + 4 * s.nodes.len() as u64 + 4 * s.l0.len() as u64 + upper_len(&s.upper))
+        .sum();
+    w.section(PARTS, 4 + parts_len, |w| {
+        w.u32(count(c.subs.len())?)?;
+        for (tag, sub) in &c.subs {
+            w.u32(*tag)?;
+            w.u32(count(sub.nodes.len())?)?;
+            w.u32(count(sub.m0)?)?;
+            w.u32(count(sub.upper.len())?)?;
+            w.u32(sub.entry)?;
+            w.u32s(&sub.nodes)?;
+            w.u32s(&sub.l0)?;
+            write_upper(w, &sub.upper)?;
         }
         Ok(())
     })?;
@@ -551,8 +628,21 @@ fn parse_mapped(
     t.end("TOMB")?;
 
     let mut i = r.section(IDS)?;
-    let ids = parse_ids(&mut i)?;
+    let mut ids = parse_ids(&mut i)?;
     i.end("IDS")?;
+
+    let (tags, subs) = if version >= 4 {
+        let mut t = r.section(TAGS)?;
+        let (topics, tags) = parse_tags(&mut t, ids.next)?;
+        t.end("TAGS")?;
+        ids.topics = topics;
+        let mut p = r.section(PARTS)?;
+        let subs = parse_parts(&mut p, graph.labels.len())?;
+        p.end("PART")?;
+        (tags, subs)
+    } else {
+        (TagMap::default(), HashMap::default())
+    };
 
     if r.left() != 0 {
         return Err("trailing bytes after the index".into());
@@ -583,6 +673,7 @@ fn parse_mapped(
         .iter()
         .filter(|&&l| tombstones.contains(l))
         .count();
+    let tags = Tags::with_subs(&graph, Arc::new(tags), subs);
     Ok(Loaded {
         state: State {
             graph: Arc::new(graph),
@@ -591,7 +682,9 @@ fn parse_mapped(
             tombstones,
             present,
             graph_tombstones,
+            tags,
         },
+        format_version: version,
         catalog_version,
         ids,
     })
@@ -644,27 +737,7 @@ fn parse_graph(r: &mut Reader<'_>, dim: usize, version: u32) -> Parse<GraphParts
             return Err("layer-0 links out of range".into());
         }
     }
-    let mut upper = Vec::with_capacity(layers);
-    for _ in 0..layers {
-        let count = r.u32()? as usize;
-        if count > n {
-            return Err("upper layer larger than the graph".into());
-        }
-        let mut map = HashMap::with_capacity(count);
-        for _ in 0..count {
-            let node = r.u32()?;
-            let len = r.u32()? as usize;
-            if node as usize >= n || len > m0 {
-                return Err("upper-layer links out of range".into());
-            }
-            let links = r.u32s(len)?;
-            if links.iter().any(|&x| x as usize >= n) {
-                return Err("upper-layer links out of range".into());
-            }
-            map.insert(node, links.into_boxed_slice());
-        }
-        upper.push(map);
-    }
+    let upper = parse_upper(r, layers, n, m0, |x| (x as usize) < n)?;
     let mut sorted = labels.clone();
     sorted.sort_unstable();
     if sorted.windows(2).any(|w| w[0] == w[1]) {
@@ -678,6 +751,121 @@ fn parse_graph(r: &mut Reader<'_>, dim: usize, version: u32) -> Parse<GraphParts
         upper,
         entry,
     })
+}
+
+/// Reads `layers` upper layers of a graph of `n` nodes (or a sub-graph of `n`): every
+/// node and link must satisfy `valid`.
+fn parse_upper(
+    r: &mut Reader<'_>,
+    layers: usize,
+    n: usize,
+    m0: usize,
+    valid: impl Fn(u32) -> bool,
+) -> Parse<Vec<HashMap<u32, Box<[u32]>>>> {
+    let mut upper = Vec::with_capacity(layers.min(64));
+    for _ in 0..layers {
+        let count = r.u32()? as usize;
+        if count > n {
+            return Err("upper layer larger than the graph".into());
+        }
+        let mut map = HashMap::with_capacity(count);
+        for _ in 0..count {
+            let node = r.u32()?;
+            let len = r.u32()? as usize;
+            if !valid(node) || len > m0 {
+                return Err("upper-layer links out of range".into());
+            }
+            let links = r.u32s(len)?;
+            if links.iter().any(|&x| !valid(x)) {
+                return Err("upper-layer links out of range".into());
+            }
+            map.insert(node, links.into_boxed_slice());
+        }
+        upper.push(map);
+    }
+    Ok(upper)
+}
+
+/// Reads TAGS: the topic names and every id's tags (ids below `next` when the file has
+/// an id map, tags below the number of names when it names them).
+fn parse_tags(r: &mut Reader<'_>, next: u32) -> Parse<(Vec<TopicId>, TagMap)> {
+    let names = r.u32()? as usize;
+    if names > r.left() / 2 {
+        return Err("section TAGS: more names than bytes".into());
+    }
+    let mut topics = Vec::with_capacity(names);
+    for _ in 0..names {
+        let len = usize::from(r.u16()?);
+        let topic = std::str::from_utf8(r.take(len)?)
+            .ok()
+            .and_then(|s| TopicId::new(s).ok())
+            .ok_or("section TAGS: an invalid topic")?;
+        if topics.contains(&topic) {
+            return Err(format!("section TAGS: topic {topic} appears twice"));
+        }
+        topics.push(topic);
+    }
+    let count = r.u32()? as usize;
+    if count > r.left() / 6 {
+        return Err("section TAGS: more entries than bytes".into());
+    }
+    let mut tags = TagMap::default();
+    tags.reserve(count);
+    let mut last: Option<u32> = None;
+    for _ in 0..count {
+        let label = r.u32()?;
+        if last.is_some_and(|l| label <= l) || (next > 0 && label >= next) {
+            return Err("section TAGS: ids out of order or range".into());
+        }
+        last = Some(label);
+        let n = usize::from(r.u16()?);
+        let own = r.u32s(n)?;
+        if n == 0
+            || own.windows(2).any(|w| w[0] >= w[1])
+            || (!topics.is_empty() && own.iter().any(|&t| t as usize >= topics.len()))
+        {
+            return Err("section TAGS: tags out of order or range".into());
+        }
+        tags.insert(label, own.into_boxed_slice());
+    }
+    Ok((topics, tags))
+}
+
+/// Reads PART: sub-graphs over a graph of `nodes` nodes, one per tag at most.
+fn parse_parts(
+    r: &mut Reader<'_>,
+    nodes: usize,
+) -> Parse<HashMap<u32, SubGraph, rustc_hash::FxBuildHasher>> {
+    let count = r.u32()? as usize;
+    if count > r.left() / 20 {
+        return Err("section PART: more sub-graphs than bytes".into());
+    }
+    let mut subs: HashMap<u32, SubGraph, rustc_hash::FxBuildHasher> = HashMap::default();
+    for _ in 0..count {
+        let tag = r.u32()?;
+        let n = r.u32()? as usize;
+        let m0 = r.u32()? as usize;
+        let layers = r.u32()? as usize;
+        let entry = r.u32()?;
+        if n == 0 || n > nodes || m0 == 0 || m0 > 1024 || layers > 64 {
+            return Err("section PART: a header out of range".into());
+        }
+        let members = r.u32s(n)?;
+        let l0 = r.u32s(n.checked_mul(1 + m0).ok_or("size overflow")?)?;
+        let upper = parse_upper(r, layers, n, m0, |x| members.binary_search(&x).is_ok())?;
+        let sub = SubGraph {
+            nodes: members,
+            m0,
+            l0,
+            upper,
+            entry,
+        };
+        sub.check(nodes).map_err(|e| format!("section PART: {e}"))?;
+        if subs.insert(tag, sub).is_some() {
+            return Err("section PART: a tag appears twice".into());
+        }
+    }
+    Ok(subs)
 }
 
 fn parse_ids(r: &mut Reader<'_>) -> Parse<IdTable> {
@@ -708,7 +896,11 @@ fn parse_ids(r: &mut Reader<'_>) -> Parse<IdTable> {
         }
         entries.push((internal, video));
     }
-    Ok(IdTable { next, entries })
+    Ok(IdTable {
+        next,
+        entries,
+        topics: Vec::new(),
+    })
 }
 
 #[cfg(test)]
@@ -737,20 +929,46 @@ mod tests {
         assert!(!graph.upper.is_empty(), "the fixture needs upper layers");
         let live_labels = vec![n, n + 1, n + 3];
         let live_vectors = steerfeed_world::vectors::clustered(3, DIM, 1, 0.3, 6);
-        let tombstones: IdSet = [3, 17, n + 2, n + 3].into_iter().collect();
+        let tombstones: IdSet = [4, 17, n + 2, n + 3].into_iter().collect();
         let entries = (0..n + 4)
             .filter(|i| !tombstones.contains(*i))
             .map(|i| (i, vid(&format!("video-{i}"))))
             .collect();
+        // Every even id carries tag i % 3, every fifth one tag 3 too; tags 0 to 2 are
+        // large enough for sub-graphs.
+        let mut tags = Tags::default();
+        for i in 0..n + 4 {
+            let mut own = Vec::new();
+            if i % 2 == 0 {
+                own.push(i % 3);
+            }
+            if i % 5 == 0 {
+                own.push(3);
+            }
+            tags.set(i, &own);
+        }
+        let sub_params = HnswBuildParams {
+            partition_min: 30,
+            ..params
+        };
+        tags.parts = Tags::partition(&graph, &tags.of, &tombstones, &sub_params);
+        let subs = tags.subs();
+        assert_eq!(subs.len(), 4, "the fixture needs sub-graphs");
         Contents {
             catalog_version: 0x0102_0304_0506_0708,
             graph: Arc::new(graph),
             live_labels,
             live_vectors,
             tombstones,
+            tags: tags.of,
+            subs,
             ids: IdTable {
                 next: n + 4,
                 entries,
+                topics: ["cooking", "pets", "travel", "music"]
+                    .into_iter()
+                    .map(|t| TopicId::new(t).unwrap())
+                    .collect(),
             },
         }
     }
@@ -774,6 +992,18 @@ mod tests {
         assert_eq!(back.state.live_vectors, c.live_vectors);
         assert_eq!(back.state.tombstones, c.tombstones);
         assert_eq!(back.ids, c.ids);
+        assert_eq!(*back.state.tags.of, *c.tags);
+        assert_eq!(back.state.tags.subs(), c.subs);
+        // The rests: every tagged graph node outside its tag's sub-graph (the tombstoned
+        // ones, left out of the sub-graphs when they were built).
+        for (tag, part) in &back.state.tags.parts {
+            let sub = part.sub.as_ref().unwrap();
+            for &node in &part.rest {
+                assert!(!sub.holds(node));
+                assert!(c.tombstones.contains(c.graph.labels[node as usize]));
+                assert!(c.tags[&c.graph.labels[node as usize]].contains(tag));
+            }
+        }
         assert_eq!(back.state.graph_tombstones, 2);
         // Present: every graph and live label not deleted.
         assert_eq!(back.state.present.len(), 200 - 2 + 2);
@@ -784,6 +1014,8 @@ mod tests {
             live_labels: back.state.live_labels.clone(),
             live_vectors: back.state.live_vectors.clone(),
             tombstones: back.state.tombstones.clone(),
+            tags: back.state.tags.of.clone(),
+            subs: back.state.tags.subs(),
             ids: back.ids.clone(),
         };
         assert_eq!(bytes_of(&again), data);
@@ -803,6 +1035,30 @@ mod tests {
         data.windows(4)
             .position(|w| w == tag)
             .expect("section present")
+    }
+
+    /// The version-3 layout of the same contents, made from a version-4 file: TAGS and
+    /// PART go, and the version and checksum are rewritten.
+    fn as_version_3(v4: &[u8]) -> Vec<u8> {
+        let tags = section_at(v4, b"TAGS");
+        let mut out = v4[..tags].to_vec();
+        out[8..12].copy_from_slice(&3u32.to_le_bytes());
+        out.extend_from_slice(&[0; 8]);
+        resum(&mut out);
+        out
+    }
+
+    #[test]
+    fn a_version_3_file_still_loads_without_tags() {
+        let c = contents();
+        let v3 = as_version_3(&bytes_of(&c));
+        let back = parse(&v3, DIM, VectorStorage::F32).unwrap();
+        assert_eq!(back.format_version, 3);
+        assert_eq!(*back.state.graph, *c.graph);
+        assert_eq!(back.state.live_labels, c.live_labels);
+        assert!(back.state.tags.of.is_empty() && back.state.tags.parts.is_empty());
+        assert_eq!(back.ids.entries, c.ids.entries);
+        assert!(back.ids.topics.is_empty());
     }
 
     /// The version-2 layout of the same contents, made from a version-3 file byte by
@@ -843,7 +1099,7 @@ mod tests {
     #[test]
     fn a_version_2_file_still_loads_in_either_storage() {
         let c = contents();
-        let v2 = as_version_2(&bytes_of(&c));
+        let v2 = as_version_2(&as_version_3(&bytes_of(&c)));
         for storage in [VectorStorage::F32, VectorStorage::Int8] {
             let back = parse(&v2, DIM, storage).unwrap();
             let want: Vec<&[f32]> = c.graph.vectors().collect();
@@ -851,7 +1107,7 @@ mod tests {
             assert_eq!(got, want, "{storage:?}");
             assert_eq!(back.state.graph.labels, c.graph.labels);
             assert_eq!(back.state.live_labels, c.live_labels);
-            assert_eq!(back.ids, c.ids);
+            assert_eq!(back.ids.entries, c.ids.entries);
             if storage == VectorStorage::F32 {
                 assert_eq!(*back.state.graph, *c.graph);
             }
@@ -895,7 +1151,7 @@ mod tests {
         data[8..12].copy_from_slice(&1u32.to_le_bytes());
         let err = parse(&data, DIM, VectorStorage::F32).err().unwrap();
         assert!(err.contains("format version 1"), "{err}");
-        assert!(err.contains("reads versions 2 to 3"), "{err}");
+        assert!(err.contains("reads versions 2 to 4"), "{err}");
         // Even when the rest is garbage or cut short.
         let err = parse(&data[..20], DIM, VectorStorage::F32).err().unwrap();
         assert!(err.contains("format version 1"), "{err}");
@@ -949,6 +1205,19 @@ mod tests {
         let l = section_at(&data, LIVE);
         let t = section_at(&data, TOMBSTONES);
         let i = section_at(&data, IDS);
+        let tg = section_at(&data, TAGS);
+        let p = section_at(&data, PARTS);
+        // TAGS: after the names, the first entry (id, count, tags).
+        let names_end = {
+            let mut at = tg + 16;
+            for _ in 0..4 {
+                at += 2 + u16::from_le_bytes([data[at], data[at + 1]]) as usize;
+            }
+            at
+        };
+        // PART: the first sub-graph's header, then its nodes and rows.
+        let sub_nodes = u32::from_le_bytes(data[p + 20..p + 24].try_into().unwrap()) as usize;
+        let sub_l0 = p + 36 + 4 * sub_nodes;
         type Damage<'a> = Box<dyn Fn(&mut Vec<u8>) + 'a>;
         let cases: Vec<(&str, Damage<'_>)> = vec![
             ("section length", Box::new(|d| u64_at(d, g + 4, 3))),
@@ -1012,6 +1281,40 @@ mod tests {
                     let first = i + 20;
                     d[first + 4..first + 6].copy_from_slice(&u16::MAX.to_le_bytes());
                     resum(d);
+                }),
+            ),
+            (
+                "a tag past the names",
+                Box::new(|d| u32_at(d, names_end + 4 + 6, 99)),
+            ),
+            (
+                "tagged ids past next",
+                Box::new(|d| u32_at(d, names_end + 4, 50_000)),
+            ),
+            (
+                "a topic name",
+                Box::new(|d| {
+                    d[tg + 18] = b'!';
+                    resum(d);
+                }),
+            ),
+            (
+                "a sub-graph node count",
+                Box::new(|d| u32_at(d, p + 20, 100_000)),
+            ),
+            ("a sub-graph entry", Box::new(|d| u32_at(d, p + 32, 1))),
+            (
+                "a sub-graph link to a node outside it",
+                Box::new(|d| {
+                    u32_at(d, sub_l0, 1);
+                    u32_at(d, sub_l0 + 4, 1);
+                }),
+            ),
+            (
+                "sub-graph nodes out of order",
+                Box::new(|d| {
+                    let second = u32::from_le_bytes(d[p + 40..p + 44].try_into().unwrap());
+                    u32_at(d, p + 36, second);
                 }),
             ),
             (

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::graph::Graph;
 use crate::idset::IdSet;
+use crate::tags::Tags;
 
 /// The mutable state behind one lock.
 #[derive(Debug)]
@@ -19,4 +20,6 @@ pub(crate) struct State {
     pub(crate) present: IdSet,
     /// Tombstones that still have a node in `graph`.
     pub(crate) graph_tombstones: usize,
+    /// Every id's tags, and the graph's partitions by tag.
+    pub(crate) tags: Tags,
 }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use steerfeed_core::ports::{Neighbor, VectorSearch};
-use steerfeed_core::{Embedding, VideoId};
+use steerfeed_core::{Embedding, TopicId, VideoId};
 
 use crate::error::{Error, Result};
 use crate::hnsw::{HnswIndex, IndexStats, Parts};
@@ -25,9 +25,28 @@ struct IdMap {
     internal: HashMap<VideoId, u32>,
     /// Internal id to video, `None` where replaced or removed.
     video: Vec<Option<VideoId>>,
+    /// Topic to its tag in the index: its place in `topic_names`.
+    topics: HashMap<TopicId, u32>,
+    topic_names: Vec<TopicId>,
 }
 
 impl IdMap {
+    /// The tags of `topics`, interning new ones.
+    fn tags(&mut self, topics: &[TopicId]) -> Vec<u32> {
+        topics
+            .iter()
+            .map(|t| match self.topics.get(t) {
+                Some(&tag) => tag,
+                None => {
+                    let tag = self.topic_names.len() as u32;
+                    self.topics.insert(t.clone(), tag);
+                    self.topic_names.push(t.clone());
+                    tag
+                }
+            })
+            .collect()
+    }
+
     fn index_videos(&mut self) {
         self.video = vec![None; self.next as usize];
         for (v, &i) in &self.internal {
@@ -94,6 +113,8 @@ impl IndexSnapshot {
                 live_labels: self.parts.live_labels.clone(),
                 live_vectors: self.parts.live_vectors.clone(),
                 tombstones: self.parts.tombstones.clone(),
+                tags: self.parts.tags.clone(),
+                subs: self.parts.subs.clone(),
                 ids: self.ids.clone(),
             },
         )
@@ -124,9 +145,25 @@ impl VideoIndex {
         build: HnswBuildParams,
         search: HnswSearchParams,
     ) -> Result<Self> {
+        Self::build_with_topics(
+            dim,
+            videos.into_iter().map(|(v, e)| (v, e, Vec::new())),
+            build,
+            search,
+        )
+    }
+
+    /// [`VideoIndex::build`] with each video's topics, so a search restricted to topics
+    /// ([`VectorSearch::search_topics`]) walks each topic's own partition.
+    pub fn build_with_topics(
+        dim: usize,
+        videos: impl IntoIterator<Item = (VideoId, Embedding, Vec<TopicId>)>,
+        build: HnswBuildParams,
+        search: HnswSearchParams,
+    ) -> Result<Self> {
         let mut map = IdMap::default();
         let mut items = Vec::new();
-        for (video, e) in videos {
+        for (video, e, topics) in videos {
             if map.internal.contains_key(&video) {
                 return Err(steerfeed_core::Error::Conflict {
                     entity: steerfeed_core::Entity::Video,
@@ -135,13 +172,14 @@ impl VideoIndex {
                 }
                 .into());
             }
+            let tags = map.tags(&topics);
             map.internal.insert(video, map.next);
-            items.push((map.next, e));
+            items.push((map.next, e, tags));
             map.next += 1;
         }
         map.index_videos();
         Ok(Self {
-            index: HnswIndex::build(dim, items, build, search)?,
+            index: HnswIndex::build_tagged(dim, items, build, search)?,
             ids: RwLock::new(map),
             applied: AtomicU64::new(0),
         })
@@ -157,10 +195,22 @@ impl VideoIndex {
 
     /// Adds or replaces a video's vector; visible to every search that starts after this returns.
     pub fn upsert(&self, video: &VideoId, e: &Embedding) -> Result<()> {
+        self.upsert_with_topics(video, e, &[])
+    }
+
+    /// [`VideoIndex::upsert`] with the video's topics (see
+    /// [`VideoIndex::build_with_topics`]).
+    pub fn upsert_with_topics(
+        &self,
+        video: &VideoId,
+        e: &Embedding,
+        topics: &[TopicId],
+    ) -> Result<()> {
         e.check_dim("embedding", self.index.dim())?;
         let mut ids = self.write();
         let fresh = ids.next;
-        self.index.insert(fresh, e)?;
+        let tags = ids.tags(topics);
+        self.index.insert_tagged(fresh, e, &tags)?;
         ids.next += 1;
         ids.video.push(Some(video.clone()));
         if let Some(old) = ids.internal.insert(video.clone(), fresh) {
@@ -279,11 +329,16 @@ impl VideoIndex {
             .filter_map(|(i, v)| v.as_ref().map(|v| (i as u32, v.clone())))
             .collect();
         let next = ids.next;
+        let topics = ids.topic_names.clone();
         drop(ids);
         IndexSnapshot {
             catalog_version,
             parts,
-            ids: IdTable { next, entries },
+            ids: IdTable {
+                next,
+                entries,
+                topics,
+            },
         }
     }
 
@@ -322,10 +377,22 @@ impl VideoIndex {
         if table.next == 0 && (!state.tombstones.is_empty() || state.graph.len() > 0) {
             return Err(bad("no id map (an index saved without video ids)"));
         }
+        if loaded.format_version < 4 && !table.entries.is_empty() {
+            return Err(bad(
+                "a file of format 3 or older holds no video topics (the index is rebuilt with them)",
+            ));
+        }
         let mut map = IdMap {
             next: table.next,
             internal: HashMap::with_capacity(table.entries.len()),
             video: Vec::new(),
+            topics: table
+                .topics
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t.clone(), i as u32))
+                .collect(),
+            topic_names: table.topics,
         };
         map.internal
             .extend(table.entries.into_iter().map(|(i, v)| (v, i)));
@@ -336,6 +403,23 @@ impl VideoIndex {
             ids: RwLock::new(map),
             applied: AtomicU64::new(loaded.catalog_version),
         })
+    }
+}
+
+impl VideoIndex {
+    /// The videos of internal-id hits, dropping any no longer mapped.
+    fn neighbours(ids: &IdMap, hits: Vec<crate::index::Hit>) -> Vec<Neighbor> {
+        hits.into_iter()
+            .filter_map(|h| {
+                ids.video
+                    .get(h.id as usize)
+                    .and_then(Option::as_ref)
+                    .map(|v| Neighbor {
+                        video: v.clone(),
+                        similarity: h.similarity,
+                    })
+            })
+            .collect()
     }
 }
 
@@ -359,18 +443,38 @@ impl VectorSearch for VideoIndex {
             Some(_) => self.index.search(query, k, Filter::Predicate(&pass))?,
             None => self.index.search(query, k, Filter::All)?,
         };
-        Ok(hits
-            .into_iter()
-            .filter_map(|h| {
-                ids.video
-                    .get(h.id as usize)
-                    .and_then(Option::as_ref)
-                    .map(|v| Neighbor {
-                        video: v.clone(),
-                        similarity: h.similarity,
-                    })
-            })
-            .collect())
+        Ok(Self::neighbours(&ids, hits))
+    }
+
+    fn search_topics(
+        &self,
+        query: &[f32],
+        k: usize,
+        topics: &[TopicId],
+        allow: Option<&(dyn Fn(&VideoId) -> bool + Sync)>,
+    ) -> steerfeed_core::Result<Vec<Neighbor>> {
+        let ids = self.read();
+        let tags: Vec<u32> = topics
+            .iter()
+            .filter_map(|t| ids.topics.get(t).copied())
+            .collect();
+        if tags.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pass = |i: u32| {
+            ids.video
+                .get(i as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|v| allow.is_none_or(|f| f(v)))
+        };
+        let filter = match allow {
+            Some(_) => Filter::Predicate(&pass),
+            None => Filter::All,
+        };
+        let hits =
+            self.index
+                .search_tagged(query, k, &tags, filter, &self.index.search_params())?;
+        Ok(Self::neighbours(&ids, hits))
     }
 }
 

@@ -109,6 +109,16 @@ pub trait VectorSearch: Send + Sync {
         k: usize,
         allow: Option<&(dyn Fn(&VideoId) -> bool + Sync)>,
     ) -> Result<Vec<Neighbor>>;
+    /// [`VectorSearch::search`] among the videos carrying any of `topics` (an `only`
+    /// topic): an index searches each topic's own partition rather than filtering the
+    /// whole catalogue, so a topic of a few percent costs about an unfiltered search.
+    fn search_topics(
+        &self,
+        query: &[f32],
+        k: usize,
+        topics: &[TopicId],
+        allow: Option<&(dyn Fn(&VideoId) -> bool + Sync)>,
+    ) -> Result<Vec<Neighbor>>;
 }
 
 /// Reads the follow graph.

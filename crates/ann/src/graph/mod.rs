@@ -23,8 +23,10 @@ use crate::quant::{QueryCodes, quantize};
 mod build;
 mod floats;
 mod insert;
+mod partition;
 
 pub(crate) use floats::Floats;
+pub(crate) use partition::SubGraph;
 
 /// Most layers a graph may have.
 const MAX_LAYERS: usize = 16;
@@ -203,6 +205,14 @@ fn advise_huge_pages(v: &Vec<f32>) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = v;
+}
+
+/// Link slots stored as `f32` bit patterns, read as the `u32` nodes they hold.
+#[inline]
+fn as_bits(links: &[f32]) -> &[u32] {
+    // SAFETY: `f32` and `u32` have the same size and alignment, and every bit pattern
+    // is a valid `u32`; the slice covers the same memory for the same lifetime.
+    unsafe { std::slice::from_raw_parts(links.as_ptr().cast::<u32>(), links.len()) }
 }
 
 impl PartialEq for Graph {
@@ -589,8 +599,25 @@ impl Graph {
         pass: Option<&dyn Fn(u32) -> bool>,
         top: &mut TopK,
     ) {
+        self.search_in(None, query, k, ef, walk_ef, pass, top);
+    }
+
+    /// [`Graph::search`] over the links of `sub` (its nodes only) when given, else over
+    /// the whole graph.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn search_in(
+        &self,
+        sub: Option<&SubGraph>,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        walk_ef: usize,
+        pass: Option<&dyn Fn(u32) -> bool>,
+        top: &mut TopK,
+    ) {
         match self.storage {
             VectorStorage::F32 => self.walk(
+                sub,
                 |node| distance(query, self.vector(node)),
                 k,
                 ef,
@@ -601,6 +628,7 @@ impl Graph {
             VectorStorage::Int8 => {
                 let codes = QueryCodes::new(query);
                 self.walk(
+                    sub,
                     |node| {
                         let (scale, c) = self.codes(node);
                         codes.distance(scale, c)
@@ -622,6 +650,7 @@ impl Graph {
     /// the nodes it ends with to `out`.
     fn walk(
         &self,
+        sub: Option<&SubGraph>,
         dist: impl Fn(Node) -> f32,
         k: usize,
         ef: usize,
@@ -635,9 +664,19 @@ impl Graph {
         }
         let ef = ef.max(k);
         let walk_ef = walk_ef.max(ef);
-        let mut cur = self.entry;
+        let (entry, upper) = match sub {
+            Some(s) => (s.entry, &s.upper),
+            None => (self.entry, &self.upper),
+        };
+        let links_of = |node: Node| -> &[u32] {
+            match sub {
+                Some(s) => s.links(node),
+                None => as_bits(self.links(node)),
+            }
+        };
+        let mut cur = entry;
         let mut cur_d = dist(cur);
-        for layer in self.upper.iter().rev() {
+        for layer in upper.iter().rev() {
             loop {
                 let mut changed = false;
                 if let Some(neighbours) = layer.get(&cur) {
@@ -682,16 +721,15 @@ impl Graph {
                 if d > bound && found >= k {
                     break;
                 }
-                let links = self.links(node);
+                let links = links_of(node);
                 for &nb in links.iter().take(2) {
-                    prefetch(self.row(nb.to_bits()));
-                    prefetch(self.scored(nb.to_bits()));
+                    prefetch(self.row(nb));
+                    prefetch(self.scored(nb));
                 }
                 for (i, &nb) in links.iter().enumerate() {
-                    let nb = nb.to_bits();
                     if let Some(&ahead) = links.get(i + 2) {
-                        prefetch(self.row(ahead.to_bits()));
-                        prefetch(self.scored(ahead.to_bits()));
+                        prefetch(self.row(ahead));
+                        prefetch(self.scored(ahead));
                     }
                     if !visited.insert(nb) {
                         continue;
@@ -758,7 +796,7 @@ impl Graph {
     /// `k + 32`) and their exact vectors rank them, so a scan reads a quarter of the
     /// bytes and its results are exact unless the codes misplace a true neighbour
     /// below that many others.
-    fn scan_nodes(&self, query: &[f32], nodes: &[Node], top: &mut TopK) {
+    pub(crate) fn scan_nodes(&self, query: &[f32], nodes: &[Node], top: &mut TopK) {
         const AHEAD: usize = 4;
         match self.storage {
             VectorStorage::F32 => {

@@ -369,6 +369,19 @@ impl VectorSearch for Mem {
         hits.truncate(k);
         Ok(hits)
     }
+
+    fn search_topics(
+        &self,
+        query: &[f32],
+        k: usize,
+        topics: &[TopicId],
+        allow: Option<&(dyn Fn(&VideoId) -> bool + Sync)>,
+    ) -> Result<Vec<Neighbor>> {
+        let on_topic = |id: &VideoId| {
+            self.videos[id].topics.iter().any(|t| topics.contains(t)) && allow.is_none_or(|f| f(id))
+        };
+        self.search(query, k, Some(&on_topic))
+    }
 }
 
 /// Whether every person in `video`'s cameos (but its creator) consents to appearing in
