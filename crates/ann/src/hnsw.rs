@@ -460,6 +460,16 @@ impl HnswIndex {
         s.present.contains(id) && s.graph.has_label(id)
     }
 
+    /// The tags `id` was inserted with (ascending; none for an id without tags).
+    pub fn tags(&self, id: u32) -> Vec<u32> {
+        self.read()
+            .tags
+            .of
+            .get(&id)
+            .map(|t| t.to_vec())
+            .unwrap_or_default()
+    }
+
     /// The stored vectors of `ids` (`None` for an id absent or deleted), in order.
     pub fn vectors(&self, ids: &[u32]) -> Vec<Option<Vec<f32>>> {
         let s = self.read();

@@ -252,6 +252,25 @@ impl VideoIndex {
             .collect()
     }
 
+    /// The indexed topics of `videos`, sorted (`None` for a video not indexed), in order.
+    pub fn topics(&self, videos: &[VideoId]) -> Vec<Option<Vec<TopicId>>> {
+        let ids = self.read();
+        videos
+            .iter()
+            .map(|v| {
+                let internal = *ids.internal.get(v)?;
+                let mut topics: Vec<TopicId> = self
+                    .index
+                    .tags(internal)
+                    .into_iter()
+                    .filter_map(|t| ids.topic_names.get(t as usize).cloned())
+                    .collect();
+                topics.sort();
+                Some(topics)
+            })
+            .collect()
+    }
+
     /// True when the video is in the sealed graph, false when it waits in the live
     /// segment or is not indexed.
     pub fn in_graph(&self, video: &VideoId) -> bool {
@@ -487,6 +506,135 @@ mod tests {
 
     fn vid(i: usize) -> VideoId {
         VideoId::new(format!("v{i}")).unwrap()
+    }
+
+    fn topic(t: &str) -> TopicId {
+        TopicId::new(t).unwrap()
+    }
+
+    /// The test's own topic table: `v{i}` is about cooking when `i % 4 == 0`, pets
+    /// when `i % 4 == 1`, both when `i % 12 == 0`.
+    fn topics_of(i: usize) -> Vec<TopicId> {
+        let mut t = Vec::new();
+        if i % 4 == 0 {
+            t.push(topic("cooking"));
+        }
+        if i % 4 == 1 || i % 12 == 0 {
+            t.push(topic("pets"));
+        }
+        t
+    }
+
+    #[test]
+    fn topic_searches_follow_upserts_moves_and_removals_and_survive_a_reload() {
+        let data = clustered(1_200, DIM, 8, 0.5, 4);
+        let params = HnswBuildParams {
+            partition_min: 100,
+            ..HnswBuildParams::default()
+        };
+        let idx = VideoIndex::build_with_topics(
+            DIM,
+            data.chunks_exact(DIM)
+                .take(1_000)
+                .enumerate()
+                .map(|(i, row)| (vid(i), Embedding::new("e", row, DIM).unwrap(), topics_of(i))),
+            params,
+            HnswSearchParams::default(),
+        )
+        .unwrap();
+        for (i, row) in data.chunks_exact(DIM).enumerate().skip(1_000) {
+            idx.upsert_with_topics(
+                &vid(i),
+                &Embedding::new("e", row, DIM).unwrap(),
+                &topics_of(i),
+            )
+            .unwrap();
+        }
+        let number = |v: &VideoId| v.as_str()[1..].parse::<usize>().unwrap();
+        let about = |n: &[Neighbor], t: &str| {
+            n.iter()
+                .all(|h| topics_of(number(&h.video)).contains(&topic(t)))
+        };
+        let q = &data[8 * DIM..9 * DIM];
+        let cooking = idx.search_topics(q, 20, &[topic("cooking")], None).unwrap();
+        assert_eq!(cooking.len(), 20);
+        assert!(about(&cooking, "cooking"));
+        assert_eq!(cooking[0].video, vid(8), "a video is its own nearest");
+        // Two topics: either, each video once.
+        let both = idx
+            .search_topics(q, 40, &[topic("cooking"), topic("pets")], None)
+            .unwrap();
+        let distinct: std::collections::HashSet<_> = both.iter().map(|h| &h.video).collect();
+        assert_eq!(distinct.len(), 40);
+        assert!(both.iter().all(|h| !topics_of(number(&h.video)).is_empty()));
+        // A topic nobody carries, or none: nothing.
+        assert!(
+            idx.search_topics(q, 5, &[topic("opera")], None)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(idx.search_topics(q, 5, &[], None).unwrap().is_empty());
+        // An allow filter inside the topic.
+        let odd_tens = |v: &VideoId| (number(v) / 10) % 2 == 1;
+        let filtered = idx
+            .search_topics(q, 10, &[topic("pets")], Some(&odd_tens))
+            .unwrap();
+        assert_eq!(filtered.len(), 10);
+        assert!(filtered.iter().all(|h| odd_tens(&h.video)) && about(&filtered, "pets"));
+
+        // v8 moves to pets only: no longer a cooking video, found as a pets one.
+        idx.upsert_with_topics(
+            &vid(8),
+            &Embedding::new("e", q, DIM).unwrap(),
+            &[topic("pets")],
+        )
+        .unwrap();
+        assert_eq!(
+            idx.topics(&[vid(8), vid(12), vid(9_999)]),
+            vec![
+                Some(vec![topic("pets")]),
+                Some(vec![topic("cooking"), topic("pets")]),
+                None,
+            ]
+        );
+        let cooking = idx.search_topics(q, 20, &[topic("cooking")], None).unwrap();
+        assert!(cooking.iter().all(|h| h.video != vid(8)));
+        assert_eq!(
+            idx.search_topics(q, 1, &[topic("pets")], None).unwrap()[0].video,
+            vid(8)
+        );
+        assert!(idx.remove(&vid(12)));
+        let both = idx
+            .search_topics(q, 300, &[topic("cooking"), topic("pets")], None)
+            .unwrap();
+        assert!(both.iter().all(|h| h.video != vid(12)));
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("videos.idx");
+        idx.save(&path).unwrap();
+        let back = VideoIndex::load(&path, DIM, params, HnswSearchParams::default()).unwrap();
+        for t in ["cooking", "pets"] {
+            assert_eq!(
+                back.search_topics(q, 30, &[topic(t)], None).unwrap(),
+                idx.search_topics(q, 30, &[topic(t)], None).unwrap()
+            );
+        }
+        assert_eq!(back.topics(&[vid(8)]), vec![Some(vec![topic("pets")])]);
+        // A topic first seen after the reload gets a tag of its own.
+        back.upsert_with_topics(
+            &vid(5_000),
+            &Embedding::new("e", q, DIM).unwrap(),
+            &[topic("opera")],
+        )
+        .unwrap();
+        assert_eq!(
+            back.search_topics(q, 3, &[topic("opera")], None).unwrap()[0].video,
+            vid(5_000)
+        );
+        assert_eq!(
+            back.search_topics(q, 1, &[topic("pets")], None).unwrap()[0].video,
+            vid(8)
+        );
     }
 
     #[test]

@@ -237,11 +237,11 @@ pub trait Storage:
     fn catalog_changes_since(&self, version: u64) -> crate::Result<Option<Vec<VideoId>>>;
     /// Forgets the log up to `version` (an index saved at `version` no longer needs it).
     fn trim_catalog_log(&self, version: u64) -> crate::Result<()>;
-    /// Calls `f` with every live video's embedding, in id order (to build an index); an
-    /// unreadable one is skipped and withheld.
+    /// Calls `f` with every live video's embedding and topics, in id order (to build an
+    /// index); an unreadable one is skipped and withheld.
     fn for_each_embedding(
         &self,
-        f: &mut dyn FnMut(VideoId, crate::Embedding) -> crate::Result<()>,
+        f: &mut dyn FnMut(VideoId, crate::Embedding, Vec<crate::TopicId>) -> crate::Result<()>,
     ) -> crate::Result<()>;
     /// Videos not deleted.
     fn video_count(&self) -> u64;

@@ -490,7 +490,7 @@ impl Engine {
                 match (&v.embedding, v.deleted) {
                     (Some(e), false) => self
                         .index
-                        .upsert(&self.store.intern_video(&v.id), e)
+                        .upsert_with_topics(&self.store.intern_video(&v.id), e, &v.topics)
                         .map_err(ann_error)?,
                     _ => {
                         self.index.remove(&v.id);
@@ -1592,8 +1592,8 @@ fn open_index(config: &Config, store: &dyn Storage, dim: usize) -> Result<(Video
     }
     let version = store.catalog_version();
     let mut items = Vec::new();
-    store.for_each_embedding(&mut |id, e| {
-        items.push((id, e));
+    store.for_each_embedding(&mut |id, e, topics| {
+        items.push((id, e, topics));
         Ok(())
     })?;
     let damage = store.damage();
@@ -1607,7 +1607,7 @@ fn open_index(config: &Config, store: &dyn Storage, dim: usize) -> Result<(Video
     let index = if items.is_empty() {
         VideoIndex::new(dim, build, search)
     } else {
-        VideoIndex::build(dim, items, build, search)
+        VideoIndex::build_with_topics(dim, items, build, search)
     }
     .map_err(ann_error)?;
     index.set_applied_version(version);
@@ -1658,6 +1658,7 @@ fn replay(
     };
     let mut live = Vec::new();
     let mut embeddings = Vec::new();
+    let mut topics = Vec::new();
     let (mut added, mut removed) = (0, 0);
     for id in &changed {
         match store.video(id)? {
@@ -1665,6 +1666,7 @@ fn replay(
                 Some(e) => {
                     live.push(id.clone());
                     embeddings.push(e.clone());
+                    topics.push(v.topics.clone());
                 }
                 None => removed += usize::from(index.remove(id)),
             },
@@ -1672,7 +1674,14 @@ fn replay(
         }
     }
     let current = index.vectors(&live);
-    for ((id, e), indexed) in live.iter().zip(&embeddings).zip(current) {
+    let current_topics = index.topics(&live);
+    for ((((id, e), topics), indexed), indexed_topics) in live
+        .iter()
+        .zip(&embeddings)
+        .zip(&topics)
+        .zip(current)
+        .zip(current_topics)
+    {
         // The store re-normalises embeddings it reads, which may move the last bit.
         let same = indexed.as_deref().is_some_and(|v| {
             v.len() == e.as_slice().len()
@@ -1680,10 +1689,13 @@ fn replay(
                     .zip(e.as_slice())
                     .all(|(a, b)| (a - b).abs() <= 1e-6)
         });
-        if !same {
+        let mut wanted = topics.clone();
+        wanted.sort();
+        wanted.dedup();
+        if !same || indexed_topics.as_ref() != Some(&wanted) {
             added += usize::from(indexed.is_none());
             index
-                .upsert(&store.intern_video(id), e)
+                .upsert_with_topics(&store.intern_video(id), e, topics)
                 .map_err(ann_error)?;
         }
     }

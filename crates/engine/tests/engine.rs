@@ -174,6 +174,77 @@ fn steering_in_words_changes_the_page() {
     assert!(engine.preferences(a, now).unwrap().is_none());
 }
 
+/// "Only cooking" in a catalogue where cooking is about one video in forty: the
+/// interest search runs inside the topic's own partition of the index (here, after a
+/// reopen, read back from the index file), so it proposes every cooking video, not
+/// the few among the viewer's nearest of the whole catalogue, and every page is on
+/// topic. The cooking videos come from the world's own records.
+#[test]
+fn only_a_narrow_topic_searches_that_topic_s_partition_of_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = small_world(12);
+    drop(loaded(dir.path(), &w));
+    let engine = Engine::open(config(dir.path())).unwrap();
+    assert!(!engine.index_open().rebuilt, "{:?}", engine.index_open());
+    let now = w.config.now;
+    let cooking = TopicId::new("cooking").unwrap();
+    let on_topic: Vec<&Video> = w
+        .videos
+        .iter()
+        .filter(|v| v.topics.contains(&cooking) && v.embedding.is_some())
+        .collect();
+    assert!(
+        on_topic.len() * 20 < w.videos.len() && on_topic.len() >= 5,
+        "{} cooking videos of {}",
+        on_topic.len(),
+        w.videos.len()
+    );
+    let viewer = &w
+        .users
+        .iter()
+        .find(|s| {
+            s.user.age_band == AgeBand::Adult
+                && !s
+                    .interests
+                    .iter()
+                    .any(|(t, _)| w.config.topics[*t] == cooking)
+        })
+        .unwrap()
+        .user
+        .id;
+    let request = FeedRequest::new(viewer.clone(), 20).unwrap().at(now);
+    let proposed = |video: &VideoId| {
+        engine
+            .explain_video(&request, video)
+            .unwrap()
+            .proposed_by
+            .iter()
+            .any(|h| h.source == "interest_ann")
+    };
+    let before = on_topic.iter().filter(|v| proposed(&v.id)).count();
+    let c = engine
+        .set_preferences(viewer, "only cooking videos", now)
+        .unwrap();
+    assert_eq!(c.only[0].topic.as_ref(), Some(&cooking), "{c:?}");
+    // Without the steering the viewer's nearest videos hold few of them: the case
+    // the partition is for.
+    assert!(before < on_topic.len(), "{before} of {}", on_topic.len());
+    let after = on_topic.iter().filter(|v| proposed(&v.id)).count();
+    assert_eq!(after, on_topic.len(), "proposed before: {before}");
+    // Pages until the topic runs out: all on topic, and more than the nearest-first
+    // search alone could reach.
+    let mut served = 0;
+    loop {
+        let items = page(&engine, viewer, 20, now);
+        if items.is_empty() {
+            break;
+        }
+        assert_eq!(topic_share(&engine, &items, "cooking"), 1.0);
+        served += items.len();
+    }
+    assert!(served > before, "{served} served, {before} proposed before");
+}
+
 /// An engine loaded from `w` with a new viewer who follows six creators and whose
 /// parental controls turn personalization off. With `personal`, the viewer liked eight
 /// cooking videos and asked for more cooking; without, someone else made the same likes,
@@ -598,8 +669,14 @@ fn reopening_reloads_the_index_or_rebuilds_it_when_unusable() {
     /// A case: its name, the file's bytes (none: no file), a leftover file of format
     /// 1 to write beside it, and what the reason must say.
     type Case<'a> = (&'a str, Option<Vec<u8>>, Option<&'a str>, &'a str);
-    let cases: [Case<'_>; 5] = [
+    let cases: [Case<'_>; 6] = [
         ("damaged", Some(flipped), None, "damaged"),
+        (
+            "format 3",
+            Some(as_format_3(&good)),
+            None,
+            "holds no video topics",
+        ),
         (
             "truncated",
             Some(good[..good.len() / 3].to_vec()),
@@ -642,6 +719,28 @@ fn reopening_reloads_the_index_or_rebuilds_it_when_unusable() {
         );
         drop(engine);
     }
+}
+
+/// The same index in format 3, made from a format-4 file here rather than by the
+/// encoder: the five sections before TAGS are kept (walked by their lengths), TAGS and
+/// PART dropped, the version set to 3 and the FNV-1a 64 checksum recomputed.
+fn as_format_3(v4: &[u8]) -> Vec<u8> {
+    assert_eq!(u32::from_le_bytes(v4[8..12].try_into().unwrap()), 4);
+    let mut at = 24;
+    for tag in [b"GRPH", b"VECS", b"LIVE", b"TOMB", b"IDS\0"] {
+        assert_eq!(&v4[at..at + 4], tag);
+        at += 12 + u64::from_le_bytes(v4[at + 4..at + 12].try_into().unwrap()) as usize;
+    }
+    assert_eq!(&v4[at..at + 4], b"TAGS");
+    let mut out = v4[..at].to_vec();
+    out[8..12].copy_from_slice(&3u32.to_le_bytes());
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in &out {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    out.extend_from_slice(&h.to_le_bytes());
+    out
 }
 
 #[test]

@@ -4,6 +4,8 @@
 //! 2. `interest_ann`: nearest to the interest vector; nothing without one or with
 //!    personalization off.
 //! 3. `steer_ann`: one query per boosted concept, reduce ignored, the concept in the reason.
+//!    Both vector sources search inside the `only` topics when steering names them,
+//!    and add the unfiltered search when an `only` concept has no topic.
 //! 4. `co_engagement`: fed by the real incremental index; updates as events arrive.
 //! 5. `remix_trends` and `popular`: the stats' order, deleted videos skipped, quotas;
 //!    `trending`: fed by the real incremental index, a climbing video ahead of a steady one.
@@ -193,6 +195,68 @@ fn interest_ann_searches_each_interest_with_a_share_of_its_quota() {
     assert_eq!(distinct.len(), same.len());
     c.parental.personalization = false;
     assert!(s.fetch(&c).unwrap().is_empty());
+}
+
+#[test]
+fn vector_sources_search_inside_the_only_topics() {
+    let t = |s: &str| steerfeed_core::TopicId::new(s).unwrap();
+    let mut m = Mem::default();
+    // Ten videos right at the interest, none about cooking; three cooking videos far
+    // from it, nearest first: c0, c1, c2; one pets video.
+    for i in 0..10 {
+        m.add(
+            &format!("near{i}"),
+            "ana",
+            1,
+            e(1.0, 0.01 * i as f32),
+            |_| {},
+        );
+    }
+    for (i, y) in [0.5f32, 1.0, 3.0].into_iter().enumerate() {
+        m.add(&format!("c{i}"), "bo", 1, e(0.1, y), |v| {
+            v.topics = vec![t("cooking")]
+        });
+    }
+    m.add("p0", "bo", 1, e(0.0, 1.0), |v| v.topics = vec![t("pets")]);
+    let m = Arc::new(m);
+    let only = |topic: Option<&str>, phrase: Option<&str>| steerfeed_core::Concept {
+        topic: topic.map(t),
+        phrase: phrase.map(str::to_owned),
+        expires_at: None,
+        description: None,
+    };
+    let mut c = ctx("me");
+    c.interest = Some(e(1.0, 0.0));
+    c.constraints.only = vec![only(Some("cooking"), None)];
+    let interest = InterestAnnSource::new(m.clone(), m.clone(), 2);
+    assert_eq!(ids(&interest.fetch(&c).unwrap()), vec!["c0", "c1"]);
+    c.concepts = vec![ConceptVector {
+        label: "fast".into(),
+        topic: None,
+        vector: e(1.0, 0.0),
+        weight: 1.0,
+    }];
+    let steer = SteerAnnSource::new(m.clone(), m.clone(), 5);
+    assert_eq!(ids(&steer.fetch(&c).unwrap()), vec!["c0", "c1", "c2"]);
+    // Two topics: either.
+    c.constraints.only = vec![only(Some("cooking"), None), only(Some("pets"), None)];
+    let out = steer.fetch(&c).unwrap();
+    let got: HashSet<&str> = ids(&out).into_iter().collect();
+    assert_eq!(got, HashSet::from(["c0", "c1", "c2", "p0"]));
+    // An `only` kept by likeness alone adds the unfiltered search: the nearest videos
+    // compete with the topic's, each once, best first, within the quota.
+    c.constraints.only = vec![only(Some("cooking"), None), only(None, Some("fast cars"))];
+    let out = InterestAnnSource::new(m.clone(), m.clone(), 4)
+        .fetch(&c)
+        .unwrap();
+    assert_eq!(ids(&out), vec!["near0", "near1", "near2", "near3"]);
+    let wide = InterestAnnSource::new(m.clone(), m.clone(), 20)
+        .fetch(&c)
+        .unwrap();
+    let distinct: HashSet<&str> = ids(&wide).into_iter().collect();
+    assert_eq!(distinct.len(), wide.len());
+    assert_eq!(wide.len(), 14, "{:?}", ids(&wide));
+    assert!(wide.windows(2).all(|w| w[0].score >= w[1].score));
 }
 
 #[test]

@@ -1225,7 +1225,11 @@ impl Storage for SharedStore {
 
     fn for_each_embedding(
         &self,
-        f: &mut dyn FnMut(VideoId, steerfeed_core::Embedding) -> Result<()>,
+        f: &mut dyn FnMut(
+            VideoId,
+            steerfeed_core::Embedding,
+            Vec<steerfeed_core::TopicId>,
+        ) -> Result<()>,
     ) -> Result<()> {
         Storage::for_each_embedding(&self.mirror, f)
     }

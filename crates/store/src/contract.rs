@@ -422,8 +422,10 @@ fn wellbeing(s: &dyn Storage, user: &str, now: Timestamp) -> WellbeingState {
 
 fn embedded(s: &dyn Storage) -> Vec<String> {
     let mut out = Vec::new();
-    s.for_each_embedding(&mut |id, e| {
+    s.for_each_embedding(&mut |id, e, topics| {
         assert_eq!(e.dim(), DIM, "embedding of {id}");
+        let stored = s.video(&id).unwrap().expect("an embedded video is stored");
+        assert_eq!(topics, stored.topics, "topics of {id}");
         out.push(id.to_string());
         Ok(())
     })

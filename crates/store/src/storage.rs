@@ -38,7 +38,7 @@ impl Storage for Store {
 
     fn for_each_embedding(
         &self,
-        f: &mut dyn FnMut(VideoId, Embedding) -> Result<()>,
+        f: &mut dyn FnMut(VideoId, Embedding, Vec<steerfeed_core::TopicId>) -> Result<()>,
     ) -> Result<()> {
         Store::for_each_embedding(self, f)
     }

@@ -5,7 +5,7 @@ use rustc_hash::FxBuildHasher;
 use steerfeed_core::ports::{Neighbor, VectorSearch, VideoCatalog};
 use steerfeed_core::{Candidate, FeedContext, Reason, Result, Source, VideoId};
 
-use super::hydrate;
+use super::{hydrate, nearest};
 
 /// Nearest neighbours of the viewer's interest vector.
 pub struct InterestAnnSource {
@@ -39,14 +39,14 @@ impl Source for InterestAnnSource {
             return Ok(Vec::new());
         };
         let hits = if ctx.interests.len() < 2 {
-            self.search.search(interest.as_slice(), self.quota, None)?
+            nearest(self.search.as_ref(), ctx, interest.as_slice(), self.quota)?
         } else {
             // Each direction gets an equal share of the quota; a video near two of them
             // keeps its best similarity.
             let share = self.quota.div_ceil(ctx.interests.len());
             let mut best: HashMap<VideoId, f32, FxBuildHasher> = HashMap::default();
             for direction in &ctx.interests {
-                for hit in self.search.search(direction.as_slice(), share, None)? {
+                for hit in nearest(self.search.as_ref(), ctx, direction.as_slice(), share)? {
                     let s = best.entry(hit.video).or_insert(f32::NEG_INFINITY);
                     *s = s.max(hit.similarity);
                 }

@@ -41,8 +41,8 @@ pub use remix_trends::RemixTrendsSource;
 pub use social_cameo::SocialCameoSource;
 pub use steer_ann::SteerAnnSource;
 pub use steer_topic::SteerTopicSource;
-use steerfeed_core::ports::VideoCatalog;
-use steerfeed_core::{Candidate, Reason, Result, Video, VideoId};
+use steerfeed_core::ports::{Neighbor, VectorSearch, VideoCatalog};
+use steerfeed_core::{Candidate, FeedContext, Reason, Result, TopicId, Video, VideoId};
 pub use trending::TrendingSource;
 
 /// How many candidates each source may propose per request, one default each.
@@ -107,6 +107,41 @@ pub(crate) fn hydrate(
         }
     }
     Ok(out)
+}
+
+/// The `k` nearest neighbours of `query` a vector source proposes. When the viewer's
+/// `only` steering names topics, they are searched among those topics' videos (an index
+/// walks each topic's own partition): an unfiltered search would return mostly videos
+/// the steering filter then removes, and a narrow topic could end with none. An `only`
+/// concept without a topic (kept by likeness, not by topic) adds the unfiltered search.
+pub(crate) fn nearest(
+    search: &dyn VectorSearch,
+    ctx: &FeedContext,
+    query: &[f32],
+    k: usize,
+) -> Result<Vec<Neighbor>> {
+    let only = &ctx.constraints.only;
+    let topics: Vec<TopicId> = only.iter().filter_map(|c| c.topic.clone()).collect();
+    if topics.is_empty() {
+        return search.search(query, k, None);
+    }
+    let mut hits = search.search_topics(query, k, &topics, None)?;
+    if only.iter().any(|c| c.topic.is_none()) {
+        hits.extend(search.search(query, k, None)?);
+        hits.sort_by(|a, b| {
+            a.video
+                .cmp(&b.video)
+                .then(b.similarity.total_cmp(&a.similarity))
+        });
+        hits.dedup_by(|a, b| a.video == b.video);
+        hits.sort_by(|a, b| {
+            b.similarity
+                .total_cmp(&a.similarity)
+                .then_with(|| a.video.cmp(&b.video))
+        });
+        hits.truncate(k);
+    }
+    Ok(hits)
 }
 
 /// Makes candidates of videos already loaded, skipping deleted ones.

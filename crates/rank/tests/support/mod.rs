@@ -374,7 +374,7 @@ impl VectorSearch for Mem {
         &self,
         query: &[f32],
         k: usize,
-        topics: &[TopicId],
+        topics: &[steerfeed_core::TopicId],
         allow: Option<&(dyn Fn(&VideoId) -> bool + Sync)>,
     ) -> Result<Vec<Neighbor>> {
         let on_topic = |id: &VideoId| {

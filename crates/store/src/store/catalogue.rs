@@ -378,13 +378,13 @@ impl Store {
         ids.iter().map(|id| self.video(id)).collect()
     }
 
-    /// Calls `f(id, embedding)` for every live stored video, in id order (to build or
-    /// rebuild the ANN index). Deleted videos' embeddings are not read. A video whose
+    /// Calls `f(id, embedding, topics)` for every live stored video, in id order (to
+    /// build or rebuild the ANN index). Deleted videos' embeddings are not read. A video whose
     /// record or embedding cannot be read is skipped, withheld and noted (see
     /// [`Store::damage`]). Stops at the first error `f` returns.
     pub fn for_each_embedding(
         &self,
-        mut f: impl FnMut(VideoId, Embedding) -> Result<()>,
+        mut f: impl FnMut(VideoId, Embedding, Vec<steerfeed_core::TopicId>) -> Result<()>,
     ) -> Result<()> {
         let t = self.t();
         for kv in t.embeddings.iter() {
@@ -396,21 +396,22 @@ impl Store {
                 withheld("embeddings");
                 continue;
             };
-            let live = match t.videos.get(&k).map_err(db_err)? {
+            let topics = match t.videos.get(&k).map_err(db_err)? {
                 Some(b) => match decode_video(&b) {
-                    Ok(v) => !v.deleted,
+                    Ok(v) if !v.deleted => Some(v.topics),
+                    Ok(_) => None,
                     Err(_) => {
                         withheld("videos");
-                        false
+                        None
                     }
                 },
-                None => false,
+                None => None,
             };
-            if !live {
+            let Some(topics) = topics else {
                 continue;
-            }
+            };
             match decode_embedding(&e) {
-                Ok(e) => f(id, e)?,
+                Ok(e) => f(id, e, topics)?,
                 Err(_) => withheld("embeddings"),
             }
         }

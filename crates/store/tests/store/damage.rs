@@ -70,7 +70,7 @@ fn unreadable_records_fail_closed_and_the_store_still_opens() {
     assert!(!store.video(&vid("va1")).unwrap().unwrap().deleted);
     let mut indexed = Vec::new();
     store
-        .for_each_embedding(|id, _| {
+        .for_each_embedding(|id, _, _| {
             indexed.push(id.to_string());
             Ok(())
         })
@@ -181,7 +181,7 @@ fn an_unreadable_video_or_counter_is_withheld_and_can_be_replaced() {
     assert!(store.video(&vid("va1")).unwrap().is_some());
     let mut indexed = Vec::new();
     store
-        .for_each_embedding(|id, _| {
+        .for_each_embedding(|id, _, _| {
             indexed.push(id.to_string());
             Ok(())
         })
