@@ -7,7 +7,9 @@
 #   FILES=DIR scripts/ann_compare.sh               # use DIR/{base,query,gt}.{fvecs,ivecs}
 #
 # Environment: K (10), M (16), EFC (200), EFS ("16,24,32,48,64,96,128,256,512"),
-# BUILD_THREADS (2), ALLOW ("0.01,0.1,0.5": filtered runs of steerfeed),
+# BUILD_THREADS (2), ALLOW ("0.01,0.1,0.5": filtered runs of steerfeed), TOPICS (39:
+# steerfeed's base vectors carry topic i % TOPICS, partitioned by the index, and each
+# query is also searched within one topic, an `only` topic of 1/TOPICS; 0 for none),
 # QUERIES (1000 for synthetic sets), VECTORS ("f32 int8": steerfeed's graph storages,
 # each built, saved, read back and measured in turn: an int8 graph then maps its exact
 # vectors from the file, as an engine that opens its index does).
@@ -19,6 +21,7 @@ cd "$(dirname "$0")/.."
 N="${1:-200000}"; DIM="${2:-384}"; SEED="${3:-42}"
 K="${K:-10}"; M="${M:-16}"; EFC="${EFC:-200}"; EFS="${EFS:-16,24,32,48,64,96,128,256,512}"
 BUILD_THREADS="${BUILD_THREADS:-2}"; ALLOW="${ALLOW:-0.01,0.1,0.5}"; QUERIES="${QUERIES:-1000}"
+TOPICS="${TOPICS:-39}"
 VECTORS="${VECTORS:-f32 int8}"
 CACHE="${STEERFEED_CACHE:-${HOME:-/tmp}/.cache/steerfeed}"
 VENV="$CACHE/bench-venv"
@@ -50,7 +53,7 @@ for vectors in $VECTORS; do
   echo "ann_compare: steerfeed ($vectors vectors)" >&2
   RUST_LOG=warn "$BIN" bench ann --base "$DIR/base.fvecs" --query "$DIR/query.fvecs" --gt "$DIR/gt.ivecs" \
     --k "$K" --m "$M" --ef-construction "$EFC" --ef "$EFS" --threads 1 --build-threads "$BUILD_THREADS" \
-    --vectors "$vectors" --index-cache "$OUT/steerfeed-$vectors.hnsw" \
+    --vectors "$vectors" --index-cache "$OUT/steerfeed-$vectors.hnsw" --topics "$TOPICS" \
     ${ALLOW:+--allow "$ALLOW"} | sed 's/^{/{"lib":"steerfeed",/' | tee -a "$OUT/steerfeed.jsonl"
 done
 
@@ -85,10 +88,17 @@ for vectors in dict.fromkeys(r["vectors"] for r in s):
         ratio = f"{b / a:.2f}x" if a and b else "n/a"
         print(f"  recall@{h[0]['k']} {target}: hnswlib {a and round(a)} qps, steerfeed {b and round(b)} qps -> {ratio}")
     base95 = qps_at(unf, 0.95)
-    for share in sorted({r["allow"] for r in mine if r["allow"] < 1.0}):
-        rows = [r for r in mine if r["allow"] == share]
+    for share in sorted({r["allow"] for r in mine if r["allow"] < 1.0 and not r.get("topics")}):
+        rows = [r for r in mine if r["allow"] == share and not r.get("topics")]
         q = qps_at(rows, 0.95)
         lat = f"{base95 / q:.2f}x the unfiltered latency" if q and base95 else "n/a"
         print(f"  allow {share:.0%}: {q and round(q)} qps at recall 0.95 -> {lat}")
+    topic = [r for r in mine if r.get("topics")]
+    if topic:
+        for target in (0.95, 0.99):
+            q, base = qps_at(topic, target), qps_at(unf, target)
+            lat = f"{base / q:.2f}x the unfiltered latency" if q and base else "n/a"
+            print(f"  only one topic of {topic[0]['topics']} ({topic[0]['allow']:.1%}): "
+                  f"{q and round(q)} qps at recall {target} -> {lat}")
 PY
 rm -rf "$OUT"

@@ -59,6 +59,11 @@ pub struct AnnArgs {
     /// Allow-list shares to test filtered search with, comma-separated (e.g. 0.01,0.1,0.5).
     #[arg(long, value_delimiter = ',')]
     allow: Vec<f32>,
+    /// Topics to tag the base with (vector i carries topic i % N; 0: none): the index
+    /// partitions them, and query j is also searched within topic j % N, as an `only`
+    /// topic of 1/N of the catalogue.
+    #[arg(long, default_value_t = 0)]
+    topics: u32,
     /// Write the vectors (and exact ground truth) as base.fvecs, query.fvecs, gt.ivecs
     /// into this folder, then exit: the same files can then be given to other libraries.
     #[arg(long)]
@@ -160,6 +165,7 @@ pub fn ann(args: AnnArgs) -> anyhow::Result<()> {
         efs: args.ef,
         threads: args.threads,
         allow: args.allow,
+        topics: args.topics,
         index_cache: args.index_cache,
     };
     for row in run(&bench)? {

@@ -35,6 +35,10 @@ pub struct AnnBench {
     pub threads: usize,
     /// Allow-list shares to test as filters (e.g. 0.01, 0.1, 0.5); empty for none.
     pub allow: Vec<f32>,
+    /// Topics to tag the base with: vector `i` carries topic `i % topics`, and query `j`
+    /// is also searched within topic `j % topics` ([`HnswIndex::search_tagged`]). 0 for
+    /// none.
+    pub topics: u32,
     /// Load the index from this file when it holds one of the right dimension and size
     /// (`build_s` is then the load time), else build it (timed), save it there and
     /// measure the index read back from it.
@@ -46,8 +50,10 @@ pub struct AnnBench {
 pub struct AnnBenchRow {
     /// The `ef` searched with.
     pub ef: usize,
-    /// Share of ids an allow-list filter let through (1.0 unfiltered).
+    /// Share of ids an allow-list filter or a topic let through (1.0 unfiltered).
     pub allow: f32,
+    /// For a search within one topic: the number of topics (0 otherwise).
+    pub topics: u32,
     /// Mean recall@k against exact search.
     pub recall_at_k: f64,
     /// Queries per second over all query threads.
@@ -104,16 +110,47 @@ pub fn exact_ground_truth(
         .collect()
 }
 
-/// Runs the benchmark; rows come in order of allow share, then `ef`.
+/// Exact top-`k` ids per query `j` among the base vectors of topic `j % topics` (vector
+/// `i` is of topic `i % topics`), by brute force in parallel.
+pub fn topic_ground_truth(
+    base: &[f32],
+    queries: &[f32],
+    dim: usize,
+    k: usize,
+    topics: u32,
+) -> Result<Vec<Vec<u32>>> {
+    Ok(queries
+        .par_chunks_exact(dim)
+        .enumerate()
+        .map(|(j, q)| {
+            let topic = j as u32 % topics;
+            let mut scored: Vec<(f32, u32)> = base
+                .chunks_exact(dim)
+                .enumerate()
+                .filter(|(i, _)| *i as u32 % topics == topic)
+                .map(|(i, row)| (steerfeed::vector::dot(q, row), i as u32))
+                .collect();
+            scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            scored.into_iter().take(k).map(|(_, i)| i).collect()
+        })
+        .collect())
+}
+
+/// Runs the benchmark; rows come in order of allow share, then `ef`; searches within
+/// one topic come last.
 pub fn run(b: &AnnBench) -> Result<Vec<AnnBenchRow>> {
     let dim = b.dim;
     let n = b.base.len() / dim;
     let nq = b.queries.len() / dim;
+    let topic_of = |i: usize| (b.topics > 0).then(|| i as u32 % b.topics);
     let items = b
         .base
         .chunks_exact(dim)
         .enumerate()
-        .map(|(i, row)| Ok((i as u32, Embedding::new("base", row, dim)?)))
+        .map(|(i, row)| {
+            let tags = topic_of(i).into_iter().collect();
+            Ok((i as u32, Embedding::new("base", row, dim)?, tags))
+        })
         .collect::<Result<Vec<_>>>()?;
     let queries = b
         .queries
@@ -125,11 +162,11 @@ pub fn run(b: &AnnBench) -> Result<Vec<AnnBenchRow>> {
         .index_cache
         .as_deref()
         .and_then(|p| HnswIndex::load(p, dim, b.build, HnswSearchParams::default()).ok())
-        .filter(|idx| idx.len() == n);
+        .filter(|idx| idx.len() == n && (idx.stats().linked_partitions > 0) == (b.topics > 0));
     let (index, build_s) = match cached {
         Some(idx) => (idx, started.elapsed().as_secs_f64()),
         None => {
-            let idx = HnswIndex::build(dim, items, b.build, HnswSearchParams::default())?;
+            let idx = HnswIndex::build_tagged(dim, items, b.build, HnswSearchParams::default())?;
             let build_s = started.elapsed().as_secs_f64();
             match &b.index_cache {
                 Some(p) => {
@@ -158,22 +195,33 @@ pub fn run(b: &AnnBench) -> Result<Vec<AnnBenchRow>> {
         .num_threads(b.threads.max(1))
         .build()
         .map_err(|e| steerfeed::Error::internal("bench", e))?;
-    let mut shares = vec![1.0f32];
-    shares.extend(b.allow.iter().copied().filter(|s| *s < 1.0));
+    // Allow-list shares, then (`None`) the searches within one topic.
+    let mut shares: Vec<Option<f32>> = vec![Some(1.0)];
+    shares.extend(b.allow.iter().copied().filter(|s| *s < 1.0).map(Some));
+    if b.topics > 0 {
+        shares.push(None);
+    }
     let mut rows = Vec::new();
     for share in shares {
-        let allow = (share < 1.0).then(|| allow_list(n, share).into_iter().collect::<IdSet>());
-        let truth: Vec<Vec<u32>> = match (&b.ground_truth, &allow) {
-            (Some((gt, gt_k)), None) => gt
+        let allow = share
+            .filter(|s| *s < 1.0)
+            .map(|s| allow_list(n, s).into_iter().collect::<IdSet>());
+        let truth: Vec<Vec<u32>> = match (&b.ground_truth, &allow, share) {
+            (Some((gt, gt_k)), None, Some(_)) => gt
                 .chunks_exact(*gt_k)
                 .map(|row| row.iter().take(b.k).map(|&x| x as u32).collect())
                 .collect(),
+            (_, _, None) => topic_ground_truth(&b.base, &b.queries, dim, b.k, b.topics)?,
             _ => exact_ground_truth(&b.base, &b.queries, dim, b.k, allow.as_ref())?,
         };
         let filter = allow.as_ref().map_or(Filter::All, Filter::Allow);
+        let search = |j: usize, q: &[f32], params: &HnswSearchParams| match share {
+            Some(_) => index.search_with(q, b.k, filter, params),
+            None => index.search_tagged(q, b.k, &[j as u32 % b.topics], filter, params),
+        };
         // One untimed pass warms caches and page tables, as a freshly built index is.
-        for q in queries.iter().take(200) {
-            index.search(q, b.k, filter)?;
+        for (j, q) in queries.iter().enumerate().take(200) {
+            search(j, q, &HnswSearchParams::default())?;
         }
         for &ef in &b.efs {
             let params = HnswSearchParams {
@@ -185,14 +233,9 @@ pub fn run(b: &AnnBench) -> Result<Vec<AnnBenchRow>> {
             let results: Vec<Result<Vec<u32>>> = pool.install(|| {
                 queries
                     .par_iter()
+                    .enumerate()
                     .with_max_len(1)
-                    .map(|q| {
-                        Ok(index
-                            .search_with(q, b.k, filter, &params)?
-                            .iter()
-                            .map(|h| h.id)
-                            .collect())
-                    })
+                    .map(|(j, q)| Ok(search(j, q, &params)?.iter().map(|h| h.id).collect()))
                     .collect()
             });
             let seconds = started.elapsed().as_secs_f64();
@@ -205,7 +248,8 @@ pub fn run(b: &AnnBench) -> Result<Vec<AnnBenchRow>> {
             }
             rows.push(AnnBenchRow {
                 ef,
-                allow: share,
+                allow: share.unwrap_or(1.0 / b.topics as f32),
+                topics: if share.is_some() { 0 } else { b.topics },
                 recall_at_k: recall / nq.max(1) as f64,
                 qps: nq as f64 / seconds,
                 mean_us: seconds * 1e6 * b.threads.max(1) as f64 / nq.max(1) as f64,
@@ -239,4 +283,55 @@ fn process_cpu_seconds() -> f64 {
         return 0.0;
     }
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use steerfeed::world::vectors::dataset;
+
+    use super::*;
+
+    #[test]
+    fn topic_rows_search_each_querys_topic_with_the_recall_of_exact_search() {
+        let (dim, topics) = (16, 7);
+        let (base, queries) = dataset(3_000, 40, dim, 8);
+        // The topic truth agrees with the flat index under the topic's allow-list.
+        let truth = topic_ground_truth(&base, &queries, dim, 10, topics).unwrap();
+        for (j, q) in queries.chunks_exact(dim).enumerate().take(5) {
+            let members: IdSet = (0..3_000u32)
+                .filter(|i| i % topics == j as u32 % topics)
+                .collect();
+            let flat = exact_ground_truth(&base, q, dim, 10, Some(&members)).unwrap();
+            assert_eq!(truth[j], flat[0]);
+        }
+        let bench = AnnBench {
+            base,
+            queries,
+            dim,
+            ground_truth: None,
+            k: 10,
+            build: HnswBuildParams {
+                m: 8,
+                ef_construction: 64,
+                threads: 2,
+                partition_min: 100,
+                ..HnswBuildParams::default()
+            },
+            efs: vec![64],
+            threads: 1,
+            allow: vec![0.1],
+            topics,
+            index_cache: None,
+        };
+        let rows = run(&bench).unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!((rows[0].allow, rows[0].topics), (1.0, 0));
+        assert_eq!((rows[1].allow, rows[1].topics), (0.1, 0));
+        let topic = &rows[2];
+        assert_eq!(topic.topics, topics);
+        assert!((topic.allow - 1.0 / 7.0).abs() < 1e-6);
+        assert!(topic.recall_at_k >= 0.95, "{topic:?}");
+    }
 }
