@@ -722,14 +722,19 @@ impl Graph {
                     break;
                 }
                 let links = links_of(node);
-                for &nb in links.iter().take(2) {
-                    prefetch(self.row(nb));
+                // A node's own links sit at the start of its row; a sub-graph's do not.
+                let ahead_of = |nb: Node| {
+                    if sub.is_none() {
+                        prefetch(self.row(nb));
+                    }
                     prefetch(self.scored(nb));
+                };
+                for &nb in links.iter().take(2) {
+                    ahead_of(nb);
                 }
                 for (i, &nb) in links.iter().enumerate() {
                     if let Some(&ahead) = links.get(i + 2) {
-                        prefetch(self.row(ahead));
-                        prefetch(self.scored(ahead));
+                        ahead_of(ahead);
                     }
                     if !visited.insert(nb) {
                         continue;

@@ -4,8 +4,8 @@
 //!
 //! A sub-graph holds links only: its nodes are the parent graph's nodes, and a walk
 //! scores them with the parent's rows (floats or int8 codes, then exact rescoring), so a
-//! node costs `4 * (1 + m0)` bytes in each sub-graph it belongs to, not a copy of its
-//! vector.
+//! node costs `4 * (1 + m0)` bytes in each sub-graph it belongs to (with half the
+//! parent's links), not a copy of its vector.
 
 use std::collections::HashMap;
 
@@ -118,8 +118,13 @@ impl Graph {
         }
         // Labels are the parent's nodes, so levels (drawn from labels) differ between
         // sub-graphs of one node, as they would between independent graphs.
+        // Half the graph's links (at least 8, or the graph's own when fewer): a partition
+        // is a few percent of the graph, and at 200k vectors in 39 partitions of 5k
+        // half the links still found 0.99 of the ten nearest at ef 16, faster than a
+        // full set and built in three quarters of the time.
         let params = HnswBuildParams {
             vectors: VectorStorage::F32,
+            m: (params.m / 2).max(params.m.min(8)),
             ..*params
         };
         let own = Graph::build(self.dim, nodes.clone(), vectors, &params);
