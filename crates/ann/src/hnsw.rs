@@ -42,6 +42,11 @@
 //!   unfiltered search rather than the 10× a walk that waits for `ef` allowed nodes needs.
 //! - if the walk still returns fewer than `k` allowed ids, scan exactly. So a search
 //!   returns `k` results whenever `k` allowed ids exist.
+//!
+//! A filter that is a tag (an `only` topic) has a better path: ids inserted with tags
+//! ([`HnswIndex::insert_tagged`], [`HnswIndex::build_tagged`]) are partitioned by tag
+//! (`crate::tags`), and [`HnswIndex::search_tagged`] walks the tag's own sub-graph, as
+//! an unfiltered search walks the graph, rather than filtering or scanning the whole.
 
 use std::path::Path;
 use std::sync::Arc;
