@@ -123,7 +123,7 @@ pub(crate) struct Parts {
     pub live_vectors: Vec<f32>,
     pub tombstones: IdSet,
     /// Every id's tags.
-    pub tags: Arc<TagMap>,
+    pub tags: TagMap,
     /// The graph's partitions' sub-graphs, by tag.
     pub subs: Vec<(u32, Arc<SubGraph>)>,
     /// Changes to the graph when the copy was taken: rebuilds plus folded vectors.
@@ -470,8 +470,8 @@ impl HnswIndex {
         self.read()
             .tags
             .of
-            .get(&id)
-            .map(|t| t.to_vec())
+            .get(id)
+            .map(<[u32]>::to_vec)
             .unwrap_or_default()
     }
 
@@ -534,7 +534,7 @@ impl HnswIndex {
             live_labels: s.live_labels.clone(),
             live_vectors: s.live_vectors.clone(),
             tombstones: s.tombstones.clone(),
-            tags: Arc::clone(&s.tags.of),
+            tags: s.tags.of.clone(),
             subs: s.tags.subs(),
             graph_changes: self.compactions() + self.folded(),
         }
@@ -864,7 +864,7 @@ impl Shared {
             }
             (Arc::clone(&s.graph), s.live_labels.len(), labels, vectors)
         };
-        let of = Arc::clone(&self.read().tags.of);
+        let of = self.read().tags.of.clone();
         {
             let s = self.read();
             for (row, &label) in s

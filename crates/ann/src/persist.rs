@@ -117,7 +117,7 @@ pub(crate) struct Contents {
     pub live_labels: Vec<u32>,
     pub live_vectors: Vec<f32>,
     pub tombstones: IdSet,
-    pub tags: Arc<TagMap>,
+    pub tags: TagMap,
     pub subs: Vec<(u32, Arc<SubGraph>)>,
     pub ids: IdTable,
 }
@@ -330,8 +330,8 @@ fn write_file(tmp: &Path, c: &Contents) -> std::io::Result<()> {
         Ok(())
     })?;
 
-    let mut tagged: Vec<(&u32, &Box<[u32]>)> = c.tags.iter().collect();
-    tagged.sort_unstable_by_key(|(label, _)| **label);
+    let mut tagged: Vec<(u32, &[u32])> = c.tags.iter().collect();
+    tagged.sort_unstable_by_key(|(label, _)| *label);
     let names_len: u64 = c
         .ids
         .topics
@@ -352,7 +352,7 @@ fn write_file(tmp: &Path, c: &Contents) -> std::io::Result<()> {
         for (label, tags) in &tagged {
             let n = u16::try_from(tags.len())
                 .map_err(|_| std::io::Error::other("too many tags on one id"))?;
-            w.u32(**label)?;
+            w.u32(*label)?;
             w.u16(n)?;
             w.u32s(tags)?;
         }
@@ -673,7 +673,18 @@ fn parse_mapped(
         .iter()
         .filter(|&&l| tombstones.contains(l))
         .count();
-    let tags = Tags::with_subs(&graph, Arc::new(tags), subs);
+    for (tag, sub) in &subs {
+        if sub.nodes.iter().any(|&n| {
+            !tags
+                .get(graph.labels[n as usize])
+                .is_some_and(|t| t.contains(tag))
+        }) {
+            return Err(format!(
+                "section PART: a node of tag {tag}'s sub-graph without the tag"
+            ));
+        }
+    }
+    let tags = Tags::with_subs(&graph, tags, subs);
     Ok(Loaded {
         state: State {
             graph: Arc::new(graph),
@@ -810,7 +821,6 @@ fn parse_tags(r: &mut Reader<'_>, next: u32) -> Parse<(Vec<TopicId>, TagMap)> {
         return Err("section TAGS: more entries than bytes".into());
     }
     let mut tags = TagMap::default();
-    tags.reserve(count);
     let mut last: Option<u32> = None;
     for _ in 0..count {
         let label = r.u32()?;
@@ -992,7 +1002,7 @@ mod tests {
         assert_eq!(back.state.live_vectors, c.live_vectors);
         assert_eq!(back.state.tombstones, c.tombstones);
         assert_eq!(back.ids, c.ids);
-        assert_eq!(*back.state.tags.of, *c.tags);
+        assert_eq!(back.state.tags.of, c.tags);
         assert_eq!(back.state.tags.subs(), c.subs);
         // The rests: every tagged graph node outside its tag's sub-graph (the tombstoned
         // ones, left out of the sub-graphs when they were built).
@@ -1001,7 +1011,12 @@ mod tests {
             for &node in &part.rest {
                 assert!(!sub.holds(node));
                 assert!(c.tombstones.contains(c.graph.labels[node as usize]));
-                assert!(c.tags[&c.graph.labels[node as usize]].contains(tag));
+                assert!(
+                    c.tags
+                        .get(c.graph.labels[node as usize])
+                        .unwrap()
+                        .contains(tag)
+                );
             }
         }
         assert_eq!(back.state.graph_tombstones, 2);
@@ -1290,6 +1305,10 @@ mod tests {
             (
                 "tagged ids past next",
                 Box::new(|d| u32_at(d, names_end + 4, 50_000)),
+            ),
+            (
+                "a sub-graph node without its tag",
+                Box::new(|d| u32_at(d, names_end + 4 + 6, 1)),
             ),
             (
                 "a topic name",

@@ -4,10 +4,11 @@
 //!
 //! A tag carried by at least `partition_min` graph nodes gets a [`SubGraph`] of its own
 //! links over them, built with the graph. Nodes a fold adds later, and every node of a
-//! tag too small to link, are the partition's `rest`, scanned exactly; once the rest
-//! outgrows a quarter of the sub-graph (and `partition_min`), the compaction thread
-//! rebuilds that one sub-graph over both. A rebuild of the whole graph rebuilds every
-//! partition.
+//! tag too small to link, are the partition's `rest`, scanned exactly. The compaction
+//! thread relinks a partition (one sub-graph over both) once its rest reaches an eighth
+//! of its sub-graph (and at least [`RELINK_MIN`] nodes), or links one without a
+//! sub-graph once it has `partition_min` nodes; so a scan never holds more than about
+//! an eighth of the partition. A rebuild of the whole graph rebuilds every partition.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,8 +19,68 @@ use crate::graph::{Graph, Node, SubGraph};
 use crate::idset::IdSet;
 use crate::params::HnswBuildParams;
 
-/// Id to its tags (ids with none are absent).
-pub(crate) type TagMap = HashMap<u32, Box<[u32]>, FxBuildHasher>;
+/// Fewest folded nodes that relink a partition.
+pub(crate) const RELINK_MIN: usize = 256;
+
+/// Ids per chunk of a [`TagMap`], as a shift.
+const CHUNK_SHIFT: u32 = 12;
+
+type Chunk = HashMap<u32, Box<[u32]>, FxBuildHasher>;
+
+/// Id to its tags (ids with none are absent), in chunks of 4,096 consecutive ids shared
+/// copy-on-write: a copy (what a save or a rebuild takes) costs a pointer per chunk, and
+/// a write while a copy is held copies that one chunk, not the map.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct TagMap {
+    chunks: HashMap<u32, Arc<Chunk>, FxBuildHasher>,
+    len: usize,
+}
+
+impl TagMap {
+    /// The tags of `label`.
+    pub(crate) fn get(&self, label: u32) -> Option<&[u32]> {
+        self.chunks
+            .get(&(label >> CHUNK_SHIFT))?
+            .get(&label)
+            .map(|t| &t[..])
+    }
+
+    /// Sets the tags of `label`.
+    pub(crate) fn insert(&mut self, label: u32, tags: Box<[u32]>) {
+        let chunk = self.chunks.entry(label >> CHUNK_SHIFT).or_default();
+        if Arc::make_mut(chunk).insert(label, tags).is_none() {
+            self.len += 1;
+        }
+    }
+
+    /// Keeps the ids `keep` accepts; copies only the chunks that change.
+    pub(crate) fn retain(&mut self, keep: impl Fn(u32) -> bool) {
+        let mut len = 0;
+        for chunk in self.chunks.values_mut() {
+            if chunk.keys().any(|&l| !keep(l)) {
+                Arc::make_mut(chunk).retain(|&l, _| keep(l));
+            }
+            len += chunk.len();
+        }
+        self.chunks.retain(|_, c| !c.is_empty());
+        self.len = len;
+    }
+
+    /// Every id and its tags, in no particular order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &[u32])> {
+        self.chunks
+            .values()
+            .flat_map(|c| c.iter().map(|(&l, t)| (l, &t[..])))
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
 
 /// The graph nodes carrying one tag.
 #[derive(Debug, Clone, Default)]
@@ -36,26 +97,28 @@ impl Partition {
         self.sub.as_ref().map_or(0, |s| s.len()) + self.rest.len()
     }
 
-    /// True when the rest has outgrown the sub-graph: a quarter of it, and at least
-    /// `min` nodes.
+    /// True when it should be relinked (see the module docs); `min` is
+    /// `partition_min`.
     fn stale(&self, min: usize) -> bool {
-        let linked = self.sub.as_ref().map_or(0, |s| s.len());
-        self.rest.len() >= min.max(1) && self.rest.len() * 4 >= linked
+        match &self.sub {
+            Some(sub) => self.rest.len() >= RELINK_MIN.max(sub.len() / 8),
+            None => self.rest.len() >= min.max(2),
+        }
     }
 }
 
 /// Every id's tags and the graph's partitions.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Tags {
-    /// Shared with saves in progress; copied on write while one holds it.
-    pub(crate) of: Arc<TagMap>,
+    /// Shared with saves and rebuilds in progress, chunk by chunk.
+    pub(crate) of: TagMap,
     pub(crate) parts: HashMap<u32, Partition, FxBuildHasher>,
 }
 
 impl Tags {
     /// True when `label` carries `tag`.
     pub(crate) fn has(&self, label: u32, tag: u32) -> bool {
-        self.of.get(&label).is_some_and(|t| t.contains(&tag))
+        self.of.get(label).is_some_and(|t| t.contains(&tag))
     }
 
     /// Records the tags of a new id (none: nothing).
@@ -66,12 +129,12 @@ impl Tags {
         let mut own: Vec<u32> = tags.to_vec();
         own.sort_unstable();
         own.dedup();
-        Arc::make_mut(&mut self.of).insert(label, own.into_boxed_slice());
+        self.of.insert(label, own.into_boxed_slice());
     }
 
     /// A fold put `label` into the graph as `node`: it joins its tags' rests.
     pub(crate) fn folded(&mut self, label: u32, node: Node) {
-        if let Some(tags) = self.of.get(&label) {
+        if let Some(tags) = self.of.get(label) {
             for &tag in tags.iter() {
                 self.parts.entry(tag).or_default().rest.push(node);
             }
@@ -80,9 +143,7 @@ impl Tags {
 
     /// Forgets the tags of ids no longer anywhere (after a rebuild dropped them).
     pub(crate) fn retain(&mut self, keep: impl Fn(u32) -> bool) {
-        if self.of.keys().any(|&l| !keep(l)) {
-            Arc::make_mut(&mut self.of).retain(|&l, _| keep(l));
-        }
+        self.of.retain(keep);
     }
 
     /// The graph's nodes per tag, ascending, skipping tombstoned labels.
@@ -99,7 +160,7 @@ impl Tags {
             if tombstones.contains(label) {
                 continue;
             }
-            if let Some(tags) = of.get(&label) {
+            if let Some(tags) = of.get(label) {
                 for &tag in tags.iter() {
                     members.entry(tag).or_default().push(node as Node);
                 }
@@ -136,7 +197,7 @@ impl Tags {
     /// beside it: each tag's nodes outside its sub-graph are its rest.
     pub(crate) fn with_subs(
         graph: &Graph,
-        of: Arc<TagMap>,
+        of: TagMap,
         mut subs: HashMap<u32, SubGraph, FxBuildHasher>,
     ) -> Self {
         let mut parts: HashMap<u32, Partition, FxBuildHasher> = HashMap::default();
@@ -203,7 +264,7 @@ impl Tags {
 
     /// Bytes held by the tag map and the partitions.
     pub(crate) fn heap_bytes(&self) -> usize {
-        let of: usize = self.of.values().map(|t| 24 + 4 * t.len()).sum();
+        let of: usize = self.of.iter().map(|(_, t)| 24 + 4 * t.len()).sum();
         let parts: usize = self
             .parts
             .values()
@@ -225,5 +286,52 @@ pub(crate) fn link(graph: &Graph, nodes: Vec<Node>, params: &HnswBuildParams) ->
             sub: None,
             rest: nodes,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    /// The map against a `BTreeMap` oracle through inserts, replacements, copies taken
+    /// midway (which later writes must not reach) and a retain.
+    #[test]
+    fn a_tag_map_behaves_as_a_map_and_its_copies_stay_as_taken() {
+        let mut map = TagMap::default();
+        let mut oracle: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+        let mut copies: Vec<(TagMap, BTreeMap<u32, Vec<u32>>)> = Vec::new();
+        for i in 0..20_000u32 {
+            // Ids spread over many chunks, some set twice.
+            let label = (i * 7_919) % 30_000;
+            let tags = vec![i % 5, 5 + i % 3];
+            map.insert(label, tags.clone().into_boxed_slice());
+            oracle.insert(label, tags);
+            if i % 5_000 == 0 {
+                copies.push((map.clone(), oracle.clone()));
+            }
+        }
+        let check = |m: &TagMap, o: &BTreeMap<u32, Vec<u32>>| {
+            assert_eq!(m.len(), o.len());
+            let mut all: Vec<(u32, Vec<u32>)> = m.iter().map(|(l, t)| (l, t.to_vec())).collect();
+            all.sort();
+            assert_eq!(
+                all,
+                o.iter().map(|(&l, t)| (l, t.clone())).collect::<Vec<_>>()
+            );
+            for l in 0..30_000 {
+                assert_eq!(m.get(l), o.get(&l).map(Vec::as_slice));
+            }
+        };
+        check(&map, &oracle);
+        map.retain(|l| l % 3 != 0);
+        oracle.retain(|l, _| l % 3 != 0);
+        check(&map, &oracle);
+        for (copy, then) in &copies {
+            check(copy, then);
+        }
+        map.retain(|_| false);
+        assert!(map.is_empty() && map.iter().next().is_none());
     }
 }

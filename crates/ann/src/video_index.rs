@@ -396,6 +396,15 @@ impl VideoIndex {
         if table.next == 0 && (!state.tombstones.is_empty() || state.graph.len() > 0) {
             return Err(bad("no id map (an index saved without video ids)"));
         }
+        let names = table.topics.len();
+        if state
+            .tags
+            .of
+            .iter()
+            .any(|(_, tags)| tags.iter().any(|&t| t as usize >= names))
+        {
+            return Err(bad("a tag the file names no topic for"));
+        }
         if loaded.format_version < 4 && !table.entries.is_empty() {
             return Err(bad(
                 "a file of format 3 or older holds no video topics (the index is rebuilt with them)",

@@ -4,8 +4,8 @@
 //! 2. `interest_ann`: nearest to the interest vector; nothing without one or with
 //!    personalization off.
 //! 3. `steer_ann`: one query per boosted concept, reduce ignored, the concept in the reason.
-//!    Both vector sources search inside the `only` topics when steering names them,
-//!    and add the unfiltered search when an `only` concept has no topic.
+//!    With `only` topics both vector sources add the topics' nearest videos to their
+//!    unfiltered nearest, each video once.
 //! 4. `co_engagement`: fed by the real incremental index; updates as events arrive.
 //! 5. `remix_trends` and `popular`: the stats' order, deleted videos skipped, quotas;
 //!    `trending`: fed by the real incremental index, a climbing video ahead of a steady one.
@@ -227,29 +227,36 @@ fn vector_sources_search_inside_the_only_topics() {
     };
     let mut c = ctx("me");
     c.interest = Some(e(1.0, 0.0));
-    c.constraints.only = vec![only(Some("cooking"), None)];
+    // Without steering: the nearest two, no cooking among them.
     let interest = InterestAnnSource::new(m.clone(), m.clone(), 2);
-    assert_eq!(ids(&interest.fetch(&c).unwrap()), vec!["c0", "c1"]);
+    assert_eq!(ids(&interest.fetch(&c).unwrap()), vec!["near0", "near1"]);
+    // Only cooking: the topic's nearest two join them, best first.
+    c.constraints.only = vec![only(Some("cooking"), None)];
+    assert_eq!(
+        ids(&interest.fetch(&c).unwrap()),
+        vec!["near0", "near1", "c0", "c1"]
+    );
     c.concepts = vec![ConceptVector {
         label: "fast".into(),
         topic: None,
         vector: e(1.0, 0.0),
         weight: 1.0,
     }];
-    let steer = SteerAnnSource::new(m.clone(), m.clone(), 5);
-    assert_eq!(ids(&steer.fetch(&c).unwrap()), vec!["c0", "c1", "c2"]);
-    // Two topics: either.
-    c.constraints.only = vec![only(Some("cooking"), None), only(Some("pets"), None)];
+    let steer = SteerAnnSource::new(m.clone(), m.clone(), 3);
     let out = steer.fetch(&c).unwrap();
-    let got: HashSet<&str> = ids(&out).into_iter().collect();
-    assert_eq!(got, HashSet::from(["c0", "c1", "c2", "p0"]));
-    // An `only` kept by likeness alone adds the unfiltered search: the nearest videos
-    // compete with the topic's, each once, best first, within the quota.
-    c.constraints.only = vec![only(Some("cooking"), None), only(None, Some("fast cars"))];
+    assert_eq!(ids(&out), vec!["near0", "near1", "near2", "c0", "c1", "c2"]);
+    // Two topics: either; a video of both topics or also among the nearest comes once.
+    c.constraints.only = vec![only(Some("cooking"), None), only(Some("pets"), None)];
     let out = InterestAnnSource::new(m.clone(), m.clone(), 4)
         .fetch(&c)
         .unwrap();
-    assert_eq!(ids(&out), vec!["near0", "near1", "near2", "near3"]);
+    let got: HashSet<&str> = ids(&out).into_iter().collect();
+    assert_eq!(got.len(), out.len());
+    assert_eq!(
+        got,
+        HashSet::from(["near0", "near1", "near2", "near3", "c0", "c1", "c2", "p0"])
+    );
+    // A quota past the catalogue: every video once.
     let wide = InterestAnnSource::new(m.clone(), m.clone(), 20)
         .fetch(&c)
         .unwrap();

@@ -162,7 +162,12 @@ pub fn run(b: &AnnBench) -> Result<Vec<AnnBenchRow>> {
         .index_cache
         .as_deref()
         .and_then(|p| HnswIndex::load(p, dim, b.build, HnswSearchParams::default()).ok())
-        .filter(|idx| idx.len() == n && (idx.stats().linked_partitions > 0) == (b.topics > 0));
+        .filter(|idx| {
+            // The same data and the same topics (the first ids' tags stand for all).
+            idx.len() == n
+                && (0..n.min(64))
+                    .all(|i| idx.tags(i as u32) == topic_of(i).into_iter().collect::<Vec<_>>())
+        });
     let (index, build_s) = match cached {
         Some(idx) => (idx, started.elapsed().as_secs_f64()),
         None => {

@@ -116,8 +116,8 @@ impl Graph {
         for &node in &nodes {
             vectors.extend_from_slice(self.vector(node));
         }
-        // Labels are the parent's nodes, so levels (drawn from labels) differ between
-        // sub-graphs of one node, as they would between independent graphs.
+        // Labels are the parent's nodes, so a node's level here (drawn from its label)
+        // is not its level in the parent: the sub-graph's upper layers are its own.
         // Half the graph's links (at least 8, or the graph's own when fewer): a partition
         // is a few percent of the graph, and at 200k vectors in 39 partitions of 5k
         // half the links still found 0.99 of the ten nearest at ef 16, faster than a

@@ -30,6 +30,7 @@ mod steer_ann;
 mod steer_topic;
 mod trending;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 pub use co_engagement::{CoEngagementConfig, CoEngagementSource};
@@ -109,11 +110,13 @@ pub(crate) fn hydrate(
     Ok(out)
 }
 
-/// The `k` nearest neighbours of `query` a vector source proposes. When the viewer's
-/// `only` steering names topics, they are searched among those topics' videos (an index
-/// walks each topic's own partition): an unfiltered search would return mostly videos
-/// the steering filter then removes, and a narrow topic could end with none. An `only`
-/// concept without a topic (kept by likeness, not by topic) adds the unfiltered search.
+/// The nearest neighbours of `query` a vector source proposes: the `k` nearest. When the
+/// viewer's `only` steering names topics, the `k` nearest videos of those topics come
+/// in (an index walks each topic's own partition): an unfiltered search alone returns
+/// mostly videos the steering filter then removes, and for a narrow topic often none.
+/// The unfiltered `k` nearest stay, each video once (the filter also keeps a video close
+/// enough to an `only` concept without carrying its topic), so up to `2k` in all, best
+/// first.
 pub(crate) fn nearest(
     search: &dyn VectorSearch,
     ctx: &FeedContext,
@@ -126,21 +129,18 @@ pub(crate) fn nearest(
         return search.search(query, k, None);
     }
     let mut hits = search.search_topics(query, k, &topics, None)?;
-    if only.iter().any(|c| c.topic.is_none()) {
-        hits.extend(search.search(query, k, None)?);
-        hits.sort_by(|a, b| {
-            a.video
-                .cmp(&b.video)
-                .then(b.similarity.total_cmp(&a.similarity))
-        });
-        hits.dedup_by(|a, b| a.video == b.video);
-        hits.sort_by(|a, b| {
-            b.similarity
-                .total_cmp(&a.similarity)
-                .then_with(|| a.video.cmp(&b.video))
-        });
-        hits.truncate(k);
-    }
+    let on_topic: HashSet<VideoId> = hits.iter().map(|h| h.video.clone()).collect();
+    hits.extend(
+        search
+            .search(query, k, None)?
+            .into_iter()
+            .filter(|h| !on_topic.contains(&h.video)),
+    );
+    hits.sort_by(|a, b| {
+        b.similarity
+            .total_cmp(&a.similarity)
+            .then_with(|| a.video.cmp(&b.video))
+    });
     Ok(hits)
 }
 
