@@ -264,7 +264,7 @@ impl Tags {
 
     /// Bytes held by the tag map and the partitions.
     pub(crate) fn heap_bytes(&self) -> usize {
-        let of: usize = self.of.iter().map(|(_, t)| 24 + 4 * t.len()).sum();
+        let of = 24 * self.of.len() + self.of.iter().map(|(_, t)| 4 * t.len()).sum::<usize>();
         let parts: usize = self
             .parts
             .values()

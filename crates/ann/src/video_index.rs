@@ -525,10 +525,10 @@ mod tests {
     /// when `i % 4 == 1`, both when `i % 12 == 0`.
     fn topics_of(i: usize) -> Vec<TopicId> {
         let mut t = Vec::new();
-        if i % 4 == 0 {
+        if i.is_multiple_of(4) {
             t.push(topic("cooking"));
         }
-        if i % 4 == 1 || i % 12 == 0 {
+        if i % 4 == 1 || i.is_multiple_of(12) {
             t.push(topic("pets"));
         }
         t

@@ -4,7 +4,11 @@
 //! both storages. Every hit carries a wanted tag and passes the filter, an id carrying
 //! two wanted tags comes back once, and recall@10 stays at or above 0.95.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::manual_is_multiple_of
+)]
 
 use std::collections::{HashMap, HashSet};
 

@@ -648,6 +648,7 @@ impl Graph {
 
     /// The walk behind [`Graph::search`], scoring nodes with `dist` and handing each of
     /// the nodes it ends with to `out`.
+    #[allow(clippy::too_many_arguments)]
     fn walk(
         &self,
         sub: Option<&SubGraph>,
