@@ -207,6 +207,41 @@ fn advise_huge_pages(v: &Vec<f32>) {
     let _ = v;
 }
 
+/// What a walk follows: the graph's own links, or a sub-graph's over the graph's nodes.
+pub(crate) trait Adjacency {
+    /// True when a node's links sit at the start of its row in the graph, so fetching
+    /// the row ahead also fetches them.
+    const OWN_ROWS: bool;
+    /// Where a walk starts.
+    fn entry(&self) -> Node;
+    /// The upper layers, bottom first.
+    fn upper(&self) -> &[HashMap<Node, Box<[Node]>>];
+    /// The layer-0 links of `node`.
+    fn links(&self, node: Node) -> &[u32];
+}
+
+/// The graph's own links.
+struct Own<'g>(&'g Graph);
+
+impl Adjacency for Own<'_> {
+    const OWN_ROWS: bool = true;
+
+    #[inline]
+    fn entry(&self) -> Node {
+        self.0.entry
+    }
+
+    #[inline]
+    fn upper(&self) -> &[HashMap<Node, Box<[Node]>>] {
+        &self.0.upper
+    }
+
+    #[inline]
+    fn links(&self, node: Node) -> &[u32] {
+        as_bits(self.0.links(node))
+    }
+}
+
 /// Link slots stored as `f32` bit patterns, read as the `u32` nodes they hold.
 #[inline]
 fn as_bits(links: &[f32]) -> &[u32] {
@@ -615,9 +650,28 @@ impl Graph {
         pass: Option<&dyn Fn(u32) -> bool>,
         top: &mut TopK,
     ) {
+        match sub {
+            None => self.search_over(&Own(self), query, k, ef, walk_ef, pass, top),
+            Some(s) => self.search_over(s, query, k, ef, walk_ef, pass, top),
+        }
+    }
+
+    /// [`Graph::search_in`] over `adj`, monomorphised per adjacency so the graph's own
+    /// walk pays nothing for sub-graphs.
+    #[allow(clippy::too_many_arguments)]
+    fn search_over<A: Adjacency>(
+        &self,
+        adj: &A,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        walk_ef: usize,
+        pass: Option<&dyn Fn(u32) -> bool>,
+        top: &mut TopK,
+    ) {
         match self.storage {
             VectorStorage::F32 => self.walk(
-                sub,
+                adj,
                 |node| distance(query, self.vector(node)),
                 k,
                 ef,
@@ -628,7 +682,7 @@ impl Graph {
             VectorStorage::Int8 => {
                 let codes = QueryCodes::new(query);
                 self.walk(
-                    sub,
+                    adj,
                     |node| {
                         let (scale, c) = self.codes(node);
                         codes.distance(scale, c)
@@ -649,9 +703,9 @@ impl Graph {
     /// The walk behind [`Graph::search`], scoring nodes with `dist` and handing each of
     /// the nodes it ends with to `out`.
     #[allow(clippy::too_many_arguments)]
-    fn walk(
+    fn walk<A: Adjacency>(
         &self,
-        sub: Option<&SubGraph>,
+        adj: &A,
         dist: impl Fn(Node) -> f32,
         k: usize,
         ef: usize,
@@ -665,19 +719,9 @@ impl Graph {
         }
         let ef = ef.max(k);
         let walk_ef = walk_ef.max(ef);
-        let (entry, upper) = match sub {
-            Some(s) => (s.entry, &s.upper),
-            None => (self.entry, &self.upper),
-        };
-        let links_of = |node: Node| -> &[u32] {
-            match sub {
-                Some(s) => s.links(node),
-                None => as_bits(self.links(node)),
-            }
-        };
-        let mut cur = entry;
+        let mut cur = adj.entry();
         let mut cur_d = dist(cur);
-        for layer in upper.iter().rev() {
+        for layer in adj.upper().iter().rev() {
             loop {
                 let mut changed = false;
                 if let Some(neighbours) = layer.get(&cur) {
@@ -722,20 +766,19 @@ impl Graph {
                 if d > bound && found >= k {
                     break;
                 }
-                let links = links_of(node);
-                // A node's own links sit at the start of its row; a sub-graph's do not.
-                let ahead_of = |nb: Node| {
-                    if sub.is_none() {
+                let links = adj.links(node);
+                for &nb in links.iter().take(2) {
+                    if A::OWN_ROWS {
                         prefetch(self.row(nb));
                     }
                     prefetch(self.scored(nb));
-                };
-                for &nb in links.iter().take(2) {
-                    ahead_of(nb);
                 }
                 for (i, &nb) in links.iter().enumerate() {
                     if let Some(&ahead) = links.get(i + 2) {
-                        ahead_of(ahead);
+                        if A::OWN_ROWS {
+                            prefetch(self.row(ahead));
+                        }
+                        prefetch(self.scored(ahead));
                     }
                     if !visited.insert(nb) {
                         continue;

@@ -28,6 +28,25 @@ pub(crate) struct SubGraph {
     pub(crate) entry: Node,
 }
 
+impl super::Adjacency for SubGraph {
+    const OWN_ROWS: bool = false;
+
+    #[inline]
+    fn entry(&self) -> Node {
+        self.entry
+    }
+
+    #[inline]
+    fn upper(&self) -> &[HashMap<Node, Box<[Node]>>] {
+        &self.upper
+    }
+
+    #[inline]
+    fn links(&self, node: Node) -> &[u32] {
+        SubGraph::links(self, node)
+    }
+}
+
 impl SubGraph {
     /// The layer-0 links of `node` (empty for a node it does not hold).
     #[inline]
