@@ -895,8 +895,13 @@ impl Shared {
         s.graph = Arc::new(built);
         let state = &mut *s;
         state.tags.parts = parts;
-        let present = &state.present;
-        state.tags.retain(|label| present.contains(label));
+        // Tags of ids gone from the index go; an id deleted while this rebuild ran is
+        // still a node of the new graph (and of its partitions), so it keeps its tags
+        // until the next rebuild, as a saved partition needs them.
+        let (present, graph) = (&state.present, &state.graph);
+        state
+            .tags
+            .retain(|label| present.contains(label) || graph.has_label(label));
         s.live_labels.drain(..live_len);
         let dim = self.dim;
         s.live_vectors.drain(..live_len * dim);

@@ -7,8 +7,10 @@
 //! tag too small to link, are the partition's `rest`, scanned exactly. The compaction
 //! thread relinks a partition (one sub-graph over both) once its rest reaches an eighth
 //! of its sub-graph (and at least [`RELINK_MIN`] nodes), or links one without a
-//! sub-graph once it has `partition_min` nodes; so a scan never holds more than about
-//! an eighth of the partition. A rebuild of the whole graph rebuilds every partition.
+//! sub-graph once it has `partition_min` nodes. It looks after each fold, so the
+//! scanned rest of a linked partition stays near an eighth of it (more by what one fold
+//! adds, and by deleted nodes until the relink drops them). A rebuild of the whole
+//! graph rebuilds every partition.
 
 use std::collections::HashMap;
 use std::sync::Arc;

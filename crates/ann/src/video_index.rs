@@ -31,6 +31,14 @@ struct IdMap {
 }
 
 impl IdMap {
+    /// True when internal id `i` is a video `allow` lets through (every video without it).
+    fn passes(&self, i: u32, allow: Option<&(dyn Fn(&VideoId) -> bool + Sync)>) -> bool {
+        self.video
+            .get(i as usize)
+            .and_then(Option::as_ref)
+            .is_some_and(|v| allow.is_none_or(|f| f(v)))
+    }
+
     /// The tags of `topics`, interning new ones.
     fn tags(&mut self, topics: &[TopicId]) -> Vec<u32> {
         topics
@@ -459,12 +467,7 @@ impl VectorSearch for VideoIndex {
         allow: Option<&(dyn Fn(&VideoId) -> bool + Sync)>,
     ) -> steerfeed_core::Result<Vec<Neighbor>> {
         let ids = self.read();
-        let pass = |i: u32| {
-            ids.video
-                .get(i as usize)
-                .and_then(Option::as_ref)
-                .is_some_and(|v| allow.is_none_or(|f| f(v)))
-        };
+        let pass = |i: u32| ids.passes(i, allow);
         // Replaced and removed internal ids are tombstoned in the index, so without a
         // filter every hit maps to a live video.
         let hits = match allow {
@@ -489,12 +492,7 @@ impl VectorSearch for VideoIndex {
         if tags.is_empty() {
             return Ok(Vec::new());
         }
-        let pass = |i: u32| {
-            ids.video
-                .get(i as usize)
-                .and_then(Option::as_ref)
-                .is_some_and(|v| allow.is_none_or(|f| f(v)))
-        };
+        let pass = |i: u32| ids.passes(i, allow);
         let filter = match allow {
             Some(_) => Filter::Predicate(&pass),
             None => Filter::All,

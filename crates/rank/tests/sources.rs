@@ -256,6 +256,19 @@ fn vector_sources_search_inside_the_only_topics() {
         got,
         HashSet::from(["near0", "near1", "near2", "near3", "c0", "c1", "c2", "p0"])
     );
+    // Several interests: each group keeps its own quota, so the nearer unfiltered
+    // videos do not crowd the topic's out.
+    c.constraints.only = vec![only(Some("cooking"), None)];
+    c.interests = vec![e(1.0, 0.0), e(1.0, 0.05)];
+    let out = InterestAnnSource::new(m.clone(), m.clone(), 4)
+        .fetch(&c)
+        .unwrap();
+    let got = ids(&out);
+    assert!(got.contains(&"c0") && got.contains(&"c1"), "{got:?}");
+    assert_eq!(got.len(), 6, "{got:?}");
+    assert_eq!(got.iter().filter(|id| id.starts_with("near")).count(), 4);
+    c.interests.clear();
+    c.constraints.only = vec![only(Some("cooking"), None), only(Some("pets"), None)];
     // A quota past the catalogue: every video once.
     let wide = InterestAnnSource::new(m.clone(), m.clone(), 20)
         .fetch(&c)

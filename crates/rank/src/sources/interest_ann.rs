@@ -1,11 +1,9 @@
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use rustc_hash::FxBuildHasher;
-use steerfeed_core::ports::{Neighbor, VectorSearch, VideoCatalog};
-use steerfeed_core::{Candidate, FeedContext, Reason, Result, Source, VideoId};
+use steerfeed_core::ports::{VectorSearch, VideoCatalog};
+use steerfeed_core::{Candidate, FeedContext, Reason, Result, Source};
 
-use super::{hydrate, nearest};
+use super::{Nearest, hydrate};
 
 /// Nearest neighbours of the viewer's interest vector.
 pub struct InterestAnnSource {
@@ -39,29 +37,17 @@ impl Source for InterestAnnSource {
             return Ok(Vec::new());
         };
         let hits = if ctx.interests.len() < 2 {
-            nearest(self.search.as_ref(), ctx, interest.as_slice(), self.quota)?
+            Nearest::of(self.search.as_ref(), ctx, interest.as_slice(), self.quota)?.into_hits()
         } else {
             // Each direction gets an equal share of the quota; a video near two of them
             // keeps its best similarity.
             let share = self.quota.div_ceil(ctx.interests.len());
-            let mut best: HashMap<VideoId, f32, FxBuildHasher> = HashMap::default();
-            for direction in &ctx.interests {
-                for hit in nearest(self.search.as_ref(), ctx, direction.as_slice(), share)? {
-                    let s = best.entry(hit.video).or_insert(f32::NEG_INFINITY);
-                    *s = s.max(hit.similarity);
-                }
-            }
-            let mut merged: Vec<Neighbor> = best
-                .into_iter()
-                .map(|(video, similarity)| Neighbor { video, similarity })
-                .collect();
-            merged.sort_by(|a, b| {
-                b.similarity
-                    .total_cmp(&a.similarity)
-                    .then_with(|| a.video.cmp(&b.video))
-            });
-            merged.truncate(self.quota);
-            merged
+            let searches = ctx
+                .interests
+                .iter()
+                .map(|d| Nearest::of(self.search.as_ref(), ctx, d.as_slice(), share))
+                .collect::<Result<Vec<_>>>()?;
+            Nearest::merge(searches, self.quota)
         };
         hydrate(
             self.catalog.as_ref(),

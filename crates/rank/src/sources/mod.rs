@@ -30,8 +30,10 @@ mod steer_ann;
 mod steer_topic;
 mod trending;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use rustc_hash::FxBuildHasher;
 
 pub use co_engagement::{CoEngagementConfig, CoEngagementSource};
 pub use following::FollowingSource;
@@ -110,38 +112,89 @@ pub(crate) fn hydrate(
     Ok(out)
 }
 
-/// The nearest neighbours of `query` a vector source proposes: the `k` nearest. When the
-/// viewer's `only` steering names topics, the `k` nearest videos of those topics come
-/// in (an index walks each topic's own partition): an unfiltered search alone returns
-/// mostly videos the steering filter then removes, and for a narrow topic often none.
-/// The unfiltered `k` nearest stay, each video once (the filter also keeps a video close
-/// enough to an `only` concept without carrying its topic), so up to `2k` in all, best
-/// first.
-pub(crate) fn nearest(
-    search: &dyn VectorSearch,
-    ctx: &FeedContext,
-    query: &[f32],
-    k: usize,
-) -> Result<Vec<Neighbor>> {
-    let only = &ctx.constraints.only;
-    let topics: Vec<TopicId> = only.iter().filter_map(|c| c.topic.clone()).collect();
-    if topics.is_empty() {
-        return search.search(query, k, None);
+/// The nearest neighbours of `query` a vector source proposes, in two groups of up to
+/// `k` each: the `k` nearest of the whole catalogue (`any`) and, when the viewer's
+/// `only` steering names topics, the `k` nearest of those topics (`on_topic`; an index
+/// walks each topic's own partition). An unfiltered search alone returns mostly videos
+/// the steering filter then removes, and for a narrow topic often none; the unfiltered
+/// one stays because the filter also keeps a video close enough to an `only` concept
+/// without carrying its topic. A caller that merges several searches cuts each group to
+/// its own quota ([`Nearest::merge`]), so neither crowds the other out.
+pub(crate) struct Nearest {
+    pub(crate) any: Vec<Neighbor>,
+    pub(crate) on_topic: Vec<Neighbor>,
+}
+
+impl Nearest {
+    /// Searches `query` (see the type's docs).
+    pub(crate) fn of(
+        search: &dyn VectorSearch,
+        ctx: &FeedContext,
+        query: &[f32],
+        k: usize,
+    ) -> Result<Self> {
+        let topics: Vec<TopicId> = ctx
+            .constraints
+            .only
+            .iter()
+            .filter_map(|c| c.topic.clone())
+            .collect();
+        let on_topic = if topics.is_empty() {
+            Vec::new()
+        } else {
+            search.search_topics(query, k, &topics, None)?
+        };
+        Ok(Self {
+            any: search.search(query, k, None)?,
+            on_topic,
+        })
     }
-    let mut hits = search.search_topics(query, k, &topics, None)?;
-    let on_topic: HashSet<VideoId> = hits.iter().map(|h| h.video.clone()).collect();
-    hits.extend(
-        search
-            .search(query, k, None)?
-            .into_iter()
-            .filter(|h| !on_topic.contains(&h.video)),
-    );
+
+    /// Both groups as one list, each video once with its best similarity, best first.
+    pub(crate) fn into_hits(self) -> Vec<Neighbor> {
+        Self::merge([self], usize::MAX)
+    }
+
+    /// Several searches' groups merged: per group each video once with its best
+    /// similarity, the best `quota` kept, then the two groups as one list, each video
+    /// once, best first.
+    pub(crate) fn merge(searches: impl IntoIterator<Item = Self>, quota: usize) -> Vec<Neighbor> {
+        let mut any: Scores = HashMap::default();
+        let mut on_topic: Scores = HashMap::default();
+        for s in searches {
+            for (group, hits) in [(&mut any, s.any), (&mut on_topic, s.on_topic)] {
+                for hit in hits {
+                    let best = group.entry(hit.video).or_insert(f32::NEG_INFINITY);
+                    *best = best.max(hit.similarity);
+                }
+            }
+        }
+        let mut all: Scores = HashMap::default();
+        for group in [any, on_topic] {
+            for hit in best_first(group).into_iter().take(quota) {
+                let best = all.entry(hit.video).or_insert(f32::NEG_INFINITY);
+                *best = best.max(hit.similarity);
+            }
+        }
+        best_first(all)
+    }
+}
+
+/// Each video's best similarity.
+type Scores = HashMap<VideoId, f32, FxBuildHasher>;
+
+/// Videos by decreasing similarity, ties by id.
+fn best_first(scores: Scores) -> Vec<Neighbor> {
+    let mut hits: Vec<Neighbor> = scores
+        .into_iter()
+        .map(|(video, similarity)| Neighbor { video, similarity })
+        .collect();
     hits.sort_by(|a, b| {
         b.similarity
             .total_cmp(&a.similarity)
             .then_with(|| a.video.cmp(&b.video))
     });
-    Ok(hits)
+    hits
 }
 
 /// Makes candidates of videos already loaded, skipping deleted ones.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use steerfeed_core::ports::{VectorSearch, VideoCatalog};
 use steerfeed_core::{Candidate, FeedContext, Reason, Result, Source, VideoId};
 
-use super::{hydrate, nearest};
+use super::{Nearest, hydrate};
 
 /// One ANN query per positive steering concept ("more baking" searches near "baking").
 pub struct SteerAnnSource {
@@ -42,7 +42,8 @@ impl Source for SteerAnnSource {
             .filter(|(_, c)| c.weight > 0.0)
         {
             let k = ((self.quota_per_concept as f32) * concept.weight.min(2.0)).ceil() as usize;
-            for hit in nearest(self.search.as_ref(), ctx, concept.vector.as_slice(), k)? {
+            let found = Nearest::of(self.search.as_ref(), ctx, concept.vector.as_slice(), k)?;
+            for hit in found.into_hits() {
                 let e = best.entry(hit.video).or_insert((f32::NEG_INFINITY, i));
                 if hit.similarity > e.0 {
                     *e = (hit.similarity, i);
