@@ -152,6 +152,10 @@ impl Nearest {
 
     /// Both groups as one list, each video once with its best similarity, best first.
     pub(crate) fn into_hits(self) -> Vec<Neighbor> {
+        if self.on_topic.is_empty() {
+            // One search's hits: already distinct and best first.
+            return self.any;
+        }
         Self::merge([self], usize::MAX)
     }
 
@@ -168,6 +172,11 @@ impl Nearest {
                     *best = best.max(hit.similarity);
                 }
             }
+        }
+        if on_topic.is_empty() {
+            let mut hits = best_first(any);
+            hits.truncate(quota);
+            return hits;
         }
         let mut all: Scores = HashMap::default();
         for group in [any, on_topic] {
