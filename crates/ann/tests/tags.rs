@@ -215,18 +215,7 @@ fn tagged_searches_find_the_tagged_nearest_through_folds_deletes_rebuilds_and_re
 /// tags) and never return a deleted id.
 #[test]
 fn deletes_while_a_rebuild_runs_leave_a_file_that_loads() {
-    let (base, queries) = dataset(3_000, 10, DIM, 31);
-    let items = base
-        .chunks_exact(DIM)
-        .enumerate()
-        .map(|(i, r)| (i as u32, emb(r), tags_of(i as u32)));
-    let index = HnswIndex::build_tagged(
-        DIM,
-        items,
-        params(VectorStorage::F32),
-        HnswSearchParams::default(),
-    )
-    .unwrap();
+    let (index, _, queries) = built(3_000, 31);
     let done = std::sync::atomic::AtomicBool::new(false);
     let deleted: Vec<u32> = std::thread::scope(|s| {
         let deleter = s.spawn(|| {
@@ -268,18 +257,7 @@ fn deletes_while_a_rebuild_runs_leave_a_file_that_loads() {
 
 #[test]
 fn an_unknown_tag_finds_nothing_and_bad_queries_are_errors() {
-    let (base, _) = dataset(600, 1, DIM, 5);
-    let items = base
-        .chunks_exact(DIM)
-        .enumerate()
-        .map(|(i, r)| (i as u32, emb(r), tags_of(i as u32)));
-    let index = HnswIndex::build_tagged(
-        DIM,
-        items,
-        params(VectorStorage::F32),
-        HnswSearchParams::default(),
-    )
-    .unwrap();
+    let (index, base, _) = built(600, 5);
     let p = HnswSearchParams::default();
     let q = &base[..DIM];
     assert!(
@@ -308,6 +286,24 @@ fn an_unknown_tag_finds_nothing_and_bad_queries_are_errors() {
     let mut nan = q.to_vec();
     nan[3] = f32::NAN;
     assert!(index.search_tagged(&nan, K, &[1], Filter::All, &p).is_err());
+}
+
+/// An index with float rows over a seeded set of `n` vectors tagged by the table, the
+/// vectors and 10 queries.
+fn built(n: usize, seed: u64) -> (HnswIndex, Vec<f32>, Vec<f32>) {
+    let (base, queries) = dataset(n, 10, DIM, seed);
+    let items = base
+        .chunks_exact(DIM)
+        .enumerate()
+        .map(|(i, r)| (i as u32, emb(r), tags_of(i as u32)));
+    let index = HnswIndex::build_tagged(
+        DIM,
+        items,
+        params(VectorStorage::F32),
+        HnswSearchParams::default(),
+    )
+    .unwrap();
+    (index, base, queries)
 }
 
 /// Polls until no compaction runs (seen twice, 50 ms apart). Not a timing assertion: a
