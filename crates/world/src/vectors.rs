@@ -26,33 +26,78 @@ fn normalize(v: &mut [f32]) {
 /// `spread` is the noise added to each centre before normalising (0.5 gives clusters
 /// that overlap like real caption embeddings do).
 pub fn clustered(n: usize, dim: usize, clusters: usize, spread: f32, seed: u64) -> Vec<f32> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let clusters = clusters.max(1);
-    let mut centres = vec![0f32; clusters * dim];
-    centres.iter_mut().for_each(|x| *x = normal(&mut rng));
-    centres.chunks_exact_mut(dim).for_each(normalize);
-    let mut out = vec![0f32; n * dim];
-    for row in out.chunks_exact_mut(dim) {
-        let c = rng.random_range(0..clusters);
-        let centre = &centres[c * dim..(c + 1) * dim];
-        for (x, m) in row.iter_mut().zip(centre) {
-            *x = m + spread * normal(&mut rng) / (dim as f32).sqrt();
-        }
-        normalize(row);
-    }
+    let mut out = Vec::with_capacity(n * dim);
+    ClusteredRows::new(dim, clusters, spread, seed)
+        .take(n)
+        .for_each(|row| out.extend_from_slice(&row));
     out
 }
 
+/// The rows of [`clustered`] one at a time, without end: the first `n` are exactly
+/// `clustered(n, ..)`'s, so a set too large to hold can be written as it is drawn.
+#[derive(Debug)]
+pub struct ClusteredRows {
+    rng: StdRng,
+    centres: Vec<f32>,
+    dim: usize,
+    spread: f32,
+}
+
+impl ClusteredRows {
+    /// Draws the centres; rows follow from the same seeded stream.
+    pub fn new(dim: usize, clusters: usize, spread: f32, seed: u64) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let clusters = clusters.max(1);
+        let mut centres = vec![0f32; clusters * dim];
+        centres.iter_mut().for_each(|x| *x = normal(&mut rng));
+        if dim > 0 {
+            centres.chunks_exact_mut(dim).for_each(normalize);
+        }
+        Self {
+            rng,
+            centres,
+            dim,
+            spread,
+        }
+    }
+}
+
+impl Iterator for ClusteredRows {
+    type Item = Vec<f32>;
+
+    fn next(&mut self) -> Option<Vec<f32>> {
+        let dim = self.dim;
+        let clusters = self.centres.len() / dim.max(1);
+        let c = self.rng.random_range(0..clusters.max(1));
+        let centre = &self.centres[c * dim..(c + 1) * dim];
+        let mut row: Vec<f32> = centre
+            .iter()
+            .map(|m| m + self.spread * normal(&mut self.rng) / (dim as f32).sqrt())
+            .collect();
+        normalize(&mut row);
+        Some(row)
+    }
+}
+
 /// The default clustered set: `sqrt(n)` clusters (at least 8), spread 0.5; queries
-/// come from the same distribution under `seed + 1`.
+/// come from the same distribution (the rows after the base's in one stream).
 pub fn dataset(n: usize, queries: usize, dim: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
+    let mut rows = dataset_rows(n, dim, seed);
+    let mut take = |count: usize| {
+        let mut out = Vec::with_capacity(count * dim);
+        rows.by_ref()
+            .take(count)
+            .for_each(|row| out.extend_from_slice(&row));
+        out
+    };
+    let base = take(n);
+    (base, take(queries))
+}
+
+/// The rows of [`dataset`]`(n, ..)` one at a time: the `n` base rows, then its queries.
+pub fn dataset_rows(n: usize, dim: usize, seed: u64) -> ClusteredRows {
     let clusters = ((n as f64).sqrt() as usize).max(8);
-    let base = clustered(n, dim, clusters, 0.5, seed);
-    // Queries share the centres (same seed stream for centres) but draw fresh points.
-    let mut both = clustered(n + queries, dim, clusters, 0.5, seed);
-    let q = both.split_off(n * dim);
-    debug_assert_eq!(&both[..], &base[..]);
-    (base, q)
+    ClusteredRows::new(dim, clusters, 0.5, seed)
 }
 
 /// About `share` of the ids `0..n`, evenly spread (deterministic): an allow-list filter
@@ -85,5 +130,38 @@ mod tests {
         let (base, q) = dataset(100, 10, 16, 3);
         assert_eq!(base.len(), 100 * 16);
         assert_eq!(q.len(), 10 * 16);
+    }
+
+    /// The whole set drawn at once, as the generator first did: the files written from
+    /// the streamed rows hold the same vectors.
+    fn drawn_at_once(n: usize, dim: usize, clusters: usize, spread: f32, seed: u64) -> Vec<f32> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut centres = vec![0f32; clusters * dim];
+        centres.iter_mut().for_each(|x| *x = normal(&mut rng));
+        centres.chunks_exact_mut(dim).for_each(normalize);
+        let mut out = vec![0f32; n * dim];
+        for row in out.chunks_exact_mut(dim) {
+            let c = rng.random_range(0..clusters);
+            for (x, m) in row.iter_mut().zip(&centres[c * dim..(c + 1) * dim]) {
+                *x = m + spread * normal(&mut rng) / (dim as f32).sqrt();
+            }
+            normalize(row);
+        }
+        out
+    }
+
+    #[test]
+    fn streamed_rows_are_the_rows_drawn_at_once() {
+        assert_eq!(
+            clustered(300, 12, 5, 0.5, 9),
+            drawn_at_once(300, 12, 5, 0.5, 9)
+        );
+        // The base, then the queries, from one stream of sqrt(n) clusters.
+        let (base, queries) = dataset(400, 30, 8, 4);
+        let all = drawn_at_once(430, 8, 20, 0.5, 4);
+        assert_eq!(base, all[..400 * 8]);
+        assert_eq!(queries, all[400 * 8..]);
+        let streamed: Vec<f32> = dataset_rows(400, 8, 4).take(430).flatten().collect();
+        assert_eq!(streamed, all);
     }
 }

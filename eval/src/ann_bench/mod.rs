@@ -11,10 +11,10 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Args;
 use steerfeed::ann::{HnswBuildParams, VectorStorage};
-use steerfeed::world::vectors::dataset;
+use steerfeed::world::vectors::{dataset, dataset_rows};
 
-use self::run::{AnnBench, exact_ground_truth, run};
-use self::texmex::{read_fvecs, read_ivecs, write_fvecs, write_ivecs};
+use self::run::{AnnBench, Base, exact_truth, run};
+use self::texmex::{FvecsFile, FvecsWriter, read_fvecs, read_ivecs, write_fvecs, write_ivecs};
 
 /// Arguments of `steerfeed bench ann`.
 #[derive(Debug, Args)]
@@ -49,9 +49,9 @@ pub struct AnnArgs {
     /// Query threads (each runs one query per call).
     #[arg(long, default_value_t = 1)]
     threads: usize,
-    /// How the graph holds vectors for its walk: f32, or int8 codes with the best
-    /// candidates rescored exactly.
-    #[arg(long, default_value = "f32", value_parser = parse_storage)]
+    /// How the graph holds vectors for its walk: int8 codes with the best candidates
+    /// rescored exactly (the engine's default), or f32.
+    #[arg(long, default_value = "int8", value_parser = parse_storage)]
     vectors: VectorStorage,
     /// Build threads (default: --threads).
     #[arg(long)]
@@ -64,9 +64,11 @@ pub struct AnnArgs {
     /// topic of 1/N of the catalogue.
     #[arg(long, default_value_t = 0)]
     topics: u32,
-    /// Write the vectors (and exact ground truth) as base.fvecs, query.fvecs, gt.ivecs
-    /// into this folder, then exit: the same files can then be given to other libraries.
-    #[arg(long)]
+    /// With --synthetic: write the vectors (and exact ground truth) as base.fvecs,
+    /// query.fvecs, gt.ivecs into this folder, then exit: the same files can then be
+    /// given to other libraries. Vectors are written as they are drawn, so the set may
+    /// be larger than memory.
+    #[arg(long, requires = "synthetic")]
     write: Option<PathBuf>,
     /// Load the built index from this file if it is there (same data), else build and
     /// save it there; for repeated runs on large sets.
@@ -96,6 +98,9 @@ fn parse_synthetic(s: &str) -> anyhow::Result<(usize, usize, u64)> {
 
 /// Runs the benchmark and prints one JSON object per line.
 pub fn ann(args: AnnArgs) -> anyhow::Result<()> {
+    if let Some(dir) = &args.write {
+        return write_synthetic(&args, dir);
+    }
     let (base, queries, dim, gt) = match &args.synthetic {
         Some(spec) => {
             let (n, dim, seed) = parse_synthetic(spec)?;
@@ -103,13 +108,15 @@ pub fn ann(args: AnnArgs) -> anyhow::Result<()> {
                 bail!("--synthetic needs N, DIM and --queries above zero");
             }
             let (base, queries) = dataset(n, args.queries, dim, seed);
-            (base, queries, dim, None)
+            (Base::Memory(base), queries, dim, None)
         }
         None => {
             let (Some(b), Some(q)) = (&args.base, &args.query) else {
                 bail!("give --base and --query, or --synthetic N,DIM,SEED");
             };
-            let (base, dim) = read_fvecs(b, None)?;
+            // The base is read as it is needed, never whole: the index holds its copy.
+            let base = FvecsFile::open(b)?;
+            let dim = base.dim();
             let (queries, qdim) = read_fvecs(q, None)?;
             if dim != qdim {
                 bail!("base vectors have {dim} dimensions, queries {qdim}");
@@ -127,27 +134,11 @@ pub fn ann(args: AnnArgs) -> anyhow::Result<()> {
                     args.k
                 );
             }
-            (base, queries, dim, gt)
+            (Base::File(base), queries, dim, gt)
         }
     };
-    if base.is_empty() || queries.is_empty() {
+    if base.len(dim) == 0 || queries.is_empty() {
         bail!("no vectors to benchmark");
-    }
-    if let Some(dir) = &args.write {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        write_fvecs(&dir.join("base.fvecs"), &base, dim)?;
-        write_fvecs(&dir.join("query.fvecs"), &queries, dim)?;
-        let truth = exact_ground_truth(&base, &queries, dim, args.k.max(100), None)?;
-        let flat: Vec<i32> = truth
-            .iter()
-            .flat_map(|r| r.iter().map(|&x| x as i32))
-            .collect();
-        write_ivecs(&dir.join("gt.ivecs"), &flat, args.k.max(100))?;
-        eprintln!(
-            "wrote base.fvecs, query.fvecs and gt.ivecs to {}",
-            dir.display()
-        );
-        return Ok(());
     }
     let bench = AnnBench {
         base,
@@ -171,5 +162,41 @@ pub fn ann(args: AnnArgs) -> anyhow::Result<()> {
     for row in run(&bench)? {
         println!("{}", serde_json::to_string(&row)?);
     }
+    Ok(())
+}
+
+/// `--synthetic N,DIM,SEED --write DIR`: base.fvecs, query.fvecs and the exact
+/// gt.ivecs (100 neighbours, or `--k`), each vector written as it is drawn and the truth
+/// found in one pass over the written base, so a set larger than memory can be made.
+fn write_synthetic(args: &AnnArgs, dir: &std::path::Path) -> anyhow::Result<()> {
+    let Some(spec) = &args.synthetic else {
+        bail!("--write needs --synthetic N,DIM,SEED");
+    };
+    let (n, dim, seed) = parse_synthetic(spec)?;
+    if n == 0 || dim == 0 || args.queries == 0 {
+        bail!("--synthetic needs N, DIM and --queries above zero");
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut rows = dataset_rows(n, dim, seed);
+    let base_path = dir.join("base.fvecs");
+    let mut out = FvecsWriter::create(&base_path, dim)?;
+    for row in rows.by_ref().take(n) {
+        out.push(&row)?;
+    }
+    out.finish()?;
+    let queries: Vec<Vec<f32>> = rows.take(args.queries).collect();
+    write_fvecs(&dir.join("query.fvecs"), &queries.concat(), dim)?;
+    let gt_k = args.k.max(100).min(n);
+    let base = Base::File(FvecsFile::open(&base_path)?);
+    let truth = exact_truth(&base, &queries, dim, gt_k, &|_, _| true)?;
+    let flat: Vec<i32> = truth
+        .iter()
+        .flat_map(|r| r.iter().map(|&x| x as i32))
+        .collect();
+    write_ivecs(&dir.join("gt.ivecs"), &flat, gt_k)?;
+    eprintln!(
+        "wrote base.fvecs, query.fvecs and gt.ivecs to {}",
+        dir.display()
+    );
     Ok(())
 }

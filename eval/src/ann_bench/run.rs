@@ -8,17 +8,18 @@ use std::time::Instant;
 use rayon::prelude::*;
 use steerfeed::Embedding;
 use steerfeed::ann::{
-    Filter, FlatIndex, HnswBuildParams, HnswIndex, HnswSearchParams, IdSet, Result, VectorIndex,
-    VectorStorage,
+    Filter, HnswBuildParams, HnswIndex, HnswSearchParams, IdSet, Result, VectorIndex, VectorStorage,
 };
-use steerfeed::vector::dot_kernel;
+use steerfeed::vector::{dot, dot_kernel};
 use steerfeed::world::vectors::allow_list;
+
+use super::texmex::FvecsFile;
 
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct AnnBench {
-    /// Base vectors, row-major.
-    pub base: Vec<f32>,
+    /// Base vectors.
+    pub base: Base,
     /// Query vectors, row-major.
     pub queries: Vec<f32>,
     /// Dimension.
@@ -84,74 +85,127 @@ pub struct AnnBenchRow {
     pub vectors: VectorStorage,
 }
 
-/// Exact top-`k` ids per query under an optional allow-list, in parallel (the
-/// [`FlatIndex`] scan).
-pub fn exact_ground_truth(
-    base: &[f32],
-    queries: &[f32],
-    dim: usize,
-    k: usize,
-    allow: Option<&IdSet>,
-) -> Result<Vec<Vec<u32>>> {
-    let flat = FlatIndex::new(dim);
-    for (i, row) in base.chunks_exact(dim).enumerate() {
-        flat.insert(i as u32, &Embedding::new("base", row, dim)?)?;
-    }
-    let filter = allow.map_or(Filter::All, Filter::Allow);
-    queries
-        .par_chunks_exact(dim)
-        .map(|q| {
-            Ok(flat
-                .search(q, k, filter)?
-                .into_iter()
-                .map(|h| h.id)
-                .collect())
-        })
-        .collect()
+/// The base set: in memory, or an `.fvecs` file read block by block (a set larger than
+/// memory: the index holds the only copy).
+#[derive(Debug, Clone)]
+pub enum Base {
+    /// Row-major values.
+    Memory(Vec<f32>),
+    /// A file read again for each pass.
+    File(FvecsFile),
 }
 
-/// Exact top-`k` ids per query `j` among the base vectors of topic `j % topics` (vector
-/// `i` is of topic `i % topics`), by brute force in parallel.
-pub fn topic_ground_truth(
-    base: &[f32],
-    queries: &[f32],
+impl Base {
+    /// Rows in the set.
+    pub fn len(&self, dim: usize) -> usize {
+        match self {
+            Base::Memory(v) => v.len() / dim.max(1),
+            Base::File(f) => f.len(),
+        }
+    }
+
+    /// The rows in order (a file's each checked as it is read).
+    fn rows(&self, dim: usize) -> Result<Box<dyn Iterator<Item = Result<Vec<f32>>> + '_>> {
+        Ok(match self {
+            Base::Memory(v) => Box::new(v.chunks_exact(dim.max(1)).map(|r| Ok(r.to_vec()))),
+            Base::File(f) => Box::new(f.rows()?),
+        })
+    }
+
+    /// Visits the rows, each scaled to unit length, in blocks of up to `rows`:
+    /// `(first row's id, row-major values)`.
+    fn for_blocks(
+        &self,
+        dim: usize,
+        rows: usize,
+        mut visit: impl FnMut(usize, &[f32]),
+    ) -> Result<()> {
+        let mut block = Vec::with_capacity(rows * dim);
+        let mut first = 0;
+        for row in self.rows(dim)? {
+            block.extend_from_slice(Embedding::new("base", &row?, dim)?.as_slice());
+            if block.len() == rows * dim {
+                visit(first, &block);
+                first += rows;
+                block.clear();
+            }
+        }
+        if !block.is_empty() {
+            visit(first, &block);
+        }
+        Ok(())
+    }
+}
+
+/// Exact top-`k` ids for each query among the base rows `keep(query, id)` lets through
+/// (cosine similarity, ties to the lower id). The base is read once, block by block,
+/// each block scored against every query in parallel, so a base larger than memory
+/// costs one pass over its file.
+pub fn exact_truth(
+    base: &Base,
+    queries: &[Vec<f32>],
     dim: usize,
     k: usize,
-    topics: u32,
+    keep: &(dyn Fn(usize, u32) -> bool + Sync),
 ) -> Result<Vec<Vec<u32>>> {
-    Ok(queries
-        .par_chunks_exact(dim)
-        .enumerate()
-        .map(|(j, q)| {
-            let topic = j as u32 % topics;
-            let mut scored: Vec<(f32, u32)> = base
-                .chunks_exact(dim)
-                .enumerate()
-                .filter(|(i, _)| *i as u32 % topics == topic)
-                .map(|(i, row)| (steerfeed::vector::dot(q, row), i as u32))
-                .collect();
-            scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-            scored.into_iter().take(k).map(|(_, i)| i).collect()
+    exact_truth_in_blocks(base, queries, dim, k, keep, 4096)
+}
+
+fn exact_truth_in_blocks(
+    base: &Base,
+    queries: &[Vec<f32>],
+    dim: usize,
+    k: usize,
+    keep: &(dyn Fn(usize, u32) -> bool + Sync),
+    block_rows: usize,
+) -> Result<Vec<Vec<u32>>> {
+    let queries = queries
+        .iter()
+        .map(|q| Embedding::new("query", q, dim))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let mut best: Vec<Vec<(f32, u32)>> = vec![Vec::new(); queries.len()];
+    base.for_blocks(dim, block_rows.max(1), |first, block| {
+        best.par_iter_mut()
+            .zip(queries.par_iter())
+            .enumerate()
+            .for_each(|(j, (top, q))| {
+                for (r, row) in block.chunks_exact(dim).enumerate() {
+                    let id = (first + r) as u32;
+                    if keep(j, id) {
+                        top.push((dot(q.as_slice(), row), id));
+                    }
+                }
+                if top.len() > 4 * k.max(16) {
+                    keep_best(top, k);
+                }
+            });
+    })?;
+    Ok(best
+        .into_iter()
+        .map(|mut top| {
+            keep_best(&mut top, k);
+            top.into_iter().map(|(_, id)| id).collect()
         })
         .collect())
+}
+
+/// Keeps the `k` most similar of `top`, most similar first.
+fn keep_best(top: &mut Vec<(f32, u32)>, k: usize) {
+    let order = |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+    if top.len() > k {
+        top.select_nth_unstable_by(k, order);
+        top.truncate(k);
+    }
+    top.sort_by(order);
 }
 
 /// Runs the benchmark; rows come in order of allow share, then `ef`; searches within
 /// one topic come last.
 pub fn run(b: &AnnBench) -> Result<Vec<AnnBenchRow>> {
     let dim = b.dim;
-    let n = b.base.len() / dim;
+    let n = b.base.len(dim);
     let nq = b.queries.len() / dim;
     let topic_of = |i: usize| (b.topics > 0).then(|| i as u32 % b.topics);
-    let items = b
-        .base
-        .chunks_exact(dim)
-        .enumerate()
-        .map(|(i, row)| {
-            let tags = topic_of(i).into_iter().collect();
-            Ok((i as u32, Embedding::new("base", row, dim)?, tags))
-        })
-        .collect::<Result<Vec<_>>>()?;
     let queries = b
         .queries
         .chunks_exact(dim)
@@ -171,7 +225,22 @@ pub fn run(b: &AnnBench) -> Result<Vec<AnnBenchRow>> {
     let (index, build_s) = match cached {
         Some(idx) => (idx, started.elapsed().as_secs_f64()),
         None => {
+            // The rows go to the builder one at a time: the index holds the only copy.
+            let mut failed = None;
+            let items = b.base.rows(dim)?.enumerate().map_while(|(i, row)| {
+                let item = row.and_then(|row| Ok(Embedding::new("base", &row, dim)?));
+                match item {
+                    Ok(e) => Some((i as u32, e, topic_of(i).into_iter().collect())),
+                    Err(e) => {
+                        failed = Some(e);
+                        None
+                    }
+                }
+            });
             let idx = HnswIndex::build_tagged(dim, items, b.build, HnswSearchParams::default())?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
             let build_s = started.elapsed().as_secs_f64();
             match &b.index_cache {
                 Some(p) => {
@@ -216,8 +285,15 @@ pub fn run(b: &AnnBench) -> Result<Vec<AnnBenchRow>> {
                 .chunks_exact(*gt_k)
                 .map(|row| row.iter().take(b.k).map(|&x| x as u32).collect())
                 .collect(),
-            (_, _, None) => topic_ground_truth(&b.base, &b.queries, dim, b.k, b.topics)?,
-            _ => exact_ground_truth(&b.base, &b.queries, dim, b.k, allow.as_ref())?,
+            (_, _, None) => {
+                let topics = b.topics;
+                let keep = move |j: usize, id: u32| id % topics == j as u32 % topics;
+                exact_truth(&b.base, &queries, dim, b.k, &keep)?
+            }
+            (_, Some(allow), _) => {
+                exact_truth(&b.base, &queries, dim, b.k, &|_, id| allow.contains(id))?
+            }
+            (None, None, Some(_)) => exact_truth(&b.base, &queries, dim, b.k, &|_, _| true)?,
         };
         let filter = allow.as_ref().map_or(Filter::All, Filter::Allow);
         let search = |j: usize, q: &[f32], params: &HnswSearchParams| match share {
@@ -294,49 +370,91 @@ fn process_cpu_seconds() -> f64 {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
+    use steerfeed::ann::FlatIndex;
     use steerfeed::world::vectors::dataset;
 
     use super::*;
+
+    /// Exact neighbours by the flat index (the engine's exact scan), an oracle apart
+    /// from the blocked pass.
+    fn flat_truth(base: &[f32], q: &[f32], dim: usize, k: usize, allow: &IdSet) -> Vec<u32> {
+        let flat = FlatIndex::new(dim);
+        for (i, row) in base.chunks_exact(dim).enumerate() {
+            flat.insert(i as u32, &Embedding::new("base", row, dim).unwrap())
+                .unwrap();
+        }
+        let hits = flat.search(q, k, Filter::Allow(allow)).unwrap();
+        hits.into_iter().map(|h| h.id).collect()
+    }
+
+    #[test]
+    fn the_blocked_truth_is_exact_from_memory_and_from_a_file() {
+        let (dim, n, topics) = (16, 3_000, 7u32);
+        let (base, queries) = dataset(n, 12, dim, 8);
+        let queries: Vec<Vec<f32>> = queries.chunks_exact(dim).map(<[f32]>::to_vec).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("base.fvecs");
+        super::super::texmex::write_fvecs(&path, &base, dim).unwrap();
+        let file = Base::File(FvecsFile::open(&path).unwrap());
+        let memory = Base::Memory(base.clone());
+        let keep = |j: usize, id: u32| id % topics == j as u32 % topics;
+        // Blocks that do not divide the base, and one block holding all of it.
+        for block in [97, 4096] {
+            for source in [&memory, &file] {
+                let topic = exact_truth_in_blocks(source, &queries, dim, 10, &keep, block).unwrap();
+                let all =
+                    exact_truth_in_blocks(source, &queries, dim, 10, &|_, _| true, block).unwrap();
+                for (j, q) in queries.iter().enumerate() {
+                    let members: IdSet = (0..n as u32).filter(|&i| keep(j, i)).collect();
+                    assert_eq!(topic[j], flat_truth(&base, q, dim, 10, &members));
+                    let everyone: IdSet = (0..n as u32).collect();
+                    assert_eq!(all[j], flat_truth(&base, q, dim, 10, &everyone));
+                }
+            }
+        }
+    }
 
     #[test]
     fn topic_rows_search_each_querys_topic_with_the_recall_of_exact_search() {
         let (dim, topics) = (16, 7);
         let (base, queries) = dataset(3_000, 40, dim, 8);
-        // The topic truth agrees with the flat index under the topic's allow-list.
-        let truth = topic_ground_truth(&base, &queries, dim, 10, topics).unwrap();
-        for (j, q) in queries.chunks_exact(dim).enumerate().take(5) {
-            let members: IdSet = (0..3_000u32)
-                .filter(|i| i % topics == j as u32 % topics)
-                .collect();
-            let flat = exact_ground_truth(&base, q, dim, 10, Some(&members)).unwrap();
-            assert_eq!(truth[j], flat[0]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("base.fvecs");
+        super::super::texmex::write_fvecs(&path, &base, dim).unwrap();
+        // In memory, and read from its file as a set larger than memory is.
+        for base in [
+            Base::Memory(base),
+            Base::File(FvecsFile::open(&path).unwrap()),
+        ] {
+            let bench = AnnBench {
+                base,
+                queries: queries.clone(),
+                dim,
+                ground_truth: None,
+                k: 10,
+                build: HnswBuildParams {
+                    m: 8,
+                    ef_construction: 64,
+                    threads: 2,
+                    partition_min: 100,
+                    ..HnswBuildParams::default()
+                },
+                efs: vec![64],
+                threads: 1,
+                allow: vec![0.1],
+                topics,
+                index_cache: None,
+            };
+            let rows = run(&bench).unwrap();
+            assert_eq!(rows.len(), 3);
+            assert_eq!((rows[0].allow, rows[0].topics, rows[0].n), (1.0, 0, 3_000));
+            assert_eq!((rows[1].allow, rows[1].topics), (0.1, 0));
+            let topic = &rows[2];
+            assert_eq!(topic.topics, topics);
+            assert!((topic.allow - 1.0 / 7.0).abs() < 1e-6);
+            for row in &rows {
+                assert!(row.recall_at_k >= 0.95, "{row:?}");
+            }
         }
-        let bench = AnnBench {
-            base,
-            queries,
-            dim,
-            ground_truth: None,
-            k: 10,
-            build: HnswBuildParams {
-                m: 8,
-                ef_construction: 64,
-                threads: 2,
-                partition_min: 100,
-                ..HnswBuildParams::default()
-            },
-            efs: vec![64],
-            threads: 1,
-            allow: vec![0.1],
-            topics,
-            index_cache: None,
-        };
-        let rows = run(&bench).unwrap();
-        assert_eq!(rows.len(), 3);
-        assert_eq!((rows[0].allow, rows[0].topics), (1.0, 0));
-        assert_eq!((rows[1].allow, rows[1].topics), (0.1, 0));
-        let topic = &rows[2];
-        assert_eq!(topic.topics, topics);
-        assert!((topic.allow - 1.0 / 7.0).abs() < 1e-6);
-        assert!(topic.recall_at_k >= 0.95, "{topic:?}");
     }
 }

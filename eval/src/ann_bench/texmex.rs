@@ -3,7 +3,7 @@
 //! with `i32` values, used for ground-truth neighbour lists).
 
 use std::io::{BufReader, BufWriter, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use steerfeed::ann::{Error, Result};
 
@@ -74,12 +74,7 @@ pub fn read_ivecs(path: &Path, limit: Option<usize>) -> Result<(Vec<i32>, usize)
     read_rows(path, limit, i32::from_le_bytes)
 }
 
-fn write_rows<T: Copy>(
-    path: &Path,
-    values: &[T],
-    dim: usize,
-    encode: fn(T) -> [u8; 4],
-) -> Result<()> {
+fn write_ivecs_rows(path: &Path, values: &[i32], dim: usize) -> Result<()> {
     let io = |source| Error::Io {
         path: path.to_path_buf(),
         source,
@@ -89,7 +84,7 @@ fn write_rows<T: Copy>(
     for row in values.chunks_exact(dim.max(1)) {
         w.write_all(&d.to_le_bytes()).map_err(io)?;
         for &x in row {
-            w.write_all(&encode(x)).map_err(io)?;
+            w.write_all(&x.to_le_bytes()).map_err(io)?;
         }
     }
     w.flush().map_err(io)
@@ -97,12 +92,172 @@ fn write_rows<T: Copy>(
 
 /// Writes row-major vectors as `.fvecs`.
 pub fn write_fvecs(path: &Path, values: &[f32], dim: usize) -> Result<()> {
-    write_rows(path, values, dim, f32::to_le_bytes)
+    let mut w = FvecsWriter::create(path, dim)?;
+    for row in values.chunks_exact(dim.max(1)) {
+        w.push(row)?;
+    }
+    w.finish()
 }
 
 /// Writes row-major integer rows as `.ivecs`.
 pub fn write_ivecs(path: &Path, values: &[i32], dim: usize) -> Result<()> {
-    write_rows(path, values, dim, i32::to_le_bytes)
+    write_ivecs_rows(path, values, dim)
+}
+
+/// An `.fvecs` file read row by row, never whole: a base set larger than memory.
+#[derive(Debug, Clone)]
+pub struct FvecsFile {
+    path: PathBuf,
+    rows: usize,
+    dim: usize,
+}
+
+impl FvecsFile {
+    /// Opens `path`, reading its first row's dimension; the file's length must be a whole
+    /// number of rows of that dimension.
+    pub fn open(path: &Path) -> Result<Self> {
+        let io = |source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        let mut head = [0u8; 4];
+        file.read_exact(&mut head)
+            .map_err(|_| bad(path, "no first row"))?;
+        let d = i32::from_le_bytes(head);
+        if d <= 0 || d > 1 << 16 {
+            return Err(bad(path, format!("row 0: dimension {d} out of range")));
+        }
+        let dim = d as usize;
+        let row_bytes = 4 * (dim as u64 + 1);
+        if len % row_bytes != 0 {
+            return Err(bad(
+                path,
+                format!("{len} bytes is not a whole number of {dim}-dimension rows"),
+            ));
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            rows: (len / row_bytes) as usize,
+            dim,
+        })
+    }
+
+    /// Rows in the file.
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// True when the file holds no row.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Dimension of every row.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// The rows in order, each checked (its dimension, finite values); reading stops
+    /// at the first error.
+    pub fn rows(&self) -> Result<impl Iterator<Item = Result<Vec<f32>>> + use<>> {
+        let path = self.path.clone();
+        let file = std::fs::File::open(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let mut r = BufReader::with_capacity(1 << 20, file);
+        let (dim, total) = (self.dim, self.rows);
+        let mut row = 0usize;
+        let mut buf = vec![0u8; 4 * (dim + 1)];
+        let mut failed = false;
+        Ok(std::iter::from_fn(move || {
+            if failed || row >= total {
+                return None;
+            }
+            let read = match r.read_exact(&mut buf) {
+                Ok(()) => decode_row(&path, row, dim, &buf),
+                Err(_) => Err(bad(&path, format!("row {row} is truncated"))),
+            };
+            failed = read.is_err();
+            row += 1;
+            Some(read)
+        }))
+    }
+}
+
+fn decode_row(path: &Path, row: usize, dim: usize, buf: &[u8]) -> Result<Vec<f32>> {
+    let d = i32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    if usize::try_from(d).ok() != Some(dim) {
+        return Err(bad(
+            path,
+            format!("row {row}: dimension {d} differs from the first row's"),
+        ));
+    }
+    let values: Vec<f32> = buf[4..]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    if let Some(i) = values.iter().position(|x| !x.is_finite()) {
+        return Err(bad(path, format!("row {row}: value {i} is not finite")));
+    }
+    Ok(values)
+}
+
+/// Writes `.fvecs` one row at a time.
+#[derive(Debug)]
+pub struct FvecsWriter {
+    path: PathBuf,
+    out: BufWriter<std::fs::File>,
+    dim: usize,
+}
+
+impl FvecsWriter {
+    /// Creates (or truncates) `path` for rows of `dim` values.
+    pub fn create(path: &Path, dim: usize) -> Result<Self> {
+        if i32::try_from(dim).is_err() {
+            return Err(bad(path, "dimension too large"));
+        }
+        let file = std::fs::File::create(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            out: BufWriter::with_capacity(1 << 20, file),
+            dim,
+        })
+    }
+
+    /// Appends one row of exactly `dim` values.
+    pub fn push(&mut self, row: &[f32]) -> Result<()> {
+        if row.len() != self.dim {
+            return Err(bad(
+                &self.path,
+                format!("a row of {} values, not {}", row.len(), self.dim),
+            ));
+        }
+        let io = |source| Error::Io {
+            path: self.path.clone(),
+            source,
+        };
+        self.out
+            .write_all(&(self.dim as i32).to_le_bytes())
+            .map_err(io)?;
+        for &x in row {
+            self.out.write_all(&x.to_le_bytes()).map_err(io)?;
+        }
+        Ok(())
+    }
+
+    /// Flushes the file.
+    pub fn finish(mut self) -> Result<()> {
+        self.out.flush().map_err(|source| Error::Io {
+            path: self.path.clone(),
+            source,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -125,5 +280,46 @@ mod tests {
         assert!(matches!(read_fvecs(&p, None), Err(Error::BadFile { .. })));
         std::fs::write(&p, [0xff, 0xff, 0xff, 0xff]).unwrap();
         assert!(matches!(read_fvecs(&p, None), Err(Error::BadFile { .. })));
+    }
+
+    #[test]
+    fn an_fvecs_file_streams_its_rows_and_damage_is_an_error_at_its_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("b.fvecs");
+        let rows: Vec<Vec<f32>> = (0..5).map(|i| vec![i as f32, 0.5, -1.0]).collect();
+        let mut w = FvecsWriter::create(&p, 3).unwrap();
+        for r in &rows {
+            w.push(r).unwrap();
+        }
+        assert!(w.push(&[1.0]).is_err());
+        w.finish().unwrap();
+        // The same bytes as the whole-slice writer.
+        let q = dir.path().join("c.fvecs");
+        write_fvecs(&q, &rows.concat(), 3).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), std::fs::read(&q).unwrap());
+        let f = FvecsFile::open(&p).unwrap();
+        assert_eq!((f.len(), f.dim()), (5, 3));
+        let back: Vec<Vec<f32>> = f.rows().unwrap().map(Result::unwrap).collect();
+        assert_eq!(back, rows);
+
+        // A NaN in row 2, then a row of another dimension: the third row is an error
+        // and nothing is read after it.
+        let mut bytes = std::fs::read(&p).unwrap();
+        bytes[2 * 16 + 8..2 * 16 + 12].copy_from_slice(&f32::NAN.to_le_bytes());
+        std::fs::write(&p, &bytes).unwrap();
+        let read: Vec<_> = FvecsFile::open(&p).unwrap().rows().unwrap().collect();
+        assert_eq!(read.len(), 3);
+        assert!(read[2].is_err() && read[1].is_ok());
+        bytes[2 * 16 + 8..2 * 16 + 12].copy_from_slice(&(-1.0f32).to_le_bytes());
+        bytes[3 * 16..3 * 16 + 4].copy_from_slice(&4i32.to_le_bytes());
+        std::fs::write(&p, &bytes).unwrap();
+        let read: Vec<_> = FvecsFile::open(&p).unwrap().rows().unwrap().collect();
+        assert_eq!(read.len(), 4);
+        assert!(read[2].is_ok() && read[3].is_err());
+        // A file that is not whole rows is refused at open.
+        std::fs::write(&p, &bytes[..bytes.len() - 4]).unwrap();
+        assert!(matches!(FvecsFile::open(&p), Err(Error::BadFile { .. })));
+        std::fs::write(&p, []).unwrap();
+        assert!(FvecsFile::open(&p).is_err());
     }
 }
