@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use steerfeed::ann::{HnswBuildParams, VectorStorage};
+use steerfeed::ann::{HnswBuildParams, HnswSearchParams, VectorStorage};
 use steerfeed::world::vectors::{dataset, dataset_rows};
 
 use self::run::{AnnBench, Base, exact_truth, run};
@@ -46,6 +46,10 @@ pub struct AnnArgs {
     /// Candidate list sizes to search with, comma-separated.
     #[arg(long, default_value = "16,32,64,128,256", value_delimiter = ',')]
     ef: Vec<usize>,
+    /// Filtered searches whose allowed share is at or below this scan the allowed
+    /// vectors instead of walking the graph (`[index.search] exact_below`).
+    #[arg(long, default_value_t = HnswSearchParams::default().exact_below)]
+    exact_below: f32,
     /// Query threads (each runs one query per call).
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -154,6 +158,10 @@ pub fn ann(args: AnnArgs) -> anyhow::Result<()> {
             ..HnswBuildParams::default()
         },
         efs: args.ef,
+        search: HnswSearchParams {
+            exact_below: args.exact_below,
+            ..HnswSearchParams::default()
+        },
         threads: args.threads,
         allow: args.allow,
         topics: args.topics,

@@ -32,6 +32,8 @@ pub struct AnnBench {
     pub build: HnswBuildParams,
     /// The `ef` values to try.
     pub efs: Vec<usize>,
+    /// Search parameters besides `ef` (the filter rule's `exact_below`, `max_ef`).
+    pub search: HnswSearchParams,
     /// Threads running queries (each thread one query per call).
     pub threads: usize,
     /// Allow-list shares to test as filters (e.g. 0.01, 0.1, 0.5); empty for none.
@@ -302,13 +304,10 @@ pub fn run(b: &AnnBench) -> Result<Vec<AnnBenchRow>> {
         };
         // One untimed pass warms caches and page tables, as a freshly built index is.
         for (j, q) in queries.iter().enumerate().take(200) {
-            search(j, q, &HnswSearchParams::default())?;
+            search(j, q, &b.search)?;
         }
         for &ef in &b.efs {
-            let params = HnswSearchParams {
-                ef,
-                ..HnswSearchParams::default()
-            };
+            let params = HnswSearchParams { ef, ..b.search };
             let started = Instant::now();
             let cpu_started = process_cpu_seconds();
             let results: Vec<Result<Vec<u32>>> = pool.install(|| {
@@ -440,6 +439,7 @@ mod tests {
                     ..HnswBuildParams::default()
                 },
                 efs: vec![64],
+                search: HnswSearchParams::default(),
                 threads: 1,
                 allow: vec![0.1],
                 topics,
