@@ -14,9 +14,10 @@
 # each built, saved, read back and measured in turn: an int8 graph then maps its exact
 # vectors from the file, as an engine that opens its index does), HNSWLIB (1; 0 skips
 # hnswlib, for a set it cannot hold: it reads the whole base into memory, then copies it).
-# steerfeed reads the base file as it builds and holds only the index's copy, so its
-# limit is the index itself (at 10M × 384, int8: about 5 GiB of arrays beside 15 GB of
-# vectors written to the index file and then mapped from it).
+# steerfeed reads the base file row by row as it builds, so the build's own copy of the
+# floats is the only one (at 10M × 384 the build holds 15.4 GB of floats beside about
+# 6.5 GB of int8 rows and links; once saved and read back, an int8 index keeps about
+# 5 GiB of arrays and maps the floats from its file).
 # hnswlib is installed from PyPI into a virtualenv in the set-up cache (built from
 # source with the machine's compiler, so it uses the same SIMD the CPU has).
 set -euo pipefail
@@ -31,7 +32,7 @@ HNSWLIB="${HNSWLIB:-1}"
 CACHE="${STEERFEED_CACHE:-${HOME:-/tmp}/.cache/steerfeed}"
 VENV="$CACHE/bench-venv"
 
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import hnswlib, numpy' 2>/dev/null; then
+if [ "$HNSWLIB" != 0 ] && { [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import hnswlib, numpy' 2>/dev/null; }; then
   echo "ann_compare: installing hnswlib and numpy into $VENV" >&2
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check numpy 'hnswlib==0.8.0'

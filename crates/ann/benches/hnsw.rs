@@ -1,4 +1,5 @@
-//! Criterion benches of the HNSW index: single-query search at 100k × 384 (and 1M × 384
+//! Criterion benches of the HNSW index with the default (int8) rows: single-query search
+//! at 100k × 384 (and 1M × 384
 //! with STEERFEED_BENCH_LARGE=1), unfiltered and with 10 % and 1 % allow-lists, and the
 //! build at 20k × 384. Seeded data; built indexes are cached in the set-up cache
 //! (`$STEERFEED_CACHE/bench-index/`) so a second run starts at once. Results are checked
@@ -79,7 +80,9 @@ fn search_benches(c: &mut Criterion) {
         let (base, queries) = dataset(n, 1000, DIM, SEED);
         let idx = index(n, &base);
         let queries: Vec<&[f32]> = queries.chunks_exact(DIM).collect();
-        let tag = format!("{}_{DIM}d", label(n));
+        // The engine's default storage, named: benches of another storage keep apart.
+        let storage = format!("{:?}", HnswBuildParams::default().vectors).to_lowercase();
+        let tag = format!("{}_{DIM}d_{storage}", label(n));
         for ef in [32usize, 64] {
             let params = HnswSearchParams {
                 ef,

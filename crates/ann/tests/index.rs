@@ -43,12 +43,20 @@ fn emb(row: &[f32]) -> Embedding {
 }
 
 fn params() -> HnswBuildParams {
+    params_as(VectorStorage::default())
+}
+
+fn params_as(vectors: VectorStorage) -> HnswBuildParams {
     HnswBuildParams {
         m: 12,
         ef_construction: 100,
+        vectors,
         ..HnswBuildParams::default()
     }
 }
+
+/// Both storages, for tests of behaviour that must not depend on the rows' form.
+const STORAGES: [VectorStorage; 2] = [VectorStorage::Int8, VectorStorage::F32];
 
 struct Fixture {
     hnsw: HnswIndex,
@@ -57,6 +65,10 @@ struct Fixture {
 }
 
 fn fixture(n: usize, seed: u64) -> Fixture {
+    fixture_as(n, seed, VectorStorage::default())
+}
+
+fn fixture_as(n: usize, seed: u64, storage: VectorStorage) -> Fixture {
     let (base, queries) = dataset(n, 100, DIM, seed);
     let items: Vec<(u32, Embedding)> = base
         .chunks_exact(DIM)
@@ -67,7 +79,8 @@ fn fixture(n: usize, seed: u64) -> Fixture {
     for (id, e) in &items {
         flat.insert(*id, e).unwrap();
     }
-    let hnsw = HnswIndex::build(DIM, items, params(), HnswSearchParams::default()).unwrap();
+    let hnsw =
+        HnswIndex::build(DIM, items, params_as(storage), HnswSearchParams::default()).unwrap();
     Fixture {
         hnsw,
         flat,
@@ -103,9 +116,11 @@ fn recall(index: &dyn VectorIndex, flat: &FlatIndex, queries: &[f32], filter: Fi
 
 #[test]
 fn hnsw_recall_at_10_is_at_least_0_95() {
-    let f = fixture(6000, 1);
-    let r = recall(&f.hnsw, &f.flat, &f.queries, Filter::All);
-    assert!(r >= 0.95, "recall {r}");
+    for storage in STORAGES {
+        let f = fixture_as(6000, 1, storage);
+        let r = recall(&f.hnsw, &f.flat, &f.queries, Filter::All);
+        assert!(r >= 0.95, "{storage:?}: recall {r}");
+    }
 }
 
 /// Every hit's similarity is the inner product of the query with its base row (an
@@ -267,51 +282,55 @@ fn saves_that_map_vectors_while_folds_run_never_mix_vectors_up() {
 
 #[test]
 fn filtered_search_keeps_recall_and_returns_k() {
-    let f = fixture(6000, 2);
-    let allow: IdSet = (0..6000u32).filter(|i| i % 10 == 3).collect();
-    let r = recall(&f.hnsw, &f.flat, &f.queries, Filter::Allow(&allow));
-    assert!(r >= 0.95, "10% allow-list recall {r}");
-    let pred = |id: u32| id % 10 == 7;
-    let r = recall(&f.hnsw, &f.flat, &f.queries, Filter::Predicate(&pred));
-    assert!(r >= 0.95, "10% predicate recall {r}");
-    let tiny: IdSet = (0..6000u32).filter(|i| i % 100 == 5).collect();
-    let r = recall(&f.hnsw, &f.flat, &f.queries, Filter::Allow(&tiny));
-    assert!(r >= 0.999, "1% allow-list takes the exact path: recall {r}");
-    let deny: IdSet = (0..6000u32).filter(|i| i % 2 == 0).collect();
-    let r = recall(&f.hnsw, &f.flat, &f.queries, Filter::Deny(&deny));
-    assert!(r >= 0.95, "50% deny-list recall {r}");
+    for storage in STORAGES {
+        let f = fixture_as(6000, 2, storage);
+        let allow: IdSet = (0..6000u32).filter(|i| i % 10 == 3).collect();
+        let r = recall(&f.hnsw, &f.flat, &f.queries, Filter::Allow(&allow));
+        assert!(r >= 0.95, "10% allow-list recall {r}");
+        let pred = |id: u32| id % 10 == 7;
+        let r = recall(&f.hnsw, &f.flat, &f.queries, Filter::Predicate(&pred));
+        assert!(r >= 0.95, "10% predicate recall {r}");
+        let tiny: IdSet = (0..6000u32).filter(|i| i % 100 == 5).collect();
+        let r = recall(&f.hnsw, &f.flat, &f.queries, Filter::Allow(&tiny));
+        assert!(r >= 0.999, "1% allow-list takes the exact path: recall {r}");
+        let deny: IdSet = (0..6000u32).filter(|i| i % 2 == 0).collect();
+        let r = recall(&f.hnsw, &f.flat, &f.queries, Filter::Deny(&deny));
+        assert!(r >= 0.95, "50% deny-list recall {r}");
+    }
 }
 
 #[test]
 fn deletes_take_effect_and_compaction_drops_tombstones() {
-    let f = fixture(5000, 3);
-    for id in (0..5000u32).filter(|i| i % 3 == 0) {
-        assert!(f.hnsw.delete(id));
-        assert!(f.flat.delete(id));
+    for storage in STORAGES {
+        let f = fixture_as(5000, 3, storage);
+        for id in (0..5000u32).filter(|i| i % 3 == 0) {
+            assert!(f.hnsw.delete(id));
+            assert!(f.flat.delete(id));
+        }
+        assert!(!f.hnsw.delete(0), "a second delete reports absence");
+        for q in f.queries.chunks_exact(DIM) {
+            assert!(
+                f.hnsw
+                    .search(q, K, Filter::All)
+                    .unwrap()
+                    .iter()
+                    .all(|h| h.id % 3 != 0)
+            );
+        }
+        let r = recall(&f.hnsw, &f.flat, &f.queries, Filter::All);
+        assert!(r >= 0.95, "recall after deletes {r}");
+        assert!(f.hnsw.stats().graph_tombstones > 0);
+        f.hnsw.compact();
+        let s = f.hnsw.stats();
+        assert_eq!(s.graph_tombstones, 0);
+        assert_eq!(s.graph_nodes, f.hnsw.len());
+        let r = recall(&f.hnsw, &f.flat, &f.queries, Filter::All);
+        assert!(r >= 0.95, "recall after compaction {r}");
+        assert!(matches!(
+            f.hnsw.insert(0, &emb(&f.queries[..DIM])),
+            Err(Error::DuplicateId(0))
+        ));
     }
-    assert!(!f.hnsw.delete(0), "a second delete reports absence");
-    for q in f.queries.chunks_exact(DIM) {
-        assert!(
-            f.hnsw
-                .search(q, K, Filter::All)
-                .unwrap()
-                .iter()
-                .all(|h| h.id % 3 != 0)
-        );
-    }
-    let r = recall(&f.hnsw, &f.flat, &f.queries, Filter::All);
-    assert!(r >= 0.95, "recall after deletes {r}");
-    assert!(f.hnsw.stats().graph_tombstones > 0);
-    f.hnsw.compact();
-    let s = f.hnsw.stats();
-    assert_eq!(s.graph_tombstones, 0);
-    assert_eq!(s.graph_nodes, f.hnsw.len());
-    let r = recall(&f.hnsw, &f.flat, &f.queries, Filter::All);
-    assert!(r >= 0.95, "recall after compaction {r}");
-    assert!(matches!(
-        f.hnsw.insert(0, &emb(&f.queries[..DIM])),
-        Err(Error::DuplicateId(0))
-    ));
 }
 
 #[test]
@@ -408,78 +427,81 @@ fn compactions_chain_until_the_live_segment_is_under_max_live() {
 
 #[test]
 fn a_live_segment_beside_a_larger_graph_is_folded_in_without_a_rebuild() {
-    let (base, queries) = dataset(6000, 100, DIM, 8);
-    let max_live = 200;
-    let items: Vec<(u32, Embedding)> = base[..4000 * DIM]
-        .chunks_exact(DIM)
-        .enumerate()
-        .map(|(i, r)| (i as u32, emb(r)))
-        .collect();
-    let build = HnswBuildParams {
-        max_live,
-        threads: 1,
-        ..params()
-    };
-    let hnsw = Arc::new(HnswIndex::build(DIM, items, build, HnswSearchParams::default()).unwrap());
-    let flat = FlatIndex::new(DIM);
-    for (i, row) in base.chunks_exact(DIM).enumerate() {
-        flat.insert(i as u32, &emb(row)).unwrap();
-    }
-    let done = Arc::new(AtomicBool::new(false));
-    // A reader while folds run: each id at most once, and always K results.
-    let reader = {
-        let (hnsw, done, queries) = (hnsw.clone(), done.clone(), queries.clone());
-        std::thread::spawn(move || {
-            let mut searches = 0usize;
-            while !done.load(Ordering::SeqCst) || searches < 50 {
-                let q = &queries[searches % 100 * DIM..][..DIM];
-                let hits = hnsw.search(q, K, Filter::All).unwrap();
-                let ids: HashSet<u32> = hits.iter().map(|h| h.id).collect();
-                assert_eq!(ids.len(), hits.len(), "an id returned twice: {hits:?}");
-                assert_eq!(hits.len(), K);
-                searches += 1;
-            }
-        })
-    };
-    for (i, row) in base.chunks_exact(DIM).enumerate().skip(4000) {
-        hnsw.insert(i as u32, &emb(row)).unwrap();
-    }
-    settle(&hnsw);
-    done.store(true, Ordering::SeqCst);
-    reader.join().unwrap();
+    for storage in STORAGES {
+        let (base, queries) = dataset(6000, 100, DIM, 8);
+        let max_live = 200;
+        let items: Vec<(u32, Embedding)> = base[..4000 * DIM]
+            .chunks_exact(DIM)
+            .enumerate()
+            .map(|(i, r)| (i as u32, emb(r)))
+            .collect();
+        let build = HnswBuildParams {
+            max_live,
+            threads: 1,
+            ..params_as(storage)
+        };
+        let hnsw =
+            Arc::new(HnswIndex::build(DIM, items, build, HnswSearchParams::default()).unwrap());
+        let flat = FlatIndex::new(DIM);
+        for (i, row) in base.chunks_exact(DIM).enumerate() {
+            flat.insert(i as u32, &emb(row)).unwrap();
+        }
+        let done = Arc::new(AtomicBool::new(false));
+        // A reader while folds run: each id at most once, and always K results.
+        let reader = {
+            let (hnsw, done, queries) = (hnsw.clone(), done.clone(), queries.clone());
+            std::thread::spawn(move || {
+                let mut searches = 0usize;
+                while !done.load(Ordering::SeqCst) || searches < 50 {
+                    let q = &queries[searches % 100 * DIM..][..DIM];
+                    let hits = hnsw.search(q, K, Filter::All).unwrap();
+                    let ids: HashSet<u32> = hits.iter().map(|h| h.id).collect();
+                    assert_eq!(ids.len(), hits.len(), "an id returned twice: {hits:?}");
+                    assert_eq!(hits.len(), K);
+                    searches += 1;
+                }
+            })
+        };
+        for (i, row) in base.chunks_exact(DIM).enumerate().skip(4000) {
+            hnsw.insert(i as u32, &emb(row)).unwrap();
+        }
+        settle(&hnsw);
+        done.store(true, Ordering::SeqCst);
+        reader.join().unwrap();
 
-    let s = hnsw.stats();
-    assert_eq!(s.compactions, 0, "no rebuild: {s:?}");
-    assert!(s.live_segment < max_live, "{s:?}");
-    assert_eq!(s.graph_nodes + s.live_segment, 6000, "{s:?}");
-    assert_eq!(s.folded as usize, s.graph_nodes - 4000, "{s:?}");
-    let r = recall(hnsw.as_ref(), &flat, &queries, Filter::All);
-    assert!(r >= 0.95, "recall after folding {r}");
-    let folded: Vec<u32> = (4000..6000u32).filter(|&i| hnsw.in_graph(i)).collect();
-    assert!(folded.len() > 2000 - max_live);
-    let found_itself = folded
-        .iter()
-        .filter(|&&i| {
-            let q = &base[i as usize * DIM..][..DIM];
-            hnsw.search(q, 1, Filter::All).unwrap()[0].id == i
-        })
-        .count();
-    assert!(
-        found_itself as f64 >= 0.99 * folded.len() as f64,
-        "{found_itself} of {} folded vectors are their own nearest neighbour",
-        folded.len()
-    );
-
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("folded.hnsw");
-    hnsw.save(&path).unwrap();
-    let loaded = HnswIndex::load(&path, DIM, build, HnswSearchParams::default()).unwrap();
-    assert_eq!(loaded.stats().graph_nodes, s.graph_nodes);
-    for q in queries.chunks_exact(DIM) {
-        assert_eq!(
-            loaded.search(q, K, Filter::All).unwrap(),
-            hnsw.search(q, K, Filter::All).unwrap()
+        let s = hnsw.stats();
+        assert_eq!(s.compactions, 0, "no rebuild: {s:?}");
+        assert!(s.live_segment < max_live, "{s:?}");
+        assert_eq!(s.graph_nodes + s.live_segment, 6000, "{s:?}");
+        assert_eq!(s.folded as usize, s.graph_nodes - 4000, "{s:?}");
+        let r = recall(hnsw.as_ref(), &flat, &queries, Filter::All);
+        assert!(r >= 0.95, "recall after folding {r}");
+        let folded: Vec<u32> = (4000..6000u32).filter(|&i| hnsw.in_graph(i)).collect();
+        assert!(folded.len() > 2000 - max_live);
+        let found_itself = folded
+            .iter()
+            .filter(|&&i| {
+                let q = &base[i as usize * DIM..][..DIM];
+                hnsw.search(q, 1, Filter::All).unwrap()[0].id == i
+            })
+            .count();
+        assert!(
+            found_itself as f64 >= 0.99 * folded.len() as f64,
+            "{found_itself} of {} folded vectors are their own nearest neighbour",
+            folded.len()
         );
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("folded.hnsw");
+        hnsw.save(&path).unwrap();
+        let loaded = HnswIndex::load(&path, DIM, build, HnswSearchParams::default()).unwrap();
+        assert_eq!(loaded.stats().graph_nodes, s.graph_nodes);
+        for q in queries.chunks_exact(DIM) {
+            assert_eq!(
+                loaded.search(q, K, Filter::All).unwrap(),
+                hnsw.search(q, K, Filter::All).unwrap()
+            );
+        }
     }
 }
 

@@ -14,7 +14,9 @@ use steerfeed::ann::{HnswBuildParams, HnswSearchParams, VectorStorage};
 use steerfeed::world::vectors::{dataset, dataset_rows};
 
 use self::run::{AnnBench, Base, exact_truth, run};
-use self::texmex::{FvecsFile, FvecsWriter, read_fvecs, read_ivecs, write_fvecs, write_ivecs};
+use self::texmex::{
+    FvecsFile, FvecsWriter, MAX_DIM, read_fvecs, read_ivecs, write_fvecs, write_ivecs,
+};
 
 /// Arguments of `steerfeed bench ann`.
 #[derive(Debug, Args)]
@@ -93,24 +95,34 @@ fn parse_synthetic(s: &str) -> anyhow::Result<(usize, usize, u64)> {
     let [n, dim, seed] = parts[..] else {
         bail!("--synthetic takes N,DIM,SEED, e.g. 200000,384,42");
     };
-    Ok((
+    let (n, dim, seed): (usize, usize, u64) = (
         n.parse().context("N")?,
         dim.parse().context("DIM")?,
         seed.parse().context("SEED")?,
-    ))
+    );
+    if n == 0 || dim == 0 || dim > MAX_DIM {
+        bail!("--synthetic needs N above zero and DIM from 1 to {MAX_DIM}");
+    }
+    Ok((n, dim, seed))
 }
 
 /// Runs the benchmark and prints one JSON object per line.
 pub fn ann(args: AnnArgs) -> anyhow::Result<()> {
+    if args.queries == 0 {
+        bail!("--queries must be above zero");
+    }
+    // Checked before any build, which can take hours.
+    HnswSearchParams {
+        exact_below: args.exact_below,
+        ..HnswSearchParams::default()
+    }
+    .validate()?;
     if let Some(dir) = &args.write {
         return write_synthetic(&args, dir);
     }
     let (base, queries, dim, gt) = match &args.synthetic {
         Some(spec) => {
             let (n, dim, seed) = parse_synthetic(spec)?;
-            if n == 0 || dim == 0 || args.queries == 0 {
-                bail!("--synthetic needs N, DIM and --queries above zero");
-            }
             let (base, queries) = dataset(n, args.queries, dim, seed);
             (Base::Memory(base), queries, dim, None)
         }
@@ -130,13 +142,23 @@ pub fn ann(args: AnnArgs) -> anyhow::Result<()> {
                 .as_deref()
                 .map(|p| read_ivecs(p, None))
                 .transpose()?;
-            if let Some((_, gt_k)) = &gt
-                && *gt_k < args.k
-            {
-                bail!(
-                    "ground truth has {gt_k} neighbours per query, fewer than --k {}",
-                    args.k
-                );
+            if let Some((ids, gt_k)) = &gt {
+                if *gt_k < args.k {
+                    bail!(
+                        "ground truth has {gt_k} neighbours per query, fewer than --k {}",
+                        args.k
+                    );
+                }
+                let (rows, nq) = (ids.len() / gt_k, queries.len() / dim);
+                if rows != nq {
+                    bail!("ground truth has {rows} rows for {nq} queries");
+                }
+                if let Some(bad) = ids.iter().find(|&&id| id < 0 || id as usize >= base.len()) {
+                    bail!(
+                        "ground truth names id {bad}, outside the base's {} rows",
+                        base.len()
+                    );
+                }
             }
             (Base::File(base), queries, dim, gt)
         }
@@ -181,9 +203,6 @@ fn write_synthetic(args: &AnnArgs, dir: &std::path::Path) -> anyhow::Result<()> 
         bail!("--write needs --synthetic N,DIM,SEED");
     };
     let (n, dim, seed) = parse_synthetic(spec)?;
-    if n == 0 || dim == 0 || args.queries == 0 {
-        bail!("--synthetic needs N, DIM and --queries above zero");
-    }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut rows = dataset_rows(n, dim, seed);
     let base_path = dir.join("base.fvecs");
@@ -207,4 +226,80 @@ fn write_synthetic(args: &AnnArgs, dir: &std::path::Path) -> anyhow::Result<()> 
         dir.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use clap::Parser;
+    use steerfeed::Embedding;
+    use steerfeed::ann::{Filter, FlatIndex, VectorIndex};
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: AnnArgs,
+    }
+
+    fn parse(args: &[&str]) -> AnnArgs {
+        Cli::try_parse_from(std::iter::once("ann").chain(args.iter().copied()))
+            .unwrap()
+            .args
+    }
+
+    #[test]
+    fn a_written_synthetic_set_is_the_drawn_set_with_its_exact_neighbours() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("set");
+        let out_s = out.to_str().unwrap();
+        ann(parse(&[
+            "--synthetic",
+            "50,8,3",
+            "--queries",
+            "5",
+            "--write",
+            out_s,
+        ]))
+        .unwrap();
+        let (base, queries) = dataset(50, 5, 8, 3);
+        assert_eq!(
+            read_fvecs(&out.join("base.fvecs"), None).unwrap(),
+            (base.clone(), 8)
+        );
+        assert_eq!(
+            read_fvecs(&out.join("query.fvecs"), None).unwrap(),
+            (queries.clone(), 8)
+        );
+        // 100 neighbours are asked for, so all 50, in order, for each of the 5 queries.
+        let (gt, gt_k) = read_ivecs(&out.join("gt.ivecs"), None).unwrap();
+        assert_eq!((gt.len(), gt_k), (250, 50));
+        let flat = FlatIndex::new(8);
+        for (i, row) in base.chunks_exact(8).enumerate() {
+            flat.insert(i as u32, &Embedding::new("base", row, 8).unwrap())
+                .unwrap();
+        }
+        for (q, want) in queries.chunks_exact(8).zip(gt.chunks_exact(50)) {
+            let hits: Vec<i32> = flat
+                .search(q, 50, Filter::All)
+                .unwrap()
+                .into_iter()
+                .map(|h| h.id as i32)
+                .collect();
+            assert_eq!(hits, want);
+        }
+        // Bad arguments are refused before anything is written or built.
+        for bad in [
+            &["--synthetic", "0,8,3", "--write", out_s][..],
+            &["--synthetic", "10,8,3", "--queries", "0"],
+            &["--synthetic", "10,8,3", "--exact-below", "2"],
+        ] {
+            assert!(ann(parse(bad)).is_err(), "{bad:?}");
+        }
+        // --write makes a synthetic set only.
+        let files = Cli::try_parse_from(["ann", "--base", "b", "--query", "q", "--write", out_s]);
+        assert!(files.map_or(true, |c| ann(c.args).is_err()));
+    }
 }

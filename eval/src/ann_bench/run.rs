@@ -85,10 +85,12 @@ pub struct AnnBenchRow {
     pub kernel: &'static str,
     /// How the graph held vectors for its walk.
     pub vectors: VectorStorage,
+    /// The filter rule's scan threshold searched with.
+    pub exact_below: f32,
 }
 
-/// The base set: in memory, or an `.fvecs` file read block by block (a set larger than
-/// memory: the index holds the only copy).
+/// The base set: in memory, or an `.fvecs` file read row by row as the build takes it
+/// and block by block for exact truth, so the build's copy is the only one held.
 #[derive(Debug, Clone)]
 pub enum Base {
     /// Row-major values.
@@ -227,6 +229,10 @@ pub fn run(b: &AnnBench) -> Result<Vec<AnnBenchRow>> {
     let (index, build_s) = match cached {
         Some(idx) => (idx, started.elapsed().as_secs_f64()),
         None => {
+            // A damaged file is refused before a build that can take hours, not after.
+            if let Base::File(file) = &b.base {
+                file.rows()?.try_for_each(|row| row.map(drop))?;
+            }
             // The rows go to the builder one at a time: the index holds the only copy.
             let mut failed = None;
             let items = b.base.rows(dim)?.enumerate().map_while(|(i, row)| {
@@ -343,6 +349,7 @@ pub fn run(b: &AnnBench) -> Result<Vec<AnnBenchRow>> {
                 threads: b.threads.max(1),
                 kernel: dot_kernel(),
                 vectors: b.build.vectors,
+                exact_below: b.search.exact_below,
             });
         }
     }

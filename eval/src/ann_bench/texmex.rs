@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 
 use steerfeed::ann::{Error, Result};
 
+/// The largest dimension read or written.
+pub const MAX_DIM: usize = 1 << 16;
+
 fn bad(path: &Path, reason: impl Into<String>) -> Error {
     Error::BadFile {
         path: path.to_path_buf(),
@@ -38,7 +41,7 @@ fn read_rows<T>(
             Err(e) => return Err(io(e)),
         }
         let d = i32::from_le_bytes(head);
-        if d <= 0 || d > 1 << 16 {
+        if d <= 0 || d as usize > MAX_DIM {
             return Err(bad(path, format!("row {rows}: dimension {d} out of range")));
         }
         let d = d as usize;
@@ -60,13 +63,22 @@ fn read_rows<T>(
     Ok((out, dim.unwrap_or(0)))
 }
 
-/// Reads up to `limit` vectors from an `.fvecs` file: `(row-major values, dim)`.
+/// Reads up to `limit` vectors from an `.fvecs` file: `(row-major values, dim)`; an
+/// empty file gives no vectors.
 pub fn read_fvecs(path: &Path, limit: Option<usize>) -> Result<(Vec<f32>, usize)> {
-    let (v, dim) = read_rows(path, limit, f32::from_le_bytes)?;
-    if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-        return Err(bad(path, format!("value {i} is not finite")));
+    let empty = std::fs::metadata(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if empty.len() == 0 {
+        return Ok((Vec::new(), 0));
     }
-    Ok((v, dim))
+    let file = FvecsFile::open(path)?;
+    let mut values = Vec::new();
+    for row in file.rows()?.take(limit.unwrap_or(usize::MAX)) {
+        values.extend_from_slice(&row?);
+    }
+    Ok((values, file.dim()))
 }
 
 /// Reads up to `limit` rows from an `.ivecs` file: `(row-major values, row length)`.
@@ -123,10 +135,12 @@ impl FvecsFile {
         let mut file = std::fs::File::open(path).map_err(io)?;
         let len = file.metadata().map_err(io)?.len();
         let mut head = [0u8; 4];
-        file.read_exact(&mut head)
-            .map_err(|_| bad(path, "no first row"))?;
+        file.read_exact(&mut head).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => bad(path, "no first row"),
+            _ => io(e),
+        })?;
         let d = i32::from_le_bytes(head);
-        if d <= 0 || d > 1 << 16 {
+        if d <= 0 || d as usize > MAX_DIM {
             return Err(bad(path, format!("row 0: dimension {d} out of range")));
         }
         let dim = d as usize;
@@ -178,7 +192,13 @@ impl FvecsFile {
             }
             let read = match r.read_exact(&mut buf) {
                 Ok(()) => decode_row(&path, row, dim, &buf),
-                Err(_) => Err(bad(&path, format!("row {row} is truncated"))),
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    Err(bad(&path, format!("row {row} is truncated")))
+                }
+                Err(source) => Err(Error::Io {
+                    path: path.clone(),
+                    source,
+                }),
             };
             failed = read.is_err();
             row += 1;
@@ -216,8 +236,8 @@ pub struct FvecsWriter {
 impl FvecsWriter {
     /// Creates (or truncates) `path` for rows of `dim` values.
     pub fn create(path: &Path, dim: usize) -> Result<Self> {
-        if i32::try_from(dim).is_err() {
-            return Err(bad(path, "dimension too large"));
+        if dim == 0 || dim > MAX_DIM {
+            return Err(bad(path, format!("dimension {dim} out of range")));
         }
         let file = std::fs::File::create(path).map_err(|source| Error::Io {
             path: path.to_path_buf(),
@@ -293,10 +313,17 @@ mod tests {
         }
         assert!(w.push(&[1.0]).is_err());
         w.finish().unwrap();
-        // The same bytes as the whole-slice writer.
-        let q = dir.path().join("c.fvecs");
-        write_fvecs(&q, &rows.concat(), 3).unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), std::fs::read(&q).unwrap());
+        // TEXMEX's layout: each row a little-endian i32 dimension, then its floats.
+        let want: Vec<u8> = rows
+            .iter()
+            .flat_map(|r| {
+                let mut b = 3i32.to_le_bytes().to_vec();
+                r.iter().for_each(|x| b.extend_from_slice(&x.to_le_bytes()));
+                b
+            })
+            .collect();
+        assert_eq!(std::fs::read(&p).unwrap(), want);
+        assert!(FvecsWriter::create(&dir.path().join("d.fvecs"), 0).is_err());
         let f = FvecsFile::open(&p).unwrap();
         assert_eq!((f.len(), f.dim()), (5, 3));
         let back: Vec<Vec<f32>> = f.rows().unwrap().map(Result::unwrap).collect();

@@ -297,10 +297,15 @@ mod tests {
     const EF: usize = 40;
 
     fn built(vectors: &[f32], n: usize) -> Graph {
+        built_as(vectors, n, VectorStorage::default())
+    }
+
+    fn built_as(vectors: &[f32], n: usize, storage: VectorStorage) -> Graph {
         let params = HnswBuildParams {
             m: M,
             ef_construction: EF,
             threads: 1,
+            vectors: storage,
             ..HnswBuildParams::default()
         };
         Graph::build(
@@ -322,21 +327,26 @@ mod tests {
 
     #[test]
     fn folded_nodes_keep_the_graph_well_formed_and_are_found() {
-        let (vectors, queries) = dataset(900, 60, DIM, 11);
-        let mut g = built(&vectors, 300);
-        fold(&mut g, &vectors, 300, 900);
-        assert_eq!(g.len(), 900);
-        assert_well_formed(&g);
-        // Every folded vector is its own nearest neighbour through the walk.
-        for row in 300..900u32 {
-            let mut top = TopK::new(1);
-            let v = &vectors[row as usize * DIM..][..DIM];
-            g.search(v, 1, 32, 32, None, &mut top);
-            assert_eq!(top.into_hits()[0].id, row);
+        for storage in [VectorStorage::Int8, VectorStorage::F32] {
+            let (vectors, queries) = dataset(900, 60, DIM, 11);
+            let mut g = built_as(&vectors, 300, storage);
+            fold(&mut g, &vectors, 300, 900);
+            assert_eq!(g.len(), 900);
+            assert_well_formed(&g);
+            // Every folded vector is its own nearest neighbour through the walk.
+            for row in 300..900u32 {
+                let mut top = TopK::new(1);
+                let v = &vectors[row as usize * DIM..][..DIM];
+                g.search(v, 1, 32, 32, None, &mut top);
+                assert_eq!(top.into_hits()[0].id, row);
+            }
+            // And queries find their brute-force nearest neighbour.
+            let found = found_first(&g, &queries, 32);
+            assert!(
+                found >= 57,
+                "{storage:?}: {found} of 60 queries found their nearest"
+            );
         }
-        // And queries find their brute-force nearest neighbour.
-        let found = found_first(&g, &queries, 32);
-        assert!(found >= 57, "{found} of 60 queries found their nearest");
     }
 
     #[test]

@@ -846,18 +846,22 @@ impl Graph {
     /// bytes and its results are exact unless the codes misplace a true neighbour
     /// below that many others.
     pub(crate) fn scan_nodes(&self, query: &[f32], nodes: &[Node], top: &mut TopK) {
-        // Rows in random order: every line of a row is fetched this many rows ahead.
-        const AHEAD: usize = 8;
         match self.storage {
             VectorStorage::F32 => {
+                // A float row is 24 lines: its first two are fetched, and the hardware
+                // prefetcher follows the rest.
+                const AHEAD: usize = 4;
                 for (i, &node) in nodes.iter().enumerate() {
                     if let Some(&ahead) = nodes.get(i + AHEAD) {
-                        prefetch_all(self.scored(ahead));
+                        prefetch(self.scored(ahead));
                     }
                     top.push(dot(query, self.vector(node)), self.labels[node as usize]);
                 }
             }
             VectorStorage::Int8 => {
+                // Codes are 6 to 7 lines, in rows of random order: every line is fetched,
+                // this many rows ahead.
+                const AHEAD: usize = 8;
                 let codes = QueryCodes::new(query);
                 let mut near = TopK::new((4 * top.k()).max(top.k() + 32));
                 for (i, &node) in nodes.iter().enumerate() {
