@@ -178,6 +178,11 @@ pub struct Constraints {
 }
 
 impl Constraints {
+    /// The taxonomy topics of the `only` concepts (a phrase-only concept has none).
+    pub fn only_topics(&self) -> Vec<TopicId> {
+        self.only.iter().filter_map(|c| c.topic.clone()).collect()
+    }
+
     /// True when nothing would change the ranking (rejections, unclear parts and expiry do
     /// not count).
     pub fn is_empty(&self) -> bool {

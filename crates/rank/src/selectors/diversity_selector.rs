@@ -44,12 +44,7 @@ impl Selector for DiversitySelector {
         candidates: Vec<Candidate>,
         limit: usize,
     ) -> Result<Vec<Candidate>> {
-        let only: Vec<TopicId> = ctx
-            .constraints
-            .only
-            .iter()
-            .filter_map(|c| c.topic.clone())
-            .collect();
+        let only = ctx.constraints.only_topics();
         let boosted: Vec<TopicId> = ctx
             .constraints
             .boost

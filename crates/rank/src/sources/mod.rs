@@ -45,7 +45,7 @@ pub use social_cameo::SocialCameoSource;
 pub use steer_ann::SteerAnnSource;
 pub use steer_topic::SteerTopicSource;
 use steerfeed_core::ports::{Neighbor, VectorSearch, VideoCatalog};
-use steerfeed_core::{Candidate, FeedContext, Reason, Result, TopicId, Video, VideoId};
+use steerfeed_core::{Candidate, FeedContext, Reason, Result, Video, VideoId};
 pub use trending::TrendingSource;
 
 /// How many candidates each source may propose per request, one default each.
@@ -133,12 +133,7 @@ impl Nearest {
         query: &[f32],
         k: usize,
     ) -> Result<Self> {
-        let topics: Vec<TopicId> = ctx
-            .constraints
-            .only
-            .iter()
-            .filter_map(|c| c.topic.clone())
-            .collect();
+        let topics = ctx.constraints.only_topics();
         let on_topic = if topics.is_empty() {
             Vec::new()
         } else {
