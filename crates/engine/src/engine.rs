@@ -1307,7 +1307,7 @@ impl Ranker {
         let mut models = ModelHistory::default();
         if let Some(path) = model {
             let m = RankModel::load(path)?;
-            slot.set(Some(m.head_models()?));
+            slot.set(Some(m.scoring_model()?));
             tracing::info!(profile = name, model = %m.id, path = %path.display(), "serving a trained model");
             models.current = Some(m);
         }
@@ -1390,13 +1390,13 @@ impl Engine {
     /// model's, else the hand-set ones of `[rank.scorer]`.
     pub fn head_models(&self) -> steerfeed_rank::scorers::HeadModels {
         let r = &self.rankers[0];
-        r.slot.get().map_or(r.hand_set, |m| *m)
+        r.slot.get().map_or(r.hand_set, |m| m.heads)
     }
 
     /// [`Engine::head_models`] of profile `profile`.
     pub fn head_models_for(&self, profile: &str) -> Result<steerfeed_rank::scorers::HeadModels> {
         let r = self.ranker(profile)?;
-        Ok(r.slot.get().map_or(r.hand_set, |m| *m))
+        Ok(r.slot.get().map_or(r.hand_set, |m| m.heads))
     }
 
     /// Puts `model` in force in the `default` profile for every request that starts
@@ -1409,9 +1409,9 @@ impl Engine {
     /// [`Engine::set_model`] in profile `profile`.
     pub fn set_model_for(&self, profile: &str, model: RankModel) -> Result<ModelInfo> {
         let r = self.ranker(profile)?;
-        let heads = model.head_models()?;
+        let scoring = model.scoring_model()?;
         let mut h = lock(&r.models);
-        r.slot.set(Some(heads));
+        r.slot.set(Some(scoring));
         let old = h.current.replace(model);
         h.previous.push(old);
         if h.previous.len() > MODEL_HISTORY {
@@ -1439,8 +1439,8 @@ impl Engine {
                 "no earlier model to return to since the engine opened",
             ));
         };
-        let heads = back.as_ref().map(RankModel::head_models).transpose()?;
-        r.slot.set(heads);
+        let scoring = back.as_ref().map(RankModel::scoring_model).transpose()?;
+        r.slot.set(scoring);
         h.current = back;
         let info = h.info();
         tracing::info!(profile, model = %info.id, "model rolled back");

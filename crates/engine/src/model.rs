@@ -4,19 +4,24 @@
 //! A model file is one header line, `steerfeed-model <format> crc32:<8 hex digits>`,
 //! then a JSON body whose CRC-32 the header holds. The body names its feature schema
 //! (the features of every head, in order) and the heads, each a map from feature to
-//! coefficient, and carries the training's metadata. A file whose checksum, format or
-//! schema does not match this build's is refused with the reason.
+//! coefficient; it may hold a learned second stage of the blend (`ranker`: its own
+//! feature schema, the trees, how many candidates it re-scores, and the line that puts
+//! its output on the action value's scale); and it carries the training's metadata. A
+//! file whose checksum, format or schemas do not match this build's is refused with
+//! the reason. Format 2 added the ranker; format 1 files (heads only) still load.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use steerfeed_core::impression::HEADS;
 use steerfeed_core::{Error, Result};
-use steerfeed_rank::scorers::{FEATURES, HeadModels};
+use steerfeed_rank::scorers::{BlendRankerFile, FEATURES, HeadModels, ScoringModel};
 
 const MAGIC: &str = "steerfeed-model";
-/// The model file format this build reads and writes.
-pub const MODEL_FORMAT: u32 = 1;
+/// The model file format this build writes.
+pub const MODEL_FORMAT: u32 = 2;
+/// The oldest model file format this build reads.
+const OLDEST_FORMAT: u32 = 1;
 /// The id of the hand-set heads (no trained model in force).
 pub const HAND_SET: &str = "hand-set";
 
@@ -30,6 +35,9 @@ pub struct RankModel {
     pub features: Vec<String>,
     /// Per head, per feature, the coefficient.
     pub heads: BTreeMap<String, BTreeMap<String, f32>>,
+    /// The learned second stage of the blend, if trained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ranker: Option<BlendRankerFile>,
     /// How it was trained: data, split, fitting, measured quality.
     #[serde(default)]
     pub metadata: serde_json::Value,
@@ -56,8 +64,27 @@ impl RankModel {
                     ((*h).to_owned(), by_feature.collect())
                 })
                 .collect(),
+            ranker: None,
             metadata,
         }
+    }
+
+    /// The model with `ranker` as its second stage.
+    pub fn with_ranker(mut self, ranker: BlendRankerFile) -> Self {
+        self.ranker = Some(ranker);
+        self
+    }
+
+    /// What the scorer applies: the checked heads, and the checked ranker if any.
+    pub fn scoring_model(&self) -> Result<ScoringModel> {
+        Ok(ScoringModel {
+            heads: self.head_models()?,
+            ranker: self
+                .ranker
+                .as_ref()
+                .map(BlendRankerFile::compile)
+                .transpose()?,
+        })
     }
 
     /// The coefficients the scorer applies, once the schema is this build's: the same
@@ -143,9 +170,10 @@ impl RankModel {
                 "not a steerfeed model file (header {header:?})"
             )));
         }
-        if format != MODEL_FORMAT.to_string() {
+        if !(OLDEST_FORMAT..=MODEL_FORMAT).any(|f| format == f.to_string()) {
             return Err(bad(format!(
-                "model file format {format}, but this build reads format {MODEL_FORMAT}"
+                "model file format {format}, but this build reads formats {OLDEST_FORMAT} to \
+                 {MODEL_FORMAT}"
             )));
         }
         let want = crc
@@ -167,7 +195,10 @@ impl RankModel {
         if model.id.is_empty() || model.id.len() > 128 {
             return Err(bad("the model's id must be 1 to 128 bytes".into()));
         }
-        model.head_models()?;
+        if format == "1" && model.ranker.is_some() {
+            return Err(bad("a format 1 model file has no ranker".into()));
+        }
+        model.scoring_model()?;
         Ok(model)
     }
 
@@ -230,9 +261,71 @@ mod tests {
         assert!(err(b"{}\n").contains("not a steerfeed model"));
         assert!(
             err(&text
-                .replacen("steerfeed-model 1", "steerfeed-model 2", 1)
+                .replacen("steerfeed-model 2", "steerfeed-model 3", 1)
                 .into_bytes())
-            .contains("format 2")
+            .contains("format 3")
+        );
+    }
+
+    /// A body under a header of `format`, checksummed.
+    fn file_of(format: u32, m: &RankModel) -> Vec<u8> {
+        let body = serde_json::to_vec_pretty(m).unwrap();
+        let mut file = format!(
+            "steerfeed-model {format} crc32:{:08x}\n",
+            crc32fast::hash(&body)
+        )
+        .into_bytes();
+        file.extend_from_slice(&body);
+        file
+    }
+
+    /// A ranker of one stump on `interest`.
+    fn ranker() -> BlendRankerFile {
+        use steerfeed_rank::scorers::BLEND_FEATURES;
+        use steerfeed_rank::scorers::blend::BlendTree;
+        BlendRankerFile {
+            features: BLEND_FEATURES.iter().map(|f| (*f).to_owned()).collect(),
+            depth: 50,
+            base_score: 0.0,
+            shift: 0.5,
+            scale: 1.5,
+            trees: vec![BlendTree {
+                feature: vec![24, -1, -1],
+                threshold: vec![0.0, 0.0, 0.0],
+                left: vec![1, 0, 0],
+                right: vec![2, 0, 0],
+                value: vec![0.0, -0.5, 0.75],
+            }],
+        }
+    }
+
+    #[test]
+    fn a_model_with_a_ranker_reads_back_and_format_1_files_still_load() {
+        let m = model().with_ranker(ranker());
+        let back = RankModel::from_bytes(&m.to_bytes().unwrap()).unwrap();
+        assert_eq!(back, m);
+        let scoring = back.scoring_model().unwrap();
+        assert_eq!(scoring.ranker.unwrap().depth(), 50);
+        // A file an earlier build wrote: format 1, heads only.
+        let old = RankModel::from_bytes(&file_of(1, &model())).unwrap();
+        assert_eq!(old, model());
+        assert!(old.scoring_model().unwrap().ranker.is_none());
+        // Format 1 never had a ranker.
+        assert!(
+            RankModel::from_bytes(&file_of(1, &m))
+                .unwrap_err()
+                .to_string()
+                .contains("no ranker")
+        );
+        // A damaged ranker is refused with the whole file.
+        let mut bad = ranker();
+        bad.trees[0].left[0] = 0;
+        let m = model().with_ranker(bad);
+        assert!(
+            RankModel::from_bytes(&file_of(2, &m))
+                .unwrap_err()
+                .to_string()
+                .contains("model.ranker")
         );
     }
 
@@ -270,12 +363,8 @@ mod tests {
         // A re-checksummed file with another schema is refused too.
         let mut m = model();
         m.features.pop();
-        let body = serde_json::to_vec_pretty(&m).unwrap();
-        let mut file =
-            format!("steerfeed-model 1 crc32:{:08x}\n", crc32fast::hash(&body)).into_bytes();
-        file.extend_from_slice(&body);
         assert!(
-            RankModel::from_bytes(&file)
+            RankModel::from_bytes(&file_of(MODEL_FORMAT, &m))
                 .unwrap_err()
                 .to_string()
                 .contains("feature schema")

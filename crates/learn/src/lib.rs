@@ -11,6 +11,7 @@
 //! The fitting is linfa's (`linfa-logistic`, L-BFGS through argmin): the maintained
 //! Rust implementation, with the L2 penalty and intercept the heads need.
 
+pub mod ranker;
 pub mod synthetic;
 
 use std::collections::HashMap;
@@ -43,6 +44,16 @@ pub struct TrainConfig {
     pub ece_bins: usize,
     /// The heads to fit ([`HEADS`] order); the others keep the coefficients in force.
     pub heads: [bool; 8],
+    /// Boosting rounds (trees) of the learned second stage; 0 fits none.
+    pub ranker_rounds: usize,
+    /// Levels per tree of the second stage, at most.
+    pub ranker_tree_depth: usize,
+    /// The second stage's learning rate.
+    pub ranker_eta: f64,
+    /// Candidates the second stage re-scores per request (the best by the first stage).
+    pub ranker_depth: u32,
+    /// Training pages with items of different grades needed to fit the second stage.
+    pub ranker_min_pages: usize,
 }
 
 impl TrainConfig {
@@ -79,6 +90,11 @@ impl Default for TrainConfig {
             ndcg_k: 10,
             ece_bins: 10,
             heads: [true; 8],
+            ranker_rounds: 100,
+            ranker_tree_depth: 6,
+            ranker_eta: 0.1,
+            ranker_depth: 100,
+            ranker_min_pages: 50,
         }
     }
 }
@@ -142,6 +158,13 @@ pub struct TrainReport {
     pub ndcg_current: f64,
     /// The same, with the trained heads' action value in place of the current one's.
     pub ndcg_trained: f64,
+    /// The same, with the trained second stage's value in place of the current action
+    /// value (absent when no second stage was fitted).
+    #[serde(default)]
+    pub ndcg_ranker: Option<f64>,
+    /// Trees of the second stage (0 when none was fitted).
+    #[serde(default)]
+    pub ranker_trees: usize,
     /// Seconds spent fitting.
     pub fit_seconds: f64,
 }
@@ -310,7 +333,7 @@ pub fn ndcg(scores: &[f64], gains: &[f64], k: usize) -> f64 {
 }
 
 /// The creation-weighted value of what the viewer did: `Σ_a w_a · [did a]`.
-fn gain(w: &ActionWeights, r: &LabeledImpression) -> f64 {
+pub(crate) fn gain(w: &ActionWeights, r: &LabeledImpression) -> f64 {
     w.heads()
         .iter()
         .zip(r.outcomes.heads())
@@ -383,8 +406,10 @@ pub fn train(
             *done = true;
         }
     }
-    let fit_seconds = started.elapsed().as_secs_f64();
     trained.validate()?;
+    let ranker = ranker::fit(&train_rows, &trained, weights, cfg)?;
+    let blend = ranker.as_ref().map(|r| r.compile()).transpose()?;
+    let fit_seconds = started.elapsed().as_secs_f64();
 
     let viewers: Vec<&UserId> = holdout.iter().map(|r| &r.user).collect();
     let mut heads = Vec::new();
@@ -417,7 +442,7 @@ pub fn train(
     for r in &holdout {
         pages.entry(r.request.as_str()).or_default().push(r);
     }
-    let (mut n, mut cur, mut new) = (0usize, 0.0, 0.0);
+    let (mut n, mut cur, mut new, mut ranked) = (0usize, 0.0, 0.0, 0.0);
     let mut requests: Vec<&&str> = pages.keys().collect();
     requests.sort();
     for req in requests {
@@ -436,6 +461,16 @@ pub fn train(
             .collect();
         cur += ndcg(&now, &gains, cfg.ndcg_k);
         new += ndcg(&then, &gains, cfg.ndcg_k);
+        if let Some(b) = &blend {
+            let by_ranker: Vec<f64> = items
+                .iter()
+                .map(|r| {
+                    f64::from(r.breakdown.total) - logged_value(weights, r)
+                        + f64::from(b.value(&ranker::row(&trained, r)))
+                })
+                .collect();
+            ranked += ndcg(&by_ranker, &gains, cfg.ndcg_k);
+        }
         n += 1;
     }
     let report = TrainReport {
@@ -448,20 +483,31 @@ pub fn train(
         ndcg_pages: n,
         ndcg_current: if n > 0 { cur / n as f64 } else { 0.0 },
         ndcg_trained: if n > 0 { new / n as f64 } else { 0.0 },
+        ndcg_ranker: blend
+            .as_ref()
+            .map(|_| if n > 0 { ranked / n as f64 } else { 0.0 }),
+        ranker_trees: ranker.as_ref().map_or(0, |r| r.trees.len()),
         fit_seconds,
     };
     let mut crc = crc32fast::Hasher::new();
     for c in trained.coef.iter().flatten() {
         crc.update(&c.to_le_bytes());
     }
+    if let Some(r) = &ranker {
+        crc.update(&serde_json::to_vec(r).map_err(|e| Error::internal("train", e))?);
+    }
     let crc = crc.finalize();
     let metadata = serde_json::json!({
         "trained_at": Timestamp::now(),
         "fitter": "linfa-logistic 0.8 (L2-regularised logistic regression, L-BFGS)",
+        "ranker_fitter": ranker.as_ref().map(|_| "hessboost 0.4 (LambdaMART, rank:ndcg)"),
         "config": cfg,
         "report": report,
     });
-    let model = RankModel::from_heads(format!("m-{crc:08x}"), &trained, metadata);
+    let mut model = RankModel::from_heads(format!("m-{crc:08x}"), &trained, metadata);
+    if let Some(r) = ranker {
+        model = model.with_ranker(r);
+    }
     Ok((model, report))
 }
 

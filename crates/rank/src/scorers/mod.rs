@@ -41,10 +41,12 @@
 //! **Personalization off** (parental controls): the interest vector, co-engagement and
 //! creator affinity are ignored; follows still count, safety is untouched.
 
+pub mod blend;
 mod model;
 mod objective_scorer;
 
-pub use model::{FEATURES, HeadModels, ModelSlot};
+pub use blend::{BLEND_FEATURES, BlendRanker, BlendRankerFile, blend_features};
+pub use model::{FEATURES, HeadModels, ModelSlot, ScoringModel};
 pub use objective_scorer::ObjectiveScorer;
 use steerfeed_core::{Error, Result};
 

@@ -4,9 +4,10 @@
 
 use std::sync::{Arc, RwLock};
 
-use steerfeed_core::{Error, HeadInputs, Result};
+use steerfeed_core::{ActionProbs, Error, HeadInputs, Result};
 
 use super::ScorerConfig;
+use super::blend::BlendRanker;
 
 /// The features of every head, in coefficient order: `bias` is 1, `prior` and
 /// `creator` are the head's own entries of [`HeadInputs::prior`] and
@@ -71,6 +72,18 @@ impl HeadModels {
             + c[8] * on(x.friend_cameo)
     }
 
+    /// The eight heads' probabilities for the inputs `x` (the follow head is 0 for a
+    /// creator the viewer already follows: nobody follows twice).
+    pub fn probs(&self, x: &HeadInputs) -> ActionProbs {
+        let mut p = ActionProbs::from_heads(std::array::from_fn(|a| {
+            1.0 / (1.0 + (-self.logit(a, x)).exp())
+        }));
+        if x.followed {
+            p.follow = 0.0;
+        }
+        p
+    }
+
     /// Every coefficient is finite and within ±100 (a logit beyond that is certainty).
     pub fn validate(&self) -> Result<()> {
         for (a, c) in self.coef.iter().enumerate() {
@@ -91,27 +104,46 @@ impl HeadModels {
     }
 }
 
-/// A trained model's heads, when one is in force (else the scorer applies the hand-set
-/// heads of its configuration), replaced whole while requests run: a request reads the
-/// slot once, at the start of its scoring.
+/// What a trained model puts in force: its heads, and its learned second stage when it
+/// has one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoringModel {
+    /// The action heads.
+    pub heads: HeadModels,
+    /// The ranker that re-scores the best candidates' action value, if any.
+    pub ranker: Option<BlendRanker>,
+}
+
+impl From<HeadModels> for ScoringModel {
+    fn from(heads: HeadModels) -> Self {
+        Self {
+            heads,
+            ranker: None,
+        }
+    }
+}
+
+/// A trained model, when one is in force (else the scorer applies the hand-set heads
+/// of its configuration), replaced whole while requests run: a request reads the slot
+/// once, at the start of its scoring.
 #[derive(Debug, Default)]
 pub struct ModelSlot {
-    current: RwLock<Option<Arc<HeadModels>>>,
+    current: RwLock<Option<Arc<ScoringModel>>>,
 }
 
 impl ModelSlot {
-    /// The trained heads in force, if any.
-    pub fn get(&self) -> Option<Arc<HeadModels>> {
+    /// The trained model in force, if any.
+    pub fn get(&self) -> Option<Arc<ScoringModel>> {
         self.current
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
 
-    /// Puts `heads` in force (`None`: the hand-set heads); returns what they replace.
-    pub fn set(&self, heads: Option<HeadModels>) -> Option<Arc<HeadModels>> {
+    /// Puts `model` in force (`None`: the hand-set heads); returns what it replaces.
+    pub fn set(&self, model: Option<ScoringModel>) -> Option<Arc<ScoringModel>> {
         let mut g = self.current.write().unwrap_or_else(|e| e.into_inner());
-        std::mem::replace(&mut *g, heads.map(Arc::new))
+        std::mem::replace(&mut *g, model.map(Arc::new))
     }
 }
 
@@ -151,12 +183,12 @@ mod tests {
         b.coef[3][0] = 0.5;
         let slot = ModelSlot::default();
         assert!(slot.get().is_none());
-        assert!(slot.set(Some(a)).is_none());
+        assert!(slot.set(Some(a.into())).is_none());
         let held = slot.get().unwrap();
-        assert_eq!(*slot.set(Some(b)).unwrap(), a);
-        assert_eq!(*held, a, "a request's heads stay as it read them");
-        assert_eq!(*slot.get().unwrap(), b);
-        assert_eq!(*slot.set(None).unwrap(), b);
+        assert_eq!(slot.set(Some(b.into())).unwrap().heads, a);
+        assert_eq!(held.heads, a, "a request's heads stay as it read them");
+        assert_eq!(slot.get().unwrap().heads, b);
+        assert_eq!(slot.set(None).unwrap().heads, b);
         assert!(slot.get().is_none());
         b.coef[0][1] = f32::NAN;
         assert!(b.validate().is_err());

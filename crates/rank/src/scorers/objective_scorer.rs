@@ -5,10 +5,10 @@ use rustc_hash::FxBuildHasher;
 use steerfeed_core::ports::{ActionCounts, ActionStats, ConsentLedger, SocialGraph};
 use steerfeed_core::{
     ActionProbs, Candidate, FeedContext, HeadInputs, Reason, Result, ScoreBreakdown, Scorer,
-    UserId, Video,
+    UserId, Video, rank_order,
 };
 
-use super::{HeadModels, ModelSlot, ScorerConfig};
+use super::{BlendRanker, HeadModels, ModelSlot, ScorerConfig, blend_features};
 use crate::filters::{concept_match, consent_allows};
 use crate::throttles::{WellbeingConfig, consumption_lambda, lighter_mode};
 
@@ -59,10 +59,6 @@ impl ObjectiveScorer {
             hand_set: Arc::new(HeadModels::from_config(&cfg)),
         }
     }
-}
-
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
 }
 
 fn logit(p: f32) -> f32 {
@@ -156,7 +152,6 @@ impl ObjectiveScorer {
     ) -> ActionProbs {
         let exposures = video.exposures();
         let n = head_counts(video);
-        let follows = f.followed;
         f.creator = creator.lift;
         for (i, (_, h)) in self.cfg.heads.all().iter().enumerate() {
             // `smoothed` clamps both counts at 0, so this is exactly the formula's value.
@@ -171,12 +166,7 @@ impl ObjectiveScorer {
                 ))
             };
         }
-        let mut p = ActionProbs::from_heads(std::array::from_fn(|a| sigmoid(heads.logit(a, f))));
-        if follows {
-            // Nobody follows a creator twice.
-            p.follow = 0.0;
-        }
-        p
+        heads.probs(f)
     }
 
     /// Does the video feature someone the viewer follows whose cameo consent would let
@@ -229,6 +219,29 @@ impl ObjectiveScorer {
         (value, p.complete_view * none_active)
     }
 
+    /// The learned second stage: the `depth` best candidates by the first-stage score
+    /// get the ranker's value in place of `Σ_a w_a·p_a`; what the action value adds
+    /// besides it (the lighter-mode creation boost, the negative-feedback penalty) and
+    /// the other terms stay as they are.
+    fn rerank(&self, ranker: &BlendRanker, candidates: &mut [Candidate]) {
+        let w = self.cfg.weights.heads();
+        let depth = ranker.depth().min(candidates.len());
+        let mut order: Vec<usize> = (0..candidates.len()).collect();
+        if depth < candidates.len() {
+            order.select_nth_unstable_by(depth - 1, |&i, &j| {
+                rank_order(candidates[i].score, candidates[j].score)
+            });
+        }
+        for &i in &order[..depth] {
+            let c = &mut candidates[i];
+            let b = &mut c.breakdown;
+            let plain: f32 = w.iter().zip(b.actions.heads()).map(|(w, p)| w * p).sum();
+            let row = blend_features(&b.actions, &c.inputs, b.freshness, b.cold_start);
+            b.action_value += ranker.value(&row) - plain;
+            c.score = b.sum();
+        }
+    }
+
     /// γ·Σ s_c·match plus the remix and friends' cameo constraints; and the label of
     /// the concept that added the most, for the explanation.
     fn steering<'c>(&self, ctx: &'c FeedContext, video: &Video) -> (f32, Option<&'c str>) {
@@ -278,7 +291,8 @@ impl Scorer for ObjectiveScorer {
         let cfg = &self.cfg;
         let personal = ctx.parental.personalization;
         let interest = ctx.interest.as_ref().filter(|_| personal);
-        let heads = self.model.get().unwrap_or_else(|| self.hand_set.clone());
+        let model = self.model.get();
+        let heads = model.as_ref().map_or(&*self.hand_set, |m| &m.heads);
         let lambda = consumption_lambda(&self.wellbeing, ctx);
         let lighter = lighter_mode(&self.wellbeing, ctx);
         let freshness_weight = cfg.freshness_weight
@@ -332,7 +346,7 @@ impl Scorer for ObjectiveScorer {
                 friend_cameo: self.friend_cameo(ctx, video)?,
                 ..HeadInputs::default()
             };
-            let actions = self.actions(&heads, &mut inputs, &video_counts, facts);
+            let actions = self.actions(heads, &mut inputs, &video_counts, facts);
             let negative_rate = smoothed(
                 video_counts.negatives,
                 video_counts.exposures(),
@@ -378,6 +392,9 @@ impl Scorer for ObjectiveScorer {
             if let Some(r) = reason(ctx, video, follows, concept, wellbeing > 0.0) {
                 c.reason = r;
             }
+        }
+        if let Some(ranker) = model.as_ref().and_then(|m| m.ranker.as_ref()) {
+            self.rerank(ranker, candidates);
         }
         Ok(())
     }
