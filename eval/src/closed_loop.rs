@@ -60,6 +60,9 @@ pub struct Args {
     /// keep the configured coefficients.
     #[arg(long, value_delimiter = ',')]
     pub heads: Vec<String>,
+    /// Trees of the learned second stage of the blend; 0 trains the heads alone.
+    #[arg(long, default_value_t = TrainConfig::default().ranker_rounds)]
+    pub ranker_rounds: usize,
     /// Also write the whole report (every run, every training report) here as JSON.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -96,6 +99,7 @@ impl TryFrom<&Args> for LoopOptions {
         let mut train = TrainConfig {
             holdout: a.holdout,
             alpha: a.alpha,
+            ranker_rounds: a.ranker_rounds,
             ..TrainConfig::default()
         };
         if !a.heads.is_empty() {
@@ -372,8 +376,11 @@ pub fn summary(r: &LoopReport) -> String {
                 )
             })
             .collect();
+        let ranker = t
+            .ndcg_ranker
+            .map_or(String::new(), |n| format!(" (heads and ranker {n:.4})"));
         s.push_str(&format!(
-            "seed {}: model {} from {} served items ({} held out); NDCG@10 {:.4}→{:.4}; {}\n",
+            "seed {}: model {} from {} served items ({} held out); NDCG@10 {:.4}→{:.4}{ranker}; {}\n",
             run.seed,
             run.model,
             t.rows,

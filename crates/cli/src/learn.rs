@@ -38,6 +38,13 @@ pub struct TrainArgs {
     /// the coefficients in force.
     #[arg(long, value_delimiter = ',')]
     pub heads: Vec<String>,
+    /// Trees of the learned second stage (a LambdaMART ranker of the blend); 0 trains
+    /// none, and the model serves the heads alone.
+    #[arg(long, default_value_t = steerfeed_learn::TrainConfig::default().ranker_rounds)]
+    pub ranker_rounds: usize,
+    /// Candidates the second stage re-scores per request, the best by the first stage.
+    #[arg(long, default_value_t = steerfeed_learn::TrainConfig::default().ranker_depth)]
+    pub ranker_depth: u32,
 }
 
 /// Trains the heads and writes the model file and the report.
@@ -73,6 +80,8 @@ pub fn train(config: steerfeed::Config, args: &TrainArgs) -> anyhow::Result<()> 
     let mut cfg = steerfeed_learn::TrainConfig {
         holdout: args.holdout,
         alpha: args.alpha,
+        ranker_rounds: args.ranker_rounds,
+        ranker_depth: args.ranker_depth,
         ..steerfeed_learn::TrainConfig::default()
     };
     if !args.heads.is_empty() {
@@ -251,6 +260,8 @@ pub fn bench_train(args: &BenchTrainArgs) -> anyhow::Result<()> {
         "train_seconds": train_seconds,
         "ndcg_current": report.ndcg_current,
         "ndcg_trained": report.ndcg_trained,
+        "ndcg_ranker": report.ndcg_ranker,
+        "ranker_trees": report.ranker_trees,
         "heads": heads,
     }))?)
 }
