@@ -63,6 +63,9 @@ pub struct Args {
     /// Trees of the learned second stage of the blend; 0 trains the heads alone.
     #[arg(long, default_value_t = TrainConfig::default().ranker_rounds)]
     pub ranker_rounds: usize,
+    /// Candidates the second stage re-scores per request.
+    #[arg(long, default_value_t = TrainConfig::default().ranker_depth)]
+    pub ranker_depth: u32,
     /// Also write the whole report (every run, every training report) here as JSON.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -100,6 +103,7 @@ impl TryFrom<&Args> for LoopOptions {
             holdout: a.holdout,
             alpha: a.alpha,
             ranker_rounds: a.ranker_rounds,
+            ranker_depth: a.ranker_depth,
             ..TrainConfig::default()
         };
         if !a.heads.is_empty() {
