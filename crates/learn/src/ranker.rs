@@ -107,7 +107,7 @@ pub fn fit(
     }
     let (mean_m, sd_m) = mean_sd(&m);
     let (mean_v, sd_v) = mean_sd(&v);
-    if !(sd_m > 1e-9) {
+    if sd_m.is_nan() || sd_m <= 1e-9 {
         return Ok(None);
     }
     file.scale = (sd_v / sd_m) as f32;
