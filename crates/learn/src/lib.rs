@@ -159,7 +159,10 @@ pub struct TrainReport {
     /// The same, with the trained heads' action value in place of the current one's.
     pub ndcg_trained: f64,
     /// The same, with the trained second stage's value in place of the current action
-    /// value (absent when no second stage was fitted).
+    /// value (absent when no second stage was fitted). Both re-rankings take the logged
+    /// `Σ_a w_a·p_a` out of the logged score; on pages that a ranker scored, the score
+    /// held that ranker's value instead, which stays in, so train on pages the heads
+    /// alone scored for a clean comparison.
     #[serde(default)]
     pub ndcg_ranker: Option<f64>,
     /// Trees of the second stage (0 when none was fitted).
@@ -350,12 +353,12 @@ fn logged_value(w: &ActionWeights, r: &LabeledImpression) -> f64 {
         .sum()
 }
 
-/// `Σ_a w_a · p_a` under `heads`, from the logged inputs.
+/// `Σ_a w_a · p_a` under `heads`, from the logged inputs, as the scorer computes it.
 fn action_value(w: &ActionWeights, heads: &HeadModels, x: &HeadInputs) -> f64 {
     w.heads()
         .iter()
-        .enumerate()
-        .map(|(a, &w)| f64::from(w) * sigmoid(f64::from(heads.logit(a, x))))
+        .zip(heads.probs(x).heads())
+        .map(|(&w, p)| f64::from(w) * f64::from(p))
         .sum()
 }
 
@@ -370,6 +373,26 @@ pub fn train(
 ) -> Result<(RankModel, TrainReport)> {
     if !(cfg.holdout > 0.0 && cfg.holdout < 1.0) {
         return Err(Error::invalid("train.holdout", "must be between 0 and 1"));
+    }
+    if cfg.ranker_rounds > 10_000 {
+        return Err(Error::invalid("train.ranker_rounds", "at most 10000 trees"));
+    }
+    if cfg.ranker_depth == 0 || cfg.ranker_depth > steerfeed::rank::scorers::blend::MAX_DEPTH {
+        return Err(Error::invalid(
+            "train.ranker_depth",
+            format!(
+                "re-scores 1 to {} candidates",
+                steerfeed::rank::scorers::blend::MAX_DEPTH
+            ),
+        ));
+    }
+    let trees_ok = (1..=16).contains(&cfg.ranker_tree_depth);
+    let eta_ok = cfg.ranker_eta > 0.0 && cfg.ranker_eta <= 1.0;
+    if !(trees_ok && eta_ok) {
+        return Err(Error::invalid(
+            "train.ranker",
+            "trees of 1 to 16 levels, a learning rate in (0, 1]",
+        ));
     }
     let mut sorted: Vec<&LabeledImpression> = rows.iter().filter(|r| r.complete).collect();
     let incomplete_rows = rows.len() - sorted.len();

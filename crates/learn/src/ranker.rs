@@ -107,11 +107,15 @@ pub fn fit(
     }
     let (mean_m, sd_m) = mean_sd(&m);
     let (mean_v, sd_v) = mean_sd(&v);
-    if sd_m.is_nan() || sd_m <= 1e-9 {
+    let scale = sd_v / sd_m;
+    let shift = mean_v - scale * mean_m;
+    // Trees that barely separate the rows (a spread near 0) would need a scale beyond
+    // what a model may hold: there is nothing for them to add.
+    if !(scale.is_finite() && shift.is_finite() && scale <= 1e5 && shift.abs() <= 1e5) {
         return Ok(None);
     }
-    file.scale = (sd_v / sd_m) as f32;
-    file.shift = (mean_v - f64::from(file.scale) * mean_m) as f32;
+    file.scale = scale as f32;
+    file.shift = shift as f32;
     file.compile()?;
     Ok(Some(file))
 }

@@ -307,7 +307,10 @@ fn a_preference_the_heads_cannot_draw_is_learned_by_the_second_stage() {
     let mut other = ranked.clone();
     other.ranker.as_mut().unwrap().features.swap(0, 1);
     let err = engine.set_model(other).unwrap_err().to_string();
-    assert!(err.contains("feature schema"), "{err}");
+    assert!(
+        err.contains("model.ranker") && err.contains("feature schema"),
+        "{err}"
+    );
     assert_eq!(engine.model_info().id, ranked.id);
     assert_eq!(share_in_band(&engine, &probe, mid, lo, hi), with);
     // One rollback returns to the heads alone.

@@ -12,15 +12,17 @@ use crate::AppState;
 use crate::error::{ApiError, ErrorResponses};
 use crate::extract::ApiJson;
 
-/// The largest model file taken (a trained model with its report is a few KiB).
-const MAX_MODEL_BYTES: usize = 1 << 20;
+/// The largest model file taken. Heads and report are a few KiB; the ranker's trees
+/// take about 8 KiB each at depth 6 (a default `steerfeed train` model, 100 trees, is
+/// under 1 MiB), so this holds rankers of several hundred trees.
+const MAX_MODEL_BYTES: usize = 8 << 20;
 
 /// A model file, as `steerfeed train` wrote it.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelBody {
     /// The file's whole text: the `steerfeed-model` header line, then the JSON body.
-    #[schema(max_length = 1048576)]
+    #[schema(max_length = 8388608)]
     pub file: String,
 }
 

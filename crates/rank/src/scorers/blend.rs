@@ -100,10 +100,16 @@ pub struct BlendTree {
     pub value: Vec<f32>,
 }
 
-/// Nodes per tree, at most (a tree of depth 15).
+/// Nodes per tree, at most.
 const MAX_NODES: usize = 1 << 16;
+/// Levels from a root to a leaf, at most.
+const MAX_PATH: usize = 32;
 /// Trees per ranker, at most.
 const MAX_TREES: usize = 10_000;
+/// Nodes in all trees, at most.
+const MAX_TOTAL_NODES: usize = 1 << 22;
+/// Candidates re-scored per request, at most.
+pub const MAX_DEPTH: u32 = 100_000;
 
 /// The learned second stage as the model file holds it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -160,9 +166,9 @@ impl BlendRankerFile {
                 self.features, BLEND_FEATURES
             )));
         }
-        if self.depth == 0 || self.depth > 100_000 {
+        if self.depth == 0 || self.depth > MAX_DEPTH {
             return Err(bad(format!(
-                "depth {} is not within 1 to 100000",
+                "depth {} is not within 1 to {MAX_DEPTH}",
                 self.depth
             )));
         }
@@ -203,8 +209,17 @@ impl BlendRankerFile {
                     "tree {t}: its arrays must have one entry per node, 1 to {MAX_NODES} nodes"
                 )));
             }
+            if nodes.len() + n > MAX_TOTAL_NODES {
+                return Err(bad(format!(
+                    "more than {MAX_TOTAL_NODES} nodes in all trees"
+                )));
+            }
             let root = nodes.len() as u32;
             roots.push(root);
+            // Levels below the root, per node (children come after their parent, so a
+            // parent's is known first; a node no parent names stays at 0 and is never
+            // reached).
+            let mut level = vec![0usize; n];
             for i in 0..n {
                 let f = tree.feature[i];
                 if f < 0 {
@@ -240,6 +255,13 @@ impl BlendRankerFile {
                         "tree {t} node {i}: the threshold is not a number"
                     )));
                 }
+                if level[i] + 1 > MAX_PATH {
+                    return Err(bad(format!(
+                        "tree {t}: a path longer than {MAX_PATH} levels"
+                    )));
+                }
+                level[l] = level[i] + 1;
+                level[r] = level[i] + 1;
                 nodes.push(Node {
                     feature: f as u32,
                     threshold: th,
@@ -265,7 +287,8 @@ impl BlendRanker {
         self.depth
     }
 
-    /// The trees' summed output for `row` (a NaN feature goes right).
+    /// The trees' summed output for `row`. The scorer's features are finite; a NaN
+    /// would go right at every split (hessboost would follow the node's default way).
     pub fn margin(&self, row: &[f32; BLEND_WIDTH]) -> f32 {
         let mut sum = self.base_score;
         for &root in &self.roots {
@@ -399,5 +422,20 @@ mod tests {
         let mut f = file();
         f.trees.clear();
         assert!(err(f).contains("trees"));
+        // A chain of 40 splits, each sending both ways to the next node.
+        let mut f = file();
+        let n = 41;
+        f.trees[0] = BlendTree {
+            feature: (0..n).map(|i| if i + 1 < n { 24 } else { -1 }).collect(),
+            threshold: vec![0.0; n],
+            left: (0..n)
+                .map(|i| if i + 1 < n { i as u32 + 1 } else { 0 })
+                .collect(),
+            right: (0..n)
+                .map(|i| if i + 1 < n { i as u32 + 1 } else { 0 })
+                .collect(),
+            value: vec![0.0; n],
+        };
+        assert!(err(f).contains("levels"));
     }
 }

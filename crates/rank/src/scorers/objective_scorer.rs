@@ -8,7 +8,7 @@ use steerfeed_core::{
     UserId, Video, rank_order,
 };
 
-use super::{BlendRanker, HeadModels, ModelSlot, ScorerConfig, blend_features};
+use super::{ActionWeights, BlendRanker, HeadModels, ModelSlot, ScorerConfig, blend_features};
 use crate::filters::{concept_match, consent_allows};
 use crate::throttles::{WellbeingConfig, consumption_lambda, lighter_mode};
 
@@ -219,29 +219,6 @@ impl ObjectiveScorer {
         (value, p.complete_view * none_active)
     }
 
-    /// The learned second stage: the `depth` best candidates by the first-stage score
-    /// get the ranker's value in place of `Σ_a w_a·p_a`; what the action value adds
-    /// besides it (the lighter-mode creation boost, the negative-feedback penalty) and
-    /// the other terms stay as they are.
-    fn rerank(&self, ranker: &BlendRanker, candidates: &mut [Candidate]) {
-        let w = self.cfg.weights.heads();
-        let depth = ranker.depth().min(candidates.len());
-        let mut order: Vec<usize> = (0..candidates.len()).collect();
-        if depth < candidates.len() {
-            order.select_nth_unstable_by(depth - 1, |&i, &j| {
-                rank_order(candidates[i].score, candidates[j].score)
-            });
-        }
-        for &i in &order[..depth] {
-            let c = &mut candidates[i];
-            let b = &mut c.breakdown;
-            let plain: f32 = w.iter().zip(b.actions.heads()).map(|(w, p)| w * p).sum();
-            let row = blend_features(&b.actions, &c.inputs, b.freshness, b.cold_start);
-            b.action_value += ranker.value(&row) - plain;
-            c.score = b.sum();
-        }
-    }
-
     /// γ·Σ s_c·match plus the remix and friends' cameo constraints; and the label of
     /// the concept that added the most, for the explanation.
     fn steering<'c>(&self, ctx: &'c FeedContext, video: &Video) -> (f32, Option<&'c str>) {
@@ -394,13 +371,40 @@ impl Scorer for ObjectiveScorer {
             }
         }
         if let Some(ranker) = model.as_ref().and_then(|m| m.ranker.as_ref()) {
-            self.rerank(ranker, candidates);
+            rerank(ranker, &cfg.weights, candidates);
         }
         Ok(())
     }
 
     fn name(&self) -> &'static str {
         "objective"
+    }
+}
+
+/// The learned second stage: the `depth` best candidates by the first-stage score get
+/// the ranker's value in place of `Σ_a w_a·p_a`; what the action value adds besides it
+/// (the lighter-mode creation boost, the negative-feedback penalty) and the other terms
+/// stay as they are. A lone candidate (an explanation of one video) is always among the
+/// best, so it is re-scored even where a page's request would have left it out.
+pub(crate) fn rerank(ranker: &BlendRanker, weights: &ActionWeights, candidates: &mut [Candidate]) {
+    let w = weights.heads();
+    let depth = ranker.depth().min(candidates.len());
+    if depth == 0 {
+        return;
+    }
+    let mut order: Vec<usize> = (0..candidates.len()).collect();
+    if depth < candidates.len() {
+        order.select_nth_unstable_by(depth - 1, |&i, &j| {
+            rank_order(candidates[i].score, candidates[j].score)
+        });
+    }
+    for &i in &order[..depth] {
+        let c = &mut candidates[i];
+        let b = &mut c.breakdown;
+        let plain: f32 = w.iter().zip(b.actions.heads()).map(|(w, p)| w * p).sum();
+        let row = blend_features(&b.actions, &c.inputs, b.freshness, b.cold_start);
+        b.action_value += ranker.value(&row) - plain;
+        c.score = b.sum();
     }
 }
 
@@ -435,4 +439,75 @@ fn reason(
         });
     }
     lighter.then_some(Reason::Lighter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scorers::BlendRankerFile;
+    use crate::scorers::blend::{BLEND_FEATURES, BlendTree};
+    use steerfeed_core::{Timestamp, VideoId};
+
+    /// A ranker whose value is `2 · (interest ≥ 0)`, re-scoring the best `depth`.
+    fn ranker(depth: u32) -> BlendRanker {
+        BlendRankerFile {
+            features: BLEND_FEATURES.iter().map(|f| (*f).to_owned()).collect(),
+            depth,
+            base_score: 0.0,
+            shift: 0.0,
+            scale: 1.0,
+            trees: vec![BlendTree {
+                feature: vec![24, -1, -1],
+                threshold: vec![0.0, 0.0, 0.0],
+                left: vec![1, 0, 0],
+                right: vec![2, 0, 0],
+                value: vec![0.0, 0.0, 2.0],
+            }],
+        }
+        .compile()
+        .unwrap()
+    }
+
+    fn candidate(id: &str, score: f32, like: f32, interest: f32) -> Candidate {
+        let video = Video::new(
+            VideoId::new(id).unwrap(),
+            UserId::new("c").unwrap(),
+            Timestamp::UNIX_EPOCH,
+            10.0,
+        );
+        let mut c = Candidate::new(Arc::new(video), "fresh", 0.0, Reason::FeaturesYou);
+        c.breakdown.actions.like = like;
+        c.breakdown.action_value = like + 0.25;
+        c.breakdown.tie = score - (like + 0.25);
+        c.score = c.breakdown.sum();
+        c.inputs.interest = interest;
+        c
+    }
+
+    #[test]
+    fn only_the_best_by_the_first_stage_are_re_scored_and_the_rest_of_the_value_stays() {
+        let w = ActionWeights::default();
+        let mut cands = vec![
+            candidate("a", 1.0, 0.5, 0.3),
+            candidate("b", 3.0, 0.5, 0.3),
+            candidate("c", f32::NAN, 0.5, 0.3),
+            candidate("d", 2.0, 0.5, -0.3),
+        ];
+        rerank(&ranker(2), &w, &mut cands);
+        // b (3.0) and d (2.0) are the best two: like 0.5 · weight 1 gives way to the
+        // ranker's 2 (b) or 0 (d); the extra 0.25 beyond Σ w·p stays.
+        assert_eq!(cands[1].breakdown.action_value, 2.0 + 0.25);
+        assert_eq!(cands[1].score, 3.0 - 0.5 + 2.0);
+        assert_eq!(cands[3].breakdown.action_value, 0.25);
+        assert_eq!(cands[3].score, 2.0 - 0.5);
+        // a and the NaN-scored c keep their first-stage values.
+        assert_eq!(cands[0].score, 1.0);
+        assert_eq!(cands[0].breakdown.action_value, 0.75);
+        assert!(cands[2].score.is_nan());
+        // Depth beyond the candidates re-scores them all; none is a no-op.
+        let mut all = vec![candidate("a", 1.0, 0.5, 0.3)];
+        rerank(&ranker(10), &w, &mut all);
+        assert_eq!(all[0].score, 1.0 - 0.5 + 2.0);
+        rerank(&ranker(10), &w, &mut []);
+    }
 }
