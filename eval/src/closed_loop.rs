@@ -66,6 +66,9 @@ pub struct Args {
     /// Candidates the second stage re-scores per request.
     #[arg(long, default_value_t = TrainConfig::default().ranker_depth)]
     pub ranker_depth: u32,
+    /// Keep the second stage even when it orders the held-out pages worse than the heads.
+    #[arg(long)]
+    pub keep_ranker: bool,
     /// Also write the whole report (every run, every training report) here as JSON.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -104,6 +107,7 @@ impl TryFrom<&Args> for LoopOptions {
             alpha: a.alpha,
             ranker_rounds: a.ranker_rounds,
             ranker_depth: a.ranker_depth,
+            keep_ranker: a.keep_ranker,
             ..TrainConfig::default()
         };
         if !a.heads.is_empty() {
@@ -380,9 +384,10 @@ pub fn summary(r: &LoopReport) -> String {
                 )
             })
             .collect();
-        let ranker = t
-            .ndcg_ranker
-            .map_or(String::new(), |n| format!(" (heads and ranker {n:.4})"));
+        let ranker = t.ndcg_ranker.map_or(String::new(), |n| {
+            let kept = if t.ranker_kept { "kept" } else { "left out" };
+            format!(" (heads and ranker {n:.4}, {kept})")
+        });
         s.push_str(&format!(
             "seed {}: model {} from {} served items ({} held out); NDCG@10 {:.4}→{:.4}{ranker}; {}\n",
             run.seed,

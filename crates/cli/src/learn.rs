@@ -45,6 +45,10 @@ pub struct TrainArgs {
     /// Candidates the second stage re-scores per request, the best by the first stage.
     #[arg(long, default_value_t = steerfeed_learn::TrainConfig::default().ranker_depth)]
     pub ranker_depth: u32,
+    /// Keep the second stage even when it orders the held-out pages worse than the heads
+    /// alone (by default it is then left out of the model).
+    #[arg(long)]
+    pub keep_ranker: bool,
 }
 
 /// Trains the heads and writes the model file and the report.
@@ -82,6 +86,7 @@ pub fn train(config: steerfeed::Config, args: &TrainArgs) -> anyhow::Result<()> 
         alpha: args.alpha,
         ranker_rounds: args.ranker_rounds,
         ranker_depth: args.ranker_depth,
+        keep_ranker: args.keep_ranker,
         ..steerfeed_learn::TrainConfig::default()
     };
     if !args.heads.is_empty() {
@@ -262,6 +267,7 @@ pub fn bench_train(args: &BenchTrainArgs) -> anyhow::Result<()> {
         "ndcg_trained": report.ndcg_trained,
         "ndcg_ranker": report.ndcg_ranker,
         "ranker_trees": report.ranker_trees,
+        "ranker_kept": report.ranker_kept,
         "heads": heads,
     }))?)
 }

@@ -54,6 +54,9 @@ pub struct TrainConfig {
     pub ranker_depth: u32,
     /// Training pages with items of different grades needed to fit the second stage.
     pub ranker_min_pages: usize,
+    /// Keep the second stage even when it orders the held-out pages worse than the
+    /// trained heads alone (by default it is then left out of the model).
+    pub keep_ranker: bool,
 }
 
 impl TrainConfig {
@@ -95,6 +98,7 @@ impl Default for TrainConfig {
             ranker_eta: 0.1,
             ranker_depth: 100,
             ranker_min_pages: 50,
+            keep_ranker: false,
         }
     }
 }
@@ -168,6 +172,12 @@ pub struct TrainReport {
     /// Trees of the second stage (0 when none was fitted).
     #[serde(default)]
     pub ranker_trees: usize,
+    /// The second stage is in the model: it was fitted, and it ordered the held-out
+    /// pages at least as well as the trained heads alone (or `keep_ranker` was set). The
+    /// same held-out pages both choose and measure it, so `ndcg_ranker` of a kept ranker
+    /// leans optimistic.
+    #[serde(default)]
+    pub ranker_kept: bool,
     /// Seconds spent fitting.
     pub fit_seconds: f64,
 }
@@ -496,6 +506,13 @@ pub fn train(
         }
         n += 1;
     }
+    let ndcg_trained = if n > 0 { new / n as f64 } else { 0.0 };
+    let ndcg_ranker = blend
+        .as_ref()
+        .map(|_| if n > 0 { ranked / n as f64 } else { 0.0 });
+    let ranker_trees = ranker.as_ref().map_or(0, |r| r.trees.len());
+    let ranker =
+        ranker.filter(|_| cfg.keep_ranker || ndcg_ranker.is_some_and(|r| r >= ndcg_trained));
     let report = TrainReport {
         rows: rows.len(),
         incomplete_rows,
@@ -505,11 +522,10 @@ pub fn train(
         heads,
         ndcg_pages: n,
         ndcg_current: if n > 0 { cur / n as f64 } else { 0.0 },
-        ndcg_trained: if n > 0 { new / n as f64 } else { 0.0 },
-        ndcg_ranker: blend
-            .as_ref()
-            .map(|_| if n > 0 { ranked / n as f64 } else { 0.0 }),
-        ranker_trees: ranker.as_ref().map_or(0, |r| r.trees.len()),
+        ndcg_trained,
+        ndcg_ranker,
+        ranker_trees,
+        ranker_kept: ranker.is_some(),
         fit_seconds,
     };
     let mut crc = crc32fast::Hasher::new();
@@ -603,6 +619,29 @@ mod tests {
                 assert_eq!(fitted.coef[a], current.coef[a], "{}", h.head);
             }
         }
+        // The second stage is in the model exactly when it ordered the held-out pages at
+        // least as well as the heads alone, unless it is kept regardless.
+        let by_ranker = report.ndcg_ranker.expect("a ranker was fitted");
+        assert_eq!(report.ranker_kept, by_ranker >= report.ndcg_trained);
+        assert_eq!(model.ranker.is_some(), report.ranker_kept);
+        // One tree of one split at a tiny rate orders no better than the heads; kept only
+        // when asked.
+        let weak = TrainConfig {
+            ranker_rounds: 1,
+            ranker_tree_depth: 1,
+            ranker_eta: 1e-3,
+            ..cfg
+        };
+        let (dropped, r) = train(&rows, &current, &scorer.weights, &weak).unwrap();
+        let worse = r.ndcg_ranker.expect("a ranker was fitted");
+        assert!(worse < r.ndcg_trained, "{worse} {}", r.ndcg_trained);
+        assert!(dropped.ranker.is_none() && !r.ranker_kept && r.ranker_trees == 1);
+        let kept = TrainConfig {
+            keep_ranker: true,
+            ..weak
+        };
+        let (model, r) = train(&rows, &current, &scorer.weights, &kept).unwrap();
+        assert!(r.ndcg_ranker.is_some() && r.ranker_kept && model.ranker.is_some());
         assert!(TrainConfig::default().only_heads(&["likes"]).is_err());
         assert!(TrainConfig::default().only_heads::<&str>(&[]).is_err());
     }

@@ -282,7 +282,7 @@ fn a_preference_the_heads_cannot_draw_is_learned_by_the_second_stage() {
         plain.head_models().unwrap(),
         "the second stage leaves the heads as they are fitted"
     );
-    assert!(report.ranker_trees > 0, "{report:?}");
+    assert!(report.ranker_trees > 0 && report.ranker_kept, "{report:?}");
     let by_ranker = report.ndcg_ranker.unwrap();
     assert!(
         by_ranker > report.ndcg_trained + 0.05,
