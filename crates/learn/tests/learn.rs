@@ -51,19 +51,18 @@ fn previews(engine: &Engine, users: &[UserId], now: Timestamp) -> Vec<Vec<(Video
         .collect()
 }
 
-#[test]
-fn a_planted_preference_is_learned_served_refused_in_another_schema_and_rolled_back() {
+/// A seeded world of 80 people and 1,200 videos on a fresh store, and six days of pages
+/// of ten items served to each person with the hand-set heads.
+fn served_world(seed: u64) -> (tempfile::TempDir, Engine, World, Vec<UserId>) {
     let dir = tempfile::tempdir().unwrap();
     let mut c = Config::default();
     c.store.path = dir.path().to_path_buf();
-    let mut wc = WorldConfig::new(31, 80, 1_200);
+    let mut wc = WorldConfig::new(seed, 80, 1_200);
     wc.events_per_user = 8;
     let w = World::generate(wc);
     let engine = Engine::open(c).unwrap_or_else(|e| panic!("{e}"));
     load_world(&engine, &w, 500).unwrap();
     let users: Vec<UserId> = w.users.iter().map(|s| s.user.id.clone()).collect();
-
-    // Six days of pages, ten items each.
     for day in 0..6i64 {
         for (i, u) in users.iter().enumerate() {
             let now =
@@ -73,6 +72,12 @@ fn a_planted_preference_is_learned_served_refused_in_another_schema_and_rolled_b
                 .unwrap();
         }
     }
+    (dir, engine, w, users)
+}
+
+#[test]
+fn a_planted_preference_is_learned_served_refused_in_another_schema_and_rolled_back() {
+    let (_dir, engine, w, users) = served_world(31);
     // The planted behaviour: people like half of what their followed creators made,
     // and one item in fifty of the rest.
     let served = rows(&engine);
@@ -220,24 +225,7 @@ fn share_in_band(engine: &Engine, users: &[UserId], now: Timestamp, lo: f32, hi:
 
 #[test]
 fn a_preference_the_heads_cannot_draw_is_learned_by_the_second_stage() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = Config::default();
-    c.store.path = dir.path().to_path_buf();
-    let mut wc = WorldConfig::new(37, 80, 1_200);
-    wc.events_per_user = 8;
-    let w = World::generate(wc);
-    let engine = Engine::open(c).unwrap_or_else(|e| panic!("{e}"));
-    load_world(&engine, &w, 500).unwrap();
-    let users: Vec<UserId> = w.users.iter().map(|s| s.user.id.clone()).collect();
-    for day in 0..6i64 {
-        for (i, u) in users.iter().enumerate() {
-            let now =
-                Timestamp::from_second(w.config.now.as_second() + day * 86_400 + i as i64).unwrap();
-            engine
-                .feed(&FeedRequest::new(u.clone(), 10).unwrap().at(now))
-                .unwrap();
-        }
-    }
+    let (_dir, engine, w, users) = served_world(37);
     // The planted behaviour: people like videos of middling age (the middle third of the
     // served items' freshness terms) most. No head reads a video's age, and no linear
     // function of it draws a band.
