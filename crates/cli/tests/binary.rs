@@ -1445,6 +1445,13 @@ fn served_pages_train_a_model_that_a_running_sidecar_swaps_refuses_damaged_and_r
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(report["rows"], served);
     assert_eq!(report["heads"].as_array().unwrap().len(), 8);
+    // Whether the second stage was fitted and kept, the file says the same.
+    let text = std::fs::read_to_string(&model).unwrap();
+    assert_eq!(
+        report["ranker_kept"].as_bool().unwrap(),
+        text.contains("\"ranker\""),
+        "{report}"
+    );
     let (ok, id, err) = steerfeed(&store, &["model", "check", model.to_str().unwrap()], &[]);
     assert!(ok, "{err}");
     let id = id.trim().to_owned();

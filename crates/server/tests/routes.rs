@@ -2359,3 +2359,83 @@ async fn too_many_wrong_keys_lock_the_console_sign_in_for_a_while() {
     let (status, _) = with_key(&state, Method::GET, "/v1/stats", &Value::Null, admin).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// A model file of `trees` full trees of depth 6 over the ranker's schema, the hand-set
+/// heads beside them.
+fn ranker_model(trees: usize) -> String {
+    use steerfeed::model::RankModel;
+    use steerfeed::rank::scorers::blend::BlendTree;
+    use steerfeed::rank::scorers::{BLEND_FEATURES, BlendRankerFile, HeadModels, ScorerConfig};
+    // Node i splits to 2i+1 and 2i+2 down to the leaves at 63..127.
+    let n = 127usize;
+    let tree = BlendTree {
+        feature: (0..n)
+            .map(|i| if i < 63 { (i % 32) as i32 } else { -1 })
+            .collect(),
+        threshold: (0..n)
+            .map(|i| if i < 63 { 0.123_456_79 * i as f32 } else { 0.0 })
+            .collect(),
+        left: (0..n)
+            .map(|i| if i < 63 { 2 * i as u32 + 1 } else { 0 })
+            .collect(),
+        right: (0..n)
+            .map(|i| if i < 63 { 2 * i as u32 + 2 } else { 0 })
+            .collect(),
+        value: (0..n)
+            .map(|i| {
+                if i < 63 {
+                    0.0
+                } else {
+                    -0.012_345_678 * i as f32
+                }
+            })
+            .collect(),
+    };
+    let ranker = BlendRankerFile {
+        features: BLEND_FEATURES.iter().map(|f| (*f).to_owned()).collect(),
+        depth: 100,
+        base_score: 0.5,
+        shift: 0.1,
+        scale: 0.9,
+        trees: vec![tree; trees],
+    };
+    let heads = HeadModels::from_config(&ScorerConfig::default());
+    let model =
+        RankModel::from_heads(format!("m-{trees}"), &heads, Value::Null).with_ranker(ranker);
+    String::from_utf8(model.to_bytes().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn a_model_with_hundreds_of_trees_goes_in_force_and_an_oversized_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), false);
+    let engine = tokio::task::spawn_blocking({
+        let c = cfg.engine.clone();
+        move || Engine::open(c).unwrap_or_else(|e| panic!("{e}"))
+    })
+    .await
+    .unwrap();
+    let state = AppState::new(cfg);
+    state.set_engine(Arc::new(engine));
+    // 300 full trees: several times what a default `steerfeed train` writes.
+    let big = ranker_model(300);
+    assert!(big.len() > 2 << 20, "{} bytes", big.len());
+    let (status, body) = call(&state, Method::PUT, "/v1/model", json!({"file": big})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["id"], "m-300");
+    let (_, body) = get(&state, "/v1/model").await;
+    assert_eq!(body["id"], "m-300");
+    // Over the limit: refused with the reason, and the model in force stays.
+    let huge = ranker_model(1_200);
+    assert!(huge.len() > 8 << 20);
+    let (status, body) = call(&state, Method::PUT, "/v1/model", json!({"file": huge})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("at most")),
+        "{body}"
+    );
+    let (_, body) = get(&state, "/v1/model").await;
+    assert_eq!(body["id"], "m-300");
+}
