@@ -60,8 +60,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 
 fn json_error(e: &serde_json::Error, field: Option<String>) -> ApiError {
     use serde_json::error::Category;
+    // A number the grammar allows but the target type cannot hold (1e39 for an f32,
+    // 1e400 for anything) is a value out of range, however serde_json's features class
+    // it (with `float_roundtrip`, which a dependency may turn on, it is a syntax error).
+    let out_of_range = e.to_string().starts_with("number out of range");
     let err = match e.classify() {
         Category::Data => ApiError::invalid(e.to_string()),
+        Category::Syntax if out_of_range => ApiError::invalid(e.to_string()),
         Category::Syntax | Category::Eof | Category::Io => {
             ApiError::malformed_json(format!("the body is not valid JSON: {e}"))
         }
@@ -204,5 +209,27 @@ mod tests {
         let e = parse_json::<Body>(b"{\"items\": [], \"s\": \"\xff\"}").err();
         assert_eq!(e.map(|e| e.status), Some(StatusCode::BAD_REQUEST));
         assert!(parse_json::<Body>(b"{\"items\": [{\"n\": 1}]}").is_ok());
+    }
+
+    #[test]
+    fn a_number_too_large_for_its_type_is_422_not_malformed() {
+        for body in [&b"[0.5, 1e400]"[..], b"[-1e400]"] {
+            let e = parse_json::<Vec<f64>>(body).err();
+            assert_eq!(
+                e.as_ref().map(|e| (e.status, e.code)),
+                Some((StatusCode::UNPROCESSABLE_ENTITY, "invalid_input")),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        // 1e39 does not fit an f32: read as infinity (which the caller refuses), or
+        // refused here when serde_json parses f32 exactly; never a malformed body.
+        match parse_json::<Vec<f32>>(b"[1e39]") {
+            Ok(v) => assert_eq!(v, vec![f32::INFINITY]),
+            Err(e) => assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY),
+        }
+        let e = parse_json::<Vec<f64>>(b"[1e400").err();
+        assert_eq!(e.map(|e| e.status), Some(StatusCode::BAD_REQUEST));
+        assert_eq!(parse_json::<Vec<f32>>(b"[3e38]").unwrap(), vec![3e38]);
     }
 }
