@@ -24,9 +24,17 @@
 //! would have seen before, and to how the rewards of one slot depend on the others (the
 //! simulated people's fatigue with repeated topics) is outside it.
 //!
-//! What it cannot estimate at all: a policy that ranks differently (another model, other
-//! weights), whose greedy pick at a slot the log does not hold. [`check_profile`] refuses
-//! such a profile rather than estimate it wrongly.
+//! **A profile that ranks differently** (other weights or heads, another model) makes
+//! greedy picks the serving profile's log does not hold, and where they differ from the
+//! served items the log has no support for them. Named as `[learning] shadow`, such a
+//! profile is scored beside the serving one: at every slot its greedy pick `h`, given the
+//! page's earlier slots, is served with probability `s` (the share), the log says whether
+//! the served item was `h` ([`SlotDraw::shadow_probability`](steerfeed::SlotDraw)), and
+//! the served item's propensity includes `s·[x = h]`. The shadow at its own rate `ε'`
+//! serves the item with probability `π = (1 − ε')·[x = h] + ε'·[x ∈ U]/|U|`, and both
+//! weighings above apply unchanged with that `π`. Every slot of a shadowed page counts
+//! (each has a draw). Without a shadow, [`check_profile`] refuses a profile that ranks
+//! differently rather than estimate it wrongly.
 
 use anyhow::{Context, bail};
 use steerfeed::{Config, LabeledImpression, Outcomes};
@@ -103,6 +111,29 @@ impl Reward {
     }
 }
 
+/// Whose value an estimate is of.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Target {
+    /// The serving profile at another exploration rate.
+    Rate(f64),
+    /// The shadow profile its pages were served beside, at its own exploration rate.
+    Shadow(f64),
+}
+
+impl From<f64> for Target {
+    fn from(eps: f64) -> Self {
+        Target::Rate(eps)
+    }
+}
+
+impl Target {
+    fn rate(self) -> f64 {
+        match self {
+            Target::Rate(e) | Target::Shadow(e) => e,
+        }
+    }
+}
+
 /// An estimate of the reward per unit (explorable slot, or page).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Estimate {
@@ -122,15 +153,24 @@ pub struct Estimate {
     pub max_weight: f64,
 }
 
-/// The estimate for exploration rate `eps` over the explorable slots of `rows` whose
-/// outcome window has closed; an error when there are none.
-pub fn estimate(rows: &[LabeledImpression], eps: f64, reward: Reward) -> anyhow::Result<Estimate> {
-    check_rate(eps)?;
+/// The estimate for `target` (an exploration rate, or the shadow) over the explorable
+/// slots of `rows` whose outcome window has closed; an error when there are none.
+pub fn estimate(
+    rows: &[LabeledImpression],
+    target: impl Into<Target>,
+    reward: Reward,
+) -> anyhow::Result<Estimate> {
+    let target = target.into();
+    check_rate(target.rate())?;
     let mut wr = Vec::new();
     for r in explorable(rows)? {
-        wr.push((r.request.as_str(), weight(r, eps)?, reward.of(&r.outcomes)));
+        wr.push((
+            r.request.as_str(),
+            weight(r, target)?,
+            reward.of(&r.outcomes),
+        ));
     }
-    weighted(&wr, eps)
+    weighted(&wr, target.rate())
 }
 
 /// The exploration rate is a probability.
@@ -141,9 +181,9 @@ fn check_rate(eps: f64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `π / μ` of a served item: the probability that rate `eps` serves it in its slot over
+/// `π / μ` of a served item: the probability that `target` serves it in its slot over
 /// its logged propensity (1 for a slot that could not explore).
-fn weight(r: &LabeledImpression, eps: f64) -> anyhow::Result<f64> {
+fn weight(r: &LabeledImpression, target: Target) -> anyhow::Result<f64> {
     let Some(d) = r.draw else { return Ok(1.0) };
     let mu = f64::from(r.propensity);
     if !(mu > 0.0 && mu <= 1.0) {
@@ -154,7 +194,10 @@ fn weight(r: &LabeledImpression, eps: f64) -> anyhow::Result<f64> {
             r.request
         );
     }
-    Ok(d.probability(eps) / mu)
+    Ok(match target {
+        Target::Rate(eps) => d.probability(eps),
+        Target::Shadow(eps) => d.shadow_probability(eps),
+    } / mu)
 }
 
 /// The reward per explorable slot of the policy that served `rows`, every weight 1:
@@ -166,25 +209,26 @@ pub fn on_policy(rows: &[LabeledImpression], reward: Reward) -> anyhow::Result<E
     weighted(&wr, f64::NAN)
 }
 
-/// The page-by-page estimate for rate `eps`: each page with an explorable slot whose
+/// The page-by-page estimate for `target`: each page with an explorable slot whose
 /// outcome windows have all closed, weighed by the product of its explorable slots'
 /// weights, earns the mean reward of its items (see [`Unit::Page`]).
 pub fn estimate_pages(
     rows: &[LabeledImpression],
-    eps: f64,
+    target: impl Into<Target>,
     reward: Reward,
 ) -> anyhow::Result<Estimate> {
-    check_rate(eps)?;
+    let target = target.into();
+    check_rate(target.rate())?;
     check_explorable(rows)?;
     let mut wr = Vec::new();
     for (page, items) in pages(rows)? {
         let mut w = 1.0;
         for r in &items {
-            w *= weight(r, eps)?;
+            w *= weight(r, target)?;
         }
         wr.push((page, w, mean_reward(&items, reward)));
     }
-    weighted(&wr, eps)
+    weighted(&wr, target.rate())
 }
 
 /// The mean reward of a page's items, averaged over the pages with an explorable slot,
@@ -309,6 +353,30 @@ pub fn check_profile(
              only a profile that differs by `selector.explore` can be estimated from it"
         );
     }
+    check_model(config, target, served_by)?;
+    Ok(eps)
+}
+
+/// The exploration rate of profile `target`, which `rows` were served beside as their
+/// shadow, checked to score with the model it scored them with (`scored_by`: the ids of
+/// the shadow's models the rows name).
+pub fn check_shadow(
+    config: &Config,
+    target: &str,
+    scored_by: &std::collections::BTreeSet<String>,
+) -> anyhow::Result<f64> {
+    let b = config.profile_rank(target)?;
+    check_model(config, target, scored_by)?;
+    Ok(f64::from(b.selector.explore))
+}
+
+/// Profile `target` serves the model every id of `used` names (the hand-set heads when
+/// it names none).
+fn check_model(
+    config: &Config,
+    target: &str,
+    used: &std::collections::BTreeSet<String>,
+) -> anyhow::Result<()> {
     let file = match target {
         steerfeed::DEFAULT_PROFILE => config.learning.model.clone(),
         p => config.profiles.get(p).and_then(|p| p.model.clone()),
@@ -321,15 +389,15 @@ pub fn check_profile(
         }
         None => steerfeed::model::HAND_SET.to_owned(),
     };
-    if served_by.iter().any(|m| *m != model) {
-        let served: Vec<&str> = served_by.iter().map(String::as_str).collect();
+    if used.iter().any(|m| *m != model) {
+        let used: Vec<&str> = used.iter().map(String::as_str).collect();
         bail!(
-            "profile {target:?} serves model {model}, but the log's pages were served by {}; \
-             the log holds only their greedy picks",
-            served.join(", ")
+            "profile {target:?} serves model {model}, but the log's pages were scored for it \
+             by {}; the log holds only their greedy picks",
+            used.join(", ")
         );
     }
-    Ok(eps)
+    Ok(())
 }
 
 /// Arguments of `steerfeed eval offpolicy`.
@@ -372,6 +440,8 @@ pub struct Report {
     pub profile: Option<String>,
     /// The target's exploration rate.
     pub explore: f64,
+    /// The target is the shadow the logged pages were served beside.
+    pub shadow: bool,
     /// What was weighed.
     pub unit: Unit,
     /// The reward.
@@ -389,22 +459,36 @@ pub fn report(
     mut rows: Vec<LabeledImpression>,
 ) -> anyhow::Result<Report> {
     rows.retain(|r| r.profile == args.logged_profile);
-    let eps = match (&args.profile, args.explore) {
+    let shadowed = |p: &str| {
+        rows.iter()
+            .any(|r| r.shadow.as_ref().is_some_and(|s| s.profile == p))
+    };
+    let target = match (&args.profile, args.explore) {
+        // The pages served beside the profile as their shadow hold its picks.
+        (Some(p), _) if *p != args.logged_profile && shadowed(p) => {
+            rows.retain(|r| r.shadow.as_ref().is_some_and(|s| s.profile == *p));
+            let scored_by = rows
+                .iter()
+                .filter_map(|r| r.shadow.as_ref().map(|s| s.model.clone()))
+                .collect();
+            Target::Shadow(check_shadow(config, p, &scored_by)?)
+        }
         (Some(p), _) => {
             let served_by = rows.iter().map(|r| r.model.clone()).collect();
-            check_profile(config, &args.logged_profile, p, &served_by)?
+            Target::Rate(check_profile(config, &args.logged_profile, p, &served_by)?)
         }
-        (None, Some(e)) => e,
+        (None, Some(e)) => Target::Rate(e),
         (None, None) => bail!("name a --profile or an --explore rate"),
     };
+    let (eps, shadow) = (target.rate(), matches!(target, Target::Shadow(_)));
     let (logged, target) = match args.unit {
         Unit::Slot => (
             on_policy(&rows, args.reward),
-            estimate(&rows, eps, args.reward),
+            estimate(&rows, target, args.reward),
         ),
         Unit::Page => (
             on_policy_pages(&rows, args.reward),
-            estimate_pages(&rows, eps, args.reward),
+            estimate_pages(&rows, target, args.reward),
         ),
     };
     let logged =
@@ -413,6 +497,7 @@ pub fn report(
         logged_profile: args.logged_profile.clone(),
         profile: args.profile.clone(),
         explore: eps,
+        shadow,
         unit: args.unit,
         reward: args.reward,
         logged,
@@ -457,7 +542,9 @@ mod tests {
                         greedy: draw.0,
                         drawable: 4,
                         in_draw: draw.1,
+                        shadow_greedy: false,
                     }),
+                    shadow: None,
                     inputs: HeadInputs::default(),
                     breakdown: ScoreBreakdown::default(),
                     outcomes: Outcomes {
@@ -490,6 +577,57 @@ mod tests {
         assert!((same.effective_units - rows.len() as f64).abs() < 1e-3);
     }
 
+    /// Slots served beside a shadow that agrees with the greedy pick half of the time and
+    /// otherwise picks an item completing with probability 0.9: the estimate of the shadow
+    /// at its own rate finds its known value, and weighs each slot by the mixture.
+    #[test]
+    fn the_shadow_estimate_finds_the_shadows_known_value() {
+        let (eps, share) = (0.2, 0.3);
+        let mut rng = StdRng::seed_from_u64(5);
+        let q = [0.1, 0.2, 0.3, 0.4];
+        let mut rows = logged(eps, 60_000, 9);
+        for r in &mut rows {
+            let agree = rng.random_bool(0.5);
+            let u: f64 = rng.random();
+            let (p, greedy, shadow_greedy, in_draw) = if u < eps {
+                (q[rng.random_range(0..4usize)], false, false, true)
+            } else if agree || u < eps + (1.0 - eps - share) {
+                (0.6, true, agree, false)
+            } else {
+                (0.9, false, true, false)
+            };
+            let d = SlotDraw {
+                greedy,
+                drawable: 4,
+                in_draw,
+                shadow_greedy,
+            };
+            r.draw = Some(d);
+            r.propensity = d.logged_probability(eps, share) as f32;
+            r.shadow = Some(steerfeed::PageShadow {
+                profile: "other".into(),
+                model: "hand-set".into(),
+                share: share as f32,
+            });
+            r.outcomes.complete_view = rng.random_bool(p);
+        }
+        for target in [0.0, 0.1, 0.5] {
+            // Half the slots: the shared pick (0.6); half: the shadow's own (0.9); each
+            // explores at `target` among items worth 0.25 on average.
+            let truth = (1.0 - target) * (0.5 * 0.6 + 0.5 * 0.9) + target * 0.25;
+            let e = estimate(&rows, Target::Shadow(target), Reward::CompleteView).unwrap();
+            assert!(
+                (e.value - truth).abs() < 3.0 * e.std_error && e.std_error < 0.01,
+                "ε' {target}: {e:?} against {truth}"
+            );
+        }
+        // The serving profile's own rate, read from the same rows, is its known value:
+        // greedy 0.6 at 1 − ε, drawn 0.25 at ε.
+        let own = estimate(&rows, Target::Rate(eps), Reward::CompleteView).unwrap();
+        let truth = (1.0 - eps) * 0.6 + eps * 0.25;
+        assert!((own.value - truth).abs() < 3.0 * own.std_error, "{own:?}");
+    }
+
     /// Pages of two slots where the second slot's greedy pick completes more often when
     /// the first slot was drawn (a change of item relieves fatigue). The page-by-page
     /// estimate finds another rate's known value; the slot-by-slot one, which holds the
@@ -520,6 +658,7 @@ mod tests {
                     greedy: !drawn,
                     drawable: 4,
                     in_draw: drawn,
+                    shadow_greedy: false,
                 });
                 r.outcomes.complete_view = rng.random_bool(p);
                 rows.push(r);

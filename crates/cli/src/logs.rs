@@ -155,8 +155,9 @@ pub fn offpolicy(
         ),
         line(
             &format!(
-                "{} (explore {})",
+                "{} ({}explore {})",
                 report.profile.as_deref().unwrap_or("estimate"),
+                if report.shadow { "shadow, " } else { "" },
                 report.explore
             ),
             &report.estimate

@@ -71,29 +71,78 @@ pub struct ImpressionItem {
 /// probability `1 − ε` its greedy pick, with probability `ε` one of `drawable` items
 /// drawn uniformly. It is what an estimator needs to compute the probability that
 /// another exploration rate serves the same item in the same slot.
+///
+/// On a page served with a shadow profile ([`PageShadow`]) every slot has one: the slot
+/// also served the shadow's greedy pick with probability `share`, whether the item was
+/// that pick is `shadow_greedy`, and `drawable` is 0 where nothing could be drawn (no
+/// rate explores there). It is then what an estimator needs for the shadow profile too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SlotDraw {
     /// The item was the greedy pick for the slot.
     pub greedy: bool,
-    /// How many items exploration could have drawn for the slot (at least 1).
+    /// How many items exploration could have drawn for the slot (at least 1 on a page
+    /// without a shadow).
     pub drawable: u32,
     /// The item was one of them.
     pub in_draw: bool,
+    /// The item was the shadow profile's greedy pick for the slot, given the page's
+    /// earlier slots (false on a page served without a shadow).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shadow_greedy: bool,
 }
 
 impl SlotDraw {
     /// The probability that a selector exploring at rate `eps` serves this item in this
-    /// slot: `(1 − ε)·[greedy] + ε·[in_draw]/drawable`.
+    /// slot: `(1 − ε)·[greedy] + ε·[in_draw]/drawable`, and `[greedy]` where nothing
+    /// could be drawn.
     pub fn probability(&self, eps: f64) -> f64 {
-        let greedy = if self.greedy { 1.0 - eps } else { 0.0 };
-        let drawn = if self.in_draw && self.drawable > 0 {
-            eps / f64::from(self.drawable)
+        Self::policy(self.greedy, self.in_draw, self.drawable, eps)
+    }
+
+    /// The same for the shadow profile exploring at rate `eps`: its greedy pick in place
+    /// of the serving profile's.
+    pub fn shadow_probability(&self, eps: f64) -> f64 {
+        Self::policy(self.shadow_greedy, self.in_draw, self.drawable, eps)
+    }
+
+    /// The probability that the serving selector, exploring at rate `eps` with a shadow
+    /// of share `share`, served this item: `share·[shadow_greedy] + ε·[in_draw]/drawable
+    /// + (1 − ε − share)·[greedy]`, with ε at 0 where nothing could be drawn.
+    pub fn logged_probability(&self, eps: f64, share: f64) -> f64 {
+        let eps = if self.drawable == 0 { 0.0 } else { eps };
+        let b = |x: bool| f64::from(u8::from(x));
+        share * b(self.shadow_greedy)
+            + Self::policy(false, self.in_draw, self.drawable, eps)
+            + (1.0 - eps - share) * b(self.greedy)
+    }
+
+    fn policy(greedy: bool, in_draw: bool, drawable: u32, eps: f64) -> f64 {
+        if drawable == 0 {
+            return f64::from(u8::from(greedy));
+        }
+        let greedy = if greedy { 1.0 - eps } else { 0.0 };
+        let drawn = if in_draw {
+            eps / f64::from(drawable)
         } else {
             0.0
         };
         greedy + drawn
     }
+}
+
+/// The shadow profile a page was served beside (`[learning] shadow`): at every slot its
+/// greedy pick, given the page's earlier slots, was served with probability `share`, so
+/// the log holds what an estimate of that profile needs.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageShadow {
+    /// The shadow profile.
+    pub profile: String,
+    /// The id of the model whose heads scored it for the shadow.
+    pub model: String,
+    /// The share of each slot its greedy pick was served with.
+    pub share: f32,
 }
 
 /// What a served page logs beside its served-state writes.
@@ -108,6 +157,9 @@ pub struct ImpressionPage {
     pub model: String,
     /// The items, in page order.
     pub items: Vec<ImpressionItem>,
+    /// The shadow profile it was served beside, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<PageShadow>,
 }
 
 /// A page as the impression log holds it.

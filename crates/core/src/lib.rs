@@ -54,7 +54,9 @@ pub use event::{Event, EventKind};
 pub use explain::{Explanation, Reason};
 pub use feed::{Card, CardKind, Cursor, FeedItem, FeedRequest, FeedResponse};
 pub use ids::{EventKey, SessionId, TopicId, UserId, VideoId};
-pub use impression::{HeadInputs, ImpressionItem, ImpressionPage, LoggedPage, SlotDraw};
+pub use impression::{
+    HeadInputs, ImpressionItem, ImpressionPage, LoggedPage, PageShadow, SlotDraw,
+};
 pub use jiff::Timestamp;
 pub use person::{ErasureReport, OwnVideos, Record, RecordKind};
 pub use pipeline::{Pipeline, PipelineBuilder, PipelineOutput, TopK, VideoTrace};

@@ -157,6 +157,9 @@ pub struct Candidate {
     pub propensity: f32,
     /// The choice the selector faced when it could explore this candidate's slot.
     pub draw: Option<crate::SlotDraw>,
+    /// The score the shadow profile's scorer gave it (`[learning] shadow`); NaN when no
+    /// shadow scored it.
+    pub shadow_score: f32,
 }
 
 impl Candidate {
@@ -173,6 +176,7 @@ impl Candidate {
             exposures: 0.0,
             propensity: 1.0,
             draw: None,
+            shadow_score: f32::NAN,
         }
     }
 

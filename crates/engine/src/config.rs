@@ -158,6 +158,16 @@ pub struct LearningConfig {
     /// open; absent, the hand-set heads of `[rank.scorer]` serve.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<std::path::PathBuf>,
+    /// A rank profile scored beside every other one: each slot of their pages serves its
+    /// greedy pick (given the page's earlier slots) with probability `shadow_share`, and
+    /// the impression log says which slot did, so `steerfeed eval offpolicy --profile`
+    /// can estimate it. It may differ from the others only by its scorer (weights, heads),
+    /// its model and its exploration rate. Absent: no shadow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<String>,
+    /// The probability with which a slot serves the shadow's pick, in `(0, 1]`, at most
+    /// `1 − explore` of every profile it shadows. Default 0.1.
+    pub shadow_share: f32,
 }
 
 impl Default for LearningConfig {
@@ -166,6 +176,8 @@ impl Default for LearningConfig {
             log_impressions: true,
             outcome_window_s: 3_600,
             model: None,
+            shadow: None,
+            shadow_share: 0.1,
         }
     }
 }
@@ -346,6 +358,65 @@ impl Config {
         Ok(config)
     }
 
+    /// The profiles `[learning] shadow` is scored beside: every one but itself (none
+    /// without a shadow).
+    pub fn shadowed_profiles(&self) -> Vec<&str> {
+        let Some(shadow) = self.learning.shadow.as_deref() else {
+            return Vec::new();
+        };
+        std::iter::once(DEFAULT_PROFILE)
+            .chain(self.profiles.keys().map(String::as_str))
+            .filter(|p| *p != shadow)
+            .collect()
+    }
+
+    /// The shadow names a profile, its share is a probability that leaves room for every
+    /// shadowed profile's exploration, and it ranks the candidates every shadowed
+    /// profile ranks with the same page rules: only the scorer, the model and the
+    /// exploration rate may differ.
+    fn validate_shadow(&self) -> Result<(), steerfeed_core::Error> {
+        let Some(shadow) = self.learning.shadow.as_deref() else {
+            return Ok(());
+        };
+        let invalid = |reason: String| steerfeed_core::Error::invalid("learning.shadow", reason);
+        if shadow != DEFAULT_PROFILE && !self.profiles.contains_key(shadow) {
+            return Err(invalid(format!(
+                "{shadow:?} is not a profile ([profiles.{shadow}] is missing)"
+            )));
+        }
+        let share = self.learning.shadow_share;
+        if !(share > 0.0 && share <= 1.0) {
+            return Err(steerfeed_core::Error::invalid(
+                "learning.shadow_share",
+                format!("a share is a number in (0, 1], not {share}"),
+            ));
+        }
+        let b = self.profile_rank(shadow)?;
+        for name in self.shadowed_profiles() {
+            let a = self.profile_rank(name)?;
+            if share + a.selector.explore > 1.0 {
+                return Err(steerfeed_core::Error::invalid(
+                    "learning.shadow_share",
+                    format!(
+                        "{share} beside profile {name:?}'s exploration rate {} is more than 1",
+                        a.selector.explore
+                    ),
+                ));
+            }
+            let mut same = b.clone();
+            same.scorer = a.scorer;
+            same.selector.explore = a.selector.explore;
+            if same != a {
+                return Err(invalid(format!(
+                    "profile {shadow:?} differs from {name:?} beyond its scorer and exploration \
+                     rate (sources or selector): a shadow ranks the candidates of the profile \
+                     it shadows, under its page rules"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks ranges and consistency.
     pub fn validate(&self) -> Result<(), steerfeed_core::Error> {
         self.model.validate()?;
@@ -388,6 +459,7 @@ impl Config {
         }
         self.pages.validate()?;
         self.learning.validate()?;
+        self.validate_shadow()?;
         self.index
             .build
             .validate()
@@ -642,5 +714,41 @@ mod tests {
         assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
         let err = Config::from_layers(Some(("f.toml", "not toml [")), env(&[])).unwrap_err();
         assert!(err.to_string().contains("f.toml"), "{err}");
+    }
+
+    #[test]
+    fn a_shadow_may_differ_only_by_its_scorer_model_and_rate() {
+        let load = |extra: &str| {
+            let file = format!(
+                "[profiles.other.rank.scorer.weights]\nlike = 9.0\n\
+                 [profiles.other.rank.selector]\nexplore = 0.2\n{selector}\n{extra}",
+                selector = if extra.contains("mmr_lambda") {
+                    "mmr_lambda = 0.3"
+                } else {
+                    ""
+                },
+            );
+            Config::from_layers(Some(("test.toml", &file)), env(&[]))
+        };
+        let c = load("[learning]\nshadow = \"other\"\nshadow_share = 0.25\n").unwrap();
+        assert_eq!(c.shadowed_profiles(), ["default"]);
+        // The default profile may shadow the other one just as well.
+        let c = load("[learning]\nshadow = \"default\"\n").unwrap();
+        assert_eq!(c.shadowed_profiles(), ["other"]);
+        assert_eq!(c.learning.shadow_share, 0.1);
+        for bad in [
+            "[learning]\nshadow = \"nobody\"\n",
+            "[learning]\nshadow = \"other\"\nshadow_share = 0.0\n",
+            "[learning]\nshadow = \"other\"\nshadow_share = 1.5\n",
+            // Beside default's exploration of 0.2 nothing is left for a share of 0.9.
+            "[rank.selector]\nexplore = 0.2\n[learning]\nshadow = \"other\"\nshadow_share = 0.9\n",
+            // Other candidates, or other page rules, are not the same pages to rank.
+            "[profiles.other.rank.sources]\nfresh = 3\n[learning]\nshadow = \"other\"\n",
+            "# mmr_lambda\n[learning]\nshadow = \"other\"\n",
+        ] {
+            let e = load(bad).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(e.contains("shadow"), "{bad}: {e}");
+        }
+        assert!(load("").unwrap().shadowed_profiles().is_empty());
     }
 }

@@ -10,9 +10,9 @@ use steerfeed_core::storage::{Relation, Storage};
 use steerfeed_core::{
     AgeBand, Candidate, CardKind, ConsentScope, Constraints, Cursor, Embedding, Entity,
     ErasureReport, Error, Event, Explanation, FeedContext, FeedItem, FeedRequest, FeedResponse,
-    ImpressionItem, ImpressionPage, OwnVideos, ParentalControls, Pipeline, PipelineOutput,
-    PreferenceEdit, Reason, Record, Result, StageReport, Timestamp, Trace, User, UserId, Video,
-    VideoId,
+    ImpressionItem, ImpressionPage, OwnVideos, PageShadow, ParentalControls, Pipeline,
+    PipelineOutput, PreferenceEdit, Reason, Record, Result, StageReport, Timestamp, Trace, User,
+    UserId, Video, VideoId,
 };
 use steerfeed_rank::scorers::ModelSlot;
 use steerfeed_rank::{CoEngagementIndex, Ports, RankConfig, build_pipeline};
@@ -384,16 +384,48 @@ impl Engine {
             trending: co.clone(),
             consent: store.clone(),
             model: Arc::new(ModelSlot::default()),
+            shadow: None,
         };
-        let mut rankers = vec![Ranker::new(
-            DEFAULT_PROFILE,
-            &config.rank,
-            config.learning.model.as_deref(),
-            ports.clone(),
-        )?];
-        for (name, p) in &config.profiles {
+        let profiles: Vec<(&str, Option<&Path>)> =
+            std::iter::once((DEFAULT_PROFILE, config.learning.model.as_deref()))
+                .chain(
+                    config
+                        .profiles
+                        .iter()
+                        .map(|(name, p)| (name.as_str(), p.model.as_deref())),
+                )
+                .collect();
+        // Every profile's model slot first: a shadow scores with its profile's slot, so a
+        // model put in force there scores in the shadow too.
+        let slots: Vec<Arc<ModelSlot>> = profiles
+            .iter()
+            .map(|_| Arc::new(ModelSlot::default()))
+            .collect();
+        let shadowed = config.shadowed_profiles();
+        let shadow = match config.learning.shadow.as_deref() {
+            Some(name) => {
+                let at = profiles.iter().position(|(p, _)| *p == name);
+                let model = at.map(|i| slots[i].clone()).ok_or_else(|| {
+                    Error::invalid("learning.shadow", format!("no rank profile {name:?}"))
+                })?;
+                Some(steerfeed_rank::Shadow {
+                    scorer: config.profile_rank(name)?.scorer,
+                    model,
+                    share: config.learning.shadow_share,
+                })
+            }
+            None => None,
+        };
+        let mut rankers = Vec::with_capacity(profiles.len());
+        for ((name, model), slot) in profiles.iter().zip(slots) {
             let rank = config.profile_rank(name)?;
-            rankers.push(Ranker::new(name, &rank, p.model.as_deref(), ports.clone())?);
+            let mut ports = ports.clone();
+            ports.model = slot;
+            ports.shadow = shadow.clone().filter(|_| shadowed.contains(name));
+            let shadow_name = ports.shadow.as_ref().and(config.learning.shadow.clone());
+            let mut ranker = Ranker::new(name, &rank, *model, ports)?;
+            ranker.shadow = shadow_name;
+            rankers.push(ranker);
         }
         tracing::info!(
             videos = store.video_count(),
@@ -983,7 +1015,7 @@ impl Engine {
         let shown = |kind| out.cards.iter().any(|c| c.kind == kind);
         let request_id = self.next_request_id();
         let impressions = (self.config.learning.log_impressions && !items.is_empty())
-            .then(|| impression_page(&request_id, ranker, &items));
+            .then(|| impression_page(&request_id, ranker, self.page_shadow(ranker), &items));
         let page = ServedPage {
             videos: &ids,
             checkin: shown(CardKind::Checkin),
@@ -1296,14 +1328,15 @@ struct Ranker {
     /// The model in force and the ones a rollback returns to, newest last (`None`: the
     /// hand-set heads).
     models: Mutex<ModelHistory>,
+    /// The profile scored beside this one (`[learning] shadow`), if any.
+    shadow: Option<String>,
 }
 
 impl Ranker {
-    /// The profile `name` ranking with `rank`, serving the model file at `model` when
-    /// one is named.
-    fn new(name: &str, rank: &RankConfig, model: Option<&Path>, mut ports: Ports) -> Result<Self> {
-        let slot = Arc::new(ModelSlot::default());
-        ports.model = slot.clone();
+    /// The profile `name` ranking with `rank` and the stages' `ports`, serving the model
+    /// file at `model` when one is named (in `ports.model`, the profile's own slot).
+    fn new(name: &str, rank: &RankConfig, model: Option<&Path>, ports: Ports) -> Result<Self> {
+        let slot = ports.model.clone();
         let mut models = ModelHistory::default();
         if let Some(path) = model {
             let m = RankModel::load(path)?;
@@ -1317,6 +1350,7 @@ impl Ranker {
             hand_set: steerfeed_rank::scorers::HeadModels::from_config(&rank.scorer),
             slot,
             models: Mutex::new(models),
+            shadow: None,
         })
     }
 }
@@ -1346,6 +1380,17 @@ impl ModelHistory {
 }
 
 impl Engine {
+    /// The shadow `ranker`'s pages are served beside, as the impression log names it.
+    fn page_shadow(&self, ranker: &Ranker) -> Option<PageShadow> {
+        let name = ranker.shadow.as_deref()?;
+        let shadow = self.ranker(name).ok()?;
+        Some(PageShadow {
+            profile: name.to_owned(),
+            model: model_id(shadow),
+            share: self.config.learning.shadow_share,
+        })
+    }
+
     /// The rank profile `name`; an unknown one is an error naming the configured ones.
     fn ranker(&self, name: &str) -> Result<&Ranker> {
         self.rankers
@@ -1459,15 +1504,26 @@ fn request_prefix() -> u64 {
     h.finish()
 }
 
+/// The id of the model `ranker` serves.
+fn model_id(ranker: &Ranker) -> String {
+    lock(&ranker.models)
+        .current
+        .as_ref()
+        .map_or_else(|| HAND_SET.to_owned(), |m| m.id.clone())
+}
+
 /// The impression log's page for the served `items`.
-fn impression_page(request: &str, ranker: &Ranker, items: &[Candidate]) -> ImpressionPage {
+fn impression_page(
+    request: &str,
+    ranker: &Ranker,
+    shadow: Option<PageShadow>,
+    items: &[Candidate],
+) -> ImpressionPage {
     ImpressionPage {
         request: request.to_owned(),
         profile: ranker.name.clone(),
-        model: lock(&ranker.models)
-            .current
-            .as_ref()
-            .map_or_else(|| HAND_SET.to_owned(), |m| m.id.clone()),
+        model: model_id(ranker),
+        shadow,
         items: items
             .iter()
             .enumerate()

@@ -131,6 +131,7 @@ pub fn generate(rows: usize, seed: u64) -> Vec<LabeledImpression> {
             source: "synthetic".to_owned(),
             propensity: 1.0,
             draw: None,
+            shadow: None,
             inputs: x,
             breakdown: ScoreBreakdown {
                 actions: logged_probs(&hand, &x),

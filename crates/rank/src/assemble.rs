@@ -12,7 +12,7 @@ use steerfeed_core::{Pipeline, PipelineBuilder, Result};
 
 use crate::filters::{FilterConfig, default_filters};
 use crate::recent_profile::RecentProfileConfig;
-use crate::scorers::{ObjectiveScorer, ScorerConfig};
+use crate::scorers::{ObjectiveScorer, ScorerConfig, ShadowScorer};
 use crate::selectors::{DiversitySelector, SelectorConfig};
 use crate::sources::{
     CoEngagementConfig, CoEngagementSource, FollowingSource, FreshSource, InterestAnnSource,
@@ -85,6 +85,21 @@ pub struct Ports {
     pub consent: Arc<dyn ConsentLedger>,
     /// The action heads' coefficients the scorer applies.
     pub model: Arc<crate::scorers::ModelSlot>,
+    /// Another profile scoring beside this one, whose greedy picks the selector serves
+    /// at a share of the slots (none: no shadow).
+    pub shadow: Option<Shadow>,
+}
+
+/// A shadow profile, as the stages need it: its objective, its model slot (shared with
+/// the profile itself, so a model put in force there scores here too) and the share.
+#[derive(Clone)]
+pub struct Shadow {
+    /// The shadow profile's objective.
+    pub scorer: ScorerConfig,
+    /// Its action heads.
+    pub model: Arc<crate::scorers::ModelSlot>,
+    /// The probability with which each slot serves its greedy pick, in `(0, 1]`.
+    pub share: f32,
 }
 
 /// Builds the pipeline. Sources run in an order that makes the most telling reason win
@@ -158,17 +173,25 @@ pub fn ranking_stages(
     for f in default_filters(&cfg.filters, p.graph.clone(), p.consent.clone()) {
         b = b.filter(f);
     }
-    Ok(b.scorer(ObjectiveScorer::new(
-        cfg.scorer,
-        cfg.wellbeing.clone(),
-        p.actions.clone(),
-        p.graph.clone(),
-        p.consent.clone(),
-        p.model.clone(),
-    ))
-    .selector(DiversitySelector::new(cfg.selector)?)
-    .inline(PageCapThrottle::new(wellbeing.clone()))
-    .inline(CheckinThrottle::new(wellbeing.clone()))
-    .inline(CreationPromptThrottle::new(wellbeing.clone()))
-    .inline(BreakThrottle::new(wellbeing)))
+    let objective = |scorer: ScorerConfig, model: &Arc<crate::scorers::ModelSlot>| {
+        ObjectiveScorer::new(
+            scorer,
+            cfg.wellbeing.clone(),
+            p.actions.clone(),
+            p.graph.clone(),
+            p.consent.clone(),
+            model.clone(),
+        )
+    };
+    b = b.scorer(objective(cfg.scorer, &p.model));
+    let mut selector = DiversitySelector::new(cfg.selector)?;
+    if let Some(sh) = &p.shadow {
+        b = b.scorer(ShadowScorer::new(objective(sh.scorer, &sh.model)));
+        selector = selector.with_shadow(sh.share)?;
+    }
+    Ok(b.selector(selector)
+        .inline(PageCapThrottle::new(wellbeing.clone()))
+        .inline(CheckinThrottle::new(wellbeing.clone()))
+        .inline(CreationPromptThrottle::new(wellbeing.clone()))
+        .inline(BreakThrottle::new(wellbeing)))
 }

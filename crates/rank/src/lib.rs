@@ -30,7 +30,7 @@ pub mod sources;
 pub mod throttles;
 pub mod trending;
 
-pub use assemble::{Ports, RankConfig, build_pipeline, ranking_stages};
+pub use assemble::{Ports, RankConfig, Shadow, build_pipeline, ranking_stages};
 pub use coengagement::{CoEngagementIndex, CoEngagementParams, engagement_weight};
 pub use recent_profile::RecentProfileConfig;
 pub use sources::{CoEngagementConfig, SourceQuotas};

@@ -895,3 +895,82 @@ fn reported_propensities_match_how_often_each_item_is_served() {
         );
     }
 }
+
+/// 11. A shadow: with share 0 the page and draws are the unshadowed ones; with share 1
+///     the page is the one the shadow scores alone would make, every slot its pick; in
+///     between, every slot's propensity is its draw's probability under the mixture, and
+///     the shadow's pick at slot 0 is the shadow order's own first pick.
+#[test]
+fn a_shadow_is_served_at_its_share_and_logged_at_every_slot() {
+    use steerfeed_rank::selectors::{select_slate, select_slate_seeded, select_slate_shadowed};
+    let specs: Vec<Spec> = (0..40)
+        .map(|i| Spec::new(i % 9, &[i % 6], 100.0 - i as f32))
+        .collect();
+    let mut cands = candidates(&specs);
+    for (i, c) in cands.iter_mut().enumerate() {
+        c.exposures = if i % 4 == 0 { 5_000.0 } else { 3.0 };
+    }
+    let items: Vec<SlateItem<'_>> = cands
+        .iter()
+        .map(|c| SlateItem::from_candidate(c, None))
+        .collect();
+    // The shadow ranks nearly the other way round.
+    let shadow: Vec<f32> = (0..items.len())
+        .map(|i| ((i * 7) % items.len()) as f32)
+        .collect();
+    let rules = PageRules::for_context(&context(10, false, &[], None));
+    for explore in [0.0f32, 0.2] {
+        let config = SelectorConfig {
+            explore,
+            ..SelectorConfig::default()
+        };
+        for seed in 0..50u64 {
+            let plain = select_slate_seeded(&items, &config, rules, 10, seed);
+            let none = select_slate_shadowed(&items, &config, rules, 10, seed, &shadow, 0.0);
+            assert_eq!(plain, none);
+        }
+        // The shadow's own page: the items in shadow order, selected alone.
+        let mut order: Vec<usize> = (0..items.len()).collect();
+        order.sort_by(|&a, &b| shadow[b].total_cmp(&shadow[a]));
+        let by_shadow: Vec<SlateItem<'_>> = order
+            .iter()
+            .map(|&i| SlateItem {
+                score: shadow[i],
+                ..items[i]
+            })
+            .collect();
+        let own: Vec<usize> = select_slate(&by_shadow, &config, rules, 10)
+            .into_iter()
+            .map(|j| order[j])
+            .collect();
+        if explore == 0.0 {
+            let all = select_slate_shadowed(&items, &config, rules, 10, 3, &shadow, 1.0);
+            assert_eq!(all.page, own);
+            assert!(all.draws.iter().all(|d| d.is_some_and(|d| d.shadow_greedy)));
+        }
+        let share = 0.5;
+        let mut shadow_only = 0;
+        for seed in 0..200u64 {
+            let s = select_slate_shadowed(&items, &config, rules, 10, seed, &shadow, share);
+            assert_eq!(s.page.len(), 10);
+            let first = s.draws[0].expect("every slot beside a shadow has a draw");
+            assert_eq!(first.shadow_greedy, s.page[0] == own[0]);
+            for (slot, d) in s.draws.iter().enumerate() {
+                let d = d.expect("every slot beside a shadow has a draw");
+                assert!(d.greedy || d.in_draw || d.shadow_greedy, "{d:?}");
+                let p = d.logged_probability(f64::from(explore), f64::from(share));
+                assert!(
+                    (p - f64::from(s.propensity[slot])).abs() < 1e-5,
+                    "{d:?} {}",
+                    s.propensity[slot]
+                );
+                shadow_only += usize::from(d.shadow_greedy && !d.greedy);
+            }
+        }
+        // The two orders disagree at most slots: about half of those serve the shadow.
+        assert!(
+            shadow_only > 400,
+            "{shadow_only} slots served the shadow's pick over the greedy one"
+        );
+    }
+}

@@ -2122,9 +2122,15 @@ fn impression_page(request: &str, videos: &[&str]) -> ImpressionPage {
                     greedy: i == 1,
                     drawable: 3 + i as u32,
                     in_draw: i != 1,
+                    shadow_greedy: i == 3,
                 }),
             })
             .collect(),
+        shadow: Some(steerfeed_core::PageShadow {
+            profile: "creation_heavy".to_owned(),
+            model: "hand-set".to_owned(),
+            share: 0.2,
+        }),
     }
 }
 

@@ -2,7 +2,8 @@
 //! its place in the log (`u64` BE, from 1).
 //!
 //! ```text
-//! version u8 (2) | user str16 | at_ms i64 | request str16 | profile str16 | model str16
+//! version u8 (3) | user str16 | at_ms i64 | request str16 | profile str16 | model str16
+//! | shadow str16 | [shadow model str16 | shadow share f32, when the shadow is not empty]
 //! | items u16
 //! per item: video str16 | position u32 | source str8 | propensity f32
 //!           | prior 8×f32 | creator 8×f32 | interest, tie, co_engagement f32 | flags u8
@@ -14,17 +15,19 @@
 //! Numbers are little-endian; `str16` and `str8` are a length (`u16`, `u8`) and UTF-8
 //! bytes. The user comes first so that an erasure reads only the head of each record.
 //! The flags: bit 0 followed, 1 remix chain, 2 friend's cameo, 3 the slot could explore
-//! (a [`SlotDraw`] follows), 4 its greedy pick, 5 one of the items it could draw.
-//! Version 1 is version 2 without slot draws (bits 3 to 5 never set); it still reads.
+//! (a [`SlotDraw`] follows), 4 its greedy pick, 5 one of the items it could draw, 6 the
+//! shadow profile's greedy pick. Version 2 is version 3 without the shadow (no shadow
+//! field, bit 6 never set, and every draw with at least one drawable item); version 1 is
+//! version 2 without slot draws (bits 3 to 5 never set). Both still read.
 
 use steerfeed_core::{
-    ActionProbs, Error, HeadInputs, ImpressionItem, ImpressionPage, LoggedPage, Result,
+    ActionProbs, Error, HeadInputs, ImpressionItem, ImpressionPage, LoggedPage, PageShadow, Result,
     ScoreBreakdown, SlotDraw, Timestamp, UserId, VideoId,
 };
 
 use crate::codec::{corrupt, ms, ts_of_ms};
 
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
 /// The oldest version this build reads.
 const OLDEST: u8 = 1;
 
@@ -63,6 +66,15 @@ pub(crate) fn encode(user: &UserId, at: Timestamp, page: &ImpressionPage) -> Vec
     str16(&mut out, &page.request);
     str16(&mut out, &page.profile);
     str16(&mut out, &page.model);
+    match &page.shadow {
+        // A profile name is never empty: the empty string says there is no shadow.
+        Some(sh) if !sh.profile.is_empty() => {
+            str16(&mut out, &sh.profile);
+            str16(&mut out, &sh.model);
+            out.extend_from_slice(&sh.share.to_le_bytes());
+        }
+        _ => str16(&mut out, ""),
+    }
     let n = page.items.len().min(usize::from(u16::MAX));
     out.extend_from_slice(&(n as u16).to_le_bytes());
     for it in &page.items[..n] {
@@ -81,7 +93,8 @@ pub(crate) fn encode(user: &UserId, at: Timestamp, page: &ImpressionPage) -> Vec
                 | u8::from(h.friend_cameo) << 2
                 | u8::from(d.is_some()) << 3
                 | u8::from(d.is_some_and(|d| d.greedy)) << 4
-                | u8::from(d.is_some_and(|d| d.in_draw)) << 5,
+                | u8::from(d.is_some_and(|d| d.in_draw)) << 5
+                | u8::from(d.is_some_and(|d| d.shadow_greedy)) << 6,
         );
         if let Some(d) = d {
             out.extend_from_slice(&d.drawable.to_le_bytes());
@@ -193,8 +206,13 @@ pub(crate) fn at_of(b: &[u8]) -> Result<Timestamp> {
 /// The whole record at `seq`.
 pub(crate) fn decode(seq: u64, b: &[u8]) -> Result<LoggedPage> {
     let (mut r, version, user) = header(b)?;
-    // The flags a version may set: bits 0 to 2, and from version 2 bit 3 with 4 and 5.
-    let known: u8 = if version >= 2 { 0b11_1111 } else { 0b111 };
+    // The flags a version may set: bits 0 to 2, from version 2 bit 3 with 4 and 5, and
+    // from version 3 bit 6.
+    let known: u8 = match version {
+        1 => 0b111,
+        2 => 0b11_1111,
+        _ => 0b111_1111,
+    };
     let bad = |e: Error| {
         tracing::debug!(error = %e, "impression record names an invalid id");
         corrupt("impression")
@@ -204,6 +222,26 @@ pub(crate) fn decode(seq: u64, b: &[u8]) -> Result<LoggedPage> {
     let request = r.str16()?.to_owned();
     let profile = r.str16()?.to_owned();
     let model = r.str16()?.to_owned();
+    let shadow = if version >= 3 {
+        let profile = r.str16()?;
+        if profile.is_empty() {
+            None
+        } else {
+            let profile = profile.to_owned();
+            let model = r.str16()?.to_owned();
+            let share = r.f32()?;
+            if !(share > 0.0 && share <= 1.0) {
+                return Err(corrupt("impression"));
+            }
+            Some(PageShadow {
+                profile,
+                model,
+                share,
+            })
+        }
+    } else {
+        None
+    };
     let n = r.u16()?;
     let mut items = Vec::with_capacity(usize::from(n));
     for _ in 0..n {
@@ -215,7 +253,7 @@ pub(crate) fn decode(seq: u64, b: &[u8]) -> Result<LoggedPage> {
         let creator = r.f32s::<8>()?;
         let [interest, tie, co_engagement] = r.f32s::<3>()?;
         let flags = r.u8()?;
-        if flags & !known != 0 || (flags & 8 == 0 && flags & 0b11_0000 != 0) {
+        if flags & !known != 0 || (flags & 8 == 0 && flags & 0b111_0000 != 0) {
             return Err(corrupt("impression"));
         }
         let draw = if flags & 8 != 0 {
@@ -223,9 +261,14 @@ pub(crate) fn decode(seq: u64, b: &[u8]) -> Result<LoggedPage> {
                 greedy: flags & 16 != 0,
                 drawable: r.u32()?,
                 in_draw: flags & 32 != 0,
+                shadow_greedy: flags & 64 != 0,
             };
-            // A served item was the greedy pick or a drawn one, from a non-empty draw.
-            if d.drawable == 0 || !(d.greedy || d.in_draw) {
+            // A served item was the greedy pick, a drawn one from a non-empty draw, or
+            // (beside a shadow) the shadow's pick; only a page beside a shadow logs a
+            // slot where nothing could be drawn.
+            let served = d.greedy || (d.in_draw && d.drawable > 0) || d.shadow_greedy;
+            let empty_ok = d.drawable > 0 || (shadow.is_some() && !d.in_draw);
+            if !served || !empty_ok || (d.shadow_greedy && shadow.is_none()) {
                 return Err(corrupt("impression"));
             }
             Some(d)
@@ -274,6 +317,7 @@ pub(crate) fn decode(seq: u64, b: &[u8]) -> Result<LoggedPage> {
             profile,
             model,
             items,
+            shadow,
         },
     })
 }
@@ -312,10 +356,36 @@ mod tests {
                         greedy: i == 1,
                         drawable: 70_000 + i,
                         in_draw: i == 2,
+                        shadow_greedy: false,
                     }),
                 })
                 .collect(),
+            shadow: None,
         }
+    }
+
+    /// [`page`] served beside a shadow: every slot has a draw, the first one where
+    /// nothing could be drawn, and the last item is the shadow's pick alone.
+    fn shadowed_page() -> ImpressionPage {
+        let mut p = page();
+        p.shadow = Some(PageShadow {
+            profile: "creation_heavy".into(),
+            model: "m-00001234".into(),
+            share: 0.25,
+        });
+        p.items[0].draw = Some(SlotDraw {
+            greedy: true,
+            drawable: 0,
+            in_draw: false,
+            shadow_greedy: true,
+        });
+        p.items[2].draw = Some(SlotDraw {
+            greedy: false,
+            drawable: 5,
+            in_draw: false,
+            shadow_greedy: true,
+        });
+        p
     }
 
     #[test]
@@ -330,6 +400,30 @@ mod tests {
         assert_eq!(got.user, user);
         assert_eq!(got.at, at);
         assert_eq!(got.page, page());
+        let b = encode(&user, at, &shadowed_page());
+        assert_eq!(decode(8, &b).unwrap().page, shadowed_page());
+    }
+
+    #[test]
+    fn a_version_2_record_reads_without_a_shadow() {
+        let user = UserId::new("u1").unwrap();
+        let b = encode(&user, Timestamp::UNIX_EPOCH, &page());
+        // Version 2 is version 3 without the shadow field: cut its empty string, which
+        // follows the header's four strings.
+        let head = 1 + 2 + 2 + 8 + (2 + 3) + (2 + 7) + (2 + 10);
+        assert_eq!(&b[head..head + 2], &[0, 0]);
+        let mut v2 = b[..head].to_vec();
+        v2.extend_from_slice(&b[head + 2..]);
+        v2[0] = 2;
+        assert_eq!(decode(1, &v2).unwrap().page, page());
+        // What only a page beside a shadow may hold is corrupt in it.
+        let mut p = page();
+        p.items[1].draw.as_mut().unwrap().shadow_greedy = true;
+        let b = encode(&user, Timestamp::UNIX_EPOCH, &p);
+        assert!(
+            decode(1, &b).is_err(),
+            "a shadow's pick on a page without one"
+        );
     }
 
     #[test]
@@ -342,8 +436,16 @@ mod tests {
         long.push(0);
         assert!(decode(1, &long).is_err());
         let mut other = b;
-        other[0] = 3;
+        other[0] = 4;
         assert!(decode(1, &other).is_err());
+        let b = encode(
+            &UserId::new("u1").unwrap(),
+            Timestamp::UNIX_EPOCH,
+            &shadowed_page(),
+        );
+        for n in 0..b.len() {
+            assert!(decode(1, &b[..n]).is_err(), "prefix of {n} bytes");
+        }
     }
 
     #[test]
@@ -422,11 +524,13 @@ mod tests {
                 greedy: false,
                 drawable: 3,
                 in_draw: false,
+                shadow_greedy: false,
             },
             SlotDraw {
                 greedy: true,
                 drawable: 0,
                 in_draw: false,
+                shadow_greedy: false,
             },
         ] {
             let mut p = page();
@@ -434,6 +538,30 @@ mod tests {
             let b = encode(&user, Timestamp::UNIX_EPOCH, &p);
             assert!(decode(1, &b).is_err(), "{draw:?}");
         }
+        // Beside a shadow: an item nobody picked, or drawn from nothing.
+        for draw in [
+            SlotDraw {
+                greedy: false,
+                drawable: 3,
+                in_draw: false,
+                shadow_greedy: false,
+            },
+            SlotDraw {
+                greedy: false,
+                drawable: 0,
+                in_draw: true,
+                shadow_greedy: true,
+            },
+        ] {
+            let mut p = shadowed_page();
+            p.items[1].draw = Some(draw);
+            let b = encode(&user, Timestamp::UNIX_EPOCH, &p);
+            assert!(decode(1, &b).is_err(), "{draw:?}");
+        }
+        let mut p = shadowed_page();
+        p.shadow.as_mut().unwrap().share = 0.0;
+        let b = encode(&user, Timestamp::UNIX_EPOCH, &p);
+        assert!(decode(1, &b).is_err(), "a shadow of share 0");
     }
 
     #[test]

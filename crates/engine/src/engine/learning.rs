@@ -105,6 +105,9 @@ pub struct LabeledImpression {
     /// The choice exploration faced at its slot (absent where it could not explore).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub draw: Option<steerfeed_core::SlotDraw>,
+    /// The shadow profile its page was served beside (`[learning] shadow`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<steerfeed_core::PageShadow>,
     /// What the action heads read.
     pub inputs: HeadInputs,
     /// The terms of its score.
@@ -203,6 +206,7 @@ impl Engine {
                     source: it.source,
                     propensity: it.propensity,
                     draw: it.draw,
+                    shadow: p.page.shadow.clone(),
                     inputs: it.inputs,
                     breakdown: it.breakdown,
                     outcomes,

@@ -44,10 +44,12 @@
 pub mod blend;
 mod model;
 mod objective_scorer;
+mod shadow_scorer;
 
 pub use blend::{BLEND_FEATURES, BlendRanker, BlendRankerFile, blend_features};
 pub use model::{FEATURES, HeadModels, ModelSlot, ScoringModel};
 pub use objective_scorer::ObjectiveScorer;
+pub use shadow_scorer::ShadowScorer;
 use steerfeed_core::{Error, Result};
 
 /// Weights `w_a` of the action heads. Defaults: create, remix, cameo_use 10; comment,

@@ -2,7 +2,7 @@
 
 use steerfeed_core::{Candidate, FeedContext, Result, Selector, TopicId};
 
-use super::{PageRules, SelectorConfig, SlateItem, select_slate_seeded};
+use super::{PageRules, SelectorConfig, SlateItem, select_slate_shadowed};
 
 /// Diversity re-rank (MMR or sliding-window DPP), author decay, topic cap, following
 /// share from steering and the teen sensitive-content cap, as one greedy page fill
@@ -10,13 +10,35 @@ use super::{PageRules, SelectorConfig, SlateItem, select_slate_seeded};
 #[derive(Debug, Clone, Default)]
 pub struct DiversitySelector {
     config: SelectorConfig,
+    /// The share of each slot served to the shadow's greedy pick (0: no shadow).
+    shadow_share: f32,
 }
 
 impl DiversitySelector {
     /// A selector with `config`, once it passes [`SelectorConfig::validate`].
     pub fn new(config: SelectorConfig) -> Result<Self> {
         config.validate()?;
-        Ok(Self { config })
+        Ok(Self {
+            config,
+            shadow_share: 0.0,
+        })
+    }
+
+    /// The selector serving, at every slot, the shadow's greedy pick (by the candidates'
+    /// shadow scores) with probability `share` (see [`select_slate_shadowed`]); a share
+    /// that leaves no room beside `explore` is an error.
+    pub fn with_shadow(mut self, share: f32) -> Result<Self> {
+        if !(0.0..=1.0).contains(&share) || share + self.config.explore > 1.0 {
+            return Err(steerfeed_core::Error::invalid(
+                "shadow_share",
+                format!(
+                    "must be in [0, 1] and at most 1 - explore ({}), not {share}",
+                    1.0 - self.config.explore
+                ),
+            ));
+        }
+        self.shadow_share = share;
+        Ok(self)
     }
 
     /// The configuration in force.
@@ -58,7 +80,20 @@ impl Selector for DiversitySelector {
                 .iter()
                 .map(|c| SlateItem::from_candidate(c, following))
                 .collect();
-            select_slate_seeded(&items, &self.config, rules, limit, explore_seed(ctx))
+            let shadow: Vec<f32> = if self.shadow_share > 0.0 {
+                candidates.iter().map(|c| c.shadow_score).collect()
+            } else {
+                Vec::new()
+            };
+            select_slate_shadowed(
+                &items,
+                &self.config,
+                rules,
+                limit,
+                explore_seed(ctx),
+                &shadow,
+                self.shadow_share,
+            )
         };
         // Each chosen candidate moves once, straight to its slot; the rest are dropped.
         let mut slot_of = vec![usize::MAX; candidates.len()];

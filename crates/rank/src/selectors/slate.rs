@@ -29,6 +29,15 @@
 //! `(1 − ε)·[x = g] + ε·[x ∈ U]/|U|`, the probability of that choice given the slots
 //! before it; the slot also reports `[x = g]`, `|U|` and `[x ∈ U]` (a [`SlotDraw`]), from
 //! which an estimator computes that probability for another ε.
+//!
+//! **A shadow** (a second score per item and a share `s`): a second greedy loop runs in
+//! lockstep over the same items ordered by the shadow scores, under the same rules, and
+//! is given the served item at each slot, so at every slot it knows the pick `h` another
+//! profile's scorer would make after the same earlier slots. The slot goes to `h` with
+//! probability `s`, to a drawn item with probability ε (where `U` is not empty) and to `g`
+//! otherwise; the propensity is `s·[x = h] + ε·[x ∈ U]/|U| + (1 − ε − s)·[x = g]`, and
+//! the slot's draw reports `[x = h]` as well, with `|U|` = 0 where nothing could be
+//! drawn. With `s` = 0 the page, and every draw from the seed, is what no shadow gives.
 
 use std::collections::HashMap;
 
@@ -86,7 +95,79 @@ pub fn select_slate_seeded(
     }
     let mut g = Greedy::new(items, config, rules, limit);
     g.rng = seed;
-    g.run()
+    g.run(None)
+}
+
+/// [`select_slate_seeded`] beside a shadow: `shadow_scores[i]` is item `i`'s score by
+/// the shadow profile's scorer (non-finite: last), and `share` the probability with which
+/// each slot serves the shadow's greedy pick (see the module docs). A `share` of 0 is
+/// [`select_slate_seeded`].
+pub fn select_slate_shadowed(
+    items: &[SlateItem<'_>],
+    config: &SelectorConfig,
+    rules: PageRules<'_>,
+    limit: usize,
+    seed: u64,
+    shadow_scores: &[f32],
+    share: f32,
+) -> Slate {
+    let limit = limit.min(items.len());
+    if limit == 0 {
+        return Slate::default();
+    }
+    if share.is_nan() || share <= 0.0 || shadow_scores.len() != items.len() {
+        return select_slate_seeded(items, config, rules, limit, seed);
+    }
+    let key = |i: usize| {
+        let s = shadow_scores[i];
+        if s.is_finite() { s } else { f32::NEG_INFINITY }
+    };
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by(|&a, &b| key(b).total_cmp(&key(a)).then(a.cmp(&b)));
+    let shadow_items: Vec<SlateItem<'_>> = order
+        .iter()
+        .map(|&i| SlateItem {
+            score: key(i),
+            ..items[i]
+        })
+        .collect();
+    let mut to_shadow = vec![0; items.len()];
+    for (j, &i) in order.iter().enumerate() {
+        to_shadow[i] = j;
+    }
+    let mut g = Greedy::new(items, config, rules, limit);
+    g.rng = seed;
+    let lockstep = Lockstep {
+        greedy: Greedy::new(&shadow_items, config, rules, limit),
+        to_main: order,
+        to_shadow,
+        share: share.min(1.0 - config.explore).max(0.0),
+    };
+    g.run(Some(lockstep))
+}
+
+/// The shadow's greedy loop, run beside the serving one over its own order of the items.
+struct Lockstep<'a, 'b> {
+    greedy: Greedy<'a, 'b>,
+    /// Shadow index → item index, and back.
+    to_main: Vec<usize>,
+    to_shadow: Vec<usize>,
+    share: f32,
+}
+
+impl Lockstep<'_, '_> {
+    /// The shadow's pick for the next slot, as an item index.
+    fn pick(&mut self) -> Option<usize> {
+        if self.greedy.config.method == DiversityMethod::Dpp {
+            self.greedy.prepare_window();
+        }
+        self.greedy.next().map(|j| self.to_main[j])
+    }
+
+    /// Puts item `i`, which the page served, on the shadow's page too.
+    fn serve(&mut self, i: usize) {
+        self.greedy.push_any(self.to_shadow[i]);
+    }
 }
 
 /// SplitMix64: the next draw of the generator whose state is `state`.
@@ -236,15 +317,20 @@ impl<'a, 'b> Greedy<'a, 'b> {
         g
     }
 
-    fn run(mut self) -> Slate {
+    fn run(mut self, mut shadow: Option<Lockstep<'a, '_>>) -> Slate {
         while self.page.len() < self.limit {
             if self.config.method == DiversityMethod::Dpp {
                 self.prepare_window();
             }
             match self.next() {
                 Some(g) => {
-                    let (i, p, draw) = self.explore(g);
-                    self.push(i);
+                    let h = shadow.as_mut().and_then(|s| s.pick().map(|h| (h, s.share)));
+                    let (i, p, draw) = self.explore(g, h);
+                    // The shadow's pick may lie beyond the items this loop considers yet.
+                    self.push_any(i);
+                    if let Some(s) = shadow.as_mut() {
+                        s.serve(i);
+                    }
                     self.propensity.push(p);
                     self.draws.push(draw);
                 }
@@ -258,48 +344,61 @@ impl<'a, 'b> Greedy<'a, 'b> {
         }
     }
 
-    /// The item that takes the slot whose greedy pick is `g`, its propensity and the
-    /// choice exploration faced (see the module docs).
-    fn explore(&mut self, g: usize) -> (usize, f32, Option<SlotDraw>) {
+    /// The item that takes the slot whose greedy pick is `g` (and the shadow's `h`, with
+    /// its share), its propensity and the choice exploration faced (see the module docs).
+    fn explore(
+        &mut self,
+        g: usize,
+        shadow: Option<(usize, f32)>,
+    ) -> (usize, f32, Option<SlotDraw>) {
         let eps = self.config.explore;
-        if eps <= 0.0 {
+        let share = shadow.map_or(0.0, |(_, s)| s);
+        if eps <= 0.0 && shadow.is_none() {
             return (g, 1.0, None);
         }
-        // The rule `g` was picked under ("more from followed" falls back to any).
-        let rule = match self.follow_rule() {
-            Follow::OnlyFollowed if !self.items[g].followed => Follow::Any,
-            rule => rule,
-        };
-        let max = self.config.explore_max_exposures;
         let mut under = Vec::new();
-        for i in 0..self.active {
-            if self.alive[i]
-                && rule.admits(self.items[i].followed)
-                && self.items[i].exposures < max
-                && self.eligible(i)
-            {
-                under.push(i);
+        if eps > 0.0 {
+            // The rule `g` was picked under ("more from followed" falls back to any).
+            let rule = match self.follow_rule() {
+                Follow::OnlyFollowed if !self.items[g].followed => Follow::Any,
+                rule => rule,
+            };
+            let max = self.config.explore_max_exposures;
+            for i in 0..self.active {
+                if self.alive[i]
+                    && rule.admits(self.items[i].followed)
+                    && self.items[i].exposures < max
+                    && self.eligible(i)
+                {
+                    under.push(i);
+                }
             }
         }
-        if under.is_empty() {
+        if under.is_empty() && shadow.is_none() {
             return (g, 1.0, None);
         }
+        let eps = if under.is_empty() { 0.0 } else { eps };
         let n = under.len() as u64;
         let draw = (splitmix64(&mut self.rng) >> 11) as f64 / (1u64 << 53) as f64;
         let pick = if draw < f64::from(eps) {
             under[(splitmix64(&mut self.rng) % n) as usize]
+        } else if let Some((h, _)) = shadow.filter(|_| draw < f64::from(eps) + f64::from(share)) {
+            h
         } else {
             g
         };
         let in_draw = under.contains(&pick);
-        let greedy = if pick == g { 1.0 - eps } else { 0.0 };
+        let shadow_greedy = shadow.is_some_and(|(h, _)| h == pick);
+        let greedy = if pick == g { 1.0 - eps - share } else { 0.0 };
         let drawn = if in_draw { eps / n as f32 } else { 0.0 };
+        let shadowed = if shadow_greedy { share } else { 0.0 };
         let draw = SlotDraw {
             greedy: pick == g,
             drawable: u32::try_from(under.len()).unwrap_or(u32::MAX),
             in_draw,
+            shadow_greedy,
         };
-        (pick, greedy + drawn, Some(draw))
+        (pick, greedy + drawn + shadowed, Some(draw))
     }
 
     /// The best item that may take the next slot, growing the pool when none in it may.
@@ -440,6 +539,15 @@ impl<'a, 'b> Greedy<'a, 'b> {
         !(self.rules.teen
             && self.items[i].sensitive
             && self.window_sensitive >= self.config.teen_sensitive_cap)
+    }
+
+    /// [`Self::push`] of any item, bringing it (and the items ranked above it) into
+    /// consideration first.
+    fn push_any(&mut self, i: usize) {
+        if i >= self.active {
+            self.grow_to(i + 1);
+        }
+        self.push(i);
     }
 
     fn push(&mut self, i: usize) {

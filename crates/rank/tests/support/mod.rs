@@ -455,5 +455,6 @@ pub fn ports(mem: Arc<Mem>, events: &[steerfeed_core::Event]) -> steerfeed_rank:
         trending: co,
         consent: mem,
         model: Default::default(),
+        shadow: None,
     }
 }
