@@ -24,6 +24,7 @@ use steerfeed::model::RankModel;
 use steerfeed::{Config, Engine, LabeledImpression, Timestamp};
 pub use steerfeed_learn::{TrainConfig, TrainReport};
 
+use crate::offpolicy::{self, Reward, Target};
 use crate::sim::{self, Behaviour, Policy, SimOptions, SimReport};
 
 /// Arguments of `steerfeed eval loop`.
@@ -69,6 +70,12 @@ pub struct Args {
     /// Keep the second stage even when it orders the held-out pages worse than the heads.
     #[arg(long)]
     pub keep_ranker: bool,
+    /// Also run each seed with the configured heads serving and the trained model as
+    /// their shadow (`[learning] shadow`) at this share of every slot, and estimate the
+    /// trained model's rewards from that log alone, to set beside its own run. 0: no
+    /// such run.
+    #[arg(long, default_value_t = 0.0)]
+    pub shadow_share: f32,
     /// Also write the whole report (every run, every training report) here as JSON.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -96,6 +103,9 @@ pub struct LoopOptions {
     pub train: TrainConfig,
     /// Show progress bars.
     pub progress: bool,
+    /// The trained model's share as the configured heads' shadow in a third run per
+    /// seed (0: none).
+    pub shadow_share: f32,
 }
 
 impl TryFrom<&Args> for LoopOptions {
@@ -122,6 +132,7 @@ impl TryFrom<&Args> for LoopOptions {
             behaviour: a.behaviour,
             train,
             progress: true,
+            shadow_share: a.shadow_share,
         })
     }
 }
@@ -133,6 +144,10 @@ pub struct SeedRun {
     pub seed: u64,
     /// The run with the configured heads.
     pub defaults: SimReport,
+    /// The trained model's rewards estimated from a run of the configured heads with it
+    /// as their shadow, beside its own run's (when asked for).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowCheck>,
     /// What training on that run's log reported.
     pub train: TrainReport,
     /// The trained model's id.
@@ -274,6 +289,58 @@ fn labeled(engine: &Engine) -> anyhow::Result<Vec<LabeledImpression>> {
     Ok(rows)
 }
 
+/// The profile name the trained model is served under as the configured heads' shadow.
+const SHADOW: &str = "trained";
+
+/// The rewards [`ShadowCheck`] compares.
+const SHADOW_REWARDS: [Reward; 3] = [Reward::CompleteView, Reward::Like, Reward::Creation];
+
+/// A shadow's estimate of the trained model against its own run, for one reward.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShadowReward {
+    /// The reward.
+    pub reward: Reward,
+    /// Per served item, in the run of the configured heads.
+    pub configured: offpolicy::Estimate,
+    /// Per served item, in the run with the trained model as the shadow (what it
+    /// served, a mixture of both).
+    pub logged: offpolicy::Estimate,
+    /// The trained model at the loop's exploration rate, estimated slot by slot from
+    /// that log.
+    pub estimate: offpolicy::Estimate,
+    /// Per served item, in the trained model's own run.
+    pub trained: offpolicy::Estimate,
+}
+
+/// The trained model estimated from the log of pages served beside it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShadowCheck {
+    /// Its share of every slot.
+    pub share: f32,
+    /// Per reward.
+    pub rewards: Vec<ShadowReward>,
+}
+
+fn shadow_check(
+    share: f32,
+    eps: f32,
+    configured: &[LabeledImpression],
+    logged: &[LabeledImpression],
+    trained: &[LabeledImpression],
+) -> anyhow::Result<ShadowCheck> {
+    let mut rewards = Vec::new();
+    for reward in SHADOW_REWARDS {
+        rewards.push(ShadowReward {
+            reward,
+            configured: offpolicy::served(configured, reward)?,
+            logged: offpolicy::served(logged, reward)?,
+            estimate: offpolicy::estimate(logged, Target::Shadow(f64::from(eps)), reward)?,
+            trained: offpolicy::served(trained, reward)?,
+        });
+    }
+    Ok(ShadowCheck { share, rewards })
+}
+
 /// Runs the loop for every seed.
 pub fn closed_loop(config: &Config, o: &LoopOptions) -> anyhow::Result<LoopReport> {
     if o.seeds.is_empty() {
@@ -282,6 +349,9 @@ pub fn closed_loop(config: &Config, o: &LoopOptions) -> anyhow::Result<LoopRepor
     // Checked before the first run rather than after it.
     if !(0.0..=1.0).contains(&o.explore) {
         anyhow::bail!("explore must be between 0 and 1");
+    }
+    if !(0.0..=1.0).contains(&o.shadow_share) || o.shadow_share + o.explore > 1.0 {
+        anyhow::bail!("shadow share must be between 0 and 1 - explore");
     }
     if !(o.train.holdout > 0.0 && o.train.holdout < 1.0) {
         anyhow::bail!("holdout must be between 0 and 1, both excluded");
@@ -293,19 +363,43 @@ pub fn closed_loop(config: &Config, o: &LoopOptions) -> anyhow::Result<LoopRepor
     let mut runs = Vec::new();
     for &seed in &o.seeds {
         eprintln!("seed {seed}: the configured heads");
-        let (defaults, (model, train)) =
+        let (defaults, (model, train, defaults_rows)) =
             sim::simulate_then(config, &sim_options(o, seed, None), |engine| {
                 let rows = labeled(engine)?;
                 let current = engine.head_models();
-                steerfeed_learn::train(&rows, &current, &weights, &o.train)
-                    .with_context(|| format!("training on seed {seed}'s log"))
+                let (model, report) = steerfeed_learn::train(&rows, &current, &weights, &o.train)
+                    .with_context(|| format!("training on seed {seed}'s log"))?;
+                Ok((model, report, rows))
             })?;
         eprintln!("seed {seed}: the trained model {}", model.id);
         let id = model.id.clone();
-        let trained = sim::simulate(config, &sim_options(o, seed, Some(model)))?;
+        let (trained, trained_rows) =
+            sim::simulate_then(config, &sim_options(o, seed, Some(model.clone())), labeled)?;
+        let shadow = if o.shadow_share > 0.0 {
+            eprintln!("seed {seed}: the configured heads with the trained model as their shadow");
+            let mut c = config.clone();
+            c.profiles
+                .insert(SHADOW.to_owned(), steerfeed::ProfileConfig::default());
+            c.learning.shadow = Some(SHADOW.to_owned());
+            c.learning.shadow_share = o.shadow_share;
+            c.validate()?;
+            let mut so = sim_options(o, seed, None);
+            so.shadow_model = Some(model);
+            let (_, rows) = sim::simulate_then(&c, &so, labeled)?;
+            Some(shadow_check(
+                o.shadow_share,
+                o.explore,
+                &defaults_rows,
+                &rows,
+                &trained_rows,
+            )?)
+        } else {
+            None
+        };
         runs.push(SeedRun {
             seed,
             defaults,
+            shadow,
             train,
             model: id,
             trained,
@@ -398,6 +492,45 @@ pub fn summary(r: &LoopReport) -> String {
             t.ndcg_trained,
             heads.join(", ")
         ));
+        if let Some(sh) = &run.shadow {
+            let parts: Vec<String> = sh
+                .rewards
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{} estimate {:.4} ± {:.4} (trained run {:.4} ± {:.4}, configured {:.4}, logged {:.4})",
+                        r.reward.name(),
+                        r.estimate.value,
+                        r.estimate.std_error,
+                        r.trained.value,
+                        r.trained.std_error,
+                        r.configured.value,
+                        r.logged.value
+                    )
+                })
+                .collect();
+            s.push_str(&format!(
+                "seed {}: the trained model as the shadow at {}: {}\n",
+                run.seed,
+                sh.share,
+                parts.join("; ")
+            ));
+        }
+    }
+    let checks: Vec<&ShadowCheck> = r.runs.iter().filter_map(|r| r.shadow.as_ref()).collect();
+    if !checks.is_empty() {
+        for (k, reward) in SHADOW_REWARDS.iter().enumerate() {
+            let diff = |f: fn(&ShadowReward) -> f64| {
+                let xs: Vec<f64> = checks.iter().map(|c| f(&c.rewards[k])).collect();
+                e(&Estimate::of(&xs))
+            };
+            s.push_str(&format!(
+                "{} per item over the seeds: estimate − trained run {}, configured − trained run {}\n",
+                reward.name(),
+                diff(|r| r.estimate.value - r.trained.value),
+                diff(|r| r.configured.value - r.trained.value),
+            ));
+        }
     }
     s
 }

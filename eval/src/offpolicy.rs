@@ -209,6 +209,18 @@ pub fn on_policy(rows: &[LabeledImpression], reward: Reward) -> anyhow::Result<E
     weighted(&wr, f64::NAN)
 }
 
+/// The mean reward of every served item of `rows` whose outcome window has closed,
+/// explorable or not: what a run earned per slot, to set beside a shadow's estimate (every
+/// slot of a page served beside a shadow has a draw).
+pub fn served(rows: &[LabeledImpression], reward: Reward) -> anyhow::Result<Estimate> {
+    let wr: Vec<(&str, f64, f64)> = rows
+        .iter()
+        .filter(|r| r.complete)
+        .map(|r| (r.request.as_str(), 1.0, reward.of(&r.outcomes)))
+        .collect();
+    weighted(&wr, f64::NAN)
+}
+
 /// The page-by-page estimate for `target`: each page with an explorable slot whose
 /// outcome windows have all closed, weighed by the product of its explorable slots'
 /// weights, earns the mean reward of its items (see [`Unit::Page`]).

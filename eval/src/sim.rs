@@ -153,6 +153,9 @@ pub struct SimOptions {
     pub explore: Option<f32>,
     /// A model put in force before the first session.
     pub model: Option<RankModel>,
+    /// A model put in force, before the first session, in the profile `[learning]
+    /// shadow` names.
+    pub shadow_model: Option<RankModel>,
 }
 
 impl SimOptions {
@@ -174,6 +177,7 @@ impl SimOptions {
             behaviour: Behaviour::Hidden,
             explore: None,
             model: None,
+            shadow_model: None,
         }
     }
 }
@@ -572,6 +576,16 @@ pub fn simulate_then<T>(
         engine
             .set_model(m.clone())
             .context("putting the model in force")?;
+    }
+    if let Some(m) = &opts.shadow_model {
+        let shadow = config
+            .learning
+            .shadow
+            .as_deref()
+            .context("a shadow model needs [learning] shadow")?;
+        engine
+            .set_model_for(shadow, m.clone())
+            .context("putting the shadow's model in force")?;
     }
 
     let mut sim = Sim::new(&engine, &world, opts)?;

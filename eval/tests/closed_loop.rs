@@ -18,6 +18,7 @@ fn the_loop_trains_on_its_own_log_and_serves_the_trained_model_without_violation
         behaviour: Behaviour::Hidden,
         train: TrainConfig::default(),
         progress: false,
+        shadow_share: 0.3,
     };
     let r = closed_loop(&Config::default(), &o).unwrap();
     assert_eq!(r.runs.len(), 2);
@@ -55,6 +56,20 @@ fn the_loop_trains_on_its_own_log_and_serves_the_trained_model_without_violation
             run.defaults.revocations_during_run,
             run.trained.revocations_during_run
         );
+        // The third run served the configured heads with the trained model as their
+        // shadow: every one of its slots is weighed, none more than a slot that served
+        // the shadow's pick alone, (1 − ε)/share.
+        let sh = run.shadow.as_ref().expect("a shadow run was asked for");
+        assert_eq!(sh.rewards.len(), 3);
+        for r in &sh.rewards {
+            assert_eq!(r.estimate.units, r.logged.units, "{r:?}");
+            assert!(r.estimate.max_weight <= 0.8 / 0.3 + 1e-6, "{r:?}");
+            assert!(r.estimate.max_weight > 1.0, "{r:?}");
+            assert!(
+                r.estimate.effective_units < r.estimate.units as f64,
+                "{r:?}"
+            );
+        }
     }
     // Each summary is the mean over the seeds of what the runs measured.
     for (m, (name, get)) in r.metrics.iter().zip(METRICS) {
@@ -86,6 +101,7 @@ fn bad_options_are_refused_with_what_is_wrong() {
         behaviour: Behaviour::Hidden,
         train: TrainConfig::default(),
         progress: false,
+        shadow_share: 0.0,
     };
     let with_train = |t: TrainConfig| LoopOptions {
         train: t,
@@ -112,6 +128,13 @@ fn bad_options_are_refused_with_what_is_wrong() {
                 ..base.clone()
             },
             "explore",
+        ),
+        (
+            LoopOptions {
+                shadow_share: 0.95,
+                ..base.clone()
+            },
+            "shadow",
         ),
         (
             with_train(TrainConfig {
