@@ -919,8 +919,14 @@ fn a_shadow_is_served_at_its_share_and_logged_at_every_slot() {
         .map(|i| ((i * 7) % items.len()) as f32)
         .collect();
     let rules = PageRules::for_context(&context(10, false, &[], None));
-    for explore in [0.0f32, 0.2] {
+    for (method, explore) in [
+        (DiversityMethod::Dpp, 0.0f32),
+        (DiversityMethod::Dpp, 0.2),
+        (DiversityMethod::Mmr, 0.0),
+        (DiversityMethod::Mmr, 0.2),
+    ] {
         let config = SelectorConfig {
+            method,
             explore,
             ..SelectorConfig::default()
         };
@@ -972,5 +978,62 @@ fn a_shadow_is_served_at_its_share_and_logged_at_every_slot() {
             shadow_only > 400,
             "{shadow_only} slots served the shadow's pick over the greedy one"
         );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// 12. A shadow never bypasses a cap either: with any shadow scores (some not
+    ///     finite) and share, every page keeps the hard caps, has no duplicate, serves
+    ///     only inputs and replays; every slot has a draw whose mixture probability is
+    ///     its propensity, and its item is the greedy pick, a drawable one or the
+    ///     shadow's.
+    #[test]
+    fn shadowed_pages_keep_the_hard_caps_and_report_propensities(
+        specs in prop::collection::vec(spec_strategy(), 0..120),
+        shadow in prop::collection::vec(
+            prop_oneof![8 => -10.0f32..10.0, 1 => Just(f32::NAN), 1 => Just(f32::INFINITY)],
+            120,
+        ),
+        (explore, share) in prop_oneof![
+            Just((0.0f32, 0.2f32)),
+            Just((0.0, 1.0)),
+            Just((0.3, 0.2)),
+            Just((0.3, 0.7)),
+        ],
+        limit in 1..=40usize,
+        teen in prop::bool::ANY,
+        under in 0..120usize,
+    ) {
+        let ctx = context(limit, teen, &[], None);
+        let mut input = candidates(&specs);
+        for (i, c) in input.iter_mut().enumerate() {
+            c.exposures = if i < under { 10.0 } else { 1_000.0 };
+            c.shadow_score = shadow[i];
+        }
+        let config = SelectorConfig { explore, ..SelectorConfig::default() };
+        let selector = DiversitySelector::new(config).unwrap().with_shadow(share).unwrap();
+        let page = selector.select(&ctx, input.clone(), limit).unwrap();
+        prop_assert!(page.len() <= limit);
+        let ids: HashSet<&VideoId> = page.iter().map(|c| c.id()).collect();
+        prop_assert_eq!(ids.len(), page.len(), "duplicates on the page");
+        prop_assert!(page.iter().all(|c| input.iter().any(|i| i.id() == c.id())));
+        let refs: Vec<&Candidate> = page.iter().collect();
+        prop_assert!(topic_cap_holds(&refs, config.topic_cap, config.topic_window));
+        if teen {
+            prop_assert!(sensitive_cap_holds(&refs, config.teen_sensitive_cap, config.teen_sensitive_window));
+        }
+        for c in &page {
+            let d = c.draw.expect("every slot beside a shadow has a draw");
+            prop_assert!(d.greedy || (d.in_draw && d.drawable > 0) || d.shadow_greedy, "{:?}", d);
+            let p = d.logged_probability(f64::from(explore), f64::from(share));
+            prop_assert!(c.propensity > 0.0 && c.propensity <= 1.0 + 1e-6, "{}", c.propensity);
+            prop_assert!((p - f64::from(c.propensity)).abs() < 1e-5, "{:?} {}", d, c.propensity);
+        }
+        let again = selector.select(&ctx, input.clone(), limit).unwrap();
+        let a: Vec<&VideoId> = page.iter().map(|c| c.id()).collect();
+        let b: Vec<&VideoId> = again.iter().map(|c| c.id()).collect();
+        prop_assert_eq!(a, b);
     }
 }
