@@ -249,6 +249,22 @@ fn a_seed_replays_its_run() {
     assert_ne!(a, c, "another seed is another run");
 }
 
+/// Every item a run of `config` at exploration rate `eps` served, with its outcomes.
+fn logged_run(config: &Config, eps: f32) -> Vec<steerfeed::LabeledImpression> {
+    let mut o = opts(Policy::Creation);
+    o.explore = Some(eps);
+    let (_, rows) = steerfeed_eval::sim::simulate_then(config, &o, |engine| {
+        let mut rows = Vec::new();
+        engine.for_each_labeled_impression(steerfeed::Timestamp::MIN, &mut |r| {
+            rows.push(r);
+            Ok(())
+        })?;
+        Ok(rows)
+    })
+    .unwrap();
+    rows
+}
+
 /// The off-policy estimate of another exploration rate, read off one run's impression
 /// log: every explorable slot's logged propensity is its draw's probability at the
 /// logged rate, every page weighs 1 at that rate, and the page-by-page estimate for
@@ -258,20 +274,7 @@ fn a_seed_replays_its_run() {
 #[test]
 fn an_off_policy_estimate_agrees_with_the_other_rates_own_run() {
     use steerfeed_eval::offpolicy::{Reward, estimate, estimate_pages, on_policy_pages};
-    let run = |eps: f32| {
-        let mut o = opts(Policy::Creation);
-        o.explore = Some(eps);
-        let (_, rows) = steerfeed_eval::sim::simulate_then(&Config::default(), &o, |engine| {
-            let mut rows = Vec::new();
-            engine.for_each_labeled_impression(steerfeed::Timestamp::MIN, &mut |r| {
-                rows.push(r);
-                Ok(())
-            })?;
-            Ok(rows)
-        })
-        .unwrap();
-        rows
-    };
+    let run = |eps: f32| logged_run(&Config::default(), eps);
     let (logged_rows, other_rows) = (run(0.3), run(0.5));
     let explorable = logged_rows.iter().filter(|r| r.draw.is_some()).count();
     assert!(
@@ -318,20 +321,7 @@ fn an_off_policy_estimate_agrees_with_the_other_rates_own_run() {
 #[test]
 fn a_shadow_profiles_estimate_agrees_with_its_own_run() {
     use steerfeed_eval::offpolicy::{Reward, Target, estimate, on_policy};
-    let run = |config: &Config| {
-        let mut o = opts(Policy::Creation);
-        o.explore = Some(0.1);
-        let (_, rows) = steerfeed_eval::sim::simulate_then(config, &o, |engine| {
-            let mut rows = Vec::new();
-            engine.for_each_labeled_impression(steerfeed::Timestamp::MIN, &mut |r| {
-                rows.push(r);
-                Ok(())
-            })?;
-            Ok(rows)
-        })
-        .unwrap();
-        rows
-    };
+    let run = |config: &Config| logged_run(config, 0.1);
     {
         let (weights, reward, share) = ("complete_view = -10.0", Reward::CompleteView, 0.6);
         let mut logged = Config::default();

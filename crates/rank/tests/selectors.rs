@@ -763,6 +763,35 @@ proptest! {
     }
 }
 
+/// A page of at most `limit` of the `input` candidates, without duplicates, keeping the
+/// topic cap and (for a teen) the sensitive cap (reference checks).
+fn page_keeps_the_rules(
+    page: &[Candidate],
+    input: &[Candidate],
+    config: &SelectorConfig,
+    limit: usize,
+    teen: bool,
+) -> Result<(), TestCaseError> {
+    prop_assert!(page.len() <= limit);
+    let ids: HashSet<&VideoId> = page.iter().map(|c| c.id()).collect();
+    prop_assert_eq!(ids.len(), page.len(), "duplicates on the page");
+    prop_assert!(page.iter().all(|c| input.iter().any(|i| i.id() == c.id())));
+    let refs: Vec<&Candidate> = page.iter().collect();
+    prop_assert!(topic_cap_holds(
+        &refs,
+        config.topic_cap,
+        config.topic_window
+    ));
+    if teen {
+        prop_assert!(sensitive_cap_holds(
+            &refs,
+            config.teen_sensitive_cap,
+            config.teen_sensitive_window
+        ));
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
 
@@ -786,15 +815,7 @@ proptest! {
         }
         let config = SelectorConfig { explore, ..SelectorConfig::default() };
         let page = select(config, &ctx, input.clone());
-        prop_assert!(page.len() <= limit);
-        let ids: HashSet<&VideoId> = page.iter().map(|c| c.id()).collect();
-        prop_assert_eq!(ids.len(), page.len(), "duplicates on the page");
-        prop_assert!(page.iter().all(|c| input.iter().any(|i| i.id() == c.id())));
-        let refs: Vec<&Candidate> = page.iter().collect();
-        prop_assert!(topic_cap_holds(&refs, config.topic_cap, config.topic_window));
-        if teen {
-            prop_assert!(sensitive_cap_holds(&refs, config.teen_sensitive_cap, config.teen_sensitive_window));
-        }
+        page_keeps_the_rules(&page, &input, &config, limit, teen)?;
         for c in &page {
             prop_assert!(c.propensity > 0.0 && c.propensity <= 1.0, "{}", c.propensity);
             if explore == 0.0 {
@@ -1015,15 +1036,7 @@ proptest! {
         let config = SelectorConfig { explore, ..SelectorConfig::default() };
         let selector = DiversitySelector::new(config).unwrap().with_shadow(share).unwrap();
         let page = selector.select(&ctx, input.clone(), limit).unwrap();
-        prop_assert!(page.len() <= limit);
-        let ids: HashSet<&VideoId> = page.iter().map(|c| c.id()).collect();
-        prop_assert_eq!(ids.len(), page.len(), "duplicates on the page");
-        prop_assert!(page.iter().all(|c| input.iter().any(|i| i.id() == c.id())));
-        let refs: Vec<&Candidate> = page.iter().collect();
-        prop_assert!(topic_cap_holds(&refs, config.topic_cap, config.topic_window));
-        if teen {
-            prop_assert!(sensitive_cap_holds(&refs, config.teen_sensitive_cap, config.teen_sensitive_window));
-        }
+        page_keeps_the_rules(&page, &input, &config, limit, teen)?;
         for c in &page {
             let d = c.draw.expect("every slot beside a shadow has a draw");
             prop_assert!(d.greedy || (d.in_draw && d.drawable > 0) || d.shadow_greedy, "{:?}", d);
