@@ -382,6 +382,8 @@ pub fn closed_loop(config: &Config, o: &LoopOptions) -> anyhow::Result<LoopRepor
                 .insert(SHADOW.to_owned(), steerfeed::ProfileConfig::default());
             c.learning.shadow = Some(SHADOW.to_owned());
             c.learning.shadow_share = o.shadow_share;
+            // As the simulator will run it.
+            c.rank.selector.explore = o.explore;
             c.validate()?;
             let mut so = sim_options(o, seed, None);
             so.shadow_model = Some(model);

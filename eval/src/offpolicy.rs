@@ -31,8 +31,9 @@
 //! page's earlier slots, is served with probability `s` (the share), the log says whether
 //! the served item was `h` ([`SlotDraw::shadow_probability`](steerfeed::SlotDraw)), and
 //! the served item's propensity includes `s·[x = h]`. The shadow at its own rate `ε'`
-//! serves the item with probability `π = (1 − ε')·[x = h] + ε'·[x ∈ U]/|U|`, and both
-//! weighings above apply unchanged with that `π`. Every slot of a shadowed page counts
+//! serves the item with probability `π = (1 − ε')·[x = h] + ε'·[x ∈ U_h]/|U_h|`, with
+//! `U_h` its own draw set (logged when it explores), and both weighings above apply
+//! unchanged with that `π`. Every slot of a shadowed page counts
 //! (each has a draw). Without a shadow, [`check_profile`] refuses a profile that ranks
 //! differently rather than estimate it wrongly.
 
@@ -415,7 +416,9 @@ fn check_model(
 /// Arguments of `steerfeed eval offpolicy`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    /// The profile whose value to estimate (its `selector.explore` is the rate).
+    /// The profile whose value to estimate (its `selector.explore` is the rate): one that
+    /// differs from the logged profile only by that rate, or the shadow the logged pages
+    /// were served beside (`[learning] shadow`).
     #[arg(long, conflicts_with = "explore", required_unless_present = "explore")]
     pub profile: Option<String>,
     /// Or the exploration rate to estimate, in [0, 1].
@@ -555,6 +558,8 @@ mod tests {
                         drawable: 4,
                         in_draw: draw.1,
                         shadow_greedy: false,
+                        shadow_drawable: 0,
+                        shadow_in_draw: false,
                     }),
                     shadow: None,
                     inputs: HeadInputs::default(),
@@ -608,11 +613,14 @@ mod tests {
             } else {
                 (0.9, false, true, false)
             };
+            // The shadow's own exploration draws from the same four items.
             let d = SlotDraw {
                 greedy,
                 drawable: 4,
                 in_draw,
                 shadow_greedy,
+                shadow_drawable: 4,
+                shadow_in_draw: in_draw,
             };
             r.draw = Some(d);
             r.propensity = d.logged_probability(eps, share) as f32;
@@ -671,6 +679,8 @@ mod tests {
                     drawable: 4,
                     in_draw: drawn,
                     shadow_greedy: false,
+                    shadow_drawable: 0,
+                    shadow_in_draw: false,
                 });
                 r.outcomes.complete_view = rng.random_bool(p);
                 rows.push(r);

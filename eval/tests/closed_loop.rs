@@ -57,13 +57,11 @@ fn the_loop_trains_on_its_own_log_and_serves_the_trained_model_without_violation
             run.trained.revocations_during_run
         );
         // The third run served the configured heads with the trained model as their
-        // shadow: every one of its slots is weighed, none more than a slot that served
-        // the shadow's pick alone, (1 − ε)/share.
+        // shadow: every one of its slots is weighed, unevenly.
         let sh = run.shadow.as_ref().expect("a shadow run was asked for");
         assert_eq!(sh.rewards.len(), 3);
         for r in &sh.rewards {
             assert_eq!(r.estimate.units, r.logged.units, "{r:?}");
-            assert!(r.estimate.max_weight <= 0.8 / 0.3 + 1e-6, "{r:?}");
             assert!(r.estimate.max_weight > 1.0, "{r:?}");
             assert!(
                 r.estimate.effective_units < r.estimate.units as f64,

@@ -135,7 +135,8 @@ enum EvalCommand {
     #[cfg(feature = "learn")]
     Loop(Box<steerfeed_eval::closed_loop::Args>),
     /// Estimates from the impression log what another exploration rate (or a profile
-    /// that differs only by it) would earn, per explorable slot or page by page:
+    /// that differs only by it, or the profile the pages were served beside as their
+    /// `[learning] shadow`) would earn, per explorable slot or page by page:
     /// self-normalised inverse propensity scoring over the slots that could explore.
     Offpolicy(Box<steerfeed_eval::offpolicy::Args>),
     /// Runs the evaluations and writes JSON, a Markdown report and PNG plots to a folder.

@@ -90,6 +90,17 @@ pub struct SlotDraw {
     /// earlier slots (false on a page served without a shadow).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub shadow_greedy: bool,
+    /// How many items the shadow profile's own exploration could have drawn for the slot
+    /// (0 on a page without a shadow, or beside a shadow that does not explore).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub shadow_drawable: u32,
+    /// The item was one of them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shadow_in_draw: bool,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl SlotDraw {
@@ -100,10 +111,15 @@ impl SlotDraw {
         Self::policy(self.greedy, self.in_draw, self.drawable, eps)
     }
 
-    /// The same for the shadow profile exploring at rate `eps`: its greedy pick in place
-    /// of the serving profile's.
+    /// The same for the shadow profile exploring at rate `eps`: its greedy pick and its
+    /// own draw set in place of the serving profile's.
     pub fn shadow_probability(&self, eps: f64) -> f64 {
-        Self::policy(self.shadow_greedy, self.in_draw, self.drawable, eps)
+        Self::policy(
+            self.shadow_greedy,
+            self.shadow_in_draw,
+            self.shadow_drawable,
+            eps,
+        )
     }
 
     /// The probability that the serving selector, exploring at rate `eps` with a shadow

@@ -244,7 +244,7 @@ impl Pipeline {
         // The page comes from the best candidates; keeping `keep` beyond the page's size
         // leaves at least `keep` once the page's own are taken out.
         let kept = if keep == 0 { 0 } else { keep + limit };
-        let mut rest: Vec<Candidate> = candidates.iter().take(kept).cloned().collect();
+        let mut rest = pool_of(&candidates, kept);
         let mut page = self.selector.run(ctx, candidates, limit, &mut trace)?;
         let mut cut = false;
 
@@ -349,6 +349,36 @@ impl Pipeline {
             scored,
         })
     }
+}
+
+/// What a page pool keeps of `candidates` (sorted best first): the best `kept` by score
+/// and, when a shadow scored them, the best `kept` by the shadow's score too, so that a
+/// later page drawn from the pool offers the shadow its own best as the first ranking
+/// did; in the order of `candidates`.
+fn pool_of(candidates: &[Candidate], kept: usize) -> Vec<Candidate> {
+    if kept == 0 || !candidates.iter().any(|c| c.shadow_score.is_finite()) {
+        return candidates.iter().take(kept).cloned().collect();
+    }
+    let mut keep = vec![false; candidates.len()];
+    keep.iter_mut().take(kept).for_each(|k| *k = true);
+    let mut by_shadow: Vec<usize> = (0..candidates.len())
+        .filter(|&i| candidates[i].shadow_score.is_finite())
+        .collect();
+    by_shadow.sort_by(|&a, &b| {
+        candidates[b]
+            .shadow_score
+            .total_cmp(&candidates[a].shadow_score)
+            .then(a.cmp(&b))
+    });
+    for &i in by_shadow.iter().take(kept) {
+        keep[i] = true;
+    }
+    candidates
+        .iter()
+        .zip(keep)
+        .filter(|(_, k)| *k)
+        .map(|(c, _)| c.clone())
+        .collect()
 }
 
 fn stopped(mut card: Card, trace: Trace) -> PipelineOutput {
@@ -525,5 +555,26 @@ mod tests {
                 candidates.iter().map(|c| (c.id().clone(), c.score.to_bits())).collect();
             prop_assert_eq!(got, expected);
         }
+    }
+
+    #[test]
+    fn a_pool_keeps_the_shadows_best_too() {
+        // Best first by score; the shadow likes the last two best.
+        let mut cands: Vec<Candidate> = (0..8)
+            .map(|i| candidate(&format!("v{i}"), 10.0 - i as f32))
+            .collect();
+        let ids = |p: &[Candidate]| -> Vec<String> {
+            p.iter().map(|c| c.id().as_str().to_owned()).collect()
+        };
+        assert_eq!(ids(&pool_of(&cands, 3)), ["v0", "v1", "v2"]);
+        for (i, c) in cands.iter_mut().enumerate() {
+            c.shadow_score = if i == 5 { f32::NAN } else { i as f32 };
+        }
+        // v7 and v6 by the shadow (v5 has no shadow score), in the order of the list.
+        assert_eq!(
+            ids(&pool_of(&cands, 3)),
+            ["v0", "v1", "v2", "v4", "v6", "v7"]
+        );
+        assert!(pool_of(&cands, 0).is_empty());
     }
 }

@@ -384,6 +384,13 @@ impl Config {
                 "{shadow:?} is not a profile ([profiles.{shadow}] is missing)"
             )));
         }
+        if !self.learning.log_impressions {
+            return Err(invalid(
+                "a shadow is for an estimate from the impression log: it needs \
+                 log_impressions = true"
+                    .to_owned(),
+            ));
+        }
         let share = self.learning.shadow_share;
         if !(share > 0.0 && share <= 1.0) {
             return Err(steerfeed_core::Error::invalid(
@@ -738,6 +745,7 @@ mod tests {
         assert_eq!(c.learning.shadow_share, 0.1);
         for bad in [
             "[learning]\nshadow = \"nobody\"\n",
+            "[learning]\nshadow = \"other\"\nlog_impressions = false\n",
             "[learning]\nshadow = \"other\"\nshadow_share = 0.0\n",
             "[learning]\nshadow = \"other\"\nshadow_share = 1.5\n",
             // Beside default's exploration of 0.2 nothing is left for a share of 0.9.

@@ -408,10 +408,12 @@ impl Engine {
                 let model = at.map(|i| slots[i].clone()).ok_or_else(|| {
                     Error::invalid("learning.shadow", format!("no rank profile {name:?}"))
                 })?;
+                let rank = config.profile_rank(name)?;
                 Some(steerfeed_rank::Shadow {
-                    scorer: config.profile_rank(name)?.scorer,
+                    scorer: rank.scorer,
                     model,
                     share: config.learning.shadow_share,
+                    explore: rank.selector.explore,
                 })
             }
             None => None,

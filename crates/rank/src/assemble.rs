@@ -100,6 +100,8 @@ pub struct Shadow {
     pub model: Arc<crate::scorers::ModelSlot>,
     /// The probability with which each slot serves its greedy pick, in `(0, 1]`.
     pub share: f32,
+    /// Its own exploration rate (`selector.explore`).
+    pub explore: f32,
 }
 
 /// Builds the pipeline. Sources run in an order that makes the most telling reason win
@@ -187,7 +189,7 @@ pub fn ranking_stages(
     let mut selector = DiversitySelector::new(cfg.selector)?;
     if let Some(sh) = &p.shadow {
         b = b.scorer(ShadowScorer::new(objective(sh.scorer, &sh.model)));
-        selector = selector.with_shadow(sh.share)?;
+        selector = selector.with_shadow(sh.share, sh.explore)?;
     }
     Ok(b.selector(selector)
         .inline(PageCapThrottle::new(wellbeing.clone()))

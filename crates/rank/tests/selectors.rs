@@ -923,7 +923,9 @@ fn reported_propensities_match_how_often_each_item_is_served() {
 ///     the shadow's pick at slot 0 is the shadow order's own first pick.
 #[test]
 fn a_shadow_is_served_at_its_share_and_logged_at_every_slot() {
-    use steerfeed_rank::selectors::{select_slate, select_slate_seeded, select_slate_shadowed};
+    use steerfeed_rank::selectors::{
+        ShadowSpec, select_slate, select_slate_seeded, select_slate_shadowed,
+    };
     let specs: Vec<Spec> = (0..40)
         .map(|i| Spec::new(i % 9, &[i % 6], 100.0 - i as f32))
         .collect();
@@ -953,7 +955,12 @@ fn a_shadow_is_served_at_its_share_and_logged_at_every_slot() {
         };
         for seed in 0..50u64 {
             let plain = select_slate_seeded(&items, &config, rules, 10, seed);
-            let none = select_slate_shadowed(&items, &config, rules, 10, seed, &shadow, 0.0);
+            let spec = ShadowSpec {
+                scores: &shadow,
+                share: 0.0,
+                explore: 0.0,
+            };
+            let none = select_slate_shadowed(&items, &config, rules, 10, seed, spec);
             assert_eq!(plain, none);
         }
         // The shadow's own page: the items in shadow order, selected alone.
@@ -966,25 +973,44 @@ fn a_shadow_is_served_at_its_share_and_logged_at_every_slot() {
                 ..items[i]
             })
             .collect();
-        let own: Vec<usize> = select_slate(&by_shadow, &config, rules, 10)
+        // Its greedy page: exploration off.
+        let greedy_only = SelectorConfig {
+            explore: 0.0,
+            ..config
+        };
+        let own: Vec<usize> = select_slate(&by_shadow, &greedy_only, rules, 10)
             .into_iter()
             .map(|j| order[j])
             .collect();
         if explore == 0.0 {
-            let all = select_slate_shadowed(&items, &config, rules, 10, 3, &shadow, 1.0);
+            let spec = ShadowSpec {
+                scores: &shadow,
+                share: 1.0,
+                explore: 0.0,
+            };
+            let all = select_slate_shadowed(&items, &config, rules, 10, 3, spec);
             assert_eq!(all.page, own);
             assert!(all.draws.iter().all(|d| d.is_some_and(|d| d.shadow_greedy)));
         }
         let share = 0.5;
         let mut shadow_only = 0;
         for seed in 0..200u64 {
-            let s = select_slate_shadowed(&items, &config, rules, 10, seed, &shadow, share);
+            let spec = ShadowSpec {
+                scores: &shadow,
+                share,
+                explore: 0.2,
+            };
+            let s = select_slate_shadowed(&items, &config, rules, 10, seed, spec);
             assert_eq!(s.page.len(), 10);
             let first = s.draws[0].expect("every slot beside a shadow has a draw");
             assert_eq!(first.shadow_greedy, s.page[0] == own[0]);
             for (slot, d) in s.draws.iter().enumerate() {
                 let d = d.expect("every slot beside a shadow has a draw");
                 assert!(d.greedy || d.in_draw || d.shadow_greedy, "{d:?}");
+                // The shadow explores at 0.2: it reports its own draw set, which
+                // holds the under-exposed items left (three of four are).
+                assert!(d.shadow_drawable > 0, "{d:?}");
+                assert!(!d.shadow_in_draw || d.shadow_drawable > 0);
                 let p = d.logged_probability(f64::from(explore), f64::from(share));
                 assert!(
                     (p - f64::from(s.propensity[slot])).abs() < 1e-5,
@@ -1034,7 +1060,7 @@ proptest! {
             c.shadow_score = shadow[i];
         }
         let config = SelectorConfig { explore, ..SelectorConfig::default() };
-        let selector = DiversitySelector::new(config).unwrap().with_shadow(share).unwrap();
+        let selector = DiversitySelector::new(config).unwrap().with_shadow(share, 0.3).unwrap();
         let page = selector.select(&ctx, input.clone(), limit).unwrap();
         page_keeps_the_rules(&page, &input, &config, limit, teen)?;
         for c in &page {
@@ -1042,6 +1068,10 @@ proptest! {
             prop_assert!(d.greedy || (d.in_draw && d.drawable > 0) || d.shadow_greedy, "{:?}", d);
             let p = d.logged_probability(f64::from(explore), f64::from(share));
             prop_assert!(c.propensity > 0.0 && c.propensity <= 1.0 + 1e-6, "{}", c.propensity);
+            prop_assert!(!d.shadow_in_draw || d.shadow_drawable > 0, "{:?}", d);
+            prop_assert!(!d.shadow_in_draw || c.exposures < config.explore_max_exposures);
+            let q = d.shadow_probability(0.3);
+            prop_assert!((0.0..=1.0).contains(&q), "{:?} {}", d, q);
             prop_assert!((p - f64::from(c.propensity)).abs() < 1e-5, "{:?} {}", d, c.propensity);
         }
         let again = selector.select(&ctx, input.clone(), limit).unwrap();

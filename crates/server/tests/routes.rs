@@ -1051,7 +1051,8 @@ async fn values_that_parse_but_fail_validation_are_422() {
         assert!(shared().engine.video(&id).unwrap().is_none());
     }
 
-    // A value that overflows f32 is infinite: refused by the embedding's deserialiser.
+    // A value that overflows f32 is refused: as infinite by the embedding's deserialiser,
+    // or as out of range by serde_json.
     let mut e: Vec<Value> = axis(2).into_iter().map(Value::from).collect();
     e[5] = serde_json::from_str("1e39").unwrap();
     let (status, body) = call(
@@ -1064,7 +1065,13 @@ async fn values_that_parse_but_fail_validation_are_422() {
     )
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert_eq!(body["error"]["field"], "videos[0].embedding");
+    // The embedding, or its element when serde_json parses f32 exactly (its
+    // `float_roundtrip` feature) and refuses the number itself.
+    let field = body["error"]["field"].as_str().unwrap_or_default();
+    assert!(
+        field == "videos[0].embedding" || field == "videos[0].embedding[5]",
+        "{body}"
+    );
 
     // Limit out of range.
     let user = adults()[1].clone();

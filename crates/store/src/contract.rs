@@ -2118,11 +2118,15 @@ fn impression_page(request: &str, videos: &[&str]) -> ImpressionPage {
                     total: 2.0 - i as f32,
                     ..ScoreBreakdown::default()
                 },
-                draw: (i % 2 == 1).then_some(steerfeed_core::SlotDraw {
-                    greedy: i == 1,
-                    drawable: 3 + i as u32,
-                    in_draw: i != 1,
+                // Beside a shadow every slot has a draw: the first one with nothing to draw,
+                // the fourth served as the shadow's pick (which it could also draw).
+                draw: Some(steerfeed_core::SlotDraw {
+                    greedy: i != 3,
+                    drawable: i as u32,
+                    in_draw: i == 2,
                     shadow_greedy: i == 3,
+                    shadow_drawable: 2 * i as u32,
+                    shadow_in_draw: i == 3,
                 }),
             })
             .collect(),

@@ -8,6 +8,7 @@
 //! per item: video str16 | position u32 | source str8 | propensity f32
 //!           | prior 8×f32 | creator 8×f32 | interest, tie, co_engagement f32 | flags u8
 //!           | [drawable u32, when flags has bit 3]
+//!           | [shadow drawable u32, when flags has bit 3 and the page has a shadow]
 //!           | actions 8×f32 | action_value, tie, steering, consumption_cost, freshness,
 //!             cold_start, wellbeing, total f32
 //! ```
@@ -16,9 +17,11 @@
 //! bytes. The user comes first so that an erasure reads only the head of each record.
 //! The flags: bit 0 followed, 1 remix chain, 2 friend's cameo, 3 the slot could explore
 //! (a [`SlotDraw`] follows), 4 its greedy pick, 5 one of the items it could draw, 6 the
-//! shadow profile's greedy pick. Version 2 is version 3 without the shadow (no shadow
-//! field, bit 6 never set, and every draw with at least one drawable item); version 1 is
-//! version 2 without slot draws (bits 3 to 5 never set). Both still read.
+//! shadow profile's greedy pick, 7 one of the items the shadow could draw. On a page
+//! with a shadow every item has a draw. Version 2 is version 3 without the shadow (no
+//! shadow field, bits 6 and 7 never set, and every draw with at least one drawable
+//! item); version 1 is version 2 without slot draws (bits 3 to 5 never set). Both still
+//! read.
 
 use steerfeed_core::{
     ActionProbs, Error, HeadInputs, ImpressionItem, ImpressionPage, LoggedPage, PageShadow, Result,
@@ -66,6 +69,10 @@ pub(crate) fn encode(user: &UserId, at: Timestamp, page: &ImpressionPage) -> Vec
     str16(&mut out, &page.request);
     str16(&mut out, &page.profile);
     str16(&mut out, &page.model);
+    let shadowed = page
+        .shadow
+        .as_ref()
+        .is_some_and(|sh| !sh.profile.is_empty());
     match &page.shadow {
         // A profile name is never empty: the empty string says there is no shadow.
         Some(sh) if !sh.profile.is_empty() => {
@@ -94,10 +101,14 @@ pub(crate) fn encode(user: &UserId, at: Timestamp, page: &ImpressionPage) -> Vec
                 | u8::from(d.is_some()) << 3
                 | u8::from(d.is_some_and(|d| d.greedy)) << 4
                 | u8::from(d.is_some_and(|d| d.in_draw)) << 5
-                | u8::from(d.is_some_and(|d| d.shadow_greedy)) << 6,
+                | u8::from(d.is_some_and(|d| d.shadow_greedy)) << 6
+                | u8::from(d.is_some_and(|d| d.shadow_in_draw)) << 7,
         );
         if let Some(d) = d {
             out.extend_from_slice(&d.drawable.to_le_bytes());
+            if shadowed {
+                out.extend_from_slice(&d.shadow_drawable.to_le_bytes());
+            }
         }
         let b = &it.breakdown;
         f32s(&mut out, &b.actions.heads());
@@ -211,7 +222,7 @@ pub(crate) fn decode(seq: u64, b: &[u8]) -> Result<LoggedPage> {
     let known: u8 = match version {
         1 => 0b111,
         2 => 0b11_1111,
-        _ => 0b111_1111,
+        _ => 0b1111_1111,
     };
     let bad = |e: Error| {
         tracing::debug!(error = %e, "impression record names an invalid id");
@@ -253,7 +264,10 @@ pub(crate) fn decode(seq: u64, b: &[u8]) -> Result<LoggedPage> {
         let creator = r.f32s::<8>()?;
         let [interest, tie, co_engagement] = r.f32s::<3>()?;
         let flags = r.u8()?;
-        if flags & !known != 0 || (flags & 8 == 0 && flags & 0b111_0000 != 0) {
+        if flags & !known != 0
+            || (flags & 8 == 0 && flags & 0b1111_0000 != 0)
+            || (shadow.is_some() && flags & 8 == 0)
+        {
             return Err(corrupt("impression"));
         }
         let draw = if flags & 8 != 0 {
@@ -262,13 +276,16 @@ pub(crate) fn decode(seq: u64, b: &[u8]) -> Result<LoggedPage> {
                 drawable: r.u32()?,
                 in_draw: flags & 32 != 0,
                 shadow_greedy: flags & 64 != 0,
+                shadow_drawable: if shadow.is_some() { r.u32()? } else { 0 },
+                shadow_in_draw: flags & 128 != 0,
             };
             // A served item was the greedy pick, a drawn one from a non-empty draw, or
             // (beside a shadow) the shadow's pick; only a page beside a shadow logs a
             // slot where nothing could be drawn.
             let served = d.greedy || (d.in_draw && d.drawable > 0) || d.shadow_greedy;
             let empty_ok = d.drawable > 0 || (shadow.is_some() && !d.in_draw);
-            if !served || !empty_ok || (d.shadow_greedy && shadow.is_none()) {
+            let shadow_ok = shadow.is_some() || !(d.shadow_greedy || d.shadow_in_draw);
+            if !served || !empty_ok || !shadow_ok || (d.shadow_in_draw && d.shadow_drawable == 0) {
                 return Err(corrupt("impression"));
             }
             Some(d)
@@ -357,6 +374,8 @@ mod tests {
                         drawable: 70_000 + i,
                         in_draw: i == 2,
                         shadow_greedy: false,
+                        shadow_drawable: 0,
+                        shadow_in_draw: false,
                     }),
                 })
                 .collect(),
@@ -365,7 +384,8 @@ mod tests {
     }
 
     /// [`page`] served beside a shadow: every slot has a draw, the first one where
-    /// nothing could be drawn, and the last item is the shadow's pick alone.
+    /// nothing could be drawn, and the last item is the shadow's pick (which its own
+    /// exploration could also have drawn) and not the serving profile's.
     fn shadowed_page() -> ImpressionPage {
         let mut p = page();
         p.shadow = Some(PageShadow {
@@ -378,12 +398,17 @@ mod tests {
             drawable: 0,
             in_draw: false,
             shadow_greedy: true,
+            shadow_drawable: 0,
+            shadow_in_draw: false,
         });
+        p.items[1].draw.as_mut().unwrap().shadow_drawable = 4;
         p.items[2].draw = Some(SlotDraw {
             greedy: false,
             drawable: 5,
             in_draw: false,
             shadow_greedy: true,
+            shadow_drawable: 9,
+            shadow_in_draw: true,
         });
         p
     }
@@ -525,12 +550,16 @@ mod tests {
                 drawable: 3,
                 in_draw: false,
                 shadow_greedy: false,
+                shadow_drawable: 0,
+                shadow_in_draw: false,
             },
             SlotDraw {
                 greedy: true,
                 drawable: 0,
                 in_draw: false,
                 shadow_greedy: false,
+                shadow_drawable: 0,
+                shadow_in_draw: false,
             },
         ] {
             let mut p = page();
@@ -545,12 +574,16 @@ mod tests {
                 drawable: 3,
                 in_draw: false,
                 shadow_greedy: false,
+                shadow_drawable: 0,
+                shadow_in_draw: false,
             },
             SlotDraw {
                 greedy: false,
                 drawable: 0,
                 in_draw: true,
                 shadow_greedy: true,
+                shadow_drawable: 0,
+                shadow_in_draw: false,
             },
         ] {
             let mut p = shadowed_page();
@@ -562,6 +595,24 @@ mod tests {
         p.shadow.as_mut().unwrap().share = 0.0;
         let b = encode(&user, Timestamp::UNIX_EPOCH, &p);
         assert!(decode(1, &b).is_err(), "a shadow of share 0");
+        let mut p = shadowed_page();
+        p.items[1].draw = None;
+        let b = encode(&user, Timestamp::UNIX_EPOCH, &p);
+        assert!(
+            decode(1, &b).is_err(),
+            "a slot without a draw beside a shadow"
+        );
+        let mut p = shadowed_page();
+        p.items[2].draw.as_mut().unwrap().shadow_drawable = 0;
+        let b = encode(&user, Timestamp::UNIX_EPOCH, &p);
+        assert!(decode(1, &b).is_err(), "drawn by the shadow from nothing");
+        let mut p = page();
+        p.items[1].draw.as_mut().unwrap().shadow_in_draw = true;
+        let b = encode(&user, Timestamp::UNIX_EPOCH, &p);
+        assert!(
+            decode(1, &b).is_err(),
+            "the shadow's draw on a page without one"
+        );
     }
 
     #[test]

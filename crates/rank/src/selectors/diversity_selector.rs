@@ -2,7 +2,7 @@
 
 use steerfeed_core::{Candidate, FeedContext, Result, Selector, TopicId};
 
-use super::{PageRules, SelectorConfig, SlateItem, select_slate_shadowed};
+use super::{PageRules, SelectorConfig, ShadowSpec, SlateItem, select_slate_shadowed};
 
 /// Diversity re-rank (MMR or sliding-window DPP), author decay, topic cap, following
 /// share from steering and the teen sensitive-content cap, as one greedy page fill
@@ -12,6 +12,8 @@ pub struct DiversitySelector {
     config: SelectorConfig,
     /// The share of each slot served to the shadow's greedy pick (0: no shadow).
     shadow_share: f32,
+    /// The shadow profile's own exploration rate.
+    shadow_explore: f32,
 }
 
 impl DiversitySelector {
@@ -21,13 +23,15 @@ impl DiversitySelector {
         Ok(Self {
             config,
             shadow_share: 0.0,
+            shadow_explore: 0.0,
         })
     }
 
     /// The selector serving, at every slot, the shadow's greedy pick (by the candidates'
-    /// shadow scores) with probability `share` (see [`select_slate_shadowed`]); a share
-    /// that leaves no room beside `explore` is an error.
-    pub fn with_shadow(mut self, share: f32) -> Result<Self> {
+    /// shadow scores) with probability `share` (see [`select_slate_shadowed`]), and
+    /// reporting the shadow's own draw sets when its rate `explore` is above 0; a share
+    /// that leaves no room beside this selector's `explore` is an error.
+    pub fn with_shadow(mut self, share: f32, explore: f32) -> Result<Self> {
         if !(0.0..=1.0).contains(&share) || share + self.config.explore > 1.0 {
             return Err(steerfeed_core::Error::invalid(
                 "shadow_share",
@@ -38,6 +42,7 @@ impl DiversitySelector {
             ));
         }
         self.shadow_share = share;
+        self.shadow_explore = explore;
         Ok(self)
     }
 
@@ -91,8 +96,11 @@ impl Selector for DiversitySelector {
                 rules,
                 limit,
                 explore_seed(ctx),
-                &shadow,
-                self.shadow_share,
+                ShadowSpec {
+                    scores: &shadow,
+                    share: self.shadow_share,
+                    explore: self.shadow_explore,
+                },
             )
         };
         // Each chosen candidate moves once, straight to its slot; the rest are dropped.

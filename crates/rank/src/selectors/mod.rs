@@ -71,5 +71,5 @@ pub use diversity_method::DiversityMethod;
 pub use diversity_selector::DiversitySelector;
 pub use page_rules::PageRules;
 pub use selector_config::{MAX_DPP_WINDOW, SelectorConfig};
-pub use slate::{Slate, select_slate, select_slate_seeded, select_slate_shadowed};
+pub use slate::{ShadowSpec, Slate, select_slate, select_slate_seeded, select_slate_shadowed};
 pub use slate_item::SlateItem;

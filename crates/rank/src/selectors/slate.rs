@@ -37,7 +37,10 @@
 //! probability `s`, to a drawn item with probability ε (where `U` is not empty) and to `g`
 //! otherwise; the propensity is `s·[x = h] + ε·[x ∈ U]/|U| + (1 − ε − s)·[x = g]`, and
 //! the slot's draw reports `[x = h]` as well, with `|U|` = 0 where nothing could be
-//! drawn. With `s` = 0 the page, and every draw from the seed, is what no shadow gives.
+//! drawn, and, when the shadow explores, the shadow's own draw set `U_h` (`|U_h|` and
+//! `[x ∈ U_h]`). Each loop keeps its own considered items: the other's pick joins its
+//! page without joining what it picks or draws from. With `s` = 0 the page, and every
+//! draw from the seed, is what no shadow gives.
 
 use std::collections::HashMap;
 
@@ -98,9 +101,19 @@ pub fn select_slate_seeded(
     g.run(None)
 }
 
-/// [`select_slate_seeded`] beside a shadow: `shadow_scores[i]` is item `i`'s score by
-/// the shadow profile's scorer (non-finite: last), and `share` the probability with which
-/// each slot serves the shadow's greedy pick (see the module docs). A `share` of 0 is
+/// What a shadow is, for [`select_slate_shadowed`].
+#[derive(Debug, Clone, Copy)]
+pub struct ShadowSpec<'s> {
+    /// Item `i`'s score by the shadow profile's scorer (non-finite: last).
+    pub scores: &'s [f32],
+    /// The probability with which each slot serves the shadow's greedy pick.
+    pub share: f32,
+    /// The shadow profile's own exploration rate: above 0, each slot also reports the
+    /// shadow's own draw set, so that an estimate of the shadow exploring can be made.
+    pub explore: f32,
+}
+
+/// [`select_slate_seeded`] beside a shadow (see the module docs). A share of 0 is
 /// [`select_slate_seeded`].
 pub fn select_slate_shadowed(
     items: &[SlateItem<'_>],
@@ -108,9 +121,13 @@ pub fn select_slate_shadowed(
     rules: PageRules<'_>,
     limit: usize,
     seed: u64,
-    shadow_scores: &[f32],
-    share: f32,
+    shadow: ShadowSpec<'_>,
 ) -> Slate {
+    let ShadowSpec {
+        scores: shadow_scores,
+        share,
+        explore: shadow_explore,
+    } = shadow;
     let limit = limit.min(items.len());
     if limit == 0 {
         return Slate::default();
@@ -142,6 +159,7 @@ pub fn select_slate_shadowed(
         to_main: order,
         to_shadow,
         share: share.min(1.0 - config.explore).max(0.0),
+        explores: shadow_explore > 0.0,
     };
     g.run(Some(lockstep))
 }
@@ -153,15 +171,42 @@ struct Lockstep<'a, 'b> {
     to_main: Vec<usize>,
     to_shadow: Vec<usize>,
     share: f32,
+    /// The shadow explores: report its draw sets.
+    explores: bool,
+}
+
+/// The shadow's choice at one slot, as item indices.
+struct ShadowPick {
+    pick: usize,
+    share: f32,
+    /// The items the shadow's own exploration could draw (empty when it does not explore).
+    under: Vec<usize>,
 }
 
 impl Lockstep<'_, '_> {
-    /// The shadow's pick for the next slot, as an item index.
-    fn pick(&mut self) -> Option<usize> {
+    /// The shadow's pick for the next slot and its draw set.
+    fn pick(&mut self) -> Option<ShadowPick> {
         if self.greedy.config.method == DiversityMethod::Dpp {
             self.greedy.prepare_window();
         }
-        self.greedy.next().map(|j| self.to_main[j])
+        let j = self.greedy.next()?;
+        let under = if self.explores {
+            let mut u: Vec<usize> = self
+                .greedy
+                .draw_set(j)
+                .into_iter()
+                .map(|k| self.to_main[k])
+                .collect();
+            u.sort_unstable();
+            u
+        } else {
+            Vec::new()
+        };
+        Some(ShadowPick {
+            pick: self.to_main[j],
+            share: self.share,
+            under,
+        })
     }
 
     /// Puts item `i`, which the page served, on the shadow's page too.
@@ -202,8 +247,12 @@ struct Greedy<'a, 'b> {
     config: &'b SelectorConfig,
     rules: PageRules<'b>,
     limit: usize,
-    /// `items[..active]` are considered.
+    /// `items[..active]` have their bookkeeping (creators, ids, topics) set up.
     active: usize,
+    /// `items[..considered]` may be picked or drawn (`considered <= active`): an item the
+    /// page took from beyond them (the shadow's pick) is on the page without widening
+    /// what this loop itself chooses from.
+    considered: usize,
     pool_min: f32,
     pool_span: f32,
     /// Normalised score in `[0, 1]` of each active item.
@@ -246,7 +295,7 @@ struct Greedy<'a, 'b> {
     window_start: usize,
     chol: Vec<f32>,
     scratch: Vec<f32>,
-    /// The active items by `rel`, highest first (then by index): the visiting order.
+    /// The considered items by `rel`, highest first (then by index): the visiting order.
     by_rel: Vec<usize>,
     /// The largest author-decay multiplier, so `rel · decay_max` bounds any quality.
     decay_max: f32,
@@ -278,6 +327,7 @@ impl<'a, 'b> Greedy<'a, 'b> {
             rules,
             limit,
             active: 0,
+            considered: 0,
             pool_min,
             pool_span,
             rel: Vec::with_capacity(pool),
@@ -324,7 +374,7 @@ impl<'a, 'b> Greedy<'a, 'b> {
             }
             match self.next() {
                 Some(g) => {
-                    let h = shadow.as_mut().and_then(|s| s.pick().map(|h| (h, s.share)));
+                    let h = shadow.as_mut().and_then(Lockstep::pick);
                     let (i, p, draw) = self.explore(g, h);
                     // The shadow's pick may lie beyond the items this loop considers yet.
                     self.push_any(i);
@@ -344,36 +394,41 @@ impl<'a, 'b> Greedy<'a, 'b> {
         }
     }
 
-    /// The item that takes the slot whose greedy pick is `g` (and the shadow's `h`, with
-    /// its share), its propensity and the choice exploration faced (see the module docs).
-    fn explore(
-        &mut self,
-        g: usize,
-        shadow: Option<(usize, f32)>,
-    ) -> (usize, f32, Option<SlotDraw>) {
+    /// The items exploration may draw for the slot whose greedy pick is `g`: alive,
+    /// under-exposed, admitted by the following rule `g` was picked under ("more from
+    /// followed" falls back to any) and allowed by the caps.
+    fn draw_set(&mut self, g: usize) -> Vec<usize> {
+        let rule = match self.follow_rule() {
+            Follow::OnlyFollowed if !self.items[g].followed => Follow::Any,
+            rule => rule,
+        };
+        let max = self.config.explore_max_exposures;
+        let mut under = Vec::new();
+        for i in 0..self.considered {
+            if self.alive[i]
+                && rule.admits(self.items[i].followed)
+                && self.items[i].exposures < max
+                && self.eligible(i)
+            {
+                under.push(i);
+            }
+        }
+        under
+    }
+
+    /// The item that takes the slot whose greedy pick is `g` (and the shadow's choice),
+    /// its propensity and the choice exploration faced (see the module docs).
+    fn explore(&mut self, g: usize, shadow: Option<ShadowPick>) -> (usize, f32, Option<SlotDraw>) {
         let eps = self.config.explore;
-        let share = shadow.map_or(0.0, |(_, s)| s);
+        let share = shadow.as_ref().map_or(0.0, |s| s.share);
         if eps <= 0.0 && shadow.is_none() {
             return (g, 1.0, None);
         }
-        let mut under = Vec::new();
-        if eps > 0.0 {
-            // The rule `g` was picked under ("more from followed" falls back to any).
-            let rule = match self.follow_rule() {
-                Follow::OnlyFollowed if !self.items[g].followed => Follow::Any,
-                rule => rule,
-            };
-            let max = self.config.explore_max_exposures;
-            for i in 0..self.active {
-                if self.alive[i]
-                    && rule.admits(self.items[i].followed)
-                    && self.items[i].exposures < max
-                    && self.eligible(i)
-                {
-                    under.push(i);
-                }
-            }
-        }
+        let under = if eps > 0.0 {
+            self.draw_set(g)
+        } else {
+            Vec::new()
+        };
         if under.is_empty() && shadow.is_none() {
             return (g, 1.0, None);
         }
@@ -382,21 +437,29 @@ impl<'a, 'b> Greedy<'a, 'b> {
         let draw = (splitmix64(&mut self.rng) >> 11) as f64 / (1u64 << 53) as f64;
         let pick = if draw < f64::from(eps) {
             under[(splitmix64(&mut self.rng) % n) as usize]
-        } else if let Some((h, _)) = shadow.filter(|_| draw < f64::from(eps) + f64::from(share)) {
-            h
+        } else if let Some(h) = shadow
+            .as_ref()
+            .filter(|_| draw < f64::from(eps) + f64::from(share))
+        {
+            h.pick
         } else {
             g
         };
         let in_draw = under.contains(&pick);
-        let shadow_greedy = shadow.is_some_and(|(h, _)| h == pick);
+        let shadow_greedy = shadow.as_ref().is_some_and(|h| h.pick == pick);
         let greedy = if pick == g { 1.0 - eps - share } else { 0.0 };
         let drawn = if in_draw { eps / n as f32 } else { 0.0 };
         let shadowed = if shadow_greedy { share } else { 0.0 };
+        let count = |u: &[usize]| u32::try_from(u.len()).unwrap_or(u32::MAX);
         let draw = SlotDraw {
             greedy: pick == g,
-            drawable: u32::try_from(under.len()).unwrap_or(u32::MAX),
+            drawable: count(&under),
             in_draw,
             shadow_greedy,
+            shadow_drawable: shadow.as_ref().map_or(0, |h| count(&h.under)),
+            shadow_in_draw: shadow
+                .as_ref()
+                .is_some_and(|h| h.under.binary_search(&pick).is_ok()),
         };
         (pick, greedy + drawn + shadowed, Some(draw))
     }
@@ -414,10 +477,10 @@ impl<'a, 'b> Greedy<'a, 'b> {
                 return found;
             }
             let step = self.config.pool.max(1);
-            if self.active >= self.items.len() {
+            if self.considered >= self.items.len() {
                 return None;
             }
-            self.grow_to(self.active.saturating_add(step).min(self.items.len()));
+            self.grow_to(self.considered.saturating_add(step).min(self.items.len()));
         }
     }
 
@@ -545,7 +608,7 @@ impl<'a, 'b> Greedy<'a, 'b> {
     /// consideration first.
     fn push_any(&mut self, i: usize) {
         if i >= self.active {
-            self.grow_to(i + 1);
+            self.set_up(i + 1);
         }
         self.push(i);
     }
@@ -579,6 +642,21 @@ impl<'a, 'b> Greedy<'a, 'b> {
 
     /// Brings `items[..to]` into consideration.
     fn grow_to(&mut self, to: usize) {
+        self.set_up(to);
+        self.considered = self.considered.max(to);
+        let to = self.considered;
+        let rel = &self.rel;
+        self.by_rel.clear();
+        self.by_rel.extend(0..to);
+        self.by_rel
+            .sort_unstable_by(|&a, &b| rel[b].total_cmp(&rel[a]).then(a.cmp(&b)));
+    }
+
+    /// Sets up the bookkeeping of `items[..to]`.
+    fn set_up(&mut self, to: usize) {
+        if to <= self.active {
+            return;
+        }
         for i in self.active..to {
             let it = self.items[i];
             let rel = if !it.score.is_finite() {
@@ -631,11 +709,6 @@ impl<'a, 'b> Greedy<'a, 'b> {
             DiversityMethod::Dpp => self.sims.resize(to * self.limit, f32::NAN),
         }
         self.active = to;
-        let rel = &self.rel;
-        self.by_rel.clear();
-        self.by_rel.extend(0..to);
-        self.by_rel
-            .sort_unstable_by(|&a, &b| rel[b].total_cmp(&rel[a]).then(a.cmp(&b)));
     }
 
     /// Cosine similarity of two items; 0 when either has no embedding.
