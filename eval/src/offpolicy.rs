@@ -474,14 +474,11 @@ pub fn report(
     mut rows: Vec<LabeledImpression>,
 ) -> anyhow::Result<Report> {
     rows.retain(|r| r.profile == args.logged_profile);
-    let shadowed = |p: &str| {
-        rows.iter()
-            .any(|r| r.shadow.as_ref().is_some_and(|s| s.profile == p))
-    };
+    let beside = |r: &LabeledImpression, p: &str| r.shadow.as_ref().is_some_and(|s| s.profile == p);
     let target = match (&args.profile, args.explore) {
         // The pages served beside the profile as their shadow hold its picks.
-        (Some(p), _) if *p != args.logged_profile && shadowed(p) => {
-            rows.retain(|r| r.shadow.as_ref().is_some_and(|s| s.profile == *p));
+        (Some(p), _) if *p != args.logged_profile && rows.iter().any(|r| beside(r, p)) => {
+            rows.retain(|r| beside(r, p));
             let scored_by = rows
                 .iter()
                 .filter_map(|r| r.shadow.as_ref().map(|s| s.model.clone()))

@@ -322,54 +322,52 @@ fn an_off_policy_estimate_agrees_with_the_other_rates_own_run() {
 fn a_shadow_profiles_estimate_agrees_with_its_own_run() {
     use steerfeed_eval::offpolicy::{Reward, Target, estimate, on_policy};
     let run = |config: &Config| logged_run(config, 0.1);
-    {
-        let (weights, reward, share) = ("complete_view = -10.0", Reward::CompleteView, 0.6);
-        let mut logged = Config::default();
-        logged.profiles.insert(
-            "other".into(),
-            steerfeed::ProfileConfig {
-                rank: toml::from_str(&format!("[scorer.weights]\n{weights}\n")).unwrap(),
-                model: None,
-            },
-        );
-        logged.learning.shadow = Some("other".into());
-        logged.learning.shadow_share = share;
-        logged.validate().unwrap();
-        let own = Config {
-            rank: logged.profile_rank("other").unwrap(),
-            ..Config::default()
-        };
-        let (rows, other_rows) = (run(&logged), run(&own));
+    let (weights, reward, share) = ("complete_view = -10.0", Reward::CompleteView, 0.6);
+    let mut logged = Config::default();
+    logged.profiles.insert(
+        "other".into(),
+        steerfeed::ProfileConfig {
+            rank: toml::from_str(&format!("[scorer.weights]\n{weights}\n")).unwrap(),
+            model: None,
+        },
+    );
+    logged.learning.shadow = Some("other".into());
+    logged.learning.shadow_share = share;
+    logged.validate().unwrap();
+    let own = Config {
+        rank: logged.profile_rank("other").unwrap(),
+        ..Config::default()
+    };
+    let (rows, other_rows) = (run(&logged), run(&own));
 
-        assert!(!rows.is_empty());
-        let mut shadow_only = 0;
-        for r in &rows {
-            let sh = r.shadow.as_ref().expect("every page names its shadow");
-            assert_eq!((sh.profile.as_str(), sh.share), ("other", share));
-            let d = r.draw.expect("every slot beside a shadow has a draw");
-            let p = d.logged_probability(0.1, f64::from(share));
-            assert!((p - f64::from(r.propensity)).abs() < 1e-5, "{r:?}");
-            shadow_only += usize::from(d.shadow_greedy && !d.greedy && !d.in_draw);
-        }
-        assert!(
-            shadow_only * 20 > rows.len(),
-            "{shadow_only} of {}",
-            rows.len()
-        );
-        assert!(other_rows.iter().all(|r| r.shadow.is_none()));
-
-        let est = estimate(&rows, Target::Shadow(0.1), reward).unwrap();
-        let truth = on_policy(&other_rows, reward).unwrap();
-        let logged_value = on_policy(&rows, reward).unwrap();
-        assert!(
-            est.max_weight > 1.0 && est.max_weight.is_finite(),
-            "{est:?}"
-        );
-        assert!(est.effective_units < est.units as f64, "{est:?}");
-        let noise = est.std_error.hypot(truth.std_error);
-        assert!(
-            (est.value - truth.value).abs() < 3.0 * noise,
-            "{weights}: estimate {est:?} against its own run {truth:?} (logged {logged_value:?})"
-        );
+    assert!(!rows.is_empty());
+    let mut shadow_only = 0;
+    for r in &rows {
+        let sh = r.shadow.as_ref().expect("every page names its shadow");
+        assert_eq!((sh.profile.as_str(), sh.share), ("other", share));
+        let d = r.draw.expect("every slot beside a shadow has a draw");
+        let p = d.logged_probability(0.1, f64::from(share));
+        assert!((p - f64::from(r.propensity)).abs() < 1e-5, "{r:?}");
+        shadow_only += usize::from(d.shadow_greedy && !d.greedy && !d.in_draw);
     }
+    assert!(
+        shadow_only * 20 > rows.len(),
+        "{shadow_only} of {}",
+        rows.len()
+    );
+    assert!(other_rows.iter().all(|r| r.shadow.is_none()));
+
+    let est = estimate(&rows, Target::Shadow(0.1), reward).unwrap();
+    let truth = on_policy(&other_rows, reward).unwrap();
+    let logged_value = on_policy(&rows, reward).unwrap();
+    assert!(
+        est.max_weight > 1.0 && est.max_weight.is_finite(),
+        "{est:?}"
+    );
+    assert!(est.effective_units < est.units as f64, "{est:?}");
+    let noise = est.std_error.hypot(truth.std_error);
+    assert!(
+        (est.value - truth.value).abs() < 3.0 * noise,
+        "{weights}: estimate {est:?} against its own run {truth:?} (logged {logged_value:?})"
+    );
 }

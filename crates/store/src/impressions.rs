@@ -543,76 +543,58 @@ mod tests {
 
     #[test]
     fn a_draw_that_could_not_have_served_its_item_is_corrupt() {
+        let draw = |greedy, drawable, in_draw, shadow_greedy, shadow_drawable, shadow_in_draw| {
+            Some(SlotDraw {
+                greedy,
+                drawable,
+                in_draw,
+                shadow_greedy,
+                shadow_drawable,
+                shadow_in_draw,
+            })
+        };
+        let with = |mut p: ImpressionPage, slot: usize, d: Option<SlotDraw>| {
+            p.items[slot].draw = d;
+            p
+        };
+        let mut no_share = shadowed_page();
+        no_share.shadow.as_mut().unwrap().share = 0.0;
+        let cases = [
+            (
+                with(page(), 0, draw(false, 3, false, false, 0, false)),
+                "an item nobody picked",
+            ),
+            (
+                with(page(), 0, draw(true, 0, false, false, 0, false)),
+                "a draw from nothing",
+            ),
+            (
+                with(page(), 1, draw(true, 5, false, false, 4, true)),
+                "the shadow's draw on a page without one",
+            ),
+            (
+                with(shadowed_page(), 1, draw(false, 3, false, false, 0, false)),
+                "beside a shadow, an item nobody picked",
+            ),
+            (
+                with(shadowed_page(), 1, draw(false, 0, true, true, 0, false)),
+                "beside a shadow, drawn from nothing",
+            ),
+            (
+                with(shadowed_page(), 2, draw(false, 5, false, true, 0, true)),
+                "drawn by the shadow from nothing",
+            ),
+            (
+                with(shadowed_page(), 1, None),
+                "a slot without a draw beside a shadow",
+            ),
+            (no_share, "a shadow of share 0"),
+        ];
         let user = UserId::new("u1").unwrap();
-        for draw in [
-            SlotDraw {
-                greedy: false,
-                drawable: 3,
-                in_draw: false,
-                shadow_greedy: false,
-                shadow_drawable: 0,
-                shadow_in_draw: false,
-            },
-            SlotDraw {
-                greedy: true,
-                drawable: 0,
-                in_draw: false,
-                shadow_greedy: false,
-                shadow_drawable: 0,
-                shadow_in_draw: false,
-            },
-        ] {
-            let mut p = page();
-            p.items[0].draw = Some(draw);
+        for (p, why) in cases {
             let b = encode(&user, Timestamp::UNIX_EPOCH, &p);
-            assert!(decode(1, &b).is_err(), "{draw:?}");
+            assert!(decode(1, &b).is_err(), "{why}");
         }
-        // Beside a shadow: an item nobody picked, or drawn from nothing.
-        for draw in [
-            SlotDraw {
-                greedy: false,
-                drawable: 3,
-                in_draw: false,
-                shadow_greedy: false,
-                shadow_drawable: 0,
-                shadow_in_draw: false,
-            },
-            SlotDraw {
-                greedy: false,
-                drawable: 0,
-                in_draw: true,
-                shadow_greedy: true,
-                shadow_drawable: 0,
-                shadow_in_draw: false,
-            },
-        ] {
-            let mut p = shadowed_page();
-            p.items[1].draw = Some(draw);
-            let b = encode(&user, Timestamp::UNIX_EPOCH, &p);
-            assert!(decode(1, &b).is_err(), "{draw:?}");
-        }
-        let mut p = shadowed_page();
-        p.shadow.as_mut().unwrap().share = 0.0;
-        let b = encode(&user, Timestamp::UNIX_EPOCH, &p);
-        assert!(decode(1, &b).is_err(), "a shadow of share 0");
-        let mut p = shadowed_page();
-        p.items[1].draw = None;
-        let b = encode(&user, Timestamp::UNIX_EPOCH, &p);
-        assert!(
-            decode(1, &b).is_err(),
-            "a slot without a draw beside a shadow"
-        );
-        let mut p = shadowed_page();
-        p.items[2].draw.as_mut().unwrap().shadow_drawable = 0;
-        let b = encode(&user, Timestamp::UNIX_EPOCH, &p);
-        assert!(decode(1, &b).is_err(), "drawn by the shadow from nothing");
-        let mut p = page();
-        p.items[1].draw.as_mut().unwrap().shadow_in_draw = true;
-        let b = encode(&user, Timestamp::UNIX_EPOCH, &p);
-        assert!(
-            decode(1, &b).is_err(),
-            "the shadow's draw on a page without one"
-        );
     }
 
     #[test]

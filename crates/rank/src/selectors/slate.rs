@@ -128,12 +128,12 @@ pub fn select_slate_shadowed(
         share,
         explore: shadow_explore,
     } = shadow;
+    if share.is_nan() || share <= 0.0 || shadow_scores.len() != items.len() {
+        return select_slate_seeded(items, config, rules, limit, seed);
+    }
     let limit = limit.min(items.len());
     if limit == 0 {
         return Slate::default();
-    }
-    if share.is_nan() || share <= 0.0 || shadow_scores.len() != items.len() {
-        return select_slate_seeded(items, config, rules, limit, seed);
     }
     let key = |i: usize| {
         let s = shadow_scores[i];
