@@ -41,7 +41,10 @@ pub(crate) const MAGIC: &[u8; 16] = b"steerfeed-store\0";
 /// Version 10: impression records of version 2, which log the choice exploration faced at
 /// each slot; older builds cannot read them (not even to erase a person's), so they
 /// refuse the store. A version 3 to 9 store gets the new header.
-pub const SCHEMA_VERSION: u32 = 10;
+/// Version 11: impression records of version 3, which name the shadow profile a page was
+/// served beside and log its pick at each slot; older builds cannot read them, so they
+/// refuse the store. A version 3 to 10 store gets the new header.
+pub const SCHEMA_VERSION: u32 = 11;
 
 fn header(dim: usize) -> Vec<u8> {
     let mut h = MAGIC.to_vec();
@@ -111,7 +114,7 @@ fn upgrade_schema(
         tracing::info!(path = %shown, videos = n, "store: upgraded to schema version 3 (topic index)");
     }
     if (3..SCHEMA_VERSION).contains(&version) {
-        // This build reads everything versions 3 to 9 wrote (see `SCHEMA_VERSION`),
+        // This build reads everything versions 3 to 10 wrote (see `SCHEMA_VERSION`),
         // so only the header changes (the catalog log was started above).
         t.meta
             .insert(HEADER_KEY, header(opts.dim))
