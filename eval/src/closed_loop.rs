@@ -61,7 +61,8 @@ pub struct Args {
     /// keep the configured coefficients.
     #[arg(long, value_delimiter = ',')]
     pub heads: Vec<String>,
-    /// Trees of the learned second stage of the blend; 0 trains the heads alone.
+    /// Trees of the learned second stage of the blend (e.g. 100); 0, the default,
+    /// trains the heads alone.
     #[arg(long, default_value_t = TrainConfig::default().ranker_rounds)]
     pub ranker_rounds: usize,
     /// Candidates the second stage re-scores per request.
@@ -70,6 +71,15 @@ pub struct Args {
     /// Keep the second stage even when it orders the held-out pages worse than the heads.
     #[arg(long)]
     pub keep_ranker: bool,
+    /// How the trained heads are weighed: `kept` (each head adds what the configured
+    /// heads added on the training items) or `calibrated` (the configured weights on
+    /// the calibrated probabilities).
+    #[arg(long, default_value = "kept")]
+    pub balance: steerfeed_learn::Balance,
+    /// Fit no calibration maps: every head's probability is the logistic function of
+    /// its logit.
+    #[arg(long)]
+    pub no_calibration: bool,
     /// Also run each seed with the configured heads serving and the trained model as
     /// their shadow (`[learning] shadow`) at this share of every slot, and estimate the
     /// trained model's rewards from that log alone, to set beside its own run. 0: no
@@ -118,6 +128,12 @@ impl TryFrom<&Args> for LoopOptions {
             ranker_rounds: a.ranker_rounds,
             ranker_depth: a.ranker_depth,
             keep_ranker: a.keep_ranker,
+            balance: a.balance,
+            calibration_min_positives: if a.no_calibration {
+                usize::MAX
+            } else {
+                steerfeed_learn::TrainConfig::default().calibration_min_positives
+            },
             ..TrainConfig::default()
         };
         if !a.heads.is_empty() {

@@ -38,8 +38,10 @@ pub struct TrainArgs {
     /// the coefficients in force.
     #[arg(long, value_delimiter = ',')]
     pub heads: Vec<String>,
-    /// Trees of the learned second stage (a LambdaMART ranker of the blend); 0 trains
-    /// none, and the model serves the heads alone.
+    /// Trees of the learned second stage (a LambdaMART ranker of the blend, e.g. 100);
+    /// 0, the default, trains none, and the model serves the heads alone (in the
+    /// simulator the second stage orders held-out pages better and serves less creation
+    /// per hour).
     #[arg(long, default_value_t = steerfeed_learn::TrainConfig::default().ranker_rounds)]
     pub ranker_rounds: usize,
     /// Candidates the second stage re-scores per request, the best by the first stage.
@@ -49,6 +51,17 @@ pub struct TrainArgs {
     /// alone (by default it is then left out of the model).
     #[arg(long)]
     pub keep_ranker: bool,
+    /// How the trained heads are weighed: `kept` sets each head's value scale so that it
+    /// adds to the objective what the heads in force added on the training items (the
+    /// configured weights and the other terms were set against their scale);
+    /// `calibrated` weighs the calibrated probabilities by the configured weights as
+    /// they are.
+    #[arg(long, default_value = "kept")]
+    pub balance: steerfeed_learn::Balance,
+    /// Fit no calibration maps: every head's probability is the logistic function of
+    /// its logit.
+    #[arg(long)]
+    pub no_calibration: bool,
 }
 
 /// Trains the heads and writes the model file and the report.
@@ -87,6 +100,12 @@ pub fn train(config: steerfeed::Config, args: &TrainArgs) -> anyhow::Result<()> 
         ranker_rounds: args.ranker_rounds,
         ranker_depth: args.ranker_depth,
         keep_ranker: args.keep_ranker,
+        balance: args.balance,
+        calibration_min_positives: if args.no_calibration {
+            usize::MAX
+        } else {
+            steerfeed_learn::TrainConfig::default().calibration_min_positives
+        },
         ..steerfeed_learn::TrainConfig::default()
     };
     if !args.heads.is_empty() {

@@ -25,6 +25,9 @@ pub struct ActionProbs {
 }
 
 impl ActionProbs {
+    /// The complete-view head's index in `crate::impression::HEADS` order.
+    pub const COMPLETE_VIEW: usize = 7;
+
     /// The eight probabilities, in `crate::impression::HEADS` order.
     pub fn heads(&self) -> [f32; 8] {
         [

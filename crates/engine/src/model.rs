@@ -6,20 +6,23 @@
 //! (the features of every head, in order) and the heads, each a map from feature to
 //! coefficient; it may hold a learned second stage of the blend (`ranker`: its own
 //! feature schema, the trees, how many candidates it re-scores, and the line that puts
-//! its output on the action value's scale); and it carries the training's metadata. A
-//! file whose checksum, format or schemas do not match this build's is refused with
-//! the reason. Format 2 added the ranker; format 1 files (heads only) still load.
+//! its output on the action value's scale); it may hold each head's value scale (the
+//! factor on the head's weight in the objective, 1 when absent) and, for a head
+//! calibrated after fitting, its calibration map (knots from logit to probability); and
+//! it carries the training's metadata. A file whose checksum, format or schemas do not
+//! match this build's is refused with the reason. Format 2 added the ranker and format 3
+//! the value scales and calibration maps; format 1 and 2 files still load.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use steerfeed_core::impression::HEADS;
 use steerfeed_core::{Error, Result};
-use steerfeed_rank::scorers::{BlendRankerFile, FEATURES, HeadModels, ScoringModel};
+use steerfeed_rank::scorers::{BlendRankerFile, Calibration, FEATURES, HeadModels, ScoringModel};
 
 const MAGIC: &str = "steerfeed-model";
 /// The model file format this build writes.
-pub const MODEL_FORMAT: u32 = 2;
+pub const MODEL_FORMAT: u32 = 3;
 /// The oldest model file format this build reads.
 const OLDEST_FORMAT: u32 = 1;
 /// The id of the hand-set heads (no trained model in force).
@@ -38,6 +41,12 @@ pub struct RankModel {
     /// The learned second stage of the blend, if trained.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ranker: Option<BlendRankerFile>,
+    /// Per head, the factor on its weight in the objective (every head 1 when empty).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub value_scale: BTreeMap<String, f32>,
+    /// Per calibrated head, its map's knots: (logit, probability), logits rising.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub calibration: BTreeMap<String, Vec<[f32; 2]>>,
     /// How it was trained: data, split, fitting, measured quality.
     #[serde(default)]
     pub metadata: serde_json::Value,
@@ -65,6 +74,23 @@ impl RankModel {
                 })
                 .collect(),
             ranker: None,
+            value_scale: if heads.value_scale == [1.0; 8] {
+                BTreeMap::new()
+            } else {
+                HEADS
+                    .iter()
+                    .map(|h| (*h).to_owned())
+                    .zip(heads.value_scale)
+                    .collect()
+            },
+            calibration: HEADS
+                .iter()
+                .zip(&heads.calibration)
+                .filter_map(|(h, c)| {
+                    let knots = c.as_ref()?.knots().map(|(x, p)| [x, p]).collect();
+                    Some(((*h).to_owned(), knots))
+                })
+                .collect(),
             metadata,
         }
     }
@@ -89,7 +115,8 @@ impl RankModel {
 
     /// The coefficients the scorer applies, once the schema is this build's: the same
     /// features in the same order, every head present with every feature, nothing
-    /// else, every coefficient a number within ±100.
+    /// else, every coefficient a number within ±100; and the value scales, of every
+    /// head or none, each within `MAX_VALUE_SCALE` of 1 either way.
     pub fn head_models(&self) -> Result<HeadModels> {
         if self.features.iter().map(String::as_str).ne(FEATURES) {
             return Err(Error::invalid(
@@ -132,7 +159,48 @@ impl RankModel {
                 })?;
             }
         }
-        let m = HeadModels { coef };
+        let mut m = HeadModels::unscaled(coef);
+        if !self.value_scale.is_empty() {
+            let extra: Vec<&String> = self
+                .value_scale
+                .keys()
+                .filter(|h| !HEADS.contains(&h.as_str()))
+                .collect();
+            if !extra.is_empty() {
+                return Err(Error::invalid(
+                    "model.value_scale",
+                    format!("unknown heads {extra:?}; this engine's are {HEADS:?}"),
+                ));
+            }
+            for (a, head) in HEADS.iter().enumerate() {
+                m.value_scale[a] = *self.value_scale.get(*head).ok_or_else(|| {
+                    Error::invalid(
+                        "model.value_scale",
+                        format!("no value scale for head {head:?} (give every head or none)"),
+                    )
+                })?;
+            }
+        }
+        let extra: Vec<&String> = self
+            .calibration
+            .keys()
+            .filter(|h| !HEADS.contains(&h.as_str()))
+            .collect();
+        if !extra.is_empty() {
+            return Err(Error::invalid(
+                "model.calibration",
+                format!("unknown heads {extra:?}; this engine's are {HEADS:?}"),
+            ));
+        }
+        for (a, head) in HEADS.iter().enumerate() {
+            if let Some(knots) = self.calibration.get(*head) {
+                let knots: Vec<(f32, f32)> = knots.iter().map(|&[x, p]| (x, p)).collect();
+                m.calibration[a] =
+                    Some(Calibration::new(&knots).map_err(|e| {
+                        Error::invalid("model.calibration", format!("{head}: {e}"))
+                    })?);
+            }
+        }
         m.validate()?;
         Ok(m)
     }
@@ -198,6 +266,13 @@ impl RankModel {
         if format == "1" && model.ranker.is_some() {
             return Err(bad("a format 1 model file has no ranker".into()));
         }
+        if (format == "1" || format == "2")
+            && !(model.value_scale.is_empty() && model.calibration.is_empty())
+        {
+            return Err(bad(format!(
+                "a format {format} model file has no value scales or calibration maps"
+            )));
+        }
         model.scoring_model()?;
         Ok(model)
     }
@@ -261,9 +336,9 @@ mod tests {
         assert!(err(b"{}\n").contains("not a steerfeed model"));
         assert!(
             err(&text
-                .replacen("steerfeed-model 2", "steerfeed-model 3", 1)
+                .replacen("steerfeed-model 3", "steerfeed-model 4", 1)
                 .into_bytes())
-            .contains("format 3")
+            .contains("format 4")
         );
     }
 
@@ -327,6 +402,71 @@ mod tests {
                 .to_string()
                 .contains("model.ranker")
         );
+    }
+
+    #[test]
+    fn value_scales_read_back_and_an_incomplete_or_out_of_range_set_is_refused() {
+        let mut h = HeadModels::from_config(&ScorerConfig::default());
+        h.value_scale = [17.0, 30.5, 1.0, 9.0, 11.0, 10.0, 6.0, 3.25];
+        let m = RankModel::from_heads("m-scaled", &h, serde_json::Value::Null);
+        assert_eq!(m.value_scale.len(), 8);
+        let back = RankModel::from_bytes(&m.to_bytes().unwrap()).unwrap();
+        assert_eq!(back.head_models().unwrap(), h);
+        // Unscaled heads write no scales, and a file without them reads as all 1.
+        assert!(model().value_scale.is_empty());
+        assert_eq!(model().head_models().unwrap().value_scale, [1.0; 8]);
+        // Formats 1 and 2 had none.
+        for format in [1, 2] {
+            let e = RankModel::from_bytes(&file_of(format, &m)).unwrap_err();
+            assert!(e.to_string().contains("no value scales"), "{e}");
+        }
+        let refused = |edit: &dyn Fn(&mut RankModel)| {
+            let mut bad = m.clone();
+            edit(&mut bad);
+            let e = RankModel::from_bytes(&file_of(MODEL_FORMAT, &bad)).unwrap_err();
+            assert!(e.to_string().contains("model.value_scale"), "{e}");
+        };
+        refused(&|b| {
+            b.value_scale.remove("share");
+        });
+        refused(&|b| {
+            b.value_scale.insert("watch_time".into(), 2.0);
+        });
+        // (JSON has no NaN or infinity: serde writes them as null, which does not read.)
+        for v in [0.0, -1.0, 2.0e4, 1.0e-5] {
+            refused(&|b| {
+                b.value_scale.insert("like".into(), v);
+            });
+        }
+    }
+
+    #[test]
+    fn calibration_maps_read_back_and_a_broken_one_is_refused() {
+        let mut h = HeadModels::from_config(&ScorerConfig::default());
+        h.calibration[7] = Some(Calibration::new(&[(-3.0, 0.02), (0.0, 0.3), (2.0, 0.5)]).unwrap());
+        let m = RankModel::from_heads("m-calibrated", &h, serde_json::Value::Null);
+        assert_eq!(m.calibration.len(), 1);
+        assert!(m.value_scale.is_empty());
+        let back = RankModel::from_bytes(&m.to_bytes().unwrap()).unwrap();
+        assert_eq!(back.head_models().unwrap(), h);
+        for format in [1, 2] {
+            let e = RankModel::from_bytes(&file_of(format, &m)).unwrap_err();
+            assert!(
+                e.to_string().contains("no value scales or calibration"),
+                "{e}"
+            );
+        }
+        let refused = |knots: Vec<[f32; 2]>, head: &str| {
+            let mut bad = m.clone();
+            bad.calibration.insert(head.into(), knots);
+            let e = RankModel::from_bytes(&file_of(MODEL_FORMAT, &bad)).unwrap_err();
+            assert!(e.to_string().contains("model.calibration"), "{e}");
+        };
+        refused(vec![[0.0, 0.5], [1.0, 0.4]], "like");
+        refused(vec![[0.0, 0.5], [0.0, 0.6]], "like");
+        refused(vec![[0.0, 1.5], [1.0, 1.6]], "like");
+        refused(vec![[0.0, 0.5]], "like");
+        refused(vec![[0.0, 0.1], [1.0, 0.2]], "watch_time");
     }
 
     #[test]

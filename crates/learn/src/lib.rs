@@ -19,9 +19,10 @@ use std::collections::HashMap;
 use linfa::prelude::*;
 use linfa_logistic::LogisticRegression;
 use ndarray016::{Array1, Array2};
+use pav_regression::{IsotonicRegression, Point};
 use steerfeed::impression::HEADS;
 use steerfeed::model::RankModel;
-use steerfeed::rank::scorers::{ActionWeights, FEATURES, HeadModels};
+use steerfeed::rank::scorers::{ActionWeights, Calibration, FEATURES, HeadModels, MAX_KNOTS};
 use steerfeed::{Error, HeadInputs, LabeledImpression, Result, Timestamp, UserId};
 
 /// How to train.
@@ -44,7 +45,9 @@ pub struct TrainConfig {
     pub ece_bins: usize,
     /// The heads to fit ([`HEADS`] order); the others keep the coefficients in force.
     pub heads: [bool; 8],
-    /// Boosting rounds (trees) of the learned second stage; 0 fits none.
+    /// Boosting rounds (trees) of the learned second stage; 0 (the default) fits none:
+    /// in the simulator a second stage fitted on the served pages orders held-out pages
+    /// better and serves less creation per hour (eval/README.md, "The learning loop").
     pub ranker_rounds: usize,
     /// Levels per tree of the second stage, at most.
     pub ranker_tree_depth: usize,
@@ -57,6 +60,45 @@ pub struct TrainConfig {
     /// Keep the second stage even when it orders the held-out pages worse than the
     /// trained heads alone (by default it is then left out of the model).
     pub keep_ranker: bool,
+    /// How the trained heads are weighed against each other and the objective's other
+    /// terms.
+    pub balance: Balance,
+    /// A fitted head with at least this many positives in the training part gets a
+    /// calibration map: isotonic regression of its outcomes on its logit over the
+    /// training part, kept at [`MAX_KNOTS`] quantiles of the logit. `usize::MAX`: none.
+    pub calibration_min_positives: usize,
+}
+
+/// How a trained model's heads are weighed in the objective.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Balance {
+    /// Each head's value scale is set so that, over the training items, it adds to the
+    /// objective what the heads in force added (`Σ s·p` of the new head equals that of
+    /// the old one): the configured weights, the tie, steering, freshness and
+    /// consumption terms were set against the scale of the heads in force, and a
+    /// calibrated head's probabilities are smaller, by a different factor per head.
+    /// A head keeps its order of the items and gets the weight it had.
+    #[default]
+    Kept,
+    /// Every value scale 1: the configured weights apply to the calibrated
+    /// probabilities as they are (weights set as the value of one action).
+    Calibrated,
+}
+
+impl std::str::FromStr for Balance {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "kept" => Ok(Self::Kept),
+            "calibrated" => Ok(Self::Calibrated),
+            other => Err(Error::invalid(
+                "train.balance",
+                format!("{other:?}: kept or calibrated"),
+            )),
+        }
+    }
 }
 
 impl TrainConfig {
@@ -93,12 +135,14 @@ impl Default for TrainConfig {
             ndcg_k: 10,
             ece_bins: 10,
             heads: [true; 8],
-            ranker_rounds: 100,
+            ranker_rounds: 0,
             ranker_tree_depth: 6,
             ranker_eta: 0.1,
             ranker_depth: 100,
             ranker_min_pages: 50,
             keep_ranker: false,
+            balance: Balance::Kept,
+            calibration_min_positives: 500,
         }
     }
 }
@@ -135,6 +179,9 @@ pub struct HeadReport {
     pub fitted: bool,
     /// The coefficients, by feature.
     pub coefficients: Vec<(String, f32)>,
+    /// The factor on the head's weight in the objective.
+    #[serde(default = "one")]
+    pub value_scale: f32,
     /// The heads in force, on the held-out part.
     pub current: HeadQuality,
     /// The trained heads, on the held-out part.
@@ -182,6 +229,10 @@ pub struct TrainReport {
     pub fit_seconds: f64,
 }
 
+fn one() -> f32 {
+    1.0
+}
+
 /// The features of head `a` for one item, in [`FEATURES`] order without the bias.
 fn features(a: usize, x: &HeadInputs) -> [f64; 8] {
     let on = |b: bool| f64::from(u8::from(b));
@@ -195,10 +246,6 @@ fn features(a: usize, x: &HeadInputs) -> [f64; 8] {
         on(x.remix_chain),
         on(x.friend_cameo),
     ]
-}
-
-fn sigmoid(z: f64) -> f64 {
-    1.0 / (1.0 + (-z).exp())
 }
 
 /// Fits one head; `None` when the labels are of one class.
@@ -233,6 +280,79 @@ fn fit_head(a: usize, rows: &[&LabeledImpression], cfg: &TrainConfig) -> Result<
         c[j + 1] = (sign * w) as f32;
     }
     Ok(Some(c))
+}
+
+/// Head `a`'s calibration map: the isotonic regression (pool adjacent violators, by
+/// `pav_regression`) of its outcomes on its logit under `heads` over `rows`, read at
+/// [`MAX_KNOTS`] quantiles of the logit, flat beyond the first and last pooled blocks.
+/// `None` when the logits take fewer than two values within f32's precision.
+fn calibrate(a: usize, rows: &[&LabeledImpression], heads: &HeadModels) -> Option<Calibration> {
+    let points: Vec<Point<f64>> = rows
+        .iter()
+        .map(|r| {
+            let y = f64::from(u8::from(r.outcomes.heads()[a]));
+            Point::new(f64::from(heads.logit(a, &r.inputs)), y)
+        })
+        .collect();
+    let mut z: Vec<f64> = points.iter().map(|p| *p.x()).collect();
+    z.sort_by(f64::total_cmp);
+    let n = z.len();
+    if n < 2 || z[0] == z[n - 1] {
+        return None;
+    }
+    let iso = IsotonicRegression::new_ascending(&points).ok()?;
+    let blocks = iso.get_points_sorted();
+    let (first, last) = (blocks.first()?, blocks.last()?);
+    let at = |x: f64| -> f64 {
+        if x <= *first.x() {
+            *first.y()
+        } else if x >= *last.x() {
+            *last.y()
+        } else {
+            iso.interpolate(x).unwrap_or(*first.y())
+        }
+    };
+    let mut knots: Vec<(f32, f32)> = Vec::with_capacity(MAX_KNOTS);
+    for k in 0..MAX_KNOTS {
+        let x = z[(k * (n - 1)) / (MAX_KNOTS - 1)] as f32;
+        let p = at(f64::from(x)).clamp(0.0, 1.0) as f32;
+        match knots.last() {
+            Some(&(lx, _)) if x <= lx => {}
+            // Rounding may take a hair off a rising value: keep the map monotone.
+            Some(&(_, lp)) => knots.push((x, p.max(lp))),
+            None => knots.push((x, p)),
+        }
+    }
+    Calibration::new(&knots).ok()
+}
+
+/// Per head, the value scale that makes the trained head add to the objective, over
+/// `rows`, what the head in force added: `Σ s_cur·p_cur / Σ p_new`. A head that was not
+/// fitted keeps its scale; so does one whose probabilities sum to nothing.
+fn value_scales(
+    rows: &[&LabeledImpression],
+    current: &HeadModels,
+    trained: &HeadModels,
+    fitted: &[bool; 8],
+) -> [f32; 8] {
+    let mut old = [0.0f64; 8];
+    let mut new = [0.0f64; 8];
+    for r in rows {
+        let (p, q) = (current.probs(&r.inputs), trained.probs(&r.inputs));
+        for (a, (p, q)) in p.heads().into_iter().zip(q.heads()).enumerate() {
+            old[a] += f64::from(current.value_scale[a]) * f64::from(p);
+            new[a] += f64::from(q);
+        }
+    }
+    let max = f64::from(steerfeed::rank::scorers::MAX_VALUE_SCALE);
+    std::array::from_fn(|a| {
+        let s = old[a] / new[a];
+        if fitted[a] && s.is_finite() && s > 0.0 {
+            s.clamp(1.0 / max, max) as f32
+        } else {
+            current.value_scale[a]
+        }
+    })
 }
 
 /// Area under the ROC curve of predictions `p` against labels `y` (by ranks, ties
@@ -439,7 +559,21 @@ pub fn train(
             *done = true;
         }
     }
+    for a in 0..HEADS.len() {
+        let positives = train_rows.iter().filter(|r| r.outcomes.heads()[a]).count();
+        if fitted[a] && positives >= cfg.calibration_min_positives {
+            trained.calibration[a] = calibrate(a, &train_rows, &trained);
+        }
+    }
+    trained.value_scale = match cfg.balance {
+        Balance::Kept => value_scales(&train_rows, current, &trained, &fitted),
+        Balance::Calibrated => [1.0; 8],
+    };
     trained.validate()?;
+    // What the served scores weighed the heads by, and what the new model weighs them
+    // by: the value of an action, for the grades and the held-out pages, is the latter.
+    let served = current.weigh(weights);
+    let weights = &trained.weigh(weights);
     let ranker = ranker::fit(&train_rows, &trained, weights, cfg)?;
     let blend = ranker.as_ref().map(|r| r.compile()).transpose()?;
     let fit_seconds = started.elapsed().as_secs_f64();
@@ -451,7 +585,7 @@ pub fn train(
         let p = |m: &HeadModels| -> Vec<f64> {
             holdout
                 .iter()
-                .map(|r| sigmoid(f64::from(m.logit(a, &r.inputs))))
+                .map(|r| f64::from(m.prob(a, &r.inputs)))
                 .collect()
         };
         heads.push(HeadReport {
@@ -464,6 +598,7 @@ pub fn train(
                 .map(|f| (*f).to_owned())
                 .zip(trained.coef[a])
                 .collect(),
+            value_scale: trained.value_scale[a],
             current: quality(&p(current), &y, Some(&viewers), cfg.ece_bins),
             trained: quality(&p(&trained), &y, Some(&viewers), cfg.ece_bins),
         });
@@ -488,7 +623,7 @@ pub fn train(
         let then: Vec<f64> = items
             .iter()
             .map(|r| {
-                f64::from(r.breakdown.total) - logged_value(weights, r)
+                f64::from(r.breakdown.total) - logged_value(&served, r)
                     + action_value(weights, &trained, &r.inputs)
             })
             .collect();
@@ -498,7 +633,7 @@ pub fn train(
             let by_ranker: Vec<f64> = items
                 .iter()
                 .map(|r| {
-                    f64::from(r.breakdown.total) - logged_value(weights, r)
+                    f64::from(r.breakdown.total) - logged_value(&served, r)
                         + f64::from(b.value(&ranker::row(&trained, r)))
                 })
                 .collect();
@@ -529,7 +664,16 @@ pub fn train(
         fit_seconds,
     };
     let mut crc = crc32fast::Hasher::new();
-    for c in trained.coef.iter().flatten() {
+    let knots = trained.calibration.iter().flatten().flat_map(|c| c.knots());
+    let knots = knots.flat_map(|(x, p)| [x, p]);
+    for c in trained
+        .coef
+        .iter()
+        .flatten()
+        .chain(&trained.value_scale)
+        .copied()
+        .chain(knots)
+    {
         crc.update(&c.to_le_bytes());
     }
     if let Some(r) = &ranker {
@@ -607,9 +751,12 @@ mod tests {
         let rows = synthetic::generate(20_000, 3);
         let scorer = steerfeed::rank::scorers::ScorerConfig::default();
         let current = HeadModels::from_config(&scorer);
-        let cfg = TrainConfig::default()
-            .only_heads(&["like", "complete_view"])
-            .unwrap();
+        let cfg = TrainConfig {
+            ranker_rounds: 100,
+            ..TrainConfig::default()
+        }
+        .only_heads(&["like", "complete_view"])
+        .unwrap();
         let (model, report) = train(&rows, &current, &scorer.weights, &cfg).unwrap();
         let fitted = model.head_models().unwrap();
         for (a, h) in report.heads.iter().enumerate() {
@@ -644,6 +791,133 @@ mod tests {
         assert!(r.ndcg_ranker.is_some() && r.ranker_kept && model.ranker.is_some());
         assert!(TrainConfig::default().only_heads(&["likes"]).is_err());
         assert!(TrainConfig::default().only_heads::<&str>(&[]).is_err());
+    }
+
+    /// A uniform draw in [0, 1) from a SplitMix64 state.
+    fn uniform(state: &mut u64) -> f64 {
+        *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = *state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) as f64 / 2f64.powi(64)
+    }
+
+    #[test]
+    fn a_head_whose_outcomes_leave_the_logistic_curve_is_calibrated_by_its_map() {
+        // Completed views drawn through a steeper, squashed link of the truth's logit:
+        // between 2 % and 52 %, which no logistic function of the features reaches.
+        let truth = synthetic::truth();
+        let mut rows = synthetic::generate(120_000, 11);
+        let mut state = 17u64;
+        for r in &mut rows {
+            let z = f64::from(truth.logit(7, &r.inputs));
+            let p = 0.02 + 0.5 / (1.0 + (-3.0 * (z - 0.5)).exp());
+            r.outcomes.complete_view = uniform(&mut state) < p;
+        }
+        let scorer = steerfeed::rank::scorers::ScorerConfig::default();
+        let current = HeadModels::from_config(&scorer);
+        let none = TrainConfig {
+            calibration_min_positives: usize::MAX,
+            ..TrainConfig::default()
+        };
+        let (plain_model, plain) = train(&rows, &current, &scorer.weights, &none).unwrap();
+        let (model, calibrated) =
+            train(&rows, &current, &scorer.weights, &TrainConfig::default()).unwrap();
+        let (p, c) = (&plain.heads[7], &calibrated.heads[7]);
+        assert!(c.holdout_positives >= 1_000, "{c:?}");
+        assert!(
+            c.trained.ece < 0.5 * p.trained.ece && c.trained.ece <= 0.01,
+            "ECE {} with the map, {} without",
+            c.trained.ece,
+            p.trained.ece
+        );
+        assert!(c.trained.log_loss < p.trained.log_loss);
+        // The map only relabels the logit: the items' order within the head is kept.
+        assert!((c.trained.auc - p.trained.auc).abs() < 0.01, "{c:?} {p:?}");
+        let heads = model.head_models().unwrap();
+        assert!(
+            plain_model
+                .head_models()
+                .unwrap()
+                .calibration
+                .iter()
+                .all(Option::is_none)
+        );
+        assert!(heads.calibration[7].is_some());
+        // Heads with fewer training positives than the threshold keep the logistic curve.
+        for (a, h) in calibrated.heads.iter().enumerate() {
+            let calibrated = heads.calibration[a].is_some();
+            assert_eq!(
+                calibrated,
+                h.fitted && h.train_positives >= TrainConfig::default().calibration_min_positives,
+                "{}",
+                h.head
+            );
+        }
+    }
+
+    #[test]
+    fn the_kept_balance_gives_each_head_the_value_the_heads_in_force_gave() {
+        let rows = synthetic::generate(60_000, 5);
+        let scorer = steerfeed::rank::scorers::ScorerConfig::default();
+        let current = HeadModels::from_config(&scorer);
+        let (model, report) =
+            train(&rows, &current, &scorer.weights, &TrainConfig::default()).unwrap();
+        let heads = model.head_models().unwrap();
+        let training: Vec<&LabeledImpression> =
+            rows.iter().filter(|r| r.at < report.split_at).collect();
+        assert_eq!(training.len(), report.train_rows);
+        let sum = |m: &HeadModels, a: usize| -> f64 {
+            training
+                .iter()
+                .map(|r| f64::from(m.value_scale[a]) * f64::from(m.probs(&r.inputs).heads()[a]))
+                .sum()
+        };
+        let mut moved = 0;
+        for (a, h) in report.heads.iter().enumerate() {
+            assert_eq!(h.value_scale, heads.value_scale[a]);
+            if !h.fitted {
+                assert_eq!(heads.value_scale[a], 1.0, "{}", h.head);
+                continue;
+            }
+            let (old, new) = (sum(&current, a), sum(&heads, a));
+            assert!(
+                (new - old).abs() <= 1e-3 * old,
+                "{}: {new} vs {old}",
+                h.head
+            );
+            if (heads.value_scale[a] - 1.0).abs() > 0.1 {
+                moved += 1;
+            }
+        }
+        assert!(moved >= 4, "{:?}", heads.value_scale);
+        // Trained again on other rows with that model in force, the scales of the heads
+        // with thousands of positives barely move: both models are calibrated, so the balance
+        // passes on as it was.
+        let again = synthetic::generate(60_000, 6);
+        let (next, _) = train(&again, &heads, &scorer.weights, &TrainConfig::default()).unwrap();
+        let next = next.head_models().unwrap();
+        let mut checked = 0;
+        for (a, h) in report.heads.iter().enumerate() {
+            let (s, t) = (heads.value_scale[a], next.value_scale[a]);
+            if h.train_positives >= 5_000 {
+                assert!((t / s - 1.0).abs() < 0.05, "{}: {s} then {t}", h.head);
+                checked += 1;
+            }
+        }
+        assert!(checked >= 2);
+        // The calibrated balance weighs every head as configured.
+        let calibrated = TrainConfig {
+            balance: Balance::Calibrated,
+            ..TrainConfig::default()
+        };
+        let (m, r) = train(&rows, &current, &scorer.weights, &calibrated).unwrap();
+        assert_eq!(m.head_models().unwrap().value_scale, [1.0; 8]);
+        assert!(m.value_scale.is_empty());
+        assert!(r.heads.iter().all(|h| h.value_scale == 1.0));
+        assert!("kept".parse::<Balance>().unwrap() == Balance::Kept);
+        assert!("calibrated".parse::<Balance>().unwrap() == Balance::Calibrated);
+        assert!("even".parse::<Balance>().is_err());
     }
 
     #[test]

@@ -54,7 +54,7 @@ pub fn truth() -> HeadModels {
     }
     coef[1][7] = 1.8;
     coef[2][8] = 1.5;
-    HeadModels { coef }
+    HeadModels::unscaled(coef)
 }
 
 /// The heads' probabilities under `heads`, as the scorer logs them.

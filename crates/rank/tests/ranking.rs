@@ -19,7 +19,7 @@ use steerfeed_core::{
     AgeBand, Concept, ConceptVector, Embedding, EventKind, FeedContext, Pipeline, Reason,
     SafetyLabel, Scorer, Timestamp, TopicId, Trace, UserId, Video, VideoId,
 };
-use steerfeed_rank::scorers::{ObjectiveScorer, ScorerConfig};
+use steerfeed_rank::scorers::{HeadModels, ModelSlot, ObjectiveScorer, ScorerConfig};
 use steerfeed_rank::throttles::WellbeingConfig;
 use steerfeed_rank::{RankConfig, build_pipeline};
 use steerfeed_world::{World, WorldConfig};
@@ -278,6 +278,61 @@ fn a_followed_creators_video_gets_a_higher_create_head() {
     let without = score_pair_with(mem, off, |m| m.ctx("viewer", now(), 20));
     assert!(with[0].breakdown.actions.create > without[0].breakdown.actions.create);
     assert!((with[1].breakdown.actions.create - without[1].breakdown.actions.create).abs() < 1e-7);
+}
+
+#[test]
+fn a_models_value_scales_weigh_each_heads_term_and_the_passive_view_cost() {
+    let mut mem = Mem::default();
+    pair(&mut mem, ("a", "ann"), ("b", "bob"));
+    watch(&mut mem, "a", 40);
+    watch(&mut mem, "b", 10);
+    let mem = Arc::new(mem);
+    let cfg = ScorerConfig::default();
+    let score = |scale: [f32; 8]| {
+        let mut heads = HeadModels::from_config(&cfg);
+        heads.value_scale = scale;
+        let slot = Arc::new(ModelSlot::default());
+        slot.set(Some(heads.into()));
+        let scorer = ObjectiveScorer::new(
+            cfg,
+            WellbeingConfig::default(),
+            mem.clone(),
+            mem.clone(),
+            mem.clone(),
+            slot,
+        );
+        let ctx = mem.ctx("viewer", now(), 20);
+        let mut cands: Vec<_> = ["a", "b"]
+            .iter()
+            .map(|id| {
+                steerfeed_core::Candidate::new(mem.video(id), "popular", 1.0, Reason::Popular)
+            })
+            .collect();
+        scorer.run(&ctx, &mut cands, &mut Trace::default()).unwrap();
+        cands
+    };
+    let scale = [17.0, 30.0, 2.0, 9.0, 11.0, 10.0, 6.0, 3.5];
+    let plain = score([1.0; 8]);
+    let scaled = score(scale);
+    let w = cfg.weights.heads();
+    for (x, y) in plain.iter().zip(&scaled) {
+        let (bx, by) = (&x.breakdown, &y.breakdown);
+        // The same probabilities: the scales weigh them, they do not change them.
+        assert_eq!(bx.actions, by.actions);
+        let p = bx.actions.heads();
+        let extra: f32 = (0..8).map(|a| w[a] * (scale[a] - 1.0) * p[a]).sum();
+        assert!(
+            (by.action_value - bx.action_value - extra).abs()
+                < 1e-4 * by.action_value.abs().max(1.0),
+            "{} vs {} + {extra}",
+            by.action_value,
+            bx.action_value
+        );
+        assert!(bx.consumption_cost > 0.0);
+        assert!((by.consumption_cost - 3.5 * bx.consumption_cost).abs() < 1e-6);
+        assert_eq!(bx.steering, by.steering);
+        assert_eq!(bx.freshness, by.freshness);
+    }
 }
 
 #[test]

@@ -47,7 +47,9 @@ mod objective_scorer;
 mod shadow_scorer;
 
 pub use blend::{BLEND_FEATURES, BlendRanker, BlendRankerFile, blend_features};
-pub use model::{FEATURES, HeadModels, ModelSlot, ScoringModel};
+pub use model::{
+    Calibration, FEATURES, HeadModels, MAX_KNOTS, MAX_VALUE_SCALE, ModelSlot, ScoringModel,
+};
 pub use objective_scorer::ObjectiveScorer;
 pub use shadow_scorer::ShadowScorer;
 use steerfeed_core::{Error, Result};

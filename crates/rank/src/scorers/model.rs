@@ -6,8 +6,8 @@ use std::sync::{Arc, RwLock};
 
 use steerfeed_core::{ActionProbs, Error, HeadInputs, Result};
 
-use super::ScorerConfig;
 use super::blend::BlendRanker;
+use super::{ActionWeights, ScorerConfig};
 
 /// The features of every head, in coefficient order: `bias` is 1, `prior` and
 /// `creator` are the head's own entries of [`HeadInputs::prior`] and
@@ -24,12 +24,101 @@ pub const FEATURES: [&str; 9] = [
     "friend_cameo",
 ];
 
+/// The largest factor a head's value scale may put on its weight, and the inverse the
+/// smallest.
+pub const MAX_VALUE_SCALE: f32 = 1.0e4;
+
 /// Coefficients of the eight heads (in `steerfeed_core::impression::HEADS` order), each
-/// over [`FEATURES`]: `p_a = σ(Σ_f coef[a][f] · x_f)`.
+/// over [`FEATURES`]: `p_a = σ(Σ_f coef[a][f] · x_f)`; and what a unit of each head's
+/// probability is worth in the objective beside its configured weight.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HeadModels {
     /// Per head, per feature.
     pub coef: [[f32; 9]; 8],
+    /// Per head, the factor on its weight in the objective: the objective adds
+    /// `value_scale[a] · w_a · p_a`, and the consumption cost charges the complete-view
+    /// head's probability times its factor. 1 for the hand-set heads; a trained model
+    /// sets it so that each head adds, on the items it was trained on, what the heads it
+    /// replaces added (the configured weights and the other terms were set against those
+    /// heads' scale, which overstates every rate, and not by the same factor).
+    pub value_scale: [f32; 8],
+    /// Per head, the map from its logit to its probability when the head was
+    /// calibrated after fitting (else the logistic function).
+    pub calibration: [Option<Calibration>; 8],
+}
+
+/// The most knots a head's calibration map holds.
+pub const MAX_KNOTS: usize = 33;
+
+/// A monotone map from a head's logit to its probability: linear between knots, flat
+/// beyond the first and the last.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Calibration {
+    len: usize,
+    logit: [f32; MAX_KNOTS],
+    prob: [f32; MAX_KNOTS],
+}
+
+impl Calibration {
+    /// The map through `knots` (logit, probability): 2 to [`MAX_KNOTS`] of them,
+    /// logits finite and rising, probabilities in `[0, 1]` and never falling.
+    pub fn new(knots: &[(f32, f32)]) -> Result<Self> {
+        let bad = |why: String| Err(Error::invalid("model.calibration", why));
+        if !(2..=MAX_KNOTS).contains(&knots.len()) {
+            return bad(format!(
+                "{} knots, but a map has 2 to {MAX_KNOTS}",
+                knots.len()
+            ));
+        }
+        let mut c = Self {
+            len: knots.len(),
+            logit: [0.0; MAX_KNOTS],
+            prob: [0.0; MAX_KNOTS],
+        };
+        for (k, &(x, p)) in knots.iter().enumerate() {
+            if !(x.is_finite() && (0.0..=1.0).contains(&p)) {
+                return bad(format!(
+                    "knot {k}: ({x}, {p}) is not a finite logit and a probability"
+                ));
+            }
+            if k > 0 && !(x > c.logit[k - 1] && p >= c.prob[k - 1]) {
+                return bad(format!(
+                    "knot {k}: ({x}, {p}) does not follow ({}, {}): logits rise, probabilities never fall",
+                    c.logit[k - 1],
+                    c.prob[k - 1]
+                ));
+            }
+            c.logit[k] = x;
+            c.prob[k] = p;
+        }
+        Ok(c)
+    }
+
+    /// The knots, (logit, probability).
+    pub fn knots(&self) -> impl Iterator<Item = (f32, f32)> + '_ {
+        self.logit[..self.len]
+            .iter()
+            .copied()
+            .zip(self.prob[..self.len].iter().copied())
+    }
+
+    /// The probability of logit `z` (NaN stays NaN).
+    pub fn prob(&self, z: f32) -> f32 {
+        let (xs, ps) = (&self.logit[..self.len], &self.prob[..self.len]);
+        if z.is_nan() {
+            return z;
+        }
+        // The first knot at or above `z`.
+        let k = xs.partition_point(|&x| x < z);
+        if k == 0 {
+            return ps[0];
+        }
+        if k == self.len {
+            return ps[self.len - 1];
+        }
+        let t = (z - xs[k - 1]) / (xs[k] - xs[k - 1]);
+        ps[k - 1] + t * (ps[k] - ps[k - 1])
+    }
 }
 
 impl HeadModels {
@@ -55,7 +144,39 @@ impl HeadModels {
         coef[0][6] = cfg.lifts.followed_creator;
         coef[1][7] = cfg.lifts.remix_chain;
         coef[2][8] = cfg.lifts.friend_cameo;
-        Self { coef }
+        Self::unscaled(coef)
+    }
+
+    /// Heads of these coefficients, each weighed as configured (every value scale 1).
+    pub fn unscaled(coef: [[f32; 9]; 8]) -> Self {
+        Self {
+            coef,
+            value_scale: [1.0; 8],
+            calibration: [None; 8],
+        }
+    }
+
+    /// The objective's weights of the eight heads under these heads: each configured
+    /// weight times the head's value scale (`negative` as configured).
+    pub fn weigh(&self, w: &ActionWeights) -> ActionWeights {
+        let s = &self.value_scale;
+        ActionWeights {
+            create: w.create * s[0],
+            remix: w.remix * s[1],
+            cameo_use: w.cameo_use * s[2],
+            comment: w.comment * s[3],
+            share: w.share * s[4],
+            follow: w.follow * s[5],
+            like: w.like * s[6],
+            complete_view: w.complete_view * s[7],
+            negative: w.negative,
+        }
+    }
+
+    /// The complete-view head's value scale, which the consumption cost's passive-view
+    /// probability is weighed by.
+    pub fn passive_scale(&self) -> f32 {
+        self.value_scale[ActionProbs::COMPLETE_VIEW]
     }
 
     /// Head `a`'s logit for the inputs `x`.
@@ -72,20 +193,41 @@ impl HeadModels {
             + c[8] * on(x.friend_cameo)
     }
 
+    /// Head `a`'s probability for the inputs `x`: its calibration map of the logit,
+    /// else the logistic function of it.
+    pub fn prob(&self, a: usize, x: &HeadInputs) -> f32 {
+        let z = self.logit(a, x);
+        match &self.calibration[a] {
+            Some(c) => c.prob(z),
+            None => 1.0 / (1.0 + (-z).exp()),
+        }
+    }
+
     /// The eight heads' probabilities for the inputs `x` (the follow head is 0 for a
     /// creator the viewer already follows: nobody follows twice).
     pub fn probs(&self, x: &HeadInputs) -> ActionProbs {
-        let mut p = ActionProbs::from_heads(std::array::from_fn(|a| {
-            1.0 / (1.0 + (-self.logit(a, x)).exp())
-        }));
+        let mut p = ActionProbs::from_heads(std::array::from_fn(|a| self.prob(a, x)));
         if x.followed {
             p.follow = 0.0;
         }
         p
     }
 
-    /// Every coefficient is finite and within ±100 (a logit beyond that is certainty).
+    /// Every coefficient is finite and within ±100 (a logit beyond that is certainty),
+    /// and every value scale within [`MAX_VALUE_SCALE`] of 1 either way.
     pub fn validate(&self) -> Result<()> {
+        for (a, s) in self.value_scale.iter().enumerate() {
+            if !(s.is_finite() && (1.0 / MAX_VALUE_SCALE..=MAX_VALUE_SCALE).contains(s)) {
+                return Err(Error::invalid(
+                    "model.value_scale",
+                    format!(
+                        "{}: {s} is not a number between {} and {MAX_VALUE_SCALE}",
+                        steerfeed_core::impression::HEADS[a],
+                        1.0 / MAX_VALUE_SCALE
+                    ),
+                ));
+            }
+        }
         for (a, c) in self.coef.iter().enumerate() {
             for (f, x) in c.iter().enumerate() {
                 if !(x.is_finite() && x.abs() <= 100.0) {
@@ -174,6 +316,46 @@ mod tests {
             assert_eq!(lift(a), 0.0, "head {a}");
         }
         assert_eq!(m.logit(6, &base), -3.0, "bias 0, prior weight 1");
+    }
+
+    #[test]
+    fn a_calibration_map_interpolates_between_its_knots_and_is_flat_beyond() {
+        let c = Calibration::new(&[(-4.0, 0.01), (-2.0, 0.05), (0.0, 0.45), (1.0, 0.5)]).unwrap();
+        assert_eq!(c.prob(-9.0), 0.01);
+        assert_eq!(c.prob(-4.0), 0.01);
+        assert!((c.prob(-3.0) - 0.03).abs() < 1e-6);
+        assert!((c.prob(-1.0) - 0.25).abs() < 1e-6);
+        assert_eq!(c.prob(0.0), 0.45);
+        assert_eq!(c.prob(7.0), 0.5);
+        assert!(c.prob(f32::NAN).is_nan());
+        // Monotone wherever it is asked.
+        let mut last = 0.0;
+        for k in -100..100 {
+            let p = c.prob(k as f32 / 10.0);
+            assert!(p >= last);
+            last = p;
+        }
+        for bad in [
+            vec![(0.0, 0.5)],
+            vec![(0.0, 0.5), (0.0, 0.6)],
+            vec![(0.0, 0.5), (1.0, 0.4)],
+            vec![(0.0, 0.5), (f32::INFINITY, 0.6)],
+            vec![(0.0, -0.1), (1.0, 0.4)],
+            vec![(0.0, 0.5), (1.0, f32::NAN)],
+            vec![(0.0, 0.1); MAX_KNOTS + 1],
+        ] {
+            assert!(Calibration::new(&bad).is_err(), "{bad:?}");
+        }
+        // A head with a map reads it; the others stay logistic.
+        let mut m = HeadModels::from_config(&ScorerConfig::default());
+        m.calibration[7] = Some(c);
+        let x = HeadInputs {
+            prior: [-1.0; 8],
+            ..HeadInputs::default()
+        };
+        let p = m.probs(&x);
+        assert!((p.complete_view - 0.25).abs() < 1e-6);
+        assert!((p.like - 1.0 / (1.0 + 1.0f32.exp())).abs() < 1e-6);
     }
 
     #[test]

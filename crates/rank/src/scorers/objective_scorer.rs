@@ -188,10 +188,17 @@ impl ObjectiveScorer {
         Ok(false)
     }
 
-    /// Σ w_a·p_a (creation weights scaled in lighter mode) minus the negative-feedback
-    /// penalty, and the passive-view probability the consumption cost charges.
-    fn action_value(&self, p: &ActionProbs, negative_rate: f32, lighter: bool) -> (f32, f32) {
-        let w = &self.cfg.weights;
+    /// Σ w_a·p_a under the heads' weights `w` (creation weights scaled in lighter mode)
+    /// minus the negative-feedback penalty, and the passive-view probability the
+    /// consumption cost charges, times the complete-view head's value scale `passive`.
+    fn action_value(
+        &self,
+        w: &ActionWeights,
+        passive: f32,
+        p: &ActionProbs,
+        negative_rate: f32,
+        lighter: bool,
+    ) -> (f32, f32) {
         let boost = if lighter {
             self.cfg.creation_multiplier
         } else {
@@ -216,7 +223,7 @@ impl ObjectiveScorer {
         .iter()
         .map(|x| 1.0 - x)
         .product::<f32>();
-        (value, p.complete_view * none_active)
+        (value, passive * p.complete_view * none_active)
     }
 
     /// γ·Σ s_c·match plus the remix and friends' cameo constraints; and the label of
@@ -270,6 +277,8 @@ impl Scorer for ObjectiveScorer {
         let interest = ctx.interest.as_ref().filter(|_| personal);
         let model = self.model.get();
         let heads = model.as_ref().map_or(&*self.hand_set, |m| &m.heads);
+        let weights = heads.weigh(&cfg.weights);
+        let passive = heads.passive_scale();
         let lambda = consumption_lambda(&self.wellbeing, ctx);
         let lighter = lighter_mode(&self.wellbeing, ctx);
         let freshness_weight = cfg.freshness_weight
@@ -330,7 +339,8 @@ impl Scorer for ObjectiveScorer {
                 0.05,
                 cfg.prior_strength,
             );
-            let (action_value, p_passive) = self.action_value(&actions, negative_rate, lighter);
+            let (action_value, p_passive) =
+                self.action_value(&weights, passive, &actions, negative_rate, lighter);
             let (steering, concept) = self.steering(ctx, video);
 
             let age_h = (ctx.now.as_millisecond() - video.created_at.as_millisecond()).max(0)
@@ -371,7 +381,7 @@ impl Scorer for ObjectiveScorer {
             }
         }
         if let Some(ranker) = model.as_ref().and_then(|m| m.ranker.as_ref()) {
-            rerank(ranker, &cfg.weights, candidates);
+            rerank(ranker, &weights, candidates);
         }
         Ok(())
     }
