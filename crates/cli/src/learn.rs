@@ -230,6 +230,10 @@ pub struct BenchTrainArgs {
     /// Seed of the generated log.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Trees of the learned second stage to fit as well (0, as `steerfeed train` by
+    /// default: none).
+    #[arg(long, default_value_t = steerfeed_learn::TrainConfig::default().ranker_rounds)]
+    pub ranker_rounds: usize,
 }
 
 /// Trains on a generated log with known truth and prints the time it took and the
@@ -245,7 +249,10 @@ pub fn bench_train(args: &BenchTrainArgs) -> anyhow::Result<()> {
         &rows,
         &current,
         &cfg.weights,
-        &steerfeed_learn::TrainConfig::default(),
+        &steerfeed_learn::TrainConfig {
+            ranker_rounds: args.ranker_rounds,
+            ..steerfeed_learn::TrainConfig::default()
+        },
     )?;
     let train_seconds = started.elapsed().as_secs_f64();
     let truth = steerfeed_learn::synthetic::truth();
@@ -272,6 +279,8 @@ pub fn bench_train(args: &BenchTrainArgs) -> anyhow::Result<()> {
                 "log_loss_trained": h.trained.log_loss,
                 "log_loss_current": h.current.log_loss,
                 "largest_coefficient_error": off,
+                "calibrated": fitted.calibration[a].is_some(),
+                "value_scale": fitted.value_scale[a],
             })
         })
         .collect();

@@ -1452,6 +1452,46 @@ fn served_pages_train_a_model_that_a_running_sidecar_swaps_refuses_damaged_and_r
         text.contains("\"ranker\""),
         "{report}"
     );
+    // A fitted head keeps the weight the hand-set heads had (its value scale); weighed
+    // as calibrated, without maps, the file holds neither.
+    let fitted = report["heads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|h| h["fitted"].as_bool().unwrap());
+    assert_eq!(text.contains("\"value_scale\""), fitted, "{report}");
+    let plain = dir.path().join("plain.model");
+    let (ok, _, err) = steerfeed(
+        &store,
+        &[
+            "train",
+            "--input",
+            rows_arg,
+            "--out",
+            plain.to_str().unwrap(),
+            "--balance",
+            "calibrated",
+            "--no-calibration",
+        ],
+        &[],
+    );
+    assert!(ok, "{err}");
+    let text = std::fs::read_to_string(&plain).unwrap();
+    assert!(!text.contains("\"value_scale\"") && !text.contains("\"calibration\""));
+    let (ok, _, err) = steerfeed(
+        &store,
+        &[
+            "train",
+            "--input",
+            rows_arg,
+            "--out",
+            plain.to_str().unwrap(),
+            "--balance",
+            "even",
+        ],
+        &[],
+    );
+    assert!(!ok && err.contains("kept or calibrated"), "{err}");
     let (ok, id, err) = steerfeed(&store, &["model", "check", model.to_str().unwrap()], &[]);
     assert!(ok, "{err}");
     let id = id.trim().to_owned();
