@@ -283,11 +283,12 @@ fn fit_head(a: usize, rows: &[&LabeledImpression], cfg: &TrainConfig) -> Result<
 }
 
 /// Head `a`'s calibration map: the isotonic regression (pool adjacent violators, by
-/// `pav_regression`) of its outcomes on its logit under `heads` over `rows`, read at
-/// [`MAX_KNOTS`] quantiles of the logit, flat beyond the first and last pooled blocks.
-/// `None` when the logits take fewer than two values within f32's precision.
-/// (linfa-linear 0.8.1 has an isotonic regression too, but on 20,000 items of a
-/// logistic truth it pooled most of them into one block, so its map was far from the
+/// `pav_regression`) of its outcomes on its logit under `heads` over `rows`, summed up
+/// in [`MAX_KNOTS`] − 2 bins of equal count, each a knot at its mean logit and the mean
+/// fitted probability of its items (the fit's own blocks can be a handful of items,
+/// too few to read one point off), between knots at the lowest and highest logit. `None` when the logits take fewer than two values
+/// within f32's precision. (linfa-linear 0.8.1 has an isotonic regression too, but on
+/// 20,000 items of a logistic truth it pooled most of them into one block, far from the
 /// truth; `pav_regression`'s follows it.)
 fn calibrate(a: usize, rows: &[&LabeledImpression], heads: &HeadModels) -> Option<Calibration> {
     let points: Vec<Point<f64>> = rows
@@ -300,13 +301,14 @@ fn calibrate(a: usize, rows: &[&LabeledImpression], heads: &HeadModels) -> Optio
     let mut z: Vec<f64> = points.iter().map(|p| *p.x()).collect();
     z.sort_by(f64::total_cmp);
     let n = z.len();
-    if n < 2 || z[0] == z[n - 1] {
+    if n < MAX_KNOTS || z[0] == z[n - 1] {
         return None;
     }
     let iso = IsotonicRegression::new_ascending(&points).ok()?;
     let blocks = iso.get_points_sorted();
     let (first, last) = (blocks.first()?, blocks.last()?);
-    let at = |x: f64| -> f64 {
+    // The fit between its blocks' centres, flat beyond the first and the last.
+    let fitted = |x: f64| -> f64 {
         if x <= *first.x() {
             *first.y()
         } else if x >= *last.x() {
@@ -315,10 +317,20 @@ fn calibrate(a: usize, rows: &[&LabeledImpression], heads: &HeadModels) -> Optio
             iso.interpolate(x).unwrap_or(*first.y())
         }
     };
+    // The lowest and highest logits are knots too, so the map does not flatten the
+    // outer halves of the first and last bins.
+    let bins = MAX_KNOTS - 2;
+    let mut at: Vec<(f64, f64)> = vec![(z[0], fitted(z[0]))];
+    for k in 0..bins {
+        let bin = &z[k * n / bins..(k + 1) * n / bins];
+        let m = bin.len() as f64;
+        let p = bin.iter().map(|&x| fitted(x)).sum::<f64>() / m;
+        at.push((bin.iter().sum::<f64>() / m, p));
+    }
+    at.push((z[n - 1], fitted(z[n - 1])));
     let mut knots: Vec<(f32, f32)> = Vec::with_capacity(MAX_KNOTS);
-    for k in 0..MAX_KNOTS {
-        let x = z[(k * (n - 1)) / (MAX_KNOTS - 1)] as f32;
-        let p = at(f64::from(x)).clamp(0.0, 1.0) as f32;
+    for (x, p) in at {
+        let (x, p) = (x as f32, p.clamp(0.0, 1.0) as f32);
         match knots.last() {
             Some(&(lx, _)) if x <= lx => {}
             // Rounding may take a hair off a rising value: keep the map monotone.
