@@ -1463,37 +1463,23 @@ fn served_pages_train_a_model_that_a_running_sidecar_swaps_refuses_damaged_and_r
         |text: &str| -> Value { serde_json::from_str(text.split_once('\n').unwrap().1).unwrap() };
     assert_eq!(body(&text).get("value_scale").is_some(), fitted, "{report}");
     let plain = dir.path().join("plain.model");
-    let (ok, _, err) = steerfeed(
-        &store,
-        &[
+    let train_plain = |extra: &[&str]| {
+        let mut args = vec![
             "train",
             "--input",
             rows_arg,
             "--out",
             plain.to_str().unwrap(),
-            "--balance",
-            "calibrated",
-            "--no-calibration",
-        ],
-        &[],
-    );
+        ];
+        args.extend_from_slice(extra);
+        steerfeed(&store, &args, &[])
+    };
+    let (ok, _, err) = train_plain(&["--balance", "calibrated", "--no-calibration"]);
     assert!(ok, "{err}");
     let text = std::fs::read_to_string(&plain).unwrap();
     let written = body(&text);
     assert!(written.get("value_scale").is_none() && written.get("calibration").is_none());
-    let (ok, _, err) = steerfeed(
-        &store,
-        &[
-            "train",
-            "--input",
-            rows_arg,
-            "--out",
-            plain.to_str().unwrap(),
-            "--balance",
-            "even",
-        ],
-        &[],
-    );
+    let (ok, _, err) = train_plain(&["--balance", "even"]);
     assert!(!ok && err.contains("kept or calibrated"), "{err}");
     let (ok, id, err) = steerfeed(&store, &["model", "check", model.to_str().unwrap()], &[]);
     assert!(ok, "{err}");

@@ -127,17 +127,7 @@ impl RankModel {
                 ),
             ));
         }
-        let extra: Vec<&String> = self
-            .heads
-            .keys()
-            .filter(|h| !HEADS.contains(&h.as_str()))
-            .collect();
-        if !extra.is_empty() {
-            return Err(Error::invalid(
-                "model.heads",
-                format!("unknown heads {extra:?}; this engine's are {HEADS:?}"),
-            ));
-        }
+        known_heads("model.heads", self.heads.keys())?;
         let mut coef = [[0.0f32; 9]; 8];
         for (a, head) in HEADS.iter().enumerate() {
             let Some(c) = self.heads.get(*head) else {
@@ -161,17 +151,7 @@ impl RankModel {
         }
         let mut m = HeadModels::unscaled(coef);
         if !self.value_scale.is_empty() {
-            let extra: Vec<&String> = self
-                .value_scale
-                .keys()
-                .filter(|h| !HEADS.contains(&h.as_str()))
-                .collect();
-            if !extra.is_empty() {
-                return Err(Error::invalid(
-                    "model.value_scale",
-                    format!("unknown heads {extra:?}; this engine's are {HEADS:?}"),
-                ));
-            }
+            known_heads("model.value_scale", self.value_scale.keys())?;
             for (a, head) in HEADS.iter().enumerate() {
                 m.value_scale[a] = *self.value_scale.get(*head).ok_or_else(|| {
                     Error::invalid(
@@ -181,17 +161,7 @@ impl RankModel {
                 })?;
             }
         }
-        let extra: Vec<&String> = self
-            .calibration
-            .keys()
-            .filter(|h| !HEADS.contains(&h.as_str()))
-            .collect();
-        if !extra.is_empty() {
-            return Err(Error::invalid(
-                "model.calibration",
-                format!("unknown heads {extra:?}; this engine's are {HEADS:?}"),
-            ));
-        }
+        known_heads("model.calibration", self.calibration.keys())?;
         for (a, head) in HEADS.iter().enumerate() {
             if let Some(knots) = self.calibration.get(*head) {
                 let knots: Vec<(f32, f32)> = knots.iter().map(|&[x, p]| (x, p)).collect();
@@ -291,6 +261,19 @@ impl RankModel {
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, self.to_bytes()?).map_err(io)?;
         std::fs::rename(&tmp, path).map_err(io)
+    }
+}
+
+/// Refuses `keys` that are not this engine's heads, naming them.
+fn known_heads<'a>(field: &'static str, keys: impl Iterator<Item = &'a String>) -> Result<()> {
+    let extra: Vec<&String> = keys.filter(|h| !HEADS.contains(&h.as_str())).collect();
+    if extra.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            field,
+            format!("unknown heads {extra:?}; this engine's are {HEADS:?}"),
+        ))
     }
 }
 
