@@ -1445,13 +1445,11 @@ fn served_pages_train_a_model_that_a_running_sidecar_swaps_refuses_damaged_and_r
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(report["rows"], served);
     assert_eq!(report["heads"].as_array().unwrap().len(), 8);
-    // Whether the second stage was fitted and kept, the file says the same.
+    // By default no second stage is fitted, and the file has none.
     let text = std::fs::read_to_string(&model).unwrap();
-    assert_eq!(
-        report["ranker_kept"].as_bool().unwrap(),
-        text.contains("\"ranker\""),
-        "{report}"
-    );
+    assert_eq!(report["ranker_trees"], 0, "{report}");
+    assert_eq!(report["ranker_kept"], false, "{report}");
+    assert!(!text.contains("\"ranker\""));
     // A fitted head keeps the weight the hand-set heads had (its value scale); weighed
     // as calibrated, without maps, the file holds neither.
     let fitted = report["heads"]

@@ -64,7 +64,9 @@ impl ActionProbs {
 pub struct ScoreBreakdown {
     /// The action heads' probabilities.
     pub actions: ActionProbs,
-    /// Σ w_a · p_a.
+    /// Σ s_a · w_a · p_a (s_a: the value scale of the model in force, 1 for the
+    /// hand-set heads), the lighter-mode creation boost and the negative-feedback
+    /// penalty included.
     pub action_value: f32,
     /// β · tie(user, creator).
     pub tie: f32,

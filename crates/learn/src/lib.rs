@@ -205,15 +205,15 @@ pub struct TrainReport {
     pub heads: Vec<HeadReport>,
     /// Held-out pages with at least one positive outcome.
     pub ndcg_pages: usize,
-    /// Mean NDCG@k of those pages in the order of the scores in force.
+    /// Mean NDCG@k of those pages ordered by each item's logged score with the action
+    /// value of the heads in force in place of the logged one (the logged action value
+    /// goes whole: with it the negative-feedback penalty, the lighter-mode boost and any
+    /// ranker's value), graded by what the viewer did at the trained model's weights.
     pub ndcg_current: f64,
-    /// The same, with the trained heads' action value in place of the current one's.
+    /// The same, with the trained heads' action value.
     pub ndcg_trained: f64,
-    /// The same, with the trained second stage's value in place of the current action
-    /// value (absent when no second stage was fitted). Both re-rankings take the logged
-    /// `Σ_a w_a·p_a` out of the logged score; on pages that a ranker scored, the score
-    /// held that ranker's value instead, which stays in, so train on pages the heads
-    /// alone scored for a clean comparison.
+    /// The same, with the trained second stage's value (absent when no second stage was
+    /// fitted).
     #[serde(default)]
     pub ndcg_ranker: Option<f64>,
     /// Trees of the second stage (0 when none was fitted).
@@ -287,9 +287,9 @@ fn fit_head(a: usize, rows: &[&LabeledImpression], cfg: &TrainConfig) -> Result<
 /// in [`MAX_KNOTS`] − 2 bins of equal count, each a knot at its mean logit and the mean
 /// fitted probability of its items (the fit's own blocks can be a handful of items,
 /// too few to read one point off), between knots at the lowest and highest logit. `None` when the logits take fewer than two values
-/// within f32's precision. (linfa-linear 0.8.1 has an isotonic regression too, but on
-/// 20,000 items of a logistic truth it pooled most of them into one block, far from the
-/// truth; `pav_regression`'s follows it.)
+/// within f32's precision, or one is not finite. (`pav_regression` rather than
+/// linfa-linear's isotonic regression, whose fit of 20,000 items of a logistic truth
+/// pools most of them into one block.)
 fn calibrate(a: usize, rows: &[&LabeledImpression], heads: &HeadModels) -> Option<Calibration> {
     let points: Vec<Point<f64>> = rows
         .iter()
@@ -299,6 +299,9 @@ fn calibrate(a: usize, rows: &[&LabeledImpression], heads: &HeadModels) -> Optio
         })
         .collect();
     let mut z: Vec<f64> = points.iter().map(|p| *p.x()).collect();
+    if z.iter().any(|x| !x.is_finite()) {
+        return None;
+    }
     z.sort_by(f64::total_cmp);
     let n = z.len();
     if n < MAX_KNOTS || z[0] == z[n - 1] {
@@ -489,15 +492,6 @@ pub(crate) fn gain(w: &ActionWeights, r: &LabeledImpression) -> f64 {
         .sum()
 }
 
-/// `Σ_a w_a · p_a` of the probabilities the item was served with.
-fn logged_value(w: &ActionWeights, r: &LabeledImpression) -> f64 {
-    w.heads()
-        .iter()
-        .zip(r.breakdown.actions.heads())
-        .map(|(&w, p)| f64::from(w) * f64::from(p))
-        .sum()
-}
-
 /// `Σ_a w_a · p_a` under `heads`, from the logged inputs, as the scorer computes it.
 fn action_value(w: &ActionWeights, heads: &HeadModels, x: &HeadInputs) -> f64 {
     w.heads()
@@ -509,7 +503,8 @@ fn action_value(w: &ActionWeights, heads: &HeadModels, x: &HeadInputs) -> f64 {
 
 /// Trains heads on `rows` (served items with outcomes, in any order) against `current`,
 /// the heads in force, with the objective's action `weights`; returns the model
-/// (its id `m-` and the CRC-32 of its coefficients) and the report.
+/// (its id `m-` and the CRC-32 of its coefficients, value scales, calibration maps and
+/// ranker) and the report.
 pub fn train(
     rows: &[LabeledImpression],
     current: &HeadModels,
@@ -574,20 +569,31 @@ pub fn train(
             *done = true;
         }
     }
+    // A refitted head's old map read the old logit: it gets a new one or none.
+    trained.validate()?;
     for (a, &done) in fitted.iter().enumerate() {
         let positives = train_rows.iter().filter(|r| r.outcomes.heads()[a]).count();
-        if done && positives >= cfg.calibration_min_positives {
-            trained.calibration[a] = calibrate(a, &train_rows, &trained);
+        if done {
+            trained.calibration[a] = (positives >= cfg.calibration_min_positives)
+                .then(|| calibrate(a, &train_rows, &trained))
+                .flatten();
         }
     }
     trained.value_scale = match cfg.balance {
         Balance::Kept => value_scales(&train_rows, current, &trained, &fitted),
-        Balance::Calibrated => [1.0; 8],
+        // A head that was not refitted keeps the weight it had.
+        Balance::Calibrated => std::array::from_fn(|a| {
+            if fitted[a] {
+                1.0
+            } else {
+                current.value_scale[a]
+            }
+        }),
     };
     trained.validate()?;
-    // What the served scores weighed the heads by, and what the new model weighs them
+    // What the heads in force weigh the heads by, and what the new model weighs them
     // by: the value of an action, for the grades and the held-out pages, is the latter.
-    let served = current.weigh(weights);
+    let in_force = current.weigh(weights);
     let weights = &trained.weigh(weights);
     let ranker = ranker::fit(&train_rows, &trained, weights, cfg)?;
     let blend = ranker.as_ref().map(|r| r.compile()).transpose()?;
@@ -619,8 +625,11 @@ pub fn train(
         });
     }
 
-    // Held-out pages: the served order's scores against the same scores with the
-    // trained heads' action value in place of the one the items were served with.
+    // Held-out pages: each item's logged terms but the action value, plus the action
+    // value of the heads in force, of the trained heads, or of the ranker. The logged
+    // action value goes whole (with the negative-feedback penalty and the lighter-mode
+    // boost, which all three then lack alike), so the items served by another model,
+    // or re-scored by a ranker, compare as fairly as the rest.
     let mut pages: HashMap<&str, Vec<&LabeledImpression>> = HashMap::new();
     for r in &holdout {
         pages.entry(r.request.as_str()).or_default().push(r);
@@ -634,23 +643,23 @@ pub fn train(
         if gains.iter().all(|&g| g <= 0.0) {
             continue;
         }
-        let now: Vec<f64> = items.iter().map(|r| f64::from(r.breakdown.total)).collect();
+        let base = |r: &LabeledImpression| {
+            f64::from(r.breakdown.total) - f64::from(r.breakdown.action_value)
+        };
+        let now: Vec<f64> = items
+            .iter()
+            .map(|r| base(r) + action_value(&in_force, current, &r.inputs))
+            .collect();
         let then: Vec<f64> = items
             .iter()
-            .map(|r| {
-                f64::from(r.breakdown.total) - logged_value(&served, r)
-                    + action_value(weights, &trained, &r.inputs)
-            })
+            .map(|r| base(r) + action_value(weights, &trained, &r.inputs))
             .collect();
         cur += ndcg(&now, &gains, cfg.ndcg_k);
         new += ndcg(&then, &gains, cfg.ndcg_k);
         if let Some(b) = &blend {
             let by_ranker: Vec<f64> = items
                 .iter()
-                .map(|r| {
-                    f64::from(r.breakdown.total) - logged_value(&served, r)
-                        + f64::from(b.value(&ranker::row(&trained, r)))
-                })
+                .map(|r| base(r) + f64::from(b.value(&ranker::row(&trained, r))))
                 .collect();
             ranked += ndcg(&by_ranker, &gains, cfg.ndcg_k);
         }
@@ -679,6 +688,10 @@ pub fn train(
         fit_seconds,
     };
     let mut crc = crc32fast::Hasher::new();
+    for (a, c) in trained.calibration.iter().enumerate() {
+        let knots = c.as_ref().map_or(0, |c| c.knots().count());
+        crc.update(&[a as u8, knots as u8]);
+    }
     let knots = trained.calibration.iter().flatten().flat_map(|c| c.knots());
     let knots = knots.flat_map(|(x, p)| [x, p]);
     for c in trained
@@ -859,6 +872,22 @@ mod tests {
                 .all(Option::is_none)
         );
         assert!(heads.calibration[7].is_some());
+        // Refitted without maps while that model is in force, no head keeps an old map
+        // (it read the old logit).
+        let (refit, _) = train(&rows, &heads, &scorer.weights, &none).unwrap();
+        assert!(
+            refit
+                .head_models()
+                .unwrap()
+                .calibration
+                .iter()
+                .all(Option::is_none)
+        );
+        // A row whose inputs overflow is refused, not a panic.
+        let mut broken = rows.clone();
+        broken[10].inputs.interest = f32::INFINITY;
+        broken[20].inputs.prior[7] = f32::NAN;
+        assert!(train(&broken, &current, &scorer.weights, &TrainConfig::default()).is_err());
         // Heads with fewer training positives than the threshold keep the logistic curve.
         for (a, h) in calibrated.heads.iter().enumerate() {
             let calibrated = heads.calibration[a].is_some();

@@ -95,7 +95,7 @@ pub fn fit(
         trees,
     };
     // The line that puts the margin on the action value's scale: the same mean and
-    // spread as `Σ_a w_a·p_a` of the new heads, over the training rows.
+    // spread as `Σ_a s_a·w_a·p_a` of the new heads, over the training rows.
     let compiled = file.compile()?;
     let (mut m, mut v) = (
         Vec::with_capacity(rows.len()),

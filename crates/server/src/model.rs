@@ -13,7 +13,7 @@ use crate::error::{ApiError, ErrorResponses};
 use crate::extract::ApiJson;
 
 /// The largest model file taken. Heads and report are a few KiB; the ranker's trees
-/// take about 8 KiB each at depth 6 (a default `steerfeed train` model, 100 trees, is
+/// take about 8 KiB each at depth 6 (`steerfeed train --ranker-rounds 100` writes
 /// under 1 MiB), so this holds rankers of several hundred trees.
 const MAX_MODEL_BYTES: usize = 8 << 20;
 

@@ -2367,12 +2367,18 @@ async fn too_many_wrong_keys_lock_the_console_sign_in_for_a_while() {
     assert_eq!(status, StatusCode::OK);
 }
 
-/// A model file of `trees` full trees of depth 6 over the ranker's schema, the hand-set
-/// heads beside them.
+/// A model file of `trees` full trees of depth 6 over the ranker's schema, beside the
+/// hand-set heads with value scales and a calibration map on complete_view.
 fn ranker_model(trees: usize) -> String {
+    String::from_utf8(ranker_model_file(trees).to_bytes().unwrap()).unwrap()
+}
+
+fn ranker_model_file(trees: usize) -> steerfeed::model::RankModel {
     use steerfeed::model::RankModel;
     use steerfeed::rank::scorers::blend::BlendTree;
-    use steerfeed::rank::scorers::{BLEND_FEATURES, BlendRankerFile, HeadModels, ScorerConfig};
+    use steerfeed::rank::scorers::{
+        BLEND_FEATURES, BlendRankerFile, Calibration, HeadModels, ScorerConfig,
+    };
     // Node i splits to 2i+1 and 2i+2 down to the leaves at 63..127.
     let n = 127usize;
     let tree = BlendTree {
@@ -2406,10 +2412,11 @@ fn ranker_model(trees: usize) -> String {
         scale: 0.9,
         trees: vec![tree; trees],
     };
-    let heads = HeadModels::from_config(&ScorerConfig::default());
-    let model =
-        RankModel::from_heads(format!("m-{trees}"), &heads, Value::Null).with_ranker(ranker);
-    String::from_utf8(model.to_bytes().unwrap()).unwrap()
+    let mut heads = HeadModels::from_config(&ScorerConfig::default());
+    heads.value_scale = [20.0, 35.0, 1.0, 11.0, 13.0, 7.0, 6.0, 3.3];
+    heads.calibration[7] =
+        Some(Calibration::new(&[(-4.0, 0.01), (-1.0, 0.1), (1.0, 0.6), (3.0, 0.9)]).unwrap());
+    RankModel::from_heads(format!("m-{trees}"), &heads, Value::Null).with_ranker(ranker)
 }
 
 #[tokio::test]
@@ -2424,7 +2431,7 @@ async fn a_model_with_hundreds_of_trees_goes_in_force_and_an_oversized_one_is_re
     .unwrap();
     let state = AppState::new(cfg);
     state.set_engine(Arc::new(engine));
-    // 300 full trees: several times what a default `steerfeed train` writes.
+    // 300 full trees: three times what `steerfeed train --ranker-rounds 100` writes.
     let big = ranker_model(300);
     assert!(big.len() > 2 << 20, "{} bytes", big.len());
     let (status, body) = call(&state, Method::PUT, "/v1/model", json!({"file": big})).await;
@@ -2443,6 +2450,17 @@ async fn a_model_with_hundreds_of_trees_goes_in_force_and_an_oversized_one_is_re
             .is_some_and(|m| m.contains("at most")),
         "{body}"
     );
+    let (_, body) = get(&state, "/v1/model").await;
+    assert_eq!(body["id"], "m-300");
+    // A calibration map that falls, in a well-formed file: refused with the field.
+    let mut falling = ranker_model_file(1);
+    falling
+        .calibration
+        .insert("like".into(), vec![[0.0, 0.5], [1.0, 0.4]]);
+    let file = String::from_utf8(falling.to_bytes().unwrap()).unwrap();
+    let (status, body) = call(&state, Method::PUT, "/v1/model", json!({"file": file})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.to_string().contains("model.calibration"), "{body}");
     let (_, body) = get(&state, "/v1/model").await;
     assert_eq!(body["id"], "m-300");
 }

@@ -1,10 +1,10 @@
 //! The learned second stage of the blend: a gradient-boosted ranker (LambdaMART,
-//! fitted by `steerfeed train`) that replaces the action heads' `Σ_a w_a·p_a` for the
+//! fitted by `steerfeed train`) that replaces the action heads' `Σ_a s_a·w_a·p_a` for the
 //! best candidates of a request.
 //!
 //! The ranker reads what the heads read and what they said ([`BLEND_FEATURES`]), and
 //! its raw score is put on the action value's scale by a line fitted at training
-//! (`value = shift + scale · margin`, matching the mean and spread of `Σ_a w_a·p_a` on
+//! (`value = shift + scale · margin`, matching the mean and spread of `Σ_a s_a·w_a·p_a` on
 //! the training rows). The terms that are policy rather than prediction stay outside
 //! it and are added as before: tie, steering, the consumption cost, freshness, cold
 //! start, wellbeing, the negative-feedback penalty and the lighter-mode creation
@@ -306,7 +306,7 @@ impl BlendRanker {
         sum
     }
 
-    /// The value that stands for `Σ_a w_a·p_a` in the score.
+    /// The value that stands for `Σ_a s_a·w_a·p_a` in the score.
     pub fn value(&self, row: &[f32; BLEND_WIDTH]) -> f32 {
         self.shift + self.scale * self.margin(row)
     }

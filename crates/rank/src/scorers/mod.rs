@@ -1,10 +1,10 @@
 //! The creation-over-consumption objective (docs/design.md §5).
 //!
 //! ```text
-//! score(u, v) =  Σ_a w_a · p_a(u, v)                 action heads
+//! score(u, v) =  Σ_a s_a · w_a · p_a(u, v)           action heads (s_a: a model's value scale)
 //!              + β · tie(u, creator(v))               follows, mutuals, recent interaction
 //!              + γ · Σ_c s_c · match(v, c)            steering concepts (boost +, reduce −)
-//!              − λ(session) · p_passive(u, v)         consumption cost, grows with the session
+//!              − λ(session) · s_cv · p_passive(u, v)  consumption cost, grows with the session
 //!              + freshness + cold start               new videos, new creators
 //!              + wellbeing                            lighter content after a "not great" check-in
 //! ```

@@ -50,6 +50,10 @@ pub struct HeadModels {
 /// The most knots a head's calibration map holds.
 pub const MAX_KNOTS: usize = 33;
 
+/// The largest logit, either way, a knot may sit at (a logit beyond ±100 is already
+/// certainty; this bound keeps every distance between knots finite).
+pub const MAX_KNOT_LOGIT: f32 = 1.0e4;
+
 /// A monotone map from a head's logit to its probability: linear between knots, flat
 /// beyond the first and the last.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -76,9 +80,9 @@ impl Calibration {
             prob: [0.0; MAX_KNOTS],
         };
         for (k, &(x, p)) in knots.iter().enumerate() {
-            if !(x.is_finite() && (0.0..=1.0).contains(&p)) {
+            if !(x.abs() <= MAX_KNOT_LOGIT && (0.0..=1.0).contains(&p)) {
                 return bad(format!(
-                    "knot {k}: ({x}, {p}) is not a finite logit and a probability"
+                    "knot {k}: ({x}, {p}) is not a logit within ±{MAX_KNOT_LOGIT} and a probability"
                 ));
             }
             if k > 0 && !(x > c.logit[k - 1] && p >= c.prob[k - 1]) {
@@ -117,7 +121,7 @@ impl Calibration {
             return ps[self.len - 1];
         }
         let t = (z - xs[k - 1]) / (xs[k] - xs[k - 1]);
-        ps[k - 1] + t * (ps[k] - ps[k - 1])
+        (ps[k - 1] + t * (ps[k] - ps[k - 1])).clamp(ps[k - 1], ps[k])
     }
 }
 
@@ -340,6 +344,7 @@ mod tests {
             vec![(0.0, 0.5), (0.0, 0.6)],
             vec![(0.0, 0.5), (1.0, 0.4)],
             vec![(0.0, 0.5), (f32::INFINITY, 0.6)],
+            vec![(-3.0e38, 0.1), (3.0e38, 0.9)],
             vec![(0.0, -0.1), (1.0, 0.4)],
             vec![(0.0, 0.5), (1.0, f32::NAN)],
             vec![(0.0, 0.1); MAX_KNOTS + 1],
