@@ -143,6 +143,7 @@ pub fn compute(config: &Config, args: &Args) -> anyhow::Result<Results> {
             engine_on_validation: false,
             train_heads: false,
             train_users: 0,
+            balance: "kept".to_owned(),
         };
         let (rows, tuning) =
             microlens::load_and_evaluate(config, &margs).context("MicroLens replay")?;

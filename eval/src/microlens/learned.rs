@@ -59,10 +59,10 @@ pub fn train_on_validation(
     config: &Config,
     cat: &Catalogue,
     train: &[Sequence],
-    users: usize,
-    ks: &[usize],
+    args: &super::Args,
     cache: Option<&std::path::Path>,
 ) -> anyhow::Result<Trained> {
+    let (users, ks) = (args.train_users, &args.k);
     let (val_train, cases) = validation_split(train)?;
     let cases = &cases[..cases.len().min(users)];
     let replay = replay::build_cached(config.clone(), cat, &val_train, cache)?;
@@ -79,7 +79,11 @@ pub fn train_on_validation(
     for r in &mut rows {
         r.complete = true;
     }
-    let cfg = steerfeed_learn::TrainConfig::default().only_heads(&[HEAD])?;
+    let cfg = steerfeed_learn::TrainConfig {
+        balance: args.balance.parse()?,
+        ..steerfeed_learn::TrainConfig::default()
+    }
+    .only_heads(&[HEAD])?;
     let current = replay.engine.head_models();
     let weights = config.rank.scorer.weights;
     let (model, report) = steerfeed_learn::train(&rows, &current, &weights, &cfg)

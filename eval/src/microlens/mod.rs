@@ -90,6 +90,10 @@ pub struct Args {
     /// users, their last item held out).
     #[arg(long, default_value_t = 20_000, requires = "train_heads")]
     pub train_users: usize,
+    /// How the trained head is weighed (`steerfeed train --balance`): `kept` (it adds
+    /// what the configured head added on the served items) or `calibrated`.
+    #[arg(long, default_value = "kept", requires = "train_heads")]
+    pub balance: String,
 }
 
 /// How the `engine-trained` row's model was trained.
@@ -533,8 +537,7 @@ fn trained_row(
     emb: &Embeddings,
 ) -> anyhow::Result<MethodResult> {
     let cache = args.replay_cache.as_deref();
-    let trained =
-        learned::train_on_validation(config, cat, &split.train, args.train_users, &args.k, cache)?;
+    let trained = learned::train_on_validation(config, cat, &split.train, args, cache)?;
     eprintln!(
         "model {} trained on {} served items of {} validation users ({} hits)",
         trained.model.id,
