@@ -222,6 +222,7 @@ fn unknown_methods_and_zero_k_are_refused() {
         engine_on_validation: false,
         train_heads: false,
         train_users: 100,
+        balance: "kept".to_owned(),
     };
     let chosen = steerfeed_eval::microlens::check_args(&args).unwrap();
     assert_eq!(chosen, vec!["popularity", "engine"]);

@@ -287,8 +287,16 @@ fn heads_trained_on_validation_pages_never_see_a_dev_target() {
     let split = data::leave_last_out(&seqs).unwrap();
     let ks = [10, 20];
     let config = Config::default();
-    let trained =
-        learned::train_on_validation(&config, &cat, &split.train, usize::MAX, &ks, None).unwrap();
+    let trained = learned::train_on_validation(
+        &config,
+        &cat,
+        &split.train,
+        usize::MAX,
+        &ks,
+        steerfeed_learn::Balance::default(),
+        None,
+    )
+    .unwrap();
 
     // The oracle of the outcomes: each validation case's held-out item, from the split.
     let (_, val_cases) = validation_split(&split.train).unwrap();

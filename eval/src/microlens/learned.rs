@@ -59,10 +59,11 @@ pub fn train_on_validation(
     config: &Config,
     cat: &Catalogue,
     train: &[Sequence],
-    args: &super::Args,
+    users: usize,
+    ks: &[usize],
+    balance: steerfeed_learn::Balance,
     cache: Option<&std::path::Path>,
 ) -> anyhow::Result<Trained> {
-    let (users, ks) = (args.train_users, &args.k);
     let (val_train, cases) = validation_split(train)?;
     let cases = &cases[..cases.len().min(users)];
     let replay = replay::build_cached(config.clone(), cat, &val_train, cache)?;
@@ -80,7 +81,7 @@ pub fn train_on_validation(
         r.complete = true;
     }
     let cfg = steerfeed_learn::TrainConfig {
-        balance: args.balance.parse()?,
+        balance,
         ..steerfeed_learn::TrainConfig::default()
     }
     .only_heads(&[HEAD])?;

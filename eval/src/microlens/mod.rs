@@ -537,7 +537,15 @@ fn trained_row(
     emb: &Embeddings,
 ) -> anyhow::Result<MethodResult> {
     let cache = args.replay_cache.as_deref();
-    let trained = learned::train_on_validation(config, cat, &split.train, args, cache)?;
+    let trained = learned::train_on_validation(
+        config,
+        cat,
+        &split.train,
+        args.train_users,
+        &args.k,
+        args.balance.parse()?,
+        cache,
+    )?;
     eprintln!(
         "model {} trained on {} served items of {} validation users ({} hits)",
         trained.model.id,
