@@ -129,13 +129,9 @@ impl TryFrom<&Args> for LoopOptions {
             ranker_depth: a.ranker_depth,
             keep_ranker: a.keep_ranker,
             balance: a.balance,
-            calibration_min_positives: if a.no_calibration {
-                usize::MAX
-            } else {
-                steerfeed_learn::TrainConfig::default().calibration_min_positives
-            },
             ..TrainConfig::default()
-        };
+        }
+        .without_calibration(a.no_calibration);
         if !a.heads.is_empty() {
             train = train.only_heads(&a.heads)?;
         }

@@ -101,13 +101,9 @@ pub fn train(config: steerfeed::Config, args: &TrainArgs) -> anyhow::Result<()> 
         ranker_depth: args.ranker_depth,
         keep_ranker: args.keep_ranker,
         balance: args.balance,
-        calibration_min_positives: if args.no_calibration {
-            usize::MAX
-        } else {
-            steerfeed_learn::TrainConfig::default().calibration_min_positives
-        },
         ..steerfeed_learn::TrainConfig::default()
-    };
+    }
+    .without_calibration(args.no_calibration);
     if !args.heads.is_empty() {
         cfg = cfg.only_heads(&args.heads)?;
     }

@@ -65,7 +65,7 @@ pub struct TrainConfig {
     pub balance: Balance,
     /// A fitted head with at least this many positives in the training part gets a
     /// calibration map: isotonic regression of its outcomes on its logit over the
-    /// training part, kept at [`MAX_KNOTS`] quantiles of the logit. `usize::MAX`: none.
+    /// training part, kept as at most [`MAX_KNOTS`] knots. `usize::MAX`: none.
     pub calibration_min_positives: usize,
 }
 
@@ -102,6 +102,15 @@ impl std::str::FromStr for Balance {
 }
 
 impl TrainConfig {
+    /// Fits no calibration maps when `off` (every head's probability is then the
+    /// logistic function of its logit).
+    pub fn without_calibration(mut self, off: bool) -> Self {
+        if off {
+            self.calibration_min_positives = usize::MAX;
+        }
+        self
+    }
+
     /// Fits only the heads named in `names` (from [`HEADS`]).
     pub fn only_heads<S: AsRef<str>>(mut self, names: &[S]) -> Result<Self> {
         if names.is_empty() {
@@ -286,7 +295,8 @@ fn fit_head(a: usize, rows: &[&LabeledImpression], cfg: &TrainConfig) -> Result<
 /// `pav_regression`) of its outcomes on its logit under `heads` over `rows`, summed up
 /// in [`MAX_KNOTS`] − 2 bins of equal count, each a knot at its mean logit and the mean
 /// fitted probability of its items (the fit's own blocks can be a handful of items,
-/// too few to read one point off), between knots at the lowest and highest logit. `None` when the logits take fewer than two values
+/// too few to read one point off), between knots at the lowest and highest logit.
+/// `None` when there are fewer items than knots, the logits take fewer than two values
 /// within f32's precision, or one is not finite. (`pav_regression` rather than
 /// linfa-linear's isotonic regression, whose fit of 20,000 items of a logistic truth
 /// pools most of them into one block.)
@@ -558,10 +568,11 @@ pub fn train(
     }
     let started = std::time::Instant::now();
     let mut trained = *current;
+    let positives: [usize; 8] =
+        std::array::from_fn(|a| train_rows.iter().filter(|r| r.outcomes.heads()[a]).count());
     let mut fitted = [false; 8];
     for (a, done) in fitted.iter_mut().enumerate() {
-        let positives = train_rows.iter().filter(|r| r.outcomes.heads()[a]).count();
-        if !cfg.heads[a] || positives < cfg.min_positives {
+        if !cfg.heads[a] || positives[a] < cfg.min_positives {
             continue;
         }
         if let Some(c) = fit_head(a, &train_rows, cfg)? {
@@ -572,9 +583,8 @@ pub fn train(
     // A refitted head's old map read the old logit: it gets a new one or none.
     trained.validate()?;
     for (a, &done) in fitted.iter().enumerate() {
-        let positives = train_rows.iter().filter(|r| r.outcomes.heads()[a]).count();
         if done {
-            trained.calibration[a] = (positives >= cfg.calibration_min_positives)
+            trained.calibration[a] = (positives[a] >= cfg.calibration_min_positives)
                 .then(|| calibrate(a, &train_rows, &trained))
                 .flatten();
         }
@@ -611,7 +621,7 @@ pub fn train(
         };
         heads.push(HeadReport {
             head: (*head).to_owned(),
-            train_positives: train_rows.iter().filter(|r| r.outcomes.heads()[a]).count(),
+            train_positives: positives[a],
             holdout_positives: y.iter().filter(|&&v| v).count(),
             fitted: fitted[a],
             coefficients: FEATURES
@@ -688,21 +698,18 @@ pub fn train(
         fit_seconds,
     };
     let mut crc = crc32fast::Hasher::new();
-    for (a, c) in trained.calibration.iter().enumerate() {
-        let knots = c.as_ref().map_or(0, |c| c.knots().count());
-        crc.update(&[a as u8, knots as u8]);
-    }
-    let knots = trained.calibration.iter().flatten().flat_map(|c| c.knots());
-    let knots = knots.flat_map(|(x, p)| [x, p]);
-    for c in trained
-        .coef
-        .iter()
-        .flatten()
-        .chain(&trained.value_scale)
-        .copied()
-        .chain(knots)
-    {
+    for c in trained.coef.iter().flatten().chain(&trained.value_scale) {
         crc.update(&c.to_le_bytes());
+    }
+    // Each map under its head's index and length, so the same map on another head is
+    // another model.
+    for (a, c) in trained.calibration.iter().enumerate() {
+        let knots: Vec<(f32, f32)> = c.iter().flat_map(|c| c.knots()).collect();
+        crc.update(&[a as u8, knots.len() as u8]);
+        for (x, p) in knots {
+            crc.update(&x.to_le_bytes());
+            crc.update(&p.to_le_bytes());
+        }
     }
     if let Some(r) = &ranker {
         crc.update(&serde_json::to_vec(r).map_err(|e| Error::internal("train", e))?);
@@ -844,10 +851,7 @@ mod tests {
         }
         let scorer = steerfeed::rank::scorers::ScorerConfig::default();
         let current = HeadModels::from_config(&scorer);
-        let none = TrainConfig {
-            calibration_min_positives: usize::MAX,
-            ..TrainConfig::default()
-        };
+        let none = TrainConfig::default().without_calibration(true);
         let (plain_model, plain) = train(&rows, &current, &scorer.weights, &none).unwrap();
         let (model, calibrated) =
             train(&rows, &current, &scorer.weights, &TrainConfig::default()).unwrap();

@@ -93,14 +93,20 @@ fn score_pair_full(
     wellbeing: WellbeingConfig,
     ctx_of: impl Fn(&Mem) -> FeedContext,
 ) -> Vec<steerfeed_core::Candidate> {
-    let ctx = ctx_of(&mem);
+    score_both(&scorer_with(&mem, cfg, wellbeing), &mem, &ctx_of(&mem))
+}
+
+/// Videos `a` and `b` as popular candidates, scored by `scorer`.
+fn score_both(
+    scorer: &ObjectiveScorer,
+    mem: &Mem,
+    ctx: &FeedContext,
+) -> Vec<steerfeed_core::Candidate> {
     let mut cands: Vec<_> = ["a", "b"]
         .iter()
         .map(|id| steerfeed_core::Candidate::new(mem.video(id), "popular", 1.0, Reason::Popular))
         .collect();
-    scorer_with(&mem, cfg, wellbeing)
-        .run(&ctx, &mut cands, &mut Trace::default())
-        .unwrap();
+    scorer.run(ctx, &mut cands, &mut Trace::default()).unwrap();
     cands
 }
 
@@ -301,15 +307,7 @@ fn a_models_value_scales_weigh_each_heads_term_and_the_passive_view_cost() {
             mem.clone(),
             slot,
         );
-        let ctx = mem.ctx("viewer", now(), 20);
-        let mut cands: Vec<_> = ["a", "b"]
-            .iter()
-            .map(|id| {
-                steerfeed_core::Candidate::new(mem.video(id), "popular", 1.0, Reason::Popular)
-            })
-            .collect();
-        scorer.run(&ctx, &mut cands, &mut Trace::default()).unwrap();
-        cands
+        score_both(&scorer, &mem, &mem.ctx("viewer", now(), 20))
     };
     let scale = [17.0, 30.0, 2.0, 9.0, 11.0, 10.0, 6.0, 3.5];
     let plain = score([1.0; 8]);

@@ -65,7 +65,8 @@ pub struct Calibration {
 
 impl Calibration {
     /// The map through `knots` (logit, probability): 2 to [`MAX_KNOTS`] of them,
-    /// logits finite and rising, probabilities in `[0, 1]` and never falling.
+    /// logits within ±[`MAX_KNOT_LOGIT`] and rising, probabilities in `[0, 1]` and never
+    /// falling.
     pub fn new(knots: &[(f32, f32)]) -> Result<Self> {
         let bad = |why: String| Err(Error::invalid("model.calibration", why));
         if !(2..=MAX_KNOTS).contains(&knots.len()) {
