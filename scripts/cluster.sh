@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# `make cluster`: PostgreSQL, NATS JetStream and three `steerfeed serve` replicas on
+# `make cluster`: PostgreSQL, NATS JetStream, Redis and three `steerfeed serve` replicas on
 # loopback, sharing one deployment loaded with the demo world; Ctrl-C stops everything.
 #   - PostgreSQL from Debian's packages (scripts/setup.sh installs it when missing), a
 #     throwaway cluster in $CLUSTER_DIR/pg on $PG_PORT;
 #   - nats-server 2.15.1 (fetched by scripts/setup.sh), JetStream with every
 #     acknowledged message fsynced, on $NATS_PORT;
+#   - Redis from Debian's packages (scripts/setup.sh installs it when missing), nothing
+#     kept on disk, on $REDIS_PORT;
 #   - replicas on 127.0.0.1:$BASE_PORT+1..3, each with its own index directory; the
 #     first loads the demo world (CLUSTER_DEMO=0: none; DEMO_ARGS adds `serve`'s demo
 #     options, e.g. "--demo-videos 100000 --demo-synthetic-embeddings"), the others start
@@ -16,6 +18,7 @@ cd "$(dirname "$0")/.."
 CLUSTER_DIR="${CLUSTER_DIR:-$PWD/target/cluster}"
 PG_PORT="${PG_PORT:-55432}"
 NATS_PORT="${NATS_PORT:-54222}"
+REDIS_PORT="${REDIS_PORT:-56379}"
 BASE_PORT="${BASE_PORT:-8080}"
 REPLICAS="${REPLICAS:-3}"
 DEV_KEY="${DEV_KEY:-dev-key-0000000000000000}"
@@ -29,6 +32,8 @@ PG_BIN="${STEERFEED_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort
 [ -x "$PG_BIN/initdb" ] || die "PostgreSQL is not installed (scripts/setup.sh installs it)"
 NATS="${STEERFEED_NATS_SERVER:-$CACHE/nats/nats-server}"
 [ -x "$NATS" ] || die "$NATS is missing: run scripts/setup.sh"
+REDIS="${STEERFEED_REDIS_SERVER:-$(command -v redis-server || true)}"
+[ -n "$REDIS" ] && [ -x "$REDIS" ] || die "redis-server is not installed (scripts/setup.sh installs it)"
 
 say "building steerfeed with the shared backend"
 cargo build --release -q -p steerfeed-cli --features shared
@@ -75,6 +80,10 @@ jetstream {
 EOF
 "$NATS" -c "$CLUSTER_DIR/nats.conf" >"$CLUSTER_DIR/nats.log" 2>&1 &
 PIDS+=($!)
+mkdir -p "$CLUSTER_DIR/redis"
+"$REDIS" --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+  --dir "$CLUSTER_DIR/redis" --logfile "$CLUSTER_DIR/redis.log" >/dev/null 2>&1 &
+PIDS+=($!)
 
 wait_for() { # wait_for WHAT PID COMMAND...: until COMMAND succeeds, while PID lives
   local what="$1" pid="$2"; shift 2
@@ -87,9 +96,11 @@ wait_for() { # wait_for WHAT PID COMMAND...: until COMMAND succeeds, while PID l
 }
 wait_for postgres "${PIDS[0]}" grep -q "ready to accept connections" "$CLUSTER_DIR/postgres.log"
 wait_for nats-server "${PIDS[1]}" grep -q "Server is ready" "$CLUSTER_DIR/nats.log"
+wait_for redis-server "${PIDS[2]}" grep -q "Ready to accept connections" "$CLUSTER_DIR/redis.log"
 
 export STEERFEED__SHARED__POSTGRES_URL="postgres://steerfeed@127.0.0.1:$PG_PORT/postgres"
 export STEERFEED__SHARED__NATS_URL="nats://127.0.0.1:$NATS_PORT"
+export STEERFEED__SHARED__REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
 export STEERFEED__SERVER__API_KEYS="$DEV_KEY"
 export STEERFEED__SHARED__SNAPSHOT_DIR="$CLUSTER_DIR/snapshots"
 
@@ -116,7 +127,8 @@ B="http://127.0.0.1:$((BASE_PORT + 2))"
 H="-H 'authorization: Bearer $DEV_KEY' -H 'content-type: application/json'"
 cat <<EOF
 
-$REPLICAS replicas share PostgreSQL (127.0.0.1:$PG_PORT) and NATS (127.0.0.1:$NATS_PORT).
+$REPLICAS replicas share PostgreSQL (127.0.0.1:$PG_PORT), NATS (127.0.0.1:$NATS_PORT) and
+Redis (127.0.0.1:$REDIS_PORT).
 Logs and data: $CLUSTER_DIR. Any replica serves any user; try a write on one and a
 feed on another:
   curl -s $H -X POST $A/v1/users/u7/consent/revocations -d '{"video": "v42"}'

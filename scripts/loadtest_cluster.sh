@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Feed throughput of N replicas of the shared backend on this machine, against the same
 # demo world: `scripts/loadtest_cluster.sh [REPLICAS] [VIDEOS] [CONCURRENCY] [SECONDS]`.
-# Starts `scripts/cluster.sh` (PostgreSQL, NATS, REPLICAS replicas; the first loads a
+# Starts `scripts/cluster.sh` (PostgreSQL, NATS, Redis, REPLICAS replicas; the first loads a
 # demo world of VIDEOS videos with synthetic embeddings and VIDEOS/10 users), then runs
 # one wrk per replica at once, CONCURRENCY split between them, random users, and prints
 # one JSON line: requests/s summed over the replicas and the worst replica's latencies.

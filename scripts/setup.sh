@@ -54,6 +54,17 @@ if [ -z "${STEERFEED_PG_BIN:-}" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev
     || die "apt-get could not install postgresql (needs root or sudo; or set STEERFEED_PG_BIN)"
 fi
 
+# Redis from Debian's packages, when missing (the shared backend keeps per-person counters
+# that every replica must agree on at once there; its tests start their own servers).
+if [ -z "${STEERFEED_REDIS_SERVER:-}" ] && ! command -v redis-server >/dev/null; then
+  SUDO=()
+  [ "$(id -u)" = 0 ] || SUDO=(sudo -n)
+  say "installing Debian's redis-server (for the shared backend's tests)"
+  { "${SUDO[@]}" apt-get install -y -q redis-server >/dev/null 2>&1 \
+    || { "${SUDO[@]}" apt-get update -q >/dev/null && "${SUDO[@]}" apt-get install -y -q redis-server >/dev/null; }; } \
+    || die "apt-get could not install redis-server (needs root or sudo; or set STEERFEED_REDIS_SERVER)"
+fi
+
 if good "$ORT_DIR/$ORT_LIB" "$ORT_SHA" && good "$MODEL_DIR/model.onnx" "$MODEL_SHA" \
     && good "$MODEL_DIR/tokenizer.json" "$TOKENIZER_SHA" \
     && good "$FONT_DIR/DejaVuSans.ttf" "$FONT_SHA" && good "$FONT_DIR/LICENSE_DEJAVU" "$FONT_LICENSE_SHA" \

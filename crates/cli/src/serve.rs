@@ -97,18 +97,26 @@ pub fn bench_feed_shared(
 ) -> anyhow::Result<steerfeed_eval::bench_feed::FeedReport> {
     #[cfg(feature = "shared")]
     {
-        let (postgres_url, nats_url) = if config.shared.enabled() {
+        let (postgres_url, nats_url, redis_url, redis_cluster) = if config.shared.enabled() {
+            let c = &config.shared;
             (
-                config.shared.postgres_url.clone(),
-                config.shared.nats_url.clone(),
+                c.postgres_url.clone(),
+                c.nats_url.clone(),
+                c.redis_url.clone(),
+                c.redis_cluster,
             )
         } else {
             let s = steerfeed_shared::servers::Servers::shared().map_err(anyhow::Error::msg)?;
             eprintln!(
-                "bench feed: throwaway servers: {} and {}",
-                s.postgres_url, s.nats_url
+                "bench feed: throwaway servers: {}, {} and {}",
+                s.postgres_url, s.nats_url, s.redis_url
             );
-            (s.postgres_url.clone(), s.nats_url.clone())
+            (
+                s.postgres_url.clone(),
+                s.nats_url.clone(),
+                s.redis_url.clone(),
+                false,
+            )
         };
         let namespace = steerfeed_shared::servers::Servers::namespace("bench");
         let open = |engine: steerfeed::Config| -> anyhow::Result<Engine> {
@@ -116,6 +124,8 @@ pub fn bench_feed_shared(
             let store = steerfeed_shared::SharedStore::open(steerfeed_shared::SharedOptions {
                 postgres_url: postgres_url.clone(),
                 nats_url: nats_url.clone(),
+                redis_url: redis_url.clone(),
+                redis_cluster,
                 namespace: namespace.clone(),
                 store: steerfeed::store::StoreOptions {
                     dim: parser.encoder().dim(),
@@ -152,6 +162,8 @@ fn open_shared(config: &SidecarConfig) -> anyhow::Result<(Engine, Option<Job>)> 
         steerfeed_shared::SharedStore::open(steerfeed_shared::SharedOptions {
             postgres_url: shared.postgres_url.clone(),
             nats_url: shared.nats_url.clone(),
+            redis_url: shared.redis_url.clone(),
+            redis_cluster: shared.redis_cluster,
             namespace: shared.namespace.clone(),
             store: steerfeed::store::StoreOptions {
                 dim: parser.encoder().dim(),

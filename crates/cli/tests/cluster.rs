@@ -1,8 +1,9 @@
-//! Three `steerfeed serve` processes sharing one deployment (throwaway PostgreSQL and
-//! NATS JetStream servers, one namespace per test), driven over real HTTP: a revocation
+//! Three `steerfeed serve` processes sharing one deployment (throwaway PostgreSQL, NATS
+//! JetStream and Redis servers, one namespace per test), driven over real HTTP: a revocation
 //! or a deletion acknowledged by one replica is in force for the next feed on every
 //! other, even from a page pool; a replica killed with SIGKILL comes back ready only
-//! once it has caught up with what the others acknowledged meanwhile.
+//! once it has caught up with what the others acknowledged meanwhile; three replicas
+//! racing a teen's daily item cap serve exactly the cap between them.
 //!
 //! Built only with the `shared` feature (`make test` turns it on).
 
@@ -100,6 +101,7 @@ fn replica_with(
         .env("STEERFEED__SERVER__API_KEYS", KEY)
         .env("STEERFEED__SHARED__POSTGRES_URL", &servers.postgres_url)
         .env("STEERFEED__SHARED__NATS_URL", &servers.nats_url)
+        .env("STEERFEED__SHARED__REDIS_URL", &servers.redis_url)
         .env("STEERFEED__SHARED__NAMESPACE", namespace)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -383,4 +385,101 @@ fn a_replica_started_later_takes_the_newest_index_snapshot_and_replays_uploads_s
         "no snapshot holds the upload"
     );
     drop(d);
+}
+
+/// A time zone where it is about noon now (`Etc/GMT±N`, whose sign is inverted): a teen
+/// there is far from bedtime whenever the test runs.
+fn noon_zone() -> String {
+    let hour = steerfeed::Timestamp::now().as_second().rem_euclid(86_400) / 3_600;
+    let ahead = 12 - hour;
+    if ahead >= 0 {
+        format!("Etc/GMT-{ahead}")
+    } else {
+        format!("Etc/GMT+{}", -ahead)
+    }
+}
+
+#[test]
+fn three_replicas_racing_a_teens_daily_item_cap_serve_exactly_the_cap() {
+    const CAP: usize = 45;
+    let dir = tempfile::tempdir().unwrap();
+    let ns = Servers::namespace("cap");
+    let cap = CAP.to_string();
+    let env = [("STEERFEED__RANK__WELLBEING__TEEN_DAILY_ITEMS", cap.as_str())];
+    let rs: Vec<Replica> = (0..3)
+        .map(|i| {
+            replica_with(
+                &ns,
+                &dir.path().join(format!("r{i}")),
+                &env,
+                Stdio::inherit(),
+            )
+        })
+        .collect();
+    world(rs[0].port, 400, 0);
+    let teen = json!({"users": [{"id": "t", "age_band": "teen", "time_zone": noon_zone()}]});
+    ok(rs[0].port, "POST", "/v1/users", Some(&teen));
+    for c in 0..CREATORS {
+        ok(
+            rs[1].port,
+            "PUT",
+            &format!("/v1/users/t/follows/cr{c}"),
+            None,
+        );
+    }
+    // Each replica's thread asks for pages of 10 in sessions of its own until it is told
+    // the day's limit is reached; all three at once.
+    let served: Vec<(Vec<String>, usize)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = rs
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let port = r.port;
+                scope.spawn(move || {
+                    let mut items = Vec::new();
+                    let mut pages = 0;
+                    loop {
+                        pages += 1;
+                        assert!(
+                            pages < 40,
+                            "replica {i} was never told the limit is reached"
+                        );
+                        let req =
+                            json!({"user": "t", "limit": 10, "session": format!("s{i}-{pages}")});
+                        let (status, body) = http(port, "POST", "/v1/feed", Some(&req));
+                        assert_eq!(status, 200, "{body}");
+                        let page = body["items"].as_array().unwrap();
+                        items.extend(page.iter().map(|v| v["video"].as_str().unwrap().to_owned()));
+                        let limit = body["cards"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .any(|c| c["kind"] == "limit_reached");
+                        if limit {
+                            assert!(page.is_empty(), "a limit card comes alone: {body}");
+                            return (items, pages);
+                        }
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let total: usize = served.iter().map(|(items, _)| items.len()).sum();
+    let per_replica: Vec<usize> = served.iter().map(|(items, _)| items.len()).collect();
+    assert_eq!(
+        total, CAP,
+        "items served by the three replicas together: {per_replica:?}"
+    );
+    assert!(
+        per_replica.iter().filter(|&&n| n > 0).count() >= 2,
+        "the replicas raced: {per_replica:?}"
+    );
+    // Every replica now stops the teen's feed, in a new session too.
+    for r in &rs {
+        let req = json!({"user": "t", "limit": 10, "session": "later"});
+        let (status, body) = http(r.port, "POST", "/v1/feed", Some(&req));
+        assert_eq!(status, 200);
+        assert!(body["items"].as_array().unwrap().is_empty(), "{body}");
+    }
 }

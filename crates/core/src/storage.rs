@@ -320,6 +320,25 @@ pub trait Storage:
         now: jiff::Timestamp,
     ) -> crate::Result<()>;
 
+    /// Reserves up to `want` of the `cap` items `user` may be served on `day` (their
+    /// local date) before a page is ranked, counting from whichever is more: the items
+    /// reserved that day so far or `floor` (what their own reports counted). The rule is
+    /// [`grant_items`]. Atomic across every process the store is shared by: pages
+    /// reserved at once never grant more than `cap` in all. A grant no one releases
+    /// stays spent (a page that failed half-way serves nothing more that day, rather
+    /// than more than the cap).
+    fn reserve_items(
+        &self,
+        user: &UserId,
+        day: jiff::civil::Date,
+        floor: u32,
+        want: u32,
+        cap: u32,
+    ) -> crate::Result<ItemGrant>;
+    /// Gives back `unused` items of `grant` that its page did not serve: once per grant
+    /// (a second release returns nothing), never more than it granted.
+    fn release_items(&self, user: &UserId, grant: &ItemGrant, unused: u32) -> crate::Result<()>;
+
     /// Calls `f` with every page of the impression log served at or after `since`, in
     /// log order. The log keeps what [`Storage::record_page`] was given for the
     /// retention the store was opened with, and an erasure removes the person's pages.
@@ -401,14 +420,36 @@ pub trait Storage:
     fn flush(&self) -> crate::Result<()>;
     /// True once background warm-up after open is done.
     fn is_warm(&self) -> bool;
-    /// An error when this store must stop serving until its process restarts (a shared
-    /// backend whose mirror no longer follows the logs); the sidecar's `/readyz` answers
-    /// 503 with it.
+    /// An error when this store cannot serve now: until its process restarts (a shared
+    /// backend whose mirror no longer follows the logs) or until a server it needs
+    /// answers again; the sidecar's `/readyz` answers 503 with it. May block.
     fn health(&self) -> crate::Result<()> {
         Ok(())
     }
     /// Records found unreadable since open, and what was done about each.
     fn damage(&self) -> DamageReport;
+}
+
+/// Items of a person's daily allowance reserved for one page
+/// ([`Storage::reserve_items`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ItemGrant {
+    /// The local date the items count against.
+    pub day: jiff::civil::Date,
+    /// Items counted that day before this grant.
+    pub before: u32,
+    /// Items this page may serve.
+    pub granted: u32,
+    /// Names the grant for [`Storage::release_items`] (unique per person).
+    pub id: u64,
+}
+
+/// The reservation rule every backend keeps: the day's count is the larger of the items
+/// reserved so far (`reserved`) and the reported `floor`, and a page gets what `cap`
+/// leaves of it, at most `want`. Returns `(before, granted)`.
+pub fn grant_items(reserved: u32, floor: u32, want: u32, cap: u32) -> (u32, u32) {
+    let before = reserved.max(floor);
+    (before, want.min(cap.saturating_sub(before)))
 }
 
 /// A relation one person sets on another.

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use steerfeed_ann::VideoIndex;
 use steerfeed_core::explain::quoted_caption;
-use steerfeed_core::storage::{Relation, Storage};
+use steerfeed_core::storage::{ItemGrant, Relation, Storage};
 use steerfeed_core::{
     AgeBand, Candidate, CardKind, ConsentScope, Constraints, Cursor, Embedding, Entity,
     ErasureReport, Error, Event, Explanation, FeedContext, FeedItem, FeedRequest, FeedResponse,
@@ -699,9 +699,25 @@ impl Engine {
     }
 
     pub(crate) fn known(&self, id: &UserId) -> Result<User> {
+        if let Some(u) = self.store.user(id)? {
+            return Ok(u);
+        }
+        // Created through another process sharing the store, perhaps: known here at once.
+        self.catch_up()?;
         self.store
             .user(id)?
             .ok_or_else(|| Error::not_found(Entity::User, id))
+    }
+
+    /// The stored video `id` (deleted or not), read as [`Engine::known`] reads a user.
+    pub(crate) fn known_video(&self, id: &VideoId) -> Result<Arc<Video>> {
+        if let Some(v) = self.store.video(id)? {
+            return Ok(v);
+        }
+        self.catch_up()?;
+        self.store
+            .video(id)?
+            .ok_or_else(|| Error::not_found(Entity::Video, id))
     }
 
     /// `user` follows `creator`.
@@ -790,13 +806,12 @@ impl Engine {
         // What is revoked must exist: a typo would otherwise be acknowledged and protect
         // nothing. (A deleted video may still be revoked.)
         match revocation {
-            Revocation::Video(v) if self.store.video(v)?.is_none() => {
-                return Err(Error::not_found(Entity::Video, v));
+            Revocation::Video(v) => {
+                self.known_video(v)?;
             }
             Revocation::Creator(c) => {
                 self.known(c)?;
             }
-            Revocation::Video(_) => {}
         }
         self.store.revoke_consent(person, revocation)
     }
@@ -1002,9 +1017,30 @@ impl Engine {
         let catalog = self.store.catalog_version();
         let user = self.known(request.user())?;
         let mut ctx = self.context(request, user, now)?;
-        let context_us = micros(started);
         let ranker = self.ranker_for(request)?;
-        let Ranked { out, pool, made } = self.rank(ranker, &mut ctx, now, catalog)?;
+        let grant = self.reserve_items(&mut ctx)?;
+        let context_us = micros(started);
+        let me = request.user();
+        // A page that fails after its reservation gives every item back.
+        let give_back = |served: usize| {
+            let Some(g) = &grant else { return };
+            let unused = g
+                .granted
+                .saturating_sub(u32::try_from(served).unwrap_or(u32::MAX));
+            if unused > 0
+                && let Err(e) = self.store.release_items(me, g, unused)
+            {
+                // The items stay spent: the teen is served fewer today, never more.
+                tracing::warn!(user = %me, error = %e, "could not give back reserved items");
+            }
+        };
+        let Ranked { out, pool, made } = match self.rank(ranker, &mut ctx, now, catalog) {
+            Ok(r) => r,
+            Err(e) => {
+                give_back(0);
+                return Err(e);
+            }
+        };
         let respond_started = std::time::Instant::now();
         let mut trace = out.trace;
         trace
@@ -1013,7 +1049,6 @@ impl Engine {
 
         let items = out.items;
         let ids: Vec<VideoId> = items.iter().map(|c| c.id().clone()).collect();
-        let me = request.user();
         let shown = |kind| out.cards.iter().any(|c| c.kind == kind);
         let request_id = self.next_request_id();
         let impressions = (self.config.learning.log_impressions && !items.is_empty())
@@ -1024,9 +1059,13 @@ impl Engine {
             break_card: shown(CardKind::Break),
             impressions: impressions.as_ref(),
         };
-        if !ids.is_empty() || page.checkin || page.break_card {
-            self.store.record_page(me, &page, now)?;
+        if (!ids.is_empty() || page.checkin || page.break_card)
+            && let Err(e) = self.store.record_page(me, &page, now)
+        {
+            give_back(0);
+            return Err(e);
         }
+        give_back(ids.len());
         if !out.stopped {
             self.pools
                 .put(me, stamp, pool, made, request.session(), &ranker.name);
@@ -1247,6 +1286,31 @@ impl Engine {
             ctx.only = r.only;
         }
         Ok(ctx)
+    }
+
+    /// Reserves a teen's daily items for this page (`Storage::reserve_items`, counted
+    /// across every process the store is shared by) and lowers what the context leaves
+    /// them to the grant, so the gates and the page cap read one count that racing pages
+    /// cannot both spend. Nothing for adults, nor for a teen whose reported count has
+    /// reached the cap already (the gate stops that request).
+    fn reserve_items(&self, ctx: &mut FeedContext) -> Result<Option<ItemGrant>> {
+        let cfg = &self.config.rank.wellbeing;
+        if ctx.user.age_band != AgeBand::Teen
+            || steerfeed_rank::throttles::daily_limit_reached(cfg, ctx)
+        {
+            return Ok(None);
+        }
+        let cap = cfg.teen_daily_items;
+        let grant = self.store.reserve_items(
+            &ctx.user.id,
+            steerfeed_rank::throttles::local_date(ctx),
+            ctx.wellbeing.items_today,
+            u32::try_from(ctx.request.limit()).unwrap_or(u32::MAX),
+            cap,
+        )?;
+        let w = &mut ctx.wellbeing;
+        w.items_today = w.items_today.max(cap.saturating_sub(grant.granted));
+        Ok(Some(grant))
     }
 
     /// What the user is seeing most, and their active constraints in words.

@@ -168,6 +168,10 @@ pub struct SharedConfig {
     pub postgres_url: String,
     /// NATS with JetStream, the event log (`nats://host:port`).
     pub nats_url: String,
+    /// Redis, the counters replicas must agree on while ranking (`redis://host:port`).
+    pub redis_url: String,
+    /// `redis_url` names a node of a Redis Cluster.
+    pub redis_cluster: bool,
     /// The deployment's schema, stream and subject names: lower-case letters, digits
     /// and `_`.
     pub namespace: String,
@@ -188,12 +192,16 @@ impl SharedConfig {
         !self.postgres_url.is_empty()
     }
 
-    /// Both servers or neither, and a timeout.
+    /// All three servers or none, and a timeout.
     pub fn validate(&self) -> Result<(), steerfeed::Error> {
-        if self.postgres_url.is_empty() != self.nats_url.is_empty() {
+        let set = [&self.postgres_url, &self.nats_url, &self.redis_url]
+            .iter()
+            .filter(|u| !u.is_empty())
+            .count();
+        if set != 0 && set != 3 {
             return Err(steerfeed::Error::invalid(
                 "shared",
-                "set both postgres_url and nats_url (the shared backend) or neither",
+                "set postgres_url, nats_url and redis_url (the shared backend) or none of them",
             ));
         }
         if self.timeout_ms == 0 {

@@ -339,10 +339,15 @@ async fn healthz() -> impl IntoResponse {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    match state.engine().map(|e| e.store().health()) {
-        Some(Ok(())) => axum::Json(serde_json::json!({ "status": "ready" })).into_response(),
-        // A store that must stop serving (a shared backend's mirror that diverged).
-        Some(Err(e)) => ApiError::from(e).into_response(),
-        None => ApiError::not_ready().into_response(),
+    let Some(engine) = state.engine().cloned() else {
+        return ApiError::not_ready().into_response();
+    };
+    // A shared store asks its servers, which blocks: off the async threads.
+    match tokio::task::spawn_blocking(move || engine.store().health()).await {
+        Ok(Ok(())) => axum::Json(serde_json::json!({ "status": "ready" })).into_response(),
+        // A store that must stop serving (a shared backend's mirror that diverged, or a
+        // server it cannot reach).
+        Ok(Err(e)) => ApiError::from(e).into_response(),
+        Err(e) => ApiError::from(steerfeed::Error::internal("readiness", e)).into_response(),
     }
 }

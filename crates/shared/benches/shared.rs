@@ -23,6 +23,7 @@ fn open() -> (SharedStore, World) {
     let store = SharedStore::open(SharedOptions::new(
         &servers.postgres_url,
         &servers.nats_url,
+        &servers.redis_url,
         &Servers::namespace("b"),
         StoreOptions::with_dim(32),
     ))

@@ -15,6 +15,9 @@
 //! - **What the event log says of a person is sealed with their own key** (the `seal`
 //!   module), kept in `<namespace>.person_keys`; erasing them removes it, so the stream
 //!   keeps nothing readable of them.
+//! - **Redis holds the counters replicas must agree on while ranking** (the `counters`
+//!   module): the items reserved for a teen's pages each day, so that pages ranked at
+//!   once on several replicas never serve more than the daily cap in all.
 //! - **Every process keeps a mirror**: an embedded [`Store`] in a temporary directory to
 //!   which it applies the change log in version order and the event log in stream order,
 //!   with the embedded backend's code. A write is validated by applying it to the
@@ -42,6 +45,7 @@
 #![warn(missing_docs)]
 
 mod change;
+mod counters;
 mod seal;
 pub mod servers;
 pub mod snapshots;
@@ -58,8 +62,8 @@ use steerfeed_core::ports::{
     SocialGraph, UserHistory, VideoCatalog,
 };
 use steerfeed_core::storage::{
-    CopyInfo, DamageReport, IngestReport, Logged, Preferences, Relation, Revocation, ServedPage,
-    Storage,
+    CopyInfo, DamageReport, IngestReport, ItemGrant, Logged, Preferences, Relation, Revocation,
+    ServedPage, Storage,
 };
 use steerfeed_core::{
     Constraints, Error, Event, Result, Timestamp, TopicId, UserId, Video, VideoId,
@@ -83,6 +87,11 @@ pub struct SharedOptions {
     pub postgres_url: String,
     /// NATS with JetStream, e.g. `nats://127.0.0.1:4222`.
     pub nats_url: String,
+    /// Redis, e.g. `redis://127.0.0.1:6379`: one server, or a node of a Redis Cluster
+    /// when `redis_cluster` is set.
+    pub redis_url: String,
+    /// `redis_url` names a node of a Redis Cluster.
+    pub redis_cluster: bool,
     /// Names this deployment's schema, stream and subject (lower-case letters, digits and
     /// `_`, at most 40): deployments on the same servers with different namespaces share
     /// nothing.
@@ -95,11 +104,19 @@ pub struct SharedOptions {
 }
 
 impl SharedOptions {
-    /// Options with the default timeout.
-    pub fn new(postgres_url: &str, nats_url: &str, namespace: &str, store: StoreOptions) -> Self {
+    /// Options with the default timeout and one Redis server.
+    pub fn new(
+        postgres_url: &str,
+        nats_url: &str,
+        redis_url: &str,
+        namespace: &str,
+        store: StoreOptions,
+    ) -> Self {
         SharedOptions {
             postgres_url: postgres_url.to_string(),
             nats_url: nats_url.to_string(),
+            redis_url: redis_url.to_string(),
+            redis_cluster: false,
             namespace: namespace.to_string(),
             store,
             timeout: DEFAULT_TIMEOUT,
@@ -217,6 +234,7 @@ pub struct SharedStore {
     schema: String,
     origin: String,
     mirror: Store,
+    counters: counters::Counters,
     applier: tokio::sync::Mutex<Applier>,
     /// Set when the mirror took a write the database then did not commit: it no longer
     /// matches the log, and every call fails until the process restarts.
@@ -302,7 +320,7 @@ impl SharedStore {
         let subject = format!("steerfeed.{}.log", opts.namespace);
         let stream_name = format!("STEERFEED_{}", opts.namespace.to_ascii_uppercase());
         let timeout = opts.timeout;
-        let (reader, writer, js, stream) = rt.block_on(async {
+        let (reader, writer, js, stream, counters) = rt.block_on(async {
             tokio::time::timeout(timeout, async {
                 let reader = connect_pg(&opts.postgres_url).await?;
                 let mut writer = connect_pg(&opts.postgres_url).await?;
@@ -321,7 +339,13 @@ impl SharedStore {
                     })
                     .await
                     .map_err(|e| unavailable("nats stream", e))?;
-                Ok::<_, Error>((reader, writer, js, stream))
+                let counters = counters::Counters::connect(
+                    &opts.redis_url,
+                    opts.redis_cluster,
+                    &opts.namespace,
+                )
+                .await?;
+                Ok::<_, Error>((reader, writer, js, stream, counters))
             })
             .await
             .map_err(|_| unavailable("connecting", "timed out"))?
@@ -349,6 +373,7 @@ impl SharedStore {
                     .map_or(0, |d| d.as_nanos())
             ),
             mirror,
+            counters,
             applier: tokio::sync::Mutex::new(Applier {
                 version: 0,
                 seq: 0,
@@ -1423,11 +1448,33 @@ impl Storage for SharedStore {
         user: &UserId,
         own_videos: steerfeed_core::OwnVideos,
     ) -> Result<steerfeed_core::ErasureReport> {
-        self.write(Change::Erase {
-            user: user.clone(),
-            own_videos,
-        })?
-        .ok_or_else(|| Error::internal("erasure", "no report"))
+        let report = self
+            .write(Change::Erase {
+                user: user.clone(),
+                own_videos,
+            })?
+            .ok_or_else(|| Error::internal("erasure", "no report"))?;
+        // Their counters are keyed by a digest of their id and expire within days; a
+        // failure here leaves them until then.
+        if let Err(e) = self.block("redis", self.counters.forget(user)) {
+            tracing::warn!(error = %e, "erasure: could not remove the person's counters");
+        }
+        Ok(report)
+    }
+
+    fn reserve_items(
+        &self,
+        user: &UserId,
+        day: jiff::civil::Date,
+        floor: u32,
+        want: u32,
+        cap: u32,
+    ) -> Result<ItemGrant> {
+        self.block("redis", self.counters.reserve(user, day, floor, want, cap))
+    }
+
+    fn release_items(&self, user: &UserId, grant: &ItemGrant, unused: u32) -> Result<()> {
+        self.block("redis", self.counters.release(user, grant, unused))
     }
 
     fn erased(&self) -> Result<Vec<UserId>> {
@@ -1470,7 +1517,7 @@ impl Storage for SharedStore {
     }
 
     fn health(&self) -> Result<()> {
-        self.check()
+        self.block("redis", self.counters.ping())
     }
 
     fn damage(&self) -> DamageReport {

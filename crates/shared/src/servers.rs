@@ -1,19 +1,22 @@
-//! Throwaway PostgreSQL and NATS servers on free loopback ports, for tests and for trying
-//! the shared backend on one machine.
+//! Throwaway PostgreSQL, NATS and Redis servers on free loopback ports, for tests and for
+//! trying the shared backend on one machine.
 //!
-//! [`Servers::shared`] starts one pair per process (the first caller starts them; every
+//! [`Servers::shared`] starts one set per process (the first caller starts them; every
 //! caller then works in a namespace of its own, [`Servers::namespace`]). The servers run
 //! from a temporary directory and die with the process: each child is started with a
 //! parent-death signal from a thread that lives as long as the process. When
-//! `STEERFEED_TEST_POSTGRES_URL` and `STEERFEED_TEST_NATS_URL` are both set, those servers
-//! are used instead and nothing is started.
+//! `STEERFEED_TEST_POSTGRES_URL`, `STEERFEED_TEST_NATS_URL` and `STEERFEED_TEST_REDIS_URL`
+//! are all set, those servers are used instead and nothing is started.
+//! [`RedisCluster::start`] starts a Redis Cluster of its own.
 //!
 //! What it needs on the machine: PostgreSQL's `initdb` and `postgres` (Debian's
 //! `postgresql` package: `/usr/lib/postgresql/<version>/bin`, or `STEERFEED_PG_BIN`),
 //! and a `nats-server` that can fsync every acknowledged message, 2.10 or later
 //! (`scripts/setup.sh` fetches 2.15.1 into `$STEERFEED_CACHE/nats/`; or
-//! `STEERFEED_NATS_SERVER`). As root, PostgreSQL runs as the `postgres` user, which
-//! Debian's package creates.
+//! `STEERFEED_NATS_SERVER`), and `redis-server` with `redis-cli` (Debian's
+//! `redis-server` package, or `STEERFEED_REDIS_SERVER` naming the server, `redis-cli`
+//! beside it). As root, PostgreSQL runs as the `postgres` user, which Debian's package
+//! creates.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
@@ -33,6 +36,8 @@ pub struct Servers {
     pub postgres_url: String,
     /// `nats://` URL of the NATS server (JetStream on, every message fsynced).
     pub nats_url: String,
+    /// `redis://` URL of the Redis server.
+    pub redis_url: String,
 }
 
 static SHARED: OnceLock<std::result::Result<Servers, String>> = OnceLock::new();
@@ -43,13 +48,15 @@ impl Servers {
     pub fn shared() -> std::result::Result<&'static Servers, String> {
         SHARED
             .get_or_init(|| {
-                if let (Ok(pg), Ok(nats)) = (
+                if let (Ok(pg), Ok(nats), Ok(redis)) = (
                     std::env::var("STEERFEED_TEST_POSTGRES_URL"),
                     std::env::var("STEERFEED_TEST_NATS_URL"),
+                    std::env::var("STEERFEED_TEST_REDIS_URL"),
                 ) {
                     return Ok(Servers {
                         postgres_url: pg,
                         nats_url: nats,
+                        redis_url: redis,
                     });
                 }
                 start_kept()
@@ -103,41 +110,64 @@ fn start() -> std::result::Result<(Servers, OwnServers), String> {
 }
 
 /// Servers of one caller's own, which it may stop and start again (to test what a
-/// process does while one is down); both are killed when this is dropped.
+/// process does while one is down); all are killed when this is dropped.
 pub struct OwnServers {
     /// Where they listen (the same after a restart).
     pub servers: Servers,
     dir: tempfile::TempDir,
     pg_port: u16,
     nats_port: u16,
+    redis_port: u16,
     postgres: Option<Child>,
     nats: Option<Child>,
+    redis: Option<Child>,
 }
 
 impl OwnServers {
-    /// Starts both, on free loopback ports, from a new temporary directory.
+    /// Starts all three, on free loopback ports, from a new temporary directory.
     pub fn start() -> std::result::Result<OwnServers, String> {
         remove_stale_dirs();
         let dir = tempfile::Builder::new()
             .prefix(&format!("{DIR_PREFIX}{}-", std::process::id()))
             .tempdir()
             .map_err(|e| format!("temporary directory: {e}"))?;
-        let (pg_port, nats_port) = (free_port()?, free_port()?);
+        let (pg_port, nats_port, redis_port) = (free_port()?, free_port()?, free_port()?);
         init_postgres(dir.path())?;
         let mut own = OwnServers {
             servers: Servers {
                 postgres_url: format!("postgres://{PG_USER}@127.0.0.1:{pg_port}/postgres"),
                 nats_url: format!("nats://127.0.0.1:{nats_port}"),
+                redis_url: format!("redis://127.0.0.1:{redis_port}"),
             },
             dir,
             pg_port,
             nats_port,
+            redis_port,
             postgres: None,
             nats: None,
+            redis: None,
         };
         own.start_postgres()?;
         own.start_nats()?;
+        own.start_redis()?;
         Ok(own)
+    }
+
+    /// Starts Redis again on its port (after [`OwnServers::kill_redis`]); what it held is
+    /// gone, as from a server that kept nothing on disk.
+    pub fn start_redis(&mut self) -> std::result::Result<(), String> {
+        if self.redis.is_none() {
+            self.redis = Some(start_redis(self.dir.path(), self.redis_port, false)?);
+        }
+        Ok(())
+    }
+
+    /// Kills Redis (SIGKILL).
+    pub fn kill_redis(&mut self) {
+        if let Some(mut c) = self.redis.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     /// Starts PostgreSQL again on its data and port (after [`OwnServers::kill_postgres`]).
@@ -183,6 +213,7 @@ impl OwnServers {
 impl Drop for OwnServers {
     fn drop(&mut self) {
         self.kill_nats();
+        self.kill_redis();
         if let Some(mut c) = self.postgres.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -443,4 +474,131 @@ fn start_nats(dir: &Path, port: u16) -> std::result::Result<Child, String> {
         .map_err(|e| format!("nats-server: {e}"))?;
     wait_ready(&mut child, &log, "Server is ready", "nats-server")?;
     Ok(child)
+}
+
+/// The `redis-server` binary.
+fn redis_bin() -> PathBuf {
+    std::env::var_os("STEERFEED_REDIS_SERVER")
+        .map_or_else(|| PathBuf::from("redis-server"), PathBuf::from)
+}
+
+/// Runs `redis-server` on `port` with nothing kept on disk (a throwaway server), its
+/// files in `dir/redis-<port>`; with `cluster`, as a node of a Redis Cluster.
+fn start_redis(dir: &Path, port: u16, cluster: bool) -> std::result::Result<Child, String> {
+    let data = dir.join(format!("redis-{port}"));
+    std::fs::create_dir_all(&data).map_err(|e| format!("mkdir {}: {e}", data.display()))?;
+    let log = data.join("redis.log");
+    let mut cmd = child_command(&redis_bin(), None);
+    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+        .arg("--dir")
+        .arg(&data)
+        .arg("--logfile")
+        .arg(&log);
+    if cluster {
+        cmd.args([
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+        ]);
+    }
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            format!(
+                "{}: {e} (apt-get install redis-server, or set STEERFEED_REDIS_SERVER)",
+                redis_bin().display()
+            )
+        })?;
+    wait_ready(
+        &mut child,
+        &log,
+        "Ready to accept connections",
+        "redis-server",
+    )?;
+    Ok(child)
+}
+
+/// A Redis Cluster of masters on free loopback ports, without replicas, every slot
+/// assigned; killed when dropped.
+pub struct RedisCluster {
+    /// `redis://` URL of its first node (a client finds the others from it).
+    pub url: String,
+    /// Every node's port.
+    pub ports: Vec<u16>,
+    nodes: Vec<Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisCluster {
+    /// Starts `masters` nodes (at least 3, as Redis requires) and joins them.
+    pub fn start(masters: usize) -> std::result::Result<RedisCluster, String> {
+        remove_stale_dirs();
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{DIR_PREFIX}{}-", std::process::id()))
+            .tempdir()
+            .map_err(|e| format!("temporary directory: {e}"))?;
+        let ports = (0..masters)
+            .map(|_| free_port())
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let mut cluster = RedisCluster {
+            url: format!("redis://127.0.0.1:{}", ports[0]),
+            ports: ports.clone(),
+            nodes: Vec::new(),
+            _dir: dir,
+        };
+        for &p in &ports {
+            cluster
+                .nodes
+                .push(start_redis(cluster._dir.path(), p, true)?);
+        }
+        let cli = redis_bin().with_file_name("redis-cli");
+        let out = Command::new(&cli)
+            .args(["--cluster", "create"])
+            .args(ports.iter().map(|p| format!("127.0.0.1:{p}")))
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("{}: {e}", cli.display()))?;
+        if !out.status.success() {
+            return Err(format!(
+                "redis-cli --cluster create failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        // Every node must know every slot's owner before a client is told of them.
+        let start = Instant::now();
+        for &p in &ports {
+            loop {
+                let info = Command::new(&cli)
+                    .args(["-p", &p.to_string(), "cluster", "info"])
+                    .output()
+                    .map_err(|e| format!("{}: {e}", cli.display()))?;
+                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                    break;
+                }
+                if start.elapsed() > START_TIMEOUT {
+                    return Err(format!(
+                        "the Redis Cluster was not ready within {START_TIMEOUT:?}"
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Ok(cluster)
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for c in &mut self.nodes {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }

@@ -10,6 +10,7 @@ fn fresh() -> SharedStore {
     SharedStore::open(SharedOptions::new(
         &servers.postgres_url,
         &servers.nats_url,
+        &servers.redis_url,
         &Servers::namespace("c"),
         StoreOptions::with_dim(steerfeed_store::contract::DIM),
     ))

@@ -62,6 +62,7 @@ fn with_a_server_down_writes_and_catch_up_fail_unavailable_and_recover_when_it_i
     let mut opts = SharedOptions::new(
         &own.servers.postgres_url,
         &own.servers.nats_url,
+        &own.servers.redis_url,
         "outage",
         StoreOptions::with_dim(DIM),
     );

@@ -32,6 +32,7 @@ fn open(ns: &str) -> Arc<SharedStore> {
         SharedStore::open(SharedOptions::new(
             &servers.postgres_url,
             &servers.nats_url,
+            &servers.redis_url,
             ns,
             StoreOptions::with_dim(DIM),
         ))

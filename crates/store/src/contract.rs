@@ -83,6 +83,10 @@
 //!     retention ([`IMPRESSION_RETENTION_H`]) before the newest page are gone by the
 //!     next read; a person's export lists their pages and no one else's; an erasure
 //!     removes the person's pages and keeps the others'.
+//! 26. item reservations grant what the cap leaves of the larger of the day's reserved
+//!     items and the reported floor, at most what is wanted; a release gives back once
+//!     and never more than was granted; days and people count apart; concurrent
+//!     reservations grant the cap exactly, never more; an erasure forgets the person's.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed step is a failed test
 
@@ -209,6 +213,10 @@ pub const ALL: &[(&str, Contract)] = &[
         "the_impression_log_keeps_pages_for_the_retention",
         the_impression_log_keeps_pages_for_the_retention,
     ),
+    (
+        "item_reservations_never_grant_more_than_the_cap",
+        item_reservations_never_grant_more_than_the_cap,
+    ),
 ];
 
 /// Expands to one `#[test]` per contract of [`contract`](crate::contract), each calling
@@ -264,6 +272,7 @@ macro_rules! storage_contract_tests {
             the_bulk_export_lists_every_record_in_import_order,
             relations_set_together_apply_in_order_or_not_at_all,
             the_impression_log_keeps_pages_for_the_retention,
+            item_reservations_never_grant_more_than_the_cap,
         );
     };
 }
@@ -2239,4 +2248,70 @@ pub fn the_impression_log_keeps_pages_for_the_retention(new_store: Factory<'_>) 
     let after = logged_pages(&*s, Timestamp::UNIX_EPOCH);
     assert!(after.iter().all(|p| p.user.as_str() == "c"));
     assert_eq!(after.len(), 3);
+}
+
+/// 26. Item reservations grant what the cap leaves, give back once, count days and
+///     people apart, never grant more than the cap to concurrent callers, and forget an
+///     erased person.
+pub fn item_reservations_never_grant_more_than_the_cap(new_store: Factory<'_>) {
+    let s = new_store();
+    seeded(&*s);
+    let day = jiff::civil::date(2026, 11, 20);
+    let reserve = |user: &str, day, floor, want| {
+        let g = s.reserve_items(&uid(user), day, floor, want, 25).unwrap();
+        assert_eq!(g.day, day);
+        g
+    };
+    let pairs = |g: steerfeed_core::storage::ItemGrant| (g.before, g.granted);
+    // 25 items a day: pages of 10 get 10, 10, 5, then nothing.
+    let g1 = reserve("c", day, 0, 10);
+    let g2 = reserve("c", day, 0, 10);
+    assert_eq!((pairs(g1), pairs(g2)), ((0, 10), (10, 10)));
+    assert_ne!(g1.id, g2.id, "grants are told apart");
+    assert_eq!(pairs(reserve("c", day, 0, 10)), (20, 5));
+    assert_eq!(pairs(reserve("c", day, 0, 10)), (25, 0));
+    // g2's page served 6: 4 come back, once, and no more than it granted.
+    s.release_items(&uid("c"), &g2, 4).unwrap();
+    s.release_items(&uid("c"), &g2, 4).unwrap();
+    assert_eq!(pairs(reserve("c", day, 0, 10)), (21, 4));
+    s.release_items(&uid("c"), &g1, 1_000).unwrap();
+    assert_eq!(
+        pairs(reserve("c", day, 0, 30)),
+        (15, 10),
+        "g1 gave back its 10"
+    );
+    // The reported count is a floor the reserved count rises to.
+    assert_eq!(pairs(reserve("b", day, 22, 10)), (22, 3));
+    assert_eq!(pairs(reserve("b", day, 0, 10)), (25, 0));
+    // Another day, another person: counted apart.
+    let next = day.tomorrow().unwrap();
+    assert_eq!(pairs(reserve("c", next, 0, 10)), (0, 10));
+    assert_eq!(pairs(reserve("a", day, 0, 10)), (0, 10));
+
+    // Concurrent pages of one person: the cap exactly, never more.
+    let racing = day.tomorrow().unwrap().tomorrow().unwrap();
+    let granted: Vec<u32> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let s = Arc::clone(&s);
+                scope.spawn(move || {
+                    (0..20)
+                        .map(|_| {
+                            let g = s.reserve_items(&uid("a"), racing, 0, 3, 100).unwrap();
+                            assert!(g.granted <= 3 && g.before + g.granted <= 100, "{g:?}");
+                            g.granted
+                        })
+                        .sum::<u32>()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(granted.iter().sum::<u32>(), 100, "{granted:?}");
+
+    // An erased person's reservations are forgotten.
+    s.erase_user(&uid("c"), OwnVideos::Keep).unwrap();
+    s.upsert_user(&person("c", "Asia/Tokyo", AgeBand::Teen))
+        .unwrap();
+    assert_eq!(pairs(reserve("c", next, 0, 10)), (0, 10));
 }

@@ -226,6 +226,7 @@ mod ports;
 mod records;
 mod resident;
 mod rings;
+mod served;
 mod storage;
 mod store;
 mod toplist;

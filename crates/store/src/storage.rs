@@ -2,7 +2,8 @@
 //! store's own.
 
 use steerfeed_core::storage::{
-    DamageReport, IngestReport, Logged, Preferences, Relation, Revocation, ServedPage, Storage,
+    DamageReport, IngestReport, ItemGrant, Logged, Preferences, Relation, Revocation, ServedPage,
+    Storage,
 };
 use steerfeed_core::{
     ConsentScope, Constraints, Embedding, Event, ParentalControls, Result, Timestamp, User, UserId,
@@ -150,7 +151,25 @@ impl Storage for Store {
         user: &UserId,
         own_videos: steerfeed_core::OwnVideos,
     ) -> Result<steerfeed_core::ErasureReport> {
-        Store::erase_user(self, user, own_videos)
+        let report = Store::erase_user(self, user, own_videos)?;
+        self.inner.served().forget(user);
+        Ok(report)
+    }
+
+    fn reserve_items(
+        &self,
+        user: &UserId,
+        day: jiff::civil::Date,
+        floor: u32,
+        want: u32,
+        cap: u32,
+    ) -> Result<ItemGrant> {
+        Ok(self.inner.served().reserve(user, day, floor, want, cap))
+    }
+
+    fn release_items(&self, user: &UserId, grant: &ItemGrant, unused: u32) -> Result<()> {
+        self.inner.served().release(user, grant, unused);
+        Ok(())
     }
 
     fn erased(&self) -> Result<Vec<UserId>> {

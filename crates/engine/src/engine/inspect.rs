@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use steerfeed_core::ports::{ActionCounts, CameoConsent};
 use steerfeed_core::{
-    AgeBand, Card, ConsentScope, Entity, Error, Explanation, FeedContext, FeedRequest,
-    FeedResponse, ParentalControls, Record, Result, Role, ScoreBreakdown, Timestamp, Trace, User,
-    UserId, Video, VideoId, WellbeingState,
+    AgeBand, Card, ConsentScope, Error, Explanation, FeedContext, FeedRequest, FeedResponse,
+    ParentalControls, Record, Result, Role, ScoreBreakdown, Timestamp, Trace, User, UserId, Video,
+    VideoId, WellbeingState,
 };
 use steerfeed_rank::filters::{consent_allows, effective_scope};
 use steerfeed_store::Preferences;
@@ -215,10 +215,7 @@ impl Engine {
     /// of `request.limit()` items as ranked from scratch (a [`Engine::preview`]: nothing
     /// is written; a session whose next page comes from its page pool may see another).
     pub fn explain_video(&self, request: &FeedRequest, video: &VideoId) -> Result<VideoVerdict> {
-        let v = self
-            .store
-            .video(video)?
-            .ok_or_else(|| Error::not_found(Entity::Video, video))?;
+        let v = self.known_video(video)?;
         let now = request.now().unwrap_or_else(Timestamp::now);
         let (ctx, _) = self.inspect_context(request, None, now)?;
         let mut t = self
@@ -369,10 +366,7 @@ impl Engine {
     /// A video's state: the video (embedding left out), its counts now, and each person
     /// in its cameos with whether their consent covers it.
     pub fn video_view(&self, id: &VideoId, now: Timestamp) -> Result<VideoView> {
-        let v = self
-            .store
-            .video(id)?
-            .ok_or_else(|| Error::not_found(Entity::Video, id))?;
+        let v = self.known_video(id)?;
         let counts = self
             .store
             .video_counts(&[id], now)?

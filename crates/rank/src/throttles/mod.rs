@@ -50,7 +50,8 @@ pub use daily_limit_gate::DailyLimitGate;
 pub use page_cap_throttle::PageCapThrottle;
 pub use policy::{
     checkin_due, checkin_interval, consumption_lambda, creation_prompt_due, daily_limit_reached,
-    daily_minute_limit, is_bedtime, items_left, lighter_mode, local_time, scroll_cap_reached,
+    daily_minute_limit, is_bedtime, items_left, lighter_mode, local_date, local_time,
+    scroll_cap_reached,
 };
 pub use scroll_cap_gate::ScrollCapGate;
 use steerfeed_core::{Card, CardKind};

@@ -102,7 +102,22 @@ pub fn daily_limit_reached(cfg: &WellbeingConfig, ctx: &FeedContext) -> bool {
 /// than failing the request: the viewer still gets a feed, and a teen still gets a
 /// bedtime, if possibly at the wrong hour.
 pub fn local_time(ctx: &FeedContext) -> TimeOfDay {
-    let tz = jiff::tz::TimeZone::get(&ctx.user.time_zone).unwrap_or_else(|e| {
+    let dt = zone(ctx).to_datetime(ctx.now);
+    let minutes = i32::from(dt.hour()) * 60 + i32::from(dt.minute());
+    u32::try_from(minutes)
+        .ok()
+        .and_then(|m| TimeOfDay::from_minutes(m).ok())
+        .unwrap_or(TimeOfDay::MIDNIGHT)
+}
+
+/// The viewer's local date at `ctx.now` (the day their daily limits count in), read as
+/// [`local_time`] reads the time.
+pub fn local_date(ctx: &FeedContext) -> jiff::civil::Date {
+    zone(ctx).to_datetime(ctx.now).date()
+}
+
+fn zone(ctx: &FeedContext) -> jiff::tz::TimeZone {
+    jiff::tz::TimeZone::get(&ctx.user.time_zone).unwrap_or_else(|e| {
         tracing::warn!(
             user = %ctx.user.id,
             time_zone = %ctx.user.time_zone,
@@ -110,13 +125,7 @@ pub fn local_time(ctx: &FeedContext) -> TimeOfDay {
             "unknown time zone; reading local time as UTC"
         );
         jiff::tz::TimeZone::UTC
-    });
-    let dt = tz.to_datetime(ctx.now);
-    let minutes = i32::from(dt.hour()) * 60 + i32::from(dt.minute());
-    u32::try_from(minutes)
-        .ok()
-        .and_then(|m| TimeOfDay::from_minutes(m).ok())
-        .unwrap_or(TimeOfDay::MIDNIGHT)
+    })
 }
 
 /// True when the viewer is a teen and their local time ([`local_time`]) is inside the

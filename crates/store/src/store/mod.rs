@@ -139,11 +139,17 @@ pub(crate) struct Inner {
     users: RecordCache<Option<User>>,
     prefs: RecordCache<Option<Arc<Preferences>>>,
     parental: RecordCache<ParentalControls>,
+    /// Items reserved for pages today, per person (`served.rs`).
+    served: crate::served::ServedItems,
 }
 
 /// What the other parts of the crate (ingest, the persister, the ports, the resident
 /// state) reach of the shared state: each a narrow view of one field.
 impl Inner {
+    pub(crate) fn served(&self) -> &crate::served::ServedItems {
+        &self.served
+    }
+
     /// sled's database (flushes).
     pub(crate) fn db(&self) -> &Db {
         &self.db

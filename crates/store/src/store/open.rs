@@ -378,6 +378,7 @@ impl Store {
             users: RecordCache::new(MAX_CACHED_USERS),
             prefs: RecordCache::new(MAX_CACHED_USERS),
             parental: RecordCache::new(MAX_CACHED_USERS),
+            served: Default::default(),
             cache: VideoCache::new(opts.video_cache),
             popular: Mutex::new(popular),
             remix: Mutex::new(remix),
