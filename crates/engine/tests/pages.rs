@@ -6,6 +6,8 @@
 //! 3. A preference change, another session or an expired pool ranks from scratch.
 //! 4. An event that changes what the next page must be (a check-in answer, a negative
 //!    signal) ends the pool: a "not great" answer lightens the very next page.
+//! 5. A teen's served items count against the daily cap before the app reports them,
+//!    and pages ranked at once serve the cap between them, never more.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -15,12 +17,15 @@ use std::path::Path;
 use steerfeed::demo::load_world;
 use steerfeed::world::{World, WorldConfig};
 use steerfeed::{
-    AgeBand, CheckinAnswer, Config, Engine, Event, EventKey, EventKind, FeedRequest, FeedResponse,
-    Revocation, SafetyLabel, SessionId, Timestamp, Trace, UserId, VideoId,
+    AgeBand, CardKind, CheckinAnswer, Config, Engine, Event, EventKey, EventKind, FeedRequest,
+    FeedResponse, Revocation, SafetyLabel, SessionId, Timestamp, Trace, UserId, VideoId,
 };
 
 fn engine(dir: &Path, seed: u64) -> (Engine, World) {
-    let mut c = Config::default();
+    engine_with(dir, seed, Config::default())
+}
+
+fn engine_with(dir: &Path, seed: u64, mut c: Config) -> (Engine, World) {
     c.store.path = dir.to_path_buf();
     c.pages.pool_ttl_s = 60;
     c.pages.pool_size = 120;
@@ -320,4 +325,54 @@ fn a_page_the_scroll_cap_cuts_still_comes_from_the_pool() {
         ids(&third)
     );
     assert!(!third.cards.is_empty(), "a stopped page says why");
+}
+
+#[test]
+fn pages_ranked_at_once_serve_a_teens_daily_item_cap_never_more() {
+    const CAP: u32 = 37;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Config::default();
+    c.rank.wellbeing.teen_daily_items = CAP;
+    let (engine, w) = engine_with(dir.path(), 23, c);
+    let now = w.config.now;
+    // A teen it is not bedtime for: one probe item served.
+    let teen = w
+        .users
+        .iter()
+        .filter(|s| s.user.age_band == AgeBand::Teen)
+        .map(|s| s.user.id.clone())
+        .find(|u| !feed(&engine, u, 1, "probe", now).0.items.is_empty())
+        .expect("a teen awake at the world's time");
+    // What the app's reports counted today is the floor the reservations start from.
+    let reported = engine.store().wellbeing(&teen, now).unwrap().items_today;
+    assert!(reported < CAP - 1, "{reported}");
+    let served: Vec<usize> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|t| {
+                let (engine, teen) = (&engine, &teen);
+                scope.spawn(move || {
+                    let mut n = 0;
+                    for page in 0..20 {
+                        let (r, _) = feed(engine, teen, 10, &format!("t{t}-{page}"), now);
+                        if r.items.is_empty() {
+                            let limit = r.cards.iter().any(|c| c.kind == CardKind::LimitReached);
+                            assert!(limit, "stopped by the daily limit: {:?}", r.cards);
+                            return n;
+                        }
+                        n += r.items.len();
+                    }
+                    panic!("never stopped")
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    // No report came in: the pages alone reached the cap, with the probe's item.
+    assert_eq!(
+        1 + served.iter().sum::<usize>(),
+        (CAP - reported) as usize,
+        "{served:?} after {reported} reported"
+    );
+    let (later, _) = feed(&engine, &teen, 10, "later", now);
+    assert!(later.items.is_empty());
 }

@@ -1,6 +1,7 @@
 //! A process whose PostgreSQL or NATS is down answers `Unavailable` (HTTP 503) to every
 //! write and to the catch-up every feed starts with, so no feed is ranked on a mirror that
-//! may lack a revocation; when the server is back, the same process carries on, and what
+//! may lack a revocation, and one whose Redis is down reserves no teen's items and is not
+//! ready; when the server is back, the same process carries on, and what
 //! the stream had acknowledged before a kill -9 of its server is there for a process that
 //! starts afterwards.
 
@@ -119,4 +120,18 @@ fn with_a_server_down_writes_and_catch_up_fail_unavailable_and_recover_when_it_i
     // A process starting now reads both events back from the restarted server's disk.
     let fresh = SharedStore::open(opts).unwrap();
     assert_eq!(fresh.event_count(), 2);
+
+    // Redis down: no teen's page is reserved (so none is served) and the replica is not
+    // ready; back, the same process reserves again.
+    let day = jiff::civil::date(2026, 12, 6);
+    let reserve = || s.reserve_items(&uid("viewer"), day, 0, 10, 25);
+    assert_eq!(reserve().unwrap().granted, 10);
+    own.kill_redis();
+    assert_eq!(reserve().unwrap_err().class(), ErrorClass::Unavailable);
+    assert_eq!(s.health().unwrap_err().class(), ErrorClass::Unavailable);
+    own.start_redis().unwrap();
+    eventually(|| s.health());
+    // The throwaway server kept nothing on disk: the day starts over from the floor.
+    let g = eventually(reserve);
+    assert_eq!((g.before, g.granted), (0, 10));
 }
