@@ -31,7 +31,7 @@ cluster: setup
 	scripts/cluster.sh
 
 ## Formatting, lints, every test of the workspace (the shared backend's against throwaway
-## PostgreSQL and NATS servers started on free loopback ports), the operator console in headless
+## PostgreSQL, NATS and Redis servers started on free loopback ports), the operator console in headless
 ## Chromium, then the schema fuzz of the API, both on the debug binary the tests just built
 ## (STEERFEED_SKIP_CONSOLE=1 and STEERFEED_SKIP_FUZZ=1 skip them, and say so).
 test: setup lint
