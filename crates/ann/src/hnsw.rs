@@ -438,6 +438,33 @@ impl HnswIndex {
         needed
     }
 
+    /// Replaces this index's contents with `other`'s (an index loaded from a newer file)
+    /// in one step: a search sees one or the other, whole. The swap counts as a rebuild
+    /// (so a save that compares rebuilds writes the new graph). False, changing nothing,
+    /// while a compaction runs (it would build on the old contents: try again later),
+    /// when `other` is shared, or when its dimension differs.
+    pub fn replace_with(&self, other: HnswIndex) -> bool {
+        if other.shared.dim != self.shared.dim
+            || self
+                .shared
+                .compacting
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return false;
+        }
+        let replaced = match Arc::try_unwrap(other.shared) {
+            Ok(theirs) => {
+                *self.write() = theirs.state.into_inner();
+                self.shared.compactions.fetch_add(1, Ordering::AcqRel);
+                true
+            }
+            Err(_) => false,
+        };
+        self.shared.compacting.store(false, Ordering::Release);
+        replaced
+    }
+
     /// True while a compaction runs.
     pub fn is_compacting(&self) -> bool {
         self.shared.compacting.load(Ordering::Acquire)

@@ -201,6 +201,28 @@ impl VideoIndex {
         crate::sync::write(&self.ids)
     }
 
+    /// Replaces this index's contents, id map and applied catalog version with `other`'s
+    /// (an index loaded from a snapshot and brought up to the catalogue), in one step for
+    /// every search ([`HnswIndex::replace_with`]; the id map's lock is taken first, as
+    /// everywhere). False, changing nothing, while a compaction runs or when the
+    /// dimensions differ.
+    pub fn replace_with(&self, other: VideoIndex) -> bool {
+        let mut ids = self.write();
+        let VideoIndex {
+            index,
+            ids: theirs,
+            applied,
+        } = other;
+        if !self.index.replace_with(index) {
+            return false;
+        }
+        *ids = theirs
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.applied.store(applied.into_inner(), Ordering::Release);
+        true
+    }
+
     /// Adds or replaces a video's vector; visible to every search that starts after this returns.
     pub fn upsert(&self, video: &VideoId, e: &Embedding) -> Result<()> {
         self.upsert_with_topics(video, e, &[])
@@ -754,5 +776,94 @@ mod tests {
             Err(Error::BadFile { .. })
         ));
         assert_eq!(HnswIndex::load(&path, DIM, b, s).unwrap().len(), 10);
+    }
+}
+
+#[cfg(test)]
+mod replace_tests {
+    use super::*;
+    use steerfeed_world::vectors::clustered;
+
+    const DIM: usize = 16;
+
+    fn vid(i: usize) -> VideoId {
+        VideoId::new(format!("v{i}")).unwrap()
+    }
+
+    fn index_of(data: &[f32], ids: std::ops::Range<usize>, version: u64) -> VideoIndex {
+        let idx = VideoIndex::build(
+            DIM,
+            ids.map(|i| {
+                (
+                    vid(i),
+                    Embedding::new("e", &data[i * DIM..(i + 1) * DIM], DIM).unwrap(),
+                )
+            }),
+            HnswBuildParams::default(),
+            HnswSearchParams::default(),
+        )
+        .unwrap();
+        idx.set_applied_version(version);
+        idx
+    }
+
+    fn nearest(idx: &VideoIndex, data: &[f32], i: usize) -> Option<VideoId> {
+        idx.search(&data[i * DIM..(i + 1) * DIM], 1, None)
+            .unwrap()
+            .first()
+            .map(|h| h.video.clone())
+    }
+
+    #[test]
+    fn a_replacement_is_whole_for_every_search_and_refused_while_not_possible() {
+        let data = clustered(900, DIM, 6, 0.5, 9);
+        let old = index_of(&data, 0..300, 4);
+        let new = index_of(&data, 200..900, 9);
+        // Searches run on other threads while the contents change: each answers from
+        // the old index (v0..v299) or the new (v200..v899), never from a mix that
+        // would name a video neither holds, and never fails.
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            for t in 0..2 {
+                let (old, data, stop) = (&old, &data, &stop);
+                scope.spawn(move || {
+                    let mut n = 0;
+                    while !stop.load(Ordering::Acquire) || n < 50 {
+                        let i = (t * 131 + n * 17) % 900;
+                        let hits = old.search(&data[i * DIM..(i + 1) * DIM], 10, None).unwrap();
+                        assert_eq!(hits.len(), 10);
+                        let numbers: Vec<usize> = hits
+                            .iter()
+                            .map(|h| h.video.as_str()[1..].parse().unwrap())
+                            .collect();
+                        let all_old = numbers.iter().all(|&k| k < 300);
+                        let all_new = numbers.iter().all(|&k| (200..900).contains(&k));
+                        assert!(all_old || all_new, "{numbers:?}");
+                        n += 1;
+                    }
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            assert!(old.replace_with(new));
+            stop.store(true, Ordering::Release);
+        });
+        assert_eq!(old.len(), 700);
+        assert_eq!(old.applied_version(), 9);
+        assert_eq!(nearest(&old, &data, 850), Some(vid(850)));
+        assert!(!old.contains(&vid(10)), "the old contents are gone");
+        // Writes go on on the replacement.
+        old.upsert(
+            &vid(10),
+            &Embedding::new("e", &data[10 * DIM..11 * DIM], DIM).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(nearest(&old, &data, 10), Some(vid(10)));
+
+        // Another dimension: refused, nothing changes.
+        let other =
+            VideoIndex::new(8, HnswBuildParams::default(), HnswSearchParams::default()).unwrap();
+        assert!(!old.replace_with(other));
+        assert_eq!(old.len(), 701);
+        assert_eq!(old.applied_version(), 9);
     }
 }

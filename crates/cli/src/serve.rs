@@ -186,11 +186,13 @@ fn open_shared(config: &SidecarConfig) -> anyhow::Result<(Engine, Option<Job>)> 
             )
         })
         .transpose()?;
+    let mut installed = None;
     if let Some(snapshots) = &snapshots {
         let file = config.engine.store.path.join(steerfeed::INDEX_FILE);
-        if let Some(v) = snapshots.install(&file, store.catalog_version())? {
+        installed = snapshots.install(&file, store.catalog_version())?;
+        if let Some(stamp) = installed {
             tracing::info!(
-                catalog_version = v,
+                catalog_version = stamp.version,
                 "index snapshot taken as this replica's index"
             );
         }
@@ -201,7 +203,7 @@ fn open_shared(config: &SidecarConfig) -> anyhow::Result<(Engine, Option<Job>)> 
         Box::new(move |engine: Arc<Engine>| {
             let spawned = std::thread::Builder::new()
                 .name("index-snapshots".into())
-                .spawn(move || snapshot_loop(&store, &engine, &snapshots, interval));
+                .spawn(move || snapshot_loop(&store, &engine, &snapshots, interval, installed));
             if let Err(e) = spawned {
                 tracing::error!(error = %e, "cannot start the index snapshot thread");
             }
@@ -210,14 +212,17 @@ fn open_shared(config: &SidecarConfig) -> anyhow::Result<(Engine, Option<Job>)> 
     Ok((engine, job))
 }
 
-/// Every `interval`, while this replica leads the deployment, writes a snapshot of its
-/// index when the catalogue moved since the last one.
+/// Every `interval`: while this replica leads the deployment, writes a snapshot of its
+/// index when the catalogue moved since the last one; otherwise takes a snapshot newer
+/// than the last it took (`adopted`, the one it started from) as its index, while
+/// serving, so that its graph follows the leader's rebuilds.
 #[cfg(feature = "shared")]
 fn snapshot_loop(
     store: &steerfeed_shared::SharedStore,
     engine: &Engine,
     snapshots: &steerfeed_shared::snapshots::Snapshots,
     interval: std::time::Duration,
+    mut adopted: Option<steerfeed_shared::snapshots::Stamp>,
 ) {
     use steerfeed::storage::Storage;
 
@@ -226,22 +231,88 @@ fn snapshot_loop(
         std::thread::sleep(interval);
         match store.try_lead() {
             Ok(true) => {}
-            Ok(false) => continue,
+            Ok(false) => {
+                adopted = adopt_newer_snapshot(store, engine, snapshots, adopted);
+                continue;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot tell whether this replica leads");
                 continue;
             }
         }
-        let version = store.catalog_version();
-        if last == Some(version) {
+        // The catalogue moved, or this index was rebuilt or folded since the last.
+        let stats = engine.index_stats();
+        let now = (store.catalog_version(), stats.compactions + stats.folded);
+        if last == Some(now) {
             continue;
         }
-        match snapshots.publish(|path| engine.snapshot_index(path)) {
-            Ok(v) => {
-                tracing::info!(catalog_version = v, "index snapshot written");
-                last = Some(v);
+        let written = snapshots.publish(|path| {
+            let version = engine.snapshot_index(path)?;
+            Ok(steerfeed_shared::snapshots::Stamp {
+                version,
+                changes: now.1,
+            })
+        });
+        match written {
+            Ok(stamp) => {
+                tracing::info!(
+                    catalog_version = stamp.version,
+                    graph_changes = stamp.changes,
+                    "index snapshot written"
+                );
+                last = Some(now);
+                adopted = Some(stamp);
             }
             Err(e) => tracing::error!(error = %e, "index snapshot not written"),
+        }
+    }
+}
+
+/// Takes the newest snapshot at most this replica's catalogue version when it is newer
+/// than `adopted`; answers the snapshot now adopted (or tried: one that cannot be taken
+/// is not tried again).
+#[cfg(feature = "shared")]
+fn adopt_newer_snapshot(
+    store: &steerfeed_shared::SharedStore,
+    engine: &Engine,
+    snapshots: &steerfeed_shared::snapshots::Snapshots,
+    adopted: Option<steerfeed_shared::snapshots::Stamp>,
+) -> Option<steerfeed_shared::snapshots::Stamp> {
+    use steerfeed::storage::Storage;
+
+    // A replica that serves nothing applies the logs only here: the snapshots it can
+    // use are those at most the version it has applied.
+    if let Err(e) = engine.catch_up() {
+        tracing::warn!(error = %e, "cannot catch up to look for a newer index snapshot");
+        return adopted;
+    }
+    let newest = match snapshots.newest_at_most(store.catalog_version()) {
+        Ok(Some((stamp, path))) if adopted.is_none_or(|a| stamp > a) => (stamp, path),
+        Ok(_) => return adopted,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list the index snapshots");
+            return adopted;
+        }
+    };
+    let started = std::time::Instant::now();
+    match engine.adopt_index_file(&newest.1) {
+        Ok(Some(_)) => {
+            let stats = engine.index_stats();
+            tracing::info!(
+                catalog_version = newest.0.version,
+                graph_changes = newest.0.changes,
+                graph_nodes = stats.graph_nodes,
+                live_segment = stats.live_segment,
+                ms = started.elapsed().as_millis() as u64,
+                "index snapshot swapped in"
+            );
+            Some(newest.0)
+        }
+        // A compaction of this replica's index runs: next time.
+        Ok(None) => adopted,
+        Err(e) => {
+            tracing::warn!(error = %e, snapshot = %newest.1.display(), "index snapshot not swapped in");
+            Some(newest.0)
         }
     }
 }

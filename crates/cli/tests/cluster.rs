@@ -334,16 +334,7 @@ fn a_replica_started_later_takes_the_newest_index_snapshot_and_replays_uploads_s
     let b = replica_with(&ns, &dir.path().join("b"), &env, Stdio::inherit());
     world(a.port, 40, 1);
     // The leader (one of the two) snapshots catalogue version 1, the world's videos.
-    let wanted = snapshots.join(&ns).join(format!("index-{:020}.hnsw", 1));
-    let start = std::time::Instant::now();
-    while !wanted.exists() {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(60),
-            "no snapshot of version 1 in {}",
-            snapshots.display()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_for_snapshot(&snapshots.join(&ns), |(v, _)| v == 1);
     // No more snapshots: the upload below comes after the newest one.
     drop((a, b));
     let d = replica(&ns, &dir.path().join("d"));
@@ -374,16 +365,11 @@ fn a_replica_started_later_takes_the_newest_index_snapshot_and_replays_uploads_s
     let (status, stats) = http(c.port, "GET", "/v1/stats", None);
     assert_eq!(status, 200, "{stats}");
     assert_eq!(stats["indexed"], 41, "{stats}");
-    let newest = std::fs::read_dir(snapshots.join(&ns))
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+    let newest = snapshot_stamps(&snapshots.join(&ns))
+        .into_iter()
         .max()
         .unwrap();
-    assert_eq!(
-        newest,
-        format!("index-{:020}.hnsw", 1),
-        "no snapshot holds the upload"
-    );
+    assert_eq!(newest.0, 1, "no snapshot holds the upload");
     drop(d);
 }
 
@@ -482,4 +468,110 @@ fn three_replicas_racing_a_teens_daily_item_cap_serve_exactly_the_cap() {
         assert_eq!(status, 200);
         assert!(body["items"].as_array().unwrap().is_empty(), "{body}");
     }
+}
+
+/// The (catalogue version, graph changes) of the snapshots in `dir`, read from their
+/// names (`index-<version>-<changes>.hnsw`).
+fn snapshot_stamps(dir: &std::path::Path) -> Vec<(u64, u64)> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            let stem = name.strip_prefix("index-")?.strip_suffix(".hnsw")?;
+            let (v, c) = stem.split_once('-')?;
+            Some((v.parse().ok()?, c.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Waits (up to a minute) until a snapshot in `dir` satisfies `wanted`; answers it.
+fn wait_for_snapshot(dir: &std::path::Path, wanted: impl Fn((u64, u64)) -> bool) -> (u64, u64) {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(s) = snapshot_stamps(dir).into_iter().find(|s| wanted(*s)) {
+            return s;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "no such snapshot in {}: {:?}",
+            dir.display(),
+            snapshot_stamps(dir)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Waits (up to a minute) until `log` holds a line containing `needle`; answers it.
+fn wait_for_line(log: &std::path::Path, needle: &str) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains(needle)) {
+            return line.to_owned();
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "no {needle:?} in {}:\n{text}",
+            log.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_serving_replica_swaps_in_the_leaders_newer_snapshot_and_keeps_later_uploads() {
+    let dir = tempfile::tempdir().unwrap();
+    let snapshots = dir.path().join("snapshots");
+    let ns = Servers::namespace("sw");
+    let snap_dir = snapshots.to_str().unwrap();
+    // The leader folds its live segment at 10 videos; the follower never would on its
+    // own (at 100,000), so a folded graph in it can only be the leader's.
+    let leader_env = [
+        ("STEERFEED__SHARED__SNAPSHOT_DIR", snap_dir),
+        ("STEERFEED__SHARED__SNAPSHOT_INTERVAL_S", "1"),
+        ("STEERFEED__INDEX__BUILD__MAX_LIVE", "10"),
+    ];
+    let a = replica_with(&ns, &dir.path().join("a"), &leader_env, Stdio::inherit());
+    // The first snapshot (of the empty catalogue) shows that `a` leads.
+    wait_for_snapshot(&snapshots.join(&ns), |(v, _)| v == 0);
+    let log = dir.path().join("b.log");
+    let b = replica_with(
+        &ns,
+        &dir.path().join("b"),
+        &[
+            ("STEERFEED__SHARED__SNAPSHOT_DIR", snap_dir),
+            ("STEERFEED__SHARED__SNAPSHOT_INTERVAL_S", "1"),
+            ("STEERFEED__INDEX__BUILD__MAX_LIVE", "100000"),
+            ("RUST_LOG", "info"),
+        ],
+        Stdio::from(std::fs::File::create(&log).unwrap()),
+    );
+    world(a.port, 40, 1);
+    // The leader's graph holds the 40 videos once rebuilt, and it publishes that (a
+    // snapshot taken before the rebuild may come first, and be swapped in first).
+    wait_for_snapshot(&snapshots.join(&ns), |(v, c)| v == 1 && c > 0);
+    let line = wait_for_line(&log, "graph_nodes=40");
+    assert!(line.contains("index snapshot swapped in"), "{line}");
+    assert!(line.contains("live_segment=0"), "{line}");
+    // The follower serves on the swapped index: an upload made through it afterwards is
+    // in its index at once, and its feeds answer.
+    let now = steerfeed::Timestamp::now().to_string();
+    ok(
+        b.port,
+        "PUT",
+        "/v1/videos",
+        Some(
+            &json!({"videos": [{"id": "late", "creator": "cr0", "created_at": now,
+            "duration_s": 9.0, "caption": "a lighthouse in a storm"}]}),
+        ),
+    );
+    let (status, stats) = http(b.port, "GET", "/v1/stats", None);
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(stats["indexed"], 41, "{stats}");
+    let (items, _) = page(b.port, "f0", 10, None);
+    assert!(!items.is_empty());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("not swapped in"), "{text}");
+    drop(a);
 }

@@ -642,6 +642,34 @@ impl Engine {
         Ok(snap.catalog_version())
     }
 
+    /// Takes the index file at `path` (another process's snapshot, of this store's
+    /// catalogue at an older or equal version) as the vector index while serving: it is
+    /// loaded and brought up to the catalogue outside every lock, then brought up to the
+    /// last write and swapped in under the catalog mutex, so every search sees the old
+    /// index or the new one, whole, and a video written after the snapshot is searchable
+    /// in it at once. `Ok(Some(version))`: swapped, answering the snapshot's version;
+    /// `Ok(None)`: a compaction of this index was running (try again later). A file
+    /// that does not load, or a catalogue log that no longer reaches back to it, is an
+    /// error and changes nothing.
+    pub fn adopt_index_file(&self, path: &Path) -> Result<Option<u64>> {
+        let (build, search) = (self.config.index.build, self.config.index.search);
+        let loaded = VideoIndex::load(path, self.parser.encoder().dim(), build, search)
+            .map_err(ann_error)?;
+        let version = loaded.applied_version();
+        let unusable = |reason: String| Error::Unavailable {
+            what: format!("index snapshot {}: {reason}", path.display()),
+        };
+        replay(&*self.store, &loaded)?.map_err(unusable)?;
+        loaded.share_ids(|id| self.store.intern_video(id));
+        let _catalog = lock(&self.catalog);
+        replay(&*self.store, &loaded)?.map_err(unusable)?;
+        if !self.index.replace_with(loaded) {
+            return Ok(None);
+        }
+        self.index.index().compact_if_needed();
+        Ok(Some(version))
+    }
+
     /// How [`Engine::open`] got the vector index: loaded from its file (and how many
     /// changed videos were replayed onto it) or rebuilt, and why.
     pub fn index_open(&self) -> &IndexOpen {
