@@ -502,17 +502,17 @@ fn wait_for_snapshot(dir: &std::path::Path, wanted: impl Fn((u64, u64)) -> bool)
     }
 }
 
-/// Waits (up to a minute) until `log` holds a line containing `needle`; answers it.
-fn wait_for_line(log: &std::path::Path, needle: &str) -> String {
+/// Waits (up to a minute) until `log` holds a line `wanted` accepts; answers it.
+fn wait_for_line(log: &std::path::Path, wanted: impl Fn(&str) -> bool) -> String {
     let start = std::time::Instant::now();
     loop {
         let text = std::fs::read_to_string(log).unwrap_or_default();
-        if let Some(line) = text.lines().find(|l| l.contains(needle)) {
+        if let Some(line) = text.lines().find(|l| wanted(l)) {
             return line.to_owned();
         }
         assert!(
             start.elapsed() < std::time::Duration::from_secs(60),
-            "no {needle:?} in {}:\n{text}",
+            "no such line in {}:\n{text}",
             log.display()
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
@@ -551,9 +551,20 @@ fn a_serving_replica_swaps_in_the_leaders_newer_snapshot_and_keeps_later_uploads
     // The leader's graph holds the 40 videos once rebuilt, and it publishes that (a
     // snapshot taken before the rebuild may come first, and be swapped in first).
     wait_for_snapshot(&snapshots.join(&ns), |(v, c)| v == 1 && c > 0);
-    let line = wait_for_line(&log, "graph_nodes=40");
-    assert!(line.contains("index snapshot swapped in"), "{line}");
-    assert!(line.contains("live_segment=0"), "{line}");
+    // A graph the follower would not have built (a snapshot taken before the leader's
+    // rebuild may be swapped in first), holding what its live segment lacks.
+    let field = |line: &str, name: &str| -> usize {
+        let at = line.find(&format!(" {name}=")).unwrap() + name.len() + 2;
+        line[at..].split(' ').next().unwrap().parse().unwrap()
+    };
+    let line = wait_for_line(&log, |l| {
+        l.contains("index snapshot swapped in catalog_version=1") && field(l, "graph_nodes") > 0
+    });
+    assert_eq!(
+        field(&line, "graph_nodes") + field(&line, "live_segment"),
+        40,
+        "{line}"
+    );
     // The follower serves on the swapped index: an upload made through it afterwards is
     // in its index at once, and its feeds answer.
     let now = steerfeed::Timestamp::now().to_string();

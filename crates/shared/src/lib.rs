@@ -484,19 +484,24 @@ impl SharedStore {
 
     /// The change log's version and the stream's last sequence.
     async fn heads(&self) -> Result<(u64, u64)> {
+        // The simple protocol: one round trip (an extended query would prepare first).
         let version = async {
-            self.reader()
+            let rows = self
+                .reader()
                 .await?
-                .query_one(
-                    &format!(
-                        "SELECT version FROM {}.change_meta WHERE id = 1",
-                        self.schema
-                    ),
-                    &[],
-                )
+                .simple_query(&format!(
+                    "SELECT version FROM {}.change_meta WHERE id = 1",
+                    self.schema
+                ))
                 .await
-                .map(|r| r.get::<_, i64>(0) as u64)
-                .map_err(pg_error)
+                .map_err(pg_error)?;
+            rows.iter()
+                .find_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0),
+                    _ => None,
+                })
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or_else(|| Error::internal("change log", "no version row"))
         };
         let seq = async {
             self.stream
