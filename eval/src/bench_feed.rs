@@ -106,7 +106,7 @@ pub struct FeedArgs {
     /// Rebuild the store even when a complete cached one exists.
     #[arg(long)]
     pub fresh: bool,
-    /// Run on the shared backend (PostgreSQL and NATS JetStream, `[shared]`; throwaway
+    /// Run on the shared backend (PostgreSQL, NATS JetStream and Redis, `[shared]`; throwaway
     /// servers started for the run when none are configured), loading the world afresh
     /// into a new namespace: needs the binary built with the `shared` feature.
     #[arg(long)]

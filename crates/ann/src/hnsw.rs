@@ -442,8 +442,15 @@ impl HnswIndex {
     /// in one step: a search sees one or the other, whole. The swap counts as a rebuild
     /// (so a save that compares rebuilds writes the new graph). False, changing nothing,
     /// while a compaction runs (it would build on the old contents: try again later),
-    /// when `other` is shared, or when its dimension differs.
+    /// when `other` is shared (its own compaction runs), or when its dimension differs.
     pub fn replace_with(&self, other: HnswIndex) -> bool {
+        // The old contents are freed here, after the lock.
+        self.swap_with(other).is_some()
+    }
+
+    /// [`HnswIndex::replace_with`], answering the old contents (for the caller to free
+    /// once its own locks are released).
+    pub(crate) fn swap_with(&self, other: HnswIndex) -> Option<State> {
         if other.shared.dim != self.shared.dim
             || self
                 .shared
@@ -451,18 +458,15 @@ impl HnswIndex {
                 .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
                 .is_err()
         {
-            return false;
+            return None;
         }
-        let replaced = match Arc::try_unwrap(other.shared) {
-            Ok(theirs) => {
-                *self.write() = theirs.state.into_inner();
-                self.shared.compactions.fetch_add(1, Ordering::AcqRel);
-                true
-            }
-            Err(_) => false,
-        };
+        let old = Arc::try_unwrap(other.shared).ok().map(|theirs| {
+            let old = std::mem::replace(&mut *self.write(), theirs.state.into_inner());
+            self.shared.compactions.fetch_add(1, Ordering::AcqRel);
+            old
+        });
         self.shared.compacting.store(false, Ordering::Release);
-        replaced
+        old
     }
 
     /// True while a compaction runs.

@@ -207,19 +207,23 @@ impl VideoIndex {
     /// everywhere). False, changing nothing, while a compaction runs or when the
     /// dimensions differ.
     pub fn replace_with(&self, other: VideoIndex) -> bool {
-        let mut ids = self.write();
         let VideoIndex {
             index,
             ids: theirs,
             applied,
         } = other;
-        if !self.index.replace_with(index) {
-            return false;
-        }
-        *ids = theirs
+        let theirs = theirs
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut ids = self.write();
+        let Some(old_state) = self.index.swap_with(index) else {
+            return false;
+        };
+        let old_ids = std::mem::replace(&mut *ids, theirs);
         self.applied.store(applied.into_inner(), Ordering::Release);
+        drop(ids);
+        // Freed after the locks, not while searches wait on them.
+        drop((old_state, old_ids));
         true
     }
 
@@ -819,33 +823,57 @@ mod replace_tests {
         let data = clustered(900, DIM, 6, 0.5, 9);
         let old = index_of(&data, 0..300, 4);
         let new = index_of(&data, 200..900, 9);
-        // Searches run on other threads while the contents change: each answers from
-        // the old index (v0..v299) or the new (v200..v899), never from a mix that
-        // would name a video neither holds, and never fails.
+        // Searches run on other threads while the contents change. The old index holds
+        // v0..v299 and the new v200..v899: a hit below 200 can only come from the old, one
+        // from 300 on only from the new, and no search may show both. Each thread's first
+        // search runs before the swap (the swap waits for it) and its last after (it
+        // starts once the swap is done), so each sees both indexes.
+        let started = std::sync::atomic::AtomicUsize::new(0);
         let stop = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|scope| {
-            for t in 0..2 {
-                let (old, data, stop) = (&old, &data, &stop);
-                scope.spawn(move || {
-                    let mut n = 0;
-                    while !stop.load(Ordering::Acquire) || n < 50 {
-                        let i = (t * 131 + n * 17) % 900;
-                        let hits = old.search(&data[i * DIM..(i + 1) * DIM], 10, None).unwrap();
-                        assert_eq!(hits.len(), 10);
-                        let numbers: Vec<usize> = hits
-                            .iter()
-                            .map(|h| h.video.as_str()[1..].parse().unwrap())
-                            .collect();
-                        let all_old = numbers.iter().all(|&k| k < 300);
-                        let all_new = numbers.iter().all(|&k| (200..900).contains(&k));
-                        assert!(all_old || all_new, "{numbers:?}");
-                        n += 1;
-                    }
-                });
+            let threads: Vec<_> = (0..2)
+                .map(|t| {
+                    let (old, data, stop, started) = (&old, &data, &stop, &started);
+                    scope.spawn(move || {
+                        let (mut saw_old, mut saw_new) = (false, false);
+                        for n in 0.. {
+                            let done = stop.load(Ordering::Acquire);
+                            // Near v0..v99 early on, near v600..v899 at the end.
+                            let i = if done {
+                                600 + (t * 131 + n * 17) % 300
+                            } else {
+                                (t * 37 + n * 11) % 100
+                            };
+                            let hits = old.search(&data[i * DIM..(i + 1) * DIM], 10, None).unwrap();
+                            assert_eq!(hits.len(), 10);
+                            let numbers: Vec<usize> = hits
+                                .iter()
+                                .map(|h| h.video.as_str()[1..].parse().unwrap())
+                                .collect();
+                            let from_old = numbers.iter().any(|&k| k < 200);
+                            let from_new = numbers.iter().any(|&k| k >= 300);
+                            assert!(!(from_old && from_new), "a mix: {numbers:?}");
+                            saw_old |= from_old;
+                            saw_new |= from_new;
+                            if n == 0 {
+                                started.fetch_add(1, Ordering::AcqRel);
+                            }
+                            if done {
+                                break;
+                            }
+                        }
+                        (saw_old, saw_new)
+                    })
+                })
+                .collect();
+            while started.load(Ordering::Acquire) < 2 {
+                std::thread::yield_now();
             }
-            std::thread::sleep(std::time::Duration::from_millis(20));
             assert!(old.replace_with(new));
             stop.store(true, Ordering::Release);
+            for t in threads {
+                assert_eq!(t.join().unwrap(), (true, true), "each thread saw both");
+            }
         });
         assert_eq!(old.len(), 700);
         assert_eq!(old.applied_version(), 9);

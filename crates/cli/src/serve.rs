@@ -213,7 +213,7 @@ fn open_shared(config: &SidecarConfig) -> anyhow::Result<(Engine, Option<Job>)> 
 }
 
 /// Every `interval`: while this replica leads the deployment, writes a snapshot of its
-/// index when the catalogue moved since the last one; otherwise takes a snapshot newer
+/// index when the catalogue moved or the graph changed since the last one; otherwise takes a snapshot newer
 /// than the last it took (`adopted`, the one it started from) as its index, while
 /// serving, so that its graph follows the leader's rebuilds.
 #[cfg(feature = "shared")]
@@ -246,12 +246,22 @@ fn snapshot_loop(
         if last == Some(now) {
             continue;
         }
+        // Newer than every snapshot of its version, whoever led before: the followers
+        // take the newest.
+        let floor = match snapshots.list() {
+            Ok(all) => all.last().map(|(s, _)| s.changes + 1),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the index snapshots");
+                continue;
+            }
+        };
         let written = snapshots.publish(|path| {
             let version = engine.snapshot_index(path)?;
-            Ok(steerfeed_shared::snapshots::Stamp {
-                version,
-                changes: now.1,
-            })
+            let changes = match floor {
+                Some(f) => now.1.max(f),
+                None => now.1,
+            };
+            Ok(steerfeed_shared::snapshots::Stamp { version, changes })
         });
         match written {
             Ok(stamp) => {
@@ -269,8 +279,9 @@ fn snapshot_loop(
 }
 
 /// Takes the newest snapshot at most this replica's catalogue version when it is newer
-/// than `adopted`; answers the snapshot now adopted (or tried: one that cannot be taken
-/// is not tried again).
+/// than `adopted` and not older than this replica's index (whose saves trim the
+/// catalogue log an older one would replay); answers the snapshot now adopted (or tried:
+/// one that cannot be taken is not tried again, unless a server was unavailable).
 #[cfg(feature = "shared")]
 fn adopt_newer_snapshot(
     store: &steerfeed_shared::SharedStore,
@@ -287,7 +298,12 @@ fn adopt_newer_snapshot(
         return adopted;
     }
     let newest = match snapshots.newest_at_most(store.catalog_version()) {
-        Ok(Some((stamp, path))) if adopted.is_none_or(|a| stamp > a) => (stamp, path),
+        Ok(Some((stamp, path)))
+            if adopted.is_none_or(|a| stamp > a)
+                && stamp.version >= engine.index_catalog_version() =>
+        {
+            (stamp, path)
+        }
         Ok(_) => return adopted,
         Err(e) => {
             tracing::warn!(error = %e, "cannot list the index snapshots");
@@ -312,7 +328,10 @@ fn adopt_newer_snapshot(
         Ok(None) => adopted,
         Err(e) => {
             tracing::warn!(error = %e, snapshot = %newest.1.display(), "index snapshot not swapped in");
-            Some(newest.0)
+            match e.class() {
+                steerfeed::ErrorClass::Unavailable => adopted,
+                _ => Some(newest.0),
+            }
         }
     }
 }

@@ -652,9 +652,33 @@ impl Engine {
     /// that does not load, or a catalogue log that no longer reaches back to it, is an
     /// error and changes nothing.
     pub fn adopt_index_file(&self, path: &Path) -> Result<Option<u64>> {
-        let (build, search) = (self.config.index.build, self.config.index.search);
-        let loaded = VideoIndex::load(path, self.parser.encoder().dim(), build, search)
-            .map_err(ann_error)?;
+        // No background work on the loaded index while it is replayed (a compaction would
+        // hold it, and the swap needs it alone): thresholds it never reaches. Swapped in,
+        // its contents fall under this index's own.
+        let build = steerfeed_ann::HnswBuildParams {
+            max_live: 0,
+            max_tombstone_ratio: 1.0,
+            ..self.config.index.build
+        };
+        // Read from a copy in the store's directory: an int8 index maps its exact vectors
+        // from the file it loaded, which must not be one another machine deletes. The
+        // copy's name goes once it is loaded (the map holds the file).
+        let copy = self
+            .config
+            .store
+            .path
+            .join(format!("{INDEX_FILE}.adopting"));
+        std::fs::copy(path, &copy).map_err(|e| Error::Unavailable {
+            what: format!("copying index snapshot {}: {e}", path.display()),
+        })?;
+        let loaded = VideoIndex::load(
+            &copy,
+            self.parser.encoder().dim(),
+            build,
+            self.config.index.search,
+        );
+        let _ = std::fs::remove_file(&copy);
+        let loaded = loaded.map_err(ann_error)?;
         let version = loaded.applied_version();
         let unusable = |reason: String| Error::Unavailable {
             what: format!("index snapshot {}: {reason}", path.display()),
@@ -679,6 +703,11 @@ impl Engine {
     /// The file the vector index is saved to (for tools that report its size).
     pub fn index_file(&self) -> PathBuf {
         self.config.store.path.join(INDEX_FILE)
+    }
+
+    /// The catalog version the vector index reflects (every change up to it reached it).
+    pub fn index_catalog_version(&self) -> u64 {
+        self.index.applied_version()
     }
 
     /// Counts and sizes of the vector index.
@@ -727,25 +756,24 @@ impl Engine {
     }
 
     pub(crate) fn known(&self, id: &UserId) -> Result<User> {
-        if let Some(u) = self.store.user(id)? {
-            return Ok(u);
-        }
-        // Created through another process sharing the store, perhaps: known here at once.
-        self.catch_up()?;
-        self.store
-            .user(id)?
+        self.caught_up_read(|| self.store.user(id))?
             .ok_or_else(|| Error::not_found(Entity::User, id))
     }
 
     /// The stored video `id` (deleted or not), read as [`Engine::known`] reads a user.
     pub(crate) fn known_video(&self, id: &VideoId) -> Result<Arc<Video>> {
-        if let Some(v) = self.store.video(id)? {
-            return Ok(v);
+        self.caught_up_read(|| self.store.video(id))?
+            .ok_or_else(|| Error::not_found(Entity::Video, id))
+    }
+
+    /// `read`, and on a miss `read` again once caught up: what another process sharing
+    /// the store created is known here at once.
+    fn caught_up_read<T>(&self, read: impl Fn() -> Result<Option<T>>) -> Result<Option<T>> {
+        if let Some(found) = read()? {
+            return Ok(Some(found));
         }
         self.catch_up()?;
-        self.store
-            .video(id)?
-            .ok_or_else(|| Error::not_found(Entity::Video, id))
+        read()
     }
 
     /// `user` follows `creator`.
@@ -1319,12 +1347,15 @@ impl Engine {
     /// Reserves a teen's daily items for this page (`Storage::reserve_items`, counted
     /// across every process the store is shared by) and lowers what the context leaves
     /// them to the grant, so the gates and the page cap read one count that racing pages
-    /// cannot both spend. Nothing for adults, nor for a teen whose reported count has
-    /// reached the cap already (the gate stops that request).
+    /// cannot both spend. Nothing for adults, nor for a request a gate stops anyway (a
+    /// reported count at the cap already, bedtime, the scroll cap).
     fn reserve_items(&self, ctx: &mut FeedContext) -> Result<Option<ItemGrant>> {
+        use steerfeed_rank::throttles::{daily_limit_reached, is_bedtime, scroll_cap_reached};
         let cfg = &self.config.rank.wellbeing;
         if ctx.user.age_band != AgeBand::Teen
-            || steerfeed_rank::throttles::daily_limit_reached(cfg, ctx)
+            || daily_limit_reached(cfg, ctx)
+            || is_bedtime(cfg, ctx)
+            || scroll_cap_reached(ctx)
         {
             return Ok(None);
         }

@@ -1,5 +1,5 @@
-//! What the shared backend adds to a request, against throwaway PostgreSQL and NATS
-//! servers on loopback (NATS fsyncing every message): a catch-up with nothing new (what
+//! What the shared backend adds to a request, against throwaway PostgreSQL, NATS and
+//! Redis servers on loopback (NATS fsyncing every message): a catch-up with nothing new (what
 //! every feed pays first), recording a served page (one JetStream message, applied back),
 //! a revocation (one PostgreSQL transaction), and ingest throughput through one process
 //! in batches of 48 events. Run with `cargo bench -p steerfeed-shared`.

@@ -10,7 +10,8 @@
 //! Every key of a person carries the same hash tag (`{…}`, a digest of their id: ids may
 //! hold braces), so their keys live in one slot and a script may change them together
 //! on a Redis Cluster; a key without it would fail there with `CROSSSLOT`, which the
-//! cluster test would catch. Only the scripts below change them.
+//! cluster test would catch. Only the scripts below change them (and an erasure deletes
+//! them).
 
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
@@ -34,9 +35,19 @@ local id = redis.call('HINCRBY', KEYS[2], '#', 1)
 if granted > 0 then
   redis.call('HSET', KEYS[2], id, ARGV[1] .. ' ' .. granted)
 end
-if redis.call('HLEN', KEYS[1]) > 2 then
+if redis.call('HLEN', KEYS[1]) > 3 then
   for _, day in ipairs(redis.call('HKEYS', KEYS[1])) do
     if day < ARGV[6] then redis.call('HDEL', KEYS[1], day) end
+  end
+end
+-- A page that served all it was granted gives nothing back, so its grant stays open:
+-- grants of days no longer kept leave here.
+if redis.call('HLEN', KEYS[2]) > 64 then
+  local all = redis.call('HGETALL', KEYS[2])
+  for i = 1, #all, 2 do
+    if all[i] ~= '#' and string.sub(all[i + 1], 1, #ARGV[6]) < ARGV[6] then
+      redis.call('HDEL', KEYS[2], all[i])
+    end
   end
 end
 redis.call('EXPIRE', KEYS[1], ARGV[5])
@@ -76,9 +87,20 @@ pub(crate) struct Counters {
     release: redis::Script,
 }
 
+/// A server that cannot be reached (or answers that it cannot serve) is `Unavailable`;
+/// anything else (a script error, an answer of the wrong shape) is a bug: `Internal`.
 fn redis_error(e: redis::RedisError) -> Error {
-    Error::Unavailable {
-        what: format!("redis: {e}"),
+    if e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_cluster_error()
+    {
+        Error::Unavailable {
+            what: format!("redis: {e}"),
+        }
+    } else {
+        Error::internal("redis", e)
     }
 }
 
@@ -125,20 +147,19 @@ impl Counters {
         .map_err(redis_error)
     }
 
-    /// Answers once Redis does.
-    pub(crate) async fn ping(&self) -> Result<()> {
-        let cmd = redis::cmd("PING");
-        let pong: String = match self.conn.clone() {
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
+        match self.conn.clone() {
             Conn::Single(mut c) => cmd.query_async(&mut c).await,
             Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
         }
-        .map_err(redis_error)?;
+        .map_err(redis_error)
+    }
+
+    /// Answers once Redis does.
+    pub(crate) async fn ping(&self) -> Result<()> {
+        let pong: String = self.query(&redis::cmd("PING")).await?;
         if pong != "PONG" {
-            return Err(redis_error(redis::RedisError::from((
-                redis::ErrorKind::Parse,
-                "PING answered",
-                pong,
-            ))));
+            return Err(Error::internal("redis", format!("PING answered {pong}")));
         }
         Ok(())
     }
@@ -190,11 +211,7 @@ impl Counters {
         for k in self.keys(user) {
             cmd.arg(k);
         }
-        let _removed: u64 = match self.conn.clone() {
-            Conn::Single(mut c) => cmd.query_async(&mut c).await,
-            Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
-        }
-        .map_err(redis_error)?;
+        let _removed: u64 = self.query(&cmd).await?;
         Ok(())
     }
 }

@@ -1,5 +1,5 @@
 //! steerfeed's shared backend: several `steerfeed` processes serving one app from one
-//! PostgreSQL database and one NATS JetStream stream.
+//! PostgreSQL database, one NATS JetStream stream and one Redis (a server or a cluster).
 //!
 //! - **PostgreSQL is the system of record** of what the app says about its catalogue and
 //!   its people: every write (videos, deletions, accounts, follows, blocks and mutes,
@@ -74,7 +74,8 @@ use tokio_postgres::GenericClient;
 use change::Change;
 use seal::{KeyId, PersonKey};
 
-/// How long a write's or a catch-up's calls to PostgreSQL and NATS may take in all.
+/// How long a write's or a catch-up's calls to PostgreSQL and NATS may take in all, and
+/// how long a call to Redis may take.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long JetStream remembers a batch's message id to drop a retry of it.

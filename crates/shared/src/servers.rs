@@ -126,11 +126,7 @@ pub struct OwnServers {
 impl OwnServers {
     /// Starts all three, on free loopback ports, from a new temporary directory.
     pub fn start() -> std::result::Result<OwnServers, String> {
-        remove_stale_dirs();
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("{DIR_PREFIX}{}-", std::process::id()))
-            .tempdir()
-            .map_err(|e| format!("temporary directory: {e}"))?;
+        let dir = servers_dir()?;
         let (pg_port, nats_port, redis_port) = (free_port()?, free_port()?, free_port()?);
         init_postgres(dir.path())?;
         let mut own = OwnServers {
@@ -226,6 +222,16 @@ const PG_USER: &str = "steerfeed";
 
 /// The start of the servers' directory names; the process id follows.
 const DIR_PREFIX: &str = "steerfeed-servers-";
+
+/// A new directory for servers of this process (after removing those of processes that
+/// ended).
+fn servers_dir() -> std::result::Result<tempfile::TempDir, String> {
+    remove_stale_dirs();
+    tempfile::Builder::new()
+        .prefix(&format!("{DIR_PREFIX}{}-", std::process::id()))
+        .tempdir()
+        .map_err(|e| format!("temporary directory: {e}"))
+}
 
 /// Removes the directories of servers whose process has ended (a process ends without
 /// dropping what a static holds).
@@ -537,11 +543,7 @@ pub struct RedisCluster {
 impl RedisCluster {
     /// Starts `masters` nodes (at least 3, as Redis requires) and joins them.
     pub fn start(masters: usize) -> std::result::Result<RedisCluster, String> {
-        remove_stale_dirs();
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("{DIR_PREFIX}{}-", std::process::id()))
-            .tempdir()
-            .map_err(|e| format!("temporary directory: {e}"))?;
+        let dir = servers_dir()?;
         let ports = (0..masters)
             .map(|_| free_port())
             .collect::<std::result::Result<Vec<_>, _>>()?;

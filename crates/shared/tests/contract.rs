@@ -1,5 +1,5 @@
 //! The store contracts (`steerfeed_store::contract`) against the shared backend, each on
-//! a fresh namespace of one pair of throwaway servers (PostgreSQL and NATS JetStream).
+//! a fresh namespace of one set of throwaway servers (PostgreSQL, NATS JetStream, Redis).
 
 use steerfeed_shared::servers::Servers;
 use steerfeed_shared::{SharedOptions, SharedStore};

@@ -19,6 +19,16 @@ struct Ledger {
     open: HashMap<u64, u32>,
 }
 
+impl Ledger {
+    fn new(day: Date) -> Self {
+        Ledger {
+            day,
+            reserved: 0,
+            open: HashMap::new(),
+        }
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct ServedItems {
     inner: Mutex<State>,
@@ -28,7 +38,7 @@ pub(crate) struct ServedItems {
 struct State {
     people: HashMap<UserId, Ledger>,
     next_id: u64,
-    /// The newest day seen: ledgers older than the day before it leave when it moves.
+    /// The newest day seen: ledgers older than two days before it leave when it moves.
     newest: Option<Date>,
 }
 
@@ -50,21 +60,16 @@ impl ServedItems {
         let id = st.next_id;
         if st.newest.is_none_or(|d| d < day) {
             st.newest = Some(day);
-            // Time zones put people up to a day apart: keep yesterday's ledgers.
-            let keep = day.yesterday().unwrap_or(day);
+            // Time zones put people up to two dates apart (UTC+14 and UTC-11).
+            let keep = day.checked_sub(jiff::Span::new().days(2)).unwrap_or(day);
             st.people.retain(|_, l| l.day >= keep);
         }
-        let ledger = st.people.entry(user.clone()).or_insert_with(|| Ledger {
-            day,
-            reserved: 0,
-            open: HashMap::new(),
-        });
+        let ledger = st
+            .people
+            .entry(user.clone())
+            .or_insert_with(|| Ledger::new(day));
         if ledger.day < day {
-            *ledger = Ledger {
-                day,
-                reserved: 0,
-                open: HashMap::new(),
-            };
+            *ledger = Ledger::new(day);
         }
         if ledger.day > day {
             // A day older than the person's latest (a clock behind another's): nothing
