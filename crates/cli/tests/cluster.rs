@@ -338,16 +338,7 @@ fn a_replica_started_later_takes_the_newest_index_snapshot_and_replays_uploads_s
     // No more snapshots: the upload below comes after the newest one.
     drop((a, b));
     let d = replica(&ns, &dir.path().join("d"));
-    let now = steerfeed::Timestamp::now().to_string();
-    ok(
-        d.port,
-        "PUT",
-        "/v1/videos",
-        Some(
-            &json!({"videos": [{"id": "late", "creator": "cr0", "created_at": now,
-            "duration_s": 9.0, "caption": "a lighthouse in a storm"}]}),
-        ),
-    );
+    upload_late(d.port);
     let log = dir.path().join("c.log");
     let mut env_c = env.to_vec();
     env_c.push(("RUST_LOG", "info"));
@@ -368,6 +359,14 @@ fn a_replica_started_later_takes_the_newest_index_snapshot_and_replays_uploads_s
     let newest = snapshot_stamps(&snapshots, &ns).into_iter().max().unwrap();
     assert_eq!(newest.0, 1, "no snapshot holds the upload");
     drop(d);
+}
+
+/// Uploads the video `late` by `cr0` through `port`.
+fn upload_late(port: u16) {
+    let now = steerfeed::Timestamp::now().to_string();
+    let video = json!({"id": "late", "creator": "cr0", "created_at": now,
+        "duration_s": 9.0, "caption": "a lighthouse in a storm"});
+    ok(port, "PUT", "/v1/videos", Some(&json!({"videos": [video]})));
 }
 
 /// A time zone where it is about noon now (`Etc/GMT±N`, whose sign is inverted): a teen
@@ -565,16 +564,7 @@ fn a_serving_replica_swaps_in_the_leaders_newer_snapshot_and_keeps_later_uploads
     );
     // The follower serves on the swapped index: an upload made through it afterwards is
     // in its index at once, and its feeds answer.
-    let now = steerfeed::Timestamp::now().to_string();
-    ok(
-        b.port,
-        "PUT",
-        "/v1/videos",
-        Some(
-            &json!({"videos": [{"id": "late", "creator": "cr0", "created_at": now,
-            "duration_s": 9.0, "caption": "a lighthouse in a storm"}]}),
-        ),
-    );
+    upload_late(b.port);
     let (status, stats) = http(b.port, "GET", "/v1/stats", None);
     assert_eq!(status, 200, "{stats}");
     assert_eq!(stats["indexed"], 41, "{stats}");

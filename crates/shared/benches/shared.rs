@@ -1,8 +1,9 @@
 //! What the shared backend adds to a request, against throwaway PostgreSQL, NATS and
 //! Redis servers on loopback (NATS fsyncing every message): a catch-up with nothing new (what
 //! every feed pays first), recording a served page (one JetStream message, applied back),
-//! a revocation (one PostgreSQL transaction), and ingest throughput through one process
-//! in batches of 48 events. Run with `cargo bench -p steerfeed-shared`.
+//! a revocation (one PostgreSQL transaction), a teen's page reserving its items and
+//! giving some back (two Redis scripts), and ingest throughput through one process in
+//! batches of 48 events. Run with `cargo bench -p steerfeed-shared`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -68,6 +69,19 @@ fn bench(c: &mut Criterion) {
             store
                 .revoke_consent(&user, &Revocation::Video(world.videos[i].id.clone()))
                 .unwrap()
+        })
+    });
+    let day = AtomicU64::new(0);
+    let first = jiff::civil::date(2026, 1, 1);
+    c.bench_function("reserve_and_release_items", |b| {
+        b.iter(|| {
+            // A new day every 30 pages: the cap never stops the reservations.
+            let d = day.fetch_add(1, Ordering::Relaxed) / 30;
+            let on = first
+                .checked_add(jiff::Span::new().days(d as i64 % 3_000))
+                .unwrap();
+            let g = store.reserve_items(&user, on, 0, 10, 300).unwrap();
+            store.release_items(&user, &g, 3).unwrap()
         })
     });
     let key = AtomicU64::new(0);

@@ -182,7 +182,8 @@ fn lock_keys(m: &std::sync::Mutex<KeyCache>) -> std::sync::MutexGuard<'_, KeyCac
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-type PendingPages = Vec<async_nats::jetstream::context::PublishAckFuture>;
+/// Pages sent, with their viewers, whose acknowledgement no one has waited for yet.
+type PendingPages = Vec<(UserId, async_nats::jetstream::context::PublishAckFuture)>;
 
 fn lock_pages(m: &std::sync::Mutex<PendingPages>) -> std::sync::MutexGuard<'_, PendingPages> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -1152,10 +1153,30 @@ impl SharedStore {
     /// Applies the pages this process published and has not applied yet, so that a
     /// read of someone's serving state after their page was recorded sees it.
     fn settle(&self) -> Result<()> {
-        let pending: Vec<_> = std::mem::take(&mut *lock_pages(&self.pending_pages));
+        self.settle_for(None)
+    }
+
+    /// Waits for the acknowledgements of the pages this process sent to `user` (every
+    /// page with `None`) and applies the stream up to them: a read of someone's serving
+    /// state then holds every page served to them, without waiting on others' pages (a
+    /// page changes only its viewer's state).
+    fn settle_for(&self, user: Option<&UserId>) -> Result<()> {
+        let pending: Vec<_> = {
+            let mut all = lock_pages(&self.pending_pages);
+            match user {
+                None => std::mem::take(&mut *all),
+                Some(u) => {
+                    let (mine, others) = std::mem::take(&mut *all)
+                        .into_iter()
+                        .partition(|(viewer, _)| viewer == u);
+                    *all = others;
+                    mine
+                }
+            }
+        };
         if !pending.is_empty() {
             self.block("nats", async {
-                for ack in pending {
+                for (_, ack) in pending {
                     match ack.await {
                         Ok(ack) => {
                             self.unapplied.fetch_max(ack.sequence, Ordering::AcqRel);
@@ -1346,12 +1367,12 @@ impl Storage for SharedStore {
     }
 
     fn wellbeing(&self, user: &UserId, now: Timestamp) -> Result<steerfeed_core::WellbeingState> {
-        self.settle()?;
+        self.settle_for(Some(user))?;
         Storage::wellbeing(&self.mirror, user, now)
     }
 
     fn load_viewer(&self, user: &UserId, now: Timestamp) -> Result<steerfeed_core::Viewer> {
-        self.settle()?;
+        self.settle_for(Some(user))?;
         Storage::load_viewer(&self.mirror, user, now)
     }
 
@@ -1360,7 +1381,7 @@ impl Storage for SharedStore {
     }
 
     fn seen(&self, user: &UserId) -> Result<Vec<(VideoId, Timestamp)>> {
-        self.settle()?;
+        self.settle_for(Some(user))?;
         Storage::seen(&self.mirror, user)
     }
 
@@ -1375,8 +1396,9 @@ impl Storage for SharedStore {
         };
         let payload = serde_json::to_vec(&message).map_err(|e| Error::internal("page", e))?;
         // Sent, not waited on (a page record may be lost, as the embedded store's may):
-        // the next read of serving state in this process waits for its acknowledgement
-        // and applies it, another process's next catch-up finds it in the stream.
+        // the next read of this viewer's serving state in this process waits for its
+        // acknowledgement and applies it, another process's next catch-up finds it in
+        // the stream.
         let sent = self.block(
             "nats",
             self.send_unacked("page", None, vec![(user, payload)], false),
@@ -1384,7 +1406,7 @@ impl Storage for SharedStore {
         match sent {
             Ok(ack) => {
                 let mut pending = lock_pages(&self.pending_pages);
-                pending.push(ack);
+                pending.push((user.clone(), ack));
                 let full = pending.len() >= MAX_PENDING_PAGES;
                 drop(pending);
                 if full {
@@ -1492,7 +1514,7 @@ impl Storage for SharedStore {
     }
 
     fn export_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<steerfeed_core::Record>> {
-        self.settle()?;
+        self.settle_for(Some(user))?;
         Storage::export_user(&self.mirror, user, now)
     }
 
