@@ -1236,6 +1236,9 @@ async fn create_schema(client: &mut tokio_postgres::Client, schema: &str) -> Res
 
 impl Drop for SharedStore {
     fn drop(&mut self) {
+        // Pages whose acknowledgement no one waited for let go while their client's
+        // tasks still run (what the stream took stays there).
+        lock_pages(&self.pending_pages).clear();
         if let Some(rt) = self.rt.take() {
             rt.shutdown_background();
         }
@@ -1536,8 +1539,9 @@ impl Storage for SharedStore {
     }
 
     fn flush(&self) -> Result<()> {
-        // Every write is durable in PostgreSQL or JetStream when it returns.
-        self.check()
+        // Every write is durable in PostgreSQL or JetStream when it returns; the pages
+        // sent are once acknowledged.
+        self.settle()
     }
 
     fn is_warm(&self) -> bool {
