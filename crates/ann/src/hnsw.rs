@@ -440,16 +440,10 @@ impl HnswIndex {
 
     /// Replaces this index's contents with `other`'s (an index loaded from a newer file)
     /// in one step: a search sees one or the other, whole. The swap counts as a rebuild
-    /// (so a save that compares rebuilds writes the new graph). False, changing nothing,
+    /// (so a save that compares rebuilds writes the new graph). Answers the old contents,
+    /// for the caller to free once its own locks are released; `None`, changing nothing,
     /// while a compaction runs (it would build on the old contents: try again later),
     /// when `other` is shared (its own compaction runs), or when its dimension differs.
-    pub fn replace_with(&self, other: HnswIndex) -> bool {
-        // The old contents are freed here, after the lock.
-        self.swap_with(other).is_some()
-    }
-
-    /// [`HnswIndex::replace_with`], answering the old contents (for the caller to free
-    /// once its own locks are released).
     pub(crate) fn swap_with(&self, other: HnswIndex) -> Option<State> {
         if other.shared.dim != self.shared.dim
             || self

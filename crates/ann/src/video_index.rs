@@ -203,9 +203,9 @@ impl VideoIndex {
 
     /// Replaces this index's contents, id map and applied catalog version with `other`'s
     /// (an index loaded from a snapshot and brought up to the catalogue), in one step for
-    /// every search ([`HnswIndex::replace_with`]; the id map's lock is taken first, as
-    /// everywhere). False, changing nothing, while a compaction runs or when the
-    /// dimensions differ.
+    /// every search (`HnswIndex::swap_with`; the id map's lock is taken first, as
+    /// everywhere). False, changing nothing, while a compaction of either index runs or
+    /// when the dimensions differ.
     pub fn replace_with(&self, other: VideoIndex) -> bool {
         let VideoIndex {
             index,

@@ -213,9 +213,9 @@ fn open_shared(config: &SidecarConfig) -> anyhow::Result<(Engine, Option<Job>)> 
 }
 
 /// Every `interval`: while this replica leads the deployment, writes a snapshot of its
-/// index when the catalogue moved or the graph changed since the last one; otherwise takes a snapshot newer
-/// than the last it took (`adopted`, the one it started from) as its index, while
-/// serving, so that its graph follows the leader's rebuilds.
+/// index when the catalogue moved or the graph changed since the last one; otherwise
+/// takes a snapshot newer than the last it took (`adopted`, the one it started from) as
+/// its index, while serving, so that its graph follows the leader's rebuilds.
 #[cfg(feature = "shared")]
 fn snapshot_loop(
     store: &steerfeed_shared::SharedStore,
@@ -246,22 +246,11 @@ fn snapshot_loop(
         if last == Some(now) {
             continue;
         }
-        // Newer than every snapshot of its version, whoever led before: the followers
-        // take the newest.
-        let floor = match snapshots.list() {
-            Ok(all) => all.last().map(|(s, _)| s.changes + 1),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot list the index snapshots");
-                continue;
-            }
-        };
         let written = snapshots.publish(|path| {
-            let version = engine.snapshot_index(path)?;
-            let changes = match floor {
-                Some(f) => now.1.max(f),
-                None => now.1,
-            };
-            Ok(steerfeed_shared::snapshots::Stamp { version, changes })
+            Ok(steerfeed_shared::snapshots::Stamp {
+                version: engine.snapshot_index(path)?,
+                changes: now.1,
+            })
         });
         match written {
             Ok(stamp) => {

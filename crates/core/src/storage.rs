@@ -320,21 +320,12 @@ pub trait Storage:
         now: jiff::Timestamp,
     ) -> crate::Result<()>;
 
-    /// Reserves up to `want` of the `cap` items `user` may be served on `day` (their
-    /// local date) before a page is ranked, counting from whichever is more: the items
-    /// reserved that day so far or `floor` (what their own reports counted). The rule is
-    /// [`grant_items`]. Atomic across every process the store is shared by: pages
-    /// reserved at once never grant more than `cap` in all. A grant no one releases
-    /// stays spent (a page that failed half-way serves nothing more that day, rather
-    /// than more than the cap).
-    fn reserve_items(
-        &self,
-        user: &UserId,
-        day: jiff::civil::Date,
-        floor: u32,
-        want: u32,
-        cap: u32,
-    ) -> crate::Result<ItemGrant>;
+    /// Reserves what `ask` may have of `user`'s daily allowance before a page is ranked,
+    /// by [`ItemAsk::grant`] over the items reserved that day so far. Atomic across every
+    /// process the store is shared by: pages reserved at once never grant more than the
+    /// cap in all. A grant no one releases stays spent (a page that failed half-way
+    /// serves nothing more that day, rather than more than the cap).
+    fn reserve_items(&self, user: &UserId, ask: ItemAsk) -> crate::Result<ItemGrant>;
     /// Gives back `unused` items of `grant` that its page did not serve: once per grant
     /// (a second release returns nothing), never more than it granted.
     fn release_items(&self, user: &UserId, grant: &ItemGrant, unused: u32) -> crate::Result<()>;
@@ -444,12 +435,27 @@ pub struct ItemGrant {
     pub id: u64,
 }
 
-/// The reservation rule every backend keeps: the day's count is the larger of the items
-/// reserved so far (`reserved`) and the reported `floor`, and a page gets what `cap`
-/// leaves of it, at most `want`. Returns `(before, granted)`.
-pub fn grant_items(reserved: u32, floor: u32, want: u32, cap: u32) -> (u32, u32) {
-    let before = reserved.max(floor);
-    (before, want.min(cap.saturating_sub(before)))
+/// What a page asks of a person's daily allowance ([`Storage::reserve_items`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ItemAsk {
+    /// Their local date, which the items count against.
+    pub day: jiff::civil::Date,
+    /// Items their own reports counted that day.
+    pub floor: u32,
+    /// Items the page would serve.
+    pub want: u32,
+    /// Items a day at most.
+    pub cap: u32,
+}
+
+impl ItemAsk {
+    /// The reservation rule every backend keeps: the day's count is the larger of the
+    /// items reserved so far (`reserved`) and the reported floor, and the page gets what
+    /// the cap leaves of it, at most what it wants. Returns `(before, granted)`.
+    pub fn grant(&self, reserved: u32) -> (u32, u32) {
+        let before = reserved.max(self.floor);
+        (before, self.want.min(self.cap.saturating_sub(before)))
+    }
 }
 
 /// A relation one person sets on another.

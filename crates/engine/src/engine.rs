@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use steerfeed_ann::VideoIndex;
 use steerfeed_core::explain::quoted_caption;
-use steerfeed_core::storage::{ItemGrant, Relation, Storage};
+use steerfeed_core::storage::{ItemAsk, ItemGrant, Relation, Storage};
 use steerfeed_core::{
     AgeBand, Candidate, CardKind, ConsentScope, Constraints, Cursor, Embedding, Entity,
     ErasureReport, Error, Event, Explanation, FeedContext, FeedItem, FeedRequest, FeedResponse,
@@ -1360,13 +1360,13 @@ impl Engine {
             return Ok(None);
         }
         let cap = cfg.teen_daily_items;
-        let grant = self.store.reserve_items(
-            &ctx.user.id,
-            steerfeed_rank::throttles::local_date(ctx),
-            ctx.wellbeing.items_today,
-            u32::try_from(ctx.request.limit()).unwrap_or(u32::MAX),
+        let ask = ItemAsk {
+            day: steerfeed_rank::throttles::local_date(ctx),
+            floor: ctx.wellbeing.items_today,
+            want: u32::try_from(ctx.request.limit()).unwrap_or(u32::MAX),
             cap,
-        )?;
+        };
+        let grant = self.store.reserve_items(&ctx.user.id, ask)?;
         let w = &mut ctx.wellbeing;
         w.items_today = w.items_today.max(cap.saturating_sub(grant.granted));
         Ok(Some(grant))

@@ -10,7 +10,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use steerfeed_core::storage::{Revocation, ServedPage, Storage};
+use steerfeed_core::storage::{ItemAsk, Revocation, ServedPage, Storage};
 use steerfeed_core::{Event, EventKey, EventKind, Timestamp, VideoId};
 use steerfeed_shared::servers::Servers;
 use steerfeed_shared::{SharedOptions, SharedStore};
@@ -80,7 +80,13 @@ fn bench(c: &mut Criterion) {
             let on = first
                 .checked_add(jiff::Span::new().days(d as i64 % 3_000))
                 .unwrap();
-            let g = store.reserve_items(&user, on, 0, 10, 300).unwrap();
+            let ask = ItemAsk {
+                day: on,
+                floor: 0,
+                want: 10,
+                cap: 300,
+            };
+            let g = store.reserve_items(&user, ask).unwrap();
             store.release_items(&user, &g, 3).unwrap()
         })
     });

@@ -16,7 +16,7 @@
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
 use sha2::{Digest, Sha256};
-use steerfeed_core::storage::ItemGrant;
+use steerfeed_core::storage::{ItemAsk, ItemGrant};
 use steerfeed_core::{Error, Result, UserId};
 
 /// How long a person's counters outlive their last reservation.
@@ -25,7 +25,7 @@ const KEEP_S: u64 = 3 * 24 * 3600;
 /// Reserves items of one day: KEYS[1] the person's reserved items by day (a hash), KEYS[2]
 /// their open grants (`#`: the last grant id; `<id>`: `<day> <items>`). ARGV: the day,
 /// the reported floor, the items wanted, the cap, the keys' time to live, the oldest day
-/// kept. The rule is `steerfeed_core::storage::grant_items`.
+/// kept. The rule is `steerfeed_core::storage::ItemAsk::grant`.
 const RESERVE: &str = r"
 local reserved = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
 local before = math.max(reserved, tonumber(ARGV[2]))
@@ -164,28 +164,21 @@ impl Counters {
         Ok(())
     }
 
-    pub(crate) async fn reserve(
-        &self,
-        user: &UserId,
-        day: jiff::civil::Date,
-        floor: u32,
-        want: u32,
-        cap: u32,
-    ) -> Result<ItemGrant> {
+    pub(crate) async fn reserve(&self, user: &UserId, ask: ItemAsk) -> Result<ItemGrant> {
         let [items, grants] = self.keys(user);
-        let oldest = day.yesterday().unwrap_or(day);
+        let oldest = ask.day.yesterday().unwrap_or(ask.day);
         let mut inv = self.reserve.prepare_invoke();
         inv.key(&items)
             .key(&grants)
-            .arg(day.to_string())
-            .arg(floor)
-            .arg(want)
-            .arg(cap)
+            .arg(ask.day.to_string())
+            .arg(ask.floor)
+            .arg(ask.want)
+            .arg(ask.cap)
             .arg(KEEP_S)
             .arg(oldest.to_string());
         let (before, granted, id): (u32, u32, u64) = self.run(&inv).await?;
         Ok(ItemGrant {
-            day,
+            day: ask.day,
             before,
             granted,
             id,

@@ -62,8 +62,8 @@ use steerfeed_core::ports::{
     SocialGraph, UserHistory, VideoCatalog,
 };
 use steerfeed_core::storage::{
-    CopyInfo, DamageReport, IngestReport, ItemGrant, Logged, Preferences, Relation, Revocation,
-    ServedPage, Storage,
+    CopyInfo, DamageReport, IngestReport, ItemAsk, ItemGrant, Logged, Preferences, Relation,
+    Revocation, ServedPage, Storage,
 };
 use steerfeed_core::{
     Constraints, Error, Event, Result, Timestamp, TopicId, UserId, Video, VideoId,
@@ -1493,15 +1493,8 @@ impl Storage for SharedStore {
         Ok(report)
     }
 
-    fn reserve_items(
-        &self,
-        user: &UserId,
-        day: jiff::civil::Date,
-        floor: u32,
-        want: u32,
-        cap: u32,
-    ) -> Result<ItemGrant> {
-        self.block("redis", self.counters.reserve(user, day, floor, want, cap))
+    fn reserve_items(&self, user: &UserId, ask: ItemAsk) -> Result<ItemGrant> {
+        self.block("redis", self.counters.reserve(user, ask))
     }
 
     fn release_items(&self, user: &UserId, grant: &ItemGrant, unused: u32) -> Result<()> {

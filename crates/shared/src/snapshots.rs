@@ -91,18 +91,29 @@ impl Snapshots {
 
     /// Writes a snapshot: `write` saves the index to the path it is given and answers
     /// what it saved; the file is then renamed to its name, and snapshots beyond the
-    /// newest [`KEEP`] are removed. Answers the stamp.
+    /// newest [`KEEP`] are removed. A stamp whose version a snapshot present has already,
+    /// with as many changes or more, takes one change more than it (another writer's
+    /// counts, before this one led): the newest write is the newest snapshot. Answers the
+    /// stamp written.
     pub fn publish(&self, write: impl FnOnce(&Path) -> Result<Stamp>) -> Result<Stamp> {
+        let present = self.list()?;
         let tmp = self
             .dir
             .join(format!(".writing-{}-{}", std::process::id(), nanos()));
-        let stamp = match write(&tmp) {
+        let mut stamp = match write(&tmp) {
             Ok(s) => s,
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
                 return Err(e);
             }
         };
+        if let Some((same, _)) = present
+            .iter()
+            .rev()
+            .find(|(s, _)| s.version == stamp.version)
+        {
+            stamp.changes = stamp.changes.max(same.changes + 1);
+        }
         let dest = self.dir.join(format!(
             "{PREFIX}{:020}-{:020}{SUFFIX}",
             stamp.version, stamp.changes
@@ -203,5 +214,14 @@ mod tests {
         let other = root.path().join("other/index.hnsw");
         assert_eq!(s.install(&other, 5).unwrap(), None);
         assert!(!other.exists());
+        // Another writer's graph of version 20 with fewer changes is still the newest.
+        let again = s
+            .publish(|p| {
+                std::fs::write(p, "another writer").unwrap();
+                Ok(at(20, 1))
+            })
+            .unwrap();
+        assert_eq!(again, at(20, 7));
+        assert_eq!(s.newest_at_most(20).unwrap().unwrap().0, at(20, 7));
     }
 }

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use steerfeed_core::UserId;
-use steerfeed_core::storage::Storage;
+use steerfeed_core::storage::{ItemAsk, Storage};
 use steerfeed_shared::servers::Servers;
 use steerfeed_shared::{SharedOptions, SharedStore};
 use steerfeed_store::StoreOptions;
@@ -27,7 +27,13 @@ fn a_daily_teens_keys_keep_only_the_last_days() {
     let days: Vec<jiff::civil::Date> = first.series(jiff::Span::new().days(1)).take(10).collect();
     for &day in &days {
         for page in 0..40 {
-            let g = s.reserve_items(&teen, day, 0, 10, 1_000).unwrap();
+            let ask = ItemAsk {
+                day,
+                floor: 0,
+                want: 10,
+                cap: 1_000,
+            };
+            let g = s.reserve_items(&teen, ask).unwrap();
             assert_eq!((g.before, g.granted), (page * 10, 10));
         }
     }

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use steerfeed_core::ports::ConsentLedger;
-use steerfeed_core::storage::{Revocation, Storage};
+use steerfeed_core::storage::{ItemAsk, Revocation, Storage};
 use steerfeed_core::{
     AgeBand, ConsentScope, Embedding, ErrorClass, Event, EventKey, EventKind, Timestamp, User,
     UserId, Video, VideoId,
@@ -124,7 +124,13 @@ fn with_a_server_down_writes_and_catch_up_fail_unavailable_and_recover_when_it_i
     // Redis down: no teen's page is reserved (so none is served) and the replica is not
     // ready; back, the same process reserves again.
     let day = jiff::civil::date(2026, 12, 6);
-    let reserve = || s.reserve_items(&uid("viewer"), day, 0, 10, 25);
+    let ask = ItemAsk {
+        day,
+        floor: 0,
+        want: 10,
+        cap: 25,
+    };
+    let reserve = || s.reserve_items(&uid("viewer"), ask);
     assert_eq!(reserve().unwrap().granted, 10);
     own.kill_redis();
     assert_eq!(reserve().unwrap_err().class(), ErrorClass::Unavailable);

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use steerfeed_core::storage::Storage;
+use steerfeed_core::storage::{ItemAsk, Storage};
 use steerfeed_core::{AgeBand, OwnVideos, User, UserId};
 use steerfeed_shared::servers::{RedisCluster, Servers};
 use steerfeed_shared::{SharedOptions, SharedStore};
@@ -77,16 +77,22 @@ fn a_persons_keys_share_one_slot_and_racing_replicas_never_pass_the_cap() {
     // Pages of 10 against 25 a day, through the replicas in turn: 10, 10, 5, then none;
     // the second page gives 4 back, which the next reservation gets.
     let day = jiff::civil::date(2026, 12, 6);
+    let ask = ItemAsk {
+        day,
+        floor: 0,
+        want: 10,
+        cap: 25,
+    };
     for (i, p) in people.iter().enumerate() {
         let r = |k: usize| &replicas[(i + k) % 3];
         let g: Vec<_> = (0..4)
-            .map(|k| r(k).reserve_items(p, day, 0, 10, 25).unwrap())
+            .map(|k| r(k).reserve_items(p, ask).unwrap())
             .collect();
         let got: Vec<(u32, u32)> = g.iter().map(|g| (g.before, g.granted)).collect();
         assert_eq!(got, [(0, 10), (10, 10), (20, 5), (25, 0)], "{p}");
         r(1).release_items(p, &g[1], 4).unwrap();
         r(2).release_items(p, &g[1], 4).unwrap();
-        let again = r(0).reserve_items(p, day, 0, 10, 25).unwrap();
+        let again = r(0).reserve_items(p, ask).unwrap();
         assert_eq!((again.before, again.granted), (21, 4), "{p}");
     }
 
@@ -121,7 +127,13 @@ fn a_persons_keys_share_one_slot_and_racing_replicas_never_pass_the_cap() {
                 scope.spawn(move || {
                     (0..40)
                         .map(|_| {
-                            let g = r.reserve_items(&p, racing, 0, 3, 100).unwrap();
+                            let racing = ItemAsk {
+                                day: racing,
+                                floor: 0,
+                                want: 3,
+                                cap: 100,
+                            };
+                            let g = r.reserve_items(&p, racing).unwrap();
                             assert!(g.before + g.granted <= 100, "{g:?}");
                             g.granted
                         })

@@ -95,7 +95,9 @@ use std::sync::Arc;
 // Core's ports are supertraits of `Storage`: their methods are callable on
 // `dyn Storage` without importing them.
 use steerfeed_core::ports::{ActionCounts, CameoConsent};
-use steerfeed_core::storage::{IngestReport, Logged, Relation, Revocation, ServedPage, Storage};
+use steerfeed_core::storage::{
+    IngestReport, ItemAsk, Logged, Relation, Revocation, ServedPage, Storage,
+};
 use steerfeed_core::{
     AgeBand, Audience, CheckinAnswer, ConsentScope, Constraints, Embedding, ErrorClass, Event,
     EventKey, EventKind, HeadInputs, ImpressionItem, ImpressionPage, LoggedPage, OwnVideos,
@@ -2258,7 +2260,13 @@ pub fn item_reservations_never_grant_more_than_the_cap(new_store: Factory<'_>) {
     seeded(&*s);
     let day = jiff::civil::date(2026, 11, 20);
     let reserve = |user: &str, day, floor, want| {
-        let g = s.reserve_items(&uid(user), day, floor, want, 25).unwrap();
+        let ask = ItemAsk {
+            day,
+            floor,
+            want,
+            cap: 25,
+        };
+        let g = s.reserve_items(&uid(user), ask).unwrap();
         assert_eq!(g.day, day);
         g
     };
@@ -2297,7 +2305,13 @@ pub fn item_reservations_never_grant_more_than_the_cap(new_store: Factory<'_>) {
                 scope.spawn(move || {
                     (0..20)
                         .map(|_| {
-                            let g = s.reserve_items(&uid("a"), racing, 0, 3, 100).unwrap();
+                            let ask = ItemAsk {
+                                day: racing,
+                                floor: 0,
+                                want: 3,
+                                cap: 100,
+                            };
+                            let g = s.reserve_items(&uid("a"), ask).unwrap();
                             assert!(g.granted <= 3 && g.before + g.granted <= 100, "{g:?}");
                             g.granted
                         })

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use jiff::civil::Date;
 use steerfeed_core::UserId;
-use steerfeed_core::storage::{ItemGrant, grant_items};
+use steerfeed_core::storage::{ItemAsk, ItemGrant};
 
 /// One person's reservations on their latest day.
 struct Ledger {
@@ -47,14 +47,8 @@ impl ServedItems {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn reserve(
-        &self,
-        user: &UserId,
-        day: Date,
-        floor: u32,
-        want: u32,
-        cap: u32,
-    ) -> ItemGrant {
+    pub(crate) fn reserve(&self, user: &UserId, ask: ItemAsk) -> ItemGrant {
+        let day = ask.day;
         let mut st = self.state();
         st.next_id += 1;
         let id = st.next_id;
@@ -74,7 +68,7 @@ impl ServedItems {
         if ledger.day > day {
             // A day older than the person's latest (a clock behind another's): nothing
             // is held for it, so only the reported count bounds it, and nothing is kept.
-            let (before, granted) = grant_items(0, floor, want, cap);
+            let (before, granted) = ask.grant(0);
             return ItemGrant {
                 day,
                 before,
@@ -82,7 +76,7 @@ impl ServedItems {
                 id: 0,
             };
         }
-        let (before, granted) = grant_items(ledger.reserved, floor, want, cap);
+        let (before, granted) = ask.grant(ledger.reserved);
         ledger.reserved = before + granted;
         if granted > 0 {
             ledger.open.insert(id, granted);

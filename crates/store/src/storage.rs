@@ -2,8 +2,8 @@
 //! store's own.
 
 use steerfeed_core::storage::{
-    DamageReport, IngestReport, ItemGrant, Logged, Preferences, Relation, Revocation, ServedPage,
-    Storage,
+    DamageReport, IngestReport, ItemAsk, ItemGrant, Logged, Preferences, Relation, Revocation,
+    ServedPage, Storage,
 };
 use steerfeed_core::{
     ConsentScope, Constraints, Embedding, Event, ParentalControls, Result, Timestamp, User, UserId,
@@ -156,15 +156,8 @@ impl Storage for Store {
         Ok(report)
     }
 
-    fn reserve_items(
-        &self,
-        user: &UserId,
-        day: jiff::civil::Date,
-        floor: u32,
-        want: u32,
-        cap: u32,
-    ) -> Result<ItemGrant> {
-        Ok(self.inner.served().reserve(user, day, floor, want, cap))
+    fn reserve_items(&self, user: &UserId, ask: ItemAsk) -> Result<ItemGrant> {
+        Ok(self.inner.served().reserve(user, ask))
     }
 
     fn release_items(&self, user: &UserId, grant: &ItemGrant, unused: u32) -> Result<()> {
