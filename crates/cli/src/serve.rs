@@ -229,6 +229,12 @@ fn snapshot_loop(
     let mut last = None;
     loop {
         std::thread::sleep(interval);
+        // A replica that serves nothing applies the logs only here: what it snapshots,
+        // or the snapshots it can take, follow the version it has applied.
+        if let Err(e) = engine.catch_up() {
+            tracing::warn!(error = %e, "index snapshots: cannot catch up");
+            continue;
+        }
         match store.try_lead() {
             Ok(true) => {}
             Ok(false) => {
@@ -280,12 +286,6 @@ fn adopt_newer_snapshot(
 ) -> Option<steerfeed_shared::snapshots::Stamp> {
     use steerfeed::storage::Storage;
 
-    // A replica that serves nothing applies the logs only here: the snapshots it can
-    // use are those at most the version it has applied.
-    if let Err(e) = engine.catch_up() {
-        tracing::warn!(error = %e, "cannot catch up to look for a newer index snapshot");
-        return adopted;
-    }
     let newest = match snapshots.newest_at_most(store.catalog_version()) {
         Ok(Some((stamp, path)))
             if adopted.is_none_or(|a| stamp > a)
