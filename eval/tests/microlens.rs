@@ -233,9 +233,15 @@ fn unknown_methods_and_zero_k_are_refused() {
     args.k = vec![0];
     assert!(steerfeed_eval::microlens::check_args(&args).is_err());
 
-    // Training adds a row to the engine's, on the dev replay, from at least one user.
+    // Training adds a row to the engine's, on the dev replay, from at least one user
+    // (in a build with the `learn` feature, which a test of this package alone lacks).
     args.k = vec![10];
     args.train_heads = true;
+    if !cfg!(feature = "learn") {
+        let e = steerfeed_eval::microlens::check_args(&args).unwrap_err();
+        assert!(e.to_string().contains("`learn` feature"), "{e}");
+        return;
+    }
     assert!(steerfeed_eval::microlens::check_args(&args).is_ok());
     args.methods = vec!["blend".into()];
     let e = steerfeed_eval::microlens::check_args(&args).unwrap_err();
