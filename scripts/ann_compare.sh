@@ -10,14 +10,17 @@
 # BUILD_THREADS (2), ALLOW ("0.01,0.1,0.5": filtered runs of steerfeed), TOPICS (39:
 # steerfeed's base vectors carry topic i % TOPICS, partitioned by the index, and each
 # query is also searched within one topic, an `only` topic of 1/TOPICS; 0 for none),
-# QUERIES (1000 for synthetic sets), VECTORS ("f32 int8": steerfeed's graph storages,
+# QUERIES (1000 for synthetic sets), SPILL (0; 1: steerfeed's build spills its floats
+# to an unnamed file beside the saved index and builds over it mapped, `--spill-dir`,
+# for sets whose floats do not fit in memory beside the graph), VECTORS ("f32 int8": steerfeed's graph storages,
 # each built, saved, read back and measured in turn: an int8 graph then maps its exact
 # vectors from the file, as an engine that opens its index does), HNSWLIB (1; 0 skips
 # hnswlib, for a set it cannot hold: it reads the whole base into memory, then copies it).
 # steerfeed reads the base file row by row as it builds, so the build's own copy of the
-# floats is the only one (at 10M × 384 the build holds 15.4 GB of floats beside about
-# 6.5 GB of int8 rows and links; once saved and read back, an int8 index keeps about
-# 5 GiB of arrays and maps the floats from its file).
+# floats is the only one (at 10M × 384, 15.4 GB of them beside about 6.5 GB of int8 rows
+# and links: more than this machine holds unless SPILL=1 makes that copy a mapped file;
+# once saved and read back, an int8 index keeps about 5 GiB of arrays and maps the
+# floats from its file).
 # hnswlib is installed from PyPI into a virtualenv in the set-up cache (built from
 # source with the machine's compiler, so it uses the same SIMD the CPU has).
 set -euo pipefail
@@ -29,6 +32,7 @@ BUILD_THREADS="${BUILD_THREADS:-2}"; ALLOW="${ALLOW:-0.01,0.1,0.5}"; QUERIES="${
 TOPICS="${TOPICS:-39}"
 VECTORS="${VECTORS:-f32 int8}"
 HNSWLIB="${HNSWLIB:-1}"
+SPILL="${SPILL:-0}"
 CACHE="${STEERFEED_CACHE:-${HOME:-/tmp}/.cache/steerfeed}"
 VENV="$CACHE/bench-venv"
 
@@ -52,6 +56,8 @@ else
 fi
 
 OUT="$(mktemp -d)"
+SPILL_ARGS=()
+if [ "$SPILL" = 1 ]; then SPILL_ARGS=(--spill-dir "$OUT"); fi
 : > "$OUT/hnswlib.jsonl"
 if [ "$HNSWLIB" != 0 ]; then
   echo "ann_compare: hnswlib" >&2
@@ -63,7 +69,7 @@ for vectors in $VECTORS; do
   RUST_LOG=warn "$BIN" bench ann --base "$DIR/base.fvecs" --query "$DIR/query.fvecs" --gt "$DIR/gt.ivecs" \
     --k "$K" --m "$M" --ef-construction "$EFC" --ef "$EFS" --threads 1 --build-threads "$BUILD_THREADS" \
     --vectors "$vectors" --index-cache "$OUT/steerfeed-$vectors.hnsw" --topics "$TOPICS" \
-    ${ALLOW:+--allow "$ALLOW"} | sed 's/^{/{"lib":"steerfeed",/' | tee -a "$OUT/steerfeed.jsonl"
+    ${ALLOW:+--allow "$ALLOW"} "${SPILL_ARGS[@]}" | sed 's/^{/{"lib":"steerfeed",/' | tee -a "$OUT/steerfeed.jsonl"
 done
 
 python3 - "$OUT/hnswlib.jsonl" "$OUT/steerfeed.jsonl" <<'PY'
@@ -92,7 +98,8 @@ for vectors in dict.fromkeys(r["vectors"] for r in s):
     mine = [r for r in s if r["vectors"] == vectors]
     unf = [r for r in mine if r["allow"] == 1.0]
     print(f"steerfeed {vectors}: build {mine[0]['build_s']:.1f}s, memory {mine[0]['index_bytes']/2**20:.0f} MiB (arrays)"
-          f" + {mine[0]['mapped_bytes']/2**20:.0f} MiB of vectors mapped from the file")
+          f" + {mine[0]['mapped_bytes']/2**20:.0f} MiB of vectors mapped from the file,"
+          f" peak resident {mine[0]['peak_rss_bytes']/2**20:.0f} MiB (the build's)")
     for target in (0.95, 0.99):
         a, b = qps_at(h, target) if h else None, qps_at(unf, target)
         ratio = f"{b / a:.2f}x" if a and b else "n/a"

@@ -31,6 +31,14 @@ pub enum Error {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// A build could not write or map the file its exact vectors spill to.
+    #[error("spilling a build's vectors to {}: {source}", dir.display())]
+    Spill {
+        /// The spill directory.
+        dir: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
 }
 
 impl From<Error> for steerfeed_core::Error {
@@ -42,7 +50,7 @@ impl From<Error> for steerfeed_core::Error {
                 id: id.to_string(),
                 reason: "already indexed".into(),
             },
-            e @ (Error::BadFile { .. } | Error::Io { .. }) => {
+            e @ (Error::BadFile { .. } | Error::Io { .. } | Error::Spill { .. }) => {
                 steerfeed_core::Error::internal("index file", e)
             }
         }

@@ -31,11 +31,14 @@
 //! for an allow-list or deny-list (from its size), estimated from 512 evenly spaced
 //! nodes for a predicate.
 //!
-//! - `s <= exact_below` (default 0.03): scan the allowed vectors — for an allow-list
-//!   only its members are touched. A selective filter (an `only` topic, a small
-//!   allow-list) is then exact (with int8 codes: the codes pick the best `4k`, ranked by
-//!   their exact vectors) and fast, where a graph walk would visit most of the graph to
-//!   find `k` allowed nodes.
+//! - `s <= exact_below` (default 0.03) and at most `exact_max` (20,000) vectors allowed:
+//!   scan the allowed vectors — for an allow-list only its members are touched. A
+//!   selective filter (a small allow-list) is then exact (with int8 codes: the codes
+//!   pick the best `4k`, ranked by their exact vectors) and fast, where a graph walk
+//!   would visit most of the graph to find `k` allowed nodes. A scan's cost grows with
+//!   what it allows and a walk's with the logarithm of the graph: a 1 % list scanned
+//!   costs about 1.6× an unfiltered search at 1M and 4.2× at 4M, where the widened walk
+//!   costs 1.2×, hence the cap.
 //! - otherwise: walk the graph with the filter inside: disallowed nodes route the walk
 //!   but never enter the results, and the walk's frontier is widened to
 //!   `ef / sqrt(s)` (at most `max_ef`), so a 10 % filter walks about 3× as far as an
@@ -58,7 +61,7 @@ use steerfeed_core::Embedding;
 
 use crate::error::{Error, Result};
 use crate::flat::scan;
-use crate::graph::{Graph, SubGraph};
+use crate::graph::{Gather, Graph, SpillTo, SubGraph};
 use crate::idset::IdSet;
 use crate::index::{Filter, Hit, TopK, VectorIndex, check_query};
 use crate::params::{HnswBuildParams, HnswSearchParams};
@@ -80,6 +83,8 @@ struct Shared {
     compacting: AtomicBool,
     compactions: AtomicU64,
     folded: AtomicU64,
+    /// Where rebuilds spill their exact vectors ([`HnswIndex::set_spill`]).
+    spill: parking_lot::Mutex<Option<SpillTo>>,
 }
 
 /// Statistics of an index, for reports and metrics.
@@ -99,8 +104,9 @@ pub struct IndexStats {
     pub folded: u64,
     /// Approximate bytes held by vectors and links in the process's memory.
     pub heap_bytes: usize,
-    /// Bytes of exact vectors memory-mapped from the index file (an int8 graph opened
-    /// from its file, or that has saved to it and mapped it): page cache, not counted in
+    /// Bytes of exact vectors memory-mapped from a file (an int8 graph opened from its
+    /// index file or that has saved to it and mapped it, or a graph built with its
+    /// vectors spilled, see [`HnswIndex::bulk`]): page cache, not counted in
     /// `heap_bytes`.
     pub mapped_bytes: usize,
     /// Tags whose partition has a sub-graph of its own.
@@ -135,6 +141,77 @@ pub(crate) struct Parts {
 #[derive(Debug)]
 pub struct HnswIndex {
     shared: Arc<Shared>,
+}
+
+/// An index being built a vector at a time ([`HnswIndex::bulk`]).
+#[derive(Debug)]
+pub struct BulkBuild {
+    index: HnswIndex,
+    labels: Vec<u32>,
+    vectors: Gather,
+    present: IdSet,
+    tags: Tags,
+}
+
+impl BulkBuild {
+    /// Adds `id` with its vector and tags; a wrong dimension or an id given twice is
+    /// refused and changes nothing. A write to the spill file that fails is
+    /// [`Error::Spill`], and then the build cannot finish: every later call fails too.
+    pub fn push(&mut self, id: u32, e: &Embedding, tags: &[u32]) -> Result<()> {
+        e.check_dim("embedding", self.index.shared.dim)?;
+        if self.present.contains(id) {
+            return Err(Error::DuplicateId(id));
+        }
+        self.vectors
+            .push(e.as_slice())
+            .map_err(|source| spill_error(&self.index, source))?;
+        self.present.insert(id);
+        self.labels.push(id);
+        self.tags.set(id, tags);
+        Ok(())
+    }
+
+    /// Vectors pushed so far.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// True before the first push.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// The index over every vector pushed.
+    pub fn finish(self) -> Result<HnswIndex> {
+        let Self {
+            index,
+            labels,
+            vectors,
+            present,
+            mut tags,
+        } = self;
+        let floats = vectors
+            .finish()
+            .map_err(|source| spill_error(&index, source))?;
+        let build = index.shared.build;
+        let graph = Graph::build_over(index.shared.dim, labels, floats, &build);
+        tags.parts = Tags::partition(&graph, &tags.of, &IdSet::new(), &build);
+        let mut state = index.write();
+        state.graph = Arc::new(graph);
+        state.present = present;
+        state.tags = tags;
+        drop(state);
+        Ok(index)
+    }
+}
+
+/// A failure to write or map `index`'s spill file.
+fn spill_error(index: &HnswIndex, source: std::io::Error) -> Error {
+    let dir = index.shared.spill.lock().as_ref().map(|s| s.dir.clone());
+    Error::Spill {
+        dir: dir.unwrap_or_default(),
+        source,
+    }
 }
 
 impl HnswIndex {
@@ -176,6 +253,7 @@ impl HnswIndex {
                 compacting: AtomicBool::new(false),
                 compactions: AtomicU64::new(0),
                 folded: AtomicU64::new(0),
+                spill: parking_lot::Mutex::new(None),
             }),
         }
     }
@@ -203,28 +281,42 @@ impl HnswIndex {
         build: HnswBuildParams,
         search: HnswSearchParams,
     ) -> Result<Self> {
-        let index = Self::new(dim, build, search)?;
-        let mut labels = Vec::new();
-        let mut vectors = Vec::new();
-        let mut present = IdSet::new();
-        let mut tags = Tags::default();
-        for (id, e, own) in items {
-            e.check_dim("embedding", dim)?;
-            if !present.insert(id) {
-                return Err(Error::DuplicateId(id));
-            }
-            labels.push(id);
-            vectors.extend_from_slice(e.as_slice());
-            tags.set(id, &own);
+        let mut bulk = Self::bulk(dim, build, search, None)?;
+        for (id, e, tags) in items {
+            bulk.push(id, &e, &tags)?;
         }
-        let graph = Graph::build(dim, labels, vectors, &build);
-        tags.parts = Tags::partition(&graph, &tags.of, &IdSet::new(), &build);
-        let mut state = index.write();
-        state.graph = Arc::new(graph);
-        state.present = present;
-        state.tags = tags;
-        drop(state);
-        Ok(index)
+        bulk.finish()
+    }
+
+    /// A build that takes its vectors one at a time ([`BulkBuild::push`]), so the
+    /// caller need not hold them all first. With `spill`, the exact vectors go to an
+    /// unnamed file in its directory once they pass its size (or stay in memory, with a
+    /// warning, when the file cannot be created), and the build reads them mapped. An
+    /// int8 index then keeps them mapped, as page cache, until
+    /// [`HnswIndex::save_and_map`] maps them from the index file instead; float rows
+    /// copy them into the graph, so the file serves only the build. Later rebuilds of
+    /// the index spill the same way ([`HnswIndex::set_spill`]).
+    pub fn bulk(
+        dim: usize,
+        build: HnswBuildParams,
+        search: HnswSearchParams,
+        spill: Option<&SpillTo>,
+    ) -> Result<BulkBuild> {
+        let index = Self::new(dim, build, search)?;
+        index.set_spill(spill.cloned());
+        Ok(BulkBuild {
+            index,
+            labels: Vec::new(),
+            vectors: Gather::new(spill, 0),
+            present: IdSet::new(),
+            tags: Tags::default(),
+        })
+    }
+
+    /// Where this index's rebuilds may spill their exact vectors (see
+    /// [`HnswIndex::bulk`]); `None`, the default, keeps them in memory.
+    pub fn set_spill(&self, spill: Option<SpillTo>) {
+        *self.shared.spill.lock() = spill;
     }
 
     fn read(&self) -> RwLockReadGuard<'_, State> {
@@ -269,7 +361,7 @@ impl HnswIndex {
                 Filter::Deny(set) => 1.0 - (set.len() + state.graph_tombstones) as f32 / n as f32,
                 Filter::Predicate(_) => graph.estimate_pass_ratio(&pass),
             };
-            if ratio <= params.exact_below {
+            if params.scans(ratio, n) {
                 match filter {
                     Filter::Allow(set) => graph.scan_labels(query, set.iter(), &pass, &mut top),
                     _ => graph.scan(query, &pass, &mut top),
@@ -872,39 +964,72 @@ impl Shared {
         }
     }
 
+    /// A rebuild's input: every vector of `graph` and the first `live_len` of the live
+    /// segment, without `tombstones`. Read outside the state lock: nothing changes a
+    /// graph in place while it is shared (folds and file adoptions go through
+    /// `Arc::get_mut`), and the caller holds both the `compacting` flag and a handle.
+    fn gather(
+        &self,
+        graph: &Graph,
+        live_len: usize,
+        tombstones: &IdSet,
+        hint: usize,
+        spill: Option<&SpillTo>,
+    ) -> std::io::Result<(Vec<u32>, crate::graph::Floats)> {
+        let mut labels = Vec::with_capacity(hint);
+        let mut vectors = Gather::new(spill, hint * self.dim);
+        for (row, &label) in graph.vectors().zip(&graph.labels) {
+            if !tombstones.contains(label) {
+                labels.push(label);
+                vectors.push(row)?;
+            }
+        }
+        let s = self.read();
+        for (row, &label) in s
+            .live_vectors
+            .chunks_exact(self.dim)
+            .zip(&s.live_labels)
+            .take(live_len)
+        {
+            if !s.tombstones.contains(label) {
+                labels.push(label);
+                vectors.push(row)?;
+            }
+        }
+        drop(s);
+        Ok((labels, vectors.finish()?))
+    }
+
     /// A rebuild: a new graph from every vector not deleted, swapped in. The caller
     /// holds the `compacting` flag. True when the rebuilt graph was swapped in.
     fn compact_locked(&self) -> bool {
         let started = std::time::Instant::now();
-        let (graph, live_len, mut labels, mut vectors) = {
+        let (graph, live_len, tombstones, hint) = {
             let s = self.read();
-            let dim = self.dim;
-            let mut labels = Vec::with_capacity(s.present.len());
-            let mut vectors = Vec::with_capacity(s.present.len() * dim);
-            for (row, &label) in s.graph.vectors().zip(&s.graph.labels) {
-                if !s.tombstones.contains(label) {
-                    labels.push(label);
-                    vectors.extend_from_slice(row);
-                }
+            (
+                Arc::clone(&s.graph),
+                s.live_labels.len(),
+                s.tombstones.clone(),
+                s.present.len(),
+            )
+        };
+        let spill = self.spill.lock().clone();
+        let gathered = self
+            .gather(&graph, live_len, &tombstones, hint, spill.as_ref())
+            .or_else(|e| {
+                tracing::error!(error = %e, "the rebuild's spill file failed; gathering its vectors in memory");
+                self.gather(&graph, live_len, &tombstones, hint, None)
+            });
+        drop(tombstones);
+        let (labels, vectors) = match gathered {
+            Ok(gathered) => gathered,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot gather the rebuild's vectors");
+                return false;
             }
-            (Arc::clone(&s.graph), s.live_labels.len(), labels, vectors)
         };
         let of = self.read().tags.of.clone();
-        {
-            let s = self.read();
-            for (row, &label) in s
-                .live_vectors
-                .chunks_exact(self.dim)
-                .zip(&s.live_labels)
-                .take(live_len)
-            {
-                if !s.tombstones.contains(label) {
-                    labels.push(label);
-                    vectors.extend_from_slice(row);
-                }
-            }
-        }
-        let built = Graph::build(self.dim, labels, vectors, &self.build);
+        let built = Graph::build_over(self.dim, labels, vectors, &self.build);
         let parts = Tags::partition(&built, &of, &IdSet::new(), &self.build);
         drop(of);
         let mut s = self.write();

@@ -17,6 +17,10 @@
 //! - **Int8 codes, exact answers** ([`VectorStorage::Int8`]): the walk can read int8
 //!   codes (a quarter of the bytes) and rescore its best candidates with the exact
 //!   vectors, which an index opened from its file maps rather than reads.
+//! - **Builds larger than memory** ([`SpillTo`]): a build gathers its vectors one at a
+//!   time ([`HnswIndex::bulk`]) and, given a spill directory, writes them past a size to
+//!   an unnamed file there and builds over it mapped, so its floats are page cache the
+//!   kernel can drop, not the process's own memory.
 //! - **Segments.** New vectors go to a small live segment searched exactly; a background
 //!   fold inserts them into the graph (a rebuild drops tombstones), while searches go on.
 //! - **Filters inside the search**, with an exact scan when the filter is selective; see
@@ -50,9 +54,10 @@ pub mod video_index;
 
 pub use error::{Error, Result};
 pub use flat::FlatIndex;
-pub use hnsw::{HnswIndex, IndexStats};
+pub use graph::SpillTo;
+pub use hnsw::{BulkBuild, HnswIndex, IndexStats};
 pub use idset::IdSet;
 pub use index::{Filter, Hit, VectorIndex};
 pub use params::{HnswBuildParams, HnswSearchParams, VectorStorage};
 pub use persist::FORMAT_VERSION;
-pub use video_index::{IndexSnapshot, VideoIndex};
+pub use video_index::{IndexSnapshot, VideoBulk, VideoIndex};

@@ -14,7 +14,8 @@ use steerfeed_core::ports::{Neighbor, VectorSearch};
 use steerfeed_core::{Embedding, TopicId, VideoId};
 
 use crate::error::{Error, Result};
-use crate::hnsw::{HnswIndex, IndexStats, Parts};
+use crate::graph::SpillTo;
+use crate::hnsw::{BulkBuild, HnswIndex, IndexStats, Parts};
 use crate::index::{Filter, VectorIndex};
 use crate::params::{HnswBuildParams, HnswSearchParams};
 use crate::persist::{self, IdTable};
@@ -129,6 +130,53 @@ impl IndexSnapshot {
     }
 }
 
+/// A video index being built a video at a time ([`VideoIndex::bulk`]).
+#[derive(Debug)]
+pub struct VideoBulk {
+    map: IdMap,
+    bulk: BulkBuild,
+}
+
+impl VideoBulk {
+    /// Adds `video`; a wrong dimension or a video given twice is refused.
+    pub fn push(&mut self, video: VideoId, e: &Embedding, topics: &[TopicId]) -> Result<()> {
+        if self.map.internal.contains_key(&video) {
+            return Err(steerfeed_core::Error::Conflict {
+                entity: steerfeed_core::Entity::Video,
+                id: video.to_string(),
+                reason: "given twice".into(),
+            }
+            .into());
+        }
+        let tags = self.map.tags(topics);
+        self.bulk.push(self.map.next, e, &tags)?;
+        self.map.internal.insert(video, self.map.next);
+        self.map.next += 1;
+        Ok(())
+    }
+
+    /// Videos pushed so far.
+    pub fn len(&self) -> usize {
+        self.bulk.len()
+    }
+
+    /// True before the first push.
+    pub fn is_empty(&self) -> bool {
+        self.bulk.is_empty()
+    }
+
+    /// The index over every video pushed.
+    pub fn finish(self) -> Result<VideoIndex> {
+        let mut map = self.map;
+        map.index_videos();
+        Ok(VideoIndex {
+            index: self.bulk.finish()?,
+            ids: RwLock::new(map),
+            applied: AtomicU64::new(0),
+        })
+    }
+}
+
 impl VideoIndex {
     /// After `snap` of this index was saved to `path` (the index's own file, not a
     /// copy elsewhere): an int8 graph unchanged since reads its exact vectors from the
@@ -169,27 +217,24 @@ impl VideoIndex {
         build: HnswBuildParams,
         search: HnswSearchParams,
     ) -> Result<Self> {
-        let mut map = IdMap::default();
-        let mut items = Vec::new();
+        let mut bulk = Self::bulk(dim, build, search, None)?;
         for (video, e, topics) in videos {
-            if map.internal.contains_key(&video) {
-                return Err(steerfeed_core::Error::Conflict {
-                    entity: steerfeed_core::Entity::Video,
-                    id: video.to_string(),
-                    reason: "given twice".into(),
-                }
-                .into());
-            }
-            let tags = map.tags(&topics);
-            map.internal.insert(video, map.next);
-            items.push((map.next, e, tags));
-            map.next += 1;
+            bulk.push(video, &e, &topics)?;
         }
-        map.index_videos();
-        Ok(Self {
-            index: HnswIndex::build_tagged(dim, items, build, search)?,
-            ids: RwLock::new(map),
-            applied: AtomicU64::new(0),
+        bulk.finish()
+    }
+
+    /// A build that takes one video at a time ([`VideoBulk::push`]); `spill` as for
+    /// [`HnswIndex::bulk`].
+    pub fn bulk(
+        dim: usize,
+        build: HnswBuildParams,
+        search: HnswSearchParams,
+        spill: Option<&SpillTo>,
+    ) -> Result<VideoBulk> {
+        Ok(VideoBulk {
+            map: IdMap::default(),
+            bulk: HnswIndex::bulk(dim, build, search, spill)?,
         })
     }
 

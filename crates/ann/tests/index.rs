@@ -299,6 +299,41 @@ fn filtered_search_keeps_recall_and_returns_k() {
     }
 }
 
+/// A small share of a large graph is walked, not scanned (`exact_max`): the widened walk
+/// still returns `k` allowed ids, near the exact ones.
+#[test]
+fn a_small_list_past_exact_max_is_walked_and_keeps_recall() {
+    for storage in STORAGES {
+        let f = fixture_as(6000, 5, storage);
+        let list: IdSet = (0..6000u32).filter(|i| i % 50 == 9).collect();
+        let walked = HnswSearchParams {
+            ef: 64,
+            exact_max: 0,
+            ..HnswSearchParams::default()
+        };
+        assert!(!walked.scans(list.len() as f32 / 6000.0, 6000));
+        let mut found = 0;
+        for q in f.queries.chunks_exact(DIM) {
+            let truth: HashSet<u32> = f
+                .flat
+                .search(q, K, Filter::Allow(&list))
+                .unwrap()
+                .iter()
+                .map(|h| h.id)
+                .collect();
+            let got = f
+                .hnsw
+                .search_with(q, K, Filter::Allow(&list), &walked)
+                .unwrap();
+            assert_eq!(got.len(), K);
+            assert!(got.iter().all(|h| list.contains(h.id)), "only allowed ids");
+            found += got.iter().filter(|h| truth.contains(&h.id)).count();
+        }
+        let r = found as f64 / (K * f.queries.len() / DIM) as f64;
+        assert!(r >= 0.9, "{storage:?}: a 2 % list walked: recall {r}");
+    }
+}
+
 #[test]
 fn deletes_take_effect_and_compaction_drops_tombstones() {
     for storage in STORAGES {

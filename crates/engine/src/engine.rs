@@ -1712,6 +1712,51 @@ fn micros(since: std::time::Instant) -> u64 {
     u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
+/// Where the index's builds and rebuilds spill their exact vectors: the store's
+/// directory.
+fn spill_to(config: &Config) -> steerfeed_ann::SpillTo {
+    steerfeed_ann::SpillTo::new(&config.store.path)
+}
+
+/// The index over every stored embedding, or `None` when the spill file failed (the
+/// caller builds again without one).
+fn build_index(
+    store: &dyn Storage,
+    dim: usize,
+    (build, search): (
+        steerfeed_ann::HnswBuildParams,
+        steerfeed_ann::HnswSearchParams,
+    ),
+    spill: Option<&steerfeed_ann::SpillTo>,
+) -> Result<Option<VideoIndex>> {
+    let spill_failed = |e: &steerfeed_ann::Error| {
+        tracing::error!(error = %e, "the index build's spill file failed; building in memory");
+    };
+    let mut bulk = VideoIndex::bulk(dim, build, search, spill).map_err(ann_error)?;
+    let mut failed = false;
+    let walked = store.for_each_embedding(&mut |id, e, topics| {
+        bulk.push(id, &e, &topics).map_err(|e| {
+            if matches!(e, steerfeed_ann::Error::Spill { .. }) {
+                spill_failed(&e);
+                failed = true;
+            }
+            ann_error(e)
+        })
+    });
+    if failed {
+        return Ok(None);
+    }
+    walked?;
+    match bulk.finish() {
+        Ok(index) => Ok(Some(index)),
+        Err(e @ steerfeed_ann::Error::Spill { .. }) => {
+            spill_failed(&e);
+            Ok(None)
+        }
+        Err(e) => Err(ann_error(e)),
+    }
+}
+
 fn ann_error(e: steerfeed_ann::Error) -> Error {
     Error::from(e)
 }
@@ -1744,6 +1789,7 @@ fn open_index(config: &Config, store: &dyn Storage, dim: usize) -> Result<(Video
                 Err(e) => format!("the catalog log could not be replayed: {e}"),
                 Ok(Err(reason)) => reason,
                 Ok(Ok(replayed)) => {
+                    index.index().set_spill(Some(spill_to(config)));
                     let report = IndexOpen {
                         loaded: index.len() + replayed.removed - replayed.added,
                         replayed: replayed.changed,
@@ -1772,11 +1818,17 @@ fn open_index(config: &Config, store: &dyn Storage, dim: usize) -> Result<(Video
         tracing::info!(%reason, "building the vector index from the store");
     }
     let version = store.catalog_version();
-    let mut items = Vec::new();
-    store.for_each_embedding(&mut |id, e, topics| {
-        items.push((id, e, topics));
-        Ok(())
-    })?;
+    // The videos go to the build one at a time, and their exact vectors past a few
+    // hundred megabytes to an unnamed file beside the store: a catalogue whose floats
+    // do not fit in memory beside the graph still builds. A spill file that fails part
+    // way (a full disk) costs a second pass in memory, as builds ran before.
+    let spill = spill_to(config);
+    let index = match build_index(store, dim, (build, search), Some(&spill))? {
+        Some(index) => index,
+        None => build_index(store, dim, (build, search), None)?
+            .ok_or_else(|| Error::internal("index build", "spilled without a spill file"))?,
+    };
+    index.index().set_spill(Some(spill));
     let damage = store.damage();
     if !damage.is_empty() {
         tracing::error!(
@@ -1784,13 +1836,7 @@ fn open_index(config: &Config, store: &dyn Storage, dim: usize) -> Result<(Video
             "store: unreadable records were found; each is withheld or restricts what is served (Store::damage lists them)"
         );
     }
-    let n = items.len();
-    let index = if items.is_empty() {
-        VideoIndex::new(dim, build, search)
-    } else {
-        VideoIndex::build_with_topics(dim, items, build, search)
-    }
-    .map_err(ann_error)?;
+    let n = index.len();
     index.set_applied_version(version);
     let report = IndexOpen {
         rebuilt: true,

@@ -52,6 +52,10 @@ pub struct AnnArgs {
     /// vectors instead of walking the graph (`[index.search] exact_below`).
     #[arg(long, default_value_t = HnswSearchParams::default().exact_below)]
     exact_below: f32,
+    /// ... while the allowed vectors are at most this many (`[index.search]
+    /// exact_max`).
+    #[arg(long, default_value_t = HnswSearchParams::default().exact_max)]
+    exact_max: usize,
     /// Query threads (each runs one query per call).
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -80,6 +84,11 @@ pub struct AnnArgs {
     /// save it there; for repeated runs on large sets.
     #[arg(long)]
     index_cache: Option<PathBuf>,
+    /// Spill the build's exact vectors to an unnamed file in this folder once they pass
+    /// 256 MiB, and build over them mapped (as the engine does beside its store): for
+    /// sets whose floats do not fit in memory beside the graph.
+    #[arg(long)]
+    spill_dir: Option<PathBuf>,
 }
 
 fn parse_storage(s: &str) -> anyhow::Result<VectorStorage> {
@@ -114,6 +123,7 @@ pub fn ann(args: AnnArgs) -> anyhow::Result<()> {
     // Checked before any build, which can take hours.
     HnswSearchParams {
         exact_below: args.exact_below,
+        exact_max: args.exact_max,
         ..HnswSearchParams::default()
     }
     .validate()?;
@@ -182,12 +192,14 @@ pub fn ann(args: AnnArgs) -> anyhow::Result<()> {
         efs: args.ef,
         search: HnswSearchParams {
             exact_below: args.exact_below,
+            exact_max: args.exact_max,
             ..HnswSearchParams::default()
         },
         threads: args.threads,
         allow: args.allow,
         topics: args.topics,
         index_cache: args.index_cache,
+        spill: args.spill_dir.map(steerfeed::ann::SpillTo::new),
     };
     for row in run(&bench)? {
         println!("{}", serde_json::to_string(&row)?);

@@ -46,6 +46,9 @@ pub struct AnnBench {
     /// (`build_s` is then the load time), else build it (timed), save it there and
     /// measure the index read back from it.
     pub index_cache: Option<std::path::PathBuf>,
+    /// Where the build spills its exact vectors ([`HnswIndex::bulk`]); `None` holds them
+    /// in memory.
+    pub spill: Option<steerfeed::ann::SpillTo>,
 }
 
 /// One line of the report.
@@ -73,6 +76,14 @@ pub struct AnnBenchRow {
     /// Bytes of exact vectors memory-mapped from the index file (with `--index-cache`
     /// and int8 vectors).
     pub mapped_bytes: usize,
+    /// The process's peak resident memory so far (`VmHWM`: the build's peak, since it
+    /// comes first, counting the pages of mapped files it touched), in bytes; 0 where
+    /// the kernel does not say.
+    pub peak_rss_bytes: u64,
+    /// The peak of the process's own memory (`RssAnon`, sampled every 50 ms) while the
+    /// index was built (or loaded), without mapped files: what a spilled build saves
+    /// shows here.
+    pub peak_anon_bytes: u64,
     /// Base size.
     pub n: usize,
     /// Dimension.
@@ -87,6 +98,8 @@ pub struct AnnBenchRow {
     pub vectors: VectorStorage,
     /// The filter rule's scan threshold searched with.
     pub exact_below: f32,
+    /// The filter rule's most vectors scanned.
+    pub exact_max: usize,
 }
 
 /// The base set: in memory, or an `.fvecs` file read row by row as the build takes it
@@ -216,6 +229,7 @@ pub fn run(b: &AnnBench) -> Result<Vec<AnnBenchRow>> {
         .map(|q| Ok(Embedding::new("query", q, dim)?.as_slice().to_vec()))
         .collect::<Result<Vec<_>>>()?;
     let started = Instant::now();
+    let anon = AnonPeak::start();
     let cached = b
         .index_cache
         .as_deref()
@@ -233,22 +247,16 @@ pub fn run(b: &AnnBench) -> Result<Vec<AnnBenchRow>> {
             if let Base::File(file) = &b.base {
                 file.rows()?.try_for_each(|row| row.map(drop))?;
             }
-            // The rows go to the builder one at a time: the index holds the only copy.
-            let mut failed = None;
-            let items = b.base.rows(dim)?.enumerate().map_while(|(i, row)| {
-                let item = row.and_then(|row| Ok(Embedding::new("base", &row, dim)?));
-                match item {
-                    Ok(e) => Some((i as u32, e, topic_of(i).into_iter().collect())),
-                    Err(e) => {
-                        failed = Some(e);
-                        None
-                    }
-                }
-            });
-            let idx = HnswIndex::build_tagged(dim, items, b.build, HnswSearchParams::default())?;
-            if let Some(e) = failed {
-                return Err(e);
+            // The rows go to the builder one at a time: the index holds the only copy
+            // (or, spilled, the page cache does).
+            let mut bulk =
+                HnswIndex::bulk(dim, b.build, HnswSearchParams::default(), b.spill.as_ref())?;
+            for (i, row) in b.base.rows(dim)?.enumerate() {
+                let e = Embedding::new("base", &row?, dim)?;
+                let tags: Vec<u32> = topic_of(i).into_iter().collect();
+                bulk.push(i as u32, &e, &tags)?;
             }
+            let idx = bulk.finish()?;
             let build_s = started.elapsed().as_secs_f64();
             match &b.index_cache {
                 Some(p) => {
@@ -263,6 +271,7 @@ pub fn run(b: &AnnBench) -> Result<Vec<AnnBenchRow>> {
             }
         }
     };
+    let peak_anon_bytes = anon.finish();
     let stats = index.stats();
     let (index_bytes, mapped_bytes) = (stats.heap_bytes, stats.mapped_bytes);
     tracing::info!(
@@ -343,6 +352,8 @@ pub fn run(b: &AnnBench) -> Result<Vec<AnnBenchRow>> {
                 build_s,
                 index_bytes,
                 mapped_bytes,
+                peak_rss_bytes: status_bytes("VmHWM:"),
+                peak_anon_bytes,
                 n,
                 dim,
                 k: b.k,
@@ -350,11 +361,52 @@ pub fn run(b: &AnnBench) -> Result<Vec<AnnBenchRow>> {
                 kernel: dot_kernel(),
                 vectors: b.build.vectors,
                 exact_below: b.search.exact_below,
+                exact_max: b.search.exact_max,
             });
         }
     }
     let _ = index.len();
     Ok(rows)
+}
+
+/// A field of `/proc/self/status` given in kB, in bytes; 0 where there is none.
+fn status_bytes(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with(field))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        })
+        .unwrap_or(0)
+}
+
+/// The peak of the process's own memory (`RssAnon`: not the pages of mapped files,
+/// which the kernel can drop) while it lives, sampled every 50 ms.
+struct AnonPeak {
+    stop: std::sync::mpsc::Sender<()>,
+    sampler: std::thread::JoinHandle<u64>,
+}
+
+impl AnonPeak {
+    fn start() -> Self {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let sampler = std::thread::spawn(move || {
+            let mut peak = status_bytes("RssAnon:");
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(std::time::Duration::from_millis(50))
+            {
+                peak = peak.max(status_bytes("RssAnon:"));
+            }
+            peak.max(status_bytes("RssAnon:"))
+        });
+        Self { stop, sampler }
+    }
+
+    fn finish(self) -> u64 {
+        let _ = self.stop.send(());
+        self.sampler.join().unwrap_or(0)
+    }
 }
 
 /// CPU time the process has used so far, over all its threads, in seconds (0 where the
@@ -427,11 +479,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("base.fvecs");
         super::super::texmex::write_fvecs(&path, &base, dim).unwrap();
-        // In memory, and read from its file as a set larger than memory is.
-        for base in [
-            Base::Memory(base),
-            Base::File(FvecsFile::open(&path).unwrap()),
+        // In memory, read from its file as a set larger than memory is, and that with
+        // the build's floats spilled to a file from the first row.
+        let spill = steerfeed::ann::SpillTo {
+            dir: dir.path().to_path_buf(),
+            above: 0,
+        };
+        for (base, spill) in [
+            (Base::Memory(base), None),
+            (Base::File(FvecsFile::open(&path).unwrap()), None),
+            (Base::File(FvecsFile::open(&path).unwrap()), Some(spill)),
         ] {
+            let spilled = spill.is_some();
             let bench = AnnBench {
                 base,
                 queries: queries.clone(),
@@ -451,8 +510,12 @@ mod tests {
                 allow: vec![0.1],
                 topics,
                 index_cache: None,
+                spill,
             };
             let rows = run(&bench).unwrap();
+            // The int8 graph's exact vectors: held, or mapped from the spill file.
+            let floats = 3_000 * dim * 4;
+            assert_eq!(rows[0].mapped_bytes, if spilled { floats } else { 0 });
             assert_eq!(rows.len(), 3);
             assert_eq!((rows[0].allow, rows[0].topics, rows[0].n), (1.0, 0, 3_000));
             assert_eq!((rows[1].allow, rows[1].topics), (0.1, 0));

@@ -282,11 +282,26 @@ impl Graph {
         vectors: Vec<f32>,
         params: &HnswBuildParams,
     ) -> Self {
+        Self::build_over(dim, labels, Floats::Owned(vectors), params)
+    }
+
+    /// [`Graph::build`] over vectors held in memory or mapped (a spilled build's).
+    pub(crate) fn build_over(
+        dim: usize,
+        labels: Vec<u32>,
+        vectors: Floats,
+        params: &HnswBuildParams,
+    ) -> Self {
         let n = labels.len();
         if n == 0 {
             return Self::empty(dim, params.m, params.vectors);
         }
-        let builder = Builder::new(dim, &labels, &vectors, params.m, params.ef_construction);
+        let vectors = match vectors.contiguous() {
+            Some(_) => vectors,
+            None => Floats::Owned(vectors.rows(1).flatten().copied().collect()),
+        };
+        let all = vectors.contiguous().unwrap_or_default();
+        let builder = Builder::new(dim, &labels, all, params.m, params.ef_construction);
         let threads = match params.threads {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             t => t,
@@ -317,16 +332,8 @@ impl Graph {
         });
         let m0 = builder.layer0.cap;
         let (l0, upper, entry) = builder.finish();
-        let mut graph = Graph::assemble(
-            dim,
-            labels,
-            Floats::Owned(vectors),
-            m0,
-            &l0,
-            upper,
-            entry,
-            params.vectors,
-        );
+        let mut graph =
+            Graph::assemble(dim, labels, vectors, m0, &l0, upper, entry, params.vectors);
         graph.refine_layer0();
         graph
     }

@@ -25,7 +25,8 @@ mod floats;
 mod insert;
 mod partition;
 
-pub(crate) use floats::Floats;
+pub use floats::SpillTo;
+pub(crate) use floats::{Floats, Gather};
 pub(crate) use partition::SubGraph;
 
 /// Most layers a graph may have.
@@ -895,7 +896,8 @@ impl Graph {
         passed as f32 / samples as f32
     }
 
-    /// Bytes of exact vectors mapped from the index file (page cache, not heap).
+    /// Bytes of exact vectors mapped from the index file or a spill file (page cache,
+    /// not heap).
     pub(crate) fn mapped_bytes(&self) -> usize {
         self.floats.mapped_bytes()
     }
