@@ -580,7 +580,7 @@ impl Graph {
 
     /// The scale and codes of `node` (int8 storage only).
     #[inline]
-    fn codes(&self, node: Node) -> (f32, &[i8]) {
+    pub(super) fn codes(&self, node: Node) -> (f32, &[i8]) {
         let start = node as usize * self.stride() + 1 + self.m0;
         let words = &self.data[start + 1..start + payload(self.dim, VectorStorage::Int8)];
         // SAFETY: the words are plain 4-byte values whose bytes are the codes; an i8

@@ -127,13 +127,25 @@ impl SubGraph {
 
 impl Graph {
     /// Builds a sub-graph over `nodes` (this graph's nodes, ascending and distinct, at
-    /// least one) with the parallel builder: a graph of their exact vectors, whose
-    /// links are then renamed to this graph's nodes.
+    /// least one) with the parallel builder: a graph of their vectors, whose links are
+    /// then renamed to this graph's nodes.
+    ///
+    /// A graph of int8 rows builds from its codes, decoded: they sit in its rows, in
+    /// memory, while its exact vectors may be mapped from a file that no longer fits in
+    /// the page cache (a partition takes every few dozenth row, so copying its exact
+    /// vectors would read nearly every page of that file once per partition). The codes
+    /// are what a walk of the sub-graph scores anyway, before it rescores exactly.
     pub(crate) fn build_sub(&self, nodes: Vec<Node>, params: &HnswBuildParams) -> SubGraph {
         debug_assert!(nodes.windows(2).all(|w| w[0] < w[1]));
         let mut vectors = Vec::with_capacity(nodes.len() * self.dim);
         for &node in &nodes {
-            vectors.extend_from_slice(self.vector(node));
+            match self.storage {
+                VectorStorage::F32 => vectors.extend_from_slice(self.vector(node)),
+                VectorStorage::Int8 => {
+                    let (scale, codes) = self.codes(node);
+                    vectors.extend(codes.iter().map(|&c| scale * f32::from(c)));
+                }
+            }
         }
         // Labels are the parent's nodes, so a node's level here (drawn from its label)
         // is not its level in the parent: the sub-graph's upper layers are its own.
