@@ -85,7 +85,17 @@ struct Shared {
     folded: AtomicU64,
     /// Where rebuilds spill their exact vectors ([`HnswIndex::set_spill`]).
     spill: parking_lot::Mutex<Option<SpillTo>>,
+    /// Compactions are left to another process ([`HnswIndex::hold_compactions`]).
+    held: AtomicBool,
 }
+
+/// How many times higher the thresholds are while compactions are held: a bound that
+/// only an index whose snapshots stopped coming reaches.
+const HELD_SLACK: usize = 8;
+
+/// The tombstone share past which an index whose compactions are held rebuilds itself
+/// (when the configured ratio is lower).
+const HELD_TOMBSTONES: f32 = 0.5;
 
 /// Statistics of an index, for reports and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -254,6 +264,7 @@ impl HnswIndex {
                 compactions: AtomicU64::new(0),
                 folded: AtomicU64::new(0),
                 spill: parking_lot::Mutex::new(None),
+                held: AtomicBool::new(false),
             }),
         }
     }
@@ -513,6 +524,25 @@ impl HnswIndex {
         Shared::compact(&self.shared);
     }
 
+    /// Leaves this index's graph work to another process whose snapshots of the same
+    /// index replace its contents (a replica that does not lead): while held, the
+    /// thresholds that start a background fold or rebuild are raised (`max_live` eight
+    /// times, the tombstone share to at least a half), so the live segment only grows
+    /// until the next snapshot, and only an index whose snapshots stopped coming works
+    /// on itself. Releasing the hold starts what the configured thresholds ask for.
+    /// [`HnswIndex::compact`] runs whatever the hold.
+    pub fn hold_compactions(&self, held: bool) {
+        let was = self.shared.held.swap(held, Ordering::AcqRel);
+        if was && !held {
+            self.compact_if_needed();
+        }
+    }
+
+    /// True while [`HnswIndex::hold_compactions`] holds them.
+    pub fn compactions_held(&self) -> bool {
+        self.shared.held.load(Ordering::Acquire)
+    }
+
     /// Starts [`HnswIndex::compact`] on a background thread unless one is running.
     pub fn compact_in_background(&self) {
         Shared::spawn_compaction(&self.shared);
@@ -753,8 +783,16 @@ impl Shared {
     fn needs_compaction(&self, state: &State) -> bool {
         let live = state.live_labels.len();
         let graph = state.graph.len().max(1);
-        (self.build.max_live > 0 && live >= self.build.max_live)
-            || (state.graph_tombstones as f32 / graph as f32) > self.build.max_tombstone_ratio
+        let (max_live, max_ratio) = if self.held.load(Ordering::Acquire) {
+            (
+                self.build.max_live.saturating_mul(HELD_SLACK),
+                self.build.max_tombstone_ratio.max(HELD_TOMBSTONES),
+            )
+        } else {
+            (self.build.max_live, self.build.max_tombstone_ratio)
+        };
+        (max_live > 0 && live >= max_live)
+            || (state.graph_tombstones as f32 / graph as f32) > max_ratio
     }
 
     fn spawn_compaction(shared: &Arc<Shared>) {

@@ -414,6 +414,58 @@ fn settle(hnsw: &HnswIndex) {
 }
 
 #[test]
+fn held_compactions_wait_for_eight_times_max_live_and_run_once_released() {
+    let (base, _) = dataset(900, 1, DIM, 9);
+    let max_live = 50;
+    let build = HnswBuildParams {
+        max_live,
+        ..params()
+    };
+    let rows: Vec<&[f32]> = base.chunks_exact(DIM).collect();
+    let hnsw = HnswIndex::new(DIM, build, HnswSearchParams::default()).unwrap();
+    hnsw.hold_compactions(true);
+    assert!(hnsw.compactions_held());
+    // Past max_live, short of eight times it: held, nothing starts.
+    for (i, row) in rows.iter().enumerate().take(8 * max_live - 1) {
+        hnsw.insert(i as u32, &emb(row)).unwrap();
+    }
+    settle(&hnsw);
+    let s = hnsw.stats();
+    assert_eq!(
+        (s.live_segment, s.compactions, s.folded),
+        (8 * max_live - 1, 0, 0),
+        "{s:?}"
+    );
+    // An index whose snapshots stopped coming works on itself at eight times.
+    hnsw.insert(399, &emb(rows[399])).unwrap();
+    settle(&hnsw);
+    let s = hnsw.stats();
+    assert!(s.compactions + s.folded > 0, "{s:?}");
+    assert_eq!(s.graph_nodes + s.live_segment, 8 * max_live, "{s:?}");
+
+    // Released with a live segment over max_live: the configured thresholds apply at once.
+    let other = HnswIndex::new(DIM, build, HnswSearchParams::default()).unwrap();
+    other.hold_compactions(true);
+    for (i, row) in rows.iter().enumerate().take(3 * max_live) {
+        other.insert(i as u32, &emb(row)).unwrap();
+    }
+    settle(&other);
+    assert_eq!(other.stats().live_segment, 3 * max_live);
+    other.hold_compactions(false);
+    settle(&other);
+    let s = other.stats();
+    assert!(s.live_segment < max_live, "{s:?}");
+    assert_eq!(s.graph_nodes + s.live_segment, 3 * max_live, "{s:?}");
+    // An explicit compaction runs whatever the hold.
+    other.hold_compactions(true);
+    for (i, row) in rows.iter().enumerate().skip(3 * max_live).take(max_live) {
+        other.insert(i as u32, &emb(row)).unwrap();
+    }
+    other.compact();
+    assert_eq!(other.stats().live_segment, 0);
+}
+
+#[test]
 fn compactions_chain_until_the_live_segment_is_under_max_live() {
     let (base, queries) = dataset(4000, 50, DIM, 6);
     let max_live = 100;

@@ -215,7 +215,10 @@ fn open_shared(config: &SidecarConfig) -> anyhow::Result<(Engine, Option<Job>)> 
 /// Every `interval`: while this replica leads the deployment, writes a snapshot of its
 /// index when the catalogue moved or the graph changed since the last one; otherwise
 /// takes a snapshot newer than the last it took (`adopted`, the one it started from) as
-/// its index, while serving, so that its graph follows the leader's rebuilds.
+/// its index, while serving, so that its graph follows the leader's rebuilds, and leaves
+/// the graph work to the leader meanwhile (its own folds and rebuilds wait for far
+/// higher thresholds, which only a replica whose snapshots stopped coming, or whose
+/// uploads outrun them, reaches).
 #[cfg(feature = "shared")]
 fn snapshot_loop(
     store: &steerfeed_shared::SharedStore,
@@ -227,6 +230,10 @@ fn snapshot_loop(
     use steerfeed::storage::Storage;
 
     let mut last = None;
+    // Whether this replica leads is known before the catch-ups below add to its index.
+    if let Ok(leads) = store.try_lead() {
+        engine.leave_index_work_to_snapshots(!leads);
+    }
     loop {
         std::thread::sleep(interval);
         // A replica that serves nothing applies the logs only here: what it snapshots,
@@ -236,8 +243,9 @@ fn snapshot_loop(
             continue;
         }
         match store.try_lead() {
-            Ok(true) => {}
+            Ok(true) => engine.leave_index_work_to_snapshots(false),
             Ok(false) => {
+                engine.leave_index_work_to_snapshots(true);
                 adopted = adopt_newer_snapshot(store, engine, snapshots, adopted);
                 continue;
             }
@@ -274,9 +282,10 @@ fn snapshot_loop(
 }
 
 /// Takes the newest snapshot at most this replica's catalogue version when it is newer
-/// than `adopted` and not older than this replica's index (whose saves trim the
-/// catalogue log an older one would replay); answers the snapshot now adopted (or tried:
-/// one that cannot be taken is not tried again, unless a server was unavailable).
+/// than `adopted` and this replica's catalogue log still reaches back to it (its own
+/// index saves trim the log; the snapshot may be older than its index, which goes on
+/// taking writes between the leader's snapshots); answers the snapshot now adopted (or
+/// tried: one that cannot be taken is not tried again, unless a server was unavailable).
 #[cfg(feature = "shared")]
 fn adopt_newer_snapshot(
     store: &steerfeed_shared::SharedStore,
@@ -287,24 +296,29 @@ fn adopt_newer_snapshot(
     use steerfeed::storage::Storage;
 
     let newest = match snapshots.newest_at_most(store.catalog_version()) {
-        Ok(Some((stamp, path)))
-            if adopted.is_none_or(|a| stamp > a)
-                && stamp.version >= engine.index_catalog_version() =>
-        {
-            (stamp, path)
-        }
+        Ok(Some((stamp, path))) if adopted.is_none_or(|a| stamp > a) => (stamp, path),
         Ok(_) => return adopted,
         Err(e) => {
             tracing::warn!(error = %e, "cannot list the index snapshots");
             return adopted;
         }
     };
+    match engine.catalog_log_reaches(newest.0.version) {
+        Ok(true) => {}
+        Ok(false) => return adopted,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the catalogue log");
+            return adopted;
+        }
+    }
+    let replica_version = engine.index_catalog_version();
     let started = std::time::Instant::now();
     match engine.adopt_index_file(&newest.1) {
         Ok(Some(_)) => {
             let stats = engine.index_stats();
             tracing::info!(
                 catalog_version = newest.0.version,
+                replica_version,
                 graph_changes = newest.0.changes,
                 graph_nodes = stats.graph_nodes,
                 live_segment = stats.live_segment,

@@ -1,7 +1,8 @@
 //! Three `steerfeed serve` processes sharing one deployment (throwaway PostgreSQL, NATS
 //! JetStream and Redis servers, one namespace per test), driven over real HTTP: a revocation
 //! or a deletion acknowledged by one replica is in force for the next feed on every
-//! other, even from a page pool; a replica killed with SIGKILL comes back ready only
+//! other, even from a page pool, and a session's page 2 on any replica comes from the
+//! pool its page 1 left on another; a replica killed with SIGKILL comes back ready only
 //! once it has caught up with what the others acknowledged meanwhile; three replicas
 //! racing a teen's daily item cap serve exactly the cap between them.
 //!
@@ -263,6 +264,82 @@ fn a_deletion_on_one_replica_reaches_the_next_page_of_a_pool_on_another() {
     assert!(served.is_empty(), "deleted videos on page 2: {served:?}");
 }
 
+/// Pages a replica served from a page pool: its `pool` stage count in `/metrics`.
+fn pooled_pages(port: u16) -> u64 {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let text = if text
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        support::dechunk(text.split_once("\r\n\r\n").unwrap().1)
+    } else {
+        text
+    };
+    text.lines()
+        .find(|l| {
+            l.starts_with("steerfeed_stage_duration_seconds_count{") && l.contains("stage=\"pool\"")
+        })
+        .map_or(0, |l| l.rsplit(' ').next().unwrap().parse().unwrap())
+}
+
+#[test]
+fn page_two_on_a_third_replica_comes_from_the_pool_page_one_left_minus_a_deletion_on_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let rs = three(dir.path());
+    world(rs[0].port, 60, 2);
+    // Page 1 on one replica, deletions on another, page 2 on the third.
+    for (viewer, first_on, delete_on, second_on, third) in [("f0", 0, 1, 2, 0), ("f1", 2, 0, 1, 1)]
+    {
+        let (first, cursor) = page(rs[first_on].port, viewer, 5, None);
+        assert_eq!(first.len(), 5, "{viewer}");
+        let cursor = cursor.expect("a next page");
+        // A third of the videos page 1 did not show go (each viewer's own third).
+        let shown: HashSet<&String> = first.iter().collect();
+        let mut deleted = HashSet::new();
+        for i in (0..60).filter(|i| i % 3 == third) {
+            let v = format!("c{i}");
+            if !shown.contains(&v) {
+                ok(
+                    rs[delete_on].port,
+                    "DELETE",
+                    &format!("/v1/videos/{v}"),
+                    None,
+                );
+                deleted.insert(v);
+            }
+        }
+        let before = pooled_pages(rs[second_on].port);
+        let (second, _) = page(rs[second_on].port, viewer, 5, Some(&cursor));
+        assert_eq!(
+            second.len(),
+            5,
+            "{viewer}: the rest of the pool fills page 2"
+        );
+        assert_eq!(
+            pooled_pages(rs[second_on].port),
+            before + 1,
+            "{viewer}: page 2 came from the pool page 1 left on another replica"
+        );
+        let again: Vec<&String> = second.iter().filter(|v| shown.contains(v)).collect();
+        assert!(
+            again.is_empty(),
+            "{viewer}: page 1's videos again: {again:?}"
+        );
+        let served: Vec<&String> = second.iter().filter(|v| deleted.contains(*v)).collect();
+        assert!(
+            served.is_empty(),
+            "{viewer}: deleted videos on page 2: {served:?}"
+        );
+    }
+}
+
 #[test]
 fn a_replica_killed_and_restarted_is_ready_only_once_it_has_caught_up() {
     let dir = tempfile::tempdir().unwrap();
@@ -363,10 +440,21 @@ fn a_replica_started_later_takes_the_newest_index_snapshot_and_replays_uploads_s
 
 /// Uploads the video `late` by `cr0` through `port`.
 fn upload_late(port: u16) {
+    upload(port, "late");
+}
+
+/// Uploads video `id` by `cr0` through `port`.
+fn upload(port: u16, id: &str) {
     let now = steerfeed::Timestamp::now().to_string();
-    let video = json!({"id": "late", "creator": "cr0", "created_at": now,
+    let video = json!({"id": id, "creator": "cr0", "created_at": now,
         "duration_s": 9.0, "caption": "a lighthouse in a storm"});
     ok(port, "PUT", "/v1/videos", Some(&json!({"videos": [video]})));
+}
+
+/// The number a log line gives field `name` (` name=123`).
+fn log_field(line: &str, name: &str) -> usize {
+    let at = line.find(&format!(" {name}=")).unwrap() + name.len() + 2;
+    line[at..].split(' ').next().unwrap().parse().unwrap()
 }
 
 /// A time zone where it is about noon now (`Etc/GMT±N`, whose sign is inverted): a teen
@@ -522,8 +610,9 @@ fn a_serving_replica_swaps_in_the_leaders_newer_snapshot_and_keeps_later_uploads
     let snapshots = dir.path().join("snapshots");
     let ns = Servers::namespace("sw");
     let snap_dir = snapshots.to_str().unwrap();
-    // The leader folds its live segment at 10 videos; the follower never would on its
-    // own (at 100,000), so a folded graph in it can only be the leader's.
+    // Both fold their live segment at 10 videos, but the follower leaves that work to
+    // the leader while it leads (its own threshold rises to 80): a folded graph in it
+    // can only be the leader's, and its log shows no fold or rebuild of its own.
     let leader_env = [
         ("STEERFEED__SHARED__SNAPSHOT_DIR", snap_dir),
         ("STEERFEED__SHARED__SNAPSHOT_INTERVAL_S", "1"),
@@ -539,7 +628,7 @@ fn a_serving_replica_swaps_in_the_leaders_newer_snapshot_and_keeps_later_uploads
         &[
             ("STEERFEED__SHARED__SNAPSHOT_DIR", snap_dir),
             ("STEERFEED__SHARED__SNAPSHOT_INTERVAL_S", "1"),
-            ("STEERFEED__INDEX__BUILD__MAX_LIVE", "100000"),
+            ("STEERFEED__INDEX__BUILD__MAX_LIVE", "10"),
             ("RUST_LOG", "info"),
         ],
         Stdio::from(std::fs::File::create(&log).unwrap()),
@@ -550,10 +639,7 @@ fn a_serving_replica_swaps_in_the_leaders_newer_snapshot_and_keeps_later_uploads
     wait_for_snapshot(&snapshots, &ns, |(v, c)| v == 1 && c > 0);
     // A graph the follower would not have built (a snapshot taken before the leader's
     // rebuild may be swapped in first), holding what its live segment lacks.
-    let field = |line: &str, name: &str| -> usize {
-        let at = line.find(&format!(" {name}=")).unwrap() + name.len() + 2;
-        line[at..].split(' ').next().unwrap().parse().unwrap()
-    };
+    let field = log_field;
     let line = wait_for_line(&log, |l| {
         l.contains("index snapshot swapped in catalog_version=1") && field(l, "graph_nodes") > 0
     });
@@ -572,5 +658,63 @@ fn a_serving_replica_swaps_in_the_leaders_newer_snapshot_and_keeps_later_uploads
     assert!(!items.is_empty());
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(!text.contains("not swapped in"), "{text}");
+    for own in ["live segment folded", "index compacted"] {
+        assert!(
+            !text.contains(own),
+            "the follower worked on its graph: {text}"
+        );
+    }
+    drop(a);
+}
+
+#[test]
+fn a_follower_taking_uploads_between_snapshots_still_swaps_them_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let snapshots = dir.path().join("snapshots");
+    let ns = Servers::namespace("sv");
+    let snap_dir = snapshots.to_str().unwrap();
+    let env = [
+        ("STEERFEED__SHARED__SNAPSHOT_DIR", snap_dir),
+        ("STEERFEED__SHARED__SNAPSHOT_INTERVAL_S", "1"),
+        ("STEERFEED__INDEX__BUILD__MAX_LIVE", "10"),
+    ];
+    let a = replica_with(&ns, &dir.path().join("a"), &env, Stdio::inherit());
+    wait_for_snapshot(&snapshots, &ns, |(v, _)| v == 0);
+    let log = dir.path().join("b.log");
+    let mut follower = env.to_vec();
+    follower.push(("RUST_LOG", "info"));
+    let b = replica_with(
+        &ns,
+        &dir.path().join("b"),
+        &follower,
+        Stdio::from(std::fs::File::create(&log).unwrap()),
+    );
+    world(a.port, 20, 1);
+    // Uploads through the follower, one after another: its index is nearly always ahead
+    // of the leader's last snapshot, which it must still take (its catalogue log reaches
+    // back to it) rather than wait for a moment without writes.
+    let older = |l: &&str| {
+        l.contains("index snapshot swapped in")
+            && log_field(l, "catalog_version") < log_field(l, "replica_version")
+    };
+    let mut uploaded = 0;
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .any(|l| older(&l))
+    {
+        assert!(
+            uploaded < 1_000,
+            "no snapshot older than the follower's index was swapped in:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        upload(b.port, &format!("up{uploaded}"));
+        uploaded += 1;
+    }
+    // Swapped in and replayed, its index holds every video, and it serves.
+    let (status, stats) = http(b.port, "GET", "/v1/stats", None);
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(stats["indexed"], 20 + uploaded, "{stats}");
+    assert!(!page(b.port, "f0", 10, None).0.is_empty());
     drop(a);
 }

@@ -419,6 +419,31 @@ pub trait Storage:
     }
     /// Records found unreadable since open, and what was done about each.
     fn damage(&self) -> DamageReport;
+    /// Where page pools are kept when every process serving this store must read them
+    /// (the shared backend: a later page of a session may reach another replica than
+    /// its first); `None` when each process keeps its own in memory.
+    fn shared_pools(&self) -> Option<&dyn SharedPools> {
+        None
+    }
+}
+
+/// Page pools kept where every process serving a store reads them, one per person, as
+/// bytes the engine encodes. Each person also has a stamp, which every forget moves to a
+/// value it never had before (an absent stamp reads 0, which no forget gives): a ranking
+/// reads it before its inputs, and keeps its pool only if no write forgot the person's
+/// pool meanwhile ([`SharedPools::keep_pool`]).
+pub trait SharedPools: Send + Sync {
+    /// The person's stamp, and their pool taken out (no other request gets it): `None`
+    /// when they have none.
+    fn take_pool(&self, user: &UserId) -> crate::Result<(u64, Option<Vec<u8>>)>;
+    /// Keeps `pool` as the person's for at least `ttl_s` seconds, unless their stamp
+    /// is no longer `stamp`. True when kept.
+    fn keep_pool(&self, user: &UserId, stamp: u64, pool: &[u8], ttl_s: u64) -> crate::Result<bool>;
+    /// Drops the person's pool and moves their stamp on: a ranking that read the stamp
+    /// before cannot keep one. Call once the write that made it stale is done.
+    fn forget_pool(&self, user: &UserId) -> crate::Result<()>;
+    /// The person's pool, left in place (operators and tests).
+    fn peek_pool(&self, user: &UserId) -> crate::Result<Option<Vec<u8>>>;
 }
 
 /// Items of a person's daily allowance reserved for one page

@@ -25,7 +25,7 @@ use steerfeed_store::{
 };
 
 use crate::config::Config;
-use crate::pool::Pools;
+use crate::pool::{Opened, Pools, Taken};
 use crate::profile::{ProfileSummary, summarize};
 
 mod backup;
@@ -435,7 +435,7 @@ impl Engine {
             indexed = index.len(),
             "engine open"
         );
-        let pages = config.pages;
+        let pools = Pools::new(config.pages, Some(store.clone()));
         let saver = Saver::start(
             index_file.clone(),
             index.clone(),
@@ -457,7 +457,7 @@ impl Engine {
             index_file,
             index_open,
             saver,
-            pools: Pools::new(pages),
+            pools,
             rankers,
             discard_index: Mutex::new(false),
             backing_up: Mutex::new(()),
@@ -710,9 +710,23 @@ impl Engine {
         self.index.applied_version()
     }
 
+    /// True when the store's catalog log still reaches back to `version`, so that an
+    /// index file saved at that version can be brought up to date here
+    /// ([`Engine::adopt_index_file`]); this engine's own index saves trim the log.
+    pub fn catalog_log_reaches(&self, version: u64) -> Result<bool> {
+        Ok(self.store.catalog_changes_since(version)?.is_some())
+    }
+
     /// Counts and sizes of the vector index.
     pub fn index_stats(&self) -> steerfeed_ann::IndexStats {
         self.index.stats()
+    }
+
+    /// Leaves the vector index's folds and rebuilds to another process whose snapshots
+    /// this one swaps in ([`Engine::adopt_index_file`]), or takes them back: see
+    /// [`HnswIndex::hold_compactions`](steerfeed_ann::HnswIndex::hold_compactions).
+    pub fn leave_index_work_to_snapshots(&self, leave: bool) {
+        self.index.index().hold_compactions(leave);
     }
 
     /// Rebuilds the index graph now, folding in videos added since the last build and
@@ -790,9 +804,7 @@ impl Engine {
     /// write, in order, all or nothing: each names two distinct stored users.
     pub fn set_relations(&self, items: &[(UserId, UserId, Relation, bool)]) -> Result<()> {
         let written = self.store.set_relations(items);
-        for (a, ..) in items {
-            self.pools.forget(a);
-        }
+        self.forget_pools(items.iter().map(|(a, ..)| a));
         written
     }
 
@@ -1004,16 +1016,30 @@ impl Engine {
     /// interested, report), whose page should show at once that they were heard.
     fn forget_pools_of_steering_events(&self, events: &[Event]) {
         use steerfeed_core::EventKind as K;
-        for e in events {
-            if matches!(
-                e.kind,
-                K::CheckinAnswer { .. }
-                    | K::Follow { .. }
-                    | K::HideCreator { .. }
-                    | K::NotInterested { .. }
-                    | K::Report { .. }
-            ) {
-                self.pools.forget(&e.user);
+        self.forget_pools(
+            events
+                .iter()
+                .filter(|e| {
+                    matches!(
+                        e.kind,
+                        K::CheckinAnswer { .. }
+                            | K::Follow { .. }
+                            | K::HideCreator { .. }
+                            | K::NotInterested { .. }
+                            | K::Report { .. }
+                    )
+                })
+                .map(|e| &e.user),
+        );
+    }
+
+    /// Drops the page pools of `users`, each once however often it is named (with the
+    /// shared backend, each is a call to Redis).
+    fn forget_pools<'a>(&self, users: impl Iterator<Item = &'a UserId>) {
+        let mut once = steerfeed_core::IdSet::default();
+        for user in users {
+            if once.insert(user.clone()) {
+                self.pools.forget(user);
             }
         }
     }
@@ -1061,22 +1087,22 @@ impl Engine {
     /// entries (`context`, `respond`): for operators, metrics and the harness.
     pub fn feed_traced(&self, request: &FeedRequest) -> Result<(FeedResponse, Trace)> {
         let started = std::time::Instant::now();
-        self.catch_up()?;
         let now = request.now().unwrap_or_else(Timestamp::now);
         let page_no = match request.cursor() {
             Some(c) => parse_cursor(c)?,
             None => 0,
         };
-        // Read before anything the ranking reads: a pool made from older inputs than a
-        // write that forgot the user's pool is never kept.
-        let stamp = self.pools.stamp();
-        let catalog = self.store.catalog_version();
-        let user = self.known(request.user())?;
-        let mut ctx = self.context(request, user, now)?;
         let ranker = self.ranker_for(request)?;
+        let me = request.user();
+        // Before anything the ranking reads, the catch-up included: a pool made from
+        // older inputs than a write that forgot the user's pool is never kept.
+        let Opened { stamp, taken } = self.pools.open(me, request.session(), now, &ranker.name);
+        self.catch_up()?;
+        let catalog = self.store.catalog_version();
+        let user = self.known(me)?;
+        let mut ctx = self.context(request, user, now)?;
         let grant = self.reserve_items(&mut ctx)?;
         let context_us = micros(started);
-        let me = request.user();
         // A page that fails after its reservation gives every item back.
         let give_back = |served: usize| {
             let Some(g) = &grant else { return };
@@ -1090,7 +1116,7 @@ impl Engine {
                 tracing::warn!(user = %me, error = %e, "could not give back reserved items");
             }
         };
-        let Ranked { out, pool, made } = match self.rank(ranker, &mut ctx, now, catalog) {
+        let Ranked { out, pool, made } = match self.rank(ranker, &mut ctx, (now, catalog), taken) {
             Ok(r) => r,
             Err(e) => {
                 give_back(0);
@@ -1155,40 +1181,26 @@ impl Engine {
         self.pools.peek(user)
     }
 
-    /// Ranks the page: from the user's page pool when there is a fresh one for this
-    /// session and it still fills a page (traced as `pool`, with the microseconds spent
-    /// bringing its videos up to date), else from scratch (traced as `pool_short` when a
-    /// pool ran low). `catalog` is the catalog version read before this request's inputs.
+    /// Ranks the page: from `taken`, the user's page pool for this session, when it
+    /// still fills a page (traced as `pool`, with the microseconds spent bringing its
+    /// videos up to date), else from scratch (traced as `pool_short` when a pool ran
+    /// low). `catalog` is the catalog version read before this request's inputs.
     fn rank(
         &self,
         ranker: &Ranker,
         ctx: &mut FeedContext,
-        now: Timestamp,
-        catalog: u64,
+        (now, catalog): (Timestamp, u64),
+        taken: Option<Taken>,
     ) -> Result<Ranked> {
         let keep = self.pools.size();
         let request = &ctx.request;
         let mut short = None;
-        if let Some(taken) = self
-            .pools
-            .take(request.user(), request.session(), now, &ranker.name)
-        {
+        if let Some(taken) = taken {
             let started = std::time::Instant::now();
             // Current videos: a deletion, a relabel or new cameos since the ranking are
             // what the filters must judge. Every video write moves the catalog version,
-            // so while it stands still the pool's videos are the catalog's.
-            let pool = if taken.catalog == catalog {
-                taken.candidates
-            } else {
-                let mut pool = Vec::with_capacity(taken.candidates.len());
-                for mut c in taken.candidates {
-                    if let Some(v) = self.store.video(c.id())? {
-                        c.video = v;
-                        pool.push(c);
-                    }
-                }
-                pool
-            };
+            // so while it stands still the videos of a pool held here are the catalog's.
+            let pool = taken.items.current(catalog, |id| self.store.video(id))?;
             let pool_us = micros(started);
             let (mut out, pool) = ranker.pipeline.run_pooled(ctx, Some(pool), keep)?;
             // A page a count cap cut is as full as it may be: keep the pool.

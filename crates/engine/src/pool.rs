@@ -17,12 +17,24 @@
 //! parental controls, follows, blocks, mutes, the user record, relation events) call
 //! [`Pools::forget`], and a pool built from state read before such a write is never
 //! stored: every build carries the invalidation stamp it read first.
+//!
+//! A store shared by several processes ([`Storage::shared_pools`]) keeps the pools
+//! itself, so the next page of a session is picked from its pool whichever replica it
+//! reaches: the pool travels as bytes (the `wire` module) without its videos, which the
+//! taking replica reads from its own catalog after catching up, so every filter judges
+//! them as that replica's fresh page would. The stamp is then the person's own, kept
+//! beside their pool, and it is read before the request catches up: a write any replica
+//! acknowledged and forgot a pool for is either before the stamp (and caught up) or after
+//! it (and the pool is not kept).
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use steerfeed_core::{Candidate, IdMap, SessionId, Timestamp, UserId};
+use steerfeed_core::storage::{SharedPools, Storage};
+use steerfeed_core::{Candidate, IdMap, SessionId, Timestamp, UserId, VideoId};
+
+mod wire;
 
 /// How long an invalidation mark is kept: far longer than any feed request takes.
 const MARK_LIFETIME: Duration = Duration::from_secs(30);
@@ -36,7 +48,8 @@ pub struct PagesConfig {
     pub pool_ttl_s: u64,
     /// Candidates kept per pool.
     pub pool_size: usize,
-    /// Users with a pool at most; when full, expired pools go first, then all.
+    /// Users with a pool at most in this process's memory (a shared store keeps its
+    /// pools itself, each for `pool_ttl_s`); when full, expired pools go first, then all.
     pub pool_users: usize,
 }
 
@@ -71,15 +84,77 @@ impl PagesConfig {
     }
 }
 
+/// What a request found of its user's pool, before it read anything it ranks with.
+pub(crate) struct Opened {
+    /// What a pool this request makes is kept under.
+    pub stamp: Stamp,
+    /// The pool, when it belongs to the request's session and profile and is fresh.
+    pub taken: Option<Taken>,
+}
+
+/// The invalidation stamp a request read before its inputs, and the request's time.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stamp {
+    /// `None`: keep no pool (the shared store could not answer).
+    value: Option<u64>,
+    /// The request's time, against which a pool's age is counted.
+    at: Timestamp,
+}
+
 /// A pool taken for one request.
 pub(crate) struct Taken {
-    /// The candidates, best first.
-    pub candidates: Vec<Candidate>,
     /// When the full ranking that made the pool ran (request time).
     pub ranked_at: Timestamp,
-    /// The store's catalog version read before that ranking: when it has not moved,
-    /// the pool's videos are still the catalog's.
-    pub catalog: u64,
+    /// The candidates, best first.
+    pub items: Pooled,
+}
+
+/// The candidates of a taken pool.
+pub(crate) enum Pooled {
+    /// Kept in this process, with the videos of the store's catalog version `catalog`
+    /// (read before the ranking): while the version has not moved, they are current.
+    Held {
+        candidates: Vec<Candidate>,
+        catalog: u64,
+    },
+    /// Read from the shared store: the videos are to be read.
+    Stored(Vec<wire::Stored>),
+}
+
+impl Pooled {
+    /// The candidates with their videos as `read` has them now, in order; those whose
+    /// video is gone are left out. `catalog` is the store's catalog version now.
+    pub fn current(
+        self,
+        catalog: u64,
+        read: impl Fn(&VideoId) -> steerfeed_core::Result<Option<Arc<steerfeed_core::Video>>>,
+    ) -> steerfeed_core::Result<Vec<Candidate>> {
+        match self {
+            Pooled::Held {
+                candidates,
+                catalog: made,
+            } if made == catalog => Ok(candidates),
+            Pooled::Held { candidates, .. } => {
+                let mut pool = Vec::with_capacity(candidates.len());
+                for mut c in candidates {
+                    if let Some(v) = read(c.id())? {
+                        c.video = v;
+                        pool.push(c);
+                    }
+                }
+                Ok(pool)
+            }
+            Pooled::Stored(items) => {
+                let mut pool = Vec::with_capacity(items.len());
+                for s in items {
+                    if let Some(v) = read(&s.id)? {
+                        pool.push(s.with_video(v));
+                    }
+                }
+                Ok(pool)
+            }
+        }
+    }
 }
 
 enum Entry {
@@ -97,20 +172,30 @@ enum Entry {
 
 const SHARDS: usize = 16;
 
-/// Every user's pool, in shards to keep lock hold times short.
+/// Every user's pool: in this process's memory, in shards to keep lock hold times short,
+/// or in the store when it shares them between processes.
 pub(crate) struct Pools {
     cfg: PagesConfig,
     shards: Vec<Mutex<IdMap<UserId, Entry>>>,
     stamp: AtomicU64,
+    /// The store, when it keeps the pools.
+    store: Option<Arc<dyn Storage>>,
 }
 
 impl Pools {
-    pub fn new(cfg: PagesConfig) -> Self {
+    /// Pools in this process's memory, or in `store` when it keeps them
+    /// ([`Storage::shared_pools`]).
+    pub fn new(cfg: PagesConfig, store: Option<Arc<dyn Storage>>) -> Self {
         Self {
             cfg,
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             stamp: AtomicU64::new(0),
+            store: store.filter(|s| s.shared_pools().is_some()),
         }
+    }
+
+    fn shared(&self) -> Option<&dyn SharedPools> {
+        self.store.as_deref().and_then(|s| s.shared_pools())
     }
 
     /// True when pools are on.
@@ -127,8 +212,80 @@ impl Pools {
         }
     }
 
-    /// The invalidation stamp to read before a ranking's inputs.
-    pub fn stamp(&self) -> u64 {
+    /// Reads the stamp and takes `user`'s pool when it belongs to `session`, was ranked
+    /// by `profile` and is still fresh at `now`: call before reading anything the
+    /// ranking reads (a shared store's catch-up included). A pool that does not fit is
+    /// dropped all the same. A shared store that cannot answer costs the pool (the page
+    /// is ranked afresh and keeps none), with a warning.
+    pub fn open(
+        &self,
+        user: &UserId,
+        session: Option<&SessionId>,
+        now: Timestamp,
+        profile: &str,
+    ) -> Opened {
+        let none = Opened {
+            stamp: Stamp {
+                value: None,
+                at: now,
+            },
+            taken: None,
+        };
+        if !self.enabled() {
+            return none;
+        }
+        let Some(shared) = self.shared() else {
+            return Opened {
+                stamp: Stamp {
+                    value: Some(self.stamp()),
+                    at: now,
+                },
+                taken: self.take(user, session, now, profile),
+            };
+        };
+        match shared.take_pool(user) {
+            Ok((stamp, bytes)) => Opened {
+                stamp: Stamp {
+                    value: Some(stamp),
+                    at: now,
+                },
+                taken: bytes.and_then(|b| self.stored(&b, session, now, profile)),
+            },
+            Err(e) => {
+                tracing::warn!(user = %user, error = %e, "could not take the page pool");
+                none
+            }
+        }
+    }
+
+    /// A pool read from the shared store, when it fits the request.
+    fn stored(
+        &self,
+        bytes: &[u8],
+        session: Option<&SessionId>,
+        now: Timestamp,
+        profile: &str,
+    ) -> Option<Taken> {
+        let Some(pool) = wire::decode(bytes) else {
+            tracing::warn!("a stored page pool did not read back; ranking afresh");
+            return None;
+        };
+        let fits = self.fresh(pool.ranked_at, now)
+            && pool.session.as_deref() == session.map(SessionId::as_str)
+            && pool.profile == profile;
+        fits.then_some(Taken {
+            ranked_at: pool.ranked_at,
+            items: Pooled::Stored(pool.items),
+        })
+    }
+
+    fn fresh(&self, ranked_at: Timestamp, now: Timestamp) -> bool {
+        let age_ms = now.as_millisecond() - ranked_at.as_millisecond();
+        (0..=self.ttl_ms()).contains(&age_ms)
+    }
+
+    /// The invalidation stamp of the pools in memory.
+    fn stamp(&self) -> u64 {
         self.stamp.load(Ordering::Acquire)
     }
 
@@ -141,18 +298,14 @@ impl Pools {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes `user`'s pool when it belongs to `session`, was ranked by `profile` and is
-    /// still fresh at `now`.
-    pub fn take(
+    /// Takes `user`'s pool from memory when it fits (see [`Pools::open`]).
+    fn take(
         &self,
         user: &UserId,
         session: Option<&SessionId>,
         now: Timestamp,
         profile: &str,
     ) -> Option<Taken> {
-        if !self.enabled() {
-            return None;
-        }
         let mut shard = self.shard(user);
         if !matches!(shard.get(user), Some(Entry::Pool { .. })) {
             return None;
@@ -167,13 +320,16 @@ impl Pools {
         else {
             return None;
         };
-        let age_ms = now.as_millisecond() - ranked_at.as_millisecond();
-        let fresh = (0..=self.ttl_ms()).contains(&age_ms);
-        (fresh && owner.as_ref() == session && ranked_by == profile).then_some(Taken {
-            candidates,
-            ranked_at,
-            catalog,
-        })
+        drop(shard);
+        (self.fresh(ranked_at, now) && owner.as_ref() == session && ranked_by == profile).then_some(
+            Taken {
+                ranked_at,
+                items: Pooled::Held {
+                    candidates,
+                    catalog,
+                },
+            },
+        )
     }
 
     fn ttl_ms(&self) -> i64 {
@@ -181,7 +337,23 @@ impl Pools {
     }
 
     /// The videos of `user`'s pool, best first, without taking it.
-    pub fn peek(&self, user: &UserId) -> Option<Vec<steerfeed_core::VideoId>> {
+    pub fn peek(&self, user: &UserId) -> Option<Vec<VideoId>> {
+        if let Some(shared) = self.shared() {
+            let bytes = match shared.peek_pool(user) {
+                Ok(b) => b?,
+                Err(e) => {
+                    tracing::warn!(user = %user, error = %e, "could not read the page pool");
+                    return None;
+                }
+            };
+            return Some(
+                wire::decode(&bytes)?
+                    .items
+                    .into_iter()
+                    .map(|s| s.id)
+                    .collect(),
+            );
+        }
         match self.shard(user).get(user) {
             Some(Entry::Pool { candidates, .. }) => {
                 Some(candidates.iter().map(|c| c.id().clone()).collect())
@@ -191,9 +363,59 @@ impl Pools {
     }
 
     /// Keeps `candidates` as `user`'s pool, unless the user's inputs changed after
-    /// `stamp` (read before the ranking's inputs were). `catalog` is the store's catalog
-    /// version read before the ranking.
+    /// `stamp` (from [`Pools::open`], read before the ranking's inputs were). `made` is
+    /// when the full ranking ran and the store's catalog version read before it.
     pub fn put(
+        &self,
+        user: &UserId,
+        stamp: Stamp,
+        candidates: Vec<Candidate>,
+        made: (Timestamp, u64),
+        session: Option<&SessionId>,
+        profile: &str,
+    ) {
+        let Some(value) = stamp.value else { return };
+        if !self.enabled() || candidates.is_empty() {
+            return;
+        }
+        match self.shared() {
+            Some(shared) => {
+                // What the pool has left of its time to live, in whole seconds.
+                let age_ms = stamp.at.as_millisecond() - made.0.as_millisecond();
+                let left_ms = self.ttl_ms().saturating_sub(age_ms.max(0));
+                let left_ms = u64::try_from(left_ms).unwrap_or(0);
+                if left_ms == 0 {
+                    return;
+                }
+                let left_s = left_ms.div_ceil(1000);
+                let owner = (session, profile);
+                self.put_shared(shared, user, (value, left_s), &candidates, made.0, owner);
+            }
+            None => self.put_local(user, value, candidates, made, session, profile),
+        }
+    }
+
+    /// Keeps a pool in the shared store under `stamp` for `ttl_s` seconds.
+    fn put_shared(
+        &self,
+        shared: &dyn SharedPools,
+        user: &UserId,
+        (stamp, ttl_s): (u64, u64),
+        candidates: &[Candidate],
+        ranked_at: Timestamp,
+        (session, profile): (Option<&SessionId>, &str),
+    ) {
+        let session = session.map(SessionId::as_str);
+        let Some(bytes) = wire::encode(candidates, ranked_at, session, profile) else {
+            tracing::warn!(user = %user, "a page pool too large for its format was not kept");
+            return;
+        };
+        if let Err(e) = shared.keep_pool(user, stamp, &bytes, ttl_s) {
+            tracing::warn!(user = %user, error = %e, "could not keep the page pool");
+        }
+    }
+
+    fn put_local(
         &self,
         user: &UserId,
         stamp: u64,
@@ -202,9 +424,6 @@ impl Pools {
         session: Option<&SessionId>,
         profile: &str,
     ) {
-        if !self.enabled() || candidates.is_empty() {
-            return;
-        }
         let mut shard = self.shard(user);
         if let Some(Entry::Forgotten { stamp: s, .. }) = shard.get(user)
             && *s > stamp
@@ -236,9 +455,17 @@ impl Pools {
     }
 
     /// Drops `user`'s pool; a ranking that read its inputs before this call will not
-    /// store one either. Call after the write is done.
+    /// store one either. Call after the write is done. A shared store that cannot be
+    /// reached leaves the pool for its time to live, with a warning: every filter still
+    /// judges its videos, only the write's effect on the order waits.
     pub fn forget(&self, user: &UserId) {
         if !self.enabled() {
+            return;
+        }
+        if let Some(shared) = self.shared() {
+            if let Err(e) = shared.forget_pool(user) {
+                tracing::warn!(user = %user, error = %e, "could not drop the page pool");
+            }
             return;
         }
         let stamp = self.stamp.fetch_add(1, Ordering::AcqRel) + 1;
@@ -273,15 +500,30 @@ mod tests {
     }
 
     fn pools(ttl: u64) -> Pools {
-        Pools::new(PagesConfig {
-            pool_ttl_s: ttl,
-            pool_size: 10,
-            pool_users: 32,
-        })
+        Pools::new(
+            PagesConfig {
+                pool_ttl_s: ttl,
+                pool_size: 10,
+                pool_users: 32,
+            },
+            None,
+        )
     }
 
     fn at(s: i64) -> Timestamp {
         Timestamp::from_second(s).unwrap()
+    }
+
+    fn st(value: u64) -> Stamp {
+        Stamp {
+            value: Some(value),
+            at: at(100),
+        }
+    }
+
+    /// The stamp a request reads now.
+    fn local(p: &Pools) -> Stamp {
+        st(p.stamp())
     }
 
     #[test]
@@ -291,7 +533,7 @@ mod tests {
         let s = SessionId::new("s1").unwrap();
         p.put(
             &u,
-            p.stamp(),
+            local(&p),
             vec![cand(1)],
             (at(100), 0),
             Some(&s),
@@ -303,7 +545,7 @@ mod tests {
         );
         p.put(
             &u,
-            p.stamp(),
+            local(&p),
             vec![cand(1)],
             (at(100), 0),
             Some(&s),
@@ -315,7 +557,7 @@ mod tests {
         );
         p.put(
             &u,
-            p.stamp(),
+            local(&p),
             vec![cand(1), cand(2)],
             (at(100), 0),
             Some(&s),
@@ -327,14 +569,17 @@ mod tests {
         );
         p.put(
             &u,
-            p.stamp(),
+            local(&p),
             vec![cand(1), cand(2)],
             (at(100), 0),
             Some(&s),
             "default",
         );
         let t = p.take(&u, Some(&s), at(160), "default").unwrap();
-        assert_eq!(t.candidates.len(), 2);
+        let Pooled::Held { candidates, .. } = t.items else {
+            panic!("a pool in memory is held")
+        };
+        assert_eq!(candidates.len(), 2);
         assert_eq!(t.ranked_at, at(100));
         assert!(
             p.take(&u, Some(&s), at(160), "default").is_none(),
@@ -343,16 +588,86 @@ mod tests {
     }
 
     #[test]
+    fn a_stored_pool_is_served_only_to_its_session_and_profile_while_fresh() {
+        let p = pools(60);
+        let s = SessionId::new("s1").unwrap();
+        let pool = vec![cand(1), cand(2), cand(3)];
+        let bytes = wire::encode(&pool, at(100), Some("s1"), "default").unwrap();
+        let t = p.stored(&bytes, Some(&s), at(160), "default").unwrap();
+        assert_eq!(t.ranked_at, at(100));
+        let Pooled::Stored(items) = t.items else {
+            panic!("a pool read from a store is stored")
+        };
+        let ids: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(ids, ["v1", "v2", "v3"]);
+        let other = SessionId::new("s2").unwrap();
+        assert!(p.stored(&bytes, Some(&other), at(110), "default").is_none());
+        assert!(p.stored(&bytes, None, at(110), "default").is_none());
+        assert!(p.stored(&bytes, Some(&s), at(110), "b_side").is_none());
+        assert!(
+            p.stored(&bytes, Some(&s), at(161), "default").is_none(),
+            "expired"
+        );
+        assert!(
+            p.stored(&bytes, Some(&s), at(99), "default").is_none(),
+            "from the future"
+        );
+        assert!(
+            p.stored(&bytes[..bytes.len() - 1], Some(&s), at(110), "default")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_taken_pool_is_brought_up_to_the_catalog_it_is_served_from() {
+        let pool = vec![cand(1), cand(2), cand(3)];
+        let newer = |id: &VideoId| -> steerfeed_core::Result<Option<Arc<Video>>> {
+            // v2 is gone; the others come back relabelled (a longer duration).
+            Ok((id.as_str() != "v2").then(|| {
+                let mut v = Video::new(
+                    id.clone(),
+                    UserId::new("c").unwrap(),
+                    Timestamp::UNIX_EPOCH,
+                    10.0,
+                );
+                v.duration_s = 99.0;
+                Arc::new(v)
+            }))
+        };
+        let held = |catalog| Pooled::Held {
+            candidates: pool.clone(),
+            catalog,
+        };
+        // The catalog has not moved: the videos are current as they are.
+        let same = held(7).current(7, newer).unwrap();
+        assert_eq!(same.len(), 3);
+        assert!(same.iter().all(|c| c.video.duration_s == 10.0));
+        // It moved: every video is read again, and a missing one leaves.
+        let moved = held(7).current(8, newer).unwrap();
+        let ids: Vec<&str> = moved.iter().map(|c| c.id().as_str()).collect();
+        assert_eq!(ids, ["v1", "v3"]);
+        assert!(moved.iter().all(|c| c.video.duration_s == 99.0));
+        // A stored pool's videos are always read.
+        let bytes = wire::encode(&pool, at(0), None, "default").unwrap();
+        let stored = Pooled::Stored(wire::decode(&bytes).unwrap().items)
+            .current(7, newer)
+            .unwrap();
+        let ids: Vec<&str> = stored.iter().map(|c| c.id().as_str()).collect();
+        assert_eq!(ids, ["v1", "v3"]);
+        assert!(stored.iter().all(|c| c.video.duration_s == 99.0));
+    }
+
+    #[test]
     fn a_pool_built_before_a_forget_is_never_stored() {
         let p = pools(60);
         let u = UserId::new("u").unwrap();
         let before = p.stamp();
         p.forget(&u);
-        p.put(&u, before, vec![cand(1)], (at(100), 0), None, "default");
+        p.put(&u, st(before), vec![cand(1)], (at(100), 0), None, "default");
         assert!(p.take(&u, None, at(100), "default").is_none());
-        p.put(&u, p.stamp(), vec![cand(1)], (at(100), 0), None, "default");
+        p.put(&u, local(&p), vec![cand(1)], (at(100), 0), None, "default");
         assert!(p.take(&u, None, at(100), "default").is_some());
-        p.put(&u, p.stamp(), vec![cand(1)], (at(100), 0), None, "default");
+        p.put(&u, local(&p), vec![cand(1)], (at(100), 0), None, "default");
         p.forget(&u);
         assert!(
             p.take(&u, None, at(100), "default").is_none(),
@@ -364,14 +679,14 @@ mod tests {
     fn pools_off_keep_nothing_and_full_shards_make_room() {
         let off = pools(0);
         let u = UserId::new("u").unwrap();
-        off.put(&u, 0, vec![cand(1)], (at(0), 0), None, "default");
+        off.put(&u, st(0), vec![cand(1)], (at(0), 0), None, "default");
         assert!(off.take(&u, None, at(0), "default").is_none());
         assert_eq!(off.size(), 0);
 
         let p = pools(60);
         for i in 0..500 {
             let u = UserId::new(format!("u{i}")).unwrap();
-            p.put(&u, p.stamp(), vec![cand(i)], (at(100), 0), None, "default");
+            p.put(&u, local(&p), vec![cand(i)], (at(100), 0), None, "default");
         }
         let held: usize = p.shards.iter().map(|s| s.lock().unwrap().len()).sum();
         assert!(held <= 32 + SHARDS, "{held} pools held");

@@ -1,6 +1,7 @@
 //! Per-person counters every replica must agree on at the moment a page is ranked, kept
 //! in Redis: the items reserved for a teen's pages each day
-//! ([`Storage::reserve_items`](steerfeed_core::storage::Storage::reserve_items)).
+//! ([`Storage::reserve_items`](steerfeed_core::storage::Storage::reserve_items)). The
+//! connection and the keys serve the page pools too (the `pools` module).
 //!
 //! The logs cannot count these: two replicas ranking a page for one teen at the same
 //! instant have both applied the same events, so each would serve what the cap leaves.
@@ -130,16 +131,20 @@ impl Counters {
         Ok(counters)
     }
 
-    /// The person's keys: reserved items by day, open grants (one hash tag).
-    pub(crate) fn keys(&self, user: &UserId) -> [String; 2] {
-        let tag = person_tag(user);
-        [
-            format!("{}{{{tag}}}:items", self.prefix),
-            format!("{}{{{tag}}}:grants", self.prefix),
-        ]
+    /// The person's key `name`: every key of theirs has one hash tag.
+    pub(crate) fn key(&self, user: &UserId, name: &str) -> String {
+        format!("{}{{{}}}:{name}", self.prefix, person_tag(user))
     }
 
-    async fn run<T: redis::FromRedisValue>(&self, inv: &redis::ScriptInvocation<'_>) -> Result<T> {
+    /// The person's keys: reserved items by day, open grants.
+    pub(crate) fn keys(&self, user: &UserId) -> [String; 2] {
+        [self.key(user, "items"), self.key(user, "grants")]
+    }
+
+    pub(crate) async fn run<T: redis::FromRedisValue>(
+        &self,
+        inv: &redis::ScriptInvocation<'_>,
+    ) -> Result<T> {
         match self.conn.clone() {
             Conn::Single(mut c) => inv.invoke_async(&mut c).await,
             Conn::Cluster(mut c) => inv.invoke_async(&mut c).await,
@@ -147,7 +152,7 @@ impl Counters {
         .map_err(redis_error)
     }
 
-    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
+    pub(crate) async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
         match self.conn.clone() {
             Conn::Single(mut c) => cmd.query_async(&mut c).await,
             Conn::Cluster(mut c) => cmd.query_async(&mut c).await,

@@ -17,7 +17,9 @@
 //!   keeps nothing readable of them.
 //! - **Redis holds the counters replicas must agree on while ranking** (the `counters`
 //!   module): the items reserved for a teen's pages each day, so that pages ranked at
-//!   once on several replicas never serve more than the daily cap in all.
+//!   once on several replicas never serve more than the daily cap in all. It also holds
+//!   the page pools (the `pools` module): a session's next page is picked from what its
+//!   first ranking left on whichever replica it reaches.
 //! - **Every process keeps a mirror**: an embedded [`Store`] in a temporary directory to
 //!   which it applies the change log in version order and the event log in stream order,
 //!   with the embedded backend's code. A write is validated by applying it to the
@@ -46,6 +48,7 @@
 
 mod change;
 mod counters;
+mod pools;
 mod seal;
 pub mod servers;
 pub mod snapshots;
@@ -63,7 +66,7 @@ use steerfeed_core::ports::{
 };
 use steerfeed_core::storage::{
     CopyInfo, DamageReport, IngestReport, ItemAsk, ItemGrant, Logged, Preferences, Relation,
-    Revocation, ServedPage, Storage,
+    Revocation, ServedPage, SharedPools, Storage,
 };
 use steerfeed_core::{
     Constraints, Error, Event, Result, Timestamp, TopicId, UserId, Video, VideoId,
@@ -237,6 +240,7 @@ pub struct SharedStore {
     origin: String,
     mirror: Store,
     counters: counters::Counters,
+    pools: pools::Pools,
     applier: tokio::sync::Mutex<Applier>,
     /// Set when the mirror took a write the database then did not commit: it no longer
     /// matches the log, and every call fails until the process restarts.
@@ -376,6 +380,7 @@ impl SharedStore {
             ),
             mirror,
             counters,
+            pools: pools::Pools::new(),
             applier: tokio::sync::Mutex::new(Applier {
                 version: 0,
                 seq: 0,
@@ -1486,9 +1491,13 @@ impl Storage for SharedStore {
             })?
             .ok_or_else(|| Error::internal("erasure", "no report"))?;
         // Their counters are keyed by a digest of their id and expire within days; a
-        // failure here leaves them until then.
+        // failure here leaves them until then. Their page pool goes, and their pool stamp
+        // moves on (it holds a number only), so no ranking begun before keeps one.
         if let Err(e) = self.block("redis", self.counters.forget(user)) {
             tracing::warn!(error = %e, "erasure: could not remove the person's counters");
+        }
+        if let Err(e) = self.forget_pool(user) {
+            tracing::warn!(error = %e, "erasure: could not drop the person's page pool");
         }
         Ok(report)
     }
@@ -1547,6 +1556,43 @@ impl Storage for SharedStore {
 
     fn damage(&self) -> DamageReport {
         self.mirror.damage()
+    }
+
+    fn shared_pools(&self) -> Option<&dyn SharedPools> {
+        Some(self)
+    }
+}
+
+/// How long a page pool's call to Redis may take (at most the store's timeout): a feed
+/// that cannot reach its pool ranks from scratch rather than wait.
+const POOL_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl SharedStore {
+    /// Runs a page pool's call within [`POOL_TIMEOUT`].
+    fn pool_call<T>(&self, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        self.block("redis", async {
+            tokio::time::timeout(POOL_TIMEOUT, f)
+                .await
+                .map_err(|_| unavailable("redis page pool", "timed out"))?
+        })
+    }
+}
+
+impl SharedPools for SharedStore {
+    fn take_pool(&self, user: &UserId) -> Result<(u64, Option<Vec<u8>>)> {
+        self.pool_call(self.pools.take(&self.counters, user))
+    }
+
+    fn keep_pool(&self, user: &UserId, stamp: u64, pool: &[u8], ttl_s: u64) -> Result<bool> {
+        self.pool_call(self.pools.keep(&self.counters, user, stamp, pool, ttl_s))
+    }
+
+    fn forget_pool(&self, user: &UserId) -> Result<()> {
+        self.pool_call(self.pools.forget(&self.counters, user))
+    }
+
+    fn peek_pool(&self, user: &UserId) -> Result<Option<Vec<u8>>> {
+        self.pool_call(self.pools.peek(&self.counters, user))
     }
 }
 

@@ -1,4 +1,5 @@
-//! The shared backend's counters on a Redis Cluster of three masters started by the test:
+//! The shared backend's counters and page pools on a Redis Cluster of three masters
+//! started by the test:
 //! every person's keys carry one hash tag (a script changing two of them would fail with
 //! `CROSSSLOT` otherwise, as the control below shows), people spread over the masters,
 //! reservations racing from three replicas never grant more than the cap, and erasure
@@ -94,6 +95,15 @@ fn a_persons_keys_share_one_slot_and_racing_replicas_never_pass_the_cap() {
         r(2).release_items(p, &g[1], 4).unwrap();
         let again = r(0).reserve_items(p, ask).unwrap();
         assert_eq!((again.before, again.granted), (21, 4), "{p}");
+        // A page pool kept through one replica, taken through the next and forgotten
+        // through the third, as on one server.
+        let pools = |k: usize| r(k).shared_pools().unwrap();
+        assert_eq!(pools(0).take_pool(p).unwrap(), (0, None), "{p}");
+        assert!(pools(1).keep_pool(p, 0, p.as_str().as_bytes(), 60).unwrap());
+        let taken = pools(2).take_pool(p).unwrap();
+        assert_eq!(taken, (0, Some(p.as_str().as_bytes().to_vec())), "{p}");
+        pools(0).forget_pool(p).unwrap();
+        assert!(!pools(1).keep_pool(p, 0, b"stale", 60).unwrap(), "{p}");
     }
 
     // Every key has a hash tag; each person's keys share theirs; people spread over every
@@ -107,7 +117,8 @@ fn a_persons_keys_share_one_slot_and_racing_replicas_never_pass_the_cap() {
         }
     }
     assert_eq!(tags.len(), PEOPLE, "one tag per person");
-    assert!(tags.values().all(|ks| ks.len() == 2), "{tags:?}");
+    // Reserved items, open grants and the pool stamp (the forget dropped the pool).
+    assert!(tags.values().all(|ks| ks.len() == 3), "{tags:?}");
     for (port, keys) in &by_node {
         assert!(
             keys.len() >= PEOPLE / 10,
@@ -145,16 +156,30 @@ fn a_persons_keys_share_one_slot_and_racing_replicas_never_pass_the_cap() {
     });
     assert_eq!(granted, 100);
 
-    // Erasing a person removes their keys, and only theirs.
-    let before: BTreeSet<String> = tags.keys().cloned().collect();
+    // Erasing a person removes their counters, and only theirs; of their keys only the
+    // pool stamp stays (a number, moved on by the erasure).
+    let all_keys = || -> BTreeSet<String> {
+        keys_by_node(&cluster, &ns)
+            .into_values()
+            .flatten()
+            .collect()
+    };
+    let before = all_keys();
     replicas[1].erase_user(&people[7], OwnVideos::Keep).unwrap();
-    let after: BTreeSet<String> = keys_by_node(&cluster, &ns)
-        .values()
-        .flatten()
-        .filter_map(|k| tag(k).map(str::to_owned))
-        .collect();
-    assert_eq!(before.difference(&after).count(), 1);
+    let after = all_keys();
     assert!(after.is_subset(&before));
+    let removed: Vec<&String> = before.difference(&after).collect();
+    assert_eq!(removed.len(), 2, "their items and grants: {removed:?}");
+    let erased = tag(removed[0]).unwrap();
+    assert!(
+        removed.iter().all(|k| tag(k) == Some(erased)),
+        "{removed:?}"
+    );
+    let left: Vec<&String> = after.iter().filter(|k| tag(k) == Some(erased)).collect();
+    assert!(
+        left.len() == 1 && left[0].ends_with(":pool_stamp"),
+        "{left:?}"
+    );
 }
 
 #[test]
