@@ -21,6 +21,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bytes;
 pub mod constraints;
 pub mod error;
 pub mod event;

@@ -23,6 +23,7 @@
 //! item); version 1 is version 2 without slot draws (bits 3 to 5 never set). Both still
 //! read.
 
+use steerfeed_core::bytes::ByteReader;
 use steerfeed_core::{
     ActionProbs, Error, HeadInputs, ImpressionItem, ImpressionPage, LoggedPage, PageShadow, Result,
     ScoreBreakdown, SlotDraw, Timestamp, UserId, VideoId,
@@ -129,72 +130,51 @@ pub(crate) fn encode(user: &UserId, at: Timestamp, page: &ImpressionPage) -> Vec
     out
 }
 
-/// Reads a record front to back; every read checks the length left.
-struct Reader<'a> {
-    b: &'a [u8],
+/// Reads a record front to back: the shared byte reader, a read past the end or of bad
+/// UTF-8 being a corrupt impression.
+struct Reader<'a>(ByteReader<'a>);
+
+fn whole<T>(read: Option<T>) -> Result<T> {
+    read.ok_or_else(|| corrupt("impression"))
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        if self.b.len() < n {
-            return Err(corrupt("impression"));
-        }
-        let (head, rest) = self.b.split_at(n);
-        self.b = rest;
-        Ok(head)
-    }
-
     fn u8(&mut self) -> Result<u8> {
-        Ok(self.take(1)?[0])
+        whole(self.0.u8())
     }
 
     fn u16(&mut self) -> Result<u16> {
-        let b = self.take(2)?;
-        Ok(u16::from_le_bytes([b[0], b[1]]))
+        whole(self.0.u16())
     }
 
     fn u32(&mut self) -> Result<u32> {
-        let b = self.take(4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        whole(self.0.u32())
     }
 
     fn i64(&mut self) -> Result<i64> {
-        let b = self.take(8)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        Ok(i64::from_le_bytes(a))
+        whole(self.0.i64())
     }
 
     fn f32(&mut self) -> Result<f32> {
-        Ok(f32::from_bits(self.u32()?))
+        whole(self.0.f32())
     }
 
     fn f32s<const N: usize>(&mut self) -> Result<[f32; N]> {
-        let mut out = [0.0; N];
-        for x in &mut out {
-            *x = self.f32()?;
-        }
-        Ok(out)
-    }
-
-    fn str(&mut self, n: usize) -> Result<&'a str> {
-        std::str::from_utf8(self.take(n)?).map_err(|_| corrupt("impression"))
-    }
-
-    fn str16(&mut self) -> Result<&'a str> {
-        let n = usize::from(self.u16()?);
-        self.str(n)
+        whole(self.0.f32s())
     }
 
     fn str8(&mut self) -> Result<&'a str> {
-        let n = usize::from(self.u8()?);
-        self.str(n)
+        whole(self.0.str8())
+    }
+
+    fn str16(&mut self) -> Result<&'a str> {
+        whole(self.0.str16())
     }
 }
 
 /// The record's version, and a reader past its viewer, whom it returns.
 fn header(b: &[u8]) -> Result<(Reader<'_>, u8, &str)> {
-    let mut r = Reader { b };
+    let mut r = Reader(ByteReader::new(b));
     let version = r.u8()?;
     if !(OLDEST..=VERSION).contains(&version) {
         return Err(corrupt("impression"));
@@ -322,7 +302,7 @@ pub(crate) fn decode(seq: u64, b: &[u8]) -> Result<LoggedPage> {
             draw,
         });
     }
-    if !r.b.is_empty() {
+    if !r.0.rest().is_empty() {
         return Err(corrupt("impression"));
     }
     Ok(LoggedPage {

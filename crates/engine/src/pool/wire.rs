@@ -10,6 +10,7 @@
 
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
+use steerfeed_core::bytes::ByteReader;
 use steerfeed_core::{
     ActionProbs, Candidate, HeadInputs, Reason, ScoreBreakdown, SlotDraw, Timestamp, TopicId,
     UserId, Video, VideoId,
@@ -125,27 +126,27 @@ pub(crate) fn encode(
 
 /// Reads a pool back; `None` unless the whole value reads as one.
 pub(crate) fn decode(bytes: &[u8]) -> Option<StoredPool> {
-    let mut r = Reader(bytes);
+    let mut r = Reader(ByteReader::new(bytes));
     if r.u8()? != VERSION {
         return None;
     }
     let ranked_at = Timestamp::from_millisecond(r.i64()?).ok()?;
     let session = r.opt_str()?.map(str::to_owned);
-    let profile = r.str()?.to_owned();
+    let profile = r.str16()?.to_owned();
     let names = usize::from(r.u8()?);
     let mut sources = Vec::with_capacity(names);
     for _ in 0..names {
-        sources.push(source_name(r.str()?)?);
+        sources.push(source_name(r.str16()?)?);
     }
     let n = usize::try_from(r.u32()?).ok()?;
     // Each candidate takes well over 100 bytes: a count the value cannot hold is damage.
-    if n > r.0.len() / 100 + 1 {
+    if n > r.rest().len() / 100 + 1 {
         return None;
     }
     let mut items = Vec::with_capacity(n);
     for _ in 0..n {
         items.push(Stored {
-            id: VideoId::new(r.str()?).ok()?,
+            id: VideoId::new(r.str16()?).ok()?,
             source: sources.get(usize::from(r.u8()?))?,
             source_score: r.f32()?,
             reason: r.reason()?,
@@ -158,7 +159,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<StoredPool> {
             shadow_score: r.f32()?,
         });
     }
-    r.0.is_empty().then_some(StoredPool {
+    r.rest().is_empty().then_some(StoredPool {
         ranked_at,
         session,
         profile,
@@ -344,47 +345,27 @@ impl Writer {
     }
 }
 
-struct Reader<'a>(&'a [u8]);
+/// The byte reader with the pool's own values on top.
+struct Reader<'a>(ByteReader<'a>);
+
+impl<'a> std::ops::Deref for Reader<'a> {
+    type Target = ByteReader<'a>;
+    fn deref(&self) -> &ByteReader<'a> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reader<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Some(head)
-    }
-    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
-        self.take(N)?.try_into().ok()
-    }
-    fn u8(&mut self) -> Option<u8> {
-        Some(self.take(1)?[0])
-    }
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.array()?))
-    }
-    fn i64(&mut self) -> Option<i64> {
-        Some(i64::from_le_bytes(self.array()?))
-    }
-    fn f32(&mut self) -> Option<f32> {
-        Some(f32::from_le_bytes(self.array()?))
-    }
-    fn f32s<const N: usize>(&mut self) -> Option<[f32; N]> {
-        let mut out = [0.0; N];
-        for x in &mut out {
-            *x = self.f32()?;
-        }
-        Some(out)
-    }
-    fn str(&mut self) -> Option<&'a str> {
-        let len = u16::from_le_bytes(self.array()?);
-        std::str::from_utf8(self.take(usize::from(len))?).ok()
-    }
     fn opt_str(&mut self) -> Option<Option<&'a str>> {
         match self.u8()? {
             0 => Some(None),
-            1 => Some(Some(self.str()?)),
+            1 => Some(Some(self.str16()?)),
             _ => None,
         }
     }
@@ -392,15 +373,15 @@ impl<'a> Reader<'a> {
     fn reason(&mut self) -> Option<Reason> {
         Some(match self.u8()? {
             FOLLOWING => Reason::Following {
-                creator: UserId::new(self.str()?).ok()?,
+                creator: UserId::new(self.str16()?).ok()?,
             },
             FRIEND_CAMEO => Reason::FriendCameo {
-                person: UserId::new(self.str()?).ok()?,
+                person: UserId::new(self.str16()?).ok()?,
             },
             FEATURES_YOU => Reason::FeaturesYou,
             REMIX_OF_YOURS => Reason::RemixOfYours,
             STEERING => Reason::Steering {
-                concept: self.str()?.to_owned(),
+                concept: self.str16()?.to_owned(),
             },
             INTEREST => Reason::Interest {
                 topic: match self.opt_str()? {
