@@ -427,11 +427,17 @@ pub trait Storage:
     }
 }
 
+/// Seconds a [`SharedPools`] store remembers a stamp after the forget that moved it.
+pub const POOL_STAMP_GUARD_S: u64 = 120;
+
 /// Page pools kept where every process serving a store reads them, one per person, as
 /// bytes the engine encodes. Each person also has a stamp, which every forget moves to a
 /// value it never had before (an absent stamp reads 0, which no forget gives): a ranking
 /// reads it before its inputs, and keeps its pool only if no write forgot the person's
 /// pool meanwhile ([`SharedPools::keep_pool`]).
+///
+/// A moved stamp is remembered [`POOL_STAMP_GUARD_S`] seconds: a ranking keeps its pool
+/// only within half that of reading the stamp.
 pub trait SharedPools: Send + Sync {
     /// The person's stamp, and their pool taken out (no other request gets it): `None`
     /// when they have none.
@@ -442,6 +448,18 @@ pub trait SharedPools: Send + Sync {
     /// Drops the person's pool and moves their stamp on: a ranking that read the stamp
     /// before cannot keep one. Call once the write that made it stale is done.
     fn forget_pool(&self, user: &UserId) -> crate::Result<()>;
+    /// [`SharedPools::forget_pool`] for each of `users`: a store may send them at once
+    /// and wait once. The first error, after every user was tried.
+    fn forget_pools(&self, users: &[UserId]) -> crate::Result<()> {
+        let mut first = Ok(());
+        for user in users {
+            let r = self.forget_pool(user);
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
     /// The person's pool, left in place (operators and tests).
     fn peek_pool(&self, user: &UserId) -> crate::Result<Option<Vec<u8>>>;
 }

@@ -760,7 +760,7 @@ impl Engine {
     /// `r`, the result of a write that changes what ranking reads for `user`, after
     /// dropping the user's page pool (whether the write succeeded or not).
     pub(crate) fn forgetting<T>(&self, user: &UserId, r: Result<T>) -> Result<T> {
-        self.pools.forget(user);
+        self.pools.forget(std::slice::from_ref(user));
         r
     }
 
@@ -1034,13 +1034,15 @@ impl Engine {
     }
 
     /// Drops the page pools of `users`, each once however often it is named (with the
-    /// shared backend, each is a call to Redis).
+    /// shared backend, one wait on Redis for them all).
     fn forget_pools<'a>(&self, users: impl Iterator<Item = &'a UserId>) {
         let mut once = steerfeed_core::IdSet::default();
-        for user in users {
-            if once.insert(user.clone()) {
-                self.pools.forget(user);
-            }
+        let users: Vec<UserId> = users
+            .filter(|u| once.insert((*u).clone()))
+            .cloned()
+            .collect();
+        if !users.is_empty() {
+            self.pools.forget(&users);
         }
     }
 
@@ -1421,7 +1423,7 @@ impl Engine {
             }
             report = Some(r);
         });
-        self.pools.forget(user);
+        self.pools.forget(std::slice::from_ref(user));
         self.co.forget_user(user);
         self.applied(written)?;
         report.ok_or_else(|| Error::internal("engine", "an erasure returned no report"))

@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use steerfeed_core::storage::{SharedPools, Storage};
+use steerfeed_core::storage::{POOL_STAMP_GUARD_S, SharedPools, Storage};
 use steerfeed_core::{Candidate, IdMap, SessionId, Timestamp, UserId, VideoId};
 
 mod wire;
@@ -99,7 +99,28 @@ pub(crate) struct Stamp {
     value: Option<u64>,
     /// The request's time, against which a pool's age is counted.
     at: Timestamp,
+    /// When it was read: a shared store remembers a moved stamp for a limited time, so
+    /// a ranking that outlasts half of it keeps nothing.
+    read: Instant,
 }
+
+impl Stamp {
+    fn new(value: Option<u64>, at: Timestamp) -> Self {
+        Self {
+            value,
+            at,
+            read: Instant::now(),
+        }
+    }
+}
+
+/// How long after reading its stamp a ranking may still keep a pool in a shared store:
+/// half of what the store remembers a moved stamp.
+const SHARED_KEEP_WITHIN: Duration = Duration::from_secs(POOL_STAMP_GUARD_S / 2);
+
+/// How far a pool kept by another process may seem to come from the future: the
+/// processes' clocks differ a little.
+const CLOCK_SKEW_MS: i64 = 5_000;
 
 /// A pool taken for one request.
 pub(crate) struct Taken {
@@ -225,10 +246,7 @@ impl Pools {
         profile: &str,
     ) -> Opened {
         let none = Opened {
-            stamp: Stamp {
-                value: None,
-                at: now,
-            },
+            stamp: Stamp::new(None, now),
             taken: None,
         };
         if !self.enabled() {
@@ -236,19 +254,13 @@ impl Pools {
         }
         let Some(shared) = self.shared() else {
             return Opened {
-                stamp: Stamp {
-                    value: Some(self.stamp()),
-                    at: now,
-                },
+                stamp: Stamp::new(Some(self.stamp()), now),
                 taken: self.take(user, session, now, profile),
             };
         };
         match shared.take_pool(user) {
             Ok((stamp, bytes)) => Opened {
-                stamp: Stamp {
-                    value: Some(stamp),
-                    at: now,
-                },
+                stamp: Stamp::new(Some(stamp), now),
                 taken: bytes.and_then(|b| self.stored(&b, session, now, profile)),
             },
             Err(e) => {
@@ -270,7 +282,9 @@ impl Pools {
             tracing::warn!("a stored page pool did not read back; ranking afresh");
             return None;
         };
-        let fits = self.fresh(pool.ranked_at, now)
+        // Kept by any process, so counted across two clocks.
+        let age_ms = now.as_millisecond() - pool.ranked_at.as_millisecond();
+        let fits = (-CLOCK_SKEW_MS..=self.ttl_ms()).contains(&age_ms)
             && pool.session.as_deref() == session.map(SessionId::as_str)
             && pool.profile == profile;
         fits.then_some(Taken {
@@ -379,6 +393,9 @@ impl Pools {
             return;
         }
         match self.shared() {
+            Some(_) if stamp.read.elapsed() >= SHARED_KEEP_WITHIN => {
+                tracing::warn!(user = %user, "a ranking too long after its stamp keeps no pool");
+            }
             Some(shared) => {
                 // What the pool has left of its time to live, in whole seconds.
                 let age_ms = stamp.at.as_millisecond() - made.0.as_millisecond();
@@ -454,28 +471,31 @@ impl Pools {
         );
     }
 
-    /// Drops `user`'s pool; a ranking that read its inputs before this call will not
-    /// store one either. Call after the write is done. A shared store that cannot be
+    /// Drops the pools of `users`; a ranking that read its inputs before this call will
+    /// not store one either. Call after the write is done. A shared store that cannot be
     /// reached leaves the pool for its time to live, with a warning: every filter still
     /// judges its videos, only the write's effect on the order waits.
-    pub fn forget(&self, user: &UserId) {
-        if !self.enabled() {
-            return;
-        }
+    pub fn forget(&self, users: &[UserId]) {
         if let Some(shared) = self.shared() {
-            if let Err(e) = shared.forget_pool(user) {
-                tracing::warn!(user = %user, error = %e, "could not drop the page pool");
+            // Whether or not this process keeps pools: others sharing the store may.
+            if let Err(e) = shared.forget_pools(users) {
+                tracing::warn!(users = users.len(), error = %e, "could not drop page pools");
             }
             return;
         }
-        let stamp = self.stamp.fetch_add(1, Ordering::AcqRel) + 1;
-        self.shard(user).insert(
-            user.clone(),
-            Entry::Forgotten {
-                stamp,
-                at: Instant::now(),
-            },
-        );
+        if !self.enabled() {
+            return;
+        }
+        for user in users {
+            let stamp = self.stamp.fetch_add(1, Ordering::AcqRel) + 1;
+            self.shard(user).insert(
+                user.clone(),
+                Entry::Forgotten {
+                    stamp,
+                    at: Instant::now(),
+                },
+            );
+        }
     }
 }
 
@@ -515,10 +535,7 @@ mod tests {
     }
 
     fn st(value: u64) -> Stamp {
-        Stamp {
-            value: Some(value),
-            at: at(100),
-        }
+        Stamp::new(Some(value), at(100))
     }
 
     /// The stamp a request reads now.
@@ -609,7 +626,11 @@ mod tests {
             "expired"
         );
         assert!(
-            p.stored(&bytes, Some(&s), at(99), "default").is_none(),
+            p.stored(&bytes, Some(&s), at(96), "default").is_some(),
+            "another process's clock a few seconds ahead"
+        );
+        assert!(
+            p.stored(&bytes, Some(&s), at(94), "default").is_none(),
             "from the future"
         );
         assert!(
@@ -662,13 +683,13 @@ mod tests {
         let p = pools(60);
         let u = UserId::new("u").unwrap();
         let before = p.stamp();
-        p.forget(&u);
+        p.forget(std::slice::from_ref(&u));
         p.put(&u, st(before), vec![cand(1)], (at(100), 0), None, "default");
         assert!(p.take(&u, None, at(100), "default").is_none());
         p.put(&u, local(&p), vec![cand(1)], (at(100), 0), None, "default");
         assert!(p.take(&u, None, at(100), "default").is_some());
         p.put(&u, local(&p), vec![cand(1)], (at(100), 0), None, "default");
-        p.forget(&u);
+        p.forget(std::slice::from_ref(&u));
         assert!(
             p.take(&u, None, at(100), "default").is_none(),
             "forget drops a stored pool"

@@ -1591,6 +1591,15 @@ impl SharedPools for SharedStore {
         self.pool_call(self.pools.forget(&self.counters, user))
     }
 
+    /// Every forget at once, so a batch naming many people waits on Redis once.
+    fn forget_pools(&self, users: &[UserId]) -> Result<()> {
+        self.pool_call(async {
+            let all = users.iter().map(|u| self.pools.forget(&self.counters, u));
+            let results = futures_util::future::join_all(all).await;
+            results.into_iter().find(Result::is_err).unwrap_or(Ok(()))
+        })
+    }
+
     fn peek_pool(&self, user: &UserId) -> Result<Option<Vec<u8>>> {
         self.pool_call(self.pools.peek(&self.counters, user))
     }

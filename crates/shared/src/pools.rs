@@ -24,7 +24,7 @@ use crate::counters::Counters;
 pub(crate) const KEYS: [&str; 2] = ["pool", "pool_stamp"];
 
 /// Seconds a stamp outlives the forget that moved it.
-pub(crate) const GUARD_S: u64 = 120;
+pub(crate) const GUARD_S: u64 = steerfeed_core::storage::POOL_STAMP_GUARD_S;
 
 /// KEYS: the pool, the stamp. Returns the stamp and the pool (nil when none), removing
 /// the pool.

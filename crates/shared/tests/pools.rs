@@ -151,3 +151,36 @@ fn racing_takes_on_two_replicas_hand_a_pool_to_exactly_one() {
         assert_eq!(got, vec![vec![round; 300]], "round {round}");
     }
 }
+
+/// Forgetting many people at once (one wait on Redis for them all) moves each one's
+/// stamp and drops each one's pool, and nobody else's; a person named twice is fine.
+#[test]
+fn forgetting_many_at_once_moves_every_named_stamp_and_no_other() {
+    let servers = Servers::shared().expect("test servers");
+    let ns = Servers::namespace("pm");
+    let (a, b) = (store(servers, &ns), store(servers, &ns));
+    let (pa, pb) = (pools(&a), pools(&b));
+    let people: Vec<UserId> = (0..40)
+        .map(|i| UserId::new(format!("p{i}")).unwrap())
+        .collect();
+    for p in &people {
+        assert!(pa.keep_pool(p, 0, p.as_str().as_bytes(), 60).unwrap());
+    }
+    let mut named: Vec<UserId> = people.iter().step_by(3).cloned().collect();
+    named.push(people[0].clone());
+    pb.forget_pools(&named).unwrap();
+    for (i, p) in people.iter().enumerate() {
+        let (stamp, pool) = pa.take_pool(p).unwrap();
+        if i % 3 == 0 {
+            assert!(stamp > 0 && pool.is_none(), "{p}: forgotten");
+            assert!(!pa.keep_pool(p, 0, b"stale", 60).unwrap(), "{p}");
+        } else {
+            assert_eq!(
+                (stamp, pool.as_deref()),
+                (0, Some(p.as_str().as_bytes())),
+                "{p}: untouched"
+            );
+        }
+    }
+    pb.forget_pools(&[]).unwrap();
+}
