@@ -141,7 +141,12 @@ pub fn ann(args: AnnArgs) -> anyhow::Result<()> {
                 bail!("give --base and --query, or --synthetic N,DIM,SEED");
             };
             // The base is read as it is needed, never whole: the index holds its copy.
-            let base = FvecsFile::open(b)?;
+            // A build that spills keeps that copy in the page cache, which the base's
+            // own read pages would otherwise push out: those are dropped once read.
+            let mut base = FvecsFile::open(b)?;
+            if args.spill_dir.is_some() {
+                base = base.dropping_read_pages();
+            }
             let dim = base.dim();
             let (queries, qdim) = read_fvecs(q, None)?;
             if dim != qdim {

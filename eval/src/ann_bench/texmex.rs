@@ -116,12 +116,16 @@ pub fn write_ivecs(path: &Path, values: &[i32], dim: usize) -> Result<()> {
     write_ivecs_rows(path, values, dim)
 }
 
+/// Rows read between two calls that drop the read pages from the page cache.
+const DROP_EVERY_ROWS: usize = 16_384;
+
 /// An `.fvecs` file read row by row, never whole: a base set larger than memory.
 #[derive(Debug, Clone)]
 pub struct FvecsFile {
     path: PathBuf,
     rows: usize,
     dim: usize,
+    drop_read_pages: bool,
 }
 
 impl FvecsFile {
@@ -155,7 +159,16 @@ impl FvecsFile {
             path: path.to_path_buf(),
             rows: (len / row_bytes) as usize,
             dim,
+            drop_read_pages: false,
         })
+    }
+
+    /// The same file, read so that the pages already read leave the page cache: a base
+    /// larger than memory, streamed into a build that spills its own copy to disk,
+    /// then does not push that copy's pages out.
+    pub fn dropping_read_pages(mut self) -> Self {
+        self.drop_read_pages = true;
+        self
     }
 
     /// Rows in the file.
@@ -182,13 +195,18 @@ impl FvecsFile {
             source,
         })?;
         let mut r = BufReader::with_capacity(1 << 20, file);
-        let (dim, total) = (self.dim, self.rows);
+        let (dim, total, drop_pages) = (self.dim, self.rows, self.drop_read_pages);
+        let row_bytes = 4 * (dim + 1);
         let mut row = 0usize;
-        let mut buf = vec![0u8; 4 * (dim + 1)];
+        let mut buf = vec![0u8; row_bytes];
         let mut failed = false;
         Ok(std::iter::from_fn(move || {
             if failed || row >= total {
                 return None;
+            }
+            if drop_pages && row > 0 && row.is_multiple_of(DROP_EVERY_ROWS) {
+                let from = (row - DROP_EVERY_ROWS) * row_bytes;
+                drop_cached_pages(r.get_ref(), from, DROP_EVERY_ROWS * row_bytes);
             }
             let read = match r.read_exact(&mut buf) {
                 Ok(()) => decode_row(&path, row, dim, &buf),
@@ -204,6 +222,20 @@ impl FvecsFile {
             row += 1;
             Some(read)
         }))
+    }
+}
+
+/// Asks the kernel to drop `len` bytes of `file` from `from` out of the page cache. It
+/// is advice: a page still dirty or mapped stays, and a refusal changes nothing read.
+fn drop_cached_pages(file: &std::fs::File, from: usize, len: usize) {
+    use std::os::fd::AsRawFd;
+    let (Ok(from), Ok(len)) = (libc::off_t::try_from(from), libc::off_t::try_from(len)) else {
+        return;
+    };
+    // SAFETY: the descriptor is open for the call's duration (borrowed from `file`), and
+    // posix_fadvise reads no memory of ours.
+    unsafe {
+        libc::posix_fadvise(file.as_raw_fd(), from, len, libc::POSIX_FADV_DONTNEED);
     }
 }
 
@@ -348,5 +380,36 @@ mod tests {
         assert!(matches!(FvecsFile::open(&p), Err(Error::BadFile { .. })));
         std::fs::write(&p, []).unwrap();
         assert!(FvecsFile::open(&p).is_err());
+    }
+
+    #[test]
+    fn a_long_file_streams_every_row_while_its_read_pages_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("long.fvecs");
+        // Past two drop boundaries and not a multiple of them, each row its own values.
+        let n = 2 * DROP_EVERY_ROWS + 123;
+        let row = |i: usize| vec![i as f32, -(i as f32) * 0.5, (i % 7) as f32];
+        let mut w = FvecsWriter::create(&p, 3).unwrap();
+        for i in 0..n {
+            w.push(&row(i)).unwrap();
+        }
+        w.finish().unwrap();
+        let f = FvecsFile::open(&p).unwrap().dropping_read_pages();
+        let mut read = 0;
+        for (i, got) in f.rows().unwrap().enumerate() {
+            assert_eq!(got.unwrap(), row(i), "row {i}");
+            read += 1;
+        }
+        assert_eq!(read, n);
+        // Damage after the first boundary is still found at its row.
+        let mut bytes = std::fs::read(&p).unwrap();
+        let at = (DROP_EVERY_ROWS + 5) * 16 + 4;
+        bytes[at..at + 4].copy_from_slice(&f32::INFINITY.to_le_bytes());
+        std::fs::write(&p, &bytes).unwrap();
+        let f = FvecsFile::open(&p).unwrap().dropping_read_pages();
+        let rows: Vec<_> = f.rows().unwrap().collect();
+        assert_eq!(rows.len(), DROP_EVERY_ROWS + 6);
+        assert!(rows[DROP_EVERY_ROWS + 5].is_err());
+        assert!(rows[..DROP_EVERY_ROWS + 5].iter().all(Result::is_ok));
     }
 }
