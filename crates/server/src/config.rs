@@ -168,7 +168,8 @@ pub struct SharedConfig {
     pub postgres_url: String,
     /// NATS with JetStream, the event log (`nats://host:port`).
     pub nats_url: String,
-    /// Redis, the counters replicas must agree on while ranking (`redis://host:port`).
+    /// Redis, the counters replicas must agree on while ranking and the page pools
+    /// (`redis://host:port`).
     pub redis_url: String,
     /// `redis_url` names a node of a Redis Cluster.
     pub redis_cluster: bool,
