@@ -99,6 +99,28 @@ pub struct SlotDraw {
     pub shadow_in_draw: bool,
 }
 
+impl HeadInputs {
+    /// Bits of [`HeadInputs::flag_bits`] in use.
+    pub const FLAG_MASK: u8 = 0b111;
+
+    /// The three flags packed as the binary formats store them: bit 0 followed, bit 1
+    /// remix chain, bit 2 friend's cameo.
+    pub fn flag_bits(&self) -> u8 {
+        u8::from(self.followed) | u8::from(self.remix_chain) << 1 | u8::from(self.friend_cameo) << 2
+    }
+
+    /// These inputs with the flags read from the bits [`HeadInputs::flag_bits`] writes;
+    /// bits outside [`HeadInputs::FLAG_MASK`] are not read.
+    pub fn with_flag_bits(self, bits: u8) -> Self {
+        Self {
+            followed: bits & 1 != 0,
+            remix_chain: bits & 2 != 0,
+            friend_cameo: bits & 4 != 0,
+            ..self
+        }
+    }
+}
+
 fn is_zero(n: &u32) -> bool {
     *n == 0
 }
@@ -189,4 +211,46 @@ pub struct LoggedPage {
     pub at: Timestamp,
     /// What was served.
     pub page: ImpressionPage,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flags_pack_in_their_documented_bits_and_unpack_to_themselves() {
+        // The layout both binary formats store, written out by hand.
+        let cases = [
+            ((false, false, false), 0b000),
+            ((true, false, false), 0b001),
+            ((false, true, false), 0b010),
+            ((false, false, true), 0b100),
+            ((true, true, false), 0b011),
+            ((true, false, true), 0b101),
+            ((false, true, true), 0b110),
+            ((true, true, true), 0b111),
+        ];
+        let base = HeadInputs {
+            prior: [0.5; 8],
+            creator: [-0.25; 8],
+            interest: 0.1,
+            tie: 0.2,
+            co_engagement: 0.3,
+            ..HeadInputs::default()
+        };
+        for ((followed, remix_chain, friend_cameo), bits) in cases {
+            let h = HeadInputs {
+                followed,
+                remix_chain,
+                friend_cameo,
+                ..base
+            };
+            assert_eq!(h.flag_bits(), bits, "{h:?}");
+            assert_eq!(bits & !HeadInputs::FLAG_MASK, 0);
+            // Unpacking sets the flags and leaves every other input as it was, and the
+            // bits other formats put beside them are not read.
+            assert_eq!(base.with_flag_bits(bits), h);
+            assert_eq!(base.with_flag_bits(bits | 0b1111_1000), h);
+        }
+    }
 }

@@ -96,9 +96,7 @@ pub(crate) fn encode(user: &UserId, at: Timestamp, page: &ImpressionPage) -> Vec
         f32s(&mut out, &[h.interest, h.tie, h.co_engagement]);
         let d = it.draw;
         out.push(
-            u8::from(h.followed)
-                | u8::from(h.remix_chain) << 1
-                | u8::from(h.friend_cameo) << 2
+            h.flag_bits()
                 | u8::from(d.is_some()) << 3
                 | u8::from(d.is_some_and(|d| d.greedy)) << 4
                 | u8::from(d.is_some_and(|d| d.in_draw)) << 5
@@ -284,10 +282,11 @@ pub(crate) fn decode(seq: u64, b: &[u8]) -> Result<LoggedPage> {
                 interest,
                 tie,
                 co_engagement,
-                followed: flags & 1 != 0,
-                remix_chain: flags & 2 != 0,
-                friend_cameo: flags & 4 != 0,
-            },
+                followed: false,
+                remix_chain: false,
+                friend_cameo: false,
+            }
+            .with_flag_bits(flags),
             breakdown: ScoreBreakdown {
                 actions: ActionProbs::from_heads(std::array::from_fn(|a| t[a])),
                 action_value: t[8],

@@ -304,22 +304,22 @@ impl Writer {
     }
 
     fn inputs(&mut self, i: &HeadInputs) {
+        // Named field by field, so a field added to the inputs does not compile here
+        // until the format writes it.
         let HeadInputs {
             prior,
             creator,
             interest,
             tie,
             co_engagement,
-            followed,
-            remix_chain,
-            friend_cameo,
+            followed: _,
+            remix_chain: _,
+            friend_cameo: _,
         } = i;
         self.f32s(prior);
         self.f32s(creator);
         self.f32s(&[*interest, *tie, *co_engagement]);
-        self.u8(u8::from(*followed)
-            | (u8::from(*remix_chain) << 1)
-            | (u8::from(*friend_cameo) << 2));
+        self.u8(i.flag_bits());
     }
 
     fn draw(&mut self, d: Option<&SlotDraw>) {
@@ -435,19 +435,20 @@ impl<'a> Reader<'a> {
         let creator = self.f32s::<8>()?;
         let [interest, tie, co_engagement] = self.f32s::<3>()?;
         let flags = self.u8()?;
-        if flags > 0b111 {
+        if flags & !HeadInputs::FLAG_MASK != 0 {
             return None;
         }
-        Some(HeadInputs {
+        let inputs = HeadInputs {
             prior,
             creator,
             interest,
             tie,
             co_engagement,
-            followed: flags & 1 != 0,
-            remix_chain: flags & 2 != 0,
-            friend_cameo: flags & 4 != 0,
-        })
+            followed: false,
+            remix_chain: false,
+            friend_cameo: false,
+        };
+        Some(inputs.with_flag_bits(flags))
     }
 
     fn draw(&mut self) -> Option<Option<SlotDraw>> {
