@@ -5,7 +5,7 @@ relational_rejections_only: a 422 answered to data the schema allows must be one
 rules the OpenAPI document states in words because JSON Schema cannot (the error's
 `field` names which):
 - `follow`, `block`, `mute`: the two users of a graph route are the same user;
-- `new_video`: a remix event names the remixed video as its new video;
+- `events[i].new_video`: a remix event names the remixed video as its new video;
 - `remix_of`: a video remixes itself;
 - `videos[i].created_at`: a video dated after the server's clock + server.event_max_ahead_s;
 - `events[i].at`: an event dated outside the server's window (server.event_max_age_s,
@@ -22,6 +22,8 @@ Any other 422 to valid data means the schema allows something the server refuses
 erasures_spare_the_seeded_users (a hook, not a check): an erasure generated for one of
 the seeded users erases the one seeded for it instead, so that the routes after it still
 find the people they name (a second erasure of that person answers `already_erased`).
+The events of a valid batch get keys of their own (`fz<n>`): a key names one event, and
+the generator's few short strings would otherwise reuse one for another event (409).
 Likewise a backup goes into a new folder under the run's own temporary folder, whatever
 absolute path was generated (one generated path in two of them: the second is refused
 as existing). Every other model upload sends the valid model file of FUZZ_MODEL_FILE,
@@ -44,6 +46,7 @@ BACKUP_ROOT = os.environ.get("FUZZ_BACKUP_ROOT", "")
 _backups = 0
 MODEL_FILE = os.environ.get("FUZZ_MODEL_FILE", "")
 _models = 0
+_event_keys = 0
 
 GRAPH = re.compile(r"^/v1/users/\{id\}/(follows|blocks|mutes)/\{(creator|other)\}$")
 
@@ -70,7 +73,7 @@ def _explained(case, field: str | None) -> bool:
         return same and field == {"follows": "follow", "blocks": "block", "mutes": "mute"}[graph.group(1)]
     if path == "/v1/events":
         events = [e for e in body.get("events", []) if isinstance(e, dict)]
-        if field == "new_video":
+        if field is not None and re.fullmatch(r"events\[\d+\]\.new_video", field):
             return any(e.get("kind") == "remix" and e.get("new_video") == e.get("video") for e in events)
         return field is not None and re.fullmatch(r"events\[\d+\]\.at", field) is not None
     if path == "/v1/videos":
@@ -134,7 +137,13 @@ class every_operation_accepts:  # noqa: N801 (check names are snake_case)
 def before_call(ctx, case, **kwargs):
     """An erasure of a seeded user erases the person seeded for erasures instead; a backup
     goes under the run's folder."""
-    global _backups, _models
+    global _backups, _models, _event_keys
+    if case.operation.path == "/v1/events" and isinstance(case.body, dict) and _is_positive(case):
+        for e in case.body.get("events") or []:
+            if isinstance(e, dict) and "key" in e:
+                _event_keys += 1
+                e["key"] = f"fz{_event_keys}"
+        return
     if (
         case.operation.path == "/v1/model"
         and case.method.upper() == "PUT"

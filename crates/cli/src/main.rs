@@ -259,7 +259,7 @@ fn run() -> anyhow::Result<()> {
         }
         Command::Import(args) => {
             init_tracing(&sidecar.log);
-            transfer::import(config, &args)
+            transfer::import(config, &sidecar.server, &args)
         }
         Command::Export(args) => {
             init_tracing(&sidecar.log);

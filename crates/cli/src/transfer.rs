@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use steerfeed::{Engine, Record, RecordKind};
 use steerfeed_server::bulk::{ImportAnswer, ImportBody, ImportStatus};
+use steerfeed_server::config::ServerConfig;
 
 use crate::remote::Remote;
 
@@ -139,12 +140,14 @@ trait Sink {
     }
 }
 
-struct EngineSink(Engine);
+/// The engine on a stopped store, and the server settings that bound the dates a
+/// client may give (the same as the sidecar's import applies).
+struct EngineSink(Engine, ServerConfig);
 
 impl Sink for EngineSink {
     fn apply(&mut self, records: &[Record]) -> anyhow::Result<Vec<Result<ImportStatus, String>>> {
         self.0
-            .import(records)
+            .import(records, self.1.latest_client_time())
             .into_iter()
             .map(|r| match r {
                 Ok(i) => Ok(Ok(i.into())),
@@ -420,7 +423,11 @@ fn write_state(path: &Path, state: &ImportState) -> anyhow::Result<()> {
 }
 
 /// `steerfeed import`.
-pub fn import(config: steerfeed::Config, args: &ImportArgs) -> anyhow::Result<()> {
+pub fn import(
+    config: steerfeed::Config,
+    server: &ServerConfig,
+    args: &ImportArgs,
+) -> anyhow::Result<()> {
     let format = format_of(&args.file, args.format);
     let kind = match format {
         Format::Csv => Some(csv_kind(&args.file, args.kind.as_deref())?),
@@ -493,7 +500,7 @@ pub fn import(config: steerfeed::Config, args: &ImportArgs) -> anyhow::Result<()
 
     let mut sink: Box<dyn Sink> = match args.remote.url {
         Some(_) => Box::new(HttpSink(args.remote.clone())),
-        None => Box::new(EngineSink(crate::open_stopped(config)?)),
+        None => Box::new(EngineSink(crate::open_stopped(config)?, server.clone())),
     };
     let mut reader = Reader::open(&args.file, format, kind, offset, line)?;
     let mut rejected = open_rejected(
@@ -684,7 +691,12 @@ fn nested(kind: RecordKind) -> Option<&'static str> {
 
 fn check_header(kind: RecordKind, header: &csv::StringRecord) -> anyhow::Result<()> {
     let columns = csv_columns(kind).context("this kind does not fit CSV")?;
-    for h in header {
+    for (i, h) in header.iter().enumerate() {
+        if header.iter().take(i).any(|earlier| earlier == h) {
+            bail!(
+                "the CSV header names the column {h:?} twice: which value a row means is unclear"
+            );
+        }
         if !columns.contains(&h) {
             bail!(
                 "the CSV header has a column {h:?}, which {} records do not have (columns: {})",

@@ -210,7 +210,7 @@ fn axis_with(first: f32) -> Vec<f32> {
 }
 
 #[test]
-fn a_sub_normal_embedding_serves_and_survives_a_kill_and_a_restart() {
+fn a_tiny_embedding_serves_and_survives_a_kill_and_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let (mut server, port) = start(dir.path(), &[], Stdio::null());
     put_users(port, &["tiny_maker", "tiny_fan"]);
@@ -219,16 +219,28 @@ fn a_sub_normal_embedding_serves_and_survives_a_kill_and_a_restart() {
         json!({"videos": [{"id": id, "creator": "tiny_maker", "created_at": now,
             "duration_s": 10.0, "caption": "a very small vector", "embedding": e}]})
     };
-    // A sub-normal value is a direction like any other; a zero or non-finite vector is 422.
+    // The smallest normal value is a direction like any other; a vector of sub-normal
+    // values only, a zero or a non-finite vector is 422.
     assert_eq!(
         http(
             port,
             "PUT",
             "/v1/videos",
-            Some(&video("tiny", axis_with(1e-39)))
+            Some(&video("tiny", axis_with(f32::MIN_POSITIVE)))
         )
         .0,
         200
+    );
+    let (status, body) = http(
+        port,
+        "PUT",
+        "/v1/videos",
+        Some(&video("subnormal", axis_with(1e-39))),
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("invalid_input")),
+        "{body}"
     );
     let (status, body) = http(
         port,
@@ -1095,6 +1107,13 @@ fn import_and_export_round_trip_offline_and_through_the_sidecar_and_resume() {
     }
     let (_, exported, _) = steerfeed(&third, &["export"], &[]);
     assert_eq!(without_embeddings(&exported), without_embeddings(&text));
+    // A header naming a column twice is refused before any row is read.
+    let dup = dir.path().join("dup");
+    std::fs::create_dir_all(&dup).unwrap();
+    let file = dup.join("follows.csv");
+    std::fs::write(&file, "user,creator,creator\nia,ib,ic\n").unwrap();
+    let (ok, _, err) = steerfeed(&third, &["import", file.to_str().unwrap()], &[]);
+    assert!(!ok && err.contains("twice"), "{err}");
 
     // Bad lines: each reported with its number, kept in the rejected file, the rest in.
     let bad = dir.path().join("bad.jsonl");
@@ -1202,13 +1221,18 @@ fn a_backup_over_http_survives_a_kill_and_restores_into_a_new_directory() {
     let before = exported(&url);
 
     // Only admin keys may back up, and only into a new absolute directory.
-    let (status, body) = http(
-        port,
-        "POST",
-        "/v1/backups",
-        Some(&json!({"dir": "relative/x"})),
-    );
-    assert_eq!(status, 422, "{body}");
+    let plain = dir.path().join("plain");
+    std::fs::write(&plain, b"x").unwrap();
+    let under_file = plain.join("x");
+    for bad in [
+        "relative/x".to_owned(),
+        "/tmp/nul\u{0}here".to_owned(),
+        format!("{}/inside/x", store.display()),
+        under_file.display().to_string(),
+    ] {
+        let (status, body) = http(port, "POST", "/v1/backups", Some(&json!({ "dir": bad })));
+        assert_eq!(status, 422, "{bad:?}: {body}");
+    }
     let (status, _) = http(
         port,
         "POST",

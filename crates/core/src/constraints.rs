@@ -225,11 +225,13 @@ impl Constraints {
                 if !c.strength.is_finite() {
                     return Err(Error::NonFinite { field, index: 0 });
                 }
-                if !(c.strength > 0.0 && c.strength <= MAX_STRENGTH) {
+                // Above 0 and not sub-normal: a strength too small for f32's normal range
+                // is no strength.
+                if !(c.strength >= f32::MIN_POSITIVE && c.strength <= MAX_STRENGTH) {
                     return Err(Error::OutOfRange {
                         field,
                         got: f64::from(c.strength),
-                        min: 0.0,
+                        min: f64::from(f32::MIN_POSITIVE),
                         max: f64::from(MAX_STRENGTH),
                     });
                 }
@@ -239,6 +241,15 @@ impl Constraints {
             for c in list {
                 check_concept(field, c.topic.as_ref(), c.phrase.as_deref())?;
             }
+        }
+        for r in &self.rejected {
+            if let Some(p) = &r.phrase {
+                crate::wire::check_text("rejected", p)?;
+            }
+            crate::wire::check_text("rejected", &r.reason)?;
+        }
+        for u in &self.unclear {
+            crate::wire::check_text("unclear", &u.phrase)?;
         }
         if let Some(p) = self
             .rejected
@@ -265,6 +276,9 @@ impl Constraints {
 }
 
 fn check_concept(field: &'static str, topic: Option<&TopicId>, phrase: Option<&str>) -> Result<()> {
+    if let Some(p) = phrase {
+        crate::wire::check_text(field, p)?;
+    }
     match phrase {
         Some(p) if p.len() > MAX_PHRASE_LEN => Err(Error::TooLarge {
             field,
@@ -330,6 +344,15 @@ mod tests {
         let c: Constraints =
             serde_json::from_str(r#"{"reduce": [{"topic": "sad", "strength": 9.0}]}"#).unwrap();
         assert_eq!(c.validate().unwrap_err().field(), Some("reduce"));
+        // A sub-normal strength is refused; the smallest normal one is a strength.
+        let c: Constraints =
+            serde_json::from_str(r#"{"boost": [{"topic": "sad", "strength": 1e-39}]}"#).unwrap();
+        assert!(c.boost[0].strength > 0.0);
+        assert_eq!(c.validate().unwrap_err().field(), Some("boost"));
+        let c: Constraints =
+            serde_json::from_str(r#"{"boost": [{"topic": "sad", "strength": 1.1754944e-38}]}"#)
+                .unwrap();
+        c.validate().unwrap();
         let c: Constraints = serde_json::from_str(r#"{"max_duration_s": 0}"#).unwrap();
         assert_eq!(c.validate().unwrap_err().field(), Some("max_duration_s"));
     }

@@ -178,11 +178,15 @@ struct WireEvent {
     user: UserId,
     at: Timestamp,
     kind: KindTag,
+    #[serde(default, deserialize_with = "crate::wire::present")]
     video: Option<VideoId>,
     #[serde(default, deserialize_with = "crate::wire::integral_opt")]
     watch_ms: Option<u64>,
+    #[serde(default, deserialize_with = "crate::wire::present")]
     completed: Option<bool>,
+    #[serde(default, deserialize_with = "crate::wire::present")]
     new_video: Option<VideoId>,
+    #[serde(default, deserialize_with = "crate::wire::present")]
     answer: Option<CheckinAnswer>,
 }
 
@@ -457,6 +461,18 @@ mod tests {
         );
         assert!(parse(r#""kind":"view","video":"v""#).is_err());
         assert!(parse(r#""kind":"checkin_answer""#).is_err());
+        // A field written `null` is not a field left out.
+        for nulled in [
+            r#""kind":"like","video":null"#,
+            r#""kind":"like","video":"v","answer":null"#,
+            r#""kind":"view","video":"v","watch_ms":5000,"completed":null"#,
+            r#""kind":"remix","video":"v","new_video":null"#,
+            r#""kind":"create","video":null"#,
+        ] {
+            assert!(parse(nulled).is_err(), "{nulled}");
+        }
+        assert!(parse(r#""kind":"create""#).is_ok());
+        assert!(parse(r#""kind":"remix","video":"v""#).is_ok());
         // What each kind has still reads, optional fields defaulted.
         let e = parse(r#""kind":"view","video":"v","watch_ms":5000"#).unwrap();
         assert!(matches!(

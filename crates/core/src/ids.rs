@@ -10,6 +10,11 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
+/// The creator a deleted video of an erased person is left with: its record stays (an
+/// event about it is still accepted and counts nowhere) but no longer names them. No user
+/// may take this id.
+pub const ERASED_CREATOR: &str = "(erased)";
+
 /// Longest accepted id, in bytes.
 pub const MAX_ID_LEN: usize = 128;
 

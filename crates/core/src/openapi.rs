@@ -48,8 +48,9 @@ pub fn id_pattern() -> String {
     )
 }
 
-/// A pattern admitting text of at most `max_bytes` bytes of UTF-8 (see the module doc);
-/// with `not_blank`, the text must also hold a character that is not white space.
+/// A pattern admitting text of at most `max_bytes` bytes of UTF-8 without a NUL
+/// character (see the module doc); with `not_blank`, the text must also hold a character
+/// that is not white space.
 pub fn text_pattern(max_bytes: usize, not_blank: bool) -> String {
     let lookahead = if not_blank {
         format!(r"(?=[\s\S]*{NOT_BLANK})")
@@ -57,7 +58,7 @@ pub fn text_pattern(max_bytes: usize, not_blank: bool) -> String {
         String::new()
     };
     format!(
-        r"^{lookahead}(?:[\u0000-\u007f]{{0,{max_bytes}}}|[\s\S]{{0,{quarter}}}){END}",
+        r"^{lookahead}(?:[\u0001-\u007f]{{0,{max_bytes}}}|[^\u0000]{{0,{quarter}}}){END}",
         quarter = max_bytes / 4
     )
 }
@@ -145,7 +146,8 @@ pub(crate) fn embedding_schema() -> RefOr<Schema> {
         )
         .description(Some(format!(
             "A vector of the engine's dimension, of numbers an f32 holds (|x| <= {limit:e}), \
-             not all zero (some |x| >= {smallest:e}); the server normalises it to unit length."
+             not all zero (some |x| >= {smallest:e}; a sub-normal component, below it, reads \
+             as 0); the server normalises it to unit length."
         )))
         .build();
     // `contains` has no field in utoipa's array type; extensions are written as they are.
@@ -172,11 +174,10 @@ pub(crate) fn video_schema() -> RefOr<Schema> {
             "duration_s",
             ObjectBuilder::new()
                 .schema_type(Type::Number)
+                // `MIN_DURATION_S` as written: 0.001 in JSON reads as that f32.
                 .minimum(Some(0.001))
                 .maximum(Some(f64::from(MAX_DURATION_S)))
-                .description(Some(
-                    "Length in seconds: more than 0 (the schema starts at 0.001), at most 3,600.",
-                )),
+                .description(Some("Length in seconds: at least 0.001, at most 3,600.")),
         )
         .property("caption", caption)
         .property(
@@ -544,7 +545,7 @@ mod tests {
         );
         assert_eq!(
             text_pattern(2000, true),
-            r"^(?=[\s\S]*[^\s\u0085])(?:[\u0000-\u007f]{0,2000}|[\s\S]{0,500})(?![\s\S])"
+            r"^(?=[\s\S]*[^\s\u0085])(?:[\u0001-\u007f]{0,2000}|[^\u0000]{0,500})(?![\s\S])"
         );
     }
 }

@@ -254,9 +254,7 @@ impl Record {
     }
 }
 
-/// The creator a deleted video of an erased person is left with: its record stays (an
-/// event about it is still accepted and counts nowhere) but no longer names them.
-pub const ERASED_CREATOR: &str = "(erased)";
+pub use crate::ids::ERASED_CREATOR;
 
 /// What happens to the videos a person made when they are erased.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -88,9 +88,12 @@ pub struct ItemChange {
     /// The item's phrase (compared without regard to case).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phrase: Option<String>,
-    /// A new strength (`boost` and `reduce` only), in `(0, 3]`.
+    /// A new strength (`boost` and `reduce` only), in `(0, 3]` and not sub-normal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(exclusive_minimum = 0.0, maximum = 3.0))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = 1.1754943508222875e-38, maximum = 3.0)
+    )]
     pub strength: Option<f32>,
     /// A new expiry for this item alone; it must be in the future.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -309,7 +312,9 @@ impl Constraints {
                     &mut self.only
                 };
                 let i = find_one(F, address, plain_items(list))?;
-                list[i].expires_at = change.expires_at;
+                if let Some(at) = change.expires_at {
+                    list[i].expires_at = Some(at);
+                }
             }
             other => {
                 // A slot has no strength or expiry of its own; naming it changes nothing,
@@ -590,6 +595,52 @@ mod tests {
         assert_eq!(topics(&day4.boost), ["cooking"]);
         assert_eq!(day4.following, Some(Shift::More));
         assert_eq!(c.active(at("2026-12-08T00:00:00Z")), Constraints::default());
+    }
+
+    #[test]
+    fn a_change_that_gives_neither_strength_nor_expiry_keeps_every_list_as_it_was() {
+        let original = parsed(
+            r#"{"boost": [{"topic": "pets", "strength": 2.0, "expires_at": "2026-12-05T00:00:00Z"}],
+                "reduce": [{"topic": "horror", "expires_at": "2026-12-05T00:00:00Z"}],
+                "exclude": [{"topic": "politics", "expires_at": "2026-12-04T00:00:00Z"}],
+                "only": [{"topic": "cooking", "expires_at": "2026-12-06T00:00:00Z"}],
+                "expires_at": "2026-12-08T00:00:00Z"}"#,
+        );
+        let now = at("2026-12-01T00:00:00Z");
+        for (list, topic) in [
+            (ItemList::Boost, "pets"),
+            (ItemList::Reduce, "horror"),
+            (ItemList::Exclude, "politics"),
+            (ItemList::Only, "cooking"),
+        ] {
+            let mut c = original.clone();
+            let change = ItemChange {
+                list,
+                topic: Some(TopicId::new(topic).unwrap()),
+                phrase: None,
+                strength: None,
+                expires_at: None,
+            };
+            c.change_item(&change, now).unwrap();
+            assert_eq!(c, original, "{topic}");
+            // A new expiry is the one thing such a change sets.
+            let later = at("2026-12-07T00:00:00Z");
+            c.change_item(
+                &ItemChange {
+                    expires_at: Some(later),
+                    ..change
+                },
+                now,
+            )
+            .unwrap();
+            let expiry = match list {
+                ItemList::Boost => c.boost[0].expires_at,
+                ItemList::Reduce => c.reduce[0].expires_at,
+                ItemList::Exclude => c.exclude[0].expires_at,
+                _ => c.only[0].expires_at,
+            };
+            assert_eq!(expiry, Some(later), "{topic}");
+        }
     }
 
     #[test]

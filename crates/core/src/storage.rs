@@ -266,7 +266,8 @@ pub trait Storage:
     /// Sets several follows, blocks and mutes, `(a, b, relation, on)`, in one durable
     /// write, in order, all or nothing (one invalid item and none is set).
     fn set_relations(&self, items: &[(UserId, UserId, Relation, bool)]) -> crate::Result<()>;
-    /// Who may use `person`'s likeness, and the approved list (replacing it).
+    /// Who may use `person`'s likeness, and the approved list (replacing it). `person` and
+    /// everyone approved must be stored (`NotFound` otherwise, and nothing changes).
     fn set_consent(
         &self,
         person: &UserId,
@@ -342,7 +343,9 @@ pub trait Storage:
     // The event log.
 
     /// Logs and counts a batch of events, all or nothing, durable when it returns; says
-    /// where the accepted ones went in the log.
+    /// where the accepted ones went in the log. An event whose key was logged before (or
+    /// came earlier in the batch) with the same content is a duplicate, not counted
+    /// again; with other content it is `Conflict`, and nothing of the batch is logged.
     fn ingest_events(&self, events: &[crate::Event]) -> crate::Result<(IngestReport, Logged)>;
     /// Events logged so far (sequence numbers start at 1).
     fn event_count(&self) -> u64;

@@ -49,8 +49,18 @@ impl User {
         }
     }
 
-    /// Checks that the time zone is known.
+    /// Checks that the id is not the reserved [`crate::ids::ERASED_CREATOR`] and the
+    /// time zone is known.
     pub fn validate(&self) -> Result<()> {
+        if self.id.as_str() == crate::ids::ERASED_CREATOR {
+            return Err(Error::invalid(
+                "id",
+                format!(
+                    "{:?} is reserved: it names the creator of an erased person's deleted videos",
+                    crate::ids::ERASED_CREATOR
+                ),
+            ));
+        }
         jiff::tz::TimeZone::get(&self.time_zone)
             .map(|_| ())
             .map_err(|_| {
@@ -238,6 +248,8 @@ mod tests {
         u.validate().unwrap();
         u.time_zone = "Mars/Olympus".into();
         assert_eq!(u.validate().unwrap_err().field(), Some("time_zone"));
+        let reserved = User::new(UserId::new(crate::ids::ERASED_CREATOR).unwrap());
+        assert_eq!(reserved.validate().unwrap_err().field(), Some("id"));
         let pc = ParentalControls {
             scroll_cap: Some(0),
             ..ParentalControls::default()

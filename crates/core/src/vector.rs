@@ -32,21 +32,41 @@ impl Embedding {
         if let Some(index) = values.iter().position(|v| !v.is_finite()) {
             return Err(Error::NonFinite { field, index });
         }
-        // All in f64: the squares of f32 values (sub-normals included) neither overflow
-        // nor underflow there, and each quotient is at most 1, so every component is
-        // finite once cast back. (The reciprocal of a tiny norm is not: 1 / 1e-39 is
-        // past f32's range.)
+        // A sub-normal component (0 < |x| < f32::MIN_POSITIVE) is below f32's normal
+        // range and beneath the precision of any normal component beside it: it reads as
+        // 0. A vector with no normal component has no direction to read.
+        if !values.iter().any(|v| v.is_normal()) {
+            return Err(match values.iter().position(|v| v.is_subnormal()) {
+                None => Error::ZeroVector { field },
+                Some(index) => Error::invalid(
+                    field,
+                    format!(
+                        "no component is a normal number (component {index} is sub-normal, \
+                         below {:e}): the vector has no direction",
+                        f32::MIN_POSITIVE
+                    ),
+                ),
+            });
+        }
+        let normal = |v: f32| if v.is_normal() { f64::from(v) } else { 0.0 };
+        // All in f64: the squares of f32 values neither overflow nor underflow there, and
+        // each quotient is at most 1, so every component is finite once cast back. (The
+        // reciprocal of a tiny norm need not be: 1 / 1e-39 is past f32's range.)
         let norm = values
             .iter()
-            .map(|&v| f64::from(v) * f64::from(v))
+            .map(|&v| normal(v) * normal(v))
             .sum::<f64>()
             .sqrt();
         if norm == 0.0 || !norm.is_finite() {
             return Err(Error::ZeroVector { field });
         }
+        // The unit vector holds no sub-normal either, so that it reads back as itself.
         let unit: Arc<[f32]> = values
             .iter()
-            .map(|&v| (f64::from(v) / norm) as f32)
+            .map(|&v| {
+                let x = (normal(v) / norm) as f32;
+                if x.is_normal() { x } else { 0.0 }
+            })
             .collect();
         debug_assert!(unit.iter().all(|v| v.is_finite()));
         Ok(Self(unit))
@@ -254,14 +274,18 @@ mod tests {
         ]
     }
 
-    /// The oracle: the unit vector computed all in f64 from the same input.
+    /// The oracle: the unit vector computed all in f64 from the same input, its
+    /// sub-normal components read as 0 (below 2^-126 by their bits' exponent field).
     fn unit_f64(values: &[f32]) -> Option<Vec<f64>> {
-        let norm = values
-            .iter()
-            .map(|&v| f64::from(v).powi(2))
-            .sum::<f64>()
-            .sqrt();
-        (norm > 0.0).then(|| values.iter().map(|&v| f64::from(v) / norm).collect())
+        let read = |v: f32| {
+            if v.to_bits() & 0x7f80_0000 == 0 {
+                0.0
+            } else {
+                f64::from(v)
+            }
+        };
+        let norm = values.iter().map(|&v| read(v).powi(2)).sum::<f64>().sqrt();
+        (norm > 0.0).then(|| values.iter().map(|&v| read(v) / norm).collect())
     }
 
     fn check_unit(values: &[f32]) -> std::result::Result<(), TestCaseError> {
@@ -280,7 +304,12 @@ mod tests {
                     prop_assert!((a - b).abs() < 1e-6);
                 }
             }
-            (Err(Error::ZeroVector { .. }), None) => {}
+            (Err(Error::ZeroVector { .. }), None) => {
+                prop_assert!(values.iter().all(|v| *v == 0.0));
+            }
+            (Err(Error::Invalid { .. }), None) => {
+                prop_assert!(values.iter().any(|v| *v != 0.0));
+            }
             (got, want) => prop_assert!(false, "{got:?} for an f64 unit vector {want:?}"),
         }
         Ok(())
@@ -302,29 +331,38 @@ mod tests {
             let mut values = vec![0.0f32; 384];
             values[at] = value;
             check_unit(&values)?;
-            if value != 0.0 {
+            if value.is_normal() {
                 let e = Embedding::new("e", &values, 384).unwrap();
                 prop_assert_eq!(e.as_slice()[at], value.signum());
+            } else {
+                prop_assert!(Embedding::new("e", &values, 384).is_err());
             }
         }
     }
 
     #[test]
-    fn a_sub_normal_embedding_is_a_finite_unit_vector() {
+    fn sub_normal_values_alone_are_refused_and_beside_a_normal_one_read_as_zero() {
         let mut v = vec![0.0f32; 384];
-        v[0] = 1e-39;
+        v[3] = 1e-39;
+        let err = Embedding::new("e", &v, 384).unwrap_err();
+        assert_eq!(err.field(), Some("e"));
+        assert!(err.to_string().contains("component 3"), "{err}");
+        let tiny: Vec<f32> = (0..384).map(|i| f32::from_bits(1 + i)).collect();
+        assert!(Embedding::new("e", &tiny, 384).is_err());
+        // The smallest normal value is a direction; a sub-normal beside it reads as 0.
+        v[0] = f32::MIN_POSITIVE;
         let e = Embedding::new("e", &v, 384).unwrap();
         assert_eq!(e.as_slice()[0], 1.0);
         assert!(e.as_slice()[1..].iter().all(|&x| x == 0.0));
-        let tiny: Vec<f32> = (0..384).map(|i| f32::from_bits(1 + i)).collect();
-        assert!(
-            (Embedding::new("e", &tiny, 384)
-                .unwrap()
-                .dot(&Embedding::new("e", &tiny, 384).unwrap())
-                - 1.0)
-                .abs()
-                < 1e-5
-        );
+        // A unit vector holds no sub-normal, so its JSON reads back as itself.
+        let mut wide = vec![0.0f32; 384];
+        wide[0] = 1e30;
+        wide[1] = 1e-10;
+        let e = Embedding::new("e", &wide, 384).unwrap();
+        assert!(e.as_slice().iter().all(|x| *x == 0.0 || x.is_normal()));
+        assert_eq!(e.as_slice()[1], 0.0);
+        let back: Embedding = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
+        assert_eq!(back, e);
     }
 
     #[test]

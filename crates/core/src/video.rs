@@ -14,6 +14,8 @@ pub const MAX_TOPICS: usize = 16;
 pub const MAX_CAMEOS: usize = 16;
 /// Longest accepted duration, in seconds (one hour).
 pub const MAX_DURATION_S: f32 = 3_600.0;
+/// Shortest accepted duration, in seconds (a millisecond).
+pub const MIN_DURATION_S: f32 = 0.001;
 
 /// A safety label on a video. Age-band rules live in the ranking policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -135,11 +137,20 @@ pub struct Video {
     /// Taxonomy topics; inferred from the caption when empty.
     #[serde(default)]
     pub topics: Vec<TopicId>,
-    /// The content embedding; computed from the caption when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The content embedding; computed from the caption when absent (left out, not
+    /// `null`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::wire::present"
+    )]
     pub embedding: Option<Embedding>,
-    /// The video this one remixes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The video this one remixes (left out, not `null`, when none).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::wire::present"
+    )]
     pub remix_of: Option<VideoId>,
     /// People whose likeness appears.
     #[serde(default)]
@@ -185,15 +196,16 @@ impl Video {
                 index: 0,
             });
         }
-        if !(self.duration_s > 0.0 && self.duration_s <= MAX_DURATION_S) {
+        if !(MIN_DURATION_S..=MAX_DURATION_S).contains(&self.duration_s) {
             return Err(Error::OutOfRange {
                 field: "duration_s",
                 got: f64::from(self.duration_s),
-                min: 0.0,
+                min: f64::from(MIN_DURATION_S),
                 max: f64::from(MAX_DURATION_S),
             });
         }
         check_len("caption", self.caption.len(), MAX_CAPTION_LEN)?;
+        crate::wire::check_text("caption", &self.caption)?;
         check_len("topics", self.topics.len(), MAX_TOPICS)?;
         check_len("cameos", self.cameos.len(), MAX_CAMEOS)?;
         if let Some(e) = &self.embedding {
@@ -253,6 +265,22 @@ mod tests {
         let mut v = video();
         v.duration_s = 0.0;
         assert_eq!(v.validate(4).unwrap_err().field(), Some("duration_s"));
+        // The bounds are inclusive: a millisecond passes, less does not.
+        let mut v = video();
+        v.duration_s = MIN_DURATION_S;
+        v.validate(4).unwrap();
+        v.duration_s = 0.0009;
+        assert_eq!(v.validate(4).unwrap_err().field(), Some("duration_s"));
+        let mut v = video();
+        v.caption = "a cat\0".into();
+        assert_eq!(v.validate(4).unwrap_err().field(), Some("caption"));
+        // Left out is none; `null` is refused.
+        let json =
+            r#"{"id":"v","creator":"u","created_at":"2026-01-01T00:00:00Z","duration_s":5.0"#;
+        let read = |rest: &str| serde_json::from_str::<Video>(&format!("{json}{rest}}}"));
+        assert!(read("").unwrap().embedding.is_none());
+        assert!(read(r#","embedding":null"#).is_err());
+        assert!(read(r#","remix_of":null"#).is_err());
         let mut v = video();
         v.embedding = Some(Embedding::normalized("embedding", &[1.0, 0.0]).unwrap());
         assert!(matches!(

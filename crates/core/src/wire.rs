@@ -1,9 +1,21 @@
-//! Deserialisers shared by the wire types.
+//! Deserialisers and text checks shared by the wire types.
 
 use std::fmt;
 use std::marker::PhantomData;
 
 use serde::de::{self, Deserializer, Unexpected, Visitor};
+
+/// Refuses text holding a NUL character (U+0000): JSON carries it, but no text of a
+/// person's means it, and PostgreSQL (the shared backend's record) cannot store it.
+pub fn check_text(field: &'static str, text: &str) -> crate::Result<()> {
+    match text.find('\0') {
+        None => Ok(()),
+        Some(at) => Err(crate::Error::invalid(
+            field,
+            format!("holds a NUL character (U+0000) at byte {at}, which text may not"),
+        )),
+    }
+}
 
 /// Reads an unsigned integer written as `5` or as `5.0`. JSON does not tell the two
 /// apart, JSON Schema's `integer` takes both, and many JSON writers (Python's floats,
@@ -15,6 +27,17 @@ where
     T: TryFrom<u64>,
 {
     d.deserialize_any(IntegralVisitor(PhantomData))
+}
+
+/// Reads an optional field that may be left out but not written `null` (give the field
+/// `#[serde(default)]`): the schema's optional property has a type, and `null` is not
+/// of it.
+pub fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
 }
 
 /// [`integral`] for an optional field (`null` or absent is `None`; give the field
@@ -76,6 +99,16 @@ impl<T: TryFrom<u64>> Visitor<'_> for IntegralVisitor<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_with_a_nul_is_refused_naming_where_and_other_controls_pass() {
+        assert!(check_text("caption", "").is_ok());
+        assert!(check_text("caption", "tabs\tand\nnew lines, é, 🐱").is_ok());
+        let err = check_text("caption", "ab\0c").unwrap_err();
+        assert_eq!(err.field(), Some("caption"));
+        assert!(err.to_string().contains("byte 2"), "{err}");
+        assert!(check_text("text", "\0").is_err());
+    }
 
     #[derive(Debug, serde::Deserialize)]
     struct Body {

@@ -856,7 +856,10 @@ impl Engine {
         )
     }
 
-    /// Sets who may use `person`'s likeness in cameos, and the approved list.
+    /// Sets who may use `person`'s likeness in cameos, and the approved list. Everyone
+    /// approved must be known (the store checks, under its write lock): an id approved
+    /// before its user exists would hand the consent to whoever is created under it later
+    /// (an erased person's id included).
     pub fn set_consent(
         &self,
         person: &UserId,

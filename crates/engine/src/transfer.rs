@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use steerfeed_core::storage::{Relation, Revocation};
-use steerfeed_core::{Error, Event, Record, RecordKind, Result, UserId, Video};
+use steerfeed_core::{Error, Event, Record, RecordKind, Result, Timestamp, UserId, Video};
 
 use crate::Engine;
 
@@ -36,12 +36,17 @@ impl Engine {
     /// own and the others still apply. Idempotent: applying the same records again
     /// leaves every user and video unchanged and every event a duplicate. A record that
     /// names someone erased from this store is refused: older data never brings an
-    /// erased person back.
+    /// erased person back. With `latest`, an event or a video dated after it is refused
+    /// too: one event from the future would move its viewer's day past every real one
+    /// (freezing their daily counts) and its video's counters past every later event,
+    /// and a video from the future would stay the freshest for as long as it pleases.
+    /// Older dates are history and are kept. `None` accepts any date (a caller that
+    /// keeps its own clock, such as a simulation).
     ///
     /// Consecutive videos, events, follows, blocks and mutes are written in batches; a
     /// batch that fails is split in halves until the bad records are found, so that one bad line costs a few extra
     /// writes rather than one write per record.
-    pub fn import(&self, records: &[Record]) -> Vec<Result<Imported>> {
+    pub fn import(&self, records: &[Record], latest: Option<Timestamp>) -> Vec<Result<Imported>> {
         let erased: HashSet<UserId> = match self.store().erased() {
             Ok(ids) => ids.into_iter().collect(),
             Err(e) => {
@@ -58,14 +63,21 @@ impl Engine {
         let mut kept = Vec::with_capacity(records.len());
         let mut at = Vec::with_capacity(records.len());
         for (i, r) in records.iter().enumerate() {
-            match names(r).into_iter().find(|id| erased.contains(*id)) {
-                Some(id) => out.push(Some(Err(Error::invalid(
+            let future = latest.and_then(|l| dated(r).filter(|&(_, at)| at > l).map(|d| (d, l)));
+            match (names(r).into_iter().find(|id| erased.contains(*id)), future) {
+                (Some(id), _) => out.push(Some(Err(Error::invalid(
                     "record",
                     format!(
                         "it names {id}, who was erased from this store: an import does not bring erased people back"
                     ),
                 )))),
-                None => {
+                (None, Some(((field, at), latest))) => out.push(Some(Err(Error::invalid(
+                    field,
+                    format!(
+                        "{at} is after {latest}, the latest time this import accepts (the clock and the skew it allows): a record from the future would freeze its viewer's daily counts or stay the freshest video"
+                    ),
+                )))),
+                (None, None) => {
                     out.push(None);
                     kept.push(r.clone());
                     at.push(i);
@@ -241,6 +253,7 @@ impl Engine {
                 if text.trim().is_empty() {
                     return Err(Error::invalid("text", "empty"));
                 }
+                steerfeed_core::wire::check_text("text", text)?;
                 constraints.validate()?;
                 let _writing = self.preference_lock(user);
                 self.forgetting(user, self.store().set_preferences(user, text, constraints))?
@@ -276,6 +289,16 @@ impl Engine {
         f: &mut dyn FnMut(Record) -> Result<()>,
     ) -> Result<()> {
         self.store().for_each_record(kinds, embeddings, f)
+    }
+}
+
+/// The field and the time of a record a client dates: an event's `at`, a video's
+/// `created_at`.
+fn dated(r: &Record) -> Option<(&'static str, Timestamp)> {
+    match r {
+        Record::Event { event, .. } => Some(("event.at", event.at)),
+        Record::Video { video } => Some(("video.created_at", video.created_at)),
+        _ => None,
     }
 }
 

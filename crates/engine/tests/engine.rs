@@ -558,6 +558,38 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
     );
     assert_eq!(engine.preferences(me, now).unwrap(), before);
 
+    // Approving someone unknown is refused, and the consent stays as it was.
+    let consent = |engine: &Engine| {
+        let mut out = Vec::new();
+        engine
+            .export(&[steerfeed::RecordKind::Consent], false, &mut |r| {
+                if let steerfeed::Record::Consent { person, .. } = &r
+                    && person == me
+                {
+                    out.push(r);
+                }
+                Ok(())
+            })
+            .unwrap();
+        out
+    };
+    let held = consent(&engine);
+    let friend = w.users[1].user.id.clone();
+    let err = engine
+        .set_consent(
+            me,
+            ConsentScope::Approved,
+            &[friend.clone(), u("not_yet_a_user")],
+        )
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::NotFound, "{err}");
+    assert!(err.to_string().contains("not_yet_a_user"), "{err}");
+    assert_eq!(consent(&engine), held);
+    engine
+        .set_consent(me, ConsentScope::Approved, &[friend])
+        .unwrap();
+    assert_ne!(consent(&engine), held);
+
     let bad_cursor = steerfeed::Cursor::new("zz9").unwrap();
     let req = FeedRequest::new(me.clone(), 5)
         .unwrap()

@@ -3,7 +3,8 @@
 //! 1. An export imported into a fresh engine exports as the same records, and the derived
 //!    state the events rebuild (wellbeing, history, interest, affinity) is the same;
 //!    importing it again changes nothing.
-//! 2. Bad records are refused one by one, each with its own error, and the rest apply.
+//! 2. Bad records are refused one by one, each with its own error, and the rest apply;
+//!    with a latest time, events and videos dated after it are refused and older ones kept.
 //! 3. A backup taken while another thread ingests restores into a new directory as the
 //!    store it copied, with the index loaded rather than rebuilt; a person erased after
 //!    the backup is erased again by the restore; a damaged backup, a non-empty target and
@@ -115,7 +116,7 @@ fn an_export_imports_as_the_same_records_and_importing_again_changes_nothing() {
     let copy = Engine::open(config(&dir.path().join("b"))).unwrap();
     let mut outcomes = Vec::new();
     for chunk in records.chunks(700) {
-        outcomes.extend(copy.import(chunk));
+        outcomes.extend(copy.import(chunk, None));
     }
     assert_eq!(outcomes.len(), records.len());
     for (r, o) in records.iter().zip(&outcomes) {
@@ -137,7 +138,7 @@ fn an_export_imports_as_the_same_records_and_importing_again_changes_nothing() {
     }
 
     // Again: nothing changes, and each record says why.
-    let again = copy.import(&records);
+    let again = copy.import(&records, None);
     for (r, o) in records.iter().zip(&again) {
         let want = match r.kind().unwrap() {
             RecordKind::User | RecordKind::Video => Imported::Unchanged,
@@ -231,7 +232,7 @@ fn bad_records_are_refused_one_by_one_and_the_rest_apply() {
         seq: 0,
         event: event("e0", "bob", "v1", now),
     });
-    let outcomes = engine.import(&records);
+    let outcomes = engine.import(&records, None);
     assert_eq!(outcomes.len(), records.len());
     for (i, o) in outcomes.iter().enumerate() {
         if bad.contains(&i) {
@@ -253,6 +254,66 @@ fn bad_records_are_refused_one_by_one_and_the_rest_apply() {
     assert!(engine.video(&v("v2")).unwrap().is_none());
     assert!(engine.video(&v("v3")).unwrap().is_none());
     assert!(engine.store().follows(&u("ann"), &u("bob")).unwrap());
+}
+
+#[test]
+fn an_import_with_a_latest_time_refuses_what_is_dated_after_it_and_keeps_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path())).unwrap();
+    let now = Timestamp::now();
+    let hours = |h: i64| {
+        now.checked_add(jiff::SignedDuration::from_hours(h))
+            .unwrap()
+    };
+    let video = |id: &str, at: Timestamp| Record::Video {
+        video: Video {
+            caption: format!("a cooking video numbered {id}"),
+            ..Video::new(v(id), u("ann"), at, 20.0)
+        },
+    };
+    let ev = |key: &str, at: Timestamp| Record::Event {
+        seq: 0,
+        event: event(key, "bob", "old", at),
+    };
+    let records = vec![
+        Record::User {
+            user: User::new(u("ann")),
+        },
+        Record::User {
+            user: User::new(u("bob")),
+        },
+        video("old", hours(-24 * 400)),
+        video("ahead", hours(2)),
+        ev("history", hours(-24 * 30)),
+        ev("future", hours(1)),
+        ev("skewed", now),
+    ];
+    let latest = Some(
+        hours(0)
+            .checked_add(jiff::SignedDuration::from_mins(5))
+            .unwrap(),
+    );
+    let outcomes = engine.import(&records, latest);
+    let refused: Vec<usize> = outcomes
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| o.is_err())
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(refused, vec![3, 5], "{outcomes:?}");
+    for i in refused {
+        let e = outcomes[i].as_ref().unwrap_err();
+        assert!(e.is_user_error(), "{e}");
+    }
+    // What was refused changed nothing; what was dated in the past was kept.
+    assert!(engine.video(&v("old")).unwrap().is_some());
+    assert!(engine.video(&v("ahead")).unwrap().is_none());
+    assert_eq!(engine.store().event_count(), 2);
+    // Without a latest time (a caller keeping its own clock) every date is accepted.
+    let again = engine.import(&records, None);
+    assert!(again.iter().all(Result::is_ok), "{again:?}");
+    assert!(engine.video(&v("ahead")).unwrap().is_some());
+    assert_eq!(engine.store().event_count(), 3);
 }
 
 #[test]
@@ -304,6 +365,26 @@ fn a_backup_under_writes_restores_the_store_and_erasures_after_it_hold() {
     assert!(manifest.index_catalog_version <= manifest.catalog_version);
     let err = source.backup(&backups.join("one")).unwrap_err();
     assert!(err.to_string().contains("exists"), "{err}");
+    // Refused before anything is made, as the caller's mistake: inside the store's
+    // directory (through directories that do not exist yet), under a regular file.
+    let store_dir = source.config().store.path.clone();
+    let inside = store_dir.join("not/yet/there/backup");
+    let err = source.backup(&inside).unwrap_err();
+    assert!(err.is_user_error(), "{err}");
+    assert!(
+        !store_dir.join("not").exists(),
+        "a refused backup made directories"
+    );
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let err = source.backup(&file.join("backup")).unwrap_err();
+    assert!(err.is_user_error(), "{err}");
+    // A ".." could lead back into the store past the check: refused whatever it names.
+    let err = source
+        .backup(&backups.join("new/../../a/store/x"))
+        .unwrap_err();
+    assert!(err.is_user_error(), "{err}");
+    assert!(!backups.join("new").exists());
 
     // After the backup: someone is erased, with the videos featuring them.
     let erased = w
@@ -403,7 +484,7 @@ fn an_import_never_brings_back_someone_erased() {
     let before = all(&engine);
     let gone = w.users[4].user.id.clone();
     engine.erase_user(&gone, OwnVideos::Keep).unwrap();
-    let outcomes = engine.import(&before);
+    let outcomes = engine.import(&before, None);
     let mut refused = 0;
     for (r, o) in before.iter().zip(&outcomes) {
         let names_gone = match r {
@@ -453,7 +534,7 @@ fn duplicate_keys_in_one_batch_count_once() {
         });
     }
     let got: Vec<Imported> = engine
-        .import(&records)
+        .import(&records, None)
         .into_iter()
         .map(Result::unwrap)
         .collect();
@@ -462,7 +543,7 @@ fn duplicate_keys_in_one_batch_count_once() {
     assert_eq!(engine.store().event_count(), 3);
     // Again: every copy a duplicate.
     let again: Vec<Imported> = engine
-        .import(&records[2..])
+        .import(&records[2..], None)
         .into_iter()
         .map(Result::unwrap)
         .collect();

@@ -114,7 +114,9 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/model", get(crate::model::show).put(crate::model::set))
         .route("/model/rollback", post(crate::model::rollback))
         .method_not_allowed_fallback(method_not_allowed)
-        // Layers run outermost last: trace, then the key check, then the rate limit.
+        // Layers run outermost last: trace, then the key check, then the rate limit, then
+        // the query check.
+        .route_layer(axum::middleware::from_fn(refuse_unread_query))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             rate_limit,
@@ -124,6 +126,50 @@ pub fn routes(state: AppState) -> Router<AppState> {
             authorize,
         ))
         .route_layer(axum::middleware::from_fn_with_state(state, trace))
+}
+
+/// The `/v1` routes that read a query string (each declares its parameters in the
+/// OpenAPI document). Any other route answers a query with 422: a parameter a route does
+/// not have (`?dry_run=true` on a delete, `?limit=5` on the feed) is refused, never
+/// silently ignored.
+pub const QUERY_ROUTES: &[(&str, &str)] = &[
+    ("get", "/v1/users/{id}/explain/{video}"),
+    ("get", "/v1/stats"),
+    ("delete", "/v1/users/{id}"),
+    ("get", "/v1/export"),
+    ("get", "/v1/model"),
+    ("put", "/v1/model"),
+    ("post", "/v1/model/rollback"),
+];
+
+/// Answers 422 `invalid_input` (field `query`) for a query string on a route that is
+/// not in [`QUERY_ROUTES`].
+async fn refuse_unread_query(req: Request, next: Next) -> Response {
+    if req.uri().query().is_some_and(|q| !q.is_empty()) {
+        let route = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str)
+            .unwrap_or_default();
+        let method = req.method().as_str();
+        let method = if method.eq_ignore_ascii_case("head") {
+            "get"
+        } else {
+            method
+        };
+        if !QUERY_ROUTES
+            .iter()
+            .any(|(m, p)| m.eq_ignore_ascii_case(method) && *p == route)
+        {
+            return ApiError::invalid(format!(
+                "{} {route} takes no query parameters",
+                req.method()
+            ))
+            .with_field("query")
+            .into_response();
+        }
+    }
+    next.run(req).await
 }
 
 /// Every `(method, path, scope)` the `/v1` router serves, in the order of [`routes`]: the
@@ -351,7 +397,8 @@ pub fn openapi_json() -> &'static str {
 pub fn openapi_route() -> Router<AppState> {
     Router::new().route(
         "/openapi.json",
-        get(|| async { ([(header::CONTENT_TYPE, "application/json")], openapi_json()) }),
+        get(|| async { ([(header::CONTENT_TYPE, "application/json")], openapi_json()) })
+            .fallback(method_not_allowed),
     )
 }
 
@@ -359,7 +406,8 @@ pub fn openapi_route() -> Router<AppState> {
 /// for `admin` keys ([`ROUTES_OUTSIDE_V1`]).
 pub fn metrics_route(state: AppState) -> Router<AppState> {
     Router::new()
-        .route("/metrics", get(metrics))
+        // A wrong method is answered after the key check, as on /v1.
+        .route("/metrics", get(metrics).fallback(method_not_allowed))
         .route_layer(axum::middleware::from_fn_with_state(state, authorize))
 }
 
@@ -397,7 +445,7 @@ async fn trace(State(state): State<AppState>, req: Request, next: Next) -> Respo
     resp
 }
 
-async fn method_not_allowed() -> ApiError {
+pub(crate) async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
@@ -615,11 +663,14 @@ async fn upsert_users(
     ApiJson(body): ApiJson<UsersBody>,
 ) -> Result<axum::Json<Upserted>, ApiError> {
     check_batch("users", body.users.len(), MAX_USER_BATCH)?;
-    let upserted = run(&state, move |e| {
-        // The whole batch is checked before anything is written.
-        for u in &body.users {
-            u.validate()?;
+    // The whole batch is checked before anything is written.
+    for (i, u) in body.users.iter().enumerate() {
+        if let Err(e) = u.validate() {
+            let field = format!("users[{i}].{}", e.field().unwrap_or("id"));
+            return Err(ApiError::from(e).with_field(field));
         }
+    }
+    let upserted = run(&state, move |e| {
         for u in &body.users {
             e.upsert_user(u)?;
         }
@@ -689,7 +740,7 @@ struct Ingested {
     post,
     path = "/v1/events",
     tag = "events",
-    description = "Logs and counts events; a batch sent again is counted once (its keys come back as `duplicates`). The whole batch is checked before anything is written: every user and video an event names must be known (else 404); unless the server runs with `server.allow_client_clock = true`, every `at` must lie within [server time - `server.event_max_age_s`, server time + `server.event_max_ahead_s`] (7 days and 300 s by default; else 422, `field: events[i].at`); a remix cannot name the remixed video as its new video (422, `field: new_video`).",
+    description = "Logs and counts events; a batch sent again is counted once (its keys come back as `duplicates`); a key sent with another event than the one logged under it, or twice in the batch with different content, is 409 and nothing of the batch is logged. The whole batch is checked before anything is written: every user and video an event names must be known (else 404); unless the server runs with `server.allow_client_clock = true`, every `at` must lie within [server time - `server.event_max_age_s`, server time + `server.event_max_ahead_s`] (7 days and 300 s by default; else 422, `field: events[i].at`); a remix cannot name the remixed video as its new video (422, `field: events[i].new_video`).",
     request_body = EventsBody,
     responses((status = 200, description = "done", body = Ingested), ErrorResponses)
 )]
@@ -698,6 +749,13 @@ async fn ingest_events(
     ApiJson(body): ApiJson<EventsBody>,
 ) -> Result<axum::Json<Ingested>, ApiError> {
     check_batch("events", body.events.len(), MAX_EVENT_BATCH)?;
+    // Each event's own rules, its place in the batch named (`events[i].watch_ms`).
+    for (i, ev) in body.events.iter().enumerate() {
+        if let Err(err) = ev.validate() {
+            let field = format!("events[{i}].{}", err.field().unwrap_or("kind"));
+            return Err(ApiError::from(err).with_field(field));
+        }
+    }
     check_event_times(&state, &body.events)?;
     let report = run(&state, move |e| e.ingest_events(&body.events)).await?;
     Ok(axum::Json(Ingested {
@@ -841,7 +899,7 @@ struct ConsentBody {
     put,
     path = "/v1/users/{id}/consent",
     tag = "safety",
-    description = "Sets who may use the user's likeness in cameos, and the approved list. An unknown user is 404.",
+    description = "Sets who may use the user's likeness in cameos, and the approved list. An unknown user, or an unknown user in `approved`, is 404 and changes nothing.",
     params(("id" = String, Path, description = "the user")),
     request_body = ConsentBody,
     responses((status = 204, description = "done"), ErrorResponses)
@@ -861,9 +919,9 @@ async fn set_consent(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RevocationBody {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "steerfeed::wire::present")]
     video: Option<VideoId>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "steerfeed::wire::present")]
     creator: Option<UserId>,
 }
 

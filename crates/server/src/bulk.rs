@@ -78,7 +78,7 @@ pub struct ImportAnswer {
     post,
     path = "/v1/import",
     tag = "operation",
-    description = "Imports records in the export record format (`admin` scope), in order, as their own routes would write them: users, videos (embedded and topic-inferred when they carry none), follows, blocks, mutes, consent, revocations, parental controls, preferences (stored as given) and events (counted once per key). Each record gets its own outcome; a rejected one changes nothing and the others still apply. Idempotent: importing the same records again finds users and videos `unchanged` and events `duplicate`. A failure of the store itself answers the whole request with its error.",
+    description = "Imports records in the export record format (`admin` scope), in order, as their own routes would write them: users, videos (embedded and topic-inferred when they carry none), follows, blocks, mutes, consent, revocations, parental controls, preferences (stored as given) and events (counted once per key). Each record gets its own outcome; a rejected one changes nothing and the others still apply. An event or a video dated more than `server.event_max_ahead_s` after the server's clock is rejected (unless `server.allow_client_clock`); older dates are history and are kept. Idempotent: importing the same records again finds users and videos `unchanged` and events `duplicate`. A failure of the store itself answers the whole request with its error.",
     request_body = ImportBody,
     responses((status = 200, description = "one outcome per record", body = ImportAnswer), ErrorResponses)
 )]
@@ -87,7 +87,8 @@ pub(crate) async fn import_records(
     ApiJson(body): ApiJson<ImportBody>,
 ) -> Result<axum::Json<ImportAnswer>, ApiError> {
     crate::call::check_batch("records", body.records.len(), MAX_IMPORT_BATCH)?;
-    let outcomes = crate::call::run(&state, move |e| Ok(e.import(&body.records))).await?;
+    let latest = state.config().server.latest_client_time();
+    let outcomes = crate::call::run(&state, move |e| Ok(e.import(&body.records, latest))).await?;
     let mut results = Vec::with_capacity(outcomes.len());
     for outcome in outcomes {
         results.push(match outcome {
@@ -249,6 +250,12 @@ pub(crate) async fn backup(
     let chars = body.dir.chars().count();
     if !(2..=4096).contains(&chars) {
         return Err(ApiError::invalid("dir must be 2 to 4,096 characters").with_field("dir"));
+    }
+    if body.dir.chars().any(char::is_control) {
+        return Err(
+            ApiError::invalid("dir must not hold control characters (NUL among them)")
+                .with_field("dir"),
+        );
     }
     let dir = std::path::PathBuf::from(&body.dir);
     if !dir.is_absolute()

@@ -147,6 +147,23 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
+    /// The latest time a client may date an event or a video with: the server's clock
+    /// plus `event_max_ahead_s`; `None` when `allow_client_clock` lets clients keep the
+    /// clock.
+    pub fn latest_client_time(&self) -> Option<steerfeed::Timestamp> {
+        use steerfeed::Timestamp;
+        if self.allow_client_clock {
+            return None;
+        }
+        let ahead_ms = i64::try_from(self.event_max_ahead_s)
+            .ok()
+            .and_then(|s| s.checked_mul(1000));
+        let newest = ahead_ms
+            .and_then(|a| Timestamp::now().as_millisecond().checked_add(a))
+            .and_then(|ms| Timestamp::from_millisecond(ms).ok());
+        Some(newest.unwrap_or(Timestamp::MAX))
+    }
+
     /// The `replica` label: [`ServerConfig::replica`], or the bind address.
     pub fn replica_name(&self) -> String {
         if self.replica.is_empty() {

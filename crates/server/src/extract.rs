@@ -162,6 +162,22 @@ impl<S: Send + Sync> FromRequestParts<S> for VideoPath {
     }
 }
 
+/// A user id and a video id from the path (`/v1/users/{id}/explain/{video}`); an
+/// invalid id is a 400 `bad_path`.
+#[derive(Debug, Clone)]
+pub struct UserVideoPath(pub UserId, pub VideoId);
+
+impl<S: Send + Sync> FromRequestParts<S> for UserVideoPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path((user, video)) = Path::<(String, String)>::from_request_parts(parts, state)
+            .await
+            .map_err(path_rejection)?;
+        Ok(Self(user_id(&user)?, VideoId::new(&video).map_err(bad_id)?))
+    }
+}
+
 /// The preference text: `steering.max_text_bytes` (the default's, as the document is
 /// one for every configuration), and not blank (`Engine::set_preferences`).
 pub fn preference_text_schema() -> utoipa::openapi::schema::Object {

@@ -2,17 +2,16 @@
 //! and their recent history, a person, a preview of their next page, one video's verdict
 //! for one person, a video, and the steering parser on its own. None of them writes.
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use serde::{Deserialize, Serialize};
 use steerfeed::{
-    AgeBand, Constraints, FeedRequest, PersonView, Preview, Timestamp, UserId, VideoId,
-    VideoVerdict, VideoView,
+    AgeBand, Constraints, FeedRequest, PersonView, Preview, Timestamp, VideoVerdict, VideoView,
 };
 
 use crate::AppState;
 use crate::call::run;
 use crate::error::{ApiError, ErrorResponses};
-use crate::extract::{ApiJson, UserPath, VideoPath};
+use crate::extract::{ApiJson, UserPath, UserVideoPath, VideoPath};
 use crate::history::{MAX_POINTS, Point};
 
 /// The query parameters in `query`, each at most once and each among `allowed`.
@@ -191,20 +190,9 @@ pub(crate) async fn preview(
 )]
 pub(crate) async fn explain(
     State(state): State<AppState>,
-    Path((user, video)): Path<(String, String)>,
+    UserVideoPath(user, video): UserVideoPath,
     RawQuery(query): RawQuery,
 ) -> Result<axum::Json<VideoVerdict>, ApiError> {
-    let bad = |e: steerfeed::Error| {
-        let field = e.field().unwrap_or("path").to_owned();
-        ApiError::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            "bad_path",
-            e.to_string(),
-        )
-        .with_field(field)
-    };
-    let user = UserId::new(&user).map_err(bad)?;
-    let video = VideoId::new(&video).map_err(bad)?;
     let mut limit = 20;
     for (_, value) in query_params(query.as_deref(), &["limit"])? {
         limit = integer("limit", &value, 1, 100)? as u32;

@@ -287,8 +287,8 @@ pub fn app(state: AppState) -> Router {
     let body_limit = state.config().server.max_body_bytes;
     let timeout = Duration::from_millis(state.config().server.request_timeout_ms);
     Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route("/healthz", get(healthz).fallback(api::method_not_allowed))
+        .route("/readyz", get(readyz).fallback(api::method_not_allowed))
         .merge(api::metrics_route(state.clone()))
         .merge(api::openapi_route())
         .merge(console::routes())

@@ -95,6 +95,28 @@ async fn the_document_is_openapi_3_and_lists_every_v1_route() {
     );
 }
 
+/// The routes that take a query string are exactly those whose operation declares a
+/// query parameter: every other route refuses a query (`api::QUERY_ROUTES`).
+#[tokio::test]
+async fn the_routes_that_read_a_query_are_those_that_document_one() {
+    let doc = document().await;
+    let mut documented = BTreeSet::new();
+    for (method, path) in operations(&doc) {
+        let params = &doc["paths"][&path][&method]["parameters"];
+        if params
+            .as_array()
+            .is_some_and(|ps| ps.iter().any(|p| p["in"] == "query"))
+        {
+            documented.insert((method, path));
+        }
+    }
+    let listed: BTreeSet<(String, String)> = api::QUERY_ROUTES
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    assert_eq!(listed, documented);
+}
+
 /// Every `$ref` string anywhere under `v`.
 fn refs(v: &Value, out: &mut BTreeSet<String>) {
     match v {

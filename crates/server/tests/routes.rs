@@ -217,6 +217,21 @@ async fn a_known_path_with_another_method_is_405_in_the_error_shape() {
     let (status, body) = get(&state, "/v1/feed").await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(error_code(&body), "method_not_allowed");
+    // The routes outside /v1 too.
+    for (method, uri) in [
+        (Method::POST, "/healthz"),
+        (Method::PUT, "/readyz"),
+        (Method::DELETE, "/metrics"),
+        (Method::POST, "/openapi.json"),
+    ] {
+        let (status, body) = call(&state, method.clone(), uri, Value::Null).await;
+        assert_eq!(
+            status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {uri}: {body}"
+        );
+        assert_eq!(error_code(&body), "method_not_allowed", "{method} {uri}");
+    }
 }
 
 #[tokio::test]
@@ -856,6 +871,18 @@ async fn malformed_json_invalid_utf8_and_bad_path_ids_are_400() {
     let (status, body) = call(&state, Method::DELETE, &uri, Value::Null).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(error_code(&body), "bad_path");
+    // Invalid UTF-8 and control characters in any id of a path, in the API's error shape.
+    for uri in [
+        "/v1/users/%FF/profile",
+        "/v1/videos/%FF",
+        "/v1/users/%FF/explain/v0",
+        "/v1/users/u0/explain/%FF",
+        "/v1/users/u0/explain/a%01b",
+    ] {
+        let (status, body) = get(&state, uri).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
+        assert_eq!(error_code(&body), "bad_path", "{uri}: {body}");
+    }
 }
 
 #[tokio::test]
@@ -1025,6 +1052,253 @@ async fn a_video_dated_in_the_future_is_refused_unless_the_client_keeps_the_cloc
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// A bad event is named by its place in the batch, and nothing of the batch is logged.
+#[tokio::test]
+async fn a_bad_event_is_422_naming_its_place_in_the_batch() {
+    let state = state(false).await;
+    let now = Timestamp::now();
+    let view = |key: &str, watch_ms: u64| {
+        json!({"key": key, "user": "u0", "at": now, "kind": "view", "video": "v0",
+               "watch_ms": watch_ms})
+    };
+    let events = json!([
+        view("place_a", 1_000),
+        view("place_b", 2_000),
+        view("place_c", 86_400_001)
+    ]);
+    let (status, body) = call(
+        &state,
+        Method::POST,
+        "/v1/events",
+        json!({ "events": events }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["field"], "events[2].watch_ms", "{body}");
+    let (status, body) = call(
+        &state,
+        Method::POST,
+        "/v1/events",
+        json!({"events": [view("place_a", 1_000)]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["accepted"], 1,
+        "nothing of the refused batch was logged: {body}"
+    );
+}
+
+/// An event key names one event: sent again with another event it is 409, and nothing
+/// of that batch is logged.
+#[tokio::test]
+async fn an_event_key_reused_for_another_event_is_409_and_logs_nothing() {
+    let state = state(false).await;
+    let now = Timestamp::now();
+    let like = |key: &str, video: &str| json!({"key": key, "user": "u0", "at": now, "kind": "like", "video": video});
+    let post = |events: Value| {
+        let state = state.clone();
+        async move {
+            call(
+                &state,
+                Method::POST,
+                "/v1/events",
+                json!({ "events": events }),
+            )
+            .await
+        }
+    };
+    let (status, body) = post(json!([like("reuse_k", "v0")])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = post(json!([like("reuse_new", "v0"), like("reuse_k", "v1")])).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(error_code(&body), "conflict");
+    // Nothing of the refused batch was logged: its new event is new still.
+    let (status, body) = post(json!([like("reuse_new", "v0"), like("reuse_k", "v0")])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["accepted"], 1, "{body}");
+    assert_eq!(body["duplicates"], json!(["reuse_k"]), "{body}");
+}
+
+/// A NUL character is refused in every text a client writes (a caption, preference text,
+/// text added by an edit), and nothing is stored.
+#[tokio::test]
+async fn a_nul_character_in_text_is_422_and_changes_nothing() {
+    let state = state(false).await;
+    let (status, body) = call(
+        &state,
+        Method::PUT,
+        "/v1/videos",
+        json!({"videos": [{"id": "nul_caption", "creator": "u0", "created_at": world_now(),
+                           "duration_s": 5.0, "caption": "a cat\u{0} video"}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let id = VideoId::new("nul_caption").unwrap();
+    assert!(shared().engine.video(&id).unwrap().is_none());
+    let user = adults()[4].clone();
+    let uri = format!("/v1/users/{user}/preferences");
+    let (status, body) = call(&state, Method::PUT, &uri, json!({"text": "more cooking"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, before) = get(&state, &uri).await;
+    let (status, body) = call(&state, Method::PUT, &uri, json!({"text": "more cats\u{0}"})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["field"], "text", "{body}");
+    let (status, body) = call(
+        &state,
+        Method::PATCH,
+        &uri,
+        json!({"add": "less dogs\u{0}"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(get(&state, &uri).await.1, before);
+}
+
+/// A query string on a route that reads none is refused before the route runs: a
+/// parameter the route does not have is never silently ignored.
+#[tokio::test]
+async fn a_query_the_route_does_not_read_is_422_and_changes_nothing() {
+    let state = state(false).await;
+    let (status, body) = call(
+        &state,
+        Method::PUT,
+        "/v1/videos",
+        json!({"videos": [{"id": "query_kept", "creator": "u0", "created_at": world_now(),
+                           "duration_s": 5.0, "embedding": axis(13)}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = call(
+        &state,
+        Method::DELETE,
+        "/v1/videos/query_kept?dry_run=true",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(error_code(&body), "invalid_input");
+    assert_eq!(body["error"]["field"], "query");
+    let kept = shared()
+        .engine
+        .video(&VideoId::new("query_kept").unwrap())
+        .unwrap()
+        .unwrap();
+    assert!(!kept.deleted);
+    let user = adults()[3].clone();
+    let (status, body) = call(
+        &state,
+        Method::POST,
+        "/v1/feed?limit=5",
+        json!({ "user": user }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    // An empty query is no parameter; a route that reads its query still takes one.
+    let (status, body) = call(&state, Method::POST, "/v1/feed?", json!({ "user": user })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = get(&state, "/v1/stats?points=5").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// A batch of users is checked whole before any is written: a reserved id or an unknown
+/// time zone anywhere refuses the batch, naming the user's place in it.
+#[tokio::test]
+async fn a_users_batch_with_one_bad_user_writes_none() {
+    let state = state(false).await;
+    for (bad, field) in [
+        (json!({"id": "(erased)"}), "users[1].id"),
+        (
+            json!({"id": "batch_tz", "time_zone": "Mars/Olympus"}),
+            "users[1].time_zone",
+        ),
+    ] {
+        let (status, body) = call(
+            &state,
+            Method::POST,
+            "/v1/users",
+            json!({"users": [{"id": "batch_first"}, bad, {"id": "batch_last"}]}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(body["error"]["field"], field, "{body}");
+        for id in ["batch_first", "batch_tz", "batch_last"] {
+            let id = UserId::new(id).unwrap();
+            assert!(shared().engine.user(&id).unwrap().is_none(), "{id} written");
+        }
+    }
+}
+
+/// An import keeps the server's clock as the routes of its records do: an event or a
+/// video dated beyond `server.event_max_ahead_s` is rejected on its own, and records from
+/// long ago (history moved from elsewhere) are kept.
+#[tokio::test]
+async fn an_import_rejects_each_record_dated_in_the_future_and_keeps_history() {
+    let _ = state(false).await;
+    let mut c = config(shared().engine.config().store.path.as_path(), false);
+    c.server.allow_client_clock = false;
+    let ahead = c.server.event_max_ahead_s;
+    let strict = AppState::new(c);
+    strict.set_engine(shared().engine.clone());
+    let now = Timestamp::now();
+    let at = |secs: i64| Timestamp::from_millisecond(now.as_millisecond() + secs * 1000).unwrap();
+    let future = at(i64::try_from(ahead).unwrap() + 3_600);
+    let long_ago = at(-400 * 86_400);
+    let video = |id: &str, created: Timestamp, axis_no: usize| {
+        json!({"record": "video", "video": {"id": id, "creator": "u0", "created_at": created,
+               "duration_s": 5.0, "embedding": axis(axis_no)}})
+    };
+    let event = |key: &str, when: Timestamp| {
+        json!({"record": "event", "event": {"key": key, "user": "u0", "at": when,
+               "kind": "like", "video": "v0"}})
+    };
+    let (status, body) = call(
+        &strict,
+        Method::POST,
+        "/v1/import",
+        json!({"records": [
+            video("import_ahead", future, 11),
+            video("import_old", long_ago, 12),
+            event("import_e_ahead", future),
+            event("import_e_old", at(-30 * 86_400)),
+        ]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let results = body["results"].as_array().unwrap();
+    let statuses: Vec<&str> = results
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["rejected", "written", "rejected", "written"],
+        "{body}"
+    );
+    assert_eq!(results[0]["error"]["field"], "video.created_at");
+    assert_eq!(results[2]["error"]["field"], "event.at");
+    let stored = |id: &str| {
+        shared()
+            .engine
+            .video(&VideoId::new(id).unwrap())
+            .unwrap()
+            .is_some()
+    };
+    assert!(!stored("import_ahead") && stored("import_old"));
+    // The old event was logged (a second import finds it a duplicate); the one from the
+    // future was not, and is rejected again.
+    let (status, body) = call(
+        &strict,
+        Method::POST,
+        "/v1/import",
+        json!({"records": [event("import_e_ahead", future), event("import_e_old", at(-30 * 86_400))]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["results"][0]["status"], "rejected", "{body}");
+    assert_eq!(body["results"][1]["status"], "duplicate", "{body}");
 }
 
 #[tokio::test]
@@ -1751,7 +2025,7 @@ async fn a_user_acting_on_themselves_is_422_naming_the_relation() {
     )
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert_eq!(body["error"]["field"], "new_video");
+    assert_eq!(body["error"]["field"], "events[0].new_video");
     // An id that ends in a newline is not an id (the schema's pattern says so too).
     let (status, body) = call(
         &state,

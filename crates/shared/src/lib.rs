@@ -890,7 +890,7 @@ impl SharedStore {
                 "events no longer valid were left out of a logged batch"
             );
         }
-        let applied = self.mirror.ingest_events_logged(&events);
+        let applied = self.mirror.apply_logged_events(&events);
         if let Err(e) = &applied {
             // Valid events the mirror could not take: it no longer follows the log.
             self.diverged.store(true, Ordering::Release);
@@ -911,6 +911,15 @@ impl SharedStore {
     /// Logs one change and applies it (see the crate doc).
     fn write(&self, change: Change) -> Result<Option<steerfeed_core::ErasureReport>> {
         let body = serde_json::to_string(&change).map_err(|e| Error::internal("change", e))?;
+        // PostgreSQL's jsonb refuses U+0000. Refused here, before the mirror takes the
+        // change: refused after, the mirror would be ahead of the log and the process
+        // would stop serving.
+        if holds_nul(&body) {
+            return Err(Error::invalid(
+                "text",
+                "holds a NUL character (U+0000), which text may not",
+            ));
+        }
         self.check()?;
         // Each call to the server is bounded, not the whole: a write abandoned between
         // the mirror taking it and the commit would leave the two apart unnoticed.
@@ -1435,6 +1444,7 @@ impl Storage for SharedStore {
         // Validated against every write acknowledged before the call, then logged.
         self.catch_up()?;
         self.mirror.validate_events(events)?;
+        self.mirror.check_event_keys(events)?;
         let entries = events
             .iter()
             .map(|e| {
@@ -1689,5 +1699,38 @@ impl ConsentLedger for SharedStore {
         video: &VideoId,
     ) -> Result<Option<CameoConsent>> {
         self.mirror.cameo_consent(person, creator, video)
+    }
+}
+
+/// True when JSON text `json` (as serde_json writes it) holds U+0000 in a string: the
+/// escape `\u0000`, told apart from a backslash written `\\` before the text `u0000`
+/// by the number of backslashes before it (odd: the last one starts the escape).
+fn holds_nul(json: &str) -> bool {
+    let bytes = json.as_bytes();
+    json.match_indices("u0000").any(|(at, _)| {
+        let slashes = bytes[..at]
+            .iter()
+            .rev()
+            .take_while(|&&b| b == b'\\')
+            .count();
+        slashes % 2 == 1
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::holds_nul;
+
+    #[test]
+    fn a_nul_is_found_in_json_text_and_a_written_backslash_is_not_one() {
+        let json = |s: &str| serde_json::json!({ "caption": s }).to_string();
+        assert!(holds_nul(&json("a\0b")));
+        // A backslash, then a NUL.
+        assert!(holds_nul(&json("\\\0")));
+        // The text `\u0000` (a backslash and five characters), and `u0000` alone.
+        assert!(!holds_nul(&json("a\\u0000b")));
+        assert!(!holds_nul(&json("u0000")));
+        assert!(!holds_nul(&json("plain text")));
     }
 }

@@ -227,9 +227,12 @@ fn a_batch_sent_to_two_replicas_and_retried_on_a_third_counts_once() {
     let accepted: usize = reports.iter().map(|r| r.accepted).sum::<usize>() + retry.accepted;
     assert_eq!(accepted, 20, "the 20 events are accepted once in all");
     assert_eq!(retry.duplicates.len(), 20);
-    // A batch overlapping it in part, through another replica: only the new keys count.
-    let overlap: Vec<Event> = (15..25)
-        .map(|k| view(&format!("e{k}"), "p1", "v3_0", 100 + k, 60_000))
+    // A batch overlapping it in part (the same events again, then new ones), through
+    // another replica: only the new keys count.
+    let overlap: Vec<Event> = batch[15..]
+        .iter()
+        .cloned()
+        .chain((20..25).map(|k| view(&format!("e{k}"), "p1", "v3_0", 100 + k, 60_000)))
         .collect();
     let r = rs[1].ingest_events(&overlap).unwrap().0;
     assert_eq!((r.accepted, r.duplicates.len()), (5, 5));

@@ -1431,6 +1431,7 @@ impl PreferenceParser {
             }
             .into());
         }
+        steerfeed_core::wire::check_text("text", text)?;
         // A teen's text is read as written: the safety net reads it as written too, and
         // a repair must never turn what it flags into something else.
         let reading = self.read(text, self.reader.is_some(), audience != AgeBand::Teen)?;

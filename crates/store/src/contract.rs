@@ -583,6 +583,18 @@ pub fn every_entity_round_trips(new_store: Factory<'_>) {
     assert_eq!(f.scope, ConsentScope::Approved);
     assert!(f.creator_approved);
     assert!(facts(&*s, "b", "c", "vx").creator_approved);
+    // Approving someone not stored is refused and changes nothing.
+    let err = s
+        .set_consent(
+            &uid("b"),
+            ConsentScope::Everyone,
+            &[uid("a"), uid("nobody")],
+        )
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::NotFound, "{err}");
+    let f = facts(&*s, "b", "a", "va1");
+    assert_eq!(f.scope, ConsentScope::Approved);
+    assert!(f.creator_approved);
     s.set_consent(&uid("b"), ConsentScope::Mutuals, &[uid("c")])
         .unwrap();
     let f = facts(&*s, "b", "a", "va1");
@@ -823,6 +835,34 @@ pub fn ingest_is_idempotent(new_store: Factory<'_>) {
     assert_eq!(keys, ["1:k1", "2:k2", "3:k3"]);
     assert_eq!(logged(&*s, 3).len(), 1);
     assert!(logged(&*s, 4).is_empty());
+    // A key reused for another event is a conflict, after it was logged or within one
+    // batch, and nothing of the batch is logged: another kind, another video, another
+    // time, another person.
+    for reused in [
+        vec![
+            ev("k4", "b", 13, like("va1")),
+            ev("k1", "b", 10, like("va2")),
+        ],
+        vec![
+            ev("k4", "b", 13, like("va1")),
+            ev("k1", "b", 99, like("va1")),
+        ],
+        vec![
+            ev("k4", "b", 13, like("va1")),
+            ev("k1", "c", 10, like("va1")),
+        ],
+        vec![
+            ev("k4", "b", 13, like("va1")),
+            ev("k4", "b", 13, like("va2")),
+        ],
+    ] {
+        let err = s.ingest_events(&reused).unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Conflict, "{err}");
+        assert_eq!(s.event_count(), 3, "{err}");
+    }
+    // The same content again is still a retry.
+    let (r, _) = s.ingest_events(&[ev("k1", "b", 10, like("va1"))]).unwrap();
+    assert_eq!((r.accepted, r.duplicates.len()), (0, 1));
 }
 
 /// 6. A bad video batch changes nothing.
@@ -966,6 +1006,19 @@ pub fn bad_writes_about_people_change_nothing(new_store: Factory<'_>) {
         .unwrap_err();
     assert_eq!(err.class(), ErrorClass::TooLarge, "{err}");
     assert!(s.preferences(&uid("a")).unwrap().is_none());
+    // A NUL in any text (the shared backend's record cannot hold one).
+    let err = s
+        .set_preferences(&uid("a"), "more\0cats", &Constraints::default())
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::InvalidInput, "{err}");
+    let nul_phrase: Constraints =
+        serde_json::from_str(r#"{"boost": [{"phrase": "cats\u0000"}]}"#).unwrap();
+    assert!(s.set_preferences(&uid("a"), "cats", &nul_phrase).is_err());
+    assert!(s.preferences(&uid("a")).unwrap().is_none());
+    let mut nul_caption = video("v_nul", "a", 0);
+    nul_caption.caption = "a cat\0".into();
+    assert!(s.upsert_videos(&[nul_caption]).is_err());
+    assert!(s.video(&vid("v_nul")).unwrap().is_none());
     let pc = ParentalControls {
         scroll_cap: Some(0),
         ..ParentalControls::default()
@@ -1876,7 +1929,7 @@ pub fn erasure_forgets_the_person_everywhere(new_store: Factory<'_>) {
         &*s,
         &[
             ev("a1", "b", 320, like("vb1")),
-            ev("b1", "b", 321, like("vb1")),
+            ev("b1", "b", 301, like("va1")),
         ],
     );
     assert_eq!(again.accepted, 1);

@@ -31,7 +31,13 @@ pub(crate) fn is_json(b: &[u8]) -> bool {
 
 /// An event log record of schema 1: the event as JSON.
 pub(crate) fn event_json(b: &[u8]) -> Result<Event> {
-    serde_json::from_slice(b).map_err(|_| corrupt("event"))
+    // Those builds wrote an absent `new_video` (and a create's absent `video`) as `null`,
+    // which the wire format refuses: dropped here, such a member reads as left out.
+    let mut v: serde_json::Value = serde_json::from_slice(b).map_err(|_| corrupt("event"))?;
+    if let Some(members) = v.as_object_mut() {
+        members.retain(|_, x| !x.is_null());
+    }
+    serde_json::from_value(v).map_err(|_| corrupt("event"))
 }
 
 /// A history ring entry's event kind of schema 1, as JSON.
@@ -83,6 +89,26 @@ mod tests {
         assert!(bare_ring_head(&[1, 2, 3]).is_err());
         assert_eq!(single_key_seq(&3u64.to_be_bytes()).unwrap(), 3);
         assert!(single_key_seq(&[0; 7]).is_err());
+    }
+
+    #[test]
+    fn a_schema_1_event_with_null_members_reads_as_left_out() {
+        let remix = br#"{"key":"k","user":"u","at":"2026-01-01T00:00:00Z","kind":"remix","video":"v","new_video":null}"#;
+        let e = event_json(remix).unwrap();
+        assert!(matches!(
+            e.kind,
+            EventKind::Remix {
+                new_video: None,
+                ..
+            }
+        ));
+        let create =
+            br#"{"key":"k","user":"u","at":"2026-01-01T00:00:00Z","kind":"create","video":null}"#;
+        assert!(matches!(
+            event_json(create).unwrap().kind,
+            EventKind::Create { video: None }
+        ));
+        assert!(event_json(br#"{"key":"k"}"#).is_err());
     }
 
     #[test]

@@ -92,6 +92,43 @@ pub struct RestoreReport {
     pub seconds: f64,
 }
 
+/// `path` made absolute, with its symbolic links resolved as far as it exists, and the
+/// rest (which does not exist yet, so holds no link) appended as written. `path` holds no
+/// `..` (the caller refuses one).
+fn resolved(path: &Path) -> PathBuf {
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut rest = Vec::new();
+    let mut existing = path.as_path();
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            return rest.iter().rev().fold(real, |p, c| p.join(c));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(up), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = up;
+            }
+            _ => return path,
+        }
+    }
+}
+
+/// A directory the caller named that cannot be made: the caller's to fix (no
+/// permission, a file in the way, a read-only disk, a name the system refuses), or the
+/// machine's (anything else).
+fn dir_error(path: &Path, e: std::io::Error) -> Error {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::PermissionDenied
+        | K::NotADirectory
+        | K::AlreadyExists
+        | K::ReadOnlyFilesystem
+        | K::InvalidInput
+        | K::InvalidFilename => invalid("dir", format!("cannot create {}: {e}", path.display())),
+        _ => io_error("backup", path, e),
+    }
+}
+
 fn invalid(field: &'static str, reason: impl Into<String>) -> Error {
     Error::invalid(field, reason)
 }
@@ -182,6 +219,18 @@ impl Engine {
         if dir.as_os_str().is_empty() {
             return Err(invalid("dir", "empty"));
         }
+        if dir
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(invalid(
+                "dir",
+                format!(
+                    "{} holds \"..\": name the directory without it",
+                    dir.display()
+                ),
+            ));
+        }
         if dir.exists() {
             return Err(invalid(
                 "dir",
@@ -195,26 +244,23 @@ impl Engine {
             Some(p) => p.to_path_buf(),
             None => PathBuf::from("."),
         };
-        fs::create_dir_all(&parent).map_err(|e| io_error("backup", &parent, e))?;
         let store = self
             .config
             .store
             .path
             .canonicalize()
             .map_err(|e| io_error("backup", &self.config.store.path, e))?;
-        let canonical = parent
-            .canonicalize()
-            .map_err(|e| io_error("backup", &parent, e))?;
-        if canonical.starts_with(&store) {
+        // Checked before anything is created: a refused backup leaves no directory behind.
+        if resolved(&parent).starts_with(&store) {
             return Err(invalid(
                 "dir",
                 format!(
-                    "{} is inside the store's directory {}: a backup goes elsewhere",
-                    dir.display(),
-                    store.display()
+                    "{} is inside the store's directory: a backup goes elsewhere",
+                    dir.display()
                 ),
             ));
         }
+        fs::create_dir_all(&parent).map_err(|e| dir_error(&parent, e))?;
         let partial = with_suffix(dir, ".partial");
         if partial.exists() {
             // Only what a backup cut short left is removed: it holds the marker.
@@ -229,7 +275,7 @@ impl Engine {
             }
             fs::remove_dir_all(&partial).map_err(|e| io_error("backup", &partial, e))?;
         }
-        fs::create_dir(&partial).map_err(|e| io_error("backup", &partial, e))?;
+        fs::create_dir(&partial).map_err(|e| dir_error(&partial, e))?;
         fs::write(partial.join(PARTIAL_MARKER), b"")
             .map_err(|e| io_error("backup", &partial, e))?;
         let created_at = Timestamp::now();

@@ -1,7 +1,7 @@
 //! Event ingestion: validation, idempotency, and the derived state every event updates.
 
+use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -566,10 +566,50 @@ impl Store {
         Ok(())
     }
 
+    /// Checks that no key of `events` names another event than one logged under it or
+    /// earlier in the batch ([`Store::ingest_events`] refuses such a batch with
+    /// `Conflict`), without the write lock: for a caller that logs the batch elsewhere
+    /// first (the shared backend publishes it), where a batch logged meanwhile under the
+    /// same keys is the log's to order.
+    pub fn check_event_keys(&self, events: &[Event]) -> Result<()> {
+        let t = self.t();
+        let ov = self.overlay_read();
+        let mut first: HashMap<&EventKey, &Event> = HashMap::with_capacity(events.len());
+        for e in events {
+            match first.entry(&e.key) {
+                Entry::Occupied(o) => key_reused(o.get(), e)?,
+                Entry::Vacant(v) => {
+                    v.insert(e);
+                    if let Some(seq) = ov.keys.find(&e.key, &t.events)? {
+                        key_logged(&t.events, seq, e)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// [`Store::ingest_events`], also saying where the accepted events went in the log:
     /// for in-memory indexes fed in log order (co-engagement) without reading the log
     /// back.
+    ///
+    /// An idempotency key names one event: the same event again is a retry (a duplicate,
+    /// not counted again); another event under a key logged before or earlier in the
+    /// batch is `Conflict`, and nothing of the batch is logged, rather than a different
+    /// event dropped without a word.
     pub fn ingest_events_logged(&self, events: &[Event]) -> Result<(IngestReport, Logged)> {
+        self.ingest(events, true)
+    }
+
+    /// Applies a batch another process logged (the shared backend's event log): as
+    /// [`Store::ingest_events_logged`], except that an event under a key already used
+    /// counts as a duplicate whatever its content, since the log, not this process,
+    /// decided the batch's order.
+    pub fn apply_logged_events(&self, events: &[Event]) -> Result<(IngestReport, Logged)> {
+        self.ingest(events, false)
+    }
+
+    fn ingest(&self, events: &[Event], refuse_reused: bool) -> Result<(IngestReport, Logged)> {
         let erasures = self.erasure_epoch();
         self.validate_events(events)?;
         let mut report = IngestReport::default();
@@ -581,10 +621,29 @@ impl Store {
             let mut items = Vec::with_capacity(events.len());
             {
                 let ov = self.overlay_read();
-                let mut keys = HashSet::with_capacity(events.len());
+                let mut keys: HashMap<&EventKey, &Event> = HashMap::with_capacity(events.len());
                 let mut seq = self.inner.next_seq().load(Ordering::Acquire);
                 for (i, e) in events.iter().enumerate() {
-                    if !keys.insert(&e.key) || ov.keys.find(&e.key, &t.events)?.is_some() {
+                    let duplicate = match keys.entry(&e.key) {
+                        Entry::Occupied(o) => {
+                            if refuse_reused {
+                                key_reused(o.get(), e)?;
+                            }
+                            true
+                        }
+                        Entry::Vacant(v) => {
+                            v.insert(e);
+                            match ov.keys.find(&e.key, &t.events)? {
+                                Some(logged) if refuse_reused => {
+                                    key_logged(&t.events, logged, e)?;
+                                    true
+                                }
+                                Some(_) => true,
+                                None => false,
+                            }
+                        }
+                    };
+                    if duplicate {
                         report.duplicates.push(e.key.clone());
                     } else {
                         items.push((seq, e, Mask::ALL));
@@ -633,5 +692,42 @@ impl Store {
     /// The user's recent engagements (events of positive weight), newest first.
     pub fn recent_engagements(&self, user: &UserId, limit: usize) -> Result<Vec<Engagement>> {
         super::rings::read_history(self, user, limit)
+    }
+}
+
+/// An event as the log stores it: what a key's first event is compared in.
+fn as_logged(e: &Event) -> Result<Event> {
+    codec::decode_event(&codec::encode_event(e))
+}
+
+/// `Conflict` unless `again`, under the key of `first` earlier in its batch, is the same
+/// event.
+fn key_reused(first: &Event, again: &Event) -> Result<()> {
+    if as_logged(first)? == as_logged(again)? {
+        Ok(())
+    } else {
+        Err(key_conflict(
+            again,
+            "the batch holds two different events under this key",
+        ))
+    }
+}
+
+/// `Conflict` unless `e` is the event logged at `seq` under its key.
+fn key_logged(log: &Tree, seq: u64, e: &Event) -> Result<()> {
+    match crate::log::logged_event(log, seq)? {
+        Some(logged) if logged != as_logged(e)? => Err(key_conflict(
+            e,
+            "another event was logged under this key: a retry resends the same event, a new event needs a new key",
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn key_conflict(e: &Event, reason: &str) -> Error {
+    Error::Conflict {
+        entity: Entity::Event,
+        id: e.key.as_str().to_owned(),
+        reason: reason.to_owned(),
     }
 }

@@ -194,9 +194,13 @@ impl Store {
             });
         }
         let rec = json(&ConsentRec { scope })?;
+        // Everyone approved must be stored, and still be when the write goes in: an
+        // approval of an id not (or no longer) a user's would pass the consent to whoever
+        // is created under it later.
+        let people: Vec<&UserId> = std::iter::once(person).chain(approved).collect();
         let _epoch = EpochBump(self);
         self.write_durably_for(
-            &[person],
+            &people,
             |s, w| {
                 let t = s.t();
                 w.insert(&t.consent, person.as_str(), rec);

@@ -39,18 +39,10 @@ impl Store {
     // -----------------------------------------------------------------------------------
     // Users and the social graph.
 
-    /// Inserts or replaces a user (the time zone must be known).
+    /// Inserts or replaces a user ([`User::validate`]: not the reserved id, a known time
+    /// zone).
     pub fn upsert_user(&self, user: &User) -> Result<()> {
         user.validate()?;
-        if user.id.as_str() == steerfeed_core::person::ERASED_CREATOR {
-            return Err(Error::invalid(
-                "id",
-                format!(
-                    "{:?} is reserved: it names the creator of an erased person's deleted videos",
-                    steerfeed_core::person::ERASED_CREATOR
-                ),
-            ));
-        }
         let b = json(user)?;
         let _epoch = EpochBump(self);
         self.write_durably(
@@ -199,6 +191,7 @@ impl Store {
                 got: text.len(),
             });
         }
+        steerfeed_core::wire::check_text("text", text)?;
         constraints.validate()?;
         let b = json(&Preferences {
             text: text.to_owned(),

@@ -247,7 +247,7 @@ fn an_erased_person_leaves_no_record_and_others_keep_theirs() {
     let again = store
         .ingest_events(&[
             ev("erin-like-1", "bob", 400, like("vb1")),
-            ev("bob-like-1", "bob", 401, like("vb1")),
+            ev("bob-like-1", "bob", 101, like("ve1")),
         ])
         .unwrap();
     assert_eq!(again.accepted, 1);
