@@ -143,7 +143,7 @@ pub const QUERY_ROUTES: &[(&str, &str)] = &[
 ];
 
 /// Answers 422 `invalid_input` (field `query`) for a query string on a route that is
-/// not in [`QUERY_ROUTES`].
+/// not in [`QUERY_ROUTES`] (a method the path does not serve stays a 405).
 async fn refuse_unread_query(req: Request, next: Next) -> Response {
     if req.uri().query().is_some_and(|q| !q.is_empty()) {
         let route = req
@@ -157,10 +157,10 @@ async fn refuse_unread_query(req: Request, next: Next) -> Response {
         } else {
             method
         };
-        if !QUERY_ROUTES
-            .iter()
-            .any(|(m, p)| m.eq_ignore_ascii_case(method) && *p == route)
-        {
+        let is = |(m, p): (&str, &str)| m.eq_ignore_ascii_case(method) && p == route;
+        // A method the route does not serve is left to the 405 fallback.
+        let served = ROUTES.iter().any(|&(m, p, _)| is((m, p)));
+        if served && !QUERY_ROUTES.iter().any(|&(m, p)| is((m, p))) {
             return ApiError::invalid(format!(
                 "{} {route} takes no query parameters",
                 req.method()

@@ -1201,6 +1201,9 @@ async fn a_query_the_route_does_not_read_is_422_and_changes_nothing() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = get(&state, "/v1/stats?points=5").await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // A method the route does not serve is 405, query or not.
+    let (status, body) = call(&state, Method::TRACE, "/v1/export?kinds=user", Value::Null).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{body}");
 }
 
 /// A batch of users is checked whole before any is written: a reserved id or an unknown
