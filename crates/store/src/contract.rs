@@ -836,8 +836,8 @@ pub fn ingest_is_idempotent(new_store: Factory<'_>) {
     assert_eq!(logged(&*s, 3).len(), 1);
     assert!(logged(&*s, 4).is_empty());
     // A key reused for another event is a conflict, after it was logged or within one
-    // batch, and nothing of the batch is logged: another kind, another video, another
-    // time, another person.
+    // batch, and nothing of the batch is logged: another video, another time, another
+    // person.
     for reused in [
         vec![
             ev("k4", "b", 13, like("va1")),
