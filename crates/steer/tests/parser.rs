@@ -138,7 +138,7 @@ fn hostile_and_odd_input_never_panics() {
         "🙂🙂🔥🔥",
         "?!?!...,,,;;",
         "日本語のテキスト more cooking ñandú",
-        "\u{0}\u{1}\u{7f} more \u{202e}cats",
+        "\u{1}\u{7f} more \u{202e}cats",
         "more more more more more",
         "no no no",
         "and and , but but",
@@ -148,6 +148,11 @@ fn hostile_and_odd_input_never_panics() {
     ] {
         let c = parser().parse(text, AgeBand::Adult, now()).unwrap();
         c.validate().unwrap();
+    }
+    // A NUL is refused with the field named, not read.
+    match parser().parse("\u{0} more cats", AgeBand::Adult, now()) {
+        Err(Error::Core(CoreError::Invalid { field: "text", .. })) => {}
+        other => panic!("expected a refused NUL, got {other:?}"),
     }
     let c = parser()
         .parse("日本語のテキスト more cooking ñandú", AgeBand::Adult, now())
