@@ -151,12 +151,7 @@ async fn refuse_unread_query(req: Request, next: Next) -> Response {
             .get::<MatchedPath>()
             .map(MatchedPath::as_str)
             .unwrap_or_default();
-        let method = req.method().as_str();
-        let method = if method.eq_ignore_ascii_case("head") {
-            "get"
-        } else {
-            method
-        };
+        let method = routed_method(req.method().as_str());
         let is = |(m, p): (&str, &str)| m.eq_ignore_ascii_case(method) && p == route;
         // A method the route does not serve is left to the 405 fallback.
         let served = ROUTES.iter().any(|&(m, p, _)| is((m, p)));
@@ -170,6 +165,31 @@ async fn refuse_unread_query(req: Request, next: Next) -> Response {
         }
     }
     next.run(req).await
+}
+
+/// The method a request is routed as: `HEAD` as `GET`, as axum routes it.
+fn routed_method(method: &str) -> &str {
+    if method.eq_ignore_ascii_case("head") {
+        "get"
+    } else {
+        method
+    }
+}
+
+/// Checks each item of a batch with `check` before anything is written, naming the first
+/// bad one by its place (`users[1].time_zone`).
+fn check_each<T>(
+    list: &str,
+    items: &[T],
+    check: impl Fn(&T) -> steerfeed::Result<()>,
+) -> Result<(), ApiError> {
+    for (i, item) in items.iter().enumerate() {
+        if let Err(err) = check(item) {
+            let field = format!("{list}[{i}].{}", err.field().unwrap_or("value"));
+            return Err(ApiError::from(err).with_field(field));
+        }
+    }
+    Ok(())
 }
 
 /// Every `(method, path, scope)` the `/v1` router serves, in the order of [`routes`]: the
@@ -220,11 +240,7 @@ pub const ROUTES_OUTSIDE_V1: &[(&str, &str, Scope)] = &[("get", "/metrics", Scop
 /// `admin`, so that a route nobody gave a scope is closed to every other key. `HEAD` is
 /// `GET` (the router answers it with the `GET` handler).
 pub fn required_scope(method: &str, path: &str) -> Scope {
-    let method = if method.eq_ignore_ascii_case("head") {
-        "get"
-    } else {
-        method
-    };
+    let method = routed_method(method);
     ROUTES
         .iter()
         .chain(ROUTES_OUTSIDE_V1)
@@ -663,13 +679,7 @@ async fn upsert_users(
     ApiJson(body): ApiJson<UsersBody>,
 ) -> Result<axum::Json<Upserted>, ApiError> {
     check_batch("users", body.users.len(), MAX_USER_BATCH)?;
-    // The whole batch is checked before anything is written.
-    for (i, u) in body.users.iter().enumerate() {
-        if let Err(e) = u.validate() {
-            let field = format!("users[{i}].{}", e.field().unwrap_or("id"));
-            return Err(ApiError::from(e).with_field(field));
-        }
-    }
+    check_each("users", &body.users, User::validate)?;
     let upserted = run(&state, move |e| {
         for u in &body.users {
             e.upsert_user(u)?;
@@ -749,13 +759,7 @@ async fn ingest_events(
     ApiJson(body): ApiJson<EventsBody>,
 ) -> Result<axum::Json<Ingested>, ApiError> {
     check_batch("events", body.events.len(), MAX_EVENT_BATCH)?;
-    // Each event's own rules, its place in the batch named (`events[i].watch_ms`).
-    for (i, ev) in body.events.iter().enumerate() {
-        if let Err(err) = ev.validate() {
-            let field = format!("events[{i}].{}", err.field().unwrap_or("kind"));
-            return Err(ApiError::from(err).with_field(field));
-        }
-    }
+    check_each("events", &body.events, Event::validate)?;
     check_event_times(&state, &body.events)?;
     let report = run(&state, move |e| e.ingest_events(&body.events)).await?;
     Ok(axum::Json(Ingested {

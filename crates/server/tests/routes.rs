@@ -989,17 +989,24 @@ async fn oversized_bodies_and_batches_are_413_and_store_nothing() {
     assert_eq!(body["accepted"], 1);
 }
 
+/// A state on the shared engine that keeps the server's clock, and its
+/// `server.event_max_ahead_s`.
+fn server_clock_state() -> (AppState, u64) {
+    let mut c = config(shared().engine.config().store.path.as_path(), false);
+    c.server.allow_client_clock = false;
+    let ahead = c.server.event_max_ahead_s;
+    let strict = AppState::new(c);
+    strict.set_engine(shared().engine.clone());
+    (strict, ahead)
+}
+
 /// The server keeps the clock for videos too: a `created_at` beyond
 /// `server.event_max_ahead_s` of the server's clock is refused for the whole batch, one
 /// within it or from long ago is kept, and `allow_client_clock` lifts the rule.
 #[tokio::test]
 async fn a_video_dated_in_the_future_is_refused_unless_the_client_keeps_the_clock() {
     let shared_state = state(false).await;
-    let mut c = config(shared().engine.config().store.path.as_path(), false);
-    c.server.allow_client_clock = false;
-    let ahead = c.server.event_max_ahead_s;
-    let strict = AppState::new(c);
-    strict.set_engine(shared().engine.clone());
+    let (strict, ahead) = server_clock_state();
     let now = Timestamp::now();
     let at = |secs: i64| Timestamp::from_millisecond(now.as_millisecond() + secs * 1000).unwrap();
     let future = at(i64::try_from(ahead).unwrap() + 3_600);
@@ -1240,11 +1247,7 @@ async fn a_users_batch_with_one_bad_user_writes_none() {
 #[tokio::test]
 async fn an_import_rejects_each_record_dated_in_the_future_and_keeps_history() {
     let _ = state(false).await;
-    let mut c = config(shared().engine.config().store.path.as_path(), false);
-    c.server.allow_client_clock = false;
-    let ahead = c.server.event_max_ahead_s;
-    let strict = AppState::new(c);
-    strict.set_engine(shared().engine.clone());
+    let (strict, ahead) = server_clock_state();
     let now = Timestamp::now();
     let at = |secs: i64| Timestamp::from_millisecond(now.as_millisecond() + secs * 1000).unwrap();
     let future = at(i64::try_from(ahead).unwrap() + 3_600);
