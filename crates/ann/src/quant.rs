@@ -53,6 +53,13 @@ impl QueryCodes {
     }
 }
 
+/// The approximate distance `1 - dot` (clamped at zero) between two vectors held as
+/// scale and codes.
+#[inline]
+pub(crate) fn code_distance((sa, a): (f32, &[i8]), (sb, b): (f32, &[i8])) -> f32 {
+    (1.0 - sa * sb * dot_i8(a, b) as f32).max(0.0)
+}
+
 type DotI8 = fn(&[i8], &[i8]) -> i32;
 
 static DOT_I8: LazyLock<DotI8> = LazyLock::new(|| {

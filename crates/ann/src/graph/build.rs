@@ -20,14 +20,15 @@
 //! in a circle.
 //!
 //! After the build, [`Graph::refine_layer0`] re-selects layer-0 lists over forward and
-//! reverse links with free slots filled, as a fold selects them.
+//! reverse links with free slots filled, as a fold selects them (an int8 graph by its
+//! codes). The builder scores exact vectors throughout.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
-use super::insert::{level_of, select_neighbours};
+use super::insert::{apart_by, level_of, select_neighbours};
 use super::{Floats, Graph, Node, descend, search_layer_with};
 use crate::distance::distance;
 use crate::params::HnswBuildParams;
@@ -191,7 +192,7 @@ impl<'v> Builder<'v> {
             // Another thread that reached this node on a layer above may already have
             // linked it here: it is not its own neighbour.
             found.retain(|&(_, c)| c != node);
-            let chosen = select_neighbours(&found, self.m, false, vector_of);
+            let chosen = select_neighbours(&found, self.m, false, apart_by(vector_of));
             if let Some((lists, row)) = self.row_of(layer, node) {
                 let _own = self.locks[node as usize].lock();
                 // Links other threads added to this list before it was written are kept.
@@ -228,7 +229,7 @@ impl<'v> Builder<'v> {
         if cand.len() <= cap {
             return cand.into_iter().map(|(_, c)| c).collect();
         }
-        select_neighbours(&cand, cap, false, |x| self.vector(x))
+        select_neighbours(&cand, cap, false, apart_by(|x| self.vector(x)))
     }
 
     /// Adds `new` to `node`'s list on `layer`, re-selecting the list with the heuristic
@@ -334,6 +335,9 @@ impl Graph {
         let (l0, upper, entry) = builder.finish();
         let mut graph =
             Graph::assemble(dim, labels, vectors, m0, &l0, upper, entry, params.vectors);
+        // The build's lists are in the graph's rows now: their copy goes before the
+        // refinement gathers its own arrays.
+        drop(l0);
         graph.refine_layer0();
         graph
     }
@@ -445,6 +449,83 @@ mod tests {
         }
         let found = found_first(&g, &queries, 48);
         assert!(found >= 48, "{found} of 50");
+    }
+
+    #[test]
+    fn layer0_reselection_in_blocks_is_the_reselection_of_all_at_once() {
+        let (vectors, _) = dataset(1_200, 1, DIM, 25);
+        for storage in [VectorStorage::F32, VectorStorage::Int8] {
+            let g = build_as(&vectors, 1, storage);
+            // The oracle: every node's candidates are its own links and the nodes
+            // linking to it (gathered here one list per node), all re-selected from the
+            // graph as it stands before any list is written.
+            let mut incoming: Vec<Vec<Node>> = vec![Vec::new(); g.len()];
+            for node in 0..g.len() as Node {
+                for &nb in g.links(node) {
+                    incoming[nb.to_bits() as usize].push(node);
+                }
+            }
+            let flat = super::super::Incoming::gather(&g);
+            for (node, from) in incoming.iter().enumerate() {
+                assert_eq!(flat.of(node as Node), from.as_slice(), "node {node}");
+            }
+            let expected: Vec<Vec<Node>> = (0..g.len() as Node)
+                .map(|node| {
+                    let mut cand: Vec<(f32, Node)> = g
+                        .links(node)
+                        .iter()
+                        .map(|x| x.to_bits())
+                        .chain(incoming[node as usize].iter().copied())
+                        .filter(|&c| c != node)
+                        .map(|c| (g.apart(node, c), c))
+                        .collect();
+                    cand.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                    cand.dedup_by_key(|c| c.1);
+                    select_neighbours(&cand, g.m0, true, |a, b| g.apart(a, b))
+                })
+                .collect();
+            for block in [1, 7, 64, 1_200, 5_000] {
+                let mut h = g.clone();
+                h.reselect_layer0(block);
+                for (node, list) in expected.iter().enumerate() {
+                    let got: Vec<Node> =
+                        h.links(node as Node).iter().map(|x| x.to_bits()).collect();
+                    assert_eq!(&got, list, "{storage:?}, blocks of {block}, node {node}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_int8_graph_reselects_its_links_from_its_codes_not_its_exact_vectors() {
+        let (vectors, _) = dataset(1_000, 1, DIM, 26);
+        // Other exact vectors under the same codes: the rows in reverse order.
+        let reversed: Vec<f32> = vectors.chunks_exact(DIM).rev().flatten().copied().collect();
+        let rows = |g: &Graph| -> Vec<Vec<u32>> { g.link_rows().map(Iterator::collect).collect() };
+        let int8 = build_as(&vectors, 1, VectorStorage::Int8);
+        let mut own = int8.clone();
+        own.reselect_layer0(100);
+        let mut other = int8.clone();
+        other.floats = Floats::Owned(reversed.clone());
+        other.reselect_layer0(100);
+        assert_eq!(rows(&own), rows(&other));
+        // The same exchange in a graph of floats changes its lists: the check above
+        // would see a re-selection that read the exact vectors.
+        let f32s = build_as(&vectors, 1, VectorStorage::F32);
+        let mut own = f32s.clone();
+        own.reselect_layer0(100);
+        let mut other = Graph::assemble(
+            DIM,
+            f32s.labels.clone(),
+            Floats::Owned(reversed),
+            f32s.m0,
+            &rows(&f32s).concat(),
+            f32s.upper.clone(),
+            f32s.entry,
+            VectorStorage::F32,
+        );
+        other.reselect_layer0(100);
+        assert_ne!(rows(&own), rows(&other));
     }
 
     #[test]

@@ -19,6 +19,8 @@
 //! Layer-0 lists are selected as [`Graph::refine_layer0`] selects them (the heuristic,
 //! then free slots to the nearest pruned candidates), so a folded node's links have the
 //! shape of a built one's; upper-layer lists keep the heuristic's choice only, up to `m`.
+//! A fold scores exact vectors even in an int8 graph (where the refinement scores codes):
+//! it reads a few hundred of them per node, not every list's.
 
 use std::collections::HashMap;
 
@@ -51,13 +53,14 @@ pub(crate) fn level_of(label: u32, m: usize) -> usize {
 }
 
 /// The HNSW neighbour heuristic over `candidates` (nearest first, distances to the
-/// base): a candidate is kept when it is nearer the base than to every one kept so far,
-/// up to `cap`; with `fill`, free slots then go to the nearest pruned candidates.
-pub(super) fn select_neighbours<'v>(
+/// base): a candidate is kept when it is nearer the base than to every one kept so far
+/// (`apart` gives the distance between two nodes), up to `cap`; with `fill`, free slots
+/// then go to the nearest pruned candidates.
+pub(super) fn select_neighbours(
     candidates: &[(f32, Node)],
     cap: usize,
     fill: bool,
-    vector_of: impl Fn(Node) -> &'v [f32],
+    apart: impl Fn(Node, Node) -> f32,
 ) -> Vec<Node> {
     let mut keep: Vec<Node> = Vec::with_capacity(cap);
     let mut pruned: Vec<Node> = Vec::new();
@@ -65,8 +68,7 @@ pub(super) fn select_neighbours<'v>(
         if keep.len() >= cap {
             break;
         }
-        let vc = vector_of(c);
-        if keep.iter().all(|&s| distance(vc, vector_of(s)) > d) {
+        if keep.iter().all(|&s| apart(c, s) > d) {
             keep.push(c);
         } else if fill {
             pruned.push(c);
@@ -77,6 +79,11 @@ pub(super) fn select_neighbours<'v>(
         keep.extend(pruned.into_iter().take(free));
     }
     keep
+}
+
+/// The exact distance between two nodes whose vectors `vector_of` gives.
+pub(super) fn apart_by<'v>(vector_of: impl Fn(Node) -> &'v [f32]) -> impl Fn(Node, Node) -> f32 {
+    move |a, b| distance(vector_of(a), vector_of(b))
 }
 
 impl Graph {
@@ -154,7 +161,7 @@ impl Graph {
             } else {
                 (m, false)
             };
-            let chosen = select_neighbours(&found, cap, fill, vector_of);
+            let chosen = select_neighbours(&found, cap, fill, apart_by(vector_of));
             for &nb in &chosen {
                 let mut list = self.neighbours(layer, nb);
                 if list.len() < cap {
@@ -169,7 +176,7 @@ impl Graph {
                         .collect();
                     cand.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
                     cand.dedup_by_key(|c| c.1);
-                    let reselected = select_neighbours(&cand, cap, fill, vector_of);
+                    let reselected = select_neighbours(&cand, cap, fill, apart_by(vector_of));
                     if reselected == list {
                         continue;
                     }

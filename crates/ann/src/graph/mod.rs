@@ -18,7 +18,7 @@ use std::collections::{BinaryHeap, HashMap};
 use crate::distance::{distance, dot, prefetch, prefetch_all};
 use crate::index::TopK;
 use crate::params::VectorStorage;
-use crate::quant::{QueryCodes, quantize};
+use crate::quant::{QueryCodes, code_distance, quantize};
 
 mod build;
 mod floats;
@@ -297,6 +297,43 @@ fn push_payload(data: &mut Vec<f32>, vector: &[f32], storage: VectorStorage) {
 }
 
 /// An HNSW graph; only a fold adds nodes to it (a rebuild makes a new one).
+/// The nodes linking to each node on layer 0, in one flat array (a list per node
+/// would cost an allocation and its slack for each of millions of nodes).
+struct Incoming {
+    /// `from[at[node]..at[node + 1]]` link to `node`.
+    at: Vec<usize>,
+    from: Vec<Node>,
+}
+
+impl Incoming {
+    fn gather(graph: &Graph) -> Self {
+        let n = graph.len();
+        let mut at = vec![0usize; n + 1];
+        for node in 0..n as Node {
+            for &nb in graph.links(node) {
+                at[nb.to_bits() as usize + 1] += 1;
+            }
+        }
+        for i in 0..n {
+            at[i + 1] += at[i];
+        }
+        let mut next = at.clone();
+        let mut from = vec![0; at[n]];
+        for node in 0..n as Node {
+            for &nb in graph.links(node) {
+                let slot = &mut next[nb.to_bits() as usize];
+                from[*slot] = node;
+                *slot += 1;
+            }
+        }
+        Self { at, from }
+    }
+
+    fn of(&self, node: Node) -> &[Node] {
+        &self.from[self.at[node as usize]..self.at[node as usize + 1]]
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Graph {
     pub(crate) dim: usize,
@@ -346,46 +383,58 @@ impl Graph {
     /// the heuristic's long-range links and fills the rest with density: recall at equal
     /// `ef` rises above hnswlib's. Then any node a walk from the entry cannot reach is
     /// linked from its nearest reachable node.
+    ///
+    /// A graph of int8 rows re-selects from its codes (the approximate distances a walk
+    /// of it scores), never its exact vectors: those may be mapped from a file larger
+    /// than the page cache beside the graph, which re-selecting every list would read
+    /// at random several times over. Lists are re-selected a block of nodes at a time
+    /// (every block reads only the lists as the build left them: a node's candidates
+    /// are its own links and the reverse links gathered first), so at most one block's
+    /// new lists is held beside the graph.
     pub(crate) fn refine_layer0(&mut self) {
-        use rayon::prelude::*;
-        let n = self.len();
-        if n < 2 {
+        /// Nodes re-selected between two writes of their lists.
+        const BLOCK: usize = 1 << 16;
+        if self.len() < 2 {
             return;
         }
-        let mut incoming: Vec<Vec<Node>> = vec![Vec::new(); n];
-        for node in 0..n as Node {
-            for &nb in self.links(node) {
-                incoming[nb.to_bits() as usize].push(node);
-            }
-        }
-        let m0 = self.m0;
-        let lists: Vec<Vec<Node>> = (0..n as Node)
-            .into_par_iter()
-            .map(|node| {
-                let me = self.vector(node);
-                let mut cand: Vec<(f32, Node)> = self
-                    .links(node)
-                    .iter()
-                    .map(|x| x.to_bits())
-                    .chain(incoming[node as usize].iter().copied())
-                    .filter(|&c| c != node)
-                    .map(|c| (distance(me, self.vector(c)), c))
-                    .collect();
-                cand.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-                cand.dedup_by_key(|c| c.1);
-                // Free slots go to the nearest pruned candidates (hnswlib's
-                // keepPrunedConnections): diverse links first, then density.
-                insert::select_neighbours(&cand, m0, true, |c| self.vector(c))
-            })
-            .collect();
-        for (node, list) in lists.into_iter().enumerate() {
-            self.set_links(node as Node, &list);
-        }
+        self.reselect_layer0(BLOCK);
         // A link that made way for another may have been some node's only way in from
         // the entry: passes repeat (a few at most) while they find nodes to link.
         for _ in 0..8 {
             if !self.link_unreached() {
                 break;
+            }
+        }
+    }
+
+    /// The re-selection of [`Graph::refine_layer0`], `block` nodes at a time.
+    fn reselect_layer0(&mut self, block: usize) {
+        use rayon::prelude::*;
+        let n = self.len();
+        let incoming = Incoming::gather(self);
+        let m0 = self.m0;
+        for start in (0..n).step_by(block) {
+            let lists: Vec<Vec<Node>> = (start..(start + block).min(n))
+                .into_par_iter()
+                .map(|node| {
+                    let node = node as Node;
+                    let mut cand: Vec<(f32, Node)> = self
+                        .links(node)
+                        .iter()
+                        .map(|x| x.to_bits())
+                        .chain(incoming.of(node).iter().copied())
+                        .filter(|&c| c != node)
+                        .map(|c| (self.apart(node, c), c))
+                        .collect();
+                    cand.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                    cand.dedup_by_key(|c| c.1);
+                    // Free slots go to the nearest pruned candidates (hnswlib's
+                    // keepPrunedConnections): diverse links first, then density.
+                    insert::select_neighbours(&cand, m0, true, |a, b| self.apart(a, b))
+                })
+                .collect();
+            for (i, list) in lists.into_iter().enumerate() {
+                self.set_links((start + i) as Node, &list);
             }
         }
     }
@@ -512,6 +561,16 @@ impl Graph {
         };
         graph.index_labels();
         graph
+    }
+
+    /// The distance between two nodes as a build selects links by it: exact with floats
+    /// in the rows, from the codes with int8 rows (see [`Graph::refine_layer0`]).
+    #[inline]
+    fn apart(&self, a: Node, b: Node) -> f32 {
+        match self.storage {
+            VectorStorage::F32 => distance(self.vector(a), self.vector(b)),
+            VectorStorage::Int8 => code_distance(self.codes(a), self.codes(b)),
+        }
     }
 
     fn stride(&self) -> usize {
