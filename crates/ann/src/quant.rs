@@ -177,6 +177,23 @@ mod tests {
         }
     }
 
+    proptest! {
+        #[test]
+        fn the_distance_between_two_coded_vectors_is_close_to_the_exact_one(
+            a in proptest::collection::vec(-1.0f32..1.0, 384),
+            b in proptest::collection::vec(-1.0f32..1.0, 384),
+        ) {
+            let (a, b) = (unit(&a), unit(&b));
+            let exact = (1.0 - a.iter().zip(&b).map(|(x, y)| x * y).sum::<f32>()).max(0.0);
+            let (mut ca, mut cb) = (vec![0i8; 384], vec![0i8; 384]);
+            let (sa, sb) = (quantize(&a, &mut ca), quantize(&b, &mut cb));
+            let d = code_distance((sa, &ca), (sb, &cb));
+            prop_assert_eq!(d, code_distance((sb, &cb), (sa, &ca)));
+            prop_assert_eq!(d, QueryCodes::new(&a).distance(sb, &cb));
+            prop_assert!((d - exact).abs() < 0.01, "exact {} coded {}", exact, d);
+        }
+    }
+
     #[test]
     fn a_zero_vector_has_zero_codes() {
         let mut codes = vec![5i8; 8];

@@ -296,7 +296,6 @@ fn push_payload(data: &mut Vec<f32>, vector: &[f32], storage: VectorStorage) {
     }
 }
 
-/// An HNSW graph; only a fold adds nodes to it (a rebuild makes a new one).
 /// The nodes linking to each node on layer 0, in one flat array (a list per node
 /// would cost an allocation and its slack for each of millions of nodes).
 struct Incoming {
@@ -334,6 +333,7 @@ impl Incoming {
     }
 }
 
+/// An HNSW graph; only a fold adds nodes to it (a rebuild makes a new one).
 #[derive(Debug, Clone)]
 pub(crate) struct Graph {
     pub(crate) dim: usize,
@@ -385,9 +385,9 @@ impl Graph {
     /// linked from its nearest reachable node.
     ///
     /// A graph of int8 rows re-selects from its codes (the approximate distances a walk
-    /// of it scores), never its exact vectors: those may be mapped from a file larger
-    /// than the page cache beside the graph, which re-selecting every list would read
-    /// at random several times over. Lists are re-selected a block of nodes at a time
+    /// of it scores), not its exact vectors: those may be mapped from a file larger than
+    /// the page cache beside the graph, which re-selecting every list would read at
+    /// random several times over (linking an unreached node, rare, reads a few). Lists are re-selected a block of nodes at a time
     /// (every block reads only the lists as the build left them: a node's candidates
     /// are its own links and the reverse links gathered first), so at most one block's
     /// new lists is held beside the graph.
