@@ -49,7 +49,7 @@ impl QueryCodes {
     /// to a vector held as `scale` and `codes`.
     #[inline]
     pub(crate) fn distance(&self, scale: f32, codes: &[i8]) -> f32 {
-        (1.0 - self.scale * scale * dot_i8(&self.codes, codes) as f32).max(0.0)
+        code_distance((self.scale, &self.codes), (scale, codes))
     }
 }
 

@@ -387,10 +387,10 @@ impl Graph {
     /// A graph of int8 rows re-selects from its codes (the approximate distances a walk
     /// of it scores), not its exact vectors: those may be mapped from a file larger than
     /// the page cache beside the graph, which re-selecting every list would read at
-    /// random several times over (linking an unreached node, rare, reads a few). Lists are re-selected a block of nodes at a time
-    /// (every block reads only the lists as the build left them: a node's candidates
-    /// are its own links and the reverse links gathered first), so at most one block's
-    /// new lists is held beside the graph.
+    /// random several times over (linking an unreached node, rare, reads a few). Lists
+    /// are re-selected a block of nodes at a time (every block reads only the lists as
+    /// the build left them: a node's candidates are its own links and the reverse links
+    /// gathered first), so at most one block's new lists is held beside the graph.
     pub(crate) fn refine_layer0(&mut self) {
         /// Nodes re-selected between two writes of their lists.
         const BLOCK: usize = 1 << 16;
