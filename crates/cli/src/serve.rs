@@ -198,6 +198,10 @@ fn open_shared(config: &SidecarConfig) -> anyhow::Result<(Engine, Option<Job>)> 
         }
     }
     let engine = Engine::open_with(config.engine.clone(), store.clone())?;
+    if let Some(snapshots) = &snapshots {
+        // Before the engine's first index save (its saver waits a second first).
+        keep_log_for_snapshots(&engine, snapshots);
+    }
     let interval = std::time::Duration::from_secs(shared.snapshot_interval_s);
     let job = snapshots.map(|snapshots| -> Job {
         Box::new(move |engine: Arc<Engine>| {
@@ -242,6 +246,7 @@ fn snapshot_loop(
             tracing::warn!(error = %e, "index snapshots: cannot catch up");
             continue;
         }
+        keep_log_for_snapshots(engine, snapshots);
         match store.try_lead() {
             Ok(true) => engine.leave_index_work_to_snapshots(false),
             Ok(false) => {
@@ -281,11 +286,28 @@ fn snapshot_loop(
     }
 }
 
+/// Keeps this replica's catalogue log reaching back to the newest snapshot present.
+/// The snapshot a replica swaps in is often older than its own index, which goes on
+/// taking writes between the leader's snapshots, and the replica's own index saves would
+/// otherwise trim the log up to their newer version. A later snapshot has this version
+/// or a higher one (one leader's snapshots only move forward), so the log reaches back
+/// to every snapshot still to come.
+#[cfg(feature = "shared")]
+fn keep_log_for_snapshots(engine: &Engine, snapshots: &steerfeed_shared::snapshots::Snapshots) {
+    match snapshots.list() {
+        Ok(present) => {
+            engine.keep_catalog_log_from(present.last().map_or(0, |(stamp, _)| stamp.version));
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot list the index snapshots"),
+    }
+}
+
 /// Takes the newest snapshot at most this replica's catalogue version when it is newer
-/// than `adopted` and this replica's catalogue log still reaches back to it (its own
-/// index saves trim the log; the snapshot may be older than its index, which goes on
-/// taking writes between the leader's snapshots); answers the snapshot now adopted (or
-/// tried: one that cannot be taken is not tried again, unless a server was unavailable).
+/// than `adopted` and this replica's catalogue log still reaches back to it (see
+/// [`keep_log_for_snapshots`]: it does, unless a new leader's snapshots restarted below
+/// the last one's); answers the
+/// snapshot now adopted (or tried: one that cannot be taken is not tried again, unless a
+/// server was unavailable).
 #[cfg(feature = "shared")]
 fn adopt_newer_snapshot(
     store: &steerfeed_shared::SharedStore,

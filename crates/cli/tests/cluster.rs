@@ -691,18 +691,23 @@ fn a_follower_taking_uploads_between_snapshots_still_swaps_them_in() {
     );
     world(a.port, 20, 1);
     // Uploads through the follower, one after another: its index is nearly always ahead
-    // of the leader's last snapshot, which it must still take (its catalogue log reaches
-    // back to it) rather than wait for a moment without writes.
-    let older = |l: &&str| {
-        l.contains("index snapshot swapped in")
-            && log_field(l, "catalog_version") < log_field(l, "replica_version")
+    // of the leader's last snapshot, which it must still take rather than wait for a
+    // moment without writes. Its uploads outrun the snapshots, so it folds them itself
+    // and saves its index, which trims its catalogue log; the log must still reach back
+    // to the snapshots to come. Wanted: a swap of a snapshot older than an index this
+    // follower had saved before it.
+    let swapped_below_a_save = |log: &str| {
+        let mut saved = None;
+        log.lines().any(|l| {
+            if l.contains("vector index saved") {
+                saved = saved.max(Some(log_field(l, "catalog_version")));
+            }
+            l.contains("index snapshot swapped in")
+                && saved.is_some_and(|s| log_field(l, "catalog_version") < s)
+        })
     };
     let mut uploaded = 0;
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .lines()
-        .any(|l| older(&l))
-    {
+    while !swapped_below_a_save(&std::fs::read_to_string(&log).unwrap_or_default()) {
         assert!(
             uploaded < 1_000,
             "no snapshot older than the follower's index was swapped in:\n{}",

@@ -1,6 +1,7 @@
 //! The engine: what an app opens once and calls from any thread.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -85,13 +86,18 @@ struct IndexFile {
     /// on disk, if it is usable.
     /// Held for a whole save, so saves run one at a time and files only move forward.
     saved: Mutex<Option<(u64, u64)>>,
+    /// The oldest catalog version the catalog log must keep reaching back to (an index
+    /// file of it may still be adopted); saves trim the log no further. `u64::MAX`: no
+    /// such file.
+    keep_log_from: AtomicU64,
 }
 
 impl IndexFile {
     /// Saves `index` unless the file already holds this catalog version and the same
-    /// graph changes, then trims the store's catalog log up to the saved version. The
-    /// index is copied under its own locks and written without them; catalog writes go
-    /// on meanwhile. True when a file was written.
+    /// graph changes, then trims the store's catalog log up to the saved version (or
+    /// to `keep_log_from`, when lower). The index is copied under its own locks and
+    /// written without them; catalog writes go on meanwhile. True when a file was
+    /// written.
     fn save(&self, index: &VideoIndex, store: &dyn Storage) -> Result<bool> {
         let mut saved = lock(&self.saved);
         let snap = index.snapshot();
@@ -112,7 +118,7 @@ impl IndexFile {
                 }
             }
         }
-        store.trim_catalog_log(key.0)?;
+        store.trim_catalog_log(key.0.min(self.keep_log_from.load(Ordering::Acquire)))?;
         let videos = snap.len();
         // An int8 graph now maps its exact vectors from the file it was saved to.
         let mapped = index.adopt_saved(snap, &self.path);
@@ -260,7 +266,7 @@ pub struct Engine {
     preference_locks: [Mutex<()>; PREFERENCE_STRIPES],
     /// This process's request ids: a random-enough prefix, then a counter.
     request_prefix: u64,
-    requests: std::sync::atomic::AtomicU64,
+    requests: AtomicU64,
 }
 
 /// Stripes of [`Engine`]'s preference locks.
@@ -356,6 +362,7 @@ impl Engine {
                     .then(|| index_open.file_version.map(|v| (v, 0)))
                     .flatten(),
             ),
+            keep_log_from: AtomicU64::new(u64::MAX),
         });
 
         // The co-engagement model and the trending list in it weigh recent engagements (the
@@ -453,7 +460,7 @@ impl Engine {
             catalog: Mutex::new(()),
             preference_locks: std::array::from_fn(|_| Mutex::new(())),
             request_prefix: request_prefix(),
-            requests: std::sync::atomic::AtomicU64::new(0),
+            requests: AtomicU64::new(0),
             index_file,
             index_open,
             saver,
@@ -715,6 +722,18 @@ impl Engine {
     /// ([`Engine::adopt_index_file`]); this engine's own index saves trim the log.
     pub fn catalog_log_reaches(&self, version: u64) -> Result<bool> {
         Ok(self.store.catalog_changes_since(version)?.is_some())
+    }
+
+    /// Keeps the store's catalog log reaching back to `version` from now on: this
+    /// engine's index saves trim it no further, so an index file of that version or a
+    /// later one (another process's snapshot) can still be adopted
+    /// ([`Engine::adopt_index_file`]) however far this engine's own saves have gone.
+    /// Call it with each newer file's version as it appears; `u64::MAX` (the default)
+    /// lets saves trim up to their own version. Entries already trimmed stay trimmed.
+    pub fn keep_catalog_log_from(&self, version: u64) {
+        self.index_file
+            .keep_log_from
+            .store(version, Ordering::Release);
     }
 
     /// Counts and sizes of the vector index.
@@ -1238,9 +1257,7 @@ impl Engine {
     /// Ranked candidates as the items of a page, each with its explanation in words.
     /// A new request id: unique within the process, and across processes but by chance.
     fn next_request_id(&self) -> String {
-        let n = self
-            .requests
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = self.requests.fetch_add(1, Ordering::Relaxed);
         format!("{:012x}{n:08x}", self.request_prefix & 0xffff_ffff_ffff)
     }
 

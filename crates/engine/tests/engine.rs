@@ -654,6 +654,56 @@ fn blocking_a_creator_hides_them_until_unblocked() {
 }
 
 #[test]
+fn an_index_file_older_than_the_index_is_adopted_while_the_log_is_kept_back_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let w = small_world(9);
+    let n = w.videos.len();
+    let now = w.config.now;
+    let engine = loaded(dir.path(), &w);
+
+    // By default a save trims the catalog log up to its own version: a file taken
+    // before it can no longer be brought up to date, and adopting it changes nothing.
+    let first = files.path().join("first.hnsw");
+    let v1 = engine.snapshot_index(&first).unwrap();
+    let a = a_fresh_followed_video(&engine, "keep_a", 1, now);
+    engine.checkpoint().unwrap();
+    assert!(engine.store().catalog_version() > v1);
+    assert!(!engine.catalog_log_reaches(v1).unwrap());
+    let err = engine.adopt_index_file(&first).unwrap_err();
+    assert!(err.to_string().contains("no longer reaches back"), "{err}");
+    assert_eq!(engine.indexed_videos(), n + 1);
+
+    // Kept back to a file's version, later saves stop there, and the file is adopted:
+    // brought up to every later write, so the video written after it is searchable.
+    let second = files.path().join("second.hnsw");
+    let v2 = engine.snapshot_index(&second).unwrap();
+    engine.keep_catalog_log_from(v2);
+    let b = a_fresh_followed_video(&engine, "keep_b", 1, now);
+    engine.checkpoint().unwrap();
+    assert!(engine.store().catalog_version() > v2);
+    assert!(engine.catalog_log_reaches(v2).unwrap());
+    assert!(
+        !engine.catalog_log_reaches(v1).unwrap(),
+        "trimmed stays trimmed"
+    );
+    assert_eq!(engine.adopt_index_file(&second).unwrap(), Some(v2));
+    assert_eq!(engine.indexed_videos(), n + 2);
+    assert_eq!(
+        engine.index_catalog_version(),
+        engine.store().catalog_version()
+    );
+    assert!(page(&engine, &u("f_keep_b_0"), 20, now).contains(&b));
+    assert!(page(&engine, &u("f_keep_a_0"), 20, now).contains(&a));
+
+    // Lifted, the next save trims up to its own version again.
+    engine.keep_catalog_log_from(u64::MAX);
+    a_fresh_followed_video(&engine, "keep_c", 1, now);
+    engine.checkpoint().unwrap();
+    assert!(!engine.catalog_log_reaches(v2).unwrap());
+}
+
+#[test]
 fn reopening_reloads_the_index_or_rebuilds_it_when_unusable() {
     let dir = tempfile::tempdir().unwrap();
     let w = small_world(5);
