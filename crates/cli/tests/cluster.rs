@@ -264,8 +264,9 @@ fn a_deletion_on_one_replica_reaches_the_next_page_of_a_pool_on_another() {
     assert!(served.is_empty(), "deleted videos on page 2: {served:?}");
 }
 
-/// Pages a replica served from a page pool: its `pool` stage count in `/metrics`.
-fn pooled_pages(port: u16) -> u64 {
+/// The value of the first sample in a replica's `/metrics` that starts with `series`
+/// and holds `label` (0 when none does).
+fn metric(port: u16, series: &str, label: &str) -> u64 {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
         s,
@@ -283,10 +284,61 @@ fn pooled_pages(port: u16) -> u64 {
         text
     };
     text.lines()
-        .find(|l| {
-            l.starts_with("steerfeed_stage_duration_seconds_count{") && l.contains("stage=\"pool\"")
-        })
+        .find(|l| l.starts_with(series) && l.contains(label))
         .map_or(0, |l| l.rsplit(' ').next().unwrap().parse().unwrap())
+}
+
+/// Pages a replica served from a page pool: its `pool` stage count in `/metrics`.
+fn pooled_pages(port: u16) -> u64 {
+    metric(
+        port,
+        "steerfeed_stage_duration_seconds_count{",
+        "stage=\"pool\"",
+    )
+}
+
+/// Pools a replica's pages left that reached Redis.
+fn kept_pools(port: u16) -> u64 {
+    metric(port, "steerfeed_page_pools_total{", "outcome=\"kept\"")
+}
+
+/// Waits until a replica has kept `n` pools: it writes a page's pool after answering
+/// the page.
+fn wait_for_kept_pools(port: u16, n: u64) {
+    for _ in 0..600 {
+        if kept_pools(port) >= n {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!(
+        "replica on port {port} kept {} pools, not {n}",
+        kept_pools(port)
+    );
+}
+
+#[test]
+fn page_two_asked_at_once_of_the_same_replica_comes_from_the_pool_page_one_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let rs = three(dir.path());
+    world(rs[0].port, 60, 2);
+    // The pool is written after page 1 is answered; page 2, asked the moment page 1
+    // arrives, waits for it on the replica that wrote it.
+    for round in 0..10 {
+        let viewer = if round % 2 == 0 { "f0" } else { "f1" };
+        let on = rs[round % 3].port;
+        let (first, cursor) = page(on, viewer, 5, None);
+        assert_eq!(first.len(), 5, "round {round}");
+        let before = pooled_pages(on);
+        let (second, _) = page(on, viewer, 5, cursor.as_deref());
+        assert_eq!(second.len(), 5, "round {round}");
+        assert_eq!(
+            pooled_pages(on),
+            before + 1,
+            "round {round}: page 2 from the pool"
+        );
+        assert!(second.iter().all(|v| !first.contains(v)), "round {round}");
+    }
 }
 
 #[test]
@@ -297,8 +349,11 @@ fn page_two_on_a_third_replica_comes_from_the_pool_page_one_left_minus_a_deletio
     // Page 1 on one replica, deletions on another, page 2 on the third.
     for (viewer, first_on, delete_on, second_on, third) in [("f0", 0, 1, 2, 0), ("f1", 2, 0, 1, 1)]
     {
+        let kept = kept_pools(rs[first_on].port);
         let (first, cursor) = page(rs[first_on].port, viewer, 5, None);
         assert_eq!(first.len(), 5, "{viewer}");
+        // Page 2 is asked of another replica: page 1's pool must have reached Redis.
+        wait_for_kept_pools(rs[first_on].port, kept + 1);
         let cursor = cursor.expect("a next page");
         // A third of the videos page 1 did not show go (each viewer's own third).
         let shown: HashSet<&String> = first.iter().collect();

@@ -1205,6 +1205,13 @@ impl Engine {
         self.pools.peek(user)
     }
 
+    /// What became of the page pools this process's pages left: kept, refused because
+    /// a write changed the person's inputs meanwhile, or failed. With a shared store a
+    /// pool is written after its page is answered, so it is counted a moment later.
+    pub fn page_pool_counts(&self) -> crate::PoolCounts {
+        self.pools.counts()
+    }
+
     /// Ranks the page: from `taken`, the user's page pool for this session, when it
     /// still fills a page (traced as `pool`, with the microseconds spent bringing its
     /// videos up to date), else from scratch (traced as `pool_short` when a pool ran

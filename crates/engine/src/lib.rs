@@ -55,7 +55,7 @@ pub use engine::{
     Limits, Outcomes, PersonView, Preview, RestoreReport, SourceHit, StageSummary, VideoVerdict,
     VideoView, open_parser,
 };
-pub use pool::PagesConfig;
+pub use pool::{PagesConfig, PoolCounts};
 pub use profile::{ProfileSummary, TopicShare};
 /// Vector indexes, for apps that manage their own (and for `steerfeed bench ann`).
 pub use steerfeed_ann as ann;

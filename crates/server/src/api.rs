@@ -429,9 +429,13 @@ pub fn metrics_route(state: AppState) -> Router<AppState> {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     let replica = state.config().server.replica_name();
+    let mut text = state.metrics().render();
+    if let Some(engine) = state.engine() {
+        crate::metrics::render_pools(&mut text, engine.page_pool_counts());
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::metrics::with_label(&state.metrics().render(), "replica", &replica),
+        crate::metrics::with_label(&text, "replica", &replica),
     )
         .into_response()
 }

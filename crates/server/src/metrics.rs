@@ -278,6 +278,22 @@ impl Metrics {
     }
 }
 
+/// Appends the engine's page pool counts to `out` (the exposition format).
+pub fn render_pools(out: &mut String, counts: steerfeed::PoolCounts) {
+    out.push_str("# HELP steerfeed_page_pools_total Page pools left by feed pages, by what became of them.\n");
+    out.push_str("# TYPE steerfeed_page_pools_total counter\n");
+    for (outcome, n) in [
+        ("kept", counts.kept),
+        ("refused", counts.refused),
+        ("failed", counts.failed),
+    ] {
+        let _ = writeln!(
+            out,
+            "steerfeed_page_pools_total{{outcome=\"{outcome}\"}} {n}"
+        );
+    }
+}
+
 /// `text` (the exposition format) with `name="value"` first among every sample's labels.
 pub fn with_label(text: &str, name: &str, value: &str) -> String {
     let label = format!("{name}=\"{}\"", escape(value));
