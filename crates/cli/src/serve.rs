@@ -200,7 +200,7 @@ fn open_shared(config: &SidecarConfig) -> anyhow::Result<(Engine, Option<Job>)> 
     let engine = Engine::open_with(config.engine.clone(), store.clone())?;
     if let Some(snapshots) = &snapshots {
         // Before the engine's first index save (its saver waits a second first).
-        keep_log_for_snapshots(&engine, snapshots);
+        keep_log_for_snapshots(&store, &engine, snapshots);
     }
     let interval = std::time::Duration::from_secs(shared.snapshot_interval_s);
     let job = snapshots.map(|snapshots| -> Job {
@@ -246,7 +246,7 @@ fn snapshot_loop(
             tracing::warn!(error = %e, "index snapshots: cannot catch up");
             continue;
         }
-        keep_log_for_snapshots(engine, snapshots);
+        keep_log_for_snapshots(store, engine, snapshots);
         match store.try_lead() {
             Ok(true) => engine.leave_index_work_to_snapshots(false),
             Ok(false) => {
@@ -286,17 +286,24 @@ fn snapshot_loop(
     }
 }
 
-/// Keeps this replica's catalogue log reaching back to the newest snapshot present.
-/// The snapshot a replica swaps in is often older than its own index, which goes on
-/// taking writes between the leader's snapshots, and the replica's own index saves would
-/// otherwise trim the log up to their newer version. A later snapshot has this version
-/// or a higher one (one leader's snapshots only move forward), so the log reaches back
-/// to every snapshot still to come.
+/// Keeps this replica's catalogue log reaching back to the newest snapshot at most its
+/// catalogue version (the one it would swap in). That snapshot is often older than the
+/// replica's own index, which goes on taking writes between the leader's snapshots, and
+/// the replica's own index saves would otherwise trim the log up to their newer version.
+/// A later snapshot has this version or a higher one (one leader's snapshots only move
+/// forward), so the log reaches back to every snapshot still to come. Snapshots all
+/// beyond the replica's version (or none) hold nothing back: its saves are below them.
 #[cfg(feature = "shared")]
-fn keep_log_for_snapshots(engine: &Engine, snapshots: &steerfeed_shared::snapshots::Snapshots) {
-    match snapshots.list() {
-        Ok(present) => {
-            engine.keep_catalog_log_from(present.last().map_or(0, |(stamp, _)| stamp.version));
+fn keep_log_for_snapshots(
+    store: &steerfeed_shared::SharedStore,
+    engine: &Engine,
+    snapshots: &steerfeed_shared::snapshots::Snapshots,
+) {
+    use steerfeed::storage::Storage;
+
+    match snapshots.newest_at_most(store.catalog_version()) {
+        Ok(newest) => {
+            engine.keep_catalog_log_from(newest.map_or(u64::MAX, |(stamp, _)| stamp.version));
         }
         Err(e) => tracing::warn!(error = %e, "cannot list the index snapshots"),
     }

@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
+use steerfeed_core::storage::Relation;
 use steerfeed_core::{Error, Result};
 use steerfeed_world::{Revocation as WorldRevocation, World};
 
@@ -67,12 +68,13 @@ impl LoadStep {
     }
 }
 
-/// How to load: the batch size of videos and events, the threads that write users,
-/// follows and consent (each an independent write), and a progress callback.
+/// How to load: the batch size of videos, follows and events, the threads that write
+/// users and consent (each an independent write), and a progress callback.
 pub struct LoadOptions<'a> {
-    /// Videos per `upsert_videos` call and events per `ingest_events` call.
+    /// Videos per `upsert_videos` call, follows per `set_relations` call and events per
+    /// `ingest_events` call.
     pub batch: usize,
-    /// Threads for the per-item writes (users, follows, consent); batches go in order.
+    /// Threads for the per-item writes (users, consent); batches go in order.
     pub threads: usize,
     /// Called with the step, the items done and the step's total: once at the start of
     /// each step (0 done), as work finishes, and at its end (all done).
@@ -89,8 +91,8 @@ impl Default for LoadOptions<'_> {
     }
 }
 
-/// Loads `world` into `engine` in order: users, videos (in batches of `batch`),
-/// follows, consent grants, revocations, then events (in batches of `batch`).
+/// Loads `world` into `engine` in order: users, videos and follows (in batches of
+/// `batch`), consent grants, revocations, then events (in batches of `batch`).
 pub fn load_world(engine: &Engine, world: &World, batch: usize) -> Result<LoadReport> {
     load_world_with(
         engine,
@@ -123,9 +125,13 @@ pub fn load_world_with(
         engine.upsert_videos(chunk)
     })?;
     r.follows = world.follows.len();
-    r.follow_secs = each(LoadStep::Follows, r.follows, &|i| {
-        let (a, b) = &world.follows[i];
-        engine.follow(a, b)
+    // In batches: one durable write each (on the shared backend, one logged change).
+    r.follow_secs = in_batches(LoadStep::Follows, &world.follows, batch, opts, |chunk| {
+        let follows: Vec<_> = chunk
+            .iter()
+            .map(|(a, b)| (a.clone(), b.clone(), Relation::Follow, true))
+            .collect();
+        engine.set_relations(&follows)
     })?;
     r.consents = world.consents.len();
     each(LoadStep::Consents, r.consents, &|i| {

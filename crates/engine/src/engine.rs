@@ -632,7 +632,8 @@ impl Engine {
 
     /// Makes the index file on disk current: writes the vector index (with the catalog
     /// version it reflects) unless the file already holds this version and the same
-    /// compactions, then drops the store's catalog log up to that version. The file
+    /// compactions, then drops the store's catalog log up to that version (or up to
+    /// [`Engine::keep_catalog_log_from`]'s, when lower). The file
     /// then reflects every catalog write that returned before the call. Called by the
     /// sidecar at shutdown and on drop; safe to call at any time (catalog writes go on
     /// while the file is written).
@@ -1206,8 +1207,7 @@ impl Engine {
     }
 
     /// What became of the page pools this process's pages left: kept, refused because
-    /// a write changed the person's inputs meanwhile, or failed. With a shared store a
-    /// pool is written after its page is answered, so it is counted a moment later.
+    /// a write changed the person's inputs meanwhile, or failed.
     pub fn page_pool_counts(&self) -> crate::PoolCounts {
         self.pools.counts()
     }

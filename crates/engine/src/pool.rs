@@ -25,9 +25,7 @@
 //! them as that replica's fresh page would. The stamp is then the person's own, kept
 //! beside their pool, and it is read before the request catches up: a write any replica
 //! acknowledged and forgot a pool for is either before the stamp (and caught up) or after
-//! it (and the pool is not kept). Pools are written to a shared store after the page is
-//! answered, on a thread of their own (the `keeper` module); the next page through the
-//! same process waits for its person's pending keep.
+//! it (and the pool is not kept).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -36,20 +34,10 @@ use std::time::{Duration, Instant};
 use steerfeed_core::storage::{POOL_STAMP_GUARD_S, SharedPools, Storage};
 use steerfeed_core::{Candidate, IdMap, SessionId, Timestamp, UserId, VideoId};
 
-mod keeper;
 mod wire;
-
-use keeper::Keeper;
 
 /// How long an invalidation mark is kept: far longer than any feed request takes.
 const MARK_LIFETIME: Duration = Duration::from_secs(30);
-
-/// Pools waiting to be written to a shared store; past it, a page writes its own.
-const KEEP_QUEUE: usize = 256;
-
-/// How long a take or a read waits for its person's pending keep (a store call waits
-/// at most 2 s) before it goes on without it.
-const KEEP_SETTLE: Duration = Duration::from_secs(3);
 
 /// What became of the pools pages left, since the process started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -58,8 +46,10 @@ pub struct PoolCounts {
     pub kept: u64,
     /// Not stored: a write changed the person's inputs after the ranking read them.
     pub refused: u64,
-    /// Not stored: the shared store could not be reached, the pool did not fit its
-    /// format, or the ranking took too long after its stamp.
+    /// Not stored: the shared store could not be reached (when the stamp was read or
+    /// when the pool was written), the pool did not fit its format, or the ranking
+    /// ended too long after reading its stamp. A pool whose time to live is over
+    /// (what is left of one served from) is not counted.
     pub failed: u64,
 }
 
@@ -80,47 +70,6 @@ impl Counts {
             kept: self.kept.load(Ordering::Relaxed),
             refused: self.refused.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// A pool to write to a shared store.
-struct Keep {
-    user: UserId,
-    /// The stamp the ranking read, and when it read it.
-    stamp: (u64, Instant),
-    /// Seconds the pool has left to live.
-    ttl_s: u64,
-    candidates: Vec<Candidate>,
-    ranked_at: Timestamp,
-    session: Option<SessionId>,
-    profile: String,
-}
-
-impl keeper::Job for Keep {
-    fn user(&self) -> &UserId {
-        &self.user
-    }
-}
-
-/// Writes `job`'s pool to `shared` under its stamp, counting what became of it.
-fn keep_shared(shared: &dyn SharedPools, job: Keep, counts: &Counts) {
-    let user = &job.user;
-    if job.stamp.1.elapsed() >= SHARED_KEEP_WITHIN {
-        tracing::warn!(user = %user, "a ranking too long after its stamp keeps no pool");
-        return Counts::add(&counts.failed);
-    }
-    let session = job.session.as_ref().map(SessionId::as_str);
-    let Some(bytes) = wire::encode(&job.candidates, job.ranked_at, session, &job.profile) else {
-        tracing::warn!(user = %user, "a page pool too large for its format was not kept");
-        return Counts::add(&counts.failed);
-    };
-    match shared.keep_pool(user, job.stamp.0, &bytes, job.ttl_s) {
-        Ok(true) => Counts::add(&counts.kept),
-        Ok(false) => Counts::add(&counts.refused),
-        Err(e) => {
-            tracing::warn!(user = %user, error = %e, "could not keep the page pool");
-            Counts::add(&counts.failed);
         }
     }
 }
@@ -287,50 +236,25 @@ pub(crate) struct Pools {
     stamp: AtomicU64,
     /// The store, when it keeps the pools.
     store: Option<Arc<dyn Storage>>,
-    /// Writes pools to the store after their pages are answered.
-    keeper: Option<Keeper<Keep>>,
-    counts: Arc<Counts>,
+    counts: Counts,
 }
 
 impl Pools {
     /// Pools in this process's memory, or in `store` when it keeps them
     /// ([`Storage::shared_pools`]).
     pub fn new(cfg: PagesConfig, store: Option<Arc<dyn Storage>>) -> Self {
-        let store = store.filter(|s| s.shared_pools().is_some());
-        let counts = Arc::new(Counts::default());
-        let keeper = store
-            .clone()
-            .filter(|_| cfg.pool_ttl_s > 0)
-            .and_then(|store| {
-                let counts = counts.clone();
-                Keeper::start(KEEP_QUEUE, move |job| {
-                    if let Some(shared) = store.shared_pools() {
-                        keep_shared(shared, job, &counts);
-                    }
-                })
-            });
         Self {
             cfg,
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             stamp: AtomicU64::new(0),
-            store,
-            keeper,
-            counts,
+            store: store.filter(|s| s.shared_pools().is_some()),
+            counts: Counts::default(),
         }
     }
 
     /// What became of the pools pages left.
     pub fn counts(&self) -> PoolCounts {
         self.counts.read()
-    }
-
-    /// Waits for this process's pending keeps of `user`'s pool (see [`KEEP_SETTLE`]).
-    fn settle(&self, user: &UserId) {
-        if let Some(keeper) = &self.keeper
-            && !keeper.settle(user, KEEP_SETTLE)
-        {
-            tracing::warn!(user = %user, "a page pool is still being kept; going on without it");
-        }
     }
 
     fn shared(&self) -> Option<&dyn SharedPools> {
@@ -376,7 +300,6 @@ impl Pools {
                 taken: self.take(user, session, now, profile),
             };
         };
-        self.settle(user);
         match shared.take_pool(user) {
             Ok((stamp, bytes)) => Opened {
                 stamp: Stamp::new(Some(stamp), now),
@@ -472,7 +395,6 @@ impl Pools {
     /// The videos of `user`'s pool, best first, without taking it.
     pub fn peek(&self, user: &UserId) -> Option<Vec<VideoId>> {
         if let Some(shared) = self.shared() {
-            self.settle(user);
             let bytes = match shared.peek_pool(user) {
                 Ok(b) => b?,
                 Err(e) => {
@@ -508,38 +430,57 @@ impl Pools {
         session: Option<&SessionId>,
         profile: &str,
     ) {
-        let Some(value) = stamp.value else { return };
         if !self.enabled() || candidates.is_empty() {
             return;
         }
-        let Some(shared) = self.shared() else {
-            return self.put_local(user, value, candidates, made, session, profile);
+        let Some(value) = stamp.value else {
+            // The shared store did not answer for the stamp.
+            return Counts::add(&self.counts.failed);
         };
-        // What the pool has left of its time to live, in whole seconds.
-        let age_ms = stamp.at.as_millisecond() - made.0.as_millisecond();
-        let left_ms = self.ttl_ms().saturating_sub(age_ms.max(0));
-        let left_ms = u64::try_from(left_ms).unwrap_or(0);
-        if left_ms == 0 {
-            return;
+        match self.shared() {
+            Some(_) if stamp.read.elapsed() >= SHARED_KEEP_WITHIN => {
+                tracing::warn!(user = %user, "a ranking too long after its stamp keeps no pool");
+                Counts::add(&self.counts.failed);
+            }
+            Some(shared) => {
+                // What the pool has left of its time to live, in whole seconds.
+                let age_ms = stamp.at.as_millisecond() - made.0.as_millisecond();
+                let left_ms = self.ttl_ms().saturating_sub(age_ms.max(0));
+                let left_ms = u64::try_from(left_ms).unwrap_or(0);
+                if left_ms == 0 {
+                    return;
+                }
+                let left_s = left_ms.div_ceil(1000);
+                let owner = (session, profile);
+                self.put_shared(shared, user, (value, left_s), &candidates, made.0, owner);
+            }
+            None => self.put_local(user, value, candidates, made, session, profile),
         }
-        let job = Keep {
-            user: user.clone(),
-            stamp: (value, stamp.read),
-            ttl_s: left_ms.div_ceil(1000),
-            candidates,
-            ranked_at: made.0,
-            session: session.cloned(),
-            profile: profile.to_owned(),
+    }
+
+    /// Keeps a pool in the shared store under `stamp` for `ttl_s` seconds.
+    fn put_shared(
+        &self,
+        shared: &dyn SharedPools,
+        user: &UserId,
+        (stamp, ttl_s): (u64, u64),
+        candidates: &[Candidate],
+        ranked_at: Timestamp,
+        (session, profile): (Option<&SessionId>, &str),
+    ) {
+        let session = session.map(SessionId::as_str);
+        let Some(bytes) = wire::encode(candidates, ranked_at, session, profile) else {
+            tracing::warn!(user = %user, "a page pool too large for its format was not kept");
+            return Counts::add(&self.counts.failed);
         };
-        // Written after the page is answered; when the queue is full, now.
-        let job = match &self.keeper {
-            Some(keeper) => match keeper.send(job) {
-                Ok(()) => return,
-                Err(job) => job,
-            },
-            None => job,
-        };
-        keep_shared(shared, job, &self.counts);
+        match shared.keep_pool(user, stamp, &bytes, ttl_s) {
+            Ok(true) => Counts::add(&self.counts.kept),
+            Ok(false) => Counts::add(&self.counts.refused),
+            Err(e) => {
+                tracing::warn!(user = %user, error = %e, "could not keep the page pool");
+                Counts::add(&self.counts.failed);
+            }
+        }
     }
 
     fn put_local(
