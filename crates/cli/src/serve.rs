@@ -246,12 +246,12 @@ fn snapshot_loop(
             tracing::warn!(error = %e, "index snapshots: cannot catch up");
             continue;
         }
-        keep_log_for_snapshots(store, engine, snapshots);
+        let newest = keep_log_for_snapshots(store, engine, snapshots);
         match store.try_lead() {
             Ok(true) => engine.leave_index_work_to_snapshots(false),
             Ok(false) => {
                 engine.leave_index_work_to_snapshots(true);
-                adopted = adopt_newer_snapshot(store, engine, snapshots, adopted);
+                adopted = adopt_newer_snapshot(engine, newest, adopted);
                 continue;
             }
             Err(e) => {
@@ -293,44 +293,41 @@ fn snapshot_loop(
 /// A later snapshot has this version or a higher one (one leader's snapshots only move
 /// forward), so the log reaches back to every snapshot still to come. Snapshots all
 /// beyond the replica's version (or none) hold nothing back: its saves are below them.
+/// Answers that snapshot (`None` too when the directory cannot be listed).
 #[cfg(feature = "shared")]
 fn keep_log_for_snapshots(
     store: &steerfeed_shared::SharedStore,
     engine: &Engine,
     snapshots: &steerfeed_shared::snapshots::Snapshots,
-) {
+) -> Option<(steerfeed_shared::snapshots::Stamp, std::path::PathBuf)> {
     use steerfeed::storage::Storage;
 
     match snapshots.newest_at_most(store.catalog_version()) {
         Ok(newest) => {
-            engine.keep_catalog_log_from(newest.map_or(u64::MAX, |(stamp, _)| stamp.version));
+            let version = newest.as_ref().map_or(u64::MAX, |(stamp, _)| stamp.version);
+            engine.keep_catalog_log_from(version);
+            newest
         }
-        Err(e) => tracing::warn!(error = %e, "cannot list the index snapshots"),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list the index snapshots");
+            None
+        }
     }
 }
 
-/// Takes the newest snapshot at most this replica's catalogue version when it is newer
-/// than `adopted` and this replica's catalogue log still reaches back to it (see
-/// [`keep_log_for_snapshots`]: it does, unless a new leader's snapshots restarted below
-/// the last one's); answers the
-/// snapshot now adopted (or tried: one that cannot be taken is not tried again, unless a
-/// server was unavailable).
+/// Takes `newest`, the newest snapshot at most this replica's catalogue version (from
+/// [`keep_log_for_snapshots`]), when it is newer than `adopted` and this replica's
+/// catalogue log still reaches back to it (it does, unless a new leader's snapshots
+/// restarted below the last one's); answers the snapshot now adopted (or tried: one
+/// that cannot be taken is not tried again, unless a server was unavailable).
 #[cfg(feature = "shared")]
 fn adopt_newer_snapshot(
-    store: &steerfeed_shared::SharedStore,
     engine: &Engine,
-    snapshots: &steerfeed_shared::snapshots::Snapshots,
+    newest: Option<(steerfeed_shared::snapshots::Stamp, std::path::PathBuf)>,
     adopted: Option<steerfeed_shared::snapshots::Stamp>,
 ) -> Option<steerfeed_shared::snapshots::Stamp> {
-    use steerfeed::storage::Storage;
-
-    let newest = match snapshots.newest_at_most(store.catalog_version()) {
-        Ok(Some((stamp, path))) if adopted.is_none_or(|a| stamp > a) => (stamp, path),
-        Ok(_) => return adopted,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot list the index snapshots");
-            return adopted;
-        }
+    let Some(newest) = newest.filter(|(stamp, _)| adopted.is_none_or(|a| *stamp > a)) else {
+        return adopted;
     };
     match engine.catalog_log_reaches(newest.0.version) {
         Ok(true) => {}

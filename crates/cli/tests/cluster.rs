@@ -761,7 +761,7 @@ fn a_follower_taking_uploads_between_snapshots_still_swaps_them_in() {
     while !swapped_below_a_save(&std::fs::read_to_string(&log).unwrap_or_default()) {
         assert!(
             uploaded < 1_000,
-            "no snapshot older than the follower's index was swapped in:\n{}",
+            "no snapshot older than an index the follower saved was swapped in:\n{}",
             std::fs::read_to_string(&log).unwrap_or_default()
         );
         upload(b.port, &format!("up{uploaded}"));
