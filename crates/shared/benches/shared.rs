@@ -2,7 +2,7 @@
 //! Redis servers on loopback (NATS fsyncing every message): a catch-up with nothing new (what
 //! every feed pays first), recording a served page (one JetStream message, applied back),
 //! a revocation (one PostgreSQL transaction), a teen's page reserving its items and
-//! giving some back (two Redis scripts), and ingest throughput through one process in
+//! giving some back (two Redis scripts), a page pool kept and taken (two Redis scripts), and ingest throughput through one process in
 //! batches of 48 events. Run with `cargo bench -p steerfeed-shared`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -89,6 +89,26 @@ fn bench(c: &mut Criterion) {
             let g = store.reserve_items(&user, ask).unwrap();
             store.release_items(&user, &g, 3).unwrap()
         })
+    });
+    // A page pool of 400 candidates is about 70–80 KB: kept after a ranking, taken by the
+    // next page; a tenth of that for the cost of its size; a take that finds none.
+    let pool = vec![7u8; 80_000];
+    let pools = store.shared_pools().unwrap();
+    c.bench_function("keep_and_take_pool_80k", |b| {
+        b.iter(|| {
+            let (stamp, _) = pools.take_pool(&user).unwrap();
+            assert!(pools.keep_pool(&user, stamp, &pool, 60).unwrap());
+        })
+    });
+    let small = vec![7u8; 8_000];
+    c.bench_function("keep_and_take_pool_8k", |b| {
+        b.iter(|| {
+            let (stamp, _) = pools.take_pool(&user).unwrap();
+            assert!(pools.keep_pool(&user, stamp, &small, 60).unwrap());
+        })
+    });
+    c.bench_function("take_pool_empty", |b| {
+        b.iter(|| pools.take_pool(&world.users[1].user.id).unwrap())
     });
     let key = AtomicU64::new(0);
     let mut g = c.benchmark_group("ingest");
