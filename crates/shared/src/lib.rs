@@ -48,6 +48,7 @@
 
 mod change;
 mod counters;
+pub mod mirrors;
 mod pools;
 mod seal;
 pub mod servers;
@@ -105,6 +106,11 @@ pub struct SharedOptions {
     pub store: StoreOptions,
     /// See [`DEFAULT_TIMEOUT`].
     pub timeout: Duration,
+    /// The directory of the deployment's snapshots (`[shared] snapshot_dir`): a process
+    /// opens its mirror from the newest mirror snapshot there (`mirrors`), catching up
+    /// from its positions, and [`SharedStore::save_mirror`] writes one. `None`: the
+    /// mirror is built from both logs' beginnings.
+    pub mirror_snapshots: Option<std::path::PathBuf>,
 }
 
 impl SharedOptions {
@@ -124,6 +130,7 @@ impl SharedOptions {
             namespace: namespace.to_string(),
             store,
             timeout: DEFAULT_TIMEOUT,
+            mirror_snapshots: None,
         }
     }
 }
@@ -239,6 +246,15 @@ pub struct SharedStore {
     schema: String,
     origin: String,
     mirror: Store,
+    /// The mirror's directory when it has one (it can then be snapshotted); removed
+    /// when the store drops, after the mirror.
+    _mirror_dir: Option<tempfile::TempDir>,
+    mirror_snapshots: Option<mirrors::MirrorSnapshots>,
+    /// The snapshot this process's mirror started from.
+    started_from: Option<mirrors::Position>,
+    /// The change version of the newest erasure this process applied: no mirror
+    /// snapshot older than it may stay.
+    erased_at: AtomicU64,
     counters: counters::Counters,
     pools: pools::Pools,
     applier: tokio::sync::Mutex<Applier>,
@@ -267,6 +283,46 @@ fn pg_error(e: tokio_postgres::Error) -> Error {
         ),
         None => unavailable("postgresql", e),
     }
+}
+
+/// The mirror: from the newest of `snapshots` when there is one (copied into a
+/// directory of its own), else empty. With snapshots it lives in a directory (in
+/// `/dev/shm` where there is one, as sled's temporary stores do), which it needs to be
+/// copied; without, in sled's temporary store.
+fn open_mirror(
+    opts: StoreOptions,
+    snapshots: Option<&mirrors::MirrorSnapshots>,
+) -> Result<(Store, Option<tempfile::TempDir>, Option<mirrors::Position>)> {
+    let Some(snapshots) = snapshots else {
+        return Ok((Store::temporary(opts)?, None, None));
+    };
+    let shm = std::path::Path::new("/dev/shm");
+    let dir = if shm.is_dir() {
+        tempfile::Builder::new()
+            .prefix("steerfeed-mirror")
+            .tempdir_in(shm)
+    } else {
+        tempfile::Builder::new()
+            .prefix("steerfeed-mirror")
+            .tempdir()
+    }
+    .map_err(|e| Error::internal("mirror directory", e))?;
+    let path = dir.path().join("mirror");
+    let erasures = dir.path().join("mirror.erasures.jsonl");
+    let newest = snapshots.newest()?;
+    if let Some((position, src)) = &newest {
+        mirrors::copy_dir(&src.join(mirrors::STORE), &path)?;
+        std::fs::copy(src.join(mirrors::ERASURES), &erasures).map_err(|e| Error::Unavailable {
+            what: format!("mirror snapshot {}: {e}", src.display()),
+        })?;
+        tracing::info!(
+            version = position.version,
+            seq = position.seq,
+            "mirror opened from a snapshot"
+        );
+    }
+    let store = Store::open_with_erasure_log(&path, opts, Some(&erasures))?;
+    Ok((store, Some(dir), newest.map(|(p, _)| p)))
 }
 
 fn valid_namespace(ns: &str) -> Result<()> {
@@ -356,13 +412,20 @@ impl SharedStore {
             .await
             .map_err(|_| unavailable("connecting", "timed out"))?
         })?;
-        let mirror = Store::temporary(opts.store)?;
+        let mirror_snapshots = opts
+            .mirror_snapshots
+            .as_deref()
+            .map(|root| mirrors::MirrorSnapshots::open(root, &opts.namespace))
+            .transpose()?;
+        let (mirror, mirror_dir, started_from) =
+            open_mirror(opts.store, mirror_snapshots.as_ref())?;
+        let start = started_from.unwrap_or(mirrors::Position { version: 0, seq: 0 });
         let store = SharedStore {
             rt: Some(rt),
             postgres_url: opts.postgres_url.clone(),
             leader: tokio::sync::Mutex::new(None),
             keys: std::sync::Mutex::new(KeyCache::default()),
-            applied_seq: AtomicU64::new(0),
+            applied_seq: AtomicU64::new(start.seq),
             unapplied: AtomicU64::new(0),
             pending_pages: std::sync::Mutex::new(Vec::new()),
             reader: tokio::sync::Mutex::new(Arc::new(reader)),
@@ -379,11 +442,15 @@ impl SharedStore {
                     .map_or(0, |d| d.as_nanos())
             ),
             mirror,
+            _mirror_dir: mirror_dir,
+            mirror_snapshots,
+            started_from,
+            erased_at: AtomicU64::new(0),
             counters,
             pools: pools::Pools::new(),
             applier: tokio::sync::Mutex::new(Applier {
-                version: 0,
-                seq: 0,
+                version: start.version,
+                seq: start.seq,
                 messages: None,
                 outcomes: HashMap::new(),
                 restarted: false,
@@ -393,10 +460,94 @@ impl SharedStore {
             #[cfg(feature = "test-hooks")]
             crash_after_publish: AtomicBool::new(false),
         };
+        store
+            .runtime()
+            .block_on(store.check_stream_reaches(start.seq))?;
         // Everything logged so far, however long that takes: only each call to a server
         // is bounded.
         store.runtime().block_on(store.catch_up_async())?;
         Ok(store)
+    }
+
+    /// Fails when the stream no longer holds the messages after `seq` (removed by its
+    /// retention or a purge): a mirror missing them would serve without their events.
+    async fn check_stream_reaches(&self, seq: u64) -> Result<()> {
+        let mut stream = self.stream.clone();
+        let state = self
+            .bounded("nats stream", stream.info())
+            .await?
+            .map_err(|e| unavailable("nats stream", e))?
+            .state
+            .clone();
+        if state.messages > 0 && state.first_sequence > seq + 1 {
+            return Err(Error::Unavailable {
+                what: format!(
+                    "the event log starts at message {} but this process's mirror stands at \
+                     {seq}: messages {} to {} are gone from the stream; start from a newer \
+                     mirror snapshot ([shared] snapshot_dir)",
+                    state.first_sequence,
+                    seq + 1,
+                    state.first_sequence - 1
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The mirror snapshot this process started from (`None`: it replayed both logs).
+    pub fn started_from(&self) -> Option<mirrors::Position> {
+        self.started_from
+    }
+
+    /// Writes a snapshot of this process's mirror to the deployment's mirror snapshots
+    /// (see [`mirrors`]), caught up first: the files are copied while the process serves, then its applying
+    /// of both logs waits while the copy is brought up to one instant, whose positions
+    /// name the snapshot. A snapshot an erasure logged meanwhile would predate is
+    /// removed again. Answers where the snapshot stands.
+    pub fn save_mirror(&self) -> Result<mirrors::Position> {
+        let snapshots = self.mirror_snapshots.as_ref().ok_or_else(|| {
+            Error::invalid(
+                "shared.snapshot_dir",
+                "mirror snapshots need a snapshot directory",
+            )
+        })?;
+        // As new as the logs are: what the copy holds is then what any replica holds.
+        self.catch_up()?;
+        let position = snapshots.publish(|dir| {
+            let (_, (applier, position)) = self.mirror.copy_to_holding(
+                &dir.join(mirrors::STORE),
+                &dir.join(mirrors::ERASURES),
+                || {
+                    let a = self.runtime().block_on(self.applier.lock());
+                    let position = mirrors::Position {
+                        version: a.version,
+                        seq: a.seq,
+                    };
+                    (a, position)
+                },
+            )?;
+            drop(applier);
+            Ok(position)
+        })?;
+        // An erasure committed before the snapshot was renamed into place, but after
+        // its own removal of older snapshots ran, is in the log now.
+        self.catch_up()?;
+        let erased = self.erased_at.load(Ordering::Acquire);
+        if erased > position.version {
+            snapshots.remove_older_than(erased)?;
+        }
+        Ok(position)
+    }
+
+    /// Notes an erasure at change `version` and removes the mirror snapshots older than
+    /// it.
+    fn erased(&self, version: u64) {
+        self.erased_at.fetch_max(version, Ordering::AcqRel);
+        if let Some(snapshots) = &self.mirror_snapshots
+            && let Err(e) = snapshots.remove_older_than(version)
+        {
+            tracing::error!(error = %e, "erasure: cannot remove the mirror snapshots older than it");
+        }
     }
 
     /// Test hook: the next message published stops this store once the stream has
@@ -589,6 +740,9 @@ impl SharedStore {
                 self.diverged.store(true, Ordering::Release);
                 tracing::error!(version, error = %e, "a logged change did not apply here");
                 return Err(e);
+            }
+            if matches!(change, Change::Erase { .. }) {
+                self.erased(version);
             }
             a.version = version;
         }
@@ -1021,6 +1175,9 @@ impl SharedStore {
             match committed {
                 Ok(()) => {
                     a.version = next;
+                    if erased.is_some() {
+                        self.erased(next);
+                    }
                     Ok(report)
                 }
                 Err(e) => {

@@ -543,3 +543,139 @@ fn the_event_log_holds_nothing_readable_of_a_person_once_erased() {
         );
     }
 }
+
+fn open_from_snapshots(
+    ns: &str,
+    root: &std::path::Path,
+) -> Result<SharedStore, steerfeed_core::Error> {
+    let servers = Servers::shared().expect("test servers");
+    SharedStore::open(SharedOptions {
+        mirror_snapshots: Some(root.to_path_buf()),
+        ..SharedOptions::new(
+            &servers.postgres_url,
+            &servers.nats_url,
+            &servers.redis_url,
+            ns,
+            StoreOptions::with_dim(DIM),
+        )
+    })
+}
+
+/// Removes the deployment's stream messages before `seq`, as its retention would.
+fn purge_stream_before(ns: &str, seq: u64) {
+    let servers = Servers::shared().unwrap();
+    block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(&servers.nats_url).await.unwrap());
+        let stream = js
+            .get_stream(format!("STEERFEED_{}", ns.to_ascii_uppercase()))
+            .await
+            .unwrap();
+        stream.purge().sequence(seq).await.unwrap();
+        let first = stream.clone().info().await.unwrap().state.first_sequence;
+        assert_eq!(first, seq, "the stream now starts at the purge");
+    });
+}
+
+/// Views of `user` with keys `tag-0..n`.
+fn views(tag: &str, user: &str, n: usize, secs: i64) -> Vec<Event> {
+    (0..n)
+        .map(|e| {
+            view(
+                &format!("{tag}-{e}"),
+                user,
+                &format!("v{}_{}", e % 10, e % 5),
+                secs + e as i64,
+                4_000,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_replica_started_from_a_mirror_snapshot_holds_what_the_others_do_once_the_logs_before_it_are_gone()
+ {
+    let root = tempfile::tempdir().unwrap();
+    let ns = Servers::namespace("m");
+    let a = open_from_snapshots(&ns, root.path()).unwrap();
+    assert_eq!(a.started_from(), None, "nothing to start from yet");
+    seed(&a);
+    a.set_relation(&uid("p1"), &uid("p2"), Relation::Follow, true)
+        .unwrap();
+    a.ingest_events(&views("before", "p1", 12, 100)).unwrap();
+    a.revoke_consent(&uid("p3"), &Revocation::Creator(uid("p2")))
+        .unwrap();
+    let position = a.save_mirror().unwrap();
+    assert_eq!(
+        (position.version, position.seq),
+        a.applied(),
+        "the snapshot stands where its mirror had applied"
+    );
+    assert!(position.seq > 0 && position.version > 0);
+    // Written after the snapshot, through another replica.
+    let other = open(&ns);
+    other
+        .upsert_videos(&[video("late", "p5", &["p6"], 77)])
+        .unwrap();
+    other.ingest_events(&views("after", "p2", 9, 200)).unwrap();
+    other
+        .set_relation(&uid("p2"), &uid("p7"), Relation::Follow, true)
+        .unwrap();
+    other
+        .revoke_consent(&uid("p6"), &Revocation::Video(vid("late")))
+        .unwrap();
+    // The logs' retention removes what the snapshot holds.
+    purge_stream_before(&ns, position.seq + 1);
+    let replayed = open_from_snapshots(&ns, tempfile::tempdir().unwrap().path());
+    let refused = replayed
+        .err()
+        .expect("a mirror built from the start lacks the purged messages");
+    assert!(
+        refused.to_string().contains("gone from the stream"),
+        "{refused}"
+    );
+    // From the snapshot: the state of the replicas that saw everything.
+    let b = open_from_snapshots(&ns, root.path()).unwrap();
+    assert_eq!(b.started_from(), Some(position));
+    a.catch_up().unwrap();
+    let expected = state(&a);
+    assert_eq!(state(&b), expected);
+    assert_eq!(state(&other), expected);
+    assert!(b.follows(&uid("p2"), &uid("p7")).unwrap());
+    assert!(b.video(&vid("late")).unwrap().is_some());
+    // It goes on following the logs.
+    b.ingest_events(&views("later", "p4", 3, 300)).unwrap();
+    a.catch_up().unwrap();
+    assert_eq!(state(&a), state(&b));
+}
+
+#[test]
+fn an_erasure_removes_every_mirror_snapshot_older_than_it() {
+    let root = tempfile::tempdir().unwrap();
+    let ns = Servers::namespace("m");
+    let leader = open_from_snapshots(&ns, root.path()).unwrap();
+    seed(&leader);
+    leader.ingest_events(&views("p4s", "p4", 6, 100)).unwrap();
+    leader.save_mirror().unwrap();
+    leader.ingest_events(&views("p5s", "p5", 6, 150)).unwrap();
+    leader.save_mirror().unwrap();
+    let snapshots = steerfeed_shared::mirrors::MirrorSnapshots::open(root.path(), &ns).unwrap();
+    assert_eq!(snapshots.list().unwrap().len(), 2);
+    // Another replica erases p4: both snapshots hold p4's views, and go.
+    let eraser = open_from_snapshots(&ns, root.path()).unwrap();
+    eraser
+        .erase_user(&uid("p4"), steerfeed_core::OwnVideos::Delete)
+        .unwrap();
+    assert!(snapshots.list().unwrap().is_empty());
+    // The next snapshot is taken after the erasure, and a replica started from it holds
+    // what the others do.
+    let after = leader.save_mirror().unwrap();
+    assert_eq!(snapshots.list().unwrap().len(), 1);
+    let started = open_from_snapshots(&ns, root.path()).unwrap();
+    assert_eq!(started.started_from(), Some(after));
+    eraser.catch_up().unwrap();
+    assert_eq!(state(&started), state(&eraser));
+    assert!(
+        state(&started).1.iter().all(|e| !e.contains("\"p4\"")),
+        "no event of the erased person"
+    );
+}

@@ -24,6 +24,20 @@ impl Store {
     /// wait), so that the copy is the store at one instant. A copy opened later replays
     /// the events its derived trees had not caught up with, as after a crash.
     pub fn copy_to(&self, dest: &Path, erasures: &Path) -> Result<CopyInfo> {
+        self.copy_to_holding(dest, erasures, || ())
+            .map(|(info, ())| info)
+    }
+
+    /// [`Store::copy_to`], calling `hold` once the bulk is copied and before anything of
+    /// the store's own is held, and keeping what it answers until the copy is whole: a
+    /// caller that is the store's only writer holds its own writes there (and reads
+    /// where they stand), so the copy is the store at that point of the caller's.
+    pub fn copy_to_holding<T>(
+        &self,
+        dest: &Path,
+        erasures: &Path,
+        hold: impl FnOnce() -> T,
+    ) -> Result<(CopyInfo, T)> {
         let src =
             self.inner.path.clone().ok_or_else(|| {
                 Error::internal("store", "a temporary store has no files to copy")
@@ -32,6 +46,7 @@ impl Store {
         // are held up.
         self.flush()?;
         copy_dir(&src, dest, true)?;
+        let caller = hold();
         let entries = self.inner.erasures.lock();
         let held_since = std::time::Instant::now();
         let held = self.hold_writes()?;
@@ -93,10 +108,11 @@ impl Store {
         };
         drop(held);
         drop(entries);
-        Ok(CopyInfo {
+        let info = CopyInfo {
             writes_held_ms: u64::try_from(held_since.elapsed().as_millis()).unwrap_or(u64::MAX),
             ..info
-        })
+        };
+        Ok((info, caller))
     }
 }
 
