@@ -132,6 +132,7 @@ pub fn bench_feed_shared(
                     ..engine.store.options
                 },
                 timeout: std::time::Duration::from_millis(config.shared.timeout_ms),
+                mirror_snapshots: None,
             })?;
             Ok(Engine::open_with(engine, std::sync::Arc::new(store))?)
         };
@@ -170,12 +171,16 @@ fn open_shared(config: &SidecarConfig) -> anyhow::Result<(Engine, Option<Job>)> 
                 ..config.engine.store.options
             },
             timeout: std::time::Duration::from_millis(shared.timeout_ms),
+            mirror_snapshots: (!shared.snapshot_dir.is_empty()
+                && shared.mirror_snapshot_interval_s > 0)
+                .then(|| std::path::PathBuf::from(&shared.snapshot_dir)),
         })
         .context("opening the shared backend")?,
     );
     tracing::info!(
         namespace = %shared.namespace,
         applied = ?store.applied(),
+        started_from = ?store.started_from(),
         "shared backend: mirror caught up"
     );
     let snapshots = (!shared.snapshot_dir.is_empty())
@@ -202,12 +207,16 @@ fn open_shared(config: &SidecarConfig) -> anyhow::Result<(Engine, Option<Job>)> 
         // Before the engine's first index save (its saver waits a second first).
         keep_log_for_snapshots(&store, &engine, snapshots);
     }
-    let interval = std::time::Duration::from_secs(shared.snapshot_interval_s);
+    let every = Every {
+        index: std::time::Duration::from_secs(shared.snapshot_interval_s),
+        mirror: (shared.mirror_snapshot_interval_s > 0)
+            .then(|| std::time::Duration::from_secs(shared.mirror_snapshot_interval_s)),
+    };
     let job = snapshots.map(|snapshots| -> Job {
         Box::new(move |engine: Arc<Engine>| {
             let spawned = std::thread::Builder::new()
                 .name("index-snapshots".into())
-                .spawn(move || snapshot_loop(&store, &engine, &snapshots, interval, installed));
+                .spawn(move || snapshot_loop(&store, &engine, &snapshots, every, installed));
             if let Err(e) = spawned {
                 tracing::error!(error = %e, "cannot start the index snapshot thread");
             }
@@ -223,17 +232,21 @@ fn open_shared(config: &SidecarConfig) -> anyhow::Result<(Engine, Option<Job>)> 
 /// the graph work to the leader meanwhile (its own folds and rebuilds wait for far
 /// higher thresholds, which only a replica whose snapshots stopped coming, or whose
 /// uploads outrun them, reaches).
+/// While leading, it also writes a snapshot of its mirror when `every.mirror` has passed
+/// since its last and the logs moved.
 #[cfg(feature = "shared")]
 fn snapshot_loop(
     store: &steerfeed_shared::SharedStore,
     engine: &Engine,
     snapshots: &steerfeed_shared::snapshots::Snapshots,
-    interval: std::time::Duration,
+    every: Every,
     mut adopted: Option<steerfeed_shared::snapshots::Stamp>,
 ) {
     use steerfeed::storage::Storage;
 
+    let interval = every.index;
     let mut last = None;
+    let mut mirror = MirrorSnapshots::default();
     // Whether this replica leads is known before the catch-ups below add to its index.
     if let Ok(leads) = store.try_lead() {
         engine.leave_index_work_to_snapshots(!leads);
@@ -259,6 +272,9 @@ fn snapshot_loop(
                 continue;
             }
         }
+        if let Some(period) = every.mirror {
+            mirror.write_when_due(store, period);
+        }
         // The catalogue moved, or this index was rebuilt or folded since the last.
         let stats = engine.index_stats();
         let now = (store.catalog_version(), stats.compactions + stats.folded);
@@ -282,6 +298,47 @@ fn snapshot_loop(
                 adopted = Some(stamp);
             }
             Err(e) => tracing::error!(error = %e, "index snapshot not written"),
+        }
+    }
+}
+
+/// How often the snapshot loop looks, and writes mirror snapshots (`None`: never).
+#[cfg(feature = "shared")]
+#[derive(Clone, Copy)]
+struct Every {
+    index: std::time::Duration,
+    mirror: Option<std::time::Duration>,
+}
+
+/// The leader's last mirror snapshot: when, and the log positions it held.
+#[cfg(feature = "shared")]
+#[derive(Default)]
+struct MirrorSnapshots {
+    last: Option<(std::time::Instant, (u64, u64))>,
+}
+
+#[cfg(feature = "shared")]
+impl MirrorSnapshots {
+    /// Writes a snapshot of the mirror when `period` has passed since the last one (or
+    /// there was none) and the logs moved since.
+    fn write_when_due(
+        &mut self,
+        store: &steerfeed_shared::SharedStore,
+        period: std::time::Duration,
+    ) {
+        let now = store.applied();
+        let due = self
+            .last
+            .is_none_or(|(at, held)| at.elapsed() >= period && held != now);
+        if !due {
+            return;
+        }
+        match store.save_mirror() {
+            Ok(p) => {
+                tracing::info!(version = p.version, seq = p.seq, "mirror snapshot written");
+                self.last = Some((std::time::Instant::now(), (p.version, p.seq)));
+            }
+            Err(e) => tracing::error!(error = %e, "mirror snapshot not written"),
         }
     }
 }

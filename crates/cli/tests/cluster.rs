@@ -774,3 +774,113 @@ fn a_follower_taking_uploads_between_snapshots_still_swaps_them_in() {
     assert!(!page(b.port, "f0", 10, None).0.is_empty());
     drop(a);
 }
+
+/// Where both logs of `ns` stand now: (change version, stream sequence).
+fn heads(ns: &str) -> (u64, u64) {
+    let servers = Servers::shared().unwrap();
+    let reader = steerfeed_shared::SharedStore::open(steerfeed_shared::SharedOptions::new(
+        &servers.postgres_url,
+        &servers.nats_url,
+        &servers.redis_url,
+        ns,
+        steerfeed::store::StoreOptions::with_dim(384),
+    ))
+    .unwrap();
+    reader.applied()
+}
+
+/// Views by `user` of `c0..c4` through `port`, keyed `tag-0..4`.
+fn views(port: u16, user: &str, tag: &str) {
+    let now = steerfeed::Timestamp::now();
+    let events: Vec<Value> = (0..5)
+        .map(|i| {
+            json!({"key": format!("{tag}-{i}"), "user": user, "at": now,
+                   "kind": "view", "video": format!("c{i}"), "watch_ms": 4000})
+        })
+        .collect();
+    ok(port, "POST", "/v1/events", Some(&json!({"events": events})));
+}
+
+/// Every record of `users` as `port` exports them.
+fn exports(port: u16, users: &[&str]) -> Vec<Value> {
+    users
+        .iter()
+        .map(|u| {
+            let (status, body) = http(port, "GET", &format!("/v1/users/{u}/export"), None);
+            assert_eq!(status, 200, "{u}: {body}");
+            body
+        })
+        .collect()
+}
+
+#[test]
+fn a_replica_started_later_opens_its_mirror_from_the_leaders_snapshot_and_replays_only_what_came_after()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let snapshots = dir.path().join("snapshots");
+    let env = [
+        (
+            "STEERFEED__SHARED__SNAPSHOT_DIR",
+            snapshots.to_str().unwrap(),
+        ),
+        ("STEERFEED__SHARED__SNAPSHOT_INTERVAL_S", "1"),
+        ("STEERFEED__SHARED__MIRROR_SNAPSHOT_INTERVAL_S", "1"),
+    ];
+    let ns = Servers::namespace("ms");
+    let a = replica_with(&ns, &dir.path().join("a"), &env, Stdio::inherit());
+    world(a.port, 20, 2);
+    page(a.port, "f0", 5, None);
+    views(a.port, "f0", "before");
+    // The leader's snapshot of everything so far.
+    let held = heads(&ns);
+    let mirrors = steerfeed_shared::mirrors::MirrorSnapshots::open(&snapshots, &ns).unwrap();
+    let start = std::time::Instant::now();
+    let position = loop {
+        if let Some((p, _)) = mirrors.newest().unwrap()
+            && (p.version, p.seq) == held
+        {
+            break p;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "no mirror snapshot at {held:?}: {:?}",
+            mirrors.list().unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    // Logged after it, through a replica that writes no snapshots: a follow, a page and
+    // views (stream messages), an upload.
+    drop(a);
+    let d = replica(&ns, &dir.path().join("d"));
+    ok(d.port, "PUT", "/v1/users/pe/follows/cr1", None);
+    page(d.port, "f1", 5, None);
+    upload(d.port, "after");
+    views(d.port, "f1", "after");
+    assert_ne!(heads(&ns), held);
+    let log = dir.path().join("c.log");
+    let mut env_c = env.to_vec();
+    env_c.push(("RUST_LOG", "info"));
+    let c = replica_with(
+        &ns,
+        &dir.path().join("c"),
+        &env_c,
+        Stdio::from(std::fs::File::create(&log).unwrap()),
+    );
+    let line = wait_for_line(&log, |l| l.contains("mirror opened from a snapshot"));
+    assert_eq!(
+        log_field(&line, "version") as u64,
+        position.version,
+        "{line}"
+    );
+    assert_eq!(log_field(&line, "seq") as u64, position.seq, "{line}");
+    let users = ["pe", "f0", "f1", "cr0", "cr1"];
+    assert_eq!(exports(c.port, &users), exports(d.port, &users));
+    let (_, stats_d) = http(d.port, "GET", "/v1/stats", None);
+    let (status, stats_c) = http(c.port, "GET", "/v1/stats", None);
+    assert_eq!(status, 200, "{stats_c}");
+    assert_eq!(stats_c["indexed"], 21, "{stats_c}");
+    for count in ["videos", "people", "events"] {
+        assert!(stats_c[count].as_u64().unwrap() > 0, "{stats_c}");
+        assert_eq!(stats_c[count], stats_d[count], "{stats_c} {stats_d}");
+    }
+}

@@ -202,6 +202,10 @@ pub struct SharedConfig {
     /// How often the replica holding the deployment's lead writes a snapshot, in
     /// seconds.
     pub snapshot_interval_s: u64,
+    /// How often, at most, the leading replica writes a snapshot of its mirror into
+    /// `snapshot_dir` (from which replicas start instead of replaying both logs), in
+    /// seconds; 0: never.
+    pub mirror_snapshot_interval_s: u64,
 }
 
 impl SharedConfig {
