@@ -389,6 +389,27 @@ pub struct FeedReport {
     pub event_count: u64,
     /// The vector index on disk.
     pub index: IndexInfo,
+    /// With the shared backend: a mirror started by replaying both logs against one
+    /// started from a mirror snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror_start: Option<MirrorStart>,
+}
+
+/// A shared backend process's mirror, started two ways on the same deployment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MirrorStart {
+    /// Opening a store whose mirror replays both logs from their beginnings, in
+    /// milliseconds.
+    pub replay_ms: f64,
+    /// Writing a mirror snapshot from it, in milliseconds.
+    pub snapshot_ms: f64,
+    /// The snapshot's size in bytes.
+    pub snapshot_bytes: u64,
+    /// How long applying the logs waited while the copy settled, in milliseconds.
+    pub snapshot_held_ms: u64,
+    /// Opening a store from that snapshot (copying it, then catching up), in
+    /// milliseconds.
+    pub from_snapshot_ms: f64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -509,6 +530,7 @@ pub fn run_with(config: Config, args: &FeedArgs, open: &Opener<'_>) -> anyhow::R
         video_count,
         event_count,
         index,
+        mirror_start: None,
     })
 }
 

@@ -119,8 +119,10 @@ pub fn bench_feed_shared(
             )
         };
         let namespace = steerfeed_shared::servers::Servers::namespace("bench");
+        let dim = std::cell::Cell::new(0);
         let open = |engine: steerfeed::Config| -> anyhow::Result<Engine> {
             let parser = steerfeed::open_parser(&engine)?;
+            dim.set(parser.encoder().dim());
             let store = steerfeed_shared::SharedStore::open(steerfeed_shared::SharedOptions {
                 postgres_url: postgres_url.clone(),
                 nats_url: nats_url.clone(),
@@ -141,7 +143,49 @@ pub fn bench_feed_shared(
         if args.cache_dir.is_none() {
             args.cache_dir = Some(std::env::temp_dir().join(format!("steerfeed-{namespace}")));
         }
-        steerfeed_eval::bench_feed::run_with(config.engine.clone(), &args, &open)
+        let mut report = steerfeed_eval::bench_feed::run_with(config.engine.clone(), &args, &open)?;
+        // A mirror replayed from both logs' beginnings, then one from its snapshot.
+        let snapshots = std::env::temp_dir().join(format!("steerfeed-{namespace}-mirrors"));
+        let options = || steerfeed_shared::SharedOptions {
+            redis_cluster,
+            timeout: std::time::Duration::from_millis(config.shared.timeout_ms),
+            mirror_snapshots: Some(snapshots.clone()),
+            ..steerfeed_shared::SharedOptions::new(
+                &postgres_url,
+                &nats_url,
+                &redis_url,
+                &namespace,
+                steerfeed::store::StoreOptions {
+                    dim: dim.get(),
+                    ..config.engine.store.options
+                },
+            )
+        };
+        eprintln!("bench feed: a mirror replayed from both logs, then one from a snapshot");
+        let started = std::time::Instant::now();
+        let replayed = steerfeed_shared::SharedStore::open(options())?;
+        let replay_ms = ms(started);
+        let started = std::time::Instant::now();
+        let saved = replayed.save_mirror()?;
+        let snapshot_ms = ms(started);
+        drop(replayed);
+        let started = std::time::Instant::now();
+        let restored = steerfeed_shared::SharedStore::open(options())?;
+        let from_snapshot_ms = ms(started);
+        anyhow::ensure!(
+            restored.started_from() == Some(saved.position),
+            "the mirror did not start from the snapshot just written"
+        );
+        report.mirror_start = Some(steerfeed_eval::bench_feed::MirrorStart {
+            replay_ms,
+            snapshot_ms,
+            snapshot_bytes: dir_bytes(&snapshots),
+            snapshot_held_ms: saved.held_ms,
+            from_snapshot_ms,
+        });
+        drop(restored);
+        std::fs::remove_dir_all(&snapshots)?;
+        Ok(report)
     }
     #[cfg(not(feature = "shared"))]
     {
@@ -150,6 +194,25 @@ pub fn bench_feed_shared(
             "--shared needs the shared backend: cargo build --release -p steerfeed-cli --features shared"
         )
     }
+}
+
+#[cfg(feature = "shared")]
+fn ms(since: std::time::Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
+}
+
+/// The bytes of the files under `dir`.
+#[cfg(feature = "shared")]
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .map(|e| match e.file_type() {
+                Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+                _ => e.metadata().map_or(0, |m| m.len()),
+            })
+            .sum()
+    })
 }
 
 #[cfg(feature = "shared")]
@@ -327,15 +390,18 @@ impl MirrorSnapshots {
         period: std::time::Duration,
     ) {
         let now = store.applied();
-        let due = self
-            .last
-            .is_none_or(|(at, held)| at.elapsed() >= period && held != now);
+        // None left (an erasure removes the older ones): a replica starting now would
+        // replay both logs, so one is due at once.
+        let due = store.mirror_snapshot_missing()
+            || self
+                .last
+                .is_none_or(|(at, held)| at.elapsed() >= period && held != now);
         if !due {
             return;
         }
         match store.save_mirror() {
-            Ok(p) => {
-                tracing::info!(version = p.version, seq = p.seq, "mirror snapshot written");
+            Ok(saved) => {
+                let p = saved.position;
                 self.last = Some((std::time::Instant::now(), (p.version, p.seq)));
             }
             Err(e) => tracing::error!(error = %e, "mirror snapshot not written"),

@@ -309,20 +309,38 @@ fn open_mirror(
     .map_err(|e| Error::internal("mirror directory", e))?;
     let path = dir.path().join("mirror");
     let erasures = dir.path().join("mirror.erasures.jsonl");
-    let newest = snapshots.newest()?;
-    if let Some((position, src)) = &newest {
-        mirrors::copy_dir(&src.join(mirrors::STORE), &path)?;
-        std::fs::copy(src.join(mirrors::ERASURES), &erasures).map_err(|e| Error::Unavailable {
-            what: format!("mirror snapshot {}: {e}", src.display()),
-        })?;
-        tracing::info!(
-            version = position.version,
-            seq = position.seq,
-            "mirror opened from a snapshot"
-        );
+    // Newest first; one removed while it was copied (an erasure, or pruning) gives way
+    // to the next.
+    let mut started = None;
+    for (position, src) in snapshots.list()?.into_iter().rev() {
+        let copied = mirrors::copy_dir(&src.join(mirrors::STORE), &path).and_then(|()| {
+            std::fs::copy(src.join(mirrors::ERASURES), &erasures)
+                .map(drop)
+                .map_err(|e| Error::Unavailable {
+                    what: format!("mirror snapshot {}: {e}", src.display()),
+                })
+        });
+        match copied {
+            Ok(()) => {
+                tracing::info!(
+                    version = position.version,
+                    seq = position.seq,
+                    "mirror opened from a snapshot"
+                );
+                started = Some(position);
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "a mirror snapshot could not be copied; trying an older one");
+                for leftover in [&path, &erasures] {
+                    let _ = std::fs::remove_dir_all(leftover)
+                        .or_else(|_| std::fs::remove_file(leftover));
+                }
+            }
+        }
     }
     let store = Store::open_with_erasure_log(&path, opts, Some(&erasures))?;
-    Ok((store, Some(dir), newest.map(|(p, _)| p)))
+    Ok((store, Some(dir), started))
 }
 
 fn valid_namespace(ns: &str) -> Result<()> {
@@ -470,7 +488,8 @@ impl SharedStore {
     }
 
     /// Fails when the stream no longer holds the messages after `seq` (removed by its
-    /// retention or a purge): a mirror missing them would serve without their events.
+    /// retention or a purge): a mirror missing them would serve without their events;
+    /// and when the mirror's snapshot is past either log.
     async fn check_stream_reaches(&self, seq: u64) -> Result<()> {
         let mut stream = self.stream.clone();
         let state = self
@@ -479,7 +498,7 @@ impl SharedStore {
             .map_err(|e| unavailable("nats stream", e))?
             .state
             .clone();
-        if state.messages > 0 && state.first_sequence > seq + 1 {
+        if state.first_sequence > seq + 1 {
             return Err(Error::Unavailable {
                 what: format!(
                     "the event log starts at message {} but this process's mirror stands at \
@@ -488,6 +507,19 @@ impl SharedStore {
                     state.first_sequence,
                     seq + 1,
                     state.first_sequence - 1
+                ),
+            });
+        }
+        // A snapshot past the logs (a server restored from an older backup, a stream made
+        // anew) would skip what they log next.
+        let (version, last) = self.heads().await?;
+        if seq > last || self.started_from.is_some_and(|p| p.version > version) {
+            return Err(Error::Unavailable {
+                what: format!(
+                    "the mirror snapshot {:?} is past the logs (change version {version}, \
+                     stream sequence {last}): it belongs to another deployment or to servers \
+                     restored since; remove it",
+                    self.started_from
                 ),
             });
         }
@@ -504,7 +536,7 @@ impl SharedStore {
     /// of both logs waits while the copy is brought up to one instant, whose positions
     /// name the snapshot. A snapshot an erasure logged meanwhile would predate is
     /// removed again. Answers where the snapshot stands.
-    pub fn save_mirror(&self) -> Result<mirrors::Position> {
+    pub fn save_mirror(&self) -> Result<mirrors::Saved> {
         let snapshots = self.mirror_snapshots.as_ref().ok_or_else(|| {
             Error::invalid(
                 "shared.snapshot_dir",
@@ -513,8 +545,9 @@ impl SharedStore {
         })?;
         // As new as the logs are: what the copy holds is then what any replica holds.
         self.catch_up()?;
+        let mut copied = None;
         let position = snapshots.publish(|dir| {
-            let (_, (applier, position)) = self.mirror.copy_to_holding(
+            let (info, (applier, position)) = self.mirror.copy_to_holding(
                 &dir.join(mirrors::STORE),
                 &dir.join(mirrors::ERASURES),
                 || {
@@ -526,9 +559,21 @@ impl SharedStore {
                     (a, position)
                 },
             )?;
+            // A write that failed to commit after its change reached the mirror sets
+            // this while it holds the applier: the copy may hold that change.
+            let diverged = self.check();
             drop(applier);
-            Ok(position)
+            copied = Some(info);
+            diverged.map(|()| position)
         })?;
+        let (bytes, held_ms) = copied.map_or((0, 0), |c| (c.bytes, c.writes_held_ms));
+        tracing::info!(
+            version = position.version,
+            seq = position.seq,
+            bytes,
+            held_ms,
+            "mirror snapshot written"
+        );
         // An erasure committed before the snapshot was renamed into place, but after
         // its own removal of older snapshots ran, is in the log now.
         self.catch_up()?;
@@ -536,7 +581,24 @@ impl SharedStore {
         if erased > position.version {
             snapshots.remove_older_than(erased)?;
         }
-        Ok(position)
+        Ok(mirrors::Saved {
+            position,
+            bytes,
+            held_ms,
+        })
+    }
+
+    /// True when mirror snapshots are kept and none is newer than the last erasure this
+    /// process applied (or there is none): a replica starting now would replay both logs.
+    pub fn mirror_snapshot_missing(&self) -> bool {
+        let Some(snapshots) = &self.mirror_snapshots else {
+            return false;
+        };
+        match snapshots.newest() {
+            Ok(Some((p, _))) => p.version < self.erased_at.load(Ordering::Acquire),
+            Ok(None) => true,
+            Err(_) => false,
+        }
     }
 
     /// Notes an erasure at change `version` and removes the mirror snapshots older than

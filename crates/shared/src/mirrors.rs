@@ -38,6 +38,18 @@ pub struct Position {
     pub seq: u64,
 }
 
+/// A mirror snapshot written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Saved {
+    /// Where it stands.
+    pub position: Position,
+    /// The bytes of its store's files.
+    pub bytes: u64,
+    /// How long the process's applying of both logs waited while the copy settled, in
+    /// milliseconds.
+    pub held_ms: u64,
+}
+
 /// One deployment's mirror snapshot directory.
 #[derive(Debug, Clone)]
 pub struct MirrorSnapshots {
@@ -137,8 +149,9 @@ impl MirrorSnapshots {
         Ok(position)
     }
 
-    /// Removes every snapshot taken before change `version` (an erasure's): answers how
-    /// many.
+    /// Removes every snapshot taken before change `version` (an erasure's), and every
+    /// copy being written or removed (which may hold anything: a write in progress then
+    /// fails): answers how many snapshots.
     pub fn remove_older_than(&self, version: u64) -> Result<usize> {
         let old: Vec<_> = self
             .list()?
@@ -147,6 +160,16 @@ impl MirrorSnapshots {
             .collect();
         for (_, path) in &old {
             remove(path);
+        }
+        for entry in std::fs::read_dir(&self.dir).map_err(|e| io("reading", &self.dir, e))? {
+            let entry = entry.map_err(|e| io("reading", &self.dir, e))?;
+            let partial = entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(".writing-") || n.starts_with(".removing-"));
+            if partial {
+                remove(&entry.path());
+            }
         }
         Ok(old.len())
     }
@@ -158,13 +181,35 @@ fn read_position(dir: &Path) -> Result<Position> {
     serde_json::from_slice(&body).map_err(|e| Error::internal("mirror snapshot position", e))
 }
 
-/// Removes a snapshot: renamed out of the listing first, so a half-removed one is
-/// never listed.
+/// Removes a snapshot: renamed out of the listing at once (so a half-removed one is
+/// never listed), its files deleted on a thread of their own (the caller may hold the
+/// process's log applier).
 fn remove(path: &Path) {
     let gone = path.with_file_name(format!(".removing-{}", nanos()));
-    let result = std::fs::rename(path, &gone).and_then(|()| std::fs::remove_dir_all(&gone));
-    if let Err(e) = result {
-        tracing::warn!(dir = %path.display(), error = %e, "cannot remove a mirror snapshot");
+    let gone = if path
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with(".removing-"))
+    {
+        path.to_path_buf()
+    } else if let Err(e) = std::fs::rename(path, &gone) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(dir = %path.display(), error = %e, "cannot remove a mirror snapshot");
+        }
+        return;
+    } else {
+        gone
+    };
+    let spawned = std::thread::Builder::new()
+        .name("mirror-snapshot-removal".into())
+        .spawn(move || {
+            if let Err(e) = std::fs::remove_dir_all(&gone)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(dir = %gone.display(), error = %e, "cannot remove a mirror snapshot");
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start removing a mirror snapshot");
     }
 }
 

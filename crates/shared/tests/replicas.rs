@@ -405,15 +405,19 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
+/// The deployment's stream, through a connection of the test's own.
+async fn stream_of(ns: &str) -> async_nats::jetstream::stream::Stream {
+    let servers = Servers::shared().unwrap();
+    let js = async_nats::jetstream::new(async_nats::connect(&servers.nats_url).await.unwrap());
+    js.get_stream(format!("STEERFEED_{}", ns.to_ascii_uppercase()))
+        .await
+        .unwrap()
+}
+
 /// Every message of the deployment's stream, raw.
 fn raw_stream(ns: &str) -> Vec<Vec<u8>> {
-    let servers = Servers::shared().unwrap();
     block_on(async {
-        let js = async_nats::jetstream::new(async_nats::connect(&servers.nats_url).await.unwrap());
-        let stream = js
-            .get_stream(format!("STEERFEED_{}", ns.to_ascii_uppercase()))
-            .await
-            .unwrap();
+        let stream = stream_of(ns).await;
         let last = stream.get_info().await.unwrap().state.last_sequence;
         let mut out = Vec::new();
         for seq in 1..=last {
@@ -563,13 +567,8 @@ fn open_from_snapshots(
 
 /// Removes the deployment's stream messages before `seq`, as its retention would.
 fn purge_stream_before(ns: &str, seq: u64) {
-    let servers = Servers::shared().unwrap();
     block_on(async {
-        let js = async_nats::jetstream::new(async_nats::connect(&servers.nats_url).await.unwrap());
-        let stream = js
-            .get_stream(format!("STEERFEED_{}", ns.to_ascii_uppercase()))
-            .await
-            .unwrap();
+        let stream = stream_of(ns).await;
         stream.purge().sequence(seq).await.unwrap();
         let first = stream.clone().info().await.unwrap().state.first_sequence;
         assert_eq!(first, seq, "the stream now starts at the purge");
@@ -604,7 +603,7 @@ fn a_replica_started_from_a_mirror_snapshot_holds_what_the_others_do_once_the_lo
     a.ingest_events(&views("before", "p1", 12, 100)).unwrap();
     a.revoke_consent(&uid("p3"), &Revocation::Creator(uid("p2")))
         .unwrap();
-    let position = a.save_mirror().unwrap();
+    let position = a.save_mirror().unwrap().position;
     assert_eq!(
         (position.version, position.seq),
         a.applied(),
@@ -668,7 +667,7 @@ fn an_erasure_removes_every_mirror_snapshot_older_than_it() {
     assert!(snapshots.list().unwrap().is_empty());
     // The next snapshot is taken after the erasure, and a replica started from it holds
     // what the others do.
-    let after = leader.save_mirror().unwrap();
+    let after = leader.save_mirror().unwrap().position;
     assert_eq!(snapshots.list().unwrap().len(), 1);
     let started = open_from_snapshots(&ns, root.path()).unwrap();
     assert_eq!(started.started_from(), Some(after));
@@ -678,4 +677,42 @@ fn an_erasure_removes_every_mirror_snapshot_older_than_it() {
         state(&started).1.iter().all(|e| !e.contains("\"p4\"")),
         "no event of the erased person"
     );
+    // An erasure through a replica that keeps no snapshots: the leader removes the older
+    // ones when it applies it, and a snapshot is then missing.
+    assert!(!leader.mirror_snapshot_missing());
+    open(&ns)
+        .erase_user(&uid("p5"), steerfeed_core::OwnVideos::Keep)
+        .unwrap();
+    assert_eq!(snapshots.list().unwrap().len(), 1);
+    leader.catch_up().unwrap();
+    assert!(snapshots.list().unwrap().is_empty());
+    assert!(leader.mirror_snapshot_missing());
+    leader.save_mirror().unwrap();
+    assert!(!leader.mirror_snapshot_missing());
+}
+
+#[test]
+fn a_mirror_snapshot_past_the_logs_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let ns = Servers::namespace("m");
+    let a = open_from_snapshots(&ns, root.path()).unwrap();
+    seed(&a);
+    a.ingest_events(&views("k", "p1", 4, 100)).unwrap();
+    a.save_mirror().unwrap();
+    // Another deployment's snapshot, where this one's logs are shorter.
+    let other = Servers::namespace("m");
+    let src = root.path().join(&ns).join("mirrors");
+    let dest = root.path().join(&other).join("mirrors");
+    std::fs::create_dir_all(&dest).unwrap();
+    let copied = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(src.as_os_str())
+        .arg(root.path().join(&other).as_os_str())
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let refused = open_from_snapshots(&other, root.path())
+        .err()
+        .expect("refused");
+    assert!(refused.to_string().contains("past the logs"), "{refused}");
 }
