@@ -226,6 +226,9 @@ pub struct SharedStore {
     /// The stream sequence the mirror has applied (the applier's, readable without its
     /// lock).
     applied_seq: AtomicU64,
+    /// The change version the mirror has applied (the applier's, readable without its
+    /// lock).
+    applied_version: AtomicU64,
     /// The newest page this process published and has not applied yet: a read of
     /// someone's serving state applies it first.
     unapplied: AtomicU64,
@@ -444,6 +447,7 @@ impl SharedStore {
             leader: tokio::sync::Mutex::new(None),
             keys: std::sync::Mutex::new(KeyCache::default()),
             applied_seq: AtomicU64::new(start.seq),
+            applied_version: AtomicU64::new(start.version),
             unapplied: AtomicU64::new(0),
             pending_pages: std::sync::Mutex::new(Vec::new()),
             reader: tokio::sync::Mutex::new(Arc::new(reader)),
@@ -807,6 +811,7 @@ impl SharedStore {
                 self.erased(version);
             }
             a.version = version;
+            self.applied_version.store(version, Ordering::Release);
         }
         Ok(())
     }
@@ -1118,6 +1123,12 @@ impl SharedStore {
     /// Brings the mirror up to both logs' heads.
     async fn catch_up_async(&self) -> Result<()> {
         let (version, seq) = self.heads().await?;
+        // Nothing new: no wait for the applier (which a mirror snapshot settling holds).
+        if version <= self.applied_version.load(Ordering::Acquire)
+            && seq <= self.applied_seq.load(Ordering::Acquire)
+        {
+            return Ok(());
+        }
         let mut a = self.applier.lock().await;
         let reader = self.reader().await?;
         self.apply_changes(&mut a, &*reader, version).await?;
@@ -1237,6 +1248,7 @@ impl SharedStore {
             match committed {
                 Ok(()) => {
                     a.version = next;
+                    self.applied_version.store(next, Ordering::Release);
                     if erased.is_some() {
                         self.erased(next);
                     }
@@ -1354,7 +1366,8 @@ impl SharedStore {
         awaited: bool,
     ) -> Result<async_nats::jetstream::context::PublishAckFuture> {
         {
-            let stamp = self.applier.lock().await.version;
+            // What the mirror had applied when the entries were validated, or since.
+            let stamp = self.applied_version.load(Ordering::Acquire);
             let users: Vec<&UserId> = entries.iter().map(|(u, _)| *u).collect();
             let keys = self.keys_for(&users).await?;
             let sealed: Vec<(Arc<PersonKey>, Vec<u8>)> = entries
