@@ -179,7 +179,7 @@ pub fn bench_feed_shared(
         report.mirror_start = Some(steerfeed_eval::bench_feed::MirrorStart {
             replay_ms,
             snapshot_ms,
-            snapshot_bytes: dir_bytes(&snapshots),
+            snapshot_bytes: saved.bytes,
             snapshot_held_ms: saved.held_ms,
             from_snapshot_ms,
         });
@@ -199,20 +199,6 @@ pub fn bench_feed_shared(
 #[cfg(feature = "shared")]
 fn ms(since: std::time::Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1000.0
-}
-
-/// The bytes of the files under `dir`.
-#[cfg(feature = "shared")]
-fn dir_bytes(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir).map_or(0, |entries| {
-        entries
-            .flatten()
-            .map(|e| match e.file_type() {
-                Ok(t) if t.is_dir() => dir_bytes(&e.path()),
-                _ => e.metadata().map_or(0, |m| m.len()),
-            })
-            .sum()
-    })
 }
 
 #[cfg(feature = "shared")]
@@ -309,7 +295,7 @@ fn snapshot_loop(
 
     let interval = every.index;
     let mut last = None;
-    let mut mirror = MirrorSnapshots::default();
+    let mut mirror = MirrorSchedule::default();
     // Whether this replica leads is known before the catch-ups below add to its index.
     if let Ok(leads) = store.try_lead() {
         engine.leave_index_work_to_snapshots(!leads);
@@ -376,12 +362,12 @@ struct Every {
 /// The leader's last mirror snapshot: when, and the log positions it held.
 #[cfg(feature = "shared")]
 #[derive(Default)]
-struct MirrorSnapshots {
+struct MirrorSchedule {
     last: Option<(std::time::Instant, (u64, u64))>,
 }
 
 #[cfg(feature = "shared")]
-impl MirrorSnapshots {
+impl MirrorSchedule {
     /// Writes a snapshot of the mirror when `period` has passed since the last one (or
     /// there was none) and the logs moved since.
     fn write_when_due(

@@ -316,7 +316,7 @@ fn open_mirror(
     // to the next.
     let mut started = None;
     for (position, src) in snapshots.list()?.into_iter().rev() {
-        let copied = mirrors::copy_dir(&src.join(mirrors::STORE), &path).and_then(|()| {
+        let copied = steerfeed_store::copy_tree(&src.join(mirrors::STORE), &path).and_then(|_| {
             std::fs::copy(src.join(mirrors::ERASURES), &erasures)
                 .map(drop)
                 .map_err(|e| Error::Unavailable {
@@ -516,14 +516,16 @@ impl SharedStore {
         }
         // A snapshot past the logs (a server restored from an older backup, a stream made
         // anew) would skip what they log next.
+        let Some(start) = self.started_from else {
+            return Ok(());
+        };
         let (version, last) = self.heads().await?;
-        if seq > last || self.started_from.is_some_and(|p| p.version > version) {
+        if start.seq > last || start.version > version {
             return Err(Error::Unavailable {
                 what: format!(
-                    "the mirror snapshot {:?} is past the logs (change version {version}, \
+                    "the mirror snapshot {start:?} is past the logs (change version {version}, \
                      stream sequence {last}): it belongs to another deployment or to servers \
-                     restored since; remove it",
-                    self.started_from
+                     restored since; remove it"
                 ),
             });
         }

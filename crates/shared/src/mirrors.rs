@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 
 use steerfeed_core::{Error, Result};
 
+use crate::snapshots::nanos;
+
 /// How many mirror snapshots the directory keeps.
 pub const KEEP: usize = 3;
 
@@ -211,31 +213,6 @@ fn remove(path: &Path) {
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "cannot start removing a mirror snapshot");
     }
-}
-
-/// Copies the directory `src` to `dest` (which must not exist).
-pub(crate) fn copy_dir(src: &Path, dest: &Path) -> Result<()> {
-    std::fs::create_dir(dest).map_err(|e| io("creating", dest, e))?;
-    for entry in std::fs::read_dir(src).map_err(|e| io("reading", src, e))? {
-        let entry = entry.map_err(|e| io("reading", src, e))?;
-        let (from, to) = (entry.path(), dest.join(entry.file_name()));
-        if entry
-            .file_type()
-            .map_err(|e| io("reading", &from, e))?
-            .is_dir()
-        {
-            copy_dir(&from, &to)?;
-        } else {
-            std::fs::copy(&from, &to).map_err(|e| io("copying", &from, e))?;
-        }
-    }
-    Ok(())
-}
-
-fn nanos() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
 }
 
 #[cfg(test)]

@@ -150,7 +150,8 @@ impl Snapshots {
     }
 }
 
-fn nanos() -> u128 {
+/// Nanoseconds since the epoch: unique enough for a temporary name.
+pub(crate) fn nanos() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos())

@@ -702,15 +702,8 @@ fn a_mirror_snapshot_past_the_logs_is_refused() {
     // Another deployment's snapshot, where this one's logs are shorter.
     let other = Servers::namespace("m");
     let src = root.path().join(&ns).join("mirrors");
-    let dest = root.path().join(&other).join("mirrors");
-    std::fs::create_dir_all(&dest).unwrap();
-    let copied = std::process::Command::new("cp")
-        .arg("-r")
-        .arg(src.as_os_str())
-        .arg(root.path().join(&other).as_os_str())
-        .status()
-        .unwrap();
-    assert!(copied.success());
+    std::fs::create_dir(root.path().join(&other)).unwrap();
+    steerfeed_store::copy_tree(&src, &root.path().join(&other).join("mirrors")).unwrap();
     let refused = open_from_snapshots(&other, root.path())
         .err()
         .expect("refused");
