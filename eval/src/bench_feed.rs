@@ -407,8 +407,14 @@ pub struct MirrorStart {
     pub snapshot_bytes: u64,
     /// How long applying the logs waited while the copy settled, in milliseconds.
     pub snapshot_held_ms: u64,
-    /// Opening a store from that snapshot (copying it, then catching up), in
-    /// milliseconds.
+    /// Trimming both logs up to that snapshot, in milliseconds.
+    pub trim_ms: f64,
+    /// Change log rows the trim removed.
+    pub changes_trimmed: u64,
+    /// Stream messages the trim removed.
+    pub messages_trimmed: u64,
+    /// Opening a store from that snapshot (copying it, then catching up the trimmed
+    /// logs), in milliseconds.
     pub from_snapshot_ms: f64,
 }
 

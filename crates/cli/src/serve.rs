@@ -161,13 +161,21 @@ pub fn bench_feed_shared(
                 },
             )
         };
-        eprintln!("bench feed: a mirror replayed from both logs, then one from a snapshot");
+        eprintln!(
+            "bench feed: a mirror replayed from both logs, then, with the logs trimmed, one from a snapshot"
+        );
         let started = std::time::Instant::now();
         let replayed = steerfeed_shared::SharedStore::open(options())?;
         let replay_ms = ms(started);
         let started = std::time::Instant::now();
         let saved = replayed.save_mirror()?;
         let snapshot_ms = ms(started);
+        // Nothing else reads the logs meanwhile: no process is waited for.
+        let started = std::time::Instant::now();
+        let trimmed = replayed
+            .trim_logs(std::time::Duration::ZERO)?
+            .context("no mirror snapshot to trim to")?;
+        let trim_ms = ms(started);
         drop(replayed);
         let started = std::time::Instant::now();
         let restored = steerfeed_shared::SharedStore::open(options())?;
@@ -181,6 +189,9 @@ pub fn bench_feed_shared(
             snapshot_ms,
             snapshot_bytes: saved.bytes,
             snapshot_held_ms: saved.held_ms,
+            trim_ms,
+            changes_trimmed: trimmed.changes,
+            messages_trimmed: trimmed.messages,
             from_snapshot_ms,
         });
         drop(restored);
@@ -260,6 +271,7 @@ fn open_shared(config: &SidecarConfig) -> anyhow::Result<(Engine, Option<Job>)> 
         index: std::time::Duration::from_secs(shared.snapshot_interval_s),
         mirror: (shared.mirror_snapshot_interval_s > 0)
             .then(|| std::time::Duration::from_secs(shared.mirror_snapshot_interval_s)),
+        trim: shared.trim_logs,
     };
     let job = snapshots.map(|snapshots| -> Job {
         Box::new(move |engine: Arc<Engine>| {
@@ -321,8 +333,15 @@ fn snapshot_loop(
                 continue;
             }
         }
-        if let Some(period) = every.mirror {
-            mirror.write_when_due(store, period);
+        if let Some(period) = every.mirror
+            && mirror.write_when_due(store, period)
+            && every.trim
+        {
+            // A replica that serves nothing reports its positions once a loop.
+            let live_within = interval * 3 + std::time::Duration::from_secs(60);
+            if let Err(e) = store.trim_logs(live_within) {
+                tracing::error!(error = %e, "logs not trimmed");
+            }
         }
         // The catalogue moved, or this index was rebuilt or folded since the last.
         let stats = engine.index_stats();
@@ -351,12 +370,14 @@ fn snapshot_loop(
     }
 }
 
-/// How often the snapshot loop looks, and writes mirror snapshots (`None`: never).
+/// How often the snapshot loop looks, and writes mirror snapshots (`None`: never), and
+/// whether it trims the logs after each.
 #[cfg(feature = "shared")]
 #[derive(Clone, Copy)]
 struct Every {
     index: std::time::Duration,
     mirror: Option<std::time::Duration>,
+    trim: bool,
 }
 
 /// The leader's last mirror snapshot: when, and the log positions it held.
@@ -369,12 +390,12 @@ struct MirrorSchedule {
 #[cfg(feature = "shared")]
 impl MirrorSchedule {
     /// Writes a snapshot of the mirror when `period` has passed since the last one (or
-    /// there was none) and the logs moved since.
+    /// there was none) and the logs moved since; true when it wrote one.
     fn write_when_due(
         &mut self,
         store: &steerfeed_shared::SharedStore,
         period: std::time::Duration,
-    ) {
+    ) -> bool {
         let now = store.applied();
         // None left (an erasure removes the older ones): a replica starting now would
         // replay both logs, so one is due at once.
@@ -383,14 +404,18 @@ impl MirrorSchedule {
                 .last
                 .is_none_or(|(at, held)| at.elapsed() >= period && held != now);
         if !due {
-            return;
+            return false;
         }
         match store.save_mirror() {
             Ok(saved) => {
                 let p = saved.position;
                 self.last = Some((std::time::Instant::now(), (p.version, p.seq)));
+                true
             }
-            Err(e) => tracing::error!(error = %e, "mirror snapshot not written"),
+            Err(e) => {
+                tracing::error!(error = %e, "mirror snapshot not written");
+                false
+            }
         }
     }
 }

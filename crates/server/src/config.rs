@@ -206,6 +206,9 @@ pub struct SharedConfig {
     /// `snapshot_dir` (from which replicas start instead of replaying both logs), in
     /// seconds; 0: never.
     pub mirror_snapshot_interval_s: u64,
+    /// After writing a mirror snapshot, the leading replica removes from both logs what
+    /// the oldest kept mirror snapshot and every replica seen lately already hold.
+    pub trim_logs: bool,
 }
 
 impl SharedConfig {

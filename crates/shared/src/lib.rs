@@ -143,6 +143,8 @@ const ORIGIN: &str = "Steerfeed-Origin";
 const STAMP: &str = "Steerfeed-Version";
 /// How many changes one read of the change log brings.
 const CHANGES_PER_READ: i64 = 500;
+/// How often a process reports where its mirror stands while it catches up.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
 /// How many outcomes of its own messages a process keeps for their publishers.
 const KEPT_OUTCOMES: u64 = 100_000;
 
@@ -216,6 +218,17 @@ struct Applier {
     restarted: bool,
 }
 
+/// What [`SharedStore::trim_logs`] removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trimmed {
+    /// Both logs now start after this position.
+    pub upto: mirrors::Position,
+    /// Rows removed from the change log.
+    pub changes: u64,
+    /// Messages removed from the stream.
+    pub messages: u64,
+}
+
 /// The shared backend (see the crate doc).
 pub struct SharedStore {
     /// The clients' runtime; taken at drop and shut down without waiting (a store may be
@@ -264,6 +277,14 @@ pub struct SharedStore {
     /// Set when the mirror took a write the database then did not commit: it no longer
     /// matches the log, and every call fails until the process restarts.
     diverged: AtomicBool,
+    /// Set when the mirror needs log entries that are gone (trimmed, or dropped by the
+    /// stream's retention): it cannot follow the logs any more, and every call fails
+    /// until the process restarts from a mirror snapshot.
+    cut_off: AtomicBool,
+    /// When this process last reported its mirror's positions (milliseconds since
+    /// `born`), so that trimming leaves what it still needs.
+    reported_ms: AtomicU64,
+    born: std::time::Instant,
     timeout: Duration,
     /// Test hook: the next publish stops the store right after the stream acknowledged
     /// it, before anything is applied, as a process killed there would.
@@ -376,6 +397,25 @@ fn batch_id(events: &[Event]) -> String {
     d[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Records that the process `origin` has applied both logs up to `at`.
+async fn upsert_position(
+    client: &tokio_postgres::Client,
+    schema: &str,
+    origin: &str,
+    at: mirrors::Position,
+) -> std::result::Result<u64, tokio_postgres::Error> {
+    client
+        .execute(
+            &format!(
+                "INSERT INTO {schema}.replicas (origin, version, seq, seen_at) \
+                 VALUES ($1, $2, $3, now()) ON CONFLICT (origin) DO UPDATE \
+                 SET version = EXCLUDED.version, seq = EXCLUDED.seq, seen_at = now()"
+            ),
+            &[&origin, &(at.version as i64), &(at.seq as i64)],
+        )
+        .await
+}
+
 async fn connect_pg(url: &str) -> Result<tokio_postgres::Client> {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
@@ -478,23 +518,32 @@ impl SharedStore {
                 restarted: false,
             }),
             diverged: AtomicBool::new(false),
+            cut_off: AtomicBool::new(false),
+            reported_ms: AtomicU64::new(0),
+            born: std::time::Instant::now(),
             timeout,
             #[cfg(feature = "test-hooks")]
             crash_after_publish: AtomicBool::new(false),
         };
-        store
-            .runtime()
-            .block_on(store.check_stream_reaches(start.seq))?;
+        store.runtime().block_on(async {
+            store.check_logs_reach(start).await?;
+            // Before catching up: trimming leaves what this process still has to apply.
+            store.report_position(start).await
+        })?;
         // Everything logged so far, however long that takes: only each call to a server
         // is bounded.
-        store.runtime().block_on(store.catch_up_async())?;
+        store.runtime().block_on(async {
+            store.catch_up_async().await?;
+            store.report_position(store.applied_position()).await
+        })?;
         Ok(store)
     }
 
-    /// Fails when the stream no longer holds the messages after `seq` (removed by its
-    /// retention or a purge): a mirror missing them would serve without their events;
-    /// and when the mirror's snapshot is past either log.
-    async fn check_stream_reaches(&self, seq: u64) -> Result<()> {
+    /// Fails when either log no longer holds what comes after `start` (the stream's
+    /// messages removed by its retention or a purge, the change log's rows by
+    /// [`SharedStore::trim_logs`]): a mirror missing them would serve without them; and
+    /// when the mirror's snapshot is past either log.
+    async fn check_logs_reach(&self, start: mirrors::Position) -> Result<()> {
         let mut stream = self.stream.clone();
         let state = self
             .bounded("nats stream", stream.info())
@@ -502,6 +551,7 @@ impl SharedStore {
             .map_err(|e| unavailable("nats stream", e))?
             .state
             .clone();
+        let seq = start.seq;
         if state.first_sequence > seq + 1 {
             return Err(Error::Unavailable {
                 what: format!(
@@ -514,13 +564,24 @@ impl SharedStore {
                 ),
             });
         }
+        let (version, last) = self.heads().await?;
+        let first = self.first_change().await?;
+        if version > start.version && first.is_none_or(|f| f > start.version + 1) {
+            let first = first.unwrap_or(version + 1);
+            return Err(Error::Unavailable {
+                what: format!(
+                    "the change log starts at version {first} but this process's mirror \
+                     stands at {}: versions {} to {} were trimmed away; start from a newer \
+                     mirror snapshot ([shared] snapshot_dir)",
+                    start.version,
+                    start.version + 1,
+                    first - 1
+                ),
+            });
+        }
         // A snapshot past the logs (a server restored from an older backup, a stream made
         // anew) would skip what they log next.
-        let Some(start) = self.started_from else {
-            return Ok(());
-        };
-        let (version, last) = self.heads().await?;
-        if start.seq > last || start.version > version {
+        if self.started_from.is_some() && (start.seq > last || start.version > version) {
             return Err(Error::Unavailable {
                 what: format!(
                     "the mirror snapshot {start:?} is past the logs (change version {version}, \
@@ -530,6 +591,76 @@ impl SharedStore {
             });
         }
         Ok(())
+    }
+
+    /// The oldest version the change log holds (`None`: it holds none).
+    async fn first_change(&self) -> Result<Option<u64>> {
+        let row = self
+            .bounded(
+                "postgresql",
+                self.reader().await?.query_one(
+                    &format!("SELECT min(version) FROM {}.changes", self.schema),
+                    &[],
+                ),
+            )
+            .await?
+            .map_err(pg_error)?;
+        Ok(row.get::<_, Option<i64>>(0).map(|v| v as u64))
+    }
+
+    /// Records where this process's mirror stands (in `<schema>.replicas`, by its
+    /// origin), so that [`SharedStore::trim_logs`] leaves what it has still to apply.
+    async fn report_position(&self, at: mirrors::Position) -> Result<()> {
+        let reader = self.reader().await?;
+        self.bounded(
+            "postgresql",
+            upsert_position(&reader, &self.schema, &self.origin, at),
+        )
+        .await?
+        .map_err(pg_error)?;
+        self.reported_ms
+            .store(self.born.elapsed().as_millis() as u64, Ordering::Release);
+        Ok(())
+    }
+
+    /// Reports the mirror's positions in the background when the last report is older
+    /// than [`REPORT_EVERY`] (a catch-up calls it; nothing waits on it).
+    fn report_position_when_due(&self) {
+        let now = self.born.elapsed().as_millis() as u64;
+        let last = self.reported_ms.load(Ordering::Acquire);
+        if now.saturating_sub(last) < REPORT_EVERY.as_millis() as u64
+            || self
+                .reported_ms
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return;
+        }
+        let at = self.applied_position();
+        let reader = self.reader.try_lock().ok().map(|c| Arc::clone(&c));
+        let (Some(reader), schema, origin) = (reader, self.schema.clone(), self.origin.clone())
+        else {
+            // The connection is being replaced: the next catch-up reports.
+            self.reported_ms.store(last, Ordering::Release);
+            return;
+        };
+        let timeout = self.timeout;
+        self.runtime().spawn(async move {
+            let done =
+                tokio::time::timeout(timeout, upsert_position(&reader, &schema, &origin, at)).await;
+            if !matches!(done, Ok(Ok(_))) {
+                tracing::warn!("could not report this replica's log positions");
+            }
+        });
+    }
+
+    /// Where the mirror stands, read without the applier's lock (at most what it has
+    /// applied).
+    fn applied_position(&self) -> mirrors::Position {
+        mirrors::Position {
+            version: self.applied_version.load(Ordering::Acquire),
+            seq: self.applied_seq.load(Ordering::Acquire),
+        }
     }
 
     /// The mirror snapshot this process started from (`None`: it replayed both logs).
@@ -591,6 +722,85 @@ impl SharedStore {
             position,
             bytes,
             held_ms,
+        })
+    }
+
+    /// Removes what no replica needs any more from both logs: the change log's rows and
+    /// the stream's messages up to the oldest kept mirror snapshot, or up to where a
+    /// process seen within `live_within` stands, when that is further back (a process
+    /// reports its positions as it catches up). A replica starting afterwards starts
+    /// from a mirror snapshot; one without any, or a process that fell further behind
+    /// unseen, is refused with the gap named. Answers `None` when there is no mirror
+    /// snapshot to trim to.
+    pub fn trim_logs(&self, live_within: Duration) -> Result<Option<Trimmed>> {
+        let snapshots = self.mirror_snapshots.as_ref().ok_or_else(|| {
+            Error::invalid(
+                "shared.snapshot_dir",
+                "trimming the logs needs mirror snapshots to start from",
+            )
+        })?;
+        let Some((oldest, _)) = snapshots.list()?.into_iter().next() else {
+            return Ok(None);
+        };
+        self.block("trimming the logs", async {
+            // This process's own report may be older than what it holds.
+            self.report_position(self.applied_position()).await?;
+            let reader = self.reader().await?;
+            let live = reader
+                .query_one(
+                    &format!(
+                        "SELECT min(version), min(seq) FROM {}.replicas \
+                         WHERE seen_at > now() - make_interval(secs => $1)",
+                        self.schema
+                    ),
+                    &[&live_within.as_secs_f64()],
+                )
+                .await
+                .map_err(pg_error)?;
+            let floor = mirrors::Position {
+                version: live
+                    .get::<_, Option<i64>>(0)
+                    .map_or(oldest.version, |v| oldest.version.min(v as u64)),
+                seq: live
+                    .get::<_, Option<i64>>(1)
+                    .map_or(oldest.seq, |s| oldest.seq.min(s as u64)),
+            };
+            let changes = reader
+                .execute(
+                    &format!("DELETE FROM {}.changes WHERE version <= $1", self.schema),
+                    &[&(floor.version as i64)],
+                )
+                .await
+                .map_err(pg_error)?;
+            reader
+                .batch_execute(&format!(
+                    "DELETE FROM {s}.change_people WHERE version <= {v};
+                     DELETE FROM {s}.replicas WHERE seen_at < now() - interval '7 days';",
+                    s = self.schema,
+                    v = floor.version
+                ))
+                .await
+                .map_err(pg_error)?;
+            // Everything before `floor.seq + 1`.
+            let messages = self
+                .stream
+                .purge()
+                .sequence(floor.seq + 1)
+                .await
+                .map_err(|e| unavailable("nats stream purge", e))?
+                .purged;
+            tracing::info!(
+                version = floor.version,
+                seq = floor.seq,
+                changes,
+                messages,
+                "logs trimmed"
+            );
+            Ok(Some(Trimmed {
+                upto: floor,
+                changes,
+                messages,
+            }))
         })
     }
 
@@ -671,7 +881,26 @@ impl SharedStore {
                     .into(),
             });
         }
+        if self.cut_off.load(Ordering::Acquire) {
+            return Err(Error::Unavailable {
+                what: "this process's mirror fell behind what the logs keep (entries it \
+                       still needed were trimmed or expired); restart the process: it then \
+                       starts from the newest mirror snapshot"
+                    .into(),
+            });
+        }
         Ok(())
+    }
+
+    /// Marks the mirror as unable to follow the logs (see `cut_off`) and answers why.
+    fn fell_behind(&self, what: String) -> Error {
+        self.cut_off.store(true, Ordering::Release);
+        tracing::error!(gap = %what, "this process's mirror needs log entries that are gone; restart it");
+        Error::Unavailable {
+            what: format!(
+                "{what}: this process's mirror needs log entries that are gone; restart it"
+            ),
+        }
     }
 
     fn runtime(&self) -> &tokio::runtime::Runtime {
@@ -780,18 +1009,19 @@ impl SharedStore {
             .await?
             .map_err(pg_error)?;
         if rows.is_empty() {
-            return Err(Error::internal(
-                "change log",
-                format!("version {upto} is missing (applied {})", a.version),
-            ));
+            return Err(self.fell_behind(format!(
+                "the change log lacks versions {} to {upto}",
+                a.version + 1
+            )));
         }
         for row in rows {
             let version = row.get::<_, i64>(0) as u64;
             if version != a.version + 1 {
-                return Err(Error::internal(
-                    "change log",
-                    format!("version {} follows {}", version, a.version),
-                ));
+                return Err(self.fell_behind(format!(
+                    "the change log lacks versions {} to {}",
+                    a.version + 1,
+                    version - 1
+                )));
             }
             let body: String = row.get(1);
             let change: Change = serde_json::from_str(&body)
@@ -878,11 +1108,12 @@ impl SharedStore {
                 continue;
             }
             if seq > a.seq + 1 {
-                tracing::warn!(
-                    from = a.seq + 1,
-                    to = seq - 1,
-                    "messages missing from the stream"
-                );
+                a.messages = None;
+                return Err(self.fell_behind(format!(
+                    "the stream lacks messages {} to {}",
+                    a.seq + 1,
+                    seq - 1
+                )));
             }
             // The writes its publisher had applied come first (an event of a person
             // created just before it must find them).
@@ -1124,6 +1355,7 @@ impl SharedStore {
 
     /// Brings the mirror up to both logs' heads.
     async fn catch_up_async(&self) -> Result<()> {
+        self.report_position_when_due();
         let (version, seq) = self.heads().await?;
         // Nothing new: no wait for the applier (which a mirror snapshot settling holds).
         if version <= self.applied_version.load(Ordering::Acquire)
@@ -1471,10 +1703,17 @@ async fn create_schema(client: &mut tokio_postgres::Client, schema: &str) -> Res
              version bigint NOT NULL,
              PRIMARY KEY (user_id, version)
          );
+         CREATE INDEX IF NOT EXISTS change_people_version ON {schema}.change_people (version);
          CREATE TABLE IF NOT EXISTS {schema}.person_keys (
              user_id text PRIMARY KEY,
              key_id bytea NOT NULL UNIQUE,
              key bytea
+         );
+         CREATE TABLE IF NOT EXISTS {schema}.replicas (
+             origin text PRIMARY KEY,
+             version bigint NOT NULL,
+             seq bigint NOT NULL,
+             seen_at timestamptz NOT NULL
          );"
     ))
     .await

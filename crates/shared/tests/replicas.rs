@@ -709,3 +709,205 @@ fn a_mirror_snapshot_past_the_logs_is_refused() {
         .expect("refused");
     assert!(refused.to_string().contains("past the logs"), "{refused}");
 }
+
+/// Runs `sql` on the test's own connection and answers the first column of each row.
+fn pg_query(sql: &str) -> Vec<Option<i64>> {
+    let servers = Servers::shared().unwrap();
+    block_on(async {
+        let (client, conn) = tokio_postgres::connect(&servers.postgres_url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+            .query(sql, &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get(0).ok().flatten())
+            .collect()
+    })
+}
+
+fn first_stream_seq(ns: &str) -> u64 {
+    block_on(async {
+        stream_of(ns)
+            .await
+            .info()
+            .await
+            .unwrap()
+            .state
+            .first_sequence
+    })
+}
+
+#[test]
+fn trimming_the_logs_keeps_what_live_replicas_and_the_oldest_mirror_snapshot_need() {
+    let root = tempfile::tempdir().unwrap();
+    let ns = Servers::namespace("t");
+    let leader = open_from_snapshots(&ns, root.path()).unwrap();
+    seed(&leader);
+    leader.ingest_events(&views("a", "p1", 8, 100)).unwrap();
+    // Opened here and never seen again: the trim may leave it behind.
+    let unseen = open(&ns);
+    let unseen_at = unseen.applied();
+    leader.ingest_events(&views("b", "p2", 8, 200)).unwrap();
+    leader
+        .set_relation(&uid("p2"), &uid("p3"), Relation::Follow, true)
+        .unwrap();
+    // Opened here, and live: the trim keeps what it has still to apply.
+    let slow = open(&ns);
+    let slow_at = slow.applied();
+    assert!(slow_at.0 > unseen_at.0 && slow_at.1 > unseen_at.1);
+    leader
+        .upsert_videos(&[video("late", "p5", &["p6"], 77)])
+        .unwrap();
+    leader
+        .revoke_consent(&uid("p6"), &Revocation::Creator(uid("p5")))
+        .unwrap();
+    leader.ingest_events(&views("b2", "p6", 4, 250)).unwrap();
+    let oldest = leader.save_mirror().unwrap().position;
+    assert!(oldest.version > slow_at.0 && oldest.seq > slow_at.1);
+    leader.ingest_events(&views("c", "p3", 8, 300)).unwrap();
+    let newest = leader.save_mirror().unwrap().position;
+    leader.ingest_events(&views("d", "p4", 8, 400)).unwrap();
+    leader
+        .set_relation(&uid("p4"), &uid("p7"), Relation::Follow, true)
+        .unwrap();
+
+    // The unseen one last reported an hour ago.
+    let stale = pg_query(&format!(
+        "WITH s AS (UPDATE sf_{ns}.replicas SET seen_at = now() - interval '1 hour' \
+         WHERE version = {} AND seq = {} RETURNING 1) SELECT count(*) FROM s",
+        unseen_at.0, unseen_at.1
+    ));
+    assert_eq!(stale, vec![Some(1)], "one report per process");
+    let live = std::time::Duration::from_secs(600);
+    let kept_for_slow = leader.trim_logs(live).unwrap().unwrap();
+    assert_eq!(
+        (kept_for_slow.upto.version, kept_for_slow.upto.seq),
+        slow_at
+    );
+    assert!(kept_for_slow.changes > 0 && kept_for_slow.messages > 0);
+    assert_eq!(first_stream_seq(&ns), slow_at.1 + 1);
+    assert_eq!(
+        pg_query(&format!("SELECT min(version) FROM sf_{ns}.changes")),
+        vec![Some(slow_at.0 as i64 + 1)]
+    );
+    // The live one catches up from what was kept.
+    slow.catch_up().unwrap();
+    leader.catch_up().unwrap();
+    assert_eq!(state(&slow), state(&leader));
+    // The unseen one needs what is gone: it says so and serves nothing from then on.
+    let gone = unseen.catch_up().unwrap_err();
+    assert!(gone.to_string().contains("restart"), "{gone}");
+    assert!(unseen.catch_up().is_err());
+    assert!(unseen.ingest_events(&views("e", "p1", 1, 500)).is_err());
+
+    // With no process seen: up to the oldest snapshot.
+    let to_snapshot = leader
+        .trim_logs(std::time::Duration::ZERO)
+        .unwrap()
+        .unwrap();
+    assert_eq!(to_snapshot.upto, oldest);
+    assert_eq!(first_stream_seq(&ns), oldest.seq + 1);
+    assert_eq!(
+        pg_query(&format!("SELECT min(version) FROM sf_{ns}.changes")),
+        vec![Some(oldest.version as i64 + 1)]
+    );
+    assert_eq!(
+        pg_query(&format!(
+            "SELECT count(*) FROM sf_{ns}.change_people WHERE version <= {}",
+            oldest.version
+        )),
+        vec![Some(0)]
+    );
+    // A process without snapshots cannot start; one from the newest holds what the
+    // others do, and goes on following the logs.
+    let servers = Servers::shared().unwrap();
+    let without = SharedStore::open(SharedOptions::new(
+        &servers.postgres_url,
+        &servers.nats_url,
+        &servers.redis_url,
+        &ns,
+        StoreOptions::with_dim(DIM),
+    ));
+    let without = without
+        .err()
+        .expect("no mirror can be built from the trimmed logs");
+    assert!(
+        without
+            .to_string()
+            .contains("start from a newer mirror snapshot"),
+        "{without}"
+    );
+    let started = open_from_snapshots(&ns, root.path()).unwrap();
+    assert_eq!(started.started_from(), Some(newest));
+    assert_eq!(state(&started), state(&leader));
+    assert!(started.follows(&uid("p4"), &uid("p7")).unwrap());
+    started.ingest_events(&views("f", "p5", 3, 600)).unwrap();
+    leader.catch_up().unwrap();
+    slow.catch_up().unwrap();
+    assert_eq!(state(&leader), state(&started));
+    assert_eq!(state(&slow), state(&started));
+}
+
+#[test]
+fn once_trimmed_after_an_erasure_the_change_log_holds_nothing_of_the_person() {
+    let root = tempfile::tempdir().unwrap();
+    let ns = Servers::namespace("t");
+    let leader = open_from_snapshots(&ns, root.path()).unwrap();
+    seed(&leader);
+    let me = uid("erased-uploader-wq");
+    leader
+        .upsert_user(&User {
+            id: me.clone(),
+            age_band: AgeBand::Adult,
+            time_zone: "UTC".into(),
+        })
+        .unwrap();
+    leader
+        .set_consent(&me, ConsentScope::Everyone, &[])
+        .unwrap();
+    let mut theirs = video("wq-video", me.as_str(), &["p1"], 91);
+    theirs.caption = "a caption only wq wrote".into();
+    leader.upsert_videos(&[theirs]).unwrap();
+    leader
+        .set_relation(&uid("p2"), &me, Relation::Follow, true)
+        .unwrap();
+    leader
+        .ingest_events(&views("wq", me.as_str(), 5, 100))
+        .unwrap();
+    leader.save_mirror().unwrap();
+    leader
+        .erase_user(&me, steerfeed_core::OwnVideos::Delete)
+        .unwrap();
+    // What the erasure leaves in the log: the bare id, and the rows of the videos it
+    // deleted.
+    let before = change_log(&ns);
+    assert!(before.iter().any(|b| b.contains("a caption only wq wrote")));
+    assert!(before.iter().any(|b| b.contains("erased-uploader-wq")));
+    leader.ingest_events(&views("after", "p3", 3, 200)).unwrap();
+    let after = leader.save_mirror().unwrap().position;
+    let trimmed = leader
+        .trim_logs(std::time::Duration::ZERO)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        trimmed.upto, after,
+        "the snapshot before the erasure is gone"
+    );
+    let bodies = change_log(&ns);
+    assert!(
+        bodies
+            .iter()
+            .all(|b| !b.contains("wq") && !b.contains("a caption only")),
+        "{bodies:?}"
+    );
+    // A replica started now holds what the leader does, and nothing of theirs.
+    let started = open_from_snapshots(&ns, root.path()).unwrap();
+    assert_eq!(started.started_from(), Some(after));
+    assert_eq!(state(&started), state(&leader));
+    assert!(started.export_user(&me, at(300)).unwrap().is_empty());
+    let gone = started.video(&vid("wq-video")).unwrap();
+    assert!(gone.as_ref().is_none_or(|v| v.deleted), "{gone:?}");
+}
