@@ -776,17 +776,26 @@ fn a_follower_taking_uploads_between_snapshots_still_swaps_them_in() {
 }
 
 /// Where both logs of `ns` stand now: (change version, stream sequence).
-fn heads(ns: &str) -> (u64, u64) {
+fn heads(ns: &str, snapshots: &std::path::Path) -> (u64, u64) {
+    open_store(ns, Some(snapshots)).unwrap().applied()
+}
+
+/// A process's store on the namespace, its mirror from `snapshots` when given.
+fn open_store(
+    ns: &str,
+    snapshots: Option<&std::path::Path>,
+) -> steerfeed::Result<steerfeed_shared::SharedStore> {
     let servers = Servers::shared().unwrap();
-    let reader = steerfeed_shared::SharedStore::open(steerfeed_shared::SharedOptions::new(
-        &servers.postgres_url,
-        &servers.nats_url,
-        &servers.redis_url,
-        ns,
-        steerfeed::store::StoreOptions::with_dim(384),
-    ))
-    .unwrap();
-    reader.applied()
+    steerfeed_shared::SharedStore::open(steerfeed_shared::SharedOptions {
+        mirror_snapshots: snapshots.map(std::path::Path::to_path_buf),
+        ..steerfeed_shared::SharedOptions::new(
+            &servers.postgres_url,
+            &servers.nats_url,
+            &servers.redis_url,
+            ns,
+            steerfeed::store::StoreOptions::with_dim(384),
+        )
+    })
 }
 
 /// Views by `user` of `c0..c4` through `port`, keyed `tag-0..4`.
@@ -832,7 +841,7 @@ fn a_replica_started_later_opens_its_mirror_from_the_leaders_snapshot_and_replay
     page(a.port, "f0", 5, None);
     views(a.port, "f0", "before");
     // The leader's snapshot of everything so far.
-    let held = heads(&ns);
+    let held = heads(&ns, &snapshots);
     let mirrors = steerfeed_shared::mirrors::MirrorSnapshots::open(&snapshots, &ns).unwrap();
     let start = std::time::Instant::now();
     let position = loop {
@@ -848,15 +857,41 @@ fn a_replica_started_later_opens_its_mirror_from_the_leaders_snapshot_and_replay
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
-    // Logged after it, through a replica that writes no snapshots: a follow, a page and
-    // views (stream messages), an upload.
+    // The leader then trims both logs up to it: a process without snapshots can no
+    // longer start.
+    let refused = loop {
+        match open_store(&ns, None) {
+            Err(e) => break e,
+            Ok(_) => {
+                assert!(
+                    start.elapsed() < std::time::Duration::from_secs(60),
+                    "the logs were not trimmed"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        }
+    };
+    assert!(
+        refused
+            .to_string()
+            .contains("start from a newer mirror snapshot"),
+        "{refused}"
+    );
+    // Logged after it, through a replica that starts from it too but writes no
+    // snapshot within the test (it looks once an hour): a follow, a page and views
+    // (stream messages), an upload.
     drop(a);
-    let d = replica(&ns, &dir.path().join("d"));
+    let env_d = [
+        env[0],
+        ("STEERFEED__SHARED__SNAPSHOT_INTERVAL_S", "3600"),
+        ("STEERFEED__SHARED__MIRROR_SNAPSHOT_INTERVAL_S", "3600"),
+    ];
+    let d = replica_with(&ns, &dir.path().join("d"), &env_d, Stdio::inherit());
     ok(d.port, "PUT", "/v1/users/pe/follows/cr1", None);
     page(d.port, "f1", 5, None);
     upload(d.port, "after");
     views(d.port, "f1", "after");
-    assert_ne!(heads(&ns), held);
+    assert_ne!(heads(&ns, &snapshots), held);
     let log = dir.path().join("c.log");
     let mut env_c = env.to_vec();
     env_c.push(("RUST_LOG", "info"));
