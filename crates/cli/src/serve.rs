@@ -173,7 +173,7 @@ pub fn bench_feed_shared(
         // Nothing else reads the logs meanwhile: no process is waited for.
         let started = std::time::Instant::now();
         let trimmed = replayed
-            .trim_logs(std::time::Duration::ZERO)?
+            .trim_logs(std::time::Duration::ZERO, steerfeed_shared::Trim::Both)?
             .context("no mirror snapshot to trim to")?;
         let trim_ms = ms(started);
         drop(replayed);
@@ -271,7 +271,11 @@ fn open_shared(config: &SidecarConfig) -> anyhow::Result<(Engine, Option<Job>)> 
         index: std::time::Duration::from_secs(shared.snapshot_interval_s),
         mirror: (shared.mirror_snapshot_interval_s > 0)
             .then(|| std::time::Duration::from_secs(shared.mirror_snapshot_interval_s)),
-        trim: shared.trim_logs,
+        trim: match shared.trim_logs {
+            steerfeed_server::config::TrimLogs::None => None,
+            steerfeed_server::config::TrimLogs::Stream => Some(steerfeed_shared::Trim::Stream),
+            steerfeed_server::config::TrimLogs::Both => Some(steerfeed_shared::Trim::Both),
+        },
     };
     let job = snapshots.map(|snapshots| -> Job {
         Box::new(move |engine: Arc<Engine>| {
@@ -335,11 +339,11 @@ fn snapshot_loop(
         }
         if let Some(period) = every.mirror
             && mirror.write_when_due(store, period)
-            && every.trim
+            && let Some(which) = every.trim
         {
             // A replica that serves nothing reports its positions once a loop.
             let live_within = interval * 3 + std::time::Duration::from_secs(60);
-            if let Err(e) = store.trim_logs(live_within) {
+            if let Err(e) = store.trim_logs(live_within, which) {
                 tracing::error!(error = %e, "logs not trimmed");
             }
         }
@@ -377,7 +381,7 @@ fn snapshot_loop(
 struct Every {
     index: std::time::Duration,
     mirror: Option<std::time::Duration>,
-    trim: bool,
+    trim: Option<steerfeed_shared::Trim>,
 }
 
 /// The leader's last mirror snapshot: when, and the log positions it held.

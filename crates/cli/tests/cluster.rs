@@ -834,6 +834,7 @@ fn a_replica_started_later_opens_its_mirror_from_the_leaders_snapshot_and_replay
         ),
         ("STEERFEED__SHARED__SNAPSHOT_INTERVAL_S", "1"),
         ("STEERFEED__SHARED__MIRROR_SNAPSHOT_INTERVAL_S", "1"),
+        ("STEERFEED__SHARED__TRIM_LOGS", "both"),
     ];
     let ns = Servers::namespace("ms");
     let a = replica_with(&ns, &dir.path().join("a"), &env, Stdio::inherit());
@@ -883,6 +884,7 @@ fn a_replica_started_later_opens_its_mirror_from_the_leaders_snapshot_and_replay
     drop(a);
     let env_d = [
         env[0],
+        env[3],
         ("STEERFEED__SHARED__SNAPSHOT_INTERVAL_S", "3600"),
         ("STEERFEED__SHARED__MIRROR_SNAPSHOT_INTERVAL_S", "3600"),
     ];

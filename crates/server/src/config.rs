@@ -206,9 +206,22 @@ pub struct SharedConfig {
     /// `snapshot_dir` (from which replicas start instead of replaying both logs), in
     /// seconds; 0: never.
     pub mirror_snapshot_interval_s: u64,
-    /// After writing a mirror snapshot, the leading replica removes from both logs what
+    /// After writing a mirror snapshot, the leading replica removes from the logs what
     /// the oldest kept mirror snapshot and every replica seen lately already hold.
-    pub trim_logs: bool,
+    pub trim_logs: TrimLogs,
+}
+
+/// Which logs the leading replica trims after writing a mirror snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrimLogs {
+    /// Neither: the stream keeps what its own retention (`max_age`) keeps.
+    None,
+    /// The event stream.
+    Stream,
+    /// The event stream and the change log (the snapshot directory then holds the only
+    /// copy of older writes: it must be as durable as the database).
+    Both,
 }
 
 impl SharedConfig {

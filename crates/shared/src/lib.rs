@@ -218,6 +218,19 @@ struct Applier {
     restarted: bool,
 }
 
+/// Which logs [`SharedStore::trim_logs`] trims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trim {
+    /// The stream's messages: the events, sealed, which the mirrors and their snapshots
+    /// hold as well.
+    Stream,
+    /// The stream's messages and the change log's rows. The change log is the record of
+    /// every write about the catalogue and people; trimmed, what it held lives on only
+    /// in the mirrors and their snapshots, so the snapshot directory must then be as
+    /// durable as the database (replicated, backed up).
+    Both,
+}
+
 /// What [`SharedStore::trim_logs`] removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Trimmed {
@@ -725,14 +738,14 @@ impl SharedStore {
         })
     }
 
-    /// Removes what no replica needs any more from both logs: the change log's rows and
-    /// the stream's messages up to the oldest kept mirror snapshot, or up to where a
-    /// process seen within `live_within` stands, when that is further back (a process
-    /// reports its positions as it catches up). A replica starting afterwards starts
-    /// from a mirror snapshot; one without any, or a process that fell further behind
-    /// unseen, is refused with the gap named. Answers `None` when there is no mirror
-    /// snapshot to trim to.
-    pub fn trim_logs(&self, live_within: Duration) -> Result<Option<Trimmed>> {
+    /// Removes from the logs what no replica needs any more: the stream's messages (and,
+    /// with [`Trim::Both`], the change log's rows) up to the oldest kept mirror
+    /// snapshot, or up to where a process seen within `live_within` stands, when that is
+    /// further back (a process reports its positions as it catches up). A replica
+    /// starting afterwards starts from a mirror snapshot; one without any, or a process
+    /// that fell further behind unseen, is refused with the gap named. Answers `None`
+    /// when there is no mirror snapshot to trim to.
+    pub fn trim_logs(&self, live_within: Duration, which: Trim) -> Result<Option<Trimmed>> {
         let snapshots = self.mirror_snapshots.as_ref().ok_or_else(|| {
             Error::invalid(
                 "shared.snapshot_dir",
@@ -765,20 +778,34 @@ impl SharedStore {
                     .get::<_, Option<i64>>(1)
                     .map_or(oldest.seq, |s| oldest.seq.min(s as u64)),
             };
-            let changes = reader
-                .execute(
-                    &format!("DELETE FROM {}.changes WHERE version <= $1", self.schema),
-                    &[&(floor.version as i64)],
-                )
-                .await
-                .map_err(pg_error)?;
+            let mut changes = 0;
+            if which == Trim::Both {
+                changes = reader
+                    .execute(
+                        &format!("DELETE FROM {}.changes WHERE version <= $1", self.schema),
+                        &[&(floor.version as i64)],
+                    )
+                    .await
+                    .map_err(pg_error)?;
+                reader
+                    .execute(
+                        &format!(
+                            "DELETE FROM {}.change_people WHERE version <= $1",
+                            self.schema
+                        ),
+                        &[&(floor.version as i64)],
+                    )
+                    .await
+                    .map_err(pg_error)?;
+            }
             reader
-                .batch_execute(&format!(
-                    "DELETE FROM {s}.change_people WHERE version <= {v};
-                     DELETE FROM {s}.replicas WHERE seen_at < now() - interval '7 days';",
-                    s = self.schema,
-                    v = floor.version
-                ))
+                .execute(
+                    &format!(
+                        "DELETE FROM {}.replicas WHERE seen_at < now() - interval '7 days'",
+                        self.schema
+                    ),
+                    &[],
+                )
                 .await
                 .map_err(pg_error)?;
             // Everything before `floor.seq + 1`.
@@ -834,6 +861,14 @@ impl SharedStore {
     #[cfg(feature = "test-hooks")]
     pub fn crash_after_next_publish(&self) {
         self.crash_after_publish.store(true, Ordering::Release);
+    }
+
+    /// Test hook: drops the stream consumer and what its client received but this
+    /// process has not applied, as a lost connection would; the next catch-up reads the
+    /// stream again after the last message applied.
+    #[cfg(feature = "test-hooks")]
+    pub fn drop_stream_consumer(&self) {
+        self.runtime().block_on(self.applier.lock()).messages = None;
     }
 
     /// True while this process leads the deployment (writes its index snapshots): the

@@ -14,7 +14,7 @@ use steerfeed_core::{
     UserId, Video, VideoId,
 };
 use steerfeed_shared::servers::Servers;
-use steerfeed_shared::{SharedOptions, SharedStore};
+use steerfeed_shared::{SharedOptions, SharedStore, Trim};
 use steerfeed_store::StoreOptions;
 
 const DIM: usize = 8;
@@ -747,9 +747,11 @@ fn trimming_the_logs_keeps_what_live_replicas_and_the_oldest_mirror_snapshot_nee
     let leader = open_from_snapshots(&ns, root.path()).unwrap();
     seed(&leader);
     leader.ingest_events(&views("a", "p1", 8, 100)).unwrap();
-    // Opened here and never seen again: the trim may leave it behind.
+    // Opened here and never seen again: the trim may leave them behind.
     let unseen = open(&ns);
     let unseen_at = unseen.applied();
+    let reconnected = open(&ns);
+    assert_eq!(reconnected.applied(), unseen_at);
     leader.ingest_events(&views("b", "p2", 8, 200)).unwrap();
     leader
         .set_relation(&uid("p2"), &uid("p3"), Relation::Follow, true)
@@ -780,24 +782,40 @@ fn trimming_the_logs_keeps_what_live_replicas_and_the_oldest_mirror_snapshot_nee
          WHERE version = {} AND seq = {} RETURNING 1) SELECT count(*) FROM s",
         unseen_at.0, unseen_at.1
     ));
-    assert_eq!(stale, vec![Some(1)], "one report per process");
+    assert_eq!(stale, vec![Some(2)], "one report per process");
     let live = std::time::Duration::from_secs(600);
-    let kept_for_slow = leader.trim_logs(live).unwrap().unwrap();
+    let kept_for_slow = leader.trim_logs(live, Trim::Stream).unwrap().unwrap();
     assert_eq!(
         (kept_for_slow.upto.version, kept_for_slow.upto.seq),
         slow_at
     );
-    assert!(kept_for_slow.changes > 0 && kept_for_slow.messages > 0);
+    assert!(kept_for_slow.changes == 0 && kept_for_slow.messages > 0);
     assert_eq!(first_stream_seq(&ns), slow_at.1 + 1);
     assert_eq!(
         pg_query(&format!("SELECT min(version) FROM sf_{ns}.changes")),
-        vec![Some(slow_at.0 as i64 + 1)]
+        vec![Some(1)],
+        "the stream alone"
     );
+    // One whose connection to the stream was lost meanwhile reads it again from where
+    // it stood, finds the gap, and serves nothing from then on.
+    reconnected.drop_stream_consumer();
+    let gone = reconnected.catch_up().unwrap_err();
+    assert!(gone.to_string().contains("restart"), "{gone}");
+    assert!(reconnected.catch_up().is_err());
     // The live one catches up from what was kept.
     slow.catch_up().unwrap();
     leader.catch_up().unwrap();
     assert_eq!(state(&slow), state(&leader));
-    // The unseen one needs what is gone: it says so and serves nothing from then on.
+    // The change log too, to the same point (the slow one's last report).
+    let both = leader.trim_logs(live, Trim::Both).unwrap().unwrap();
+    assert_eq!((both.upto.version, both.upto.seq), slow_at);
+    assert!(both.changes > 0);
+    assert_eq!(
+        pg_query(&format!("SELECT min(version) FROM sf_{ns}.changes")),
+        vec![Some(slow_at.0 as i64 + 1)]
+    );
+    // The unseen one needs what is gone (its client may hold the stream's messages it
+    // was sent, not the change log's rows): it says so and serves nothing from then on.
     let gone = unseen.catch_up().unwrap_err();
     assert!(gone.to_string().contains("restart"), "{gone}");
     assert!(unseen.catch_up().is_err());
@@ -805,7 +823,7 @@ fn trimming_the_logs_keeps_what_live_replicas_and_the_oldest_mirror_snapshot_nee
 
     // With no process seen: up to the oldest snapshot.
     let to_snapshot = leader
-        .trim_logs(std::time::Duration::ZERO)
+        .trim_logs(std::time::Duration::ZERO, Trim::Both)
         .unwrap()
         .unwrap();
     assert_eq!(to_snapshot.upto, oldest);
@@ -889,7 +907,7 @@ fn once_trimmed_after_an_erasure_the_change_log_holds_nothing_of_the_person() {
     leader.ingest_events(&views("after", "p3", 3, 200)).unwrap();
     let after = leader.save_mirror().unwrap().position;
     let trimmed = leader
-        .trim_logs(std::time::Duration::ZERO)
+        .trim_logs(std::time::Duration::ZERO, Trim::Both)
         .unwrap()
         .unwrap();
     assert_eq!(
