@@ -108,6 +108,17 @@ impl Change {
         }
     }
 
+    /// The relations a [`Change::Relations`] sets (none for another change).
+    pub(crate) fn relation_items(&self) -> Vec<(UserId, UserId, Relation, bool)> {
+        match self {
+            Change::Relations { items } => items
+                .iter()
+                .map(|i| (i.a.clone(), i.b.clone(), i.relation.into(), i.on))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     pub(crate) fn revoke(person: &UserId, revocation: &Revocation) -> Change {
         let (video, creator) = revocation.parts();
         Change::Revoke {
@@ -124,13 +135,7 @@ impl Change {
             Change::Videos { videos } => store.upsert_videos(videos)?,
             Change::DeleteVideo { video } => store.delete_video(video)?,
             Change::User { user } => store.upsert_user(user)?,
-            Change::Relations { items } => {
-                let items: Vec<_> = items
-                    .iter()
-                    .map(|i| (i.a.clone(), i.b.clone(), i.relation.into(), i.on))
-                    .collect();
-                store.set_relations(&items)?
-            }
+            Change::Relations { .. } => store.set_relations(&self.relation_items())?,
             Change::Consent {
                 person,
                 scope,

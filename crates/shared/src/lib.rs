@@ -27,10 +27,9 @@
 //!   version: what the embedded backend refuses is refused here and never logged. A
 //!   message carries the change version its publisher had applied, and a mirror applies
 //!   the changes up to it first (an event of a person created just before finds them).
-//!   The two logs are not merged into one order beyond that: every mirror holds the same
-//!   writes, but a relation an event made (a follow from a video, a hidden creator) and an
-//!   unfollow or unmute written at about the same time may end differently on two
-//!   mirrors.
+//!   That is one order of both logs, which the relations both write (a follow from a
+//!   video, a hidden creator; an unfollow, an unmute) keep on every mirror, whichever
+//!   way round it met them (the `relations` module).
 //!
 //! [`Storage::catch_up`] reads both logs' heads and applies what the mirror lacks; the
 //! engine calls it at the start of every feed (and export), so a write acknowledged by
@@ -50,6 +49,7 @@ mod change;
 mod counters;
 pub mod mirrors;
 mod pools;
+mod relations;
 mod seal;
 pub mod servers;
 pub mod snapshots;
@@ -216,6 +216,8 @@ struct Applier {
     outcomes: HashMap<u64, Outcome>,
     /// The consumer was just started again after a gap.
     restarted: bool,
+    /// The latest relation writes applied, to order the two logs' (`relations`).
+    recent: relations::Recent,
 }
 
 /// Which logs [`SharedStore::trim_logs`] trims.
@@ -303,6 +305,9 @@ pub struct SharedStore {
     /// it, before anything is applied, as a process killed there would.
     #[cfg(feature = "test-hooks")]
     crash_after_publish: AtomicBool,
+    /// Test hook: runs once an ingest has validated its batch, before it publishes it.
+    #[cfg(feature = "test-hooks")]
+    before_publish: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
 fn unavailable(what: &str, e: impl std::fmt::Display) -> Error {
@@ -326,12 +331,23 @@ fn pg_error(e: tokio_postgres::Error) -> Error {
 /// directory of its own), else empty. With snapshots it lives in a directory (in
 /// `/dev/shm` where there is one, as sled's temporary stores do), which it needs to be
 /// copied; without, in sled's temporary store.
-fn open_mirror(
-    opts: StoreOptions,
-    snapshots: Option<&mirrors::MirrorSnapshots>,
-) -> Result<(Store, Option<tempfile::TempDir>, Option<mirrors::Position>)> {
+/// What [`open_mirror`] answers: the mirror, its directory, the snapshot it started from
+/// and the relation writes that snapshot held.
+type Opened = (
+    Store,
+    Option<tempfile::TempDir>,
+    Option<mirrors::Position>,
+    relations::Recent,
+);
+
+fn open_mirror(opts: StoreOptions, snapshots: Option<&mirrors::MirrorSnapshots>) -> Result<Opened> {
     let Some(snapshots) = snapshots else {
-        return Ok((Store::temporary(opts)?, None, None));
+        return Ok((
+            Store::temporary(opts)?,
+            None,
+            None,
+            relations::Recent::default(),
+        ));
     };
     let shm = std::path::Path::new("/dev/shm");
     let dir = if shm.is_dir() {
@@ -349,16 +365,20 @@ fn open_mirror(
     // Newest first; one removed while it was copied (an erasure, or pruning) gives way
     // to the next.
     let mut started = None;
+    let mut recent = relations::Recent::default();
     for (position, src) in snapshots.list()?.into_iter().rev() {
-        let copied = steerfeed_store::copy_tree(&src.join(mirrors::STORE), &path).and_then(|_| {
-            std::fs::copy(src.join(mirrors::ERASURES), &erasures)
-                .map(drop)
-                .map_err(|e| Error::Unavailable {
-                    what: format!("mirror snapshot {}: {e}", src.display()),
-                })
-        });
+        let copied = steerfeed_store::copy_tree(&src.join(mirrors::STORE), &path)
+            .and_then(|_| {
+                std::fs::copy(src.join(mirrors::ERASURES), &erasures)
+                    .map(drop)
+                    .map_err(|e| Error::Unavailable {
+                        what: format!("mirror snapshot {}: {e}", src.display()),
+                    })
+            })
+            .and_then(|_| read_relations(&src.join(mirrors::RELATIONS)));
         match copied {
-            Ok(()) => {
+            Ok(held) => {
+                recent = held;
                 tracing::info!(
                     version = position.version,
                     seq = position.seq,
@@ -377,7 +397,26 @@ fn open_mirror(
         }
     }
     let store = Store::open_with_erasure_log(&path, opts, Some(&erasures))?;
-    Ok((store, Some(dir), started))
+    Ok((store, Some(dir), started, recent))
+}
+
+/// The relation writes a mirror snapshot holds; none when it has no such file (one
+/// written before snapshots kept them).
+fn read_relations(path: &std::path::Path) -> Result<relations::Recent> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(relations::Recent::default());
+        }
+        Err(e) => {
+            return Err(Error::Unavailable {
+                what: format!("mirror snapshot {}: {e}", path.display()),
+            });
+        }
+    };
+    relations::Recent::from_json(&bytes).map_err(|e| Error::Unavailable {
+        what: format!("mirror snapshot {}: {e}", path.display()),
+    })
 }
 
 fn valid_namespace(ns: &str) -> Result<()> {
@@ -491,7 +530,7 @@ impl SharedStore {
             .as_deref()
             .map(|root| mirrors::MirrorSnapshots::open(root, &opts.namespace))
             .transpose()?;
-        let (mirror, mirror_dir, started_from) =
+        let (mirror, mirror_dir, started_from, recent) =
             open_mirror(opts.store, mirror_snapshots.as_ref())?;
         let start = started_from.unwrap_or(mirrors::Position { version: 0, seq: 0 });
         let store = SharedStore {
@@ -529,6 +568,7 @@ impl SharedStore {
                 messages: None,
                 outcomes: HashMap::new(),
                 restarted: false,
+                recent,
             }),
             diverged: AtomicBool::new(false),
             cut_off: AtomicBool::new(false),
@@ -537,6 +577,8 @@ impl SharedStore {
             timeout,
             #[cfg(feature = "test-hooks")]
             crash_after_publish: AtomicBool::new(false),
+            #[cfg(feature = "test-hooks")]
+            before_publish: std::sync::Mutex::new(None),
         };
         store.runtime().block_on(async {
             store.check_logs_reach(start).await?;
@@ -709,6 +751,15 @@ impl SharedStore {
                     (a, position)
                 },
             )?;
+            let recent = applier
+                .recent
+                .to_json()
+                .map_err(|e| Error::internal("mirror snapshot", e))?;
+            std::fs::write(dir.join(mirrors::RELATIONS), recent).map_err(|e| {
+                Error::Unavailable {
+                    what: format!("mirror snapshot {}: {e}", dir.display()),
+                }
+            })?;
             // A write that failed to commit after its change reached the mirror sets
             // this while it holds the applier: the copy may hold that change.
             let diverged = self.check();
@@ -869,6 +920,17 @@ impl SharedStore {
     #[cfg(feature = "test-hooks")]
     pub fn drop_stream_consumer(&self) {
         self.runtime().block_on(self.applier.lock()).messages = None;
+    }
+
+    /// Test hook: `f` runs once the next ingest has validated its batch (its mirror
+    /// caught up), before it publishes it, as a write on another replica landing
+    /// between the two would.
+    #[cfg(feature = "test-hooks")]
+    pub fn before_next_publish(&self, f: Box<dyn FnOnce() + Send>) {
+        *self
+            .before_publish
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(f);
     }
 
     /// True while this process leads the deployment (writes its index snapshots): the
@@ -1077,6 +1139,7 @@ impl SharedStore {
             if matches!(change, Change::Erase { .. }) {
                 self.erased(version);
             }
+            a.recent.note_change(&change, version);
             a.version = version;
             self.applied_version.store(version, Ordering::Release);
         }
@@ -1181,7 +1244,7 @@ impl SharedStore {
                     return Err(e);
                 }
             };
-            let outcome = self.apply_message(seq, &kind, plain);
+            let outcome = self.apply_message(seq, (&kind, stamp), plain, &mut a.recent);
             a.seq = seq;
             self.applied_seq.store(seq, Ordering::Release);
             a.restarted = false;
@@ -1198,7 +1261,14 @@ impl SharedStore {
 
     /// Applies one stream message to the mirror, given the plaintexts of its entries
     /// (`None`: sealed with the key of a person erased since, left out).
-    fn apply_message(&self, seq: u64, kind: &str, plain: Vec<Option<Vec<u8>>>) -> Outcome {
+    /// `kind` and `stamp` are the message's headers.
+    fn apply_message(
+        &self,
+        seq: u64,
+        (kind, stamp): (&str, u64),
+        plain: Vec<Option<Vec<u8>>>,
+        recent: &mut relations::Recent,
+    ) -> Outcome {
         match kind {
             "events" => {
                 let mut events = Vec::with_capacity(plain.len());
@@ -1211,7 +1281,7 @@ impl SharedStore {
                         }
                     }
                 }
-                Outcome::Events(self.apply_batch(seq, events))
+                Outcome::Events(self.apply_batch(seq, events, stamp, recent))
             }
             "page" => {
                 let Some(Some(p)) = plain.into_iter().next() else {
@@ -1369,7 +1439,15 @@ impl SharedStore {
 
     /// Applies a logged batch. It was valid when logged; an event that no longer is (its
     /// user erased since) is left out and the rest apply, on every process alike.
-    fn apply_batch(&self, seq: u64, mut events: Vec<Event>) -> Result<(IngestReport, Logged)> {
+    /// The follows and mutes its events made that a change later in the one order of
+    /// both logs had ended here are then ended again (`relations`).
+    fn apply_batch(
+        &self,
+        seq: u64,
+        mut events: Vec<Event>,
+        stamp: u64,
+        recent: &mut relations::Recent,
+    ) -> Result<(IngestReport, Logged)> {
         if self.mirror.validate_events(&events).is_err() {
             let before = events.len();
             events.retain(|e| self.mirror.validate_events(std::slice::from_ref(e)).is_ok());
@@ -1380,10 +1458,49 @@ impl SharedStore {
             );
         }
         let applied = self.mirror.apply_logged_events(&events);
-        if let Err(e) = &applied {
-            // Valid events the mirror could not take: it no longer follows the log.
-            self.diverged.store(true, Ordering::Release);
-            tracing::error!(seq, error = %e, "a logged batch did not apply here");
+        match &applied {
+            Ok((report, _)) => {
+                let duplicates: std::collections::HashSet<_> = report.duplicates.iter().collect();
+                let edges: Vec<_> = events
+                    .iter()
+                    .filter(|e| !duplicates.contains(&&e.key))
+                    .filter_map(|e| {
+                        let (video, relation) = match &e.kind {
+                            steerfeed_core::EventKind::Follow { video } => {
+                                (video, Relation::Follow)
+                            }
+                            steerfeed_core::EventKind::HideCreator { video } => {
+                                (video, Relation::Mute)
+                            }
+                            _ => return None,
+                        };
+                        let creator = self.mirror.video(video).ok()??.creator.clone();
+                        Some((e.user.clone(), creator, relation))
+                    })
+                    .collect();
+                let ended: Vec<_> = recent
+                    .note_edges(stamp, edges)
+                    .into_iter()
+                    .map(|(a, b, r)| (a, b, r, false))
+                    .collect();
+                if !ended.is_empty() {
+                    tracing::debug!(
+                        seq,
+                        ended = ended.len(),
+                        "relations a later change had ended"
+                    );
+                    if let Err(e) = self.mirror.set_relations(&ended) {
+                        self.diverged.store(true, Ordering::Release);
+                        tracing::error!(seq, error = %e, "a logged batch's relations did not apply here");
+                        return Err(e);
+                    }
+                }
+            }
+            Err(e) => {
+                // Valid events the mirror could not take: it no longer follows the log.
+                self.diverged.store(true, Ordering::Release);
+                tracing::error!(seq, error = %e, "a logged batch did not apply here");
+            }
         }
         applied
     }
@@ -1399,9 +1516,11 @@ impl SharedStore {
             return Ok(());
         }
         let mut a = self.applier.lock().await;
+        // The messages first: each comes right after the changes up to its stamp, which
+        // is the one order of both logs (`relations`), then the changes after them.
+        self.apply_messages(&mut a, seq).await?;
         let reader = self.reader().await?;
-        self.apply_changes(&mut a, &*reader, version).await?;
-        self.apply_messages(&mut a, seq).await
+        self.apply_changes(&mut a, &*reader, version).await
     }
 
     /// Logs one change and applies it (see the crate doc).
@@ -1516,6 +1635,7 @@ impl SharedStore {
                 .and_then(|r| r.map_err(pg_error));
             match committed {
                 Ok(()) => {
+                    a.recent.note_change(&change, next);
                     a.version = next;
                     self.applied_version.store(next, Ordering::Release);
                     if erased.is_some() {
@@ -1953,6 +2073,15 @@ impl Storage for SharedStore {
         self.catch_up()?;
         self.mirror.validate_events(events)?;
         self.mirror.check_event_keys(events)?;
+        #[cfg(feature = "test-hooks")]
+        if let Some(f) = self
+            .before_publish
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
+            f();
+        }
         let entries = events
             .iter()
             .map(|e| {

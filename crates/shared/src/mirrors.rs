@@ -27,6 +27,9 @@ const POSITION: &str = "position.json";
 pub(crate) const STORE: &str = "store";
 /// The store's erasure log in a snapshot.
 pub(crate) const ERASURES: &str = "erasures.jsonl";
+/// The latest relation writes the mirror applied (the `relations` module); a snapshot
+/// written before there was one has none.
+pub(crate) const RELATIONS: &str = "relations.json";
 
 /// Where a mirror stands in the two logs: everything up to these, nothing after.
 #[derive(

@@ -929,3 +929,70 @@ fn once_trimmed_after_an_erasure_the_change_log_holds_nothing_of_the_person() {
     let gone = started.video(&vid("wq-video")).unwrap();
     assert!(gone.as_ref().is_none_or(|v| v.deleted), "{gone:?}");
 }
+
+fn event(key: &str, user: &str, secs: i64, kind: steerfeed_core::EventKind) -> Event {
+    Event {
+        key: EventKey::new(key).unwrap(),
+        user: uid(user),
+        at: at(secs),
+        kind,
+    }
+}
+
+#[test]
+fn a_follow_or_mute_from_an_event_and_an_unfollow_or_unmute_logged_meanwhile_end_alike_everywhere()
+{
+    use steerfeed_core::EventKind;
+    let root = tempfile::tempdir().unwrap();
+    let ns = Servers::namespace("o");
+    let publisher = open_from_snapshots(&ns, root.path()).unwrap();
+    let writer = Arc::new(open_from_snapshots(&ns, root.path()).unwrap());
+    seed(&publisher);
+    // p1 follows p2 and has muted p3.
+    publisher
+        .set_relations(&[
+            (uid("p1"), uid("p2"), Relation::Follow, true),
+            (uid("p1"), uid("p3"), Relation::Mute, true),
+        ])
+        .unwrap();
+    // p1 follows p2 again and hides p3 from a video, p4 follows p5 from one, while
+    // another replica logs p1's unfollow and unmute (after the publisher caught up,
+    // before its batch is published) and snapshots its mirror. The batch comes first
+    // in the one order: the unfollow and the unmute are the last word on those pairs,
+    // and p4, whom no change touched, follows p5.
+    let w = Arc::clone(&writer);
+    publisher.before_next_publish(Box::new(move || {
+        w.set_relations(&[
+            (uid("p1"), uid("p2"), Relation::Follow, false),
+            (uid("p1"), uid("p3"), Relation::Mute, false),
+        ])
+        .unwrap();
+        w.save_mirror().unwrap();
+    }));
+    publisher
+        .ingest_events(&[
+            event("f", "p1", 50, EventKind::Follow { video: vid("v2_0") }),
+            event("h", "p1", 51, EventKind::HideCreator { video: vid("v3_1") }),
+            event("g", "p4", 52, EventKind::Follow { video: vid("v5_2") }),
+        ])
+        .unwrap();
+    // One replica starts from the writer's snapshot (which holds the unfollow and the
+    // unmute, not the batch), another replays both logs.
+    let from_first = open_from_snapshots(&ns, root.path()).unwrap();
+    assert!(from_first.started_from().is_some());
+    let replayed = open(&ns);
+    let all: [&SharedStore; 4] = [&publisher, &writer, &from_first, &replayed];
+    for s in all {
+        s.catch_up().unwrap();
+    }
+    let expected = state(&publisher);
+    for (i, s) in all.into_iter().enumerate() {
+        assert!(!s.follows(&uid("p1"), &uid("p2")).unwrap(), "replica {i}");
+        assert!(
+            !s.mirror().muted(&uid("p1")).unwrap().contains(&uid("p3")),
+            "replica {i}"
+        );
+        assert!(s.follows(&uid("p4"), &uid("p5")).unwrap(), "replica {i}");
+        assert_eq!(state(s), expected, "replica {i}");
+    }
+}
