@@ -989,6 +989,12 @@ impl SharedStore {
         Ok(())
     }
 
+    /// True once the mirror met a gap in either log (entries it needed were trimmed or
+    /// expired): the process serves nothing more and must be restarted.
+    pub fn cut_off(&self) -> bool {
+        self.cut_off.load(Ordering::Acquire)
+    }
+
     /// Marks the mirror as unable to follow the logs (see `cut_off`) and answers why.
     fn fell_behind(&self, what: String) -> Error {
         self.cut_off.store(true, Ordering::Release);

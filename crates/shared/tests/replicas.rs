@@ -820,6 +820,8 @@ fn trimming_the_logs_keeps_what_live_replicas_and_the_oldest_mirror_snapshot_nee
     assert!(gone.to_string().contains("restart"), "{gone}");
     assert!(unseen.catch_up().is_err());
     assert!(unseen.ingest_events(&views("e", "p1", 1, 500)).is_err());
+    assert!(unseen.cut_off() && unseen.health().is_err(), "not ready");
+    assert!(!slow.cut_off() && slow.health().is_ok());
 
     // With no process seen: up to the oldest snapshot.
     let to_snapshot = leader
