@@ -2,15 +2,16 @@
 //! Redis servers on loopback (NATS fsyncing every message): a catch-up with nothing new (what
 //! every feed pays first), recording a served page (one JetStream message, applied back),
 //! a revocation (one PostgreSQL transaction), a teen's page reserving its items and
-//! giving some back (two Redis scripts), a page pool kept and taken (two Redis scripts), and ingest throughput through one process in
-//! batches of 48 events. Run with `cargo bench -p steerfeed-shared`.
+//! giving some back (two Redis scripts), a page pool kept and taken (two Redis scripts),
+//! follows written by eight threads at once (change log writes committed together), and
+//! ingest throughput through one process in batches of 48 events. Run with `cargo bench -p steerfeed-shared`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use steerfeed_core::storage::{ItemAsk, Revocation, ServedPage, Storage};
+use steerfeed_core::storage::{ItemAsk, Relation, Revocation, ServedPage, Storage};
 use steerfeed_core::{Event, EventKey, EventKind, Timestamp, VideoId};
 use steerfeed_shared::servers::Servers;
 use steerfeed_shared::{SharedOptions, SharedStore};
@@ -18,6 +19,7 @@ use steerfeed_store::StoreOptions;
 use steerfeed_world::{World, WorldConfig};
 
 const BATCH: usize = 48;
+const WRITERS: usize = 8;
 
 fn open() -> (SharedStore, World) {
     let servers = Servers::shared().unwrap();
@@ -110,6 +112,35 @@ fn bench(c: &mut Criterion) {
     c.bench_function("take_pool_empty", |b| {
         b.iter(|| pools.take_pool(&world.users[1].user.id).unwrap())
     });
+    // Follows and unfollows from eight threads at once, as eight requests: each a
+    // write of the change log, which commits every write queued by then together.
+    let mut g = c.benchmark_group("writes");
+    g.throughput(Throughput::Elements(WRITERS as u64));
+    let round = AtomicU64::new(0);
+    g.bench_function("follows_8_writers", |b| {
+        b.iter_custom(|iters| {
+            let on = round.fetch_add(1, Ordering::Relaxed).is_multiple_of(2);
+            let started = std::time::Instant::now();
+            std::thread::scope(|s| {
+                for t in 0..WRITERS {
+                    let (store, world) = (&store, &world);
+                    s.spawn(move || {
+                        for i in 0..iters as usize {
+                            let a = &world.users[(t * 31 + i) % world.users.len()].user.id;
+                            let b = &world.users[(t * 17 + i * 7 + 1) % world.users.len()]
+                                .user
+                                .id;
+                            if a != b {
+                                store.set_relation(a, b, Relation::Follow, on).unwrap();
+                            }
+                        }
+                    });
+                }
+            });
+            started.elapsed()
+        })
+    });
+    g.finish();
     let key = AtomicU64::new(0);
     let mut g = c.benchmark_group("ingest");
     g.throughput(Throughput::Elements(BATCH as u64));

@@ -194,6 +194,34 @@ fn lock_keys(m: &std::sync::Mutex<KeyCache>) -> std::sync::MutexGuard<'_, KeyCac
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// A write waiting for the next transaction of this process's writes.
+struct Queued {
+    change: Change,
+    /// The change as the log stores it.
+    body: String,
+    done: tokio::sync::oneshot::Sender<Result<Option<steerfeed_core::ErasureReport>>>,
+}
+
+/// The most writes one transaction commits.
+const MAX_GROUP: usize = 256;
+
+fn lock_queue(m: &std::sync::Mutex<Vec<Queued>>) -> std::sync::MutexGuard<'_, Vec<Queued>> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Answers every write of `group` with `e`: the first with `e` itself, the others with
+/// an unavailable error in its words.
+fn answer_all(group: Vec<Queued>, e: Error) {
+    let what = e.to_string();
+    let mut first = Some(e);
+    for q in group {
+        let e = first
+            .take()
+            .unwrap_or_else(|| Error::Unavailable { what: what.clone() });
+        let _ = q.done.send(Err(e));
+    }
+}
+
 /// Pages sent, with their viewers, whose acknowledgement no one has waited for yet.
 type PendingPages = Vec<(UserId, async_nats::jetstream::context::PublishAckFuture)>;
 
@@ -269,8 +297,11 @@ pub struct SharedStore {
     /// Reads: the heads and the change log (shared by concurrent requests, which the
     /// client pipelines).
     reader: tokio::sync::Mutex<Arc<tokio_postgres::Client>>,
-    /// Writes: one transaction at a time per process.
+    /// Writes: one transaction at a time per process, each committing every write
+    /// queued by then.
     writer: tokio::sync::Mutex<tokio_postgres::Client>,
+    /// Writes waiting for the next transaction.
+    queued: std::sync::Mutex<Vec<Queued>>,
     js: jetstream::Context,
     stream: jetstream::stream::Stream,
     subject: String,
@@ -544,6 +575,7 @@ impl SharedStore {
             pending_pages: std::sync::Mutex::new(Vec::new()),
             reader: tokio::sync::Mutex::new(Arc::new(reader)),
             writer: tokio::sync::Mutex::new(writer),
+            queued: std::sync::Mutex::new(Vec::new()),
             js,
             stream,
             subject,
@@ -755,11 +787,7 @@ impl SharedStore {
                 .recent
                 .to_json()
                 .map_err(|e| Error::internal("mirror snapshot", e))?;
-            std::fs::write(dir.join(mirrors::RELATIONS), recent).map_err(|e| {
-                Error::Unavailable {
-                    what: format!("mirror snapshot {}: {e}", dir.display()),
-                }
-            })?;
+            mirrors::write_synced(&dir.join(mirrors::RELATIONS), &recent)?;
             // A write that failed to commit after its change reached the mirror sets
             // this while it holds the applier: the copy may hold that change.
             let diverged = self.check();
@@ -1019,16 +1047,6 @@ impl SharedStore {
         self.check()?;
         self.runtime()
             .block_on(async { self.bounded(what, f).await? })
-    }
-
-    /// The writing connection, connected again first when the last one was lost (a
-    /// call that met the loss failed; the next one finds the server again).
-    async fn writer(&self) -> Result<tokio::sync::MutexGuard<'_, tokio_postgres::Client>> {
-        let mut client = self.writer.lock().await;
-        if client.is_closed() {
-            *client = connect_pg(&self.postgres_url).await?;
-        }
-        Ok(client)
     }
 
     /// The reading connection, connected again first when the last one was lost.
@@ -1542,12 +1560,47 @@ impl SharedStore {
             ));
         }
         self.check()?;
+        let (done, answer) = tokio::sync::oneshot::channel();
+        lock_queue(&self.queued).push(Queued { change, body, done });
+        self.runtime().block_on(async {
+            // Whoever holds the writing connection commits every write queued by then:
+            // one transaction, one flush to disk, for all the writes that came in while
+            // the last one committed.
+            let mut client = self.writer.lock().await;
+            let mut answer = answer;
+            loop {
+                if let Ok(done) = answer.try_recv() {
+                    return done;
+                }
+                let group: Vec<Queued> = {
+                    let mut queued = lock_queue(&self.queued);
+                    let n = queued.len().min(MAX_GROUP);
+                    queued.drain(..n).collect()
+                };
+                self.commit_group(&mut client, group).await;
+            }
+        })
+    }
+
+    /// Logs `group` (see [`SharedStore::write`]) in one transaction: each change is
+    /// applied to the mirror in turn (one the mirror refuses is answered with its error
+    /// and logged nowhere) and inserted under the next version; the version row is
+    /// locked throughout. Every write's answer goes to its caller; an error before any
+    /// change applied is answered to all of them.
+    async fn commit_group(&self, client: &mut tokio_postgres::Client, group: Vec<Queued>) {
+        if let Err(e) = self.check() {
+            return answer_all(group, e);
+        }
         // Each call to the server is bounded, not the whole: a write abandoned between
         // the mirror taking it and the commit would leave the two apart unnoticed.
-        self.runtime().block_on(async {
-            let mut w = self.bounded("postgresql", self.writer()).await??;
+        let setup = async {
+            if client.is_closed() {
+                *client = self
+                    .bounded("postgresql", connect_pg(&self.postgres_url))
+                    .await??;
+            }
             let tx = self
-                .bounded("postgresql", w.transaction())
+                .bounded("postgresql", client.transaction())
                 .await?
                 .map_err(pg_error)?;
             let lock_version = format!(
@@ -1559,103 +1612,143 @@ impl SharedStore {
                 .await?
                 .map_err(pg_error)?
                 .get::<_, i64>(0) as u64;
-            // After the row lock: feeds of this process catch up meanwhile.
-            let mut a = self.applier.lock().await;
-            self.apply_changes(&mut a, &tx, version).await?;
-            let report = change.apply(&self.mirror)?;
-            // The mirror now holds the change: from here on, failing to commit it leaves
-            // the mirror ahead of the log.
-            let next = version + 1;
-            let people: Vec<String> = change
-                .people()
-                .into_iter()
-                .map(|u| u.as_str().to_owned())
-                .collect();
-            let (erased, created) = match &change {
-                Change::Erase { user, .. } => (Some(user.as_str().to_owned()), None),
-                Change::User { user } => (None, Some(user.id.as_str().to_owned())),
-                _ => (None, None),
-            };
-            for user in erased.iter().chain(&created) {
-                if let Ok(user) = UserId::new(user.as_str()) {
-                    lock_keys(&self.keys).forget(&user);
-                }
-            }
-            let committed = async {
-                if let Some(user) = &erased {
-                    // The key goes; the row stays as a tombstone, so that nothing
-                    // published for them afterwards makes a new one.
-                    tx.execute(
-                        &format!(
-                            "UPDATE {}.person_keys SET key = NULL WHERE user_id = $1",
-                            self.schema
-                        ),
-                        &[user],
-                    )
-                    .await?;
-                    self.scrub(&tx, user).await?;
-                }
-                if let Some(user) = &created {
-                    // A person erased before and created again gets a new key.
-                    tx.execute(
-                        &format!(
-                            "DELETE FROM {}.person_keys WHERE user_id = $1 AND key IS NULL",
-                            self.schema
-                        ),
-                        &[user],
-                    )
-                    .await?;
-                }
-                tx.execute(
-                    &format!(
-                        "INSERT INTO {}.changes (version, body) VALUES ($1, $2::text::jsonb)",
-                        self.schema
-                    ),
-                    &[&(next as i64), &body],
-                )
-                .await?;
-                if !people.is_empty() {
-                    tx.execute(
-                        &format!(
-                            "INSERT INTO {}.change_people (user_id, version) \
-                             SELECT unnest($1::text[]), $2 ON CONFLICT DO NOTHING",
-                            self.schema
-                        ),
-                        &[&people, &(next as i64)],
-                    )
-                    .await?;
-                }
-                tx.execute(
-                    &format!(
-                        "UPDATE {}.change_meta SET version = $1 WHERE id = 1",
-                        self.schema
-                    ),
-                    &[&(next as i64)],
-                )
-                .await?;
-                tx.commit().await
-            };
-            let committed = self
-                .bounded("postgresql", committed)
-                .await
-                .and_then(|r| r.map_err(pg_error));
-            match committed {
-                Ok(()) => {
-                    a.recent.note_change(&change, next);
-                    a.version = next;
-                    self.applied_version.store(next, Ordering::Release);
-                    if erased.is_some() {
-                        self.erased(next);
-                    }
-                    Ok(report)
+            Ok::<_, Error>((tx, version))
+        };
+        let (tx, version) = match setup.await {
+            Ok(t) => t,
+            Err(e) => return answer_all(group, e),
+        };
+        // After the row lock: feeds of this process catch up meanwhile.
+        let mut a = self.applier.lock().await;
+        if let Err(e) = self.apply_changes(&mut a, &tx, version).await {
+            return answer_all(group, e);
+        }
+        // Applied to the mirror, to be committed: (version, change, report, caller).
+        let mut applied = Vec::with_capacity(group.len());
+        let mut next = version;
+        for q in group {
+            match q.change.apply(&self.mirror) {
+                Ok(report) => {
+                    next += 1;
+                    applied.push((next, q, report));
                 }
                 Err(e) => {
-                    self.diverged.store(true, Ordering::Release);
-                    tracing::error!(error = %e, "a write applied to the mirror was not committed");
-                    Err(e)
+                    let _ = q.done.send(Err(e));
                 }
             }
-        })
+        }
+        if applied.is_empty() {
+            return;
+        }
+        // The mirror now holds the changes: from here on, failing to commit them leaves
+        // the mirror ahead of the log.
+        for (_, q, _) in &applied {
+            match &q.change {
+                Change::Erase { user, .. } => lock_keys(&self.keys).forget(user),
+                Change::User { user } => lock_keys(&self.keys).forget(&user.id),
+                _ => {}
+            }
+        }
+        let committed = async {
+            for (version, q, _) in &applied {
+                self.log_change(&tx, *version, &q.change, &q.body).await?;
+            }
+            tx.execute(
+                &format!(
+                    "UPDATE {}.change_meta SET version = $1 WHERE id = 1",
+                    self.schema
+                ),
+                &[&(next as i64)],
+            )
+            .await?;
+            tx.commit().await
+        };
+        let committed = self
+            .bounded("postgresql", committed)
+            .await
+            .and_then(|r| r.map_err(pg_error));
+        match committed {
+            Ok(()) => {
+                for (version, q, report) in applied {
+                    a.recent.note_change(&q.change, version);
+                    a.version = version;
+                    self.applied_version.store(version, Ordering::Release);
+                    if matches!(q.change, Change::Erase { .. }) {
+                        self.erased(version);
+                    }
+                    let _ = q.done.send(Ok(report));
+                }
+            }
+            Err(e) => {
+                self.diverged.store(true, Ordering::Release);
+                tracing::error!(error = %e, writes = applied.len(), "writes applied to the mirror were not committed");
+                let group = applied.into_iter().map(|(_, q, _)| q).collect();
+                answer_all(group, e)
+            }
+        }
+    }
+
+    /// Inserts change `version` into the log in `tx`, with what it does to person keys
+    /// and to the earlier changes an erasure scrubs.
+    async fn log_change(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        version: u64,
+        change: &Change,
+        body: &str,
+    ) -> std::result::Result<(), tokio_postgres::Error> {
+        match change {
+            Change::Erase { user, .. } => {
+                // The key goes; the row stays as a tombstone, so that nothing published
+                // for them afterwards makes a new one.
+                tx.execute(
+                    &format!(
+                        "UPDATE {}.person_keys SET key = NULL WHERE user_id = $1",
+                        self.schema
+                    ),
+                    &[&user.as_str()],
+                )
+                .await?;
+                self.scrub(tx, user.as_str()).await?;
+            }
+            Change::User { user } => {
+                // A person erased before and created again gets a new key.
+                tx.execute(
+                    &format!(
+                        "DELETE FROM {}.person_keys WHERE user_id = $1 AND key IS NULL",
+                        self.schema
+                    ),
+                    &[&user.id.as_str()],
+                )
+                .await?;
+            }
+            _ => {}
+        }
+        tx.execute(
+            &format!(
+                "INSERT INTO {}.changes (version, body) VALUES ($1, $2::text::jsonb)",
+                self.schema
+            ),
+            &[&(version as i64), &body],
+        )
+        .await?;
+        let people: Vec<String> = change
+            .people()
+            .into_iter()
+            .map(|u| u.as_str().to_owned())
+            .collect();
+        if !people.is_empty() {
+            tx.execute(
+                &format!(
+                    "INSERT INTO {}.change_people (user_id, version) \
+                     SELECT unnest($1::text[]), $2 ON CONFLICT DO NOTHING",
+                    self.schema
+                ),
+                &[&people, &(version as i64)],
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// Rewrites the earlier changes that say something of `user`, whom the change being

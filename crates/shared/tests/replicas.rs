@@ -998,3 +998,58 @@ fn a_follow_or_mute_from_an_event_and_an_unfollow_or_unmute_logged_meanwhile_end
         assert_eq!(state(s), expected, "replica {i}");
     }
 }
+
+#[test]
+fn writes_from_many_threads_at_once_are_all_logged_once_in_one_order_and_a_refused_one_nowhere() {
+    let (ns, rs) = replicas(2);
+    seed(&rs[0]);
+    let before = rs[0].applied().0;
+    let writers = 8;
+    let per = 25;
+    let refused = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for t in 0..writers {
+            let (store, refused) = (&rs[0], &refused);
+            s.spawn(move || {
+                for i in 0..per {
+                    let a = uid(&format!("p{}", (t + i) % 9));
+                    let b = uid(&format!("p{}", (t + i + 1 + i % 7) % 9));
+                    let on = (t + i) % 3 != 0;
+                    store.set_relation(&a, &b, Relation::Follow, on).unwrap();
+                    if i % 10 == 0 {
+                        // Someone the deployment does not know: refused, logged nowhere.
+                        let err = store
+                            .set_relation(&a, &uid("nobody-at-all"), Relation::Follow, true)
+                            .unwrap_err();
+                        assert!(err.to_string().contains("nobody-at-all"), "{err}");
+                        refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    assert!(refused.into_inner() > 0);
+    // One row per accepted write, numbered without a gap, none naming the stranger.
+    let rows = pg_query(&format!(
+        "SELECT count(*) FROM sf_{ns}.changes WHERE version > {before}"
+    ));
+    assert_eq!(rows, vec![Some((writers * per) as i64)]);
+    let top = pg_query(&format!("SELECT max(version) FROM sf_{ns}.changes"));
+    assert_eq!(top, vec![Some(before as i64 + (writers * per) as i64)]);
+    assert!(change_log(&ns).iter().all(|b| !b.contains("nobody-at-all")));
+    // Committed together: writes that came in while one transaction committed share the
+    // next (a transaction's rows carry its start time).
+    let transactions = pg_query(&format!(
+        "SELECT count(DISTINCT at) FROM sf_{ns}.changes WHERE version > {before}"
+    ));
+    assert!(
+        transactions[0].unwrap() < (writers * per) as i64,
+        "{transactions:?}"
+    );
+    // The other replica, and one replaying the logs, end where the writer did.
+    rs[1].catch_up().unwrap();
+    let replayed = open(&ns);
+    let expected = state(&rs[0]);
+    assert_eq!(state(&rs[1]), expected);
+    assert_eq!(state(&replayed), expected);
+}
