@@ -202,6 +202,26 @@ struct Queued {
     done: tokio::sync::oneshot::Sender<Result<Option<steerfeed_core::ErasureReport>>>,
 }
 
+/// Change log rows to insert together.
+#[derive(Default)]
+struct Rows {
+    versions: Vec<i64>,
+    bodies: Vec<String>,
+    people: Vec<String>,
+    people_versions: Vec<i64>,
+}
+
+impl Rows {
+    fn push(&mut self, version: u64, change: &Change, body: &str) {
+        self.versions.push(version as i64);
+        self.bodies.push(body.to_owned());
+        for p in change.people() {
+            self.people.push(p.as_str().to_owned());
+            self.people_versions.push(version as i64);
+        }
+    }
+}
+
 /// The most writes one transaction commits.
 const MAX_GROUP: usize = 256;
 
@@ -1650,9 +1670,16 @@ impl SharedStore {
             }
         }
         let committed = async {
+            let mut rows = Rows::default();
             for (version, q, _) in &applied {
-                self.log_change(&tx, *version, &q.change, &q.body).await?;
+                if matches!(q.change, Change::Erase { .. } | Change::User { .. }) {
+                    // What it does to keys and earlier rows needs those rows in the log.
+                    self.insert_rows(&tx, &mut rows).await?;
+                    self.change_keys(&tx, &q.change).await?;
+                }
+                rows.push(*version, &q.change, &q.body);
             }
+            self.insert_rows(&tx, &mut rows).await?;
             tx.execute(
                 &format!(
                     "UPDATE {}.change_meta SET version = $1 WHERE id = 1",
@@ -1688,14 +1715,12 @@ impl SharedStore {
         }
     }
 
-    /// Inserts change `version` into the log in `tx`, with what it does to person keys
-    /// and to the earlier changes an erasure scrubs.
-    async fn log_change(
+    /// What logging `change` does to person keys: an erasure removes the person's key
+    /// (and scrubs the earlier rows naming them), an account made anew gets a new one.
+    async fn change_keys(
         &self,
         tx: &tokio_postgres::Transaction<'_>,
-        version: u64,
         change: &Change,
-        body: &str,
     ) -> std::result::Result<(), tokio_postgres::Error> {
         match change {
             Change::Erase { user, .. } => {
@@ -1709,7 +1734,7 @@ impl SharedStore {
                     &[&user.as_str()],
                 )
                 .await?;
-                self.scrub(tx, user.as_str()).await?;
+                self.scrub(tx, user.as_str()).await
             }
             Change::User { user } => {
                 // A person erased before and created again gets a new key.
@@ -1720,34 +1745,44 @@ impl SharedStore {
                     ),
                     &[&user.id.as_str()],
                 )
-                .await?;
+                .await
+                .map(drop)
             }
-            _ => {}
+            _ => Ok(()),
+        }
+    }
+
+    /// Inserts `rows` into the change log and its index of people in `tx`, two
+    /// statements for all of them, and empties it.
+    async fn insert_rows(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        rows: &mut Rows,
+    ) -> std::result::Result<(), tokio_postgres::Error> {
+        if rows.versions.is_empty() {
+            return Ok(());
         }
         tx.execute(
             &format!(
-                "INSERT INTO {}.changes (version, body) VALUES ($1, $2::text::jsonb)",
+                "INSERT INTO {}.changes (version, body) \
+                 SELECT v, b::jsonb FROM unnest($1::bigint[], $2::text[]) AS r(v, b)",
                 self.schema
             ),
-            &[&(version as i64), &body],
+            &[&rows.versions, &rows.bodies],
         )
         .await?;
-        let people: Vec<String> = change
-            .people()
-            .into_iter()
-            .map(|u| u.as_str().to_owned())
-            .collect();
-        if !people.is_empty() {
+        if !rows.people.is_empty() {
             tx.execute(
                 &format!(
                     "INSERT INTO {}.change_people (user_id, version) \
-                     SELECT unnest($1::text[]), $2 ON CONFLICT DO NOTHING",
+                     SELECT * FROM unnest($1::text[], $2::bigint[]) ON CONFLICT DO NOTHING",
                     self.schema
                 ),
-                &[&people, &(version as i64)],
+                &[&rows.people, &rows.people_versions],
             )
             .await?;
         }
+        *rows = Rows::default();
         Ok(())
     }
 
