@@ -5,7 +5,8 @@
 //!   its people: every write (videos, deletions, accounts, follows, blocks and mutes,
 //!   consent and revocations, parental controls, preferences, erasures) is one row of the
 //!   change log `<namespace>.changes`, numbered by the one version in
-//!   `<namespace>.change_meta`, committed in one transaction that holds that row's lock.
+//!   `<namespace>.change_meta`, committed in a transaction that holds that row's lock
+//!   (with the other writes this process had queued meanwhile).
 //! - **NATS JetStream is the event log**: one message per ingest batch (and one per
 //!   served page), on file storage, acknowledged once the server has it (with the
 //!   `sync_interval: always` the test servers use, once it is on disk). A batch retried
