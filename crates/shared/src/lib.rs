@@ -807,12 +807,12 @@ impl SharedStore {
             let recent = applier
                 .recent
                 .to_json()
-                .map_err(|e| Error::internal("mirror snapshot", e))?;
-            mirrors::write_synced(&dir.join(mirrors::RELATIONS), &recent)?;
+                .map_err(|e| Error::internal("mirror snapshot", e));
             // A write that failed to commit after its change reached the mirror sets
             // this while it holds the applier: the copy may hold that change.
             let diverged = self.check();
             drop(applier);
+            mirrors::write_synced(&dir.join(mirrors::RELATIONS), &recent?)?;
             copied = Some(info);
             diverged.map(|()| position)
         })?;
@@ -1504,11 +1504,11 @@ impl SharedStore {
         }
         let applied = self.mirror.apply_logged_events(&events);
         match &applied {
-            Ok((report, _)) => {
-                let duplicates: std::collections::HashSet<_> = report.duplicates.iter().collect();
-                let edges: Vec<_> = events
+            Ok((_, logged)) => {
+                let edges: Vec<_> = logged
+                    .accepted
                     .iter()
-                    .filter(|e| !duplicates.contains(&&e.key))
+                    .filter_map(|&i| events.get(i))
                     .filter_map(|e| {
                         let (video, relation) = match &e.kind {
                             steerfeed_core::EventKind::Follow { video } => {
@@ -1523,9 +1523,12 @@ impl SharedStore {
                         Some((e.user.clone(), creator, relation))
                     })
                     .collect();
+                // Both people known: a follow of someone erased was never made here.
+                let known = |u: &UserId| self.mirror.user(u).is_ok_and(|u| u.is_some());
                 let ended: Vec<_> = recent
                     .note_edges(stamp, edges)
                     .into_iter()
+                    .filter(|(a, b, _)| known(a) && known(b))
                     .map(|(a, b, r)| (a, b, r, false))
                     .collect();
                 if !ended.is_empty() {

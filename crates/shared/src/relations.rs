@@ -32,6 +32,9 @@ use crate::change::Change;
 /// few writes, not thousands.
 pub(crate) const WINDOW: u64 = 100_000;
 
+/// How many versions apart evictions of writes older than [`WINDOW`] run.
+const EVICT_EVERY: u64 = 10_000;
+
 /// Where a write stands in the one order: after change `version`, a change before the
 /// messages stamped with it (`event` false), which come in stream order.
 #[derive(
@@ -77,8 +80,8 @@ impl Kind {
 pub(crate) struct Recent {
     pairs: HashMap<(UserId, UserId, Kind), Write>,
     erased: HashMap<UserId, u64>,
-    /// Notes since the last eviction.
-    notes: u64,
+    /// The version of the last eviction.
+    evicted: u64,
 }
 
 /// [`Recent`] as a mirror snapshot keeps it.
@@ -109,12 +112,31 @@ impl Recent {
             }
             _ => return,
         }
-        self.notes += 1;
-        if self.notes >= 10_000 {
-            self.notes = 0;
+        if version >= self.evicted + EVICT_EVERY {
+            self.evicted = version;
             let floor = version.saturating_sub(WINDOW);
             self.pairs.retain(|_, w| w.at.version >= floor);
             self.erased.retain(|_, v| *v >= floor);
+        }
+    }
+
+    /// The latest write on `a`'s `kind` of `b` noted here: a change, or an erasure of
+    /// `b`, which ends `a`'s follows of them (a person's mutes of someone erased stay,
+    /// and an erased person's own events are dropped or unreadable everywhere).
+    fn latest(&self, key: &(UserId, UserId, Kind)) -> Option<Write> {
+        let erasure = match key.2 {
+            Kind::Follow => self.erased.get(&key.1).map(|&version| Write {
+                at: At {
+                    version,
+                    event: false,
+                },
+                on: false,
+            }),
+            Kind::Mute => None,
+        };
+        match (self.pairs.get(key).copied(), erasure) {
+            (Some(w), Some(e)) => Some(if e.at > w.at { e } else { w }),
+            (w, e) => w.or(e),
         }
     }
 
@@ -133,33 +155,21 @@ impl Recent {
         let mut ended = Vec::new();
         for (a, b, r) in edges {
             let Some(kind) = Kind::of(r) else { continue };
-            // An erasure of either ends the relation as an unfollow would.
-            let erasure = [&a, &b]
-                .into_iter()
-                .filter_map(|p| self.erased.get(p))
-                .max()
-                .map(|&version| Write {
-                    at: At {
-                        version,
-                        event: false,
-                    },
-                    on: false,
-                });
             let key = (a, b, kind);
-            let latest = self.pairs.get(&key).copied();
-            let latest = match (latest, erasure) {
-                (Some(l), Some(e)) => Some(if e.at > l.at { e } else { l }),
-                (l, e) => l.or(e),
-            };
-            match latest {
+            match self.latest(&key) {
                 Some(w) if w.at > at => {
                     if !w.on {
                         ended.push((key.0, key.1, kind.relation()));
                     }
                 }
-                _ => {
+                // Later than every write noted on the pair: a message stamped before
+                // this one and applied after it must not be ended by them. With none
+                // noted, no change here can end it but one applied later, which comes
+                // after it anyway.
+                Some(_) => {
                     self.pairs.insert(key, Write { at, on: true });
                 }
+                None => {}
             }
         }
         ended
@@ -187,7 +197,7 @@ impl Recent {
                 .map(|(a, b, k, w)| ((a, b, k), w))
                 .collect(),
             erased: saved.erased.into_iter().collect(),
-            notes: 0,
+            evicted: 0,
         })
     }
 }
@@ -247,6 +257,11 @@ mod tests {
         r.note_change(&erase, 20);
         assert_eq!(follow_event(19, &mut r).len(), 1);
         assert!(follow_event(20, &mut r).is_empty());
+        // Mutes of someone erased stay: a mute stamped before the erasure stands.
+        assert!(
+            r.note_edges(19, [(uid("a"), uid("b"), Relation::Mute)])
+                .is_empty()
+        );
         // A mute on another pair is not touched by a's unfollow of b.
         let mut r = Recent::default();
         unfollow(11, &mut r);
@@ -258,6 +273,21 @@ mod tests {
             r.note_edges(5, [(uid("a"), uid("b"), Relation::Mute)])
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn an_edge_on_a_pair_no_write_was_noted_on_is_not_kept() {
+        let mut r = Recent::default();
+        for stamp in 0..1_000 {
+            assert!(
+                r.note_edges(
+                    stamp,
+                    [(uid("a"), uid(&format!("c{stamp}")), Relation::Follow)]
+                )
+                .is_empty()
+            );
+        }
+        assert!(r.pairs.is_empty());
     }
 
     #[test]
@@ -273,9 +303,8 @@ mod tests {
         let mut r = Recent::default();
         unfollow(11, &mut r);
         let other = Change::relations(&[(uid("x"), uid("y"), Relation::Follow, true)]);
-        for v in 0..10_000 {
-            r.note_change(&other, 12 + WINDOW + v);
-        }
+        r.note_change(&other, 12 + WINDOW);
+        r.note_change(&other, 12 + WINDOW + EVICT_EVERY);
         assert!(follow_event(10, &mut r).is_empty());
     }
 }

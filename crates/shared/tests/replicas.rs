@@ -962,6 +962,9 @@ fn a_follow_or_mute_from_an_event_and_an_unfollow_or_unmute_logged_meanwhile_end
     // before its batch is published) and snapshots its mirror. The batch comes first
     // in the one order: the unfollow and the unmute are the last word on those pairs,
     // and p4, whom no change touched, follows p5.
+    // The same replica erases p7, whose videos stay: p8's follow from one of them,
+    // stamped before the erasure, ends with it everywhere, and p8's hiding of p7 (a
+    // mute, which an erasure keeps) stays everywhere.
     let w = Arc::clone(&writer);
     publisher.before_next_publish(Box::new(move || {
         w.set_relations(&[
@@ -969,6 +972,8 @@ fn a_follow_or_mute_from_an_event_and_an_unfollow_or_unmute_logged_meanwhile_end
             (uid("p1"), uid("p3"), Relation::Mute, false),
         ])
         .unwrap();
+        w.erase_user(&uid("p7"), steerfeed_core::OwnVideos::Keep)
+            .unwrap();
         w.save_mirror().unwrap();
     }));
     publisher
@@ -976,6 +981,8 @@ fn a_follow_or_mute_from_an_event_and_an_unfollow_or_unmute_logged_meanwhile_end
             event("f", "p1", 50, EventKind::Follow { video: vid("v2_0") }),
             event("h", "p1", 51, EventKind::HideCreator { video: vid("v3_1") }),
             event("g", "p4", 52, EventKind::Follow { video: vid("v5_2") }),
+            event("e", "p8", 53, EventKind::Follow { video: vid("v7_0") }),
+            event("m", "p8", 54, EventKind::HideCreator { video: vid("v7_1") }),
         ])
         .unwrap();
     // One replica starts from the writer's snapshot (which holds the unfollow and the
@@ -995,6 +1002,12 @@ fn a_follow_or_mute_from_an_event_and_an_unfollow_or_unmute_logged_meanwhile_end
             "replica {i}"
         );
         assert!(s.follows(&uid("p4"), &uid("p5")).unwrap(), "replica {i}");
+        assert!(!s.follows(&uid("p8"), &uid("p7")).unwrap(), "replica {i}");
+        assert!(
+            s.mirror().muted(&uid("p8")).unwrap().contains(&uid("p7")),
+            "replica {i}"
+        );
+        assert!(s.health().is_ok(), "replica {i}");
         assert_eq!(state(s), expected, "replica {i}");
     }
 }

@@ -1943,6 +1943,29 @@ pub fn erasure_forgets_the_person_everywhere(new_store: Factory<'_>) {
         .erase_user(&uid("nobody"), steerfeed_core::OwnVideos::Keep)
         .unwrap_err();
     assert_eq!(unknown.class(), ErrorClass::NotFound);
+
+    // A video kept after its creator's erasure: a follow from it follows no one.
+    s.upsert_user(&person("d", "UTC", AgeBand::Adult)).unwrap();
+    s.upsert_videos(&[video("vd1", "d", 400)]).unwrap();
+    s.erase_user(&uid("d"), steerfeed_core::OwnVideos::Keep)
+        .unwrap();
+    assert!(s.video(&vid("vd1")).unwrap().is_some(), "kept");
+    let followed = ingest(
+        &*s,
+        &[ev(
+            "d-follow",
+            "b",
+            401,
+            EventKind::Follow { video: vid("vd1") },
+        )],
+    );
+    assert_eq!(followed.accepted, 1);
+    assert!(!s.follows(&uid("b"), &uid("d")).unwrap());
+    assert!(
+        s.following(&uid("b")).unwrap().is_empty(),
+        "{:?}",
+        s.following(&uid("b"))
+    );
 }
 
 /// The bulk export lists every record an app wrote, kind by kind in the order that

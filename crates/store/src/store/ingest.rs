@@ -379,8 +379,12 @@ impl<'s, 'o> Staging<'s, 'o> {
             EventKind::HideCreator { .. } if mask.has(Derived::Mutes) => {
                 st.mutes.push((e.user.clone(), v.creator.clone()));
             }
+            // A follow of a creator who is no one (erased, their videos kept) follows
+            // no one: an erasure after the event would have removed the edge, and
+            // one before it leaves none either.
             EventKind::Follow { .. }
-                if mask.has(Derived::Follows) || mask.has(Derived::Followers) =>
+                if (mask.has(Derived::Follows) || mask.has(Derived::Followers))
+                    && s.user(&v.creator)?.is_some() =>
             {
                 st.follows.push((e.user.clone(), v.creator.clone(), mask));
             }
