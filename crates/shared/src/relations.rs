@@ -157,11 +157,11 @@ impl Recent {
             let Some(kind) = Kind::of(r) else { continue };
             let key = (a, b, kind);
             match self.latest(&key) {
-                Some(w) if w.at > at => {
-                    if !w.on {
-                        ended.push((key.0, key.1, kind.relation()));
-                    }
+                Some(w) if w.at > at && !w.on => {
+                    ended.push((key.0, key.1, kind.relation()));
                 }
+                // A later follow or mute stands, as this one does.
+                Some(w) if w.at > at => {}
                 // Later than every write noted on the pair: a message stamped before
                 // this one and applied after it must not be ended by them. With none
                 // noted, no change here can end it but one applied later, which comes
