@@ -298,7 +298,10 @@ fn open_shared(config: &SidecarConfig) -> anyhow::Result<(Engine, Option<Job>)> 
 /// higher thresholds, which only a replica whose snapshots stopped coming, or whose
 /// uploads outrun them, reaches).
 /// While leading, it also writes a snapshot of its mirror when `every.mirror` has passed
-/// since its last and the logs moved.
+/// since its last and the logs moved, then trims the logs.
+/// Between those looks it catches up every [`TICK`] at most (so that it reports where its
+/// mirror stands), and a leader writes a mirror snapshot at once when an erasure left
+/// none newer than itself.
 #[cfg(feature = "shared")]
 fn snapshot_loop(
     store: &steerfeed_shared::SharedStore,
@@ -316,8 +319,10 @@ fn snapshot_loop(
     if let Ok(leads) = store.try_lead() {
         engine.leave_index_work_to_snapshots(!leads);
     }
+    let tick = interval.min(TICK);
+    let mut look = std::time::Instant::now() + interval;
     loop {
-        std::thread::sleep(interval);
+        std::thread::sleep(tick);
         // A replica that serves nothing applies the logs only here: what it snapshots,
         // or the snapshots it can take, follow the version it has applied.
         if let Err(e) = engine.catch_up() {
@@ -330,6 +335,16 @@ fn snapshot_loop(
             tracing::warn!(error = %e, "index snapshots: cannot catch up");
             continue;
         }
+        if std::time::Instant::now() < look {
+            if every.mirror.is_some()
+                && store.mirror_snapshot_missing()
+                && store.try_lead().unwrap_or(false)
+            {
+                mirror.write_and_trim(store, every.trim);
+            }
+            continue;
+        }
+        look = std::time::Instant::now() + interval;
         let newest = keep_log_for_snapshots(store, engine, snapshots);
         match store.try_lead() {
             Ok(true) => engine.leave_index_work_to_snapshots(false),
@@ -344,14 +359,9 @@ fn snapshot_loop(
             }
         }
         if let Some(period) = every.mirror
-            && mirror.write_when_due(store, period)
-            && let Some(which) = every.trim
+            && mirror.due(store, period)
         {
-            // A replica that serves nothing reports its positions once a loop.
-            let live_within = interval * 3 + std::time::Duration::from_secs(60);
-            if let Err(e) = store.trim_logs(live_within, which) {
-                tracing::error!(error = %e, "logs not trimmed");
-            }
+            mirror.write_and_trim(store, every.trim);
         }
         // The catalogue moved, or this index was rebuilt or folded since the last.
         let stats = engine.index_stats();
@@ -380,6 +390,17 @@ fn snapshot_loop(
     }
 }
 
+/// How often at most the snapshot loop catches up between its looks: a replica reports
+/// where its mirror stands as it catches up.
+#[cfg(feature = "shared")]
+const TICK: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How lately a replica must have reported where its mirror stands for a trim of the
+/// logs to leave what it still needs: replicas report at least every [`TICK`] and as
+/// they serve.
+#[cfg(feature = "shared")]
+const LIVE_WITHIN: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// The exit status of a replica that fell behind what the logs keep (`EX_TEMPFAIL`):
 /// started again, it opens from the newest mirror snapshot.
 #[cfg(feature = "shared")]
@@ -404,33 +425,35 @@ struct MirrorSchedule {
 
 #[cfg(feature = "shared")]
 impl MirrorSchedule {
-    /// Writes a snapshot of the mirror when `period` has passed since the last one (or
-    /// there was none) and the logs moved since; true when it wrote one.
-    fn write_when_due(
-        &mut self,
-        store: &steerfeed_shared::SharedStore,
-        period: std::time::Duration,
-    ) -> bool {
+    /// True when `period` has passed since the last snapshot (or there was none) and the
+    /// logs moved since, or when none is newer than the last erasure.
+    fn due(&self, store: &steerfeed_shared::SharedStore, period: std::time::Duration) -> bool {
         let now = store.applied();
         // None left (an erasure removes the older ones): a replica starting now would
-        // replay both logs, so one is due at once.
-        let due = store.mirror_snapshot_missing()
+        // find none, so one is due at once.
+        store.mirror_snapshot_missing()
             || self
                 .last
-                .is_none_or(|(at, held)| at.elapsed() >= period && held != now);
-        if !due {
-            return false;
-        }
+                .is_none_or(|(at, held)| at.elapsed() >= period && held != now)
+    }
+
+    /// Writes a snapshot of the mirror, then trims the logs as `trim` says.
+    fn write_and_trim(
+        &mut self,
+        store: &steerfeed_shared::SharedStore,
+        trim: Option<steerfeed_shared::Trim>,
+    ) {
         match store.save_mirror() {
             Ok(saved) => {
                 let p = saved.position;
                 self.last = Some((std::time::Instant::now(), (p.version, p.seq)));
-                true
             }
-            Err(e) => {
-                tracing::error!(error = %e, "mirror snapshot not written");
-                false
-            }
+            Err(e) => return tracing::error!(error = %e, "mirror snapshot not written"),
+        }
+        if let Some(which) = trim
+            && let Err(e) = store.trim_logs(LIVE_WITHIN, which)
+        {
+            tracing::error!(error = %e, "logs not trimmed");
         }
     }
 }

@@ -215,7 +215,7 @@ pub struct SharedConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TrimLogs {
-    /// Neither: the stream keeps what its own retention (`max_age`) keeps.
+    /// Neither: the logs keep everything (unless the stream was given a `max_age`).
     None,
     /// The event stream.
     Stream,

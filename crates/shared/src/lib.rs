@@ -144,7 +144,8 @@ const ORIGIN: &str = "Steerfeed-Origin";
 const STAMP: &str = "Steerfeed-Version";
 /// How many changes one read of the change log brings.
 const CHANGES_PER_READ: i64 = 500;
-/// How often a process reports where its mirror stands while it catches up.
+/// How often, at most, a process reports where its mirror stands: when it catches up,
+/// and while it applies the logs.
 const REPORT_EVERY: Duration = Duration::from_secs(10);
 /// How many outcomes of its own messages a process keeps for their publishers.
 const KEPT_OUTCOMES: u64 = 100_000;
@@ -197,6 +198,8 @@ fn lock_keys(m: &std::sync::Mutex<KeyCache>) -> std::sync::MutexGuard<'_, KeyCac
 
 /// A write waiting for the next transaction of this process's writes.
 struct Queued {
+    /// Tells it apart in the queue.
+    id: u64,
     change: Change,
     /// The change as the log stores it.
     body: String,
@@ -230,17 +233,33 @@ fn lock_queue(m: &std::sync::Mutex<Vec<Queued>>) -> std::sync::MutexGuard<'_, Ve
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Answers every write of `group` with `e`: the first with `e` itself, the others with
-/// an unavailable error in its words.
+/// Answers every write of `group` as unavailable, in `e`'s words: what failed is this
+/// process's or a server's, not the writes' (one the mirror refused is answered apart).
 fn answer_all(group: Vec<Queued>, e: Error) {
     let what = e.to_string();
-    let mut first = Some(e);
     for q in group {
-        let e = first
-            .take()
-            .unwrap_or_else(|| Error::Unavailable { what: what.clone() });
-        let _ = q.done.send(Err(e));
+        let _ = q.done.send(Err(Error::Unavailable { what: what.clone() }));
     }
+}
+
+/// The next writes of `queued` to commit together: up to [`MAX_GROUP`], an erasure alone
+/// (its rewrite of earlier rows may take long, and it is rare).
+fn next_group(queued: &mut Vec<Queued>) -> Vec<Queued> {
+    let erasure = |q: &Queued| matches!(q.change, Change::Erase { .. });
+    let n = match queued.first() {
+        None => 0,
+        Some(q) if erasure(q) => 1,
+        Some(_) => queued
+            .iter()
+            .take(MAX_GROUP)
+            .position(erasure)
+            .unwrap_or(queued.len().min(MAX_GROUP)),
+    };
+    queued.drain(..n).collect()
+}
+
+fn dropped() -> Error {
+    Error::internal("change log", "a queued write was dropped unanswered")
 }
 
 /// Pages sent, with their viewers, whose acknowledgement no one has waited for yet.
@@ -285,7 +304,8 @@ pub enum Trim {
 /// What [`SharedStore::trim_logs`] removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Trimmed {
-    /// Both logs now start after this position.
+    /// What was trimmed reaches up to this position: the stream's messages up to its
+    /// `seq`, with [`Trim::Both`] the change log's rows up to its `version`.
     pub upto: mirrors::Position,
     /// Rows removed from the change log.
     pub changes: u64,
@@ -323,6 +343,8 @@ pub struct SharedStore {
     writer: tokio::sync::Mutex<tokio_postgres::Client>,
     /// Writes waiting for the next transaction.
     queued: std::sync::Mutex<Vec<Queued>>,
+    /// The id of the next write queued.
+    next_write: AtomicU64,
     js: jetstream::Context,
     stream: jetstream::stream::Stream,
     subject: String,
@@ -342,11 +364,12 @@ pub struct SharedStore {
     pools: pools::Pools,
     applier: tokio::sync::Mutex<Applier>,
     /// Set when the mirror took a write the database then did not commit: it no longer
-    /// matches the log, and every call fails until the process restarts.
+    /// matches the log, and every call that reaches the servers fails until the process
+    /// restarts.
     diverged: AtomicBool,
     /// Set when the mirror needs log entries that are gone (trimmed, or dropped by the
-    /// stream's retention): it cannot follow the logs any more, and every call fails
-    /// until the process restarts from a mirror snapshot.
+    /// stream's retention): it cannot follow the logs any more, and every call that
+    /// reaches the servers fails until the process restarts from a mirror snapshot.
     cut_off: AtomicBool,
     /// When this process last reported its mirror's positions (milliseconds since
     /// `born`), so that trimming leaves what it still needs.
@@ -402,16 +425,16 @@ fn open_mirror(opts: StoreOptions, snapshots: Option<&mirrors::MirrorSnapshots>)
         ));
     };
     let shm = std::path::Path::new("/dev/shm");
-    let dir = if shm.is_dir() {
-        tempfile::Builder::new()
-            .prefix("steerfeed-mirror")
-            .tempdir_in(shm)
+    let parent = if shm.is_dir() {
+        shm.to_path_buf()
     } else {
-        tempfile::Builder::new()
-            .prefix("steerfeed-mirror")
-            .tempdir()
-    }
-    .map_err(|e| Error::internal("mirror directory", e))?;
+        std::env::temp_dir()
+    };
+    remove_dead_mirrors(&parent);
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("{MIRROR_PREFIX}{}-", std::process::id()))
+        .tempdir_in(&parent)
+        .map_err(|e| Error::internal("mirror directory", e))?;
     let path = dir.path().join("mirror");
     let erasures = dir.path().join("mirror.erasures.jsonl");
     // Newest first; one removed while it was copied (an erasure, or pruning) gives way
@@ -450,6 +473,42 @@ fn open_mirror(opts: StoreOptions, snapshots: Option<&mirrors::MirrorSnapshots>)
     }
     let store = Store::open_with_erasure_log(&path, opts, Some(&erasures))?;
     Ok((store, Some(dir), started, recent))
+}
+
+/// The start of a mirror directory's name, before its process's id.
+const MIRROR_PREFIX: &str = "steerfeed-mirror-";
+
+/// Removes the mirror directories in `parent` of processes that no longer run (killed, or
+/// exited without unwinding): a mirror is a copy of the whole store, in memory when
+/// `parent` is `/dev/shm`. Without `/proc` it removes nothing.
+fn remove_dead_mirrors(parent: &std::path::Path) {
+    let proc = std::path::Path::new("/proc");
+    if !proc.join("self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let pid = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(MIRROR_PREFIX))
+            .and_then(|n| n.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && !proc.join(pid.to_string()).exists()
+        {
+            match std::fs::remove_dir_all(entry.path()) {
+                Ok(()) => {
+                    tracing::info!(dir = %entry.path().display(), "removed the mirror of a process that no longer runs")
+                }
+                Err(e) => {
+                    tracing::warn!(dir = %entry.path().display(), error = %e, "could not remove a dead process's mirror")
+                }
+            }
+        }
+    }
 }
 
 /// The relation writes a mirror snapshot holds; none when it has no such file (one
@@ -597,6 +656,7 @@ impl SharedStore {
             reader: tokio::sync::Mutex::new(Arc::new(reader)),
             writer: tokio::sync::Mutex::new(writer),
             queued: std::sync::Mutex::new(Vec::new()),
+            next_write: AtomicU64::new(0),
             js,
             stream,
             subject,
@@ -634,9 +694,10 @@ impl SharedStore {
             before_publish: std::sync::Mutex::new(None),
         };
         store.runtime().block_on(async {
-            store.check_logs_reach(start).await?;
-            // Before catching up: trimming leaves what this process still has to apply.
-            store.report_position(start).await
+            // Before the check: a trim from then on leaves what this process still has
+            // to apply.
+            store.report_position(start).await?;
+            store.check_logs_reach(start).await
         })?;
         // Everything logged so far, however long that takes: only each call to a server
         // is bounded.
@@ -652,23 +713,16 @@ impl SharedStore {
     /// [`SharedStore::trim_logs`]): a mirror missing them would serve without them; and
     /// when the mirror's snapshot is past either log.
     async fn check_logs_reach(&self, start: mirrors::Position) -> Result<()> {
-        let mut stream = self.stream.clone();
-        let state = self
-            .bounded("nats stream", stream.info())
-            .await?
-            .map_err(|e| unavailable("nats stream", e))?
-            .state
-            .clone();
+        let first_message = self.first_message().await?;
         let seq = start.seq;
-        if state.first_sequence > seq + 1 {
+        if first_message > seq + 1 {
             return Err(Error::Unavailable {
                 what: format!(
-                    "the event log starts at message {} but this process's mirror stands at \
-                     {seq}: messages {} to {} are gone from the stream; start from a newer \
-                     mirror snapshot ([shared] snapshot_dir)",
-                    state.first_sequence,
+                    "the event log starts at message {first_message} but this process's \
+                     mirror stands at {seq}: messages {} to {} are gone from the stream; \
+                     start from a newer mirror snapshot ([shared] snapshot_dir)",
                     seq + 1,
-                    state.first_sequence - 1
+                    first_message - 1
                 ),
             });
         }
@@ -699,6 +753,17 @@ impl SharedStore {
             });
         }
         Ok(())
+    }
+
+    /// The sequence of the stream's first message (one past its last when it is empty).
+    async fn first_message(&self) -> Result<u64> {
+        let mut stream = self.stream.clone();
+        Ok(self
+            .bounded("nats stream", stream.info())
+            .await?
+            .map_err(|e| unavailable("nats stream", e))?
+            .state
+            .first_sequence)
     }
 
     /// The oldest version the change log holds (`None`: it holds none).
@@ -880,23 +945,36 @@ impl SharedStore {
             };
             let mut changes = 0;
             if which == Trim::Both {
-                changes = reader
+                // Under the version row's lock, as writes are: an erasure rewriting old
+                // rows and this deleting them never wait on each other's rows.
+                let mut client = connect_pg(&self.postgres_url).await?;
+                let tx = client.transaction().await.map_err(pg_error)?;
+                tx.execute(
+                    &format!(
+                        "SELECT version FROM {}.change_meta WHERE id = 1 FOR UPDATE",
+                        self.schema
+                    ),
+                    &[],
+                )
+                .await
+                .map_err(pg_error)?;
+                changes = tx
                     .execute(
                         &format!("DELETE FROM {}.changes WHERE version <= $1", self.schema),
                         &[&(floor.version as i64)],
                     )
                     .await
                     .map_err(pg_error)?;
-                reader
-                    .execute(
-                        &format!(
-                            "DELETE FROM {}.change_people WHERE version <= $1",
-                            self.schema
-                        ),
-                        &[&(floor.version as i64)],
-                    )
-                    .await
-                    .map_err(pg_error)?;
+                tx.execute(
+                    &format!(
+                        "DELETE FROM {}.change_people WHERE version <= $1",
+                        self.schema
+                    ),
+                    &[&(floor.version as i64)],
+                )
+                .await
+                .map_err(pg_error)?;
+                tx.commit().await.map_err(pg_error)?;
             }
             reader
                 .execute(
@@ -1187,6 +1265,7 @@ impl SharedStore {
             a.recent.note_change(&change, version);
             a.version = version;
             self.applied_version.store(version, Ordering::Release);
+            self.report_position_when_due();
         }
         Ok(())
     }
@@ -1200,8 +1279,20 @@ impl SharedStore {
 
     /// Applies the stream's messages after the mirror's sequence up to `upto`.
     async fn apply_messages(&self, a: &mut Applier, upto: u64) -> Result<()> {
+        // A restart left over from a call given up on does not count against this one.
+        a.restarted = false;
         while a.seq < upto {
             if a.messages.is_none() {
+                // Messages after the mirror's gone (trimmed, or expired): what follows
+                // would be applied without them.
+                let first = self.first_message().await?;
+                if first > a.seq + 1 {
+                    return Err(self.fell_behind(format!(
+                        "the stream lacks messages {} to {}",
+                        a.seq + 1,
+                        first - 1
+                    )));
+                }
                 let consumer = self
                     .stream
                     .create_consumer(jetstream::consumer::pull::OrderedConfig {
@@ -1245,12 +1336,14 @@ impl SharedStore {
             }
             if seq > a.seq + 1 && !a.restarted {
                 // A message was taken from the consumer but not applied (a call given up
-                // on at an await): start again after the last one applied.
+                // on at an await), or the stream lost some: start again after the last
+                // one applied, which tells the two apart.
                 a.messages = None;
                 a.restarted = true;
                 continue;
             }
             if seq > a.seq + 1 {
+                // Messages missing inside the stream (deleted one by one).
                 a.messages = None;
                 return Err(self.fell_behind(format!(
                     "the stream lacks messages {} to {}",
@@ -1292,6 +1385,7 @@ impl SharedStore {
             let outcome = self.apply_message(seq, (&kind, stamp), plain, &mut a.recent);
             a.seq = seq;
             self.applied_seq.store(seq, Ordering::Release);
+            self.report_position_when_due();
             a.restarted = false;
             if own {
                 a.outcomes.insert(seq, outcome);
@@ -1584,23 +1678,44 @@ impl SharedStore {
             ));
         }
         self.check()?;
-        let (done, answer) = tokio::sync::oneshot::channel();
-        lock_queue(&self.queued).push(Queued { change, body, done });
+        let (done, mut answer) = tokio::sync::oneshot::channel();
+        let id = self.next_write.fetch_add(1, Ordering::Relaxed);
+        lock_queue(&self.queued).push(Queued {
+            id,
+            change,
+            body,
+            done,
+        });
         self.runtime().block_on(async {
             // Whoever holds the writing connection commits every write queued by then:
             // one transaction, one flush to disk, for all the writes that came in while
             // the last one committed.
-            let mut client = self.writer.lock().await;
-            let mut answer = answer;
-            loop {
-                if let Ok(done) = answer.try_recv() {
-                    return done;
-                }
-                let group: Vec<Queued> = {
+            let Ok(mut client) = tokio::time::timeout(self.timeout, self.writer.lock()).await
+            else {
+                // Still queued: withdrawn, logged nowhere. Taken into a group: its answer
+                // comes within that group's bounded calls.
+                let withdrawn = {
                     let mut queued = lock_queue(&self.queued);
-                    let n = queued.len().min(MAX_GROUP);
-                    queued.drain(..n).collect()
+                    let at = queued.iter().position(|q| q.id == id);
+                    at.map(|i| queued.remove(i))
                 };
+                if withdrawn.is_some() {
+                    return Err(unavailable("postgresql", "waiting to write timed out"));
+                }
+                return answer.await.unwrap_or_else(|_| Err(dropped()));
+            };
+            loop {
+                match answer.try_recv() {
+                    Ok(done) => return done,
+                    Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
+                        return Err(dropped());
+                    }
+                    Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {}
+                }
+                let group = next_group(&mut lock_queue(&self.queued));
+                if group.is_empty() {
+                    return Err(dropped());
+                }
                 self.commit_group(&mut client, group).await;
             }
         })
@@ -1615,6 +1730,9 @@ impl SharedStore {
         if let Err(e) = self.check() {
             return answer_all(group, e);
         }
+        // The applier before the version row: a process whose applier waits (a mirror
+        // snapshot settling) then holds up its own writes, not every process's.
+        let mut a = self.applier.lock().await;
         // Each call to the server is bounded, not the whole: a write abandoned between
         // the mirror taking it and the commit would leave the two apart unnoticed.
         let setup = async {
@@ -1642,8 +1760,6 @@ impl SharedStore {
             Ok(t) => t,
             Err(e) => return answer_all(group, e),
         };
-        // After the row lock: feeds of this process catch up meanwhile.
-        let mut a = self.applier.lock().await;
         if let Err(e) = self.apply_changes(&mut a, &tx, version).await {
             return answer_all(group, e);
         }
@@ -2209,8 +2325,14 @@ impl Storage for SharedStore {
         }
         // Validated against every write acknowledged before the call, then logged.
         self.catch_up()?;
-        self.mirror.validate_events(events)?;
-        self.mirror.check_event_keys(events)?;
+        {
+            // With the applier held, the mirror holds committed writes only (a group of
+            // writes being committed holds it from their apply to their commit), which
+            // the message's stamp then covers.
+            let _applier = self.runtime().block_on(self.applier.lock());
+            self.mirror.validate_events(events)?;
+            self.mirror.check_event_keys(events)?;
+        }
         #[cfg(feature = "test-hooks")]
         if let Some(f) = self
             .before_publish
@@ -2495,7 +2617,7 @@ fn holds_nul(json: &str) -> bool {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use super::holds_nul;
+    use super::{MIRROR_PREFIX, holds_nul, remove_dead_mirrors};
 
     #[test]
     fn a_nul_is_found_in_json_text_and_a_written_backslash_is_not_one() {
@@ -2507,5 +2629,64 @@ mod tests {
         assert!(!holds_nul(&json("a\\u0000b")));
         assert!(!holds_nul(&json("u0000")));
         assert!(!holds_nul(&json("plain text")));
+    }
+
+    #[test]
+    fn the_mirrors_of_processes_that_no_longer_run_are_removed_and_no_other() {
+        let parent = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let names = [
+            format!("{MIRROR_PREFIX}{}-live", std::process::id()),
+            format!("{MIRROR_PREFIX}{dead}-gone"),
+            "steerfeed-mirrorOLDSTYLE".to_owned(),
+            "someone-elses".to_owned(),
+        ];
+        for n in &names {
+            std::fs::create_dir(parent.path().join(n)).unwrap();
+            std::fs::write(parent.path().join(n).join("db"), b"x").unwrap();
+        }
+        remove_dead_mirrors(parent.path());
+        let left: Vec<bool> = names
+            .iter()
+            .map(|n| parent.path().join(n).exists())
+            .collect();
+        assert_eq!(left, [true, false, true, true]);
+    }
+
+    #[test]
+    fn a_group_of_writes_is_at_most_max_group_long_and_an_erasure_goes_alone() {
+        use super::{Change, MAX_GROUP, Queued, next_group};
+        let user = steerfeed_core::UserId::new("u").unwrap();
+        let queued = |erase: bool, id: u64| Queued {
+            id,
+            change: if erase {
+                Change::Erase {
+                    user: user.clone(),
+                    own_videos: steerfeed_core::OwnVideos::Keep,
+                }
+            } else {
+                Change::ClearPreferences { user: user.clone() }
+            },
+            body: String::new(),
+            done: tokio::sync::oneshot::channel().0,
+        };
+        let mut q: Vec<Queued> = [false, false, true, true, false]
+            .iter()
+            .enumerate()
+            .map(|(i, &e)| queued(e, i as u64))
+            .collect();
+        let ids = |g: Vec<Queued>| g.iter().map(|q| q.id).collect::<Vec<_>>();
+        assert_eq!(ids(next_group(&mut q)), [0, 1]);
+        assert_eq!(ids(next_group(&mut q)), [2]);
+        assert_eq!(ids(next_group(&mut q)), [3]);
+        assert_eq!(ids(next_group(&mut q)), [4]);
+        assert!(next_group(&mut q).is_empty());
+        let mut many: Vec<Queued> = (0..MAX_GROUP as u64 + 3)
+            .map(|i| queued(false, i))
+            .collect();
+        assert_eq!(next_group(&mut many).len(), MAX_GROUP);
+        assert_eq!(next_group(&mut many).len(), 3);
     }
 }

@@ -17,6 +17,12 @@
 //! applies before a change is stamped at most the change's version minus one, since
 //! changes up to a message's stamp come first. The map is part of a mirror snapshot, so
 //! a replica starting from one decides as the replica that wrote it would have.
+//!
+//! An erasure of `b` ends `a`'s follow of `b` as an unfollow would (the store makes no
+//! follow of someone erased); other people's mutes of an erased person stay, and an
+//! erased person's own events are dropped or unreadable everywhere. Not covered: a video
+//! whose creator changes between a follow's stamp and its apply here (the edge goes to
+//! the creator this mirror has then).
 
 use std::collections::HashMap;
 
