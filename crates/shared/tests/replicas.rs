@@ -565,6 +565,17 @@ fn open_from_snapshots(
     })
 }
 
+/// A new deployment with a mirror snapshot directory, and its first process, which has
+/// written the seeded people and videos.
+fn seeded_with_snapshots(tag: &str) -> (tempfile::TempDir, String, SharedStore) {
+    let root = tempfile::tempdir().unwrap();
+    let ns = Servers::namespace(tag);
+    let first = open_from_snapshots(&ns, root.path()).unwrap();
+    assert_eq!(first.started_from(), None, "nothing to start from yet");
+    seed(&first);
+    (root, ns, first)
+}
+
 /// Removes the deployment's stream messages before `seq`, as its retention would.
 fn purge_stream_before(ns: &str, seq: u64) {
     block_on(async {
@@ -593,11 +604,7 @@ fn views(tag: &str, user: &str, n: usize, secs: i64) -> Vec<Event> {
 #[test]
 fn a_replica_started_from_a_mirror_snapshot_holds_what_the_others_do_once_the_logs_before_it_are_gone()
  {
-    let root = tempfile::tempdir().unwrap();
-    let ns = Servers::namespace("m");
-    let a = open_from_snapshots(&ns, root.path()).unwrap();
-    assert_eq!(a.started_from(), None, "nothing to start from yet");
-    seed(&a);
+    let (root, ns, a) = seeded_with_snapshots("m");
     a.set_relation(&uid("p1"), &uid("p2"), Relation::Follow, true)
         .unwrap();
     a.ingest_events(&views("before", "p1", 12, 100)).unwrap();
@@ -649,10 +656,7 @@ fn a_replica_started_from_a_mirror_snapshot_holds_what_the_others_do_once_the_lo
 
 #[test]
 fn an_erasure_removes_every_mirror_snapshot_older_than_it() {
-    let root = tempfile::tempdir().unwrap();
-    let ns = Servers::namespace("m");
-    let leader = open_from_snapshots(&ns, root.path()).unwrap();
-    seed(&leader);
+    let (root, ns, leader) = seeded_with_snapshots("m");
     leader.ingest_events(&views("p4s", "p4", 6, 100)).unwrap();
     leader.save_mirror().unwrap();
     leader.ingest_events(&views("p5s", "p5", 6, 150)).unwrap();
@@ -693,10 +697,7 @@ fn an_erasure_removes_every_mirror_snapshot_older_than_it() {
 
 #[test]
 fn a_mirror_snapshot_past_the_logs_is_refused() {
-    let root = tempfile::tempdir().unwrap();
-    let ns = Servers::namespace("m");
-    let a = open_from_snapshots(&ns, root.path()).unwrap();
-    seed(&a);
+    let (root, ns, a) = seeded_with_snapshots("m");
     a.ingest_events(&views("k", "p1", 4, 100)).unwrap();
     a.save_mirror().unwrap();
     // Another deployment's snapshot, where this one's logs are shorter.
@@ -742,10 +743,7 @@ fn first_stream_seq(ns: &str) -> u64 {
 
 #[test]
 fn trimming_the_logs_keeps_what_live_replicas_and_the_oldest_mirror_snapshot_need() {
-    let root = tempfile::tempdir().unwrap();
-    let ns = Servers::namespace("t");
-    let leader = open_from_snapshots(&ns, root.path()).unwrap();
-    seed(&leader);
+    let (root, ns, leader) = seeded_with_snapshots("t");
     leader.ingest_events(&views("a", "p1", 8, 100)).unwrap();
     // Opened here and never seen again: the trim may leave them behind.
     let unseen = open(&ns);
@@ -873,10 +871,7 @@ fn trimming_the_logs_keeps_what_live_replicas_and_the_oldest_mirror_snapshot_nee
 
 #[test]
 fn once_trimmed_after_an_erasure_the_change_log_holds_nothing_of_the_person() {
-    let root = tempfile::tempdir().unwrap();
-    let ns = Servers::namespace("t");
-    let leader = open_from_snapshots(&ns, root.path()).unwrap();
-    seed(&leader);
+    let (root, ns, leader) = seeded_with_snapshots("t");
     let me = uid("erased-uploader-wq");
     leader
         .upsert_user(&User {
