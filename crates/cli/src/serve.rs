@@ -320,6 +320,7 @@ fn snapshot_loop(
         engine.leave_index_work_to_snapshots(!leads);
     }
     let tick = interval.min(TICK);
+    let mut leads = false;
     let mut look = std::time::Instant::now() + interval;
     loop {
         std::thread::sleep(tick);
@@ -336,7 +337,12 @@ fn snapshot_loop(
             continue;
         }
         if std::time::Instant::now() < look {
+            // Only the replica that led at the last look, and one snapshot in a while at
+            // most (erasures in a row, or a disk that refuses it, must not make it copy
+            // its store on every tick).
             if every.mirror.is_some()
+                && leads
+                && mirror.may_retry()
                 && store.mirror_snapshot_missing()
                 && store.try_lead().unwrap_or(false)
             {
@@ -346,7 +352,9 @@ fn snapshot_loop(
         }
         look = std::time::Instant::now() + interval;
         let newest = keep_log_for_snapshots(store, engine, snapshots);
-        match store.try_lead() {
+        let lead = store.try_lead();
+        leads = matches!(lead, Ok(true));
+        match lead {
             Ok(true) => engine.leave_index_work_to_snapshots(false),
             Ok(false) => {
                 engine.leave_index_work_to_snapshots(true);
@@ -395,6 +403,11 @@ fn snapshot_loop(
 #[cfg(feature = "shared")]
 const TICK: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// How long the leader waits, between its looks, before it writes another mirror snapshot
+/// because none is newer than the last erasure.
+#[cfg(feature = "shared")]
+const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// How lately a replica must have reported where its mirror stands for a trim of the
 /// logs to leave what it still needs: replicas report at least every [`TICK`] and as
 /// they serve.
@@ -416,11 +429,13 @@ struct Every {
     trim: Option<steerfeed_shared::Trim>,
 }
 
-/// The leader's last mirror snapshot: when, and the log positions it held.
+/// The leader's last mirror snapshot: when, and the log positions it held; and when it
+/// last tried to write one.
 #[cfg(feature = "shared")]
 #[derive(Default)]
 struct MirrorSchedule {
     last: Option<(std::time::Instant, (u64, u64))>,
+    tried: Option<std::time::Instant>,
 }
 
 #[cfg(feature = "shared")]
@@ -437,12 +452,18 @@ impl MirrorSchedule {
                 .is_none_or(|(at, held)| at.elapsed() >= period && held != now)
     }
 
+    /// True when the last try to write a snapshot is at least [`RETRY_AFTER`] old.
+    fn may_retry(&self) -> bool {
+        self.tried.is_none_or(|t| t.elapsed() >= RETRY_AFTER)
+    }
+
     /// Writes a snapshot of the mirror, then trims the logs as `trim` says.
     fn write_and_trim(
         &mut self,
         store: &steerfeed_shared::SharedStore,
         trim: Option<steerfeed_shared::Trim>,
     ) {
+        self.tried = Some(std::time::Instant::now());
         match store.save_mirror() {
             Ok(saved) => {
                 let p = saved.position;

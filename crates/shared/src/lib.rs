@@ -284,6 +284,9 @@ struct Applier {
     outcomes: HashMap<u64, Outcome>,
     /// The consumer was just started again after a gap.
     restarted: bool,
+    /// A read of the consumer was under way: when a call is given up on there, the
+    /// consumer is made anew, and whether the stream still reaches the mirror checked.
+    reading: bool,
     /// The latest relation writes applied, to order the two logs' (`relations`).
     recent: relations::Recent,
 }
@@ -351,9 +354,9 @@ pub struct SharedStore {
     schema: String,
     origin: String,
     mirror: Store,
-    /// The mirror's directory when it has one (it can then be snapshotted); removed
-    /// when the store drops, after the mirror.
-    _mirror_dir: Option<tempfile::TempDir>,
+    /// The mirror's directory when it has one (it can then be snapshotted), removed
+    /// when the store drops, after the mirror; and its owner lock, held until then.
+    _mirror_dir: Option<(tempfile::TempDir, std::fs::File)>,
     mirror_snapshots: Option<mirrors::MirrorSnapshots>,
     /// The snapshot this process's mirror started from.
     started_from: Option<mirrors::Position>,
@@ -410,7 +413,7 @@ fn pg_error(e: tokio_postgres::Error) -> Error {
 /// and the relation writes that snapshot held.
 type Opened = (
     Store,
-    Option<tempfile::TempDir>,
+    Option<(tempfile::TempDir, std::fs::File)>,
     Option<mirrors::Position>,
     relations::Recent,
 );
@@ -435,6 +438,10 @@ fn open_mirror(opts: StoreOptions, snapshots: Option<&mirrors::MirrorSnapshots>)
         .prefix(&format!("{MIRROR_PREFIX}{}-", std::process::id()))
         .tempdir_in(&parent)
         .map_err(|e| Error::internal("mirror directory", e))?;
+    // Held as long as the process lives (the kernel lets go when it dies): the sign, to
+    // other processes, that this mirror is in use.
+    // Locked before it takes its name, so that no one finds it unlocked.
+    let owner = owner_lock(dir.path()).map_err(|e| Error::internal("mirror directory", e))?;
     let path = dir.path().join("mirror");
     let erasures = dir.path().join("mirror.erasures.jsonl");
     // Newest first; one removed while it was copied (an erasure, or pruning) gives way
@@ -472,33 +479,41 @@ fn open_mirror(opts: StoreOptions, snapshots: Option<&mirrors::MirrorSnapshots>)
         }
     }
     let store = Store::open_with_erasure_log(&path, opts, Some(&erasures))?;
-    Ok((store, Some(dir), started, recent))
+    Ok((store, Some((dir, owner)), started, recent))
 }
 
 /// The start of a mirror directory's name, before its process's id.
 const MIRROR_PREFIX: &str = "steerfeed-mirror-";
 
-/// Removes the mirror directories in `parent` of processes that no longer run (killed, or
+/// The file in a mirror directory its process holds an exclusive lock on.
+const OWNER_LOCK: &str = "owner.lock";
+
+/// Creates the lock file of a mirror directory, locked.
+fn owner_lock(dir: &std::path::Path) -> std::io::Result<std::fs::File> {
+    let unnamed = dir.join(format!(".{OWNER_LOCK}"));
+    let file = std::fs::File::create(&unnamed)?;
+    file.lock()?;
+    std::fs::rename(&unnamed, dir.join(OWNER_LOCK))?;
+    Ok(file)
+}
+
+/// Removes the mirror directories in `parent` whose process no longer runs (killed, or
 /// exited without unwinding): a mirror is a copy of the whole store, in memory when
-/// `parent` is `/dev/shm`. Without `/proc` it removes nothing.
+/// `parent` is `/dev/shm`. Its lock file is what tells (a process id would not, between
+/// containers sharing the directory); a directory without one is left alone.
 fn remove_dead_mirrors(parent: &std::path::Path) {
-    let proc = std::path::Path::new("/proc");
-    if !proc.join("self").exists() {
-        return;
-    }
     let Ok(entries) = std::fs::read_dir(parent) else {
         return;
     };
     for entry in entries.flatten() {
-        let name = entry.file_name();
-        let pid = name
+        let ours = entry
+            .file_name()
             .to_str()
-            .and_then(|n| n.strip_prefix(MIRROR_PREFIX))
-            .and_then(|n| n.split_once('-'))
-            .and_then(|(pid, _)| pid.parse::<u32>().ok());
-        if let Some(pid) = pid
-            && !proc.join(pid.to_string()).exists()
-        {
+            .is_some_and(|n| n.starts_with(MIRROR_PREFIX));
+        let unowned = ours
+            && std::fs::File::open(entry.path().join(OWNER_LOCK))
+                .is_ok_and(|f| f.try_lock().is_ok());
+        if unowned {
             match std::fs::remove_dir_all(entry.path()) {
                 Ok(()) => {
                     tracing::info!(dir = %entry.path().display(), "removed the mirror of a process that no longer runs")
@@ -681,6 +696,7 @@ impl SharedStore {
                 messages: None,
                 outcomes: HashMap::new(),
                 restarted: false,
+                reading: false,
                 recent,
             }),
             diverged: AtomicBool::new(false),
@@ -697,7 +713,12 @@ impl SharedStore {
             // Before the check: a trim from then on leaves what this process still has
             // to apply.
             store.report_position(start).await?;
-            store.check_logs_reach(start).await
+            let checked = store.check_logs_reach(start).await;
+            if checked.is_err() {
+                // Refused: its report would hold trims back for nothing.
+                let _ = store.bounded("postgresql", store.forget_position()).await;
+            }
+            checked
         })?;
         // Everything logged so far, however long that takes: only each call to a server
         // is bounded.
@@ -794,6 +815,19 @@ impl SharedStore {
         self.reported_ms
             .store(self.born.elapsed().as_millis() as u64, Ordering::Release);
         Ok(())
+    }
+
+    /// Removes this process's report of where its mirror stands.
+    async fn forget_position(&self) -> Result<()> {
+        self.reader()
+            .await?
+            .execute(
+                &format!("DELETE FROM {}.replicas WHERE origin = $1", self.schema),
+                &[&self.origin],
+            )
+            .await
+            .map(drop)
+            .map_err(pg_error)
     }
 
     /// Reports the mirror's positions in the background when the last report is older
@@ -1281,6 +1315,10 @@ impl SharedStore {
     async fn apply_messages(&self, a: &mut Applier, upto: u64) -> Result<()> {
         // A restart left over from a call given up on does not count against this one.
         a.restarted = false;
+        if a.reading {
+            a.messages = None;
+            a.reading = false;
+        }
         while a.seq < upto {
             if a.messages.is_none() {
                 // Messages after the mirror's gone (trimmed, or expired): what follows
@@ -1313,7 +1351,10 @@ impl SharedStore {
             let Some(messages) = a.messages.as_mut() else {
                 continue;
             };
-            let message = match self.bounded("nats consumer", messages.next()).await? {
+            a.reading = true;
+            let next = self.bounded("nats consumer", messages.next()).await;
+            a.reading = false;
+            let message = match next.inspect_err(|_| a.messages = None)? {
                 Some(Ok(m)) => m,
                 Some(Err(e)) => {
                     a.messages = None;
@@ -1693,7 +1734,7 @@ impl SharedStore {
             let Ok(mut client) = tokio::time::timeout(self.timeout, self.writer.lock()).await
             else {
                 // Still queued: withdrawn, logged nowhere. Taken into a group: its answer
-                // comes within that group's bounded calls.
+                // comes once that group's commit ends.
                 let withdrawn = {
                     let mut queued = lock_queue(&self.queued);
                     let at = queued.iter().position(|q| q.id == id);
@@ -2617,7 +2658,7 @@ fn holds_nul(json: &str) -> bool {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use super::{MIRROR_PREFIX, holds_nul, remove_dead_mirrors};
+    use super::{MIRROR_PREFIX, holds_nul, owner_lock, remove_dead_mirrors};
 
     #[test]
     fn a_nul_is_found_in_json_text_and_a_written_backslash_is_not_one() {
@@ -2634,25 +2675,28 @@ mod tests {
     #[test]
     fn the_mirrors_of_processes_that_no_longer_run_are_removed_and_no_other() {
         let parent = tempfile::tempdir().unwrap();
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let dead = child.id();
-        child.wait().unwrap();
         let names = [
-            format!("{MIRROR_PREFIX}{}-live", std::process::id()),
-            format!("{MIRROR_PREFIX}{dead}-gone"),
-            "steerfeed-mirrorOLDSTYLE".to_owned(),
+            format!("{MIRROR_PREFIX}1-live"),
+            format!("{MIRROR_PREFIX}2-gone"),
+            format!("{MIRROR_PREFIX}3-unlocked-file-missing"),
             "someone-elses".to_owned(),
         ];
         for n in &names {
             std::fs::create_dir(parent.path().join(n)).unwrap();
             std::fs::write(parent.path().join(n).join("db"), b"x").unwrap();
         }
+        let live = owner_lock(&parent.path().join(&names[0])).unwrap();
+        // A process that died: its lock file is there, its lock let go.
+        drop(owner_lock(&parent.path().join(&names[1])).unwrap());
         remove_dead_mirrors(parent.path());
         let left: Vec<bool> = names
             .iter()
             .map(|n| parent.path().join(n).exists())
             .collect();
         assert_eq!(left, [true, false, true, true]);
+        drop(live);
+        remove_dead_mirrors(parent.path());
+        assert!(!parent.path().join(&names[0]).exists());
     }
 
     #[test]

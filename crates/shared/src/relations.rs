@@ -19,8 +19,9 @@
 //! a replica starting from one decides as the replica that wrote it would have.
 //!
 //! An erasure of `b` ends `a`'s follow of `b` as an unfollow would (the store makes no
-//! follow of someone erased); other people's mutes of an erased person stay, and an
-//! erased person's own events are dropped or unreadable everywhere. Not covered: a video
+//! follow of someone erased, so until an account is made again under their id, a follow
+//! of them ends too); other people's mutes of an erased person stay, and an erased
+//! person's own events are dropped or unreadable everywhere. Not covered: a video
 //! whose creator changes between a follow's stamp and its apply here (the edge goes to
 //! the creator this mirror has then).
 
@@ -85,7 +86,9 @@ impl Kind {
 #[derive(Debug, Default)]
 pub(crate) struct Recent {
     pairs: HashMap<(UserId, UserId, Kind), Write>,
-    erased: HashMap<UserId, u64>,
+    /// People erased lately: the erasure's version, and that of the account made again
+    /// under their id since, if one was.
+    erased: HashMap<UserId, (u64, Option<u64>)>,
     /// The version of the last eviction.
     evicted: u64,
 }
@@ -95,7 +98,7 @@ pub(crate) struct Recent {
 #[serde(deny_unknown_fields)]
 struct Saved {
     pairs: Vec<(UserId, UserId, Kind, Write)>,
-    erased: Vec<(UserId, u64)>,
+    erased: Vec<(UserId, u64, Option<u64>)>,
 }
 
 impl Recent {
@@ -114,15 +117,22 @@ impl Recent {
                 }
             }
             Change::Erase { user, .. } => {
-                self.erased.insert(user.clone(), version);
+                self.erased.insert(user.clone(), (version, None));
             }
+            // The account of someone erased, made again: until then a follow of them
+            // made no edge, so one stamped before it ends as one before the erasure.
+            Change::User { user } => match self.erased.get_mut(&user.id) {
+                Some((_, back @ None)) => *back = Some(version),
+                _ => return,
+            },
             _ => return,
         }
         if version >= self.evicted + EVICT_EVERY {
             self.evicted = version;
             let floor = version.saturating_sub(WINDOW);
             self.pairs.retain(|_, w| w.at.version >= floor);
-            self.erased.retain(|_, v| *v >= floor);
+            self.erased
+                .retain(|_, (erased, back)| back.unwrap_or(*erased) >= floor);
         }
     }
 
@@ -131,9 +141,9 @@ impl Recent {
     /// and an erased person's own events are dropped or unreadable everywhere).
     fn latest(&self, key: &(UserId, UserId, Kind)) -> Option<Write> {
         let erasure = match key.2 {
-            Kind::Follow => self.erased.get(&key.1).map(|&version| Write {
+            Kind::Follow => self.erased.get(&key.1).map(|&(erased, back)| Write {
                 at: At {
-                    version,
+                    version: back.unwrap_or(erased),
                     event: false,
                 },
                 on: false,
@@ -189,7 +199,11 @@ impl Recent {
                 .iter()
                 .map(|((a, b, k), w)| (a.clone(), b.clone(), *k, *w))
                 .collect(),
-            erased: self.erased.iter().map(|(u, v)| (u.clone(), *v)).collect(),
+            erased: self
+                .erased
+                .iter()
+                .map(|(u, (e, b))| (u.clone(), *e, *b))
+                .collect(),
         })
     }
 
@@ -202,7 +216,11 @@ impl Recent {
                 .into_iter()
                 .map(|(a, b, k, w)| ((a, b, k), w))
                 .collect(),
-            erased: saved.erased.into_iter().collect(),
+            erased: saved
+                .erased
+                .into_iter()
+                .map(|(u, e, b)| (u, (e, b)))
+                .collect(),
             evicted: 0,
         })
     }
@@ -263,6 +281,20 @@ mod tests {
         r.note_change(&erase, 20);
         assert_eq!(follow_event(19, &mut r).len(), 1);
         assert!(follow_event(20, &mut r).is_empty());
+        // Made again at 30: a follow stamped between the erasure and then made no edge
+        // where it came in time, and ends; one stamped after stands; an update of the
+        // account later moves nothing.
+        let again = Change::User {
+            user: steerfeed_core::User {
+                id: uid("b"),
+                age_band: Default::default(),
+                time_zone: "UTC".into(),
+            },
+        };
+        r.note_change(&again, 30);
+        r.note_change(&again, 40);
+        assert_eq!(follow_event(25, &mut r).len(), 1);
+        assert!(follow_event(35, &mut r).is_empty());
         // Mutes of someone erased stay: a mute stamped before the erasure stands.
         assert!(
             r.note_edges(19, [(uid("a"), uid("b"), Relation::Mute)])
