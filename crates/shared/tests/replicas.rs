@@ -427,8 +427,8 @@ fn raw_stream(ns: &str) -> Vec<Vec<u8>> {
     })
 }
 
-/// The change log's bodies, in version order.
-fn change_log(ns: &str) -> Vec<String> {
+/// Runs `sql` on the test's own connection and answers `get` of each row.
+fn pg_rows<T>(sql: &str, get: impl Fn(&tokio_postgres::Row) -> T) -> Vec<T> {
     let servers = Servers::shared().unwrap();
     block_on(async {
         let (client, conn) = tokio_postgres::connect(&servers.postgres_url, tokio_postgres::NoTls)
@@ -436,16 +436,21 @@ fn change_log(ns: &str) -> Vec<String> {
             .unwrap();
         tokio::spawn(conn);
         client
-            .query(
-                &format!("SELECT body::text FROM sf_{ns}.changes ORDER BY version"),
-                &[],
-            )
+            .query(sql, &[])
             .await
             .unwrap()
             .iter()
-            .map(|r| r.get(0))
+            .map(get)
             .collect()
     })
+}
+
+/// The change log's bodies, in version order.
+fn change_log(ns: &str) -> Vec<String> {
+    pg_rows(
+        &format!("SELECT body::text FROM sf_{ns}.changes ORDER BY version"),
+        |r| r.get(0),
+    )
 }
 
 fn contains(hay: &[u8], needle: &str) -> bool {
@@ -711,22 +716,9 @@ fn a_mirror_snapshot_past_the_logs_is_refused() {
     assert!(refused.to_string().contains("past the logs"), "{refused}");
 }
 
-/// Runs `sql` on the test's own connection and answers the first column of each row.
+/// The first column of each row `sql` answers, an integer or null.
 fn pg_query(sql: &str) -> Vec<Option<i64>> {
-    let servers = Servers::shared().unwrap();
-    block_on(async {
-        let (client, conn) = tokio_postgres::connect(&servers.postgres_url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        client
-            .query(sql, &[])
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.try_get(0).ok().flatten())
-            .collect()
-    })
+    pg_rows(sql, |r| r.try_get(0).ok().flatten())
 }
 
 fn first_stream_seq(ns: &str) -> u64 {
