@@ -1053,3 +1053,33 @@ fn writes_from_many_threads_at_once_are_all_logged_once_in_one_order_and_a_refus
     assert_eq!(state(&rs[1]), expected);
     assert_eq!(state(&replayed), expected);
 }
+
+#[test]
+fn a_process_reports_where_its_mirror_stands_as_it_catches_up() {
+    let (ns, rs) = replicas(2);
+    seed(&rs[0]);
+    let reported = || {
+        pg_rows(
+            &format!("SELECT version, seq FROM sf_{ns}.replicas ORDER BY version, seq"),
+            |r| (r.get::<_, i64>(0) as u64, r.get::<_, i64>(1) as u64),
+        )
+    };
+    // Each reported at open; the second's report is older than what it holds once the
+    // first has written more.
+    rs[0].ingest_events(&views("r", "p1", 4, 100)).unwrap();
+    rs[1].catch_up().unwrap();
+    let held = rs[1].applied();
+    assert!(!reported().contains(&held), "{:?} {held:?}", reported());
+    // A catch-up more than 10 s after its last report reports again (in the background).
+    std::thread::sleep(std::time::Duration::from_secs(11));
+    rs[1].catch_up().unwrap();
+    let start = std::time::Instant::now();
+    while !reported().contains(&held) {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "no report of {held:?}: {:?}",
+            reported()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
