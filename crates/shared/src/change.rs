@@ -65,9 +65,10 @@ pub(crate) struct RelationItem {
     on: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// A relation as the change log (and a mirror snapshot's `relations` file) names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
-enum RelationKind {
+pub(crate) enum RelationKind {
     Follow,
     Block,
     Mute,

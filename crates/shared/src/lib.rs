@@ -184,6 +184,16 @@ impl KeyCache {
         self.by_user.insert(user, key);
     }
 
+    /// Forgets the key of the person `change` erases or makes anew: an erased person's
+    /// sealed entries no longer open here, and a new account gets a new key.
+    fn forget_for(&mut self, change: &Change) {
+        match change {
+            Change::Erase { user, .. } => self.forget(user),
+            Change::User { user } => self.forget(&user.id),
+            _ => {}
+        }
+    }
+
     /// Forgets an erased person's key: what it sealed no longer opens here.
     fn forget(&mut self, user: &UserId) {
         if let Some(key) = self.by_user.remove(user) {
@@ -405,10 +415,6 @@ fn pg_error(e: tokio_postgres::Error) -> Error {
     }
 }
 
-/// The mirror: from the newest of `snapshots` when there is one (copied into a
-/// directory of its own), else empty. With snapshots it lives in a directory (in
-/// `/dev/shm` where there is one, as sled's temporary stores do), which it needs to be
-/// copied; without, in sled's temporary store.
 /// What [`open_mirror`] answers: the mirror, its directory, the snapshot it started from
 /// and the relation writes that snapshot held.
 type Opened = (
@@ -418,6 +424,10 @@ type Opened = (
     relations::Recent,
 );
 
+/// The mirror: from the newest of `snapshots` when there is one (copied into a
+/// directory of its own), else empty. With snapshots it lives in a directory (in
+/// `/dev/shm` where there is one, as sled's temporary stores do), which it needs to be
+/// copied; without, in sled's temporary store.
 fn open_mirror(opts: StoreOptions, snapshots: Option<&mirrors::MirrorSnapshots>) -> Result<Opened> {
     let Some(snapshots) = snapshots else {
         return Ok((
@@ -440,7 +450,6 @@ fn open_mirror(opts: StoreOptions, snapshots: Option<&mirrors::MirrorSnapshots>)
         .map_err(|e| Error::internal("mirror directory", e))?;
     // Held as long as the process lives (the kernel lets go when it dies): the sign, to
     // other processes, that this mirror is in use.
-    // Locked before it takes its name, so that no one finds it unlocked.
     let owner = owner_lock(dir.path()).map_err(|e| Error::internal("mirror directory", e))?;
     let path = dir.path().join("mirror");
     let erasures = dir.path().join("mirror.erasures.jsonl");
@@ -488,7 +497,8 @@ const MIRROR_PREFIX: &str = "steerfeed-mirror-";
 /// The file in a mirror directory its process holds an exclusive lock on.
 const OWNER_LOCK: &str = "owner.lock";
 
-/// Creates the lock file of a mirror directory, locked.
+/// Creates the lock file of a mirror directory, locked before it takes its name, so
+/// that no one finds it unlocked.
 fn owner_lock(dir: &std::path::Path) -> std::io::Result<std::fs::File> {
     let unnamed = dir.join(format!(".{OWNER_LOCK}"));
     let file = std::fs::File::create(&unnamed)?;
@@ -911,7 +921,7 @@ impl SharedStore {
             // this while it holds the applier: the copy may hold that change.
             let diverged = self.check();
             drop(applier);
-            mirrors::write_synced(&dir.join(mirrors::RELATIONS), &recent?)?;
+            steerfeed_store::write_synced(&dir.join(mirrors::RELATIONS), &recent?)?;
             copied = Some(info);
             diverged.map(|()| position)
         })?;
@@ -1044,7 +1054,7 @@ impl SharedStore {
     }
 
     /// True when mirror snapshots are kept and none is newer than the last erasure this
-    /// process applied (or there is none): a replica starting now would replay both logs.
+    /// process applied (or there is none): a replica starting now would find none.
     pub fn mirror_snapshot_missing(&self) -> bool {
         let Some(snapshots) = &self.mirror_snapshots else {
             return false;
@@ -1280,11 +1290,7 @@ impl SharedStore {
             let body: String = row.get(1);
             let change: Change = serde_json::from_str(&body)
                 .map_err(|e| Error::internal("change log", format!("version {version}: {e}")))?;
-            match &change {
-                Change::Erase { user, .. } => lock_keys(&self.keys).forget(user),
-                Change::User { user } => lock_keys(&self.keys).forget(&user.id),
-                _ => {}
-            }
+            lock_keys(&self.keys).forget_for(&change);
             if let Err(e) = change.apply(&self.mirror) {
                 // Every mirror applies the same changes in the same order, and a change
                 // depends only on earlier changes: one the writer's mirror took and this
@@ -1293,15 +1299,21 @@ impl SharedStore {
                 tracing::error!(version, error = %e, "a logged change did not apply here");
                 return Err(e);
             }
-            if matches!(change, Change::Erase { .. }) {
-                self.erased(version);
-            }
-            a.recent.note_change(&change, version);
-            a.version = version;
-            self.applied_version.store(version, Ordering::Release);
-            self.report_position_when_due();
+            self.applied_change(a, &change, version);
         }
         Ok(())
+    }
+
+    /// Notes that the mirror holds change `version` (applied from the log, or written
+    /// here and committed).
+    fn applied_change(&self, a: &mut Applier, change: &Change, version: u64) {
+        if matches!(change, Change::Erase { .. }) {
+            self.erased(version);
+        }
+        a.recent.note_change(change, version);
+        a.version = version;
+        self.applied_version.store(version, Ordering::Release);
+        self.report_position_when_due();
     }
 
     /// `f` within the timeout of one call to a server.
@@ -1824,11 +1836,7 @@ impl SharedStore {
         // The mirror now holds the changes: from here on, failing to commit them leaves
         // the mirror ahead of the log.
         for (_, q, _) in &applied {
-            match &q.change {
-                Change::Erase { user, .. } => lock_keys(&self.keys).forget(user),
-                Change::User { user } => lock_keys(&self.keys).forget(&user.id),
-                _ => {}
-            }
+            lock_keys(&self.keys).forget_for(&q.change);
         }
         let committed = async {
             let mut rows = Rows::default();
@@ -1858,12 +1866,7 @@ impl SharedStore {
         match committed {
             Ok(()) => {
                 for (version, q, report) in applied {
-                    a.recent.note_change(&q.change, version);
-                    a.version = version;
-                    self.applied_version.store(version, Ordering::Release);
-                    if matches!(q.change, Change::Erase { .. }) {
-                        self.erased(version);
-                    }
+                    self.applied_change(&mut a, &q.change, version);
                     let _ = q.done.send(Ok(report));
                 }
             }
@@ -2678,7 +2681,7 @@ mod tests {
         let names = [
             format!("{MIRROR_PREFIX}1-live"),
             format!("{MIRROR_PREFIX}2-gone"),
-            format!("{MIRROR_PREFIX}3-unlocked-file-missing"),
+            format!("{MIRROR_PREFIX}3-no-lock-file"),
             "someone-elses".to_owned(),
         ];
         for n in &names {

@@ -121,7 +121,7 @@ impl MirrorSnapshots {
         std::fs::create_dir(&tmp).map_err(|e| io("creating", &tmp, e))?;
         let written = write(&tmp).and_then(|p| {
             let body = serde_json::to_vec(&p).map_err(|e| Error::internal("mirror snapshot", e))?;
-            write_synced(&tmp.join(POSITION), &body)?;
+            steerfeed_store::write_synced(&tmp.join(POSITION), &body)?;
             Ok(p)
         });
         let position = match written {
@@ -213,13 +213,6 @@ fn remove(path: &Path) {
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "cannot start removing a mirror snapshot");
     }
-}
-
-/// Writes `body` to `file` and syncs it.
-pub(crate) fn write_synced(file: &Path, body: &[u8]) -> Result<()> {
-    std::fs::write(file, body)
-        .and_then(|()| std::fs::File::open(file)?.sync_all())
-        .map_err(|e| io("writing", file, e))
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ use std::collections::HashMap;
 use steerfeed_core::UserId;
 use steerfeed_core::storage::Relation;
 
-use crate::change::Change;
+use crate::change::{Change, RelationKind as Kind};
 
 /// How far back, in change versions, a message's stamp may lag the changes a mirror had
 /// applied when the message reached it, for its edges to be ordered exactly. A message
@@ -58,27 +58,12 @@ struct Write {
     on: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum Kind {
-    Follow,
-    Mute,
-}
-
-impl Kind {
-    fn of(r: Relation) -> Option<Kind> {
-        match r {
-            Relation::Follow => Some(Kind::Follow),
-            Relation::Mute => Some(Kind::Mute),
-            Relation::Block => None,
-        }
-    }
-
-    fn relation(self) -> Relation {
-        match self {
-            Kind::Follow => Relation::Follow,
-            Kind::Mute => Relation::Mute,
-        }
+/// The relations events make: follows and mutes (blocks come only from changes).
+fn made_by_events(r: Relation) -> Option<Kind> {
+    match r {
+        Relation::Follow => Some(Kind::Follow),
+        Relation::Mute => Some(Kind::Mute),
+        Relation::Block => None,
     }
 }
 
@@ -111,7 +96,7 @@ impl Recent {
         match change {
             Change::Relations { .. } => {
                 for (a, b, r, on) in change.relation_items() {
-                    if let Some(kind) = Kind::of(r) {
+                    if let Some(kind) = made_by_events(r) {
                         self.pairs.insert((a, b, kind), Write { at, on });
                     }
                 }
@@ -148,7 +133,7 @@ impl Recent {
                 },
                 on: false,
             }),
-            Kind::Mute => None,
+            Kind::Mute | Kind::Block => None,
         };
         match (self.pairs.get(key).copied(), erasure) {
             (Some(w), Some(e)) => Some(if e.at > w.at { e } else { w }),
@@ -170,11 +155,13 @@ impl Recent {
         };
         let mut ended = Vec::new();
         for (a, b, r) in edges {
-            let Some(kind) = Kind::of(r) else { continue };
+            let Some(kind) = made_by_events(r) else {
+                continue;
+            };
             let key = (a, b, kind);
             match self.latest(&key) {
                 Some(w) if w.at > at && !w.on => {
-                    ended.push((key.0, key.1, kind.relation()));
+                    ended.push((key.0, key.1, kind.into()));
                 }
                 // A later follow or mute stands, as this one does.
                 Some(w) if w.at > at => {}

@@ -238,4 +238,4 @@ pub use steerfeed_core::storage::{
     DamageReport, DamageRule, DamagedRecord, IngestReport, Logged, Preferences, Relation,
     Revocation, ServedPage, Storage,
 };
-pub use store::{SCHEMA_VERSION, Store, copy_tree};
+pub use store::{SCHEMA_VERSION, Store, copy_tree, write_synced};

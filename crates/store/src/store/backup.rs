@@ -263,7 +263,8 @@ fn stamps(dir: &Path) -> Result<Vec<(PathBuf, u64, std::time::SystemTime)>> {
     Ok(out)
 }
 
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes `bytes` to the file `path` (made anew) and syncs it.
+pub fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut f = fs::File::create(path).map_err(|e| io_error(path, e))?;
     f.write_all(bytes)
         .and_then(|()| f.sync_all())

@@ -29,7 +29,7 @@ mod users;
 mod viewer;
 mod warm;
 
-pub use backup::copy_tree;
+pub use backup::{copy_tree, write_synced};
 pub use open::SCHEMA_VERSION;
 
 use std::collections::HashSet;
