@@ -327,11 +327,11 @@ fn snapshot_loop(
         // A replica that serves nothing applies the logs only here: what it snapshots,
         // or the snapshots it can take, follow the version it has applied.
         if let Err(e) = engine.catch_up() {
-            if store.cut_off() {
-                // It answers 503 to everything from now on; a new process starts from
-                // the newest mirror snapshot.
-                tracing::error!(error = %e, "this replica fell behind what the logs keep: exiting so that it is started again");
-                std::process::exit(EXIT_CUT_OFF);
+            if store.must_restart() {
+                // It answers 503 to everything from now on; a new process starts afresh
+                // from the newest mirror snapshot.
+                tracing::error!(error = %e, "this replica's mirror can no longer follow the logs: exiting so that it is started again");
+                std::process::exit(EXIT_RESTART);
             }
             tracing::warn!(error = %e, "index snapshots: cannot catch up");
             continue;
@@ -414,10 +414,11 @@ const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
 #[cfg(feature = "shared")]
 const LIVE_WITHIN: std::time::Duration = std::time::Duration::from_secs(300);
 
-/// The exit status of a replica that fell behind what the logs keep (`EX_TEMPFAIL`):
-/// started again, it opens from the newest mirror snapshot.
+/// The exit status of a replica whose mirror can no longer follow the logs
+/// (`EX_TEMPFAIL`): it fell behind what they keep, or took a write the database did not
+/// commit. Started again, it opens from the newest mirror snapshot.
 #[cfg(feature = "shared")]
-const EXIT_CUT_OFF: i32 = 75;
+const EXIT_RESTART: i32 = 75;
 
 /// How often the snapshot loop looks, and writes mirror snapshots (`None`: never), and
 /// whether it trims the logs after each.

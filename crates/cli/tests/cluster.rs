@@ -4,7 +4,9 @@
 //! other, even from a page pool, and a session's page 2 on any replica comes from the
 //! pool its page 1 left on another; a replica killed with SIGKILL comes back ready only
 //! once it has caught up with what the others acknowledged meanwhile; three replicas
-//! racing a teen's daily item cap serve exactly the cap between them.
+//! racing a teen's daily item cap serve exactly the cap between them; a replica the logs
+//! were trimmed past exits for its supervisor and comes back from the newest mirror
+//! snapshot.
 //!
 //! Built only with the `shared` feature (`make test` turns it on).
 
@@ -843,21 +845,8 @@ fn a_replica_started_later_opens_its_mirror_from_the_leaders_snapshot_and_replay
     views(a.port, "f0", "before");
     // The leader's snapshot of everything so far.
     let held = heads(&ns, &snapshots);
-    let mirrors = steerfeed_shared::mirrors::MirrorSnapshots::open(&snapshots, &ns).unwrap();
+    let position = wait_for_mirror_snapshot(&snapshots, &ns, |p| (p.version, p.seq) == held);
     let start = std::time::Instant::now();
-    let position = loop {
-        if let Some((p, _)) = mirrors.newest().unwrap()
-            && (p.version, p.seq) == held
-        {
-            break p;
-        }
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(60),
-            "no mirror snapshot at {held:?}: {:?}",
-            mirrors.list().unwrap()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
     // The leader then trims both logs up to it: a process without snapshots can no
     // longer start.
     let refused = loop {
@@ -920,4 +909,189 @@ fn a_replica_started_later_opens_its_mirror_from_the_leaders_snapshot_and_replay
         assert!(stats_c[count].as_u64().unwrap() > 0, "{stats_c}");
         assert_eq!(stats_c[count], stats_d[count], "{stats_c} {stats_d}");
     }
+}
+
+/// Waits (up to a minute) until a mirror snapshot of `ns` under `root` satisfies
+/// `wanted`; answers its position.
+fn wait_for_mirror_snapshot(
+    root: &std::path::Path,
+    ns: &str,
+    wanted: impl Fn(&steerfeed_shared::mirrors::Position) -> bool,
+) -> steerfeed_shared::mirrors::Position {
+    let mirrors = steerfeed_shared::mirrors::MirrorSnapshots::open(root, ns).unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        let listed = mirrors.list().unwrap();
+        if let Some((p, _)) = listed.iter().find(|(p, _)| wanted(p)) {
+            return *p;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "no such mirror snapshot: {listed:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Sends `signal` (`STOP`, `CONT`) to the replica's process.
+fn signal(r: &Replica, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(r.child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn a_replica_the_logs_were_trimmed_past_exits_75_and_comes_back_from_the_newest_mirror_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let snapshots = dir.path().join("snapshots");
+    let snapshot_dir = (
+        "STEERFEED__SHARED__SNAPSHOT_DIR",
+        snapshots.to_str().unwrap(),
+    );
+    let trim = ("STEERFEED__SHARED__TRIM_LOGS", "both");
+    let leader_env = [
+        snapshot_dir,
+        trim,
+        ("STEERFEED__SHARED__SNAPSHOT_INTERVAL_S", "1"),
+        ("STEERFEED__SHARED__MIRROR_SNAPSHOT_INTERVAL_S", "1"),
+    ];
+    // Never leads and writes no snapshot in the test; it catches up every 10 s.
+    let follower_env = [
+        snapshot_dir,
+        trim,
+        ("STEERFEED__SHARED__SNAPSHOT_INTERVAL_S", "3600"),
+        ("STEERFEED__SHARED__MIRROR_SNAPSHOT_INTERVAL_S", "3600"),
+        ("RUST_LOG", "warn,steerfeed=info,steerfeed_shared=info"),
+    ];
+    let ns = Servers::namespace("cut");
+    let a = replica_with(&ns, &dir.path().join("a"), &leader_env, Stdio::inherit());
+    world(a.port, 20, 2);
+    views(a.port, "f0", "before");
+    // Once the leader has trimmed the logs to its first mirror snapshot, a replica
+    // starts from a snapshot.
+    wait_for_mirror_snapshot(&snapshots, &ns, |_| true);
+    let log = dir.path().join("c.log");
+    let mut c = replica_with(
+        &ns,
+        &dir.path().join("c"),
+        &follower_env,
+        Stdio::from(std::fs::File::create(&log).unwrap()),
+    );
+    let (version, _) = heads(&ns, &snapshots);
+
+    // Stopped, and its last report aged past what the trim waits for (five minutes).
+    signal(&c, "STOP");
+    let servers = Servers::shared().unwrap();
+    let aged = servers
+        .sql(&format!(
+            "UPDATE sf_{ns}.replicas SET seen_at = now() - interval '1 hour'"
+        ))
+        .unwrap();
+    assert!(aged >= 2, "a report per process: {aged}");
+    // The leader goes on taking writes, writing mirror snapshots and trimming the logs,
+    // until the change log no longer holds the next change the stopped one needs.
+    let start = std::time::Instant::now();
+    for round in 0.. {
+        upload(a.port, &format!("after-{round}"));
+        views(a.port, "f1", &format!("after-{round}"));
+        ok(
+            a.port,
+            "PUT",
+            &format!("/v1/users/f1/follows/cr{}", round % CREATORS),
+            None,
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let kept = servers
+            .sql(&format!(
+                "SELECT 1 FROM sf_{ns}.changes WHERE version <= {}",
+                version + 1
+            ))
+            .unwrap();
+        if kept == 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(90),
+            "the change log still holds {kept} versions up to {}",
+            version + 1
+        );
+    }
+
+    // Woken, it meets the gap and exits for its supervisor to start it again.
+    signal(&c, "CONT");
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = c.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "the cut-off replica is still running:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(75), "{status}");
+    let line = wait_for_line(&log, |l| l.contains("can no longer follow the logs"));
+    assert!(line.contains("lacks"), "names the gap: {line}");
+
+    // Started again, it opens from the newest mirror snapshot and holds what the leader
+    // does.
+    let newest = wait_for_mirror_snapshot(&snapshots, &ns, |p| p.version > version);
+    let log = dir.path().join("c-again.log");
+    let c = replica_with(
+        &ns,
+        &dir.path().join("c"),
+        &follower_env,
+        Stdio::from(std::fs::File::create(&log).unwrap()),
+    );
+    let line = wait_for_line(&log, |l| l.contains("mirror opened from a snapshot"));
+    assert!(
+        log_field(&line, "version") as u64 >= newest.version,
+        "{line}"
+    );
+    let users = ["pe", "f0", "f1", "cr0", "cr1"];
+    assert_eq!(exports(c.port, &users), exports(a.port, &users));
+    let (_, stats_a) = http(a.port, "GET", "/v1/stats", None);
+    let (_, stats_c) = http(c.port, "GET", "/v1/stats", None);
+    for count in ["videos", "people", "events"] {
+        assert_eq!(stats_c[count], stats_a[count], "{stats_c} {stats_a}");
+    }
+}
+
+#[test]
+fn after_an_erasure_the_leader_writes_a_mirror_snapshot_at_once_not_at_its_next_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let snapshots = dir.path().join("snapshots");
+    let env = [
+        (
+            "STEERFEED__SHARED__SNAPSHOT_DIR",
+            snapshots.to_str().unwrap(),
+        ),
+        ("STEERFEED__SHARED__SNAPSHOT_INTERVAL_S", "1"),
+        ("STEERFEED__SHARED__MIRROR_SNAPSHOT_INTERVAL_S", "3600"),
+    ];
+    let ns = Servers::namespace("er");
+    let a = replica_with(&ns, &dir.path().join("a"), &env, Stdio::inherit());
+    world(a.port, 20, 2);
+    views(a.port, "f0", "before");
+    // The first is written at the leader's first look; the next would be an hour later.
+    let first = wait_for_mirror_snapshot(&snapshots, &ns, |_| true);
+    ok(a.port, "DELETE", "/v1/users/f0?videos=keep", None);
+    wait_for_mirror_snapshot(&snapshots, &ns, |p| p.version > first.version);
+    let mirrors = steerfeed_shared::mirrors::MirrorSnapshots::open(&snapshots, &ns).unwrap();
+    let listed = mirrors.list().unwrap();
+    assert!(
+        listed.iter().all(|(p, _)| p.version > first.version),
+        "the erasure removed the older one: {listed:?}"
+    );
+    // A replica starting now opens from it, and holds nothing of the person.
+    let c = replica_with(&ns, &dir.path().join("c"), &env, Stdio::inherit());
+    let users = ["f0", "f1", "pe"];
+    let exported = exports(c.port, &users);
+    assert_eq!(exported, exports(a.port, &users));
+    assert_eq!(exported[0]["records"], json!([]), "{}", exported[0]);
 }

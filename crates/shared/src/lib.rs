@@ -396,6 +396,10 @@ pub struct SharedStore {
     /// Test hook: runs once an ingest has validated its batch, before it publishes it.
     #[cfg(feature = "test-hooks")]
     before_publish: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    /// Test hook: runs once a group of writes is applied to the mirror, before the
+    /// transaction that logs them is committed.
+    #[cfg(feature = "test-hooks")]
+    before_commit: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
 fn unavailable(what: &str, e: impl std::fmt::Display) -> Error {
@@ -718,6 +722,8 @@ impl SharedStore {
             crash_after_publish: AtomicBool::new(false),
             #[cfg(feature = "test-hooks")]
             before_publish: std::sync::Mutex::new(None),
+            #[cfg(feature = "test-hooks")]
+            before_commit: std::sync::Mutex::new(None),
         };
         store.runtime().block_on(async {
             // Before the check: a trim from then on leaves what this process still has
@@ -1104,6 +1110,17 @@ impl SharedStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(f);
     }
 
+    /// Test hook: `f` runs once the next group of writes is applied to the mirror,
+    /// before the transaction that logs them commits, as a server lost at that moment
+    /// would be.
+    #[cfg(feature = "test-hooks")]
+    pub fn before_next_commit(&self, f: Box<dyn FnOnce() + Send>) {
+        *self
+            .before_commit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(f);
+    }
+
     /// True while this process leads the deployment (writes its index snapshots): the
     /// first to take PostgreSQL's advisory lock of the namespace holds it as long as its
     /// session lives, so another process takes over when it dies.
@@ -1164,6 +1181,13 @@ impl SharedStore {
     /// expired): the process serves nothing more and must be restarted.
     pub fn cut_off(&self) -> bool {
         self.cut_off.load(Ordering::Acquire)
+    }
+
+    /// True once the process can serve nothing more until it is started again: its
+    /// mirror fell behind what the logs keep ([`SharedStore::cut_off`]), or took a write
+    /// the database did not commit (the two then disagree).
+    pub fn must_restart(&self) -> bool {
+        self.cut_off() || self.diverged.load(Ordering::Acquire)
     }
 
     /// Marks the mirror as unable to follow the logs (see `cut_off`) and answers why.
@@ -1837,6 +1861,15 @@ impl SharedStore {
         // the mirror ahead of the log.
         for (_, q, _) in &applied {
             lock_keys(&self.keys).forget_for(&q.change);
+        }
+        #[cfg(feature = "test-hooks")]
+        if let Some(f) = self
+            .before_commit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
+            f();
         }
         let committed = async {
             let mut rows = Rows::default();

@@ -74,6 +74,30 @@ impl Servers {
             .map_or(0, |d| d.subsec_nanos());
         format!("{prefix}{}x{n}x{nanos:x}", std::process::id())
     }
+
+    /// Runs one statement on the PostgreSQL server, on a connection of its own, and
+    /// answers the rows it changed (or, for a `SELECT`, returned): for a test to look
+    /// at the logs, or to do what an operator (or time) would, such as ageing a
+    /// replica's last report.
+    pub fn sql(&self, statement: &str) -> std::result::Result<u64, String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("a runtime for the statement: {e}"))?;
+        runtime.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&self.postgres_url, tokio_postgres::NoTls)
+                .await
+                .map_err(|e| format!("connecting to {}: {e}", self.postgres_url))?;
+            let conn = tokio::spawn(conn);
+            let changed = client
+                .execute(statement, &[])
+                .await
+                .map_err(|e| format!("{statement}: {e}"));
+            drop(client);
+            let _ = conn.await;
+            changed
+        })
+    }
 }
 
 /// Starts the servers from a thread that parks for the rest of the process, so that the

@@ -141,3 +141,54 @@ fn with_a_server_down_writes_and_catch_up_fail_unavailable_and_recover_when_it_i
     let g = eventually(reserve);
     assert_eq!((g.before, g.granted), (0, 10));
 }
+
+fn adult(id: &str) -> User {
+    User {
+        id: uid(id),
+        age_band: AgeBand::Adult,
+        time_zone: "UTC".into(),
+    }
+}
+
+#[test]
+fn a_write_postgresql_loses_before_its_commit_leaves_the_process_refusing_until_restarted() {
+    let own = std::sync::Arc::new(std::sync::Mutex::new(OwnServers::start().unwrap()));
+    let servers = own.lock().unwrap().servers.clone();
+    let mut opts = SharedOptions::new(
+        &servers.postgres_url,
+        &servers.nats_url,
+        &servers.redis_url,
+        "commit",
+        StoreOptions::with_dim(DIM),
+    );
+    opts.timeout = Duration::from_secs(2);
+    let s = SharedStore::open(opts.clone()).unwrap();
+    s.upsert_user(&adult("kept")).unwrap();
+    assert!(!s.must_restart());
+
+    // The server dies once the mirror took the write and before the log has it.
+    let killer = std::sync::Arc::clone(&own);
+    s.before_next_commit(Box::new(move || killer.lock().unwrap().kill_postgres()));
+    let lost = s.upsert_user(&adult("lost")).unwrap_err();
+    assert_eq!(lost.class(), ErrorClass::Unavailable, "{lost}");
+    // The mirror holds what the log does not: the two disagree.
+    assert!(s.user(&uid("lost")).unwrap().is_some());
+    assert!(s.must_restart());
+
+    // The server back, the process still serves nothing and writes nothing.
+    own.lock().unwrap().start_postgres().unwrap();
+    let fresh = eventually(|| SharedStore::open(opts.clone()));
+    for refused in [
+        s.catch_up().unwrap_err(),
+        s.health().unwrap_err(),
+        s.upsert_user(&adult("later")).unwrap_err(),
+    ] {
+        assert_eq!(refused.class(), ErrorClass::Unavailable, "{refused}");
+        assert!(refused.to_string().contains("restart"), "{refused}");
+    }
+    // A process started now holds what was committed, and writes.
+    assert!(fresh.user(&uid("kept")).unwrap().is_some());
+    assert!(fresh.user(&uid("lost")).unwrap().is_none());
+    fresh.upsert_user(&adult("later")).unwrap();
+    assert!(!fresh.must_restart());
+}
