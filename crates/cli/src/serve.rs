@@ -277,17 +277,46 @@ fn open_shared(config: &SidecarConfig) -> anyhow::Result<(Engine, Option<Job>)> 
             steerfeed_server::config::TrimLogs::Both => Some(steerfeed_shared::Trim::Both),
         },
     };
-    let job = snapshots.map(|snapshots| -> Job {
-        Box::new(move |engine: Arc<Engine>| {
+    let job: Job = Box::new(move |engine: Arc<Engine>| {
+        let watched = store.clone();
+        let spawned = std::thread::Builder::new()
+            .name("restart-watch".into())
+            .spawn(move || watch_for_restart(&watched));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the thread that watches for a restart");
+        }
+        if let Some(snapshots) = snapshots {
             let spawned = std::thread::Builder::new()
                 .name("index-snapshots".into())
                 .spawn(move || snapshot_loop(&store, &engine, &snapshots, every, installed));
             if let Err(e) = spawned {
                 tracing::error!(error = %e, "cannot start the index snapshot thread");
             }
-        })
+        }
     });
-    Ok((engine, job))
+    Ok((engine, Some(job)))
+}
+
+/// Exits with [`EXIT_RESTART`] within [`TICK`] of the store finding that it must be
+/// started again (whatever call found it: a feed, a write, a catch-up), so that a
+/// replica answering 503 to everything does not stay up.
+#[cfg(feature = "shared")]
+fn watch_for_restart(store: &steerfeed_shared::SharedStore) {
+    loop {
+        std::thread::sleep(TICK);
+        if store.must_restart() {
+            exit_for_restart();
+        }
+    }
+}
+
+/// Exits with [`EXIT_RESTART`], saying why.
+#[cfg(feature = "shared")]
+fn exit_for_restart() -> ! {
+    tracing::error!(
+        "this replica's mirror can no longer follow the logs: exiting so that it is started again"
+    );
+    std::process::exit(EXIT_RESTART)
 }
 
 /// Every `interval`: while this replica leads the deployment, writes a snapshot of its
@@ -300,8 +329,8 @@ fn open_shared(config: &SidecarConfig) -> anyhow::Result<(Engine, Option<Job>)> 
 /// While leading, it also writes a snapshot of its mirror when `every.mirror` has passed
 /// since its last and the logs moved, then trims the logs.
 /// Between those looks it catches up every [`TICK`] at most (so that it reports where its
-/// mirror stands), and a leader writes a mirror snapshot at once when an erasure left
-/// none newer than itself.
+/// mirror stands), and a leader writes a mirror snapshot at once when there is none, or
+/// an erasure left none newer than itself.
 #[cfg(feature = "shared")]
 fn snapshot_loop(
     store: &steerfeed_shared::SharedStore,
@@ -316,11 +345,12 @@ fn snapshot_loop(
     let mut last = None;
     let mut mirror = MirrorSchedule::default();
     // Whether this replica leads is known before the catch-ups below add to its index.
-    if let Ok(leads) = store.try_lead() {
-        engine.leave_index_work_to_snapshots(!leads);
+    let mut leads = false;
+    if let Ok(lead) = store.try_lead() {
+        engine.leave_index_work_to_snapshots(!lead);
+        leads = lead;
     }
     let tick = interval.min(TICK);
-    let mut leads = false;
     let mut look = std::time::Instant::now() + interval;
     loop {
         std::thread::sleep(tick);
@@ -330,8 +360,8 @@ fn snapshot_loop(
             if store.must_restart() {
                 // It answers 503 to everything from now on; a new process starts afresh
                 // from the newest mirror snapshot.
-                tracing::error!(error = %e, "this replica's mirror can no longer follow the logs: exiting so that it is started again");
-                std::process::exit(EXIT_RESTART);
+                tracing::error!(error = %e, "the catch-up failed");
+                exit_for_restart();
             }
             tracing::warn!(error = %e, "index snapshots: cannot catch up");
             continue;
@@ -415,8 +445,10 @@ const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
 const LIVE_WITHIN: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// The exit status of a replica whose mirror can no longer follow the logs
-/// (`EX_TEMPFAIL`): it fell behind what they keep, or took a write the database did not
-/// commit. Started again, it opens from the newest mirror snapshot.
+/// (`EX_TEMPFAIL`): it fell behind what they keep, or it holds what they may not (a
+/// write whose commit failed, a logged change or batch it could not apply). Started
+/// again, it builds its mirror afresh (from the newest mirror snapshot, when there is
+/// one).
 #[cfg(feature = "shared")]
 const EXIT_RESTART: i32 = 75;
 

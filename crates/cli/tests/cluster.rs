@@ -970,8 +970,8 @@ fn a_replica_the_logs_were_trimmed_past_exits_75_and_comes_back_from_the_newest_
     let a = replica_with(&ns, &dir.path().join("a"), &leader_env, Stdio::inherit());
     world(a.port, 20, 2);
     views(a.port, "f0", "before");
-    // Once the leader has trimmed the logs to its first mirror snapshot, a replica
-    // starts from a snapshot.
+    // The follower starts from the leader's first mirror snapshot, not from logs the
+    // leader may be trimming to that snapshot meanwhile.
     wait_for_mirror_snapshot(&snapshots, &ns, |_| true);
     let log = dir.path().join("c.log");
     let mut c = replica_with(
@@ -990,7 +990,8 @@ fn a_replica_the_logs_were_trimmed_past_exits_75_and_comes_back_from_the_newest_
             "UPDATE sf_{ns}.replicas SET seen_at = now() - interval '1 hour'"
         ))
         .unwrap();
-    assert!(aged >= 2, "a report per process: {aged}");
+    // The leader's, the follower's and the one `heads` opened.
+    assert_eq!(aged, 3, "a report per process");
     // The leader goes on taking writes, writing mirror snapshots and trimming the logs,
     // until the change log no longer holds the next change the stopped one needs.
     let start = std::time::Instant::now();
@@ -1035,8 +1036,9 @@ fn a_replica_the_logs_were_trimmed_past_exits_75_and_comes_back_from_the_newest_
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
     assert_eq!(status.code(), Some(75), "{status}");
-    let line = wait_for_line(&log, |l| l.contains("can no longer follow the logs"));
-    assert!(line.contains("lacks"), "names the gap: {line}");
+    wait_for_line(&log, |l| l.contains("can no longer follow the logs"));
+    let gap = wait_for_line(&log, |l| l.contains("needs log entries that are gone"));
+    assert!(gap.contains("lacks"), "names the gap: {gap}");
 
     // Started again, it opens from the newest mirror snapshot and holds what the leader
     // does.
@@ -1063,25 +1065,27 @@ fn a_replica_the_logs_were_trimmed_past_exits_75_and_comes_back_from_the_newest_
 }
 
 #[test]
-fn after_an_erasure_the_leader_writes_a_mirror_snapshot_at_once_not_at_its_next_interval() {
+fn after_an_erasure_the_leader_writes_a_mirror_snapshot_at_once_not_at_its_next_look() {
     let dir = tempfile::tempdir().unwrap();
     let snapshots = dir.path().join("snapshots");
+    // The leader's first look, and its first scheduled mirror snapshot, are an hour
+    // away: every mirror snapshot of this test is one it writes between its looks,
+    // because there is none (its first) or none newer than the last erasure.
     let env = [
         (
             "STEERFEED__SHARED__SNAPSHOT_DIR",
             snapshots.to_str().unwrap(),
         ),
-        ("STEERFEED__SHARED__SNAPSHOT_INTERVAL_S", "1"),
+        ("STEERFEED__SHARED__SNAPSHOT_INTERVAL_S", "3600"),
         ("STEERFEED__SHARED__MIRROR_SNAPSHOT_INTERVAL_S", "3600"),
     ];
     let ns = Servers::namespace("er");
     let a = replica_with(&ns, &dir.path().join("a"), &env, Stdio::inherit());
     world(a.port, 20, 2);
     views(a.port, "f0", "before");
-    // The first is written at the leader's first look; the next would be an hour later.
     let first = wait_for_mirror_snapshot(&snapshots, &ns, |_| true);
     ok(a.port, "DELETE", "/v1/users/f0?videos=keep", None);
-    wait_for_mirror_snapshot(&snapshots, &ns, |p| p.version > first.version);
+    let after = wait_for_mirror_snapshot(&snapshots, &ns, |p| p.version > first.version);
     let mirrors = steerfeed_shared::mirrors::MirrorSnapshots::open(&snapshots, &ns).unwrap();
     let listed = mirrors.list().unwrap();
     assert!(
@@ -1089,7 +1093,20 @@ fn after_an_erasure_the_leader_writes_a_mirror_snapshot_at_once_not_at_its_next_
         "the erasure removed the older one: {listed:?}"
     );
     // A replica starting now opens from it, and holds nothing of the person.
-    let c = replica_with(&ns, &dir.path().join("c"), &env, Stdio::inherit());
+    let log = dir.path().join("c.log");
+    let mut env_c = env.to_vec();
+    env_c.push(("RUST_LOG", "warn,steerfeed_shared=info"));
+    let c = replica_with(
+        &ns,
+        &dir.path().join("c"),
+        &env_c,
+        Stdio::from(std::fs::File::create(&log).unwrap()),
+    );
+    let line = wait_for_line(&log, |l| l.contains("mirror opened from a snapshot"));
+    assert!(
+        log_field(&line, "version") as u64 >= after.version,
+        "{line}"
+    );
     let users = ["f0", "f1", "pe"];
     let exported = exports(c.port, &users);
     assert_eq!(exported, exports(a.port, &users));

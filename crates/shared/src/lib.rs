@@ -1184,8 +1184,9 @@ impl SharedStore {
     }
 
     /// True once the process can serve nothing more until it is started again: its
-    /// mirror fell behind what the logs keep ([`SharedStore::cut_off`]), or took a write
-    /// the database did not commit (the two then disagree).
+    /// mirror fell behind what the logs keep ([`SharedStore::cut_off`]), or may hold what
+    /// they do not (a write whose commit failed, a logged change or batch that did not
+    /// apply here).
     pub fn must_restart(&self) -> bool {
         self.cut_off() || self.diverged.load(Ordering::Acquire)
     }
