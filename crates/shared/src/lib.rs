@@ -49,6 +49,7 @@
 mod change;
 mod counters;
 pub mod mirrors;
+mod page;
 mod pools;
 mod relations;
 mod seal;
@@ -149,19 +150,6 @@ const CHANGES_PER_READ: i64 = 500;
 const REPORT_EVERY: Duration = Duration::from_secs(10);
 /// How many outcomes of its own messages a process keeps for their publishers.
 const KEPT_OUTCOMES: u64 = 100_000;
-
-/// A served page, as the event log carries it.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct PageMessage {
-    user: UserId,
-    videos: Vec<VideoId>,
-    checkin: bool,
-    break_card: bool,
-    at: Timestamp,
-    /// The page for the impression log (absent when the engine keeps none).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    impressions: Option<steerfeed_core::ImpressionPage>,
-}
 
 /// What applying one of this process's messages gave, for its publisher.
 enum Outcome {
@@ -1505,12 +1493,9 @@ impl SharedStore {
                     // The page of a person erased since: nothing to record.
                     return Outcome::Other;
                 };
-                let page: PageMessage = match serde_json::from_slice(&p) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        tracing::error!(seq, error = %e, "unreadable page in the event log");
-                        return Outcome::Other;
-                    }
+                let Some(page) = page::Page::decode(&p) else {
+                    tracing::error!(seq, "unreadable page in the event log");
+                    return Outcome::Other;
                 };
                 let served = ServedPage {
                     videos: &page.videos,
@@ -2363,7 +2348,7 @@ impl Storage for SharedStore {
     }
 
     fn record_page(&self, user: &UserId, page: &ServedPage<'_>, now: Timestamp) -> Result<()> {
-        let message = PageMessage {
+        let message = page::Page {
             user: user.clone(),
             videos: page.videos.to_vec(),
             checkin: page.checkin,
@@ -2371,7 +2356,9 @@ impl Storage for SharedStore {
             at: now,
             impressions: page.impressions.cloned(),
         };
-        let payload = serde_json::to_vec(&message).map_err(|e| Error::internal("page", e))?;
+        let payload = message
+            .encode()
+            .ok_or_else(|| Error::internal("page", "an id too long for the page format"))?;
         // Sent, not waited on (a page record may be lost, as the embedded store's may):
         // the next read of this viewer's serving state in this process waits for its
         // acknowledgement and applies it, another process's next catch-up finds it in

@@ -239,3 +239,19 @@ pub use steerfeed_core::storage::{
     Revocation, ServedPage, Storage,
 };
 pub use store::{SCHEMA_VERSION, Store, copy_tree, write_synced};
+
+/// The impression log's binary record of `page`, served to `user` at `at`: what the log
+/// keeps for one page (and what a shared store's page messages carry).
+pub fn encode_impressions(
+    user: &steerfeed_core::UserId,
+    at: steerfeed_core::Timestamp,
+    page: &steerfeed_core::ImpressionPage,
+) -> Vec<u8> {
+    impressions::encode(user, at, page)
+}
+
+/// Reads a record [`encode_impressions`] wrote (or one of an older version); its `seq`
+/// is 0. A cut or damaged record is an error.
+pub fn decode_impressions(bytes: &[u8]) -> steerfeed_core::Result<steerfeed_core::LoggedPage> {
+    impressions::decode(0, bytes)
+}
