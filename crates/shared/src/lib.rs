@@ -1493,9 +1493,12 @@ impl SharedStore {
                     // The page of a person erased since: nothing to record.
                     return Outcome::Other;
                 };
-                let Some(page) = page::Page::decode(&p) else {
-                    tracing::error!(seq, "unreadable page in the event log");
-                    return Outcome::Other;
+                let page = match page::Page::decode(&p) {
+                    Ok(page) => page,
+                    Err(e) => {
+                        tracing::error!(seq, error = %e, "unreadable page in the event log");
+                        return Outcome::Other;
+                    }
                 };
                 let served = ServedPage {
                     videos: &page.videos,

@@ -71,12 +71,35 @@ impl Page {
         Some(out)
     }
 
-    /// Reads a page back (this format or the JSON before it); `None` unless the whole
-    /// value reads as one.
-    pub fn decode(bytes: &[u8]) -> Option<Page> {
+    /// Reads a page back (this format or the JSON before it); an error says why it does
+    /// not read as one. Impressions that do not read back (the impression log's reader
+    /// is stricter than its writer) leave the page without them, with a warning: its
+    /// serving state still applies.
+    pub fn decode(bytes: &[u8]) -> Result<Page, String> {
         if bytes.first() == Some(&b'{') {
-            return serde_json::from_slice(bytes).ok();
+            return serde_json::from_slice(bytes).map_err(|e| format!("a JSON page: {e}"));
         }
+        let (mut page, rest) =
+            Self::decode_head(bytes).ok_or_else(|| "a cut or damaged page".to_owned())?;
+        if let Some(rest) = rest {
+            match steerfeed_store::decode_impressions(rest) {
+                Ok(logged) if logged.user == page.user && logged.at == page.at => {
+                    page.impressions = Some(logged.page);
+                }
+                Ok(_) => {
+                    tracing::warn!(user = %page.user, "a page's impressions name another page; applied without them")
+                }
+                Err(e) => {
+                    tracing::warn!(user = %page.user, error = %e, "a page's impressions did not read back; applied without them")
+                }
+            }
+        }
+        Ok(page)
+    }
+
+    /// The page without its impressions, and the bytes of its impressions when it has
+    /// them; `None` when the rest does not read whole.
+    fn decode_head(bytes: &[u8]) -> Option<(Page, Option<&[u8]>)> {
         let mut r = ByteReader::new(bytes);
         if r.u8()? != VERSION {
             return None;
@@ -97,22 +120,22 @@ impl Page {
         for _ in 0..n {
             videos.push(VideoId::new(r.str16()?).ok()?);
         }
-        let impressions = if flags & IMPRESSIONS != 0 {
-            let logged = steerfeed_store::decode_impressions(r.rest()).ok()?;
-            Some((logged.user == user && logged.at == at).then_some(logged.page)?)
+        let rest = if flags & IMPRESSIONS != 0 {
+            Some(r.rest())
         } else if r.rest().is_empty() {
             None
         } else {
             return None;
         };
-        Some(Page {
+        let page = Page {
             user,
             videos,
             checkin: flags & CHECKIN != 0,
             break_card: flags & BREAK_CARD != 0,
             at,
-            impressions,
-        })
+            impressions: None,
+        };
+        Some((page, rest))
     }
 }
 
@@ -195,16 +218,63 @@ mod tests {
         }
     }
 
+    /// A page served beside a shadow profile: every item has a draw.
+    fn shadowed() -> Page {
+        let mut p = page(true);
+        p.break_card = true;
+        let imp = p.impressions.as_mut().unwrap();
+        imp.shadow = Some(steerfeed_core::PageShadow {
+            profile: "creation_heavy".into(),
+            model: "hand-set".into(),
+            share: 0.2,
+        });
+        for (i, it) in imp.items.iter_mut().enumerate() {
+            it.draw = Some(SlotDraw {
+                greedy: i != 3,
+                drawable: 1 + i as u32,
+                in_draw: i == 2,
+                shadow_greedy: i == 3,
+                shadow_drawable: 2 + i as u32,
+                shadow_in_draw: i == 3,
+            });
+        }
+        p
+    }
+
     #[test]
     fn a_page_reads_back_whole_with_or_without_its_impressions() {
-        for with in [false, true] {
-            let p = page(with);
+        for p in [page(false), page(true), shadowed()] {
             let bytes = p.encode().unwrap();
-            assert_eq!(Page::decode(&bytes), Some(p.clone()));
-            // Written before this format, as JSON: still read.
-            let json = serde_json::to_vec(&p).unwrap();
-            assert_eq!(Page::decode(&json), Some(p));
+            assert_eq!(Page::decode(&bytes), Ok(p.clone()));
         }
+        // A page is timed to the millisecond, its impressions too.
+        let mut p = page(true);
+        p.at = "2026-12-01T10:00:00.123456789Z".parse().unwrap();
+        let back = Page::decode(&p.encode().unwrap()).unwrap();
+        assert_eq!(back.at, "2026-12-01T10:00:00.123Z".parse().unwrap());
+        assert_eq!(back.impressions, p.impressions);
+    }
+
+    #[test]
+    fn a_page_written_as_json_before_this_format_still_reads() {
+        let json = r#"{"user":"viewer-1","videos":["v0","v1"],"checkin":false,"break_card":true,"at":"2026-12-01T10:00:00.123456789Z","impressions":{"request":"req-1","profile":"default","model":"hand-set","items":[{"video":"v0","position":0,"source":"interest_ann","propensity":0.5,"inputs":{"prior":[-5.8,-5.3,-6.2,-4.6,-4.6,-5.3,-2.75,-0.62],"creator":[0.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0],"interest":-0.355,"tie":0.5,"co_engagement":1.0,"followed":true,"remix_chain":false,"friend_cameo":false},"breakdown":{"actions":{"create":0.25,"remix":0.11,"cameo_use":0.06,"comment":0.24,"share":0.2,"follow":0.0,"like":0.64,"complete_view":0.95},"action_value":5.73,"tie":0.5,"steering":0.0,"consumption_cost":0.0066,"freshness":0.00014,"cold_start":0.25,"wellbeing":0.0,"total":6.47},"draw":null}]}}"#;
+        let p = Page::decode(json.as_bytes()).unwrap();
+        assert_eq!(p.user, uid("viewer-1"));
+        assert_eq!(p.videos, vec![vid("v0"), vid("v1")]);
+        assert!(!p.checkin && p.break_card);
+        assert_eq!(p.at, "2026-12-01T10:00:00.123456789Z".parse().unwrap());
+        let imp = p.impressions.unwrap();
+        assert_eq!((imp.request.as_str(), imp.items.len()), ("req-1", 1));
+        let it = &imp.items[0];
+        assert_eq!(
+            (it.video.as_str(), it.source.as_str()),
+            ("v0", "interest_ann")
+        );
+        assert_eq!(it.inputs.prior[7], -0.62);
+        assert_eq!(it.breakdown.actions.like, 0.64);
+        assert_eq!(it.breakdown.total, 6.47);
+        assert!(it.inputs.followed && it.draw.is_none());
+        assert!(Page::decode(br#"{"user":"viewer-1"}"#).is_err());
     }
 
     #[test]
@@ -220,23 +290,37 @@ mod tests {
     }
 
     #[test]
-    fn a_cut_padded_or_damaged_page_is_refused() {
-        let bytes = page(true).encode().unwrap();
+    fn a_cut_padded_or_damaged_page_is_refused_and_bad_impressions_leave_the_page_without_them() {
+        let head = page(false).encode().unwrap().len();
+        let full = page(true);
+        let bytes = full.encode().unwrap();
+        let without = Page {
+            impressions: None,
+            ..full.clone()
+        };
         for n in 0..bytes.len() {
-            assert_eq!(Page::decode(&bytes[..n]), None, "cut at {n}");
+            let got = Page::decode(&bytes[..n]);
+            if n < head {
+                assert!(got.is_err(), "cut at {n}");
+            } else {
+                assert_eq!(got, Ok(without.clone()), "cut at {n}, in the impressions");
+            }
         }
+        let mut padded = bytes.clone();
+        padded.push(0);
+        assert_eq!(Page::decode(&padded), Ok(without));
         let mut padded = page(false).encode().unwrap();
         padded.push(0);
-        assert_eq!(Page::decode(&padded), None);
+        assert!(Page::decode(&padded).is_err());
         for (at, value) in [(0, 2), (1, 0x80)] {
             let mut bad = bytes.clone();
             bad[at] = value;
-            assert_eq!(Page::decode(&bad), None, "byte {at} set to {value}");
+            assert!(Page::decode(&bad).is_err(), "byte {at} set to {value}");
         }
         // A count of videos the value cannot hold.
         let mut huge = page(false).encode().unwrap();
         let count_at = 2 + 2 + "viewer-1".len() + 8;
         huge[count_at..count_at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(Page::decode(&huge), None);
+        assert!(Page::decode(&huge).is_err());
     }
 }
