@@ -305,18 +305,14 @@ fn watch_for_restart(store: &steerfeed_shared::SharedStore) {
     loop {
         std::thread::sleep(TICK);
         if store.must_restart() {
-            exit_for_restart();
+            // It answers 503 to everything from now on; a new process starts afresh
+            // from the newest mirror snapshot.
+            tracing::error!(
+                "this replica's mirror can no longer follow the logs: exiting so that it is started again"
+            );
+            std::process::exit(EXIT_RESTART);
         }
     }
-}
-
-/// Exits with [`EXIT_RESTART`], saying why.
-#[cfg(feature = "shared")]
-fn exit_for_restart() -> ! {
-    tracing::error!(
-        "this replica's mirror can no longer follow the logs: exiting so that it is started again"
-    );
-    std::process::exit(EXIT_RESTART)
 }
 
 /// Every `interval`: while this replica leads the deployment, writes a snapshot of its
@@ -357,12 +353,7 @@ fn snapshot_loop(
         // A replica that serves nothing applies the logs only here: what it snapshots,
         // or the snapshots it can take, follow the version it has applied.
         if let Err(e) = engine.catch_up() {
-            if store.must_restart() {
-                // It answers 503 to everything from now on; a new process starts afresh
-                // from the newest mirror snapshot.
-                tracing::error!(error = %e, "the catch-up failed");
-                exit_for_restart();
-            }
+            // One that leaves the process unable to go on is `watch_for_restart`'s.
             tracing::warn!(error = %e, "index snapshots: cannot catch up");
             continue;
         }

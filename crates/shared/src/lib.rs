@@ -383,11 +383,38 @@ pub struct SharedStore {
     crash_after_publish: AtomicBool,
     /// Test hook: runs once an ingest has validated its batch, before it publishes it.
     #[cfg(feature = "test-hooks")]
-    before_publish: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    before_publish: Hook,
     /// Test hook: runs once a group of writes is applied to the mirror, before the
     /// transaction that logs them is committed.
     #[cfg(feature = "test-hooks")]
-    before_commit: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    before_commit: Hook,
+}
+
+/// Test hook: what runs once at a point of the code, when a test set it.
+#[cfg(feature = "test-hooks")]
+#[derive(Default)]
+struct Hook(std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>);
+
+#[cfg(feature = "test-hooks")]
+impl Hook {
+    fn set(&self, f: Box<dyn FnOnce() + Send>) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(f);
+    }
+
+    /// Runs what was set, once.
+    fn run(&self) {
+        let f = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(f) = f {
+            f();
+        }
+    }
 }
 
 fn unavailable(what: &str, e: impl std::fmt::Display) -> Error {
@@ -709,9 +736,9 @@ impl SharedStore {
             #[cfg(feature = "test-hooks")]
             crash_after_publish: AtomicBool::new(false),
             #[cfg(feature = "test-hooks")]
-            before_publish: std::sync::Mutex::new(None),
+            before_publish: Hook::default(),
             #[cfg(feature = "test-hooks")]
-            before_commit: std::sync::Mutex::new(None),
+            before_commit: Hook::default(),
         };
         store.runtime().block_on(async {
             // Before the check: a trim from then on leaves what this process still has
@@ -1092,10 +1119,7 @@ impl SharedStore {
     /// between the two would.
     #[cfg(feature = "test-hooks")]
     pub fn before_next_publish(&self, f: Box<dyn FnOnce() + Send>) {
-        *self
-            .before_publish
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(f);
+        self.before_publish.set(f);
     }
 
     /// Test hook: `f` runs once the next group of writes is applied to the mirror,
@@ -1103,10 +1127,7 @@ impl SharedStore {
     /// would be.
     #[cfg(feature = "test-hooks")]
     pub fn before_next_commit(&self, f: Box<dyn FnOnce() + Send>) {
-        *self
-            .before_commit
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(f);
+        self.before_commit.set(f);
     }
 
     /// True while this process leads the deployment (writes its index snapshots): the
@@ -1852,14 +1873,7 @@ impl SharedStore {
             lock_keys(&self.keys).forget_for(&q.change);
         }
         #[cfg(feature = "test-hooks")]
-        if let Some(f) = self
-            .before_commit
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-        {
-            f();
-        }
+        self.before_commit.run();
         let committed = async {
             let mut rows = Rows::default();
             for (version, q, _) in &applied {
@@ -2402,14 +2416,7 @@ impl Storage for SharedStore {
             self.mirror.check_event_keys(events)?;
         }
         #[cfg(feature = "test-hooks")]
-        if let Some(f) = self
-            .before_publish
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-        {
-            f();
-        }
+        self.before_publish.run();
         let entries = events
             .iter()
             .map(|e| {
