@@ -114,11 +114,20 @@ pub(crate) fn person_tag(user: &UserId) -> String {
 impl Counters {
     /// Connects to `url`: one server, or with `cluster` a Redis Cluster it is a node of.
     pub(crate) async fn connect(url: &str, cluster: bool, namespace: &str) -> Result<Counters> {
+        // Request and answer: no write waits for an acknowledgement of the one before
+        // (the client leaves Nagle's algorithm on by default).
+        let tcp = redis::io::tcp::TcpSettings::default().set_nodelay(true);
         let conn = if cluster {
-            let client = redis::cluster::ClusterClient::new(vec![url]).map_err(redis_error)?;
+            let client = redis::cluster::ClusterClientBuilder::new(vec![url])
+                .tcp_settings(tcp)
+                .build()
+                .map_err(redis_error)?;
             Conn::Cluster(client.get_async_connection().await.map_err(redis_error)?)
         } else {
-            let client = redis::Client::open(url).map_err(redis_error)?;
+            let info = redis::IntoConnectionInfo::into_connection_info(url)
+                .map_err(redis_error)?
+                .set_tcp_settings(tcp);
+            let client = redis::Client::open(info).map_err(redis_error)?;
             Conn::Single(client.get_connection_manager().await.map_err(redis_error)?)
         };
         let counters = Counters {
