@@ -90,7 +90,7 @@ pub(crate) struct Counters {
 
 /// A server that cannot be reached (or answers that it cannot serve) is `Unavailable`;
 /// anything else (a script error, an answer of the wrong shape) is a bug: `Internal`.
-fn redis_error(e: redis::RedisError) -> Error {
+pub(crate) fn redis_error(e: redis::RedisError) -> Error {
     if e.is_io_error()
         || e.is_timeout()
         || e.is_connection_dropped()
@@ -159,6 +159,22 @@ impl Counters {
             Conn::Cluster(mut c) => inv.invoke_async(&mut c).await,
         }
         .map_err(redis_error)
+    }
+
+    /// Sends `pipe`'s commands at once (one slot: every key with one hash tag).
+    pub(crate) async fn pipe<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T> {
+        self.pipe_raw(pipe).await.map_err(redis_error)
+    }
+
+    /// [`Counters::pipe`], with the client's own error.
+    pub(crate) async fn pipe_raw<T: redis::FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> redis::RedisResult<T> {
+        match self.conn.clone() {
+            Conn::Single(mut c) => pipe.query_async(&mut c).await,
+            Conn::Cluster(mut c) => pipe.query_async(&mut c).await,
+        }
     }
 
     pub(crate) async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {

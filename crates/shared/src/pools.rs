@@ -5,10 +5,16 @@
 //! Two keys per person, with the hash tag of their counters:
 //! `sf:<namespace>:{<tag>}:pool`, their pool (bytes the engine encodes, expiring with
 //! what is left of the pool's time to live), and `…:pool_stamp`, their stamp, which only
-//! a forget moves. Three scripts change them, each atomic on the server: a take reads the
-//! stamp and removes the pool in one step (two replicas never serve one pool), a keep
-//! stores a pool only while the stamp is the one its ranking read, and a forget moves the
-//! stamp and drops the pool.
+//! a forget moves. A take reads the stamp, then removes the pool with `GETDEL` (two
+//! replicas never serve one pool); a keep stores a pool only while the stamp is the one
+//! its ranking read; a forget moves the stamp and drops the pool. Keeps and forgets are
+//! scripts, atomic on the server.
+//!
+//! A pool's bytes never pass through a script: Redis's Lua hashes every byte of every
+//! string it is handed, which for a pool of ~70 KB cost more than the rest of the round
+//! trip. A keep sends the pool to a staging key of its own (`…:pool_in:<nonce>`, living
+//! [`STAGED_S`] seconds) and, in the same round trip, a script that renames it into the
+//! pool when the stamp is still the ranking's, or deletes it.
 //!
 //! A forget sets the stamp to the server's clock in microseconds, or one past the stamp
 //! when that is larger, so a stamp never takes a value it had before, even after it
@@ -26,19 +32,20 @@ pub(crate) const KEYS: [&str; 2] = ["pool", "pool_stamp"];
 /// Seconds a stamp outlives the forget that moved it.
 pub(crate) const GUARD_S: u64 = steerfeed_core::storage::POOL_STAMP_GUARD_S;
 
-/// KEYS: the pool, the stamp. Returns the stamp and the pool (nil when none), removing
-/// the pool.
-const TAKE: &str = r"
-local pool = redis.call('GET', KEYS[1])
-if pool then redis.call('DEL', KEYS[1]) end
-return {redis.call('GET', KEYS[2]) or '0', pool}
-";
+/// Seconds a keep's staging key lives: a keep whose script never ran (the process died
+/// between the two commands) leaves it no longer than that.
+pub(crate) const STAGED_S: u64 = 10;
 
-/// KEYS: the pool, the stamp; ARGV: the stamp the ranking read, the pool, its time to
-/// live in seconds. Returns 1 when kept, 0 when the stamp moved.
+/// KEYS: the pool, the stamp, the staged pool; ARGV: the stamp the ranking read, the
+/// pool's time to live in seconds. Returns 1 when kept, 0 when the stamp moved (or the
+/// staged pool is gone).
 const KEEP: &str = r"
-if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[1] or redis.call('EXISTS', KEYS[3]) == 0 then
+  redis.call('DEL', KEYS[3])
+  return 0
+end
+redis.call('RENAME', KEYS[3], KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
 ";
 
@@ -55,19 +62,27 @@ redis.call('DEL', KEYS[1])
 return 1
 ";
 
-/// The pool scripts.
+/// The pool scripts, and what names this process's staging keys.
 pub(crate) struct Pools {
-    take: redis::Script,
     keep: redis::Script,
     forget: redis::Script,
+    /// Unique to this process (its id and start), so two processes' keeps of one person
+    /// never stage under one key.
+    nonce: String,
+    /// Numbers this process's keeps.
+    next: std::sync::atomic::AtomicU64,
 }
 
 impl Pools {
     pub(crate) fn new() -> Pools {
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
         Pools {
-            take: redis::Script::new(TAKE),
             keep: redis::Script::new(KEEP),
             forget: redis::Script::new(FORGET),
+            nonce: format!("{}.{started:x}", std::process::id()),
+            next: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -83,8 +98,15 @@ impl Pools {
         inv
     }
 
+    /// The stamp first, then the pool: a forget between the two leaves either no pool or
+    /// a stamp its keep would be refused with.
     pub(crate) async fn take(&self, c: &Counters, user: &UserId) -> Result<(u64, Option<Vec<u8>>)> {
-        c.run(&Self::invoke(&self.take, c, user)).await
+        let mut p = redis::pipe();
+        p.get(c.key(user, KEYS[1]))
+            .cmd("GETDEL")
+            .arg(c.key(user, KEYS[0]));
+        let (stamp, pool): (Option<u64>, Option<Vec<u8>>) = c.pipe(&p).await?;
+        Ok((stamp.unwrap_or(0), pool))
     }
 
     pub(crate) async fn keep(
@@ -95,9 +117,23 @@ impl Pools {
         pool: &[u8],
         ttl_s: u64,
     ) -> Result<bool> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let staged = c.key(user, &format!("pool_in:{}.{n}", self.nonce));
         let mut inv = Self::invoke(&self.keep, c, user);
-        inv.arg(stamp).arg(pool).arg(ttl_s.max(1));
-        let kept: i64 = c.run(&inv).await?;
+        inv.key(&staged).arg(stamp).arg(ttl_s.max(1));
+        let mut p = redis::pipe();
+        p.set_ex(&staged, pool, STAGED_S)
+            .ignore()
+            .invoke_script(&inv);
+        let kept: i64 = match c.pipe_raw::<(i64,)>(&p).await {
+            Ok((k,)) => k,
+            // Not loaded on this server yet (or since its restart): loaded and run again,
+            // the pool still staged.
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                c.run(&inv).await?
+            }
+            Err(e) => return Err(crate::counters::redis_error(e)),
+        };
         Ok(kept == 1)
     }
 

@@ -88,6 +88,11 @@ fn a_pool_kept_on_one_replica_is_taken_once_on_another() {
     };
     let (pool_keys, stamp_keys) = (keys("pool"), keys("pool_stamp"));
     assert_eq!(
+        keys("pool_in:*"),
+        Vec::<String>::new(),
+        "a keep, kept or refused, leaves no staged pool"
+    );
+    assert_eq!(
         (pool_keys.len(), stamp_keys.len()),
         (1, 1),
         "only u's: {pool_keys:?} {stamp_keys:?}"
@@ -118,6 +123,36 @@ fn a_pool_kept_on_one_replica_is_taken_once_on_another() {
     );
     let (after, none) = pb.take_pool(&u).unwrap();
     assert!(after > last && none.is_none());
+}
+
+#[test]
+fn a_keep_after_the_server_lost_its_scripts_loads_them_and_keeps() {
+    let servers = Servers::shared().expect("test servers");
+    let ns = Servers::namespace("pf");
+    let a = store(servers, &ns);
+    let u = UserId::new("u").unwrap();
+    let (stamp, _) = pools(&a).take_pool(&u).unwrap();
+    assert!(pools(&a).keep_pool(&u, stamp, b"first", 60).unwrap());
+    // As after a restart of Redis without persistence: the pool goes too, scripts go.
+    let client = redis::Client::open(servers.redis_url.as_str()).unwrap();
+    let mut c = client.get_connection().unwrap();
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut c).unwrap();
+    assert!(pools(&a).keep_pool(&u, stamp, b"second", 60).unwrap());
+    assert_eq!(
+        pools(&a).take_pool(&u).unwrap(),
+        (stamp, Some(b"second".to_vec()))
+    );
+    pools(&a).forget_pool(&u).unwrap();
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut c).unwrap();
+    assert!(
+        !pools(&a).keep_pool(&u, stamp, b"stale", 60).unwrap(),
+        "a reloaded script still checks the stamp"
+    );
+    let staged: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("sf:{ns}:*:pool_in:*"))
+        .query(&mut c)
+        .unwrap();
+    assert!(staged.is_empty(), "{staged:?}");
 }
 
 #[test]
