@@ -172,12 +172,16 @@ impl KeyCache {
         self.by_user.insert(user, key);
     }
 
-    /// Forgets the key of the person `change` erases or makes anew: an erased person's
-    /// sealed entries no longer open here, and a new account gets a new key.
+    /// Forgets the key of the person `change` erases (their sealed entries no longer
+    /// open here) or writes: an account made again after an erasure gets a new key, so
+    /// the next seal reads it again. What their current key sealed still opens: an
+    /// account written again keeps its key.
     fn forget_for(&mut self, change: &Change) {
         match change {
             Change::Erase { user, .. } => self.forget(user),
-            Change::User { user } => self.forget(&user.id),
+            Change::User { user } => {
+                self.by_user.remove(&user.id);
+            }
             _ => {}
         }
     }

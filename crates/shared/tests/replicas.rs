@@ -1083,3 +1083,48 @@ fn a_process_reports_where_its_mirror_stands_as_it_catches_up() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+#[test]
+fn a_person_updated_on_a_replica_still_has_their_events_applied_there() {
+    let (_ns, r) = replicas(2);
+    seed(&r[0]);
+    // b has opened p1's key (a page served there) before the update it applies.
+    let first = view("upd-1", "p1", "v2_0", 100, 4_000);
+    r[0].ingest_events(std::slice::from_ref(&first)).unwrap();
+    r[1].catch_up().unwrap();
+    // The account is written again (a new time zone) through b, then a takes p1's events.
+    r[1].upsert_user(&User {
+        id: uid("p1"),
+        age_band: AgeBand::Adult,
+        time_zone: "Europe/Paris".into(),
+    })
+    .unwrap();
+    let second = view("upd-2", "p1", "v3_0", 200, 5_000);
+    r[0].catch_up().unwrap();
+    r[0].ingest_events(std::slice::from_ref(&second)).unwrap();
+    for s in &r {
+        s.catch_up().unwrap();
+        let (_, events, _) = state(s);
+        assert_eq!(events.len(), 2, "both of p1's events: {events:?}");
+        assert_eq!(
+            s.user(&uid("p1")).unwrap().unwrap().time_zone,
+            "Europe/Paris"
+        );
+    }
+    assert_eq!(state(&r[0]), state(&r[1]));
+
+    // Erased, then made again: their new events apply everywhere, the old ones nowhere.
+    r[1].erase_user(&uid("p1"), steerfeed_core::OwnVideos::Keep)
+        .unwrap();
+    r[0].catch_up().unwrap();
+    r[0].upsert_user(&User::new(uid("p1"))).unwrap();
+    let third = view("upd-3", "p1", "v4_0", 300, 6_000);
+    r[0].ingest_events(std::slice::from_ref(&third)).unwrap();
+    for s in &r {
+        s.catch_up().unwrap();
+        let (_, events, _) = state(s);
+        let theirs: Vec<&String> = events.iter().filter(|e| e.contains("\"p1\"")).collect();
+        assert_eq!(theirs.len(), 1, "{theirs:?}");
+        assert!(theirs[0].contains("upd-3"), "{theirs:?}");
+    }
+}
