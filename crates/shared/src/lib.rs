@@ -48,6 +48,7 @@
 
 mod change;
 mod counters;
+mod impressions;
 pub mod mirrors;
 mod page;
 mod pools;
@@ -367,6 +368,8 @@ pub struct SharedStore {
     erased_at: AtomicU64,
     counters: counters::Counters,
     pools: pools::Pools,
+    /// Served pages' impressions, in a stream of their own (the `impressions` module).
+    impressions: impressions::ImpressionLog,
     applier: tokio::sync::Mutex<Applier>,
     /// Set when the mirror took a write the database then did not commit: it no longer
     /// matches the log, and every call that reaches the servers fails until the process
@@ -654,7 +657,7 @@ impl SharedStore {
         let subject = format!("steerfeed.{}.log", opts.namespace);
         let stream_name = format!("STEERFEED_{}", opts.namespace.to_ascii_uppercase());
         let timeout = opts.timeout;
-        let (reader, writer, js, stream, counters) = rt.block_on(async {
+        let (reader, writer, js, stream, counters, impressions) = rt.block_on(async {
             tokio::time::timeout(timeout, async {
                 let reader = connect_pg(&opts.postgres_url).await?;
                 let mut writer = connect_pg(&opts.postgres_url).await?;
@@ -679,7 +682,13 @@ impl SharedStore {
                     &opts.namespace,
                 )
                 .await?;
-                Ok::<_, Error>((reader, writer, js, stream, counters))
+                let impressions = impressions::ImpressionLog::open(
+                    &js,
+                    &opts.namespace,
+                    opts.store.impression_retention_h,
+                )
+                .await?;
+                Ok::<_, Error>((reader, writer, js, stream, counters, impressions))
             })
             .await
             .map_err(|_| unavailable("connecting", "timed out"))?
@@ -723,6 +732,7 @@ impl SharedStore {
             erased_at: AtomicU64::new(0),
             counters,
             pools: pools::Pools::new(),
+            impressions,
             applier: tokio::sync::Mutex::new(Applier {
                 version: start.version,
                 seq: start.seq,
@@ -1132,6 +1142,25 @@ impl SharedStore {
     #[cfg(feature = "test-hooks")]
     pub fn before_next_commit(&self, f: Box<dyn FnOnce() + Send>) {
         self.before_commit.set(f);
+    }
+
+    /// Test hook: records a page as builds before the impression stream did, its
+    /// impressions in the page's own message (every mirror that applies it logs them).
+    #[cfg(feature = "test-hooks")]
+    pub fn record_page_as_an_older_build(
+        &self,
+        user: &UserId,
+        page: &ServedPage<'_>,
+        now: Timestamp,
+    ) -> Result<()> {
+        self.send_page(page::Page {
+            user: user.clone(),
+            videos: page.videos.to_vec(),
+            checkin: page.checkin,
+            break_card: page.break_card,
+            at: now,
+            impressions: page.impressions.cloned(),
+        })
     }
 
     /// True while this process leads the deployment (writes its index snapshots): the
@@ -2123,6 +2152,94 @@ impl SharedStore {
         }
     }
 
+    /// Publishes a page's record (see [`Storage::record_page`]).
+    fn send_page(&self, message: page::Page) -> Result<()> {
+        let user = &message.user;
+        let payload = message
+            .encode()
+            .ok_or_else(|| Error::internal("page", "an id too long for the page format"))?;
+        // Sent, not waited on (a page record may be lost, as the embedded store's may):
+        // the next read of this viewer's serving state in this process waits for its
+        // acknowledgement and applies it, another process's next catch-up finds it in
+        // the stream.
+        let sent = self.block(
+            "nats",
+            self.send_unacked("page", None, vec![(user, payload)], false),
+        );
+        match sent {
+            Ok(ack) => {
+                let mut pending = lock_pages(&self.pending_pages);
+                pending.push((user.clone(), ack));
+                let full = pending.len() >= MAX_PENDING_PAGES;
+                drop(pending);
+                if full {
+                    self.settle()?;
+                }
+                Ok(())
+            }
+            // A page served to a person erased while it was ranked records nothing.
+            Err(Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `plain` sealed with `user`'s key (made when missing).
+    async fn seal_for(&self, user: &UserId, plain: Vec<u8>) -> Result<Vec<u8>> {
+        let keys = self.keys_for(&[user]).await?;
+        let key = keys
+            .get(user)
+            .ok_or_else(|| Error::internal("seal", "a person's key is missing"))?;
+        seal::seal(&[(Arc::clone(key), plain)])
+    }
+
+    /// Calls `f` with the pages of the impression stream (see
+    /// [`impressions::ImpressionLog::reader`]), numbered by their stream sequence; a page
+    /// whose viewer was erased, or that does not read, is left out.
+    fn read_impressions(
+        &self,
+        user: Option<&UserId>,
+        since: Timestamp,
+        f: &mut dyn FnMut(steerfeed_core::LoggedPage) -> Result<()>,
+    ) -> Result<()> {
+        /// Messages read, and opened, at once.
+        const BATCH: usize = 256;
+        let Some(mut reader) = self.block("nats", self.impressions.reader(user, since))? else {
+            return Ok(());
+        };
+        loop {
+            let opened = self.block("nats", async {
+                let batch = reader.next_batch(BATCH).await?;
+                let mut out = Vec::with_capacity(batch.len());
+                for m in batch {
+                    let plain = self.open_sealed(&m.payload).await?;
+                    out.push((m.seq, plain.into_iter().next().flatten()));
+                }
+                Ok(out)
+            })?;
+            if opened.is_empty() {
+                return Ok(());
+            }
+            for (seq, plain) in opened {
+                // Erased: their key is gone.
+                let Some(plain) = plain else { continue };
+                match steerfeed_store::decode_impressions(&plain) {
+                    Ok(p) if user.is_none_or(|u| *u == p.user) => {
+                        f(steerfeed_core::LoggedPage { seq, ..p })?;
+                    }
+                    Ok(_) => {
+                        tracing::warn!(
+                            seq,
+                            "impression log: a message that names another page skipped"
+                        );
+                    }
+                    Err(e) => {
+                        tracing::warn!(seq, error = %e, "impression log: unreadable message skipped");
+                    }
+                }
+            }
+        }
+    }
+
     /// Applies the pages this process published and has not applied yet, so that a
     /// read of someone's serving state after their page was recorded sees it.
     fn settle(&self) -> Result<()> {
@@ -2219,6 +2336,7 @@ impl Drop for SharedStore {
         // Pages whose acknowledgement no one waited for let go while their client's
         // tasks still run (what the stream took stays there).
         lock_pages(&self.pending_pages).clear();
+        self.impressions.abandon();
         if let Some(rt) = self.rt.take() {
             rt.shutdown_background();
         }
@@ -2375,34 +2493,25 @@ impl Storage for SharedStore {
             checkin: page.checkin,
             break_card: page.break_card,
             at: now,
-            impressions: page.impressions.cloned(),
+            impressions: None,
         };
-        let payload = message
-            .encode()
-            .ok_or_else(|| Error::internal("page", "an id too long for the page format"))?;
-        // Sent, not waited on (a page record may be lost, as the embedded store's may):
-        // the next read of this viewer's serving state in this process waits for its
-        // acknowledgement and applies it, another process's next catch-up finds it in
-        // the stream.
-        let sent = self.block(
-            "nats",
-            self.send_unacked("page", None, vec![(user, payload)], false),
-        );
-        match sent {
-            Ok(ack) => {
-                let mut pending = lock_pages(&self.pending_pages);
-                pending.push((user.clone(), ack));
-                let full = pending.len() >= MAX_PENDING_PAGES;
-                drop(pending);
-                if full {
-                    self.settle()?;
-                }
-                Ok(())
+        if let Some(imp) = page
+            .impressions
+            .filter(|p| self.impressions.enabled() && !p.items.is_empty())
+        {
+            let record = steerfeed_store::encode_impressions(user, now, imp);
+            let logged = self.block("nats", async {
+                let sealed = self.seal_for(user, record).await?;
+                self.impressions.send(user, now, sealed).await
+            });
+            match logged {
+                Ok(()) => {}
+                // Erased while the page was ranked: nothing to log.
+                Err(Error::NotFound { .. }) => return Ok(()),
+                Err(e) => return Err(e),
             }
-            // A page served to a person erased while it was ranked records nothing.
-            Err(Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(e),
         }
+        self.send_page(message)
     }
 
     fn ingest_events(&self, events: &[Event]) -> Result<(IngestReport, Logged)> {
@@ -2455,10 +2564,19 @@ impl Storage for SharedStore {
         since: Timestamp,
         f: &mut dyn FnMut(steerfeed_core::LoggedPage) -> Result<()>,
     ) -> Result<()> {
-        // Every replica's pages, as far as the stream has acknowledged them.
+        // Pages an older build logged with their page message, in the mirrors; then the
+        // impression stream's, numbered after them.
         self.settle()?;
         Storage::catch_up(self)?;
-        Storage::for_each_impression(&self.mirror, since, f)
+        let mut last = 0;
+        Storage::for_each_impression(&self.mirror, since, &mut |p| {
+            last = p.seq;
+            f(p)
+        })?;
+        self.read_impressions(None, since, &mut |mut p| {
+            p.seq += last;
+            f(p)
+        })
     }
 
     fn for_each_event(&self, from: u64, f: &mut dyn FnMut(u64, Event) -> Result<()>) -> Result<()> {
@@ -2485,6 +2603,10 @@ impl Storage for SharedStore {
         if let Err(e) = self.forget_pool(user) {
             tracing::warn!(error = %e, "erasure: could not drop the person's page pool");
         }
+        // Unreadable already (their key is gone); removed from the stream too.
+        if let Err(e) = self.block("nats", self.impressions.purge(user)) {
+            tracing::warn!(error = %e, "erasure: could not purge the person's impressions");
+        }
         Ok(report)
     }
 
@@ -2506,7 +2628,31 @@ impl Storage for SharedStore {
 
     fn export_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<steerfeed_core::Record>> {
         self.settle_for(Some(user))?;
-        Storage::export_user(&self.mirror, user, now)
+        let mut out = Storage::export_user(&self.mirror, user, now)?;
+        if out.is_empty() {
+            return Ok(out);
+        }
+        // Where the embedded store lists them: after the events, before the videos.
+        let mut theirs = Vec::new();
+        self.read_impressions(Some(user), Timestamp::UNIX_EPOCH, &mut |p| {
+            theirs.push(steerfeed_core::Record::Impression {
+                user: p.user,
+                at: p.at,
+                page: p.page,
+            });
+            Ok(())
+        })?;
+        let at = out
+            .iter()
+            .position(|r| {
+                matches!(
+                    r,
+                    steerfeed_core::Record::Video { .. } | steerfeed_core::Record::Cameo { .. }
+                )
+            })
+            .unwrap_or(out.len());
+        out.splice(at..at, theirs);
+        Ok(out)
     }
 
     fn for_each_record(
@@ -2528,7 +2674,11 @@ impl Storage for SharedStore {
 
     fn flush(&self) -> Result<()> {
         // Every write is durable in PostgreSQL or JetStream when it returns; the pages
-        // sent are once acknowledged.
+        // and impressions sent are once acknowledged.
+        self.block("nats", async {
+            self.impressions.settle().await;
+            Ok(())
+        })?;
         self.settle()
     }
 

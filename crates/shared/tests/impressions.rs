@@ -1,0 +1,278 @@
+//! The impression log on the shared backend, through two stores of one deployment (two
+//! replicas): a page's impressions are logged once, in a stream of their own, one subject
+//! per viewer; every replica reads them all and no mirror holds them; a person's export
+//! holds theirs; an erasure leaves nothing of theirs readable and purges their subject;
+//! pages an older build logged in the page's own message are still read, first.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use steerfeed_core::storage::{ServedPage, Storage};
+use steerfeed_core::{
+    HeadInputs, ImpressionItem, ImpressionPage, LoggedPage, OwnVideos, Record, ScoreBreakdown,
+    Timestamp, User, UserId, VideoId,
+};
+use steerfeed_shared::servers::Servers;
+use steerfeed_shared::{SharedOptions, SharedStore};
+use steerfeed_store::StoreOptions;
+
+fn store(servers: &Servers, ns: &str, retention_h: u64) -> SharedStore {
+    SharedStore::open(SharedOptions::new(
+        &servers.postgres_url,
+        &servers.nats_url,
+        &servers.redis_url,
+        ns,
+        StoreOptions {
+            impression_retention_h: retention_h,
+            ..StoreOptions::with_dim(8)
+        },
+    ))
+    .unwrap()
+}
+
+fn uid(s: &str) -> UserId {
+    UserId::new(s).unwrap()
+}
+
+fn at(s: i64) -> Timestamp {
+    Timestamp::from_second(1_790_000_000 + s).unwrap()
+}
+
+/// A page of `n` items whose every number depends on `k`, so two pages never match.
+fn page(request: &str, k: usize, n: usize) -> ImpressionPage {
+    ImpressionPage {
+        request: request.to_owned(),
+        profile: "default".to_owned(),
+        model: "hand-set".to_owned(),
+        items: (0..n)
+            .map(|i| ImpressionItem {
+                video: VideoId::new(format!("v{k}-{i}")).unwrap(),
+                position: i as u32,
+                source: "popular".to_owned(),
+                propensity: 1.0 / (k + i + 1) as f32,
+                inputs: HeadInputs {
+                    prior: std::array::from_fn(|h| (k * 10 + h) as f32 * 0.125),
+                    creator: [0.25 * k as f32; 8],
+                    interest: 0.5 * i as f32,
+                    ..HeadInputs::default()
+                },
+                breakdown: ScoreBreakdown {
+                    total: (k * 100 + i) as f32,
+                    ..ScoreBreakdown::default()
+                },
+                draw: None,
+            })
+            .collect(),
+        shadow: None,
+    }
+}
+
+fn record(s: &SharedStore, user: &str, p: &ImpressionPage, when: Timestamp) {
+    let videos: Vec<VideoId> = p.items.iter().map(|i| i.video.clone()).collect();
+    s.record_page(
+        &uid(user),
+        &ServedPage {
+            videos: &videos,
+            impressions: Some(p),
+            ..ServedPage::default()
+        },
+        when,
+    )
+    .unwrap();
+}
+
+fn logged(s: &dyn Storage) -> Vec<LoggedPage> {
+    let mut out = Vec::new();
+    s.for_each_impression(Timestamp::UNIX_EPOCH, &mut |p| {
+        out.push(p);
+        Ok(())
+    })
+    .unwrap();
+    out
+}
+
+/// (viewer, time, page) of each logged page, in log order.
+fn summary(pages: &[LoggedPage]) -> Vec<(String, Timestamp, ImpressionPage)> {
+    pages
+        .iter()
+        .map(|p| (p.user.as_str().to_owned(), p.at, p.page.clone()))
+        .collect()
+}
+
+/// Messages per subject of the deployment's impression stream.
+fn subjects(servers: &Servers, ns: &str) -> std::collections::HashMap<String, usize> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(&servers.nats_url).await.unwrap());
+        let stream = js
+            .get_stream(format!("STEERFEED_{}_IMPRESSIONS", ns.to_ascii_uppercase()))
+            .await
+            .unwrap();
+        let info = stream
+            .info_with_subjects(format!("steerfeed.{ns}.imp.*"))
+            .await
+            .unwrap();
+        use futures_util::StreamExt;
+        let mut info = std::pin::pin!(info);
+        let mut out = std::collections::HashMap::new();
+        while let Some(s) = info.next().await {
+            let (subject, n) = s.unwrap();
+            out.insert(subject, n);
+        }
+        out
+    })
+}
+
+#[test]
+fn impressions_are_logged_once_read_by_every_replica_exported_and_erased() {
+    let servers = Servers::shared().expect("test servers");
+    let ns = Servers::namespace("im");
+    let (a, b) = (store(servers, &ns, 720), store(servers, &ns, 720));
+    for u in ["u1", "u2", "u3"] {
+        a.upsert_user(&User::new(uid(u))).unwrap();
+    }
+    let pages = [page("r0", 0, 3), page("r1", 1, 20), page("r2", 2, 1)];
+    record(&a, "u1", &pages[0], at(10));
+    record(&a, "u2", &pages[1], at(20));
+    a.flush().unwrap();
+    record(&b, "u1", &pages[2], at(30));
+    // A page without impressions, or with no items, logs nothing.
+    b.record_page(
+        &uid("u3"),
+        &ServedPage {
+            videos: &[VideoId::new("v9").unwrap()],
+            ..ServedPage::default()
+        },
+        at(40),
+    )
+    .unwrap();
+    record(&b, "u3", &page("empty", 3, 0), at(50));
+    b.flush().unwrap();
+
+    let expected = vec![
+        ("u1".to_owned(), at(10), pages[0].clone()),
+        ("u2".to_owned(), at(20), pages[1].clone()),
+        ("u1".to_owned(), at(30), pages[2].clone()),
+    ];
+    for (name, s) in [("a", &a), ("b", &b)] {
+        let got = logged(s);
+        assert_eq!(summary(&got), expected, "replica {name}");
+        assert!(got.windows(2).all(|w| w[0].seq < w[1].seq), "{got:?}");
+        assert!(
+            logged(s.mirror()).is_empty(),
+            "replica {name}'s mirror logs no impressions"
+        );
+    }
+    // The pages' serving state still reached every mirror.
+    let seen: Vec<VideoId> = a
+        .seen(&uid("u3"))
+        .unwrap()
+        .into_iter()
+        .map(|s| s.0)
+        .collect();
+    assert_eq!(seen, [VideoId::new("v9").unwrap()]);
+    let counts = subjects(servers, &ns);
+    let mut per_subject: Vec<usize> = counts.values().copied().collect();
+    per_subject.sort_unstable();
+    assert_eq!(per_subject, [1, 2], "one subject per viewer: {counts:?}");
+
+    // A person's export holds their pages, and only theirs.
+    let exported = |s: &SharedStore, u: &str| -> Vec<(String, Timestamp, ImpressionPage)> {
+        s.export_user(&uid(u), at(60))
+            .unwrap()
+            .into_iter()
+            .filter_map(|r| match r {
+                Record::Impression { user, at, page } => Some((user.as_str().to_owned(), at, page)),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(
+        exported(&b, "u1"),
+        [expected[0].clone(), expected[2].clone()]
+    );
+    assert_eq!(exported(&a, "u2"), [expected[1].clone()]);
+    assert!(exported(&a, "u3").is_empty());
+
+    // Erased on one replica: nothing of theirs reads on either, and their subject is gone.
+    b.erase_user(&uid("u1"), OwnVideos::Keep).unwrap();
+    for s in [&a, &b] {
+        assert_eq!(summary(&logged(s)), [expected[1].clone()]);
+    }
+    assert_eq!(
+        subjects(servers, &ns).values().copied().collect::<Vec<_>>(),
+        [1],
+        "only u2's subject is left"
+    );
+}
+
+#[test]
+fn pages_an_older_build_logged_in_the_page_message_are_read_first() {
+    let servers = Servers::shared().expect("test servers");
+    let ns = Servers::namespace("io");
+    let (a, b) = (store(servers, &ns, 720), store(servers, &ns, 720));
+    a.upsert_user(&User::new(uid("u1"))).unwrap();
+    let (old, new) = (page("old", 0, 2), page("new", 1, 2));
+    let videos: Vec<VideoId> = old.items.iter().map(|i| i.video.clone()).collect();
+    a.record_page_as_an_older_build(
+        &uid("u1"),
+        &ServedPage {
+            videos: &videos,
+            impressions: Some(&old),
+            ..ServedPage::default()
+        },
+        at(10),
+    )
+    .unwrap();
+    record(&a, "u1", &new, at(20));
+    a.flush().unwrap();
+    let got = logged(&b);
+    assert_eq!(
+        summary(&got),
+        [
+            ("u1".to_owned(), at(10), old.clone()),
+            ("u1".to_owned(), at(20), new.clone())
+        ]
+    );
+    assert!(got[0].seq < got[1].seq);
+    assert_eq!(
+        logged(b.mirror()).len(),
+        1,
+        "the older page's, in the mirror"
+    );
+}
+
+#[test]
+fn the_retention_leaves_out_pages_served_too_long_before_the_newest_and_0_keeps_none() {
+    let servers = Servers::shared().expect("test servers");
+    let ns = Servers::namespace("ir");
+    let a = store(servers, &ns, 2);
+    a.upsert_user(&User::new(uid("u1"))).unwrap();
+    record(&a, "u1", &page("early", 0, 1), at(0));
+    record(&a, "u1", &page("within", 1, 1), at(3_600));
+    record(&a, "u1", &page("newest", 2, 1), at(2 * 3_600 + 1));
+    let kept: Vec<String> = logged(&a).into_iter().map(|p| p.page.request).collect();
+    assert_eq!(kept, ["within", "newest"]);
+    let mut since = Vec::new();
+    a.for_each_impression(at(2 * 3_600), &mut |p| {
+        since.push(p.page.request);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(
+        since,
+        ["newest"],
+        "`since` is inclusive of later pages only"
+    );
+
+    // A deployment set to keep none logs none, and empties what was kept.
+    drop(a);
+    let z = store(servers, &ns, 0);
+    assert!(logged(&z).is_empty());
+    record(&z, "u1", &page("ignored", 3, 1), at(3 * 3_600));
+    z.flush().unwrap();
+    assert!(logged(&z).is_empty());
+    assert!(subjects(servers, &ns).is_empty());
+}
