@@ -65,7 +65,11 @@ pub struct TrainArgs {
 }
 
 /// Trains the heads and writes the model file and the report.
-pub fn train(config: steerfeed::Config, args: &TrainArgs) -> anyhow::Result<()> {
+pub fn train(
+    config: steerfeed::Config,
+    shared: &steerfeed_server::config::SharedConfig,
+    args: &TrainArgs,
+) -> anyhow::Result<()> {
     let since = crate::logs::parse_since(&args.since, Timestamp::now())?;
     let profile = args.profile.as_str();
     let rank = config.profile_rank(profile)?;
@@ -83,7 +87,7 @@ pub fn train(config: steerfeed::Config, args: &TrainArgs) -> anyhow::Result<()> 
             (crate::logs::read_rows(path, since)?, current)
         }
         None => {
-            let engine = crate::open_stopped(config)?;
+            let engine = crate::open_stopped(config, shared)?;
             let mut rows = Vec::new();
             engine.for_each_labeled_impression(since, &mut |r| {
                 rows.push(r);

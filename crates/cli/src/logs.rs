@@ -117,13 +117,14 @@ pub fn read_rows(
 /// the stopped store, and the estimate.
 pub fn offpolicy(
     config: steerfeed::Config,
+    shared: &steerfeed_server::config::SharedConfig,
     args: &steerfeed_eval::offpolicy::Args,
 ) -> anyhow::Result<()> {
     let since = parse_since(&args.since, Timestamp::now())?;
     let rows = match &args.input {
         Some(path) => read_rows(path, since)?,
         None => {
-            let engine = crate::open_stopped(config.clone())?;
+            let engine = crate::open_stopped(config.clone(), shared)?;
             let mut rows = Vec::new();
             engine.for_each_labeled_impression(since, &mut |r| {
                 rows.push(r);

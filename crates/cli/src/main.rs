@@ -249,34 +249,34 @@ fn run() -> anyhow::Result<()> {
                 EvalCommand::Simulate(args) => steerfeed_eval::sim::run(config, &args),
                 #[cfg(feature = "learn")]
                 EvalCommand::Loop(args) => steerfeed_eval::closed_loop::run(config, &args),
-                EvalCommand::Offpolicy(args) => logs::offpolicy(config, &args),
+                EvalCommand::Offpolicy(args) => logs::offpolicy(config, &sidecar.shared, &args),
                 EvalCommand::Report(args) => steerfeed_eval::report::run(config, &args),
             }
         }
         Command::Users(cmd) => {
             init_tracing(&sidecar.log);
-            users(config, cmd)
+            users(config, &sidecar.shared, cmd)
         }
         Command::Import(args) => {
             init_tracing(&sidecar.log);
-            transfer::import(config, &sidecar.server, &args)
+            transfer::import(config, &sidecar.server, &sidecar.shared, &args)
         }
         Command::Export(args) => {
             init_tracing(&sidecar.log);
-            transfer::export(config, &args)
+            transfer::export(config, &sidecar.shared, &args)
         }
         Command::Backup { dir, remote } => {
             init_tracing(&sidecar.log);
-            backup(config, &dir, &remote)
+            backup(config, &sidecar.shared, &dir, &remote)
         }
         Command::Logs(LogsCommand::Export(args)) => {
             init_tracing(&sidecar.log);
-            logs::export(&open_stopped(config)?, &args)
+            logs::export(&*open_stopped(config, &sidecar.shared)?, &args)
         }
         #[cfg(feature = "learn")]
         Command::Train(args) => {
             init_tracing(&sidecar.log);
-            learn::train(config, &args)
+            learn::train(config, &sidecar.shared, &args)
         }
         #[cfg(feature = "learn")]
         Command::Model(cmd) => learn::model(&cmd),
@@ -303,6 +303,7 @@ fn run() -> anyhow::Result<()> {
 /// store; prints the manifest (with the number of files rather than their list).
 fn backup(
     config: steerfeed::Config,
+    shared: &steerfeed_server::config::SharedConfig,
     dir: &std::path::Path,
     remote: &remote::Remote,
 ) -> anyhow::Result<()> {
@@ -315,7 +316,7 @@ fn backup(
                 &serde_json::json!({ "dir": dir.display().to_string() }),
             )?
         }
-        None => open_stopped(config)?.backup(dir)?,
+        None => open_stopped(config, shared)?.backup(dir)?,
     };
     let mut shown = serde_json::to_value(&manifest)?;
     shown["files"] = manifest.files.len().into();
@@ -324,19 +325,21 @@ fn backup(
     Ok(())
 }
 
-/// Opens the engine on the configured store, which no sidecar may hold.
-fn open_stopped(config: steerfeed::Config) -> anyhow::Result<steerfeed::Engine> {
-    let path = config.store.path.clone();
-    steerfeed::Engine::open(config).with_context(|| {
-        format!(
-            "opening the store at {} (a running sidecar holds it: stop it, or pass --url to work through it)",
-            path.display()
-        )
-    })
+/// Opens the engine on the configured store, which no sidecar may hold, or on the
+/// shared backend `[shared]` names.
+fn open_stopped(
+    config: steerfeed::Config,
+    shared: &steerfeed_server::config::SharedConfig,
+) -> anyhow::Result<serve::ToolEngine> {
+    serve::open_tool(config, shared)
 }
 
-fn users(config: steerfeed::Config, cmd: UsersCommand) -> anyhow::Result<()> {
-    let engine = open_stopped(config)?;
+fn users(
+    config: steerfeed::Config,
+    shared: &steerfeed_server::config::SharedConfig,
+    cmd: UsersCommand,
+) -> anyhow::Result<()> {
+    let engine = open_stopped(config, shared)?;
     match cmd {
         UsersCommand::Erase { id, videos } => {
             let own = match videos.as_str() {

@@ -79,7 +79,62 @@ fn open_engine(config: &SidecarConfig) -> anyhow::Result<(Engine, Option<Job>)> 
     }
     #[cfg(feature = "shared")]
     {
-        open_shared(config)
+        open_shared(&config.engine, &config.shared)
+    }
+    #[cfg(not(feature = "shared"))]
+    anyhow::bail!(
+        "[shared] names servers, but this steerfeed was built without the shared backend: \
+         cargo build --release -p steerfeed-cli --features shared"
+    )
+}
+
+/// The engine a command that works on the store opens (`logs export`, `train`, `users`,
+/// `import`, `export`...): on the embedded store, which no sidecar may hold, or with
+/// `[shared]` on the shared backend, as a process of the deployment of its own whose
+/// index lives in a temporary directory (taken from the newest index snapshot when
+/// there is one), so the replicas' files are left alone.
+pub struct ToolEngine {
+    engine: Engine,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl std::ops::Deref for ToolEngine {
+    type Target = Engine;
+
+    fn deref(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+/// Opens a [`ToolEngine`].
+pub fn open_tool(
+    engine: steerfeed::Config,
+    shared: &steerfeed_server::config::SharedConfig,
+) -> anyhow::Result<ToolEngine> {
+    if !shared.enabled() {
+        let path = engine.store.path.clone();
+        let engine = Engine::open(engine).with_context(|| {
+            format!(
+                "opening the store at {} (a running sidecar holds it: stop it, or pass --url to work through it)",
+                path.display()
+            )
+        })?;
+        return Ok(ToolEngine { engine, _dir: None });
+    }
+    #[cfg(feature = "shared")]
+    {
+        let dir = tempfile::Builder::new()
+            .prefix("steerfeed-tool-")
+            .tempdir()
+            .context("a temporary directory for the index")?;
+        let mut engine = engine;
+        engine.store.path = dir.path().to_path_buf();
+        // Without the snapshot loop: this process never leads nor trims.
+        let (engine, _snapshot_loop) = open_shared(&engine, shared)?;
+        Ok(ToolEngine {
+            engine,
+            _dir: Some(dir),
+        })
     }
     #[cfg(not(feature = "shared"))]
     anyhow::bail!(
@@ -213,12 +268,14 @@ fn ms(since: std::time::Instant) -> f64 {
 }
 
 #[cfg(feature = "shared")]
-fn open_shared(config: &SidecarConfig) -> anyhow::Result<(Engine, Option<Job>)> {
+fn open_shared(
+    engine: &steerfeed::Config,
+    shared: &steerfeed_server::config::SharedConfig,
+) -> anyhow::Result<(Engine, Option<Job>)> {
     use std::sync::Arc;
     use steerfeed::storage::Storage;
 
-    let shared = &config.shared;
-    let parser = steerfeed::open_parser(&config.engine)?;
+    let parser = steerfeed::open_parser(engine)?;
     let store = Arc::new(
         steerfeed_shared::SharedStore::open(steerfeed_shared::SharedOptions {
             postgres_url: shared.postgres_url.clone(),
@@ -228,7 +285,7 @@ fn open_shared(config: &SidecarConfig) -> anyhow::Result<(Engine, Option<Job>)> 
             namespace: shared.namespace.clone(),
             store: steerfeed::store::StoreOptions {
                 dim: parser.encoder().dim(),
-                ..config.engine.store.options
+                ..engine.store.options
             },
             timeout: std::time::Duration::from_millis(shared.timeout_ms),
             mirror_snapshots: (!shared.snapshot_dir.is_empty()
@@ -253,7 +310,7 @@ fn open_shared(config: &SidecarConfig) -> anyhow::Result<(Engine, Option<Job>)> 
         .transpose()?;
     let mut installed = None;
     if let Some(snapshots) = &snapshots {
-        let file = config.engine.store.path.join(steerfeed::INDEX_FILE);
+        let file = engine.store.path.join(steerfeed::INDEX_FILE);
         installed = snapshots.install(&file, store.catalog_version())?;
         if let Some(stamp) = installed {
             tracing::info!(
@@ -262,7 +319,7 @@ fn open_shared(config: &SidecarConfig) -> anyhow::Result<(Engine, Option<Job>)> 
             );
         }
     }
-    let engine = Engine::open_with(config.engine.clone(), store.clone())?;
+    let engine = Engine::open_with(engine.clone(), store.clone())?;
     if let Some(snapshots) = &snapshots {
         // Before the engine's first index save (its saver waits a second first).
         keep_log_for_snapshots(&store, &engine, snapshots);

@@ -18,7 +18,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use steerfeed::{Engine, Record, RecordKind};
+use steerfeed::{Record, RecordKind};
 use steerfeed_server::bulk::{ImportAnswer, ImportBody, ImportStatus};
 use steerfeed_server::config::ServerConfig;
 
@@ -142,7 +142,7 @@ trait Sink {
 
 /// The engine on a stopped store, and the server settings that bound the dates a
 /// client may give (the same as the sidecar's import applies).
-struct EngineSink(Engine, ServerConfig);
+struct EngineSink(crate::serve::ToolEngine, ServerConfig);
 
 impl Sink for EngineSink {
     fn apply(&mut self, records: &[Record]) -> anyhow::Result<Vec<Result<ImportStatus, String>>> {
@@ -426,6 +426,7 @@ fn write_state(path: &Path, state: &ImportState) -> anyhow::Result<()> {
 pub fn import(
     config: steerfeed::Config,
     server: &ServerConfig,
+    shared: &steerfeed_server::config::SharedConfig,
     args: &ImportArgs,
 ) -> anyhow::Result<()> {
     let format = format_of(&args.file, args.format);
@@ -500,7 +501,10 @@ pub fn import(
 
     let mut sink: Box<dyn Sink> = match args.remote.url {
         Some(_) => Box::new(HttpSink(args.remote.clone())),
-        None => Box::new(EngineSink(crate::open_stopped(config)?, server.clone())),
+        None => Box::new(EngineSink(
+            crate::open_stopped(config, shared)?,
+            server.clone(),
+        )),
     };
     let mut reader = Reader::open(&args.file, format, kind, offset, line)?;
     let mut rejected = open_rejected(
@@ -899,7 +903,11 @@ pub fn parse_kinds(list: Option<&str>) -> anyhow::Result<Vec<RecordKind>> {
 }
 
 /// `steerfeed export`.
-pub fn export(config: steerfeed::Config, args: &ExportArgs) -> anyhow::Result<()> {
+pub fn export(
+    config: steerfeed::Config,
+    shared: &steerfeed_server::config::SharedConfig,
+    args: &ExportArgs,
+) -> anyhow::Result<()> {
     let kinds = parse_kinds(args.kinds.as_deref())?;
     let mut out = match (args.format, &args.out) {
         (Format::Jsonl, None) => Out::Jsonl(Box::new(BufWriter::new(std::io::stdout().lock()))),
@@ -938,7 +946,7 @@ pub fn export(config: steerfeed::Config, args: &ExportArgs) -> anyhow::Result<()
             }
         }
         None => {
-            let engine = crate::open_stopped(config)?;
+            let engine = crate::open_stopped(config, shared)?;
             let mut failed = None;
             engine
                 .export(&kinds, args.embeddings, &mut |record| {

@@ -1115,3 +1115,114 @@ fn after_an_erasure_the_leader_writes_a_mirror_snapshot_at_once_not_at_its_next_
     assert_eq!(exported, exports(a.port, &users));
     assert_eq!(exported[0]["records"], json!([]), "{}", exported[0]);
 }
+
+/// Runs `steerfeed <args>` as a command of the deployment `namespace` (its own process,
+/// on the test's servers) and returns what it printed.
+fn tool(namespace: &str, dir: &std::path::Path, args: &[&str]) -> String {
+    let servers = Servers::shared().expect("test servers");
+    let out = Command::new(env!("CARGO_BIN_EXE_steerfeed"))
+        .args(args)
+        .env("STEERFEED__STORE__PATH", dir)
+        .env("STEERFEED__SHARED__POSTGRES_URL", &servers.postgres_url)
+        .env("STEERFEED__SHARED__NATS_URL", &servers.nats_url)
+        .env("STEERFEED__SHARED__REDIS_URL", &servers.redis_url)
+        .env("STEERFEED__SHARED__NAMESPACE", namespace)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "steerfeed {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// (request id, viewer, video) of every served item `logs export` finds.
+fn exported_items(namespace: &str, dir: &std::path::Path) -> HashSet<(String, String, String)> {
+    let file = dir.join("served.jsonl");
+    tool(
+        namespace,
+        &dir.join("tool"),
+        &[
+            "logs",
+            "export",
+            "--since",
+            "1d",
+            "--out",
+            file.to_str().unwrap(),
+        ],
+    );
+    std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            let s = |k: &str| v[k].as_str().unwrap().to_owned();
+            (s("request"), s("user"), s("video"))
+        })
+        .collect()
+}
+
+#[test]
+fn logs_export_and_a_persons_export_read_every_replicas_pages_from_the_impression_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = three(dir.path());
+    let ns = r[0].namespace.clone();
+    world(r[0].port, 30, 3);
+    // Pages served on every replica: (request id, viewer, videos).
+    let mut served = Vec::new();
+    for (i, user) in ["f0", "f1", "f2", "f0", "f1"].iter().enumerate() {
+        let (status, body) = http(
+            r[i % 3].port,
+            "POST",
+            "/v1/feed",
+            Some(&json!({"user": user, "limit": 4})),
+        );
+        assert_eq!(status, 200, "{body}");
+        let videos: Vec<String> = body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["video"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(!videos.is_empty(), "{body}");
+        served.push((
+            body["request_id"].as_str().unwrap().to_owned(),
+            (*user).to_owned(),
+            videos,
+        ));
+    }
+    let items = |skip: &str| -> HashSet<(String, String, String)> {
+        served
+            .iter()
+            .filter(|(_, u, _)| u != skip)
+            .flat_map(|(req, u, vs)| vs.iter().map(move |v| (req.clone(), u.clone(), v.clone())))
+            .collect()
+    };
+    assert_eq!(exported_items(&ns, dir.path()), items(""));
+
+    // A person's export, from a command of its own, holds their pages and no one else's.
+    let records = tool(&ns, &dir.path().join("tool"), &["users", "export", "f0"]);
+    let mut requests: Vec<String> = records
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["record"] == "impression")
+        .map(|v| {
+            assert_eq!(v["user"], "f0");
+            v["page"]["request"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    requests.sort();
+    let mut expected: Vec<String> = served
+        .iter()
+        .filter(|(_, u, _)| u == "f0")
+        .map(|(req, ..)| req.clone())
+        .collect();
+    expected.sort();
+    assert_eq!(requests, expected);
+
+    // Erased through one replica: the export no longer holds any of their pages.
+    ok(r[1].port, "DELETE", "/v1/users/f1?videos=keep", None);
+    assert_eq!(exported_items(&ns, dir.path()), items("f1"));
+}

@@ -37,6 +37,11 @@ pub(crate) struct ImpressionLog {
     prefix: String,
     retention_h: u64,
     pending: std::sync::Mutex<Pending>,
+    /// How long before a read's cutoff it starts reading (by arrival): [`DAY_MS`].
+    pub(crate) margin_ms: std::sync::atomic::AtomicI64,
+    /// Held while acknowledgements are awaited, so that a settle returns only once every
+    /// one sent before it is in.
+    settling: tokio::sync::Mutex<()>,
 }
 
 /// A message read back: its stream sequence and its payload.
@@ -58,30 +63,40 @@ impl ImpressionLog {
     ) -> Result<ImpressionLog> {
         let prefix = format!("steerfeed.{namespace}.imp");
         let max_age = Duration::from_secs(retention_h.saturating_mul(3_600));
-        let config = jetstream::stream::Config {
-            name: format!("STEERFEED_{}_IMPRESSIONS", namespace.to_ascii_uppercase()),
-            subjects: vec![format!("{prefix}.*")],
-            storage: jetstream::stream::StorageType::File,
-            max_age,
-            ..Default::default()
-        };
+        // Namespaces hold no '-': no other deployment's stream has this name.
+        let name = format!("STEERFEED-IMPRESSIONS-{}", namespace.to_ascii_uppercase());
         let mut stream = js
-            .get_or_create_stream(config.clone())
+            .get_or_create_stream(jetstream::stream::Config {
+                name,
+                subjects: vec![format!("{prefix}.*")],
+                storage: jetstream::stream::StorageType::File,
+                max_age,
+                ..Default::default()
+            })
             .await
             .map_err(|e| unavailable("nats impression stream", e))?;
-        let current = stream
+        let mut config = stream
             .info()
             .await
             .map_err(|e| unavailable("nats impression stream", e))?
             .config
-            .max_age;
-        if current != max_age {
+            .clone();
+        // Only the retention is this process's to set: replicas, limits and the rest
+        // stay as the operator made them.
+        if config.max_age != max_age {
+            tracing::info!(
+                was_s = config.max_age.as_secs(),
+                now_s = max_age.as_secs(),
+                "impression stream: retention set from impression_retention_h"
+            );
+            config.max_age = max_age;
             js.update_stream(config)
                 .await
                 .map_err(|e| unavailable("nats impression stream", e))?;
         }
         // A retention of 0 keeps nothing (and to JetStream, a `max_age` of 0 is no limit).
         if retention_h == 0 {
+            tracing::warn!("impression stream: impression_retention_h is 0, the log is emptied");
             stream
                 .purge()
                 .await
@@ -93,6 +108,8 @@ impl ImpressionLog {
             prefix,
             retention_h,
             pending: std::sync::Mutex::new(Vec::new()),
+            margin_ms: std::sync::atomic::AtomicI64::new(DAY_MS),
+            settling: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -137,6 +154,7 @@ impl ImpressionLog {
     /// impressions the stream did not take are lost, with a warning (as a page record
     /// may be).
     pub(crate) async fn settle(&self) {
+        let _settling = self.settling.lock().await;
         let pending = std::mem::take(&mut *self.lock());
         for ack in pending {
             if let Err(e) = ack.await {
@@ -171,42 +189,98 @@ impl ImpressionLog {
         }
     }
 
+    /// The earliest serving time a read that asks for pages from `since` gives:
+    /// `since`, or the retention before the newest page in the stream when that is later
+    /// (milliseconds). `None` when the stream holds no page.
+    pub(crate) async fn cutoff(&self, since: Timestamp) -> Result<Option<i64>> {
+        let Some(newest) = self.last(&format!("{}.*", self.prefix)).await? else {
+            return Ok(None);
+        };
+        let hours = i64::try_from(self.retention_h).unwrap_or(i64::MAX / 3_600_000);
+        Ok(Some(
+            at_of(&newest.headers)
+                .map_or(i64::MIN, |n| {
+                    n.saturating_sub(hours.saturating_mul(3_600_000))
+                })
+                .max(since.as_millisecond()),
+        ))
+    }
+
+    /// The sequence of the first message on `subject` the stream took at or after
+    /// `start_ms` (a search by sequence: the stream's times grow with it), `last` being
+    /// its last message's; `None` when none did.
+    async fn first_after(
+        &self,
+        subject: &str,
+        last: &jetstream::message::StreamMessage,
+        start_ms: i64,
+    ) -> Result<Option<u64>> {
+        let arrived_ms = |m: &jetstream::message::StreamMessage| {
+            i64::try_from(m.time.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+        };
+        if arrived_ms(last) < start_ms {
+            return Ok(None);
+        }
+        // `best` is the answer when no message in [lo, hi) is.
+        let (mut lo, mut hi, mut best) = (1, last.sequence, last.sequence);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let m = self
+                .stream
+                .get_first_raw_message_by_subject(subject, mid)
+                .await
+                .map_err(|e| unavailable("nats impression stream", e))?;
+            if m.sequence >= hi {
+                hi = mid;
+            } else if arrived_ms(&m) >= start_ms {
+                best = m.sequence;
+                hi = mid;
+            } else {
+                lo = m.sequence + 1;
+            }
+        }
+        Ok(Some(best))
+    }
+
     /// A reader of the messages of `user` (everyone's with `None`) in stream order, as
     /// far as the stream held them when the call began, leaving out pages served before
-    /// `since` or more than the retention before the newest page in the stream; `None`
-    /// when there is nothing to read.
+    /// `cutoff` (milliseconds, from [`ImpressionLog::cutoff`]); `None` when there is
+    /// nothing to read. It starts at the messages the stream took from a day before the
+    /// cutoff, or before now when the cutoff is later (a page is logged as it is served,
+    /// so a page served at `t` arrived after `t`; the day allows for clocks apart).
     pub(crate) async fn reader(
         &self,
         user: Option<&UserId>,
-        since: Timestamp,
+        cutoff: i64,
     ) -> Result<Option<Reader>> {
         self.settle().await;
         if !self.enabled() {
             return Ok(None);
         }
-        let everyone = format!("{}.*", self.prefix);
-        let Some(newest) = self.last(&everyone).await? else {
+        let subject = user.map_or_else(|| format!("{}.*", self.prefix), |u| self.subject(u));
+        let Some(last) = self.last(&subject).await? else {
             return Ok(None);
         };
-        let subject = user.map_or(everyone, |u| self.subject(u));
-        let end = match user {
-            None => newest.sequence,
-            Some(_) => match self.last(&subject).await? {
-                Some(m) => m.sequence,
+        // Pages served at the servers' time arrive as they are served; a page timed
+        // ahead of it (an app that sets the serving clock) is read as if served now.
+        let start = cutoff
+            .min(Timestamp::now().as_millisecond())
+            .checked_sub(self.margin_ms.load(std::sync::atomic::Ordering::Relaxed))
+            .filter(|&t| t > 0);
+        let first = match start {
+            Some(start) => match self.first_after(&subject, &last, start).await? {
+                Some(seq) => seq,
                 None => return Ok(None),
             },
+            None => 1,
         };
-        let hours = i64::try_from(self.retention_h).unwrap_or(i64::MAX / 3_600_000);
-        let cutoff = at_of(&newest.headers)
-            .map_or(i64::MIN, |n| {
-                n.saturating_sub(hours.saturating_mul(3_600_000))
-            })
-            .max(since.as_millisecond());
         let consumer = self
             .stream
             .create_consumer(jetstream::consumer::pull::OrderedConfig {
-                filter_subject: subject,
-                deliver_policy: jetstream::consumer::DeliverPolicy::All,
+                filter_subject: subject.clone(),
+                deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: first,
+                },
                 ..Default::default()
             })
             .await
@@ -217,35 +291,70 @@ impl ImpressionLog {
             .map_err(|e| unavailable("nats consumer", e))?;
         Ok(Some(Reader {
             messages,
-            end,
+            subject,
+            end: last.sequence,
+            seen: first - 1,
             cutoff,
             done: false,
         }))
     }
 }
 
+/// A day, in milliseconds.
+const DAY_MS: i64 = 86_400_000;
+
+/// How long a reader waits for its next message before it asks the stream whether any
+/// is left to come (messages removed while it reads: purged, or expired).
+const IDLE: Duration = Duration::from_secs(1);
+
 /// Reads an impression stream's messages (see [`ImpressionLog::reader`]).
 pub(crate) struct Reader {
     messages: jetstream::consumer::pull::Ordered,
+    /// What it reads.
+    subject: String,
     /// The last sequence to read.
     end: u64,
+    /// The last sequence read.
+    seen: u64,
     /// Pages served before this (milliseconds) are left out.
     cutoff: i64,
     done: bool,
 }
 
 impl Reader {
-    /// Up to `max` more messages; none once every one was read.
-    pub(crate) async fn next_batch(&mut self, max: usize) -> Result<Vec<Read>> {
+    /// Whether every message was read.
+    pub(crate) fn done(&self) -> bool {
+        self.done
+    }
+
+    /// The next messages: at most `max` read, those served before the cutoff left out
+    /// (so possibly none, with more to come: see [`Reader::done`]).
+    pub(crate) async fn next_batch(
+        &mut self,
+        log: &ImpressionLog,
+        max: usize,
+    ) -> Result<Vec<Read>> {
         let mut out = Vec::new();
-        while !self.done && out.len() < max {
-            let message = match self.messages.next().await {
+        let mut read = 0;
+        while !self.done && read < max {
+            let next = match tokio::time::timeout(IDLE, self.messages.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    // Nothing for a while: done unless the stream still holds a later one.
+                    let last = log.last(&self.subject).await?.map_or(0, |m| m.sequence);
+                    self.done = last <= self.seen;
+                    continue;
+                }
+            };
+            let message = match next {
                 Some(Ok(m)) => m,
                 Some(Err(e)) => return Err(unavailable("nats consumer", e)),
                 None => return Err(unavailable("nats consumer", "ended")),
             };
+            read += 1;
             let info = message.info().map_err(|e| unavailable("nats message", e))?;
             let seq = info.stream_sequence;
+            self.seen = seq;
             // The last one, or none left (messages removed since the read began).
             self.done = seq >= self.end || info.pending == 0;
             match message.headers.as_ref().and_then(at_of) {

@@ -1144,6 +1144,16 @@ impl SharedStore {
         self.before_commit.set(f);
     }
 
+    /// Test hook: how long before its cutoff a read of the impression log starts, by
+    /// the time the stream took each page (a day unless set).
+    #[cfg(feature = "test-hooks")]
+    pub fn set_impression_read_margin(&self, margin: Duration) {
+        self.impressions.margin_ms.store(
+            i64::try_from(margin.as_millis()).unwrap_or(i64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
     /// Test hook: records a page as builds before the impression stream did, its
     /// impressions in the page's own message (every mirror that applies it logs them).
     #[cfg(feature = "test-hooks")]
@@ -2192,23 +2202,32 @@ impl SharedStore {
         seal::seal(&[(Arc::clone(key), plain)])
     }
 
-    /// Calls `f` with the pages of the impression stream (see
-    /// [`impressions::ImpressionLog::reader`]), numbered by their stream sequence; a page
-    /// whose viewer was erased, or that does not read, is left out.
+    /// The earliest serving time (milliseconds) a read of the impression log from
+    /// `since` gives: `since`, or the retention before the newest page when later.
+    fn impression_cutoff(&self, since: Timestamp) -> Result<i64> {
+        Ok(self
+            .block("nats", self.impressions.cutoff(since))?
+            .unwrap_or_else(|| since.as_millisecond()))
+    }
+
+    /// Calls `f` with the pages of the impression stream served at or after `cutoff`
+    /// (milliseconds; see [`impressions::ImpressionLog::reader`]), numbered by their
+    /// stream sequence; a page whose viewer was erased, or that does not read, is left
+    /// out.
     fn read_impressions(
         &self,
         user: Option<&UserId>,
-        since: Timestamp,
+        cutoff: i64,
         f: &mut dyn FnMut(steerfeed_core::LoggedPage) -> Result<()>,
     ) -> Result<()> {
-        /// Messages read, and opened, at once.
+        /// Messages read, and opened, in one call to the servers.
         const BATCH: usize = 256;
-        let Some(mut reader) = self.block("nats", self.impressions.reader(user, since))? else {
+        let Some(mut reader) = self.block("nats", self.impressions.reader(user, cutoff))? else {
             return Ok(());
         };
-        loop {
+        while !reader.done() {
             let opened = self.block("nats", async {
-                let batch = reader.next_batch(BATCH).await?;
+                let batch = reader.next_batch(&self.impressions, BATCH).await?;
                 let mut out = Vec::with_capacity(batch.len());
                 for m in batch {
                     let plain = self.open_sealed(&m.payload).await?;
@@ -2216,9 +2235,6 @@ impl SharedStore {
                 }
                 Ok(out)
             })?;
-            if opened.is_empty() {
-                return Ok(());
-            }
             for (seq, plain) in opened {
                 // Erased: their key is gone.
                 let Some(plain) = plain else { continue };
@@ -2238,6 +2254,7 @@ impl SharedStore {
                 }
             }
         }
+        Ok(())
     }
 
     /// Applies the pages this process published and has not applied yet, so that a
@@ -2495,23 +2512,27 @@ impl Storage for SharedStore {
             at: now,
             impressions: None,
         };
+        self.send_page(message)?;
         if let Some(imp) = page
             .impressions
             .filter(|p| self.impressions.enabled() && !p.items.is_empty())
         {
+            // The page is recorded; losing its impressions costs the log one page, as a
+            // lost acknowledgement would, never the page.
             let record = steerfeed_store::encode_impressions(user, now, imp);
             let logged = self.block("nats", async {
                 let sealed = self.seal_for(user, record).await?;
                 self.impressions.send(user, now, sealed).await
             });
             match logged {
-                Ok(()) => {}
                 // Erased while the page was ranked: nothing to log.
-                Err(Error::NotFound { .. }) => return Ok(()),
-                Err(e) => return Err(e),
+                Ok(()) | Err(Error::NotFound { .. }) => {}
+                Err(e) => {
+                    tracing::warn!(user = %user, error = %e, "a served page's impressions were not logged")
+                }
             }
         }
-        self.send_page(message)
+        Ok(())
     }
 
     fn ingest_events(&self, events: &[Event]) -> Result<(IngestReport, Logged)> {
@@ -2568,12 +2589,16 @@ impl Storage for SharedStore {
         // impression stream's, numbered after them.
         self.settle()?;
         Storage::catch_up(self)?;
+        let cutoff = self.impression_cutoff(since)?;
         let mut last = 0;
         Storage::for_each_impression(&self.mirror, since, &mut |p| {
+            if p.at.as_millisecond() < cutoff {
+                return Ok(());
+            }
             last = p.seq;
             f(p)
         })?;
-        self.read_impressions(None, since, &mut |mut p| {
+        self.read_impressions(None, cutoff, &mut |mut p| {
             p.seq += last;
             f(p)
         })
@@ -2632,9 +2657,16 @@ impl Storage for SharedStore {
         if out.is_empty() {
             return Ok(out);
         }
-        // Where the embedded store lists them: after the events, before the videos.
+        // Pages an older build logged in the mirror, within the retention; then the
+        // stream's, where the embedded store lists them: after the events, before the
+        // videos.
+        let cutoff = self.impression_cutoff(Timestamp::UNIX_EPOCH)?;
+        out.retain(|r| match r {
+            steerfeed_core::Record::Impression { at, .. } => at.as_millisecond() >= cutoff,
+            _ => true,
+        });
         let mut theirs = Vec::new();
-        self.read_impressions(Some(user), Timestamp::UNIX_EPOCH, &mut |p| {
+        self.read_impressions(Some(user), cutoff, &mut |p| {
             theirs.push(steerfeed_core::Record::Impression {
                 user: p.user,
                 at: p.at,
@@ -2667,8 +2699,9 @@ impl Storage for SharedStore {
     fn copy_to(&self, _dest: &std::path::Path, _erasures: &std::path::Path) -> Result<CopyInfo> {
         Err(Error::invalid(
             "backup",
-            "the shared backend is backed up with its servers' own tools (pg_dump, and a \
-             JetStream stream backup), not copied to a directory",
+            "the shared backend is backed up with its servers' own tools (pg_dump, and \
+             JetStream backups of its event and impression streams), not copied to a \
+             directory",
         ))
     }
 

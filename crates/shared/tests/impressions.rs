@@ -107,7 +107,7 @@ fn subjects(servers: &Servers, ns: &str) -> std::collections::HashMap<String, us
     rt.block_on(async {
         let js = async_nats::jetstream::new(async_nats::connect(&servers.nats_url).await.unwrap());
         let stream = js
-            .get_stream(format!("STEERFEED_{}_IMPRESSIONS", ns.to_ascii_uppercase()))
+            .get_stream(format!("STEERFEED-IMPRESSIONS-{}", ns.to_ascii_uppercase()))
             .await
             .unwrap();
         let info = stream
@@ -275,4 +275,143 @@ fn the_retention_leaves_out_pages_served_too_long_before_the_newest_and_0_keeps_
     z.flush().unwrap();
     assert!(logged(&z).is_empty());
     assert!(subjects(servers, &ns).is_empty());
+}
+
+/// The deployment's impression stream, through a client of the test's own.
+fn with_stream<T>(
+    servers: &Servers,
+    ns: &str,
+    f: impl AsyncFnOnce(async_nats::jetstream::Context, async_nats::jetstream::stream::Stream) -> T,
+) -> T {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(&servers.nats_url).await.unwrap());
+        let stream = js
+            .get_stream(format!("STEERFEED-IMPRESSIONS-{}", ns.to_ascii_uppercase()))
+            .await
+            .unwrap();
+        f(js, stream).await
+    })
+}
+
+#[test]
+fn a_read_starts_at_the_pages_the_stream_took_from_a_margin_before_its_cutoff() {
+    let servers = Servers::shared().expect("test servers");
+    let ns = Servers::namespace("is");
+    let a = store(servers, &ns, 720);
+    a.upsert_user(&User::new(uid("u1"))).unwrap();
+    // A day by default; none here, so that the stream's arrival times decide.
+    a.set_impression_read_margin(std::time::Duration::ZERO);
+    // Pages timed two days ahead (an app that sets the serving clock), taken by the
+    // stream before and after `mark`.
+    let ahead = Timestamp::now().as_second() + 2 * 86_400;
+    let when = |i: i64| Timestamp::from_second(ahead + i).unwrap();
+    for i in 0..5 {
+        record(
+            &a,
+            "u1",
+            &page(&format!("before{i}"), i as usize, 1),
+            when(i),
+        );
+        a.flush().unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mark = Timestamp::now();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    for i in 0..3 {
+        record(
+            &a,
+            "u1",
+            &page(&format!("after{i}"), 10 + i as usize, 1),
+            when(10 + i),
+        );
+        a.flush().unwrap();
+    }
+    let since = |t: Timestamp| {
+        let mut got = Vec::new();
+        a.for_each_impression(t, &mut |p| {
+            got.push(p.page.request);
+            Ok(())
+        })
+        .unwrap();
+        got
+    };
+    // From `mark`: only what the stream took after it (every page is timed later), found
+    // without reading the earlier ones.
+    assert_eq!(since(mark), ["after0", "after1", "after2"]);
+    assert_eq!(since(Timestamp::UNIX_EPOCH).len(), 8);
+    // From later than now, without a margin: read from now, and nothing arrived since.
+    let tomorrow = Timestamp::from_second(mark.as_second() + 86_400).unwrap();
+    assert_eq!(since(tomorrow), Vec::<String>::new());
+    // With the default margin, a read from `mark` or from tomorrow reads what the stream
+    // took in the last day: every page, each timed after both.
+    a.set_impression_read_margin(std::time::Duration::from_secs(86_400));
+    assert_eq!(since(mark).len(), 8);
+    assert_eq!(since(tomorrow).len(), 8);
+    // The person's export reads their subject the same way.
+    let theirs = a
+        .export_user(&uid("u1"), Timestamp::now())
+        .unwrap()
+        .into_iter()
+        .filter(|r| matches!(r, Record::Impression { .. }))
+        .count();
+    assert_eq!(theirs, 8);
+}
+
+#[test]
+fn opening_sets_the_retention_and_leaves_the_operators_other_stream_settings() {
+    let servers = Servers::shared().expect("test servers");
+    let ns = Servers::namespace("ic");
+    drop(store(servers, &ns, 720));
+    with_stream(servers, &ns, async |js, mut stream| {
+        let mut config = stream.info().await.unwrap().config.clone();
+        assert_eq!(config.max_age.as_secs(), 720 * 3_600);
+        config.description = Some("set by the operator".into());
+        config.max_messages_per_subject = 10_000;
+        js.update_stream(config).await.unwrap();
+    });
+    drop(store(servers, &ns, 48));
+    with_stream(servers, &ns, async |_, mut stream| {
+        let config = stream.info().await.unwrap().config.clone();
+        assert_eq!(config.max_age.as_secs(), 48 * 3_600);
+        assert_eq!(config.description.as_deref(), Some("set by the operator"));
+        assert_eq!(config.max_messages_per_subject, 10_000);
+    });
+}
+
+#[test]
+fn an_older_builds_pages_in_the_mirror_keep_to_the_retention_too() {
+    let servers = Servers::shared().expect("test servers");
+    let ns = Servers::namespace("iq");
+    let a = store(servers, &ns, 1);
+    a.upsert_user(&User::new(uid("u1"))).unwrap();
+    let old = page("old", 0, 2);
+    let videos: Vec<VideoId> = old.items.iter().map(|i| i.video.clone()).collect();
+    a.record_page_as_an_older_build(
+        &uid("u1"),
+        &ServedPage {
+            videos: &videos,
+            impressions: Some(&old),
+            ..ServedPage::default()
+        },
+        at(0),
+    )
+    .unwrap();
+    record(&a, "u1", &page("new", 1, 2), at(2 * 3_600));
+    a.flush().unwrap();
+    let kept: Vec<String> = logged(&a).into_iter().map(|p| p.page.request).collect();
+    assert_eq!(kept, ["new"], "the older page is past the retention");
+    let exported: Vec<String> = a
+        .export_user(&uid("u1"), at(2 * 3_600))
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Impression { page, .. } => Some(page.request),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(exported, ["new"]);
 }
