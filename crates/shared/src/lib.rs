@@ -1163,14 +1163,17 @@ impl SharedStore {
         page: &ServedPage<'_>,
         now: Timestamp,
     ) -> Result<()> {
-        self.send_page(page::Page {
-            user: user.clone(),
-            videos: page.videos.to_vec(),
-            checkin: page.checkin,
-            break_card: page.break_card,
-            at: now,
-            impressions: page.impressions.cloned(),
-        })
+        self.send_page(
+            page::Page {
+                user: user.clone(),
+                videos: page.videos.to_vec(),
+                checkin: page.checkin,
+                break_card: page.break_card,
+                at: now,
+                impressions: page.impressions.cloned(),
+            },
+            None,
+        )
     }
 
     /// True while this process leads the deployment (writes its index snapshots): the
@@ -2162,8 +2165,11 @@ impl SharedStore {
         }
     }
 
-    /// Publishes a page's record (see [`Storage::record_page`]).
-    fn send_page(&self, message: page::Page) -> Result<()> {
+    /// Publishes a page's record (see [`Storage::record_page`]), then its impressions'
+    /// (`impressions`, in the impression log's encoding), both in one call to the
+    /// runtime. The page is recorded whatever becomes of its impressions: losing them
+    /// costs the log one page, as a lost acknowledgement would, never the page.
+    fn send_page(&self, message: page::Page, impressions: Option<Vec<u8>>) -> Result<()> {
         let user = &message.user;
         let payload = message
             .encode()
@@ -2172,10 +2178,29 @@ impl SharedStore {
         // the next read of this viewer's serving state in this process waits for its
         // acknowledgement and applies it, another process's next catch-up finds it in
         // the stream.
-        let sent = self.block(
-            "nats",
-            self.send_unacked("page", None, vec![(user, payload)], false),
-        );
+        let (sent, logged) = self.block("nats", async {
+            let sent = self
+                .send_unacked("page", None, vec![(user, payload)], false)
+                .await;
+            let logged = match impressions {
+                Some(record) if sent.is_ok() => Some(
+                    async {
+                        let sealed = self.seal_for(user, record).await?;
+                        self.impressions.send(user, message.at, sealed).await
+                    }
+                    .await,
+                ),
+                _ => None,
+            };
+            Ok((sent, logged))
+        })?;
+        match logged {
+            // Erased while the page was ranked: nothing to log.
+            None | Some(Ok(()) | Err(Error::NotFound { .. })) => {}
+            Some(Err(e)) => {
+                tracing::warn!(user = %user, error = %e, "a served page's impressions were not logged")
+            }
+        }
         match sent {
             Ok(ack) => {
                 let mut pending = lock_pages(&self.pending_pages);
@@ -2512,27 +2537,11 @@ impl Storage for SharedStore {
             at: now,
             impressions: None,
         };
-        self.send_page(message)?;
-        if let Some(imp) = page
+        let impressions = page
             .impressions
             .filter(|p| self.impressions.enabled() && !p.items.is_empty())
-        {
-            // The page is recorded; losing its impressions costs the log one page, as a
-            // lost acknowledgement would, never the page.
-            let record = steerfeed_store::encode_impressions(user, now, imp);
-            let logged = self.block("nats", async {
-                let sealed = self.seal_for(user, record).await?;
-                self.impressions.send(user, now, sealed).await
-            });
-            match logged {
-                // Erased while the page was ranked: nothing to log.
-                Ok(()) | Err(Error::NotFound { .. }) => {}
-                Err(e) => {
-                    tracing::warn!(user = %user, error = %e, "a served page's impressions were not logged")
-                }
-            }
-        }
-        Ok(())
+            .map(|imp| steerfeed_store::encode_impressions(user, now, imp));
+        self.send_page(message, impressions)
     }
 
     fn ingest_events(&self, events: &[Event]) -> Result<(IngestReport, Logged)> {

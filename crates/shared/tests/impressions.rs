@@ -415,3 +415,29 @@ fn an_older_builds_pages_in_the_mirror_keep_to_the_retention_too() {
         .collect();
     assert_eq!(exported, ["new"]);
 }
+
+#[test]
+fn a_page_whose_impressions_cannot_be_logged_is_recorded_all_the_same() {
+    let servers = Servers::shared().expect("test servers");
+    let ns = Servers::namespace("ix");
+    let a = store(servers, &ns, 720);
+    a.upsert_user(&User::new(uid("u1"))).unwrap();
+    // The impression stream deleted under the running store (an operator's mistake).
+    with_stream(servers, &ns, async |js, stream| {
+        js.delete_stream(&stream.cached_info().config.name)
+            .await
+            .unwrap();
+    });
+    let p = page("lost", 0, 2);
+    record(&a, "u1", &p, at(10));
+    a.flush().unwrap();
+    let seen: Vec<VideoId> = a
+        .seen(&uid("u1"))
+        .unwrap()
+        .into_iter()
+        .map(|s| s.0)
+        .collect();
+    let mut served: Vec<VideoId> = p.items.iter().map(|i| i.video.clone()).collect();
+    served.reverse();
+    assert_eq!(seen, served, "the page's serving state is recorded");
+}
