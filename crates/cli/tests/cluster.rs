@@ -94,6 +94,20 @@ impl Drop for Replica {
     }
 }
 
+/// The `steerfeed` binary set for the deployment `namespace` on the test's servers, with
+/// its store (for the shared backend, its index) in `dir`.
+fn of_deployment(namespace: &str, dir: &std::path::Path) -> Command {
+    let servers = Servers::shared().expect("test servers");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_steerfeed"));
+    cmd.env("STEERFEED__STORE__PATH", dir)
+        .env("STEERFEED__SHARED__POSTGRES_URL", &servers.postgres_url)
+        .env("STEERFEED__SHARED__NATS_URL", &servers.nats_url)
+        .env("STEERFEED__SHARED__REDIS_URL", &servers.redis_url)
+        .env("STEERFEED__SHARED__NAMESPACE", namespace)
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
 /// Starts a replica of `namespace` with its index in `dir`, and waits until `/readyz`.
 fn replica(namespace: &str, dir: &std::path::Path) -> Replica {
     replica_with(namespace, dir, &[], Stdio::inherit())
@@ -106,18 +120,11 @@ fn replica_with(
     env: &[(&str, &str)],
     stderr: Stdio,
 ) -> Replica {
-    let servers = Servers::shared().expect("test servers");
     let port = free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_steerfeed"));
+    let mut cmd = of_deployment(namespace, dir);
     cmd.arg("serve")
-        .env("STEERFEED__STORE__PATH", dir)
         .env("STEERFEED__SERVER__BIND", format!("127.0.0.1:{port}"))
         .env("STEERFEED__SERVER__API_KEYS", KEY)
-        .env("STEERFEED__SHARED__POSTGRES_URL", &servers.postgres_url)
-        .env("STEERFEED__SHARED__NATS_URL", &servers.nats_url)
-        .env("STEERFEED__SHARED__REDIS_URL", &servers.redis_url)
-        .env("STEERFEED__SHARED__NAMESPACE", namespace)
-        .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(stderr);
     for (k, v) in env {
@@ -1119,17 +1126,7 @@ fn after_an_erasure_the_leader_writes_a_mirror_snapshot_at_once_not_at_its_next_
 /// Runs `steerfeed <args>` as a command of the deployment `namespace` (its own process,
 /// on the test's servers) and returns what it printed.
 fn tool(namespace: &str, dir: &std::path::Path, args: &[&str]) -> String {
-    let servers = Servers::shared().expect("test servers");
-    let out = Command::new(env!("CARGO_BIN_EXE_steerfeed"))
-        .args(args)
-        .env("STEERFEED__STORE__PATH", dir)
-        .env("STEERFEED__SHARED__POSTGRES_URL", &servers.postgres_url)
-        .env("STEERFEED__SHARED__NATS_URL", &servers.nats_url)
-        .env("STEERFEED__SHARED__REDIS_URL", &servers.redis_url)
-        .env("STEERFEED__SHARED__NAMESPACE", namespace)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
+    let out = of_deployment(namespace, dir).args(args).output().unwrap();
     assert!(
         out.status.success(),
         "steerfeed {args:?}: {}",

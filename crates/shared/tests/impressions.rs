@@ -80,6 +80,22 @@ fn record(s: &SharedStore, user: &str, p: &ImpressionPage, when: Timestamp) {
     .unwrap();
 }
 
+/// [`record`], as a build before the impression stream did: the impressions in the
+/// page's own message.
+fn record_as_an_older_build(s: &SharedStore, user: &str, p: &ImpressionPage, when: Timestamp) {
+    let videos: Vec<VideoId> = p.items.iter().map(|i| i.video.clone()).collect();
+    s.record_page_as_an_older_build(
+        &uid(user),
+        &ServedPage {
+            videos: &videos,
+            impressions: Some(p),
+            ..ServedPage::default()
+        },
+        when,
+    )
+    .unwrap();
+}
+
 fn logged(s: &dyn Storage) -> Vec<LoggedPage> {
     let mut out = Vec::new();
     s.for_each_impression(Timestamp::UNIX_EPOCH, &mut |p| {
@@ -100,21 +116,12 @@ fn summary(pages: &[LoggedPage]) -> Vec<(String, Timestamp, ImpressionPage)> {
 
 /// Messages per subject of the deployment's impression stream.
 fn subjects(servers: &Servers, ns: &str) -> std::collections::HashMap<String, usize> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let js = async_nats::jetstream::new(async_nats::connect(&servers.nats_url).await.unwrap());
-        let stream = js
-            .get_stream(format!("STEERFEED-IMPRESSIONS-{}", ns.to_ascii_uppercase()))
-            .await
-            .unwrap();
+    with_stream(servers, ns, async |_, stream| {
+        use futures_util::StreamExt;
         let info = stream
             .info_with_subjects(format!("steerfeed.{ns}.imp.*"))
             .await
             .unwrap();
-        use futures_util::StreamExt;
         let mut info = std::pin::pin!(info);
         let mut out = std::collections::HashMap::new();
         while let Some(s) = info.next().await {
@@ -215,17 +222,7 @@ fn pages_an_older_build_logged_in_the_page_message_are_read_first() {
     let (a, b) = (store(servers, &ns, 720), store(servers, &ns, 720));
     a.upsert_user(&User::new(uid("u1"))).unwrap();
     let (old, new) = (page("old", 0, 2), page("new", 1, 2));
-    let videos: Vec<VideoId> = old.items.iter().map(|i| i.video.clone()).collect();
-    a.record_page_as_an_older_build(
-        &uid("u1"),
-        &ServedPage {
-            videos: &videos,
-            impressions: Some(&old),
-            ..ServedPage::default()
-        },
-        at(10),
-    )
-    .unwrap();
+    record_as_an_older_build(&a, "u1", &old, at(10));
     record(&a, "u1", &new, at(20));
     a.flush().unwrap();
     let got = logged(&b);
@@ -389,17 +386,7 @@ fn an_older_builds_pages_in_the_mirror_keep_to_the_retention_too() {
     let a = store(servers, &ns, 1);
     a.upsert_user(&User::new(uid("u1"))).unwrap();
     let old = page("old", 0, 2);
-    let videos: Vec<VideoId> = old.items.iter().map(|i| i.video.clone()).collect();
-    a.record_page_as_an_older_build(
-        &uid("u1"),
-        &ServedPage {
-            videos: &videos,
-            impressions: Some(&old),
-            ..ServedPage::default()
-        },
-        at(0),
-    )
-    .unwrap();
+    record_as_an_older_build(&a, "u1", &old, at(0));
     record(&a, "u1", &page("new", 1, 2), at(2 * 3_600));
     a.flush().unwrap();
     let kept: Vec<String> = logged(&a).into_iter().map(|p| p.page.request).collect();
