@@ -67,32 +67,27 @@ fn page(request: &str, k: usize, n: usize) -> ImpressionPage {
 }
 
 fn record(s: &SharedStore, user: &str, p: &ImpressionPage, when: Timestamp) {
-    let videos: Vec<VideoId> = p.items.iter().map(|i| i.video.clone()).collect();
-    s.record_page(
-        &uid(user),
-        &ServedPage {
-            videos: &videos,
-            impressions: Some(p),
-            ..ServedPage::default()
-        },
-        when,
-    )
-    .unwrap();
+    record_with(s, user, p, when, false);
 }
 
 /// [`record`], as a build before the impression stream did: the impressions in the
 /// page's own message.
 fn record_as_an_older_build(s: &SharedStore, user: &str, p: &ImpressionPage, when: Timestamp) {
+    record_with(s, user, p, when, true);
+}
+
+fn record_with(s: &SharedStore, user: &str, p: &ImpressionPage, when: Timestamp, older: bool) {
     let videos: Vec<VideoId> = p.items.iter().map(|i| i.video.clone()).collect();
-    s.record_page_as_an_older_build(
-        &uid(user),
-        &ServedPage {
-            videos: &videos,
-            impressions: Some(p),
-            ..ServedPage::default()
-        },
-        when,
-    )
+    let page = ServedPage {
+        videos: &videos,
+        impressions: Some(p),
+        ..ServedPage::default()
+    };
+    if older {
+        s.record_page_as_an_older_build(&uid(user), &page, when)
+    } else {
+        s.record_page(&uid(user), &page, when)
+    }
     .unwrap();
 }
 
