@@ -141,6 +141,27 @@ fn replica_with(
     r
 }
 
+/// [`replica_with`] with `RUST_LOG` at `filter` (unless `None`) and its logs in `log`.
+fn replica_logging(
+    namespace: &str,
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+    filter: Option<&str>,
+    log: &std::path::Path,
+) -> Replica {
+    let mut env = env.to_vec();
+    if let Some(filter) = filter {
+        env.push(("RUST_LOG", filter));
+    }
+    let file = std::fs::File::create(log).unwrap();
+    replica_with(namespace, dir, &env, Stdio::from(file))
+}
+
+/// The line in which a replica logging to `log` says which mirror snapshot it opened.
+fn opened_from_snapshot(log: &std::path::Path) -> String {
+    wait_for_line(log, |l| l.contains("mirror opened from a snapshot"))
+}
+
 fn wait_ready(r: &mut Replica) {
     loop {
         if let Some(status) = r.child.try_wait().unwrap() {
@@ -477,14 +498,7 @@ fn a_replica_started_later_takes_the_newest_index_snapshot_and_replays_uploads_s
     let d = replica(&ns, &dir.path().join("d"));
     upload_late(d.port);
     let log = dir.path().join("c.log");
-    let mut env_c = env.to_vec();
-    env_c.push(("RUST_LOG", "info"));
-    let c = replica_with(
-        &ns,
-        &dir.path().join("c"),
-        &env_c,
-        Stdio::from(std::fs::File::create(&log).unwrap()),
-    );
+    let c = replica_logging(&ns, &dir.path().join("c"), &env, Some("info"), &log);
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("index snapshot taken"), "{text}");
     assert!(text.contains("vector index loaded"), "{text}");
@@ -741,14 +755,7 @@ fn a_follower_taking_uploads_between_snapshots_still_swaps_them_in() {
     let a = replica_with(&ns, &dir.path().join("a"), &env, Stdio::inherit());
     wait_for_snapshot(&snapshots, &ns, |(v, _)| v == 0);
     let log = dir.path().join("b.log");
-    let mut follower = env.to_vec();
-    follower.push(("RUST_LOG", "info"));
-    let b = replica_with(
-        &ns,
-        &dir.path().join("b"),
-        &follower,
-        Stdio::from(std::fs::File::create(&log).unwrap()),
-    );
+    let b = replica_logging(&ns, &dir.path().join("b"), &env, Some("info"), &log);
     world(a.port, 20, 1);
     // Uploads through the follower, one after another: its index is nearly always ahead
     // of the leader's last snapshot, which it must still take rather than wait for a
@@ -920,15 +927,8 @@ fn a_replica_started_later_opens_its_mirror_from_the_leaders_snapshot_and_replay
     views(d.port, "f1", "after");
     assert_ne!(heads(&ns, &snapshots), held);
     let log = dir.path().join("c.log");
-    let mut env_c = env.to_vec();
-    env_c.push(("RUST_LOG", "info"));
-    let c = replica_with(
-        &ns,
-        &dir.path().join("c"),
-        &env_c,
-        Stdio::from(std::fs::File::create(&log).unwrap()),
-    );
-    let line = wait_for_line(&log, |l| l.contains("mirror opened from a snapshot"));
+    let c = replica_logging(&ns, &dir.path().join("c"), &env, Some("info"), &log);
+    let line = opened_from_snapshot(&log);
     assert_eq!(
         log_field(&line, "version") as u64,
         position.version,
@@ -1017,12 +1017,7 @@ fn a_replica_the_logs_were_trimmed_past_exits_75_and_comes_back_from_the_newest_
     // leader may be trimming to that snapshot meanwhile.
     wait_for_mirror_snapshot(&snapshots, &ns, |_| true);
     let log = dir.path().join("c.log");
-    let mut c = replica_with(
-        &ns,
-        &dir.path().join("c"),
-        &follower_env,
-        Stdio::from(std::fs::File::create(&log).unwrap()),
-    );
+    let mut c = replica_logging(&ns, &dir.path().join("c"), &follower_env, None, &log);
     let (version, _) = heads(&ns, &snapshots);
 
     // Stopped, and its last report aged past what the trim waits for (five minutes).
@@ -1087,13 +1082,8 @@ fn a_replica_the_logs_were_trimmed_past_exits_75_and_comes_back_from_the_newest_
     // does.
     let newest = wait_for_mirror_snapshot(&snapshots, &ns, |p| p.version > version);
     let log = dir.path().join("c-again.log");
-    let c = replica_with(
-        &ns,
-        &dir.path().join("c"),
-        &follower_env,
-        Stdio::from(std::fs::File::create(&log).unwrap()),
-    );
-    let line = wait_for_line(&log, |l| l.contains("mirror opened from a snapshot"));
+    let c = replica_logging(&ns, &dir.path().join("c"), &follower_env, None, &log);
+    let line = opened_from_snapshot(&log);
     assert!(
         log_field(&line, "version") as u64 >= newest.version,
         "{line}"
@@ -1133,15 +1123,14 @@ fn after_an_erasure_the_leader_writes_a_mirror_snapshot_at_once_not_at_its_next_
     );
     // A replica starting now opens from it, and holds nothing of the person.
     let log = dir.path().join("c.log");
-    let mut env_c = env.to_vec();
-    env_c.push(("RUST_LOG", "warn,steerfeed_shared=info"));
-    let c = replica_with(
+    let c = replica_logging(
         &ns,
         &dir.path().join("c"),
-        &env_c,
-        Stdio::from(std::fs::File::create(&log).unwrap()),
+        &env,
+        Some("warn,steerfeed_shared=info"),
+        &log,
     );
-    let line = wait_for_line(&log, |l| l.contains("mirror opened from a snapshot"));
+    let line = opened_from_snapshot(&log);
     assert!(
         log_field(&line, "version") as u64 >= after.version,
         "{line}"

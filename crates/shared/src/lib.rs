@@ -1163,17 +1163,11 @@ impl SharedStore {
         page: &ServedPage<'_>,
         now: Timestamp,
     ) -> Result<()> {
-        self.send_page(
-            page::Page {
-                user: user.clone(),
-                videos: page.videos.to_vec(),
-                checkin: page.checkin,
-                break_card: page.break_card,
-                at: now,
-                impressions: page.impressions.cloned(),
-            },
-            None,
-        )
+        let message = page::Page {
+            impressions: page.impressions.cloned(),
+            ..page_message(user, page, now)
+        };
+        self.send_page(message, None)
     }
 
     /// True while this process leads the deployment (writes its index snapshots): the
@@ -2137,17 +2131,7 @@ impl SharedStore {
         {
             // What the mirror had applied when the entries were validated, or since.
             let stamp = self.applied_version.load(Ordering::Acquire);
-            let users: Vec<&UserId> = entries.iter().map(|(u, _)| *u).collect();
-            let keys = self.keys_for(&users).await?;
-            let sealed: Vec<(Arc<PersonKey>, Vec<u8>)> = entries
-                .into_iter()
-                .map(|(u, plain)| {
-                    keys.get(u)
-                        .map(|k| (Arc::clone(k), plain))
-                        .ok_or_else(|| Error::internal("seal", "a person's key is missing"))
-                })
-                .collect::<Result<_>>()?;
-            let payload = seal::seal(&sealed)?;
+            let payload = self.seal_for(entries).await?;
             let mut message = jetstream::message::PublishMessage::build()
                 .header(KIND, kind)
                 .header(STAMP, stamp.to_string())
@@ -2185,7 +2169,7 @@ impl SharedStore {
             let logged = match impressions {
                 Some(record) if sent.is_ok() => Some(
                     async {
-                        let sealed = self.seal_for(user, record).await?;
+                        let sealed = self.seal_for(vec![(user, record)]).await?;
                         self.impressions.send(user, message.at, sealed).await
                     }
                     .await,
@@ -2218,13 +2202,19 @@ impl SharedStore {
         }
     }
 
-    /// `plain` sealed with `user`'s key (made when missing).
-    async fn seal_for(&self, user: &UserId, plain: Vec<u8>) -> Result<Vec<u8>> {
-        let keys = self.keys_for(&[user]).await?;
-        let key = keys
-            .get(user)
-            .ok_or_else(|| Error::internal("seal", "a person's key is missing"))?;
-        seal::seal(&[(Arc::clone(key), plain)])
+    /// `entries` sealed, each with its person's key (made when missing), as one payload.
+    async fn seal_for(&self, entries: Vec<(&UserId, Vec<u8>)>) -> Result<Vec<u8>> {
+        let users: Vec<&UserId> = entries.iter().map(|(u, _)| *u).collect();
+        let keys = self.keys_for(&users).await?;
+        let sealed: Vec<(Arc<PersonKey>, Vec<u8>)> = entries
+            .into_iter()
+            .map(|(u, plain)| {
+                keys.get(u)
+                    .map(|k| (Arc::clone(k), plain))
+                    .ok_or_else(|| Error::internal("seal", "a person's key is missing"))
+            })
+            .collect::<Result<_>>()?;
+        seal::seal(&sealed)
     }
 
     /// The earliest serving time (milliseconds) a read of the impression log from
@@ -2328,6 +2318,19 @@ impl SharedStore {
             let mut a = self.applier.lock().await;
             self.apply_messages(&mut a, wanted).await
         })
+    }
+}
+
+/// What a served page's message carries: what serving state needs of it (its
+/// impressions go to the impression stream).
+fn page_message(user: &UserId, page: &ServedPage<'_>, now: Timestamp) -> page::Page {
+    page::Page {
+        user: user.clone(),
+        videos: page.videos.to_vec(),
+        checkin: page.checkin,
+        break_card: page.break_card,
+        at: now,
+        impressions: None,
     }
 }
 
@@ -2529,14 +2532,7 @@ impl Storage for SharedStore {
     }
 
     fn record_page(&self, user: &UserId, page: &ServedPage<'_>, now: Timestamp) -> Result<()> {
-        let message = page::Page {
-            user: user.clone(),
-            videos: page.videos.to_vec(),
-            checkin: page.checkin,
-            break_card: page.break_card,
-            at: now,
-            impressions: None,
-        };
+        let message = page_message(user, page, now);
         let impressions = page
             .impressions
             .filter(|p| self.impressions.enabled() && !p.items.is_empty())
