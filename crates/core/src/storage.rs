@@ -436,15 +436,23 @@ pub const POOL_STAMP_GUARD_S: u64 = 120;
 /// Page pools kept where every process serving a store reads them, one per person, as
 /// bytes the engine encodes. Each person also has a stamp, which every forget moves to a
 /// value it never had before (an absent stamp reads 0, which no forget gives): a ranking
-/// reads it before its inputs, and keeps its pool only if no write forgot the person's
-/// pool meanwhile ([`SharedPools::keep_pool`]).
+/// reads it while it catches up, and keeps its pool only if its catch-up holds every
+/// write the stamp's forgets were for and no write forgot the person's pool since
+/// ([`SharedPools::keep_pool`]).
 ///
 /// A moved stamp is remembered [`POOL_STAMP_GUARD_S`] seconds: a ranking keeps its pool
 /// only within half that of reading the stamp.
 pub trait SharedPools: Send + Sync {
-    /// The person's stamp, and their pool taken out (no other request gets it): `None`
-    /// when they have none.
-    fn take_pool(&self, user: &UserId) -> crate::Result<(u64, Option<Vec<u8>>)>;
+    /// The person's stamp, and their pool taken out (no other request gets it; `None`
+    /// when they have none), read while the store catches up ([`Storage::catch_up`]).
+    /// The stamp is `None` when a write acknowledged during the call moved it and the
+    /// catch-up may not hold that write: a ranking keeps no pool then. `Err`: the
+    /// catch-up failed; `Ok(Err(_))`: caught up, but the pool could not be read.
+    #[allow(clippy::type_complexity)]
+    fn take_pool(
+        &self,
+        user: &UserId,
+    ) -> crate::Result<crate::Result<(Option<u64>, Option<Vec<u8>>)>>;
     /// Keeps `pool` as the person's for at least `ttl_s` seconds, unless their stamp
     /// is no longer `stamp`. True when kept.
     fn keep_pool(&self, user: &UserId, stamp: u64, pool: &[u8], ttl_s: u64) -> crate::Result<bool>;

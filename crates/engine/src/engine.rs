@@ -590,6 +590,11 @@ impl Engine {
     /// it first; with the embedded store it costs nothing.
     pub fn catch_up(&self) -> Result<()> {
         self.store.catch_up()?;
+        self.catch_up_index()
+    }
+
+    /// Brings the vector index up to the store's catalog.
+    fn catch_up_index(&self) -> Result<()> {
         if self.index.applied_version() != self.store.catalog_version() {
             let _catalog = lock(&self.catalog);
             self.replay_index()?;
@@ -1119,10 +1124,18 @@ impl Engine {
         };
         let ranker = self.ranker_for(request)?;
         let me = request.user();
-        // Before anything the ranking reads, the catch-up included: a pool made from
-        // older inputs than a write that forgot the user's pool is never kept.
-        let Opened { stamp, taken } = self.pools.open(me, request.session(), now, &ranker.name);
-        self.catch_up()?;
+        // Before anything the ranking reads, with the catch-up or before it: a pool made
+        // from older inputs than a write that forgot the user's pool is never kept.
+        let Opened {
+            stamp,
+            taken,
+            caught_up,
+        } = self.pools.open(me, request.session(), now, &ranker.name)?;
+        if caught_up {
+            self.catch_up_index()?;
+        } else {
+            self.catch_up()?;
+        }
         let catalog = self.store.catalog_version();
         let user = self.known(me)?;
         let mut ctx = self.context(request, user, now)?;

@@ -23,9 +23,11 @@
 //! reaches: the pool travels as bytes (the `wire` module) without its videos, which the
 //! taking replica reads from its own catalog after catching up, so every filter judges
 //! them as that replica's fresh page would. The stamp is then the person's own, kept
-//! beside their pool, and it is read before the request catches up: a write any replica
-//! acknowledged and forgot a pool for is either before the stamp (and caught up) or after
-//! it (and the pool is not kept).
+//! beside their pool with where in the store's logs the forget that last moved it was,
+//! and it is read while the request catches up (one wait for both): a write any replica
+//! acknowledged and forgot a pool for is either before the stamp and within the
+//! catch-up, or before the stamp and past the catch-up (the pool is not kept), or after
+//! the stamp (the pool is not kept).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -125,13 +127,25 @@ pub(crate) struct Opened {
     pub stamp: Stamp,
     /// The pool, when it belongs to the request's session and profile and is fresh.
     pub taken: Option<Taken>,
+    /// The store caught up while the pool was taken ([`SharedPools::take_pool`]).
+    pub caught_up: bool,
+}
+
+/// What a pool a request makes may be kept under.
+#[derive(Debug, Clone, Copy)]
+enum Under {
+    /// The stamp read.
+    Stamp(u64),
+    /// Nothing: a write acknowledged while the request caught up moved the stamp.
+    Moved,
+    /// Nothing: the shared store could not answer for the stamp.
+    Unknown,
 }
 
 /// The invalidation stamp a request read before its inputs, and the request's time.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Stamp {
-    /// `None`: keep no pool (the shared store could not answer).
-    value: Option<u64>,
+    value: Under,
     /// The request's time, against which a pool's age is counted.
     at: Timestamp,
     /// When it was read: a shared store remembers a moved stamp for a limited time, so
@@ -140,7 +154,7 @@ pub(crate) struct Stamp {
 }
 
 impl Stamp {
-    fn new(value: Option<u64>, at: Timestamp) -> Self {
+    fn new(value: Under, at: Timestamp) -> Self {
         Self {
             value,
             at,
@@ -277,39 +291,47 @@ impl Pools {
 
     /// Reads the stamp and takes `user`'s pool when it belongs to `session`, was ranked
     /// by `profile` and is still fresh at `now`: call before reading anything the
-    /// ranking reads (a shared store's catch-up included). A pool that does not fit is
-    /// dropped all the same. A shared store that cannot answer costs the pool (the page
-    /// is ranked afresh and keeps none), with a warning.
+    /// ranking reads. A shared store catches up in the same wait (`caught_up`), and its
+    /// catch-up's error is this call's; call this before any other catch-up. A pool
+    /// that does not fit is dropped all the same. A shared store that cannot answer for
+    /// the pool costs the pool (the page is ranked afresh and keeps none), with a
+    /// warning.
     pub fn open(
         &self,
         user: &UserId,
         session: Option<&SessionId>,
         now: Timestamp,
         profile: &str,
-    ) -> Opened {
-        let none = Opened {
-            stamp: Stamp::new(None, now),
-            taken: None,
-        };
+    ) -> steerfeed_core::Result<Opened> {
         if !self.enabled() {
-            return none;
+            return Ok(Opened {
+                stamp: Stamp::new(Under::Unknown, now),
+                taken: None,
+                caught_up: false,
+            });
         }
         let Some(shared) = self.shared() else {
-            return Opened {
-                stamp: Stamp::new(Some(self.stamp()), now),
+            return Ok(Opened {
+                stamp: Stamp::new(Under::Stamp(self.stamp()), now),
                 taken: self.take(user, session, now, profile),
-            };
+                caught_up: false,
+            });
         };
-        match shared.take_pool(user) {
-            Ok((stamp, bytes)) => Opened {
-                stamp: Stamp::new(Some(stamp), now),
-                taken: bytes.and_then(|b| self.stored(&b, session, now, profile)),
-            },
+        let (stamp, taken) = match shared.take_pool(user)? {
+            Ok((stamp, bytes)) => (
+                stamp.map_or(Under::Moved, Under::Stamp),
+                bytes.and_then(|b| self.stored(&b, session, now, profile)),
+            ),
             Err(e) => {
                 tracing::warn!(user = %user, error = %e, "could not take the page pool");
-                none
+                (Under::Unknown, None)
             }
-        }
+        };
+        Ok(Opened {
+            stamp: Stamp::new(stamp, now),
+            taken,
+            caught_up: true,
+        })
     }
 
     /// A pool read from the shared store, when it fits the request.
@@ -433,9 +455,10 @@ impl Pools {
         if !self.enabled() || candidates.is_empty() {
             return;
         }
-        let Some(value) = stamp.value else {
-            // The shared store did not answer for the stamp.
-            return Counts::add(&self.counts.failed);
+        let value = match stamp.value {
+            Under::Stamp(value) => value,
+            Under::Moved => return Counts::add(&self.counts.refused),
+            Under::Unknown => return Counts::add(&self.counts.failed),
         };
         match self.shared() {
             Some(_) if stamp.read.elapsed() >= SHARED_KEEP_WITHIN => {
@@ -587,7 +610,7 @@ mod tests {
     }
 
     fn st(value: u64) -> Stamp {
-        Stamp::new(Some(value), at(100))
+        Stamp::new(Under::Stamp(value), at(100))
     }
 
     /// The stamp a request reads now.

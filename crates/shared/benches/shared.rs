@@ -98,19 +98,19 @@ fn bench(c: &mut Criterion) {
     let pools = store.shared_pools().unwrap();
     c.bench_function("keep_and_take_pool_80k", |b| {
         b.iter(|| {
-            let (stamp, _) = pools.take_pool(&user).unwrap();
+            let stamp = pools.take_pool(&user).unwrap().unwrap().0.unwrap();
             assert!(pools.keep_pool(&user, stamp, &pool, 60).unwrap());
         })
     });
     let small = vec![7u8; 8_000];
     c.bench_function("keep_and_take_pool_8k", |b| {
         b.iter(|| {
-            let (stamp, _) = pools.take_pool(&user).unwrap();
+            let stamp = pools.take_pool(&user).unwrap().unwrap().0.unwrap();
             assert!(pools.keep_pool(&user, stamp, &small, 60).unwrap());
         })
     });
     c.bench_function("take_pool_empty", |b| {
-        b.iter(|| pools.take_pool(&world.users[1].user.id).unwrap())
+        b.iter(|| pools.take_pool(&world.users[1].user.id).unwrap().unwrap())
     });
     // Follows and unfollows from eight threads at once, as eight requests: each a
     // write of the change log, which commits every write queued by then together.

@@ -1777,7 +1777,12 @@ impl SharedStore {
     /// Brings the mirror up to both logs' heads.
     async fn catch_up_async(&self) -> Result<()> {
         self.report_position_when_due();
-        let (version, seq) = self.heads().await?;
+        let heads = self.heads().await?;
+        self.catch_up_to(heads).await
+    }
+
+    /// Brings the mirror up to `(version, seq)`, heads read from both logs.
+    async fn catch_up_to(&self, (version, seq): (u64, u64)) -> Result<()> {
         // Nothing new: no wait for the applier (which a mirror snapshot settling holds).
         if version <= self.applied_version.load(Ordering::Acquire)
             && seq <= self.applied_seq.load(Ordering::Acquire)
@@ -2626,7 +2631,8 @@ impl Storage for SharedStore {
             .ok_or_else(|| Error::internal("erasure", "no report"))?;
         // Their counters are keyed by a digest of their id and expire within days; a
         // failure here leaves them until then. Their page pool goes, and their pool stamp
-        // moves on (it holds a number only), so no ranking begun before keeps one.
+        // moves on (it and its position hold numbers only), so no ranking begun before
+        // keeps one.
         if let Err(e) = self.block("redis", self.counters.forget(user)) {
             tracing::warn!(error = %e, "erasure: could not remove the person's counters");
         }
@@ -2752,9 +2758,33 @@ impl SharedStore {
     }
 }
 
+impl SharedStore {
+    /// [`SharedStore::applied`] without waiting for the applier: at or past every write
+    /// this process has had acknowledged, as it applies its own writes before they are.
+    fn applied_so_far(&self) -> (u64, u64) {
+        (
+            self.applied_version.load(Ordering::Acquire),
+            self.applied_seq.load(Ordering::Acquire),
+        )
+    }
+}
+
 impl SharedPools for SharedStore {
-    fn take_pool(&self, user: &UserId) -> Result<(u64, Option<Vec<u8>>)> {
-        self.pool_call(self.pools.take(&self.counters, user))
+    /// The take and the logs' heads in one round trip (Redis, PostgreSQL and NATS at
+    /// once), then the catch-up to those heads.
+    fn take_pool(&self, user: &UserId) -> Result<Result<(Option<u64>, Option<Vec<u8>>)>> {
+        self.block("catching up", async {
+            self.report_position_when_due();
+            let take = async {
+                tokio::time::timeout(POOL_TIMEOUT, self.pools.take(&self.counters, user))
+                    .await
+                    .map_err(|_| unavailable("redis page pool", "timed out"))?
+            };
+            let (taken, heads) = tokio::join!(take, self.heads());
+            let heads = heads?;
+            self.catch_up_to(heads).await?;
+            Ok(taken.map(|t| (t.stamp_within(heads), t.pool)))
+        })
     }
 
     fn keep_pool(&self, user: &UserId, stamp: u64, pool: &[u8], ttl_s: u64) -> Result<bool> {
@@ -2762,13 +2792,17 @@ impl SharedPools for SharedStore {
     }
 
     fn forget_pool(&self, user: &UserId) -> Result<()> {
-        self.pool_call(self.pools.forget(&self.counters, user))
+        let at = self.applied_so_far();
+        self.pool_call(self.pools.forget(&self.counters, user, at))
     }
 
     /// Every forget at once, so a batch naming many people waits on Redis once.
     fn forget_pools(&self, users: &[UserId]) -> Result<()> {
+        let at = self.applied_so_far();
         self.pool_call(async {
-            let all = users.iter().map(|u| self.pools.forget(&self.counters, u));
+            let all = users
+                .iter()
+                .map(|u| self.pools.forget(&self.counters, u, at));
             let results = futures_util::future::join_all(all).await;
             results.into_iter().find(Result::is_err).unwrap_or(Ok(()))
         })

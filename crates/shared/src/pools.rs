@@ -2,13 +2,18 @@
 //! page of a session is picked from the pool its first ranking left, whichever replica
 //! it reaches.
 //!
-//! Two keys per person, with the hash tag of their counters:
+//! Three keys per person, with the hash tag of their counters:
 //! `sf:<namespace>:{<tag>}:pool`, their pool (bytes the engine encodes, expiring with
-//! what is left of the pool's time to live), and `…:pool_stamp`, their stamp, which only
-//! a forget moves. A take reads the stamp, then removes the pool with `GETDEL` (two
-//! replicas never serve one pool); a keep stores a pool only while the stamp is the one
-//! its ranking read; a forget moves the stamp and drops the pool. Keeps and forgets are
-//! scripts, atomic on the server.
+//! what is left of the pool's time to live), `…:pool_stamp`, their stamp, which only a
+//! forget moves, and `…:pool_at`, where in the logs the forget that last moved it was
+//! (`<stamp>:<change version>:<stream sequence>`, what the forgetting process had
+//! applied once its write was done). A take reads the stamp and that position, then
+//! removes the pool with `GETDEL` (two replicas never serve one pool), in the same round
+//! trip as the request reads the logs' heads: a ranking whose catch-up reached the
+//! position has every write the stamp's forgets were for, and one whose catch-up fell
+//! short keeps nothing. A keep stores a pool only while the stamp is the one its ranking
+//! read; a forget moves the stamp and drops the pool. Keeps and forgets are scripts,
+//! atomic on the server.
 //!
 //! A pool's bytes never pass through a script: Redis's Lua hashes every byte of every
 //! string it is handed, which for a pool of ~70 KB cost more than the rest of the round
@@ -20,14 +25,16 @@
 //! when that is larger, so a stamp never takes a value it had before, even after it
 //! expired: a ranking that read a stamp before a forget can never find it again. A stamp
 //! lives [`GUARD_S`] seconds after the forget that moved it, and an absent one reads 0,
-//! which no forget writes.
+//! which no forget writes. A position that names another stamp than the one read (a
+//! forget by a build that wrote none) is unknown, and a ranking keeps nothing under it.
 
 use steerfeed_core::{Result, UserId};
 
 use crate::counters::Counters;
 
-/// The names of a person's pool keys after their hash tag.
-pub(crate) const KEYS: [&str; 2] = ["pool", "pool_stamp"];
+/// The names of a person's pool keys after their hash tag: their pool, their stamp, and
+/// the position of the forget that last moved it.
+pub(crate) const KEYS: [&str; 3] = ["pool", "pool_stamp", "pool_at"];
 
 /// Seconds a stamp outlives the forget that moved it.
 pub(crate) const GUARD_S: u64 = steerfeed_core::storage::POOL_STAMP_GUARD_S;
@@ -49,18 +56,54 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
 ";
 
-/// KEYS: the pool, the stamp; ARGV: the seconds the stamp lives. Reading the clock in a
-/// script needs its effects replicated (always so since Redis 7; asked for before).
-/// Lua's numbers hold integers exactly up to 2^53 microseconds, the year 2255.
+/// KEYS: the pool, the stamp, its position; ARGV: the seconds the stamp lives, the
+/// forget's position (`<version>:<sequence>`). Reading the clock in a script needs its
+/// effects replicated (always so since Redis 7; asked for before). Lua's numbers hold
+/// integers exactly up to 2^53 microseconds, the year 2255.
 const FORGET: &str = r"
 redis.replicate_commands()
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local stamp = math.max(tonumber(redis.call('GET', KEYS[2]) or '0') + 1, now)
-redis.call('SET', KEYS[2], string.format('%.0f', stamp), 'EX', ARGV[1])
+local stamp = string.format('%.0f', math.max(tonumber(redis.call('GET', KEYS[2]) or '0') + 1, now))
+redis.call('SET', KEYS[2], stamp, 'EX', ARGV[1])
+redis.call('SET', KEYS[3], stamp .. ':' .. ARGV[2], 'EX', ARGV[1])
 redis.call('DEL', KEYS[1])
 return 1
 ";
+
+/// What a take found.
+#[derive(Debug)]
+pub(crate) struct Taken {
+    /// The stamp (0: none moved it within [`GUARD_S`]).
+    pub stamp: u64,
+    /// Where in the logs (change version, stream sequence) the forget that moved the
+    /// stamp was: every write it was for is at or before it. `None`: unknown.
+    pub moved_at: Option<(u64, u64)>,
+    /// The pool, taken out.
+    pub pool: Option<Vec<u8>>,
+}
+
+impl Taken {
+    /// The stamp, when a catch-up to `heads` (change version, stream sequence) holds
+    /// every write its forgets were for; `None` when a ranking must keep nothing.
+    pub(crate) fn stamp_within(&self, heads: (u64, u64)) -> Option<u64> {
+        self.moved_at
+            .filter(|&(version, seq)| version <= heads.0 && seq <= heads.1)
+            .map(|_| self.stamp)
+    }
+}
+
+/// The position `at` records for `stamp` (see the module doc).
+fn moved_at(stamp: u64, at: Option<&str>) -> Option<(u64, u64)> {
+    if stamp == 0 {
+        return Some((0, 0));
+    }
+    let mut parts = at?.split(':');
+    let of: u64 = parts.next()?.parse().ok()?;
+    let version = parts.next()?.parse().ok()?;
+    let seq = parts.next()?.parse().ok()?;
+    (of == stamp && parts.next().is_none()).then_some((version, seq))
+}
 
 /// The pool scripts, and what names this process's staging keys.
 pub(crate) struct Pools {
@@ -86,27 +129,35 @@ impl Pools {
         }
     }
 
+    /// `script` with the first `keys` of the person's [`KEYS`].
     fn invoke<'a>(
         script: &'a redis::Script,
         c: &Counters,
         user: &UserId,
+        keys: usize,
     ) -> redis::ScriptInvocation<'a> {
         let mut inv = script.prepare_invoke();
-        for k in KEYS {
+        for k in &KEYS[..keys] {
             inv.key(c.key(user, k));
         }
         inv
     }
 
-    /// The stamp first, then the pool: a forget between the two leaves either no pool or
-    /// a stamp its keep would be refused with.
-    pub(crate) async fn take(&self, c: &Counters, user: &UserId) -> Result<(u64, Option<Vec<u8>>)> {
+    /// The stamp and its position first, then the pool: a forget between the two leaves
+    /// either no pool or a stamp its keep would be refused with.
+    pub(crate) async fn take(&self, c: &Counters, user: &UserId) -> Result<Taken> {
         let mut p = redis::pipe();
         p.get(c.key(user, KEYS[1]))
+            .get(c.key(user, KEYS[2]))
             .cmd("GETDEL")
             .arg(c.key(user, KEYS[0]));
-        let (stamp, pool): (Option<u64>, Option<Vec<u8>>) = c.pipe(&p).await?;
-        Ok((stamp.unwrap_or(0), pool))
+        let (stamp, at, pool): (Option<u64>, Option<String>, Option<Vec<u8>>) = c.pipe(&p).await?;
+        let stamp = stamp.unwrap_or(0);
+        Ok(Taken {
+            stamp,
+            moved_at: moved_at(stamp, at.as_deref()),
+            pool,
+        })
     }
 
     pub(crate) async fn keep(
@@ -119,7 +170,7 @@ impl Pools {
     ) -> Result<bool> {
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let staged = c.key(user, &format!("pool_in:{}.{n}", self.nonce));
-        let mut inv = Self::invoke(&self.keep, c, user);
+        let mut inv = Self::invoke(&self.keep, c, user, 2);
         inv.key(&staged).arg(stamp).arg(ttl_s.max(1));
         let mut p = redis::pipe();
         p.set_ex(&staged, pool, STAGED_S)
@@ -137,14 +188,41 @@ impl Pools {
         Ok(kept == 1)
     }
 
-    pub(crate) async fn forget(&self, c: &Counters, user: &UserId) -> Result<()> {
-        let mut inv = Self::invoke(&self.forget, c, user);
-        inv.arg(GUARD_S);
+    /// Moves the person's stamp on and drops their pool; `at` is where in the logs
+    /// (change version, stream sequence) every write the forget is for already is.
+    pub(crate) async fn forget(&self, c: &Counters, user: &UserId, at: (u64, u64)) -> Result<()> {
+        let mut inv = Self::invoke(&self.forget, c, user, 3);
+        inv.arg(GUARD_S).arg(format!("{}:{}", at.0, at.1));
         let _: i64 = c.run(&inv).await?;
         Ok(())
     }
 
     pub(crate) async fn peek(&self, c: &Counters, user: &UserId) -> Result<Option<Vec<u8>>> {
         c.query(redis::cmd("GET").arg(c.key(user, KEYS[0]))).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::moved_at;
+
+    #[test]
+    fn a_position_counts_only_for_the_stamp_it_names() {
+        assert_eq!(moved_at(0, None), Some((0, 0)), "never moved");
+        assert_eq!(
+            moved_at(0, Some("7:3:4")),
+            Some((0, 0)),
+            "the stamp expired first"
+        );
+        assert_eq!(moved_at(7, Some("7:3:4")), Some((3, 4)));
+        assert_eq!(
+            moved_at(8, Some("7:3:4")),
+            None,
+            "moved by a build that wrote none"
+        );
+        assert_eq!(moved_at(7, None), None);
+        for bad in ["7:3", "7:3:4:5", "7:x:4", "", "7::4"] {
+            assert_eq!(moved_at(7, Some(bad)), None, "{bad:?}");
+        }
     }
 }

@@ -38,16 +38,23 @@ fn a_pool_kept_on_one_replica_is_taken_once_on_another() {
     let other = UserId::new("w").unwrap();
 
     assert_eq!(
-        pa.take_pool(&u).unwrap(),
-        (0, None),
+        pa.take_pool(&u).unwrap().unwrap(),
+        (Some(0), None),
         "nobody has a pool yet"
     );
     let bytes: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
     assert!(pa.keep_pool(&u, 0, &bytes, 60).unwrap());
     assert_eq!(pb.peek_pool(&u).unwrap().as_deref(), Some(&bytes[..]));
     assert_eq!(pb.peek_pool(&other).unwrap(), None, "pools are per person");
-    assert_eq!(pb.take_pool(&u).unwrap(), (0, Some(bytes.clone())));
-    assert_eq!(pa.take_pool(&u).unwrap(), (0, None), "taken already");
+    assert_eq!(
+        pb.take_pool(&u).unwrap().unwrap(),
+        (Some(0), Some(bytes.clone()))
+    );
+    assert_eq!(
+        pa.take_pool(&u).unwrap().unwrap(),
+        (Some(0), None),
+        "taken already"
+    );
 
     // A forget on either replica moves the stamp: a ranking that read an older one keeps
     // nothing, one that read the new one keeps its pool. Stamps never repeat.
@@ -56,13 +63,14 @@ fn a_pool_kept_on_one_replica_is_taken_once_on_another() {
     pb.forget_pool(&u).unwrap();
     assert_eq!(pa.peek_pool(&u).unwrap(), None, "a forget drops the pool");
     assert!(!pa.keep_pool(&u, 0, b"stale", 60).unwrap());
-    let (s1, none) = pb.take_pool(&u).unwrap();
+    let (s1, none) = pb.take_pool(&u).unwrap().unwrap();
+    let s1 = s1.expect("a forget this store's catch-up holds");
     assert!(none.is_none() && s1 > 0);
     seen.push(s1);
     assert!(pb.keep_pool(&u, s1, b"fresh", 60).unwrap());
     for _ in 0..5 {
         pa.forget_pool(&u).unwrap();
-        let (s, _) = pa.take_pool(&u).unwrap();
+        let s = pa.take_pool(&u).unwrap().unwrap().0.unwrap();
         assert!(s > *seen.last().unwrap(), "{s} after {seen:?}");
         seen.push(s);
     }
@@ -74,7 +82,7 @@ fn a_pool_kept_on_one_replica_is_taken_once_on_another() {
     }
     let last = *seen.last().unwrap();
     // The other person's stamp never moved.
-    assert_eq!(pa.take_pool(&other).unwrap(), (0, None));
+    assert_eq!(pa.take_pool(&other).unwrap().unwrap(), (Some(0), None));
 
     // The pool lives its time to live; a stamp lives the guard after its last move.
     assert!(pa.keep_pool(&u, last, b"short", 1).unwrap());
@@ -106,8 +114,8 @@ fn a_pool_kept_on_one_replica_is_taken_once_on_another() {
     assert!((100..=120).contains(&guard), "stamp ttl {guard}");
     std::thread::sleep(std::time::Duration::from_millis(2_100));
     assert_eq!(
-        pa.take_pool(&u).unwrap(),
-        (last, None),
+        pa.take_pool(&u).unwrap().unwrap(),
+        (Some(last), None),
         "the pool expired, its stamp did not"
     );
 
@@ -121,8 +129,8 @@ fn a_pool_kept_on_one_replica_is_taken_once_on_another() {
         !pa.keep_pool(&u, last, b"ranked before the erasure", 60)
             .unwrap()
     );
-    let (after, none) = pb.take_pool(&u).unwrap();
-    assert!(after > last && none.is_none());
+    let (after, none) = pb.take_pool(&u).unwrap().unwrap();
+    assert!(after.unwrap() > last && none.is_none());
 }
 
 #[test]
@@ -131,7 +139,7 @@ fn a_keep_after_the_server_lost_its_scripts_loads_them_and_keeps() {
     let ns = Servers::namespace("pf");
     let a = store(servers, &ns);
     let u = UserId::new("u").unwrap();
-    let (stamp, _) = pools(&a).take_pool(&u).unwrap();
+    let stamp = pools(&a).take_pool(&u).unwrap().unwrap().0.unwrap();
     assert!(pools(&a).keep_pool(&u, stamp, b"first", 60).unwrap());
     // As after a restart of Redis without persistence: the pool goes too, scripts go.
     let client = redis::Client::open(servers.redis_url.as_str()).unwrap();
@@ -139,8 +147,8 @@ fn a_keep_after_the_server_lost_its_scripts_loads_them_and_keeps() {
     let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut c).unwrap();
     assert!(pools(&a).keep_pool(&u, stamp, b"second", 60).unwrap());
     assert_eq!(
-        pools(&a).take_pool(&u).unwrap(),
-        (stamp, Some(b"second".to_vec()))
+        pools(&a).take_pool(&u).unwrap().unwrap(),
+        (Some(stamp), Some(b"second".to_vec()))
     );
     pools(&a).forget_pool(&u).unwrap();
     let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut c).unwrap();
@@ -162,7 +170,7 @@ fn racing_takes_on_two_replicas_hand_a_pool_to_exactly_one() {
     let stores = [Arc::new(store(servers, &ns)), Arc::new(store(servers, &ns))];
     let u = UserId::new("racer").unwrap();
     for round in 0..30u8 {
-        let (stamp, _) = pools(&stores[0]).take_pool(&u).unwrap();
+        let stamp = pools(&stores[0]).take_pool(&u).unwrap().unwrap().0.unwrap();
         assert!(
             pools(&stores[1])
                 .keep_pool(&u, stamp, &[round; 300], 60)
@@ -175,7 +183,7 @@ fn racing_takes_on_two_replicas_hand_a_pool_to_exactly_one() {
                 let (u, barrier) = (u.clone(), Arc::clone(&barrier));
                 std::thread::spawn(move || {
                     barrier.wait();
-                    pools(&s).take_pool(&u).unwrap().1
+                    pools(&s).take_pool(&u).unwrap().unwrap().1
                 })
             })
             .collect();
@@ -205,7 +213,8 @@ fn forgetting_many_at_once_moves_every_named_stamp_and_no_other() {
     named.push(people[0].clone());
     pb.forget_pools(&named).unwrap();
     for (i, p) in people.iter().enumerate() {
-        let (stamp, pool) = pa.take_pool(p).unwrap();
+        let (stamp, pool) = pa.take_pool(p).unwrap().unwrap();
+        let stamp = stamp.expect("a stamp whose forget the catch-up holds");
         if i % 3 == 0 {
             assert!(stamp > 0 && pool.is_none(), "{p}: forgotten");
             assert!(!pa.keep_pool(p, 0, b"stale", 60).unwrap(), "{p}");
@@ -218,4 +227,105 @@ fn forgetting_many_at_once_moves_every_named_stamp_and_no_other() {
         }
     }
     pb.forget_pools(&[]).unwrap();
+}
+
+/// A take reads the stamp while its store catches up. A stamp moved by a forget whose
+/// writes the catch-up holds is one to keep under; a stamp whose forget is past the
+/// heads the catch-up read (a write acknowledged while the take ran), or whose position
+/// names another stamp (moved by a build that records none), keeps nothing; the pool
+/// is taken all the same.
+#[test]
+fn a_stamp_moved_past_what_the_take_caught_up_to_keeps_no_pool() {
+    use steerfeed_core::{Embedding, Event, EventKey, EventKind, Timestamp, User, Video, VideoId};
+    let servers = Servers::shared().expect("test servers");
+    let ns = Servers::namespace("pp");
+    let (a, b) = (store(servers, &ns), store(servers, &ns));
+    let (pa, pb) = (pools(&a), pools(&b));
+    let (u, maker) = (UserId::new("u").unwrap(), UserId::new("maker").unwrap());
+    let t0 = Timestamp::from_second(1_700_000_000).unwrap();
+
+    // A write through b (a change), then its forget: a's take holds the write.
+    b.upsert_user(&User::new(u.clone())).unwrap();
+    pb.forget_pool(&u).unwrap();
+    assert_eq!(a.user(&u).unwrap(), None, "a has not caught up yet");
+    let (stamp, none) = pa.take_pool(&u).unwrap().unwrap();
+    let stamp = stamp.expect("the forget's write is within the take's catch-up");
+    assert!(stamp > 0 && none.is_none());
+    assert!(a.user(&u).unwrap().is_some(), "the take caught up");
+    assert!(pa.keep_pool(&u, stamp, b"fresh", 60).unwrap());
+
+    // An event through b (the event log), then its forget.
+    b.upsert_user(&User::new(maker.clone())).unwrap();
+    let raw: Vec<f32> = (0..8).map(|i| i as f32 + 0.5).collect();
+    let v = Video {
+        embedding: Some(Embedding::new("embedding", &raw, 8).unwrap()),
+        ..Video::new(VideoId::new("v").unwrap(), maker.clone(), t0, 10.0)
+    };
+    b.upsert_videos(&[v]).unwrap();
+    let hide = Event {
+        key: EventKey::new("hide-1").unwrap(),
+        user: u.clone(),
+        at: t0,
+        kind: EventKind::HideCreator {
+            video: VideoId::new("v").unwrap(),
+        },
+    };
+    b.ingest_events(std::slice::from_ref(&hide)).unwrap();
+    pb.forget_pool(&u).unwrap();
+    let events_before = a.event_count();
+    let (stamp, gone) = pa.take_pool(&u).unwrap().unwrap();
+    let stamp = stamp.expect("the forget's event is within the take's catch-up");
+    assert_eq!(gone, None, "the forget dropped the pool");
+    assert_eq!(
+        a.event_count(),
+        events_before + 1,
+        "the take applied the event"
+    );
+    assert!(pa.keep_pool(&u, stamp, b"fresh again", 60).unwrap());
+
+    // Positions past either log's head, as a forget acknowledged after the take read
+    // the heads would record; and a position naming another stamp.
+    let client = redis::Client::open(servers.redis_url.as_str()).unwrap();
+    let mut c = client.get_connection().unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("sf:{ns}:*:pool_at"))
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let at: String = redis::cmd("GET").arg(&keys[0]).query(&mut c).unwrap();
+    let parts: Vec<u64> = at.split(':').map(|p| p.parse().unwrap()).collect();
+    assert_eq!(parts.len(), 3, "{at}");
+    assert_eq!(parts[0], stamp, "{at}");
+    assert_eq!(
+        (parts[1], parts[2]),
+        b.applied(),
+        "the forget's position is where b's writes left its mirror"
+    );
+    assert_eq!(a.applied(), b.applied(), "a's take caught up to it");
+    assert!(parts[1] > 0 && parts[2] > 0, "{at}");
+    let far = 1_000_000_000;
+    for moved in [
+        format!("{stamp}:{}:{}", parts[1] + far, parts[2]),
+        format!("{stamp}:{}:{}", parts[1], parts[2] + far),
+        format!("{}:{}:{}", stamp - 1, parts[1], parts[2]),
+    ] {
+        let _: () = redis::cmd("SET")
+            .arg(&keys[0])
+            .arg(&moved)
+            .query(&mut c)
+            .unwrap();
+        assert!(pa.keep_pool(&u, stamp, b"kept", 60).unwrap(), "{moved}");
+        assert_eq!(
+            pa.take_pool(&u).unwrap().unwrap(),
+            (None, Some(b"kept".to_vec())),
+            "{moved}"
+        );
+    }
+    // Its own position again: the stamp is one to keep under.
+    let _: () = redis::cmd("SET")
+        .arg(&keys[0])
+        .arg(&at)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(pa.take_pool(&u).unwrap().unwrap(), (Some(stamp), None));
 }
