@@ -16,7 +16,7 @@
 //! Writes that change what the sources or the objective see for a user (preferences,
 //! parental controls, follows, blocks, mutes, the user record, relation events) call
 //! [`Pools::forget`], and a pool built from state read before such a write is never
-//! stored: every build carries the invalidation stamp it read first.
+//! stored: every build carries the invalidation stamp it read with its inputs.
 //!
 //! A store shared by several processes ([`Storage::shared_pools`]) keeps the pools
 //! itself, so the next page of a session is picked from its pool whichever replica it
@@ -154,12 +154,8 @@ pub(crate) struct Stamp {
 }
 
 impl Stamp {
-    fn new(value: Under, at: Timestamp) -> Self {
-        Self {
-            value,
-            at,
-            read: Instant::now(),
-        }
+    fn new(value: Under, at: Timestamp, read: Instant) -> Self {
+        Self { value, at, read }
     }
 }
 
@@ -303,16 +299,18 @@ impl Pools {
         now: Timestamp,
         profile: &str,
     ) -> steerfeed_core::Result<Opened> {
+        // Before the store is asked: its answer may come after its catch-up.
+        let read = Instant::now();
         if !self.enabled() {
             return Ok(Opened {
-                stamp: Stamp::new(Under::Unknown, now),
+                stamp: Stamp::new(Under::Unknown, now, read),
                 taken: None,
                 caught_up: false,
             });
         }
         let Some(shared) = self.shared() else {
             return Ok(Opened {
-                stamp: Stamp::new(Under::Stamp(self.stamp()), now),
+                stamp: Stamp::new(Under::Stamp(self.stamp()), now, read),
                 taken: self.take(user, session, now, profile),
                 caught_up: false,
             });
@@ -328,7 +326,7 @@ impl Pools {
             }
         };
         Ok(Opened {
-            stamp: Stamp::new(stamp, now),
+            stamp: Stamp::new(stamp, now, read),
             taken,
             caught_up: true,
         })
@@ -610,7 +608,7 @@ mod tests {
     }
 
     fn st(value: u64) -> Stamp {
-        Stamp::new(Under::Stamp(value), at(100))
+        Stamp::new(Under::Stamp(value), at(100), Instant::now())
     }
 
     /// The stamp a request reads now.
@@ -773,6 +771,23 @@ mod tests {
             kept: 2,
             refused: 1,
             failed: 0,
+        };
+        assert_eq!(p.counts(), counts);
+    }
+
+    #[test]
+    fn a_stamp_moved_past_the_catch_up_or_unread_keeps_nothing_and_is_counted_apart() {
+        let p = pools(60);
+        let u = UserId::new("u").unwrap();
+        for under in [Under::Moved, Under::Unknown] {
+            let stamp = Stamp::new(under, at(100), Instant::now());
+            p.put(&u, stamp, vec![cand(1)], (at(100), 0), None, "default");
+            assert!(p.take(&u, None, at(100), "default").is_none(), "{under:?}");
+        }
+        let counts = PoolCounts {
+            kept: 0,
+            refused: 1,
+            failed: 1,
         };
         assert_eq!(p.counts(), counts);
     }

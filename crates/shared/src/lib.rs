@@ -33,9 +33,10 @@
 //!   way round it met them (the `relations` module).
 //!
 //! [`Storage::catch_up`] reads both logs' heads and applies what the mirror lacks; the
-//! engine calls it at the start of every feed (and export), so a write acknowledged by
-//! any process before a feed starts is in force for that feed on every process. The
-//! reads of the ports then answer from the mirror.
+//! engine calls it at the start of every feed (and export), or has the page pool's take
+//! do it ([`SharedPools::take_pool`], the same reads in the same round trip), so a
+//! write acknowledged by any process before a feed starts is in force for that feed on
+//! every process. The reads of the ports then answer from the mirror.
 //!
 //! NATS must accept messages of a few megabytes (`max_payload: 8MB`): a batch of the
 //! API's largest size is one message.
@@ -2770,19 +2771,26 @@ impl SharedStore {
 }
 
 impl SharedPools for SharedStore {
-    /// The take and the logs' heads in one round trip (Redis, PostgreSQL and NATS at
-    /// once), then the catch-up to those heads.
+    /// The take, and the catch-up from its reads of the logs' heads on, at once (Redis,
+    /// PostgreSQL and NATS in one round trip), each within its own bound: a Redis that
+    /// cannot answer costs the pool, never the catch-up.
     fn take_pool(&self, user: &UserId) -> Result<Result<(Option<u64>, Option<Vec<u8>>)>> {
-        self.block("catching up", async {
+        self.check()?;
+        self.runtime().block_on(async {
             self.report_position_when_due();
             let take = async {
-                tokio::time::timeout(POOL_TIMEOUT, self.pools.take(&self.counters, user))
+                let bound = POOL_TIMEOUT.min(self.timeout);
+                tokio::time::timeout(bound, self.pools.take(&self.counters, user))
                     .await
                     .map_err(|_| unavailable("redis page pool", "timed out"))?
             };
-            let (taken, heads) = tokio::join!(take, self.heads());
-            let heads = heads?;
-            self.catch_up_to(heads).await?;
+            let catch_up = self.bounded("catching up", async {
+                let heads = self.heads().await?;
+                self.catch_up_to(heads).await?;
+                Ok(heads)
+            });
+            let (taken, heads) = tokio::join!(take, catch_up);
+            let heads = heads??;
             Ok(taken.map(|t| (t.stamp_within(heads), t.pool)))
         })
     }

@@ -5,9 +5,10 @@
 //! Three keys per person, with the hash tag of their counters:
 //! `sf:<namespace>:{<tag>}:pool`, their pool (bytes the engine encodes, expiring with
 //! what is left of the pool's time to live), `…:pool_stamp`, their stamp, which only a
-//! forget moves, and `…:pool_at`, where in the logs the forget that last moved it was
-//! (`<stamp>:<change version>:<stream sequence>`, what the forgetting process had
-//! applied once its write was done). A take reads the stamp and that position, then
+//! forget moves, and `…:pool_at`, where in the logs the forgets that moved it were
+//! (`<stamp>:<change version>:<stream sequence>`: of what each forgetting process had
+//! applied once its write was done, the largest, as forgets reach Redis in any order).
+//! A take reads the stamp and that position, then
 //! removes the pool with `GETDEL` (two replicas never serve one pool), in the same round
 //! trip as the request reads the logs' heads: a ranking whose catch-up reached the
 //! position has every write the stamp's forgets were for, and one whose catch-up fell
@@ -26,7 +27,8 @@
 //! expired: a ranking that read a stamp before a forget can never find it again. A stamp
 //! lives [`GUARD_S`] seconds after the forget that moved it, and an absent one reads 0,
 //! which no forget writes. A position that names another stamp than the one read (a
-//! forget by a build that wrote none) is unknown, and a ranking keeps nothing under it.
+//! forget by a build that wrote none) is unknown, and stays so through later forgets
+//! until the stamp expires: a ranking keeps nothing under it.
 
 use steerfeed_core::{Result, UserId};
 
@@ -57,16 +59,37 @@ return 1
 ";
 
 /// KEYS: the pool, the stamp, its position; ARGV: the seconds the stamp lives, the
-/// forget's position (`<version>:<sequence>`). Reading the clock in a script needs its
+/// forget's change version and stream sequence. Reading the clock in a script needs its
 /// effects replicated (always so since Redis 7; asked for before). Lua's numbers hold
-/// integers exactly up to 2^53 microseconds, the year 2255.
+/// integers exactly up to 2^53 (microseconds: the year 2255).
+///
+/// Forgets reach Redis in any order, so the position kept is the largest of every
+/// forget's since the stamp was last absent: it covers each of their writes. A stamp
+/// whose position is missing or names another stamp (moved by a build that records
+/// none) keeps an unknown one until it expires.
 const FORGET: &str = r"
 redis.replicate_commands()
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local stamp = string.format('%.0f', math.max(tonumber(redis.call('GET', KEYS[2]) or '0') + 1, now))
+local before = redis.call('GET', KEYS[2])
+local version, seq = tonumber(ARGV[2]), tonumber(ARGV[3])
+local known = true
+if before then
+  local at = redis.call('GET', KEYS[3])
+  local of, v, q
+  if at then of, v, q = string.match(at, '^(%d+):(%d+):(%d+)$') end
+  if of == before then
+    version = math.max(version, tonumber(v))
+    seq = math.max(seq, tonumber(q))
+  else
+    known = false
+  end
+end
+local stamp = string.format('%.0f', math.max(tonumber(before or '0') + 1, now))
+local position = 'unknown'
+if known then position = string.format('%.0f:%.0f', version, seq) end
 redis.call('SET', KEYS[2], stamp, 'EX', ARGV[1])
-redis.call('SET', KEYS[3], stamp .. ':' .. ARGV[2], 'EX', ARGV[1])
+redis.call('SET', KEYS[3], stamp .. ':' .. position, 'EX', ARGV[1])
 redis.call('DEL', KEYS[1])
 return 1
 ";
@@ -76,8 +99,8 @@ return 1
 pub(crate) struct Taken {
     /// The stamp (0: none moved it within [`GUARD_S`]).
     pub stamp: u64,
-    /// Where in the logs (change version, stream sequence) the forget that moved the
-    /// stamp was: every write it was for is at or before it. `None`: unknown.
+    /// Where in the logs (change version, stream sequence) the forgets that moved the
+    /// stamp were: every write they were for is at or before it. `None`: unknown.
     pub moved_at: Option<(u64, u64)>,
     /// The pool, taken out.
     pub pool: Option<Vec<u8>>,
@@ -192,7 +215,7 @@ impl Pools {
     /// (change version, stream sequence) every write the forget is for already is.
     pub(crate) async fn forget(&self, c: &Counters, user: &UserId, at: (u64, u64)) -> Result<()> {
         let mut inv = Self::invoke(&self.forget, c, user, 3);
-        inv.arg(GUARD_S).arg(format!("{}:{}", at.0, at.1));
+        inv.arg(GUARD_S).arg(at.0).arg(at.1);
         let _: i64 = c.run(&inv).await?;
         Ok(())
     }

@@ -329,3 +329,71 @@ fn a_stamp_moved_past_what_the_take_caught_up_to_keeps_no_pool() {
         .unwrap();
     assert_eq!(pa.take_pool(&u).unwrap().unwrap(), (Some(stamp), None));
 }
+
+/// Forgets reach Redis in any order: one that reaches it after a later write's forget
+/// leaves the later position. A stamp moved by a build that records no position keeps
+/// an unknown one through later forgets, so no ranking keeps a pool under it.
+#[test]
+fn a_late_forget_keeps_the_later_position_and_an_unknown_one_stays_unknown() {
+    use steerfeed_core::User;
+    let servers = Servers::shared().expect("test servers");
+    let ns = Servers::namespace("po");
+    let (a, b) = (store(servers, &ns), store(servers, &ns));
+    let (pa, pb) = (pools(&a), pools(&b));
+    let client = redis::Client::open(servers.redis_url.as_str()).unwrap();
+    let mut c = client.get_connection().unwrap();
+    // The one key of the namespace ending in `suffix`.
+    let key = |c: &mut redis::Connection, suffix: &str| -> String {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("sf:{ns}:*:{suffix}"))
+            .query(c)
+            .unwrap();
+        assert_eq!(keys.len(), 1, "{keys:?}");
+        keys[0].clone()
+    };
+    let mut get = |suffix: &str| -> String {
+        let k = key(&mut c, suffix);
+        redis::cmd("GET").arg(k).query(&mut c).unwrap()
+    };
+    let position = |at: &str| -> (u64, u64) {
+        let parts: Vec<u64> = at.split(':').skip(1).map(|p| p.parse().unwrap()).collect();
+        (parts[0], parts[1])
+    };
+
+    let u = UserId::new("u").unwrap();
+    b.upsert_user(&User::new(u.clone())).unwrap();
+    let early = b.applied();
+    // A later write through a, forgotten; b has not caught up to it, and its forget (of
+    // its own earlier write) arrives last.
+    a.upsert_user(&User::new(UserId::new("w").unwrap()))
+        .unwrap();
+    let late = a.applied();
+    assert!(late.0 > early.0, "{late:?} after {early:?}");
+    pa.forget_pool(&u).unwrap();
+    assert_eq!(b.applied(), early, "b did not catch up");
+    pb.forget_pool(&u).unwrap();
+    let at = get("pool_at");
+    assert_eq!(position(&at), late, "{at}");
+    let stamp: u64 = get("pool_stamp").parse().unwrap();
+    assert!(at.starts_with(&format!("{stamp}:")), "{at} for {stamp}");
+    assert_eq!(pb.take_pool(&u).unwrap().unwrap(), (Some(stamp), None));
+
+    // An older build's forget moves the stamp alone.
+    let mut c = client.get_connection().unwrap();
+    let stamp_key = key(&mut c, "pool_stamp");
+    let _: () = redis::cmd("SET")
+        .arg(&stamp_key)
+        .arg(stamp + 1)
+        .arg("EX")
+        .arg(120)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(pa.take_pool(&u).unwrap().unwrap(), (None, None));
+    for _ in 0..3 {
+        pb.forget_pool(&u).unwrap();
+        let at = get("pool_at");
+        assert!(at.ends_with(":unknown"), "{at}");
+        let (stamp, _) = pa.take_pool(&u).unwrap().unwrap();
+        assert_eq!(stamp, None, "{at}");
+    }
+}
