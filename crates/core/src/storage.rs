@@ -445,8 +445,9 @@ pub const POOL_STAMP_GUARD_S: u64 = 120;
 pub trait SharedPools: Send + Sync {
     /// The person's stamp, and their pool taken out (no other request gets it; `None`
     /// when they have none), read while the store catches up ([`Storage::catch_up`]).
-    /// The stamp is `None` when a write acknowledged during the call moved it and the
-    /// catch-up may not hold that write: a ranking keeps no pool then. `Err`: the
+    /// The stamp is `None` when a write the catch-up may not hold moved it (one
+    /// acknowledged during the call, or one the store cannot place in its logs): a
+    /// ranking keeps no pool then. `Err`: the
     /// catch-up failed; `Ok(Err(_))`: caught up, but the pool could not be read.
     #[allow(clippy::type_complexity)]
     fn take_pool(

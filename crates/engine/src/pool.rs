@@ -23,11 +23,12 @@
 //! reaches: the pool travels as bytes (the `wire` module) without its videos, which the
 //! taking replica reads from its own catalog after catching up, so every filter judges
 //! them as that replica's fresh page would. The stamp is then the person's own, kept
-//! beside their pool with where in the store's logs the forget that last moved it was,
-//! and it is read while the request catches up (one wait for both): a write any replica
-//! acknowledged and forgot a pool for is either before the stamp and within the
-//! catch-up, or before the stamp and past the catch-up (the pool is not kept), or after
-//! the stamp (the pool is not kept).
+//! beside their pool with a position in the store's logs at or past every write its
+//! forgets were for (or an unknown one), and it is read while the request catches up
+//! (one wait for both): a write any replica acknowledged and forgot a pool for is either
+//! before the stamp and within the catch-up, or before the stamp and past the catch-up
+//! or of an unknown position (the pool is not kept), or after the stamp (the pool is
+//! not kept).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -46,7 +47,8 @@ const MARK_LIFETIME: Duration = Duration::from_secs(30);
 pub struct PoolCounts {
     /// Stored, for the next page of the session.
     pub kept: u64,
-    /// Not stored: a write changed the person's inputs after the ranking read them.
+    /// Not stored: a write changed the person's inputs after the ranking read them, or
+    /// may have (a shared store's stamp moved past what the request caught up to).
     pub refused: u64,
     /// Not stored: the shared store could not be reached (when the stamp was read or
     /// when the pool was written), the pool did not fit its format, or the ranking
@@ -136,7 +138,8 @@ pub(crate) struct Opened {
 enum Under {
     /// The stamp read.
     Stamp(u64),
-    /// Nothing: a write acknowledged while the request caught up moved the stamp.
+    /// Nothing: a write the request's catch-up may not hold moved the stamp (one
+    /// acknowledged while it caught up, or one of an unknown position).
     Moved,
     /// Nothing: the shared store could not answer for the stamp.
     Unknown,

@@ -35,7 +35,7 @@ use steerfeed_core::{Result, UserId};
 use crate::counters::Counters;
 
 /// The names of a person's pool keys after their hash tag: their pool, their stamp, and
-/// the position of the forget that last moved it.
+/// the largest position of the forgets that moved it.
 pub(crate) const KEYS: [&str; 3] = ["pool", "pool_stamp", "pool_at"];
 
 /// Seconds a stamp outlives the forget that moved it.

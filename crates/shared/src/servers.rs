@@ -182,6 +182,23 @@ impl OwnServers {
         Ok(())
     }
 
+    /// Stops Redis without closing its connections (SIGSTOP, or SIGCONT when `paused`
+    /// is false): a server that hangs.
+    pub fn pause_redis(&mut self, paused: bool) -> std::result::Result<(), String> {
+        let Some(c) = &self.redis else {
+            return Err("redis is not running".into());
+        };
+        let signal = if paused { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill")
+            .args([signal, &c.id().to_string()])
+            .status()
+            .map_err(|e| format!("kill {signal}: {e}"))?;
+        if !status.success() {
+            return Err(format!("kill {signal}: {status}"));
+        }
+        Ok(())
+    }
+
     /// Kills Redis (SIGKILL).
     pub fn kill_redis(&mut self) {
         if let Some(mut c) = self.redis.take() {

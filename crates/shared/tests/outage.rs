@@ -192,3 +192,54 @@ fn a_write_postgresql_loses_before_its_commit_leaves_the_process_refusing_until_
     fresh.upsert_user(&adult("later")).unwrap();
     assert!(!fresh.must_restart());
 }
+
+/// A feed's pool take goes to Redis while its catch-up reads PostgreSQL and NATS: a
+/// Redis that is down or hangs costs the pool (the inner error), never the catch-up,
+/// even when the store's own timeout is shorter than a pool call's.
+#[test]
+fn a_redis_down_or_hanging_costs_a_feed_its_pool_and_not_its_catch_up() {
+    let mut own = OwnServers::start().unwrap();
+    let mut opts = SharedOptions::new(
+        &own.servers.postgres_url,
+        &own.servers.nats_url,
+        &own.servers.redis_url,
+        "hang",
+        StoreOptions::with_dim(DIM),
+    );
+    // Shorter than the Redis client's own wait for an answer, so the store's bounds
+    // decide what a hanging server costs.
+    opts.timeout = Duration::from_millis(450);
+    let writer = SharedStore::open(opts.clone()).unwrap();
+    let reader = SharedStore::open(opts).unwrap();
+    let pools = reader.shared_pools().unwrap();
+    assert_eq!(
+        pools.take_pool(&uid("p0")).unwrap().unwrap(),
+        (Some(0), None)
+    );
+
+    for (round, hang) in [false, true].into_iter().enumerate() {
+        let id = format!("p{}", round + 1);
+        writer.upsert_user(&adult(&id)).unwrap();
+        if hang {
+            own.pause_redis(true).unwrap();
+        } else {
+            own.kill_redis();
+        }
+        let taken = pools.take_pool(&uid(&id)).expect("the catch-up answers");
+        assert_eq!(
+            taken.unwrap_err().class(),
+            ErrorClass::Unavailable,
+            "hang: {hang}"
+        );
+        assert!(
+            reader.user(&uid(&id)).unwrap().is_some(),
+            "caught up without Redis (hang: {hang})"
+        );
+        if hang {
+            own.pause_redis(false).unwrap();
+        } else {
+            own.start_redis().unwrap();
+        }
+        eventually(|| pools.take_pool(&uid(&id)).and_then(|t| t));
+    }
+}

@@ -335,7 +335,7 @@ fn a_stamp_moved_past_what_the_take_caught_up_to_keeps_no_pool() {
 /// an unknown one through later forgets, so no ranking keeps a pool under it.
 #[test]
 fn a_late_forget_keeps_the_later_position_and_an_unknown_one_stays_unknown() {
-    use steerfeed_core::User;
+    use steerfeed_core::{Embedding, Event, EventKey, EventKind, Timestamp, User, Video, VideoId};
     let servers = Servers::shared().expect("test servers");
     let ns = Servers::namespace("po");
     let (a, b) = (store(servers, &ns), store(servers, &ns));
@@ -363,12 +363,31 @@ fn a_late_forget_keeps_the_later_position_and_an_unknown_one_stays_unknown() {
     let u = UserId::new("u").unwrap();
     b.upsert_user(&User::new(u.clone())).unwrap();
     let early = b.applied();
-    // A later write through a, forgotten; b has not caught up to it, and its forget (of
-    // its own earlier write) arrives last.
-    a.upsert_user(&User::new(UserId::new("w").unwrap()))
-        .unwrap();
+    // Later writes through a, to both logs, forgotten; b has not caught up to them, and
+    // its forget (of its own earlier write) arrives last.
+    let w = UserId::new("w").unwrap();
+    a.upsert_user(&User::new(w.clone())).unwrap();
+    let t0 = Timestamp::from_second(1_700_000_000).unwrap();
+    let raw: Vec<f32> = (0..8).map(|i| i as f32 + 0.5).collect();
+    a.upsert_videos(&[Video {
+        embedding: Some(Embedding::new("embedding", &raw, 8).unwrap()),
+        ..Video::new(VideoId::new("v").unwrap(), w.clone(), t0, 10.0)
+    }])
+    .unwrap();
+    a.ingest_events(&[Event {
+        key: EventKey::new("like-1").unwrap(),
+        user: w,
+        at: t0,
+        kind: EventKind::Like {
+            video: VideoId::new("v").unwrap(),
+        },
+    }])
+    .unwrap();
     let late = a.applied();
-    assert!(late.0 > early.0, "{late:?} after {early:?}");
+    assert!(
+        late.0 > early.0 && late.1 > early.1,
+        "{late:?} after {early:?}"
+    );
     pa.forget_pool(&u).unwrap();
     assert_eq!(b.applied(), early, "b did not catch up");
     pb.forget_pool(&u).unwrap();
