@@ -1775,11 +1775,12 @@ impl SharedStore {
         applied
     }
 
-    /// Brings the mirror up to both logs' heads.
-    async fn catch_up_async(&self) -> Result<()> {
+    /// Brings the mirror up to both logs' heads, and answers them.
+    async fn catch_up_async(&self) -> Result<(u64, u64)> {
         self.report_position_when_due();
         let heads = self.heads().await?;
-        self.catch_up_to(heads).await
+        self.catch_up_to(heads).await?;
+        Ok(heads)
     }
 
     /// Brings the mirror up to `(version, seq)`, heads read from both logs.
@@ -2396,7 +2397,7 @@ impl Drop for SharedStore {
 
 impl Storage for SharedStore {
     fn catch_up(&self) -> Result<()> {
-        self.block("catching up", self.catch_up_async())
+        self.block("catching up", self.catch_up_async()).map(drop)
     }
 
     fn upsert_videos(&self, videos: &[Video]) -> Result<()> {
@@ -2777,18 +2778,13 @@ impl SharedPools for SharedStore {
     fn take_pool(&self, user: &UserId) -> Result<Result<(Option<u64>, Option<Vec<u8>>)>> {
         self.check()?;
         self.runtime().block_on(async {
-            self.report_position_when_due();
             let take = async {
                 let bound = POOL_TIMEOUT.min(self.timeout);
                 tokio::time::timeout(bound, self.pools.take(&self.counters, user))
                     .await
                     .map_err(|_| unavailable("redis page pool", "timed out"))?
             };
-            let catch_up = self.bounded("catching up", async {
-                let heads = self.heads().await?;
-                self.catch_up_to(heads).await?;
-                Ok(heads)
-            });
+            let catch_up = self.bounded("catching up", self.catch_up_async());
             let (taken, heads) = tokio::join!(take, catch_up);
             let heads = heads??;
             Ok(taken.map(|t| (t.stamp_within(heads), t.pool)))
