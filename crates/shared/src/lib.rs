@@ -64,7 +64,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use steerfeed_core::ports::{
     ActionCounts, ActionStats, CameoConsent, ConsentLedger, Engagement, EngagementStats,
     SocialGraph, UserHistory, VideoCatalog,
@@ -152,6 +152,9 @@ const CHANGES_PER_READ: i64 = 500;
 const REPORT_EVERY: Duration = Duration::from_secs(10);
 /// How many outcomes of its own messages a process keeps for their publishers.
 const KEPT_OUTCOMES: u64 = 100_000;
+
+/// Messages a catch-up applies past the heads, of those the consumer already holds.
+const DELIVERED_PER_CALL: u64 = 256;
 
 /// What applying one of this process's messages gave, for its publisher.
 enum Outcome {
@@ -766,10 +769,19 @@ impl SharedStore {
             }
             checked
         })?;
-        // Everything logged so far, however long that takes: only each call to a server
-        // is bounded.
+        // Everything logged so far, pages included, however long that takes: only each
+        // call to a server is bounded. The stream head is raised to the stream's end
+        // too, which covers batches an older build (which records no head) logged.
         store.runtime().block_on(async {
-            store.catch_up_async().await?;
+            let ends = store.ends().await?;
+            store.raise_stream_head(ends.1).await?;
+            store.catch_up_to(ends).await?;
+            // Others' pages are then applied as they come, with no catch-up waiting.
+            let mut a = store.applier.lock().await;
+            if a.messages.is_none() {
+                store.open_consumer(&mut a).await?;
+            }
+            drop(a);
             store.report_position(store.applied_position()).await
         })?;
         Ok(store)
@@ -793,7 +805,7 @@ impl SharedStore {
                 ),
             });
         }
-        let (version, last) = self.heads().await?;
+        let (version, last) = self.ends().await?;
         let first = self.first_change().await?;
         if version > start.version && first.is_none_or(|f| f > start.version + 1) {
             let first = first.unwrap_or(version + 1);
@@ -1276,27 +1288,45 @@ impl SharedStore {
         Ok(Arc::clone(&client))
     }
 
-    /// The change log's version and the stream's last sequence.
+    /// What every write acknowledged so far is within: the change log's version and the
+    /// stream sequence of the last event batch acknowledged (`stream_head`), in one
+    /// PostgreSQL round trip. Pages' messages, which no caller waits for, do not count:
+    /// a feed waits for no other feed's page.
     async fn heads(&self) -> Result<(u64, u64)> {
         // The simple protocol: one round trip (an extended query would prepare first).
-        let version = async {
+        let read = async {
             let rows = self
                 .reader()
                 .await?
                 .simple_query(&format!(
-                    "SELECT version FROM {}.change_meta WHERE id = 1",
+                    "SELECT m.version, h.seq FROM {0}.change_meta m, {0}.stream_head h \
+                     WHERE m.id = 1 AND h.id = 1",
                     self.schema
                 ))
                 .await
                 .map_err(pg_error)?;
-            rows.iter()
-                .find_map(|m| match m {
-                    tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0),
-                    _ => None,
-                })
-                .and_then(|v| v.parse::<u64>().ok())
-                .ok_or_else(|| Error::internal("change log", "no version row"))
+            let row = rows.iter().find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+                _ => None,
+            });
+            let column = |i: usize| {
+                row.and_then(|r| r.get(i))
+                    .and_then(|v| v.parse::<u64>().ok())
+            };
+            match (column(0), column(1)) {
+                (Some(version), Some(seq)) => Ok((version, seq)),
+                _ => Err(Error::internal(
+                    "change log",
+                    "no version or stream head row",
+                )),
+            }
         };
+        self.bounded("reading the logs' heads", read).await?
+    }
+
+    /// The change log's version and the stream's last sequence, whatever the message
+    /// (pages included).
+    async fn ends(&self) -> Result<(u64, u64)> {
         let seq = async {
             self.stream
                 .get_info()
@@ -1304,12 +1334,30 @@ impl SharedStore {
                 .map(|i| i.state.last_sequence)
                 .map_err(|e| unavailable("nats stream", e))
         };
-        let (v, s) = self
-            .bounded("reading the logs' heads", async {
-                tokio::join!(version, seq)
+        let (heads, seq) = self
+            .bounded("reading the logs' ends", async {
+                tokio::join!(self.heads(), seq)
             })
             .await?;
-        Ok((v?, s?))
+        Ok((heads?.0, seq?))
+    }
+
+    /// Records that the batch at `seq` was acknowledged: every catch-up from then on
+    /// applies the stream up to it. Idempotent, and in any order.
+    async fn raise_stream_head(&self, seq: u64) -> Result<()> {
+        let statement = format!(
+            "UPDATE {}.stream_head SET seq = greatest(seq, {seq}) WHERE id = 1",
+            self.schema
+        );
+        self.bounded("postgresql", async {
+            self.reader()
+                .await?
+                .simple_query(&statement)
+                .await
+                .map_err(pg_error)
+        })
+        .await??;
+        Ok(())
     }
 
     /// Applies the changes after the mirror's version up to `upto`, read through `client`.
@@ -1400,47 +1448,73 @@ impl SharedStore {
 
     /// Applies the stream's messages after the mirror's sequence up to `upto`.
     async fn apply_messages(&self, a: &mut Applier, upto: u64) -> Result<()> {
+        self.apply_stream(a, upto, true).await
+    }
+
+    /// Opens an ordered consumer delivering the stream from the mirror's next message;
+    /// fails when messages after the mirror are gone (trimmed, or expired): what
+    /// follows would be applied without them.
+    async fn open_consumer(&self, a: &mut Applier) -> Result<()> {
+        let first = self.first_message().await?;
+        if first > a.seq + 1 {
+            return Err(self.fell_behind(format!(
+                "the stream lacks messages {} to {}",
+                a.seq + 1,
+                first - 1
+            )));
+        }
+        let consumer = self
+            .stream
+            .create_consumer(jetstream::consumer::pull::OrderedConfig {
+                deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: a.seq + 1,
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| unavailable("nats consumer", e))?;
+        a.messages = Some(
+            consumer
+                .messages()
+                .await
+                .map_err(|e| unavailable("nats consumer", e))?,
+        );
+        Ok(())
+    }
+
+    /// [`SharedStore::apply_messages`]; without `wait`, only what the consumer already
+    /// holds, at most [`DELIVERED_PER_CALL`] messages.
+    async fn apply_stream(&self, a: &mut Applier, upto: u64, wait: bool) -> Result<()> {
         // A restart left over from a call given up on does not count against this one.
         a.restarted = false;
         if a.reading {
             a.messages = None;
             a.reading = false;
         }
-        while a.seq < upto {
+        let mut budget = if wait { u64::MAX } else { DELIVERED_PER_CALL };
+        while a.seq < upto && budget > 0 {
+            budget -= 1;
             if a.messages.is_none() {
-                // Messages after the mirror's gone (trimmed, or expired): what follows
-                // would be applied without them.
-                let first = self.first_message().await?;
-                if first > a.seq + 1 {
-                    return Err(self.fell_behind(format!(
-                        "the stream lacks messages {} to {}",
-                        a.seq + 1,
-                        first - 1
-                    )));
+                if !wait {
+                    // Made by the next call that waits (no round trip here).
+                    return Ok(());
                 }
-                let consumer = self
-                    .stream
-                    .create_consumer(jetstream::consumer::pull::OrderedConfig {
-                        deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
-                            start_sequence: a.seq + 1,
-                        },
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(|e| unavailable("nats consumer", e))?;
-                a.messages = Some(
-                    consumer
-                        .messages()
-                        .await
-                        .map_err(|e| unavailable("nats consumer", e))?,
-                );
+                self.open_consumer(a).await?;
             }
             let Some(messages) = a.messages.as_mut() else {
                 continue;
             };
-            a.reading = true;
-            let next = self.bounded("nats consumer", messages.next()).await;
-            a.reading = false;
+            let next = if wait {
+                a.reading = true;
+                let next = self.bounded("nats consumer", messages.next()).await;
+                a.reading = false;
+                next
+            } else {
+                match messages.next().now_or_never() {
+                    Some(next) => Ok(next),
+                    None => return Ok(()),
+                }
+            };
             let message = match next.inspect_err(|_| a.messages = None)? {
                 Some(Ok(m)) => m,
                 Some(Err(e)) => {
@@ -1783,12 +1857,24 @@ impl SharedStore {
         Ok(heads)
     }
 
-    /// Brings the mirror up to `(version, seq)`, heads read from both logs.
+    /// Brings the mirror up to both logs' ends: every page's message too, which a
+    /// catch-up does not wait for (an export holds every page served).
+    fn catch_up_to_ends(&self) -> Result<()> {
+        self.block("catching up", async {
+            let ends = self.ends().await?;
+            self.catch_up_to(ends).await
+        })
+    }
+
+    /// Brings the mirror up to `(version, seq)`: the heads, or the logs' ends.
     async fn catch_up_to(&self, (version, seq): (u64, u64)) -> Result<()> {
         // Nothing new: no wait for the applier (which a mirror snapshot settling holds).
         if version <= self.applied_version.load(Ordering::Acquire)
             && seq <= self.applied_seq.load(Ordering::Acquire)
         {
+            if let Ok(mut a) = self.applier.try_lock() {
+                self.apply_delivered(&mut a).await?;
+            }
             return Ok(());
         }
         let mut a = self.applier.lock().await;
@@ -1796,7 +1882,14 @@ impl SharedStore {
         // is the one order of both logs (`relations`), then the changes after them.
         self.apply_messages(&mut a, seq).await?;
         let reader = self.reader().await?;
-        self.apply_changes(&mut a, &*reader, version).await
+        self.apply_changes(&mut a, &*reader, version).await?;
+        self.apply_delivered(&mut a).await
+    }
+
+    /// Applies the messages the consumer already holds (others' pages, mostly: the
+    /// heads leave them out), without waiting for any, at most [`DELIVERED_PER_CALL`].
+    async fn apply_delivered(&self, a: &mut Applier) -> Result<()> {
+        self.apply_stream(a, u64::MAX, false).await
     }
 
     /// Logs one change and applies it (see the crate doc).
@@ -2095,6 +2188,8 @@ impl SharedStore {
     ) -> Result<Option<Outcome>> {
         self.block("nats", async {
             let ack = self.send(kind, id, entries, true).await?;
+            // Before anyone is answered: every catch-up from now on waits for it.
+            self.raise_stream_head(ack.sequence).await?;
             #[cfg(feature = "test-hooks")]
             if self.crash_after_publish.swap(false, Ordering::AcqRel) {
                 self.diverged.store(true, Ordering::Release);
@@ -2371,6 +2466,11 @@ async fn create_schema(client: &mut tokio_postgres::Client, schema: &str) -> Res
              key_id bytea NOT NULL UNIQUE,
              key bytea
          );
+         CREATE TABLE IF NOT EXISTS {schema}.stream_head (
+             id int PRIMARY KEY CHECK (id = 1),
+             seq bigint NOT NULL
+         );
+         INSERT INTO {schema}.stream_head (id, seq) VALUES (1, 0) ON CONFLICT DO NOTHING;
          CREATE TABLE IF NOT EXISTS {schema}.replicas (
              origin text PRIMARY KEY,
              version bigint NOT NULL,
@@ -2600,7 +2700,7 @@ impl Storage for SharedStore {
         // Pages an older build logged with their page message, in the mirrors; then the
         // impression stream's, numbered after them.
         self.settle()?;
-        Storage::catch_up(self)?;
+        self.catch_up_to_ends()?;
         let cutoff = self.impression_cutoff(since)?;
         let mut last = 0;
         Storage::for_each_impression(&self.mirror, since, &mut |p| {
@@ -2666,6 +2766,7 @@ impl Storage for SharedStore {
 
     fn export_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<steerfeed_core::Record>> {
         self.settle_for(Some(user))?;
+        self.catch_up_to_ends()?;
         let mut out = Storage::export_user(&self.mirror, user, now)?;
         if out.is_empty() {
             return Ok(out);
@@ -2786,8 +2887,10 @@ impl SharedPools for SharedStore {
             };
             let catch_up = self.bounded("catching up", self.catch_up_async());
             let (taken, heads) = tokio::join!(take, catch_up);
-            let heads = heads??;
-            Ok(taken.map(|t| (t.stamp_within(heads), t.pool)))
+            heads??;
+            // What the mirror holds now: the heads, and what it applied past them.
+            let held = self.applied_so_far();
+            Ok(taken.map(|t| (t.stamp_within(held), t.pool)))
         })
     }
 

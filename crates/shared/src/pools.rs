@@ -107,11 +107,12 @@ pub(crate) struct Taken {
 }
 
 impl Taken {
-    /// The stamp, when a catch-up to `heads` (change version, stream sequence) holds
-    /// every write its forgets were for; `None` when a ranking must keep nothing.
-    pub(crate) fn stamp_within(&self, heads: (u64, u64)) -> Option<u64> {
+    /// The stamp, when a mirror that applied the logs up to `held` (change version,
+    /// stream sequence) holds every write its forgets were for; `None` when a ranking
+    /// must keep nothing.
+    pub(crate) fn stamp_within(&self, held: (u64, u64)) -> Option<u64> {
         self.moved_at
-            .filter(|&(version, seq)| version <= heads.0 && seq <= heads.1)
+            .filter(|&(version, seq)| version <= held.0 && seq <= held.1)
             .map(|_| self.stamp)
     }
 }

@@ -185,18 +185,13 @@ impl OwnServers {
     /// Stops Redis without closing its connections (SIGSTOP, or SIGCONT when `paused`
     /// is false): a server that hangs.
     pub fn pause_redis(&mut self, paused: bool) -> std::result::Result<(), String> {
-        let Some(c) = &self.redis else {
-            return Err("redis is not running".into());
-        };
-        let signal = if paused { "-STOP" } else { "-CONT" };
-        let status = Command::new("kill")
-            .args([signal, &c.id().to_string()])
-            .status()
-            .map_err(|e| format!("kill {signal}: {e}"))?;
-        if !status.success() {
-            return Err(format!("kill {signal}: {status}"));
-        }
-        Ok(())
+        pause(self.redis.as_ref(), "redis", paused)
+    }
+
+    /// Stops NATS without closing its connections, as [`OwnServers::pause_redis`] does
+    /// Redis.
+    pub fn pause_nats(&mut self, paused: bool) -> std::result::Result<(), String> {
+        pause(self.nats.as_ref(), "nats", paused)
     }
 
     /// Kills Redis (SIGKILL).
@@ -245,6 +240,22 @@ impl OwnServers {
             let _ = c.wait();
         }
     }
+}
+
+/// SIGSTOP to `server` when `paused`, else SIGCONT.
+fn pause(server: Option<&Child>, name: &str, paused: bool) -> std::result::Result<(), String> {
+    let Some(c) = server else {
+        return Err(format!("{name} is not running"));
+    };
+    let signal = if paused { "-STOP" } else { "-CONT" };
+    let status = Command::new("kill")
+        .args([signal, &c.id().to_string()])
+        .status()
+        .map_err(|e| format!("kill {signal}: {e}"))?;
+    if !status.success() {
+        return Err(format!("kill {signal}: {status}"));
+    }
+    Ok(())
 }
 
 impl Drop for OwnServers {

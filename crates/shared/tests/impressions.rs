@@ -167,14 +167,26 @@ fn impressions_are_logged_once_read_by_every_replica_exported_and_erased() {
             "replica {name}'s mirror logs no impressions"
         );
     }
-    // The pages' serving state still reached every mirror.
-    let seen: Vec<VideoId> = a
-        .seen(&uid("u3"))
-        .unwrap()
-        .into_iter()
-        .map(|s| s.0)
-        .collect();
-    assert_eq!(seen, [VideoId::new("v9").unwrap()]);
+    // The pages' serving state still reaches every mirror (a catch-up applies the others'
+    // pages its consumer holds, without waiting for them).
+    let start = std::time::Instant::now();
+    loop {
+        a.catch_up().unwrap();
+        let seen: Vec<VideoId> = a
+            .seen(&uid("u3"))
+            .unwrap()
+            .into_iter()
+            .map(|s| s.0)
+            .collect();
+        if seen == [VideoId::new("v9").unwrap()] {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "b's page never reached a: {seen:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let counts = subjects(servers, &ns);
     let mut per_subject: Vec<usize> = counts.values().copied().collect();
     per_subject.sort_unstable();

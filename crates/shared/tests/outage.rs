@@ -1,6 +1,7 @@
-//! A process whose PostgreSQL or NATS is down answers `Unavailable` (HTTP 503) to every
-//! write and to the catch-up every feed starts with, so no feed is ranked on a mirror that
-//! may lack a revocation, and one whose Redis is down reserves no teen's items and is not
+//! A process whose PostgreSQL is down answers `Unavailable` (HTTP 503) to every write and
+//! to the catch-up every feed starts with, so no feed is ranked on a mirror that may lack
+//! a revocation; one whose NATS is down takes no event, and its catch-up fails only when
+//! it has an acknowledged batch to read from the stream; one whose Redis is down reserves no teen's items and is not
 //! ready; when the server is back, the same process carries on, and what
 //! the stream had acknowledged before a kill -9 of its server is there for a process that
 //! starts afterwards.
@@ -102,13 +103,29 @@ fn with_a_server_down_writes_and_catch_up_fail_unavailable_and_recover_when_it_i
         .unwrap();
     assert!(facts.revoked);
 
-    // NATS down: no event is taken, no catch-up.
+    // NATS down: no event is taken. A catch-up with a batch acknowledged meanwhile to
+    // read from the stream fails (the batch stood for by moving the recorded head one
+    // past this process's mirror); one whose mirror holds every acknowledged write needs
+    // no NATS.
     own.kill_nats();
     assert_eq!(
         s.ingest_events(&[view("during")]).unwrap_err().class(),
         ErrorClass::Unavailable
     );
+    s.catch_up().unwrap();
+    let head = |by: i64| {
+        let changed = own
+            .servers
+            .sql(&format!(
+                "UPDATE sf_outage.stream_head SET seq = seq + ({by}) WHERE id = 1"
+            ))
+            .unwrap();
+        assert_eq!(changed, 1);
+    };
+    head(1);
     assert_eq!(s.catch_up().unwrap_err().class(), ErrorClass::Unavailable);
+    head(-1);
+    s.catch_up().unwrap();
     own.start_nats().unwrap();
     eventually(|| s.catch_up());
     // The acknowledged event survived the restart; the refused one may be sent again
@@ -242,4 +259,92 @@ fn a_redis_down_or_hanging_costs_a_feed_its_pool_and_not_its_catch_up() {
         }
         eventually(|| pools.take_pool(&uid(&id)).and_then(|t| t));
     }
+}
+
+#[test]
+fn a_catch_up_waits_for_acknowledged_batches_and_not_for_others_pages() {
+    let mut own = OwnServers::start().unwrap();
+    let mut opts = SharedOptions::new(
+        &own.servers.postgres_url,
+        &own.servers.nats_url,
+        &own.servers.redis_url,
+        "pages",
+        StoreOptions::with_dim(DIM),
+    );
+    opts.timeout = Duration::from_secs(2);
+    let a = SharedStore::open(opts.clone()).unwrap();
+    let b = SharedStore::open(opts).unwrap();
+    for id in ["viewer", "creator"] {
+        a.upsert_user(&adult(id)).unwrap();
+    }
+    let raw: Vec<f32> = (0..DIM).map(|i| i as f32 + 1.0).collect();
+    a.upsert_videos(&[Video {
+        embedding: Some(Embedding::new("embedding", &raw, DIM).unwrap()),
+        ..Video::new(vid("v"), uid("creator"), Timestamp::now(), 10.0)
+    }])
+    .unwrap();
+    b.catch_up().unwrap();
+    let page = [vid("v9")];
+    b.record_page(
+        &uid("viewer"),
+        &steerfeed_core::storage::ServedPage {
+            videos: &page,
+            ..Default::default()
+        },
+        Timestamp::from_second(1_795_000_000).unwrap(),
+    )
+    .unwrap();
+    b.flush().unwrap();
+    // The head every catch-up reads (`stream_head`) leaves the page out.
+    let servers = own.servers.clone();
+    let head_is = |cmp: &str, seq: u64| {
+        let statement =
+            format!("UPDATE sf_pages.stream_head SET seq = seq WHERE id = 1 AND seq {cmp} {seq}");
+        servers.sql(&statement).unwrap() == 1
+    };
+    let page_seq = b.applied().1;
+    assert!(
+        head_is("<", page_seq),
+        "the page at {page_seq} is not waited for"
+    );
+
+    // The page is in the stream, and NATS hangs: `a` has every acknowledged write, so
+    // its catch-up (every feed's start) does not wait on NATS.
+    own.pause_nats(true).unwrap();
+    let caught_up = a.catch_up();
+    own.pause_nats(false).unwrap();
+    caught_up.unwrap();
+
+    // The page still reaches `a`, with no batch after it: each catch-up applies what its
+    // consumer already holds.
+    let start = std::time::Instant::now();
+    loop {
+        a.catch_up().unwrap();
+        let seen: Vec<VideoId> = a
+            .seen(&uid("viewer"))
+            .unwrap()
+            .into_iter()
+            .map(|s| s.0)
+            .collect();
+        if seen == page {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the page never reached a: {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // A batch acknowledged through `b` is in the head before `b` answers, so in `a` at
+    // its very next catch-up.
+    b.ingest_events(&[view("after")]).unwrap();
+    let batch_seq = b.applied().1;
+    assert!(batch_seq > page_seq);
+    assert!(
+        head_is(">=", batch_seq),
+        "the batch at {batch_seq} is waited for"
+    );
+    a.catch_up().unwrap();
+    assert_eq!(a.event_count(), 1);
 }
