@@ -34,9 +34,13 @@
 //!
 //! [`Storage::catch_up`] reads both logs' heads and applies what the mirror lacks; the
 //! engine calls it at the start of every feed (and export), or has the page pool's take
-//! do it ([`SharedPools::take_pool`], the same reads in the same round trip), so a
-//! write acknowledged by any process before a feed starts is in force for that feed on
-//! every process. The reads of the ports then answer from the mirror.
+//! do it ([`SharedPools::take_pool`], in the same round trip), so a write acknowledged
+//! by any process before a feed starts is in force for that feed on every process. Both
+//! heads are one PostgreSQL row each: the change version, and the stream sequence of the
+//! last acknowledged batch (`<namespace>.stream_head`, raised by the ingesting process
+//! before it answers). Served pages' messages leave it alone, so no catch-up waits for
+//! another process's page; each applies those its consumer already holds. The reads of
+//! the ports then answer from the mirror.
 //!
 //! NATS must accept messages of a few megabytes (`max_payload: 8MB`): a batch of the
 //! API's largest size is one message.
@@ -147,6 +151,10 @@ const ORIGIN: &str = "Steerfeed-Origin";
 const STAMP: &str = "Steerfeed-Version";
 /// How many changes one read of the change log brings.
 const CHANGES_PER_READ: i64 = 500;
+/// Stored bytes of the changes one read of the change log returns, at most (past the
+/// first): a read of a few large changes (a thousand videos each, with embeddings) stays
+/// well within the store's timeout.
+const CHANGE_BYTES_PER_READ: i64 = 16 << 20;
 /// How often, at most, a process reports where its mirror stands: when it catches up,
 /// and while it applies the logs.
 const REPORT_EVERY: Duration = Duration::from_secs(10);
@@ -348,6 +356,9 @@ pub struct SharedStore {
     /// Reads: the heads and the change log (shared by concurrent requests, which the
     /// client pipelines).
     reader: tokio::sync::Mutex<Arc<tokio_postgres::Client>>,
+    /// Raises the stream head: its commits (each a flush to disk) never queue ahead of
+    /// a feed's read of the heads on the reading connection.
+    head_writer: tokio::sync::Mutex<Arc<tokio_postgres::Client>>,
     /// Writes: one transaction at a time per process, each committing every write
     /// queued by then.
     writer: tokio::sync::Mutex<tokio_postgres::Client>,
@@ -661,42 +672,52 @@ impl SharedStore {
         let subject = format!("steerfeed.{}.log", opts.namespace);
         let stream_name = format!("STEERFEED_{}", opts.namespace.to_ascii_uppercase());
         let timeout = opts.timeout;
-        let (reader, writer, js, stream, counters, impressions) = rt.block_on(async {
-            tokio::time::timeout(timeout, async {
-                let reader = connect_pg(&opts.postgres_url).await?;
-                let mut writer = connect_pg(&opts.postgres_url).await?;
-                create_schema(&mut writer, &schema).await?;
-                let nats = async_nats::connect(&opts.nats_url)
-                    .await
-                    .map_err(|e| unavailable("nats", e))?;
-                let js = jetstream::new(nats);
-                let stream = js
-                    .get_or_create_stream(jetstream::stream::Config {
-                        name: stream_name.clone(),
-                        subjects: vec![subject.clone()],
-                        storage: jetstream::stream::StorageType::File,
-                        duplicate_window: DUPLICATE_WINDOW,
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(|e| unavailable("nats stream", e))?;
-                let counters = counters::Counters::connect(
-                    &opts.redis_url,
-                    opts.redis_cluster,
-                    &opts.namespace,
-                )
-                .await?;
-                let impressions = impressions::ImpressionLog::open(
-                    &js,
-                    &opts.namespace,
-                    opts.store.impression_retention_h,
-                )
-                .await?;
-                Ok::<_, Error>((reader, writer, js, stream, counters, impressions))
-            })
-            .await
-            .map_err(|_| unavailable("connecting", "timed out"))?
-        })?;
+        let (reader, head_writer, writer, js, stream, counters, impressions) =
+            rt.block_on(async {
+                tokio::time::timeout(timeout, async {
+                    let reader = connect_pg(&opts.postgres_url).await?;
+                    let head_writer = connect_pg(&opts.postgres_url).await?;
+                    let mut writer = connect_pg(&opts.postgres_url).await?;
+                    create_schema(&mut writer, &schema).await?;
+                    let nats = async_nats::connect(&opts.nats_url)
+                        .await
+                        .map_err(|e| unavailable("nats", e))?;
+                    let js = jetstream::new(nats);
+                    let stream = js
+                        .get_or_create_stream(jetstream::stream::Config {
+                            name: stream_name.clone(),
+                            subjects: vec![subject.clone()],
+                            storage: jetstream::stream::StorageType::File,
+                            duplicate_window: DUPLICATE_WINDOW,
+                            ..Default::default()
+                        })
+                        .await
+                        .map_err(|e| unavailable("nats stream", e))?;
+                    let counters = counters::Counters::connect(
+                        &opts.redis_url,
+                        opts.redis_cluster,
+                        &opts.namespace,
+                    )
+                    .await?;
+                    let impressions = impressions::ImpressionLog::open(
+                        &js,
+                        &opts.namespace,
+                        opts.store.impression_retention_h,
+                    )
+                    .await?;
+                    Ok::<_, Error>((
+                        reader,
+                        head_writer,
+                        writer,
+                        js,
+                        stream,
+                        counters,
+                        impressions,
+                    ))
+                })
+                .await
+                .map_err(|_| unavailable("connecting", "timed out"))?
+            })?;
         let mirror_snapshots = opts
             .mirror_snapshots
             .as_deref()
@@ -715,6 +736,7 @@ impl SharedStore {
             unapplied: AtomicU64::new(0),
             pending_pages: std::sync::Mutex::new(Vec::new()),
             reader: tokio::sync::Mutex::new(Arc::new(reader)),
+            head_writer: tokio::sync::Mutex::new(Arc::new(head_writer)),
             writer: tokio::sync::Mutex::new(writer),
             queued: std::sync::Mutex::new(Vec::new()),
             next_write: AtomicU64::new(0),
@@ -1281,7 +1303,15 @@ impl SharedStore {
 
     /// The reading connection, connected again first when the last one was lost.
     async fn reader(&self) -> Result<Arc<tokio_postgres::Client>> {
-        let mut client = self.reader.lock().await;
+        self.connected(&self.reader).await
+    }
+
+    /// The client in `slot`, connected again first when the last one was lost.
+    async fn connected(
+        &self,
+        slot: &tokio::sync::Mutex<Arc<tokio_postgres::Client>>,
+    ) -> Result<Arc<tokio_postgres::Client>> {
+        let mut client = slot.lock().await;
         if client.is_closed() {
             *client = Arc::new(connect_pg(&self.postgres_url).await?);
         }
@@ -1350,7 +1380,7 @@ impl SharedStore {
             self.schema
         );
         self.bounded("postgresql", async {
-            self.reader()
+            self.connected(&self.head_writer)
                 .await?
                 .simple_query(&statement)
                 .await
@@ -1373,7 +1403,8 @@ impl SharedStore {
         Ok(())
     }
 
-    /// Applies the next [`CHANGES_PER_READ`] changes after the mirror's version, up to
+    /// Applies the next [`CHANGES_PER_READ`] changes after the mirror's version (fewer
+    /// when they hold more than [`CHANGE_BYTES_PER_READ`]; at least one), up to
     /// `upto`.
     async fn apply_change_page(
         &self,
@@ -1386,9 +1417,14 @@ impl SharedStore {
                 "postgresql",
                 client.query(
                     &format!(
-                        "SELECT version, body::text FROM {}.changes \
-                         WHERE version > $1 AND version <= $2 ORDER BY version LIMIT {}",
-                        self.schema, CHANGES_PER_READ
+                        "SELECT version, body::text FROM (\
+                           SELECT version, body, sum(pg_column_size(body)) \
+                             OVER (ORDER BY version) - pg_column_size(body) AS before \
+                           FROM (SELECT version, body FROM {}.changes \
+                                 WHERE version > $1 AND version <= $2 \
+                                 ORDER BY version LIMIT {}) page\
+                         ) sized WHERE before < {} ORDER BY version",
+                        self.schema, CHANGES_PER_READ, CHANGE_BYTES_PER_READ
                     ),
                     &[&(a.version as i64), &(upto as i64)],
                 ),
@@ -2873,9 +2909,9 @@ impl SharedStore {
 }
 
 impl SharedPools for SharedStore {
-    /// The take, and the catch-up from its reads of the logs' heads on, at once (Redis,
-    /// PostgreSQL and NATS in one round trip), each within its own bound: a Redis that
-    /// cannot answer costs the pool, never the catch-up.
+    /// The take, and the catch-up from its read of the logs' heads on, at once (Redis
+    /// and PostgreSQL in one round trip), each within its own bound: a Redis that cannot
+    /// answer costs the pool, never the catch-up.
     fn take_pool(&self, user: &UserId) -> Result<Result<(Option<u64>, Option<Vec<u8>>)>> {
         self.check()?;
         self.runtime().block_on(async {

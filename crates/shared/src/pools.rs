@@ -10,9 +10,9 @@
 //! applied once its write was done, the largest, as forgets reach Redis in any order).
 //! A take reads the stamp and that position, then
 //! removes the pool with `GETDEL` (two replicas never serve one pool), in the same round
-//! trip as the request reads the logs' heads: a ranking whose catch-up reached the
-//! position has every write the stamp's forgets were for, and one whose catch-up fell
-//! short keeps nothing. A keep stores a pool only while the stamp is the one its ranking
+//! trip as the request reads the logs' heads: a ranking whose mirror, caught up, holds
+//! the position has every write the stamp's forgets were for, and one whose mirror is
+//! short of it keeps nothing. A keep stores a pool only while the stamp is the one its ranking
 //! read; a forget moves the stamp and drops the pool. Keeps and forgets are scripts,
 //! atomic on the server.
 //!
