@@ -163,6 +163,9 @@ const KEPT_OUTCOMES: u64 = 100_000;
 
 /// Messages a catch-up applies past the heads, of those the consumer already holds.
 const DELIVERED_PER_CALL: u64 = 256;
+/// How often, at most, a catch-up with nothing acknowledged to wait for makes a lost
+/// stream consumer anew.
+const REOPEN_EVERY: Duration = Duration::from_secs(1);
 
 /// What applying one of this process's messages gave, for its publisher.
 enum Outcome {
@@ -299,9 +302,12 @@ struct Applier {
     outcomes: HashMap<u64, Outcome>,
     /// The consumer was just started again after a gap.
     restarted: bool,
-    /// A read of the consumer was under way: when a call is given up on there, the
-    /// consumer is made anew, and whether the stream still reaches the mirror checked.
+    /// A message was being read from the consumer or applied: when a call is given up
+    /// on there, the consumer is made anew (delivering it again), and whether the stream
+    /// still reaches the mirror checked.
     reading: bool,
+    /// When a catch-up last made a lost consumer anew without waiting for a message.
+    reopened: Option<std::time::Instant>,
     /// The latest relation writes applied, to order the two logs' (`relations`).
     recent: relations::Recent,
 }
@@ -359,6 +365,9 @@ pub struct SharedStore {
     /// Raises the stream head: its commits (each a flush to disk) never queue ahead of
     /// a feed's read of the heads on the reading connection.
     head_writer: tokio::sync::Mutex<Arc<tokio_postgres::Client>>,
+    /// The largest stream head this process read or raised (committed, so every later
+    /// read of the heads holds it).
+    known_head: AtomicU64,
     /// Writes: one transaction at a time per process, each committing every write
     /// queued by then.
     writer: tokio::sync::Mutex<tokio_postgres::Client>,
@@ -737,6 +746,7 @@ impl SharedStore {
             pending_pages: std::sync::Mutex::new(Vec::new()),
             reader: tokio::sync::Mutex::new(Arc::new(reader)),
             head_writer: tokio::sync::Mutex::new(Arc::new(head_writer)),
+            known_head: AtomicU64::new(0),
             writer: tokio::sync::Mutex::new(writer),
             queued: std::sync::Mutex::new(Vec::new()),
             next_write: AtomicU64::new(0),
@@ -766,6 +776,7 @@ impl SharedStore {
                 outcomes: HashMap::new(),
                 restarted: false,
                 reading: false,
+                reopened: None,
                 recent,
             }),
             diverged: AtomicBool::new(false),
@@ -796,6 +807,18 @@ impl SharedStore {
         // too, which covers batches an older build (which records no head) logged.
         store.runtime().block_on(async {
             let ends = store.ends().await?;
+            let head = store.heads().await?.1;
+            if head > ends.1 {
+                return Err(Error::Unavailable {
+                    what: format!(
+                        "the stream ends at message {} but a batch at {head} was \
+                         acknowledged ({}.stream_head): the stream lost acknowledged \
+                         messages (a server restored from an older copy, or the stream \
+                         made anew); to serve without them, set that row's seq to {}",
+                        ends.1, store.schema, ends.1
+                    ),
+                });
+            }
             store.raise_stream_head(ends.1).await?;
             store.catch_up_to(ends).await?;
             // Others' pages are then applied as they come, with no catch-up waiting.
@@ -1148,8 +1171,8 @@ impl SharedStore {
     }
 
     /// Test hook: the next message published stops this store once the stream has
-    /// acknowledged it and before this process applies anything (every later call
-    /// fails), as a process killed between the two would.
+    /// acknowledged it, before this process records the stream's head or applies
+    /// anything (every later call fails), as a process killed between the two would.
     #[cfg(feature = "test-hooks")]
     pub fn crash_after_next_publish(&self) {
         self.crash_after_publish.store(true, Ordering::Release);
@@ -1344,7 +1367,10 @@ impl SharedStore {
                     .and_then(|v| v.parse::<u64>().ok())
             };
             match (column(0), column(1)) {
-                (Some(version), Some(seq)) => Ok((version, seq)),
+                (Some(version), Some(seq)) => {
+                    self.known_head.fetch_max(seq, Ordering::AcqRel);
+                    Ok((version, seq))
+                }
                 _ => Err(Error::internal(
                     "change log",
                     "no version or stream head row",
@@ -1375,6 +1401,10 @@ impl SharedStore {
     /// Records that the batch at `seq` was acknowledged: every catch-up from then on
     /// applies the stream up to it. Idempotent, and in any order.
     async fn raise_stream_head(&self, seq: u64) -> Result<()> {
+        if self.known_head.load(Ordering::Acquire) >= seq {
+            // A head read or raised since holds it already.
+            return Ok(());
+        }
         let statement = format!(
             "UPDATE {}.stream_head SET seq = greatest(seq, {seq}) WHERE id = 1",
             self.schema
@@ -1387,6 +1417,7 @@ impl SharedStore {
                 .map_err(pg_error)
         })
         .await??;
+        self.known_head.fetch_max(seq, Ordering::AcqRel);
         Ok(())
     }
 
@@ -1540,15 +1571,18 @@ impl SharedStore {
             let Some(messages) = a.messages.as_mut() else {
                 continue;
             };
+            // Until the message is applied: a call given up on before makes the consumer
+            // anew, which delivers it again.
+            a.reading = true;
             let next = if wait {
-                a.reading = true;
-                let next = self.bounded("nats consumer", messages.next()).await;
-                a.reading = false;
-                next
+                self.bounded("nats consumer", messages.next()).await
             } else {
                 match messages.next().now_or_never() {
                     Some(next) => Ok(next),
-                    None => return Ok(()),
+                    None => {
+                        a.reading = false;
+                        return Ok(());
+                    }
                 }
             };
             let message = match next.inspect_err(|_| a.messages = None)? {
@@ -1570,6 +1604,7 @@ impl SharedStore {
                 }
             };
             if seq <= a.seq {
+                a.reading = false;
                 continue;
             }
             if seq > a.seq + 1 && !a.restarted {
@@ -1622,6 +1657,7 @@ impl SharedStore {
             };
             let outcome = self.apply_message(seq, (&kind, stamp), plain, &mut a.recent);
             a.seq = seq;
+            a.reading = false;
             self.applied_seq.store(seq, Ordering::Release);
             self.report_position_when_due();
             a.restarted = false;
@@ -1909,7 +1945,7 @@ impl SharedStore {
             && seq <= self.applied_seq.load(Ordering::Acquire)
         {
             if let Ok(mut a) = self.applier.try_lock() {
-                self.apply_delivered(&mut a).await?;
+                self.apply_delivered(&mut a).await;
             }
             return Ok(());
         }
@@ -1919,13 +1955,34 @@ impl SharedStore {
         self.apply_messages(&mut a, seq).await?;
         let reader = self.reader().await?;
         self.apply_changes(&mut a, &*reader, version).await?;
-        self.apply_delivered(&mut a).await
+        self.apply_delivered(&mut a).await;
+        Ok(())
     }
 
     /// Applies the messages the consumer already holds (others' pages, mostly: the
     /// heads leave them out), without waiting for any, at most [`DELIVERED_PER_CALL`].
-    async fn apply_delivered(&self, a: &mut Applier) -> Result<()> {
-        self.apply_stream(a, u64::MAX, false).await
+    /// The mirror holds every acknowledged write already, so nothing here fails the
+    /// catch-up: what cannot be applied now is left for a later one. A lost consumer is
+    /// made anew, at most once every [`REOPEN_EVERY`].
+    async fn apply_delivered(&self, a: &mut Applier) {
+        if a.reading {
+            a.messages = None;
+            a.reading = false;
+        }
+        if a.messages.is_none() {
+            if a.reopened.is_some_and(|t| t.elapsed() < REOPEN_EVERY) {
+                return;
+            }
+            a.reopened = Some(std::time::Instant::now());
+            if let Err(e) = self.open_consumer(a).await {
+                tracing::warn!(error = %e, "the stream's consumer could not be made again");
+                return;
+            }
+        }
+        if let Err(e) = self.apply_stream(a, u64::MAX, false).await {
+            tracing::warn!(error = %e, "others' pages left for a later catch-up");
+            a.messages = None;
+        }
     }
 
     /// Logs one change and applies it (see the crate doc).
@@ -2224,13 +2281,21 @@ impl SharedStore {
     ) -> Result<Option<Outcome>> {
         self.block("nats", async {
             let ack = self.send(kind, id, entries, true).await?;
-            // Before anyone is answered: every catch-up from now on waits for it.
-            self.raise_stream_head(ack.sequence).await?;
+            if ack.sequence == 0 {
+                // A duplicate of a message the stream has not stored yet (its original
+                // still in flight): nothing to wait for yet; the client retries.
+                return Err(unavailable(
+                    "nats publish",
+                    "a retry of a batch still being stored",
+                ));
+            }
             #[cfg(feature = "test-hooks")]
             if self.crash_after_publish.swap(false, Ordering::AcqRel) {
                 self.diverged.store(true, Ordering::Release);
                 return Err(unavailable("test hook", "stopped after the publish"));
             }
+            // Before anyone is answered: every catch-up from now on waits for it.
+            self.raise_stream_head(ack.sequence).await?;
             let mut a = self.applier.lock().await;
             self.apply_messages(&mut a, ack.sequence).await?;
             if ack.duplicate {
@@ -2906,6 +2971,15 @@ impl SharedStore {
             self.applied_seq.load(Ordering::Acquire),
         )
     }
+
+    /// Where in the logs every write this process has had acknowledged is: what it
+    /// applied, its stream sequence no further than the head it read or raised (the
+    /// pages it applied past the head are no write a forget is for, and a taker's
+    /// catch-up need not wait for them).
+    fn acknowledged_so_far(&self) -> (u64, u64) {
+        let (version, seq) = self.applied_so_far();
+        (version, seq.min(self.known_head.load(Ordering::Acquire)))
+    }
 }
 
 impl SharedPools for SharedStore {
@@ -2935,13 +3009,13 @@ impl SharedPools for SharedStore {
     }
 
     fn forget_pool(&self, user: &UserId) -> Result<()> {
-        let at = self.applied_so_far();
+        let at = self.acknowledged_so_far();
         self.pool_call(self.pools.forget(&self.counters, user, at))
     }
 
     /// Every forget at once, so a batch naming many people waits on Redis once.
     fn forget_pools(&self, users: &[UserId]) -> Result<()> {
-        let at = self.applied_so_far();
+        let at = self.acknowledged_so_far();
         self.pool_call(async {
             let all = users
                 .iter()

@@ -337,7 +337,9 @@ fn a_catch_up_waits_for_acknowledged_batches_and_not_for_others_pages() {
     }
 
     // A batch acknowledged through `b` is in the head before `b` answers, so in `a` at
-    // its very next catch-up.
+    // its very next catch-up (its consumer dropped first: the head, not a delivery that
+    // happened to come first, brings the batch in).
+    a.drop_stream_consumer();
     b.ingest_events(&[view("after")]).unwrap();
     let batch_seq = b.applied().1;
     assert!(batch_seq > page_seq);
@@ -347,4 +349,41 @@ fn a_catch_up_waits_for_acknowledged_batches_and_not_for_others_pages() {
     );
     a.catch_up().unwrap();
     assert_eq!(a.event_count(), 1);
+}
+
+#[test]
+fn a_process_does_not_start_on_a_stream_that_lost_acknowledged_batches() {
+    let own = OwnServers::start().unwrap();
+    let opts = SharedOptions::new(
+        &own.servers.postgres_url,
+        &own.servers.nats_url,
+        &own.servers.redis_url,
+        "lost",
+        StoreOptions::with_dim(DIM),
+    );
+    let first = SharedStore::open(opts.clone()).unwrap();
+    first.upsert_user(&adult("viewer")).unwrap();
+    drop(first);
+    // The head names a batch past the stream's end, as after a stream restored from an
+    // older copy.
+    let set_head = |seq: u64| {
+        let changed = own
+            .servers
+            .sql(&format!(
+                "UPDATE sf_lost.stream_head SET seq = {seq} WHERE id = 1"
+            ))
+            .unwrap();
+        assert_eq!(changed, 1);
+    };
+    set_head(5);
+    let refused = SharedStore::open(opts.clone()).map(drop).unwrap_err();
+    assert_eq!(refused.class(), ErrorClass::Unavailable);
+    assert!(
+        refused.to_string().contains("lost acknowledged messages"),
+        "{refused}"
+    );
+    // Told to serve without them, it starts.
+    set_head(0);
+    let started = SharedStore::open(opts).unwrap();
+    assert!(started.user(&uid("viewer")).unwrap().is_some());
 }
