@@ -166,6 +166,9 @@ const DELIVERED_PER_CALL: u64 = 256;
 /// How often, at most, a catch-up with nothing acknowledged to wait for makes a lost
 /// stream consumer anew.
 const REOPEN_EVERY: Duration = Duration::from_secs(1);
+/// How long, at most, a catch-up spends applying what its consumer already holds past
+/// the heads (or making a lost consumer anew).
+const DELIVERED_WITHIN: Duration = Duration::from_millis(100);
 
 /// What applying one of this process's messages gave, for its publisher.
 enum Outcome {
@@ -1962,9 +1965,22 @@ impl SharedStore {
     /// Applies the messages the consumer already holds (others' pages, mostly: the
     /// heads leave them out), without waiting for any, at most [`DELIVERED_PER_CALL`].
     /// The mirror holds every acknowledged write already, so nothing here fails the
-    /// catch-up: what cannot be applied now is left for a later one. A lost consumer is
-    /// made anew, at most once every [`REOPEN_EVERY`].
+    /// catch-up or holds it past [`DELIVERED_WITHIN`]: what cannot be applied now is left
+    /// for a later one. A lost consumer is made anew, at most once every
+    /// [`REOPEN_EVERY`].
     async fn apply_delivered(&self, a: &mut Applier) {
+        let within = DELIVERED_WITHIN.min(self.timeout);
+        if tokio::time::timeout(within, self.apply_delivered_unbounded(a))
+            .await
+            .is_err()
+        {
+            tracing::debug!("others' pages left for a later catch-up: out of time");
+        }
+    }
+
+    /// [`SharedStore::apply_delivered`] without its bound: a call given up on leaves
+    /// `reading` set, so the consumer is made anew.
+    async fn apply_delivered_unbounded(&self, a: &mut Applier) {
         if a.reading {
             a.messages = None;
             a.reading = false;
@@ -1974,6 +1990,7 @@ impl SharedStore {
                 return;
             }
             a.reopened = Some(std::time::Instant::now());
+            // Given up on half made, nothing is left to undo: `messages` stays empty.
             if let Err(e) = self.open_consumer(a).await {
                 tracing::warn!(error = %e, "the stream's consumer could not be made again");
                 return;
