@@ -809,15 +809,18 @@ impl SharedStore {
         // call to a server is bounded. The stream head is raised to the stream's end
         // too, which covers batches an older build (which records no head) logged.
         store.runtime().block_on(async {
-            let ends = store.ends().await?;
+            // The head first: a raise committed after it is of a message the stream
+            // already holds when its end is read next.
             let head = store.heads().await?.1;
+            let ends = store.ends().await?;
             if head > ends.1 {
                 return Err(Error::Unavailable {
                     what: format!(
                         "the stream ends at message {} but a batch at {head} was \
                          acknowledged ({}.stream_head): the stream lost acknowledged \
                          messages (a server restored from an older copy, or the stream \
-                         made anew); to serve without them, set that row's seq to {}",
+                         made anew); to serve without them, stop every process, set that \
+                         row's seq to {} and start them again",
                         ends.1, store.schema, ends.1
                     ),
                 });
@@ -1950,7 +1953,7 @@ impl SharedStore {
             if let Ok(mut a) = self.applier.try_lock() {
                 self.apply_delivered(&mut a).await;
             }
-            return Ok(());
+            return self.check();
         }
         let mut a = self.applier.lock().await;
         // The messages first: each comes right after the changes up to its stamp, which
@@ -1959,7 +1962,9 @@ impl SharedStore {
         let reader = self.reader().await?;
         self.apply_changes(&mut a, &*reader, version).await?;
         self.apply_delivered(&mut a).await;
-        Ok(())
+        // A gap, or a change that would not apply, found past the heads stops this
+        // process now.
+        self.check()
     }
 
     /// Applies the messages the consumer already holds (others' pages, mostly: the
@@ -2318,8 +2323,14 @@ impl SharedStore {
             if ack.duplicate {
                 return Ok(None);
             }
+            // Applied, here or by a catch-up meanwhile, and kept: missing, the stream
+            // numbered the message again, having lost acknowledged ones.
             a.outcomes.remove(&ack.sequence).map(Some).ok_or_else(|| {
-                Error::internal("event log", "the published message's outcome is gone")
+                self.fell_behind(format!(
+                    "the stream acknowledged message {} that this process's mirror had \
+                     applied as another: it lost acknowledged messages",
+                    ack.sequence
+                ))
             })
         })
     }
