@@ -1530,11 +1530,7 @@ impl SharedStore {
     async fn open_consumer(&self, a: &mut Applier) -> Result<()> {
         let first = self.first_message().await?;
         if first > a.seq + 1 {
-            return Err(self.fell_behind(format!(
-                "the stream lacks messages {} to {}",
-                a.seq + 1,
-                first - 1
-            )));
+            return Err(self.lacks_messages(a, first));
         }
         let consumer = self
             .stream
@@ -1553,6 +1549,16 @@ impl SharedStore {
                 .map_err(|e| unavailable("nats consumer", e))?,
         );
         Ok(())
+    }
+
+    /// The stream holds no messages between the mirror's last one and `next`: what
+    /// follows would be applied without them.
+    fn lacks_messages(&self, a: &Applier, next: u64) -> Error {
+        self.fell_behind(format!(
+            "the stream lacks messages {} to {}",
+            a.seq + 1,
+            next - 1
+        ))
     }
 
     /// [`SharedStore::apply_messages`]; without `wait`, only what the consumer already
@@ -1624,11 +1630,7 @@ impl SharedStore {
             if seq > a.seq + 1 {
                 // Messages missing inside the stream (deleted one by one).
                 a.messages = None;
-                return Err(self.fell_behind(format!(
-                    "the stream lacks messages {} to {}",
-                    a.seq + 1,
-                    seq - 1
-                )));
+                return Err(self.lacks_messages(a, seq));
             }
             // The writes its publisher had applied come first (an event of a person
             // created just before it must find them).
@@ -1927,12 +1929,11 @@ impl SharedStore {
         applied
     }
 
-    /// Brings the mirror up to both logs' heads, and answers them.
-    async fn catch_up_async(&self) -> Result<(u64, u64)> {
+    /// Brings the mirror up to both logs' heads.
+    async fn catch_up_async(&self) -> Result<()> {
         self.report_position_when_due();
         let heads = self.heads().await?;
-        self.catch_up_to(heads).await?;
-        Ok(heads)
+        self.catch_up_to(heads).await
     }
 
     /// Brings the mirror up to both logs' ends: every page's message too, which a
@@ -2626,7 +2627,7 @@ impl Drop for SharedStore {
 
 impl Storage for SharedStore {
     fn catch_up(&self) -> Result<()> {
-        self.block("catching up", self.catch_up_async()).map(drop)
+        self.block("catching up", self.catch_up_async())
     }
 
     fn upsert_videos(&self, videos: &[Video]) -> Result<()> {
@@ -3024,8 +3025,8 @@ impl SharedPools for SharedStore {
                     .map_err(|_| unavailable("redis page pool", "timed out"))?
             };
             let catch_up = self.bounded("catching up", self.catch_up_async());
-            let (taken, heads) = tokio::join!(take, catch_up);
-            heads??;
+            let (taken, caught_up) = tokio::join!(take, catch_up);
+            caught_up??;
             // What the mirror holds now: the heads, and what it applied past them.
             let held = self.applied_so_far();
             Ok(taken.map(|t| (t.stamp_within(held), t.pool)))

@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use steerfeed_core::storage::{ServedPage, Storage};
 use steerfeed_core::{
     HeadInputs, ImpressionItem, ImpressionPage, LoggedPage, OwnVideos, Record, ScoreBreakdown,
@@ -169,24 +171,7 @@ fn impressions_are_logged_once_read_by_every_replica_exported_and_erased() {
     }
     // The pages' serving state still reaches every mirror (a catch-up applies the others'
     // pages its consumer holds, without waiting for them).
-    let start = std::time::Instant::now();
-    loop {
-        a.catch_up().unwrap();
-        let seen: Vec<VideoId> = a
-            .seen(&uid("u3"))
-            .unwrap()
-            .into_iter()
-            .map(|s| s.0)
-            .collect();
-        if seen == [VideoId::new("v9").unwrap()] {
-            break;
-        }
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(30),
-            "b's page never reached a: {seen:?}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    common::catch_up_until_seen(&a, &uid("u3"), &[VideoId::new("v9").unwrap()]);
     let counts = subjects(servers, &ns);
     let mut per_subject: Vec<usize> = counts.values().copied().collect();
     per_subject.sort_unstable();

@@ -8,6 +8,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::time::Duration;
 
 use steerfeed_core::ports::ConsentLedger;
@@ -317,24 +319,7 @@ fn a_catch_up_waits_for_acknowledged_batches_and_not_for_others_pages() {
 
     // The page still reaches `a`, with no batch after it: each catch-up applies what its
     // consumer already holds.
-    let start = std::time::Instant::now();
-    loop {
-        a.catch_up().unwrap();
-        let seen: Vec<VideoId> = a
-            .seen(&uid("viewer"))
-            .unwrap()
-            .into_iter()
-            .map(|s| s.0)
-            .collect();
-        if seen == page {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the page never reached a: {seen:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::catch_up_until_seen(&a, &uid("viewer"), &page);
 
     // A batch acknowledged through `b` is in the head before `b` answers, so in `a` at
     // its very next catch-up (its consumer dropped first: the head, not a delivery that
