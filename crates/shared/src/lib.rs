@@ -303,8 +303,9 @@ struct Applier {
     messages: Option<jetstream::consumer::pull::Ordered>,
     /// Outcomes of this process's own messages, by stream sequence.
     outcomes: HashMap<u64, Outcome>,
-    /// The consumer was just started again after a gap.
-    restarted: bool,
+    /// The consumer was made to start at `seq + 1` and delivered nothing applied yet:
+    /// a first message past `seq + 1` means the ones between are gone from the stream.
+    fresh: bool,
     /// A message was being read from the consumer or applied: when a call is given up
     /// on there, the consumer is made anew (delivering it again), and whether the stream
     /// still reaches the mirror checked.
@@ -777,7 +778,7 @@ impl SharedStore {
                 seq: start.seq,
                 messages: None,
                 outcomes: HashMap::new(),
-                restarted: false,
+                fresh: false,
                 reading: false,
                 reopened: None,
                 recent,
@@ -1548,6 +1549,7 @@ impl SharedStore {
                 .await
                 .map_err(|e| unavailable("nats consumer", e))?,
         );
+        a.fresh = true;
         Ok(())
     }
 
@@ -1564,8 +1566,6 @@ impl SharedStore {
     /// [`SharedStore::apply_messages`]; without `wait`, only what the consumer already
     /// holds, at most [`DELIVERED_PER_CALL`] messages.
     async fn apply_stream(&self, a: &mut Applier, upto: u64, wait: bool) -> Result<()> {
-        // A restart left over from a call given up on does not count against this one.
-        a.restarted = false;
         if a.reading {
             a.messages = None;
             a.reading = false;
@@ -1619,18 +1619,17 @@ impl SharedStore {
                 a.reading = false;
                 continue;
             }
-            if seq > a.seq + 1 && !a.restarted {
-                // A message was taken from the consumer but not applied (a call given up
-                // on at an await), or the stream lost some: start again after the last
-                // one applied, which tells the two apart.
-                a.messages = None;
-                a.restarted = true;
-                continue;
-            }
             if seq > a.seq + 1 {
-                // Messages missing inside the stream (deleted one by one).
                 a.messages = None;
-                return Err(self.lacks_messages(a, seq));
+                a.reading = false;
+                if a.fresh {
+                    // Messages missing inside the stream (deleted one by one).
+                    return Err(self.lacks_messages(a, seq));
+                }
+                // A message was taken from the consumer but not applied (a call given up
+                // on at an await), or the stream lost some: a consumer made anew from
+                // the last one applied tells the two apart.
+                continue;
             }
             // The writes its publisher had applied come first (an event of a person
             // created just before it must find them).
@@ -1668,7 +1667,7 @@ impl SharedStore {
             a.reading = false;
             self.applied_seq.store(seq, Ordering::Release);
             self.report_position_when_due();
-            a.restarted = false;
+            a.fresh = false;
             if own {
                 a.outcomes.insert(seq, outcome);
                 if a.outcomes.len() as u64 > KEPT_OUTCOMES {

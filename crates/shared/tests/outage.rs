@@ -18,7 +18,7 @@ use steerfeed_core::{
     AgeBand, ConsentScope, Embedding, ErrorClass, Event, EventKey, EventKind, Timestamp, User,
     UserId, Video, VideoId,
 };
-use steerfeed_shared::servers::OwnServers;
+use steerfeed_shared::servers::{OwnServers, Servers};
 use steerfeed_shared::{SharedOptions, SharedStore};
 use steerfeed_store::StoreOptions;
 
@@ -371,4 +371,159 @@ fn a_process_does_not_start_on_a_stream_that_lost_acknowledged_batches() {
     set_head(0);
     let started = SharedStore::open(opts).unwrap();
     assert!(started.user(&uid("viewer")).unwrap().is_some());
+}
+
+/// Two processes on `ns` of the shared test servers, with a viewer, a creator and their
+/// video, `b` caught up.
+fn two_on(ns: &str) -> (SharedStore, SharedStore, &'static Servers) {
+    let servers = Servers::shared().unwrap();
+    let mut opts = SharedOptions::new(
+        &servers.postgres_url,
+        &servers.nats_url,
+        &servers.redis_url,
+        ns,
+        StoreOptions::with_dim(DIM),
+    );
+    opts.timeout = Duration::from_secs(2);
+    let a = SharedStore::open(opts.clone()).unwrap();
+    let b = SharedStore::open(opts).unwrap();
+    for id in ["viewer", "creator"] {
+        a.upsert_user(&adult(id)).unwrap();
+    }
+    let raw: Vec<f32> = (0..DIM).map(|i| i as f32 + 1.0).collect();
+    a.upsert_videos(&[Video {
+        embedding: Some(Embedding::new("embedding", &raw, DIM).unwrap()),
+        ..Video::new(vid("v"), uid("creator"), Timestamp::now(), 10.0)
+    }])
+    .unwrap();
+    b.catch_up().unwrap();
+    (a, b, servers)
+}
+
+/// Runs `f` with the event stream of namespace `ns`.
+fn with_event_stream<T>(
+    servers: &Servers,
+    ns: &str,
+    f: impl AsyncFnOnce(async_nats::jetstream::Context, async_nats::jetstream::stream::Stream) -> T,
+) -> T {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(&servers.nats_url).await.unwrap());
+        let name = format!("STEERFEED_{}", ns.to_ascii_uppercase());
+        let stream = js.get_stream(name).await.unwrap();
+        f(js, stream).await
+    })
+}
+
+fn record(s: &SharedStore, videos: &[VideoId]) {
+    s.record_page(
+        &uid("viewer"),
+        &steerfeed_core::storage::ServedPage {
+            videos,
+            ..Default::default()
+        },
+        Timestamp::from_second(1_795_000_000).unwrap(),
+    )
+    .unwrap();
+    s.flush().unwrap();
+}
+
+/// The process answers 503 to every call from now on and says to restart it.
+fn assert_stopped(s: &SharedStore) {
+    for (call, result) in [
+        ("catch-up", s.catch_up()),
+        ("ingest", s.ingest_events(&[view("later")]).map(drop)),
+        ("write", s.upsert_user(&adult("later"))),
+    ] {
+        let e = result.expect_err(call);
+        assert_eq!(e.class(), ErrorClass::Unavailable, "{call}: {e}");
+        assert!(e.to_string().contains("restart"), "{call}: {e}");
+    }
+}
+
+#[test]
+fn messages_deleted_from_the_stream_under_a_running_process_stop_it() {
+    let ns = Servers::namespace("gap");
+    let (a, b, servers) = two_on(&ns);
+    a.ingest_events(&[view("first")]).unwrap();
+    // Two pages `a` has not read yet (no consumer), then both gone from the stream.
+    a.drop_stream_consumer();
+    record(&b, &[vid("p1")]);
+    record(&b, &[vid("p2")]);
+    let gone = b.applied().1;
+    with_event_stream(servers, &ns, async |_, stream| {
+        for seq in [gone - 1, gone] {
+            assert!(stream.delete_message(seq).await.unwrap(), "message {seq}");
+        }
+    });
+    record(&b, &[vid("p3")]);
+    // `a` holds every acknowledged write, so its catch-ups succeed until its consumer,
+    // made anew, delivers the page after the gap: then it stops, rather than serve
+    // without the two pages.
+    let start = std::time::Instant::now();
+    let stopped = loop {
+        match a.catch_up() {
+            Ok(()) => {
+                assert!(
+                    start.elapsed() < Duration::from_secs(30),
+                    "a never met the gap"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(stopped.class(), ErrorClass::Unavailable, "{stopped}");
+    assert!(a.cut_off());
+    assert_stopped(&a);
+    let seen: Vec<VideoId> = a
+        .seen(&uid("viewer"))
+        .unwrap()
+        .into_iter()
+        .map(|s| s.0)
+        .collect();
+    assert_eq!(seen, [vid("v")], "no page past the gap applied");
+}
+
+#[test]
+fn a_stream_made_anew_under_a_running_process_stops_it_at_its_next_ingest() {
+    let ns = Servers::namespace("renumbered");
+    let (a, b, servers) = two_on(&ns);
+    a.ingest_events(&[view("first")]).unwrap();
+    a.ingest_events(&[view("second")]).unwrap();
+    assert_eq!(a.event_count(), 2);
+    // The stream deleted and made again with its settings: it numbers from 1 again.
+    with_event_stream(servers, &ns, async |js, mut stream| {
+        let config = stream.info().await.unwrap().config.clone();
+        js.delete_stream(&config.name).await.unwrap();
+        js.create_stream(config).await.unwrap();
+    });
+    // The new batch is acknowledged as message 1, which `a` applied as another batch.
+    let e = a.ingest_events(&[view("third")]).unwrap_err();
+    assert_eq!(e.class(), ErrorClass::Unavailable, "{e}");
+    assert!(e.to_string().contains("lost acknowledged messages"), "{e}");
+    assert_stopped(&a);
+    assert_eq!(
+        Storage::event_count(a.mirror()),
+        2,
+        "the third batch is not counted"
+    );
+    // Nor does a process start on it: the head names the second batch.
+    drop(b);
+    let mut opts = SharedOptions::new(
+        &servers.postgres_url,
+        &servers.nats_url,
+        &servers.redis_url,
+        &ns,
+        StoreOptions::with_dim(DIM),
+    );
+    opts.timeout = Duration::from_secs(2);
+    let refused = SharedStore::open(opts).map(drop).unwrap_err();
+    assert!(
+        refused.to_string().contains("lost acknowledged messages"),
+        "{refused}"
+    );
 }
