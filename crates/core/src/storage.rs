@@ -430,6 +430,10 @@ pub trait Storage:
     }
 }
 
+/// What [`SharedPools::keep_pool`] is told once the store answered: true when the pool
+/// was kept, false when the person's stamp had moved.
+pub type KeepDone = Box<dyn FnOnce(crate::Result<bool>) + Send>;
+
 /// Seconds a [`SharedPools`] store remembers a stamp after the forget that moved it.
 pub const POOL_STAMP_GUARD_S: u64 = 120;
 
@@ -454,9 +458,20 @@ pub trait SharedPools: Send + Sync {
         &self,
         user: &UserId,
     ) -> crate::Result<crate::Result<(Option<u64>, Option<Vec<u8>>)>>;
-    /// Keeps `pool` as the person's for at least `ttl_s` seconds, unless their stamp
-    /// is no longer `stamp`. True when kept.
-    fn keep_pool(&self, user: &UserId, stamp: u64, pool: &[u8], ttl_s: u64) -> crate::Result<bool>;
+    /// Sends `pool` to be kept as the person's for at least `ttl_s` seconds, unless
+    /// their stamp is no longer `stamp`, and returns without waiting for the store's
+    /// answer, which `done` is given once it comes (true: kept; `done` may run on
+    /// another thread, and not at all when the store closes first). The keep is on its
+    /// way first: a take this store starts after the call returns reaches the store
+    /// after it. `Err`: nothing was sent, and `done` is dropped.
+    fn keep_pool(
+        &self,
+        user: &UserId,
+        stamp: u64,
+        pool: &[u8],
+        ttl_s: u64,
+        done: KeepDone,
+    ) -> crate::Result<()>;
     /// Drops the person's pool and moves their stamp on: a ranking that read the stamp
     /// before cannot keep one. Call once the write that made it stale is done.
     fn forget_pool(&self, user: &UserId) -> crate::Result<()>;

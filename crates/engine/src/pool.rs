@@ -42,7 +42,8 @@ mod wire;
 /// How long an invalidation mark is kept: far longer than any feed request takes.
 const MARK_LIFETIME: Duration = Duration::from_secs(30);
 
-/// What became of the pools pages left, since the process started.
+/// What became of the pools pages left, since the process started. A shared store's
+/// keep is counted once the store answers it, which a page does not wait for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PoolCounts {
     /// Stored, for the next page of the session.
@@ -249,7 +250,8 @@ pub(crate) struct Pools {
     stamp: AtomicU64,
     /// The store, when it keeps the pools.
     store: Option<Arc<dyn Storage>>,
-    counts: Counts,
+    /// Shared with the keeps a shared store answers later.
+    counts: Arc<Counts>,
 }
 
 impl Pools {
@@ -261,7 +263,7 @@ impl Pools {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             stamp: AtomicU64::new(0),
             store: store.filter(|s| s.shared_pools().is_some()),
-            counts: Counts::default(),
+            counts: Arc::default(),
         }
     }
 
@@ -497,13 +499,20 @@ impl Pools {
             tracing::warn!(user = %user, "a page pool too large for its format was not kept");
             return Counts::add(&self.counts.failed);
         };
-        match shared.keep_pool(user, stamp, &bytes, ttl_s) {
-            Ok(true) => Counts::add(&self.counts.kept),
-            Ok(false) => Counts::add(&self.counts.refused),
+        // Counted once the store answers, which the page does not wait for.
+        let counts = Arc::clone(&self.counts);
+        let whose = user.clone();
+        let done = Box::new(move |outcome: steerfeed_core::Result<bool>| match outcome {
+            Ok(true) => Counts::add(&counts.kept),
+            Ok(false) => Counts::add(&counts.refused),
             Err(e) => {
-                tracing::warn!(user = %user, error = %e, "could not keep the page pool");
-                Counts::add(&self.counts.failed);
+                tracing::warn!(user = %whose, error = %e, "could not keep the page pool");
+                Counts::add(&counts.failed);
             }
+        });
+        if let Err(e) = shared.keep_pool(user, stamp, &bytes, ttl_s, done) {
+            tracing::warn!(user = %user, error = %e, "could not keep the page pool");
+            Counts::add(&self.counts.failed);
         }
     }
 

@@ -93,20 +93,25 @@ fn bench(c: &mut Criterion) {
         })
     });
     // A page pool of 400 candidates is about 70–80 KB: kept after a ranking, taken by the
-    // next page; a tenth of that for the cost of its size; a take that finds none.
+    // next page; a tenth of that for the cost of its size; a take that finds none. A keep
+    // is not waited for, but the next take reaches Redis after it.
     let pool = vec![7u8; 80_000];
     let pools = store.shared_pools().unwrap();
     c.bench_function("keep_and_take_pool_80k", |b| {
         b.iter(|| {
             let stamp = pools.take_pool(&user).unwrap().unwrap().0.unwrap();
-            assert!(pools.keep_pool(&user, stamp, &pool, 60).unwrap());
+            pools
+                .keep_pool(&user, stamp, &pool, 60, Box::new(|_| {}))
+                .unwrap();
         })
     });
     let small = vec![7u8; 8_000];
     c.bench_function("keep_and_take_pool_8k", |b| {
         b.iter(|| {
             let stamp = pools.take_pool(&user).unwrap().unwrap().0.unwrap();
-            assert!(pools.keep_pool(&user, stamp, &small, 60).unwrap());
+            pools
+                .keep_pool(&user, stamp, &small, 60, Box::new(|_| {}))
+                .unwrap();
         })
     });
     c.bench_function("take_pool_empty", |b| {

@@ -73,8 +73,10 @@ return back
 ";
 
 /// A connection to one Redis server or to a Redis Cluster (both reconnect on their own).
+/// Clones share it, and it sends every clone's commands in the order they are handed
+/// to it.
 #[derive(Clone)]
-enum Conn {
+pub(crate) enum Conn {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
 }
@@ -109,6 +111,28 @@ pub(crate) fn redis_error(e: redis::RedisError) -> Error {
 pub(crate) fn person_tag(user: &UserId) -> String {
     let d = Sha256::digest(user.as_str().as_bytes());
     d[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Conn {
+    pub(crate) async fn pipe<T: redis::FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> redis::RedisResult<T> {
+        match self.clone() {
+            Conn::Single(mut c) => pipe.query_async(&mut c).await,
+            Conn::Cluster(mut c) => pipe.query_async(&mut c).await,
+        }
+    }
+
+    pub(crate) async fn run<T: redis::FromRedisValue>(
+        &self,
+        inv: &redis::ScriptInvocation<'_>,
+    ) -> redis::RedisResult<T> {
+        match self.clone() {
+            Conn::Single(mut c) => inv.invoke_async(&mut c).await,
+            Conn::Cluster(mut c) => inv.invoke_async(&mut c).await,
+        }
+    }
 }
 
 impl Counters {
@@ -154,11 +178,13 @@ impl Counters {
         &self,
         inv: &redis::ScriptInvocation<'_>,
     ) -> Result<T> {
-        match self.conn.clone() {
-            Conn::Single(mut c) => inv.invoke_async(&mut c).await,
-            Conn::Cluster(mut c) => inv.invoke_async(&mut c).await,
-        }
-        .map_err(redis_error)
+        self.conn.run(inv).await.map_err(redis_error)
+    }
+
+    /// The connection, for a call that outlives these counters' borrow (one sent now
+    /// and answered later).
+    pub(crate) fn conn(&self) -> Conn {
+        self.conn.clone()
     }
 
     /// Sends `pipe`'s commands at once (one slot: every key with one hash tag).
@@ -171,10 +197,7 @@ impl Counters {
         &self,
         pipe: &redis::Pipeline,
     ) -> redis::RedisResult<T> {
-        match self.conn.clone() {
-            Conn::Single(mut c) => pipe.query_async(&mut c).await,
-            Conn::Cluster(mut c) => pipe.query_async(&mut c).await,
-        }
+        self.conn.pipe(pipe).await
     }
 
     pub(crate) async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {

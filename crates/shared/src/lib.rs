@@ -74,8 +74,8 @@ use steerfeed_core::ports::{
     SocialGraph, UserHistory, VideoCatalog,
 };
 use steerfeed_core::storage::{
-    CopyInfo, DamageReport, IngestReport, ItemAsk, ItemGrant, Logged, Preferences, Relation,
-    Revocation, ServedPage, SharedPools, Storage,
+    CopyInfo, DamageReport, IngestReport, ItemAsk, ItemGrant, KeepDone, Logged, Preferences,
+    Relation, Revocation, ServedPage, SharedPools, Storage,
 };
 use steerfeed_core::{
     Constraints, Error, Event, Result, Timestamp, TopicId, UserId, Video, VideoId,
@@ -3032,8 +3032,35 @@ impl SharedPools for SharedStore {
         })
     }
 
-    fn keep_pool(&self, user: &UserId, stamp: u64, pool: &[u8], ttl_s: u64) -> Result<bool> {
-        self.pool_call(self.pools.keep(&self.counters, user, stamp, pool, ttl_s))
+    /// The keep's commands are handed to the Redis connection before this returns, which
+    /// sends every call's in order: this process's next take of the person finds the pool.
+    /// Redis's answer is waited for by a task of the store's runtime.
+    fn keep_pool(
+        &self,
+        user: &UserId,
+        stamp: u64,
+        pool: &[u8],
+        ttl_s: u64,
+        done: KeepDone,
+    ) -> Result<()> {
+        self.check()?;
+        let keep = self.pools.keep(&self.counters, user, stamp, pool, ttl_s);
+        let mut keep = Box::pin(async move {
+            tokio::time::timeout(POOL_TIMEOUT, keep)
+                .await
+                .map_err(|_| unavailable("redis page pool", "timed out"))?
+        });
+        self.runtime().block_on(async move {
+            // Polled once here, so its commands are on the connection now.
+            let first = std::future::poll_fn(|cx| std::task::Poll::Ready(keep.as_mut().poll(cx)));
+            match first.await {
+                std::task::Poll::Ready(outcome) => done(outcome),
+                std::task::Poll::Pending => {
+                    tokio::spawn(async move { done(keep.await) });
+                }
+            }
+        });
+        Ok(())
     }
 
     fn forget_pool(&self, user: &UserId) -> Result<()> {

@@ -117,6 +117,21 @@ impl Taken {
     }
 }
 
+/// The keep script over `keys` (the pool, the stamp, the staged pool).
+fn keep_invocation<'a>(
+    script: &'a redis::Script,
+    keys: &[String; 3],
+    stamp: u64,
+    ttl_s: u64,
+) -> redis::ScriptInvocation<'a> {
+    let mut inv = script.prepare_invoke();
+    for k in keys {
+        inv.key(k);
+    }
+    inv.arg(stamp).arg(ttl_s);
+    inv
+}
+
 /// The position `at` records for `stamp` (see the module doc).
 fn moved_at(stamp: u64, at: Option<&str>) -> Option<(u64, u64)> {
     if stamp == 0 {
@@ -184,32 +199,43 @@ impl Pools {
         })
     }
 
-    pub(crate) async fn keep(
+    /// The keep: its future hands its commands to the connection when first polled,
+    /// and answers once Redis does (true: kept). It borrows nothing, so it may finish
+    /// after the call that sent it.
+    pub(crate) fn keep(
         &self,
         c: &Counters,
         user: &UserId,
         stamp: u64,
         pool: &[u8],
         ttl_s: u64,
-    ) -> Result<bool> {
+    ) -> impl std::future::Future<Output = Result<bool>> + Send + 'static {
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let staged = c.key(user, &format!("pool_in:{}.{n}", self.nonce));
-        let mut inv = Self::invoke(&self.keep, c, user, 2);
-        inv.key(&staged).arg(stamp).arg(ttl_s.max(1));
+        let keys = [c.key(user, KEYS[0]), c.key(user, KEYS[1]), staged];
+        let ttl_s = ttl_s.max(1);
+        let script = self.keep.clone();
         let mut p = redis::pipe();
-        p.set_ex(&staged, pool, STAGED_S)
+        p.set_ex(&keys[2], pool, STAGED_S)
             .ignore()
-            .invoke_script(&inv);
-        let kept: i64 = match c.pipe_raw::<(i64,)>(&p).await {
-            Ok((k,)) => k,
-            // Not loaded on this server yet (or since its restart): loaded and run again,
-            // the pool still staged.
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                c.run(&inv).await?
-            }
-            Err(e) => return Err(crate::counters::redis_error(e)),
-        };
-        Ok(kept == 1)
+            .invoke_script(&keep_invocation(&script, &keys, stamp, ttl_s));
+        let conn = c.conn();
+        async move {
+            let kept: i64 = match conn.pipe::<(i64,)>(&p).await {
+                Ok((k,)) => k,
+                // Not loaded on this server yet (or since its restart): loaded and run
+                // again, the pool still staged.
+                Err(e)
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    conn.run(&keep_invocation(&script, &keys, stamp, ttl_s))
+                        .await
+                        .map_err(crate::counters::redis_error)?
+                }
+                Err(e) => return Err(crate::counters::redis_error(e)),
+            };
+            Ok(kept == 1)
+        }
     }
 
     /// Moves the person's stamp on and drops their pool; `at` is where in the logs

@@ -5,8 +5,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 
+use common::KeepAnswered;
 use steerfeed_core::UserId;
 use steerfeed_core::storage::{SharedPools, Storage};
 use steerfeed_shared::servers::Servers;
@@ -43,7 +46,7 @@ fn a_pool_kept_on_one_replica_is_taken_once_on_another() {
         "nobody has a pool yet"
     );
     let bytes: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
-    assert!(pa.keep_pool(&u, 0, &bytes, 60).unwrap());
+    assert!(pa.keep_answered(&u, 0, &bytes, 60).unwrap());
     assert_eq!(pb.peek_pool(&u).unwrap().as_deref(), Some(&bytes[..]));
     assert_eq!(pb.peek_pool(&other).unwrap(), None, "pools are per person");
     assert_eq!(
@@ -59,15 +62,15 @@ fn a_pool_kept_on_one_replica_is_taken_once_on_another() {
     // A forget on either replica moves the stamp: a ranking that read an older one keeps
     // nothing, one that read the new one keeps its pool. Stamps never repeat.
     let mut seen = vec![0];
-    assert!(pa.keep_pool(&u, 0, b"second", 60).unwrap());
+    assert!(pa.keep_answered(&u, 0, b"second", 60).unwrap());
     pb.forget_pool(&u).unwrap();
     assert_eq!(pa.peek_pool(&u).unwrap(), None, "a forget drops the pool");
-    assert!(!pa.keep_pool(&u, 0, b"stale", 60).unwrap());
+    assert!(!pa.keep_answered(&u, 0, b"stale", 60).unwrap());
     let (s1, none) = pb.take_pool(&u).unwrap().unwrap();
     let s1 = s1.expect("a forget this store's catch-up holds");
     assert!(none.is_none() && s1 > 0);
     seen.push(s1);
-    assert!(pb.keep_pool(&u, s1, b"fresh", 60).unwrap());
+    assert!(pb.keep_answered(&u, s1, b"fresh", 60).unwrap());
     for _ in 0..5 {
         pa.forget_pool(&u).unwrap();
         let s = pa.take_pool(&u).unwrap().unwrap().0.unwrap();
@@ -76,7 +79,7 @@ fn a_pool_kept_on_one_replica_is_taken_once_on_another() {
     }
     for old in &seen[..seen.len() - 1] {
         assert!(
-            !pb.keep_pool(&u, *old, b"stale again", 60).unwrap(),
+            !pb.keep_answered(&u, *old, b"stale again", 60).unwrap(),
             "{old}"
         );
     }
@@ -85,7 +88,7 @@ fn a_pool_kept_on_one_replica_is_taken_once_on_another() {
     assert_eq!(pa.take_pool(&other).unwrap().unwrap(), (Some(0), None));
 
     // The pool lives its time to live; a stamp lives the guard after its last move.
-    assert!(pa.keep_pool(&u, last, b"short", 1).unwrap());
+    assert!(pa.keep_answered(&u, last, b"short", 1).unwrap());
     let client = redis::Client::open(servers.redis_url.as_str()).unwrap();
     let mut c = client.get_connection().unwrap();
     let mut keys = |suffix: &str| -> Vec<String> {
@@ -122,11 +125,11 @@ fn a_pool_kept_on_one_replica_is_taken_once_on_another() {
     // An erasure removes the person's pool and moves their stamp on.
     b.upsert_user(&steerfeed_core::User::new(u.clone()))
         .unwrap();
-    assert!(pa.keep_pool(&u, last, b"before erasure", 60).unwrap());
+    assert!(pa.keep_answered(&u, last, b"before erasure", 60).unwrap());
     b.erase_user(&u, steerfeed_core::OwnVideos::Delete).unwrap();
     assert_eq!(pa.peek_pool(&u).unwrap(), None);
     assert!(
-        !pa.keep_pool(&u, last, b"ranked before the erasure", 60)
+        !pa.keep_answered(&u, last, b"ranked before the erasure", 60)
             .unwrap()
     );
     let (after, none) = pb.take_pool(&u).unwrap().unwrap();
@@ -140,12 +143,12 @@ fn a_keep_after_the_server_lost_its_scripts_loads_them_and_keeps() {
     let a = store(servers, &ns);
     let u = UserId::new("u").unwrap();
     let stamp = pools(&a).take_pool(&u).unwrap().unwrap().0.unwrap();
-    assert!(pools(&a).keep_pool(&u, stamp, b"first", 60).unwrap());
+    assert!(pools(&a).keep_answered(&u, stamp, b"first", 60).unwrap());
     // As after a restart of Redis without persistence: the pool goes too, scripts go.
     let client = redis::Client::open(servers.redis_url.as_str()).unwrap();
     let mut c = client.get_connection().unwrap();
     let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut c).unwrap();
-    assert!(pools(&a).keep_pool(&u, stamp, b"second", 60).unwrap());
+    assert!(pools(&a).keep_answered(&u, stamp, b"second", 60).unwrap());
     assert_eq!(
         pools(&a).take_pool(&u).unwrap().unwrap(),
         (Some(stamp), Some(b"second".to_vec()))
@@ -153,7 +156,7 @@ fn a_keep_after_the_server_lost_its_scripts_loads_them_and_keeps() {
     pools(&a).forget_pool(&u).unwrap();
     let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut c).unwrap();
     assert!(
-        !pools(&a).keep_pool(&u, stamp, b"stale", 60).unwrap(),
+        !pools(&a).keep_answered(&u, stamp, b"stale", 60).unwrap(),
         "a reloaded script still checks the stamp"
     );
     let staged: Vec<String> = redis::cmd("KEYS")
@@ -173,7 +176,7 @@ fn racing_takes_on_two_replicas_hand_a_pool_to_exactly_one() {
         let stamp = pools(&stores[0]).take_pool(&u).unwrap().unwrap().0.unwrap();
         assert!(
             pools(&stores[1])
-                .keep_pool(&u, stamp, &[round; 300], 60)
+                .keep_answered(&u, stamp, &[round; 300], 60)
                 .unwrap()
         );
         let barrier = Arc::new(std::sync::Barrier::new(8));
@@ -207,7 +210,7 @@ fn forgetting_many_at_once_moves_every_named_stamp_and_no_other() {
         .map(|i| UserId::new(format!("p{i}")).unwrap())
         .collect();
     for p in &people {
-        assert!(pa.keep_pool(p, 0, p.as_str().as_bytes(), 60).unwrap());
+        assert!(pa.keep_answered(p, 0, p.as_str().as_bytes(), 60).unwrap());
     }
     let mut named: Vec<UserId> = people.iter().step_by(3).cloned().collect();
     named.push(people[0].clone());
@@ -217,7 +220,7 @@ fn forgetting_many_at_once_moves_every_named_stamp_and_no_other() {
         let stamp = stamp.expect("a stamp whose forget the catch-up holds");
         if i % 3 == 0 {
             assert!(stamp > 0 && pool.is_none(), "{p}: forgotten");
-            assert!(!pa.keep_pool(p, 0, b"stale", 60).unwrap(), "{p}");
+            assert!(!pa.keep_answered(p, 0, b"stale", 60).unwrap(), "{p}");
         } else {
             assert_eq!(
                 (stamp, pool.as_deref()),
@@ -252,7 +255,7 @@ fn a_stamp_moved_past_what_the_take_caught_up_to_keeps_no_pool() {
     let stamp = stamp.expect("the forget's write is within the take's catch-up");
     assert!(stamp > 0 && none.is_none());
     assert!(a.user(&u).unwrap().is_some(), "the take caught up");
-    assert!(pa.keep_pool(&u, stamp, b"fresh", 60).unwrap());
+    assert!(pa.keep_answered(&u, stamp, b"fresh", 60).unwrap());
 
     // An event through b (the event log), then its forget.
     b.upsert_user(&User::new(maker.clone())).unwrap();
@@ -281,7 +284,7 @@ fn a_stamp_moved_past_what_the_take_caught_up_to_keeps_no_pool() {
         events_before + 1,
         "the take applied the event"
     );
-    assert!(pa.keep_pool(&u, stamp, b"fresh again", 60).unwrap());
+    assert!(pa.keep_answered(&u, stamp, b"fresh again", 60).unwrap());
 
     // Positions past either log's head, as a forget acknowledged after the take read
     // the heads would record; and a position naming another stamp.
@@ -314,7 +317,7 @@ fn a_stamp_moved_past_what_the_take_caught_up_to_keeps_no_pool() {
             .arg(&moved)
             .query(&mut c)
             .unwrap();
-        assert!(pa.keep_pool(&u, stamp, b"kept", 60).unwrap(), "{moved}");
+        assert!(pa.keep_answered(&u, stamp, b"kept", 60).unwrap(), "{moved}");
         assert_eq!(
             pa.take_pool(&u).unwrap().unwrap(),
             (None, Some(b"kept".to_vec())),
@@ -415,4 +418,38 @@ fn a_late_forget_keeps_the_later_position_and_an_unknown_one_stays_unknown() {
         let (stamp, _) = pa.take_pool(&u).unwrap().unwrap();
         assert_eq!(stamp, None, "{at}");
     }
+}
+
+#[test]
+fn a_take_right_after_a_keep_on_the_same_replica_finds_the_pool_not_yet_answered() {
+    let servers = Servers::shared().expect("test servers");
+    let ns = Servers::namespace("plo");
+    let a = store(servers, &ns);
+    let pa = pools(&a);
+    let (tx, rx) = std::sync::mpsc::channel();
+    for round in 0..50u32 {
+        let u = UserId::new(format!("u{round}")).unwrap();
+        // Large enough that Redis answers it well after the call returns.
+        let bytes: Vec<u8> = (0..=255u8)
+            .cycle()
+            .skip(round as usize)
+            .take(80_000)
+            .collect();
+        let tx = tx.clone();
+        let done = Box::new(move |outcome| tx.send((round, outcome)).unwrap());
+        pa.keep_pool(&u, 0, &bytes, 60, done).unwrap();
+        assert_eq!(
+            pa.take_pool(&u).unwrap().unwrap(),
+            (Some(0), Some(bytes)),
+            "round {round}: the take follows the keep"
+        );
+    }
+    drop(tx);
+    let mut answered: Vec<(u32, bool)> = rx
+        .iter()
+        .map(|(round, outcome)| (round, outcome.unwrap()))
+        .collect();
+    answered.sort_unstable();
+    let expected: Vec<(u32, bool)> = (0..50).map(|r| (r, true)).collect();
+    assert_eq!(answered, expected, "each keep told once, kept");
 }

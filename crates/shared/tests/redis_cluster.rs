@@ -7,9 +7,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use common::KeepAnswered;
 use steerfeed_core::storage::{ItemAsk, Storage};
 use steerfeed_core::{AgeBand, OwnVideos, User, UserId};
 use steerfeed_shared::servers::{RedisCluster, Servers};
@@ -103,7 +106,11 @@ fn a_persons_keys_share_one_slot_and_racing_replicas_never_pass_the_cap() {
             (Some(0), None),
             "{p}"
         );
-        assert!(pools(1).keep_pool(p, 0, p.as_str().as_bytes(), 60).unwrap());
+        assert!(
+            pools(1)
+                .keep_answered(p, 0, p.as_str().as_bytes(), 60)
+                .unwrap()
+        );
         let taken = pools(2).take_pool(p).unwrap().unwrap();
         assert_eq!(
             taken,
@@ -111,7 +118,7 @@ fn a_persons_keys_share_one_slot_and_racing_replicas_never_pass_the_cap() {
             "{p}"
         );
         pools(0).forget_pool(p).unwrap();
-        assert!(!pools(1).keep_pool(p, 0, b"stale", 60).unwrap(), "{p}");
+        assert!(!pools(1).keep_answered(p, 0, b"stale", 60).unwrap(), "{p}");
     }
 
     // Every key has a hash tag; each person's keys share theirs; people spread over every

@@ -1,10 +1,10 @@
 //! Helpers more than one test file uses.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 use std::time::{Duration, Instant};
 
-use steerfeed_core::storage::Storage;
+use steerfeed_core::storage::{SharedPools, Storage};
 use steerfeed_core::{UserId, VideoId};
 use steerfeed_shared::SharedStore;
 
@@ -23,5 +23,35 @@ pub fn catch_up_until_seen(s: &SharedStore, user: &UserId, want: &[VideoId]) {
             "the page never reached this mirror: {user} has seen {seen:?}"
         );
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// [`SharedPools::keep_pool`], waiting for the store's answer.
+pub trait KeepAnswered {
+    /// True when kept, false when the stamp had moved.
+    fn keep_answered(
+        &self,
+        user: &UserId,
+        stamp: u64,
+        pool: &[u8],
+        ttl_s: u64,
+    ) -> steerfeed_core::Result<bool>;
+}
+
+impl<T: SharedPools + ?Sized> KeepAnswered for T {
+    fn keep_answered(
+        &self,
+        user: &UserId,
+        stamp: u64,
+        pool: &[u8],
+        ttl_s: u64,
+    ) -> steerfeed_core::Result<bool> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let done = Box::new(move |outcome| {
+            let _ = tx.send(outcome);
+        });
+        self.keep_pool(user, stamp, pool, ttl_s, done)?;
+        rx.recv_timeout(Duration::from_secs(30))
+            .expect("the store answers the keep")
     }
 }
