@@ -379,16 +379,16 @@ fn page_two_on_a_third_replica_comes_from_the_pool_page_one_left_minus_a_deletio
         let (first, cursor) = page(rs[first_on].port, viewer, 5, None);
         assert_eq!(first.len(), 5, "{viewer}");
         // Page 1's pool reaches Redis, counted in `/metrics` once Redis answers the keep
-        // (which page 1 did not wait for).
+        // (which page 1 did not wait for; an earlier page's keep may be counted
+        // meanwhile, so at least one more). Page 2 below comes from it.
         let start = std::time::Instant::now();
-        while kept_pools(rs[first_on].port) < kept + 1 {
+        while kept_pools(rs[first_on].port) <= kept {
             assert!(
                 start.elapsed() < std::time::Duration::from_secs(30),
                 "{viewer}: page 1's pool never counted as kept"
             );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        assert_eq!(kept_pools(rs[first_on].port), kept + 1, "{viewer}");
         let cursor = cursor.expect("a next page");
         // A third of the videos page 1 did not show go (each viewer's own third).
         let shown: HashSet<&String> = first.iter().collect();

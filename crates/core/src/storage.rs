@@ -463,7 +463,8 @@ pub trait SharedPools: Send + Sync {
     /// answer, which `done` is given once it comes (true: kept; `done` may run on
     /// another thread, and not at all when the store closes first). The keep is on its
     /// way first: a take this store starts after the call returns reaches the store
-    /// after it. `Err`: nothing was sent, and `done` is dropped.
+    /// after it, as far as the store's connection keeps its calls in order (a store
+    /// says when it may not). `Err`: nothing was sent, and `done` is dropped.
     fn keep_pool(
         &self,
         user: &UserId,

@@ -2802,9 +2802,12 @@ impl Storage for SharedStore {
             .collect::<Result<Vec<_>>>()?;
         match self.publish("events", Some(batch_id(events)), entries)? {
             Some(Outcome::Events(r)) => r,
-            Some(Outcome::Other) => Err(Error::internal(
-                "event log",
-                "a batch's outcome was not a batch's",
+            // Another kind of message of this process's under the batch's number: the
+            // stream numbered the batch again, having lost acknowledged messages.
+            Some(Outcome::Other) => Err(self.fell_behind(
+                "the stream acknowledged a batch under the number of another message this \
+                 process's mirror had applied: it lost acknowledged messages"
+                    .into(),
             )),
             // A retry of a batch the stream already holds: every event is a duplicate.
             None => Ok((
@@ -3033,8 +3036,12 @@ impl SharedPools for SharedStore {
     }
 
     /// The keep's commands are handed to the Redis connection before this returns, which
-    /// sends every call's in order: this process's next take of the person finds the pool.
-    /// Redis's answer is waited for by a task of the store's runtime.
+    /// sends every call's in order: this process's next take of the person finds the
+    /// pool. Not so while the connection is being made again (the calls waiting for it
+    /// go in any order), nor always on a Redis Cluster, whose client may retry a call
+    /// (a slot moved): the take then finds no pool, and the page is ranked afresh.
+    /// Redis's answer is waited for by a task of the store's runtime; a keep that times
+    /// out is told as failed, though Redis may still keep it.
     fn keep_pool(
         &self,
         user: &UserId,

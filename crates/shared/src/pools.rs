@@ -117,21 +117,6 @@ impl Taken {
     }
 }
 
-/// The keep script over `keys` (the pool, the stamp, the staged pool).
-fn keep_invocation<'a>(
-    script: &'a redis::Script,
-    keys: &[String; 3],
-    stamp: u64,
-    ttl_s: u64,
-) -> redis::ScriptInvocation<'a> {
-    let mut inv = script.prepare_invoke();
-    for k in keys {
-        inv.key(k);
-    }
-    inv.arg(stamp).arg(ttl_s);
-    inv
-}
-
 /// The position `at` records for `stamp` (see the module doc).
 fn moved_at(stamp: u64, at: Option<&str>) -> Option<(u64, u64)> {
     if stamp == 0 {
@@ -146,7 +131,6 @@ fn moved_at(stamp: u64, at: Option<&str>) -> Option<(u64, u64)> {
 
 /// The pool scripts, and what names this process's staging keys.
 pub(crate) struct Pools {
-    keep: redis::Script,
     forget: redis::Script,
     /// Unique to this process (its id and start), so two processes' keeps of one person
     /// never stage under one key.
@@ -161,7 +145,6 @@ impl Pools {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         Pools {
-            keep: redis::Script::new(KEEP),
             forget: redis::Script::new(FORGET),
             nonce: format!("{}.{started:x}", std::process::id()),
             next: std::sync::atomic::AtomicU64::new(0),
@@ -212,28 +195,23 @@ impl Pools {
     ) -> impl std::future::Future<Output = Result<bool>> + Send + 'static {
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let staged = c.key(user, &format!("pool_in:{}.{n}", self.nonce));
-        let keys = [c.key(user, KEYS[0]), c.key(user, KEYS[1]), staged];
-        let ttl_s = ttl_s.max(1);
-        let script = self.keep.clone();
         let mut p = redis::pipe();
-        p.set_ex(&keys[2], pool, STAGED_S)
+        // The script's text, not its digest: a server that lost its scripts (restarted,
+        // failed over) runs it all the same, in this one round trip, so the keep stays
+        // ahead of any later call of this process's.
+        p.set_ex(&staged, pool, STAGED_S)
             .ignore()
-            .invoke_script(&keep_invocation(&script, &keys, stamp, ttl_s));
+            .cmd("EVAL")
+            .arg(KEEP)
+            .arg(3)
+            .arg(c.key(user, KEYS[0]))
+            .arg(c.key(user, KEYS[1]))
+            .arg(&staged)
+            .arg(stamp)
+            .arg(ttl_s.max(1));
         let conn = c.conn();
         async move {
-            let kept: i64 = match conn.pipe::<(i64,)>(&p).await {
-                Ok((k,)) => k,
-                // Not loaded on this server yet (or since its restart): loaded and run
-                // again, the pool still staged.
-                Err(e)
-                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-                {
-                    conn.run(&keep_invocation(&script, &keys, stamp, ttl_s))
-                        .await
-                        .map_err(crate::counters::redis_error)?
-                }
-                Err(e) => return Err(crate::counters::redis_error(e)),
-            };
+            let (kept,): (i64,) = conn.pipe(&p).await.map_err(crate::counters::redis_error)?;
             Ok(kept == 1)
         }
     }

@@ -137,7 +137,7 @@ fn a_pool_kept_on_one_replica_is_taken_once_on_another() {
 }
 
 #[test]
-fn a_keep_after_the_server_lost_its_scripts_loads_them_and_keeps() {
+fn a_keep_after_the_server_lost_its_scripts_keeps_ahead_of_the_next_take() {
     let servers = Servers::shared().expect("test servers");
     let ns = Servers::namespace("pf");
     let a = store(servers, &ns);
@@ -148,16 +148,20 @@ fn a_keep_after_the_server_lost_its_scripts_loads_them_and_keeps() {
     let client = redis::Client::open(servers.redis_url.as_str()).unwrap();
     let mut c = client.get_connection().unwrap();
     let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut c).unwrap();
-    assert!(pools(&a).keep_answered(&u, stamp, b"second", 60).unwrap());
+    // The next take, sent before the keep is answered, still finds the pool.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let done = Box::new(move |outcome| tx.send(outcome).unwrap());
+    pools(&a).keep_pool(&u, stamp, b"second", 60, done).unwrap();
     assert_eq!(
         pools(&a).take_pool(&u).unwrap().unwrap(),
         (Some(stamp), Some(b"second".to_vec()))
     );
+    assert!(rx.recv().unwrap().unwrap());
     pools(&a).forget_pool(&u).unwrap();
     let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut c).unwrap();
     assert!(
         !pools(&a).keep_answered(&u, stamp, b"stale", 60).unwrap(),
-        "a reloaded script still checks the stamp"
+        "after the flush, the keep still checks the stamp"
     );
     let staged: Vec<String> = redis::cmd("KEYS")
         .arg(format!("sf:{ns}:*:pool_in:*"))
