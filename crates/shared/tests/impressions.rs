@@ -272,18 +272,8 @@ fn with_stream<T>(
     ns: &str,
     f: impl AsyncFnOnce(async_nats::jetstream::Context, async_nats::jetstream::stream::Stream) -> T,
 ) -> T {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let js = async_nats::jetstream::new(async_nats::connect(&servers.nats_url).await.unwrap());
-        let stream = js
-            .get_stream(format!("STEERFEED-IMPRESSIONS-{}", ns.to_ascii_uppercase()))
-            .await
-            .unwrap();
-        f(js, stream).await
-    })
+    let name = format!("STEERFEED-IMPRESSIONS-{}", ns.to_ascii_uppercase());
+    common::with_stream(servers, &name, f)
 }
 
 #[test]

@@ -266,26 +266,7 @@ fn a_redis_down_or_hanging_costs_a_feed_its_pool_and_not_its_catch_up() {
 #[test]
 fn a_catch_up_waits_for_acknowledged_batches_and_not_for_others_pages() {
     let mut own = OwnServers::start().unwrap();
-    let mut opts = SharedOptions::new(
-        &own.servers.postgres_url,
-        &own.servers.nats_url,
-        &own.servers.redis_url,
-        "pages",
-        StoreOptions::with_dim(DIM),
-    );
-    opts.timeout = Duration::from_secs(2);
-    let a = SharedStore::open(opts.clone()).unwrap();
-    let b = SharedStore::open(opts).unwrap();
-    for id in ["viewer", "creator"] {
-        a.upsert_user(&adult(id)).unwrap();
-    }
-    let raw: Vec<f32> = (0..DIM).map(|i| i as f32 + 1.0).collect();
-    a.upsert_videos(&[Video {
-        embedding: Some(Embedding::new("embedding", &raw, DIM).unwrap()),
-        ..Video::new(vid("v"), uid("creator"), Timestamp::now(), 10.0)
-    }])
-    .unwrap();
-    b.catch_up().unwrap();
+    let (a, b) = two_with_a_video(&own.servers, "pages");
     let page = [vid("v9")];
     b.record_page(
         &uid("viewer"),
@@ -377,6 +358,13 @@ fn a_process_does_not_start_on_a_stream_that_lost_acknowledged_batches() {
 /// video, `b` caught up.
 fn two_on(ns: &str) -> (SharedStore, SharedStore, &'static Servers) {
     let servers = Servers::shared().unwrap();
+    let (a, b) = two_with_a_video(servers, ns);
+    (a, b, servers)
+}
+
+/// Two processes on `ns` of `servers` (calls time out after 2 s), with a viewer, a
+/// creator and their video, `b` caught up.
+fn two_with_a_video(servers: &Servers, ns: &str) -> (SharedStore, SharedStore) {
     let mut opts = SharedOptions::new(
         &servers.postgres_url,
         &servers.nats_url,
@@ -397,7 +385,7 @@ fn two_on(ns: &str) -> (SharedStore, SharedStore, &'static Servers) {
     }])
     .unwrap();
     b.catch_up().unwrap();
-    (a, b, servers)
+    (a, b)
 }
 
 /// Runs `f` with the event stream of namespace `ns`.
@@ -406,16 +394,8 @@ fn with_event_stream<T>(
     ns: &str,
     f: impl AsyncFnOnce(async_nats::jetstream::Context, async_nats::jetstream::stream::Stream) -> T,
 ) -> T {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let js = async_nats::jetstream::new(async_nats::connect(&servers.nats_url).await.unwrap());
-        let name = format!("STEERFEED_{}", ns.to_ascii_uppercase());
-        let stream = js.get_stream(name).await.unwrap();
-        f(js, stream).await
-    })
+    let name = format!("STEERFEED_{}", ns.to_ascii_uppercase());
+    common::with_stream(servers, &name, f)
 }
 
 fn record(s: &SharedStore, videos: &[VideoId]) {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use steerfeed_core::storage::{SharedPools, Storage};
 use steerfeed_core::{UserId, VideoId};
 use steerfeed_shared::SharedStore;
+use steerfeed_shared::servers::Servers;
 
 /// Catches `s` up until `user`'s seen videos are `want`: another process's page reaches a
 /// mirror as its consumer delivers it, which no catch-up waits for. Fails after 30 s.
@@ -54,4 +55,22 @@ impl<T: SharedPools + ?Sized> KeepAnswered for T {
         rx.recv_timeout(Duration::from_secs(30))
             .expect("the store answers the keep")
     }
+}
+
+/// Runs `f` with the stream `name` of the test servers, through a client of the test's
+/// own.
+pub fn with_stream<T>(
+    servers: &Servers,
+    name: &str,
+    f: impl AsyncFnOnce(async_nats::jetstream::Context, async_nats::jetstream::stream::Stream) -> T,
+) -> T {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(&servers.nats_url).await.unwrap());
+        let stream = js.get_stream(name).await.unwrap();
+        f(js, stream).await
+    })
 }
