@@ -166,6 +166,9 @@ const DELIVERED_PER_CALL: u64 = 256;
 /// How often, at most, a catch-up with nothing acknowledged to wait for makes a lost
 /// stream consumer anew.
 const REOPEN_EVERY: Duration = Duration::from_secs(1);
+/// How often a catch-up asks whether the stream is still the one this process started
+/// on (its ordered consumer would go on at its sequence on a stream made anew).
+const STREAM_CHECK_EVERY: Duration = Duration::from_secs(10);
 /// How long, at most, a catch-up spends applying what its consumer already holds past
 /// the heads (or making a lost consumer anew).
 const DELIVERED_WITHIN: Duration = Duration::from_millis(100);
@@ -312,6 +315,8 @@ struct Applier {
     reading: bool,
     /// When a catch-up last made a lost consumer anew without waiting for a message.
     reopened: Option<std::time::Instant>,
+    /// When a catch-up last asked whether the stream was made anew.
+    checked: Option<std::time::Instant>,
     /// The latest relation writes applied, to order the two logs' (`relations`).
     recent: relations::Recent,
 }
@@ -381,6 +386,9 @@ pub struct SharedStore {
     next_write: AtomicU64,
     js: jetstream::Context,
     stream: jetstream::stream::Stream,
+    /// When the stream was made, as it said at the start: a stream made anew since (a
+    /// loss of acknowledged messages) stops this process.
+    stream_created: async_nats::datetime::DateTime,
     subject: String,
     schema: String,
     origin: String,
@@ -755,6 +763,7 @@ impl SharedStore {
             queued: std::sync::Mutex::new(Vec::new()),
             next_write: AtomicU64::new(0),
             js,
+            stream_created: stream.cached_info().created,
             stream,
             subject,
             schema,
@@ -781,6 +790,7 @@ impl SharedStore {
                 fresh: false,
                 reading: false,
                 reopened: None,
+                checked: None,
                 recent,
             }),
             diverged: AtomicBool::new(false),
@@ -887,14 +897,22 @@ impl SharedStore {
     }
 
     /// The sequence of the stream's first message (one past its last when it is empty).
+    /// A stream made anew since this process started stops it: the messages it applied
+    /// are gone, and the new ones are numbered as if they followed them.
     async fn first_message(&self) -> Result<u64> {
         let mut stream = self.stream.clone();
-        Ok(self
+        let info = self
             .bounded("nats stream", stream.info())
             .await?
-            .map_err(|e| unavailable("nats stream", e))?
-            .state
-            .first_sequence)
+            .map_err(|e| unavailable("nats stream", e))?;
+        if info.created != self.stream_created {
+            return Err(self.fell_behind(
+                "the stream was made anew since this process started: it lost acknowledged \
+                 messages"
+                    .into(),
+            ));
+        }
+        Ok(info.state.first_sequence)
     }
 
     /// The oldest version the change log holds (`None`: it holds none).
@@ -1989,6 +2007,14 @@ impl SharedStore {
         if a.reading {
             a.messages = None;
             a.reading = false;
+        }
+        if a.checked.is_none_or(|t| t.elapsed() >= STREAM_CHECK_EVERY) {
+            a.checked = Some(std::time::Instant::now());
+            // A stream made anew stops the process there; a NATS that cannot answer
+            // now is asked again next time.
+            if let Err(e) = self.first_message().await {
+                tracing::debug!(error = %e, "whether the stream was made anew is not known");
+            }
         }
         if a.messages.is_none() {
             if a.reopened.is_some_and(|t| t.elapsed() < REOPEN_EVERY) {

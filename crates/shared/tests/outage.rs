@@ -469,7 +469,7 @@ fn messages_deleted_from_the_stream_under_a_running_process_stop_it() {
 }
 
 #[test]
-fn a_stream_made_anew_under_a_running_process_stops_it_at_its_next_ingest() {
+fn a_stream_made_anew_under_a_running_process_stops_it() {
     let ns = Servers::namespace("renumbered");
     let (a, b, servers) = two_on(&ns);
     a.ingest_events(&[view("first")]).unwrap();
@@ -491,6 +491,23 @@ fn a_stream_made_anew_under_a_running_process_stops_it_at_its_next_ingest() {
         2,
         "the third batch is not counted"
     );
+    // `b`, which ingests nothing, finds out at a catch-up within seconds.
+    let start = std::time::Instant::now();
+    let stopped = loop {
+        match b.catch_up() {
+            Ok(()) => {
+                assert!(
+                    start.elapsed() < Duration::from_secs(60),
+                    "b never noticed the stream made anew"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(stopped.class(), ErrorClass::Unavailable, "{stopped}");
+    assert!(b.cut_off());
+    assert_stopped(&b);
     // Nor does a process start on it: the head names the second batch.
     drop(b);
     let mut opts = SharedOptions::new(
