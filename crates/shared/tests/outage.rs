@@ -411,6 +411,24 @@ fn record(s: &SharedStore, videos: &[VideoId]) {
     s.flush().unwrap();
 }
 
+/// Catches `s` up until a catch-up fails (within 60 s, else `never`), then checks the
+/// process stopped: cut off, and 503 to every call.
+fn catch_up_until_stopped(s: &SharedStore, never: &str) {
+    let start = std::time::Instant::now();
+    let stopped = loop {
+        match s.catch_up() {
+            Ok(()) => {
+                assert!(start.elapsed() < Duration::from_secs(60), "{never}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(stopped.class(), ErrorClass::Unavailable, "{stopped}");
+    assert!(s.cut_off());
+    assert_stopped(s);
+}
+
 /// The process answers 503 to every call from now on and says to restart it.
 fn assert_stopped(s: &SharedStore) {
     for (call, result) in [
@@ -443,22 +461,7 @@ fn messages_deleted_from_the_stream_under_a_running_process_stop_it() {
     // `a` holds every acknowledged write, so its catch-ups succeed until its consumer,
     // made anew, delivers the page after the gap: then it stops, rather than serve
     // without the two pages.
-    let start = std::time::Instant::now();
-    let stopped = loop {
-        match a.catch_up() {
-            Ok(()) => {
-                assert!(
-                    start.elapsed() < Duration::from_secs(30),
-                    "a never met the gap"
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(e) => break e,
-        }
-    };
-    assert_eq!(stopped.class(), ErrorClass::Unavailable, "{stopped}");
-    assert!(a.cut_off());
-    assert_stopped(&a);
+    catch_up_until_stopped(&a, "a never met the gap");
     let seen: Vec<VideoId> = a
         .seen(&uid("viewer"))
         .unwrap()
@@ -492,22 +495,7 @@ fn a_stream_made_anew_under_a_running_process_stops_it() {
         "the third batch is not counted"
     );
     // `b`, which ingests nothing, finds out at a catch-up within seconds.
-    let start = std::time::Instant::now();
-    let stopped = loop {
-        match b.catch_up() {
-            Ok(()) => {
-                assert!(
-                    start.elapsed() < Duration::from_secs(60),
-                    "b never noticed the stream made anew"
-                );
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Err(e) => break e,
-        }
-    };
-    assert_eq!(stopped.class(), ErrorClass::Unavailable, "{stopped}");
-    assert!(b.cut_off());
-    assert_stopped(&b);
+    catch_up_until_stopped(&b, "b never noticed the stream made anew");
     // Nor does a process start on it: the head names the second batch.
     drop(b);
     let mut opts = SharedOptions::new(
